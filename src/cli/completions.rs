@@ -1,0 +1,19 @@
+//! `qw completions SHELL`.
+
+use clap::{Args, CommandFactory};
+
+use super::{Cli, CmdResult, Ctx};
+
+/// Arguments of `qw completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    pub shell: clap_complete::Shell,
+}
+
+/// Run `qw completions`.
+pub fn run(_ctx: &Ctx, args: CompletionsArgs) -> CmdResult {
+    let mut cmd = Cli::command();
+    clap_complete::generate(args.shell, &mut cmd, "qw", &mut std::io::stdout());
+    Ok(0)
+}

@@ -1,0 +1,213 @@
+//! `qw exec`: run a program as a supervised process tree (CONTRACT §2).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{CliError, CmdResult, Ctx};
+use crate::exec::{self, Cancel, ExecReport, ExecSpec, Output, Program};
+use crate::exit;
+
+/// Arguments of `qw exec`.
+#[derive(Debug, Args)]
+#[command(after_long_help = "\
+Exit status: the program's own code; 124 if it timed out (or stalled); 125 if qw failed
+or was misused; 126 if the program could not be executed; 127 if it was not found;
+128+N if it died of signal N.
+
+Example:
+  qw exec --timeout 600 --grace 5 -- claude -p \"fix the build\" --output-format json")]
+pub struct ExecArgs {
+    /// Time limit in seconds (decimals allowed). Without it, no limit.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub timeout: Option<Duration>,
+    /// Seconds between SIGTERM and SIGKILL.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "5")]
+    pub grace: Duration,
+    /// End the run if it writes nothing and uses no CPU for this many seconds.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub stall_timeout: Option<Duration>,
+    /// Working directory for the program.
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Wait for resource admission before starting (impact: low, normal or high).
+    #[arg(long, value_name = "IMPACT", num_args = 0..=1, default_missing_value = "normal",
+          require_equals = true)]
+    pub admit: Option<String>,
+    /// Do not record this run in the project's state.
+    #[arg(long)]
+    pub no_record: bool,
+    /// Do not sweep orphaned runs of this project first.
+    #[arg(long, hide = true)]
+    pub no_sweep: bool,
+    /// Write the JSON report to this file (used by qw's own executor).
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub report_file: Option<PathBuf>,
+    /// Append the program's stdout to this file instead of inheriting it.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub stdout_file: Option<PathBuf>,
+    /// Append the program's stderr to this file instead of inheriting it.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub stderr_file: Option<PathBuf>,
+    /// Use this run id as the cookie.
+    #[arg(long, hide = true, value_name = "ID")]
+    pub run_id: Option<String>,
+    /// Extra environment variable for the program (NAME=VALUE).
+    #[arg(long, hide = true, value_name = "NAME=VALUE")]
+    pub env: Vec<OsString>,
+    /// The program and its arguments (never run through a shell).
+    #[arg(last = true, required = true, value_name = "PROGRAM")]
+    pub argv: Vec<OsString>,
+}
+
+/// Parse a non-negative, finite number of seconds (`1`, `0.5`, `2.25`).
+pub fn parse_secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("`{s}` must be a non-negative number of seconds"));
+    }
+    Duration::try_from_secs_f64(v).map_err(|_| format!("`{s}` is too large"))
+}
+
+/// Run `qw exec`.
+pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
+    let program = Program::argv(args.argv.iter().cloned()).ok_or_else(|| {
+        CliError::usage("no program given; usage: qw exec [OPTIONS] -- PROGRAM [ARGS...]")
+    })?;
+    if let Some(dir) = &args.cwd
+        && !dir.is_dir()
+    {
+        return Err(CliError::usage(format!(
+            "--cwd `{}` is not a directory",
+            dir.display()
+        )));
+    }
+    let mut env = Vec::new();
+    for pair in &args.env {
+        let text = pair.to_string_lossy();
+        let Some((k, v)) = text.split_once('=') else {
+            return Err(CliError::usage(format!("--env `{text}` is not NAME=VALUE")));
+        };
+        env.push((OsString::from(k), OsString::from(v)));
+    }
+    let in_project = ctx.project.exists();
+    if in_project && !args.no_sweep {
+        report_sweep(&exec::sweep::sweep(
+            Some(ctx.project.root()),
+            exec::DEFAULT_GRACE,
+        ));
+    }
+
+    let cancel = Cancel::new();
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        let value = usize::try_from(sig).unwrap_or(15);
+        signal_hook::flag::register_usize(sig, cancel.cell(), value).map_err(|e| {
+            CliError::with_code(
+                exit::EXEC_FAILED,
+                format!("cannot install signal handlers: {e}"),
+            )
+        })?;
+    }
+
+    let spec = ExecSpec {
+        program,
+        cwd: args.cwd.clone(),
+        env,
+        stdout: args
+            .stdout_file
+            .clone()
+            .map_or(Output::Inherit, Output::File),
+        stderr: args
+            .stderr_file
+            .clone()
+            .map_or(Output::Inherit, Output::File),
+        null_stdin: false,
+        timeout: args.timeout,
+        grace: args.grace,
+        stall_timeout: args.stall_timeout,
+        run_id: args.run_id.clone(),
+        project: in_project.then(|| ctx.project.root().to_path_buf()),
+    };
+    let report = exec::supervisor::supervise(&spec, &cancel)
+        .map_err(|e| CliError::with_code(exit::EXEC_FAILED, e.to_string()))?;
+    explain(&report, &spec, ctx.global.quiet);
+
+    if let Some(path) = &args.report_file {
+        let json = serde_json::to_vec(&report)
+            .map_err(|e| CliError::with_code(exit::EXEC_FAILED, e.to_string()))?;
+        crate::fs::write_durable(path, &json)
+            .map_err(|e| CliError::with_code(exit::EXEC_FAILED, e.to_string()))?;
+    }
+    if ctx.global.json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    }
+    Ok(report.exit_code)
+}
+
+/// Tell the user on stderr what happened besides the program's own output.
+fn explain(report: &ExecReport, spec: &ExecSpec, quiet: bool) {
+    if let Some(err) = &report.spawn_error {
+        eprintln!("qw: error: {err}");
+        return;
+    }
+    if quiet {
+        return;
+    }
+    let how = if report.escalated_to_kill {
+        "SIGTERM, then SIGKILL after the grace"
+    } else {
+        "SIGTERM"
+    };
+    if report.timed_out {
+        let limit = spec.timeout.map(|t| t.as_secs_f64()).unwrap_or_default();
+        eprintln!("qw: timed out after {limit}s; ended the process tree with {how}");
+    } else if report.stalled {
+        let limit = spec
+            .stall_timeout
+            .map(|t| t.as_secs_f64())
+            .unwrap_or_default();
+        eprintln!(
+            "qw: no output and no CPU use for {limit}s (stalled); ended the process tree with {how}"
+        );
+    } else if let Some(sig) = report.interrupted_by {
+        eprintln!("qw: received signal {sig}; forwarded it to the process tree");
+    }
+    if !report.leftovers.is_empty() {
+        let list: Vec<String> = report
+            .leftovers
+            .iter()
+            .map(|l| format!("{} ({})", l.pid, l.command))
+            .collect();
+        eprintln!(
+            "qw: warning: the program left {} process(es) running; terminated them: {}",
+            report.leftovers.len(),
+            list.join(", ")
+        );
+    }
+}
+
+/// Warn about orphans an automatic sweep ended.
+pub fn report_sweep(report: &exec::sweep::SweepReport) {
+    if report.killed.is_empty() {
+        return;
+    }
+    let list: Vec<String> = report
+        .killed
+        .iter()
+        .map(|l| format!("{} ({})", l.pid, l.command))
+        .collect();
+    eprintln!(
+        "qw: warning: ended {} process(es) orphaned by a qw that was killed: {}",
+        report.killed.len(),
+        list.join(", ")
+    );
+}

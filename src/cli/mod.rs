@@ -1,0 +1,259 @@
+//! Command-line interface: argument definitions (clap derive) and one file per subcommand.
+//!
+//! Each subcommand file owns its `Args` and a `run` function that turns them into calls on
+//! the library modules. Nothing here prints except through the returned result or the
+//! subcommand's own report; `main.rs` maps [`CliError`] to an exit code.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::exit;
+use crate::logging::Verbosity;
+use crate::project::Project;
+
+pub mod completions;
+pub mod consume;
+pub mod dashboard;
+pub mod dev_mode;
+pub mod exec;
+pub mod init;
+pub mod offline_agent;
+pub mod resources;
+pub mod spec;
+pub mod state_backup;
+pub mod status;
+pub mod sweep;
+pub mod workflow;
+pub mod workflow_reset;
+pub mod worktrees;
+
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    success
+  1    the work failed (a task or workflow failed, a check found a problem)
+  2    bad input or usage (unknown flag, invalid name, corrupt settings)
+  3    workflow paused (usage limit or budget reached); resume with `qw workflow-continue`
+  `qw exec` instead follows GNU timeout: the child's own code, 124 timed out,
+  125 qw failed or was misused, 126 not executable, 127 not found, 128+N killed by signal N.";
+
+/// qw — run AI coding agents through a spec-driven workflow, safely.
+#[derive(Debug, Parser)]
+#[command(name = "qw", version, about, after_long_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    /// Options that apply to every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options that apply to every command.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Project directory (default: nearest ancestor holding `.claude/`, else the current directory).
+    #[arg(short = 'C', long = "project", global = true, value_name = "DIR")]
+    pub project: Option<PathBuf>,
+    /// Machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More diagnostics on stderr (repeat for debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+impl GlobalArgs {
+    /// The terminal verbosity these flags ask for.
+    pub fn verbosity(&self) -> Verbosity {
+        match (self.quiet, self.verbose) {
+            (true, _) => Verbosity::Quiet,
+            (false, 0) => Verbosity::Normal,
+            (false, 1) => Verbosity::Verbose,
+            _ => Verbosity::Debug,
+        }
+    }
+}
+
+/// Every subcommand. Names match the original system's slash commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a program as a supervised process tree with a timeout (like GNU timeout, but nothing survives).
+    Exec(exec::ExecArgs),
+    /// End process trees orphaned by a `qw` that was killed.
+    Sweep(sweep::SweepArgs),
+    /// Create, list, restore or clean backups of the unified state.
+    StateBackup(state_backup::StateBackupArgs),
+    /// Reset a spec's workflow (soft: task states; hard: generated documents too).
+    WorkflowReset(workflow_reset::WorkflowResetArgs),
+    /// Show resource probes, admission limits, slots in use and decisions.
+    Resources(resources::ResourcesArgs),
+    /// Scaffold `.claude/` (steering templates, settings, slash commands).
+    Init(init::InitArgs),
+    /// Create a new spec.
+    SpecCreate(spec::SpecCreateArgs),
+    /// List specs.
+    SpecList(spec::SpecListArgs),
+    /// Show one spec's (or every spec's) phase and tasks.
+    SpecStatus(spec::SpecStatusArgs),
+    /// Show the whole project's workflow status.
+    Status(status::StatusArgs),
+    /// Run a spec's whole workflow: requirements, design, tasks, implementation, validation, report.
+    WorkflowAuto(workflow::WorkflowAutoArgs),
+    /// Resume a workflow; completed tasks are never run again.
+    WorkflowContinue(workflow::WorkflowContinueArgs),
+    /// Turn development mode on or off, or show it.
+    DevMode(dev_mode::DevModeArgs),
+    /// Hand qw the next command to run (writes `.claude/next_command.txt`).
+    Suggest(consume::SuggestArgs),
+    /// Validate and run the suggested next command.
+    Consume(consume::ConsumeArgs),
+    /// Serve a live local web dashboard.
+    Dashboard(dashboard::DashboardArgs),
+    /// List or prune task worktrees under `.claude/worktrees/`.
+    Worktrees(worktrees::WorktreesArgs),
+    /// Print shell completions.
+    Completions(completions::CompletionsArgs),
+    /// Internal: the built-in offline agent (run as a child process by the workflow).
+    #[command(hide = true)]
+    OfflineAgent(offline_agent::OfflineAgentArgs),
+}
+
+/// Everything a subcommand needs besides its own arguments.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// Global flags.
+    pub global: GlobalArgs,
+    /// The project (discovered or given with `-C`).
+    pub project: Project,
+}
+
+impl Ctx {
+    /// Build the context from the global flags.
+    pub fn new(global: GlobalArgs) -> Result<Ctx, CliError> {
+        let project = match &global.project {
+            Some(dir) => {
+                if !dir.is_dir() {
+                    return Err(CliError::usage(format!(
+                        "project directory `{}` does not exist",
+                        dir.display()
+                    )));
+                }
+                Project::discover(dir)
+            }
+            None => {
+                let cwd = std::env::current_dir().map_err(|e| {
+                    CliError::failed(format!("cannot read the current directory: {e}"))
+                })?;
+                Project::discover(&cwd)
+            }
+        };
+        Ok(Ctx { global, project })
+    }
+}
+
+/// A failure to report to the user: message, optional hints, exit code.
+#[derive(Debug)]
+pub struct CliError {
+    /// The process exit code.
+    pub code: i32,
+    /// One line naming what failed and where.
+    pub message: String,
+    /// Suggestions for the next step, printed as `hint:` lines.
+    pub hints: Vec<String>,
+}
+
+impl CliError {
+    /// Bad input or usage (exit 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        CliError {
+            code: exit::USAGE,
+            message: message.into(),
+            hints: Vec::new(),
+        }
+    }
+    /// The work failed (exit 1).
+    pub fn failed(message: impl Into<String>) -> Self {
+        CliError {
+            code: exit::FAILED,
+            message: message.into(),
+            hints: Vec::new(),
+        }
+    }
+    /// Any exit code.
+    pub fn with_code(code: i32, message: impl Into<String>) -> Self {
+        CliError {
+            code,
+            message: message.into(),
+            hints: Vec::new(),
+        }
+    }
+    /// Add a `hint:` line.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hints.push(hint.into());
+        self
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+impl From<crate::names::NameError> for CliError {
+    fn from(e: crate::names::NameError) -> Self {
+        CliError::usage(e.to_string())
+    }
+}
+
+impl From<crate::settings::SettingsError> for CliError {
+    fn from(e: crate::settings::SettingsError) -> Self {
+        match e {
+            crate::settings::SettingsError::Io(_) => CliError::failed(e.to_string()),
+            _ => CliError::usage(e.to_string()),
+        }
+    }
+}
+
+/// What a subcommand returns: the exit code on success paths (0, or 1 for "ran but found
+/// a problem"), or an error to print.
+pub type CmdResult = Result<i32, CliError>;
+
+/// Run the parsed command line.
+pub fn run(cli: Cli) -> CmdResult {
+    let ctx = Ctx::new(cli.global)?;
+    match cli.command {
+        Command::Exec(a) => exec::run(&ctx, a),
+        Command::Sweep(a) => sweep::run(&ctx, a),
+        Command::StateBackup(a) => state_backup::run(&ctx, a),
+        Command::WorkflowReset(a) => workflow_reset::run(&ctx, a),
+        Command::Resources(a) => resources::run(&ctx, a),
+        Command::Init(a) => init::run(&ctx, a),
+        Command::SpecCreate(a) => spec::run_create(&ctx, a),
+        Command::SpecList(a) => spec::run_list(&ctx, a),
+        Command::SpecStatus(a) => spec::run_status(&ctx, a),
+        Command::Status(a) => status::run(&ctx, a),
+        Command::WorkflowAuto(a) => workflow::run_auto(&ctx, a),
+        Command::WorkflowContinue(a) => workflow::run_continue(&ctx, a),
+        Command::DevMode(a) => dev_mode::run(&ctx, a),
+        Command::Suggest(a) => consume::run_suggest(&ctx, a),
+        Command::Consume(a) => consume::run_consume(&ctx, a),
+        Command::Dashboard(a) => dashboard::run(&ctx, a),
+        Command::Worktrees(a) => worktrees::run(&ctx, a),
+        Command::Completions(a) => completions::run(&ctx, a),
+        Command::OfflineAgent(a) => offline_agent::run(&ctx, a),
+    }
+}
+
+/// Placeholder for a command whose capability has not landed yet: says so plainly and fails.
+pub(crate) fn not_built(what: &str) -> CmdResult {
+    Err(CliError::failed(format!(
+        "`qw {what}` is not available in this build yet"
+    )))
+}

@@ -1,0 +1,123 @@
+//! [`LocalExecutor`]: each job is supervised by its own `qw exec` child process.
+//!
+//! Why a child and not a thread: the supervisor must be a child subreaper and reap with
+//! `waitpid(-1)`, which only works when it owns the process. One supervisor per job also
+//! keeps jobs isolated: a job that misbehaves cannot disturb another job's bookkeeping.
+//! The supervisor runs in its own process group, so a Ctrl-C at the terminal reaches only
+//! the caller, which forwards it through [`Cancel`].
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::{Cancel, ExecError, ExecReport, ExecSpec, Executor, Output};
+
+/// Runs jobs on this machine through `qw exec` supervisor processes.
+#[derive(Debug, Clone)]
+pub struct LocalExecutor {
+    qw: PathBuf,
+}
+
+impl LocalExecutor {
+    /// Use the given `qw` binary as the supervisor.
+    pub fn new(qw: impl Into<PathBuf>) -> LocalExecutor {
+        LocalExecutor { qw: qw.into() }
+    }
+
+    /// Use the running executable (which must be `qw`).
+    pub fn current() -> std::io::Result<LocalExecutor> {
+        Ok(LocalExecutor::new(std::env::current_exe()?))
+    }
+
+    fn command(&self, spec: &ExecSpec, report: &Path) -> Command {
+        let mut c = Command::new(&self.qw);
+        if let Some(project) = &spec.project {
+            c.arg("-C").arg(project);
+        }
+        c.arg("--quiet")
+            .arg("exec")
+            .arg("--no-record")
+            .arg("--no-sweep");
+        c.arg("--report-file").arg(report);
+        c.arg("--grace").arg(secs(spec.grace));
+        if let Some(t) = spec.timeout {
+            c.arg("--timeout").arg(secs(t));
+        }
+        if let Some(t) = spec.stall_timeout {
+            c.arg("--stall-timeout").arg(secs(t));
+        }
+        if let Some(dir) = &spec.cwd {
+            c.arg("--cwd").arg(dir);
+        }
+        for (flag, out) in [
+            ("--stdout-file", &spec.stdout),
+            ("--stderr-file", &spec.stderr),
+        ] {
+            if let Output::File(p) = out {
+                c.arg(flag).arg(p);
+            }
+        }
+        if matches!(spec.stdout, Output::Null) {
+            c.stdout(Stdio::null());
+        }
+        if matches!(spec.stderr, Output::Null) {
+            c.stderr(Stdio::null());
+        }
+        if spec.null_stdin {
+            c.stdin(Stdio::null());
+        }
+        if let Some(id) = &spec.run_id {
+            c.arg("--run-id").arg(id);
+        }
+        for (k, v) in &spec.env {
+            let mut pair = OsString::from(k);
+            pair.push("=");
+            pair.push(v);
+            c.arg("--env").arg(pair);
+        }
+        c.arg("--");
+        c.args(spec.program.to_argv());
+        c.process_group(0);
+        c
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64())
+}
+
+impl Executor for LocalExecutor {
+    fn run(&self, spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, ExecError> {
+        let dir = tempfile::tempdir()?;
+        let report_path = dir.path().join("report.json");
+        let mut child = self.command(spec, &report_path).spawn().map_err(|e| {
+            ExecError::Supervisor(format!("cannot start `{}`: {e}", self.qw.display()))
+        })?;
+        let pid = Pid::from_raw(child.id() as i32);
+        let mut poll = Duration::from_millis(1);
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if let Some(sig) = cancel.take() {
+                let sig = Signal::try_from(sig).unwrap_or(Signal::SIGTERM);
+                let _ = kill(pid, sig);
+            }
+            std::thread::sleep(poll);
+            poll = (poll * 2).min(Duration::from_millis(20));
+        };
+        let text = crate::fs::read_to_string(&report_path).map_err(|e| {
+            ExecError::Supervisor(format!(
+                "supervisor exited with {status} and no report: {e}"
+            ))
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            ExecError::Supervisor(format!("unreadable report from the supervisor: {e}"))
+        })
+    }
+}

@@ -1,0 +1,248 @@
+//! Running agent processes so that they can never outlive their limits.
+//!
+//! Owns: process trees, signals, timeouts, stall detection and the orphan sweep.
+//! Must not: know about specs, tasks or the state file — callers record results.
+//!
+//! Two layers:
+//! - [`supervisor::supervise`] runs one program *in this process* as a supervised tree
+//!   (child subreaper, run cookie, TERM → grace → KILL). It reaps with `waitpid(-1)`, so a
+//!   process that uses it must not run other children at the same time; `qw exec` is
+//!   exactly such a process.
+//! - [`Executor`] is the trait callers use. [`LocalExecutor`] runs each job through a
+//!   `qw exec` child process, so many jobs can be supervised at once from one workflow
+//!   and each supervisor has the subreaper role to itself. Other backends (Windows Job
+//!   Objects, Kubernetes Jobs) implement the same trait.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub mod cookie;
+mod local;
+#[cfg(target_os = "linux")]
+pub mod procs;
+pub mod supervisor;
+pub mod sweep;
+mod tree;
+
+pub use cookie::RunId;
+pub use local::LocalExecutor;
+
+/// What to run: an argv, or — only when a user explicitly wrote one — a shell command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// A program and its arguments, executed directly (no shell).
+    Exec {
+        /// The program (looked up in `PATH` if it has no `/`).
+        program: OsString,
+        /// Its arguments.
+        args: Vec<OsString>,
+    },
+    /// A shell command the user wrote, run visibly as `sh -c COMMAND`.
+    Shell(String),
+}
+
+impl Program {
+    /// An argv program; the first element is the program.
+    pub fn argv<I, S>(argv: I) -> Option<Program>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let mut it = argv.into_iter().map(Into::into);
+        let program = it.next()?;
+        Some(Program::Exec {
+            program,
+            args: it.collect(),
+        })
+    }
+
+    /// The argv that will actually be executed.
+    pub fn to_argv(&self) -> Vec<OsString> {
+        match self {
+            Program::Exec { program, args } => std::iter::once(program.clone())
+                .chain(args.iter().cloned())
+                .collect(),
+            Program::Shell(cmd) => vec!["sh".into(), "-c".into(), cmd.into()],
+        }
+    }
+
+    /// A readable one-line rendering (for logs and the state's `recent_commands`).
+    pub fn display(&self) -> String {
+        match self {
+            Program::Shell(cmd) => format!("sh -c {}", shell_words::quote(cmd)),
+            Program::Exec { .. } => {
+                let words: Vec<String> = self
+                    .to_argv()
+                    .iter()
+                    .map(|w| w.to_string_lossy().into_owned())
+                    .collect();
+                shell_words::join(words)
+            }
+        }
+    }
+}
+
+/// Where a child's output goes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Output {
+    /// Share qw's own stdout/stderr.
+    #[default]
+    Inherit,
+    /// Discard.
+    Null,
+    /// Append to a file (created if missing). Captured to a file rather than a pipe, so
+    /// a reader never truncates it and a held pipe never blocks qw.
+    File(PathBuf),
+}
+
+/// Everything needed to run one supervised job.
+#[derive(Debug, Clone)]
+pub struct ExecSpec {
+    /// What to run.
+    pub program: Program,
+    /// Working directory (default: inherited).
+    pub cwd: Option<PathBuf>,
+    /// Extra environment variables.
+    pub env: Vec<(OsString, OsString)>,
+    /// Where stdout goes.
+    pub stdout: Output,
+    /// Where stderr goes.
+    pub stderr: Output,
+    /// Connect stdin to /dev/null instead of inheriting it.
+    pub null_stdin: bool,
+    /// Wall-clock limit (None: none).
+    pub timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// End the run if it writes no output and uses no CPU for this long.
+    pub stall_timeout: Option<Duration>,
+    /// Run id to use (default: a fresh one owned by the supervisor).
+    pub run_id: Option<String>,
+    /// Project root, exported as `QW_PROJECT` so automatic sweeps stay inside a project.
+    pub project: Option<PathBuf>,
+}
+
+/// Default grace between SIGTERM and SIGKILL (the original system's).
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
+impl ExecSpec {
+    /// A spec with defaults: inherit stdio, no timeout, 5 s grace.
+    pub fn new(program: Program) -> ExecSpec {
+        ExecSpec {
+            program,
+            cwd: None,
+            env: Vec::new(),
+            stdout: Output::Inherit,
+            stderr: Output::Inherit,
+            null_stdin: false,
+            timeout: None,
+            grace: DEFAULT_GRACE,
+            stall_timeout: None,
+            run_id: None,
+            project: None,
+        }
+    }
+}
+
+/// A process that was still alive when its run ended and had to be terminated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leftover {
+    /// Its pid.
+    pub pid: i32,
+    /// Its command line.
+    pub command: String,
+}
+
+/// How a supervised run ended. Serialized as `qw exec --json` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecReport {
+    /// The exit code `qw exec` returns (GNU timeout conventions).
+    pub exit_code: i32,
+    /// The signal that ended the direct child, if any.
+    pub signal: Option<i32>,
+    /// The wall-clock limit was reached.
+    pub timed_out: bool,
+    /// The run was ended because it was silent and idle for the stall timeout.
+    #[serde(default)]
+    pub stalled: bool,
+    /// A signal sent to qw (SIGINT, SIGTERM, SIGHUP) ended the run; its number.
+    #[serde(default)]
+    pub interrupted_by: Option<i32>,
+    /// Some process survived SIGTERM past the grace and got SIGKILL.
+    pub escalated_to_kill: bool,
+    /// Wall-clock duration of the run in milliseconds.
+    pub duration_ms: u64,
+    /// How many leftover processes (alive after the direct child ended) were terminated.
+    pub leftovers_killed: usize,
+    /// The leftovers, with their command lines.
+    #[serde(default)]
+    pub leftovers: Vec<Leftover>,
+    /// The program could not be started: why.
+    #[serde(default)]
+    pub spawn_error: Option<String>,
+    /// The run's cookie.
+    pub run_id: String,
+    /// Time spent waiting for resource admission before starting, in milliseconds.
+    #[serde(default)]
+    pub admission_wait_ms: u64,
+}
+
+/// Failures of the executor itself (not of the program it ran).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// A required file or pipe could not be set up.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The supervising process failed or reported nonsense.
+    #[error("the supervisor failed: {0}")]
+    Supervisor(String),
+}
+
+/// A shared flag through which a caller asks a run to stop: holds the signal to forward
+/// (0 = none). A second request escalates to SIGKILL at once.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel {
+    signal: Arc<AtomicUsize>,
+}
+
+impl Cancel {
+    /// A token nobody has triggered.
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+    /// Ask the run to stop by forwarding `signal` to its tree.
+    pub fn request(&self, signal: i32) {
+        self.signal
+            .store(usize::try_from(signal).unwrap_or(0), Ordering::SeqCst);
+    }
+    /// The pending signal, if any.
+    pub fn pending(&self) -> Option<i32> {
+        match self.signal.load(Ordering::SeqCst) {
+            0 => None,
+            s => i32::try_from(s).ok(),
+        }
+    }
+    /// Clear and return the pending signal.
+    pub fn take(&self) -> Option<i32> {
+        match self.signal.swap(0, Ordering::SeqCst) {
+            0 => None,
+            s => i32::try_from(s).ok(),
+        }
+    }
+    /// The shared cell, for `signal_hook::flag::register_usize`.
+    pub fn cell(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.signal)
+    }
+}
+
+/// Runs jobs as supervised process trees. Implementations must guarantee that when `run`
+/// returns, no process of the job is left alive.
+pub trait Executor: Send + Sync {
+    /// Run one job to completion (or timeout, stall, cancellation) and report how it ended.
+    fn run(&self, spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, ExecError>;
+}

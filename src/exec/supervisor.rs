@@ -1,0 +1,286 @@
+//! Supervise one program in *this* process: the engine behind `qw exec`.
+//!
+//! The supervisor becomes a child subreaper (Linux), starts the program in a new process
+//! group with the run cookie in its environment, and polls: the child's exit, pending
+//! signals (forwarded to the tree), the timeout and the stall watchdog. It reaps with
+//! `waitpid(-1)`, so the calling process must not run other children concurrently.
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::cookie::{COOKIE_VAR, PROJECT_VAR, RunId};
+use super::tree::{Ending, Tree};
+use super::{Cancel, ExecError, ExecReport, ExecSpec, Output};
+use crate::exit;
+
+/// How the direct child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChildEnd {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// Run `spec` to completion and report. Never leaves a process of the run alive.
+pub fn supervise(spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, ExecError> {
+    let started = Instant::now();
+    become_subreaper();
+    let run_id = spec
+        .run_id
+        .clone()
+        .unwrap_or_else(|| RunId::new_for_self().to_string());
+    let mut report = ExecReport {
+        exit_code: 0,
+        signal: None,
+        timed_out: false,
+        stalled: false,
+        interrupted_by: None,
+        escalated_to_kill: false,
+        duration_ms: 0,
+        leftovers_killed: 0,
+        leftovers: Vec::new(),
+        spawn_error: None,
+        run_id: run_id.clone(),
+        admission_wait_ms: 0,
+    };
+
+    let mut command = build_command(spec, &run_id)?;
+    let child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            report.exit_code = match e.kind() {
+                io::ErrorKind::NotFound => exit::EXEC_NOT_FOUND,
+                _ => exit::EXEC_NOT_EXECUTABLE,
+            };
+            let program = spec.program.to_argv()[0].to_string_lossy().into_owned();
+            report.spawn_error = Some(format!("cannot run `{program}`: {e}"));
+            report.duration_ms = millis(started.elapsed());
+            return Ok(report);
+        }
+    };
+    let child_pid = child.id() as i32;
+    // `child` is never waited on through std: we reap with waitpid(-1) ourselves.
+    drop(child);
+
+    let tree = Tree {
+        supervisor: std::process::id() as i32,
+        child: child_pid,
+        cookie: run_id,
+    };
+    let deadline = spec.timeout.map(|t| started + t);
+    let mut end: Option<ChildEnd> = None;
+    let mut watchdog = spec.stall_timeout.map(|limit| Watchdog::new(limit, spec));
+    let mut poll = Duration::from_millis(1);
+
+    // Phase 1: wait for the child, a signal, the deadline or a stall.
+    let ending: Option<Ending> = loop {
+        reap(child_pid, &mut end);
+        if end.is_some() {
+            break None;
+        }
+        if let Some(sig) = cancel.take() {
+            report.interrupted_by = Some(sig);
+            let first = Signal::try_from(sig).unwrap_or(Signal::SIGTERM);
+            break Some(
+                tree.terminate(first, spec.grace, cancel, &mut || reap(child_pid, &mut end)),
+            );
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            report.timed_out = true;
+            break Some(
+                tree.terminate(Signal::SIGTERM, spec.grace, cancel, &mut || {
+                    reap(child_pid, &mut end)
+                }),
+            );
+        }
+        if let Some(w) = watchdog.as_mut()
+            && w.stalled(&tree)
+        {
+            report.stalled = true;
+            break Some(
+                tree.terminate(Signal::SIGTERM, spec.grace, cancel, &mut || {
+                    reap(child_pid, &mut end)
+                }),
+            );
+        }
+        std::thread::sleep(poll);
+        poll = (poll * 2).min(Duration::from_millis(20));
+    };
+
+    match ending {
+        Some(ending) => {
+            report.escalated_to_kill = ending.escalated;
+        }
+        None => {
+            // Phase 2: the child exited by itself; end whatever it left behind.
+            if has_leftovers(&tree) {
+                let ending = tree.terminate(Signal::SIGTERM, spec.grace, cancel, &mut || {
+                    reap(child_pid, &mut end)
+                });
+                report.escalated_to_kill = ending.escalated;
+                report.leftovers_killed = ending.signalled.len();
+                report.leftovers = ending.signalled;
+            }
+        }
+    }
+    // The child is dead by now; collect its status if the loops above did not.
+    while end.is_none() {
+        match waitpid(Pid::from_raw(child_pid), None) {
+            Ok(status) => record(status, child_pid, &mut end),
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    reap(child_pid, &mut end);
+
+    report.signal = match end {
+        Some(ChildEnd::Signaled(s)) => Some(s),
+        _ => None,
+    };
+    report.exit_code = if report.timed_out || report.stalled {
+        exit::EXEC_TIMED_OUT
+    } else {
+        match end {
+            Some(ChildEnd::Exited(code)) => code,
+            Some(ChildEnd::Signaled(s)) => exit::EXEC_SIGNAL_BASE + s,
+            None => exit::EXEC_FAILED,
+        }
+    };
+    report.duration_ms = millis(started.elapsed());
+    Ok(report)
+}
+
+fn build_command(spec: &ExecSpec, run_id: &str) -> Result<Command, ExecError> {
+    let argv = spec.program.to_argv();
+    let mut command = Command::new(&argv[0]);
+    command.args(&argv[1..]);
+    command.process_group(0);
+    command.env(COOKIE_VAR, run_id);
+    if let Some(project) = &spec.project {
+        command.env(PROJECT_VAR, project);
+    }
+    for (k, v) in &spec.env {
+        command.env(k, v);
+    }
+    if let Some(cwd) = &spec.cwd {
+        command.current_dir(cwd);
+    }
+    if spec.null_stdin {
+        command.stdin(Stdio::null());
+    }
+    command.stdout(stdio_for(&spec.stdout)?);
+    command.stderr(stdio_for(&spec.stderr)?);
+    Ok(command)
+}
+
+fn stdio_for(out: &Output) -> Result<Stdio, ExecError> {
+    Ok(match out {
+        Output::Inherit => Stdio::inherit(),
+        Output::Null => Stdio::null(),
+        Output::File(path) => {
+            let file = crate::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
+            Stdio::from(file.into_parts().0)
+        }
+    })
+}
+
+#[cfg(target_os = "linux")]
+fn become_subreaper() {
+    // Orphaned descendants (setsid, double fork) are re-parented to us instead of init,
+    // so they stay in the tree we scan. Failure only weakens tracking to the cookie.
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::warn!("cannot become a child subreaper ({e}); tracking by cookie only");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn become_subreaper() {}
+
+/// Collect every exited child without blocking; remember the direct child's status.
+fn reap(child: i32, end: &mut Option<ChildEnd>) {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(status) => record(status, child, end),
+        }
+    }
+}
+
+fn record(status: WaitStatus, child: i32, end: &mut Option<ChildEnd>) {
+    match status {
+        WaitStatus::Exited(pid, code) if pid.as_raw() == child => {
+            *end = Some(ChildEnd::Exited(code));
+        }
+        WaitStatus::Signaled(pid, sig, _) if pid.as_raw() == child => {
+            *end = Some(ChildEnd::Signaled(sig as i32));
+        }
+        _ => {}
+    }
+}
+
+/// Are any processes of the run still alive after the direct child exited?
+fn has_leftovers(tree: &Tree) -> bool {
+    !tree.members().is_empty()
+}
+
+/// Ends a run that writes nothing and uses no CPU for `limit`.
+struct Watchdog {
+    limit: Duration,
+    files: Vec<std::path::PathBuf>,
+    last_sample: (u64, u64),
+    last_activity: Instant,
+    next_check: Instant,
+}
+
+impl Watchdog {
+    fn new(limit: Duration, spec: &ExecSpec) -> Watchdog {
+        let files = [&spec.stdout, &spec.stderr]
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::File(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        Watchdog {
+            limit,
+            files,
+            last_sample: (u64::MAX, u64::MAX),
+            last_activity: Instant::now(),
+            next_check: Instant::now(),
+        }
+    }
+
+    fn stalled(&mut self, tree: &Tree) -> bool {
+        let now = Instant::now();
+        if now < self.next_check {
+            return false;
+        }
+        self.next_check = now + (self.limit / 4).min(Duration::from_millis(500));
+        let bytes: u64 = self
+            .files
+            .iter()
+            .filter_map(|p| p.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        let cpu: u64 = tree.members().iter().map(|m| m.cpu_ticks).sum();
+        if (bytes, cpu) != self.last_sample {
+            self.last_sample = (bytes, cpu);
+            self.last_activity = now;
+            return false;
+        }
+        now.duration_since(self.last_activity) >= self.limit
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,23 @@
+//! Documented exit codes, as constants (nextest's `exit_codes.rs` pattern).
+//!
+//! `qw exec` follows GNU `timeout`; every other command uses 0/1/2/3.
+
+/// The command did what was asked.
+pub const SUCCESS: i32 = 0;
+/// The work failed: a task or workflow failed, or a check found a problem.
+pub const FAILED: i32 = 1;
+/// Bad input or usage: unknown flag, invalid name, corrupt settings the command will not touch.
+pub const USAGE: i32 = 2;
+/// The workflow is paused (usage limit reached or budget exhausted) and can be resumed.
+pub const PAUSED: i32 = 3;
+
+/// `qw exec`: the command timed out (or stalled).
+pub const EXEC_TIMED_OUT: i32 = 124;
+/// `qw exec`: qw itself failed or was misused (never collides with the child's own 2).
+pub const EXEC_FAILED: i32 = 125;
+/// `qw exec`: the program was found but could not be executed.
+pub const EXEC_NOT_EXECUTABLE: i32 = 126;
+/// `qw exec`: the program was not found.
+pub const EXEC_NOT_FOUND: i32 = 127;
+/// `qw exec`: the child died of signal N → 128 + N.
+pub const EXEC_SIGNAL_BASE: i32 = 128;

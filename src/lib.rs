@@ -1,0 +1,21 @@
+//! Quantumwala (`qw`): a dependable runner for spec-driven AI coding agent workflows.
+//!
+//! The binary in `src/main.rs` only parses arguments and maps errors to exit codes;
+//! everything else lives here so it can be tested without spawning `qw`.
+//! See `docs/ARCHITECTURE.md` for the data flow between the modules.
+
+pub mod admission;
+pub mod agent;
+pub mod cli;
+pub mod dashboard;
+pub mod exec;
+pub mod exit;
+pub mod fs;
+pub mod logging;
+pub mod names;
+pub mod project;
+pub mod settings;
+pub mod spec;
+pub mod state;
+pub mod validate;
+pub mod workflow;

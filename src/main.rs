@@ -1,0 +1,49 @@
+//! The `qw` binary: parse arguments, run the command, map errors to exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use quantumwala::cli::{self, Cli, Command};
+use quantumwala::exit;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // `qw exec` misuse exits 125 like GNU timeout, so it never collides with the
+            // child's own exit code 2; everything else uses 2 for usage errors.
+            let is_exec = std::env::args_os().skip(1).any(|a| a == "exec");
+            let code = match err.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    exit::SUCCESS
+                }
+                _ if is_exec => exit::EXEC_FAILED,
+                _ => exit::USAGE,
+            };
+            let _ = err.print();
+            return to_exit_code(code);
+        }
+    };
+    quantumwala::logging::init(cli.global.verbosity());
+    let is_exec = matches!(cli.command, Command::Exec(_));
+    match cli::run(cli) {
+        Ok(code) => to_exit_code(code),
+        Err(e) => {
+            eprintln!("qw: error: {}", e.message);
+            for hint in &e.hints {
+                eprintln!("  hint: {hint}");
+            }
+            // Usage errors of `qw exec` are 125, as GNU timeout's.
+            let code = if is_exec && e.code == exit::USAGE {
+                exit::EXEC_FAILED
+            } else {
+                e.code
+            };
+            to_exit_code(code)
+        }
+    }
+}
+
+fn to_exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}

@@ -1,0 +1,118 @@
+//! Where a project lives and where qw keeps its files inside `.claude/`.
+//!
+//! Only paths are computed here; no file is read or written.
+
+use std::path::{Path, PathBuf};
+
+/// A project: a directory that holds (or will hold) `.claude/`.
+#[derive(Debug, Clone)]
+pub struct Project {
+    root: PathBuf,
+}
+
+impl Project {
+    /// Use `dir` as the project root as it is.
+    pub fn at(dir: impl Into<PathBuf>) -> Self {
+        Project { root: dir.into() }
+    }
+
+    /// The nearest ancestor of `start` (inclusive) that holds `.claude/`, else `start`.
+    pub fn discover(start: &Path) -> Self {
+        let start = std::path::absolute(start).unwrap_or_else(|_| start.to_path_buf());
+        let found = start
+            .ancestors()
+            .find(|dir| dir.join(".claude").is_dir())
+            .map(Path::to_path_buf);
+        Project {
+            root: found.unwrap_or(start),
+        }
+    }
+
+    /// True when `.claude/` exists, i.e. this is a qw/Claude Code project.
+    pub fn exists(&self) -> bool {
+        self.claude_dir().is_dir()
+    }
+
+    /// The project root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// `.claude/`
+    pub fn claude_dir(&self) -> PathBuf {
+        self.root.join(".claude")
+    }
+    /// `.claude/unified_state.json`
+    pub fn state_file(&self) -> PathBuf {
+        self.claude_dir().join("unified_state.json")
+    }
+    /// `.claude/unified_state.json.lock`, the cross-process write lock.
+    pub fn state_lock_file(&self) -> PathBuf {
+        self.claude_dir().join("unified_state.json.lock")
+    }
+    /// `.claude/backups/state/`
+    pub fn state_backups_dir(&self) -> PathBuf {
+        self.claude_dir().join("backups").join("state")
+    }
+    /// `.claude/backups/workflows/`
+    pub fn workflow_backups_dir(&self) -> PathBuf {
+        self.claude_dir().join("backups").join("workflows")
+    }
+    /// `.claude/settings.local.json`
+    pub fn settings_file(&self) -> PathBuf {
+        self.claude_dir().join("settings.local.json")
+    }
+    /// `.claude/specs/`
+    pub fn specs_dir(&self) -> PathBuf {
+        self.claude_dir().join("specs")
+    }
+    /// `.claude/specs/NAME/` (the name must already be validated).
+    pub fn spec_dir(&self, name: &str) -> PathBuf {
+        self.specs_dir().join(name)
+    }
+    /// `.claude/steering/`
+    pub fn steering_dir(&self) -> PathBuf {
+        self.claude_dir().join("steering")
+    }
+    /// `.claude/commands/` (Claude Code slash commands).
+    pub fn commands_dir(&self) -> PathBuf {
+        self.claude_dir().join("commands")
+    }
+    /// `.claude/logs/`
+    pub fn logs_dir(&self) -> PathBuf {
+        self.claude_dir().join("logs")
+    }
+    /// `.claude/runs/` (one folder per agent run, with captured output).
+    pub fn runs_dir(&self) -> PathBuf {
+        self.claude_dir().join("runs")
+    }
+    /// `.claude/worktrees/` (one git worktree per running parallel task).
+    pub fn worktrees_dir(&self) -> PathBuf {
+        self.claude_dir().join("worktrees")
+    }
+    /// `.claude/next_command.txt`
+    pub fn next_command_file(&self) -> PathBuf {
+        self.claude_dir().join("next_command.txt")
+    }
+    /// `.claude/next_command.failed.txt`
+    pub fn next_command_failed_file(&self) -> PathBuf {
+        self.claude_dir().join("next_command.failed.txt")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovers_nearest_ancestor_with_claude_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("proj");
+        let deep = root.join("a").join("b");
+        crate::fs::create_dir_all(root.join(".claude")).unwrap();
+        crate::fs::create_dir_all(&deep).unwrap();
+        assert_eq!(Project::discover(&deep).root(), root);
+        let other = dir.path().join("elsewhere");
+        crate::fs::create_dir_all(&other).unwrap();
+        assert_eq!(Project::discover(&other).root(), other);
+    }
+}

@@ -1,0 +1,1 @@
+//! workflow (to be built).

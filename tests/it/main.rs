@@ -1,0 +1,7 @@
+//! Integration tests: one binary (links once), one module per capability.
+
+// Tests may panic on setup failures and use std::fs directly.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+mod exec;
+mod support;

@@ -1,0 +1,168 @@
+//! Test scaffolding: a temporary project, the `qw` binary, fake programs, process checks.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Path of the `qw` binary under test.
+pub fn qw_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_qw"))
+}
+
+/// A temporary project directory (with `.claude/` unless made `bare`).
+pub struct TestProject {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestProject {
+    /// A project with an empty `.claude/`.
+    pub fn new() -> TestProject {
+        let p = TestProject::bare();
+        std::fs::create_dir_all(p.path().join(".claude")).unwrap();
+        p
+    }
+
+    /// A plain directory, no `.claude/`.
+    pub fn bare() -> TestProject {
+        TestProject {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn claude(&self) -> PathBuf {
+        self.path().join(".claude")
+    }
+
+    /// `qw -C <project> ARGS…`, ready to run.
+    pub fn qw(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(qw_bin());
+        c.arg("-C").arg(self.path()).args(args);
+        c.env("QW_RUNTIME_DIR", self.path().join(".qw-runtime"));
+        c.env_remove("QW_RUN_ID");
+        c
+    }
+
+    /// Run `qw` to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.qw(args).output().unwrap()
+    }
+
+    /// Write a file relative to the project root (parents created).
+    pub fn write(&self, rel: &str, contents: &str) -> PathBuf {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, contents).unwrap();
+        p
+    }
+
+    /// Write an executable script relative to the project root.
+    pub fn script(&self, rel: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.write(rel, body);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap()
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The last line of stdout parsed as JSON.
+pub fn last_json(o: &Output) -> serde_json::Value {
+    let out = stdout(o);
+    let line = out.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+/// Pids of live (non-zombie) processes whose environment holds `NAME=value`.
+pub fn pids_with_env(name: &str, value: &str) -> Vec<i32> {
+    let needle = format!("{name}={value}");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.trim().chars().next());
+        if matches!(state, Some('Z') | Some('X') | None) {
+            continue;
+        }
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Live processes carrying the run cookie.
+pub fn cookie_pids(run_id: &str) -> Vec<i32> {
+    pids_with_env("QW_RUN_ID", run_id)
+}
+
+/// A unique marker for a test, put in the environment of everything it starts so the
+/// test can find (and clean up) its processes without killing by name.
+pub fn marker() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "qwtest-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Kills every process carrying the marker when dropped (cleanup even if a test fails).
+pub struct MarkerGuard(pub String);
+
+impl Drop for MarkerGuard {
+    fn drop(&mut self) {
+        for pid in pids_with_env("QW_TEST_MARKER", &self.0) {
+            unsafe_kill(pid, 9);
+        }
+    }
+}
+
+/// Send a signal with the `kill` command (tests avoid unsafe code).
+pub fn unsafe_kill(pid: i32, sig: i32) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// Poll `cond` until true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
