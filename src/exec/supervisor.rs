@@ -76,7 +76,7 @@ pub fn supervise(spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, ExecErr
     let deadline = spec.timeout.map(|t| started + t);
     let mut end: Option<ChildEnd> = None;
     let mut watchdog = spec.stall_timeout.map(|limit| Watchdog::new(limit, spec));
-    let mut poll = Duration::from_millis(1);
+    let wakeup = Wakeup::new();
 
     // Phase 1: wait for the child, a signal, the deadline or a stall.
     let ending: Option<Ending> = loop {
@@ -109,8 +109,7 @@ pub fn supervise(spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, ExecErr
                 }),
             );
         }
-        std::thread::sleep(poll);
-        poll = (poll * 2).min(Duration::from_millis(20));
+        wakeup.wait(Duration::from_millis(20));
     };
 
     match ending {
@@ -197,8 +196,9 @@ fn stdio_for(out: &Output) -> Result<Stdio, ExecError> {
 fn become_subreaper() {
     // Orphaned descendants (setsid, double fork) are re-parented to us instead of init,
     // so they stay in the tree we scan. Failure only weakens tracking to the cookie.
-    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
-        tracing::warn!("cannot become a child subreaper ({e}); tracking by cookie only");
+    match nix::sys::prctl::set_child_subreaper(true) {
+        Ok(()) => SUBREAPER.store(true, std::sync::atomic::Ordering::Relaxed),
+        Err(e) => tracing::warn!("cannot become a child subreaper ({e}); tracking by cookie only"),
     }
 }
 
@@ -229,7 +229,75 @@ fn record(status: WaitStatus, child: i32, end: &mut Option<ChildEnd>) {
 
 /// Are any processes of the run still alive after the direct child exited?
 fn has_leftovers(tree: &Tree) -> bool {
+    // Fast path: as a subreaper we are the parent of every descendant that outlived its own
+    // parent, so with no children left the only possible members would be cookie carriers
+    // outside our subtree, which cannot arise while we are alive.
+    #[cfg(target_os = "linux")]
+    if matches!(
+        waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)),
+        Err(Errno::ECHILD)
+    ) && SUBREAPER.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return false;
+    }
     !tree.members().is_empty()
+}
+
+/// Whether `become_subreaper` succeeded (the fast path above relies on it).
+static SUBREAPER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Wakes the supervision loop as soon as a child exits or a signal arrives, instead of
+/// sleeping a fixed interval: SIGCHLD (and the forwarded signals) write to a socket pair.
+struct Wakeup {
+    reader: Option<std::os::unix::net::UnixStream>,
+    ids: Vec<signal_hook::SigId>,
+}
+
+impl Wakeup {
+    fn new() -> Wakeup {
+        let Ok((reader, writer)) = std::os::unix::net::UnixStream::pair() else {
+            return Wakeup { reader: None, ids: Vec::new() };
+        };
+        let _ = reader.set_nonblocking(true);
+        let _ = writer.set_nonblocking(true);
+        let mut ids = Vec::new();
+        for sig in [
+            signal_hook::consts::SIGCHLD,
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGHUP,
+        ] {
+            if let Ok(w) = writer.try_clone()
+                && let Ok(id) = signal_hook::low_level::pipe::register(sig, w)
+            {
+                ids.push(id);
+            }
+        }
+        Wakeup { reader: Some(reader), ids }
+    }
+
+    /// Block until a registered signal arrives or `max` passes.
+    fn wait(&self, max: Duration) {
+        use std::io::Read;
+        use std::os::fd::AsFd;
+        let Some(reader) = &self.reader else {
+            std::thread::sleep(max);
+            return;
+        };
+        let ms = u16::try_from(max.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [nix::poll::PollFd::new(reader.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+        let mut buf = [0u8; 64];
+        while matches!((&*reader).read(&mut buf), Ok(n) if n > 0) {}
+    }
+}
+
+impl Drop for Wakeup {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
 }
 
 /// Ends a run that writes nothing and uses no CPU for `limit`.
