@@ -36,6 +36,14 @@ pub enum TasksError {
         /// The line as written.
         text: String,
     },
+    /// A task's checkbox holds a mark other than ` `, `x` or `X`.
+    #[error("line {line}: unknown checkbox mark in `{text}`; use `[ ]` (to do) or `[x]` (done)")]
+    BadCheckbox {
+        /// 1-based line.
+        line: usize,
+        /// The line as written.
+        text: String,
+    },
     /// Two tasks share an id.
     #[error(
         "line {line}: duplicate task id `{id}` (first used on line {first_line}); give each task its own id"
@@ -166,7 +174,8 @@ struct CheckboxLine<'a> {
     indent: usize,
     /// Offset of the checkbox character within the line.
     box_at: usize,
-    checked: bool,
+    /// `None` for a mark other than ` `, `x`, `X` (e.g. `[~]`).
+    checked: Option<bool>,
     rest: &'a str,
 }
 
@@ -200,8 +209,9 @@ fn parse_checkbox(line: &str) -> Option<CheckboxLine<'_>> {
         return None;
     }
     let checked = match b[1] {
-        b' ' => false,
-        b'x' | b'X' => true,
+        b' ' => Some(false),
+        b'x' | b'X' => Some(true),
+        c if c.is_ascii_graphic() => None,
         _ => return None,
     };
     let rest = &body[3..];
@@ -319,7 +329,19 @@ impl TaskList {
                 continue;
             }
             if let Some(cb) = parse_checkbox(line) {
-                match split_id(cb.rest) {
+                let split = split_id(cb.rest);
+                let checked = match (cb.checked, split) {
+                    (Some(c), _) => c,
+                    (None, Some(_)) => {
+                        return Err(TasksError::BadCheckbox {
+                            line: line_no,
+                            text: trimmed.to_owned(),
+                        });
+                    }
+                    // `[~] words`: not a checkbox qw knows; treat it as text.
+                    (None, None) => false,
+                };
+                match split.filter(|_| cb.checked.is_some()) {
                     Some((id, title)) => {
                         while open.last().is_some_and(|(i, _)| *i >= cb.indent) {
                             open.pop();
@@ -339,7 +361,7 @@ impl TaskList {
                             id: id.to_owned(),
                             title: title.to_owned(),
                             line: line_no,
-                            checked: cb.checked,
+                            checked,
                             depends: Vec::new(),
                             verify: None,
                             requirements: Vec::new(),
@@ -354,6 +376,7 @@ impl TaskList {
                     None => match current {
                         // An unnumbered checklist inside a task is part of its details.
                         Some(c) if cb.indent > tasks[c].indent => {}
+                        _ if cb.checked.is_none() => {}
                         _ => {
                             return Err(TasksError::MissingId {
                                 line: line_no,
@@ -850,6 +873,8 @@ mod tests {
             "- [ ] 1. A\n  - _Depends: 3_\n- [ ] 2. B\n  - _Depends: 1_\n- [ ] 3. C\n  - _Depends: 2_\n",
         );
         assert!(e.contains("cycle 1 → 3 → 2 → 1"), "{e}");
+        let e = err("- [ ] 1. A\n- [~] 2. B\n");
+        assert!(e.contains("line 2") && e.contains("checkbox mark"), "{e}");
         let e = err("- [ ] Unnumbered\n");
         assert!(
             e.contains("line 1") && e.contains("without a task id"),
