@@ -157,6 +157,63 @@ pub struct Task {
     indent: usize,
 }
 
+impl Task {
+    /// A new unchecked task, for writing a tasks.md with [`render`].
+    pub fn new(id: impl Into<String>, title: impl Into<String>) -> Task {
+        Task {
+            id: id.into(),
+            title: title.into(),
+            line: 0,
+            checked: false,
+            depends: Vec::new(),
+            verify: None,
+            requirements: Vec::new(),
+            leverage: None,
+            details: Vec::new(),
+            checkbox_offset: 0,
+            indent: 0,
+        }
+    }
+}
+
+/// Write tasks in the canonical format (`- [ ] 2.1. Title`, two spaces of indentation per
+/// id level, metadata as sub-bullets). `TaskList::parse` reads it back field for field,
+/// provided the ids are valid and unique.
+pub fn render(tasks: &[Task]) -> String {
+    let mut out = String::new();
+    for t in tasks {
+        let indent = "  ".repeat(t.id.matches('.').count());
+        let mark = if t.checked { 'x' } else { ' ' };
+        let title = if t.title.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", t.title)
+        };
+        out.push_str(&format!("{indent}- [{mark}] {}.{title}\n", t.id));
+        let sub = format!("{indent}  - ");
+        for d in &t.details {
+            out.push_str(&format!("{sub}{d}\n"));
+        }
+        if let Some(l) = &t.leverage {
+            out.push_str(&format!("{sub}_Leverage: {l}_\n"));
+        }
+        if !t.requirements.is_empty() {
+            out.push_str(&format!(
+                "{sub}_Requirements: {}_\n",
+                t.requirements.join(", ")
+            ));
+        }
+        if !t.depends.is_empty() {
+            out.push_str(&format!("{sub}_Depends: {}_\n", t.depends.join(", ")));
+        }
+        if let Some(v) = &t.verify {
+            let fence = if v.contains('`') { "``" } else { "`" };
+            out.push_str(&format!("{sub}_Verify: {fence}{v}{fence}_\n"));
+        }
+    }
+    out
+}
+
 /// A parsed and validated tasks.md.
 #[derive(Debug, Clone)]
 pub struct TaskList {
@@ -386,15 +443,17 @@ impl TaskList {
                     },
                 }
             }
-            let Some(c) = current.filter(|c| indent > tasks[*c].indent) else {
-                // Prose or a heading at the task's level ends the task's details.
+            let content = strip_bullet(trimmed).unwrap_or(trimmed);
+            let meta = parse_meta(content);
+            // Metadata belongs to the task above it even when not indented; other text at
+            // the task's level (prose, a heading) ends the task's details.
+            let Some(c) = current.filter(|c| indent > tasks[*c].indent || meta.is_some()) else {
                 current = None;
                 open.clear();
                 continue;
             };
-            let content = strip_bullet(trimmed).unwrap_or(trimmed);
             let task = &mut tasks[c];
-            match parse_meta(content) {
+            match meta {
                 Some((key, value)) => match key.as_str() {
                     "requirements" | "requirement" => task.requirements.extend(
                         value
@@ -898,6 +957,42 @@ mod tests {
         assert_eq!(l.tasks().len(), 1);
         assert!(l.get("1").unwrap().verify.is_none());
         assert_eq!(l.get("1").unwrap().details.len(), 5);
+    }
+
+    #[test]
+    fn render_round_trips_through_parse() {
+        let mut a = Task::new("1", "Models");
+        a.details = vec!["Write the types".to_owned()];
+        let mut a1 = Task::new("1.1", "Types");
+        a1.requirements = vec!["1.2".to_owned(), "3".to_owned()];
+        a1.leverage = Some("src/model_base.rs".to_owned());
+        a1.verify = Some("grep -q `struct` src/m.rs".to_owned());
+        let mut b = Task::new("10", "Ten");
+        b.depends = vec!["1".to_owned()];
+        b.checked = true;
+        b.verify = Some("true".to_owned());
+        let text = render(&[a.clone(), a1.clone(), b.clone()]);
+        let l = TaskList::parse(&text).unwrap();
+        for want in [&a, &a1, &b] {
+            let got = l.get(&want.id).unwrap();
+            assert_eq!(
+                (&got.title, got.checked, &got.depends, &got.verify),
+                (&want.title, want.checked, &want.depends, &want.verify)
+            );
+            assert_eq!(
+                (&got.requirements, &got.leverage, &got.details),
+                (&want.requirements, &want.leverage, &want.details)
+            );
+        }
+        assert_eq!(l.parent("1.1").unwrap().id, "1");
+    }
+
+    #[test]
+    fn unindented_metadata_still_belongs_to_its_task() {
+        let l =
+            TaskList::parse("- [ ] 1. A\n_Verify: `true`_\n\nSome prose.\n- [ ] 2. B\n").unwrap();
+        assert_eq!(l.get("1").unwrap().verify.as_deref(), Some("true"));
+        assert!(l.get("1").unwrap().details.is_empty());
     }
 
     #[test]
