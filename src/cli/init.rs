@@ -66,5 +66,10 @@ pub fn run(ctx: &Ctx, _args: InitArgs) -> CmdResult {
         report.count(Action::Unchanged),
         report.count(Action::Kept),
     );
+    if !ctx.global.quiet && report.count(Action::Created) > 0 {
+        eprintln!(
+            "next: describe your project in .claude/steering/*.md, then `qw workflow-auto NAME \"DESC\"`"
+        );
+    }
     Ok(0)
 }

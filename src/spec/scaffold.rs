@@ -520,6 +520,25 @@ mod tests {
     }
 
     #[test]
+    fn corrupt_manifest_keeps_every_differing_file_and_warns() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Project::at(dir.path());
+        init(&p).unwrap();
+        let product = p.steering_dir().join("product.md");
+        crate::fs::write(&product, "mine\n").unwrap();
+        crate::fs::write(manifest_path(&p), "{not json").unwrap();
+        let r = init(&p).unwrap();
+        assert_eq!(r.count(Action::Kept), 1);
+        assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+        assert!(r.warnings[0].contains(".qw-init.json"));
+        assert_eq!(crate::fs::read_to_string(&product).unwrap(), "mine\n");
+        // The manifest is valid again and still does not claim the user's file.
+        let r = init(&p).unwrap();
+        assert!(r.warnings.is_empty());
+        assert_eq!(r.count(Action::Kept), 1);
+    }
+
+    #[test]
     fn hash_is_stable() {
         assert_eq!(content_hash(b""), "fnv1a64:cbf29ce484222325");
         assert_eq!(content_hash(b"a"), "fnv1a64:af63dc4c8601ec8c");

@@ -1018,6 +1018,19 @@ mod tests {
     }
 
     #[test]
+    fn tick_file_of_1_1_leaves_1_and_10_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tasks.md");
+        let text = "- [ ] 1. One\n  - [ ] 1.1 A\n  - [ ] 1.2 B\n- [ ] 10. Ten\n";
+        crate::fs::write(&path, text).unwrap();
+        assert_eq!(tick_file(&path, "1.1").unwrap(), ["1.1"]);
+        assert_eq!(
+            crate::fs::read_to_string(&path).unwrap(),
+            "- [ ] 1. One\n  - [x] 1.1 A\n  - [ ] 1.2 B\n- [ ] 10. Ten\n"
+        );
+    }
+
+    #[test]
     fn tick_file_ticks_parents_when_all_children_are_done() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tasks.md");
