@@ -2,13 +2,74 @@
 
 use clap::Args;
 
-use super::{CmdResult, Ctx};
+use super::{CliError, CmdResult, Ctx};
+use crate::spec::scaffold::{self, Action, ScaffoldError};
 
 /// Arguments of `qw init`.
 #[derive(Debug, Args)]
+#[command(after_long_help = "\
+Writes .claude/steering/{product,tech,structure}.md, .claude/specs/, qw's keys in
+.claude/settings.local.json (only missing ones; every other key is kept in place) and
+.claude/commands/*.md slash commands that call `qw`. Safe to re-run: files you edited are
+kept, untouched ones are updated. Each file is reported as created, updated, unchanged or
+kept. A settings file that is not valid JSON stops init (exit 2) before anything is written.")]
 pub struct InitArgs {}
 
+impl From<ScaffoldError> for CliError {
+    fn from(e: ScaffoldError) -> Self {
+        match e {
+            ScaffoldError::Settings(s) => CliError::from(s),
+            ScaffoldError::NotAFile { .. } => CliError::usage(e.to_string()),
+            ScaffoldError::Io(_) => CliError::failed(e.to_string()),
+        }
+    }
+}
+
 /// Run `qw init`.
-pub fn run(_ctx: &Ctx, _args: InitArgs) -> CmdResult {
-    super::not_built("init")
+pub fn run(ctx: &Ctx, _args: InitArgs) -> CmdResult {
+    let report = scaffold::init(&ctx.project)?;
+    for w in &report.warnings {
+        eprintln!("qw: warning: {w}");
+    }
+    if ctx.global.json {
+        let mut v = serde_json::to_value(&report).map_err(|e| CliError::failed(e.to_string()))?;
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert(
+                "project".to_owned(),
+                ctx.project.root().display().to_string().into(),
+            );
+            for a in [
+                Action::Created,
+                Action::Updated,
+                Action::Unchanged,
+                Action::Kept,
+            ] {
+                obj.insert(a.as_str().to_owned(), report.count(a).into());
+            }
+        }
+        println!("{v}");
+        return Ok(0);
+    }
+    if !ctx.global.quiet {
+        for f in &report.files {
+            match &f.note {
+                Some(n) => println!("{:<9} {} ({n})", f.action.as_str(), f.path),
+                None => println!("{:<9} {}", f.action.as_str(), f.path),
+            }
+        }
+    }
+    println!(
+        "qw init in {}: {} created, {} updated, {} unchanged, {} kept",
+        ctx.project.root().display(),
+        report.count(Action::Created),
+        report.count(Action::Updated),
+        report.count(Action::Unchanged),
+        report.count(Action::Kept),
+    );
+    if !ctx.global.quiet && report.count(Action::Created) > 0 {
+        eprintln!(
+            "next: describe your project in .claude/steering/*.md, then `qw workflow-auto NAME \"DESC\"`"
+        );
+    }
+    Ok(0)
 }

@@ -4,4 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 mod exec;
+mod init;
+mod spec;
 mod support;

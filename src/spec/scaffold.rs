@@ -1,0 +1,546 @@
+//! The project scaffold `qw init` writes: steering templates, `specs/`, qw's keys in
+//! `settings.local.json`, and Claude Code slash-command files that call `qw`.
+//!
+//! Re-running is safe. `.claude/.qw-init.json` (the manifest) records a hash of every file
+//! init wrote; a file whose contents no longer match that hash was edited by the user and
+//! is kept as it is. Settings are merged: only missing qw keys are added, every other key
+//! keeps its value and position, and a corrupt file stops init before anything is written.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::project::Project;
+use crate::settings::{Settings, SettingsError};
+
+/// Errors of `qw init`.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaffoldError {
+    /// The settings file is corrupt (nothing was written).
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// A path init must write is not a regular file.
+    #[error("`{path}` is not a regular file; move it away and run `qw init` again")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Reading or writing failed (the message names the path).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// What init did with one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// It did not exist and was written.
+    Created,
+    /// It still held what an earlier init wrote, and the template changed: rewritten.
+    Updated,
+    /// Already as init would write it.
+    Unchanged,
+    /// The user changed it: left alone.
+    Kept,
+}
+
+impl Action {
+    /// The word printed in the report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Created => "created",
+            Action::Updated => "updated",
+            Action::Unchanged => "unchanged",
+            Action::Kept => "kept",
+        }
+    }
+}
+
+/// One line of the init report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileReport {
+    /// Path relative to the project root, e.g. `.claude/steering/product.md`.
+    pub path: String,
+    /// What happened.
+    pub action: Action,
+    /// Why, when it is not obvious (e.g. "edited by you", "added resource_limits").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Everything init did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InitReport {
+    /// Per file, in the order handled.
+    pub files: Vec<FileReport>,
+    /// Things the user should know (e.g. a qw settings block that is not an object).
+    pub warnings: Vec<String>,
+}
+
+impl InitReport {
+    /// How many files got `action`.
+    pub fn count(&self, action: Action) -> usize {
+        self.files.iter().filter(|f| f.action == action).count()
+    }
+}
+
+/// Defaults of the `development_mode` block (dev mode off; the safety nets on).
+pub fn default_development_mode() -> Map<String, Value> {
+    let Value::Object(m) = json!({
+        "enabled": false,
+        "verbose_logging": false,
+        "fail_fast": false,
+        "debug_hooks": false,
+        "resource_monitoring": true,
+        "auto_backup": true,
+        "confirmation_prompts": true,
+        "performance_profiling": false,
+        "enhanced_error_reporting": false,
+        "command_validation": true,
+        "state_monitoring": false,
+    }) else {
+        return Map::new();
+    };
+    m
+}
+
+/// Defaults of the `resource_limits` block (the original system's admission policy).
+pub fn default_resource_limits() -> Map<String, Value> {
+    let Value::Object(m) = json!({
+        "max_load": 0.85,
+        "max_memory": 0.80,
+        "high_impact_load": 0.6,
+        "max_concurrent": 8,
+        "acquire_timeout_s": 300,
+    }) else {
+        return Map::new();
+    };
+    m
+}
+
+/// Add the qw keys `settings` lacks; returns the dotted keys added. Blocks that exist
+/// but are not objects are left alone and reported in `warnings`.
+pub fn merge_settings_defaults(settings: &mut Settings, warnings: &mut Vec<String>) -> Vec<String> {
+    let mut added = Vec::new();
+    for (section, defaults) in [
+        ("development_mode", default_development_mode()),
+        ("resource_limits", default_resource_limits()),
+    ] {
+        match settings.root.get_mut(section) {
+            None => {
+                settings
+                    .root
+                    .insert(section.to_owned(), Value::Object(defaults));
+                added.push(section.to_owned());
+            }
+            Some(Value::Object(block)) => {
+                for (k, v) in defaults {
+                    if !block.contains_key(&k) {
+                        added.push(format!("{section}.{k}"));
+                        block.insert(k, v);
+                    }
+                }
+            }
+            Some(_) => warnings.push(format!(
+                "`{section}` in settings.local.json is not an object; qw left it as is and uses its defaults"
+            )),
+        }
+    }
+    added
+}
+
+/// A slash command init writes: `.claude/commands/<name>.md`.
+struct SlashCommand {
+    name: &'static str,
+    description: &'static str,
+    argument_hint: &'static str,
+    /// Extra instruction for Claude after the output.
+    note: &'static str,
+}
+
+const COMMANDS: &[SlashCommand] = &[
+    SlashCommand {
+        name: "workflow-auto",
+        description: "Run a spec's whole workflow with qw: requirements, design, tasks, implementation, validation, report",
+        argument_hint: "<spec-name> \"<description>\" [--agent claude|command|offline] [--parallel N] [--dry-run]",
+        note: "Say which tasks completed and which failed, and why; point to the report in `.claude/specs/<spec-name>/report.md`.",
+    },
+    SlashCommand {
+        name: "workflow-continue",
+        description: "Resume a spec's workflow with qw; completed tasks are never run again",
+        argument_hint: "<spec-name>",
+        note: "Say which tasks completed and which failed, and why.",
+    },
+    SlashCommand {
+        name: "workflow-reset",
+        description: "Reset a spec's workflow with qw (soft: task states; --hard: generated documents too)",
+        argument_hint: "<spec-name> [--hard --yes]",
+        note: "Name the backup qw made before resetting.",
+    },
+    SlashCommand {
+        name: "state-backup",
+        description: "Back up, list, restore or clean backups of qw's workflow state",
+        argument_hint: "[NAME] | --list | --restore NAME | --clean --days N",
+        note: "",
+    },
+    SlashCommand {
+        name: "dev-mode",
+        description: "Turn qw's development mode on or off, or show it",
+        argument_hint: "on|off|status",
+        note: "",
+    },
+    SlashCommand {
+        name: "spec-create",
+        description: "Create a new spec with qw",
+        argument_hint: "<spec-name> \"<description>\"",
+        note: "",
+    },
+    SlashCommand {
+        name: "spec-list",
+        description: "List specs with their documents and task progress",
+        argument_hint: "[--json]",
+        note: "",
+    },
+    SlashCommand {
+        name: "spec-status",
+        description: "Show one spec's (or every spec's) phase and tasks",
+        argument_hint: "[spec-name]",
+        note: "",
+    },
+    SlashCommand {
+        name: "status",
+        description: "Show the project's workflow status: phases, tasks, progress, errors, cost",
+        argument_hint: "[--json]",
+        note: "",
+    },
+    SlashCommand {
+        name: "resources",
+        description: "Show machine load, memory, admission limits and slots in use",
+        argument_hint: "[--json]",
+        note: "",
+    },
+    SlashCommand {
+        name: "sweep",
+        description: "End agent process trees left behind by a qw that was killed",
+        argument_hint: "[--project-only]",
+        note: "",
+    },
+    SlashCommand {
+        name: "suggest",
+        description: "Hand qw the next command to run (qw consume validates and runs it)",
+        argument_hint: "\"<command>\"",
+        note: "",
+    },
+    SlashCommand {
+        name: "dashboard",
+        description: "Start qw's live local web dashboard",
+        argument_hint: "[--port N] [--open]",
+        note: "",
+    },
+    SlashCommand {
+        name: "worktrees",
+        description: "List or prune qw's per-task git worktrees",
+        argument_hint: "[--prune]",
+        note: "",
+    },
+];
+
+/// YAML single-quoted scalar.
+fn yaml_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn command_file(c: &SlashCommand) -> String {
+    let front = format!(
+        "---\ndescription: {}\nargument-hint: {}\nallowed-tools: Bash(qw:*)\n---\n\n",
+        yaml_quote(c.description),
+        yaml_quote(c.argument_hint)
+    );
+    let tail = "If it shows an error, quote the error and its `hint:` lines and stop: do not \
+                retry or work around it unless the user asks.\n";
+    if c.name == "dashboard" {
+        // The dashboard is a server: a `!` pre-run would block until it exits.
+        return format!(
+            "{front}Start the dashboard in the background with the Bash tool (run_in_background): \
+             `qw dashboard $ARGUMENTS`. Wait for its first line of output, then give the user the \
+             URL it printed (the token in it is required). {tail}"
+        );
+    }
+    let note = if c.note.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", c.note)
+    };
+    format!(
+        "{front}!`qw {name} $ARGUMENTS`\n\nAbove is the output of `qw {name} $ARGUMENTS`. Report it \
+         to the user faithfully and briefly; do not claim anything it does not say.{note} {tail}",
+        name = c.name
+    )
+}
+
+/// Every file init owns: (path relative to `.claude/`, contents).
+pub fn templates() -> Vec<(String, String)> {
+    let mut out = vec![
+        (
+            "steering/product.md".to_owned(),
+            include_str!("templates/product.md").to_owned(),
+        ),
+        (
+            "steering/tech.md".to_owned(),
+            include_str!("templates/tech.md").to_owned(),
+        ),
+        (
+            "steering/structure.md".to_owned(),
+            include_str!("templates/structure.md").to_owned(),
+        ),
+    ];
+    for c in COMMANDS {
+        out.push((format!("commands/{}.md", c.name), command_file(c)));
+    }
+    out
+}
+
+/// Names of the slash commands init writes.
+pub fn command_names() -> Vec<&'static str> {
+    COMMANDS.iter().map(|c| c.name).collect()
+}
+
+/// `.claude/.qw-init.json`: what init wrote, so edits can be told apart from templates.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Manifest {
+    schema_version: u32,
+    /// Path relative to `.claude/` → `fnv1a64:<hex>` of the bytes init wrote.
+    files: BTreeMap<String, String>,
+}
+
+const MANIFEST_VERSION: u32 = 1;
+
+/// The manifest's path.
+pub fn manifest_path(project: &Project) -> PathBuf {
+    project.claude_dir().join(".qw-init.json")
+}
+
+/// FNV-1a, 64 bit: enough to notice an edit (not a security boundary).
+fn content_hash(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("fnv1a64:{h:016x}")
+}
+
+fn load_manifest(path: &Path, warnings: &mut Vec<String>) -> Result<Manifest, ScaffoldError> {
+    let text = match crate::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Manifest::default()),
+        Err(e) => return Err(e.into()),
+    };
+    match serde_json::from_str::<Manifest>(&text) {
+        Ok(m) => Ok(m),
+        Err(e) => {
+            warnings.push(format!(
+                "`{}` is not valid ({e}); treating every existing file that differs from its template as edited by you",
+                path.display()
+            ));
+            Ok(Manifest::default())
+        }
+    }
+}
+
+fn display_rel(project: &Project, path: &Path) -> String {
+    path.strip_prefix(project.root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// Scaffold `.claude/` in `project`. Settings are read first, so a corrupt settings file
+/// stops init before it writes anything.
+pub fn init(project: &Project) -> Result<InitReport, ScaffoldError> {
+    let settings_path = project.settings_file();
+    let settings_existed = settings_path.exists();
+    let mut settings = Settings::load(&settings_path)?;
+    let mut report = InitReport::default();
+
+    let claude = project.claude_dir();
+    for dir in [
+        claude.clone(),
+        project.steering_dir(),
+        project.commands_dir(),
+    ] {
+        crate::fs::create_dir_all(&dir)?;
+    }
+    let specs = project.specs_dir();
+    let specs_existed = specs.is_dir();
+    crate::fs::create_dir_all(&specs)?;
+    report.files.push(FileReport {
+        path: format!("{}/", display_rel(project, &specs)),
+        action: if specs_existed {
+            Action::Unchanged
+        } else {
+            Action::Created
+        },
+        note: None,
+    });
+
+    let manifest_file = manifest_path(project);
+    let mut manifest = load_manifest(&manifest_file, &mut report.warnings)?;
+    let mut manifest_changed = manifest.schema_version != MANIFEST_VERSION;
+    manifest.schema_version = MANIFEST_VERSION;
+
+    for (rel, contents) in templates() {
+        let path = claude.join(&rel);
+        let new_hash = content_hash(contents.as_bytes());
+        if path.is_dir() {
+            return Err(ScaffoldError::NotAFile { path });
+        }
+        let current = match crate::fs::read(&path) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        let (action, note) = match current {
+            None => (Action::Created, None),
+            Some(bytes) if bytes == contents.as_bytes() => (Action::Unchanged, None),
+            Some(bytes) => {
+                let ours = manifest.files.get(&rel) == Some(&content_hash(&bytes));
+                if ours {
+                    (Action::Updated, Some("new template".to_owned()))
+                } else {
+                    (Action::Kept, Some("edited by you".to_owned()))
+                }
+            }
+        };
+        if matches!(action, Action::Created | Action::Updated) {
+            crate::fs::write_durable(&path, contents.as_bytes())?;
+        }
+        if action != Action::Kept && manifest.files.get(&rel) != Some(&new_hash) {
+            manifest.files.insert(rel.clone(), new_hash);
+            manifest_changed = true;
+        }
+        report.files.push(FileReport {
+            path: display_rel(project, &path),
+            action,
+            note,
+        });
+    }
+
+    let added = merge_settings_defaults(&mut settings, &mut report.warnings);
+    let settings_action = if !settings_existed {
+        Action::Created
+    } else if added.is_empty() {
+        Action::Unchanged
+    } else {
+        Action::Updated
+    };
+    if !added.is_empty() || !settings_existed {
+        settings.save(&settings_path)?;
+    }
+    report.files.push(FileReport {
+        path: display_rel(project, &settings_path),
+        action: settings_action,
+        note: (settings_action == Action::Updated).then(|| format!("added {}", added.join(", "))),
+    });
+
+    if manifest_changed {
+        let mut text = serde_json::to_string_pretty(&manifest).map_err(io::Error::other)?;
+        text.push('\n');
+        crate::fs::write_durable(&manifest_file, text.as_bytes())?;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_file_calls_qw_with_arguments_and_has_front_matter() {
+        let names = command_names();
+        for expected in [
+            "workflow-auto",
+            "workflow-continue",
+            "workflow-reset",
+            "state-backup",
+            "dev-mode",
+            "spec-create",
+            "spec-list",
+            "spec-status",
+            "status",
+            "resources",
+            "sweep",
+            "suggest",
+            "dashboard",
+            "worktrees",
+        ] {
+            assert!(names.contains(&expected), "{expected} missing");
+        }
+        for c in COMMANDS {
+            let text = command_file(c);
+            assert!(text.starts_with("---\ndescription: '"), "{text}");
+            assert!(text.contains("\nargument-hint: '"), "{text}");
+            assert!(
+                text.contains("\nallowed-tools: Bash(qw:*)\n---\n"),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!("`qw {} $ARGUMENTS`", c.name)),
+                "{text}"
+            );
+            if c.name != "dashboard" {
+                assert!(
+                    text.contains(&format!("\n!`qw {} $ARGUMENTS`\n", c.name)),
+                    "{text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn settings_merge_adds_only_missing_keys() {
+        let mut s = Settings::parse(
+            Path::new("s.json"),
+            r#"{"z": 1, "resource_limits": {"max_load": 0.5}, "development_mode": "odd"}"#,
+        )
+        .unwrap();
+        let mut warnings = Vec::new();
+        let added = merge_settings_defaults(&mut s, &mut warnings);
+        assert!(added.contains(&"resource_limits.max_memory".to_owned()));
+        assert!(!added.iter().any(|k| k == "resource_limits.max_load"));
+        assert_eq!(s.root["resource_limits"]["max_load"], json!(0.5));
+        assert_eq!(s.root["development_mode"], json!("odd"));
+        assert_eq!(warnings.len(), 1);
+        let keys: Vec<_> = s.root.keys().cloned().collect();
+        assert_eq!(keys, ["z", "resource_limits", "development_mode"]);
+        assert!(merge_settings_defaults(&mut s, &mut warnings).is_empty());
+    }
+
+    #[test]
+    fn corrupt_manifest_keeps_every_differing_file_and_warns() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Project::at(dir.path());
+        init(&p).unwrap();
+        let product = p.steering_dir().join("product.md");
+        crate::fs::write(&product, "mine\n").unwrap();
+        crate::fs::write(manifest_path(&p), "{not json").unwrap();
+        let r = init(&p).unwrap();
+        assert_eq!(r.count(Action::Kept), 1);
+        assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+        assert!(r.warnings[0].contains(".qw-init.json"));
+        assert_eq!(crate::fs::read_to_string(&product).unwrap(), "mine\n");
+        // The manifest is valid again and still does not claim the user's file.
+        let r = init(&p).unwrap();
+        assert!(r.warnings.is_empty());
+        assert_eq!(r.count(Action::Kept), 1);
+    }
+
+    #[test]
+    fn hash_is_stable() {
+        assert_eq!(content_hash(b""), "fnv1a64:cbf29ce484222325");
+        assert_eq!(content_hash(b"a"), "fnv1a64:af63dc4c8601ec8c");
+    }
+}

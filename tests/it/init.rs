@@ -1,0 +1,222 @@
+//! `qw init`: scaffold, idempotence, user edits kept, settings merged, corrupt settings refused.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::support::*;
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn init_json(p: &TestProject) -> serde_json::Value {
+    let o = p.run(&["--json", "init"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    last_json(&o)
+}
+
+fn action_of(report: &serde_json::Value, path: &str) -> String {
+    report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == path)
+        .unwrap_or_else(|| panic!("{path} not in report: {report}"))["action"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn init_scaffolds_everything_and_a_second_run_changes_nothing() {
+    let p = TestProject::bare();
+    let o = p.run(&["init"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("19 created, 0 updated, 0 unchanged, 0 kept"),
+        "{}",
+        stdout(&o)
+    );
+    for doc in ["product", "tech", "structure"] {
+        assert!(
+            p.read(&format!(".claude/steering/{doc}.md"))
+                .starts_with('#')
+        );
+    }
+    assert!(p.claude().join("specs").is_dir());
+    for cmd in [
+        "workflow-auto",
+        "workflow-continue",
+        "workflow-reset",
+        "state-backup",
+        "dev-mode",
+        "spec-create",
+        "spec-list",
+        "spec-status",
+        "status",
+        "resources",
+        "sweep",
+        "suggest",
+        "dashboard",
+        "worktrees",
+    ] {
+        let text = p.read(&format!(".claude/commands/{cmd}.md"));
+        assert!(text.contains("allowed-tools: Bash(qw:*)"), "{cmd}: {text}");
+        assert!(
+            text.contains(&format!("qw {cmd} $ARGUMENTS")),
+            "{cmd}: {text}"
+        );
+    }
+    let settings: serde_json::Value =
+        serde_json::from_str(&p.read(".claude/settings.local.json")).unwrap();
+    assert_eq!(settings["development_mode"]["enabled"], false);
+    assert_eq!(settings["development_mode"].as_object().unwrap().len(), 11);
+    assert_eq!(settings["resource_limits"]["max_load"], 0.85);
+    assert_eq!(settings["resource_limits"]["max_concurrent"], 8);
+    assert_eq!(settings["resource_limits"]["acquire_timeout_s"], 300);
+
+    let before = snapshot(&p.claude());
+    let report = init_json(&p);
+    assert_eq!(report["created"], 0, "{report}");
+    assert_eq!(report["unchanged"], 19, "{report}");
+    assert_eq!(before, snapshot(&p.claude()), "a second init changed files");
+}
+
+#[test]
+fn init_keeps_edited_files_recreates_deleted_ones_and_updates_stale_templates() {
+    let p = TestProject::bare();
+    init_json(&p);
+    let edited = "# Our product\nA tool for gardeners.\n";
+    p.write(".claude/steering/product.md", edited);
+    std::fs::remove_file(p.claude().join("commands/status.md")).unwrap();
+    // A template from an older qw: on disk as init wrote it (hash in the manifest), but
+    // different from today's template.
+    let old = "---\ndescription: 'old'\n---\nold body\n";
+    p.write(".claude/commands/sweep.md", old);
+    let manifest_path = p.claude().join(".qw-init.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    manifest["files"]["commands/sweep.md"] = fnv1a64(old.as_bytes()).into();
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+
+    let report = init_json(&p);
+    assert_eq!(action_of(&report, ".claude/steering/product.md"), "kept");
+    assert_eq!(action_of(&report, ".claude/commands/status.md"), "created");
+    assert_eq!(action_of(&report, ".claude/commands/sweep.md"), "updated");
+    assert_eq!(action_of(&report, ".claude/steering/tech.md"), "unchanged");
+    assert_eq!(p.read(".claude/steering/product.md"), edited);
+    assert!(
+        p.read(".claude/commands/sweep.md")
+            .contains("qw sweep $ARGUMENTS")
+    );
+    assert!(
+        p.read(".claude/commands/status.md")
+            .contains("qw status $ARGUMENTS")
+    );
+
+    // Still kept on every later run; the text report says why.
+    let o = p.run(&["init"]);
+    assert!(
+        stdout(&o).contains("kept      .claude/steering/product.md (edited by you)"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(p.read(".claude/steering/product.md"), edited);
+}
+
+#[test]
+fn init_merges_settings_keeping_foreign_keys_in_order() {
+    let p = TestProject::new();
+    let fixture = include_str!("../fixtures/settings.local.json");
+    p.write(".claude/settings.local.json", fixture);
+    let report = init_json(&p);
+    assert_eq!(action_of(&report, ".claude/settings.local.json"), "updated");
+    let original: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(fixture).unwrap();
+    let merged: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&p.read(".claude/settings.local.json")).unwrap();
+    let keys: Vec<_> = merged.keys().cloned().collect();
+    assert_eq!(
+        keys,
+        [
+            "permissions",
+            "hooks",
+            "env",
+            "development_mode",
+            "resource_limits"
+        ]
+    );
+    for (k, v) in &original {
+        assert_eq!(&merged[k], v, "key {k} changed");
+    }
+    // A user's own limit survives; only the missing keys are filled in.
+    let mut edited = merged.clone();
+    edited["resource_limits"]
+        .as_object_mut()
+        .unwrap()
+        .remove("max_memory");
+    edited["resource_limits"]["max_load"] = 0.5.into();
+    p.write(
+        ".claude/settings.local.json",
+        &serde_json::to_string_pretty(&edited).unwrap(),
+    );
+    let report = init_json(&p);
+    let row = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == ".claude/settings.local.json")
+        .unwrap()
+        .clone();
+    assert_eq!(row["action"], "updated");
+    assert_eq!(row["note"], "added resource_limits.max_memory");
+    let again: serde_json::Value =
+        serde_json::from_str(&p.read(".claude/settings.local.json")).unwrap();
+    assert_eq!(again["resource_limits"]["max_load"], 0.5);
+    assert_eq!(again["resource_limits"]["max_memory"], 0.8);
+    assert_eq!(again["permissions"], original["permissions"]);
+}
+
+#[test]
+fn init_refuses_corrupt_settings_and_writes_nothing() {
+    let p = TestProject::new();
+    let corrupt = "{\n  \"permissions\": {\n    \"allow\": [\"Bash(ls)\",]\n  }\n}\n";
+    let path = p.write(".claude/settings.local.json", corrupt);
+    let o = p.run(&["init"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("settings.local.json") && err.contains("line 3"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), corrupt);
+    let names: Vec<_> = std::fs::read_dir(p.claude())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["settings.local.json"], "init wrote something");
+}
+
+/// FNV-1a 64 as the manifest records it (lets the test fake an older template).
+fn fnv1a64(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("fnv1a64:{h:016x}")
+}
