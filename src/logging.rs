@@ -19,6 +19,9 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::project::Project;
 
+/// The `tracing` target of errors recorded with [`record_error`].
+pub const RECORDED_ERRORS: &str = "qw_recorded_error";
+
 /// Daily log files kept in `.claude/logs/`.
 pub const KEEP_DAYS: usize = 14;
 
@@ -46,9 +49,13 @@ pub fn init(verbosity: Verbosity, project_dir: Option<&Path>) {
         Verbosity::Verbose => "info",
         Verbosity::Debug => "debug",
     };
-    let filter = EnvFilter::try_from_env("QW_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    // Recorded errors reach the user as the command's own message; on the terminal they
+    // would only repeat it.
+    let filter = EnvFilter::try_from_env("QW_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},{RECORDED_ERRORS}=off")));
     let terminal = tracing_subscriber::fmt::layer()
         .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .with_target(false)
         .without_time()
         .with_filter(filter);
@@ -276,7 +283,7 @@ pub struct ErrorContext {
 /// state's `errors` list (last 100) once that is wired.
 pub fn record_error(project: &Project, component: &str, message: &str, context: &ErrorContext) {
     let ctx = serde_json::to_string(context).unwrap_or_default();
-    tracing::error!(component, context = %ctx, "{message}");
+    tracing::error!(target: RECORDED_ERRORS, component, context = %ctx, "{message}");
     // lead: wire to state::StateStore::new(project).update(|s| s.record_error(component, message, context))
     let _ = project;
 }

@@ -3,6 +3,8 @@
 // Tests may panic on setup failures and use std::fs directly.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
+mod consume;
 mod devmode;
 mod exec;
 mod support;
+mod validate;
