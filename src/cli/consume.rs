@@ -69,6 +69,9 @@ pub struct ConsumeArgs {
     #[arg(long, hide = true, default_value = "5", env = "QW_CONSUME_RETRY_DELAY",
           value_parser = super::exec::parse_secs, value_name = "SECS")]
     pub retry_delay: Duration,
+    /// Do not use file notifications; poll instead (what happens where they fail).
+    #[arg(long, hide = true, env = "QW_CONSUME_POLL_ONLY")]
+    pub poll_only: bool,
 }
 
 /// Run `qw suggest`.
@@ -197,7 +200,11 @@ impl Consumer<'_> {
         let dir = self.ctx.project.claude_dir();
         crate::fs::create_dir_all(&dir).map_err(|e| CliError::failed(e.to_string()))?;
         let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let watcher = start_watcher(&dir, tx);
+        let watcher = if self.args.poll_only {
+            None
+        } else {
+            start_watcher(&dir, tx)
+        };
         // With notifications a slow poll only backs them up; without, polling is all.
         let poll = if watcher.is_some() {
             Duration::from_secs(5)
@@ -445,6 +452,7 @@ impl Consumer<'_> {
     fn report(&self, o: &Outcome) {
         if self.ctx.global.json {
             let v = match o {
+                Outcome::Nothing if self.args.watch => return,
                 Outcome::Nothing => json!({"outcome": "nothing"}),
                 Outcome::Consumed { command, attempts } => {
                     json!({"outcome": "consumed", "command": command, "attempts": attempts})

@@ -150,13 +150,24 @@ fn consume_without_claude_fails_clearly_and_at_once() {
 
 #[test]
 fn consume_watch_picks_up_a_new_suggestion_and_exits_on_sigint() {
+    watch_scenario(&[], "file notifications");
+}
+
+#[test]
+fn consume_watch_polling_fallback_picks_up_a_new_suggestion() {
+    watch_scenario(&["--poll-only"], "polling");
+}
+
+fn watch_scenario(extra: &[&str], mode: &str) {
     let p = TestProject::new();
     let m = marker();
     let _guard = MarkerGuard(m.clone());
     let out_path = p.path().join("watch.out");
     let err_path = p.path().join("watch.err");
+    let mut args = vec!["consume", "--watch", "--stats", "--retry-delay", "0.1"];
+    args.extend_from_slice(extra);
     let mut child = p
-        .qw(&["consume", "--watch", "--stats", "--retry-delay", "0.1"])
+        .qw(&args)
         .env("QW_TEST_MARKER", &m)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_path).unwrap())
@@ -168,6 +179,8 @@ fn consume_watch_picks_up_a_new_suggestion_and_exits_on_sigint() {
         std::fs::read_to_string(&err_path).is_ok_and(|t| t.contains("watching"))
     });
     assert!(started, "{}", std::fs::read_to_string(&err_path).unwrap());
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert!(err.contains(mode), "{err}");
 
     let s = p.run(&["suggest", "/dev-mode on"]);
     assert_eq!(s.status.code(), Some(0));

@@ -218,3 +218,33 @@ fn devmode_unwritable_log_dir_falls_back_with_one_notice() {
     // Root ignores directory permissions; then the file log simply works.
     assert_eq!(notices, usize::from(!writable), "{}", stderr(&out));
 }
+
+#[test]
+fn devmode_completions_cover_every_shell_and_command() {
+    let p = TestProject::bare();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = p.run(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}: {}", stderr(&out));
+        let text = stdout(&out);
+        for cmd in ["dev-mode", "consume", "suggest", "workflow-continue"] {
+            assert!(text.contains(cmd), "{shell} completions lack {cmd}");
+        }
+    }
+    let out = p.run(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn devmode_help_of_owned_commands_has_an_example() {
+    let p = TestProject::bare();
+    for cmd in ["dev-mode", "suggest", "consume", "completions"] {
+        let out = p.run(&[cmd, "--help"]);
+        assert_eq!(out.status.code(), Some(0));
+        let text = stdout(&out);
+        assert!(text.contains("Example"), "{cmd} --help has no example");
+        assert!(
+            text.contains(&format!("qw {cmd}")),
+            "{cmd} --help has no example"
+        );
+    }
+}
