@@ -82,7 +82,13 @@ impl Settings {
                 path: path.to_path_buf(),
                 line: e.line(),
                 column: e.column(),
-                message: e.to_string(),
+                // serde_json appends " at line L column C"; the message already says it.
+                message: e
+                    .to_string()
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
             }),
         }
     }

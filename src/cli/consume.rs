@@ -19,6 +19,7 @@ use clap::Args;
 use nix::fcntl::{Flock, FlockArg};
 use serde_json::json;
 
+use super::dev_mode::say;
 use super::{CliError, CmdResult, Ctx};
 use crate::exit;
 use crate::logging::{self, ErrorContext};
@@ -90,12 +91,12 @@ pub fn run_suggest(ctx: &Ctx, args: SuggestArgs) -> CmdResult {
         .map_err(|e| CliError::failed(e.to_string()))?;
     tracing::info!(command = %suggestion, "suggestion written");
     if ctx.global.json {
-        println!(
+        say!(
             "{}",
             json!({"file": path.display().to_string(), "command": text, "runs": suggestion.to_string()})
         );
     } else if !ctx.global.quiet {
-        println!("wrote {}: {text}", path.display());
+        say!("wrote {}: {text}", path.display());
     }
     Ok(exit::SUCCESS)
 }
@@ -467,7 +468,7 @@ impl Consumer<'_> {
                     json!({"outcome": "interrupted", "command": command})
                 }
             };
-            println!("{v}");
+            say!("{v}");
             return;
         }
         if self.ctx.global.quiet {
@@ -506,11 +507,13 @@ impl Consumer<'_> {
             return;
         }
         if self.ctx.global.json {
-            println!("{}", json!({"stats": stats}));
+            say!("{}", json!({"stats": stats}));
         } else {
-            println!(
+            say!(
                 "consumed: {}  failed: {}  rejected: {}",
-                stats.consumed, stats.failed, stats.rejected
+                stats.consumed,
+                stats.failed,
+                stats.rejected
             );
         }
     }

@@ -4,8 +4,18 @@ use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
 use super::{CliError, CmdResult, Ctx};
+
+/// `println!` that ignores a closed stdout (`qw dev-mode status | head -1`) instead of
+/// panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
 use crate::project::Project;
 use crate::settings::{DevMode, FlagSource, Settings};
+pub(crate) use say;
 
 /// What to do with dev mode.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -64,7 +74,7 @@ pub fn run(ctx: &Ctx, args: DevModeArgs) -> CmdResult {
         }
     };
     if ctx.global.json {
-        println!("{}", to_json(&mode, &settings, &path, note.as_deref()));
+        say!("{}", to_json(&mode, &settings, &path, note.as_deref()));
     } else if !ctx.global.quiet || matches!(args.action, DevModeAction::Status) {
         print_human(&mode, &path, note.as_deref());
     }
@@ -97,7 +107,7 @@ fn to_json(
 }
 
 fn print_human(mode: &DevMode, path: &std::path::Path, note: Option<&str>) {
-    println!(
+    say!(
         "development mode: {} ({})",
         if mode.enabled() { "on" } else { "off" },
         path.display()
@@ -107,10 +117,10 @@ fn print_human(mode: &DevMode, path: &std::path::Path, note: Option<&str>) {
             FlagSource::Settings => "settings file".to_owned(),
             FlagSource::Default => "default".to_owned(),
         };
-        println!("  {:<26} {:<5}  ({source})", f.name, f.value);
+        say!("  {:<26} {:<5}  ({source})", f.name, f.value);
     }
     if let Some(note) = note {
-        println!("{note}");
+        say!("{note}");
     }
 }
 
