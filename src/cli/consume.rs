@@ -370,6 +370,7 @@ impl Consumer<'_> {
 
     /// Run one attempt to completion, forwarding a stop signal to it. Returns its exit code.
     fn run_attempt(&self, argv: &[OsString]) -> Result<i32, String> {
+        use std::os::unix::process::CommandExt as _;
         let Some((program, rest)) = argv.split_first() else {
             return Err("empty command".into());
         };
@@ -377,6 +378,9 @@ impl Consumer<'_> {
             .args(rest)
             .current_dir(self.ctx.project.root())
             .stdin(Stdio::null())
+            // Own process group: a terminal Ctrl-C reaches only us and is forwarded once;
+            // reaching `qw exec` twice would make it skip the grace.
+            .process_group(0)
             .spawn()
             .map_err(|e| format!("cannot start `{}`: {e}", program.to_string_lossy()))?;
         let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));

@@ -207,3 +207,54 @@ fn watch_scenario(extra: &[&str], mode: &str) {
     assert!(out.contains("consumed: /dev-mode on"), "{out}");
     assert!(out.contains("consumed: 1  failed: 0  rejected: 0"), "{out}");
 }
+
+#[test]
+fn consume_sigint_during_a_run_stops_it_and_leaves_the_suggestion() {
+    let p = TestProject::new();
+    let m = marker();
+    let _guard = MarkerGuard(m.clone());
+    let started = p.path().join("started");
+    p.script(
+        "bin/claude",
+        &format!("#!/bin/sh\ntouch '{}'\nexec sleep 60\n", started.display()),
+    );
+    let path = format!(
+        "{}:{}",
+        p.path().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    p.write(".claude/next_command.txt", "/spec-execute 1 x\n");
+    let mut child = p
+        .qw(&["consume", "--once", "--retry-delay", "0.1"])
+        .env("PATH", &path)
+        .env("QW_TEST_MARKER", &m)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || started.exists()));
+    unsafe_kill(i32::try_from(child.id()).unwrap(), 2);
+    let mut status = None;
+    let exited = wait_until(Duration::from_secs(20), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    if !exited {
+        unsafe_kill(i32::try_from(child.id()).unwrap(), 9);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(exited, "consume did not stop on SIGINT");
+    assert_eq!(status.and_then(|s| s.code()), Some(1));
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    assert_eq!(p.read(".claude/next_command.txt"), "/spec-execute 1 x\n");
+    assert!(!p.claude().join("next_command.failed.txt").exists());
+    assert!(
+        wait_until(Duration::from_secs(10), || pids_with_env(
+            "QW_TEST_MARKER",
+            &m
+        )
+        .is_empty()),
+        "the agent survived"
+    );
+}
