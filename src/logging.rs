@@ -107,7 +107,8 @@ struct Sink {
 #[derive(Debug)]
 enum SinkState {
     Unopened,
-    Open(std::fs::File),
+    /// Today's file and its name (a new day opens a new file).
+    Open(std::fs::File, String),
     /// The project's log directory failed; events go to this temp file (or nowhere but
     /// the terminal if that failed too). The notice has been printed.
     Fallback(Option<std::fs::File>),
@@ -143,14 +144,20 @@ impl DailyFile {
 
 impl Sink {
     fn write_event(&mut self, buf: &[u8]) {
-        if matches!(self.state, SinkState::Unopened) {
-            self.state = match open_daily(&self.dir) {
-                Ok(f) => SinkState::Open(f),
+        let today = file_name_for_today();
+        let stale = match &self.state {
+            SinkState::Unopened => true,
+            SinkState::Open(_, name) => *name != today,
+            SinkState::Fallback(_) => false,
+        };
+        if stale {
+            self.state = match open_daily(&self.dir, &today) {
+                Ok(f) => SinkState::Open(f, today),
                 Err(e) => fall_back(&self.dir, &e),
             };
         }
         match &mut self.state {
-            SinkState::Open(f) => {
+            SinkState::Open(f, _) => {
                 if let Err(e) = f.write_all(buf) {
                     self.state = fall_back(&self.dir, &e);
                     if let SinkState::Fallback(Some(f)) = &mut self.state {
@@ -166,11 +173,11 @@ impl Sink {
     }
 }
 
-/// Open (append) today's file in `dir`, creating the directory; when the file is new,
+/// Open (append) the daily file `name` in `dir`, creating the directory; when the file is new,
 /// prune old daily files down to [`KEEP_DAYS`].
-fn open_daily(dir: &Path) -> io::Result<std::fs::File> {
+fn open_daily(dir: &Path, name: &str) -> io::Result<std::fs::File> {
     crate::fs::create_dir_all(dir)?;
-    let path = dir.join(file_name_for_today());
+    let path = dir.join(name);
     let is_new = !path.exists();
     let file = crate::fs::OpenOptions::new()
         .create(true)
@@ -207,7 +214,7 @@ pub fn prune(dir: &Path, keep: usize) {
 
 fn fall_back(dir: &Path, err: &io::Error) -> SinkState {
     let tmp_dir = fallback_dir();
-    let file = open_daily(&tmp_dir).ok();
+    let file = open_daily(&tmp_dir, &file_name_for_today()).ok();
     let target = if file.is_some() {
         format!(
             "stderr and `{}`",
