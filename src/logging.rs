@@ -1,8 +1,29 @@
-//! Diagnostics: `tracing` to stderr (and, inside a project, to `.claude/logs/`).
+//! Diagnostics: `tracing` to stderr and, inside a project, to daily files in `.claude/logs/`.
 //!
-//! A logging failure never fails a command.
+//! Owns: the global subscriber, the daily log file (`qw-YYYY-MM-DD.log`, local date, last
+//! 14 kept), the fallback when that file cannot be written, and the shape of recorded
+//! errors. Must not: fail a command. Every logging problem ends in a one-time notice on
+//! stderr and a fallback file in the temp directory, never in an error.
+//!
+//! Cheap by design: the log file is opened on the first event that reaches it, so a
+//! command that logs nothing (`qw exec -- true`) never touches `.claude/logs/`.
 
-use tracing_subscriber::EnvFilter;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::project::Project;
+
+/// The `tracing` target of errors recorded with [`record_error`].
+pub const RECORDED_ERRORS: &str = "qw_recorded_error";
+
+/// Daily log files kept in `.claude/logs/`.
+pub const KEEP_DAYS: usize = 14;
 
 /// Terminal verbosity chosen by `-v`/`-q`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,19 +38,330 @@ pub enum Verbosity {
     Debug,
 }
 
-/// Install the global subscriber. Safe to call once; later calls are ignored.
-pub fn init(verbosity: Verbosity) {
+/// Install the global subscriber: stderr at `verbosity` (or `QW_LOG`), plus — when the
+/// project found from `project_dir` (or the current directory) has a `.claude/` — the
+/// daily log file at info, or debug when `development_mode.verbose_logging` is on.
+/// Safe to call once; later calls are ignored.
+pub fn init(verbosity: Verbosity, project_dir: Option<&Path>) {
     let level = match verbosity {
         Verbosity::Quiet => "error",
         Verbosity::Normal => "warn",
         Verbosity::Verbose => "info",
         Verbosity::Debug => "debug",
     };
-    let filter = EnvFilter::try_from_env("QW_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    // Recorded errors reach the user as the command's own message; on the terminal they
+    // would only repeat it.
+    let filter = EnvFilter::try_from_env("QW_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},{RECORDED_ERRORS}=off")));
+    let terminal = tracing_subscriber::fmt::layer()
+        .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .with_target(false)
         .without_time()
+        .with_filter(filter);
+
+    let project = match project_dir {
+        Some(dir) => Some(Project::discover(dir)),
+        None => std::env::current_dir().ok().map(|d| Project::discover(&d)),
+    };
+    let file = project.filter(Project::exists).map(|p| {
+        let dev = crate::settings::DevMode::load_lenient(&p.settings_file());
+        let level = if dev.verbose_logging() {
+            LevelFilter::DEBUG
+        } else {
+            LevelFilter::INFO
+        };
+        tracing_subscriber::fmt::layer()
+            .with_writer(DailyFile::new(p.logs_dir()))
+            .with_ansi(false)
+            .with_filter(level)
+    });
+    let _ = tracing_subscriber::registry()
+        .with(terminal)
+        .with(file)
         .try_init();
+}
+
+/// Today's log file name, e.g. `qw-2025-08-05.log`.
+pub fn file_name_for_today() -> String {
+    format!("qw-{}.log", chrono::Local::now().format("%Y-%m-%d"))
+}
+
+/// Where logs go when the project's log directory cannot be written.
+pub fn fallback_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("qw-logs-{}", nix::unistd::getuid()))
+}
+
+/// The daily log file, opened lazily and shared by every event of this process.
+#[derive(Debug, Clone)]
+pub struct DailyFile {
+    inner: Arc<Mutex<Sink>>,
+}
+
+#[derive(Debug)]
+struct Sink {
+    dir: PathBuf,
+    state: SinkState,
+}
+
+#[derive(Debug)]
+enum SinkState {
+    Unopened,
+    /// Today's file and its name (a new day opens a new file).
+    Open(std::fs::File, String),
+    /// The project's log directory failed; events go to this temp file (or nowhere but
+    /// the terminal if that failed too). The notice has been printed.
+    Fallback(Option<std::fs::File>),
+}
+
+impl DailyFile {
+    /// A sink writing to `dir/qw-YYYY-MM-DD.log`; nothing is opened until the first write.
+    pub fn new(dir: PathBuf) -> DailyFile {
+        DailyFile {
+            inner: Arc::new(Mutex::new(Sink {
+                dir,
+                state: SinkState::Unopened,
+            })),
+        }
+    }
+
+    /// Write one formatted event. Never fails: problems switch to the fallback.
+    pub fn write_event(&self, buf: &[u8]) {
+        let Ok(mut sink) = self.inner.lock() else {
+            return;
+        };
+        sink.write_event(buf);
+    }
+
+    /// True once the project's log directory failed and the fallback is in use.
+    pub fn in_fallback(&self) -> bool {
+        self.inner
+            .lock()
+            .map(|s| matches!(s.state, SinkState::Fallback(_)))
+            .unwrap_or(false)
+    }
+}
+
+impl Sink {
+    fn write_event(&mut self, buf: &[u8]) {
+        let today = file_name_for_today();
+        let stale = match &self.state {
+            SinkState::Unopened => true,
+            SinkState::Open(_, name) => *name != today,
+            SinkState::Fallback(_) => false,
+        };
+        if stale {
+            self.state = match open_daily(&self.dir, &today) {
+                Ok(f) => SinkState::Open(f, today),
+                Err(e) => fall_back(&self.dir, &e),
+            };
+        }
+        match &mut self.state {
+            SinkState::Open(f, _) => {
+                if let Err(e) = f.write_all(buf) {
+                    self.state = fall_back(&self.dir, &e);
+                    if let SinkState::Fallback(Some(f)) = &mut self.state {
+                        let _ = f.write_all(buf);
+                    }
+                }
+            }
+            SinkState::Fallback(Some(f)) => {
+                let _ = f.write_all(buf);
+            }
+            SinkState::Fallback(None) | SinkState::Unopened => {}
+        }
+    }
+}
+
+/// Open (append) the daily file `name` in `dir`, creating the directory; when the file is new,
+/// prune old daily files down to [`KEEP_DAYS`].
+fn open_daily(dir: &Path, name: &str) -> io::Result<std::fs::File> {
+    crate::fs::create_dir_all(dir)?;
+    let path = dir.join(name);
+    let is_new = !path.exists();
+    let file = crate::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?
+        .into_parts()
+        .0;
+    if is_new {
+        prune(dir, KEEP_DAYS);
+    }
+    Ok(file)
+}
+
+/// Delete all but the newest `keep` `qw-YYYY-MM-DD.log` files (names sort by date).
+pub fn prune(dir: &Path, keep: usize) {
+    let Ok(entries) = crate::fs::read_dir(dir) else {
+        return;
+    };
+    let mut logs: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("qw-") && n.ends_with(".log") && n.len() == 17)
+        })
+        .collect();
+    logs.sort();
+    let excess = logs.len().saturating_sub(keep);
+    for old in logs.into_iter().take(excess) {
+        let _ = crate::fs::remove_file(old);
+    }
+}
+
+fn fall_back(dir: &Path, err: &io::Error) -> SinkState {
+    let tmp_dir = fallback_dir();
+    let file = open_daily(&tmp_dir, &file_name_for_today()).ok();
+    let target = if file.is_some() {
+        format!(
+            "stderr and `{}`",
+            tmp_dir.join(file_name_for_today()).display()
+        )
+    } else {
+        "stderr only".to_owned()
+    };
+    eprintln!(
+        "qw: warning: cannot write logs to `{}` ({err}); logging to {target} instead",
+        dir.display()
+    );
+    SinkState::Fallback(file)
+}
+
+/// The writer handed to `tracing_subscriber::fmt` for one event.
+#[derive(Debug)]
+pub struct EventWriter {
+    sink: DailyFile,
+    buf: Vec<u8>,
+}
+
+impl Write for EventWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for EventWriter {
+    // One `write` per event, so lines from parallel `qw` processes (O_APPEND) never mix.
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            self.sink.write_event(&self.buf);
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for DailyFile {
+    type Writer = EventWriter;
+    fn make_writer(&'a self) -> EventWriter {
+        EventWriter {
+            sink: self.clone(),
+            buf: Vec::new(),
+        }
+    }
+}
+
+/// What was going on when an error happened; every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ErrorContext {
+    /// The qw command (e.g. `consume`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// The spec concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
+    /// The task id concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// Which attempt failed (1-based).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// The exit code of what failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
+/// Record an error with its component, message and context: in the log now, and in the
+/// state's `errors` list (last 100) once that is wired.
+pub fn record_error(project: &Project, component: &str, message: &str, context: &ErrorContext) {
+    let ctx = serde_json::to_string(context).unwrap_or_default();
+    tracing::error!(target: RECORDED_ERRORS, component, context = %ctx, "{message}");
+    // lead: wire to state::StateStore::new(project).update(|s| s.record_error(component, message, context))
+    let _ = project;
+}
+
+/// The next step to suggest for an error in this context.
+pub fn next_step(context: &ErrorContext) -> String {
+    match &context.spec {
+        Some(spec) => format!(
+            "`qw workflow-reset {spec}` sets its failed tasks back to pending; `qw state-backup --list` then `qw state-backup --restore NAME` goes back further"
+        ),
+        None => {
+            "`qw state-backup --list` then `qw state-backup --restore NAME` restores an earlier state"
+                .to_owned()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_lazily_into_the_daily_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        let sink = DailyFile::new(logs.clone());
+        assert!(!logs.exists(), "opened before the first event");
+        sink.write_event(b"one\n");
+        sink.write_event(b"two\n");
+        let text = crate::fs::read_to_string(logs.join(file_name_for_today())).unwrap();
+        assert_eq!(text, "one\ntwo\n");
+        assert!(!sink.in_fallback());
+    }
+
+    #[test]
+    fn unwritable_dir_switches_to_fallback_without_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        // A regular file where the directory should be: unwritable even for root.
+        let logs = dir.path().join("logs");
+        crate::fs::write(&logs, b"not a dir").unwrap();
+        let sink = DailyFile::new(logs.join("sub"));
+        sink.write_event(b"kept going\n");
+        sink.write_event(b"still going\n");
+        assert!(sink.in_fallback());
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_files() {
+        let dir = tempfile::tempdir().unwrap();
+        for day in 1..=20 {
+            let name = format!("qw-2025-01-{day:02}.log");
+            crate::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        crate::fs::write(dir.path().join("other.txt"), b"x").unwrap();
+        prune(dir.path(), KEEP_DAYS);
+        let mut names: Vec<String> = crate::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), KEEP_DAYS + 1);
+        assert_eq!(names[0], "other.txt");
+        assert_eq!(names[1], "qw-2025-01-07.log");
+    }
+
+    #[test]
+    fn next_step_names_the_reset_command() {
+        let ctx = ErrorContext {
+            spec: Some("user-auth".into()),
+            ..ErrorContext::default()
+        };
+        assert!(next_step(&ctx).contains("qw workflow-reset user-auth"));
+    }
 }

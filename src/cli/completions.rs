@@ -6,6 +6,11 @@ use super::{Cli, CmdResult, Ctx};
 
 /// Arguments of `qw completions`.
 #[derive(Debug, Args)]
+#[command(after_long_help = "\
+Examples:
+  qw completions bash > ~/.local/share/bash-completion/completions/qw
+  qw completions zsh > \"${fpath[1]}/_qw\"
+  qw completions fish > ~/.config/fish/completions/qw.fish")]
 pub struct CompletionsArgs {
     /// bash, zsh, fish, elvish or powershell.
     pub shell: clap_complete::Shell,

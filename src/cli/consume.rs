@@ -1,11 +1,39 @@
 //! `qw suggest` and `qw consume`: the safe hand-off of the next command.
+//!
+//! Claude Code (or a person) writes one command into `.claude/next_command.txt`; `qw
+//! consume` validates it ([`crate::validate::validate_suggestion`]), runs it through `qw
+//! exec --admit` (qw's own commands as a `qw` child, other slash commands through `claude
+//! -p`), retries it, and then deletes it — or, after the last failure or when it is
+//! refused, moves it to `.claude/next_command.failed.txt` with the reason, so nothing is
+//! retried forever.
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use clap::Args;
+use nix::fcntl::{Flock, FlockArg};
+use serde_json::json;
 
-use super::{CmdResult, Ctx};
+use super::dev_mode::say;
+use super::{CliError, CmdResult, Ctx};
+use crate::exit;
+use crate::logging::{self, ErrorContext};
+use crate::validate::{self, Suggestion};
 
 /// Arguments of `qw suggest`.
 #[derive(Debug, Args)]
+#[command(after_long_help = "\
+The command must be a known qw or slash command without shell metacharacters; it is
+checked now and again when consumed. The file is replaced atomically.
+
+Examples:
+  qw suggest \"/workflow-continue user-auth\"
+  qw suggest \"qw spec-status user-auth\"")]
 pub struct SuggestArgs {
     /// The command, e.g. "/workflow-continue user-auth".
     pub command: String,
@@ -13,6 +41,17 @@ pub struct SuggestArgs {
 
 /// Arguments of `qw consume`.
 #[derive(Debug, Args)]
+#[command(after_long_help = "\
+Runs `.claude/next_command.txt` through `qw exec --admit`: qw's own commands as a qw child,
+other slash commands as `claude -p \"/cmd args\" --output-format json`. Up to 3 attempts,
+5 s apart; on success the file is deleted, after the last failure (or when the command is
+refused) it moves to `.claude/next_command.failed.txt` with the reason.
+Exit: 0 consumed or nothing to do (and always after --watch is stopped by Ctrl-C/SIGTERM),
+1 the command failed, 2 the command was refused.
+
+Examples:
+  qw consume --once
+  qw consume --watch --stats")]
 pub struct ConsumeArgs {
     /// Consume the current suggestion once and exit (default).
     #[arg(long, conflicts_with = "watch")]
@@ -23,13 +62,527 @@ pub struct ConsumeArgs {
     /// Print counts of consumed, failed and rejected suggestions.
     #[arg(long)]
     pub stats: bool,
+    /// Attempts before giving up.
+    #[arg(long, hide = true, default_value_t = 3, env = "QW_CONSUME_ATTEMPTS",
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub attempts: u32,
+    /// Seconds between attempts.
+    #[arg(long, hide = true, default_value = "5", env = "QW_CONSUME_RETRY_DELAY",
+          value_parser = super::exec::parse_secs, value_name = "SECS")]
+    pub retry_delay: Duration,
+    /// Do not use file notifications; poll instead (what happens where they fail).
+    #[arg(long, hide = true, env = "QW_CONSUME_POLL_ONLY")]
+    pub poll_only: bool,
 }
 
 /// Run `qw suggest`.
-pub fn run_suggest(_ctx: &Ctx, _args: SuggestArgs) -> CmdResult {
-    super::not_built("suggest")
+pub fn run_suggest(ctx: &Ctx, args: SuggestArgs) -> CmdResult {
+    let text = args.command.trim();
+    let suggestion = validate::validate_suggestion(text).map_err(|r| {
+        CliError::usage(format!(
+            "refused suggestion `{}`: {r}",
+            text.escape_default()
+        ))
+        .hint("suggest a qw or slash command such as \"/workflow-continue NAME\"")
+    })?;
+    let path = ctx.project.next_command_file();
+    crate::fs::create_dir_all(ctx.project.claude_dir())
+        .and_then(|()| crate::fs::write_durable(&path, format!("{text}\n").as_bytes()))
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    tracing::info!(command = %suggestion, "suggestion written");
+    if ctx.global.json {
+        say!(
+            "{}",
+            json!({"file": path.display().to_string(), "command": text, "runs": suggestion.to_string()})
+        );
+    } else if !ctx.global.quiet {
+        say!("wrote {}: {text}", path.display());
+    }
+    Ok(exit::SUCCESS)
 }
+
+/// What happened to one suggestion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    /// No suggestion file.
+    Nothing,
+    /// Ran successfully; the file was deleted.
+    Consumed { command: String, attempts: u32 },
+    /// Ran and failed (or could not run); moved to the failed file.
+    Failed { command: String, reason: String },
+    /// Refused by validation; moved to the failed file.
+    Rejected { command: String, reason: String },
+    /// A signal arrived first; the file was left in place.
+    Interrupted { command: String },
+}
+
+/// Counts for `--stats`.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+struct Stats {
+    consumed: u32,
+    failed: u32,
+    rejected: u32,
+}
+
 /// Run `qw consume`.
-pub fn run_consume(_ctx: &Ctx, _args: ConsumeArgs) -> CmdResult {
-    super::not_built("consume")
+pub fn run_consume(ctx: &Ctx, args: ConsumeArgs) -> CmdResult {
+    let stop = Arc::new(AtomicUsize::new(0));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let value = usize::try_from(sig).unwrap_or(15);
+        signal_hook::flag::register_usize(sig, Arc::clone(&stop), value)
+            .map_err(|e| CliError::failed(format!("cannot install signal handlers: {e}")))?;
+    }
+    let consumer = Consumer {
+        ctx,
+        args: &args,
+        stop,
+    };
+    let mut stats = Stats::default();
+    if args.watch {
+        consumer.watch(&mut stats)?;
+        consumer.print_stats(stats);
+        return Ok(exit::SUCCESS);
+    }
+    let outcome = consumer.consume_one()?;
+    stats.count(&outcome);
+    consumer.report(&outcome);
+    consumer.print_stats(stats);
+    let failed_file = ctx.project.next_command_failed_file();
+    match outcome {
+        Outcome::Nothing | Outcome::Consumed { .. } => Ok(exit::SUCCESS),
+        Outcome::Failed { command, reason } => Err(CliError::failed(format!(
+            "suggestion `{command}` failed: {reason}"
+        ))
+        .hint(format!(
+            "it was moved to `{}`; fix the cause, then `qw suggest` it again",
+            failed_file.display()
+        ))),
+        Outcome::Rejected { command, reason } => Err(CliError::usage(format!(
+            "refused suggestion `{command}`: {reason}"
+        ))
+        .hint(format!(
+            "nothing was run; it was moved to `{}`",
+            failed_file.display()
+        ))),
+        Outcome::Interrupted { command } => Err(CliError::failed(format!(
+            "interrupted while running `{command}`; the suggestion was left in place"
+        ))),
+    }
+}
+
+impl Stats {
+    fn count(&mut self, o: &Outcome) {
+        match o {
+            Outcome::Consumed { .. } => self.consumed += 1,
+            Outcome::Failed { .. } => self.failed += 1,
+            Outcome::Rejected { .. } => self.rejected += 1,
+            Outcome::Nothing | Outcome::Interrupted { .. } => {}
+        }
+    }
+}
+
+struct Consumer<'a> {
+    ctx: &'a Ctx,
+    args: &'a ConsumeArgs,
+    /// The signal that asked us to stop (0: none).
+    stop: Arc<AtomicUsize>,
+}
+
+impl Consumer<'_> {
+    fn stopping(&self) -> Option<i32> {
+        match self.stop.load(Ordering::SeqCst) {
+            0 => None,
+            s => i32::try_from(s).ok(),
+        }
+    }
+
+    /// Watch `.claude/` for suggestions until a signal arrives.
+    fn watch(&self, stats: &mut Stats) -> Result<(), CliError> {
+        let dir = self.ctx.project.claude_dir();
+        crate::fs::create_dir_all(&dir).map_err(|e| CliError::failed(e.to_string()))?;
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let watcher = if self.args.poll_only {
+            None
+        } else {
+            start_watcher(&dir, tx)
+        };
+        // With notifications a slow poll only backs them up; without, polling is all.
+        let poll = if watcher.is_some() {
+            Duration::from_secs(5)
+        } else {
+            Duration::from_millis(500)
+        };
+        if !self.ctx.global.quiet {
+            eprintln!(
+                "qw: watching `{}` ({}); Ctrl-C stops",
+                self.ctx.project.next_command_file().display(),
+                if watcher.is_some() {
+                    "file notifications"
+                } else {
+                    "polling"
+                }
+            );
+        }
+        let mut last_check: Option<Instant> = None;
+        let mut dirty = true;
+        while self.stopping().is_none() {
+            if dirty || last_check.is_none_or(|t| t.elapsed() >= poll) {
+                dirty = false;
+                last_check = Some(Instant::now());
+                let outcome = self.consume_one()?;
+                stats.count(&outcome);
+                self.report(&outcome);
+                if matches!(outcome, Outcome::Interrupted { .. }) {
+                    break;
+                }
+            }
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(()) => {
+                    while rx.try_recv().is_ok() {}
+                    dirty = true;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
+            }
+        }
+        drop(watcher);
+        Ok(())
+    }
+
+    /// Take the current suggestion through validate → run with retries → delete or move.
+    fn consume_one(&self) -> Result<Outcome, CliError> {
+        let project = &self.ctx.project;
+        let path = project.next_command_file();
+        if !path.exists() {
+            return Ok(Outcome::Nothing);
+        }
+        let _lock = lock(&project.claude_dir().join("next_command.lock"))?;
+        let original = match crate::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Nothing),
+            Err(e) => return Err(CliError::failed(e.to_string())),
+        };
+        let text = original.trim().to_owned();
+        let shown = text.escape_default().to_string();
+        let suggestion = match validate::validate_suggestion(&text) {
+            Ok(s) => s,
+            Err(r) => {
+                let reason = format!("refused: {r}");
+                self.give_up(&original, &text, &reason, None, None)?;
+                return Ok(Outcome::Rejected {
+                    command: shown,
+                    reason: r.to_string(),
+                });
+            }
+        };
+        let argv = match self.argv_for(&suggestion) {
+            Ok(a) => a,
+            Err(reason) => {
+                self.give_up(&original, &text, &reason, None, None)?;
+                return Ok(Outcome::Failed {
+                    command: shown,
+                    reason,
+                });
+            }
+        };
+        let attempts = self.args.attempts;
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            tracing::info!(command = %suggestion, attempt, "consuming suggestion");
+            let code = match self.run_attempt(&argv) {
+                Ok(code) => code,
+                Err(e) => return Err(CliError::failed(e)),
+            };
+            if self.stopping().is_some() {
+                return Ok(Outcome::Interrupted { command: shown });
+            }
+            if code == 0 {
+                remove_if_unchanged(&path, &original)?;
+                return Ok(Outcome::Consumed {
+                    command: shown,
+                    attempts: attempt,
+                });
+            }
+            last = format!("`{suggestion}` exited with {code}");
+            let context = ErrorContext {
+                command: Some("consume".into()),
+                attempt: Some(attempt),
+                exit_code: Some(code),
+                ..ErrorContext::default()
+            };
+            logging::record_error(project, "consume", &last, &context);
+            // Not found / not executable will not change by waiting.
+            if code == exit::EXEC_NOT_FOUND || code == exit::EXEC_NOT_EXECUTABLE {
+                last = format!("{last} (not retried: the program could not be started)");
+                let reason = format!("{last} on attempt {attempt}");
+                self.give_up(&original, &text, &reason, Some(attempt), Some(code))?;
+                return Ok(Outcome::Failed {
+                    command: shown,
+                    reason,
+                });
+            }
+            if attempt < attempts && !self.sleep(self.args.retry_delay) {
+                return Ok(Outcome::Interrupted { command: shown });
+            }
+        }
+        let reason = format!("{last} on each of {attempts} attempt(s)");
+        self.give_up(&original, &text, &reason, Some(attempts), None)?;
+        Ok(Outcome::Failed {
+            command: shown,
+            reason,
+        })
+    }
+
+    /// The argv that runs a suggestion through `qw exec --admit`.
+    fn argv_for(&self, s: &Suggestion) -> Result<Vec<OsString>, String> {
+        let qw = std::env::current_exe()
+            .map_err(|e| format!("cannot find the running qw executable: {e}"))?;
+        let root = self.ctx.project.root().as_os_str().to_owned();
+        let mut argv: Vec<OsString> = vec![
+            qw.clone().into(),
+            "-C".into(),
+            root.clone(),
+            "exec".into(),
+            "--admit=normal".into(),
+            "--no-record".into(),
+            "--".into(),
+        ];
+        match s {
+            Suggestion::Qw { args } => {
+                argv.extend([qw.into(), "-C".into(), root]);
+                argv.extend(args.iter().map(OsString::from));
+            }
+            Suggestion::Slash { .. } => {
+                if find_in_path("claude").is_none() {
+                    return Err(format!(
+                        "`{}` needs Claude Code, but `claude` is not on PATH; install it or run the command yourself",
+                        s.slash_text()
+                    ));
+                }
+                argv.extend(
+                    ["claude", "-p", &s.slash_text(), "--output-format", "json"]
+                        .map(OsString::from),
+                );
+            }
+        }
+        Ok(argv)
+    }
+
+    /// Run one attempt to completion, forwarding a stop signal to it. Returns its exit code.
+    fn run_attempt(&self, argv: &[OsString]) -> Result<i32, String> {
+        use std::os::unix::process::CommandExt as _;
+        let Some((program, rest)) = argv.split_first() else {
+            return Err("empty command".into());
+        };
+        let mut child = Command::new(program)
+            .args(rest)
+            .current_dir(self.ctx.project.root())
+            .stdin(Stdio::null())
+            // Own process group: a terminal Ctrl-C reaches only us and is forwarded once;
+            // reaching `qw exec` twice would make it skip the grace.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot start `{}`: {e}", program.to_string_lossy()))?;
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+        let mut forwarded = false;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    return Ok(status
+                        .code()
+                        .or_else(|| status.signal().map(|s| exit::EXEC_SIGNAL_BASE + s))
+                        .unwrap_or(1));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(format!(
+                        "cannot wait for `{}`: {e}",
+                        program.to_string_lossy()
+                    ));
+                }
+            }
+            if let Some(sig) = self.stopping()
+                && !forwarded
+            {
+                forwarded = true;
+                let sig =
+                    nix::sys::signal::Signal::try_from(sig).unwrap_or(nix::sys::signal::SIGTERM);
+                let _ = nix::sys::signal::kill(pid, sig);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sleep, waking early for a stop signal. False if stopped.
+    fn sleep(&self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            if self.stopping().is_some() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20).min(d));
+        }
+        self.stopping().is_none()
+    }
+
+    /// Move the suggestion to the failed file with its reason, and record the error.
+    fn give_up(
+        &self,
+        original: &str,
+        text: &str,
+        reason: &str,
+        attempt: Option<u32>,
+        exit_code: Option<i32>,
+    ) -> Result<(), CliError> {
+        let project = &self.ctx.project;
+        let failed = project.next_command_failed_file();
+        let body = format!(
+            "{text}\n# failed at {}: {reason}\n",
+            chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+        );
+        crate::fs::write_durable(&failed, body.as_bytes())
+            .map_err(|e| CliError::failed(e.to_string()))?;
+        remove_if_unchanged(&project.next_command_file(), original)?;
+        let context = ErrorContext {
+            command: Some("consume".into()),
+            attempt,
+            exit_code,
+            ..ErrorContext::default()
+        };
+        logging::record_error(project, "consume", reason, &context);
+        Ok(())
+    }
+
+    fn report(&self, o: &Outcome) {
+        if self.ctx.global.json {
+            let v = match o {
+                Outcome::Nothing if self.args.watch => return,
+                Outcome::Nothing => json!({"outcome": "nothing"}),
+                Outcome::Consumed { command, attempts } => {
+                    json!({"outcome": "consumed", "command": command, "attempts": attempts})
+                }
+                Outcome::Failed { command, reason } => {
+                    json!({"outcome": "failed", "command": command, "reason": reason})
+                }
+                Outcome::Rejected { command, reason } => {
+                    json!({"outcome": "rejected", "command": command, "reason": reason})
+                }
+                Outcome::Interrupted { command } => {
+                    json!({"outcome": "interrupted", "command": command})
+                }
+            };
+            say!("{v}");
+            return;
+        }
+        if self.ctx.global.quiet {
+            return;
+        }
+        let failed = self.ctx.project.next_command_failed_file();
+        let mut out = std::io::stdout().lock();
+        let _ = match o {
+            Outcome::Nothing if self.args.watch => Ok(()),
+            Outcome::Nothing => writeln!(
+                out,
+                "no suggestion in {}",
+                self.ctx.project.next_command_file().display()
+            ),
+            Outcome::Consumed { command, attempts } => {
+                writeln!(out, "consumed: {command} (attempt {attempts})")
+            }
+            Outcome::Failed { command, reason } => writeln!(
+                out,
+                "failed: {command}: {reason}; moved to {}",
+                failed.display()
+            ),
+            Outcome::Rejected { command, reason } => writeln!(
+                out,
+                "rejected: {command}: {reason}; moved to {}",
+                failed.display()
+            ),
+            Outcome::Interrupted { command } => {
+                writeln!(out, "interrupted: {command} (left in place)")
+            }
+        };
+    }
+
+    fn print_stats(&self, stats: Stats) {
+        if !self.args.stats {
+            return;
+        }
+        if self.ctx.global.json {
+            say!("{}", json!({"stats": stats}));
+        } else {
+            say!(
+                "consumed: {}  failed: {}  rejected: {}",
+                stats.consumed,
+                stats.failed,
+                stats.rejected
+            );
+        }
+    }
+}
+
+/// Start a file watcher on `dir` that pings `tx` on any change; None if unavailable.
+fn start_watcher(
+    dir: &Path,
+    tx: std::sync::mpsc::Sender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let handler = move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            let _ = tx.send(());
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!("file notifications unavailable ({e}); polling instead");
+            return None;
+        }
+    };
+    match watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+        Ok(()) => Some(watcher),
+        Err(e) => {
+            tracing::warn!("cannot watch `{}` ({e}); polling instead", dir.display());
+            None
+        }
+    }
+}
+
+/// Exclusive lock so two consumers never run the same suggestion; released on drop.
+fn lock(path: &Path) -> Result<Flock<std::fs::File>, CliError> {
+    let file = crate::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| CliError::failed(e.to_string()))?
+        .into_parts()
+        .0;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| CliError::failed(format!("cannot lock `{}`: {e}", path.display())))
+}
+
+/// Delete the suggestion file unless someone wrote a new suggestion meanwhile.
+fn remove_if_unchanged(path: &Path, original: &str) -> Result<(), CliError> {
+    match crate::fs::read_to_string(path) {
+        Ok(now) if now == original => {
+            crate::fs::remove_file(path).map_err(|e| CliError::failed(e.to_string()))
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CliError::failed(e.to_string())),
+    }
+}
+
+/// The first executable file called `name` on PATH.
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| {
+            crate::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }

@@ -3,7 +3,10 @@
 // Tests may panic on setup failures and use std::fs directly.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
+mod consume;
+mod devmode;
 mod exec;
 mod init;
 mod spec;
 mod support;
+mod validate;

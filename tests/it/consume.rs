@@ -1,0 +1,260 @@
+//! `qw suggest` / `qw consume`: success, retries into the failed file, injections refused
+//! without running anything, `--watch` with notifications and a clean SIGINT exit.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::support::*;
+
+/// A fake `claude` that records each call in `calls.txt` and exits with `code`.
+fn fake_claude(p: &TestProject, code: i32) -> String {
+    let calls = p.path().join("calls.txt");
+    p.script(
+        "bin/claude",
+        &format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\necho '{{\"type\":\"result\",\"is_error\":false}}'\nexit {code}\n",
+            calls.display()
+        ),
+    );
+    let path = std::env::var("PATH").unwrap_or_default();
+    format!("{}:{path}", p.path().join("bin").display())
+}
+
+fn calls(p: &TestProject) -> Vec<String> {
+    std::fs::read_to_string(p.path().join("calls.txt"))
+        .map(|t| t.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn consume_success_runs_qw_command_and_deletes_the_file() {
+    let p = TestProject::new();
+    let s = p.run(&["suggest", "/dev-mode on"]);
+    assert_eq!(s.status.code(), Some(0), "{}", stderr(&s));
+    assert_eq!(p.read(".claude/next_command.txt"), "/dev-mode on\n");
+    let out = p.run(&["consume", "--once", "--stats"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!p.claude().join("next_command.txt").exists());
+    assert!(!p.claude().join("next_command.failed.txt").exists());
+    let settings = p.read(".claude/settings.local.json");
+    assert!(settings.contains("\"enabled\": true"), "{settings}");
+    assert!(
+        stdout(&out).contains("consumed: 1  failed: 0  rejected: 0"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn consume_with_nothing_to_do_succeeds() {
+    let p = TestProject::new();
+    let out = p.run(&["consume"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("no suggestion"), "{}", stdout(&out));
+}
+
+#[test]
+fn consume_slash_command_goes_to_claude_and_fails_after_three_attempts() {
+    let p = TestProject::new();
+    let path = fake_claude(&p, 1);
+    p.write(".claude/next_command.txt", "/spec-execute 2.1 user-auth\n");
+    let mut cmd = p.qw(&["--json", "consume", "--once", "--retry-delay", "0.1"]);
+    cmd.env("PATH", &path);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let c = calls(&p);
+    assert_eq!(c.len(), 3, "{c:?}");
+    assert!(
+        c.iter()
+            .all(|l| l == "-p /spec-execute 2.1 user-auth --output-format json"),
+        "{c:?}"
+    );
+    assert!(!p.claude().join("next_command.txt").exists());
+    let failed = p.read(".claude/next_command.failed.txt");
+    assert!(
+        failed.starts_with("/spec-execute 2.1 user-auth\n"),
+        "{failed}"
+    );
+    assert!(
+        failed.contains("exited with 1 on each of 3 attempt(s)"),
+        "{failed}"
+    );
+    let j = last_json(&out);
+    assert_eq!(j["outcome"], "failed");
+
+    // The same command succeeding is consumed on the first attempt.
+    let path = fake_claude(&p, 0);
+    std::fs::remove_file(p.path().join("calls.txt")).unwrap();
+    p.write(".claude/next_command.txt", "/spec-execute 2.1 user-auth\n");
+    let mut cmd = p.qw(&["consume", "--once", "--retry-delay", "0.1"]);
+    cmd.env("PATH", &path);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(calls(&p).len(), 1);
+    assert!(!p.claude().join("next_command.txt").exists());
+}
+
+#[test]
+fn consume_refuses_injections_without_running_anything() {
+    let p = TestProject::new();
+    let path = fake_claude(&p, 0);
+    let pwned = p.path().join("PWNED");
+    let attempts = [
+        format!("/dev-mode on; touch {}", pwned.display()),
+        format!("/dev-mode on && touch {}", pwned.display()),
+        format!("/spec-execute 1 x | touch {}", pwned.display()),
+        format!("/spec-execute 1 $(touch {})", pwned.display()),
+        format!("/spec-execute 1 `touch {}`", pwned.display()),
+        format!("touch {}", pwned.display()),
+        "/spec-create x 'rm -rf /'".to_owned(),
+        "qw exec -- sh -c true".to_owned(),
+    ];
+    for text in &attempts {
+        p.write(".claude/next_command.txt", text);
+        let mut cmd = p.qw(&["consume", "--once", "--retry-delay", "0.1"]);
+        cmd.env("PATH", &path);
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{text}: {}", stderr(&out));
+        assert!(!pwned.exists(), "{text} ran");
+        assert!(calls(&p).is_empty(), "{text} reached claude");
+        assert!(
+            !p.claude().join("settings.local.json").exists(),
+            "{text} ran dev-mode"
+        );
+        assert!(!p.claude().join("next_command.txt").exists());
+        let failed = p.read(".claude/next_command.failed.txt");
+        assert!(failed.contains("refused"), "{failed}");
+    }
+}
+
+#[test]
+fn consume_without_claude_fails_clearly_and_at_once() {
+    let p = TestProject::new();
+    let empty = p.path().join("empty-bin");
+    std::fs::create_dir_all(&empty).unwrap();
+    p.write(".claude/next_command.txt", "/spec-design user-auth\n");
+    let mut cmd = p.qw(&["consume", "--once"]);
+    cmd.env("PATH", &empty);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`claude` is not on PATH"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        p.read(".claude/next_command.failed.txt")
+            .contains("not on PATH")
+    );
+}
+
+#[test]
+fn consume_watch_picks_up_a_new_suggestion_and_exits_on_sigint() {
+    watch_scenario(&[], "file notifications");
+}
+
+#[test]
+fn consume_watch_polling_fallback_picks_up_a_new_suggestion() {
+    watch_scenario(&["--poll-only"], "polling");
+}
+
+fn watch_scenario(extra: &[&str], mode: &str) {
+    let p = TestProject::new();
+    let m = marker();
+    let _guard = MarkerGuard(m.clone());
+    let out_path = p.path().join("watch.out");
+    let err_path = p.path().join("watch.err");
+    let mut args = vec!["consume", "--watch", "--stats", "--retry-delay", "0.1"];
+    args.extend_from_slice(extra);
+    let mut child = p
+        .qw(&args)
+        .env("QW_TEST_MARKER", &m)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = i32::try_from(child.id()).unwrap();
+    let started = wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&err_path).is_ok_and(|t| t.contains("watching"))
+    });
+    assert!(started, "{}", std::fs::read_to_string(&err_path).unwrap());
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert!(err.contains(mode), "{err}");
+
+    let s = p.run(&["suggest", "/dev-mode on"]);
+    assert_eq!(s.status.code(), Some(0));
+    let consumed = wait_until(Duration::from_secs(30), || {
+        !p.claude().join("next_command.txt").exists()
+            && std::fs::read_to_string(p.claude().join("settings.local.json"))
+                .is_ok_and(|t| t.contains("\"enabled\": true"))
+    });
+    assert!(consumed, "{}", std::fs::read_to_string(&err_path).unwrap());
+
+    unsafe_kill(pid, 2);
+    let mut status = None;
+    let exited = wait_until(Duration::from_secs(20), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    if !exited {
+        unsafe_kill(pid, 9);
+        let _ = child.wait();
+    }
+    assert!(exited, "consume --watch did not stop on SIGINT");
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    let out = std::fs::read_to_string(&out_path).unwrap();
+    assert!(out.contains("consumed: /dev-mode on"), "{out}");
+    assert!(out.contains("consumed: 1  failed: 0  rejected: 0"), "{out}");
+}
+
+#[test]
+fn consume_sigint_during_a_run_stops_it_and_leaves_the_suggestion() {
+    let p = TestProject::new();
+    let m = marker();
+    let _guard = MarkerGuard(m.clone());
+    let started = p.path().join("started");
+    p.script(
+        "bin/claude",
+        &format!("#!/bin/sh\ntouch '{}'\nexec sleep 60\n", started.display()),
+    );
+    let path = format!(
+        "{}:{}",
+        p.path().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    p.write(".claude/next_command.txt", "/spec-execute 1 x\n");
+    let mut child = p
+        .qw(&["consume", "--once", "--retry-delay", "0.1"])
+        .env("PATH", &path)
+        .env("QW_TEST_MARKER", &m)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || started.exists()));
+    unsafe_kill(i32::try_from(child.id()).unwrap(), 2);
+    let mut status = None;
+    let exited = wait_until(Duration::from_secs(20), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    if !exited {
+        unsafe_kill(i32::try_from(child.id()).unwrap(), 9);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(exited, "consume did not stop on SIGINT");
+    assert_eq!(status.and_then(|s| s.code()), Some(1));
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    assert_eq!(p.read(".claude/next_command.txt"), "/spec-execute 1 x\n");
+    assert!(!p.claude().join("next_command.failed.txt").exists());
+    assert!(
+        wait_until(Duration::from_secs(10), || pids_with_env(
+            "QW_TEST_MARKER",
+            &m
+        )
+        .is_empty()),
+        "the agent survived"
+    );
+}

@@ -1,0 +1,250 @@
+//! `qw dev-mode`: settings round trip, corrupt settings, log files and their fallback.
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const FIXTURE: &str = include_str!("../fixtures/settings.local.json");
+
+fn settings(p: &TestProject) -> serde_json::Map<String, Value> {
+    match serde_json::from_str(&p.read(".claude/settings.local.json")).unwrap() {
+        Value::Object(m) => m,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+#[test]
+fn devmode_round_trip_keeps_other_keys_and_order() {
+    let p = TestProject::new();
+    p.write(".claude/settings.local.json", FIXTURE);
+    let original: serde_json::Map<String, Value> = serde_json::from_str(FIXTURE).unwrap();
+
+    let on = p.run(&["dev-mode", "on"]);
+    assert_eq!(on.status.code(), Some(0), "{}", stderr(&on));
+    let s = settings(&p);
+    let keys: Vec<&str> = s.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "permissions",
+            "hooks",
+            "env",
+            "development_mode",
+            "quantumwala"
+        ]
+    );
+    for k in ["permissions", "hooks", "env"] {
+        assert_eq!(s[k], original[k], "{k} changed");
+    }
+    let dm = s["development_mode"].as_object().unwrap();
+    assert_eq!(dm.len(), 11);
+    for flag in [
+        "enabled",
+        "verbose_logging",
+        "auto_backup",
+        "performance_profiling",
+        "command_validation",
+        "resource_monitoring",
+    ] {
+        assert_eq!(dm[flag], Value::Bool(true), "{flag}");
+    }
+    assert_eq!(dm["fail_fast"], Value::Bool(false));
+
+    let status = p.run(&["--json", "dev-mode", "status"]);
+    assert_eq!(status.status.code(), Some(0));
+    let j = last_json(&status);
+    assert_eq!(j["enabled"], Value::Bool(true));
+    assert_eq!(j["flags"]["verbose_logging"]["source"], "settings");
+
+    let off = p.run(&["dev-mode", "off"]);
+    assert_eq!(off.status.code(), Some(0), "{}", stderr(&off));
+    let s = settings(&p);
+    let keys: Vec<&str> = s.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["permissions", "hooks", "env", "development_mode"]);
+    for k in ["permissions", "hooks", "env"] {
+        assert_eq!(s[k], original[k], "{k} changed");
+    }
+    assert_eq!(s["development_mode"]["enabled"], Value::Bool(false));
+    assert_eq!(s["development_mode"]["verbose_logging"], Value::Bool(false));
+}
+
+#[test]
+fn devmode_off_restores_previous_values_not_defaults() {
+    let p = TestProject::new();
+    p.write(
+        ".claude/settings.local.json",
+        r#"{"development_mode": {"verbose_logging": true, "auto_backup": false, "fail_fast": true}, "x": 1}"#,
+    );
+    assert_eq!(p.run(&["dev-mode", "on"]).status.code(), Some(0));
+    assert_eq!(p.run(&["dev-mode", "off"]).status.code(), Some(0));
+    let dm = settings(&p)["development_mode"].clone();
+    assert_eq!(
+        dm["verbose_logging"],
+        Value::Bool(true),
+        "previous value lost"
+    );
+    assert_eq!(dm["fail_fast"], Value::Bool(true));
+    assert_eq!(dm["auto_backup"], Value::Bool(false));
+    assert_eq!(dm["enabled"], Value::Bool(false));
+}
+
+#[test]
+fn devmode_status_shows_defaults_without_a_settings_file() {
+    let p = TestProject::new();
+    let out = p.run(&["--json", "dev-mode", "status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let j = last_json(&out);
+    assert_eq!(j["flags"]["enabled"]["source"], "default");
+    assert_eq!(
+        j["flags"]["confirmation_prompts"]["value"],
+        Value::Bool(true)
+    );
+    assert!(
+        !p.claude().join("settings.local.json").exists(),
+        "status wrote a file"
+    );
+    // `on` creates a missing file.
+    assert_eq!(p.run(&["dev-mode", "on"]).status.code(), Some(0));
+    assert_eq!(
+        settings(&p)["development_mode"]["enabled"],
+        Value::Bool(true)
+    );
+}
+
+#[test]
+fn devmode_corrupt_settings_exit_2_and_stay_byte_identical() {
+    let p = TestProject::new();
+    let bad = "{\n  \"permissions\": {\"allow\": []},\n  \"hooks\": oops\n}\n";
+    let path = p.write(".claude/settings.local.json", bad);
+    for action in ["on", "off", "status"] {
+        let out = p.run(&["dev-mode", action]);
+        assert_eq!(out.status.code(), Some(2), "{action}");
+        let err = stderr(&out);
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("settings.local.json"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), bad.as_bytes());
+    }
+}
+
+#[test]
+fn devmode_on_backs_up_existing_state() {
+    let p = TestProject::new();
+    p.write(".claude/unified_state.json", "{\"schema_version\": 1}\n");
+    let out = p.run(&["dev-mode", "on"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let backups: Vec<_> = std::fs::read_dir(p.claude().join("backups/state"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(backups.len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(&backups[0]).unwrap(),
+        "{\"schema_version\": 1}\n"
+    );
+}
+
+#[test]
+fn devmode_logs_go_to_daily_file_at_debug_in_dev_mode() {
+    let p = TestProject::new();
+    assert_eq!(p.run(&["dev-mode", "on"]).status.code(), Some(0));
+    let logs: Vec<_> = std::fs::read_dir(p.claude().join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert!(
+        logs[0].starts_with("qw-") && logs[0].ends_with(".log"),
+        "{logs:?}"
+    );
+    let text = p.read(&format!(".claude/logs/{}", logs[0]));
+    assert!(text.contains("development mode turned on"), "{text}");
+    assert!(
+        !text.contains("DEBUG"),
+        "debug before dev mode was on: {text}"
+    );
+    // Now in dev mode: debug events reach the file.
+    assert_eq!(p.run(&["dev-mode", "status"]).status.code(), Some(0));
+    let text = p.read(&format!(".claude/logs/{}", logs[0]));
+    assert_eq!(text.matches("DEBUG").count(), 1, "{text}");
+    // Off again: info only.
+    assert_eq!(p.run(&["dev-mode", "off"]).status.code(), Some(0));
+    assert_eq!(p.run(&["dev-mode", "status"]).status.code(), Some(0));
+    let text = p.read(&format!(".claude/logs/{}", logs[0]));
+    // The one extra DEBUG line is `off` itself, which still started in dev mode.
+    assert_eq!(text.matches("DEBUG").count(), 2, "{text}");
+}
+
+/// An unwritable log directory: the command still succeeds and says so exactly once.
+#[test]
+fn devmode_unwritable_log_dir_falls_back_with_one_notice() {
+    let p = TestProject::new();
+    let tmp = p.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    // A file where `.claude/logs/` should be cannot be written even by root; a read-only
+    // directory is tried too where permissions apply.
+    p.write(".claude/logs", "not a directory");
+    let mut cmd = p.qw(&["dev-mode", "on"]);
+    cmd.env("TMPDIR", &tmp);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.matches("cannot write logs").count(), 1, "{err}");
+    assert_eq!(
+        settings(&p)["development_mode"]["enabled"],
+        Value::Bool(true)
+    );
+    // The events went to the temp-dir file instead.
+    let fallback = std::fs::read_dir(&tmp)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let files: Vec<_> = std::fs::read_dir(&fallback).unwrap().collect();
+    assert_eq!(files.len(), 1);
+
+    std::fs::remove_file(p.claude().join("logs")).unwrap();
+    let logs = p.claude().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let writable = std::fs::write(logs.join("probe"), "x").is_ok();
+    let mut cmd = p.qw(&["dev-mode", "off"]);
+    cmd.env("TMPDIR", &tmp);
+    let out = cmd.output().unwrap();
+    std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let notices = stderr(&out).matches("cannot write logs").count();
+    // Root ignores directory permissions; then the file log simply works.
+    assert_eq!(notices, usize::from(!writable), "{}", stderr(&out));
+}
+
+#[test]
+fn devmode_completions_cover_every_shell_and_command() {
+    let p = TestProject::bare();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = p.run(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}: {}", stderr(&out));
+        let text = stdout(&out);
+        for cmd in ["dev-mode", "consume", "suggest", "workflow-continue"] {
+            assert!(text.contains(cmd), "{shell} completions lack {cmd}");
+        }
+    }
+    let out = p.run(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn devmode_help_of_owned_commands_has_an_example() {
+    let p = TestProject::bare();
+    for cmd in ["dev-mode", "suggest", "consume", "completions"] {
+        let out = p.run(&[cmd, "--help"]);
+        assert_eq!(out.status.code(), Some(0));
+        let text = stdout(&out);
+        assert!(text.contains("Example"), "{cmd} --help has no example");
+        assert!(
+            text.contains(&format!("qw {cmd}")),
+            "{cmd} --help has no example"
+        );
+    }
+}
