@@ -164,7 +164,7 @@ impl Agent for CommandAgent {
             Parsed::Empty | Parsed::NotJson
         );
         if !plain || !matches!(run.outcome, Outcome::NoResult { .. }) {
-            return run;
+            return super::require_document(job, run, input.stdout);
         }
         let exit_code = input.report.exit_code;
         let mut run = run;

@@ -274,9 +274,40 @@ pub trait Agent: Send + Sync {
     /// Judge a finished run. The default is [`outcome::classify`] (a JSON result object
     /// is required); [`CommandAgent`] also accepts plain-text output.
     fn classify(&self, job: &Job, input: &ClassifyInput<'_>) -> AgentRun {
-        let _ = job;
-        outcome::classify(input)
+        require_document(job, outcome::classify(input), input.stdout)
     }
+}
+
+/// A document phase succeeded only if its document exists and is not empty: an agent
+/// without write permission may answer with the document's text instead of writing it.
+pub fn require_document(job: &Job, mut run: AgentRun, stdout: &[u8]) -> AgentRun {
+    let Some(doc) = job.expected_document() else {
+        return run;
+    };
+    if !run.outcome.is_success() || doc.metadata().is_ok_and(|m| m.is_file() && m.len() > 0) {
+        return run;
+    }
+    let denied = match outcome::parse_last_object(stdout) {
+        outcome::Parsed::Object(map) => outcome::permission_denials(&map),
+        _ => Vec::new(),
+    };
+    if denied.is_empty() {
+        run.outcome = Outcome::NoResult {
+            exit_code: run.exit_code,
+        };
+        run.evidence = format!(
+            "the agent reported success but `{}` was not written",
+            doc.display()
+        );
+    } else {
+        run.evidence = format!(
+            "the agent reported success but `{}` was not written; tools denied: {}",
+            doc.display(),
+            denied.join(", ")
+        );
+        run.outcome = Outcome::PermissionDenied { tools: denied };
+    }
+    run
 }
 
 /// Limits for one agent run.
@@ -386,6 +417,66 @@ mod tests {
         assert!("Design".parse::<Phase>().is_err());
         assert_eq!(Phase::Tasks.document(), Some("tasks.md"));
         assert_eq!(Phase::Implementation.document(), None);
+    }
+
+    #[test]
+    fn a_document_phase_needs_its_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = Job {
+            phase: Phase::Design,
+            spec: "s".into(),
+            description: "d".into(),
+            project_root: dir.path().into(),
+            workdir: dir.path().into(),
+            spec_dir: dir.path().join("spec"),
+            task: None,
+            run_dir: dir.path().join("run"),
+        };
+        let report = crate::exec::ExecReport {
+            exit_code: 0,
+            signal: None,
+            timed_out: false,
+            stalled: false,
+            interrupted_by: None,
+            escalated_to_kill: false,
+            duration_ms: 5,
+            leftovers_killed: 0,
+            leftovers: vec![],
+            spawn_error: None,
+            run_id: "r".into(),
+            admission_wait_ms: 0,
+        };
+        let judge = |stdout: &str| {
+            ClaudeAgent::new().classify(
+                &job,
+                &ClassifyInput {
+                    report: &report,
+                    stdout: stdout.as_bytes(),
+                    stderr_tail: "",
+                    phase: Phase::Design,
+                    user_cancelled: false,
+                },
+            )
+        };
+        let answered = r##"{"type":"result","is_error":false,"result":"# Design ..."}"##;
+        let denied = r##"{"type":"result","is_error":false,"result":"# Design ...","permission_denials":[{"tool_name":"Write"}]}"##;
+        let run = judge(answered);
+        assert_eq!(run.outcome, Outcome::NoResult { exit_code: 0 });
+        assert!(
+            run.evidence.contains("design.md` was not written"),
+            "{}",
+            run.evidence
+        );
+        let run = judge(denied);
+        assert_eq!(
+            run.outcome,
+            Outcome::PermissionDenied {
+                tools: vec!["Write".into()]
+            }
+        );
+        crate::fs::create_dir_all(&job.spec_dir).unwrap();
+        crate::fs::write(job.spec_dir.join("design.md"), "# Design").unwrap();
+        assert_eq!(judge(denied).outcome, Outcome::Succeeded);
     }
 
     #[test]

@@ -581,7 +581,7 @@ fn fill_from_result(run: &mut AgentRun, map: &serde_json::Map<String, Value>) {
     run.result_text = map.get("result").and_then(Value::as_str).map(str::to_owned);
 }
 
-fn permission_denials(map: &serde_json::Map<String, Value>) -> Vec<String> {
+pub(crate) fn permission_denials(map: &serde_json::Map<String, Value>) -> Vec<String> {
     let Some(Value::Array(items)) = map.get("permission_denials") else {
         return Vec::new();
     };

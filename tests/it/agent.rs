@@ -377,7 +377,8 @@ fn agent_stall_watchdog_ends_silent_runs_but_not_chatty_ones() {
     assert!(report.duration_ms < 15_000, "{report:?}");
     assert!(cookie_pids(&report.run_id).is_empty());
 
-    let j = job(&p, Phase::Requirements, "c-chatty");
+    let mut j = job(&p, Phase::Implementation, "c-chatty");
+    j.task = task("1", None);
     let (run, _) = run_with_env(
         &ClaudeAgent::new(),
         &j,
