@@ -27,6 +27,7 @@ pub mod command;
 pub mod offline;
 pub mod outcome;
 pub mod prompt;
+pub mod runs;
 
 pub use claude::ClaudeAgent;
 pub use command::CommandAgent;
