@@ -489,6 +489,14 @@ fn judge_result(
     } else {
         format!("exit {exit_code} although is_error is false")
     };
+    if map.get("subtype").and_then(Value::as_str) == Some("error_max_turns") {
+        let turns = Some(run.num_turns).filter(|&t| t > 0);
+        return with(
+            run,
+            Outcome::MaxTurns { turns },
+            format!("{why}: the agent hit its turn limit (subtype error_max_turns)"),
+        );
+    }
     let api_status = map.get("api_error_status").and_then(Value::as_u64);
     let limit_text = format!("{text}\n{}", input.stderr_tail);
     if let Some(resets) = usage_limit(&limit_text) {
@@ -504,14 +512,6 @@ fn judge_result(
             run,
             Outcome::UsageLimited,
             format!("{why}: API error 429 (rate limited)"),
-        );
-    }
-    if map.get("subtype").and_then(Value::as_str) == Some("error_max_turns") {
-        let turns = Some(run.num_turns).filter(|&t| t > 0);
-        return with(
-            run,
-            Outcome::MaxTurns { turns },
-            format!("{why}: the agent hit its turn limit (subtype error_max_turns)"),
         );
     }
     let denied = permission_denials(map);
@@ -619,17 +619,23 @@ fn is_login_error(text: &str) -> bool {
 /// None when no reset time is given).
 pub fn usage_limit(text: &str) -> Option<Option<String>> {
     let lower = text.to_lowercase();
-    let limited = [
+    let plain = [
         "usage limit",
         "rate limit",
         "rate_limit",
-        "limit reached",
         "hit your limit",
         "too many requests",
         "api error: 429",
     ]
     .iter()
     .any(|p| lower.contains(p));
+    // "limit reached" alone is too broad (a context or turn limit is no usage limit):
+    // require the words Claude Code puts beside its usage-limit notices.
+    let reached = lower.contains("limit reached")
+        && ["reset", "session", "hour", "weekly", "|"]
+            .iter()
+            .any(|w| lower.contains(w));
+    let limited = plain || reached;
     if !limited {
         return None;
     }
@@ -1001,6 +1007,12 @@ mod tests {
             Some("3pm (Europe/Berlin)")
         );
         assert_eq!(reset_time("rate limit exceeded"), None);
+        assert_eq!(
+            usage_limit("Context limit reached; compact the conversation"),
+            None
+        );
+        assert!(usage_limit("5-hour limit reached ∙ resets 3pm").is_some());
+        assert!(usage_limit("Session limit reached").is_some());
         assert_eq!(parse_clock("3:30pm"), Some((15, 30)));
         assert_eq!(parse_clock("12am"), Some((0, 0)));
         assert_eq!(parse_clock("15:00"), Some((15, 0)));
