@@ -231,6 +231,13 @@ stall) echo "starting"; exec sleep 300 ;;
 chatty)
   i=0; while [ $i -lt 15 ]; do echo "tick $i" >&2; sleep 0.2; i=$((i+1)); done
   result "done after ticking" ;;
+empty) exit 0 ;;
+cut) printf '{"type":"result","subtype":"success","is_error":false,"result":"half' ;;
+error_success) printf '{"type":"result","subtype":"success","is_error":true,"result":"API Error: 529 overloaded"}\n' ;;
+usage) printf '{"type":"result","subtype":"success","is_error":true,"result":"Claude AI usage limit reached|1754406000"}\n'; exit 1 ;;
+max_turns) printf '{"type":"result","subtype":"error_max_turns","is_error":true,"num_turns":30,"total_cost_usd":1.5}\n'; exit 1 ;;
+denied) printf '{"type":"result","subtype":"success","is_error":true,"result":"could not write","permission_denials":[{"tool_name":"Write"}]}\n'; exit 1 ;;
+segv) echo "about to crash" >&2; kill -SEGV $$ ;;
 *) echo "unknown FAKE_MODE" >&2; exit 66 ;;
 esac
 "#,
@@ -426,4 +433,42 @@ fn agent_missing_claude_and_command_agent() {
     assert!(!run.structured);
     assert_eq!(p.read(".claude/specs/greeter/design.md"), "# design\n");
     assert!(Path::new(&j.stdout_file()).is_file());
+}
+
+#[test]
+fn agent_fake_claude_every_failure_gets_its_own_outcome() {
+    let p = TestProject::new();
+    fake_claude(&p);
+    let m = marker();
+    let _guard = MarkerGuard(m.clone());
+    let cases = [
+        ("empty", "no_result", true),
+        ("cut", "truncated", true),
+        ("error_success", "agent_error", true),
+        ("usage", "usage_limited", false),
+        ("max_turns", "max_turns", false),
+        ("denied", "permission_denied", false),
+        ("segv", "crashed", true),
+    ];
+    for (mode, want, retryable) in cases {
+        let mut j = job(&p, Phase::Implementation, &format!("mode-{mode}"));
+        j.task = task("1", None);
+        let (run, report) = run_with_env(
+            &ClaudeAgent::new(),
+            &j,
+            fake_env(&p, mode, &m),
+            limits(30.0, None),
+        );
+        assert_eq!(run.outcome.as_str(), want, "{mode}: {}", run.evidence);
+        assert_eq!(run.outcome.is_retryable(), retryable, "{mode}");
+        assert!(!run.evidence.is_empty() && !run.evidence.contains('\n'));
+        assert!(cookie_pids(&report.run_id).is_empty());
+        if mode == "usage" {
+            assert!(run.outcome.pauses_workflow());
+            assert!(run.resets_at.as_deref().unwrap().starts_with("2025-08-05T"));
+        }
+        if mode == "max_turns" {
+            assert!((run.cost_usd - 1.5).abs() < 1e-9, "cost still counted");
+        }
+    }
 }
