@@ -1,1 +1,492 @@
-//! agent (to be built).
+//! Agents: turning one phase or task of a spec into a command to run, and judging the run.
+//!
+//! Owns: the [`Agent`] trait and its three implementations ([`ClaudeAgent`],
+//! [`CommandAgent`], [`OfflineAgent`]), prompts ([`prompt`]) and outcome classification
+//! ([`outcome`]).
+//! Must not: supervise processes (that is [`crate::exec`]), schedule tasks or write the
+//! state (that is the workflow). [`run_job`] glues one job through an [`Executor`] for
+//! callers that want it, and writes nothing but the prompt file.
+//!
+//! Flow for one job: the caller creates `.claude/runs/<run-id>/`, calls
+//! [`Agent::command`], runs it with stdout → `stdout.json` and stderr → `stderr.log`
+//! (files, never only a pipe: piped JSON can be cut at 64 KiB), then
+//! [`Agent::classify`] turns the report and the captured bytes into an
+//! [`outcome::AgentRun`].
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::exec::{Cancel, ExecSpec, Executor, Output, Program};
+use crate::project::Project;
+
+pub mod claude;
+pub mod command;
+pub mod offline;
+pub mod outcome;
+pub mod prompt;
+pub mod runs;
+
+pub use claude::ClaudeAgent;
+pub use command::CommandAgent;
+pub use offline::OfflineAgent;
+pub use outcome::{AgentRun, ClassifyInput, ErrorCause, Outcome};
+
+/// A workflow phase an agent can be asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Write `requirements.md`.
+    Requirements,
+    /// Write `design.md`.
+    Design,
+    /// Write `tasks.md`.
+    Tasks,
+    /// Do one task of `tasks.md`.
+    Implementation,
+    /// Check the finished work against the spec.
+    Validation,
+}
+
+impl Phase {
+    /// Every phase, in workflow order.
+    pub const ALL: [Phase; 5] = [
+        Phase::Requirements,
+        Phase::Design,
+        Phase::Tasks,
+        Phase::Implementation,
+        Phase::Validation,
+    ];
+
+    /// The snake_case name used in prompts, placeholders and `--phase`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Requirements => "requirements",
+            Phase::Design => "design",
+            Phase::Tasks => "tasks",
+            Phase::Implementation => "implementation",
+            Phase::Validation => "validation",
+        }
+    }
+
+    /// The spec document this phase writes (`requirements.md`, `design.md`, `tasks.md`).
+    pub fn document(self) -> Option<&'static str> {
+        match self {
+            Phase::Requirements => Some("requirements.md"),
+            Phase::Design => Some("design.md"),
+            Phase::Tasks => Some("tasks.md"),
+            Phase::Implementation | Phase::Validation => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Phase {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Phase, String> {
+        Phase::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown phase `{s}`; expected one of requirements, design, tasks, implementation, validation"
+                )
+            })
+    }
+}
+
+/// The task an implementation job is about (a leaf of `tasks.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskJob {
+    /// The task id exactly as written (`2.1`).
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// Its sub-bullets, without the `- ` and without the `_Requirements:_`-style lines.
+    pub details: Vec<String>,
+    /// Its `_Verify:_` command, as written between the backticks.
+    pub verify: Option<String>,
+    /// Its `_Requirements:_` references.
+    pub requirements: Vec<String>,
+}
+
+/// One unit of agent work: a phase of a spec, or one task of it.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// What to do.
+    pub phase: Phase,
+    /// The spec name (validated).
+    pub spec: String,
+    /// The spec's description.
+    pub description: String,
+    /// The project root.
+    pub project_root: PathBuf,
+    /// Where the agent runs (the project root, or a task's worktree).
+    pub workdir: PathBuf,
+    /// `.claude/specs/<spec>/`.
+    pub spec_dir: PathBuf,
+    /// The task, for [`Phase::Implementation`].
+    pub task: Option<TaskJob>,
+    /// `.claude/runs/<run-id>/`, created by the caller.
+    pub run_dir: PathBuf,
+}
+
+impl Job {
+    /// `run_dir/prompt.md`: where the prompt is written before the agent starts.
+    pub fn prompt_file(&self) -> PathBuf {
+        self.run_dir.join("prompt.md")
+    }
+    /// `run_dir/stdout.json`: the agent's captured stdout.
+    pub fn stdout_file(&self) -> PathBuf {
+        self.run_dir.join("stdout.json")
+    }
+    /// `run_dir/stderr.log`: the agent's captured stderr.
+    pub fn stderr_file(&self) -> PathBuf {
+        self.run_dir.join("stderr.log")
+    }
+    /// The document this job must produce, if its phase writes one.
+    pub fn expected_document(&self) -> Option<PathBuf> {
+        self.phase.document().map(|d| self.spec_dir.join(d))
+    }
+    /// The task id, or "" when the job is not about a task.
+    pub fn task_id(&self) -> &str {
+        self.task.as_ref().map_or("", |t| t.id.as_str())
+    }
+}
+
+/// What to run for one job: an argv (never a shell string), its environment and cwd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentCommand {
+    /// The program and its arguments.
+    pub program: Program,
+    /// Extra environment variables.
+    pub env: Vec<(OsString, OsString)>,
+    /// Working directory.
+    pub cwd: PathBuf,
+}
+
+impl AgentCommand {
+    /// An [`ExecSpec`] for this command with stdout/stderr captured to the job's run
+    /// directory, stdin from /dev/null and the project set for sweeps. The caller adds
+    /// timeout, grace and stall timeout.
+    pub fn to_exec_spec(&self, job: &Job) -> ExecSpec {
+        let mut spec = ExecSpec::new(self.program.clone());
+        spec.cwd = Some(self.cwd.clone());
+        spec.env = self.env.clone();
+        spec.stdout = Output::File(job.stdout_file());
+        spec.stderr = Output::File(job.stderr_file());
+        spec.null_stdin = true;
+        spec.project = Some(job.project_root.clone());
+        spec
+    }
+}
+
+/// Environment every agent gets, so scripts can tell which job they are doing.
+fn job_env(job: &Job) -> Vec<(OsString, OsString)> {
+    vec![
+        ("QW_SPEC".into(), job.spec.clone().into()),
+        ("QW_PHASE".into(), job.phase.as_str().into()),
+        ("QW_TASK_ID".into(), job.task_id().into()),
+        ("QW_PROMPT_FILE".into(), job.prompt_file().into_os_string()),
+    ]
+}
+
+/// Errors building an agent or its command. Each names the value and the next step.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The agent program is not on PATH.
+    #[error(
+        "`{program}` was not found on PATH; install it, or use `--agent offline` (built in, needs nothing installed) or `--agent-cmd 'PROG {{prompt_file}}'`"
+    )]
+    NotFound {
+        /// The program looked for.
+        program: String,
+    },
+    /// The `--agent-cmd` template is empty.
+    #[error(
+        "--agent-cmd is empty; give a command such as `--agent-cmd 'my-agent --prompt-file {{prompt_file}}'`"
+    )]
+    EmptyTemplate,
+    /// The `--agent-cmd` template cannot be split into words.
+    #[error("--agent-cmd `{template}` cannot be split into words ({reason}); check its quotes")]
+    BadQuotes {
+        /// The template.
+        template: String,
+        /// shell-words' description.
+        reason: String,
+    },
+    /// The template names a placeholder qw does not know.
+    #[error(
+        "--agent-cmd `{template}` uses unknown placeholder `{{{name}}}`; known: {{prompt}} {{prompt_file}} {{task_id}} {{spec}} {{phase}}"
+    )]
+    UnknownPlaceholder {
+        /// The template.
+        template: String,
+        /// The placeholder name.
+        name: String,
+    },
+    /// The prompt is too large to pass as one argument.
+    #[error(
+        "the prompt for spec `{spec}` ({bytes} bytes) is too large to pass as an argument; shorten the steering or spec documents, or use `--agent-cmd` with {{prompt_file}}"
+    )]
+    PromptTooLarge {
+        /// The spec.
+        spec: String,
+        /// Its size.
+        bytes: usize,
+    },
+    /// An implementation job came without its task.
+    #[error("the {phase} job for spec `{spec}` has no task; this is a bug in the caller")]
+    MissingTask {
+        /// The phase.
+        phase: Phase,
+        /// The spec.
+        spec: String,
+    },
+    /// Writing the prompt or reading the captured output failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The executor failed (not the agent).
+    #[error("{0}")]
+    Exec(#[from] crate::exec::ExecError),
+}
+
+/// An AI coding agent (or a stand-in) that qw can run for a job.
+pub trait Agent: Send + Sync {
+    /// Short name for logs, state and reports (`claude`, `command`, `offline`).
+    fn name(&self) -> &'static str;
+
+    /// The command that does `job`, given the prompt [`prompt::build`] made for it.
+    fn command(&self, job: &Job, prompt: &str) -> Result<AgentCommand, AgentError>;
+
+    /// Check up front that the agent can run at all (program on PATH), so a workflow
+    /// fails with one clear error before any state changes.
+    fn check(&self) -> Result<(), AgentError> {
+        Ok(())
+    }
+
+    /// Judge a finished run. The default is [`outcome::classify`] (a JSON result object
+    /// is required); [`CommandAgent`] also accepts plain-text output.
+    fn classify(&self, job: &Job, input: &ClassifyInput<'_>) -> AgentRun {
+        require_document(job, outcome::classify(input), input.stdout)
+    }
+}
+
+/// A document phase succeeded only if its document exists and is not empty: an agent
+/// without write permission may answer with the document's text instead of writing it.
+pub fn require_document(job: &Job, mut run: AgentRun, stdout: &[u8]) -> AgentRun {
+    let Some(doc) = job.expected_document() else {
+        return run;
+    };
+    if !run.outcome.is_success() || doc.metadata().is_ok_and(|m| m.is_file() && m.len() > 0) {
+        return run;
+    }
+    let denied = match outcome::parse_last_object(stdout) {
+        outcome::Parsed::Object(map) => outcome::permission_denials(&map),
+        _ => Vec::new(),
+    };
+    if denied.is_empty() {
+        run.outcome = Outcome::NoResult {
+            exit_code: run.exit_code,
+        };
+        run.evidence = format!(
+            "the agent reported success but `{}` was not written",
+            doc.display()
+        );
+    } else {
+        run.evidence = format!(
+            "the agent reported success but `{}` was not written; tools denied: {}",
+            doc.display(),
+            denied.join(", ")
+        );
+        run.outcome = Outcome::PermissionDenied { tools: denied };
+    }
+    run
+}
+
+/// Limits for one agent run.
+#[derive(Debug, Clone, Copy)]
+pub struct RunLimits {
+    /// Wall-clock limit.
+    pub timeout: Option<Duration>,
+    /// SIGTERM → SIGKILL grace.
+    pub grace: Duration,
+    /// Silence-and-idle limit.
+    pub stall_timeout: Option<Duration>,
+}
+
+impl Default for RunLimits {
+    fn default() -> RunLimits {
+        RunLimits {
+            timeout: Some(Duration::from_secs(1800)),
+            grace: crate::exec::DEFAULT_GRACE,
+            stall_timeout: Some(Duration::from_secs(600)),
+        }
+    }
+}
+
+/// How many trailing stderr lines go into the evidence and [`ClassifyInput::stderr_tail`].
+pub const STDERR_TAIL_LINES: usize = 20;
+
+/// Run one job start to finish: build the prompt, write it to `run_dir/prompt.md`, run
+/// the agent through `executor` with output captured in `run_dir`, and classify.
+/// Does not run `_Verify:_` and does not touch the state.
+pub fn run_job(
+    agent: &dyn Agent,
+    job: &Job,
+    project: &Project,
+    executor: &dyn Executor,
+    limits: RunLimits,
+    cancel: &Cancel,
+) -> Result<(AgentRun, crate::exec::ExecReport), AgentError> {
+    let prompt = prompt::build(job, project);
+    crate::fs::create_dir_all(&job.run_dir)?;
+    crate::fs::write_durable(&job.prompt_file(), prompt.as_bytes())?;
+    let command = agent.command(job, &prompt)?;
+    let mut spec = command.to_exec_spec(job);
+    spec.timeout = limits.timeout;
+    spec.grace = limits.grace;
+    spec.stall_timeout = limits.stall_timeout;
+    let report = executor.run(&spec, cancel)?;
+    let stdout = read_if_exists(&job.stdout_file())?;
+    let stderr = read_if_exists(&job.stderr_file())?;
+    let stderr_tail = outcome::tail_lines(tail_bytes(&stderr, 16 * 1024), STDERR_TAIL_LINES);
+    let run = agent.classify(
+        job,
+        &ClassifyInput {
+            report: &report,
+            stdout: &stdout,
+            stderr_tail: &stderr_tail,
+            phase: job.phase,
+            user_cancelled: cancel.pending().is_some() || report.interrupted_by.is_some(),
+        },
+    );
+    Ok((run, report))
+}
+
+fn read_if_exists(path: &Path) -> std::io::Result<Vec<u8>> {
+    match crate::fs::read(path) {
+        Ok(b) => Ok(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The last `max` bytes of `bytes`.
+pub fn tail_bytes(bytes: &[u8], max: usize) -> &[u8] {
+    &bytes[bytes.len().saturating_sub(max)..]
+}
+
+/// Look `program` up like `execvp` would: a name with `/` is checked as a path, anything
+/// else in each `PATH` directory. Returns the executable found.
+pub fn find_program(program: &std::ffi::OsStr) -> Option<PathBuf> {
+    let is_exec = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let as_path = Path::new(program);
+    if program.as_encoded_bytes().contains(&b'/') {
+        return is_exec(as_path).then(|| as_path.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| is_exec(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_round_trip_through_their_names() {
+        for p in Phase::ALL {
+            assert_eq!(p.as_str().parse::<Phase>().unwrap(), p);
+            assert_eq!(
+                serde_json::to_value(p).unwrap(),
+                serde_json::json!(p.as_str())
+            );
+        }
+        assert!("Design".parse::<Phase>().is_err());
+        assert_eq!(Phase::Tasks.document(), Some("tasks.md"));
+        assert_eq!(Phase::Implementation.document(), None);
+    }
+
+    #[test]
+    fn a_document_phase_needs_its_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = Job {
+            phase: Phase::Design,
+            spec: "s".into(),
+            description: "d".into(),
+            project_root: dir.path().into(),
+            workdir: dir.path().into(),
+            spec_dir: dir.path().join("spec"),
+            task: None,
+            run_dir: dir.path().join("run"),
+        };
+        let report = crate::exec::ExecReport {
+            exit_code: 0,
+            signal: None,
+            timed_out: false,
+            stalled: false,
+            interrupted_by: None,
+            escalated_to_kill: false,
+            duration_ms: 5,
+            leftovers_killed: 0,
+            leftovers: vec![],
+            spawn_error: None,
+            run_id: "r".into(),
+            admission_wait_ms: 0,
+        };
+        let judge = |stdout: &str| {
+            ClaudeAgent::new().classify(
+                &job,
+                &ClassifyInput {
+                    report: &report,
+                    stdout: stdout.as_bytes(),
+                    stderr_tail: "",
+                    phase: Phase::Design,
+                    user_cancelled: false,
+                },
+            )
+        };
+        let answered = r##"{"type":"result","is_error":false,"result":"# Design ..."}"##;
+        let denied = r##"{"type":"result","is_error":false,"result":"# Design ...","permission_denials":[{"tool_name":"Write"}]}"##;
+        let run = judge(answered);
+        assert_eq!(run.outcome, Outcome::NoResult { exit_code: 0 });
+        assert!(
+            run.evidence.contains("design.md` was not written"),
+            "{}",
+            run.evidence
+        );
+        let run = judge(denied);
+        assert_eq!(
+            run.outcome,
+            Outcome::PermissionDenied {
+                tools: vec!["Write".into()]
+            }
+        );
+        crate::fs::create_dir_all(&job.spec_dir).unwrap();
+        crate::fs::write(job.spec_dir.join("design.md"), "# Design").unwrap();
+        assert_eq!(judge(denied).outcome, Outcome::Succeeded);
+    }
+
+    #[test]
+    fn find_program_checks_the_exec_bit() {
+        assert!(find_program("sh".as_ref()).is_some());
+        assert!(find_program("qw-no-such-program-xyz".as_ref()).is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("plain");
+        crate::fs::write(&f, "x").unwrap();
+        assert!(find_program(f.as_os_str()).is_none());
+    }
+}

@@ -5,6 +5,7 @@
 
 mod consume;
 mod devmode;
+mod agent;
 mod exec;
 mod init;
 mod spec;

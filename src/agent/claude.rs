@@ -1,0 +1,148 @@
+//! The `claude` agent: `claude -p PROMPT --output-format json`, argv only, no shell.
+
+use std::ffi::OsString;
+
+use super::{Agent, AgentCommand, AgentError, Job, job_env};
+use crate::exec::Program;
+
+/// Linux refuses a single argument longer than 128 KiB (`MAX_ARG_STRLEN`).
+const MAX_PROMPT_ARG: usize = 128 * 1024 - 1;
+
+/// Runs Claude Code in print mode with JSON output.
+#[derive(Debug, Clone)]
+pub struct ClaudeAgent {
+    /// The program (default `claude`, looked up in PATH).
+    pub program: OsString,
+    /// Extra arguments after `--output-format json` (e.g. `--max-turns 30`,
+    /// `--permission-mode acceptEdits`).
+    pub extra_args: Vec<String>,
+}
+
+impl Default for ClaudeAgent {
+    fn default() -> ClaudeAgent {
+        ClaudeAgent {
+            program: "claude".into(),
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+impl ClaudeAgent {
+    /// `claude` from PATH with no extra arguments.
+    pub fn new() -> ClaudeAgent {
+        ClaudeAgent::default()
+    }
+
+    /// The program's path, or [`AgentError::NotFound`] suggesting the other agents.
+    pub fn check_available(&self) -> Result<std::path::PathBuf, AgentError> {
+        super::find_program(&self.program).ok_or_else(|| AgentError::NotFound {
+            program: self.program.to_string_lossy().into_owned(),
+        })
+    }
+}
+
+impl Agent for ClaudeAgent {
+    fn name(&self) -> &'static str {
+        "claude"
+    }
+
+    fn command(&self, job: &Job, prompt: &str) -> Result<AgentCommand, AgentError> {
+        if prompt.len() > MAX_PROMPT_ARG {
+            return Err(AgentError::PromptTooLarge {
+                spec: job.spec.clone(),
+                bytes: prompt.len(),
+            });
+        }
+        let mut argv: Vec<OsString> = vec![
+            self.program.clone(),
+            "-p".into(),
+            prompt.into(),
+            "--output-format".into(),
+            "json".into(),
+        ];
+        argv.extend(self.extra_args.iter().map(OsString::from));
+        let program = Program::argv(argv).ok_or(AgentError::EmptyTemplate)?;
+        Ok(AgentCommand {
+            program,
+            env: job_env(job),
+            cwd: job.workdir.clone(),
+        })
+    }
+
+    fn check(&self) -> Result<(), AgentError> {
+        self.check_available().map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Phase;
+    use super::*;
+
+    fn job() -> Job {
+        Job {
+            phase: Phase::Design,
+            spec: "s".into(),
+            description: "d".into(),
+            project_root: "/p".into(),
+            workdir: "/p".into(),
+            spec_dir: "/p/.claude/specs/s".into(),
+            task: None,
+            run_dir: "/p/.claude/runs/r".into(),
+        }
+    }
+
+    #[test]
+    fn argv_is_print_mode_json_with_extra_args() {
+        let agent = ClaudeAgent {
+            program: "claude".into(),
+            extra_args: vec!["--max-turns".into(), "30".into()],
+        };
+        let c = agent.command(&job(), "do it; rm -rf / $(x)").unwrap();
+        let argv: Vec<String> = c
+            .program
+            .to_argv()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            argv,
+            [
+                "claude",
+                "-p",
+                "do it; rm -rf / $(x)",
+                "--output-format",
+                "json",
+                "--max-turns",
+                "30"
+            ]
+        );
+        assert_eq!(c.cwd, std::path::PathBuf::from("/p"));
+    }
+
+    #[test]
+    fn missing_program_suggests_other_agents() {
+        let agent = ClaudeAgent {
+            program: "qw-no-such-claude".into(),
+            extra_args: vec![],
+        };
+        let msg = agent.check().unwrap_err().to_string();
+        assert!(
+            msg.contains("`qw-no-such-claude` was not found on PATH"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("--agent offline") && msg.contains("--agent-cmd"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn oversized_prompt_is_refused() {
+        let big = "x".repeat(MAX_PROMPT_ARG + 1);
+        assert!(matches!(
+            ClaudeAgent::new().command(&job(), &big),
+            Err(AgentError::PromptTooLarge { .. })
+        ));
+    }
+}

@@ -1,0 +1,1077 @@
+//! Truthful classification of one agent run (CONTRACT §9).
+//!
+//! Owns: turning an [`ExecReport`] plus the captured stdout/stderr into exactly one
+//! [`Outcome`] with a one-line evidence, and the cost, tokens and turns the run reported.
+//! Must not: run processes, read files or write state — callers pass the bytes in.
+//!
+//! Rules, in order: the caller cancelled / a signal reached the supervisor →
+//! `killed_by_user`; the time limit → `timed_out`; the stall watchdog → `stalled`; the
+//! program could not be started → `agent_error`; the child died of a signal → `crashed`.
+//! Otherwise the LAST JSON object on stdout is the final result: it is judged by the exit
+//! code and `is_error`, never by `subtype` (Claude Code prints `is_error: true` beside
+//! `subtype: "success"` when nobody is logged in). Stdout that starts a JSON object and
+//! ends mid-object is `truncated`; empty or non-JSON stdout is `no_result`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Phase;
+use crate::exec::ExecReport;
+
+/// How one agent run ended. Exactly one per run; serialized as
+/// `{"kind": "timed_out", "escalated": false}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Exit 0, a parsable result with `is_error` false (and, for tasks, verify passed).
+    Succeeded,
+    /// The wall-clock limit ended the run.
+    TimedOut {
+        /// SIGKILL was needed after the grace.
+        escalated: bool,
+    },
+    /// No output and no CPU use for the stall timeout; ended like a timeout.
+    Stalled {
+        /// SIGKILL was needed after the grace.
+        escalated: bool,
+    },
+    /// The user (or the workflow on the user's behalf) stopped the run.
+    KilledByUser {
+        /// The signal forwarded to the tree, if known.
+        signal: Option<i32>,
+    },
+    /// The agent died of a signal nobody sent on purpose.
+    Crashed {
+        /// The signal number.
+        signal: i32,
+    },
+    /// Nothing usable on stdout: empty, not JSON, or JSON that is not a result.
+    NoResult {
+        /// The agent's exit code.
+        exit_code: i32,
+    },
+    /// Stdout starts a JSON result but ends mid-object.
+    Truncated {
+        /// How many bytes stdout held.
+        bytes: usize,
+    },
+    /// The agent reported an error (or could not be started).
+    AgentError {
+        /// What kind of error, which decides whether a retry can help.
+        cause: ErrorCause,
+        /// The agent's exit code.
+        exit_code: i32,
+    },
+    /// The agent ran out of turns (`subtype: error_max_turns`).
+    MaxTurns {
+        /// Turns used, when reported.
+        turns: Option<u32>,
+    },
+    /// The agent failed because tools were denied (`permission_denials`).
+    PermissionDenied {
+        /// The denied tool names.
+        tools: Vec<String>,
+    },
+    /// A usage or rate limit stopped the agent; the workflow pauses.
+    UsageLimited,
+    /// A cost ceiling would be crossed; the workflow stops (resumable).
+    BudgetExceeded {
+        /// Which ceiling (`per_task`, `per_run`, `daily`).
+        limit: String,
+        /// The ceiling in USD.
+        limit_usd: f64,
+        /// What was spent against it.
+        spent_usd: f64,
+    },
+    /// The agent said it succeeded but the task's `_Verify:_` command failed.
+    VerifyFailed {
+        /// The verify command's exit code (None: it could not be started or was killed).
+        exit_code: Option<i32>,
+    },
+    /// Merging the task's worktree branch conflicted (CONTRACT §10).
+    MergeConflict {
+        /// The conflicting paths.
+        paths: Vec<String>,
+    },
+}
+
+/// Why an agent reported an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCause {
+    /// Not logged in / bad credentials: retrying cannot help.
+    Login,
+    /// The agent program could not be started (not found, not executable).
+    NotStarted,
+    /// Any other error the agent reported (API overloaded, tool failure, exit code ≠ 0).
+    Reported,
+}
+
+impl Outcome {
+    /// The snake_case name (`timed_out`, …), as stored in the state and the report.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::TimedOut { .. } => "timed_out",
+            Outcome::Stalled { .. } => "stalled",
+            Outcome::KilledByUser { .. } => "killed_by_user",
+            Outcome::Crashed { .. } => "crashed",
+            Outcome::NoResult { .. } => "no_result",
+            Outcome::Truncated { .. } => "truncated",
+            Outcome::AgentError { .. } => "agent_error",
+            Outcome::MaxTurns { .. } => "max_turns",
+            Outcome::PermissionDenied { .. } => "permission_denied",
+            Outcome::UsageLimited => "usage_limited",
+            Outcome::BudgetExceeded { .. } => "budget_exceeded",
+            Outcome::VerifyFailed { .. } => "verify_failed",
+            Outcome::MergeConflict { .. } => "merge_conflict",
+        }
+    }
+
+    /// True only for [`Outcome::Succeeded`].
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Succeeded)
+    }
+
+    /// Can another attempt plausibly succeed without spending money or time for nothing?
+    ///
+    /// Retried: `timed_out`, `stalled`, `crashed`, `no_result`, `truncated`, a reported
+    /// `agent_error` (e.g. API overloaded) and `verify_failed` (the agent gets another
+    /// go). Never: `budget_exceeded`, `permission_denied`, `usage_limited`, a login or
+    /// start-up `agent_error`, `max_turns` (the same limit would be hit again),
+    /// `killed_by_user`, `merge_conflict`.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Outcome::TimedOut { .. }
+            | Outcome::Stalled { .. }
+            | Outcome::Crashed { .. }
+            | Outcome::NoResult { .. }
+            | Outcome::Truncated { .. }
+            | Outcome::VerifyFailed { .. } => true,
+            Outcome::AgentError { cause, .. } => *cause == ErrorCause::Reported,
+            Outcome::Succeeded
+            | Outcome::KilledByUser { .. }
+            | Outcome::MaxTurns { .. }
+            | Outcome::PermissionDenied { .. }
+            | Outcome::UsageLimited
+            | Outcome::BudgetExceeded { .. }
+            | Outcome::MergeConflict { .. } => false,
+        }
+    }
+
+    /// Should the workflow pause (exit 3, resumable) rather than fail?
+    pub fn pauses_workflow(&self) -> bool {
+        matches!(self, Outcome::UsageLimited | Outcome::BudgetExceeded { .. })
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything known about one finished agent run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentRun {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// One line saying why this outcome (exit code, flag, message, stderr line).
+    pub evidence: String,
+    /// The result text the agent printed (`result`), if any.
+    pub result_text: Option<String>,
+    /// USD the run cost (`total_cost_usd`, else `cost_usd`; 0 when unknown).
+    pub cost_usd: f64,
+    /// Input tokens (`usage.input_tokens`).
+    pub input_tokens: u64,
+    /// Output tokens (`usage.output_tokens`).
+    pub output_tokens: u64,
+    /// Tokens written to the prompt cache (`usage.cache_creation_input_tokens`).
+    pub cache_creation_tokens: u64,
+    /// Tokens read from the prompt cache (`usage.cache_read_input_tokens`).
+    pub cache_read_tokens: u64,
+    /// Turns used (`num_turns`).
+    pub num_turns: u32,
+    /// The agent's session id, to resume or inspect the conversation.
+    pub session_id: Option<String>,
+    /// When a usage limit resets: RFC 3339 when qw could compute it, else as the agent
+    /// wrote it; None when unknown.
+    pub resets_at: Option<String>,
+    /// True when stdout held a JSON result object; false for a command agent that
+    /// printed plain text (then only its exit code and the caller's checks count).
+    pub structured: bool,
+    /// The agent's exit code as `qw exec` reported it.
+    pub exit_code: i32,
+    /// Wall-clock duration in milliseconds.
+    pub duration_ms: u64,
+}
+
+impl AgentRun {
+    /// A run with this outcome and evidence and nothing else known (for outcomes the
+    /// caller decides, such as `budget_exceeded` before an agent starts).
+    pub fn from_outcome(outcome: Outcome, evidence: impl Into<String>) -> AgentRun {
+        AgentRun {
+            outcome,
+            evidence: evidence.into(),
+            result_text: None,
+            cost_usd: 0.0,
+            input_tokens: 0,
+            output_tokens: 0,
+            cache_creation_tokens: 0,
+            cache_read_tokens: 0,
+            num_turns: 0,
+            session_id: None,
+            resets_at: None,
+            structured: false,
+            exit_code: 0,
+            duration_ms: 0,
+        }
+    }
+}
+
+/// What [`classify`] looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct ClassifyInput<'a> {
+    /// How the supervised process ended.
+    pub report: &'a ExecReport,
+    /// Everything the agent wrote to stdout (read from the run's `stdout.json`).
+    pub stdout: &'a [u8],
+    /// The last lines of stderr (see [`tail_lines`]).
+    pub stderr_tail: &'a str,
+    /// The phase the run was for.
+    pub phase: Phase,
+    /// The caller asked the run to stop.
+    pub user_cancelled: bool,
+}
+
+/// What the stdout held.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    /// Nothing but whitespace.
+    Empty,
+    /// Text that holds no JSON object.
+    NotJson,
+    /// A JSON object started and the output ended inside it.
+    Truncated,
+    /// The last complete JSON object.
+    Object(serde_json::Map<String, Value>),
+}
+
+/// Find the last JSON object in `stdout`, leniently: log lines before it, several objects
+/// (stream mode), and text after it are all accepted.
+pub fn parse_last_object(stdout: &[u8]) -> Parsed {
+    if stdout.iter().all(u8::is_ascii_whitespace) {
+        return Parsed::Empty;
+    }
+    let mut last: Option<serde_json::Map<String, Value>> = None;
+    let mut pos = next_object_start(stdout, 0);
+    while let Some(start) = pos {
+        let mut stream =
+            serde_json::Deserializer::from_slice(&stdout[start..]).into_iter::<Value>();
+        let mut resume = start + 1;
+        loop {
+            match stream.next() {
+                Some(Ok(value)) => {
+                    resume = start + stream.byte_offset();
+                    if let Value::Object(map) = value {
+                        last = Some(map);
+                    }
+                }
+                Some(Err(e)) if e.is_eof() => {
+                    // The output ends inside a value: whatever came before, the final
+                    // result never arrived whole.
+                    return Parsed::Truncated;
+                }
+                Some(Err(_)) | None => break,
+            }
+        }
+        pos = next_object_start(stdout, resume.max(start + 1));
+    }
+    match last {
+        Some(map) => Parsed::Object(map),
+        None => Parsed::NotJson,
+    }
+}
+
+/// The next `{` at or after `from` that begins a line (after optional blanks).
+fn next_object_start(bytes: &[u8], from: usize) -> Option<usize> {
+    // Whether everything between the last newline and `i` is blank.
+    let mut blank_so_far = bytes[..from.min(bytes.len())]
+        .iter()
+        .rev()
+        .take_while(|&&b| b != b'\n')
+        .all(|&b| b == b' ' || b == b'\t');
+    for (i, &b) in bytes.iter().enumerate().skip(from) {
+        match b {
+            b'{' if blank_so_far => return Some(i),
+            b'\n' => blank_so_far = true,
+            b' ' | b'\t' => {}
+            _ => blank_so_far = false,
+        }
+    }
+    None
+}
+
+/// The last `n` lines of `bytes` (lossy UTF-8), for evidence and error reports.
+pub fn tail_lines(bytes: &[u8], n: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let from = lines.len().saturating_sub(n);
+    lines[from..].join("\n")
+}
+
+/// Classify a finished run. Pure: same input, same answer.
+pub fn classify(input: &ClassifyInput<'_>) -> AgentRun {
+    let report = input.report;
+    let mut run = AgentRun::from_outcome(Outcome::Succeeded, String::new());
+    run.exit_code = report.exit_code;
+    run.duration_ms = report.duration_ms;
+    let parsed = parse_last_object(input.stdout);
+    if let Parsed::Object(map) = &parsed {
+        fill_from_result(&mut run, map);
+    }
+
+    // Supervisor verdicts come first: they explain any output that follows.
+    if input.user_cancelled || report.interrupted_by.is_some() {
+        let by = report
+            .interrupted_by
+            .map_or_else(|| "the caller".to_owned(), |s| format!("signal {s}"));
+        return with(
+            run,
+            Outcome::KilledByUser {
+                signal: report.interrupted_by,
+            },
+            format!("stopped on request ({by}) after {}", secs(report)),
+        );
+    }
+    if report.timed_out {
+        let escalated = report.escalated_to_kill;
+        return with(
+            run,
+            Outcome::TimedOut { escalated },
+            format!(
+                "timed out after {}; process tree ended with {}",
+                secs(report),
+                ending(escalated)
+            ),
+        );
+    }
+    if report.stalled {
+        let escalated = report.escalated_to_kill;
+        return with(
+            run,
+            Outcome::Stalled { escalated },
+            format!(
+                "no output and no CPU use for the stall timeout (after {}); process tree ended with {}",
+                secs(report),
+                ending(escalated)
+            ),
+        );
+    }
+    if let Some(err) = &report.spawn_error {
+        return with(
+            run,
+            Outcome::AgentError {
+                cause: ErrorCause::NotStarted,
+                exit_code: report.exit_code,
+            },
+            one_line(err),
+        );
+    }
+    if let Some(signal) = report.signal {
+        return with(
+            run,
+            Outcome::Crashed { signal },
+            format!(
+                "the agent died of signal {signal}{}",
+                last_line_hint(input.stderr_tail)
+            ),
+        );
+    }
+
+    let exit_code = report.exit_code;
+    match parsed {
+        Parsed::Object(map) => judge_result(run, &map, input),
+        Parsed::Truncated => {
+            let bytes = input.stdout.len();
+            with(
+                run,
+                Outcome::Truncated { bytes },
+                format!("stdout ends inside a JSON object after {bytes} bytes (exit {exit_code})"),
+            )
+        }
+        Parsed::Empty | Parsed::NotJson => {
+            let what = if parsed == Parsed::Empty {
+                "empty stdout".to_owned()
+            } else {
+                format!(
+                    "stdout is not JSON: `{}`",
+                    clip(&tail_lines(input.stdout, 1), 120)
+                )
+            };
+            if exit_code != 0 {
+                if let Some(resets) = usage_limit(input.stderr_tail) {
+                    run.resets_at = resets;
+                    return with(
+                        run,
+                        Outcome::UsageLimited,
+                        format!("exit {exit_code}: {}", one_line(input.stderr_tail)),
+                    );
+                }
+                if is_login_error(input.stderr_tail) {
+                    return with(
+                        run,
+                        Outcome::AgentError {
+                            cause: ErrorCause::Login,
+                            exit_code,
+                        },
+                        format!("exit {exit_code}: {}", one_line(input.stderr_tail)),
+                    );
+                }
+            }
+            with(
+                run,
+                Outcome::NoResult { exit_code },
+                format!(
+                    "exit {exit_code} with {what}{}",
+                    last_line_hint(input.stderr_tail)
+                ),
+            )
+        }
+    }
+}
+
+/// Judge a parsed result object by exit code and `is_error`.
+fn judge_result(
+    mut run: AgentRun,
+    map: &serde_json::Map<String, Value>,
+    input: &ClassifyInput<'_>,
+) -> AgentRun {
+    let exit_code = input.report.exit_code;
+    let kind = map.get("type").and_then(Value::as_str);
+    let is_result = match kind {
+        Some(t) => t == "result",
+        None => map.contains_key("is_error") || map.contains_key("result"),
+    };
+    if !is_result {
+        return with(
+            run,
+            Outcome::NoResult { exit_code },
+            format!(
+                "exit {exit_code}; the last JSON object on stdout is not a result (type `{}`)",
+                kind.unwrap_or("?")
+            ),
+        );
+    }
+    run.structured = true;
+    let is_error = map.get("is_error").and_then(Value::as_bool);
+    let text = run.result_text.clone().unwrap_or_default();
+    let failed = is_error == Some(true) || exit_code != 0;
+    if !failed {
+        if is_error.is_none() {
+            // A result without `is_error` cannot prove success; exit 0 alone is not enough.
+            return with(
+                run,
+                Outcome::NoResult { exit_code },
+                "exit 0 but the result object has no `is_error` field".to_owned(),
+            );
+        }
+        let summary = clip(&one_line(&text), 160);
+        return with(
+            run,
+            Outcome::Succeeded,
+            format!("exit 0, is_error false: {summary}"),
+        );
+    }
+
+    let why = if is_error == Some(true) {
+        format!("exit {exit_code}, is_error true")
+    } else {
+        format!("exit {exit_code} although is_error is false")
+    };
+    if map.get("subtype").and_then(Value::as_str) == Some("error_max_turns") {
+        let turns = Some(run.num_turns).filter(|&t| t > 0);
+        return with(
+            run,
+            Outcome::MaxTurns { turns },
+            format!("{why}: the agent hit its turn limit (subtype error_max_turns)"),
+        );
+    }
+    let api_status = map.get("api_error_status").and_then(Value::as_u64);
+    let limit_text = format!("{text}\n{}", input.stderr_tail);
+    if let Some(resets) = usage_limit(&limit_text) {
+        run.resets_at = resets;
+        return with(
+            run,
+            Outcome::UsageLimited,
+            format!("{why}: {}", clip(&one_line(&limit_text), 160)),
+        );
+    }
+    if api_status == Some(429) {
+        return with(
+            run,
+            Outcome::UsageLimited,
+            format!("{why}: API error 429 (rate limited)"),
+        );
+    }
+    let denied = permission_denials(map);
+    if !denied.is_empty() {
+        let list = denied.join(", ");
+        return with(
+            run,
+            Outcome::PermissionDenied { tools: denied },
+            format!("{why}: tools denied: {list}"),
+        );
+    }
+    let cause = if is_login_error(&limit_text) {
+        ErrorCause::Login
+    } else {
+        ErrorCause::Reported
+    };
+    let detail = if text.trim().is_empty() {
+        one_line(input.stderr_tail)
+    } else {
+        one_line(&text)
+    };
+    let detail = if detail.is_empty() {
+        "no message".to_owned()
+    } else {
+        clip(&detail, 200)
+    };
+    with(
+        run,
+        Outcome::AgentError { cause, exit_code },
+        format!("{why}: {detail}"),
+    )
+}
+
+fn with(mut run: AgentRun, outcome: Outcome, evidence: String) -> AgentRun {
+    run.outcome = outcome;
+    run.evidence = evidence;
+    run
+}
+
+/// Copy the accounting fields of a result object (lenient: missing or odd → 0/None).
+fn fill_from_result(run: &mut AgentRun, map: &serde_json::Map<String, Value>) {
+    let num = |v: Option<&Value>| v.and_then(Value::as_f64).filter(|x| x.is_finite());
+    run.cost_usd = num(map.get("total_cost_usd"))
+        .or_else(|| num(map.get("cost_usd")))
+        .unwrap_or(0.0)
+        .max(0.0);
+    let usage = map.get("usage");
+    let tokens = |key: &str| {
+        usage
+            .and_then(|u| u.get(key))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    run.input_tokens = tokens("input_tokens");
+    run.output_tokens = tokens("output_tokens");
+    run.cache_creation_tokens = tokens("cache_creation_input_tokens");
+    run.cache_read_tokens = tokens("cache_read_input_tokens");
+    run.num_turns = map
+        .get("num_turns")
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(0);
+    run.session_id = map
+        .get("session_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    run.result_text = map.get("result").and_then(Value::as_str).map(str::to_owned);
+}
+
+pub(crate) fn permission_denials(map: &serde_json::Map<String, Value>) -> Vec<String> {
+    let Some(Value::Array(items)) = map.get("permission_denials") else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .map(|d| match d {
+            Value::String(s) => s.clone(),
+            Value::Object(o) => o
+                .get("tool_name")
+                .or_else(|| o.get("tool"))
+                .and_then(Value::as_str)
+                .unwrap_or("unknown tool")
+                .to_owned(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+fn is_login_error(text: &str) -> bool {
+    let t = text.to_lowercase();
+    [
+        "not logged in",
+        "/login",
+        "invalid api key",
+        "authentication_error",
+        "authentication failed",
+        "oauth token has expired",
+        "please log in",
+    ]
+    .iter()
+    .any(|p| t.contains(p))
+}
+
+/// Does `text` report a usage or rate limit? `Some(resets_at)` if so (the inner value is
+/// None when no reset time is given).
+pub fn usage_limit(text: &str) -> Option<Option<String>> {
+    let lower = text.to_lowercase();
+    let plain = [
+        "usage limit",
+        "rate limit",
+        "rate_limit",
+        "hit your limit",
+        "too many requests",
+        "api error: 429",
+    ]
+    .iter()
+    .any(|p| lower.contains(p));
+    // "limit reached" alone is too broad (a context or turn limit is no usage limit):
+    // require the words Claude Code puts beside its usage-limit notices.
+    let reached = lower.contains("limit reached")
+        && ["reset", "session", "hour", "weekly", "|"]
+            .iter()
+            .any(|w| lower.contains(w));
+    let limited = plain || reached;
+    if !limited {
+        return None;
+    }
+    Some(reset_time(text))
+}
+
+/// The reset time of a usage-limit message: `…limit reached|1746280800` (epoch seconds)
+/// or `resets at 2025-08-05T15:00:00Z` / `resets 3pm` / `resets at 15:00`. Clock times
+/// without a zone are taken as local time, next occurrence; a named zone qw cannot
+/// convert leaves the time as written.
+fn reset_time(text: &str) -> Option<String> {
+    if let Some((_, after)) = text.split_once('|') {
+        let digits: String = after
+            .trim()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        if let Ok(epoch) = digits.parse::<i64>()
+            && let Some(t) = chrono::DateTime::from_timestamp(epoch, 0)
+        {
+            return Some(t.to_rfc3339());
+        }
+    }
+    let lower = text.to_lowercase();
+    let idx = lower.find("resets")?;
+    let rest = text[idx + "resets".len()..].trim_start();
+    let rest = rest
+        .strip_prefix("at ")
+        .or_else(|| rest.strip_prefix("At "))
+        .unwrap_or(rest)
+        .trim_start();
+    let word: String = rest
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != ')' && *c != ',' && *c != '.')
+        .collect();
+    let trailing = rest[word.len()..].trim();
+    if word.is_empty() {
+        return None;
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&word) {
+        return Some(t.to_rfc3339());
+    }
+    let named_zone = trailing.starts_with('(') && !trailing.to_lowercase().starts_with("(utc");
+    if !named_zone && let Some((h, m)) = parse_clock(&word) {
+        let now = chrono::Local::now();
+        let today = now.date_naive().and_hms_opt(h, m, 0)?;
+        let mut at = today.and_local_timezone(chrono::Local).earliest()?;
+        if at <= now {
+            at += chrono::Duration::days(1);
+        }
+        return Some(at.to_rfc3339());
+    }
+    Some(format!("{word} {trailing}").trim().to_owned())
+}
+
+/// `3pm`, `3:30pm`, `15:00`, `11am` → (hour, minute).
+fn parse_clock(word: &str) -> Option<(u32, u32)> {
+    let w = word.to_lowercase();
+    let (body, offset) = if let Some(b) = w.strip_suffix("pm") {
+        (b, Some(12))
+    } else if let Some(b) = w.strip_suffix("am") {
+        (b, Some(0))
+    } else {
+        (w.as_str(), None)
+    };
+    let (h, m) = match body.split_once(':') {
+        Some((h, m)) => (h.parse::<u32>().ok()?, m.parse::<u32>().ok()?),
+        None if offset.is_some() => (body.parse::<u32>().ok()?, 0),
+        None => return None,
+    };
+    let h = match offset {
+        Some(add) if (1..=12).contains(&h) => h % 12 + add,
+        Some(_) => return None,
+        None => h,
+    };
+    (h < 24 && m < 60).then_some((h, m))
+}
+
+fn secs(report: &ExecReport) -> String {
+    format!("{:.1}s", report.duration_ms as f64 / 1000.0)
+}
+
+fn ending(escalated: bool) -> &'static str {
+    if escalated {
+        "SIGTERM then SIGKILL"
+    } else {
+        "SIGTERM"
+    }
+}
+
+fn last_line_hint(stderr_tail: &str) -> String {
+    match stderr_tail.lines().rev().find(|l| !l.trim().is_empty()) {
+        Some(line) => format!("; stderr: {}", clip(line.trim(), 160)),
+        None => String::new(),
+    }
+}
+
+/// Collapse whitespace and newlines so evidence stays on one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let cut: String = text.chars().take(max).collect();
+    format!("{cut}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUCCESS: &str = include_str!("../../tests/fixtures/claude_result_success.json");
+    const MAX_TURNS: &str = include_str!("../../tests/fixtures/claude_result_error.json");
+    const NOT_LOGGED_IN: &str =
+        include_str!("../../tests/fixtures/claude_result_not_logged_in.json");
+
+    fn report(exit_code: i32) -> ExecReport {
+        ExecReport {
+            exit_code,
+            signal: None,
+            timed_out: false,
+            stalled: false,
+            interrupted_by: None,
+            escalated_to_kill: false,
+            duration_ms: 1500,
+            leftovers_killed: 0,
+            leftovers: Vec::new(),
+            spawn_error: None,
+            run_id: "1.2.abc".into(),
+            admission_wait_ms: 0,
+        }
+    }
+
+    fn run_with(report: &ExecReport, stdout: &str, stderr: &str) -> AgentRun {
+        classify(&ClassifyInput {
+            report,
+            stdout: stdout.as_bytes(),
+            stderr_tail: stderr,
+            phase: Phase::Implementation,
+            user_cancelled: false,
+        })
+    }
+
+    fn result_json(is_error: bool, subtype: &str, result: &str) -> String {
+        serde_json::json!({
+            "type": "result", "subtype": subtype, "is_error": is_error,
+            "result": result, "total_cost_usd": 0.25, "num_turns": 2,
+            "session_id": "s-1", "usage": {"input_tokens": 10, "output_tokens": 20}
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn classify_table() {
+        let timed_out = ExecReport {
+            timed_out: true,
+            exit_code: 124,
+            escalated_to_kill: true,
+            ..report(124)
+        };
+        let stalled = ExecReport {
+            stalled: true,
+            ..report(124)
+        };
+        let interrupted = ExecReport {
+            interrupted_by: Some(2),
+            ..report(130)
+        };
+        let crashed = ExecReport {
+            signal: Some(11),
+            ..report(139)
+        };
+        let not_found = ExecReport {
+            spawn_error: Some("cannot run `claude`: No such file or directory".into()),
+            ..report(127)
+        };
+        let denied = serde_json::json!({
+            "type": "result", "subtype": "success", "is_error": true,
+            "result": "I could not write the file.",
+            "permission_denials": [{"tool_name": "Write", "tool_use_id": "x", "tool_input": {}}]
+        })
+        .to_string();
+        let limited = serde_json::json!({
+            "type": "result", "subtype": "success", "is_error": true,
+            "result": "Claude AI usage limit reached|1754406000"
+        })
+        .to_string();
+        let rate_429 = serde_json::json!({
+            "type": "result", "subtype": "success", "is_error": true,
+            "result": "API Error", "api_error_status": 429
+        })
+        .to_string();
+        let ok = result_json(false, "success", "done");
+        let err_success = result_json(true, "success", "API Error: 529 overloaded");
+        let cut = &SUCCESS[..SUCCESS.len() / 2];
+        let r0 = report(0);
+        let r1 = report(1);
+        let cases: Vec<(&str, &ExecReport, &str, &str, &str)> = vec![
+            ("fixture success", &r0, SUCCESS, "", "succeeded"),
+            ("hand-made success", &r0, &ok, "", "succeeded"),
+            ("fixture max turns", &r1, MAX_TURNS, "", "max_turns"),
+            ("not logged in", &r1, NOT_LOGGED_IN, "", "agent_error"),
+            (
+                "is_error beside subtype success",
+                &r0,
+                &err_success,
+                "",
+                "agent_error",
+            ),
+            ("exit 1 with is_error false", &r1, &ok, "", "agent_error"),
+            ("exit 0 empty stdout", &r0, "", "", "no_result"),
+            ("exit 0 whitespace stdout", &r0, " \n\n", "", "no_result"),
+            ("exit 0 plain text", &r0, "All done!\n", "", "no_result"),
+            ("exit 0 json cut mid-object", &r0, cut, "", "truncated"),
+            (
+                "not a result object",
+                &r0,
+                "{\"type\":\"system\"}\n",
+                "",
+                "no_result",
+            ),
+            ("timed out", &timed_out, "", "", "timed_out"),
+            ("stalled", &stalled, "partial", "", "stalled"),
+            ("interrupted", &interrupted, SUCCESS, "", "killed_by_user"),
+            ("crashed", &crashed, "", "Segmentation fault", "crashed"),
+            ("not found", &not_found, "", "", "agent_error"),
+            ("permission denied", &r1, &denied, "", "permission_denied"),
+            ("usage limit epoch", &r1, &limited, "", "usage_limited"),
+            ("http 429", &r1, &rate_429, "", "usage_limited"),
+            (
+                "usage limit only on stderr",
+                &r1,
+                "",
+                "Error: usage limit reached, resets at 2030-01-01T10:00:00Z",
+                "usage_limited",
+            ),
+            (
+                "login on stderr",
+                &r1,
+                "",
+                "Invalid API key · Please run /login",
+                "agent_error",
+            ),
+        ];
+        for (name, rep, stdout, stderr, want) in cases {
+            let run = run_with(rep, stdout, stderr);
+            assert_eq!(run.outcome.as_str(), want, "{name}: {run:?}");
+            assert!(!run.evidence.is_empty(), "{name}: no evidence");
+            assert!(!run.evidence.contains('\n'), "{name}: evidence spans lines");
+        }
+    }
+
+    #[test]
+    fn success_fixture_carries_accounting() {
+        let run = run_with(&report(0), SUCCESS, "");
+        assert_eq!(run.outcome, Outcome::Succeeded);
+        assert!((run.cost_usd - 0.1834).abs() < 1e-9);
+        assert_eq!(run.input_tokens, 1834);
+        assert_eq!(run.output_tokens, 2210);
+        assert_eq!(run.cache_creation_tokens, 6120);
+        assert_eq!(run.cache_read_tokens, 48211);
+        assert_eq!(run.num_turns, 7);
+        assert_eq!(
+            run.session_id.as_deref(),
+            Some("5c1d3b0e-8f7a-4b52-9a55-0b7f1e9a2c11")
+        );
+        assert!(run.structured);
+        assert!(run.result_text.unwrap().contains("greeter"));
+    }
+
+    #[test]
+    fn not_logged_in_is_a_login_error_and_not_retryable() {
+        let run = run_with(&report(1), NOT_LOGGED_IN, "");
+        assert_eq!(
+            run.outcome,
+            Outcome::AgentError {
+                cause: ErrorCause::Login,
+                exit_code: 1
+            }
+        );
+        assert!(!run.outcome.is_retryable());
+        assert!(run.evidence.contains("Not logged in"), "{}", run.evidence);
+        // Even with exit 0 the is_error flag wins over subtype "success".
+        let run = run_with(&report(0), NOT_LOGGED_IN, "");
+        assert_eq!(run.outcome.as_str(), "agent_error");
+    }
+
+    #[test]
+    fn cost_falls_back_to_cost_usd() {
+        let old = r#"{"type":"result","is_error":false,"result":"ok","cost_usd":0.5}"#;
+        let run = run_with(&report(0), old, "");
+        assert!((run.cost_usd - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn big_valid_result_is_not_truncated() {
+        let big = "x".repeat(100 * 1024);
+        let json = result_json(false, "success", &big);
+        assert!(json.len() > 100 * 1024);
+        let run = run_with(&report(0), &json, "");
+        assert_eq!(run.outcome, Outcome::Succeeded, "{}", run.evidence);
+        assert_eq!(run.result_text.unwrap().len(), big.len());
+        // Cut at 64 KiB, as a pipe reader might: truncated, not success.
+        let run = run_with(&report(0), &json[..65536], "");
+        assert_eq!(
+            run.outcome,
+            Outcome::Truncated { bytes: 65536 },
+            "{}",
+            run.evidence
+        );
+    }
+
+    #[test]
+    fn last_object_wins_and_noise_is_ignored() {
+        let stream = format!(
+            "warning: something\n{{\"type\":\"system\",\"subtype\":\"init\"}}\n{}\ntrailing log line\n",
+            result_json(false, "success", "ok")
+        );
+        let run = run_with(&report(0), &stream, "");
+        assert_eq!(run.outcome, Outcome::Succeeded, "{}", run.evidence);
+        // A later error result overrides an earlier success.
+        let two = format!(
+            "{}\n{}",
+            result_json(false, "success", "ok"),
+            result_json(true, "success", "boom")
+        );
+        assert_eq!(
+            run_with(&report(0), &two, "").outcome.as_str(),
+            "agent_error"
+        );
+        // Pretty-printed JSON parses too.
+        let pretty = serde_json::to_string_pretty(
+            &serde_json::from_str::<Value>(&result_json(false, "success", "ok")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            run_with(&report(0), &pretty, "").outcome,
+            Outcome::Succeeded
+        );
+    }
+
+    #[test]
+    fn success_text_mentioning_rate_limits_is_still_success() {
+        let json = result_json(false, "success", "Implemented the rate limit middleware");
+        assert_eq!(run_with(&report(0), &json, "").outcome, Outcome::Succeeded);
+    }
+
+    #[test]
+    fn usage_limit_reset_times() {
+        let run = run_with(
+            &report(1),
+            &result_json(true, "success", "Claude AI usage limit reached|1754406000"),
+            "",
+        );
+        let at = chrono::DateTime::parse_from_rfc3339(run.resets_at.as_deref().unwrap()).unwrap();
+        assert_eq!(at.timestamp(), 1_754_406_000);
+        assert_eq!(
+            reset_time("5-hour limit reached ∙ resets at 2030-01-01T10:00:00Z").as_deref(),
+            Some("2030-01-01T10:00:00+00:00")
+        );
+        let local = reset_time("You've hit your limit · resets 3pm").unwrap();
+        let t = chrono::DateTime::parse_from_rfc3339(&local).unwrap();
+        assert!(t > chrono::Local::now(), "{local}");
+        assert_eq!(
+            reset_time("limit reached ∙ resets 3pm (Europe/Berlin)").as_deref(),
+            Some("3pm (Europe/Berlin)")
+        );
+        assert_eq!(reset_time("rate limit exceeded"), None);
+        assert_eq!(
+            usage_limit("Context limit reached; compact the conversation"),
+            None
+        );
+        assert!(usage_limit("5-hour limit reached ∙ resets 3pm").is_some());
+        assert!(usage_limit("Session limit reached").is_some());
+        assert_eq!(parse_clock("3:30pm"), Some((15, 30)));
+        assert_eq!(parse_clock("12am"), Some((0, 0)));
+        assert_eq!(parse_clock("15:00"), Some((15, 0)));
+        assert_eq!(parse_clock("13pm"), None);
+    }
+
+    #[test]
+    fn retry_policy() {
+        let yes = [
+            Outcome::TimedOut { escalated: false },
+            Outcome::Stalled { escalated: true },
+            Outcome::Crashed { signal: 9 },
+            Outcome::NoResult { exit_code: 0 },
+            Outcome::Truncated { bytes: 10 },
+            Outcome::VerifyFailed { exit_code: Some(1) },
+            Outcome::AgentError {
+                cause: ErrorCause::Reported,
+                exit_code: 1,
+            },
+        ];
+        let no = [
+            Outcome::Succeeded,
+            Outcome::UsageLimited,
+            Outcome::BudgetExceeded {
+                limit: "per_run".into(),
+                limit_usd: 1.0,
+                spent_usd: 0.8,
+            },
+            Outcome::PermissionDenied { tools: vec![] },
+            Outcome::AgentError {
+                cause: ErrorCause::Login,
+                exit_code: 1,
+            },
+            Outcome::AgentError {
+                cause: ErrorCause::NotStarted,
+                exit_code: 127,
+            },
+            Outcome::MaxTurns { turns: Some(30) },
+            Outcome::KilledByUser { signal: Some(2) },
+            Outcome::MergeConflict { paths: vec![] },
+        ];
+        for o in yes {
+            assert!(o.is_retryable(), "{o}");
+        }
+        for o in no {
+            assert!(!o.is_retryable(), "{o}");
+        }
+    }
+
+    #[test]
+    fn outcome_serializes_with_snake_case_kind() {
+        let v = serde_json::to_value(Outcome::TimedOut { escalated: true }).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"kind": "timed_out", "escalated": true})
+        );
+        let v = serde_json::to_value(Outcome::UsageLimited).unwrap();
+        assert_eq!(v, serde_json::json!({"kind": "usage_limited"}));
+        let back: Outcome = serde_json::from_value(v).unwrap();
+        assert_eq!(back, Outcome::UsageLimited);
+    }
+}

@@ -1,0 +1,322 @@
+//! Prompts: what an agent is told for each phase.
+//!
+//! Owns: assembling steering docs, the description, the spec's documents and exact
+//! instructions (which file to write, the `tasks.md` format) into one prompt.
+//! Must not: write files — the caller writes the prompt to `run_dir/prompt.md`.
+//!
+//! Documents are embedded up to a size cap and otherwise referenced by path, so the
+//! prompt always fits in one argv word (Linux limits one argument to 128 KiB).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::{Job, Phase};
+use crate::project::Project;
+
+/// Largest part of one spec document embedded in a prompt.
+const DOC_CAP: usize = 20 * 1024;
+/// Largest total of steering documents embedded.
+const STEERING_CAP: usize = 24 * 1024;
+/// Largest part of the description embedded.
+const DESCRIPTION_CAP: usize = 16 * 1024;
+
+/// The `tasks.md` format every agent must follow (CONTRACT §6).
+pub const TASKS_FORMAT: &str = "\
+# Implementation Plan
+
+- [ ] 1. Set up the module skeleton
+  - Create `src/greeter.rs` with a public `greet(name: &str) -> String`
+  - _Requirements: 1.1, 1.2_
+  - _Verify: `cargo test greeter`_
+- [ ] 2. Handle invalid input
+- [ ] 2.1. Reject empty names with a clear error
+  - _Requirements: 2.1_
+  - _Depends: 1_
+  - _Verify: `cargo test greeter::rejects_empty`_
+- [ ] 2.2. Document the error in the README
+  - _Requirements: 2.2_
+  - _Depends: 2.1_
+
+Rules:
+- One task per line: `- [ ] ID. Title`, the ID made of numbers and dots (`1`, `2.1`).
+  A task `2.1` is a sub-task of `2`; only tasks without sub-tasks are run, and a parent
+  is ticked when all its sub-tasks are. Ids are compared exactly (`1` is not `1.1` nor `10`).
+- Details go in indented `  - ` bullets under the task.
+- `_Requirements: …_` lists the acceptance criteria the task covers.
+- `_Depends: …_` (optional) lists task ids that must be completed first.
+- `_Verify: `CMD`_` (optional but strongly encouraged) is ONE command run from the project
+  root as plain arguments, without a shell: no pipes, `&&`, `;`, redirections, globs or
+  `$VARIABLES`. It must exit 0 only when the task is really done.
+- Leave every box unticked (`[ ]`); qw ticks tasks itself.";
+
+/// Build the prompt for `job`.
+pub fn build(job: &Job, project: &Project) -> String {
+    let mut p = String::new();
+    let spec_dir = shown(&job.spec_dir, &job.workdir);
+    let _ = writeln!(
+        p,
+        "You are working on the spec `{}` of this project, driven by qw (Quantumwala), in the {} phase.\n",
+        job.spec,
+        job.phase.as_str()
+    );
+    let _ = writeln!(
+        p,
+        "## Feature description\n\n{}\n",
+        capped(job.description.trim(), DESCRIPTION_CAP, None)
+    );
+    steering(&mut p, project);
+
+    let docs: &[&str] = match job.phase {
+        Phase::Requirements => &[],
+        Phase::Design => &["requirements.md"],
+        Phase::Tasks => &["requirements.md", "design.md"],
+        Phase::Implementation | Phase::Validation => &["requirements.md", "design.md", "tasks.md"],
+    };
+    for doc in docs {
+        embed_document(&mut p, &job.spec_dir.join(doc), &job.workdir);
+    }
+
+    p.push_str("## Your job\n\n");
+    match job.phase {
+        Phase::Requirements => {
+            let _ = writeln!(
+                p,
+                "Write the requirements document to `{spec_dir}/requirements.md` (create the folder if needed).\n\
+                 Structure: `# Requirements Document`, an `## Introduction`, then numbered requirements\n\
+                 (`### Requirement 1`, …), each with a `**User Story:** As a …, I want …, so that …` and\n\
+                 `#### Acceptance Criteria` as a numbered list in EARS form\n\
+                 (`1. WHEN <event> THEN the system SHALL <response>`, `IF <condition> THEN …`).\n\
+                 Criteria are referred to as `<requirement>.<criterion>` (e.g. `1.2`) by later phases.\n\
+                 Write only that file; do not write code."
+            );
+        }
+        Phase::Design => {
+            let _ = writeln!(
+                p,
+                "Write the design document to `{spec_dir}/design.md`, based on the requirements above.\n\
+                 Sections: `## Overview`, `## Architecture`, `## Components and Interfaces`,\n\
+                 `## Data Models`, `## Error Handling`, `## Testing Strategy`. Name real files,\n\
+                 types and functions of this project where they exist.\n\
+                 Write only that file; do not write code."
+            );
+        }
+        Phase::Tasks => {
+            let _ = writeln!(
+                p,
+                "Write the implementation plan to `{spec_dir}/tasks.md`: small, ordered, testable coding\n\
+                 tasks that together meet every acceptance criterion. Use exactly this format:\n\n\
+                 ```markdown\n{TASKS_FORMAT}\n```\n\n\
+                 Write only that file; do not write code."
+            );
+        }
+        Phase::Implementation => implementation(&mut p, job),
+        Phase::Validation => {
+            let _ = writeln!(
+                p,
+                "Validate the finished work against the requirements, design and tasks above: run the\n\
+                 project's tests and each task's `_Verify:_` command, and read the changed code.\n\
+                 Do not change files. Start your final message with `VALIDATION: PASS` when every\n\
+                 acceptance criterion is met, otherwise with `VALIDATION: FAIL` followed by each\n\
+                 unmet criterion and why."
+            );
+        }
+    }
+    p.push_str(
+        "\nBe truthful in your final message: say exactly what you did and what you could not do. \
+         Never claim work you did not do.\n",
+    );
+    p
+}
+
+fn implementation(p: &mut String, job: &Job) {
+    let Some(task) = &job.task else {
+        p.push_str("No task was given; do nothing and say so.\n");
+        return;
+    };
+    let _ = writeln!(p, "Implement task {} only: {}\n", task.id, task.title);
+    for d in &task.details {
+        let _ = writeln!(p, "- {d}");
+    }
+    if !task.requirements.is_empty() {
+        let _ = writeln!(
+            p,
+            "- It covers acceptance criteria {}.",
+            task.requirements.join(", ")
+        );
+    }
+    match &task.verify {
+        Some(v) => {
+            let _ = writeln!(
+                p,
+                "\nqw will run `{v}` from the project root when you finish; the task counts as done only if it exits 0."
+            );
+        }
+        None => {
+            p.push_str("\nThe task has no verify command: add or run tests that prove it works.\n");
+        }
+    }
+    p.push_str(
+        "\nDo not edit tasks.md (qw ticks tasks itself) and do not work on other tasks. \
+         Do not leave servers or watchers running. If you cannot finish the task, stop and say \
+         why in your final message.\n",
+    );
+}
+
+fn steering(p: &mut String, project: &Project) {
+    let dir = project.steering_dir();
+    let mut files: Vec<PathBuf> = ["product.md", "tech.md", "structure.md"]
+        .iter()
+        .map(|f| dir.join(f))
+        .filter(|f| f.is_file())
+        .collect();
+    if let Ok(entries) = crate::fs::read_dir(&dir) {
+        let mut others: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|f| {
+                f.extension().is_some_and(|e| e == "md") && f.is_file() && !files.contains(f)
+            })
+            .collect();
+        others.sort();
+        files.extend(others);
+    }
+    if files.is_empty() {
+        return;
+    }
+    p.push_str("## Steering documents\n\n");
+    let mut budget = STEERING_CAP;
+    for f in files {
+        let Ok(text) = crate::fs::read_to_string(&f) else {
+            continue;
+        };
+        let rel = shown(&f, project.root());
+        let body = capped(text.trim(), budget.min(DOC_CAP), Some(&rel));
+        budget = budget.saturating_sub(body.len());
+        let _ = writeln!(p, "### `{rel}`\n\n{body}\n");
+        if budget == 0 {
+            break;
+        }
+    }
+}
+
+fn embed_document(p: &mut String, path: &Path, base: &Path) {
+    let rel = shown(path, base);
+    match crate::fs::read_to_string(path) {
+        Ok(text) => {
+            let _ = writeln!(
+                p,
+                "## `{rel}`\n\n{}\n",
+                capped(text.trim(), DOC_CAP, Some(&rel))
+            );
+        }
+        Err(_) => {
+            let _ = writeln!(p, "## `{rel}`\n\n(not written yet)\n");
+        }
+    }
+}
+
+/// At most `cap` bytes of `text` (cut at a char boundary), with a note pointing at the
+/// full file when cut.
+fn capped(text: &str, cap: usize, path: Option<&str>) -> String {
+    if text.len() <= cap {
+        return text.to_owned();
+    }
+    let mut end = cap;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let where_ = path.map_or_else(String::new, |p| format!("; read the full text in `{p}`"));
+    format!(
+        "{}\n\n[… cut after {end} of {} bytes{where_}]",
+        &text[..end],
+        text.len()
+    )
+}
+
+/// `path` relative to `base` when inside it, else as is.
+fn shown(path: &Path, base: &Path) -> String {
+    path.strip_prefix(base)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::TaskJob;
+    use super::*;
+
+    fn job(root: &Path, phase: Phase) -> Job {
+        Job {
+            phase,
+            spec: "greeter".into(),
+            description: "Greet users by name".into(),
+            project_root: root.to_path_buf(),
+            workdir: root.to_path_buf(),
+            spec_dir: root.join(".claude/specs/greeter"),
+            task: None,
+            run_dir: root.join(".claude/runs/r1"),
+        }
+    }
+
+    #[test]
+    fn each_phase_names_its_file_and_embeds_earlier_documents() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let project = Project::at(root);
+        crate::fs::create_dir_all(root.join(".claude/steering")).unwrap();
+        crate::fs::create_dir_all(root.join(".claude/specs/greeter")).unwrap();
+        crate::fs::write(root.join(".claude/steering/tech.md"), "TECH-STEERING").unwrap();
+        crate::fs::write(
+            root.join(".claude/specs/greeter/requirements.md"),
+            "REQ-DOC",
+        )
+        .unwrap();
+        crate::fs::write(root.join(".claude/specs/greeter/design.md"), "DESIGN-DOC").unwrap();
+
+        let req = build(&job(root, Phase::Requirements), &project);
+        assert!(req.contains(".claude/specs/greeter/requirements.md"));
+        assert!(req.contains("Greet users by name"));
+        assert!(req.contains("TECH-STEERING"));
+        assert!(!req.contains("REQ-DOC"));
+
+        let design = build(&job(root, Phase::Design), &project);
+        assert!(design.contains(".claude/specs/greeter/design.md"));
+        assert!(design.contains("REQ-DOC") && !design.contains("DESIGN-DOC"));
+
+        let tasks = build(&job(root, Phase::Tasks), &project);
+        assert!(tasks.contains("REQ-DOC") && tasks.contains("DESIGN-DOC"));
+        assert!(tasks.contains("- [ ] 2.1. Reject empty names"));
+        assert!(tasks.contains("_Verify: `cargo test greeter`_"));
+        assert!(tasks.contains("_Depends: 1_"));
+
+        let mut imp = job(root, Phase::Implementation);
+        imp.task = Some(TaskJob {
+            id: "2.1".into(),
+            title: "Reject empty names".into(),
+            details: vec!["Return an error".into()],
+            verify: Some("cargo test rejects_empty".into()),
+            requirements: vec!["2.1".into()],
+        });
+        let text = build(&imp, &project);
+        assert!(text.contains("Implement task 2.1 only: Reject empty names"));
+        assert!(text.contains("`cargo test rejects_empty`"));
+        assert!(text.contains("(not written yet)"), "tasks.md is missing");
+    }
+
+    #[test]
+    fn huge_documents_are_cut_and_referenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        crate::fs::create_dir_all(root.join(".claude/specs/greeter")).unwrap();
+        let big = "é".repeat(200 * 1024);
+        for doc in ["requirements.md", "design.md", "tasks.md"] {
+            crate::fs::write(root.join(".claude/specs/greeter").join(doc), &big).unwrap();
+        }
+        let mut j = job(root, Phase::Validation);
+        j.description = big.clone();
+        let text = build(&j, &Project::at(root));
+        assert!(text.len() < 120 * 1024, "{}", text.len());
+        assert!(text.contains("read the full text in `.claude/specs/greeter/design.md`"));
+    }
+}
