@@ -256,7 +256,10 @@ struct Wakeup {
 impl Wakeup {
     fn new() -> Wakeup {
         let Ok((reader, writer)) = std::os::unix::net::UnixStream::pair() else {
-            return Wakeup { reader: None, ids: Vec::new() };
+            return Wakeup {
+                reader: None,
+                ids: Vec::new(),
+            };
         };
         let _ = reader.set_nonblocking(true);
         let _ = writer.set_nonblocking(true);
@@ -273,7 +276,10 @@ impl Wakeup {
                 ids.push(id);
             }
         }
-        Wakeup { reader: Some(reader), ids }
+        Wakeup {
+            reader: Some(reader),
+            ids,
+        }
     }
 
     /// Block until a registered signal arrives or `max` passes.
@@ -285,7 +291,10 @@ impl Wakeup {
             return;
         };
         let ms = u16::try_from(max.as_millis()).unwrap_or(u16::MAX);
-        let mut fds = [nix::poll::PollFd::new(reader.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let mut fds = [nix::poll::PollFd::new(
+            reader.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
         let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
         let mut buf = [0u8; 64];
         while matches!((&*reader).read(&mut buf), Ok(n) if n > 0) {}

@@ -3,9 +3,9 @@
 // Tests may panic on setup failures and use std::fs directly.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
+mod agent;
 mod consume;
 mod devmode;
-mod agent;
 mod exec;
 mod init;
 mod spec;
