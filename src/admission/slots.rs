@@ -319,10 +319,12 @@ impl Slots {
             if file.try_lock().is_err() {
                 continue;
             }
-            let pid = std::process::id().to_string();
-            file.set_len(0)
-                .and_then(|()| file.rewind())
+            // Overwrite in place at a fixed width: truncating to 0 makes ext4 flush the
+            // file on close (its replace-via-truncate heuristic), which costs milliseconds.
+            let pid = format!("{:<11}\n", std::process::id());
+            file.rewind()
                 .and_then(|()| file.write_all(pid.as_bytes()))
+                .and_then(|()| file.set_len(12))
                 .map_err(|e| fs::with_path(e, "write", &path))?;
             return Ok(Ok(SlotGuard { slot, file }));
         }
@@ -346,11 +348,12 @@ impl Ticket {
             return;
         }
         if let Ok(text) = serde_json::to_string(reason) {
+            // Overwrite, then cut to length (never truncate to 0 first: see take_free_slot).
             let _ = self
                 .file
-                .set_len(0)
-                .and_then(|()| self.file.rewind())
-                .and_then(|()| self.file.write_all(text.as_bytes()));
+                .rewind()
+                .and_then(|()| self.file.write_all(text.as_bytes()))
+                .and_then(|()| self.file.set_len(text.len() as u64));
         }
         self.published = Some(*reason);
     }
