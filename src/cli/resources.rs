@@ -156,9 +156,15 @@ pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
     for (impact, d) in &decisions {
         rows.push((format!("decision {impact}"), d.to_string()));
     }
+    rows.push((
+        "settings file".into(),
+        admission.settings_path.display().to_string(),
+    ));
+    rows.push((
+        "runtime dir".into(),
+        admission.slots.dir().display().to_string(),
+    ));
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    println!("settings  {}", admission.settings_path.display());
-    println!("runtime   {}", admission.slots.dir().display());
     for (k, v) in rows {
         println!("{k:<width$}  {v}");
     }

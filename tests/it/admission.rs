@@ -244,3 +244,31 @@ fn admission_resources_shows_holder_pid_limits_and_decisions() {
         serde_json::from_str(&stdout(&p.run(&["--json", "resources"]))).unwrap();
     assert_eq!(v["slots"]["in_use"].as_array().unwrap().len(), 0, "{v}");
 }
+
+#[test]
+fn admission_signal_while_waiting_stops_without_starting() {
+    let p = TestProject::new();
+    p.write(
+        ".claude/settings.local.json",
+        r#"{"resource_limits": {"max_load": 0, "acquire_timeout_s": 60}}"#,
+    );
+    let started = p.path().join("started");
+    let script = format!("echo ok > '{}'", started.display());
+    let waiter = spawn(&p, &["exec", "--admit", "--", "sh", "-c", &script]);
+    assert!(
+        wait_until(Duration::from_secs(20), || queued_tickets(&p) == 1),
+        "the waiter never queued"
+    );
+    let t = Instant::now();
+    unsafe_kill(i32::try_from(waiter.id()).unwrap(), 15);
+    let out = waiter.wait_with_output().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(128 + 15), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not started"), "{}", stderr(&out));
+    assert!(!started.exists());
+    assert_eq!(queued_tickets(&p), 0, "the ticket was left in the queue");
+}
