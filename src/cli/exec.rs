@@ -137,8 +137,12 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
         run_id: args.run_id.clone(),
         project: in_project.then(|| ctx.project.root().to_path_buf()),
     };
-    let report = exec::supervisor::supervise(&spec, &cancel)
+    // Held until the run ends; dropping it frees the admission slot.
+    let (_slot, admission_wait_ms) =
+        super::resources::admit_for_exec(ctx, args.admit.as_deref(), &cancel)?;
+    let mut report = exec::supervisor::supervise(&spec, &cancel)
         .map_err(|e| CliError::with_code(exit::EXEC_FAILED, e.to_string()))?;
+    report.admission_wait_ms = admission_wait_ms;
     explain(&report, &spec, ctx.global.quiet);
 
     if let Some(path) = &args.report_file {

@@ -1,14 +1,256 @@
-//! `qw resources`: probes, limits, slots in use and the decision per impact class.
+//! `qw resources`: probes, limits, slots in use and the decision per impact class; and the
+//! admission wait `qw exec --admit` performs before it starts its program.
+
+use std::ops::ControlFlow;
+use std::time::Instant;
 
 use clap::Args;
+use serde_json::{Value, json};
 
-use super::{CmdResult, Ctx};
+use super::{CliError, CmdResult, Ctx};
+use crate::admission::{
+    Admission, AdmissionError, Decision, Impact, Limit, Probes, SlotGuard, Waiting, decide, policy,
+};
+use crate::exec::Cancel;
+use crate::exit;
+use crate::settings::Settings;
 
 /// Arguments of `qw resources`.
 #[derive(Debug, Args)]
+#[command(after_long_help = "\
+Limits come from `resource_limits` in .claude/settings.local.json (max_load, max_memory,
+high_impact_load, max_concurrent, acquire_timeout_s, max_cpu_pressure, max_memory_pressure);
+keys not set there use the defaults. Slots are shared by every qw process of the user
+through the runtime directory ($QW_RUNTIME_DIR, else $XDG_RUNTIME_DIR/quantumwala, else
+/tmp/quantumwala-<uid>).
+
+Exit status: 0 report printed; 2 the settings file is not valid JSON or holds a bad limit.")]
 pub struct ResourcesArgs {}
 
 /// Run `qw resources`.
-pub fn run(_ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
-    super::not_built("resources")
+pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
+    let admission = Admission::for_project(&ctx.project).map_err(settings_error)?;
+    let configured: Vec<String> = Settings::load(&admission.settings_path)
+        .ok()
+        .and_then(|s| {
+            s.section(policy::SECTION)
+                .map(|m| m.keys().cloned().collect())
+        })
+        .unwrap_or_default();
+    let probes = Probes::read();
+    let in_use = admission.slots.in_use();
+    let queued = admission.slots.queued();
+    let decisions: Vec<(Impact, Decision)> = Impact::ALL
+        .into_iter()
+        .map(|i| (i, decide(&probes, &admission.limits, i)))
+        .collect();
+
+    if ctx.global.json {
+        let limits = serde_json::to_value(&admission.limits).unwrap_or(Value::Null);
+        let source: serde_json::Map<String, Value> = policy::KEYS
+            .iter()
+            .map(|k| {
+                let from = if configured.iter().any(|c| c == k) {
+                    "settings"
+                } else {
+                    "default"
+                };
+                ((*k).to_owned(), Value::from(from))
+            })
+            .collect();
+        let out = json!({
+            "probes": {
+                "load_avg": probes.load_avg,
+                "usable_cpus": probes.usable_cpus,
+                "cpu_source": probes.cpu_source,
+                "load_per_cpu": probes.load_per_cpu(),
+                "memory_used": probes.memory_used(),
+                "memory": probes.memory,
+                "cpu_pressure": probes.cpu_pressure,
+                "memory_pressure": probes.memory_pressure,
+            },
+            "limits": limits,
+            "limits_source": source,
+            "settings_file": admission.settings_path,
+            "slots": {
+                "runtime_dir": admission.slots.dir(),
+                "max": admission.limits.max_concurrent,
+                "in_use": in_use,
+                "queued_pids": queued,
+            },
+            "decisions": decisions.iter().map(|(i, d)| (i.as_str().to_owned(), serde_json::to_value(d).unwrap_or(Value::Null))).collect::<serde_json::Map<_, _>>(),
+            "system_stats": probes.system_stats_json(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(exit::SUCCESS);
+    }
+
+    let l = &admission.limits;
+    let opt =
+        |v: Option<f64>, digits: usize| v.map_or("unknown".to_owned(), |v| format!("{v:.digits$}"));
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let load = probes.load_avg.map_or("unknown".to_owned(), |a| {
+        format!("{:.2} {:.2} {:.2}", a.one, a.five, a.fifteen)
+    });
+    rows.push(("load average".into(), load));
+    rows.push((
+        "usable CPUs".into(),
+        format!(
+            "{} ({})",
+            trim(probes.usable_cpus),
+            match probes.cpu_source {
+                crate::admission::probes::CpuSource::Affinity => "affinity mask",
+                crate::admission::probes::CpuSource::CgroupQuota => "cgroup cpu quota",
+            }
+        ),
+    ));
+    rows.push(("load per CPU".into(), opt(probes.load_per_cpu(), 2)));
+    let mut mem = opt(probes.memory_used(), 2);
+    if let Some(limit) = probes.memory.cgroup_limit_bytes {
+        mem.push_str(&format!(" (cgroup limit {} MiB)", limit / (1024 * 1024)));
+    }
+    rows.push(("memory in use".into(), mem));
+    rows.push((
+        "cpu pressure".into(),
+        opt(probes.cpu_pressure, 2).replace("unknown", "n/a"),
+    ));
+    rows.push((
+        "memory pressure".into(),
+        opt(probes.memory_pressure, 2).replace("unknown", "n/a"),
+    ));
+    let src = |k: &str| {
+        if configured.iter().any(|c| c == k) {
+            ""
+        } else {
+            "  (default)"
+        }
+    };
+    let off = |v: Option<f64>| v.map_or("off".to_owned(), trim);
+    for (key, value) in [
+        ("max_load", trim(l.max_load)),
+        ("max_memory", trim(l.max_memory)),
+        ("high_impact_load", trim(l.high_impact_load)),
+        ("max_concurrent", l.max_concurrent.to_string()),
+        ("acquire_timeout_s", trim(l.acquire_timeout.as_secs_f64())),
+        ("max_cpu_pressure", off(l.max_cpu_pressure)),
+        ("max_memory_pressure", off(l.max_memory_pressure)),
+    ] {
+        rows.push((key.into(), format!("{value}{}", src(key))));
+    }
+    let holders: Vec<String> = in_use
+        .iter()
+        .map(|h| {
+            format!(
+                "#{} pid {}",
+                h.slot,
+                h.pid.map_or("?".into(), |p| p.to_string())
+            )
+        })
+        .collect();
+    let mut slots = format!("{} of {} in use", in_use.len(), l.max_concurrent);
+    if !holders.is_empty() {
+        slots.push_str(&format!(": {}", holders.join(", ")));
+    }
+    rows.push(("slots".into(), slots));
+    rows.push(("queue".into(), format!("{} waiting", queued.len())));
+    for (impact, d) in &decisions {
+        rows.push((format!("decision {impact}"), d.to_string()));
+    }
+    rows.push((
+        "settings file".into(),
+        admission.settings_path.display().to_string(),
+    ));
+    rows.push((
+        "runtime dir".into(),
+        admission.slots.dir().display().to_string(),
+    ));
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in rows {
+        println!("{k:<width$}  {v}");
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// A number without trailing zeros (`0.85`, `8`, `300`).
+fn trim(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// Settings errors exit 2 (125 under `qw exec`), with a hint for bad limit values.
+fn settings_error(e: crate::settings::SettingsError) -> CliError {
+    let bad_value = matches!(e, crate::settings::SettingsError::BadValue { .. });
+    let err = CliError::from(e);
+    if bad_value {
+        err.hint(
+            "fix or remove that key of `resource_limits`; `qw resources --help` lists the limits",
+        )
+    } else {
+        err
+    }
+}
+
+/// `qw exec --admit[=IMPACT]`: wait for admission before the program starts. Returns the
+/// slot (held until the run ends) and the milliseconds spent waiting. `impact` is None
+/// without `--admit`. Stops waiting (exit 128+N) when `cancel` receives a signal.
+pub fn admit_for_exec(
+    ctx: &Ctx,
+    impact: Option<&str>,
+    cancel: &Cancel,
+) -> Result<(Option<SlotGuard>, u64), CliError> {
+    let Some(impact) = impact else {
+        return Ok((None, 0));
+    };
+    let impact: Impact = impact
+        .parse()
+        .map_err(|e: crate::admission::ImpactError| CliError::usage(format!("--admit: {e}")))?;
+    let admission = Admission::for_project(&ctx.project).map_err(settings_error)?;
+    let start = Instant::now();
+    let quiet = ctx.global.quiet;
+    let mut told: Option<(usize, Option<Limit>)> = None;
+    let result = admission.acquire(impact, |w: &Waiting| {
+        if cancel.pending().is_some() {
+            return ControlFlow::Break(());
+        }
+        let key = (w.ahead.min(1), w.blocked_by.map(|r| r.limit));
+        if !quiet && told != Some(key) {
+            eprintln!("qw: waiting for admission ({impact} impact): {w}");
+            told = Some(key);
+        }
+        ControlFlow::Continue(())
+    });
+    let waited = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match result {
+        Ok(guard) => Ok((Some(guard), waited)),
+        Err(AdmissionError::Cancelled) => {
+            let sig = cancel.pending().unwrap_or(2);
+            Err(CliError::with_code(
+                exit::EXEC_SIGNAL_BASE + sig,
+                format!(
+                    "received signal {sig} while waiting for admission; the program was not started"
+                ),
+            ))
+        }
+        Err(e @ AdmissionError::TimedOut { .. }) => {
+            let key = match &e {
+                AdmissionError::TimedOut { waiting, .. } => {
+                    waiting.blocked_by.map(|r| r.limit.key())
+                }
+                _ => None,
+            };
+            let mut err = CliError::with_code(
+                exit::EXEC_FAILED,
+                format!("{e}; the program was not started"),
+            );
+            if let Some(key) = key {
+                err = err.hint(format!(
+                    "raise `resource_limits.{key}` (or `acquire_timeout_s`) in `{}`, or retry when the machine is less busy",
+                    admission.settings_path.display()
+                ));
+            }
+            Err(err)
+        }
+        Err(e) => Err(CliError::with_code(exit::EXEC_FAILED, e.to_string())
+            .hint("set QW_RUNTIME_DIR to a directory you own to keep admission slots elsewhere")),
+    }
 }

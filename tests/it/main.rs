@@ -6,6 +6,7 @@
 mod agent;
 mod consume;
 mod devmode;
+mod admission;
 mod exec;
 mod init;
 mod spec;

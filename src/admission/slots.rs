@@ -1,0 +1,606 @@
+//! Machine-wide admission slots and the first-come-first-served queue in front of them.
+//!
+//! Owns the runtime directory (`QW_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/quantumwala`, else
+//! `/tmp/quantumwala-<uid>`). Must not decide policy: it asks [`decide`] and only adds the
+//! `max_concurrent` count.
+//!
+//! Layout, all coordination by `flock` (which the kernel drops when a process dies, so a
+//! crashed holder frees its slot and its place in the queue at once):
+//! - `slots/slot-NNNN`: one file per slot; a holder keeps an exclusive lock on it and
+//!   writes its pid inside. A slot is in use exactly while its file is locked.
+//! - `queue/q-<seq>-<pid>-<nonce>`: one ticket per waiter, locked by its owner. `seq`
+//!   is assigned under `queue/.seq.lock` as one more than the highest ticket present,
+//!   so tickets sort by arrival. Only the waiter with no live ticket before it (the
+//!   head) may take a slot; the others poll. The head writes why it waits into its
+//!   ticket so every waiter can tell the user the real blocking limit.
+//!
+//! Slot files are never deleted (deleting a lock file races with another process that
+//! has it open); dead tickets are deleted by whoever finds them unlocked.
+
+use std::io::{self, Read, Seek, Write};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::policy::{Decision, Limit, Limits, Refusal, decide};
+use super::probes::Probes;
+use super::{AdmissionError, Impact, Waiting};
+use crate::fs::{self, File, OpenOptions};
+
+/// First poll interval while waiting; doubles up to [`MAX_POLL`].
+const MIN_POLL: Duration = Duration::from_millis(10);
+/// Longest poll interval: bounds how late a freed slot is noticed.
+const MAX_POLL: Duration = Duration::from_millis(200);
+
+/// The machine-wide slots in one runtime directory.
+#[derive(Debug, Clone)]
+pub struct Slots {
+    dir: PathBuf,
+}
+
+/// A slot in use and the pid of the process holding it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlotHolder {
+    /// Slot index.
+    pub slot: usize,
+    /// The holder's pid (None while it is still writing it).
+    pub pid: Option<i32>,
+}
+
+/// An admitted task's slot; dropping it frees the slot.
+#[derive(Debug)]
+pub struct SlotGuard {
+    slot: usize,
+    file: File,
+}
+
+impl SlotGuard {
+    /// The slot index held.
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        // Closing the file releases the lock too; unlocking first makes it explicit.
+        let _ = self.file.unlock();
+    }
+}
+
+/// The default runtime directory: `QW_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/quantumwala`,
+/// else `/tmp/quantumwala-<uid>`.
+pub fn default_runtime_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("QW_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("quantumwala");
+    }
+    let uid = nix::unistd::geteuid().as_raw();
+    std::env::temp_dir().join(format!("quantumwala-{uid}"))
+}
+
+impl Slots {
+    /// Slots kept under `runtime_dir` (created on first acquire).
+    pub fn new(runtime_dir: impl Into<PathBuf>) -> Slots {
+        Slots {
+            dir: runtime_dir.into(),
+        }
+    }
+
+    /// Slots in [`default_runtime_dir`].
+    pub fn system() -> Slots {
+        Slots::new(default_runtime_dir())
+    }
+
+    /// The runtime directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn slots_dir(&self) -> PathBuf {
+        self.dir.join("slots")
+    }
+
+    fn queue_dir(&self) -> PathBuf {
+        self.dir.join("queue")
+    }
+
+    /// Slots currently held, with their holders' pids, by slot index.
+    pub fn in_use(&self) -> Vec<SlotHolder> {
+        let mut out: Vec<SlotHolder> = list(&self.slots_dir())
+            .into_iter()
+            .filter_map(|(name, path)| {
+                let slot = name.strip_prefix("slot-")?.parse().ok()?;
+                let mut file = File::open(&path).ok()?;
+                if !is_locked(&file) {
+                    return None;
+                }
+                Some(SlotHolder {
+                    slot,
+                    pid: read_text(&mut file).trim().parse().ok(),
+                })
+            })
+            .collect();
+        out.sort_by_key(|h| h.slot);
+        out
+    }
+
+    /// Pids of the processes waiting in the queue, first come first.
+    pub fn queued(&self) -> Vec<i32> {
+        self.live_tickets()
+            .into_iter()
+            .filter_map(|t| t.pid)
+            .collect()
+    }
+
+    /// Wait until the policy admits a request of `impact` (with fresh probes on every poll)
+    /// and a slot is free, first come first served across every process using this
+    /// directory. `on_wait` hears why on every poll; returning `Break` stops waiting
+    /// ([`AdmissionError::Cancelled`]). Gives up after `timeout`.
+    pub fn acquire(
+        &self,
+        limits: &Limits,
+        impact: Impact,
+        timeout: Duration,
+        on_wait: impl FnMut(&Waiting) -> ControlFlow<()>,
+    ) -> Result<SlotGuard, AdmissionError> {
+        self.acquire_with(limits, impact, timeout, Probes::read, on_wait)
+    }
+
+    /// [`Slots::acquire`] with the probes taken from `probe` (tests and benchmarks).
+    pub fn acquire_with(
+        &self,
+        limits: &Limits,
+        impact: Impact,
+        timeout: Duration,
+        mut probe: impl FnMut() -> Probes,
+        mut on_wait: impl FnMut(&Waiting) -> ControlFlow<()>,
+    ) -> Result<SlotGuard, AdmissionError> {
+        let start = Instant::now();
+        self.prepare()?;
+        let mut ticket = self.enqueue()?;
+        let mut poll = MIN_POLL;
+        let mut last_ahead = usize::MAX;
+        loop {
+            let (ahead, head_reason) = self.ahead_of(&ticket);
+            let waiting = if ahead == 0 {
+                let blocked = match decide(&probe(), limits, impact) {
+                    Decision::Refuse(r) => r,
+                    Decision::Admit => match self.take_free_slot(limits.max_concurrent)? {
+                        Ok(guard) => return Ok(guard),
+                        Err(refusal) => refusal,
+                    },
+                };
+                ticket.publish(&blocked);
+                Waiting {
+                    ahead,
+                    blocked_by: Some(blocked),
+                }
+            } else {
+                Waiting {
+                    ahead,
+                    blocked_by: head_reason,
+                }
+            };
+            let waited = start.elapsed();
+            if waited >= timeout {
+                return Err(AdmissionError::TimedOut { waited, waiting });
+            }
+            if on_wait(&waiting).is_break() {
+                return Err(AdmissionError::Cancelled);
+            }
+            if ahead < last_ahead {
+                poll = MIN_POLL;
+            }
+            last_ahead = ahead;
+            std::thread::sleep(poll.min(timeout - waited));
+            poll = (poll * 2).min(MAX_POLL);
+        }
+    }
+
+    /// Create the runtime directory (private to the user) and its subdirectories.
+    fn prepare(&self) -> Result<(), AdmissionError> {
+        for dir in [self.slots_dir(), self.queue_dir()] {
+            if dir.is_dir() {
+                continue;
+            }
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| fs::with_path(e, "create the runtime directory", &dir))?;
+        }
+        check_owner(&self.dir)
+    }
+
+    /// Take a ticket at the end of the queue.
+    fn enqueue(&self) -> Result<Ticket, AdmissionError> {
+        let queue = self.queue_dir();
+        let seq_path = queue.join(".seq.lock");
+        let seq_lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&seq_path)?;
+        seq_lock
+            .lock()
+            .map_err(|e| fs::with_path(e, "lock", &seq_path))?;
+        let mut max_seq = 0u64;
+        for (name, path) in list(&queue) {
+            if let Some(seq) = ticket_seq(&name) {
+                max_seq = max_seq.max(seq);
+            } else if name.starts_with(".new-") {
+                // Tickets are only created under the seq lock we hold: this one was left
+                // by a process that died while creating it.
+                let _ = fs::remove_file(&path);
+            }
+        }
+        let pid = std::process::id();
+        let nonce = nonce();
+        let tmp = queue.join(format!(".new-{pid}-{nonce}"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        file.try_lock()
+            .map_err(|e| fs::with_path(io::Error::other(e), "lock", &tmp))?;
+        let path = queue.join(format!("q-{:016}-{pid}-{nonce}", max_seq + 1));
+        // The ticket becomes visible already locked, so nobody mistakes it for a dead one.
+        fs::rename(&tmp, &path)?;
+        drop(seq_lock);
+        Ok(Ticket {
+            seq: max_seq + 1,
+            path,
+            file,
+            published: None,
+        })
+    }
+
+    /// Live tickets in arrival order (dead ones are removed on the way).
+    fn live_tickets(&self) -> Vec<TicketInfo> {
+        let mut out: Vec<TicketInfo> = list(&self.queue_dir())
+            .into_iter()
+            .filter_map(|(name, path)| {
+                let seq = ticket_seq(&name)?;
+                let mut file = File::open(&path).ok()?;
+                if !is_locked(&file) {
+                    let _ = fs::remove_file(&path);
+                    return None;
+                }
+                Some(TicketInfo {
+                    seq,
+                    pid: name.split('-').nth(2).and_then(|p| p.parse().ok()),
+                    reason: serde_json::from_str(&read_text(&mut file)).ok(),
+                })
+            })
+            .collect();
+        out.sort_by_key(|t| t.seq);
+        out
+    }
+
+    /// How many live waiters arrived before `me`, and why the first of them waits.
+    fn ahead_of(&self, me: &Ticket) -> (usize, Option<Refusal>) {
+        let before: Vec<TicketInfo> = self
+            .live_tickets()
+            .into_iter()
+            .filter(|t| t.seq < me.seq)
+            .collect();
+        let reason = before.first().and_then(|t| t.reason);
+        (before.len(), reason)
+    }
+
+    /// Lock a free slot if fewer than `max` are held (by anyone, at any index).
+    fn take_free_slot(&self, max: usize) -> Result<Result<SlotGuard, Refusal>, AdmissionError> {
+        let held = self.in_use().len();
+        let full = Refusal {
+            limit: Limit::MaxConcurrent,
+            configured: max as f64,
+            observed: held as f64,
+        };
+        if held >= max {
+            return Ok(Err(full));
+        }
+        let dir = self.slots_dir();
+        for slot in 0..max {
+            let path = dir.join(format!("slot-{slot:04}"));
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)?;
+            if file.try_lock().is_err() {
+                continue;
+            }
+            // Overwrite in place at a fixed width: truncating to 0 makes ext4 flush the
+            // file on close (its replace-via-truncate heuristic), which costs milliseconds.
+            let pid = format!("{:<11}\n", std::process::id());
+            file.rewind()
+                .and_then(|()| file.write_all(pid.as_bytes()))
+                .and_then(|()| file.set_len(12))
+                .map_err(|e| fs::with_path(e, "write", &path))?;
+            return Ok(Ok(SlotGuard { slot, file }));
+        }
+        // Every free-looking slot was momentarily locked by a reader (`qw resources`).
+        Ok(Err(full))
+    }
+}
+
+/// This waiter's place in the queue; dropping it leaves the queue.
+struct Ticket {
+    seq: u64,
+    path: PathBuf,
+    file: File,
+    published: Option<Refusal>,
+}
+
+impl Ticket {
+    /// Tell the waiters behind why the head waits (only when it changes).
+    fn publish(&mut self, reason: &Refusal) {
+        if self.published.as_ref() == Some(reason) {
+            return;
+        }
+        if let Ok(text) = serde_json::to_string(reason) {
+            // Overwrite, then cut to length (never truncate to 0 first: see take_free_slot).
+            let _ = self
+                .file
+                .rewind()
+                .and_then(|()| self.file.write_all(text.as_bytes()))
+                .and_then(|()| self.file.set_len(text.len() as u64));
+        }
+        self.published = Some(*reason);
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+struct TicketInfo {
+    seq: u64,
+    pid: Option<i32>,
+    reason: Option<Refusal>,
+}
+
+fn ticket_seq(name: &str) -> Option<u64> {
+    name.strip_prefix("q-")?.split('-').next()?.parse().ok()
+}
+
+/// True when another open file description holds a lock on `file`.
+fn is_locked(file: &File) -> bool {
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            false
+        }
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(std::fs::TryLockError::Error(_)) => false,
+    }
+}
+
+/// File names and paths in `dir` (empty if it cannot be read).
+fn list(dir: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+        .collect()
+}
+
+fn read_text(file: &mut File) -> String {
+    let mut s = String::new();
+    let _ = file.read_to_string(&mut s);
+    s
+}
+
+fn nonce() -> u32 {
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    u32::from_le_bytes(b)
+}
+
+/// Refuse a runtime directory another user owns: they could hold our slots or read pids.
+fn check_owner(dir: &Path) -> Result<(), AdmissionError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(dir)?;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(AdmissionError::RuntimeDir {
+            path: dir.to_path_buf(),
+            reason: format!("it belongs to uid {}, not to you (uid {me})", meta.uid()),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::probes::{CpuSource, Memory};
+    use std::sync::mpsc;
+
+    fn idle() -> Probes {
+        Probes {
+            load_avg: None,
+            usable_cpus: 1.0,
+            cpu_source: CpuSource::Affinity,
+            memory: Memory {
+                host_used: None,
+                cgroup_used: None,
+                cgroup_limit_bytes: None,
+                total_bytes: None,
+                available_bytes: None,
+            },
+            cpu_pressure: None,
+            memory_pressure: None,
+        }
+    }
+
+    fn limits(n: usize) -> Limits {
+        Limits {
+            max_concurrent: n,
+            ..Limits::default()
+        }
+    }
+
+    fn go(_: &Waiting) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+
+    #[test]
+    fn at_most_n_slots_and_drop_frees_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = Slots::new(dir.path());
+        let l = limits(2);
+        let a = slots
+            .acquire_with(&l, Impact::Normal, Duration::ZERO, idle, go)
+            .unwrap();
+        let b = slots
+            .acquire_with(&l, Impact::Normal, Duration::ZERO, idle, go)
+            .unwrap();
+        assert_ne!(a.slot(), b.slot());
+        let pid = i32::try_from(std::process::id()).unwrap();
+        let held = slots.in_use();
+        assert_eq!(held.len(), 2);
+        assert!(held.iter().all(|h| h.pid == Some(pid)));
+        let err = slots
+            .acquire_with(&l, Impact::Normal, Duration::from_millis(50), idle, go)
+            .unwrap_err();
+        match err {
+            AdmissionError::TimedOut { waiting, .. } => {
+                let r = waiting.blocked_by.unwrap();
+                assert_eq!(r.limit, Limit::MaxConcurrent);
+                assert_eq!((r.configured, r.observed), (2.0, 2.0));
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(a);
+        assert_eq!(slots.in_use().len(), 1);
+        let c = slots
+            .acquire_with(&l, Impact::Normal, Duration::ZERO, idle, go)
+            .unwrap();
+        assert_eq!(slots.in_use().len(), 2);
+        drop((b, c));
+        assert!(slots.in_use().is_empty());
+        assert!(slots.queued().is_empty(), "tickets are removed");
+    }
+
+    #[test]
+    fn refusal_by_probes_names_the_limit_and_cancel_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = Slots::new(dir.path());
+        let l = Limits {
+            max_memory: 0.5,
+            ..limits(4)
+        };
+        let busy = || {
+            let mut p = idle();
+            p.memory.host_used = Some(0.9);
+            p
+        };
+        let mut calls = 0;
+        let err = slots
+            .acquire_with(&l, Impact::Low, Duration::from_secs(60), busy, |w| {
+                assert_eq!(w.blocked_by.unwrap().limit, Limit::MaxMemory);
+                calls += 1;
+                if calls == 3 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .unwrap_err();
+        assert!(matches!(err, AdmissionError::Cancelled), "{err:?}");
+        assert!(slots.in_use().is_empty());
+    }
+
+    #[test]
+    fn waiters_are_served_in_arrival_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = Slots::new(dir.path());
+        let l = limits(1);
+        let first = slots
+            .acquire_with(&l, Impact::Normal, Duration::ZERO, idle, go)
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let mut threads = Vec::new();
+        for name in ["a", "b", "c"] {
+            let (s, l, tx) = (slots.clone(), l.clone(), tx.clone());
+            let before = slots.queued().len();
+            threads.push(std::thread::spawn(move || {
+                let g = s
+                    .acquire_with(&l, Impact::Normal, Duration::from_secs(20), idle, go)
+                    .unwrap();
+                tx.send(name).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+                drop(g);
+            }));
+            // Let this waiter take its ticket before the next one arrives.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while slots.queued().len() == before && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        assert_eq!(slots.queued().len(), 3);
+        drop(first);
+        for t in threads {
+            t.join().unwrap();
+        }
+        let order: Vec<&str> = rx.try_iter().collect();
+        assert_eq!(order, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_queued_waiter_reports_why_the_head_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = Slots::new(dir.path());
+        let l = limits(1);
+        let _held = slots
+            .acquire_with(&l, Impact::Normal, Duration::ZERO, idle, go)
+            .unwrap();
+        let s2 = slots.clone();
+        let l2 = l.clone();
+        let head = std::thread::spawn(move || {
+            s2.acquire_with(&l2, Impact::Normal, Duration::from_millis(1500), idle, go)
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while slots.queued().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let err = slots
+            .acquire_with(&l, Impact::Normal, Duration::from_millis(400), idle, go)
+            .unwrap_err();
+        match &err {
+            AdmissionError::TimedOut { waiting, .. } => {
+                assert_eq!(waiting.ahead, 1);
+                assert_eq!(waiting.blocked_by.unwrap().limit, Limit::MaxConcurrent);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err.to_string().contains("max_concurrent"), "{err}");
+        assert!(head.join().unwrap().is_err());
+    }
+
+    #[test]
+    fn runtime_dir_resolution_prefers_qw_runtime_dir() {
+        // Only reads the environment of this process; QW_RUNTIME_DIR is not set by
+        // cargo, so the fallback must end in quantumwala or quantumwala-<uid>.
+        let d = default_runtime_dir();
+        if std::env::var_os("QW_RUNTIME_DIR").is_none() {
+            let name = d.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(name.starts_with("quantumwala"), "{}", d.display());
+        }
+    }
+}
