@@ -4,4 +4,5 @@
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 mod exec;
+mod state;
 mod support;
