@@ -149,25 +149,25 @@ pub struct UnifiedState {
     #[serde(default = "schema_version_one")]
     pub schema_version: u32,
     /// When the state was started and last written.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub session: Session,
     /// The project-wide workflow position.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub workflow: Workflow,
     /// Every spec, by name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub specifications: BTreeMap<String, Spec>,
     /// Agent statistics.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub agents: Agents,
     /// Resource statistics.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub resources: Resources,
     /// The last [`MAX_ERRORS`] errors, oldest first.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub errors: Vec<ErrorRecord>,
     /// Command statistics.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub commands: Commands,
     /// Unknown top-level keys.
     #[serde(flatten)]
@@ -202,10 +202,10 @@ pub struct Workflow {
     #[serde(default)]
     pub current_spec: Option<String>,
     /// The project-wide phase.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub global_phase: Phase,
     /// Whether phases advance automatically.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub auto_progression: bool,
     /// Unknown keys.
     #[serde(flatten)]
@@ -216,31 +216,31 @@ pub struct Workflow {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Spec {
     /// The spec name (also its key).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub name: String,
     /// What the spec is about.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub description: String,
     /// Where its workflow stands.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub current_phase: Phase,
     /// When it was created.
     #[serde(default)]
     pub created_at: Option<Timestamp>,
     /// Its tasks, by id (ids compare exactly: `1` is not `1.1`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub tasks: BTreeMap<String, Task>,
     /// Phases finished so far, in the order they finished.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub completed_phases: Vec<CompletedPhase>,
     /// Share of tasks completed, 0–100.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_f64")]
     pub progress_percentage: f64,
     /// Paths of its documents.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub files: SpecFiles,
     /// Money spent on agent runs for this spec, in US dollars.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_f64")]
     pub cost_usd: f64,
     /// Paused (usage limit or budget) until this time, if set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -254,7 +254,7 @@ pub struct Spec {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct CompletedPhase {
     /// The phase.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub phase: Phase,
     /// When it completed.
     #[serde(default)]
@@ -285,19 +285,19 @@ pub struct SpecFiles {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Task {
     /// Task id as in `tasks.md` (`2.1`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub id: String,
     /// The spec it belongs to.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub spec_name: String,
     /// Where it stands.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub status: TaskStatus,
     /// The agent (role) that runs it.
     #[serde(default)]
     pub agent: Option<String>,
     /// Its title.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub description: String,
     /// When its last attempt started.
     #[serde(default)]
@@ -309,10 +309,10 @@ pub struct Task {
     #[serde(default)]
     pub error: Option<String>,
     /// Duration of the last attempt.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_opt_f64")]
     pub duration_seconds: Option<f64>,
     /// Attempts made so far.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub attempts: u32,
     /// Outcome of the last run (CONTRACT §9), e.g. `timed_out`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -344,13 +344,13 @@ pub struct Task {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Agents {
     /// Statistics per agent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub performance: BTreeMap<String, AgentPerformance>,
     /// Ids of tasks running now.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub active_tasks: Vec<String>,
     /// Agent runs ever.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub total_executions: u64,
     /// Unknown keys.
     #[serde(flatten)]
@@ -361,19 +361,19 @@ pub struct Agents {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct AgentPerformance {
     /// Runs.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub executions: u64,
     /// Successful runs.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub successes: u64,
     /// Failed runs.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub failures: u64,
     /// Seconds spent in all runs.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_f64")]
     pub total_duration: f64,
     /// Seconds per run.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_f64")]
     pub average_duration: f64,
     /// When it last ran.
     #[serde(default)]
@@ -387,13 +387,13 @@ pub struct AgentPerformance {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Resources {
     /// Most tasks ever running at once.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub peak_concurrent_tasks: u64,
     /// Tasks ever run.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub total_tasks_executed: u64,
     /// The last probe values (free-form).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub system_stats: Map<String, Value>,
     /// Unknown keys.
     #[serde(flatten)]
@@ -407,13 +407,13 @@ pub struct ErrorRecord {
     #[serde(default)]
     pub timestamp: Option<Timestamp>,
     /// Which part of the system reported it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub component: String,
     /// The message.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub error: String,
     /// Free-form details; `spec` (or `spec_name`) ties it to a spec.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub context: Value,
     /// Unknown keys.
     #[serde(flatten)]
@@ -443,10 +443,10 @@ impl ErrorRecord {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Commands {
     /// Commands ever recorded.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub total_executed: u64,
     /// The last [`MAX_RECENT_COMMANDS`], oldest first.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub recent_commands: Vec<CommandRecord>,
     /// Unknown keys.
     #[serde(flatten)]
@@ -457,13 +457,13 @@ pub struct Commands {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct CommandRecord {
     /// The command line.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub command: String,
     /// When it ran.
     #[serde(default)]
     pub timestamp: Option<Timestamp>,
     /// Whether it succeeded.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub success: bool,
     /// Unknown keys.
     #[serde(flatten)]
@@ -561,6 +561,57 @@ impl UnifiedState {
     }
 }
 
+/// `null` where a value belongs means "not set": use the default instead of failing.
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A number of seconds as the original may have written it: a number, `null`, a numeric
+/// string, or a Python `timedelta` through `default=str` (`0:05:00`, `1 day, 2:00:00.5`).
+fn lenient_opt_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::Number(n) => Ok(n.as_f64()),
+        Value::String(s) => parse_seconds(&s)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not a number of seconds"))),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a number of seconds, found {other}"
+        ))),
+    }
+}
+
+fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(lenient_opt_f64(d)?.unwrap_or_default())
+}
+
+/// Seconds from `12.5`, `0:05:00`, `2:03:04.250000` or `3 days, 1:00:00`.
+fn parse_seconds(s: &str) -> Option<f64> {
+    let s = s.trim();
+    if let Ok(v) = s.parse::<f64>() {
+        return Some(v);
+    }
+    let (days, clock) = match s.split_once(", ") {
+        Some((d, c)) => {
+            let n = d.split_whitespace().next()?.parse::<f64>().ok()?;
+            (n, c)
+        }
+        None => (0.0, s),
+    };
+    let mut parts = clock.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let sec: f64 = parts.next()?.parse().ok()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(days * 86_400.0 + h * 3600.0 + m * 60.0 + sec)
+}
+
 fn trim_front<T>(v: &mut Vec<T>, keep: usize) {
     if v.len() > keep {
         let excess = v.len() - keep;
@@ -591,6 +642,30 @@ mod tests {
         assert_eq!(back["status"], "skipped");
         assert_eq!(back["flavour"], "x");
         assert!(back.get("outcome").is_none(), "None extras are skipped");
+    }
+
+    #[test]
+    fn python_nulls_and_timedeltas_load() {
+        let json = r#"{
+            "workflow": null,
+            "errors": null,
+            "specifications": {"a": {"name": null, "description": null, "tasks": {
+                "1": {"id": "1", "status": "failed", "duration_seconds": "0:05:00.5"},
+                "2": {"id": "2", "duration_seconds": "1 day, 1:00:00"},
+                "3": {"id": "3", "duration_seconds": "12.5"}
+            }, "progress_percentage": null}},
+            "agents": {"performance": {"dev": {"total_duration": "0:00:30", "executions": 2}}}
+        }"#;
+        let s: UnifiedState = serde_json::from_str(json).unwrap();
+        let t = &s.specifications["a"].tasks;
+        assert_eq!(t["1"].duration_seconds, Some(300.5));
+        assert_eq!(t["2"].duration_seconds, Some(90_000.0));
+        assert_eq!(t["3"].duration_seconds, Some(12.5));
+        assert_eq!(s.agents.performance["dev"].total_duration, 30.0);
+        assert!(s.errors.is_empty());
+        assert_eq!(s.workflow.global_phase, Phase::Initialization);
+        let bad = r#"{"specifications": {"a": {"tasks": {"1": {"duration_seconds": "soon"}}}}}"#;
+        assert!(serde_json::from_str::<UnifiedState>(bad).is_err());
     }
 
     #[test]

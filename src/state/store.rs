@@ -111,6 +111,18 @@ impl StateStore {
         }
     }
 
+    /// The automatic backup before a risky operation: `pre_<operation>_<ts>.json`.
+    /// `None` when there is no state yet (nothing to lose).
+    pub fn backup_before(&self, operation: &str) -> Result<Option<PathBuf>, StateError> {
+        let prefix = format!("pre_{operation}");
+        crate::names::validate(crate::names::NameKind::Backup, &prefix)?;
+        if !self.path().exists() {
+            return Ok(None);
+        }
+        let lock = self.lock()?;
+        self.backup_locked(&lock, None, &prefix)
+    }
+
     /// Back up the file as it is on disk (the caller holds the lock). `None` when there is
     /// no state file yet. Without `name`, `<prefix>_<timestamp>` is used (made unique).
     pub(crate) fn backup_locked(
@@ -335,6 +347,22 @@ mod tests {
             other.exists(),
             "only the state's own temp files are touched"
         );
+    }
+
+    #[test]
+    fn backup_before_names_the_operation_and_skips_missing_state() {
+        let (_d, p) = project();
+        let store = StateStore::new(&p);
+        assert_eq!(store.backup_before("workflow-auto").unwrap(), None);
+        store.update(|s| s.record_command("a", true)).unwrap();
+        let b = store.backup_before("workflow-auto").unwrap().unwrap();
+        let name = b.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("pre_workflow-auto_2"), "{name}");
+        assert_eq!(
+            std::fs::read(&b).unwrap(),
+            std::fs::read(store.path()).unwrap()
+        );
+        assert!(store.backup_before("../x").is_err());
     }
 
     #[test]
