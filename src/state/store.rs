@@ -278,11 +278,8 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Result<UnifiedState, St
                     found,
                 });
             }
-            Ok(Err(format!(
-                "line {}, column {}: {e}",
-                e.line(),
-                e.column()
-            )))
+            // serde_json's message already ends with "at line L column C".
+            Ok(Err(e.to_string()))
         }
     }
 }
