@@ -144,6 +144,12 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
         .map_err(|e| CliError::with_code(exit::EXEC_FAILED, e.to_string()))?;
     report.admission_wait_ms = admission_wait_ms;
     explain(&report, &spec, ctx.global.quiet);
+    if in_project
+        && !args.no_record
+        && let Err(e) = crate::state::record_exec(&ctx.project, &args.argv, report.exit_code == 0)
+    {
+        eprintln!("qw: warning: this run was not recorded in the state: {e}");
+    }
 
     if let Some(path) = &args.report_file {
         let json = serde_json::to_vec(&report)

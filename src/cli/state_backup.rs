@@ -1,11 +1,22 @@
-//! `qw state-backup`: create, list, restore and clean state backups.
+//! `qw state-backup`: create, list, restore and clean state backups (CONTRACT §5).
 
 use clap::Args;
 
-use super::{CmdResult, Ctx};
+use super::{CliError, CmdResult, Ctx};
+use crate::names::{NameKind, validate};
+use crate::state::{StateError, StateStore, backup};
 
 /// Arguments of `qw state-backup`.
 #[derive(Debug, Args)]
+#[command(after_long_help = "\
+Backups live in .claude/backups/state/NAME.json. Restoring backs up the current state
+first (pre_restore_<time>.json). --clean never deletes the newest backup.
+
+Examples:
+  qw state-backup before-upgrade
+  qw state-backup --list
+  qw state-backup --restore before-upgrade
+  qw state-backup --clean --days 30")]
 pub struct StateBackupArgs {
     /// Backup name (default `state_backup_<YYYYmmdd_HHMMSS>`).
     pub name: Option<String>,
@@ -19,11 +30,96 @@ pub struct StateBackupArgs {
     #[arg(long, requires = "days", conflicts_with = "name")]
     pub clean: bool,
     /// Age in days for `--clean`.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", requires = "clean")]
     pub days: Option<u32>,
 }
 
+/// Map a state error to an exit code and a hint.
+pub(crate) fn cli_error(e: &StateError) -> CliError {
+    let err = if e.is_usage() {
+        CliError::usage(e.to_string())
+    } else {
+        CliError::failed(e.to_string())
+    };
+    match e.hint() {
+        Some(h) => err.hint(h),
+        None => err,
+    }
+}
+
 /// Run `qw state-backup`.
-pub fn run(_ctx: &Ctx, _args: StateBackupArgs) -> CmdResult {
-    super::not_built("state-backup")
+pub fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
+    let store = StateStore::new(&ctx.project);
+    let json = ctx.global.json;
+    if args.list {
+        let list = backup::list(&ctx.project).map_err(|e| cli_error(&e))?;
+        if json {
+            println!("{}", to_json(&list)?);
+        } else if list.is_empty() {
+            eprintln!(
+                "qw: no backups in `{}`",
+                ctx.project.state_backups_dir().display()
+            );
+        } else {
+            let width = list.iter().map(|b| b.name.len()).max().unwrap_or(4).max(4);
+            println!("{:width$}  {:19}  {:>9}  SUMMARY", "NAME", "TIME", "SIZE");
+            for b in &list {
+                println!(
+                    "{:width$}  {}  {:>9}  {}",
+                    b.name,
+                    b.modified.format("%Y-%m-%d %H:%M:%S"),
+                    b.size,
+                    b.summary
+                );
+            }
+        }
+        return Ok(0);
+    }
+    if let Some(name) = &args.restore {
+        validate(NameKind::Backup, backup::strip_json(name))?;
+        let r = backup::restore(&store, name).map_err(|e| cli_error(&e))?;
+        if json {
+            println!("{}", to_json(&r)?);
+        } else {
+            println!("restored `{}`", r.restored.display());
+            if let Some(p) = &r.previous_saved_to {
+                println!("the previous state was saved to `{}`", p.display());
+            }
+        }
+        return Ok(0);
+    }
+    if args.clean {
+        let days = args.days.unwrap_or(0);
+        let r = backup::clean(&ctx.project, days).map_err(|e| cli_error(&e))?;
+        if json {
+            println!("{}", to_json(&r)?);
+        } else {
+            for p in &r.removed {
+                println!("removed `{}`", p.display());
+            }
+            println!(
+                "{} backup(s) older than {days} day(s) removed, {} kept",
+                r.removed.len(),
+                r.kept
+            );
+        }
+        return Ok(0);
+    }
+    if let Some(name) = &args.name {
+        validate(NameKind::Backup, backup::strip_json(name))?;
+    }
+    let path = store
+        .backup(args.name.as_deref())
+        .map_err(|e| cli_error(&e))?;
+    if json {
+        println!("{}", serde_json::json!({ "backup": path }));
+    } else {
+        println!("backed up the state to `{}`", path.display());
+    }
+    Ok(0)
+}
+
+/// Serialize a report for `--json`.
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, CliError> {
+    serde_json::to_string(v).map_err(|e| CliError::failed(format!("cannot write JSON: {e}")))
 }

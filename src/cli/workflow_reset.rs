@@ -1,11 +1,24 @@
-//! `qw workflow-reset`: soft or hard reset of one spec's workflow.
+//! `qw workflow-reset`: soft or hard reset of one spec's workflow (CONTRACT §5).
+
+use std::io::{BufRead, IsTerminal, Write};
 
 use clap::Args;
 
-use super::{CmdResult, Ctx};
+use super::state_backup::{cli_error, to_json};
+use super::{CliError, CmdResult, Ctx};
+use crate::names::{NameKind, validate};
+use crate::state::StateStore;
+use crate::state::reset::{ResetMode, ResetReport, reset};
 
 /// Arguments of `qw workflow-reset`.
 #[derive(Debug, Args)]
+#[command(after_long_help = "\
+The state is backed up first (.claude/backups/state/pre_reset_<spec>_<time>.json).
+Soft: tasks in_progress/failed/blocked become pending, the phase returns to the one after
+the last completed phase, the spec's errors are cleared; no file is touched.
+Hard: the spec folder is copied to .claude/backups/workflows/<spec>_<time>/, then
+design.md, tasks.md and reports are removed (requirements.md stays), the spec's tasks are
+cleared and it returns to design_creation. Asks on a terminal unless --yes.")]
 pub struct WorkflowResetArgs {
     /// The spec to reset.
     pub spec: String,
@@ -18,6 +31,89 @@ pub struct WorkflowResetArgs {
 }
 
 /// Run `qw workflow-reset`.
-pub fn run(_ctx: &Ctx, _args: WorkflowResetArgs) -> CmdResult {
-    super::not_built("workflow-reset")
+pub fn run(ctx: &Ctx, args: WorkflowResetArgs) -> CmdResult {
+    validate(NameKind::Spec, &args.spec)?;
+    let mode = if args.hard {
+        ResetMode::Hard
+    } else {
+        ResetMode::Soft
+    };
+    if args.hard && !args.yes {
+        confirm(ctx, &args.spec)?;
+    }
+    let report =
+        reset(&StateStore::new(&ctx.project), &args.spec, mode).map_err(|e| cli_error(&e))?;
+    if ctx.global.json {
+        println!("{}", to_json(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(0)
+}
+
+fn confirm(ctx: &Ctx, spec: &str) -> Result<(), CliError> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(CliError::usage(format!(
+            "`qw workflow-reset {spec} --hard` removes generated documents and needs confirmation, but stdin is not a terminal"
+        ))
+        .hint("pass --yes to confirm"));
+    }
+    eprint!(
+        "Hard reset of `{spec}`: copy `{}` to backups, then remove design.md, tasks.md and reports. Continue? [y/N] ",
+        ctx.project.spec_dir(spec).display()
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    stdin
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::failed(format!("cannot read the answer from stdin: {e}")))?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(CliError::failed(format!(
+            "hard reset of `{spec}` cancelled; nothing was changed"
+        )))
+    }
+}
+
+fn print_report(r: &ResetReport) {
+    let c = &r.changes;
+    match r.mode {
+        ResetMode::Soft => println!(
+            "soft reset of `{}`: {} task(s) back to pending{}, {} error(s) cleared, phase {}",
+            r.spec,
+            c.tasks.len(),
+            list_ids(&c.tasks),
+            c.errors_cleared,
+            c.phase
+        ),
+        ResetMode::Hard => {
+            if let Some(p) = &r.workflow_backup {
+                println!("copied the spec folder to `{}`", p.display());
+            }
+            for f in &r.removed_files {
+                println!("removed `{}`", f.display());
+            }
+            println!(
+                "hard reset of `{}`: {} task(s) cleared, {} error(s) cleared, phase {}",
+                r.spec,
+                c.tasks.len(),
+                c.errors_cleared,
+                c.phase
+            );
+        }
+    }
+    if let Some(p) = &r.state_backup {
+        println!("the state was backed up to `{}`", p.display());
+    }
+}
+
+fn list_ids(ids: &[String]) -> String {
+    if ids.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", ids.join(", "))
+    }
 }

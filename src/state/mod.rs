@@ -1,1 +1,151 @@
-//! state (to be built).
+//! The unified state: `.claude/unified_state.json` (CONTRACT §3) and its recovery (§5).
+//!
+//! Owns: the typed schema ([`schema`]), timestamps that read the original Python files
+//! ([`timestamp`]), the cross-process lock ([`lock`]), lock-free reads and locked durable
+//! writes ([`StateStore`]), backups ([`backup`]) and workflow resets ([`reset`]).
+//! Must not: run processes, print (warnings go through `tracing`), or parse CLI flags.
+//!
+//! Every change is one call: `store.update(|s| …)` — lock, read, apply, durable write.
+
+use std::ffi::OsString;
+use std::io;
+use std::path::PathBuf;
+
+pub mod backup;
+pub mod lock;
+pub mod reset;
+pub mod schema;
+mod store;
+pub mod timestamp;
+
+pub use lock::StateLock;
+pub use schema::{
+    AgentPerformance, Agents, CommandRecord, Commands, CompletedPhase, ErrorRecord, Phase,
+    Resources, Session, Spec, SpecFiles, Task, TaskStatus, UnifiedState, Workflow,
+};
+pub use store::StateStore;
+pub use timestamp::Timestamp;
+
+use crate::project::Project;
+
+/// Errors of the state layer. Every message names the file or value involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Reading or writing a file failed (the message names the path).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// The lock file could not be locked.
+    #[error("failed to lock `{path}`: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The state could not be turned into JSON (a non-finite number, say).
+    #[error("failed to serialize the state: {0}")]
+    Serialize(serde_json::Error),
+    /// The file was written by a newer qw; it is left alone.
+    #[error("`{path}` has schema_version {found}, newer than this qw understands (1)")]
+    NewerSchema {
+        /// The state file.
+        path: PathBuf,
+        /// Its version.
+        found: u64,
+    },
+    /// A spec or backup name was refused.
+    #[error(transparent)]
+    Name(#[from] crate::names::NameError),
+    /// `--restore NAME` names no backup.
+    #[error("no backup `{name}` in `{dir}`")]
+    BackupNotFound {
+        /// The name asked for.
+        name: String,
+        /// The backups folder.
+        dir: PathBuf,
+    },
+    /// A backup with that name exists already.
+    #[error("backup `{path}` already exists")]
+    BackupExists {
+        /// The existing file.
+        path: PathBuf,
+    },
+    /// The backup to restore is not a valid state.
+    #[error("backup `{path}` is not a valid state ({reason}); the current state was left as it is")]
+    InvalidBackup {
+        /// The backup.
+        path: PathBuf,
+        /// The parse or check error.
+        reason: String,
+    },
+    /// There is no state file to back up.
+    #[error("there is no state to back up: `{path}` does not exist")]
+    NoState {
+        /// The state file.
+        path: PathBuf,
+    },
+    /// The spec exists neither in the state nor as a folder.
+    #[error("no spec `{name}`: `{dir}` does not exist and the state has no entry for it")]
+    SpecNotFound {
+        /// The spec name.
+        name: String,
+        /// Where its folder would be.
+        dir: PathBuf,
+    },
+}
+
+impl StateError {
+    /// True when the user asked for something impossible (exit 2) rather than the work
+    /// failing (exit 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            StateError::Name(_)
+                | StateError::BackupNotFound { .. }
+                | StateError::BackupExists { .. }
+                | StateError::SpecNotFound { .. }
+        )
+    }
+
+    /// The next step to suggest.
+    pub fn hint(&self) -> Option<&'static str> {
+        Some(match self {
+            StateError::Io(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                "make `.claude/` writable for this user; the previous state is intact"
+            }
+            StateError::Io(_) => {
+                "check free disk space and permissions of `.claude/`; the previous state is intact"
+            }
+            StateError::Lock { .. } => "check that `.claude/` is on a local file system",
+            StateError::NewerSchema { .. } => {
+                "upgrade qw, or restore an older backup with `qw state-backup --restore NAME`"
+            }
+            StateError::Name(_) => {
+                "names match [A-Za-z0-9][A-Za-z0-9._-]{0,99}; specs are kebab-case"
+            }
+            StateError::BackupNotFound { .. } => {
+                "see the available backups with `qw state-backup --list`"
+            }
+            StateError::BackupExists { .. } => {
+                "choose another name, or omit it for a timestamped one"
+            }
+            StateError::InvalidBackup { .. } => "pick another backup from `qw state-backup --list`",
+            StateError::NoState { .. } => {
+                "the state is created by the first `qw` command that records something"
+            }
+            StateError::SpecNotFound { .. } => "see the specs with `qw spec-list`",
+            StateError::Serialize(_) => return None,
+        })
+    }
+}
+
+/// Record one `qw exec` run in the project's state (`commands.total_executed` and
+/// `recent_commands`).
+pub fn record_exec(project: &Project, argv: &[OsString], success: bool) -> Result<(), StateError> {
+    let words: Vec<String> = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let command = shell_words::join(words);
+    StateStore::new(project).update(|s| s.record_command(&command, success))
+}

@@ -10,5 +10,6 @@ mod admission;
 mod exec;
 mod init;
 mod spec;
+mod state;
 mod support;
 mod validate;

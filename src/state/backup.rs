@@ -1,0 +1,241 @@
+//! State backups in `.claude/backups/state/`: list, restore, clean (CONTRACT §5).
+//!
+//! Creating one is [`StateStore::backup`](super::StateStore::backup). Backups are whole
+//! copies of the state file; quarantined corrupt files (`corrupted_*.json`) live in the
+//! same folder, are listed, and are never restored automatically.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Local};
+use serde::Serialize;
+
+use super::StateError;
+use super::schema::UnifiedState;
+use super::store::{StateStore, parse};
+use crate::names::{NameKind, validate};
+use crate::project::Project;
+
+/// Prefix of quarantined corrupt state files.
+pub const CORRUPTED_PREFIX: &str = "corrupted_";
+
+/// One backup file.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupInfo {
+    /// Name without `.json` (what `--restore` takes).
+    pub name: String,
+    /// The file.
+    pub path: PathBuf,
+    /// When it was written.
+    pub modified: DateTime<Local>,
+    /// Size in bytes.
+    pub size: u64,
+    /// Whether it holds a valid state.
+    pub valid: bool,
+    /// Where the workflow stood (`user-auth: implementation (1 spec)`), or why it is invalid.
+    pub summary: String,
+}
+
+/// `YYYYmmdd_HHMMSS` for now, local time.
+pub fn stamp() -> String {
+    Local::now().format("%Y%m%d_%H%M%S").to_string()
+}
+
+/// `dir/base.ext`, or `dir/base_2.ext`, `_3`, … if taken.
+pub fn unique_path(dir: &Path, base: &str, ext: &str) -> PathBuf {
+    let dotted = |s: String| {
+        if ext.is_empty() {
+            s
+        } else {
+            format!("{s}.{ext}")
+        }
+    };
+    let first = dir.join(dotted(base.to_owned()));
+    if !first.exists() {
+        return first;
+    }
+    (2u32..)
+        .map(|n| dir.join(dotted(format!("{base}_{n}"))))
+        .find(|p| !p.exists())
+        .unwrap_or(first)
+}
+
+/// `name` without a trailing `.json`.
+pub fn strip_json(name: &str) -> &str {
+    name.strip_suffix(".json").unwrap_or(name)
+}
+
+fn modified(path: &Path) -> Result<SystemTime, StateError> {
+    Ok(crate::fs::metadata(path)?.modified()?)
+}
+
+/// Every `*.json` file in `dir` with its modification time, newest first (ties: by name,
+/// later first). A missing folder has none.
+fn json_files(dir: &Path) -> Result<Vec<(PathBuf, SystemTime)>, StateError> {
+    let entries = match crate::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") && path.is_file() {
+            let t = modified(&path)?;
+            out.push((path, t));
+        }
+    }
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+    Ok(out)
+}
+
+/// The newest backup in `dir` that is a valid state (quarantined files excluded): its
+/// path, bytes and parsed state.
+pub fn newest_valid(dir: &Path) -> Result<Option<(PathBuf, Vec<u8>, UnifiedState)>, StateError> {
+    for (path, _) in json_files(dir)? {
+        if file_name(&path).starts_with(CORRUPTED_PREFIX) {
+            continue;
+        }
+        let Ok(bytes) = crate::fs::read(&path) else {
+            continue;
+        };
+        if let Ok(Ok(state)) = parse(&path, &bytes) {
+            return Ok(Some((path, bytes, state)));
+        }
+    }
+    Ok(None)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Every backup, newest first.
+pub fn list(project: &Project) -> Result<Vec<BackupInfo>, StateError> {
+    let mut out = Vec::new();
+    for (path, t) in json_files(&project.state_backups_dir())? {
+        let bytes = crate::fs::read(&path)?;
+        let (valid, summary) = match parse(&path, &bytes) {
+            Ok(Ok(s)) => (true, s.phase_summary()),
+            Ok(Err(reason)) => (false, format!("invalid: {reason}")),
+            Err(e) => (false, e.to_string()),
+        };
+        out.push(BackupInfo {
+            name: strip_json(&file_name(&path)).to_owned(),
+            modified: DateTime::<Local>::from(t),
+            size: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
+            path,
+            valid,
+            summary,
+        });
+    }
+    Ok(out)
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    /// The backup that is now the state.
+    pub restored: PathBuf,
+    /// Where the state that was replaced went (`None` if there was none).
+    pub previous_saved_to: Option<PathBuf>,
+}
+
+/// Make backup `name` (`.json` optional) the state, after backing up the current state.
+/// A missing or invalid backup changes nothing.
+pub fn restore(store: &StateStore, name: &str) -> Result<RestoreReport, StateError> {
+    let name = strip_json(name);
+    validate(NameKind::Backup, name)?;
+    let dir = store.project().state_backups_dir();
+    let path = dir.join(format!("{name}.json"));
+    if !path.is_file() {
+        return Err(StateError::BackupNotFound {
+            name: name.to_owned(),
+            dir,
+        });
+    }
+    let bytes = crate::fs::read(&path)?;
+    if let Err(reason) = parse(&path, &bytes)? {
+        return Err(StateError::InvalidBackup { path, reason });
+    }
+    let lock = store.lock()?;
+    let previous = store.backup_locked(&lock, None, "pre_restore")?;
+    store.write_bytes_locked(&lock, &bytes)?;
+    Ok(RestoreReport {
+        restored: path,
+        previous_saved_to: previous,
+    })
+}
+
+/// What a clean did.
+#[derive(Debug, Clone, Serialize)]
+pub struct CleanReport {
+    /// Files deleted.
+    pub removed: Vec<PathBuf>,
+    /// Backups left.
+    pub kept: usize,
+}
+
+/// Delete backups older than `days` days; the newest backup is always kept.
+pub fn clean(project: &Project, days: u32) -> Result<CleanReport, StateError> {
+    let cutoff = SystemTime::now()
+        .checked_sub(Duration::from_secs(u64::from(days) * 86_400))
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let files = json_files(&project.state_backups_dir())?;
+    let mut removed = Vec::new();
+    let mut kept = 0;
+    for (i, (path, t)) in files.into_iter().enumerate() {
+        if i > 0 && t < cutoff {
+            crate::fs::remove_file(&path)?;
+            removed.push(path);
+        } else {
+            kept += 1;
+        }
+    }
+    if !removed.is_empty() {
+        crate::fs::sync_dir(&project.state_backups_dir())?;
+    }
+    Ok(CleanReport { removed, kept })
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_path_adds_a_counter() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = unique_path(dir.path(), "x", "json");
+        assert_eq!(a, dir.path().join("x.json"));
+        std::fs::write(&a, "").unwrap();
+        let b = unique_path(dir.path(), "x", "json");
+        assert_eq!(b, dir.path().join("x_2.json"));
+    }
+
+    #[test]
+    fn clean_keeps_the_newest_even_when_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Project::at(dir.path());
+        let b = p.state_backups_dir();
+        std::fs::create_dir_all(&b).unwrap();
+        let old = SystemTime::now() - Duration::from_secs(10 * 86_400);
+        for (i, n) in ["a", "b", "c"].iter().enumerate() {
+            let f = b.join(format!("{n}.json"));
+            std::fs::write(&f, "{}").unwrap();
+            let t = old + Duration::from_secs(u64::try_from(i).unwrap() * 60);
+            std::fs::File::options()
+                .write(true)
+                .open(&f)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        }
+        let r = clean(&p, 5).unwrap();
+        assert_eq!(r.removed.len(), 2);
+        assert_eq!(r.kept, 1);
+        assert!(b.join("c.json").exists());
+    }
+}

@@ -1,0 +1,404 @@
+//! [`StateStore`]: lock-free reads and locked, durable read-modify-write of the state.
+//!
+//! Every change goes through [`StateStore::update`]: lock → read → apply → write a unique
+//! temp file → fsync → rename → fsync the directory (`crate::fs::write_durable`). A file
+//! that fails to parse or validate is quarantined and replaced by the newest valid backup.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::StateError;
+use super::backup;
+use super::lock::StateLock;
+use super::schema::{SCHEMA_VERSION, UnifiedState};
+use super::timestamp::Timestamp;
+use crate::project::Project;
+
+/// Prefix of the temp files `write_durable` creates beside the state.
+const TEMP_PREFIX: &str = ".unified_state.json.tmp";
+
+/// Access to one project's `.claude/unified_state.json`.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    project: Project,
+}
+
+/// What reading the file found.
+enum Read {
+    Missing,
+    Valid(Box<UnifiedState>),
+    Corrupt(String),
+}
+
+impl StateStore {
+    /// The store of `project` (nothing is read yet).
+    pub fn new(project: &Project) -> StateStore {
+        StateStore {
+            project: project.clone(),
+        }
+    }
+
+    /// The project.
+    pub fn project(&self) -> &Project {
+        &self.project
+    }
+
+    /// `.claude/unified_state.json`
+    pub fn path(&self) -> PathBuf {
+        self.project.state_file()
+    }
+
+    /// Read the state without locking. A missing file is a fresh (unwritten) state; a
+    /// corrupt one is quarantined and replaced (under the lock) by the newest valid backup,
+    /// with a warning naming both files.
+    pub fn load(&self) -> Result<UnifiedState, StateError> {
+        match self.read()? {
+            Read::Missing => Ok(UnifiedState::new()),
+            Read::Valid(s) => Ok(*s),
+            Read::Corrupt(_) => {
+                let lock = self.lock()?;
+                self.load_locked(&lock)
+            }
+        }
+    }
+
+    /// Take the exclusive write lock (blocks while another process holds it).
+    pub fn lock(&self) -> Result<StateLock, StateError> {
+        let dir = self.project.claude_dir();
+        crate::fs::create_dir_all(&dir)?;
+        StateLock::acquire(&self.project.state_lock_file())
+    }
+
+    /// Apply `f` to the current state and write the result durably, all under the lock.
+    /// Returns what `f` returns.
+    pub fn update<R>(&self, f: impl FnOnce(&mut UnifiedState) -> R) -> Result<R, StateError> {
+        self.try_update(|s| Ok::<R, std::convert::Infallible>(f(s)))
+            .map(|r| match r {
+                Ok(v) => v,
+                Err(never) => match never {},
+            })
+    }
+
+    /// Like [`update`](Self::update), but writes only when `f` returns `Ok`.
+    pub fn try_update<R, E>(
+        &self,
+        f: impl FnOnce(&mut UnifiedState) -> Result<R, E>,
+    ) -> Result<Result<R, E>, StateError> {
+        let lock = self.lock()?;
+        let mut state = self.load_locked(&lock)?;
+        let out = f(&mut state);
+        if out.is_ok() {
+            self.write_locked(&lock, &mut state)?;
+        }
+        Ok(out)
+    }
+
+    /// Copy the current state to `.claude/backups/state/NAME.json` (default
+    /// `state_backup_<YYYYmmdd_HHMMSS>`). A corrupt state is repaired first.
+    pub fn backup(&self, name: Option<&str>) -> Result<PathBuf, StateError> {
+        // Refuse bad names and missing state before the lock creates anything.
+        if let Some(n) = name {
+            crate::names::validate(crate::names::NameKind::Backup, backup::strip_json(n))?;
+        }
+        if !self.path().exists() {
+            return Err(StateError::NoState { path: self.path() });
+        }
+        let lock = self.lock()?;
+        self.load_locked(&lock)?;
+        match self.backup_locked(&lock, name, "state_backup")? {
+            Some(p) => Ok(p),
+            None => Err(StateError::NoState { path: self.path() }),
+        }
+    }
+
+    /// The automatic backup before a risky operation: `pre_<operation>_<ts>.json`.
+    /// `None` when there is no state yet (nothing to lose).
+    pub fn backup_before(&self, operation: &str) -> Result<Option<PathBuf>, StateError> {
+        let prefix = format!("pre_{operation}");
+        crate::names::validate(crate::names::NameKind::Backup, &prefix)?;
+        if !self.path().exists() {
+            return Ok(None);
+        }
+        let lock = self.lock()?;
+        self.backup_locked(&lock, None, &prefix)
+    }
+
+    /// Back up the file as it is on disk (the caller holds the lock). `None` when there is
+    /// no state file yet. Without `name`, `<prefix>_<timestamp>` is used (made unique).
+    pub(crate) fn backup_locked(
+        &self,
+        _lock: &StateLock,
+        name: Option<&str>,
+        prefix: &str,
+    ) -> Result<Option<PathBuf>, StateError> {
+        let bytes = match crate::fs::read(self.path()) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let dir = self.project.state_backups_dir();
+        crate::fs::create_dir_all(&dir)?;
+        let dest = match name {
+            Some(n) => {
+                let n = backup::strip_json(n);
+                crate::names::validate(crate::names::NameKind::Backup, n)?;
+                let p = dir.join(format!("{n}.json"));
+                if p.exists() {
+                    return Err(StateError::BackupExists { path: p });
+                }
+                p
+            }
+            None => backup::unique_path(&dir, &format!("{prefix}_{}", backup::stamp()), "json"),
+        };
+        crate::fs::write_durable(&dest, &bytes)?;
+        Ok(Some(dest))
+    }
+
+    /// Read the state while holding the lock, repairing a corrupt file.
+    pub(crate) fn load_locked(&self, lock: &StateLock) -> Result<UnifiedState, StateError> {
+        match self.read()? {
+            Read::Missing => Ok(UnifiedState::new()),
+            Read::Valid(s) => Ok(*s),
+            Read::Corrupt(reason) => self.repair_locked(lock, &reason),
+        }
+    }
+
+    /// Write `state` durably (the caller holds the lock), stamping `last_updated`.
+    pub(crate) fn write_locked(
+        &self,
+        _lock: &StateLock,
+        state: &mut UnifiedState,
+    ) -> Result<(), StateError> {
+        state.schema_version = SCHEMA_VERSION;
+        state.session.last_updated = Some(Timestamp::now());
+        let mut bytes = serde_json::to_vec_pretty(state).map_err(StateError::Serialize)?;
+        bytes.push(b'\n');
+        self.remove_stale_temps();
+        crate::fs::write_durable(&self.path(), &bytes)?;
+        Ok(())
+    }
+
+    /// Write raw bytes as the state (restore), the caller holding the lock.
+    pub(crate) fn write_bytes_locked(
+        &self,
+        _lock: &StateLock,
+        bytes: &[u8],
+    ) -> Result<(), StateError> {
+        self.remove_stale_temps();
+        crate::fs::write_durable(&self.path(), bytes)?;
+        Ok(())
+    }
+
+    /// A writer killed between creating its temp file and renaming it leaves the temp
+    /// behind. Every writer holds the lock, so while we hold it any such file is stale.
+    fn remove_stale_temps(&self) {
+        let Ok(entries) = crate::fs::read_dir(self.project.claude_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                let _ = crate::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    fn read(&self) -> Result<Read, StateError> {
+        let path = self.path();
+        let bytes = match crate::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Read::Missing),
+            Err(e) => return Err(e.into()),
+        };
+        match parse(&path, &bytes)? {
+            Ok(s) => Ok(Read::Valid(Box::new(s))),
+            Err(reason) => Ok(Read::Corrupt(reason)),
+        }
+    }
+
+    /// Move the bad file to `backups/state/corrupted_<ts>.json`, restore the newest valid
+    /// backup (else start fresh), and warn naming both files.
+    fn repair_locked(&self, lock: &StateLock, reason: &str) -> Result<UnifiedState, StateError> {
+        // Another process may have repaired it while we waited for the lock.
+        if let Read::Valid(s) = self.read()? {
+            return Ok(*s);
+        }
+        let path = self.path();
+        let dir = self.project.state_backups_dir();
+        crate::fs::create_dir_all(&dir)?;
+        let quarantine =
+            backup::unique_path(&dir, &format!("corrupted_{}", backup::stamp()), "json");
+        crate::fs::rename(&path, &quarantine)?;
+        crate::fs::sync_dir(&dir)?;
+        crate::fs::sync_dir(&self.project.claude_dir())?;
+        match backup::newest_valid(&dir)? {
+            Some((from, bytes, state)) => {
+                self.write_bytes_locked(lock, &bytes)?;
+                tracing::warn!(
+                    "`{}` was corrupt ({reason}); moved it to `{}` and restored the newest valid backup `{}`",
+                    path.display(),
+                    quarantine.display(),
+                    from.display()
+                );
+                Ok(state)
+            }
+            None => {
+                let mut state = UnifiedState::new();
+                self.write_locked(lock, &mut state)?;
+                tracing::warn!(
+                    "`{}` was corrupt ({reason}); moved it to `{}` and started a fresh state (no valid backup in `{}`)",
+                    path.display(),
+                    quarantine.display(),
+                    dir.display()
+                );
+                Ok(state)
+            }
+        }
+    }
+}
+
+/// Parse and check state bytes. `Ok(Err(reason))` means corrupt; `Err` is reserved for a
+/// file from a newer qw, which must not be quarantined.
+pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Result<UnifiedState, String>, StateError> {
+    match serde_json::from_slice::<UnifiedState>(bytes) {
+        Ok(s) if u64::from(s.schema_version) > u64::from(SCHEMA_VERSION) => {
+            Err(StateError::NewerSchema {
+                path: path.to_path_buf(),
+                found: u64::from(s.schema_version),
+            })
+        }
+        Ok(s) => Ok(s.check().map(|()| s)),
+        Err(e) => {
+            // A newer format may not fit this schema; recognise it rather than quarantine it.
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes)
+                && let Some(found) = v.get("schema_version").and_then(serde_json::Value::as_u64)
+                && found > u64::from(SCHEMA_VERSION)
+            {
+                return Err(StateError::NewerSchema {
+                    path: path.to_path_buf(),
+                    found,
+                });
+            }
+            // serde_json's message already ends with "at line L column C".
+            Ok(Err(e.to_string()))
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+mod tests {
+    use super::*;
+
+    fn project() -> (tempfile::TempDir, Project) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".claude")).unwrap();
+        let p = Project::at(dir.path());
+        (dir, p)
+    }
+
+    #[test]
+    fn update_creates_then_changes_the_file() {
+        let (_d, p) = project();
+        let store = StateStore::new(&p);
+        assert!(!store.path().exists());
+        let n = store
+            .update(|s| {
+                s.record_command("a", true);
+                s.commands.total_executed
+            })
+            .unwrap();
+        assert_eq!(n, 1);
+        store.update(|s| s.record_command("b", false)).unwrap();
+        let s = store.load().unwrap();
+        assert_eq!(s.commands.total_executed, 2);
+        assert_eq!(s.schema_version, 1);
+    }
+
+    #[test]
+    fn try_update_error_writes_nothing() {
+        let (_d, p) = project();
+        let store = StateStore::new(&p);
+        store.update(|s| s.record_command("a", true)).unwrap();
+        let before = std::fs::read(store.path()).unwrap();
+        let r = store
+            .try_update(|s| {
+                s.record_command("b", true);
+                Err::<(), _>("no")
+            })
+            .unwrap();
+        assert!(r.is_err());
+        assert_eq!(std::fs::read(store.path()).unwrap(), before);
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed_by_the_next_write() {
+        let (_d, p) = project();
+        let store = StateStore::new(&p);
+        let stale = p.claude_dir().join(".unified_state.json.tmpXYZ");
+        std::fs::write(&stale, "{half").unwrap();
+        let other = p.claude_dir().join(".settings.local.json.tmpABC");
+        std::fs::write(&other, "x").unwrap();
+        store.update(|_| ()).unwrap();
+        assert!(!stale.exists());
+        assert!(
+            other.exists(),
+            "only the state's own temp files are touched"
+        );
+    }
+
+    #[test]
+    fn backup_before_names_the_operation_and_skips_missing_state() {
+        let (_d, p) = project();
+        let store = StateStore::new(&p);
+        assert_eq!(store.backup_before("workflow-auto").unwrap(), None);
+        store.update(|s| s.record_command("a", true)).unwrap();
+        let b = store.backup_before("workflow-auto").unwrap().unwrap();
+        let name = b.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("pre_workflow-auto_2"), "{name}");
+        assert_eq!(
+            std::fs::read(&b).unwrap(),
+            std::fs::read(store.path()).unwrap()
+        );
+        assert!(store.backup_before("../x").is_err());
+    }
+
+    #[test]
+    fn newer_schema_is_refused_not_quarantined() {
+        let (_d, p) = project();
+        let store = StateStore::new(&p);
+        std::fs::write(
+            store.path(),
+            r#"{"schema_version": 7, "specifications": 3}"#,
+        )
+        .unwrap();
+        let err = store.load().unwrap_err();
+        assert!(
+            matches!(err, StateError::NewerSchema { found: 7, .. }),
+            "{err}"
+        );
+        assert!(store.path().exists());
+        assert!(!p.state_backups_dir().exists());
+    }
+
+    #[test]
+    fn corrupt_file_is_quarantined_and_fresh_state_started_without_backups() {
+        let (_d, p) = project();
+        let store = StateStore::new(&p);
+        std::fs::write(store.path(), "{\"commands\": {\"total_exec").unwrap();
+        let s = store.load().unwrap();
+        assert_eq!(s.commands.total_executed, 0);
+        let names: Vec<String> = std::fs::read_dir(p.state_backups_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 1);
+        assert!(names[0].starts_with("corrupted_"), "{names:?}");
+        let kept = std::fs::read_to_string(p.state_backups_dir().join(&names[0])).unwrap();
+        assert_eq!(
+            kept, "{\"commands\": {\"total_exec",
+            "bad bytes kept verbatim"
+        );
+        // The fresh state was written, so the next read is clean.
+        assert!(matches!(store.read().unwrap(), Read::Valid(_)));
+    }
+}
