@@ -1,30 +1,322 @@
 //! `qw workflow-auto` and `qw workflow-continue`.
 
+use std::time::Duration;
+
 use clap::Args;
 
-use super::{CmdResult, Ctx};
+use super::{CliError, CmdResult, Ctx};
+use crate::exec::Cancel;
+use crate::exit;
+use crate::state::StateStore;
+use crate::workflow::progress::plain_line;
+use crate::workflow::{
+    AgentKind, Ending, Isolation, OPTIONS_KEY, Options, Workflow, WorkflowError, progress,
+};
+
+/// Options shared by `workflow-auto` and `workflow-continue` (on `continue` each one
+/// overrides what the workflow was started with).
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// Agent: claude (`claude -p … --output-format json`), command (`--agent-cmd`), or offline (built in).
+    #[arg(long, value_enum)]
+    pub agent: Option<AgentKind>,
+    /// Argv template for the command agent; placeholders {prompt} {prompt_file} {task_id} {spec} {phase}.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub agent_cmd: Option<String>,
+    /// Extra argument passed to `claude` (repeatable), e.g. --claude-arg=--permission-mode --claude-arg=acceptEdits.
+    #[arg(long = "claude-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub claude_args: Vec<String>,
+    /// Tasks at once (default: `resource_limits.max_concurrent`, 8).
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
+    /// Seconds one agent run or verify command may take (default 1800).
+    #[arg(long, value_name = "SECS", value_parser = super::exec::parse_secs)]
+    pub task_timeout: Option<Duration>,
+    /// Seconds between SIGTERM and SIGKILL (default 5).
+    #[arg(long, value_name = "SECS", value_parser = super::exec::parse_secs)]
+    pub grace: Option<Duration>,
+    /// End a run that writes nothing and uses no CPU for this long (default 600; 0 = off).
+    #[arg(long, value_name = "SECS", value_parser = super::exec::parse_secs)]
+    pub stall_timeout: Option<Duration>,
+    /// Attempts per task (default 3).
+    #[arg(long, value_name = "N")]
+    pub attempts: Option<u32>,
+    /// Seconds between attempts (default 5).
+    #[arg(long, value_name = "SECS", value_parser = super::exec::parse_secs)]
+    pub retry_delay: Option<Duration>,
+    /// Stop starting new tasks at the first final failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Show what would run; start and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// USD ceiling per task (all attempts).
+    #[arg(long, value_name = "USD")]
+    pub max_cost_per_task: Option<f64>,
+    /// USD ceiling for this workflow run.
+    #[arg(long, value_name = "USD")]
+    pub max_cost_per_run: Option<f64>,
+    /// On a usage limit, wait for the reset and go on instead of pausing (exit 3).
+    #[arg(long)]
+    pub wait_for_reset: bool,
+    /// Isolation of parallel tasks: auto, worktree or none.
+    #[arg(long, value_enum)]
+    pub isolate: Option<Isolation>,
+    /// Allow a dirty git working tree (it is snapshotted first).
+    #[arg(long)]
+    pub allow_dirty: bool,
+}
 
 /// Arguments of `qw workflow-auto`.
 #[derive(Debug, Args)]
+#[command(after_long_help = "\
+Runs every phase: steering check, spec creation, requirements, design, tasks,
+implementation (tasks.md as a dependency graph, each task admitted, supervised, verified
+and retried), validation, and writes .claude/specs/NAME/report.md.
+
+Exit: 0 every task completed; 1 some work failed; 2 bad input; 3 paused (usage limit or
+cost ceiling; `qw workflow-continue NAME` resumes); 128+N interrupted by signal N.
+
+Example:
+  qw workflow-auto user-auth \"Email and password login\" --agent offline --parallel 4")]
 pub struct WorkflowAutoArgs {
     /// Spec name (kebab-case).
     pub name: String,
     /// What the feature is.
     pub description: String,
+    /// How to run.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Arguments of `qw workflow-continue`.
 #[derive(Debug, Args)]
+#[command(after_long_help = "\
+Resumes with the options the workflow was started with; flags given here override them.
+Processes orphaned by a killed qw are ended, interrupted tasks run again, completed
+tasks never do.
+
+Example:
+  qw workflow-continue user-auth --max-cost-per-run 5")]
 pub struct WorkflowContinueArgs {
     /// Spec name.
     pub name: String,
+    /// Overrides.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Run `qw workflow-auto`.
-pub fn run_auto(_ctx: &Ctx, _args: WorkflowAutoArgs) -> CmdResult {
-    super::not_built("workflow-auto")
+pub fn run_auto(ctx: &Ctx, args: WorkflowAutoArgs) -> CmdResult {
+    crate::names::validate(crate::names::NameKind::Spec, &args.name)?;
+    if args.description.trim().is_empty() {
+        return Err(CliError::usage("the description is empty; say what the feature is"));
+    }
+    let defaults = default_options(ctx)?;
+    let options = apply(defaults, &args.run)?;
+    drive(ctx, &args.name, &args.description, options, args.run.dry_run)
 }
+
 /// Run `qw workflow-continue`.
-pub fn run_continue(_ctx: &Ctx, _args: WorkflowContinueArgs) -> CmdResult {
-    super::not_built("workflow-continue")
+pub fn run_continue(ctx: &Ctx, args: WorkflowContinueArgs) -> CmdResult {
+    crate::names::validate(crate::names::NameKind::Spec, &args.name)?;
+    let state = StateStore::new(&ctx.project)
+        .load()
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    let Some(spec) = state.specifications.get(&args.name) else {
+        return Err(CliError::usage(format!(
+            "spec `{}` has no workflow in `{}`",
+            args.name,
+            ctx.project.state_file().display()
+        ))
+        .hint(format!("start one with `qw workflow-auto {} \"DESCRIPTION\"`", args.name)));
+    };
+    let saved = match spec.extra.get(OPTIONS_KEY) {
+        Some(v) => serde_json::from_value::<Options>(v.clone()).map_err(|e| {
+            CliError::usage(format!(
+                "the saved options of spec `{}` in the state cannot be read ({e}); give them as flags",
+                args.name
+            ))
+        })?,
+        None => default_options(ctx)?,
+    };
+    let description = spec.description.clone();
+    let options = apply(saved, &args.run)?;
+    drive(ctx, &args.name, &description, options, args.run.dry_run)
+}
+
+fn default_options(ctx: &Ctx) -> Result<Options, CliError> {
+    let admission = crate::admission::Admission::for_project(&ctx.project)?;
+    let settings = crate::settings::Settings::load(&ctx.project.settings_file())?;
+    let mut o = Options {
+        parallel: admission.limits.max_concurrent.max(1),
+        ..Options::default()
+    };
+    if let Some(stall) = settings
+        .section("quantumwala")
+        .and_then(|q| q.get("stall_timeout_s"))
+        .and_then(serde_json::Value::as_f64)
+    {
+        o.stall_timeout_s = (stall > 0.0).then_some(stall);
+    }
+    Ok(o)
+}
+
+fn apply(mut o: Options, a: &RunArgs) -> Result<Options, CliError> {
+    if let Some(cmd) = &a.agent_cmd {
+        o.agent_cmd = Some(cmd.clone());
+        if a.agent.is_none() {
+            o.agent = AgentKind::Command;
+        }
+    }
+    if let Some(agent) = a.agent {
+        o.agent = agent;
+    }
+    if o.agent == AgentKind::Command && o.agent_cmd.is_none() {
+        return Err(CliError::usage(
+            "--agent command needs --agent-cmd 'PROGRAM ARGS… {prompt_file}'",
+        ));
+    }
+    if !a.claude_args.is_empty() {
+        o.claude_args = a.claude_args.clone();
+    }
+    if let Some(p) = a.parallel {
+        if p == 0 {
+            return Err(CliError::usage("--parallel must be at least 1"));
+        }
+        o.parallel = p;
+    }
+    if let Some(t) = a.task_timeout {
+        o.task_timeout_s = t.as_secs_f64();
+    }
+    if let Some(g) = a.grace {
+        o.grace_s = g.as_secs_f64();
+    }
+    if let Some(s) = a.stall_timeout {
+        o.stall_timeout_s = (!s.is_zero()).then_some(s.as_secs_f64());
+    }
+    if let Some(n) = a.attempts {
+        if n == 0 {
+            return Err(CliError::usage("--attempts must be at least 1"));
+        }
+        o.attempts = n;
+    }
+    if let Some(d) = a.retry_delay {
+        o.retry_delay_s = d.as_secs_f64();
+    }
+    for (flag, v) in [
+        ("--max-cost-per-task", a.max_cost_per_task),
+        ("--max-cost-per-run", a.max_cost_per_run),
+    ] {
+        if let Some(v) = v
+            && (!v.is_finite() || v < 0.0)
+        {
+            return Err(CliError::usage(format!(
+                "{flag} `{v}` must be a non-negative number of USD"
+            )));
+        }
+    }
+    if a.max_cost_per_task.is_some() {
+        o.max_cost_per_task = a.max_cost_per_task;
+    }
+    if a.max_cost_per_run.is_some() {
+        o.max_cost_per_run = a.max_cost_per_run;
+    }
+    o.fail_fast |= a.fail_fast;
+    o.wait_for_reset |= a.wait_for_reset;
+    o.allow_dirty |= a.allow_dirty;
+    if let Some(i) = a.isolate {
+        o.isolate = i;
+    }
+    Ok(o)
+}
+
+fn drive(ctx: &Ctx, name: &str, description: &str, options: Options, dry_run: bool) -> CmdResult {
+    let qw = std::env::current_exe()
+        .map_err(|e| CliError::failed(format!("cannot find the qw executable: {e}")))?;
+    let cancel = Cancel::new();
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        let value = usize::try_from(sig).unwrap_or(15);
+        signal_hook::flag::register_usize(sig, cancel.cell(), value)
+            .map_err(|e| CliError::failed(format!("cannot install signal handlers: {e}")))?;
+    }
+    loop {
+        let workflow = Workflow {
+            project: ctx.project.clone(),
+            name: name.to_owned(),
+            description: description.to_owned(),
+            options: options.clone(),
+            qw: qw.clone(),
+            dry_run,
+            json: ctx.global.json,
+            quiet: ctx.global.quiet,
+        };
+        let summary = workflow.run(&cancel).map_err(to_cli)?;
+        if !ctx.global.json {
+            let finished = progress::Event::Finished {
+                result: summary.ending.as_str().to_owned(),
+                completed: summary.completed,
+                total: summary.total,
+                cost_usd: summary.cost_usd,
+                report: summary.report.as_ref().map(|p| p.display().to_string()),
+            };
+            if !dry_run && let Some(line) = plain_line(&finished) {
+                println!("{line}");
+            }
+        }
+        return Ok(match summary.ending {
+            Ending::Completed => exit::SUCCESS,
+            Ending::Failed => exit::FAILED,
+            Ending::Interrupted(sig) => exit::EXEC_SIGNAL_BASE + sig,
+            Ending::Paused { until, reason } => {
+                if options.wait_for_reset
+                    && let Some(wait) = until.as_deref().and_then(until_from_now)
+                {
+                    eprintln!(
+                        "qw: paused ({reason}); waiting {:.0}s for the reset (--wait-for-reset)",
+                        wait.as_secs_f64()
+                    );
+                    if sleep_unless_cancelled(&cancel, wait) {
+                        continue;
+                    }
+                    return Ok(exit::PAUSED);
+                }
+                eprintln!(
+                    "qw: paused: {reason}; resume with `qw workflow-continue {name}`{}",
+                    if until.is_some() { "" } else { " after raising the limit" }
+                );
+                exit::PAUSED
+            }
+        });
+    }
+}
+
+/// Sleep until `d` passes; false if a signal arrived first.
+fn sleep_unless_cancelled(cancel: &Cancel, d: Duration) -> bool {
+    let end = std::time::Instant::now() + d;
+    while std::time::Instant::now() < end {
+        if cancel.pending().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    true
+}
+
+fn until_from_now(ts: &str) -> Option<Duration> {
+    let t = chrono::DateTime::parse_from_rfc3339(ts).ok()?;
+    let secs = (t.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_milliseconds();
+    Some(Duration::from_millis(u64::try_from(secs.max(0)).unwrap_or(0)))
+}
+
+fn to_cli(e: WorkflowError) -> CliError {
+    match e {
+        WorkflowError::Input(m) => CliError::usage(m),
+        WorkflowError::State(e) if e.is_usage() => CliError::usage(e.to_string()),
+        other => CliError::failed(other.to_string()),
+    }
 }

@@ -117,7 +117,7 @@ pub enum TasksError {
 
 impl TasksError {
     /// Attach the file name to a parse or validation error.
-    fn in_file(self, path: &Path) -> TasksError {
+    pub fn in_file(self, path: &Path) -> TasksError {
         match self {
             TasksError::Io(_) | TasksError::InFile { .. } => self,
             other => TasksError::InFile {

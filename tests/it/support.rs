@@ -147,12 +147,24 @@ impl Drop for MarkerGuard {
     }
 }
 
-/// Send a signal with the `kill` command (tests avoid unsafe code).
+/// Send a signal to one process. Refuses pids <= 1: a negative or zero pid would reach
+/// a whole process group, and `-1` every process on the machine (procps `kill -9 -N`
+/// reads `-N` as "all processes" — it must never be used here).
 pub fn unsafe_kill(pid: i32, sig: i32) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status();
+    assert!(pid > 1, "refusing to signal pid {pid}: only single processes are signalled");
+    let Ok(sig) = nix::sys::signal::Signal::try_from(sig) else {
+        return;
+    };
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+}
+
+/// Send a signal to a process group led by `pgid` (must be > 1).
+pub fn kill_group(pgid: i32, sig: i32) {
+    assert!(pgid > 1, "refusing to signal process group {pgid}");
+    let Ok(sig) = nix::sys::signal::Signal::try_from(sig) else {
+        return;
+    };
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), sig);
 }
 
 /// Poll `cond` until true or `timeout` passes.
