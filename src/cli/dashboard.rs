@@ -77,45 +77,55 @@ pub fn run(ctx: &Ctx, args: DashboardArgs) -> CmdResult {
     cfg.allow_actions = args.allow_actions;
     let url = dashboard::url(addr, &token);
 
-    let mut out = std::io::stdout().lock();
-    let line = if ctx.global.json {
-        serde_json::json!({"url": url, "address": addr.to_string(), "port": addr.port(), "allow_actions": args.allow_actions}).to_string()
-    } else {
-        url.clone()
-    };
-    // The first line of stdout is the URL (or the JSON object), flushed at once so a
-    // script or test can read it while the server runs.
-    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
-    drop(out);
-    if !ctx.global.verbosity().eq(&crate::logging::Verbosity::Quiet) {
-        eprintln!(
-            "qw: dashboard for `{}` ({}); Ctrl-C to stop",
-            ctx.project.root().display(),
-            if args.allow_actions {
-                "actions enabled"
-            } else {
-                "read-only"
-            }
-        );
-    }
-    if args.open {
-        open_browser(&url);
-    }
-
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async move {
+        // Signal handlers go in before the URL is printed: whoever reads the URL may
+        // stop us at once, and must get a clean exit.
+        let shutdown = shutdown_signal()?;
         let listener = tokio::net::TcpListener::from_std(std_listener)
             .map_err(|e| CliError::failed(format!("cannot use the socket on `{addr}`: {e}")))?;
-        let shutdown = shutdown_signal()?;
+        announce(ctx, &url, addr, args.allow_actions);
+        if args.open {
+            open_browser(&url);
+        }
         dashboard::serve(listener, cfg, shutdown)
             .await
             .map_err(|e| CliError::failed(e.to_string()))
     })?;
     Ok(exit::SUCCESS)
+}
+
+/// Print the URL (or, with `--json`, an object holding it) as the first line of stdout,
+/// flushed at once so a script or test can read it while the server runs.
+fn announce(ctx: &Ctx, url: &str, addr: SocketAddr, allow_actions: bool) {
+    let line = if ctx.global.json {
+        serde_json::json!({
+            "url": url,
+            "address": addr.to_string(),
+            "port": addr.port(),
+            "allow_actions": allow_actions,
+        })
+        .to_string()
+    } else {
+        url.to_owned()
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    if ctx.global.verbosity() != crate::logging::Verbosity::Quiet {
+        eprintln!(
+            "qw: dashboard for `{}` ({}); Ctrl-C to stop",
+            ctx.project.root().display(),
+            if allow_actions {
+                "actions enabled"
+            } else {
+                "read-only"
+            }
+        );
+    }
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

@@ -3,5 +3,6 @@
 // Tests may panic on setup failures and use std::fs directly.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
+mod dashboard;
 mod exec;
 mod support;
