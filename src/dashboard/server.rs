@@ -585,3 +585,76 @@ async fn action_reset(
     };
     run_action(app, action).await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::super::Gauges;
+    use super::*;
+
+    fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn serves_injected_gauges_and_stops_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = crate::project::Project::at(dir.path());
+        let mut cfg = DashboardConfig::new(project, "t0k".repeat(11), "/nonexistent/qw".into());
+        cfg.gauges = Arc::new(|| Gauges {
+            load_per_cpu: Some(0.42),
+            memory: Some(0.91),
+            psi_cpu: None,
+            psi_memory: Some(0.05),
+            slots_used: Some(3),
+            slots_max: Some(8),
+            limit_load_per_cpu: Some(0.85),
+            limit_memory: Some(0.8),
+        });
+        let token = cfg.token.clone();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = rt.spawn(serve(listener, cfg, async move {
+            let _ = stop_rx.await;
+        }));
+
+        let page = get(addr, &format!("/?token={token}"));
+        assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+        assert!(page.contains("0.42 (limit 0.85)"), "{page}");
+        assert!(page.contains("0.91 (limit 0.80)"));
+        assert!(
+            page.contains("fill over"),
+            "memory above its limit is marked"
+        );
+        assert!(page.contains("3 / 8"));
+        assert!(
+            page.contains("No state file"),
+            "missing state: banner, no crash"
+        );
+        assert!(get(addr, "/").starts_with("HTTP/1.1 401"));
+
+        stop_tx.send(()).unwrap();
+        let result = rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), server).await })
+            .expect("serve returned after shutdown")
+            .unwrap();
+        assert!(result.is_ok(), "{result:?}");
+    }
+}

@@ -336,7 +336,7 @@ pub(crate) fn overview_fragment(frame: &Frame, inputs: &OverviewInputs<'_>) -> S
     let mut out = banner;
     let _ = write!(
         out,
-        "<p class=\"updated\">State read at <time>{}</time> · update #{}</p>",
+        "<p class=\"updated\">Updated at <time>{}</time> · update #{}</p>",
         frame.read_at.format("%H:%M:%S"),
         frame.seq
     );
@@ -574,7 +574,7 @@ pub(crate) fn spec_fragment(frame: &Frame, name: &str, now: DateTime<Local>) -> 
     let s = SpecSummary::of(name, spec, now);
     let _ = write!(
         out,
-        "<p class=\"updated\">State read at <time>{}</time> · update #{}</p>",
+        "<p class=\"updated\">Updated at <time>{}</time> · update #{}</p>",
         frame.read_at.format("%H:%M:%S"),
         frame.seq
     );

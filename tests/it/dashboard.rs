@@ -8,7 +8,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{MarkerGuard, TestProject, marker, unsafe_kill, wait_until};
+use nix::sys::signal::Signal;
+
+use crate::support::{MarkerGuard, TestProject, marker, wait_until};
+
+/// Signal one process by pid (never a group, never through the `kill` command).
+fn send_signal(pid: u32, sig: Signal) {
+    let pid = i32::try_from(pid).unwrap();
+    assert!(pid > 1, "refusing to signal pid {pid}");
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+}
 
 const FIXTURE: &str = include_str!("../fixtures/python_unified_state.json");
 
@@ -84,9 +93,9 @@ impl Dash {
     }
 
     /// Stop with `sig` and return the exit status (None: had to be killed).
-    fn stop(&mut self, sig: i32, within: Duration) -> Option<std::process::ExitStatus> {
+    fn stop(&mut self, sig: Signal, within: Duration) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
-        unsafe_kill(i32::try_from(child.id()).unwrap(), sig);
+        send_signal(child.id(), sig);
         let start = Instant::now();
         while start.elapsed() < within {
             if let Some(st) = child.try_wait().unwrap() {
@@ -102,7 +111,7 @@ impl Dash {
 
 impl Drop for Dash {
     fn drop(&mut self) {
-        self.stop(15, Duration::from_secs(5));
+        self.stop(Signal::SIGTERM, Duration::from_secs(5));
     }
 }
 
@@ -493,14 +502,14 @@ fn dashboard_banner_follows_state_replaced_corrupted_and_restored() {
 #[test]
 fn dashboard_stops_cleanly_on_sigint_and_sigterm_with_clients_connected() {
     let p = project_with_fixture();
-    for sig in [2, 15] {
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
         let mut d = Dash::start(&p, &[]);
         let mut sse = Sse::open(&d, "/events");
         assert!(sse.next_update().is_some());
         let st = d
             .stop(sig, Duration::from_secs(10))
             .expect("exited by itself");
-        assert_eq!(st.code(), Some(0), "signal {sig}");
+        assert_eq!(st.code(), Some(0), "signal {sig:?}");
         // The stream ends (EOF, not the 15 s read timeout) once the server is gone.
         let start = Instant::now();
         let mut buffered = 0;
@@ -537,7 +546,7 @@ fn dashboard_refuses_bad_bind_and_warns_off_loopback() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert!(v["url"].as_str().unwrap().contains("?token="), "{v}");
-    unsafe_kill(i32::try_from(child.id()).unwrap(), 15);
+    send_signal(child.id(), Signal::SIGTERM);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -686,8 +695,15 @@ impl Drop for Driver {
                 .delete(&format!("{}/session/{s}", self.base))
                 .call();
         }
+        // Through nix, not the `kill` command: procps-ng 4 parses `kill -9 -PGID` as
+        // `kill(-1, SIGKILL)`, which would end every process on the machine.
         let pgid = i32::try_from(self.child.id()).unwrap();
-        unsafe_kill(-pgid, 9);
+        if pgid > 1 {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         // `_guard` then kills anything left carrying the marker (e.g. a browser that
