@@ -659,7 +659,7 @@ fn dashboard_serves_200_event_streams_while_the_state_changes_20_times_a_second(
         "200 SSE clients, {writes} state writes: events per client min {min}, total {total}; RSS {rss_before} KiB before, peak {rss_peak} KiB"
     );
     assert_eq!(home_failures, 0, "the page kept answering");
-    assert!(writes >= 100, "the writer kept up ({writes})");
+    assert!(writes >= 50, "the writer kept up ({writes})");
     // Frames coalesce for slow clients, so not every write reaches every client, but
     // every client must keep receiving.
     assert!(min >= 10, "a client starved: {counts:?}");
