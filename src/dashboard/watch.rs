@@ -67,7 +67,7 @@ pub(crate) fn start(
     cfg: WatchConfig,
 ) -> std::io::Result<(StateWatcher, watch::Receiver<Arc<Frame>>)> {
     let mut w = Worker::new(cfg);
-    let first = w.read_frame(true);
+    let first = w.read_frame();
     let (tx, rx) = watch::channel(Arc::new(first));
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = Arc::clone(&stop);
@@ -110,36 +110,43 @@ impl Worker {
         }
     }
 
-    /// Re-read the state if it may have changed; re-render either way.
-    fn read_frame(&mut self, force: bool) -> Frame {
-        let sig = signature(&self.state_path);
-        if force || sig != self.last_sig || self.last_bytes.is_none() {
-            self.last_sig = sig;
-            let bytes = match read_state_bytes(&self.state_path) {
-                Ok(b) => b,
-                Err(e) => {
-                    self.last_bytes = None;
-                    self.last_state = StateRead::Corrupt {
-                        path: self.state_path.clone(),
-                        error: e.to_string(),
-                    };
-                    return self.render();
-                }
-            };
-            if self.last_bytes.as_ref() != Some(&bytes) {
-                self.last_state = match &bytes {
-                    None => StateRead::Missing {
-                        path: self.state_path.clone(),
-                    },
-                    Some(b) => parse_state(&self.state_path, b),
-                };
-                if let StateRead::Ok(v) = &self.last_state {
-                    self.last_good = Some(Arc::clone(v));
-                }
-                self.last_bytes = Some(bytes);
-            }
-        }
+    /// Read the state and render the first frame.
+    fn read_frame(&mut self) -> Frame {
+        self.reload();
         self.render()
+    }
+
+    /// Re-read the state file; true when what it says (content, absence, read error)
+    /// differs from the last read.
+    fn reload(&mut self) -> bool {
+        self.last_sig = signature(&self.state_path);
+        let bytes = match read_state_bytes(&self.state_path) {
+            Ok(b) => b,
+            Err(e) => {
+                let changed = self.last_bytes.is_some()
+                    || !matches!(self.last_state, StateRead::Corrupt { .. });
+                self.last_bytes = None;
+                self.last_state = StateRead::Corrupt {
+                    path: self.state_path.clone(),
+                    error: e.to_string(),
+                };
+                return changed;
+            }
+        };
+        if self.last_bytes.as_ref() == Some(&bytes) {
+            return false;
+        }
+        self.last_state = match &bytes {
+            None => StateRead::Missing {
+                path: self.state_path.clone(),
+            },
+            Some(b) => parse_state(&self.state_path, b),
+        };
+        if let StateRead::Ok(v) = &self.last_state {
+            self.last_good = Some(Arc::clone(v));
+        }
+        self.last_bytes = Some(bytes);
+        true
     }
 
     fn render(&mut self) -> Frame {
@@ -222,19 +229,11 @@ impl Worker {
             let sig = signature(&self.state_path);
             let changed = notified || sig != self.last_sig;
             let refresh_due = Instant::now() >= next_refresh;
-            if changed {
-                let before = self.last_bytes.clone();
-                let frame = self.read_frame(true);
-                if before != self.last_bytes || refresh_due {
-                    tx.send_replace(Arc::new(frame));
-                    next_refresh = Instant::now() + self.cfg.refresh_interval;
-                } else {
-                    // Another file in `.claude/` changed; undo the sequence bump.
-                    self.seq -= 1;
-                }
-            } else if refresh_due {
-                let frame = self.render();
-                tx.send_replace(Arc::new(frame));
+            // A notification may be about another file in `.claude/` (the lock file,
+            // a backup): only a different state, or the refresh timer, publishes.
+            let state_changed = changed && self.reload();
+            if state_changed || refresh_due {
+                tx.send_replace(Arc::new(self.render()));
                 next_refresh = Instant::now() + self.cfg.refresh_interval;
             }
             if !claude.is_dir() {
