@@ -7,6 +7,7 @@ mod agent;
 mod consume;
 mod devmode;
 mod admission;
+mod dashboard;
 mod exec;
 mod init;
 mod spec;
