@@ -110,11 +110,19 @@ pub struct WorkflowContinueArgs {
 pub fn run_auto(ctx: &Ctx, args: WorkflowAutoArgs) -> CmdResult {
     crate::names::validate(crate::names::NameKind::Spec, &args.name)?;
     if args.description.trim().is_empty() {
-        return Err(CliError::usage("the description is empty; say what the feature is"));
+        return Err(CliError::usage(
+            "the description is empty; say what the feature is",
+        ));
     }
     let defaults = default_options(ctx)?;
     let options = apply(defaults, &args.run)?;
-    drive(ctx, &args.name, &args.description, options, args.run.dry_run)
+    drive(
+        ctx,
+        &args.name,
+        &args.description,
+        options,
+        args.run.dry_run,
+    )
 }
 
 /// Run `qw workflow-continue`.
@@ -129,7 +137,10 @@ pub fn run_continue(ctx: &Ctx, args: WorkflowContinueArgs) -> CmdResult {
             args.name,
             ctx.project.state_file().display()
         ))
-        .hint(format!("start one with `qw workflow-auto {} \"DESCRIPTION\"`", args.name)));
+        .hint(format!(
+            "start one with `qw workflow-auto {} \"DESCRIPTION\"`",
+            args.name
+        )));
     };
     let saved = match spec.extra.get(OPTIONS_KEY) {
         Some(v) => serde_json::from_value::<Options>(v.clone()).map_err(|e| {
@@ -287,7 +298,11 @@ fn drive(ctx: &Ctx, name: &str, description: &str, options: Options, dry_run: bo
                 }
                 eprintln!(
                     "qw: paused: {reason}; resume with `qw workflow-continue {name}`{}",
-                    if until.is_some() { "" } else { " after raising the limit" }
+                    if until.is_some() {
+                        ""
+                    } else {
+                        " after raising the limit"
+                    }
                 );
                 exit::PAUSED
             }
@@ -310,7 +325,9 @@ fn sleep_unless_cancelled(cancel: &Cancel, d: Duration) -> bool {
 fn until_from_now(ts: &str) -> Option<Duration> {
     let t = chrono::DateTime::parse_from_rfc3339(ts).ok()?;
     let secs = (t.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_milliseconds();
-    Some(Duration::from_millis(u64::try_from(secs.max(0)).unwrap_or(0)))
+    Some(Duration::from_millis(
+        u64::try_from(secs.max(0)).unwrap_or(0),
+    ))
 }
 
 fn to_cli(e: WorkflowError) -> CliError {

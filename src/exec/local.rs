@@ -18,15 +18,23 @@ use nix::unistd::Pid;
 use super::{Cancel, ExecError, ExecReport, ExecSpec, Executor, Output};
 
 /// Runs jobs on this machine through `qw exec` supervisor processes.
+///
+/// Every supervisor carries this executor's own cookie (owned by the calling process),
+/// so if the caller is SIGKILLed the supervisors are orphans that the next sweep ends —
+/// and each of them, on SIGTERM, ends its job's tree.
 #[derive(Debug, Clone)]
 pub struct LocalExecutor {
     qw: PathBuf,
+    cookie: String,
 }
 
 impl LocalExecutor {
     /// Use the given `qw` binary as the supervisor.
     pub fn new(qw: impl Into<PathBuf>) -> LocalExecutor {
-        LocalExecutor { qw: qw.into() }
+        LocalExecutor {
+            qw: qw.into(),
+            cookie: super::RunId::new_for_self().to_string(),
+        }
     }
 
     /// Use the running executable (which must be `qw`).
@@ -36,8 +44,10 @@ impl LocalExecutor {
 
     fn command(&self, spec: &ExecSpec, report: &Path) -> Command {
         let mut c = Command::new(&self.qw);
+        c.env(super::cookie::COOKIE_VAR, &self.cookie);
         if let Some(project) = &spec.project {
             c.arg("-C").arg(project);
+            c.env(super::cookie::PROJECT_VAR, project);
         }
         c.arg("--quiet")
             .arg("exec")
@@ -100,11 +110,15 @@ impl Executor for LocalExecutor {
         })?;
         let pid = Pid::from_raw(child.id() as i32);
         let mut poll = Duration::from_millis(1);
+        let mut forwarded = false;
         let status = loop {
             if let Some(status) = child.try_wait()? {
                 break status;
             }
-            if let Some(sig) = cancel.take() {
+            // Many jobs share one token: observe it, never consume it. The supervisor
+            // does the escalation (grace, then SIGKILL) itself.
+            if !forwarded && let Some(sig) = cancel.pending() {
+                forwarded = true;
                 let sig = Signal::try_from(sig).unwrap_or(Signal::SIGTERM);
                 let _ = kill(pid, sig);
             }

@@ -7,8 +7,8 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -21,8 +21,8 @@ use crate::agent::outcome::{AgentRun, Outcome};
 use crate::agent::{self, Agent, Job, Phase as AgentPhase, RunLimits, TaskJob};
 use crate::exec::{Cancel, ExecSpec, Executor, LocalExecutor, Output, Program};
 use crate::project::Project;
-use crate::spec::tasks::TaskList;
 use crate::spec::Spec;
+use crate::spec::tasks::TaskList;
 use crate::state::{self, CompletedPhase, Phase, StateStore, TaskStatus, Timestamp, UnifiedState};
 
 /// How a workflow run ended.
@@ -131,8 +131,8 @@ impl Workflow {
         if spec.tasks_path().is_file() {
             load_tasks(&spec)?;
         }
-        let settings = crate::settings::Settings::load(&self.project.settings_file())
-            .map_err(input)?;
+        let settings =
+            crate::settings::Settings::load(&self.project.settings_file()).map_err(input)?;
         let admission = Admission::for_project(&self.project).map_err(input)?;
         let dev = crate::settings::DevMode::load_lenient(&self.project.settings_file());
         let store = StateStore::new(&self.project);
@@ -195,10 +195,7 @@ impl Workflow {
             completed: summary.completed,
             total: summary.total,
             cost_usd: summary.cost_usd,
-            report: summary
-                .report
-                .as_ref()
-                .map(|p| p.display().to_string()),
+            report: summary.report.as_ref().map(|p| p.display().to_string()),
         });
         Ok(summary)
     }
@@ -247,7 +244,12 @@ fn drive(run: &Run<'_>, progress: &Progress, started: Instant) -> Result<Summary
             Err(e) => {
                 // The agent wrote a tasks.md that does not parse: the work failed.
                 let evidence = e.to_string();
-                record_error(run, "workflow", &evidence, json!({"phase": "task_generation"}));
+                record_error(
+                    run,
+                    "workflow",
+                    &evidence,
+                    json!({"phase": "task_generation"}),
+                );
                 failure = Some((
                     "task_generation".into(),
                     AgentRun::from_outcome(Outcome::NoResult { exit_code: 0 }, evidence),
@@ -269,7 +271,9 @@ fn drive(run: &Run<'_>, progress: &Progress, started: Instant) -> Result<Summary
             });
             if all_done {
                 complete_phase(run, Phase::Implementation)?;
-                if let Some(run_failed) = document_phase(run, AgentPhase::Validation, Phase::Validation)? {
+                if let Some(run_failed) =
+                    document_phase(run, AgentPhase::Validation, Phase::Validation)?
+                {
                     failure = Some(("validation".into(), run_failed));
                 }
             }
@@ -357,7 +361,12 @@ fn document_phase(
             phase: sphase.to_string(),
             outcome: "skipped".into(),
             detail: if doc_present {
-                format!("`{}` already exists", doc.as_ref().map(|d| d.display().to_string()).unwrap_or_default())
+                format!(
+                    "`{}` already exists",
+                    doc.as_ref()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default()
+                )
             } else {
                 "already completed".into()
             },
@@ -369,7 +378,9 @@ fn document_phase(
     }
     if run.stop.load(Ordering::SeqCst) || run.cancel.pending().is_some() {
         return Ok(Some(AgentRun::from_outcome(
-            Outcome::KilledByUser { signal: run.cancel.pending() },
+            Outcome::KilledByUser {
+                signal: run.cancel.pending(),
+            },
             "stopped before this phase started",
         )));
     }
@@ -392,7 +403,11 @@ fn document_phase(
     run.progress.emit(Event::PhaseFinished {
         phase: sphase.to_string(),
         outcome: last.outcome.as_str().into(),
-        detail: if ok { String::new() } else { last.evidence.clone() },
+        detail: if ok {
+            String::new()
+        } else {
+            last.evidence.clone()
+        },
     });
     if ok {
         complete_phase(run, sphase)?;
@@ -423,13 +438,46 @@ pub(crate) fn attempts(
             ));
         }
         if let Err(outcome) = run.budget.start(&budget_key) {
-            let evidence = format!("{outcome:?}");
-            let r = AgentRun::from_outcome(outcome.clone(), budget_evidence(&outcome).unwrap_or(evidence));
+            let evidence = budget_evidence(&outcome).unwrap_or_else(|| outcome.to_string());
+            let r = AgentRun::from_outcome(outcome, evidence);
             pause(run, &r);
+            run.store.update(|s| {
+                if let Some(t) = task {
+                    let entry = spec_entry(s, run.name).tasks.entry(t.id.clone()).or_default();
+                    entry.outcome = Some(r.outcome.as_str().to_owned());
+                    entry.error = Some(format!("{}: {}", r.outcome, r.evidence));
+                    entry.status = TaskStatus::Pending;
+                }
+                s.record_error(
+                    "budget",
+                    &r.evidence,
+                    json!({"spec": run.name, "phase": label, "task": task.map(|t| &t.id), "outcome": r.outcome}),
+                );
+            })?;
+            match task {
+                Some(t) => run.progress.emit(Event::TaskSkipped {
+                    id: t.id.clone(),
+                    reason: format!("{}: {}", r.outcome, r.evidence),
+                }),
+                None => run.progress.emit(Event::Note {
+                    message: format!("{label}: {}", r.evidence),
+                }),
+            }
             return Ok(r);
         }
+        let mut told: Option<String> = None;
         let slot = match &run.admission {
-            Some(a) => match a.acquire(crate::admission::Impact::Normal, |_| {
+            Some(a) => match a.acquire(crate::admission::Impact::Normal, |waiting| {
+                let now = waiting.to_string();
+                if told.as_deref() != Some(now.as_str()) {
+                    run.progress.emit(Event::Note {
+                        message: format!(
+                            "{label}{}: waiting for admission: {now}",
+                            task.map(|t| format!(" {}", t.id)).unwrap_or_default()
+                        ),
+                    });
+                    told = Some(now);
+                }
                 if run.cancel.pending().is_some() {
                     std::ops::ControlFlow::Break(())
                 } else {
@@ -446,7 +494,12 @@ pub(crate) fn attempts(
                         },
                         format!("not admitted: {e}"),
                     );
-                    record_error(run, "admission", &e.to_string(), json!({"spec": run.name, "task": task.map(|t| &t.id), "phase": label}));
+                    record_error(
+                        run,
+                        "admission",
+                        &e.to_string(),
+                        json!({"spec": run.name, "task": task.map(|t| &t.id), "phase": label}),
+                    );
                     return Ok(r);
                 }
             },
@@ -476,7 +529,8 @@ pub(crate) fn attempts(
         }
         run.budget.finish(&budget_key, r.cost_usd);
         let stopping = run.stop.load(Ordering::SeqCst) || run.cancel.pending().is_some();
-        let will_retry = !r.outcome.is_success() && r.outcome.is_retryable() && attempt < max && !stopping;
+        let will_retry =
+            !r.outcome.is_success() && r.outcome.is_retryable() && attempt < max && !stopping;
         record_attempt(run, label, task, attempt, &r, &run_dir, will_retry)?;
         if task.is_some() {
             run.progress.emit(Event::TaskFinished {
@@ -545,22 +599,32 @@ fn one_attempt(run: &Run<'_>, job: &Job) -> Result<AgentRun, WorkflowError> {
         grace: run.options.grace(),
         stall_timeout: run.options.stall_timeout(),
     };
-    let (mut r, _report) = agent::run_job(run.agent, job, run.project, run.executor, limits, run.cancel)
-        .map_err(|e| WorkflowError::Input(e.to_string()))?;
+    let (mut r, _report) = agent::run_job(
+        run.agent,
+        job,
+        run.project,
+        run.executor,
+        limits,
+        run.cancel,
+    )
+    .map_err(|e| WorkflowError::Input(e.to_string()))?;
     if r.outcome.is_success()
         && let Some(verify) = job.task.as_ref().and_then(|t| t.verify.as_deref())
+        && let Err((code, evidence)) = run_verify(run, job, verify)
     {
-        if let Err((code, evidence)) = run_verify(run, job, verify) {
-            r.outcome = Outcome::VerifyFailed { exit_code: code };
-            r.evidence = evidence;
-        }
+        r.outcome = Outcome::VerifyFailed { exit_code: code };
+        r.evidence = evidence;
     }
     Ok(r)
 }
 
 /// Run a `_Verify:_` command as argv (no shell) in the job's workdir. Err: exit code
 /// (None if it could not run) and one line of evidence.
-pub(crate) fn run_verify(run: &Run<'_>, job: &Job, verify: &str) -> Result<(), (Option<i32>, String)> {
+pub(crate) fn run_verify(
+    run: &Run<'_>,
+    job: &Job,
+    verify: &str,
+) -> Result<(), (Option<i32>, String)> {
     let argv = crate::validate::validate_argv_text(verify)
         .map_err(|e| (None, format!("verify command `{verify}` refused: {e}")))?;
     let Some(program) = Program::argv(argv) else {
@@ -579,10 +643,12 @@ pub(crate) fn run_verify(run: &Run<'_>, job: &Job, verify: &str) -> Result<(), (
         ("QW_SPEC".into(), run.name.into()),
         ("QW_TASK_ID".into(), job.task_id().into()),
     ];
-    let report = run
-        .executor
-        .run(&spec, run.cancel)
-        .map_err(|e| (None, format!("verify command `{verify}` could not run: {e}")))?;
+    let report = run.executor.run(&spec, run.cancel).map_err(|e| {
+        (
+            None,
+            format!("verify command `{verify}` could not run: {e}"),
+        )
+    })?;
     if report.exit_code == 0 {
         return Ok(());
     }
@@ -597,7 +663,10 @@ pub(crate) fn run_verify(run: &Run<'_>, job: &Job, verify: &str) -> Result<(), (
     };
     Err((
         Some(report.exit_code),
-        format!("verify `{verify}` failed ({why}): {}", tail.replace('\n', " | ")),
+        format!(
+            "verify `{verify}` failed ({why}): {}",
+            tail.replace('\n', " | ")
+        ),
     ))
 }
 
@@ -693,7 +762,10 @@ fn record_attempt(
                 entry.error = Some(format!("{}: {}", r.outcome, r.evidence));
             }
             let (done, total) = (
-                spec.tasks.values().filter(|t| t.status == TaskStatus::Completed).count(),
+                spec.tasks
+                    .values()
+                    .filter(|t| t.status == TaskStatus::Completed)
+                    .count(),
                 spec.tasks.len(),
             );
             if total > 0 {
@@ -719,7 +791,11 @@ fn record_attempt(
                 }),
             );
         }
-        let perf = s.agents.performance.entry(agent_name.to_owned()).or_default();
+        let perf = s
+            .agents
+            .performance
+            .entry(agent_name.to_owned())
+            .or_default();
         perf.executions += 1;
         if ok {
             perf.successes += 1;
@@ -731,10 +807,7 @@ fn record_attempt(
         perf.last_execution = Some(Timestamp::now());
         s.agents.total_executions += 1;
         if r.cost_usd > 0.0 {
-            let ledger = s
-                .extra
-                .entry("cost_ledger")
-                .or_insert_with(|| json!({}));
+            let ledger = s.extra.entry("cost_ledger").or_insert_with(|| json!({}));
             if let Some(map) = ledger.as_object_mut() {
                 let day = map.entry(today.clone()).or_insert(json!(0.0));
                 *day = json!(day.as_f64().unwrap_or(0.0) + r.cost_usd);
@@ -786,7 +859,9 @@ fn complete_phase(run: &Run<'_>, phase: Phase) -> Result<(), WorkflowError> {
         }
         let files = &mut spec.files;
         let rel = |f: &str| format!(".claude/specs/{}/{f}", run.name);
-        files.requirements.get_or_insert_with(|| rel("requirements.md"));
+        files
+            .requirements
+            .get_or_insert_with(|| rel("requirements.md"));
         files.design.get_or_insert_with(|| rel("design.md"));
         files.tasks.get_or_insert_with(|| rel("tasks.md"));
         s.workflow.global_phase = spec.current_phase.clone();
@@ -794,8 +869,16 @@ fn complete_phase(run: &Run<'_>, phase: Phase) -> Result<(), WorkflowError> {
     Ok(())
 }
 
-pub(crate) fn record_error(run: &Run<'_>, component: &str, error: &str, context: serde_json::Value) {
-    if let Err(e) = run.store.update(|s| s.record_error(component, error, context)) {
+pub(crate) fn record_error(
+    run: &Run<'_>,
+    component: &str,
+    error: &str,
+    context: serde_json::Value,
+) {
+    if let Err(e) = run
+        .store
+        .update(|s| s.record_error(component, error, context))
+    {
         tracing::warn!("could not record an error in the state: {e}");
     }
 }
@@ -803,7 +886,8 @@ pub(crate) fn record_error(run: &Run<'_>, component: &str, error: &str, context:
 /// Create or refresh the spec's entry: description, options, resumable tasks. Returns
 /// what was spent today before this run (for the daily ceiling).
 fn start_in_state(store: &StateStore, w: &Workflow, spec: &Spec) -> Result<f64, WorkflowError> {
-    let options = serde_json::to_value(&w.options).map_err(|e| WorkflowError::Input(e.to_string()))?;
+    let options =
+        serde_json::to_value(&w.options).map_err(|e| WorkflowError::Input(e.to_string()))?;
     let today = chrono::Local::now().format("%Y-%m-%d").to_string();
     let spent = store.update(|s| {
         s.workflow.current_spec = Some(spec.name().to_owned());
@@ -816,7 +900,10 @@ fn start_in_state(store: &StateStore, w: &Workflow, spec: &Spec) -> Result<f64, 
         entry.paused_until = None;
         for task in entry.tasks.values_mut() {
             // Interrupted (qw killed), failed, blocked: run again; completed: never.
-            if matches!(task.status, TaskStatus::InProgress | TaskStatus::Failed | TaskStatus::Blocked) {
+            if matches!(
+                task.status,
+                TaskStatus::InProgress | TaskStatus::Failed | TaskStatus::Blocked
+            ) {
                 task.status = TaskStatus::Pending;
             }
         }
@@ -835,7 +922,8 @@ fn start_in_state(store: &StateStore, w: &Workflow, spec: &Spec) -> Result<f64, 
 pub(crate) fn load_tasks(spec: &Spec) -> Result<TaskList, WorkflowError> {
     let path = spec.tasks_path();
     let text = crate::fs::read_to_string(&path)?;
-    let list = TaskList::parse(&text).map_err(|e| WorkflowError::Input(e.in_file(&path).to_string()))?;
+    let list =
+        TaskList::parse(&text).map_err(|e| WorkflowError::Input(e.in_file(&path).to_string()))?;
     for t in list.tasks() {
         if let Some(v) = &t.verify
             && let Err(e) = crate::validate::validate_argv_text(v)
@@ -878,7 +966,9 @@ pub(crate) fn build_agent(options: &Options, qw: &Path) -> Result<Box<dyn Agent>
         }),
         AgentKind::Command => {
             let template = options.agent_cmd.as_deref().ok_or_else(|| {
-                WorkflowError::Input("--agent command needs --agent-cmd 'PROGRAM ARGS… {prompt_file}'".into())
+                WorkflowError::Input(
+                    "--agent command needs --agent-cmd 'PROGRAM ARGS… {prompt_file}'".into(),
+                )
             })?;
             Box::new(agent::CommandAgent::parse(template).map_err(input)?)
         }
@@ -899,7 +989,11 @@ fn dry_run(w: &Workflow, spec: &Spec, progress: &Progress) -> Result<Summary, Wo
         ("design_creation", spec.design_path()),
         ("task_generation", spec.tasks_path()),
     ] {
-        let state = if doc.is_file() { "exists, skipped" } else { "would run the agent" };
+        let state = if doc.is_file() {
+            "exists, skipped"
+        } else {
+            "would run the agent"
+        };
         note(format!("{phase}: `{}` {state}", doc.display()));
     }
     let mut total = 0;
@@ -909,7 +1003,11 @@ fn dry_run(w: &Workflow, spec: &Spec, progress: &Progress) -> Result<Summary, Wo
         let done: HashSet<String> = tasks.checked_leaves();
         for t in tasks.leaf_order() {
             total += 1;
-            let deps: Vec<&str> = tasks.leaf_dependencies(&t.id).iter().map(|d| d.id.as_str()).collect();
+            let deps: Vec<&str> = tasks
+                .leaf_dependencies(&t.id)
+                .iter()
+                .map(|d| d.id.as_str())
+                .collect();
             let status = if done.contains(&t.id) {
                 completed += 1;
                 "done".to_owned()

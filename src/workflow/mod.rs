@@ -89,9 +89,7 @@ pub struct Options {
 }
 
 /// How parallel tasks are isolated from each other.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Isolation {
     /// Worktrees when the project is a git repository and more than one task runs at once.

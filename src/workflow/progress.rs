@@ -268,7 +268,11 @@ pub fn plain_line(event: &Event) -> Option<String> {
             will_retry,
         } => {
             let secs = *duration_ms as f64 / 1000.0;
-            let mark = if outcome == "succeeded" { "ok" } else { "FAILED" };
+            let mark = if outcome == "succeeded" {
+                "ok"
+            } else {
+                "FAILED"
+            };
             let mut line = format!("  {mark} {id} {outcome} in {secs:.1}s");
             if *cost_usd > 0.0 {
                 line.push_str(&format!(" (${cost_usd:.4})"));

@@ -45,7 +45,12 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
     let _ = writeln!(out, "{verdict}\n");
     let _ = writeln!(out, "| | |\n|---|---|");
     let _ = writeln!(out, "| generated | {} |", chrono::Local::now().to_rfc3339());
-    let _ = writeln!(out, "| this run | {:.1} s, ${:.4} |", input.duration.as_secs_f64(), input.cost_this_run);
+    let _ = writeln!(
+        out,
+        "| this run | {:.1} s, ${:.4} |",
+        input.duration.as_secs_f64(),
+        input.cost_this_run
+    );
     if let Some(spec) = spec {
         let _ = writeln!(out, "| phase | {} |", spec.current_phase);
         let _ = writeln!(out, "| progress | {:.0}% |", spec.progress_percentage);
@@ -73,7 +78,10 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
             }
         }
         let _ = writeln!(out, "\n## Tasks\n");
-        let _ = writeln!(out, "| id | title | status | attempts | duration | cost | outcome / why |");
+        let _ = writeln!(
+            out,
+            "| id | title | status | attempts | duration | cost | outcome / why |"
+        );
         let _ = writeln!(out, "|---|---|---|---|---|---|---|");
         let order: Vec<String> = match input.tasks {
             Some(list) => list.leaves().iter().map(|t| t.id.clone()).collect(),
@@ -96,7 +104,9 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
                 cell(&t.description),
                 t.status,
                 t.attempts,
-                t.duration_seconds.map(|d| format!("{d:.1} s")).unwrap_or_default(),
+                t.duration_seconds
+                    .map(|d| format!("{d:.1} s"))
+                    .unwrap_or_default(),
                 t.cost_usd.map(|c| format!("${c:.4}")).unwrap_or_default(),
                 cell(&why)
             );

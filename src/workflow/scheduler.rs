@@ -131,7 +131,11 @@ fn run_one(run: &Run<'_>, task: &Task) -> Result<AgentRun, WorkflowError> {
 }
 
 /// Make sure every leaf has a state entry; ticks in the file count as completed.
-fn sync_tasks(run: &Run<'_>, leaves: &[&Task], completed: &HashSet<String>) -> Result<(), WorkflowError> {
+fn sync_tasks(
+    run: &Run<'_>,
+    leaves: &[&Task],
+    completed: &HashSet<String>,
+) -> Result<(), WorkflowError> {
     run.store.update(|s| {
         let spec = spec_entry(s, run.name);
         for t in leaves {

@@ -3,14 +3,15 @@
 // Tests may panic on setup failures and use std::fs directly.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
+mod admission;
 mod agent;
 mod consume;
-mod devmode;
-mod admission;
 mod dashboard;
+mod devmode;
 mod exec;
 mod init;
 mod spec;
 mod state;
 mod support;
 mod validate;
+mod workflow;

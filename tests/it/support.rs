@@ -151,7 +151,10 @@ impl Drop for MarkerGuard {
 /// a whole process group, and `-1` every process on the machine (procps `kill -9 -N`
 /// reads `-N` as "all processes" — it must never be used here).
 pub fn unsafe_kill(pid: i32, sig: i32) {
-    assert!(pid > 1, "refusing to signal pid {pid}: only single processes are signalled");
+    assert!(
+        pid > 1,
+        "refusing to signal pid {pid}: only single processes are signalled"
+    );
     let Ok(sig) = nix::sys::signal::Signal::try_from(sig) else {
         return;
     };

@@ -1,0 +1,654 @@
+//! `qw workflow-auto` / `workflow-continue` with a fake `claude` on PATH that behaves like
+//! the real CLI: reads `-p PROMPT`, writes the document its phase asks for, prints one
+//! JSON result, and can be told to hang, fail, cost money or hit a usage limit.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+/// The fake `claude`. Knobs (environment):
+/// - FAKE_LOG: append `start|end <phase> <task> <epoch-ms>` lines (invocation counting).
+/// - FAKE_TASKS: file copied to tasks.md in the task_generation phase.
+/// - FAKE_COST_IMPL / FAKE_COST_DOC: total_cost_usd for implementation / document runs.
+/// - FAKE_HANG=<task>: that task sleeps 300 s (also in a setsid grandchild).
+/// - FAKE_SLOW=<task>: that task sleeps FAKE_SLOW_SECS.
+/// - FAKE_SLEEP: every implementation run sleeps this long.
+/// - FAKE_FAIL=<task>:<n>: that task reports is_error its first n runs (counter files).
+/// - FAKE_LOGIN=<task>: that task answers like a CLI that is not logged in.
+/// - FAKE_LIMIT=<task>: that task hits the usage limit (until FAKE_LIMIT_FILE is removed).
+const FAKE_CLAUDE: &str = r#"#!/bin/sh
+prompt=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -p) prompt="$2"; shift 2 ;;
+    *) shift ;;
+  esac
+done
+[ -n "$prompt" ] || { echo "fake claude: no -p prompt" >&2; exit 2; }
+phase="$QW_PHASE"; task="$QW_TASK_ID"; spec="$QW_SPEC"
+dir=".claude/specs/$spec"
+now() { date +%s%3N; }
+[ -n "$FAKE_LOG" ] && echo "start $phase $task $(now)" >> "$FAKE_LOG"
+result() { # is_error cost text [subtype]
+  printf '{"type":"result","subtype":"%s","is_error":%s,"duration_ms":12,"num_turns":2,"result":"%s","session_id":"fake-%s","total_cost_usd":%s,"usage":{"input_tokens":100,"output_tokens":50},"permission_denials":[]}\n' "${4:-success}" "$1" "$3" "$task" "$2"
+}
+case "$phase" in
+  requirements) printf '# Requirements\n\n1. It works.\n' > "$dir/requirements.md" ;;
+  design) printf '# Design\n\nSimple.\n' > "$dir/design.md" ;;
+  tasks) cp "$FAKE_TASKS" "$dir/tasks.md" ;;
+esac
+cost="${FAKE_COST_DOC:-0}"
+if [ "$phase" = implementation ]; then
+  cost="${FAKE_COST_IMPL:-0}"
+  if [ -n "$FAKE_HANG" ] && [ "$task" = "$FAKE_HANG" ]; then
+    setsid sleep 300 &
+    sleep 300
+  fi
+  if [ -n "$FAKE_SLOW" ] && [ "$task" = "$FAKE_SLOW" ]; then sleep "${FAKE_SLOW_SECS:-2}"; fi
+  [ -n "$FAKE_SLEEP" ] && sleep "$FAKE_SLEEP"
+  if [ -n "$FAKE_LOGIN" ] && [ "$task" = "$FAKE_LOGIN" ]; then
+    echo '{"type":"result","subtype":"success","is_error":true,"num_turns":1,"result":"Not logged in · Please run /login","session_id":"x","total_cost_usd":0}'
+    exit 1
+  fi
+  if [ -n "$FAKE_LIMIT" ] && [ "$task" = "$FAKE_LIMIT" ] && [ -e "$FAKE_LIMIT_FILE" ]; then
+    echo "{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":true,\"num_turns\":1,\"result\":\"Claude AI usage limit reached|$(( $(date +%s) + 3600 ))\",\"session_id\":\"x\",\"total_cost_usd\":0}"
+    exit 1
+  fi
+  case "$FAKE_FAIL" in
+    "$task":*)
+      n="${FAKE_FAIL#*:}"; c="$FAKE_LOG.fail.$task"
+      k=$(cat "$c" 2>/dev/null || echo 0); k=$((k + 1)); echo "$k" > "$c"
+      if [ "$k" -le "$n" ]; then
+        result true 0 "simulated failure $k" error_during_execution
+        [ -n "$FAKE_LOG" ] && echo "end $phase $task $(now)" >> "$FAKE_LOG"
+        exit 1
+      fi ;;
+  esac
+fi
+[ -n "$FAKE_LOG" ] && echo "end $phase $task $(now)" >> "$FAKE_LOG"
+result false "$cost" "done $phase $task"
+"#;
+
+/// A project with permissive admission limits and a fake claude on PATH.
+struct Flow {
+    p: TestProject,
+    bin: PathBuf,
+    log: PathBuf,
+    env: Vec<(String, String)>,
+    guard: MarkerGuard,
+}
+
+impl Flow {
+    fn new(tasks_md: &str) -> Flow {
+        let p = TestProject::new();
+        // The suite loads the machine; admission is tested on its own elsewhere.
+        p.write(
+            ".claude/settings.local.json",
+            r#"{"resource_limits": {"max_load": 1000, "max_memory": 1.0, "high_impact_load": 1000}}"#,
+        );
+        let bin = p.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        p.script("bin/claude", FAKE_CLAUDE);
+        let tasks = p.write("fake-tasks.md", tasks_md);
+        let log = p.path().join("fake.log");
+        let m = marker();
+        let env = vec![
+            ("FAKE_TASKS".into(), tasks.display().to_string()),
+            ("FAKE_LOG".into(), log.display().to_string()),
+            ("QW_TEST_MARKER".into(), m.clone()),
+        ];
+        Flow {
+            p,
+            bin,
+            log,
+            env,
+            guard: MarkerGuard(m),
+        }
+    }
+
+    fn set(&mut self, k: &str, v: &str) -> &mut Flow {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = self.p.qw(args);
+        let path = format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        c.env("PATH", path);
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn auto(&self, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "workflow-auto",
+            "demo",
+            "A demo feature",
+            "--retry-delay",
+            "0.1",
+            "--task-timeout",
+            "20",
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    fn state(&self) -> Value {
+        serde_json::from_str(&self.p.read(".claude/unified_state.json")).unwrap()
+    }
+
+    fn task(&self, id: &str) -> Value {
+        self.state()["specifications"]["demo"]["tasks"][id].clone()
+    }
+
+    /// Log lines `(kind, phase, task, ms)`.
+    fn log(&self) -> Vec<(String, String, String, u64)> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split(' ').collect();
+                Some((
+                    w.first()?.to_string(),
+                    w.get(1)?.to_string(),
+                    w.get(2)?.to_string(),
+                    w.get(3)?.parse().ok()?,
+                ))
+            })
+            .collect()
+    }
+
+    fn runs_of(&self, task: &str) -> usize {
+        self.log()
+            .iter()
+            .filter(|(k, p, t, _)| k == "start" && p == "implementation" && t == task)
+            .count()
+    }
+
+    fn tasks_md(&self) -> String {
+        self.p.read(".claude/specs/demo/tasks.md")
+    }
+
+    fn path(&self) -> &Path {
+        self.p.path()
+    }
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn diag(o: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", stdout(o), stderr(o))
+}
+
+const THREE: &str = "# Tasks\n\n- [ ] 1. First\n  - do it\n  - _Requirements: 1_\n- [ ] 2. Second\n  - _Depends: 1_\n- [ ] 3. Third\n";
+
+#[test]
+fn workflow_full_run_with_fake_claude_writes_everything_and_sums_cost() {
+    let mut f = Flow::new(THREE);
+    f.set("FAKE_COST_IMPL", "0.25").set("FAKE_COST_DOC", "0.05");
+    let out = f.auto(&["--agent", "claude"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    for doc in ["requirements.md", "design.md", "tasks.md", "report.md"] {
+        assert!(
+            f.path().join(".claude/specs/demo").join(doc).is_file(),
+            "{doc}"
+        );
+    }
+    let md = f.tasks_md();
+    assert_eq!(md.matches("- [x]").count(), 3, "{md}");
+    let s = f.state();
+    let spec = &s["specifications"]["demo"];
+    // 3 documents + validation at $0.05, 3 tasks at $0.25.
+    let cost = spec["cost_usd"].as_f64().unwrap();
+    assert!((cost - 0.95).abs() < 1e-6, "cost {cost}");
+    assert_eq!(spec["current_phase"], "complete");
+    let phases: Vec<&str> = spec["completed_phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    for p in [
+        "spec_creation",
+        "requirements_generation",
+        "design_creation",
+        "task_generation",
+        "implementation",
+        "validation",
+        "complete",
+    ] {
+        assert!(phases.contains(&p), "{p} missing from {phases:?}");
+    }
+    let t1 = &spec["tasks"]["1"];
+    assert_eq!(t1["status"], "completed");
+    assert_eq!(t1["attempts"], 1);
+    assert_eq!(t1["session_id"], "fake-1");
+    assert_eq!(t1["input_tokens"], 100);
+    let report = f.p.read(".claude/specs/demo/report.md");
+    assert!(report.contains("Completed"), "{report}");
+    assert!(report.contains("$0.9500"), "{report}");
+    assert!(
+        report.contains("| 2 | Second | completed | 1 |"),
+        "{report}"
+    );
+    // Every run's output was captured to files.
+    let runs = std::fs::read_dir(f.path().join(".claude/runs"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("stdout.json").is_file())
+        .count();
+    assert_eq!(runs, 7);
+}
+
+#[test]
+fn workflow_diamond_respects_dependencies_and_parallel_limit() {
+    let md = "- [ ] 1. Base\n- [ ] 2. Left\n  - _Depends: 1_\n- [ ] 3. Right\n  - _Depends: 1_\n- [ ] 4. Top\n  - _Depends: 2, 3_\n- [ ] 5. Free\n- [ ] 6. Free too\n";
+    let mut f = Flow::new(md);
+    f.set("FAKE_SLEEP", "0.4");
+    let out = f.auto(&["--agent", "claude", "--parallel", "2"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let log: Vec<_> = f
+        .log()
+        .into_iter()
+        .filter(|(_, p, _, _)| p == "implementation")
+        .collect();
+    let at = |kind: &str, id: &str| {
+        log.iter()
+            .find(|(k, _, t, _)| k == kind && t == id)
+            .map(|(_, _, _, ms)| *ms)
+            .unwrap_or_else(|| panic!("no {kind} for {id}: {log:?}"))
+    };
+    assert!(at("end", "1") <= at("start", "2"));
+    assert!(at("end", "1") <= at("start", "3"));
+    assert!(at("end", "2") <= at("start", "4"));
+    assert!(at("end", "3") <= at("start", "4"));
+    let mut running = 0;
+    let mut peak = 0;
+    let mut events: Vec<(u64, i32)> = log
+        .iter()
+        .map(|(k, _, _, ms)| (*ms, if k == "start" { 1 } else { -1 }))
+        .collect();
+    events.sort_by_key(|&(ms, d)| (ms, d));
+    for (_, d) in events {
+        running += d;
+        peak = peak.max(running);
+    }
+    assert!(peak <= 2, "peak {peak}: {log:?}");
+    assert_eq!(peak, 2, "never ran two at once: {log:?}");
+}
+
+#[test]
+fn workflow_hanging_task_is_killed_retried_then_failed_others_complete() {
+    let mut f = Flow::new(THREE);
+    f.set("FAKE_HANG", "3");
+    let start = Instant::now();
+    let out = f.run(&[
+        "workflow-auto",
+        "demo",
+        "A demo feature",
+        "--retry-delay",
+        "0.1",
+        "--agent",
+        "claude",
+        "--task-timeout",
+        "1",
+        "--grace",
+        "0.5",
+        "--attempts",
+        "2",
+    ]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(f.runs_of("3"), 2);
+    let t3 = f.task("3");
+    assert_eq!(t3["status"], "failed");
+    assert_eq!(t3["outcome"], "timed_out");
+    assert_eq!(t3["attempts"], 2);
+    assert_eq!(f.task("1")["status"], "completed");
+    assert_eq!(f.task("2")["status"], "completed");
+    // The sleeping agent and its setsid grandchild are gone.
+    assert!(pids_with_env("QW_TEST_MARKER", &f.guard.0).is_empty());
+    let errors = f.state()["errors"].as_array().unwrap().clone();
+    let e = errors
+        .iter()
+        .find(|e| e["context"]["task"] == "3")
+        .expect("error recorded");
+    assert!(e["error"].as_str().unwrap().contains("timed_out"));
+    assert!(e["context"]["attempt"].as_u64().is_some());
+    let report = f.p.read(".claude/specs/demo/report.md");
+    assert!(report.contains("timed_out"), "{report}");
+}
+
+#[test]
+fn workflow_task_failing_twice_then_succeeding_completes_on_third_attempt() {
+    let mut f = Flow::new(THREE);
+    f.set("FAKE_FAIL", "2:2");
+    let out = f.auto(&["--agent", "claude"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_eq!(f.runs_of("2"), 3);
+    let t2 = f.task("2");
+    assert_eq!(t2["status"], "completed");
+    assert_eq!(t2["attempts"], 3);
+}
+
+#[test]
+fn workflow_failing_verify_leaves_the_task_unticked() {
+    let md = "- [ ] 1. Passes\n  - _Verify: `true`_\n- [ ] 2. Fails verify\n  - _Verify: `test -e no-such-file`_\n";
+    let f = Flow::new(md);
+    let out = f.auto(&["--agent", "claude", "--attempts", "1"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let md = f.tasks_md();
+    assert!(md.contains("- [x] 1. Passes"), "{md}");
+    assert!(md.contains("- [ ] 2. Fails verify"), "{md}");
+    let t2 = f.task("2");
+    assert_eq!(t2["status"], "failed");
+    assert_eq!(t2["outcome"], "verify_failed");
+    assert!(
+        t2["error"].as_str().unwrap().contains("no-such-file"),
+        "{t2}"
+    );
+}
+
+#[test]
+fn workflow_ids_compare_exactly_when_ticking() {
+    let md = "- [ ] 1. Parent\n  - [ ] 1.1. Child one\n  - [ ] 1.2. Child two\n    - _Verify: `false`_\n- [ ] 10. Ten\n  - _Verify: `false`_\n";
+    let f = Flow::new(md);
+    let out = f.auto(&["--agent", "claude", "--attempts", "1"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let after = f.tasks_md();
+    // Exactly one byte changed: the checkbox of 1.1.
+    let diff: Vec<usize> = md
+        .bytes()
+        .zip(after.bytes())
+        .enumerate()
+        .filter(|(_, (a, b))| a != b)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(md.len(), after.len());
+    assert_eq!(diff.len(), 1, "{after}");
+    assert!(after.contains("- [x] 1.1. Child one"));
+    assert!(after.contains("- [ ] 1. Parent") && after.contains("- [ ] 10. Ten"));
+    assert_eq!(f.task("1.1")["status"], "completed");
+    assert_eq!(f.task("10")["status"], "failed");
+    assert!(f.task("1").is_null(), "a parent is not a task to run");
+}
+
+#[test]
+fn workflow_killed_mid_run_then_continue_never_redoes_completed_tasks() {
+    let md =
+        "- [ ] 1. Fast\n- [ ] 2. Slow\n  - _Depends: 1_\n- [ ] 3. After slow\n  - _Depends: 2_\n";
+    let mut f = Flow::new(md);
+    f.set("FAKE_SLOW", "2").set("FAKE_SLOW_SECS", "30");
+    let mut child = f
+        .cmd(&[
+            "workflow-auto",
+            "demo",
+            "A demo feature",
+            "--agent",
+            "claude",
+            "--task-timeout",
+            "60",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || f.runs_of("2") == 1),
+        "task 2 never started: {:?}",
+        f.log()
+    );
+    unsafe_kill(child.id() as i32, 9);
+    child.wait().unwrap();
+    // The slow agent outlives the killed workflow until someone sweeps.
+    assert_eq!(f.task("2")["status"], "in_progress");
+
+    // `continue` must not wait 30 s for the old slow run: it is swept, then rerun fast.
+    f.env.retain(|(k, _)| k != "FAKE_SLOW");
+    let out = f.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_eq!(f.runs_of("1"), 1, "task 1 ran again: {:?}", f.log());
+    assert_eq!(f.runs_of("2"), 2);
+    assert_eq!(f.runs_of("3"), 1);
+    assert!(diag(&out).contains("orphaned"), "{}", diag(&out));
+    assert_eq!(f.task("3")["status"], "completed");
+    // Nothing of the killed run is left.
+    assert!(pids_with_env("QW_TEST_MARKER", &f.guard.0).is_empty());
+}
+
+#[test]
+fn workflow_bad_input_exits_2_and_writes_nothing() {
+    let f = Flow::new(THREE);
+    let claude_dir = f.p.claude();
+    let before: Vec<_> = std::fs::read_dir(&claude_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+
+    // No claude on PATH.
+    let mut c =
+        f.p.qw(&["workflow-auto", "demo", "A demo", "--agent", "claude"]);
+    c.env("PATH", "/usr/bin:/bin");
+    let out = c.output().unwrap();
+    assert_eq!(code(&out), 2, "{}", diag(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("claude") && err.contains("--agent offline"),
+        "{err}"
+    );
+
+    for args in [
+        vec!["workflow-auto", "../x", "desc", "--agent", "offline"],
+        vec!["workflow-auto", "a/b", "desc", "--agent", "offline"],
+        vec!["workflow-auto", "", "desc", "--agent", "offline"],
+        vec![
+            "workflow-auto",
+            "demo",
+            "desc",
+            "--agent-cmd",
+            "prog 'unbalanced",
+        ],
+        vec![
+            "workflow-auto",
+            "demo",
+            "desc",
+            "--agent-cmd",
+            "prog {nope}",
+        ],
+        vec!["workflow-auto", "demo", "desc", "--agent", "command"],
+        vec!["workflow-auto", "demo", "desc", "--parallel", "0"],
+        vec!["workflow-continue", "never-started"],
+    ] {
+        let out = f.run(&args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", diag(&out));
+        assert!(stderr(&out).contains("error:"), "{args:?}: {}", diag(&out));
+    }
+    let after: Vec<_> = std::fs::read_dir(&claude_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(before, after, "bad input wrote into .claude/");
+    assert!(!f.path().join("x").exists());
+
+    // A cyclic tasks.md already in place: refused before any agent runs, naming the line.
+    f.p.write(
+        ".claude/specs/demo/tasks.md",
+        "- [ ] 1. A\n  - _Depends: 2_\n- [ ] 2. B\n  - _Depends: 1_\n",
+    );
+    let out = f.run(&["workflow-auto", "demo", "desc", "--agent", "claude"]);
+    assert_eq!(code(&out), 2, "{}", diag(&out));
+    assert!(stderr(&out).contains("line"), "{}", diag(&out));
+    assert!(f.log().is_empty(), "an agent ran");
+    assert!(!f.path().join(".claude/unified_state.json").exists());
+}
+
+#[test]
+fn workflow_sigint_stops_everything_and_continue_finishes() {
+    let mut f = Flow::new(THREE);
+    f.set("FAKE_SLOW", "1").set("FAKE_SLOW_SECS", "30");
+    let mut child = f
+        .cmd(&[
+            "workflow-auto",
+            "demo",
+            "A demo feature",
+            "--agent",
+            "claude",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || f.runs_of("1") == 1));
+    let start = Instant::now();
+    unsafe_kill(child.id() as i32, 2);
+    let status = child.wait().unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(status.code(), Some(130));
+    assert!(pids_with_env("QW_TEST_MARKER", &f.guard.0).is_empty());
+    assert_eq!(f.task("1")["status"], "pending");
+}
+
+#[test]
+fn workflow_cost_ceiling_stops_new_work_and_continue_resumes() {
+    let md = "- [ ] 1. One\n- [ ] 2. Two\n  - _Depends: 1_\n- [ ] 3. Three\n  - _Depends: 2_\n";
+    let mut f = Flow::new(md);
+    f.set("FAKE_COST_IMPL", "0.40");
+    let out = f.auto(&["--agent", "claude", "--max-cost-per-run", "1.00"]);
+    assert_eq!(code(&out), 3, "{}", diag(&out));
+    assert_eq!(f.runs_of("1"), 1);
+    assert_eq!(f.runs_of("2"), 1);
+    assert_eq!(f.runs_of("3"), 0, "the third task started");
+    let t3 = f.task("3");
+    assert_eq!(t3["outcome"], "budget_exceeded");
+    assert!(stderr(&out).contains("workflow-continue"), "{}", diag(&out));
+
+    let out = f.run(&["workflow-continue", "demo", "--max-cost-per-run", "5"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_eq!(f.runs_of("1"), 1);
+    assert_eq!(f.runs_of("2"), 1);
+    assert_eq!(f.runs_of("3"), 1);
+    let cost = f.state()["specifications"]["demo"]["cost_usd"]
+        .as_f64()
+        .unwrap();
+    assert!((cost - 1.20).abs() < 1e-6, "{cost}");
+}
+
+#[test]
+fn workflow_usage_limit_pauses_with_paused_until_and_continue_resumes() {
+    let mut f = Flow::new(THREE);
+    let flag = f.path().join("limited");
+    std::fs::write(&flag, "").unwrap();
+    f.set("FAKE_LIMIT", "1")
+        .set("FAKE_LIMIT_FILE", &flag.display().to_string());
+    let out = f.auto(&["--agent", "claude"]);
+    assert_eq!(code(&out), 3, "{}", diag(&out));
+    assert_eq!(f.runs_of("1"), 1, "usage limits are not retried");
+    let spec = &f.state()["specifications"]["demo"];
+    let until = spec["paused_until"].as_str().unwrap().to_owned();
+    assert!(until.starts_with("20"), "{until}");
+    assert_eq!(f.task("1")["outcome"], "usage_limited");
+
+    std::fs::remove_file(&flag).unwrap();
+    let out = f.run(&["workflow-continue", "demo"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(f.state()["specifications"]["demo"]["paused_until"].is_null());
+}
+
+#[test]
+fn workflow_non_retryable_outcomes_are_not_retried() {
+    let mut f = Flow::new(THREE);
+    f.set("FAKE_LOGIN", "1");
+    let out = f.auto(&["--agent", "claude", "--attempts", "3"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert_eq!(f.runs_of("1"), 1);
+    assert_eq!(f.task("1")["outcome"], "agent_error");
+    // Its dependents are blocked, the independent task completed.
+    assert_eq!(f.task("2")["status"], "blocked");
+    assert_eq!(f.task("3")["status"], "completed");
+}
+
+#[test]
+fn workflow_fail_fast_starts_nothing_after_a_failure() {
+    let md = "- [ ] 1. Fails\n  - _Verify: `false`_\n- [ ] 2. Later\n  - _Depends: 1_\n- [ ] 3. Independent but later\n  - _Depends: 4_\n- [ ] 4. Slow\n";
+    let mut f = Flow::new(md);
+    f.set("FAKE_SLOW", "4").set("FAKE_SLOW_SECS", "1");
+    let out = f.auto(&[
+        "--agent",
+        "claude",
+        "--attempts",
+        "1",
+        "--fail-fast",
+        "--parallel",
+        "2",
+    ]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert_eq!(f.runs_of("4"), 1, "the running task finished");
+    assert_eq!(f.runs_of("3"), 0, "a new task started after the failure");
+}
+
+#[test]
+fn workflow_offline_agent_completes_and_reports_in_json() {
+    let f = Flow::new(THREE);
+    let out = f.run(&[
+        "--json",
+        "workflow-auto",
+        "offline-demo",
+        "Say hello",
+        "--agent",
+        "offline",
+    ]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let last = last_json(&out);
+    assert_eq!(last["event"], "finished");
+    assert_eq!(last["result"], "completed");
+    assert!(last["total"].as_u64().unwrap() >= 1);
+    assert_eq!(last["completed"], last["total"]);
+    for line in stdout(&out).lines() {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    }
+    assert!(f.log().is_empty(), "the fake claude ran");
+}
+
+#[test]
+fn workflow_dry_run_starts_and_writes_nothing() {
+    let f = Flow::new(THREE);
+    f.p.write(".claude/specs/demo/tasks.md", THREE);
+    let out = f.run(&[
+        "workflow-auto",
+        "demo",
+        "desc",
+        "--agent",
+        "claude",
+        "--dry-run",
+    ]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(stderr(&out).contains("task 2 Second"), "{}", diag(&out));
+    assert!(f.log().is_empty());
+    assert!(!f.path().join(".claude/unified_state.json").exists());
+}
