@@ -189,6 +189,10 @@ impl Workflow {
         let started = Instant::now();
         let summary = drive(&run, &progress, started);
         progress.finish();
+        let keep = agent::runs::keep_from_settings(&settings);
+        if let Err(e) = agent::runs::prune(&self.project, keep) {
+            tracing::warn!("could not prune old runs in `{}`: {e}", self.project.runs_dir().display());
+        }
         let summary = summary?;
         progress.emit(Event::Finished {
             result: summary.ending.as_str().to_owned(),
@@ -897,6 +901,12 @@ fn start_in_state(store: &StateStore, w: &Workflow, spec: &Spec) -> Result<f64, 
             entry.description = w.description.clone();
         }
         entry.extra.insert(OPTIONS_KEY.into(), options);
+        if let serde_json::Value::Object(map) =
+            crate::admission::probes::Probes::read().system_stats_json()
+        {
+            s.resources.system_stats = map;
+        }
+        let entry = spec_entry(s, spec.name());
         entry.paused_until = None;
         for task in entry.tasks.values_mut() {
             // Interrupted (qw killed), failed, blocked: run again; completed: never.
