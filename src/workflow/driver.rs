@@ -191,7 +191,10 @@ impl Workflow {
         progress.finish();
         let keep = agent::runs::keep_from_settings(&settings);
         if let Err(e) = agent::runs::prune(&self.project, keep) {
-            tracing::warn!("could not prune old runs in `{}`: {e}", self.project.runs_dir().display());
+            tracing::warn!(
+                "could not prune old runs in `{}`: {e}",
+                self.project.runs_dir().display()
+            );
         }
         let summary = summary?;
         progress.emit(Event::Finished {
