@@ -26,9 +26,20 @@ fn calls(p: &TestProject) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A project whose admission limits never refuse: consume admits every run, and the
+/// shared test machine is busy. Admission itself is tested in `admission.rs`.
+fn project() -> TestProject {
+    let p = TestProject::new();
+    p.write(
+        ".claude/settings.local.json",
+        r#"{"resource_limits": {"max_load": 1000, "max_memory": 1.0, "high_impact_load": 1000}}"#,
+    );
+    p
+}
+
 #[test]
 fn consume_success_runs_qw_command_and_deletes_the_file() {
-    let p = TestProject::new();
+    let p = project();
     let s = p.run(&["suggest", "/dev-mode on"]);
     assert_eq!(s.status.code(), Some(0), "{}", stderr(&s));
     assert_eq!(p.read(".claude/next_command.txt"), "/dev-mode on\n");
@@ -47,7 +58,7 @@ fn consume_success_runs_qw_command_and_deletes_the_file() {
 
 #[test]
 fn consume_with_nothing_to_do_succeeds() {
-    let p = TestProject::new();
+    let p = project();
     let out = p.run(&["consume"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("no suggestion"), "{}", stdout(&out));
@@ -55,7 +66,7 @@ fn consume_with_nothing_to_do_succeeds() {
 
 #[test]
 fn consume_slash_command_goes_to_claude_and_fails_after_three_attempts() {
-    let p = TestProject::new();
+    let p = project();
     let path = fake_claude(&p, 1);
     p.write(".claude/next_command.txt", "/spec-execute 2.1 user-auth\n");
     let mut cmd = p.qw(&["--json", "consume", "--once", "--retry-delay", "0.1"]);
@@ -96,7 +107,7 @@ fn consume_slash_command_goes_to_claude_and_fails_after_three_attempts() {
 
 #[test]
 fn consume_refuses_injections_without_running_anything() {
-    let p = TestProject::new();
+    let p = project();
     let path = fake_claude(&p, 0);
     let pwned = p.path().join("PWNED");
     let attempts = [
@@ -118,7 +129,8 @@ fn consume_refuses_injections_without_running_anything() {
         assert!(!pwned.exists(), "{text} ran");
         assert!(calls(&p).is_empty(), "{text} reached claude");
         assert!(
-            !p.claude().join("settings.local.json").exists(),
+            !p.read(".claude/settings.local.json")
+                .contains("\"enabled\": true"),
             "{text} ran dev-mode"
         );
         assert!(!p.claude().join("next_command.txt").exists());
@@ -129,7 +141,7 @@ fn consume_refuses_injections_without_running_anything() {
 
 #[test]
 fn consume_without_claude_fails_clearly_and_at_once() {
-    let p = TestProject::new();
+    let p = project();
     let empty = p.path().join("empty-bin");
     std::fs::create_dir_all(&empty).unwrap();
     p.write(".claude/next_command.txt", "/spec-design user-auth\n");
@@ -159,7 +171,7 @@ fn consume_watch_polling_fallback_picks_up_a_new_suggestion() {
 }
 
 fn watch_scenario(extra: &[&str], mode: &str) {
-    let p = TestProject::new();
+    let p = project();
     let m = marker();
     let _guard = MarkerGuard(m.clone());
     let out_path = p.path().join("watch.out");
@@ -210,7 +222,7 @@ fn watch_scenario(extra: &[&str], mode: &str) {
 
 #[test]
 fn consume_sigint_during_a_run_stops_it_and_leaves_the_suggestion() {
-    let p = TestProject::new();
+    let p = project();
     let m = marker();
     let _guard = MarkerGuard(m.clone());
     let started = p.path().join("started");
