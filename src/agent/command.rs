@@ -300,17 +300,8 @@ mod tests {
     fn report(exit_code: i32) -> ExecReport {
         ExecReport {
             exit_code,
-            signal: None,
-            timed_out: false,
-            stalled: false,
-            interrupted_by: None,
-            escalated_to_kill: false,
             duration_ms: 10,
-            leftovers_killed: 0,
-            leftovers: vec![],
-            spawn_error: None,
-            run_id: "r".into(),
-            admission_wait_ms: 0,
+            ..ExecReport::new("r")
         }
     }
 

@@ -434,18 +434,8 @@ mod tests {
             run_dir: dir.path().join("run"),
         };
         let report = crate::exec::ExecReport {
-            exit_code: 0,
-            signal: None,
-            timed_out: false,
-            stalled: false,
-            interrupted_by: None,
-            escalated_to_kill: false,
             duration_ms: 5,
-            leftovers_killed: 0,
-            leftovers: vec![],
-            spawn_error: None,
-            run_id: "r".into(),
-            admission_wait_ms: 0,
+            ..crate::exec::ExecReport::new("r")
         };
         let judge = |stdout: &str| {
             ClaudeAgent::new().classify(

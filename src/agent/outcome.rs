@@ -758,17 +758,8 @@ mod tests {
     fn report(exit_code: i32) -> ExecReport {
         ExecReport {
             exit_code,
-            signal: None,
-            timed_out: false,
-            stalled: false,
-            interrupted_by: None,
-            escalated_to_kill: false,
             duration_ms: 1500,
-            leftovers_killed: 0,
-            leftovers: Vec::new(),
-            spawn_error: None,
-            run_id: "1.2.abc".into(),
-            admission_wait_ms: 0,
+            ..ExecReport::new("1.2.abc")
         }
     }
 

@@ -192,6 +192,27 @@ pub struct ExecReport {
     pub admission_wait_ms: u64,
 }
 
+impl ExecReport {
+    /// A report for run `run_id` that says nothing happened yet: exit 0, no signal, no
+    /// timeout, no leftovers, zero duration. Fill in what is known.
+    pub fn new(run_id: impl Into<String>) -> ExecReport {
+        ExecReport {
+            exit_code: 0,
+            signal: None,
+            timed_out: false,
+            stalled: false,
+            interrupted_by: None,
+            escalated_to_kill: false,
+            duration_ms: 0,
+            leftovers_killed: 0,
+            leftovers: Vec::new(),
+            spawn_error: None,
+            run_id: run_id.into(),
+            admission_wait_ms: 0,
+        }
+    }
+}
+
 /// Failures of the executor itself (not of the program it ran).
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {

@@ -35,20 +35,7 @@ pub fn supervise(spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, ExecErr
         .run_id
         .clone()
         .unwrap_or_else(|| RunId::new_for_self().to_string());
-    let mut report = ExecReport {
-        exit_code: 0,
-        signal: None,
-        timed_out: false,
-        stalled: false,
-        interrupted_by: None,
-        escalated_to_kill: false,
-        duration_ms: 0,
-        leftovers_killed: 0,
-        leftovers: Vec::new(),
-        spawn_error: None,
-        run_id: run_id.clone(),
-        admission_wait_ms: 0,
-    };
+    let mut report = ExecReport::new(run_id.clone());
 
     let mut command = build_command(spec, &run_id)?;
     let child = match command.spawn() {
