@@ -6,6 +6,18 @@ use std::time::Duration;
 
 use crate::support::*;
 
+/// Admission limits that admit whatever the real load is: the machine running the tests
+/// is shared and often busier than the default `max_load` allows.
+const PERMISSIVE: &str =
+    r#"{"resource_limits": {"max_load": 1000, "max_memory": 1.0, "high_impact_load": 1000}}"#;
+
+/// A project whose `qw exec --admit` runs are never held back by the machine's load.
+fn permissive_project() -> TestProject {
+    let p = TestProject::new();
+    p.write(".claude/settings.local.json", PERMISSIVE);
+    p
+}
+
 /// A fake `claude` that records each call in `calls.txt` and exits with `code`.
 fn fake_claude(p: &TestProject, code: i32) -> String {
     let calls = p.path().join("calls.txt");
@@ -28,7 +40,7 @@ fn calls(p: &TestProject) -> Vec<String> {
 
 #[test]
 fn consume_success_runs_qw_command_and_deletes_the_file() {
-    let p = TestProject::new();
+    let p = permissive_project();
     let s = p.run(&["suggest", "/dev-mode on"]);
     assert_eq!(s.status.code(), Some(0), "{}", stderr(&s));
     assert_eq!(p.read(".claude/next_command.txt"), "/dev-mode on\n");
@@ -55,7 +67,7 @@ fn consume_with_nothing_to_do_succeeds() {
 
 #[test]
 fn consume_slash_command_goes_to_claude_and_fails_after_three_attempts() {
-    let p = TestProject::new();
+    let p = permissive_project();
     let path = fake_claude(&p, 1);
     p.write(".claude/next_command.txt", "/spec-execute 2.1 user-auth\n");
     let mut cmd = p.qw(&["--json", "consume", "--once", "--retry-delay", "0.1"]);
@@ -159,7 +171,7 @@ fn consume_watch_polling_fallback_picks_up_a_new_suggestion() {
 }
 
 fn watch_scenario(extra: &[&str], mode: &str) {
-    let p = TestProject::new();
+    let p = permissive_project();
     let m = marker();
     let _guard = MarkerGuard(m.clone());
     let out_path = p.path().join("watch.out");
@@ -210,7 +222,7 @@ fn watch_scenario(extra: &[&str], mode: &str) {
 
 #[test]
 fn consume_sigint_during_a_run_stops_it_and_leaves_the_suggestion() {
-    let p = TestProject::new();
+    let p = permissive_project();
     let m = marker();
     let _guard = MarkerGuard(m.clone());
     let started = p.path().join("started");
