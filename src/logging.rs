@@ -1,9 +1,9 @@
 //! Diagnostics: `tracing` to stderr and, inside a project, to daily files in `.claude/logs/`.
 //!
 //! Owns: the global subscriber, the daily log file (`qw-YYYY-MM-DD.log`, local date, last
-//! 14 kept), the fallback when that file cannot be written, and the shape of recorded
-//! errors. Must not: fail a command. Every logging problem ends in a one-time notice on
-//! stderr and a fallback file in the temp directory, never in an error.
+//! 14 kept), the fallback when that file cannot be written, and recording errors (log
+//! and the state's `errors`). Must not: fail a command. Every logging problem ends in a
+//! one-time notice on stderr and a fallback file in the temp directory, never in an error.
 //!
 //! Cheap by design: the log file is opened on the first event that reaches it, so a
 //! command that logs nothing (`qw exec -- true`) never touches `.claude/logs/`.
@@ -286,13 +286,21 @@ pub struct ErrorContext {
     pub exit_code: Option<i32>,
 }
 
-/// Record an error with its component, message and context: in the log now, and in the
-/// state's `errors` list (last 100) once that is wired.
+/// Record an error with its component, message and context: in the log, and inside a
+/// project in the state's `errors` list (last 100). Never fails: if the state cannot be
+/// updated, that is one warning in the log.
 pub fn record_error(project: &Project, component: &str, message: &str, context: &ErrorContext) {
-    let ctx = serde_json::to_string(context).unwrap_or_default();
+    let ctx = serde_json::to_value(context).unwrap_or(serde_json::Value::Null);
     tracing::error!(target: RECORDED_ERRORS, component, context = %ctx, "{message}");
-    // lead: wire to state::StateStore::new(project).update(|s| s.record_error(component, message, context))
-    let _ = project;
+    // Outside a project there is no state to add to, and recording must not create one.
+    if !project.exists() {
+        return;
+    }
+    if let Err(e) =
+        crate::state::StateStore::new(project).update(|s| s.record_error(component, message, ctx))
+    {
+        tracing::warn!("could not record the error in the state: {e}");
+    }
 }
 
 /// The next step to suggest for an error in this context.

@@ -270,3 +270,48 @@ fn consume_sigint_during_a_run_stops_it_and_leaves_the_suggestion() {
         "the agent survived"
     );
 }
+
+#[test]
+fn consume_failure_records_errors_with_component_and_context_in_the_state() {
+    let p = permissive_project();
+    let path = fake_claude(&p, 1);
+    p.write(".claude/next_command.txt", "/spec-execute 2.1 user-auth\n");
+    let mut cmd = p.qw(&[
+        "consume",
+        "--once",
+        "--attempts",
+        "2",
+        "--retry-delay",
+        "0.1",
+    ]);
+    cmd.env("PATH", &path);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    let state: serde_json::Value =
+        serde_json::from_str(&p.read(".claude/unified_state.json")).unwrap();
+    let errors = state["errors"].as_array().expect("errors list");
+    // One entry per failed attempt, then the give-up.
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    for (i, e) in errors.iter().take(2).enumerate() {
+        assert_eq!(e["component"], "consume", "{e}");
+        assert_eq!(e["context"]["command"], "consume", "{e}");
+        assert_eq!(e["context"]["attempt"], i + 1, "{e}");
+        assert_eq!(e["context"]["exit_code"], 1, "{e}");
+        assert!(
+            e["error"].as_str().unwrap().contains("exited with 1"),
+            "{e}"
+        );
+        assert!(e["timestamp"].is_string(), "{e}");
+    }
+    let last = &errors[2];
+    assert_eq!(last["component"], "consume");
+    assert_eq!(last["context"]["attempt"], 2);
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap()
+            .contains("on each of 2 attempt(s)"),
+        "{last}"
+    );
+}
