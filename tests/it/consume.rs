@@ -315,3 +315,60 @@ fn consume_failure_records_errors_with_component_and_context_in_the_state() {
         "{last}"
     );
 }
+
+#[test]
+fn consume_caps_the_admission_wait_at_60_seconds() {
+    let p = TestProject::new();
+    // Refuse everything, so the attempt sits in the admission wait where we can look at it.
+    p.write(
+        ".claude/settings.local.json",
+        r#"{"resource_limits": {"max_load": 0, "acquire_timeout_s": 300}}"#,
+    );
+    let m = marker();
+    let _guard = MarkerGuard(m.clone());
+    let path = fake_claude(&p, 0);
+    p.write(".claude/next_command.txt", "/spec-execute 1 x\n");
+    let mut child = p
+        .qw(&["consume", "--once", "--attempts", "1"])
+        .env("PATH", &path)
+        .env("QW_TEST_MARKER", &m)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let consume_pid = i32::try_from(child.id()).unwrap();
+    let mut exec_argv: Vec<String> = Vec::new();
+    let found = wait_until(Duration::from_secs(20), || {
+        exec_argv = pids_with_env("QW_TEST_MARKER", &m)
+            .into_iter()
+            .filter(|&pid| pid != consume_pid)
+            .filter_map(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+            .map(|raw| {
+                raw.split(|&b| b == 0)
+                    .map(|w| String::from_utf8_lossy(w).into_owned())
+                    .collect::<Vec<_>>()
+            })
+            .find(|argv| argv.iter().any(|w| w == "exec"))
+            .unwrap_or_default();
+        !exec_argv.is_empty()
+    });
+    unsafe_kill(consume_pid, 2);
+    let exited = wait_until(Duration::from_secs(20), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !exited {
+        unsafe_kill(consume_pid, 9);
+    }
+    let _ = child.wait();
+    assert!(found, "no `qw exec` child seen");
+    let i = exec_argv
+        .iter()
+        .position(|w| w == "--admit-timeout")
+        .unwrap_or_else(|| panic!("no --admit-timeout: {exec_argv:?}"));
+    assert_eq!(exec_argv[i + 1], "60", "{exec_argv:?}");
+    assert!(
+        calls(&p).is_empty(),
+        "claude ran although admission refused"
+    );
+}
