@@ -160,8 +160,12 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
         crate::fs::write_durable(path, &json)
             .map_err(|e| CliError::with_code(exit::EXEC_FAILED, e.to_string()))?;
     }
-    if ctx.global.json {
-        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    // A closed stdout loses only the report; the exit status stays the program's.
+    if ctx.global.json
+        && let Err(e) = super::out::line(serde_json::to_string(&report).unwrap_or_default())
+        && !e.is_stdout_closed()
+    {
+        eprintln!("qw: warning: {}", e.message);
     }
     Ok(report.exit_code)
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use clap::Args;
 use serde_json::{Value, json};
 
+use super::out::outln;
 use super::{CliError, CmdResult, Ctx};
 use crate::admission::{
     Admission, AdmissionError, Decision, Impact, Limit, Probes, SlotGuard, Waiting, decide, policy,
@@ -81,7 +82,7 @@ pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
             "decisions": decisions.iter().map(|(i, d)| (i.as_str().to_owned(), serde_json::to_value(d).unwrap_or(Value::Null))).collect::<serde_json::Map<_, _>>(),
             "system_stats": probes.system_stats_json(),
         });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default())?;
         return Ok(exit::SUCCESS);
     }
 
@@ -166,7 +167,7 @@ pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
     ));
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {
-        println!("{k:<width$}  {v}");
+        outln!("{k:<width$}  {v}")?;
     }
     Ok(exit::SUCCESS)
 }

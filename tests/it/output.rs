@@ -43,3 +43,78 @@ fn output_state_warning_is_a_plain_qw_warning_line_naming_both_files() {
         "{list}"
     );
 }
+
+/// Run `qw ARGS` with stdout a pipe whose reading end is already closed, so every write
+/// fails with EPIPE (what `qw … | head -1` does once `head` has its line).
+fn run_with_closed_stdout(p: &TestProject, args: &[&str]) -> std::process::Output {
+    let (read, write) = nix::unistd::pipe().unwrap();
+    drop(read);
+    p.qw(args)
+        .stdout(std::process::Stdio::from(write))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn output_closed_stdout_ends_commands_quietly_with_exit_0() {
+    let p = TestProject::new();
+    // A recorded run creates the state that backups copy.
+    assert!(p.run(&["exec", "--", "true"]).status.success());
+    assert!(p.run(&["state-backup", "one"]).status.success());
+    assert!(
+        p.run(&["spec-create", "user-auth", "Log in"])
+            .status
+            .success()
+    );
+    let cases: &[&[&str]] = &[
+        &["completions", "bash"],
+        &["state-backup", "--list"],
+        &["--json", "state-backup", "--list"],
+        &["state-backup", "two"],
+        &["resources"],
+        &["--json", "resources"],
+        &["sweep", "--project-only"],
+        &["spec-list"],
+        &["--json", "spec-list"],
+    ];
+    for args in cases {
+        let o = run_with_closed_stdout(&p, args);
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?} said something: {err}");
+    }
+    // The action itself happened; only its report was lost.
+    assert!(p.claude().join("backups/state/two.json").exists());
+
+    // `qw exec --json` keeps the program's exit status when its report cannot be written.
+    let o = run_with_closed_stdout(&p, &["--json", "exec", "--", "sh", "-c", "exit 3"]);
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+}
+
+#[test]
+fn output_head_1_reads_the_first_line_and_qw_exits_0() {
+    let p = TestProject::new();
+    assert!(p.run(&["exec", "--", "true"]).status.success());
+    for i in 0..5 {
+        assert!(p.run(&["state-backup", &format!("b{i}")]).status.success());
+    }
+    for cmd in ["completions bash", "state-backup --list"] {
+        let script = format!(
+            "'{}' -C '{}' {cmd} | head -1; echo \"rc=${{PIPESTATUS[0]}}\" >&2",
+            qw_bin().display(),
+            p.path().display()
+        );
+        let o = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .env("QW_RUNTIME_DIR", p.path().join(".qw-runtime"))
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{cmd}: {err}");
+        assert!(err.contains("rc=0"), "{cmd}: {err}");
+        assert_eq!(stdout(&o).lines().count(), 1, "{cmd}: {}", stdout(&o));
+    }
+}
