@@ -1,9 +1,9 @@
 //! Diagnostics: `tracing` to stderr and, inside a project, to daily files in `.claude/logs/`.
 //!
 //! Owns: the global subscriber, the daily log file (`qw-YYYY-MM-DD.log`, local date, last
-//! 14 kept), the fallback when that file cannot be written, and the shape of recorded
-//! errors. Must not: fail a command. Every logging problem ends in a one-time notice on
-//! stderr and a fallback file in the temp directory, never in an error.
+//! 14 kept), the fallback when that file cannot be written, and recording errors (log
+//! and the state's `errors`). Must not: fail a command. Every logging problem ends in a
+//! one-time notice on stderr and a fallback file in the temp directory, never in an error.
 //!
 //! Cheap by design: the log file is opened on the first event that reaches it, so a
 //! command that logs nothing (`qw exec -- true`) never touches `.claude/logs/`.
@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use tracing_subscriber::filter::LevelFilter;
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::{FmtContext, MakeWriter};
 use tracing_subscriber::prelude::*;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::project::Project;
@@ -56,8 +58,7 @@ pub fn init(verbosity: Verbosity, project_dir: Option<&Path>) {
     let terminal = tracing_subscriber::fmt::layer()
         .with_writer(io::stderr)
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
-        .with_target(false)
-        .without_time()
+        .event_format(TerminalFormat)
         .with_filter(filter);
 
     let project = match project_dir {
@@ -80,6 +81,47 @@ pub fn init(verbosity: Verbosity, project_dir: Option<&Path>) {
         .with(terminal)
         .with(file)
         .try_init();
+}
+
+/// Terminal lines in the shape of qw's own messages: `qw: warning: …`, `qw: error: …`
+/// (`info`, `debug`, `trace` likewise), the event's other fields after the message. The
+/// level word is coloured only when the layer writes ANSI (stderr is a terminal).
+#[derive(Debug, Clone, Copy)]
+pub struct TerminalFormat;
+
+impl TerminalFormat {
+    /// The word for `level` in `qw: WORD: …` and its ANSI colour code.
+    fn word(level: tracing::Level) -> (&'static str, &'static str) {
+        match level {
+            tracing::Level::ERROR => ("error", "31"),
+            tracing::Level::WARN => ("warning", "33"),
+            tracing::Level::INFO => ("info", "32"),
+            tracing::Level::DEBUG => ("debug", "34"),
+            tracing::Level::TRACE => ("trace", "35"),
+        }
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for TerminalFormat
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let (word, colour) = Self::word(*event.metadata().level());
+        if writer.has_ansi_escapes() {
+            write!(writer, "qw: \x1b[{colour}m{word}\x1b[0m: ")?;
+        } else {
+            write!(writer, "qw: {word}: ")?;
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 /// Today's log file name, e.g. `qw-2025-08-05.log`.
@@ -286,13 +328,21 @@ pub struct ErrorContext {
     pub exit_code: Option<i32>,
 }
 
-/// Record an error with its component, message and context: in the log now, and in the
-/// state's `errors` list (last 100) once that is wired.
+/// Record an error with its component, message and context: in the log, and inside a
+/// project in the state's `errors` list (last 100). Never fails: if the state cannot be
+/// updated, that is one warning in the log.
 pub fn record_error(project: &Project, component: &str, message: &str, context: &ErrorContext) {
-    let ctx = serde_json::to_string(context).unwrap_or_default();
+    let ctx = serde_json::to_value(context).unwrap_or(serde_json::Value::Null);
     tracing::error!(target: RECORDED_ERRORS, component, context = %ctx, "{message}");
-    // lead: wire to state::StateStore::new(project).update(|s| s.record_error(component, message, context))
-    let _ = project;
+    // Outside a project there is no state to add to, and recording must not create one.
+    if !project.exists() {
+        return;
+    }
+    if let Err(e) =
+        crate::state::StateStore::new(project).update(|s| s.record_error(component, message, ctx))
+    {
+        tracing::warn!("could not record the error in the state: {e}");
+    }
 }
 
 /// The next step to suggest for an error in this context.
@@ -354,6 +404,46 @@ mod tests {
         assert_eq!(names.len(), KEEP_DAYS + 1);
         assert_eq!(names[0], "other.txt");
         assert_eq!(names[1], "qw-2025-01-07.log");
+    }
+
+    /// Format one warning with `TerminalFormat`, ANSI on or off.
+    fn terminal_line(ansi: bool) -> String {
+        let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = Arc::clone(&buf);
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || SharedBuf(Arc::clone(&sink)))
+            .with_ansi(ansi)
+            .event_format(TerminalFormat)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(path = "a.json", "state was corrupt");
+        });
+        String::from_utf8(buf.lock().unwrap().clone()).unwrap()
+    }
+
+    struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for SharedBuf {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn terminal_lines_read_qw_warning_and_colour_only_with_ansi() {
+        assert_eq!(
+            terminal_line(false),
+            "qw: warning: state was corrupt path=\"a.json\"\n"
+        );
+        let coloured = terminal_line(true);
+        assert!(
+            coloured.starts_with("qw: \x1b[33mwarning\x1b[0m: state was corrupt"),
+            "{coloured:?}"
+        );
     }
 
     #[test]

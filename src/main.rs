@@ -28,6 +28,8 @@ fn main() -> ExitCode {
     let is_exec = matches!(cli.command, Command::Exec(_));
     match cli::run(cli) {
         Ok(code) => to_exit_code(code),
+        // The reader of stdout went away (`qw … | head -1`): it has what it wanted.
+        Err(e) if e.is_stdout_closed() => to_exit_code(exit::SUCCESS),
         Err(e) => {
             eprintln!("qw: error: {}", e.message);
             for hint in &e.hints {

@@ -19,6 +19,9 @@ pub struct CompletionsArgs {
 /// Run `qw completions`.
 pub fn run(_ctx: &Ctx, args: CompletionsArgs) -> CmdResult {
     let mut cmd = Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "qw", &mut std::io::stdout());
+    // Into memory first: clap_complete panics when its writer fails (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "qw", &mut script);
+    super::out::bytes(&script)?;
     Ok(0)
 }

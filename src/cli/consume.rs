@@ -42,7 +42,7 @@ pub struct SuggestArgs {
 /// Arguments of `qw consume`.
 #[derive(Debug, Args)]
 #[command(after_long_help = "\
-Runs `.claude/next_command.txt` through `qw exec --admit`: qw's own commands as a qw child,
+Runs `.claude/next_command.txt` through `qw exec --admit --admit-timeout 60`: qw's own commands as a qw child,
 other slash commands as `claude -p \"/cmd args\" --output-format json`. Up to 3 attempts,
 5 s apart; on success the file is deleted, after the last failure (or when the command is
 refused) it moves to `.claude/next_command.failed.txt` with the reason.
@@ -344,6 +344,9 @@ impl Consumer<'_> {
             root.clone(),
             "exec".into(),
             "--admit=normal".into(),
+            // CONTRACT §7: consume waits at most 60 s for admission per attempt.
+            "--admit-timeout".into(),
+            "60".into(),
             "--no-record".into(),
             "--".into(),
         ];

@@ -9,8 +9,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use clap::Args;
 
 use super::{CliError, CmdResult, Ctx};
-use crate::dashboard::{self, DashboardConfig};
+use crate::admission::{Admission, Limits, Probes, Slots};
+use crate::dashboard::{self, DashboardConfig, GaugeProvider, Gauges};
 use crate::exit;
+use crate::project::Project;
 
 /// Arguments of `qw dashboard`.
 #[derive(Debug, Args)]
@@ -75,6 +77,7 @@ pub fn run(ctx: &Ctx, args: DashboardArgs) -> CmdResult {
         .map_err(|e| CliError::failed(format!("cannot find the running `qw` binary: {e}")))?;
     let mut cfg = DashboardConfig::new(ctx.project.clone(), token.clone(), qw_exe);
     cfg.allow_actions = args.allow_actions;
+    cfg.gauges = admission_gauges(&ctx.project);
     let url = dashboard::url(addr, &token);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -97,6 +100,37 @@ pub fn run(ctx: &Ctx, args: DashboardArgs) -> CmdResult {
             .map_err(|e| CliError::failed(e.to_string()))
     })?;
     Ok(exit::SUCCESS)
+}
+
+/// Gauges from the admission module: fresh probes and slot holders on every frame,
+/// limits read once at start (a dashboard runs for hours; re-reading the settings every
+/// frame would repeat their warnings). Settings that cannot be read leave the limits
+/// blank with one warning: the page is still worth showing.
+fn admission_gauges(project: &Project) -> GaugeProvider {
+    let (limits, slots): (Option<Limits>, Slots) = match Admission::for_project(project) {
+        Ok(a) => (Some(a.limits), a.slots),
+        Err(e) => {
+            eprintln!("qw: warning: {e}; the dashboard shows no admission limits");
+            (None, Slots::system())
+        }
+    };
+    std::sync::Arc::new(move || {
+        let probes = Probes::read();
+        // PSI is a percentage; the gauges are fractions.
+        let pct = |v: Option<f64>| v.map(|v| v / 100.0);
+        Gauges {
+            load_per_cpu: probes.load_per_cpu(),
+            memory: probes.memory_used(),
+            psi_cpu: pct(probes.cpu_pressure),
+            psi_memory: pct(probes.memory_pressure),
+            slots_used: u32::try_from(slots.in_use().len()).ok(),
+            slots_max: limits
+                .as_ref()
+                .and_then(|l| u32::try_from(l.max_concurrent).ok()),
+            limit_load_per_cpu: limits.as_ref().map(|l| l.max_load),
+            limit_memory: limits.as_ref().map(|l| l.max_memory),
+        }
+    })
 }
 
 /// Print the URL (or, with `--json`, an object holding it) as the first line of stdout,

@@ -3,7 +3,7 @@
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
-use super::{CliError, CmdResult, Ctx};
+use super::{CliError, CmdResult, Ctx, state_backup};
 
 /// `println!` that ignores a closed stdout (`qw dev-mode status | head -1`) instead of
 /// panicking.
@@ -15,6 +15,7 @@ macro_rules! say {
 }
 use crate::project::Project;
 use crate::settings::{DevMode, FlagSource, Settings};
+use crate::state::{StateError, StateStore};
 pub(crate) use say;
 
 /// What to do with dev mode.
@@ -124,30 +125,18 @@ fn print_human(mode: &DevMode, path: &std::path::Path, note: Option<&str>) {
     }
 }
 
-/// The `auto_backup` of `dev-mode on`: back up the state as `qw state-backup` would.
-/// Returns a line for the user, or None when there is no state yet.
+/// The `auto_backup` of `dev-mode on`: back up the state as `qw state-backup` would
+/// (under the state lock, a corrupt state repaired first). Returns a line for the user,
+/// or None when there is no state yet.
 fn auto_backup(project: &Project) -> Result<Option<String>, CliError> {
-    // lead: replace the body with state::StateStore::new(project).backup(None) once the
-    // state layer is on this branch. Until then: a byte copy of the state file is a valid
-    // backup, because the state is only ever replaced by an atomic rename.
-    let state = project.state_file();
-    let bytes = match crate::fs::read(&state) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(CliError::failed(e.to_string())),
+    let target = match StateStore::new(project).backup(None) {
+        Ok(p) => p,
+        Err(StateError::NoState { .. }) => return Ok(None),
+        Err(e) => {
+            return Err(state_backup::cli_error(&e)
+                .hint("dev mode is on; run `qw state-backup` once the problem is fixed"));
+        }
     };
-    let dir = project.state_backups_dir();
-    let name = format!(
-        "state_backup_{}.json",
-        chrono::Local::now().format("%Y%m%d_%H%M%S")
-    );
-    let target = dir.join(name);
-    crate::fs::create_dir_all(&dir)
-        .and_then(|()| crate::fs::write_durable(&target, &bytes))
-        .map_err(|e| {
-            CliError::failed(format!("auto_backup: {e}"))
-                .hint("dev mode is on; run `qw state-backup` once the problem is fixed")
-        })?;
     Ok(Some(format!(
         "auto_backup: state backed up to {}",
         target.display()

@@ -14,7 +14,7 @@ use crate::exit;
 #[derive(Debug, Args)]
 #[command(after_long_help = "\
 Exit status: the program's own code; 124 if it timed out (or stalled); 125 if qw failed
-or was misused; 126 if the program could not be executed; 127 if it was not found;
+or was misused (also when --admit gave up waiting: the program was not started); 126 if the program could not be executed; 127 if it was not found;
 128+N if it died of signal N.
 
 Example:
@@ -36,6 +36,9 @@ pub struct ExecArgs {
     #[arg(long, value_name = "IMPACT", num_args = 0..=1, default_missing_value = "normal",
           require_equals = true)]
     pub admit: Option<String>,
+    /// Give up waiting for admission after SECS (default: `resource_limits.acquire_timeout_s`).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "admit")]
+    pub admit_timeout: Option<Duration>,
     /// Do not record this run in the project's state.
     #[arg(long)]
     pub no_record: bool,
@@ -139,7 +142,7 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
     };
     // Held until the run ends; dropping it frees the admission slot.
     let (_slot, admission_wait_ms) =
-        super::resources::admit_for_exec(ctx, args.admit.as_deref(), &cancel)?;
+        super::resources::admit_for_exec(ctx, args.admit.as_deref(), args.admit_timeout, &cancel)?;
     let mut report = exec::supervisor::supervise(&spec, &cancel)
         .map_err(|e| CliError::with_code(exit::EXEC_FAILED, e.to_string()))?;
     report.admission_wait_ms = admission_wait_ms;
@@ -157,8 +160,12 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
         crate::fs::write_durable(path, &json)
             .map_err(|e| CliError::with_code(exit::EXEC_FAILED, e.to_string()))?;
     }
-    if ctx.global.json {
-        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    // A closed stdout loses only the report; the exit status stays the program's.
+    if ctx.global.json
+        && let Err(e) = super::out::line(serde_json::to_string(&report).unwrap_or_default())
+        && !e.is_stdout_closed()
+    {
+        eprintln!("qw: warning: {}", e.message);
     }
     Ok(report.exit_code)
 }

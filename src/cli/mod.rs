@@ -19,6 +19,7 @@ pub mod dev_mode;
 pub mod exec;
 pub mod init;
 pub mod offline_agent;
+pub mod out;
 pub mod resources;
 pub mod spec;
 pub mod state_backup;
@@ -190,6 +191,18 @@ impl CliError {
             message: message.into(),
             hints: Vec::new(),
         }
+    }
+    /// Stdout was closed by its reader (`qw … | head -1`): stop, exit 0, print nothing.
+    pub fn stdout_closed() -> Self {
+        CliError {
+            code: exit::SUCCESS,
+            message: String::new(),
+            hints: Vec::new(),
+        }
+    }
+    /// True for [`CliError::stdout_closed`]: `main` exits 0 without a message.
+    pub fn is_stdout_closed(&self) -> bool {
+        self.code == exit::SUCCESS
     }
     /// Add a `hint:` line.
     pub fn hint(mut self, hint: impl Into<String>) -> Self {

@@ -7,6 +7,7 @@ use std::time::Instant;
 use clap::Args;
 use serde_json::{Value, json};
 
+use super::out::outln;
 use super::{CliError, CmdResult, Ctx};
 use crate::admission::{
     Admission, AdmissionError, Decision, Impact, Limit, Probes, SlotGuard, Waiting, decide, policy,
@@ -81,7 +82,7 @@ pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
             "decisions": decisions.iter().map(|(i, d)| (i.as_str().to_owned(), serde_json::to_value(d).unwrap_or(Value::Null))).collect::<serde_json::Map<_, _>>(),
             "system_stats": probes.system_stats_json(),
         });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default())?;
         return Ok(exit::SUCCESS);
     }
 
@@ -166,7 +167,7 @@ pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
     ));
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {
-        println!("{k:<width$}  {v}");
+        outln!("{k:<width$}  {v}")?;
     }
     Ok(exit::SUCCESS)
 }
@@ -192,10 +193,12 @@ fn settings_error(e: crate::settings::SettingsError) -> CliError {
 
 /// `qw exec --admit[=IMPACT]`: wait for admission before the program starts. Returns the
 /// slot (held until the run ends) and the milliseconds spent waiting. `impact` is None
-/// without `--admit`. Stops waiting (exit 128+N) when `cancel` receives a signal.
+/// without `--admit`; `timeout` (`--admit-timeout`) replaces `acquire_timeout_s`. Stops
+/// waiting (exit 128+N) when `cancel` receives a signal.
 pub fn admit_for_exec(
     ctx: &Ctx,
     impact: Option<&str>,
+    timeout: Option<std::time::Duration>,
     cancel: &Cancel,
 ) -> Result<(Option<SlotGuard>, u64), CliError> {
     let Some(impact) = impact else {
@@ -204,7 +207,10 @@ pub fn admit_for_exec(
     let impact: Impact = impact
         .parse()
         .map_err(|e: crate::admission::ImpactError| CliError::usage(format!("--admit: {e}")))?;
-    let admission = Admission::for_project(&ctx.project).map_err(settings_error)?;
+    let mut admission = Admission::for_project(&ctx.project).map_err(settings_error)?;
+    if let Some(t) = timeout {
+        admission.limits.acquire_timeout = t;
+    }
     let start = Instant::now();
     let quiet = ctx.global.quiet;
     let mut told: Option<(usize, Option<Limit>)> = None;
@@ -243,8 +249,13 @@ pub fn admit_for_exec(
                 format!("{e}; the program was not started"),
             );
             if let Some(key) = key {
+                let wait = if timeout.is_some() {
+                    "`--admit-timeout`"
+                } else {
+                    "`acquire_timeout_s`"
+                };
                 err = err.hint(format!(
-                    "raise `resource_limits.{key}` (or `acquire_timeout_s`) in `{}`, or retry when the machine is less busy",
+                    "raise `resource_limits.{key}` (or {wait}) in `{}`, or retry when the machine is less busy",
                     admission.settings_path.display()
                 ));
             }

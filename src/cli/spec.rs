@@ -2,6 +2,7 @@
 
 use clap::Args;
 
+use super::out::outln;
 use super::{CliError, CmdResult, Ctx};
 use crate::spec::{self, SpecError};
 
@@ -54,14 +55,14 @@ pub fn run_create(ctx: &Ctx, args: SpecCreateArgs) -> CmdResult {
             "description": args.description,
             "path": created.dir().display().to_string(),
         });
-        println!("{v}");
+        outln!("{v}")?;
         return Ok(0);
     }
-    println!(
+    outln!(
         "created spec `{}` in {}",
         created.name(),
         created.dir().display()
-    );
+    )?;
     if !ctx.global.quiet {
         if !had_project {
             eprintln!(
@@ -83,18 +84,18 @@ pub fn run_list(ctx: &Ctx, _args: SpecListArgs) -> CmdResult {
     let rows = spec::list(&ctx.project)?;
     if ctx.global.json {
         let v = serde_json::json!({ "specs": rows });
-        println!("{v}");
+        outln!("{v}")?;
         return Ok(0);
     }
     if rows.is_empty() {
         if !ctx.global.quiet {
-            println!("no specs in {}", ctx.project.specs_dir().display());
+            outln!("no specs in {}", ctx.project.specs_dir().display())?;
             eprintln!("hint: create one with `qw spec-create NAME \"DESCRIPTION\"`");
         }
         return Ok(0);
     }
     let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
-    println!("{:<width$}  {:<8}  DOCUMENTS", "NAME", "TASKS");
+    outln!("{:<width$}  {:<8}  DOCUMENTS", "NAME", "TASKS")?;
     for r in &rows {
         let tasks = match (&r.tasks_error, r.documents.tasks) {
             (Some(_), _) => "invalid".to_owned(),
@@ -107,7 +108,7 @@ pub fn run_list(ctx: &Ctx, _args: SpecListArgs) -> CmdResult {
         } else {
             docs.join(" ")
         };
-        println!("{:<width$}  {tasks:<8}  {docs}", r.name);
+        outln!("{:<width$}  {tasks:<8}  {docs}", r.name)?;
     }
     for r in &rows {
         if let Some(e) = &r.tasks_error {

@@ -2,6 +2,7 @@
 
 use clap::Args;
 
+use super::out::outln;
 use super::{CliError, CmdResult, Ctx};
 use crate::names::{NameKind, validate};
 use crate::state::{StateError, StateStore, backup};
@@ -54,7 +55,7 @@ pub fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
     if args.list {
         let list = backup::list(&ctx.project).map_err(|e| cli_error(&e))?;
         if json {
-            println!("{}", to_json(&list)?);
+            outln!("{}", to_json(&list)?)?;
         } else if list.is_empty() {
             eprintln!(
                 "qw: no backups in `{}`",
@@ -62,15 +63,15 @@ pub fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
             );
         } else {
             let width = list.iter().map(|b| b.name.len()).max().unwrap_or(4).max(4);
-            println!("{:width$}  {:19}  {:>9}  SUMMARY", "NAME", "TIME", "SIZE");
+            outln!("{:width$}  {:19}  {:>9}  SUMMARY", "NAME", "TIME", "SIZE")?;
             for b in &list {
-                println!(
+                outln!(
                     "{:width$}  {}  {:>9}  {}",
                     b.name,
                     b.modified.format("%Y-%m-%d %H:%M:%S"),
                     b.size,
                     b.summary
-                );
+                )?;
             }
         }
         return Ok(0);
@@ -79,11 +80,11 @@ pub fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
         validate(NameKind::Backup, backup::strip_json(name))?;
         let r = backup::restore(&store, name).map_err(|e| cli_error(&e))?;
         if json {
-            println!("{}", to_json(&r)?);
+            outln!("{}", to_json(&r)?)?;
         } else {
-            println!("restored `{}`", r.restored.display());
+            outln!("restored `{}`", r.restored.display())?;
             if let Some(p) = &r.previous_saved_to {
-                println!("the previous state was saved to `{}`", p.display());
+                outln!("the previous state was saved to `{}`", p.display())?;
             }
         }
         return Ok(0);
@@ -92,16 +93,16 @@ pub fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
         let days = args.days.unwrap_or(0);
         let r = backup::clean(&ctx.project, days).map_err(|e| cli_error(&e))?;
         if json {
-            println!("{}", to_json(&r)?);
+            outln!("{}", to_json(&r)?)?;
         } else {
             for p in &r.removed {
-                println!("removed `{}`", p.display());
+                outln!("removed `{}`", p.display())?;
             }
-            println!(
+            outln!(
                 "{} backup(s) older than {days} day(s) removed, {} kept",
                 r.removed.len(),
                 r.kept
-            );
+            )?;
         }
         return Ok(0);
     }
@@ -112,9 +113,9 @@ pub fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
         .backup(args.name.as_deref())
         .map_err(|e| cli_error(&e))?;
     if json {
-        println!("{}", serde_json::json!({ "backup": path }));
+        outln!("{}", serde_json::json!({ "backup": path }))?;
     } else {
-        println!("backed up the state to `{}`", path.display());
+        outln!("backed up the state to `{}`", path.display())?;
     }
     Ok(0)
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::out::outln;
 use super::{CmdResult, Ctx};
 use crate::exec;
 
@@ -27,14 +28,14 @@ pub fn run(ctx: &Ctx, args: SweepArgs) -> CmdResult {
     let scope = args.project_only.then(|| ctx.project.root());
     let report = exec::sweep::sweep(scope, args.grace);
     if ctx.global.json {
-        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+        outln!("{}", serde_json::to_string(&report).unwrap_or_default())?;
     } else if report.killed.is_empty() {
         if !ctx.global.quiet {
-            println!("no orphaned processes");
+            outln!("no orphaned processes")?;
         }
     } else {
         for l in &report.killed {
-            println!("ended {} {}", l.pid, l.command);
+            outln!("ended {} {}", l.pid, l.command)?;
         }
     }
     Ok(0)

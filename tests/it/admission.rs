@@ -272,3 +272,51 @@ fn admission_signal_while_waiting_stops_without_starting() {
     assert!(!started.exists());
     assert_eq!(queued_tickets(&p), 0, "the ticket was left in the queue");
 }
+
+#[test]
+fn admission_admit_timeout_overrides_acquire_timeout_and_never_starts() {
+    let p = TestProject::new();
+    // The settings would wait 300 s; the flag caps this run at half a second.
+    p.write(
+        ".claude/settings.local.json",
+        r#"{"resource_limits": {"max_load": 0, "acquire_timeout_s": 300}}"#,
+    );
+    let started = p.path().join("started");
+    let script = format!("echo ok > '{}'", started.display());
+    let t = Instant::now();
+    let out = p.run(&[
+        "exec",
+        "--admit",
+        "--admit-timeout",
+        "0.5",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let took = t.elapsed();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(125), "stderr: {err}");
+    assert!(err.contains("max_load"), "{err}");
+    assert!(err.contains("after 0.5s"), "{err}");
+    assert!(err.contains("not started"), "{err}");
+    assert!(
+        err.contains("--admit-timeout"),
+        "hint names the flag: {err}"
+    );
+    assert!(
+        took >= Duration::from_millis(500),
+        "gave up early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert!(
+        !started.exists(),
+        "the program ran although admission refused"
+    );
+    assert_eq!(queued_tickets(&p), 0, "the ticket was left in the queue");
+
+    // Without --admit there is nothing to wait for: a usage error (125 under exec).
+    let out = p.run(&["exec", "--admit-timeout", "1", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--admit"), "{}", stderr(&out));
+}

@@ -6,6 +6,18 @@ use std::time::Duration;
 
 use crate::support::*;
 
+/// Admission limits that admit whatever the real load is: the machine running the tests
+/// is shared and often busier than the default `max_load` allows.
+const PERMISSIVE: &str =
+    r#"{"resource_limits": {"max_load": 1000, "max_memory": 1.0, "high_impact_load": 1000}}"#;
+
+/// A project whose `qw exec --admit` runs are never held back by the machine's load.
+fn permissive_project() -> TestProject {
+    let p = TestProject::new();
+    p.write(".claude/settings.local.json", PERMISSIVE);
+    p
+}
+
 /// A fake `claude` that records each call in `calls.txt` and exits with `code`.
 fn fake_claude(p: &TestProject, code: i32) -> String {
     let calls = p.path().join("calls.txt");
@@ -26,20 +38,9 @@ fn calls(p: &TestProject) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A project whose admission limits never refuse: consume admits every run, and the
-/// shared test machine is busy. Admission itself is tested in `admission.rs`.
-fn project() -> TestProject {
-    let p = TestProject::new();
-    p.write(
-        ".claude/settings.local.json",
-        r#"{"resource_limits": {"max_load": 1000, "max_memory": 1.0, "high_impact_load": 1000}}"#,
-    );
-    p
-}
-
 #[test]
 fn consume_success_runs_qw_command_and_deletes_the_file() {
-    let p = project();
+    let p = permissive_project();
     let s = p.run(&["suggest", "/dev-mode on"]);
     assert_eq!(s.status.code(), Some(0), "{}", stderr(&s));
     assert_eq!(p.read(".claude/next_command.txt"), "/dev-mode on\n");
@@ -58,7 +59,7 @@ fn consume_success_runs_qw_command_and_deletes_the_file() {
 
 #[test]
 fn consume_with_nothing_to_do_succeeds() {
-    let p = project();
+    let p = TestProject::new();
     let out = p.run(&["consume"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("no suggestion"), "{}", stdout(&out));
@@ -66,7 +67,7 @@ fn consume_with_nothing_to_do_succeeds() {
 
 #[test]
 fn consume_slash_command_goes_to_claude_and_fails_after_three_attempts() {
-    let p = project();
+    let p = permissive_project();
     let path = fake_claude(&p, 1);
     p.write(".claude/next_command.txt", "/spec-execute 2.1 user-auth\n");
     let mut cmd = p.qw(&["--json", "consume", "--once", "--retry-delay", "0.1"]);
@@ -107,7 +108,7 @@ fn consume_slash_command_goes_to_claude_and_fails_after_three_attempts() {
 
 #[test]
 fn consume_refuses_injections_without_running_anything() {
-    let p = project();
+    let p = TestProject::new();
     let path = fake_claude(&p, 0);
     let pwned = p.path().join("PWNED");
     let attempts = [
@@ -129,8 +130,7 @@ fn consume_refuses_injections_without_running_anything() {
         assert!(!pwned.exists(), "{text} ran");
         assert!(calls(&p).is_empty(), "{text} reached claude");
         assert!(
-            !p.read(".claude/settings.local.json")
-                .contains("\"enabled\": true"),
+            !p.claude().join("settings.local.json").exists(),
             "{text} ran dev-mode"
         );
         assert!(!p.claude().join("next_command.txt").exists());
@@ -141,7 +141,7 @@ fn consume_refuses_injections_without_running_anything() {
 
 #[test]
 fn consume_without_claude_fails_clearly_and_at_once() {
-    let p = project();
+    let p = TestProject::new();
     let empty = p.path().join("empty-bin");
     std::fs::create_dir_all(&empty).unwrap();
     p.write(".claude/next_command.txt", "/spec-design user-auth\n");
@@ -171,7 +171,7 @@ fn consume_watch_polling_fallback_picks_up_a_new_suggestion() {
 }
 
 fn watch_scenario(extra: &[&str], mode: &str) {
-    let p = project();
+    let p = permissive_project();
     let m = marker();
     let _guard = MarkerGuard(m.clone());
     let out_path = p.path().join("watch.out");
@@ -222,7 +222,7 @@ fn watch_scenario(extra: &[&str], mode: &str) {
 
 #[test]
 fn consume_sigint_during_a_run_stops_it_and_leaves_the_suggestion() {
-    let p = project();
+    let p = permissive_project();
     let m = marker();
     let _guard = MarkerGuard(m.clone());
     let started = p.path().join("started");
@@ -268,5 +268,107 @@ fn consume_sigint_during_a_run_stops_it_and_leaves_the_suggestion() {
         )
         .is_empty()),
         "the agent survived"
+    );
+}
+
+#[test]
+fn consume_failure_records_errors_with_component_and_context_in_the_state() {
+    let p = permissive_project();
+    let path = fake_claude(&p, 1);
+    p.write(".claude/next_command.txt", "/spec-execute 2.1 user-auth\n");
+    let mut cmd = p.qw(&[
+        "consume",
+        "--once",
+        "--attempts",
+        "2",
+        "--retry-delay",
+        "0.1",
+    ]);
+    cmd.env("PATH", &path);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    let state: serde_json::Value =
+        serde_json::from_str(&p.read(".claude/unified_state.json")).unwrap();
+    let errors = state["errors"].as_array().expect("errors list");
+    // One entry per failed attempt, then the give-up.
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    for (i, e) in errors.iter().take(2).enumerate() {
+        assert_eq!(e["component"], "consume", "{e}");
+        assert_eq!(e["context"]["command"], "consume", "{e}");
+        assert_eq!(e["context"]["attempt"], i + 1, "{e}");
+        assert_eq!(e["context"]["exit_code"], 1, "{e}");
+        assert!(
+            e["error"].as_str().unwrap().contains("exited with 1"),
+            "{e}"
+        );
+        assert!(e["timestamp"].is_string(), "{e}");
+    }
+    let last = &errors[2];
+    assert_eq!(last["component"], "consume");
+    assert_eq!(last["context"]["attempt"], 2);
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap()
+            .contains("on each of 2 attempt(s)"),
+        "{last}"
+    );
+}
+
+#[test]
+fn consume_caps_the_admission_wait_at_60_seconds() {
+    let p = TestProject::new();
+    // Refuse everything, so the attempt sits in the admission wait where we can look at it.
+    p.write(
+        ".claude/settings.local.json",
+        r#"{"resource_limits": {"max_load": 0, "acquire_timeout_s": 300}}"#,
+    );
+    let m = marker();
+    let _guard = MarkerGuard(m.clone());
+    let path = fake_claude(&p, 0);
+    p.write(".claude/next_command.txt", "/spec-execute 1 x\n");
+    let mut child = p
+        .qw(&["consume", "--once", "--attempts", "1"])
+        .env("PATH", &path)
+        .env("QW_TEST_MARKER", &m)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let consume_pid = i32::try_from(child.id()).unwrap();
+    let mut exec_argv: Vec<String> = Vec::new();
+    let found = wait_until(Duration::from_secs(20), || {
+        exec_argv = pids_with_env("QW_TEST_MARKER", &m)
+            .into_iter()
+            .filter(|&pid| pid != consume_pid)
+            .filter_map(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+            .map(|raw| {
+                raw.split(|&b| b == 0)
+                    .map(|w| String::from_utf8_lossy(w).into_owned())
+                    .collect::<Vec<_>>()
+            })
+            .find(|argv| argv.iter().any(|w| w == "exec"))
+            .unwrap_or_default();
+        !exec_argv.is_empty()
+    });
+    unsafe_kill(consume_pid, 2);
+    let exited = wait_until(Duration::from_secs(20), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !exited {
+        unsafe_kill(consume_pid, 9);
+    }
+    let _ = child.wait();
+    assert!(found, "no `qw exec` child seen");
+    let i = exec_argv
+        .iter()
+        .position(|w| w == "--admit-timeout")
+        .unwrap_or_else(|| panic!("no --admit-timeout: {exec_argv:?}"));
+    assert_eq!(exec_argv[i + 1], "60", "{exec_argv:?}");
+    assert!(
+        calls(&p).is_empty(),
+        "claude ran although admission refused"
     );
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::support::{MarkerGuard, TestProject, marker, wait_until};
+use crate::support::{MarkerGuard, TestProject, marker, stdout, wait_until};
 
 /// Signal one process by pid (never a group, never through the `kill` command).
 fn send_signal(pid: u32, sig: Signal) {
@@ -278,10 +278,7 @@ fn dashboard_pages_need_the_token_and_a_matching_host() {
         home.body.contains("Timeout after 300s"),
         "recent error listed"
     );
-    assert!(
-        home.body.contains("<td class=\"value\">n/a</td>"),
-        "gauges n/a"
-    );
+    assert!(home.body.contains("id=\"gauge-load\""), "gauges shown");
     let cookie = home.header("set-cookie").unwrap();
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
@@ -364,6 +361,71 @@ fn dashboard_pages_need_the_token_and_a_matching_host() {
 fn csrf_of(page: &str) -> String {
     let at = page.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
     page[at..at + 32].to_owned()
+}
+
+/// The text of the value cell of gauge row `id` on a page.
+fn gauge_value(page: &str, id: &str) -> String {
+    let row_start = page
+        .find(&format!("id=\"gauge-{id}\""))
+        .unwrap_or_else(|| panic!("no gauge-{id} row: {page}"));
+    let row = &page[row_start..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    let cell = row.rfind("class=\"value\">").unwrap();
+    let value = &row[cell + "class=\"value\">".len()..];
+    value[..value.find('<').unwrap()].to_owned()
+}
+
+#[test]
+fn dashboard_gauges_show_probes_limits_and_slots_from_admission() {
+    let p = TestProject::new();
+    p.write(
+        ".claude/settings.local.json",
+        r#"{"resource_limits": {"max_load": 987, "max_memory": 0.97, "high_impact_load": 1000, "max_concurrent": 5}}"#,
+    );
+    // Hold one admission slot in this project's runtime directory for the whole test.
+    let m = marker();
+    let _guard = MarkerGuard(m.clone());
+    let mut holder = p
+        .qw(&["exec", "--admit", "--", "sleep", "60"])
+        .env("QW_TEST_MARKER", &m)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let holds_slot = wait_until(Duration::from_secs(30), || {
+        let o = p.run(&["--json", "resources"]);
+        serde_json::from_str::<serde_json::Value>(&stdout(&o)).is_ok_and(|v| {
+            v["slots"]["in_use"]
+                .as_array()
+                .is_some_and(|a| a.len() == 1)
+        })
+    });
+    assert!(holds_slot, "the holder never took a slot");
+
+    let d = Dash::start(&p, &[]);
+    let home = d.get("/");
+    assert_eq!(home.status, 200, "{home:?}");
+    let load = gauge_value(&home.body, "load");
+    let (value, limit) = load
+        .split_once(" (limit ")
+        .unwrap_or_else(|| panic!("no limit on the load gauge: {load:?}"));
+    let value: f64 = value
+        .parse()
+        .unwrap_or_else(|_| panic!("load gauge not numeric: {load:?}"));
+    assert!(value >= 0.0, "{load}");
+    assert_eq!(limit, "987.00)", "{load}");
+    let memory = gauge_value(&home.body, "memory");
+    assert!(memory.ends_with(" (limit 0.97)"), "{memory}");
+    let used: f64 = memory.split_once(' ').unwrap().0.parse().unwrap();
+    assert!((0.0..=1.0).contains(&used), "{memory}");
+    assert!(
+        home.body.contains("<span class=\"value\">1 / 5</span>"),
+        "one of five slots in use: {}",
+        home.body
+    );
+
+    let _ = holder.kill();
+    let _ = holder.wait();
 }
 
 #[test]

@@ -141,6 +141,42 @@ fn devmode_on_backs_up_existing_state() {
         std::fs::read_to_string(&backups[0]).unwrap(),
         "{\"schema_version\": 1}\n"
     );
+    // A backup like `qw state-backup` makes: named so, and restorable.
+    let name = backups[0].file_stem().unwrap().to_str().unwrap().to_owned();
+    assert!(name.starts_with("state_backup_"), "{name}");
+    assert!(stdout(&out).contains(&name), "{}", stdout(&out));
+    let restored = p.run(&["state-backup", "--restore", &name]);
+    assert_eq!(restored.status.code(), Some(0), "{}", stderr(&restored));
+}
+
+#[test]
+fn devmode_on_with_corrupt_state_backs_up_the_repaired_state() {
+    let p = TestProject::new();
+    p.write(".claude/unified_state.json", "{ not json");
+    let out = p.run(&["dev-mode", "on"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let names: Vec<String> = std::fs::read_dir(p.claude().join("backups/state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let corrupted: Vec<_> = names
+        .iter()
+        .filter(|n| n.starts_with("corrupted_"))
+        .collect();
+    assert_eq!(corrupted.len(), 1, "bad file kept aside: {names:?}");
+    assert_eq!(
+        std::fs::read_to_string(p.claude().join("backups/state").join(corrupted[0])).unwrap(),
+        "{ not json"
+    );
+    let backup = names
+        .iter()
+        .find(|n| n.starts_with("state_backup_"))
+        .unwrap_or_else(|| panic!("no auto backup: {names:?}"));
+    let v: Value = serde_json::from_str(
+        &std::fs::read_to_string(p.claude().join("backups/state").join(backup)).unwrap(),
+    )
+    .expect("the auto backup is valid JSON");
+    assert_eq!(v["schema_version"], 1, "{v}");
 }
 
 #[test]

@@ -400,3 +400,69 @@ fn stall_timeout_ends_a_silent_idle_run_but_not_a_busy_one() {
         6
     );
 }
+
+/// `commands` of the project's state: (total_executed, [(command, success)]).
+fn recorded(p: &TestProject) -> (u64, Vec<(String, bool)>) {
+    let v: serde_json::Value = serde_json::from_str(&p.read(".claude/unified_state.json")).unwrap();
+    let recent = v["commands"]["recent_commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["command"].as_str().unwrap().to_owned(),
+                c["success"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    (v["commands"]["total_executed"].as_u64().unwrap(), recent)
+}
+
+#[test]
+fn exec_records_success_by_exit_code_and_supervisors_record_nothing() {
+    let p = TestProject::new();
+    let m = marker();
+    let _guard = MarkerGuard(m.clone());
+    let env = format!("QW_TEST_MARKER={m}");
+    let runs: [(&[&str], i32); 4] = [
+        (&["--", "true"], 0),
+        (&["--", "sh", "-c", "exit 3"], 3),
+        (&["--timeout", "0.2", "--", "sleep", "5"], 124),
+        (&["--", "/nonexistent/program"], 127),
+    ];
+    for (args, code) in runs {
+        let mut all = vec!["exec", "--env", &env];
+        all.extend_from_slice(args);
+        let o = p.run(&all);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", stderr(&o));
+    }
+    let (total, recent) = recorded(&p);
+    assert_eq!(total, 4, "{recent:?}");
+    assert_eq!(
+        recent,
+        [
+            ("true".to_owned(), true),
+            ("sh -c 'exit 3'".to_owned(), false),
+            ("sleep 5".to_owned(), false),
+            ("/nonexistent/program".to_owned(), false),
+        ]
+    );
+
+    // `--no-record` and the workflow's executor (supervisors get `--no-record`) add nothing.
+    let o = p.run(&["exec", "--no-record", "--", "true"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let executor = quantumwala::exec::LocalExecutor::new(qw_bin());
+    for argv in [["true"].as_slice(), ["sh", "-c", "exit 5"].as_slice()] {
+        let mut spec = quantumwala::exec::ExecSpec::new(
+            quantumwala::exec::Program::argv(argv.iter().copied()).unwrap(),
+        );
+        spec.project = Some(p.path().to_path_buf());
+        spec.env
+            .push(("QW_TEST_MARKER".into(), std::ffi::OsString::from(&m)));
+        let report =
+            quantumwala::exec::Executor::run(&executor, &spec, &quantumwala::exec::Cancel::new())
+                .unwrap();
+        assert_eq!(report.exit_code, if argv[0] == "true" { 0 } else { 5 });
+    }
+    assert_eq!(recorded(&p).0, 4, "supervised runs were recorded");
+}

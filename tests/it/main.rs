@@ -10,6 +10,7 @@ mod dashboard;
 mod devmode;
 mod exec;
 mod init;
+mod output;
 mod spec;
 mod state;
 mod support;
