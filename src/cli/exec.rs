@@ -106,20 +106,12 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
         ));
     }
 
-    let cancel = Cancel::new();
-    for sig in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ] {
-        let value = usize::try_from(sig).unwrap_or(15);
-        signal_hook::flag::register_usize(sig, cancel.cell(), value).map_err(|e| {
-            CliError::with_code(
-                exit::EXEC_FAILED,
-                format!("cannot install signal handlers: {e}"),
-            )
-        })?;
-    }
+    let cancel = Cancel::on_signals().map_err(|e| {
+        CliError::with_code(
+            exit::EXEC_FAILED,
+            format!("cannot install signal handlers: {e}"),
+        )
+    })?;
 
     let spec = ExecSpec {
         program,

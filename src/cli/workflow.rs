@@ -245,16 +245,8 @@ fn apply(mut o: Options, a: &RunArgs) -> Result<Options, CliError> {
 fn drive(ctx: &Ctx, name: &str, description: &str, options: Options, dry_run: bool) -> CmdResult {
     let qw = std::env::current_exe()
         .map_err(|e| CliError::failed(format!("cannot find the qw executable: {e}")))?;
-    let cancel = Cancel::new();
-    for sig in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ] {
-        let value = usize::try_from(sig).unwrap_or(15);
-        signal_hook::flag::register_usize(sig, cancel.cell(), value)
-            .map_err(|e| CliError::failed(format!("cannot install signal handlers: {e}")))?;
-    }
+    let cancel = Cancel::on_signals()
+        .map_err(|e| CliError::failed(format!("cannot install signal handlers: {e}")))?;
     loop {
         let workflow = Workflow {
             project: ctx.project.clone(),
@@ -276,7 +268,7 @@ fn drive(ctx: &Ctx, name: &str, description: &str, options: Options, dry_run: bo
                 report: summary.report.as_ref().map(|p| p.display().to_string()),
             };
             if !dry_run && let Some(line) = plain_line(&finished) {
-                println!("{line}");
+                super::out::line(line)?;
             }
         }
         return Ok(match summary.ending {

@@ -255,6 +255,21 @@ impl Cancel {
             s => i32::try_from(s).ok(),
         }
     }
+    /// A token set by SIGINT, SIGTERM and SIGHUP (their number is stored): from then on
+    /// those signals no longer end this process; the caller forwards them to its runs.
+    pub fn on_signals() -> std::io::Result<Cancel> {
+        let cancel = Cancel::new();
+        for sig in [
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGHUP,
+        ] {
+            let value = usize::try_from(sig).unwrap_or(15);
+            signal_hook::flag::register_usize(sig, cancel.cell(), value)?;
+        }
+        Ok(cancel)
+    }
+
     /// The shared cell, for `signal_hook::flag::register_usize`.
     pub fn cell(&self) -> Arc<AtomicUsize> {
         Arc::clone(&self.signal)
