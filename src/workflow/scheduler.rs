@@ -118,16 +118,21 @@ pub(crate) fn run_tasks(
 }
 
 fn run_one(run: &Run<'_>, task: &Task) -> Result<AgentRun, WorkflowError> {
-    attempts(run, "implementation", Some(task), |run_dir| Job {
+    // Its own worktree (or the project's tree), created once for all its attempts.
+    let (workdir, env) = run.space.enter(&task.id, run.progress)?;
+    let r = attempts(run, "implementation", Some(task), |run_dir| Job {
         phase: AgentPhase::Implementation,
         spec: run.name.to_owned(),
         description: run.description.clone(),
         project_root: run.project.root().to_path_buf(),
-        workdir: run.project.root().to_path_buf(),
+        workdir: workdir.clone(),
         spec_dir: run.spec.dir().to_path_buf(),
         task: Some(task_job(task)),
         run_dir,
-    })
+        env: env.clone(),
+    })?;
+    run.space.leave(&task_job(task), &r, run.progress)?;
+    Ok(r)
 }
 
 /// Make sure every leaf has a state entry; ticks in the file count as completed.

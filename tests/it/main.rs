@@ -15,3 +15,4 @@ mod state;
 mod support;
 mod validate;
 mod workflow;
+mod worktree;
