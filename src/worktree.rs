@@ -808,6 +808,17 @@ pub fn spec_is_running(project: &Project, spec: &str) -> bool {
     }
 }
 
+/// Take a spec's workflow lock if no workflow holds it (`None` if one does).
+fn hold_spec(project: &Project, spec: &str) -> Result<Option<crate::fs::File>> {
+    crate::fs::create_dir_all(project.runs_dir())?;
+    let file = crate::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(project.workflow_lock_file(spec))?;
+    Ok(file.file().try_lock().is_ok().then_some(file))
+}
+
 /// The state of a qw worktree or branch, for `qw worktrees`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -847,6 +858,14 @@ pub struct Entry {
 
 /// Every qw worktree and `qw/` branch of the project (optionally of one spec).
 pub fn list(repo: &Repo, spec: Option<&str>) -> Result<Vec<Entry>> {
+    list_with(repo, spec, &|s| spec_is_running(&repo.project, s))
+}
+
+fn list_with(
+    repo: &Repo,
+    spec: Option<&str>,
+    running: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Entry>> {
     let wt_dir = repo.worktrees_dir();
     let mut out = Vec::new();
     let mut with_worktree = BTreeSet::new();
@@ -860,7 +879,7 @@ pub fn list(repo: &Repo, spec: Option<&str>) -> Result<Vec<Entry>> {
         let branch = w.branch.clone().unwrap_or_default();
         with_worktree.insert(branch.clone());
         let present = w.path.is_dir() && !w.prunable;
-        let state = if w.locked.is_some() || spec_is_running(&repo.project, s) {
+        let state = if w.locked.is_some() || running(s) {
             EntryState::Locked
         } else {
             EntryState::Orphaned
@@ -885,7 +904,7 @@ pub fn list(repo: &Repo, spec: Option<&str>) -> Result<Vec<Entry>> {
         let unmerged = repo.unmerged_commits(&branch, "HEAD")?;
         let state = if t.starts_with("snapshot-") {
             EntryState::Snapshot
-        } else if spec_is_running(&repo.project, s) {
+        } else if running(s) {
             EntryState::Locked
         } else if unmerged > 0 {
             EntryState::Unmerged
@@ -927,7 +946,24 @@ pub struct PruneReport {
 /// work is lost. Snapshot branches are never touched.
 pub fn prune(repo: &Repo, spec: Option<&str>) -> Result<PruneReport> {
     let mut report = PruneReport::default();
-    for e in list(repo, spec)? {
+    // Hold the workflow lock of every spec we prune, so no workflow starts (and reuses a
+    // worktree) while its worktrees are being removed.
+    let mut held = std::collections::BTreeMap::new();
+    let mut running = BTreeSet::new();
+    for e in list_with(repo, spec, &|_| false)? {
+        if held.contains_key(&e.spec) || running.contains(&e.spec) {
+            continue;
+        }
+        match hold_spec(&repo.project, &e.spec)? {
+            Some(f) => {
+                held.insert(e.spec.clone(), f);
+            }
+            None => {
+                running.insert(e.spec.clone());
+            }
+        }
+    }
+    for e in list_with(repo, spec, &|s| running.contains(s))? {
         match e.state {
             EntryState::Locked => report.skipped_locked.push(e.branch.clone()),
             EntryState::Snapshot => {}
@@ -957,7 +993,7 @@ pub fn prune(repo: &Repo, spec: Option<&str>) -> Result<PruneReport> {
     // Directories under `.claude/worktrees/` that git does not know (a creation cut
     // short): removed when they hold no files.
     let wt_dir = repo.worktrees_dir();
-    if wt_dir.is_dir() && spec.is_none_or(|s| !spec_is_running(&repo.project, s)) {
+    if wt_dir.is_dir() {
         let known: BTreeSet<PathBuf> = repo.registered()?.into_iter().map(|w| w.path).collect();
         for entry in crate::fs::read_dir(&wt_dir)? {
             let p = entry?.path();
@@ -965,7 +1001,11 @@ pub fn prune(repo: &Repo, spec: Option<&str>) -> Result<PruneReport> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            if known.contains(&p) || spec.is_some_and(|s| !name.starts_with(&format!("{s}-"))) {
+            let of_running = running.iter().any(|s| name.starts_with(&format!("{s}-")));
+            if known.contains(&p)
+                || of_running
+                || spec.is_some_and(|s| !name.starts_with(&format!("{s}-")))
+            {
                 continue;
             }
             if p.is_dir() && !holds_files(&p)? {

@@ -126,7 +126,13 @@ fn run_one(run: &Run<'_>, task: &Task) -> Result<AgentRun, WorkflowError> {
         description: run.description.clone(),
         project_root: run.project.root().to_path_buf(),
         workdir: workdir.clone(),
-        spec_dir: run.spec.dir().to_path_buf(),
+        // In a worktree, through its link to the main tree's folder, so the prompt names
+        // it relative to where the agent works.
+        spec_dir: if workdir == run.project.root() {
+            run.spec.dir().to_path_buf()
+        } else {
+            workdir.join(".claude").join("specs").join(run.name)
+        },
         task: Some(task_job(task)),
         run_dir,
         env: env.clone(),
