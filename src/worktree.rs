@@ -925,6 +925,15 @@ fn list_with(
     Ok(out)
 }
 
+/// A branch [`prune`] kept: it holds commits HEAD lacks.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeptBranch {
+    /// The branch.
+    pub branch: String,
+    /// Commits on it that HEAD lacks.
+    pub unmerged_commits: u64,
+}
+
 /// What [`prune`] did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PruneReport {
@@ -932,8 +941,8 @@ pub struct PruneReport {
     pub removed_worktrees: Vec<PathBuf>,
     /// Branches deleted (fully merged into HEAD).
     pub deleted_branches: Vec<String>,
-    /// Branches kept because they hold commits HEAD lacks: `(branch, commits)`.
-    pub kept_branches: Vec<(String, u64)>,
+    /// Branches kept because they hold commits HEAD lacks.
+    pub kept_branches: Vec<KeptBranch>,
     /// Worktrees whose uncommitted changes were committed on their branch first.
     pub salvaged: Vec<String>,
     /// Entries left alone because a running qw holds them.
@@ -983,7 +992,10 @@ pub fn prune(repo: &Repo, spec: Option<&str>) -> Result<PruneReport> {
                 match kept {
                     Some(b) => {
                         let n = repo.unmerged_commits(&b, "HEAD")?;
-                        report.kept_branches.push((b, n));
+                        report.kept_branches.push(KeptBranch {
+                            branch: b,
+                            unmerged_commits: n,
+                        });
                     }
                     None => report.deleted_branches.push(e.branch.clone()),
                 }

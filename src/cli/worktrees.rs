@@ -54,13 +54,14 @@ pub fn run(ctx: &Ctx, args: WorktreesArgs) -> CmdResult {
     };
     let entries =
         worktree::list(&repo, args.spec.as_deref()).map_err(|e| CliError::failed(e.to_string()))?;
+    // What prune did goes to stderr (diagnostics) in both modes.
+    if let Some(r) = &report {
+        print_prune(r);
+    }
     if ctx.global.json {
         let v = serde_json::json!({"git": true, "worktrees": entries, "pruned": report});
         println!("{v}");
         return Ok(0);
-    }
-    if let Some(r) = &report {
-        print_prune(r);
     }
     print_entries(&entries);
     Ok(0)
@@ -85,7 +86,8 @@ pub(crate) fn print_prune(r: &PruneReport) {
     for b in &r.deleted_branches {
         eprintln!("deleted merged branch `{b}`");
     }
-    for (b, n) in &r.kept_branches {
+    for k in &r.kept_branches {
+        let (b, n) = (&k.branch, k.unmerged_commits);
         eprintln!(
             "kept branch `{b}`: {n} unmerged commit(s); merge it (`git merge {b}`) or delete it (`git branch -D {b}`)"
         );

@@ -441,8 +441,22 @@ fn worktree_prune_removes_orphans_and_keeps_unmerged_branches() {
     assert_eq!(e3["state"], "orphaned", "{v}");
     assert_eq!(e3["uncommitted_changes"], true, "{v}");
 
-    let out = r.f.run(&["worktrees", "--prune"]);
+    let out = r.f.run(&["--json", "worktrees", "--prune"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
+    let pruned = last_json(&out)["pruned"].clone();
+    assert_eq!(
+        pruned["kept_branches"][0]["branch"], "qw/demo/2",
+        "{pruned}"
+    );
+    assert_eq!(
+        pruned["kept_branches"][0]["unmerged_commits"], 1,
+        "{pruned}"
+    );
+    assert_eq!(
+        pruned["salvaged"],
+        serde_json::json!(["qw/demo/3"]),
+        "{pruned}"
+    );
     let err = stderr(&out);
     assert!(err.contains("kept branch `qw/demo/2`"), "{err}");
     assert!(err.contains("kept branch `qw/demo/3`"), "{err}");
