@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 pub use fs_err::{
     File, OpenOptions, copy, create_dir_all, metadata, read, read_dir, read_to_string,
-    remove_dir_all, remove_file, rename, write,
+    remove_dir_all, remove_file, rename, symlink_metadata, write,
 };
 
 /// Write `bytes` to `path` so that after a crash the file holds either its old or its new

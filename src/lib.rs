@@ -19,3 +19,4 @@ pub mod spec;
 pub mod state;
 pub mod validate;
 pub mod workflow;
+pub mod worktree;

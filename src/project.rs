@@ -89,6 +89,11 @@ impl Project {
     pub fn worktrees_dir(&self) -> PathBuf {
         self.claude_dir().join("worktrees")
     }
+    /// `.claude/runs/.NAME.workflow.lock`: held (flock) while a workflow of the spec
+    /// runs; its worktrees are held through it.
+    pub fn workflow_lock_file(&self, name: &str) -> PathBuf {
+        self.runs_dir().join(format!(".{name}.workflow.lock"))
+    }
     /// `.claude/next_command.txt`
     pub fn next_command_file(&self) -> PathBuf {
         self.claude_dir().join("next_command.txt")

@@ -89,6 +89,7 @@ mod tests {
             spec_dir: "/p/.claude/specs/s".into(),
             task: None,
             run_dir: "/p/.claude/runs/r".into(),
+            env: Vec::new(),
         }
     }
 

@@ -236,6 +236,7 @@ mod tests {
                 requirements: vec![],
             }),
             run_dir: dir.join("run"),
+            env: Vec::new(),
         }
     }
 

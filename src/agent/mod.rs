@@ -136,6 +136,9 @@ pub struct Job {
     pub task: Option<TaskJob>,
     /// `.claude/runs/<run-id>/`, created by the caller.
     pub run_dir: PathBuf,
+    /// Extra environment for the agent (and the task's `_Verify:_`), e.g.
+    /// `QW_WORKTREE` and `QW_TASK_PORT`.
+    pub env: Vec<(OsString, OsString)>,
 }
 
 impl Job {
@@ -196,6 +199,9 @@ fn job_env(job: &Job) -> Vec<(OsString, OsString)> {
         ("QW_TASK_ID".into(), job.task_id().into()),
         ("QW_PROMPT_FILE".into(), job.prompt_file().into_os_string()),
     ]
+    .into_iter()
+    .chain(job.env.iter().cloned())
+    .collect()
 }
 
 /// Errors building an agent or its command. Each names the value and the next step.
@@ -432,6 +438,7 @@ mod tests {
             spec_dir: dir.path().join("spec"),
             task: None,
             run_dir: dir.path().join("run"),
+            env: Vec::new(),
         };
         let report = crate::exec::ExecReport {
             duration_ms: 5,

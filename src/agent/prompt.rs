@@ -256,6 +256,7 @@ mod tests {
             spec_dir: root.join(".claude/specs/greeter"),
             task: None,
             run_dir: root.join(".claude/runs/r1"),
+            env: Vec::new(),
         }
     }
 

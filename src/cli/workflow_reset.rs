@@ -48,6 +48,11 @@ pub fn run(ctx: &Ctx, args: WorkflowResetArgs) -> CmdResult {
     } else {
         print_report(&report);
     }
+    // The spec's task worktrees go too (their unmerged work stays on its branches).
+    if let Ok(Some(repo)) = crate::worktree::Repo::discover(&ctx.project) {
+        let pruned = super::worktrees::prune(&repo, Some(&args.spec))?;
+        super::worktrees::print_prune(&pruned);
+    }
     Ok(0)
 }
 

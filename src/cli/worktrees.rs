@@ -1,18 +1,132 @@
-//! `qw worktrees [--prune]`.
+//! `qw worktrees [--prune] [--spec NAME]`: list qw's task worktrees and `qw/` branches,
+//! and clean up what no running qw holds.
 
 use clap::Args;
 
-use super::{CmdResult, Ctx};
+use super::{CliError, CmdResult, Ctx};
+use crate::worktree::{self, Entry, EntryState, PruneReport, Repo};
 
 /// Arguments of `qw worktrees`.
 #[derive(Debug, Args)]
+#[command(after_long_help = "\
+States: locked (a running qw holds it, or `git worktree lock`), orphaned (a worktree no
+running qw holds), merged / unmerged (a branch without worktree, with or without commits
+HEAD lacks), snapshot (saved by --allow-dirty; never pruned).
+
+--prune removes orphaned worktrees and their `git worktree` entries. Uncommitted changes
+in them are first committed on their branch; a branch is deleted only when HEAD holds all
+its commits, otherwise it is kept and named.
+
+Exit: 0 done; 2 bad input.")]
 pub struct WorktreesArgs {
     /// Remove orphaned worktrees (keeps branches with unmerged commits).
     #[arg(long)]
     pub prune: bool,
+    /// Only this spec's worktrees and branches.
+    #[arg(long, value_name = "NAME")]
+    pub spec: Option<String>,
 }
 
 /// Run `qw worktrees`.
-pub fn run(_ctx: &Ctx, _args: WorktreesArgs) -> CmdResult {
-    super::not_built("worktrees")
+pub fn run(ctx: &Ctx, args: WorktreesArgs) -> CmdResult {
+    if let Some(s) = &args.spec {
+        crate::names::validate(crate::names::NameKind::Spec, s)?;
+    }
+    let repo = match Repo::discover(&ctx.project) {
+        Ok(Some(r)) => r,
+        Ok(None) | Err(worktree::WorktreeError::NoGit) => {
+            if ctx.global.json {
+                println!("{}", serde_json::json!({"git": false, "worktrees": []}));
+            } else {
+                eprintln!(
+                    "qw: `{}` is not in a git repository; qw makes no worktrees here",
+                    ctx.project.root().display()
+                );
+            }
+            return Ok(0);
+        }
+        Err(e) => return Err(CliError::failed(e.to_string())),
+    };
+    let report = if args.prune {
+        Some(prune(&repo, args.spec.as_deref())?)
+    } else {
+        None
+    };
+    let entries =
+        worktree::list(&repo, args.spec.as_deref()).map_err(|e| CliError::failed(e.to_string()))?;
+    // What prune did goes to stderr (diagnostics) in both modes.
+    if let Some(r) = &report {
+        print_prune(r);
+    }
+    if ctx.global.json {
+        let v = serde_json::json!({"git": true, "worktrees": entries, "pruned": report});
+        println!("{v}");
+        return Ok(0);
+    }
+    print_entries(&entries);
+    Ok(0)
+}
+
+/// Prune (used by `workflow-reset` too); errors become exit 1.
+pub(crate) fn prune(repo: &Repo, spec: Option<&str>) -> Result<PruneReport, CliError> {
+    worktree::prune(repo, spec).map_err(|e| {
+        CliError::failed(e.to_string())
+            .hint("nothing was discarded: uncommitted work is committed on its branch before a worktree is removed")
+    })
+}
+
+/// One line per action of a prune, on stderr (diagnostics), data stays on stdout.
+pub(crate) fn print_prune(r: &PruneReport) {
+    for b in &r.salvaged {
+        eprintln!("committed uncommitted work on `{b}` before removing its worktree");
+    }
+    for p in &r.removed_worktrees {
+        eprintln!("removed worktree `{}`", p.display());
+    }
+    for b in &r.deleted_branches {
+        eprintln!("deleted merged branch `{b}`");
+    }
+    for k in &r.kept_branches {
+        let (b, n) = (&k.branch, k.unmerged_commits);
+        eprintln!(
+            "kept branch `{b}`: {n} unmerged commit(s); merge it (`git merge {b}`) or delete it (`git branch -D {b}`)"
+        );
+    }
+    for b in &r.skipped_locked {
+        eprintln!("left `{b}` alone: a running qw (or `git worktree lock`) holds it");
+    }
+}
+
+fn print_entries(entries: &[Entry]) {
+    if entries.is_empty() {
+        eprintln!("no qw worktrees or branches");
+        return;
+    }
+    println!(
+        "{:<20} {:<10} {:<9} {:<28} PATH",
+        "SPEC", "TASK", "STATE", "BRANCH"
+    );
+    for e in entries {
+        let state = match e.state {
+            EntryState::Locked => "locked",
+            EntryState::Orphaned => "orphaned",
+            EntryState::Merged => "merged",
+            EntryState::Unmerged => "unmerged",
+            EntryState::Snapshot => "snapshot",
+        };
+        let mut path = e
+            .path
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |p| p.display().to_string());
+        if e.unmerged_commits > 0 {
+            path.push_str(&format!("  ({} unmerged commit(s))", e.unmerged_commits));
+        }
+        if e.uncommitted_changes {
+            path.push_str("  (uncommitted changes)");
+        }
+        println!(
+            "{:<20} {:<10} {:<9} {:<28} {path}",
+            e.spec, e.task, state, e.branch
+        );
+    }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::budget::Budget;
+use super::isolation::{self, TaskSpace};
 use super::progress::{Event, Progress};
 use super::{AgentKind, OPTIONS_KEY, Options, WorkflowError, report, scheduler};
 use crate::admission::Admission;
@@ -117,6 +118,8 @@ pub(crate) struct Run<'a> {
     pub tasks_file: Mutex<()>,
     /// Record a `system_stats` snapshot with each task (dev mode `resource_monitoring`).
     pub resource_monitoring: bool,
+    /// Where tasks work: their own git worktrees, or the project's tree.
+    pub space: TaskSpace,
 }
 
 impl Workflow {
@@ -137,6 +140,8 @@ impl Workflow {
         let dev = crate::settings::DevMode::load_lenient(&self.project.settings_file());
         let store = StateStore::new(&self.project);
 
+        // Refusals (no git, dirty tree) come before anything is written.
+        let plan = isolation::plan(&self.project, &self.name, &self.options)?;
         let progress = Progress::new(self.json, self.quiet);
         if self.dry_run {
             return dry_run(&self, &spec, &progress);
@@ -157,6 +162,7 @@ impl Workflow {
             store.backup_before(&format!("workflow_{}", self.name))?;
         }
         let spent_today = start_in_state(&store, &self, &spec)?;
+        let space = TaskSpace::start(&self.project, &self.name, plan, &progress)?;
 
         let per_day = settings
             .section("quantumwala")
@@ -185,6 +191,7 @@ impl Workflow {
             pause: Mutex::new(None),
             tasks_file: Mutex::new(()),
             resource_monitoring: dev.resource_monitoring(),
+            space,
         };
         let started = Instant::now();
         let summary = drive(&run, &progress, started);
@@ -405,6 +412,7 @@ fn document_phase(
         spec_dir: run.spec.dir().to_path_buf(),
         task: None,
         run_dir,
+        env: Vec::new(),
     })?;
     let ok = last.outcome.is_success();
     run.progress.emit(Event::PhaseFinished {
@@ -622,6 +630,12 @@ fn one_attempt(run: &Run<'_>, job: &Job) -> Result<AgentRun, WorkflowError> {
         r.outcome = Outcome::VerifyFailed { exit_code: code };
         r.evidence = evidence;
     }
+    // In a task worktree: commit and merge before the task counts as completed.
+    if r.outcome.is_success()
+        && let Some(task) = &job.task
+    {
+        run.space.integrate(task, &mut r)?;
+    }
     Ok(r)
 }
 
@@ -650,6 +664,7 @@ pub(crate) fn run_verify(
         ("QW_SPEC".into(), run.name.into()),
         ("QW_TASK_ID".into(), job.task_id().into()),
     ];
+    spec.env.extend(job.env.iter().cloned());
     let report = run.executor.run(&spec, run.cancel).map_err(|e| {
         (
             None,
@@ -953,9 +968,8 @@ pub(crate) fn load_tasks(spec: &Spec) -> Result<TaskList, WorkflowError> {
 }
 
 fn lock_workflow(project: &Project, name: &str) -> Result<crate::fs::File, WorkflowError> {
-    let dir = project.runs_dir();
-    crate::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!(".{name}.workflow.lock"));
+    crate::fs::create_dir_all(project.runs_dir())?;
+    let path = project.workflow_lock_file(name);
     let file = crate::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

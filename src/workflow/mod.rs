@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 mod budget;
 mod driver;
+mod isolation;
 pub mod progress;
 mod report;
 mod scheduler;
@@ -159,6 +160,9 @@ pub enum WorkflowError {
     /// Reading or writing a file failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A git command for task worktrees failed.
+    #[error(transparent)]
+    Git(#[from] crate::worktree::WorktreeError),
     /// Another qw is running this spec's workflow.
     #[error(
         "another qw is already running the workflow of spec `{spec}` (lock `{}`); wait for it or stop it",

@@ -118,16 +118,27 @@ pub(crate) fn run_tasks(
 }
 
 fn run_one(run: &Run<'_>, task: &Task) -> Result<AgentRun, WorkflowError> {
-    attempts(run, "implementation", Some(task), |run_dir| Job {
+    // Its own worktree (or the project's tree), created once for all its attempts.
+    let (workdir, env) = run.space.enter(&task.id, run.progress)?;
+    let r = attempts(run, "implementation", Some(task), |run_dir| Job {
         phase: AgentPhase::Implementation,
         spec: run.name.to_owned(),
         description: run.description.clone(),
         project_root: run.project.root().to_path_buf(),
-        workdir: run.project.root().to_path_buf(),
-        spec_dir: run.spec.dir().to_path_buf(),
+        workdir: workdir.clone(),
+        // In a worktree, through its link to the main tree's folder, so the prompt names
+        // it relative to where the agent works.
+        spec_dir: if workdir == run.project.root() {
+            run.spec.dir().to_path_buf()
+        } else {
+            workdir.join(".claude").join("specs").join(run.name)
+        },
         task: Some(task_job(task)),
         run_dir,
-    })
+        env: env.clone(),
+    })?;
+    run.space.leave(&task_job(task), &r, run.progress)?;
+    Ok(r)
 }
 
 /// Make sure every leaf has a state entry; ticks in the file count as completed.

@@ -29,6 +29,7 @@ fn job(p: &TestProject, phase: Phase, run: &str) -> Job {
         spec_dir: root.join(".claude/specs/greeter"),
         task: None,
         run_dir: root.join(".claude/runs").join(run),
+        env: Vec::new(),
     }
 }
 

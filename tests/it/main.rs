@@ -16,3 +16,4 @@ mod state;
 mod support;
 mod validate;
 mod workflow;
+mod worktree;
