@@ -16,6 +16,7 @@ mod driver;
 pub mod progress;
 mod report;
 mod scheduler;
+pub mod status;
 
 pub use budget::Budget;
 pub use driver::{Ending, Summary, Workflow};

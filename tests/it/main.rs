@@ -12,6 +12,7 @@ mod exec;
 mod init;
 mod spec;
 mod state;
+mod status;
 mod support;
 mod validate;
 mod workflow;

@@ -73,17 +73,18 @@ fi
 result false "$cost" "done $phase $task"
 "#;
 
-/// A project with permissive admission limits and a fake claude on PATH.
-struct Flow {
-    p: TestProject,
+/// A project with permissive admission limits and a fake claude on PATH (also used by
+/// other modules' workflow-driven tests).
+pub(crate) struct Flow {
+    pub(crate) p: TestProject,
     bin: PathBuf,
     log: PathBuf,
-    env: Vec<(String, String)>,
-    guard: MarkerGuard,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) guard: MarkerGuard,
 }
 
 impl Flow {
-    fn new(tasks_md: &str) -> Flow {
+    pub(crate) fn new(tasks_md: &str) -> Flow {
         let p = TestProject::new();
         // The suite loads the machine; admission is tested on its own elsewhere.
         p.write(
@@ -110,12 +111,12 @@ impl Flow {
         }
     }
 
-    fn set(&mut self, k: &str, v: &str) -> &mut Flow {
+    pub(crate) fn set(&mut self, k: &str, v: &str) -> &mut Flow {
         self.env.push((k.into(), v.into()));
         self
     }
 
-    fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = self.p.qw(args);
         let path = format!(
             "{}:{}",
@@ -129,11 +130,11 @@ impl Flow {
         c
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
     }
 
-    fn auto(&self, extra: &[&str]) -> Output {
+    pub(crate) fn auto(&self, extra: &[&str]) -> Output {
         let mut args = vec![
             "workflow-auto",
             "demo",
@@ -147,16 +148,16 @@ impl Flow {
         self.run(&args)
     }
 
-    fn state(&self) -> Value {
+    pub(crate) fn state(&self) -> Value {
         serde_json::from_str(&self.p.read(".claude/unified_state.json")).unwrap()
     }
 
-    fn task(&self, id: &str) -> Value {
+    pub(crate) fn task(&self, id: &str) -> Value {
         self.state()["specifications"]["demo"]["tasks"][id].clone()
     }
 
     /// Log lines `(kind, phase, task, ms)`.
-    fn log(&self) -> Vec<(String, String, String, u64)> {
+    pub(crate) fn log(&self) -> Vec<(String, String, String, u64)> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
@@ -172,31 +173,31 @@ impl Flow {
             .collect()
     }
 
-    fn runs_of(&self, task: &str) -> usize {
+    pub(crate) fn runs_of(&self, task: &str) -> usize {
         self.log()
             .iter()
             .filter(|(k, p, t, _)| k == "start" && p == "implementation" && t == task)
             .count()
     }
 
-    fn tasks_md(&self) -> String {
+    pub(crate) fn tasks_md(&self) -> String {
         self.p.read(".claude/specs/demo/tasks.md")
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.p.path()
     }
 }
 
-fn code(o: &Output) -> i32 {
+pub(crate) fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
 
-fn diag(o: &Output) -> String {
+pub(crate) fn diag(o: &Output) -> String {
     format!("stdout:\n{}\nstderr:\n{}", stdout(o), stderr(o))
 }
 
-const THREE: &str = "# Tasks\n\n- [ ] 1. First\n  - do it\n  - _Requirements: 1_\n- [ ] 2. Second\n  - _Depends: 1_\n- [ ] 3. Third\n";
+pub(crate) const THREE: &str = "# Tasks\n\n- [ ] 1. First\n  - do it\n  - _Requirements: 1_\n- [ ] 2. Second\n  - _Depends: 1_\n- [ ] 3. Third\n";
 
 #[test]
 fn workflow_full_run_with_fake_claude_writes_everything_and_sums_cost() {
