@@ -1,14 +1,296 @@
-//! `qw status`: the whole project's workflow status.
+//! `qw status`: every spec's phase, tasks, progress, cost and last error, plus
+//! project-wide figures. The numbers come from [`crate::workflow::status`]; this file only
+//! loads the state once and formats.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
 
 use clap::Args;
 
-use super::{CmdResult, Ctx};
+use super::{CliError, CmdResult, Ctx};
+use crate::settings::DevMode;
+use crate::state::{StateStore, Timestamp};
+use crate::workflow::status::{self, LastError, Overview, PhaseTiming, SpecStatus, Timings};
 
 /// Arguments of `qw status`.
 #[derive(Debug, Args)]
+#[command(after_long_help = "\
+Reads .claude/unified_state.json (a corrupt file is quarantined and the newest valid backup
+restored, with a warning). Exit 0 whatever the specs' state; 1 only when the state cannot
+be read. With dev mode `performance_profiling` on, per-phase timings and per-task durations
+are included.
+
+Examples:
+  qw status
+  qw status --json | jq '.specs[] | {name, phase, progress_percentage}'")]
 pub struct StatusArgs {}
 
 /// Run `qw status`.
-pub fn run(_ctx: &Ctx, _args: StatusArgs) -> CmdResult {
-    super::not_built("status")
+pub fn run(ctx: &Ctx, _args: StatusArgs) -> CmdResult {
+    let state = StateStore::new(&ctx.project)
+        .load()
+        .map_err(|e| super::state_backup::cli_error(&e))?;
+    let profiling = DevMode::load_lenient(&ctx.project.settings_file()).performance_profiling();
+    let overview = status::overview(&state, profiling);
+    if ctx.global.json {
+        let mut text = serde_json::to_string(&overview)
+            .map_err(|e| CliError::failed(format!("cannot serialize the status: {e}")))?;
+        text.push('\n');
+        write_stdout(&text)?;
+        return Ok(0);
+    }
+    if overview.specs.is_empty() {
+        write_stdout(&format!(
+            "no specs in `{}`\n",
+            ctx.project.state_file().display()
+        ))?;
+        if !ctx.global.quiet {
+            eprintln!(
+                "hint: start one with `qw workflow-auto NAME \"DESCRIPTION\"` or `qw spec-create NAME \"DESCRIPTION\"`"
+            );
+        }
+        return Ok(0);
+    }
+    write_stdout(&render(&overview))?;
+    Ok(0)
+}
+
+/// The human table and notes.
+fn render(o: &Overview) -> String {
+    let header = [
+        "SPEC", "PHASE", "DONE", "PROGRESS", "FAILED", "BLOCKED", "RUNNING", "COST", "TOKENS",
+    ];
+    let rows: Vec<[String; 9]> = o
+        .specs
+        .iter()
+        .map(|s| {
+            [
+                s.name.clone(),
+                match &s.paused_until {
+                    Some(until) => format!("{} (paused until {until})", s.phase),
+                    None => s.phase.clone(),
+                },
+                format!("{}/{}", s.tasks.completed, s.tasks.total),
+                format!("{:.0}%", s.progress_percentage),
+                s.tasks.failed.to_string(),
+                s.tasks.blocked.to_string(),
+                s.running.len().to_string(),
+                format!("${:.4}", s.cost_usd),
+                s.tokens.total.to_string(),
+            ]
+        })
+        .collect();
+    let mut out = String::new();
+    table(&mut out, &header, &rows);
+    let indent = o.specs.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    let mut notes = String::new();
+    for s in &o.specs {
+        spec_notes(&mut notes, s, indent);
+    }
+    if !notes.is_empty() {
+        out.push('\n');
+        out.push_str(&notes);
+    }
+    let _ = write!(
+        out,
+        "\noverall: {} command(s) recorded, {} task run(s), peak {} at once",
+        o.total_executed, o.tasks_executed, o.peak_concurrency
+    );
+    if o.active_tasks.is_empty() {
+        out.push_str("; nothing running\n");
+    } else {
+        let _ = writeln!(out, "; running now: {}", o.active_tasks.join(", "));
+    }
+    out
+}
+
+fn spec_notes(out: &mut String, s: &SpecStatus, indent: usize) {
+    let mut lead = s.name.as_str();
+    let mut line = |out: &mut String, text: &str| {
+        let _ = writeln!(out, "{lead:<indent$}  {text}");
+        lead = "";
+    };
+    if let Some(e) = &s.last_error {
+        line(out, &format!("last error {}", error_line(e)));
+    }
+    if let Some(next) = &s.next_step {
+        line(out, &format!("next: {next}"));
+    }
+    if let Some(t) = &s.timings {
+        if !t.phases.is_empty() {
+            line(out, &format!("phases: {}", phases_line(&t.phases)));
+        }
+        if let Some(tasks) = tasks_line(t) {
+            line(out, &format!("tasks: {tasks}"));
+        }
+    }
+}
+
+/// `2025-08-05 12:05:00 real_executor (task 10): Timeout after 300s`
+pub(crate) fn error_line(e: &LastError) -> String {
+    let mut s = String::new();
+    if let Some(t) = &e.timestamp {
+        let _ = write!(s, "{} ", when(t));
+    }
+    s.push_str(if e.component.is_empty() {
+        "?"
+    } else {
+        &e.component
+    });
+    if let Some(task) = &e.task {
+        let _ = write!(s, " (task {task})");
+    }
+    let _ = write!(s, ": {}", one_line(&e.error, 200));
+    s
+}
+
+/// `requirements_generation 1m 30s, design_creation 3m 30s`
+pub(crate) fn phases_line(phases: &[PhaseTiming]) -> String {
+    phases
+        .iter()
+        .map(|p| match p.seconds {
+            Some(secs) => format!("{} {}", p.phase, seconds(secs)),
+            None => format!("{} ?", p.phase),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `3 timed, 4.5s in all; slowest 10 3.0s, 2 1.5s`
+fn tasks_line(t: &Timings) -> Option<String> {
+    let mut timed: Vec<(&str, f64)> = t
+        .tasks
+        .iter()
+        .filter_map(|x| x.duration_seconds.map(|d| (x.id.as_str(), d)))
+        .collect();
+    if timed.is_empty() {
+        return None;
+    }
+    timed.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let slowest: Vec<String> = timed
+        .iter()
+        .take(5)
+        .map(|(id, d)| format!("{id} {}", seconds(*d)))
+        .collect();
+    Some(format!(
+        "{} timed, {} in all, mean {}; slowest {}",
+        timed.len(),
+        seconds(t.task_seconds_total),
+        seconds(t.task_seconds_total / timed.len() as f64),
+        slowest.join(", ")
+    ))
+}
+
+/// `0.4s`, `12.3s`, `17m 0s`, `2h 03m`.
+pub(crate) fn seconds(s: f64) -> String {
+    if !s.is_finite() {
+        return "?".into();
+    }
+    let neg = if s < 0.0 { "-" } else { "" };
+    let s = s.abs();
+    if s < 60.0 {
+        format!("{neg}{s:.1}s")
+    } else if s < 3600.0 {
+        let whole = s.round() as u64;
+        format!("{neg}{}m {}s", whole / 60, whole % 60)
+    } else {
+        let whole = s.round() as u64;
+        format!("{neg}{}h {:02}m", whole / 3600, (whole % 3600) / 60)
+    }
+}
+
+/// A timestamp in local time, or the raw value it holds.
+pub(crate) fn when(t: &Timestamp) -> String {
+    match t {
+        Timestamp::At(at) => at
+            .with_timezone(&chrono::Local)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+        Timestamp::Other(v) => v.to_string(),
+    }
+}
+
+/// Whitespace folded to single spaces, cut at `max` characters.
+pub(crate) fn one_line(s: &str, max: usize) -> String {
+    let line = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() > max {
+        let cut: String = line.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    } else {
+        line
+    }
+}
+
+/// Left-aligned columns separated by two spaces; the last column is not padded.
+pub(crate) fn table<const N: usize>(out: &mut String, header: &[&str; N], rows: &[[String; N]]) {
+    let mut width = [0usize; N];
+    for (i, h) in header.iter().enumerate() {
+        width[i] = h.chars().count();
+    }
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut s = String::new();
+        for (i, c) in cells.enumerate() {
+            if i + 1 == N {
+                s.push_str(c);
+            } else {
+                let pad = width[i] - c.chars().count();
+                s.push_str(c);
+                s.extend(std::iter::repeat_n(' ', pad + 2));
+            }
+        }
+        out.push_str(s.trim_end());
+        out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for r in rows {
+        line(&mut r.iter().map(String::as_str));
+    }
+}
+
+/// Write to stdout; a closed pipe (`qw status | head -1`) is not an error.
+pub(crate) fn write_stdout(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CliError::failed(format!("cannot write to stdout: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_read_well() {
+        assert_eq!(seconds(0.44), "0.4s");
+        assert_eq!(seconds(90.0), "1m 30s");
+        assert_eq!(seconds(7380.0), "2h 03m");
+        assert_eq!(seconds(f64::NAN), "?");
+    }
+
+    #[test]
+    fn table_aligns_columns() {
+        let mut out = String::new();
+        table(
+            &mut out,
+            &["A", "BB", "C"],
+            &[
+                ["long".into(), "x".into(), "1".into()],
+                ["s".into(), "yyy".into(), "2".into()],
+            ],
+        );
+        assert_eq!(out, "A     BB   C\nlong  x    1\ns     yyy  2\n");
+    }
+
+    #[test]
+    fn one_line_folds_and_cuts() {
+        assert_eq!(one_line("a\n  b", 10), "a b");
+        assert_eq!(one_line("abcdef", 4), "abc…");
+    }
 }

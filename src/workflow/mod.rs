@@ -17,6 +17,7 @@ mod isolation;
 pub mod progress;
 mod report;
 mod scheduler;
+pub mod status;
 
 pub use budget::Budget;
 pub use driver::{Ending, Summary, Workflow};

@@ -13,6 +13,7 @@ mod init;
 mod output;
 mod spec;
 mod state;
+mod status;
 mod support;
 mod validate;
 mod workflow;

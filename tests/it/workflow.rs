@@ -73,7 +73,8 @@ fi
 result false "$cost" "done $phase $task"
 "#;
 
-/// A project with permissive admission limits and a fake claude on PATH.
+/// A project with permissive admission limits and a fake claude on PATH (also used by
+/// other modules' workflow-driven tests).
 pub(crate) struct Flow {
     pub(crate) p: TestProject,
     bin: PathBuf,
@@ -196,7 +197,7 @@ pub(crate) fn diag(o: &Output) -> String {
     format!("stdout:\n{}\nstderr:\n{}", stdout(o), stderr(o))
 }
 
-const THREE: &str = "# Tasks\n\n- [ ] 1. First\n  - do it\n  - _Requirements: 1_\n- [ ] 2. Second\n  - _Depends: 1_\n- [ ] 3. Third\n";
+pub(crate) const THREE: &str = "# Tasks\n\n- [ ] 1. First\n  - do it\n  - _Requirements: 1_\n- [ ] 2. Second\n  - _Depends: 1_\n- [ ] 3. Third\n";
 
 #[test]
 fn workflow_full_run_with_fake_claude_writes_everything_and_sums_cost() {
