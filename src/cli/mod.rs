@@ -263,10 +263,3 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::OfflineAgent(a) => offline_agent::run(&ctx, a),
     }
 }
-
-/// Placeholder for a command whose capability has not landed yet: says so plainly and fails.
-pub(crate) fn not_built(what: &str) -> CmdResult {
-    Err(CliError::failed(format!(
-        "`qw {what}` is not available in this build yet"
-    )))
-}
