@@ -354,7 +354,8 @@ pub fn run_job(
 ) -> Result<(AgentRun, crate::exec::ExecReport), AgentError> {
     let prompt = prompt::build(job, project);
     crate::fs::create_dir_all(&job.run_dir)?;
-    crate::fs::write_durable(&job.prompt_file(), prompt.as_bytes())?;
+    // Evidence for the run, read by the agent right away; not state, so no fsync.
+    crate::fs::write(job.prompt_file(), prompt.as_bytes())?;
     let command = agent.command(job, &prompt)?;
     let mut spec = command.to_exec_spec(job);
     spec.timeout = limits.timeout;

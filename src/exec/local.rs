@@ -109,11 +109,22 @@ impl Executor for LocalExecutor {
             ExecError::Supervisor(format!("cannot start `{}`: {e}", self.qw.display()))
         })?;
         let pid = Pid::from_raw(child.id() as i32);
-        let mut poll = Duration::from_millis(1);
+        // A waiter thread blocks in wait() so the end of the job is seen at once; this
+        // thread wakes every 25 ms only to watch the cancel token.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
         let mut forwarded = false;
         let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break status;
+            match rx.recv_timeout(Duration::from_millis(25)) {
+                Ok(status) => break status?,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(ExecError::Supervisor(
+                        "lost track of the supervisor process".into(),
+                    ));
+                }
             }
             // Many jobs share one token: observe it, never consume it. The supervisor
             // does the escalation (grace, then SIGKILL) itself.
@@ -122,8 +133,6 @@ impl Executor for LocalExecutor {
                 let sig = Signal::try_from(sig).unwrap_or(Signal::SIGTERM);
                 let _ = kill(pid, sig);
             }
-            std::thread::sleep(poll);
-            poll = (poll * 2).min(Duration::from_millis(20));
         };
         let text = crate::fs::read_to_string(&report_path).map_err(|e| {
             ExecError::Supervisor(format!(

@@ -319,7 +319,8 @@ impl Watchdog {
             files,
             last_sample: (u64::MAX, u64::MAX),
             last_activity: Instant::now(),
-            next_check: Instant::now(),
+            // The first sample waits a little: short runs never pay for a /proc scan.
+            next_check: Instant::now() + (limit / 4).min(Duration::from_millis(500)),
         }
     }
 

@@ -100,6 +100,8 @@ pub struct Workflow {
 pub(crate) struct Run<'a> {
     pub project: &'a Project,
     pub store: StateStore,
+    /// Batches the task threads' state updates (see `commit.rs`).
+    pub commit: super::commit::Committer,
     pub spec: Spec,
     pub name: &'a str,
     pub description: String,
@@ -171,6 +173,7 @@ impl Workflow {
         let executor = LocalExecutor::new(&self.qw);
         let run = Run {
             project: &self.project,
+            commit: super::commit::Committer::start(store.clone()),
             store,
             description: self.description_in_state(&spec)?,
             spec,
@@ -713,20 +716,21 @@ fn task_started(
     let stats = run
         .resource_monitoring
         .then(|| crate::admission::probes::Probes::read().system_stats_json());
-    run.store.update(|s| {
-        let spec = spec_entry(s, run.name);
-        let task = spec.tasks.entry(t.id.clone()).or_default();
-        task.id = t.id.clone();
-        task.spec_name = run.name.to_owned();
-        task.description = t.title.clone();
+    let (name, id, title) = (run.name.to_owned(), t.id.clone(), t.title.clone());
+    run.commit.update(move |s| {
+        let spec = spec_entry(s, &name);
+        let task = spec.tasks.entry(id.clone()).or_default();
+        task.id = id.clone();
+        task.spec_name = name.clone();
+        task.description = title;
         task.status = TaskStatus::InProgress;
         task.agent = Some(agent_name.to_owned());
         task.attempts = task.attempts.max(attempt - 1) + 1;
         task.started_at = Some(Timestamp::now());
         task.completed_at = None;
         task.run_id = run_id;
-        if !s.agents.active_tasks.contains(&t.id) {
-            s.agents.active_tasks.push(t.id.clone());
+        if !s.agents.active_tasks.contains(&id) {
+            s.agents.active_tasks.push(id);
         }
         let running = s.agents.active_tasks.len() as u64;
         s.resources.peak_concurrent_tasks = s.resources.peak_concurrent_tasks.max(running);
@@ -755,11 +759,15 @@ fn record_attempt(
     let agent_name = run.agent.name();
     let ok = r.outcome.is_success();
     let today = chrono::Local::now().format("%Y-%m-%d").to_string();
-    run.store.update(|s| {
-        let spec = spec_entry(s, run.name);
+    let (name, label) = (run.name.to_owned(), label.to_owned());
+    let task_id = task.map(|t| t.id.clone());
+    let run_dir = run_dir.display().to_string();
+    let r = r.clone();
+    run.commit.update(move |s| {
+        let spec = spec_entry(s, &name);
         spec.cost_usd += r.cost_usd;
-        if let Some(t) = task {
-            let entry = spec.tasks.entry(t.id.clone()).or_default();
+        if let Some(id) = &task_id {
+            let entry = spec.tasks.entry(id.clone()).or_default();
             *entry.cost_usd.get_or_insert(0.0) += r.cost_usd;
             *entry.input_tokens.get_or_insert(0) += r.input_tokens;
             *entry.output_tokens.get_or_insert(0) += r.output_tokens;
@@ -793,7 +801,7 @@ fn record_attempt(
             if total > 0 {
                 spec.progress_percentage = done as f64 * 100.0 / total as f64;
             }
-            s.agents.active_tasks.retain(|id| id != &t.id);
+            s.agents.active_tasks.retain(|a| a != id);
             s.resources.total_tasks_executed += 1;
         }
         if !ok {
@@ -801,14 +809,14 @@ fn record_attempt(
                 "workflow",
                 &format!("{}: {}", r.outcome, r.evidence),
                 json!({
-                    "spec": run.name,
+                    "spec": name,
                     "phase": label,
-                    "task": task.map(|t| &t.id),
+                    "task": task_id,
                     "attempt": attempt,
                     "exit_code": r.exit_code,
                     "outcome": r.outcome,
                     "duration_ms": r.duration_ms,
-                    "run_dir": run_dir.display().to_string(),
+                    "run_dir": run_dir,
                     "will_retry": will_retry,
                 }),
             );
@@ -831,7 +839,7 @@ fn record_attempt(
         if r.cost_usd > 0.0 {
             let ledger = s.extra.entry("cost_ledger").or_insert_with(|| json!({}));
             if let Some(map) = ledger.as_object_mut() {
-                let day = map.entry(today.clone()).or_insert(json!(0.0));
+                let day = map.entry(today).or_insert(json!(0.0));
                 *day = json!(day.as_f64().unwrap_or(0.0) + r.cost_usd);
             }
         }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod budget;
+mod commit;
 mod driver;
 mod isolation;
 pub mod progress;
