@@ -4,6 +4,16 @@
 //! everything else lives here so it can be tested without spawning `qw`.
 //! See `docs/ARCHITECTURE.md` for the data flow between the modules.
 
+/// `eprintln!` that never panics: a closed stderr (`qw … 2>&1 | head`) must not abort
+/// work in progress half way, so diagnostics that cannot be written are dropped.
+#[macro_export]
+macro_rules! diag {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod admission;
 pub mod agent;
 pub mod cli;

@@ -265,7 +265,7 @@ fn fall_back(dir: &Path, err: &io::Error) -> SinkState {
     } else {
         "stderr only".to_owned()
     };
-    eprintln!(
+    crate::diag!(
         "qw: warning: cannot write logs to `{}` ({err}); logging to {target} instead",
         dir.display()
     );

@@ -2,12 +2,11 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use quantumwala::cli::{self, Cli, Command};
+use quantumwala::cli::{self, Command};
 use quantumwala::exit;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(err) => {
             // `qw exec` misuse exits 125 like GNU timeout, so it never collides with the
@@ -31,9 +30,9 @@ fn main() -> ExitCode {
         // The reader of stdout went away (`qw … | head -1`): it has what it wanted.
         Err(e) if e.is_stdout_closed() => to_exit_code(exit::SUCCESS),
         Err(e) => {
-            eprintln!("qw: error: {}", e.message);
+            quantumwala::diag!("qw: error: {}", e.message);
             for hint in &e.hints {
-                eprintln!("  hint: {hint}");
+                quantumwala::diag!("  hint: {hint}");
             }
             // Usage errors of `qw exec` are 125, as GNU timeout's.
             let code = if is_exec && e.code == exit::USAGE {

@@ -105,6 +105,12 @@ pub enum Rejection {
     /// A qw command that may not be run from a suggestion.
     #[error("`{0}` cannot be run from a suggestion")]
     NotSuggestible(String),
+    /// An option that would make a suggestion run a program of its choosing or act on
+    /// another project (`--agent-cmd`, `--claude-arg`, `-C`/`--project`).
+    #[error(
+        "option `{0}` cannot be given in a suggestion: it would run a program or act outside this project; run the command yourself"
+    )]
+    ForbiddenOption(String),
     /// A destructive command (`rm -rf /`, `mkfs`, `dd of=/dev/…`, a fork bomb).
     #[error("refused a destructive command: {0}")]
     Destructive(String),
@@ -190,6 +196,9 @@ pub fn validate_suggestion(text: &str) -> Result<Suggestion, Rejection> {
         None => return Err(Rejection::Empty),
     };
     if SUGGESTIBLE_QW.contains(&name.as_str()) {
+        if let Some(bad) = args.iter().find(|a| is_forbidden_option(a)) {
+            return Err(Rejection::ForbiddenOption(bad.clone()));
+        }
         let mut all = vec![name];
         all.extend(args);
         return Ok(Suggestion::Qw { args: all });
@@ -201,6 +210,19 @@ pub fn validate_suggestion(text: &str) -> Result<Suggestion, Rejection> {
         return Ok(Suggestion::Slash { name, args });
     }
     Err(Rejection::UnknownCommand(name))
+}
+
+/// Options a suggestion may not carry: they choose a program to run or a project to act on.
+const FORBIDDEN_OPTIONS: &[&str] = &["--agent-cmd", "--claude-arg", "--project", "-C"];
+
+fn is_forbidden_option(arg: &str) -> bool {
+    FORBIDDEN_OPTIONS.iter().any(|o| {
+        arg == *o
+            || arg
+                .strip_prefix(o)
+                .is_some_and(|rest| rest.starts_with('='))
+            || (*o == "-C" && arg.starts_with("-C") && arg.len() > 2)
+    })
 }
 
 /// Refuse unquoted shell metacharacters, substitutions inside double quotes, and NUL.
@@ -360,6 +382,20 @@ mod tests {
     const SUGGESTION_CASES: &[(&str, bool)] = &[
         ("/workflow-continue user-auth", true),
         ("qw workflow-continue user-auth", true),
+        (
+            "qw workflow-auto pwn x --agent-cmd 'touch /tmp/pwned'",
+            false,
+        ),
+        ("/workflow-auto pwn x --agent-cmd='sh -c \"id\"'", false),
+        (
+            "/workflow-continue x --claude-arg=--dangerously-skip-permissions",
+            false,
+        ),
+        ("/workflow-reset x --hard --yes -C /home/other", false),
+        ("/workflow-reset x -C/home/other", false),
+        ("/state-backup --project /elsewhere", false),
+        ("/workflow-continue x --max-cost-per-run 5", true),
+        ("/spec-create cli-flags 'support --agent-cmd and -C'", true),
         ("/workflow-auto user-auth \"Add login; with 2FA\"", true),
         ("/workflow-reset user-auth --hard --yes", true),
         ("/spec-create reformat-output 'platform support'", true),

@@ -1,8 +1,8 @@
 //! `qw completions SHELL`.
 
-use clap::{Args, CommandFactory};
+use clap::Args;
 
-use super::{Cli, CmdResult, Ctx};
+use super::{CmdResult, Ctx};
 
 /// Arguments of `qw completions`.
 #[derive(Debug, Args)]
@@ -18,7 +18,7 @@ pub struct CompletionsArgs {
 
 /// Run `qw completions`.
 pub fn run(_ctx: &Ctx, args: CompletionsArgs) -> CmdResult {
-    let mut cmd = Cli::command();
+    let mut cmd = super::command();
     // Into memory first: clap_complete panics when its writer fails (a closed pipe).
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "qw", &mut script);

@@ -213,7 +213,7 @@ impl Consumer<'_> {
             Duration::from_millis(500)
         };
         if !self.ctx.global.quiet {
-            eprintln!(
+            crate::diag!(
                 "qw: watching `{}` ({}); Ctrl-C stops",
                 self.ctx.project.next_command_file().display(),
                 if watcher.is_some() {

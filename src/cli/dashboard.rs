@@ -62,7 +62,7 @@ pub fn run(ctx: &Ctx, args: DashboardArgs) -> CmdResult {
         .local_addr()
         .map_err(|e| CliError::failed(format!("cannot read the bound address: {e}")))?;
     if !ip.is_loopback() {
-        eprintln!(
+        crate::diag!(
             "qw: warning: serving on `{ip}`, which is not a loopback address: anyone who can reach it and has the URL can read this project's state{}",
             if args.allow_actions {
                 " and run actions"
@@ -110,7 +110,7 @@ fn admission_gauges(project: &Project) -> GaugeProvider {
     let (limits, slots): (Option<Limits>, Slots) = match Admission::for_project(project) {
         Ok(a) => (Some(a.limits), a.slots),
         Err(e) => {
-            eprintln!("qw: warning: {e}; the dashboard shows no admission limits");
+            crate::diag!("qw: warning: {e}; the dashboard shows no admission limits");
             (None, Slots::system())
         }
     };
@@ -150,7 +150,7 @@ fn announce(ctx: &Ctx, url: &str, addr: SocketAddr, allow_actions: bool) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
     if ctx.global.verbosity() != crate::logging::Verbosity::Quiet {
-        eprintln!(
+        crate::diag!(
             "qw: dashboard for `{}` ({}); Ctrl-C to stop",
             ctx.project.root().display(),
             if allow_actions {
@@ -194,7 +194,7 @@ fn open_browser(url: &str) {
         Ok(mut child) => {
             std::thread::spawn(move || child.wait());
         }
-        Err(e) => eprintln!(
+        Err(e) => crate::diag!(
             "qw: warning: could not run `{program}` to open the page: {e}; open the URL above yourself"
         ),
     }

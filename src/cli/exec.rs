@@ -20,7 +20,7 @@ or was misused (also when --admit gave up waiting: the program was not started);
 Example:
   qw exec --timeout 600 --grace 5 -- claude -p \"fix the build\" --output-format json")]
 pub struct ExecArgs {
-    /// Time limit in seconds (decimals allowed). Without it, no limit.
+    /// Time limit in seconds (decimals allowed). Without it, or 0, no limit.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub timeout: Option<Duration>,
     /// Seconds between SIGTERM and SIGKILL.
@@ -126,7 +126,8 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
             .clone()
             .map_or(Output::Inherit, Output::File),
         null_stdin: false,
-        timeout: args.timeout,
+        // As with GNU timeout, a limit of 0 disables the limit.
+        timeout: args.timeout.filter(|t| !t.is_zero()),
         grace: args.grace,
         stall_timeout: args.stall_timeout,
         run_id: args.run_id.clone(),
@@ -143,7 +144,7 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
         && !args.no_record
         && let Err(e) = crate::state::record_exec(&ctx.project, &args.argv, report.exit_code == 0)
     {
-        eprintln!("qw: warning: this run was not recorded in the state: {e}");
+        crate::diag!("qw: warning: this run was not recorded in the state: {e}");
     }
 
     if let Some(path) = &args.report_file {
@@ -158,7 +159,7 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
         && let Err(e) = super::out::line(serde_json::to_string(&report).unwrap_or_default())
         && !e.is_stdout_closed()
     {
-        eprintln!("qw: warning: {}", e.message);
+        crate::diag!("qw: warning: {}", e.message);
     }
     Ok(report.exit_code)
 }
@@ -166,7 +167,7 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
 /// Tell the user on stderr what happened besides the program's own output.
 fn explain(report: &ExecReport, spec: &ExecSpec, quiet: bool) {
     if let Some(err) = &report.spawn_error {
-        eprintln!("qw: error: {err}");
+        crate::diag!("qw: error: {err}");
         return;
     }
     if quiet {
@@ -179,17 +180,17 @@ fn explain(report: &ExecReport, spec: &ExecSpec, quiet: bool) {
     };
     if report.timed_out {
         let limit = spec.timeout.map(|t| t.as_secs_f64()).unwrap_or_default();
-        eprintln!("qw: timed out after {limit}s; ended the process tree with {how}");
+        crate::diag!("qw: timed out after {limit}s; ended the process tree with {how}");
     } else if report.stalled {
         let limit = spec
             .stall_timeout
             .map(|t| t.as_secs_f64())
             .unwrap_or_default();
-        eprintln!(
+        crate::diag!(
             "qw: no output and no CPU use for {limit}s (stalled); ended the process tree with {how}"
         );
     } else if let Some(sig) = report.interrupted_by {
-        eprintln!("qw: received signal {sig}; forwarded it to the process tree");
+        crate::diag!("qw: received signal {sig}; forwarded it to the process tree");
     }
     if !report.leftovers.is_empty() {
         let list: Vec<String> = report
@@ -197,7 +198,7 @@ fn explain(report: &ExecReport, spec: &ExecSpec, quiet: bool) {
             .iter()
             .map(|l| format!("{} ({})", l.pid, l.command))
             .collect();
-        eprintln!(
+        crate::diag!(
             "qw: warning: the program left {} process(es) running; terminated them: {}",
             report.leftovers.len(),
             list.join(", ")
@@ -215,7 +216,7 @@ pub fn report_sweep(report: &exec::sweep::SweepReport) {
         .iter()
         .map(|l| format!("{} ({})", l.pid, l.command))
         .collect();
-    eprintln!(
+    crate::diag!(
         "qw: warning: ended {} process(es) orphaned by a qw that was killed: {}",
         report.killed.len(),
         list.join(", ")

@@ -29,7 +29,7 @@ impl From<ScaffoldError> for CliError {
 pub fn run(ctx: &Ctx, _args: InitArgs) -> CmdResult {
     let report = scaffold::init(&ctx.project)?;
     for w in &report.warnings {
-        eprintln!("qw: warning: {w}");
+        crate::diag!("qw: warning: {w}");
     }
     if ctx.global.json {
         let mut v = serde_json::to_value(&report).map_err(|e| CliError::failed(e.to_string()))?;
@@ -67,7 +67,7 @@ pub fn run(ctx: &Ctx, _args: InitArgs) -> CmdResult {
         report.count(Action::Kept),
     );
     if !ctx.global.quiet && report.count(Action::Created) > 0 {
-        eprintln!(
+        crate::diag!(
             "next: describe your project in .claude/steering/*.md, then `qw workflow-auto NAME \"DESC\"`"
         );
     }

@@ -38,6 +38,36 @@ Exit codes:
   `qw exec` instead follows GNU timeout: the child's own code, 124 timed out,
   125 qw failed or was misused, 126 not executable, 127 not found, 128+N killed by signal N.";
 
+const SUBCOMMAND_EXIT_CODES: &str = "\
+Exit codes: 0 success · 1 the work failed · 2 bad input or usage · 3 paused, resumable";
+
+/// The full command-line definition: the derived one, with the exit codes added to
+/// every subcommand's help (`qw exec` documents its own, GNU timeout's).
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command()
+        .after_help(
+            "Exit codes: 0 success · 1 the work failed · 2 bad input · 3 paused (see --help)",
+        )
+        .mut_subcommands(|sc| {
+            if sc.get_name() == "exec" {
+                return sc;
+            }
+            let long = match sc.get_after_long_help() {
+                Some(text) => format!("{text}\n\n{SUBCOMMAND_EXIT_CODES}"),
+                None => SUBCOMMAND_EXIT_CODES.to_owned(),
+            };
+            sc.after_help(SUBCOMMAND_EXIT_CODES).after_long_help(long)
+        })
+}
+
+/// Parse the process arguments with [`command`].
+pub fn parse() -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    let matches = command().try_get_matches()?;
+    Cli::from_arg_matches(&matches)
+}
+
 /// qw — run AI coding agents through a spec-driven workflow, safely.
 #[derive(Debug, Parser)]
 #[command(name = "qw", version, about, after_long_help = EXIT_CODES_HELP)]

@@ -220,7 +220,7 @@ pub fn admit_for_exec(
         }
         let key = (w.ahead.min(1), w.blocked_by.map(|r| r.limit));
         if !quiet && told != Some(key) {
-            eprintln!("qw: waiting for admission ({impact} impact): {w}");
+            crate::diag!("qw: waiting for admission ({impact} impact): {w}");
             told = Some(key);
         }
         ControlFlow::Continue(())

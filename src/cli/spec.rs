@@ -92,12 +92,12 @@ pub fn run_create(ctx: &Ctx, args: SpecCreateArgs) -> CmdResult {
     )?;
     if !ctx.global.quiet {
         if !had_project {
-            eprintln!(
+            crate::diag!(
                 "note: `.claude/` was new in {}; `qw init` adds steering documents and slash commands",
                 ctx.project.root().display()
             );
         }
-        eprintln!(
+        crate::diag!(
             "next: qw workflow-auto {} {}",
             created.name(),
             shell_words::quote(&args.description)
@@ -117,7 +117,7 @@ pub fn run_list(ctx: &Ctx, _args: SpecListArgs) -> CmdResult {
     if rows.is_empty() {
         if !ctx.global.quiet {
             outln!("no specs in {}", ctx.project.specs_dir().display())?;
-            eprintln!("hint: create one with `qw spec-create NAME \"DESCRIPTION\"`");
+            crate::diag!("hint: create one with `qw spec-create NAME \"DESCRIPTION\"`");
         }
         return Ok(0);
     }
@@ -139,7 +139,7 @@ pub fn run_list(ctx: &Ctx, _args: SpecListArgs) -> CmdResult {
     }
     for r in &rows {
         if let Some(e) = &r.tasks_error {
-            eprintln!("qw: warning: spec `{}`: {e}", r.name);
+            crate::diag!("qw: warning: spec `{}`: {e}", r.name);
         }
     }
     Ok(0)
@@ -208,7 +208,7 @@ pub fn run_status(ctx: &Ctx, args: SpecStatusArgs) -> CmdResult {
                 tasks.as_ref().map(Option::as_ref).map_err(Clone::clone),
             );
             if let Some(e) = &d.tasks_error {
-                eprintln!("qw: warning: spec `{}`: {e}", d.name);
+                crate::diag!("qw: warning: spec `{}`: {e}", d.name);
             }
             d
         })
@@ -235,7 +235,7 @@ pub fn run_status(ctx: &Ctx, args: SpecStatusArgs) -> CmdResult {
             ctx.project.specs_dir().display()
         ))?;
         if !ctx.global.quiet {
-            eprintln!("hint: create one with `qw spec-create NAME \"DESCRIPTION\"`");
+            crate::diag!("hint: create one with `qw spec-create NAME \"DESCRIPTION\"`");
         }
         return Ok(0);
     }

@@ -57,7 +57,7 @@ pub fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
         if json {
             outln!("{}", to_json(&list)?)?;
         } else if list.is_empty() {
-            eprintln!(
+            crate::diag!(
                 "qw: no backups in `{}`",
                 ctx.project.state_backups_dir().display()
             );

@@ -45,7 +45,7 @@ pub fn run(ctx: &Ctx, _args: StatusArgs) -> CmdResult {
             ctx.project.state_file().display()
         ))?;
         if !ctx.global.quiet {
-            eprintln!(
+            crate::diag!(
                 "hint: start one with `qw workflow-auto NAME \"DESCRIPTION\"` or `qw spec-create NAME \"DESCRIPTION\"`"
             );
         }

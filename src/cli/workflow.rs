@@ -29,7 +29,7 @@ pub struct RunArgs {
     /// Tasks at once (default: `resource_limits.max_concurrent`, 8).
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,
-    /// Seconds one agent run or verify command may take (default 1800).
+    /// Seconds one agent run or verify command may take (default 1800; 0 = no limit).
     #[arg(long, value_name = "SECS", value_parser = super::exec::parse_secs)]
     pub task_timeout: Option<Duration>,
     /// Seconds between SIGTERM and SIGKILL (default 5).
@@ -279,7 +279,7 @@ fn drive(ctx: &Ctx, name: &str, description: &str, options: Options, dry_run: bo
                 if options.wait_for_reset
                     && let Some(wait) = until.as_deref().and_then(until_from_now)
                 {
-                    eprintln!(
+                    crate::diag!(
                         "qw: paused ({reason}); waiting {:.0}s for the reset (--wait-for-reset)",
                         wait.as_secs_f64()
                     );
@@ -288,7 +288,7 @@ fn drive(ctx: &Ctx, name: &str, description: &str, options: Options, dry_run: bo
                     }
                     return Ok(exit::PAUSED);
                 }
-                eprintln!(
+                crate::diag!(
                     "qw: paused: {reason}; resume with `qw workflow-continue {name}`{}",
                     if until.is_some() {
                         ""

@@ -38,7 +38,7 @@ pub fn run(ctx: &Ctx, args: WorktreesArgs) -> CmdResult {
             if ctx.global.json {
                 println!("{}", serde_json::json!({"git": false, "worktrees": []}));
             } else {
-                eprintln!(
+                crate::diag!(
                     "qw: `{}` is not in a git repository; qw makes no worktrees here",
                     ctx.project.root().display()
                 );
@@ -78,28 +78,28 @@ pub(crate) fn prune(repo: &Repo, spec: Option<&str>) -> Result<PruneReport, CliE
 /// One line per action of a prune, on stderr (diagnostics), data stays on stdout.
 pub(crate) fn print_prune(r: &PruneReport) {
     for b in &r.salvaged {
-        eprintln!("committed uncommitted work on `{b}` before removing its worktree");
+        crate::diag!("committed uncommitted work on `{b}` before removing its worktree");
     }
     for p in &r.removed_worktrees {
-        eprintln!("removed worktree `{}`", p.display());
+        crate::diag!("removed worktree `{}`", p.display());
     }
     for b in &r.deleted_branches {
-        eprintln!("deleted merged branch `{b}`");
+        crate::diag!("deleted merged branch `{b}`");
     }
     for k in &r.kept_branches {
         let (b, n) = (&k.branch, k.unmerged_commits);
-        eprintln!(
+        crate::diag!(
             "kept branch `{b}`: {n} unmerged commit(s); merge it (`git merge {b}`) or delete it (`git branch -D {b}`)"
         );
     }
     for b in &r.skipped_locked {
-        eprintln!("left `{b}` alone: a running qw (or `git worktree lock`) holds it");
+        crate::diag!("left `{b}` alone: a running qw (or `git worktree lock`) holds it");
     }
 }
 
 fn print_entries(entries: &[Entry]) {
     if entries.is_empty() {
-        eprintln!("no qw worktrees or branches");
+        crate::diag!("no qw worktrees or branches");
         return;
     }
     println!(

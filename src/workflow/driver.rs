@@ -483,18 +483,19 @@ pub(crate) fn attempts(
             }
             return Ok(r);
         }
-        let mut told: Option<String> = None;
+        let mut told: Option<Instant> = None;
         let slot = match &run.admission {
             Some(a) => match a.acquire(crate::admission::Impact::Normal, |waiting| {
-                let now = waiting.to_string();
-                if told.as_deref() != Some(now.as_str()) {
+                // Say why once, then at most every 30 s: the observed load changes on
+                // every poll and must not flood the output.
+                if told.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(30)) {
                     run.progress.emit(Event::Note {
                         message: format!(
-                            "{label}{}: waiting for admission: {now}",
+                            "{label}{}: waiting for admission: {waiting}",
                             task.map(|t| format!(" {}", t.id)).unwrap_or_default()
                         ),
                     });
-                    told = Some(now);
+                    told = Some(Instant::now());
                 }
                 if run.cancel.pending().is_some() {
                     std::ops::ControlFlow::Break(())
@@ -613,7 +614,7 @@ fn pause(run: &Run<'_>, r: &AgentRun) {
 /// Run the agent once and, if it succeeded, the task's `_Verify:_` command.
 fn one_attempt(run: &Run<'_>, job: &Job) -> Result<AgentRun, WorkflowError> {
     let limits = RunLimits {
-        timeout: Some(run.options.task_timeout()),
+        timeout: run.options.task_timeout(),
         grace: run.options.grace(),
         stall_timeout: run.options.stall_timeout(),
     };
@@ -660,7 +661,7 @@ pub(crate) fn run_verify(
     spec.stdout = Output::File(log.clone());
     spec.stderr = Output::File(log.clone());
     spec.null_stdin = true;
-    spec.timeout = Some(run.options.task_timeout());
+    spec.timeout = run.options.task_timeout();
     spec.grace = run.options.grace();
     spec.project = Some(run.project.root().to_path_buf());
     spec.env = vec![

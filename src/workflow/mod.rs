@@ -127,9 +127,9 @@ impl Default for Options {
 }
 
 impl Options {
-    /// The per-run timeout.
-    pub fn task_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.task_timeout_s.max(0.0))
+    /// The per-run timeout (0 = no limit, as with GNU timeout).
+    pub fn task_timeout(&self) -> Option<Duration> {
+        (self.task_timeout_s > 0.0).then(|| Duration::from_secs_f64(self.task_timeout_s))
     }
     /// The grace.
     pub fn grace(&self) -> Duration {

@@ -151,7 +151,7 @@ impl Progress {
             }
             Mode::Plain => {
                 if let Some(line) = plain_line(&event) {
-                    eprintln!("{line}");
+                    crate::diag!("{line}");
                 }
             }
             Mode::Live => self.live(&event),

@@ -45,6 +45,11 @@ fn exit_codes_follow_gnu_timeout() {
         code(&["exec", "--timeout", "0.2", "--", "sleep", "5"]),
         Some(124)
     );
+    // 0 disables the limit, as with GNU timeout.
+    assert_eq!(
+        code(&["exec", "--timeout", "0", "--", "sleep", "0.3"]),
+        Some(0)
+    );
     assert_eq!(code(&["exec", "--", "/"]), Some(126));
     let not_exec = p.write("plain.txt", "not a program\n");
     assert_eq!(code(&["exec", "--", not_exec.to_str().unwrap()]), Some(126));

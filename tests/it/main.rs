@@ -5,6 +5,7 @@
 
 mod admission;
 mod agent;
+mod cli;
 mod consume;
 mod dashboard;
 mod devmode;
