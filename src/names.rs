@@ -60,7 +60,10 @@ pub fn validate(kind: NameKind, name: &str) -> Result<(), NameError> {
         return fail("it contains `..`");
     }
     if !first.is_ascii_alphanumeric() {
-        return fail("it must start with a letter or digit");
+        return fail("it must start with an ASCII letter or digit");
+    }
+    if name.ends_with('.') {
+        return fail("it must not end with `.`");
     }
     if !name
         .chars()

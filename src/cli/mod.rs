@@ -168,8 +168,13 @@ impl Ctx {
         let project = match &global.project {
             Some(dir) => {
                 if !dir.is_dir() {
+                    let what = if dir.exists() {
+                        "is not a directory"
+                    } else {
+                        "does not exist"
+                    };
                     return Err(CliError::usage(format!(
-                        "project directory `{}` does not exist",
+                        "project directory `{}` {what}",
                         dir.display()
                     )));
                 }

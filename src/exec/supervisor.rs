@@ -46,7 +46,12 @@ pub fn supervise(spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, ExecErr
                 _ => exit::EXEC_NOT_EXECUTABLE,
             };
             let program = spec.program.to_argv()[0].to_string_lossy().into_owned();
-            report.spawn_error = Some(format!("cannot run `{program}`: {e}"));
+            let why = if std::path::Path::new(&program).is_dir() {
+                "it is a directory".to_owned()
+            } else {
+                e.to_string()
+            };
+            report.spawn_error = Some(format!("cannot run `{program}`: {why}"));
             report.duration_ms = millis(started.elapsed());
             return Ok(report);
         }

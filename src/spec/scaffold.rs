@@ -89,22 +89,16 @@ impl InitReport {
 
 /// Defaults of the `development_mode` block (dev mode off; the safety nets on).
 pub fn default_development_mode() -> Map<String, Value> {
-    let Value::Object(m) = json!({
-        "enabled": false,
-        "verbose_logging": false,
-        "fail_fast": false,
-        "debug_hooks": false,
-        "resource_monitoring": true,
-        "auto_backup": true,
-        "confirmation_prompts": true,
-        "performance_profiling": false,
-        "enhanced_error_reporting": false,
-        "command_validation": true,
-        "state_monitoring": false,
-    }) else {
-        return Map::new();
-    };
-    m
+    // One source of truth: the defaults `qw dev-mode status` reports.
+    crate::settings::DEV_FLAGS
+        .iter()
+        .map(|f| {
+            (
+                (*f).to_owned(),
+                Value::Bool(crate::settings::dev_flag_default(f)),
+            )
+        })
+        .collect()
 }
 
 /// Defaults of the `resource_limits` block (the original system's admission policy).

@@ -268,10 +268,10 @@ pub fn plain_line(event: &Event) -> Option<String> {
             will_retry,
         } => {
             let secs = *duration_ms as f64 / 1000.0;
-            let mark = if outcome == "succeeded" {
-                "ok"
-            } else {
-                "FAILED"
+            let mark = match outcome.as_str() {
+                "succeeded" => "ok",
+                "killed_by_user" => "stopped",
+                _ => "FAILED",
             };
             let mut line = format!("  {mark} {id} {outcome} in {secs:.1}s");
             if *cost_usd > 0.0 {
