@@ -257,10 +257,25 @@ impl Consumer<'_> {
             return Ok(Outcome::Nothing);
         }
         let _lock = lock(&project.claude_dir().join("next_command.lock"))?;
-        let original = match crate::fs::read_to_string(&path) {
-            Ok(t) => t,
+        let bytes = match crate::fs::read(&path) {
+            Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Nothing),
             Err(e) => return Err(CliError::failed(e.to_string())),
+        };
+        let original = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                // Not text: refuse it like any other bad suggestion, and move it aside so
+                // a watcher does not trip over it forever.
+                let shown = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                let reason = "refused: the suggestion is not valid UTF-8 text".to_owned();
+                self.record_failure(&shown, &reason, None, None)?;
+                crate::fs::remove_file(&path).map_err(|e| CliError::failed(e.to_string()))?;
+                return Ok(Outcome::Rejected {
+                    command: shown.escape_default().to_string(),
+                    reason,
+                });
+            }
         };
         let text = original.trim().to_owned();
         let shown = text.escape_default().to_string();
@@ -381,6 +396,16 @@ impl Consumer<'_> {
             .args(rest)
             .current_dir(self.ctx.project.root())
             .stdin(Stdio::null())
+            // With --json, stdout carries only qw's own JSON: the command's output goes to stderr.
+            .stdout(if self.ctx.global.json {
+                use std::os::fd::AsFd as _;
+                std::io::stderr()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_or_else(|_| Stdio::null(), Stdio::from)
+            } else {
+                Stdio::inherit()
+            })
             // Own process group: a terminal Ctrl-C reaches only us and is forwarded once;
             // reaching `qw exec` twice would make it skip the grace.
             .process_group(0)
@@ -438,15 +463,32 @@ impl Consumer<'_> {
         attempt: Option<u32>,
         exit_code: Option<i32>,
     ) -> Result<(), CliError> {
+        self.record_failure(text, reason, attempt, exit_code)?;
+        remove_if_unchanged(&self.ctx.project.next_command_file(), original)
+    }
+
+    /// Append the failed suggestion and why to `next_command.failed.txt` (earlier records
+    /// are kept) and record the error.
+    fn record_failure(
+        &self,
+        text: &str,
+        reason: &str,
+        attempt: Option<u32>,
+        exit_code: Option<i32>,
+    ) -> Result<(), CliError> {
         let project = &self.ctx.project;
         let failed = project.next_command_failed_file();
-        let body = format!(
+        let mut body = match crate::fs::read_to_string(&failed) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(CliError::failed(e.to_string())),
+        };
+        body.push_str(&format!(
             "{text}\n# failed at {}: {reason}\n",
             chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
-        );
+        ));
         crate::fs::write_durable(&failed, body.as_bytes())
             .map_err(|e| CliError::failed(e.to_string()))?;
-        remove_if_unchanged(&project.next_command_file(), original)?;
         let context = ErrorContext {
             command: Some("consume".into()),
             attempt,

@@ -372,3 +372,36 @@ fn consume_caps_the_admission_wait_at_60_seconds() {
         "claude ran although admission refused"
     );
 }
+
+#[test]
+fn consume_moves_aside_binary_suggestions_and_keeps_every_failure_record() {
+    let p = permissive_project();
+    std::fs::write(
+        p.claude().join("next_command.txt"),
+        b"/dev-mode \xff\xfe on\n",
+    )
+    .unwrap();
+    let out = p.run(&["consume", "--once"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(!p.claude().join("next_command.txt").exists());
+    p.write(".claude/next_command.txt", "/dev-mode on; id\n");
+    let out = p.run(&["consume", "--once"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let failed = p.read(".claude/next_command.failed.txt");
+    assert!(failed.contains("not valid UTF-8"), "{failed}");
+    assert!(failed.contains("/dev-mode on; id"), "{failed}");
+    assert_eq!(failed.matches("# failed at").count(), 2, "{failed}");
+}
+
+#[test]
+fn consume_json_stdout_holds_only_json() {
+    let p = permissive_project();
+    p.write(".claude/next_command.txt", "/spec-list\n");
+    let out = p.run(&["--json", "consume", "--once"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for line in stdout(&out).lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("{e}: {line}\n{}", stdout(&out)));
+    }
+    assert_eq!(last_json(&out)["outcome"], "consumed");
+}
