@@ -27,6 +27,11 @@ impl From<ScaffoldError> for CliError {
 
 /// Run `qw init`.
 pub fn run(ctx: &Ctx, _args: InitArgs) -> CmdResult {
+    // Values qw would later refuse are refused now, before anything is written.
+    let path = ctx.project.settings_file();
+    if let Ok(settings) = crate::settings::Settings::load(&path) {
+        crate::admission::policy::Limits::from_settings(&settings, &path)?;
+    }
     let report = scaffold::init(&ctx.project)?;
     for w in &report.warnings {
         crate::diag!("qw: warning: {w}");

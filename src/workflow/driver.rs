@@ -170,12 +170,21 @@ impl Workflow {
             .section("quantumwala")
             .and_then(|q| q.get("daily_budget_usd"))
             .and_then(serde_json::Value::as_f64);
+        let description = self.description_in_state(&spec)?;
+        if !self.description.trim().is_empty() && description != self.description {
+            progress.emit(Event::Note {
+                message: format!(
+                    "spec `{}` already exists and keeps its description \"{description}\"; to start over with a new one run `qw workflow-reset {} --hard`",
+                    self.name, self.name
+                ),
+            });
+        }
         let executor = LocalExecutor::new(&self.qw);
         let run = Run {
             project: &self.project,
             commit: super::commit::Committer::start(store.clone()),
             store,
-            description: self.description_in_state(&spec)?,
+            description,
             spec,
             name: &self.name,
             options: &self.options,

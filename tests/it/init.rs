@@ -220,3 +220,15 @@ fn fnv1a64(bytes: &[u8]) -> String {
     }
     format!("fnv1a64:{h:016x}")
 }
+
+#[test]
+fn init_refuses_resource_limits_qw_would_refuse_later() {
+    let p = TestProject::new();
+    let bad = r#"{"resource_limits": {"max_load": "high"}}"#;
+    p.write(".claude/settings.local.json", bad);
+    let out = p.run(&["init"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("max_load"), "{}", stderr(&out));
+    assert_eq!(p.read(".claude/settings.local.json"), bad);
+    assert!(!p.claude().join("steering").exists());
+}
