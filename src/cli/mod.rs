@@ -45,6 +45,14 @@ Exit codes: 0 success · 1 the work failed · 2 bad input or usage · 3 paused, 
 /// every subcommand's help (`qw exec` documents its own, GNU timeout's).
 pub fn command() -> clap::Command {
     use clap::CommandFactory;
+    // Building the help texts costs time on every start (`qw exec` is benchmarked
+    // against GNU timeout), so they are added only when help is asked for.
+    let wants_help = std::env::args_os()
+        .skip(1)
+        .any(|a| a == "-h" || a == "--help" || a == "help");
+    if !wants_help {
+        return Cli::command();
+    }
     Cli::command()
         .after_help(
             "Exit codes: 0 success · 1 the work failed · 2 bad input · 3 paused (see --help)",
