@@ -759,33 +759,46 @@ pub fn tick(text: &str, id: &str) -> Result<String, TasksError> {
 /// Callers that tick from several threads or processes must serialise the calls (the
 /// workflow does it under the state lock): this is a read-modify-write of one file.
 pub fn tick_file(path: &Path, id: &str) -> Result<Vec<String>, TasksError> {
+    tick_file_many(path, &[id.to_owned()])
+}
+
+/// [`tick_file`] for several leaves at once: one read, one durable write.
+pub fn tick_file_many(path: &Path, ids: &[String]) -> Result<Vec<String>, TasksError> {
     let text = crate::fs::read_to_string(path)?;
     let list = TaskList::parse(&text).map_err(|e| e.in_file(path))?;
-    let &i = list
-        .index
-        .get(id)
-        .ok_or_else(|| TasksError::NotFound { id: id.to_owned() }.in_file(path))?;
-    if !list.children[i].is_empty() {
-        return Err(TasksError::NotALeaf {
-            id: id.to_owned(),
-            line: list.tasks[i].line,
+    let mut leaves = Vec::with_capacity(ids.len());
+    for id in ids {
+        let &i = list
+            .index
+            .get(id.as_str())
+            .ok_or_else(|| TasksError::NotFound { id: id.clone() }.in_file(path))?;
+        if !list.children[i].is_empty() {
+            return Err(TasksError::NotALeaf {
+                id: id.clone(),
+                line: list.tasks[i].line,
+            }
+            .in_file(path));
         }
-        .in_file(path));
+        leaves.push(i);
     }
-    let mut now_checked: HashSet<usize> = HashSet::from([i]);
-    for p in list.ancestors_of(i) {
-        let all = list.children[p]
-            .iter()
-            .all(|&c| list.tasks[c].checked || now_checked.contains(&c));
-        if !all {
-            break;
+    let mut now_checked: HashSet<usize> = leaves.iter().copied().collect();
+    let mut order: Vec<usize> = Vec::new();
+    for &i in &leaves {
+        for p in list.ancestors_of(i) {
+            let all = list.children[p]
+                .iter()
+                .all(|&c| list.tasks[c].checked || now_checked.contains(&c));
+            if !all {
+                break;
+            }
+            now_checked.insert(p);
         }
-        now_checked.insert(p);
+        for j in std::iter::once(i).chain(list.ancestors_of(i)) {
+            if now_checked.contains(&j) && !list.tasks[j].checked && !order.contains(&j) {
+                order.push(j);
+            }
+        }
     }
-    let mut order: Vec<usize> = std::iter::once(i)
-        .chain(list.ancestors_of(i))
-        .filter(|j| now_checked.contains(j) && !list.tasks[*j].checked)
-        .collect();
     if order.is_empty() {
         return Ok(Vec::new());
     }
@@ -795,7 +808,6 @@ pub fn tick_file(path: &Path, id: &str) -> Result<Vec<String>, TasksError> {
         bytes[list.tasks[j].checkbox_offset] = b'x';
     }
     crate::fs::write_durable(path, &bytes)?;
-    order.dedup();
     Ok(order
         .into_iter()
         .map(|j| list.tasks[j].id.clone())

@@ -1,59 +1,56 @@
-//! Group commit of state updates from the scheduler's task threads.
+//! Group commit of the scheduler's durable writes: state updates and `tasks.md` ticks.
 //!
-//! Every update is still a durable read-modify-write under the cross-process lock, and
-//! every caller still waits until its change is on disk. What changes: updates queued
-//! while a write is in progress are applied together in the next one, so eight tasks
-//! finishing at once cost one lock, one parse and two fsyncs instead of eight.
+//! Every change is still a durable write (and for the state, a read-modify-write under
+//! the cross-process lock), and every caller still waits until its change is on disk.
+//! What changes: items queued while a write is in progress are applied together in the
+//! next one, so eight tasks finishing at once cost one write instead of eight.
 
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use super::WorkflowError;
 use crate::state::{StateStore, UnifiedState};
 
-type Change = Box<dyn FnOnce(&mut UnifiedState) + Send>;
-type Request = (Change, mpsc::SyncSender<Result<(), String>>);
+type Request<T> = (T, mpsc::SyncSender<Result<(), String>>);
 
-/// A writer thread that applies queued state changes in batches.
-pub(crate) struct Committer {
-    tx: Option<mpsc::Sender<Request>>,
+/// A writer thread that applies queued items in batches with one function.
+pub(crate) struct Batcher<T: Send + 'static> {
+    tx: Option<mpsc::Sender<Request<T>>>,
     writer: Option<JoinHandle<()>>,
 }
 
-impl Committer {
-    /// Start the writer for `store`.
-    pub(crate) fn start(store: StateStore) -> Committer {
-        let (tx, rx) = mpsc::channel::<Request>();
+impl<T: Send + 'static> Batcher<T> {
+    /// Start the writer; `apply` makes one batch durable.
+    pub(crate) fn start(
+        mut apply: impl FnMut(Vec<T>) -> Result<(), String> + Send + 'static,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel::<Request<T>>();
         let writer = std::thread::spawn(move || {
             while let Ok(first) = rx.recv() {
                 let mut batch = vec![first];
                 batch.extend(rx.try_iter());
-                let (changes, acks): (Vec<Change>, Vec<_>) = batch.into_iter().unzip();
-                let result = store
-                    .update(|s| changes.into_iter().for_each(|change| change(s)))
-                    .map_err(|e| e.to_string());
+                let (items, acks): (Vec<T>, Vec<_>) = batch.into_iter().unzip();
+                let result = apply(items);
                 for ack in acks {
                     let _ = ack.send(result.clone());
                 }
             }
         });
-        Committer {
+        Batcher {
             tx: Some(tx),
             writer: Some(writer),
         }
     }
 
-    /// Apply `change` durably; returns once it is on disk (with any others batched in).
-    pub(crate) fn update(
-        &self,
-        change: impl FnOnce(&mut UnifiedState) + Send + 'static,
-    ) -> Result<(), WorkflowError> {
+    /// Queue `item`; returns once it is durable (with any others batched in).
+    pub(crate) fn submit(&self, item: T) -> Result<(), WorkflowError> {
         let (ack_tx, ack_rx) = mpsc::sync_channel(1);
-        let gone = || WorkflowError::Io(std::io::Error::other("the state writer stopped"));
+        let gone = || WorkflowError::Io(std::io::Error::other("the writer thread stopped"));
         self.tx
             .as_ref()
             .ok_or_else(gone)?
-            .send((Box::new(change), ack_tx))
+            .send((item, ack_tx))
             .map_err(|_| gone())?;
         ack_rx
             .recv()
@@ -62,12 +59,55 @@ impl Committer {
     }
 }
 
-impl Drop for Committer {
+impl<T: Send + 'static> Drop for Batcher<T> {
     fn drop(&mut self) {
         self.tx.take();
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
+    }
+}
+
+type Change = Box<dyn FnOnce(&mut UnifiedState) + Send>;
+
+/// Batches state changes into shared `StateStore::update` calls.
+pub(crate) struct Committer(Batcher<Change>);
+
+impl Committer {
+    /// Start the writer for `store`.
+    pub(crate) fn start(store: StateStore) -> Committer {
+        Committer(Batcher::start(move |changes: Vec<Change>| {
+            store
+                .update(|s| changes.into_iter().for_each(|change| change(s)))
+                .map_err(|e| e.to_string())
+        }))
+    }
+
+    /// Apply `change` durably; returns once it is on disk.
+    pub(crate) fn update(
+        &self,
+        change: impl FnOnce(&mut UnifiedState) + Send + 'static,
+    ) -> Result<(), WorkflowError> {
+        self.0.submit(Box::new(change))
+    }
+}
+
+/// Batches ticks of `tasks.md` into shared rewrites of the file.
+pub(crate) struct Ticker(Batcher<String>);
+
+impl Ticker {
+    /// Start the writer for the tasks file at `path`.
+    pub(crate) fn start(path: PathBuf) -> Ticker {
+        Ticker(Batcher::start(move |ids: Vec<String>| {
+            crate::spec::tasks::tick_file_many(&path, &ids)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }))
+    }
+
+    /// Tick leaf `id` (and parents now complete); returns once the file is written.
+    pub(crate) fn tick(&self, id: &str) -> Result<(), WorkflowError> {
+        self.0.submit(id.to_owned())
     }
 }
 
@@ -96,5 +136,27 @@ mod tests {
         drop(committer);
         let state = StateStore::new(&project).load().unwrap();
         assert_eq!(state.commands.total_executed, 200);
+    }
+
+    #[test]
+    fn concurrent_ticks_all_land_and_parents_follow() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tasks.md");
+        let mut text = String::from("- [ ] 1. Parent\n");
+        for i in 1..=20 {
+            text.push_str(&format!("  - [ ] 1.{i}. Child {i}\n"));
+        }
+        crate::fs::write(&path, &text).unwrap();
+        let ticker = Ticker::start(path.clone());
+        std::thread::scope(|s| {
+            for i in 1..=20 {
+                let ticker = &ticker;
+                s.spawn(move || ticker.tick(&format!("1.{i}")).unwrap());
+            }
+        });
+        drop(ticker);
+        let after = crate::fs::read_to_string(&path).unwrap();
+        assert_eq!(after.matches("[x]").count(), 21, "{after}");
+        assert_eq!(after.len(), text.len());
     }
 }

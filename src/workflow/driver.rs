@@ -116,8 +116,8 @@ pub(crate) struct Run<'a> {
     pub stop: AtomicBool,
     /// Why work was paused (usage limit, budget), if it was.
     pub pause: Mutex<Option<(String, Option<String>)>>,
-    /// Serialises rewrites of tasks.md by this process.
-    pub tasks_file: Mutex<()>,
+    /// Ticks tasks.md, batching the ticks of tasks that finish together.
+    pub ticker: super::commit::Ticker,
     /// Record a `system_stats` snapshot with each task (dev mode `resource_monitoring`).
     pub resource_monitoring: bool,
     /// Where tasks work: their own git worktrees, or the project's tree.
@@ -183,6 +183,7 @@ impl Workflow {
         let run = Run {
             project: &self.project,
             commit: super::commit::Committer::start(store.clone()),
+            ticker: super::commit::Ticker::start(spec.tasks_path()),
             store,
             description,
             spec,
@@ -201,7 +202,6 @@ impl Workflow {
             progress: &progress,
             stop: AtomicBool::new(false),
             pause: Mutex::new(None),
-            tasks_file: Mutex::new(()),
             resource_monitoring: dev.resource_monitoring(),
             space,
         };
@@ -855,8 +855,7 @@ fn record_attempt(
         }
     })?;
     if ok && let Some(t) = task {
-        let _guard = run.tasks_file.lock();
-        crate::spec::tasks::tick_file(&run.spec.tasks_path(), &t.id).map_err(input)?;
+        run.ticker.tick(&t.id)?;
     }
     Ok(())
 }
