@@ -16,6 +16,7 @@ use crate::project::Project;
 
 /// Arguments of `qw dashboard`.
 #[derive(Debug, Args)]
+#[command(after_long_help = "Example:\n  qw dashboard --port 8080 --open")]
 pub struct DashboardArgs {
     /// Port (0 picks a free one).
     #[arg(long, default_value_t = 0)]

@@ -12,7 +12,10 @@ Writes .claude/steering/{product,tech,structure}.md, .claude/specs/, qw's keys i
 .claude/settings.local.json (only missing ones; every other key is kept in place) and
 .claude/commands/*.md slash commands that call `qw`. Safe to re-run: files you edited are
 kept, untouched ones are updated. Each file is reported as created, updated, unchanged or
-kept. A settings file that is not valid JSON stops init (exit 2) before anything is written.")]
+kept. A settings file that is not valid JSON stops init (exit 2) before anything is written.
+
+Example:
+  qw init && qw init --json")]
 pub struct InitArgs {}
 
 impl From<ScaffoldError> for CliError {

@@ -25,7 +25,10 @@ keys not set there use the defaults. Slots are shared by every qw process of the
 through the runtime directory ($QW_RUNTIME_DIR, else $XDG_RUNTIME_DIR/quantumwala, else
 /tmp/quantumwala-<uid>).
 
-Exit status: 0 report printed; 2 the settings file is not valid JSON or holds a bad limit.")]
+Exit status: 0 report printed; 2 the settings file is not valid JSON or holds a bad limit.
+
+Example:
+  qw resources --json")]
 pub struct ResourcesArgs {}
 
 /// Run `qw resources`.

@@ -13,6 +13,7 @@ use crate::workflow::status::{self as view, SpecDetail};
 
 /// Arguments of `qw spec-create`.
 #[derive(Debug, Args)]
+#[command(after_long_help = "Example:\n  qw spec-create user-auth \"Email and password login\"")]
 pub struct SpecCreateArgs {
     /// Spec name (kebab-case).
     pub name: String,
@@ -22,6 +23,7 @@ pub struct SpecCreateArgs {
 
 /// Arguments of `qw spec-list`.
 #[derive(Debug, Args)]
+#[command(after_long_help = "Example:\n  qw spec-list --json")]
 pub struct SpecListArgs {}
 
 /// Arguments of `qw spec-status`.
@@ -30,7 +32,10 @@ pub struct SpecListArgs {}
 Shows the spec's phase, which documents exist, and every leaf task of tasks.md in file
 order with its status, attempts, duration, cost, outcome and error (then any task only the
 state knows). Without NAME, every spec (folders and state entries) is shown.
-Exit 0; 2 when NAME is invalid or names no spec.")]
+Exit 0; 2 when NAME is invalid or names no spec.
+
+Example:
+  qw spec-status user-auth")]
 pub struct SpecStatusArgs {
     /// The spec (default: every spec).
     pub name: Option<String>,

@@ -13,7 +13,10 @@ use crate::exec;
 #[command(after_long_help = "\
 Finds every process of yours whose QW_RUN_ID cookie names a qw that is no longer alive
 and ends it (SIGTERM, grace, SIGKILL). Runs automatically, scoped to the project, at the
-start of `qw exec` and the workflow commands.")]
+start of `qw exec` and the workflow commands.
+
+Example:
+  qw sweep --project-only --grace 2")]
 pub struct SweepArgs {
     /// Only orphans started in this project.
     #[arg(long)]

@@ -18,7 +18,11 @@ Soft: tasks in_progress/failed/blocked become pending, the phase returns to the 
 the last completed phase, the spec's errors are cleared; no file is touched.
 Hard: the spec folder is copied to .claude/backups/workflows/<spec>_<time>/, then
 design.md, tasks.md and reports are removed (requirements.md stays), the spec's tasks are
-cleared and it returns to design_creation. Asks on a terminal unless --yes.")]
+cleared and it returns to design_creation. Asks on a terminal unless --yes.
+
+Example:
+  qw workflow-reset user-auth
+  qw workflow-reset user-auth --hard --yes")]
 pub struct WorkflowResetArgs {
     /// The spec to reset.
     pub spec: String,

@@ -17,7 +17,10 @@ HEAD lacks), snapshot (saved by --allow-dirty; never pruned).
 in them are first committed on their branch; a branch is deleted only when HEAD holds all
 its commits, otherwise it is kept and named.
 
-Exit: 0 done; 2 bad input.")]
+Exit: 0 done; 2 bad input.
+
+Example:
+  qw worktrees --prune")]
 pub struct WorktreesArgs {
     /// Remove orphaned worktrees (keeps branches with unmerged commits).
     #[arg(long)]

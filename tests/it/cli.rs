@@ -36,6 +36,13 @@ fn every_help_documents_exit_codes() {
             );
         }
     }
+    for cmd in COMMANDS.iter().chain(&["exec"]) {
+        let text = stdout(&p.run(&[cmd, "--help"]));
+        assert!(
+            text.contains("Example"),
+            "{cmd} --help has no example:\n{text}"
+        );
+    }
     let exec = stdout(&p.run(&["exec", "--help"]));
     assert!(exec.contains("124") && exec.contains("125"), "{exec}");
 }
