@@ -328,22 +328,13 @@ async fn doc_page(
         );
     };
     let path2 = path.clone();
-    let text = match tokio::task::spawn_blocking(move || crate::fs::read_to_string(&path2)).await {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => {
-            return error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Cannot read document",
-                &esc(&e.to_string()),
-            );
-        }
-        Err(e) => {
-            return error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Cannot read document",
-                &esc(&e.to_string()),
-            );
-        }
+    let text = match blocking("Cannot read document", move || {
+        crate::fs::read_to_string(&path2)
+    })
+    .await
+    {
+        Ok(t) => t,
+        Err(page) => return page,
     };
     let body = format!(
         "<p class=\"crumbs\"><a href=\"/spec/{url}\">{name}</a> / {doc} <small><code>{path}</code></small></p><article class=\"markdown\">{md}</article>",
@@ -511,27 +502,41 @@ fn check_action(app: &App, headers: &HeaderMap, form: &ActionForm) -> Result<(),
     Ok(())
 }
 
+/// Run blocking work off the async runtime; a failure (or a panicked task) becomes an
+/// error page titled `title`.
+async fn blocking<T, E>(
+    title: &'static str,
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, Response>
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let fail = |e: &dyn std::fmt::Display| {
+        error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            title,
+            &esc(&e.to_string()),
+        )
+    };
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(fail(&e)),
+        Err(e) => Err(fail(&e)),
+    }
+}
+
 async fn run_action(app: Shared, action: Action) -> Response {
     let exe = app.cfg.qw_exe.clone();
     let root = app.cfg.project.root().to_path_buf();
     let a2 = action.clone();
-    let out = tokio::task::spawn_blocking(move || actions::run(&exe, &root, &a2)).await;
-    let out = match out {
-        Ok(Ok(o)) => o,
-        Ok(Err(e)) => {
-            return error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Action failed to start",
-                &esc(&e.to_string()),
-            );
-        }
-        Err(e) => {
-            return error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Action failed to start",
-                &esc(&e.to_string()),
-            );
-        }
+    let out = match blocking("Action failed to start", move || {
+        actions::run(&exe, &root, &a2)
+    })
+    .await
+    {
+        Ok(o) => o,
+        Err(page) => return page,
     };
     let ok = out.code == Some(0);
     let status = if ok {
