@@ -488,3 +488,21 @@ fn worktree_prune_removes_orphans_and_keeps_unmerged_branches() {
     assert!(r.worktree_dirs().is_empty(), "{:?}", r.worktree_dirs());
     assert_eq!(r.branches(), vec!["qw/demo/2", "qw/demo/3"]);
 }
+
+#[test]
+fn worktree_that_cannot_be_made_fails_only_its_task() {
+    let r = Repo::new(TWO);
+    r.action("2", "echo two > two.txt\n");
+    // A plain file where task 1's worktree would go.
+    std::fs::create_dir_all(r.root().join(".claude/worktrees")).unwrap();
+    std::fs::write(r.root().join(".claude/worktrees/demo-1"), "in the way\n").unwrap();
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert_eq!(r.runs_of("1"), 0);
+    assert_eq!(r.read("two.txt"), "two\n");
+    let t1 = r.f.task("1");
+    assert_eq!(t1["status"], "failed", "{t1}");
+    assert!(t1["error"].as_str().unwrap().contains("worktree"), "{t1}");
+    assert_eq!(r.f.task("2")["status"], "completed");
+    assert_eq!(r.read(".claude/worktrees/demo-1"), "in the way\n");
+}
