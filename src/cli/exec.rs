@@ -65,16 +65,24 @@ pub struct ExecArgs {
     pub argv: Vec<OsString>,
 }
 
-/// Parse a non-negative, finite number of seconds (`1`, `0.5`, `2.25`).
+/// Parse a non-negative, finite duration: seconds with decimals (`1`, `0.5`), or with a
+/// GNU `timeout` suffix `s`, `m`, `h` or `d` (`90s`, `1.5m`, `2h`).
 pub fn parse_secs(s: &str) -> Result<Duration, String> {
-    let v: f64 = s
-        .trim()
+    let t = s.trim();
+    let (number, scale) = match t.char_indices().last() {
+        Some((i, 's')) => (&t[..i], 1.0),
+        Some((i, 'm')) => (&t[..i], 60.0),
+        Some((i, 'h')) => (&t[..i], 3600.0),
+        Some((i, 'd')) => (&t[..i], 86400.0),
+        _ => (t, 1.0),
+    };
+    let v: f64 = number
         .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+        .map_err(|_| format!("`{s}` is not a number of seconds (e.g. 30, 2.5, 90s, 5m, 1h)"))?;
     if !v.is_finite() || v < 0.0 {
         return Err(format!("`{s}` must be a non-negative number of seconds"));
     }
-    Duration::try_from_secs_f64(v).map_err(|_| format!("`{s}` is too large"))
+    Duration::try_from_secs_f64(v * scale).map_err(|_| format!("`{s}` is too large"))
 }
 
 /// Run `qw exec`.
@@ -221,4 +229,23 @@ pub fn report_sweep(report: &exec::sweep::SweepReport) {
         report.killed.len(),
         list.join(", ")
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_seconds_or_gnu_suffixes() {
+        let ok = |s: &str| parse_secs(s).unwrap().as_secs_f64();
+        assert_eq!(ok("1"), 1.0);
+        assert_eq!(ok("0.5"), 0.5);
+        assert_eq!(ok("90s"), 90.0);
+        assert_eq!(ok("1.5m"), 90.0);
+        assert_eq!(ok("2h"), 7200.0);
+        assert_eq!(ok("1d"), 86400.0);
+        for bad in ["", "s", "-1", "abc", "nan", "inf", "1x", "1.5.2", "-2m"] {
+            assert!(parse_secs(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }
