@@ -522,12 +522,33 @@ pub(crate) fn attempts(
                         },
                         format!("not admitted: {e}"),
                     );
-                    record_error(
-                        run,
-                        "admission",
-                        &e.to_string(),
-                        json!({"spec": run.name, "task": task.map(|t| &t.id), "phase": label}),
-                    );
+                    run.store.update(|s| {
+                        if let Some(t) = task {
+                            let entry = spec_entry(s, run.name)
+                                .tasks
+                                .entry(t.id.clone())
+                                .or_default();
+                            entry.status = TaskStatus::Failed;
+                            entry.outcome = Some(r.outcome.as_str().to_owned());
+                            entry.error = Some(format!("{}: {}", r.outcome, r.evidence));
+                        }
+                        s.record_error(
+                            "admission",
+                            &e.to_string(),
+                            json!({"spec": run.name, "task": task.map(|t| &t.id), "phase": label}),
+                        );
+                    })?;
+                    if let Some(t) = task {
+                        run.progress.emit(Event::TaskFinished {
+                            id: t.id.clone(),
+                            outcome: r.outcome.as_str().into(),
+                            attempt,
+                            duration_ms: 0,
+                            cost_usd: 0.0,
+                            evidence: r.evidence.clone(),
+                            will_retry: false,
+                        });
+                    }
                     return Ok(r);
                 }
             },

@@ -653,3 +653,25 @@ fn workflow_dry_run_starts_and_writes_nothing() {
     assert!(f.log().is_empty());
     assert!(!f.path().join(".claude/unified_state.json").exists());
 }
+
+#[test]
+fn workflow_task_refused_by_admission_fails_with_the_limit_named() {
+    let f = Flow::new(THREE);
+    f.p.write(
+        ".claude/settings.local.json",
+        r#"{"resource_limits": {"max_load": 0, "acquire_timeout_s": 1}}"#,
+    );
+    for (doc, text) in [
+        ("requirements.md", "# R\n"),
+        ("design.md", "# D\n"),
+        ("tasks.md", "- [ ] 1. Only\n"),
+    ] {
+        f.p.write(&format!(".claude/specs/demo/{doc}"), text);
+    }
+    let out = f.auto(&["--agent", "claude"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert!(f.log().is_empty(), "an agent ran without admission");
+    let t1 = f.task("1");
+    assert_eq!(t1["status"], "failed", "{t1}");
+    assert!(t1["error"].as_str().unwrap().contains("max_load"), "{t1}");
+}
