@@ -283,7 +283,7 @@ fn drive(ctx: &Ctx, name: &str, description: &str, options: Options, dry_run: bo
                         "qw: paused ({reason}); waiting {:.0}s for the reset (--wait-for-reset)",
                         wait.as_secs_f64()
                     );
-                    if sleep_unless_cancelled(&cancel, wait) {
+                    if cancel.sleep(wait) {
                         continue;
                     }
                     return Ok(exit::PAUSED);
@@ -300,18 +300,6 @@ fn drive(ctx: &Ctx, name: &str, description: &str, options: Options, dry_run: bo
             }
         });
     }
-}
-
-/// Sleep until `d` passes; false if a signal arrived first.
-fn sleep_unless_cancelled(cancel: &Cancel, d: Duration) -> bool {
-    let end = std::time::Instant::now() + d;
-    while std::time::Instant::now() < end {
-        if cancel.pending().is_some() {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    true
 }
 
 fn until_from_now(ts: &str) -> Option<Duration> {

@@ -270,6 +270,21 @@ impl Cancel {
         Ok(cancel)
     }
 
+    /// Sleep for `d` unless a stop is requested first; true if the whole time passed.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let end = std::time::Instant::now() + d;
+        loop {
+            if self.pending().is_some() {
+                return false;
+            }
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+    }
+
     /// The shared cell, for `signal_hook::flag::register_usize`.
     pub fn cell(&self) -> Arc<AtomicUsize> {
         Arc::clone(&self.signal)
@@ -281,4 +296,20 @@ impl Cancel {
 pub trait Executor: Send + Sync {
     /// Run one job to completion (or timeout, stall, cancellation) and report how it ended.
     fn run(&self, spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, ExecError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancel_sleep_stops_early_on_a_request_and_not_otherwise() {
+        let c = Cancel::new();
+        assert!(c.sleep(Duration::from_millis(20)));
+        c.request(2);
+        let start = std::time::Instant::now();
+        assert!(!c.sleep(Duration::from_secs(5)));
+        assert!(start.elapsed() < Duration::from_secs(1));
+        assert_eq!(c.pending(), Some(2), "sleep must not consume the request");
+    }
 }

@@ -515,41 +515,8 @@ pub(crate) fn attempts(
                 Ok(slot) => Some(slot),
                 Err(e) => {
                     run.budget.finish(&budget_key, 0.0);
-                    let r = AgentRun::from_outcome(
-                        Outcome::AgentError {
-                            cause: crate::agent::outcome::ErrorCause::NotStarted,
-                            exit_code: 0,
-                        },
-                        format!("not admitted: {e}"),
-                    );
-                    run.store.update(|s| {
-                        if let Some(t) = task {
-                            let entry = spec_entry(s, run.name)
-                                .tasks
-                                .entry(t.id.clone())
-                                .or_default();
-                            entry.status = TaskStatus::Failed;
-                            entry.outcome = Some(r.outcome.as_str().to_owned());
-                            entry.error = Some(format!("{}: {}", r.outcome, r.evidence));
-                        }
-                        s.record_error(
-                            "admission",
-                            &e.to_string(),
-                            json!({"spec": run.name, "task": task.map(|t| &t.id), "phase": label}),
-                        );
-                    })?;
-                    if let Some(t) = task {
-                        run.progress.emit(Event::TaskFinished {
-                            id: t.id.clone(),
-                            outcome: r.outcome.as_str().into(),
-                            attempt,
-                            duration_ms: 0,
-                            cost_usd: 0.0,
-                            evidence: r.evidence.clone(),
-                            will_retry: false,
-                        });
-                    }
-                    return Ok(r);
+                    let why = format!("not admitted: {e}");
+                    return not_started(run, label, task, attempt, "admission", &why);
                 }
             },
             None => None,
@@ -607,7 +574,7 @@ pub(crate) fn attempts(
         if !will_retry {
             return Ok(r);
         }
-        sleep_unless_cancelled(run.cancel, run.options.retry_delay());
+        run.cancel.sleep(run.options.retry_delay());
     }
 }
 
@@ -726,11 +693,52 @@ pub(crate) fn run_verify(
     ))
 }
 
-fn sleep_unless_cancelled(cancel: &Cancel, total: Duration) {
-    let end = Instant::now() + total;
-    while Instant::now() < end && cancel.pending().is_none() {
-        std::thread::sleep(Duration::from_millis(50).min(end - Instant::now()));
+/// Record an attempt whose agent never started (not admitted, no worktree): the task
+/// is `failed` with `agent_error` (not started) and the reason, which is also recorded
+/// in `errors` under `component`.
+pub(crate) fn not_started(
+    run: &Run<'_>,
+    label: &str,
+    task: Option<&crate::spec::tasks::Task>,
+    attempt: u32,
+    component: &str,
+    why: &str,
+) -> Result<AgentRun, WorkflowError> {
+    let r = AgentRun::from_outcome(
+        Outcome::AgentError {
+            cause: crate::agent::outcome::ErrorCause::NotStarted,
+            exit_code: 0,
+        },
+        why,
+    );
+    run.store.update(|s| {
+        if let Some(t) = task {
+            let entry = spec_entry(s, run.name)
+                .tasks
+                .entry(t.id.clone())
+                .or_default();
+            entry.status = TaskStatus::Failed;
+            entry.outcome = Some(r.outcome.as_str().to_owned());
+            entry.error = Some(format!("{}: {why}", r.outcome));
+        }
+        s.record_error(
+            component,
+            why,
+            json!({"spec": run.name, "task": task.map(|t| &t.id), "phase": label}),
+        );
+    })?;
+    if let Some(t) = task {
+        run.progress.emit(Event::TaskFinished {
+            id: t.id.clone(),
+            outcome: r.outcome.as_str().into(),
+            attempt,
+            duration_ms: 0,
+            cost_usd: 0.0,
+            evidence: why.to_owned(),
+            will_retry: false,
+        });
     }
+    Ok(r)
 }
 
 /// Mark a task in progress for a new attempt.

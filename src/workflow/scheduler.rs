@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use serde_json::json;
 
 use super::WorkflowError;
-use super::driver::{Run, attempts, spec_entry, task_job};
+use super::driver::{Run, attempts, not_started, spec_entry, task_job};
 use super::progress::{Event, Progress};
 use crate::agent::outcome::AgentRun;
 use crate::agent::{Job, Phase as AgentPhase};
@@ -123,7 +123,8 @@ fn run_one(run: &Run<'_>, task: &Task) -> Result<AgentRun, WorkflowError> {
         Ok(entered) => entered,
         // A worktree that cannot be made fails this task, not the whole workflow.
         Err(e) => {
-            return not_started(run, task, &format!("cannot prepare its worktree: {e}"));
+            let why = format!("cannot prepare its worktree: {e}");
+            return not_started(run, "implementation", Some(task), 0, "workflow", &why);
         }
     };
     let r = attempts(run, "implementation", Some(task), |run_dir| Job {
@@ -144,41 +145,6 @@ fn run_one(run: &Run<'_>, task: &Task) -> Result<AgentRun, WorkflowError> {
         env: env.clone(),
     })?;
     run.space.leave(&task_job(task), &r, run.progress)?;
-    Ok(r)
-}
-
-/// Record a task that could not even start (its worktree could not be made).
-fn not_started(run: &Run<'_>, task: &Task, why: &str) -> Result<AgentRun, WorkflowError> {
-    let r = AgentRun::from_outcome(
-        crate::agent::outcome::Outcome::AgentError {
-            cause: crate::agent::outcome::ErrorCause::NotStarted,
-            exit_code: 0,
-        },
-        why,
-    );
-    run.store.update(|s| {
-        let entry = spec_entry(s, run.name)
-            .tasks
-            .entry(task.id.clone())
-            .or_default();
-        entry.status = TaskStatus::Failed;
-        entry.outcome = Some(r.outcome.as_str().to_owned());
-        entry.error = Some(format!("{}: {why}", r.outcome));
-        s.record_error(
-            "workflow",
-            why,
-            json!({"spec": run.name, "task": task.id, "phase": "implementation"}),
-        );
-    })?;
-    run.progress.emit(Event::TaskFinished {
-        id: task.id.clone(),
-        outcome: r.outcome.as_str().into(),
-        attempt: 0,
-        duration_ms: 0,
-        cost_usd: 0.0,
-        evidence: why.to_owned(),
-        will_retry: false,
-    });
     Ok(r)
 }
 
