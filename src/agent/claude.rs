@@ -1,4 +1,7 @@
-//! The `claude` agent: `claude -p PROMPT --output-format json`, argv only, no shell.
+//! The `claude` agent: `claude -p PROMPT --output-format stream-json --verbose …`, argv
+//! only, no shell. The event stream (one JSON object per line, the final `result` last)
+//! is captured in the run folder as `events.jsonl`: [`super::events`] reads the live
+//! activity from it while the agent works, [`super::outcome`] judges the final result.
 
 use std::ffi::OsString;
 
@@ -8,12 +11,12 @@ use crate::exec::Program;
 /// Linux refuses a single argument longer than 128 KiB (`MAX_ARG_STRLEN`).
 const MAX_PROMPT_ARG: usize = 128 * 1024 - 1;
 
-/// Runs Claude Code in print mode with JSON output.
+/// Runs Claude Code in print mode with its event stream on stdout.
 #[derive(Debug, Clone)]
 pub struct ClaudeAgent {
     /// The program (default `claude`, looked up in PATH).
     pub program: OsString,
-    /// Extra arguments after `--output-format json` (e.g. `--max-turns 30`,
+    /// Extra arguments after `--verbose` (e.g. `--max-turns 30`,
     /// `--permission-mode acceptEdits`).
     pub extra_args: Vec<String>,
 }
@@ -58,7 +61,9 @@ impl Agent for ClaudeAgent {
             "-p".into(),
             prompt.into(),
             "--output-format".into(),
-            "json".into(),
+            "stream-json".into(),
+            // Claude Code refuses stream-json in print mode without it.
+            "--verbose".into(),
         ];
         argv.extend(self.extra_args.iter().map(OsString::from));
         let program = Program::argv(argv).ok_or(AgentError::EmptyTemplate)?;
@@ -66,6 +71,7 @@ impl Agent for ClaudeAgent {
             program,
             env: job_env(job),
             cwd: job.workdir.clone(),
+            stdout_name: "events.jsonl",
         })
     }
 
@@ -94,7 +100,7 @@ mod tests {
     }
 
     #[test]
-    fn argv_is_print_mode_json_with_extra_args() {
+    fn argv_is_print_mode_stream_json_with_extra_args() {
         let agent = ClaudeAgent {
             program: "claude".into(),
             extra_args: vec!["--max-turns".into(), "30".into()],
@@ -113,12 +119,17 @@ mod tests {
                 "-p",
                 "do it; rm -rf / $(x)",
                 "--output-format",
-                "json",
+                "stream-json",
+                "--verbose",
                 "--max-turns",
                 "30"
             ]
         );
         assert_eq!(c.cwd, std::path::PathBuf::from("/p"));
+        assert_eq!(
+            c.stdout_file(&job()),
+            std::path::PathBuf::from("/p/.claude/runs/r/events.jsonl")
+        );
     }
 
     #[test]

@@ -5,11 +5,17 @@
 //! work); placeholders are substituted inside each word at run time and never re-split,
 //! so a prompt full of quotes and `;` stays one argument and no shell ever sees it.
 //!
-//! Judging: if stdout holds a JSON result object (Claude-style) it is judged exactly like
-//! `claude`. Plain-text (or empty) stdout is judged by the exit code: non-zero is an
-//! `agent_error`; exit 0 counts as success for a document phase only if the expected
-//! document now exists and is not empty, and for implementation/validation it counts as
-//! success with `structured: false` — the caller's `_Verify:_` then decides.
+//! Judging: if stdout holds a JSON result object (Claude-style, also a `stream-json`
+//! event stream) it is judged exactly like `claude`. Plain-text (or empty) stdout,
+//! captured in `stdout.log`, is judged by the exit code: non-zero is an `agent_error`;
+//! exit 0 counts as success with `structured: false` — for implementation/validation the
+//! caller's `_Verify:_` then decides, and a document phase still needs its document.
+//!
+//! Documents: a command agent may write the document, or print it. Plain stdout supplies
+//! the document only when the whole of it (trimmed) is the document — it starts with a
+//! Markdown heading, optionally inside one ```` ```markdown ```` fence — because a
+//! command's stdout may just as well be its log; a tasks list must also parse. A JSON
+//! result's text is read as leniently as claude's answer.
 
 use super::outcome::{self, ErrorCause, Outcome, Parsed};
 use super::{Agent, AgentCommand, AgentError, AgentRun, ClassifyInput, Job, job_env};
@@ -142,6 +148,7 @@ impl Agent for CommandAgent {
             program,
             env: job_env(job),
             cwd: job.workdir.clone(),
+            stdout_name: "stdout.log",
         })
     }
 
@@ -157,14 +164,14 @@ impl Agent for CommandAgent {
         }
     }
 
-    fn classify(&self, job: &Job, input: &ClassifyInput<'_>) -> AgentRun {
+    fn classify(&self, _job: &Job, input: &ClassifyInput<'_>) -> AgentRun {
         let run = outcome::classify(input);
         let plain = matches!(
             outcome::parse_last_object(input.stdout),
             Parsed::Empty | Parsed::NotJson
         );
         if !plain || !matches!(run.outcome, Outcome::NoResult { .. }) {
-            return super::require_document(job, run, input.stdout);
+            return run;
         }
         let exit_code = input.report.exit_code;
         let mut run = run;
@@ -187,30 +194,24 @@ impl Agent for CommandAgent {
             };
             return run;
         }
-        match job.expected_document() {
-            Some(doc) => {
-                let written = doc.metadata().is_ok_and(|m| m.is_file() && m.len() > 0);
-                if written {
-                    run.outcome = Outcome::Succeeded;
-                    run.evidence = format!(
-                        "exit 0 (plain-text output) and `{}` was written",
-                        doc.display()
-                    );
-                } else {
-                    run.evidence = format!(
-                        "exit 0 but `{}` was not written (and stdout held no JSON result)",
-                        doc.display()
-                    );
-                }
-            }
-            None => {
-                run.outcome = Outcome::Succeeded;
-                run.evidence =
-                    "exit 0 (plain-text output; judged by exit code and the task's verify)"
-                        .to_owned();
-            }
-        }
+        run.outcome = Outcome::Succeeded;
+        run.evidence = if input.phase.document().is_some() {
+            "exit 0 (plain-text output)".to_owned()
+        } else {
+            "exit 0 (plain-text output; judged by exit code and the task's verify)".to_owned()
+        };
         run
+    }
+
+    /// A JSON result's text leniently; plain stdout only when all of it is the document.
+    fn answered_document(&self, run: &AgentRun, stdout: &[u8]) -> Option<String> {
+        if run.structured {
+            return run
+                .result_text
+                .as_deref()
+                .and_then(|t| super::document::extract(t, false));
+        }
+        super::document::extract(&String::from_utf8_lossy(stdout), true)
     }
 }
 
@@ -307,7 +308,8 @@ mod tests {
     }
 
     fn judge(agent: &CommandAgent, job: &Job, exit: i32, stdout: &str) -> AgentRun {
-        agent.classify(
+        super::super::judge(
+            agent,
             job,
             &ClassifyInput {
                 report: &report(exit),
@@ -316,6 +318,7 @@ mod tests {
                 phase: job.phase,
                 user_cancelled: false,
             },
+            false,
         )
     }
 
@@ -326,8 +329,20 @@ mod tests {
         let design = job(dir.path(), Phase::Design);
         let run = judge(&agent, &design, 0, "wrote it\n");
         assert_eq!(run.outcome.as_str(), "no_result", "{}", run.evidence);
-        assert!(run.evidence.contains("design.md` was not written"));
-        crate::fs::create_dir_all(&design.spec_dir).unwrap();
+        assert!(run.evidence.contains("neither wrote"), "{}", run.evidence);
+        // Logs around a document are not a document: plain stdout must be all of it.
+        let run = judge(&agent, &design, 0, "starting\n# Design\n\ndone\n");
+        assert_eq!(run.outcome.as_str(), "no_result", "{}", run.evidence);
+        assert!(!design.spec_dir.join("design.md").exists());
+        // Stdout that is the document: qw writes it.
+        let run = judge(&agent, &design, 0, "# Design\n\n## Overview\n\nSmall.\n");
+        assert_eq!(run.outcome, Outcome::Succeeded, "{}", run.evidence);
+        assert!(!run.structured);
+        assert_eq!(
+            crate::fs::read_to_string(design.spec_dir.join("design.md")).unwrap(),
+            "# Design\n\n## Overview\n\nSmall.\n"
+        );
+        // A document the agent wrote itself.
         crate::fs::write(design.spec_dir.join("design.md"), "# Design").unwrap();
         let run = judge(&agent, &design, 0, "wrote it\n");
         assert_eq!(run.outcome, Outcome::Succeeded);

@@ -1,17 +1,21 @@
 //! Agents: turning one phase or task of a spec into a command to run, and judging the run.
 //!
 //! Owns: the [`Agent`] trait and its three implementations ([`ClaudeAgent`],
-//! [`CommandAgent`], [`OfflineAgent`]), prompts ([`prompt`]) and outcome classification
-//! ([`outcome`]).
+//! [`CommandAgent`], [`OfflineAgent`]), prompts ([`prompt`]), outcome classification
+//! ([`outcome`]), Claude Code's event stream ([`events`]: live activity and readable
+//! lines), permission refusals and their way out ([`permissions`]), and spec documents
+//! delivered as answers ([`document`]).
 //! Must not: supervise processes (that is [`crate::exec`]), schedule tasks or write the
 //! state (that is the workflow). [`run_job`] glues one job through an [`Executor`] for
-//! callers that want it, and writes nothing but the prompt file.
+//! callers that want it; it writes the prompt file and, for a document phase, the
+//! document the agent answered with.
 //!
 //! Flow for one job: the caller creates `.claude/runs/<run-id>/`, calls
-//! [`Agent::command`], runs it with stdout → `stdout.json` and stderr → `stderr.log`
-//! (files, never only a pipe: piped JSON can be cut at 64 KiB), then
-//! [`Agent::classify`] turns the report and the captured bytes into an
-//! [`outcome::AgentRun`].
+//! [`Agent::command`], runs it with stdout → the command's
+//! [`AgentCommand::stdout_name`] (`events.jsonl` for claude) and stderr → `stderr.log`
+//! (files, never only a pipe: piped JSON can be cut at 64 KiB), then [`judge`] turns the
+//! report and the captured bytes into an [`outcome::AgentRun`] ([`Agent::classify`],
+//! then [`document::settle`] for a document phase).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -24,8 +28,11 @@ use crate::project::Project;
 
 pub mod claude;
 pub mod command;
+pub mod document;
+pub mod events;
 pub mod offline;
 pub mod outcome;
+pub mod permissions;
 pub mod prompt;
 pub mod runs;
 
@@ -146,10 +153,6 @@ impl Job {
     pub fn prompt_file(&self) -> PathBuf {
         self.run_dir.join("prompt.md")
     }
-    /// `run_dir/stdout.json`: the agent's captured stdout.
-    pub fn stdout_file(&self) -> PathBuf {
-        self.run_dir.join("stdout.json")
-    }
     /// `run_dir/stderr.log`: the agent's captured stderr.
     pub fn stderr_file(&self) -> PathBuf {
         self.run_dir.join("stderr.log")
@@ -173,9 +176,18 @@ pub struct AgentCommand {
     pub env: Vec<(OsString, OsString)>,
     /// Working directory.
     pub cwd: PathBuf,
+    /// The file in the run folder that captures stdout: `events.jsonl` (claude's event
+    /// stream), `stdout.json` (offline: one result object), `stdout.log` (a command
+    /// agent's plain text). [`runs::output_file`] finds it again.
+    pub stdout_name: &'static str,
 }
 
 impl AgentCommand {
+    /// Where this command's stdout is captured for `job`.
+    pub fn stdout_file(&self, job: &Job) -> PathBuf {
+        job.run_dir.join(self.stdout_name)
+    }
+
     /// An [`ExecSpec`] for this command with stdout/stderr captured to the job's run
     /// directory, stdin from /dev/null and the project set for sweeps. The caller adds
     /// timeout, grace and stall timeout.
@@ -183,7 +195,7 @@ impl AgentCommand {
         let mut spec = ExecSpec::new(self.program.clone());
         spec.cwd = Some(self.cwd.clone());
         spec.env = self.env.clone();
-        spec.stdout = Output::File(job.stdout_file());
+        spec.stdout = Output::File(self.stdout_file(job));
         spec.stderr = Output::File(job.stderr_file());
         spec.null_stdin = true;
         spec.project = Some(job.project_root.clone());
@@ -278,45 +290,33 @@ pub trait Agent: Send + Sync {
         Ok(())
     }
 
-    /// Judge a finished run. The default is [`outcome::classify`] (a JSON result object
-    /// is required); [`CommandAgent`] also accepts plain-text output.
-    fn classify(&self, job: &Job, input: &ClassifyInput<'_>) -> AgentRun {
-        require_document(job, outcome::classify(input), input.stdout)
+    /// Judge a finished run by its report and output alone. The default is
+    /// [`outcome::classify`] (a JSON result object is required); [`CommandAgent`] also
+    /// accepts plain-text output. Documents are settled afterwards ([`judge`]).
+    fn classify(&self, _job: &Job, input: &ClassifyInput<'_>) -> AgentRun {
+        outcome::classify(input)
+    }
+
+    /// The spec document the agent answered with, if its answer holds one. The default
+    /// reads the final result text leniently ([`document::extract`]).
+    fn answered_document(&self, run: &AgentRun, _stdout: &[u8]) -> Option<String> {
+        run.result_text
+            .as_deref()
+            .and_then(|t| document::extract(t, false))
     }
 }
 
-/// A document phase succeeded only if its document exists and is not empty: an agent
-/// without write permission may answer with the document's text instead of writing it.
-pub fn require_document(job: &Job, mut run: AgentRun, stdout: &[u8]) -> AgentRun {
-    let Some(doc) = job.expected_document() else {
-        return run;
-    };
-    if !run.outcome.is_success() || doc.metadata().is_ok_and(|m| m.is_file() && m.len() > 0) {
+/// Judge a finished run: [`Agent::classify`], then for a document phase
+/// [`document::settle`] (the file the agent wrote, else the document it answered with,
+/// written by qw). `before`: the document was present before the agent ran.
+pub fn judge(agent: &dyn Agent, job: &Job, input: &ClassifyInput<'_>, before: bool) -> AgentRun {
+    let run = agent.classify(job, input);
+    if job.expected_document().is_none() || !run.outcome.is_success() {
         return run;
     }
-    let denied = match outcome::parse_last_object(stdout) {
-        outcome::Parsed::Object(map) => outcome::permission_denials(&map),
-        _ => Vec::new(),
-    };
-    if denied.is_empty() {
-        run.outcome = Outcome::NoResult {
-            exit_code: run.exit_code,
-        };
-        run.evidence = format!(
-            "the agent reported success but `{}` was not written",
-            doc.display()
-        );
-    } else {
-        run.evidence = format!(
-            "the agent reported success but `{}` was not written; tools denied: {}",
-            doc.display(),
-            denied.join(", ")
-        );
-        run.outcome = Outcome::PermissionDenied { tools: denied };
-    }
-    run
+    let answer = agent.answered_document(&run, input.stdout);
+    document::settle(job, run, answer, before, input.stdout)
 }
-
 /// Limits for one agent run.
 #[derive(Debug, Clone, Copy)]
 pub struct RunLimits {
@@ -361,11 +361,15 @@ pub fn run_job(
     spec.timeout = limits.timeout;
     spec.grace = limits.grace;
     spec.stall_timeout = limits.stall_timeout;
+    let before = job
+        .expected_document()
+        .is_some_and(|d| document::present(&d));
     let report = executor.run(&spec, cancel)?;
-    let stdout = read_if_exists(&job.stdout_file())?;
+    let stdout = read_if_exists(&command.stdout_file(job))?;
     let stderr = read_if_exists(&job.stderr_file())?;
     let stderr_tail = outcome::tail_lines(tail_bytes(&stderr, 16 * 1024), STDERR_TAIL_LINES);
-    let run = agent.classify(
+    let run = judge(
+        agent,
         job,
         &ClassifyInput {
             report: &report,
@@ -374,6 +378,7 @@ pub fn run_job(
             phase: job.phase,
             user_cancelled: cancel.pending().is_some() || report.interrupted_by.is_some(),
         },
+        before,
     );
     Ok((run, report))
 }
@@ -428,7 +433,7 @@ mod tests {
     }
 
     #[test]
-    fn a_document_phase_needs_its_document() {
+    fn a_document_phase_is_delivered_by_a_write_or_an_answer() {
         let dir = tempfile::tempdir().unwrap();
         let job = Job {
             phase: Phase::Design,
@@ -445,8 +450,9 @@ mod tests {
             duration_ms: 5,
             ..crate::exec::ExecReport::new("r")
         };
-        let judge = |stdout: &str| {
-            ClaudeAgent::new().classify(
+        let judged = |stdout: &str| {
+            judge(
+                &ClaudeAgent::new(),
                 &job,
                 &ClassifyInput {
                     report: &report,
@@ -455,27 +461,41 @@ mod tests {
                     phase: Phase::Design,
                     user_cancelled: false,
                 },
+                false,
             )
         };
-        let answered = r##"{"type":"result","is_error":false,"result":"# Design ..."}"##;
-        let denied = r##"{"type":"result","is_error":false,"result":"# Design ...","permission_denials":[{"tool_name":"Write"}]}"##;
-        let run = judge(answered);
+        let said_done = r##"{"type":"result","is_error":false,"result":"Done, I wrote it."}"##;
+        let denied = r##"{"type":"result","is_error":false,"result":"Done.","permission_denials":[{"tool_name":"Write","tool_input":{"file_path":"/p/.claude/specs/s/design.md"}}]}"##;
+        let answered = r##"{"type":"result","is_error":false,"result":"Here it is.\n\n# Design\n\n## Overview\n","permission_denials":[{"tool_name":"Write"}]}"##;
+        let run = judged(said_done);
         assert_eq!(run.outcome, Outcome::NoResult { exit_code: 0 });
-        assert!(
-            run.evidence.contains("design.md` was not written"),
-            "{}",
-            run.evidence
-        );
-        let run = judge(denied);
+        assert!(run.evidence.contains("neither wrote"), "{}", run.evidence);
+        let run = judged(denied);
         assert_eq!(
             run.outcome,
             Outcome::PermissionDenied {
                 tools: vec!["Write".into()]
             }
         );
-        crate::fs::create_dir_all(&job.spec_dir).unwrap();
-        crate::fs::write(job.spec_dir.join("design.md"), "# Design").unwrap();
-        assert_eq!(judge(denied).outcome, Outcome::Succeeded);
+        assert!(
+            run.evidence.contains("(a sensitive file)"),
+            "{}",
+            run.evidence
+        );
+        assert!(!job.spec_dir.join("design.md").exists());
+        let run = judged(answered);
+        assert_eq!(run.outcome, Outcome::Succeeded, "{}", run.evidence);
+        assert_eq!(
+            crate::fs::read_to_string(job.spec_dir.join("design.md")).unwrap(),
+            "# Design\n\n## Overview\n"
+        );
+        // Written by the agent: accepted as it is, even when a write was refused.
+        crate::fs::write(job.spec_dir.join("design.md"), "# Mine").unwrap();
+        assert_eq!(judged(denied).outcome, Outcome::Succeeded);
+        assert_eq!(
+            crate::fs::read_to_string(job.spec_dir.join("design.md")).unwrap(),
+            "# Mine"
+        );
     }
 
     #[test]

@@ -70,6 +70,7 @@ impl Agent for OfflineAgent {
             program,
             env: job_env(job),
             cwd: job.workdir.clone(),
+            stdout_name: "stdout.json",
         })
     }
 }

@@ -7,15 +7,25 @@
 //! Rules, in order: the caller cancelled / a signal reached the supervisor →
 //! `killed_by_user`; the time limit → `timed_out`; the stall watchdog → `stalled`; the
 //! program could not be started → `agent_error`; the child died of a signal → `crashed`.
-//! Otherwise the LAST JSON object on stdout is the final result: it is judged by the exit
-//! code and `is_error`, never by `subtype` (Claude Code prints `is_error: true` beside
-//! `subtype: "success"` when nobody is logged in). Stdout that starts a JSON object and
-//! ends mid-object is `truncated`; empty or non-JSON stdout is `no_result`.
+//! Otherwise the final result is the last `result` object on stdout (the last line of a
+//! `stream-json` event stream, or the one object `--output-format json` prints; any
+//! last JSON object when none says `"type": "result"`): it is judged by the exit code
+//! and `is_error`, never by `subtype` (Claude Code prints `is_error: true` beside
+//! `subtype: "success"` when nobody is logged in). Stdout that ends mid-object, or an
+//! event stream that ends before its `result`, is `truncated`; empty or non-JSON stdout
+//! is `no_result`. Refused permissions (`permission_denials`) fail an implementation or
+//! validation run even when `is_error` is false — the agent could not do what it tried —
+//! and the evidence names each refusal and the way out ([`super::permissions`]); for a
+//! document phase the document decides ([`super::document`]).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Phase;
+use super::events::{self, Denial};
 use crate::exec::ExecReport;
 
 /// How one agent run ended. Exactly one per run; serialized as
@@ -180,7 +190,7 @@ pub struct AgentRun {
     pub evidence: String,
     /// The result text the agent printed (`result`), if any.
     pub result_text: Option<String>,
-    /// USD the run cost (`total_cost_usd`, else `cost_usd`; 0 when unknown).
+    /// USD this run cost (see [`events::run_cost_usd`]; 0 when unknown).
     pub cost_usd: f64,
     /// Input tokens (`usage.input_tokens`).
     pub input_tokens: u64,
@@ -204,6 +214,9 @@ pub struct AgentRun {
     pub exit_code: i32,
     /// Wall-clock duration in milliseconds.
     pub duration_ms: u64,
+    /// Permissions the agent was refused (`permission_denials`), whatever the outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denials: Vec<Denial>,
 }
 
 impl AgentRun {
@@ -225,6 +238,7 @@ impl AgentRun {
             structured: false,
             exit_code: 0,
             duration_ms: 0,
+            denials: Vec::new(),
         }
     }
 }
@@ -234,7 +248,7 @@ impl AgentRun {
 pub struct ClassifyInput<'a> {
     /// How the supervised process ended.
     pub report: &'a ExecReport,
-    /// Everything the agent wrote to stdout (read from the run's `stdout.json`).
+    /// Everything the agent wrote to stdout (the run's `events.jsonl` for claude).
     pub stdout: &'a [u8],
     /// The last lines of stderr (see [`tail_lines`]).
     pub stderr_tail: &'a str,
@@ -257,13 +271,15 @@ pub enum Parsed {
     Object(serde_json::Map<String, Value>),
 }
 
-/// Find the last JSON object in `stdout`, leniently: log lines before it, several objects
-/// (stream mode), and text after it are all accepted.
+/// Find the final JSON object in `stdout`, leniently: log lines before it, several objects
+/// (stream mode), and text after it are all accepted. The last object whose `type` is
+/// `result` wins; without one, the last object.
 pub fn parse_last_object(stdout: &[u8]) -> Parsed {
     if stdout.iter().all(u8::is_ascii_whitespace) {
         return Parsed::Empty;
     }
     let mut last: Option<serde_json::Map<String, Value>> = None;
+    let mut last_result: Option<serde_json::Map<String, Value>> = None;
     let mut pos = next_object_start(stdout, 0);
     while let Some(start) = pos {
         let mut stream =
@@ -274,6 +290,9 @@ pub fn parse_last_object(stdout: &[u8]) -> Parsed {
                 Some(Ok(value)) => {
                     resume = start + stream.byte_offset();
                     if let Value::Object(map) = value {
+                        if map.get("type").and_then(Value::as_str) == Some("result") {
+                            last_result = Some(map.clone());
+                        }
                         last = Some(map);
                     }
                 }
@@ -287,10 +306,53 @@ pub fn parse_last_object(stdout: &[u8]) -> Parsed {
         }
         pos = next_object_start(stdout, resume.max(start + 1));
     }
-    match last {
+    match last_result.or(last) {
         Some(map) => Parsed::Object(map),
         None => Parsed::NotJson,
     }
+}
+
+/// Event types of Claude Code's stream that come before its `result`.
+const STREAM_TYPES: &[&str] = &["system", "assistant", "user", "stream_event"];
+
+/// What the event stream says beyond the result: refusal messages by tool-use id, the
+/// session's working directory, how many events it held and what the last one did.
+#[derive(Debug, Default)]
+struct StreamFacts {
+    messages: HashMap<String, String>,
+    cwd: Option<PathBuf>,
+    events: usize,
+    last: Option<String>,
+}
+
+fn stream_facts(stdout: &[u8]) -> StreamFacts {
+    let mut facts = StreamFacts::default();
+    for line in stdout.split(|&b| b == b'\n') {
+        let Ok(Some(rec)) = events::parse_line(line) else {
+            continue;
+        };
+        facts.events += 1;
+        for ev in &rec.events {
+            match ev {
+                events::Event::Init { cwd: Some(cwd), .. } => facts.cwd = Some(cwd.into()),
+                events::Event::ToolResult {
+                    tool_use_id, text, ..
+                } => {
+                    facts.messages.insert(tool_use_id.clone(), text.clone());
+                }
+                _ => {}
+            }
+        }
+        let mut opts = events::RenderOptions {
+            cwd: facts.cwd.clone(),
+            max_text_lines: 1,
+            ..events::RenderOptions::default()
+        };
+        if let Some(line) = events::render(&rec, &mut opts).into_iter().last() {
+            facts.last = Some(line);
+        }
+    }
+    facts
 }
 
 /// The next `{` at or after `from` that begins a line (after optional blanks).
@@ -391,6 +453,29 @@ pub fn classify(input: &ClassifyInput<'_>) -> AgentRun {
 
     let exit_code = report.exit_code;
     match parsed {
+        Parsed::Object(map)
+            if map
+                .get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| STREAM_TYPES.contains(&t)) =>
+        {
+            // An event stream that never got its result: the agent was cut off.
+            let facts = stream_facts(input.stdout);
+            let bytes = input.stdout.len();
+            let last = facts
+                .last
+                .map(|l| format!("; last: {}", clip(&one_line(&l), 160)))
+                .unwrap_or_default();
+            with(
+                run,
+                Outcome::Truncated { bytes },
+                format!(
+                    "the event stream ends after {} event(s) without its `result` (exit {exit_code}){last}{}",
+                    facts.events,
+                    last_line_hint(input.stderr_tail)
+                ),
+            )
+        }
         Parsed::Object(map) => judge_result(run, &map, input),
         Parsed::Truncated => {
             let bytes = input.stdout.len();
@@ -476,6 +561,16 @@ fn judge_result(
                 "exit 0 but the result object has no `is_error` field".to_owned(),
             );
         }
+        if !run.denials.is_empty() && input.phase.document().is_none() {
+            // The agent went on after a refusal, but the work it tried was not done.
+            let tools = denied_tools(&run.denials);
+            let how = explain(&run.denials, input.stdout);
+            return with(
+                run,
+                Outcome::PermissionDenied { tools },
+                format!("exit 0, is_error false, but {how}"),
+            );
+        }
         let summary = clip(&one_line(&text), 160);
         return with(
             run,
@@ -514,13 +609,13 @@ fn judge_result(
             format!("{why}: API error 429 (rate limited)"),
         );
     }
-    let denied = permission_denials(map);
-    if !denied.is_empty() {
-        let list = denied.join(", ");
+    if !run.denials.is_empty() {
+        let tools = denied_tools(&run.denials);
+        let how = explain(&run.denials, input.stdout);
         return with(
             run,
-            Outcome::PermissionDenied { tools: denied },
-            format!("{why}: tools denied: {list}"),
+            Outcome::PermissionDenied { tools },
+            format!("{why}: {how}"),
         );
     }
     let cause = if is_login_error(&limit_text) {
@@ -553,11 +648,8 @@ fn with(mut run: AgentRun, outcome: Outcome, evidence: String) -> AgentRun {
 
 /// Copy the accounting fields of a result object (lenient: missing or odd → 0/None).
 fn fill_from_result(run: &mut AgentRun, map: &serde_json::Map<String, Value>) {
-    let num = |v: Option<&Value>| v.and_then(Value::as_f64).filter(|x| x.is_finite());
-    run.cost_usd = num(map.get("total_cost_usd"))
-        .or_else(|| num(map.get("cost_usd")))
-        .unwrap_or(0.0)
-        .max(0.0);
+    run.cost_usd = events::run_cost_usd(map).unwrap_or(0.0);
+    run.denials = events::denials(map);
     let usage = map.get("usage");
     let tokens = |key: &str| {
         usage
@@ -581,23 +673,21 @@ fn fill_from_result(run: &mut AgentRun, map: &serde_json::Map<String, Value>) {
     run.result_text = map.get("result").and_then(Value::as_str).map(str::to_owned);
 }
 
-pub(crate) fn permission_denials(map: &serde_json::Map<String, Value>) -> Vec<String> {
-    let Some(Value::Array(items)) = map.get("permission_denials") else {
-        return Vec::new();
-    };
-    items
-        .iter()
-        .map(|d| match d {
-            Value::String(s) => s.clone(),
-            Value::Object(o) => o
-                .get("tool_name")
-                .or_else(|| o.get("tool"))
-                .and_then(Value::as_str)
-                .unwrap_or("unknown tool")
-                .to_owned(),
-            other => other.to_string(),
-        })
-        .collect()
+/// The refused tools' names, each once, in order.
+pub(crate) fn denied_tools(denials: &[Denial]) -> Vec<String> {
+    let mut tools: Vec<String> = Vec::new();
+    for d in denials {
+        if !tools.contains(&d.tool) {
+            tools.push(d.tool.clone());
+        }
+    }
+    tools
+}
+
+/// The refusals and the way out, using what the event stream tells (messages, cwd).
+pub(crate) fn explain(denials: &[Denial], stdout: &[u8]) -> String {
+    let facts = stream_facts(stdout);
+    super::permissions::explain(denials, &facts.messages, facts.cwd.as_deref())
 }
 
 fn is_login_error(text: &str) -> bool {
@@ -754,6 +844,8 @@ mod tests {
     const MAX_TURNS: &str = include_str!("../../tests/fixtures/claude_result_error.json");
     const NOT_LOGGED_IN: &str =
         include_str!("../../tests/fixtures/claude_result_not_logged_in.json");
+    const STREAM: &str = include_str!("../../tests/fixtures/claude_stream_json_write.jsonl");
+    const DENIED: &str = include_str!("../../tests/fixtures/claude_result_permission_denied.json");
 
     fn report(exit_code: i32) -> ExecReport {
         ExecReport {
@@ -825,6 +917,13 @@ mod tests {
         let ok = result_json(false, "success", "done");
         let err_success = result_json(true, "success", "API Error: 529 overloaded");
         let cut = &SUCCESS[..SUCCESS.len() / 2];
+        let stream_cut: String = STREAM.lines().take(3).map(|l| format!("{l}\n")).collect();
+        let stream_mid = &STREAM[..STREAM.len() - 100];
+        let init_only = STREAM.lines().next().unwrap();
+        let stream_denied = STREAM.replace(
+            "\"permission_denials\":[]",
+            "\"permission_denials\":[{\"tool_name\":\"Bash\",\"tool_use_id\":\"t\",\"tool_input\":{\"command\":\"cargo test\"}}]",
+        );
         let r0 = report(0);
         let r1 = report(1);
         let cases: Vec<(&str, &ExecReport, &str, &str, &str)> = vec![
@@ -847,9 +946,26 @@ mod tests {
             (
                 "not a result object",
                 &r0,
-                "{\"type\":\"system\"}\n",
+                "{\"kind\":\"report\"}\n",
                 "",
                 "no_result",
+            ),
+            (
+                "stream cut before its result",
+                &r0,
+                &stream_cut,
+                "",
+                "truncated",
+            ),
+            ("stream cut mid-line", &r1, stream_mid, "", "truncated"),
+            ("only the init event", &r1, init_only, "", "truncated"),
+            ("whole stream", &r0, STREAM, "", "succeeded"),
+            (
+                "stream with a refused write, is_error false",
+                &r0,
+                &stream_denied,
+                "",
+                "permission_denied",
             ),
             ("timed out", &timed_out, "", "", "timed_out"),
             ("stalled", &stalled, "partial", "", "stalled"),
@@ -1064,5 +1180,88 @@ mod tests {
         assert_eq!(v, serde_json::json!({"kind": "usage_limited"}));
         let back: Outcome = serde_json::from_value(v).unwrap();
         assert_eq!(back, Outcome::UsageLimited);
+    }
+
+    #[test]
+    fn the_stream_is_judged_by_its_result_with_the_run_s_own_cost() {
+        let run = run_with(&report(0), STREAM, "");
+        assert_eq!(run.outcome, Outcome::Succeeded, "{}", run.evidence);
+        assert_eq!(
+            run.session_id.as_deref(),
+            Some("40499eed-3697-4376-8424-4e652ae596e8")
+        );
+        assert!((run.cost_usd - 0.01).abs() < 1e-9);
+        assert_eq!((run.num_turns, run.input_tokens), (2, 2000));
+        // A resumed session reports the whole session in total_cost_usd.
+        let resumed = STREAM.replace("\"total_cost_usd\":0.01", "\"total_cost_usd\":0.05");
+        let run = run_with(&report(0), &resumed, "");
+        assert!((run.cost_usd - 0.01).abs() < 1e-9, "{}", run.cost_usd);
+        // Cut before the result: truncated, and the evidence says what it did last.
+        let cut: String = STREAM.lines().take(4).map(|l| format!("{l}\n")).collect();
+        let run = run_with(&report(0), &cut, "");
+        assert_eq!(run.outcome.as_str(), "truncated");
+        assert!(
+            run.evidence
+                .contains("after 4 event(s) without its `result`"),
+            "{}",
+            run.evidence
+        );
+        assert!(
+            run.evidence.contains("assistant: Done."),
+            "{}",
+            run.evidence
+        );
+    }
+
+    #[test]
+    fn refusals_name_tool_target_and_way_out() {
+        // The fixture: acceptEdits, a write under .claude/ refused, is_error false.
+        let mut input = ClassifyInput {
+            report: &report(0),
+            stdout: DENIED.as_bytes(),
+            stderr_tail: "",
+            phase: Phase::Implementation,
+            user_cancelled: false,
+        };
+        let run = classify(&input);
+        assert_eq!(
+            run.outcome,
+            Outcome::PermissionDenied {
+                tools: vec!["Write".into()]
+            }
+        );
+        assert!(!run.outcome.is_retryable());
+        for part in [
+            "Write `/home/dev/project/.claude/specs/demo/requirements.md` (a sensitive file)",
+            "bypassPermissions",
+            "refuses it as root",
+        ] {
+            assert!(run.evidence.contains(part), "{part}: {}", run.evidence);
+        }
+        assert_eq!(run.denials.len(), 1);
+        // For a document phase the document decides (see `document::settle`).
+        input.phase = Phase::Requirements;
+        assert_eq!(classify(&input).outcome, Outcome::Succeeded);
+        // With the stream, the session's cwd shortens paths and the refusal text counts.
+        let stream = STREAM
+            .replace(
+                "\"permission_denials\":[]",
+                "\"permission_denials\":[{\"tool_name\":\"Write\",\"tool_use_id\":\"toolu_0001\",\"tool_input\":{\"file_path\":\"/home/dev/project/hello.txt\"}}]",
+            )
+            .replace("File created successfully at", "Claude requested permissions to write to");
+        let run = run_with(&report(0), &stream, "");
+        assert_eq!(run.outcome.as_str(), "permission_denied");
+        assert!(
+            run.evidence
+                .contains("Claude Code refused Write `hello.txt`;"),
+            "{}",
+            run.evidence
+        );
+        assert!(
+            run.evidence
+                .contains("--claude-arg=--permission-mode --claude-arg=acceptEdits"),
+            "{}",
+            run.evidence
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! Prompts: what an agent is told for each phase.
 //!
 //! Owns: assembling steering docs, the description, the spec's documents and exact
-//! instructions (which file to write, the `tasks.md` format) into one prompt.
+//! instructions (the document to answer with and where qw saves it, the `tasks.md`
+//! format) into one prompt. Document phases ask for the document as the final message
+//! ([`super::document`] writes it), never for a write under `.claude/`.
 //! Must not: write files — the caller writes the prompt to `run_dir/prompt.md`.
 //!
 //! Documents are embedded up to a size cap and otherwise referenced by path, so the
@@ -79,34 +81,47 @@ pub fn build(job: &Job, project: &Project) -> String {
     p.push_str("## Your job\n\n");
     match job.phase {
         Phase::Requirements => {
-            let _ = writeln!(
-                p,
-                "Write the requirements document to `{spec_dir}/requirements.md` (create the folder if needed).\n\
-                 Structure: `# Requirements Document`, an `## Introduction`, then numbered requirements\n\
+            answer_with_document(
+                &mut p,
+                "the requirements document",
+                "# Requirements Document",
+                &spec_dir,
+                "requirements.md",
+            );
+            p.push_str(
+                "Structure: `# Requirements Document`, an `## Introduction`, then numbered requirements\n\
                  (`### Requirement 1`, …), each with a `**User Story:** As a …, I want …, so that …` and\n\
                  `#### Acceptance Criteria` as a numbered list in EARS form\n\
                  (`1. WHEN <event> THEN the system SHALL <response>`, `IF <condition> THEN …`).\n\
-                 Criteria are referred to as `<requirement>.<criterion>` (e.g. `1.2`) by later phases.\n\
-                 Write only that file; do not write code."
+                 Criteria are referred to as `<requirement>.<criterion>` (e.g. `1.2`) by later phases.\n",
             );
         }
         Phase::Design => {
-            let _ = writeln!(
-                p,
-                "Write the design document to `{spec_dir}/design.md`, based on the requirements above.\n\
-                 Sections: `## Overview`, `## Architecture`, `## Components and Interfaces`,\n\
+            answer_with_document(
+                &mut p,
+                "the design document, based on the requirements above",
+                "# Design Document",
+                &spec_dir,
+                "design.md",
+            );
+            p.push_str(
+                "Sections: `## Overview`, `## Architecture`, `## Components and Interfaces`,\n\
                  `## Data Models`, `## Error Handling`, `## Testing Strategy`. Name real files,\n\
-                 types and functions of this project where they exist.\n\
-                 Write only that file; do not write code."
+                 types and functions of this project where they exist.\n",
             );
         }
         Phase::Tasks => {
+            answer_with_document(
+                &mut p,
+                "the implementation plan",
+                "# Implementation Plan",
+                &spec_dir,
+                "tasks.md",
+            );
             let _ = writeln!(
                 p,
-                "Write the implementation plan to `{spec_dir}/tasks.md`: small, ordered, testable coding\n\
-                 tasks that together meet every acceptance criterion. Use exactly this format:\n\n\
-                 ```markdown\n{TASKS_FORMAT}\n```\n\n\
-                 Write only that file; do not write code."
+                "Small, ordered, testable coding tasks that together meet every acceptance criterion.\n\
+                 Use exactly this format:\n\n```markdown\n{TASKS_FORMAT}\n```"
             );
         }
         Phase::Implementation => implementation(&mut p, job),
@@ -126,6 +141,19 @@ pub fn build(job: &Job, project: &Project) -> String {
          Never claim work you did not do.\n",
     );
     p
+}
+
+/// The document phases' instruction: the document is the answer, so it never depends on
+/// the agent's permission to write under `.claude/` (Claude Code refuses that in headless
+/// mode); a file the agent writes anyway is accepted.
+fn answer_with_document(p: &mut String, what: &str, heading: &str, spec_dir: &str, file: &str) {
+    let _ = writeln!(
+        p,
+        "Compose {what} and answer with it: your final message must be the whole document in\n\
+         Markdown, starting with the line `{heading}`, with nothing before or after it.\n\
+         qw saves your answer as `{spec_dir}/{file}`; you need not write that file yourself\n\
+         (if you do, the file you write is kept). Do not write code or any other file.\n"
+    );
 }
 
 fn implementation(p: &mut String, job: &Job) {
@@ -276,17 +304,19 @@ mod tests {
         crate::fs::write(root.join(".claude/specs/greeter/design.md"), "DESIGN-DOC").unwrap();
 
         let req = build(&job(root, Phase::Requirements), &project);
-        assert!(req.contains(".claude/specs/greeter/requirements.md"));
+        assert!(req.contains("qw saves your answer as `.claude/specs/greeter/requirements.md`"));
+        assert!(req.contains("starting with the line `# Requirements Document`"));
         assert!(req.contains("Greet users by name"));
         assert!(req.contains("TECH-STEERING"));
         assert!(!req.contains("REQ-DOC"));
 
         let design = build(&job(root, Phase::Design), &project);
-        assert!(design.contains(".claude/specs/greeter/design.md"));
+        assert!(design.contains("qw saves your answer as `.claude/specs/greeter/design.md`"));
         assert!(design.contains("REQ-DOC") && !design.contains("DESIGN-DOC"));
 
         let tasks = build(&job(root, Phase::Tasks), &project);
         assert!(tasks.contains("REQ-DOC") && tasks.contains("DESIGN-DOC"));
+        assert!(tasks.contains("`# Implementation Plan`") && tasks.contains("tasks.md`"));
         assert!(tasks.contains("- [ ] 2.1. Reject empty names"));
         assert!(tasks.contains("_Verify: `cargo test greeter`_"));
         assert!(tasks.contains("_Depends: 1_"));

@@ -3,7 +3,6 @@
 //! classified.
 
 use std::ffi::OsString;
-use std::path::Path;
 use std::time::Duration;
 
 use quantumwala::agent::offline::checkboxes;
@@ -77,7 +76,10 @@ fn agent_offline_writes_each_document_and_never_claims_undone_work() {
         assert_eq!(run.outcome, Outcome::Succeeded, "{phase}: {}", run.evidence);
         assert!(run.structured && run.cost_usd == 0.0);
         assert!(j.prompt_file().is_file(), "prompt captured");
-        assert!(j.stdout_file().is_file(), "stdout captured to a file");
+        assert!(
+            j.run_dir.join("stdout.json").is_file(),
+            "stdout captured to a file"
+        );
         let doc = p.read(&format!(
             ".claude/specs/greeter/{}",
             phase.document().unwrap()
@@ -211,13 +213,13 @@ fn fake_claude(p: &TestProject) -> std::path::PathBuf {
     p.script(
         ".fake/bin/claude",
         r#"#!/bin/sh
-[ "$1" = "-p" ] && [ "$3" = "--output-format" ] && [ "$4" = "json" ] || { echo "bad argv: $*" >&2; exit 64; }
+[ "$1" = "-p" ] && [ "$3" = "--output-format" ] && [ "$4" = "stream-json" ] && [ "$5" = "--verbose" ] || { echo "bad argv: $*" >&2; exit 64; }
 prompt="$2"
 here="$(dirname "$0")/.."
 result() { printf '{"type":"result","subtype":"success","is_error":false,"result":"%s","total_cost_usd":0.4,"num_turns":3,"session_id":"fake-1","usage":{"input_tokens":100,"output_tokens":50}}\n' "$1"; }
 case "$FAKE_MODE" in
 success)
-  file=$(printf '%s\n' "$prompt" | sed -n 's/^Write the [a-z ]* to `\([^`]*\)`.*/\1/p' | head -n 1)
+  file=$(printf '%s\n' "$prompt" | sed -n 's/^qw saves your answer as `\([^`]*\)`.*/\1/p' | head -n 1)
   [ -n "$file" ] || { echo "no file named in the prompt" >&2; exit 65; }
   mkdir -p "$(dirname "$file")" && printf '# written by fake claude\n' > "$file"
   result "wrote $file" ;;
@@ -255,7 +257,8 @@ fn run_with_env(
     let prompt = agent::prompt::build(j, &Project::at(&j.project_root));
     std::fs::create_dir_all(&j.run_dir).unwrap();
     std::fs::write(j.prompt_file(), &prompt).unwrap();
-    let mut spec = agent.command(j, &prompt).unwrap().to_exec_spec(j);
+    let command = agent.command(j, &prompt).unwrap();
+    let mut spec = command.to_exec_spec(j);
     spec.env.extend(env);
     spec.timeout = lim.timeout;
     spec.grace = lim.grace;
@@ -263,10 +266,11 @@ fn run_with_env(
     let report = LocalExecutor::new(qw_bin())
         .run(&spec, &Cancel::new())
         .unwrap();
-    let stdout = std::fs::read(j.stdout_file()).unwrap_or_default();
+    let stdout = std::fs::read(command.stdout_file(j)).unwrap_or_default();
     let stderr = std::fs::read(j.stderr_file()).unwrap_or_default();
     let tail = agent::outcome::tail_lines(&stderr, 20);
-    let run = agent.classify(
+    let run = agent::judge(
+        agent,
         j,
         &ClassifyInput {
             report: &report,
@@ -275,6 +279,7 @@ fn run_with_env(
             phase: j.phase,
             user_cancelled: false,
         },
+        false,
     );
     (run, report)
 }
@@ -433,7 +438,7 @@ fn agent_missing_claude_and_command_agent() {
     assert_eq!(run.outcome, Outcome::Succeeded, "{}", run.evidence);
     assert!(!run.structured);
     assert_eq!(p.read(".claude/specs/greeter/design.md"), "# design\n");
-    assert!(Path::new(&j.stdout_file()).is_file());
+    assert!(j.run_dir.join("stdout.log").is_file());
 }
 
 #[test]

@@ -252,7 +252,7 @@ fn workflow_full_run_with_fake_claude_writes_everything_and_sums_cost() {
     let runs = std::fs::read_dir(f.path().join(".claude/runs"))
         .unwrap()
         .flatten()
-        .filter(|e| e.path().join("stdout.json").is_file())
+        .filter(|e| e.path().join("events.jsonl").is_file())
         .count();
     assert_eq!(runs, 7);
 }
@@ -447,10 +447,10 @@ fn workflow_bad_input_exits_2_and_writes_nothing() {
         .map(|e| e.file_name())
         .collect();
 
-    // No claude on PATH.
+    // No claude on PATH (a PATH of one empty folder: the real CLI may be installed).
     let mut c =
         f.p.qw(&["workflow-auto", "demo", "A demo", "--agent", "claude"]);
-    c.env("PATH", "/usr/bin:/bin");
+    c.env("PATH", f.path().join("no-such-bin"));
     let out = c.output().unwrap();
     assert_eq!(code(&out), 2, "{}", diag(&out));
     let err = stderr(&out);
