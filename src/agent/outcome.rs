@@ -115,6 +115,9 @@ pub enum ErrorCause {
     NotStarted,
     /// Any other error the agent reported (API overloaded, tool failure, exit code ≠ 0).
     Reported,
+    /// The agent refused its command line (an unknown flag, `bypassPermissions` as
+    /// root): retrying cannot help.
+    Arguments,
 }
 
 impl Outcome {
@@ -495,6 +498,16 @@ pub fn classify(input: &ClassifyInput<'_>) -> AgentRun {
                 )
             };
             if exit_code != 0 {
+                if let Some(why) = refused_arguments(input.stderr_tail) {
+                    return with(
+                        run,
+                        Outcome::AgentError {
+                            cause: ErrorCause::Arguments,
+                            exit_code,
+                        },
+                        why,
+                    );
+                }
                 if let Some(resets) = usage_limit(input.stderr_tail) {
                     run.resets_at = resets;
                     return with(
@@ -688,6 +701,26 @@ pub(crate) fn denied_tools(denials: &[Denial]) -> Vec<String> {
 pub(crate) fn explain(denials: &[Denial], stdout: &[u8]) -> String {
     let facts = stream_facts(stdout);
     super::permissions::explain(denials, &facts.messages, facts.cwd.as_deref())
+}
+
+/// Claude Code refusing its own command line: what it said and what to do.
+fn refused_arguments(stderr_tail: &str) -> Option<String> {
+    let line = stderr_tail.lines().map(str::trim).find(|l| {
+        l.contains("cannot be used with root/sudo privileges")
+            || l.starts_with("error: unknown option")
+            || l.starts_with("error: option '")
+            || l.starts_with("error: missing required argument")
+            || l.starts_with("Error: When using --print")
+    })?;
+    let line = clip(line, 200);
+    Some(if line.contains("root/sudo") {
+        format!(
+            "Claude Code refuses `--permission-mode bypassPermissions` as root ({line}); run qw as a non-root user, or pass `{}` instead",
+            super::permissions::ACCEPT_EDITS
+        )
+    } else {
+        format!("Claude Code refused its arguments ({line}); check the `--claude-arg` values")
+    })
 }
 
 fn is_login_error(text: &str) -> bool {
@@ -983,6 +1016,20 @@ mod tests {
                 "usage_limited",
             ),
             (
+                "bypassPermissions as root",
+                &r1,
+                "",
+                "--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons",
+                "agent_error",
+            ),
+            (
+                "unknown flag",
+                &r1,
+                "",
+                "error: unknown option '--bogus'",
+                "agent_error",
+            ),
+            (
                 "login on stderr",
                 &r1,
                 "",
@@ -1031,6 +1078,27 @@ mod tests {
         // Even with exit 0 the is_error flag wins over subtype "success".
         let run = run_with(&report(0), NOT_LOGGED_IN, "");
         assert_eq!(run.outcome.as_str(), "agent_error");
+    }
+
+    #[test]
+    fn refused_arguments_say_what_to_do_and_are_not_retried() {
+        let run = run_with(
+            &report(1),
+            "",
+            "--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons",
+        );
+        assert_eq!(
+            run.outcome,
+            Outcome::AgentError {
+                cause: ErrorCause::Arguments,
+                exit_code: 1
+            }
+        );
+        assert!(!run.outcome.is_retryable());
+        assert!(run.evidence.contains("non-root user"), "{}", run.evidence);
+        assert!(run.evidence.contains("acceptEdits"), "{}", run.evidence);
+        let run = run_with(&report(1), "", "error: unknown option '--bogus'");
+        assert!(run.evidence.contains("--claude-arg"), "{}", run.evidence);
     }
 
     #[test]
@@ -1156,6 +1224,10 @@ mod tests {
             Outcome::AgentError {
                 cause: ErrorCause::NotStarted,
                 exit_code: 127,
+            },
+            Outcome::AgentError {
+                cause: ErrorCause::Arguments,
+                exit_code: 1,
             },
             Outcome::MaxTurns { turns: Some(30) },
             Outcome::KilledByUser { signal: Some(2) },

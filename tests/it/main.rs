@@ -5,6 +5,7 @@
 
 mod admission;
 mod agent;
+mod claude_real;
 mod cli;
 mod consume;
 mod dashboard;

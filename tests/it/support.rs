@@ -181,3 +181,6 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+pub mod claude_cli;
+pub mod messages_api;

@@ -1,0 +1,613 @@
+//! The real Claude Code CLI, its model replaced by the scripted Messages API of
+//! `support::messages_api`: the agent layer (event stream, documents answered as text,
+//! refusals, API errors) and whole workflows in each permission mode.
+//!
+//! Skipped with a printed reason when `claude` is not installed, unless
+//! `QW_REQUIRE_REAL_CLAUDE=1` (CI), then failed. What the CLI does in each mode is
+//! written down in `docs/CLAUDE_CODE.md`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use quantumwala::agent::events::{self, Event, RenderOptions};
+use quantumwala::agent::{self, ClaudeAgent, ErrorCause, Job, Outcome, Phase, RunLimits, TaskJob};
+use quantumwala::exec::{Cancel, LocalExecutor};
+use quantumwala::project::Project;
+use serde_json::Value;
+
+use crate::support::claude_cli::{ClaudeCli, claude_cli};
+use crate::support::messages_api::{self, MessagesApi, Model, Step};
+use crate::support::*;
+
+const ACCEPT_EDITS: [&str; 2] = ["--claude-arg=--permission-mode", "--claude-arg=acceptEdits"];
+
+/// A project with permissive admission (the suite loads the machine) and a HOME for the
+/// CLI inside it.
+fn project() -> TestProject {
+    let p = TestProject::new();
+    p.write(
+        ".claude/settings.local.json",
+        r#"{"resource_limits": {"max_load": 1000, "max_memory": 1.0, "high_impact_load": 1000}}"#,
+    );
+    std::fs::create_dir_all(p.path().join(".home")).unwrap();
+    p
+}
+
+fn home(p: &TestProject) -> PathBuf {
+    p.path().join(".home")
+}
+
+fn job(p: &TestProject, phase: Phase, run: &str) -> Job {
+    let root = p.path().to_path_buf();
+    Job {
+        phase,
+        spec: "demo".into(),
+        description: "A greeting".into(),
+        project_root: root.clone(),
+        workdir: root.clone(),
+        spec_dir: root.join(".claude/specs/demo"),
+        task: None,
+        run_dir: root.join(".claude/runs").join(run),
+        env: Vec::new(),
+    }
+}
+
+/// Run one job with the real CLI through `agent::run_job` (real `qw exec` supervisor).
+fn run_job(
+    cli: &ClaudeCli,
+    api: &MessagesApi,
+    p: &TestProject,
+    mut j: Job,
+    extra: &[&str],
+    marker: &str,
+) -> (agent::AgentRun, Job, quantumwala::exec::ExecReport) {
+    let claude = ClaudeAgent {
+        program: cli.program.clone().into_os_string(),
+        extra_args: extra.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    j.env = api
+        .claude_env(&home(p))
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    j.env.push(("QW_TEST_MARKER".into(), marker.into()));
+    let (run, report) = agent::run_job(
+        &claude,
+        &j,
+        &Project::at(p.path()),
+        &LocalExecutor::new(qw_bin()),
+        RunLimits {
+            timeout: Some(Duration::from_secs(120)),
+            grace: Duration::from_secs(2),
+            stall_timeout: None,
+        },
+        &Cancel::new(),
+    )
+    .unwrap();
+    assert!(cookie_pids(&report.run_id).is_empty(), "a process survived");
+    (run, j, report)
+}
+
+fn events_of(j: &Job) -> Vec<u8> {
+    std::fs::read(j.run_dir.join("events.jsonl")).unwrap()
+}
+
+#[test]
+fn claude_real_document_answered_after_a_refused_write_in_accept_edits() {
+    let Some(cli) = claude_cli("claude_real_document_answered_after_a_refused_write") else {
+        return;
+    };
+    let p = project();
+    let m = marker();
+    let _guard = MarkerGuard(m.clone());
+    // The agent tries to write the document under .claude/ (refused in headless mode as
+    // a sensitive file), then answers with it as qw asks.
+    let api = MessagesApi::start(Model::new().when(
+        "in the requirements phase",
+        [
+            Step::write(
+                ".claude/specs/demo/requirements.md",
+                messages_api::REQUIREMENTS,
+            ),
+            Step::text(format!(
+                "I could not write the file, so here it is:\n\n{}",
+                messages_api::REQUIREMENTS
+            )),
+        ],
+    ));
+    let (run, j, _) = run_job(
+        cli,
+        &api,
+        &p,
+        job(&p, Phase::Requirements, "req"),
+        &["--permission-mode", "acceptEdits"],
+        &m,
+    );
+    assert_eq!(run.outcome, Outcome::Succeeded, "{}", run.evidence);
+    assert!(
+        run.evidence.contains("its own write was refused") && run.evidence.contains("qw wrote"),
+        "{}",
+        run.evidence
+    );
+    assert_eq!(
+        p.read(".claude/specs/demo/requirements.md"),
+        messages_api::REQUIREMENTS,
+        "the preamble is not part of the document"
+    );
+    assert_eq!(run.denials.len(), 1, "{:?}", run.denials);
+    assert_eq!(run.denials[0].tool, "Write");
+    assert!(run.num_turns >= 2 && run.cost_usd > 0.0, "{run:?}");
+
+    // The stream is kept as events.jsonl and reads as the live activity would.
+    let stream = events_of(&j);
+    let activity = events::read_activity(&stream);
+    assert!(activity.finished && activity.garbled == 0, "{activity:?}");
+    assert_eq!(activity.session_id, run.session_id);
+    assert_eq!(activity.permission_mode.as_deref(), Some("acceptEdits"));
+    assert_eq!(activity.turns, 2);
+    let last = activity.last_tool.unwrap();
+    assert_eq!(last.name, "Write");
+    assert!(
+        last.target
+            .unwrap()
+            .ends_with(".claude/specs/demo/requirements.md")
+    );
+    let mut opts = RenderOptions::default();
+    let mut reader = events::EventReader::new();
+    let lines: Vec<String> = reader
+        .feed(&stream, None)
+        .iter()
+        .flat_map(|r| events::render(r, &mut opts))
+        .collect();
+    let text = lines.join("\n");
+    assert!(
+        text.contains("→ Write .claude/specs/demo/requirements.md"),
+        "{text}"
+    );
+    assert!(
+        text.contains("← denied: Claude requested permissions"),
+        "{text}"
+    );
+    assert!(text.contains("result: success"), "{text}");
+
+    // The CLI called nothing but the Messages API, and the second call carried the
+    // refusal back to the model.
+    let requests = api.requests();
+    assert!(
+        requests.iter().all(|r| r.is_message()),
+        "{:?}",
+        requests.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    assert_eq!(requests.len(), 2);
+    let convo = requests[1].conversation().join("\n");
+    assert!(convo.contains("sensitive file"), "{convo}");
+    assert!(requests[0].prompt().contains("in the requirements phase"));
+}
+
+#[test]
+fn claude_real_api_errors_are_usage_limited_and_agent_error() {
+    let Some(cli) = claude_cli("claude_real_api_errors_are_usage_limited_and_agent_error") else {
+        return;
+    };
+    let p = project();
+    let m = marker();
+    let _guard = MarkerGuard(m.clone());
+    let api = MessagesApi::start(
+        Model::new()
+            .when("Implement task 1 only", [Step::rate_limited()])
+            .when("Implement task 2 only", [Step::overloaded()]),
+    );
+    let task = |id: &str| TaskJob {
+        id: id.into(),
+        title: format!("task {id}"),
+        details: vec![],
+        verify: None,
+        requirements: vec![],
+    };
+    let mut j = job(&p, Phase::Implementation, "limited");
+    j.task = Some(task("1"));
+    let (run, j, _) = run_job(cli, &api, &p, j, &[], &m);
+    assert_eq!(run.outcome, Outcome::UsageLimited, "{}", run.evidence);
+    assert!(run.outcome.pauses_workflow());
+    assert!(run.evidence.contains("429"), "{}", run.evidence);
+    assert!(events::read_activity(&events_of(&j)).finished);
+
+    let mut j = job(&p, Phase::Implementation, "overloaded");
+    j.task = Some(task("2"));
+    let (run, j, _) = run_job(cli, &api, &p, j, &[], &m);
+    assert_eq!(
+        run.outcome,
+        Outcome::AgentError {
+            cause: ErrorCause::Reported,
+            exit_code: 1
+        },
+        "{}",
+        run.evidence
+    );
+    assert!(run.outcome.is_retryable());
+    assert!(run.evidence.contains("529"), "{}", run.evidence);
+    // Claude Code retried on its own before giving up; the stream says so.
+    let retries = events::EventReader::new()
+        .feed(&events_of(&j), None)
+        .iter()
+        .flat_map(|r| r.events.clone())
+        .filter(|e| {
+            matches!(
+                e,
+                Event::ApiRetry {
+                    status: Some(529),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(retries >= 1, "no api_retry event");
+    let overloaded_calls = api
+        .prompts()
+        .iter()
+        .filter(|p| p.contains("Implement task 2 only"))
+        .count();
+    assert_eq!(overloaded_calls, retries + 1);
+}
+
+/// `qw workflow-auto demo …` with the real CLI, as the current user or (when `as_user`
+/// is set) through `setpriv` as that uid.
+struct Flow {
+    p: TestProject,
+    api: MessagesApi,
+    marker: String,
+    _guard: MarkerGuard,
+}
+
+impl Flow {
+    fn new(model: Model) -> Flow {
+        let m = marker();
+        Flow {
+            p: project(),
+            api: MessagesApi::start(model),
+            marker: m.clone(),
+            _guard: MarkerGuard(m),
+        }
+    }
+
+    fn command(&self, cli: &ClaudeCli, args: &[&str], as_user: Option<u32>) -> Command {
+        let mut all = vec![
+            "workflow-auto",
+            "demo",
+            "A greeting file",
+            "--agent",
+            "claude",
+            "--parallel",
+            "1",
+            "--retry-delay",
+            "0.1",
+        ];
+        all.extend_from_slice(args);
+        let mut c = match as_user {
+            None => self.p.qw(&all),
+            Some(uid) => {
+                let mut c = Command::new("setpriv");
+                c.arg(format!("--reuid={uid}"))
+                    .arg(format!("--regid={uid}"))
+                    .arg("--clear-groups")
+                    .arg("--")
+                    .arg(qw_bin())
+                    .arg("-C")
+                    .arg(self.p.path())
+                    .args(&all)
+                    .env("QW_RUNTIME_DIR", self.p.path().join(".qw-runtime"))
+                    .env_remove("QW_RUN_ID");
+                c
+            }
+        };
+        cli.configure(&mut c, &self.api, &home(&self.p));
+        c.env("QW_TEST_MARKER", &self.marker);
+        c
+    }
+
+    fn run(&self, cli: &ClaudeCli, args: &[&str], as_user: Option<u32>) -> Output {
+        let out = self.command(cli, args, as_user).output().unwrap();
+        assert!(
+            pids_with_env("QW_TEST_MARKER", &self.marker).is_empty(),
+            "a process of the workflow survived it"
+        );
+        out
+    }
+
+    fn state(&self) -> Value {
+        serde_json::from_str(&self.p.read(".claude/unified_state.json")).unwrap()
+    }
+
+    fn run_dirs(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.p.path().join(".claude/runs"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+fn diag(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    )
+}
+
+/// What a completed workflow with the workflow model leaves behind.
+fn assert_completed(f: &Flow, out: &Output) {
+    assert_eq!(out.status.code(), Some(0), "{}", diag(out));
+    let spec = f.p.path().join(".claude/specs/demo");
+    let read = |name: &str| std::fs::read_to_string(spec.join(name)).unwrap();
+    assert_eq!(read("requirements.md"), messages_api::REQUIREMENTS);
+    assert_eq!(read("design.md"), messages_api::DESIGN);
+    assert!(read("tasks.md").contains("- [x] 1. Write the greeting file"));
+    assert_eq!(
+        f.p.read("hello.txt"),
+        "hello\n",
+        "written by the agent's Write"
+    );
+    let state = f.state();
+    let s = &state["specifications"]["demo"];
+    assert_eq!(s["current_phase"], "complete", "{s:#}");
+    let t = &s["tasks"]["1"];
+    assert_eq!(t["status"], "completed", "{t:#}");
+    assert!(
+        t["session_id"].as_str().is_some_and(|id| id.len() > 10),
+        "{t:#}"
+    );
+    assert!(t["cost_usd"].as_f64().unwrap() > 0.0);
+    // Each run kept its event stream, each stream ended with its result.
+    let dirs = f.run_dirs();
+    assert_eq!(dirs.len(), 5, "{dirs:?}");
+    for d in &dirs {
+        let a = events::read_activity(&std::fs::read(d.join("events.jsonl")).unwrap());
+        assert!(
+            a.finished && a.is_error == Some(false),
+            "{}: {a:?}",
+            d.display()
+        );
+    }
+    // The model saw each phase once, validation last.
+    let prompts = f.api.prompts();
+    for phase in [
+        "requirements",
+        "design",
+        "tasks",
+        "implementation",
+        "validation",
+    ] {
+        assert!(
+            prompts
+                .iter()
+                .any(|p| p.contains(&format!("in the {phase} phase"))),
+            "{phase}"
+        );
+    }
+}
+
+#[test]
+fn claude_real_workflow_accept_edits() {
+    let Some(cli) = claude_cli("claude_real_workflow_accept_edits") else {
+        return;
+    };
+    // Root in CI: bypassPermissions is refused there, acceptEdits is the way.
+    let f = Flow::new(Model::workflow());
+    let mut args = ACCEPT_EDITS.to_vec();
+    args.extend(["--task-timeout", "120"]);
+    let out = f.run(cli, &args, None);
+    assert_completed(&f, &out);
+}
+
+/// A uid to run as, when this process may switch to it (root with `setpriv`), and the
+/// CLI and `qw` are usable by it; else why not.
+fn other_user(cli: &ClaudeCli) -> Result<Option<u32>, String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None); // Already not root: run as ourselves.
+    }
+    let uid = 65534; // nobody
+    let probe = |program: &Path| {
+        Command::new("setpriv")
+            .arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={uid}"))
+            .arg("--clear-groups")
+            .arg("--")
+            .arg(program)
+            .arg("--version")
+            .env("HOME", "/tmp")
+            .output()
+    };
+    for program in [qw_bin(), cli.program.clone()] {
+        match probe(&program) {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                return Err(format!(
+                    "uid {uid} cannot run `{}`: {}",
+                    program.display(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ));
+            }
+            Err(e) => return Err(format!("cannot run setpriv: {e}")),
+        }
+    }
+    Ok(Some(uid))
+}
+
+fn chown_tree(dir: &Path, uid: u32) {
+    std::os::unix::fs::chown(dir, Some(uid), Some(uid)).unwrap();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = e.path();
+        if e.file_type().unwrap().is_dir() {
+            chown_tree(&path, uid);
+        } else {
+            std::os::unix::fs::lchown(&path, Some(uid), Some(uid)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn claude_real_workflow_bypass_permissions_as_non_root() {
+    let Some(cli) = claude_cli("claude_real_workflow_bypass_permissions_as_non_root") else {
+        return;
+    };
+    let as_user = match other_user(cli) {
+        Ok(u) => u,
+        Err(why) => {
+            eprintln!("SKIPPED claude_real_workflow_bypass_permissions_as_non_root: {why}");
+            return;
+        }
+    };
+    // With every permission, the agent may also write the documents itself: the
+    // requirements are written with Write (accepted as they are), the rest answered.
+    let f = Flow::new(
+        Model::new()
+            .when(
+                "in the requirements phase",
+                [
+                    Step::write(
+                        ".claude/specs/demo/requirements.md",
+                        messages_api::REQUIREMENTS,
+                    ),
+                    Step::text("Wrote the requirements."),
+                ],
+            )
+            .workflow_rules(),
+    );
+    if let Some(uid) = as_user {
+        chown_tree(f.p.path(), uid);
+    }
+    let out = f.run(
+        cli,
+        &[
+            "--claude-arg=--permission-mode",
+            "--claude-arg=bypassPermissions",
+            "--task-timeout",
+            "120",
+        ],
+        as_user,
+    );
+    assert_completed(&f, &out);
+    let first = std::fs::read_to_string(f.run_dirs()[0].join("events.jsonl")).unwrap();
+    assert!(first.contains("\"permissionMode\":\"bypassPermissions\""));
+}
+
+#[test]
+fn claude_real_bypass_permissions_as_root_is_refused_with_its_reason() {
+    let Some(cli) = claude_cli("claude_real_bypass_permissions_as_root_is_refused") else {
+        return;
+    };
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED claude_real_bypass_permissions_as_root_is_refused: not root");
+        return;
+    }
+    let p = project();
+    let m = marker();
+    let _guard = MarkerGuard(m.clone());
+    let api = MessagesApi::start(Model::workflow());
+    let (run, _, _) = run_job(
+        cli,
+        &api,
+        &p,
+        job(&p, Phase::Requirements, "bypass-root"),
+        &["--permission-mode", "bypassPermissions"],
+        &m,
+    );
+    assert_eq!(
+        run.outcome,
+        Outcome::AgentError {
+            cause: ErrorCause::Arguments,
+            exit_code: 1
+        },
+        "{}",
+        run.evidence
+    );
+    assert!(!run.outcome.is_retryable());
+    for part in [
+        "cannot be used with root/sudo privileges",
+        "run qw as a non-root user",
+        "--claude-arg=--permission-mode --claude-arg=acceptEdits",
+    ] {
+        assert!(run.evidence.contains(part), "{part}: {}", run.evidence);
+    }
+    assert!(api.requests().is_empty(), "refused before any API call");
+}
+
+#[test]
+fn claude_real_workflow_without_permission_flag_names_tool_path_and_fix() {
+    let Some(cli) = claude_cli("claude_real_workflow_without_permission_flag") else {
+        return;
+    };
+    let f = Flow::new(Model::workflow());
+    let out = f.run(cli, &["--task-timeout", "120"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", diag(&out));
+    // Documents never needed a permission: they were answered as text.
+    let spec = f.p.path().join(".claude/specs/demo");
+    assert_eq!(
+        std::fs::read_to_string(spec.join("tasks.md")).unwrap(),
+        messages_api::TASKS
+    );
+    assert!(!f.p.path().join("hello.txt").exists());
+    let state = f.state();
+    let t = &state["specifications"]["demo"]["tasks"]["1"];
+    assert_eq!(t["status"], "failed", "{t:#}");
+    assert_eq!(t["outcome"], "permission_denied", "{t:#}");
+    assert_eq!(
+        t["attempts"], 1,
+        "not retried: the same flags would be refused again"
+    );
+    let error = t["error"].as_str().unwrap();
+    for part in [
+        "Claude Code refused Write `hello.txt`",
+        "--claude-arg=--permission-mode --claude-arg=acceptEdits",
+        "`permissions.allow` in `.claude/settings.local.json`",
+        "refuses it as root",
+    ] {
+        assert!(error.contains(part), "{part}: {error}");
+    }
+    // The user sees it without opening the state.
+    let shown = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        shown.contains("Claude Code refused Write `hello.txt`"),
+        "{shown}"
+    );
+    let report = f.p.read(".claude/specs/demo/report.md");
+    assert!(report.contains("permission_denied"), "{report}");
+}
+
+#[test]
+fn claude_real_hanging_model_is_killed_at_the_task_timeout() {
+    let Some(cli) = claude_cli("claude_real_hanging_model_is_killed_at_the_task_timeout") else {
+        return;
+    };
+    let f = Flow::new(Model::new().when("Implement task 1 only", [Step::Hang]));
+    // Documents in place: only the task runs.
+    f.p.write(
+        ".claude/specs/demo/requirements.md",
+        messages_api::REQUIREMENTS,
+    );
+    f.p.write(".claude/specs/demo/design.md", messages_api::DESIGN);
+    f.p.write(".claude/specs/demo/tasks.md", messages_api::TASKS);
+    let mut args = ACCEPT_EDITS.to_vec();
+    args.extend(["--task-timeout", "4", "--grace", "2", "--attempts", "1"]);
+    let out = f.run(cli, &args, None);
+    assert_eq!(out.status.code(), Some(1), "{}", diag(&out));
+    let state = f.state();
+    let t = &state["specifications"]["demo"]["tasks"]["1"];
+    assert_eq!(t["outcome"], "timed_out", "{t:#}");
+    // It was really waiting on the model, and it had started its stream.
+    assert!(
+        f.api
+            .prompts()
+            .iter()
+            .any(|p| p.contains("Implement task 1 only"))
+    );
+    let dirs = f.run_dirs();
+    let a = events::read_activity(&std::fs::read(dirs[0].join("events.jsonl")).unwrap());
+    assert!(!a.finished && a.session_id.is_some(), "{a:?}");
+}
