@@ -9,7 +9,10 @@ use crate::spec::scaffold::{self, Action, ScaffoldError};
 #[derive(Debug, Args)]
 #[command(after_long_help = "\
 Writes .claude/steering/{product,tech,structure}.md, .claude/specs/, qw's keys in
-.claude/settings.local.json (only missing ones; every other key is kept in place) and
+.claude/settings.local.json (only missing ones; every other key is kept in place; among
+them `quantumwala.claude_permissions`, which explains the permission choice for the
+headless `claude -p` runs: `--claude-arg=--permission-mode --claude-arg=acceptEdits`,
+allow rules, and `bypassPermissions`, which Claude Code refuses as root) and
 .claude/commands/*.md slash commands that call `qw`. Safe to re-run: files you edited are
 kept, untouched ones are updated. Each file is reported as created, updated, unchanged or
 kept. A settings file that is not valid JSON stops init (exit 2) before anything is written.
@@ -76,7 +79,7 @@ pub fn run(ctx: &Ctx, _args: InitArgs) -> CmdResult {
     );
     if !ctx.global.quiet && report.count(Action::Created) > 0 {
         crate::diag!(
-            "next: describe your project in .claude/steering/*.md, then `qw workflow-auto NAME \"DESC\"`"
+            "next: describe your project in .claude/steering/*.md, then `qw workflow-auto NAME \"DESC\" --claude-arg=--permission-mode --claude-arg=acceptEdits` (claude runs headless: see `quantumwala.claude_permissions` in .claude/settings.local.json)"
         );
     }
     Ok(0)

@@ -77,8 +77,18 @@ and retried), validation, and writes .claude/specs/NAME/report.md.
 Exit: 0 every task completed; 1 some work failed; 2 bad input; 3 paused (usage limit or
 cost ceiling; `qw workflow-continue NAME` resumes); 128+N interrupted by signal N.
 
-Example:
-  qw workflow-auto user-auth \"Email and password login\" --agent offline --parallel 4")]
+Permissions: the claude agent runs `claude -p`, headless, so Claude Code refuses what is
+not allowed up front (qw reports permission_denied with the tool, target and way out).
+Spec documents need no permission (the agent answers with them and qw writes them);
+tasks do: --claude-arg=--permission-mode --claude-arg=acceptEdits lets the agent edit
+files, commands need allow rules such as \"Bash(cargo test:*)\" in permissions.allow of
+.claude/settings.local.json; bypassPermissions allows everything but Claude Code refuses
+it as root.
+
+Examples:
+  qw workflow-auto user-auth \"Email and password login\" --agent offline --parallel 4
+  qw workflow-auto user-auth \"Email and password login\" \\
+     --claude-arg=--permission-mode --claude-arg=acceptEdits")]
 pub struct WorkflowAutoArgs {
     /// Spec name (kebab-case).
     pub name: String,

@@ -115,6 +115,21 @@ pub fn default_resource_limits() -> Map<String, Value> {
     m
 }
 
+/// How Claude Code's permissions meet `claude -p` (headless: nobody can be asked), as
+/// `qw init` writes it into `quantumwala.claude_permissions`: settings are JSON, so the
+/// choice is documented in a value. What each mode does: `docs/CLAUDE_CODE.md`.
+pub const CLAUDE_PERMISSIONS_HELP: &str = "qw runs `claude -p` headless: nobody can be asked, so Claude Code refuses any tool use not allowed up front, and qw reports each refusal (tool, target, way out) as permission_denied. Choose: `qw workflow-auto NAME DESC --claude-arg=--permission-mode --claude-arg=acceptEdits` lets the agent edit files in the project (or set permissions.defaultMode to acceptEdits here, which also changes your interactive sessions); commands still need allow rules in permissions.allow here, such as \"Bash(cargo test:*)\". `--claude-arg=--permission-mode --claude-arg=bypassPermissions` allows everything, but Claude Code refuses it as root. Writes under .claude/ are refused in headless mode in every mode but bypassPermissions: qw writes the spec documents itself from the agent's answer.";
+
+/// Defaults of the `quantumwala` block `qw init` writes: the permission choice explained.
+pub fn default_quantumwala() -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert(
+        "claude_permissions".to_owned(),
+        Value::String(CLAUDE_PERMISSIONS_HELP.to_owned()),
+    );
+    m
+}
+
 /// Add the qw keys `settings` lacks; returns the dotted keys added. Blocks that exist
 /// but are not objects are left alone and reported in `warnings`.
 pub fn merge_settings_defaults(settings: &mut Settings, warnings: &mut Vec<String>) -> Vec<String> {
@@ -122,6 +137,7 @@ pub fn merge_settings_defaults(settings: &mut Settings, warnings: &mut Vec<Strin
     for (section, defaults) in [
         ("development_mode", default_development_mode()),
         ("resource_limits", default_resource_limits()),
+        (crate::settings::QW_SECTION, default_quantumwala()),
     ] {
         match settings.root.get_mut(section) {
             None => {
@@ -155,18 +171,35 @@ struct SlashCommand {
     note: &'static str,
 }
 
+/// What the workflow commands tell Claude about permissions (the agents qw starts run
+/// `claude -p`, headless: what is not allowed up front is refused).
+macro_rules! permissions_note {
+    ($first:literal) => {
+        concat!(
+            $first,
+            " If a task or phase failed with `permission_denied`, quote the refused tool and target and qw's way out: `--claude-arg=--permission-mode --claude-arg=acceptEdits` lets the agent edit files, commands need allow rules such as \"Bash(cargo test:*)\" in `permissions.allow` of `.claude/settings.local.json`, and `bypassPermissions` allows everything but Claude Code refuses it as root (see `quantumwala.claude_permissions` there). Do not change permissions yourself unless the user asks."
+        )
+    };
+}
+
+const PERMISSIONS_NOTE_AUTO: &str = permissions_note!(
+    "Say which tasks completed and which failed, and why; point to the report in `.claude/specs/<spec-name>/report.md`."
+);
+const PERMISSIONS_NOTE_CONTINUE: &str =
+    permissions_note!("Say which tasks completed and which failed, and why.");
+
 const COMMANDS: &[SlashCommand] = &[
     SlashCommand {
         name: "workflow-auto",
         description: "Run a spec's whole workflow with qw: requirements, design, tasks, implementation, validation, report",
-        argument_hint: "<spec-name> \"<description>\" [--agent claude|command|offline] [--parallel N] [--dry-run]",
-        note: "Say which tasks completed and which failed, and why; point to the report in `.claude/specs/<spec-name>/report.md`.",
+        argument_hint: "<spec-name> \"<description>\" [--agent claude|command|offline] [--claude-arg=--permission-mode --claude-arg=acceptEdits] [--parallel N] [--dry-run]",
+        note: PERMISSIONS_NOTE_AUTO,
     },
     SlashCommand {
         name: "workflow-continue",
         description: "Resume a spec's workflow with qw; completed tasks are never run again",
-        argument_hint: "<spec-name>",
-        note: "Say which tasks completed and which failed, and why.",
+        argument_hint: "<spec-name> [--claude-arg=--permission-mode --claude-arg=acceptEdits]",
+        note: PERMISSIONS_NOTE_CONTINUE,
     },
     SlashCommand {
         name: "workflow-reset",
@@ -509,8 +542,27 @@ mod tests {
         assert_eq!(s.root["development_mode"], json!("odd"));
         assert_eq!(warnings.len(), 1);
         let keys: Vec<_> = s.root.keys().cloned().collect();
-        assert_eq!(keys, ["z", "resource_limits", "development_mode"]);
+        assert_eq!(
+            keys,
+            ["z", "resource_limits", "development_mode", "quantumwala"]
+        );
+        let help = s.root["quantumwala"]["claude_permissions"]
+            .as_str()
+            .unwrap();
+        for part in [
+            "--claude-arg=--permission-mode --claude-arg=acceptEdits",
+            "Bash(cargo test:*)",
+            "refuses it as root",
+        ] {
+            assert!(help.contains(part), "{part}: {help}");
+        }
         assert!(merge_settings_defaults(&mut s, &mut warnings).is_empty());
+        // A user's own quantumwala block keeps its keys; only the help is added.
+        let mut s =
+            Settings::parse(Path::new("s.json"), r#"{"quantumwala": {"keep_runs": 5}}"#).unwrap();
+        let added = merge_settings_defaults(&mut s, &mut Vec::new());
+        assert!(added.contains(&"quantumwala.claude_permissions".to_owned()));
+        assert_eq!(s.root["quantumwala"]["keep_runs"], json!(5));
     }
 
     #[test]

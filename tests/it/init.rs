@@ -88,6 +88,21 @@ fn init_scaffolds_everything_and_a_second_run_changes_nothing() {
     assert_eq!(settings["resource_limits"]["max_load"], 0.85);
     assert_eq!(settings["resource_limits"]["max_concurrent"], 8);
     assert_eq!(settings["resource_limits"]["acquire_timeout_s"], 300);
+    // The permission choice for headless `claude -p`, in the settings and the help.
+    let help = settings["quantumwala"]["claude_permissions"]
+        .as_str()
+        .unwrap();
+    assert!(help.contains("--claude-arg=--permission-mode --claude-arg=acceptEdits"));
+    assert!(help.contains("refuses it as root"), "{help}");
+    for cmd in ["workflow-auto", "workflow-continue"] {
+        let text = p.read(&format!(".claude/commands/{cmd}.md"));
+        assert!(text.contains("permission_denied"), "{cmd}: {text}");
+        assert!(
+            text.contains("--claude-arg=--permission-mode --claude-arg=acceptEdits"),
+            "{cmd}: {text}"
+        );
+        assert!(text.contains("refuses it as root"), "{cmd}: {text}");
+    }
 
     let before = snapshot(&p.claude());
     let report = init_json(&p);
@@ -157,7 +172,8 @@ fn init_merges_settings_keeping_foreign_keys_in_order() {
             "hooks",
             "env",
             "development_mode",
-            "resource_limits"
+            "resource_limits",
+            "quantumwala"
         ]
     );
     for (k, v) in &original {
