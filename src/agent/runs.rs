@@ -1,5 +1,7 @@
-//! Run folders: `.claude/runs/<run-id>/` holding one agent run's `prompt.md`,
-//! `stdout.json` and `stderr.log`, and pruning old ones.
+//! Run folders: `.claude/runs/<run-id>/` holding one agent run's `prompt.md`, its
+//! captured stdout (`events.jsonl` for claude — the event stream; `stdout.json` for
+//! offline; `stdout.log` for a command agent; see [`output_file`]), `stderr.log`,
+//! `verify.log`, and a rejected document (`<name>.rejected`) if any; and pruning old ones.
 //!
 //! A run id is `<UTC start, YYYYmmddTHHMMSSmmm>-<spec>-<label>-<random>`, so names sort by
 //! start time and say what ran. Pruning keeps the newest `keep` folders (setting
@@ -50,6 +52,19 @@ pub fn create(project: &Project, spec: &str, label: &str) -> io::Result<PathBuf>
         "could not create a unique run folder in `{}`",
         dir.display()
     )))
+}
+
+/// Names of a run's captured stdout, by agent: claude's event stream, the offline
+/// agent's result object, a command agent's text. Older runs may hold `stdout.json`
+/// from claude (before the event stream): it is one result object, read the same way.
+pub const OUTPUT_NAMES: [&str; 3] = ["events.jsonl", "stdout.json", "stdout.log"];
+
+/// The run's captured stdout, whichever agent wrote it; None when there is none (yet).
+pub fn output_file(run_dir: &Path) -> Option<PathBuf> {
+    OUTPUT_NAMES
+        .iter()
+        .map(|n| run_dir.join(n))
+        .find(|p| p.is_file())
 }
 
 /// `quantumwala.keep_runs` from the settings (a positive integer), else [`DEFAULT_KEEP`].
@@ -155,6 +170,19 @@ mod tests {
             prune_dir(&dir.path().join("missing"), 1, later)
                 .unwrap()
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn output_file_finds_each_agent_s_capture() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(output_file(dir.path()), None);
+        crate::fs::write(dir.path().join("stdout.log"), "x").unwrap();
+        assert_eq!(output_file(dir.path()), Some(dir.path().join("stdout.log")));
+        crate::fs::write(dir.path().join("events.jsonl"), "{}").unwrap();
+        assert_eq!(
+            output_file(dir.path()),
+            Some(dir.path().join("events.jsonl"))
         );
     }
 
