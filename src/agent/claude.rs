@@ -44,27 +44,31 @@ impl ClaudeAgent {
     }
 }
 
-impl Agent for ClaudeAgent {
-    fn name(&self) -> &'static str {
-        "claude"
-    }
-
-    fn command(&self, job: &Job, prompt: &str) -> Result<AgentCommand, AgentError> {
+impl ClaudeAgent {
+    /// `claude -p PROMPT [--resume ID] --output-format stream-json --verbose EXTRA…`.
+    fn argv(
+        &self,
+        job: &Job,
+        prompt: &str,
+        resume: Option<&str>,
+    ) -> Result<AgentCommand, AgentError> {
         if prompt.len() > MAX_PROMPT_ARG {
             return Err(AgentError::PromptTooLarge {
                 spec: job.spec.clone(),
                 bytes: prompt.len(),
             });
         }
-        let mut argv: Vec<OsString> = vec![
-            self.program.clone(),
-            "-p".into(),
-            prompt.into(),
+        let mut argv: Vec<OsString> = vec![self.program.clone(), "-p".into(), prompt.into()];
+        if let Some(id) = resume {
+            argv.push("--resume".into());
+            argv.push(id.into());
+        }
+        argv.extend([
             "--output-format".into(),
             "stream-json".into(),
             // Claude Code refuses stream-json in print mode without it.
             "--verbose".into(),
-        ];
+        ]);
         argv.extend(self.extra_args.iter().map(OsString::from));
         let program = Program::argv(argv).ok_or(AgentError::EmptyTemplate)?;
         Ok(AgentCommand {
@@ -73,6 +77,41 @@ impl Agent for ClaudeAgent {
             cwd: job.workdir.clone(),
             stdout_name: "events.jsonl",
         })
+    }
+}
+
+/// A session id as Claude Code makes them (a UUID): letters, digits, `-` — never
+/// something that could read as a flag.
+fn valid_session(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 200
+        && !id.starts_with('-')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl Agent for ClaudeAgent {
+    fn name(&self) -> &'static str {
+        "claude"
+    }
+
+    fn command(&self, job: &Job, prompt: &str) -> Result<AgentCommand, AgentError> {
+        self.argv(job, prompt, None)
+    }
+
+    fn resume_command(
+        &self,
+        job: &Job,
+        session_id: &str,
+        prompt: &str,
+    ) -> Option<Result<AgentCommand, AgentError>> {
+        if !valid_session(session_id) {
+            return Some(Err(AgentError::BadSession {
+                id: session_id.to_owned(),
+            }));
+        }
+        Some(self.argv(job, prompt, Some(session_id)))
     }
 
     fn check(&self) -> Result<(), AgentError> {
@@ -130,6 +169,50 @@ mod tests {
             c.stdout_file(&job()),
             std::path::PathBuf::from("/p/.claude/runs/r/events.jsonl")
         );
+    }
+
+    #[test]
+    fn resume_puts_the_session_before_the_output_flags() {
+        let agent = ClaudeAgent {
+            program: "claude".into(),
+            extra_args: vec!["--permission-mode".into(), "acceptEdits".into()],
+        };
+        let c = agent
+            .resume_command(&job(), "5c1d3b0e-8f7a-4b52", "go on")
+            .unwrap()
+            .unwrap();
+        let argv: Vec<String> = c
+            .program
+            .to_argv()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            argv,
+            [
+                "claude",
+                "-p",
+                "go on",
+                "--resume",
+                "5c1d3b0e-8f7a-4b52",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--permission-mode",
+                "acceptEdits"
+            ]
+        );
+        for bad in ["", "--dangerously-skip-permissions", "a b", "x;y"] {
+            assert!(
+                matches!(
+                    agent.resume_command(&job(), bad, "p"),
+                    Some(Err(AgentError::BadSession { .. }))
+                ),
+                "{bad:?}"
+            );
+        }
+        let offline = super::super::OfflineAgent::new("qw");
+        assert!(offline.resume_command(&job(), "abc", "p").is_none());
     }
 
     #[test]

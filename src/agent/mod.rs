@@ -268,6 +268,18 @@ pub enum AgentError {
         /// The spec.
         spec: String,
     },
+    /// A resume was asked of an agent that has no sessions.
+    #[error("the {agent} agent cannot resume a session; run the job fresh")]
+    CannotResume {
+        /// The agent's name.
+        agent: &'static str,
+    },
+    /// A session id that is not one (it goes into argv after `--resume`).
+    #[error("`{id}` is not a session id (expected letters, digits and `-`); run the job fresh")]
+    BadSession {
+        /// The value given.
+        id: String,
+    },
     /// Writing the prompt or reading the captured output failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -283,6 +295,18 @@ pub trait Agent: Send + Sync {
 
     /// The command that does `job`, given the prompt [`prompt::build`] made for it.
     fn command(&self, job: &Job, prompt: &str) -> Result<AgentCommand, AgentError>;
+
+    /// The command that continues the earlier session `session_id` of this agent for
+    /// `job`, with the short `prompt` of [`prompt::resume`]. None: this agent has no
+    /// sessions (the caller runs the job fresh).
+    fn resume_command(
+        &self,
+        _job: &Job,
+        _session_id: &str,
+        _prompt: &str,
+    ) -> Option<Result<AgentCommand, AgentError>> {
+        None
+    }
 
     /// Check up front that the agent can run at all (program on PATH), so a workflow
     /// fails with one clear error before any state changes.
@@ -341,6 +365,20 @@ impl Default for RunLimits {
 /// How many trailing stderr lines go into the evidence and [`ClassifyInput::stderr_tail`].
 pub const STDERR_TAIL_LINES: usize = 20;
 
+/// How a run starts: a fresh conversation, or the continuation of an earlier session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start<'a> {
+    /// The full prompt of [`prompt::build`].
+    Fresh,
+    /// `--resume session_id` with the short prompt of [`prompt::resume`].
+    Resume {
+        /// The session to continue (an earlier run's [`AgentRun::session_id`]).
+        session_id: &'a str,
+        /// Why the earlier run stopped, said to the agent (e.g. its outcome's evidence).
+        why: &'a str,
+    },
+}
+
 /// Run one job start to finish: build the prompt, write it to `run_dir/prompt.md`, run
 /// the agent through `executor` with output captured in `run_dir`, and classify.
 /// Does not run `_Verify:_` and does not touch the state.
@@ -352,11 +390,37 @@ pub fn run_job(
     limits: RunLimits,
     cancel: &Cancel,
 ) -> Result<(AgentRun, crate::exec::ExecReport), AgentError> {
-    let prompt = prompt::build(job, project);
+    run_job_as(agent, job, Start::Fresh, project, executor, limits, cancel)
+}
+
+/// [`run_job`], fresh or continuing an earlier session ([`Start::Resume`]; an agent
+/// without sessions answers [`AgentError::CannotResume`]). A resumed run whose session
+/// is gone ends as `agent_error` with cause `no_session`: run it fresh then.
+pub fn run_job_as(
+    agent: &dyn Agent,
+    job: &Job,
+    start: Start<'_>,
+    project: &Project,
+    executor: &dyn Executor,
+    limits: RunLimits,
+    cancel: &Cancel,
+) -> Result<(AgentRun, crate::exec::ExecReport), AgentError> {
+    let prompt = match start {
+        Start::Fresh => prompt::build(job, project),
+        Start::Resume { why, .. } => prompt::resume(job, why),
+    };
     crate::fs::create_dir_all(&job.run_dir)?;
     // Evidence for the run, read by the agent right away; not state, so no fsync.
     crate::fs::write(job.prompt_file(), prompt.as_bytes())?;
-    let command = agent.command(job, &prompt)?;
+    let command =
+        match start {
+            Start::Fresh => agent.command(job, &prompt)?,
+            Start::Resume { session_id, .. } => agent
+                .resume_command(job, session_id, &prompt)
+                .ok_or(AgentError::CannotResume {
+                agent: agent.name(),
+            })??,
+        };
     let mut spec = command.to_exec_spec(job);
     spec.timeout = limits.timeout;
     spec.grace = limits.grace;

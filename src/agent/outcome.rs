@@ -118,6 +118,9 @@ pub enum ErrorCause {
     /// The agent refused its command line (an unknown flag, `bypassPermissions` as
     /// root): retrying cannot help.
     Arguments,
+    /// A resumed run named a session the agent does not have (`--resume ID`): the
+    /// same resume cannot help; start a fresh run instead.
+    NoSession,
 }
 
 impl Outcome {
@@ -318,6 +321,23 @@ pub fn parse_last_object(stdout: &[u8]) -> Parsed {
 /// Event types of Claude Code's stream that come before its `result`.
 const STREAM_TYPES: &[&str] = &["system", "assistant", "user", "stream_event"];
 
+fn is_stream_event(map: &serde_json::Map<String, Value>) -> bool {
+    map.get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| STREAM_TYPES.contains(&t))
+}
+
+/// Session, turns and tokens of a stream that has no result (yet).
+fn fill_from_stream(run: &mut AgentRun, stdout: &[u8]) {
+    let a = events::read_activity(stdout);
+    run.session_id = a.session_id;
+    run.num_turns = u32::try_from(a.turns).unwrap_or(u32::MAX);
+    run.input_tokens = a.tokens.input;
+    run.output_tokens = a.tokens.output;
+    run.cache_creation_tokens = a.tokens.cache_creation;
+    run.cache_read_tokens = a.tokens.cache_read;
+}
+
 /// What the event stream says beyond the result: refusal messages by tool-use id, the
 /// session's working directory, how many events it held and what the last one did.
 #[derive(Debug, Default)]
@@ -392,8 +412,11 @@ pub fn classify(input: &ClassifyInput<'_>) -> AgentRun {
     run.exit_code = report.exit_code;
     run.duration_ms = report.duration_ms;
     let parsed = parse_last_object(input.stdout);
-    if let Parsed::Object(map) = &parsed {
-        fill_from_result(&mut run, map);
+    match &parsed {
+        Parsed::Object(map) if !is_stream_event(map) => fill_from_result(&mut run, map),
+        // No result (cut, killed, still an event stream): what the stream tells so far,
+        // so a stopped run still records its session (to resume) and its turns.
+        _ => fill_from_stream(&mut run, input.stdout),
     }
 
     // Supervisor verdicts come first: they explain any output that follows.
@@ -456,12 +479,7 @@ pub fn classify(input: &ClassifyInput<'_>) -> AgentRun {
 
     let exit_code = report.exit_code;
     match parsed {
-        Parsed::Object(map)
-            if map
-                .get("type")
-                .and_then(Value::as_str)
-                .is_some_and(|t| STREAM_TYPES.contains(&t)) =>
-        {
+        Parsed::Object(map) if is_stream_event(&map) => {
             // An event stream that never got its result: the agent was cut off.
             let facts = stream_facts(input.stdout);
             let bytes = input.stdout.len();
@@ -498,6 +516,16 @@ pub fn classify(input: &ClassifyInput<'_>) -> AgentRun {
                 )
             };
             if exit_code != 0 {
+                if let Some(why) = no_session(input.stderr_tail) {
+                    return with(
+                        run,
+                        Outcome::AgentError {
+                            cause: ErrorCause::NoSession,
+                            exit_code,
+                        },
+                        why,
+                    );
+                }
                 if let Some(why) = refused_arguments(input.stderr_tail) {
                     return with(
                         run,
@@ -631,6 +659,16 @@ fn judge_result(
             format!("{why}: {how}"),
         );
     }
+    if let Some(why) = no_session(&limit_text) {
+        return with(
+            run,
+            Outcome::AgentError {
+                cause: ErrorCause::NoSession,
+                exit_code,
+            },
+            why,
+        );
+    }
     let cause = if is_login_error(&limit_text) {
         ErrorCause::Login
     } else {
@@ -701,6 +739,18 @@ pub(crate) fn denied_tools(denials: &[Denial]) -> Vec<String> {
 pub(crate) fn explain(denials: &[Denial], stdout: &[u8]) -> String {
     let facts = stream_facts(stdout);
     super::permissions::explain(denials, &facts.messages, facts.cwd.as_deref())
+}
+
+/// `--resume ID` naming a session Claude Code does not have.
+fn no_session(text: &str) -> Option<String> {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.contains("No conversation found with session ID"))?;
+    Some(format!(
+        "{}; the session cannot be resumed (run fresh)",
+        clip(line, 200)
+    ))
 }
 
 /// Claude Code refusing its own command line: what it said and what to do.
@@ -1081,6 +1131,42 @@ mod tests {
     }
 
     #[test]
+    fn a_stopped_stream_still_records_its_session_and_turns() {
+        let cut: String = STREAM.lines().take(3).map(|l| format!("{l}\n")).collect();
+        let timed_out = ExecReport {
+            timed_out: true,
+            ..report(124)
+        };
+        let run = run_with(&timed_out, &cut, "");
+        assert_eq!(run.outcome.as_str(), "timed_out");
+        assert_eq!(
+            run.session_id.as_deref(),
+            Some("40499eed-3697-4376-8424-4e652ae596e8")
+        );
+        assert_eq!((run.num_turns, run.input_tokens), (1, 1000));
+        assert_eq!(run.cost_usd, 0.0, "no cost before the result");
+    }
+
+    #[test]
+    fn a_resume_of_a_missing_session_says_so() {
+        let stdout = r#"{"type":"result","subtype":"error_during_execution","is_error":true,"num_turns":0,"session_id":"00000000-0000-4000-8000-000000000000","total_cost_usd":0}"#;
+        let run = run_with(
+            &report(1),
+            stdout,
+            "No conversation found with session ID: 00000000-0000-4000-8000-000000000000",
+        );
+        assert_eq!(
+            run.outcome,
+            Outcome::AgentError {
+                cause: ErrorCause::NoSession,
+                exit_code: 1
+            }
+        );
+        assert!(!run.outcome.is_retryable());
+        assert!(run.evidence.contains("run fresh"), "{}", run.evidence);
+    }
+
+    #[test]
     fn refused_arguments_say_what_to_do_and_are_not_retried() {
         let run = run_with(
             &report(1),
@@ -1227,6 +1313,10 @@ mod tests {
             },
             Outcome::AgentError {
                 cause: ErrorCause::Arguments,
+                exit_code: 1,
+            },
+            Outcome::AgentError {
+                cause: ErrorCause::NoSession,
                 exit_code: 1,
             },
             Outcome::MaxTurns { turns: Some(30) },

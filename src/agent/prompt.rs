@@ -143,6 +143,70 @@ pub fn build(job: &Job, project: &Project) -> String {
     p
 }
 
+/// The first line of every resume prompt (tests and the scripted model match on it).
+pub const RESUME_HEADER: &str = "qw resumes this session";
+
+/// The short prompt that continues an earlier session of `job` (`claude --resume`): why
+/// the last run stopped and what is left. The conversation already holds the full
+/// prompt, the documents and the work done, so nothing is repeated.
+pub fn resume(job: &Job, why: &str) -> String {
+    let mut p = String::new();
+    let what = match &job.task {
+        Some(t) if job.phase == Phase::Implementation => format!("task {} ({})", t.id, t.title),
+        _ => format!("the {} phase", job.phase.as_str()),
+    };
+    let _ = writeln!(
+        p,
+        "{RESUME_HEADER}: your previous run on {what} of the spec `{}` was stopped ({}).
+         Continue where you left off: check what is already done, do not redo it, and finish.
+",
+        job.spec,
+        why.trim()
+    );
+    let spec_dir = shown(&job.spec_dir, &job.workdir);
+    match job.phase {
+        Phase::Requirements => answer_with_document(
+            &mut p,
+            "the requirements document",
+            "# Requirements Document",
+            &spec_dir,
+            "requirements.md",
+        ),
+        Phase::Design => answer_with_document(
+            &mut p,
+            "the design document",
+            "# Design Document",
+            &spec_dir,
+            "design.md",
+        ),
+        Phase::Tasks => answer_with_document(
+            &mut p,
+            "the implementation plan (the format given before)",
+            "# Implementation Plan",
+            &spec_dir,
+            "tasks.md",
+        ),
+        Phase::Implementation => match job.task.as_ref().and_then(|t| t.verify.as_deref()) {
+            Some(v) => {
+                let _ = writeln!(
+                    p,
+                    "What is left: the task counts as done only when `{v}` exits 0 (qw runs it when you finish)."
+                );
+            }
+            None => p.push_str("What is left: whatever of the task is not done yet, with tests that prove it.
+"),
+        },
+        Phase::Validation => p.push_str(
+            "What is left: finish the validation; start your final message with `VALIDATION: PASS` or `VALIDATION: FAIL` as asked before.
+",
+        ),
+    }
+    p.push_str(
+        "\nBe truthful in your final message: say exactly what you did and what you could not do.\n",
+    );
+    p
+}
+
 /// The document phases' instruction: the document is the answer, so it never depends on
 /// the agent's permission to write under `.claude/` (Claude Code refuses that in headless
 /// mode); a file the agent writes anyway is accepted.
@@ -333,6 +397,32 @@ mod tests {
         assert!(text.contains("Implement task 2.1 only: Reject empty names"));
         assert!(text.contains("`cargo test rejects_empty`"));
         assert!(text.contains("(not written yet)"), "tasks.md is missing");
+    }
+
+    #[test]
+    fn resume_prompts_are_short_and_say_why_and_what_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut imp = job(root, Phase::Implementation);
+        imp.task = Some(TaskJob {
+            id: "2.1".into(),
+            title: "Reject empty names".into(),
+            details: vec!["Return an error".into()],
+            verify: Some("cargo test rejects_empty".into()),
+            requirements: vec!["2.1".into()],
+        });
+        let text = resume(&imp, "timed out after 600.0s");
+        assert!(text.starts_with(RESUME_HEADER), "{text}");
+        assert!(text.contains("task 2.1 (Reject empty names)"), "{text}");
+        assert!(text.contains("(timed out after 600.0s)"), "{text}");
+        assert!(
+            text.contains("`cargo test rejects_empty` exits 0"),
+            "{text}"
+        );
+        assert!(text.len() < 1024, "short: {}", text.len());
+        let doc = resume(&job(root, Phase::Tasks), "usage limit");
+        assert!(doc.contains("the tasks phase"), "{doc}");
+        assert!(doc.contains("qw saves your answer as `.claude/specs/greeter/tasks.md`"));
     }
 
     #[test]

@@ -67,6 +67,58 @@ pub fn output_file(run_dir: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Follows a run's event stream while it grows (for `qw status`, `qw logs --follow`,
+/// the dashboard): each [`Follow::poll`] reads what was appended since the last one.
+/// A file that shrank (replaced) is read again from its start.
+#[derive(Debug)]
+pub struct Follow {
+    path: PathBuf,
+    reader: super::events::EventReader,
+}
+
+impl Follow {
+    /// Follow `path` (usually [`output_file`] of a run folder); it may not exist yet.
+    pub fn new(path: impl Into<PathBuf>) -> Follow {
+        Follow {
+            path: path.into(),
+            reader: super::events::EventReader::new(),
+        }
+    }
+
+    /// Read what was appended; the records of the lines it completed. A missing file
+    /// is no error (the agent has not started writing).
+    pub fn poll(&mut self) -> io::Result<Vec<super::events::Record>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = match crate::fs::File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let meta = file.metadata()?;
+        if meta.len() < self.reader.offset() {
+            self.reader = super::events::EventReader::new();
+        }
+        let observed = meta
+            .modified()
+            .ok()
+            .map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339());
+        file.seek(SeekFrom::Start(self.reader.offset()))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        Ok(self.reader.feed(&bytes, observed.as_deref()))
+    }
+
+    /// The activity so far.
+    pub fn activity(&self) -> &super::events::Activity {
+        self.reader.activity()
+    }
+
+    /// The writer is gone: read a last line that has no newline.
+    pub fn finish(&mut self) -> Vec<super::events::Record> {
+        self.reader.finish(None)
+    }
+}
+
 /// `quantumwala.keep_runs` from the settings (a positive integer), else [`DEFAULT_KEEP`].
 pub fn keep_from_settings(settings: &Settings) -> usize {
     settings
@@ -171,6 +223,32 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn follow_reads_a_growing_stream_in_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut f = Follow::new(&path);
+        assert!(f.poll().unwrap().is_empty(), "not there yet");
+        let stream = include_str!("../../tests/fixtures/claude_stream_json_write.jsonl");
+        let (a, b) = stream.split_at(stream.len() / 2);
+        crate::fs::write(&path, a).unwrap();
+        let first = f.poll().unwrap().len();
+        assert!(!f.activity().finished);
+        assert!(f.activity().last_event_at.is_some());
+        let mut file = crate::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, b.as_bytes()).unwrap();
+        let second = f.poll().unwrap().len();
+        assert_eq!(first + second, 5);
+        assert!(f.activity().finished && f.activity().turns == 2);
+        // Replaced by a shorter file: read from the start again.
+        crate::fs::write(&path, stream.lines().next().unwrap().to_owned() + "\n").unwrap();
+        assert_eq!(f.poll().unwrap().len(), 1);
+        assert!(!f.activity().finished);
     }
 
     #[test]

@@ -11,7 +11,9 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use quantumwala::agent::events::{self, Event, RenderOptions};
-use quantumwala::agent::{self, ClaudeAgent, ErrorCause, Job, Outcome, Phase, RunLimits, TaskJob};
+use quantumwala::agent::{
+    self, ClaudeAgent, ErrorCause, Job, Outcome, Phase, RunLimits, Start, TaskJob,
+};
 use quantumwala::exec::{Cancel, LocalExecutor};
 use quantumwala::project::Project;
 use serde_json::Value;
@@ -19,6 +21,8 @@ use serde_json::Value;
 use crate::support::claude_cli::{ClaudeCli, claude_cli};
 use crate::support::messages_api::{self, MessagesApi, Model, Step};
 use crate::support::*;
+
+const ACCEPT: [&str; 2] = ["--permission-mode", "acceptEdits"];
 
 const ACCEPT_EDITS: [&str; 2] = ["--claude-arg=--permission-mode", "--claude-arg=acceptEdits"];
 
@@ -58,9 +62,23 @@ fn run_job(
     cli: &ClaudeCli,
     api: &MessagesApi,
     p: &TestProject,
+    j: Job,
+    extra: &[&str],
+    marker: &str,
+) -> (agent::AgentRun, Job, quantumwala::exec::ExecReport) {
+    run_job_as(cli, api, p, j, extra, marker, Start::Fresh, &Cancel::new())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_job_as(
+    cli: &ClaudeCli,
+    api: &MessagesApi,
+    p: &TestProject,
     mut j: Job,
     extra: &[&str],
     marker: &str,
+    start: Start<'_>,
+    cancel: &Cancel,
 ) -> (agent::AgentRun, Job, quantumwala::exec::ExecReport) {
     let claude = ClaudeAgent {
         program: cli.program.clone().into_os_string(),
@@ -72,9 +90,10 @@ fn run_job(
         .map(|(k, v)| (k.into(), v.into()))
         .collect();
     j.env.push(("QW_TEST_MARKER".into(), marker.into()));
-    let (run, report) = agent::run_job(
+    let (run, report) = agent::run_job_as(
         &claude,
         &j,
+        start,
         &Project::at(p.path()),
         &LocalExecutor::new(qw_bin()),
         RunLimits {
@@ -82,7 +101,7 @@ fn run_job(
             grace: Duration::from_secs(2),
             stall_timeout: None,
         },
-        &Cancel::new(),
+        cancel,
     )
     .unwrap();
     assert!(cookie_pids(&report.run_id).is_empty(), "a process survived");
@@ -610,4 +629,129 @@ fn claude_real_hanging_model_is_killed_at_the_task_timeout() {
     let dirs = f.run_dirs();
     let a = events::read_activity(&std::fs::read(dirs[0].join("events.jsonl")).unwrap());
     assert!(!a.finished && a.session_id.is_some(), "{a:?}");
+}
+
+#[test]
+fn claude_real_interrupted_task_resumes_its_session() {
+    let Some(cli) = claude_cli("claude_real_interrupted_task_resumes_its_session") else {
+        return;
+    };
+    let p = project();
+    let m = marker();
+    let _guard = MarkerGuard(m.clone());
+    // The first run writes hello.txt, then the model hangs until the run is stopped;
+    // the resumed run only has to say it is done.
+    let api = MessagesApi::start(
+        Model::new()
+            .when(
+                agent::prompt::RESUME_HEADER,
+                [Step::text(
+                    "hello.txt is already written; the task is done.",
+                )],
+            )
+            .when(
+                "Implement task 1 only",
+                [Step::write("hello.txt", "hello\n"), Step::Hang],
+            ),
+    );
+    let mut j = job(&p, Phase::Implementation, "first");
+    j.task = Some(TaskJob {
+        id: "1".into(),
+        title: "Write the greeting file".into(),
+        details: vec![],
+        verify: Some("test -s hello.txt".into()),
+        requirements: vec![],
+    });
+    let cancel = Cancel::new();
+    let (first, _, _) = std::thread::scope(|scope| {
+        // Stop the run (as Ctrl-C would) once the model is hanging on its second turn.
+        scope.spawn(|| {
+            assert!(
+                wait_until(Duration::from_secs(60), || api.messages().len() >= 2),
+                "the second turn never came"
+            );
+            cancel.request(15);
+        });
+        run_job_as(cli, &api, &p, j.clone(), &ACCEPT, &m, Start::Fresh, &cancel)
+    });
+    assert_eq!(
+        first.outcome.as_str(),
+        "killed_by_user",
+        "{}",
+        first.evidence
+    );
+    assert_eq!(p.read("hello.txt"), "hello\n");
+    let session = first
+        .session_id
+        .clone()
+        .expect("a stopped run records its session");
+    assert!(first.num_turns >= 1, "{first:?}");
+
+    let before = api.messages().len();
+    let mut again = j.clone();
+    again.run_dir = p.path().join(".claude/runs/second");
+    let (second, again, _) = run_job_as(
+        cli,
+        &api,
+        &p,
+        again,
+        &ACCEPT,
+        &m,
+        Start::Resume {
+            session_id: &session,
+            why: &first.evidence,
+        },
+        &Cancel::new(),
+    );
+    assert_eq!(second.outcome, Outcome::Succeeded, "{}", second.evidence);
+    assert_eq!(second.session_id.as_deref(), Some(session.as_str()));
+    // The server saw the earlier conversation: the first prompt, the Write and its
+    // result, then the short resume prompt saying why.
+    let resumed = &api.messages()[before];
+    let convo = resumed.conversation().join("\n");
+    assert!(convo.contains("Implement task 1 only"), "{convo}");
+    assert!(convo.contains("tool_use Write"), "{convo}");
+    assert!(convo.contains("File created successfully"), "{convo}");
+    let prompt = resumed.prompt();
+    assert!(prompt.contains(agent::prompt::RESUME_HEADER), "{prompt}");
+    assert!(prompt.contains("stopped on request"), "{prompt}");
+    assert!(
+        std::fs::read_to_string(again.prompt_file())
+            .unwrap()
+            .starts_with(agent::prompt::RESUME_HEADER)
+    );
+    // Its cost is its own, not the session's.
+    let stream = std::fs::read_to_string(again.run_dir.join("events.jsonl")).unwrap();
+    let result: Value = serde_json::from_str(stream.lines().last().unwrap()).unwrap();
+    let session_total = result["total_cost_usd"].as_f64().unwrap();
+    assert!(
+        second.cost_usd > 0.0 && second.cost_usd < session_total,
+        "{second:?} vs {session_total}"
+    );
+
+    // A session that does not exist: said so, not retried (the caller runs fresh).
+    let mut gone = j.clone();
+    gone.run_dir = p.path().join(".claude/runs/gone");
+    let (run, _, _) = run_job_as(
+        cli,
+        &api,
+        &p,
+        gone,
+        &ACCEPT,
+        &m,
+        Start::Resume {
+            session_id: "00000000-0000-4000-8000-000000000000",
+            why: "test",
+        },
+        &Cancel::new(),
+    );
+    assert_eq!(
+        run.outcome,
+        Outcome::AgentError {
+            cause: ErrorCause::NoSession,
+            exit_code: 1
+        },
+        "{}",
+        run.evidence
+    );
 }
