@@ -19,7 +19,7 @@ use quantumwala::project::Project;
 use serde_json::Value;
 
 use crate::support::claude_cli::{ClaudeCli, claude_cli};
-use crate::support::messages_api::{self, MessagesApi, Model, Step};
+use crate::support::messages_api::{self, Gate, MessagesApi, Model, Step};
 use crate::support::*;
 
 const ACCEPT: [&str; 2] = ["--permission-mode", "acceptEdits"];
@@ -763,4 +763,59 @@ fn claude_real_interrupted_task_resumes_its_session() {
         "{}",
         run.evidence
     );
+}
+
+#[test]
+fn claude_real_live_activity_shows_while_an_answer_is_pending() {
+    let Some(cli) = claude_cli("claude_real_live_activity_shows_while_an_answer_is_pending") else {
+        return;
+    };
+    let p = project();
+    let m = marker();
+    let _guard = MarkerGuard(m.clone());
+    let gate = Gate::new();
+    let api = MessagesApi::start(Model::new().when(
+        "Implement task 1 only",
+        [
+            Step::write("hello.txt", "hello\n"),
+            Step::held(&gate, Step::text("Wrote hello.txt.")),
+        ],
+    ));
+    let mut j = job(&p, Phase::Implementation, "live");
+    j.task = Some(TaskJob {
+        id: "1".into(),
+        title: "Write the greeting file".into(),
+        details: vec![],
+        verify: None,
+        requirements: vec![],
+    });
+    let events_file = j.run_dir.join("events.jsonl");
+    let run = std::thread::scope(|scope| {
+        let running = scope.spawn(|| run_job(cli, &api, &p, j.clone(), &ACCEPT, &m).0);
+        // While the model holds its second answer, the stream already tells what the
+        // agent did: its session, one tool call and its target, and no result yet.
+        let mut follow = agent::runs::Follow::new(&events_file);
+        let seen = wait_until(Duration::from_secs(100), || {
+            follow.poll().unwrap();
+            api.messages().len() >= 2 && follow.activity().last_tool.is_some()
+        });
+        let live = follow.activity().clone();
+        gate.open();
+        let run = running.join().unwrap();
+        assert!(seen, "no live activity: {live:?}");
+        assert!(!live.finished && live.cost_usd.is_none(), "{live:?}");
+        assert!(
+            live.session_id.is_some() && live.last_event_at.is_some(),
+            "{live:?}"
+        );
+        let tool = live.last_tool.clone().unwrap();
+        assert_eq!(tool.name, "Write");
+        assert!(tool.target.unwrap().ends_with("/hello.txt"));
+        assert!(live.turns >= 1 && live.tokens.input > 0, "{live:?}");
+        // The rest arrives on the next poll.
+        follow.poll().unwrap();
+        assert!(follow.activity().finished && follow.activity().cost_usd.is_some());
+        run
+    });
+    assert_eq!(run.outcome, Outcome::Succeeded, "{}", run.evidence);
 }

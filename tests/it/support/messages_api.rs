@@ -56,6 +56,9 @@ pub enum Step {
     Hang,
     /// Send the start of the message at once, the rest after the delay.
     Slow(Duration, Box<Step>),
+    /// Send the start of the message at once, the rest when the test opens the gate
+    /// (an answer that is slow for exactly as long as a test needs).
+    Held(Gate, Box<Step>),
     /// Answer with an HTTP error (`{"type":"error","error":{type, message}}`).
     Error {
         /// The HTTP status.
@@ -90,6 +93,10 @@ impl Step {
     pub fn slow(delay: Duration, step: Step) -> Step {
         Step::Slow(delay, Box::new(step))
     }
+    /// `step`, but its content only once `gate` is open.
+    pub fn held(gate: &Gate, step: Step) -> Step {
+        Step::Held(gate.clone(), Box::new(step))
+    }
     /// HTTP 429, a usage/rate limit that resets in an hour (`retry-after: 3600`).
     pub fn rate_limited() -> Step {
         Step::Error {
@@ -107,6 +114,44 @@ impl Step {
             kind: "overloaded_error".into(),
             message: "Overloaded".into(),
             retry_after: None,
+        }
+    }
+}
+
+/// Holds a [`Step::Held`] answer until [`Gate::open`].
+#[derive(Debug, Clone, Default)]
+pub struct Gate(Arc<std::sync::atomic::AtomicBool>);
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Gate {
+        Gate::default()
+    }
+    /// Let held answers through.
+    pub fn open(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    fn is_open(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// When a held or slow answer goes on.
+#[derive(Debug, Clone)]
+enum Wait {
+    Delay(Duration),
+    Gate(Gate),
+}
+
+impl Wait {
+    async fn done(&self) {
+        match self {
+            Wait::Delay(d) => tokio::time::sleep(*d).await,
+            Wait::Gate(g) => {
+                while !g.is_open() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
         }
     }
 }
@@ -457,7 +502,8 @@ async fn handle(shared: Arc<Shared>, method: Method, uri: Uri, body: Bytes) -> R
     let (prompt, index) = prompt_of(&body);
     let step = shared.model.step(&prompt, index);
     let (delay, step) = match step {
-        Step::Slow(d, inner) => (Some(d), *inner),
+        Step::Slow(d, inner) => (Some(Wait::Delay(d)), *inner),
+        Step::Held(g, inner) => (Some(Wait::Gate(g)), *inner),
         other => (None, other),
     };
     let n = shared.ids.fetch_add(1, Ordering::SeqCst) + 1;
@@ -499,15 +545,15 @@ async fn handle(shared: Arc<Shared>, method: Method, uri: Uri, body: Bytes) -> R
         }
         Step::Bash(command) => json!({"type": "tool_use", "id": format!("toolu_{n:04}"),
                    "name": "Bash", "input": {"command": command, "description": "Run a command"}}),
-        Step::Slow(..) => json!({"type": "text", "text": "Done."}),
+        Step::Slow(..) | Step::Held(..) => json!({"type": "text", "text": "Done."}),
     };
     let is_tool = block["type"] == "tool_use";
     let output_tokens = (block.to_string().len() as u64 / 4).max(1);
     let stop_reason = if is_tool { "tool_use" } else { "end_turn" };
     let id = format!("msg_{n:04}");
     if body.get("stream").and_then(Value::as_bool) != Some(true) {
-        if let Some(d) = delay {
-            tokio::time::sleep(d).await;
+        if let Some(w) = &delay {
+            w.done().await;
         }
         return json_response(
             200,
@@ -563,8 +609,8 @@ async fn handle(shared: Arc<Shared>, method: Method, uri: Uri, body: Bytes) -> R
         if tx.send(sse("message_start", &start)).await.is_err() {
             return;
         }
-        if let Some(d) = delay {
-            tokio::time::sleep(d).await;
+        if let Some(w) = &delay {
+            w.done().await;
         }
         for (name, data) in rest {
             if tx.send(sse(name, &data)).await.is_err() {
