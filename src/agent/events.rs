@@ -84,6 +84,18 @@ pub struct Denial {
     pub tool_use_id: Option<String>,
 }
 
+impl Denial {
+    /// The refused call would have changed files (`Write`, `Edit`, `MultiEdit`,
+    /// `NotebookEdit`): work the agent may claim is then not on disk. A refused command
+    /// or fetch changed nothing by itself.
+    pub fn changes_files(&self) -> bool {
+        matches!(
+            self.tool.as_str(),
+            "Write" | "Edit" | "MultiEdit" | "NotebookEdit"
+        )
+    }
+}
+
 /// The final `result` event, as far as it is read here.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResultEvent {

@@ -13,10 +13,12 @@
 //! and `is_error`, never by `subtype` (Claude Code prints `is_error: true` beside
 //! `subtype: "success"` when nobody is logged in). Stdout that ends mid-object, or an
 //! event stream that ends before its `result`, is `truncated`; empty or non-JSON stdout
-//! is `no_result`. Refused permissions (`permission_denials`) fail an implementation or
-//! validation run even when `is_error` is false — the agent could not do what it tried —
-//! and the evidence names each refusal and the way out ([`super::permissions`]); for a
-//! document phase the document decides ([`super::document`]).
+//! is `no_result`. A refused edit (`permission_denials` naming `Write`, `Edit`, …) fails
+//! an implementation or validation run even when `is_error` is false — the work the agent
+//! claims is not on disk; a refused command (`Bash`, a fetch) is only noted in the
+//! evidence, and the task's `_Verify:_` judges the work. Either way the evidence names each
+//! refusal and the way out ([`super::permissions`]); for a document phase the document
+//! decides ([`super::document`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -602,8 +604,8 @@ fn judge_result(
                 "exit 0 but the result object has no `is_error` field".to_owned(),
             );
         }
-        if !run.denials.is_empty() && input.phase.document().is_none() {
-            // The agent went on after a refusal, but the work it tried was not done.
+        if input.phase.document().is_none() && run.denials.iter().any(Denial::changes_files) {
+            // The agent went on after a refused edit: the work it claims is not on disk.
             let tools = denied_tools(&run.denials);
             let how = explain(&run.denials, input.stdout);
             return with(
@@ -613,11 +615,14 @@ fn judge_result(
             );
         }
         let summary = clip(&one_line(&text), 160);
-        return with(
-            run,
-            Outcome::Succeeded,
-            format!("exit 0, is_error false: {summary}"),
-        );
+        let mut evidence = format!("exit 0, is_error false: {summary}");
+        if !run.denials.is_empty() {
+            // A refused command (a test run, a fetch) did not change the work; the
+            // task's `_Verify:_` judges it. Say so, with the way out, but do not fail.
+            let how = explain(&run.denials, input.stdout);
+            evidence.push_str(&format!(" (note: {how})"));
+        }
+        return with(run, Outcome::Succeeded, evidence);
     }
 
     let why = if is_error == Some(true) {
@@ -1007,6 +1012,10 @@ mod tests {
             "\"permission_denials\":[]",
             "\"permission_denials\":[{\"tool_name\":\"Bash\",\"tool_use_id\":\"t\",\"tool_input\":{\"command\":\"cargo test\"}}]",
         );
+        let stream_denied_edit = STREAM.replace(
+            "\"permission_denials\":[]",
+            "\"permission_denials\":[{\"tool_name\":\"Edit\",\"tool_use_id\":\"t\",\"tool_input\":{\"file_path\":\"src/lib.rs\"}}]",
+        );
         let r0 = report(0);
         let r1 = report(1);
         let cases: Vec<(&str, &ExecReport, &str, &str, &str)> = vec![
@@ -1044,9 +1053,16 @@ mod tests {
             ("only the init event", &r1, init_only, "", "truncated"),
             ("whole stream", &r0, STREAM, "", "succeeded"),
             (
-                "stream with a refused write, is_error false",
+                "stream with a refused command, is_error false",
                 &r0,
                 &stream_denied,
+                "",
+                "succeeded",
+            ),
+            (
+                "stream with a refused edit, is_error false",
+                &r0,
+                &stream_denied_edit,
                 "",
                 "permission_denied",
             ),
