@@ -17,8 +17,15 @@ Exit status: the program's own code; 124 if it timed out (or stalled); 125 if qw
 or was misused (also when --admit gave up waiting: the program was not started); 126 if the program could not be executed; 127 if it was not found;
 128+N if it died of signal N.
 
+Under --executor slurm the program runs as one Slurm batch job (`qw/exec/<program>`) whose
+only process is `qw exec` on a node, so the same promise holds there; its output is copied
+here as it is written. The project must be on a filesystem the nodes share. A job still
+pending after `resource_limits.acquire_timeout_s` is cancelled (exit 125, naming the
+partition and Slurm's reason); --admit does not apply (Slurm schedules).
+
 Example:
-  qw exec --timeout 600 --grace 5 -- claude -p \"fix the build\" --output-format json")]
+  qw exec --timeout 600 --grace 5 -- claude -p \"fix the build\" --output-format json
+  qw exec --executor slurm --slurm-arg=--partition=debug --timeout 60 -- make test")]
 pub struct ExecArgs {
     /// Time limit in seconds (decimals allowed). Without it, or 0, no limit.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
@@ -60,6 +67,13 @@ pub struct ExecArgs {
     /// Extra environment variable for the program (NAME=VALUE).
     #[arg(long, hide = true, value_name = "NAME=VALUE")]
     pub env: Vec<OsString>,
+    /// More variables for the program from FILE (NAME=VALUE entries separated by NUL);
+    /// the file is deleted once read (it may hold API keys). Used inside Slurm jobs.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+    /// Where the program runs.
+    #[command(flatten)]
+    pub executor: super::executor::ExecutorArgs,
     /// The program and its arguments (never run through a shell).
     #[arg(last = true, required = true, value_name = "PROGRAM")]
     pub argv: Vec<OsString>,
@@ -99,6 +113,9 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
         )));
     }
     let mut env = Vec::new();
+    if let Some(path) = &args.env_file {
+        env.extend(read_env_file(path)?);
+    }
     for pair in &args.env {
         let text = pair.to_string_lossy();
         let Some((k, v)) = text.split_once('=') else {
@@ -107,10 +124,19 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
         env.push((OsString::from(k), OsString::from(v)));
     }
     let in_project = ctx.project.exists();
+    let choice = super::executor::resolve(&ctx.project, &args.executor)
+        .map_err(|e| CliError::with_code(exit::EXEC_FAILED, e.to_string()))?;
     if in_project && !args.no_sweep {
         report_sweep(&exec::sweep::sweep(
             Some(ctx.project.root()),
             exec::DEFAULT_GRACE,
+        ));
+        let (state_dir, _) = super::executor::dirs(&ctx.project);
+        report_slurm_sweep(&exec::slurm::sweep::sweep_jobs(
+            Some(&state_dir),
+            Some(ctx.project.root()),
+            false,
+            exec::slurm::sweep::SWEEP_WAIT,
         ));
     }
 
@@ -140,13 +166,31 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
         stall_timeout: args.stall_timeout,
         run_id: args.run_id.clone(),
         project: in_project.then(|| ctx.project.root().to_path_buf()),
+        name: None,
     };
-    // Held until the run ends; dropping it frees the admission slot.
-    let (_slot, admission_wait_ms) =
-        super::resources::admit_for_exec(ctx, args.admit.as_deref(), args.admit_timeout, &cancel)?;
-    let mut report = exec::supervisor::supervise(&spec, &cancel)
-        .map_err(|e| CliError::with_code(exit::EXEC_FAILED, e.to_string()))?;
-    report.admission_wait_ms = admission_wait_ms;
+    let report = match choice.slurm {
+        Some(config) => {
+            if args.admit.is_some() && !ctx.global.quiet {
+                crate::diag!(
+                    "qw: warning: --admit does not apply under --executor slurm: Slurm schedules the job"
+                );
+            }
+            run_on_slurm(spec.clone(), config, &cancel)?
+        }
+        None => {
+            // Held until the run ends; dropping it frees the admission slot.
+            let (_slot, admission_wait_ms) = super::resources::admit_for_exec(
+                ctx,
+                args.admit.as_deref(),
+                args.admit_timeout,
+                &cancel,
+            )?;
+            let mut report = exec::supervisor::supervise(&spec, &cancel)
+                .map_err(|e| CliError::with_code(exit::EXEC_FAILED, e.to_string()))?;
+            report.admission_wait_ms = admission_wait_ms;
+            report
+        }
+    };
     explain(&report, &spec, ctx.global.quiet);
     if in_project
         && !args.no_record
@@ -172,6 +216,47 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
     Ok(report.exit_code)
 }
 
+/// Run `spec` as one Slurm job (`qw/exec/<program>`).
+fn run_on_slurm(
+    mut spec: ExecSpec,
+    config: exec::slurm::SlurmConfig,
+    cancel: &Cancel,
+) -> Result<ExecReport, CliError> {
+    use exec::Executor as _;
+    let program = spec.program.to_argv()[0].clone();
+    let base = std::path::Path::new(&program)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    spec.name = Some(format!("qw/exec/{base}"));
+    let failed = |e: exec::ExecError| CliError::with_code(exit::EXEC_FAILED, e.to_string());
+    let executor = exec::SlurmExecutor::current(config).map_err(failed)?;
+    executor.run(&spec, cancel).map_err(failed)
+}
+
+/// Read `--env-file` (NUL-separated NAME=VALUE) and delete it.
+fn read_env_file(path: &std::path::Path) -> Result<Vec<(OsString, OsString)>, CliError> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes =
+        crate::fs::read(path).map_err(|e| CliError::with_code(exit::EXEC_FAILED, e.to_string()))?;
+    // Read once, then gone: the values may be secrets.
+    let _ = crate::fs::remove_file(path);
+    let mut env = Vec::new();
+    for entry in bytes.split(|&b| b == 0).filter(|e| !e.is_empty()) {
+        let Some(eq) = entry.iter().position(|&b| b == b'=') else {
+            return Err(CliError::with_code(
+                exit::EXEC_FAILED,
+                format!("`{}` holds an entry that is not NAME=VALUE", path.display()),
+            ));
+        };
+        env.push((
+            std::ffi::OsStr::from_bytes(&entry[..eq]).to_owned(),
+            std::ffi::OsStr::from_bytes(&entry[eq + 1..]).to_owned(),
+        ));
+    }
+    Ok(env)
+}
+
 /// Tell the user on stderr what happened besides the program's own output.
 fn explain(report: &ExecReport, spec: &ExecSpec, quiet: bool) {
     if let Some(err) = &report.spawn_error {
@@ -180,6 +265,11 @@ fn explain(report: &ExecReport, spec: &ExecSpec, quiet: bool) {
     }
     if quiet {
         return;
+    }
+    if let Some(v) = &report.scheduler
+        && v.end() != exec::slurm::SchedulerEnd::Ran
+    {
+        crate::diag!("qw: {}", v.describe());
     }
     let how = if report.escalated_to_kill {
         "SIGTERM, then SIGKILL after the grace"
@@ -212,6 +302,26 @@ fn explain(report: &ExecReport, spec: &ExecSpec, quiet: bool) {
             list.join(", ")
         );
     }
+}
+
+/// Warn about Slurm jobs an automatic sweep cancelled.
+pub fn report_slurm_sweep(report: &exec::slurm::sweep::SlurmSweep) {
+    if let Some(e) = &report.error {
+        crate::diag!("qw: warning: could not sweep the Slurm jobs of a killed qw: {e}");
+    }
+    if report.cancelled.is_empty() {
+        return;
+    }
+    let list: Vec<String> = report
+        .cancelled
+        .iter()
+        .map(|j| format!("{} ({})", j.job_id, j.name))
+        .collect();
+    crate::diag!(
+        "qw: warning: cancelled {} Slurm job(s) of a qw that was killed: {}",
+        report.cancelled.len(),
+        list.join(", ")
+    );
 }
 
 /// Warn about orphans an automatic sweep ended.

@@ -17,6 +17,7 @@ pub mod consume;
 pub mod dashboard;
 pub mod dev_mode;
 pub mod exec;
+pub mod executor;
 pub mod init;
 pub mod offline_agent;
 pub mod out;

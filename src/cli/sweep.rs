@@ -15,6 +15,10 @@ Finds every process of yours whose QW_RUN_ID cookie names a qw that is no longer
 and ends it (SIGTERM, grace, SIGKILL). Runs automatically, scoped to the project, at the
 start of `qw exec` and the workflow commands.
 
+When Slurm's commands are on PATH it also cancels (`scancel`) your Slurm jobs submitted
+from this host by a qw that is no longer alive (their comment names it), and waits until
+they have ended. The automatic sweep does that only for jobs of the project.
+
 Example:
   qw sweep --project-only --grace 2")]
 pub struct SweepArgs {
@@ -30,16 +34,35 @@ pub struct SweepArgs {
 pub fn run(ctx: &Ctx, args: SweepArgs) -> CmdResult {
     let scope = args.project_only.then(|| ctx.project.root());
     let report = exec::sweep::sweep(scope, args.grace);
+    let (state_dir, _) = super::executor::dirs(&ctx.project);
+    let jobs = exec::slurm::sweep::sweep_jobs(
+        ctx.project.exists().then_some(state_dir.as_path()),
+        scope,
+        true,
+        exec::slurm::sweep::SWEEP_WAIT,
+    );
+    if let Some(e) = &jobs.error {
+        crate::diag!("qw: warning: could not sweep Slurm jobs: {e}");
+    }
     if ctx.global.json {
-        outln!("{}", serde_json::to_string(&report).unwrap_or_default())?;
-    } else if report.killed.is_empty() {
-        if !ctx.global.quiet {
-            outln!("no orphaned processes")?;
+        let mut value = serde_json::to_value(&report).unwrap_or_default();
+        if let Some(map) = value.as_object_mut() {
+            map.insert(
+                "slurm_jobs_cancelled".into(),
+                serde_json::to_value(&jobs.cancelled).unwrap_or_default(),
+            );
         }
-    } else {
-        for l in &report.killed {
-            outln!("ended {} {}", l.pid, l.command)?;
-        }
+        outln!("{value}")?;
+        return Ok(0);
+    }
+    if report.killed.is_empty() && jobs.cancelled.is_empty() && !ctx.global.quiet {
+        outln!("no orphaned processes")?;
+    }
+    for l in &report.killed {
+        outln!("ended {} {}", l.pid, l.command)?;
+    }
+    for j in &jobs.cancelled {
+        outln!("cancelled Slurm job {} {} ({})", j.job_id, j.name, j.state)?;
     }
     Ok(0)
 }

@@ -52,7 +52,9 @@ impl LocalExecutor {
         c.arg("--quiet")
             .arg("exec")
             .arg("--no-record")
-            .arg("--no-sweep");
+            .arg("--no-sweep")
+            // The project's settings may choose slurm; a supervisor runs here.
+            .args(["--executor", "local"]);
         c.arg("--report-file").arg(report);
         c.arg("--grace").arg(secs(spec.grace));
         if let Some(t) = spec.timeout {

@@ -10,8 +10,9 @@
 //!   exactly such a process.
 //! - [`Executor`] is the trait callers use. [`LocalExecutor`] runs each job through a
 //!   `qw exec` child process, so many jobs can be supervised at once from one workflow
-//!   and each supervisor has the subreaper role to itself. Other backends (Windows Job
-//!   Objects, Kubernetes Jobs) implement the same trait.
+//!   and each supervisor has the subreaper role to itself. [`SlurmExecutor`] runs each
+//!   job as a Slurm batch job whose only process is `qw exec` on the node. Other backends
+//!   (Windows Job Objects, Kubernetes Jobs) implement the same trait.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -25,12 +26,14 @@ pub mod cookie;
 mod local;
 #[cfg(target_os = "linux")]
 pub mod procs;
+pub mod slurm;
 pub mod supervisor;
 pub mod sweep;
 mod tree;
 
 pub use cookie::RunId;
 pub use local::LocalExecutor;
+pub use slurm::{SchedulerVerdict, SlurmExecutor};
 
 /// What to run: an argv, or — only when a user explicitly wrote one — a shell command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +128,8 @@ pub struct ExecSpec {
     pub run_id: Option<String>,
     /// Project root, exported as `QW_PROJECT` so automatic sweeps stay inside a project.
     pub project: Option<PathBuf>,
+    /// What the job is, for schedulers that show it (`qw/<spec>/<task>`).
+    pub name: Option<String>,
 }
 
 /// Default grace between SIGTERM and SIGKILL (the original system's).
@@ -145,6 +150,7 @@ impl ExecSpec {
             stall_timeout: None,
             run_id: None,
             project: None,
+            name: None,
         }
     }
 }
@@ -187,9 +193,13 @@ pub struct ExecReport {
     pub spawn_error: Option<String>,
     /// The run's cookie.
     pub run_id: String,
-    /// Time spent waiting for resource admission before starting, in milliseconds.
+    /// Time spent waiting for resource admission (or, under a batch scheduler, pending
+    /// in its queue) before starting, in milliseconds.
     #[serde(default)]
     pub admission_wait_ms: u64,
+    /// The batch scheduler's verdict on the job (Slurm runs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<SchedulerVerdict>,
 }
 
 impl ExecReport {
@@ -209,6 +219,7 @@ impl ExecReport {
             spawn_error: None,
             run_id: run_id.into(),
             admission_wait_ms: 0,
+            scheduler: None,
         }
     }
 }
@@ -222,6 +233,30 @@ pub enum ExecError {
     /// The supervising process failed or reported nonsense.
     #[error("the supervisor failed: {0}")]
     Supervisor(String),
+    /// The executor was configured with something it cannot use (a bad `--slurm-arg`).
+    #[error("{0}")]
+    Usage(String),
+    /// The batch scheduler refused, lost or could not run the job.
+    #[error("{0}")]
+    Scheduler(String),
+    /// The job stayed pending in the scheduler's queue past the acquire timeout; it was
+    /// cancelled and never ran.
+    #[error(
+        "Slurm job {job_id} (`{name}`) was still pending after {}s in partition `{partition}` (reason: {reason}); cancelled it. Check the partition and `--slurm-arg`s, or raise `resource_limits.acquire_timeout_s`",
+        waited.as_secs()
+    )]
+    Pending {
+        /// The job id.
+        job_id: String,
+        /// The job name.
+        name: String,
+        /// The partition it waited in.
+        partition: String,
+        /// Slurm's pending reason (`Resources`, `Priority`, `BeginTime`, `QOSMaxJobsPerUserLimit`…).
+        reason: String,
+        /// How long it waited.
+        waited: Duration,
+    },
 }
 
 /// A shared flag through which a caller asks a run to stop: holds the signal to forward

@@ -1,0 +1,745 @@
+//! [`SlurmExecutor`]: each job is one Slurm batch job whose only process is `qw exec`.
+//!
+//! Owns: submitting (`sbatch`), watching (`squeue`, one call for all jobs in flight),
+//! cancelling (`scancel`), the owner records that let a sweep cancel the jobs of a killed
+//! `qw`, and turning a Slurm end state into an [`ExecReport`].
+//! Must not: know about specs, tasks or the state file; run anything but Slurm's client
+//! commands locally.
+//!
+//! Why `sbatch` (and qw's own polling) rather than `srun` or `sbatch --wait`:
+//! - `srun` keeps a live connection from the compute node back to the submitting process
+//!   (its I/O and step messages): it fails where nodes cannot reach the login host, and the
+//!   job's life is tied to that process and its network. A batch job needs neither.
+//! - `sbatch --wait` polls the controller itself at 2, 8, 32 s… intervals: a trivial task
+//!   would cost tens of seconds, and a thousand waiting `sbatch` processes would each poll.
+//! - With `sbatch --parsable` the job id is known the moment the job exists, so it is
+//!   recorded (with the owner's cookie in the job's comment) before the job can start.
+//!   One poller per executor asks `squeue` about every job in flight in one call, and the
+//!   report `qw exec` writes into the run folder says at once when a job is done.
+//!
+//! Ending a job: a pending job is `scancel`led. A running one gets the caller's signal on
+//! its batch step only (`scancel --batch --signal=…`), which is the `qw exec` supervisor:
+//! it forwards the signal to the agent's tree and escalates to SIGKILL after the grace, as
+//! on a local machine. If the job is still there after grace + [`CANCEL_MARGIN`], it is
+//! `scancel`led outright. `run` returns only when Slurm says the job has ended.
+
+pub mod queue;
+pub mod submit;
+pub mod sweep;
+
+use std::ffi::OsString;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use self::queue::{JobState, Poller, QueueEntry, Seen};
+use super::{Cancel, ExecError, ExecReport, ExecSpec, Executor, Output};
+
+/// Added to timeout + grace for Slurm's own time limit (the outer bound).
+pub const TIME_MARGIN: Duration = Duration::from_secs(60);
+/// After a forwarded signal, how long past the grace the job may take to end before it is
+/// cancelled outright.
+pub const CANCEL_MARGIN: Duration = Duration::from_secs(10);
+/// Default interval between two `squeue` calls.
+pub const DEFAULT_POLL: Duration = Duration::from_millis(500);
+
+/// The script, environment file and report of a job, in its run folder.
+pub const SCRIPT_FILE: &str = "slurm-job.sh";
+/// See [`SCRIPT_FILE`].
+pub const ENV_FILE: &str = "slurm-env";
+/// See [`SCRIPT_FILE`].
+pub const REPORT_FILE: &str = "exec-report.json";
+
+/// How the Slurm backend is set up (flags and settings, resolved by the caller).
+#[derive(Debug, Clone)]
+pub struct SlurmConfig {
+    /// Extra `sbatch` options (`--partition=…`, `--account=…`, `--qos=…`, `--gres=…`).
+    pub args: Vec<String>,
+    /// Extra environment variables to pass (names, or prefixes ending in `*`).
+    pub export: Vec<String>,
+    /// A job still pending after this long is cancelled and reported as an error.
+    pub pending_timeout: Duration,
+    /// Interval between two `squeue` calls.
+    pub poll_interval: Duration,
+    /// Where owner records live (`.claude/slurm` in a project).
+    pub state_dir: PathBuf,
+    /// Where run folders are made for runs whose output is not captured to a file
+    /// (`.claude/runs` in a project). Must be on a filesystem the nodes share.
+    pub runs_dir: PathBuf,
+}
+
+impl SlurmConfig {
+    /// The folders a project uses: `.claude/slurm` and `.claude/runs`.
+    pub fn for_project_dirs(claude_dir: &Path) -> (PathBuf, PathBuf) {
+        (claude_dir.join("slurm"), claude_dir.join("runs"))
+    }
+}
+
+/// Slurm's verdict on a job, kept in the [`ExecReport`] of every Slurm run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedulerVerdict {
+    /// `slurm`.
+    pub scheduler: String,
+    /// The job id.
+    pub job_id: String,
+    /// The job name (`qw/<spec>/<task>`).
+    pub job_name: String,
+    /// The end state as Slurm names it (`COMPLETED`, `TIMEOUT`, `CANCELLED`, …), or
+    /// `UNKNOWN` when Slurm no longer remembers the job.
+    pub state: String,
+    /// Slurm's reason, if it gave one.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The node(s) the job ran on.
+    #[serde(default)]
+    pub nodes: Option<String>,
+    /// The partition.
+    #[serde(default)]
+    pub partition: Option<String>,
+    /// Slurm's `ExitCode=` of the batch script (`code:signal`), if known.
+    #[serde(default)]
+    pub exit_code: Option<String>,
+    /// Time the job spent pending, in milliseconds.
+    #[serde(default)]
+    pub pending_ms: u64,
+}
+
+/// What a Slurm end state means for the run, whatever the program printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedulerEnd {
+    /// The job ran to its end (COMPLETED, FAILED): the program's own result counts.
+    Ran,
+    /// Slurm's time limit (TIMEOUT, DEADLINE).
+    TimeLimit,
+    /// Someone cancelled the job (CANCELLED).
+    Cancelled,
+    /// The node failed or the job was preempted (NODE_FAIL, PREEMPTED, BOOT_FAIL):
+    /// nothing is wrong with the program; another attempt may succeed.
+    Lost,
+    /// The job exceeded its memory (OUT_OF_MEMORY).
+    OutOfMemory,
+}
+
+impl SchedulerVerdict {
+    /// The meaning of the end state.
+    pub fn end(&self) -> SchedulerEnd {
+        match self.state.as_str() {
+            "TIMEOUT" | "DEADLINE" => SchedulerEnd::TimeLimit,
+            "CANCELLED" => SchedulerEnd::Cancelled,
+            "NODE_FAIL" | "PREEMPTED" | "BOOT_FAIL" | "REVOKED" | "UNKNOWN" => SchedulerEnd::Lost,
+            "OUT_OF_MEMORY" => SchedulerEnd::OutOfMemory,
+            _ => SchedulerEnd::Ran,
+        }
+    }
+
+    /// One line for evidence: `Slurm job 42 (qw/demo/1) TIMEOUT on node vm`.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "Slurm job {} ({}) {}",
+            self.job_id, self.job_name, self.state
+        );
+        if let Some(r) = &self.reason {
+            s.push_str(&format!(" ({r})"));
+        }
+        if let Some(n) = &self.nodes {
+            s.push_str(&format!(" on node {n}"));
+        }
+        s
+    }
+}
+
+/// Runs jobs as Slurm batch jobs (see the module docs).
+#[derive(Debug)]
+pub struct SlurmExecutor {
+    qw: PathBuf,
+    cookie: String,
+    host: String,
+    config: SlurmConfig,
+    poller: Poller,
+}
+
+impl SlurmExecutor {
+    /// An executor that starts `qw` (absolute path, the same on the nodes) inside jobs.
+    /// Fails if the user's `--slurm-arg`s are unusable.
+    pub fn new(qw: impl Into<PathBuf>, config: SlurmConfig) -> Result<SlurmExecutor, ExecError> {
+        submit::check_user_args(&config.args).map_err(ExecError::Usage)?;
+        let poller = Poller::new(config.poll_interval);
+        Ok(SlurmExecutor {
+            qw: qw.into(),
+            cookie: super::RunId::new_for_self().to_string(),
+            host: sweep::hostname(),
+            config,
+            poller,
+        })
+    }
+
+    /// Use the running executable (which must be `qw`).
+    pub fn current(config: SlurmConfig) -> Result<SlurmExecutor, ExecError> {
+        SlurmExecutor::new(std::env::current_exe()?, config)
+    }
+
+    /// This executor's owner cookie (in every job's comment).
+    pub fn cookie(&self) -> &str {
+        &self.cookie
+    }
+
+    /// Check before any real work that the cluster answers, that a node sees `dir` (the
+    /// project: a shared filesystem) and runs this `qw`: one tiny job. The error says
+    /// which of them failed.
+    pub fn check_shared(&self, dir: &Path, cancel: &Cancel) -> Result<(), ExecError> {
+        let run_dir = new_run_dir(&self.config.runs_dir, "slurm-check")?;
+        let mut spec = ExecSpec::new(super::Program::Exec {
+            program: self.qw.clone().into_os_string(),
+            args: vec!["--version".into()],
+        });
+        spec.cwd = Some(dir.to_path_buf());
+        spec.stdout = Output::File(run_dir.join("stdout.log"));
+        spec.stderr = Output::File(run_dir.join("stderr.log"));
+        spec.null_stdin = true;
+        spec.timeout = Some(Duration::from_secs(60));
+        spec.grace = Duration::from_secs(1);
+        spec.name = Some("qw/check/shared-filesystem".into());
+        let report = self.run(&spec, cancel)?;
+        let out = crate::fs::read_to_string(run_dir.join("stdout.log")).unwrap_or_default();
+        if report.exit_code != 0 || !out.contains(env!("CARGO_PKG_VERSION")) {
+            return Err(ExecError::Scheduler(format!(
+                "the check job ran `{} --version` in `{}` on a node and it exited {}; see `{}`",
+                self.qw.display(),
+                dir.display(),
+                report.exit_code,
+                run_dir.display()
+            )));
+        }
+        let _ = crate::fs::remove_dir_all(&run_dir);
+        Ok(())
+    }
+
+    fn owner_file(&self) -> PathBuf {
+        sweep::owner_file(&self.config.state_dir, &self.host, &self.cookie)
+    }
+
+    /// Note a job under this executor's owner record (append; the record's existence is
+    /// what lets an automatic sweep know it must ask Slurm).
+    fn record(&self, job_id: &str) -> Result<(), ExecError> {
+        let path = self.owner_file();
+        let mut f = crate::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        f.write_all(format!("{job_id}\n").as_bytes())?;
+        Ok(())
+    }
+
+    fn submit(&self, spec: &ExecSpec, files: &RunFiles) -> Result<String, ExecError> {
+        let mut exec_args: Vec<OsString> = Vec::new();
+        exec_args.extend(
+            // `--executor local`: the project's settings may say slurm; on the node the
+            // job must run right there.
+            [
+                "--quiet",
+                "--no-record",
+                "--no-sweep",
+                "--executor",
+                "local",
+            ]
+            .into_iter()
+            .map(OsString::from),
+        );
+        exec_args.push("--report-file".into());
+        exec_args.push(files.report.clone().into_os_string());
+        exec_args.push("--env-file".into());
+        exec_args.push(files.env.clone().into_os_string());
+        exec_args.push("--grace".into());
+        exec_args.push(secs(spec.grace).into());
+        if let Some(t) = spec.timeout {
+            exec_args.push("--timeout".into());
+            exec_args.push(secs(t).into());
+        }
+        if let Some(t) = spec.stall_timeout {
+            exec_args.push("--stall-timeout".into());
+            exec_args.push(secs(t).into());
+        }
+        // Locally a run without a cwd inherits qw's; the job would start in its run
+        // folder instead, so qw's own directory is passed explicitly.
+        if let Some(dir) = spec.cwd.clone().or_else(|| std::env::current_dir().ok()) {
+            exec_args.push("--cwd".into());
+            exec_args.push(dir.into_os_string());
+        }
+        exec_args.push("--stdout-file".into());
+        exec_args.push(files.stdout.clone().into_os_string());
+        exec_args.push("--stderr-file".into());
+        exec_args.push(files.stderr.clone().into_os_string());
+        if let Some(id) = &spec.run_id {
+            exec_args.push("--run-id".into());
+            exec_args.push(id.into());
+        }
+        if let Some(project) = &spec.project {
+            // qw's global `--project` (-C): `QW_PROJECT` for the agent, as locally.
+            exec_args.push("--project".into());
+            exec_args.push(project.clone().into_os_string());
+        }
+        exec_args.push("--".into());
+        exec_args.extend(spec.program.to_argv());
+
+        let env = submit::job_env(std::env::vars_os(), &self.config.export, &spec.env);
+        write_private(&files.env, &submit::env_file_bytes(&env))?;
+        let script = submit::script(&submit::ScriptSpec {
+            qw: &self.qw,
+            run_dir: &files.dir,
+            script: &files.script,
+            exec_args,
+        });
+        crate::fs::write(&files.script, script.as_bytes())?;
+
+        let name = submit::job_name(spec.name.as_deref().unwrap_or("qw/exec"));
+        let comment = submit::owner_comment(&self.host, &self.cookie);
+        let time_minutes = spec
+            .timeout
+            .map(|t| submit::time_limit_minutes(t, spec.grace, TIME_MARGIN));
+        let args = submit::sbatch_args(&submit::SbatchSpec {
+            name: &name,
+            comment: &comment,
+            run_dir: &files.dir,
+            time_minutes,
+            user_args: &self.config.args,
+            script: &files.script,
+        });
+        // The owner record exists before the job does: a qw killed right after sbatch
+        // still leaves a record that tells the next sweep to look for its jobs.
+        crate::fs::create_dir_all(crate::fs::parent_dir(&self.owner_file()))?;
+        crate::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.owner_file())?;
+        let out = std::process::Command::new("sbatch")
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    ExecError::Scheduler(
+                        "`sbatch` was not found on PATH: --executor slurm needs Slurm's client commands (or use --executor local)".into(),
+                    )
+                } else {
+                    ExecError::Scheduler(format!("cannot run `sbatch`: {e}"))
+                }
+            })?;
+        if !out.status.success() {
+            let _ = crate::fs::remove_file(&files.env);
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Err(ExecError::Scheduler(format!(
+                "sbatch refused the job `{name}`: {}",
+                err.trim().lines().last().unwrap_or("no message")
+            )));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        // `--parsable` prints `id` or `id;cluster`.
+        let id = text
+            .trim()
+            .split(';')
+            .next()
+            .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == '_'))
+            .ok_or_else(|| {
+                ExecError::Scheduler(format!("sbatch printed no job id: `{}`", text.trim()))
+            })?
+            .to_owned();
+        self.record(&id)?;
+        tracing::info!(job = %id, name = %name, dir = %files.dir.display(), "submitted Slurm job");
+        Ok(id)
+    }
+}
+
+impl Drop for SlurmExecutor {
+    fn drop(&mut self) {
+        // Every `run` returns only after its job ended: nothing of ours is in the queue,
+        // so the owner record has nothing left to tell a sweep.
+        let _ = crate::fs::remove_file(self.owner_file());
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64())
+}
+
+/// Write a file only the owner can read (the job's environment may hold API keys).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ExecError> {
+    use fs_err::os::unix::fs::OpenOptionsExt;
+    let _ = crate::fs::remove_file(path);
+    let mut f = crate::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    Ok(())
+}
+
+/// Where one job's files go.
+#[derive(Debug, Clone)]
+struct RunFiles {
+    dir: PathBuf,
+    script: PathBuf,
+    env: PathBuf,
+    report: PathBuf,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl RunFiles {
+    /// The run folder is the folder of the captured stdout (the agent's run folder), else
+    /// a new one under `runs_dir`. If the folder already holds a job's script, a fresh
+    /// subfolder keeps the two jobs apart.
+    fn for_spec(spec: &ExecSpec, runs_dir: &Path) -> Result<RunFiles, ExecError> {
+        let captured = |o: &Output| match o {
+            Output::File(p) => Some(p.clone()),
+            _ => None,
+        };
+        let mut dir = match captured(&spec.stdout).or_else(|| captured(&spec.stderr)) {
+            Some(p) => crate::fs::parent_dir(&p),
+            None => new_run_dir(runs_dir, "exec")?,
+        };
+        crate::fs::create_dir_all(&dir)?;
+        if dir.join(SCRIPT_FILE).exists() {
+            dir = dir.join(format!("slurm-{}", super::cookie::random_hex(3)));
+            crate::fs::create_dir_all(&dir)?;
+        }
+        let file_or = |o: &Output, name: &str| match o {
+            Output::File(p) => p.clone(),
+            Output::Null => PathBuf::from("/dev/null"),
+            Output::Inherit => dir.join(name),
+        };
+        Ok(RunFiles {
+            script: dir.join(SCRIPT_FILE),
+            env: dir.join(ENV_FILE),
+            report: dir.join(REPORT_FILE),
+            stdout: file_or(&spec.stdout, "stdout.log"),
+            stderr: file_or(&spec.stderr, "stderr.log"),
+            dir,
+        })
+    }
+}
+
+/// A fresh, uniquely named folder `<stamp>-<label>-<hex>` under `runs_dir`.
+fn new_run_dir(runs_dir: &Path, label: &str) -> Result<PathBuf, ExecError> {
+    crate::fs::create_dir_all(runs_dir)?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f");
+    for _ in 0..16 {
+        let dir = runs_dir.join(format!("{stamp}-{label}-{}", super::cookie::random_hex(3)));
+        match fs_err::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ExecError::Scheduler(format!(
+        "could not create a unique run folder in `{}`",
+        runs_dir.display()
+    )))
+}
+
+/// Copies a growing file to our stdout or stderr (for runs whose output is inherited).
+struct Tail {
+    path: PathBuf,
+    pos: u64,
+    to_stderr: bool,
+}
+
+impl Tail {
+    fn pump(&mut self) {
+        let Ok(mut f) = crate::fs::File::open(&self.path) else {
+            return;
+        };
+        if f.seek(SeekFrom::Start(self.pos)).is_err() {
+            return;
+        }
+        let mut buf = Vec::new();
+        if let Ok(n) = f.read_to_end(&mut buf) {
+            self.pos += n as u64;
+            if n > 0 {
+                let _ = if self.to_stderr {
+                    std::io::stderr().write_all(&buf)
+                } else {
+                    let mut out = std::io::stdout();
+                    out.write_all(&buf).and_then(|()| out.flush())
+                };
+            }
+        }
+    }
+}
+
+/// What the wait loop learnt about the job.
+#[derive(Debug, Default)]
+struct Watch {
+    last: Option<QueueEntry>,
+    first_running: Option<Instant>,
+    forwarded: Option<(Instant, i32)>,
+    hard_cancelled: bool,
+}
+
+impl Executor for SlurmExecutor {
+    fn run(&self, spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, ExecError> {
+        let started = Instant::now();
+        let files = RunFiles::for_spec(spec, &self.config.runs_dir)?;
+        let result = self
+            .submit(spec, &files)
+            .and_then(|id| self.wait(spec, &files, &id, started, cancel));
+        // Normally `qw exec` on the node deleted it already; not if the job never ran.
+        let _ = crate::fs::remove_file(&files.env);
+        result
+    }
+}
+
+impl SlurmExecutor {
+    fn wait(
+        &self,
+        spec: &ExecSpec,
+        files: &RunFiles,
+        id: &str,
+        started: Instant,
+        cancel: &Cancel,
+    ) -> Result<ExecReport, ExecError> {
+        let mut tails: Vec<Tail> = [
+            (&spec.stdout, &files.stdout, false),
+            (&spec.stderr, &files.stderr, true),
+        ]
+        .into_iter()
+        .filter(|(o, _, _)| matches!(o, Output::Inherit))
+        .map(|(_, p, to_stderr)| Tail {
+            path: p.clone(),
+            pos: 0,
+            to_stderr,
+        })
+        .collect();
+        self.poller.watch(id);
+        let mut w = Watch::default();
+        let mut generation = 0;
+        let mut reported_at: Option<Instant> = None;
+        let end: Option<QueueEntry> = loop {
+            let (seen, g, _err) = self.poller.wait(id, generation, Duration::from_millis(25));
+            generation = g;
+            match seen {
+                Seen::Unknown => {}
+                Seen::Gone => break w.last.take(),
+                Seen::Row(entry) => {
+                    if w.last.as_ref().is_none_or(|l| l.state != entry.state) {
+                        tracing::debug!(job = %id, state = entry.state.name(), reason = ?entry.reason, "Slurm job state");
+                    }
+                    if entry.state.is_ended() {
+                        break Some(entry);
+                    }
+                    if !matches!(entry.state, JobState::Pending) && w.first_running.is_none() {
+                        w.first_running = Some(Instant::now());
+                    }
+                    w.last = Some(entry);
+                }
+            }
+            for t in &mut tails {
+                t.pump();
+            }
+            // The report appears the moment `qw exec` on the node is done: ask again now
+            // rather than at the next interval.
+            if reported_at.is_none() && files.report.exists() {
+                tracing::debug!(job = %id, "qw exec on the node reported");
+                reported_at = Some(Instant::now());
+            }
+            if reported_at.is_some() {
+                self.poller.kick();
+            }
+            let pending = w
+                .last
+                .as_ref()
+                .is_none_or(|e| matches!(e.state, JobState::Pending));
+            if let Some(sig) = cancel.pending()
+                && w.forwarded.is_none()
+            {
+                w.forwarded = Some((Instant::now(), sig));
+                if pending {
+                    scancel(id, None);
+                } else {
+                    scancel(id, Some(sig));
+                }
+            }
+            if let Some((at, _)) = w.forwarded
+                && !w.hard_cancelled
+                && at.elapsed() > spec.grace + CANCEL_MARGIN
+            {
+                w.hard_cancelled = true;
+                scancel(id, None);
+            }
+            if pending
+                && w.forwarded.is_none()
+                && started.elapsed() > self.config.pending_timeout
+                && let Some(entry) = &w.last
+            {
+                scancel(id, None);
+                self.wait_gone(id);
+                self.poller.unwatch(id);
+                return Err(ExecError::Pending {
+                    job_id: id.to_owned(),
+                    name: submit::job_name(spec.name.as_deref().unwrap_or("qw/exec")),
+                    partition: entry.partition.clone(),
+                    reason: entry.reason.clone().unwrap_or_else(|| "none given".into()),
+                    waited: started.elapsed(),
+                });
+            }
+        };
+        self.poller.unwatch(id);
+        for t in &mut tails {
+            t.pump();
+        }
+        let pending_ms = w
+            .first_running
+            .map_or_else(|| started.elapsed(), |t| t.duration_since(started))
+            .as_millis();
+        self.finish(
+            spec,
+            files,
+            id,
+            end,
+            u64::try_from(pending_ms).unwrap_or(u64::MAX),
+            w.forwarded.map(|(_, s)| s),
+        )
+    }
+
+    /// Poll until Slurm says `id` ended (bounded: a minute past KillWait-sized delays).
+    fn wait_gone(&self, id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            match queue::query(&[id.to_owned()]) {
+                Ok(rows) => {
+                    if rows.iter().all(|r| r.entry.state.is_ended()) {
+                        return;
+                    }
+                }
+                Err(e) => tracing::warn!("waiting for Slurm job {id} to end: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Build the report of an ended job: the inner `qw exec` report when there is one,
+    /// corrected by Slurm's verdict; otherwise a report made from the verdict alone.
+    fn finish(
+        &self,
+        spec: &ExecSpec,
+        files: &RunFiles,
+        id: &str,
+        end: Option<QueueEntry>,
+        pending_ms: u64,
+        forwarded: Option<i32>,
+    ) -> Result<ExecReport, ExecError> {
+        let detail = queue::detail(id).unwrap_or_default();
+        let state = detail
+            .state
+            .clone()
+            .or_else(|| end.as_ref().map(|e| e.state.name().to_owned()))
+            .map(|s| JobState::parse(&s).name().to_owned())
+            .unwrap_or_else(|| "UNKNOWN".to_owned());
+        let verdict = SchedulerVerdict {
+            scheduler: "slurm".into(),
+            job_id: id.to_owned(),
+            job_name: submit::job_name(spec.name.as_deref().unwrap_or("qw/exec")),
+            state,
+            reason: detail.reason.clone(),
+            nodes: detail
+                .nodes
+                .clone()
+                .or_else(|| end.as_ref().and_then(|e| e.nodes.clone())),
+            partition: detail
+                .partition
+                .clone()
+                .or_else(|| end.as_ref().map(|e| e.partition.clone())),
+            exit_code: detail.exit_code.map(|(c, s)| format!("{c}:{s}")),
+            pending_ms,
+        };
+        let inner: Option<ExecReport> = crate::fs::read_to_string(&files.report)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let node = verdict.nodes.clone().unwrap_or_else(|| "?".into());
+        let mut report = match inner {
+            Some(r) => r,
+            None => {
+                // No report: `qw exec` never ran to its end on the node.
+                let code = detail.exit_code.map(|(c, _)| c);
+                if code == Some(submit::EXIT_NOT_SHARED)
+                    || verdict.reason.as_deref() == Some("JobLaunchFailure")
+                {
+                    return Err(ExecError::Scheduler(format!(
+                        "Slurm job {id} could not use `{}` on node {node}: the project must be on a filesystem the Slurm nodes share (see `{}`)",
+                        files.dir.display(),
+                        files.dir.join(submit::SLURM_OUT).display()
+                    )));
+                }
+                if code == Some(submit::EXIT_NO_QW) {
+                    return Err(ExecError::Scheduler(format!(
+                        "Slurm job {id}: node {node} has no executable `{}`; install qw at the same path on the nodes (or on the shared filesystem)",
+                        self.qw.display()
+                    )));
+                }
+                let mut r = ExecReport::new(String::new());
+                match verdict.end() {
+                    SchedulerEnd::TimeLimit => {
+                        r.timed_out = true;
+                        r.exit_code = crate::exit::EXEC_TIMED_OUT;
+                    }
+                    SchedulerEnd::Cancelled => {
+                        r.interrupted_by = forwarded;
+                        r.exit_code = crate::exit::EXEC_SIGNAL_BASE + forwarded.unwrap_or(15);
+                    }
+                    SchedulerEnd::OutOfMemory => {
+                        r.signal = Some(9);
+                        r.exit_code = crate::exit::EXEC_SIGNAL_BASE + 9;
+                    }
+                    SchedulerEnd::Lost | SchedulerEnd::Ran => {
+                        r.exit_code = crate::exit::EXEC_FAILED;
+                        if verdict.end() == SchedulerEnd::Ran {
+                            r.spawn_error = Some(format!(
+                                "{} without a report from `qw exec` (exit {}); see `{}`",
+                                verdict.describe(),
+                                verdict.exit_code.as_deref().unwrap_or("?"),
+                                files.dir.join(submit::SLURM_OUT).display()
+                            ));
+                        }
+                    }
+                }
+                r
+            }
+        };
+        // Slurm's verdict explains what the supervisor saw: its time limit arrives as a
+        // SIGTERM that `qw exec` would call an interruption.
+        match verdict.end() {
+            SchedulerEnd::TimeLimit => {
+                report.timed_out = true;
+                report.interrupted_by = None;
+                report.exit_code = crate::exit::EXEC_TIMED_OUT;
+            }
+            SchedulerEnd::Cancelled if report.interrupted_by.is_none() => {
+                report.interrupted_by = forwarded.or(Some(15));
+            }
+            _ => {}
+        }
+        if forwarded.is_some() && report.interrupted_by.is_none() {
+            report.interrupted_by = forwarded;
+        }
+        report.admission_wait_ms = pending_ms;
+        report.scheduler = Some(verdict);
+        Ok(report)
+    }
+}
+
+/// `scancel` a job: with a signal, only its batch step (our `qw exec`) gets it; without,
+/// the whole job is cancelled. Failures are logged: the wait loop sees the outcome.
+fn scancel(id: &str, signal: Option<i32>) {
+    let mut args: Vec<String> = Vec::new();
+    if let Some(sig) = signal {
+        args.push("--batch".into());
+        args.push(format!("--signal={sig}"));
+    }
+    args.push(id.to_owned());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    if let Err(e) = queue::run_tool("scancel", &refs) {
+        tracing::warn!("{e}");
+    }
+}
