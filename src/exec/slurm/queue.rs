@@ -460,7 +460,7 @@ mod tests {
     #[test]
     fn squeue_rows_keep_a_workdir_with_the_separator_and_skip_junk() {
         let text = "\
-17|PENDING|BeginTime|||0:00|qw|qw/demo/1.2|qw:vm:1.2.ab|/p/.claude/runs/x\n\
+17|PENDING|BeginTime||0:00|qw|qw/demo/1.2|qw:vm:1.2.ab|/p/.claude/runs/x\n\
 18|RUNNING|None|vm|1:02|qw|qw/demo/2|qw:vm:1.2.ab|/p/odd|dir\n\
 garbage\n\
 19|COMPLETED|None|vm|0:01|debug|wrap|(null)|/tmp\n";
