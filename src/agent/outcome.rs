@@ -4,7 +4,9 @@
 //! [`Outcome`] with a one-line evidence, and the cost, tokens and turns the run reported.
 //! Must not: run processes, read files or write state — callers pass the bytes in.
 //!
-//! Rules, in order: the caller cancelled / a signal reached the supervisor →
+//! Rules, in order: the caller cancelled → `killed_by_user`; a batch scheduler's verdict
+//! (Slurm: NODE_FAIL/PREEMPTED/BOOT_FAIL → `lost`, OUT_OF_MEMORY → `crashed` with signal 9,
+//! TIMEOUT → `timed_out`, CANCELLED → `killed_by_user`); a signal reached the supervisor →
 //! `killed_by_user`; the time limit → `timed_out`; the stall watchdog → `stalled`; the
 //! program could not be started → `agent_error`; the child died of a signal → `crashed`.
 //! Otherwise the final result is the last `result` object on stdout (the last line of a
@@ -56,6 +58,12 @@ pub enum Outcome {
     Crashed {
         /// The signal number.
         signal: i32,
+    },
+    /// The batch scheduler lost the run: its node failed or it was preempted (Slurm
+    /// NODE_FAIL, PREEMPTED, BOOT_FAIL). Nothing is known to be wrong with the agent.
+    Lost {
+        /// The scheduler's state name.
+        state: String,
     },
     /// Nothing usable on stdout: empty, not JSON, or JSON that is not a result.
     NoResult {
@@ -134,6 +142,7 @@ impl Outcome {
             Outcome::Stalled { .. } => "stalled",
             Outcome::KilledByUser { .. } => "killed_by_user",
             Outcome::Crashed { .. } => "crashed",
+            Outcome::Lost { .. } => "lost",
             Outcome::NoResult { .. } => "no_result",
             Outcome::Truncated { .. } => "truncated",
             Outcome::AgentError { .. } => "agent_error",
@@ -153,7 +162,7 @@ impl Outcome {
 
     /// Can another attempt plausibly succeed without spending money or time for nothing?
     ///
-    /// Retried: `timed_out`, `stalled`, `crashed`, `no_result`, `truncated`, a reported
+    /// Retried: `timed_out`, `stalled`, `crashed`, `lost`, `no_result`, `truncated`, a reported
     /// `agent_error` (e.g. API overloaded) and `verify_failed` (the agent gets another
     /// go). Never: `budget_exceeded`, `permission_denied`, `usage_limited`, a login or
     /// start-up `agent_error`, `max_turns` (the same limit would be hit again),
@@ -163,6 +172,7 @@ impl Outcome {
             Outcome::TimedOut { .. }
             | Outcome::Stalled { .. }
             | Outcome::Crashed { .. }
+            | Outcome::Lost { .. }
             | Outcome::NoResult { .. }
             | Outcome::Truncated { .. }
             | Outcome::VerifyFailed { .. } => true,
@@ -421,7 +431,14 @@ pub fn classify(input: &ClassifyInput<'_>) -> AgentRun {
         _ => fill_from_stream(&mut run, input.stdout),
     }
 
-    // Supervisor verdicts come first: they explain any output that follows.
+    // Supervisor verdicts come first: they explain any output that follows. The caller's
+    // own cancel first of all; then a batch scheduler's, which explains what the
+    // supervisor on the node saw (Slurm's time limit reaches it as a SIGTERM).
+    if !input.user_cancelled
+        && let Some(run) = scheduler_verdict(&run, report)
+    {
+        return run;
+    }
     if input.user_cancelled || report.interrupted_by.is_some() {
         let by = report
             .interrupted_by
@@ -696,6 +713,51 @@ fn judge_result(
     )
 }
 
+/// The outcome a batch scheduler's end state decides, if it decides one.
+fn scheduler_verdict(run: &AgentRun, report: &ExecReport) -> Option<AgentRun> {
+    use crate::exec::slurm::SchedulerEnd;
+    let v = report.scheduler.as_ref()?;
+    let run = run.clone();
+    Some(match v.end() {
+        SchedulerEnd::Ran => return None,
+        SchedulerEnd::Lost => with(
+            run,
+            Outcome::Lost {
+                state: v.state.clone(),
+            },
+            format!(
+                "{}: the scheduler lost the run; another attempt may succeed",
+                v.describe()
+            ),
+        ),
+        SchedulerEnd::OutOfMemory => with(
+            run,
+            Outcome::Crashed { signal: 9 },
+            format!(
+                "{}: the job exceeded its memory; ask for more with `--slurm-arg=--mem=…`",
+                v.describe()
+            ),
+        ),
+        SchedulerEnd::TimeLimit => with(
+            run,
+            Outcome::TimedOut {
+                escalated: report.escalated_to_kill,
+            },
+            format!("{}: Slurm's time limit ended the job", v.describe()),
+        ),
+        SchedulerEnd::Cancelled => with(
+            run,
+            Outcome::KilledByUser {
+                signal: report.interrupted_by,
+            },
+            format!(
+                "{}: cancelled outside qw (scancel or an administrator)",
+                v.describe()
+            ),
+        ),
+    })
+}
+
 fn with(mut run: AgentRun, outcome: Outcome, evidence: String) -> AgentRun {
     run.outcome = outcome;
     run.evidence = evidence;
@@ -960,6 +1022,77 @@ mod tests {
             "session_id": "s-1", "usage": {"input_tokens": 10, "output_tokens": 20}
         })
         .to_string()
+    }
+
+    fn slurm(state: &str, inner: ExecReport) -> ExecReport {
+        ExecReport {
+            scheduler: Some(crate::exec::SchedulerVerdict {
+                scheduler: "slurm".into(),
+                job_id: "42".into(),
+                job_name: "qw/demo/1".into(),
+                state: state.into(),
+                reason: None,
+                nodes: Some("node7".into()),
+                partition: Some("debug".into()),
+                exit_code: None,
+                pending_ms: 0,
+            }),
+            ..inner
+        }
+    }
+
+    #[test]
+    fn slurm_end_states_decide_before_the_supervisor_report() {
+        let ok = result_json(false, "success", "done");
+        // Slurm's time limit reaches `qw exec` as a SIGTERM: still timed_out.
+        let term = ExecReport {
+            interrupted_by: Some(15),
+            ..report(143)
+        };
+        let cases = [
+            ("TIMEOUT", term.clone(), "timed_out"),
+            ("DEADLINE", report(124), "timed_out"),
+            ("CANCELLED", term.clone(), "killed_by_user"),
+            ("CANCELLED", report(0), "killed_by_user"),
+            ("NODE_FAIL", report(125), "lost"),
+            ("PREEMPTED", term.clone(), "lost"),
+            ("BOOT_FAIL", report(125), "lost"),
+            ("OUT_OF_MEMORY", report(137), "crashed"),
+            ("COMPLETED", report(0), "succeeded"),
+            ("FAILED", report(1), "agent_error"),
+        ];
+        for (state, inner, want) in cases {
+            let r = slurm(state, inner);
+            let run = run_with(&r, &ok, "");
+            assert_eq!(run.outcome.as_str(), want, "{state}: {}", run.evidence);
+            if want != "succeeded" && want != "agent_error" {
+                assert!(
+                    run.evidence.contains("Slurm job 42"),
+                    "{state}: {}",
+                    run.evidence
+                );
+                assert!(run.evidence.contains(state), "{state}: {}", run.evidence);
+            }
+        }
+        assert!(
+            run_with(&slurm("NODE_FAIL", report(125)), "", "")
+                .outcome
+                .is_retryable()
+        );
+        assert!(
+            run_with(&slurm("OUT_OF_MEMORY", report(137)), "", "")
+                .evidence
+                .contains("--mem")
+        );
+        // The caller's own cancel wins over whatever Slurm says.
+        let run = classify(&ClassifyInput {
+            report: &slurm("TIMEOUT", report(143)),
+            stdout: b"",
+            stderr_tail: "",
+            phase: Phase::Implementation,
+            user_cancelled: true,
+        });
+        assert_eq!(run.outcome.as_str(), "killed_by_user");
     }
 
     #[test]

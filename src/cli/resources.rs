@@ -25,6 +25,10 @@ keys not set there use the defaults. Slots are shared by every qw process of the
 through the runtime directory ($QW_RUNTIME_DIR, else $XDG_RUNTIME_DIR/quantumwala, else
 /tmp/quantumwala-<uid>).
 
+When Slurm's commands are on PATH, the report ends with your qw jobs in Slurm's queue
+(`squeue --me`, jobs whose comment marks them as qw's): id, name, state, pending reason,
+node and time used. Local admission does not gate those jobs; Slurm schedules them.
+
 Exit status: 0 report printed; 2 the settings file is not valid JSON or holds a bad limit.
 
 Example:
@@ -48,6 +52,7 @@ pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
         .into_iter()
         .map(|i| (i, decide(&probes, &admission.limits, i)))
         .collect();
+    let slurm_jobs = slurm_jobs();
 
     if ctx.global.json {
         let limits = serde_json::to_value(&admission.limits).unwrap_or(Value::Null);
@@ -84,6 +89,19 @@ pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
             },
             "decisions": decisions.iter().map(|(i, d)| (i.as_str().to_owned(), serde_json::to_value(d).unwrap_or(Value::Null))).collect::<serde_json::Map<_, _>>(),
             "system_stats": probes.system_stats_json(),
+            "slurm_jobs": match &slurm_jobs {
+                SlurmJobs::Unavailable => Value::Null,
+                SlurmJobs::Error(e) => json!({"error": e}),
+                SlurmJobs::Rows(rows) => Value::Array(rows.iter().map(|r| json!({
+                    "job_id": r.entry.id,
+                    "name": r.name,
+                    "state": r.entry.state.name(),
+                    "reason": r.entry.reason,
+                    "nodes": r.entry.nodes,
+                    "elapsed": r.entry.elapsed,
+                    "partition": r.entry.partition,
+                })).collect()),
+            },
         });
         outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default())?;
         return Ok(exit::SUCCESS);
@@ -172,7 +190,70 @@ pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
     for (k, v) in rows {
         outln!("{k:<width$}  {v}")?;
     }
+    match slurm_jobs {
+        SlurmJobs::Unavailable => {}
+        SlurmJobs::Error(e) => outln!("slurm jobs: cannot ask Slurm: {e}")?,
+        SlurmJobs::Rows(rows) if rows.is_empty() => {
+            outln!("slurm jobs: none of qw's in the queue")?
+        }
+        SlurmJobs::Rows(rows) => {
+            outln!("slurm jobs ({}):", rows.len())?;
+            let table: Vec<[String; 6]> = rows
+                .iter()
+                .map(|r| {
+                    let state = r.entry.state.name().to_owned();
+                    let why = match (&r.entry.reason, &r.entry.state) {
+                        (Some(reason), crate::exec::slurm::queue::JobState::Pending) => {
+                            format!("({reason})")
+                        }
+                        _ => String::new(),
+                    };
+                    [
+                        r.entry.id.clone(),
+                        r.name.clone(),
+                        state,
+                        why,
+                        r.entry.nodes.clone().unwrap_or_else(|| "-".into()),
+                        r.entry.elapsed.clone(),
+                    ]
+                })
+                .collect();
+            let head = ["JOBID", "NAME", "STATE", "REASON", "NODE", "ELAPSED"].map(String::from);
+            let mut widths = [0usize; 6];
+            for row in std::iter::once(&head).chain(table.iter()) {
+                for (w, cell) in widths.iter_mut().zip(row) {
+                    *w = (*w).max(cell.len());
+                }
+            }
+            for row in std::iter::once(&head).chain(table.iter()) {
+                let line: Vec<String> = row
+                    .iter()
+                    .zip(widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect();
+                outln!("  {}", line.join("  ").trim_end())?;
+            }
+        }
+    }
     Ok(exit::SUCCESS)
+}
+
+/// The user's qw jobs in Slurm's queue, when Slurm is there.
+enum SlurmJobs {
+    Unavailable,
+    Error(String),
+    Rows(Vec<crate::exec::slurm::queue::QueueRow>),
+}
+
+fn slurm_jobs() -> SlurmJobs {
+    use crate::exec::slurm::sweep;
+    if !sweep::slurm_available() {
+        return SlurmJobs::Unavailable;
+    }
+    match sweep::qw_jobs() {
+        Ok(rows) => SlurmJobs::Rows(rows),
+        Err(e) => SlurmJobs::Error(e),
+    }
 }
 
 /// A number without trailing zeros (`0.85`, `8`, `300`).
