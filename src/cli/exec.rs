@@ -113,9 +113,6 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
         )));
     }
     let mut env = Vec::new();
-    if let Some(path) = &args.env_file {
-        env.extend(read_env_file(path)?);
-    }
     for pair in &args.env {
         let text = pair.to_string_lossy();
         let Some((k, v)) = text.split_once('=') else {
@@ -146,6 +143,13 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
             format!("cannot install signal handlers: {e}"),
         )
     })?;
+    // Read (and delete) the env file only now that signals are handled: a Slurm executor
+    // takes its disappearance as the sign that this process can take a forwarded signal.
+    if let Some(path) = &args.env_file {
+        let mut from_file = read_env_file(path)?;
+        from_file.append(&mut env);
+        env = from_file;
+    }
 
     let spec = ExecSpec {
         program,

@@ -13,6 +13,7 @@ mod devmode;
 mod exec;
 mod init;
 mod output;
+mod slurm;
 mod spec;
 mod state;
 mod status;

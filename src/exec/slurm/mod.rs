@@ -555,7 +555,12 @@ impl SlurmExecutor {
                 && w.forwarded.is_none()
             {
                 w.forwarded = Some((Instant::now(), sig));
-                if pending {
+                // `qw exec` on the node deletes the env file once its signal handlers are
+                // in place. Before that the job may be pending, or running by Slurm's
+                // account while the node is still launching it (a signal sent then is
+                // dropped): cancel it whole, which is safe at any point since `qw exec`
+                // ends its tree on the SIGTERM that brings.
+                if files.env.exists() {
                     scancel(id, None);
                 } else {
                     scancel(id, Some(sig));

@@ -1,0 +1,434 @@
+//! `--executor slurm` against a real Slurm cluster (CONTRACT §11).
+//!
+//! The cluster is `scripts/slurm-dev-cluster` (a single node on this machine, so "the
+//! node" is here and its processes can be inspected). Without a cluster every test
+//! prints why and passes, unless `QW_REQUIRE_SLURM=1` (set by `.ci/run`), which makes a
+//! missing cluster a failure.
+//!
+//! Cleanup is by id: a [`Jobs`] guard cancels every job whose working directory is inside
+//! the test's project, and a `MarkerGuard` kills every process carrying the test's marker.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// Is a Slurm cluster up with a usable node? Prints the reason and returns false when
+/// not (panics instead under `QW_REQUIRE_SLURM=1`).
+pub fn cluster_up() -> bool {
+    let why = match Command::new("sinfo")
+        .args(["--noheader", "--format=%T"])
+        .stdin(Stdio::null())
+        .output()
+    {
+        Err(e) => format!("`sinfo` cannot run ({e})"),
+        Ok(o) if !o.status.success() => format!(
+            "`sinfo` failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Ok(o) => {
+            let states = String::from_utf8_lossy(&o.stdout).into_owned();
+            // Any state in which the node takes jobs (idle, mixed, allocated, completing,
+            // planned…), i.e. not down, drained, failing or unreachable.
+            let usable = |s: &str| {
+                let s = s
+                    .trim()
+                    .trim_end_matches(['*', '~', '#', '!', '%', '$', '@', '^', '-']);
+                !s.is_empty()
+                    && ![
+                        "down", "drain", "fail", "unk", "not_resp", "inval", "future", "power",
+                    ]
+                    .iter()
+                    .any(|bad| s.starts_with(bad))
+            };
+            if states.lines().any(usable) {
+                return true;
+            }
+            format!("no node is up (sinfo: {})", states.trim())
+        }
+    };
+    if std::env::var("QW_REQUIRE_SLURM").is_ok_and(|v| v == "1") {
+        panic!("QW_REQUIRE_SLURM=1 but {why}; start one with `sudo scripts/slurm-dev-cluster`");
+    }
+    eprintln!(
+        "skipping: no Slurm cluster: {why} (start one with `sudo scripts/slurm-dev-cluster`)"
+    );
+    false
+}
+
+/// One row of `squeue --me` for jobs whose working directory is under `dir`.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub state: String,
+    pub name: String,
+}
+
+/// The user's jobs (any state Slurm remembers) running in a folder under `dir`.
+pub fn jobs_under(dir: &std::path::Path, all_states: bool) -> Vec<Job> {
+    let mut args = vec!["--me", "--noheader", "--format=%i|%T|%j|%Z"];
+    if all_states {
+        args.push("--states=all");
+    }
+    let out = Command::new("squeue").args(&args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.splitn(4, '|').collect();
+            (f.len() == 4 && std::path::Path::new(f[3]).starts_with(dir)).then(|| Job {
+                id: f[0].to_owned(),
+                state: f[1].to_owned(),
+                name: f[2].to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// Active (not ended) jobs under `dir`.
+pub fn active_jobs_under(dir: &std::path::Path) -> Vec<Job> {
+    jobs_under(dir, false)
+}
+
+/// Cancels, by id, every job of the test's project that is still in the queue.
+pub struct Jobs(pub std::path::PathBuf);
+
+impl Drop for Jobs {
+    fn drop(&mut self) {
+        let ids: Vec<String> = active_jobs_under(&self.0)
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        if !ids.is_empty() {
+            let _ = Command::new("scancel").args(&ids).status();
+        }
+    }
+}
+
+/// A project for a Slurm test, its guards, and `qw exec --executor slurm` tagged with
+/// the marker.
+struct Setup {
+    p: TestProject,
+    marker: String,
+    _procs: MarkerGuard,
+    _jobs: Jobs,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let p = TestProject::new();
+        let marker = marker();
+        let jobs = Jobs(p.path().to_path_buf());
+        Setup {
+            _procs: MarkerGuard(marker.clone()),
+            marker,
+            _jobs: jobs,
+            p,
+        }
+    }
+
+    fn exec(&self, args: &[&str]) -> Command {
+        let mut c = self.p.qw(&["exec", "--executor", "slurm"]);
+        c.args(args);
+        c.env("QW_TEST_MARKER", &self.marker);
+        c
+    }
+
+    fn survivors(&self) -> Vec<i32> {
+        pids_with_env("QW_TEST_MARKER", &self.marker)
+    }
+}
+
+#[test]
+fn hostile_tree_in_a_job_times_out_with_124_and_leaves_nothing_on_the_node() {
+    if !cluster_up() {
+        return;
+    }
+    let s = Setup::new();
+    // Ignores SIGTERM, and leaves a setsid()ed grandchild that ignores it too.
+    let script = "trap '' TERM; setsid sh -c \"trap '' TERM; sleep 300\" & sleep 300";
+    let out = s
+        .exec(&[
+            "--json",
+            "--timeout",
+            "2",
+            "--grace",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+    let report = last_json(&out);
+    assert_eq!(report["timed_out"], true, "{report}");
+    assert_eq!(report["escalated_to_kill"], true, "{report}");
+    assert_eq!(report["scheduler"]["scheduler"], "slurm", "{report}");
+    let id = report["scheduler"]["job_id"].as_str().unwrap().to_owned();
+    assert!(!id.is_empty());
+    assert!(s.survivors().is_empty(), "survivors: {:?}", s.survivors());
+    assert!(
+        active_jobs_under(s.p.path()).is_empty(),
+        "job {id} still in the queue"
+    );
+    // The job was named and its files landed in the project's run folder.
+    let jobs = jobs_under(s.p.path(), true);
+    assert!(
+        jobs.iter().any(|j| j.id == id && j.name == "qw/exec/sh"),
+        "{jobs:?}"
+    );
+}
+
+#[test]
+fn output_exit_code_and_an_explicit_environment_reach_the_caller() {
+    if !cluster_up() {
+        return;
+    }
+    let s = Setup::new();
+    let out = s
+        .exec(&[
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            "echo out:$PWD; echo err >&2; echo secret=${QW_NOT_A_SECRET:-}${LEAKY_VAR:-none}; \
+             echo job=${SLURM_JOB_ID:-none} home=${HOME:-none}; exit 3",
+        ])
+        .current_dir(s.p.path())
+        .env("QW_NOT_A_SECRET", "passed-")
+        .env("LEAKY_VAR", "leaked")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let text = stdout(&out);
+    // The program ran in the caller's directory, not in the run folder.
+    let cwd = s.p.path().canonicalize().unwrap();
+    assert!(text.contains(&format!("out:{}", cwd.display())), "{text}");
+    // QW_* passes, an arbitrary login variable does not.
+    assert!(text.contains("secret=passed-none"), "{text}");
+    assert!(!text.contains("job=none"), "{text}");
+    assert!(!text.contains("home=none"), "{text}");
+    assert!(stderr(&out).contains("err"), "{}", stderr(&out));
+    let report = last_json(&out);
+    assert_eq!(report["exit_code"], 3);
+    assert_eq!(report["scheduler"]["state"], "FAILED", "{report}");
+    // The job's env file (it may hold API keys) is gone once the job read it.
+    let leftovers: Vec<_> = walk(&s.p.claude().join("runs"))
+        .into_iter()
+        .filter(|p| p.ends_with("slurm-env"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Start `qw exec --executor slurm -- sh -c SCRIPT` in the background and wait until the
+/// program runs on the node (it touches a file first).
+fn start_running(s: &Setup, args: &[&str], script: &str) -> (std::process::Child, Job) {
+    let started = s.p.path().join("started");
+    let body = format!("touch '{}'; {script}", started.display());
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--", "sh", "-c", &body]);
+    let child = s
+        .exec(&all)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || started.exists()),
+        "the job never ran"
+    );
+    let job = active_jobs_under(s.p.path()).into_iter().next();
+    (child, job.expect("the running job is in the queue"))
+}
+
+#[test]
+fn a_job_cancelled_from_outside_is_killed_by_user() {
+    if !cluster_up() {
+        return;
+    }
+    let s = Setup::new();
+    let (child, job) = start_running(
+        &s,
+        &["--json", "--grace", "1"],
+        "trap '' TERM; setsid sleep 300 & sleep 300",
+    );
+    let st = Command::new("scancel").arg(&job.id).status().unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    let report = last_json(&out);
+    assert_eq!(report["scheduler"]["state"], "CANCELLED", "{report}");
+    // The classifier every workflow uses says killed_by_user, with Slurm's evidence.
+    let report: quantumwala::exec::ExecReport = serde_json::from_value(report).unwrap();
+    let run = quantumwala::agent::outcome::classify(&quantumwala::agent::outcome::ClassifyInput {
+        report: &report,
+        stdout: b"",
+        stderr_tail: "",
+        phase: quantumwala::agent::Phase::Implementation,
+        user_cancelled: false,
+    });
+    assert_eq!(run.outcome.as_str(), "killed_by_user", "{}", run.evidence);
+    assert!(run.evidence.contains(&job.id), "{}", run.evidence);
+    assert!(s.survivors().is_empty(), "survivors: {:?}", s.survivors());
+    assert!(active_jobs_under(s.p.path()).is_empty());
+}
+
+#[test]
+fn ctrl_c_cancels_the_job_and_returns_when_it_is_gone() {
+    if !cluster_up() {
+        return;
+    }
+    let s = Setup::new();
+    let (child, _job) = start_running(
+        &s,
+        &["--json", "--grace", "1"],
+        "trap '' TERM INT; setsid sleep 300 & sleep 300",
+    );
+    unsafe_kill(child.id() as i32, 2);
+    let out = child.wait_with_output().unwrap();
+    // The tree ignored SIGINT and was killed after the grace.
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    let report = last_json(&out);
+    assert_eq!(report["interrupted_by"], 2, "{report} {}", stderr(&out));
+    assert!(
+        active_jobs_under(s.p.path()).is_empty(),
+        "job left in the queue"
+    );
+    assert!(s.survivors().is_empty(), "survivors: {:?}", s.survivors());
+}
+
+#[test]
+fn sigkilled_qw_leaves_jobs_that_sweep_cancels() {
+    if !cluster_up() {
+        return;
+    }
+    let s = Setup::new();
+    let (mut child, job) = start_running(&s, &["--grace", "1"], "exec sleep 300");
+    unsafe_kill(child.id() as i32, 9);
+    child.wait().unwrap();
+    // The submitting qw is gone; its job is not.
+    let still: Vec<String> = active_jobs_under(s.p.path())
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(still, vec![job.id.clone()]);
+    let out = s.p.run(&["sweep", "--project-only", "--grace", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("cancelled Slurm job {}", job.id)),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        active_jobs_under(s.p.path()).is_empty(),
+        "job left in the queue"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || s.survivors().is_empty()),
+        "survivors: {:?}",
+        s.survivors()
+    );
+}
+
+#[test]
+fn next_command_in_the_project_cancels_a_killed_qws_jobs_by_itself() {
+    if !cluster_up() {
+        return;
+    }
+    let s = Setup::new();
+    let (mut child, job) = start_running(&s, &["--grace", "1"], "exec sleep 300");
+    unsafe_kill(child.id() as i32, 9);
+    child.wait().unwrap();
+    let out = s.p.run(&["exec", "--no-record", "--", "true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "cancelled 1 Slurm job(s) of a qw that was killed: {}",
+            job.id
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(active_jobs_under(s.p.path()).is_empty());
+}
+
+#[test]
+fn a_job_pending_past_the_acquire_timeout_fails_naming_partition_and_reason() {
+    if !cluster_up() {
+        return;
+    }
+    let s = Setup::new();
+    s.p.write(
+        ".claude/settings.local.json",
+        r#"{"resource_limits": {"acquire_timeout_s": 2}}"#,
+    );
+    let start = Instant::now();
+    let out = s
+        .exec(&["--slurm-arg=--begin=now+1hour", "--", "touch", "ran"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("still pending after"), "{err}");
+    assert!(err.contains("in partition `"), "{err}");
+    assert!(err.contains("BeginTime"), "{err}");
+    assert!(err.contains("acquire_timeout_s"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(60));
+    assert!(
+        active_jobs_under(s.p.path()).is_empty(),
+        "job left in the queue"
+    );
+    assert!(!s.p.path().join("ran").exists());
+}
+
+#[test]
+fn bad_slurm_args_and_settings_are_refused_before_anything_is_submitted() {
+    // Needs no cluster: nothing may reach Slurm.
+    let s = Setup::new();
+    let out = s
+        .exec(&["--slurm-arg=--job-name=x", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--job-name"), "{}", stderr(&out));
+    let out = s
+        .exec(&["--slurm-arg=debug", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("not an sbatch option"),
+        "{}",
+        stderr(&out)
+    );
+    s.p.write(
+        ".claude/settings.local.json",
+        r#"{"quantumwala": {"executor": "kubernetes"}}"#,
+    );
+    let out = s.p.run(&["exec", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("quantumwala.executor"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !s.p.claude().join("runs").exists(),
+        "something was prepared"
+    );
+}
