@@ -175,7 +175,8 @@ fn hostile_tree_in_a_job_times_out_with_124_and_leaves_nothing_on_the_node() {
     // The job was named and its files landed in the project's run folder.
     let jobs = jobs_under(s.p.path(), true);
     assert!(
-        jobs.iter().any(|j| j.id == id && j.name == "qw/exec/sh"),
+        jobs.iter()
+            .any(|j| j.id == id && j.name == "qw/exec/sh" && j.state == "FAILED"),
         "{jobs:?}"
     );
 }
