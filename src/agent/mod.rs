@@ -165,6 +165,15 @@ impl Job {
     pub fn task_id(&self) -> &str {
         self.task.as_ref().map_or("", |t| t.id.as_str())
     }
+    /// What a batch scheduler calls this job: `qw/<spec>/<task id>`, or
+    /// `qw/<spec>/<phase>` for a document or validation phase.
+    pub fn scheduler_name(&self) -> String {
+        let what = match &self.task {
+            Some(t) => t.id.as_str(),
+            None => self.phase.as_str(),
+        };
+        format!("qw/{}/{what}", self.spec)
+    }
 }
 
 /// What to run for one job: an argv (never a shell string), its environment and cwd.
@@ -199,6 +208,7 @@ impl AgentCommand {
         spec.stderr = Output::File(job.stderr_file());
         spec.null_stdin = true;
         spec.project = Some(job.project_root.clone());
+        spec.name = Some(job.scheduler_name());
         spec
     }
 }

@@ -1036,6 +1036,7 @@ mod tests {
                 partition: Some("debug".into()),
                 exit_code: None,
                 pending_ms: 0,
+                adopted_from: None,
             }),
             ..inner
         }

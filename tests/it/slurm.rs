@@ -433,3 +433,63 @@ fn bad_slurm_args_and_settings_are_refused_before_anything_is_submitted() {
         "something was prepared"
     );
 }
+
+#[test]
+fn a_new_executor_takes_over_a_killed_qws_running_job_instead_of_running_it_twice() {
+    use quantumwala::exec::slurm::{DEFAULT_POLL, SlurmConfig, SlurmExecutor};
+    use quantumwala::exec::{Cancel, ExecSpec, Executor, Output, Program};
+    if !cluster_up() {
+        return;
+    }
+    let s = Setup::new();
+    let count = s.p.path().join("count");
+    let script = format!("echo run >> '{}'; sleep 3; echo finished", count.display());
+    let (mut child, job) = start_running(&s, &["--grace", "1"], &script);
+    unsafe_kill(child.id() as i32, 9);
+    child.wait().unwrap();
+
+    let (state_dir, runs_dir) = SlurmConfig::for_project_dirs(&s.p.claude());
+    let executor = SlurmExecutor::new(
+        qw_bin(),
+        SlurmConfig {
+            args: Vec::new(),
+            export: Vec::new(),
+            pending_timeout: Duration::from_secs(120),
+            poll_interval: DEFAULT_POLL,
+            state_dir,
+            runs_dir,
+        },
+    )
+    .unwrap();
+    let taken = executor.adopt_orphans(s.p.path(), "qw/exec/").unwrap();
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert_eq!(taken[0].job_id, job.id);
+    // A sweep now leaves the job alone: it belongs to a live qw.
+    let out = s.p.run(&["sweep", "--project-only"]);
+    assert!(!stdout(&out).contains("cancelled"), "{}", stdout(&out));
+    assert_eq!(active_jobs_under(s.p.path()).len(), 1);
+
+    // Running the same work again waits for that job and takes its result.
+    let new_dir = s.p.path().join("attempt-2");
+    std::fs::create_dir_all(&new_dir).unwrap();
+    let mut spec = ExecSpec::new(Program::argv(["sh", "-c", "echo run >> count"]).unwrap());
+    spec.name = Some("qw/exec/sh".into());
+    spec.stdout = Output::File(new_dir.join("stdout.log"));
+    spec.stderr = Output::File(new_dir.join("stderr.log"));
+    let report = executor.run(&spec, &Cancel::new()).unwrap();
+    assert_eq!(report.exit_code, 0, "{report:?}");
+    let v = report.scheduler.unwrap();
+    assert_eq!(v.job_id, job.id);
+    assert!(v.adopted_from.is_some());
+    assert_eq!(
+        std::fs::read_to_string(&count).unwrap(),
+        "run\n",
+        "ran twice"
+    );
+    assert!(
+        std::fs::read_to_string(new_dir.join("stdout.log"))
+            .unwrap()
+            .contains("finished")
+    );
+    assert!(active_jobs_under(s.p.path()).is_empty());
+}

@@ -104,6 +104,10 @@ pub struct SchedulerVerdict {
     /// Time the job spent pending, in milliseconds.
     #[serde(default)]
     pub pending_ms: u64,
+    /// The job was submitted by a `qw` that was killed and taken over by this one; its
+    /// original run folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted_from: Option<PathBuf>,
 }
 
 /// What a Slurm end state means for the run, whatever the program printed.
@@ -158,6 +162,22 @@ pub struct SlurmExecutor {
     host: String,
     config: SlurmConfig,
     poller: Poller,
+    /// Jobs of a killed qw taken over by [`SlurmExecutor::adopt_orphans`], by job name:
+    /// `run` waits for one of these instead of submitting its work again.
+    adopted: std::sync::Mutex<std::collections::HashMap<String, Adopted>>,
+}
+
+/// A job of a killed `qw` that an executor took over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adopted {
+    /// The job id.
+    pub job_id: String,
+    /// The job name (`qw/<spec>/<task>`).
+    pub name: String,
+    /// Its run folder (the job's working directory).
+    pub run_dir: PathBuf,
+    /// Its state when taken over.
+    pub state: String,
 }
 
 impl SlurmExecutor {
@@ -172,6 +192,7 @@ impl SlurmExecutor {
             host: sweep::hostname(),
             config,
             poller,
+            adopted: std::sync::Mutex::default(),
         })
     }
 
@@ -214,6 +235,119 @@ impl SlurmExecutor {
         }
         let _ = crate::fs::remove_dir_all(&run_dir);
         Ok(())
+    }
+
+    /// Take over the jobs that a killed `qw` (a dead owner on this host) left for runs
+    /// whose name starts with `name_prefix` and whose run folder is under `project`:
+    /// running or pending ones (their comment is rewritten to name this executor, so a
+    /// sweep leaves them alone) and ones that ended while nobody watched (Slurm still
+    /// remembers them for MinJobAge). A later `run` of a spec with the same name waits for
+    /// the job and takes its result instead of running the work a second time. Of several
+    /// jobs with one name only the newest is kept; older active ones are cancelled.
+    pub fn adopt_orphans(
+        &self,
+        project: &Path,
+        name_prefix: &str,
+    ) -> Result<Vec<Adopted>, ExecError> {
+        let text = queue::run_tool(
+            "squeue",
+            &[
+                "--me",
+                "--noheader",
+                "--states=all",
+                &format!("--format={}", queue::SQUEUE_FORMAT),
+            ],
+        )
+        .map_err(ExecError::Scheduler)?;
+        let mut rows: Vec<queue::QueueRow> = queue::parse_squeue(&text)
+            .into_iter()
+            .filter(|r| {
+                submit::parse_owner_comment(&r.comment).is_some_and(|(h, cookie)| {
+                    h == self.host
+                        && cookie != self.cookie
+                        && super::RunId::parse(cookie).is_some_and(|id| !id.owner_alive())
+                })
+            })
+            .filter(|r| {
+                r.name.starts_with(name_prefix) && Path::new(&r.workdir).starts_with(project)
+            })
+            .collect();
+        // Newest first (job ids grow), so the first of each name is the one kept.
+        rows.sort_by_key(|r| std::cmp::Reverse(r.entry.id.parse::<u64>().unwrap_or(0)));
+        let mut taken = Vec::new();
+        let mut map = self
+            .adopted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for r in rows {
+            let active = !r.entry.state.is_ended();
+            if map.contains_key(&r.name) {
+                if active {
+                    scancel(&r.entry.id, None);
+                }
+                continue;
+            }
+            if active {
+                crate::fs::create_dir_all(crate::fs::parent_dir(&self.owner_file()))?;
+                self.record(&r.entry.id)?;
+                let comment = submit::owner_comment(&self.host, &self.cookie);
+                queue::run_tool(
+                    "scontrol",
+                    &[
+                        "update",
+                        &format!("JobId={}", r.entry.id),
+                        &format!("Comment={comment}"),
+                    ],
+                )
+                .map_err(ExecError::Scheduler)?;
+            }
+            let a = Adopted {
+                job_id: r.entry.id.clone(),
+                name: r.name.clone(),
+                run_dir: PathBuf::from(&r.workdir),
+                state: r.entry.state.name().to_owned(),
+            };
+            tracing::info!(job = %a.job_id, name = %a.name, state = %a.state, "took over a Slurm job of a killed qw");
+            map.insert(r.name, a.clone());
+            taken.push(a);
+        }
+        Ok(taken)
+    }
+
+    /// Wait for an adopted job, then copy its captured output into the files `spec` asks
+    /// for (the new attempt's run folder), so the caller reads it as usual.
+    fn run_adopted(
+        &self,
+        spec: &ExecSpec,
+        a: Adopted,
+        cancel: &Cancel,
+    ) -> Result<ExecReport, ExecError> {
+        let dir = a.run_dir.clone();
+        let old = |o: &Output, default: &str| match o {
+            Output::File(p) => dir.join(p.file_name().unwrap_or_else(|| default.as_ref())),
+            _ => dir.join(default),
+        };
+        let files = RunFiles {
+            script: dir.join(SCRIPT_FILE),
+            env: dir.join(ENV_FILE),
+            report: dir.join(REPORT_FILE),
+            stdout: old(&spec.stdout, "stdout.log"),
+            stderr: old(&spec.stderr, "stderr.log"),
+            dir: dir.clone(),
+        };
+        let mut report = self.wait(spec, &files, &a.job_id, Instant::now(), cancel)?;
+        for (out, from) in [(&spec.stdout, &files.stdout), (&spec.stderr, &files.stderr)] {
+            if let Output::File(to) = out
+                && to != from
+                && from.exists()
+            {
+                crate::fs::copy(from, to)?;
+            }
+        }
+        if let Some(v) = report.scheduler.as_mut() {
+            v.adopted_from = Some(dir);
+        }
+        Ok(report)
     }
 
     fn owner_file(&self) -> PathBuf {
@@ -480,6 +614,15 @@ struct Watch {
 
 impl Executor for SlurmExecutor {
     fn run(&self, spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, ExecError> {
+        let adopted = spec.name.as_ref().and_then(|n| {
+            self.adopted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(n)
+        });
+        if let Some(a) = adopted {
+            return self.run_adopted(spec, a, cancel);
+        }
         let started = Instant::now();
         let files = RunFiles::for_spec(spec, &self.config.runs_dir)?;
         let result = self
@@ -658,6 +801,7 @@ impl SlurmExecutor {
                 .or_else(|| end.as_ref().map(|e| e.partition.clone())),
             exit_code: detail.exit_code.map(|(c, s)| format!("{c}:{s}")),
             pending_ms,
+            adopted_from: None,
         };
         let inner: Option<ExecReport> = crate::fs::read_to_string(&files.report)
             .ok()
