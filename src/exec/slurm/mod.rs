@@ -42,6 +42,9 @@ pub const TIME_MARGIN: Duration = Duration::from_secs(60);
 /// After a forwarded signal, how long past the grace the job may take to end before it is
 /// cancelled outright.
 pub const CANCEL_MARGIN: Duration = Duration::from_secs(10);
+/// How long after `qw exec` on the node reported a job is taken as ended although Slurm
+/// cannot be asked.
+const UNREACHABLE_AFTER_REPORT: Duration = Duration::from_secs(60);
 /// Default interval between two `squeue` calls.
 pub const DEFAULT_POLL: Duration = Duration::from_millis(500);
 
@@ -660,8 +663,19 @@ impl SlurmExecutor {
         let mut generation = 0;
         let mut reported_at: Option<Instant> = None;
         let end: Option<QueueEntry> = loop {
-            let (seen, g, _err) = self.poller.wait(id, generation, Duration::from_millis(25));
+            let (seen, g, err) = self.poller.wait(id, generation, Duration::from_millis(25));
             generation = g;
+            // Slurm does not answer, but `qw exec` on the node has reported: the run is
+            // over. Do not wait forever for a controller that may be down for hours.
+            match (&err, reported_at) {
+                (Some(e), Some(at)) if at.elapsed() > UNREACHABLE_AFTER_REPORT => {
+                    tracing::warn!(
+                        "Slurm does not answer ({e}); taking job {id} as ended from its report"
+                    );
+                    break w.last.take();
+                }
+                _ => {}
+            }
             match seen {
                 Seen::Unknown => {}
                 Seen::Gone => break w.last.take(),
