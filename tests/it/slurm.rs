@@ -443,7 +443,13 @@ fn a_new_executor_takes_over_a_killed_qws_running_job_instead_of_running_it_twic
     }
     let s = Setup::new();
     let count = s.p.path().join("count");
-    let script = format!("echo run >> '{}'; sleep 3; echo finished", count.display());
+    let go = s.p.path().join("go");
+    // The job runs until the test says go, however slow the machine is.
+    let script = format!(
+        "echo run >> '{}'; while [ ! -e '{}' ]; do sleep 0.1; done; echo finished",
+        count.display(),
+        go.display()
+    );
     let (mut child, job) = start_running(&s, &["--grace", "1"], &script);
     unsafe_kill(child.id() as i32, 9);
     child.wait().unwrap();
@@ -468,6 +474,7 @@ fn a_new_executor_takes_over_a_killed_qws_running_job_instead_of_running_it_twic
     let out = s.p.run(&["sweep", "--project-only"]);
     assert!(!stdout(&out).contains("cancelled"), "{}", stdout(&out));
     assert_eq!(active_jobs_under(s.p.path()).len(), 1);
+    std::fs::write(&go, "").unwrap();
 
     // Running the same work again waits for that job and takes its result.
     let new_dir = s.p.path().join("attempt-2");
