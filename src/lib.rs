@@ -16,6 +16,7 @@ macro_rules! diag {
 
 pub mod admission;
 pub mod agent;
+pub mod cancel;
 pub mod cli;
 pub mod dashboard;
 pub mod exec;

@@ -16,8 +16,6 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +29,7 @@ pub mod supervisor;
 pub mod sweep;
 mod tree;
 
+pub use crate::cancel::Cancel;
 pub use cookie::RunId;
 pub use local::LocalExecutor;
 pub use slurm::{SchedulerVerdict, SlurmExecutor};
@@ -259,92 +258,9 @@ pub enum ExecError {
     },
 }
 
-/// A shared flag through which a caller asks a run to stop: holds the signal to forward
-/// (0 = none). A second request escalates to SIGKILL at once.
-#[derive(Debug, Clone, Default)]
-pub struct Cancel {
-    signal: Arc<AtomicUsize>,
-}
-
-impl Cancel {
-    /// A token nobody has triggered.
-    pub fn new() -> Cancel {
-        Cancel::default()
-    }
-    /// Ask the run to stop by forwarding `signal` to its tree.
-    pub fn request(&self, signal: i32) {
-        self.signal
-            .store(usize::try_from(signal).unwrap_or(0), Ordering::SeqCst);
-    }
-    /// The pending signal, if any.
-    pub fn pending(&self) -> Option<i32> {
-        match self.signal.load(Ordering::SeqCst) {
-            0 => None,
-            s => i32::try_from(s).ok(),
-        }
-    }
-    /// Clear and return the pending signal.
-    pub fn take(&self) -> Option<i32> {
-        match self.signal.swap(0, Ordering::SeqCst) {
-            0 => None,
-            s => i32::try_from(s).ok(),
-        }
-    }
-    /// A token set by SIGINT, SIGTERM and SIGHUP (their number is stored): from then on
-    /// those signals no longer end this process; the caller forwards them to its runs.
-    pub fn on_signals() -> std::io::Result<Cancel> {
-        let cancel = Cancel::new();
-        for sig in [
-            signal_hook::consts::SIGINT,
-            signal_hook::consts::SIGTERM,
-            signal_hook::consts::SIGHUP,
-        ] {
-            let value = usize::try_from(sig).unwrap_or(15);
-            signal_hook::flag::register_usize(sig, cancel.cell(), value)?;
-        }
-        Ok(cancel)
-    }
-
-    /// Sleep for `d` unless a stop is requested first; true if the whole time passed.
-    pub fn sleep(&self, d: Duration) -> bool {
-        let end = std::time::Instant::now() + d;
-        loop {
-            if self.pending().is_some() {
-                return false;
-            }
-            let left = end.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return true;
-            }
-            std::thread::sleep(left.min(Duration::from_millis(50)));
-        }
-    }
-
-    /// The shared cell, for `signal_hook::flag::register_usize`.
-    pub fn cell(&self) -> Arc<AtomicUsize> {
-        Arc::clone(&self.signal)
-    }
-}
-
 /// Runs jobs as supervised process trees. Implementations must guarantee that when `run`
 /// returns, no process of the job is left alive.
 pub trait Executor: Send + Sync {
     /// Run one job to completion (or timeout, stall, cancellation) and report how it ended.
     fn run(&self, spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, ExecError>;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cancel_sleep_stops_early_on_a_request_and_not_otherwise() {
-        let c = Cancel::new();
-        assert!(c.sleep(Duration::from_millis(20)));
-        c.request(2);
-        let start = std::time::Instant::now();
-        assert!(!c.sleep(Duration::from_secs(5)));
-        assert!(start.elapsed() < Duration::from_secs(1));
-        assert_eq!(c.pending(), Some(2), "sleep must not consume the request");
-    }
 }
