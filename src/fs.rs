@@ -1,10 +1,16 @@
-//! File-system helpers whose errors always name the path (via `fs-err`), and the one
-//! durable-write function everything that must survive a crash goes through.
+//! File-system helpers whose errors always name the path (via `fs-err`), the one
+//! durable-write function everything that must survive a crash goes through, and the one
+//! cross-process lock ([`LockedFile`]).
 //!
-//! Nothing here knows about qw's file formats; callers pass bytes.
+//! Nothing here knows about qw's file formats; callers pass bytes and name what a lock
+//! protects.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+pub mod locked_file;
+
+pub use locked_file::{Holder, LockError, LockTimeout, LockedFile, ProcessState};
 
 pub use fs_err::{
     File, OpenOptions, copy, create_dir_all, metadata, read, read_dir, read_to_string,
