@@ -196,11 +196,22 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
         }
     };
     explain(&report, &spec, ctx.global.quiet);
+    // Recording waits for the state lock; a signal during that wait (the holder may be
+    // stopped) ends qw at once with 128+N, after the report below is out.
+    let mut interrupted = None;
     if in_project
         && !args.no_record
         && let Err(e) = crate::state::record_exec(&ctx.project, &args.argv, report.exit_code == 0)
     {
-        crate::diag!("qw: warning: this run was not recorded in the state: {e}");
+        match e.interrupted() {
+            Some(sig) => interrupted = Some((sig, e)),
+            None => {
+                crate::diag!("qw: warning: this run was not recorded in the state: {e}");
+                for hint in e.hints() {
+                    crate::diag!("  hint: {hint}");
+                }
+            }
+        }
     }
 
     if let Some(path) = &args.report_file {
@@ -216,6 +227,18 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
         && !e.is_stdout_closed()
     {
         crate::diag!("qw: warning: {}", e.message);
+    }
+    if let Some((sig, e)) = interrupted {
+        return Err(e.hints().into_iter().fold(
+            CliError::with_code(
+                exit::EXEC_SIGNAL_BASE + sig,
+                format!(
+                    "{e}; the run (exit {}) was not recorded in the state",
+                    report.exit_code
+                ),
+            ),
+            CliError::hint,
+        ));
     }
     Ok(report.exit_code)
 }

@@ -42,10 +42,7 @@ pub(crate) fn cli_error(e: &StateError) -> CliError {
     } else {
         CliError::failed(e.to_string())
     };
-    match e.hint() {
-        Some(h) => err.hint(h),
-        None => err,
-    }
+    e.hints().into_iter().fold(err, CliError::hint)
 }
 
 /// Run `qw state-backup`.

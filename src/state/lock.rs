@@ -1,53 +1,37 @@
-//! The cross-process write lock: an exclusive `flock` on a lock file beside the state.
+//! The cross-process write lock: a [`LockedFile`] on `.claude/unified_state.json.lock`.
 //!
-//! Holding a [`StateLock`] is holding the right to write the state; dropping it (or the
-//! process dying, even by SIGKILL) releases it. Readers never take it: writes are atomic
-//! renames, so a reader always sees a whole old or a whole new file.
+//! Holding a [`StateLock`] is holding the right to write the state; the internals that
+//! write take it as proof (`&StateLock`). Dropping it (or the process dying, even by
+//! SIGKILL) releases it. Readers never take it: writes are atomic renames, so a reader
+//! always sees a whole old or a whole new file.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::StateError;
+use crate::cancel::Cancel;
+use crate::fs::{LockTimeout, LockedFile};
 
 /// An exclusive lock on `.claude/unified_state.json.lock`, released on drop.
 #[derive(Debug)]
-pub struct StateLock {
-    file: crate::fs::File,
-    path: PathBuf,
-}
+pub struct StateLock(LockedFile);
 
 impl StateLock {
-    /// Block until the lock on `path` (created if missing) is ours.
-    pub fn acquire(path: &Path) -> Result<StateLock, StateError> {
-        let file = crate::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)?;
-        file.file().lock().map_err(|source| StateError::Lock {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Ok(StateLock {
-            file,
-            path: path.to_path_buf(),
-        })
+    /// Wait until the lock on `path` (created if missing) is ours: at most
+    /// `QW_LOCK_TIMEOUT` (see [`LockTimeout::from_env`]), and only until `cancel` asks
+    /// to stop. `resource` names the state for messages.
+    pub fn acquire(path: &Path, resource: &str, cancel: &Cancel) -> Result<StateLock, StateError> {
+        LockedFile::acquire(path, resource, &LockTimeout::from_env(), cancel)
+            .map(StateLock)
+            .map_err(StateError::Lock)
     }
 
     /// The lock file.
     pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for StateLock {
-    fn drop(&mut self) {
-        // Closing the file releases the lock anyway; unlocking first makes it explicit.
-        let _ = self.file.file().unlock();
+        self.0.path()
     }
 }
 
 #[cfg(test)]
-#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 
@@ -55,10 +39,32 @@ mod tests {
     fn second_lock_waits_for_the_first_to_drop() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.lock");
-        let first = StateLock::acquire(&path).unwrap();
-        let probe = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-        assert!(probe.try_lock().is_err(), "lock is exclusive");
+        let first = StateLock::acquire(&path, "the state", &Cancel::new()).unwrap();
+        assert!(
+            LockedFile::try_acquire(&path).unwrap().is_none(),
+            "lock is exclusive"
+        );
         drop(first);
-        assert!(probe.try_lock().is_ok(), "drop releases the lock");
+        assert!(
+            LockedFile::try_acquire(&path).unwrap().is_some(),
+            "drop releases the lock"
+        );
+    }
+
+    #[test]
+    fn a_waiting_writer_is_interrupted_with_the_signal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.lock");
+        let _held = LockedFile::try_acquire(&path).unwrap().unwrap();
+        let cancel = Cancel::new();
+        let waiter = {
+            let (path, cancel) = (path.clone(), cancel.clone());
+            std::thread::spawn(move || StateLock::acquire(&path, "the state", &cancel))
+        };
+        cancel.request(1);
+        let err = waiter.join().unwrap().unwrap_err();
+        assert_eq!(err.interrupted(), Some(1), "{err}");
+        assert!(err.to_string().contains("the state"), "{err}");
+        assert!(!err.hints().is_empty());
     }
 }

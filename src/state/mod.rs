@@ -34,14 +34,10 @@ pub enum StateError {
     /// Reading or writing a file failed (the message names the path).
     #[error(transparent)]
     Io(#[from] io::Error),
-    /// The lock file could not be locked.
-    #[error("failed to lock `{path}`: {source}")]
-    Lock {
-        /// The lock file.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
+    /// The write lock could not be taken: the lock file is unusable, or the wait timed
+    /// out or was interrupted (the message names the holder).
+    #[error(transparent)]
+    Lock(crate::fs::LockError),
     /// The state could not be turned into JSON (a non-finite number, say).
     #[error("failed to serialize the state: {0}")]
     Serialize(serde_json::Error),
@@ -107,7 +103,23 @@ impl StateError {
         )
     }
 
-    /// The next step to suggest.
+    /// The signal that interrupted a wait for the lock, if that is what happened.
+    pub fn interrupted(&self) -> Option<i32> {
+        match self {
+            StateError::Lock(e) => e.interrupted(),
+            _ => None,
+        }
+    }
+
+    /// Every hint line to show (a lock error's name its holder).
+    pub fn hints(&self) -> Vec<String> {
+        match self {
+            StateError::Lock(e) => e.hints(),
+            other => other.hint().map(str::to_owned).into_iter().collect(),
+        }
+    }
+
+    /// The next step to suggest (lock errors have several: see [`hints`](Self::hints)).
     pub fn hint(&self) -> Option<&'static str> {
         Some(match self {
             StateError::Io(e) if e.kind() == io::ErrorKind::PermissionDenied => {
@@ -116,7 +128,7 @@ impl StateError {
             StateError::Io(_) => {
                 "check free disk space and permissions of `.claude/`; the previous state is intact"
             }
-            StateError::Lock { .. } => "check that `.claude/` is on a local file system",
+            StateError::Lock(_) => return None,
             StateError::NewerSchema { .. } => {
                 "upgrade qw, or restore an older backup with `qw state-backup --restore NAME`"
             }

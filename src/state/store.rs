@@ -12,6 +12,7 @@ use super::backup;
 use super::lock::StateLock;
 use super::schema::{SCHEMA_VERSION, UnifiedState};
 use super::timestamp::Timestamp;
+use crate::cancel::Cancel;
 use crate::project::Project;
 
 /// Prefix of the temp files `write_durable` creates beside the state.
@@ -21,6 +22,8 @@ const TEMP_PREFIX: &str = ".unified_state.json.tmp";
 #[derive(Debug, Clone)]
 pub struct StateStore {
     project: Project,
+    /// Ends a wait for the lock (by default the process's signal token).
+    cancel: Cancel,
 }
 
 /// What reading the file found.
@@ -31,11 +34,19 @@ enum Read {
 }
 
 impl StateStore {
-    /// The store of `project` (nothing is read yet).
+    /// The store of `project` (nothing is read yet). Waits for the lock end on the
+    /// process's signals ([`Cancel::process`]).
     pub fn new(project: &Project) -> StateStore {
         StateStore {
             project: project.clone(),
+            cancel: Cancel::process(),
         }
+    }
+
+    /// The same store, its waits for the lock ended by `cancel` instead.
+    pub fn with_cancel(mut self, cancel: &Cancel) -> StateStore {
+        self.cancel = cancel.clone();
+        self
     }
 
     /// The project.
@@ -62,11 +73,13 @@ impl StateStore {
         }
     }
 
-    /// Take the exclusive write lock (blocks while another process holds it).
+    /// Take the exclusive write lock, waiting while another process holds it (up to
+    /// `QW_LOCK_TIMEOUT`, and only until this store's cancel token asks to stop).
     pub fn lock(&self) -> Result<StateLock, StateError> {
         let dir = self.project.claude_dir();
         crate::fs::create_dir_all(&dir)?;
-        StateLock::acquire(&self.project.state_lock_file())
+        let resource = format!("the state of project `{}`", self.project.root().display());
+        StateLock::acquire(&self.project.state_lock_file(), &resource, &self.cancel)
     }
 
     /// Apply `f` to the current state and write the result durably, all under the lock.
