@@ -795,28 +795,19 @@ fn holds_files(dir: &Path) -> Result<bool> {
 
 /// Is a workflow of `spec` running (holding its workflow lock)?
 pub fn spec_is_running(project: &Project, spec: &str) -> bool {
-    let path = project.workflow_lock_file(spec);
-    let Ok(file) = crate::fs::OpenOptions::new().read(true).open(&path) else {
-        return false;
-    };
-    match file.file().try_lock() {
-        Ok(()) => {
-            let _ = file.file().unlock();
-            false
-        }
-        Err(_) => true,
-    }
+    matches!(
+        crate::fs::LockedFile::probe(project.workflow_lock_file(spec)),
+        Ok(Some(_))
+    )
 }
 
 /// Take a spec's workflow lock if no workflow holds it (`None` if one does).
-fn hold_spec(project: &Project, spec: &str) -> Result<Option<crate::fs::File>> {
+fn hold_spec(project: &Project, spec: &str) -> Result<Option<crate::fs::LockedFile>> {
     crate::fs::create_dir_all(project.runs_dir())?;
-    let file = crate::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(project.workflow_lock_file(spec))?;
-    Ok(file.file().try_lock().is_ok().then_some(file))
+    Ok(
+        crate::fs::LockedFile::try_acquire(project.workflow_lock_file(spec))
+            .map_err(std::io::Error::from)?,
+    )
 }
 
 /// The state of a qw worktree or branch, for `qw worktrees`.

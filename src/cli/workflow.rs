@@ -321,9 +321,29 @@ fn until_from_now(ts: &str) -> Option<Duration> {
 }
 
 fn to_cli(e: WorkflowError) -> CliError {
+    let with_hints =
+        |err: CliError, hints: Vec<String>| hints.into_iter().fold(err, CliError::hint);
     match e {
         WorkflowError::Input(m) => CliError::usage(m),
         WorkflowError::State(e) if e.is_usage() => CliError::usage(e.to_string()),
+        // Interrupted while waiting for the state lock: the documented 128+N.
+        WorkflowError::State(e) if e.interrupted().is_some() => {
+            let sig = e.interrupted().unwrap_or(2);
+            with_hints(
+                CliError::with_code(exit::EXEC_SIGNAL_BASE + sig, e.to_string()),
+                e.hints(),
+            )
+        }
+        WorkflowError::State(e) => with_hints(CliError::failed(e.to_string()), e.hints()),
+        WorkflowError::Lock(e) => with_hints(CliError::failed(e.to_string()), e.hints()),
+        WorkflowError::Busy {
+            ref lock,
+            ref holder,
+            ..
+        } => {
+            let hints = holder.hints(lock);
+            with_hints(CliError::failed(e.to_string()), hints)
+        }
         other => CliError::failed(other.to_string()),
     }
 }

@@ -21,6 +21,7 @@ use crate::admission::Admission;
 use crate::agent::outcome::{AgentRun, Outcome};
 use crate::agent::{self, Agent, Job, Phase as AgentPhase, RunLimits, TaskJob};
 use crate::exec::{Cancel, ExecSpec, Executor, LocalExecutor, Output, Program};
+use crate::fs::LockedFile;
 use crate::project::Project;
 use crate::spec::Spec;
 use crate::spec::tasks::TaskList;
@@ -140,7 +141,7 @@ impl Workflow {
             crate::settings::Settings::load(&self.project.settings_file()).map_err(input)?;
         let admission = Admission::for_project(&self.project).map_err(input)?;
         let dev = crate::settings::DevMode::load_lenient(&self.project.settings_file());
-        let store = StateStore::new(&self.project);
+        let store = StateStore::new(&self.project).with_cancel(cancel);
 
         // Refusals (no git, dirty tree) come before anything is written.
         let plan = isolation::plan(&self.project, &self.name, &self.options)?;
@@ -1013,18 +1014,19 @@ pub(crate) fn load_tasks(spec: &Spec) -> Result<TaskList, WorkflowError> {
     Ok(list)
 }
 
-fn lock_workflow(project: &Project, name: &str) -> Result<crate::fs::File, WorkflowError> {
+fn lock_workflow(project: &Project, name: &str) -> Result<LockedFile, WorkflowError> {
     crate::fs::create_dir_all(project.runs_dir())?;
     let path = project.workflow_lock_file(name);
-    let file = crate::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)?;
-    match file.file().try_lock() {
-        Ok(()) => Ok(file),
-        Err(_) => Err(WorkflowError::Busy {
+    match LockedFile::try_acquire(&path)? {
+        Some(lock) => Ok(lock),
+        None => Err(WorkflowError::Busy {
             spec: name.to_owned(),
+            holder: Box::new(
+                LockedFile::probe(&path)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(crate::fs::Holder::unknown),
+            ),
             lock: path,
         }),
     }

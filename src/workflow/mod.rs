@@ -165,9 +165,12 @@ pub enum WorkflowError {
     /// A git command for task worktrees failed.
     #[error(transparent)]
     Git(#[from] crate::worktree::WorktreeError),
+    /// A lock file could not be used.
+    #[error(transparent)]
+    Lock(#[from] crate::fs::LockError),
     /// Another qw is running this spec's workflow.
     #[error(
-        "another qw is already running the workflow of spec `{spec}` (lock `{}`); wait for it or stop it",
+        "another qw is already running the workflow of spec `{spec}` (lock `{}` held by {holder}); wait for it or stop it",
         lock.display()
     )]
     Busy {
@@ -175,5 +178,7 @@ pub enum WorkflowError {
         spec: String,
         /// The lock file.
         lock: PathBuf,
+        /// Who holds it.
+        holder: Box<crate::fs::Holder>,
     },
 }
