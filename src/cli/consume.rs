@@ -11,17 +11,16 @@ use std::ffi::OsString;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use nix::fcntl::{Flock, FlockArg};
 use serde_json::json;
 
 use super::dev_mode::say;
 use super::{CliError, CmdResult, Ctx};
+use crate::exec::Cancel;
 use crate::exit;
+use crate::fs::{LockTimeout, LockedFile};
 use crate::logging::{self, ErrorContext};
 use crate::validate::{self, Suggestion};
 
@@ -46,7 +45,7 @@ Runs `.claude/next_command.txt` through `qw exec --admit --admit-timeout 60`: qw
 other slash commands as `claude -p \"/cmd args\" --output-format json`. Up to 3 attempts,
 5 s apart; on success the file is deleted, after the last failure (or when the command is
 refused) it moves to `.claude/next_command.failed.txt` with the reason.
-Exit: 0 consumed or nothing to do (and always after --watch is stopped by Ctrl-C/SIGTERM),
+Exit: 0 consumed or nothing to do (and always after --watch is stopped by Ctrl-C/SIGTERM/SIGHUP),
 1 the command failed, 2 the command was refused.
 
 Examples:
@@ -126,16 +125,12 @@ struct Stats {
 
 /// Run `qw consume`.
 pub fn run_consume(ctx: &Ctx, args: ConsumeArgs) -> CmdResult {
-    let stop = Arc::new(AtomicUsize::new(0));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let value = usize::try_from(sig).unwrap_or(15);
-        signal_hook::flag::register_usize(sig, Arc::clone(&stop), value)
-            .map_err(|e| CliError::failed(format!("cannot install signal handlers: {e}")))?;
-    }
+    let cancel = Cancel::on_signals()
+        .map_err(|e| CliError::failed(format!("cannot install signal handlers: {e}")))?;
     let consumer = Consumer {
         ctx,
         args: &args,
-        stop,
+        cancel,
     };
     let mut stats = Stats::default();
     if args.watch {
@@ -184,16 +179,13 @@ impl Stats {
 struct Consumer<'a> {
     ctx: &'a Ctx,
     args: &'a ConsumeArgs,
-    /// The signal that asked us to stop (0: none).
-    stop: Arc<AtomicUsize>,
+    /// Set by SIGINT, SIGTERM and SIGHUP: the signal that asked us to stop.
+    cancel: Cancel,
 }
 
 impl Consumer<'_> {
     fn stopping(&self) -> Option<i32> {
-        match self.stop.load(Ordering::SeqCst) {
-            0 => None,
-            s => i32::try_from(s).ok(),
-        }
+        self.cancel.pending()
     }
 
     /// Watch `.claude/` for suggestions until a signal arrives.
@@ -256,7 +248,27 @@ impl Consumer<'_> {
         if !path.exists() {
             return Ok(Outcome::Nothing);
         }
-        let _lock = lock(&project.claude_dir().join("next_command.lock"))?;
+        let lock_path = project.claude_dir().join("next_command.lock");
+        let resource = format!("the suggestion of project `{}`", project.root().display());
+        let _lock =
+            match LockedFile::acquire(&lock_path, resource, &LockTimeout::from_env(), &self.cancel)
+            {
+                Ok(lock) => lock,
+                Err(e) if e.interrupted().is_some() => {
+                    // Another consumer holds it; the suggestion stays for later.
+                    crate::diag!("qw: {e}");
+                    let text = crate::fs::read_to_string(&path).unwrap_or_default();
+                    return Ok(Outcome::Interrupted {
+                        command: text.trim().escape_default().to_string(),
+                    });
+                }
+                Err(e) => {
+                    return Err(e
+                        .hints()
+                        .into_iter()
+                        .fold(CliError::failed(e.to_string()), CliError::hint));
+                }
+            };
         let bytes = match crate::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Nothing),
@@ -596,19 +608,6 @@ fn start_watcher(
 }
 
 /// Exclusive lock so two consumers never run the same suggestion; released on drop.
-fn lock(path: &Path) -> Result<Flock<std::fs::File>, CliError> {
-    let file = crate::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| CliError::failed(e.to_string()))?
-        .into_parts()
-        .0;
-    Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| CliError::failed(format!("cannot lock `{}`: {e}", path.display())))
-}
-
 /// Delete the suggestion file unless someone wrote a new suggestion meanwhile.
 fn remove_if_unchanged(path: &Path, original: &str) -> Result<(), CliError> {
     match crate::fs::read_to_string(path) {
