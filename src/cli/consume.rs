@@ -160,7 +160,7 @@ pub fn run_consume(ctx: &Ctx, args: ConsumeArgs) -> CmdResult {
             failed_file.display()
         ))),
         Outcome::Interrupted { command } => Err(CliError::failed(format!(
-            "interrupted while running `{command}`; the suggestion was left in place"
+            "interrupted before `{command}` was done; the suggestion was left in place"
         ))),
     }
 }

@@ -12,6 +12,7 @@ mod dashboard;
 mod devmode;
 mod exec;
 mod init;
+mod locks;
 mod output;
 mod slurm;
 mod spec;

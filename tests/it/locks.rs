@@ -1,0 +1,346 @@
+//! Waiting on qw's locks (issue 14 item 10): a lock held by a stopped process makes
+//! `qw exec` and `qw workflow-auto` wait, and SIGINT, SIGTERM or SIGHUP ends the wait at
+//! once with 128+N, after a line that names what is awaited and who holds it.
+
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use quantumwala::fs::{LockedFile, ProcessState};
+
+use crate::support::{TestProject, marker, pids_with_env, unsafe_kill};
+
+/// Generous bound on every wait of these tests (a loaded machine is slow, never this slow).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A foreign process holding `path` locked (`flock -F`: the lock stays with the pid
+/// that took it), stopped with SIGSTOP like a suspended `qw`. Killed by pid on drop.
+struct StoppedHolder {
+    child: Child,
+}
+
+impl StoppedHolder {
+    fn new(path: &Path) -> StoppedHolder {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let child = Command::new("flock")
+            .args(["-F", "-x"])
+            .arg(path)
+            .args(["sleep", "600"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("flock(1) from util-linux");
+        let holder = StoppedHolder { child };
+        let pid = holder.pid();
+        assert!(
+            wait_for(|| LockedFile::probe(path).unwrap().and_then(|h| h.pid) == Some(pid)),
+            "flock never took `{}`",
+            path.display()
+        );
+        unsafe_kill(pid, nix::sys::signal::Signal::SIGSTOP as i32);
+        assert!(wait_for(|| {
+            LockedFile::probe(path).unwrap().map(|h| h.state) == Some(ProcessState::Stopped)
+        }));
+        holder
+    }
+
+    fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).unwrap()
+    }
+}
+
+impl Drop for StoppedHolder {
+    fn drop(&mut self) {
+        // SIGKILL ends a stopped process too.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < PATIENCE {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A `qw` started with piped stderr, read line by line in a thread.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(mut cmd: Command) -> Running {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).unwrap()
+    }
+
+    /// Wait for a stderr line containing `needle`.
+    fn expect_line(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with {needle:?}; stderr so far: {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Wait for the exit (bounded), then return its code and the whole stderr.
+    fn finish(mut self) -> (Option<i32>, String) {
+        let deadline = Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("qw did not stop; stderr: {:#?}", self.seen);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        (status.code(), self.seen.join("\n"))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+const SIGNALS: [(i32, &str); 3] = [(2, "SIGINT"), (15, "SIGTERM"), (1, "SIGHUP")];
+
+/// Start `args` in `p` while `lock` is held by a stopped process, wait for the waiting
+/// line, send `sig`: the command ends with 128+sig naming the holder, leaving nothing.
+fn interrupted_while_waiting(p: &TestProject, args: &[&str], lock: &Path, what: &str) {
+    let holder = StoppedHolder::new(lock);
+    for (sig, name) in SIGNALS {
+        let mark = marker();
+        let mut cmd = p.qw(args);
+        cmd.env("QW_TEST_MARKER", &mark)
+            .env_remove("QW_LOCK_TIMEOUT");
+        let mut qw = Running::start(cmd);
+        let waiting = qw.expect_line("waiting for");
+        assert!(waiting.contains(what), "{name}: {waiting}");
+        assert!(
+            waiting.contains(&lock.display().to_string()),
+            "{name}: names the lock file: {waiting}"
+        );
+        assert!(
+            waiting.contains(&format!("held by pid {}", holder.pid()))
+                && waiting.contains("stopped"),
+            "{name}: names the stopped holder: {waiting}"
+        );
+        unsafe_kill(qw.pid(), sig);
+        let (code, err) = qw.finish();
+        assert_eq!(code, Some(128 + sig), "{name}: {err}");
+        assert!(
+            err.contains(&format!(
+                "interrupted by signal {sig} while waiting for {what}"
+            )),
+            "{name}: {err}"
+        );
+        assert!(
+            err.contains(&format!("kill -CONT {}", holder.pid())),
+            "{name}: hint: {err}"
+        );
+        assert_eq!(
+            pids_with_env("QW_TEST_MARKER", &mark),
+            Vec::<i32>::new(),
+            "{name}: a process of the interrupted qw is left"
+        );
+        assert_eq!(
+            LockedFile::probe(lock).unwrap().and_then(|h| h.pid),
+            Some(holder.pid()),
+            "the holder keeps its lock"
+        );
+    }
+}
+
+fn state_lock(p: &TestProject) -> PathBuf {
+    p.claude().join("unified_state.json.lock")
+}
+
+fn state_of(p: &TestProject) -> String {
+    format!("the state of project `{}`", p.path().display())
+}
+
+#[test]
+fn exec_waiting_for_the_state_lock_stops_on_each_signal() {
+    let p = TestProject::new();
+    let state = p.write(".claude/unified_state.json", "{}\n");
+    interrupted_while_waiting(&p, &["exec", "--", "true"], &state_lock(&p), &state_of(&p));
+    assert_eq!(
+        std::fs::read_to_string(state).unwrap(),
+        "{}\n",
+        "state untouched"
+    );
+}
+
+#[test]
+fn workflow_waiting_for_the_state_lock_stops_on_each_signal() {
+    let p = TestProject::new();
+    interrupted_while_waiting(
+        &p,
+        &["workflow-auto", "demo", "A demo", "--agent", "offline"],
+        &state_lock(&p),
+        &state_of(&p),
+    );
+    assert!(
+        !p.claude().join("unified_state.json").exists(),
+        "nothing recorded"
+    );
+    // The interrupted runs left the spec's workflow lock free.
+    let spec_lock = p.claude().join("runs/.demo.workflow.lock");
+    assert_eq!(LockedFile::probe(spec_lock).unwrap(), None);
+}
+
+#[test]
+fn consume_waiting_for_the_suggestion_lock_stops_and_keeps_the_suggestion() {
+    let p = TestProject::new();
+    let suggestion = p.write(".claude/next_command.txt", "/spec-list\n");
+    let lock = p.claude().join("next_command.lock");
+    let holder = StoppedHolder::new(&lock);
+    let mut qw = Running::start(p.qw(&["consume", "--once"]));
+    let waiting = qw.expect_line("waiting for the suggestion of project");
+    assert!(
+        waiting.contains(&format!("held by pid {}", holder.pid())),
+        "{waiting}"
+    );
+    unsafe_kill(qw.pid(), 15);
+    let (code, err) = qw.finish();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(suggestion).unwrap(),
+        "/spec-list\n",
+        "left in place"
+    );
+}
+
+/// Two workflows of one spec: the second fails at once, naming the first's pid and
+/// command; the first (waiting on a stopped state holder) still stops on a signal.
+#[test]
+fn a_second_workflow_of_a_spec_fails_at_once_naming_the_first() {
+    let p = TestProject::new();
+    let _holder = StoppedHolder::new(&state_lock(&p));
+    let mark = marker();
+    let mut cmd = p.qw(&["workflow-auto", "demo", "A demo", "--agent", "offline"]);
+    cmd.env("QW_TEST_MARKER", &mark);
+    let mut first = Running::start(cmd);
+    // Waiting for the state means it holds the workflow lock already.
+    first.expect_line("waiting for");
+    let spec_lock = p.claude().join("runs/.demo.workflow.lock");
+    let held = LockedFile::probe(&spec_lock)
+        .unwrap()
+        .expect("the first holds the spec");
+    assert_eq!(held.pid, Some(first.pid()));
+    assert!(held.since.is_some(), "{held:?}");
+
+    let second = p
+        .qw(&["workflow-auto", "demo", "A demo", "--agent", "offline"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr).into_owned();
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("already running the workflow of spec `demo`"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("held by pid {}", first.pid())),
+        "{err}"
+    );
+    assert!(
+        err.contains("workflow-auto demo"),
+        "names the command: {err}"
+    );
+    assert!(err.contains(" since "), "{err}");
+    assert!(
+        err.contains(&format!("kill {}", first.pid())),
+        "hint: {err}"
+    );
+
+    unsafe_kill(first.pid(), 2);
+    let (code, err) = first.finish();
+    assert_eq!(code, Some(130), "{err}");
+    assert!(pids_with_env("QW_TEST_MARKER", &mark).is_empty());
+    assert_eq!(
+        LockedFile::probe(&spec_lock).unwrap(),
+        None,
+        "released at exit"
+    );
+}
+
+/// With a limit, a wait on a stopped holder gives up by itself (no signal needed), with
+/// the documented failure, the holder named, and how to raise the limit.
+#[test]
+fn a_lock_wait_gives_up_after_qw_lock_timeout() {
+    let p = TestProject::new();
+    p.write(".claude/unified_state.json", "{}\n");
+    let holder = StoppedHolder::new(&state_lock(&p));
+    let out = p
+        .qw(&["state-backup", "snap"])
+        .env("QW_LOCK_TIMEOUT", "0.2")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("gave up after"), "{err}");
+    assert!(err.contains(&state_of(&p)), "{err}");
+    assert!(
+        err.contains(&format!("held by pid {}", holder.pid())),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: to wait longer, set QW_LOCK_TIMEOUT"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("kill -CONT {}", holder.pid())),
+        "{err}"
+    );
+}
