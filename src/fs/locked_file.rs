@@ -13,15 +13,17 @@
 //! (a probe must not make a concurrent [`LockedFile::try_acquire`] fail) nor trusts a
 //! record the current holder has not yet overwritten.
 //!
-//! Waiting ([`LockedFile::acquire`]) polls, so it can be interrupted by a [`Cancel`] and
-//! bounded by a [`LockTimeout`]; after a second it says once what it waits for and who
-//! holds it.
+//! Waiting ([`LockedFile::acquire`]) blocks in a helper thread (the kernel hands the lock
+//! over the moment it is free) while the caller watches a [`Cancel`] and a
+//! [`LockTimeout`], so the wait can be interrupted and bounded; after a second it says
+//! once what it waits for and who holds it.
 //!
 //! Must not: know what the locked resource is; callers name it for messages.
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Local, Utc};
@@ -39,10 +41,8 @@ const SAY_AFTER: Duration = Duration::from_secs(1);
 /// A waiter that was already asked to stop when it began (it is recording how a run
 /// ended) keeps trying this long: a lock held for a normal write is free by then.
 const PATIENCE_AFTER_STOP: Duration = Duration::from_secs(1);
-/// First poll interval; doubles up to [`MAX_POLL`].
-const MIN_POLL: Duration = Duration::from_millis(1);
-/// Longest poll interval: bounds how late a freed lock is noticed.
-const MAX_POLL: Duration = Duration::from_millis(50);
+/// How often a waiter looks at its cancel token and its time limit.
+const TICK: Duration = Duration::from_millis(20);
 /// A record longer than this is not read (the lock file is not ours to trust blindly).
 const MAX_RECORD: usize = 4096;
 
@@ -376,11 +376,32 @@ impl LockedFile {
         } else {
             Duration::ZERO
         };
+        let granted = wait_in_thread(&file)?;
         let started = Instant::now();
         let mut said = false;
         let mut stop_seen: Option<(i32, Instant)> = None;
-        let mut poll = MIN_POLL;
         loop {
+            match granted.recv_timeout(TICK) {
+                Ok(Ok(())) => {
+                    if said {
+                        tracing::info!("got {resource} after {}", secs(started.elapsed()));
+                    }
+                    return Ok(LockedFile::locked(file, writable));
+                }
+                Ok(Err(source)) => {
+                    return Err(LockError::Lock {
+                        path: path.to_path_buf(),
+                        source,
+                    });
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(LockError::Lock {
+                        path: path.to_path_buf(),
+                        source: io::Error::other("the thread waiting for the lock ended"),
+                    });
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
             if let Some(signal) = cancel.pending() {
                 let (signal, seen) = *stop_seen.get_or_insert((signal, Instant::now()));
                 if seen.elapsed() >= patience {
@@ -411,18 +432,6 @@ impl LockedFile {
                     "waiting for {resource} (`{}`), held by {holder}",
                     path.display()
                 );
-            }
-            let mut nap = poll;
-            if let Some(limit) = timeout.limit {
-                nap = nap.min(limit.saturating_sub(waited));
-            }
-            std::thread::sleep(nap.max(MIN_POLL));
-            poll = (poll * 2).min(MAX_POLL);
-            if try_lock(&file)? {
-                if said {
-                    tracing::info!("got {resource} after {}", secs(started.elapsed()));
-                }
-                return Ok(LockedFile::locked(file, writable));
             }
         }
     }
@@ -496,6 +505,30 @@ impl Drop for LockedFile {
         // Closing the file releases the lock anyway; unlocking first makes it explicit.
         let _ = self.file.file().unlock();
     }
+}
+
+/// Block in a thread of its own until the lock of `file`'s open file description is
+/// granted, and report on the returned channel. The kernel wakes a blocked `flock` the
+/// moment the holder lets go, which polling could not match; the caller stays free to
+/// give up. The thread locks a duplicate descriptor of the same open file, so the lock
+/// it gets is the caller's; if the caller gave up meanwhile, the thread's descriptor is
+/// the last one and closing it releases the lock at once.
+fn wait_in_thread(file: &fs_err::File) -> Result<mpsc::Receiver<io::Result<()>>, LockError> {
+    let waiter = file.try_clone()?;
+    let (tx, rx) = mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("qw-lock-wait".into())
+        .spawn(move || {
+            let result = loop {
+                match waiter.file().lock() {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    other => break other,
+                }
+            };
+            let _ = tx.send(result);
+        })
+        .map_err(|e| crate::fs::with_path(e, "start a thread to wait for", file.path()))?;
+    Ok(rx)
 }
 
 /// Open (creating if missing) for locking: read-write so the holder can be recorded,
@@ -803,6 +836,57 @@ mod tests {
         let err = LockedFile::acquire(&path, "the thing", &LockTimeout::new(None, ""), &cancel)
             .unwrap_err();
         assert_eq!(err.interrupted(), Some(15), "{err:?}");
+    }
+
+    #[test]
+    fn a_waiter_gets_the_lock_when_it_is_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.lock");
+        let held = LockedFile::try_acquire(&path).unwrap().unwrap();
+        let waiter = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                LockedFile::acquire(&path, "x", &LockTimeout::new(None, ""), &Cancel::new())
+            })
+        };
+        std::thread::sleep(Duration::from_millis(30));
+        drop(held);
+        let lock = waiter.join().unwrap().unwrap();
+        let holder = LockedFile::probe(&path).unwrap().unwrap();
+        assert_eq!(holder.pid, Some(my_pid()));
+        assert!(
+            LockedFile::try_acquire(&path).unwrap().is_none(),
+            "the waiter holds it"
+        );
+        drop(lock);
+        assert!(LockedFile::try_acquire(&path).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_waiter_that_gave_up_does_not_keep_the_lock_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.lock");
+        let held = LockedFile::try_acquire(&path).unwrap().unwrap();
+        let err = LockedFile::acquire(
+            &path,
+            "x",
+            &short(Duration::from_millis(20)),
+            &Cancel::new(),
+        );
+        assert!(matches!(err, Err(LockError::Timeout { .. })), "{err:?}");
+        drop(held);
+        // Its helper thread may take the lock for a moment; it must let it go.
+        let start = Instant::now();
+        let again = loop {
+            if let Some(l) = LockedFile::try_acquire(&path).unwrap() {
+                break Some(l);
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(again.is_some(), "the abandoned wait kept the lock");
     }
 
     #[test]
