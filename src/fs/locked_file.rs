@@ -45,6 +45,8 @@ const PATIENCE_AFTER_STOP: Duration = Duration::from_secs(1);
 const TICK: Duration = Duration::from_millis(20);
 /// A record longer than this is not read (the lock file is not ours to trust blindly).
 const MAX_RECORD: usize = 4096;
+/// The longest command line a holder records.
+const MAX_COMMAND: usize = 300;
 
 /// How long [`LockedFile::acquire`] may wait, and how a user changes that (for the hint).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,8 +68,13 @@ impl LockTimeout {
 
     /// The limit for qw's own locks: `QW_LOCK_TIMEOUT` seconds (decimals allowed, 0 = no
     /// limit), else [`DEFAULT_TIMEOUT`]. A value that is not a number is ignored with a
-    /// warning naming it.
+    /// warning naming it. Read once per process.
     pub fn from_env() -> LockTimeout {
+        static FROM_ENV: std::sync::OnceLock<LockTimeout> = std::sync::OnceLock::new();
+        FROM_ENV.get_or_init(LockTimeout::read_env).clone()
+    }
+
+    fn read_env() -> LockTimeout {
         let raw = std::env::var_os(TIMEOUT_VAR);
         let limit = match raw.as_deref().map(|v| v.to_string_lossy()) {
             None => Some(DEFAULT_TIMEOUT),
@@ -697,18 +704,25 @@ fn flock_holder(table: &str, id: FileId) -> Option<Option<i32>> {
     inode_only
 }
 
-/// This process's start time and command line, read once.
+/// This process's start time and command line (quoted as a shell would need it, at most
+/// [`MAX_COMMAND`] bytes), read once.
 fn own_identity() -> (Option<u64>, String) {
     static OWN: std::sync::OnceLock<(Option<u64>, String)> = std::sync::OnceLock::new();
     OWN.get_or_init(|| {
         let pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
-        let (_, start, command) = inspect(pid);
-        let command = command.unwrap_or_else(|| {
-            std::env::args_os()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        });
+        let (_, start, _) = inspect(pid);
+        let words: Vec<String> = std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let mut command = shell_words::join(words);
+        if command.len() > MAX_COMMAND {
+            let mut cut = MAX_COMMAND - 3;
+            while !command.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            command.truncate(cut);
+            command.push_str("...");
+        }
         (start, command)
     })
     .clone()
