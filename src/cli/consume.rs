@@ -248,6 +248,7 @@ impl Consumer<'_> {
         if !path.exists() {
             return Ok(Outcome::Nothing);
         }
+        // Exclusive, so two consumers never run the same suggestion; released on drop.
         let lock_path = project.claude_dir().join("next_command.lock");
         let resource = format!("the suggestion of project `{}`", project.root().display());
         let _lock =
@@ -607,7 +608,6 @@ fn start_watcher(
     }
 }
 
-/// Exclusive lock so two consumers never run the same suggestion; released on drop.
 /// Delete the suggestion file unless someone wrote a new suggestion meanwhile.
 fn remove_if_unchanged(path: &Path, original: &str) -> Result<(), CliError> {
     match crate::fs::read_to_string(path) {

@@ -326,15 +326,14 @@ fn to_cli(e: WorkflowError) -> CliError {
     match e {
         WorkflowError::Input(m) => CliError::usage(m),
         WorkflowError::State(e) if e.is_usage() => CliError::usage(e.to_string()),
-        // Interrupted while waiting for the state lock: the documented 128+N.
-        WorkflowError::State(e) if e.interrupted().is_some() => {
-            let sig = e.interrupted().unwrap_or(2);
-            with_hints(
-                CliError::with_code(exit::EXEC_SIGNAL_BASE + sig, e.to_string()),
-                e.hints(),
-            )
+        WorkflowError::State(e) => {
+            let err = match e.interrupted() {
+                // Interrupted while waiting for the state lock: the documented 128+N.
+                Some(sig) => CliError::with_code(exit::EXEC_SIGNAL_BASE + sig, e.to_string()),
+                None => CliError::failed(e.to_string()),
+            };
+            with_hints(err, e.hints())
         }
-        WorkflowError::State(e) => with_hints(CliError::failed(e.to_string()), e.hints()),
         WorkflowError::Lock(e) => with_hints(CliError::failed(e.to_string()), e.hints()),
         WorkflowError::Busy {
             ref lock,

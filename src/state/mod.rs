@@ -111,7 +111,7 @@ impl StateError {
         }
     }
 
-    /// Every hint line to show (a lock error's name its holder).
+    /// Every hint line to show (a lock error's hints name its holder).
     pub fn hints(&self) -> Vec<String> {
         match self {
             StateError::Lock(e) => e.hints(),
