@@ -388,7 +388,10 @@ impl LockedFile {
         let mut said = false;
         let mut stop_seen: Option<(i32, Instant)> = None;
         loop {
-            match granted.recv_timeout(TICK) {
+            let tick = timeout
+                .limit
+                .map_or(TICK, |l| TICK.min(l.saturating_sub(started.elapsed())));
+            match granted.recv_timeout(tick) {
                 Ok(Ok(())) => {
                     if said {
                         tracing::info!("got {resource} after {}", secs(started.elapsed()));
