@@ -10,7 +10,7 @@ use std::fmt;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -18,7 +18,7 @@ pub mod policy;
 pub mod probes;
 pub mod slots;
 
-pub use policy::{Decision, Limit, Limits, Refusal, decide};
+pub use policy::{Decision, Limit, Limits, Refusal, decide, load_figure};
 pub use probes::Probes;
 pub use slots::{SlotGuard, SlotHolder, Slots};
 
@@ -84,27 +84,140 @@ impl FromStr for Impact {
     }
 }
 
-/// Why a request is still waiting: its place in the queue and the limit that blocks
-/// (its own when it is first in line, else the first waiter's, when known).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// The settings key that bounds a wait unless a flag replaces it.
+pub const ACQUIRE_TIMEOUT_SETTING: &str = "resource_limits.acquire_timeout_s";
+
+/// How long a wait may last, and what set that (named in the waiting line and the error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GiveUp {
+    /// Give up after this long.
+    pub after: Duration,
+    /// The setting or flag it comes from (`resource_limits.acquire_timeout_s`,
+    /// `--admit-timeout`).
+    pub setting: &'static str,
+}
+
+impl From<Duration> for GiveUp {
+    /// A wait bounded by `resource_limits.acquire_timeout_s`.
+    fn from(after: Duration) -> GiveUp {
+        GiveUp {
+            after,
+            setting: ACQUIRE_TIMEOUT_SETTING,
+        }
+    }
+}
+
+/// Why a request is still waiting: its place in the queue, the limits that block (its
+/// own when it is first in line, else the first waiter's, when known), how many qw tasks
+/// are running and how long until it gives up.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Waiting {
     /// Live waiters that arrived earlier.
     pub ahead: usize,
-    /// The limit holding the queue back.
-    pub blocked_by: Option<Refusal>,
+    /// Every limit holding the queue back (empty when not known yet).
+    pub blocked_by: Vec<Refusal>,
+    /// qw tasks admitted and running (slots in use across the user's `qw` processes).
+    pub running: usize,
+    /// Time left before giving up.
+    #[serde(serialize_with = "policy_secs")]
+    pub give_up_in: Duration,
+    /// What set the time limit.
+    pub timeout_setting: &'static str,
+}
+
+fn policy_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl Waiting {
+    /// What it waits for and how many qw tasks run, without the time left:
+    /// `load 1.72/CPU > 0.85 (max_load); 2 qw tasks running`.
+    pub fn reason(&self) -> String {
+        let what = match (self.ahead, self.blocked_by.is_empty()) {
+            (0, false) => policy::describe(&self.blocked_by),
+            (0, true) => "a free slot".to_owned(),
+            (n, false) => format!(
+                "{n} earlier request(s) in the queue; the first waits for {}",
+                policy::describe(&self.blocked_by)
+            ),
+            (n, true) => format!("{n} earlier request(s) in the queue"),
+        };
+        let running = match self.running {
+            0 => "no qw task running".to_owned(),
+            1 => "1 qw task running".to_owned(),
+            n => format!("{n} qw tasks running"),
+        };
+        format!("{what}; {running}")
+    }
 }
 
 impl fmt::Display for Waiting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.ahead, &self.blocked_by) {
-            (0, Some(r)) => write!(f, "{r}"),
-            (0, None) => f.write_str("waiting for a slot"),
-            (n, Some(r)) => write!(
-                f,
-                "queued behind {n} earlier request(s); the first waits because {r}"
-            ),
-            (n, None) => write!(f, "queued behind {n} earlier request(s)"),
+        write!(
+            f,
+            "{}; giving up in {} ({})",
+            self.reason(),
+            human_duration(self.give_up_in),
+            self.timeout_setting
+        )
+    }
+}
+
+/// `4m58s`, `59s`, `1h2m`, `0.4s`: a time left, rounded for people.
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 10_000 {
+        let tenths = ms.div_ceil(100);
+        return if tenths.is_multiple_of(10) {
+            format!("{}s", tenths / 10)
+        } else {
+            format!("{}.{}s", tenths / 10, tenths % 10)
+        };
+    }
+    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, m, _) => format!("{h}h{m:02}m"),
+    }
+}
+
+/// When to show the waiting line: the first time, again when what blocks changes (at
+/// most every [`WaitNotice::MIN_GAP`]: a load that hovers at its limit must not flood the
+/// output), and every [`WaitNotice::EVERY`] regardless, so the time left stays current.
+#[derive(Debug, Default)]
+pub struct WaitNotice {
+    last: Option<(Instant, Vec<Limit>, bool)>,
+}
+
+impl WaitNotice {
+    /// Shortest gap between two lines.
+    pub const MIN_GAP: Duration = Duration::from_secs(5);
+    /// Longest gap between two lines.
+    pub const EVERY: Duration = Duration::from_secs(30);
+
+    /// Whether `w` should be shown now.
+    pub fn due(&mut self, w: &Waiting) -> bool {
+        self.due_at(w, Instant::now())
+    }
+
+    /// [`WaitNotice::due`] at a given instant (tests).
+    pub fn due_at(&mut self, w: &Waiting, now: Instant) -> bool {
+        let key = (
+            w.blocked_by.iter().map(|r| r.limit).collect::<Vec<_>>(),
+            w.ahead > 0,
+        );
+        let due = match &self.last {
+            None => true,
+            Some((at, limits, queued)) => {
+                let gap = now.saturating_duration_since(*at);
+                gap >= Self::EVERY || (gap >= Self::MIN_GAP && (limits, queued) != (&key.0, &key.1))
+            }
+        };
+        if due {
+            self.last = Some((now, key.0, key.1));
         }
+        due
     }
 }
 
@@ -112,7 +225,7 @@ impl fmt::Display for Waiting {
 #[derive(Debug, thiserror::Error)]
 pub enum AdmissionError {
     /// The wait exceeded the timeout.
-    #[error("gave up waiting for admission after {:.1}s: {waiting}", waited.as_secs_f64())]
+    #[error("gave up waiting for admission after {:.1}s ({}): {}", waited.as_secs_f64(), waiting.timeout_setting, waiting.reason())]
     TimedOut {
         /// How long it waited.
         waited: Duration,
@@ -144,6 +257,8 @@ pub struct Admission {
     pub settings_path: PathBuf,
     /// The machine-wide slots.
     pub slots: Slots,
+    /// What set `limits.acquire_timeout` ([`ACQUIRE_TIMEOUT_SETTING`] unless a flag did).
+    pub timeout_setting: &'static str,
 }
 
 impl Admission {
@@ -156,6 +271,7 @@ impl Admission {
             limits,
             settings_path,
             slots: Slots::system(),
+            timeout_setting: ACQUIRE_TIMEOUT_SETTING,
         })
     }
 
@@ -165,19 +281,119 @@ impl Admission {
         impact: Impact,
         on_wait: impl FnMut(&Waiting) -> ControlFlow<()>,
     ) -> Result<SlotGuard, AdmissionError> {
-        self.slots
-            .acquire(&self.limits, impact, self.limits.acquire_timeout, on_wait)
+        let give_up = GiveUp {
+            after: self.limits.acquire_timeout,
+            setting: self.timeout_setting,
+        };
+        self.slots.acquire(&self.limits, impact, give_up, on_wait)
     }
 
-    /// The decision for `impact` right now, from fresh probes (no slot is taken).
+    /// The decision for `impact` right now, from fresh probes and the slots in use (no
+    /// slot is taken).
     pub fn decide_now(&self, impact: Impact) -> Decision {
-        decide(&Probes::read(), &self.limits, impact)
+        decide(
+            &Probes::read(),
+            &self.limits,
+            impact,
+            self.slots.in_use().len(),
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn waiting(ahead: usize, blocked_by: &[Limit], running: usize, left_ms: u64) -> Waiting {
+        Waiting {
+            ahead,
+            blocked_by: blocked_by
+                .iter()
+                .map(|&limit| Refusal {
+                    limit,
+                    configured: 0.85,
+                    observed: 1.72,
+                })
+                .collect(),
+            running,
+            give_up_in: Duration::from_millis(left_ms),
+            timeout_setting: ACQUIRE_TIMEOUT_SETTING,
+        }
+    }
+
+    #[test]
+    fn waiting_line_says_what_it_waits_for_and_when_it_gives_up() {
+        let w = waiting(0, &[Limit::MaxLoad, Limit::MaxMemory], 2, 298_000);
+        assert_eq!(
+            w.to_string(),
+            "load 1.72/CPU > 0.85 (max_load) and memory in use 1.72 > 0.85 (max_memory); \
+             2 qw tasks running; giving up in 4m58s (resource_limits.acquire_timeout_s)"
+        );
+        let w = waiting(3, &[Limit::MaxLoad], 1, 59_500);
+        assert_eq!(
+            w.to_string(),
+            "3 earlier request(s) in the queue; the first waits for load 1.72/CPU > 0.85 \
+             (max_load); 1 qw task running; giving up in 1m00s (resource_limits.acquire_timeout_s)"
+        );
+        let w = Waiting {
+            timeout_setting: "--admit-timeout",
+            ..waiting(0, &[], 0, 400)
+        };
+        assert_eq!(
+            w.to_string(),
+            "a free slot; no qw task running; giving up in 0.4s (--admit-timeout)"
+        );
+        let err = AdmissionError::TimedOut {
+            waited: Duration::from_millis(1000),
+            waiting: waiting(0, &[Limit::MaxLoad], 1, 0),
+        };
+        assert_eq!(
+            err.to_string(),
+            "gave up waiting for admission after 1.0s (resource_limits.acquire_timeout_s): \
+             load 1.72/CPU > 0.85 (max_load); 1 qw task running"
+        );
+    }
+
+    #[test]
+    fn human_durations() {
+        for (ms, want) in [
+            (0, "0s"),
+            (1, "0.1s"),
+            (400, "0.4s"),
+            (1000, "1s"),
+            (9_950, "10s"),
+            (10_000, "10s"),
+            (59_001, "1m00s"),
+            (298_000, "4m58s"),
+            (300_000, "5m00s"),
+            (3_720_000, "1h02m"),
+        ] {
+            assert_eq!(human_duration(Duration::from_millis(ms)), want, "{ms} ms");
+        }
+    }
+
+    #[test]
+    fn wait_notice_prints_once_then_on_change_or_periodically() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let load = waiting(0, &[Limit::MaxLoad], 1, 1000);
+        let both = waiting(0, &[Limit::MaxLoad, Limit::MaxMemory], 1, 1000);
+        let queued = waiting(2, &[Limit::MaxLoad], 1, 1000);
+        let mut n = WaitNotice::default();
+        assert!(n.due_at(&load, at(0)), "the first line is shown");
+        // The same reason (the observed load changes every poll) is not repeated…
+        assert!(!n.due_at(&load, at(1)));
+        assert!(!n.due_at(&load, at(29)));
+        // …until the periodic line.
+        assert!(n.due_at(&load, at(30)));
+        // A change is shown, but not sooner than 5 s after the last line.
+        assert!(!n.due_at(&both, at(33)));
+        assert!(n.due_at(&both, at(35)));
+        assert!(!n.due_at(&load, at(36)));
+        assert!(n.due_at(&queued, at(41)));
+        assert!(!n.due_at(&queued, at(70)));
+        assert!(n.due_at(&queued, at(71)));
+    }
 
     #[test]
     fn impact_parses_and_maps_to_estimated_cpu() {

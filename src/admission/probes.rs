@@ -4,6 +4,10 @@
 //! tested on fixed strings (cgroup v1 and v2, `max` values, missing PSI). [`Probes::read`]
 //! reads the real files and never fails: whatever cannot be read is `None`, and the policy
 //! then does not block on it.
+//!
+//! Test-only: `QW_TEST_PROC_DIR` makes [`Probes::read`] take `loadavg`, `meminfo`,
+//! `pressure/*` and `self/cgroup` from that directory instead of `/proc`, so integration
+//! tests can show `qw` a load average that busy loops could not raise within a test.
 
 use std::path::{Path, PathBuf};
 
@@ -65,6 +69,17 @@ pub fn parse_loadavg(text: &str) -> Option<LoadAvg> {
         .iter()
         .all(|v| v.is_finite() && *v >= 0.0)
         .then_some(LoadAvg { one, five, fifteen })
+}
+
+/// Parse the runnable-task count of `/proc/loadavg` (the `8` of its 4th field `8/467`):
+/// kernel scheduling entities running or waiting for a CPU right now, the reader included.
+pub fn parse_running(text: &str) -> Option<u32> {
+    text.split_whitespace()
+        .nth(3)?
+        .split_once('/')?
+        .0
+        .parse()
+        .ok()
 }
 
 /// Parse `/proc/meminfo`; needs `MemTotal` and `MemAvailable` (kernels since 3.14).
@@ -225,6 +240,9 @@ pub enum CpuSource {
 pub struct Probes {
     /// `/proc/loadavg`.
     pub load_avg: Option<LoadAvg>,
+    /// Tasks runnable right now, the process reading the probes included
+    /// (`/proc/loadavg` 4th field): the instantaneous run-queue length.
+    pub running: Option<u32>,
     /// CPUs this process may use: min(affinity mask, cgroup quota); at least 1 when known.
     pub usable_cpus: f64,
     /// What limited `usable_cpus`.
@@ -238,7 +256,9 @@ pub struct Probes {
 }
 
 impl Probes {
-    /// 1-minute load average divided by usable CPUs: the figure `max_load` limits.
+    /// 1-minute load average divided by usable CPUs. `max_load` limits
+    /// [`super::policy::load_figure`], which is this figure unless the run queue and CPU
+    /// pressure show the load has already gone.
     pub fn load_per_cpu(&self) -> Option<f64> {
         self.load_avg.map(|l| l.one / self.usable_cpus)
     }
@@ -256,7 +276,9 @@ impl Probes {
     /// Read every probe from the given file locations (tests point them at fixtures).
     pub fn read_from(src: &Sources) -> Probes {
         let text = |p: &Path| crate::fs::read_to_string(p).ok();
-        let load_avg = text(&src.proc.join("loadavg")).and_then(|t| parse_loadavg(&t));
+        let loadavg = text(&src.proc.join("loadavg"));
+        let load_avg = loadavg.as_deref().and_then(parse_loadavg);
+        let running = loadavg.as_deref().and_then(parse_running);
         let host = text(&src.proc.join("meminfo")).and_then(|t| parse_meminfo(&t));
         let cgroups = text(&src.proc.join("self/cgroup"))
             .map(|t| parse_proc_cgroup(&t))
@@ -281,6 +303,7 @@ impl Probes {
             |name: &str| text(&src.proc.join("pressure").join(name)).and_then(|t| parse_psi(&t));
         Probes {
             load_avg,
+            running,
             usable_cpus,
             cpu_source,
             memory,
@@ -305,6 +328,9 @@ impl Probes {
     }
 }
 
+/// Test-only: a directory standing in for `/proc` (see the module header).
+pub const TEST_PROC_ENV: &str = "QW_TEST_PROC_DIR";
+
 /// Where the probe files live: `/proc` and `/sys/fs/cgroup` on a real machine.
 #[derive(Debug, Clone)]
 pub struct Sources {
@@ -317,10 +343,13 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// The real machine's files.
+    /// The real machine's files (`/proc` replaced by `QW_TEST_PROC_DIR` when set: tests only).
     pub fn system() -> Sources {
+        let proc = std::env::var_os(TEST_PROC_ENV)
+            .filter(|d| !d.is_empty())
+            .map_or_else(|| PathBuf::from("/proc"), PathBuf::from);
         Sources {
-            proc: PathBuf::from("/proc"),
+            proc,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             affinity_cpus: None,
         }
@@ -447,6 +476,10 @@ mod tests {
     fn loadavg_parses_and_rejects_garbage() {
         let l = parse_loadavg("0.52 0.58 0.59 1/467 12345\n").unwrap();
         assert_eq!((l.one, l.five, l.fifteen), (0.52, 0.58, 0.59));
+        assert_eq!(parse_running("0.52 0.58 0.59 7/467 12345\n"), Some(7));
+        assert_eq!(parse_running("0.52 0.58 0.59"), None);
+        assert_eq!(parse_running("0.52 0.58 0.59 x/467 1"), None);
+        assert_eq!(parse_running("0.52 0.58 0.59 467 1"), None);
         assert_eq!(parse_loadavg(""), None);
         assert_eq!(parse_loadavg("0.5 x 0.1 1/2 3"), None);
         assert_eq!(parse_loadavg("NaN 0 0 1/2 3"), None);
@@ -543,6 +576,7 @@ mod tests {
         assert_eq!(p.usable_cpus, 2.0);
         assert_eq!(p.cpu_source, CpuSource::CgroupQuota);
         assert_eq!(p.load_per_cpu(), Some(1.5));
+        assert_eq!(p.running, Some(1));
         // Host: 75 % used; cgroup: (900 - 50) / 1000 = 85 % → the tighter wins.
         assert!((p.memory.host_used.unwrap() - 0.75).abs() < 1e-9);
         assert!((p.memory_used().unwrap() - 0.85).abs() < 1e-9);

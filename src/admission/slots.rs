@@ -1,8 +1,8 @@
 //! Machine-wide admission slots and the first-come-first-served queue in front of them.
 //!
 //! Owns the runtime directory (`QW_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/quantumwala`, else
-//! `/tmp/quantumwala-<uid>`). Must not decide policy: it asks [`decide`] and only adds the
-//! `max_concurrent` count.
+//! `/tmp/quantumwala-<uid>`). Must not decide policy: it counts the slots in use and asks
+//! [`decide`], which applies every limit, `max_concurrent` and the progress guarantee.
 //!
 //! Layout, all coordination by `flock` (which the kernel drops when a process dies, so a
 //! crashed holder frees its slot and its place in the queue at once):
@@ -11,8 +11,11 @@
 //! - `queue/q-<seq>-<pid>-<nonce>`: one ticket per waiter, locked by its owner. `seq`
 //!   is assigned under `queue/.seq.lock` as one more than the highest ticket present,
 //!   so tickets sort by arrival. Only the waiter with no live ticket before it (the
-//!   head) may take a slot; the others poll. The head writes why it waits into its
-//!   ticket so every waiter can tell the user the real blocking limit.
+//!   head) decides and may take a slot; the others poll. As only a head takes slots, the
+//!   count of slots in use it decides on cannot grow before it takes one: that makes the
+//!   progress guarantee ("no qw task running → start whatever the load") race-free
+//!   across processes. The head writes why it waits into its ticket so every waiter can
+//!   tell the user the real blocking limits.
 //!
 //! Slot files are never deleted (deleting a lock file races with another process that
 //! has it open); dead tickets are deleted by whoever finds them unlocked.
@@ -26,7 +29,7 @@ use serde::Serialize;
 
 use super::policy::{Decision, Limit, Limits, Refusal, decide};
 use super::probes::Probes;
-use super::{AdmissionError, Impact, Waiting};
+use super::{AdmissionError, GiveUp, Impact, Waiting};
 use crate::fs::{self, File, OpenOptions};
 
 /// First poll interval while waiting; doubles up to [`MAX_POLL`].
@@ -137,57 +140,72 @@ impl Slots {
             .collect()
     }
 
-    /// Wait until the policy admits a request of `impact` (with fresh probes on every poll)
-    /// and a slot is free, first come first served across every process using this
-    /// directory. `on_wait` hears why on every poll; returning `Break` stops waiting
-    /// ([`AdmissionError::Cancelled`]). Gives up after `timeout`.
+    /// Wait until the policy admits a request of `impact` (with fresh probes and the
+    /// count of slots in use on every poll) and a slot is free, first come first served
+    /// across every process using this directory. `on_wait` hears why on every poll;
+    /// returning `Break` stops waiting ([`AdmissionError::Cancelled`]). Gives up after
+    /// `give_up` (a [`Duration`] means `resource_limits.acquire_timeout_s`).
     pub fn acquire(
         &self,
         limits: &Limits,
         impact: Impact,
-        timeout: Duration,
+        give_up: impl Into<GiveUp>,
         on_wait: impl FnMut(&Waiting) -> ControlFlow<()>,
     ) -> Result<SlotGuard, AdmissionError> {
-        self.acquire_with(limits, impact, timeout, Probes::read, on_wait)
+        self.acquire_with(limits, impact, give_up, Probes::read, on_wait)
     }
 
     /// [`Slots::acquire`] with the probes taken from `probe` (tests and benchmarks).
+    ///
+    /// Only the head of the queue decides and takes a slot, and slots are only ever taken
+    /// by a head, so the count of slots in use it passes to [`decide`] cannot grow
+    /// between the count and the take: two waiters never both see zero running and both
+    /// start under the progress guarantee.
     pub fn acquire_with(
         &self,
         limits: &Limits,
         impact: Impact,
-        timeout: Duration,
+        give_up: impl Into<GiveUp>,
         mut probe: impl FnMut() -> Probes,
         mut on_wait: impl FnMut(&Waiting) -> ControlFlow<()>,
     ) -> Result<SlotGuard, AdmissionError> {
+        let give_up = give_up.into();
         let start = Instant::now();
         self.prepare()?;
         let mut ticket = self.enqueue()?;
         let mut poll = MIN_POLL;
         let mut last_ahead = usize::MAX;
         loop {
-            let (ahead, head_reason) = self.ahead_of(&ticket);
-            let waiting = if ahead == 0 {
-                let blocked = match decide(&probe(), limits, impact) {
-                    Decision::Refuse(r) => r,
-                    Decision::Admit => match self.take_free_slot(limits.max_concurrent)? {
-                        Ok(guard) => return Ok(guard),
-                        Err(refusal) => refusal,
+            let (ahead, head_reasons) = self.ahead_of(&ticket);
+            let running = self.in_use().len();
+            let blocked_by = if ahead == 0 {
+                let reasons = match decide(&probe(), limits, impact, running) {
+                    Decision::Refuse { refusals } => refusals,
+                    Decision::Admit { .. } => match self.take_free_slot(limits.max_concurrent)? {
+                        Some(guard) => return Ok(guard),
+                        // Every free-looking slot was momentarily locked by a reader
+                        // (`qw resources`, the dashboard): try again on the next poll.
+                        None => vec![Refusal {
+                            limit: Limit::MaxConcurrent,
+                            configured: limits.max_concurrent as f64,
+                            observed: running as f64,
+                        }],
                     },
                 };
-                ticket.publish(&blocked);
-                Waiting {
-                    ahead,
-                    blocked_by: Some(blocked),
-                }
+                ticket.publish(&reasons);
+                reasons
             } else {
-                Waiting {
-                    ahead,
-                    blocked_by: head_reason,
-                }
+                head_reasons
             };
             let waited = start.elapsed();
-            if waited >= timeout {
+            let waiting = Waiting {
+                ahead,
+                blocked_by,
+                running,
+                give_up_in: give_up.after.saturating_sub(waited),
+                timeout_setting: give_up.setting,
+            };
+            if waited >= give_up.after {
                 return Err(AdmissionError::TimedOut { waited, waiting });
             }
             if on_wait(&waiting).is_break() {
@@ -197,7 +215,7 @@ impl Slots {
                 poll = MIN_POLL;
             }
             last_ahead = ahead;
-            std::thread::sleep(poll.min(timeout - waited));
+            std::thread::sleep(poll.min(give_up.after - waited));
             poll = (poll * 2).min(MAX_POLL);
         }
     }
@@ -277,7 +295,7 @@ impl Slots {
                 Some(TicketInfo {
                     seq,
                     pid: name.split('-').nth(2).and_then(|p| p.parse().ok()),
-                    reason: serde_json::from_str(&read_text(&mut file)).ok(),
+                    reasons: serde_json::from_str(&read_text(&mut file)).unwrap_or_default(),
                 })
             })
             .collect();
@@ -286,27 +304,24 @@ impl Slots {
     }
 
     /// How many live waiters arrived before `me`, and why the first of them waits.
-    fn ahead_of(&self, me: &Ticket) -> (usize, Option<Refusal>) {
-        let before: Vec<TicketInfo> = self
+    fn ahead_of(&self, me: &Ticket) -> (usize, Vec<Refusal>) {
+        let mut before: Vec<TicketInfo> = self
             .live_tickets()
             .into_iter()
             .filter(|t| t.seq < me.seq)
             .collect();
-        let reason = before.first().and_then(|t| t.reason);
-        (before.len(), reason)
+        let n = before.len();
+        let reasons = if before.is_empty() {
+            Vec::new()
+        } else {
+            before.swap_remove(0).reasons
+        };
+        (n, reasons)
     }
 
-    /// Lock a free slot if fewer than `max` are held (by anyone, at any index).
-    fn take_free_slot(&self, max: usize) -> Result<Result<SlotGuard, Refusal>, AdmissionError> {
-        let held = self.in_use().len();
-        let full = Refusal {
-            limit: Limit::MaxConcurrent,
-            configured: max as f64,
-            observed: held as f64,
-        };
-        if held >= max {
-            return Ok(Err(full));
-        }
+    /// Lock a free slot among the first `max` (`None` when none could be locked). The
+    /// caller, the head of the queue, has already checked the count against `max`.
+    fn take_free_slot(&self, max: usize) -> Result<Option<SlotGuard>, AdmissionError> {
         let dir = self.slots_dir();
         for slot in 0..max {
             let path = dir.join(format!("slot-{slot:04}"));
@@ -326,10 +341,9 @@ impl Slots {
                 .and_then(|()| file.write_all(pid.as_bytes()))
                 .and_then(|()| file.set_len(12))
                 .map_err(|e| fs::with_path(e, "write", &path))?;
-            return Ok(Ok(SlotGuard { slot, file }));
+            return Ok(Some(SlotGuard { slot, file }));
         }
-        // Every free-looking slot was momentarily locked by a reader (`qw resources`).
-        Ok(Err(full))
+        Ok(None)
     }
 }
 
@@ -338,16 +352,26 @@ struct Ticket {
     seq: u64,
     path: PathBuf,
     file: File,
-    published: Option<Refusal>,
+    /// The limits last written and when (observed values change on every poll: they are
+    /// rewritten only every [`REPUBLISH`]).
+    published: Option<(Vec<Limit>, Instant)>,
 }
 
+/// How stale the observed values in a head's ticket may get.
+const REPUBLISH: Duration = Duration::from_secs(2);
+
 impl Ticket {
-    /// Tell the waiters behind why the head waits (only when it changes).
-    fn publish(&mut self, reason: &Refusal) {
-        if self.published.as_ref() == Some(reason) {
+    /// Tell the waiters behind why the head waits (when the limits change, and every
+    /// [`REPUBLISH`] for fresh observed values).
+    fn publish(&mut self, reasons: &[Refusal]) {
+        let limits: Vec<Limit> = reasons.iter().map(|r| r.limit).collect();
+        if let Some((last, at)) = &self.published
+            && *last == limits
+            && at.elapsed() < REPUBLISH
+        {
             return;
         }
-        if let Ok(text) = serde_json::to_string(reason) {
+        if let Ok(text) = serde_json::to_string(reasons) {
             // Overwrite, then cut to length (never truncate to 0 first: see take_free_slot).
             let _ = self
                 .file
@@ -355,7 +379,7 @@ impl Ticket {
                 .and_then(|()| self.file.write_all(text.as_bytes()))
                 .and_then(|()| self.file.set_len(text.len() as u64));
         }
-        self.published = Some(*reason);
+        self.published = Some((limits, Instant::now()));
     }
 }
 
@@ -369,7 +393,7 @@ impl Drop for Ticket {
 struct TicketInfo {
     seq: u64,
     pid: Option<i32>,
-    reason: Option<Refusal>,
+    reasons: Vec<Refusal>,
 }
 
 fn ticket_seq(name: &str) -> Option<u64> {
@@ -428,12 +452,13 @@ fn check_owner(dir: &Path) -> Result<(), AdmissionError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admission::probes::{CpuSource, Memory};
+    use crate::admission::probes::{CpuSource, LoadAvg, Memory};
     use std::sync::mpsc;
 
     fn idle() -> Probes {
         Probes {
             load_avg: None,
+            running: None,
             usable_cpus: 1.0,
             cpu_source: CpuSource::Affinity,
             memory: Memory {
@@ -480,9 +505,11 @@ mod tests {
             .unwrap_err();
         match err {
             AdmissionError::TimedOut { waiting, .. } => {
-                let r = waiting.blocked_by.unwrap();
-                assert_eq!(r.limit, Limit::MaxConcurrent);
-                assert_eq!((r.configured, r.observed), (2.0, 2.0));
+                let r = &waiting.blocked_by;
+                assert_eq!(r.len(), 1, "{r:?}");
+                assert_eq!(r[0].limit, Limit::MaxConcurrent);
+                assert_eq!((r[0].configured, r[0].observed), (2.0, 2.0));
+                assert_eq!(waiting.running, 2);
             }
             other => panic!("{other:?}"),
         }
@@ -513,7 +540,8 @@ mod tests {
         let mut calls = 0;
         let err = slots
             .acquire_with(&l, Impact::Low, Duration::from_secs(60), busy, |w| {
-                assert_eq!(w.blocked_by.unwrap().limit, Limit::MaxMemory);
+                assert_eq!(w.blocked_by.len(), 1);
+                assert_eq!(w.blocked_by[0].limit, Limit::MaxMemory);
                 calls += 1;
                 if calls == 3 {
                     ControlFlow::Break(())
@@ -585,12 +613,116 @@ mod tests {
         match &err {
             AdmissionError::TimedOut { waiting, .. } => {
                 assert_eq!(waiting.ahead, 1);
-                assert_eq!(waiting.blocked_by.unwrap().limit, Limit::MaxConcurrent);
+                assert_eq!(waiting.blocked_by.len(), 1);
+                assert_eq!(waiting.blocked_by[0].limit, Limit::MaxConcurrent);
+                assert_eq!(waiting.running, 1);
             }
             other => panic!("{other:?}"),
         }
         assert!(err.to_string().contains("max_concurrent"), "{err}");
         assert!(head.join().unwrap().is_err());
+    }
+
+    /// A machine far above every load limit, with memory to spare.
+    fn overloaded() -> Probes {
+        let mut p = idle();
+        p.load_avg = Some(LoadAvg {
+            one: 3.0,
+            five: 3.0,
+            fifteen: 3.0,
+        });
+        p.running = Some(4);
+        p.cpu_pressure = Some(90.0);
+        p.memory.host_used = Some(0.3);
+        p
+    }
+
+    #[test]
+    fn loaded_machine_runs_one_task_at_a_time_never_two_and_never_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = Slots::new(dir.path());
+        let l = limits(8);
+        // Nothing running: admitted at once whatever the load (the progress guarantee).
+        let first = slots
+            .acquire_with(&l, Impact::High, Duration::ZERO, overloaded, go)
+            .unwrap();
+        // One running: the load limits hold again, and the refusal names each one.
+        let err = slots
+            .acquire_with(&l, Impact::High, Duration::from_millis(50), overloaded, go)
+            .unwrap_err();
+        match &err {
+            AdmissionError::TimedOut { waiting, .. } => {
+                let limits: Vec<Limit> = waiting.blocked_by.iter().map(|r| r.limit).collect();
+                assert_eq!(limits, [Limit::MaxLoad, Limit::HighImpactLoad]);
+                assert_eq!(waiting.running, 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err.to_string().contains("1 qw task running"), "{err}");
+        drop(first);
+
+        // Six waiters released together, each holding its slot a moment: each one sees
+        // zero running at some point, but only the head may act on it, so they run one
+        // at a time, and every one of them runs. Slow probes (read between the count and
+        // the take) widen the window a second decider would need.
+        let slow = || {
+            std::thread::sleep(Duration::from_millis(5));
+            overloaded()
+        };
+        let now = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let gate = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let (s, l) = (slots.clone(), l.clone());
+                let (now, most, gate) = (now.clone(), most.clone(), gate.clone());
+                std::thread::spawn(move || {
+                    use std::sync::atomic::Ordering::SeqCst;
+                    gate.wait();
+                    let g =
+                        s.acquire_with(&l, Impact::Normal, Duration::from_secs(60), slow, go)?;
+                    let n = now.fetch_add(1, SeqCst) + 1;
+                    most.fetch_max(n, SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                    now.fetch_sub(1, SeqCst);
+                    drop(g);
+                    Ok::<(), AdmissionError>(())
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(slots.in_use().is_empty());
+        assert!(slots.queued().is_empty());
+    }
+
+    #[test]
+    fn memory_limits_hold_even_with_nothing_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = Slots::new(dir.path());
+        let full = || {
+            let mut p = overloaded();
+            p.memory.host_used = Some(0.95);
+            p
+        };
+        let err = slots
+            .acquire_with(&limits(8), Impact::Low, Duration::from_millis(30), full, go)
+            .unwrap_err();
+        match &err {
+            AdmissionError::TimedOut { waiting, .. } => {
+                let limits: Vec<Limit> = waiting.blocked_by.iter().map(|r| r.limit).collect();
+                assert_eq!(
+                    limits,
+                    [Limit::MaxMemory],
+                    "the load is waived, memory is not"
+                );
+                assert_eq!(waiting.running, 0);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(slots.in_use().is_empty());
     }
 
     #[test]

@@ -9,8 +9,10 @@ use serde_json::{Value, json};
 
 use super::out::outln;
 use super::{CliError, CmdResult, Ctx};
+use crate::admission::policy::LoadBasis;
 use crate::admission::{
-    Admission, AdmissionError, Decision, Impact, Limit, Probes, SlotGuard, Waiting, decide, policy,
+    Admission, AdmissionError, Decision, Impact, Probes, SlotGuard, WaitNotice, Waiting, decide,
+    load_figure, policy,
 };
 use crate::exec::Cancel;
 use crate::exit;
@@ -50,7 +52,7 @@ pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
     let queued = admission.slots.queued();
     let decisions: Vec<(Impact, Decision)> = Impact::ALL
         .into_iter()
-        .map(|i| (i, decide(&probes, &admission.limits, i)))
+        .map(|i| (i, decide(&probes, &admission.limits, i, in_use.len())))
         .collect();
     let slurm_jobs = slurm_jobs();
 
@@ -70,6 +72,7 @@ pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
         let out = json!({
             "probes": {
                 "load_avg": probes.load_avg,
+                "running": probes.running,
                 "usable_cpus": probes.usable_cpus,
                 "cpu_source": probes.cpu_source,
                 "load_per_cpu": probes.load_per_cpu(),
@@ -78,6 +81,7 @@ pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
                 "cpu_pressure": probes.cpu_pressure,
                 "memory_pressure": probes.memory_pressure,
             },
+            "load_figure": load_figure(&probes),
             "limits": limits,
             "limits_source": source,
             "settings_file": admission.settings_path,
@@ -127,6 +131,29 @@ pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
         ),
     ));
     rows.push(("load per CPU".into(), opt(probes.load_per_cpu(), 2)));
+    rows.push((
+        "run queue now".into(),
+        probes.running.map_or("unknown".to_owned(), |r| {
+            // The reader (this process) is in the queue too.
+            format!("{} task(s) besides qw resources", r.saturating_sub(1))
+        }),
+    ));
+    rows.push((
+        "load for limits".into(),
+        load_figure(&probes).map_or("unknown (never blocks)".to_owned(), |f| {
+            format!(
+                "{:.2} per CPU ({})",
+                f.per_cpu,
+                match f.basis {
+                    LoadBasis::OneMinuteAverage => "1-minute average".to_owned(),
+                    LoadBasis::RunQueue => format!(
+                        "run queue now: CPU pressure is at most {}, so the load average is stale",
+                        trim(policy::CALM_CPU_PRESSURE)
+                    ),
+                }
+            )
+        }),
+    ));
     let mut mem = opt(probes.memory_used(), 2);
     if let Some(limit) = probes.memory.cgroup_limit_bytes {
         mem.push_str(&format!(" (cgroup limit {} MiB)", limit / (1024 * 1024)));
@@ -294,18 +321,17 @@ pub fn admit_for_exec(
     let mut admission = Admission::for_project(&ctx.project).map_err(settings_error)?;
     if let Some(t) = timeout {
         admission.limits.acquire_timeout = t;
+        admission.timeout_setting = "--admit-timeout";
     }
     let start = Instant::now();
     let quiet = ctx.global.quiet;
-    let mut told: Option<(usize, Option<Limit>)> = None;
+    let mut notice = WaitNotice::default();
     let result = admission.acquire(impact, |w: &Waiting| {
         if cancel.pending().is_some() {
             return ControlFlow::Break(());
         }
-        let key = (w.ahead.min(1), w.blocked_by.map(|r| r.limit));
-        if !quiet && told != Some(key) {
+        if !quiet && notice.due(w) {
             crate::diag!("qw: waiting for admission ({impact} impact): {w}");
-            told = Some(key);
         }
         ControlFlow::Continue(())
     });
@@ -322,24 +348,27 @@ pub fn admit_for_exec(
             ))
         }
         Err(e @ AdmissionError::TimedOut { .. }) => {
-            let key = match &e {
-                AdmissionError::TimedOut { waiting, .. } => {
-                    waiting.blocked_by.map(|r| r.limit.key())
-                }
-                _ => None,
+            let keys: Vec<String> = match &e {
+                AdmissionError::TimedOut { waiting, .. } => waiting
+                    .blocked_by
+                    .iter()
+                    .map(|r| format!("`resource_limits.{}`", r.limit.key()))
+                    .collect(),
+                _ => Vec::new(),
             };
             let mut err = CliError::with_code(
                 exit::EXEC_FAILED,
                 format!("{e}; the program was not started"),
             );
-            if let Some(key) = key {
+            if !keys.is_empty() {
                 let wait = if timeout.is_some() {
                     "`--admit-timeout`"
                 } else {
                     "`acquire_timeout_s`"
                 };
                 err = err.hint(format!(
-                    "raise `resource_limits.{key}` (or {wait}) in `{}`, or retry when the machine is less busy",
+                    "raise {} (or {wait}) in `{}`, or retry when the machine is less busy",
+                    keys.join(", "),
                     admission.settings_path.display()
                 ));
             }
