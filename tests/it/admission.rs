@@ -25,6 +25,96 @@ fn spawn(p: &TestProject, args: &[&str]) -> Child {
         .unwrap()
 }
 
+/// The test-only stand-in for `/proc` read by the admission probes.
+const PROC_ENV: &str = "QW_TEST_PROC_DIR";
+
+/// A fake `/proc` for the probes showing a machine far above every load limit on any
+/// number of CPUs (1-minute load 1000, a full run queue, CPU pressure 95 %) with memory to
+/// spare (25 % used). The 1-minute load of a real machine cannot be raised that far
+/// within a test; busy loops ([`BusyLoops`]) make the CPUs really busy beside it.
+fn loaded_proc(p: &TestProject) -> std::path::PathBuf {
+    p.write(
+        "fake-proc/loadavg",
+        "1000.00 1000.00 1000.00 1001/3000 4242\n",
+    );
+    p.write(
+        "fake-proc/meminfo",
+        "MemTotal:       16000000 kB\nMemFree:         1000000 kB\nMemAvailable:   12000000 kB\n",
+    );
+    p.write(
+        "fake-proc/pressure/cpu",
+        "some avg10=95.00 avg60=90.00 avg300=80.00 total=1\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+    );
+    p.write(
+        "fake-proc/pressure/memory",
+        "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+    );
+    p.path().join("fake-proc")
+}
+
+/// One busy loop per usable CPU, ended by pid when dropped (they also carry the test's
+/// marker, so its `MarkerGuard` ends them too).
+struct BusyLoops(Vec<Child>);
+
+impl BusyLoops {
+    fn start(marker: &str) -> BusyLoops {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        BusyLoops(
+            (0..cpus)
+                .map(|_| {
+                    std::process::Command::new("sh")
+                        .args(["-c", "while :; do :; done"])
+                        .env("QW_TEST_MARKER", marker)
+                        .stdin(Stdio::null())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for BusyLoops {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            unsafe_kill(i32::try_from(c.id()).unwrap(), 9);
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `qw exec --admit -- sleep 30` under the fake load: admitted at once (nothing runs),
+/// it holds a slot until killed. Returns when its program runs.
+fn hold_a_slot(p: &TestProject, marker: &str, fake: &std::path::Path) -> Child {
+    let env = format!("QW_TEST_MARKER={marker}");
+    let holder = p
+        .qw(&["exec", "--admit", "--env", &env, "--", "sleep", "30"])
+        .env(PROC_ENV, fake)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            pids_with_env("QW_TEST_MARKER", marker)
+                .into_iter()
+                .any(|pid| {
+                    std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|c| c.starts_with(b"sleep\0"))
+                })
+        }),
+        "the slot holder never started"
+    );
+    holder
+}
+
+/// A program's stderr sent to a file, to read while it runs.
+fn stderr_file(p: &TestProject, name: &str) -> (std::path::PathBuf, std::fs::File) {
+    let path = p.path().join(name);
+    let f = std::fs::File::create(&path).unwrap();
+    (path, f)
+}
+
 fn queued_tickets(p: &TestProject) -> usize {
     std::fs::read_dir(p.path().join(".qw-runtime/queue"))
         .map(|d| {
@@ -133,12 +223,14 @@ fn admission_waiter_gets_slot_of_sigkilled_holder_within_a_second() {
 }
 
 #[test]
-fn admission_refusing_limits_time_out_naming_max_load_and_never_start() {
+fn admission_memory_limit_holds_with_nothing_running_and_every_limit_is_named() {
     let p = TestProject::new();
-    // Any load above 0 refuses; a machine running this test suite is never at 0.00.
+    // Any memory use refuses (a machine never uses none). The load limit is exceeded
+    // too, but with no qw task running the progress guarantee waives it: only memory
+    // blocks and only memory is named.
     p.write(
         ".claude/settings.local.json",
-        r#"{"resource_limits": {"max_load": 0, "acquire_timeout_s": 1}}"#,
+        r#"{"resource_limits": {"max_load": 0, "max_memory": 0, "acquire_timeout_s": 1}}"#,
     );
     let started = p.path().join("started");
     let script = format!("echo ok > '{}'", started.display());
@@ -147,8 +239,18 @@ fn admission_refusing_limits_time_out_naming_max_load_and_never_start() {
     let took = t.elapsed();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(125), "stderr: {err}");
-    assert!(err.contains("max_load"), "{err}");
+    assert!(err.contains("(max_memory)"), "{err}");
+    assert!(
+        !err.contains("(max_load)"),
+        "the load limit is waived: {err}"
+    );
+    assert!(err.contains("no qw task running"), "{err}");
+    assert!(
+        err.contains("after 1.0s (resource_limits.acquire_timeout_s)"),
+        "{err}"
+    );
     assert!(err.contains("not started"), "{err}");
+    assert!(err.contains("`resource_limits.max_memory`"), "{err}");
     assert!(took >= Duration::from_secs(1), "gave up early: {took:?}");
     assert!(took < Duration::from_secs(15), "took {took:?}");
     assert!(
@@ -156,6 +258,47 @@ fn admission_refusing_limits_time_out_naming_max_load_and_never_start() {
         "the program ran although admission refused"
     );
     assert_eq!(queued_tickets(&p), 0, "the ticket was left in the queue");
+
+    // With one qw task running, the load limits hold again: every limit is named.
+    let fake = loaded_proc(&p);
+    p.write(".claude/settings.local.json", "{}");
+    let m = marker();
+    let _guard = MarkerGuard(m.clone());
+    let mut holder = hold_a_slot(&p, &m, &fake);
+    // The fake machine uses 25 % of its memory.
+    p.write(
+        ".claude/settings.local.json",
+        r#"{"resource_limits": {"max_memory": 0.2, "max_concurrent": 1, "acquire_timeout_s": 300}}"#,
+    );
+    let out = p
+        .qw(&[
+            "exec",
+            "--admit=high",
+            "--admit-timeout",
+            "0.3",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .env(PROC_ENV, &fake)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(125), "stderr: {err}");
+    for named in [
+        "(max_load)",
+        "(high_impact_load)",
+        "(max_memory)",
+        "1 of 1 slots in use (max_concurrent)",
+        "1 qw task running",
+        "(--admit-timeout)",
+    ] {
+        assert!(err.contains(named), "{named} missing: {err}");
+    }
+    assert!(!started.exists());
+    unsafe_kill(i32::try_from(holder.id()).unwrap(), 15);
+    holder.wait().unwrap();
 }
 
 #[test]
@@ -248,9 +391,10 @@ fn admission_resources_shows_holder_pid_limits_and_decisions() {
 #[test]
 fn admission_signal_while_waiting_stops_without_starting() {
     let p = TestProject::new();
+    // Memory limits hold even with nothing running: this waits until the signal.
     p.write(
         ".claude/settings.local.json",
-        r#"{"resource_limits": {"max_load": 0, "acquire_timeout_s": 60}}"#,
+        r#"{"resource_limits": {"max_memory": 0, "acquire_timeout_s": 60}}"#,
     );
     let started = p.path().join("started");
     let script = format!("echo ok > '{}'", started.display());
@@ -279,7 +423,7 @@ fn admission_admit_timeout_overrides_acquire_timeout_and_never_starts() {
     // The settings would wait 300 s; the flag caps this run at half a second.
     p.write(
         ".claude/settings.local.json",
-        r#"{"resource_limits": {"max_load": 0, "acquire_timeout_s": 300}}"#,
+        r#"{"resource_limits": {"max_memory": 0, "acquire_timeout_s": 300}}"#,
     );
     let started = p.path().join("started");
     let script = format!("echo ok > '{}'", started.display());
@@ -297,8 +441,8 @@ fn admission_admit_timeout_overrides_acquire_timeout_and_never_starts() {
     let took = t.elapsed();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(125), "stderr: {err}");
-    assert!(err.contains("max_load"), "{err}");
-    assert!(err.contains("after 0.5s"), "{err}");
+    assert!(err.contains("max_memory"), "{err}");
+    assert!(err.contains("after 0.5s (--admit-timeout)"), "{err}");
     assert!(err.contains("not started"), "{err}");
     assert!(
         err.contains("--admit-timeout"),
@@ -319,4 +463,197 @@ fn admission_admit_timeout_overrides_acquire_timeout_and_never_starts() {
     let out = p.run(&["exec", "--admit-timeout", "1", "--", "true"]);
     assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
     assert!(stderr(&out).contains("--admit"), "{}", stderr(&out));
+}
+
+#[test]
+fn admission_loaded_machine_starts_exec_and_workflow_at_once_when_no_qw_task_runs() {
+    let p = TestProject::new();
+    let fake = loaded_proc(&p);
+    let m = marker();
+    let _guard = MarkerGuard(m.clone());
+    let _busy = BusyLoops::start(&m);
+    // Default limits; a short acquire timeout, so a wait for the load (which the fake
+    // `/proc` keeps at 1000 forever) fails the test instead of passing slowly.
+    p.write(
+        ".claude/settings.local.json",
+        r#"{"resource_limits": {"acquire_timeout_s": 20}}"#,
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout(
+        &p.qw(&["--json", "resources"])
+            .env(PROC_ENV, &fake)
+            .output()
+            .unwrap(),
+    ))
+    .unwrap();
+    for impact in ["low", "normal", "high"] {
+        let d = &v["decisions"][impact];
+        assert_eq!(d["decision"], "admit", "{v}");
+        assert_eq!(d["waived"][0]["limit"], "max_load", "{v}");
+    }
+    assert!(v["probes"]["load_per_cpu"].as_f64().unwrap() > 1.0, "{v}");
+
+    for impact in ["--admit", "--admit=high"] {
+        let out = p
+            .qw(&["exec", impact, "--", "true"])
+            .env(PROC_ENV, &fake)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("waiting for admission"),
+            "{}",
+            stderr(&out)
+        );
+    }
+
+    let out = p
+        .qw(&[
+            "workflow-auto",
+            "hello",
+            "Greet the user",
+            "--agent",
+            "offline",
+        ])
+        .env(PROC_ENV, &fake)
+        .output()
+        .unwrap();
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("workflow completed"), "{all}");
+    // The first phase started without waiting: nothing else was running.
+    assert!(!all.contains("requirements: waiting"), "{all}");
+    assert_eq!(queued_tickets(&p), 0);
+}
+
+#[test]
+fn admission_loaded_machine_waits_while_a_slot_is_held_then_starts() {
+    let p = TestProject::new();
+    let fake = loaded_proc(&p);
+    p.write(
+        ".claude/settings.local.json",
+        r#"{"resource_limits": {"acquire_timeout_s": 120}}"#,
+    );
+    let m = marker();
+    let _guard = MarkerGuard(m.clone());
+    let _busy = BusyLoops::start(&m);
+
+    // `qw exec --admit` waits while another process holds a slot, and says why.
+    let mut holder = hold_a_slot(&p, &m, &fake);
+    let started = p.path().join("started");
+    let script = format!("echo ok > '{}'", started.display());
+    let (err_path, err_file) = stderr_file(&p, "exec.stderr");
+    let mut waiter = p
+        .qw(&["exec", "--admit", "--", "sh", "-c", &script])
+        .env(PROC_ENV, &fake)
+        .stdout(Stdio::null())
+        .stderr(err_file)
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            std::fs::read_to_string(&err_path).is_ok_and(|e| e.contains("giving up in"))
+        }),
+        "no waiting line: {:?}",
+        std::fs::read_to_string(&err_path)
+    );
+    assert!(!started.exists(), "it started while a slot was held");
+    let line = std::fs::read_to_string(&err_path).unwrap();
+    for part in [
+        "qw: waiting for admission (normal impact): load ",
+        "/CPU > 0.85 (max_load); 1 qw task running; giving up in ",
+        "(resource_limits.acquire_timeout_s)",
+    ] {
+        assert!(line.contains(part), "{part:?} not in {line}");
+    }
+    unsafe_kill(i32::try_from(holder.id()).unwrap(), 15);
+    holder.wait().unwrap();
+    assert_eq!(waiter.wait().unwrap().code(), Some(0));
+    assert!(started.exists(), "it never started once the slot was free");
+    let lines = std::fs::read_to_string(&err_path).unwrap();
+    assert_eq!(
+        lines.matches("waiting for admission").count(),
+        1,
+        "the waiting line is not repeated on every poll: {lines}"
+    );
+
+    // So does `workflow-auto`: no agent runs while the slot is held.
+    let mut holder = hold_a_slot(&p, &m, &fake);
+    let (err_path, err_file) = stderr_file(&p, "workflow.stderr");
+    let mut flow = p
+        .qw(&[
+            "workflow-auto",
+            "hello",
+            "Greet the user",
+            "--agent",
+            "offline",
+        ])
+        .env(PROC_ENV, &fake)
+        .stdout(Stdio::null())
+        .stderr(err_file)
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            std::fs::read_to_string(&err_path)
+                .is_ok_and(|e| e.contains("requirements: waiting for admission"))
+        }),
+        "no waiting line: {:?}",
+        std::fs::read_to_string(&err_path)
+    );
+    let runs = p.path().join(".claude/runs");
+    // Run folders are named `<stamp>-<spec>-<label>-<hex>`; `qw exec` above left its own.
+    let no_runs = || {
+        std::fs::read_dir(&runs).map_or(true, |d| {
+            !d.flatten()
+                .any(|e| e.file_name().to_string_lossy().contains("-hello-"))
+        })
+    };
+    assert!(no_runs(), "an agent started while the slot was held");
+    assert!(flow.try_wait().unwrap().is_none());
+    unsafe_kill(i32::try_from(holder.id()).unwrap(), 15);
+    holder.wait().unwrap();
+    let status = flow.wait().unwrap();
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(!no_runs(), "{err}");
+}
+
+#[test]
+fn admission_waiters_that_all_see_nothing_running_start_one_at_a_time() {
+    let p = TestProject::new();
+    let fake = loaded_proc(&p);
+    p.write(
+        ".claude/settings.local.json",
+        r#"{"resource_limits": {"acquire_timeout_s": 120}}"#,
+    );
+    // Each program takes a directory as a mutex: a second one running at the same time
+    // finds it taken and exits 99.
+    let excl = p.path().join("excl");
+    let script = format!(
+        "mkdir '{0}' || exit 99; sleep 0.3; rmdir '{0}'",
+        excl.display()
+    );
+    let m = marker();
+    let _guard = MarkerGuard(m.clone());
+    let env = format!("QW_TEST_MARKER={m}");
+    let children: Vec<Child> = (0..4)
+        .map(|_| {
+            p.qw(&["exec", "--admit", "--env", &env, "--", "sh", "-c", &script])
+                .env(PROC_ENV, &fake)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "two ran at once, or one never ran: {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(queued_tickets(&p), 0);
 }

@@ -319,10 +319,11 @@ fn consume_failure_records_errors_with_component_and_context_in_the_state() {
 #[test]
 fn consume_caps_the_admission_wait_at_60_seconds() {
     let p = TestProject::new();
-    // Refuse everything, so the attempt sits in the admission wait where we can look at it.
+    // Refuse everything (memory limits hold even with no qw task running), so the
+    // attempt sits in the admission wait where we can look at it.
     p.write(
         ".claude/settings.local.json",
-        r#"{"resource_limits": {"max_load": 0, "acquire_timeout_s": 300}}"#,
+        r#"{"resource_limits": {"max_memory": 0, "acquire_timeout_s": 300}}"#,
     );
     let m = marker();
     let _guard = MarkerGuard(m.clone());

@@ -657,9 +657,10 @@ fn workflow_dry_run_starts_and_writes_nothing() {
 #[test]
 fn workflow_task_refused_by_admission_fails_with_the_limit_named() {
     let f = Flow::new(THREE);
+    // Memory limits hold even with no qw task running (load limits would be waived).
     f.p.write(
         ".claude/settings.local.json",
-        r#"{"resource_limits": {"max_load": 0, "acquire_timeout_s": 1}}"#,
+        r#"{"resource_limits": {"max_memory": 0, "acquire_timeout_s": 1}}"#,
     );
     for (doc, text) in [
         ("requirements.md", "# R\n"),
@@ -673,5 +674,5 @@ fn workflow_task_refused_by_admission_fails_with_the_limit_named() {
     assert!(f.log().is_empty(), "an agent ran without admission");
     let t1 = f.task("1");
     assert_eq!(t1["status"], "failed", "{t1}");
-    assert!(t1["error"].as_str().unwrap().contains("max_load"), "{t1}");
+    assert!(t1["error"].as_str().unwrap().contains("max_memory"), "{t1}");
 }
