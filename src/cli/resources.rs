@@ -25,7 +25,9 @@ Limits come from `resource_limits` in .claude/settings.local.json (max_load, max
 high_impact_load, max_concurrent, acquire_timeout_s, max_cpu_pressure, max_memory_pressure);
 keys not set there use the defaults. Slots are shared by every qw process of the user
 through the runtime directory ($QW_RUNTIME_DIR, else $XDG_RUNTIME_DIR/quantumwala, else
-/tmp/quantumwala-<uid>).
+/tmp/quantumwala-<uid>). With no slot in use, one task may start whatever the load (the
+memory limits still hold). The load compared with max_load is the 1-minute average per
+CPU, or the run queue now when it is lower and CPU pressure (PSI) is at most 10 %.
 
 When Slurm's commands are on PATH, the report ends with your qw jobs in Slurm's queue
 (`squeue --me`, jobs whose comment marks them as qw's): id, name, state, pending reason,
