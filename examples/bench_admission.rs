@@ -146,7 +146,8 @@ fn load_per_cpu() -> f64 {
 
 /// Run `qw workflow-auto` in a fresh project with a private runtime directory and the
 /// default limits (`acquire_timeout_s` = `cap`), and time its first agent start: the first
-/// run folder under `.claude/runs/`, which the workflow creates right after admission.
+/// run folder under `.claude/runs/`, which the workflow creates right after admission
+/// (see `attempts()` in `src/workflow/driver.rs`).
 fn first_start(qw: &Path, cap: Duration) -> Result<FirstStart, Box<dyn Error>> {
     let dir = tempfile::tempdir()?;
     let settings = dir.path().join(".claude/settings.local.json");
@@ -180,7 +181,13 @@ fn first_start(qw: &Path, cap: Duration) -> Result<FirstStart, Box<dyn Error>> {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
     let mut started = false;
     loop {
-        if quantumwala::fs::read_dir(&runs).is_ok_and(|mut d| d.next().is_some()) {
+        // Run folders are `<stamp>-<spec>-<label>-<hex>`; `.claude/runs/` also holds the
+        // workflow's lock file, made before admission.
+        let agent_ran = quantumwala::fs::read_dir(&runs).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().contains("-bench-start-"))
+        });
+        if agent_ran {
             started = true;
             break;
         }
