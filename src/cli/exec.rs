@@ -133,6 +133,7 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
             Some(&state_dir),
             Some(ctx.project.root()),
             false,
+            false,
             exec::slurm::sweep::SWEEP_WAIT,
         ));
     }

@@ -29,7 +29,8 @@ through the runtime directory ($QW_RUNTIME_DIR, else $XDG_RUNTIME_DIR/quantumwal
 memory limits still hold). The load compared with max_load is the 1-minute average per
 CPU, or the run queue now when it is lower and CPU pressure (PSI) is at most 10 %.
 
-When Slurm's commands are on PATH, the report ends with your qw jobs in Slurm's queue
+When Slurm's commands are on PATH and qw has submitted jobs from this project (or, outside
+a project, from this user's cache), the report ends with your qw jobs in Slurm's queue
 (`squeue --me`, jobs whose comment marks them as qw's): id, name, state, pending reason,
 node and time used. Local admission does not gate those jobs; Slurm schedules them.
 
@@ -56,7 +57,7 @@ pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
         .into_iter()
         .map(|i| (i, decide(&probes, &admission.limits, i, in_use.len())))
         .collect();
-    let slurm_jobs = slurm_jobs();
+    let slurm_jobs = slurm_jobs(&super::executor::dirs(&ctx.project).0);
 
     if ctx.global.json {
         let limits = serde_json::to_value(&admission.limits).unwrap_or(Value::Null);
@@ -267,16 +268,16 @@ pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
     Ok(exit::SUCCESS)
 }
 
-/// The user's qw jobs in Slurm's queue, when Slurm is there.
+/// The user's qw jobs in Slurm's queue, when Slurm is there and qw used it from here.
 enum SlurmJobs {
     Unavailable,
     Error(String),
     Rows(Vec<crate::exec::slurm::queue::QueueRow>),
 }
 
-fn slurm_jobs() -> SlurmJobs {
+fn slurm_jobs(state_dir: &std::path::Path) -> SlurmJobs {
     use crate::exec::slurm::sweep;
-    if !sweep::slurm_available() {
+    if !sweep::used_from(state_dir) || !sweep::slurm_available() {
         return SlurmJobs::Unavailable;
     }
     match sweep::qw_jobs() {

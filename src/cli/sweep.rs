@@ -15,9 +15,11 @@ Finds every process of yours whose QW_RUN_ID cookie names a qw that is no longer
 and ends it (SIGTERM, grace, SIGKILL). Runs automatically, scoped to the project, at the
 start of `qw exec` and the workflow commands.
 
-When Slurm's commands are on PATH it also cancels (`scancel`) your Slurm jobs submitted
-from this host by a qw that is no longer alive (their comment names it), and waits until
-they have ended. The automatic sweep does that only for jobs of the project.
+It also cancels (`scancel`) your Slurm jobs submitted from this host by a qw that is no
+longer alive (their comment names it), and waits until they have ended. Slurm is asked
+only when qw has submitted jobs from this project (or, outside a project, from this
+user's cache) before, or with --slurm. The automatic sweep does that only for jobs of
+the project whose owner left a record.
 
 Example:
   qw sweep --project-only --grace 2")]
@@ -25,6 +27,9 @@ pub struct SweepArgs {
     /// Only orphans started in this project.
     #[arg(long)]
     pub project_only: bool,
+    /// Ask Slurm for orphaned qw jobs even if qw never submitted from here.
+    #[arg(long)]
+    pub slurm: bool,
     /// Seconds between SIGTERM and SIGKILL.
     #[arg(long, value_name = "SECS", value_parser = super::exec::parse_secs, default_value = "5")]
     pub grace: Duration,
@@ -36,9 +41,10 @@ pub fn run(ctx: &Ctx, args: SweepArgs) -> CmdResult {
     let report = exec::sweep::sweep(scope, args.grace);
     let (state_dir, _) = super::executor::dirs(&ctx.project);
     let jobs = exec::slurm::sweep::sweep_jobs(
-        ctx.project.exists().then_some(state_dir.as_path()),
+        Some(state_dir.as_path()),
         scope,
         true,
+        args.slurm,
         exec::slurm::sweep::SWEEP_WAIT,
     );
     if let Some(e) = &jobs.error {

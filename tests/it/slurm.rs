@@ -500,3 +500,52 @@ fn a_new_executor_takes_over_a_killed_qws_running_job_instead_of_running_it_twic
     );
     assert!(active_jobs_under(s.p.path()).is_empty());
 }
+
+/// `qw sweep` asks Slurm only where qw has used it: a fake `squeue` that fails (as one
+/// does when the controller is down) is not even run in a project that never submitted,
+/// and is run — with a one-line warning — under `--slurm` or once qw left its
+/// `owners/` folder. Needs no cluster.
+#[test]
+fn sweep_asks_slurm_only_where_qw_used_it() {
+    let p = TestProject::new();
+    let calls = p.path().join("squeue-calls");
+    let bin = p.path().join("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let squeue = bin.join("squeue");
+    std::fs::write(
+        &squeue,
+        format!(
+            "#!/bin/sh\necho called >> '{}'\necho 'Unable to contact slurm controller' >&2\nexit 1\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&squeue, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let sweep = |args: &[&str]| p.qw(args).env("PATH", &path).output().unwrap();
+
+    let o = sweep(&["sweep", "--project-only"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "", "a never-used Slurm is not asked");
+    assert!(
+        !calls.exists(),
+        "squeue ran although qw never submitted here"
+    );
+
+    let o = sweep(&["sweep", "--project-only", "--slurm"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(calls.exists(), "--slurm asks Slurm");
+    let err = stderr(&o);
+    assert!(
+        err.contains("could not sweep Slurm jobs") && err.contains("controller"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+
+    std::fs::remove_file(&calls).unwrap();
+    std::fs::create_dir_all(p.claude().join("slurm/owners")).unwrap();
+    let o = sweep(&["sweep", "--project-only"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(calls.exists(), "a project qw submitted from is swept");
+}

@@ -78,6 +78,13 @@ pub fn slurm_available() -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("squeue").is_file()))
 }
 
+/// Has qw submitted Slurm jobs with owner records under `state_dir` (its `owners/` folder,
+/// created before the first submission, is there)? Slurm is asked only then: asking a
+/// controller that is down costs seconds.
+pub fn used_from(state_dir: &Path) -> bool {
+    state_dir.join("owners").is_dir()
+}
+
 /// Dead owners recorded under `state_dir` (records of this host only).
 fn dead_owner_records(state_dir: &Path, host: &str) -> Vec<(PathBuf, String)> {
     let Ok(entries) = crate::fs::read_dir(state_dir.join("owners")) else {
@@ -102,10 +109,15 @@ fn dead_owner_records(state_dir: &Path, host: &str) -> Vec<(PathBuf, String)> {
 ///   (the automatic sweep). With `all_owners` true (`qw sweep`), every orphaned qw job of
 ///   this user from this host is cancelled, limited to jobs whose working directory is
 ///   under `project` when one is given.
+/// - Slurm is asked at all only when a dead owner left a record, when qw has submitted
+///   from `state_dir` before (its `owners/` folder exists), or when `force` is set: a
+///   machine with Slurm's commands installed but unused by qw (or a controller that is
+///   down) costs `qw sweep` nothing.
 pub fn sweep_jobs(
     state_dir: Option<&Path>,
     project: Option<&Path>,
     all_owners: bool,
+    force: bool,
     wait: Duration,
 ) -> SlurmSweep {
     let host = hostname();
@@ -113,7 +125,8 @@ pub fn sweep_jobs(
         .map(|d| dead_owner_records(d, &host))
         .unwrap_or_default();
     let mut out = SlurmSweep::default();
-    if records.is_empty() && !(all_owners && slurm_available()) {
+    let used_here = state_dir.is_some_and(used_from);
+    if records.is_empty() && !(all_owners && (used_here || force) && slurm_available()) {
         return out;
     }
     let rows = match qw_jobs() {
