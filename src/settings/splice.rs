@@ -33,10 +33,12 @@ struct Object {
     members: Vec<Member>,
 }
 
-/// How new text is laid out: the document's newline and indentation unit.
+/// How new text is laid out: the document's newline and indentation unit, and whether it
+/// writes `"a": 1, "b": 2` (spaced) or `"a":1,"b":2` on one line.
 struct Style {
     newline: &'static str,
     unit: String,
+    spaced: bool,
 }
 
 /// Set `path` (object keys from the top level) to `value`. Missing objects on the way are
@@ -137,7 +139,8 @@ fn insert(text: &str, obj: &Object, key: &str, value: &Value, style: &Style) -> 
         return splice(text, last.value.end..last.value.end, &member);
     }
     if !text.contains('\n') {
-        let member = format!("{key_json}:{}", render(value, None, style));
+        let colon = if style.spaced { ": " } else { ":" };
+        let member = format!("{key_json}{colon}{}", render(value, None, style));
         return splice(text, obj.open + 1..obj.close, &member);
     }
     let base = line_indent(text, obj.open);
@@ -157,7 +160,11 @@ fn render(value: &Value, indent: Option<&str>, style: &Style) -> String {
         _ => true,
     };
     let Some(indent) = indent.filter(|_| !empty) else {
-        return value.to_string();
+        return if style.spaced {
+            inline(value)
+        } else {
+            value.to_string()
+        };
     };
     let mut buf = Vec::new();
     let formatter = serde_json::ser::PrettyFormatter::with_indent(style.unit.as_bytes());
@@ -170,8 +177,26 @@ fn render(value: &Value, indent: Option<&str>, style: &Style) -> String {
     String::from_utf8_lossy(&buf).replace('\n', &format!("{}{indent}", style.newline))
 }
 
-/// The newline (CRLF if the document uses it) and the indentation of the first indented
-/// line (two spaces when there is none).
+/// `value` on one line with a space after each `:` and `,`.
+fn inline(value: &Value) -> String {
+    match value {
+        Value::Object(m) if !m.is_empty() => {
+            let members: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{}: {}", Value::from(k.as_str()), inline(v)))
+                .collect();
+            format!("{{{}}}", members.join(", "))
+        }
+        Value::Array(a) if !a.is_empty() => {
+            let items: Vec<String> = a.iter().map(inline).collect();
+            format!("[{}]", items.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The newline (CRLF if the document uses it), the indentation of the first indented line
+/// (two spaces when there is none), and the spacing of the first member's colon.
 fn style(text: &str) -> Style {
     let newline = if text.contains("\r\n") { "\r\n" } else { "\n" };
     let unit = text
@@ -182,7 +207,20 @@ fn style(text: &str) -> Style {
         })
         .find(|(ws, rest)| !ws.is_empty() && !rest.is_empty())
         .map_or_else(|| "  ".to_owned(), |(ws, _)| ws.to_owned());
-    Style { newline, unit }
+    let spaced = root(text)
+        .ok()
+        .and_then(|o| {
+            o.members
+                .first()
+                .and_then(|m| text.get(m.key_end..m.value.start))
+                .map(|colon| colon.contains(' '))
+        })
+        .unwrap_or(true);
+    Style {
+        newline,
+        unit,
+        spaced,
+    }
 }
 
 /// The whitespace before `at` on its line.
@@ -382,7 +420,11 @@ mod tests {
             set(r#"{"a":1}"#, &["b"], &json!({"c": [1, 2]})).unwrap(),
             r#"{"a":1,"b":{"c":[1,2]}}"#
         );
-        assert_eq!(set("{}", &["b"], &json!(true)).unwrap(), r#"{"b":true}"#);
+        assert_eq!(
+            set(r#"{"a": 1}"#, &["b"], &json!({"c": [1, 2], "d": {}})).unwrap(),
+            r#"{"a": 1, "b": {"c": [1, 2], "d": {}}}"#
+        );
+        assert_eq!(set("{}", &["b"], &json!(true)).unwrap(), r#"{"b": true}"#);
         assert_eq!(
             set("{}\n", &["b"], &json!({"c": 1})).unwrap(),
             "{\n  \"b\": {\n    \"c\": 1\n  }\n}\n"

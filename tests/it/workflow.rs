@@ -676,3 +676,37 @@ fn workflow_task_refused_by_admission_fails_with_the_limit_named() {
     assert_eq!(t1["status"], "failed", "{t1}");
     assert!(t1["error"].as_str().unwrap().contains("max_memory"), "{t1}");
 }
+
+/// Issue 14 item 7: a tick changes one byte of tasks.md, not its mode nor its symlink.
+#[test]
+fn workflow_tick_keeps_the_mode_and_the_symlink_of_tasks_md() {
+    use std::os::unix::fs::PermissionsExt;
+    for (link, perm) in [("relative", 0o664), ("absolute", 0o644), ("none", 0o600)] {
+        let f = Flow::new(THREE);
+        let spec_dir = f.path().join(".claude/specs/demo");
+        std::fs::create_dir_all(&spec_dir).unwrap();
+        let in_spec = spec_dir.join("tasks.md");
+        let real = f.path().join("plans/tasks.md");
+        std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+        let target = if link == "none" { &in_spec } else { &real };
+        let text = THREE.replace('\n', "\r\n");
+        std::fs::write(target, &text).unwrap();
+        std::fs::set_permissions(target, std::fs::Permissions::from_mode(perm)).unwrap();
+        match link {
+            "relative" => std::os::unix::fs::symlink("../../../plans/tasks.md", &in_spec).unwrap(),
+            "absolute" => std::os::unix::fs::symlink(&real, &in_spec).unwrap(),
+            _ => {}
+        }
+        let out = f.auto(&["--agent", "claude"]);
+        assert_eq!(code(&out), 0, "{link}: {}", diag(&out));
+        let is_link = std::fs::symlink_metadata(&in_spec)
+            .unwrap()
+            .file_type()
+            .is_symlink();
+        assert_eq!(is_link, link != "none", "{link}");
+        let after = std::fs::read_to_string(target).unwrap();
+        assert_eq!(after, text.replace("- [ ]", "- [x]"), "{link}");
+        let m = std::fs::metadata(target).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(m, perm, "{link}");
+    }
+}
