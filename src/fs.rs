@@ -1,6 +1,8 @@
 //! File-system helpers whose errors always name the path (via `fs-err`), the one
 //! durable-write function everything that must survive a crash goes through, and the one
-//! cross-process lock ([`LockedFile`]).
+//! cross-process lock ([`LockedFile`]). A durable write replaces a file's contents and
+//! nothing else: it writes through symlinks and keeps the mode (and owner where allowed)
+//! of what it replaces, and refuses read-only and special files.
 //!
 //! Nothing here knows about qw's file formats; callers pass bytes and name what a lock
 //! protects.

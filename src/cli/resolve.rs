@@ -50,7 +50,7 @@ fn workflow_defaults(settings: &QwSettings) -> Options {
         parallel: limits.max_concurrent.max(1),
         stall_timeout_s: match settings.quantumwala.stall_timeout {
             // 0 turns the watchdog off.
-            Some(t) => (!t.is_zero()).then(|| t.as_secs_f64()),
+            Some(t) => (!t.is_zero()).then_some(t.as_secs_f64()),
             None => d.stall_timeout_s,
         },
         fail_fast: settings.development_mode.fail_fast(),
