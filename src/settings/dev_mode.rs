@@ -242,6 +242,28 @@ mod tests {
     }
 
     #[test]
+    fn unknown_keys_in_qw_sections_are_ignored_and_kept() {
+        let text = "{\n  \"development_mode\": {\n    \"colour\": \"blue\",\n    \"enabled\": false\n  },\n  \"quantumwala\": {\"future\": [1.50, 12345678901234567890123]},\n  \"resource_limits\": {\"max_lod\": 2}\n}\n";
+        let mut s = SettingsFile::parse(Path::new("s.json"), text).unwrap();
+        assert_eq!(s.typed().unwrap().unknown_keys.len(), 3);
+        s.dev_mode_on().unwrap();
+        for kept in [
+            "\"colour\": \"blue\",\n    \"enabled\": true,",
+            "{\"future\": [1.50, 12345678901234567890123], \"dev_mode_previous\": {",
+            "\"resource_limits\": {\"max_lod\": 2}",
+        ] {
+            assert!(s.text().contains(kept), "{kept}:\n{}", s.text());
+        }
+        s.dev_mode_off().unwrap();
+        assert!(
+            s.text()
+                .contains("\"quantumwala\": {\"future\": [1.50, 12345678901234567890123]},"),
+            "{}",
+            s.text()
+        );
+    }
+
+    #[test]
     fn other_quantumwala_keys_keep_their_bytes() {
         let text = "{\n  \"quantumwala\": {\n    \"daily_budget_usd\": 2.50\n  }\n}\n";
         let mut s = SettingsFile::parse(Path::new("s.json"), text).unwrap();
