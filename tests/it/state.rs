@@ -842,17 +842,20 @@ fn python_nan_infinity_and_big_integers_survive_every_rewrite() {
 /// Each special token alone, in a typed field and in an unknown key, through the library.
 #[test]
 fn python_tokens_one_by_one_in_typed_and_unknown_fields() {
-    for token in [
+    for (token, bom) in [
         "NaN",
         "Infinity",
         "-Infinity",
         "12345678901234567890123",
         "-12345678901234567890123",
         "1e400",
-    ] {
+    ]
+    .into_iter()
+    .flat_map(|t| [(t, ""), (t, "\u{feff}")])
+    {
         let p = TestProject::new();
         let text = format!(
-            "{{\"specifications\": {{\"s\": {{\"tasks\": {{\"1\": {{\"id\": \"1\", \"duration_seconds\": {token}}}}}, \"progress_percentage\": {token}}}}}, \"agents\": {{\"performance\": {{\"dev\": {{\"average_duration\": {token}}}}}}}, \"unknown\": [{token}, {{\"k\": {token}}}]}}"
+            "{bom}{{\"specifications\": {{\"s\": {{\"tasks\": {{\"1\": {{\"id\": \"1\", \"duration_seconds\": {token}}}}}, \"progress_percentage\": {token}}}}}, \"agents\": {{\"performance\": {{\"dev\": {{\"average_duration\": {token}}}}}}}, \"unknown\": [{token}, {{\"k\": {token}}}]}}"
         );
         p.write(".claude/unified_state.json", &text);
         let store = StateStore::new(&Project::at(p.path()));
@@ -869,7 +872,7 @@ fn python_tokens_one_by_one_in_typed_and_unknown_fields() {
         };
         assert!(
             after.contains(&format!("\"duration_seconds\":{float}")),
-            "{token}: {after}"
+            "{token} {bom:?}: {after}"
         );
         assert!(
             after.contains(&format!("\"progress_percentage\":{float}")),
