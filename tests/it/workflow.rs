@@ -597,20 +597,29 @@ fn workflow_non_retryable_outcomes_are_not_retried() {
 #[test]
 fn workflow_fail_fast_starts_nothing_after_a_failure() {
     let md = "- [ ] 1. Fails\n  - _Verify: `false`_\n- [ ] 2. Later\n  - _Depends: 1_\n- [ ] 3. Independent but later\n  - _Depends: 4_\n- [ ] 4. Slow\n";
-    let mut f = Flow::new(md);
-    f.set("FAKE_SLOW", "4").set("FAKE_SLOW_SECS", "1");
-    let out = f.auto(&[
-        "--agent",
-        "claude",
-        "--attempts",
-        "1",
-        "--fail-fast",
-        "--parallel",
-        "2",
-    ]);
-    assert_eq!(code(&out), 1, "{}", diag(&out));
-    assert_eq!(f.runs_of("4"), 1, "the running task finished");
-    assert_eq!(f.runs_of("3"), 0, "a new task started after the failure");
+    // The flag, or dev mode's `fail_fast` setting (its default when no flag is given).
+    for from_settings in [false, true] {
+        let mut f = Flow::new(md);
+        f.set("FAKE_SLOW", "4").set("FAKE_SLOW_SECS", "1");
+        let mut args = vec!["--agent", "claude", "--attempts", "1", "--parallel", "2"];
+        if from_settings {
+            f.p.write(
+                ".claude/settings.local.json",
+                r#"{"resource_limits": {"max_load": 1000, "max_memory": 1.0, "high_impact_load": 1000},
+                    "development_mode": {"fail_fast": true}}"#,
+            );
+        } else {
+            args.push("--fail-fast");
+        }
+        let out = f.auto(&args);
+        assert_eq!(code(&out), 1, "{}", diag(&out));
+        assert_eq!(f.runs_of("4"), 1, "the running task finished");
+        assert_eq!(
+            f.runs_of("3"),
+            0,
+            "a new task started after the failure (settings: {from_settings})"
+        );
+    }
 }
 
 #[test]
