@@ -245,6 +245,27 @@ fn read_only_or_unparsable_settings_are_never_overwritten() {
     }
 }
 
+/// Run `cmd` to completion, but end it (and fail) if it is still running after a minute:
+/// a dashboard that did not refuse its settings would serve forever.
+fn run_bounded(mut cmd: std::process::Command) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = wait_until(std::time::Duration::from_secs(60), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{cmd:?} did not exit");
+    }
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn a_bad_value_is_exit_2_naming_key_value_and_file_in_every_reader() {
     for (settings, key, value) in [
@@ -287,7 +308,7 @@ fn a_bad_value_is_exit_2_naming_key_value_and_file_in_every_reader() {
             (vec!["dashboard", "--port", "0"], 2),
             (vec!["exec", "--admit", "--", "true"], 125),
         ] {
-            let out = p.run(&args);
+            let out = run_bounded(p.qw(&args));
             assert_eq!(code(&out), want, "{settings} {args:?}: {}", stderr(&out));
             let err = stderr(&out);
             assert!(
