@@ -8,15 +8,21 @@
 //! | tasks at once | `--parallel` | `resource_limits.max_concurrent` | 8 |
 //! | stall timeout | `--stall-timeout` | `quantumwala.stall_timeout_s` | 600 s |
 //! | fail-fast | `--fail-fast` | `development_mode.fail_fast` | off |
+//! | executor | `--executor` | `quantumwala.executor` | local |
+//! | sbatch options | `--slurm-arg` (after the setting's) | `quantumwala.slurm.args` | none |
+//! | Slurm poll, export, pending limit | | `quantumwala.slurm.*`, `resource_limits.acquire_timeout_s` | 0.5 s, none, 300 s |
 //!
 //! `workflow-continue` puts the options the workflow was started with between the flags
 //! and the settings: they were resolved when it started.
 
 use std::time::Duration;
 
-use super::CliError;
+use super::executor::{self, ExecutorArgs, ExecutorChoice, ExecutorKind};
 use super::workflow::RunArgs;
+use super::{CliError, Ctx};
 use crate::admission::{Admission, Limits};
+use crate::exec::slurm::{DEFAULT_POLL, SlurmConfig};
+use crate::project::Project;
 use crate::settings::QwSettings;
 use crate::workflow::{AgentKind, Options};
 
@@ -29,6 +35,46 @@ pub fn admission(settings: &QwSettings, admit_timeout: Option<Duration>) -> Admi
         admission.timeout_setting = "--admit-timeout";
     }
     admission
+}
+
+/// The executor: `--executor` > `quantumwala.executor` > local; under Slurm its options.
+/// The settings are read only when the flags leave something to them, so
+/// `--executor local` works whatever the settings file holds.
+pub fn executor(ctx: &Ctx, args: &ExecutorArgs) -> Result<ExecutorChoice, CliError> {
+    let settings = match args.executor {
+        Some(ExecutorKind::Local) => None,
+        _ => Some(ctx.settings()?),
+    };
+    Ok(executor_from(&ctx.project, args, settings))
+}
+
+fn executor_from(
+    project: &Project,
+    args: &ExecutorArgs,
+    settings: Option<&QwSettings>,
+) -> ExecutorChoice {
+    let kind = args
+        .executor
+        .or_else(|| settings.and_then(|s| s.quantumwala.executor))
+        .unwrap_or_default();
+    let Some(settings) = settings.filter(|_| kind == ExecutorKind::Slurm) else {
+        return ExecutorChoice { kind, slurm: None };
+    };
+    let configured = &settings.quantumwala.slurm;
+    let mut slurm_args = configured.args.clone().unwrap_or_default();
+    slurm_args.extend(args.slurm_args.iter().cloned());
+    let (state_dir, runs_dir) = executor::dirs(project);
+    ExecutorChoice {
+        kind,
+        slurm: Some(SlurmConfig {
+            args: slurm_args,
+            export: configured.export.clone().unwrap_or_default(),
+            pending_timeout: Limits::from_settings(&settings.resource_limits).acquire_timeout,
+            poll_interval: configured.poll_interval.unwrap_or(DEFAULT_POLL),
+            state_dir,
+            runs_dir,
+        }),
+    }
 }
 
 /// Workflow options: the flags in `args` > `saved` (the options a continued workflow was
@@ -226,6 +272,59 @@ mod tests {
         assert_eq!(
             workflow_options(&args, Some(saved), &s).unwrap().parallel,
             6
+        );
+    }
+
+    #[test]
+    fn executor_flags_over_settings_over_local() {
+        let project = Project::at(Path::new("/p"));
+        let none = ExecutorArgs::default();
+        let local = executor_from(&project, &none, Some(&settings("{}")));
+        assert_eq!(local.kind, ExecutorKind::Local);
+        assert!(local.slurm.is_none());
+
+        let s = settings(
+            r#"{"resource_limits": {"acquire_timeout_s": 12},
+                "quantumwala": {"executor": "slurm", "slurm": {"args": ["--partition=debug"],
+                "export": ["AWS_*"], "poll_interval_s": 2}}}"#,
+        );
+        let slurm = executor_from(&project, &none, Some(&s));
+        assert_eq!(slurm.kind, ExecutorKind::Slurm);
+        let c = slurm.slurm.unwrap();
+        assert_eq!(c.args, ["--partition=debug"]);
+        assert_eq!(c.export, ["AWS_*"]);
+        assert_eq!(c.poll_interval, Duration::from_secs(2));
+        assert_eq!(c.pending_timeout, Duration::from_secs(12));
+
+        // Flags: --executor wins, --slurm-arg comes after the configured args.
+        let args = ExecutorArgs {
+            executor: Some(ExecutorKind::Local),
+            slurm_args: Vec::new(),
+        };
+        assert_eq!(
+            executor_from(&project, &args, Some(&s)).kind,
+            ExecutorKind::Local
+        );
+        let args = ExecutorArgs {
+            executor: Some(ExecutorKind::Slurm),
+            slurm_args: vec!["--partition=gpu".into()],
+        };
+        let c = executor_from(&project, &args, Some(&settings("{}")))
+            .slurm
+            .unwrap();
+        assert_eq!(c.args, ["--partition=gpu"]);
+        assert_eq!(c.poll_interval, DEFAULT_POLL);
+        assert_eq!(c.pending_timeout, Limits::default().acquire_timeout);
+        let c = executor_from(&project, &args, Some(&s)).slurm.unwrap();
+        assert_eq!(c.args, ["--partition=debug", "--partition=gpu"]);
+        // `--executor local` needs no settings at all.
+        let args = ExecutorArgs {
+            executor: Some(ExecutorKind::Local),
+            slurm_args: Vec::new(),
+        };
+        assert_eq!(
+            executor_from(&project, &args, None).kind,
+            ExecutorKind::Local
         );
     }
 

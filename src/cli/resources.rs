@@ -301,7 +301,12 @@ pub fn admit_for_exec(
     let impact: Impact = impact
         .parse()
         .map_err(|e: crate::admission::ImpactError| CliError::usage(format!("--admit: {e}")))?;
-    let admission = super::resolve::admission(ctx.settings()?, timeout);
+    // Unreadable or bad settings: qw failed, not the program (exit 125).
+    let settings = ctx.settings().map_err(|mut e| {
+        e.code = exit::EXEC_FAILED;
+        e
+    })?;
+    let admission = super::resolve::admission(settings, timeout);
     let start = Instant::now();
     let quiet = ctx.global.quiet;
     let mut notice = WaitNotice::default();

@@ -5,12 +5,12 @@
 //! What a value means for a command — CLI flag over setting over default — is decided in
 //! one place, `cli::resolve`.
 //!
-//! Adding a key (say `quantumwala.executor`):
-//! 1. a field in [`QwSection`]: `pub executor: Option<String>`;
-//! 2. one line in `QwSection::read`: `executor: s.get("executor", read::one_of(&["local", "slurm"]))?`
-//!    (a nested object such as `quantumwala.slurm.args` is `let mut slurm = s.section("slurm")?;`
-//!    then `slurm.get("args", read::texts)?` and `slurm.finish(unknown)`);
-//! 3. resolve it against its flag in `cli::resolve`;
+//! Adding a key (say `quantumwala.worktree_root`):
+//! 1. a field in [`QwSection`]: `pub worktree_root: Option<PathBuf>`;
+//! 2. one line in `QwSection::read`: `worktree_root: s.get("worktree_root", read::path)?`
+//!    with a checker from [`read`] (or a new one there); a nested object is a
+//!    `s.section("name")?` read like `quantumwala.slurm` (`SlurmSettings::read`);
+//! 3. resolve it against its flag in `cli::resolve` (flag > setting > default);
 //! 4. a row in the README's settings table and a unit test of a bad value.
 
 use std::path::{Path, PathBuf};
@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 
 use super::dev_mode::{DEV_FLAGS, DevFlag, DevMode, FlagSource, dev_flag_default};
 use super::{SettingsError, SettingsFile};
+use crate::exec::ExecutorKind;
 use crate::jsontext;
 
 /// Top-level section qw owns for its own options and bookkeeping.
@@ -116,16 +117,49 @@ pub struct QwSection {
     /// `claude_permissions`: how Claude Code's permissions meet `claude -p`, a note
     /// `qw init` writes for the user (qw never acts on it).
     pub claude_permissions: Option<String>,
+    /// `executor`: where jobs run, `local` or `slurm` (the default of `--executor`).
+    pub executor: Option<ExecutorKind>,
+    /// `slurm`: the Slurm executor's options.
+    pub slurm: SlurmSettings,
+}
+
+/// `quantumwala.slurm` (CONTRACT §11).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SlurmSettings {
+    /// `args`: sbatch options for every job, whole (`--partition=debug`); `--slurm-arg`s
+    /// come after them.
+    pub args: Option<Vec<String>>,
+    /// `export`: environment variables passed to jobs (names, or prefixes ending in `*`).
+    pub export: Option<Vec<String>>,
+    /// `poll_interval_s`: time between two `squeue` calls (0.05–3600 s).
+    pub poll_interval: Option<Duration>,
+}
+
+impl SlurmSettings {
+    fn read(s: &mut Section<'_>) -> Result<SlurmSettings, SettingsError> {
+        Ok(SlurmSettings {
+            args: s.get("args", read::texts)?,
+            export: s.get("export", read::texts)?,
+            poll_interval: s.get("poll_interval_s", read::seconds_between(0.05, 3600.0))?,
+        })
+    }
 }
 
 impl QwSection {
-    fn read(s: &mut Section<'_>) -> Result<QwSection, SettingsError> {
+    fn read(s: &mut Section<'_>, unknown: &mut Vec<String>) -> Result<QwSection, SettingsError> {
         Ok(QwSection {
             keep_runs: s.get("keep_runs", read::whole(1, usize::MAX))?,
             stall_timeout: s.get("stall_timeout_s", read::seconds)?,
             daily_budget_usd: s.get("daily_budget_usd", read::non_negative)?,
             dev_mode_previous: s.get(super::DEV_PREVIOUS_KEY, read::object)?,
             claude_permissions: s.get("claude_permissions", read::text)?,
+            executor: s.get("executor", read::choice(&ExecutorKind::ALL))?,
+            slurm: {
+                let mut slurm = s.section("slurm")?;
+                let read = SlurmSettings::read(&mut slurm)?;
+                slurm.finish(unknown);
+                read
+            },
         })
     }
 }
@@ -175,7 +209,7 @@ impl QwSettings {
         s.finish(&mut unknown_keys);
 
         let mut s = Section::top(path, root, QW_SECTION)?;
-        let quantumwala = QwSection::read(&mut s)?;
+        let quantumwala = QwSection::read(&mut s, &mut unknown_keys)?;
         s.finish(&mut unknown_keys);
 
         Ok(QwSettings {
@@ -242,7 +276,6 @@ impl<'a> Section<'a> {
     }
 
     /// A nested object (`quantumwala.slurm`); absent or `null` reads as empty.
-    #[allow(dead_code)]
     pub(crate) fn section(&mut self, key: &'static str) -> Result<Section<'a>, SettingsError> {
         self.known.push(key);
         let value = self.map.and_then(|m| m.get(key));
@@ -342,22 +375,38 @@ pub(crate) mod read {
     }
 
     /// A list of strings.
-    #[allow(dead_code)]
     pub(crate) fn texts(v: &Value) -> Result<Vec<String>, String> {
         v.as_array()
             .and_then(|a| a.iter().map(|x| x.as_str().map(str::to_owned)).collect())
             .ok_or_else(|| "expected a list of strings".into())
     }
 
-    /// One of `choices`.
-    #[allow(dead_code)]
-    pub(crate) fn one_of(
-        choices: &'static [&'static str],
-    ) -> impl FnOnce(&Value) -> Result<&'static str, String> {
+    /// Seconds from `min` to `max`.
+    pub(crate) fn seconds_between(
+        min: f64,
+        max: f64,
+    ) -> impl FnOnce(&Value) -> Result<Duration, String> {
+        move |v| {
+            finite(v)
+                .filter(|x| (min..=max).contains(x))
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| format!("expected seconds from {min} to {max}"))
+        }
+    }
+
+    /// One of the names in `choices`, as its value.
+    pub(crate) fn choice<T: Copy>(
+        choices: &'static [(&'static str, T)],
+    ) -> impl FnOnce(&Value) -> Result<T, String> {
         move |v| {
             v.as_str()
-                .and_then(|s| choices.iter().find(|c| **c == s).copied())
-                .ok_or_else(|| format!("expected one of {}", choices.join(", ")))
+                .and_then(|s| choices.iter().find(|(name, _)| *name == s))
+                .map(|(_, t)| *t)
+                .ok_or_else(|| {
+                    let names: Vec<String> =
+                        choices.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+                    format!("expected {}", names.join(" or "))
+                })
         }
     }
 }
@@ -504,6 +553,31 @@ mod tests {
                 "1",
             ),
             (r#"{"quantumwala": "on"}"#, "quantumwala", "\"on\""),
+            (
+                r#"{"quantumwala": {"executor": "k8s"}}"#,
+                "quantumwala.executor",
+                "\"k8s\"",
+            ),
+            (
+                r#"{"quantumwala": {"slurm": []}}"#,
+                "quantumwala.slurm",
+                "[]",
+            ),
+            (
+                r#"{"quantumwala": {"slurm": {"args": "--partition=x"}}}"#,
+                "quantumwala.slurm.args",
+                "\"--partition=x\"",
+            ),
+            (
+                r#"{"quantumwala": {"slurm": {"export": [1]}}}"#,
+                "quantumwala.slurm.export",
+                "[1]",
+            ),
+            (
+                r#"{"quantumwala": {"slurm": {"poll_interval_s": 0}}}"#,
+                "quantumwala.slurm.poll_interval_s",
+                "0",
+            ),
         ] {
             let err = parse(text).unwrap_err();
             let SettingsError::BadValue {
@@ -541,28 +615,20 @@ mod tests {
     }
 
     #[test]
-    fn nested_sections_and_readers() {
-        let root: Map<String, Value> = serde_json::from_str(
-            r#"{"quantumwala": {"executor": "slurm", "slurm": {"args": ["-p", "gpu"], "x": 1}}}"#,
+    fn executor_and_slurm_are_read_and_nested_unknown_keys_listed() {
+        let s = parse(
+            r#"{"quantumwala": {"executor": "slurm", "slurm": {"args": ["--partition=debug"],
+                "export": ["AWS_*"], "poll_interval_s": 0.25, "x": 1}}}"#,
         )
         .unwrap();
-        let file = Path::new("f.json");
-        let mut unknown = Vec::new();
-        let mut q = Section::top(file, &root, QW_SECTION).unwrap();
-        let exec = q
-            .get("executor", read::one_of(&["local", "slurm"]))
-            .unwrap();
-        let mut slurm = q.section("slurm").unwrap();
-        let args = slurm.get("args", read::texts).unwrap();
-        slurm.finish(&mut unknown);
-        q.finish(&mut unknown);
-        assert_eq!(exec, Some("slurm"));
-        assert_eq!(args, Some(vec!["-p".to_owned(), "gpu".to_owned()]));
-        assert_eq!(unknown, ["quantumwala.slurm.x"]);
-        let mut q = Section::top(file, &root, QW_SECTION).unwrap();
-        let err = q.get("executor", read::one_of(&["local"])).unwrap_err();
-        assert!(err.to_string().contains("expected one of local"), "{err}");
-        let err = q.get("slurm", read::text).unwrap_err();
-        assert!(err.to_string().contains("`quantumwala.slurm`"), "{err}");
+        let q = &s.quantumwala;
+        assert_eq!(q.executor, Some(ExecutorKind::Slurm));
+        assert_eq!(q.slurm.args, Some(vec!["--partition=debug".to_owned()]));
+        assert_eq!(q.slurm.export, Some(vec!["AWS_*".to_owned()]));
+        assert_eq!(q.slurm.poll_interval, Some(Duration::from_millis(250)));
+        assert_eq!(s.unknown_keys, ["quantumwala.slurm.x"]);
+        let s = parse(r#"{"quantumwala": {"executor": "local", "slurm": null}}"#).unwrap();
+        assert_eq!(s.quantumwala.executor, Some(ExecutorKind::Local));
+        assert_eq!(s.quantumwala.slurm, SlurmSettings::default());
     }
 }

@@ -307,6 +307,8 @@ fn a_bad_value_is_exit_2_naming_key_value_and_file_in_every_reader() {
             ),
             (vec!["dashboard", "--port", "0"], 2),
             (vec!["exec", "--admit", "--", "true"], 125),
+            // `quantumwala.executor` is the default of `--executor`.
+            (vec!["exec", "--", "true"], 125),
         ] {
             let out = run_bounded(p.qw(&args));
             assert_eq!(code(&out), want, "{settings} {args:?}: {}", stderr(&out));
@@ -318,7 +320,10 @@ fn a_bad_value_is_exit_2_naming_key_value_and_file_in_every_reader() {
         }
         assert_eq!(std::fs::read_to_string(&path).unwrap(), settings);
         // Commands that do not read qw's settings still work.
-        for args in [vec!["spec-list"], vec!["exec", "--", "true"]] {
+        for args in [
+            vec!["spec-list"],
+            vec!["exec", "--executor", "local", "--", "true"],
+        ] {
             let out = p.run(&args);
             assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
         }
