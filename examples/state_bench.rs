@@ -2,7 +2,7 @@
 //! unsynchronised write-temp-and-rename loop of the same size as the reference.
 //!
 //! Usage: `state_bench gen DIR TASKS` · `store DIR N` · `plain DIR N` · `count DIR` ·
-//! `load DIR ITER`
+//! `load DIR ITER` · `parse DIR ITER`
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,7 +24,7 @@ fn main() -> ExitCode {
 
 fn run(args: &[String]) -> Result<(), String> {
     let (Some(mode), Some(dir)) = (args.get(1), args.get(2)) else {
-        return Err("usage: state_bench gen|store|plain|count|load DIR [N]".into());
+        return Err("usage: state_bench gen|store|plain|count|load|parse DIR [N]".into());
     };
     let n: usize = args
         .get(3)
@@ -59,6 +59,27 @@ fn run(args: &[String]) -> Result<(), String> {
                 "{:.1}",
                 t.elapsed().as_secs_f64() * 1000.0 / n.max(1) as f64
             );
+            Ok(())
+        }
+        "parse" => {
+            // What reading costs: StateStore::load (read, skip a BOM, tag Python's
+            // NaN/Infinity/big integers, parse, check) against the bare serde_json parse
+            // of the same bytes, the reference.
+            let iter = n.max(1);
+            let path = project.state_file();
+            let t = Instant::now();
+            for _ in 0..iter {
+                std::hint::black_box(store.load().map_err(|e| e.to_string())?);
+            }
+            let load = t.elapsed().as_secs_f64() * 1000.0 / iter as f64;
+            let t = Instant::now();
+            for _ in 0..iter {
+                let bytes = quantumwala::fs::read(&path).map_err(|e| e.to_string())?;
+                let s: UnifiedState = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+                std::hint::black_box(s);
+            }
+            let bare = t.elapsed().as_secs_f64() * 1000.0 / iter as f64;
+            println!("{load:.1} {bare:.1} {:.2}", load / bare);
             Ok(())
         }
         other => Err(format!("unknown mode `{other}`")),

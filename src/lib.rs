@@ -22,6 +22,7 @@ pub mod dashboard;
 pub mod exec;
 pub mod exit;
 pub mod fs;
+pub(crate) mod jsontext;
 pub mod logging;
 pub mod names;
 pub mod project;

@@ -40,11 +40,10 @@ pub enum Verbosity {
     Debug,
 }
 
-/// Install the global subscriber: stderr at `verbosity` (or `QW_LOG`), plus — when the
-/// project found from `project_dir` (or the current directory) has a `.claude/` — the
-/// daily log file at info, or debug when `development_mode.verbose_logging` is on.
-/// Safe to call once; later calls are ignored.
-pub fn init(verbosity: Verbosity, project_dir: Option<&Path>) {
+/// Install the global subscriber: stderr at `verbosity` (or `QW_LOG`), plus — when
+/// `project` has a `.claude/` — the daily log file at info, or debug when `debug_file`
+/// (`development_mode.verbose_logging`). Safe to call once; later calls are ignored.
+pub fn init(verbosity: Verbosity, project: &Project, debug_file: bool) {
     let level = match verbosity {
         Verbosity::Quiet => "error",
         Verbosity::Normal => "warn",
@@ -61,19 +60,14 @@ pub fn init(verbosity: Verbosity, project_dir: Option<&Path>) {
         .event_format(TerminalFormat)
         .with_filter(filter);
 
-    let project = match project_dir {
-        Some(dir) => Some(Project::discover(dir)),
-        None => std::env::current_dir().ok().map(|d| Project::discover(&d)),
-    };
-    let file = project.filter(Project::exists).map(|p| {
-        let dev = crate::settings::DevMode::load_lenient(&p.settings_file());
-        let level = if dev.verbose_logging() {
+    let file = project.exists().then(|| {
+        let level = if debug_file {
             LevelFilter::DEBUG
         } else {
             LevelFilter::INFO
         };
         tracing_subscriber::fmt::layer()
-            .with_writer(DailyFile::new(p.logs_dir()))
+            .with_writer(DailyFile::new(project.logs_dir()))
             .with_ansi(false)
             .with_filter(level)
     });

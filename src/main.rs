@@ -23,7 +23,6 @@ fn main() -> ExitCode {
             return to_exit_code(code);
         }
     };
-    quantumwala::logging::init(cli.global.verbosity(), cli.global.project.as_deref());
     let is_exec = matches!(cli.command, Command::Exec(_));
     match cli::run(cli) {
         Ok(code) => to_exit_code(code),

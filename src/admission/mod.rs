@@ -22,8 +22,7 @@ pub use policy::{Decision, Limit, Limits, Refusal, decide, load_figure};
 pub use probes::Probes;
 pub use slots::{SlotGuard, SlotHolder, Slots};
 
-use crate::project::Project;
-use crate::settings::{Settings, SettingsError};
+use crate::settings::QwSettings;
 
 /// How much CPU a request is expected to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -262,17 +261,15 @@ pub struct Admission {
 }
 
 impl Admission {
-    /// Load the project's `resource_limits`; slots in the default runtime directory.
-    pub fn for_project(project: &Project) -> Result<Admission, SettingsError> {
-        let settings_path = project.settings_file();
-        let settings = Settings::load(&settings_path)?;
-        let limits = Limits::from_settings(&settings, &settings_path)?;
-        Ok(Admission {
-            limits,
-            settings_path,
+    /// The limits `settings` sets (defaults for the rest); slots in the default runtime
+    /// directory.
+    pub fn from_settings(settings: &QwSettings) -> Admission {
+        Admission {
+            limits: Limits::from_settings(&settings.resource_limits),
+            settings_path: settings.path.clone(),
             slots: Slots::system(),
             timeout_setting: ACQUIRE_TIMEOUT_SETTING,
-        })
+        }
     }
 
     /// Wait (up to `acquire_timeout_s`) for admission of a request of `impact`.

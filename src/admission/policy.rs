@@ -6,18 +6,13 @@
 //! [`load_figure`].
 
 use std::fmt;
-use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::Impact;
 use super::probes::Probes;
-use crate::settings::{Settings, SettingsError};
-
-/// The settings section that holds the limits.
-pub const SECTION: &str = "resource_limits";
+use crate::settings::LimitSettings;
 
 /// Admission limits. Defaults are the original system's.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -57,93 +52,20 @@ impl Default for Limits {
     }
 }
 
-/// The keys `resource_limits` may hold.
-pub const KEYS: [&str; 7] = [
-    "max_load",
-    "max_memory",
-    "high_impact_load",
-    "max_concurrent",
-    "acquire_timeout_s",
-    "max_cpu_pressure",
-    "max_memory_pressure",
-];
-
-/// Largest accepted `max_concurrent` (one lock file per slot).
-pub const MAX_SLOTS: usize = 1024;
-
 impl Limits {
-    /// The limits in `settings` (`resource_limits`), defaults for keys not set.
-    /// `path` names the file in errors. A wrong type or range → [`SettingsError::BadValue`].
-    pub fn from_settings(settings: &Settings, path: &Path) -> Result<Limits, SettingsError> {
-        let mut limits = Limits::default();
-        let section = match settings.root.get(SECTION) {
-            None | Some(Value::Null) => return Ok(limits),
-            Some(Value::Object(map)) => map,
-            Some(other) => {
-                return Err(bad(path, SECTION, other, "expected an object of limits"));
-            }
-        };
-        for (key, value) in section {
-            let dotted = format!("{SECTION}.{key}");
-            let number = || {
-                value
-                    .as_f64()
-                    .filter(|v| v.is_finite() && *v >= 0.0)
-                    .ok_or_else(|| bad(path, &dotted, value, "expected a number >= 0"))
-            };
-            let fraction = || {
-                value
-                    .as_f64()
-                    .filter(|v| (0.0..=1.0).contains(v))
-                    .ok_or_else(|| bad(path, &dotted, value, "expected a fraction from 0 to 1"))
-            };
-            let percent = || {
-                value
-                    .as_f64()
-                    .filter(|v| (0.0..=100.0).contains(v))
-                    .ok_or_else(|| bad(path, &dotted, value, "expected a percentage from 0 to 100"))
-            };
-            match key.as_str() {
-                "max_load" => limits.max_load = number()?,
-                "max_memory" => limits.max_memory = fraction()?,
-                "high_impact_load" => limits.high_impact_load = number()?,
-                "max_concurrent" => {
-                    limits.max_concurrent = value
-                        .as_u64()
-                        .and_then(|n| usize::try_from(n).ok())
-                        .filter(|n| (1..=MAX_SLOTS).contains(n))
-                        .ok_or_else(|| {
-                            bad(
-                                path,
-                                &dotted,
-                                value,
-                                "expected a whole number from 1 to 1024",
-                            )
-                        })?;
-                }
-                "acquire_timeout_s" => {
-                    limits.acquire_timeout = Duration::try_from_secs_f64(number()?)
-                        .map_err(|_| bad(path, &dotted, value, "too large"))?;
-                }
-                "max_cpu_pressure" => limits.max_cpu_pressure = Some(percent()?),
-                "max_memory_pressure" => limits.max_memory_pressure = Some(percent()?),
-                _ => tracing::warn!(
-                    "ignoring unknown key `{dotted}` in `{}` (known: {})",
-                    path.display(),
-                    KEYS.join(", ")
-                ),
-            }
+    /// The limits `settings` sets (`resource_limits`, already checked when the settings
+    /// were read), the defaults for the rest.
+    pub fn from_settings(settings: &LimitSettings) -> Limits {
+        let d = Limits::default();
+        Limits {
+            max_load: settings.max_load.unwrap_or(d.max_load),
+            max_memory: settings.max_memory.unwrap_or(d.max_memory),
+            high_impact_load: settings.high_impact_load.unwrap_or(d.high_impact_load),
+            max_concurrent: settings.max_concurrent.unwrap_or(d.max_concurrent),
+            acquire_timeout: settings.acquire_timeout.unwrap_or(d.acquire_timeout),
+            max_cpu_pressure: settings.max_cpu_pressure.or(d.max_cpu_pressure),
+            max_memory_pressure: settings.max_memory_pressure.or(d.max_memory_pressure),
         }
-        Ok(limits)
-    }
-}
-
-fn bad(path: &Path, key: &str, value: &Value, reason: &str) -> SettingsError {
-    SettingsError::BadValue {
-        path: path.to_path_buf(),
-        key: key.to_owned(),
-        value: value.to_string(),
-        reason: reason.to_owned(),
     }
 }
 
@@ -707,69 +629,40 @@ mod tests {
         assert_eq!(v, serde_json::json!({"decision": "admit"}));
     }
 
-    fn parse(text: &str) -> Result<Limits, SettingsError> {
-        let s = Settings::parse(Path::new("s.json"), text).unwrap();
-        Limits::from_settings(&s, Path::new("s.json"))
+    fn parse(text: &str) -> Limits {
+        let file = crate::settings::SettingsFile::parse(std::path::Path::new("s.json"), text);
+        Limits::from_settings(&file.unwrap().typed().unwrap().resource_limits)
     }
 
     #[test]
     fn limits_from_settings_defaults_and_overrides() {
-        assert_eq!(parse("{}").unwrap(), Limits::default());
+        assert_eq!(parse("{}"), Limits::default());
+        assert_eq!(parse(r#"{"resource_limits": {}}"#), Limits::default());
         let l = parse(
             r#"{"permissions": {}, "resource_limits": {"max_load": 1000, "max_memory": 1.0,
-               "max_concurrent": 3, "acquire_timeout_s": 1.5, "high_impact_load": 0}}"#,
-        )
-        .unwrap();
-        assert_eq!(l.max_load, 1000.0);
-        assert_eq!(l.max_memory, 1.0);
-        assert_eq!(l.max_concurrent, 3);
-        assert_eq!(l.acquire_timeout, Duration::from_millis(1500));
-        assert_eq!(l.high_impact_load, 0.0);
-    }
-
-    #[test]
-    fn bad_limit_values_name_key_and_value() {
-        for (text, key, value) in [
-            (
-                r#"{"resource_limits": {"max_load": "high"}}"#,
-                "resource_limits.max_load",
-                "\"high\"",
-            ),
-            (
-                r#"{"resource_limits": {"max_load": -1}}"#,
-                "resource_limits.max_load",
-                "-1",
-            ),
-            (
-                r#"{"resource_limits": {"max_memory": 1.5}}"#,
-                "resource_limits.max_memory",
-                "1.5",
-            ),
-            (
-                r#"{"resource_limits": {"max_concurrent": 0}}"#,
-                "resource_limits.max_concurrent",
-                "0",
-            ),
-            (
-                r#"{"resource_limits": {"max_concurrent": 2.5}}"#,
-                "resource_limits.max_concurrent",
-                "2.5",
-            ),
-            (
-                r#"{"resource_limits": {"acquire_timeout_s": null}}"#,
-                "resource_limits.acquire_timeout_s",
-                "null",
-            ),
-            (r#"{"resource_limits": 5}"#, "resource_limits", "5"),
-        ] {
-            match parse(text) {
-                Err(SettingsError::BadValue {
-                    key: k, value: v, ..
-                }) => {
-                    assert_eq!((k.as_str(), v.as_str()), (key, value), "{text}");
-                }
-                other => panic!("{text}: {other:?}"),
+               "max_concurrent": 3, "acquire_timeout_s": 1.5, "high_impact_load": 0,
+               "max_cpu_pressure": 12.5, "max_memory_pressure": 7}}"#,
+        );
+        assert_eq!(
+            l,
+            Limits {
+                max_load: 1000.0,
+                max_memory: 1.0,
+                high_impact_load: 0.0,
+                max_concurrent: 3,
+                acquire_timeout: Duration::from_millis(1500),
+                max_cpu_pressure: Some(12.5),
+                max_memory_pressure: Some(7.0),
             }
-        }
+        );
+        // Each key on its own replaces only its own default.
+        let one = parse(r#"{"resource_limits": {"max_memory_pressure": 9}}"#);
+        assert_eq!(
+            one,
+            Limits {
+                max_memory_pressure: Some(9.0),
+                ..Limits::default()
+            }
+        );
     }
 }

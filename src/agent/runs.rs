@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::project::Project;
-use crate::settings::Settings;
+use crate::settings::QwSettings;
 
 /// Run folders kept when the settings say nothing.
 pub const DEFAULT_KEEP: usize = 100;
@@ -119,15 +119,9 @@ impl Follow {
     }
 }
 
-/// `quantumwala.keep_runs` from the settings (a positive integer), else [`DEFAULT_KEEP`].
-pub fn keep_from_settings(settings: &Settings) -> usize {
-    settings
-        .section("quantumwala")
-        .and_then(|q| q.get("keep_runs"))
-        .and_then(serde_json::Value::as_u64)
-        .and_then(|n| usize::try_from(n).ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(DEFAULT_KEEP)
+/// `quantumwala.keep_runs` from the settings (checked to be ≥ 1), else [`DEFAULT_KEEP`].
+pub fn keep_from_settings(settings: &QwSettings) -> usize {
+    settings.quantumwala.keep_runs.unwrap_or(DEFAULT_KEEP)
 }
 
 /// Remove all but the newest `keep` run folders (skipping busy ones); returns what was
@@ -266,10 +260,16 @@ mod tests {
 
     #[test]
     fn keep_runs_comes_from_settings() {
-        let s = Settings::parse(Path::new("s"), r#"{"quantumwala":{"keep_runs":7}}"#).unwrap();
-        assert_eq!(keep_from_settings(&s), 7);
-        let s = Settings::parse(Path::new("s"), r#"{"quantumwala":{"keep_runs":0}}"#).unwrap();
-        assert_eq!(keep_from_settings(&s), DEFAULT_KEEP);
-        assert_eq!(keep_from_settings(&Settings::default()), DEFAULT_KEEP);
+        let s = |text: &str| {
+            crate::settings::SettingsFile::parse(Path::new("s"), text)
+                .unwrap()
+                .typed()
+        };
+        assert_eq!(
+            keep_from_settings(&s(r#"{"quantumwala":{"keep_runs":7}}"#).unwrap()),
+            7
+        );
+        assert!(s(r#"{"quantumwala":{"keep_runs":0}}"#).is_err());
+        assert_eq!(keep_from_settings(&s("{}").unwrap()), DEFAULT_KEEP);
     }
 }

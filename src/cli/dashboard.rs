@@ -9,10 +9,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use clap::Args;
 
 use super::{CliError, CmdResult, Ctx};
-use crate::admission::{Admission, Limits, Probes, Slots};
+use crate::admission::{Admission, Probes};
 use crate::dashboard::{self, DashboardConfig, GaugeProvider, Gauges};
 use crate::exit;
-use crate::project::Project;
 
 /// Arguments of `qw dashboard`.
 #[derive(Debug, Args)]
@@ -78,7 +77,7 @@ pub fn run(ctx: &Ctx, args: DashboardArgs) -> CmdResult {
         .map_err(|e| CliError::failed(format!("cannot find the running `qw` binary: {e}")))?;
     let mut cfg = DashboardConfig::new(ctx.project.clone(), token.clone(), qw_exe);
     cfg.allow_actions = args.allow_actions;
-    cfg.gauges = admission_gauges(&ctx.project);
+    cfg.gauges = admission_gauges(super::resolve::admission(ctx.settings()?, None));
     let url = dashboard::url(addr, &token);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -103,18 +102,11 @@ pub fn run(ctx: &Ctx, args: DashboardArgs) -> CmdResult {
     Ok(exit::SUCCESS)
 }
 
-/// Gauges from the admission module: fresh probes and slot holders on every frame,
-/// limits read once at start (a dashboard runs for hours; re-reading the settings every
-/// frame would repeat their warnings). Settings that cannot be read leave the limits
-/// blank with one warning: the page is still worth showing.
-fn admission_gauges(project: &Project) -> GaugeProvider {
-    let (limits, slots): (Option<Limits>, Slots) = match Admission::for_project(project) {
-        Ok(a) => (Some(a.limits), a.slots),
-        Err(e) => {
-            crate::diag!("qw: warning: {e}; the dashboard shows no admission limits");
-            (None, Slots::system())
-        }
-    };
+/// Gauges from the admission module: fresh probes and slot holders on every frame, the
+/// limits resolved once at start (a settings file with a bad value stops the command
+/// before, exit 2, like every command that reads the settings).
+fn admission_gauges(admission: Admission) -> GaugeProvider {
+    let Admission { limits, slots, .. } = admission;
     std::sync::Arc::new(move || {
         let probes = Probes::read();
         // PSI is a percentage; the gauges are fractions.
@@ -125,11 +117,9 @@ fn admission_gauges(project: &Project) -> GaugeProvider {
             psi_cpu: pct(probes.cpu_pressure),
             psi_memory: pct(probes.memory_pressure),
             slots_used: u32::try_from(slots.in_use().len()).ok(),
-            slots_max: limits
-                .as_ref()
-                .and_then(|l| u32::try_from(l.max_concurrent).ok()),
-            limit_load_per_cpu: limits.as_ref().map(|l| l.max_load),
-            limit_memory: limits.as_ref().map(|l| l.max_memory),
+            slots_max: u32::try_from(limits.max_concurrent).ok(),
+            limit_load_per_cpu: Some(limits.max_load),
+            limit_memory: Some(limits.max_memory),
         }
     })
 }

@@ -14,7 +14,7 @@ macro_rules! say {
     }};
 }
 use crate::project::Project;
-use crate::settings::{DevMode, FlagSource, Settings};
+use crate::settings::{DevMode, FlagSource};
 use crate::state::{StateError, StateStore};
 pub(crate) use say;
 
@@ -52,13 +52,13 @@ pub struct DevModeArgs {
 pub fn run(ctx: &Ctx, args: DevModeArgs) -> CmdResult {
     let path = ctx.project.settings_file();
     tracing::debug!(settings = %path.display(), action = ?args.action, "dev-mode");
-    let mut settings = Settings::load(&path)?;
-    let was_on = settings.dev_mode(&path)?.enabled();
+    let mut file = ctx.settings_file()?.clone();
+    let was_on = ctx.settings()?.development_mode.enabled();
     let (mode, note) = match args.action {
-        DevModeAction::Status => (settings.dev_mode(&path)?, None),
+        DevModeAction::Status => (ctx.settings()?.development_mode.clone(), None),
         DevModeAction::On => {
-            let mode = settings.dev_mode_on(&path)?;
-            settings.save(&path)?;
+            let mode = file.dev_mode_on()?;
+            file.save()?;
             tracing::info!(settings = %path.display(), "development mode turned on");
             let note = if mode.auto_backup() && !was_on {
                 auto_backup(&ctx.project)?
@@ -68,14 +68,18 @@ pub fn run(ctx: &Ctx, args: DevModeArgs) -> CmdResult {
             (mode, note)
         }
         DevModeAction::Off => {
-            let mode = settings.dev_mode_off(&path)?;
-            settings.save(&path)?;
+            let mode = file.dev_mode_off()?;
+            file.save()?;
             tracing::info!(settings = %path.display(), "development mode turned off");
             (mode, None)
         }
     };
     if ctx.global.json {
-        say!("{}", to_json(&mode, &settings, &path, note.as_deref()));
+        let previous = file.typed()?.quantumwala.dev_mode_previous;
+        say!(
+            "{}",
+            to_json(&mode, previous.as_ref(), &path, note.as_deref())
+        );
     } else if !ctx.global.quiet || matches!(args.action, DevModeAction::Status) {
         print_human(&mode, &path, note.as_deref());
     }
@@ -84,7 +88,7 @@ pub fn run(ctx: &Ctx, args: DevModeArgs) -> CmdResult {
 
 fn to_json(
     mode: &DevMode,
-    settings: &Settings,
+    previous: Option<&serde_json::Map<String, Value>>,
     path: &std::path::Path,
     note: Option<&str>,
 ) -> Value {
@@ -102,7 +106,7 @@ fn to_json(
         "enabled": mode.enabled(),
         "settings_file": path.display().to_string(),
         "flags": flags,
-        "previous": settings.dev_mode_previous(),
+        "previous": previous,
         "backup": note,
     })
 }

@@ -121,8 +121,11 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
         env.push((OsString::from(k), OsString::from(v)));
     }
     let in_project = ctx.project.exists();
-    let choice = super::executor::resolve(&ctx.project, &args.executor)
-        .map_err(|e| CliError::with_code(exit::EXEC_FAILED, e.to_string()))?;
+    // Unreadable or bad settings: qw failed, not the program (exit 125).
+    let choice = super::resolve::executor(ctx, &args.executor).map_err(|mut e| {
+        e.code = exit::EXEC_FAILED;
+        e
+    })?;
     if in_project && !args.no_sweep {
         report_sweep(&exec::sweep::sweep(
             Some(ctx.project.root()),

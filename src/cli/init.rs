@@ -15,7 +15,8 @@ headless `claude -p` runs: `--claude-arg=--permission-mode --claude-arg=acceptEd
 allow rules, and `bypassPermissions`, which Claude Code refuses as root) and
 .claude/commands/*.md slash commands that call `qw`. Safe to re-run: files you edited are
 kept, untouched ones are updated. Each file is reported as created, updated, unchanged or
-kept. A settings file that is not valid JSON stops init (exit 2) before anything is written.
+kept. A settings file that is not valid JSON, or holds a bad value for one of qw's keys,
+stops init (exit 2) before anything is written.
 
 Example:
   qw init && qw init --json")]
@@ -33,12 +34,10 @@ impl From<ScaffoldError> for CliError {
 
 /// Run `qw init`.
 pub fn run(ctx: &Ctx, _args: InitArgs) -> CmdResult {
-    // Values qw would later refuse are refused now, before anything is written.
-    let path = ctx.project.settings_file();
-    if let Ok(settings) = crate::settings::Settings::load(&path) {
-        crate::admission::policy::Limits::from_settings(&settings, &path)?;
-    }
-    let report = scaffold::init(&ctx.project)?;
+    // A settings file that is not JSON, or holds values qw would later refuse, stops init
+    // here, before anything is written.
+    let settings = ctx.settings_file()?.clone();
+    let report = scaffold::init(&ctx.project, settings)?;
     for w in &report.warnings {
         crate::diag!("qw: warning: {w}");
     }

@@ -5,12 +5,14 @@
 //! subcommand's own report; `main.rs` maps [`CliError`] to an exit code.
 
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::exit;
 use crate::logging::Verbosity;
 use crate::project::Project;
+use crate::settings::{QwSettings, SettingsError, SettingsFile};
 
 pub mod completions;
 pub mod consume;
@@ -21,6 +23,7 @@ pub mod executor;
 pub mod init;
 pub mod offline_agent;
 pub mod out;
+pub mod resolve;
 pub mod resources;
 pub mod spec;
 pub mod state_backup;
@@ -169,10 +172,20 @@ pub struct Ctx {
     pub global: GlobalArgs,
     /// The project (discovered or given with `-C`).
     pub project: Project,
+    /// The project's `.claude/settings.local.json`, read once when the command starts.
+    settings: Arc<LoadedSettings>,
+}
+
+/// The settings file read once, and whether its unknown keys were reported yet.
+#[derive(Debug)]
+struct LoadedSettings {
+    read: Result<(SettingsFile, QwSettings), SettingsError>,
+    warned: OnceLock<()>,
 }
 
 impl Ctx {
-    /// Build the context from the global flags.
+    /// Build the context from the global flags: find the project and read its settings
+    /// (a bad settings file is reported by the commands that use them, see [`Ctx::settings`]).
     pub fn new(global: GlobalArgs) -> Result<Ctx, CliError> {
         let project = match &global.project {
             Some(dir) => {
@@ -196,7 +209,60 @@ impl Ctx {
                 Project::discover(&cwd)
             }
         };
-        Ok(Ctx { global, project })
+        let path = project.settings_file();
+        // Outside a project there is no file to read: every default.
+        let read = if project.exists() {
+            SettingsFile::load(&path).and_then(|f| f.typed().map(|t| (f, t)))
+        } else {
+            Ok((SettingsFile::absent(&path), QwSettings::defaults(&path)))
+        };
+        Ok(Ctx {
+            global,
+            project,
+            settings: Arc::new(LoadedSettings {
+                read,
+                warned: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// qw's settings, typed. A settings file that is not JSON or holds a bad value is an
+    /// error (exit 2) naming the file, the key and the value. Unknown keys in qw's sections
+    /// are reported once, as a warning.
+    pub fn settings(&self) -> Result<&QwSettings, CliError> {
+        match &self.settings.read {
+            Ok((_, typed)) => {
+                self.settings.warned.get_or_init(|| {
+                    for key in &typed.unknown_keys {
+                        tracing::warn!(
+                            "ignoring unknown key `{key}` in `{}`",
+                            typed.path.display()
+                        );
+                    }
+                });
+                Ok(typed)
+            }
+            Err(e) => Err(CliError::from(e)),
+        }
+    }
+
+    /// The settings file as read, for commands that edit it (same checks as
+    /// [`Ctx::settings`]).
+    pub fn settings_file(&self) -> Result<&SettingsFile, CliError> {
+        self.settings()?;
+        match &self.settings.read {
+            Ok((file, _)) => Ok(file),
+            Err(e) => Err(CliError::from(e)),
+        }
+    }
+
+    /// `development_mode.verbose_logging`, leniently (logging must start whatever the
+    /// settings hold; a command that reads them reports the problem).
+    fn debug_log_file(&self) -> bool {
+        self.settings
+            .read
+            .as_ref()
+            .is_ok_and(|(_, s)| s.development_mode.verbose_logging())
     }
 }
 
@@ -269,12 +335,23 @@ impl From<crate::names::NameError> for CliError {
     }
 }
 
-impl From<crate::settings::SettingsError> for CliError {
-    fn from(e: crate::settings::SettingsError) -> Self {
-        match e {
-            crate::settings::SettingsError::Io(_) => CliError::failed(e.to_string()),
-            _ => CliError::usage(e.to_string()),
+impl From<&SettingsError> for CliError {
+    fn from(e: &SettingsError) -> Self {
+        let err = if e.is_usage() {
+            CliError::usage(e.to_string())
+        } else {
+            CliError::failed(e.to_string())
+        };
+        match e.hint() {
+            Some(h) => err.hint(h),
+            None => err,
         }
+    }
+}
+
+impl From<SettingsError> for CliError {
+    fn from(e: SettingsError) -> Self {
+        CliError::from(&e)
     }
 }
 
@@ -285,6 +362,7 @@ pub type CmdResult = Result<i32, CliError>;
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> CmdResult {
     let ctx = Ctx::new(cli.global)?;
+    crate::logging::init(ctx.global.verbosity(), &ctx.project, ctx.debug_log_file());
     match cli.command {
         Command::Exec(a) => exec::run(&ctx, a),
         Command::Sweep(a) => sweep::run(&ctx, a),

@@ -11,12 +11,12 @@ use super::out::outln;
 use super::{CliError, CmdResult, Ctx};
 use crate::admission::policy::LoadBasis;
 use crate::admission::{
-    Admission, AdmissionError, Decision, Impact, Probes, SlotGuard, WaitNotice, Waiting, decide,
+    AdmissionError, Decision, Impact, Probes, SlotGuard, WaitNotice, Waiting, decide,
     load_figure, policy,
 };
 use crate::exec::Cancel;
 use crate::exit;
-use crate::settings::Settings;
+use crate::settings::LimitSettings;
 
 /// Arguments of `qw resources`.
 #[derive(Debug, Args)]
@@ -42,14 +42,8 @@ pub struct ResourcesArgs {}
 
 /// Run `qw resources`.
 pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
-    let admission = Admission::for_project(&ctx.project).map_err(settings_error)?;
-    let configured: Vec<String> = Settings::load(&admission.settings_path)
-        .ok()
-        .and_then(|s| {
-            s.section(policy::SECTION)
-                .map(|m| m.keys().cloned().collect())
-        })
-        .unwrap_or_default();
+    let settings = ctx.settings()?;
+    let admission = super::resolve::admission(settings, None);
     let probes = Probes::read();
     let in_use = admission.slots.in_use();
     let queued = admission.slots.queued();
@@ -61,10 +55,10 @@ pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
 
     if ctx.global.json {
         let limits = serde_json::to_value(&admission.limits).unwrap_or(Value::Null);
-        let source: serde_json::Map<String, Value> = policy::KEYS
+        let source: serde_json::Map<String, Value> = LimitSettings::KEYS
             .iter()
             .map(|k| {
-                let from = if configured.iter().any(|c| c == k) {
+                let from = if settings.resource_limits.is_set(k) {
                     "settings"
                 } else {
                     "default"
@@ -171,7 +165,7 @@ pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
         opt(probes.memory_pressure, 2).replace("unknown", "n/a"),
     ));
     let src = |k: &str| {
-        if configured.iter().any(|c| c == k) {
+        if settings.resource_limits.is_set(k) {
             ""
         } else {
             "  (default)"
@@ -292,19 +286,6 @@ fn trim(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
-/// Settings errors exit 2 (125 under `qw exec`), with a hint for bad limit values.
-fn settings_error(e: crate::settings::SettingsError) -> CliError {
-    let bad_value = matches!(e, crate::settings::SettingsError::BadValue { .. });
-    let err = CliError::from(e);
-    if bad_value {
-        err.hint(
-            "fix or remove that key of `resource_limits`; `qw resources --help` lists the limits",
-        )
-    } else {
-        err
-    }
-}
-
 /// `qw exec --admit[=IMPACT]`: wait for admission before the program starts. Returns the
 /// slot (held until the run ends) and the milliseconds spent waiting. `impact` is None
 /// without `--admit`; `timeout` (`--admit-timeout`) replaces `acquire_timeout_s`. Stops
@@ -321,11 +302,12 @@ pub fn admit_for_exec(
     let impact: Impact = impact
         .parse()
         .map_err(|e: crate::admission::ImpactError| CliError::usage(format!("--admit: {e}")))?;
-    let mut admission = Admission::for_project(&ctx.project).map_err(settings_error)?;
-    if let Some(t) = timeout {
-        admission.limits.acquire_timeout = t;
-        admission.timeout_setting = "--admit-timeout";
-    }
+    // Unreadable or bad settings: qw failed, not the program (exit 125).
+    let settings = ctx.settings().map_err(|mut e| {
+        e.code = exit::EXEC_FAILED;
+        e
+    })?;
+    let admission = super::resolve::admission(settings, timeout);
     let start = Instant::now();
     let quiet = ctx.global.quiet;
     let mut notice = WaitNotice::default();

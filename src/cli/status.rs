@@ -8,7 +8,6 @@ use std::io::Write as _;
 use clap::Args;
 
 use super::{CliError, CmdResult, Ctx};
-use crate::settings::DevMode;
 use crate::state::{StateStore, Timestamp};
 use crate::workflow::status::{self, LastError, Overview, PhaseTiming, SpecStatus, Timings};
 
@@ -30,11 +29,13 @@ pub fn run(ctx: &Ctx, _args: StatusArgs) -> CmdResult {
     let state = StateStore::new(&ctx.project)
         .load()
         .map_err(|e| super::state_backup::cli_error(&e))?;
-    let profiling = DevMode::load_lenient(&ctx.project.settings_file()).performance_profiling();
+    let profiling = ctx.settings()?.development_mode.performance_profiling();
     let overview = status::overview(&state, profiling);
     if ctx.global.json {
-        let mut text = serde_json::to_string(&overview)
+        let text = serde_json::to_string(&overview)
             .map_err(|e| CliError::failed(format!("cannot serialize the status: {e}")))?;
+        // Counts beyond u64 (kept from the original's files) print as the bare number.
+        let mut text = crate::jsontext::untag(text);
         text.push('\n');
         write_stdout(&text)?;
         return Ok(0);

@@ -124,8 +124,7 @@ pub fn run_auto(ctx: &Ctx, args: WorkflowAutoArgs) -> CmdResult {
             "the description is empty; say what the feature is",
         ));
     }
-    let defaults = default_options(ctx)?;
-    let options = apply(defaults, &args.run)?;
+    let options = super::resolve::workflow_options(&args.run, None, ctx.settings()?)?;
     drive(
         ctx,
         &args.name,
@@ -153,103 +152,17 @@ pub fn run_continue(ctx: &Ctx, args: WorkflowContinueArgs) -> CmdResult {
         )));
     };
     let saved = match spec.extra.get(OPTIONS_KEY) {
-        Some(v) => serde_json::from_value::<Options>(v.clone()).map_err(|e| {
+        Some(v) => Some(serde_json::from_value::<Options>(v.clone()).map_err(|e| {
             CliError::usage(format!(
                 "the saved options of spec `{}` in the state cannot be read ({e}); give them as flags",
                 args.name
             ))
-        })?,
-        None => default_options(ctx)?,
+        })?),
+        None => None,
     };
     let description = spec.description.clone();
-    let options = apply(saved, &args.run)?;
+    let options = super::resolve::workflow_options(&args.run, saved, ctx.settings()?)?;
     drive(ctx, &args.name, &description, options, args.run.dry_run)
-}
-
-fn default_options(ctx: &Ctx) -> Result<Options, CliError> {
-    let admission = crate::admission::Admission::for_project(&ctx.project)?;
-    let settings = crate::settings::Settings::load(&ctx.project.settings_file())?;
-    let mut o = Options {
-        parallel: admission.limits.max_concurrent.max(1),
-        ..Options::default()
-    };
-    if let Some(stall) = settings
-        .section("quantumwala")
-        .and_then(|q| q.get("stall_timeout_s"))
-        .and_then(serde_json::Value::as_f64)
-    {
-        o.stall_timeout_s = (stall > 0.0).then_some(stall);
-    }
-    Ok(o)
-}
-
-fn apply(mut o: Options, a: &RunArgs) -> Result<Options, CliError> {
-    if let Some(cmd) = &a.agent_cmd {
-        o.agent_cmd = Some(cmd.clone());
-        if a.agent.is_none() {
-            o.agent = AgentKind::Command;
-        }
-    }
-    if let Some(agent) = a.agent {
-        o.agent = agent;
-    }
-    if o.agent == AgentKind::Command && o.agent_cmd.is_none() {
-        return Err(CliError::usage(
-            "--agent command needs --agent-cmd 'PROGRAM ARGS… {prompt_file}'",
-        ));
-    }
-    if !a.claude_args.is_empty() {
-        o.claude_args = a.claude_args.clone();
-    }
-    if let Some(p) = a.parallel {
-        if p == 0 {
-            return Err(CliError::usage("--parallel must be at least 1"));
-        }
-        o.parallel = p;
-    }
-    if let Some(t) = a.task_timeout {
-        o.task_timeout_s = t.as_secs_f64();
-    }
-    if let Some(g) = a.grace {
-        o.grace_s = g.as_secs_f64();
-    }
-    if let Some(s) = a.stall_timeout {
-        o.stall_timeout_s = (!s.is_zero()).then_some(s.as_secs_f64());
-    }
-    if let Some(n) = a.attempts {
-        if n == 0 {
-            return Err(CliError::usage("--attempts must be at least 1"));
-        }
-        o.attempts = n;
-    }
-    if let Some(d) = a.retry_delay {
-        o.retry_delay_s = d.as_secs_f64();
-    }
-    for (flag, v) in [
-        ("--max-cost-per-task", a.max_cost_per_task),
-        ("--max-cost-per-run", a.max_cost_per_run),
-    ] {
-        if let Some(v) = v
-            && (!v.is_finite() || v < 0.0)
-        {
-            return Err(CliError::usage(format!(
-                "{flag} `{v}` must be a non-negative number of USD"
-            )));
-        }
-    }
-    if a.max_cost_per_task.is_some() {
-        o.max_cost_per_task = a.max_cost_per_task;
-    }
-    if a.max_cost_per_run.is_some() {
-        o.max_cost_per_run = a.max_cost_per_run;
-    }
-    o.fail_fast |= a.fail_fast;
-    o.wait_for_reset |= a.wait_for_reset;
-    o.allow_dirty |= a.allow_dirty;
-    if let Some(i) = a.isolate {
-        o.isolate = i;
-    }
-    Ok(o)
 }
 
 fn drive(ctx: &Ctx, name: &str, description: &str, options: Options, dry_run: bool) -> CmdResult {
@@ -260,6 +173,7 @@ fn drive(ctx: &Ctx, name: &str, description: &str, options: Options, dry_run: bo
     loop {
         let workflow = Workflow {
             project: ctx.project.clone(),
+            settings: ctx.settings()?.clone(),
             name: name.to_owned(),
             description: description.to_owned(),
             options: options.clone(),

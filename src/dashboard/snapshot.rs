@@ -37,10 +37,25 @@ pub(crate) struct Frame {
     pub overview: String,
 }
 
-/// Parse state bytes leniently: any JSON object is accepted, missing keys are fine.
+/// Parse state bytes leniently: any JSON object is accepted, missing keys are fine. Read as
+/// the state store reads it (a BOM, Python's `NaN`/`Infinity`, numbers of any size); such
+/// tokens show as the nearest number, or as text (`NaN`).
 pub(crate) fn parse_state(path: &Path, bytes: &[u8]) -> StateRead {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(v @ Value::Object(_)) => StateRead::Ok(Arc::new(v)),
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return StateRead::Corrupt {
+            path: path.to_path_buf(),
+            error: "not UTF-8 text".to_owned(),
+        };
+    };
+    let text = crate::jsontext::tag_numbers(
+        crate::jsontext::strip_bom(text),
+        crate::jsontext::Dialect::Python,
+    );
+    match serde_json::from_str::<Value>(&text) {
+        Ok(mut v @ Value::Object(_)) => {
+            crate::jsontext::untag_value(&mut v);
+            StateRead::Ok(Arc::new(v))
+        }
         Ok(_) => StateRead::Corrupt {
             path: path.to_path_buf(),
             error: "the top level is not a JSON object".to_owned(),
@@ -127,6 +142,20 @@ mod tests {
         assert!(matches!(
             parse_state(p, b"[1]"),
             StateRead::Corrupt { ref error, .. } if error.contains("not a JSON object")
+        ));
+        match parse_state(
+            p,
+            "\u{feff}{\"a\": NaN, \"b\": [Infinity, 12345678901234567890123]}".as_bytes(),
+        ) {
+            StateRead::Ok(v) => assert_eq!(
+                *v,
+                serde_json::json!({"a": "NaN", "b": ["Infinity", 1.2345678901234568e22]})
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_state(p, b"{\"a\": \"\xff\"}"),
+            StateRead::Corrupt { .. }
         ));
         match parse_state(p, b"{\n  \"a\": ,\n}") {
             StateRead::Corrupt { error, .. } => assert!(error.contains("line 2"), "{error}"),

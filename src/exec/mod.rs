@@ -21,6 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub mod cookie;
+mod kind;
 mod local;
 #[cfg(target_os = "linux")]
 pub mod procs;
@@ -31,6 +32,7 @@ mod tree;
 
 pub use crate::cancel::Cancel;
 pub use cookie::RunId;
+pub use kind::ExecutorKind;
 pub use local::LocalExecutor;
 pub use slurm::{SchedulerVerdict, SlurmExecutor};
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::project::Project;
-use crate::settings::{Settings, SettingsError};
+use crate::settings::{SettingsError, SettingsFile};
 
 /// Errors of `qw init`.
 #[derive(Debug, thiserror::Error)]
@@ -131,27 +131,31 @@ pub fn default_quantumwala() -> Map<String, Value> {
 }
 
 /// Add the qw keys `settings` lacks; returns the dotted keys added. Blocks that exist
-/// but are not objects are left alone and reported in `warnings`.
-pub fn merge_settings_defaults(settings: &mut Settings, warnings: &mut Vec<String>) -> Vec<String> {
+/// but are not objects are left alone and reported in `warnings`. Only the added members
+/// change in the file; every other byte stays.
+pub fn merge_settings_defaults(
+    settings: &mut SettingsFile,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<String>, SettingsError> {
     let mut added = Vec::new();
     for (section, defaults) in [
         ("development_mode", default_development_mode()),
         ("resource_limits", default_resource_limits()),
         (crate::settings::QW_SECTION, default_quantumwala()),
     ] {
-        match settings.root.get_mut(section) {
+        match settings.root().get(section) {
             None => {
-                settings
-                    .root
-                    .insert(section.to_owned(), Value::Object(defaults));
+                settings.set(&[section], Value::Object(defaults))?;
                 added.push(section.to_owned());
             }
             Some(Value::Object(block)) => {
-                for (k, v) in defaults {
-                    if !block.contains_key(&k) {
-                        added.push(format!("{section}.{k}"));
-                        block.insert(k, v);
-                    }
+                let missing: Vec<(String, Value)> = defaults
+                    .into_iter()
+                    .filter(|(k, _)| !block.contains_key(k))
+                    .collect();
+                for (k, v) in missing {
+                    settings.set(&[section, &k], v)?;
+                    added.push(format!("{section}.{k}"));
                 }
             }
             Some(_) => warnings.push(format!(
@@ -159,7 +163,7 @@ pub fn merge_settings_defaults(settings: &mut Settings, warnings: &mut Vec<Strin
             )),
         }
     }
-    added
+    Ok(added)
 }
 
 /// A slash command init writes: `.claude/commands/<name>.md`.
@@ -385,12 +389,11 @@ fn display_rel(project: &Project, path: &Path) -> String {
         .to_string()
 }
 
-/// Scaffold `.claude/` in `project`. Settings are read first, so a corrupt settings file
-/// stops init before it writes anything.
-pub fn init(project: &Project) -> Result<InitReport, ScaffoldError> {
+/// Scaffold `.claude/` in `project`, whose settings file the caller has read (and
+/// checked: a corrupt one stops init before it writes anything).
+pub fn init(project: &Project, mut settings: SettingsFile) -> Result<InitReport, ScaffoldError> {
     let settings_path = project.settings_file();
     let settings_existed = settings_path.exists();
-    let mut settings = Settings::load(&settings_path)?;
     let mut report = InitReport::default();
 
     let claude = project.claude_dir();
@@ -456,7 +459,7 @@ pub fn init(project: &Project) -> Result<InitReport, ScaffoldError> {
         });
     }
 
-    let added = merge_settings_defaults(&mut settings, &mut report.warnings);
+    let added = merge_settings_defaults(&mut settings, &mut report.warnings)?;
     let settings_action = if !settings_existed {
         Action::Created
     } else if added.is_empty() {
@@ -465,7 +468,7 @@ pub fn init(project: &Project) -> Result<InitReport, ScaffoldError> {
         Action::Updated
     };
     if !added.is_empty() || !settings_existed {
-        settings.save(&settings_path)?;
+        settings.save()?;
     }
     report.files.push(FileReport {
         path: display_rel(project, &settings_path),
@@ -529,24 +532,27 @@ mod tests {
 
     #[test]
     fn settings_merge_adds_only_missing_keys() {
-        let mut s = Settings::parse(
-            Path::new("s.json"),
-            r#"{"z": 1, "resource_limits": {"max_load": 0.5}, "development_mode": "odd"}"#,
-        )
-        .unwrap();
+        let text = "{\"z\": 12345678901234567890123, \"resource_limits\": {\"max_load\": 0.50}, \"development_mode\": \"odd\"}";
+        let mut s = SettingsFile::parse(Path::new("s.json"), text).unwrap();
         let mut warnings = Vec::new();
-        let added = merge_settings_defaults(&mut s, &mut warnings);
+        let added = merge_settings_defaults(&mut s, &mut warnings).unwrap();
         assert!(added.contains(&"resource_limits.max_memory".to_owned()));
         assert!(!added.iter().any(|k| k == "resource_limits.max_load"));
-        assert_eq!(s.root["resource_limits"]["max_load"], json!(0.5));
-        assert_eq!(s.root["development_mode"], json!("odd"));
+        assert!(
+            s.text().starts_with(
+                "{\"z\": 12345678901234567890123, \"resource_limits\": {\"max_load\": 0.50, \"max_memory\":"
+            ),
+            "{}",
+            s.text()
+        );
+        assert_eq!(s.root()["development_mode"], json!("odd"));
         assert_eq!(warnings.len(), 1);
-        let keys: Vec<_> = s.root.keys().cloned().collect();
+        let keys: Vec<_> = s.root().keys().cloned().collect();
         assert_eq!(
             keys,
             ["z", "resource_limits", "development_mode", "quantumwala"]
         );
-        let help = s.root["quantumwala"]["claude_permissions"]
+        let help = s.root()["quantumwala"]["claude_permissions"]
             .as_str()
             .unwrap();
         for part in [
@@ -556,30 +562,42 @@ mod tests {
         ] {
             assert!(help.contains(part), "{part}: {help}");
         }
-        assert!(merge_settings_defaults(&mut s, &mut warnings).is_empty());
-        // A user's own quantumwala block keeps its keys; only the help is added.
-        let mut s =
-            Settings::parse(Path::new("s.json"), r#"{"quantumwala": {"keep_runs": 5}}"#).unwrap();
-        let added = merge_settings_defaults(&mut s, &mut Vec::new());
+        assert!(
+            merge_settings_defaults(&mut s, &mut warnings)
+                .unwrap()
+                .is_empty()
+        );
+        // A user's own quantumwala block keeps its keys (and bytes); only the help is added.
+        let mut s = SettingsFile::parse(
+            Path::new("s.json"),
+            r#"{"quantumwala": {"keep_runs": 5, "daily_budget_usd": 2.50}}"#,
+        )
+        .unwrap();
+        let added = merge_settings_defaults(&mut s, &mut Vec::new()).unwrap();
         assert!(added.contains(&"quantumwala.claude_permissions".to_owned()));
-        assert_eq!(s.root["quantumwala"]["keep_runs"], json!(5));
+        assert!(
+            s.text()
+                .starts_with(r#"{"quantumwala": {"keep_runs": 5, "daily_budget_usd": 2.50, "claude_permissions": "#),
+            "{}",
+            s.text()
+        );
     }
 
     #[test]
     fn corrupt_manifest_keeps_every_differing_file_and_warns() {
         let dir = tempfile::tempdir().unwrap();
         let p = Project::at(dir.path());
-        init(&p).unwrap();
+        init(&p, SettingsFile::load(&p.settings_file()).unwrap()).unwrap();
         let product = p.steering_dir().join("product.md");
         crate::fs::write(&product, "mine\n").unwrap();
         crate::fs::write(manifest_path(&p), "{not json").unwrap();
-        let r = init(&p).unwrap();
+        let r = init(&p, SettingsFile::load(&p.settings_file()).unwrap()).unwrap();
         assert_eq!(r.count(Action::Kept), 1);
         assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
         assert!(r.warnings[0].contains(".qw-init.json"));
         assert_eq!(crate::fs::read_to_string(&product).unwrap(), "mine\n");
         // The manifest is valid again and still does not claim the user's file.
-        let r = init(&p).unwrap();
+        let r = init(&p, SettingsFile::load(&p.settings_file()).unwrap()).unwrap();
         assert!(r.warnings.is_empty());
         assert_eq!(r.count(Action::Kept), 1);
     }

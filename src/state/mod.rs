@@ -1,7 +1,7 @@
 //! The unified state: `.claude/unified_state.json` (CONTRACT §3) and its recovery (§5).
 //!
-//! Owns: the typed schema ([`schema`]), timestamps that read the original Python files
-//! ([`timestamp`]), the cross-process lock ([`lock`]), lock-free reads and locked durable
+//! Owns: the typed schema ([`schema`]), timestamps and numbers that read the original
+//! Python files ([`timestamp`], [`number`]: `NaN`, `Infinity`, integers of any size), the cross-process lock ([`lock`]), lock-free reads and locked durable
 //! writes ([`StateStore`]), backups ([`backup`]) and workflow resets ([`reset`]).
 //! Must not: run processes, print (warnings go through `tracing`), or parse CLI flags.
 //!
@@ -13,12 +13,14 @@ use std::path::PathBuf;
 
 pub mod backup;
 pub mod lock;
+pub mod number;
 pub mod reset;
 pub mod schema;
 mod store;
 pub mod timestamp;
 
 pub use lock::StateLock;
+pub use number::Count;
 pub use schema::{
     AgentPerformance, Agents, CommandRecord, Commands, CompletedPhase, ErrorRecord, Phase,
     Resources, Session, Spec, SpecFiles, Task, TaskStatus, UnifiedState, Workflow,

@@ -1,7 +1,7 @@
 //! The typed schema of `.claude/unified_state.json` (CONTRACT §3), `schema_version` 1.
 //!
 //! Every field has a default so files written by the original Python system (missing
-//! keys, naive timestamps) load; every struct keeps the keys it does not know in `extra`
+//! keys, naive timestamps, `NaN`/`Infinity`, integers of any size: see `number`) load; every struct keeps the keys it does not know in `extra`
 //! so a rewrite never drops them. Phase and status values qw does not know are kept as
 //! `Other(..)` rather than failing the load.
 
@@ -11,6 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use super::number::{Count, ser_f64, ser_opt_f64};
 use super::timestamp::Timestamp;
 
 /// The schema version qw writes.
@@ -234,13 +235,13 @@ pub struct Spec {
     #[serde(default, deserialize_with = "null_default")]
     pub completed_phases: Vec<CompletedPhase>,
     /// Share of tasks completed, 0–100.
-    #[serde(default, deserialize_with = "lenient_f64")]
+    #[serde(default, deserialize_with = "lenient_f64", serialize_with = "ser_f64")]
     pub progress_percentage: f64,
     /// Paths of its documents.
     #[serde(default, deserialize_with = "null_default")]
     pub files: SpecFiles,
     /// Money spent on agent runs for this spec, in US dollars.
-    #[serde(default, deserialize_with = "lenient_f64")]
+    #[serde(default, deserialize_with = "lenient_f64", serialize_with = "ser_f64")]
     pub cost_usd: f64,
     /// Paused (usage limit or budget) until this time, if set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -309,7 +310,11 @@ pub struct Task {
     #[serde(default)]
     pub error: Option<String>,
     /// Duration of the last attempt.
-    #[serde(default, deserialize_with = "lenient_opt_f64")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_opt_f64",
+        serialize_with = "ser_opt_f64"
+    )]
     pub duration_seconds: Option<f64>,
     /// Attempts made so far.
     #[serde(default, deserialize_with = "null_default")]
@@ -351,7 +356,7 @@ pub struct Agents {
     pub active_tasks: Vec<String>,
     /// Agent runs ever.
     #[serde(default, deserialize_with = "null_default")]
-    pub total_executions: u64,
+    pub total_executions: Count,
     /// Unknown keys.
     #[serde(flatten)]
     pub extra: Extra,
@@ -362,18 +367,18 @@ pub struct Agents {
 pub struct AgentPerformance {
     /// Runs.
     #[serde(default, deserialize_with = "null_default")]
-    pub executions: u64,
+    pub executions: Count,
     /// Successful runs.
     #[serde(default, deserialize_with = "null_default")]
-    pub successes: u64,
+    pub successes: Count,
     /// Failed runs.
     #[serde(default, deserialize_with = "null_default")]
-    pub failures: u64,
+    pub failures: Count,
     /// Seconds spent in all runs.
-    #[serde(default, deserialize_with = "lenient_f64")]
+    #[serde(default, deserialize_with = "lenient_f64", serialize_with = "ser_f64")]
     pub total_duration: f64,
     /// Seconds per run.
-    #[serde(default, deserialize_with = "lenient_f64")]
+    #[serde(default, deserialize_with = "lenient_f64", serialize_with = "ser_f64")]
     pub average_duration: f64,
     /// When it last ran.
     #[serde(default)]
@@ -388,10 +393,10 @@ pub struct AgentPerformance {
 pub struct Resources {
     /// Most tasks ever running at once.
     #[serde(default, deserialize_with = "null_default")]
-    pub peak_concurrent_tasks: u64,
+    pub peak_concurrent_tasks: Count,
     /// Tasks ever run.
     #[serde(default, deserialize_with = "null_default")]
-    pub total_tasks_executed: u64,
+    pub total_tasks_executed: Count,
     /// The last probe values (free-form).
     #[serde(default, deserialize_with = "null_default")]
     pub system_stats: Map<String, Value>,
@@ -444,7 +449,7 @@ impl ErrorRecord {
 pub struct Commands {
     /// Commands ever recorded.
     #[serde(default, deserialize_with = "null_default")]
-    pub total_executed: u64,
+    pub total_executed: Count,
     /// The last [`MAX_RECENT_COMMANDS`], oldest first.
     #[serde(default, deserialize_with = "null_default")]
     pub recent_commands: Vec<CommandRecord>,
@@ -525,15 +530,10 @@ impl UnifiedState {
 
     /// Structure checks serde cannot express; a failure means the file is corrupt.
     pub fn check(&self) -> Result<(), String> {
+        // Non-finite floats are not checked: the original wrote `NaN` and `Infinity`, and
+        // they are kept as they are.
         if self.schema_version == 0 {
             return Err("`schema_version` is 0".into());
-        }
-        for (name, spec) in &self.specifications {
-            if !spec.progress_percentage.is_finite() {
-                return Err(format!(
-                    "spec `{name}` has a non-finite progress_percentage"
-                ));
-            }
         }
         Ok(())
     }
@@ -576,9 +576,15 @@ fn lenient_opt_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Er
     match Value::deserialize(d)? {
         Value::Null => Ok(None),
         Value::Number(n) => Ok(n.as_f64()),
-        Value::String(s) => parse_seconds(&s)
-            .map(Some)
-            .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not a number of seconds"))),
+        Value::String(s) => match crate::jsontext::token_of(&s) {
+            // NaN, Infinity, or a number too large for serde_json (see `number`).
+            Some(token) => crate::jsontext::token_f64(token)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom(format!("`{token}` is not a number"))),
+            None => parse_seconds(&s).map(Some).ok_or_else(|| {
+                serde::de::Error::custom(format!("`{s}` is not a number of seconds"))
+            }),
+        },
         other => Err(serde::de::Error::custom(format!(
             "expected a number of seconds, found {other}"
         ))),

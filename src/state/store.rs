@@ -184,7 +184,9 @@ impl StateStore {
     ) -> Result<(), StateError> {
         state.schema_version = SCHEMA_VERSION;
         state.session.last_updated = Some(Timestamp::now());
-        let mut bytes = serde_json::to_vec_pretty(state).map_err(StateError::Serialize)?;
+        let text = serde_json::to_string_pretty(state).map_err(StateError::Serialize)?;
+        // Tokens the original wrote (NaN, Infinity, integers of any size) go back verbatim.
+        let mut bytes = crate::jsontext::untag(text).into_bytes();
         bytes.push(b'\n');
         self.remove_stale_temps();
         crate::fs::write_durable(&self.path(), &bytes)?;
@@ -271,8 +273,17 @@ impl StateStore {
 
 /// Parse and check state bytes. `Ok(Err(reason))` means corrupt; `Err` is reserved for a
 /// file from a newer qw, which must not be quarantined.
+///
+/// Read as the original Python system reads it: a UTF-8 BOM is skipped, and `NaN`,
+/// `Infinity`, `-Infinity` and numbers beyond serde_json's range are accepted (and kept
+/// verbatim on rewrite, see `crate::jsontext`).
 pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Result<UnifiedState, String>, StateError> {
-    match serde_json::from_slice::<UnifiedState>(bytes) {
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => crate::jsontext::strip_bom(t),
+        Err(e) => return Ok(Err(format!("not UTF-8 text (byte {})", e.valid_up_to()))),
+    };
+    let text = crate::jsontext::tag_numbers(text, crate::jsontext::Dialect::Python);
+    match serde_json::from_str::<UnifiedState>(&text) {
         Ok(s) if u64::from(s.schema_version) > u64::from(SCHEMA_VERSION) => {
             Err(StateError::NewerSchema {
                 path: path.to_path_buf(),
@@ -282,7 +293,7 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Result<UnifiedState, St
         Ok(s) => Ok(s.check().map(|()| s)),
         Err(e) => {
             // A newer format may not fit this schema; recognise it rather than quarantine it.
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes)
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
                 && let Some(found) = v.get("schema_version").and_then(serde_json::Value::as_u64)
                 && found > u64::from(SCHEMA_VERSION)
             {
@@ -317,7 +328,7 @@ mod tests {
         let n = store
             .update(|s| {
                 s.record_command("a", true);
-                s.commands.total_executed
+                s.commands.total_executed.clone()
             })
             .unwrap();
         assert_eq!(n, 1);

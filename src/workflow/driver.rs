@@ -81,6 +81,8 @@ pub struct Summary {
 pub struct Workflow {
     /// The project.
     pub project: Project,
+    /// The project's settings, read once by the caller.
+    pub settings: crate::settings::QwSettings,
     /// The spec name (validated in [`Workflow::run`]).
     pub name: String,
     /// The description (for a new spec; an existing spec keeps its own if this is empty).
@@ -137,10 +139,8 @@ impl Workflow {
         if spec.tasks_path().is_file() {
             load_tasks(&spec)?;
         }
-        let settings =
-            crate::settings::Settings::load(&self.project.settings_file()).map_err(input)?;
-        let admission = Admission::for_project(&self.project).map_err(input)?;
-        let dev = crate::settings::DevMode::load_lenient(&self.project.settings_file());
+        let admission = Admission::from_settings(&self.settings);
+        let dev = &self.settings.development_mode;
         let store = StateStore::new(&self.project).with_cancel(cancel);
 
         // Refusals (no git, dirty tree) come before anything is written.
@@ -167,10 +167,7 @@ impl Workflow {
         let spent_today = start_in_state(&store, &self, &spec)?;
         let space = TaskSpace::start(&self.project, &self.name, plan, &progress)?;
 
-        let per_day = settings
-            .section("quantumwala")
-            .and_then(|q| q.get("daily_budget_usd"))
-            .and_then(serde_json::Value::as_f64);
+        let per_day = self.settings.quantumwala.daily_budget_usd;
         let description = self.description_in_state(&spec)?;
         if !self.description.trim().is_empty() && description != self.description {
             progress.emit(Event::Note {
@@ -209,7 +206,7 @@ impl Workflow {
         let started = Instant::now();
         let summary = drive(&run, &progress, started);
         progress.finish();
-        let keep = agent::runs::keep_from_settings(&settings);
+        let keep = agent::runs::keep_from_settings(&self.settings);
         if let Err(e) = agent::runs::prune(&self.project, keep) {
             tracing::warn!(
                 "could not prune old runs in `{}`: {e}",
@@ -773,7 +770,7 @@ fn task_started(
             s.agents.active_tasks.push(id);
         }
         let running = s.agents.active_tasks.len() as u64;
-        s.resources.peak_concurrent_tasks = s.resources.peak_concurrent_tasks.max(running);
+        s.resources.peak_concurrent_tasks.raise_to(running);
         if let Some(serde_json::Value::Object(map)) = stats {
             s.resources.system_stats = map;
         }
@@ -873,7 +870,7 @@ fn record_attempt(
             perf.failures += 1;
         }
         perf.total_duration += r.duration_ms as f64 / 1000.0;
-        perf.average_duration = perf.total_duration / perf.executions as f64;
+        perf.average_duration = perf.total_duration / perf.executions.as_f64();
         perf.last_execution = Some(Timestamp::now());
         s.agents.total_executions += 1;
         if r.cost_usd > 0.0 {

@@ -31,13 +31,13 @@ pub struct Overview {
     /// Task ids running now (`agents.active_tasks`).
     pub active_tasks: Vec<String>,
     /// Commands recorded (`commands.total_executed`).
-    pub total_executed: u64,
+    pub total_executed: state::Count,
     /// Task attempts ever run (`resources.total_tasks_executed`).
-    pub tasks_executed: u64,
+    pub tasks_executed: state::Count,
     /// Agent runs ever (`agents.total_executions`).
-    pub agent_runs: u64,
+    pub agent_runs: state::Count,
     /// Most tasks ever running at once (`resources.peak_concurrent_tasks`).
-    pub peak_concurrency: u64,
+    pub peak_concurrency: state::Count,
     /// Whether timings are included (dev mode `performance_profiling`).
     pub performance_profiling: bool,
 }
@@ -259,10 +259,10 @@ pub fn overview(state: &UnifiedState, profiling: bool) -> Overview {
         global_phase: state.workflow.global_phase.to_string(),
         specs,
         active_tasks: state.agents.active_tasks.clone(),
-        total_executed: state.commands.total_executed,
-        tasks_executed: state.resources.total_tasks_executed,
-        agent_runs: state.agents.total_executions,
-        peak_concurrency: state.resources.peak_concurrent_tasks,
+        total_executed: state.commands.total_executed.clone(),
+        tasks_executed: state.resources.total_tasks_executed.clone(),
+        agent_runs: state.agents.total_executions.clone(),
+        peak_concurrency: state.resources.peak_concurrent_tasks.clone(),
         performance_profiling: profiling,
     }
 }
@@ -614,8 +614,8 @@ mod tests {
         let o = overview(&state(), false);
         assert_eq!(o.specs.len(), 3);
         assert_eq!(
-            (o.total_executed, o.tasks_executed, o.peak_concurrency),
-            (12, 7, 4)
+            (&o.total_executed, &o.tasks_executed, &o.peak_concurrency),
+            (&12.into(), &7.into(), &4.into())
         );
         let a = &o.specs[0];
         assert_eq!(

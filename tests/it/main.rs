@@ -14,6 +14,7 @@ mod exec;
 mod init;
 mod locks;
 mod output;
+mod settings;
 mod slurm;
 mod spec;
 mod state;

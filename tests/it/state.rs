@@ -14,6 +14,9 @@ use serde_json::Value;
 use crate::support::*;
 
 const PY_FIXTURE: &str = include_str!("../fixtures/python_unified_state.json");
+/// The same file after `json.dump(state, f, indent=2)` of a state holding `nan`, `inf`,
+/// `-inf` and integers beyond 64 bits, in typed fields, unknown keys and nested arrays.
+const PY_NAN_FIXTURE: &str = include_str!("../fixtures/python_unified_state_nan.json");
 
 /// A project whose state is the original Python system's file.
 fn python_project() -> TestProject {
@@ -729,4 +732,161 @@ fn state_failing_write_keeps_previous_state() {
     }
     assert!(temp_files(&p).is_empty(), "{:?}", temp_files(&p));
     assert!(!p.claude().join("backups/state/snap.json").exists());
+}
+
+/// The JSON text without whitespace outside strings (none of the fixture's strings hold any
+/// that matters here), for comparing fragments whatever the indentation.
+fn squeeze(text: &str) -> String {
+    text.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+/// Fragments of the Python fixture that must survive any rewrite, squeezed.
+const PY_TOKENS: &[&str] = &[
+    r#""duration_seconds":NaN,"#,
+    r#""retry_backoff":-Infinity"#,
+    r#""duration_seconds":-Infinity"#,
+    r#""duration_seconds":Infinity"#,
+    r#""progress_percentage":NaN"#,
+    r#""total_duration":-Infinity"#,
+    r#""average_duration":Infinity"#,
+    r#""total_duration":NaN"#,
+    r#""average_duration":NaN"#,
+    r#""failures":12345678901234567890123"#,
+    r#""total_tasks_executed":98765432109876543210"#,
+    r#""samples":[1.5,NaN,[Infinity,-Infinity],-12345678901234567890123]"#,
+    r#""ids":[18446744073709551616,-9223372036854775809]"#,
+    r#""ratio":NaN"#,
+    r#""limits":[Infinity,-Infinity,{"deep":[NaN,340282366920938463463374607431768211457]}]"#,
+    r#""telemetry_id":340282366920938463463374607431768211457"#,
+];
+
+/// Issue 14 item 8: states the original wrote with `NaN`, `Infinity`, big integers, a BOM
+/// or CRLF are read, kept on rewrite (`qw exec` record, backup and restore, status), and
+/// never quarantined.
+#[test]
+fn python_nan_infinity_and_big_integers_survive_every_rewrite() {
+    for (name, text) in [
+        ("plain", PY_NAN_FIXTURE.to_owned()),
+        ("bom", format!("\u{feff}{PY_NAN_FIXTURE}")),
+        (
+            "bom-crlf",
+            format!("\u{feff}{}", PY_NAN_FIXTURE.replace('\n', "\r\n")),
+        ),
+    ] {
+        let p = TestProject::new();
+        p.write(".claude/unified_state.json", &text);
+        let before = squeeze(&text);
+        for t in PY_TOKENS {
+            assert!(before.contains(t), "fixture lacks {t}");
+        }
+        assert!(before.contains(r#""total_executed":12345678901234567890123"#));
+
+        let out = p.run(&["exec", "--", "true"]);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("warning"),
+            "{name}: {}",
+            stderr(&out)
+        );
+        let after = p.read(".claude/unified_state.json");
+        let squeezed = squeeze(&after);
+        for t in PY_TOKENS {
+            assert!(squeezed.contains(t), "{name}: lost {t}:\n{after}");
+        }
+        // The count went on as Python's would: the big integer plus one.
+        assert!(
+            squeezed.contains(r#""total_executed":12345678901234567890124"#),
+            "{name}: {after}"
+        );
+        assert!(squeezed.contains(r#""command":"true""#), "{name}");
+        assert!(!after.starts_with('\u{feff}'), "{name}: qw writes no BOM");
+
+        // `qw status --json` reads it too and prints the count exactly.
+        let status = p.run(&["--json", "status"]);
+        assert_eq!(status.status.code(), Some(0), "{name}: {}", stderr(&status));
+        assert!(
+            stdout(&status).contains("\"total_executed\":12345678901234567890124"),
+            "{name}: {}",
+            stdout(&status)
+        );
+
+        // Backup, another record, restore: the backup's bytes come back verbatim.
+        p.write(".claude/unified_state.json", &text);
+        let b = p.run(&["state-backup", "python"]);
+        assert_eq!(b.status.code(), Some(0), "{name}: {}", stderr(&b));
+        assert_eq!(p.run(&["exec", "--", "true"]).status.code(), Some(0));
+        let list = p.run(&["--json", "state-backup", "--list"]);
+        assert!(
+            stdout(&list).contains("\"valid\":true"),
+            "{}",
+            stdout(&list)
+        );
+        let r = p.run(&["state-backup", "--restore", "python"]);
+        assert_eq!(r.status.code(), Some(0), "{name}: {}", stderr(&r));
+        assert_eq!(p.read(".claude/unified_state.json"), text, "{name}");
+        assert!(
+            backups(&p).iter().all(|b| !b.starts_with("corrupted_")),
+            "{name}: quarantined: {:?}",
+            backups(&p)
+        );
+        // And it is still usable after the restore.
+        assert_eq!(p.run(&["exec", "--", "true"]).status.code(), Some(0));
+        assert!(
+            squeeze(&p.read(".claude/unified_state.json"))
+                .contains(r#""total_executed":12345678901234567890124"#)
+        );
+        assert!(backups(&p).iter().all(|b| !b.starts_with("corrupted_")));
+    }
+}
+
+/// Each special token alone, in a typed field and in an unknown key, through the library.
+#[test]
+fn python_tokens_one_by_one_in_typed_and_unknown_fields() {
+    for (token, bom) in [
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "12345678901234567890123",
+        "-12345678901234567890123",
+        "1e400",
+    ]
+    .into_iter()
+    .flat_map(|t| [(t, ""), (t, "\u{feff}")])
+    {
+        let p = TestProject::new();
+        let text = format!(
+            "{bom}{{\"specifications\": {{\"s\": {{\"tasks\": {{\"1\": {{\"id\": \"1\", \"duration_seconds\": {token}}}}}, \"progress_percentage\": {token}}}}}, \"agents\": {{\"performance\": {{\"dev\": {{\"average_duration\": {token}}}}}}}, \"unknown\": [{token}, {{\"k\": {token}}}]}}"
+        );
+        p.write(".claude/unified_state.json", &text);
+        let store = StateStore::new(&Project::at(p.path()));
+        store.update(|s| s.record_command("x", true)).unwrap();
+        let after = squeeze(&p.read(".claude/unified_state.json"));
+        // Typed floats keep NaN and the infinities as Python writes them (1e400 is +inf).
+        let float = if token == "1e400" {
+            "Infinity".to_owned()
+        } else if token.contains("12345") {
+            let f: f64 = token.parse().unwrap();
+            serde_json::to_string(&f).unwrap()
+        } else {
+            token.to_owned()
+        };
+        assert!(
+            after.contains(&format!("\"duration_seconds\":{float}")),
+            "{token} {bom:?}: {after}"
+        );
+        assert!(
+            after.contains(&format!("\"progress_percentage\":{float}")),
+            "{token}: {after}"
+        );
+        assert!(
+            after.contains(&format!("\"average_duration\":{float}")),
+            "{token}: {after}"
+        );
+        // Unknown keys keep the very token.
+        assert!(
+            after.contains(&format!("\"unknown\":[{token},{{\"k\":{token}}}]")),
+            "{token}: {after}"
+        );
+        assert!(backups(&p).is_empty(), "{token}: {:?}", backups(&p));
+    }
 }

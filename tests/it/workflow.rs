@@ -597,20 +597,29 @@ fn workflow_non_retryable_outcomes_are_not_retried() {
 #[test]
 fn workflow_fail_fast_starts_nothing_after_a_failure() {
     let md = "- [ ] 1. Fails\n  - _Verify: `false`_\n- [ ] 2. Later\n  - _Depends: 1_\n- [ ] 3. Independent but later\n  - _Depends: 4_\n- [ ] 4. Slow\n";
-    let mut f = Flow::new(md);
-    f.set("FAKE_SLOW", "4").set("FAKE_SLOW_SECS", "1");
-    let out = f.auto(&[
-        "--agent",
-        "claude",
-        "--attempts",
-        "1",
-        "--fail-fast",
-        "--parallel",
-        "2",
-    ]);
-    assert_eq!(code(&out), 1, "{}", diag(&out));
-    assert_eq!(f.runs_of("4"), 1, "the running task finished");
-    assert_eq!(f.runs_of("3"), 0, "a new task started after the failure");
+    // The flag, or dev mode's `fail_fast` setting (its default when no flag is given).
+    for from_settings in [false, true] {
+        let mut f = Flow::new(md);
+        f.set("FAKE_SLOW", "4").set("FAKE_SLOW_SECS", "1");
+        let mut args = vec!["--agent", "claude", "--attempts", "1", "--parallel", "2"];
+        if from_settings {
+            f.p.write(
+                ".claude/settings.local.json",
+                r#"{"resource_limits": {"max_load": 1000, "max_memory": 1.0, "high_impact_load": 1000},
+                    "development_mode": {"fail_fast": true}}"#,
+            );
+        } else {
+            args.push("--fail-fast");
+        }
+        let out = f.auto(&args);
+        assert_eq!(code(&out), 1, "{}", diag(&out));
+        assert_eq!(f.runs_of("4"), 1, "the running task finished");
+        assert_eq!(
+            f.runs_of("3"),
+            0,
+            "a new task started after the failure (settings: {from_settings})"
+        );
+    }
 }
 
 #[test]
@@ -675,4 +684,38 @@ fn workflow_task_refused_by_admission_fails_with_the_limit_named() {
     let t1 = f.task("1");
     assert_eq!(t1["status"], "failed", "{t1}");
     assert!(t1["error"].as_str().unwrap().contains("max_memory"), "{t1}");
+}
+
+/// Issue 14 item 7: a tick changes one byte of tasks.md, not its mode nor its symlink.
+#[test]
+fn workflow_tick_keeps_the_mode_and_the_symlink_of_tasks_md() {
+    use std::os::unix::fs::PermissionsExt;
+    for (link, perm) in [("relative", 0o664), ("absolute", 0o644), ("none", 0o600)] {
+        let f = Flow::new(THREE);
+        let spec_dir = f.path().join(".claude/specs/demo");
+        std::fs::create_dir_all(&spec_dir).unwrap();
+        let in_spec = spec_dir.join("tasks.md");
+        let real = f.path().join("plans/tasks.md");
+        std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+        let target = if link == "none" { &in_spec } else { &real };
+        let text = THREE.replace('\n', "\r\n");
+        std::fs::write(target, &text).unwrap();
+        std::fs::set_permissions(target, std::fs::Permissions::from_mode(perm)).unwrap();
+        match link {
+            "relative" => std::os::unix::fs::symlink("../../../plans/tasks.md", &in_spec).unwrap(),
+            "absolute" => std::os::unix::fs::symlink(&real, &in_spec).unwrap(),
+            _ => {}
+        }
+        let out = f.auto(&["--agent", "claude"]);
+        assert_eq!(code(&out), 0, "{link}: {}", diag(&out));
+        let is_link = std::fs::symlink_metadata(&in_spec)
+            .unwrap()
+            .file_type()
+            .is_symlink();
+        assert_eq!(is_link, link != "none", "{link}");
+        let after = std::fs::read_to_string(target).unwrap();
+        assert_eq!(after, text.replace("- [ ]", "- [x]"), "{link}");
+        let m = std::fs::metadata(target).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(m, perm, "{link}");
+    }
 }

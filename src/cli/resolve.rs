@@ -1,0 +1,356 @@
+//! The one place where a command-line flag, a setting and a default meet: the flag wins,
+//! then the setting (`.claude/settings.local.json`, read once and typed by
+//! `crate::settings`), then qw's default. (uv's `crates/uv/src/settings.rs` is the model.)
+//!
+//! | value | flag | setting | default |
+//! |---|---|---|---|
+//! | admission limits | `--admit-timeout` (exec) | `resource_limits.*` | the original's |
+//! | tasks at once | `--parallel` | `resource_limits.max_concurrent` | 8 |
+//! | stall timeout | `--stall-timeout` | `quantumwala.stall_timeout_s` | 600 s |
+//! | fail-fast | `--fail-fast` | `development_mode.fail_fast` | off |
+//! | executor | `--executor` | `quantumwala.executor` | local |
+//! | sbatch options | `--slurm-arg` (after the setting's) | `quantumwala.slurm.args` | none |
+//! | Slurm poll, export, pending limit | | `quantumwala.slurm.*`, `resource_limits.acquire_timeout_s` | 0.5 s, none, 300 s |
+//!
+//! `workflow-continue` puts the options the workflow was started with between the flags
+//! and the settings: they were resolved when it started.
+
+use std::time::Duration;
+
+use super::executor::{self, ExecutorArgs, ExecutorChoice, ExecutorKind};
+use super::workflow::RunArgs;
+use super::{CliError, Ctx};
+use crate::admission::{Admission, Limits};
+use crate::exec::slurm::{DEFAULT_POLL, SlurmConfig};
+use crate::project::Project;
+use crate::settings::QwSettings;
+use crate::workflow::{AgentKind, Options};
+
+/// Admission limits: `admit_timeout` (`qw exec --admit-timeout`) > `resource_limits` >
+/// defaults; slots in the user's runtime directory.
+pub fn admission(settings: &QwSettings, admit_timeout: Option<Duration>) -> Admission {
+    let mut admission = Admission::from_settings(settings);
+    if let Some(t) = admit_timeout {
+        admission.limits.acquire_timeout = t;
+        admission.timeout_setting = "--admit-timeout";
+    }
+    admission
+}
+
+/// The executor: `--executor` > `quantumwala.executor` > local; under Slurm its options.
+/// The settings are read only when the flags leave something to them, so
+/// `--executor local` works whatever the settings file holds.
+pub fn executor(ctx: &Ctx, args: &ExecutorArgs) -> Result<ExecutorChoice, CliError> {
+    let settings = match args.executor {
+        Some(ExecutorKind::Local) => None,
+        _ => Some(ctx.settings()?),
+    };
+    Ok(executor_from(&ctx.project, args, settings))
+}
+
+fn executor_from(
+    project: &Project,
+    args: &ExecutorArgs,
+    settings: Option<&QwSettings>,
+) -> ExecutorChoice {
+    let kind = args
+        .executor
+        .or_else(|| settings.and_then(|s| s.quantumwala.executor))
+        .unwrap_or_default();
+    let Some(settings) = settings.filter(|_| kind == ExecutorKind::Slurm) else {
+        return ExecutorChoice { kind, slurm: None };
+    };
+    let configured = &settings.quantumwala.slurm;
+    let mut slurm_args = configured.args.clone().unwrap_or_default();
+    slurm_args.extend(args.slurm_args.iter().cloned());
+    let (state_dir, runs_dir) = executor::dirs(project);
+    ExecutorChoice {
+        kind,
+        slurm: Some(SlurmConfig {
+            args: slurm_args,
+            export: configured.export.clone().unwrap_or_default(),
+            pending_timeout: Limits::from_settings(&settings.resource_limits).acquire_timeout,
+            poll_interval: configured.poll_interval.unwrap_or(DEFAULT_POLL),
+            state_dir,
+            runs_dir,
+        }),
+    }
+}
+
+/// Workflow options: the flags in `args` > `saved` (the options a continued workflow was
+/// started with) > `settings` > defaults.
+pub fn workflow_options(
+    args: &RunArgs,
+    saved: Option<Options>,
+    settings: &QwSettings,
+) -> Result<Options, CliError> {
+    let base = saved.unwrap_or_else(|| workflow_defaults(settings));
+    apply(base, args)
+}
+
+/// The options a new workflow starts from: the settings, else qw's defaults.
+fn workflow_defaults(settings: &QwSettings) -> Options {
+    let d = Options::default();
+    let limits = Limits::from_settings(&settings.resource_limits);
+    Options {
+        parallel: limits.max_concurrent.max(1),
+        stall_timeout_s: match settings.quantumwala.stall_timeout {
+            // 0 turns the watchdog off.
+            Some(t) => (!t.is_zero()).then_some(t.as_secs_f64()),
+            None => d.stall_timeout_s,
+        },
+        fail_fast: settings.development_mode.fail_fast(),
+        ..d
+    }
+}
+
+/// Lay the flags given on the command line over `o`.
+fn apply(mut o: Options, a: &RunArgs) -> Result<Options, CliError> {
+    if let Some(cmd) = &a.agent_cmd {
+        o.agent_cmd = Some(cmd.clone());
+        if a.agent.is_none() {
+            o.agent = AgentKind::Command;
+        }
+    }
+    if let Some(agent) = a.agent {
+        o.agent = agent;
+    }
+    if o.agent == AgentKind::Command && o.agent_cmd.is_none() {
+        return Err(CliError::usage(
+            "--agent command needs --agent-cmd 'PROGRAM ARGS… {prompt_file}'",
+        ));
+    }
+    if !a.claude_args.is_empty() {
+        o.claude_args = a.claude_args.clone();
+    }
+    if let Some(p) = a.parallel {
+        if p == 0 {
+            return Err(CliError::usage("--parallel must be at least 1"));
+        }
+        o.parallel = p;
+    }
+    if let Some(t) = a.task_timeout {
+        o.task_timeout_s = t.as_secs_f64();
+    }
+    if let Some(g) = a.grace {
+        o.grace_s = g.as_secs_f64();
+    }
+    if let Some(s) = a.stall_timeout {
+        o.stall_timeout_s = (!s.is_zero()).then_some(s.as_secs_f64());
+    }
+    if let Some(n) = a.attempts {
+        if n == 0 {
+            return Err(CliError::usage("--attempts must be at least 1"));
+        }
+        o.attempts = n;
+    }
+    if let Some(d) = a.retry_delay {
+        o.retry_delay_s = d.as_secs_f64();
+    }
+    for (flag, v) in [
+        ("--max-cost-per-task", a.max_cost_per_task),
+        ("--max-cost-per-run", a.max_cost_per_run),
+    ] {
+        if let Some(v) = v
+            && (!v.is_finite() || v < 0.0)
+        {
+            return Err(CliError::usage(format!(
+                "{flag} `{v}` must be a non-negative number of USD"
+            )));
+        }
+    }
+    if a.max_cost_per_task.is_some() {
+        o.max_cost_per_task = a.max_cost_per_task;
+    }
+    if a.max_cost_per_run.is_some() {
+        o.max_cost_per_run = a.max_cost_per_run;
+    }
+    o.fail_fast |= a.fail_fast;
+    o.wait_for_reset |= a.wait_for_reset;
+    o.allow_dirty |= a.allow_dirty;
+    if let Some(i) = a.isolate {
+        o.isolate = i;
+    }
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::settings::SettingsFile;
+
+    fn settings(text: &str) -> QwSettings {
+        SettingsFile::parse(Path::new("s.json"), text)
+            .unwrap()
+            .typed()
+            .unwrap()
+    }
+
+    const SET: &str = r#"{"resource_limits": {"max_concurrent": 3, "acquire_timeout_s": 7},
+        "development_mode": {"fail_fast": true},
+        "quantumwala": {"stall_timeout_s": 42}}"#;
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let o = workflow_options(&RunArgs::default(), None, &settings("{}")).unwrap();
+        let d = Options::default();
+        assert_eq!(o.parallel, Limits::default().max_concurrent);
+        assert_eq!(o.stall_timeout_s, d.stall_timeout_s);
+        assert!(!o.fail_fast);
+        assert_eq!(o.attempts, d.attempts);
+        let a = admission(&settings("{}"), None);
+        assert_eq!(a.limits, Limits::default());
+    }
+
+    #[test]
+    fn settings_over_defaults() {
+        let s = settings(SET);
+        let o = workflow_options(&RunArgs::default(), None, &s).unwrap();
+        assert_eq!(o.parallel, 3);
+        assert_eq!(o.stall_timeout_s, Some(42.0));
+        assert!(o.fail_fast);
+        assert_eq!(
+            admission(&s, None).limits.acquire_timeout,
+            Duration::from_secs(7)
+        );
+        let off = settings(r#"{"quantumwala": {"stall_timeout_s": 0}}"#);
+        let o = workflow_options(&RunArgs::default(), None, &off).unwrap();
+        assert_eq!(o.stall_timeout_s, None);
+    }
+
+    #[test]
+    fn flags_over_settings() {
+        let s = settings(SET);
+        let args = RunArgs {
+            parallel: Some(5),
+            stall_timeout: Some(Duration::from_secs(9)),
+            ..RunArgs::default()
+        };
+        let o = workflow_options(&args, None, &s).unwrap();
+        assert_eq!((o.parallel, o.stall_timeout_s), (5, Some(9.0)));
+        let args = RunArgs {
+            stall_timeout: Some(Duration::ZERO),
+            ..RunArgs::default()
+        };
+        assert_eq!(
+            workflow_options(&args, None, &s).unwrap().stall_timeout_s,
+            None
+        );
+        let a = admission(&s, Some(Duration::from_millis(250)));
+        assert_eq!(a.limits.acquire_timeout, Duration::from_millis(250));
+        assert_eq!(a.limits.max_concurrent, 3);
+        let args = RunArgs {
+            fail_fast: true,
+            ..RunArgs::default()
+        };
+        assert!(
+            workflow_options(&args, None, &settings("{}"))
+                .unwrap()
+                .fail_fast
+        );
+    }
+
+    #[test]
+    fn saved_options_over_settings_and_flags_over_saved() {
+        let s = settings(SET);
+        let saved = Options {
+            parallel: 2,
+            stall_timeout_s: None,
+            ..Options::default()
+        };
+        let o = workflow_options(&RunArgs::default(), Some(saved.clone()), &s).unwrap();
+        assert_eq!(
+            (o.parallel, o.stall_timeout_s, o.fail_fast),
+            (2, None, false)
+        );
+        let args = RunArgs {
+            parallel: Some(6),
+            ..RunArgs::default()
+        };
+        assert_eq!(
+            workflow_options(&args, Some(saved), &s).unwrap().parallel,
+            6
+        );
+    }
+
+    #[test]
+    fn executor_flags_over_settings_over_local() {
+        let project = Project::at(Path::new("/p"));
+        let none = ExecutorArgs::default();
+        let local = executor_from(&project, &none, Some(&settings("{}")));
+        assert_eq!(local.kind, ExecutorKind::Local);
+        assert!(local.slurm.is_none());
+
+        let s = settings(
+            r#"{"resource_limits": {"acquire_timeout_s": 12},
+                "quantumwala": {"executor": "slurm", "slurm": {"args": ["--partition=debug"],
+                "export": ["AWS_*"], "poll_interval_s": 2}}}"#,
+        );
+        let slurm = executor_from(&project, &none, Some(&s));
+        assert_eq!(slurm.kind, ExecutorKind::Slurm);
+        let c = slurm.slurm.unwrap();
+        assert_eq!(c.args, ["--partition=debug"]);
+        assert_eq!(c.export, ["AWS_*"]);
+        assert_eq!(c.poll_interval, Duration::from_secs(2));
+        assert_eq!(c.pending_timeout, Duration::from_secs(12));
+
+        // Flags: --executor wins, --slurm-arg comes after the configured args.
+        let args = ExecutorArgs {
+            executor: Some(ExecutorKind::Local),
+            slurm_args: Vec::new(),
+        };
+        assert_eq!(
+            executor_from(&project, &args, Some(&s)).kind,
+            ExecutorKind::Local
+        );
+        let args = ExecutorArgs {
+            executor: Some(ExecutorKind::Slurm),
+            slurm_args: vec!["--partition=gpu".into()],
+        };
+        let c = executor_from(&project, &args, Some(&settings("{}")))
+            .slurm
+            .unwrap();
+        assert_eq!(c.args, ["--partition=gpu"]);
+        assert_eq!(c.poll_interval, DEFAULT_POLL);
+        assert_eq!(c.pending_timeout, Limits::default().acquire_timeout);
+        let c = executor_from(&project, &args, Some(&s)).slurm.unwrap();
+        assert_eq!(c.args, ["--partition=debug", "--partition=gpu"]);
+        // `--executor local` needs no settings at all.
+        let args = ExecutorArgs {
+            executor: Some(ExecutorKind::Local),
+            slurm_args: Vec::new(),
+        };
+        assert_eq!(
+            executor_from(&project, &args, None).kind,
+            ExecutorKind::Local
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_usage_errors() {
+        let s = settings("{}");
+        for args in [
+            RunArgs {
+                parallel: Some(0),
+                ..RunArgs::default()
+            },
+            RunArgs {
+                attempts: Some(0),
+                ..RunArgs::default()
+            },
+            RunArgs {
+                max_cost_per_run: Some(-1.0),
+                ..RunArgs::default()
+            },
+            RunArgs {
+                agent: Some(AgentKind::Command),
+                ..RunArgs::default()
+            },
+        ] {
+            let err = workflow_options(&args, None, &s).unwrap_err();
+            assert_eq!(err.code, crate::exit::USAGE, "{}", err.message);
+        }
+    }
+}

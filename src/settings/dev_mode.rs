@@ -1,0 +1,284 @@
+//! `development_mode`: the eleven flags, their defaults and sources, and `dev-mode on/off`
+//! as edits of the settings file.
+
+use serde_json::{Map, Value};
+
+use super::typed::QW_SECTION;
+use super::{SettingsError, SettingsFile};
+
+/// The eleven `development_mode` flags, in the order qw writes them.
+pub const DEV_FLAGS: [&str; 11] = [
+    "enabled",
+    "verbose_logging",
+    "fail_fast",
+    "debug_hooks",
+    "resource_monitoring",
+    "auto_backup",
+    "confirmation_prompts",
+    "performance_profiling",
+    "enhanced_error_reporting",
+    "command_validation",
+    "state_monitoring",
+];
+
+/// The value a flag has when the settings file does not set it.
+pub fn dev_flag_default(flag: &str) -> bool {
+    matches!(flag, "confirmation_prompts" | "command_validation")
+}
+
+/// Flags `qw dev-mode on` sets to true. `fail_fast` and `confirmation_prompts` are left
+/// alone: they change what a workflow does, not what it reports.
+pub const DEV_ON_FLAGS: [&str; 9] = [
+    "enabled",
+    "verbose_logging",
+    "debug_hooks",
+    "resource_monitoring",
+    "auto_backup",
+    "performance_profiling",
+    "enhanced_error_reporting",
+    "command_validation",
+    "state_monitoring",
+];
+
+/// Key under [`QW_SECTION`] holding the flag values from before `dev-mode on`.
+pub const DEV_PREVIOUS_KEY: &str = "dev_mode_previous";
+
+/// Where a flag's effective value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagSource {
+    /// Set in `.claude/settings.local.json`.
+    Settings,
+    /// Not set: qw's built-in default.
+    Default,
+}
+
+/// One flag's effective value and its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DevFlag {
+    /// The flag's name, e.g. `verbose_logging`.
+    pub name: &'static str,
+    /// Its effective value.
+    pub value: bool,
+    /// Where the value comes from.
+    pub source: FlagSource,
+}
+
+/// The effective `development_mode` settings: every flag with its value and source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevMode {
+    /// All eleven flags in [`DEV_FLAGS`] order.
+    pub flags: Vec<DevFlag>,
+}
+
+impl Default for DevMode {
+    /// Nothing set: every flag at its default.
+    fn default() -> Self {
+        DevMode {
+            flags: DEV_FLAGS
+                .iter()
+                .map(|&name| DevFlag {
+                    name,
+                    value: dev_flag_default(name),
+                    source: FlagSource::Default,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl DevMode {
+    /// The effective value of `flag` (false for an unknown name).
+    pub fn get(&self, flag: &str) -> bool {
+        self.flags
+            .iter()
+            .find(|f| f.name == flag)
+            .is_some_and(|f| f.value)
+    }
+    /// Development mode is on.
+    pub fn enabled(&self) -> bool {
+        self.get("enabled")
+    }
+    /// Debug-level file logs.
+    pub fn verbose_logging(&self) -> bool {
+        self.get("verbose_logging")
+    }
+    /// Per-phase and per-task timings in reports and `qw status`.
+    pub fn performance_profiling(&self) -> bool {
+        self.get("performance_profiling")
+    }
+    /// Record a `system_stats` snapshot with each task.
+    pub fn resource_monitoring(&self) -> bool {
+        self.get("resource_monitoring")
+    }
+    /// Take a state backup when dev mode is switched on.
+    pub fn auto_backup(&self) -> bool {
+        self.get("auto_backup")
+    }
+    /// Stop a workflow at the first failed task (the default of `--fail-fast`).
+    pub fn fail_fast(&self) -> bool {
+        self.get("fail_fast")
+    }
+
+    /// The effective flags as `{name: value}`, in [`DEV_FLAGS`] order.
+    pub fn values(&self) -> Map<String, Value> {
+        self.flags
+            .iter()
+            .map(|f| (f.name.to_owned(), Value::Bool(f.value)))
+            .collect()
+    }
+}
+
+impl SettingsFile {
+    /// Turn dev mode on: remember the current effective flags (unless dev mode is already
+    /// on and they are remembered), then set [`DEV_ON_FLAGS`] to true. Every flag is
+    /// written explicitly; keys already in the block keep their place and every other byte
+    /// of the file stays as it was.
+    pub fn dev_mode_on(&mut self) -> Result<DevMode, SettingsError> {
+        let current = self.typed()?;
+        let dm = &current.development_mode;
+        let remember = !(dm.enabled() && current.quantumwala.dev_mode_previous.is_some());
+        let mut values = dm.values();
+        for flag in DEV_ON_FLAGS {
+            values.insert(flag.into(), Value::Bool(true));
+        }
+        self.write_flags(&values)?;
+        if remember {
+            self.set(&[QW_SECTION, DEV_PREVIOUS_KEY], Value::Object(dm.values()))?;
+        }
+        Ok(self.typed()?.development_mode)
+    }
+
+    /// Turn dev mode off: restore the values remembered by `dev-mode on` (with `enabled`
+    /// false), or — when none are remembered — set `enabled` and the flags `on` turns on
+    /// back to their defaults. The remembered values are then dropped (and `quantumwala`
+    /// with them if nothing else is in it).
+    pub fn dev_mode_off(&mut self) -> Result<DevMode, SettingsError> {
+        let current = self.typed()?;
+        let mut values = current.development_mode.values();
+        match &current.quantumwala.dev_mode_previous {
+            Some(prev) => {
+                for name in DEV_FLAGS {
+                    if let Some(Value::Bool(b)) = prev.get(name) {
+                        values.insert(name.into(), Value::Bool(*b));
+                    }
+                }
+            }
+            None => {
+                for flag in DEV_ON_FLAGS {
+                    values.insert(flag.into(), Value::Bool(dev_flag_default(flag)));
+                }
+            }
+        }
+        values.insert("enabled".into(), Value::Bool(false));
+        self.write_flags(&values)?;
+        self.remove(&[QW_SECTION, DEV_PREVIOUS_KEY])?;
+        if self
+            .root()
+            .get(QW_SECTION)
+            .and_then(Value::as_object)
+            .is_some_and(Map::is_empty)
+        {
+            self.remove(&[QW_SECTION])?;
+        }
+        Ok(self.typed()?.development_mode)
+    }
+
+    fn write_flags(&mut self, values: &Map<String, Value>) -> Result<(), SettingsError> {
+        for name in DEV_FLAGS {
+            if let Some(v) = values.get(name) {
+                self.set(&["development_mode", name], v.clone())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn fixture() -> SettingsFile {
+        let text = r#"{"permissions": {"allow": ["Bash(ls)"]}, "hooks": {}, "development_mode": {"fail_fast": true, "verbose_logging": false}, "env": {"A": "1"}}"#;
+        SettingsFile::parse(Path::new("s.json"), text).unwrap()
+    }
+
+    #[test]
+    fn dev_mode_on_then_off_restores_previous_values_and_bytes() {
+        let before = fixture();
+        let mut s = before.clone();
+        let on = s.dev_mode_on().unwrap();
+        assert!(on.enabled() && on.verbose_logging() && on.fail_fast());
+        // A second `on` must not overwrite the remembered values with dev-mode ones.
+        s.dev_mode_on().unwrap();
+        let off = s.dev_mode_off().unwrap();
+        assert!(!off.enabled() && !off.verbose_logging() && off.fail_fast());
+        assert!(!off.auto_backup());
+        assert!(s.root().get(QW_SECTION).is_none());
+        let keys: Vec<_> = s.root().keys().cloned().collect();
+        assert_eq!(keys, ["permissions", "hooks", "development_mode", "env"]);
+        let dm_keys: Vec<_> = s.root()["development_mode"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(&dm_keys[..2], ["fail_fast", "verbose_logging"]);
+        assert_eq!(dm_keys.len(), 11);
+        assert_eq!(s.root()["permissions"], before.root()["permissions"]);
+    }
+
+    #[test]
+    fn off_without_on_turns_dev_flags_to_defaults() {
+        let mut s = SettingsFile::parse(
+            Path::new("s.json"),
+            r#"{"development_mode": {"enabled": true, "verbose_logging": true, "fail_fast": true}}"#,
+        )
+        .unwrap();
+        let off = s.dev_mode_off().unwrap();
+        assert!(!off.enabled() && !off.verbose_logging() && off.fail_fast());
+    }
+
+    #[test]
+    fn unknown_keys_in_qw_sections_are_ignored_and_kept() {
+        let text = "{\n  \"development_mode\": {\n    \"colour\": \"blue\",\n    \"enabled\": false\n  },\n  \"quantumwala\": {\"future\": [1.50, 12345678901234567890123]},\n  \"resource_limits\": {\"max_lod\": 2}\n}\n";
+        let mut s = SettingsFile::parse(Path::new("s.json"), text).unwrap();
+        assert_eq!(s.typed().unwrap().unknown_keys.len(), 3);
+        s.dev_mode_on().unwrap();
+        for kept in [
+            "\"colour\": \"blue\",\n    \"enabled\": true,",
+            "{\"future\": [1.50, 12345678901234567890123], \"dev_mode_previous\": {",
+            "\"resource_limits\": {\"max_lod\": 2}",
+        ] {
+            assert!(s.text().contains(kept), "{kept}:\n{}", s.text());
+        }
+        s.dev_mode_off().unwrap();
+        assert!(
+            s.text()
+                .contains("\"quantumwala\": {\"future\": [1.50, 12345678901234567890123]},"),
+            "{}",
+            s.text()
+        );
+    }
+
+    #[test]
+    fn other_quantumwala_keys_keep_their_bytes() {
+        let text = "{\n  \"quantumwala\": {\n    \"daily_budget_usd\": 2.50\n  }\n}\n";
+        let mut s = SettingsFile::parse(Path::new("s.json"), text).unwrap();
+        s.dev_mode_on().unwrap();
+        assert!(
+            s.text()
+                .contains("\"daily_budget_usd\": 2.50,\n    \"dev_mode_previous\": {\n")
+        );
+        s.dev_mode_off().unwrap();
+        assert!(
+            s.text().starts_with(
+                "{\n  \"quantumwala\": {\n    \"daily_budget_usd\": 2.50\n  },\n  \"development_mode\": {\n    \"enabled\": false,\n"
+            ),
+            "{}",
+            s.text()
+        );
+    }
+}
