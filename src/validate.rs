@@ -143,6 +143,8 @@ pub enum Suggestion {
         /// Every word after `qw`, exactly as the real command line gets them (global
         /// flags, the subcommand, its arguments).
         args: Vec<String>,
+        /// The spec it names, as parsed ([`SPEC_ARGS`]).
+        spec: Option<String>,
     },
     /// Another Claude Code slash command, run through `claude -p`.
     Slash {
@@ -247,10 +249,11 @@ pub fn validate_suggestion(text: &str) -> Result<Suggestion, Rejection> {
     } else {
         return Err(Rejection::UnknownCommand(first.clone()));
     };
-    let command = check_qw_argv(&argv)?;
+    let (command, spec) = check_qw_argv(&argv)?;
     Ok(Suggestion::Qw {
         command,
         args: argv,
+        spec,
     })
 }
 
@@ -314,9 +317,19 @@ pub const REQUIRED_OPTIONS: &[(&str, &str, &str)] = &[(
     "without it, `sweep` ends the orphans of every project",
 )];
 
+/// The argument naming a spec, per subcommand: (subcommand, argument id).
+pub const SPEC_ARGS: &[(&str, &str)] = &[
+    ("spec-create", "name"),
+    ("spec-status", "name"),
+    ("workflow-auto", "name"),
+    ("workflow-continue", "name"),
+    ("workflow-reset", "spec"),
+    ("worktrees", "spec"),
+];
+
 /// Parse `argv` (the words after `qw`) with qw's own clap definitions and judge the
-/// options clap matched. Returns the subcommand's name.
-fn check_qw_argv(argv: &[String]) -> Result<String, Rejection> {
+/// options clap matched. Returns the subcommand's name and the spec it names.
+fn check_qw_argv(argv: &[String]) -> Result<(String, Option<String>), Rejection> {
     use clap::CommandFactory as _;
     let mut cmd = crate::cli::Cli::command();
     // Propagate the global options into the subcommands, as parsing does, so each
@@ -361,7 +374,14 @@ fn check_qw_argv(argv: &[String]) -> Result<String, Rejection> {
             return Err(Rejection::MissingOption { option, why });
         }
     }
-    Ok(name)
+    let spec = SPEC_ARGS
+        .iter()
+        .find(|(c, _)| *c == name)
+        .and_then(|(_, id)| {
+            let sub = matches.subcommand_matches(&name)?;
+            sub.try_get_one::<String>(id).ok().flatten().cloned()
+        });
+    Ok((name, spec))
 }
 
 /// Every argument given on the command line, at every level of subcommands (a global
@@ -666,7 +686,8 @@ mod tests {
             a,
             Suggestion::Qw {
                 command: "workflow-continue".into(),
-                args: vec!["workflow-continue".into(), "user-auth".into()]
+                args: vec!["workflow-continue".into(), "user-auth".into()],
+                spec: Some("user-auth".into()),
             }
         );
         let s = validate_suggestion("/spec-execute 2.1 'user auth'").unwrap();
@@ -859,8 +880,21 @@ mod tests {
                 args: ["-v", "workflow-continue", "x", "--parallel", "2"]
                     .map(String::from)
                     .to_vec(),
+                spec: Some("x".into()),
             }
         );
+        for (text, spec) in [
+            ("/workflow-reset y --hard --yes", Some("y")),
+            ("/worktrees --spec z", Some("z")),
+            ("/worktrees", None),
+            ("/spec-status", None),
+            ("/state-backup b", None), // a backup name, not a spec
+        ] {
+            match validate_suggestion(text).unwrap() {
+                Suggestion::Qw { spec: got, .. } => assert_eq!(got.as_deref(), spec, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
         assert_eq!(s.name(), "workflow-continue");
         let s = validate_suggestion("/spec-create x -- -C").unwrap();
         assert_eq!(s.to_string(), "qw spec-create x -- -C");
