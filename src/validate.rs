@@ -965,6 +965,13 @@ mod tests {
                 "ALLOWED_OPTIONS names no option {id}"
             );
         }
+        for (command, id) in SPEC_ARGS {
+            let sub = cli.find_subcommand(command).expect(command);
+            assert!(
+                sub.get_arguments().any(|a| a.get_id() == *id),
+                "SPEC_ARGS: {command} has no argument {id}"
+            );
+        }
     }
 
     #[test]
