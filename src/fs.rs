@@ -1,8 +1,9 @@
 //! File-system helpers whose errors always name the path (via `fs-err`), the one
-//! durable-write function everything that must survive a crash goes through, and the one
-//! cross-process lock ([`LockedFile`]). A durable write replaces a file's contents and
-//! nothing else: it writes through symlinks and keeps the mode (and owner where allowed)
-//! of what it replaces, and refuses read-only and special files.
+//! durable-write function everything that must survive a crash goes through, the one
+//! cross-process lock ([`LockedFile`]), and bounded reads and appends that touch only
+//! regular files ([`read_regular`], [`append_regular`]). A durable write replaces a file's
+//! contents and nothing else: it writes through symlinks and keeps the mode (and owner
+//! where allowed) of what it replaces, and refuses read-only and special files.
 //!
 //! Nothing here knows about qw's file formats; callers pass bytes and name what a lock
 //! protects.
@@ -12,8 +13,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 pub mod locked_file;
+mod regular;
 
 pub use locked_file::{Holder, LockError, LockTimeout, LockedFile, ProcessState};
+pub use regular::{Bounded, append_regular, read_regular};
 
 pub use fs_err::{
     File, OpenOptions, copy, create_dir_all, metadata, read, read_dir, read_to_string,

@@ -2,7 +2,10 @@
 //! and `--agent-cmd` templates.
 //!
 //! Owns: turning command text into an argv, or refusing it with a reason that names the
-//! offending character and where it is. Must not: run anything or touch the disk.
+//! offending character and where it is; which options of qw's commands a suggestion may
+//! set. Must not: run anything or touch the disk; judge an option by its spelling — qw's
+//! own commands are parsed with the clap definitions `qw` itself uses
+//! ([`crate::cli::Cli`]) and judged by the argument clap matched.
 //!
 //! There is no shell anywhere in qw, so the rules are about *what a shell would have done*:
 //! an unquoted `;`, `&`, `|`, `>`, `<`, a backtick or `$(` would chain, redirect or
@@ -105,12 +108,26 @@ pub enum Rejection {
     /// A qw command that may not be run from a suggestion.
     #[error("`{0}` cannot be run from a suggestion")]
     NotSuggestible(String),
-    /// An option that would make a suggestion run a program of its choosing or act on
-    /// another project (`--agent-cmd`, `--claude-arg`, `-C`/`--project`).
-    #[error(
-        "option `{0}` cannot be given in a suggestion: it would run a program or act outside this project; run the command yourself"
-    )]
-    ForbiddenOption(String),
+    /// qw's own parser refuses it (unknown option, missing argument, `--help`): the
+    /// command would fail, or print and run nothing.
+    #[error("qw would refuse it: {0}")]
+    Invalid(String),
+    /// An option a suggestion may not set, however it was spelled ([`FORBIDDEN_OPTIONS`]).
+    #[error("option `{option}` cannot be given in a suggestion: {why}; run the command yourself")]
+    ForbiddenOption {
+        /// The option, as `-C/--project`.
+        option: String,
+        /// Why.
+        why: &'static str,
+    },
+    /// An option a suggestion must set on this command ([`REQUIRED_OPTIONS`]).
+    #[error("a suggestion must give `{option}` here: {why}")]
+    MissingOption {
+        /// The option.
+        option: String,
+        /// Why.
+        why: &'static str,
+    },
     /// A destructive command (`rm -rf /`, `mkfs`, `dd of=/dev/…`, a fork bomb).
     #[error("refused a destructive command: {0}")]
     Destructive(String),
@@ -119,10 +136,15 @@ pub enum Rejection {
 /// A validated suggestion: what `qw consume` will run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Suggestion {
-    /// One of qw's own subcommands: `args[0]` is the subcommand.
+    /// One of qw's own subcommands, run as `qw -C <this project> ARGS…`.
     Qw {
-        /// Subcommand and its arguments.
+        /// The subcommand, as clap resolved it (`workflow-continue`).
+        command: String,
+        /// Every word after `qw`, exactly as the real command line gets them (global
+        /// flags, the subcommand, its arguments).
         args: Vec<String>,
+        /// The spec it names, as parsed ([`SPEC_ARGS`]).
+        spec: Option<String>,
     },
     /// Another Claude Code slash command, run through `claude -p`.
     Slash {
@@ -134,25 +156,35 @@ pub enum Suggestion {
 }
 
 impl Suggestion {
-    /// The slash-command form, e.g. `/workflow-continue user-auth` (quoted as needed).
+    /// The slash-command form, e.g. `/spec-design user-auth` (quoted as needed): the
+    /// prompt a slash command is run with, or how a qw command reads as a slash command.
     pub fn slash_text(&self) -> String {
-        let (name, args) = match self {
-            Suggestion::Qw { args } => match args.split_first() {
-                Some((n, rest)) => (n.as_str(), rest),
+        let (first, rest) = match self {
+            Suggestion::Qw { args, .. } => match args.split_first() {
+                Some((first, rest)) => (first.as_str(), rest),
                 None => ("", &[][..]),
             },
             Suggestion::Slash { name, args } => (name.as_str(), &args[..]),
         };
-        let mut words = vec![format!("/{name}")];
-        words.extend(args.iter().map(|a| shell_words::quote(a).into_owned()));
-        words.join(" ")
+        std::iter::once(format!("/{first}"))
+            .chain(rest.iter().map(|a| shell_words::quote(a).into_owned()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The qw subcommand or slash command it names.
+    pub fn name(&self) -> &str {
+        match self {
+            Suggestion::Qw { command, .. } => command,
+            Suggestion::Slash { name, .. } => name,
+        }
     }
 }
 
 impl fmt::Display for Suggestion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Suggestion::Qw { args } => write!(f, "qw {}", shell_words::join(args)),
+            Suggestion::Qw { args, .. } => write!(f, "qw {}", shell_words::join(args)),
             Suggestion::Slash { .. } => f.write_str(&self.slash_text()),
         }
     }
@@ -175,8 +207,12 @@ pub fn validate_argv_text(text: &str) -> Result<Vec<String>, Rejection> {
     Ok(words)
 }
 
-/// Validate a suggested next command: `/cmd args…` or `qw cmd args…`, known commands
-/// only, argv rules of [`validate_argv_text`], and no destructive command anywhere.
+/// Validate a suggested next command: `/cmd args…` or `qw [global flags] cmd args…`,
+/// known commands only, argv rules of [`validate_argv_text`], no destructive command
+/// anywhere, and — for qw's own commands — parsed by the very clap definitions `qw`
+/// itself uses ([`crate::cli::Cli`]), then judged by the options clap matched, so no
+/// spelling (`-vC/x`, `--project=/x`, `-C=/x`, an option after the positionals, …)
+/// reaches an option a suggestion may not set ([`FORBIDDEN_OPTIONS`]).
 pub fn validate_suggestion(text: &str) -> Result<Suggestion, Rejection> {
     let text = text.trim();
     if text.contains(":(){") || text.contains(":() {") {
@@ -184,45 +220,209 @@ pub fn validate_suggestion(text: &str) -> Result<Suggestion, Rejection> {
     }
     let words = validate_argv_text(text)?;
     check_destructive(&words)?;
-    let (name, args) = match words.split_first() {
-        Some((first, rest)) if first == "qw" => match rest.split_first() {
-            Some((n, a)) => (n.clone(), a.to_vec()),
-            None => return Err(Rejection::UnknownCommand("qw".into())),
-        },
-        Some((first, rest)) => match first.strip_prefix('/') {
-            Some(n) => (n.to_owned(), rest.to_vec()),
-            None => return Err(Rejection::UnknownCommand(first.clone())),
-        },
-        None => return Err(Rejection::Empty),
+    let Some((first, rest)) = words.split_first() else {
+        return Err(Rejection::Empty);
     };
-    if SUGGESTIBLE_QW.contains(&name.as_str()) {
-        if let Some(bad) = args.iter().find(|a| is_forbidden_option(a)) {
-            return Err(Rejection::ForbiddenOption(bad.clone()));
+    let argv: Vec<String> = if first == "qw" {
+        if rest.is_empty() {
+            return Err(Rejection::UnknownCommand("qw".into()));
         }
-        let mut all = vec![name];
-        all.extend(args);
-        return Ok(Suggestion::Qw { args: all });
-    }
+        rest.to_vec()
+    } else if let Some(name) = first.strip_prefix('/') {
+        if NOT_SUGGESTIBLE_QW.contains(&name) {
+            return Err(Rejection::NotSuggestible(name.to_owned()));
+        }
+        if !SUGGESTIBLE_QW.contains(&name) {
+            if KNOWN_SLASH.contains(&name) {
+                // Run as `claude -p "/name args…"`: the arguments are prompt text, never
+                // options of a program, so they are not parsed as options.
+                return Ok(Suggestion::Slash {
+                    name: name.to_owned(),
+                    args: rest.to_vec(),
+                });
+            }
+            return Err(Rejection::UnknownCommand(name.to_owned()));
+        }
+        std::iter::once(name.to_owned())
+            .chain(rest.iter().cloned())
+            .collect()
+    } else {
+        return Err(Rejection::UnknownCommand(first.clone()));
+    };
+    let (command, spec) = check_qw_argv(&argv)?;
+    Ok(Suggestion::Qw {
+        command,
+        args: argv,
+        spec,
+    })
+}
+
+/// Options a suggestion may not set, by clap argument id, and why: they choose a
+/// program to run, its arguments, or where (which project, which machines) work runs.
+pub const FORBIDDEN_OPTIONS: &[(&str, &str)] = &[
+    ("project", "it would act on another project"),
+    ("agent_cmd", "it would choose the program that runs"),
+    ("claude_args", "it would choose arguments for claude"),
+    ("executor", "it would choose where the work runs"),
+    ("slurm_args", "it would choose options for sbatch"),
+];
+
+/// Options a suggestion may set, by clap argument id. Every option of a suggestible
+/// command is in exactly one of this list and [`FORBIDDEN_OPTIONS`] (a unit test walks
+/// the command tree); one in neither — added later and not yet judged — is refused.
+pub const ALLOWED_OPTIONS: &[&str] = &[
+    // Global: output only.
+    "json",
+    "verbose",
+    "quiet",
+    // Positionals.
+    "name",
+    "description",
+    "action",
+    // workflow-auto / workflow-continue: how, not what or where.
+    "agent",
+    "parallel",
+    "task_timeout",
+    "grace",
+    "stall_timeout",
+    "attempts",
+    "retry_delay",
+    "fail_fast",
+    "dry_run",
+    "max_cost_per_task",
+    "max_cost_per_run",
+    "wait_for_reset",
+    "isolate",
+    "allow_dirty",
+    // workflow-reset.
+    "hard",
+    "yes",
+    // state-backup.
+    "list",
+    "restore",
+    "clean",
+    "days",
+    // sweep.
+    "project_only",
+    // worktrees.
+    "prune",
+    "spec",
+];
+
+/// Options a suggestion must set on a command, because without them the command acts
+/// beyond this project: (subcommand, argument id, why).
+pub const REQUIRED_OPTIONS: &[(&str, &str, &str)] = &[(
+    "sweep",
+    "project_only",
+    "without it, `sweep` ends the orphans of every project",
+)];
+
+/// The argument naming a spec, per subcommand: (subcommand, argument id).
+pub const SPEC_ARGS: &[(&str, &str)] = &[
+    ("spec-create", "name"),
+    ("spec-status", "name"),
+    ("workflow-auto", "name"),
+    ("workflow-continue", "name"),
+    ("workflow-reset", "spec"),
+    ("worktrees", "spec"),
+];
+
+/// Parse `argv` (the words after `qw`) with qw's own clap definitions and judge the
+/// options clap matched. Returns the subcommand's name and the spec it names.
+fn check_qw_argv(argv: &[String]) -> Result<(String, Option<String>), Rejection> {
+    use clap::CommandFactory as _;
+    let mut cmd = crate::cli::Cli::command();
+    // Propagate the global options into the subcommands, as parsing does, so each
+    // level lists every argument it can match.
+    cmd.build();
+    let matches = cmd
+        .clone()
+        .try_get_matches_from(std::iter::once("qw").chain(argv.iter().map(String::as_str)))
+        .map_err(|e| Rejection::Invalid(first_line(&e.to_string())))?;
+    let Some(name) = matches.subcommand_name() else {
+        return Err(Rejection::UnknownCommand(argv.join(" ")));
+    };
+    let name = name.to_owned();
     if NOT_SUGGESTIBLE_QW.contains(&name.as_str()) {
         return Err(Rejection::NotSuggestible(name));
     }
-    if KNOWN_SLASH.contains(&name.as_str()) && !words[0].starts_with("qw") {
-        return Ok(Suggestion::Slash { name, args });
+    if !SUGGESTIBLE_QW.contains(&name.as_str()) {
+        return Err(Rejection::UnknownCommand(name));
     }
-    Err(Rejection::UnknownCommand(name))
+    let given = given_options(&cmd, &matches);
+    for arg in &given {
+        let id = arg.get_id().as_str();
+        if let Some((_, why)) = FORBIDDEN_OPTIONS.iter().find(|(f, _)| *f == id) {
+            return Err(Rejection::ForbiddenOption {
+                option: spelled(arg),
+                why,
+            });
+        }
+        if !ALLOWED_OPTIONS.contains(&id) {
+            return Err(Rejection::ForbiddenOption {
+                option: spelled(arg),
+                why: "qw does not know it to be safe in a suggestion",
+            });
+        }
+    }
+    for (command, id, why) in REQUIRED_OPTIONS {
+        if name == *command && !given.iter().any(|a| a.get_id() == *id) {
+            let option = cmd
+                .find_subcommand(command)
+                .and_then(|c| c.get_arguments().find(|a| a.get_id() == *id))
+                .map_or_else(|| (*id).to_owned(), spelled);
+            return Err(Rejection::MissingOption { option, why });
+        }
+    }
+    let spec = SPEC_ARGS
+        .iter()
+        .find(|(c, _)| *c == name)
+        .and_then(|(_, id)| {
+            let sub = matches.subcommand_matches(&name)?;
+            sub.try_get_one::<String>(id).ok().flatten().cloned()
+        });
+    Ok((name, spec))
 }
 
-/// Options a suggestion may not carry: they choose a program to run or a project to act on.
-const FORBIDDEN_OPTIONS: &[&str] = &["--agent-cmd", "--claude-arg", "--project", "-C"];
+/// Every argument given on the command line, at every level of subcommands (a global
+/// option counts wherever it was written).
+fn given_options<'c>(cmd: &'c clap::Command, m: &clap::ArgMatches) -> Vec<&'c clap::Arg> {
+    use clap::parser::ValueSource;
+    let mut out: Vec<&clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| m.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine))
+        .collect();
+    if let Some((name, sub_m)) = m.subcommand()
+        && let Some(sub) = cmd.find_subcommand(name)
+    {
+        for a in given_options(sub, sub_m) {
+            if !out.iter().any(|o| o.get_id() == a.get_id()) {
+                out.push(a);
+            }
+        }
+    }
+    out
+}
 
-fn is_forbidden_option(arg: &str) -> bool {
-    FORBIDDEN_OPTIONS.iter().any(|o| {
-        arg == *o
-            || arg
-                .strip_prefix(o)
-                .is_some_and(|rest| rest.starts_with('='))
-            || (*o == "-C" && arg.starts_with("-C") && arg.len() > 2)
-    })
+/// How an option is written: `-C/--project`, `--agent-cmd`, `<NAME>`.
+fn spelled(arg: &clap::Arg) -> String {
+    match (arg.get_short(), arg.get_long()) {
+        (Some(s), Some(l)) => format!("-{s}/--{l}"),
+        (Some(s), None) => format!("-{s}"),
+        (None, Some(l)) => format!("--{l}"),
+        (None, None) => format!("<{}>", arg.get_id().as_str().to_uppercase()),
+    }
+}
+
+/// The first paragraph of a clap error on one line, without its `error: ` prefix.
+fn first_line(message: &str) -> String {
+    let text = message
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    text.strip_prefix("error: ").unwrap_or(&text).to_owned()
 }
 
 /// Refuse unquoted shell metacharacters, substitutions inside double quotes, and NUL.
@@ -485,7 +685,9 @@ mod tests {
         assert_eq!(
             a,
             Suggestion::Qw {
-                args: vec!["workflow-continue".into(), "user-auth".into()]
+                command: "workflow-continue".into(),
+                args: vec!["workflow-continue".into(), "user-auth".into()],
+                spec: Some("user-auth".into()),
             }
         );
         let s = validate_suggestion("/spec-execute 2.1 'user auth'").unwrap();
@@ -505,6 +707,279 @@ mod tests {
                 SUGGESTIBLE_QW.contains(n) || NOT_SUGGESTIBLE_QW.contains(n),
                 "classify new subcommand {n} in validate.rs"
             );
+        }
+    }
+
+    /// What a shape of suggestion must come to.
+    #[derive(Debug, Clone, Copy)]
+    enum Want {
+        /// Accepted.
+        Ok,
+        /// Refused because it sets this option (however it was spelled).
+        Forbidden(&'static str),
+        /// Refused because qw's own parser refuses it.
+        Invalid,
+        /// Refused for another reason (not suggestible, unknown, a required option missing).
+        Refused,
+    }
+
+    /// Every spelling clap accepts for an option, in both forms: issue 14 item 1.
+    const OPTION_SHAPES: &[(&str, Want)] = &[
+        // The reproduction, and other bundles of short flags.
+        (
+            "/workflow-auto x d --agent offline -vC /other",
+            Want::Forbidden("-C/--project"),
+        ),
+        (
+            "/workflow-auto x d --agent offline -vC/other",
+            Want::Forbidden("-C/--project"),
+        ),
+        (
+            "/workflow-auto x d -vvC /other",
+            Want::Forbidden("-C/--project"),
+        ),
+        ("/workflow-auto x d -qvC /other", Want::Invalid), // -q and -v conflict
+        ("/status -Cv", Want::Forbidden("-C/--project")),  // -C with the value `v`
+        ("qw -vC /other status", Want::Forbidden("-C/--project")),
+        (
+            "qw -vC/other workflow-continue x",
+            Want::Forbidden("-C/--project"),
+        ),
+        // Every other spelling of -C/--project.
+        ("/status -C /other", Want::Forbidden("-C/--project")),
+        ("/status -C/other", Want::Forbidden("-C/--project")),
+        ("/status -C=/other", Want::Forbidden("-C/--project")),
+        ("/status --project /other", Want::Forbidden("-C/--project")),
+        ("/status --project=/other", Want::Forbidden("-C/--project")),
+        ("/status --proj /other", Want::Invalid), // no long-flag inference in qw
+        ("qw -C /other status", Want::Forbidden("-C/--project")),
+        (
+            "qw --project=/other status",
+            Want::Forbidden("-C/--project"),
+        ),
+        ("qw -C /a -C /b status", Want::Invalid), // repeated
+        ("/status -C . -C /b", Want::Invalid),
+        ("/spec-status x -C /other", Want::Forbidden("-C/--project")), // after positionals
+        (
+            "/workflow-reset x --hard --yes -C /home/other",
+            Want::Forbidden("-C/--project"),
+        ),
+        ("/dev-mode on -C /x", Want::Forbidden("-C/--project")),
+        ("/dev-mode -C /x on", Want::Forbidden("-C/--project")),
+        ("qw -C/x dev-mode on", Want::Forbidden("-C/--project")),
+        (
+            "/spec-create x d --project=/x",
+            Want::Forbidden("-C/--project"),
+        ),
+        ("/spec-create x d '-C/x'", Want::Forbidden("-C/--project")), // one quoted word is still an option
+        (
+            "/workflow-auto x d --agent offline --project /x --dry-run",
+            Want::Forbidden("-C/--project"),
+        ),
+        // The agent command and its arguments.
+        (
+            "/workflow-continue x --agent-cmd 'touch /tmp/p'",
+            Want::Forbidden("--agent-cmd"),
+        ),
+        (
+            "/workflow-continue x --agent-cmd='sh -c id'",
+            Want::Forbidden("--agent-cmd"),
+        ),
+        (
+            "qw workflow-auto pwn x --agent-cmd=touch",
+            Want::Forbidden("--agent-cmd"),
+        ),
+        ("/workflow-continue x --agent-c touch", Want::Invalid),
+        (
+            "/workflow-continue x --claude-arg=--dangerously-skip-permissions",
+            Want::Forbidden("--claude-arg"),
+        ),
+        (
+            "/workflow-continue x --claude-arg --dangerously-skip-permissions",
+            Want::Forbidden("--claude-arg"),
+        ),
+        (
+            "/workflow-continue x --agent claude --claude-arg -p",
+            Want::Forbidden("--claude-arg"),
+        ),
+        // Where the work runs (refused whether or not the workflow has the option yet).
+        ("/workflow-auto x d --executor slurm", Want::Refused),
+        ("/workflow-auto x d --slurm-arg=--wrap=id", Want::Refused),
+        // Commands that are not suggestible, in every form.
+        ("qw exec -- sh", Want::Refused),
+        ("qw -q exec -- sh", Want::Refused),
+        ("qw --json consume --once", Want::Refused),
+        ("qw -v suggest '/status'", Want::Refused),
+        ("/-C /x status", Want::Refused),
+        ("qw -- status", Want::Invalid),
+        ("/sweep", Want::Refused), // every project's orphans
+        ("/sweep --grace 1", Want::Refused),
+        ("/status --help", Want::Invalid),
+        ("qw --version", Want::Invalid),
+        ("qw help status", Want::Invalid),
+        ("/workflow-auto x '--output-format json'", Want::Invalid), // qw itself refuses it
+        // Accepted: output flags, how-to-run flags, and forbidden spellings as values.
+        ("/workflow-auto x d --agent offline -v", Want::Ok),
+        (
+            "/workflow-auto x d --agent offline -vv --parallel 2",
+            Want::Ok,
+        ),
+        ("qw -v workflow-continue x", Want::Ok),
+        ("qw --json status", Want::Ok),
+        ("/status --json -q", Want::Ok),
+        ("/sweep --project-only", Want::Ok),
+        ("/sweep --project-only --grace 2", Want::Ok),
+        ("/spec-create x 'support --agent-cmd and -C'", Want::Ok),
+        ("/spec-create x -- -C", Want::Ok), // after `--`, `-C` is the description
+        ("/workflow-auto x -- '--project /other'", Want::Ok),
+        (
+            "/workflow-auto reformat-output -- '--output-format json'",
+            Want::Ok,
+        ),
+        (
+            "/spec-create reformat-output 'add --output-format json'",
+            Want::Ok,
+        ),
+        ("/spec-design x --output-format json", Want::Ok), // a prompt for claude -p
+        ("/workflow-reset x --hard --yes", Want::Ok),
+        ("/state-backup --restore before-upgrade", Want::Ok),
+        ("/worktrees --prune --spec x", Want::Ok),
+        ("/dev-mode status", Want::Ok),
+        ("qw -q dev-mode off", Want::Ok),
+        (
+            "/workflow-continue x --max-cost-per-run 5 --isolate worktree",
+            Want::Ok,
+        ),
+        ("/workflow-continue x --agent command", Want::Ok), // the configured agent command
+    ];
+
+    #[test]
+    fn options_are_judged_as_qw_parses_them() {
+        assert!(OPTION_SHAPES.len() >= 30);
+        for (text, want) in OPTION_SHAPES {
+            let got = validate_suggestion(text);
+            let ok = match (want, &got) {
+                (Want::Ok, Ok(_)) => true,
+                (Want::Forbidden(o), Err(Rejection::ForbiddenOption { option, .. })) => option == o,
+                (Want::Invalid, Err(Rejection::Invalid(_))) => true,
+                (Want::Refused, Err(_)) => true,
+                _ => false,
+            };
+            assert!(ok, "{text:?}: wanted {want:?}, got {got:?}");
+        }
+    }
+
+    #[test]
+    fn accepted_suggestions_run_what_was_validated() {
+        // The words after `qw` are handed on unchanged: what was parsed is what runs.
+        let s = validate_suggestion("qw -v workflow-continue x --parallel 2").unwrap();
+        assert_eq!(
+            s,
+            Suggestion::Qw {
+                command: "workflow-continue".into(),
+                args: ["-v", "workflow-continue", "x", "--parallel", "2"]
+                    .map(String::from)
+                    .to_vec(),
+                spec: Some("x".into()),
+            }
+        );
+        for (text, spec) in [
+            ("/workflow-reset y --hard --yes", Some("y")),
+            ("/worktrees --spec z", Some("z")),
+            ("/worktrees", None),
+            ("/spec-status", None),
+            ("/state-backup b", None), // a backup name, not a spec
+        ] {
+            match validate_suggestion(text).unwrap() {
+                Suggestion::Qw { spec: got, .. } => assert_eq!(got.as_deref(), spec, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        assert_eq!(s.name(), "workflow-continue");
+        let s = validate_suggestion("/spec-create x -- -C").unwrap();
+        assert_eq!(s.to_string(), "qw spec-create x -- -C");
+    }
+
+    #[test]
+    fn refusals_name_the_option_and_why() {
+        let e = validate_suggestion("/workflow-auto x d -vC /other").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "option `-C/--project` cannot be given in a suggestion: it would act on another project; run the command yourself"
+        );
+        let e = validate_suggestion("/sweep").unwrap_err();
+        assert!(e.to_string().contains("`--project-only`"), "{e}");
+        let e = validate_suggestion("/status --proj /x").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("qw would refuse it: unexpected argument '--proj'"),
+            "{e}"
+        );
+    }
+
+    /// Every option of every suggestible command has been judged: allowed or forbidden.
+    /// A new option fails here until it is put in one list (unjudged ones are refused).
+    #[test]
+    fn every_option_of_a_suggestible_command_is_judged() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                let allowed = ALLOWED_OPTIONS.contains(&id);
+                let forbidden = FORBIDDEN_OPTIONS.iter().any(|(f, _)| *f == id);
+                if allowed == forbidden {
+                    out.push(format!("{path}: {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let mut cli = crate::cli::Cli::command();
+        cli.build();
+        let mut unjudged = Vec::new();
+        for sub in cli.get_subcommands() {
+            if SUGGESTIBLE_QW.contains(&sub.get_name()) {
+                walk(sub, sub.get_name(), &mut unjudged);
+            }
+        }
+        assert!(
+            unjudged.is_empty(),
+            "judge these options in validate.rs (ALLOWED_OPTIONS or FORBIDDEN_OPTIONS): {unjudged:?}"
+        );
+        // And the lists name only options that exist somewhere.
+        let mut all = Vec::new();
+        fn ids(cmd: &clap::Command, out: &mut Vec<String>) {
+            out.extend(cmd.get_arguments().map(|a| a.get_id().to_string()));
+            for sub in cmd.get_subcommands() {
+                ids(sub, out);
+            }
+        }
+        ids(&cli, &mut all);
+        for id in ALLOWED_OPTIONS {
+            assert!(
+                all.iter().any(|a| a == id),
+                "ALLOWED_OPTIONS names no option {id}"
+            );
+        }
+        for (command, id) in SPEC_ARGS {
+            let sub = cli.find_subcommand(command).expect(command);
+            assert!(
+                sub.get_arguments().any(|a| a.get_id() == *id),
+                "SPEC_ARGS: {command} has no argument {id}"
+            );
+        }
+    }
+
+    #[test]
+    fn slash_commands_of_claude_are_not_qw_commands() {
+        use clap::CommandFactory;
+        let cli = crate::cli::Cli::command();
+        for n in KNOWN_SLASH {
+            assert!(cli.find_subcommand(n).is_none(), "{n} is a qw subcommand");
         }
     }
 }

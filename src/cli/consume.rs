@@ -379,7 +379,7 @@ impl Consumer<'_> {
             "--".into(),
         ];
         match s {
-            Suggestion::Qw { args } => {
+            Suggestion::Qw { args, .. } => {
                 argv.extend([qw.into(), "-C".into(), root]);
                 argv.extend(args.iter().map(OsString::from));
             }

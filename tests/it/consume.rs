@@ -406,3 +406,80 @@ fn consume_json_stdout_holds_only_json() {
     }
     assert_eq!(last_json(&out)["outcome"], "consumed");
 }
+
+/// Issue 14 item 1: a suggestion that switches projects, however `-C`/`--project` is
+/// spelled, is refused before anything runs — the other project's `_Verify:_` command
+/// never runs, and nothing is written there.
+#[test]
+fn consume_refuses_every_spelling_of_another_project() {
+    let p = permissive_project();
+    let other = TestProject::new();
+    let pwned = p.path().join("PWNED");
+    other.write(
+        ".claude/specs/x/tasks.md",
+        &format!(
+            "# Tasks\n\n- [ ] 1. Do it\n  - _Verify: `touch {}`_\n",
+            pwned.display()
+        ),
+    );
+    other.write(".claude/settings.local.json", PERMISSIVE);
+    let o = other.path().display().to_string();
+    let shapes = [
+        format!("/workflow-auto x d --agent offline -vC {o}"),
+        format!("/workflow-auto x d --agent offline -vC{o}"),
+        format!("/workflow-auto x d --agent offline -vvC {o}"),
+        format!("/workflow-auto x d --agent offline --project={o}"),
+        format!("/workflow-auto x d --agent offline --project {o}"),
+        format!("/workflow-auto x d --agent offline -C={o}"),
+        format!("/workflow-auto x d --agent offline --proj {o}"),
+        format!("qw -vC {o} workflow-auto x d --agent offline"),
+        format!("qw --project={o} workflow-continue x --agent offline"),
+        format!("qw -q workflow-auto x d -C . -C {o} --agent offline"),
+    ];
+    for text in &shapes {
+        // `qw suggest` refuses it too, and writes nothing.
+        let s = p.run(&["suggest", text]);
+        assert_eq!(s.status.code(), Some(2), "{text}: {}", stderr(&s));
+        assert!(!p.claude().join("next_command.txt").exists(), "{text}");
+        // Written by hand (or by an agent), `consume` refuses it and moves it aside.
+        p.write(".claude/next_command.txt", &format!("{text}\n"));
+        let out = p.run(&["consume", "--once"]);
+        assert_eq!(out.status.code(), Some(2), "{text}: {}", stderr(&out));
+        assert!(stderr(&out).contains("refused"), "{text}: {}", stderr(&out));
+        assert!(
+            !pwned.exists(),
+            "{text} ran the other project's verify command"
+        );
+        assert!(
+            !other.claude().join("unified_state.json").exists(),
+            "{text} touched the other project"
+        );
+        assert!(!other.claude().join("specs/x/report.md").exists(), "{text}");
+        assert!(!p.claude().join("next_command.txt").exists(), "{text}");
+    }
+    let failed = p.read(".claude/next_command.failed.txt");
+    assert_eq!(
+        failed.matches("# failed at").count(),
+        shapes.len(),
+        "{failed}"
+    );
+    assert!(failed.contains("-C/--project"), "{failed}");
+}
+
+/// The same command without the project switch is accepted and runs here.
+#[test]
+fn consume_runs_a_suggestion_with_harmless_flags_in_any_form() {
+    let p = permissive_project();
+    for text in [
+        "qw -v dev-mode on",
+        "/dev-mode -q off",
+        "qw --json dev-mode on",
+    ] {
+        p.write(".claude/next_command.txt", &format!("{text}\n"));
+        let out = p.run(&["consume", "--once"]);
+        assert_eq!(out.status.code(), Some(0), "{text}: {}", stderr(&out));
+        assert!(!p.claude().join("next_command.txt").exists(), "{text}");
+    }
+    let settings = p.read(".claude/settings.local.json");
+    assert!(settings.contains("\"enabled\": true"), "{settings}");
+}

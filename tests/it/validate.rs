@@ -7,9 +7,23 @@ const CASES: &[(&str, bool)] = &[
     ("/workflow-continue user-auth", true),
     ("qw workflow-continue user-auth", true),
     (
-        "/workflow-auto reformat-output \"--output-format json on every platform\"",
+        "/workflow-auto reformat-output -- \"--output-format json on every platform\"",
         true,
     ),
+    (
+        "/workflow-auto reformat-output \"add --output-format json on every platform\"",
+        true,
+    ),
+    // qw itself would take the description for an unknown option: refused now, not later.
+    (
+        "/workflow-auto reformat-output \"--output-format json on every platform\"",
+        false,
+    ),
+    ("/sweep --project-only", true),
+    ("/workflow-auto x d --agent offline -vC /other", false),
+    ("qw -vC /other status", false),
+    ("/status --project=/other", false),
+    ("/status -C=/other", false),
     ("/spec-status a-b", true),
     ("/spec-requirements user-auth", true),
     ("/workflow-continue x; rm -rf /", false),

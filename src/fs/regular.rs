@@ -1,0 +1,180 @@
+//! Reading and appending files that someone else may have planted: only regular files,
+//! never a FIFO (which would block the open or the read forever), a device (`/dev/zero`
+//! reads until memory runs out) or a symlink to one, and never more than a bound.
+//!
+//! Both functions check twice: `stat` before opening (so a device is not even opened:
+//! opening some has effects), and `fstat` on what was opened (so a file swapped for a FIFO
+//! in between is still refused). The open is non-blocking, so a FIFO swapped in cannot
+//! hang it either.
+
+use std::io::{self, Read as _, Write as _};
+use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+use std::path::Path;
+
+use super::with_path;
+
+/// What [`read_regular`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bounded {
+    /// The whole file, at most the bound.
+    Whole(Vec<u8>),
+    /// The file is bigger than the bound: its size and its first bytes (at most the
+    /// bound). The rest was never read.
+    TooBig {
+        /// The file's size in bytes.
+        len: u64,
+        /// Its first bytes.
+        head: Vec<u8>,
+    },
+}
+
+/// Read the regular file at `path` (through symlinks to regular files), at most `max`
+/// bytes of it. A missing file is a `NotFound` error; anything else than a regular file is
+/// an `InvalidInput` error naming the path and what it is.
+pub fn read_regular(path: &Path, max: usize) -> io::Result<Bounded> {
+    let meta = std::fs::metadata(path).map_err(|e| with_path(e, "inspect", path))?;
+    check_kind(path, &meta)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| with_path(e, "open", path))?;
+    let meta = file.metadata().map_err(|e| with_path(e, "inspect", path))?;
+    check_kind(path, &meta)?;
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    let mut bytes = Vec::with_capacity(max.min(64 * 1024));
+    (&file)
+        .take(limit)
+        .read_to_end(&mut bytes)
+        .map_err(|e| with_path(e, "read", path))?;
+    if bytes.len() > max {
+        bytes.truncate(max);
+        // The file may have grown after the fstat: say at least what was seen.
+        let len = meta.len().max(u64::try_from(max).unwrap_or(u64::MAX) + 1);
+        return Ok(Bounded::TooBig { len, head: bytes });
+    }
+    Ok(Bounded::Whole(bytes))
+}
+
+/// Append `bytes` to the regular file at `path` (created if missing, through symlinks to
+/// regular files) in one `write` to an `O_APPEND` descriptor, then fsync it: concurrent
+/// appenders never interleave inside a record, and the earlier contents are never read or
+/// rewritten.
+pub fn append_regular(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) => check_kind(path, &meta)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(with_path(e, "inspect", path)),
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| with_path(e, "open", path))?;
+    check_kind(
+        path,
+        &file.metadata().map_err(|e| with_path(e, "inspect", path))?,
+    )?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| with_path(e, "append to", path))
+}
+
+/// Refuse anything but a regular file, naming what it is.
+fn check_kind(path: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
+    let t = meta.file_type();
+    let what = if t.is_file() {
+        return Ok(());
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "`{}` is {what}, not a regular file; qw reads and writes only regular files there",
+            path.display()
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_small_file_whole_and_a_big_one_only_up_to_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = dir.path().join("small");
+        crate::fs::write(&small, b"hello").unwrap();
+        assert_eq!(
+            read_regular(&small, 5).unwrap(),
+            Bounded::Whole(b"hello".to_vec())
+        );
+        let big = dir.path().join("big");
+        crate::fs::write(&big, vec![b'x'; 100_000]).unwrap();
+        assert_eq!(
+            read_regular(&big, 10).unwrap(),
+            Bounded::TooBig {
+                len: 100_000,
+                head: vec![b'x'; 10]
+            }
+        );
+        // Through a symlink to a regular file.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&small, &link).unwrap();
+        assert_eq!(
+            read_regular(&link, 100).unwrap(),
+            Bounded::Whole(b"hello".to_vec())
+        );
+        let missing = read_regular(&dir.path().join("missing"), 10).unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+        assert!(missing.to_string().contains("missing"), "{missing}");
+    }
+
+    #[test]
+    fn special_files_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let to_fifo = dir.path().join("to-fifo");
+        std::os::unix::fs::symlink(&fifo, &to_fifo).unwrap();
+        let to_zero = dir.path().join("to-zero");
+        std::os::unix::fs::symlink("/dev/zero", &to_zero).unwrap();
+        for (path, what) in [
+            (&fifo, "a FIFO"),
+            (&to_fifo, "a FIFO"),
+            (&to_zero, "a character device"),
+            (&dir.path().to_path_buf(), "a directory"),
+        ] {
+            let err = read_regular(path, 4096).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+            assert!(err.to_string().contains(what), "{err}");
+            assert!(
+                err.to_string().contains(&path.display().to_string()),
+                "{err}"
+            );
+            let err = append_regular(path, b"x").unwrap_err();
+            assert!(err.to_string().contains(what), "{err}");
+        }
+    }
+
+    #[test]
+    fn appends_keep_what_was_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        append_regular(&path, b"one\n").unwrap();
+        append_regular(&path, b"two\n").unwrap();
+        assert_eq!(crate::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
+    }
+}
