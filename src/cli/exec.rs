@@ -420,14 +420,32 @@ fn explain(report: &ExecReport, spec: &ExecSpec, quiet: bool) {
         crate::diag!("qw: received signal {sig}; forwarded it to the process tree");
     }
     if !report.leftovers.is_empty() {
-        let list: Vec<String> = report
+        let mut list: Vec<String> = report
             .leftovers
             .iter()
             .map(|l| format!("{} ({})", l.pid, l.command))
             .collect();
+        let more = report
+            .leftovers_killed
+            .saturating_sub(report.leftovers.len());
+        if more > 0 {
+            list.push(format!("and {more} more"));
+        }
         crate::diag!(
             "qw: warning: the program left {} process(es) running; terminated them: {}",
-            report.leftovers.len(),
+            report.leftovers_killed.max(report.leftovers.len()),
+            list.join(", ")
+        );
+    }
+    if !report.unkillable.is_empty() {
+        let list: Vec<String> = report
+            .unkillable
+            .iter()
+            .map(|l| format!("{} ({})", l.pid, l.command))
+            .collect();
+        crate::diag!(
+            "qw: warning: {} process(es) of the run did not die of SIGKILL (blocked in the kernel); they will end when the kernel lets them: {}",
+            report.unkillable.len(),
             list.join(", ")
         );
     }
