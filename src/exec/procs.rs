@@ -179,20 +179,16 @@ pub fn pid_max() -> i32 {
 }
 
 /// The pids handed out after `after` up to `last`, in order, wrapping past `pid_max` to
-/// the lowest pids the kernel reuses (300); `None` when there are more than `cap`.
+/// the lowest pids the kernel reuses (from 300); `None` when there are more than `cap`.
 pub fn pids_between(after: i32, last: i32, pid_max: i32, cap: usize) -> Option<Vec<i32>> {
     const FIRST_REUSED: i32 = 300;
     let count = |lo: i32, hi: i32| usize::try_from(hi - lo).unwrap_or(0);
     if last >= after {
         return (count(after, last) <= cap).then(|| (after + 1..=last).collect());
     }
-    let tail = count(after, pid_max - 1);
-    let head = count(FIRST_REUSED - 1, last);
-    (tail + head <= cap).then(|| {
-        (after + 1..pid_max)
-            .chain(FIRST_REUSED.min(last + 1)..=last)
-            .collect()
-    })
+    let low = if last >= FIRST_REUSED { FIRST_REUSED } else { 1 };
+    (count(after + 1, pid_max) + count(low, last + 1) <= cap)
+        .then(|| (after + 1..pid_max).chain(low..=last).collect())
 }
 
 /// Bytes a process has passed to `read`-like and `write`-like calls on anything (files,
@@ -386,10 +382,10 @@ mod tests {
         assert_eq!(pids_between(10, 13, 100, 10), Some(vec![11, 12, 13]));
         assert_eq!(pids_between(10, 10, 100, 10), Some(vec![]));
         assert_eq!(pids_between(10, 30, 100, 10), None);
-        // Wrapped past pid_max: the tail, then the reused low pids.
-        assert_eq!(pids_between(97, 301, 100, 10), Some(vec![98, 99, 300, 301]));
-        assert_eq!(pids_between(97, 5, 100, 10), Some(vec![98, 99, 5]));
-        assert_eq!(pids_between(50, 400, 100, 10), None);
+        // Wrapped past pid_max: the tail, then the reused low pids (from 300).
+        assert_eq!(pids_between(997, 301, 1000, 10), Some(vec![998, 999, 300, 301]));
+        assert_eq!(pids_between(97, 2, 100, 10), Some(vec![98, 99, 1, 2]));
+        assert_eq!(pids_between(990, 305, 1000, 10), None);
     }
 
     #[test]

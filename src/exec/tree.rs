@@ -356,8 +356,9 @@ impl Tree {
         };
         loop {
             ended.extend(reap());
-            let _ = kill(Pid::from_raw(-self.child), Signal::SIGKILL);
             self.scan(&mut on_member);
+            // The group signal reaches members forked since the scan.
+            let _ = kill(Pid::from_raw(-self.child), Signal::SIGKILL);
             if live.borrow().is_empty() {
                 if !self.may_hide_members() {
                     return;
