@@ -3,7 +3,9 @@
 //! The supervisor becomes a child subreaper (Linux), starts the program in a new process
 //! group with the run cookie in its environment, and polls: the child's exit, pending
 //! signals (forwarded to the tree), the timeout and the stall watchdog. It reaps with
-//! `waitpid(-1)`, so the calling process must not run other children concurrently.
+//! `waitpid(-1)` and takes any child of this process for a member of the run (ending the
+//! run waits until it has none), so the calling process must not run other children
+//! concurrently.
 
 use std::io;
 use std::os::unix::process::CommandExt;
