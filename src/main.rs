@@ -10,8 +10,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => {
             // `qw exec` misuse exits 125 like GNU timeout, so it never collides with the
-            // child's own exit code 2; everything else uses 2 for usage errors.
-            let is_exec = std::env::args_os().skip(1).any(|a| a == "exec");
+            // child's own exit code 2; everything else uses 2 for usage errors. The
+            // subcommand is found as clap finds it, not by any argument equal to `exec`.
+            let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+            let is_exec = cli::args::subcommand_name(&args).is_some_and(|s| s == "exec");
             let code = match err.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                     exit::SUCCESS

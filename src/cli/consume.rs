@@ -67,7 +67,7 @@ pub struct ConsumeArgs {
     pub attempts: u32,
     /// Seconds between attempts.
     #[arg(long, hide = true, default_value = "5", env = "QW_CONSUME_RETRY_DELAY",
-          value_parser = super::exec::parse_secs, value_name = "SECS")]
+          value_parser = super::args::parse_secs, value_name = "SECS")]
     pub retry_delay: Duration,
     /// Do not use file notifications; poll instead (what happens where they fail).
     #[arg(long, hide = true, env = "QW_CONSUME_POLL_ONLY")]

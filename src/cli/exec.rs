@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{CliError, CmdResult, Ctx};
+use super::args::{self, parse_secs};
+use super::{CliError, CmdResult, Ctx, GlobalArgs};
 use crate::exec::{self, Cancel, ExecReport, ExecSpec, Output, Program};
 use crate::exit;
 
@@ -79,24 +80,125 @@ pub struct ExecArgs {
     pub argv: Vec<OsString>,
 }
 
-/// Parse a non-negative, finite duration: seconds with decimals (`1`, `0.5`), or with a
-/// GNU `timeout` suffix `s`, `m`, `h` or `d` (`90s`, `1.5m`, `2h`).
-pub fn parse_secs(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let (number, scale) = match t.char_indices().last() {
-        Some((i, 's')) => (&t[..i], 1.0),
-        Some((i, 'm')) => (&t[..i], 60.0),
-        Some((i, 'h')) => (&t[..i], 3600.0),
-        Some((i, 'd')) => (&t[..i], 86400.0),
-        _ => (t, 1.0),
-    };
-    let v: f64 = number
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds (e.g. 30, 2.5, 90s, 5m, 1h)"))?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(format!("`{s}` must be a non-negative number of seconds"));
+impl ExecArgs {
+    /// Parse `qw exec`'s arguments (`args[i..]`, from the first one after `exec` through
+    /// `-- PROGRAM…`) without clap, global options interleaved as clap allows them.
+    ///
+    /// The fast path of `qw exec`, which is benchmarked against GNU timeout: building the
+    /// whole clap tree costs more than the rest of a short run. It takes only the shapes
+    /// clap accepts with the same result (a test compares both on generated argvs) and
+    /// returns `None` for anything else — help, unknown or repeated options, values that
+    /// do not parse — so that clap parses it and prints its own error or help.
+    pub fn parse_fast(
+        args: &[OsString],
+        mut i: usize,
+        global: &mut GlobalArgs,
+    ) -> Option<ExecArgs> {
+        let mut a = ExecArgs {
+            timeout: None,
+            grace: parse_secs("5").ok()?,
+            stall_timeout: None,
+            cwd: None,
+            admit: None,
+            admit_timeout: None,
+            no_record: false,
+            no_sweep: false,
+            report_file: None,
+            stdout_file: None,
+            stderr_file: None,
+            run_id: None,
+            env: Vec::new(),
+            argv: Vec::new(),
+        };
+        let mut grace_given = false;
+        // Global options after `exec`: clap lets them override the ones before it, so
+        // those given on both sides are left to clap.
+        let mut after = GlobalArgs::default();
+        while let Some(arg) = args.get(i) {
+            if arg == "--" {
+                a.argv = args[i + 1..].to_vec();
+                let complete =
+                    !a.argv.is_empty() && (a.admit.is_some() || a.admit_timeout.is_none());
+                return (complete && merge_globals(global, after)).then_some(a);
+            }
+            if args::take_global(args, &mut i, &mut after)? {
+                continue;
+            }
+            let body = arg.to_str()?.strip_prefix("--")?;
+            let (name, inline) = match body.split_once('=') {
+                Some((name, value)) => (name, Some(value)),
+                None => (body, None),
+            };
+            i += 1;
+            let mut value = || fast_value(args, &mut i, inline);
+            let secs = |v: OsString| parse_secs(v.to_str()?).ok();
+            match name {
+                "timeout" => once(&mut a.timeout, secs(value()?)?)?,
+                "grace" if !grace_given => {
+                    grace_given = true;
+                    a.grace = secs(value()?)?;
+                }
+                "stall-timeout" => once(&mut a.stall_timeout, secs(value()?)?)?,
+                "admit-timeout" => once(&mut a.admit_timeout, secs(value()?)?)?,
+                "cwd" => once(&mut a.cwd, value()?.into())?,
+                "report-file" => once(&mut a.report_file, value()?.into())?,
+                "stdout-file" => once(&mut a.stdout_file, value()?.into())?,
+                "stderr-file" => once(&mut a.stderr_file, value()?.into())?,
+                "run-id" => once(&mut a.run_id, value()?.into_string().ok()?)?,
+                "env" => a.env.push(value()?),
+                // `require_equals`: `--admit` alone means normal, a value needs `=`.
+                "admit" if inline != Some("") => {
+                    once(&mut a.admit, inline.unwrap_or("normal").to_owned())?;
+                }
+                "no-record" if inline.is_none() && !a.no_record => a.no_record = true,
+                "no-sweep" if inline.is_none() && !a.no_sweep => a.no_sweep = true,
+                _ => return None,
+            }
+        }
+        None
     }
-    Duration::try_from_secs_f64(v * scale).map_err(|_| format!("`{s}` is too large"))
+}
+
+/// An option's value: after `=`, or the next argument unless it looks like an option.
+/// Empty values are left to clap.
+fn fast_value(args: &[OsString], i: &mut usize, inline: Option<&str>) -> Option<OsString> {
+    let value = match inline {
+        Some(v) => OsString::from(v),
+        None => {
+            let v = args.get(*i)?;
+            if v.as_encoded_bytes().starts_with(b"-") {
+                return None;
+            }
+            *i += 1;
+            v.clone()
+        }
+    };
+    (!value.is_empty()).then_some(value)
+}
+
+/// Add the global options given after `exec` to those given before it; false when both
+/// sides give the same one (or `-q` meets `-v`).
+fn merge_globals(before: &mut GlobalArgs, after: GlobalArgs) -> bool {
+    let both = (before.project.is_some() && after.project.is_some())
+        || (before.json && after.json)
+        || ((before.verbose > 0 || before.quiet) && (after.verbose > 0 || after.quiet));
+    if both {
+        return false;
+    }
+    before.project = before.project.take().or(after.project);
+    before.json |= after.json;
+    before.verbose += after.verbose;
+    before.quiet |= after.quiet;
+    true
+}
+
+/// Set an option given at most once (clap rejects a repeat).
+fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+    if slot.is_some() {
+        return None;
+    }
+    *slot = Some(value);
+    Some(())
 }
 
 /// Run `qw exec`.
@@ -322,14 +424,32 @@ fn explain(report: &ExecReport, spec: &ExecSpec, quiet: bool) {
         crate::diag!("qw: received signal {sig}; forwarded it to the process tree");
     }
     if !report.leftovers.is_empty() {
-        let list: Vec<String> = report
+        let mut list: Vec<String> = report
             .leftovers
             .iter()
             .map(|l| format!("{} ({})", l.pid, l.command))
             .collect();
+        let more = report
+            .leftovers_killed
+            .saturating_sub(report.leftovers.len());
+        if more > 0 {
+            list.push(format!("and {more} more"));
+        }
         crate::diag!(
             "qw: warning: the program left {} process(es) running; terminated them: {}",
-            report.leftovers.len(),
+            report.leftovers_killed.max(report.leftovers.len()),
+            list.join(", ")
+        );
+    }
+    if !report.unkillable.is_empty() {
+        let list: Vec<String> = report
+            .unkillable
+            .iter()
+            .map(|l| format!("{} ({})", l.pid, l.command))
+            .collect();
+        crate::diag!(
+            "qw: warning: {} process(es) of the run did not die of SIGKILL (blocked in the kernel); they will end when the kernel lets them: {}",
+            report.unkillable.len(),
             list.join(", ")
         );
     }
@@ -374,19 +494,292 @@ pub fn report_sweep(report: &exec::sweep::SweepReport) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::ffi::OsString;
+
+    use clap::Parser;
+    use proptest::prelude::*;
+
+    use crate::cli::{Cli, parse_exec_fast};
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    fn by_clap(args: &[OsString]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once(OsString::from("qw")).chain(args.iter().cloned()))
+    }
+
+    /// The fast path either declines or agrees with clap exactly.
+    fn agrees(args: &[OsString]) -> Result<(), String> {
+        let Some(fast) = parse_exec_fast(args) else {
+            return Ok(());
+        };
+        match by_clap(args) {
+            Ok(slow) if format!("{slow:?}") == format!("{fast:?}") => Ok(()),
+            Ok(slow) => Err(format!("{args:?}: fast {fast:?} but clap {slow:?}")),
+            Err(e) => Err(format!(
+                "{args:?}: fast accepted {fast:?}, clap refused: {e}"
+            )),
+        }
+    }
 
     #[test]
-    fn durations_take_seconds_or_gnu_suffixes() {
-        let ok = |s: &str| parse_secs(s).unwrap().as_secs_f64();
-        assert_eq!(ok("1"), 1.0);
-        assert_eq!(ok("0.5"), 0.5);
-        assert_eq!(ok("90s"), 90.0);
-        assert_eq!(ok("1.5m"), 90.0);
-        assert_eq!(ok("2h"), 7200.0);
-        assert_eq!(ok("1d"), 86400.0);
-        for bad in ["", "s", "-1", "abc", "nan", "inf", "1x", "1.5.2", "-2m"] {
-            assert!(parse_secs(bad).is_err(), "{bad:?} accepted");
+    fn common_shapes_take_the_fast_path_and_agree_with_clap() {
+        for shape in [
+            &["exec", "--", "true"][..],
+            &["exec", "--timeout", "10", "--", "sleep", "1"],
+            &[
+                "exec",
+                "--timeout=1.5m",
+                "--grace=0.5",
+                "--json",
+                "--",
+                "a",
+                "--",
+                "-b",
+            ],
+            &["-C", "/tmp", "--json", "exec", "--no-record", "--", "x"],
+            &["-q", "exec", "--admit", "--admit-timeout", "3", "--", "x"],
+            &["-vv", "exec", "--admit=low", "--", "x"],
+            &["exec", "--admit=low", "-v", "-C", "d", "--", "x"],
+            &[
+                "--project=/p",
+                "exec",
+                "--stall-timeout",
+                "2",
+                "--cwd",
+                "d",
+                "--",
+                "x",
+            ],
+            &[
+                "exec",
+                "--no-sweep",
+                "--report-file",
+                "r",
+                "--stdout-file",
+                "o",
+                "--stderr-file=e",
+                "--run-id",
+                "1.2.ab",
+                "--env",
+                "A=1",
+                "--env=B=2",
+                "--",
+                "x",
+            ],
+        ] {
+            let args = os(shape);
+            assert!(
+                parse_exec_fast(&args).is_some(),
+                "{shape:?} left the fast path"
+            );
+            agrees(&args).unwrap();
         }
+    }
+
+    #[test]
+    fn other_shapes_are_left_to_clap() {
+        for shape in [
+            &["exec", "true"][..],
+            &["exec", "--"],
+            &["exec", "--help"],
+            &["exec", "-h", "--", "x"],
+            &["help", "exec"],
+            &["exec", "--bogus", "--", "x"],
+            &["exec", "--timeout", "-1", "--", "x"],
+            &["exec", "--timeout", "abc", "--", "x"],
+            &["exec", "--timeout", "1", "--timeout", "2", "--", "x"],
+            &["exec", "--admit-timeout", "3", "--", "x"],
+            &["exec", "--admit=", "--", "x"],
+            &["exec", "--admit", "low", "--", "x"],
+            &["exec", "--no-record=yes", "--", "x"],
+            &["exec", "--cwd=", "--", "x"],
+            &["--json", "exec", "--json", "--", "x"],
+            &["-vv", "exec", "-v", "--", "x"],
+            &["-q", "exec", "-v", "--", "x"],
+            &["-C", "a", "exec", "-C", "b", "--", "x"],
+            &["spec-create", "exec", "x"],
+            &["-C", "exec"],
+        ] {
+            assert!(
+                parse_exec_fast(&os(shape)).is_none(),
+                "{shape:?} took the fast path"
+            );
+        }
+    }
+
+    #[test]
+    fn every_exec_option_has_a_fast_path() {
+        use clap::Args;
+        let command = super::ExecArgs::augment_args(clap::Command::new("exec"));
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else {
+                continue;
+            };
+            let mut args = os(&["exec"]);
+            let flag = format!("--{long}");
+            match long {
+                "admit" => args.push("--admit=high".into()),
+                "admit-timeout" => args.extend(os(&["--admit", &flag, "7"])),
+                _ if !arg.get_action().takes_values() => args.push(flag.clone().into()),
+                _ if long.contains("timeout") || long == "grace" => {
+                    args.extend(os(&[&flag, "2.5"]))
+                }
+                "env" => args.extend(os(&[&flag, "K=V"])),
+                _ => args.extend(os(&[&flag, "value"])),
+            }
+            args.extend(os(&["--", "prog"]));
+            assert!(
+                parse_exec_fast(&args).is_some(),
+                "`qw exec {flag}` has no fast path: teach `ExecArgs::parse_fast` the new option \
+                 (or `qw exec` with it pays for building the whole clap tree)"
+            );
+            agrees(&args).unwrap();
+        }
+    }
+
+    const WORDS: &[&str] = &[
+        "exec",
+        "--",
+        "true",
+        "-C",
+        "dir",
+        "-Cdir",
+        "-C=dir",
+        "--project",
+        "--project=dir",
+        "--json",
+        "-v",
+        "-vv",
+        "-q",
+        "-vq",
+        "--verbose",
+        "--quiet",
+        "--timeout",
+        "1",
+        "2.5",
+        "90s",
+        "-1",
+        "--timeout=3",
+        "--timeout=",
+        "--grace",
+        "--grace=0",
+        "--stall-timeout",
+        "--cwd",
+        "/tmp",
+        "--cwd=/x",
+        "--admit",
+        "--admit=low",
+        "--admit=",
+        "--admit-timeout",
+        "--admit-timeout=4",
+        "--no-record",
+        "--no-sweep",
+        "--no-record=1",
+        "--report-file",
+        "--stdout-file",
+        "--stderr-file=e",
+        "--run-id",
+        "id",
+        "--env",
+        "A=1",
+        "--env=B=2",
+        "",
+        "-x",
+        "--bogus",
+        "-h",
+        "--help",
+        "help",
+        "status",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(600))]
+        #[test]
+        fn fast_path_never_disagrees_with_clap(
+            pre in proptest::collection::vec(proptest::sample::select(WORDS), 0..4),
+            mid in proptest::collection::vec(proptest::sample::select(WORDS), 0..8),
+            tail in proptest::collection::vec(proptest::sample::select(WORDS), 0..3),
+            with_exec in any::<bool>(),
+            with_dashes in any::<bool>(),
+        ) {
+            let mut args: Vec<&str> = pre;
+            if with_exec { args.push("exec"); }
+            args.extend(mid);
+            if with_dashes { args.push("--"); }
+            args.extend(tail);
+            let result = agrees(&os(&args));
+            prop_assert!(result.is_ok(), "{}", result.unwrap_err());
+        }
+
+        #[test]
+        fn well_formed_runs_agree_with_clap(
+            pre in proptest::collection::vec(proptest::sample::select(GLOBAL_UNITS), 0..3),
+            mid in proptest::collection::vec(proptest::sample::select(EXEC_UNITS), 0..6),
+            program in proptest::collection::vec(proptest::sample::select(WORDS), 1..4),
+        ) {
+            let mut args: Vec<&str> = pre.concat();
+            args.push("exec");
+            args.extend(mid.concat());
+            args.push("--");
+            args.extend(program);
+            let result = agrees(&os(&args));
+            prop_assert!(result.is_ok(), "{}", result.unwrap_err());
+        }
+    }
+
+    const GLOBAL_UNITS: &[&[&str]] = &[
+        &["-C", "d"],
+        &["-Cd"],
+        &["--project=d"],
+        &["--project", "d"],
+        &["--json"],
+        &["-v"],
+        &["-vv"],
+        &["--verbose"],
+        &["-q"],
+        &["--quiet"],
+    ];
+
+    const EXEC_UNITS: &[&[&str]] = &[
+        &["--timeout", "1"],
+        &["--timeout=2.5m"],
+        &["--grace", "0"],
+        &["--grace=1s"],
+        &["--stall-timeout", "3"],
+        &["--cwd", "/tmp"],
+        &["--cwd=x y"],
+        &["--admit"],
+        &["--admit=high"],
+        &["--admit-timeout", "9"],
+        &["--no-record"],
+        &["--no-sweep"],
+        &["--report-file", "r"],
+        &["--stdout-file=o"],
+        &["--stderr-file", "e"],
+        &["--run-id", "1.2.a"],
+        &["--env", "A=1"],
+        &["--env=B="],
+        &["--json"],
+        &["-v"],
+        &["-C", "e"],
+    ];
+
+    #[test]
+    fn well_formed_runs_mostly_take_the_fast_path() {
+        // Guards the generator above: most of what it makes must reach the comparison.
+        let mut fast = 0;
+        for (i, unit) in EXEC_UNITS.iter().enumerate() {
+            let other = EXEC_UNITS[(i + 1) % EXEC_UNITS.len()];
+            let args: Vec<&str> = [&["exec"][..], unit, other, &["--", "x"]].concat();
+            fast += usize::from(parse_exec_fast(&os(&args)).is_some());
+            agrees(&os(&args)).unwrap();
+        }
+        assert!(
+            fast * 4 >= EXEC_UNITS.len() * 3,
+            "{fast} of {}",
+            EXEC_UNITS.len()
+        );
     }
 }

@@ -14,6 +14,7 @@ use crate::logging::Verbosity;
 use crate::project::Project;
 use crate::settings::{QwSettings, SettingsError, SettingsFile};
 
+pub mod args;
 pub mod completions;
 pub mod consume;
 pub mod dashboard;
@@ -73,11 +74,33 @@ pub fn command() -> clap::Command {
         })
 }
 
-/// Parse the process arguments with [`command`].
+/// Parse the process arguments: `qw exec` through its fast path when it can, everything
+/// else (and every error and help) with [`command`].
 pub fn parse() -> Result<Cli, clap::Error> {
     use clap::FromArgMatches;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Some(cli) = parse_exec_fast(&args) {
+        return Ok(cli);
+    }
     let matches = command().try_get_matches()?;
     Cli::from_arg_matches(&matches)
+}
+
+/// `qw [GLOBAL…] exec …` without building the clap tree (see [`exec::ExecArgs::parse_fast`]);
+/// `None` when clap must parse. `args` excludes the program name.
+pub fn parse_exec_fast(args: &[std::ffi::OsString]) -> Option<Cli> {
+    let mut global = GlobalArgs::default();
+    let mut i = 0;
+    while args.get(i)? != "exec" {
+        if !args::take_global(args, &mut i, &mut global)? {
+            return None;
+        }
+    }
+    let exec = exec::ExecArgs::parse_fast(args, i + 1, &mut global)?;
+    Some(Cli {
+        global,
+        command: Command::Exec(exec),
+    })
 }
 
 /// qw — run AI coding agents through a spec-driven workflow, safely.
@@ -93,7 +116,7 @@ pub struct Cli {
 }
 
 /// Options that apply to every command.
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Args, Clone, Default)]
 pub struct GlobalArgs {
     /// Project directory (default: nearest ancestor holding `.claude/`, else the current directory).
     #[arg(short = 'C', long = "project", global = true, value_name = "DIR")]

@@ -31,7 +31,7 @@ pub struct SweepArgs {
     #[arg(long)]
     pub slurm: bool,
     /// Seconds between SIGTERM and SIGKILL.
-    #[arg(long, value_name = "SECS", value_parser = super::exec::parse_secs, default_value = "5")]
+    #[arg(long, value_name = "SECS", value_parser = super::args::parse_secs, default_value = "5")]
     pub grace: Duration,
 }
 

@@ -30,19 +30,19 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,
     /// Seconds one agent run or verify command may take (default 1800; 0 = no limit).
-    #[arg(long, value_name = "SECS", value_parser = super::exec::parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = super::args::parse_secs)]
     pub task_timeout: Option<Duration>,
     /// Seconds between SIGTERM and SIGKILL (default 5).
-    #[arg(long, value_name = "SECS", value_parser = super::exec::parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = super::args::parse_secs)]
     pub grace: Option<Duration>,
     /// End a run that writes nothing and uses no CPU for this long (default 600; 0 = off).
-    #[arg(long, value_name = "SECS", value_parser = super::exec::parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = super::args::parse_secs)]
     pub stall_timeout: Option<Duration>,
     /// Attempts per task (default 3).
     #[arg(long, value_name = "N")]
     pub attempts: Option<u32>,
     /// Seconds between attempts (default 5).
-    #[arg(long, value_name = "SECS", value_parser = super::exec::parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = super::args::parse_secs)]
     pub retry_delay: Option<Duration>,
     /// Stop starting new tasks at the first final failure.
     #[arg(long)]

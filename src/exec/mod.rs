@@ -186,9 +186,14 @@ pub struct ExecReport {
     pub duration_ms: u64,
     /// How many leftover processes (alive after the direct child ended) were terminated.
     pub leftovers_killed: usize,
-    /// The leftovers, with their command lines.
+    /// The leftovers, with their command lines (the first 64).
     #[serde(default)]
     pub leftovers: Vec<Leftover>,
+    /// Processes of the run still alive after SIGKILL was repeated for 10 s (blocked in
+    /// the kernel, where no signal reaches them): the one case where `qw exec` returns
+    /// with a process of the run left, and says so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unkillable: Vec<Leftover>,
     /// The program could not be started: why.
     #[serde(default)]
     pub spawn_error: Option<String>,
@@ -217,6 +222,7 @@ impl ExecReport {
             duration_ms: 0,
             leftovers_killed: 0,
             leftovers: Vec::new(),
+            unkillable: Vec::new(),
             spawn_error: None,
             run_id: run_id.into(),
             admission_wait_ms: 0,

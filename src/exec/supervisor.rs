@@ -3,7 +3,9 @@
 //! The supervisor becomes a child subreaper (Linux), starts the program in a new process
 //! group with the run cookie in its environment, and polls: the child's exit, pending
 //! signals (forwarded to the tree), the timeout and the stall watchdog. It reaps with
-//! `waitpid(-1)`, so the calling process must not run other children concurrently.
+//! `waitpid(-1)` and takes any child of this process for a member of the run (ending the
+//! run waits until it has none), so the calling process must not run other children
+//! concurrently.
 
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -60,11 +62,11 @@ pub fn supervise(spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, ExecErr
     // `child` is never waited on through std: we reap with waitpid(-1) ourselves.
     drop(child);
 
-    let tree = Tree {
-        supervisor: std::process::id() as i32,
-        child: child_pid,
-        cookie: run_id,
-    };
+    let tree = Tree::new(
+        child_pid,
+        run_id,
+        SUBREAPER.load(std::sync::atomic::Ordering::Relaxed),
+    );
     let deadline = spec.timeout.map(|t| started + t);
     let mut end: Option<ChildEnd> = None;
     let mut watchdog = spec.stall_timeout.map(|limit| Watchdog::new(limit, spec));
@@ -107,6 +109,7 @@ pub fn supervise(spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, ExecErr
     match ending {
         Some(ending) => {
             report.escalated_to_kill = ending.escalated;
+            report.unkillable = ending.unkillable;
         }
         None => {
             // Phase 2: the child exited by itself; end whatever it left behind.
@@ -115,8 +118,9 @@ pub fn supervise(spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, ExecErr
                     reap(child_pid, &mut end)
                 });
                 report.escalated_to_kill = ending.escalated;
-                report.leftovers_killed = ending.signalled.len();
+                report.leftovers_killed = ending.count;
                 report.leftovers = ending.signalled;
+                report.unkillable = ending.unkillable;
             }
         }
     }
@@ -198,11 +202,18 @@ fn become_subreaper() {
 fn become_subreaper() {}
 
 /// Collect every exited child without blocking; remember the direct child's status.
-fn reap(child: i32, end: &mut Option<ChildEnd>) {
+/// Returns the pids that died of a signal.
+fn reap(child: i32, end: &mut Option<ChildEnd>) -> Vec<i32> {
+    let mut signalled = Vec::new();
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(_) => return,
-            Ok(status) => record(status, child, end),
+            Ok(WaitStatus::StillAlive) | Err(_) => return signalled,
+            Ok(status) => {
+                if let WaitStatus::Signaled(pid, _, _) = status {
+                    signalled.push(pid.as_raw());
+                }
+                record(status, child, end);
+            }
         }
     }
 }
@@ -221,18 +232,13 @@ fn record(status: WaitStatus, child: i32, end: &mut Option<ChildEnd>) {
 
 /// Are any processes of the run still alive after the direct child exited?
 fn has_leftovers(tree: &Tree) -> bool {
-    // Fast path: as a subreaper we are the parent of every descendant that outlived its own
-    // parent, so with no children left the only possible members would be cookie carriers
-    // outside our subtree, which cannot arise while we are alive.
-    #[cfg(target_os = "linux")]
-    if matches!(
-        waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)),
-        Err(Errno::ECHILD)
-    ) && SUBREAPER.load(std::sync::atomic::Ordering::Relaxed)
-    {
-        return false;
+    // As a subreaper we are the parent of every descendant that outlived its own parent:
+    // a child of ours is a leftover, and with none the only possible members would be
+    // cookie carriers outside our subtree, which cannot arise while we are alive.
+    if tree.may_hide_members() {
+        return true;
     }
-    !tree.members().is_empty()
+    !SUBREAPER.load(std::sync::atomic::Ordering::Relaxed) && !tree.members().is_empty()
 }
 
 /// Whether `become_subreaper` succeeded (the fast path above relies on it).
@@ -301,13 +307,38 @@ impl Drop for Wakeup {
     }
 }
 
-/// Ends a run that writes nothing and uses no CPU for `limit`.
+/// Ends a run that shows no sign of life for `limit`.
+///
+/// Signs of life, sampled every quarter of the limit (at most every 0.5 s): CPU time of
+/// any member; bytes any member passed to `read`/`write`-like calls (`rchar`/`wchar` of
+/// `/proc/PID/io`, which count output wherever it goes — a file, a pipe, a terminal, a
+/// socket); a process appearing or exiting; growth of the output files. A member
+/// blocked in a write (its reader is slow or paused) is waiting, not stalled.
 struct Watchdog {
     limit: Duration,
     files: Vec<std::path::PathBuf>,
-    last_sample: (u64, u64),
+    last_sample: Option<Sample>,
     last_activity: Instant,
     next_check: Instant,
+}
+
+/// What the watchdog compares between two samples.
+#[derive(Debug, PartialEq, Eq)]
+struct Sample {
+    /// Bytes in the output files.
+    bytes: u64,
+    /// Per member.
+    members: Vec<MemberSample>,
+}
+
+/// One member in a [`Sample`].
+#[derive(Debug, PartialEq, Eq)]
+struct MemberSample {
+    pid: i32,
+    start_time: u64,
+    cpu_ticks: u64,
+    /// `(rchar, wchar)`, if readable.
+    io: Option<(u64, u64)>,
 }
 
 impl Watchdog {
@@ -322,11 +353,15 @@ impl Watchdog {
         Watchdog {
             limit,
             files,
-            last_sample: (u64::MAX, u64::MAX),
+            last_sample: None,
             last_activity: Instant::now(),
             // The first sample waits a little: short runs never pay for a /proc scan.
-            next_check: Instant::now() + (limit / 4).min(Duration::from_millis(500)),
+            next_check: Instant::now() + Self::period(limit),
         }
+    }
+
+    fn period(limit: Duration) -> Duration {
+        (limit / 4).min(Duration::from_millis(500))
     }
 
     fn stalled(&mut self, tree: &Tree) -> bool {
@@ -334,21 +369,54 @@ impl Watchdog {
         if now < self.next_check {
             return false;
         }
-        self.next_check = now + (self.limit / 4).min(Duration::from_millis(500));
+        self.next_check = now + Self::period(self.limit);
         let bytes: u64 = self
             .files
             .iter()
             .filter_map(|p| p.metadata().ok())
             .map(|m| m.len())
             .sum();
-        let cpu: u64 = tree.members().iter().map(|m| m.cpu_ticks).sum();
-        if (bytes, cpu) != self.last_sample {
-            self.last_sample = (bytes, cpu);
+        let members = tree.members();
+        let writing = members.iter().any(|m| blocked_writing(m.pid));
+        let sample = Sample {
+            bytes,
+            members: members
+                .iter()
+                .map(|m| MemberSample {
+                    pid: m.pid,
+                    start_time: m.start_time,
+                    cpu_ticks: m.cpu_ticks,
+                    io: io_of(m.pid),
+                })
+                .collect(),
+        };
+        if writing || self.last_sample.as_ref() != Some(&sample) {
+            self.last_sample = Some(sample);
             self.last_activity = now;
             return false;
         }
         now.duration_since(self.last_activity) >= self.limit
     }
+}
+
+#[cfg(target_os = "linux")]
+fn blocked_writing(pid: i32) -> bool {
+    super::procs::blocked_writing(pid)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn blocked_writing(_pid: i32) -> bool {
+    false
+}
+
+#[cfg(target_os = "linux")]
+fn io_of(pid: i32) -> Option<(u64, u64)> {
+    super::procs::read_io(pid)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn io_of(_pid: i32) -> Option<(u64, u64)> {
+    None
 }
 
 fn millis(d: Duration) -> u64 {

@@ -471,3 +471,210 @@ fn exec_records_success_by_exit_code_and_supervisors_record_nothing() {
     }
     assert_eq!(recorded(&p).0, 4, "supervised runs were recorded");
 }
+
+/// Run `qw exec --json ARGS…` with stdout read by `read_stdout` (a pipe, like `| cat`) and
+/// stderr sent to `stderr`; returns the exit code and the report.
+fn run_piped(
+    p: &TestProject,
+    args: &[&str],
+    stderr: Stdio,
+    read_stdout: impl FnOnce(std::process::ChildStdout) -> String,
+) -> (Option<i32>, serde_json::Value) {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let (mut c, _guard) = exec_cmd(p, &all);
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = read_stdout(child.stdout.take().unwrap());
+    let status = child.wait().unwrap();
+    let line = out.lines().last().unwrap_or_default().to_owned();
+    let report = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {out}"));
+    (status.code(), report)
+}
+
+#[test]
+fn stall_watchdog_counts_output_into_a_pipe_as_activity() {
+    // The reproduction: a busy program whose output goes into a pipe (`… | cat`). The
+    // wall-clock limit ends it; the watchdog must not.
+    let p = TestProject::bare();
+    let (code, r) = run_piped(
+        &p,
+        &[
+            "--stall-timeout",
+            "1.5",
+            "--timeout",
+            "5",
+            "--grace",
+            "0.5",
+            "--",
+            "sh",
+            "-c",
+            "while :; do echo tick; sleep 0.5; done",
+        ],
+        Stdio::null(),
+        |mut out| {
+            let mut s = String::new();
+            out.read_to_string(&mut s).unwrap();
+            s
+        },
+    );
+    assert_eq!(code, Some(124), "{r}");
+    assert_eq!(r["timed_out"], true, "{r}");
+    assert_eq!(
+        r["stalled"], false,
+        "ended as stalled although it printed: {r}"
+    );
+    assert!(cookie_pids(&run_id(&r)).is_empty());
+}
+
+#[test]
+fn stall_watchdog_counts_output_of_one_quiet_process_into_a_pipe() {
+    // One process, no children coming and going, almost no CPU: only the bytes it
+    // writes into the pipe show that it is alive.
+    let p = TestProject::bare();
+    let (code, r) = run_piped(
+        &p,
+        &[
+            "--stall-timeout",
+            "1.5",
+            "--timeout",
+            "5",
+            "--grace",
+            "0.5",
+            "--",
+            "perl",
+            "-e",
+            "$| = 1; while (1) { print qq(tick\n); select(undef, undef, undef, 0.4) }",
+        ],
+        Stdio::null(),
+        |mut out| {
+            let mut s = String::new();
+            out.read_to_string(&mut s).unwrap();
+            s
+        },
+    );
+    assert_eq!(code, Some(124), "{r}");
+    assert_eq!(
+        r["stalled"], false,
+        "ended as stalled although it printed: {r}"
+    );
+}
+
+#[test]
+fn stall_watchdog_leaves_a_writer_blocked_on_a_slow_reader_alone() {
+    // `yes` fills the pipe and then waits in write() for a reader that takes a byte every
+    // 0.7 s: no CPU, no bytes written for seconds — waiting, not stalled.
+    let p = TestProject::bare();
+    let (code, r) = run_piped(
+        &p,
+        &[
+            "--stall-timeout",
+            "1",
+            "--timeout",
+            "4",
+            "--grace",
+            "0.5",
+            "--",
+            "yes",
+        ],
+        Stdio::null(),
+        |mut out| {
+            let started = Instant::now();
+            let mut byte = [0u8; 1];
+            while started.elapsed() < Duration::from_secs(3) {
+                std::thread::sleep(Duration::from_millis(700));
+                if out.read(&mut byte).unwrap_or(0) == 0 {
+                    break;
+                }
+            }
+            // Then drain to the end, where the report is.
+            let mut rest = Vec::new();
+            out.read_to_end(&mut rest).unwrap();
+            String::from_utf8_lossy(&rest).into_owned()
+        },
+    );
+    assert_eq!(code, Some(124), "{r}");
+    assert_eq!(
+        r["stalled"], false,
+        "a writer waiting for its reader was ended: {r}"
+    );
+    assert_eq!(r["timed_out"], true, "{r}");
+}
+
+#[test]
+fn stall_watchdog_counts_writes_to_an_inherited_file_stderr() {
+    // No terminal, no --stderr-file: stderr is a plain file qw inherited. Writes to it are
+    // activity even though qw does not know the file.
+    let p = TestProject::bare();
+    let log = p.path().join("stderr.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let (code, r) = run_piped(
+        &p,
+        &[
+            "--stall-timeout",
+            "1.5",
+            "--timeout",
+            "4",
+            "--grace",
+            "0.5",
+            "--",
+            "perl",
+            "-e",
+            "while (1) { print STDERR qq(tick\n); select(undef, undef, undef, 0.4) }",
+        ],
+        Stdio::from(file),
+        |mut out| {
+            let mut s = String::new();
+            out.read_to_string(&mut s).unwrap();
+            s
+        },
+    );
+    assert_eq!(code, Some(124), "{r}");
+    assert_eq!(r["stalled"], false, "{r}");
+    assert!(std::fs::read_to_string(&log).unwrap().contains("tick"));
+}
+
+#[test]
+fn stall_watchdog_still_ends_a_reader_waiting_for_input_that_never_comes() {
+    // Blocked in read() on a pipe nobody writes to (qw's stdin, held open by the test):
+    // no output, no CPU — a true stall, and it must still be detected.
+    let p = TestProject::bare();
+    let (mut c, _guard) = exec_cmd(
+        &p,
+        &[
+            "--json",
+            "--stall-timeout",
+            "1",
+            "--grace",
+            "0.5",
+            "--",
+            "sh",
+            "-c",
+            "read line; echo never",
+        ],
+    );
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _stdin = child.stdin.take();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let status = child.wait().unwrap();
+    let r: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(status.code(), Some(124), "{r}");
+    assert_eq!(r["stalled"], true, "{r}");
+    assert!(!out.contains("never"));
+    assert!(cookie_pids(&run_id(&r)).is_empty());
+}

@@ -11,6 +11,7 @@ mod consume;
 mod dashboard;
 mod devmode;
 mod exec;
+mod exec_stress;
 mod init;
 mod locks;
 mod output;
