@@ -169,7 +169,7 @@ fn status_includes_timings_when_performance_profiling_is_on() {
         text.contains("phases: requirements_generation 16m 58s, design_creation 15m 10s"),
         "{text}"
     );
-    assert!(text.contains("slowest 1 8m 30s, 10 5m 0s"), "{text}");
+    assert!(text.contains("slowest 1 8m 30s, 10 5m 00s"), "{text}");
 }
 
 #[test]
