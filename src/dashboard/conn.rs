@@ -154,8 +154,9 @@ fn lock(r: &Shared) -> std::sync::MutexGuard<'_, Registry> {
     r.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Raise the soft open-file limit to the hard one; returns the soft limit in force.
-pub(crate) fn raise_nofile_limit() -> Option<u64> {
+/// Raise the soft open-file limit to the hard one (so strangers' sockets do not exhaust
+/// a low default); returns the soft limit in force.
+pub fn raise_nofile_limit() -> Option<u64> {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
     if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
@@ -175,7 +176,9 @@ fn connection_budget(configured: usize, soft_limit: Option<u64>) -> usize {
         return configured;
     };
     let free = soft.saturating_sub(open_fds()).saturating_sub(RESERVED_FDS);
-    configured.min(usize::try_from(free).unwrap_or(usize::MAX)).max(16)
+    configured
+        .min(usize::try_from(free).unwrap_or(usize::MAX))
+        .max(16)
 }
 
 /// Accept errors that concern one connection only: skip them and accept the next.
@@ -351,14 +354,19 @@ mod tests {
     fn the_budget_follows_the_open_file_limit() {
         assert_eq!(connection_budget(1024, None), 1024);
         let open = open_fds();
-        assert_eq!(connection_budget(1024, Some(open + RESERVED_FDS + 100)), 100);
+        assert_eq!(
+            connection_budget(1024, Some(open + RESERVED_FDS + 100)),
+            100
+        );
         assert_eq!(connection_budget(1024, Some(10)), 16, "never below a floor");
         assert_eq!(connection_budget(50, Some(1_000_000)), 50);
     }
 
     #[test]
     fn accept_errors_are_classified() {
-        assert!(is_connection_error(&io::Error::from(io::ErrorKind::ConnectionAborted)));
+        assert!(is_connection_error(&io::Error::from(
+            io::ErrorKind::ConnectionAborted
+        )));
         assert!(!is_connection_error(&io::Error::from_raw_os_error(
             nix::libc::EMFILE
         )));

@@ -32,7 +32,7 @@ mod snapshot;
 mod view;
 mod watch;
 
-pub use conn::ConnLimits;
+pub use conn::{ConnLimits, raise_nofile_limit};
 pub use security::new_token;
 pub use server::serve;
 

@@ -168,7 +168,11 @@ mod tests {
         assert!(!log.poll(), "nothing written yet");
         let lines: Vec<&str> = STREAM.lines().collect();
         let path = dir.path().join("events.jsonl");
-        crate::fs::write(&path, format!("{}\n{}\n{}", lines[0], lines[1], &lines[2][..30])).unwrap();
+        crate::fs::write(
+            &path,
+            format!("{}\n{}\n{}", lines[0], lines[1], &lines[2][..30]),
+        )
+        .unwrap();
         assert!(log.poll());
         let kinds: Vec<StepKind> = log.steps().iter().map(|s| s.kind).collect();
         assert_eq!(kinds, [StepKind::Start, StepKind::Tool]);

@@ -310,10 +310,7 @@ fn spec_view(app: &App, frame: &Frame, name: &str) -> (Markup, Option<Arc<Timeli
     if views.len() >= SPEC_CACHE && !views.contains_key(name) {
         views.clear();
     }
-    views.insert(
-        name.to_owned(),
-        (frame.seq, html.clone(), timeline.clone()),
-    );
+    views.insert(name.to_owned(), (frame.seq, html.clone(), timeline.clone()));
     (html, timeline)
 }
 
@@ -564,7 +561,10 @@ fn fragment_stream(
                 Some(name) => spec_view(&app, &frame, name).0,
                 None => frame.overview_html.clone(),
             };
-            Some((update(frame.seq, html), (app, frames, stopping, spec, false)))
+            Some((
+                update(frame.seq, html),
+                (app, frames, stopping, spec, false),
+            ))
         },
     )
 }
@@ -613,7 +613,13 @@ fn actions_disabled() -> Refusal {
     }
 }
 
-fn confirm_page(app: &App, title: &str, what: Markup, post_to: &str, spec: Option<&str>) -> Response {
+fn confirm_page(
+    app: &App,
+    title: &str,
+    what: Markup,
+    post_to: &str,
+    spec: Option<&str>,
+) -> Response {
     let body = html! {
         h1 { (title) }
         p { (what) }
@@ -869,6 +875,77 @@ mod tests {
         );
         assert!(get(addr, "/").starts_with("HTTP/1.1 401"));
 
+        stop_tx.send(()).unwrap();
+        let result = rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), server).await })
+            .expect("serve returned after shutdown")
+            .unwrap();
+        assert!(result.is_ok(), "{result:?}");
+    }
+
+    #[test]
+    fn header_and_idle_timeouts_close_strangers_but_not_event_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = crate::project::Project::at(dir.path());
+        let mut cfg = DashboardConfig::new(project, "t0k".repeat(11), "/nonexistent/qw".into());
+        cfg.limits.header_timeout = Duration::from_millis(300);
+        cfg.refresh_interval = Duration::from_millis(200);
+        let token = cfg.token.clone();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = rt.spawn(serve(listener, cfg, async move {
+            let _ = stop_rx.await;
+        }));
+        // Every read below is bounded by the harness; EOF means the server closed.
+        let closed = |s: &mut std::net::TcpStream| {
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).is_ok()
+        };
+        // Idle before any request, and headers that never end.
+        let mut idle = std::net::TcpStream::connect(addr).unwrap();
+        let mut half = std::net::TcpStream::connect(addr).unwrap();
+        write!(half, "GET / HTTP/1.1\r\nHost: {addr}\r\nX-Slow: ").unwrap();
+        assert!(closed(&mut idle), "an idle connection is closed");
+        assert!(closed(&mut half), "a half-sent head is closed");
+        // Keep-alive after a full answer: idle again, closed again.
+        let mut ka = std::net::TcpStream::connect(addr).unwrap();
+        write!(ka, "GET /?token={token} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+        let mut buf = Vec::new();
+        ka.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        ka.read_to_end(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+        // An event stream lives for many header timeouts: it is a response in progress.
+        let mut sse = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            sse,
+            "GET /events?token={token} HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+        )
+        .unwrap();
+        sse.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let started = std::time::Instant::now();
+        let mut updates = 0;
+        let mut chunk = [0u8; 4096];
+        while started.elapsed() < Duration::from_millis(1500) {
+            let n = sse.read(&mut chunk).unwrap();
+            assert!(
+                n > 0,
+                "the event stream was closed after {:?}",
+                started.elapsed()
+            );
+            updates += String::from_utf8_lossy(&chunk[..n])
+                .matches("event: update")
+                .count();
+        }
+        assert!(updates >= 2, "{updates} updates");
         stop_tx.send(()).unwrap();
         let result = rt
             .block_on(async { tokio::time::timeout(Duration::from_secs(10), server).await })

@@ -105,7 +105,8 @@ pub(crate) fn parse_state(path: &Path, bytes: &[u8]) -> StateRead {
             let left_out = if problems.is_empty() {
                 String::new()
             } else {
-                let shown: Vec<String> = problems.iter().take(5).map(|p| format!("`{p}`")).collect();
+                let shown: Vec<String> =
+                    problems.iter().take(5).map(|p| format!("`{p}`")).collect();
                 let more = problems.len().saturating_sub(5);
                 format!(
                     "; left out: {}{}",
@@ -218,8 +219,14 @@ mod tests {
             br#"{"specifications": {"s": {"tasks": {"1": {"status": "failed", "attempts": "x"}}}}}"#;
         match parse_state(p, partial) {
             StateRead::Partial { state, error, .. } => {
-                assert_eq!(state.specifications["s"].tasks["1"].status.as_str(), "failed");
-                assert!(error.contains("`specifications.s.tasks.1.attempts`"), "{error}");
+                assert_eq!(
+                    state.specifications["s"].tasks["1"].status.as_str(),
+                    "failed"
+                );
+                assert!(
+                    error.contains("`specifications.s.tasks.1.attempts`"),
+                    "{error}"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -254,7 +261,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("x.log");
         crate::fs::write(&f, "aaaa\nbbbb\ncccc\n").unwrap();
-        assert_eq!(file_tail(&f, 100), Some(("aaaa\nbbbb\ncccc\n".into(), false)));
+        assert_eq!(
+            file_tail(&f, 100),
+            Some(("aaaa\nbbbb\ncccc\n".into(), false))
+        );
         assert_eq!(file_tail(&f, 8), Some(("cccc\n".into(), true)));
         assert_eq!(file_tail(&dir.path().join("none"), 8), None);
     }

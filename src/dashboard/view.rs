@@ -791,8 +791,11 @@ mod tests {
     #[test]
     fn overview_shows_specs_running_tasks_errors_and_escapes_state_strings() {
         let mut state = fixture();
-        state.specifications.get_mut("user-auth").unwrap().description =
-            "<img src=x onerror=alert(1)>".into();
+        state
+            .specifications
+            .get_mut("user-auth")
+            .unwrap()
+            .description = "<img src=x onerror=alert(1)>".into();
         let g = Gauges {
             load_per_cpu: Some(0.42),
             limit_load_per_cpu: Some(0.85),
@@ -880,8 +883,18 @@ mod tests {
 
     #[test]
     fn timeline_svg_draws_lanes_stages_links_and_ticks() {
-        let at = |s: &str| Timestamp::parse(s).unwrap().as_datetime().unwrap().with_timezone(&Utc);
-        let seg = |stage, a: &str, b: &str| status::Segment { stage, from: at(a), to: at(b) };
+        let at = |s: &str| {
+            Timestamp::parse(s)
+                .unwrap()
+                .as_datetime()
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let seg = |stage, a: &str, b: &str| status::Segment {
+            stage,
+            from: at(a),
+            to: at(b),
+        };
         let t = Timeline {
             start: at("2026-01-01T10:00:00Z"),
             end: at("2026-01-01T10:10:00Z"),
@@ -892,24 +905,44 @@ mod tests {
                     phase: None,
                     attempt: 1,
                     segments: vec![
-                        seg(Stage::Running, "2026-01-01T10:00:00Z", "2026-01-01T10:05:00Z"),
-                        seg(Stage::Verifying, "2026-01-01T10:05:00Z", "2026-01-01T10:06:00Z"),
+                        seg(
+                            Stage::Running,
+                            "2026-01-01T10:00:00Z",
+                            "2026-01-01T10:05:00Z",
+                        ),
+                        seg(
+                            Stage::Verifying,
+                            "2026-01-01T10:05:00Z",
+                            "2026-01-01T10:06:00Z",
+                        ),
                     ],
-                    end: RunEnd::Failed { outcome: Some("verify_failed".into()) },
+                    end: RunEnd::Failed {
+                        outcome: Some("verify_failed".into()),
+                    },
                 }],
                 vec![TimelineRun {
                     run_id: "r2".into(),
                     task: Some("2".into()),
                     phase: None,
                     attempt: 1,
-                    segments: vec![seg(Stage::Running, "2026-01-01T10:02:00Z", "2026-01-01T10:10:00Z")],
+                    segments: vec![seg(
+                        Stage::Running,
+                        "2026-01-01T10:02:00Z",
+                        "2026-01-01T10:10:00Z",
+                    )],
                     end: RunEnd::Running,
                 }],
             ],
         };
         let svg = timeline_svg(&t, "s").into_string();
-        assert!(svg.starts_with("<svg class=\"timeline\" viewBox=\"0 0 1000 66\""), "{svg}");
-        assert!(svg.contains("href=\"/spec/s/run/r%3C1%3E\""), "run ids are encoded: {svg}");
+        assert!(
+            svg.starts_with("<svg class=\"timeline\" viewBox=\"0 0 1000 66\""),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("href=\"/spec/s/run/r%3C1%3E\""),
+            "run ids are encoded: {svg}"
+        );
         assert!(svg.contains("class=\"run end-failed\""));
         assert!(svg.contains("class=\"run end-running\""));
         assert!(svg.contains("class=\"seg verifying\" x=\"500\""), "{svg}");
@@ -955,7 +988,13 @@ mod tests {
 
     #[test]
     fn pages_escape_titles_and_reload_without_script() {
-        let p = page("<x>", Some("/events?spec=a&b"), Some(5), html! { p { "hi" } }).into_string();
+        let p = page(
+            "<x>",
+            Some("/events?spec=a&b"),
+            Some(5),
+            html! { p { "hi" } },
+        )
+        .into_string();
         assert!(p.starts_with("<!DOCTYPE html>"));
         assert!(p.contains("<title>&lt;x&gt; · qw dashboard</title>"));
         assert!(p.contains("data-live=\"/events?spec=a&amp;b\""));

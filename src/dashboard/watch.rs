@@ -341,4 +341,46 @@ mod tests {
             StateRead::Missing { .. }
         )));
     }
+
+    #[test]
+    fn publishes_what_a_running_agent_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = Project::at(dir.path());
+        crate::fs::create_dir_all(project.claude_dir()).unwrap();
+        let run = "20260101T100000000-s-task-1-a1-abcdef";
+        crate::fs::write_durable(
+            &project.state_file(),
+            serde_json::json!({"agents": {"active_tasks": ["1"]}, "specifications": {"s": {
+                "tasks": {"1": {"id": "1", "status": "in_progress", "run_id": run}}}}})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let events = project.runs_dir().join(run).join("events.jsonl");
+        crate::fs::create_dir_all(events.parent().unwrap()).unwrap();
+        let stream = include_str!("../../tests/fixtures/claude_stream_json_write.jsonl");
+        let first = stream.lines().next().unwrap();
+        crate::fs::write(&events, format!("{first}\n")).unwrap();
+        let (_w, mut rx) = start(WatchConfig {
+            project: project.clone(),
+            gauges: Arc::new(super::super::Gauges::default),
+            poll_interval: Duration::from_millis(50),
+            refresh_interval: Duration::from_secs(3600),
+        })
+        .unwrap();
+        let turns = |f: &Frame| {
+            f.overview
+                .as_ref()
+                .and_then(|o| o.specs[0].running_tasks[0].turns)
+        };
+        assert_eq!(turns(&rx.borrow()), Some(0), "the init line is read");
+        // The state does not change; the agent's next events alone publish a frame.
+        crate::fs::write(&events, stream).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && turns(&rx.borrow_and_update()) != Some(2) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(turns(&rx.borrow()), Some(2));
+        assert!(rx.borrow().overview_html.0.contains("→ Write"));
+    }
 }
