@@ -447,7 +447,7 @@ mod tests {
         assert_eq!(rb.unit, RunUnit::Phase("design".into()));
         assert_eq!((rb.prompt_at, rb.output_at), (None, None));
         assert!(
-            list(&Project::at(&dir.path().join("none")), "greeter")
+            list(&Project::at(dir.path().join("none")), "greeter")
                 .unwrap()
                 .is_empty()
         );
