@@ -434,6 +434,21 @@ fn tick_step(span_secs: f64) -> i64 {
         .unwrap_or(86_400 * ((span_secs / 86_400.0 / 8.0).ceil().max(1.0) as i64))
 }
 
+/// A tick's label, as precise as its step needs: `10:05:30`, `10:05`, `01-02 10:00`, `01-02`.
+fn tick_label(at: DateTime<Utc>, step: i64, span_secs: f64) -> String {
+    let local = at.with_timezone(&chrono::Local);
+    let format = if step >= 86_400 {
+        "%m-%d"
+    } else if span_secs > 86_400.0 {
+        "%m-%d %H:%M"
+    } else if step >= 60 {
+        "%H:%M"
+    } else {
+        "%H:%M:%S"
+    };
+    local.format(format).to_string()
+}
+
 /// The spec's runs as a Gantt chart in parallel lanes, drawn on the server: each bar is a
 /// run (a link to its page, with a tooltip), split into its stages, capped by how it
 /// ended. Works without JavaScript; the live fragment swaps it like everything else.
@@ -458,7 +473,7 @@ pub(crate) fn timeline_svg(t: &Timeline, spec: &str) -> Markup {
             aria-label={ "Timeline of " (spec) "'s runs in " (t.lanes.len()) " lanes" } {
             @for tick in &ticks {
                 line.tick x1=(x(*tick)) y1=(TL_AXIS - 4.0) x2=(x(*tick)) y2=(height) {}
-                text.tick x=(x(*tick) + 2.0) y=(TL_AXIS - 6.0) { (clock(tick)) }
+                text.tick x=(x(*tick) + 2.0) y=(TL_AXIS - 6.0) { (tick_label(*tick, step, span)) }
             }
             @for (lane, runs) in t.lanes.iter().enumerate() {
                 @let y = TL_AXIS + TL_LANE * lane as f64 + (TL_LANE - TL_BAR) / 2.0;
