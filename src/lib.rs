@@ -21,6 +21,7 @@ pub mod cli;
 pub mod dashboard;
 pub mod exec;
 pub mod exit;
+pub mod fmt;
 pub mod fs;
 pub(crate) mod jsontext;
 pub mod logging;

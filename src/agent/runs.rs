@@ -26,17 +26,6 @@ pub fn create(project: &Project, spec: &str, label: &str) -> io::Result<PathBuf>
     let dir = project.runs_dir();
     crate::fs::create_dir_all(&dir)?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f");
-    let clean = |s: &str| -> String {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    };
     for _ in 0..16 {
         let mut nonce = [0u8; 3];
         getrandom::fill(&mut nonce).map_err(|e| io::Error::other(e.to_string()))?;
@@ -52,6 +41,19 @@ pub fn create(project: &Project, spec: &str, label: &str) -> io::Result<PathBuf>
         "could not create a unique run folder in `{}`",
         dir.display()
     )))
+}
+
+/// A spec name or label as it appears in a run folder name.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Names of a run's captured stdout, by agent: claude's event stream, the offline
@@ -117,6 +119,128 @@ impl Follow {
     pub fn finish(&mut self) -> Vec<super::events::Record> {
         self.reader.finish(None)
     }
+}
+
+/// What a run is for, from its folder name's label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RunUnit {
+    /// A task of `tasks.md` (label `task-<id>`).
+    Task(String),
+    /// A document or validation phase (label `requirements`, `design`, `tasks`,
+    /// `validation`, …).
+    Phase(String),
+}
+
+/// A run folder of one spec, as found on disk: what the workflow's timeline is drawn
+/// from. Times are file modification times, read once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunFolder {
+    /// The folder name (the run id).
+    pub id: String,
+    /// What ran.
+    pub unit: RunUnit,
+    /// The attempt (`-a<N>` in the label); 0 when the name has none.
+    pub attempt: u32,
+    /// When the folder was made (its name's stamp): right after admission.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When the prompt was written: the agent starts right after.
+    pub prompt_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The last write to the captured stdout (the agent's last output).
+    pub output_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The last write to `verify.log`: the `_Verify:_` command's end.
+    pub verify_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Whether `id` can name a run folder: one plain path component of the characters run
+/// ids are made of, so a run id read from the state or a URL never leaves `.claude/runs/`.
+pub fn is_run_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 255
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+/// The folder of run `id`, if `id` is a valid run id ([`is_run_id`]).
+pub fn run_dir(project: &Project, id: &str) -> Option<PathBuf> {
+    is_run_id(id).then(|| project.runs_dir().join(id))
+}
+
+/// Parse a run folder name made by [`create`] for `spec`: `(unit, attempt, created_at)`.
+/// None when the name is not one of `spec`'s runs.
+pub fn parse_run_name(
+    name: &str,
+    spec: &str,
+) -> Option<(RunUnit, u32, chrono::DateTime<chrono::Utc>)> {
+    use chrono::TimeZone;
+    let (stamp, rest) = name.split_at_checked(18)?;
+    let created = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S%3f").ok()?;
+    let rest = rest.strip_prefix('-')?.strip_prefix(&clean(spec))?;
+    let rest = rest.strip_prefix('-')?;
+    let (label, hex) = rest.rsplit_once('-')?;
+    if hex.len() != 6 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let (label, attempt) = match label.rsplit_once("-a") {
+        Some((l, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            (l, n.parse().ok()?)
+        }
+        _ => (label, 0),
+    };
+    let unit = match label.strip_prefix("task-") {
+        Some(id) if !id.is_empty() => RunUnit::Task(id.to_owned()),
+        Some(_) => return None,
+        None if !label.is_empty() && !label.contains('-') => RunUnit::Phase(label.to_owned()),
+        None => return None,
+    };
+    Some((unit, attempt, chrono::Utc.from_utc_datetime(&created)))
+}
+
+/// Every run folder of `spec`, oldest first. A missing `.claude/runs/` is no error;
+/// folders whose names do not parse are skipped.
+pub fn list(project: &Project, spec: &str) -> io::Result<Vec<RunFolder>> {
+    let entries = match crate::fs::read_dir(project.runs_dir()) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mtime = |p: &Path| -> Option<chrono::DateTime<chrono::Utc>> {
+        let m = crate::fs::symlink_metadata(p).ok()?;
+        m.is_file().then(|| m.modified().ok().map(Into::into))?
+    };
+    let mut out: Vec<RunFolder> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let (unit, attempt, created_at) = parse_run_name(&name, spec)?;
+            let dir = e.path();
+            if !dir.is_dir() {
+                return None;
+            }
+            Some(RunFolder {
+                id: name,
+                unit,
+                attempt,
+                created_at,
+                prompt_at: mtime(&dir.join("prompt.md")),
+                output_at: OUTPUT_NAMES.iter().find_map(|n| mtime(&dir.join(n))),
+                verify_at: mtime(&dir.join("verify.log")),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+/// The activity of a run so far, read once from its captured stdout (a partial last
+/// line is left for later; a stream that is not claude's gives an empty activity).
+/// None when the run id is invalid or the run wrote nothing yet.
+pub fn read_activity(project: &Project, id: &str) -> Option<super::events::Activity> {
+    let dir = run_dir(project, id)?;
+    let mut follow = Follow::new(output_file(&dir)?);
+    follow.poll().ok()?;
+    Some(follow.activity().clone())
 }
 
 /// `quantumwala.keep_runs` from the settings (checked to be ≥ 1), else [`DEFAULT_KEEP`].
@@ -271,5 +395,64 @@ mod tests {
         );
         assert!(s(r#"{"quantumwala":{"keep_runs":0}}"#).is_err());
         assert_eq!(keep_from_settings(&s("{}").unwrap()), DEFAULT_KEEP);
+    }
+
+    #[test]
+    fn run_names_parse_back_for_their_spec_only() {
+        let u = |id: &str| RunUnit::Task(id.into());
+        let (unit, attempt, at) =
+            parse_run_name("20260101T100203004-greeter-task-2.1-a3-0a1b2c", "greeter").unwrap();
+        assert_eq!((unit, attempt), (u("2.1"), 3));
+        assert_eq!(at.to_rfc3339(), "2026-01-01T10:02:03.004+00:00");
+        let (unit, attempt, _) =
+            parse_run_name("20260101T100203004-my-spec-design-a1-ffffff", "my-spec").unwrap();
+        assert_eq!((unit, attempt), (RunUnit::Phase("design".into()), 1));
+        // Older names without an attempt.
+        let (unit, attempt, _) =
+            parse_run_name("20260101T100203004-greeter-task-7-abcdef", "greeter").unwrap();
+        assert_eq!((unit, attempt), (u("7"), 0));
+        for (name, spec) in [
+            ("20260101T100203004-greeter-task-2.1-a3-0a1b2c", "greet"),
+            ("20260101T100203004-greeter-task-2.1-a3-0a1b2c", "other"),
+            ("20260101T100203004-greeter-task-2.1-a3-zzzzzz", "greeter"),
+            ("2026010XT100203004-greeter-task-2.1-a3-0a1b2c", "greeter"),
+            ("20260101T100203004-greeter-task--a3-0a1b2c", "greeter"),
+            ("20260101T100203004-greeter-some-thing-a1-0a1b2c", "greeter"),
+            ("short", "greeter"),
+        ] {
+            assert_eq!(parse_run_name(name, spec), None, "{name} for {spec}");
+        }
+        assert!(is_run_id("20260101T100203004-greeter-task-2.1-a3-0a1b2c"));
+        for bad in ["", "..", ".hidden", "a/b", "a b", "ü"] {
+            assert!(!is_run_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn list_finds_a_spec_s_runs_with_their_file_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = Project::at(dir.path());
+        let a = create(&project, "greeter", "task-1-a1").unwrap();
+        let b = create(&project, "greeter", "design-a1").unwrap();
+        create(&project, "other", "task-1-a1").unwrap();
+        crate::fs::write(a.join("prompt.md"), "p").unwrap();
+        crate::fs::write(a.join("events.jsonl"), "{}\n").unwrap();
+        crate::fs::write(a.join("verify.log"), "ok").unwrap();
+        let runs = list(&project, "greeter").unwrap();
+        assert_eq!(runs.len(), 2);
+        let ra = runs.iter().find(|r| a.ends_with(&r.id)).unwrap();
+        assert_eq!(ra.unit, RunUnit::Task("1".into()));
+        assert!(ra.prompt_at.is_some() && ra.output_at.is_some() && ra.verify_at.is_some());
+        let rb = runs.iter().find(|r| b.ends_with(&r.id)).unwrap();
+        assert_eq!(rb.unit, RunUnit::Phase("design".into()));
+        assert_eq!((rb.prompt_at, rb.output_at), (None, None));
+        assert!(
+            list(&Project::at(dir.path().join("none")), "greeter")
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(read_activity(&project, "../etc"), None);
+        let act = read_activity(&project, &ra.id).unwrap();
+        assert_eq!(act.events, 1);
     }
 }

@@ -50,6 +50,8 @@ fn bind_ip(s: &str) -> Result<IpAddr, CliError> {
 /// Run `qw dashboard`.
 pub fn run(ctx: &Ctx, args: DashboardArgs) -> CmdResult {
     let ip = bind_ip(&args.bind)?;
+    // Before the URL is printed: whoever reads it may flood the port at once.
+    dashboard::raise_nofile_limit();
     let requested = SocketAddr::new(ip, args.port);
     let std_listener = std::net::TcpListener::bind(requested).map_err(|e| {
         CliError::failed(format!("cannot listen on `{requested}`: {e}"))

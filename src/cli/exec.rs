@@ -108,6 +108,8 @@ impl ExecArgs {
             stderr_file: None,
             run_id: None,
             env: Vec::new(),
+            env_file: None,
+            executor: Default::default(),
             argv: Vec::new(),
         };
         let mut grace_given = false;

@@ -11,8 +11,8 @@ use super::out::outln;
 use super::{CliError, CmdResult, Ctx};
 use crate::admission::policy::LoadBasis;
 use crate::admission::{
-    AdmissionError, Decision, Impact, Probes, SlotGuard, WaitNotice, Waiting, decide,
-    load_figure, policy,
+    AdmissionError, Decision, Impact, Probes, SlotGuard, WaitNotice, Waiting, decide, load_figure,
+    policy,
 };
 use crate::exec::Cancel;
 use crate::exit;

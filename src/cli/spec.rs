@@ -5,8 +5,9 @@ use clap::Args;
 use super::out::outln;
 use std::fmt::Write as _;
 
-use super::status::{error_line, one_line, phases_line, seconds, table, write_stdout};
+use super::status::{error_line, phases_line, table, write_stdout};
 use super::{CliError, CmdResult, Ctx};
+use crate::fmt::{duration as seconds, one_line};
 use crate::spec::{self, SpecError};
 use crate::state::{CompletedPhase, Phase, StateError, StateStore, Timestamp, UnifiedState};
 use crate::workflow::status::{self as view, SpecDetail};
@@ -299,13 +300,13 @@ fn render_detail(d: &SpecDetail) -> String {
     field(
         "progress",
         &format!(
-            "{}/{} tasks completed ({:.0}%), {} failed, {} blocked; cost ${:.4}, {} tokens",
+            "{}/{} tasks completed ({:.0}%), {} failed, {} blocked; cost {}, {} tokens",
             d.counts.completed,
             d.counts.total,
             d.progress_percentage,
             d.counts.failed,
             d.counts.blocked,
-            d.cost_usd,
+            crate::fmt::usd(d.cost_usd),
             d.tokens.total
         ),
     );
@@ -344,7 +345,7 @@ fn render_detail(d: &SpecDetail) -> String {
                     .map(seconds)
                     .unwrap_or_else(|| "-".into()),
                 t.cost_usd
-                    .map(|c| format!("${c:.4}"))
+                    .map(crate::fmt::usd)
                     .unwrap_or_else(|| "-".into()),
                 t.outcome.clone().unwrap_or_else(|| "-".into()),
                 title,

@@ -1,6 +1,7 @@
-//! `qw status`: every spec's phase, tasks, progress, cost and last error, plus
-//! project-wide figures. The numbers come from [`crate::workflow::status`]; this file only
-//! loads the state once and formats.
+//! `qw status`: every spec's phase, tasks, progress, cost and last error, what each
+//! running task's agent is doing, plus project-wide figures. The numbers come from
+//! [`crate::workflow::status`] (the same read model the dashboard shows); this file only
+//! loads the state once, reads the running tasks' event streams, and formats.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -8,20 +9,27 @@ use std::io::Write as _;
 use clap::Args;
 
 use super::{CliError, CmdResult, Ctx};
-use crate::state::{StateStore, Timestamp};
-use crate::workflow::status::{self, LastError, Overview, PhaseTiming, SpecStatus, Timings};
+use crate::fmt::{duration, local_time, one_line, tokens, usd};
+use crate::project::Project;
+use crate::state::{StateStore, UnifiedState};
+use crate::workflow::status::{
+    self, Activities, Inputs, LastError, Overview, PhaseTiming, RunningTask, SpecStatus, Timings,
+};
 
 /// Arguments of `qw status`.
 #[derive(Debug, Args)]
 #[command(after_long_help = "\
 Reads .claude/unified_state.json (a corrupt file is quarantined and the newest valid backup
 restored, with a warning). Exit 0 whatever the specs' state; 1 only when the state cannot
-be read. With dev mode `performance_profiling` on, per-phase timings and per-task durations
-are included.
+be read. Running tasks show what their agent is doing, read from the run's event stream
+(.claude/runs/RUN/events.jsonl): turns, the last tool call and its target, time since the
+last event, tokens and cost so far. With dev mode `performance_profiling` on, per-phase
+timings and per-task durations are included.
 
 Examples:
   qw status
-  qw status --json | jq '.specs[] | {name, phase, progress_percentage}'")]
+  qw status --json | jq '.specs[] | {name, phase, progress_percentage}'
+  qw status --json | jq '.specs[].running_tasks[] | {id, turns, last_tool}'")]
 pub struct StatusArgs {}
 
 /// Run `qw status`.
@@ -30,7 +38,15 @@ pub fn run(ctx: &Ctx, _args: StatusArgs) -> CmdResult {
         .load()
         .map_err(|e| super::state_backup::cli_error(&e))?;
     let profiling = ctx.settings()?.development_mode.performance_profiling();
-    let overview = status::overview(&state, profiling);
+    let activity = activities(&ctx.project, &state);
+    let overview = status::overview(
+        &state,
+        &Inputs {
+            now: chrono::Local::now(),
+            profiling,
+            activity: &activity,
+        },
+    );
     if ctx.global.json {
         let text = serde_json::to_string(&overview)
             .map_err(|e| CliError::failed(format!("cannot serialize the status: {e}")))?;
@@ -56,6 +72,17 @@ pub fn run(ctx: &Ctx, _args: StatusArgs) -> CmdResult {
     Ok(0)
 }
 
+/// The activity of every running task's run so far, read once from its event stream.
+pub(crate) fn activities(project: &Project, state: &UnifiedState) -> Activities {
+    status::running_run_ids(state)
+        .into_iter()
+        .filter_map(|id| {
+            let a = crate::agent::runs::read_activity(project, &id)?;
+            Some((id, a))
+        })
+        .collect()
+}
+
 /// The human table and notes.
 fn render(o: &Overview) -> String {
     let header = [
@@ -76,7 +103,7 @@ fn render(o: &Overview) -> String {
                 s.tasks.failed.to_string(),
                 s.tasks.blocked.to_string(),
                 s.running.len().to_string(),
-                format!("${:.4}", s.cost_usd),
+                usd(s.cost_usd),
                 s.tokens.total.to_string(),
             ]
         })
@@ -114,6 +141,9 @@ fn spec_notes(out: &mut String, s: &SpecStatus, indent: usize) {
     if let Some(e) = &s.last_error {
         line(out, &format!("last error {}", error_line(e)));
     }
+    for r in &s.running_tasks {
+        line(out, &running_line(r));
+    }
     if let Some(next) = &s.next_step {
         line(out, &format!("next: {next}"));
     }
@@ -127,11 +157,57 @@ fn spec_notes(out: &mut String, s: &SpecStatus, indent: usize) {
     }
 }
 
+/// `running 2.1 (attempt 1, 4m 10s): 7 turns · → Edit src/lib.rs · last event 3.2s ago · 12.3k tokens`
+pub(crate) fn running_line(r: &RunningTask) -> String {
+    let mut head = format!("running {}", r.id);
+    let mut about = Vec::new();
+    if r.attempt > 1 {
+        about.push(format!("attempt {}", r.attempt));
+    }
+    if let Some(e) = r.elapsed_seconds {
+        about.push(match r.timeout_seconds {
+            Some(t) => format!("{} of {}", duration(e), duration(t)),
+            None => duration(e),
+        });
+    }
+    if !about.is_empty() {
+        let _ = write!(head, " ({})", about.join(", "));
+    }
+    let mut parts = Vec::new();
+    if let Some(n) = r.turns {
+        parts.push(format!("{n} turn{}", if n == 1 { "" } else { "s" }));
+    }
+    if let Some(t) = &r.last_tool {
+        parts.push(match &t.target {
+            Some(target) => format!("→ {} {}", t.name, one_line(target, 60)),
+            None => format!("→ {}", t.name),
+        });
+    }
+    if let Some(s) = r.seconds_since_last_event {
+        parts.push(format!("last event {} ago", duration(s.max(0.0))));
+    }
+    if let Some(t) = r.tokens {
+        parts.push(format!("{} tokens", tokens(t.total)));
+    }
+    if let Some(c) = r.cost_usd {
+        parts.push(usd(c));
+    }
+    if let Some(retry) = &r.retrying {
+        parts.push(retry.clone());
+    }
+    if parts.is_empty() {
+        head.push_str(": no agent event yet");
+    } else {
+        let _ = write!(head, ": {}", parts.join(" · "));
+    }
+    head
+}
+
 /// `2025-08-05 12:05:00 real_executor (task 10): Timeout after 300s`
 pub(crate) fn error_line(e: &LastError) -> String {
     let mut s = String::new();
     if let Some(t) = &e.timestamp {
-        let _ = write!(s, "{} ", when(t));
+        let _ = write!(s, "{} ", local_time(t));
     }
     s.push_str(if e.component.is_empty() {
         "?"
@@ -150,7 +226,7 @@ pub(crate) fn phases_line(phases: &[PhaseTiming]) -> String {
     phases
         .iter()
         .map(|p| match p.seconds {
-            Some(secs) => format!("{} {}", p.phase, seconds(secs)),
+            Some(secs) => format!("{} {}", p.phase, duration(secs)),
             None => format!("{} ?", p.phase),
         })
         .collect::<Vec<_>>()
@@ -171,55 +247,15 @@ fn tasks_line(t: &Timings) -> Option<String> {
     let slowest: Vec<String> = timed
         .iter()
         .take(5)
-        .map(|(id, d)| format!("{id} {}", seconds(*d)))
+        .map(|(id, d)| format!("{id} {}", duration(*d)))
         .collect();
     Some(format!(
         "{} timed, {} in all, mean {}; slowest {}",
         timed.len(),
-        seconds(t.task_seconds_total),
-        seconds(t.task_seconds_total / timed.len() as f64),
+        duration(t.task_seconds_total),
+        duration(t.task_seconds_total / timed.len() as f64),
         slowest.join(", ")
     ))
-}
-
-/// `0.4s`, `12.3s`, `17m 0s`, `2h 03m`.
-pub(crate) fn seconds(s: f64) -> String {
-    if !s.is_finite() {
-        return "?".into();
-    }
-    let neg = if s < 0.0 { "-" } else { "" };
-    let s = s.abs();
-    if s < 60.0 {
-        format!("{neg}{s:.1}s")
-    } else if s < 3600.0 {
-        let whole = s.round() as u64;
-        format!("{neg}{}m {}s", whole / 60, whole % 60)
-    } else {
-        let whole = s.round() as u64;
-        format!("{neg}{}h {:02}m", whole / 3600, (whole % 3600) / 60)
-    }
-}
-
-/// A timestamp in local time, or the raw value it holds.
-pub(crate) fn when(t: &Timestamp) -> String {
-    match t {
-        Timestamp::At(at) => at
-            .with_timezone(&chrono::Local)
-            .format("%Y-%m-%d %H:%M:%S")
-            .to_string(),
-        Timestamp::Other(v) => v.to_string(),
-    }
-}
-
-/// Whitespace folded to single spaces, cut at `max` characters.
-pub(crate) fn one_line(s: &str, max: usize) -> String {
-    let line = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if line.chars().count() > max {
-        let cut: String = line.chars().take(max.saturating_sub(1)).collect();
-        format!("{cut}…")
-    } else {
-        line
-    }
 }
 
 /// Left-aligned columns separated by two spaces; the last column is not padded.
@@ -268,14 +304,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seconds_read_well() {
-        assert_eq!(seconds(0.44), "0.4s");
-        assert_eq!(seconds(90.0), "1m 30s");
-        assert_eq!(seconds(7380.0), "2h 03m");
-        assert_eq!(seconds(f64::NAN), "?");
-    }
-
-    #[test]
     fn table_aligns_columns() {
         let mut out = String::new();
         table(
@@ -287,11 +315,5 @@ mod tests {
             ],
         );
         assert_eq!(out, "A     BB   C\nlong  x    1\ns     yyy  2\n");
-    }
-
-    #[test]
-    fn one_line_folds_and_cuts() {
-        assert_eq!(one_line("a\n  b", 10), "a b");
-        assert_eq!(one_line("abcdef", 4), "abc…");
     }
 }

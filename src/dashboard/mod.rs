@@ -1,15 +1,20 @@
-//! `qw dashboard`: a live local web view of specs, tasks, running work, admission gauges,
-//! costs, errors and the log tail (CONTRACT §8).
+//! `qw dashboard`: a live local web view of specs, tasks, running work (what each agent
+//! is doing, the run's events step by step, a timeline of a spec's runs), admission
+//! gauges, costs, errors and the log tail (CONTRACT §8).
 //!
-//! Owns the HTTP server ([`serve`]), its security (token, Host check, CSRF), watching the
-//! state file and rendering HTML. It must not take the state's write lock or write the
-//! state itself: it reads the file as `serde_json::Value` (writers replace it by rename,
-//! so a read is never partial), and the optional actions run the `qw` CLI as a child so
+//! Owns the HTTP server ([`serve`]) and how it accepts connections (timeouts, caps,
+//! shedding strangers: `conn`), its security (token, Host check, CSRF), watching the
+//! state file and running tasks' event streams, and rendering HTML. It must not take the
+//! state's write lock or write the state itself: it reads the file without a lock
+//! (writers replace it by rename, so a read is never partial) into the one read model of
+//! [`crate::workflow::status`], and the optional actions run the `qw` CLI as a child so
 //! they are recorded exactly like the CLI's.
 //!
-//! Data flow: `watch` thread (notify + polling) → `Frame` on a tokio `watch` channel →
-//! page handlers (server-rendered HTML) and `/events` (server-sent events carrying the
-//! re-rendered live fragment, which a 20-line embedded script swaps in).
+//! Data flow: `watch` thread (notify + polling; follows running runs' `events.jsonl`) →
+//! `snapshot::Frame` (typed state, activity, overview) on a tokio `watch` channel → page
+//! handlers (server-rendered HTML through `view`, maud) and `/events` (server-sent events
+//! carrying the re-rendered live fragment, which a 20-line embedded script swaps in).
+//! Module dependencies point one way: `server` → `view` → `snapshot`, `run_log`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,12 +24,15 @@ use std::time::Duration;
 use crate::project::Project;
 
 mod actions;
+mod conn;
+mod run_log;
 mod security;
 mod server;
 mod snapshot;
 mod view;
 mod watch;
 
+pub use conn::{ConnLimits, raise_nofile_limit};
 pub use security::new_token;
 pub use server::serve;
 
@@ -71,6 +79,8 @@ pub struct DashboardConfig {
     pub poll_interval: Duration,
     /// Re-render interval without state changes (gauges and elapsed times move).
     pub refresh_interval: Duration,
+    /// Connection timeouts and caps.
+    pub limits: ConnLimits,
 }
 
 impl std::fmt::Debug for DashboardConfig {
@@ -84,7 +94,7 @@ impl std::fmt::Debug for DashboardConfig {
 }
 
 impl DashboardConfig {
-    /// Read-only defaults: no gauges, 500 ms polling, 2 s refresh.
+    /// Read-only defaults: no gauges, 500 ms polling, 2 s refresh, default limits.
     pub fn new(project: Project, token: String, qw_exe: PathBuf) -> DashboardConfig {
         DashboardConfig {
             project,
@@ -94,6 +104,7 @@ impl DashboardConfig {
             qw_exe,
             poll_interval: Duration::from_millis(500),
             refresh_interval: Duration::from_secs(2),
+            limits: ConnLimits::default(),
         }
     }
 }

@@ -1,10 +1,11 @@
 //! The HTTP side: routes, the guard every request passes (Host, token, headers), pages,
-//! the server-sent event stream and the action endpoints.
+//! the server-sent event streams and the action endpoints. Connections are accepted by
+//! [`super::conn`] (timeouts, caps, shedding strangers).
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -12,26 +13,39 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::Local;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt as _};
+use maud::{Markup, html};
 use serde::Deserialize;
 use tokio::sync::watch;
 
 use super::actions::{self, Action};
+use super::conn::{self, ConnHandle};
+use super::run_log::RunLog;
 use super::security::{cookie_name, cookie_value, ct_eq, host_allowed, new_token, query_value};
-use super::snapshot::Frame;
-use super::view::{self, esc, url_segment};
+use super::snapshot::{Frame, file_tail};
+use super::view::{self, RunInfo, url_segment};
 use super::watch::{WatchConfig, start};
 use super::{DashboardConfig, DashboardError};
+use crate::agent::runs::{self, RunUnit};
 use crate::names::{NameKind, validate};
+use crate::workflow::status::{self, RunEnd, Timeline};
 
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
 
 /// How long open connections (event streams, keep-alive) get to finish after shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Without JavaScript, live pages reload themselves this often.
+const RELOAD_SECS: u32 = 5;
+/// Spec pages remembered at once (one render per spec and frame, shared by viewers).
+const SPEC_CACHE: usize = 64;
+/// How much of a run's prompt, stderr and verify log a run page shows.
+const FILE_TAIL_BYTES: u64 = 16 * 1024;
+
+/// A spec page's live fragment for one frame, and the timeline it drew.
+type SpecView = (u64, Markup, Option<Arc<Timeline>>);
 
 /// Shared by every handler.
 struct App {
@@ -45,6 +59,8 @@ struct App {
     /// Required in every POST form; distinct from the access token so a leaked page
     /// source does not leak access, and vice versa.
     csrf: String,
+    /// The newest rendering of each viewed spec page, by spec name.
+    spec_views: Mutex<HashMap<String, SpecView>>,
 }
 
 type Shared = Arc<App>;
@@ -70,37 +86,33 @@ pub async fn serve(
             "cannot generate a CSRF token: {e}"
         )))
     })?;
+    let limits = cfg.limits;
     let app = Arc::new(App {
         cfg,
         addr,
         frames,
         stopping: stopping.clone(),
         csrf,
+        spec_views: Mutex::new(HashMap::new()),
     });
-    let router = router(app);
-    let mut stop_wait = stopping;
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-        let _ = stop_wait.wait_for(|s| *s).await;
-    });
-    let mut server = std::pin::pin!(server.into_future());
-    let result = tokio::select! {
-        r = &mut server => r.map_err(DashboardError::Serve),
+    let server = conn::serve(listener, router(app), limits, stopping, SHUTDOWN_GRACE);
+    let mut server = std::pin::pin!(server);
+    tokio::select! {
+        () = &mut server => {}
         () = shutdown => {
             stop_tx.send_replace(true);
-            match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
-                Ok(r) => r.map_err(DashboardError::Serve),
-                Err(_) => Ok(()),
-            }
+            server.await;
         }
-    };
+    }
     drop(watcher);
-    result
+    Ok(())
 }
 
 fn router(app: Shared) -> Router {
     Router::new()
         .route("/", get(overview))
         .route("/spec/{name}", get(spec_page))
+        .route("/spec/{name}/run/{run}", get(run_page))
         .route("/spec/{name}/{doc}", get(doc_page))
         .route("/events", get(events))
         .route("/assets/app.js", get(app_js))
@@ -118,31 +130,27 @@ fn router(app: Shared) -> Router {
 struct Refusal {
     status: StatusCode,
     title: &'static str,
-    /// Already-escaped HTML.
-    message: String,
+    message: Markup,
 }
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        error_page(self.status, self.title, &self.message)
+        error_page(self.status, self.title, self.message)
     }
 }
 
 /// A small HTML error page with a status code.
-fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+fn error_page(status: StatusCode, title: &str, message: Markup) -> Response {
     (
         status,
-        Html(view::page(
-            title,
-            None,
-            &format!("<h1>{}</h1><p>{message}</p>", esc(title)),
-        )),
+        view::page(title, None, None, view::error_body(title, message)),
     )
         .into_response()
 }
 
 /// Every request: Host check (403), token from the query or the cookie (401), then the
-/// response gets the cookie (on the first visit) and headers that keep it local.
+/// response gets the cookie (on the first visit) and headers that keep it local. A
+/// request that passes marks its connection as the owner's, which is never shed.
 async fn guard(State(app): State<Shared>, req: Request, next: Next) -> Response {
     let host = req
         .headers()
@@ -153,10 +161,10 @@ async fn guard(State(app): State<Shared>, req: Request, next: Next) -> Response 
         return error_page(
             StatusCode::FORBIDDEN,
             "Forbidden host",
-            &format!(
-                "The Host header <code>{}</code> does not name this dashboard's address; open the URL printed by <code>qw dashboard</code>.",
-                esc(host)
-            ),
+            html! {
+                "The Host header " code { (host) } " does not name this dashboard's address; open the URL printed by "
+                code { "qw dashboard" } "."
+            },
         );
     }
     let token = app.cfg.token.as_bytes();
@@ -176,8 +184,14 @@ async fn guard(State(app): State<Shared>, req: Request, next: Next) -> Response 
         return error_page(
             StatusCode::UNAUTHORIZED,
             "Token required",
-            "Open the full URL printed by <code>qw dashboard</code> (it ends in <code>?token=…</code>).",
+            html! {
+                "Open the full URL printed by " code { "qw dashboard" } " (it ends in "
+                code { "?token=…" } ")."
+            },
         );
+    }
+    if let Some(c) = req.extensions().get::<ConnHandle>() {
+        c.authenticate();
     }
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
@@ -213,11 +227,15 @@ async fn guard(State(app): State<Shared>, req: Request, next: Next) -> Response 
     resp
 }
 
+fn back_to_overview() -> Markup {
+    html! { "go back to the " a href="/" { "overview" } "." }
+}
+
 async fn not_found() -> Response {
     error_page(
         StatusCode::NOT_FOUND,
         "Not found",
-        "No such page; go back to the <a href=\"/\">overview</a>.",
+        html! { "No such page; " (back_to_overview()) },
     )
 }
 
@@ -235,27 +253,26 @@ async fn style_css() -> impl IntoResponse {
     )
 }
 
-fn project_line(app: &App) -> String {
-    format!(
-        "<p class=\"project\">Project <code>{}</code>{}</p>",
-        esc(&app.cfg.project.root().display().to_string()),
-        if app.cfg.allow_actions {
-            " · actions enabled"
-        } else {
-            " · read-only"
+fn project_line(app: &App) -> Markup {
+    html! {
+        p.project {
+            "Project " code { (app.cfg.project.root().display()) }
+            @if app.cfg.allow_actions { " · actions enabled" } @else { " · read-only" }
         }
-    )
+    }
 }
 
-async fn overview(State(app): State<Shared>) -> Html<String> {
+async fn overview(State(app): State<Shared>) -> Response {
     let frame = app.frames.borrow().clone();
-    let mut body = String::from("<h1>Overview</h1>");
-    body.push_str(&project_line(&app));
-    let _ = write!(body, "<div id=\"live\">{}</div>", frame.overview);
-    if app.cfg.allow_actions {
-        body.push_str("<section id=\"actions\"><h2>Actions</h2><p><a class=\"button\" href=\"/confirm/backup\">Back up the state…</a></p></section>");
-    }
-    Html(view::page("Overview", Some("/events"), &body))
+    let body = html! {
+        h1 { "Overview" }
+        (project_line(&app))
+        div #live { (frame.overview_html) }
+        @if app.cfg.allow_actions {
+            section #actions { h2 { "Actions" } p { a.button href="/confirm/backup" { "Back up the state…" } } }
+        }
+    };
+    view::page("Overview", Some("/events"), Some(RELOAD_SECS), body).into_response()
 }
 
 /// Spec names as they may appear in a state (the Python system was not strict about
@@ -264,11 +281,37 @@ fn viewable_spec(name: &str) -> Result<(), Refusal> {
     validate(NameKind::Backup, name).map_err(|e| Refusal {
         status: StatusCode::NOT_FOUND,
         title: "No such spec",
-        message: format!(
-            "{}; go back to the <a href=\"/\">overview</a>.",
-            esc(&e.to_string())
-        ),
+        message: html! { (e.to_string()) "; " (back_to_overview()) },
     })
+}
+
+/// The spec page's live fragment for the current frame: rendered once per frame and
+/// spec, whoever asks (the timeline lists the spec's run folders).
+fn spec_view(app: &App, frame: &Frame, name: &str) -> (Markup, Option<Arc<Timeline>>) {
+    let cache = |m: &Mutex<HashMap<String, SpecView>>| {
+        m.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .filter(|(seq, _, _)| *seq == frame.seq)
+            .map(|(_, html, tl)| (html.clone(), tl.clone()))
+    };
+    if let Some(hit) = cache(&app.spec_views) {
+        return hit;
+    }
+    let timeline = frame.shown_state().and_then(|state| {
+        let runs = runs::list(&app.cfg.project, name).unwrap_or_default();
+        status::timeline(state, name, &runs, frame.read_at.to_utc()).map(Arc::new)
+    });
+    let html = view::spec_fragment(frame, name, timeline.as_deref());
+    let mut views = app
+        .spec_views
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if views.len() >= SPEC_CACHE && !views.contains_key(name) {
+        views.clear();
+    }
+    views.insert(name.to_owned(), (frame.seq, html.clone(), timeline.clone()));
+    (html, timeline)
 }
 
 async fn spec_page(State(app): State<Shared>, Path(name): Path<String>) -> Response {
@@ -276,33 +319,31 @@ async fn spec_page(State(app): State<Shared>, Path(name): Path<String>) -> Respo
         return r.into_response();
     }
     let frame = app.frames.borrow().clone();
-    let live = view::spec_fragment(&frame, &name, Local::now());
-    let mut body = format!("<h1>Spec <code>{}</code></h1>", esc(&name));
-    body.push_str(&project_line(&app));
-    body.push_str("<nav class=\"docs\">Documents: ");
+    let (live, _) = spec_view(&app, &frame, &name);
     let dir = app.cfg.project.spec_dir(&name);
-    for (doc, files) in view::DOCUMENTS {
-        if files.iter().any(|f| dir.join(f).is_file()) {
-            let _ = write!(
-                body,
-                "<a href=\"/spec/{}/{doc}\">{doc}</a> ",
-                url_segment(&name)
-            );
-        } else {
-            let _ = write!(body, "<span class=\"missing\">{doc}</span> ");
+    let body = html! {
+        h1 { "Spec " code { (name) } }
+        (project_line(&app))
+        nav.docs {
+            "Documents: "
+            @for (doc, files) in view::DOCUMENTS {
+                @if files.iter().any(|f| dir.join(f).is_file()) {
+                    a href={ "/spec/" (url_segment(&name)) "/" (doc) } { (doc) } " "
+                } @else {
+                    span.missing { (doc) } " "
+                }
+            }
         }
-    }
-    body.push_str("</nav>");
-    let _ = write!(body, "<div id=\"live\">{live}</div>");
-    if app.cfg.allow_actions {
-        let _ = write!(
-            body,
-            "<section id=\"actions\"><h2>Actions</h2><p><a class=\"button\" href=\"/confirm/reset/{}\">Soft-reset this workflow…</a></p></section>",
-            url_segment(&name)
-        );
-    }
+        div #live { (live) }
+        @if app.cfg.allow_actions {
+            section #actions {
+                h2 { "Actions" }
+                p { a.button href={ "/confirm/reset/" (url_segment(&name)) } { "Soft-reset this workflow…" } }
+            }
+        }
+    };
     let src = format!("/events?spec={}", url_segment(&name));
-    Html(view::page(&format!("Spec {name}"), Some(&src), &body)).into_response()
+    view::page(&format!("Spec {name}"), Some(&src), Some(RELOAD_SECS), body).into_response()
 }
 
 async fn doc_page(
@@ -320,11 +361,7 @@ async fn doc_page(
         return error_page(
             StatusCode::NOT_FOUND,
             "No such document",
-            &format!(
-                "Spec <code>{}</code> has no {} document yet.",
-                esc(&name),
-                esc(&doc)
-            ),
+            html! { "Spec " code { (name) } " has no " (doc) " document yet." },
         );
     };
     let path2 = path.clone();
@@ -336,63 +373,231 @@ async fn doc_page(
         Ok(t) => t,
         Err(page) => return page,
     };
-    let body = format!(
-        "<p class=\"crumbs\"><a href=\"/spec/{url}\">{name}</a> / {doc} <small><code>{path}</code></small></p><article class=\"markdown\">{md}</article>",
-        url = url_segment(&name),
-        name = esc(&name),
-        doc = esc(&doc),
-        path = esc(&path.display().to_string()),
-        md = view::markdown(&text),
+    let body = html! {
+        p.crumbs {
+            a href={ "/spec/" (url_segment(&name)) } { (name) } " / " (doc) " "
+            small { code { (path.display()) } }
+        }
+        article.markdown { (view::markdown(&text)) }
+    };
+    view::page(&format!("{name} {doc}"), None, None, body).into_response()
+}
+
+/// A run of a spec, checked: a run id of the spec's that names an existing folder.
+struct RunRef {
+    spec: String,
+    id: String,
+    unit: RunUnit,
+    attempt: u32,
+    dir: std::path::PathBuf,
+}
+
+fn find_run(app: &App, spec: &str, run: &str) -> Result<RunRef, Refusal> {
+    let missing = || Refusal {
+        status: StatusCode::NOT_FOUND,
+        title: "No such run",
+        message: html! {
+            "Spec " code { (spec) } " has no run " code { (run) } " in " code { ".claude/runs/" }
+            " (old runs are pruned); go back to the " a href={ "/spec/" (url_segment(spec)) } { "spec" } "."
+        },
+    };
+    viewable_spec(spec)?;
+    let (unit, attempt, _) = runs::parse_run_name(run, spec).ok_or_else(missing)?;
+    let dir = runs::run_dir(&app.cfg.project, run).ok_or_else(missing)?;
+    if !dir.is_dir() {
+        return Err(missing());
+    }
+    Ok(RunRef {
+        spec: spec.to_owned(),
+        id: run.to_owned(),
+        unit,
+        attempt,
+        dir,
+    })
+}
+
+/// How the run ended, from the spec's timeline for this frame.
+fn run_end(app: &App, frame: &Frame, run: &RunRef) -> Option<RunEnd> {
+    let (_, timeline) = spec_view(app, frame, &run.spec);
+    timeline?
+        .lanes
+        .iter()
+        .flatten()
+        .find(|r| r.run_id == run.id)
+        .map(|r| r.end.clone())
+}
+
+fn run_fragment(run: &RunRef, log: &RunLog, end: Option<&RunEnd>, seq: u64) -> Markup {
+    view::run_fragment(
+        &RunInfo {
+            spec: &run.spec,
+            run_id: &run.id,
+            unit: &run.unit,
+            attempt: run.attempt,
+            end,
+        },
+        log,
+        seq,
+    )
+}
+
+async fn run_page(
+    State(app): State<Shared>,
+    Path((name, run)): Path<(String, String)>,
+) -> Response {
+    let run = match find_run(&app, &name, &run) {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
+    let frame = app.frames.borrow().clone();
+    let mut log = RunLog::new(&run.dir);
+    log.poll();
+    let end = run_end(&app, &frame, &run);
+    let files: Vec<(&str, Option<String>)> = ["prompt.md", "stderr.log", "verify.log"]
+        .into_iter()
+        .map(|f| {
+            let text = file_tail(&run.dir.join(f), FILE_TAIL_BYTES)
+                .filter(|(t, _)| !t.trim().is_empty())
+                .map(|(t, cut)| if cut { format!("…\n{t}") } else { t });
+            (f, text)
+        })
+        .collect();
+    let info = RunInfo {
+        spec: &run.spec,
+        run_id: &run.id,
+        unit: &run.unit,
+        attempt: run.attempt,
+        end: end.as_ref(),
+    };
+    let title = match &run.unit {
+        RunUnit::Task(id) => format!("Task {id}"),
+        RunUnit::Phase(p) => format!("Phase {p}"),
+    };
+    let body = html! {
+        h1 { (title) @if run.attempt > 0 { ", attempt " (run.attempt) } }
+        (view::run_header(&info, &files))
+        div #live { (run_fragment(&run, &log, end.as_ref(), frame.seq)) }
+    };
+    let src = format!(
+        "/events?spec={}&run={}",
+        url_segment(&run.spec),
+        url_segment(&run.id)
     );
-    Html(view::page(&format!("{name} {doc}"), None, &body)).into_response()
+    view::page(
+        &format!("{} {title}", run.spec),
+        Some(&src),
+        Some(RELOAD_SECS),
+        body,
+    )
+    .into_response()
 }
 
 #[derive(Debug, Deserialize)]
 struct EventsQuery {
     /// Stream the live fragment of this spec's page instead of the overview.
     spec: Option<String>,
+    /// With `spec`: stream this run's page.
+    run: Option<String>,
 }
 
-/// Server-sent events: the current live fragment at once, then one per new frame.
+/// Server-sent events: the current live fragment at once, then one per change.
 async fn events(State(app): State<Shared>, Query(q): Query<EventsQuery>) -> Response {
-    if let Some(name) = &q.spec
-        && let Err(r) = viewable_spec(name)
-    {
-        return r.into_response();
-    }
-    let stream = fragment_stream(app.frames.clone(), app.stopping.clone(), q.spec);
+    let stream = match (q.spec, q.run) {
+        (Some(spec), Some(run)) => match find_run(&app, &spec, &run) {
+            Ok(r) => run_stream(app, r).boxed(),
+            Err(refusal) => return refusal.into_response(),
+        },
+        (Some(spec), None) => match viewable_spec(&spec) {
+            Ok(()) => fragment_stream(app, Some(spec)).boxed(),
+            Err(refusal) => return refusal.into_response(),
+        },
+        (None, _) => fragment_stream(app, None).boxed(),
+    };
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
 }
 
+fn update(seq: u64, html: Markup) -> Result<Event, Infallible> {
+    Ok(Event::default()
+        .event("update")
+        .id(seq.to_string())
+        .data(html.into_string()))
+}
+
+/// The next frame, or None when the server stops.
+async fn next_frame(
+    frames: &mut watch::Receiver<Arc<Frame>>,
+    stopping: &mut watch::Receiver<bool>,
+) -> Option<Arc<Frame>> {
+    if *stopping.borrow() {
+        return None;
+    }
+    tokio::select! {
+        r = frames.changed() => r.ok()?,
+        _ = stopping.wait_for(|s| *s) => return None,
+    }
+    Some(frames.borrow_and_update().clone())
+}
+
 fn fragment_stream(
-    frames: watch::Receiver<Arc<Frame>>,
-    stopping: watch::Receiver<bool>,
+    app: Shared,
     spec: Option<String>,
-) -> impl Stream<Item = Result<Event, Infallible>> {
+) -> impl Stream<Item = Result<Event, Infallible>> + Send {
+    let frames = app.frames.clone();
+    let stopping = app.stopping.clone();
     futures_util::stream::unfold(
-        (frames, stopping, spec, true),
-        |(mut frames, mut stopping, spec, first)| async move {
-            if *stopping.borrow() {
-                return None;
-            }
-            if !first {
-                tokio::select! {
-                    r = frames.changed() => r.ok()?,
-                    _ = stopping.wait_for(|s| *s) => return None,
+        (app, frames, stopping, spec, true),
+        |(app, mut frames, mut stopping, spec, first)| async move {
+            let frame = if first {
+                if *stopping.borrow() {
+                    return None;
+                }
+                frames.borrow_and_update().clone()
+            } else {
+                next_frame(&mut frames, &mut stopping).await?
+            };
+            let html = match &spec {
+                Some(name) => spec_view(&app, &frame, name).0,
+                None => frame.overview_html.clone(),
+            };
+            Some((
+                update(frame.seq, html),
+                (app, frames, stopping, spec, false),
+            ))
+        },
+    )
+}
+
+/// A run page's stream: the log is followed for this viewer; an update is sent when the
+/// agent wrote something or the run's end changed.
+fn run_stream(app: Shared, run: RunRef) -> impl Stream<Item = Result<Event, Infallible>> + Send {
+    let frames = app.frames.clone();
+    let stopping = app.stopping.clone();
+    let log = RunLog::new(&run.dir);
+    futures_util::stream::unfold(
+        (app, frames, stopping, run, log, None::<Option<RunEnd>>),
+        |(app, mut frames, mut stopping, run, mut log, mut sent_end)| async move {
+            loop {
+                let frame = if sent_end.is_none() {
+                    if *stopping.borrow() {
+                        return None;
+                    }
+                    frames.borrow_and_update().clone()
+                } else {
+                    next_frame(&mut frames, &mut stopping).await?
+                };
+                let grew = log.poll();
+                let end = run_end(&app, &frame, &run);
+                if grew || sent_end.as_ref() != Some(&end) {
+                    let html = run_fragment(&run, &log, end.as_ref(), frame.seq);
+                    sent_end = Some(end);
+                    return Some((
+                        update(frame.seq, html),
+                        (app, frames, stopping, run, log, sent_end),
+                    ));
                 }
             }
-            let frame = frames.borrow_and_update().clone();
-            let html = match &spec {
-                Some(name) => view::spec_fragment(&frame, name, Local::now()),
-                None => frame.overview.clone(),
-            };
-            let ev = Event::default()
-                .event("update")
-                .id(frame.seq.to_string())
-                .data(html);
-            Some((Ok(ev), (frames, stopping, spec, false)))
         },
     )
 }
@@ -401,17 +606,32 @@ fn actions_disabled() -> Refusal {
     Refusal {
         status: StatusCode::FORBIDDEN,
         title: "Actions are disabled",
-        message: "This dashboard is read-only; restart it with <code>qw dashboard --allow-actions</code> to back up or reset from the page.".to_owned(),
+        message: html! {
+            "This dashboard is read-only; restart it with " code { "qw dashboard --allow-actions" }
+            " to back up or reset from the page."
+        },
     }
 }
 
-fn confirm_page(app: &App, title: &str, what: &str, post_to: &str, fields: &str) -> Response {
-    let body = format!(
-        "<h1>{title}</h1><p>{what}</p><form method=\"post\" action=\"{post_to}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"confirm\" value=\"yes\">{fields}<button type=\"submit\" id=\"confirm\">Confirm</button> <a href=\"/\">Cancel</a></form>",
-        title = esc(title),
-        csrf = esc(&app.csrf),
-    );
-    Html(view::page(title, None, &body)).into_response()
+fn confirm_page(
+    app: &App,
+    title: &str,
+    what: Markup,
+    post_to: &str,
+    spec: Option<&str>,
+) -> Response {
+    let body = html! {
+        h1 { (title) }
+        p { (what) }
+        form method="post" action=(post_to) {
+            input type="hidden" name="csrf" value=(app.csrf);
+            input type="hidden" name="confirm" value="yes";
+            @if let Some(s) = spec { input type="hidden" name="spec" value=(s); }
+            button type="submit" #confirm { "Confirm" } " "
+            a href="/" { "Cancel" }
+        }
+    };
+    view::page(title, None, None, body).into_response()
 }
 
 async fn confirm_backup(State(app): State<Shared>) -> Response {
@@ -421,9 +641,12 @@ async fn confirm_backup(State(app): State<Shared>) -> Response {
     confirm_page(
         &app,
         "Back up the state",
-        "Copy <code>.claude/unified_state.json</code> to <code>.claude/backups/state/</code> by running <code>qw state-backup</code>.",
+        html! {
+            "Copy " code { ".claude/unified_state.json" } " to " code { ".claude/backups/state/" }
+            " by running " code { "qw state-backup" } "."
+        },
         "/actions/backup",
-        "",
+        None,
     )
 }
 
@@ -435,21 +658,17 @@ async fn confirm_reset(State(app): State<Shared>, Path(name): Path<String>) -> R
         return error_page(
             StatusCode::BAD_REQUEST,
             "Invalid spec name",
-            &esc(&e.to_string()),
+            html! { (e.to_string()) },
         );
     }
     confirm_page(
         &app,
         &format!("Soft-reset {name}"),
-        &format!(
-            "Run <code>qw workflow-reset {} --yes</code>: the state is backed up first, then tasks in progress, failed or blocked go back to pending and the phase returns to the one after the last completed phase. No file is touched.",
-            esc(&name)
-        ),
+        html! {
+            "Run " code { "qw workflow-reset " (name) " --yes" } ": the state is backed up first, then tasks in progress, failed or blocked go back to pending and the phase returns to the one after the last completed phase. No file is touched."
+        },
         "/actions/reset",
-        &format!(
-            "<input type=\"hidden\" name=\"spec\" value=\"{}\">",
-            esc(&name)
-        ),
+        Some(&name),
     )
 }
 
@@ -475,7 +694,7 @@ fn check_action(app: &App, headers: &HeaderMap, form: &ActionForm) -> Result<(),
             return Err(Refusal {
                 status: StatusCode::FORBIDDEN,
                 title: "Forbidden origin",
-                message: format!("Requests from <code>{}</code> are refused.", esc(origin)),
+                message: html! { "Requests from " code { (origin) } " are refused." },
             });
         }
     }
@@ -487,16 +706,16 @@ fn check_action(app: &App, headers: &HeaderMap, form: &ActionForm) -> Result<(),
         return Err(Refusal {
             status: StatusCode::FORBIDDEN,
             title: "Missing or wrong CSRF token",
-            message:
+            message: html! {
                 "Start the action from the dashboard page (reload it if the server was restarted)."
-                    .to_owned(),
+            },
         });
     }
     if form.confirm.as_deref() != Some("yes") {
         return Err(Refusal {
             status: StatusCode::BAD_REQUEST,
             title: "Not confirmed",
-            message: "Confirm the action on its confirmation page first.".to_owned(),
+            message: html! { "Confirm the action on its confirmation page first." },
         });
     }
     Ok(())
@@ -516,7 +735,7 @@ where
         error_page(
             StatusCode::INTERNAL_SERVER_ERROR,
             title,
-            &esc(&e.to_string()),
+            html! { (e.to_string()) },
         )
     };
     match tokio::task::spawn_blocking(work).await {
@@ -544,17 +763,18 @@ async fn run_action(app: Shared, action: Action) -> Response {
     } else {
         StatusCode::INTERNAL_SERVER_ERROR
     };
-    let body = format!(
-        "<h1>{title}</h1><p><code id=\"command\">{cmd}</code> exited with <strong id=\"exit-code\">{code}</strong>.</p><h2>Output</h2><pre id=\"stdout\">{stdout}</pre><pre id=\"stderr\">{stderr}</pre><p><a href=\"/\">Back to the overview</a></p>",
-        title = if ok { "Done" } else { "The action failed" },
-        cmd = esc(&out.command),
-        code = out
-            .code
-            .map_or_else(|| "a signal".to_owned(), |c| c.to_string()),
-        stdout = esc(&out.stdout),
-        stderr = esc(&out.stderr),
-    );
-    (status, Html(view::page("Action result", None, &body))).into_response()
+    let body = html! {
+        h1 { @if ok { "Done" } @else { "The action failed" } }
+        p {
+            code #command { (out.command) } " exited with "
+            strong #exit-code { (out.code.map_or_else(|| "a signal".to_owned(), |c| c.to_string())) } "."
+        }
+        h2 { "Output" }
+        pre #stdout { (out.stdout) }
+        pre #stderr { (out.stderr) }
+        p { a href="/" { "Back to the overview" } }
+    };
+    (status, view::page("Action result", None, None, body)).into_response()
 }
 
 async fn action_backup(
@@ -584,7 +804,7 @@ async fn action_reset(
             return error_page(
                 StatusCode::BAD_REQUEST,
                 "Invalid spec name",
-                &esc(&e.to_string()),
+                html! { (e.to_string()) },
             );
         }
     };
@@ -655,6 +875,77 @@ mod tests {
         );
         assert!(get(addr, "/").starts_with("HTTP/1.1 401"));
 
+        stop_tx.send(()).unwrap();
+        let result = rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), server).await })
+            .expect("serve returned after shutdown")
+            .unwrap();
+        assert!(result.is_ok(), "{result:?}");
+    }
+
+    #[test]
+    fn header_and_idle_timeouts_close_strangers_but_not_event_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = crate::project::Project::at(dir.path());
+        let mut cfg = DashboardConfig::new(project, "t0k".repeat(11), "/nonexistent/qw".into());
+        cfg.limits.header_timeout = Duration::from_millis(300);
+        cfg.refresh_interval = Duration::from_millis(200);
+        let token = cfg.token.clone();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = rt.spawn(serve(listener, cfg, async move {
+            let _ = stop_rx.await;
+        }));
+        // Every read below is bounded by the harness; EOF means the server closed.
+        let closed = |s: &mut std::net::TcpStream| {
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).is_ok()
+        };
+        // Idle before any request, and headers that never end.
+        let mut idle = std::net::TcpStream::connect(addr).unwrap();
+        let mut half = std::net::TcpStream::connect(addr).unwrap();
+        write!(half, "GET / HTTP/1.1\r\nHost: {addr}\r\nX-Slow: ").unwrap();
+        assert!(closed(&mut idle), "an idle connection is closed");
+        assert!(closed(&mut half), "a half-sent head is closed");
+        // Keep-alive after a full answer: idle again, closed again.
+        let mut ka = std::net::TcpStream::connect(addr).unwrap();
+        write!(ka, "GET /?token={token} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+        let mut buf = Vec::new();
+        ka.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        ka.read_to_end(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+        // An event stream lives for many header timeouts: it is a response in progress.
+        let mut sse = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            sse,
+            "GET /events?token={token} HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+        )
+        .unwrap();
+        sse.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let started = std::time::Instant::now();
+        let mut updates = 0;
+        let mut chunk = [0u8; 4096];
+        while started.elapsed() < Duration::from_millis(1500) {
+            let n = sse.read(&mut chunk).unwrap();
+            assert!(
+                n > 0,
+                "the event stream was closed after {:?}",
+                started.elapsed()
+            );
+            updates += String::from_utf8_lossy(&chunk[..n])
+                .matches("event: update")
+                .count();
+        }
+        assert!(updates >= 2, "{updates} updates");
         stop_tx.send(()).unwrap();
         let result = rt
             .block_on(async { tokio::time::timeout(Duration::from_secs(10), server).await })

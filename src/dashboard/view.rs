@@ -1,40 +1,34 @@
-//! HTML rendering of the unified state: pure functions from a JSON value (read leniently)
-//! to escaped HTML fragments and pages.
+//! HTML rendering: pure functions from a [`Frame`] (the one read model of the state, see
+//! [`crate::workflow::status`]) and a run's log to pages and live fragments.
 //!
-//! Every string that comes from the state, a file or the user is escaped here; nothing in
-//! this module reads files or the clock (callers pass `now`, the log tail, the gauges).
+//! Templating is maud: markup is Rust code checked by the compiler, every `&str`,
+//! `String` or `Display` value spliced into it is escaped, and fragments compose as
+//! typed [`Markup`] values, so nesting needs no "safe" marker. Chosen over askama
+//! because a page here is a dozen small composed fragments (tables, bars, the SVG
+//! timeline) that are easier to keep correct as functions than as template files glued
+//! with `|safe`. The only way around escaping is [`PreEscaped`], used in exactly one
+//! place: [`markdown`], whose output has every raw HTML block turned into text.
+//!
+//! Nothing in this module reads files or the clock: callers pass the frame (whose
+//! `read_at` is "now" for elapsed times), the log tail, the gauges and the run log.
 
-use std::cmp::Ordering;
-use std::fmt::Write as _;
-
-use chrono::{DateTime, Local, NaiveDateTime, TimeZone};
-use serde_json::Value;
+use chrono::{DateTime, Utc};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::Gauges;
-use super::snapshot::{Frame, StateRead};
+use super::run_log::{RunLog, StepKind};
+use super::snapshot::{Frame, LogTail, StateRead};
+use crate::agent::runs::RunUnit;
+use crate::fmt::{clock, duration_or_dash, local_time, one_line, tokens, usd};
+use crate::state::{TaskStatus, UnifiedState};
+use crate::workflow::status::{
+    self, RunEnd, RunningTask, SpecStatus, Stage, TaskCounts, Timeline, TimelineRun,
+};
 
-/// Task statuses in display order (CONTRACT §3), then anything else under "other".
-pub(crate) const STATUSES: [&str; 5] = ["pending", "in_progress", "completed", "failed", "blocked"];
-
-/// HTML-escape text for element content and quoted attribute values.
-pub(crate) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-/// Percent-encode a path segment (spec names are validated, but task ids and names from a
-/// hand-edited state are not).
+/// Percent-encode a path segment (spec names are validated, but task ids and run ids from
+/// a hand-edited state are not).
 pub(crate) fn url_segment(s: &str) -> String {
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -46,269 +40,91 @@ pub(crate) fn url_segment(s: &str) -> String {
     out
 }
 
-/// A string field, or a number/bool shown as text (the Python system wrote `default=str`).
-fn text(v: &Value, key: &str) -> Option<String> {
-    match v.get(key)? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-/// A numeric field, accepting numbers written as strings.
-fn num(v: &Value, key: &str) -> Option<f64> {
-    match v.get(key)? {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-/// Parse a state timestamp: RFC 3339, or the Python system's naive ISO form (local time).
-pub(crate) fn parse_time(s: &str) -> Option<DateTime<Local>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Local));
-    }
-    let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
-        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f"))
-        .ok()?;
-    Local.from_local_datetime(&naive).earliest()
-}
-
-fn time_at(v: &Value, key: &str) -> Option<DateTime<Local>> {
-    v.get(key).and_then(Value::as_str).and_then(parse_time)
-}
-
-/// `1h 02m`, `3m 05s`, `42s`.
-pub(crate) fn fmt_duration(secs: f64) -> String {
-    if !secs.is_finite() || secs < 0.0 {
-        return "–".to_owned();
-    }
-    // Display only: whole seconds are enough and the value is finite and non-negative.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let s = secs.round() as u64;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
-        _ => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
-    }
-}
-
-fn fmt_cost(c: Option<f64>) -> String {
-    c.map_or_else(|| "–".to_owned(), |c| format!("${c:.2}"))
-}
-
-fn fmt_tokens(t: Option<f64>) -> String {
-    match t {
-        None => "–".to_owned(),
-        Some(t) if t >= 1_000_000.0 => format!("{:.1}M", t / 1_000_000.0),
-        Some(t) if t >= 1_000.0 => format!("{:.1}k", t / 1_000.0),
-        Some(t) => format!("{t:.0}"),
-    }
-}
-
-/// Compare task ids segment by segment, numerically where both segments are numbers, so
-/// `1 < 1.1 < 2 < 10` (ids compare exactly: `1` is not `1.1`).
-pub(crate) fn cmp_task_ids(a: &str, b: &str) -> Ordering {
-    let mut xs = a.split('.');
-    let mut ys = b.split('.');
-    loop {
-        match (xs.next(), ys.next()) {
-            (None, None) => return Ordering::Equal,
-            (None, Some(_)) => return Ordering::Less,
-            (Some(_), None) => return Ordering::Greater,
-            (Some(x), Some(y)) => {
-                let o = match (x.parse::<u64>(), y.parse::<u64>()) {
-                    (Ok(p), Ok(q)) => p.cmp(&q),
-                    _ => x.cmp(y),
-                };
-                if o != Ordering::Equal {
-                    return o;
-                }
-            }
-        }
-    }
+/// The link to a run's page.
+pub(crate) fn run_href(spec: &str, run_id: &str) -> String {
+    format!("/spec/{}/run/{}", url_segment(spec), url_segment(run_id))
 }
 
 /// A horizontal bar drawn in SVG (no inline styles, so the page's CSP can forbid them):
 /// `fraction` filled, an optional limit marker.
-fn bar(fraction: Option<f64>, limit: Option<f64>, class: &str) -> String {
-    let mut out = format!(
-        "<svg class=\"bar {class}\" viewBox=\"0 0 100 8\" preserveAspectRatio=\"none\" role=\"img\"><rect class=\"track\" x=\"0\" y=\"0\" width=\"100\" height=\"8\"/>"
-    );
-    if let Some(f) = fraction {
-        let w = (f.clamp(0.0, 1.0) * 100.0 * 10.0).round() / 10.0;
-        let over = limit.is_some_and(|l| f > l);
-        let fill = if over { "fill over" } else { "fill" };
-        let _ = write!(
-            out,
-            "<rect class=\"{fill}\" x=\"0\" y=\"0\" width=\"{w}\" height=\"8\"/>"
-        );
-    }
-    if let Some(l) = limit {
-        let x = (l.clamp(0.0, 1.0) * 100.0 * 10.0).round() / 10.0;
-        let _ = write!(
-            out,
-            "<line class=\"limit\" x1=\"{x}\" y1=\"0\" x2=\"{x}\" y2=\"8\"/>"
-        );
-    }
-    out.push_str("</svg>");
-    out
-}
-
-/// What the dashboard shows of one spec, read leniently from its JSON.
-pub(crate) struct SpecSummary {
-    pub name: String,
-    pub description: Option<String>,
-    pub phase: String,
-    pub progress: f64,
-    pub counts: Vec<(String, usize)>,
-    pub total: usize,
-    pub elapsed: Option<f64>,
-    pub cost: Option<f64>,
-    pub tokens: Option<f64>,
-    pub paused_until: Option<String>,
-}
-
-impl SpecSummary {
-    pub(crate) fn of(name: &str, spec: &Value, now: DateTime<Local>) -> SpecSummary {
-        let tasks = tasks_of(spec);
-        let mut counts: Vec<(String, usize)> =
-            STATUSES.iter().map(|s| ((*s).to_owned(), 0)).collect();
-        let mut other = 0;
-        let mut task_cost = None::<f64>;
-        let mut tokens = None::<f64>;
-        for (_, t) in &tasks {
-            let status = t.get("status").and_then(Value::as_str).unwrap_or("");
-            match counts.iter_mut().find(|(s, _)| s == status) {
-                Some((_, n)) => *n += 1,
-                None => other += 1,
+fn bar(fraction: Option<f64>, limit: Option<f64>, class: &str) -> Markup {
+    let pct = |f: f64| (f.clamp(0.0, 1.0) * 100.0 * 10.0).round() / 10.0;
+    html! {
+        svg class={ "bar " (class) } viewBox="0 0 100 8" preserveAspectRatio="none" role="img" {
+            rect class="track" x="0" y="0" width="100" height="8" {}
+            @if let Some(f) = fraction {
+                rect class=(if limit.is_some_and(|l| f > l) { "fill over" } else { "fill" })
+                    x="0" y="0" width=(pct(f)) height="8" {}
             }
-            if let Some(c) = num(t, "cost_usd") {
-                *task_cost.get_or_insert(0.0) += c;
-            }
-            for key in ["input_tokens", "output_tokens"] {
-                if let Some(n) = num(t, key) {
-                    *tokens.get_or_insert(0.0) += n;
-                }
+            @if let Some(l) = limit {
+                line class="limit" x1=(pct(l)) y1="0" x2=(pct(l)) y2="8" {}
             }
         }
-        if other > 0 {
-            counts.push(("other".to_owned(), other));
-        }
-        let completed = counts
-            .iter()
-            .find(|(s, _)| s == "completed")
-            .map_or(0, |(_, n)| *n);
-        let total = tasks.len();
-        let phase = text(spec, "current_phase").unwrap_or_else(|| "unknown".to_owned());
-        // Precision loss only matters past 2^52 tasks.
-        #[allow(clippy::cast_precision_loss)]
-        let computed = if total == 0 {
-            if phase == "complete" { 100.0 } else { 0.0 }
-        } else {
-            completed as f64 * 100.0 / total as f64
-        };
-        let progress = num(spec, "progress_percentage").unwrap_or(computed);
-        let started = time_at(spec, "created_at");
-        let finished = if phase == "complete" {
-            spec.get("completed_phases")
-                .and_then(Value::as_array)
-                .and_then(|p| p.iter().filter_map(|p| time_at(p, "completed_at")).max())
-        } else {
-            None
-        };
-        let elapsed = started.map(|s| {
-            let end = finished.unwrap_or(now);
-            // Milliseconds to seconds for display.
-            #[allow(clippy::cast_precision_loss)]
-            let secs = (end - s).num_milliseconds() as f64 / 1000.0;
-            secs
-        });
-        SpecSummary {
-            name: name.to_owned(),
-            description: text(spec, "description"),
-            phase,
-            progress,
-            counts,
-            total,
-            elapsed,
-            cost: num(spec, "cost_usd").or(task_cost),
-            tokens,
-            paused_until: text(spec, "paused_until"),
-        }
-    }
-
-    fn counts_html(&self) -> String {
-        let mut out = String::new();
-        for (status, n) in &self.counts {
-            if *n > 0 {
-                let _ = write!(
-                    out,
-                    "<span class=\"count st-{s}\" title=\"{s}\">{s} {n}</span> ",
-                    s = esc(status)
-                );
-            }
-        }
-        if self.total == 0 {
-            out.push_str("no tasks yet");
-        }
-        out
     }
 }
 
-/// The tasks of a spec, sorted by id.
-fn tasks_of(spec: &Value) -> Vec<(String, &Value)> {
-    let mut tasks: Vec<(String, &Value)> = match spec.get("tasks") {
-        Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), v)).collect(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (text(t, "id").unwrap_or_else(|| i.to_string()), t))
-            .collect(),
-        _ => Vec::new(),
-    };
-    tasks.sort_by(|a, b| cmp_task_ids(&a.0, &b.0));
-    tasks
-}
-
-/// The specs of a state, sorted by name.
-fn specs_of(state: &Value) -> Vec<(&str, &Value)> {
-    let mut specs: Vec<(&str, &Value)> = match state.get("specifications") {
-        Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.as_str(), v)).collect(),
-        _ => Vec::new(),
-    };
-    specs.sort_by(|a, b| a.0.cmp(b.0));
-    specs
-}
-
-/// The state to display and the banner (if any) explaining why it may be stale or absent.
-fn state_and_banner(frame: &Frame) -> (Option<&Value>, String) {
+/// The banner explaining why the shown state may be stale, partial or absent.
+fn banner(frame: &Frame) -> Option<Markup> {
+    let stale = frame.last_good.is_some();
     match &frame.state {
-        StateRead::Ok(v) => (Some(v.as_ref()), String::new()),
-        StateRead::Missing { path } => (
-            None,
-            format!(
-                "<div class=\"banner\" id=\"banner\" role=\"alert\">No state file at <code>{}</code> yet: run <code>qw init</code> or <code>qw spec-create</code>; this page updates when it appears.</div>",
-                esc(&path.display().to_string())
-            ),
-        ),
-        StateRead::Corrupt { path, error } => {
-            let stale = if frame.last_good.is_some() {
-                " Showing the last readable state."
-            } else {
-                ""
-            };
-            (
-                frame.last_good.as_deref(),
-                format!(
-                    "<div class=\"banner\" id=\"banner\" role=\"alert\">The state file <code>{}</code> cannot be read: {}. The next <code>qw</code> command moves it to <code>.claude/backups/state/</code> and restores the newest backup (or <code>qw state-backup --restore NAME</code>).{stale}</div>",
-                    esc(&path.display().to_string()),
-                    esc(error)
-                ),
-            )
+        StateRead::Ok(_) => None,
+        StateRead::Missing { path } => Some(html! {
+            div.banner #banner role="alert" {
+                "No state file at " code { (path.display()) } " yet: run " code { "qw init" }
+                " or " code { "qw spec-create" } "; this page updates when it appears."
+            }
+        }),
+        StateRead::Partial { path, error, .. } => Some(html! {
+            div.banner #banner role="alert" {
+                "The state file " code { (path.display()) } " cannot be read in full: "
+                (error) ". Showing what could be read; the next " code { "qw" }
+                " command that writes the state moves it to " code { ".claude/backups/state/" }
+                " and restores the newest valid backup."
+            }
+        }),
+        StateRead::Corrupt { path, error } => Some(html! {
+            div.banner #banner role="alert" {
+                "The state file " code { (path.display()) } " cannot be read: " (error)
+                ". The next " code { "qw" } " command moves it to "
+                code { ".claude/backups/state/" } " and restores the newest backup (or "
+                code { "qw state-backup --restore NAME" } ")."
+                @if stale { " Showing the last readable state." }
+            }
+        }),
+    }
+}
+
+fn updated(frame: &Frame) -> Markup {
+    html! {
+        p.updated {
+            "Updated at " time { (frame.read_at.format("%H:%M:%S")) } " · update #" (frame.seq)
         }
+    }
+}
+
+fn counts(c: &TaskCounts) -> Markup {
+    let named = [
+        ("pending", c.pending),
+        ("in_progress", c.in_progress),
+        ("completed", c.completed),
+        ("failed", c.failed),
+        ("blocked", c.blocked),
+        ("other", c.other),
+    ];
+    html! {
+        @for (status, n) in named {
+            @if n > 0 {
+                span class={ "count st-" (status) } title=(status) { (status) " " (n) } " "
+            }
+        }
+        @if c.total == 0 { "no tasks yet" }
+    }
+}
+
+fn progress(s: &SpecStatus) -> Markup {
+    html! {
+        (bar(Some(s.progress_percentage / 100.0), None, "progress"))
+        " " (format!("{:.0}%", s.progress_percentage))
     }
 }
 
@@ -316,322 +132,512 @@ fn state_and_banner(frame: &Frame) -> (Option<&Value>, String) {
 pub(crate) struct OverviewInputs<'a> {
     pub gauges: &'a Gauges,
     pub log_tail: &'a LogTail,
-    pub now: DateTime<Local>,
-}
-
-/// The last lines of today's log, or why there are none.
-pub(crate) enum LogTail {
-    /// Lines from `file` (a name inside `.claude/logs/`).
-    Lines { file: String, lines: Vec<String> },
-    /// No log file for today.
-    None,
 }
 
 /// The live part of the overview page (replaced as a whole on every server-sent event).
-pub(crate) fn overview_fragment(frame: &Frame, inputs: &OverviewInputs<'_>) -> String {
-    let (state, banner) = state_and_banner(frame);
-    let empty = Value::Null;
-    let state = state.unwrap_or(&empty);
-    let now = inputs.now;
-    let mut out = banner;
-    let _ = write!(
-        out,
-        "<p class=\"updated\">Updated at <time>{}</time> · update #{}</p>",
-        frame.read_at.format("%H:%M:%S"),
-        frame.seq
-    );
-
-    if let Some(w) = state.get("workflow") {
-        let current = text(w, "current_spec").unwrap_or_else(|| "–".to_owned());
-        let phase = text(w, "global_phase").unwrap_or_else(|| "–".to_owned());
-        let _ = write!(
-            out,
-            "<p class=\"workflow\">Current spec <strong>{}</strong> · global phase <strong>{}</strong></p>",
-            esc(&current),
-            esc(&phase)
-        );
-    }
-
-    // Specs.
-    out.push_str("<section id=\"specs\"><h2>Specs</h2>");
-    let specs = specs_of(state);
-    if specs.is_empty() {
-        out.push_str("<p class=\"empty\">No specs yet.</p>");
-    } else {
-        out.push_str("<table><thead><tr><th>Spec</th><th>Phase</th><th>Progress</th><th>Tasks</th><th>Elapsed</th><th>Cost</th><th>Tokens</th></tr></thead><tbody>");
-        for (name, spec) in &specs {
-            let s = SpecSummary::of(name, spec, now);
-            let desc = s
-                .description
-                .as_deref()
-                .map(|d| format!("<div class=\"desc\">{}</div>", esc(d)))
-                .unwrap_or_default();
-            let paused = s
-                .paused_until
-                .as_deref()
-                .map(|p| format!("<div class=\"paused\">paused until {}</div>", esc(p)))
-                .unwrap_or_default();
-            let _ = write!(
-                out,
-                "<tr id=\"spec-{id}\"><td><a href=\"/spec/{url}\">{id}</a>{desc}{paused}</td><td class=\"phase\">{phase}</td><td class=\"progress\">{bar} {pct:.0}%</td><td>{counts}</td><td>{elapsed}</td><td>{cost}</td><td>{tokens}</td></tr>",
-                id = esc(&s.name),
-                url = url_segment(&s.name),
-                phase = esc(&s.phase),
-                bar = bar(Some(s.progress / 100.0), None, "progress"),
-                pct = s.progress,
-                counts = s.counts_html(),
-                elapsed = s.elapsed.map_or_else(|| "–".to_owned(), fmt_duration),
-                cost = fmt_cost(s.cost),
-                tokens = fmt_tokens(s.tokens),
-            );
-        }
-        out.push_str("</tbody></table>");
-    }
-    out.push_str("</section>");
-
-    out.push_str(&running_tasks(state, now));
-    out.push_str(&gauges_html(inputs.gauges));
-    out.push_str(&errors_html(state));
-    out.push_str(&log_html(inputs.log_tail));
-    out
-}
-
-/// The timeout a task runs under, wherever the writer put it.
-fn task_timeout(state: &Value, spec: &Value, task: &Value) -> Option<f64> {
-    num(task, "timeout_seconds")
-        .or_else(|| num(task, "timeout"))
-        .or_else(|| num(spec, "task_timeout"))
-        .or_else(|| spec.get("options").and_then(|o| num(o, "task_timeout")))
-        .or_else(|| state.get("workflow").and_then(|w| num(w, "task_timeout")))
-}
-
-fn running_tasks(state: &Value, now: DateTime<Local>) -> String {
-    let mut rows = String::new();
-    for (spec_name, spec) in specs_of(state) {
-        for (id, t) in tasks_of(spec) {
-            if t.get("status").and_then(Value::as_str) != Some("in_progress") {
-                continue;
+pub(crate) fn overview_fragment(frame: &Frame, inputs: &OverviewInputs<'_>) -> Markup {
+    let overview = frame.overview.as_deref();
+    let specs = overview.map_or(&[][..], |o| &o.specs[..]);
+    html! {
+        @if let Some(b) = banner(frame) { (b) }
+        (updated(frame))
+        @if let Some(o) = overview {
+            p.workflow {
+                "Current spec " strong { (o.current_spec.as_deref().unwrap_or("–")) }
+                " · global phase " strong { (o.global_phase) }
             }
-            #[allow(clippy::cast_precision_loss)]
-            let elapsed =
-                time_at(t, "started_at").map(|s| (now - s).num_milliseconds() as f64 / 1000.0);
-            let timeout = task_timeout(state, spec, t);
-            let gauge = match (elapsed, timeout) {
-                (Some(e), Some(l)) if l > 0.0 => bar(Some(e / l), Some(1.0), "timeout"),
-                _ => String::new(),
-            };
-            let _ = write!(
-                rows,
-                "<tr id=\"running-{sid}-{tid}\"><td><a href=\"/spec/{surl}\">{sid}</a></td><td>{tid}</td><td>{title}</td><td>{agent}</td><td>{gauge} {elapsed} / {timeout}</td></tr>",
-                sid = esc(spec_name),
-                surl = url_segment(spec_name),
-                tid = esc(&id),
-                title = esc(&task_title(t)),
-                agent = esc(&text(t, "agent").unwrap_or_else(|| "–".to_owned())),
-                elapsed = elapsed.map_or_else(|| "–".to_owned(), fmt_duration),
-                timeout = timeout.map_or_else(|| "no limit".to_owned(), fmt_duration),
-            );
+        }
+        section #specs {
+            h2 { "Specs" }
+            @if specs.is_empty() {
+                p.empty { "No specs yet." }
+            } @else {
+                table {
+                    thead { tr { th { "Spec" } th { "Phase" } th { "Progress" } th { "Tasks" }
+                                 th { "Elapsed" } th { "Cost" } th { "Tokens" } } }
+                    tbody {
+                        @for s in specs {
+                            tr id={ "spec-" (s.name) } {
+                                td {
+                                    a href={ "/spec/" (url_segment(&s.name)) } { (s.name) }
+                                    @if !s.description.is_empty() { div.desc { (s.description) } }
+                                    @if let Some(p) = &s.paused_until { div.paused { "paused until " (p) } }
+                                }
+                                td.phase { (s.phase) }
+                                td.progress { (progress(s)) }
+                                td { (counts(&s.tasks)) }
+                                td { (duration_or_dash(s.elapsed_seconds)) }
+                                td { (usd(s.cost_usd)) }
+                                td { (tokens(s.tokens.total)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (running_section(specs))
+        (gauges_section(inputs.gauges))
+        (errors_section(frame.shown_state().map(AsRef::as_ref)))
+        (log_section(inputs.log_tail))
+    }
+}
+
+/// What a running task's agent is doing, in one line of HTML.
+fn activity_line(r: &RunningTask) -> Markup {
+    html! {
+        span.activity {
+            @if let Some(n) = r.turns { span.turns { (n) " turn" @if n != 1 { "s" } } " · " }
+            @if let Some(t) = &r.last_tool {
+                span.tool { "→ " (t.name) @if let Some(target) = &t.target { " " code { (one_line(target, 80)) } } }
+                " · "
+            }
+            @if let Some(s) = r.seconds_since_last_event {
+                span.since { "last event " (duration_or_dash(Some(s.max(0.0)))) " ago" } " · "
+            }
+            @if let Some(t) = r.tokens { (tokens(t.total)) " tokens" }
+            @if let Some(c) = r.cost_usd { " · " (usd(c)) }
+            @if let Some(retry) = &r.retrying { " · " span.retry { (retry) } }
+            @if r.turns.is_none() { span.empty { "no agent event yet" } }
         }
     }
-    let mut out = String::from("<section id=\"running\"><h2>Running tasks</h2>");
-    if rows.is_empty() {
-        out.push_str("<p class=\"empty\">Nothing running.</p>");
-    } else {
-        let _ = write!(
-            out,
-            "<table><thead><tr><th>Spec</th><th>Task</th><th>Title</th><th>Agent</th><th>Elapsed / timeout</th></tr></thead><tbody>{rows}</tbody></table>"
-        );
-    }
-    out.push_str("</section>");
-    out
 }
 
-fn task_title(t: &Value) -> String {
-    text(t, "title")
-        .or_else(|| text(t, "description"))
-        .unwrap_or_default()
-}
-
-fn gauge_row(label: &str, value: Option<f64>, limit: Option<f64>, id: &str) -> String {
-    let shown = value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2}"));
-    let lim = limit.map_or_else(String::new, |l| format!(" (limit {l:.2})"));
-    format!(
-        "<tr id=\"gauge-{id}\"><th>{label}</th><td>{bar}</td><td class=\"value\">{shown}{lim}</td></tr>",
-        bar = bar(value, limit, "gauge"),
-    )
-}
-
-fn gauges_html(g: &Gauges) -> String {
-    let mut out = String::from("<section id=\"gauges\"><h2>Admission</h2><table>");
-    out.push_str(&gauge_row(
-        "Load per CPU",
-        g.load_per_cpu,
-        g.limit_load_per_cpu,
-        "load",
-    ));
-    out.push_str(&gauge_row(
-        "Memory in use",
-        g.memory,
-        g.limit_memory,
-        "memory",
-    ));
-    out.push_str(&gauge_row(
-        "CPU pressure (PSI avg10)",
-        g.psi_cpu,
-        None,
-        "psi-cpu",
-    ));
-    out.push_str(&gauge_row(
-        "Memory pressure (PSI avg10)",
-        g.psi_memory,
-        None,
-        "psi-memory",
-    ));
-    let slots = match (g.slots_used, g.slots_max) {
-        (Some(u), Some(m)) => {
-            let frac = if m == 0 {
-                1.0
-            } else {
-                f64::from(u) / f64::from(m)
-            };
-            format!(
-                "{}<span class=\"value\">{u} / {m}</span>",
-                bar(Some(frac), Some(1.0), "gauge")
-            )
+fn running_section(specs: &[SpecStatus]) -> Markup {
+    let rows: Vec<(&SpecStatus, &RunningTask)> = specs
+        .iter()
+        .flat_map(|s| s.running_tasks.iter().map(move |r| (s, r)))
+        .collect();
+    html! {
+        section #running {
+            h2 { "Running tasks" }
+            @if rows.is_empty() {
+                p.empty { "Nothing running." }
+            } @else {
+                table {
+                    thead { tr { th { "Spec" } th { "Task" } th { "Title" } th { "Agent" }
+                                 th { "Elapsed / timeout" } th { "Activity" } } }
+                    tbody {
+                        @for (s, r) in rows {
+                            tr id={ "running-" (s.name) "-" (r.id) } {
+                                td { a href={ "/spec/" (url_segment(&s.name)) } { (s.name) } }
+                                td {
+                                    @if let Some(run) = &r.run_id {
+                                        a href=(run_href(&s.name, run)) { (r.id) }
+                                    } @else { (r.id) }
+                                }
+                                td { (r.title) }
+                                td { (r.agent.as_deref().unwrap_or("–")) }
+                                td {
+                                    @if let (Some(e), Some(l)) = (r.elapsed_seconds, r.timeout_seconds) {
+                                        (bar(Some(e / l), Some(1.0), "timeout")) " "
+                                    }
+                                    (duration_or_dash(r.elapsed_seconds)) " / "
+                                    (r.timeout_seconds.map_or_else(|| "no limit".to_owned(), |t| duration_or_dash(Some(t))))
+                                }
+                                td { (activity_line(r)) }
+                            }
+                        }
+                    }
+                }
+            }
         }
-        (Some(u), None) => format!("{u} / n/a"),
-        (None, Some(m)) => format!("n/a / {m}"),
-        (None, None) => "n/a".to_owned(),
-    };
-    let _ = write!(
-        out,
-        "<tr id=\"gauge-slots\"><th>Slots in use</th><td colspan=\"2\">{slots}</td></tr></table></section>"
-    );
-    out
+    }
 }
 
-fn errors_html(state: &Value) -> String {
-    let mut out = String::from("<section id=\"errors\"><h2>Recent errors</h2>");
-    let errors: Vec<&Value> = state
-        .get("errors")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().rev().take(10).collect())
+fn gauge_row(label: &str, value: Option<f64>, limit: Option<f64>, id: &str) -> Markup {
+    html! {
+        tr id={ "gauge-" (id) } {
+            th { (label) }
+            td { (bar(value, limit, "gauge")) }
+            td.value {
+                (value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2}")))
+                @if let Some(l) = limit { (format!(" (limit {l:.2})")) }
+            }
+        }
+    }
+}
+
+fn gauges_section(g: &Gauges) -> Markup {
+    html! {
+        section #gauges {
+            h2 { "Admission" }
+            table {
+                (gauge_row("Load per CPU", g.load_per_cpu, g.limit_load_per_cpu, "load"))
+                (gauge_row("Memory in use", g.memory, g.limit_memory, "memory"))
+                (gauge_row("CPU pressure (PSI avg10)", g.psi_cpu, None, "psi-cpu"))
+                (gauge_row("Memory pressure (PSI avg10)", g.psi_memory, None, "psi-memory"))
+                tr #gauge-slots {
+                    th { "Slots in use" }
+                    td colspan="2" {
+                        @match (g.slots_used, g.slots_max) {
+                            (Some(u), Some(m)) => {
+                                (bar(Some(if m == 0 { 1.0 } else { f64::from(u) / f64::from(m) }), Some(1.0), "gauge"))
+                                span.value { (u) " / " (m) }
+                            }
+                            (Some(u), None) => { (u) " / n/a" }
+                            (None, Some(m)) => { "n/a / " (m) }
+                            (None, None) => { "n/a" }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn errors_section(state: Option<&UnifiedState>) -> Markup {
+    let errors: Vec<_> = state
+        .map(|s| s.errors.iter().rev().take(10).collect())
         .unwrap_or_default();
-    if errors.is_empty() {
-        out.push_str("<p class=\"empty\">No errors recorded.</p></section>");
-        return out;
-    }
-    out.push_str("<table><thead><tr><th>Time</th><th>Component</th><th>Error</th><th>Context</th></tr></thead><tbody>");
-    for e in errors {
-        let context = match e.get("context") {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.clone(),
-            Some(v) => v.to_string(),
-        };
-        let context: String = context.chars().take(400).collect();
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td class=\"error\">{}</td><td><code>{}</code></td></tr>",
-            esc(&text(e, "timestamp").unwrap_or_default()),
-            esc(&text(e, "component").unwrap_or_default()),
-            esc(&text(e, "error").unwrap_or_else(|| e.to_string())),
-            esc(&context)
-        );
-    }
-    out.push_str("</tbody></table></section>");
-    out
-}
-
-fn log_html(tail: &LogTail) -> String {
-    match tail {
-        LogTail::None => "<section id=\"log\"><h2>Today's log</h2><p class=\"empty\">No log file for today in <code>.claude/logs/</code>.</p></section>".to_owned(),
-        LogTail::Lines { file, lines } => {
-            let body: Vec<String> = lines.iter().map(|l| esc(l)).collect();
-            format!(
-                "<section id=\"log\"><h2>Today's log <small>{}</small></h2><pre>{}</pre></section>",
-                esc(file),
-                body.join("\n")
-            )
+    html! {
+        section #errors {
+            h2 { "Recent errors" }
+            @if errors.is_empty() {
+                p.empty { "No errors recorded." }
+            } @else {
+                table {
+                    thead { tr { th { "Time" } th { "Component" } th { "Error" } th { "Context" } } }
+                    tbody {
+                        @for e in errors {
+                            @let context = match &e.context {
+                                serde_json::Value::Null => String::new(),
+                                serde_json::Value::String(s) => s.clone(),
+                                v => v.to_string(),
+                            };
+                            tr {
+                                td { (e.timestamp.as_ref().map(local_time).unwrap_or_default()) }
+                                td { (e.component) }
+                                td.error { (e.error) }
+                                td { code { (context.chars().take(400).collect::<String>()) } }
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }
 
-/// The live part of a spec page: summary and task table.
-pub(crate) fn spec_fragment(frame: &Frame, name: &str, now: DateTime<Local>) -> String {
-    let (state, banner) = state_and_banner(frame);
-    let mut out = banner;
-    let spec = state
-        .and_then(|s| s.get("specifications"))
-        .and_then(|s| s.get(name));
-    let Some(spec) = spec else {
-        let _ = write!(
-            out,
-            "<p class=\"empty\" id=\"no-spec\">No spec <code>{}</code> in the state (yet).</p>",
-            esc(name)
-        );
-        return out;
-    };
-    let s = SpecSummary::of(name, spec, now);
-    let _ = write!(
-        out,
-        "<p class=\"updated\">Updated at <time>{}</time> · update #{}</p>",
-        frame.read_at.format("%H:%M:%S"),
-        frame.seq
-    );
-    let _ = write!(
-        out,
-        "<table class=\"summary\"><tr><th>Phase</th><td class=\"phase\">{phase}</td></tr><tr><th>Progress</th><td>{bar} {pct:.0}%</td></tr><tr><th>Tasks</th><td>{counts}</td></tr><tr><th>Elapsed</th><td>{elapsed}</td></tr><tr><th>Cost</th><td>{cost}</td></tr><tr><th>Tokens</th><td>{tokens}</td></tr>{paused}</table>",
-        phase = esc(&s.phase),
-        bar = bar(Some(s.progress / 100.0), None, "progress"),
-        pct = s.progress,
-        counts = s.counts_html(),
-        elapsed = s.elapsed.map_or_else(|| "–".to_owned(), fmt_duration),
-        cost = fmt_cost(s.cost),
-        tokens = fmt_tokens(s.tokens),
-        paused = s
-            .paused_until
-            .as_deref()
-            .map(|p| format!("<tr><th>Paused until</th><td>{}</td></tr>", esc(p)))
-            .unwrap_or_default(),
-    );
-    out.push_str("<h2>Tasks</h2>");
-    let tasks = tasks_of(spec);
-    if tasks.is_empty() {
-        out.push_str("<p class=\"empty\">No tasks yet.</p>");
-        return out;
-    }
-    out.push_str("<table id=\"tasks\"><thead><tr><th>Id</th><th>Title</th><th>Status</th><th>Attempts</th><th>Duration</th><th>Cost</th><th>Last error</th></tr></thead><tbody>");
-    for (id, t) in tasks {
-        let status = text(t, "status").unwrap_or_else(|| "unknown".to_owned());
-        #[allow(clippy::cast_precision_loss)]
-        let duration = num(t, "duration_seconds").or_else(|| {
-            if status == "in_progress" {
-                time_at(t, "started_at").map(|s| (now - s).num_milliseconds() as f64 / 1000.0)
-            } else {
-                None
+fn log_section(tail: &LogTail) -> Markup {
+    html! {
+        section #log {
+            @match tail {
+                LogTail::None => {
+                    h2 { "Today's log" }
+                    p.empty { "No log file for today in " code { ".claude/logs/" } "." }
+                }
+                LogTail::Lines { file, lines } => {
+                    h2 { "Today's log " small { (file) } }
+                    pre { (lines.join("\n")) }
+                }
             }
-        });
-        let cost = num(t, "cost_usd");
-        let error = match (text(t, "outcome"), text(t, "error")) {
-            (Some(o), Some(e)) if o != "success" => format!("{o}: {e}"),
-            (None, Some(e)) | (Some(_), Some(e)) => e,
-            (Some(o), None) if status == "failed" || status == "blocked" => o,
-            _ => String::new(),
-        };
-        let _ = write!(
-            out,
-            "<tr id=\"task-{id}\" class=\"st-{st}\" data-status=\"{st}\"><td>{id}</td><td>{title}</td><td class=\"status\">{st}</td><td>{attempts}</td><td>{duration}</td><td>{cost}</td><td class=\"error\">{error}</td></tr>",
-            id = esc(&id),
-            st = esc(&status),
-            title = esc(&task_title(t)),
-            attempts = esc(&text(t, "attempts").unwrap_or_else(|| "–".to_owned())),
-            duration = duration.map_or_else(|| "–".to_owned(), fmt_duration),
-            cost = fmt_cost(cost),
-            error = esc(&error),
-        );
+        }
     }
-    out.push_str("</tbody></table>");
-    out
+}
+
+/// The live part of a spec page: summary, task table and timeline.
+pub(crate) fn spec_fragment(frame: &Frame, name: &str, timeline: Option<&Timeline>) -> Markup {
+    let spec = frame
+        .overview
+        .as_deref()
+        .and_then(|o| o.specs.iter().find(|s| s.name == name));
+    let state = frame.shown_state();
+    html! {
+        @if let Some(b) = banner(frame) { (b) }
+        @match (spec, state) {
+            (Some(s), Some(state)) => {
+                (updated(frame))
+                table.summary {
+                    tr { th { "Phase" } td.phase { (s.phase) } }
+                    tr { th { "Progress" } td { (progress(s)) } }
+                    tr { th { "Tasks" } td { (counts(&s.tasks)) } }
+                    tr { th { "Elapsed" } td { (duration_or_dash(s.elapsed_seconds)) } }
+                    tr { th { "Cost" } td { (usd(s.cost_usd)) } }
+                    tr { th { "Tokens" } td { (tokens(s.tokens.total)) } }
+                    @if let Some(p) = &s.paused_until { tr { th { "Paused until" } td { (p) } } }
+                }
+                (task_table(state, s))
+                section #timeline {
+                    h2 { "Timeline" }
+                    @match timeline {
+                        Some(t) => { (timeline_svg(t, name)) (legend()) }
+                        None => { p.empty { "No runs recorded in " code { ".claude/runs/" } " yet." } }
+                    }
+                }
+            }
+            _ => {
+                p.empty #no-spec { "No spec " code { (name) } " in the state (yet)." }
+            }
+        }
+    }
+}
+
+fn task_table(state: &UnifiedState, s: &SpecStatus) -> Markup {
+    let detail = status::spec_detail(state, &s.name, crate::spec::Documents::default(), Ok(None));
+    html! {
+        h2 { "Tasks" }
+        @if detail.tasks.is_empty() {
+            p.empty { "No tasks yet." }
+        } @else {
+            table #tasks {
+                thead { tr { th { "Id" } th { "Title" } th { "Status" } th { "Attempts" }
+                             th { "Duration" } th { "Cost" } th { "Run" } th { "Last error" } } }
+                tbody {
+                    @for t in &detail.tasks {
+                        @let running = s.running_tasks.iter().find(|r| r.id == t.id);
+                        @let duration = running.and_then(|r| r.elapsed_seconds).or(t.duration_seconds);
+                        @let error = match (&t.outcome, &t.error) {
+                            (Some(o), Some(e)) if !e.starts_with(o.as_str()) && o != "success" => format!("{o}: {e}"),
+                            (_, Some(e)) => e.clone(),
+                            (Some(o), None) if t.status == TaskStatus::Failed.as_str() || t.status == TaskStatus::Blocked.as_str() => o.clone(),
+                            _ => String::new(),
+                        };
+                        tr id={ "task-" (t.id) } class={ "st-" (t.status) } data-status=(t.status) {
+                            td { (t.id) }
+                            td { (t.title) }
+                            td.status {
+                                (t.status)
+                                @if let Some(r) = running { br; (activity_line(r)) }
+                            }
+                            td { (t.attempts) }
+                            td { (duration_or_dash(duration)) }
+                            td { (t.cost_usd.map_or_else(|| "–".to_owned(), usd)) }
+                            td {
+                                @if let Some(run) = &t.run_id {
+                                    a.run href=(run_href(&s.name, run)) { "events" }
+                                } @else { "–" }
+                            }
+                            td.error { (error) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Timeline geometry, in SVG user units.
+const TL_WIDTH: f64 = 1000.0;
+const TL_AXIS: f64 = 18.0;
+const TL_LANE: f64 = 22.0;
+const TL_BAR: f64 = 16.0;
+
+/// Tick spacing for a span: the smallest of a few round steps that gives at most 8 ticks.
+fn tick_step(span_secs: f64) -> i64 {
+    const STEPS: [i64; 14] = [
+        1, 5, 10, 15, 30, 60, 300, 600, 900, 1800, 3600, 7200, 21_600, 86_400,
+    ];
+    STEPS
+        .iter()
+        .copied()
+        .find(|s| span_secs / (*s as f64) <= 8.0)
+        .unwrap_or(86_400 * ((span_secs / 86_400.0 / 8.0).ceil().max(1.0) as i64))
+}
+
+/// A tick's label, as precise as its step needs: `10:05:30`, `10:05`, `01-02 10:00`, `01-02`.
+fn tick_label(at: DateTime<Utc>, step: i64, span_secs: f64) -> String {
+    let local = at.with_timezone(&chrono::Local);
+    let format = if step >= 86_400 {
+        "%m-%d"
+    } else if span_secs > 86_400.0 {
+        "%m-%d %H:%M"
+    } else if step >= 60 {
+        "%H:%M"
+    } else {
+        "%H:%M:%S"
+    };
+    local.format(format).to_string()
+}
+
+/// The spec's runs as a Gantt chart in parallel lanes, drawn on the server: each bar is a
+/// run (a link to its page, with a tooltip), split into its stages, capped by how it
+/// ended. Works without JavaScript; the live fragment swaps it like everything else.
+pub(crate) fn timeline_svg(t: &Timeline, spec: &str) -> Markup {
+    let span = (t.end - t.start).num_milliseconds().max(1000) as f64 / 1000.0;
+    let x = |at: DateTime<Utc>| -> f64 {
+        let secs = (at - t.start).num_milliseconds() as f64 / 1000.0;
+        (((secs / span) * (TL_WIDTH - 2.0) + 1.0).clamp(0.0, TL_WIDTH) * 10.0).round() / 10.0
+    };
+    let height = TL_AXIS + TL_LANE * t.lanes.len() as f64 + 4.0;
+    let step = tick_step(span);
+    let first_tick = {
+        let s = t.start.timestamp();
+        (s + step - 1).div_euclid(step) * step
+    };
+    let ticks: Vec<DateTime<Utc>> = (0..)
+        .map(|i| first_tick + i * step)
+        .map_while(|s| DateTime::from_timestamp(s, 0).filter(|d| *d <= t.end))
+        .collect();
+    html! {
+        svg.timeline viewBox={ "0 0 " (TL_WIDTH) " " (height) } role="img"
+            aria-label={ "Timeline of " (spec) "'s runs in " (t.lanes.len()) " lanes" } {
+            @for tick in &ticks {
+                line.tick x1=(x(*tick)) y1=(TL_AXIS - 4.0) x2=(x(*tick)) y2=(height) {}
+                text.tick x=(x(*tick) + 2.0) y=(TL_AXIS - 6.0) { (tick_label(*tick, step, span)) }
+            }
+            @for (lane, runs) in t.lanes.iter().enumerate() {
+                @let y = TL_AXIS + TL_LANE * lane as f64 + (TL_LANE - TL_BAR) / 2.0;
+                @for run in runs {
+                    (timeline_run(run, spec, y, &x))
+                }
+            }
+        }
+    }
+}
+
+fn timeline_run(run: &TimelineRun, spec: &str, y: f64, x: &dyn Fn(DateTime<Utc>) -> f64) -> Markup {
+    let (Some(start), Some(finish)) = (run.start(), run.finish()) else {
+        return html! {};
+    };
+    let (x0, x1) = (x(start), x(finish).max(x(start) + 2.0));
+    let mut tip = format!("{} — {}", run.label(), end_text(&run.end));
+    for s in &run.segments {
+        let secs = (s.to - s.from).num_milliseconds() as f64 / 1000.0;
+        tip.push_str(&format!(
+            "\n{} {} ({})",
+            s.stage.as_str(),
+            clock(&s.from),
+            duration_or_dash(Some(secs))
+        ));
+    }
+    html! {
+        a href=(run_href(spec, &run.run_id)) {
+            g class={ "run end-" (run.end.as_str()) } data-run=(run.run_id) {
+                title { (tip) }
+                @for s in &run.segments {
+                    @let (a, b) = (x(s.from), x(s.to));
+                    rect class={ "seg " (s.stage.as_str()) } x=(a) y=(y) width=(((b - a).max(1.0) * 10.0).round() / 10.0) height=(TL_BAR) {}
+                }
+                rect class="cap" x=((x1 - 3.0).max(x0)) y=(y) width="3" height=(TL_BAR) {}
+                @if x1 - x0 > 44.0 {
+                    text.label x=(x0 + 3.0) y=(y + TL_BAR - 4.0) { (run.label()) }
+                }
+            }
+        }
+    }
+}
+
+fn end_text(end: &RunEnd) -> String {
+    match end {
+        RunEnd::Running => "running".into(),
+        RunEnd::Completed => "completed".into(),
+        RunEnd::Failed { outcome } => match outcome {
+            Some(o) => format!("failed ({o})"),
+            None => "failed".into(),
+        },
+        RunEnd::Stopped { outcome } => match outcome {
+            Some(o) => format!("stopped ({o})"),
+            None => "stopped".into(),
+        },
+    }
+}
+
+fn legend() -> Markup {
+    let stages = [
+        (Stage::Queued, "queued (retry)"),
+        (Stage::Admitted, "admitted"),
+        (Stage::Running, "agent running"),
+        (Stage::Verifying, "verifying"),
+        (Stage::Merging, "merging"),
+    ];
+    html! {
+        p.legend {
+            @for (s, text) in stages {
+                span class={ "key seg-" (s.as_str()) } {} " " (text) " "
+            }
+            "· end: "
+            @for e in ["completed", "failed", "stopped", "running"] {
+                span class={ "key end-" (e) } {} " " (e) " "
+            }
+        }
+    }
+}
+
+/// What a run page shows besides its log.
+pub(crate) struct RunInfo<'a> {
+    pub spec: &'a str,
+    pub run_id: &'a str,
+    pub unit: &'a RunUnit,
+    pub attempt: u32,
+    /// How it ended, from the timeline (None: not known).
+    pub end: Option<&'a RunEnd>,
+}
+
+/// The live part of a run page: what the agent did, step by step.
+pub(crate) fn run_fragment(info: &RunInfo<'_>, log: &RunLog, frame_seq: u64) -> Markup {
+    let a = log.activity();
+    html! {
+        p.updated { "Update #" (frame_seq) @if let Some(at) = &a.last_event_at { " · last event " (crate::fmt::local_time_text(at)) } }
+        table.summary #run-summary {
+            tr { th { "State" } td class={ "end-" (info.end.map_or("unknown", RunEnd::as_str)) } {
+                (info.end.map_or_else(|| "unknown".to_owned(), end_text)) } }
+            @if let Some(s) = &a.session_id { tr { th { "Session" } td { code { (s) } } } }
+            @if let Some(m) = &a.model { tr { th { "Model" } td { (m) } } }
+            tr { th { "Turns" } td #run-turns { (a.turns) } }
+            tr { th { "Tool calls" } td { (a.tool_calls) } }
+            @if let Some(t) = &a.last_tool {
+                tr { th { "Last tool" } td #run-last-tool { (t.name) @if let Some(target) = &t.target { " " code { (target) } } } }
+            }
+            tr { th { "Tokens" } td { (tokens(a.tokens.total())) " (" (a.tokens.input) " in, " (a.tokens.output) " out, "
+                (a.tokens.cache_read) " cache read, " (a.tokens.cache_creation) " cache written)" } }
+            tr { th { "Cost" } td { (a.cost_usd.map_or_else(|| "– (known at the end)".to_owned(), usd)) } }
+            @if let Some(r) = &a.retrying { tr { th { "Waiting" } td.retry { (r) } } }
+            @if a.garbled > 0 { tr { th { "Unreadable lines" } td { (a.garbled) } } }
+        }
+        h2 { "Steps" }
+        @if log.dropped() > 0 {
+            p.empty { (log.dropped()) " earlier lines not shown." }
+        }
+        @if log.steps().is_empty() && log.raw().is_none() {
+            p.empty #no-steps { "The agent has written nothing yet." }
+        }
+        @if !log.steps().is_empty() {
+            ol.steps #steps {
+                @for s in log.steps() {
+                    li class=(step_class(s.kind)) {
+                        @if let Some(t) = &s.at { time { (t) } " " }
+                        (s.text)
+                    }
+                }
+            }
+        }
+        @if let Some(raw) = log.raw() {
+            pre.output #output { (raw) }
+        }
+    }
+}
+
+fn step_class(k: StepKind) -> &'static str {
+    match k {
+        StepKind::Start => "step start",
+        StepKind::Text => "step text",
+        StepKind::Tool => "step tool",
+        StepKind::ToolOk => "step result ok",
+        StepKind::ToolError => "step result error",
+        StepKind::Retry => "step retry",
+        StepKind::Result => "step final",
+        StepKind::Other => "step",
+    }
+}
+
+/// The fixed part of a run page: what ran, and its prompt and other captured files.
+pub(crate) fn run_header(info: &RunInfo<'_>, files: &[(&str, Option<String>)]) -> Markup {
+    let what = match info.unit {
+        RunUnit::Task(id) => format!("task {id}"),
+        RunUnit::Phase(p) => format!("{p} phase"),
+    };
+    html! {
+        p.crumbs {
+            a href={ "/spec/" (url_segment(info.spec)) } { (info.spec) } " / " (what)
+            @if info.attempt > 0 { ", attempt " (info.attempt) }
+            " " small { code { (info.run_id) } }
+        }
+        @for (name, text) in files {
+            @if let Some(t) = text {
+                details { summary { code { (name) } } pre { (t) } }
+            }
+        }
+    }
 }
 
 /// Spec documents the spec page links to: (URL segment, file names tried in order).
@@ -650,10 +656,11 @@ pub(crate) const DOCUMENTS: [(&str, &[&str]); 4] = [
     ),
 ];
 
-/// Render Markdown to HTML with every raw HTML block or span shown as text and every link
-/// to a scheme other than http(s)/mailto (or a relative one) disarmed, so a spec document
-/// can never inject script into the page.
-pub(crate) fn markdown(src: &str) -> String {
+/// Render Markdown with every raw HTML block or span shown as text and every link to a
+/// scheme other than http(s)/mailto (or a relative one) disarmed, so a spec document can
+/// never inject script into the page. The one use of [`PreEscaped`] in the dashboard:
+/// pulldown-cmark escapes the text it writes, and no raw HTML reaches it.
+pub(crate) fn markdown(src: &str) -> Markup {
     use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, html};
     fn safe_url(url: CowStr<'_>) -> CowStr<'_> {
         let lower = url.trim().to_ascii_lowercase();
@@ -706,18 +713,44 @@ pub(crate) fn markdown(src: &str) -> String {
     });
     let mut out = String::with_capacity(src.len() * 2);
     html::push_html(&mut out, parser);
-    out
+    PreEscaped(out)
 }
 
-/// A whole page: head, navigation, `body` (already escaped HTML).
-pub(crate) fn page(title: &str, live_src: Option<&str>, body: &str) -> String {
-    let live = live_src
-        .map(|src| format!(" data-live=\"{}\"", esc(src)))
-        .unwrap_or_default();
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title} · qw dashboard</title><link rel=\"stylesheet\" href=\"/assets/style.css\"><script src=\"/assets/app.js\" defer></script></head><body{live}><header><a class=\"home\" href=\"/\">qw dashboard</a><span id=\"conn\" class=\"conn\" title=\"live updates\"></span></header><main>{body}</main></body></html>",
-        title = esc(title),
-    )
+/// A whole page: head, navigation, `body`. `live_src` is the event stream that keeps the
+/// `#live` element current; without JavaScript, `reload_secs` reloads the page instead.
+pub(crate) fn page(
+    title: &str,
+    live_src: Option<&str>,
+    reload_secs: Option<u32>,
+    body: Markup,
+) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · qw dashboard" }
+                link rel="stylesheet" href="/assets/style.css";
+                script src="/assets/app.js" defer {}
+                @if let Some(s) = reload_secs {
+                    noscript { meta http-equiv="refresh" content=(s); }
+                }
+            }
+            body data-live=[live_src] {
+                header {
+                    a.home href="/" { "qw dashboard" }
+                    span.conn #conn title="live updates" {}
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// A small error page body: a title and a message.
+pub(crate) fn error_body(title: &str, message: Markup) -> Markup {
+    html! { h1 { (title) } p { (message) } }
 }
 
 #[cfg(test)]
@@ -726,81 +759,58 @@ mod tests {
     use std::path::PathBuf;
     use std::sync::Arc;
 
-    fn fixture() -> Value {
+    use chrono::Local;
+
+    use crate::state::Timestamp;
+    use crate::workflow::status::{Activities, Inputs};
+
+    fn fixture() -> UnifiedState {
         serde_json::from_str(include_str!(
             "../../tests/fixtures/python_unified_state.json"
         ))
         .unwrap()
     }
 
-    fn frame(state: StateRead, last_good: Option<Value>) -> Frame {
+    fn now() -> DateTime<Local> {
+        Timestamp::parse("2025-08-05T14:00:00")
+            .unwrap()
+            .as_datetime()
+            .unwrap()
+            .with_timezone(&Local)
+    }
+
+    fn frame(state: StateRead, last_good: Option<UnifiedState>) -> Frame {
+        let last_good = last_good.map(Arc::new);
+        let shown = state.state().cloned().or_else(|| last_good.clone());
+        let none = Activities::new();
+        let overview = shown.map(|s| {
+            Arc::new(status::overview(
+                &s,
+                &Inputs {
+                    now: now(),
+                    profiling: false,
+                    activity: &none,
+                },
+            ))
+        });
         Frame {
             seq: 7,
             state,
-            last_good: last_good.map(Arc::new),
-            read_at: Local::now(),
-            overview: String::new(),
+            last_good,
+            read_at: now(),
+            overview,
+            overview_html: html! {},
         }
-    }
-
-    fn now() -> DateTime<Local> {
-        parse_time("2025-08-05T14:00:00").unwrap()
-    }
-
-    #[test]
-    fn escapes_markup_and_quotes() {
-        assert_eq!(
-            esc("<script>alert('x')</script>&\""),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
-        );
-    }
-
-    #[test]
-    fn task_ids_sort_numerically_per_segment() {
-        let mut ids = vec!["10", "1.1", "2", "1", "1.10", "1.2"];
-        ids.sort_by(|a, b| cmp_task_ids(a, b));
-        assert_eq!(ids, ["1", "1.1", "1.2", "1.10", "2", "10"]);
-    }
-
-    #[test]
-    fn python_fixture_summary() {
-        let state = fixture();
-        let spec = &state["specifications"]["user-auth"];
-        let s = SpecSummary::of("user-auth", spec, now());
-        assert_eq!(s.phase, "implementation");
-        assert_eq!(s.total, 3);
-        assert!((s.progress - 33.333).abs() < 0.01);
-        let count = |st: &str| s.counts.iter().find(|(k, _)| k == st).unwrap().1;
-        assert_eq!(
-            (count("completed"), count("in_progress"), count("failed")),
-            (1, 1, 1)
-        );
-        // created 09:13:02.004411, now 14:00:00
-        let e = s.elapsed.unwrap();
-        assert!((e - 17_217.995).abs() < 0.01, "{e}");
-        assert_eq!(s.cost, None);
-    }
-
-    #[test]
-    fn costs_and_tokens_add_up_over_tasks_unless_the_spec_has_its_own() {
-        let spec = serde_json::json!({"tasks": {
-            "1": {"status": "completed", "cost_usd": 0.25, "input_tokens": 1000, "output_tokens": 500},
-            "2": {"status": "completed", "cost_usd": "0.5", "input_tokens": 200}
-        }});
-        let s = SpecSummary::of("x", &spec, now());
-        assert_eq!(s.cost, Some(0.75));
-        assert_eq!(s.tokens, Some(1700.0));
-        assert!((s.progress - 100.0).abs() < 1e-9);
-        let mut spec = spec;
-        spec["cost_usd"] = serde_json::json!(2.0);
-        assert_eq!(SpecSummary::of("x", &spec, now()).cost, Some(2.0));
     }
 
     #[test]
     fn overview_shows_specs_running_tasks_errors_and_escapes_state_strings() {
         let mut state = fixture();
-        state["specifications"]["user-auth"]["description"] =
-            Value::String("<img src=x onerror=alert(1)>".into());
+        state
+            .specifications
+            .get_mut("user-auth")
+            .unwrap()
+            .description = "<img src=x onerror=alert(1)>".into();
         let g = Gauges {
             load_per_cpu: Some(0.42),
             limit_load_per_cpu: Some(0.85),
@@ -815,25 +825,28 @@ mod tests {
             &OverviewInputs {
                 gauges: &g,
                 log_tail: &tail,
-                now: now(),
             },
-        );
+        )
+        .into_string();
         assert!(html.contains("href=\"/spec/user-auth\""), "{html}");
         assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
         assert!(!html.contains("<img"));
         assert!(html.contains("id=\"running-user-auth-1.1\""));
         assert!(html.contains("Add password hashing"));
+        assert!(html.contains("no agent event yet"));
         assert!(html.contains("Timeout after 300s"));
         assert!(html.contains("0.42 (limit 0.85)"));
         assert!(html.contains("class=\"limit\" x1=\"85\""));
         assert!(html.contains("&lt;b&gt;hi&lt;/b&gt;"));
-        // Unset gauges say so.
         assert!(html.contains("<td class=\"value\">n/a</td>"));
         assert!(!html.contains("id=\"banner\""));
+        // 09:13:02 → 14:00:00 and 1 of 3 done, as `qw status` says.
+        assert!(html.contains("4h 46m"), "{html}");
+        assert!(html.contains("33%"));
     }
 
     #[test]
-    fn corrupt_state_shows_banner_and_last_good_data() {
+    fn corrupt_and_partial_states_show_a_banner_and_what_can_be_read() {
         let f = frame(
             StateRead::Corrupt {
                 path: PathBuf::from("/p/.claude/unified_state.json"),
@@ -841,24 +854,37 @@ mod tests {
             },
             Some(fixture()),
         );
-        let html = spec_fragment(&f, "user-auth", now());
+        let html = spec_fragment(&f, "user-auth", None).into_string();
         assert!(html.contains("id=\"banner\""));
         assert!(html.contains("line 1 column 1"));
         assert!(html.contains("id=\"task-1.1\""));
+        assert!(html.contains("Showing the last readable state"));
+        let partial = frame(
+            StateRead::Partial {
+                path: PathBuf::from("/p/s.json"),
+                state: Arc::new(fixture()),
+                error: "it does not match <the> schema".into(),
+            },
+            None,
+        );
+        let html = spec_fragment(&partial, "user-auth", None).into_string();
+        assert!(html.contains("cannot be read in full: it does not match &lt;the&gt; schema"));
+        assert!(html.contains("id=\"task-10\""));
         let missing = frame(
             StateRead::Missing {
                 path: PathBuf::from("/p/.claude/unified_state.json"),
             },
             None,
         );
-        let html = spec_fragment(&missing, "user-auth", now());
+        let html = spec_fragment(&missing, "user-auth", None).into_string();
         assert!(html.contains("id=\"banner\"") && html.contains("No state file"));
+        assert!(html.contains("id=\"no-spec\""));
     }
 
     #[test]
     fn spec_fragment_lists_tasks_in_id_order_with_status() {
         let f = frame(StateRead::Ok(Arc::new(fixture())), None);
-        let html = spec_fragment(&f, "user-auth", now());
+        let html = spec_fragment(&f, "user-auth", None).into_string();
         let a = html.find("id=\"task-1\"").unwrap();
         let b = html.find("id=\"task-1.1\"").unwrap();
         let c = html.find("id=\"task-10\"").unwrap();
@@ -867,13 +893,97 @@ mod tests {
             html.contains("id=\"task-1.1\" class=\"st-in_progress\" data-status=\"in_progress\"")
         );
         assert!(html.contains("8m 30s"), "{html}");
+        assert!(html.contains("No runs recorded"));
+    }
+
+    #[test]
+    fn timeline_svg_draws_lanes_stages_links_and_ticks() {
+        let at = |s: &str| {
+            Timestamp::parse(s)
+                .unwrap()
+                .as_datetime()
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let seg = |stage, a: &str, b: &str| status::Segment {
+            stage,
+            from: at(a),
+            to: at(b),
+        };
+        let t = Timeline {
+            start: at("2026-01-01T10:00:00Z"),
+            end: at("2026-01-01T10:10:00Z"),
+            lanes: vec![
+                vec![TimelineRun {
+                    run_id: "r<1>".into(),
+                    task: Some("1".into()),
+                    phase: None,
+                    attempt: 1,
+                    segments: vec![
+                        seg(
+                            Stage::Running,
+                            "2026-01-01T10:00:00Z",
+                            "2026-01-01T10:05:00Z",
+                        ),
+                        seg(
+                            Stage::Verifying,
+                            "2026-01-01T10:05:00Z",
+                            "2026-01-01T10:06:00Z",
+                        ),
+                    ],
+                    end: RunEnd::Failed {
+                        outcome: Some("verify_failed".into()),
+                    },
+                }],
+                vec![TimelineRun {
+                    run_id: "r2".into(),
+                    task: Some("2".into()),
+                    phase: None,
+                    attempt: 1,
+                    segments: vec![seg(
+                        Stage::Running,
+                        "2026-01-01T10:02:00Z",
+                        "2026-01-01T10:10:00Z",
+                    )],
+                    end: RunEnd::Running,
+                }],
+            ],
+        };
+        let svg = timeline_svg(&t, "s").into_string();
+        assert!(
+            svg.starts_with("<svg class=\"timeline\" viewBox=\"0 0 1000 66\""),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("href=\"/spec/s/run/r%3C1%3E\""),
+            "run ids are encoded: {svg}"
+        );
+        assert!(svg.contains("class=\"run end-failed\""));
+        assert!(svg.contains("class=\"run end-running\""));
+        assert!(svg.contains("class=\"seg verifying\" x=\"500\""), "{svg}");
+        assert!(svg.contains("failed (verify_failed)"));
+        assert!(svg.contains(">1 #1</text>"));
+        // Ten minutes: a tick every 5 minutes (the smallest round step with at most 8).
+        assert_eq!(svg.matches("class=\"tick\" x1").count(), 3, "{svg}");
+        // SVG elements are closed, so the HTML parser does not nest them.
+        assert_eq!(svg.matches("<rect").count(), svg.matches("</rect>").count());
+        assert!(!svg.contains("r<1>"));
+    }
+
+    #[test]
+    fn tick_steps_are_round() {
+        assert_eq!(tick_step(7.0), 1);
+        assert_eq!(tick_step(600.0), 300);
+        assert_eq!(tick_step(3.0 * 3600.0), 1800);
+        assert_eq!(tick_step(30.0 * 86_400.0), 4 * 86_400);
     }
 
     #[test]
     fn markdown_never_passes_raw_html_or_script_links() {
         let html = markdown(
             "# Title\n\n<script>alert(1)</script>\n\nHi <b onclick=x>there</b> [a](javascript:alert(1)) [b](https://example.com) [c](design.md) ![i](data:text/html,x)\n",
-        );
+        )
+        .into_string();
         assert!(html.contains("<h1>Title</h1>"));
         assert!(!html.contains("<script"), "{html}");
         assert!(!html.contains("<b "), "{html}");
@@ -885,9 +995,24 @@ mod tests {
 
     #[test]
     fn bars_clamp_and_mark_limits() {
-        let b = bar(Some(1.5), Some(0.8), "gauge");
+        let b = bar(Some(1.5), Some(0.8), "gauge").into_string();
         assert!(b.contains("width=\"100\"") && b.contains("fill over") && b.contains("x1=\"80\""));
-        let b = bar(None, None, "gauge");
+        let b = bar(None, None, "gauge").into_string();
         assert!(!b.contains("fill"));
+    }
+
+    #[test]
+    fn pages_escape_titles_and_reload_without_script() {
+        let p = page(
+            "<x>",
+            Some("/events?spec=a&b"),
+            Some(5),
+            html! { p { "hi" } },
+        )
+        .into_string();
+        assert!(p.starts_with("<!DOCTYPE html>"));
+        assert!(p.contains("<title>&lt;x&gt; · qw dashboard</title>"));
+        assert!(p.contains("data-live=\"/events?spec=a&amp;b\""));
+        assert!(p.contains("<noscript><meta http-equiv=\"refresh\" content=\"5\"></noscript>"));
     }
 }

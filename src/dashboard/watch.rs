@@ -4,8 +4,13 @@
 //! `tokio::sync::watch` channel; slow clients simply skip to the newest frame, so memory
 //! stays bounded however many clients listen.
 //!
+//! It also follows the event streams of running tasks (`agent::runs::Follow`, read
+//! incrementally from where it stopped), so a frame is published when an agent does
+//! something even if the state did not change.
+//!
 //! Runs on its own OS thread: reads are small, blocking, and must not stall the server.
 
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,7 +25,10 @@ use tokio::sync::watch;
 use super::GaugeProvider;
 use super::snapshot::{Frame, StateRead, log_tail, parse_state, read_state_bytes};
 use super::view::{OverviewInputs, overview_fragment};
+use crate::agent::runs::{Follow, output_file, run_dir};
 use crate::project::Project;
+use crate::state::UnifiedState;
+use crate::workflow::status::{self, Activities, Inputs};
 
 /// How the watcher behaves.
 pub(crate) struct WatchConfig {
@@ -93,7 +101,9 @@ struct Worker {
     last_sig: Signature,
     last_bytes: Option<Option<Vec<u8>>>,
     last_state: StateRead,
-    last_good: Option<Arc<serde_json::Value>>,
+    last_good: Option<Arc<UnifiedState>>,
+    /// The event streams of running tasks, by run id.
+    follows: HashMap<String, Follow>,
 }
 
 impl Worker {
@@ -107,12 +117,14 @@ impl Worker {
             last_bytes: None,
             last_state: StateRead::Missing { path: state_path },
             last_good: None,
+            follows: HashMap::new(),
         }
     }
 
     /// Read the state and render the first frame.
     fn read_frame(&mut self) -> Frame {
         self.reload();
+        self.poll_runs();
         self.render()
     }
 
@@ -142,11 +154,37 @@ impl Worker {
             },
             Some(b) => parse_state(&self.state_path, b),
         };
-        if let StateRead::Ok(v) = &self.last_state {
+        if let Some(v) = self.last_state.state() {
             self.last_good = Some(Arc::clone(v));
         }
         self.last_bytes = Some(bytes);
         true
+    }
+
+    /// Follow the running tasks of the shown state (new runs from their start, finished
+    /// ones dropped) and read what they appended; true when any wrote an event.
+    fn poll_runs(&mut self) -> bool {
+        let ids = self
+            .last_state
+            .state()
+            .or(self.last_good.as_ref())
+            .map(|s| status::running_run_ids(s))
+            .unwrap_or_default();
+        self.follows.retain(|id, _| ids.contains(id));
+        let mut grew = false;
+        for id in ids {
+            if !self.follows.contains_key(&id) {
+                let Some(path) = run_dir(&self.cfg.project, &id).and_then(|d| output_file(&d))
+                else {
+                    continue;
+                };
+                self.follows.insert(id.clone(), Follow::new(path));
+            }
+            if let Some(f) = self.follows.get_mut(&id) {
+                grew |= f.poll().is_ok_and(|r| !r.is_empty());
+            }
+        }
+        grew
     }
 
     fn render(&mut self) -> Frame {
@@ -154,19 +192,35 @@ impl Worker {
         let now = Local::now();
         let gauges = (self.cfg.gauges)();
         let tail = log_tail(&self.cfg.project.logs_dir(), now);
+        let activity: Activities = self
+            .follows
+            .iter()
+            .map(|(id, f)| (id.clone(), f.activity().clone()))
+            .collect();
+        let shown = self.last_state.state().or(self.last_good.as_ref());
+        let overview = shown.map(|s| {
+            Arc::new(status::overview(
+                s,
+                &Inputs {
+                    now,
+                    profiling: false,
+                    activity: &activity,
+                },
+            ))
+        });
         let mut frame = Frame {
             seq: self.seq,
             state: self.last_state.clone(),
             last_good: self.last_good.clone(),
             read_at: now,
-            overview: String::new(),
+            overview,
+            overview_html: maud::html! {},
         };
-        frame.overview = overview_fragment(
+        frame.overview_html = overview_fragment(
             &frame,
             &OverviewInputs {
                 gauges: &gauges,
                 log_tail: &tail,
-                now,
             },
         );
         frame
@@ -232,7 +286,8 @@ impl Worker {
             // A notification may be about another file in `.claude/` (the lock file,
             // a backup): only a different state, or the refresh timer, publishes.
             let state_changed = changed && self.reload();
-            if state_changed || refresh_due {
+            let agents_moved = self.poll_runs();
+            if state_changed || agents_moved || refresh_due {
                 tx.send_replace(Arc::new(self.render()));
                 next_refresh = Instant::now() + self.cfg.refresh_interval;
             }
@@ -273,7 +328,7 @@ mod tests {
         crate::fs::write_durable(&project.state_file(), br#"{"specifications":{"a":{}}}"#).unwrap();
         assert!(wait_for(
             &mut rx,
-            &|f| matches!(&f.state, StateRead::Ok(v) if v["specifications"].get("a").is_some())
+            &|f| matches!(&f.state, StateRead::Ok(v) if v.specifications.contains_key("a"))
         ));
         crate::fs::write_durable(&project.state_file(), b"{not json").unwrap();
         assert!(wait_for(&mut rx, &|f| matches!(
@@ -285,5 +340,47 @@ mod tests {
             f.state,
             StateRead::Missing { .. }
         )));
+    }
+
+    #[test]
+    fn publishes_what_a_running_agent_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = Project::at(dir.path());
+        crate::fs::create_dir_all(project.claude_dir()).unwrap();
+        let run = "20260101T100000000-s-task-1-a1-abcdef";
+        crate::fs::write_durable(
+            &project.state_file(),
+            serde_json::json!({"agents": {"active_tasks": ["1"]}, "specifications": {"s": {
+                "tasks": {"1": {"id": "1", "status": "in_progress", "run_id": run}}}}})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let events = project.runs_dir().join(run).join("events.jsonl");
+        crate::fs::create_dir_all(events.parent().unwrap()).unwrap();
+        let stream = include_str!("../../tests/fixtures/claude_stream_json_write.jsonl");
+        let first = stream.lines().next().unwrap();
+        crate::fs::write(&events, format!("{first}\n")).unwrap();
+        let (_w, mut rx) = start(WatchConfig {
+            project: project.clone(),
+            gauges: Arc::new(super::super::Gauges::default),
+            poll_interval: Duration::from_millis(50),
+            refresh_interval: Duration::from_secs(3600),
+        })
+        .unwrap();
+        let turns = |f: &Frame| {
+            f.overview
+                .as_ref()
+                .and_then(|o| o.specs[0].running_tasks[0].turns)
+        };
+        assert_eq!(turns(&rx.borrow()), Some(0), "the init line is read");
+        // The state does not change; the agent's next events alone publish a frame.
+        crate::fs::write(&events, stream).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && turns(&rx.borrow_and_update()) != Some(2) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(turns(&rx.borrow()), Some(2));
+        assert!(rx.borrow().overview_html.0.contains("→ Write"));
     }
 }

@@ -186,7 +186,11 @@ pub fn pids_between(after: i32, last: i32, pid_max: i32, cap: usize) -> Option<V
     if last >= after {
         return (count(after, last) <= cap).then(|| (after + 1..=last).collect());
     }
-    let low = if last >= FIRST_REUSED { FIRST_REUSED } else { 1 };
+    let low = if last >= FIRST_REUSED {
+        FIRST_REUSED
+    } else {
+        1
+    };
     (count(after + 1, pid_max) + count(low, last + 1) <= cap)
         .then(|| (after + 1..pid_max).chain(low..=last).collect())
 }
@@ -383,7 +387,10 @@ mod tests {
         assert_eq!(pids_between(10, 10, 100, 10), Some(vec![]));
         assert_eq!(pids_between(10, 30, 100, 10), None);
         // Wrapped past pid_max: the tail, then the reused low pids (from 300).
-        assert_eq!(pids_between(997, 301, 1000, 10), Some(vec![998, 999, 300, 301]));
+        assert_eq!(
+            pids_between(997, 301, 1000, 10),
+            Some(vec![998, 999, 300, 301])
+        );
         assert_eq!(pids_between(97, 2, 100, 10), Some(vec![98, 99, 1, 2]));
         assert_eq!(pids_between(990, 305, 1000, 10), None);
     }

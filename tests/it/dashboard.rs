@@ -32,11 +32,19 @@ struct Dash {
 
 impl Dash {
     fn start(p: &TestProject, extra: &[&str]) -> Dash {
+        Dash::start_wrapped(p, extra, |c| c)
+    }
+
+    /// Start through `wrap` (e.g. under `prlimit`), which must exec `qw` in place.
+    fn start_wrapped(
+        p: &TestProject,
+        extra: &[&str],
+        wrap: impl FnOnce(Command) -> Command,
+    ) -> Dash {
         let m = marker();
         let mut args = vec!["dashboard"];
         args.extend_from_slice(extra);
-        let mut child = p
-            .qw(&args)
+        let mut child = wrap(p.qw(&args))
             .env("QW_TEST_MARKER", &m)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -949,4 +957,236 @@ fn dashboard_in_headless_chromium_shows_a_task_complete_without_reloading() {
         .join("test-artifacts");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("dashboard-task-completed.png"), png).unwrap();
+}
+
+const STREAM: &str = include_str!("../fixtures/claude_stream_json_write.jsonl");
+
+/// A spec `greeter` whose task 1 completed in run `r1` and whose task 2.1 runs now in
+/// run `r2` (its event stream cut after the tool call).
+fn project_with_runs() -> (TestProject, String, String) {
+    let p = TestProject::new();
+    let r1 = "20260101T100000000-greeter-task-1-a1-aaaaaa".to_owned();
+    let r2 = "20260101T100100000-greeter-task-2.1-a1-bbbbbb".to_owned();
+    p.write(
+        ".claude/unified_state.json",
+        &serde_json::json!({
+            "agents": {"active_tasks": ["2.1"]},
+            "specifications": {"greeter": {
+                "name": "greeter", "current_phase": "implementation",
+                "created_at": "2026-01-01T09:59:00Z",
+                "tasks": {
+                    "1": {"id": "1", "status": "completed", "description": "Make <it>", "attempts": 1,
+                          "run_id": r1, "completed_at": "2026-01-01T10:00:40Z"},
+                    "2.1": {"id": "2.1", "status": "in_progress", "description": "Write hello",
+                            "agent": "claude", "attempts": 1, "run_id": r2,
+                            "started_at": "2026-01-01T10:01:00Z"}}}}
+        })
+        .to_string(),
+    );
+    p.write(&format!(".claude/runs/{r1}/prompt.md"), "Do task 1 <now>");
+    p.write(&format!(".claude/runs/{r1}/events.jsonl"), STREAM);
+    p.write(&format!(".claude/runs/{r1}/verify.log"), "ok\n");
+    let lines: Vec<&str> = STREAM.lines().collect();
+    p.write(&format!(".claude/runs/{r2}/prompt.md"), "Do task 2.1");
+    p.write(
+        &format!(".claude/runs/{r2}/events.jsonl"),
+        &format!("{}\n{}\n", lines[0], lines[1]),
+    );
+    // Another spec's run, which greeter's pages must not serve.
+    p.write(
+        ".claude/runs/20260101T100100000-other-task-1-a1-cccccc/events.jsonl",
+        STREAM,
+    );
+    (p, r1, r2)
+}
+
+#[test]
+fn dashboard_links_tasks_to_their_runs_and_draws_the_timeline_live() {
+    let (p, r1, r2) = project_with_runs();
+    let d = Dash::start(&p, &[]);
+
+    // The overview and the spec page say what the running agent does.
+    let home = d.get("/");
+    assert!(home.body.contains("→ Write"), "{}", home.body);
+    let spec = d.get("/spec/greeter");
+    assert_eq!(spec.status, 200);
+    let b = &spec.body;
+    assert!(b.contains("<svg class=\"timeline\""), "{b}");
+    assert!(
+        b.contains(&format!("href=\"/spec/greeter/run/{r1}\"")),
+        "{b}"
+    );
+    assert!(
+        b.contains(&format!("href=\"/spec/greeter/run/{r2}\"")),
+        "{b}"
+    );
+    assert!(b.contains("class=\"run end-completed\""));
+    assert!(b.contains("class=\"run end-running\""));
+    assert!(b.contains("Make &lt;it&gt;"));
+    assert!(
+        b.contains("http-equiv=\"refresh\""),
+        "reloads itself without JavaScript"
+    );
+
+    // A finished run: its steps, its prompt, its verify log.
+    let run1 = d.get(&format!("/spec/greeter/run/{r1}"));
+    assert_eq!(run1.status, 200, "{}", run1.body);
+    assert!(run1.body.contains("→ Write"), "{}", run1.body);
+    assert!(run1.body.contains("result: success"));
+    assert!(run1.body.contains("Do task 1 &lt;now&gt;"));
+    assert!(run1.body.contains("id=\"run-turns\">2<"));
+
+    // A running one updates live as the agent writes.
+    let mut sse = Sse::open(&d, &format!("/events?spec=greeter&run={r2}"));
+    let first = sse.next_update().unwrap();
+    assert!(
+        first.contains("→ Write") && !first.contains("result:"),
+        "{first}"
+    );
+    let rest: String = STREAM.lines().skip(2).map(|l| format!("{l}\n")).collect();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(p.claude().join(format!("runs/{r2}/events.jsonl")))
+        .unwrap();
+    f.write_all(rest.as_bytes()).unwrap();
+    drop(f);
+    sse.until(Duration::from_secs(15), |e| e.contains("result: success"))
+        .expect("the run's end pushed");
+
+    // Runs that are not this spec's, or not runs at all, are not served.
+    for bad in [
+        "20260101T100100000-other-task-1-a1-cccccc".to_owned(),
+        "..%2F..%2Fetc".to_owned(),
+        "20260101T100100000-greeter-task-9-a1-dddddd".to_owned(),
+    ] {
+        let r = d.get(&format!("/spec/greeter/run/{bad}"));
+        assert_eq!(r.status, 404, "{bad}");
+        let r = d.get(&format!("/events?spec=greeter&run={bad}"));
+        assert_eq!(r.status, 404, "stream of {bad}");
+    }
+}
+
+/// Open descriptors of `pid`.
+fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// `c` run under `prlimit --nofile=LIMIT` (util-linux), which execs it in place.
+fn under_prlimit(c: Command, nofile: &str) -> Command {
+    let mut w = Command::new("prlimit");
+    w.arg(format!("--nofile={nofile}"))
+        .arg("--")
+        .arg(c.get_program())
+        .args(c.get_args());
+    for (k, v) in c.get_envs() {
+        match v {
+            Some(v) => w.env(k, v),
+            None => w.env_remove(k),
+        };
+    }
+    w
+}
+
+/// The soft open-file limit of `pid`, from `/proc/PID/limits`.
+fn soft_nofile(pid: i32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+#[test]
+fn dashboard_answers_the_owner_while_1100_strangers_hold_sockets() {
+    const IDLE: usize = 1000;
+    const HALF_SENT: usize = 50;
+    const SLOW: usize = 50;
+    // This test holds 1 100 sockets itself.
+    let (soft, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let want = 4096.min(hard);
+    if soft < want {
+        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, want, hard)
+            .unwrap();
+    }
+    assert!(
+        want >= 1500,
+        "the test needs 1 500 descriptors; the hard limit is {hard}"
+    );
+
+    // The soft limit is raised to the hard one at start.
+    let p = project_with_fixture();
+    let d = Dash::start_wrapped(&p, &[], |c| under_prlimit(c, "1024:4096"));
+    assert_eq!(soft_nofile(d.pid()), 4096);
+    drop(d);
+
+    // The usual 1 024, soft and hard.
+    let d = Dash::start_wrapped(&p, &[], |c| under_prlimit(c, "1024:1024"));
+    let pid = d.pid();
+    assert_eq!(d.get("/").status, 200);
+    // The owner's live stream, open before the strangers come: never shed.
+    let mut sse = Sse::open(&d, "/events?spec=user-auth");
+    assert!(sse.next_update().is_some());
+    let baseline = fd_count(pid);
+
+    let connect =
+        || TcpStream::connect_timeout(&d.addr.parse().unwrap(), Duration::from_secs(10)).ok();
+    let mut strangers: Vec<TcpStream> = (0..IDLE).filter_map(|_| connect()).collect();
+    for _ in 0..HALF_SENT {
+        if let Some(mut s) = connect() {
+            let _ =
+                s.write_all(format!("GET / HTTP/1.1\r\nHost: {}\r\nX-Slow: ", d.addr).as_bytes());
+            strangers.push(s);
+        }
+    }
+    let slow: Vec<TcpStream> = (0..SLOW).filter_map(|_| connect()).collect();
+    assert!(
+        strangers.len() + slow.len() >= 1000,
+        "the strangers could connect"
+    );
+    // Slow loris: one byte a second on each, until told to stop.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = std::sync::Arc::clone(&stop);
+    let loris = std::thread::spawn(move || {
+        let mut slow = slow;
+        let head = b"GET / HTTP/1.1\r\nX-A: b";
+        let mut i = 0;
+        while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+            for s in &mut slow {
+                let _ = s.write_all(&[head[i.min(head.len() - 1)]]);
+            }
+            i += 1;
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+
+    // The owner is answered (the harness bounds the wait at 20 s per read).
+    let page = d.get("/spec/user-auth");
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.body.contains("id=\"task-1.1\""));
+    // A stranger without a token still gets nothing.
+    let r = http(&d.addr, &format!("GET / HTTP/1.1\r\nHost: {}\r\n", d.addr));
+    assert_eq!(r.status, 401);
+    // The owner's stream was not shed: it still receives changes.
+    write_state(&p, &fixture_with_task_status("completed"));
+    sse.until(Duration::from_secs(20), |e| {
+        e.contains("data-status=\"completed\"")
+    })
+    .expect("the owner's stream survived the strangers");
+    assert!(
+        fd_count(pid) < 1024,
+        "below the open-file limit: {}",
+        fd_count(pid)
+    );
+
+    // The strangers leave: the server's descriptors return to the baseline.
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    loris.join().unwrap();
+    drop(strangers);
+    let back = wait_until(Duration::from_secs(30), || fd_count(pid) <= baseline);
+    assert!(back, "descriptors {} > baseline {baseline}", fd_count(pid));
+    assert_eq!(d.get("/").status, 200);
 }

@@ -79,10 +79,13 @@ fn status_reads_the_python_fixture() {
             "tokens",
             "paused_until",
             "running",
+            "running_tasks",
+            "created_at",
+            "elapsed_seconds",
             "last_error",
             "next_step"
         ]),
-        "no timings without performance_profiling"
+        "no timings without performance_profiling; fields are only ever added"
     );
     assert_eq!(s["name"], "user-auth");
     assert_eq!(s["phase"], "implementation");
@@ -169,7 +172,7 @@ fn status_includes_timings_when_performance_profiling_is_on() {
         text.contains("phases: requirements_generation 16m 58s, design_creation 15m 10s"),
         "{text}"
     );
-    assert!(text.contains("slowest 1 8m 30s, 10 5m 0s"), "{text}");
+    assert!(text.contains("slowest 1 8m 30s, 10 5m 00s"), "{text}");
 }
 
 #[test]
@@ -377,4 +380,73 @@ fn status_of_a_corrupt_or_missing_state_exits_0() {
         .flatten()
         .any(|e| e.file_name().to_string_lossy().starts_with("corrupted_"));
     assert!(quarantined);
+}
+
+const STREAM: &str = include_str!("../fixtures/claude_stream_json_write.jsonl");
+
+/// A state with task 2.1 of `greeter` running in run folder `run`, whose event stream
+/// holds `events` so far.
+fn running_project(run: &str, events: &str) -> TestProject {
+    let p = TestProject::new();
+    p.write(
+        ".claude/unified_state.json",
+        &serde_json::json!({
+            "agents": {"active_tasks": ["2.1"]},
+            "specifications": {"greeter": {
+                "name": "greeter", "current_phase": "implementation",
+                "workflow_options": {"agent": "claude", "parallel": 2, "task_timeout_s": 900.0,
+                                     "grace_s": 5.0, "attempts": 3, "retry_delay_s": 5.0},
+                "tasks": {"2.1": {"id": "2.1", "status": "in_progress", "description": "Write hello",
+                                  "agent": "claude", "attempts": 1, "run_id": run,
+                                  "started_at": chrono::Local::now().to_rfc3339()}}}}
+        })
+        .to_string(),
+    );
+    p.write(&format!(".claude/runs/{run}/events.jsonl"), events);
+    p
+}
+
+#[test]
+fn status_shows_what_a_running_agent_is_doing_from_a_partial_stream() {
+    let run = "20260101T100000000-greeter-task-2.1-a1-abcdef";
+    // Two whole events (init, a Write) and half of the tool result: the agent is mid-run.
+    let lines: Vec<&str> = STREAM.lines().collect();
+    let p = running_project(
+        run,
+        &format!("{}\n{}\n{}", lines[0], lines[1], &lines[2][..50]),
+    );
+    let v = json_out(&p, &["status"]);
+    let r = &v["specs"][0]["running_tasks"][0];
+    assert_eq!(r["id"], "2.1", "{v}");
+    assert_eq!(r["run_id"], run);
+    assert_eq!(r["turns"], 1);
+    assert_eq!(r["last_tool"]["name"], "Write");
+    assert_eq!(r["last_tool"]["target"], "/home/dev/project/hello.txt");
+    assert_eq!(r["tokens"]["input"], 1000);
+    assert_eq!(r["tokens"]["output"], 1);
+    assert!(r["cost_usd"].is_null(), "no result yet: {r}");
+    assert!(r["last_event_at"].is_string(), "{r}");
+    assert_eq!(r["timeout_seconds"], 900.0);
+    assert_eq!(v["specs"][0]["running"], serde_json::json!(["2.1"]));
+
+    let out = p.run(&["status"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("running 2.1")
+            && text.contains("1 turn · → Write /home/dev/project/hello.txt"),
+        "{text}"
+    );
+
+    // The whole stream: the result gives the cost; a garbled line is skipped.
+    let p = running_project(run, &format!("not json\n{STREAM}"));
+    let v = json_out(&p, &["status"]);
+    let r = &v["specs"][0]["running_tasks"][0];
+    assert_eq!(r["cost_usd"], 0.01, "{r}");
+    assert_eq!(r["turns"], 2);
+
+    // A run id that tries to leave `.claude/runs/` is not followed.
+    let p = running_project("../../etc", "");
+    let v = json_out(&p, &["status"]);
+    assert!(v["specs"][0]["running_tasks"][0]["turns"].is_null(), "{v}");
 }
