@@ -302,8 +302,10 @@ pub const ALLOWED_OPTIONS: &[&str] = &[
     "restore",
     "clean",
     "days",
-    // sweep.
+    // sweep (`--slurm` asks Slurm for this user's orphaned qw jobs; `--project-only`,
+    // required, still limits it to this project's).
     "project_only",
+    "slurm",
     // worktrees.
     "prune",
     "spec",

@@ -148,6 +148,12 @@ impl ExecArgs {
                 "stderr-file" => once(&mut a.stderr_file, value()?.into())?,
                 "run-id" => once(&mut a.run_id, value()?.into_string().ok()?)?,
                 "env" => a.env.push(value()?),
+                "env-file" => once(&mut a.env_file, value()?.into())?,
+                "executor" => {
+                    let kind = clap::ValueEnum::from_str(value()?.to_str()?, false).ok()?;
+                    once(&mut a.executor.executor, kind)?;
+                }
+                "slurm-arg" => a.executor.slurm_args.push(value()?.into_string().ok()?),
                 // `require_equals`: `--admit` alone means normal, a value needs `=`.
                 "admit" if inline != Some("") => {
                     once(&mut a.admit, inline.unwrap_or("normal").to_owned())?;
@@ -629,6 +635,7 @@ mod tests {
                     args.extend(os(&[&flag, "2.5"]))
                 }
                 "env" => args.extend(os(&[&flag, "K=V"])),
+                "executor" => args.extend(os(&[&flag, "local"])),
                 _ => args.extend(os(&[&flag, "value"])),
             }
             args.extend(os(&["--", "prog"]));

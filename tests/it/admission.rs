@@ -338,6 +338,8 @@ fn admission_corrupt_or_bad_settings_exit_2_and_stay_untouched() {
     );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), bad);
 
+    // A bad `--admit` value with valid settings names the value.
+    p.write(".claude/settings.local.json", "{}");
     let out = p.run(&["exec", "--admit=huge", "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("`huge`"), "{}", stderr(&out));
