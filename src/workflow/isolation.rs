@@ -14,7 +14,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::progress::{Event, Progress};
+use super::reporter::progress::{Event, Progress};
 use super::{Isolation, Options, WorkflowError};
 use crate::agent::TaskJob;
 use crate::agent::outcome::{AgentRun, Outcome};

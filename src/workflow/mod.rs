@@ -12,16 +12,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod budget;
-mod commit;
-mod driver;
 mod isolation;
-pub mod progress;
 mod report;
-mod scheduler;
+mod reporter;
+mod runner;
 pub mod status;
 
 pub use budget::Budget;
-pub use driver::{Ending, Summary, Workflow};
+pub use reporter::progress;
+pub use runner::{Ending, Summary, Workflow};
 
 /// Which agent does the work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::driver::Ending;
+use super::runner::Ending;
 use crate::agent::outcome::AgentRun;
 use crate::spec::tasks::TaskList;
 use crate::state::{TaskStatus, UnifiedState};

@@ -5,6 +5,8 @@
 //! run, or by the user) is skipped, and tasks completed in the state or ticked in
 //! `tasks.md` are not run again.
 
+mod scheduler;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -15,8 +17,8 @@ use serde_json::json;
 
 use super::budget::Budget;
 use super::isolation::{self, TaskSpace};
-use super::progress::{Event, Progress};
-use super::{AgentKind, OPTIONS_KEY, Options, WorkflowError, report, scheduler};
+use super::reporter::progress::{Event, Progress};
+use super::{AgentKind, OPTIONS_KEY, Options, WorkflowError, report};
 use crate::admission::Admission;
 use crate::agent::outcome::{AgentRun, Outcome};
 use crate::agent::{self, Agent, Job, Phase as AgentPhase, RunLimits, TaskJob};
@@ -104,7 +106,7 @@ pub(crate) struct Run<'a> {
     pub project: &'a Project,
     pub store: StateStore,
     /// Batches the task threads' state updates (see `commit.rs`).
-    pub commit: super::commit::Committer,
+    pub commit: super::reporter::commit::Committer,
     pub spec: Spec,
     pub name: &'a str,
     pub description: String,
@@ -120,7 +122,7 @@ pub(crate) struct Run<'a> {
     /// Why work was paused (usage limit, budget), if it was.
     pub pause: Mutex<Option<(String, Option<String>)>>,
     /// Ticks tasks.md, batching the ticks of tasks that finish together.
-    pub ticker: super::commit::Ticker,
+    pub ticker: super::reporter::commit::Ticker,
     /// Record a `system_stats` snapshot with each task (dev mode `resource_monitoring`).
     pub resource_monitoring: bool,
     /// Where tasks work: their own git worktrees, or the project's tree.
@@ -180,8 +182,8 @@ impl Workflow {
         let executor = LocalExecutor::new(&self.qw);
         let run = Run {
             project: &self.project,
-            commit: super::commit::Committer::start(store.clone()),
-            ticker: super::commit::Ticker::start(spec.tasks_path()),
+            commit: super::reporter::commit::Committer::start(store.clone()),
+            ticker: super::reporter::commit::Ticker::start(spec.tasks_path()),
             store,
             description,
             spec,

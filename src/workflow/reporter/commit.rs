@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use super::WorkflowError;
 use crate::state::{StateStore, UnifiedState};
+use crate::workflow::WorkflowError;
 
 type Request<T> = (T, mpsc::SyncSender<Result<(), String>>);
 

@@ -12,13 +12,13 @@ use std::sync::mpsc;
 
 use serde_json::json;
 
-use super::WorkflowError;
-use super::driver::{Run, attempts, not_started, spec_entry, task_job};
-use super::progress::{Event, Progress};
+use super::{Run, attempts, not_started, spec_entry, task_job};
 use crate::agent::outcome::AgentRun;
 use crate::agent::{Job, Phase as AgentPhase};
 use crate::spec::tasks::{Task, TaskList};
 use crate::state::TaskStatus;
+use crate::workflow::WorkflowError;
+use crate::workflow::reporter::progress::{Event, Progress};
 
 /// What the implementation phase achieved.
 #[derive(Debug, Default, Clone)]
