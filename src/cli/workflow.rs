@@ -199,9 +199,10 @@ fn drive(ctx: &Ctx, name: &str, description: &str, options: Options, dry_run: bo
             Ending::Completed => exit::SUCCESS,
             Ending::Failed => exit::FAILED,
             Ending::Interrupted(sig) => exit::EXEC_SIGNAL_BASE + sig,
-            Ending::Paused { until, reason } => {
+            Ending::Paused(reason) => {
+                let until = reason.resets_at();
                 if options.wait_for_reset
-                    && let Some(wait) = until.as_deref().and_then(until_from_now)
+                    && let Some(wait) = until.and_then(until_from_now)
                 {
                     crate::diag!(
                         "qw: paused ({reason}); waiting {:.0}s for the reset (--wait-for-reset)",

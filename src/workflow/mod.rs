@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod budget;
+pub mod events;
 mod isolation;
 mod report;
 mod reporter;
@@ -19,8 +20,9 @@ mod runner;
 pub mod status;
 
 pub use budget::Budget;
+pub use events::{Ending, StopReason, Summary};
 pub use reporter::progress;
-pub use runner::{Ending, Summary, Workflow};
+pub use runner::Workflow;
 
 /// Which agent does the work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

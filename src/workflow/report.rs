@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::runner::Ending;
+use super::events::Ending;
 use crate::agent::outcome::AgentRun;
 use crate::spec::tasks::TaskList;
 use crate::state::{TaskStatus, UnifiedState};
@@ -32,9 +32,9 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
     let verdict = match input.ending {
         Ending::Completed => "**Completed.** Every task completed and validation passed.".to_owned(),
         Ending::Failed => "**Failed.** Some work did not complete; see below. Fix the cause, then run `qw workflow-continue NAME` (completed tasks are not run again) or `qw workflow-reset NAME`.".replace("NAME", input.name),
-        Ending::Paused { reason, until } => format!(
+        Ending::Paused(reason) => format!(
             "**Paused** ({reason}){}. Run `qw workflow-continue {}` to resume.",
-            until.as_ref().map(|u| format!(" until {u}")).unwrap_or_default(),
+            reason.resets_at().map(|u| format!(" until {u}")).unwrap_or_default(),
             input.name
         ),
         Ending::Interrupted(sig) => format!(

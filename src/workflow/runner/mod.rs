@@ -6,16 +6,17 @@
 //! `tasks.md` are not run again.
 
 mod scheduler;
+mod stop;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use self::stop::Stop;
 use super::budget::Budget;
+use super::events::{Ending, StopReason, Summary};
 use super::isolation::{self, TaskSpace};
 use super::reporter::progress::{Event, Progress};
 use super::{AgentKind, OPTIONS_KEY, Options, WorkflowError, report};
@@ -28,55 +29,6 @@ use crate::project::Project;
 use crate::spec::Spec;
 use crate::spec::tasks::TaskList;
 use crate::state::{self, CompletedPhase, Phase, StateStore, TaskStatus, Timestamp, UnifiedState};
-
-/// How a workflow run ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Ending {
-    /// Every task completed and validation passed.
-    Completed,
-    /// Some work failed; the report says which and why.
-    Failed,
-    /// A usage limit or a cost ceiling stopped new work; `workflow-continue` resumes.
-    Paused {
-        /// Why.
-        reason: String,
-        /// When a usage limit resets, if known.
-        until: Option<String>,
-    },
-    /// A signal stopped the run; its number.
-    Interrupted(i32),
-}
-
-impl Ending {
-    /// The word used in events and reports.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Ending::Completed => "completed",
-            Ending::Failed => "failed",
-            Ending::Paused { .. } => "paused",
-            Ending::Interrupted(_) => "interrupted",
-        }
-    }
-}
-
-/// The result of [`Workflow::run`].
-#[derive(Debug, Clone)]
-pub struct Summary {
-    /// How it ended.
-    pub ending: Ending,
-    /// Completed leaf tasks.
-    pub completed: usize,
-    /// All leaf tasks.
-    pub total: usize,
-    /// USD spent in this run.
-    pub cost_usd: f64,
-    /// The report written.
-    pub report: Option<PathBuf>,
-    /// Tasks that failed in this run.
-    pub failed: Vec<String>,
-    /// Tasks blocked by a failed dependency.
-    pub blocked: Vec<String>,
-}
 
 /// One workflow run for one spec.
 #[derive(Debug)]
@@ -117,10 +69,8 @@ pub(crate) struct Run<'a> {
     pub budget: Budget,
     pub cancel: &'a Cancel,
     pub progress: &'a Progress,
-    /// Set when no new work may start (fail-fast, pause, interrupt).
-    pub stop: AtomicBool,
-    /// Why work was paused (usage limit, budget), if it was.
-    pub pause: Mutex<Option<(String, Option<String>)>>,
+    /// Whether new work may start, and if not why (fail-fast, pause, signal).
+    pub stop: Stop<'a>,
     /// Ticks tasks.md, batching the ticks of tasks that finish together.
     pub ticker: super::reporter::commit::Ticker,
     /// Record a `system_stats` snapshot with each task (dev mode `resource_monitoring`).
@@ -200,8 +150,7 @@ impl Workflow {
             ),
             cancel,
             progress: &progress,
-            stop: AtomicBool::new(false),
-            pause: Mutex::new(None),
+            stop: Stop::new(cancel),
             resource_monitoring: dev.resource_monitoring(),
             space,
         };
@@ -310,16 +259,10 @@ fn drive(run: &Run<'_>, progress: &Progress, started: Instant) -> Result<Summary
     summary.failed = outcome.failed.clone();
     summary.blocked = outcome.blocked.clone();
 
-    let pause = run.pause.lock().ok().and_then(|p| p.clone());
-    summary.ending = if let Some(sig) = run.cancel.pending() {
-        Ending::Interrupted(sig)
-    } else if let Some((reason, until)) = pause {
-        Ending::Paused { reason, until }
-    } else if failure.is_some() || outcome.completed < outcome.total {
-        Ending::Failed
-    } else {
-        Ending::Completed
-    };
+    summary.ending = Ending::decide(
+        run.stop.reason(),
+        failure.is_none() && outcome.completed == outcome.total,
+    );
     summary.cost_usd = run.budget.spent();
 
     let state = run.store.load()?;
@@ -339,8 +282,8 @@ fn drive(run: &Run<'_>, progress: &Progress, started: Instant) -> Result<Summary
     if summary.ending == Ending::Completed {
         complete_phase(run, Phase::Complete)?;
     }
-    if let Ending::Paused { until, .. } = &summary.ending {
-        let until = until.clone();
+    if let Ending::Paused(reason) = &summary.ending {
+        let until = reason.resets_at().map(str::to_owned);
         run.store.update(|s| {
             if let Some(spec) = s.specifications.get_mut(run.name) {
                 spec.paused_until = until.or_else(|| Some("unknown".into()));
@@ -402,10 +345,10 @@ fn document_phase(
         }
         return Ok(None);
     }
-    if run.stop.load(Ordering::SeqCst) || run.cancel.pending().is_some() {
+    if run.stop.is_stopping() {
         return Ok(Some(AgentRun::from_outcome(
             Outcome::KilledByUser {
-                signal: run.cancel.pending(),
+                signal: run.stop.signal(),
             },
             "stopped before this phase started",
         )));
@@ -458,16 +401,21 @@ pub(crate) fn attempts(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        if let Some(sig) = run.cancel.pending() {
+        if let Some(sig) = run.stop.signal() {
             return Ok(AgentRun::from_outcome(
                 Outcome::KilledByUser { signal: Some(sig) },
                 "interrupted before the attempt started",
             ));
         }
         if let Err(outcome) = run.budget.start(&budget_key) {
-            let evidence = budget_evidence(&outcome).unwrap_or_else(|| outcome.to_string());
-            let r = AgentRun::from_outcome(outcome, evidence);
-            pause(run, &r);
+            let mut r = AgentRun::from_outcome(outcome, "");
+            let reason = StopReason::for_run(&r);
+            r.evidence = reason
+                .as_ref()
+                .map_or_else(|| r.outcome.to_string(), ToString::to_string);
+            if let Some(reason) = reason {
+                run.stop.request(reason);
+            }
             run.store.update(|s| {
                 if let Some(t) = task {
                     let entry = spec_entry(s, run.name).tasks.entry(t.id.clone()).or_default();
@@ -506,7 +454,7 @@ pub(crate) fn attempts(
                     });
                     told = Some(Instant::now());
                 }
-                if run.cancel.pending().is_some() {
+                if run.stop.signal().is_some() {
                     std::ops::ControlFlow::Break(())
                 } else {
                     std::ops::ControlFlow::Continue(())
@@ -544,9 +492,10 @@ pub(crate) fn attempts(
             r.duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
         }
         run.budget.finish(&budget_key, r.cost_usd);
-        let stopping = run.stop.load(Ordering::SeqCst) || run.cancel.pending().is_some();
-        let will_retry =
-            !r.outcome.is_success() && r.outcome.is_retryable() && attempt < max && !stopping;
+        let will_retry = !r.outcome.is_success()
+            && r.outcome.is_retryable()
+            && attempt < max
+            && !run.stop.is_stopping();
         record_attempt(run, label, task, attempt, &r, &run_dir, will_retry)?;
         if task.is_some() {
             run.progress.emit(Event::TaskFinished {
@@ -568,8 +517,8 @@ pub(crate) fn attempts(
                 ),
             });
         }
-        if r.outcome.pauses_workflow() {
-            pause(run, &r);
+        if let Some(reason) = StopReason::for_run(&r) {
+            run.stop.request(reason);
         }
         if !will_retry {
             return Ok(r);
@@ -582,29 +531,6 @@ fn run_label(label: &str, task: Option<&crate::spec::tasks::Task>, attempt: u32)
     match task {
         Some(t) => format!("task-{}-a{attempt}", t.id),
         None => format!("{label}-a{attempt}"),
-    }
-}
-
-fn budget_evidence(outcome: &Outcome) -> Option<String> {
-    match outcome {
-        Outcome::BudgetExceeded {
-            limit,
-            limit_usd,
-            spent_usd,
-        } => Some(format!(
-            "the {limit} cost ceiling of ${limit_usd:.2} would be crossed (${spent_usd:.2} spent); raise it and run `qw workflow-continue`"
-        )),
-        _ => None,
-    }
-}
-
-/// Stop new work and remember why (usage limit or budget).
-fn pause(run: &Run<'_>, r: &AgentRun) {
-    run.stop.store(true, Ordering::SeqCst);
-    if let Ok(mut p) = run.pause.lock()
-        && p.is_none()
-    {
-        *p = Some((r.evidence.clone(), r.resets_at.clone()));
     }
 }
 

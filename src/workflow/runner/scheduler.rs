@@ -7,7 +7,6 @@
 //! is forwarded to them by the executor).
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
 use serde_json::json;
@@ -18,6 +17,7 @@ use crate::agent::{Job, Phase as AgentPhase};
 use crate::spec::tasks::{Task, TaskList};
 use crate::state::TaskStatus;
 use crate::workflow::WorkflowError;
+use crate::workflow::events::StopReason;
 use crate::workflow::reporter::progress::{Event, Progress};
 
 /// What the implementation phase achieved.
@@ -62,7 +62,7 @@ pub(crate) fn run_tasks(
     std::thread::scope(|scope| -> Result<(), WorkflowError> {
         let (tx, rx) = mpsc::channel::<(String, Result<AgentRun, WorkflowError>)>();
         loop {
-            let may_start = !run.stop.load(Ordering::SeqCst) && run.cancel.pending().is_none();
+            let may_start = !run.stop.is_stopping();
             if may_start {
                 for t in tasks.ready(&completed) {
                     if running.len() >= parallel {
@@ -94,9 +94,9 @@ pub(crate) fn run_tasks(
                     | crate::agent::outcome::Outcome::BudgetExceeded { .. }
                     | crate::agent::outcome::Outcome::UsageLimited
             ) {
-                failed.insert(id);
+                failed.insert(id.clone());
                 if run.options.fail_fast {
-                    run.stop.store(true, Ordering::SeqCst);
+                    run.stop.request(StopReason::FailFast { task: id.clone() });
                     progress.emit(Event::Note {
                         message: "--fail-fast: no new task starts; running ones finish".into(),
                     });
