@@ -8,9 +8,9 @@ use super::{CliError, CmdResult, Ctx};
 use crate::exec::Cancel;
 use crate::exit;
 use crate::state::StateStore;
-use crate::workflow::progress::plain_line;
+use crate::workflow::progress::finished_line;
 use crate::workflow::{
-    AgentKind, Ending, Isolation, OPTIONS_KEY, Options, Workflow, WorkflowError, progress,
+    AgentKind, Ending, Isolation, OPTIONS_KEY, Options, Workflow, WorkflowError,
 };
 
 /// Options shared by `workflow-auto` and `workflow-continue` (on `continue` each one
@@ -183,17 +183,8 @@ fn drive(ctx: &Ctx, name: &str, description: &str, options: Options, dry_run: bo
             quiet: ctx.global.quiet,
         };
         let summary = workflow.run(&cancel).map_err(to_cli)?;
-        if !ctx.global.json {
-            let finished = progress::Event::Finished {
-                result: summary.ending.as_str().to_owned(),
-                completed: summary.completed,
-                total: summary.total,
-                cost_usd: summary.cost_usd,
-                report: summary.report.as_ref().map(|p| p.display().to_string()),
-            };
-            if !dry_run && let Some(line) = plain_line(&finished) {
-                super::out::line(line)?;
-            }
+        if !ctx.global.json && !dry_run {
+            super::out::line(finished_line(&summary))?;
         }
         return Ok(match summary.ending {
             Ending::Completed => exit::SUCCESS,

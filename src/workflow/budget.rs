@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::agent::outcome::Outcome;
+use crate::state::UnifiedState;
 
 /// The ceilings and what has been spent against them.
 #[derive(Debug, Default)]
@@ -109,6 +110,17 @@ impl Budget {
     pub fn spent(&self) -> f64 {
         self.inner.lock().map(|s| s.run).unwrap_or(0.0)
     }
+}
+
+/// What earlier runs spent today (the state's `cost_ledger`), for the daily ceiling.
+pub(crate) fn spent_today(state: &UnifiedState) -> f64 {
+    let today = chrono::Local::now().format("%Y-%m-%d").to_string();
+    state
+        .extra
+        .get("cost_ledger")
+        .and_then(|l| l.get(&today))
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or(0.0)
 }
 
 #[cfg(test)]

@@ -1,14 +1,261 @@
-//! The vocabulary of a running workflow: why work stops ([`StopReason`]) and how a run
-//! ended ([`Ending`], [`Summary`]).
+//! The vocabulary of a running workflow: what happened ([`Event`], [`EventKind`]), to
+//! which unit of work ([`Unit`]), why work stops ([`StopReason`]) and how a run ended
+//! ([`Ending`], [`Summary`]).
 //!
 //! Owns: these types and their wording. Must not: do anything with them — the runner
-//! produces them, the reporters read them.
+//! emits events, the reporters (the recorder, the progress display, …) read them, and
+//! no reader's needs shape the runner beyond what an event carries.
 
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, FixedOffset, SubsecRound};
 use serde::Serialize;
+use serde_json::{Map, Value};
 
+use super::Options;
+use crate::agent::Phase as AgentPhase;
 use crate::agent::outcome::{AgentRun, Outcome};
+use crate::spec::tasks::Task;
+use crate::state::Phase;
+
+/// One thing that happened in a workflow run.
+#[derive(Debug, Clone)]
+pub struct Event<'a> {
+    /// When it happened (local time, to the microsecond, like the state's timestamps).
+    pub at: DateTime<FixedOffset>,
+    /// What happened.
+    pub kind: EventKind<'a>,
+}
+
+impl<'a> Event<'a> {
+    /// `kind`, happening now.
+    pub fn now(kind: EventKind<'a>) -> Event<'a> {
+        Event {
+            at: chrono::Local::now().trunc_subsecs(6).fixed_offset(),
+            kind,
+        }
+    }
+}
+
+/// What happened. In the order a run produces them: `RunStarted`, `SpecReady`, per
+/// phase `PhaseStarted` … `PhaseFinished` (skipped phases only finish), in between per
+/// unit `AttemptStarted` → `AttemptFinished` (repeated while `will_retry`) or
+/// `AttemptNotStarted`, for the implementation `TasksPlanned` first and `TasksBlocked`
+/// last, and `Finished` once the report is written. `Stopping`, `AdmissionWaiting` and
+/// `Note` may come at any time. Task threads emit concurrently, so the events of two
+/// tasks interleave; the events of one unit are in order.
+#[derive(Debug, Clone)]
+pub enum EventKind<'a> {
+    /// A workflow run starts (the workflow lock is held, the state backed up).
+    RunStarted {
+        /// The spec's description.
+        description: &'a str,
+        /// The options of this run (saved so `workflow-continue` resumes alike).
+        options: &'a Options,
+        /// A `system_stats` snapshot of the machine.
+        system_stats: Option<Map<String, Value>>,
+    },
+    /// The spec exists; `steering` tells whether steering documents were found.
+    SpecReady {
+        /// `.claude/steering/` holds product, tech or structure documents.
+        steering: bool,
+    },
+    /// A phase starts its work.
+    PhaseStarted {
+        /// The phase.
+        phase: Phase,
+    },
+    /// A phase ended (or was skipped: its work was done before).
+    PhaseFinished {
+        /// The phase.
+        phase: Phase,
+        /// How.
+        result: PhaseResult<'a>,
+        /// One line of detail (empty when there is nothing to add).
+        detail: String,
+    },
+    /// The implementation phase knows its leaf tasks and which are already done.
+    TasksPlanned {
+        /// Every leaf of tasks.md, in file order.
+        leaves: &'a [&'a Task],
+        /// The ids completed before this run (ticked in the file or in the state).
+        completed: &'a HashSet<String>,
+    },
+    /// The tasks.md the agent wrote does not parse: the task generation failed.
+    TaskListInvalid {
+        /// Why, naming the file.
+        error: &'a str,
+    },
+    /// A unit waits for resource admission (at most every 30 s).
+    AdmissionWaiting {
+        /// The unit.
+        unit: Unit<'a>,
+        /// The limit that holds it back.
+        why: String,
+    },
+    /// An agent run starts.
+    AttemptStarted {
+        /// The unit.
+        unit: Unit<'a>,
+        /// 1-based attempt.
+        attempt: u32,
+        /// `.claude/runs/<run-id>/`, where its prompt and output go.
+        run_dir: &'a Path,
+        /// A `system_stats` snapshot (dev mode `resource_monitoring`, tasks only).
+        system_stats: Option<Map<String, Value>>,
+    },
+    /// An agent run (and the task's `_Verify:_`, and its merge) ended.
+    AttemptFinished {
+        /// The unit.
+        unit: Unit<'a>,
+        /// Which attempt.
+        attempt: u32,
+        /// What the run did, cost and why it ended so.
+        run: &'a AgentRun,
+        /// Its run folder.
+        run_dir: &'a Path,
+        /// Another attempt follows.
+        will_retry: bool,
+    },
+    /// An attempt whose agent never ran.
+    AttemptNotStarted {
+        /// The unit.
+        unit: Unit<'a>,
+        /// Which attempt (0 when the task could not even be prepared).
+        attempt: u32,
+        /// What refused it.
+        refused: Refused,
+        /// The outcome recorded for it, with the reason as evidence.
+        run: &'a AgentRun,
+    },
+    /// Leaves that wait on a failed task will not run.
+    TasksBlocked {
+        /// Each blocked leaf with the dependency that did not complete.
+        blocked: &'a [Blocked],
+    },
+    /// New work stops (running work finishes, unless the reason is a signal).
+    Stopping {
+        /// Why.
+        reason: &'a StopReason,
+    },
+    /// Anything else worth a line.
+    Note {
+        /// The message.
+        message: String,
+    },
+    /// The run ended and its report is written.
+    Finished {
+        /// How it ended.
+        summary: &'a Summary,
+    },
+}
+
+/// A unit of agent work: what one attempt is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Unit<'a> {
+    /// A phase of the spec: requirements, design, tasks (each writes its document) or
+    /// validation.
+    Document(AgentPhase),
+    /// One leaf task of tasks.md (the implementation phase).
+    Task(&'a Task),
+}
+
+impl<'a> Unit<'a> {
+    /// The phase the agent is asked to do.
+    pub fn agent_phase(&self) -> AgentPhase {
+        match self {
+            Unit::Document(p) => *p,
+            Unit::Task(_) => AgentPhase::Implementation,
+        }
+    }
+
+    /// The workflow phase it belongs to.
+    pub fn phase(&self) -> Phase {
+        state_phase(self.agent_phase())
+    }
+
+    /// The task, for a task unit.
+    pub fn task(&self) -> Option<&'a Task> {
+        match self {
+            Unit::Task(t) => Some(t),
+            Unit::Document(_) => None,
+        }
+    }
+
+    /// The agent phase's name (`requirements`, …, `implementation`): run-folder labels,
+    /// the `phase` of error records.
+    pub fn label(&self) -> &'static str {
+        self.agent_phase().as_str()
+    }
+}
+
+/// The workflow phase of an agent phase.
+pub fn state_phase(p: AgentPhase) -> Phase {
+    match p {
+        AgentPhase::Requirements => Phase::RequirementsGeneration,
+        AgentPhase::Design => Phase::DesignCreation,
+        AgentPhase::Tasks => Phase::TaskGeneration,
+        AgentPhase::Implementation => Phase::Implementation,
+        AgentPhase::Validation => Phase::Validation,
+    }
+}
+
+/// How a phase ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PhaseResult<'a> {
+    /// Its work was done before: the document exists, or the state records it complete.
+    Skipped,
+    /// Its document was written, every task completed, or validation passed.
+    Succeeded,
+    /// The implementation ended with tasks not completed.
+    Incomplete,
+    /// Its agent's last attempt ended with this (unsuccessful) outcome.
+    Failed(&'a Outcome),
+}
+
+impl PhaseResult<'_> {
+    /// `skipped`, `succeeded`, `incomplete` or the outcome's name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PhaseResult::Skipped => "skipped",
+            PhaseResult::Succeeded => "succeeded",
+            PhaseResult::Incomplete => "incomplete",
+            PhaseResult::Failed(o) => o.as_str(),
+        }
+    }
+}
+
+/// What kept an attempt's agent from running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// A cost ceiling would be crossed (the run pauses; the task stays pending).
+    CostCeiling,
+    /// Resource admission did not admit it in time (the task fails).
+    Admission,
+    /// The task's worktree could not be made (the task fails).
+    Worktree,
+}
+
+impl Refused {
+    /// The `component` of the error record.
+    pub fn component(self) -> &'static str {
+        match self {
+            Refused::CostCeiling => "budget",
+            Refused::Admission => "admission",
+            Refused::Worktree => "workflow",
+        }
+    }
+}
+
+/// A leaf that will not run because a task it depends on did not complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocked {
+    /// The blocked leaf.
+    pub id: String,
+    /// The dependency (failed, or itself blocked) it waits on.
+    pub because: String,
+}
 
 /// Why no new work may start. Ordered by [`StopReason::severity`], as nextest's
 /// `CancelReason`: when several apply, the most severe one decides how the run ends.

@@ -14,7 +14,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::reporter::progress::{Event, Progress};
+use super::reporter::Events;
 use super::{Isolation, Options, WorkflowError};
 use crate::agent::TaskJob;
 use crate::agent::outcome::{AgentRun, Outcome};
@@ -151,7 +151,7 @@ impl TaskSpace {
         project: &Project,
         spec: &str,
         plan: Option<Plan>,
-        progress: &Progress,
+        events: &Events<'_>,
     ) -> Result<TaskSpace, WorkflowError> {
         let mut space = TaskSpace::shared(project, spec);
         let Some(plan) = plan else {
@@ -161,12 +161,10 @@ impl TaskSpace {
         if !plan.dirty.is_empty()
             && let Some(branch) = plan.repo.snapshot_dirty(spec)?
         {
-            progress.emit(Event::Note {
-                message: format!(
+            events.note(format!(
                     "--allow-dirty: saved the uncommitted changes on branch `{branch}` (the working tree is untouched); tasks start from the last commit of `{}`",
                     plan.integration
-                ),
-            });
+                ))?;
         }
         for e in crate::worktree::list(&plan.repo, Some(spec))? {
             // A worktree or branch of a task that was merged before qw was killed.
@@ -183,12 +181,10 @@ impl TaskSpace {
                 wts.remove(&h, "qw: leftover")?;
             }
         }
-        progress.emit(Event::Note {
-            message: format!(
+        events.note(format!(
                 "each task works in its own git worktree under `.claude/worktrees/` and is merged into `{}` when it succeeds",
                 plan.integration
-            ),
-        });
+            ))?;
         space.worktrees = Some(Worktrees::new(plan.repo, spec, &plan.integration));
         Ok(space)
     }
@@ -198,18 +194,16 @@ impl TaskSpace {
     pub(crate) fn enter(
         &self,
         task_id: &str,
-        progress: &Progress,
+        events: &Events<'_>,
     ) -> Result<(PathBuf, Vec<(OsString, OsString)>), WorkflowError> {
         let workdir = match &self.worktrees {
             Some(w) => {
                 let h = w.create(task_id)?;
                 if h.resumed {
-                    progress.emit(Event::Note {
-                        message: format!(
+                    events.note(format!(
                             "task {task_id}: resuming the unmerged work on branch `{}` left by an earlier run",
                             h.branch
-                        ),
-                    });
+                        ))?;
                 }
                 let dir = h.workdir.clone();
                 lock(&self.active).insert(task_id.to_owned(), h);
@@ -276,7 +270,7 @@ impl TaskSpace {
         &self,
         task: &TaskJob,
         r: &AgentRun,
-        progress: &Progress,
+        events: &Events<'_>,
     ) -> Result<(), WorkflowError> {
         let Some(w) = &self.worktrees else {
             return Ok(());
@@ -292,12 +286,10 @@ impl TaskSpace {
             r.outcome.as_str()
         );
         if let Some(branch) = w.remove(&h, &salvage)? {
-            progress.emit(Event::Note {
-                message: format!(
-                    "task {}: its unmerged work is kept on branch `{branch}`",
-                    task.id
-                ),
-            });
+            events.note(format!(
+                "task {}: its unmerged work is kept on branch `{branch}`",
+                task.id
+            ))?;
         }
         Ok(())
     }

@@ -169,6 +169,9 @@ pub enum WorkflowError {
     /// A lock file could not be used.
     #[error(transparent)]
     Lock(#[from] crate::fs::LockError),
+    /// The options could not be turned into JSON for the state.
+    #[error("failed to serialize the workflow options: {0}")]
+    Options(#[source] serde_json::Error),
     /// Another qw is running this spec's workflow.
     #[error(
         "another qw is already running the workflow of spec `{spec}` (lock `{}` held by {holder}); wait for it or stop it",

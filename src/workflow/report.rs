@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::events::Ending;
 use crate::agent::outcome::AgentRun;
 use crate::spec::tasks::TaskList;
-use crate::state::{TaskStatus, UnifiedState};
+use crate::state::{Phase, TaskStatus, UnifiedState};
 
 /// What the report is made from.
 pub(crate) struct ReportInput<'a> {
@@ -16,7 +16,7 @@ pub(crate) struct ReportInput<'a> {
     pub ending: &'a Ending,
     pub state: &'a UnifiedState,
     pub tasks: Option<&'a TaskList>,
-    pub failure: Option<&'a (String, AgentRun)>,
+    pub failure: Option<&'a (Phase, AgentRun)>,
     pub duration: Duration,
     pub cost_this_run: f64,
 }

@@ -68,9 +68,11 @@ impl<T: Send + 'static> Drop for Batcher<T> {
     }
 }
 
-type Change = Box<dyn FnOnce(&mut UnifiedState) + Send>;
+/// One state change; returns false when it found nothing to change.
+pub(crate) type Change = Box<dyn FnOnce(&mut UnifiedState) -> bool + Send>;
 
-/// Batches state changes into shared `StateStore::update` calls.
+/// Batches state changes into shared `StateStore::try_update` calls. A batch in which
+/// no change changed anything is not written.
 pub(crate) struct Committer(Batcher<Change>);
 
 impl Committer {
@@ -78,17 +80,20 @@ impl Committer {
     pub(crate) fn start(store: StateStore) -> Committer {
         Committer(Batcher::start(move |changes: Vec<Change>| {
             store
-                .update(|s| changes.into_iter().for_each(|change| change(s)))
+                .try_update(|s| {
+                    let changed = changes
+                        .into_iter()
+                        .fold(false, |changed, change| change(s) | changed);
+                    if changed { Ok(()) } else { Err(()) }
+                })
+                .map(|_unchanged_is_fine| ())
                 .map_err(|e| e.to_string())
         }))
     }
 
     /// Apply `change` durably; returns once it is on disk.
-    pub(crate) fn update(
-        &self,
-        change: impl FnOnce(&mut UnifiedState) + Send + 'static,
-    ) -> Result<(), WorkflowError> {
-        self.0.submit(Box::new(change))
+    pub(crate) fn update(&self, change: Change) -> Result<(), WorkflowError> {
+        self.0.submit(change)
     }
 }
 
@@ -127,7 +132,10 @@ mod tests {
                 s.spawn(|| {
                     for _ in 0..25 {
                         committer
-                            .update(|st| st.commands.total_executed += 1)
+                            .update(Box::new(|st| {
+                                st.commands.total_executed += 1;
+                                true
+                            }))
                             .unwrap();
                     }
                 });

@@ -1,7 +1,9 @@
-//! How a running workflow reports progress: a live view on a terminal (indicatif: an
+//! How a running workflow shows progress: a live view on a terminal (indicatif: an
 //! overall bar and one line per running task), plain lines when stderr is not a
-//! terminal, or one JSON object per line on stdout with `--json`.
+//! terminal, or one JSON object per line on stdout with `--json`. A reader of the
+//! event stream: each [`Event`] becomes zero or more [`Line`]s.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
@@ -10,23 +12,32 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-/// Something that happened in a workflow.
+use super::EventSink;
+use crate::agent::outcome::Outcome;
+use crate::state::Phase;
+use crate::workflow::WorkflowError;
+use crate::workflow::events::{Event, EventKind, PhaseResult, Refused, StopReason, Summary, Unit};
+
+/// One line of progress output: what `--json` prints as one object and a terminal as
+/// one line of text. Its field names and values are a user-facing format (`workflow-auto
+/// --json`), kept as they were when events were strings: add fields, never rename them.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
+pub enum Line<'a> {
     /// A phase started.
     PhaseStarted {
         /// The phase (`requirements_generation`, …).
-        phase: String,
+        phase: &'a Phase,
     },
     /// A phase ended.
     PhaseFinished {
         /// The phase.
-        phase: String,
-        /// `succeeded`, `skipped` or the failing outcome.
-        outcome: String,
+        phase: &'a Phase,
+        /// `succeeded`, `skipped`, `incomplete` or the failing outcome.
+        #[serde(serialize_with = "result_name")]
+        outcome: PhaseResult<'a>,
         /// One line of detail.
-        detail: String,
+        detail: &'a str,
     },
     /// The implementation phase knows its task count.
     TasksPlanned {
@@ -38,18 +49,19 @@ pub enum Event {
     /// An agent started on a task.
     TaskStarted {
         /// Task id.
-        id: String,
+        id: &'a str,
         /// Its title.
-        title: String,
+        title: &'a str,
         /// 1-based attempt.
         attempt: u32,
     },
     /// A task's attempt ended.
     TaskFinished {
         /// Task id.
-        id: String,
+        id: &'a str,
         /// Outcome name.
-        outcome: String,
+        #[serde(serialize_with = "outcome_name")]
+        outcome: &'a Outcome,
         /// Which attempt.
         attempt: u32,
         /// Wall time of the attempt.
@@ -57,26 +69,26 @@ pub enum Event {
         /// What the attempt cost.
         cost_usd: f64,
         /// Why, in one line.
-        evidence: String,
+        evidence: &'a str,
         /// Another attempt follows.
         will_retry: bool,
     },
     /// A task will not run because a dependency failed or work was stopped.
     TaskSkipped {
         /// Task id.
-        id: String,
+        id: &'a str,
         /// Why.
         reason: String,
     },
     /// Anything else worth a line.
     Note {
         /// The message.
-        message: String,
+        message: Cow<'a, str>,
     },
     /// The workflow ended.
     Finished {
         /// `completed`, `failed`, `paused` or `interrupted`.
-        result: String,
+        result: &'a str,
         /// Completed leaf tasks.
         completed: usize,
         /// All leaf tasks.
@@ -88,6 +100,145 @@ pub enum Event {
     },
 }
 
+/// The lines an event shows as (most one, some none, a blocked set one per task).
+pub fn lines<'a>(event: &'a Event<'_>) -> Vec<Line<'a>> {
+    let note = |message: String| {
+        vec![Line::Note {
+            message: Cow::Owned(message),
+        }]
+    };
+    match &event.kind {
+        EventKind::RunStarted { .. } | EventKind::TaskListInvalid { .. } => Vec::new(),
+        EventKind::SpecReady { steering: true } => Vec::new(),
+        EventKind::SpecReady { steering: false } => note(
+            "no steering documents in .claude/steering/ (run `qw init` to create templates); continuing without them".into(),
+        ),
+        EventKind::PhaseStarted { phase } => vec![Line::PhaseStarted { phase }],
+        EventKind::PhaseFinished {
+            phase,
+            result,
+            detail,
+        } => vec![Line::PhaseFinished {
+            phase,
+            outcome: *result,
+            detail,
+        }],
+        EventKind::TasksPlanned { leaves, completed } => vec![Line::TasksPlanned {
+            total: leaves.len(),
+            completed: completed.len(),
+        }],
+        EventKind::AdmissionWaiting { unit, why } => note(format!(
+            "{}{}: waiting for admission: {why}",
+            unit.label(),
+            unit.task().map(|t| format!(" {}", t.id)).unwrap_or_default()
+        )),
+        EventKind::AttemptStarted {
+            unit: Unit::Task(t),
+            attempt,
+            ..
+        } => vec![Line::TaskStarted {
+            id: &t.id,
+            title: &t.title,
+            attempt: *attempt,
+        }],
+        EventKind::AttemptStarted { .. } => Vec::new(),
+        EventKind::AttemptFinished {
+            unit: Unit::Task(t),
+            attempt,
+            run,
+            will_retry,
+            ..
+        } => vec![Line::TaskFinished {
+            id: &t.id,
+            outcome: &run.outcome,
+            attempt: *attempt,
+            duration_ms: run.duration_ms,
+            cost_usd: run.cost_usd,
+            evidence: &run.evidence,
+            will_retry: *will_retry,
+        }],
+        EventKind::AttemptFinished {
+            unit: Unit::Document(phase),
+            attempt,
+            run,
+            will_retry,
+            ..
+        } => {
+            if run.outcome.is_success() {
+                return Vec::new();
+            }
+            note(format!(
+                "{phase} attempt {attempt}: {} — {}{}",
+                run.outcome,
+                run.evidence,
+                if *will_retry { " (retrying)" } else { "" }
+            ))
+        }
+        EventKind::AttemptNotStarted {
+            unit,
+            attempt,
+            refused,
+            run,
+        } => match (unit, refused) {
+            (Unit::Task(t), Refused::CostCeiling) => vec![Line::TaskSkipped {
+                id: &t.id,
+                reason: format!("{}: {}", run.outcome, run.evidence),
+            }],
+            (Unit::Document(phase), Refused::CostCeiling) => {
+                note(format!("{phase}: {}", run.evidence))
+            }
+            (Unit::Task(t), Refused::Admission | Refused::Worktree) => vec![Line::TaskFinished {
+                id: &t.id,
+                outcome: &run.outcome,
+                attempt: *attempt,
+                duration_ms: 0,
+                cost_usd: 0.0,
+                evidence: &run.evidence,
+                will_retry: false,
+            }],
+            (Unit::Document(_), Refused::Admission | Refused::Worktree) => Vec::new(),
+        },
+        EventKind::TasksBlocked { blocked } => blocked
+            .iter()
+            .map(|b| Line::TaskSkipped {
+                id: &b.id,
+                reason: format!("depends on {}, which did not complete", b.because),
+            })
+            .collect(),
+        EventKind::Stopping {
+            reason: StopReason::FailFast { .. },
+        } => note("--fail-fast: no new task starts; running ones finish".into()),
+        EventKind::Stopping { .. } => Vec::new(),
+        EventKind::Note { message } => vec![Line::Note {
+            message: Cow::Borrowed(message),
+        }],
+        EventKind::Finished { summary } => vec![finished(summary)],
+    }
+}
+
+fn result_name<S: serde::Serializer>(r: &PhaseResult<'_>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(r.as_str())
+}
+
+fn outcome_name<S: serde::Serializer>(o: &&Outcome, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(o.as_str())
+}
+
+fn finished(summary: &Summary) -> Line<'_> {
+    Line::Finished {
+        result: summary.ending.as_str(),
+        completed: summary.completed,
+        total: summary.total,
+        cost_usd: summary.cost_usd,
+        report: summary.report.as_ref().map(|p| p.display().to_string()),
+    }
+}
+
+/// The line printed on stdout when a workflow ends (outside `--json`).
+pub fn finished_line(summary: &Summary) -> String {
+    plain_line(&finished(summary))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Live,
@@ -96,7 +247,7 @@ enum Mode {
     Quiet,
 }
 
-/// Renders [`Event`]s. Shared by the scheduler's threads.
+/// Renders events. Shared by the scheduler's threads.
 pub struct Progress {
     mode: Mode,
     multi: Option<MultiProgress>,
@@ -134,35 +285,31 @@ impl Progress {
         }
     }
 
-    /// Report one event.
-    pub fn emit(&self, event: Event) {
+    /// Show one line.
+    pub fn show(&self, line: &Line<'_>) {
         // Outside JSON mode the final summary is data: the CLI prints it on stdout.
-        if self.mode != Mode::Json && matches!(event, Event::Finished { .. }) {
+        if self.mode != Mode::Json && matches!(line, Line::Finished { .. }) {
             return;
         }
         match self.mode {
             Mode::Quiet => {}
             Mode::Json => {
-                if let Ok(line) = serde_json::to_string(&event) {
+                if let Ok(text) = serde_json::to_string(line) {
                     let mut out = std::io::stdout().lock();
-                    let _ = writeln!(out, "{line}");
+                    let _ = writeln!(out, "{text}");
                     let _ = out.flush();
                 }
             }
-            Mode::Plain => {
-                if let Some(line) = plain_line(&event) {
-                    crate::diag!("{line}");
-                }
-            }
-            Mode::Live => self.live(&event),
+            Mode::Plain => crate::diag!("{}", plain_line(line)),
+            Mode::Live => self.live(line),
         }
     }
 
-    fn live(&self, event: &Event) {
+    fn live(&self, line: &Line<'_>) {
         let Some(multi) = &self.multi else { return };
-        match event {
-            Event::TasksPlanned { .. } => {}
-            Event::TaskStarted { id, title, attempt } => {
+        match line {
+            Line::TasksPlanned { total, completed } => self.plan(multi, *total, *completed),
+            Line::TaskStarted { id, title, attempt } => {
                 let bar = multi.add(ProgressBar::new_spinner());
                 bar.set_style(
                     ProgressStyle::with_template("  {spinner} {elapsed:>4} {msg}")
@@ -176,20 +323,18 @@ impl Progress {
                 bar.set_message(format!("{id} {title}{again}"));
                 bar.enable_steady_tick(Duration::from_millis(120));
                 if let Ok(mut running) = self.running.lock() {
-                    running.insert(id.clone(), bar);
+                    running.insert((*id).to_owned(), bar);
                 }
             }
-            Event::TaskFinished { id, .. } => {
+            Line::TaskFinished { id, outcome, .. } => {
                 if let Ok(mut running) = self.running.lock()
-                    && let Some(bar) = running.remove(id)
+                    && let Some(bar) = running.remove(*id)
                 {
                     bar.finish_and_clear();
                     multi.remove(&bar);
                 }
-                if let Some(line) = plain_line(event) {
-                    let _ = multi.println(line);
-                }
-                if matches!(event, Event::TaskFinished { outcome, .. } if outcome == "succeeded")
+                let _ = multi.println(plain_line(line));
+                if outcome.is_success()
                     && let Ok(o) = self.overall.lock()
                     && let Some(o) = o.as_ref()
                 {
@@ -197,26 +342,21 @@ impl Progress {
                 }
             }
             _ => {
-                if let Some(line) = plain_line(event) {
-                    let _ = multi.println(line);
-                }
+                let _ = multi.println(plain_line(line));
             }
         }
     }
 
-    /// Start the overall bar (live mode only).
-    pub fn plan(&self, total: usize, completed: usize) {
-        self.emit(Event::TasksPlanned { total, completed });
-        if let Some(multi) = &self.multi {
-            let bar = multi.add(ProgressBar::new(total as u64));
-            bar.set_style(
-                ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} tasks  {elapsed}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            bar.set_position(completed as u64);
-            if let Ok(mut o) = self.overall.lock() {
-                *o = Some(bar);
-            }
+    /// Start the overall bar.
+    fn plan(&self, multi: &MultiProgress, total: usize, completed: usize) {
+        let bar = multi.add(ProgressBar::new(total as u64));
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} tasks  {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_position(completed as u64);
+        if let Ok(mut o) = self.overall.lock() {
+            *o = Some(bar);
         }
     }
 
@@ -233,32 +373,33 @@ impl Progress {
     }
 }
 
-/// The one-line rendering of an event (None: not worth a line).
-pub fn plain_line(event: &Event) -> Option<String> {
-    Some(match event {
-        Event::PhaseStarted { phase } => format!("==> {phase}"),
-        Event::PhaseFinished {
+/// The text rendering of a line.
+pub fn plain_line(line: &Line<'_>) -> String {
+    match line {
+        Line::PhaseStarted { phase } => format!("==> {phase}"),
+        Line::PhaseFinished {
             phase,
             outcome,
             detail,
         } => {
+            let outcome = outcome.as_str();
             if detail.is_empty() {
                 format!("    {phase}: {outcome}")
             } else {
                 format!("    {phase}: {outcome} — {detail}")
             }
         }
-        Event::TasksPlanned { total, completed } => {
+        Line::TasksPlanned { total, completed } => {
             format!("    {total} task(s), {completed} already completed")
         }
-        Event::TaskStarted { id, title, attempt } => {
+        Line::TaskStarted { id, title, attempt } => {
             if *attempt > 1 {
                 format!("  > {id} {title} (attempt {attempt})")
             } else {
                 format!("  > {id} {title}")
             }
         }
-        Event::TaskFinished {
+        Line::TaskFinished {
             id,
             outcome,
             attempt,
@@ -268,16 +409,16 @@ pub fn plain_line(event: &Event) -> Option<String> {
             will_retry,
         } => {
             let secs = *duration_ms as f64 / 1000.0;
-            let mark = match outcome.as_str() {
-                "succeeded" => "ok",
-                "killed_by_user" => "stopped",
+            let mark = match outcome {
+                Outcome::Succeeded => "ok",
+                Outcome::KilledByUser { .. } => "stopped",
                 _ => "FAILED",
             };
             let mut line = format!("  {mark} {id} {outcome} in {secs:.1}s");
             if *cost_usd > 0.0 {
                 line.push_str(&format!(" (${cost_usd:.4})"));
             }
-            if outcome != "succeeded" {
+            if !outcome.is_success() {
                 line.push_str(&format!(" [attempt {attempt}] {evidence}"));
                 if *will_retry {
                     line.push_str(" — retrying");
@@ -285,9 +426,9 @@ pub fn plain_line(event: &Event) -> Option<String> {
             }
             line
         }
-        Event::TaskSkipped { id, reason } => format!("  -- {id} skipped: {reason}"),
-        Event::Note { message } => format!("    {message}"),
-        Event::Finished {
+        Line::TaskSkipped { id, reason } => format!("  -- {id} skipped: {reason}"),
+        Line::Note { message } => format!("    {message}"),
+        Line::Finished {
             result,
             completed,
             total,
@@ -303,5 +444,14 @@ pub fn plain_line(event: &Event) -> Option<String> {
             }
             line
         }
-    })
+    }
+}
+
+impl EventSink for Progress {
+    fn event(&self, event: &Event<'_>) -> Result<(), WorkflowError> {
+        for line in lines(event) {
+            self.show(&line);
+        }
+        Ok(())
+    }
 }

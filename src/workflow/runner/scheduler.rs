@@ -9,20 +9,17 @@
 use std::collections::HashSet;
 use std::sync::mpsc;
 
-use serde_json::json;
-
-use super::{Run, attempts, not_started, spec_entry, task_job};
-use crate::agent::outcome::AgentRun;
-use crate::agent::{Job, Phase as AgentPhase};
+use super::attempt::{Place, attempts, not_started, task_job};
+use super::context::Run;
+use crate::agent::outcome::{AgentRun, Outcome};
 use crate::spec::tasks::{Task, TaskList};
 use crate::state::TaskStatus;
 use crate::workflow::WorkflowError;
-use crate::workflow::events::StopReason;
-use crate::workflow::reporter::progress::{Event, Progress};
+use crate::workflow::events::{Blocked, EventKind, Refused, StopReason, Unit};
 
 /// What the implementation phase achieved.
 #[derive(Debug, Default, Clone)]
-pub struct TasksOutcome {
+pub(crate) struct TasksOutcome {
     /// Leaf tasks completed (including those completed before this run).
     pub completed: usize,
     /// Leaf tasks in tasks.md.
@@ -34,11 +31,7 @@ pub struct TasksOutcome {
 }
 
 /// Run every runnable leaf task.
-pub(crate) fn run_tasks(
-    run: &Run<'_>,
-    tasks: &TaskList,
-    progress: &Progress,
-) -> Result<TasksOutcome, WorkflowError> {
+pub(crate) fn run_tasks(run: &Run<'_>, tasks: &TaskList) -> Result<TasksOutcome, WorkflowError> {
     let leaves = tasks.leaves();
     let state = run.store.load()?;
     let in_state = state.specifications.get(run.name);
@@ -53,8 +46,10 @@ pub(crate) fn run_tasks(
             }
         }
     }
-    sync_tasks(run, &leaves, &completed)?;
-    progress.plan(leaves.len(), completed.len());
+    run.events.emit(EventKind::TasksPlanned {
+        leaves: &leaves,
+        completed: &completed,
+    })?;
 
     let mut failed: HashSet<String> = HashSet::new();
     let mut running: HashSet<String> = HashSet::new();
@@ -62,8 +57,7 @@ pub(crate) fn run_tasks(
     std::thread::scope(|scope| -> Result<(), WorkflowError> {
         let (tx, rx) = mpsc::channel::<(String, Result<AgentRun, WorkflowError>)>();
         loop {
-            let may_start = !run.stop.is_stopping();
-            if may_start {
+            if !run.stop.is_stopping() {
                 for t in tasks.ready(&completed) {
                     if running.len() >= parallel {
                         break;
@@ -88,101 +82,63 @@ pub(crate) fn run_tasks(
             let r = result?;
             if r.outcome.is_success() {
                 completed.insert(id);
-            } else if !matches!(
-                r.outcome,
-                crate::agent::outcome::Outcome::KilledByUser { .. }
-                    | crate::agent::outcome::Outcome::BudgetExceeded { .. }
-                    | crate::agent::outcome::Outcome::UsageLimited
-            ) {
+            } else if counts_as_failed(&r.outcome) {
                 failed.insert(id.clone());
                 if run.options.fail_fast {
-                    run.stop.request(StopReason::FailFast { task: id.clone() });
-                    progress.emit(Event::Note {
-                        message: "--fail-fast: no new task starts; running ones finish".into(),
-                    });
+                    run.request_stop(StopReason::FailFast { task: id })?;
                 }
             }
         }
         Ok(())
     })?;
 
-    let blocked = block_dependents(run, tasks, &completed, &failed)?;
+    let blocked = blocked_by(tasks, &completed, &failed);
+    if !blocked.is_empty() {
+        run.events
+            .emit(EventKind::TasksBlocked { blocked: &blocked })?;
+    }
     let mut failed: Vec<String> = failed.into_iter().collect();
     failed.sort();
     Ok(TasksOutcome {
         completed: leaves.iter().filter(|t| completed.contains(&t.id)).count(),
         total: leaves.len(),
         failed,
-        blocked,
+        blocked: blocked.into_iter().map(|b| b.id).collect(),
     })
+}
+
+/// A task that ended so failed for good (its dependents are blocked). Stopped, paused
+/// and refused-by-budget tasks are not: they run again on `workflow-continue`.
+fn counts_as_failed(outcome: &Outcome) -> bool {
+    !matches!(
+        outcome,
+        Outcome::KilledByUser { .. } | Outcome::BudgetExceeded { .. } | Outcome::UsageLimited
+    )
 }
 
 fn run_one(run: &Run<'_>, task: &Task) -> Result<AgentRun, WorkflowError> {
     // Its own worktree (or the project's tree), created once for all its attempts.
-    let (workdir, env) = match run.space.enter(&task.id, run.progress) {
-        Ok(entered) => entered,
+    let place = match run.space.enter(&task.id, run.events) {
+        Ok((workdir, env)) => Place { workdir, env },
         // A worktree that cannot be made fails this task, not the whole workflow.
         Err(e) => {
             let why = format!("cannot prepare its worktree: {e}");
-            return not_started(run, "implementation", Some(task), 0, "workflow", &why);
+            return not_started(run, Unit::Task(task), 0, Refused::Worktree, why);
         }
     };
-    let r = attempts(run, "implementation", Some(task), |run_dir| Job {
-        phase: AgentPhase::Implementation,
-        spec: run.name.to_owned(),
-        description: run.description.clone(),
-        project_root: run.project.root().to_path_buf(),
-        workdir: workdir.clone(),
-        // In a worktree, through its link to the main tree's folder, so the prompt names
-        // it relative to where the agent works.
-        spec_dir: if workdir == run.project.root() {
-            run.spec.dir().to_path_buf()
-        } else {
-            workdir.join(".claude").join("specs").join(run.name)
-        },
-        task: Some(task_job(task)),
-        run_dir,
-        env: env.clone(),
-    })?;
-    run.space.leave(&task_job(task), &r, run.progress)?;
+    let r = attempts(run, Unit::Task(task), &place)?;
+    run.space.leave(&task_job(task), &r, run.events)?;
     Ok(r)
 }
 
-/// Make sure every leaf has a state entry; ticks in the file count as completed.
-fn sync_tasks(
-    run: &Run<'_>,
-    leaves: &[&Task],
-    completed: &HashSet<String>,
-) -> Result<(), WorkflowError> {
-    run.store.update(|s| {
-        let spec = spec_entry(s, run.name);
-        for t in leaves {
-            let entry = spec.tasks.entry(t.id.clone()).or_default();
-            entry.id = t.id.clone();
-            entry.spec_name = run.name.to_owned();
-            if entry.description.is_empty() {
-                entry.description = t.title.clone();
-            }
-            if completed.contains(&t.id) {
-                entry.status = TaskStatus::Completed;
-            }
-        }
-        let done = leaves.iter().filter(|t| completed.contains(&t.id)).count();
-        if !leaves.is_empty() {
-            spec.progress_percentage = done as f64 * 100.0 / leaves.len() as f64;
-        }
-    })?;
-    Ok(())
-}
-
-/// Mark leaves that wait (directly or not) on a failed task as blocked.
-fn block_dependents(
-    run: &Run<'_>,
+/// Leaves that wait (directly or not) on a failed task, each with the dependency that
+/// did not complete, in file order.
+fn blocked_by(
     tasks: &TaskList,
     completed: &HashSet<String>,
     failed: &HashSet<String>,
-) -> Result<Vec<String>, WorkflowError> {
-    let mut blocked: Vec<(String, String)> = Vec::new();
+) -> Vec<Blocked> {
+    let mut blocked: Vec<Blocked> = Vec::new();
     for t in tasks.leaves() {
         if completed.contains(&t.id) || failed.contains(&t.id) {
             continue;
@@ -190,33 +146,13 @@ fn block_dependents(
         let culprit = tasks
             .leaf_dependencies(&t.id)
             .into_iter()
-            .find(|d| failed.contains(&d.id) || blocked.iter().any(|(b, _)| b == &d.id));
+            .find(|d| failed.contains(&d.id) || blocked.iter().any(|b| b.id == d.id));
         if let Some(d) = culprit {
-            blocked.push((t.id.clone(), d.id.clone()));
+            blocked.push(Blocked {
+                id: t.id.clone(),
+                because: d.id.clone(),
+            });
         }
     }
-    if blocked.is_empty() {
-        return Ok(Vec::new());
-    }
-    run.store.update(|s| {
-        let spec = spec_entry(s, run.name);
-        for (id, because) in &blocked {
-            if let Some(entry) = spec.tasks.get_mut(id) {
-                entry.status = TaskStatus::Blocked;
-                entry.error = Some(format!("blocked: depends on task {because}, which did not complete"));
-            }
-        }
-        s.record_error(
-            "workflow",
-            &format!("{} task(s) blocked by failed dependencies", blocked.len()),
-            json!({"spec": run.name, "blocked": blocked.iter().map(|(i, _)| i).collect::<Vec<_>>()}),
-        );
-    })?;
-    for (id, because) in &blocked {
-        run.progress.emit(Event::TaskSkipped {
-            id: id.clone(),
-            reason: format!("depends on {because}, which did not complete"),
-        });
-    }
-    Ok(blocked.into_iter().map(|(id, _)| id).collect())
+    blocked
 }

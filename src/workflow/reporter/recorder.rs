@@ -1,0 +1,882 @@
+//! The recorder: the one reader that turns events into state changes.
+//!
+//! Every change a workflow makes to `.claude/unified_state.json` and every tick in
+//! `tasks.md` is written here, from an [`Event`], through the group-commit writers of
+//! `commit.rs` (so tasks finishing together share one durable write). [`apply`] is the
+//! pure core: an event and a state in, the changed state out.
+
+use std::path::PathBuf;
+
+use serde_json::{Map, Value, json};
+
+use super::EventSink;
+use super::commit::{Change, Committer, Ticker};
+use crate::agent::outcome::{AgentRun, Outcome};
+use crate::state::{self, CompletedPhase, Phase, StateStore, TaskStatus, Timestamp, UnifiedState};
+use crate::workflow::events::{
+    Blocked, Ending, Event, EventKind, PhaseResult, Refused, Summary, Unit,
+};
+use crate::workflow::{OPTIONS_KEY, WorkflowError};
+
+/// Writes the events of one spec's run to the state and its `tasks.md`.
+pub(crate) struct Recorder {
+    spec: String,
+    agent: &'static str,
+    commit: Committer,
+    ticker: Ticker,
+}
+
+impl Recorder {
+    /// Record for `spec` (runs by `agent`), ticking `tasks_file`.
+    pub(crate) fn start(
+        store: StateStore,
+        spec: &str,
+        agent: &'static str,
+        tasks_file: PathBuf,
+    ) -> Recorder {
+        Recorder {
+            spec: spec.to_owned(),
+            agent,
+            commit: Committer::start(store),
+            ticker: Ticker::start(tasks_file),
+        }
+    }
+}
+
+impl EventSink for Recorder {
+    /// Returns once the change is durable, so readers after it see it on disk.
+    fn event(&self, event: &Event<'_>) -> Result<(), WorkflowError> {
+        if let Some(change) = change(&self.spec, self.agent, event)? {
+            self.commit.update(change)?;
+        }
+        if let EventKind::AttemptFinished {
+            unit: Unit::Task(t),
+            run,
+            ..
+        } = &event.kind
+            && run.outcome.is_success()
+        {
+            self.ticker.tick(&t.id)?;
+        }
+        Ok(())
+    }
+}
+
+/// Apply `event` (of a run of `spec` by `agent`) to `state`; true if anything changed.
+#[cfg(test)]
+pub(crate) fn apply(
+    state: &mut UnifiedState,
+    spec: &str,
+    agent: &str,
+    event: &Event<'_>,
+) -> Result<bool, WorkflowError> {
+    Ok(match change(spec, agent, event)? {
+        Some(change) => change(state),
+        None => false,
+    })
+}
+
+/// What `event` changes in the state, as an owned closure for the writer thread (None:
+/// nothing). The closure returns false when it found nothing to change.
+fn change(spec: &str, agent: &str, event: &Event<'_>) -> Result<Option<Change>, WorkflowError> {
+    let name = spec.to_owned();
+    let agent = agent.to_owned();
+    let at = Timestamp::At(event.at);
+    let change: Change = match &event.kind {
+        EventKind::RunStarted {
+            description,
+            options,
+            system_stats,
+        } => {
+            let options = serde_json::to_value(options).map_err(WorkflowError::Options)?;
+            let description = (*description).to_owned();
+            let stats = system_stats.clone();
+            Box::new(move |s| {
+                run_started(s, &name, &description, options, stats, &at);
+                true
+            })
+        }
+        EventKind::SpecReady { steering } => {
+            let steering = *steering;
+            Box::new(move |s| {
+                if steering {
+                    complete_phase(s, &name, Phase::SteeringSetup, &at);
+                }
+                complete_phase(s, &name, Phase::SpecCreation, &at);
+                true
+            })
+        }
+        EventKind::PhaseStarted { phase } => {
+            let phase = phase.clone();
+            Box::new(move |s| {
+                s.workflow.current_spec = Some(name.clone());
+                s.workflow.global_phase = phase.clone();
+                spec_entry(s, &name, &at).current_phase = phase;
+                true
+            })
+        }
+        EventKind::PhaseFinished { phase, result, .. } => {
+            let phase = phase.clone();
+            match result {
+                PhaseResult::Succeeded => Box::new(move |s| {
+                    complete_phase(s, &name, phase, &at);
+                    true
+                }),
+                // Done by an earlier run (or the user): recorded once, never again.
+                PhaseResult::Skipped => Box::new(move |s| {
+                    let recorded = s
+                        .specifications
+                        .get(&name)
+                        .is_some_and(|e| e.completed_phases.iter().any(|c| c.phase == phase));
+                    if !recorded {
+                        complete_phase(s, &name, phase, &at);
+                    }
+                    !recorded
+                }),
+                PhaseResult::Incomplete | PhaseResult::Failed(_) => return Ok(None),
+            }
+        }
+        EventKind::TasksPlanned { leaves, completed } => {
+            let leaves: Vec<(String, String, bool)> = leaves
+                .iter()
+                .map(|t| (t.id.clone(), t.title.clone(), completed.contains(&t.id)))
+                .collect();
+            Box::new(move |s| {
+                tasks_planned(s, &name, &leaves, &at);
+                true
+            })
+        }
+        EventKind::TaskListInvalid { error } => {
+            let error = (*error).to_owned();
+            Box::new(move |s| {
+                s.record_error("workflow", &error, json!({"phase": "task_generation"}));
+                true
+            })
+        }
+        EventKind::AttemptStarted {
+            unit: Unit::Task(t),
+            attempt,
+            run_dir,
+            system_stats,
+        } => {
+            let started = AttemptStart {
+                id: t.id.clone(),
+                title: t.title.clone(),
+                attempt: *attempt,
+                run_id: run_dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned()),
+                system_stats: system_stats.clone(),
+            };
+            Box::new(move |s| {
+                attempt_started(s, &name, &agent, started, &at);
+                true
+            })
+        }
+        EventKind::AttemptFinished {
+            unit,
+            attempt,
+            run,
+            run_dir,
+            will_retry,
+        } => {
+            let finished = AttemptEnd {
+                label: unit.label(),
+                task: unit.task().map(|t| t.id.clone()),
+                attempt: *attempt,
+                run: (*run).clone(),
+                run_dir: run_dir.display().to_string(),
+                will_retry: *will_retry,
+            };
+            Box::new(move |s| {
+                attempt_finished(s, &name, &agent, finished, &at);
+                true
+            })
+        }
+        EventKind::AttemptNotStarted {
+            unit, refused, run, ..
+        } => {
+            let (label, task, refused) =
+                (unit.label(), unit.task().map(|t| t.id.clone()), *refused);
+            let run = (*run).clone();
+            Box::new(move |s| {
+                not_started(s, &name, label, task, refused, &run, &at);
+                true
+            })
+        }
+        EventKind::TasksBlocked { blocked } => {
+            let blocked = blocked.to_vec();
+            Box::new(move |s| {
+                tasks_blocked(s, &name, &blocked, &at);
+                true
+            })
+        }
+        EventKind::Finished { summary } => match run_finished(summary) {
+            Some(end) => Box::new(move |s| {
+                match end {
+                    RunEnd::Completed => complete_phase(s, &name, Phase::Complete, &at),
+                    RunEnd::Paused { until } => {
+                        if let Some(spec) = s.specifications.get_mut(&name) {
+                            spec.paused_until = Some(until);
+                        }
+                    }
+                }
+                true
+            }),
+            None => return Ok(None),
+        },
+        EventKind::AttemptStarted {
+            unit: Unit::Document(_),
+            ..
+        }
+        | EventKind::AdmissionWaiting { .. }
+        | EventKind::Stopping { .. }
+        | EventKind::Note { .. } => return Ok(None),
+    };
+    Ok(Some(change))
+}
+
+/// The state entry of a spec, created if missing.
+fn spec_entry<'s>(s: &'s mut UnifiedState, name: &str, at: &Timestamp) -> &'s mut state::Spec {
+    let spec = s.specifications.entry(name.to_owned()).or_default();
+    if spec.name.is_empty() {
+        spec.name = name.to_owned();
+        spec.created_at = Some(at.clone());
+    }
+    spec
+}
+
+/// Refresh the spec's entry for a new run: description, options, resumable tasks.
+fn run_started(
+    s: &mut UnifiedState,
+    name: &str,
+    description: &str,
+    options: Value,
+    stats: Option<Map<String, Value>>,
+    at: &Timestamp,
+) {
+    s.workflow.current_spec = Some(name.to_owned());
+    s.workflow.auto_progression = true;
+    let entry = spec_entry(s, name, at);
+    if entry.description.is_empty() {
+        entry.description = description.to_owned();
+    }
+    entry.extra.insert(OPTIONS_KEY.into(), options);
+    if let Some(map) = stats {
+        s.resources.system_stats = map;
+    }
+    let entry = spec_entry(s, name, at);
+    entry.paused_until = None;
+    for task in entry.tasks.values_mut() {
+        // Interrupted (qw killed), failed, blocked: run again; completed: never.
+        if matches!(
+            task.status,
+            TaskStatus::InProgress | TaskStatus::Failed | TaskStatus::Blocked
+        ) {
+            task.status = TaskStatus::Pending;
+        }
+    }
+    let running: Vec<String> = entry.tasks.keys().cloned().collect();
+    s.agents.active_tasks.retain(|id| !running.contains(id));
+}
+
+/// Record `phase` as completed and move the spec's current phase past it.
+fn complete_phase(s: &mut UnifiedState, name: &str, phase: Phase, at: &Timestamp) {
+    let spec = spec_entry(s, name, at);
+    if !spec.completed_phases.iter().any(|c| c.phase == phase) {
+        spec.completed_phases.push(CompletedPhase {
+            phase: phase.clone(),
+            completed_at: Some(at.clone()),
+            extra: Default::default(),
+        });
+    }
+    let next = phase.next().unwrap_or(Phase::Complete);
+    if phase == Phase::Complete {
+        spec.current_phase = Phase::Complete;
+        spec.paused_until = None;
+    } else if spec.current_phase.index() <= phase.index() {
+        spec.current_phase = next;
+    }
+    let files = &mut spec.files;
+    let rel = |f: &str| format!(".claude/specs/{name}/{f}");
+    files
+        .requirements
+        .get_or_insert_with(|| rel("requirements.md"));
+    files.design.get_or_insert_with(|| rel("design.md"));
+    files.tasks.get_or_insert_with(|| rel("tasks.md"));
+    s.workflow.global_phase = spec.current_phase.clone();
+}
+
+/// Every leaf gets a state entry; ticks in the file count as completed.
+fn tasks_planned(
+    s: &mut UnifiedState,
+    name: &str,
+    leaves: &[(String, String, bool)],
+    at: &Timestamp,
+) {
+    let spec = spec_entry(s, name, at);
+    for (id, title, done) in leaves {
+        let entry = spec.tasks.entry(id.clone()).or_default();
+        entry.id = id.clone();
+        entry.spec_name = name.to_owned();
+        if entry.description.is_empty() {
+            entry.description = title.clone();
+        }
+        if *done {
+            entry.status = TaskStatus::Completed;
+        }
+    }
+    let done = leaves.iter().filter(|(_, _, done)| *done).count();
+    if !leaves.is_empty() {
+        spec.progress_percentage = done as f64 * 100.0 / leaves.len() as f64;
+    }
+}
+
+struct AttemptStart {
+    id: String,
+    title: String,
+    attempt: u32,
+    run_id: Option<String>,
+    system_stats: Option<Map<String, Value>>,
+}
+
+/// A task is in progress for a new attempt.
+fn attempt_started(s: &mut UnifiedState, name: &str, agent: &str, a: AttemptStart, at: &Timestamp) {
+    let spec = spec_entry(s, name, at);
+    let task = spec.tasks.entry(a.id.clone()).or_default();
+    task.id = a.id.clone();
+    task.spec_name = name.to_owned();
+    task.description = a.title;
+    task.status = TaskStatus::InProgress;
+    task.agent = Some(agent.to_owned());
+    task.attempts = task.attempts.max(a.attempt - 1) + 1;
+    task.started_at = Some(at.clone());
+    task.completed_at = None;
+    task.run_id = a.run_id;
+    if !s.agents.active_tasks.contains(&a.id) {
+        s.agents.active_tasks.push(a.id);
+    }
+    let running = s.agents.active_tasks.len() as u64;
+    s.resources.peak_concurrent_tasks.raise_to(running);
+    if let Some(map) = a.system_stats {
+        s.resources.system_stats = map;
+    }
+}
+
+struct AttemptEnd {
+    label: &'static str,
+    task: Option<String>,
+    attempt: u32,
+    run: AgentRun,
+    run_dir: String,
+    will_retry: bool,
+}
+
+/// One finished attempt: cost, tokens, outcome, status, errors, agent stats.
+fn attempt_finished(s: &mut UnifiedState, name: &str, agent: &str, a: AttemptEnd, at: &Timestamp) {
+    let r = &a.run;
+    let ok = r.outcome.is_success();
+    let spec = spec_entry(s, name, at);
+    spec.cost_usd += r.cost_usd;
+    if let Some(id) = &a.task {
+        let entry = spec.tasks.entry(id.clone()).or_default();
+        *entry.cost_usd.get_or_insert(0.0) += r.cost_usd;
+        *entry.input_tokens.get_or_insert(0) += r.input_tokens;
+        *entry.output_tokens.get_or_insert(0) += r.output_tokens;
+        *entry.num_turns.get_or_insert(0) += r.num_turns;
+        if r.session_id.is_some() {
+            entry.session_id = r.session_id.clone();
+        }
+        entry.outcome = Some(r.outcome.as_str().to_owned());
+        entry.duration_seconds = Some(r.duration_ms as f64 / 1000.0);
+        entry.extra.insert("evidence".into(), json!(r.evidence));
+        if ok {
+            entry.status = TaskStatus::Completed;
+            entry.completed_at = Some(at.clone());
+            entry.error = None;
+        } else {
+            entry.status = match r.outcome {
+                Outcome::KilledByUser { .. } => TaskStatus::Pending,
+                _ if a.will_retry => TaskStatus::InProgress,
+                Outcome::BudgetExceeded { .. } | Outcome::UsageLimited => TaskStatus::Pending,
+                _ => TaskStatus::Failed,
+            };
+            entry.error = Some(format!("{}: {}", r.outcome, r.evidence));
+        }
+        let (done, total) = (
+            spec.tasks
+                .values()
+                .filter(|t| t.status == TaskStatus::Completed)
+                .count(),
+            spec.tasks.len(),
+        );
+        if total > 0 {
+            spec.progress_percentage = done as f64 * 100.0 / total as f64;
+        }
+        s.agents.active_tasks.retain(|t| t != id);
+        s.resources.total_tasks_executed += 1;
+    }
+    if !ok {
+        s.record_error(
+            "workflow",
+            &format!("{}: {}", r.outcome, r.evidence),
+            json!({
+                "spec": name,
+                "phase": a.label,
+                "task": a.task,
+                "attempt": a.attempt,
+                "exit_code": r.exit_code,
+                "outcome": r.outcome,
+                "duration_ms": r.duration_ms,
+                "run_dir": a.run_dir,
+                "will_retry": a.will_retry,
+            }),
+        );
+    }
+    let perf = s.agents.performance.entry(agent.to_owned()).or_default();
+    perf.executions += 1;
+    if ok {
+        perf.successes += 1;
+    } else {
+        perf.failures += 1;
+    }
+    perf.total_duration += r.duration_ms as f64 / 1000.0;
+    perf.average_duration = perf.total_duration / perf.executions.as_f64();
+    perf.last_execution = Some(at.clone());
+    s.agents.total_executions += 1;
+    if r.cost_usd > 0.0 {
+        let today = match at {
+            Timestamp::At(t) => t.format("%Y-%m-%d").to_string(),
+            Timestamp::Other(_) => chrono::Local::now().format("%Y-%m-%d").to_string(),
+        };
+        let ledger = s.extra.entry("cost_ledger").or_insert_with(|| json!({}));
+        if let Some(map) = ledger.as_object_mut() {
+            let day = map.entry(today).or_insert(json!(0.0));
+            *day = json!(day.as_f64().unwrap_or(0.0) + r.cost_usd);
+        }
+    }
+}
+
+/// An attempt whose agent never ran: a cost ceiling leaves its task pending (the run
+/// pauses); admission or a worktree that cannot be made fails it.
+fn not_started(
+    s: &mut UnifiedState,
+    name: &str,
+    label: &str,
+    task: Option<String>,
+    refused: Refused,
+    r: &AgentRun,
+    at: &Timestamp,
+) {
+    if let Some(id) = &task {
+        let entry = spec_entry(s, name, at).tasks.entry(id.clone()).or_default();
+        entry.outcome = Some(r.outcome.as_str().to_owned());
+        entry.error = Some(format!("{}: {}", r.outcome, r.evidence));
+        entry.status = match refused {
+            Refused::CostCeiling => TaskStatus::Pending,
+            Refused::Admission | Refused::Worktree => TaskStatus::Failed,
+        };
+    }
+    let context = match refused {
+        Refused::CostCeiling => {
+            json!({"spec": name, "phase": label, "task": task, "outcome": r.outcome})
+        }
+        Refused::Admission | Refused::Worktree => {
+            json!({"spec": name, "task": task, "phase": label})
+        }
+    };
+    s.record_error(refused.component(), &r.evidence, context);
+}
+
+/// Leaves that wait on a failed task are blocked.
+fn tasks_blocked(s: &mut UnifiedState, name: &str, blocked: &[Blocked], at: &Timestamp) {
+    let spec = spec_entry(s, name, at);
+    for b in blocked {
+        if let Some(entry) = spec.tasks.get_mut(&b.id) {
+            entry.status = TaskStatus::Blocked;
+            entry.error = Some(format!(
+                "blocked: depends on task {}, which did not complete",
+                b.because
+            ));
+        }
+    }
+    s.record_error(
+        "workflow",
+        &format!("{} task(s) blocked by failed dependencies", blocked.len()),
+        json!({"spec": name, "blocked": blocked.iter().map(|b| &b.id).collect::<Vec<_>>()}),
+    );
+}
+
+enum RunEnd {
+    Completed,
+    Paused { until: String },
+}
+
+/// What the end of a run records: `complete`, or when a pause ends.
+fn run_finished(summary: &Summary) -> Option<RunEnd> {
+    match &summary.ending {
+        Ending::Completed => Some(RunEnd::Completed),
+        Ending::Paused(reason) => Some(RunEnd::Paused {
+            until: reason.resets_at().unwrap_or("unknown").to_owned(),
+        }),
+        Ending::Failed | Ending::Interrupted(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::path::Path;
+
+    use super::*;
+    use crate::agent::Phase as AgentPhase;
+    use crate::spec::tasks::Task;
+    use crate::workflow::Options;
+    use crate::workflow::events::{StopReason, Summary};
+
+    const SPEC: &str = "demo";
+
+    fn apply_all(state: &mut UnifiedState, kinds: Vec<EventKind<'_>>) -> Vec<bool> {
+        kinds
+            .into_iter()
+            .map(|k| apply(state, SPEC, "claude", &Event::now(k)).unwrap())
+            .collect()
+    }
+
+    fn task(state: &UnifiedState, id: &str) -> state::Task {
+        state.specifications[SPEC].tasks[id].clone()
+    }
+
+    fn ran(outcome: Outcome, cost: f64) -> AgentRun {
+        let mut r = AgentRun::from_outcome(outcome, "why");
+        r.cost_usd = cost;
+        r.input_tokens = 10;
+        r.duration_ms = 1500;
+        r
+    }
+
+    fn started<'a>(unit: Unit<'a>, attempt: u32) -> EventKind<'a> {
+        EventKind::AttemptStarted {
+            unit,
+            attempt,
+            run_dir: Path::new("/p/.claude/runs/run-1"),
+            system_stats: None,
+        }
+    }
+
+    fn finished<'a>(unit: Unit<'a>, attempt: u32, run: &'a AgentRun, retry: bool) -> EventKind<'a> {
+        EventKind::AttemptFinished {
+            unit,
+            attempt,
+            run,
+            run_dir: Path::new("/p/.claude/runs/run-1"),
+            will_retry: retry,
+        }
+    }
+
+    #[test]
+    fn a_retried_task_is_in_progress_then_completed_with_its_costs_summed() {
+        let (t1, t2) = (Task::new("1", "First"), Task::new("2", "Second"));
+        let leaves = [&t1, &t2];
+        let done = HashSet::new();
+        let timed_out = ran(Outcome::TimedOut { escalated: false }, 0.25);
+        let ok = ran(Outcome::Succeeded, 0.5);
+        let mut s = UnifiedState::default();
+        apply_all(
+            &mut s,
+            vec![
+                EventKind::TasksPlanned {
+                    leaves: &leaves,
+                    completed: &done,
+                },
+                started(Unit::Task(&t1), 1),
+            ],
+        );
+        assert_eq!(task(&s, "1").status, TaskStatus::InProgress);
+        assert_eq!(task(&s, "1").run_id.as_deref(), Some("run-1"));
+        assert_eq!(task(&s, "2").status, TaskStatus::Pending);
+        assert_eq!(s.agents.active_tasks, ["1"]);
+
+        apply_all(&mut s, vec![finished(Unit::Task(&t1), 1, &timed_out, true)]);
+        let t = task(&s, "1");
+        assert_eq!(t.status, TaskStatus::InProgress, "another attempt follows");
+        assert_eq!(t.outcome.as_deref(), Some("timed_out"));
+        assert!(s.agents.active_tasks.is_empty());
+        let e = s.errors.last().unwrap();
+        assert_eq!(e.context["will_retry"], true);
+        assert_eq!(e.context["attempt"], 1);
+
+        apply_all(
+            &mut s,
+            vec![
+                started(Unit::Task(&t1), 2),
+                finished(Unit::Task(&t1), 2, &ok, false),
+            ],
+        );
+        let t = task(&s, "1");
+        assert_eq!(t.status, TaskStatus::Completed);
+        assert_eq!(t.attempts, 2);
+        assert_eq!(t.error, None);
+        assert!(t.completed_at.is_some());
+        assert_eq!(t.cost_usd, Some(0.75));
+        assert_eq!(t.input_tokens, Some(20));
+        let spec = &s.specifications[SPEC];
+        assert_eq!(spec.cost_usd, 0.75);
+        assert_eq!(spec.progress_percentage, 50.0);
+        let perf = &s.agents.performance["claude"];
+        assert_eq!(
+            (
+                perf.executions.get(),
+                perf.successes.get(),
+                perf.failures.get()
+            ),
+            (Some(2), Some(1), Some(1))
+        );
+        assert_eq!(s.resources.total_tasks_executed, 2);
+        assert_eq!(s.errors.len(), 1, "a success records no error");
+        let ledger = s.extra["cost_ledger"].as_object().unwrap();
+        assert_eq!(ledger.values().next().unwrap().as_f64(), Some(0.75));
+    }
+
+    #[test]
+    fn each_final_outcome_leaves_the_task_in_its_status() {
+        let t = Task::new("1", "Only");
+        for (outcome, status) in [
+            (Outcome::NoResult { exit_code: 1 }, TaskStatus::Failed),
+            (
+                Outcome::VerifyFailed { exit_code: Some(1) },
+                TaskStatus::Failed,
+            ),
+            (
+                Outcome::KilledByUser { signal: Some(2) },
+                TaskStatus::Pending,
+            ),
+            (Outcome::UsageLimited, TaskStatus::Pending),
+        ] {
+            let r = ran(outcome.clone(), 0.0);
+            let mut s = UnifiedState::default();
+            apply_all(
+                &mut s,
+                vec![
+                    started(Unit::Task(&t), 1),
+                    finished(Unit::Task(&t), 1, &r, false),
+                ],
+            );
+            assert_eq!(task(&s, "1").status, status, "{outcome}");
+            assert_eq!(
+                task(&s, "1").error.as_deref(),
+                Some(format!("{outcome}: why").as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn a_document_attempt_counts_for_the_agent_and_the_spec_but_has_no_task() {
+        let r = ran(Outcome::NoResult { exit_code: 1 }, 0.1);
+        let unit = Unit::Document(AgentPhase::Design);
+        let mut s = UnifiedState::default();
+        let changed = apply_all(&mut s, vec![started(unit, 1), finished(unit, 1, &r, true)]);
+        assert_eq!(changed, [false, true], "a document start changes nothing");
+        assert!(s.specifications[SPEC].tasks.is_empty());
+        assert_eq!(s.specifications[SPEC].cost_usd, 0.1);
+        assert_eq!(s.errors[0].context["phase"], "design");
+        assert_eq!(s.errors[0].context["task"], serde_json::Value::Null);
+        assert_eq!(s.resources.total_tasks_executed, 0);
+    }
+
+    #[test]
+    fn a_skipped_phase_is_recorded_once() {
+        let mut s = UnifiedState::default();
+        let skipped = || EventKind::PhaseFinished {
+            phase: Phase::RequirementsGeneration,
+            result: PhaseResult::Skipped,
+            detail: String::new(),
+        };
+        assert_eq!(apply_all(&mut s, vec![skipped(), skipped()]), [true, false]);
+        let spec = &s.specifications[SPEC];
+        assert_eq!(spec.completed_phases.len(), 1);
+        assert_eq!(spec.current_phase, Phase::DesignCreation);
+        let failed = Outcome::NoResult { exit_code: 1 };
+        let kinds = vec![
+            EventKind::PhaseStarted {
+                phase: Phase::DesignCreation,
+            },
+            EventKind::PhaseFinished {
+                phase: Phase::DesignCreation,
+                result: PhaseResult::Failed(&failed),
+                detail: String::new(),
+            },
+        ];
+        assert_eq!(apply_all(&mut s, kinds), [true, false]);
+        assert_eq!(s.workflow.global_phase, Phase::DesignCreation);
+        assert_eq!(s.specifications[SPEC].completed_phases.len(), 1);
+    }
+
+    #[test]
+    fn refusals_record_the_component_and_leave_the_task_pending_or_failed() {
+        let t = Task::new("1", "Only");
+        let ceiling = AgentRun::from_outcome(
+            Outcome::BudgetExceeded {
+                limit: "per_run".into(),
+                limit_usd: 1.0,
+                spent_usd: 1.0,
+            },
+            "ceiling",
+        );
+        let refused = AgentRun::from_outcome(
+            Outcome::AgentError {
+                cause: crate::agent::outcome::ErrorCause::NotStarted,
+                exit_code: 0,
+            },
+            "not admitted: max_load",
+        );
+        for (why, run, status, component) in [
+            (
+                Refused::CostCeiling,
+                &ceiling,
+                TaskStatus::Pending,
+                "budget",
+            ),
+            (
+                Refused::Admission,
+                &refused,
+                TaskStatus::Failed,
+                "admission",
+            ),
+            (Refused::Worktree, &refused, TaskStatus::Failed, "workflow"),
+        ] {
+            let mut s = UnifiedState::default();
+            apply_all(
+                &mut s,
+                vec![EventKind::AttemptNotStarted {
+                    unit: Unit::Task(&t),
+                    attempt: 1,
+                    refused: why,
+                    run,
+                }],
+            );
+            assert_eq!(task(&s, "1").status, status);
+            assert_eq!(s.errors[0].component, component);
+            assert_eq!(s.errors[0].error, run.evidence);
+            assert_eq!(s.agents.total_executions, 0, "no agent ran");
+        }
+    }
+
+    #[test]
+    fn blocked_tasks_share_one_error_record() {
+        let (t1, t2, t3) = (
+            Task::new("1", "A"),
+            Task::new("2", "B"),
+            Task::new("3", "C"),
+        );
+        let leaves = [&t1, &t2, &t3];
+        let done = HashSet::new();
+        let blocked = [
+            Blocked {
+                id: "2".into(),
+                because: "1".into(),
+            },
+            Blocked {
+                id: "3".into(),
+                because: "2".into(),
+            },
+        ];
+        let mut s = UnifiedState::default();
+        apply_all(
+            &mut s,
+            vec![
+                EventKind::TasksPlanned {
+                    leaves: &leaves,
+                    completed: &done,
+                },
+                EventKind::TasksBlocked { blocked: &blocked },
+            ],
+        );
+        assert_eq!(task(&s, "3").status, TaskStatus::Blocked);
+        assert!(task(&s, "3").error.unwrap().contains("task 2"));
+        assert_eq!(s.errors.len(), 1);
+        assert_eq!(
+            s.errors[0].context["blocked"],
+            serde_json::json!(["2", "3"])
+        );
+    }
+
+    #[test]
+    fn a_new_run_makes_unfinished_tasks_pending_and_keeps_completed_ones() {
+        let mut s = UnifiedState::default();
+        let entry = s.specifications.entry(SPEC.into()).or_default();
+        entry.paused_until = Some("later".into());
+        for (id, status) in [
+            ("1", TaskStatus::Completed),
+            ("2", TaskStatus::InProgress),
+            ("3", TaskStatus::Failed),
+            ("4", TaskStatus::Blocked),
+        ] {
+            entry.tasks.entry(id.into()).or_default().status = status;
+        }
+        s.agents.active_tasks = vec!["2".into(), "other-spec-task".into()];
+        let options = Options::default();
+        apply_all(
+            &mut s,
+            vec![EventKind::RunStarted {
+                description: "A demo",
+                options: &options,
+                system_stats: None,
+            }],
+        );
+        let spec = &s.specifications[SPEC];
+        assert_eq!(spec.description, "A demo");
+        assert_eq!(spec.paused_until, None);
+        assert_eq!(spec.extra[OPTIONS_KEY]["parallel"], 4);
+        let statuses: Vec<_> = ["1", "2", "3", "4"]
+            .iter()
+            .map(|id| task(&s, id).status)
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                TaskStatus::Completed,
+                TaskStatus::Pending,
+                TaskStatus::Pending,
+                TaskStatus::Pending
+            ]
+        );
+        assert_eq!(s.agents.active_tasks, ["other-spec-task"]);
+        assert_eq!(s.workflow.current_spec.as_deref(), Some(SPEC));
+    }
+
+    #[test]
+    fn the_end_of_a_run_records_completion_or_the_pause() {
+        let summary = |ending| Summary {
+            ending,
+            completed: 1,
+            total: 1,
+            cost_usd: 0.0,
+            report: None,
+            failed: Vec::new(),
+            blocked: Vec::new(),
+        };
+        let mut s = UnifiedState::default();
+        s.specifications.entry(SPEC.into()).or_default();
+        let paused = summary(Ending::Paused(StopReason::CostCeiling {
+            limit: "daily".into(),
+            limit_usd: 1.0,
+            spent_usd: 1.0,
+        }));
+        apply_all(&mut s, vec![EventKind::Finished { summary: &paused }]);
+        assert_eq!(
+            s.specifications[SPEC].paused_until.as_deref(),
+            Some("unknown")
+        );
+        let done = summary(Ending::Completed);
+        apply_all(&mut s, vec![EventKind::Finished { summary: &done }]);
+        let spec = &s.specifications[SPEC];
+        assert_eq!(spec.current_phase, Phase::Complete);
+        assert_eq!(spec.paused_until, None);
+        let failed = summary(Ending::Failed);
+        assert_eq!(
+            apply_all(&mut s, vec![EventKind::Finished { summary: &failed }]),
+            [false]
+        );
+    }
+}

@@ -1,0 +1,330 @@
+//! The attempt loop: the one path every agent run takes (documents, tasks, validation).
+//!
+//! Per attempt: a pending signal stops it, a cost ceiling refuses it, admission admits
+//! it (the slot is held for the run), the agent runs through the [`Executor`], a
+//! successful task's `_Verify:_` runs and its worktree is merged, and the result is told
+//! as an event. Retryable outcomes are retried up to `--attempts`, unless work is
+//! stopping; a usage limit or a cost ceiling stops new work.
+
+use std::ffi::OsString;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::context::Run;
+use crate::agent::outcome::{AgentRun, ErrorCause, Outcome};
+use crate::agent::{self, Job, RunLimits, TaskJob};
+use crate::exec::{ExecSpec, Output, Program};
+use crate::spec::tasks::Task;
+use crate::workflow::WorkflowError;
+use crate::workflow::events::{EventKind, Refused, StopReason, Unit};
+
+/// Where a unit's agent works and the extra environment that says so.
+#[derive(Debug, Clone)]
+pub(crate) struct Place {
+    /// The project's root, or the task's worktree.
+    pub workdir: PathBuf,
+    /// Extra environment for the agent and `_Verify:_` (`QW_WORKTREE`, `QW_TASK_PORT`).
+    pub env: Vec<(OsString, OsString)>,
+}
+
+impl Place {
+    /// The project's own tree, no extra environment.
+    pub(crate) fn project(run: &Run<'_>) -> Place {
+        Place {
+            workdir: run.project.root().to_path_buf(),
+            env: Vec::new(),
+        }
+    }
+}
+
+/// Run `unit` up to `--attempts` times (retrying only retryable outcomes). Returns the
+/// last attempt's run; `Err` only when an event could not be recorded.
+pub(crate) fn attempts(
+    run: &Run<'_>,
+    unit: Unit<'_>,
+    place: &Place,
+) -> Result<AgentRun, WorkflowError> {
+    let budget_key = match unit {
+        Unit::Task(t) => t.id.clone(),
+        Unit::Document(p) => format!("phase:{p}"),
+    };
+    let max = run.options.attempts.max(1);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if let Some(sig) = run.stop.signal() {
+            return Ok(AgentRun::from_outcome(
+                Outcome::KilledByUser { signal: Some(sig) },
+                "interrupted before the attempt started",
+            ));
+        }
+        if let Err(outcome) = run.budget.start(&budget_key) {
+            let mut r = AgentRun::from_outcome(outcome, "");
+            let reason = StopReason::for_run(&r);
+            r.evidence = reason
+                .as_ref()
+                .map_or_else(|| r.outcome.to_string(), ToString::to_string);
+            if let Some(reason) = reason {
+                run.request_stop(reason)?;
+            }
+            run.events.emit(EventKind::AttemptNotStarted {
+                unit,
+                attempt,
+                refused: Refused::CostCeiling,
+                run: &r,
+            })?;
+            return Ok(r);
+        }
+        let slot = match admit(run, unit) {
+            Ok(slot) => slot,
+            Err(Admit::Refused(why)) => {
+                run.budget.finish(&budget_key, 0.0);
+                return not_started(run, unit, attempt, Refused::Admission, why);
+            }
+            Err(Admit::Event(e)) => {
+                run.budget.finish(&budget_key, 0.0);
+                return Err(e);
+            }
+        };
+        let run_dir = agent::runs::create(run.project, run.name, &run_label(unit, attempt))?;
+        let job = job(run, unit, place, run_dir.clone());
+        let system_stats = match (unit, run.resource_monitoring) {
+            (Unit::Task(_), true) => {
+                match crate::admission::probes::Probes::read().system_stats_json() {
+                    serde_json::Value::Object(map) => Some(map),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        run.events.emit(EventKind::AttemptStarted {
+            unit,
+            attempt,
+            run_dir: &run_dir,
+            system_stats,
+        })?;
+        let started = Instant::now();
+        let result = one_attempt(run, &job);
+        drop(slot);
+        let duration = started.elapsed();
+        let mut r = result.unwrap_or_else(|e| {
+            AgentRun::from_outcome(
+                Outcome::AgentError {
+                    cause: ErrorCause::NotStarted,
+                    exit_code: 0,
+                },
+                e.to_string(),
+            )
+        });
+        if r.duration_ms == 0 {
+            r.duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        }
+        run.budget.finish(&budget_key, r.cost_usd);
+        let will_retry = !r.outcome.is_success()
+            && r.outcome.is_retryable()
+            && attempt < max
+            && !run.stop.is_stopping();
+        run.events.emit(EventKind::AttemptFinished {
+            unit,
+            attempt,
+            run: &r,
+            run_dir: &run_dir,
+            will_retry,
+        })?;
+        if let Some(reason) = StopReason::for_run(&r) {
+            run.request_stop(reason)?;
+        }
+        if !will_retry {
+            return Ok(r);
+        }
+        run.cancel.sleep(run.options.retry_delay());
+    }
+}
+
+/// Why [`admit`] did not return a slot.
+enum Admit {
+    /// Not admitted (timed out, interrupted, or admission failed): why.
+    Refused(String),
+    /// Telling that the unit waits failed.
+    Event(WorkflowError),
+}
+
+/// Wait for resource admission (if configured); the slot is held until dropped.
+fn admit(run: &Run<'_>, unit: Unit<'_>) -> Result<Option<crate::admission::SlotGuard>, Admit> {
+    let Some(admission) = &run.admission else {
+        return Ok(None);
+    };
+    let mut told: Option<Instant> = None;
+    let mut failed: Option<WorkflowError> = None;
+    let slot = admission.acquire(crate::admission::Impact::Normal, |waiting| {
+        // Say why once, then at most every 30 s: the observed load changes on every
+        // poll and must not flood the output.
+        if told.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(30)) {
+            told = Some(Instant::now());
+            if let Err(e) = run.events.emit(EventKind::AdmissionWaiting {
+                unit,
+                why: waiting.to_string(),
+            }) {
+                failed = Some(e);
+                return ControlFlow::Break(());
+            }
+        }
+        if run.stop.signal().is_some() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    match (slot, failed) {
+        (_, Some(e)) => Err(Admit::Event(e)),
+        (Ok(slot), None) => Ok(Some(slot)),
+        (Err(e), None) => Err(Admit::Refused(format!("not admitted: {e}"))),
+    }
+}
+
+/// The run-folder label of an attempt: `task-<id>-a<n>` or `<phase>-a<n>`.
+fn run_label(unit: Unit<'_>, attempt: u32) -> String {
+    match unit {
+        Unit::Task(t) => format!("task-{}-a{attempt}", t.id),
+        Unit::Document(p) => format!("{p}-a{attempt}"),
+    }
+}
+
+/// The agent job for one attempt of `unit`, working in `place`.
+fn job(run: &Run<'_>, unit: Unit<'_>, place: &Place, run_dir: PathBuf) -> Job {
+    Job {
+        phase: unit.agent_phase(),
+        spec: run.name.to_owned(),
+        description: run.description.clone(),
+        project_root: run.project.root().to_path_buf(),
+        workdir: place.workdir.clone(),
+        // In a worktree, through its link to the main tree's folder, so the prompt names
+        // it relative to where the agent works.
+        spec_dir: if place.workdir == run.project.root() {
+            run.spec.dir().to_path_buf()
+        } else {
+            place.workdir.join(".claude").join("specs").join(run.name)
+        },
+        task: unit.task().map(task_job),
+        run_dir,
+        env: place.env.clone(),
+    }
+}
+
+/// Record an attempt whose agent never started (not admitted, no worktree): the task
+/// is `failed` with `agent_error` (not started) and the reason.
+pub(crate) fn not_started(
+    run: &Run<'_>,
+    unit: Unit<'_>,
+    attempt: u32,
+    refused: Refused,
+    why: String,
+) -> Result<AgentRun, WorkflowError> {
+    let r = AgentRun::from_outcome(
+        Outcome::AgentError {
+            cause: ErrorCause::NotStarted,
+            exit_code: 0,
+        },
+        why,
+    );
+    run.events.emit(EventKind::AttemptNotStarted {
+        unit,
+        attempt,
+        refused,
+        run: &r,
+    })?;
+    Ok(r)
+}
+
+/// Run the agent once and, if it succeeded, the task's `_Verify:_` command.
+fn one_attempt(run: &Run<'_>, job: &Job) -> Result<AgentRun, WorkflowError> {
+    let limits = RunLimits {
+        timeout: run.options.task_timeout(),
+        grace: run.options.grace(),
+        stall_timeout: run.options.stall_timeout(),
+    };
+    let (mut r, _report) = agent::run_job(
+        run.agent,
+        job,
+        run.project,
+        run.executor,
+        limits,
+        run.cancel,
+    )
+    .map_err(|e| WorkflowError::Input(e.to_string()))?;
+    if r.outcome.is_success()
+        && let Some(verify) = job.task.as_ref().and_then(|t| t.verify.as_deref())
+        && let Err((code, evidence)) = run_verify(run, job, verify)
+    {
+        r.outcome = Outcome::VerifyFailed { exit_code: code };
+        r.evidence = evidence;
+    }
+    // In a task worktree: commit and merge before the task counts as completed.
+    if r.outcome.is_success()
+        && let Some(task) = &job.task
+    {
+        run.space.integrate(task, &mut r)?;
+    }
+    Ok(r)
+}
+
+/// Run a `_Verify:_` command as argv (no shell) in the job's workdir. Err: exit code
+/// (None if it could not run) and one line of evidence.
+fn run_verify(run: &Run<'_>, job: &Job, verify: &str) -> Result<(), (Option<i32>, String)> {
+    let argv = crate::validate::validate_argv_text(verify)
+        .map_err(|e| (None, format!("verify command `{verify}` refused: {e}")))?;
+    let Some(program) = Program::argv(argv) else {
+        return Err((None, "verify command is empty".into()));
+    };
+    let log = job.run_dir.join("verify.log");
+    let mut spec = ExecSpec::new(program);
+    spec.cwd = Some(job.workdir.clone());
+    spec.stdout = Output::File(log.clone());
+    spec.stderr = Output::File(log.clone());
+    spec.null_stdin = true;
+    spec.timeout = run.options.task_timeout();
+    spec.grace = run.options.grace();
+    spec.project = Some(run.project.root().to_path_buf());
+    spec.env = vec![
+        ("QW_SPEC".into(), run.name.into()),
+        ("QW_TASK_ID".into(), job.task_id().into()),
+    ];
+    spec.env.extend(job.env.iter().cloned());
+    let report = run.executor.run(&spec, run.cancel).map_err(|e| {
+        (
+            None,
+            format!("verify command `{verify}` could not run: {e}"),
+        )
+    })?;
+    if report.exit_code == 0 {
+        return Ok(());
+    }
+    let output = crate::fs::read(&log).unwrap_or_default();
+    let tail = crate::agent::outcome::tail_lines(agent::tail_bytes(&output, 4096), 3);
+    let why = if report.timed_out {
+        "timed out".to_owned()
+    } else if let Some(e) = &report.spawn_error {
+        e.clone()
+    } else {
+        format!("exit {}", report.exit_code)
+    };
+    Err((
+        Some(report.exit_code),
+        format!(
+            "verify `{verify}` failed ({why}): {}",
+            tail.replace('\n', " | ")
+        ),
+    ))
+}
+
+/// The [`TaskJob`] for a tasks.md task.
+pub(crate) fn task_job(t: &Task) -> TaskJob {
+    TaskJob {
+        id: t.id.clone(),
+        title: t.title.clone(),
+        details: t.details.clone(),
+        verify: t.verify.clone(),
+        requirements: t.requirements.clone(),
+    }
+}

@@ -1,0 +1,181 @@
+//! The phase order: steering check → spec creation → requirements → design → tasks →
+//! implementation → validation → report.
+//!
+//! Finished work is never redone: a phase whose document exists (written by an earlier
+//! run, or by the user) is skipped, and tasks completed in the state or ticked in
+//! `tasks.md` are not run again.
+
+use std::time::Instant;
+
+use super::attempt::{Place, attempts};
+use super::context::Run;
+use super::scheduler;
+use crate::agent::Phase as AgentPhase;
+use crate::agent::outcome::{AgentRun, Outcome};
+use crate::spec::Spec;
+use crate::spec::tasks::TaskList;
+use crate::state::Phase;
+use crate::workflow::events::{Ending, EventKind, PhaseResult, Summary, Unit, state_phase};
+use crate::workflow::{WorkflowError, report};
+
+/// Run the phases in order; always writes the report once the implementation phase
+/// was reached or a phase failed, then emits [`EventKind::Finished`].
+pub(crate) fn drive(run: &Run<'_>, started: Instant) -> Result<Summary, WorkflowError> {
+    let steering = run.project.steering_dir();
+    let has_steering = ["product.md", "tech.md", "structure.md"]
+        .iter()
+        .any(|f| steering.join(f).is_file());
+    run.events.emit(EventKind::SpecReady {
+        steering: has_steering,
+    })?;
+    let mut failure: Option<(Phase, AgentRun)> = None;
+    for phase in [
+        AgentPhase::Requirements,
+        AgentPhase::Design,
+        AgentPhase::Tasks,
+    ] {
+        if let Some(run_failed) = document_phase(run, phase)? {
+            failure = Some((state_phase(phase), run_failed));
+            break;
+        }
+    }
+
+    let mut outcome = scheduler::TasksOutcome::default();
+    if failure.is_none() {
+        match load_tasks(&run.spec) {
+            Err(e) => {
+                // The agent wrote a tasks.md that does not parse: the work failed.
+                let evidence = e.to_string();
+                run.events
+                    .emit(EventKind::TaskListInvalid { error: &evidence })?;
+                failure = Some((
+                    Phase::TaskGeneration,
+                    AgentRun::from_outcome(Outcome::NoResult { exit_code: 0 }, evidence),
+                ));
+            }
+            Ok(tasks) => {
+                run.events.emit(EventKind::PhaseStarted {
+                    phase: Phase::Implementation,
+                })?;
+                outcome = scheduler::run_tasks(run, &tasks)?;
+                let all_done = outcome.completed == outcome.total;
+                run.events.emit(EventKind::PhaseFinished {
+                    phase: Phase::Implementation,
+                    result: if all_done {
+                        PhaseResult::Succeeded
+                    } else {
+                        PhaseResult::Incomplete
+                    },
+                    detail: format!("{}/{} tasks completed", outcome.completed, outcome.total),
+                })?;
+                if all_done && let Some(run_failed) = document_phase(run, AgentPhase::Validation)? {
+                    failure = Some((Phase::Validation, run_failed));
+                }
+            }
+        }
+    }
+
+    let ending = Ending::decide(
+        run.stop.reason(),
+        failure.is_none() && outcome.completed == outcome.total,
+    );
+    let cost_usd = run.budget.spent();
+    let state = run.store.load()?;
+    let report_path = run.spec.report_path();
+    let text = report::render(&report::ReportInput {
+        name: run.name,
+        description: &run.description,
+        ending: &ending,
+        state: &state,
+        tasks: load_tasks(&run.spec).ok().as_ref(),
+        failure: failure.as_ref(),
+        duration: started.elapsed(),
+        cost_this_run: cost_usd,
+    });
+    crate::fs::write_durable(&report_path, text.as_bytes())?;
+    let summary = Summary {
+        ending,
+        completed: outcome.completed,
+        total: outcome.total,
+        cost_usd,
+        report: Some(report_path),
+        failed: outcome.failed,
+        blocked: outcome.blocked,
+    };
+    run.events.emit(EventKind::Finished { summary: &summary })?;
+    Ok(summary)
+}
+
+/// Produce one document (or run validation). Returns the failing run if it failed.
+fn document_phase(run: &Run<'_>, aphase: AgentPhase) -> Result<Option<AgentRun>, WorkflowError> {
+    let phase = state_phase(aphase);
+    let done_in_state = run
+        .store
+        .load()?
+        .specifications
+        .get(run.name)
+        .is_some_and(|s| s.completed_phases.iter().any(|c| c.phase == phase));
+    let doc = aphase.document().map(|d| run.spec.dir().join(d));
+    let doc_present = doc
+        .as_ref()
+        .is_some_and(|p| p.metadata().is_ok_and(|m| m.len() > 0));
+    if doc_present || (doc.is_none() && done_in_state) {
+        run.events.emit(EventKind::PhaseFinished {
+            phase,
+            result: PhaseResult::Skipped,
+            detail: match &doc {
+                Some(d) if doc_present => format!("`{}` already exists", d.display()),
+                _ => "already completed".into(),
+            },
+        })?;
+        return Ok(None);
+    }
+    if run.stop.is_stopping() {
+        return Ok(Some(AgentRun::from_outcome(
+            Outcome::KilledByUser {
+                signal: run.stop.signal(),
+            },
+            "stopped before this phase started",
+        )));
+    }
+    run.events.emit(EventKind::PhaseStarted {
+        phase: phase.clone(),
+    })?;
+    let last = attempts(run, Unit::Document(aphase), &Place::project(run))?;
+    let ok = last.outcome.is_success();
+    run.events.emit(EventKind::PhaseFinished {
+        phase,
+        result: if ok {
+            PhaseResult::Succeeded
+        } else {
+            PhaseResult::Failed(&last.outcome)
+        },
+        detail: if ok {
+            String::new()
+        } else {
+            last.evidence.clone()
+        },
+    })?;
+    Ok((!ok).then_some(last))
+}
+
+/// Parse and validate the spec's tasks.md, including every `_Verify:_` command.
+pub(crate) fn load_tasks(spec: &Spec) -> Result<TaskList, WorkflowError> {
+    let path = spec.tasks_path();
+    let text = crate::fs::read_to_string(&path)?;
+    let list =
+        TaskList::parse(&text).map_err(|e| WorkflowError::Input(e.in_file(&path).to_string()))?;
+    for t in list.tasks() {
+        if let Some(v) = &t.verify
+            && let Err(e) = crate::validate::validate_argv_text(v)
+        {
+            return Err(WorkflowError::Input(format!(
+                "`{}` line {}: task {} has a _Verify:_ command qw will not run: {e}; write it as plain argv, or explicitly as `sh -c '…'`",
+                path.display(),
+                t.line,
+                t.id
+            )));
+        }
+    }
+    Ok(list)
+}
