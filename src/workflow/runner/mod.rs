@@ -13,6 +13,8 @@ mod context;
 mod phases;
 mod scheduler;
 mod stop;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
