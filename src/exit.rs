@@ -21,3 +21,29 @@ pub const EXEC_NOT_EXECUTABLE: i32 = 126;
 pub const EXEC_NOT_FOUND: i32 = 127;
 /// `qw exec`: the child died of signal N → 128 + N.
 pub const EXEC_SIGNAL_BASE: i32 = 128;
+
+/// An error a user may see: the documented exit code it means and what to do next.
+///
+/// Every user-facing error type of the library implements it, and `cli::CliError` is
+/// made from any of them (one `From`), so the code and the hints travel with the type
+/// instead of being pasted into message strings or guessed at the call site. The
+/// message (`Display`) says what failed and where; hints say what to do about it.
+pub trait UserError: std::error::Error {
+    /// [`USAGE`] for bad input (a name, a flag, a file the user must fix), [`FAILED`]
+    /// when the work or the system failed.
+    fn exit_code(&self) -> i32;
+
+    /// Next steps, printed after the message as `hint:` lines.
+    fn hints(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The message followed by its hints on one line (`message; hint; hint`), for places
+/// that keep an error as text: the state's evidence, the report.
+pub fn with_hints(e: &dyn UserError) -> String {
+    std::iter::once(e.to_string())
+        .chain(e.hints())
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -35,6 +35,12 @@ pub struct NameError {
     pub reason: &'static str,
 }
 
+impl crate::exit::UserError for NameError {
+    fn exit_code(&self) -> i32 {
+        crate::exit::USAGE
+    }
+}
+
 const MAX_LEN: usize = 100;
 
 /// Check a name against `[A-Za-z0-9][A-Za-z0-9._-]{0,99}`; spec names must also be

@@ -35,7 +35,7 @@ use crate::project::Project;
 #[derive(Debug, thiserror::Error)]
 pub enum WorktreeError {
     /// `git` is not installed.
-    #[error("`git` was not found on PATH; task worktrees need git (or use `--isolate none`)")]
+    #[error("`git` was not found on PATH; task worktrees need git")]
     NoGit,
     /// A git command failed.
     #[error("`git {args}` failed in `{}`: {stderr}", dir.display())]
@@ -48,14 +48,25 @@ pub enum WorktreeError {
         stderr: String,
     },
     /// A directory in `.claude/worktrees/` that is no git worktree and holds files.
-    #[error(
-        "`{}` is in the way: it is not a git worktree and holds files; move it elsewhere and run again",
-        .0.display()
-    )]
+    #[error("`{}` is in the way: it is not a git worktree and holds files", .0.display())]
     InTheWay(PathBuf),
     /// I/O on a named path.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+impl crate::exit::UserError for WorktreeError {
+    fn exit_code(&self) -> i32 {
+        crate::exit::FAILED
+    }
+
+    fn hints(&self) -> Vec<String> {
+        match self {
+            WorktreeError::NoGit => vec!["install git, or use `--isolate none`".into()],
+            WorktreeError::InTheWay(_) => vec!["move it elsewhere and run again".into()],
+            WorktreeError::Git { .. } | WorktreeError::Io(_) => Vec::new(),
+        }
+    }
 }
 
 type Result<T> = std::result::Result<T, WorktreeError>;

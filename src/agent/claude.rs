@@ -221,14 +221,16 @@ mod tests {
             program: "qw-no-such-claude".into(),
             extra_args: vec![],
         };
-        let msg = agent.check().unwrap_err().to_string();
+        let err = agent.check().unwrap_err();
+        let msg = err.to_string();
         assert!(
             msg.contains("`qw-no-such-claude` was not found on PATH"),
             "{msg}"
         );
+        let hints = crate::exit::UserError::hints(&err).join(" ");
         assert!(
-            msg.contains("--agent offline") && msg.contains("--agent-cmd"),
-            "{msg}"
+            hints.contains("--agent offline") && hints.contains("--agent-cmd"),
+            "{hints}"
         );
     }
 

@@ -282,10 +282,11 @@ mod tests {
         assert!(e.contains("--agent-cmd is empty"), "{e}");
         let e = CommandAgent::parse("   ").unwrap_err().to_string();
         assert!(e.contains("empty"), "{e}");
-        let e = CommandAgent::parse("agent 'unbalanced")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("cannot be split") && e.contains("quotes"), "{e}");
+        let err = CommandAgent::parse("agent 'unbalanced").unwrap_err();
+        let e = err.to_string();
+        assert!(e.contains("cannot be split") && e.contains("quote"), "{e}");
+        let hints = crate::exit::UserError::hints(&err);
+        assert_eq!(hints, ["check its quotes"]);
         let e = CommandAgent::parse("agent {promt}")
             .unwrap_err()
             .to_string();

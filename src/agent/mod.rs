@@ -226,24 +226,23 @@ fn job_env(job: &Job) -> Vec<(OsString, OsString)> {
     .collect()
 }
 
-/// Errors building an agent or its command. Each names the value and the next step.
+/// Errors building an agent or its command. Each names the value; [`UserError::hints`]
+/// says what to do instead.
+///
+/// [`UserError::hints`]: crate::exit::UserError::hints
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     /// The agent program is not on PATH.
-    #[error(
-        "`{program}` was not found on PATH; install it, or use `--agent offline` (built in, needs nothing installed) or `--agent-cmd 'PROG {{prompt_file}}'`"
-    )]
+    #[error("`{program}` was not found on PATH")]
     NotFound {
         /// The program looked for.
         program: String,
     },
     /// The `--agent-cmd` template is empty.
-    #[error(
-        "--agent-cmd is empty; give a command such as `--agent-cmd 'my-agent --prompt-file {{prompt_file}}'`"
-    )]
+    #[error("--agent-cmd is empty")]
     EmptyTemplate,
     /// The `--agent-cmd` template cannot be split into words.
-    #[error("--agent-cmd `{template}` cannot be split into words ({reason}); check its quotes")]
+    #[error("--agent-cmd `{template}` cannot be split into words ({reason})")]
     BadQuotes {
         /// The template.
         template: String,
@@ -251,9 +250,7 @@ pub enum AgentError {
         reason: String,
     },
     /// The template names a placeholder qw does not know.
-    #[error(
-        "--agent-cmd `{template}` uses unknown placeholder `{{{name}}}`; known: {{prompt}} {{prompt_file}} {{task_id}} {{spec}} {{phase}}"
-    )]
+    #[error("--agent-cmd `{template}` uses unknown placeholder `{{{name}}}`")]
     UnknownPlaceholder {
         /// The template.
         template: String,
@@ -261,9 +258,7 @@ pub enum AgentError {
         name: String,
     },
     /// The prompt is too large to pass as one argument.
-    #[error(
-        "the prompt for spec `{spec}` ({bytes} bytes) is too large to pass as an argument; shorten the steering or spec documents, or use `--agent-cmd` with {{prompt_file}}"
-    )]
+    #[error("the prompt for spec `{spec}` ({bytes} bytes) is too large to pass as an argument")]
     PromptTooLarge {
         /// The spec.
         spec: String,
@@ -279,13 +274,13 @@ pub enum AgentError {
         spec: String,
     },
     /// A resume was asked of an agent that has no sessions.
-    #[error("the {agent} agent cannot resume a session; run the job fresh")]
+    #[error("the {agent} agent cannot resume a session")]
     CannotResume {
         /// The agent's name.
         agent: &'static str,
     },
     /// A session id that is not one (it goes into argv after `--resume`).
-    #[error("`{id}` is not a session id (expected letters, digits and `-`); run the job fresh")]
+    #[error("`{id}` is not a session id (expected letters, digits and `-`)")]
     BadSession {
         /// The value given.
         id: String,
@@ -296,6 +291,46 @@ pub enum AgentError {
     /// The executor failed (not the agent).
     #[error("{0}")]
     Exec(#[from] crate::exec::ExecError),
+}
+
+impl crate::exit::UserError for AgentError {
+    fn exit_code(&self) -> i32 {
+        match self {
+            AgentError::NotFound { .. }
+            | AgentError::EmptyTemplate
+            | AgentError::BadQuotes { .. }
+            | AgentError::UnknownPlaceholder { .. }
+            | AgentError::PromptTooLarge { .. } => crate::exit::USAGE,
+            AgentError::MissingTask { .. }
+            | AgentError::CannotResume { .. }
+            | AgentError::BadSession { .. }
+            | AgentError::Io(_)
+            | AgentError::Exec(_) => crate::exit::FAILED,
+        }
+    }
+
+    fn hints(&self) -> Vec<String> {
+        let hint = match self {
+            AgentError::NotFound { .. } => {
+                "install it, or use `--agent offline` (built in, needs nothing installed) or `--agent-cmd 'PROG {prompt_file}'`"
+            }
+            AgentError::EmptyTemplate => {
+                "give a command such as `--agent-cmd 'my-agent --prompt-file {prompt_file}'`"
+            }
+            AgentError::BadQuotes { .. } => "check its quotes",
+            AgentError::UnknownPlaceholder { .. } => {
+                "known placeholders: {prompt} {prompt_file} {task_id} {spec} {phase}"
+            }
+            AgentError::PromptTooLarge { .. } => {
+                "shorten the steering or spec documents, or use `--agent-cmd` with {prompt_file}"
+            }
+            AgentError::CannotResume { .. } | AgentError::BadSession { .. } => "run the job fresh",
+            AgentError::MissingTask { .. } | AgentError::Io(_) | AgentError::Exec(_) => {
+                return Vec::new();
+            }
+        };
+        vec![hint.to_owned()]
+    }
 }
 
 /// An AI coding agent (or a stand-in) that qw can run for a job.

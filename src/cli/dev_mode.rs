@@ -3,7 +3,7 @@
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
-use super::{CliError, CmdResult, Ctx, state_backup};
+use super::{CliError, CmdResult, Ctx};
 
 /// `println!` that ignores a closed stdout (`qw dev-mode status | head -1`) instead of
 /// panicking.
@@ -137,7 +137,7 @@ fn auto_backup(project: &Project) -> Result<Option<String>, CliError> {
         Ok(p) => p,
         Err(StateError::NoState { .. }) => return Ok(None),
         Err(e) => {
-            return Err(state_backup::cli_error(&e)
+            return Err(CliError::from(e)
                 .hint("dev mode is on; run `qw state-backup` once the problem is fixed"));
         }
     };

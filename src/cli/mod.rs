@@ -9,7 +9,6 @@ use std::sync::{Arc, OnceLock};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::exit;
 use crate::logging::Verbosity;
 use crate::project::Project;
 use crate::settings::{QwSettings, SettingsError, SettingsFile};
@@ -19,6 +18,7 @@ pub mod completions;
 pub mod consume;
 pub mod dashboard;
 pub mod dev_mode;
+mod error;
 pub mod exec;
 pub mod executor;
 pub mod init;
@@ -33,6 +33,8 @@ pub mod sweep;
 pub mod workflow;
 pub mod workflow_reset;
 pub mod worktrees;
+
+pub use error::CliError;
 
 const EXIT_CODES_HELP: &str = "\
 Exit codes:
@@ -265,7 +267,7 @@ impl Ctx {
                 });
                 Ok(typed)
             }
-            Err(e) => Err(CliError::from(e)),
+            Err(e) => Err(CliError::from_user(e)),
         }
     }
 
@@ -275,7 +277,7 @@ impl Ctx {
         self.settings()?;
         match &self.settings.read {
             Ok((file, _)) => Ok(file),
-            Err(e) => Err(CliError::from(e)),
+            Err(e) => Err(CliError::from_user(e)),
         }
     }
 
@@ -286,95 +288,6 @@ impl Ctx {
             .read
             .as_ref()
             .is_ok_and(|(_, s)| s.development_mode.verbose_logging())
-    }
-}
-
-/// A failure to report to the user: message, optional hints, exit code.
-#[derive(Debug)]
-pub struct CliError {
-    /// The process exit code.
-    pub code: i32,
-    /// One line naming what failed and where.
-    pub message: String,
-    /// Suggestions for the next step, printed as `hint:` lines.
-    pub hints: Vec<String>,
-}
-
-impl CliError {
-    /// Bad input or usage (exit 2).
-    pub fn usage(message: impl Into<String>) -> Self {
-        CliError {
-            code: exit::USAGE,
-            message: message.into(),
-            hints: Vec::new(),
-        }
-    }
-    /// The work failed (exit 1).
-    pub fn failed(message: impl Into<String>) -> Self {
-        CliError {
-            code: exit::FAILED,
-            message: message.into(),
-            hints: Vec::new(),
-        }
-    }
-    /// Any exit code.
-    pub fn with_code(code: i32, message: impl Into<String>) -> Self {
-        CliError {
-            code,
-            message: message.into(),
-            hints: Vec::new(),
-        }
-    }
-    /// Stdout was closed by its reader (`qw … | head -1`): stop, exit 0, print nothing.
-    pub fn stdout_closed() -> Self {
-        CliError {
-            code: exit::SUCCESS,
-            message: String::new(),
-            hints: Vec::new(),
-        }
-    }
-    /// True for [`CliError::stdout_closed`]: `main` exits 0 without a message.
-    pub fn is_stdout_closed(&self) -> bool {
-        self.code == exit::SUCCESS
-    }
-    /// Add a `hint:` line.
-    pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hints.push(hint.into());
-        self
-    }
-}
-
-impl std::fmt::Display for CliError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for CliError {}
-
-impl From<crate::names::NameError> for CliError {
-    fn from(e: crate::names::NameError) -> Self {
-        CliError::usage(e.to_string())
-    }
-}
-
-impl From<&SettingsError> for CliError {
-    fn from(e: &SettingsError) -> Self {
-        let err = if e.is_usage() {
-            CliError::usage(e.to_string())
-        } else {
-            CliError::failed(e.to_string())
-        };
-        match e.hint() {
-            Some(h) => err.hint(h),
-            None => err,
-        }
-    }
-}
-
-impl From<SettingsError> for CliError {
-    fn from(e: SettingsError) -> Self {
-        CliError::from(&e)
     }
 }
 

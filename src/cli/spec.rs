@@ -187,9 +187,7 @@ pub fn run_status(ctx: &Ctx, args: SpecStatusArgs) -> CmdResult {
         Some(n) => Some(spec::Spec::new(&ctx.project, n)?),
         None => None,
     };
-    let state = StateStore::new(&ctx.project)
-        .load()
-        .map_err(|e| super::state_backup::cli_error(&e))?;
+    let state = StateStore::new(&ctx.project).load()?;
     let specs: Vec<spec::Spec> = match named {
         Some(s) => {
             if !s.exists() && !state.specifications.contains_key(s.name()) {
@@ -197,7 +195,7 @@ pub fn run_status(ctx: &Ctx, args: SpecStatusArgs) -> CmdResult {
                     name: s.name().to_owned(),
                     dir: s.dir().to_path_buf(),
                 };
-                return Err(super::state_backup::cli_error(&e));
+                return Err(e.into());
             }
             vec![s]
         }

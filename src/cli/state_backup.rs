@@ -5,7 +5,7 @@ use clap::Args;
 use super::out::outln;
 use super::{CliError, CmdResult, Ctx};
 use crate::names::{NameKind, validate};
-use crate::state::{StateError, StateStore, backup};
+use crate::state::{StateStore, backup};
 
 /// Arguments of `qw state-backup`.
 #[derive(Debug, Args)]
@@ -35,22 +35,12 @@ pub struct StateBackupArgs {
     pub days: Option<u32>,
 }
 
-/// Map a state error to an exit code and a hint.
-pub(crate) fn cli_error(e: &StateError) -> CliError {
-    let err = if e.is_usage() {
-        CliError::usage(e.to_string())
-    } else {
-        CliError::failed(e.to_string())
-    };
-    e.hints().into_iter().fold(err, CliError::hint)
-}
-
 /// Run `qw state-backup`.
 pub fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
     let store = StateStore::new(&ctx.project);
     let json = ctx.global.json;
     if args.list {
-        let list = backup::list(&ctx.project).map_err(|e| cli_error(&e))?;
+        let list = backup::list(&ctx.project)?;
         if json {
             outln!("{}", to_json(&list)?)?;
         } else if list.is_empty() {
@@ -75,7 +65,7 @@ pub fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
     }
     if let Some(name) = &args.restore {
         validate(NameKind::Backup, backup::strip_json(name))?;
-        let r = backup::restore(&store, name).map_err(|e| cli_error(&e))?;
+        let r = backup::restore(&store, name)?;
         if json {
             outln!("{}", to_json(&r)?)?;
         } else {
@@ -88,7 +78,7 @@ pub fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
     }
     if args.clean {
         let days = args.days.unwrap_or(0);
-        let r = backup::clean(&ctx.project, days).map_err(|e| cli_error(&e))?;
+        let r = backup::clean(&ctx.project, days)?;
         if json {
             outln!("{}", to_json(&r)?)?;
         } else {
@@ -106,9 +96,7 @@ pub fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
     if let Some(name) = &args.name {
         validate(NameKind::Backup, backup::strip_json(name))?;
     }
-    let path = store
-        .backup(args.name.as_deref())
-        .map_err(|e| cli_error(&e))?;
+    let path = store.backup(args.name.as_deref())?;
     if json {
         outln!("{}", serde_json::json!({ "backup": path }))?;
     } else {

@@ -34,9 +34,7 @@ pub struct StatusArgs {}
 
 /// Run `qw status`.
 pub fn run(ctx: &Ctx, _args: StatusArgs) -> CmdResult {
-    let state = StateStore::new(&ctx.project)
-        .load()
-        .map_err(|e| super::state_backup::cli_error(&e))?;
+    let state = StateStore::new(&ctx.project).load()?;
     let profiling = ctx.settings()?.development_mode.performance_profiling();
     let activity = activities(&ctx.project, &state);
     let overview = status::overview(

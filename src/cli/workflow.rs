@@ -9,9 +9,7 @@ use crate::exec::Cancel;
 use crate::exit;
 use crate::state::StateStore;
 use crate::workflow::progress::finished_line;
-use crate::workflow::{
-    AgentKind, Ending, Isolation, OPTIONS_KEY, Options, Workflow, WorkflowError,
-};
+use crate::workflow::{AgentKind, Ending, Isolation, OPTIONS_KEY, Options, Workflow};
 
 /// Options shared by `workflow-auto` and `workflow-continue` (on `continue` each one
 /// overrides what the workflow was started with).
@@ -137,9 +135,7 @@ pub fn run_auto(ctx: &Ctx, args: WorkflowAutoArgs) -> CmdResult {
 /// Run `qw workflow-continue`.
 pub fn run_continue(ctx: &Ctx, args: WorkflowContinueArgs) -> CmdResult {
     crate::names::validate(crate::names::NameKind::Spec, &args.name)?;
-    let state = StateStore::new(&ctx.project)
-        .load()
-        .map_err(|e| CliError::failed(e.to_string()))?;
+    let state = StateStore::new(&ctx.project).load()?;
     let Some(spec) = state.specifications.get(&args.name) else {
         return Err(CliError::usage(format!(
             "spec `{}` has no workflow in `{}`",
@@ -182,7 +178,7 @@ fn drive(ctx: &Ctx, name: &str, description: &str, options: Options, dry_run: bo
             json: ctx.global.json,
             quiet: ctx.global.quiet,
         };
-        let summary = workflow.run(&cancel).map_err(to_cli)?;
+        let summary = workflow.run(&cancel)?;
         if !ctx.global.json && !dry_run {
             super::out::line(finished_line(&summary))?;
         }
@@ -224,31 +220,4 @@ fn until_from_now(ts: &str) -> Option<Duration> {
     Some(Duration::from_millis(
         u64::try_from(secs.max(0)).unwrap_or(0),
     ))
-}
-
-fn to_cli(e: WorkflowError) -> CliError {
-    let with_hints =
-        |err: CliError, hints: Vec<String>| hints.into_iter().fold(err, CliError::hint);
-    match e {
-        WorkflowError::Input(m) => CliError::usage(m),
-        WorkflowError::State(e) if e.is_usage() => CliError::usage(e.to_string()),
-        WorkflowError::State(e) => {
-            let err = match e.interrupted() {
-                // Interrupted while waiting for the state lock: the documented 128+N.
-                Some(sig) => CliError::with_code(exit::EXEC_SIGNAL_BASE + sig, e.to_string()),
-                None => CliError::failed(e.to_string()),
-            };
-            with_hints(err, e.hints())
-        }
-        WorkflowError::Lock(e) => with_hints(CliError::failed(e.to_string()), e.hints()),
-        WorkflowError::Busy {
-            ref lock,
-            ref holder,
-            ..
-        } => {
-            let hints = holder.hints(lock);
-            with_hints(CliError::failed(e.to_string()), hints)
-        }
-        other => CliError::failed(other.to_string()),
-    }
 }

@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use clap::Args;
 
-use super::state_backup::{cli_error, to_json};
+use super::state_backup::to_json;
 use super::{CliError, CmdResult, Ctx};
 use crate::names::{NameKind, validate};
 use crate::state::StateStore;
@@ -45,8 +45,7 @@ pub fn run(ctx: &Ctx, args: WorkflowResetArgs) -> CmdResult {
     if args.hard && !args.yes {
         confirm(ctx, &args.spec)?;
     }
-    let report =
-        reset(&StateStore::new(&ctx.project), &args.spec, mode).map_err(|e| cli_error(&e))?;
+    let report = reset(&StateStore::new(&ctx.project), &args.spec, mode)?;
     if ctx.global.json {
         println!("{}", to_json(&report)?);
     } else {

@@ -48,15 +48,14 @@ pub fn run(ctx: &Ctx, args: WorktreesArgs) -> CmdResult {
             }
             return Ok(0);
         }
-        Err(e) => return Err(CliError::failed(e.to_string())),
+        Err(e) => return Err(e.into()),
     };
     let report = if args.prune {
         Some(prune(&repo, args.spec.as_deref())?)
     } else {
         None
     };
-    let entries =
-        worktree::list(&repo, args.spec.as_deref()).map_err(|e| CliError::failed(e.to_string()))?;
+    let entries = worktree::list(&repo, args.spec.as_deref())?;
     // What prune did goes to stderr (diagnostics) in both modes.
     if let Some(r) = &report {
         print_prune(r);
@@ -73,7 +72,7 @@ pub fn run(ctx: &Ctx, args: WorktreesArgs) -> CmdResult {
 /// Prune (used by `workflow-reset` too); errors become exit 1.
 pub(crate) fn prune(repo: &Repo, spec: Option<&str>) -> Result<PruneReport, CliError> {
     worktree::prune(repo, spec).map_err(|e| {
-        CliError::failed(e.to_string())
+        CliError::from(e)
             .hint("nothing was discarded: uncommitted work is committed on its branch before a worktree is removed")
     })
 }

@@ -31,7 +31,7 @@ pub use typed::{LimitSettings, QW_SECTION, QwSection, QwSettings};
 pub enum SettingsError {
     /// The file exists but is not valid JSON; it is left untouched.
     #[error(
-        "`{path}` is not valid JSON (line {line}, column {column}): {message}; fix or remove it — qw will not overwrite it"
+        "`{path}` is not valid JSON (line {line}, column {column}): {message}; qw will not overwrite it"
     )]
     Corrupt {
         /// The settings file.
@@ -83,10 +83,25 @@ impl SettingsError {
     /// The next step to suggest.
     pub fn hint(&self) -> Option<String> {
         match self {
+            SettingsError::Corrupt { .. } => Some("fix or remove the file".into()),
             SettingsError::BadValue { key, .. } => Some(format!(
                 "fix or remove `{key}`; the README's settings table lists qw's keys and their ranges"
             )),
             _ => None,
         }
+    }
+}
+
+impl crate::exit::UserError for SettingsError {
+    fn exit_code(&self) -> i32 {
+        if self.is_usage() {
+            crate::exit::USAGE
+        } else {
+            crate::exit::FAILED
+        }
+    }
+
+    fn hints(&self) -> Vec<String> {
+        self.hint().into_iter().collect()
     }
 }

@@ -153,6 +153,20 @@ impl StateError {
     }
 }
 
+impl crate::exit::UserError for StateError {
+    fn exit_code(&self) -> i32 {
+        if self.is_usage() {
+            crate::exit::USAGE
+        } else {
+            crate::exit::FAILED
+        }
+    }
+
+    fn hints(&self) -> Vec<String> {
+        StateError::hints(self)
+    }
+}
+
 /// Record one `qw exec` run in the project's state (`commands.total_executed` and
 /// `recent_commands`).
 pub fn record_exec(project: &Project, argv: &[OsString], success: bool) -> Result<(), StateError> {

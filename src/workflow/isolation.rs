@@ -29,6 +29,93 @@ pub(crate) struct Plan {
     dirty: Vec<String>,
 }
 
+/// Why task worktrees cannot be used here (exit 2; nothing was written).
+#[derive(Debug, thiserror::Error)]
+pub enum IsolationError {
+    /// `--isolate worktree` outside a git repository.
+    #[error("--isolate worktree needs git, but `{}` is not inside a git repository", root.display())]
+    NotARepository {
+        /// The project root.
+        root: PathBuf,
+    },
+    /// git is missing or failed while looking at the repository.
+    #[error(transparent)]
+    Git(crate::worktree::WorktreeError),
+    /// HEAD is detached: no branch to merge task branches into.
+    #[error("task worktrees need a branch to merge into, but HEAD in `{}` is detached", top.display())]
+    DetachedHead {
+        /// The repository's top directory.
+        top: PathBuf,
+    },
+    /// The branch has no commit to start task worktrees from.
+    #[error(
+        "task worktrees start from the last commit, but branch `{branch}` in `{}` has no commit yet",
+        top.display()
+    )]
+    NoCommit {
+        /// The branch.
+        branch: String,
+        /// The repository's top directory.
+        top: PathBuf,
+    },
+    /// git has no identity to commit with.
+    #[error("qw commits each task's work, but git cannot make commits here: {why}")]
+    NoIdentity {
+        /// What git said.
+        why: String,
+    },
+    /// Uncommitted changes, without `--allow-dirty`.
+    #[error(
+        "the working tree `{}` has uncommitted changes ({}); qw merges task branches into `{integration}` and never risks uncommitted work",
+        top.display(),
+        listed(paths)
+    )]
+    Dirty {
+        /// The repository's top directory.
+        top: PathBuf,
+        /// The changed paths.
+        paths: Vec<String>,
+        /// The branch tasks are merged into.
+        integration: String,
+        /// The spec (names the snapshot branch in the hint).
+        spec: String,
+    },
+}
+
+/// The first five paths, and how many more.
+fn listed(paths: &[String]) -> String {
+    let shown: Vec<&str> = paths.iter().take(5).map(String::as_str).collect();
+    let more = if paths.len() > 5 {
+        format!(" and {} more", paths.len() - 5)
+    } else {
+        String::new()
+    };
+    format!("{}{more}", shown.join(", "))
+}
+
+impl crate::exit::UserError for IsolationError {
+    fn exit_code(&self) -> i32 {
+        crate::exit::USAGE
+    }
+
+    fn hints(&self) -> Vec<String> {
+        vec![match self {
+            IsolationError::NotARepository { .. } => "run `git init && git add -A && git commit -m init` first, or use `--isolate none` (every task in the project's own tree)".into(),
+            IsolationError::Git(_) => "install git, or use `--isolate none`".into(),
+            IsolationError::DetachedHead { .. } => {
+                "check a branch out (`git switch -c work`), or use `--isolate none`".into()
+            }
+            IsolationError::NoCommit { .. } => {
+                "commit once (`git add -A && git commit -m init`), or use `--isolate none`".into()
+            }
+            IsolationError::NoIdentity { .. } => "set `git config user.name` and `git config user.email`, or use `--isolate none`".into(),
+            IsolationError::Dirty { spec, .. } => format!(
+                "commit or stash them, or pass --allow-dirty (qw first saves them on branch `qw/{spec}/snapshot-<time>` and tasks start from the last commit), or use `--isolate none`"
+            ),
+        }]
+    }
+}
+
 /// Decide the isolation of this run. Refusals (exit 2) come before any write: worktrees
 /// asked for outside git, no commit or branch to start from, no git identity, a dirty
 /// tree without `--allow-dirty`.
@@ -51,73 +138,44 @@ pub(crate) fn plan(
         Ok(None) if !explicit => return Ok(None),
         Err(crate::worktree::WorktreeError::NoGit) if !explicit => return Ok(None),
         Ok(None) => {
-            return Err(refuse(
-                format!(
-                    "--isolate worktree needs git, but `{}` is not inside a git repository",
-                    project.root().display()
-                ),
-                "run `git init && git add -A && git commit -m init` first, or use `--isolate none` (every task in the project's own tree)",
-            ));
+            return Err(IsolationError::NotARepository {
+                root: project.root().to_path_buf(),
+            }
+            .into());
         }
-        Err(e) => {
-            return Err(refuse(
-                e.to_string(),
-                "install git, or use `--isolate none`",
-            ));
-        }
+        Err(e) => return Err(IsolationError::Git(e).into()),
     };
     let Some(integration) = repo.current_branch()? else {
-        return Err(refuse(
-            format!(
-                "task worktrees need a branch to merge into, but HEAD in `{}` is detached",
-                repo.top().display()
-            ),
-            "check a branch out (`git switch -c work`), or use `--isolate none`",
-        ));
+        return Err(IsolationError::DetachedHead {
+            top: repo.top().to_path_buf(),
+        }
+        .into());
     };
     if repo.commit_of("HEAD")?.is_none() {
-        return Err(refuse(
-            format!(
-                "task worktrees start from the last commit, but branch `{integration}` in `{}` has no commit yet",
-                repo.top().display()
-            ),
-            "commit once (`git add -A && git commit -m init`), or use `--isolate none`",
-        ));
+        return Err(IsolationError::NoCommit {
+            branch: integration,
+            top: repo.top().to_path_buf(),
+        }
+        .into());
     }
     if let Some(why) = repo.identity_error() {
-        return Err(refuse(
-            format!("qw commits each task's work, but git cannot make commits here: {why}"),
-            "set `git config user.name` and `git config user.email`, or use `--isolate none`",
-        ));
+        return Err(IsolationError::NoIdentity { why }.into());
     }
     let dirty = repo.dirty_paths()?;
     if !dirty.is_empty() && !options.allow_dirty {
-        let shown: Vec<&str> = dirty.iter().take(5).map(String::as_str).collect();
-        let more = if dirty.len() > 5 {
-            format!(" and {} more", dirty.len() - 5)
-        } else {
-            String::new()
-        };
-        return Err(refuse(
-            format!(
-                "the working tree `{}` has uncommitted changes ({}{more}); qw merges task branches into `{integration}` and never risks uncommitted work",
-                repo.top().display(),
-                shown.join(", ")
-            ),
-            &format!(
-                "commit or stash them, or pass --allow-dirty (qw first saves them on branch `qw/{spec}/snapshot-<time>` and tasks start from the last commit), or use `--isolate none`"
-            ),
-        ));
+        return Err(IsolationError::Dirty {
+            top: repo.top().to_path_buf(),
+            paths: dirty,
+            integration,
+            spec: spec.to_owned(),
+        }
+        .into());
     }
     Ok(Some(Plan {
         repo,
         integration,
         dirty,
     }))
-}
-
-fn refuse(message: String, hint: &str) -> WorkflowError {
-    WorkflowError::Input(format!("{message}\n  hint: {hint}"))
 }
 
 /// Per-run bookkeeping of where tasks work.

@@ -6,12 +6,12 @@
 //! Must not: parse command-line flags (that is `cli::workflow`) or supervise processes
 //! itself (that is `exec`).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 mod budget;
+mod error;
 pub mod events;
 mod isolation;
 mod report;
@@ -20,7 +20,9 @@ mod runner;
 pub mod status;
 
 pub use budget::Budget;
+pub use error::WorkflowError;
 pub use events::{Ending, StopReason, Summary};
+pub use isolation::IsolationError;
 pub use reporter::progress;
 pub use runner::Workflow;
 
@@ -150,39 +152,3 @@ impl Options {
 
 /// Where options are kept inside a spec's state entry.
 pub const OPTIONS_KEY: &str = "workflow_options";
-
-/// Failures that stop a workflow before or outside the work itself.
-#[derive(Debug, thiserror::Error)]
-pub enum WorkflowError {
-    /// Bad input: a name, a tasks.md, a template, a missing agent program.
-    #[error("{0}")]
-    Input(String),
-    /// The state could not be read or written.
-    #[error(transparent)]
-    State(#[from] crate::state::StateError),
-    /// Reading or writing a file failed.
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-    /// A git command for task worktrees failed.
-    #[error(transparent)]
-    Git(#[from] crate::worktree::WorktreeError),
-    /// A lock file could not be used.
-    #[error(transparent)]
-    Lock(#[from] crate::fs::LockError),
-    /// The options could not be turned into JSON for the state.
-    #[error("failed to serialize the workflow options: {0}")]
-    Options(#[source] serde_json::Error),
-    /// Another qw is running this spec's workflow.
-    #[error(
-        "another qw is already running the workflow of spec `{spec}` (lock `{}` held by {holder}); wait for it or stop it",
-        lock.display()
-    )]
-    Busy {
-        /// The spec.
-        spec: String,
-        /// The lock file.
-        lock: PathBuf,
-        /// Who holds it.
-        holder: Box<crate::fs::Holder>,
-    },
-}

@@ -407,8 +407,10 @@ fn agent_missing_claude_and_command_agent() {
         program: "/nonexistent/claude".into(),
         extra_args: vec![],
     };
-    let msg = claude.check().unwrap_err().to_string();
-    assert!(msg.contains("--agent offline"), "{msg}");
+    let err = claude.check().unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/claude"), "{err}");
+    let hints = quantumwala::exit::UserError::hints(&err).join(" ");
+    assert!(hints.contains("--agent offline"), "{hints}");
 
     // Started anyway: a not-found program is a non-retryable agent_error, not a crash.
     let p = TestProject::new();

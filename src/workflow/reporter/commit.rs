@@ -6,60 +6,63 @@
 //! next one, so eight tasks finishing at once cost one write instead of eight.
 
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
-use crate::state::{StateStore, UnifiedState};
+use crate::spec::tasks::TasksError;
+use crate::state::{StateError, StateStore, UnifiedState};
 use crate::workflow::WorkflowError;
 
-type Request<T> = (T, mpsc::SyncSender<Result<(), String>>);
+/// An item and where to send the batch's result (shared by every item of the batch).
+type Request<T, E> = (T, mpsc::SyncSender<Result<(), Arc<E>>>);
 
 /// A writer thread that applies queued items in batches with one function.
-pub(crate) struct Batcher<T: Send + 'static> {
-    tx: Option<mpsc::Sender<Request<T>>>,
+pub(crate) struct Batcher<T: Send + 'static, E: Send + Sync + 'static> {
+    what: &'static str,
+    tx: Option<mpsc::Sender<Request<T, E>>>,
     writer: Option<JoinHandle<()>>,
 }
 
-impl<T: Send + 'static> Batcher<T> {
-    /// Start the writer; `apply` makes one batch durable.
+impl<T: Send + 'static, E: Send + Sync + 'static> Batcher<T, E> {
+    /// Start the writer of `what` (for errors); `apply` makes one batch durable.
     pub(crate) fn start(
-        mut apply: impl FnMut(Vec<T>) -> Result<(), String> + Send + 'static,
+        what: &'static str,
+        mut apply: impl FnMut(Vec<T>) -> Result<(), E> + Send + 'static,
     ) -> Self {
-        let (tx, rx) = mpsc::channel::<Request<T>>();
+        let (tx, rx) = mpsc::channel::<Request<T, E>>();
         let writer = std::thread::spawn(move || {
             while let Ok(first) = rx.recv() {
                 let mut batch = vec![first];
                 batch.extend(rx.try_iter());
                 let (items, acks): (Vec<T>, Vec<_>) = batch.into_iter().unzip();
-                let result = apply(items);
+                let result = apply(items).map_err(Arc::new);
                 for ack in acks {
                     let _ = ack.send(result.clone());
                 }
             }
         });
         Batcher {
+            what,
             tx: Some(tx),
             writer: Some(writer),
         }
     }
 
-    /// Queue `item`; returns once it is durable (with any others batched in).
-    pub(crate) fn submit(&self, item: T) -> Result<(), WorkflowError> {
+    /// Queue `item`; returns once it is durable (with any others batched in), or the
+    /// batch's error.
+    pub(crate) fn submit(&self, item: T) -> Result<Result<(), Arc<E>>, WorkflowError> {
         let (ack_tx, ack_rx) = mpsc::sync_channel(1);
-        let gone = || WorkflowError::Io(std::io::Error::other("the writer thread stopped"));
+        let gone = || WorkflowError::WriterGone(self.what);
         self.tx
             .as_ref()
             .ok_or_else(gone)?
             .send((item, ack_tx))
             .map_err(|_| gone())?;
-        ack_rx
-            .recv()
-            .map_err(|_| gone())?
-            .map_err(|e| WorkflowError::Io(std::io::Error::other(e)))
+        ack_rx.recv().map_err(|_| gone())
     }
 }
 
-impl<T: Send + 'static> Drop for Batcher<T> {
+impl<T: Send + 'static, E: Send + Sync + 'static> Drop for Batcher<T, E> {
     fn drop(&mut self) {
         self.tx.take();
         if let Some(w) = self.writer.take() {
@@ -73,12 +76,12 @@ pub(crate) type Change = Box<dyn FnOnce(&mut UnifiedState) -> bool + Send>;
 
 /// Batches state changes into shared `StateStore::try_update` calls. A batch in which
 /// no change changed anything is not written.
-pub(crate) struct Committer(Batcher<Change>);
+pub(crate) struct Committer(Batcher<Change, StateError>);
 
 impl Committer {
     /// Start the writer for `store`.
     pub(crate) fn start(store: StateStore) -> Committer {
-        Committer(Batcher::start(move |changes: Vec<Change>| {
+        Committer(Batcher::start("state", move |changes: Vec<Change>| {
             store
                 .try_update(|s| {
                     let changed = changes
@@ -87,32 +90,29 @@ impl Committer {
                     if changed { Ok(()) } else { Err(()) }
                 })
                 .map(|_unchanged_is_fine| ())
-                .map_err(|e| e.to_string())
         }))
     }
 
     /// Apply `change` durably; returns once it is on disk.
     pub(crate) fn update(&self, change: Change) -> Result<(), WorkflowError> {
-        self.0.submit(change)
+        self.0.submit(change)?.map_err(WorkflowError::Record)
     }
 }
 
 /// Batches ticks of `tasks.md` into shared rewrites of the file.
-pub(crate) struct Ticker(Batcher<String>);
+pub(crate) struct Ticker(Batcher<String, TasksError>);
 
 impl Ticker {
     /// Start the writer for the tasks file at `path`.
     pub(crate) fn start(path: PathBuf) -> Ticker {
-        Ticker(Batcher::start(move |ids: Vec<String>| {
-            crate::spec::tasks::tick_file_many(&path, &ids)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+        Ticker(Batcher::start("tasks.md", move |ids: Vec<String>| {
+            crate::spec::tasks::tick_file_many(&path, &ids).map(|_| ())
         }))
     }
 
     /// Tick leaf `id` (and parents now complete); returns once the file is written.
     pub(crate) fn tick(&self, id: &str) -> Result<(), WorkflowError> {
-        self.0.submit(id.to_owned())
+        self.0.submit(id.to_owned())?.map_err(WorkflowError::Tick)
     }
 }
 

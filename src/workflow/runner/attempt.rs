@@ -108,13 +108,15 @@ pub(crate) fn attempts(
         let result = one_attempt(run, &job);
         drop(slot);
         let duration = started.elapsed();
+        // The agent could not be prepared or judged, or the task's merge failed: this
+        // attempt failed, the workflow goes on.
         let mut r = result.unwrap_or_else(|e| {
             AgentRun::from_outcome(
                 Outcome::AgentError {
                     cause: ErrorCause::NotStarted,
                     exit_code: 0,
                 },
-                e.to_string(),
+                crate::exit::with_hints(&e),
             )
         });
         if r.duration_ms == 0 {
@@ -251,8 +253,7 @@ fn one_attempt(run: &Run<'_>, job: &Job) -> Result<AgentRun, WorkflowError> {
         run.executor,
         limits,
         run.cancel,
-    )
-    .map_err(|e| WorkflowError::Input(e.to_string()))?;
+    )?;
     if r.outcome.is_success()
         && let Some(verify) = job.task.as_ref().and_then(|t| t.verify.as_deref())
         && let Err((code, evidence)) = run_verify(run, job, verify)

@@ -63,11 +63,11 @@ pub struct Workflow {
 impl Workflow {
     /// Run (or resume) the workflow. Bad input is reported before anything is written.
     pub fn run(self, cancel: &Cancel) -> Result<Summary, WorkflowError> {
-        let spec = Spec::new(&self.project, &self.name).map_err(input)?;
+        let spec = Spec::new(&self.project, &self.name)?;
         let agent = build_agent(&self.options, &self.qw)?;
-        agent.check().map_err(input)?;
+        agent.check()?;
         if self.options.parallel == 0 {
-            return Err(WorkflowError::Input("--parallel must be at least 1".into()));
+            return Err(WorkflowError::NoParallelism);
         }
         if spec.tasks_path().is_file() {
             load_tasks(&spec)?;
@@ -188,12 +188,11 @@ pub(crate) fn build_agent(options: &Options, qw: &Path) -> Result<Box<dyn Agent>
             extra_args: options.claude_args.clone(),
         }),
         AgentKind::Command => {
-            let template = options.agent_cmd.as_deref().ok_or_else(|| {
-                WorkflowError::Input(
-                    "--agent command needs --agent-cmd 'PROGRAM ARGS… {prompt_file}'".into(),
-                )
-            })?;
-            Box::new(agent::CommandAgent::parse(template).map_err(input)?)
+            let template = options
+                .agent_cmd
+                .as_deref()
+                .ok_or(WorkflowError::NoAgentCmd)?;
+            Box::new(agent::CommandAgent::parse(template)?)
         }
         AgentKind::Offline => Box::new(agent::OfflineAgent::new(qw)),
     })
@@ -259,8 +258,4 @@ fn dry_run(w: &Workflow, spec: &Spec, progress: &Progress) -> Result<Summary, Wo
         failed: Vec::new(),
         blocked: Vec::new(),
     })
-}
-
-fn input(e: impl std::fmt::Display) -> WorkflowError {
-    WorkflowError::Input(e.to_string())
 }

@@ -163,18 +163,17 @@ fn document_phase(run: &Run<'_>, aphase: AgentPhase) -> Result<Option<AgentRun>,
 pub(crate) fn load_tasks(spec: &Spec) -> Result<TaskList, WorkflowError> {
     let path = spec.tasks_path();
     let text = crate::fs::read_to_string(&path)?;
-    let list =
-        TaskList::parse(&text).map_err(|e| WorkflowError::Input(e.in_file(&path).to_string()))?;
+    let list = TaskList::parse(&text).map_err(|e| e.in_file(&path))?;
     for t in list.tasks() {
         if let Some(v) = &t.verify
             && let Err(e) = crate::validate::validate_argv_text(v)
         {
-            return Err(WorkflowError::Input(format!(
-                "`{}` line {}: task {} has a _Verify:_ command qw will not run: {e}; write it as plain argv, or explicitly as `sh -c '…'`",
-                path.display(),
-                t.line,
-                t.id
-            )));
+            return Err(WorkflowError::Verify {
+                path,
+                line: t.line,
+                task: t.id.clone(),
+                reason: e.to_string(),
+            });
         }
     }
     Ok(list)
