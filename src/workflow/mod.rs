@@ -5,6 +5,11 @@
 //! ceilings), recording every step in the unified state, and the completion report.
 //! Must not: parse command-line flags (that is `cli::workflow`) or supervise processes
 //! itself (that is `exec`).
+//!
+//! Shape (nextest's `runner/` and `reporter/`): `runner/` does the work and emits
+//! [`events::Event`]s; `reporter/` holds their readers — the recorder (the only writer
+//! of the state and of ticks in tasks.md) and the progress display. `events.rs` is the
+//! vocabulary both sides share; neither side imports the other's internals.
 
 use std::time::Duration;
 
