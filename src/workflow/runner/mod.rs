@@ -31,7 +31,7 @@ use super::reporter::{EventSink, Events, Recorder};
 use super::{AgentKind, Options, WorkflowError};
 use crate::admission::Admission;
 use crate::agent::{self, Agent};
-use crate::exec::{Cancel, LocalExecutor};
+use crate::exec::{Cancel, Executor, LocalExecutor};
 use crate::fs::LockedFile;
 use crate::project::Project;
 use crate::spec::Spec;
@@ -61,8 +61,20 @@ pub struct Workflow {
 }
 
 impl Workflow {
-    /// Run (or resume) the workflow. Bad input is reported before anything is written.
+    /// Run (or resume) the workflow with each job under its own `qw exec` on this
+    /// machine ([`LocalExecutor`]). Bad input is reported before anything is written.
     pub fn run(self, cancel: &Cancel) -> Result<Summary, WorkflowError> {
+        let executor = LocalExecutor::new(&self.qw);
+        self.run_with(cancel, &executor)
+    }
+
+    /// [`Workflow::run`] with every agent run and `_Verify:_` command supervised by
+    /// `executor` (e.g. a Slurm executor).
+    pub fn run_with(
+        self,
+        cancel: &Cancel,
+        executor: &dyn Executor,
+    ) -> Result<Summary, WorkflowError> {
         let spec = Spec::new(&self.project, &self.name)?;
         let agent = build_agent(&self.options, &self.qw)?;
         agent.check()?;
@@ -126,7 +138,6 @@ impl Workflow {
                 self.name, self.name
             ))?;
         }
-        let executor = LocalExecutor::new(&self.qw);
         let run = Run {
             project: &self.project,
             store,
@@ -135,7 +146,7 @@ impl Workflow {
             name: &self.name,
             options: &self.options,
             agent: agent.as_ref(),
-            executor: &executor,
+            executor,
             admission: Some(admission),
             budget: Budget::new(
                 self.options.max_cost_per_task,
