@@ -245,8 +245,10 @@ fn admission_memory_limit_holds_with_nothing_running_and_every_limit_is_named() 
         "the load limit is waived: {err}"
     );
     assert!(err.contains("no qw task running"), "{err}");
+    // How long past the limit it noticed depends on the machine's load: not asserted.
     assert!(
-        err.contains("after 1.0s (resource_limits.acquire_timeout_s)"),
+        err.contains("gave up waiting for admission after ")
+            && err.contains("s (resource_limits.acquire_timeout_s)"),
         "{err}"
     );
     assert!(err.contains("not started"), "{err}");
