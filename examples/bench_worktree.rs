@@ -59,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let project = Project::at(root.canonicalize()?);
     let repo = Repo::discover(&project)?.ok_or("not a repository")?;
     let wts = Worktrees::new(repo, "bench", "main");
-    let plain_dir = project.claude_dir().join("plain");
+    let plain_dir = root.join("../plain-worktrees");
     quantumwala::fs::create_dir_all(&plain_dir)?;
 
     let mut qw = Vec::new();
@@ -67,8 +67,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Interleaved, so both see the same machine load.
     for i in 0..tasks {
         let t = Instant::now();
-        let h = wts.create(&format!("{i}"))?;
-        wts.remove(&h, "bench")?;
+        let (h, _) = wts.create(&format!("{i}"), &|_| {})?;
+        let removed = wts.remove(&h, "bench", &|_| {});
+        if !removed.warnings.is_empty() {
+            return Err(removed.warnings.join("; ").into());
+        }
         qw.push(t.elapsed().as_secs_f64() * 1000.0);
 
         let t = Instant::now();
