@@ -132,7 +132,15 @@ pub(crate) fn plan(
             "set `git config user.name` and `git config user.email`, or use `--isolate none`",
         ));
     }
+    // Not in the middle of another qw's merge (which would look like dirt).
+    let settled = crate::worktree::lock::acquire_existing(
+        &repo.lock_path(),
+        &format!("qw workflow `{spec}`: checking the working tree"),
+        None,
+        &|_| {},
+    )?;
     let dirty = repo.dirty_paths()?;
+    drop(settled);
     if !dirty.is_empty() && !options.allow_dirty {
         let shown: Vec<&str> = dirty.iter().take(5).map(String::as_str).collect();
         let more = if dirty.len() > 5 {

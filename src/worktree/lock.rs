@@ -38,12 +38,39 @@ pub fn acquire(
     cancel: Option<&Cancel>,
     on_wait: &dyn Fn(&str),
 ) -> Result<RepoLock, WorktreeError> {
-    let mut file = crate::fs::OpenOptions::new()
+    let file = crate::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
         .open(path)?;
+    wait_for(file, path, doing, cancel, on_wait)
+}
+
+/// Like [`acquire`], but only when the lock file already exists (`None` otherwise: no
+/// qw ever changed this repository, so nothing can be half done) — for readers that
+/// must not write, such as the checks before a workflow starts.
+pub fn acquire_existing(
+    path: &Path,
+    doing: &str,
+    cancel: Option<&Cancel>,
+    on_wait: &dyn Fn(&str),
+) -> Result<Option<RepoLock>, WorktreeError> {
+    let file = match crate::fs::OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    wait_for(file, path, doing, cancel, on_wait).map(Some)
+}
+
+fn wait_for(
+    mut file: crate::fs::File,
+    path: &Path,
+    doing: &str,
+    cancel: Option<&Cancel>,
+    on_wait: &dyn Fn(&str),
+) -> Result<RepoLock, WorktreeError> {
     let started = Instant::now();
     let mut told = false;
     let mut pause = Duration::from_millis(5);

@@ -852,12 +852,7 @@ impl Worktrees {
                 let resumed = self.repo.branch_exists(&branch)?
                     && self.repo.unmerged_commits(&branch, &self.integration)? > 0;
                 if resumed {
-                    git(
-                        &top,
-                        &[
-                            "worktree", "add", "-q", "--lock", "--reason", &reason, &p, &branch,
-                        ],
-                    )?;
+                    git(&top, &["worktree", "add", "-q", &p, &branch])?;
                 } else {
                     git(
                         &top,
@@ -865,9 +860,6 @@ impl Worktrees {
                             "worktree",
                             "add",
                             "-q",
-                            "--lock",
-                            "--reason",
-                            &reason,
                             "-B",
                             &branch,
                             &p,
@@ -875,6 +867,9 @@ impl Worktrees {
                         ],
                     )?;
                 }
+                // Locked right away (not `add --lock --reason`, which needs git 2.31):
+                // no `git worktree prune` drops it should its directory vanish unsaved.
+                git(&top, &["worktree", "lock", "--reason", &reason, &p])?;
                 let admin = tree::admin_of(&path)?;
                 tree::write_marker(&admin, &self.spec, task_id)?;
                 (path, admin, resumed)
@@ -1228,7 +1223,7 @@ fn same_path(a: &Path, b: &Path) -> bool {
 }
 
 /// `preferred` if nothing is there (or only empty folders, which are cleared), else the
-/// first free `preferred.2`, `.3`, …: a directory left behind because it could not be
+/// first free `preferred~2`, `~3`, …: a directory left behind because it could not be
 /// removed (its work saved) or something of the user's is never touched.
 fn free_path(preferred: &Path) -> Result<PathBuf> {
     let name = preferred
@@ -1239,7 +1234,7 @@ fn free_path(preferred: &Path) -> Result<PathBuf> {
         let p = if n == 1 {
             preferred.to_path_buf()
         } else {
-            preferred.with_file_name(format!("{name}.{n}"))
+            preferred.with_file_name(format!("{name}~{n}"))
         };
         if p.symlink_metadata().is_err() {
             return Ok(p);
@@ -1320,7 +1315,7 @@ mod tests {
         assert!(!p.exists());
         crate::fs::create_dir_all(&p).unwrap();
         crate::fs::write(p.join("kept.txt"), "x").unwrap();
-        assert_eq!(free_path(&p).unwrap(), d.path().join("demo-1.2"));
+        assert_eq!(free_path(&p).unwrap(), d.path().join("demo-1~2"));
         assert!(p.join("kept.txt").is_file(), "files are never removed");
     }
 }

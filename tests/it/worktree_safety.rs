@@ -680,9 +680,18 @@ fn worktree_two_workflows_in_one_repository_at_once_lose_nothing() {
 #[test]
 fn worktree_two_workflows_conflicting_keep_main_clean_and_the_loser_branch() {
     let r = Repo::new(&tasks(1));
-    for spec in ["alpha", "beta"] {
+    // Both tasks have their worktrees (from the same commit) before either writes.
+    let flag = |s: &str| r.aux.path().join(format!("started-{s}")).display().to_string();
+    for (spec, other) in [("alpha", "beta"), ("beta", "alpha")] {
         add_spec(&r, spec, 1);
-        r.action(&format!("{spec}-1"), &format!("echo {spec} > shared.txt\n"));
+        r.action(
+            &format!("{spec}-1"),
+            &format!(
+                "touch {}\nn=0; while [ ! -e {} ] && [ $n -lt 900 ]; do sleep 0.1; n=$((n+1)); done\necho {spec} > shared.txt\n",
+                flag(spec),
+                flag(other)
+            ),
+        );
     }
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| bounded(auto_spec(&r, "alpha"), HARNESS_TIMEOUT));
