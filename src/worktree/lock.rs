@@ -56,7 +56,11 @@ pub fn acquire_existing(
     cancel: Option<&Cancel>,
     on_wait: &dyn Fn(&str),
 ) -> Result<Option<RepoLock>, WorktreeError> {
-    let file = match crate::fs::OpenOptions::new().read(true).write(true).open(path) {
+    let file = match crate::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),

@@ -315,6 +315,11 @@ impl Repo {
             "{:?}",
             self.worktree_dirs()
         );
+        self.assert_no_process();
+    }
+
+    /// No process the test started (qw, agents, their children) is alive.
+    pub(crate) fn assert_no_process(&self) {
         assert!(
             pids_with_env("QW_TEST_MARKER", &self.f.guard.0).is_empty(),
             "processes of the test are still alive"

@@ -382,11 +382,26 @@ fn worktree_rebase_left_in_progress_is_a_workspace_error_and_keeps_everything() 
     assert_eq!(r.read("shared.txt"), "base\n");
     r.assert_no_half_done_git();
     assert!(r.worktree_dirs().is_empty(), "{:?}", r.worktree_dirs());
+    r.assert_no_process();
 }
 
 #[test]
 fn worktree_agent_branch_moves_are_merged_from_head_and_files() {
-    let r = Repo::new(&tasks(7));
+    agent_branch_moves(Layout::Tracked);
+}
+
+#[test]
+fn worktree_agent_branch_moves_with_claude_ignored() {
+    agent_branch_moves(Layout::Ignored);
+}
+
+#[test]
+fn worktree_agent_branch_moves_with_specs_tracked_on_purpose() {
+    agent_branch_moves(Layout::SpecsTracked);
+}
+
+fn agent_branch_moves(layout: Layout) {
+    let r = Repo::build(&tasks(7), layout, Root::Aux);
     let root_commit = "$(git rev-list --max-parents=0 HEAD)";
     // switch -c + commit
     r.action(
@@ -435,9 +450,15 @@ fn worktree_agent_branch_moves_are_merged_from_head_and_files() {
     r.assert_all_merged(&all);
     assert_eq!(r.read("shared.txt"), "base\n");
     assert_no_symlink_on_main(&r);
+    let expected = if layout == Layout::Ignored {
+        ""
+    } else {
+        "init\n"
+    };
     assert_eq!(
         r.git(&["log", "--format=%s", "main", "--", ".claude/specs"]),
-        "init\n"
+        expected,
+        "{layout:?}"
     );
     // The side branch is named in task 5's evidence; the commit a reset left behind is
     // kept on a branch of task 4.
@@ -464,7 +485,16 @@ fn worktree_agent_branch_moves_are_merged_from_head_and_files() {
 
 #[test]
 fn worktree_broken_by_its_agent_is_saved_removed_and_reported() {
-    let r = Repo::new(&tasks(4));
+    broken_by_agent(Layout::Tracked);
+}
+
+#[test]
+fn worktree_broken_by_its_agent_with_claude_ignored() {
+    broken_by_agent(Layout::Ignored);
+}
+
+fn broken_by_agent(layout: Layout) {
+    let r = Repo::build(&tasks(4), layout, Root::Aux);
     // `.git` deleted
     r.action("1", "echo 1 > f1.txt\nrm .git\n");
     // the whole directory deleted (after committing)
@@ -603,6 +633,7 @@ fn worktree_that_cannot_be_removed_is_a_warning_and_the_run_goes_on() {
     assert!(stderr(&out).contains("left"), "{}", diag(&out));
     let out = r.run(&["workflow-continue", "demo"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_no_process();
 }
 
 /// Write spec `name`'s documents (tasks 1..=n) and commit them.
@@ -681,7 +712,13 @@ fn worktree_two_workflows_in_one_repository_at_once_lose_nothing() {
 fn worktree_two_workflows_conflicting_keep_main_clean_and_the_loser_branch() {
     let r = Repo::new(&tasks(1));
     // Both tasks have their worktrees (from the same commit) before either writes.
-    let flag = |s: &str| r.aux.path().join(format!("started-{s}")).display().to_string();
+    let flag = |s: &str| {
+        r.aux
+            .path()
+            .join(format!("started-{s}"))
+            .display()
+            .to_string()
+    };
     for (spec, other) in [("alpha", "beta"), ("beta", "alpha")] {
         add_spec(&r, spec, 1);
         r.action(
@@ -721,4 +758,5 @@ fn worktree_two_workflows_conflicting_keep_main_clean_and_the_loser_branch() {
     );
     r.assert_no_half_done_git();
     assert!(r.worktree_dirs().is_empty(), "{:?}", r.worktree_dirs());
+    r.assert_no_process();
 }
