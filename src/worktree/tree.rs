@@ -326,9 +326,14 @@ fn strays(
             ],
         )?
         .lines()
-        .filter(|b| *b != t.branch && !b.starts_with(&rescue_prefix))
+        .filter(|b| *b != t.branch)
         .map(str::to_owned)
         .collect();
+        if holders.iter().any(|b| b.starts_with(&rescue_prefix)) {
+            // Kept earlier (when the task's result was merged); said then.
+            kept.push(c.clone());
+            continue;
+        }
         kept.push(c.clone());
         let short = &c[..c.len().min(10)];
         if holders.is_empty() {
