@@ -496,23 +496,11 @@ impl Repo {
     }
 }
 
-/// The setting `quantumwala.worktree_root`, if set. (Read the way other `quantumwala` keys
-/// are read today; moves onto the typed settings when they land.)
+/// The setting `quantumwala.worktree_root`, if set.
 fn worktree_root_setting(project: &Project) -> Result<Option<String>> {
-    let path = project.settings_file();
-    let settings = crate::settings::Settings::load(&path)
+    let settings = crate::settings::QwSettings::load(&project.settings_file())
         .map_err(|e| WorktreeError::Placement(e.to_string()))?;
-    match settings
-        .section(crate::settings::QW_SECTION)
-        .and_then(|q| q.get("worktree_root"))
-    {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(WorktreeError::Placement(format!(
-            "`quantumwala.worktree_root` in `{}` must be a directory path (a string), not `{other}`",
-            path.display()
-        ))),
-    }
+    Ok(settings.quantumwala.worktree_root)
 }
 
 /// Files qw writes under `.claude/` that are never the user's work (`worktrees/` is the
