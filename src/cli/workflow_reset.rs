@@ -52,10 +52,17 @@ pub fn run(ctx: &Ctx, args: WorkflowResetArgs) -> CmdResult {
     } else {
         print_report(&report);
     }
-    // The spec's task worktrees go too (their unmerged work stays on its branches).
+    // The spec's task worktrees go too (their unmerged work stays on its branches). The
+    // reset is done by now: what cannot be pruned is a warning, not a failure.
     if let Ok(Some(repo)) = crate::worktree::Repo::discover(&ctx.project) {
-        let pruned = super::worktrees::prune(&repo, Some(&args.spec))?;
-        super::worktrees::print_prune(&pruned);
+        match crate::worktree::prune(&repo, Some(&args.spec)) {
+            Ok(pruned) => super::worktrees::print_prune(&pruned),
+            Err(e) => crate::diag!(
+                "qw: warning: the worktrees of `{}` were not pruned: {e}; run `qw worktrees --prune --spec {}` later (nothing was discarded)",
+                args.spec,
+                args.spec
+            ),
+        }
     }
     Ok(0)
 }

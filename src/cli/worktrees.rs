@@ -1,5 +1,7 @@
 //! `qw worktrees [--prune] [--spec NAME]`: list qw's task worktrees and `qw/` branches,
-//! and clean up what no running qw holds.
+//! wherever they are (beside the repository, in the cache, under
+//! `quantumwala.worktree_root`, or the old `.claude/worktrees/`), and clean up what no
+//! running qw holds.
 
 use clap::Args;
 
@@ -9,13 +11,19 @@ use crate::worktree::{self, Entry, EntryState, PruneReport, Repo};
 /// Arguments of `qw worktrees`.
 #[derive(Debug, Args)]
 #[command(after_long_help = "\
+Task worktrees live outside `.claude/`: beside the repository in `<parent>/<repo>.qw-worktrees/`
+(in your cache directory when that parent is not writable), or under the setting
+`quantumwala.worktree_root`. Those made under the old `.claude/worktrees/` are listed and
+pruned too.
+
 States: locked (a running qw holds it, or `git worktree lock`), orphaned (a worktree no
 running qw holds), merged / unmerged (a branch without worktree, with or without commits
 HEAD lacks), snapshot (saved by --allow-dirty; never pruned).
 
---prune removes orphaned worktrees and their `git worktree` entries. Uncommitted changes
-in them are first committed on their branch; a branch is deleted only when HEAD holds all
-its commits, otherwise it is kept and named.
+--prune removes orphaned worktrees and their `git worktree` entries, broken ones too (the
+directory gone, `.git` deleted or replaced, read-only). What a worktree holds is first
+committed on its branch; a branch is deleted only when HEAD holds all its commits,
+otherwise it is kept and named. What cannot be removed is named, never fails the command.
 
 Exit: 0 done; 2 bad input.
 
@@ -47,6 +55,10 @@ pub fn run(ctx: &Ctx, args: WorktreesArgs) -> CmdResult {
                 );
             }
             return Ok(0);
+        }
+        Err(e @ worktree::WorktreeError::Placement(_)) => {
+            return Err(CliError::usage(e.to_string())
+                .hint("`quantumwala.worktree_root` in `.claude/settings.local.json` must be a directory path"));
         }
         Err(e) => return Err(CliError::failed(e.to_string())),
     };
@@ -98,6 +110,12 @@ pub(crate) fn print_prune(r: &PruneReport) {
     for b in &r.skipped_locked {
         crate::diag!("left `{b}` alone: a running qw (or `git worktree lock`) holds it");
     }
+    for s in &r.strays {
+        crate::diag!("{s}");
+    }
+    for w in &r.warnings {
+        crate::diag!("warning: {w}");
+    }
 }
 
 fn print_entries(entries: &[Entry]) {
@@ -126,6 +144,9 @@ fn print_entries(entries: &[Entry]) {
         }
         if e.uncommitted_changes {
             path.push_str("  (uncommitted changes)");
+        }
+        if let Some(p) = &e.problem {
+            path.push_str(&format!("  (broken: {p})"));
         }
         println!(
             "{:<20} {:<10} {:<9} {:<28} {path}",

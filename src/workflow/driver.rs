@@ -165,7 +165,7 @@ impl Workflow {
             store.backup_before(&format!("workflow_{}", self.name))?;
         }
         let spent_today = start_in_state(&store, &self, &spec)?;
-        let space = TaskSpace::start(&self.project, &self.name, plan, &progress)?;
+        let space = TaskSpace::start(&self.project, &self.name, plan, &progress, cancel)?;
 
         let per_day = self.settings.quantumwala.daily_budget_usd;
         let description = self.description_in_state(&spec)?;
@@ -633,7 +633,7 @@ fn one_attempt(run: &Run<'_>, job: &Job) -> Result<AgentRun, WorkflowError> {
     if r.outcome.is_success()
         && let Some(task) = &job.task
     {
-        run.space.integrate(task, &mut r)?;
+        run.space.integrate(task, &mut r, run.progress)?;
     }
     Ok(r)
 }
@@ -864,7 +864,7 @@ fn record_attempt(
             .entry(agent_name.to_owned())
             .or_default();
         perf.executions += 1;
-        if ok {
+        if !r.outcome.counts_against_agent() {
             perf.successes += 1;
         } else {
             perf.failures += 1;

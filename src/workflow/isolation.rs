@@ -4,22 +4,36 @@
 //!
 //! Decided once per run, before anything is written ([`plan`]); the git side lives in
 //! [`crate::worktree`]. Per task: [`TaskSpace::enter`] before the first attempt,
-//! [`TaskSpace::integrate`] after an attempt whose agent and `_Verify:_` passed (commit
-//! on the task's branch, merge into the integration branch under one lock, in the order
-//! tasks complete — which is dependency order, since dependents start only after their
-//! dependencies completed), [`TaskSpace::leave`] once the task's attempts are over.
+//! [`TaskSpace::integrate`] after an attempt whose agent and `_Verify:_` passed (save
+//! what the worktree holds on the task's branch, merge it into the integration branch
+//! under the repository lock, in the order tasks complete — which is dependency order,
+//! since dependents start only after their dependencies completed), [`TaskSpace::leave`]
+//! once the task's attempts are over.
+//!
+//! A failure of qw's own git step is the task outcome `workspace_error` (with the step,
+//! git's message and a hint), never `agent_error`, and never retried as if the agent had
+//! failed; the task's work stays on its branch. Removing a worktree never fails a task:
+//! what cannot be removed is said and left, its work saved.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use serde_json::json;
+
+use super::driver::{Run, spec_entry};
 use super::progress::{Event, Progress};
 use super::{Isolation, Options, WorkflowError};
 use crate::agent::TaskJob;
-use crate::agent::outcome::{AgentRun, Outcome};
+use crate::agent::outcome::{AgentRun, Outcome, WorkspaceStep};
+use crate::exec::Cancel;
 use crate::project::Project;
-use crate::worktree::{MergeOutcome, Repo, WorktreeHandle, Worktrees};
+use crate::state::TaskStatus;
+use crate::worktree::root::Why;
+use crate::worktree::{
+    MergeOutcome, Repo, Step, StepError, WorktreeError, WorktreeHandle, Worktrees,
+};
 
 /// What [`plan`] found, before anything is written.
 #[derive(Debug)]
@@ -31,7 +45,7 @@ pub(crate) struct Plan {
 
 /// Decide the isolation of this run. Refusals (exit 2) come before any write: worktrees
 /// asked for outside git, no commit or branch to start from, no git identity, a dirty
-/// tree without `--allow-dirty`.
+/// tree without `--allow-dirty`, no usable place for the worktrees.
 pub(crate) fn plan(
     project: &Project,
     spec: &str,
@@ -49,7 +63,7 @@ pub(crate) fn plan(
     let repo = match Repo::discover(project) {
         Ok(Some(r)) => r,
         Ok(None) if !explicit => return Ok(None),
-        Err(crate::worktree::WorktreeError::NoGit) if !explicit => return Ok(None),
+        Err(WorktreeError::NoGit) if !explicit => return Ok(None),
         Ok(None) => {
             return Err(refuse(
                 format!(
@@ -59,6 +73,12 @@ pub(crate) fn plan(
                 "run `git init && git add -A && git commit -m init` first, or use `--isolate none` (every task in the project's own tree)",
             ));
         }
+        Err(e @ WorktreeError::Placement(_)) => {
+            return Err(refuse(
+                e.to_string(),
+                "set `quantumwala.worktree_root` in `.claude/settings.local.json` to a writable directory outside `.claude/`, or use `--isolate none`",
+            ));
+        }
         Err(e) => {
             return Err(refuse(
                 e.to_string(),
@@ -66,6 +86,28 @@ pub(crate) fn plan(
             ));
         }
     };
+    let container = repo.container();
+    if container
+        .components()
+        .any(|c| c.as_os_str() == std::ffi::OsStr::new(".claude"))
+    {
+        return Err(refuse(
+            format!(
+                "task worktrees would go in `{}`, inside a `.claude/` folder, where Claude Code refuses to write",
+                container.display()
+            ),
+            "set `quantumwala.worktree_root` to a directory outside `.claude/` (or remove it to use the default beside the repository)",
+        ));
+    }
+    if !crate::worktree::root::writable(container) {
+        return Err(refuse(
+            format!(
+                "task worktrees go in `{}`, but qw cannot create it or write there",
+                container.display()
+            ),
+            "set `quantumwala.worktree_root` in `.claude/settings.local.json` to a writable directory, or use `--isolate none`",
+        ));
+    }
     let Some(integration) = repo.current_branch()? else {
         return Err(refuse(
             format!(
@@ -90,7 +132,15 @@ pub(crate) fn plan(
             "set `git config user.name` and `git config user.email`, or use `--isolate none`",
         ));
     }
+    // Not in the middle of another qw's merge (which would look like dirt).
+    let settled = crate::worktree::lock::acquire_existing(
+        &repo.lock_path(),
+        &format!("qw workflow `{spec}`: checking the working tree"),
+        None,
+        &|_| {},
+    )?;
     let dirty = repo.dirty_paths()?;
+    drop(settled);
     if !dirty.is_empty() && !options.allow_dirty {
         let shown: Vec<&str> = dirty.iter().take(5).map(String::as_str).collect();
         let more = if dirty.len() > 5 {
@@ -152,44 +202,54 @@ impl TaskSpace {
         spec: &str,
         plan: Option<Plan>,
         progress: &Progress,
+        cancel: &Cancel,
     ) -> Result<TaskSpace, WorkflowError> {
         let mut space = TaskSpace::shared(project, spec);
         let Some(plan) = plan else {
             return Ok(space);
         };
-        plan.repo.ensure_excludes()?;
-        if !plan.dirty.is_empty()
-            && let Some(branch) = plan.repo.snapshot_dirty(spec)?
-        {
+        let note = |m: &str| {
             progress.emit(Event::Note {
-                message: format!(
+                message: m.to_owned(),
+            });
+        };
+        let wts =
+            Worktrees::new(plan.repo.clone(), spec, &plan.integration).with_cancel(cancel.clone());
+        {
+            let _g = plan.repo.lock(
+                &format!("qw workflow `{spec}`: starting"),
+                Some(cancel),
+                &note,
+            )?;
+            plan.repo.ensure_excludes()?;
+            if !plan.dirty.is_empty()
+                && let Some(branch) = plan.repo.snapshot_dirty(spec)?
+            {
+                note(&format!(
                     "--allow-dirty: saved the uncommitted changes on branch `{branch}` (the working tree is untouched); tasks start from the last commit of `{}`",
                     plan.integration
-                ),
-            });
-        }
-        for e in crate::worktree::list(&plan.repo, Some(spec))? {
-            // A worktree or branch of a task that was merged before qw was killed.
-            let snapshot = e.task.starts_with("snapshot-");
-            if !snapshot && e.unmerged_commits == 0 && !e.uncommitted_changes {
-                let wts = Worktrees::new(plan.repo.clone(), spec, &plan.integration);
-                let h = WorktreeHandle {
-                    task_id: e.task.clone(),
-                    workdir: PathBuf::new(),
-                    path: e.path.clone().unwrap_or_default(),
-                    branch: e.branch.clone(),
-                    resumed: false,
-                };
-                wts.remove(&h, "qw: leftover")?;
+                ));
             }
         }
-        progress.emit(Event::Note {
-            message: format!(
-                "each task works in its own git worktree under `.claude/worktrees/` and is merged into `{}` when it succeeds",
-                plan.integration
+        // Worktrees and branches of tasks merged before qw was killed.
+        for m in wts.clear_merged_leftovers(&note) {
+            note(&m);
+        }
+        let placement = plan.repo.placement();
+        let why = match &placement.why {
+            Why::Beside => "beside the repository".to_owned(),
+            Why::Setting => "set by `quantumwala.worktree_root`".to_owned(),
+            Why::CacheFallback { parent } => format!(
+                "in your cache directory, because `{}` is not writable",
+                parent.display()
             ),
-        });
-        space.worktrees = Some(Worktrees::new(plan.repo, spec, &plan.integration));
+        };
+        note(&format!(
+            "each task works in its own git worktree in `{}` ({why}) and is merged into `{}` when it succeeds",
+            placement.container.display(),
+            plan.integration
+        ));
+        space.worktrees = Some(wts);
         Ok(space)
     }
 
@@ -200,16 +260,22 @@ impl TaskSpace {
         task_id: &str,
         progress: &Progress,
     ) -> Result<(PathBuf, Vec<(OsString, OsString)>), WorkflowError> {
+        let note = |m: &str| {
+            progress.emit(Event::Note {
+                message: format!("task {task_id}: {m}"),
+            });
+        };
         let workdir = match &self.worktrees {
             Some(w) => {
-                let h = w.create(task_id)?;
+                let (h, notes) = w.create(task_id, &note)?;
+                for n in &notes {
+                    note(n);
+                }
                 if h.resumed {
-                    progress.emit(Event::Note {
-                        message: format!(
-                            "task {task_id}: resuming the unmerged work on branch `{}` left by an earlier run",
-                            h.branch
-                        ),
-                    });
+                    note(&format!(
+                        "resuming the unmerged work on branch `{}` left by an earlier run",
+                        h.branch
+                    ));
                 }
                 let dir = h.workdir.clone();
                 lock(&self.active).insert(task_id.to_owned(), h);
@@ -240,38 +306,76 @@ impl TaskSpace {
         None
     }
 
-    /// After an attempt whose agent and verify passed: commit the task's changes on its
-    /// branch and merge it into the integration branch. A conflict turns the run into
-    /// `merge_conflict` (not retried; the branch is kept).
-    pub(crate) fn integrate(&self, task: &TaskJob, r: &mut AgentRun) -> Result<(), WorkflowError> {
+    /// After an attempt whose agent and verify passed: save what the task's worktree
+    /// holds (whatever branch or detached HEAD its agent left) on its branch and merge it
+    /// into the integration branch. A conflict turns the run into `merge_conflict`, a
+    /// failure of qw's git step into `workspace_error` (neither is retried; the branch
+    /// is kept). Commits the agent left outside its result are named in the evidence.
+    pub(crate) fn integrate(
+        &self,
+        task: &TaskJob,
+        r: &mut AgentRun,
+        progress: &Progress,
+    ) -> Result<(), WorkflowError> {
         let Some(w) = &self.worktrees else {
             return Ok(());
         };
         let Some(h) = lock(&self.active).get(&task.id).cloned() else {
             return Ok(());
         };
+        let note = |m: &str| {
+            progress.emit(Event::Note {
+                message: format!("task {}: {m}", task.id),
+            });
+        };
         let subject = format!(
             "qw({}): task {} {} — succeeded",
             self.spec, task.id, task.title
         );
-        w.commit_all(&h, &subject)?;
         let message = format!(
             "qw({}): merge task {} {} (succeeded)",
             self.spec, task.id, task.title
         );
-        match w.merge_into_integration(&h, &message)? {
-            MergeOutcome::Merged | MergeOutcome::UpToDate => {}
-            MergeOutcome::Conflict { paths, why } => {
-                r.outcome = Outcome::MergeConflict { paths };
-                r.evidence = why;
+        match w.integrate(&h, &subject, &message, &note) {
+            Ok(done) => {
+                for s in &done.capture.strays {
+                    note(s);
+                }
+                if !done.capture.strays.is_empty() {
+                    r.evidence =
+                        format!("{}; note: {}", r.evidence, done.capture.strays.join("; "));
+                }
+                if let MergeOutcome::Conflict { paths, why } = done.merge {
+                    r.outcome = Outcome::MergeConflict { paths };
+                    r.evidence = why;
+                }
+            }
+            // Stopped while waiting for the repository lock: an interrupt, not a failure;
+            // the work stays in the worktree and is saved on its branch by `leave`.
+            Err(StepError {
+                source: WorktreeError::Interrupted(why),
+                ..
+            }) => {
+                r.outcome = Outcome::KilledByUser { signal: None };
+                r.evidence = format!(
+                    "interrupted before the merge ({why}); the work is kept on branch `{}`",
+                    h.branch
+                );
+            }
+            Err(e) => {
+                r.outcome = Outcome::WorkspaceError {
+                    step: step_of(e.step),
+                };
+                r.evidence = step_evidence(&e, &h.branch);
             }
         }
         Ok(())
     }
 
-    /// The task's attempts are over: remove its worktree. Anything uncommitted is first
-    /// committed on its branch (message names the outcome); the branch is deleted when
-    /// merged, kept (and reported) when it holds unmerged work.
+    /// The task's attempts are over: remove its worktree. What it holds is first saved
+    /// on its branch (message names the outcome); the branch is deleted when merged,
+    /// kept (and said) when it holds unmerged work. Never fails: what cannot be saved or
+    /// removed is kept and said.
     pub(crate) fn leave(
         &self,
         task: &TaskJob,
@@ -284,6 +388,11 @@ impl TaskSpace {
         let Some(h) = lock(&self.active).remove(&task.id) else {
             return Ok(());
         };
+        let note = |m: &str| {
+            progress.emit(Event::Note {
+                message: format!("task {}: {m}", task.id),
+            });
+        };
         let salvage = format!(
             "qw({}): task {} {} — {} (work in progress, not merged)",
             self.spec,
@@ -291,16 +400,105 @@ impl TaskSpace {
             task.title,
             r.outcome.as_str()
         );
-        if let Some(branch) = w.remove(&h, &salvage)? {
-            progress.emit(Event::Note {
-                message: format!(
-                    "task {}: its unmerged work is kept on branch `{branch}`",
-                    task.id
-                ),
-            });
+        let removed = w.remove(&h, &salvage, &note);
+        for m in removed.strays.iter().chain(&removed.warnings) {
+            tracing::warn!("task {}: {m}", task.id);
+            note(m);
+        }
+        if let Some(branch) = removed.kept_branch {
+            note(&format!("its unmerged work is kept on branch `{branch}`"));
         }
         Ok(())
     }
+}
+
+fn step_of(s: Step) -> WorkspaceStep {
+    match s {
+        Step::Prepare => WorkspaceStep::Prepare,
+        Step::Commit => WorkspaceStep::Commit,
+        Step::Merge => WorkspaceStep::Merge,
+    }
+}
+
+/// One line: which git step of qw's failed, git's message, what to do.
+fn step_evidence(e: &StepError, branch: &str) -> String {
+    let (what, hint) = match e.step {
+        Step::Prepare => (
+            "preparing the task's worktree",
+            "nothing of the task ran; fix the cause (`qw worktrees` lists what is there) and run `qw workflow-continue`".to_owned(),
+        ),
+        Step::Commit => (
+            "saving the task's work on its branch",
+            format!("the agent succeeded; its work stays in its worktree and is saved on branch `{branch}` when the task ends; fix the cause and run `qw workflow-continue`"),
+        ),
+        Step::Merge => (
+            "merging the task's branch",
+            format!("the agent succeeded; its work is on branch `{branch}`: merge it by hand (`git merge {branch}`), or fix the cause and run `qw workflow-continue`"),
+        ),
+    };
+    format!(
+        "qw's git step failed ({what}), not the agent: {}; hint: {hint}",
+        e.source
+    )
+}
+
+/// Record a task whose worktree could not be prepared: `failed` with `workspace_error`
+/// (step `prepare`), the reason in the task and in `errors` (component `worktree`).
+pub(crate) fn prepare_failed(
+    run: &Run<'_>,
+    task: &crate::spec::tasks::Task,
+    error: WorkflowError,
+) -> Result<AgentRun, WorkflowError> {
+    let e = StepError {
+        step: Step::Prepare,
+        source: match error {
+            WorkflowError::Git(g) => g,
+            other => WorktreeError::Io(std::io::Error::other(other.to_string())),
+        },
+    };
+    let interrupted = matches!(e.source, WorktreeError::Interrupted(_));
+    let (outcome, why) = if interrupted {
+        (
+            Outcome::KilledByUser { signal: None },
+            format!("interrupted before the task started: {}", e.source),
+        )
+    } else {
+        (
+            Outcome::WorkspaceError {
+                step: WorkspaceStep::Prepare,
+            },
+            step_evidence(&e, &crate::worktree::task_branch(run.name, &task.id)),
+        )
+    };
+    let r = AgentRun::from_outcome(outcome, why.clone());
+    run.store.update(|s| {
+        let entry = spec_entry(s, run.name)
+            .tasks
+            .entry(task.id.clone())
+            .or_default();
+        entry.status = if interrupted {
+            TaskStatus::Pending
+        } else {
+            TaskStatus::Failed
+        };
+        entry.outcome = Some(r.outcome.as_str().to_owned());
+        entry.error = Some(format!("{}: {why}", r.outcome));
+        s.record_error(
+            "worktree",
+            &format!("{}: {why}", r.outcome),
+            json!({"spec": run.name, "task": task.id, "phase": "implementation", "outcome": r.outcome}),
+        );
+    })?;
+    run.progress.emit(Event::TaskFinished {
+        id: task.id.clone(),
+        outcome: r.outcome.as_str().into(),
+        attempt: 0,
+        duration_ms: 0,
+        cost_usd: 0.0,
+        evidence: why,
+        will_retry: false,
+    });
+    Ok(r)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

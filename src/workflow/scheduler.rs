@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use serde_json::json;
 
 use super::WorkflowError;
-use super::driver::{Run, attempts, not_started, spec_entry, task_job};
+use super::driver::{Run, attempts, spec_entry, task_job};
 use super::progress::{Event, Progress};
 use crate::agent::outcome::AgentRun;
 use crate::agent::{Job, Phase as AgentPhase};
@@ -121,11 +121,9 @@ fn run_one(run: &Run<'_>, task: &Task) -> Result<AgentRun, WorkflowError> {
     // Its own worktree (or the project's tree), created once for all its attempts.
     let (workdir, env) = match run.space.enter(&task.id, run.progress) {
         Ok(entered) => entered,
-        // A worktree that cannot be made fails this task, not the whole workflow.
-        Err(e) => {
-            let why = format!("cannot prepare its worktree: {e}");
-            return not_started(run, "implementation", Some(task), 0, "workflow", &why);
-        }
+        // A worktree that cannot be made fails this task (`workspace_error`), not the
+        // whole workflow.
+        Err(e) => return super::isolation::prepare_failed(run, task, e),
     };
     let r = attempts(run, "implementation", Some(task), |run_dir| Job {
         phase: AgentPhase::Implementation,

@@ -24,3 +24,4 @@ mod support;
 mod validate;
 mod workflow;
 mod worktree;
+mod worktree_safety;
