@@ -6,6 +6,7 @@
 //!   (made here by busy loops, started and ended by pid), for a reference binary and the
 //!   current one: once while the loops still run, once right after they end (the load
 //!   average still shows them, as after a build).
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark prints its figures
 
 use std::error::Error;
 use std::ops::ControlFlow;

@@ -6,6 +6,7 @@
 //! repository, in the same run. Run by `scripts/bench-worktree`.
 //!
 //! Usage: bench_worktree FILES TASKS
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark prints its figures
 
 use std::path::Path;
 use std::process::Command;

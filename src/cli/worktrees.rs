@@ -5,6 +5,7 @@
 
 use clap::Args;
 
+use super::out::outln;
 use super::{CliError, CmdResult, Ctx};
 use crate::worktree::{self, Entry, EntryState, PruneReport, Repo};
 
@@ -47,7 +48,7 @@ pub fn run(ctx: &Ctx, args: WorktreesArgs) -> CmdResult {
         Ok(Some(r)) => r,
         Ok(None) | Err(worktree::WorktreeError::NoGit) => {
             if ctx.global.json {
-                println!("{}", serde_json::json!({"git": false, "worktrees": []}));
+                outln!("{}", serde_json::json!({"git": false, "worktrees": []}))?;
             } else {
                 crate::diag!(
                     "qw: `{}` is not in a git repository; qw makes no worktrees here",
@@ -75,10 +76,10 @@ pub fn run(ctx: &Ctx, args: WorktreesArgs) -> CmdResult {
     }
     if ctx.global.json {
         let v = serde_json::json!({"git": true, "worktrees": entries, "pruned": report});
-        println!("{v}");
+        outln!("{v}")?;
         return Ok(0);
     }
-    print_entries(&entries);
+    print_entries(&entries)?;
     Ok(0)
 }
 
@@ -118,15 +119,18 @@ pub(crate) fn print_prune(r: &PruneReport) {
     }
 }
 
-fn print_entries(entries: &[Entry]) {
+fn print_entries(entries: &[Entry]) -> Result<(), CliError> {
     if entries.is_empty() {
         crate::diag!("no qw worktrees or branches");
-        return;
+        return Ok(());
     }
-    println!(
+    outln!(
         "{:<20} {:<10} {:<9} {:<28} PATH",
-        "SPEC", "TASK", "STATE", "BRANCH"
-    );
+        "SPEC",
+        "TASK",
+        "STATE",
+        "BRANCH"
+    )?;
     for e in entries {
         let state = match e.state {
             EntryState::Locked => "locked",
@@ -148,9 +152,13 @@ fn print_entries(entries: &[Entry]) {
         if let Some(p) = &e.problem {
             path.push_str(&format!("  (broken: {p})"));
         }
-        println!(
+        outln!(
             "{:<20} {:<10} {:<9} {:<28} {path}",
-            e.spec, e.task, state, e.branch
-        );
+            e.spec,
+            e.task,
+            state,
+            e.branch
+        )?;
     }
+    Ok(())
 }
