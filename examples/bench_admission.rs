@@ -6,6 +6,7 @@
 //!   (made here by busy loops, started and ended by pid), for a reference binary and the
 //!   current one: once while the loops still run, once right after they end (the load
 //!   average still shows them, as after a build).
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark prints its figures
 
 use std::error::Error;
 use std::ops::ControlFlow;
@@ -147,7 +148,7 @@ fn load_per_cpu() -> f64 {
 /// Run `qw workflow-auto` in a fresh project with a private runtime directory and the
 /// default limits (`acquire_timeout_s` = `cap`), and time its first agent start: the first
 /// run folder under `.claude/runs/`, which the workflow creates right after admission
-/// (see `attempts()` in `src/workflow/driver.rs`).
+/// (see `attempts()` in `src/workflow/runner/attempt.rs`).
 fn first_start(qw: &Path, cap: Duration) -> Result<FirstStart, Box<dyn Error>> {
     let dir = tempfile::tempdir()?;
     let settings = dir.path().join(".claude/settings.local.json");

@@ -6,7 +6,7 @@
 //! measured while other clients listen too.
 //!
 //! Usage: `bench_dashboard QW_BINARY [SECONDS]`
-
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark prints its figures
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,10 +1,12 @@
 //! Cost of giving a task its worktree and taking it away again through qw's code path
-//! (`Worktrees::create` + `Worktrees::remove`: listing, reuse checks, `git worktree add`,
-//! the spec link, status check, `git worktree remove`, branch delete), beside a plain
+//! (`Worktrees::create` + `Worktrees::remove`: the repository lock, listing, reuse checks,
+//! `git worktree add` + `lock` beside the repository, the spec link, saving what the
+//! worktree holds, `git worktree remove`, branch delete), beside a plain
 //! `git worktree add -b` / `git worktree remove` / `git branch -D` in the same
 //! repository, in the same run. Run by `scripts/bench-worktree`.
 //!
 //! Usage: bench_worktree FILES TASKS
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark prints its figures
 
 use std::path::Path;
 use std::process::Command;
@@ -59,7 +61,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let project = Project::at(root.canonicalize()?);
     let repo = Repo::discover(&project)?.ok_or("not a repository")?;
     let wts = Worktrees::new(repo, "bench", "main");
-    let plain_dir = project.claude_dir().join("plain");
+    // Plain worktrees beside qw's (outside the repository), in a directory of their own.
+    let plain_tmp = tempfile::tempdir()?;
+    let plain_dir = plain_tmp.path().to_path_buf();
     quantumwala::fs::create_dir_all(&plain_dir)?;
 
     let mut qw = Vec::new();
@@ -67,8 +71,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Interleaved, so both see the same machine load.
     for i in 0..tasks {
         let t = Instant::now();
-        let h = wts.create(&format!("{i}"))?;
-        wts.remove(&h, "bench")?;
+        let (h, _) = wts.create(&format!("{i}"), &|_| {})?;
+        let removed = wts.remove(&h, "bench", &|_| {});
+        if !removed.warnings.is_empty() {
+            return Err(removed.warnings.join("; ").into());
+        }
         qw.push(t.elapsed().as_secs_f64() * 1000.0);
 
         let t = Instant::now();

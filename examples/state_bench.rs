@@ -3,6 +3,7 @@
 //!
 //! Usage: `state_bench gen DIR TASKS` · `store DIR N` · `plain DIR N` · `count DIR` ·
 //! `load DIR ITER` · `parse DIR ITER`
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark prints its figures
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

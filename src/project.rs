@@ -85,8 +85,10 @@ impl Project {
     pub fn runs_dir(&self) -> PathBuf {
         self.claude_dir().join("runs")
     }
-    /// `.claude/worktrees/` (one git worktree per running parallel task).
-    pub fn worktrees_dir(&self) -> PathBuf {
+    /// `.claude/worktrees/`: where task worktrees went before they moved out of `.claude/`
+    /// (Claude Code guards paths there). Still searched and pruned; nothing new goes there
+    /// — see `worktree::root` for where task worktrees live now.
+    pub fn legacy_worktrees_dir(&self) -> PathBuf {
         self.claude_dir().join("worktrees")
     }
     /// `.claude/runs/.NAME.workflow.lock`: held (flock) while a workflow of the spec

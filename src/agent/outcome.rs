@@ -113,6 +113,24 @@ pub enum Outcome {
         /// The conflicting paths.
         paths: Vec<String>,
     },
+    /// One of qw's own git steps for the task's worktree failed (CONTRACT §10): not the
+    /// agent's failure, so never retried as one; the work is kept on the task's branch.
+    WorkspaceError {
+        /// Which step.
+        step: WorkspaceStep,
+    },
+}
+
+/// Which of qw's git steps failed for [`Outcome::WorkspaceError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkspaceStep {
+    /// Making (or reusing) the task's worktree, before the agent ran.
+    Prepare,
+    /// Saving what the worktree holds on the task's branch.
+    Commit,
+    /// Merging the branch into the integration branch.
+    Merge,
 }
 
 /// Why an agent reported an error.
@@ -152,6 +170,7 @@ impl Outcome {
             Outcome::BudgetExceeded { .. } => "budget_exceeded",
             Outcome::VerifyFailed { .. } => "verify_failed",
             Outcome::MergeConflict { .. } => "merge_conflict",
+            Outcome::WorkspaceError { .. } => "workspace_error",
         }
     }
 
@@ -166,7 +185,7 @@ impl Outcome {
     /// `agent_error` (e.g. API overloaded) and `verify_failed` (the agent gets another
     /// go). Never: `budget_exceeded`, `permission_denied`, `usage_limited`, a login or
     /// start-up `agent_error`, `max_turns` (the same limit would be hit again),
-    /// `killed_by_user`, `merge_conflict`.
+    /// `killed_by_user`, `merge_conflict`, `workspace_error` (the agent did its part).
     pub fn is_retryable(&self) -> bool {
         match self {
             Outcome::TimedOut { .. }
@@ -183,8 +202,15 @@ impl Outcome {
             | Outcome::PermissionDenied { .. }
             | Outcome::UsageLimited
             | Outcome::BudgetExceeded { .. }
-            | Outcome::MergeConflict { .. } => false,
+            | Outcome::MergeConflict { .. }
+            | Outcome::WorkspaceError { .. } => false,
         }
+    }
+
+    /// Does this outcome count against the agent (its performance record)? Not when it
+    /// succeeded, nor when qw's own workspace step failed after it did.
+    pub fn counts_against_agent(&self) -> bool {
+        !matches!(self, Outcome::Succeeded | Outcome::WorkspaceError { .. })
     }
 
     /// Should the workflow pause (exit 3, resumable) rather than fail?
@@ -1472,6 +1498,9 @@ mod tests {
             Outcome::MaxTurns { turns: Some(30) },
             Outcome::KilledByUser { signal: Some(2) },
             Outcome::MergeConflict { paths: vec![] },
+            Outcome::WorkspaceError {
+                step: WorkspaceStep::Commit,
+            },
         ];
         for o in yes {
             assert!(o.is_retryable(), "{o}");
@@ -1492,6 +1521,16 @@ mod tests {
         assert_eq!(v, serde_json::json!({"kind": "usage_limited"}));
         let back: Outcome = serde_json::from_value(v).unwrap();
         assert_eq!(back, Outcome::UsageLimited);
+        let w = Outcome::WorkspaceError {
+            step: WorkspaceStep::Merge,
+        };
+        let v = serde_json::to_value(&w).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"kind": "workspace_error", "step": "merge"})
+        );
+        assert!(!w.counts_against_agent());
+        assert!(Outcome::MergeConflict { paths: vec![] }.counts_against_agent());
     }
 
     #[test]

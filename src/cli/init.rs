@@ -2,6 +2,7 @@
 
 use clap::Args;
 
+use super::out::outln;
 use super::{CliError, CmdResult, Ctx};
 use crate::spec::scaffold::{self, Action, ScaffoldError};
 
@@ -57,25 +58,25 @@ pub fn run(ctx: &Ctx, _args: InitArgs) -> CmdResult {
                 obj.insert(a.as_str().to_owned(), report.count(a).into());
             }
         }
-        println!("{v}");
+        outln!("{v}")?;
         return Ok(0);
     }
     if !ctx.global.quiet {
         for f in &report.files {
             match &f.note {
-                Some(n) => println!("{:<9} {} ({n})", f.action.as_str(), f.path),
-                None => println!("{:<9} {}", f.action.as_str(), f.path),
+                Some(n) => outln!("{:<9} {} ({n})", f.action.as_str(), f.path)?,
+                None => outln!("{:<9} {}", f.action.as_str(), f.path)?,
             }
         }
     }
-    println!(
+    outln!(
         "qw init in {}: {} created, {} updated, {} unchanged, {} kept",
         ctx.project.root().display(),
         report.count(Action::Created),
         report.count(Action::Updated),
         report.count(Action::Unchanged),
         report.count(Action::Kept),
-    );
+    )?;
     if !ctx.global.quiet && report.count(Action::Created) > 0 {
         crate::diag!(
             "next: describe your project in .claude/steering/*.md, then `qw workflow-auto NAME \"DESC\" --claude-arg=--permission-mode --claude-arg=acceptEdits` (claude runs headless: see `quantumwala.claude_permissions` in .claude/settings.local.json)"

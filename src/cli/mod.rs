@@ -181,7 +181,7 @@ pub enum Command {
     Consume(consume::ConsumeArgs),
     /// Serve a live local web dashboard.
     Dashboard(dashboard::DashboardArgs),
-    /// List or prune task worktrees under `.claude/worktrees/`.
+    /// List or prune task worktrees (beside the repository, outside `.claude/`).
     Worktrees(worktrees::WorktreesArgs),
     /// Print shell completions.
     Completions(completions::CompletionsArgs),

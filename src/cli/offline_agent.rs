@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use clap::Args;
 
+use super::out::outln;
 use super::{CliError, CmdResult, Ctx};
 use crate::agent::Phase;
 use crate::agent::offline::{OfflineRequest, perform};
@@ -60,7 +61,7 @@ pub fn run(ctx: &Ctx, args: OfflineAgentArgs) -> CmdResult {
     let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let json = serde_json::to_string(&result.to_json(ms))
         .map_err(|e| CliError::failed(format!("cannot encode the result: {e}")))?;
-    println!("{json}");
+    outln!("{json}")?;
     Ok(if result.is_error {
         exit::FAILED
     } else {

@@ -4,6 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use clap::Args;
 
+use super::out::outln;
 use super::state_backup::to_json;
 use super::{CliError, CmdResult, Ctx};
 use crate::names::{NameKind, validate};
@@ -47,14 +48,21 @@ pub fn run(ctx: &Ctx, args: WorkflowResetArgs) -> CmdResult {
     }
     let report = reset(&StateStore::new(&ctx.project), &args.spec, mode)?;
     if ctx.global.json {
-        println!("{}", to_json(&report)?);
+        outln!("{}", to_json(&report)?)?;
     } else {
-        print_report(&report);
+        print_report(&report)?;
     }
-    // The spec's task worktrees go too (their unmerged work stays on its branches).
+    // The spec's task worktrees go too (their unmerged work stays on its branches). The
+    // reset is done by now: what cannot be pruned is a warning, not a failure.
     if let Ok(Some(repo)) = crate::worktree::Repo::discover(&ctx.project) {
-        let pruned = super::worktrees::prune(&repo, Some(&args.spec))?;
-        super::worktrees::print_prune(&pruned);
+        match crate::worktree::prune(&repo, Some(&args.spec)) {
+            Ok(pruned) => super::worktrees::print_prune(&pruned),
+            Err(e) => crate::diag!(
+                "qw: warning: the worktrees of `{}` were not pruned: {e}; run `qw worktrees --prune --spec {}` later (nothing was discarded)",
+                args.spec,
+                args.spec
+            ),
+        }
     }
     Ok(0)
 }
@@ -67,7 +75,8 @@ fn confirm(ctx: &Ctx, spec: &str) -> Result<(), CliError> {
         ))
         .hint("pass --yes to confirm"));
     }
-    eprint!(
+    let _ = write!(
+        std::io::stderr(),
         "Hard reset of `{spec}`: copy `{}` to backups, then remove design.md, tasks.md and reports. Continue? [y/N] ",
         ctx.project.spec_dir(spec).display()
     );
@@ -86,36 +95,37 @@ fn confirm(ctx: &Ctx, spec: &str) -> Result<(), CliError> {
     }
 }
 
-fn print_report(r: &ResetReport) {
+fn print_report(r: &ResetReport) -> Result<(), CliError> {
     let c = &r.changes;
     match r.mode {
-        ResetMode::Soft => println!(
+        ResetMode::Soft => outln!(
             "soft reset of `{}`: {} task(s) back to pending{}, {} error(s) cleared, phase {}",
             r.spec,
             c.tasks.len(),
             list_ids(&c.tasks),
             c.errors_cleared,
             c.phase
-        ),
+        )?,
         ResetMode::Hard => {
             if let Some(p) = &r.workflow_backup {
-                println!("copied the spec folder to `{}`", p.display());
+                outln!("copied the spec folder to `{}`", p.display())?;
             }
             for f in &r.removed_files {
-                println!("removed `{}`", f.display());
+                outln!("removed `{}`", f.display())?;
             }
-            println!(
+            outln!(
                 "hard reset of `{}`: {} task(s) cleared, {} error(s) cleared, phase {}",
                 r.spec,
                 c.tasks.len(),
                 c.errors_cleared,
                 c.phase
-            );
+            )?;
         }
     }
     if let Some(p) = &r.state_backup {
-        println!("the state was backed up to `{}`", p.display());
+        outln!("the state was backed up to `{}`", p.display())?;
     }
+    Ok(())
 }
 
 fn list_ids(ids: &[String]) -> String {

@@ -1,21 +1,30 @@
 //! `qw worktrees [--prune] [--spec NAME]`: list qw's task worktrees and `qw/` branches,
-//! and clean up what no running qw holds.
+//! wherever they are (beside the repository, in the cache, under
+//! `quantumwala.worktree_root`, or the old `.claude/worktrees/`), and clean up what no
+//! running qw holds.
 
 use clap::Args;
 
+use super::out::outln;
 use super::{CliError, CmdResult, Ctx};
 use crate::worktree::{self, Entry, EntryState, PruneReport, Repo};
 
 /// Arguments of `qw worktrees`.
 #[derive(Debug, Args)]
 #[command(after_long_help = "\
+Task worktrees live outside `.claude/`: beside the repository in `<parent>/<repo>.qw-worktrees/`
+(in your cache directory when that parent is not writable), or under the setting
+`quantumwala.worktree_root`. Those made under the old `.claude/worktrees/` are listed and
+pruned too.
+
 States: locked (a running qw holds it, or `git worktree lock`), orphaned (a worktree no
 running qw holds), merged / unmerged (a branch without worktree, with or without commits
 HEAD lacks), snapshot (saved by --allow-dirty; never pruned).
 
---prune removes orphaned worktrees and their `git worktree` entries. Uncommitted changes
-in them are first committed on their branch; a branch is deleted only when HEAD holds all
-its commits, otherwise it is kept and named.
+--prune removes orphaned worktrees and their `git worktree` entries, broken ones too (the
+directory gone, `.git` deleted or replaced, read-only). What a worktree holds is first
+committed on its branch; a branch is deleted only when HEAD holds all its commits,
+otherwise it is kept and named. What cannot be removed is named, never fails the command.
 
 Exit: 0 done; 2 bad input.
 
@@ -39,7 +48,7 @@ pub fn run(ctx: &Ctx, args: WorktreesArgs) -> CmdResult {
         Ok(Some(r)) => r,
         Ok(None) | Err(worktree::WorktreeError::NoGit) => {
             if ctx.global.json {
-                println!("{}", serde_json::json!({"git": false, "worktrees": []}));
+                outln!("{}", serde_json::json!({"git": false, "worktrees": []}))?;
             } else {
                 crate::diag!(
                     "qw: `{}` is not in a git repository; qw makes no worktrees here",
@@ -47,6 +56,10 @@ pub fn run(ctx: &Ctx, args: WorktreesArgs) -> CmdResult {
                 );
             }
             return Ok(0);
+        }
+        Err(e @ worktree::WorktreeError::Placement(_)) => {
+            return Err(CliError::usage(e.to_string())
+                .hint("`quantumwala.worktree_root` in `.claude/settings.local.json` must be a directory path"));
         }
         Err(e) => return Err(e.into()),
     };
@@ -62,10 +75,10 @@ pub fn run(ctx: &Ctx, args: WorktreesArgs) -> CmdResult {
     }
     if ctx.global.json {
         let v = serde_json::json!({"git": true, "worktrees": entries, "pruned": report});
-        println!("{v}");
+        outln!("{v}")?;
         return Ok(0);
     }
-    print_entries(&entries);
+    print_entries(&entries)?;
     Ok(0)
 }
 
@@ -97,17 +110,26 @@ pub(crate) fn print_prune(r: &PruneReport) {
     for b in &r.skipped_locked {
         crate::diag!("left `{b}` alone: a running qw (or `git worktree lock`) holds it");
     }
+    for s in &r.strays {
+        crate::diag!("{s}");
+    }
+    for w in &r.warnings {
+        crate::diag!("warning: {w}");
+    }
 }
 
-fn print_entries(entries: &[Entry]) {
+fn print_entries(entries: &[Entry]) -> Result<(), CliError> {
     if entries.is_empty() {
         crate::diag!("no qw worktrees or branches");
-        return;
+        return Ok(());
     }
-    println!(
+    outln!(
         "{:<20} {:<10} {:<9} {:<28} PATH",
-        "SPEC", "TASK", "STATE", "BRANCH"
-    );
+        "SPEC",
+        "TASK",
+        "STATE",
+        "BRANCH"
+    )?;
     for e in entries {
         let state = match e.state {
             EntryState::Locked => "locked",
@@ -126,9 +148,16 @@ fn print_entries(entries: &[Entry]) {
         if e.uncommitted_changes {
             path.push_str("  (uncommitted changes)");
         }
-        println!(
+        if let Some(p) = &e.problem {
+            path.push_str(&format!("  (broken: {p})"));
+        }
+        outln!(
             "{:<20} {:<10} {:<9} {:<28} {path}",
-            e.spec, e.task, state, e.branch
-        );
+            e.spec,
+            e.task,
+            state,
+            e.branch
+        )?;
     }
+    Ok(())
 }

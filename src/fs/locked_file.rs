@@ -1107,6 +1107,7 @@ mod tests {
     /// Run as a child process by the test below: take the lock, say so, wait to be killed.
     #[test]
     #[ignore = "helper: run as a child process by released_when_the_holder_dies"]
+    #[allow(clippy::print_stdout)] // the parent test reads this line from the child
     fn child_holds_the_lock_until_killed() {
         let Some(path) = std::env::var_os(CHILD_LOCK) else {
             return;

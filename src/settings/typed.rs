@@ -121,6 +121,9 @@ pub struct QwSection {
     pub executor: Option<ExecutorKind>,
     /// `slurm`: the Slurm executor's options.
     pub slurm: SlurmSettings,
+    /// `worktree_root`: where task worktrees go (a directory path; relative to the
+    /// project).
+    pub worktree_root: Option<String>,
 }
 
 /// `quantumwala.slurm` (CONTRACT §11).
@@ -160,6 +163,7 @@ impl QwSection {
                 slurm.finish(unknown);
                 read
             },
+            worktree_root: s.get("worktree_root", read::text)?,
         })
     }
 }

@@ -233,7 +233,8 @@ pub enum Refused {
     CostCeiling,
     /// Resource admission did not admit it in time (the task fails).
     Admission,
-    /// The task's worktree could not be made (the task fails).
+    /// The task's worktree could not be made (`workspace_error`: the task fails), or a
+    /// signal stopped the wait for it (`killed_by_user`: the task stays pending).
     Worktree,
 }
 
@@ -243,7 +244,7 @@ impl Refused {
         match self {
             Refused::CostCeiling => "budget",
             Refused::Admission => "admission",
-            Refused::Worktree => "workflow",
+            Refused::Worktree => "worktree",
         }
     }
 }

@@ -4,22 +4,33 @@
 //!
 //! Decided once per run, before anything is written ([`plan`]); the git side lives in
 //! [`crate::worktree`]. Per task: [`TaskSpace::enter`] before the first attempt,
-//! [`TaskSpace::integrate`] after an attempt whose agent and `_Verify:_` passed (commit
-//! on the task's branch, merge into the integration branch under one lock, in the order
-//! tasks complete — which is dependency order, since dependents start only after their
-//! dependencies completed), [`TaskSpace::leave`] once the task's attempts are over.
+//! [`TaskSpace::integrate`] after an attempt whose agent and `_Verify:_` passed (save
+//! what the worktree holds on the task's branch, merge it into the integration branch
+//! under the repository lock, in the order tasks complete — which is dependency order,
+//! since dependents start only after their dependencies completed), [`TaskSpace::leave`]
+//! once the task's attempts are over.
+//!
+//! A failure of qw's own git step is the task outcome `workspace_error` (with the step,
+//! git's message and a hint), never `agent_error`, and never retried as if the agent had
+//! failed; the task's work stays on its branch. Removing a worktree never fails a task:
+//! what cannot be removed is said and left, its work saved.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use super::events::{EventKind, Refused, Unit};
 use super::reporter::Events;
 use super::{Isolation, Options, WorkflowError};
 use crate::agent::TaskJob;
-use crate::agent::outcome::{AgentRun, Outcome};
+use crate::agent::outcome::{AgentRun, Outcome, WorkspaceStep};
+use crate::exec::Cancel;
 use crate::project::Project;
-use crate::worktree::{MergeOutcome, Repo, WorktreeHandle, Worktrees};
+use crate::worktree::root::Why;
+use crate::worktree::{
+    MergeOutcome, Repo, Step, StepError, WorktreeError, WorktreeHandle, Worktrees,
+};
 
 /// What [`plan`] found, before anything is written.
 #[derive(Debug)]
@@ -41,6 +52,24 @@ pub enum IsolationError {
     /// git is missing or failed while looking at the repository.
     #[error(transparent)]
     Git(crate::worktree::WorktreeError),
+    /// Where task worktrees go cannot be decided (a bad `quantumwala.worktree_root`).
+    #[error(transparent)]
+    Placement(crate::worktree::WorktreeError),
+    /// Task worktrees would go inside a `.claude/` folder.
+    #[error(
+        "task worktrees would go in `{}`, inside a `.claude/` folder, where Claude Code refuses to write",
+        container.display()
+    )]
+    InsideClaude {
+        /// Where they would go.
+        container: PathBuf,
+    },
+    /// The folder task worktrees go in cannot be made or written.
+    #[error("task worktrees go in `{}`, but qw cannot create it or write there", container.display())]
+    NotWritable {
+        /// Where they would go.
+        container: PathBuf,
+    },
     /// HEAD is detached: no branch to merge task branches into.
     #[error("task worktrees need a branch to merge into, but HEAD in `{}` is detached", top.display())]
     DetachedHead {
@@ -102,6 +131,9 @@ impl crate::exit::UserError for IsolationError {
         vec![match self {
             IsolationError::NotARepository { .. } => "run `git init && git add -A && git commit -m init` first, or use `--isolate none` (every task in the project's own tree)".into(),
             IsolationError::Git(_) => "install git, or use `--isolate none`".into(),
+            IsolationError::Placement(_) => "set `quantumwala.worktree_root` in `.claude/settings.local.json` to a writable directory outside `.claude/`, or use `--isolate none`".into(),
+            IsolationError::InsideClaude { .. } => "set `quantumwala.worktree_root` to a directory outside `.claude/` (or remove it to use the default beside the repository)".into(),
+            IsolationError::NotWritable { .. } => "set `quantumwala.worktree_root` in `.claude/settings.local.json` to a writable directory, or use `--isolate none`".into(),
             IsolationError::DetachedHead { .. } => {
                 "check a branch out (`git switch -c work`), or use `--isolate none`".into()
             }
@@ -118,7 +150,7 @@ impl crate::exit::UserError for IsolationError {
 
 /// Decide the isolation of this run. Refusals (exit 2) come before any write: worktrees
 /// asked for outside git, no commit or branch to start from, no git identity, a dirty
-/// tree without `--allow-dirty`.
+/// tree without `--allow-dirty`, no usable place for the worktrees.
 pub(crate) fn plan(
     project: &Project,
     spec: &str,
@@ -136,15 +168,32 @@ pub(crate) fn plan(
     let repo = match Repo::discover(project) {
         Ok(Some(r)) => r,
         Ok(None) if !explicit => return Ok(None),
-        Err(crate::worktree::WorktreeError::NoGit) if !explicit => return Ok(None),
+        Err(WorktreeError::NoGit) if !explicit => return Ok(None),
         Ok(None) => {
             return Err(IsolationError::NotARepository {
                 root: project.root().to_path_buf(),
             }
             .into());
         }
+        Err(e @ WorktreeError::Placement(_)) => return Err(IsolationError::Placement(e).into()),
         Err(e) => return Err(IsolationError::Git(e).into()),
     };
+    let container = repo.container();
+    if container
+        .components()
+        .any(|c| c.as_os_str() == std::ffi::OsStr::new(".claude"))
+    {
+        return Err(IsolationError::InsideClaude {
+            container: container.to_path_buf(),
+        }
+        .into());
+    }
+    if !crate::worktree::root::writable(container) {
+        return Err(IsolationError::NotWritable {
+            container: container.to_path_buf(),
+        }
+        .into());
+    }
     let Some(integration) = repo.current_branch()? else {
         return Err(IsolationError::DetachedHead {
             top: repo.top().to_path_buf(),
@@ -161,7 +210,15 @@ pub(crate) fn plan(
     if let Some(why) = repo.identity_error() {
         return Err(IsolationError::NoIdentity { why }.into());
     }
+    // Not in the middle of another qw's merge (which would look like dirt).
+    let settled = crate::worktree::lock::acquire_existing(
+        &repo.lock_path(),
+        &format!("qw workflow `{spec}`: checking the working tree"),
+        None,
+        &|_| {},
+    )?;
     let dirty = repo.dirty_paths()?;
+    drop(settled);
     if !dirty.is_empty() && !options.allow_dirty {
         return Err(IsolationError::Dirty {
             top: repo.top().to_path_buf(),
@@ -210,40 +267,50 @@ impl TaskSpace {
         spec: &str,
         plan: Option<Plan>,
         events: &Events<'_>,
+        cancel: &Cancel,
     ) -> Result<TaskSpace, WorkflowError> {
         let mut space = TaskSpace::shared(project, spec);
         let Some(plan) = plan else {
             return Ok(space);
         };
-        plan.repo.ensure_excludes()?;
-        if !plan.dirty.is_empty()
-            && let Some(branch) = plan.repo.snapshot_dirty(spec)?
+        let note = |m: &str| say(events, m.to_owned());
+        let wts =
+            Worktrees::new(plan.repo.clone(), spec, &plan.integration).with_cancel(cancel.clone());
         {
-            events.note(format!(
+            let _g = plan.repo.lock(
+                &format!("qw workflow `{spec}`: starting"),
+                Some(cancel),
+                &note,
+            )?;
+            plan.repo.ensure_excludes()?;
+            if !plan.dirty.is_empty()
+                && let Some(branch) = plan.repo.snapshot_dirty(spec)?
+            {
+                note(&format!(
                     "--allow-dirty: saved the uncommitted changes on branch `{branch}` (the working tree is untouched); tasks start from the last commit of `{}`",
                     plan.integration
-                ))?;
-        }
-        for e in crate::worktree::list(&plan.repo, Some(spec))? {
-            // A worktree or branch of a task that was merged before qw was killed.
-            let snapshot = e.task.starts_with("snapshot-");
-            if !snapshot && e.unmerged_commits == 0 && !e.uncommitted_changes {
-                let wts = Worktrees::new(plan.repo.clone(), spec, &plan.integration);
-                let h = WorktreeHandle {
-                    task_id: e.task.clone(),
-                    workdir: PathBuf::new(),
-                    path: e.path.clone().unwrap_or_default(),
-                    branch: e.branch.clone(),
-                    resumed: false,
-                };
-                wts.remove(&h, "qw: leftover")?;
+                ));
             }
         }
-        events.note(format!(
-                "each task works in its own git worktree under `.claude/worktrees/` and is merged into `{}` when it succeeds",
-                plan.integration
-            ))?;
-        space.worktrees = Some(Worktrees::new(plan.repo, spec, &plan.integration));
+        // Worktrees and branches of tasks merged before qw was killed.
+        for m in wts.clear_merged_leftovers(&note) {
+            note(&m);
+        }
+        let placement = plan.repo.placement();
+        let why = match &placement.why {
+            Why::Beside => "beside the repository".to_owned(),
+            Why::Setting => "set by `quantumwala.worktree_root`".to_owned(),
+            Why::CacheFallback { parent } => format!(
+                "in your cache directory, because `{}` is not writable",
+                parent.display()
+            ),
+        };
+        note(&format!(
+            "each task works in its own git worktree in `{}` ({why}) and is merged into `{}` when it succeeds",
+            placement.container.display(),
+            plan.integration
+        ));
+        space.worktrees = Some(wts);
         Ok(space)
     }
 
@@ -254,14 +321,18 @@ impl TaskSpace {
         task_id: &str,
         events: &Events<'_>,
     ) -> Result<(PathBuf, Vec<(OsString, OsString)>), WorkflowError> {
+        let note = |m: &str| say(events, format!("task {task_id}: {m}"));
         let workdir = match &self.worktrees {
             Some(w) => {
-                let h = w.create(task_id)?;
+                let (h, notes) = w.create(task_id, &note)?;
+                for n in &notes {
+                    note(n);
+                }
                 if h.resumed {
-                    events.note(format!(
-                            "task {task_id}: resuming the unmerged work on branch `{}` left by an earlier run",
-                            h.branch
-                        ))?;
+                    note(&format!(
+                        "resuming the unmerged work on branch `{}` left by an earlier run",
+                        h.branch
+                    ));
                 }
                 let dir = h.workdir.clone();
                 lock(&self.active).insert(task_id.to_owned(), h);
@@ -292,38 +363,72 @@ impl TaskSpace {
         None
     }
 
-    /// After an attempt whose agent and verify passed: commit the task's changes on its
-    /// branch and merge it into the integration branch. A conflict turns the run into
-    /// `merge_conflict` (not retried; the branch is kept).
-    pub(crate) fn integrate(&self, task: &TaskJob, r: &mut AgentRun) -> Result<(), WorkflowError> {
+    /// After an attempt whose agent and verify passed: save what the task's worktree
+    /// holds (whatever branch or detached HEAD its agent left) on its branch and merge it
+    /// into the integration branch. A conflict turns the run into `merge_conflict`, a
+    /// failure of qw's git step into `workspace_error` (neither is retried; the branch
+    /// is kept). Commits the agent left outside its result are named in the evidence.
+    pub(crate) fn integrate(
+        &self,
+        task: &TaskJob,
+        r: &mut AgentRun,
+        events: &Events<'_>,
+    ) -> Result<(), WorkflowError> {
         let Some(w) = &self.worktrees else {
             return Ok(());
         };
         let Some(h) = lock(&self.active).get(&task.id).cloned() else {
             return Ok(());
         };
+        let note = |m: &str| say(events, format!("task {}: {m}", task.id));
         let subject = format!(
             "qw({}): task {} {} — succeeded",
             self.spec, task.id, task.title
         );
-        w.commit_all(&h, &subject)?;
         let message = format!(
             "qw({}): merge task {} {} (succeeded)",
             self.spec, task.id, task.title
         );
-        match w.merge_into_integration(&h, &message)? {
-            MergeOutcome::Merged | MergeOutcome::UpToDate => {}
-            MergeOutcome::Conflict { paths, why } => {
-                r.outcome = Outcome::MergeConflict { paths };
-                r.evidence = why;
+        match w.integrate(&h, &subject, &message, &note) {
+            Ok(done) => {
+                for s in &done.capture.strays {
+                    note(s);
+                }
+                if !done.capture.strays.is_empty() {
+                    r.evidence =
+                        format!("{}; note: {}", r.evidence, done.capture.strays.join("; "));
+                }
+                if let MergeOutcome::Conflict { paths, why } = done.merge {
+                    r.outcome = Outcome::MergeConflict { paths };
+                    r.evidence = why;
+                }
+            }
+            // Stopped while waiting for the repository lock: an interrupt, not a failure;
+            // the work stays in the worktree and is saved on its branch by `leave`.
+            Err(StepError {
+                source: WorktreeError::Interrupted(why),
+                ..
+            }) => {
+                r.outcome = Outcome::KilledByUser { signal: None };
+                r.evidence = format!(
+                    "interrupted before the merge ({why}); the work is kept on branch `{}`",
+                    h.branch
+                );
+            }
+            Err(e) => {
+                r.outcome = Outcome::WorkspaceError {
+                    step: step_of(e.step),
+                };
+                r.evidence = step_evidence(&e, &h.branch);
             }
         }
         Ok(())
     }
 
-    /// The task's attempts are over: remove its worktree. Anything uncommitted is first
-    /// committed on its branch (message names the outcome); the branch is deleted when
-    /// merged, kept (and reported) when it holds unmerged work.
+    /// The task's attempts are over: remove its worktree. What it holds is first saved
+    /// on its branch (message names the outcome); the branch is deleted when merged,
+    /// kept (and said) when it holds unmerged work. Never fails: what cannot be saved or
+    /// removed is kept and said.
     pub(crate) fn leave(
         &self,
         task: &TaskJob,
@@ -336,6 +441,7 @@ impl TaskSpace {
         let Some(h) = lock(&self.active).remove(&task.id) else {
             return Ok(());
         };
+        let note = |m: &str| say(events, format!("task {}: {m}", task.id));
         let salvage = format!(
             "qw({}): task {} {} — {} (work in progress, not merged)",
             self.spec,
@@ -343,13 +449,93 @@ impl TaskSpace {
             task.title,
             r.outcome.as_str()
         );
-        if let Some(branch) = w.remove(&h, &salvage)? {
-            events.note(format!(
-                "task {}: its unmerged work is kept on branch `{branch}`",
-                task.id
-            ))?;
+        let removed = w.remove(&h, &salvage, &note);
+        for m in removed.strays.iter().chain(&removed.warnings) {
+            tracing::warn!("task {}: {m}", task.id);
+            note(m);
+        }
+        if let Some(branch) = removed.kept_branch {
+            note(&format!("its unmerged work is kept on branch `{branch}`"));
         }
         Ok(())
+    }
+}
+
+fn step_of(s: Step) -> WorkspaceStep {
+    match s {
+        Step::Prepare => WorkspaceStep::Prepare,
+        Step::Commit => WorkspaceStep::Commit,
+        Step::Merge => WorkspaceStep::Merge,
+    }
+}
+
+/// One line: which git step of qw's failed, git's message, what to do.
+fn step_evidence(e: &StepError, branch: &str) -> String {
+    let (what, hint) = match e.step {
+        Step::Prepare => (
+            "preparing the task's worktree",
+            "nothing of the task ran; fix the cause (`qw worktrees` lists what is there) and run `qw workflow-continue`".to_owned(),
+        ),
+        Step::Commit => (
+            "saving the task's work on its branch",
+            format!("the agent succeeded; its work stays in its worktree and is saved on branch `{branch}` when the task ends; fix the cause and run `qw workflow-continue`"),
+        ),
+        Step::Merge => (
+            "merging the task's branch",
+            format!("the agent succeeded; its work is on branch `{branch}`: merge it by hand (`git merge {branch}`), or fix the cause and run `qw workflow-continue`"),
+        ),
+    };
+    format!(
+        "qw's git step failed ({what}), not the agent: {}; hint: {hint}",
+        crate::exit::with_hints(&e.source)
+    )
+}
+
+/// A task whose worktree could not be prepared: `workspace_error` (step `prepare`),
+/// or `killed_by_user` when a signal stopped the wait for the repository lock. Told as
+/// an [`EventKind::AttemptNotStarted`] (attempt 0, [`Refused::Worktree`]); the recorder
+/// writes it (the task `failed`, or `pending` when interrupted; the reason in the task
+/// and in `errors`, component `worktree`).
+pub(crate) fn prepare_failed(
+    events: &Events<'_>,
+    spec: &str,
+    task: &crate::spec::tasks::Task,
+    error: WorkflowError,
+) -> Result<AgentRun, WorkflowError> {
+    let e = StepError {
+        step: Step::Prepare,
+        source: match error {
+            WorkflowError::Git(g) => g,
+            other => WorktreeError::Io(std::io::Error::other(crate::exit::with_hints(&other))),
+        },
+    };
+    let r = if matches!(e.source, WorktreeError::Interrupted(_)) {
+        AgentRun::from_outcome(
+            Outcome::KilledByUser { signal: None },
+            format!("interrupted before the task started: {}", e.source),
+        )
+    } else {
+        AgentRun::from_outcome(
+            Outcome::WorkspaceError {
+                step: WorkspaceStep::Prepare,
+            },
+            step_evidence(&e, &crate::worktree::task_branch(spec, &task.id)),
+        )
+    };
+    events.emit(EventKind::AttemptNotStarted {
+        unit: Unit::Task(task),
+        attempt: 0,
+        refused: Refused::Worktree,
+        run: &r,
+    })?;
+    Ok(r)
+}
+
+/// Tell a note from inside a git step (a callback that cannot fail). A note changes no
+/// state, so no reader fails on it.
+fn say(events: &Events<'_>, message: String) {
+    if let Err(e) = events.note(message) {
+        tracing::warn!("a workflow note was not told: {e}");
     }
 }
 

@@ -245,8 +245,10 @@ fn admission_memory_limit_holds_with_nothing_running_and_every_limit_is_named() 
         "the load limit is waived: {err}"
     );
     assert!(err.contains("no qw task running"), "{err}");
+    // How long past the limit it noticed depends on the machine's load: not asserted.
     assert!(
-        err.contains("after 1.0s (resource_limits.acquire_timeout_s)"),
+        err.contains("gave up waiting for admission after ")
+            && err.contains("s (resource_limits.acquire_timeout_s)"),
         "{err}"
     );
     assert!(err.contains("not started"), "{err}");
@@ -444,7 +446,10 @@ fn admission_admit_timeout_overrides_acquire_timeout_and_never_starts() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(125), "stderr: {err}");
     assert!(err.contains("max_memory"), "{err}");
-    assert!(err.contains("after 0.5s (--admit-timeout)"), "{err}");
+    assert!(
+        err.contains("gave up waiting for admission after ") && err.contains("s (--admit-timeout)"),
+        "{err}"
+    );
     assert!(err.contains("not started"), "{err}");
     assert!(
         err.contains("--admit-timeout"),

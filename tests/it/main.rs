@@ -1,7 +1,12 @@
 //! Integration tests: one binary (links once), one module per capability.
 
-// Tests may panic on setup failures and use std::fs directly.
-#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+// Tests may panic on setup failures, use std::fs directly and print why they skip.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod admission;
 mod agent;
@@ -24,3 +29,4 @@ mod support;
 mod validate;
 mod workflow;
 mod worktree;
+mod worktree_safety;

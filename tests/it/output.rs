@@ -77,6 +77,8 @@ fn output_closed_stdout_ends_commands_quietly_with_exit_0() {
         &["sweep", "--project-only"],
         &["spec-list"],
         &["--json", "spec-list"],
+        &["init"],
+        &["--json", "init"],
     ];
     for args in cases {
         let o = run_with_closed_stdout(&p, args);

@@ -435,7 +435,9 @@ fn attempt_finished(s: &mut UnifiedState, name: &str, agent: &str, a: AttemptEnd
     }
     let perf = s.agents.performance.entry(agent.to_owned()).or_default();
     perf.executions += 1;
-    if ok {
+    // qw's own workspace step failing after the agent did its part is not held
+    // against the agent.
+    if !r.outcome.counts_against_agent() {
         perf.successes += 1;
     } else {
         perf.failures += 1;
@@ -472,20 +474,29 @@ fn not_started(
         let entry = spec_entry(s, name, at).tasks.entry(id.clone()).or_default();
         entry.outcome = Some(r.outcome.as_str().to_owned());
         entry.error = Some(format!("{}: {}", r.outcome, r.evidence));
-        entry.status = match refused {
-            Refused::CostCeiling => TaskStatus::Pending,
-            Refused::Admission | Refused::Worktree => TaskStatus::Failed,
+        entry.status = match (refused, &r.outcome) {
+            (Refused::CostCeiling, _) => TaskStatus::Pending,
+            // Interrupted while waiting to make the worktree: it runs on `continue`.
+            (Refused::Worktree, Outcome::KilledByUser { .. }) => TaskStatus::Pending,
+            (Refused::Admission | Refused::Worktree, _) => TaskStatus::Failed,
         };
     }
     let context = match refused {
         Refused::CostCeiling => {
             json!({"spec": name, "phase": label, "task": task, "outcome": r.outcome})
         }
-        Refused::Admission | Refused::Worktree => {
+        Refused::Admission => {
             json!({"spec": name, "task": task, "phase": label})
         }
+        Refused::Worktree => {
+            json!({"spec": name, "task": task, "phase": label, "outcome": r.outcome})
+        }
     };
-    s.record_error(refused.component(), &r.evidence, context);
+    let message = match refused {
+        Refused::Worktree => format!("{}: {}", r.outcome, r.evidence),
+        Refused::CostCeiling | Refused::Admission => r.evidence.clone(),
+    };
+    s.record_error(refused.component(), &message, context);
 }
 
 /// Leaves that wait on a failed task are blocked.
@@ -743,7 +754,6 @@ mod tests {
                 TaskStatus::Failed,
                 "admission",
             ),
-            (Refused::Worktree, &refused, TaskStatus::Failed, "workflow"),
         ] {
             let mut s = UnifiedState::default();
             apply_all(
@@ -760,6 +770,69 @@ mod tests {
             assert_eq!(s.errors[0].error, run.evidence);
             assert_eq!(s.agents.total_executions, 0, "no agent ran");
         }
+    }
+
+    #[test]
+    fn a_worktree_not_prepared_fails_its_task_or_leaves_it_pending_when_interrupted() {
+        let t = Task::new("1", "Only");
+        let workspace = AgentRun::from_outcome(
+            Outcome::WorkspaceError {
+                step: crate::agent::outcome::WorkspaceStep::Prepare,
+            },
+            "qw's git step failed (preparing the task's worktree)",
+        );
+        let interrupted =
+            AgentRun::from_outcome(Outcome::KilledByUser { signal: None }, "interrupted");
+        for (run, status) in [
+            (&workspace, TaskStatus::Failed),
+            (&interrupted, TaskStatus::Pending),
+        ] {
+            let mut s = UnifiedState::default();
+            apply_all(
+                &mut s,
+                vec![EventKind::AttemptNotStarted {
+                    unit: Unit::Task(&t),
+                    attempt: 0,
+                    refused: Refused::Worktree,
+                    run,
+                }],
+            );
+            let entry = task(&s, "1");
+            assert_eq!(entry.status, status);
+            assert_eq!(entry.outcome.as_deref(), Some(run.outcome.as_str()));
+            let said = format!("{}: {}", run.outcome, run.evidence);
+            assert_eq!(entry.error.as_deref(), Some(said.as_str()));
+            assert_eq!(s.errors[0].component, "worktree");
+            assert_eq!(s.errors[0].error, said);
+            assert_eq!(s.errors[0].context["outcome"]["kind"], run.outcome.as_str());
+            assert_eq!(s.agents.total_executions, 0, "no agent ran");
+        }
+    }
+
+    #[test]
+    fn a_workspace_error_after_the_agent_succeeded_does_not_count_against_it() {
+        let t = Task::new("1", "Only");
+        let run = ran(
+            Outcome::WorkspaceError {
+                step: crate::agent::outcome::WorkspaceStep::Merge,
+            },
+            0.1,
+        );
+        let mut s = UnifiedState::default();
+        apply_all(
+            &mut s,
+            vec![
+                started(Unit::Task(&t), 1),
+                finished(Unit::Task(&t), 1, &run, false),
+            ],
+        );
+        assert_eq!(task(&s, "1").status, TaskStatus::Failed);
+        let perf = &s.agents.performance["claude"];
+        assert_eq!(
+            (perf.successes.get(), perf.failures.get()),
+            (Some(1), Some(0)),
+            "qw's git step failed, not the agent"
+        );
     }
 
     #[test]

@@ -265,7 +265,7 @@ fn one_attempt(run: &Run<'_>, job: &Job) -> Result<AgentRun, WorkflowError> {
     if r.outcome.is_success()
         && let Some(task) = &job.task
     {
-        run.space.integrate(task, &mut r)?;
+        run.space.integrate(task, &mut r, run.events)?;
     }
     Ok(r)
 }

@@ -123,7 +123,7 @@ impl Workflow {
         })?;
         let state = store.load()?;
         let spent_today = super::budget::spent_today(&state);
-        let space = TaskSpace::start(&self.project, &self.name, plan, &events)?;
+        let space = TaskSpace::start(&self.project, &self.name, plan, &events, cancel)?;
 
         let per_day = self.settings.quantumwala.daily_budget_usd;
         let description = state

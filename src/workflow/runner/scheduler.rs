@@ -9,13 +9,14 @@
 use std::collections::HashSet;
 use std::sync::mpsc;
 
-use super::attempt::{Place, attempts, not_started, task_job};
+use super::attempt::{Place, attempts, task_job};
 use super::context::Run;
 use crate::agent::outcome::{AgentRun, Outcome};
 use crate::spec::tasks::{Task, TaskList};
 use crate::state::TaskStatus;
 use crate::workflow::WorkflowError;
-use crate::workflow::events::{Blocked, EventKind, Refused, StopReason, Unit};
+use crate::workflow::events::{Blocked, EventKind, StopReason, Unit};
+use crate::workflow::isolation;
 
 /// What the implementation phase achieved.
 #[derive(Debug, Default, Clone)]
@@ -120,11 +121,9 @@ fn run_one(run: &Run<'_>, task: &Task) -> Result<AgentRun, WorkflowError> {
     // Its own worktree (or the project's tree), created once for all its attempts.
     let place = match run.space.enter(&task.id, run.events) {
         Ok((workdir, env)) => Place { workdir, env },
-        // A worktree that cannot be made fails this task, not the whole workflow.
-        Err(e) => {
-            let why = format!("cannot prepare its worktree: {e}");
-            return not_started(run, Unit::Task(task), 0, Refused::Worktree, why);
-        }
+        // A worktree that cannot be made fails this task (`workspace_error`), not the
+        // whole workflow.
+        Err(e) => return isolation::prepare_failed(run.events, run.name, task, e),
     };
     let r = attempts(run, Unit::Task(task), &place)?;
     run.space.leave(&task_job(task), &r, run.events)?;

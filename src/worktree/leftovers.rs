@@ -1,0 +1,347 @@
+//! `qw worktrees [--prune]`: qw's task worktrees and `qw/` branches of a repository,
+//! wherever they are (the current root, the other default one, the old
+//! `.claude/worktrees/`), and cleaning up what no running qw holds — broken ones
+//! included (directory gone, `.git` deleted or replaced, read-only).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::{
+    ListedWorktree, Repo, Result, parse_branch, parse_dir_name, remove_one, task_branch, tree,
+};
+use crate::project::Project;
+
+/// `(spec, task)` when qw made this worktree: its marker, else (older qw) its place in
+/// a worktree container with a `<spec>-<task>` name, or a `qw/` branch there.
+pub(crate) fn owner(repo: &Repo, w: &ListedWorktree) -> Option<(String, String)> {
+    if let Some(t) = &w.task {
+        return Some(t.clone());
+    }
+    w.admin.as_ref()?;
+    let parent = w.path.parent()?;
+    let parent = parent
+        .canonicalize()
+        .unwrap_or_else(|_| parent.to_path_buf());
+    if !repo.containers().contains(&parent) {
+        return None;
+    }
+    if let Some((s, t)) = w.branch.as_deref().and_then(parse_branch) {
+        return Some((s.to_owned(), t.to_owned()));
+    }
+    let name = w.path.file_name()?.to_string_lossy().into_owned();
+    let name = name.split('~').next().unwrap_or_default();
+    parse_dir_name(name).map(|(s, t)| (s.to_owned(), t.to_owned()))
+}
+
+/// Is a workflow of `spec` running (holding its workflow lock)?
+pub fn spec_is_running(project: &Project, spec: &str) -> bool {
+    let path = project.workflow_lock_file(spec);
+    let Ok(file) = crate::fs::OpenOptions::new().read(true).open(&path) else {
+        return false;
+    };
+    match file.file().try_lock() {
+        Ok(()) => {
+            let _ = file.file().unlock();
+            false
+        }
+        Err(_) => true,
+    }
+}
+
+/// Take a spec's workflow lock if no workflow holds it (`None` if one does).
+fn hold_spec(project: &Project, spec: &str) -> Result<Option<crate::fs::File>> {
+    crate::fs::create_dir_all(project.runs_dir())?;
+    let file = crate::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(project.workflow_lock_file(spec))?;
+    Ok(file.file().try_lock().is_ok().then_some(file))
+}
+
+/// The state of a qw worktree or branch, for `qw worktrees`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryState {
+    /// A running qw holds it (or `git worktree lock` by hand): never pruned.
+    Locked,
+    /// A worktree no running qw holds: `--prune` removes it (keeping unmerged work on
+    /// its branch).
+    Orphaned,
+    /// A branch without worktree whose commits are all in HEAD: `--prune` deletes it.
+    Merged,
+    /// A branch without worktree holding commits HEAD lacks (e.g. a merge conflict):
+    /// kept for the user.
+    Unmerged,
+    /// A `--allow-dirty` snapshot branch: never pruned.
+    Snapshot,
+}
+
+/// One row of `qw worktrees`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// The spec.
+    pub spec: String,
+    /// The task id (or `snapshot-…`, or `<id>@<sha>` for commits kept for a task).
+    pub task: String,
+    /// The branch.
+    pub branch: String,
+    /// The worktree directory, if there is one.
+    pub path: Option<PathBuf>,
+    /// See [`EntryState`].
+    pub state: EntryState,
+    /// Commits on the branch that HEAD lacks.
+    pub unmerged_commits: u64,
+    /// The worktree holds uncommitted changes.
+    pub uncommitted_changes: bool,
+    /// What is wrong with the worktree, if anything (`--prune` still removes it, after
+    /// saving what can be saved).
+    pub problem: Option<String>,
+    /// Its git dir, when known.
+    #[serde(skip)]
+    pub(crate) admin: Option<PathBuf>,
+}
+
+/// Every qw worktree and `qw/` branch of the project (optionally of one spec).
+pub fn list(repo: &Repo, spec: Option<&str>) -> Result<Vec<Entry>> {
+    list_with(repo, spec, &|s| spec_is_running(&repo.project, s))
+}
+
+fn problem(w: &ListedWorktree) -> Option<String> {
+    let admin = w.admin.as_ref()?;
+    if w.path.symlink_metadata().is_err() {
+        return Some("its directory is gone".into());
+    }
+    let dotgit = w.path.join(".git");
+    match dotgit.symlink_metadata() {
+        Err(_) => Some("its `.git` file is gone".into()),
+        Ok(m) if m.is_dir() => Some("its `.git` was replaced by a directory".into()),
+        Ok(_) if !tree::sound(&w.path, admin) => {
+            Some("its `.git` does not point to its git dir".into())
+        }
+        Ok(_) => None,
+    }
+}
+
+pub(crate) fn list_with(
+    repo: &Repo,
+    spec: Option<&str>,
+    running: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    let mut with_worktree = BTreeSet::new();
+    for w in repo.registered()? {
+        let Some((s, t)) = owner(repo, &w) else {
+            continue;
+        };
+        if spec.is_some_and(|x| x != s) {
+            continue;
+        }
+        let branch = task_branch(&s, &t);
+        with_worktree.insert(branch.clone());
+        let state = if w.locked_by_user() || running(&s) {
+            EntryState::Locked
+        } else {
+            EntryState::Orphaned
+        };
+        let unmerged = if repo.branch_exists(&branch)? {
+            repo.unmerged_commits(&branch, "HEAD")?
+        } else {
+            0
+        };
+        let problem = problem(&w);
+        let uncommitted = match (&w.admin, &problem) {
+            (Some(a), None) => tree::dirty(repo, &w.path, a, &s).unwrap_or(false),
+            _ => false,
+        };
+        out.push(Entry {
+            spec: s,
+            task: t,
+            unmerged_commits: unmerged,
+            uncommitted_changes: uncommitted,
+            path: Some(w.path.clone()),
+            branch,
+            state,
+            problem,
+            admin: w.admin.clone(),
+        });
+    }
+    for branch in repo.qw_branches()? {
+        let Some((s, t)) = parse_branch(&branch) else {
+            continue;
+        };
+        if with_worktree.contains(&branch) || spec.is_some_and(|x| x != s) {
+            continue;
+        }
+        let unmerged = repo.unmerged_commits(&branch, "HEAD")?;
+        let state = if t.starts_with("snapshot-") {
+            EntryState::Snapshot
+        } else if running(s) {
+            EntryState::Locked
+        } else if unmerged > 0 {
+            EntryState::Unmerged
+        } else {
+            EntryState::Merged
+        };
+        out.push(Entry {
+            spec: s.to_owned(),
+            task: t.to_owned(),
+            branch: branch.clone(),
+            path: None,
+            state,
+            unmerged_commits: unmerged,
+            uncommitted_changes: false,
+            problem: None,
+            admin: None,
+        });
+    }
+    out.sort_by(|a, b| (&a.spec, &a.task).cmp(&(&b.spec, &b.task)));
+    Ok(out)
+}
+
+/// A branch [`prune`] kept: it holds commits HEAD lacks.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeptBranch {
+    /// The branch.
+    pub branch: String,
+    /// Commits on it that HEAD lacks.
+    pub unmerged_commits: u64,
+}
+
+/// What [`prune`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneReport {
+    /// Worktree directories removed (with their `git worktree` entries).
+    pub removed_worktrees: Vec<PathBuf>,
+    /// Branches deleted (fully merged into HEAD).
+    pub deleted_branches: Vec<String>,
+    /// Branches kept because they hold commits HEAD lacks.
+    pub kept_branches: Vec<KeptBranch>,
+    /// Worktrees whose uncommitted changes were committed on their branch first.
+    pub salvaged: Vec<String>,
+    /// Entries left alone because a running qw holds them.
+    pub skipped_locked: Vec<String>,
+    /// Commits the agents left outside their results, and where they are.
+    pub strays: Vec<String>,
+    /// What could not be done; nothing was lost (a worktree whose work could not be saved
+    /// is kept, a directory that could not be removed is named).
+    pub warnings: Vec<String>,
+}
+
+/// Remove orphaned worktrees (not held by a running qw) and their `git worktree`
+/// entries; delete their branches when merged into HEAD, keep them (and say so) when they
+/// hold unmerged commits. What a worktree holds is saved on its branch first, so no work
+/// is lost; broken worktrees are saved as far as git still can, then removed. Snapshot
+/// branches are never touched. Failures to remove are warnings.
+pub fn prune(repo: &Repo, spec: Option<&str>) -> Result<PruneReport> {
+    let mut report = PruneReport::default();
+    // Hold the workflow lock of every spec we prune, so no workflow starts (and reuses a
+    // worktree) while its worktrees are being removed.
+    let mut held = BTreeMap::new();
+    let mut running = BTreeSet::new();
+    for e in list_with(repo, spec, &|_| false)? {
+        if held.contains_key(&e.spec) || running.contains(&e.spec) {
+            continue;
+        }
+        match hold_spec(&repo.project, &e.spec)? {
+            Some(f) => {
+                held.insert(e.spec.clone(), f);
+            }
+            None => {
+                running.insert(e.spec.clone());
+            }
+        }
+    }
+    let _g = repo.lock("qw worktrees --prune", None, &|m| crate::diag!("qw: {m}"))?;
+    for e in list_with(repo, spec, &|s| running.contains(s))? {
+        match e.state {
+            EntryState::Locked => report.skipped_locked.push(e.branch.clone()),
+            EntryState::Snapshot => {}
+            EntryState::Orphaned | EntryState::Merged | EntryState::Unmerged => {
+                let salvage = format!(
+                    "qw: {} task {} — uncommitted work saved by `qw worktrees --prune`",
+                    e.spec, e.task
+                );
+                let before = repo.commit_of(&format!("refs/heads/{}", e.branch))?;
+                let path = e.path.clone().unwrap_or_default();
+                let removed = remove_one(
+                    repo,
+                    &path,
+                    e.admin.as_deref(),
+                    &e.branch,
+                    &e.spec,
+                    "HEAD",
+                    &salvage,
+                );
+                let saved = !removed
+                    .warnings
+                    .iter()
+                    .any(|w| w.starts_with("kept the worktree"));
+                if e.path.is_some() && saved {
+                    let after = repo.commit_of(&format!("refs/heads/{}", e.branch))?;
+                    if e.uncommitted_changes || (before != after && after.is_some()) {
+                        report.salvaged.push(e.branch.clone());
+                    }
+                    if path.symlink_metadata().is_err() {
+                        report.removed_worktrees.push(path);
+                    }
+                }
+                report.strays.extend(removed.strays);
+                report.warnings.extend(removed.warnings);
+                match removed.kept_branch {
+                    Some(b) => {
+                        let n = repo.unmerged_commits(&b, "HEAD")?;
+                        report.kept_branches.push(KeptBranch {
+                            branch: b,
+                            unmerged_commits: n,
+                        });
+                    }
+                    None if repo.branch_exists(&e.branch)? => {}
+                    None => report.deleted_branches.push(e.branch.clone()),
+                }
+            }
+        }
+    }
+    // Directories in a worktree container that git does not know (a creation cut short,
+    // a removal that failed): removed when they hold no files, named otherwise.
+    let known: BTreeSet<PathBuf> = repo
+        .registered()?
+        .into_iter()
+        .map(|w| w.path.canonicalize().unwrap_or(w.path))
+        .collect();
+    for dir in repo.containers() {
+        let Ok(entries) = crate::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let p = entry.path();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let of = |s: &str| name.starts_with(&format!("{s}-"));
+            let canon = p.canonicalize().unwrap_or_else(|_| p.clone());
+            if known.contains(&canon)
+                || running.iter().any(|s| of(s))
+                || spec.is_some_and(|s| !of(s))
+            {
+                continue;
+            }
+            if p.is_dir() && !tree::holds_files(&p)? {
+                crate::fs::remove_dir_all(&p)?;
+                report.removed_worktrees.push(p);
+            } else {
+                report.warnings.push(format!(
+                    "left `{}` alone: it is not a git worktree and holds files (a worktree qw could not remove, its work saved on its branch, or something of yours); remove it by hand if you do not need it",
+                    p.display()
+                ));
+            }
+        }
+        // The container itself, once empty (never the legacy `.claude/worktrees/`'s
+        // parent: only the directory itself).
+        let _ = fs_err::remove_dir(&dir);
+    }
+    Ok(report)
+}

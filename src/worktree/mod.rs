@@ -1,0 +1,1325 @@
+//! One git worktree per running parallel task (CONTRACT §10).
+//!
+//! Owns: every git command qw runs — discovering the repository, the dirty-tree check and
+//! the `--allow-dirty` snapshot, where task worktrees live ([`root`]: outside `.claude/`),
+//! creating a task's worktree on branch `qw/<spec>/<task-id>`, capturing what a task's
+//! worktree holds (whatever branch or detached HEAD its agent left), merging it into the
+//! integration branch (one merge at a time across every qw process: [`lock`]), removing
+//! worktrees, and listing/pruning leftovers for `qw worktrees [--prune]`.
+//! Must not: decide when tasks run or record outcomes (that is the workflow).
+//!
+//! git runs as argv (`git -C DIR …`), never through a shell, with `gc.auto=0` (no
+//! background repacking or worktree pruning between our commands), optional locks off
+//! (our reads never take `index.lock` from a writer), and commit signing/hooks off for
+//! the commits qw makes itself (the task's `_Verify:_` is the gate). A task's worktree is
+//! addressed by its git dir (`--git-dir <common>/worktrees/<id> --work-tree <path>`),
+//! so it is still read and saved when its agent deleted or replaced its `.git` file.
+//!
+//! Never losing work: a worktree is removed only after everything in it is committed on
+//! its branch; a branch is deleted only when it holds no commit the integration branch
+//! lacks; commits the agent left behind (another branch, a reset, a rebase) are named, and
+//! kept on a branch when nothing else holds them. A leftover worktree (qw was SIGKILLed)
+//! is saved and reused by the next run of its task.
+//!
+//! Who holds a worktree: the running workflow of its spec, through the spec's workflow
+//! lock ([`Project::workflow_lock_file`], an `flock` that dies with its process). A
+//! worktree whose spec lock is free is orphaned. qw's worktrees are also `git worktree
+//! lock`ed (reason `qw …`), so no `git worktree prune` drops one whose directory vanished
+//! before qw saved it.
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use crate::exec::Cancel;
+use crate::project::Project;
+
+mod leftovers;
+pub mod lock;
+pub mod root;
+mod tree;
+
+pub use leftovers::{Entry, EntryState, KeptBranch, PruneReport, list, prune, spec_is_running};
+pub use tree::{Capture, in_progress};
+
+/// Errors from git or from the files around it. Each names the command or path.
+#[derive(Debug, thiserror::Error)]
+pub enum WorktreeError {
+    /// `git` is not installed.
+    #[error("`git` was not found on PATH; task worktrees need git")]
+    NoGit,
+    /// A git command failed.
+    #[error("`git {args}` failed in `{}`: {stderr}", dir.display())]
+    Git {
+        /// The arguments.
+        args: String,
+        /// Where it ran.
+        dir: PathBuf,
+        /// Its stderr (trimmed).
+        stderr: String,
+    },
+    /// Something that is not qw's worktree is where one must go.
+    #[error("`{}` is in the way: it is not a worktree qw made", .0.display())]
+    InTheWay(PathBuf),
+    /// The work in a worktree could not be saved, so the worktree was kept.
+    #[error("the work in `{}` could not be saved on its branch, so the worktree is kept: {why}", path.display())]
+    Unsaved {
+        /// The worktree.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// The main worktree is in a state qw must not touch.
+    #[error("{0}")]
+    MainTree(String),
+    /// Where worktrees go could not be decided (a setting, no writable place).
+    #[error("{0}")]
+    Placement(String),
+    /// Waiting for the repository lock was interrupted.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
+    /// I/O on a named path.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl crate::exit::UserError for WorktreeError {
+    fn exit_code(&self) -> i32 {
+        crate::exit::FAILED
+    }
+
+    fn hints(&self) -> Vec<String> {
+        match self {
+            WorktreeError::NoGit => vec!["install git, or use `--isolate none`".into()],
+            WorktreeError::InTheWay(_) => vec!["move it elsewhere and run again".into()],
+            WorktreeError::Git { .. }
+            | WorktreeError::Unsaved { .. }
+            | WorktreeError::MainTree(_)
+            | WorktreeError::Placement(_)
+            | WorktreeError::Interrupted(_)
+            | WorktreeError::Io(_) => Vec::new(),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, WorktreeError>;
+
+/// Build `git -C dir [PRE…] -c … ARGS…` with qw's fixed options and environment.
+fn git_command<I, S>(dir: &Path, pre: &[&OsStr], args: I, env: &[(&str, &OsStr)]) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new("git");
+    cmd.arg("-C")
+        .arg(dir)
+        .args(pre)
+        .args(["-c", "gc.auto=0", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_OPTIONAL_LOCKS", "0")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE")
+        .env_remove("GIT_COMMON_DIR")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn spawn_output(mut cmd: Command, dir: &Path) -> Result<Output> {
+    cmd.output().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            WorktreeError::NoGit
+        } else {
+            WorktreeError::Io(crate::fs::with_path(e, "run git in", dir))
+        }
+    })
+}
+
+/// Run `git -C dir ARGS…` and return its output whatever the exit status.
+fn git_output<I, S>(dir: &Path, args: I, env: &[(&str, &OsStr)]) -> Result<Output>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    spawn_output(git_command(dir, &[], args, env), dir)
+}
+
+/// Run git; stdout on success, [`WorktreeError::Git`] otherwise.
+fn git<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> Result<String> {
+    let out = git_output(dir, args, &[])?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(git_error(dir, args, &out))
+    }
+}
+
+fn git_error<S: AsRef<OsStr>>(dir: &Path, args: &[S], out: &Output) -> WorktreeError {
+    WorktreeError::Git {
+        args: args
+            .iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" "),
+        dir: dir.to_path_buf(),
+        stderr: String::from_utf8_lossy(&out.stderr)
+            .trim()
+            .replace('\n', " | "),
+    }
+}
+
+/// The git repository a project lives in.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    project: Project,
+    /// The main worktree's top directory.
+    top: PathBuf,
+    /// The project root relative to `top`, `""` or ending in `/`.
+    prefix: String,
+    /// `$GIT_COMMON_DIR` (holds `info/exclude`, `worktrees/`, the repository lock).
+    common_dir: PathBuf,
+    /// The git dir of the worktree at `top` (where its MERGE_HEAD would be).
+    git_dir: PathBuf,
+    /// Where task worktrees go.
+    placement: root::Placement,
+}
+
+impl Repo {
+    /// The repository holding the project, or `None` when it is not in one. Reads the
+    /// setting `quantumwala.worktree_root` to decide where task worktrees go.
+    pub fn discover(project: &Project) -> Result<Option<Repo>> {
+        let root = project.root();
+        let out = git_output(
+            root,
+            [
+                "rev-parse",
+                "--show-toplevel",
+                "--show-prefix",
+                "--git-common-dir",
+                "--absolute-git-dir",
+            ],
+            &[],
+        )?;
+        if !out.status.success() {
+            return Ok(None);
+        }
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines: Vec<&str> = text.split('\n').collect();
+        let (Some(top), Some(prefix), Some(common), Some(git_dir)) =
+            (lines.first(), lines.get(1), lines.get(2), lines.get(3))
+        else {
+            return Ok(None);
+        };
+        if top.is_empty() || top.starts_with("--") {
+            // Inside `.git` or a bare repository: no working tree to isolate.
+            return Ok(None);
+        }
+        let common = Path::new(common);
+        let common_dir = if common.is_absolute() {
+            common.to_path_buf()
+        } else {
+            root.join(common)
+        };
+        let common_dir = common_dir.canonicalize().unwrap_or(common_dir);
+        let top = PathBuf::from(top);
+        let setting = worktree_root_setting(project)?;
+        let placement = root::choose(
+            &top,
+            project.root(),
+            setting.as_deref(),
+            &root::Env::current(),
+            &root::writable,
+        )
+        .map_err(WorktreeError::Placement)?;
+        Ok(Some(Repo {
+            project: project.clone(),
+            top,
+            prefix: (*prefix).to_owned(),
+            common_dir,
+            git_dir: PathBuf::from(git_dir),
+            placement,
+        }))
+    }
+
+    /// The main worktree's top directory.
+    pub fn top(&self) -> &Path {
+        &self.top
+    }
+
+    /// Where this repository's task worktrees go, and why there.
+    pub fn placement(&self) -> &root::Placement {
+        &self.placement
+    }
+
+    /// The directory holding this repository's task worktrees.
+    pub fn container(&self) -> &Path {
+        &self.placement.container
+    }
+
+    /// The repository lock's file (see [`lock`]).
+    pub fn lock_path(&self) -> PathBuf {
+        lock::path_in(&self.common_dir)
+    }
+
+    /// Take the repository lock (see [`lock`]); `doing` is shown to waiters.
+    pub fn lock(
+        &self,
+        doing: &str,
+        cancel: Option<&Cancel>,
+        on_wait: &dyn Fn(&str),
+    ) -> Result<lock::RepoLock> {
+        lock::acquire(&self.lock_path(), doing, cancel, on_wait)
+    }
+
+    /// The branch checked out in the main worktree; `None` when HEAD is detached.
+    pub fn current_branch(&self) -> Result<Option<String>> {
+        let out = git_output(&self.top, ["symbolic-ref", "-q", "--short", "HEAD"], &[])?;
+        let name = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        Ok((out.status.success() && !name.is_empty()).then_some(name))
+    }
+
+    /// The commit a revision names, if it exists.
+    pub fn commit_of(&self, rev: &str) -> Result<Option<String>> {
+        let out = git_output(
+            &self.top,
+            ["rev-parse", "-q", "--verify", &format!("{rev}^{{commit}}")],
+            &[],
+        )?;
+        let sha = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        Ok((out.status.success() && !sha.is_empty()).then_some(sha))
+    }
+
+    /// Can git make commits here (user.name and user.email known)?
+    pub fn identity_error(&self) -> Option<String> {
+        match git_output(&self.top, ["var", "GIT_COMMITTER_IDENT"], &[]) {
+            Ok(o) if o.status.success() => None,
+            Ok(o) => Some(String::from_utf8_lossy(&o.stderr).trim().replace('\n', " ")),
+            Err(e) => Some(e.to_string()),
+        }
+    }
+
+    /// Uncommitted changes (tracked or untracked, not ignored) outside the project's
+    /// `.claude/`, as paths relative to the repository top.
+    ///
+    /// `.claude/` is not dirt: qw reads it from the main tree only (steering, spec
+    /// documents, ticks in tasks.md) and writes its runtime files there, so nothing in it
+    /// is hidden from tasks or touched by their merges.
+    pub fn dirty_paths(&self) -> Result<Vec<String>> {
+        let out = git(&self.top, &["status", "--porcelain=v1", "-z"])?;
+        let claude = format!("{}.claude/", self.prefix);
+        let container = self.container_rel();
+        Ok(parse_status_z(&out)
+            .into_iter()
+            .filter(|p| !p.starts_with(&claude) && p.as_str() != claude.trim_end_matches('/'))
+            .filter(|p| {
+                container
+                    .as_ref()
+                    .is_none_or(|c| !p.starts_with(c.as_str()))
+            })
+            .collect())
+    }
+
+    /// The container relative to the top (ending in `/`) when it lies inside the main
+    /// worktree (a cache inside a home-directory repository, a setting pointing inside).
+    fn container_rel(&self) -> Option<String> {
+        let c = self.container();
+        let c = c
+            .parent()
+            .and_then(|p| p.canonicalize().ok())
+            .and_then(|p| c.file_name().map(|n| p.join(n)))
+            .unwrap_or_else(|| c.to_path_buf());
+        let top = self.top.canonicalize().unwrap_or_else(|_| self.top.clone());
+        let rel = c.strip_prefix(&top).ok()?;
+        Some(format!("{}/", rel.to_string_lossy()))
+    }
+
+    /// Make sure qw's runtime files never show in `git status` nor get committed: add
+    /// them to `$GIT_COMMON_DIR/info/exclude` (the user's `.gitignore` is not touched).
+    pub fn ensure_excludes(&self) -> Result<()> {
+        let path = self.common_dir.join("info").join("exclude");
+        let current = match crate::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let have: BTreeSet<&str> = current.lines().map(str::trim).collect();
+        let mut wanted: Vec<String> = RUNTIME_PATTERNS
+            .iter()
+            .map(|p| format!("/{}.claude/{p}", self.prefix))
+            .collect();
+        wanted.extend(self.container_rel().map(|c| format!("/{c}")));
+        wanted.retain(|p| !have.contains(p.as_str()));
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut text = current;
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str("# qw runtime files (added by qw)\n");
+        for w in wanted {
+            text.push_str(&w);
+            text.push('\n');
+        }
+        crate::fs::create_dir_all(crate::fs::parent_dir(&path))?;
+        crate::fs::write_durable(&path, text.as_bytes())?;
+        Ok(())
+    }
+
+    /// Save the dirty working tree (tracked changes and untracked files, not ignored
+    /// ones) as a commit on branch `qw/<spec>/snapshot-<UTC stamp>`, without touching the
+    /// working tree, the index or HEAD. Returns the branch, or `None` if nothing is dirty.
+    pub fn snapshot_dirty(&self, spec: &str) -> Result<Option<String>> {
+        if self.dirty_paths()?.is_empty() {
+            return Ok(None);
+        }
+        let index = tempfile::Builder::new()
+            .prefix("qw-snapshot-index")
+            .tempfile_in(&self.common_dir)
+            .map_err(|e| {
+                crate::fs::with_path(e, "create a temporary index in", &self.common_dir)
+            })?;
+        let env = [("GIT_INDEX_FILE", index.path().as_os_str())];
+        let run = |args: &[&str]| -> Result<String> {
+            let out = git_output(&self.top, args, &env)?;
+            if out.status.success() {
+                Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            } else {
+                Err(git_error(&self.top, args, &out))
+            }
+        };
+        run(&["read-tree", "HEAD"])?;
+        run(&["add", "-A", "--", ":/"])?;
+        let tree = run(&["write-tree"])?;
+        let message = format!(
+            "qw: snapshot of the uncommitted work before workflow `{spec}` (--allow-dirty)"
+        );
+        let commit = run(&["commit-tree", &tree, "-p", "HEAD", "-m", &message])?;
+        let branch = format!(
+            "qw/{spec}/snapshot-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%3fZ")
+        );
+        git(&self.top, &["branch", &branch, &commit])?;
+        Ok(Some(branch))
+    }
+
+    /// Commits on `branch` that `target` lacks.
+    pub fn unmerged_commits(&self, branch: &str, target: &str) -> Result<u64> {
+        let out = git(
+            &self.top,
+            &["rev-list", "--count", &format!("{target}..{branch}")],
+        )?;
+        Ok(out.trim().parse().unwrap_or(0))
+    }
+
+    /// Is `a` an ancestor of (or equal to) `b`?
+    fn is_ancestor(&self, a: &str, b: &str) -> Result<bool> {
+        let out = git_output(&self.top, ["merge-base", "--is-ancestor", a, b], &[])?;
+        Ok(out.status.success())
+    }
+
+    /// The spec folder inside a worktree (relative to the worktree's top).
+    fn spec_rel(&self, spec: &str) -> String {
+        format!("{}.claude/specs/{spec}", self.prefix)
+    }
+
+    fn branch_exists(&self, branch: &str) -> Result<bool> {
+        Ok(self.commit_of(&format!("refs/heads/{branch}"))?.is_some())
+    }
+
+    /// The pre-1.x root, `<project>/.claude/worktrees/` (still searched and pruned).
+    fn legacy_dir(&self) -> PathBuf {
+        let dir = self.project.legacy_worktrees_dir();
+        dir.canonicalize().unwrap_or(dir)
+    }
+
+    /// Every directory a qw worktree of this repository may sit in.
+    fn containers(&self) -> Vec<PathBuf> {
+        let mut all: Vec<PathBuf> = self
+            .placement
+            .candidates
+            .iter()
+            .map(|c| c.canonicalize().unwrap_or_else(|_| c.clone()))
+            .collect();
+        all.push(self.legacy_dir());
+        all
+    }
+
+    /// Every registered worktree (from `git worktree list --porcelain`), with its git
+    /// dir and qw's marker when it has them.
+    pub fn registered(&self) -> Result<Vec<ListedWorktree>> {
+        let mut listed =
+            parse_worktree_list(&git(&self.top, &["worktree", "list", "--porcelain"])?);
+        let admins = self.admin_dirs();
+        for w in &mut listed {
+            let canon = w.path.canonicalize().ok();
+            w.admin = admins
+                .iter()
+                .find(|(_, p)| *p == w.path || canon.as_ref() == Some(p))
+                .map(|(a, _)| a.clone());
+            w.task = w.admin.as_deref().and_then(tree::read_marker);
+        }
+        Ok(listed)
+    }
+
+    /// `(git dir, worktree path)` of every linked worktree, read from
+    /// `<common>/worktrees/*/gitdir` (works when the worktree's own `.git` is gone).
+    fn admin_dirs(&self) -> Vec<(PathBuf, PathBuf)> {
+        let Ok(entries) = crate::fs::read_dir(self.common_dir.join("worktrees")) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            let admin = e.path();
+            let Ok(text) = crate::fs::read_to_string(admin.join("gitdir")) else {
+                continue;
+            };
+            let dotgit = PathBuf::from(text.trim());
+            let dotgit = if dotgit.is_absolute() {
+                dotgit
+            } else {
+                admin.join(dotgit)
+            };
+            let path = crate::fs::parent_dir(&dotgit);
+            let path = path.canonicalize().unwrap_or(path);
+            out.push((admin, path));
+        }
+        out
+    }
+
+    /// Every local branch under `qw/`.
+    fn qw_branches(&self) -> Result<Vec<String>> {
+        let out = git(
+            &self.top,
+            &[
+                "for-each-ref",
+                "--format=%(refname:short)",
+                "refs/heads/qw/",
+            ],
+        )?;
+        Ok(out.lines().map(str::to_owned).collect())
+    }
+
+    /// An operation in progress in the main worktree (`a merge`, `a rebase`, …), which
+    /// qw must neither merge into nor abort.
+    fn main_in_progress(&self) -> Option<&'static str> {
+        in_progress(&self.git_dir)
+    }
+}
+
+/// The setting `quantumwala.worktree_root`, if set.
+fn worktree_root_setting(project: &Project) -> Result<Option<String>> {
+    let settings = crate::settings::QwSettings::load(&project.settings_file())
+        .map_err(|e| WorktreeError::Placement(e.to_string()))?;
+    Ok(settings.quantumwala.worktree_root)
+}
+
+/// Files qw writes under `.claude/` that are never the user's work (`worktrees/` is the
+/// old root of task worktrees).
+const RUNTIME_PATTERNS: &[&str] = &[
+    "worktrees/",
+    "runs/",
+    "backups/",
+    "logs/",
+    "unified_state.json",
+    "unified_state.json.lock",
+    ".unified_state.json.tmp*",
+    "next_command.lock",
+];
+
+/// Paths in `git status --porcelain=v1 -z` output (a rename's source is skipped).
+pub fn parse_status_z(out: &str) -> Vec<String> {
+    let mut paths = Vec::new();
+    let mut records = out.split('\0');
+    while let Some(rec) = records.next() {
+        if rec.len() < 4 {
+            continue;
+        }
+        let (xy, path) = rec.split_at(3);
+        paths.push(path.to_owned());
+        if xy.starts_with('R') || xy.starts_with('C') {
+            records.next();
+        }
+    }
+    paths
+}
+
+/// One entry of `git worktree list --porcelain`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListedWorktree {
+    /// Its directory.
+    pub path: PathBuf,
+    /// The commit checked out.
+    pub head: Option<String>,
+    /// The branch (without `refs/heads/`), if not detached.
+    pub branch: Option<String>,
+    /// `git worktree lock`ed (with the reason, possibly empty).
+    pub locked: Option<String>,
+    /// Its directory is gone (git would prune it).
+    pub prunable: bool,
+    /// Its git dir (`<common>/worktrees/<id>`), when found.
+    pub admin: Option<PathBuf>,
+    /// `(spec, task)` from qw's marker in its git dir.
+    pub task: Option<(String, String)>,
+}
+
+impl ListedWorktree {
+    /// Locked by someone other than qw (`git worktree lock` by hand).
+    pub fn locked_by_user(&self) -> bool {
+        self.locked
+            .as_deref()
+            .is_some_and(|r| !r.starts_with(tree::LOCK_REASON_PREFIX))
+    }
+}
+
+/// Parse `git worktree list --porcelain`: blocks of `key value` lines separated by
+/// blank lines; `locked` and `prunable` may carry a reason.
+pub fn parse_worktree_list(text: &str) -> Vec<ListedWorktree> {
+    let mut out = Vec::new();
+    let mut cur: Option<ListedWorktree> = None;
+    for line in text.lines() {
+        if line.is_empty() {
+            out.extend(cur.take());
+            continue;
+        }
+        let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+        if key == "worktree" {
+            out.extend(cur.take());
+            cur = Some(ListedWorktree {
+                path: PathBuf::from(value),
+                ..ListedWorktree::default()
+            });
+            continue;
+        }
+        let Some(w) = cur.as_mut() else { continue };
+        match key {
+            "HEAD" => w.head = Some(value.to_owned()),
+            "branch" => {
+                w.branch = Some(
+                    value
+                        .strip_prefix("refs/heads/")
+                        .unwrap_or(value)
+                        .to_owned(),
+                );
+            }
+            "locked" => w.locked = Some(value.to_owned()),
+            "prunable" => w.prunable = true,
+            _ => {}
+        }
+    }
+    out.extend(cur);
+    out
+}
+
+/// Paths git names in a refused merge ("Your local changes to the following files would
+/// be overwritten by merge:" / "untracked working tree files would be overwritten"):
+/// the indented lines of its message (a tab from the checkout, two spaces from
+/// merge-ort when the index differs from HEAD).
+pub fn parse_refused_paths(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix('\t').or_else(|| l.strip_prefix("  ")))
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// `qw/<spec>/<task>` → `(spec, task)`.
+pub fn parse_branch(branch: &str) -> Option<(&str, &str)> {
+    let rest = branch.strip_prefix("qw/")?;
+    let (spec, task) = rest.split_once('/')?;
+    (!spec.is_empty() && !task.is_empty() && !task.contains('/')).then_some((spec, task))
+}
+
+/// The branch of a task.
+pub fn task_branch(spec: &str, task_id: &str) -> String {
+    format!("qw/{spec}/{task_id}")
+}
+
+/// `<spec>-<task>` → `(spec, task)`: spec names are kebab-case and task ids hold no `-`,
+/// so the last `-` separates them.
+fn parse_dir_name(name: &str) -> Option<(&str, &str)> {
+    let (spec, task) = name.rsplit_once('-')?;
+    (!spec.is_empty() && !task.is_empty()).then_some((spec, task))
+}
+
+/// A task's worktree while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorktreeHandle {
+    /// The task.
+    pub task_id: String,
+    /// The worktree's top directory (`<container>/<spec>-<task-id>`).
+    pub path: PathBuf,
+    /// Its git dir (`<common>/worktrees/<id>`).
+    pub admin: PathBuf,
+    /// Where the task works: `path` joined with the project's place in the repository.
+    pub workdir: PathBuf,
+    /// `qw/<spec>/<task-id>`.
+    pub branch: String,
+    /// The task resumes earlier unmerged work found on its branch.
+    pub resumed: bool,
+}
+
+/// How merging a task's branch went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeOutcome {
+    /// A merge commit now holds the task's work.
+    Merged,
+    /// The branch held nothing the integration branch lacks.
+    UpToDate,
+    /// Not merged; the branch is kept. `paths` conflicted (or were in the way).
+    Conflict {
+        /// The paths.
+        paths: Vec<String>,
+        /// One line saying why.
+        why: String,
+    },
+}
+
+/// Which of qw's own git steps failed for a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Making (or reusing) the task's worktree.
+    Prepare,
+    /// Saving what the task's worktree holds on its branch.
+    Commit,
+    /// Merging the branch into the integration branch.
+    Merge,
+}
+
+/// A failed git step of qw's, with the step.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub struct StepError {
+    /// Which step.
+    pub step: Step,
+    /// What failed.
+    #[source]
+    pub source: WorktreeError,
+}
+
+/// What [`Worktrees::integrate`] did.
+#[derive(Debug, Clone)]
+pub struct Integrated {
+    /// How the merge went.
+    pub merge: MergeOutcome,
+    /// What was saved (and the commits the agent left elsewhere).
+    pub capture: Capture,
+}
+
+/// What [`Worktrees::remove`] did.
+#[derive(Debug, Clone, Default)]
+pub struct Removed {
+    /// The task's branch, when kept because it holds unmerged work.
+    pub kept_branch: Option<String>,
+    /// Commits the agent left elsewhere (named or kept on a branch).
+    pub strays: Vec<String>,
+    /// Things that went wrong but lost nothing (a directory that could not be removed).
+    pub warnings: Vec<String>,
+}
+
+/// The worktrees of one workflow run: where tasks are created and merged back.
+#[derive(Debug)]
+pub struct Worktrees {
+    repo: Repo,
+    spec: String,
+    integration: String,
+    cancel: Option<Cancel>,
+}
+
+impl Worktrees {
+    /// Worktrees of `spec`, merged into `integration` (the branch checked out in the
+    /// main worktree when the run started).
+    pub fn new(repo: Repo, spec: &str, integration: &str) -> Worktrees {
+        Worktrees {
+            repo,
+            spec: spec.to_owned(),
+            integration: integration.to_owned(),
+            cancel: None,
+        }
+    }
+
+    /// Give up waiting for the repository lock when `cancel` fires.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Worktrees {
+        self.cancel = Some(cancel);
+        self
+    }
+
+    /// The repository.
+    pub fn repo(&self) -> &Repo {
+        &self.repo
+    }
+
+    /// The integration branch.
+    pub fn integration(&self) -> &str {
+        &self.integration
+    }
+
+    fn lock(&self, doing: &str, on_wait: &dyn Fn(&str)) -> Result<lock::RepoLock> {
+        let doing = format!("qw workflow `{}`: {doing}", self.spec);
+        self.repo.lock(&doing, self.cancel.as_ref(), on_wait)
+    }
+
+    /// The preferred directory of a task's worktree.
+    pub fn path_of(&self, task_id: &str) -> PathBuf {
+        self.repo
+            .container()
+            .join(format!("{}-{task_id}", self.spec))
+    }
+
+    /// Give a task its worktree, based on the integration branch's current tip (which
+    /// holds every merged dependency). A leftover worktree or branch of the same task is
+    /// first saved (its uncommitted work committed on the branch), then reused: resumed
+    /// as it is when it holds unmerged work and is sound, recreated otherwise. Returns the
+    /// handle and notes worth telling (what was saved, what could not be removed).
+    pub fn create(
+        &self,
+        task_id: &str,
+        on_wait: &dyn Fn(&str),
+    ) -> Result<(WorktreeHandle, Vec<String>)> {
+        let _g = self.lock(&format!("preparing task {task_id}"), on_wait)?;
+        let branch = task_branch(&self.spec, task_id);
+        let preferred = self.path_of(task_id);
+        let top = self.repo.top.clone();
+        let mut notes = Vec::new();
+        let mut reuse: Option<(PathBuf, PathBuf)> = None;
+        for w in self.repo.registered()? {
+            let ours = leftovers::owner(&self.repo, &w);
+            let mine = ours
+                .as_ref()
+                .is_some_and(|(s, t)| s == &self.spec && t == task_id);
+            let holds_branch = w.branch.as_deref() == Some(branch.as_str());
+            if !mine && !holds_branch {
+                continue;
+            }
+            let (Some(admin), true) = (w.admin.clone(), mine) else {
+                // Our branch, checked out in a worktree qw did not make.
+                return Err(WorktreeError::InTheWay(w.path.clone()));
+            };
+            let saved = tree::capture(
+                &self.repo,
+                &tree::Tree::new(&w.path, &admin, &branch),
+                &self.spec,
+                &format!(
+                    "qw({}): task {task_id} — work left by an earlier run, saved",
+                    self.spec
+                ),
+                &self.integration,
+            )
+            .map_err(|e| WorktreeError::Unsaved {
+                path: w.path.clone(),
+                why: e.to_string(),
+            })?;
+            notes.extend(saved.strays);
+            if saved.saved_changes {
+                notes.push(format!(
+                    "saved the uncommitted work left in `{}` on branch `{branch}`",
+                    w.path.display()
+                ));
+            }
+            let sound = same_path(&w.path, &preferred) && tree::sound(&w.path, &admin);
+            if reuse.is_none()
+                && sound
+                && self.repo.unmerged_commits(&branch, &self.integration)? > 0
+            {
+                reuse = Some((w.path.clone(), admin));
+                continue;
+            }
+            notes.extend(tree::remove_tree(&self.repo, &w.path, Some(&admin)));
+        }
+        let (path, admin, resumed) = match reuse {
+            Some((path, admin)) => {
+                // Locked again: an earlier run's lock may have been lifted by hand.
+                let _ = git_output(
+                    &top,
+                    [
+                        "worktree",
+                        "lock",
+                        "--reason",
+                        &self.lock_reason(task_id),
+                        &path_str(&path),
+                    ],
+                    &[],
+                );
+                (path, admin, true)
+            }
+            None => {
+                let path = free_path(&preferred)?;
+                crate::fs::create_dir_all(self.repo.container())?;
+                let p = path_str(&path);
+                let reason = self.lock_reason(task_id);
+                let resumed = self.repo.branch_exists(&branch)?
+                    && self.repo.unmerged_commits(&branch, &self.integration)? > 0;
+                if resumed {
+                    git(&top, &["worktree", "add", "-q", &p, &branch])?;
+                } else {
+                    git(
+                        &top,
+                        &[
+                            "worktree",
+                            "add",
+                            "-q",
+                            "-B",
+                            &branch,
+                            &p,
+                            &format!("refs/heads/{}", self.integration),
+                        ],
+                    )?;
+                }
+                // Locked right away (not `add --lock --reason`, which needs git 2.31):
+                // no `git worktree prune` drops it should its directory vanish unsaved.
+                git(&top, &["worktree", "lock", "--reason", &reason, &p])?;
+                let admin = tree::admin_of(&path)?;
+                tree::write_marker(&admin, &self.spec, task_id)?;
+                (path, admin, resumed)
+            }
+        };
+        let workdir = match self.repo.prefix.trim_end_matches('/') {
+            "" => path.clone(),
+            prefix => path.join(prefix),
+        };
+        self.link_spec(&workdir)?;
+        tree::hide_spec_files(
+            &tree::Tree::new(&path, &admin, &branch),
+            &self.repo.spec_rel(&self.spec),
+        )?;
+        Ok((
+            WorktreeHandle {
+                task_id: task_id.to_owned(),
+                path,
+                admin,
+                workdir,
+                branch,
+                resumed,
+            },
+            notes,
+        ))
+    }
+
+    fn lock_reason(&self, task_id: &str) -> String {
+        format!(
+            "{} workflow {} task {task_id} (pid {})",
+            tree::LOCK_REASON_PREFIX,
+            self.spec,
+            std::process::id()
+        )
+    }
+
+    /// Remove this spec's leftovers (qw was killed) that hold nothing unmerged or are
+    /// broken, after saving what they hold; sound ones with unmerged work stay for their
+    /// task to resume. Returns what is worth telling; nothing here fails the run.
+    pub fn clear_merged_leftovers(&self, on_wait: &dyn Fn(&str)) -> Vec<String> {
+        let mut notes = Vec::new();
+        let _g = match self.lock("clearing leftovers of an earlier run", on_wait) {
+            Ok(g) => g,
+            Err(e) => return vec![format!("left the worktrees of an earlier run alone: {e}")],
+        };
+        let entries = match leftovers::list_with(&self.repo, Some(&self.spec), &|_| false) {
+            Ok(e) => e,
+            Err(e) => {
+                return vec![format!(
+                    "could not list the worktrees of an earlier run: {e}"
+                )];
+            }
+        };
+        for e in entries {
+            if e.task.starts_with("snapshot-")
+                || e.task.contains('@')
+                || e.state == EntryState::Locked
+            {
+                continue;
+            }
+            let clean = e.unmerged_commits == 0 && !e.uncommitted_changes;
+            if !clean && e.problem.is_none() {
+                continue;
+            }
+            let removed = remove_one(
+                &self.repo,
+                e.path.as_deref().unwrap_or(Path::new("")),
+                e.admin.as_deref(),
+                &e.branch,
+                &self.spec,
+                &self.integration,
+                &format!(
+                    "qw({}): task {} — work left by an earlier run, saved",
+                    self.spec, e.task
+                ),
+            );
+            if let Some(p) = &e.problem {
+                notes.push(format!(
+                    "removed the broken worktree `{}` of task {} ({p}), after saving what it held",
+                    e.path.as_deref().unwrap_or(Path::new("")).display(),
+                    e.task
+                ));
+            }
+            notes.extend(removed.strays);
+            notes.extend(removed.warnings);
+        }
+        notes
+    }
+
+    /// Make `.claude/specs/<spec>` inside the worktree a link to the main tree's spec
+    /// folder, so relative paths in `_Verify:_` commands and prompts resolve, and the
+    /// spec documents (and tasks.md ticks) are one copy, owned by the main tree.
+    fn link_spec(&self, workdir: &Path) -> Result<()> {
+        let target = self.repo.project.spec_dir(&self.spec);
+        let link = workdir.join(".claude").join("specs").join(&self.spec);
+        match link.symlink_metadata() {
+            Ok(m) if m.file_type().is_symlink() => return Ok(()),
+            // A checked-out copy of a committed spec folder, identical to HEAD: replaced
+            // by the link (task commits never include this folder).
+            Ok(m) if m.is_dir() => crate::fs::remove_dir_all(&link)?,
+            Ok(_) => return Err(WorktreeError::InTheWay(link)),
+            Err(_) => {}
+        }
+        crate::fs::create_dir_all(crate::fs::parent_dir(&link))?;
+        std::os::unix::fs::symlink(&target, &link)
+            .map_err(|e| crate::fs::with_path(e, "create the spec link", &link))?;
+        Ok(())
+    }
+
+    /// After the task's agent and verify passed: save what its worktree holds — its HEAD
+    /// (whatever branch or detached HEAD the agent left) plus its files — on its branch,
+    /// and merge that into the integration branch in the main worktree, one merge at a
+    /// time across every qw. A conflict aborts the merge qw started (the main tree is as
+    /// it was) and keeps the branch; a merge qw did not start is never touched.
+    pub fn integrate(
+        &self,
+        h: &WorktreeHandle,
+        commit_message: &str,
+        merge_message: &str,
+        on_wait: &dyn Fn(&str),
+    ) -> std::result::Result<Integrated, StepError> {
+        let commit = |source| StepError {
+            step: Step::Commit,
+            source,
+        };
+        if let Some(op) = in_progress(&h.admin) {
+            return Err(commit(WorktreeError::Unsaved {
+                path: h.path.clone(),
+                why: format!(
+                    "the agent left {op} in progress there; finish or abort it (its work is saved on branch `{}` when the task ends)",
+                    h.branch
+                ),
+            }));
+        }
+        let t = tree::Tree::new(&h.path, &h.admin, &h.branch);
+        // Staging and writing objects needs no lock: only this task uses its worktree.
+        let staged = tree::stage(
+            &self.repo,
+            &t,
+            &self.spec,
+            commit_message,
+            &self.integration,
+        )
+        .map_err(commit)?;
+        let _g = self
+            .lock(&format!("merging task {}", h.task_id), on_wait)
+            .map_err(commit)?;
+        let capture =
+            tree::point_branch(&self.repo, &t, staged, &self.integration).map_err(commit)?;
+        let merge = self
+            .merge_into_integration(h, merge_message)
+            .map_err(|source| StepError {
+                step: Step::Merge,
+                source,
+            })?;
+        Ok(Integrated { merge, capture })
+    }
+
+    /// Merge a task's branch into the integration branch with `git merge --no-ff`
+    /// (the repository lock is held).
+    fn merge_into_integration(&self, h: &WorktreeHandle, message: &str) -> Result<MergeOutcome> {
+        let top = &self.repo.top;
+        if self.repo.current_branch()?.as_deref() != Some(self.integration.as_str()) {
+            return Ok(MergeOutcome::Conflict {
+                paths: Vec::new(),
+                why: format!(
+                    "the main worktree `{}` is no longer on the integration branch `{}`; branch `{}` is kept — check `{}` out again and merge it",
+                    top.display(),
+                    self.integration,
+                    h.branch,
+                    self.integration
+                ),
+            });
+        }
+        if let Some(op) = self.repo.main_in_progress() {
+            return Err(WorktreeError::MainTree(format!(
+                "the main worktree `{}` is in the middle of {op} that qw did not start, so task branch `{}` was not merged (it is kept); finish or abort it (e.g. `git merge --continue` or `git merge --abort`), then run `qw workflow-continue`",
+                top.display(),
+                h.branch
+            )));
+        }
+        if self.repo.unmerged_commits(&h.branch, "HEAD")? == 0 {
+            return Ok(MergeOutcome::UpToDate);
+        }
+        let Some(tip) = self.repo.commit_of(&format!("refs/heads/{}", h.branch))? else {
+            return Ok(MergeOutcome::UpToDate);
+        };
+        let args = [
+            "merge",
+            "--no-ff",
+            "--no-verify",
+            "-m",
+            message,
+            tip.as_str(),
+        ];
+        let mut tries = 0;
+        let out = loop {
+            let out = git_output(top, args, &[])?;
+            tries += 1;
+            // Another git (an editor's, the user's) holds the main index for a moment:
+            // nothing was changed, so try again a few times before giving up.
+            let busy = !out.status.success()
+                && String::from_utf8_lossy(&out.stderr).contains("index.lock")
+                && self.repo.main_in_progress().is_none();
+            if !busy || tries >= 40 || self.cancel.as_ref().is_some_and(|c| c.pending().is_some()) {
+                break out;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        };
+        if out.status.success() {
+            return Ok(MergeOutcome::Merged);
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if let Some(merging) = self.repo.commit_of("MERGE_HEAD")? {
+            if merging != tip {
+                // Not ours: leave it exactly as it is.
+                return Err(WorktreeError::MainTree(format!(
+                    "the main worktree `{}` is in the middle of a merge of {merging} that qw did not start; branch `{}` is kept",
+                    top.display(),
+                    h.branch
+                )));
+            }
+            let unmerged = git(top, &["diff", "--name-only", "--diff-filter=U", "-z"])?;
+            let paths: Vec<String> = unmerged
+                .split('\0')
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect();
+            git(top, &["merge", "--abort"])?;
+            return Ok(MergeOutcome::Conflict {
+                why: format!(
+                    "merging `{}` into `{}` conflicts in {}; the branch is kept — merge it by hand (`git merge {}`) and run `qw workflow-continue`",
+                    h.branch,
+                    self.integration,
+                    paths.join(", "),
+                    h.branch
+                ),
+                paths,
+            });
+        }
+        let paths = parse_refused_paths(&stderr);
+        if paths.is_empty() {
+            return Err(git_error(top, &args, &out));
+        }
+        let first = stderr
+            .lines()
+            .chain(stdout.lines())
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("git merge failed")
+            .trim()
+            .to_owned();
+        Ok(MergeOutcome::Conflict {
+            why: format!(
+                "git refused to merge `{}` into `{}`: {first} ({}); the branch is kept",
+                h.branch,
+                self.integration,
+                paths.join(", ")
+            ),
+            paths,
+        })
+    }
+
+    /// Remove a task's worktree, after saving what it holds on its branch (message
+    /// `salvage`), and delete the branch when the integration branch holds all of it.
+    /// Nothing here fails the task: a worktree whose work cannot be saved is kept, one
+    /// that cannot be removed is left (its work saved) — both said in `warnings`.
+    pub fn remove(&self, h: &WorktreeHandle, salvage: &str, on_wait: &dyn Fn(&str)) -> Removed {
+        let _g = match self.lock(
+            &format!("removing the worktree of task {}", h.task_id),
+            on_wait,
+        ) {
+            Ok(g) => g,
+            Err(e) => {
+                return Removed {
+                    warnings: vec![format!(
+                        "kept the worktree `{}` of task {}: {e}; `qw worktrees --prune` removes it later",
+                        h.path.display(),
+                        h.task_id
+                    )],
+                    ..Removed::default()
+                };
+            }
+        };
+        remove_one(
+            &self.repo,
+            &h.path,
+            Some(&h.admin),
+            &h.branch,
+            &self.spec,
+            &self.integration,
+            salvage,
+        )
+    }
+}
+
+/// Save, remove, delete the branch if merged into `target` (the lock is held).
+fn remove_one(
+    repo: &Repo,
+    path: &Path,
+    admin: Option<&Path>,
+    branch: &str,
+    spec: &str,
+    target: &str,
+    salvage: &str,
+) -> Removed {
+    let mut out = Removed::default();
+    if let Some(admin) = admin {
+        match tree::capture(
+            repo,
+            &tree::Tree::new(path, admin, branch),
+            spec,
+            salvage,
+            target,
+        ) {
+            Ok(c) => out.strays = c.strays,
+            Err(e) => {
+                out.warnings.push(format!(
+                    "kept the worktree `{}`: its work could not be saved on branch `{branch}` ({e}); save it by hand, then run `qw worktrees --prune`",
+                    path.display()
+                ));
+                return out;
+            }
+        }
+    }
+    out.warnings.extend(tree::remove_tree(repo, path, admin));
+    let kept = (|| -> Result<Option<String>> {
+        if !repo.branch_exists(branch)? {
+            return Ok(None);
+        }
+        if repo.unmerged_commits(branch, target)? == 0 {
+            git(&repo.top, &["branch", "-D", branch])?;
+            Ok(None)
+        } else {
+            Ok(Some(branch.to_owned()))
+        }
+    })();
+    match kept {
+        Ok(k) => out.kept_branch = k,
+        Err(e) => out.warnings.push(format!("kept branch `{branch}`: {e}")),
+    }
+    out
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+fn same_path(a: &Path, b: &Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
+/// `preferred` if nothing is there (or only empty folders, which are cleared), else the
+/// first free `preferred~2`, `~3`, …: a directory left behind because it could not be
+/// removed (its work saved) or something of the user's is never touched.
+fn free_path(preferred: &Path) -> Result<PathBuf> {
+    let name = preferred
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    for n in 1..=20 {
+        let p = if n == 1 {
+            preferred.to_path_buf()
+        } else {
+            preferred.with_file_name(format!("{name}~{n}"))
+        };
+        if p.symlink_metadata().is_err() {
+            return Ok(p);
+        }
+        if !tree::holds_files(&p)? {
+            crate::fs::remove_dir_all(&p)?;
+            return Ok(p);
+        }
+    }
+    Err(WorktreeError::InTheWay(preferred.to_path_buf()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_worktree_list_porcelain() {
+        let text = "worktree /repo\nHEAD 1111\nbranch refs/heads/main\n\nworktree /repo.qw-worktrees/demo-2.1\nHEAD 2222\nbranch refs/heads/qw/demo/2.1\nlocked qw: held\n\nworktree /gone\nHEAD 3333\ndetached\nprunable gitdir file points to non-existent location\nlocked\n\n";
+        let w = parse_worktree_list(text);
+        assert_eq!(w.len(), 3);
+        assert_eq!(w[0].branch.as_deref(), Some("main"));
+        assert_eq!(w[1].path, PathBuf::from("/repo.qw-worktrees/demo-2.1"));
+        assert_eq!(w[1].branch.as_deref(), Some("qw/demo/2.1"));
+        assert_eq!(w[1].locked.as_deref(), Some("qw: held"));
+        assert!(!w[1].locked_by_user());
+        assert!(!w[1].prunable);
+        assert_eq!(w[2].branch, None);
+        assert!(w[2].prunable);
+        assert!(
+            w[2].locked_by_user(),
+            "a lock without qw's reason is the user's"
+        );
+        assert_eq!(w[2].head.as_deref(), Some("3333"));
+        // No trailing blank line: the last block still counts.
+        assert_eq!(parse_worktree_list("worktree /a\nHEAD 1\nbare").len(), 1);
+        assert!(parse_worktree_list("").is_empty());
+    }
+
+    #[test]
+    fn parses_refused_merge_paths() {
+        let stderr = "error: Your local changes to the following files would be overwritten by merge:\n\tsrc/a.rs\n\tdocs/b c.md\nPlease commit your changes or stash them before you merge.\nAborting\n";
+        assert_eq!(parse_refused_paths(stderr), vec!["src/a.rs", "docs/b c.md"]);
+        // merge-ort's own check of the index, indented with two spaces.
+        let ort = "error: Your local changes to the following files would be overwritten by merge:\n  beta/t3.txt\nMerge with strategy ort failed.\n";
+        assert_eq!(parse_refused_paths(ort), vec!["beta/t3.txt"]);
+        assert!(parse_refused_paths("fatal: refusing to merge unrelated histories\n").is_empty());
+    }
+
+    #[test]
+    fn parses_status_z_with_renames() {
+        let out = " M src/a.rs\0R  new.rs\0old.rs\0?? .claude/\0A  x y\0";
+        assert_eq!(
+            parse_status_z(out),
+            vec!["src/a.rs", "new.rs", ".claude/", "x y"]
+        );
+    }
+
+    #[test]
+    fn branches_and_directories_name_spec_and_task() {
+        assert_eq!(parse_branch("qw/demo/2.1"), Some(("demo", "2.1")));
+        assert_eq!(task_branch("demo", "2.1"), "qw/demo/2.1");
+        assert_eq!(parse_branch("qw/demo"), None);
+        assert_eq!(parse_branch("feature/x/y"), None);
+        assert_eq!(parse_branch("qw/a/b/c"), None);
+        assert_eq!(parse_dir_name("user-auth-2.1"), Some(("user-auth", "2.1")));
+        assert_eq!(parse_dir_name("demo-3"), Some(("demo", "3")));
+        assert_eq!(parse_dir_name("nodash"), None);
+    }
+
+    #[test]
+    fn free_path_steps_around_what_is_in_the_way() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("demo-1");
+        assert_eq!(free_path(&p).unwrap(), p);
+        crate::fs::create_dir_all(p.join("empty/dirs")).unwrap();
+        assert_eq!(free_path(&p).unwrap(), p, "empty folders are cleared");
+        assert!(!p.exists());
+        crate::fs::create_dir_all(&p).unwrap();
+        crate::fs::write(p.join("kept.txt"), "x").unwrap();
+        assert_eq!(free_path(&p).unwrap(), d.path().join("demo-1~2"));
+        assert!(p.join("kept.txt").is_file(), "files are never removed");
+    }
+}

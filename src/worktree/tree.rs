@@ -1,0 +1,611 @@
+//! One task worktree as git knows it: saving what it holds on its branch, whatever its
+//! agent did to it, and taking it away.
+//!
+//! Every command here names the worktree's git dir and work tree explicitly
+//! (`--git-dir <common>/worktrees/<id> --work-tree <path>`), so a worktree whose `.git`
+//! file was deleted, or replaced by a directory (`git init` inside it), is still read
+//! and saved — and `git -C <path>` can never wander into another repository above it.
+//!
+//! Saving (`capture` = [`stage`] then [`point_branch`]): everything in the work tree
+//! (`git add -A`, ignored files excepted) is committed on top of its HEAD — the task's
+//! branch, another branch the agent switched to, or a detached HEAD — and the task's
+//! branch is pointed at that commit. The spec folder (a link to the main tree's) is
+//! kept as the integration branch has it, whatever the agent staged or committed there.
+//! Commits the HEAD visited that the result lacks (another branch, a reset, a rebase's
+//! originals with other content) are named; when no branch holds them they are kept on
+//! `qw/<spec>/<task>@<sha>` — after the worktree is gone, nothing else would.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use super::{Repo, Result, WorktreeError, git, git_command, git_error, spawn_output};
+
+/// The prefix of the `git worktree lock` reason qw gives its worktrees.
+pub(crate) const LOCK_REASON_PREFIX: &str = "qw:";
+
+/// git's empty tree (SHA-1).
+const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+
+/// The marker qw writes in a task worktree's git dir: `spec\ntask\n`.
+const MARKER: &str = "qw-task";
+
+/// A task worktree: its directory, its git dir and the task's branch.
+#[derive(Debug, Clone)]
+pub(crate) struct Tree<'a> {
+    path: &'a Path,
+    admin: &'a Path,
+    branch: &'a str,
+}
+
+impl<'a> Tree<'a> {
+    pub(crate) fn new(path: &'a Path, admin: &'a Path, branch: &'a str) -> Tree<'a> {
+        Tree {
+            path,
+            admin,
+            branch,
+        }
+    }
+
+    /// Run git on this worktree, from inside it. When its directory is gone, an empty
+    /// temporary directory stands in as the work tree (what is committed is then only
+    /// what its HEAD and index hold).
+    fn output(&self, args: &[&str]) -> Result<Output> {
+        let stand_in;
+        let work_tree = if self.path.is_dir() {
+            self.path
+        } else {
+            stand_in = tempfile::tempdir().map_err(|e| {
+                crate::fs::with_path(e, "create a temporary directory in", &std::env::temp_dir())
+            })?;
+            stand_in.path()
+        };
+        let pre = [
+            std::ffi::OsStr::new("--git-dir"),
+            self.admin.as_os_str(),
+            std::ffi::OsStr::new("--work-tree"),
+            work_tree.as_os_str(),
+        ];
+        spawn_output(git_command(work_tree, &pre, args, &[]), work_tree)
+    }
+
+    fn run(&self, args: &[&str]) -> Result<String> {
+        let out = self.output(args)?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(git_error(self.path, args, &out))
+        }
+    }
+
+    fn rev(&self, rev: &str) -> Result<Option<String>> {
+        let out = self.output(&["rev-parse", "-q", "--verify", rev])?;
+        let sha = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        Ok((out.status.success() && !sha.is_empty()).then_some(sha))
+    }
+}
+
+/// Mark the tracked files of the spec folder `skip-worktree` in this worktree's index, so
+/// the link qw puts in their place does not make the worktree look dirty to the agent's
+/// git (a rebase or a switch would refuse), and the link survives them.
+pub(crate) fn hide_spec_files(t: &Tree<'_>, spec_rel: &str) -> Result<()> {
+    use std::io::Write;
+    let files = t.run(&["ls-files", "-z", "--", spec_rel])?;
+    if files.is_empty() {
+        return Ok(());
+    }
+    let work_tree = t.path;
+    let pre = [
+        std::ffi::OsStr::new("--git-dir"),
+        t.admin.as_os_str(),
+        std::ffi::OsStr::new("--work-tree"),
+        work_tree.as_os_str(),
+    ];
+    let args = ["update-index", "--skip-worktree", "-z", "--stdin"];
+    let mut cmd = git_command(work_tree, &pre, args, &[]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| crate::fs::with_path(e, "run git in", work_tree))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(files.as_bytes())
+            .map_err(|e| crate::fs::with_path(e, "write to git in", work_tree))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| crate::fs::with_path(e, "run git in", work_tree))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(git_error(work_tree, &args, &out))
+    }
+}
+
+/// What saving a worktree did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capture {
+    /// The commit the task's branch now points at (None: nothing at all was committed).
+    pub commit: Option<String>,
+    /// Uncommitted changes were committed.
+    pub saved_changes: bool,
+    /// Commits the agent left outside the result: where they are.
+    pub strays: Vec<String>,
+}
+
+/// The result of [`stage`]: a commit holding HEAD plus the files, not yet on a branch.
+#[derive(Debug, Clone)]
+pub(crate) struct Staged {
+    commit: Option<String>,
+    saved_changes: bool,
+}
+
+/// Save everything: [`stage`] then [`point_branch`] (the repository lock is held).
+pub(crate) fn capture(
+    repo: &Repo,
+    t: &Tree<'_>,
+    spec: &str,
+    message: &str,
+    base: &str,
+) -> Result<Capture> {
+    let staged = stage(repo, t, spec, message, base)?;
+    point_branch(repo, t, staged, base)
+}
+
+/// Commit what the work tree holds on top of its HEAD (whatever branch or detached HEAD
+/// that is), keeping the spec folder as `base` has it. Touches only this worktree's
+/// index and the object store, so it needs no lock.
+pub(crate) fn stage(
+    repo: &Repo,
+    t: &Tree<'_>,
+    spec: &str,
+    message: &str,
+    base: &str,
+) -> Result<Staged> {
+    // The agent's processes are all gone when qw saves its worktree, so an index.lock
+    // in its git dir is stale (a git the agent started and that was killed).
+    let stale = t.admin.join("index.lock");
+    if stale.is_file() {
+        crate::fs::remove_file(&stale)?;
+    }
+    let head = match t.rev("HEAD^{commit}")? {
+        Some(h) => Some(h),
+        // HEAD names a branch that no longer exists (the agent deleted it): the last
+        // commit HEAD held is the newest entry of its reflog.
+        None => reflog(t.admin)
+            .into_iter()
+            .rev()
+            .find(|c| is_commit(repo, c)),
+    };
+    let spec_rel = repo.spec_rel(spec);
+    if t.path.is_dir() {
+        t.run(&["add", "-A"])?;
+    }
+    // The spec folder is the main tree's: never part of a task's result, even when the
+    // agent staged or committed the link qw put there. It stays as the common ancestor
+    // of HEAD and `base` has it, so merging the result never touches it.
+    let keep_from = match (&head, repo.commit_of(base)?) {
+        (Some(h), Some(b)) => {
+            let out = super::git_output(&repo.top, ["merge-base", h.as_str(), b.as_str()], &[])?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+                .filter(|s| !s.is_empty())
+        }
+        _ => None,
+    };
+    match &keep_from {
+        Some(b) => {
+            t.run(&["reset", "-q", b, "--", &spec_rel])?;
+        }
+        None => {
+            t.run(&[
+                "rm",
+                "--cached",
+                "-r",
+                "-q",
+                "--ignore-unmatch",
+                "--",
+                &spec_rel,
+            ])?;
+        }
+    }
+    let tree = t.run(&["write-tree"])?;
+    let head_tree = match &head {
+        Some(h) => t.rev(&format!("{h}^{{tree}}"))?,
+        None => None,
+    };
+    if head.is_some() && head_tree.as_deref() == Some(tree.as_str()) {
+        return Ok(Staged {
+            commit: head,
+            saved_changes: false,
+        });
+    }
+    if head.is_none() && tree == EMPTY_TREE {
+        return Ok(Staged {
+            commit: None,
+            saved_changes: false,
+        });
+    }
+    let mut args = vec!["commit-tree", tree.as_str()];
+    if let Some(h) = &head {
+        args.extend(["-p", h.as_str()]);
+    }
+    args.extend(["-m", message]);
+    let commit = t.run(&args)?;
+    Ok(Staged {
+        commit: Some(commit),
+        saved_changes: true,
+    })
+}
+
+/// Point the task's branch (and the worktree's HEAD) at the staged commit, and find the
+/// commits the agent left elsewhere (the repository lock is held: this moves refs).
+pub(crate) fn point_branch(
+    repo: &Repo,
+    t: &Tree<'_>,
+    staged: Staged,
+    base: &str,
+) -> Result<Capture> {
+    let old_tip = repo.commit_of(&format!("refs/heads/{}", t.branch))?;
+    if let Some(c) = &staged.commit {
+        if old_tip.as_deref() != Some(c.as_str()) {
+            git(
+                &repo.top,
+                &[
+                    "update-ref",
+                    "-m",
+                    "qw: the task's result",
+                    &format!("refs/heads/{}", t.branch),
+                    c,
+                ],
+            )?;
+        }
+        t.run(&["symbolic-ref", "HEAD", &format!("refs/heads/{}", t.branch)])?;
+    }
+    let strays = strays(repo, t, staged.commit.as_deref(), old_tip, base)?;
+    Ok(Capture {
+        commit: staged.commit,
+        saved_changes: staged.saved_changes,
+        strays,
+    })
+}
+
+/// Commits the worktree's HEAD visited (and the branch's previous tip) that are in
+/// neither the result nor `base`: named where a branch holds them, else kept on a new
+/// branch `<task branch>@<sha>`.
+fn strays(
+    repo: &Repo,
+    t: &Tree<'_>,
+    result: Option<&str>,
+    old_tip: Option<String>,
+    base: &str,
+) -> Result<Vec<String>> {
+    let mut candidates: Vec<String> = reflog(t.admin).into_iter().rev().collect();
+    candidates.extend(old_tip);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut kept: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    let rescue_prefix = format!("{}@", t.branch);
+    for c in candidates {
+        if !seen.insert(c.clone()) || !is_commit(repo, &c) {
+            continue;
+        }
+        if result.is_some_and(|r| repo.is_ancestor(&c, r).unwrap_or(false))
+            || repo.is_ancestor(&c, base)?
+        {
+            continue;
+        }
+        let mut covered = false;
+        for k in &kept {
+            if repo.is_ancestor(&c, k)? {
+                covered = true;
+                break;
+            }
+        }
+        if covered {
+            continue;
+        }
+        // What of it is not in `base`, and not in the result either (`git cherry`
+        // also recognises changes a rebase gave other ids).
+        let upstream = result.unwrap_or(base);
+        let cherry = git(&repo.top, &["cherry", upstream, &c, base])?;
+        let missing = cherry.lines().filter(|l| l.starts_with('+')).count();
+        if missing == 0 {
+            continue;
+        }
+        let holders: Vec<String> = git(
+            &repo.top,
+            &[
+                "for-each-ref",
+                "--contains",
+                &c,
+                "--format=%(refname:short)",
+                "refs/heads/",
+            ],
+        )?
+        .lines()
+        .filter(|b| *b != t.branch)
+        .map(str::to_owned)
+        .collect();
+        if holders.iter().any(|b| b.starts_with(&rescue_prefix)) {
+            // Kept earlier (when the task's result was merged); said then.
+            kept.push(c.clone());
+            continue;
+        }
+        kept.push(c.clone());
+        let short = &c[..c.len().min(10)];
+        if holders.is_empty() {
+            let name = format!("{}{}", rescue_prefix, &c[..c.len().min(7)]);
+            let exists = repo.commit_of(&format!("refs/heads/{name}"))?.is_some();
+            if !exists {
+                git(&repo.top, &["branch", &name, &c])?;
+            }
+            out.push(format!(
+                "{missing} commit(s) the agent left outside its result (up to {short}, by a reset, a rebase or a branch switch) are kept on branch `{name}`"
+            ));
+        } else {
+            out.push(format!(
+                "{missing} commit(s) of the agent on branch `{}` (up to {short}) are not in its result and were not merged",
+                holders.join("`, `")
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn is_commit(repo: &Repo, sha: &str) -> bool {
+    !sha.is_empty()
+        && sha.bytes().any(|b| b != b'0')
+        && repo.commit_of(sha).ok().flatten().is_some()
+}
+
+/// The commits a worktree's HEAD pointed at, oldest first (from `<admin>/logs/HEAD`,
+/// read directly: it still answers when HEAD names a branch that was deleted). Only the
+/// last 200 moves count.
+fn reflog(admin: &Path) -> Vec<String> {
+    let Ok(text) = crate::fs::read_to_string(admin.join("logs").join("HEAD")) else {
+        return Vec::new();
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(200);
+    lines[from..]
+        .iter()
+        .filter_map(|l| l.split(' ').nth(1))
+        .filter(|s| s.len() >= 40 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// An operation left half done in a git dir: `a merge`, `a rebase`, ….
+pub fn in_progress(git_dir: &Path) -> Option<&'static str> {
+    [
+        ("MERGE_HEAD", "a merge"),
+        ("rebase-merge", "a rebase"),
+        ("rebase-apply", "a rebase (or `git am`)"),
+        ("CHERRY_PICK_HEAD", "a cherry-pick"),
+        ("REVERT_HEAD", "a revert"),
+    ]
+    .into_iter()
+    .find(|(f, _)| git_dir.join(f).symlink_metadata().is_ok())
+    .map(|(_, what)| what)
+}
+
+/// Is the worktree intact: its directory there, its `.git` a file pointing to `admin`?
+pub(crate) fn sound(path: &Path, admin: &Path) -> bool {
+    let dotgit = path.join(".git");
+    let Ok(meta) = dotgit.symlink_metadata() else {
+        return false;
+    };
+    if !meta.is_file() {
+        return false;
+    }
+    let Ok(text) = crate::fs::read_to_string(&dotgit) else {
+        return false;
+    };
+    let Some(target) = text.trim().strip_prefix("gitdir:").map(str::trim) else {
+        return false;
+    };
+    let target = Path::new(target);
+    let target = if target.is_absolute() {
+        target.to_path_buf()
+    } else {
+        path.join(target)
+    };
+    match (target.canonicalize(), admin.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// The git dir of a worktree git just made.
+pub(crate) fn admin_of(path: &Path) -> Result<PathBuf> {
+    Ok(PathBuf::from(
+        git(path, &["rev-parse", "--absolute-git-dir"])?.trim(),
+    ))
+}
+
+/// Mark a worktree's git dir as qw's, for `spec`'s task `task`.
+pub(crate) fn write_marker(admin: &Path, spec: &str, task: &str) -> Result<()> {
+    crate::fs::write(admin.join(MARKER), format!("{spec}\n{task}\n"))?;
+    Ok(())
+}
+
+/// `(spec, task)` from a worktree's git dir, if qw made it.
+pub(crate) fn read_marker(admin: &Path) -> Option<(String, String)> {
+    let text = crate::fs::read_to_string(admin.join(MARKER)).ok()?;
+    let mut lines = text.lines();
+    let spec = lines.next()?.trim().to_owned();
+    let task = lines.next()?.trim().to_owned();
+    (!spec.is_empty() && !task.is_empty()).then_some((spec, task))
+}
+
+/// Take a worktree away (its work already saved): `git worktree remove`, else by hand —
+/// the directory (made writable first), then its git dir. Returns warnings for what
+/// could not be removed; nothing here fails.
+pub(crate) fn remove_tree(repo: &Repo, path: &Path, admin: Option<&Path>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Some(a) = admin
+        && sound(path, a)
+    {
+        let p = path.to_string_lossy();
+        let out = super::git_output(
+            &repo.top,
+            ["worktree", "remove", "--force", "--force", p.as_ref()],
+            &[],
+        );
+        if out.is_ok_and(|o| o.status.success()) && path.symlink_metadata().is_err() {
+            remove_empty_parent(path);
+            return warnings;
+        }
+    }
+    if path.symlink_metadata().is_ok() {
+        make_writable(path);
+        if let Err(e) = crate::fs::remove_dir_all(path) {
+            warnings.push(format!(
+                "could not remove the worktree directory `{}` ({e}); its work is saved on its branch — remove the directory by hand",
+                path.display()
+            ));
+        }
+    }
+    // Its git dir goes too, so git no longer counts the branch as checked out there.
+    if let Some(a) = admin
+        && a.symlink_metadata().is_ok()
+        && let Err(e) = crate::fs::remove_dir_all(a)
+    {
+        warnings.push(format!(
+            "could not remove `{}` ({e}); `git worktree prune` will",
+            a.display()
+        ));
+    }
+    remove_empty_parent(path);
+    warnings
+}
+
+/// Remove the container when its last worktree is gone (tidy; failures ignored).
+fn remove_empty_parent(path: &Path) {
+    if let Some(parent) = path.parent() {
+        let _ = fs_err::remove_dir(parent);
+    }
+}
+
+/// Give the owner write and search permission on every directory under `dir` (not
+/// following links), so a tree the agent made read-only can be removed.
+fn make_writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = dir.symlink_metadata() else {
+        return;
+    };
+    if !meta.is_dir() {
+        return;
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o700 != 0o700 {
+        let _ = fs_err::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o700));
+    }
+    if let Ok(entries) = crate::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            make_writable(&e.path());
+        }
+    }
+}
+
+/// Does `dir` hold any file (anything but folders and links)?
+pub(crate) fn holds_files(dir: &Path) -> Result<bool> {
+    let meta = crate::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Ok(!meta.file_type().is_symlink());
+    }
+    for entry in crate::fs::read_dir(dir)? {
+        let entry = entry?;
+        if holds_files(&entry.path())? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Uncommitted changes in a worktree, leaving out the spec link qw put there.
+pub(crate) fn dirty(repo: &Repo, path: &Path, admin: &Path, spec: &str) -> Result<bool> {
+    if !path.is_dir() {
+        return Ok(false);
+    }
+    let t = Tree::new(path, admin, "");
+    let out = t.output(&["status", "--porcelain=v1", "-z"])?;
+    if !out.status.success() {
+        return Err(WorktreeError::Git {
+            args: "status --porcelain=v1 -z".into(),
+            dir: path.to_path_buf(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    let spec_rel = repo.spec_rel(spec);
+    Ok(super::parse_status_z(&String::from_utf8_lossy(&out.stdout))
+        .iter()
+        .any(|p| {
+            let p = p.trim_end_matches('/');
+            p != spec_rel && !p.starts_with(&format!("{spec_rel}/"))
+        }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_progress_names_the_operation() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(in_progress(d.path()), None);
+        crate::fs::create_dir_all(d.path().join("rebase-merge")).unwrap();
+        assert_eq!(in_progress(d.path()), Some("a rebase"));
+        crate::fs::write(d.path().join("MERGE_HEAD"), "x").unwrap();
+        assert_eq!(in_progress(d.path()), Some("a merge"));
+    }
+
+    #[test]
+    fn marker_round_trips() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(read_marker(d.path()), None);
+        write_marker(d.path(), "user-auth", "2.1").unwrap();
+        assert_eq!(
+            read_marker(d.path()),
+            Some(("user-auth".into(), "2.1".into()))
+        );
+    }
+
+    #[test]
+    fn reflog_reads_new_values_and_skips_junk() {
+        let d = tempfile::tempdir().unwrap();
+        crate::fs::create_dir_all(d.path().join("logs")).unwrap();
+        let a = "a".repeat(40);
+        let b = "b".repeat(40);
+        crate::fs::write(
+            d.path().join("logs/HEAD"),
+            format!(
+                "{} {a} T <t> 1 +0000\tcreate\n{a} {b} T <t> 2 +0000\tcommit\ngarbage\n",
+                "0".repeat(40)
+            ),
+        )
+        .unwrap();
+        assert_eq!(reflog(d.path()), vec![a, b]);
+    }
+
+    #[test]
+    fn make_writable_then_remove() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let inner = d.path().join("t/a/b");
+        crate::fs::create_dir_all(&inner).unwrap();
+        crate::fs::write(inner.join("f"), "x").unwrap();
+        for p in [
+            d.path().join("t/a/b"),
+            d.path().join("t/a"),
+            d.path().join("t"),
+        ] {
+            fs_err::set_permissions(&p, std::fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        make_writable(&d.path().join("t"));
+        crate::fs::remove_dir_all(d.path().join("t")).unwrap();
+    }
+}
