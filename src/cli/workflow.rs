@@ -239,6 +239,8 @@ fn to_cli(e: WorkflowError) -> CliError {
         |err: CliError, hints: Vec<String>| hints.into_iter().fold(err, CliError::hint);
     match e {
         WorkflowError::Input(m) => CliError::usage(m),
+        // A tasks.md (or other input file) that is not a regular file, too big or not UTF-8.
+        WorkflowError::Io(e) if crate::fs::is_refused(&e) => CliError::usage(e.to_string()),
         WorkflowError::State(e) if e.is_usage() => CliError::usage(e.to_string()),
         WorkflowError::State(e) => {
             let err = match e.interrupted() {
