@@ -1,5 +1,6 @@
 //! `workflow-reset` (CONTRACT §5): the pure state changes of a soft or hard reset, and
-//! the file work of a hard reset (copy the spec folder to backups, remove generated
+//! the file work of a hard reset (copy the spec folder to backups — regular files, folders
+//! and symlinks only, never opening a FIFO or device — remove generated
 //! documents). The state is always backed up first.
 
 use std::path::{Path, PathBuf};
