@@ -80,17 +80,14 @@ pub fn run_suggest(ctx: &Ctx, args: SuggestArgs) -> CmdResult {
     let text = args.command.trim();
     if text.len() > MAX_SUGGESTION_BYTES {
         return Err(CliError::usage(format!(
-            "refused suggestion `{}`: it is {} bytes, more than the {MAX_SUGGESTION_BYTES} a command can be",
+            "refused suggestion `{}`: it is {} bytes, over the {MAX_SUGGESTION_BYTES}-byte limit of a command",
             quote(text),
             text.len()
         )));
     }
     let suggestion = validate::validate_suggestion(text).map_err(|r| {
-        CliError::usage(format!(
-            "refused suggestion `{}`: {r}",
-            text.escape_default()
-        ))
-        .hint("suggest a qw or slash command such as \"/workflow-continue NAME\"")
+        CliError::usage(format!("refused suggestion `{}`: {r}", quote(text)))
+            .hint("suggest a qw or slash command such as \"/workflow-continue NAME\"")
     })?;
     let path = ctx.project.next_command_file();
     crate::fs::create_dir_all(ctx.project.claude_dir())
@@ -307,7 +304,7 @@ impl Consumer<'_> {
             crate::fs::Bounded::TooBig { len, head } => {
                 let shown = quote(&String::from_utf8_lossy(head));
                 let reason = format!(
-                    "the suggestion is {len} bytes, more than the {MAX_SUGGESTION_BYTES} a command can be"
+                    "the suggestion is {len} bytes, over the {MAX_SUGGESTION_BYTES}-byte limit of a command"
                 );
                 self.record_failure(&shown, &format!("refused: {reason}"), None, None)?;
                 remove_if_unchanged(&path, &seen)?;
