@@ -232,9 +232,7 @@ fn special_or_non_utf8_tasks_md_exit_2_naming_the_file() {
             "{shape:?}: {}",
             diag(&out)
         );
-        // The workflow never waits on it: what is not a file is no document, so the
-        // offline agent writes one in its place; a directory cannot be replaced and
-        // fails the phase, named.
+        // The workflow never waits on it, never replaces it, and names it.
         let out = bounded(p.qw(&[
             "workflow-auto",
             "demo",
@@ -246,18 +244,16 @@ fn special_or_non_utf8_tasks_md_exit_2_naming_the_file() {
             "--attempts",
             "1",
         ]));
-        match shape {
-            Shape::Dir => {
-                assert_eq!(code(&out), 1, "{shape:?}: {}", diag(&out));
-                let report = p.read(".claude/specs/demo/report.md");
-                assert!(report.contains("is a directory"), "{report}");
-            }
-            _ => assert!(
-                std::fs::symlink_metadata(&tasks).unwrap().is_file(),
-                "{shape:?}: {}",
-                diag(&out)
-            ),
-        }
+        assert_eq!(code(&out), 1, "{shape:?}: {}", diag(&out));
+        let report = p.read(".claude/specs/demo/report.md");
+        assert!(
+            report.contains("not a regular file") || report.contains(shape.named()),
+            "{shape:?}: {report}"
+        );
+        assert!(
+            !std::fs::symlink_metadata(&tasks).unwrap().is_file(),
+            "{shape:?}: replaced"
+        );
     }
     let p = TestProject::new();
     permissive(&p);
