@@ -16,7 +16,10 @@ pub mod locked_file;
 mod regular;
 
 pub use locked_file::{Holder, LockError, LockTimeout, LockedFile, ProcessState};
-pub use regular::{Bounded, append_regular, read_regular};
+pub use regular::{
+    Bounded, append_regular, copy_regular, is_refused, not_utf8, read_regular, read_regular_text,
+    read_regular_whole,
+};
 
 pub use fs_err::{
     File, OpenOptions, copy, create_dir_all, metadata, read, read_dir, read_to_string,

@@ -297,6 +297,7 @@ pub const ALLOWED_OPTIONS: &[&str] = &[
     // workflow-reset.
     "hard",
     "yes",
+    "wait",
     // state-backup.
     "list",
     "restore",

@@ -145,7 +145,7 @@ pub fn settle(
     let shown = doc.display();
     let mut problems: Vec<String> = Vec::new();
     if present(&doc) {
-        let written = crate::fs::read_to_string(&doc).map_err(|e| e.to_string());
+        let written = crate::spec::read_document(&doc).map_err(|e| e.to_string());
         match written.and_then(|text| check(job.phase, &text)) {
             Ok(()) => return run,
             Err(e) => problems.push(format!("the `{name}` it wrote is not valid: {e}")),

@@ -267,7 +267,7 @@ fn validate(req: &OfflineRequest) -> OfflineResult {
         }
     }
     let tasks_path = req.spec_dir.join("tasks.md");
-    let text = match crate::fs::read_to_string(&tasks_path) {
+    let text = match crate::spec::read_document(&tasks_path) {
         Ok(t) => t,
         Err(e) => return OfflineResult::err(format!("VALIDATION: FAIL — {e}")),
     };

@@ -21,6 +21,11 @@ const DOC_CAP: usize = 20 * 1024;
 const STEERING_CAP: usize = 24 * 1024;
 /// Largest part of the description embedded.
 const DESCRIPTION_CAP: usize = 16 * 1024;
+/// Largest part of a task's title, and of its details (sub-bullets) together, embedded.
+/// With the other caps, a prompt stays below the 128 KiB one argument may have
+/// (`claude -p PROMPT`, `--agent-cmd '… {prompt}'`), however long the task entry is.
+const TASK_TITLE_CAP: usize = 1024;
+const TASK_DETAILS_CAP: usize = 8 * 1024;
 
 /// The `tasks.md` format every agent must follow (CONTRACT §6).
 pub const TASKS_FORMAT: &str = "\
@@ -225,15 +230,23 @@ fn implementation(p: &mut String, job: &Job) {
         p.push_str("No task was given; do nothing and say so.\n");
         return;
     };
-    let _ = writeln!(p, "Implement task {} only: {}\n", task.id, task.title);
-    for d in &task.details {
-        let _ = writeln!(p, "- {d}");
+    let _ = writeln!(
+        p,
+        "Implement task {} only: {}\n",
+        task.id,
+        capped(&task.title, TASK_TITLE_CAP, None)
+    );
+    let details: String = task.details.iter().map(|d| format!("- {d}\n")).collect();
+    let where_ = format!("tasks.md, task {}", task.id);
+    let details = capped(details.trim_end(), TASK_DETAILS_CAP, Some(&where_));
+    if !details.is_empty() {
+        let _ = writeln!(p, "{details}");
     }
     if !task.requirements.is_empty() {
         let _ = writeln!(
             p,
             "- It covers acceptance criteria {}.",
-            task.requirements.join(", ")
+            capped(&task.requirements.join(", "), TASK_TITLE_CAP, None)
         );
     }
     match &task.verify {
@@ -278,11 +291,11 @@ fn steering(p: &mut String, project: &Project) {
     p.push_str("## Steering documents\n\n");
     let mut budget = STEERING_CAP;
     for f in files {
-        let Ok(text) = crate::fs::read_to_string(&f) else {
+        let Some((text, len)) = read_capped(&f) else {
             continue;
         };
         let rel = shown(&f, project.root());
-        let body = capped(text.trim(), budget.min(DOC_CAP), Some(&rel));
+        let body = capped_of(text.trim(), budget.min(DOC_CAP), Some(&rel), len);
         budget = budget.saturating_sub(body.len());
         let _ = writeln!(p, "### `{rel}`\n\n{body}\n");
         if budget == 0 {
@@ -293,23 +306,46 @@ fn steering(p: &mut String, project: &Project) {
 
 fn embed_document(p: &mut String, path: &Path, base: &Path) {
     let rel = shown(path, base);
-    match crate::fs::read_to_string(path) {
-        Ok(text) => {
+    match read_capped(path) {
+        Some((text, len)) => {
             let _ = writeln!(
                 p,
                 "## `{rel}`\n\n{}\n",
-                capped(text.trim(), DOC_CAP, Some(&rel))
+                capped_of(text.trim(), DOC_CAP, Some(&rel), len)
             );
         }
-        Err(_) => {
+        None => {
             let _ = writeln!(p, "## `{rel}`\n\n(not written yet)\n");
         }
     }
 }
 
+/// A document to embed: only a regular file (a FIFO or a device planted there is skipped,
+/// never waited on), and only as much of it as the prompt can show (`capped` then says
+/// how big the file is). Bytes that are not UTF-8 are replaced.
+/// Returns the text read and the file's whole size.
+fn read_capped(path: &Path) -> Option<(String, usize)> {
+    // Enough to cut at `DOC_CAP` on a char boundary and still say "cut".
+    let (bytes, len) = match crate::fs::read_regular(path, DOC_CAP + 8).ok()? {
+        crate::fs::Bounded::Whole(b) => {
+            let len = b.len();
+            (b, len)
+        }
+        crate::fs::Bounded::TooBig { head, len } => {
+            (head, usize::try_from(len).unwrap_or(usize::MAX))
+        }
+    };
+    Some((String::from_utf8_lossy(&bytes).into_owned(), len))
+}
+
 /// At most `cap` bytes of `text` (cut at a char boundary), with a note pointing at the
 /// full file when cut.
 fn capped(text: &str, cap: usize, path: Option<&str>) -> String {
+    capped_of(text, cap, path, text.len())
+}
+
+/// [`capped`] for a `text` that is the start of something `total` bytes long.
+fn capped_of(text: &str, cap: usize, path: Option<&str>, total: usize) -> String {
     if text.len() <= cap {
         return text.to_owned();
     }
@@ -321,7 +357,7 @@ fn capped(text: &str, cap: usize, path: Option<&str>) -> String {
     format!(
         "{}\n\n[… cut after {end} of {} bytes{where_}]",
         &text[..end],
-        text.len()
+        total.max(text.len())
     )
 }
 
@@ -439,5 +475,58 @@ mod tests {
         let text = build(&j, &Project::at(root));
         assert!(text.len() < 120 * 1024, "{}", text.len());
         assert!(text.contains("read the full text in `.claude/specs/greeter/design.md`"));
+    }
+
+    /// A task entry far beyond what one argument may hold (title, details and
+    /// requirements of 300 KiB each), with every document and the description at their
+    /// caps and steering at its own: the prompt stays below 128 KiB, so `claude -p` and
+    /// `{prompt}` never fail with "Argument list too long".
+    #[test]
+    fn huge_task_entries_are_cut_so_the_prompt_fits_one_argument() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let spec = root.join(".claude/specs/greeter");
+        crate::fs::create_dir_all(&spec).unwrap();
+        crate::fs::create_dir_all(root.join(".claude/steering")).unwrap();
+        let big = "é".repeat(150 * 1024);
+        for doc in ["requirements.md", "design.md", "tasks.md"] {
+            crate::fs::write(spec.join(doc), &big).unwrap();
+        }
+        for doc in ["product.md", "tech.md", "structure.md"] {
+            crate::fs::write(root.join(".claude/steering").join(doc), &big).unwrap();
+        }
+        let mut j = job(root, Phase::Implementation);
+        j.description = big.clone();
+        j.task = Some(TaskJob {
+            id: "7".into(),
+            title: "t".repeat(300 * 1024),
+            details: vec!["d".repeat(150 * 1024), "e".repeat(150 * 1024)],
+            verify: Some("cargo test".into()),
+            requirements: vec!["1.1".repeat(100 * 1024)],
+        });
+        let text = build(&j, &Project::at(root));
+        assert!(text.len() < 128 * 1024 - 1, "{}", text.len());
+        assert!(text.contains("Implement task 7 only: ttt"), "title missing");
+        assert!(text.contains("- ddd"), "details missing");
+        assert!(text.contains("read the full text in `tasks.md, task 7`"));
+        assert!(text.contains("qw will run `cargo test`"));
+    }
+
+    /// Documents that are not regular files are skipped, never waited on.
+    #[test]
+    fn special_files_in_place_of_documents_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let spec = root.join(".claude/specs/greeter");
+        crate::fs::create_dir_all(&spec).unwrap();
+        crate::fs::create_dir_all(root.join(".claude/steering")).unwrap();
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o644);
+        nix::unistd::mkfifo(&spec.join("requirements.md"), mode).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", spec.join("design.md")).unwrap();
+        crate::fs::create_dir_all(spec.join("tasks.md")).unwrap();
+        nix::unistd::mkfifo(&root.join(".claude/steering/tech.md"), mode).unwrap();
+        let text = build(&job(root, Phase::Validation), &Project::at(root));
+        assert_eq!(text.matches("(not written yet)").count(), 3, "{text}");
+        assert!(!text.contains("## Steering documents"), "{text}");
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Claude Code (or a person) writes one command into `.claude/next_command.txt`; `qw
 //! consume` validates it ([`crate::validate::validate_suggestion`]), runs it through `qw
-//! exec --admit` (qw's own commands as a `qw` child, other slash commands through `claude
-//! -p`), retries it, and then deletes it — or, after the last failure or when it is
+//! exec` (qw's own commands as a `qw` child that admits its own tasks, other slash
+//! commands admitted, through `claude -p`), retries it, and then deletes it — or, after the last failure or when it is
 //! refused, moves it to `.claude/next_command.failed.txt` with the reason, so nothing is
 //! retried forever.
 
@@ -41,8 +41,9 @@ pub struct SuggestArgs {
 /// Arguments of `qw consume`.
 #[derive(Debug, Args)]
 #[command(after_long_help = "\
-Runs `.claude/next_command.txt` through `qw exec --admit --admit-timeout 60`: qw's own commands as a qw child,
-other slash commands as `claude -p \"/cmd args\" --output-format json`. Up to 3 attempts,
+Runs `.claude/next_command.txt` through `qw exec`: qw's own commands as a qw child (whose
+tasks are admitted one by one), other slash commands admitted (`--admit --admit-timeout 60`)
+as `claude -p \"/cmd args\" --output-format json`. A suggestion is at most 4 KiB. Up to 3 attempts,
 5 s apart; on success the file is deleted, after the last failure (or when the command is
 refused) it moves to `.claude/next_command.failed.txt` with the reason.
 Exit: 0 consumed or nothing to do (and always after --watch is stopped by Ctrl-C/SIGTERM/SIGHUP),
@@ -77,12 +78,16 @@ pub struct ConsumeArgs {
 /// Run `qw suggest`.
 pub fn run_suggest(ctx: &Ctx, args: SuggestArgs) -> CmdResult {
     let text = args.command.trim();
+    if text.len() > MAX_SUGGESTION_BYTES {
+        return Err(CliError::usage(format!(
+            "refused suggestion `{}`: it is {} bytes, over the {MAX_SUGGESTION_BYTES}-byte limit of a command",
+            quote(text),
+            text.len()
+        )));
+    }
     let suggestion = validate::validate_suggestion(text).map_err(|r| {
-        CliError::usage(format!(
-            "refused suggestion `{}`: {r}",
-            text.escape_default()
-        ))
-        .hint("suggest a qw or slash command such as \"/workflow-continue NAME\"")
+        CliError::usage(format!("refused suggestion `{}`: {r}", quote(text)))
+            .hint("suggest a qw or slash command such as \"/workflow-continue NAME\"")
     })?;
     let path = ctx.project.next_command_file();
     crate::fs::create_dir_all(ctx.project.claude_dir())
@@ -258,9 +263,14 @@ impl Consumer<'_> {
                 Err(e) if e.interrupted().is_some() => {
                     // Another consumer holds it; the suggestion stays for later.
                     crate::diag!("qw: {e}");
-                    let text = crate::fs::read_to_string(&path).unwrap_or_default();
+                    let text = match crate::fs::read_regular(&path, MAX_SUGGESTION_BYTES) {
+                        Ok(crate::fs::Bounded::Whole(b)) => {
+                            String::from_utf8_lossy(&b).into_owned()
+                        }
+                        _ => String::new(),
+                    };
                     return Ok(Outcome::Interrupted {
-                        command: text.trim().escape_default().to_string(),
+                        command: quote(text.trim()),
                     });
                 }
                 Err(e) => {
@@ -270,33 +280,62 @@ impl Consumer<'_> {
                         .fold(CliError::failed(e.to_string()), CliError::hint));
                 }
             };
-        let bytes = match crate::fs::read(&path) {
+        // Only a regular file, never more than a suggestion can be: a FIFO there must not
+        // hang us, a symlink to /dev/zero must not eat the memory.
+        let seen = match crate::fs::read_regular(&path, MAX_SUGGESTION_BYTES) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Nothing),
+            Err(e) if crate::fs::is_refused(&e) => {
+                // Not a file anyone could have suggested with `qw suggest`: remove the
+                // entry (never what a symlink points to) so a watcher does not trip over it
+                // forever; a directory is removed only when empty.
+                let reason = format!("refused: {e}");
+                self.record_failure("(not a regular file)", &reason, None, None)?;
+                remove_entry(&path)?;
+                return Ok(Outcome::Rejected {
+                    command: path.display().to_string(),
+                    reason: e.to_string(),
+                });
+            }
             Err(e) => return Err(CliError::failed(e.to_string())),
+        };
+        let bytes = match &seen {
+            crate::fs::Bounded::Whole(b) => b.clone(),
+            crate::fs::Bounded::TooBig { len, head } => {
+                let shown = quote(&String::from_utf8_lossy(head));
+                let reason = format!(
+                    "the suggestion is {len} bytes, over the {MAX_SUGGESTION_BYTES}-byte limit of a command"
+                );
+                self.record_failure(&shown, &format!("refused: {reason}"), None, None)?;
+                remove_if_unchanged(&path, &seen)?;
+                return Ok(Outcome::Rejected {
+                    command: shown,
+                    reason,
+                });
+            }
         };
         let original = match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
                 // Not text: refuse it like any other bad suggestion, and move it aside so
                 // a watcher does not trip over it forever.
-                let shown = String::from_utf8_lossy(e.as_bytes()).into_owned();
-                let reason = "refused: the suggestion is not valid UTF-8 text".to_owned();
-                self.record_failure(&shown, &reason, None, None)?;
-                crate::fs::remove_file(&path).map_err(|e| CliError::failed(e.to_string()))?;
+                let shown = quote(&String::from_utf8_lossy(e.as_bytes()));
+                let reason = "the suggestion is not valid UTF-8 text".to_owned();
+                self.record_failure(&shown, &format!("refused: {reason}"), None, None)?;
+                remove_if_unchanged(&path, &seen)?;
                 return Ok(Outcome::Rejected {
-                    command: shown.escape_default().to_string(),
+                    command: shown,
                     reason,
                 });
             }
         };
         let text = original.trim().to_owned();
-        let shown = text.escape_default().to_string();
+        let shown = quote(&text);
         let suggestion = match validate::validate_suggestion(&text) {
             Ok(s) => s,
             Err(r) => {
                 let reason = format!("refused: {r}");
-                self.give_up(&original, &text, &reason, None, None)?;
+                self.give_up(&seen, &text, &reason, None, None)?;
                 return Ok(Outcome::Rejected {
                     command: shown,
                     reason: r.to_string(),
@@ -306,7 +345,7 @@ impl Consumer<'_> {
         let argv = match self.argv_for(&suggestion) {
             Ok(a) => a,
             Err(reason) => {
-                self.give_up(&original, &text, &reason, None, None)?;
+                self.give_up(&seen, &text, &reason, None, None)?;
                 return Ok(Outcome::Failed {
                     command: shown,
                     reason,
@@ -325,7 +364,7 @@ impl Consumer<'_> {
                 return Ok(Outcome::Interrupted { command: shown });
             }
             if code == 0 {
-                remove_if_unchanged(&path, &original)?;
+                remove_if_unchanged(&path, &seen)?;
                 return Ok(Outcome::Consumed {
                     command: shown,
                     attempts: attempt,
@@ -343,7 +382,7 @@ impl Consumer<'_> {
             if code == exit::EXEC_NOT_FOUND || code == exit::EXEC_NOT_EXECUTABLE {
                 last = format!("{last} (not retried: the program could not be started)");
                 let reason = format!("{last} on attempt {attempt}");
-                self.give_up(&original, &text, &reason, Some(attempt), Some(code))?;
+                self.give_up(&seen, &text, &reason, Some(attempt), Some(code))?;
                 return Ok(Outcome::Failed {
                     command: shown,
                     reason,
@@ -354,7 +393,7 @@ impl Consumer<'_> {
             }
         }
         let reason = format!("{last} on each of {attempts} attempt(s)");
-        self.give_up(&original, &text, &reason, Some(attempts), None)?;
+        self.give_up(&seen, &text, &reason, Some(attempts), None)?;
         Ok(Outcome::Failed {
             command: shown,
             reason,
@@ -366,18 +405,19 @@ impl Consumer<'_> {
         let qw = std::env::current_exe()
             .map_err(|e| format!("cannot find the running qw executable: {e}"))?;
         let root = self.ctx.project.root().as_os_str().to_owned();
-        let mut argv: Vec<OsString> = vec![
-            qw.clone().into(),
-            "-C".into(),
-            root.clone(),
-            "exec".into(),
-            "--admit=normal".into(),
-            // CONTRACT §7: consume waits at most 60 s for admission per attempt.
-            "--admit-timeout".into(),
-            "60".into(),
-            "--no-record".into(),
-            "--".into(),
-        ];
+        let mut argv: Vec<OsString> =
+            vec![qw.clone().into(), "-C".into(), root.clone(), "exec".into()];
+        // qw's own commands are not admitted as one task: the work inside them is (each
+        // workflow task takes its own slot while it runs). Admitting `qw workflow-auto`
+        // as a whole would hold a slot for its whole life, and deadlock it against its own
+        // tasks at `max_concurrent: 1`.
+        if matches!(s, Suggestion::Slash { .. }) {
+            argv.extend(
+                // CONTRACT §7: consume waits at most 60 s for admission per attempt.
+                ["--admit=normal", "--admit-timeout", "60"].map(OsString::from),
+            );
+        }
+        argv.extend(["--no-record", "--"].map(OsString::from));
         match s {
             Suggestion::Qw { args, .. } => {
                 argv.extend([qw.into(), "-C".into(), root]);
@@ -470,7 +510,7 @@ impl Consumer<'_> {
     /// Move the suggestion to the failed file with its reason, and record the error.
     fn give_up(
         &self,
-        original: &str,
+        original: &crate::fs::Bounded,
         text: &str,
         reason: &str,
         attempt: Option<u32>,
@@ -491,16 +531,13 @@ impl Consumer<'_> {
     ) -> Result<(), CliError> {
         let project = &self.ctx.project;
         let failed = project.next_command_failed_file();
-        let mut body = match crate::fs::read_to_string(&failed) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(CliError::failed(e.to_string())),
-        };
-        body.push_str(&format!(
+        // One append: the earlier records are never read (the file may be huge, or not a
+        // file at all) nor rewritten.
+        let record = format!(
             "{text}\n# failed at {}: {reason}\n",
             chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
-        ));
-        crate::fs::write_durable(&failed, body.as_bytes())
+        );
+        crate::fs::append_regular(&failed, record.as_bytes())
             .map_err(|e| CliError::failed(e.to_string()))?;
         let context = ErrorContext {
             command: Some("consume".into()),
@@ -608,15 +645,55 @@ fn start_watcher(
     }
 }
 
-/// Delete the suggestion file unless someone wrote a new suggestion meanwhile.
-fn remove_if_unchanged(path: &Path, original: &str) -> Result<(), CliError> {
-    match crate::fs::read_to_string(path) {
-        Ok(now) if now == original => {
+/// The most `consume` reads of a suggestion: a command line, not a document.
+pub const MAX_SUGGESTION_BYTES: usize = 4096;
+
+/// How much of a suggestion messages and `next_command.failed.txt` quote.
+const QUOTE_BYTES: usize = 200;
+
+/// `text` escaped for one line, cut after [`QUOTE_BYTES`] (saying how long it was).
+fn quote(text: &str) -> String {
+    if text.len() <= QUOTE_BYTES {
+        return text.escape_default().to_string();
+    }
+    let mut end = QUOTE_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", text[..end].escape_default(), text.len())
+}
+
+/// Delete the suggestion file unless someone wrote a new suggestion meanwhile (what is
+/// there now differs from what was read: `qw suggest` replaces the file by rename).
+fn remove_if_unchanged(path: &Path, original: &crate::fs::Bounded) -> Result<(), CliError> {
+    match crate::fs::read_regular(path, MAX_SUGGESTION_BYTES) {
+        Ok(now) if &now == original => {
             crate::fs::remove_file(path).map_err(|e| CliError::failed(e.to_string()))
         }
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        // Replaced by something that is not a file: the next round deals with it.
+        Err(e) if crate::fs::is_refused(&e) => Ok(()),
         Err(e) => Err(CliError::failed(e.to_string())),
+    }
+}
+
+/// Remove what is at `path` without following it: a FIFO, socket or symlink is unlinked,
+/// a directory removed only when empty (else an error naming it).
+fn remove_entry(path: &Path) -> Result<(), CliError> {
+    let is_dir = crate::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+    let removed = if is_dir {
+        fs_err::remove_dir(path)
+    } else {
+        crate::fs::remove_file(path)
+    };
+    match removed {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CliError::usage(format!(
+            "`{}` is not a suggestion file and cannot be removed ({e}); remove it yourself",
+            path.display()
+        ))),
     }
 }
 

@@ -28,6 +28,9 @@ impl From<ScaffoldError> for CliError {
         match e {
             ScaffoldError::Settings(s) => CliError::from(s),
             ScaffoldError::NotAFile { .. } => CliError::usage(e.to_string()),
+            ScaffoldError::Io(ref io) if crate::fs::is_refused(io) => {
+                CliError::usage(e.to_string())
+            }
             ScaffoldError::Io(_) => CliError::failed(e.to_string()),
         }
     }

@@ -56,6 +56,7 @@ impl From<SpecError> for CliError {
             SpecError::EmptyDescription { .. } | SpecError::Tasks(_) => {
                 CliError::usage(e.to_string())
             }
+            SpecError::Io(ref io) if crate::fs::is_refused(io) => CliError::usage(e.to_string()),
             SpecError::Io(_) => CliError::failed(e.to_string()),
         }
     }

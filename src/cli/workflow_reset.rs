@@ -7,6 +7,8 @@ use clap::Args;
 use super::out::outln;
 use super::state_backup::to_json;
 use super::{CliError, CmdResult, Ctx};
+use crate::cancel::Cancel;
+use crate::fs::{Holder, LockError, LockTimeout, LockedFile};
 use crate::names::{NameKind, validate};
 use crate::state::StateStore;
 use crate::state::reset::{ResetMode, ResetReport, reset};
@@ -20,6 +22,9 @@ the last completed phase, the spec's errors are cleared; no file is touched.
 Hard: the spec folder is copied to .claude/backups/workflows/<spec>_<time>/, then
 design.md, tasks.md and reports are removed (requirements.md stays), the spec's tasks are
 cleared and it returns to design_creation. Asks on a terminal unless --yes.
+While a workflow of the spec runs, the reset is refused (exit 2, naming the workflow's
+pid); with --wait it waits for that workflow to end (up to QW_LOCK_TIMEOUT; Ctrl-C stops
+the wait) and holds the spec's workflow lock while it resets, so none starts meanwhile.
 
 Example:
   qw workflow-reset user-auth
@@ -33,6 +38,9 @@ pub struct WorkflowResetArgs {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// If the spec's workflow is running, wait for it to end instead of refusing.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 /// Run `qw workflow-reset`.
@@ -46,7 +54,12 @@ pub fn run(ctx: &Ctx, args: WorkflowResetArgs) -> CmdResult {
     if args.hard && !args.yes {
         confirm(ctx, &args.spec)?;
     }
+    // Held until the reset is done: a running workflow would die on a missing tasks.md
+    // and leave the state claiming it finished.
+    let workflow = hold_workflow(ctx, &args.spec, args.wait)?;
     let report = reset(&StateStore::new(&ctx.project), &args.spec, mode)?;
+    // `prune` takes the lock itself (a lock of ours would look like a running workflow).
+    drop(workflow);
     if ctx.global.json {
         outln!("{}", to_json(&report)?)?;
     } else {
@@ -65,6 +78,52 @@ pub fn run(ctx: &Ctx, args: WorkflowResetArgs) -> CmdResult {
         }
     }
     Ok(0)
+}
+
+/// Take the spec's workflow lock (the one every running workflow of it holds): at once,
+/// or refuse naming the workflow's pid; with `wait`, wait for it like any lock (bounded by
+/// `QW_LOCK_TIMEOUT`, ended by a signal). `None` when no workflow ever ran and the spec
+/// has no folder (nothing can be pulled from under anyone, and nothing is created).
+fn hold_workflow(ctx: &Ctx, spec: &str, wait: bool) -> Result<Option<LockedFile>, CliError> {
+    let path = ctx.project.workflow_lock_file(spec);
+    if !path.exists() && !ctx.project.spec_dir(spec).is_dir() {
+        return Ok(None);
+    }
+    crate::fs::create_dir_all(crate::fs::parent_dir(&path))
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    let lock_failed = |e: LockError| {
+        let code = match e.interrupted() {
+            Some(sig) => crate::exit::EXEC_SIGNAL_BASE + sig,
+            None => crate::exit::FAILED,
+        };
+        e.hints()
+            .into_iter()
+            .fold(CliError::with_code(code, e.to_string()), CliError::hint)
+    };
+    if let Some(lock) = LockedFile::try_acquire(&path).map_err(lock_failed)? {
+        return Ok(Some(lock));
+    }
+    if !wait {
+        let holder = LockedFile::probe(&path)
+            .ok()
+            .flatten()
+            .unwrap_or_else(Holder::unknown);
+        let err = CliError::usage(format!(
+            "the workflow of spec `{spec}` is running ({holder}); a reset now would pull its files from under it"
+        ))
+        .hint(format!(
+            "wait for it, stop it, or pass --wait: `qw workflow-reset {spec} --wait`"
+        ));
+        return Err(holder.hints(&path).into_iter().fold(err, CliError::hint));
+    }
+    LockedFile::acquire(
+        &path,
+        format!("the workflow of spec `{spec}`"),
+        &LockTimeout::from_env(),
+        &Cancel::process(),
+    )
+    .map(Some)
+    .map_err(lock_failed)
 }
 
 fn confirm(ctx: &Ctx, spec: &str) -> Result<(), CliError> {
@@ -112,6 +171,12 @@ fn print_report(r: &ResetReport) -> Result<(), CliError> {
             }
             for f in &r.removed_files {
                 outln!("removed `{}`", f.display())?;
+            }
+            for f in &r.skipped_files {
+                outln!(
+                    "not copied to the backup (not a regular file, folder or symlink): `{}`",
+                    f.display()
+                )?;
             }
             outln!(
                 "hard reset of `{}`: {} task(s) cleared, {} error(s) cleared, phase {}",

@@ -136,7 +136,7 @@ pub(crate) fn parse_state(path: &Path, bytes: &[u8]) -> StateRead {
 
 /// Read the state file's bytes; `Ok(None)` when it does not exist.
 pub(crate) fn read_state_bytes(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    match crate::fs::read(path) {
+    match crate::state::read_state_file(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),

@@ -136,7 +136,9 @@ impl Executor for LocalExecutor {
                 let _ = kill(pid, sig);
             }
         };
-        let text = crate::fs::read_to_string(&report_path).map_err(|e| {
+        // The run folder is reachable by the program it ran: read only a regular file,
+        // and no more than any report can be.
+        let text = crate::fs::read_regular_text(&report_path, 16 << 20).map_err(|e| {
             ExecError::Supervisor(format!(
                 "supervisor exited with {status} and no report: {e}"
             ))

@@ -56,6 +56,75 @@ pub fn read_regular(path: &Path, max: usize) -> io::Result<Bounded> {
     Ok(Bounded::Whole(bytes))
 }
 
+/// [`read_regular`], insisting on the whole file: one bigger than `max` is an
+/// `InvalidData` error naming its size and the bound (only the bound was read).
+pub fn read_regular_whole(path: &Path, max: usize) -> io::Result<Vec<u8>> {
+    match read_regular(path, max)? {
+        Bounded::Whole(bytes) => Ok(bytes),
+        Bounded::TooBig { len, .. } => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "`{}` is {len} bytes, more than the {max} qw reads of such a file",
+                path.display()
+            ),
+        )),
+    }
+}
+
+/// [`read_regular_whole`] decoded as UTF-8. Bytes that are not UTF-8 are an
+/// `InvalidData` error naming the path, the line and the byte offset of the first one.
+pub fn read_regular_text(path: &Path, max: usize) -> io::Result<String> {
+    let bytes = read_regular_whole(path, max)?;
+    String::from_utf8(bytes).map_err(|e| not_utf8(path, e.as_bytes(), e.utf8_error()))
+}
+
+/// The error for bytes of `path` that are not UTF-8.
+pub fn not_utf8(path: &Path, bytes: &[u8], e: std::str::Utf8Error) -> io::Error {
+    let at = e.valid_up_to();
+    let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "`{}` line {line} is not valid UTF-8 text (byte offset {at}); save it as UTF-8",
+            path.display()
+        ),
+    )
+}
+
+/// True for the errors the functions here return when they refuse a file (not a regular
+/// file, too big, not UTF-8) rather than failing to read it: bad input, not a broken disk.
+pub fn is_refused(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
+    )
+}
+
+/// Copy the regular file at `from` (through symlinks to regular files) to `to`, which
+/// must not exist yet, and fsync the copy. Checked like [`read_regular`], so a FIFO or a
+/// device is refused (`InvalidInput`, naming what it is) without blocking and without
+/// anything being created. Returns the bytes copied.
+pub fn copy_regular(from: &Path, to: &Path) -> io::Result<u64> {
+    let meta = std::fs::metadata(from).map_err(|e| with_path(e, "inspect", from))?;
+    check_kind(from, &meta)?;
+    let mut src = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(from)
+        .map_err(|e| with_path(e, "open", from))?;
+    let meta = src.metadata().map_err(|e| with_path(e, "inspect", from))?;
+    check_kind(from, &meta)?;
+    let mut dst = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(to)
+        .map_err(|e| with_path(e, "create", to))?;
+    let n = io::copy(&mut src, &mut dst).map_err(|e| with_path(e, "copy into", to))?;
+    let _ = dst.set_permissions(meta.permissions());
+    dst.sync_all().map_err(|e| with_path(e, "fsync", to))?;
+    Ok(n)
+}
+
 /// Append `bytes` to the regular file at `path` (created if missing, through symlinks to
 /// regular files) in one `write` to an `O_APPEND` descriptor, then fsync it: concurrent
 /// appenders never interleave inside a record, and the earlier contents are never read or
@@ -176,5 +245,50 @@ mod tests {
         append_regular(&path, b"one\n").unwrap();
         append_regular(&path, b"two\n").unwrap();
         assert_eq!(crate::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
+    }
+
+    #[test]
+    fn text_names_the_line_of_bytes_that_are_not_utf8_and_whole_refuses_too_big() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tasks.md");
+        crate::fs::write(&path, b"- [ ] 1. A\n- [ ] 2. B\n- [ ] 3. \xff\xfe\n").unwrap();
+        let err = read_regular_text(&path, 1024).unwrap_err();
+        assert!(is_refused(&err));
+        let msg = err.to_string();
+        assert!(msg.contains("tasks.md") && msg.contains("line 3"), "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
+        crate::fs::write(&path, "é".repeat(100)).unwrap();
+        assert_eq!(read_regular_text(&path, 200).unwrap(), "é".repeat(100));
+        let err = read_regular_whole(&path, 10).unwrap_err();
+        assert!(is_refused(&err));
+        assert!(err.to_string().contains("200 bytes"), "{err}");
+    }
+
+    #[test]
+    fn copies_regular_files_and_refuses_special_ones_without_creating_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        crate::fs::write(&src, b"data").unwrap();
+        let dst = dir.path().join("dst");
+        assert_eq!(copy_regular(&src, &dst).unwrap(), 4);
+        assert_eq!(crate::fs::read(&dst).unwrap(), b"data");
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let sock = dir.path().join("sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let zero = dir.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        for (from, what) in [
+            (&fifo, "a FIFO"),
+            (&sock, "a socket"),
+            (&zero, "a character device"),
+        ] {
+            let to = dir.path().join("copy");
+            let err = copy_regular(from, &to).unwrap_err();
+            assert!(err.to_string().contains(what), "{err}");
+            assert!(!to.exists());
+            let err = read_regular(from, 10).unwrap_err();
+            assert!(err.to_string().contains(what), "{err}");
+        }
     }
 }

@@ -27,9 +27,12 @@ pub struct SettingsFile {
 }
 
 impl SettingsFile {
-    /// Read `path`; a missing file is an empty object.
+    /// Read `path`; a missing file is an empty object. Only a regular file of at most
+    /// [`MAX_SETTINGS_BYTES`](super::MAX_SETTINGS_BYTES) is read: a FIFO, a device, a
+    /// directory or a socket there is refused without blocking, as an error for which
+    /// [`SettingsError::is_usage`] is true.
     pub fn load(path: &Path) -> Result<SettingsFile, SettingsError> {
-        match crate::fs::read(path) {
+        match crate::fs::read_regular_whole(path, super::MAX_SETTINGS_BYTES) {
             Ok(bytes) => Self::parse_bytes(path, &bytes),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Self::absent(path)),
             Err(e) => Err(e.into()),

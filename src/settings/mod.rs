@@ -74,10 +74,17 @@ pub enum SettingsError {
     Io(#[from] io::Error),
 }
 
+/// The most qw reads of a settings file.
+pub const MAX_SETTINGS_BYTES: usize = 16 << 20;
+
 impl SettingsError {
-    /// True when the file's contents are at fault (exit 2), not the disk.
+    /// True when the file's contents are at fault (exit 2), not the disk: also when it is
+    /// not a regular file or is too big ([`crate::fs::is_refused`]).
     pub fn is_usage(&self) -> bool {
-        !matches!(self, SettingsError::Io(_))
+        match self {
+            SettingsError::Io(e) => crate::fs::is_refused(e),
+            _ => true,
+        }
     }
 
     /// The next step to suggest.

@@ -17,6 +17,19 @@ pub mod tasks;
 
 pub use tasks::{Task, TaskList, TasksError};
 
+/// The most qw reads of a spec or steering document: far above any real one, far below
+/// what would exhaust memory.
+pub const MAX_DOCUMENT_BYTES: usize = 16 << 20;
+
+/// Read a spec or steering document (`tasks.md`, `requirements.md`, …) as text. Only a
+/// regular file is opened (a FIFO, a device or a symlink to one is refused without
+/// blocking, see [`crate::fs::read_regular`]), at most [`MAX_DOCUMENT_BYTES`] of it, and
+/// it must be UTF-8: each refusal is an error naming the file (and for bad bytes, the
+/// line) for which [`crate::fs::is_refused`] is true.
+pub fn read_document(path: &Path) -> io::Result<String> {
+    crate::fs::read_regular_text(path, MAX_DOCUMENT_BYTES)
+}
+
 /// Errors creating or reading specs.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -101,7 +114,7 @@ impl Spec {
     /// Parse tasks.md; `Ok(None)` when it does not exist. Errors name the file and line.
     pub fn load_tasks(&self) -> Result<Option<TaskList>, SpecError> {
         let path = self.tasks_path();
-        let text = match crate::fs::read_to_string(&path) {
+        let text = match read_document(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),

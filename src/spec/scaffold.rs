@@ -364,10 +364,19 @@ fn content_hash(bytes: &[u8]) -> String {
     format!("fnv1a64:{h:016x}")
 }
 
+/// The most init reads of a file it compares with its template (or of its manifest).
+const MAX_READ: usize = 16 << 20;
+
 fn load_manifest(path: &Path, warnings: &mut Vec<String>) -> Result<Manifest, ScaffoldError> {
-    let text = match crate::fs::read_to_string(path) {
+    let text = match crate::fs::read_regular_text(path, MAX_READ) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Manifest::default()),
+        Err(e) if crate::fs::is_refused(&e) => {
+            warnings.push(format!(
+                "{e}; treating every existing file that differs from its template as edited by you"
+            ));
+            return Ok(Manifest::default());
+        }
         Err(e) => return Err(e.into()),
     };
     match serde_json::from_str::<Manifest>(&text) {
@@ -428,7 +437,7 @@ pub fn init(project: &Project, mut settings: SettingsFile) -> Result<InitReport,
         if path.is_dir() {
             return Err(ScaffoldError::NotAFile { path });
         }
-        let current = match crate::fs::read(&path) {
+        let current = match crate::fs::read_regular_whole(&path, MAX_READ) {
             Ok(b) => Some(b),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e.into()),

@@ -764,7 +764,7 @@ pub fn tick_file(path: &Path, id: &str) -> Result<Vec<String>, TasksError> {
 
 /// [`tick_file`] for several leaves at once: one read, one durable write.
 pub fn tick_file_many(path: &Path, ids: &[String]) -> Result<Vec<String>, TasksError> {
-    let text = crate::fs::read_to_string(path)?;
+    let text = super::read_document(path)?;
     let list = TaskList::parse(&text).map_err(|e| e.in_file(path))?;
     let mut leaves = Vec::with_capacity(ids.len());
     for id in ids {

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::StateError;
 use super::schema::UnifiedState;
-use super::store::{StateStore, parse};
+use super::store::{StateStore, parse, read_state_file};
 use crate::names::{NameKind, validate};
 use crate::project::Project;
 
@@ -96,7 +96,7 @@ pub fn newest_valid(dir: &Path) -> Result<Option<(PathBuf, Vec<u8>, UnifiedState
         if file_name(&path).starts_with(CORRUPTED_PREFIX) {
             continue;
         }
-        let Ok(bytes) = crate::fs::read(&path) else {
+        let Ok(bytes) = read_state_file(&path) else {
             continue;
         };
         if let Ok(Ok(state)) = parse(&path, &bytes) {
@@ -116,7 +116,22 @@ fn file_name(path: &Path) -> String {
 pub fn list(project: &Project) -> Result<Vec<BackupInfo>, StateError> {
     let mut out = Vec::new();
     for (path, t) in json_files(&project.state_backups_dir())? {
-        let bytes = crate::fs::read(&path)?;
+        let bytes = match read_state_file(&path) {
+            Ok(b) => b,
+            // A backup that is not a regular file or too big is listed as invalid.
+            Err(e) if crate::fs::is_refused(&e) => {
+                out.push(BackupInfo {
+                    name: strip_json(&file_name(&path)).to_owned(),
+                    modified: DateTime::<Local>::from(t),
+                    size: crate::fs::metadata(&path).map_or(0, |m| m.len()),
+                    path,
+                    valid: false,
+                    summary: format!("invalid: {e}"),
+                });
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let (valid, summary) = match parse(&path, &bytes) {
             Ok(Ok(s)) => (true, s.phase_summary()),
             Ok(Err(reason)) => (false, format!("invalid: {reason}")),
@@ -156,7 +171,16 @@ pub fn restore(store: &StateStore, name: &str) -> Result<RestoreReport, StateErr
             dir,
         });
     }
-    let bytes = crate::fs::read(&path)?;
+    let bytes = match read_state_file(&path) {
+        Ok(b) => b,
+        Err(e) if crate::fs::is_refused(&e) => {
+            return Err(StateError::InvalidBackup {
+                path,
+                reason: e.to_string(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     if let Err(reason) = parse(&path, &bytes)? {
         return Err(StateError::InvalidBackup { path, reason });
     }

@@ -25,7 +25,8 @@ pub use schema::{
     AgentPerformance, Agents, CommandRecord, Commands, CompletedPhase, ErrorRecord, Phase,
     Resources, Session, Spec, SpecFiles, Task, TaskStatus, UnifiedState, Workflow,
 };
-pub use store::StateStore;
+pub(crate) use store::read_state_file;
+pub use store::{MAX_STATE_BYTES, StateStore};
 pub use timestamp::Timestamp;
 
 use crate::project::Project;
@@ -102,7 +103,7 @@ impl StateError {
                 | StateError::BackupNotFound { .. }
                 | StateError::BackupExists { .. }
                 | StateError::SpecNotFound { .. }
-        )
+        ) || matches!(self, StateError::Io(e) if crate::fs::is_refused(e))
     }
 
     /// The signal that interrupted a wait for the lock, if that is what happened.
@@ -126,6 +127,9 @@ impl StateError {
         Some(match self {
             StateError::Io(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                 "make `.claude/` writable for this user; the previous state is intact"
+            }
+            StateError::Io(e) if crate::fs::is_refused(e) => {
+                "replace it with a regular file, or restore a backup with `qw state-backup --restore NAME`"
             }
             StateError::Io(_) => {
                 "check free disk space and permissions of `.claude/`; the previous state is intact"

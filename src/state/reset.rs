@@ -1,5 +1,6 @@
 //! `workflow-reset` (CONTRACT §5): the pure state changes of a soft or hard reset, and
-//! the file work of a hard reset (copy the spec folder to backups, remove generated
+//! the file work of a hard reset (copy the spec folder to backups — regular files, folders
+//! and symlinks only, never opening a FIFO or device — remove generated
 //! documents). The state is always backed up first.
 
 use std::path::{Path, PathBuf};
@@ -47,6 +48,11 @@ pub struct ResetReport {
     pub workflow_backup: Option<PathBuf>,
     /// Hard: the generated documents removed.
     pub removed_files: Vec<PathBuf>,
+    /// Hard: entries of the spec folder not copied to the backup because they are not
+    /// regular files, folders or symlinks (a FIFO, a socket, a device): reading one could
+    /// block forever while the state lock is held.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped_files: Vec<PathBuf>,
     /// The state changes.
     pub changes: StateChanges,
 }
@@ -178,6 +184,7 @@ pub fn reset(store: &StateStore, name: &str, mode: ResetMode) -> Result<ResetRep
     let state_backup = store.backup_locked(&lock, None, &format!("pre_reset_{name}"))?;
     let mut workflow_backup = None;
     let mut removed_files = Vec::new();
+    let mut skipped_files = Vec::new();
     let changes = match mode {
         ResetMode::Soft => soft_reset(&mut state, name).unwrap_or_else(|| StateChanges {
             phase: "(not in state)".into(),
@@ -188,7 +195,7 @@ pub fn reset(store: &StateStore, name: &str, mode: ResetMode) -> Result<ResetRep
                 let root = project.workflow_backups_dir();
                 crate::fs::create_dir_all(&root)?;
                 let dest = unique_path(&root, &format!("{name}_{}", stamp()), "");
-                copy_dir(&spec_dir, &dest)?;
+                copy_dir(&spec_dir, &dest, &mut skipped_files)?;
                 crate::fs::sync_dir(&root)?;
                 workflow_backup = Some(dest);
                 removed_files = remove_generated(&spec_dir)?;
@@ -205,6 +212,7 @@ pub fn reset(store: &StateStore, name: &str, mode: ResetMode) -> Result<ResetRep
         state_backup,
         workflow_backup,
         removed_files,
+        skipped_files,
         changes,
     })
 }
@@ -227,22 +235,31 @@ fn remove_generated(dir: &Path) -> Result<Vec<PathBuf>, StateError> {
 }
 
 /// Copy a folder recursively, files fsynced; symlinks are copied as links (never followed,
-/// so a link cannot pull files from outside the spec into the backup).
-fn copy_dir(src: &Path, dst: &Path) -> Result<(), StateError> {
+/// so a link cannot pull files from outside the spec into the backup). Anything else (a
+/// FIFO, a socket, a device, or a file swapped for one while we copy) is never opened
+/// for reading — that could block forever — and is listed in `skipped`.
+fn copy_dir(src: &Path, dst: &Path, skipped: &mut Vec<PathBuf>) -> Result<(), StateError> {
     crate::fs::create_dir_all(dst)?;
     for entry in crate::fs::read_dir(src)? {
         let entry = entry?;
         let kind = entry.file_type()?;
         let to = dst.join(entry.file_name());
         if kind.is_dir() {
-            copy_dir(&entry.path(), &to)?;
+            copy_dir(&entry.path(), &to, skipped)?;
         } else if kind.is_symlink() {
             let target = fs_err::read_link(entry.path())?;
             std::os::unix::fs::symlink(&target, &to)
                 .map_err(|e| crate::fs::with_path(e, "create symlink", &to))?;
+        } else if !kind.is_file() {
+            skipped.push(entry.path());
         } else {
-            crate::fs::copy(entry.path(), &to)?;
-            crate::fs::File::open(&to)?.sync_all()?;
+            match crate::fs::copy_regular(&entry.path(), &to) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                    skipped.push(entry.path());
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     crate::fs::sync_dir(dst)?;

@@ -15,6 +15,17 @@ use super::timestamp::Timestamp;
 use crate::cancel::Cancel;
 use crate::project::Project;
 
+/// The most qw reads of a state or backup file (a bigger one is treated as corrupt): far
+/// above any real state (10 000 tasks take a few MB), far below what would exhaust memory.
+pub const MAX_STATE_BYTES: usize = 256 << 20;
+
+/// Read a state or backup file: only a regular file (never a FIFO, a device or a symlink
+/// to one: those are refused with an error naming what they are, see
+/// [`crate::fs::read_regular`]), never more than [`MAX_STATE_BYTES`].
+pub(crate) fn read_state_file(path: &Path) -> io::Result<Vec<u8>> {
+    crate::fs::read_regular_whole(path, MAX_STATE_BYTES)
+}
+
 /// Prefix of the temp files `write_durable` creates beside the state.
 const TEMP_PREFIX: &str = ".unified_state.json.tmp";
 
@@ -144,7 +155,7 @@ impl StateStore {
         name: Option<&str>,
         prefix: &str,
     ) -> Result<Option<PathBuf>, StateError> {
-        let bytes = match crate::fs::read(self.path()) {
+        let bytes = match read_state_file(&self.path()) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
@@ -219,8 +230,13 @@ impl StateStore {
 
     fn read(&self) -> Result<Read, StateError> {
         let path = self.path();
-        let bytes = match crate::fs::read(&path) {
-            Ok(b) => b,
+        let bytes = match crate::fs::read_regular(&path, MAX_STATE_BYTES) {
+            Ok(crate::fs::Bounded::Whole(b)) => b,
+            Ok(crate::fs::Bounded::TooBig { len, .. }) => {
+                return Ok(Read::Corrupt(format!(
+                    "it is {len} bytes, more than the {MAX_STATE_BYTES} qw reads of a state"
+                )));
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Read::Missing),
             Err(e) => return Err(e.into()),
         };

@@ -109,6 +109,9 @@ impl UserError for WorkflowError {
             WorkflowError::State(e) => state_exit_code(e),
             WorkflowError::Record(e) => state_exit_code(e),
             WorkflowError::Git(e) => e.exit_code(),
+            // A tasks.md (or other input file) that is not a regular file, too big or not
+            // UTF-8.
+            WorkflowError::Io(e) if crate::fs::is_refused(e) => exit::USAGE,
             WorkflowError::Tick(_)
             | WorkflowError::WriterGone(_)
             | WorkflowError::Io(_)

@@ -23,6 +23,7 @@ mod output;
 mod settings;
 mod slurm;
 mod spec;
+mod special;
 mod state;
 mod status;
 mod support;
