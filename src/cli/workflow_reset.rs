@@ -8,6 +8,7 @@ use super::out::outln;
 use super::state_backup::{cli_error, to_json};
 use super::{CliError, CmdResult, Ctx};
 use crate::names::{NameKind, validate};
+use crate::project::Project;
 use crate::state::StateStore;
 use crate::state::reset::{ResetMode, ResetReport, reset};
 
@@ -19,7 +20,10 @@ Soft: tasks in_progress/failed/blocked become pending, the phase returns to the 
 the last completed phase, the spec's errors are cleared; no file is touched.
 Hard: the spec folder is copied to .claude/backups/workflows/<spec>_<time>/, then
 design.md, tasks.md and reports are removed (requirements.md stays), the spec's tasks are
-cleared and it returns to design_creation. Asks on a terminal unless --yes.
+cleared and it returns to design_creation. Asks on a terminal unless --yes or the setting
+development_mode.confirmation_prompts is false. A pending suggestion
+(.claude/next_command.txt) that names the spec is moved to next_command.failed.txt, so a
+consumer does not run it against the reset spec.
 
 Example:
   qw workflow-reset user-auth
@@ -43,15 +47,30 @@ pub fn run(ctx: &Ctx, args: WorkflowResetArgs) -> CmdResult {
     } else {
         ResetMode::Soft
     };
-    if args.hard && !args.yes {
+    let prompts = ctx.settings()?.development_mode.confirmation_prompts();
+    if args.hard && !args.yes && prompts {
         confirm(ctx, &args.spec)?;
     }
     let report =
         reset(&StateStore::new(&ctx.project), &args.spec, mode).map_err(|e| cli_error(&e))?;
+    let cleared = if args.hard {
+        clear_suggestion(&ctx.project, &args.spec)?
+    } else {
+        None
+    };
     if ctx.global.json {
-        outln!("{}", to_json(&report)?)?;
+        let mut v = serde_json::to_value(&report)
+            .map_err(|e| CliError::failed(format!("cannot write JSON: {e}")))?;
+        v["cleared_suggestion"] = serde_json::json!(cleared);
+        outln!("{}", to_json(&v)?)?;
     } else {
         print_report(&report)?;
+        if let Some(text) = &cleared {
+            outln!(
+                "cleared the pending suggestion `{text}` (moved to `{}`)",
+                ctx.project.next_command_failed_file().display()
+            )?;
+        }
     }
     // The spec's task worktrees go too (their unmerged work stays on its branches). The
     // reset is done by now: what cannot be pruned is a warning, not a failure.
@@ -66,6 +85,39 @@ pub fn run(ctx: &Ctx, args: WorkflowResetArgs) -> CmdResult {
         }
     }
     Ok(0)
+}
+
+/// A hard reset makes a pending `next_command.txt` that names `spec` stale (it would
+/// continue or implement documents that are gone): move it to `next_command.failed.txt`
+/// with the reason, as `consume` does with a refused one. Returns the command cleared.
+fn clear_suggestion(project: &Project, spec: &str) -> Result<Option<String>, CliError> {
+    let path = project.next_command_file();
+    let text = match crate::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(CliError::failed(e.to_string())),
+    };
+    let command = text.trim();
+    let names_spec = command
+        .split(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+        .any(|w| w == spec);
+    if !names_spec {
+        return Ok(None);
+    }
+    let failed = project.next_command_failed_file();
+    let mut body = match crate::fs::read_to_string(&failed) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(CliError::failed(e.to_string())),
+    };
+    body.push_str(&format!(
+        "{command}\n# cleared at {}: `qw workflow-reset {spec} --hard` reset the spec it names\n",
+        chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+    ));
+    crate::fs::write_durable(&failed, body.as_bytes())
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    crate::fs::remove_file(&path).map_err(|e| CliError::failed(e.to_string()))?;
+    Ok(Some(command.to_owned()))
 }
 
 fn confirm(ctx: &Ctx, spec: &str) -> Result<(), CliError> {

@@ -115,6 +115,10 @@ impl DevMode {
     pub fn auto_backup(&self) -> bool {
         self.get("auto_backup")
     }
+    /// Ask on a terminal before destructive steps (`workflow-reset --hard`).
+    pub fn confirmation_prompts(&self) -> bool {
+        self.get("confirmation_prompts")
+    }
     /// Stop a workflow at the first failed task (the default of `--fail-fast`).
     pub fn fail_fast(&self) -> bool {
         self.get("fail_fast")
