@@ -234,6 +234,7 @@ fn drive(ctx: &Ctx, name: &str, description: &str, options: Options, dry_run: bo
                 total: summary.total,
                 cost_usd: summary.cost_usd,
                 report: summary.report.as_ref().map(|p| p.display().to_string()),
+                agent: options.agent.as_str().to_owned(),
             };
             if !dry_run && let Some(line) = plain_line(&finished) {
                 super::out::line(line)?;

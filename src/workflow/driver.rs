@@ -220,6 +220,7 @@ impl Workflow {
             total: summary.total,
             cost_usd: summary.cost_usd,
             report: summary.report.as_ref().map(|p| p.display().to_string()),
+            agent: self.options.agent.as_str().to_owned(),
         });
         Ok(summary)
     }

@@ -85,6 +85,8 @@ pub enum Event {
         cost_usd: f64,
         /// The report file, if written.
         report: Option<String>,
+        /// The agent that did the work (`claude`, `command`, `offline`).
+        agent: String,
     },
 }
 
@@ -293,8 +295,14 @@ pub fn plain_line(event: &Event) -> Option<String> {
             total,
             cost_usd,
             report,
+            agent,
         } => {
-            let mut line = format!("workflow {result}: {completed}/{total} tasks completed");
+            let mut line = format!(
+                "workflow {result}: {completed}/{total} tasks completed by the {agent} agent"
+            );
+            if agent == super::AgentKind::Offline.as_str() {
+                line.push_str(" (templates and checks only, no code written)");
+            }
             if *cost_usd > 0.0 {
                 line.push_str(&format!(", ${cost_usd:.4} spent"));
             }

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::driver::Ending;
+use super::{AgentKind, OPTIONS_KEY};
 use crate::agent::outcome::AgentRun;
 use crate::spec::tasks::TaskList;
 use crate::state::{TaskStatus, UnifiedState};
@@ -51,6 +52,8 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
         input.duration.as_secs_f64(),
         input.cost_this_run
     );
+    let agent = agent_of(input);
+    let _ = writeln!(out, "| agent | {} |", agent.unwrap_or("unknown"));
     if let Some(spec) = spec {
         let _ = writeln!(out, "| phase | {} |", spec.current_phase);
         let _ = writeln!(out, "| progress | {:.0}% |", spec.progress_percentage);
@@ -63,6 +66,9 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
             run.outcome,
             one_line(&run.evidence)
         );
+    }
+    if agent == Some(AgentKind::Offline.as_str()) {
+        offline_section(&mut out, input.tasks);
     }
     if let Some(spec) = spec {
         if !spec.completed_phases.is_empty() {
@@ -115,6 +121,48 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
     out
 }
 
+/// The agent the workflow ran with, as saved in the spec's options.
+fn agent_of<'a>(input: &'a ReportInput<'_>) -> Option<&'a str> {
+    input
+        .state
+        .specifications
+        .get(input.name)?
+        .extra
+        .get(OPTIONS_KEY)?
+        .get("agent")?
+        .as_str()
+}
+
+/// What the offline agent did, plainly: no code, template documents, and the checks its
+/// tasks ran (a task passes only on its `_Verify:_` command).
+fn offline_section(out: &mut String, tasks: Option<&TaskList>) {
+    let _ = writeln!(
+        out,
+        "\n## What the offline agent did\n\n\
+         **No code was written.** The offline agent is built into qw: it filled the \
+         requirements, design and tasks documents from templates and the description, and \
+         for each task it only ran the task's `_Verify:_` check (a task without one \
+         fails). Run the workflow with `--agent claude` (or `--agent command`) to have the \
+         tasks implemented.\n"
+    );
+    let leaves = tasks.map(TaskList::leaves).unwrap_or_default();
+    if leaves.is_empty() {
+        let _ = writeln!(out, "No task ran.");
+        return;
+    }
+    let _ = writeln!(out, "The check each task ran (its `_Verify:_` command):\n");
+    for t in leaves {
+        match &t.verify {
+            Some(cmd) => {
+                let _ = writeln!(out, "- {}: `{}`", t.id, cmd.replace('`', "'"));
+            }
+            None => {
+                let _ = writeln!(out, "- {}: no `_Verify:_` check (the task fails)", t.id);
+            }
+        }
+    }
+}
+
 fn one_line(s: &str) -> String {
     let line = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if line.chars().count() > 300 {
@@ -127,4 +175,62 @@ fn one_line(s: &str) -> String {
 
 fn cell(s: &str) -> String {
     one_line(s).replace('|', "\\|")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Spec;
+
+    fn input_for<'a>(
+        state: &'a UnifiedState,
+        tasks: Option<&'a TaskList>,
+        ending: &'a Ending,
+    ) -> ReportInput<'a> {
+        ReportInput {
+            name: "demo",
+            description: "d",
+            ending,
+            state,
+            tasks,
+            failure: None,
+            duration: Duration::from_secs(1),
+            cost_this_run: 0.0,
+        }
+    }
+
+    fn state_with_agent(agent: &str) -> UnifiedState {
+        let mut state = UnifiedState::new();
+        let mut spec = Spec {
+            name: "demo".into(),
+            ..Spec::default()
+        };
+        spec.extra
+            .insert(OPTIONS_KEY.into(), serde_json::json!({ "agent": agent }));
+        state.specifications.insert("demo".into(), spec);
+        state
+    }
+
+    #[test]
+    fn the_report_names_the_agent_and_an_offline_run_says_no_code_was_written() {
+        let tasks = TaskList::parse(
+            "- [ ] 1. A\n  - _Verify: `test -f x`_\n- [ ] 2. B\n",
+        )
+        .unwrap();
+        let ending = Ending::Completed;
+        for (agent, offline) in [("offline", true), ("claude", false), ("command", false)] {
+            let state = state_with_agent(agent);
+            let text = render(&input_for(&state, Some(&tasks), &ending));
+            assert!(text.contains(&format!("| agent | {agent} |")), "{text}");
+            assert_eq!(text.contains("**No code was written.**"), offline, "{text}");
+            assert_eq!(text.contains("- 1: `test -f x`"), offline, "{text}");
+            assert_eq!(
+                text.contains("- 2: no `_Verify:_` check (the task fails)"),
+                offline,
+                "{text}"
+            );
+        }
+        let unknown = render(&input_for(&UnifiedState::new(), None, &ending));
+        assert!(unknown.contains("| agent | unknown |"), "{unknown}");
+    }
 }
