@@ -40,6 +40,38 @@ pub const DEV_ON_FLAGS: [&str; 9] = [
     "state_monitoring",
 ];
 
+/// What each flag does when true, as `qw dev-mode status` shows it.
+pub fn dev_flag_effect(flag: &str) -> &'static str {
+    match flag {
+        "enabled" => {
+            "limits you did not set tighten: 4 tasks at once, load 0.70, memory 0.60, 1 retry"
+        }
+        "verbose_logging" => "debug-level lines in .claude/logs/",
+        "fail_fast" => "workflows start nothing new after the first failed task (--fail-fast)",
+        "debug_hooks" => "each Claude Code hook of settings.local.json is named in the logs",
+        "resource_monitoring" => "a system_stats snapshot is recorded with each task",
+        "auto_backup" => "the state is backed up at dev-mode on and before each workflow phase",
+        "confirmation_prompts" => "workflow-reset --hard asks on a terminal (off: never asks)",
+        "performance_profiling" => "qw status shows phase timings and task durations",
+        "enhanced_error_reporting" => {
+            "report.md gives each failed task its run folder and the tail of its stderr"
+        }
+        "command_validation" => "qw consume checks a qw suggestion's arguments before it runs it",
+        "state_monitoring" => "qw status shows the state file's size, age, last writer, backups",
+        _ => "",
+    }
+}
+
+/// The admission limits dev mode sets when the user did not set them
+/// (`resource_limits.max_concurrent`, `max_load`, `max_memory`), as the original did.
+pub const DEV_MAX_CONCURRENT: usize = 4;
+/// `resource_limits.max_load` in dev mode.
+pub const DEV_MAX_LOAD: f64 = 0.70;
+/// `resource_limits.max_memory` in dev mode.
+pub const DEV_MAX_MEMORY: f64 = 0.60;
+/// Attempts per task in dev mode (one retry), when `--attempts` is not given.
+pub const DEV_ATTEMPTS: u32 = 2;
+
 /// Key under [`QW_SECTION`] holding the flag values from before `dev-mode on`.
 pub const DEV_PREVIOUS_KEY: &str = "dev_mode_previous";
 
@@ -118,6 +150,22 @@ impl DevMode {
     /// Ask on a terminal before destructive steps (`workflow-reset --hard`).
     pub fn confirmation_prompts(&self) -> bool {
         self.get("confirmation_prompts")
+    }
+    /// Report failed tasks with their run folder and stderr tail.
+    pub fn enhanced_error_reporting(&self) -> bool {
+        self.get("enhanced_error_reporting")
+    }
+    /// Check a suggested qw command's arguments before `consume` runs it.
+    pub fn command_validation(&self) -> bool {
+        self.get("command_validation")
+    }
+    /// Show the state file's health in `qw status`.
+    pub fn state_monitoring(&self) -> bool {
+        self.get("state_monitoring")
+    }
+    /// Name Claude Code's hooks in the logs.
+    pub fn debug_hooks(&self) -> bool {
+        self.get("debug_hooks")
     }
     /// Stop a workflow at the first failed task (the default of `--fail-fast`).
     pub fn fail_fast(&self) -> bool {

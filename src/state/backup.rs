@@ -329,7 +329,10 @@ mod tests {
         assert_eq!(gone, ["a_20260101_000000", "a_20260101_000000_2"]);
         assert_eq!(r.kept_workflows, 4);
         assert!(w.join("a_20260102_000000/tasks.md").exists());
-        assert!(w.join("b-c_20260101_000000").exists(), "a spec's only copy stays");
+        assert!(
+            w.join("b-c_20260101_000000").exists(),
+            "a spec's only copy stays"
+        );
         assert_eq!(copy_spec("user-auth_20261128_173305_2"), "user-auth");
     }
 }

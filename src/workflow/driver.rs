@@ -123,6 +123,8 @@ pub(crate) struct Run<'a> {
     pub ticker: super::commit::Ticker,
     /// Record a `system_stats` snapshot with each task (dev mode `resource_monitoring`).
     pub resource_monitoring: bool,
+    /// The dev-mode flags (`auto_backup`, `enhanced_error_reporting`; see `dev.rs`).
+    pub dev: crate::settings::DevMode,
     /// Where tasks work: their own git worktrees, or the project's tree.
     pub space: TaskSpace,
 }
@@ -201,6 +203,7 @@ impl Workflow {
             stop: AtomicBool::new(false),
             pause: Mutex::new(None),
             resource_monitoring: dev.resource_monitoring(),
+            dev: dev.clone(),
             space,
         };
         let started = Instant::now();
@@ -332,6 +335,10 @@ fn drive(run: &Run<'_>, progress: &Progress, started: Instant) -> Result<Summary
         failure: failure.as_ref(),
         duration: started.elapsed(),
         cost_this_run: summary.cost_usd,
+        runs_dir: run
+            .dev
+            .enhanced_error_reporting()
+            .then(|| run.project.runs_dir()),
     });
     crate::fs::write_durable(&report_path, text.as_bytes())?;
     summary.report = Some(report_path);
@@ -899,6 +906,7 @@ pub(crate) fn spec_entry<'s>(s: &'s mut UnifiedState, name: &str) -> &'s mut sta
 }
 
 fn set_phase(run: &Run<'_>, phase: Phase) -> Result<(), WorkflowError> {
+    super::dev::backup_before_phase(&run.store, run.dev.auto_backup(), run.name, &phase);
     run.store.update(|s| {
         s.workflow.current_spec = Some(run.name.to_owned());
         s.workflow.global_phase = phase.clone();

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 mod budget;
 mod commit;
+mod dev;
 mod driver;
 mod isolation;
 pub mod progress;
