@@ -33,8 +33,7 @@ pub enum DevModeAction {
 /// Arguments of `qw dev-mode`.
 #[derive(Debug, Args)]
 #[command(after_long_help = "\
-`on` sets enabled, verbose_logging (debug-level logs in .claude/logs/), debug_hooks,
-resource_monitoring, auto_backup (a state backup right now), performance_profiling,
+`on` sets enabled, verbose_logging (debug-level logs in .claude/logs/), resource_monitoring, auto_backup (a state backup right now), performance_profiling,
 enhanced_error_reporting, command_validation and state_monitoring to true, remembering the
 values they had; `off` restores those values. fail_fast and confirmation_prompts are
 never changed by on/off. Every other key of the settings file is kept as it was.
@@ -42,6 +41,8 @@ While dev mode is on, the limits you did not set in resource_limits tighten (4 t
 once, load 0.70, memory 0.60) and tasks get one retry unless --attempts says otherwise;
 nothing is written for that, so `off` brings the defaults back and your values stay.
 `status` shows each flag's effect (`+` in force, `-` not) and the limits with their source.
+The original's debug_hooks is retired (hooks run inside Claude Code, not qw): a file that
+holds it keeps it, unread.
 A settings file that is not valid JSON is never overwritten (exit 2).
 
 Examples:

@@ -339,12 +339,9 @@ mod tests {
         let d = Limits::default();
         let o = Options::default();
         // (settings, CLI --parallel/--attempts) → (tasks at once, load, memory, attempts, parallel)
-        let cases: [(
-            &str,
-            Option<usize>,
-            Option<u32>,
-            (usize, f64, f64, u32, usize),
-        ); 5] = [
+        type Case<'a> = (&'a str, Option<usize>, Option<u32>, Want);
+        type Want = (usize, f64, f64, u32, usize);
+        let cases: [Case<'_>; 5] = [
             (
                 "{}",
                 None,

@@ -22,7 +22,8 @@ use std::path::PathBuf;
 
 pub use dev_mode::{
     DEV_ATTEMPTS, DEV_FLAGS, DEV_MAX_CONCURRENT, DEV_MAX_LOAD, DEV_MAX_MEMORY, DEV_ON_FLAGS,
-    DEV_PREVIOUS_KEY, DevFlag, DevMode, FlagSource, dev_flag_default, dev_flag_effect,
+    DEV_PREVIOUS_KEY, DevFlag, DevMode, FlagSource, RETIRED_DEV_FLAGS, dev_flag_default,
+    dev_flag_effect,
 };
 pub use file::SettingsFile;
 pub use typed::{LimitSettings, LimitSource, QW_SECTION, QwSection, QwSettings};

@@ -33,7 +33,7 @@ pub struct QwSettings {
     pub path: PathBuf,
     /// `resource_limits`: admission limits.
     pub resource_limits: LimitSettings,
-    /// `development_mode`: the eleven flags, each with its source.
+    /// `development_mode`: the flags, each with its source.
     pub development_mode: DevMode,
     /// `quantumwala`: qw's own options.
     pub quantumwala: QwSection,
@@ -209,6 +209,9 @@ impl QwSettings {
                     FlagSource::Default
                 },
             });
+        }
+        for retired in super::dev_mode::RETIRED_DEV_FLAGS {
+            s.known.push(retired);
         }
         s.finish(&mut unknown_keys);
 

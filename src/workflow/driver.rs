@@ -774,6 +774,9 @@ fn task_started(
         task.started_at = Some(Timestamp::now());
         task.completed_at = None;
         task.run_id = run_id;
+        if let Some(snapshot) = &stats {
+            task.extra.insert("system_stats".into(), snapshot.clone());
+        }
         if !s.agents.active_tasks.contains(&id) {
             s.agents.active_tasks.push(id);
         }
