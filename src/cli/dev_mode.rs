@@ -207,6 +207,10 @@ fn print_human(mode: &DevMode, limits: &[DevLimit], path: &std::path::Path, note
 /// (under the state lock, a corrupt state repaired first). Returns a line for the user,
 /// or None when there is no state yet.
 fn auto_backup(project: &Project) -> Result<Option<String>, CliError> {
+    // Nothing to lose yet (`qw state-backup` would write the initial state first).
+    if !project.state_file().exists() {
+        return Ok(None);
+    }
     let target = match StateStore::new(project).backup(None) {
         Ok(p) => p,
         Err(StateError::NoState { .. }) => return Ok(None),

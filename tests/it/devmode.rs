@@ -392,7 +392,7 @@ fn devmode_each_flag_has_the_effect_it_names() {
             Box::new(|| {
                 p.write(
                     ".claude/next_command.txt",
-                    "/workflow-auto missing-description\n",
+                    "/workflow-continue no-such-spec\n",
                 );
                 let o = p
                     .qw(&["consume", "--once"])
