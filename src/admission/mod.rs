@@ -261,11 +261,11 @@ pub struct Admission {
 }
 
 impl Admission {
-    /// The limits `settings` sets (defaults for the rest); slots in the default runtime
-    /// directory.
+    /// The limits `settings` sets — the user's, then dev mode's (`QwSettings::limits`) —
+    /// with defaults for the rest; slots in the default runtime directory.
     pub fn from_settings(settings: &QwSettings) -> Admission {
         Admission {
-            limits: Limits::from_settings(&settings.resource_limits),
+            limits: Limits::from_settings(&settings.limits()),
             settings_path: settings.path.clone(),
             slots: Slots::system(),
             timeout_setting: ACQUIRE_TIMEOUT_SETTING,

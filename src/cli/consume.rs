@@ -22,6 +22,8 @@ use crate::exec::Cancel;
 use crate::exit;
 use crate::fs::{LockTimeout, LockedFile};
 use crate::logging::{self, ErrorContext};
+use crate::project::Project;
+use crate::state::StateStore;
 use crate::validate::{self, Suggestion};
 
 /// Arguments of `qw suggest`.
@@ -342,6 +344,14 @@ impl Consumer<'_> {
                 });
             }
         };
+        if let Some(r) = self.check_arguments(&suggestion) {
+            let reason = format!("refused: {r}");
+            self.give_up(&seen, &text, &reason, None, None)?;
+            return Ok(Outcome::Rejected {
+                command: shown,
+                reason,
+            });
+        }
         let argv = match self.argv_for(&suggestion) {
             Ok(a) => a,
             Err(reason) => {
@@ -398,6 +408,32 @@ impl Consumer<'_> {
             command: shown,
             reason,
         })
+    }
+
+    /// `development_mode.command_validation` (on by default): a qw command that acts on an
+    /// existing spec (`workflow-continue`, `workflow-reset`, `spec-status`) is checked
+    /// against the project before it runs, so a suggestion naming a spec that does not
+    /// exist is refused once instead of failing on every attempt. The safety checks of
+    /// `validate_suggestion` (which parse the arguments with qw's own definitions) run
+    /// whatever this flag says.
+    fn check_arguments(&self, s: &Suggestion) -> Option<String> {
+        let on = self
+            .ctx
+            .settings()
+            .map_or(true, |st| st.development_mode.command_validation());
+        let Suggestion::Qw { command, spec, .. } = s else {
+            return None;
+        };
+        if !on {
+            return None;
+        }
+        let state = StateStore::new(&self.ctx.project).load().ok();
+        let in_state = |name: &str| {
+            state
+                .as_ref()
+                .is_some_and(|st| st.specifications.contains_key(name))
+        };
+        missing_spec(&self.ctx.project, command, spec.as_deref(), in_state)
     }
 
     /// The argv that runs a suggestion through `qw exec --admit`.
@@ -663,6 +699,28 @@ fn quote(text: &str) -> String {
     format!("{}… ({} bytes)", text[..end].escape_default(), text.len())
 }
 
+/// Commands that act on a spec that must already exist.
+const NEEDS_EXISTING_SPEC: [&str; 3] = ["workflow-continue", "workflow-reset", "spec-status"];
+
+/// Why a qw `command` naming `spec` would fail for want of it, if it would: the spec is
+/// neither in the state (`in_state`) nor a folder under `.claude/specs/`.
+pub(crate) fn missing_spec(
+    project: &Project,
+    command: &str,
+    spec: Option<&str>,
+    in_state: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let spec = spec?;
+    if !NEEDS_EXISTING_SPEC.contains(&command) || in_state(spec) || project.spec_dir(spec).is_dir()
+    {
+        return None;
+    }
+    Some(format!(
+        "`qw {command}` names spec `{spec}`, which does not exist (not in the state, no `{}`) (development_mode.command_validation)",
+        project.spec_dir(spec).display()
+    ))
+}
+
 /// Delete the suggestion file unless someone wrote a new suggestion meanwhile (what is
 /// there now differs from what was read: `qw suggest` replaces the file by rename).
 fn remove_if_unchanged(path: &Path, original: &crate::fs::Bounded) -> Result<(), CliError> {
@@ -706,4 +764,31 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
         .find(|p| {
             crate::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+mod command_validation_tests {
+    use super::*;
+
+    #[test]
+    fn a_command_on_a_missing_spec_is_caught_and_others_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = Project::at(dir.path());
+        std::fs::create_dir_all(project.spec_dir("on-disk")).unwrap();
+        let in_state = |n: &str| n == "in-state";
+        for (command, spec, missing) in [
+            ("workflow-continue", Some("nope"), true),
+            ("workflow-reset", Some("nope"), true),
+            ("spec-status", Some("nope"), true),
+            ("workflow-continue", Some("on-disk"), false),
+            ("workflow-reset", Some("in-state"), false),
+            ("workflow-continue", None, false),
+            ("workflow-auto", Some("nope"), false),
+            ("spec-create", Some("nope"), false),
+        ] {
+            let r = missing_spec(&project, command, spec, in_state);
+            assert_eq!(r.is_some(), missing, "{command} {spec:?}: {r:?}");
+        }
+    }
 }

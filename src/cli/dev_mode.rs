@@ -13,8 +13,9 @@ macro_rules! say {
         let _ = writeln!(std::io::stdout().lock(), $($arg)*);
     }};
 }
+use crate::admission::Limits;
 use crate::project::Project;
-use crate::settings::{DevMode, FlagSource};
+use crate::settings::{DevMode, FlagSource, LimitSource, QwSettings, dev_flag_effect};
 use crate::state::{StateError, StateStore};
 pub(crate) use say;
 
@@ -32,11 +33,16 @@ pub enum DevModeAction {
 /// Arguments of `qw dev-mode`.
 #[derive(Debug, Args)]
 #[command(after_long_help = "\
-`on` sets enabled, verbose_logging (debug-level logs in .claude/logs/), debug_hooks,
-resource_monitoring, auto_backup (a state backup right now), performance_profiling,
+`on` sets enabled, verbose_logging (debug-level logs in .claude/logs/), resource_monitoring, auto_backup (a state backup right now), performance_profiling,
 enhanced_error_reporting, command_validation and state_monitoring to true, remembering the
 values they had; `off` restores those values. fail_fast and confirmation_prompts are
 never changed by on/off. Every other key of the settings file is kept as it was.
+While dev mode is on, the limits you did not set in resource_limits tighten (4 tasks at
+once, load 0.70, memory 0.60) and tasks get one retry unless --attempts says otherwise;
+nothing is written for that, so `off` brings the defaults back and your values stay.
+`status` shows each flag's effect (`+` in force, `-` not) and the limits with their source.
+The original's debug_hooks is retired (hooks run inside Claude Code, not qw): a file that
+holds it keeps it, unread.
 A settings file that is not valid JSON is never overwritten (exit 2).
 
 Examples:
@@ -74,20 +80,22 @@ pub fn run(ctx: &Ctx, args: DevModeArgs) -> CmdResult {
             (mode, None)
         }
     };
+    let limits = dev_limits(ctx.settings()?, &mode);
     if ctx.global.json {
         let previous = file.typed()?.quantumwala.dev_mode_previous;
         say!(
             "{}",
-            to_json(&mode, previous.as_ref(), &path, note.as_deref())
+            to_json(&mode, &limits, previous.as_ref(), &path, note.as_deref())
         );
     } else if !ctx.global.quiet || matches!(args.action, DevModeAction::Status) {
-        print_human(&mode, &path, note.as_deref());
+        print_human(&mode, &limits, &path, note.as_deref());
     }
     Ok(0)
 }
 
 fn to_json(
     mode: &DevMode,
+    limits: &[DevLimit],
     previous: Option<&serde_json::Map<String, Value>>,
     path: &std::path::Path,
     note: Option<&str>,
@@ -106,12 +114,59 @@ fn to_json(
         "enabled": mode.enabled(),
         "settings_file": path.display().to_string(),
         "flags": flags,
+        "limits": limits.iter().map(|l| (l.key.to_owned(), json!({"value": l.value, "source": l.source}))).collect::<serde_json::Map<_, _>>(),
         "previous": previous,
         "backup": note,
     })
 }
 
-fn print_human(mode: &DevMode, path: &std::path::Path, note: Option<&str>) {
+/// One limit dev mode governs, with its effective value and where it comes from.
+pub(crate) struct DevLimit {
+    key: &'static str,
+    value: String,
+    source: LimitSource,
+}
+
+/// The limits dev mode tightens (and the attempts per task), as they resolve with `mode`
+/// in force over the user's `resource_limits`.
+fn dev_limits(settings: &QwSettings, mode: &DevMode) -> Vec<DevLimit> {
+    let settings = QwSettings {
+        development_mode: mode.clone(),
+        ..settings.clone()
+    };
+    let limits = Limits::from_settings(&settings.limits());
+    let attempts = settings.dev_attempts();
+    vec![
+        DevLimit {
+            key: "max_concurrent",
+            value: limits.max_concurrent.to_string(),
+            source: settings.limit_source("max_concurrent"),
+        },
+        DevLimit {
+            key: "max_load",
+            value: format!("{:.2}", limits.max_load),
+            source: settings.limit_source("max_load"),
+        },
+        DevLimit {
+            key: "max_memory",
+            value: format!("{:.2}", limits.max_memory),
+            source: settings.limit_source("max_memory"),
+        },
+        DevLimit {
+            key: "attempts",
+            value: attempts
+                .unwrap_or(crate::workflow::Options::default().attempts)
+                .to_string(),
+            source: if attempts.is_some() {
+                LimitSource::DevMode
+            } else {
+                LimitSource::Default
+            },
+        },
+    ]
+}
+
+fn print_human(mode: &DevMode, limits: &[DevLimit], path: &std::path::Path, note: Option<&str>) {
     say!(
         "development mode: {} ({})",
         if mode.enabled() { "on" } else { "off" },
@@ -119,11 +174,30 @@ fn print_human(mode: &DevMode, path: &std::path::Path, note: Option<&str>) {
     );
     for f in &mode.flags {
         let source = match f.source {
-            FlagSource::Settings => "settings file".to_owned(),
-            FlagSource::Default => "default".to_owned(),
+            FlagSource::Settings => "(settings file)",
+            FlagSource::Default => "(default)",
         };
-        say!("  {:<26} {:<5}  ({source})", f.name, f.value);
+        // What the flag does when true; `-` marks an effect not in force.
+        let mark = if f.value { "+" } else { "-" };
+        say!(
+            "  {:<26} {:<5}  {source:<15} {mark} {}",
+            f.name,
+            f.value,
+            dev_flag_effect(f.name)
+        );
     }
+    let shown: Vec<String> = limits
+        .iter()
+        .map(|l| {
+            let from = match l.source {
+                LimitSource::Settings => "settings file",
+                LimitSource::DevMode => "dev mode",
+                LimitSource::Default => "default",
+            };
+            format!("{} {} ({from})", l.key, l.value)
+        })
+        .collect();
+    say!("  limits: {}", shown.join(", "));
     if let Some(note) = note {
         say!("{note}");
     }
@@ -133,6 +207,10 @@ fn print_human(mode: &DevMode, path: &std::path::Path, note: Option<&str>) {
 /// (under the state lock, a corrupt state repaired first). Returns a line for the user,
 /// or None when there is no state yet.
 fn auto_backup(project: &Project) -> Result<Option<String>, CliError> {
+    // Nothing to lose yet (`qw state-backup` would write the initial state first).
+    if !project.state_file().exists() {
+        return Ok(None);
+    }
     let target = match StateStore::new(project).backup(None) {
         Ok(p) => p,
         Err(StateError::NoState { .. }) => return Ok(None),

@@ -4,13 +4,18 @@
 //!
 //! | value | flag | setting | default |
 //! |---|---|---|---|
-//! | admission limits | `--admit-timeout` (exec) | `resource_limits.*` | the original's |
-//! | tasks at once | `--parallel` | `resource_limits.max_concurrent` | 8 |
+//! | admission limits | `--admit-timeout` (exec) | `resource_limits.*` | dev mode's, then the original's |
+//! | tasks at once | `--parallel` | `resource_limits.max_concurrent` | 4 in dev mode, else 8 |
+//! | attempts per task | `--attempts` | | 2 in dev mode, else 3 |
 //! | stall timeout | `--stall-timeout` | `quantumwala.stall_timeout_s` | 600 s |
 //! | fail-fast | `--fail-fast` | `development_mode.fail_fast` | off |
 //! | executor | `--executor` | `quantumwala.executor` | local |
 //! | sbatch options | `--slurm-arg` (after the setting's) | `quantumwala.slurm.args` | none |
 //! | Slurm poll, export, pending limit | | `quantumwala.slurm.*`, `resource_limits.acquire_timeout_s` | 0.5 s, none, 300 s |
+//!
+//! Dev mode (`development_mode.enabled`) is a layer between the user's settings and qw's
+//! defaults (`QwSettings::limits`): it tightens only what the user did not set, and
+//! `dev-mode off` brings the defaults back without touching the user's values.
 //!
 //! `workflow-continue` puts the options the workflow was started with between the flags
 //! and the settings: they were resolved when it started.
@@ -69,7 +74,7 @@ fn executor_from(
         slurm: Some(SlurmConfig {
             args: slurm_args,
             export: configured.export.clone().unwrap_or_default(),
-            pending_timeout: Limits::from_settings(&settings.resource_limits).acquire_timeout,
+            pending_timeout: Limits::from_settings(&settings.limits()).acquire_timeout,
             poll_interval: configured.poll_interval.unwrap_or(DEFAULT_POLL),
             state_dir,
             runs_dir,
@@ -91,9 +96,10 @@ pub fn workflow_options(
 /// The options a new workflow starts from: the settings, else qw's defaults.
 fn workflow_defaults(settings: &QwSettings) -> Options {
     let d = Options::default();
-    let limits = Limits::from_settings(&settings.resource_limits);
+    let limits = Limits::from_settings(&settings.limits());
     Options {
         parallel: limits.max_concurrent.max(1),
+        attempts: settings.dev_attempts().unwrap_or(d.attempts),
         stall_timeout_s: match settings.quantumwala.stall_timeout {
             // 0 turns the watchdog off.
             Some(t) => (!t.is_zero()).then_some(t.as_secs_f64()),
@@ -326,6 +332,88 @@ mod tests {
             executor_from(&project, &args, None).kind,
             ExecutorKind::Local
         );
+    }
+
+    #[test]
+    fn dev_mode_tightens_only_the_limits_the_user_did_not_set() {
+        let d = Limits::default();
+        let o = Options::default();
+        // (settings, CLI --parallel/--attempts) → (tasks at once, load, memory, attempts, parallel)
+        type Case<'a> = (&'a str, Option<usize>, Option<u32>, Want);
+        type Want = (usize, f64, f64, u32, usize);
+        let cases: [Case<'_>; 5] = [
+            (
+                "{}",
+                None,
+                None,
+                (
+                    d.max_concurrent,
+                    d.max_load,
+                    d.max_memory,
+                    o.attempts,
+                    d.max_concurrent,
+                ),
+            ),
+            (
+                r#"{"development_mode": {"enabled": true}}"#,
+                None,
+                None,
+                (4, 0.70, 0.60, 2, 4),
+            ),
+            (
+                r#"{"development_mode": {"enabled": true}, "resource_limits": {"max_load": 0.9, "max_concurrent": 6}}"#,
+                None,
+                None,
+                (6, 0.9, 0.60, 2, 6),
+            ),
+            (
+                r#"{"development_mode": {"enabled": true}}"#,
+                Some(7),
+                Some(5),
+                (4, 0.70, 0.60, 5, 7),
+            ),
+            // Off again (the flags stay in the file): the defaults are back, the user's value stays.
+            (
+                r#"{"development_mode": {"enabled": false}, "resource_limits": {"max_memory": 0.5}}"#,
+                None,
+                None,
+                (
+                    d.max_concurrent,
+                    d.max_load,
+                    0.5,
+                    o.attempts,
+                    d.max_concurrent,
+                ),
+            ),
+        ];
+        for (text, parallel, attempts, want) in cases {
+            let s = settings(text);
+            let l = admission(&s, None).limits;
+            let args = RunArgs {
+                parallel,
+                attempts,
+                ..RunArgs::default()
+            };
+            let w = workflow_options(&args, None, &s).unwrap();
+            assert_eq!(
+                (
+                    l.max_concurrent,
+                    l.max_load,
+                    l.max_memory,
+                    w.attempts,
+                    w.parallel
+                ),
+                want,
+                "{text} {parallel:?} {attempts:?}"
+            );
+        }
+        let s = settings(
+            r#"{"development_mode": {"enabled": true}, "resource_limits": {"max_load": 0.9}}"#,
+        );
+        use crate::settings::LimitSource;
+        assert_eq!(s.limit_source("max_load"), LimitSource::Settings);
+        assert_eq!(s.limit_source("max_memory"), LimitSource::DevMode);
+        assert_eq!(s.limit_source("acquire_timeout_s"), LimitSource::Default);
     }
 
     #[test]

@@ -16,14 +16,15 @@ use crate::admission::{
 };
 use crate::exec::Cancel;
 use crate::exit;
-use crate::settings::LimitSettings;
+use crate::settings::{LimitSettings, LimitSource};
 
 /// Arguments of `qw resources`.
 #[derive(Debug, Args)]
 #[command(after_long_help = "\
 Limits come from `resource_limits` in .claude/settings.local.json (max_load, max_memory,
 high_impact_load, max_concurrent, acquire_timeout_s, max_cpu_pressure, max_memory_pressure);
-keys not set there use the defaults. Slots are shared by every qw process of the user
+keys not set there use dev mode's (max_concurrent 4, max_load 0.70, max_memory 0.60) while
+development_mode.enabled is true, else the defaults. Slots are shared by every qw process of the user
 through the runtime directory ($QW_RUNTIME_DIR, else $XDG_RUNTIME_DIR/quantumwala, else
 /tmp/quantumwala-<uid>). With no slot in use, one task may start whatever the load (the
 memory limits still hold). The load compared with max_load is the 1-minute average per
@@ -58,12 +59,8 @@ pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
         let source: serde_json::Map<String, Value> = LimitSettings::KEYS
             .iter()
             .map(|k| {
-                let from = if settings.resource_limits.is_set(k) {
-                    "settings"
-                } else {
-                    "default"
-                };
-                ((*k).to_owned(), Value::from(from))
+                let from = serde_json::to_value(settings.limit_source(k)).unwrap_or(Value::Null);
+                ((*k).to_owned(), from)
             })
             .collect();
         let out = json!({
@@ -164,12 +161,10 @@ pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
         "memory pressure".into(),
         opt(probes.memory_pressure, 2).replace("unknown", "n/a"),
     ));
-    let src = |k: &str| {
-        if settings.resource_limits.is_set(k) {
-            ""
-        } else {
-            "  (default)"
-        }
+    let src = |k: &str| match settings.limit_source(k) {
+        LimitSource::Settings => "",
+        LimitSource::DevMode => "  (dev mode)",
+        LimitSource::Default => "  (default)",
     };
     let off = |v: Option<f64>| v.map_or("off".to_owned(), trim);
     for (key, value) in [

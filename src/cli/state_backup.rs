@@ -11,12 +11,15 @@ use crate::state::{StateStore, backup};
 #[derive(Debug, Args)]
 #[command(after_long_help = "\
 Backups live in .claude/backups/state/NAME.json. Restoring backs up the current state
-first (pre_restore_<time>.json). --clean never deletes the newest backup.
+first (pre_restore_<time>.json). --clean (7 days unless --days) also removes old copies
+of spec folders in .claude/backups/workflows/; it never deletes the newest state backup
+nor the newest copy of a spec.
 
 Examples:
   qw state-backup before-upgrade
   qw state-backup --list
   qw state-backup --restore before-upgrade
+  qw state-backup --clean
   qw state-backup --clean --days 30")]
 pub struct StateBackupArgs {
     /// Backup name (default `state_backup_<YYYYmmdd_HHMMSS>`).
@@ -27,10 +30,10 @@ pub struct StateBackupArgs {
     /// Restore a backup (the current state is backed up first).
     #[arg(long, value_name = "NAME", conflicts_with_all = ["clean", "name"])]
     pub restore: Option<String>,
-    /// Delete backups older than `--days` (never the newest).
-    #[arg(long, requires = "days", conflicts_with = "name")]
+    /// Delete backups (and spec-folder copies) older than `--days`, 7 by default; never the newest.
+    #[arg(long, conflicts_with = "name")]
     pub clean: bool,
-    /// Age in days for `--clean`.
+    /// Age in days for `--clean` (default 7).
     #[arg(long, value_name = "N", requires = "clean")]
     pub days: Option<u32>,
 }
@@ -77,7 +80,7 @@ pub fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
         return Ok(0);
     }
     if args.clean {
-        let days = args.days.unwrap_or(0);
+        let days = args.days.unwrap_or(backup::DEFAULT_CLEAN_DAYS);
         let r = backup::clean(&ctx.project, days)?;
         if json {
             outln!("{}", to_json(&r)?)?;
@@ -85,10 +88,15 @@ pub fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
             for p in &r.removed {
                 outln!("removed `{}`", p.display())?;
             }
+            for p in &r.removed_workflows {
+                outln!("removed `{}`", p.display())?;
+            }
             outln!(
-                "{} backup(s) older than {days} day(s) removed, {} kept",
+                "{} backup(s) older than {days} day(s) removed, {} kept; {} spec-folder copy(ies) removed, {} kept",
                 r.removed.len(),
-                r.kept
+                r.kept,
+                r.removed_workflows.len(),
+                r.kept_workflows
             )?;
         }
         return Ok(0);

@@ -24,7 +24,8 @@ restored, with a warning). Exit 0 whatever the specs' state; 1 only when the sta
 be read. Running tasks show what their agent is doing, read from the run's event stream
 (.claude/runs/RUN/events.jsonl): turns, the last tool call and its target, time since the
 last event, tokens and cost so far. With dev mode `performance_profiling` on, per-phase
-timings and per-task durations are included.
+timings and per-task durations are included; with `state_monitoring` on, the state file's
+size, last update, last writer (the state lock's holder line) and backups.
 
 Examples:
   qw status
@@ -35,7 +36,8 @@ pub struct StatusArgs {}
 /// Run `qw status`.
 pub fn run(ctx: &Ctx, _args: StatusArgs) -> CmdResult {
     let state = StateStore::new(&ctx.project).load()?;
-    let profiling = ctx.settings()?.development_mode.performance_profiling();
+    let dev = &ctx.settings()?.development_mode;
+    let profiling = dev.performance_profiling();
     let activity = activities(&ctx.project, &state);
     let overview = status::overview(
         &state,
@@ -45,8 +47,17 @@ pub fn run(ctx: &Ctx, _args: StatusArgs) -> CmdResult {
             activity: &activity,
         },
     );
+    let health = dev
+        .state_monitoring()
+        .then(|| state_health(&ctx.project, &state));
     if ctx.global.json {
-        let text = serde_json::to_string(&overview)
+        let mut value = serde_json::to_value(&overview)
+            .map_err(|e| CliError::failed(format!("cannot serialize the status: {e}")))?;
+        if let Some(h) = &health {
+            value["state_file"] = serde_json::to_value(h)
+                .map_err(|e| CliError::failed(format!("cannot serialize the status: {e}")))?;
+        }
+        let text = serde_json::to_string(&value)
             .map_err(|e| CliError::failed(format!("cannot serialize the status: {e}")))?;
         // Counts beyond u64 (kept from the original's files) print as the bare number.
         let mut text = crate::jsontext::untag(text);
@@ -64,9 +75,17 @@ pub fn run(ctx: &Ctx, _args: StatusArgs) -> CmdResult {
                 "hint: start one with `qw workflow-auto NAME \"DESCRIPTION\"` or `qw spec-create NAME \"DESCRIPTION\"`"
             );
         }
+        if let Some(h) = &health {
+            write_stdout(&format!("{}\n", health_line(h)))?;
+        }
         return Ok(0);
     }
-    write_stdout(&render(&overview))?;
+    let mut text = render(&overview);
+    if let Some(h) = &health {
+        text.push_str(&health_line(h));
+        text.push('\n');
+    }
+    write_stdout(&text)?;
     Ok(0)
 }
 
@@ -79,6 +98,62 @@ pub(crate) fn activities(project: &Project, state: &UnifiedState) -> Activities 
             Some((id, a))
         })
         .collect()
+}
+
+/// What `state_monitoring` shows about `.claude/unified_state.json`.
+#[derive(Debug, serde::Serialize)]
+struct StateHealth {
+    path: std::path::PathBuf,
+    /// Size in bytes (`None`: no state file yet).
+    size: Option<u64>,
+    /// `session.last_updated`.
+    last_updated: Option<String>,
+    /// The state lock file's line naming its last holder.
+    last_writer: Option<String>,
+    /// Backups in `.claude/backups/state/`.
+    backups: usize,
+    /// The newest of them.
+    newest_backup: Option<String>,
+}
+
+fn state_health(project: &Project, state: &UnifiedState) -> StateHealth {
+    let path = project.state_file();
+    let size = crate::fs::metadata(&path).ok().map(|m| m.len());
+    let last_writer = crate::fs::read_to_string(project.state_lock_file())
+        .ok()
+        .map(|t| one_line(&t, 200))
+        .filter(|t| !t.is_empty());
+    let backups = crate::state::backup::list(project).unwrap_or_default();
+    StateHealth {
+        path,
+        size,
+        last_updated: state.session.last_updated.as_ref().map(local_time),
+        last_writer,
+        backups: backups.len(),
+        newest_backup: backups.first().map(|b| b.name.clone()),
+    }
+}
+
+/// `state: `/p/.claude/unified_state.json` 3822 bytes, updated …; last writer: …; 4 backup(s), newest `x``
+fn health_line(h: &StateHealth) -> String {
+    let mut line = format!("state: `{}`", h.path.display());
+    match h.size {
+        Some(n) => {
+            let _ = write!(line, " {n} bytes");
+        }
+        None => line.push_str(" not written yet"),
+    }
+    if let Some(t) = &h.last_updated {
+        let _ = write!(line, ", updated {t}");
+    }
+    if let Some(w) = &h.last_writer {
+        let _ = write!(line, "; last writer: {w}");
+    }
+    let _ = write!(line, "; {} backup(s)", h.backups);
+    if let Some(n) = &h.newest_backup {
+        let _ = write!(line, ", newest `{n}`");
+    }
+    line
 }
 
 /// The human table and notes.

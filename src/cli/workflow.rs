@@ -102,13 +102,15 @@ pub struct WorkflowAutoArgs {
 #[command(after_long_help = "\
 Resumes with the options the workflow was started with; flags given here override them.
 Processes orphaned by a killed qw are ended, interrupted tasks run again, completed
-tasks never do.
+tasks never do. Without NAME it resumes the only unfinished workflow; when there are
+several (or none) it lists them and exits 2.
 
-Example:
+Examples:
+  qw workflow-continue
   qw workflow-continue user-auth --max-cost-per-run 5")]
 pub struct WorkflowContinueArgs {
-    /// Spec name.
-    pub name: String,
+    /// Spec name (default: the only unfinished workflow).
+    pub name: Option<String>,
     /// Overrides.
     #[command(flatten)]
     pub run: RunArgs,
@@ -134,31 +136,73 @@ pub fn run_auto(ctx: &Ctx, args: WorkflowAutoArgs) -> CmdResult {
 
 /// Run `qw workflow-continue`.
 pub fn run_continue(ctx: &Ctx, args: WorkflowContinueArgs) -> CmdResult {
-    crate::names::validate(crate::names::NameKind::Spec, &args.name)?;
+    if let Some(name) = &args.name {
+        crate::names::validate(crate::names::NameKind::Spec, name)?;
+    }
     let state = StateStore::new(&ctx.project).load()?;
-    let Some(spec) = state.specifications.get(&args.name) else {
+    let name = match args.name.clone() {
+        Some(n) => n,
+        None => only_unfinished(ctx, &state)?,
+    };
+    let args = WorkflowContinueArgs {
+        name: Some(name.clone()),
+        ..args
+    };
+    let Some(spec) = state.specifications.get(&name) else {
         return Err(CliError::usage(format!(
-            "spec `{}` has no workflow in `{}`",
-            args.name,
+            "spec `{name}` has no workflow in `{}`",
             ctx.project.state_file().display()
         ))
         .hint(format!(
-            "start one with `qw workflow-auto {} \"DESCRIPTION\"`",
-            args.name
+            "start one with `qw workflow-auto {name} \"DESCRIPTION\"`"
         )));
     };
+    let args_name = name;
     let saved = match spec.extra.get(OPTIONS_KEY) {
         Some(v) => Some(serde_json::from_value::<Options>(v.clone()).map_err(|e| {
             CliError::usage(format!(
-                "the saved options of spec `{}` in the state cannot be read ({e}); give them as flags",
-                args.name
+                "the saved options of spec `{args_name}` in the state cannot be read ({e}); give them as flags"
             ))
         })?),
         None => None,
     };
     let description = spec.description.clone();
     let options = super::resolve::workflow_options(&args.run, saved, ctx.settings()?)?;
-    drive(ctx, &args.name, &description, options, args.run.dry_run)
+    drive(ctx, &args_name, &description, options, args.run.dry_run)
+}
+
+/// The spec `workflow-continue` without a name resumes: the only one whose workflow is
+/// not complete. None or several: a usage error listing them (name and phase).
+fn only_unfinished(ctx: &Ctx, state: &crate::state::UnifiedState) -> Result<String, CliError> {
+    let unfinished: Vec<(String, String)> = state
+        .specifications
+        .iter()
+        .filter(|(_, s)| s.current_phase != crate::state::Phase::Complete)
+        .map(|(n, s)| (n.clone(), s.current_phase.to_string()))
+        .collect();
+    match unfinished.as_slice() {
+        [(one, _)] => {
+            crate::diag!("qw: continuing `{one}`, the only unfinished workflow");
+            Ok(one.clone())
+        }
+        [] => Err(CliError::usage(format!(
+            "no unfinished workflow in `{}` to continue",
+            ctx.project.state_file().display()
+        ))
+        .hint("start one with `qw workflow-auto NAME \"DESCRIPTION\"`")),
+        several => {
+            let list: Vec<String> = several
+                .iter()
+                .map(|(n, phase)| format!("{n} ({phase})"))
+                .collect();
+            Err(CliError::usage(format!(
+                "{} unfinished workflows: {}; say which one to continue",
+                several.len(),
+                list.join(", ")
+            ))
+            .hint(format!("qw workflow-continue {}", several[0].0)))
+        }
+    }
 }
 
 fn drive(ctx: &Ctx, name: &str, description: &str, options: Options, dry_run: bool) -> CmdResult {

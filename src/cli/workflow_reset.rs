@@ -10,6 +10,7 @@ use super::{CliError, CmdResult, Ctx};
 use crate::cancel::Cancel;
 use crate::fs::{Holder, LockError, LockTimeout, LockedFile};
 use crate::names::{NameKind, validate};
+use crate::project::Project;
 use crate::state::StateStore;
 use crate::state::reset::{ResetMode, ResetReport, reset};
 
@@ -21,7 +22,10 @@ Soft: tasks in_progress/failed/blocked become pending, the phase returns to the 
 the last completed phase, the spec's errors are cleared; no file is touched.
 Hard: the spec folder is copied to .claude/backups/workflows/<spec>_<time>/, then
 design.md, tasks.md and reports are removed (requirements.md stays), the spec's tasks are
-cleared and it returns to design_creation. Asks on a terminal unless --yes.
+cleared and it returns to design_creation. Asks on a terminal unless --yes or the setting
+development_mode.confirmation_prompts is false. A pending suggestion
+(.claude/next_command.txt) that names the spec is moved to next_command.failed.txt, so a
+consumer does not run it against the reset spec.
 While a workflow of the spec runs, the reset is refused (exit 2, naming the workflow's
 pid); with --wait it waits for that workflow to end (up to QW_LOCK_TIMEOUT; Ctrl-C stops
 the wait) and holds the spec's workflow lock while it resets, so none starts meanwhile.
@@ -51,19 +55,34 @@ pub fn run(ctx: &Ctx, args: WorkflowResetArgs) -> CmdResult {
     } else {
         ResetMode::Soft
     };
-    if args.hard && !args.yes {
+    let prompts = ctx.settings()?.development_mode.confirmation_prompts();
+    if args.hard && !args.yes && prompts {
         confirm(ctx, &args.spec)?;
     }
     // Held until the reset is done: a running workflow would die on a missing tasks.md
     // and leave the state claiming it finished.
     let workflow = hold_workflow(ctx, &args.spec, args.wait)?;
     let report = reset(&StateStore::new(&ctx.project), &args.spec, mode)?;
+    let cleared = if args.hard {
+        clear_suggestion(&ctx.project, &args.spec)?
+    } else {
+        None
+    };
     // `prune` takes the lock itself (a lock of ours would look like a running workflow).
     drop(workflow);
     if ctx.global.json {
-        outln!("{}", to_json(&report)?)?;
+        let mut v = serde_json::to_value(&report)
+            .map_err(|e| CliError::failed(format!("cannot write JSON: {e}")))?;
+        v["cleared_suggestion"] = serde_json::json!(cleared);
+        outln!("{}", to_json(&v)?)?;
     } else {
         print_report(&report)?;
+        if let Some(text) = &cleared {
+            outln!(
+                "cleared the pending suggestion `{text}` (moved to `{}`)",
+                ctx.project.next_command_failed_file().display()
+            )?;
+        }
     }
     // The spec's task worktrees go too (their unmerged work stays on its branches). The
     // reset is done by now: what cannot be pruned is a warning, not a failure.
@@ -124,6 +143,36 @@ fn hold_workflow(ctx: &Ctx, spec: &str, wait: bool) -> Result<Option<LockedFile>
     )
     .map(Some)
     .map_err(lock_failed)
+}
+
+/// A hard reset makes a pending `next_command.txt` that names `spec` stale (it would
+/// continue or implement documents that are gone): move it to `next_command.failed.txt`
+/// with the reason, as `consume` does with a refused one. Returns the command cleared.
+fn clear_suggestion(project: &Project, spec: &str) -> Result<Option<String>, CliError> {
+    let path = project.next_command_file();
+    // Only a regular file, bounded as `consume` reads it: a FIFO or a link to /dev/zero
+    // there must not hang the reset (it is `consume`'s to refuse).
+    let text = match crate::fs::read_regular_text(&path, super::consume::MAX_SUGGESTION_BYTES) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if crate::fs::is_refused(&e) => return Ok(None),
+        Err(e) => return Err(CliError::failed(e.to_string())),
+    };
+    let command = text.trim();
+    let names_spec = command
+        .split(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+        .any(|w| w == spec);
+    if !names_spec {
+        return Ok(None);
+    }
+    let record = format!(
+        "{command}\n# cleared at {}: `qw workflow-reset {spec} --hard` reset the spec it names\n",
+        chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+    );
+    crate::fs::append_regular(&project.next_command_failed_file(), record.as_bytes())
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    crate::fs::remove_file(&path).map_err(|e| CliError::failed(e.to_string()))?;
+    Ok(Some(command.to_owned()))
 }
 
 fn confirm(ctx: &Ctx, spec: &str) -> Result<(), CliError> {

@@ -1,17 +1,17 @@
-//! `development_mode`: the eleven flags, their defaults and sources, and `dev-mode on/off`
-//! as edits of the settings file.
+//! `development_mode`: the ten flags, their defaults, sources and effects, and `dev-mode
+//! on/off` as edits of the settings file. `debug_hooks`, the original's eleventh flag, is
+//! retired ([`RETIRED_DEV_FLAGS`]): qw runs no hooks of its own.
 
 use serde_json::{Map, Value};
 
 use super::typed::QW_SECTION;
 use super::{SettingsError, SettingsFile};
 
-/// The eleven `development_mode` flags, in the order qw writes them.
-pub const DEV_FLAGS: [&str; 11] = [
+/// The `development_mode` flags, in the order qw writes them.
+pub const DEV_FLAGS: [&str; 10] = [
     "enabled",
     "verbose_logging",
     "fail_fast",
-    "debug_hooks",
     "resource_monitoring",
     "auto_backup",
     "confirmation_prompts",
@@ -21,6 +21,12 @@ pub const DEV_FLAGS: [&str; 11] = [
     "state_monitoring",
 ];
 
+/// Flags of the original that qw no longer lists: a file that holds one keeps it as it is,
+/// qw ignores it without a warning, and `dev-mode` neither writes nor shows it.
+/// `debug_hooks`: hooks are Claude Code's — they run inside `claude`, not in qw, so qw has
+/// nothing to debug; Claude Code's own `--debug hooks` (through `--claude-arg`) shows them.
+pub const RETIRED_DEV_FLAGS: [&str; 1] = ["debug_hooks"];
+
 /// The value a flag has when the settings file does not set it.
 pub fn dev_flag_default(flag: &str) -> bool {
     matches!(flag, "confirmation_prompts" | "command_validation")
@@ -28,10 +34,9 @@ pub fn dev_flag_default(flag: &str) -> bool {
 
 /// Flags `qw dev-mode on` sets to true. `fail_fast` and `confirmation_prompts` are left
 /// alone: they change what a workflow does, not what it reports.
-pub const DEV_ON_FLAGS: [&str; 9] = [
+pub const DEV_ON_FLAGS: [&str; 8] = [
     "enabled",
     "verbose_logging",
-    "debug_hooks",
     "resource_monitoring",
     "auto_backup",
     "performance_profiling",
@@ -39,6 +44,39 @@ pub const DEV_ON_FLAGS: [&str; 9] = [
     "command_validation",
     "state_monitoring",
 ];
+
+/// What each flag does when true, as `qw dev-mode status` shows it.
+pub fn dev_flag_effect(flag: &str) -> &'static str {
+    match flag {
+        "enabled" => {
+            "limits you did not set tighten: 4 tasks at once, load 0.70, memory 0.60, 1 retry"
+        }
+        "verbose_logging" => "debug-level lines in .claude/logs/",
+        "fail_fast" => "workflows start nothing new after the first failed task (--fail-fast)",
+        "resource_monitoring" => {
+            "each task's state records a system_stats snapshot taken as it starts"
+        }
+        "auto_backup" => "the state is backed up at dev-mode on and before each workflow phase",
+        "confirmation_prompts" => "workflow-reset --hard asks on a terminal (off: never asks)",
+        "performance_profiling" => "qw status shows phase timings and task durations",
+        "enhanced_error_reporting" => {
+            "report.md gives each failed task its run folder and the tail of its stderr"
+        }
+        "command_validation" => "qw consume refuses a suggestion naming a spec that does not exist",
+        "state_monitoring" => "qw status shows the state file's size, age, last writer, backups",
+        _ => "",
+    }
+}
+
+/// The admission limits dev mode sets when the user did not set them
+/// (`resource_limits.max_concurrent`, `max_load`, `max_memory`), as the original did.
+pub const DEV_MAX_CONCURRENT: usize = 4;
+/// `resource_limits.max_load` in dev mode.
+pub const DEV_MAX_LOAD: f64 = 0.70;
+/// `resource_limits.max_memory` in dev mode.
+pub const DEV_MAX_MEMORY: f64 = 0.60;
+/// Attempts per task in dev mode (one retry), when `--attempts` is not given.
+pub const DEV_ATTEMPTS: u32 = 2;
 
 /// Key under [`QW_SECTION`] holding the flag values from before `dev-mode on`.
 pub const DEV_PREVIOUS_KEY: &str = "dev_mode_previous";
@@ -67,7 +105,7 @@ pub struct DevFlag {
 /// The effective `development_mode` settings: every flag with its value and source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DevMode {
-    /// All eleven flags in [`DEV_FLAGS`] order.
+    /// Every flag in [`DEV_FLAGS`] order.
     pub flags: Vec<DevFlag>,
 }
 
@@ -114,6 +152,22 @@ impl DevMode {
     /// Take a state backup when dev mode is switched on.
     pub fn auto_backup(&self) -> bool {
         self.get("auto_backup")
+    }
+    /// Ask on a terminal before destructive steps (`workflow-reset --hard`).
+    pub fn confirmation_prompts(&self) -> bool {
+        self.get("confirmation_prompts")
+    }
+    /// Report failed tasks with their run folder and stderr tail.
+    pub fn enhanced_error_reporting(&self) -> bool {
+        self.get("enhanced_error_reporting")
+    }
+    /// Check a suggested qw command's arguments before `consume` runs it.
+    pub fn command_validation(&self) -> bool {
+        self.get("command_validation")
+    }
+    /// Show the state file's health in `qw status`.
+    pub fn state_monitoring(&self) -> bool {
+        self.get("state_monitoring")
     }
     /// Stop a workflow at the first failed task (the default of `--fail-fast`).
     pub fn fail_fast(&self) -> bool {
@@ -226,7 +280,7 @@ mod tests {
             .cloned()
             .collect();
         assert_eq!(&dm_keys[..2], ["fail_fast", "verbose_logging"]);
-        assert_eq!(dm_keys.len(), 11);
+        assert_eq!(dm_keys.len(), DEV_FLAGS.len());
         assert_eq!(s.root()["permissions"], before.root()["permissions"]);
     }
 

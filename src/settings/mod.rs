@@ -21,10 +21,12 @@ use std::io;
 use std::path::PathBuf;
 
 pub use dev_mode::{
-    DEV_FLAGS, DEV_ON_FLAGS, DEV_PREVIOUS_KEY, DevFlag, DevMode, FlagSource, dev_flag_default,
+    DEV_ATTEMPTS, DEV_FLAGS, DEV_MAX_CONCURRENT, DEV_MAX_LOAD, DEV_MAX_MEMORY, DEV_ON_FLAGS,
+    DEV_PREVIOUS_KEY, DevFlag, DevMode, FlagSource, RETIRED_DEV_FLAGS, dev_flag_default,
+    dev_flag_effect,
 };
 pub use file::SettingsFile;
-pub use typed::{LimitSettings, QW_SECTION, QwSection, QwSettings};
+pub use typed::{LimitSettings, LimitSource, QW_SECTION, QwSection, QwSettings};
 
 /// Errors reading or writing the settings file.
 #[derive(Debug, thiserror::Error)]

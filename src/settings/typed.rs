@@ -33,7 +33,7 @@ pub struct QwSettings {
     pub path: PathBuf,
     /// `resource_limits`: admission limits.
     pub resource_limits: LimitSettings,
-    /// `development_mode`: the eleven flags, each with its source.
+    /// `development_mode`: the flags, each with its source.
     pub development_mode: DevMode,
     /// `quantumwala`: qw's own options.
     pub quantumwala: QwSection,
@@ -210,6 +210,9 @@ impl QwSettings {
                 },
             });
         }
+        for retired in super::dev_mode::RETIRED_DEV_FLAGS {
+            s.known.push(retired);
+        }
         s.finish(&mut unknown_keys);
 
         let mut s = Section::top(path, root, QW_SECTION)?;
@@ -223,6 +226,56 @@ impl QwSettings {
             quantumwala,
             unknown_keys,
         })
+    }
+}
+
+/// Where an admission limit comes from (CLI > user setting > dev mode > default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitSource {
+    /// Set in `resource_limits` of the settings file.
+    Settings,
+    /// Not set; dev mode is on and tightens it.
+    DevMode,
+    /// qw's default.
+    Default,
+}
+
+impl QwSettings {
+    /// The limits in force before qw's defaults: what the user set in `resource_limits`,
+    /// and — while dev mode is on — dev mode's tighter values for `max_concurrent`,
+    /// `max_load` and `max_memory` where the user set nothing. Nothing is written: turning
+    /// dev mode off brings the defaults back by itself, and the user's values are never
+    /// touched.
+    pub fn limits(&self) -> LimitSettings {
+        let mut l = self.resource_limits.clone();
+        if self.development_mode.enabled() {
+            l.max_concurrent = l
+                .max_concurrent
+                .or(Some(super::dev_mode::DEV_MAX_CONCURRENT));
+            l.max_load = l.max_load.or(Some(super::dev_mode::DEV_MAX_LOAD));
+            l.max_memory = l.max_memory.or(Some(super::dev_mode::DEV_MAX_MEMORY));
+        }
+        l
+    }
+
+    /// Where limit `key` (one of [`LimitSettings::KEYS`]) comes from.
+    pub fn limit_source(&self, key: &str) -> LimitSource {
+        if self.resource_limits.is_set(key) {
+            LimitSource::Settings
+        } else if self.limits().is_set(key) {
+            LimitSource::DevMode
+        } else {
+            LimitSource::Default
+        }
+    }
+
+    /// Attempts per task when `--attempts` is not given: one retry in dev mode, else
+    /// `None` (qw's default).
+    pub fn dev_attempts(&self) -> Option<u32> {
+        self.development_mode
+            .enabled()
+            .then_some(super::dev_mode::DEV_ATTEMPTS)
     }
 }
 

@@ -202,7 +202,7 @@ const COMMANDS: &[SlashCommand] = &[
     SlashCommand {
         name: "workflow-continue",
         description: "Resume a spec's workflow with qw; completed tasks are never run again",
-        argument_hint: "<spec-name> [--claude-arg=--permission-mode --claude-arg=acceptEdits]",
+        argument_hint: "[spec-name] [--claude-arg=--permission-mode --claude-arg=acceptEdits]",
         note: PERMISSIONS_NOTE_CONTINUE,
     },
     SlashCommand {
@@ -214,7 +214,7 @@ const COMMANDS: &[SlashCommand] = &[
     SlashCommand {
         name: "state-backup",
         description: "Back up, list, restore or clean backups of qw's workflow state",
-        argument_hint: "[NAME] | --list | --restore NAME | --clean --days N",
+        argument_hint: "[NAME] | --list | --restore NAME | --clean [--days N]",
         note: "",
     },
     SlashCommand {

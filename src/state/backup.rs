@@ -193,6 +193,9 @@ pub fn restore(store: &StateStore, name: &str) -> Result<RestoreReport, StateErr
     })
 }
 
+/// Days `--clean` keeps when `--days` is not given.
+pub const DEFAULT_CLEAN_DAYS: u32 = 7;
+
 /// What a clean did.
 #[derive(Debug, Clone, Serialize)]
 pub struct CleanReport {
@@ -200,9 +203,14 @@ pub struct CleanReport {
     pub removed: Vec<PathBuf>,
     /// Backups left.
     pub kept: usize,
+    /// Spec-folder copies (`backups/workflows/<spec>_<time>/`) deleted.
+    pub removed_workflows: Vec<PathBuf>,
+    /// Spec-folder copies left.
+    pub kept_workflows: usize,
 }
 
-/// Delete backups older than `days` days; the newest backup is always kept.
+/// Delete state backups and spec-folder copies of hard resets older than `days` days; the
+/// newest state backup is always kept, and so is the newest copy of each spec.
 pub fn clean(project: &Project, days: u32) -> Result<CleanReport, StateError> {
     let cutoff = SystemTime::now()
         .checked_sub(Duration::from_secs(u64::from(days) * 86_400))
@@ -221,7 +229,58 @@ pub fn clean(project: &Project, days: u32) -> Result<CleanReport, StateError> {
     if !removed.is_empty() {
         crate::fs::sync_dir(&project.state_backups_dir())?;
     }
-    Ok(CleanReport { removed, kept })
+    let (removed_workflows, kept_workflows) =
+        clean_workflow_copies(&project.workflow_backups_dir(), cutoff)?;
+    Ok(CleanReport {
+        removed,
+        kept,
+        removed_workflows,
+        kept_workflows,
+    })
+}
+
+/// The spec a hard-reset copy belongs to: `user-auth_20261128_173305` (or `…_2`) →
+/// `user-auth` (spec names are kebab-case, so the first `_` ends the name).
+fn copy_spec(folder: &str) -> &str {
+    folder.split('_').next().unwrap_or(folder)
+}
+
+/// Remove copies in `dir` older than `cutoff`, keeping the newest copy of each spec.
+fn clean_workflow_copies(
+    dir: &Path,
+    cutoff: SystemTime,
+) -> Result<(Vec<PathBuf>, usize), StateError> {
+    let entries = match crate::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(e.into()),
+    };
+    let mut copies = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            let path = entry.path();
+            let t = modified(&path)?;
+            copies.push((path, t));
+        }
+    }
+    copies.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+    let mut seen = std::collections::HashSet::new();
+    let (mut removed, mut kept) = (Vec::new(), 0);
+    for (path, t) in copies {
+        let name = file_name(&path);
+        let newest_of_spec = seen.insert(copy_spec(&name).to_owned());
+        if !newest_of_spec && t < cutoff {
+            crate::fs::remove_dir_all(&path)?;
+            removed.push(path);
+        } else {
+            kept += 1;
+        }
+    }
+    if !removed.is_empty() {
+        crate::fs::sync_dir(dir)?;
+    }
+    Ok((removed, kept))
 }
 
 #[cfg(test)]
@@ -261,5 +320,43 @@ mod tests {
         assert_eq!(r.removed.len(), 2);
         assert_eq!(r.kept, 1);
         assert!(b.join("c.json").exists());
+    }
+
+    #[test]
+    fn clean_prunes_old_spec_copies_keeping_each_specs_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Project::at(dir.path());
+        let w = p.workflow_backups_dir();
+        let old = SystemTime::now() - Duration::from_secs(10 * 86_400);
+        let make = |name: &str, age: u64| {
+            let d = w.join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("tasks.md"), "x").unwrap();
+            std::fs::File::open(&d)
+                .unwrap()
+                .set_modified(old + Duration::from_secs(age))
+                .unwrap();
+        };
+        make("a_20260101_000000", 0);
+        make("a_20260101_000000_2", 60);
+        make("a_20260102_000000", 120);
+        make("b-c_20260101_000000", 0);
+        std::fs::create_dir_all(w.join("fresh_20991231_000000")).unwrap();
+        std::fs::create_dir_all(w.join("fresh_20991231_000001")).unwrap();
+        let r = clean(&p, 7).unwrap();
+        let mut gone: Vec<_> = r
+            .removed_workflows
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        gone.sort();
+        assert_eq!(gone, ["a_20260101_000000", "a_20260101_000000_2"]);
+        assert_eq!(r.kept_workflows, 4);
+        assert!(w.join("a_20260102_000000/tasks.md").exists());
+        assert!(
+            w.join("b-c_20260101_000000").exists(),
+            "a spec's only copy stays"
+        );
+        assert_eq!(copy_spec("user-auth_20261128_173305_2"), "user-auth");
     }
 }

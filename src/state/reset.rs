@@ -75,6 +75,22 @@ fn clear_errors(state: &mut UnifiedState, spec: &str) -> usize {
     before - state.errors.len()
 }
 
+/// Keep `workflow.global_phase` true after a reset of `name`: when the workflow is on
+/// that spec (or on none), it points at it, in the spec's new phase.
+fn sync_global_phase(state: &mut UnifiedState, name: &str) {
+    let on_this = state
+        .workflow
+        .current_spec
+        .as_deref()
+        .is_none_or(|s| s == name);
+    if let Some(spec) = state.specifications.get(name)
+        && on_this
+    {
+        state.workflow.current_spec = Some(name.to_owned());
+        state.workflow.global_phase = spec.current_phase.clone();
+    }
+}
+
 fn drop_active(state: &mut UnifiedState, ids: &[String]) {
     state.agents.active_tasks.retain(|t| !ids.contains(t));
 }
@@ -118,6 +134,7 @@ pub fn soft_reset(state: &mut UnifiedState, name: &str) -> Option<StateChanges> 
     spec.current_phase = phase_after_completed(spec);
     let phase = spec.current_phase.to_string();
     drop_active(state, &were_running);
+    sync_global_phase(state, name);
     let errors_cleared = clear_errors(state, name);
     Some(StateChanges {
         tasks: reset,
@@ -151,6 +168,7 @@ pub fn hard_reset(state: &mut UnifiedState, name: &str) -> StateChanges {
     spec.current_phase = Phase::DesignCreation;
     spec.progress_percentage = 0.0;
     drop_active(state, &were_running);
+    sync_global_phase(state, name);
     let errors_cleared = clear_errors(state, name);
     StateChanges {
         tasks: removed,
@@ -350,6 +368,23 @@ mod tests {
             spec.completed_phases[0].phase,
             Phase::RequirementsGeneration
         );
+        assert_eq!(s.workflow.current_spec.as_deref(), Some("a"));
+        assert_eq!(s.workflow.global_phase, Phase::DesignCreation);
+    }
+
+    #[test]
+    fn reset_moves_the_global_phase_only_when_the_workflow_is_on_that_spec() {
+        let mut s = state();
+        s.workflow.current_spec = Some("a".into());
+        s.workflow.global_phase = Phase::Complete;
+        soft_reset(&mut s, "a").unwrap();
+        assert_eq!(s.workflow.global_phase, Phase::Implementation);
+        let mut s = state();
+        s.workflow.current_spec = Some("other".into());
+        s.workflow.global_phase = Phase::Validation;
+        hard_reset(&mut s, "a");
+        assert_eq!(s.workflow.current_spec.as_deref(), Some("other"));
+        assert_eq!(s.workflow.global_phase, Phase::Validation);
     }
 
     #[test]

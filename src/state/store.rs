@@ -118,17 +118,26 @@ impl StateStore {
     }
 
     /// Copy the current state to `.claude/backups/state/NAME.json` (default
-    /// `state_backup_<YYYYmmdd_HHMMSS>`). A corrupt state is repaired first.
+    /// `state_backup_<YYYYmmdd_HHMMSS>`). A corrupt state is repaired first; a project
+    /// without a state gets its initial state written first, so the backup always exists
+    /// (the seed's Quick Start backs up a fresh project before its first workflow).
     pub fn backup(&self, name: Option<&str>) -> Result<PathBuf, StateError> {
-        // Refuse bad names and missing state before the lock creates anything.
+        // Refuse bad names before the lock creates anything.
         if let Some(n) = name {
             crate::names::validate(crate::names::NameKind::Backup, backup::strip_json(n))?;
-        }
-        if !self.path().exists() {
-            return Err(StateError::NoState { path: self.path() });
+            let taken = self
+                .project
+                .state_backups_dir()
+                .join(format!("{}.json", backup::strip_json(n)));
+            if taken.exists() {
+                return Err(StateError::BackupExists { path: taken });
+            }
         }
         let lock = self.lock()?;
-        self.load_locked(&lock)?;
+        let mut state = self.load_locked(&lock)?;
+        if !self.path().exists() {
+            self.write_locked(&lock, &mut state)?;
+        }
         match self.backup_locked(&lock, name, "state_backup")? {
             Some(p) => Ok(p),
             None => Err(StateError::NoState { path: self.path() }),

@@ -415,6 +415,8 @@ pub struct Summary {
     pub failed: Vec<String>,
     /// Tasks blocked by a failed dependency.
     pub blocked: Vec<String>,
+    /// The agent that did the work.
+    pub agent: super::AgentKind,
 }
 
 #[cfg(test)]

@@ -2,9 +2,11 @@
 //! task with its attempts, duration, cost and outcome, and why anything failed.
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::events::Ending;
+use super::{AgentKind, OPTIONS_KEY};
 use crate::agent::outcome::AgentRun;
 use crate::spec::tasks::TaskList;
 use crate::state::{Phase, TaskStatus, UnifiedState};
@@ -19,6 +21,9 @@ pub(crate) struct ReportInput<'a> {
     pub failure: Option<&'a (Phase, AgentRun)>,
     pub duration: Duration,
     pub cost_this_run: f64,
+    /// Dev mode `enhanced_error_reporting`: `.claude/runs/`, to give each failed task its
+    /// run folder and the tail of its stderr.
+    pub runs_dir: Option<PathBuf>,
 }
 
 /// Render the report as Markdown.
@@ -51,6 +56,8 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
         input.duration.as_secs_f64(),
         input.cost_this_run
     );
+    let agent = agent_of(input);
+    let _ = writeln!(out, "| agent | {} |", agent.unwrap_or("unknown"));
     if let Some(spec) = spec {
         let _ = writeln!(out, "| phase | {} |", spec.current_phase);
         let _ = writeln!(out, "| progress | {:.0}% |", spec.progress_percentage);
@@ -63,6 +70,9 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
             run.outcome,
             one_line(&run.evidence)
         );
+    }
+    if agent == Some(AgentKind::Offline.as_str()) {
+        offline_section(&mut out, input.tasks);
     }
     if let Some(spec) = spec {
         if !spec.completed_phases.is_empty() {
@@ -111,8 +121,113 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
                 cell(&why)
             );
         }
+        if let Some(runs) = &input.runs_dir {
+            failed_details(&mut out, spec, runs);
+        }
     }
     out
+}
+
+/// Lines of a failed run's stderr shown with `enhanced_error_reporting`.
+const STDERR_TAIL_LINES: usize = 20;
+
+/// `enhanced_error_reporting`: each task that did not complete, with its whole error, its
+/// run folder and the last lines of the agent's stderr.
+fn failed_details(out: &mut String, spec: &crate::state::Spec, runs: &Path) {
+    let failed: Vec<_> = spec
+        .tasks
+        .values()
+        .filter(|t| matches!(t.status, TaskStatus::Failed | TaskStatus::Blocked))
+        .collect();
+    if failed.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n## Failed tasks in detail (enhanced_error_reporting)\n"
+    );
+    for t in failed {
+        let _ = writeln!(
+            out,
+            "### {} — {}{}\n",
+            t.id,
+            t.status,
+            t.outcome
+                .as_deref()
+                .map(|o| format!(" (`{o}`)"))
+                .unwrap_or_default()
+        );
+        if let Some(e) = &t.error {
+            let _ = writeln!(out, "Error: {}\n", e.trim());
+        }
+        let Some(run_id) = &t.run_id else {
+            let _ = writeln!(out, "No run was recorded for this task.\n");
+            continue;
+        };
+        let dir = runs.join(run_id);
+        let _ = writeln!(out, "Run folder: `{}`\n", dir.display());
+        let stderr = dir.join("stderr.log");
+        match crate::fs::read_to_string(&stderr) {
+            Ok(text) if !text.trim().is_empty() => {
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..];
+                let _ = writeln!(
+                    out,
+                    "Last {} line(s) of `stderr.log`:\n\n```text\n{}\n```\n",
+                    tail.len(),
+                    tail.join("\n").replace("```", "` ` `")
+                );
+            }
+            Ok(_) => {
+                let _ = writeln!(out, "`stderr.log` is empty.\n");
+            }
+            Err(e) => {
+                let _ = writeln!(out, "`stderr.log` cannot be read: {e}\n");
+            }
+        }
+    }
+}
+
+/// The agent the workflow ran with, as saved in the spec's options.
+fn agent_of<'a>(input: &'a ReportInput<'_>) -> Option<&'a str> {
+    input
+        .state
+        .specifications
+        .get(input.name)?
+        .extra
+        .get(OPTIONS_KEY)?
+        .get("agent")?
+        .as_str()
+}
+
+/// What the offline agent did, plainly: no code, template documents, and the checks its
+/// tasks ran (a task passes only on its `_Verify:_` command).
+fn offline_section(out: &mut String, tasks: Option<&TaskList>) {
+    let _ = writeln!(
+        out,
+        "\n## What the offline agent did\n\n\
+         **No code was written.** The offline agent is built into qw: it filled the \
+         requirements, design and tasks documents from templates and the description, and \
+         for each task it only ran the task's `_Verify:_` check (a task without one \
+         fails). Run the workflow with `--agent claude` (or `--agent command`) to have the \
+         tasks implemented.\n"
+    );
+    let leaves = tasks.map(TaskList::leaves).unwrap_or_default();
+    if leaves.is_empty() {
+        let _ = writeln!(out, "No task ran.");
+        return;
+    }
+    let _ = writeln!(out, "The check each task ran (its `_Verify:_` command):\n");
+    for t in leaves {
+        match &t.verify {
+            Some(cmd) => {
+                let _ = writeln!(out, "- {}: `{}`", t.id, cmd.replace('`', "'"));
+            }
+            None => {
+                let _ = writeln!(out, "- {}: no `_Verify:_` check (the task fails)", t.id);
+            }
+        }
+    }
 }
 
 fn one_line(s: &str) -> String {
@@ -127,4 +242,127 @@ fn one_line(s: &str) -> String {
 
 fn cell(s: &str) -> String {
     one_line(s).replace('|', "\\|")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Spec;
+
+    fn input_for<'a>(
+        state: &'a UnifiedState,
+        tasks: Option<&'a TaskList>,
+        ending: &'a Ending,
+    ) -> ReportInput<'a> {
+        ReportInput {
+            name: "demo",
+            description: "d",
+            ending,
+            state,
+            tasks,
+            failure: None,
+            duration: Duration::from_secs(1),
+            cost_this_run: 0.0,
+            runs_dir: None,
+        }
+    }
+
+    fn state_with_agent(agent: &str) -> UnifiedState {
+        let mut state = UnifiedState::new();
+        let mut spec = Spec {
+            name: "demo".into(),
+            ..Spec::default()
+        };
+        spec.extra
+            .insert(OPTIONS_KEY.into(), serde_json::json!({ "agent": agent }));
+        state.specifications.insert("demo".into(), spec);
+        state
+    }
+
+    #[test]
+    fn the_report_names_the_agent_and_an_offline_run_says_no_code_was_written() {
+        let tasks = TaskList::parse("- [ ] 1. A\n  - _Verify: `test -f x`_\n- [ ] 2. B\n").unwrap();
+        let ending = Ending::Completed;
+        for (agent, offline) in [("offline", true), ("claude", false), ("command", false)] {
+            let state = state_with_agent(agent);
+            let text = render(&input_for(&state, Some(&tasks), &ending));
+            assert!(text.contains(&format!("| agent | {agent} |")), "{text}");
+            assert_eq!(text.contains("**No code was written.**"), offline, "{text}");
+            assert_eq!(text.contains("- 1: `test -f x`"), offline, "{text}");
+            assert_eq!(
+                text.contains("- 2: no `_Verify:_` check (the task fails)"),
+                offline,
+                "{text}"
+            );
+        }
+        let unknown = render(&input_for(&UnifiedState::new(), None, &ending));
+        assert!(unknown.contains("| agent | unknown |"), "{unknown}");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+mod enhanced_tests {
+    use super::*;
+    use crate::state::{Spec, Task};
+
+    #[test]
+    fn enhanced_error_reporting_adds_each_failed_tasks_run_folder_and_stderr_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("r1");
+        std::fs::create_dir_all(&run).unwrap();
+        let stderr: String = (1..=30).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(run.join("stderr.log"), stderr).unwrap();
+        let mut state = UnifiedState::new();
+        let mut spec = Spec {
+            name: "demo".into(),
+            ..Spec::default()
+        };
+        for (id, status, run_id) in [
+            ("1", TaskStatus::Failed, Some("r1")),
+            ("2", TaskStatus::Completed, None),
+            ("3", TaskStatus::Blocked, None),
+        ] {
+            spec.tasks.insert(
+                id.into(),
+                Task {
+                    id: id.into(),
+                    status,
+                    error: Some(format!("boom {id}")),
+                    run_id: run_id.map(Into::into),
+                    ..Task::default()
+                },
+            );
+        }
+        state.specifications.insert("demo".into(), spec);
+        let ending = Ending::Failed;
+        let mut input = ReportInput {
+            name: "demo",
+            description: "",
+            ending: &ending,
+            state: &state,
+            tasks: None,
+            failure: None,
+            duration: Duration::from_secs(1),
+            cost_this_run: 0.0,
+            runs_dir: None,
+        };
+        let plain = render(&input);
+        assert!(!plain.contains("in detail"), "{plain}");
+        input.runs_dir = Some(dir.path().to_path_buf());
+        let text = render(&input);
+        assert!(text.contains("### 1 — failed"), "{text}");
+        assert!(
+            text.contains(&format!("Run folder: `{}`", run.display())),
+            "{text}"
+        );
+        assert!(text.contains("line 30\n```"), "{text}");
+        assert!(
+            text.contains("line 11\n") && !text.contains("line 10\n"),
+            "{text}"
+        );
+        assert!(text.contains("### 3 — blocked"), "{text}");
+        assert!(text.contains("No run was recorded"), "{text}");
+        assert!(!text.contains("### 2"), "{text}");
+    }
 }

@@ -37,7 +37,7 @@ fn devmode_round_trip_keeps_other_keys_and_order() {
         assert_eq!(s[k], original[k], "{k} changed");
     }
     let dm = s["development_mode"].as_object().unwrap();
-    assert_eq!(dm.len(), 11);
+    assert_eq!(dm.len(), 10);
     for flag in [
         "enabled",
         "verbose_logging",
@@ -283,4 +283,146 @@ fn devmode_help_of_owned_commands_has_an_example() {
             "{cmd} --help has no example"
         );
     }
+}
+
+/// Each dev-mode flag, set alone to true and then to false, has the effect `qw dev-mode
+/// status` promises for it — observed through the commands it changes. (`fail_fast`,
+/// `verbose_logging`: their own tests in `workflow` and above; `enhanced_error_reporting`:
+/// `workflow::report` unit tests, as it needs a failing agent.)
+#[test]
+fn devmode_each_flag_has_the_effect_it_names() {
+    let p = TestProject::new();
+    let set = |flag: &str, on: bool| {
+        p.write(
+            ".claude/settings.local.json",
+            &format!(r#"{{"development_mode": {{"{flag}": {on}}}}}"#),
+        );
+    };
+    let ok = |args: &[&str]| {
+        let o = p.run(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    // A finished workflow to look at, and to reset.
+    ok(&["workflow-auto", "flags", "Flag table", "--agent", "offline"]);
+    let backups = || -> Vec<String> {
+        std::fs::read_dir(p.claude().join("backups/state"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    let n = std::cell::Cell::new(0);
+    let fresh = |what: &str| {
+        n.set(n.get() + 1);
+        format!("{what}-{}", n.get())
+    };
+
+    type Observe<'a> = Box<dyn Fn() -> bool + 'a>;
+    let table: Vec<(&str, Observe<'_>)> = vec![
+        (
+            // Dev mode on: the limits the user did not set come from dev mode.
+            "enabled",
+            Box::new(|| {
+                let v: Value = serde_json::from_str(&ok(&["--json", "resources"])).unwrap();
+                let dev = v["limits_source"]["max_load"] == "dev_mode";
+                assert_eq!(
+                    v["limits"]["max_concurrent"],
+                    if dev { 4 } else { 8 },
+                    "{v}"
+                );
+                dev
+            }),
+        ),
+        (
+            "performance_profiling",
+            Box::new(|| ok(&["status"]).contains("phases: ")),
+        ),
+        (
+            "state_monitoring",
+            Box::new(|| ok(&["status"]).contains("state: `")),
+        ),
+        (
+            "resource_monitoring",
+            Box::new(|| {
+                // A fresh state, so only this run can have recorded a snapshot.
+                std::fs::remove_file(p.claude().join("unified_state.json")).unwrap();
+                let spec = fresh("monitor");
+                ok(&["workflow-auto", &spec, "Monitored", "--agent", "offline"]);
+                let state: Value =
+                    serde_json::from_str(&p.read(".claude/unified_state.json")).unwrap();
+                let tasks = state["specifications"][&spec]["tasks"].as_object().unwrap();
+                assert_eq!(tasks.len(), 3, "{state}");
+                let with: Vec<bool> = tasks
+                    .values()
+                    .map(|t| t["system_stats"]["load_average"].is_number())
+                    .collect();
+                assert!(with.iter().all(|w| *w == with[0]), "{state}");
+                with[0]
+            }),
+        ),
+        (
+            "auto_backup",
+            Box::new(|| {
+                let spec = fresh("backup");
+                ok(&["workflow-auto", &spec, "Backed up", "--agent", "offline"]);
+                let prefix = format!("pre_{spec}_");
+                backups().iter().any(|n| n.starts_with(&prefix))
+            }),
+        ),
+        (
+            // Off: nobody is asked, so a hard reset without a terminal goes ahead.
+            "confirmation_prompts",
+            Box::new(|| {
+                let spec = fresh("confirm");
+                ok(&["workflow-auto", &spec, "Confirmed", "--agent", "offline"]);
+                let o = p.run(&["workflow-reset", &spec, "--hard"]);
+                let asked = o.status.code() == Some(2);
+                if !asked {
+                    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+                }
+                asked
+            }),
+        ),
+        (
+            "command_validation",
+            Box::new(|| {
+                p.write(
+                    ".claude/next_command.txt",
+                    "/workflow-continue no-such-spec\n",
+                );
+                let o = p
+                    .qw(&["consume", "--once"])
+                    .env("QW_CONSUME_ATTEMPTS", "1")
+                    .output()
+                    .unwrap();
+                let all = stderr(&o) + &stdout(&o);
+                let checked = all.contains("(development_mode.command_validation)");
+                // Checked: refused before running (2); not checked: run, and it fails (1).
+                assert_eq!(o.status.code(), Some(if checked { 2 } else { 1 }), "{all}");
+                checked
+            }),
+        ),
+    ];
+    for (flag, observe) in &table {
+        for on in [true, false] {
+            // Remove the backups of the previous row, so `auto_backup` counts its own.
+            let _ = std::fs::remove_dir_all(p.claude().join("backups/state"));
+            set(flag, on);
+            assert_eq!(observe(), on, "{flag} = {on}");
+        }
+    }
+    // The retired debug_hooks is kept, unread, and not reported as unknown.
+    p.write(
+        ".claude/settings.local.json",
+        r#"{"development_mode": {"debug_hooks": true}}"#,
+    );
+    let o = p.run(&["dev-mode", "on"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("debug_hooks"), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("debug_hooks"), "{}", stdout(&o));
+    assert_eq!(settings(&p)["development_mode"]["debug_hooks"], true);
 }

@@ -84,7 +84,7 @@ fn init_scaffolds_everything_and_a_second_run_changes_nothing() {
     let settings: serde_json::Value =
         serde_json::from_str(&p.read(".claude/settings.local.json")).unwrap();
     assert_eq!(settings["development_mode"]["enabled"], false);
-    assert_eq!(settings["development_mode"].as_object().unwrap().len(), 11);
+    assert_eq!(settings["development_mode"].as_object().unwrap().len(), 10);
     assert_eq!(settings["resource_limits"]["max_load"], 0.85);
     assert_eq!(settings["resource_limits"]["max_concurrent"], 8);
     assert_eq!(settings["resource_limits"]["acquire_timeout_s"], 300);

@@ -20,6 +20,7 @@ mod exec_stress;
 mod init;
 mod locks;
 mod output;
+mod scenario;
 mod settings;
 mod slurm;
 mod spec;

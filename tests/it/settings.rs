@@ -32,7 +32,6 @@ fn dev_block(nl: &str, ind: &str) -> String {
         ("enabled", false),
         ("verbose_logging", false),
         ("fail_fast", false),
-        ("debug_hooks", false),
         ("resource_monitoring", false),
         ("auto_backup", false),
         ("confirmation_prompts", true),

@@ -97,6 +97,8 @@ pub enum Line<'a> {
         cost_usd: f64,
         /// The report file, if written.
         report: Option<String>,
+        /// The agent that did the work (`claude`, `command`, `offline`).
+        agent: &'a str,
     },
 }
 
@@ -231,6 +233,7 @@ fn finished(summary: &Summary) -> Line<'_> {
         total: summary.total,
         cost_usd: summary.cost_usd,
         report: summary.report.as_ref().map(|p| p.display().to_string()),
+        agent: summary.agent.as_str(),
     }
 }
 
@@ -434,8 +437,14 @@ pub fn plain_line(line: &Line<'_>) -> String {
             total,
             cost_usd,
             report,
+            agent,
         } => {
-            let mut line = format!("workflow {result}: {completed}/{total} tasks completed");
+            let mut line = format!(
+                "workflow {result}: {completed}/{total} tasks completed by the {agent} agent"
+            );
+            if *agent == crate::workflow::AgentKind::Offline.as_str() {
+                line.push_str(" (templates and checks only, no code written)");
+            }
             if *cost_usd > 0.0 {
                 line.push_str(&format!(", ${cost_usd:.4} spent"));
             }

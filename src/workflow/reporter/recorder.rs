@@ -353,6 +353,11 @@ fn attempt_started(s: &mut UnifiedState, name: &str, agent: &str, a: AttemptStar
     task.started_at = Some(at.clone());
     task.completed_at = None;
     task.run_id = a.run_id;
+    if let Some(map) = &a.system_stats {
+        // Dev mode `resource_monitoring`: the machine as this task started.
+        task.extra
+            .insert("system_stats".into(), Value::Object(map.clone()));
+    }
     if !s.agents.active_tasks.contains(&a.id) {
         s.agents.active_tasks.push(a.id);
     }
@@ -928,6 +933,7 @@ mod tests {
             report: None,
             failed: Vec::new(),
             blocked: Vec::new(),
+            agent: crate::workflow::AgentKind::Offline,
         };
         let mut s = UnifiedState::default();
         s.specifications.entry(SPEC.into()).or_default();

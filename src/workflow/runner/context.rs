@@ -46,6 +46,8 @@ pub(crate) struct Run<'a> {
     pub stop: Stop<'a>,
     /// Record a `system_stats` snapshot with each task (dev mode `resource_monitoring`).
     pub resource_monitoring: bool,
+    /// The dev-mode flags (`auto_backup`, `enhanced_error_reporting`; see `dev.rs`).
+    pub dev: crate::settings::DevMode,
     /// Where tasks work: their own git worktrees, or the project's tree.
     pub space: TaskSpace,
 }

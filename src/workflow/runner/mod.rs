@@ -158,6 +158,7 @@ impl Workflow {
             events: &events,
             stop: Stop::new(cancel),
             resource_monitoring: dev.resource_monitoring(),
+            dev: dev.clone(),
             space,
         };
         let summary = phases::drive(&run, Instant::now());
@@ -268,5 +269,6 @@ fn dry_run(w: &Workflow, spec: &Spec, progress: &Progress) -> Result<Summary, Wo
         report: None,
         failed: Vec::new(),
         blocked: Vec::new(),
+        agent: w.options.agent,
     })
 }

@@ -54,6 +54,12 @@ pub(crate) fn drive(run: &Run<'_>, started: Instant) -> Result<Summary, Workflow
                 ));
             }
             Ok(tasks) => {
+                crate::workflow::dev::backup_before_phase(
+                    &run.store,
+                    run.dev.auto_backup(),
+                    run.name,
+                    &Phase::Implementation,
+                );
                 run.events.emit(EventKind::PhaseStarted {
                     phase: Phase::Implementation,
                 })?;
@@ -91,6 +97,10 @@ pub(crate) fn drive(run: &Run<'_>, started: Instant) -> Result<Summary, Workflow
         failure: failure.as_ref(),
         duration: started.elapsed(),
         cost_this_run: cost_usd,
+        runs_dir: run
+            .dev
+            .enhanced_error_reporting()
+            .then(|| run.project.runs_dir()),
     });
     crate::fs::write_durable(&report_path, text.as_bytes())?;
     let summary = Summary {
@@ -101,6 +111,7 @@ pub(crate) fn drive(run: &Run<'_>, started: Instant) -> Result<Summary, Workflow
         report: Some(report_path),
         failed: outcome.failed,
         blocked: outcome.blocked,
+        agent: run.options.agent,
     };
     run.events.emit(EventKind::Finished { summary: &summary })?;
     Ok(summary)
@@ -138,6 +149,7 @@ fn document_phase(run: &Run<'_>, aphase: AgentPhase) -> Result<Option<AgentRun>,
             "stopped before this phase started",
         )));
     }
+    crate::workflow::dev::backup_before_phase(&run.store, run.dev.auto_backup(), run.name, &phase);
     run.events.emit(EventKind::PhaseStarted {
         phase: phase.clone(),
     })?;

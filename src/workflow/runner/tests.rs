@@ -208,6 +208,7 @@ fn scenario<T>(s: Scenario, f: impl FnOnce(&Run<'_>, &TaskList) -> T) -> Seen<T>
             events: &events,
             stop: Stop::new(&cancel),
             resource_monitoring: false,
+            dev: crate::settings::DevMode::default(),
             space: TaskSpace::shared(&project, SPEC),
         };
         if let Some(reason) = s.stop_before {
