@@ -164,6 +164,8 @@ impl Workflow {
         if store.path().is_file() {
             store.backup_before(&format!("workflow_{}", self.name))?;
         }
+        // Before the statuses are reset for the run: the record says what to repair.
+        super::reconcile::at_start(&store, &spec, &progress)?;
         let spent_today = start_in_state(&store, &self, &spec)?;
         let space = TaskSpace::start(&self.project, &self.name, plan, &progress, cancel)?;
 

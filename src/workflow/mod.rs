@@ -16,6 +16,7 @@ mod commit;
 mod driver;
 mod isolation;
 pub mod progress;
+mod reconcile;
 mod report;
 mod scheduler;
 pub mod status;
