@@ -381,7 +381,7 @@ pub(crate) fn at_start(
     }
     for r in &repairs {
         let message = r.describe(name, &path);
-        tracing::warn!("{message}");
+        tracing::info!("{message}");
         progress.emit(Event::Note { message });
     }
     Ok(repairs)

@@ -20,6 +20,7 @@ mod exec_stress;
 mod init;
 mod locks;
 mod output;
+mod reconcile;
 mod settings;
 mod slurm;
 mod spec;
