@@ -1107,13 +1107,18 @@ mod tests {
         let path = dir.path().join("tasks.md");
         let text = "- [X] 1. P\r\n  - [x] 1.1 A\r\n  - [x] 1.2 B\r\n- [x] 10. Ten\r\n";
         crate::fs::write(&path, text).unwrap();
-        assert_eq!(untick_file_many(&path, &["1.2".into()]).unwrap(), ["1.2", "1"]);
+        assert_eq!(
+            untick_file_many(&path, &["1.2".into()]).unwrap(),
+            ["1.2", "1"]
+        );
         assert_eq!(
             crate::fs::read_to_string(&path).unwrap(),
             "- [ ] 1. P\r\n  - [x] 1.1 A\r\n  - [ ] 1.2 B\r\n- [x] 10. Ten\r\n"
         );
         assert!(untick_file_many(&path, &["1.2".into()]).unwrap().is_empty());
-        let e = untick_file_many(&path, &["1".into()]).unwrap_err().to_string();
+        let e = untick_file_many(&path, &["1".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("tasks.md") && e.contains("subtasks"), "{e}");
     }
 

@@ -3,7 +3,7 @@
 //!
 //! Finished work is never redone: a phase whose document exists (written by an earlier
 //! run, or by the user) is skipped, and tasks completed in the state or ticked in
-//! `tasks.md` are not run again.
+//! `tasks.md` are not run again (after `reconcile` made the two agree).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

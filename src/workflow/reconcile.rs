@@ -282,10 +282,7 @@ pub(crate) fn apply(spec: &mut state::Spec, name: &str, repairs: &[Repair]) {
     if orphans.is_empty() {
         return;
     }
-    let kept = spec
-        .extra
-        .entry(ORPHANED_KEY)
-        .or_insert_with(|| json!({}));
+    let kept = spec.extra.entry(ORPHANED_KEY).or_insert_with(|| json!({}));
     if !kept.is_object() {
         // Not ours to drop: keep whatever was there under the new map.
         let old = kept.take();
@@ -479,8 +476,7 @@ mod tests {
 
     #[test]
     fn an_inserted_task_renumbers_the_following_ones_and_moves_their_records() {
-        let list =
-            TaskList::parse("- [x] 1. A\n- [ ] 2. New\n- [x] 3. B\n- [ ] 4. C\n").unwrap();
+        let list = TaskList::parse("- [x] 1. A\n- [ ] 2. New\n- [x] 3. B\n- [ ] 4. C\n").unwrap();
         let st = tasks(&[
             ("1", "A", Completed, 1),
             ("2", "B", Completed, 1),
@@ -538,8 +534,8 @@ mod tests {
 
     #[test]
     fn a_retitled_task_keeps_its_id_and_an_ambiguous_title_does_not_move() {
-        let list = TaskList::parse("- [ ] 1. A, better said\n- [ ] 2. Same\n- [ ] 3. Same\n")
-            .unwrap();
+        let list =
+            TaskList::parse("- [ ] 1. A, better said\n- [ ] 2. Same\n- [ ] 3. Same\n").unwrap();
         let st = tasks(&[("1", "A", Completed, 1), ("9", "Same", Completed, 1)]);
         let repairs = plan(&list, &st);
         assert_eq!(
@@ -563,7 +559,8 @@ mod tests {
             tasks: st.clone(),
             ..Default::default()
         };
-        spec.extra.insert(ORPHANED_KEY.into(), json!({"2": {"id": "2"}}));
+        spec.extra
+            .insert(ORPHANED_KEY.into(), json!({"2": {"id": "2"}}));
         let repairs = plan(&list, &st);
         assert_eq!(
             repairs,
@@ -623,7 +620,10 @@ mod tests {
             },
         ] {
             let m = r.describe("demo", file);
-            assert!(!m.contains('\n') && m.contains("tasks.md") && m.contains('2'), "{m}");
+            assert!(
+                !m.contains('\n') && m.contains("tasks.md") && m.contains('2'),
+                "{m}"
+            );
         }
     }
 }

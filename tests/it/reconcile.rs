@@ -106,7 +106,11 @@ fn reconcile_a_tick_lost_to_a_mid_run_parse_error_is_restored_on_continue() {
         "{lines:?}"
     );
     let md = f.tasks_md();
-    assert_eq!(md, fixed.replace("- [ ]", "- [x]"), "only the boxes changed");
+    assert_eq!(
+        md,
+        fixed.replace("- [ ]", "- [x]"),
+        "only the boxes changed"
+    );
     assert_eq!(f.runs_of("2"), 1, "a completed task never runs again");
     assert_eq!(f.runs_of("1"), 1);
     assert_eq!(f.runs_of("3"), 1);
@@ -150,7 +154,9 @@ fn reconcile_renumbered_tasks_keep_their_records_and_a_hand_tick_is_kept() {
         "{lines:?}"
     );
     assert!(
-        lines.iter().any(|l| l.contains("task 3 \"Third\" is task 4")),
+        lines
+            .iter()
+            .any(|l| l.contains("task 3 \"Third\" is task 4")),
         "{lines:?}"
     );
     assert!(
