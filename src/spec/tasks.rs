@@ -102,6 +102,14 @@ pub enum TasksError {
         /// Its line.
         line: usize,
     },
+    /// The file is not UTF-8 text.
+    #[error("line {line}: not UTF-8 text (byte {byte} of the file); save it as UTF-8")]
+    NotUtf8 {
+        /// 1-based line of the first invalid byte.
+        line: usize,
+        /// 1-based offset of that byte in the file.
+        byte: usize,
+    },
     /// The file named in the error could not be parsed.
     #[error("`{path}`: {source}")]
     InFile {
@@ -748,6 +756,21 @@ fn replace_box(text: &str, task: &Task, checked: bool) -> String {
     out
 }
 
+/// Read a tasks.md file as text; bytes that are not UTF-8 are an error naming the file
+/// and the line of the first of them.
+pub fn read_text(path: &Path) -> Result<String, TasksError> {
+    let bytes = crate::fs::read(path)?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        TasksError::NotUtf8 {
+            line: bytes[..at].iter().filter(|b| **b == b'\n').count() + 1,
+            byte: at + 1,
+        }
+        .in_file(path)
+    })
+}
+
 /// Tick task `id`: rewrites only its checkbox's space to `x`.
 pub fn tick(text: &str, id: &str) -> Result<String, TasksError> {
     set_checked(text, id, true)
@@ -764,7 +787,7 @@ pub fn tick_file(path: &Path, id: &str) -> Result<Vec<String>, TasksError> {
 
 /// [`tick_file`] for several leaves at once: one read, one durable write.
 pub fn tick_file_many(path: &Path, ids: &[String]) -> Result<Vec<String>, TasksError> {
-    let text = crate::fs::read_to_string(path)?;
+    let text = read_text(path)?;
     let list = TaskList::parse(&text).map_err(|e| e.in_file(path))?;
     let leaves = list.leaf_indices(ids, path)?;
     let mut now_checked: HashSet<usize> = leaves.iter().copied().collect();
@@ -806,7 +829,7 @@ pub fn tick_file_many(path: &Path, ids: &[String]) -> Result<Vec<String>, TasksE
 ///
 /// Serialise calls as for [`tick_file`].
 pub fn untick_file_many(path: &Path, ids: &[String]) -> Result<Vec<String>, TasksError> {
-    let text = crate::fs::read_to_string(path)?;
+    let text = read_text(path)?;
     let list = TaskList::parse(&text).map_err(|e| e.in_file(path))?;
     let leaves = list.leaf_indices(ids, path)?;
     let mut order: Vec<usize> = Vec::new();
@@ -1099,6 +1122,23 @@ mod tests {
         assert!(e.contains("tasks.md") && e.contains("subtasks"), "{e}");
         let e = tick_file(&path, "7").unwrap_err().to_string();
         assert!(e.contains("tasks.md") && e.contains("`7`"), "{e}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_an_error_naming_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tasks.md");
+        crate::fs::write(&path, b"- [ ] 1. A\n- [ ] 2. B \xff\n").unwrap();
+        let e = tick_file(&path, "1").unwrap_err().to_string();
+        assert!(
+            e.contains("tasks.md") && e.contains("line 2:") && e.contains("UTF-8"),
+            "{e}"
+        );
+        assert_eq!(
+            crate::fs::read(&path).unwrap(),
+            b"- [ ] 1. A\n- [ ] 2. B \xff\n",
+            "nothing written"
+        );
     }
 
     #[test]

@@ -995,7 +995,7 @@ fn start_in_state(store: &StateStore, w: &Workflow, spec: &Spec) -> Result<f64, 
 /// Parse and validate the spec's tasks.md, including every `_Verify:_` command.
 pub(crate) fn load_tasks(spec: &Spec) -> Result<TaskList, WorkflowError> {
     let path = spec.tasks_path();
-    let text = crate::fs::read_to_string(&path)?;
+    let text = crate::spec::tasks::read_text(&path).map_err(super::reconcile::tasks_error)?;
     let list =
         TaskList::parse(&text).map_err(|e| WorkflowError::Input(e.in_file(&path).to_string()))?;
     for t in list.tasks() {

@@ -384,7 +384,8 @@ pub(crate) fn at_start(
     Ok(repairs)
 }
 
-fn tasks_error(e: TasksError) -> WorkflowError {
+/// A tasks.md error as a workflow error: I/O stays I/O, the rest is bad input (exit 2).
+pub(crate) fn tasks_error(e: TasksError) -> WorkflowError {
     match e {
         TasksError::Io(e) => WorkflowError::Io(e),
         other => WorkflowError::Input(other.to_string()),

@@ -261,3 +261,30 @@ fn reconcile_a_deleted_task_is_kept_aside_and_a_contradicted_tick_is_undone() {
     );
     no_process_left(&f);
 }
+
+/// A tasks.md that is not UTF-8 at resume is bad input like a parse error: exit 2, one
+/// line naming the file and the line, and neither the state nor the file is touched.
+#[test]
+fn reconcile_a_tasks_md_that_is_not_utf8_is_refused_before_anything_changes() {
+    let f = Flow::new(THREE);
+    let out = f.auto(&["--agent", "claude", "--parallel", "1"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let path = f.path().join(".claude/specs/demo/tasks.md");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let third = bytes.windows(5).position(|w| w == b"Third").unwrap();
+    bytes[third] = 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let line = bytes[..third].iter().filter(|b| **b == b'\n').count() + 1;
+    let state_before = f.p.read(".claude/unified_state.json");
+    let out = f.run(&["workflow-continue", "demo"]);
+    assert_eq!(code(&out), 2, "{}", diag(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("tasks.md") && err.contains(&format!("line {line}:")) && err.contains("UTF-8"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert_eq!(f.p.read(".claude/unified_state.json"), state_before);
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    no_process_left(&f);
+}
