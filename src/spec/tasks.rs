@@ -102,6 +102,14 @@ pub enum TasksError {
         /// Its line.
         line: usize,
     },
+    /// The file is not UTF-8 text.
+    #[error("line {line}: not UTF-8 text (byte {byte} of the file); save it as UTF-8")]
+    NotUtf8 {
+        /// 1-based line of the first invalid byte.
+        line: usize,
+        /// 1-based offset of that byte in the file.
+        byte: usize,
+    },
     /// The file named in the error could not be parsed.
     #[error("`{path}`: {source}")]
     InFile {
@@ -748,6 +756,22 @@ fn replace_box(text: &str, task: &Task, checked: bool) -> String {
     out
 }
 
+/// Read a tasks.md file as text; bytes that are not UTF-8 are an error naming the file
+/// and the line of the first of them.
+pub fn read_text(path: &Path) -> Result<String, TasksError> {
+    // Only a regular file, bounded like every spec document (a FIFO must not block).
+    let bytes = crate::fs::read_regular_whole(path, super::MAX_DOCUMENT_BYTES)?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        TasksError::NotUtf8 {
+            line: bytes[..at].iter().filter(|b| **b == b'\n').count() + 1,
+            byte: at + 1,
+        }
+        .in_file(path)
+    })
+}
+
 /// Tick task `id`: rewrites only its checkbox's space to `x`.
 pub fn tick(text: &str, id: &str) -> Result<String, TasksError> {
     set_checked(text, id, true)
@@ -764,23 +788,9 @@ pub fn tick_file(path: &Path, id: &str) -> Result<Vec<String>, TasksError> {
 
 /// [`tick_file`] for several leaves at once: one read, one durable write.
 pub fn tick_file_many(path: &Path, ids: &[String]) -> Result<Vec<String>, TasksError> {
-    let text = super::read_document(path)?;
+    let text = read_text(path)?;
     let list = TaskList::parse(&text).map_err(|e| e.in_file(path))?;
-    let mut leaves = Vec::with_capacity(ids.len());
-    for id in ids {
-        let &i = list
-            .index
-            .get(id.as_str())
-            .ok_or_else(|| TasksError::NotFound { id: id.clone() }.in_file(path))?;
-        if !list.children[i].is_empty() {
-            return Err(TasksError::NotALeaf {
-                id: id.clone(),
-                line: list.tasks[i].line,
-            }
-            .in_file(path));
-        }
-        leaves.push(i);
-    }
+    let leaves = list.leaf_indices(ids, path)?;
     let mut now_checked: HashSet<usize> = leaves.iter().copied().collect();
     let mut order: Vec<usize> = Vec::new();
     for &i in &leaves {
@@ -812,6 +822,60 @@ pub fn tick_file_many(path: &Path, ids: &[String]) -> Result<Vec<String>, TasksE
         .into_iter()
         .map(|j| list.tasks[j].id.clone())
         .collect())
+}
+
+/// Untick leaves `ids` in the file at `path`, and every ticked ancestor of them (a parent
+/// is ticked only while all its children are), in one durable write that changes only
+/// those checkbox bytes. Returns the ids newly unticked (each leaf before its ancestors).
+///
+/// Serialise calls as for [`tick_file`].
+pub fn untick_file_many(path: &Path, ids: &[String]) -> Result<Vec<String>, TasksError> {
+    let text = read_text(path)?;
+    let list = TaskList::parse(&text).map_err(|e| e.in_file(path))?;
+    let leaves = list.leaf_indices(ids, path)?;
+    let mut order: Vec<usize> = Vec::new();
+    for &i in &leaves {
+        for j in std::iter::once(i).chain(list.ancestors_of(i)) {
+            if list.tasks[j].checked && !order.contains(&j) {
+                order.push(j);
+            }
+        }
+    }
+    if order.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut bytes = text.into_bytes();
+    for &j in &order {
+        // The checkbox byte is an ASCII `x` or `X`; a space keeps the text valid UTF-8.
+        bytes[list.tasks[j].checkbox_offset] = b' ';
+    }
+    crate::fs::write_durable(path, &bytes)?;
+    Ok(order
+        .into_iter()
+        .map(|j| list.tasks[j].id.clone())
+        .collect())
+}
+
+impl TaskList {
+    /// The indices of the leaves `ids`; an unknown id or a parent is an error naming `path`.
+    fn leaf_indices(&self, ids: &[String], path: &Path) -> Result<Vec<usize>, TasksError> {
+        let mut leaves = Vec::with_capacity(ids.len());
+        for id in ids {
+            let &i = self
+                .index
+                .get(id.as_str())
+                .ok_or_else(|| TasksError::NotFound { id: id.clone() }.in_file(path))?;
+            if !self.children[i].is_empty() {
+                return Err(TasksError::NotALeaf {
+                    id: id.clone(),
+                    line: self.tasks[i].line,
+                }
+                .in_file(path));
+            }
+            leaves.push(i);
+        }
+        Ok(leaves)
+    }
 }
 
 #[cfg(test)]
@@ -1059,6 +1123,44 @@ mod tests {
         assert!(e.contains("tasks.md") && e.contains("subtasks"), "{e}");
         let e = tick_file(&path, "7").unwrap_err().to_string();
         assert!(e.contains("tasks.md") && e.contains("`7`"), "{e}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_an_error_naming_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tasks.md");
+        crate::fs::write(&path, b"- [ ] 1. A\n- [ ] 2. B \xff\n").unwrap();
+        let e = tick_file(&path, "1").unwrap_err().to_string();
+        assert!(
+            e.contains("tasks.md") && e.contains("line 2:") && e.contains("UTF-8"),
+            "{e}"
+        );
+        assert_eq!(
+            crate::fs::read(&path).unwrap(),
+            b"- [ ] 1. A\n- [ ] 2. B \xff\n",
+            "nothing written"
+        );
+    }
+
+    #[test]
+    fn untick_file_unticks_the_leaf_and_its_ticked_ancestors_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tasks.md");
+        let text = "- [X] 1. P\r\n  - [x] 1.1 A\r\n  - [x] 1.2 B\r\n- [x] 10. Ten\r\n";
+        crate::fs::write(&path, text).unwrap();
+        assert_eq!(
+            untick_file_many(&path, &["1.2".into()]).unwrap(),
+            ["1.2", "1"]
+        );
+        assert_eq!(
+            crate::fs::read_to_string(&path).unwrap(),
+            "- [ ] 1. P\r\n  - [x] 1.1 A\r\n  - [ ] 1.2 B\r\n- [x] 10. Ten\r\n"
+        );
+        assert!(untick_file_many(&path, &["1.2".into()]).unwrap().is_empty());
+        let e = untick_file_many(&path, &["1".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tasks.md") && e.contains("subtasks"), "{e}");
     }
 
     mod proptests {

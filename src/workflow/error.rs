@@ -100,6 +100,8 @@ impl UserError for WorkflowError {
             | WorkflowError::Verify { .. }
             | WorkflowError::Isolation(_) => exit::USAGE,
             WorkflowError::Tasks(e) => match e {
+                // Not a regular file, too big: bad input, not a broken disk.
+                crate::spec::tasks::TasksError::Io(e) if crate::fs::is_refused(e) => exit::USAGE,
                 crate::spec::tasks::TasksError::Io(_) => exit::FAILED,
                 _ => exit::USAGE,
             },

@@ -20,6 +20,7 @@ mod dev;
 mod error;
 pub mod events;
 mod isolation;
+mod reconcile;
 mod report;
 mod reporter;
 mod runner;

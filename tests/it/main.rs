@@ -20,6 +20,7 @@ mod exec_stress;
 mod init;
 mod locks;
 mod output;
+mod reconcile;
 mod scenario;
 mod settings;
 mod slurm;

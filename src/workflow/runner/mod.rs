@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use self::context::Run;
-use self::phases::load_tasks;
+pub(crate) use self::phases::load_tasks;
 use self::stop::Stop;
 use super::budget::Budget;
 use super::events::{Ending, EventKind, Summary};
@@ -113,6 +113,10 @@ impl Workflow {
         if store.path().is_file() {
             store.backup_before(&format!("workflow_{}", self.name))?;
         }
+        // Before the statuses are reset for the run: the record says what to repair. (The
+        // one write outside the recorder: a repair of the record itself, under the spec's
+        // workflow lock, before the run's first event that changes the state.)
+        super::reconcile::at_start(&store, &spec, &events)?;
         events.emit(EventKind::RunStarted {
             description: &self.description,
             options: &self.options,

@@ -1,0 +1,628 @@
+//! Reconcile a spec's tasks in the unified state with its `tasks.md`, each time its
+//! workflow starts or resumes.
+//!
+//! Owns: deciding, for every way the two can disagree, which side wins ([`plan`], pure,
+//! unit-tested), applying the repairs through the normal durable paths (the state under
+//! its lock; `tasks.md` through the byte-preserving ticker of [`crate::spec::tasks`],
+//! which keeps the file's mode and writes through symlinks), and reporting every repair:
+//! one progress line each and one `errors` entry (component `reconcile`) listing them.
+//! Must not: run tasks, or write anything when `tasks.md` does not parse (the driver
+//! refuses such a file before this runs).
+//!
+//! The state is the record. The rules, in the order they are applied:
+//! - **Renumbered**: a state task whose id is gone from `tasks.md`, or now names a task
+//!   with another title, while exactly one unmatched leaf carries its title (and no other
+//!   unmatched state task does) → its record moves to the new id (`renumbered_from`).
+//!   A same-id task with a new title and no such match is the same task, retitled.
+//! - **Gone**: a state task with no leaf left in `tasks.md` (deleted, or now a parent) →
+//!   its record moves whole (attempts, costs, sessions, evidence) from `tasks` to the
+//!   spec's `orphaned_tasks`, so progress counts only tasks that exist, and nothing is lost.
+//! - **Completed in the state, unticked in the file** → ticked. qw writes the state before
+//!   the tick, so a tick lost to a failed write (tasks.md edited into a parse error
+//!   mid-run) or to a hand edit is restored; a completed task never runs again.
+//! - **Ticked in the file, not completed in the state**, two cases:
+//!   - the state records an attempt (`attempts > 0`: failed, interrupted, blocked after
+//!     a try) → the state wins: the box (and any ticked parent of it) is unticked and the
+//!     task runs again. qw tells agents not to edit `tasks.md`, so a tick contradicting a
+//!     recorded unfinished attempt is most likely an agent's, and counting it would break
+//!     "completed only when the agent succeeded and `_Verify:_` passed".
+//!   - no attempt recorded (no entry, never run, or cleared by `qw workflow-reset`) → the
+//!     file wins: a tick nobody contradicts is the user's word that the task is done (the
+//!     documented way to skip a task). The state records it `completed` with
+//!     `completed_by: "tasks.md"`.
+//!
+//! A spec whose state knows no task yet has nothing to reconcile (the file is the only
+//! record; the scheduler takes its ticks as completed).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+use serde_json::json;
+
+use super::WorkflowError;
+use super::reporter::Events;
+use crate::spec::Spec;
+use crate::spec::tasks::{TaskList, TasksError};
+use crate::state::{self, StateStore, TaskStatus, Timestamp};
+
+/// Where a gone task's state record is kept, inside the spec's state entry.
+pub const ORPHANED_KEY: &str = "orphaned_tasks";
+
+/// One disagreement between the state and `tasks.md`, and its repair.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Repair {
+    /// Completed in the state, unticked in the file: tick it.
+    Tick { id: String },
+    /// Ticked in the file, but the state records an attempt that did not complete: untick.
+    Untick {
+        id: String,
+        status: String,
+        attempts: u32,
+    },
+    /// Ticked in the file, no attempt in the state: record it completed.
+    CompletedFromFile { id: String, title: String },
+    /// The task's id changed; its record moves.
+    Renumbered {
+        from: String,
+        to: String,
+        title: String,
+    },
+    /// No leaf of tasks.md is this task any more; its record moves to `orphaned_tasks`.
+    Orphaned {
+        id: String,
+        title: String,
+        status: String,
+    },
+}
+
+impl Repair {
+    /// The kind, as recorded in the state.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Repair::Tick { .. } => "ticked",
+            Repair::Untick { .. } => "unticked",
+            Repair::CompletedFromFile { .. } => "completed_from_file",
+            Repair::Renumbered { .. } => "renumbered",
+            Repair::Orphaned { .. } => "orphaned",
+        }
+    }
+
+    /// The task id the repair leaves in place (the new id of a renumbered task).
+    pub(crate) fn task(&self) -> &str {
+        match self {
+            Repair::Tick { id }
+            | Repair::Untick { id, .. }
+            | Repair::CompletedFromFile { id, .. }
+            | Repair::Orphaned { id, .. } => id,
+            Repair::Renumbered { to, .. } => to,
+        }
+    }
+
+    /// One line saying what disagreed and what was done.
+    pub(crate) fn describe(&self, spec: &str, file: &Path) -> String {
+        let file = file.display();
+        match self {
+            Repair::Tick { id } => format!(
+                "repaired: task {id} is completed in the state but was not ticked in `{file}`; ticked it (it does not run again)"
+            ),
+            Repair::Untick {
+                id,
+                status,
+                attempts,
+            } => format!(
+                "repaired: task {id} was ticked in `{file}` but the state records {attempts} attempt(s) that did not complete ({status}); unticked it, it runs again (to skip it instead: `qw workflow-reset {spec}`, then tick it)"
+            ),
+            Repair::CompletedFromFile { id, .. } => format!(
+                "repaired: task {id} is ticked in `{file}` and the state records no attempt of it; recorded it as completed by hand (it does not run)"
+            ),
+            Repair::Renumbered { from, to, title } => format!(
+                "repaired: task {from} \"{title}\" is task {to} in `{file}` now; moved its state record to {to}"
+            ),
+            Repair::Orphaned { id, title, status } => format!(
+                "repaired: task {id} \"{title}\" ({status}) is no longer a task of `{file}`; moved its state record to `{ORPHANED_KEY}` of spec `{spec}`"
+            ),
+        }
+    }
+}
+
+fn norm(title: &str) -> String {
+    title.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Every disagreement between the leaves of `list` and the state's `tasks` of the spec,
+/// with its repair (see the module header for the rules). Renumberings and orphans come
+/// first, then the boxes to change in file order.
+pub(crate) fn plan(list: &TaskList, tasks: &BTreeMap<String, state::Task>) -> Vec<Repair> {
+    if tasks.is_empty() {
+        return Vec::new();
+    }
+    let leaves = list.leaves();
+    let leaf_title: HashMap<&str, String> = leaves
+        .iter()
+        .map(|t| (t.id.as_str(), norm(&t.title)))
+        .collect();
+    // Leaf id → the state id whose record it is.
+    let mut owner: HashMap<String, String> = HashMap::new();
+    let mut matched: HashSet<&str> = HashSet::new();
+    // 1. Same id and same title (or no title recorded).
+    for (sid, e) in tasks {
+        let title = norm(&e.description);
+        if let Some(lt) = leaf_title.get(sid.as_str())
+            && (title.is_empty() || &title == lt)
+        {
+            owner.insert(sid.clone(), sid.clone());
+            matched.insert(sid);
+        }
+    }
+    // 2. The same title under another id, when unambiguous on both sides.
+    let mut state_titles: HashMap<String, usize> = HashMap::new();
+    for (sid, e) in tasks {
+        if !matched.contains(sid.as_str()) && !norm(&e.description).is_empty() {
+            *state_titles.entry(norm(&e.description)).or_default() += 1;
+        }
+    }
+    let mut free_leaves: HashMap<&str, Vec<&str>> = HashMap::new();
+    for t in &leaves {
+        if !owner.contains_key(&t.id) {
+            free_leaves
+                .entry(leaf_title[t.id.as_str()].as_str())
+                .or_default()
+                .push(&t.id);
+        }
+    }
+    for (sid, e) in tasks {
+        let title = norm(&e.description);
+        if matched.contains(sid.as_str()) || state_titles.get(&title) != Some(&1) {
+            continue;
+        }
+        if let Some([leaf]) = free_leaves.get(title.as_str()).map(Vec::as_slice) {
+            owner.insert((*leaf).to_owned(), sid.clone());
+            matched.insert(sid);
+        }
+    }
+    // 3. Same id, retitled.
+    for sid in tasks.keys() {
+        if !matched.contains(sid.as_str())
+            && leaf_title.contains_key(sid.as_str())
+            && !owner.contains_key(sid)
+        {
+            owner.insert(sid.clone(), sid.clone());
+            matched.insert(sid);
+        }
+    }
+
+    let mut out = Vec::new();
+    for (sid, e) in tasks {
+        if !matched.contains(sid.as_str()) {
+            out.push(Repair::Orphaned {
+                id: sid.clone(),
+                title: e.description.clone(),
+                status: e.status.to_string(),
+            });
+        }
+    }
+    for t in &leaves {
+        if let Some(sid) = owner.get(&t.id)
+            && sid != &t.id
+        {
+            out.push(Repair::Renumbered {
+                from: sid.clone(),
+                to: t.id.clone(),
+                title: t.title.clone(),
+            });
+        }
+    }
+    for t in &leaves {
+        let entry = owner.get(&t.id).and_then(|sid| tasks.get(sid));
+        let completed = entry.is_some_and(|e| e.status == TaskStatus::Completed);
+        match entry {
+            Some(_) if completed && !t.checked => out.push(Repair::Tick { id: t.id.clone() }),
+            Some(e) if !completed && t.checked && e.attempts > 0 => out.push(Repair::Untick {
+                id: t.id.clone(),
+                status: e.status.to_string(),
+                attempts: e.attempts,
+            }),
+            _ if !completed && t.checked => out.push(Repair::CompletedFromFile {
+                id: t.id.clone(),
+                title: t.title.clone(),
+            }),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Apply the state side of `repairs` to the spec's entry (`name` is the spec's name).
+/// Ticks and unticks change only the file; nothing is dropped: moved records keep every
+/// field.
+pub(crate) fn apply(spec: &mut state::Spec, name: &str, repairs: &[Repair]) {
+    let now = Timestamp::now();
+    let mut moved: HashMap<String, state::Task> = HashMap::new();
+    for r in repairs {
+        if let Repair::Renumbered { from: id, .. } | Repair::Orphaned { id, .. } = r
+            && let Some(e) = spec.tasks.remove(id)
+        {
+            moved.insert(id.clone(), e);
+        }
+    }
+    let mut orphans: Vec<(String, state::Task)> = Vec::new();
+    for r in repairs {
+        match r {
+            Repair::Renumbered { from, to, .. } => {
+                let Some(mut e) = moved.remove(from) else {
+                    continue;
+                };
+                e.id = to.clone();
+                e.extra.insert("renumbered_from".into(), json!(from));
+                if let Some(occupant) = spec.tasks.insert(to.clone(), e) {
+                    // Not reachable through `plan`; kept rather than overwritten.
+                    orphans.push((to.clone(), occupant));
+                }
+            }
+            Repair::Orphaned { id, .. } => {
+                if let Some(e) = moved.remove(id) {
+                    orphans.push((id.clone(), e));
+                }
+            }
+            Repair::CompletedFromFile { id, title } => {
+                let e = spec.tasks.entry(id.clone()).or_default();
+                e.id = id.clone();
+                e.spec_name = name.to_owned();
+                if e.description.is_empty() {
+                    e.description = title.clone();
+                }
+                e.status = TaskStatus::Completed;
+                e.completed_at = Some(now.clone());
+                e.error = None;
+                e.extra.insert("completed_by".into(), json!("tasks.md"));
+            }
+            Repair::Tick { .. } | Repair::Untick { .. } => {}
+        }
+    }
+    if orphans.is_empty() {
+        return;
+    }
+    let kept = spec.extra.entry(ORPHANED_KEY).or_insert_with(|| json!({}));
+    if !kept.is_object() {
+        // Not ours to drop: keep whatever was there under the new map.
+        let old = kept.take();
+        *kept = json!({ "_previous": old });
+    }
+    if let Some(map) = kept.as_object_mut() {
+        for (id, e) in orphans {
+            let mut key = id.clone();
+            let mut n = 1;
+            while map.contains_key(&key) {
+                n += 1;
+                key = format!("{id}~{n}");
+            }
+            let mut value = serde_json::to_value(&e).unwrap_or_else(|_| json!({"id": id}));
+            if let Some(obj) = value.as_object_mut() {
+                obj.insert("orphaned_at".into(), json!(now));
+            }
+            map.insert(key, value);
+        }
+    }
+}
+
+/// Reconcile the spec's state with its `tasks.md` (if both exist), repair and report.
+/// Called by the runner under the spec's workflow lock, before the run touches tasks.
+pub(crate) fn at_start(
+    store: &StateStore,
+    spec: &Spec,
+    events: &Events<'_>,
+) -> Result<Vec<Repair>, WorkflowError> {
+    let path = spec.tasks_path();
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let list = super::runner::load_tasks(spec)?;
+    let name = spec.name();
+    // Most starts agree: look first, write only when something disagrees.
+    let known = store.load()?;
+    let Some(entry) = known.specifications.get(name) else {
+        return Ok(Vec::new());
+    };
+    if plan(&list, &entry.tasks).is_empty() {
+        return Ok(Vec::new());
+    }
+    let repairs = store.update(|s| {
+        let Some(entry) = s.specifications.get_mut(name) else {
+            return Vec::new();
+        };
+        let repairs = plan(&list, &entry.tasks);
+        if repairs.is_empty() {
+            return repairs;
+        }
+        apply(entry, name, &repairs);
+        let done = entry
+            .tasks
+            .values()
+            .filter(|t| t.status == TaskStatus::Completed)
+            .count();
+        let leaves = list.leaves().len();
+        if leaves > 0 {
+            entry.progress_percentage = done.min(leaves) as f64 * 100.0 / leaves as f64;
+        }
+        let listed: Vec<serde_json::Value> = repairs
+            .iter()
+            .map(|r| {
+                json!({"repair": r.kind(), "task": r.task(), "message": r.describe(name, &path)})
+            })
+            .collect();
+        s.record_error(
+            "reconcile",
+            &format!(
+                "the state and `{}` disagreed on {} task(s); repaired (the state is the record)",
+                path.display(),
+                repairs.len()
+            ),
+            json!({"spec": name, "file": path.display().to_string(), "repairs": listed}),
+        );
+        repairs
+    })?;
+    let ids = |want: fn(&Repair) -> bool| -> Vec<String> {
+        repairs
+            .iter()
+            .filter(|r| want(r))
+            .map(|r| r.task().to_owned())
+            .collect()
+    };
+    let ticks = ids(|r| matches!(r, Repair::Tick { .. }));
+    let unticks = ids(|r| matches!(r, Repair::Untick { .. }));
+    if !ticks.is_empty() {
+        crate::spec::tasks::tick_file_many(&path, &ticks).map_err(tasks_error)?;
+    }
+    if !unticks.is_empty() {
+        crate::spec::tasks::untick_file_many(&path, &unticks).map_err(tasks_error)?;
+    }
+    for r in &repairs {
+        let message = r.describe(name, &path);
+        tracing::info!("{message}");
+        events.note(message)?;
+    }
+    Ok(repairs)
+}
+
+/// A tasks.md error as a workflow error: I/O stays I/O (exit 1), the rest is bad input
+/// (exit 2), as [`WorkflowError`]'s exit codes say.
+pub(crate) fn tasks_error(e: TasksError) -> WorkflowError {
+    WorkflowError::Tasks(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: &str, title: &str, status: TaskStatus, attempts: u32) -> (String, state::Task) {
+        (
+            id.to_owned(),
+            state::Task {
+                id: id.to_owned(),
+                spec_name: "demo".into(),
+                status,
+                description: title.to_owned(),
+                attempts,
+                cost_usd: Some(0.5),
+                session_id: Some(format!("s-{id}")),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn tasks(list: &[(&str, &str, TaskStatus, u32)]) -> BTreeMap<String, state::Task> {
+        list.iter()
+            .map(|(i, t, s, a)| task(i, t, s.clone(), *a))
+            .collect()
+    }
+
+    use TaskStatus::{Completed, Failed, Pending};
+
+    #[test]
+    fn agreeing_sides_need_nothing_and_an_unknown_spec_is_not_reconciled() {
+        let list = TaskList::parse("- [x] 1. A\n- [ ] 2. B\n").unwrap();
+        let st = tasks(&[("1", "A", Completed, 1), ("2", "B", Pending, 0)]);
+        assert!(plan(&list, &st).is_empty());
+        assert!(plan(&list, &BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn completed_but_unticked_is_ticked() {
+        let list = TaskList::parse("- [x] 1. A\n- [ ] 2. B\n- [ ] 3. C\n").unwrap();
+        let st = tasks(&[
+            ("1", "A", Completed, 1),
+            ("2", "B", Completed, 1),
+            ("3", "C", Pending, 0),
+        ]);
+        assert_eq!(plan(&list, &st), [Repair::Tick { id: "2".into() }]);
+    }
+
+    #[test]
+    fn a_tick_against_a_recorded_attempt_loses_and_a_tick_alone_wins() {
+        let list = TaskList::parse("- [x] 1. A\n- [x] 2. B\n- [x] 3. C\n").unwrap();
+        let st = tasks(&[("1", "A", Failed, 2), ("2", "B", Pending, 0)]);
+        assert_eq!(
+            plan(&list, &st),
+            [
+                Repair::Untick {
+                    id: "1".into(),
+                    status: "failed".into(),
+                    attempts: 2
+                },
+                Repair::CompletedFromFile {
+                    id: "2".into(),
+                    title: "B".into()
+                },
+                Repair::CompletedFromFile {
+                    id: "3".into(),
+                    title: "C".into()
+                },
+            ]
+        );
+        let mut spec = state::Spec {
+            tasks: st,
+            ..Default::default()
+        };
+        let repairs = plan(&list, &spec.tasks);
+        apply(&mut spec, "demo", &repairs);
+        assert_eq!(spec.tasks["1"].status, Failed, "the state's failure stands");
+        for id in ["2", "3"] {
+            assert_eq!(spec.tasks[id].status, Completed);
+            assert_eq!(spec.tasks[id].extra["completed_by"], "tasks.md");
+        }
+        assert_eq!(spec.tasks["3"].description, "C");
+    }
+
+    #[test]
+    fn an_inserted_task_renumbers_the_following_ones_and_moves_their_records() {
+        let list = TaskList::parse("- [x] 1. A\n- [ ] 2. New\n- [x] 3. B\n- [ ] 4. C\n").unwrap();
+        let st = tasks(&[
+            ("1", "A", Completed, 1),
+            ("2", "B", Completed, 1),
+            ("3", "C", Failed, 3),
+        ]);
+        let repairs = plan(&list, &st);
+        assert_eq!(
+            repairs,
+            [
+                Repair::Renumbered {
+                    from: "2".into(),
+                    to: "3".into(),
+                    title: "B".into()
+                },
+                Repair::Renumbered {
+                    from: "3".into(),
+                    to: "4".into(),
+                    title: "C".into()
+                },
+            ]
+        );
+        let mut spec = state::Spec {
+            tasks: st,
+            ..Default::default()
+        };
+        apply(&mut spec, "demo", &repairs);
+        let keys: Vec<&str> = spec.tasks.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["1", "3", "4"], "task 2 (New) is new: no record yet");
+        assert_eq!(spec.tasks["3"].session_id.as_deref(), Some("s-2"));
+        assert_eq!(spec.tasks["3"].id, "3");
+        assert_eq!(spec.tasks["3"].extra["renumbered_from"], "2");
+        assert_eq!(spec.tasks["4"].attempts, 3);
+        assert_eq!(spec.tasks["4"].status, Failed);
+    }
+
+    #[test]
+    fn swapped_ids_swap_records_and_an_unticked_renumbered_completion_is_ticked() {
+        let list = TaskList::parse("- [ ] 1. B\n- [x] 2. A\n").unwrap();
+        let st = tasks(&[("1", "A", Completed, 1), ("2", "B", Completed, 1)]);
+        let repairs = plan(&list, &st);
+        assert!(repairs.contains(&Repair::Renumbered {
+            from: "1".into(),
+            to: "2".into(),
+            title: "A".into()
+        }));
+        assert!(repairs.contains(&Repair::Tick { id: "1".into() }));
+        let mut spec = state::Spec {
+            tasks: st,
+            ..Default::default()
+        };
+        apply(&mut spec, "demo", &repairs);
+        assert_eq!(spec.tasks["1"].session_id.as_deref(), Some("s-2"));
+        assert_eq!(spec.tasks["2"].session_id.as_deref(), Some("s-1"));
+    }
+
+    #[test]
+    fn a_retitled_task_keeps_its_id_and_an_ambiguous_title_does_not_move() {
+        let list =
+            TaskList::parse("- [ ] 1. A, better said\n- [ ] 2. Same\n- [ ] 3. Same\n").unwrap();
+        let st = tasks(&[("1", "A", Completed, 1), ("9", "Same", Completed, 1)]);
+        let repairs = plan(&list, &st);
+        assert_eq!(
+            repairs,
+            [
+                Repair::Orphaned {
+                    id: "9".into(),
+                    title: "Same".into(),
+                    status: "completed".into()
+                },
+                Repair::Tick { id: "1".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_gone_task_moves_whole_to_orphaned_tasks_and_never_overwrites_one() {
+        let list = TaskList::parse("- [x] 1. A\n").unwrap();
+        let st = tasks(&[("1", "A", Completed, 1), ("2", "B", Failed, 2)]);
+        let mut spec = state::Spec {
+            tasks: st.clone(),
+            ..Default::default()
+        };
+        spec.extra
+            .insert(ORPHANED_KEY.into(), json!({"2": {"id": "2"}}));
+        let repairs = plan(&list, &st);
+        assert_eq!(
+            repairs,
+            [Repair::Orphaned {
+                id: "2".into(),
+                title: "B".into(),
+                status: "failed".into()
+            }]
+        );
+        apply(&mut spec, "demo", &repairs);
+        assert!(!spec.tasks.contains_key("2"));
+        let kept = &spec.extra[ORPHANED_KEY];
+        assert_eq!(kept["2"], json!({"id": "2"}), "the earlier orphan stays");
+        assert_eq!(kept["2~2"]["attempts"], 2);
+        assert_eq!(kept["2~2"]["cost_usd"], 0.5);
+        assert_eq!(kept["2~2"]["session_id"], "s-2");
+        assert!(kept["2~2"]["orphaned_at"].is_string());
+    }
+
+    #[test]
+    fn a_task_that_became_a_parent_is_orphaned_and_its_children_are_new() {
+        let list = TaskList::parse("- [ ] 1. A\n  - [ ] 1.1. A1\n").unwrap();
+        let st = tasks(&[("1", "A", Completed, 1)]);
+        assert_eq!(
+            plan(&list, &st),
+            [Repair::Orphaned {
+                id: "1".into(),
+                title: "A".into(),
+                status: "completed".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn messages_are_one_line_and_name_the_file() {
+        let file = Path::new("/p/.claude/specs/demo/tasks.md");
+        for r in [
+            Repair::Tick { id: "2".into() },
+            Repair::Untick {
+                id: "2".into(),
+                status: "failed".into(),
+                attempts: 1,
+            },
+            Repair::CompletedFromFile {
+                id: "2".into(),
+                title: "B".into(),
+            },
+            Repair::Renumbered {
+                from: "2".into(),
+                to: "3".into(),
+                title: "B".into(),
+            },
+            Repair::Orphaned {
+                id: "2".into(),
+                title: "B".into(),
+                status: "failed".into(),
+            },
+        ] {
+            let m = r.describe("demo", file);
+            assert!(
+                !m.contains('\n') && m.contains("tasks.md") && m.contains('2'),
+                "{m}"
+            );
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Issue 14 item 5: the state and tasks.md are reconciled on every start and resume
+//! (the state is the record), each repair goes through the normal durable paths and is
+//! reported, and nothing is lost.
+
+use serde_json::Value;
+
+use crate::support::*;
+use crate::workflow::{Flow, THREE, code, diag};
+
+/// Put a wrapper in front of the fake `claude`: when the implementation of task
+/// `$BREAK_AT` runs, it appends a line that makes tasks.md unparseable (a duplicate id),
+/// so the tick after it fails.
+fn with_breaking_agent(f: &mut Flow, at: &str) {
+    let bin = f.path().join("bin");
+    std::fs::rename(bin.join("claude"), bin.join("claude-real")).unwrap();
+    f.p.script(
+        "bin/claude",
+        r#"#!/bin/sh
+if [ "$QW_PHASE" = implementation ] && [ "$QW_TASK_ID" = "$BREAK_AT" ]; then
+  printf -- '- [ ] 1. A duplicate id\n' >> ".claude/specs/$QW_SPEC/tasks.md"
+fi
+exec "$(dirname "$0")/claude-real" "$@"
+"#,
+    );
+    f.set("BREAK_AT", at);
+}
+
+fn reconcile_errors(state: &Value) -> Vec<Value> {
+    state["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["component"] == "reconcile")
+        .cloned()
+        .collect()
+}
+
+fn repairs_of(state: &Value) -> Vec<(String, String)> {
+    reconcile_errors(state)
+        .iter()
+        .flat_map(|e| e["context"]["repairs"].as_array().unwrap().clone())
+        .map(|r| {
+            (
+                r["repair"].as_str().unwrap().to_owned(),
+                r["task"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn repair_lines(out: &std::process::Output) -> Vec<String> {
+    stderr(out)
+        .lines()
+        .filter(|l| l.contains("repaired:"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn no_process_left(f: &Flow) {
+    assert!(
+        pids_with_env("QW_TEST_MARKER", &f.guard.0).is_empty(),
+        "a process of the test outlived qw"
+    );
+}
+
+/// The reproduction: the tick after task 2 fails because tasks.md was edited into a
+/// parse error mid-run. Task 2 is completed in the state and unticked in the file.
+/// `workflow-continue` on the still-broken file refuses (exit 2, file and line, nothing
+/// changed); once the file is fixed it ticks task 2 without running it again.
+#[test]
+fn reconcile_a_tick_lost_to_a_mid_run_parse_error_is_restored_on_continue() {
+    let mut f = Flow::new(THREE);
+    with_breaking_agent(&mut f, "2");
+    let out = f.auto(&["--agent", "claude", "--parallel", "1"]);
+    assert_ne!(code(&out), 0, "{}", diag(&out));
+    assert_eq!(f.task("2")["status"], "completed", "{}", diag(&out));
+    let broken = f.tasks_md();
+    assert!(broken.contains("- [ ] 2. Second"), "{broken}");
+    assert!(broken.contains("- [x] 1. First"), "{broken}");
+    no_process_left(&f);
+
+    // Still broken: one line naming the file and the line, exit 2, nothing written.
+    let state_before = f.p.read(".claude/unified_state.json");
+    let out = f.run(&["workflow-continue", "demo"]);
+    assert_eq!(code(&out), 2, "{}", diag(&out));
+    let err = stderr(&out);
+    let dup_line = broken.lines().count();
+    assert!(
+        err.contains("tasks.md") && err.contains(&format!("line {dup_line}")),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert_eq!(f.p.read(".claude/unified_state.json"), state_before);
+    assert_eq!(f.tasks_md(), broken);
+
+    // Fixed by hand (the extra line removed): continue repairs and finishes.
+    let fixed = broken.replace("- [ ] 1. A duplicate id\n", "");
+    f.p.write(".claude/specs/demo/tasks.md", &fixed);
+    f.set("BREAK_AT", "none");
+    let out = f.run(&["workflow-continue", "demo"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let lines = repair_lines(&out);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("task 2") && lines[0].contains("ticked"),
+        "{lines:?}"
+    );
+    let md = f.tasks_md();
+    assert_eq!(
+        md,
+        fixed.replace("- [ ]", "- [x]"),
+        "only the boxes changed"
+    );
+    assert_eq!(f.runs_of("2"), 1, "a completed task never runs again");
+    assert_eq!(f.runs_of("1"), 1);
+    assert_eq!(f.runs_of("3"), 1);
+    let state = f.state();
+    assert_eq!(repairs_of(&state), [("ticked".into(), "2".into())]);
+    for id in ["1", "2", "3"] {
+        assert_eq!(f.task(id)["status"], "completed", "{id}");
+    }
+    assert_eq!(f.task("2")["session_id"], "fake-2", "the record is kept");
+
+    // Agreeing sides: the next start repairs nothing and records nothing.
+    let out = f.run(&["workflow-continue", "demo"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(repair_lines(&out).is_empty(), "{}", diag(&out));
+    assert_eq!(reconcile_errors(&f.state()).len(), 1);
+    no_process_left(&f);
+}
+
+/// A task inserted in the middle renumbers the ones after it: their records (status,
+/// attempts, session) follow their titles, the new task runs, the completed one does not,
+/// and a task ticked by hand that the state never ran counts as done.
+#[test]
+fn reconcile_renumbered_tasks_keep_their_records_and_a_hand_tick_is_kept() {
+    let mut f = Flow::new(THREE);
+    f.set("FAKE_FAIL", "3:5");
+    let out = f.auto(&["--agent", "claude", "--parallel", "1", "--attempts", "1"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert_eq!(f.task("3")["status"], "failed");
+    assert_eq!(f.runs_of("3"), 1);
+
+    let edited = "# Tasks\n\n- [x] 1. First\n  - do it\n  - _Requirements: 1_\n- [ ] 2. Inserted\n- [x] 3. Second\n  - _Depends: 1_\n- [ ] 4. Third\n- [x] 5. Done by hand\n";
+    f.p.write(".claude/specs/demo/tasks.md", edited);
+    let out = f.run(&["workflow-continue", "demo"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let lines = repair_lines(&out);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("task 2 \"Second\" is task 3")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("task 3 \"Third\" is task 4")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("task 5") && l.contains("by hand")),
+        "{lines:?}"
+    );
+    let mut repairs = repairs_of(&f.state());
+    repairs.sort();
+    assert_eq!(
+        repairs,
+        [
+            ("completed_from_file".to_owned(), "5".to_owned()),
+            ("renumbered".into(), "3".into()),
+            ("renumbered".into(), "4".into()),
+        ]
+    );
+    // Second (now 3) did not run again; Inserted (2) and Third (now 4) ran once here.
+    assert_eq!(f.runs_of("3"), 1, "only the first run's Third");
+    assert_eq!(f.runs_of("2"), 2, "Second in the first run, Inserted now");
+    assert_eq!(f.runs_of("4"), 1);
+    assert_eq!(f.runs_of("5"), 0, "ticked by hand: not run");
+    let second = f.task("3");
+    assert_eq!(second["description"], "Second");
+    assert_eq!(second["session_id"], "fake-2");
+    assert_eq!(second["renumbered_from"], "2");
+    let third = f.task("4");
+    assert_eq!(third["status"], "completed");
+    assert_eq!(third["attempts"], 2, "its failed attempt is kept: {third}");
+    assert_eq!(third["renumbered_from"], "3");
+    assert_eq!(f.task("5")["completed_by"], "tasks.md");
+    assert_eq!(f.task("2")["description"], "Inserted");
+    assert_eq!(f.tasks_md(), edited.replace("- [ ]", "- [x]"));
+    no_process_left(&f);
+}
+
+/// A completed task deleted from tasks.md keeps its record under `orphaned_tasks`; a
+/// failed task ticked behind qw's back (as a misbehaving agent would) is unticked and
+/// runs again. The repairs write through the symlink and keep the file's mode.
+#[test]
+fn reconcile_a_deleted_task_is_kept_aside_and_a_contradicted_tick_is_undone() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = Flow::new(THREE);
+    f.set("FAKE_FAIL", "3:1");
+    let out = f.auto(&["--agent", "claude", "--parallel", "1", "--attempts", "1"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert_eq!(f.task("3")["status"], "failed");
+
+    // Task 2 deleted, task 3 ticked; tasks.md is now a symlink to a 0640 file.
+    let edited = "# Tasks\n\n- [x] 1. First\n  - do it\n  - _Requirements: 1_\n- [x] 3. Third\n";
+    let real = f.p.write("plans/tasks.md", edited);
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let in_spec = f.path().join(".claude/specs/demo/tasks.md");
+    std::fs::remove_file(&in_spec).unwrap();
+    std::os::unix::fs::symlink("../../../plans/tasks.md", &in_spec).unwrap();
+
+    let out = f.run(&["workflow-continue", "demo"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let lines = repair_lines(&out);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("task 2 \"Second\"") && l.contains("orphaned_tasks")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("task 3") && l.contains("unticked")),
+        "{lines:?}"
+    );
+    assert_eq!(f.runs_of("3"), 2, "the contradicted tick did not skip it");
+    assert_eq!(f.runs_of("2"), 1);
+    let state = f.state();
+    let spec = &state["specifications"]["demo"];
+    assert!(spec["tasks"].get("2").is_none(), "{spec}");
+    let kept = &spec["orphaned_tasks"]["2"];
+    assert_eq!(kept["status"], "completed", "{kept}");
+    assert_eq!(kept["session_id"], "fake-2", "{kept}");
+    assert_eq!(f.task("3")["status"], "completed");
+    assert_eq!(spec["progress_percentage"], 100.0, "{spec}");
+    // Unticked by the repair, ticked again by the run: the same bytes, same file.
+    assert!(
+        std::fs::symlink_metadata(&in_spec)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read_to_string(&real).unwrap(), edited);
+    let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o640);
+    let mut repairs = repairs_of(&state);
+    repairs.sort();
+    assert_eq!(
+        repairs,
+        [
+            ("orphaned".to_owned(), "2".to_owned()),
+            ("unticked".into(), "3".into())
+        ]
+    );
+    no_process_left(&f);
+}
+
+/// A tasks.md that is not UTF-8 at resume is bad input like a parse error: exit 2, one
+/// line naming the file and the line, and neither the state nor the file is touched.
+#[test]
+fn reconcile_a_tasks_md_that_is_not_utf8_is_refused_before_anything_changes() {
+    let f = Flow::new(THREE);
+    let out = f.auto(&["--agent", "claude", "--parallel", "1"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let path = f.path().join(".claude/specs/demo/tasks.md");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let third = bytes.windows(5).position(|w| w == b"Third").unwrap();
+    bytes[third] = 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let line = bytes[..third].iter().filter(|b| **b == b'\n').count() + 1;
+    let state_before = f.p.read(".claude/unified_state.json");
+    let out = f.run(&["workflow-continue", "demo"]);
+    assert_eq!(code(&out), 2, "{}", diag(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("tasks.md") && err.contains(&format!("line {line}:")) && err.contains("UTF-8"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert_eq!(f.p.read(".claude/unified_state.json"), state_before);
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    no_process_left(&f);
+}
