@@ -12,6 +12,9 @@
 //!
 //! Usage: bench_claude QW CLAUDE [PAIRS]
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark prints its figures
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
 #[path = "../tests/it/support/messages_api.rs"]
 #[allow(dead_code)]
 mod messages_api;
