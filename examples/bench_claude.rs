@@ -65,6 +65,7 @@ fn timed(mut c: Command) -> Res<f64> {
 
 /// One `claude -p PROMPT` (plus `extra`), stdout to `out`; stopped with SIGTERM to its
 /// process group once `stop_when` holds. Returns the session id of its stream.
+#[allow(clippy::too_many_arguments)]
 fn run_claude(
     claude: &str,
     prompt: &str,

@@ -21,6 +21,7 @@ use crate::support::*;
 /// - FAKE_LOGIN=<task>: that task answers like a CLI that is not logged in.
 /// - FAKE_LIMIT=<task>: that task hits the usage limit (until FAKE_LIMIT_FILE is removed),
 ///   session `limited-<task>`, costing FAKE_COST_LIMIT.
+///
 /// The log's start lines end with the session given to `--resume` (if any).
 const FAKE_CLAUDE: &str = r#"#!/bin/sh
 prompt=""
