@@ -38,7 +38,8 @@ pub const SUGGESTIBLE_QW: &[&str] = &[
     "worktrees",
 ];
 
-/// qw subcommands that exist but must not be run from a suggestion.
+/// qw subcommands that exist but must not be run from a suggestion (`logs` only prints,
+/// and `--follow` would hold the consumer until a run ends).
 pub const NOT_SUGGESTIBLE_QW: &[&str] = &[
     "exec",
     "suggest",
@@ -46,6 +47,7 @@ pub const NOT_SUGGESTIBLE_QW: &[&str] = &[
     "dashboard",
     "completions",
     "offline-agent",
+    "logs",
     "help",
 ];
 
@@ -294,6 +296,7 @@ pub const ALLOWED_OPTIONS: &[&str] = &[
     "wait_for_reset",
     "isolate",
     "allow_dirty",
+    "fresh",
     // workflow-reset.
     "hard",
     "yes",

@@ -22,6 +22,7 @@ mod error;
 pub mod exec;
 pub mod executor;
 pub mod init;
+pub mod logs;
 pub mod offline_agent;
 pub mod out;
 pub mod resolve;
@@ -169,6 +170,8 @@ pub enum Command {
     SpecStatus(spec::SpecStatusArgs),
     /// Show the whole project's workflow status.
     Status(status::StatusArgs),
+    /// Show a run's agent events as readable lines (`--follow` while it runs).
+    Logs(logs::LogsArgs),
     /// Run a spec's whole workflow: requirements, design, tasks, implementation, validation, report.
     WorkflowAuto(workflow::WorkflowAutoArgs),
     /// Resume a workflow; completed tasks are never run again.
@@ -310,6 +313,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::SpecList(a) => spec::run_list(&ctx, a),
         Command::SpecStatus(a) => spec::run_status(&ctx, a),
         Command::Status(a) => status::run(&ctx, a),
+        Command::Logs(a) => logs::run(&ctx, a),
         Command::WorkflowAuto(a) => workflow::run_auto(&ctx, a),
         Command::WorkflowContinue(a) => workflow::run_continue(&ctx, a),
         Command::DevMode(a) => dev_mode::run(&ctx, a),

@@ -174,6 +174,7 @@ fn apply(mut o: Options, a: &RunArgs) -> Result<Options, CliError> {
     o.fail_fast |= a.fail_fast;
     o.wait_for_reset |= a.wait_for_reset;
     o.allow_dirty |= a.allow_dirty;
+    o.fresh = a.fresh;
     if let Some(i) = a.isolate {
         o.isolate = i;
     }

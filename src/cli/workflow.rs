@@ -63,6 +63,10 @@ pub struct RunArgs {
     /// Allow a dirty git working tree (it is snapshotted first).
     #[arg(long)]
     pub allow_dirty: bool,
+    /// Start each agent run as a new conversation instead of continuing the Claude
+    /// session of the task's stopped run (`--resume`).
+    #[arg(long)]
+    pub fresh: bool,
 }
 
 /// Arguments of `qw workflow-auto`.

@@ -104,6 +104,8 @@ pub enum EventKind<'a> {
         run_dir: &'a Path,
         /// A `system_stats` snapshot (dev mode `resource_monitoring`, tasks only).
         system_stats: Option<Map<String, Value>>,
+        /// The agent session this run continues (`--resume`), None for a fresh one.
+        resumes: Option<&'a str>,
     },
     /// An agent run (and the task's `_Verify:_`, and its merge) ended.
     AttemptFinished {

@@ -99,6 +99,10 @@ pub struct Options {
     /// Run in a dirty git tree (after snapshotting it).
     #[serde(default)]
     pub allow_dirty: bool,
+    /// Start every agent run as a new conversation: never continue an earlier Claude
+    /// session (`--resume`). For this invocation only: never saved.
+    #[serde(default, skip_serializing)]
+    pub fresh: bool,
 }
 
 /// How parallel tasks are isolated from each other.
@@ -132,6 +136,7 @@ impl Default for Options {
             wait_for_reset: false,
             isolate: Isolation::Auto,
             allow_dirty: false,
+            fresh: false,
         }
     }
 }

@@ -825,3 +825,184 @@ fn claude_real_live_activity_shows_while_an_answer_is_pending() {
     });
     assert_eq!(run.outcome, Outcome::Succeeded, "{}", run.evidence);
 }
+
+/// `qw status --json`'s running task, once it names a last tool; polled while the
+/// workflow runs (None after `timeout`).
+fn live_task(p: &TestProject, timeout: Duration) -> Option<Value> {
+    let mut found = None;
+    wait_until(timeout, || {
+        let out = p.run(&["status", "--json"]);
+        let Ok(v) = serde_json::from_slice::<Value>(&out.stdout) else {
+            return false;
+        };
+        let task = v["specs"][0]["running_tasks"][0].clone();
+        if task["last_tool"].is_object() {
+            found = Some(task);
+        }
+        found.is_some()
+    });
+    found
+}
+
+#[test]
+fn claude_real_workflow_live_status_then_interrupt_and_continue_resumes_the_session() {
+    let Some(cli) = claude_cli(
+        "claude_real_workflow_live_status_then_interrupt_and_continue_resumes_the_session",
+    ) else {
+        return;
+    };
+    let gate = Gate::new();
+    // Task 1 writes hello.txt, then its answer is held (a slow model) until the test
+    // interrupts the workflow; resumed, it only has to say it is done.
+    let f = Flow::new(
+        Model::new()
+            .when(
+                agent::prompt::RESUME_HEADER,
+                [Step::text(
+                    "hello.txt is already written; the task is done.",
+                )],
+            )
+            .when(
+                "Implement task 1 only",
+                [
+                    Step::write("hello.txt", "hello\n"),
+                    Step::held(&gate, Step::text("Wrote hello.txt.")),
+                ],
+            )
+            .workflow_rules(),
+    );
+    let mut args = ACCEPT_EDITS.to_vec();
+    args.extend(["--task-timeout", "120"]);
+    let mut child = f.command(cli, &args, None).spawn().unwrap();
+    let pid = i32::try_from(child.id()).unwrap();
+    let live = live_task(&f.p, Duration::from_secs(150));
+    // Stop it once the Write was done and the model holds its next answer (the stream
+    // names the tool call before Claude Code has run it).
+    let held = wait_until(Duration::from_secs(60), || {
+        f.p.path().join("hello.txt").exists()
+            && f.api
+                .prompts()
+                .iter()
+                .filter(|p| p.contains("Implement task 1 only"))
+                .count()
+                >= 2
+    });
+    // Ctrl-C, as a user would (the workflow forwards it to the agent's tree).
+    unsafe_kill(pid, 2);
+    let ended = wait_until(Duration::from_secs(60), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        unsafe_kill(pid, 9);
+    }
+    let status = child.wait().unwrap();
+    gate.open();
+    assert!(ended, "the workflow did not end on SIGINT");
+    assert!(
+        held,
+        "the task never wrote hello.txt and waited on its next answer"
+    );
+    assert!(
+        pids_with_env("QW_TEST_MARKER", &f.marker).is_empty(),
+        "a process of the workflow survived it"
+    );
+    let live = live.expect("qw status --json never showed the running task's tool call");
+    assert_eq!(live["id"], "1", "{live:#}");
+    assert_eq!(live["last_tool"]["name"], "Write", "{live:#}");
+    assert!(
+        live["last_tool"]["target"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("hello.txt")),
+        "{live:#}"
+    );
+    assert!(live["turns"].as_u64().unwrap() >= 1, "{live:#}");
+    assert!(live["last_event_at"].is_string(), "{live:#}");
+    assert!(live["tokens"]["input"].as_u64().unwrap() > 0, "{live:#}");
+    assert!(live["cost_usd"].is_null(), "no result yet: {live:#}");
+    assert_eq!(status.code(), Some(130), "interrupted by SIGINT");
+
+    let t = f.state()["specifications"]["demo"]["tasks"]["1"].clone();
+    assert_eq!(t["outcome"], "killed_by_user", "{t:#}");
+    let session = t["session_id"]
+        .as_str()
+        .expect("the stopped run's session")
+        .to_owned();
+
+    // workflow-continue resumes the session: the model sees the earlier conversation.
+    let before = f.api.messages().len();
+    let mut c = f.p.qw(&["workflow-continue", "demo"]);
+    cli.configure(&mut c, &f.api, &home(&f.p));
+    c.env("QW_TEST_MARKER", &f.marker);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", diag(&out));
+    assert!(
+        stderr(&out).contains(&format!("resuming session {session}")),
+        "{}",
+        diag(&out)
+    );
+    let resumed = f
+        .api
+        .messages()
+        .into_iter()
+        .skip(before)
+        .find(|m| m.prompt().contains(agent::prompt::RESUME_HEADER))
+        .expect("no resumed request");
+    let convo = resumed.conversation().join("\n");
+    assert!(convo.contains("Implement task 1 only"), "{convo}");
+    assert!(convo.contains("tool_use Write"), "{convo}");
+    let state = f.state();
+    let t = &state["specifications"]["demo"]["tasks"]["1"];
+    assert_eq!(t["status"], "completed", "{t:#}");
+    // The state keeps the session the last run reported. Claude Code 2.1.332 kept the id
+    // when the stopped run was idle between turns (the agent-level test), but named a new
+    // one here, where the run was stopped in the middle of a streamed answer — the
+    // conversation was carried over all the same (above).
+    let last_run = f
+        .run_dirs()
+        .into_iter()
+        .rfind(|d| d.to_string_lossy().contains("-task-1-"))
+        .unwrap();
+    let last = events::read_activity(&std::fs::read(last_run.join("events.jsonl")).unwrap());
+    assert_eq!(
+        t["session_id"].as_str(),
+        last.session_id.as_deref(),
+        "{t:#}"
+    );
+    // Costs add up: the task's is the sum of its runs' own shares, the spec's is every
+    // run's, and the ledger has the same.
+    let run_costs: Vec<f64> = f
+        .run_dirs()
+        .iter()
+        .filter(|d| d.to_string_lossy().contains("-task-1-"))
+        .map(|d| {
+            let bytes = std::fs::read(d.join("events.jsonl")).unwrap_or_default();
+            events::read_activity(&bytes).cost_usd.unwrap_or(0.0)
+        })
+        .collect();
+    assert_eq!(run_costs.len(), 2, "{run_costs:?} {t:#} {}", diag(&out));
+    let task_cost = t["cost_usd"].as_f64().unwrap();
+    assert!(task_cost > 0.0, "{t:#}");
+    // A resumed run's result reports the whole session; the task counts its own share.
+    assert!(
+        task_cost <= run_costs.iter().sum::<f64>() + 1e-9,
+        "{task_cost} {run_costs:?}"
+    );
+    let spec_cost = state["specifications"]["demo"]["cost_usd"]
+        .as_f64()
+        .unwrap();
+    let ledger: f64 = state["cost_ledger"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(Value::as_f64)
+        .sum();
+    assert!((ledger - spec_cost).abs() < 1e-9, "{ledger} vs {spec_cost}");
+    assert!(spec_cost >= task_cost, "{spec_cost} vs {task_cost}");
+    // `qw logs` shows the resumed run.
+    let logs = f.p.run(&["logs", "demo", "1"]);
+    assert!(
+        stdout(&logs).contains("hello.txt is already written"),
+        "{}",
+        stdout(&logs)
+    );
+}

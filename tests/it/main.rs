@@ -19,6 +19,7 @@ mod exec;
 mod exec_stress;
 mod init;
 mod locks;
+mod logs;
 mod output;
 mod reconcile;
 mod scenario;

@@ -19,12 +19,17 @@ use crate::support::*;
 /// - FAKE_SLEEP: every implementation run sleeps this long.
 /// - FAKE_FAIL=<task>:<n>: that task reports is_error its first n runs (counter files).
 /// - FAKE_LOGIN=<task>: that task answers like a CLI that is not logged in.
-/// - FAKE_LIMIT=<task>: that task hits the usage limit (until FAKE_LIMIT_FILE is removed).
+/// - FAKE_LIMIT=<task>: that task hits the usage limit (until FAKE_LIMIT_FILE is removed),
+///   session `limited-<task>`, costing FAKE_COST_LIMIT.
+///
+/// The log's start lines end with the session given to `--resume` (if any).
 const FAKE_CLAUDE: &str = r#"#!/bin/sh
 prompt=""
+resume=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -p) prompt="$2"; shift 2 ;;
+    --resume) resume="$2"; shift 2 ;;
     *) shift ;;
   esac
 done
@@ -32,7 +37,7 @@ done
 phase="$QW_PHASE"; task="$QW_TASK_ID"; spec="$QW_SPEC"
 dir=".claude/specs/$spec"
 now() { date +%s%3N; }
-[ -n "$FAKE_LOG" ] && echo "start $phase $task $(now)" >> "$FAKE_LOG"
+[ -n "$FAKE_LOG" ] && echo "start $phase $task $(now) $resume" >> "$FAKE_LOG"
 result() { # is_error cost text [subtype]
   printf '{"type":"result","subtype":"%s","is_error":%s,"duration_ms":12,"num_turns":2,"result":"%s","session_id":"fake-%s","total_cost_usd":%s,"usage":{"input_tokens":100,"output_tokens":50},"permission_denials":[]}\n' "${4:-success}" "$1" "$3" "$task" "$2"
 }
@@ -55,7 +60,7 @@ if [ "$phase" = implementation ]; then
     exit 1
   fi
   if [ -n "$FAKE_LIMIT" ] && [ "$task" = "$FAKE_LIMIT" ] && [ -e "$FAKE_LIMIT_FILE" ]; then
-    echo "{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":true,\"num_turns\":1,\"result\":\"Claude AI usage limit reached|$(( $(date +%s) + 3600 ))\",\"session_id\":\"x\",\"total_cost_usd\":0}"
+    echo "{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":true,\"num_turns\":1,\"result\":\"Claude AI usage limit reached|$(( $(date +%s) + 3600 ))\",\"session_id\":\"limited-$task\",\"total_cost_usd\":${FAKE_COST_LIMIT:-0}}"
     exit 1
   fi
   case "$FAKE_FAIL" in
@@ -154,6 +159,17 @@ impl Flow {
 
     pub(crate) fn task(&self, id: &str) -> Value {
         self.state()["specifications"]["demo"]["tasks"][id].clone()
+    }
+
+    /// The session each implementation run of `task` resumed ("" for a fresh run).
+    pub(crate) fn resumed_of(&self, task: &str) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split(' ').collect::<Vec<_>>())
+            .filter(|w| w.len() >= 4 && w[0] == "start" && w[1] == "implementation" && w[2] == task)
+            .map(|w| w.get(4).copied().unwrap_or_default().to_owned())
+            .collect()
     }
 
     /// Log lines `(kind, phase, task, ms)`.
@@ -579,6 +595,66 @@ fn workflow_usage_limit_pauses_with_paused_until_and_continue_resumes() {
     let out = f.run(&["workflow-continue", "demo"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
     assert!(f.state()["specifications"]["demo"]["paused_until"].is_null());
+}
+
+#[test]
+fn workflow_continue_resumes_the_limited_session_and_adds_up_its_costs() {
+    for fresh in [false, true] {
+        let mut f = Flow::new(THREE);
+        let flag = f.path().join("limited");
+        std::fs::write(&flag, "").unwrap();
+        f.set("FAKE_LIMIT", "1")
+            .set("FAKE_LIMIT_FILE", &flag.display().to_string())
+            .set("FAKE_COST_LIMIT", "0.25")
+            .set("FAKE_COST_IMPL", "0.5");
+        let out = f.auto(&["--agent", "claude"]);
+        assert_eq!(code(&out), 3, "{}", diag(&out));
+        assert_eq!(f.task("1")["session_id"], "limited-1");
+
+        std::fs::remove_file(&flag).unwrap();
+        let mut args = vec!["workflow-continue", "demo", "--json"];
+        if fresh {
+            args.push("--fresh");
+        }
+        let out = f.run(&args);
+        assert_eq!(code(&out), 0, "{}", diag(&out));
+        let expected = if fresh { "" } else { "limited-1" };
+        assert_eq!(f.resumed_of("1"), ["", expected], "fresh: {fresh}");
+        let started: Vec<Value> = stdout(&out)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["event"] == "task_started" && v["id"] == "1")
+            .collect();
+        assert_eq!(started.len(), 1, "{}", diag(&out));
+        assert_eq!(
+            started[0].get("resumes").and_then(Value::as_str),
+            (!fresh).then_some("limited-1"),
+            "{}",
+            diag(&out)
+        );
+        // Both runs' costs: the task, the spec, and the day's ledger.
+        let t = f.task("1");
+        assert_eq!(t["status"], "completed");
+        assert!((t["cost_usd"].as_f64().unwrap() - 0.75).abs() < 1e-9, "{t}");
+        assert_eq!(t["session_id"], "fake-1", "the last run's session");
+        let state = f.state();
+        let spec_cost = state["specifications"]["demo"]["cost_usd"]
+            .as_f64()
+            .unwrap();
+        assert!(
+            (spec_cost - 1.75).abs() < 1e-9,
+            "0.25 + 3 × 0.5: {spec_cost}"
+        );
+        let ledger: f64 = state["cost_ledger"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(Value::as_f64)
+            .sum();
+        assert!((ledger - 1.75).abs() < 1e-9, "{ledger}");
+        let report = f.p.read(".claude/specs/demo/report.md");
+        assert!(report.contains("0.75"), "{report}");
+    }
 }
 
 #[test]

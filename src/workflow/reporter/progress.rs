@@ -6,14 +6,17 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use super::EventSink;
+use crate::agent::events::Activity;
 use crate::agent::outcome::Outcome;
+use crate::agent::runs::Follow;
 use crate::state::Phase;
 use crate::workflow::WorkflowError;
 use crate::workflow::events::{Event, EventKind, PhaseResult, Refused, StopReason, Summary, Unit};
@@ -54,6 +57,9 @@ pub enum Line<'a> {
         title: &'a str,
         /// 1-based attempt.
         attempt: u32,
+        /// The agent session this run continues (`--resume`); absent for a fresh run.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resumes: Option<&'a str>,
     },
     /// A task's attempt ended.
     TaskFinished {
@@ -137,11 +143,13 @@ pub fn lines<'a>(event: &'a Event<'_>) -> Vec<Line<'a>> {
         EventKind::AttemptStarted {
             unit: Unit::Task(t),
             attempt,
+            resumes,
             ..
         } => vec![Line::TaskStarted {
             id: &t.id,
             title: &t.title,
             attempt: *attempt,
+            resumes: *resumes,
         }],
         EventKind::AttemptStarted { .. } => Vec::new(),
         EventKind::AttemptFinished {
@@ -250,12 +258,65 @@ enum Mode {
     Quiet,
 }
 
+/// A running task's line in the live view and the event stream that feeds it.
+struct Watched {
+    bar: ProgressBar,
+    /// `ID TITLE (attempt N)`.
+    base: String,
+    follow: Follow,
+}
+
+/// The running tasks the live view follows, and the thread's stop flag.
+#[derive(Default)]
+struct Watch {
+    tasks: Mutex<HashMap<String, Watched>>,
+    stop: AtomicBool,
+}
+
+/// How often the live view reads running tasks' event streams.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+
+impl Watch {
+    /// Read what each running task's agent did since the last look and show its last
+    /// tool call on the task's line.
+    fn refresh(&self) {
+        let Ok(mut tasks) = self.tasks.lock() else {
+            return;
+        };
+        for w in tasks.values_mut() {
+            // An unreadable stream only costs the detail on the line.
+            if matches!(w.follow.poll(), Ok(ref r) if !r.is_empty())
+                && let Some(note) = activity_note(w.follow.activity())
+            {
+                w.bar.set_message(format!("{} · {note}", w.base));
+            }
+        }
+    }
+}
+
+/// What a running agent is doing, for its progress line: the turn and the last tool call
+/// with its target (`turn 3 · → Write src/lib.rs`), or an API retry it waits on.
+pub fn activity_note(a: &Activity) -> Option<String> {
+    if let Some(retry) = &a.retrying {
+        return Some(format!("API retry: {}", crate::fmt::one_line(retry, 60)));
+    }
+    let tool = a.last_tool.as_ref()?;
+    let mut note = format!("turn {} · → {}", a.turns.max(1), tool.name);
+    if let Some(target) = &tool.target {
+        note.push(' ');
+        note.push_str(&crate::fmt::one_line(target, 60));
+    }
+    Some(note)
+}
+
 /// Renders events. Shared by the scheduler's threads.
 pub struct Progress {
     mode: Mode,
     multi: Option<MultiProgress>,
     overall: Mutex<Option<ProgressBar>>,
     running: Mutex<HashMap<String, ProgressBar>>,
+    /// Live mode: running tasks' event streams, read by a thread of their own.
+    watch: Arc<Watch>,
 }
 
 impl std::fmt::Debug for Progress {
@@ -280,11 +341,52 @@ impl Progress {
         };
         let multi = (mode == Mode::Live)
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        let watch = Arc::new(Watch::default());
+        if mode == Mode::Live {
+            let watch = Arc::clone(&watch);
+            // Detached: it ends at the next look after `finish` (or drop) sets the flag.
+            let _ = std::thread::Builder::new()
+                .name("qw-progress-watch".into())
+                .spawn(move || {
+                    while !watch.stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(WATCH_EVERY);
+                        watch.refresh();
+                    }
+                });
+        }
         Progress {
             mode,
             multi,
             overall: Mutex::new(None),
             running: Mutex::new(HashMap::new()),
+            watch,
+        }
+    }
+
+    /// Live mode: follow a task's event stream from its start to show its last tool call.
+    fn watch_task(&self, event: &Event<'_>) {
+        let EventKind::AttemptStarted {
+            unit: Unit::Task(t),
+            run_dir,
+            ..
+        } = &event.kind
+        else {
+            return;
+        };
+        let bar = self
+            .running
+            .lock()
+            .ok()
+            .and_then(|r| r.get(t.id.as_str()).cloned());
+        if let (Some(bar), Ok(mut tasks)) = (bar, self.watch.tasks.lock()) {
+            tasks.insert(
+                t.id.clone(),
+                Watched {
+                    base: bar.message(),
+                    bar,
+                    follow: Follow::new(run_dir.join("events.jsonl")),
+                },
+            );
         }
     }
 
@@ -312,24 +414,22 @@ impl Progress {
         let Some(multi) = &self.multi else { return };
         match line {
             Line::TasksPlanned { total, completed } => self.plan(multi, *total, *completed),
-            Line::TaskStarted { id, title, attempt } => {
+            Line::TaskStarted { id, .. } => {
                 let bar = multi.add(ProgressBar::new_spinner());
                 bar.set_style(
                     ProgressStyle::with_template("  {spinner} {elapsed:>4} {msg}")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
-                let again = if *attempt > 1 {
-                    format!(" (attempt {attempt})")
-                } else {
-                    String::new()
-                };
-                bar.set_message(format!("{id} {title}{again}"));
+                bar.set_message(task_line(line));
                 bar.enable_steady_tick(Duration::from_millis(120));
                 if let Ok(mut running) = self.running.lock() {
                     running.insert((*id).to_owned(), bar);
                 }
             }
             Line::TaskFinished { id, outcome, .. } => {
+                if let Ok(mut tasks) = self.watch.tasks.lock() {
+                    tasks.remove(*id);
+                }
                 if let Ok(mut running) = self.running.lock()
                     && let Some(bar) = running.remove(*id)
                 {
@@ -365,6 +465,7 @@ impl Progress {
 
     /// Remove the live view (before the final summary is printed).
     pub fn finish(&self) {
+        self.watch.stop.store(true, Ordering::Relaxed);
         if let Ok(o) = self.overall.lock()
             && let Some(o) = o.as_ref()
         {
@@ -374,6 +475,27 @@ impl Progress {
             let _ = multi.clear();
         }
     }
+}
+
+/// `ID TITLE`, with the attempt and the session it resumes when there is one.
+fn task_line(line: &Line<'_>) -> String {
+    let Line::TaskStarted {
+        id,
+        title,
+        attempt,
+        resumes,
+    } = line
+    else {
+        return String::new();
+    };
+    let mut text = format!("{id} {title}");
+    match (*attempt > 1, resumes) {
+        (true, Some(s)) => text.push_str(&format!(" (attempt {attempt}, resuming session {s})")),
+        (true, None) => text.push_str(&format!(" (attempt {attempt})")),
+        (false, Some(s)) => text.push_str(&format!(" (resuming session {s})")),
+        (false, None) => {}
+    }
+    text
 }
 
 /// The text rendering of a line.
@@ -395,13 +517,7 @@ pub fn plain_line(line: &Line<'_>) -> String {
         Line::TasksPlanned { total, completed } => {
             format!("    {total} task(s), {completed} already completed")
         }
-        Line::TaskStarted { id, title, attempt } => {
-            if *attempt > 1 {
-                format!("  > {id} {title} (attempt {attempt})")
-            } else {
-                format!("  > {id} {title}")
-            }
-        }
+        Line::TaskStarted { .. } => format!("  > {}", task_line(line)),
         Line::TaskFinished {
             id,
             outcome,
@@ -456,11 +572,74 @@ pub fn plain_line(line: &Line<'_>) -> String {
     }
 }
 
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.watch.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 impl EventSink for Progress {
     fn event(&self, event: &Event<'_>) -> Result<(), WorkflowError> {
         for line in lines(event) {
             self.show(&line);
         }
+        if self.mode == Mode::Live {
+            self.watch_task(event);
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::events::LastTool;
+
+    #[test]
+    fn a_running_task_shows_its_last_tool_call_or_its_api_retry() {
+        let mut a = Activity::default();
+        assert_eq!(activity_note(&a), None, "nothing done yet");
+        a.turns = 3;
+        a.last_tool = Some(LastTool {
+            name: "Write".into(),
+            target: Some("src/lib.rs".into()),
+        });
+        assert_eq!(
+            activity_note(&a).as_deref(),
+            Some("turn 3 · → Write src/lib.rs")
+        );
+        a.retrying = Some("529 overloaded, attempt 2 of 10".into());
+        assert_eq!(
+            activity_note(&a).as_deref(),
+            Some("API retry: 529 overloaded, attempt 2 of 10")
+        );
+    }
+
+    #[test]
+    fn a_task_line_says_which_session_it_resumes() {
+        let line = Line::TaskStarted {
+            id: "2.1",
+            title: "Parse",
+            attempt: 2,
+            resumes: Some("s-1"),
+        };
+        assert_eq!(
+            plain_line(&line),
+            "  > 2.1 Parse (attempt 2, resuming session s-1)"
+        );
+        let json = serde_json::to_value(&line).unwrap();
+        assert_eq!(json["resumes"], "s-1");
+        let fresh = Line::TaskStarted {
+            id: "1",
+            title: "T",
+            attempt: 1,
+            resumes: None,
+        };
+        assert!(
+            serde_json::to_value(&fresh)
+                .unwrap()
+                .get("resumes")
+                .is_none()
+        );
     }
 }

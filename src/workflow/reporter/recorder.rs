@@ -158,6 +158,7 @@ fn change(spec: &str, agent: &str, event: &Event<'_>) -> Result<Option<Change>, 
             attempt,
             run_dir,
             system_stats,
+            ..
         } => {
             let started = AttemptStart {
                 id: t.id.clone(),
@@ -577,6 +578,7 @@ mod tests {
             attempt,
             run_dir: Path::new("/p/.claude/runs/run-1"),
             system_stats: None,
+            resumes: None,
         }
     }
 

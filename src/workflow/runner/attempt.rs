@@ -5,6 +5,13 @@
 //! successful task's `_Verify:_` runs and its worktree is merged, and the result is told
 //! as an event. Retryable outcomes are retried up to `--attempts`, unless work is
 //! stopping; a usage limit or a cost ceiling stops new work.
+//!
+//! Resumed sessions: a run that was stopped rather than wrong (see [`resumable`]) left
+//! a conversation worth continuing. Its retry — in this loop, or in a later
+//! `workflow-continue` that finds the task's last outcome and session in the state —
+//! runs with [`Start::Resume`] (`--resume ID` and the short prompt), unless
+//! `Options::fresh`. A session the agent no longer has is run fresh at once, said in a
+//! note and in the attempt's evidence; an agent without sessions always runs fresh.
 
 use std::ffi::OsString;
 use std::ops::ControlFlow;
@@ -13,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::context::Run;
 use crate::agent::outcome::{AgentRun, ErrorCause, Outcome};
-use crate::agent::{self, Job, RunLimits, TaskJob};
+use crate::agent::{self, AgentError, Job, RunLimits, Start, TaskJob};
 use crate::exec::{ExecSpec, Output, Program};
 use crate::spec::tasks::Task;
 use crate::workflow::WorkflowError;
@@ -51,6 +58,7 @@ pub(crate) fn attempts(
     };
     let max = run.options.attempts.max(1);
     let mut attempt = 0;
+    let mut resume = earlier_session(run, unit);
     loop {
         attempt += 1;
         if let Some(sig) = run.stop.signal() {
@@ -103,9 +111,10 @@ pub(crate) fn attempts(
             attempt,
             run_dir: &run_dir,
             system_stats,
+            resumes: resume.as_ref().map(|r| r.session_id.as_str()),
         })?;
         let started = Instant::now();
-        let result = one_attempt(run, &job);
+        let result = one_attempt(run, unit, &job, resume.as_ref());
         drop(slot);
         let duration = started.elapsed();
         // The agent could not be prepared or judged, or the task's merge failed: this
@@ -140,8 +149,58 @@ pub(crate) fn attempts(
         if !will_retry {
             return Ok(r);
         }
+        resume = session_to_resume(run, &r);
         run.cancel.sleep(run.options.retry_delay());
     }
+}
+
+/// An earlier session the next run continues, and why its last run stopped.
+#[derive(Debug, Clone)]
+struct Resume {
+    session_id: String,
+    why: String,
+}
+
+/// Outcomes (by name, as the state keeps them) after which a retry continues the
+/// run's session: the agent was stopped (a usage limit, the stall watchdog, the time
+/// limit, its turn limit, a signal), not wrong, so what it read and did is worth keeping.
+pub(crate) fn resumable(outcome: &str) -> bool {
+    matches!(
+        outcome,
+        "usage_limited" | "stalled" | "timed_out" | "max_turns" | "killed_by_user"
+    )
+}
+
+/// The session the retry of `r` continues (None: a fresh run).
+fn session_to_resume(run: &Run<'_>, r: &AgentRun) -> Option<Resume> {
+    if run.options.fresh || !resumable(r.outcome.as_str()) {
+        return None;
+    }
+    Some(Resume {
+        session_id: r.session_id.clone()?,
+        why: format!("{}: {}", r.outcome, r.evidence),
+    })
+}
+
+/// The session a task's first attempt in this workflow run continues: the one its last
+/// run (of an earlier `qw` invocation) left, as the state records it, when that run was
+/// stopped (see [`resumable`]).
+fn earlier_session(run: &Run<'_>, unit: Unit<'_>) -> Option<Resume> {
+    let Unit::Task(task) = unit else { return None };
+    if run.options.fresh {
+        return None;
+    }
+    // An unreadable state only costs the resume: the run starts fresh.
+    let state = run.store.load().ok()?;
+    let entry = state.specifications.get(run.name)?.tasks.get(&task.id)?;
+    let outcome = entry.outcome.as_deref()?;
+    if !resumable(outcome) {
+        return None;
+    }
+    Some(Resume {
+        session_id: entry.session_id.clone()?,
+        why: entry.error.clone().unwrap_or_else(|| outcome.to_owned()),
+    })
 }
 
 /// Why [`admit`] did not return a slot.
@@ -239,21 +298,65 @@ pub(crate) fn not_started(
     Ok(r)
 }
 
-/// Run the agent once and, if it succeeded, the task's `_Verify:_` command.
-fn one_attempt(run: &Run<'_>, job: &Job) -> Result<AgentRun, WorkflowError> {
+/// Run the agent once (continuing `resume`'s session if given) and, if it succeeded,
+/// the task's `_Verify:_` command.
+fn one_attempt(
+    run: &Run<'_>,
+    unit: Unit<'_>,
+    job: &Job,
+    resume: Option<&Resume>,
+) -> Result<AgentRun, WorkflowError> {
     let limits = RunLimits {
         timeout: run.options.task_timeout(),
         grace: run.options.grace(),
         stall_timeout: run.options.stall_timeout(),
     };
-    let (mut r, _report) = agent::run_job(
-        run.agent,
-        job,
-        run.project,
-        run.executor,
-        limits,
-        run.cancel,
-    )?;
+    let run_as = |start| {
+        agent::run_job_as(
+            run.agent,
+            job,
+            start,
+            run.project,
+            run.executor,
+            limits,
+            run.cancel,
+        )
+    };
+    let mut r = match resume {
+        None => run_as(Start::Fresh)?.0,
+        Some(resume) => {
+            let start = Start::Resume {
+                session_id: &resume.session_id,
+                why: &resume.why,
+            };
+            match run_as(start) {
+                // This agent has no sessions: the retry is a fresh run.
+                Err(AgentError::CannotResume { .. }) => run_as(Start::Fresh)?.0,
+                Ok((r, _))
+                    if matches!(
+                        r.outcome,
+                        Outcome::AgentError {
+                            cause: ErrorCause::NoSession,
+                            ..
+                        }
+                    ) && run.stop.signal().is_none() =>
+                {
+                    let gone = format!("session {} is gone; ran fresh", resume.session_id);
+                    run.events.emit(EventKind::Note {
+                        message: match unit {
+                            Unit::Task(t) => format!("task {}: {gone}", t.id),
+                            Unit::Document(p) => format!("{p}: {gone}"),
+                        },
+                    })?;
+                    let mut fresh = run_as(Start::Fresh)?.0;
+                    fresh.cost_usd += r.cost_usd;
+                    fresh.evidence = format!("{gone}; {}", fresh.evidence);
+                    fresh
+                }
+                other => other?.0,
+            }
+        }
+    };
     if r.outcome.is_success()
         && let Some(verify) = job.task.as_ref().and_then(|t| t.verify.as_deref())
         && let Err((code, evidence)) = run_verify(run, job, verify)

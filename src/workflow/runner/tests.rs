@@ -39,6 +39,14 @@ fn ends(outcome: Outcome) -> Step {
     Step::Ends(Box::new(AgentRun::from_outcome(outcome, "scripted")))
 }
 
+/// A run of session `session` that ends with `outcome` and costs `usd`.
+fn in_session(outcome: Outcome, session: &str, usd: f64) -> Step {
+    let mut r = AgentRun::from_outcome(outcome, "scripted");
+    r.session_id = Some(session.into());
+    r.cost_usd = usd;
+    Step::Ends(Box::new(r))
+}
+
 fn costs(outcome: Outcome, usd: f64) -> Step {
     let mut r = AgentRun::from_outcome(outcome, "scripted");
     r.cost_usd = usd;
@@ -50,6 +58,8 @@ struct FakeExecutor {
     script: Mutex<VecDeque<Step>>,
     verify_exit: i32,
     calls: Mutex<Vec<String>>,
+    /// The prompt of each agent run.
+    prompts: Mutex<Vec<String>>,
 }
 
 impl Executor for FakeExecutor {
@@ -69,7 +79,14 @@ impl Executor for FakeExecutor {
             report.exit_code = self.verify_exit;
             return Ok(report);
         }
-        self.calls.lock().unwrap().push("agent".into());
+        let mut call = vec!["agent".to_owned()];
+        call.extend(argv[1..].iter().cloned());
+        self.calls.lock().unwrap().push(call.join(" "));
+        if let Output::File(path) = &spec.stdout {
+            let prompt = path.with_file_name("prompt.md");
+            let prompt = crate::fs::read_to_string(&prompt).unwrap_or_default();
+            self.prompts.lock().unwrap().push(prompt);
+        }
         let step = self.script.lock().unwrap().pop_front();
         let stdout = match step {
             Some(Step::Ends(run)) => serde_json::to_vec(&run).unwrap(),
@@ -110,6 +127,20 @@ impl Agent for FakeAgent {
         })
     }
 
+    fn resume_command(
+        &self,
+        job: &Job,
+        session_id: &str,
+        _prompt: &str,
+    ) -> Option<Result<AgentCommand, AgentError>> {
+        Some(Ok(AgentCommand {
+            program: Program::argv([AGENT, "--resume", session_id]).unwrap(),
+            env: Vec::new(),
+            cwd: job.workdir.clone(),
+            stdout_name: "stdout.json",
+        }))
+    }
+
     fn classify(&self, _job: &Job, input: &ClassifyInput<'_>) -> AgentRun {
         if input.user_cancelled {
             return AgentRun::from_outcome(
@@ -131,6 +162,8 @@ struct Scenario {
     verify_exit: i32,
     signal_before: Option<i32>,
     stop_before: Option<StopReason>,
+    /// Task 1's last run in an earlier `qw` invocation: its outcome and session.
+    earlier: Option<(&'static str, &'static str)>,
 }
 
 impl Scenario {
@@ -147,6 +180,7 @@ impl Scenario {
             verify_exit: 0,
             signal_before: None,
             stop_before: None,
+            earlier: None,
         }
     }
 }
@@ -162,6 +196,7 @@ struct Seen<T> {
     tasks_md: String,
     stop: Option<StopReason>,
     script_left: usize,
+    prompts: Vec<String>,
 }
 
 /// Run `f` on a [`Run`] wired to the fakes, a real recorder in a temporary project,
@@ -177,12 +212,27 @@ fn scenario<T>(s: Scenario, f: impl FnOnce(&Run<'_>, &TaskList) -> T) -> Seen<T>
         script: Mutex::new(s.script.into()),
         verify_exit: s.verify_exit,
         calls: Mutex::new(Vec::new()),
+        prompts: Mutex::new(Vec::new()),
     };
     let cancel = Cancel::new();
     if let Some(sig) = s.signal_before {
         cancel.request(sig);
     }
     let store = StateStore::new(&project);
+    if let Some((outcome, session)) = s.earlier {
+        store
+            .update(|state| {
+                let spec = state.specifications.entry(SPEC.into()).or_default();
+                let task = spec.tasks.entry("1".into()).or_default();
+                task.id = "1".into();
+                task.status = TaskStatus::Pending;
+                task.outcome = Some(outcome.into());
+                task.session_id = Some(session.into());
+                task.error = Some(format!("{outcome}: earlier run stopped"));
+                task.cost_usd = Some(1.0);
+            })
+            .unwrap();
+    }
     let seen = Mutex::new(Vec::new());
     let collect = |e: &Event<'_>| seen.lock().unwrap().push(describe(e));
     let (result, stop) = {
@@ -226,6 +276,7 @@ fn scenario<T>(s: Scenario, f: impl FnOnce(&Run<'_>, &TaskList) -> T) -> Seen<T>
         tasks_md,
         stop,
         script_left: executor.script.into_inner().unwrap().len(),
+        prompts: executor.prompts.into_inner().unwrap(),
     }
 }
 
@@ -245,10 +296,14 @@ fn describe(e: &Event<'_>) -> String {
     };
     match &e.kind {
         EventKind::AttemptStarted {
-            unit: u, attempt, ..
-        } => {
-            format!("started {} a{attempt}", unit(u))
-        }
+            unit: u,
+            attempt,
+            resumes,
+            ..
+        } => match resumes {
+            Some(s) => format!("started {} a{attempt} resumes {s}", unit(u)),
+            None => format!("started {} a{attempt}", unit(u)),
+        },
         EventKind::AttemptFinished {
             unit: u,
             attempt,
@@ -265,6 +320,7 @@ fn describe(e: &Event<'_>) -> String {
             unit: u, refused, ..
         } => format!("not started {} {refused:?}", unit(u)),
         EventKind::Stopping { reason } => format!("stopping {reason}"),
+        EventKind::Note { message } => format!("note {message}"),
         EventKind::TasksPlanned { leaves, completed } => {
             format!("planned {}/{}", completed.len(), leaves.len())
         }
@@ -615,4 +671,154 @@ fn a_pause_stops_new_tasks_without_failing_or_blocking_anything() {
     assert!(seen.result.blocked.is_empty());
     assert!(matches!(seen.stop, Some(StopReason::UsageLimit { .. })));
     assert_eq!(task_status(&seen.state, "1"), TaskStatus::Pending);
+}
+
+#[test]
+fn a_retry_after_a_stopped_run_continues_its_session() {
+    for outcome in [
+        Outcome::TimedOut { escalated: false },
+        Outcome::Stalled { escalated: true },
+    ] {
+        let seen = attempt_task(Scenario::new(
+            ONE,
+            vec![
+                in_session(outcome.clone(), "s-1", 0.25),
+                in_session(Outcome::Succeeded, "s-1", 0.5),
+            ],
+        ));
+        assert_eq!(seen.result.outcome, Outcome::Succeeded, "{outcome}");
+        assert_eq!(seen.calls, ["agent", "agent --resume s-1"], "{outcome}");
+        assert!(
+            seen.prompts[1].starts_with(crate::agent::prompt::RESUME_HEADER),
+            "{}",
+            seen.prompts[1]
+        );
+        assert!(
+            seen.prompts[1].contains(&format!("{outcome}: scripted")),
+            "the resume prompt says why: {}",
+            seen.prompts[1]
+        );
+        let task = &seen.state.specifications[SPEC].tasks["1"];
+        assert_eq!(task.session_id.as_deref(), Some("s-1"));
+        assert_eq!(task.cost_usd, Some(0.75), "both runs' costs add up");
+        assert_eq!(seen.state.specifications[SPEC].cost_usd, 0.75);
+        let ledger: f64 = seen.state.extra["cost_ledger"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(serde_json::Value::as_f64)
+            .sum();
+        assert_eq!(ledger, 0.75);
+    }
+}
+
+#[test]
+fn a_retry_after_a_run_that_was_wrong_starts_fresh() {
+    let seen = attempt_task(Scenario::new(
+        ONE,
+        vec![
+            in_session(Outcome::NoResult { exit_code: 1 }, "s-1", 0.0),
+            in_session(Outcome::Succeeded, "s-2", 0.0),
+        ],
+    ));
+    assert_eq!(seen.calls, ["agent", "agent"]);
+    assert!(!seen.prompts[1].starts_with(crate::agent::prompt::RESUME_HEADER));
+    assert_eq!(
+        seen.state.specifications[SPEC].tasks["1"]
+            .session_id
+            .as_deref(),
+        Some("s-2")
+    );
+}
+
+#[test]
+fn fresh_never_resumes() {
+    let mut s = Scenario::new(
+        ONE,
+        vec![
+            in_session(Outcome::TimedOut { escalated: false }, "s-1", 0.0),
+            in_session(Outcome::Succeeded, "s-2", 0.0),
+        ],
+    );
+    s.options.fresh = true;
+    s.earlier = Some(("usage_limited", "s-0"));
+    let seen = attempt_task(s);
+    assert_eq!(seen.calls, ["agent", "agent"]);
+    assert!(
+        seen.events.iter().all(|e| !e.contains("resum")),
+        "{:?}",
+        seen.events
+    );
+}
+
+#[test]
+fn continue_resumes_the_session_every_stopped_outcome_left() {
+    for outcome in [
+        "usage_limited",
+        "stalled",
+        "timed_out",
+        "max_turns",
+        "killed_by_user",
+    ] {
+        let mut s = Scenario::new(ONE, vec![in_session(Outcome::Succeeded, "s-0", 0.5)]);
+        s.earlier = Some((outcome, "s-0"));
+        let seen = attempt_task(s);
+        assert_eq!(seen.calls, ["agent --resume s-0"], "{outcome}");
+        assert!(
+            seen.prompts[0].contains(&format!("{outcome}: earlier run stopped")),
+            "{outcome}: {}",
+            seen.prompts[0]
+        );
+        assert_eq!(seen.events[0], "started task 1 a1 resumes s-0", "{outcome}");
+        let task = &seen.state.specifications[SPEC].tasks["1"];
+        assert_eq!(task.status, TaskStatus::Completed);
+        assert_eq!(
+            task.cost_usd,
+            Some(1.5),
+            "the earlier run's 1.0 and this 0.5"
+        );
+    }
+    // A run that was wrong, not stopped, leaves nothing to continue.
+    let mut s = Scenario::new(ONE, vec![ends(Outcome::Succeeded)]);
+    s.earlier = Some(("verify_failed", "s-0"));
+    assert_eq!(attempt_task(s).calls, ["agent"]);
+}
+
+#[test]
+fn a_gone_session_runs_fresh_and_says_so() {
+    let mut s = Scenario::new(
+        ONE,
+        vec![
+            in_session(
+                Outcome::AgentError {
+                    cause: ErrorCause::NoSession,
+                    exit_code: 1,
+                },
+                "s-0",
+                0.0,
+            ),
+            in_session(Outcome::Succeeded, "s-9", 0.25),
+        ],
+    );
+    s.earlier = Some(("killed_by_user", "s-0"));
+    let seen = attempt_task(s);
+    assert_eq!(seen.calls, ["agent --resume s-0", "agent"]);
+    assert_eq!(seen.result.outcome, Outcome::Succeeded);
+    assert!(
+        seen.result
+            .evidence
+            .starts_with("session s-0 is gone; ran fresh"),
+        "{}",
+        seen.result.evidence
+    );
+    assert!(
+        seen.events
+            .iter()
+            .any(|e| e.contains("task 1: session s-0 is gone; ran fresh")),
+        "{:?}",
+        seen.events
+    );
+    let task = &seen.state.specifications[SPEC].tasks["1"];
+    assert_eq!(task.session_id.as_deref(), Some("s-9"));
+    assert_eq!(task.attempts, 1, "one attempt, two runs");
 }

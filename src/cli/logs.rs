@@ -1,0 +1,240 @@
+//! `qw logs SPEC [TASK] [--follow]`: a run's agent events as readable lines (the session
+//! start, assistant text, one line per tool call and per result, the final summary), or
+//! the captured output of an agent without an event stream. The rendering is
+//! [`crate::agent::events::render`], the one the dashboard's run page uses.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use super::out::{self, outln};
+use super::{CliError, CmdResult, Ctx};
+use crate::agent::events::{RenderOptions, render};
+use crate::agent::runs::{self, Follow, RunUnit};
+use crate::names::{self, NameKind};
+
+/// Arguments of `qw logs`.
+#[derive(Debug, Args)]
+#[command(after_long_help = "\
+Shows the newest run of the spec (of TASK, when given): what the agent said, each tool
+call with its target (`→ Write src/lib.rs`) and its answer (`← ok`, `← error`,
+`← denied`), API retries, and the final summary (outcome, turns, tokens, cost) with any
+refused permission. Runs live in .claude/runs/RUN/ (events.jsonl for claude).
+
+--follow keeps reading while the run writes and ends when it ends (its final result, or
+no workflow of the spec is running any more). --json prints one object per line:
+{\"run_id\", \"at\", \"kind\", \"text\"}.
+
+Exit: 0 shown; 1 no run found or a file could not be read; 2 bad spec name.
+
+Examples:
+  qw logs my-feature 2.1
+  qw logs my-feature 2.1 --follow
+  qw logs my-feature --json | jq -r 'select(.kind == \"tool\") | .text'")]
+pub struct LogsArgs {
+    /// The spec.
+    pub spec: String,
+    /// A task id of its tasks.md (default: the spec's newest run, any phase or task).
+    pub task: Option<String>,
+    /// Keep printing while the run goes on; end when it ends.
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+/// How often `--follow` reads the stream.
+const POLL: Duration = Duration::from_millis(200);
+/// How often `--follow` checks that a workflow still runs the spec.
+const ALIVE_CHECK: Duration = Duration::from_secs(1);
+
+/// Run `qw logs`.
+pub fn run(ctx: &Ctx, args: LogsArgs) -> CmdResult {
+    names::validate(NameKind::Spec, &args.spec).map_err(|e| CliError::from_user(&e))?;
+    let dir = newest_run(&ctx.project, &args.spec, args.task.as_deref())?;
+    let id = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !ctx.global.json {
+        crate::diag!("run {id}");
+    }
+    let mut printer = Printer {
+        json: ctx.global.json,
+        run_id: id,
+        opts: RenderOptions {
+            times: true,
+            ..RenderOptions::default()
+        },
+    };
+    let lock = ctx.project.workflow_lock_file(&args.spec);
+    // Without handlers a signal simply ends the command, which is as good here.
+    let cancel = crate::exec::Cancel::on_signals().unwrap_or_else(|_| crate::exec::Cancel::new());
+    let mut follow: Option<Follow> = None;
+    let mut raw_offset = 0u64;
+    let mut alive_checked = Instant::now();
+    loop {
+        let output = runs::output_file(&dir);
+        let finished = match &output {
+            Some(path) if path.file_name().is_some_and(|n| n == "events.jsonl") => {
+                let f = follow.get_or_insert_with(|| Follow::new(path));
+                let records = f.poll().map_err(|e| read_error(path, &e))?;
+                for rec in &records {
+                    printer.record(rec)?;
+                }
+                f.activity().finished
+            }
+            Some(path) => {
+                raw_offset = print_raw(path, raw_offset)?;
+                false
+            }
+            None => false,
+        };
+        if finished || !args.follow {
+            break;
+        }
+        if cancel.pending().is_some() {
+            break;
+        }
+        // A run without its result ends when no workflow of the spec runs any more
+        // (killed, interrupted, or an agent without an event stream that exited).
+        if alive_checked.elapsed() >= ALIVE_CHECK {
+            alive_checked = Instant::now();
+            if !matches!(crate::fs::LockedFile::probe(&lock), Ok(Some(_))) {
+                if let Some(f) = follow.as_mut() {
+                    let _ = f.poll();
+                    for rec in &f.finish() {
+                        printer.record(rec)?;
+                    }
+                }
+                if let Some(path) = output.filter(|p| !p.ends_with("events.jsonl")) {
+                    print_raw(&path, raw_offset)?;
+                }
+                break;
+            }
+        }
+        std::thread::sleep(POLL);
+    }
+    if !args.follow
+        && let Some(f) = follow.as_mut()
+        && f.activity().finished
+    {
+        // Nothing more will come; a last line without a newline is part of the log.
+        for rec in &f.finish() {
+            printer.record(rec)?;
+        }
+    }
+    Ok(0)
+}
+
+/// The newest run folder of `spec` (of `task` when given).
+fn newest_run(
+    project: &crate::project::Project,
+    spec: &str,
+    task: Option<&str>,
+) -> Result<PathBuf, CliError> {
+    let all = runs::list(project, spec).map_err(|e| read_error(&project.runs_dir(), &e))?;
+    let newest = all
+        .iter()
+        .rev()
+        .find(|r| task.is_none_or(|t| r.unit == RunUnit::Task(t.to_owned())));
+    match newest.and_then(|r| runs::run_dir(project, &r.id)) {
+        Some(dir) => Ok(dir),
+        None => {
+            let what = match task {
+                Some(t) => format!("task {t} of spec `{spec}`"),
+                None => format!("spec `{spec}`"),
+            };
+            Err(CliError::failed(format!(
+                "no run of {what} in `{}`",
+                project.runs_dir().display()
+            ))
+            .hint(format!(
+                "`qw spec-status {spec}` shows its tasks and their state"
+            )))
+        }
+    }
+}
+
+fn read_error(path: &Path, e: &std::io::Error) -> CliError {
+    CliError::failed(format!("cannot read `{}`: {e}", path.display()))
+}
+
+/// Print what a plain captured output gained since `offset`; the new offset.
+fn print_raw(path: &Path, offset: u64) -> Result<u64, CliError> {
+    let bytes = crate::fs::read(path).map_err(|e| read_error(path, &e))?;
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    out::bytes(&bytes[start..])?;
+    Ok(bytes.len() as u64)
+}
+
+/// Turns records into lines on stdout.
+struct Printer {
+    json: bool,
+    run_id: String,
+    opts: RenderOptions,
+}
+
+impl Printer {
+    fn record(&mut self, rec: &crate::agent::events::Record) -> Result<(), CliError> {
+        let at = rec.timestamp.clone();
+        let json = self.json;
+        if json {
+            // The time goes in its own field.
+            self.opts.times = false;
+        }
+        for text in render(rec, &mut self.opts) {
+            if json {
+                let line = serde_json::json!({
+                    "run_id": self.run_id,
+                    "at": at,
+                    "kind": kind(&text),
+                    "text": text,
+                });
+                outln!("{line}")?;
+            } else {
+                outln!("{text}")?;
+            }
+        }
+        std::io::stdout().flush().map_err(out::write_error)
+    }
+}
+
+/// What a rendered line is: `start`, `text`, `tool`, `tool_ok`, `tool_error`, `retry`,
+/// `result` or `other` — the kinds the dashboard's run page styles (its `run_log`).
+fn kind(line: &str) -> &'static str {
+    let l = line.trim_start().trim_start_matches('↳').trim_start();
+    // `--json` renders without times; text mode's `[HH:MM:SS] ` prefix is not seen here.
+    if l.starts_with("started:") {
+        "start"
+    } else if l.starts_with('→') {
+        "tool"
+    } else if l.starts_with("← ok") {
+        "tool_ok"
+    } else if l.starts_with('←') {
+        "tool_error"
+    } else if l.starts_with("API retry") {
+        "retry"
+    } else if l.starts_with("result:") || l.starts_with("permission denied") {
+        "result"
+    } else if l.starts_with("(thinking)") {
+        "other"
+    } else {
+        "text"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_lines_get_their_kind() {
+        assert_eq!(kind("→ Write hello.txt"), "tool");
+        assert_eq!(kind("  ↳ ← ok: File created"), "tool_ok");
+        assert_eq!(kind("← denied: no"), "tool_error");
+        assert_eq!(kind("Here is the plan."), "text");
+    }
+}
