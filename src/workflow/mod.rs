@@ -97,6 +97,14 @@ pub struct Options {
     /// Run in a dirty git tree (after snapshotting it).
     #[serde(default)]
     pub allow_dirty: bool,
+    /// Where jobs run (`--executor`, else `quantumwala.executor`), kept so
+    /// `workflow-continue` uses the executor the workflow started with.
+    #[serde(default)]
+    pub executor: crate::exec::ExecutorKind,
+    /// The `--slurm-arg`s given (they come after `quantumwala.slurm.args`, which is read
+    /// afresh each run).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slurm_args: Vec<String>,
 }
 
 /// How parallel tasks are isolated from each other.
@@ -130,6 +138,8 @@ impl Default for Options {
             wait_for_reset: false,
             isolate: Isolation::Auto,
             allow_dirty: false,
+            executor: crate::exec::ExecutorKind::Local,
+            slurm_args: Vec::new(),
         }
     }
 }
