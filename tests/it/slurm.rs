@@ -929,7 +929,7 @@ fn fail_fast_under_slurm_cancels_the_running_jobs() {
             gate.display()
         ),
     );
-    let mut child = f
+    let child = f
         .cmd(&[
             "workflow-auto",
             "demo",
