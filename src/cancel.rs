@@ -16,6 +16,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Default)]
 pub struct Cancel {
     signal: Arc<AtomicUsize>,
+    /// The token this one was made from ([`Cancel::linked`]): its request counts here too.
+    parent: Option<Arc<AtomicUsize>>,
 }
 
 /// The token installed by [`Cancel::on_signals`], shared by everything in the process.
@@ -31,14 +33,29 @@ impl Cancel {
         self.signal
             .store(usize::try_from(signal).unwrap_or(0), Ordering::SeqCst);
     }
-    /// The pending signal, if any.
+    /// A token that is set when this one is (a signal reaches every wait it is passed
+    /// to) and can also be set on its own, without touching this one: a workflow cancels
+    /// the jobs it handed out (`--fail-fast` under a batch scheduler) through it while the
+    /// process's own token keeps saying that no signal came.
+    pub fn linked(&self) -> Cancel {
+        Cancel {
+            signal: Arc::new(AtomicUsize::new(0)),
+            parent: Some(Arc::clone(&self.signal)),
+        }
+    }
+    /// The pending signal, if any (the parent's first, for a [linked](Self::linked) token).
     pub fn pending(&self) -> Option<i32> {
-        match self.signal.load(Ordering::SeqCst) {
-            0 => None,
+        let parent = self.parent.as_ref().map_or(0, |p| p.load(Ordering::SeqCst));
+        match parent {
+            0 => match self.signal.load(Ordering::SeqCst) {
+                0 => None,
+                s => i32::try_from(s).ok(),
+            },
             s => i32::try_from(s).ok(),
         }
     }
-    /// Clear and return the pending signal.
+    /// Clear and return the pending signal (a [linked](Self::linked) token clears only
+    /// its own request, never its parent's).
     pub fn take(&self) -> Option<i32> {
         match self.signal.swap(0, Ordering::SeqCst) {
             0 => None,
@@ -114,5 +131,25 @@ mod tests {
         assert!(!c.sleep(Duration::from_secs(5)));
         assert!(start.elapsed() < Duration::from_secs(1));
         assert_eq!(c.pending(), Some(2), "sleep must not consume the request");
+    }
+
+    #[test]
+    fn a_linked_token_sees_its_parent_and_its_own_request_stays_its_own() {
+        let parent = Cancel::new();
+        let child = parent.linked();
+        assert_eq!(child.pending(), None);
+        child.request(15);
+        assert_eq!(child.pending(), Some(15));
+        assert_eq!(parent.pending(), None, "the child's request stays its own");
+        parent.request(2);
+        assert_eq!(
+            child.pending(),
+            Some(2),
+            "a signal to the parent outranks it"
+        );
+        assert_eq!(child.take(), Some(15));
+        assert_eq!(parent.pending(), Some(2), "take never clears the parent");
+        let fresh = parent.linked();
+        assert_eq!(fresh.pending(), Some(2));
     }
 }

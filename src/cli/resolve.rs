@@ -18,7 +18,9 @@
 //! `dev-mode off` brings the defaults back without touching the user's values.
 //!
 //! `workflow-continue` puts the options the workflow was started with between the flags
-//! and the settings: they were resolved when it started.
+//! and the settings: they were resolved when it started. So it keeps the executor the
+//! workflow started with (saved as `executor` in its options) and its `--slurm-arg`s;
+//! the rest of the Slurm configuration is read from the settings each run.
 
 use std::time::Duration;
 
@@ -53,15 +55,23 @@ pub fn executor(ctx: &Ctx, args: &ExecutorArgs) -> Result<ExecutorChoice, CliErr
     Ok(executor_from(&ctx.project, args, settings))
 }
 
+/// A workflow's executor: the kind its options hold (resolved by [`workflow_options`]:
+/// `--executor` > the saved options > `quantumwala.executor` > local), configured from the
+/// settings as they are now, with the workflow's `--slurm-arg`s after the configured ones.
+pub fn workflow_executor(ctx: &Ctx, options: &Options) -> Result<ExecutorChoice, CliError> {
+    let args = ExecutorArgs {
+        executor: Some(options.executor),
+        slurm_args: options.slurm_args.clone(),
+    };
+    executor(ctx, &args)
+}
+
 fn executor_from(
     project: &Project,
     args: &ExecutorArgs,
     settings: Option<&QwSettings>,
 ) -> ExecutorChoice {
-    let kind = args
-        .executor
-        .or_else(|| settings.and_then(|s| s.quantumwala.executor))
-        .unwrap_or_default();
+    let kind = executor_kind(args, settings);
     let Some(settings) = settings.filter(|_| kind == ExecutorKind::Slurm) else {
         return ExecutorChoice { kind, slurm: None };
     };
@@ -80,6 +90,13 @@ fn executor_from(
             runs_dir,
         }),
     }
+}
+
+/// `--executor` > `quantumwala.executor` > local.
+fn executor_kind(args: &ExecutorArgs, settings: Option<&QwSettings>) -> ExecutorKind {
+    args.executor
+        .or_else(|| settings.and_then(|s| s.quantumwala.executor))
+        .unwrap_or_default()
 }
 
 /// Workflow options: the flags in `args` > `saved` (the options a continued workflow was
@@ -106,6 +123,7 @@ fn workflow_defaults(settings: &QwSettings) -> Options {
             None => d.stall_timeout_s,
         },
         fail_fast: settings.development_mode.fail_fast(),
+        executor: executor_kind(&ExecutorArgs::default(), Some(settings)),
         ..d
     }
 }
@@ -177,6 +195,14 @@ fn apply(mut o: Options, a: &RunArgs) -> Result<Options, CliError> {
     o.fresh = a.fresh;
     if let Some(i) = a.isolate {
         o.isolate = i;
+    }
+    if let Some(kind) = a.executor.executor {
+        o.executor = kind;
+    }
+    if !a.executor.slurm_args.is_empty() {
+        crate::exec::slurm::submit::check_user_args(&a.executor.slurm_args)
+            .map_err(CliError::usage)?;
+        o.slurm_args = a.executor.slurm_args.clone();
     }
     Ok(o)
 }
@@ -415,6 +441,66 @@ mod tests {
         assert_eq!(s.limit_source("max_load"), LimitSource::Settings);
         assert_eq!(s.limit_source("max_memory"), LimitSource::DevMode);
         assert_eq!(s.limit_source("acquire_timeout_s"), LimitSource::Default);
+    }
+
+    #[test]
+    fn a_workflows_executor_is_flag_then_saved_then_setting_then_local() {
+        let slurm_set = settings(r#"{"quantumwala": {"executor": "slurm"}}"#);
+        let none = RunArgs::default();
+        let fresh = |s: &QwSettings| workflow_options(&none, None, s).unwrap();
+        assert_eq!(fresh(&settings("{}")).executor, ExecutorKind::Local);
+        assert_eq!(fresh(&slurm_set).executor, ExecutorKind::Slurm);
+        let flag = |kind, args: &[&str]| RunArgs {
+            executor: ExecutorArgs {
+                executor: kind,
+                slurm_args: args.iter().map(|a| (*a).to_owned()).collect(),
+            },
+            ..RunArgs::default()
+        };
+        let o = workflow_options(&flag(Some(ExecutorKind::Local), &[]), None, &slurm_set).unwrap();
+        assert_eq!(
+            o.executor,
+            ExecutorKind::Local,
+            "the flag beats the setting"
+        );
+        // Started under slurm with a --slurm-arg: continue keeps both, whatever the
+        // setting says now; new --slurm-args replace the saved ones.
+        let started = workflow_options(
+            &flag(Some(ExecutorKind::Slurm), &["--partition=debug"]),
+            None,
+            &settings("{}"),
+        )
+        .unwrap();
+        let json = serde_json::to_value(&started).unwrap();
+        let saved: Options = serde_json::from_value(json).unwrap();
+        let cont = workflow_options(&none, Some(saved.clone()), &settings("{}")).unwrap();
+        assert_eq!(cont.executor, ExecutorKind::Slurm);
+        assert_eq!(cont.slurm_args, ["--partition=debug"]);
+        let cont =
+            workflow_options(&flag(None, &["--qos=low"]), Some(saved.clone()), &slurm_set).unwrap();
+        assert_eq!(cont.slurm_args, ["--qos=low"]);
+        let cont = workflow_options(
+            &flag(Some(ExecutorKind::Local), &[]),
+            Some(saved),
+            &slurm_set,
+        )
+        .unwrap();
+        assert_eq!(cont.executor, ExecutorKind::Local);
+        // Options saved before the executor existed: local.
+        let old: Options = serde_json::from_value(serde_json::json!({
+            "agent": "offline", "parallel": 2, "task_timeout_s": 10.0, "grace_s": 1.0,
+            "attempts": 1, "retry_delay_s": 0.0
+        }))
+        .unwrap();
+        assert_eq!(
+            workflow_options(&none, Some(old), &slurm_set)
+                .unwrap()
+                .executor,
+            ExecutorKind::Local
+        );
+        // A --slurm-arg qw sets itself is bad input.
+        let err = workflow_options(&flag(None, &["--job-name=x"]), None, &slurm_set).unwrap_err();
+        assert_eq!(err.code, crate::exit::USAGE, "{}", err.message);
     }
 
     #[test]

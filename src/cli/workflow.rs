@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{CliError, CmdResult, Ctx};
-use crate::exec::Cancel;
+use crate::exec::{Cancel, Executor, LocalExecutor, SlurmExecutor};
 use crate::exit;
 use crate::state::StateStore;
 use crate::workflow::progress::finished_line;
@@ -67,6 +67,9 @@ pub struct RunArgs {
     /// session of the task's stopped run (`--resume`).
     #[arg(long)]
     pub fresh: bool,
+    /// Where jobs run (on `continue`: default the executor the workflow started with).
+    #[command(flatten)]
+    pub executor: super::executor::ExecutorArgs,
 }
 
 /// Arguments of `qw workflow-auto`.
@@ -104,10 +107,17 @@ pub struct WorkflowAutoArgs {
 /// Arguments of `qw workflow-continue`.
 #[derive(Debug, Args)]
 #[command(after_long_help = "\
+<<<<<<< HEAD
 Resumes with the options the workflow was started with; flags given here override them.
 Processes orphaned by a killed qw are ended, interrupted tasks run again, completed
 tasks never do. Without NAME it resumes the only unfinished workflow; when there are
 several (or none) it lists them and exits 2.
+=======
+Resumes with the options the workflow was started with (agent, executor and
+--slurm-args included); flags given here override them. Processes orphaned by a killed
+qw are ended, interrupted tasks run again, completed tasks never do. Under Slurm, jobs a
+killed qw left running for this spec are waited for, not run again.
+>>>>>>> feat/slurm-wf
 
 Examples:
   qw workflow-continue
@@ -214,6 +224,13 @@ fn drive(ctx: &Ctx, name: &str, description: &str, options: Options, dry_run: bo
         .map_err(|e| CliError::failed(format!("cannot find the qw executable: {e}")))?;
     let cancel = Cancel::on_signals()
         .map_err(|e| CliError::failed(format!("cannot install signal handlers: {e}")))?;
+    let executor: Box<dyn Executor> = match super::resolve::workflow_executor(ctx, &options)?.slurm
+    {
+        None => Box::new(LocalExecutor::new(&qw)),
+        Some(config) => {
+            Box::new(SlurmExecutor::new(&qw, config).map_err(|e| CliError::usage(e.to_string()))?)
+        }
+    };
     loop {
         let workflow = Workflow {
             project: ctx.project.clone(),
@@ -226,7 +243,7 @@ fn drive(ctx: &Ctx, name: &str, description: &str, options: Options, dry_run: bo
             json: ctx.global.json,
             quiet: ctx.global.quiet,
         };
-        let summary = workflow.run(&cancel)?;
+        let summary = workflow.run_with(&cancel, executor.as_ref())?;
         if !ctx.global.json && !dry_run {
             super::out::line(finished_line(&summary))?;
         }

@@ -271,4 +271,27 @@ pub enum ExecError {
 pub trait Executor: Send + Sync {
     /// Run one job to completion (or timeout, stall, cancellation) and report how it ended.
     fn run(&self, spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, ExecError>;
+
+    /// True when a batch scheduler decides where and when jobs run (Slurm): local
+    /// admission must not gate them, and jobs handed to it may still be waiting in its
+    /// queue, so stopping a batch of work cancels them too.
+    fn schedules(&self) -> bool {
+        false
+    }
+
+    /// Before a batch of related jobs (a workflow) whose names start with `name_prefix`
+    /// and who work in `dir`: check that the backend can run them there, and take over
+    /// the jobs of such names that a killed `qw` left running, so a later [`run`] of the
+    /// same name waits for that job instead of running the work a second time. Returns
+    /// one line per thing worth telling the user.
+    ///
+    /// [`run`]: Executor::run
+    fn prepare(
+        &self,
+        _dir: &std::path::Path,
+        _name_prefix: &str,
+        _cancel: &Cancel,
+    ) -> Result<Vec<String>, ExecError> {
+        Ok(Vec::new())
+    }
 }

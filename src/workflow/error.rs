@@ -72,6 +72,10 @@ pub enum WorkflowError {
     /// A lock file could not be used.
     #[error(transparent)]
     Lock(#[from] crate::fs::LockError),
+    /// The executor cannot run the workflow's jobs (Slurm: no node sees the project, the
+    /// cluster does not answer).
+    #[error("{0}")]
+    Executor(#[source] crate::exec::ExecError),
     /// Another qw is running this spec's workflow.
     #[error(
         "another qw is already running the workflow of spec `{spec}` (lock `{}` held by {holder})",
@@ -119,6 +123,7 @@ impl UserError for WorkflowError {
             | WorkflowError::Io(_)
             | WorkflowError::Options(_)
             | WorkflowError::Lock(_)
+            | WorkflowError::Executor(_)
             | WorkflowError::Busy { .. } => exit::FAILED,
         }
     }

@@ -296,9 +296,10 @@ pub enum StopReason {
 /// How severe a [`StopReason`] is; a more severe reason replaces a less severe one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
-    /// Running work finishes; the run fails.
+    /// Running work finishes (is cancelled under a batch scheduler); the run fails.
     FailFast,
-    /// Running work finishes; the run pauses (exit 3, resumable).
+    /// Running work finishes (a cost ceiling cancels it under a batch scheduler); the
+    /// run pauses (exit 3, resumable).
     Pause,
     /// Running work is stopped; the run is interrupted.
     Signal,
@@ -312,6 +313,20 @@ impl StopReason {
             StopReason::FailFast { .. } => Severity::FailFast,
             StopReason::CostCeiling { .. } | StopReason::UsageLimit { .. } => Severity::Pause,
             StopReason::Signal { .. } => Severity::Signal,
+        }
+    }
+
+    /// Whether work already handed to the executor is cancelled too, not only new work
+    /// held back. A signal always. Under a batch scheduler (`scheduled`: jobs may still
+    /// wait in its queue and hold a shared cluster's allocations) also `--fail-fast` and
+    /// a cost ceiling, whose point is to spend no more; on this machine running work
+    /// finishes, as the contract says. A usage limit never: the running agents meet it
+    /// themselves, or finish.
+    pub fn cancels_submitted(&self, scheduled: bool) -> bool {
+        match self {
+            StopReason::Signal { .. } => true,
+            StopReason::FailFast { .. } | StopReason::CostCeiling { .. } => scheduled,
+            StopReason::UsageLimit { .. } => false,
         }
     }
 

@@ -103,6 +103,14 @@ pub struct Options {
     /// session (`--resume`). For this invocation only: never saved.
     #[serde(default, skip_serializing)]
     pub fresh: bool,
+    /// Where jobs run (`--executor`, else `quantumwala.executor`), kept so
+    /// `workflow-continue` uses the executor the workflow started with.
+    #[serde(default)]
+    pub executor: crate::exec::ExecutorKind,
+    /// The `--slurm-arg`s given (they come after `quantumwala.slurm.args`, which is read
+    /// afresh each run).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slurm_args: Vec<String>,
 }
 
 /// How parallel tasks are isolated from each other.
@@ -137,6 +145,8 @@ impl Default for Options {
             isolate: Isolation::Auto,
             allow_dirty: false,
             fresh: false,
+            executor: crate::exec::ExecutorKind::Local,
+            slurm_args: Vec::new(),
         }
     }
 }

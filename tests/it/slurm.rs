@@ -549,3 +549,452 @@ fn sweep_asks_slurm_only_where_qw_used_it() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(calls.exists(), "a project qw submitted from is swept");
 }
+
+// ---- The workflow under `--executor slurm` ----
+
+use crate::workflow::{Flow, code, diag};
+
+/// Six independent tasks.
+const SIX: &str = "# Tasks\n\n- [ ] 1. One\n- [ ] 2. Two\n- [ ] 3. Three\n- [ ] 4. Four\n- [ ] 5. Five\n- [ ] 6. Six\n";
+
+/// A Flow (fake claude on PATH) whose documents exist, so only implementation and
+/// validation run, set up for Slurm: the fake's `FAKE_*` knobs pass through
+/// `quantumwala.slurm.export` (nothing else of the test's environment reaches the node).
+fn slurm_flow(tasks_md: &str) -> (Flow, Jobs) {
+    let f = Flow::new(tasks_md);
+    f.p.write(
+        ".claude/settings.local.json",
+        r#"{"resource_limits": {"max_load": 1000, "max_memory": 1.0, "high_impact_load": 1000},
+            "quantumwala": {"slurm": {"export": ["FAKE_*"], "poll_interval_s": 0.2}}}"#,
+    );
+    f.p.write(
+        ".claude/specs/demo/requirements.md",
+        "# Requirements\n\n1. It works.\n",
+    );
+    f.p.write(".claude/specs/demo/design.md", "# Design\n\nSimple.\n");
+    f.p.write(".claude/specs/demo/tasks.md", tasks_md);
+    let jobs = Jobs(f.path().to_path_buf());
+    (f, jobs)
+}
+
+/// The most runs of the fake that overlapped in time, from its start/end log.
+fn peak_overlap(f: &Flow) -> usize {
+    let mut events: Vec<(u64, i32)> = f
+        .log()
+        .into_iter()
+        .filter(|(_, phase, _, _)| phase == "implementation")
+        .map(|(kind, _, _, ms)| (ms, if kind == "start" { 1 } else { -1 }))
+        .collect();
+    // Ends before starts at the same millisecond.
+    events.sort();
+    let (mut now, mut peak) = (0i32, 0i32);
+    for (_, d) in events {
+        now += d;
+        peak = peak.max(now);
+    }
+    peak as usize
+}
+
+#[test]
+fn a_workflow_of_six_tasks_at_parallel_three_is_six_slurm_jobs_all_completed() {
+    if !cluster_up() {
+        return;
+    }
+    let six = SIX.replace("- [ ] 6. Six\n", "- [ ] 6. Six\n  - _Verify: `true`_\n");
+    let (mut f, _jobs) = slurm_flow(&six);
+    f.set("FAKE_SLEEP", "1");
+    let out = f.auto(&[
+        "--agent",
+        "claude",
+        "--executor",
+        "slurm",
+        "--parallel",
+        "3",
+    ]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let jobs = jobs_under(f.path(), true);
+    let mut ids = Vec::new();
+    for t in 1..=6 {
+        let name = format!("qw/demo/{t}");
+        let mine: Vec<&Job> = jobs.iter().filter(|j| j.name == name).collect();
+        assert_eq!(mine.len(), 1, "{name}: {jobs:?}");
+        assert_eq!(mine[0].state, "COMPLETED", "{name}: {jobs:?}");
+        ids.push(mine[0].id.clone());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 6, "{jobs:?}");
+    assert!(
+        jobs.iter()
+            .any(|j| j.name == "qw/demo/validation" && j.state == "COMPLETED"),
+        "{jobs:?}"
+    );
+    // The verify command ran as a job of its own.
+    assert!(
+        jobs.iter()
+            .any(|j| j.name == "qw/demo/6/verify" && j.state == "COMPLETED"),
+        "{jobs:?}"
+    );
+    assert!(peak_overlap(&f) <= 3, "more than 3 jobs ran at once");
+    // Each task's run folder holds the report of `qw exec` on the node, with Slurm's
+    // verdict beside it in the state.
+    for t in 1..=6 {
+        let run = f.task(&t.to_string())["run_id"].clone();
+        let dir = f
+            .path()
+            .join(".claude/runs")
+            .join(run.as_str().unwrap_or("?"));
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("exec-report.json")).unwrap())
+                .unwrap();
+        assert_eq!(report["exit_code"], 0, "task {t}: {report}");
+    }
+    for t in 1..=6 {
+        assert_eq!(f.task(&t.to_string())["status"], "completed");
+    }
+    assert!(!f.tasks_md().contains("- [ ]"), "{}", f.tasks_md());
+    // The executor is remembered for workflow-continue.
+    let opts = &f.state()["specifications"]["demo"]["workflow_options"];
+    assert_eq!(opts["executor"], "slurm", "{opts}");
+    assert!(pids_with_env("QW_TEST_MARKER", &f.guard.0).is_empty());
+}
+
+#[test]
+fn ctrl_c_mid_workflow_leaves_no_job_in_the_queue_and_no_process() {
+    if !cluster_up() {
+        return;
+    }
+    let (mut f, _jobs) = slurm_flow(SIX);
+    f.set("FAKE_SLEEP", "300");
+    let mut child = f
+        .cmd(&[
+            "workflow-auto",
+            "demo",
+            "A demo feature",
+            "--agent",
+            "claude",
+            "--executor",
+            "slurm",
+            "--parallel",
+            "3",
+            "--grace",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(90), || f
+            .log()
+            .iter()
+            .filter(|(k, _, _, _)| k == "start")
+            .count()
+            >= 3),
+        "three agents never started"
+    );
+    unsafe_kill(child.id() as i32, 2);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        active_jobs_under(f.path()).is_empty(),
+        "{:?}",
+        active_jobs_under(f.path())
+    );
+    assert!(
+        pids_with_env("QW_TEST_MARKER", &f.guard.0).is_empty(),
+        "processes left: {:?}",
+        pids_with_env("QW_TEST_MARKER", &f.guard.0)
+    );
+    // Three tasks never started: no job was submitted for them.
+    let submitted: Vec<Job> = jobs_under(f.path(), true)
+        .into_iter()
+        .filter(|j| j.name.starts_with("qw/demo/"))
+        .collect();
+    assert_eq!(submitted.len(), 3, "{submitted:?}");
+}
+
+#[test]
+fn workflow_continue_after_a_sigkill_waits_for_the_running_job_instead_of_running_it_again() {
+    if !cluster_up() {
+        return;
+    }
+    let tasks = "# Tasks\n\n- [ ] 1. Slow\n- [ ] 2. After\n  - _Depends: 1_\n";
+    let (mut f, _jobs) = slurm_flow(tasks);
+    f.set("FAKE_SLOW", "1").set("FAKE_SLOW_SECS", "4");
+    let mut child = f
+        .cmd(&[
+            "workflow-auto",
+            "demo",
+            "A demo feature",
+            "--agent",
+            "claude",
+            "--executor",
+            "slurm",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || f.runs_of("1") == 1),
+        "task 1 never started"
+    );
+    unsafe_kill(child.id() as i32, 9);
+    child.wait().unwrap();
+    assert_eq!(active_jobs_under(f.path()).len(), 1);
+    // No --executor: continue keeps the one the workflow started with.
+    let out = f.run(&["workflow-continue", "demo"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_eq!(f.runs_of("1"), 1, "task 1 ran twice: {:?}", f.log());
+    assert_eq!(f.runs_of("2"), 1);
+    assert_eq!(f.task("1")["status"], "completed");
+    let jobs = jobs_under(f.path(), true);
+    assert_eq!(
+        jobs.iter().filter(|j| j.name == "qw/demo/1").count(),
+        1,
+        "{jobs:?}"
+    );
+    assert!(jobs.iter().all(|j| j.state == "COMPLETED"), "{jobs:?}");
+}
+
+#[test]
+fn the_command_agent_in_a_git_repo_gets_a_worktree_per_task_under_slurm() {
+    if !cluster_up() {
+        return;
+    }
+    let tasks = "# Tasks\n\n- [ ] 1. One\n- [ ] 2. Two\n- [ ] 3. Three\n";
+    let (f, _jobs) = slurm_flow(tasks);
+    // The agent writes a file named after its task where it runs (its worktree) and
+    // prints a result; QW_WORKTREE must point there.
+    f.p.script(
+        "bin/task-agent",
+        "#!/bin/sh\n[ \"$QW_PHASE\" = implementation ] && [ \"$(pwd -P)\" = \"$(cd \"$QW_WORKTREE\" && pwd -P)\" ] && echo \"$QW_TASK_ID\" > \"task-$QW_TASK_ID.txt\"\necho '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"ok\",\"total_cost_usd\":0}'\n",
+    );
+    f.p.write(".gitignore", ".qw-runtime/\nfake.log*\nbin/\n");
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .arg("-C")
+            .arg(f.path())
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "T")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "T")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "init"]);
+    let agent = f.path().join("bin/task-agent");
+    let mut c = f.cmd(&[
+        "workflow-auto",
+        "demo",
+        "A demo feature",
+        "--agent",
+        "command",
+        "--agent-cmd",
+        &agent.display().to_string(),
+        "--executor",
+        "slurm",
+        "--parallel",
+        "3",
+    ]);
+    for (k, v) in [
+        ("GIT_AUTHOR_NAME", "T"),
+        ("GIT_AUTHOR_EMAIL", "t@example.com"),
+        ("GIT_COMMITTER_NAME", "T"),
+        ("GIT_COMMITTER_EMAIL", "t@example.com"),
+        ("GIT_CONFIG_GLOBAL", "/dev/null"),
+        ("GIT_CONFIG_NOSYSTEM", "1"),
+    ] {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    for t in 1..=3 {
+        let merged = f.path().join(format!("task-{t}.txt"));
+        assert_eq!(
+            std::fs::read_to_string(&merged).unwrap_or_default(),
+            format!("{t}\n"),
+            "task {t}'s worktree was not merged"
+        );
+    }
+    assert_eq!(
+        jobs_under(f.path(), true)
+            .iter()
+            .filter(|j| j.name.starts_with("qw/demo/") && j.name != "qw/demo/validation")
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn qw_sigkilled_mid_workflow_then_sweep_cancels_its_jobs_and_continue_redoes_nothing_completed() {
+    if !cluster_up() {
+        return;
+    }
+    let tasks = "# Tasks\n\n- [ ] 1. Quick\n- [ ] 2. Hangs\n- [ ] 3. After one\n  - _Depends: 1_\n";
+    let (mut f, _jobs) = slurm_flow(tasks);
+    f.set("FAKE_SLOW", "2").set("FAKE_SLOW_SECS", "300");
+    let mut child = f
+        .cmd(&[
+            "workflow-auto",
+            "demo",
+            "A demo feature",
+            "--agent",
+            "claude",
+            "--executor",
+            "slurm",
+            "--parallel",
+            "2",
+            "--grace",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(120), || f
+            .tasks_md()
+            .contains("- [x] 1.")
+            && f.tasks_md().contains("- [x] 3.")
+            && f.runs_of("2") == 1),
+        "tasks 1 and 3 never completed while task 2 ran: {:?}",
+        f.log()
+    );
+    unsafe_kill(child.id() as i32, 9);
+    child.wait().unwrap();
+    assert!(
+        active_jobs_under(f.path())
+            .iter()
+            .any(|j| j.name == "qw/demo/2"),
+        "{:?}",
+        active_jobs_under(f.path())
+    );
+    let out = f.run(&["sweep", "--project-only"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(
+        active_jobs_under(f.path()).is_empty(),
+        "qw sweep left jobs: {:?}",
+        active_jobs_under(f.path())
+    );
+    assert!(
+        pids_with_env("QW_TEST_MARKER", &f.guard.0).is_empty(),
+        "processes left after the sweep"
+    );
+    // Without --executor: continue keeps slurm. The cancelled job is not taken over: its
+    // task runs again; the completed one does not.
+    f.set("FAKE_SLOW_SECS", "0");
+    let out = f.run(&["workflow-continue", "demo"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_eq!(f.runs_of("1"), 1, "task 1 ran again: {:?}", f.log());
+    assert_eq!(f.runs_of("2"), 2, "{:?}", f.log());
+    assert_eq!(f.runs_of("3"), 1, "{:?}", f.log());
+    for t in ["1", "2", "3"] {
+        assert_eq!(f.task(t)["status"], "completed", "task {t}");
+    }
+    let jobs = jobs_under(f.path(), true);
+    assert_eq!(
+        jobs.iter().filter(|j| j.name == "qw/demo/1").count(),
+        1,
+        "{jobs:?}"
+    );
+    assert!(active_jobs_under(f.path()).is_empty());
+}
+
+#[test]
+fn fail_fast_under_slurm_cancels_the_running_jobs() {
+    if !cluster_up() {
+        return;
+    }
+    let tasks = "# Tasks\n\n- [ ] 1. Fails\n- [ ] 2. Slow\n- [ ] 3. Slow too\n- [ ] 4. Never\n  - _Depends: 2_\n";
+    let (mut f, _jobs) = slurm_flow(tasks);
+    // Task 1 fails once the other two run; 2 and 3 would run for five minutes.
+    f.set("FAKE_FAIL", "1:9").set("FAKE_SLEEP", "300");
+    let gate = f.path().join("gate");
+    f.p.script(
+        "bin/claude-gated",
+        &format!(
+            "#!/bin/sh\n[ \"$QW_TASK_ID\" = 1 ] && while [ ! -e '{}' ]; do sleep 0.1; done\nFAKE_SLEEP=$([ \"$QW_TASK_ID\" = 1 ] && echo 0 || echo \"$FAKE_SLEEP\") exec claude \"$@\"\n",
+            gate.display()
+        ),
+    );
+    let child = f
+        .cmd(&[
+            "workflow-auto",
+            "demo",
+            "A demo feature",
+            "--agent",
+            "command",
+            "--agent-cmd",
+            &format!(
+                "{} -p {{prompt}}",
+                f.path().join("bin/claude-gated").display()
+            ),
+            "--executor",
+            "slurm",
+            "--parallel",
+            "3",
+            "--attempts",
+            "1",
+            "--grace",
+            "1",
+            "--fail-fast",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(120), || f.runs_of("2") == 1
+            && f.runs_of("3") == 1),
+        "tasks 2 and 3 never started: {:?}",
+        f.log()
+    );
+    std::fs::write(&gate, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert!(
+        active_jobs_under(f.path()).is_empty(),
+        "{:?}",
+        active_jobs_under(f.path())
+    );
+    assert!(
+        pids_with_env("QW_TEST_MARKER", &f.guard.0).is_empty(),
+        "processes left"
+    );
+    assert_eq!(f.task("1")["status"], "failed");
+    for t in ["2", "3"] {
+        let task = f.task(t);
+        assert_eq!(task["outcome"], "killed_by_user", "task {t}: {task}");
+        let evidence = task["error"].as_str().unwrap_or_default();
+        assert!(evidence.contains("fail-fast"), "task {t}: {evidence}");
+        assert!(
+            !f.log()
+                .iter()
+                .any(|(k, p, id, _)| k == "end" && p == "implementation" && id == t),
+            "task {t} ran to its end"
+        );
+    }
+    assert_eq!(f.runs_of("4"), 0);
+    // Their `qw exec` got the signal (`scancel --batch`) and ended the tree: the jobs
+    // ended early, not completed.
+    let jobs = jobs_under(f.path(), true);
+    for name in ["qw/demo/2", "qw/demo/3"] {
+        assert!(
+            jobs.iter()
+                .any(|j| j.name == name && matches!(j.state.as_str(), "FAILED" | "CANCELLED")),
+            "{name}: {jobs:?}"
+        );
+    }
+}

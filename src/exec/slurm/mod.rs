@@ -246,7 +246,9 @@ impl SlurmExecutor {
     /// sweep leaves them alone) and ones that ended while nobody watched (Slurm still
     /// remembers them for MinJobAge). A later `run` of a spec with the same name waits for
     /// the job and takes its result instead of running the work a second time. Of several
-    /// jobs with one name only the newest is kept; older active ones are cancelled.
+    /// jobs with one name only the newest is kept; older active ones are cancelled. A
+    /// newest job that was cancelled (by `qw sweep`, say) or lost with its node is not
+    /// taken: its work runs again.
     pub fn adopt_orphans(
         &self,
         project: &Path,
@@ -282,12 +284,18 @@ impl SlurmExecutor {
             .adopted
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut seen = std::collections::HashSet::new();
         for r in rows {
             let active = !r.entry.state.is_ended();
-            if map.contains_key(&r.name) {
+            if !seen.insert(r.name.clone()) || map.contains_key(&r.name) {
                 if active {
                     scancel(&r.entry.id, None);
                 }
+                continue;
+            }
+            // The newest job of the name ended with nothing worth taking: cancelled (by
+            // `qw sweep`, or by hand) or lost with its node. The work runs again.
+            if !active && !left_a_result(r.entry.state.name()) {
                 continue;
             }
             if active {
@@ -616,6 +624,31 @@ struct Watch {
 }
 
 impl Executor for SlurmExecutor {
+    fn schedules(&self) -> bool {
+        true
+    }
+
+    /// [`SlurmExecutor::check_shared`] (a node sees `dir` and runs this `qw`), then
+    /// [`SlurmExecutor::adopt_orphans`].
+    fn prepare(
+        &self,
+        dir: &Path,
+        name_prefix: &str,
+        cancel: &Cancel,
+    ) -> Result<Vec<String>, ExecError> {
+        self.check_shared(dir, cancel)?;
+        Ok(self
+            .adopt_orphans(dir, name_prefix)?
+            .into_iter()
+            .map(|a| {
+                format!(
+                    "Slurm job {} (`{}`, {}) of an earlier qw that was killed is taken over: that work is waited for, not run again",
+                    a.job_id, a.name, a.state
+                )
+            })
+            .collect())
+    }
+
     fn run(&self, spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, ExecError> {
         let adopted = spec.name.as_ref().and_then(|n| {
             self.adopted
@@ -890,6 +923,24 @@ impl SlurmExecutor {
         report.scheduler = Some(verdict);
         Ok(report)
     }
+}
+
+/// Whether a job that ended in `state` (Slurm's name) ran its program to an end worth
+/// taking over: not when it was cancelled or lost with its node.
+fn left_a_result(state: &str) -> bool {
+    let verdict = SchedulerVerdict {
+        scheduler: "slurm".into(),
+        job_id: String::new(),
+        job_name: String::new(),
+        state: state.to_owned(),
+        reason: None,
+        nodes: None,
+        partition: None,
+        exit_code: None,
+        pending_ms: 0,
+        adopted_from: None,
+    };
+    !matches!(verdict.end(), SchedulerEnd::Cancelled | SchedulerEnd::Lost)
 }
 
 /// `scancel` a job: with a signal, only its batch step (our `qw exec`) gets it; without,

@@ -319,7 +319,7 @@ fn one_attempt(
             run.project,
             run.executor,
             limits,
-            run.cancel,
+            run.stop.jobs(),
         )
     };
     let mut r = match resume {
@@ -357,6 +357,23 @@ fn one_attempt(
             }
         }
     };
+    // Jobs cancelled because the workflow stops (`--fail-fast`, a cost ceiling under a
+    // batch scheduler): say why; a verify job is not started then, so the task does not
+    // count as done and workflow-continue runs it again.
+    if let Some(reason) = run.stop.reason().filter(|_| run.stop.cancelled_jobs()) {
+        let why = format!("cancelled because the workflow is stopping: {reason}");
+        if matches!(r.outcome, Outcome::KilledByUser { .. }) {
+            r.evidence = format!("{why}; {}", r.evidence);
+            return Ok(r);
+        }
+        if r.outcome.is_success() && job.task.as_ref().is_some_and(|t| t.verify.is_some()) {
+            r.outcome = Outcome::KilledByUser {
+                signal: run.stop.jobs().pending(),
+            };
+            r.evidence = format!("{why}, before its _Verify:_ command ran");
+            return Ok(r);
+        }
+    }
     if r.outcome.is_success()
         && let Some(verify) = job.task.as_ref().and_then(|t| t.verify.as_deref())
         && let Err((code, evidence)) = run_verify(run, job, verify)
@@ -390,12 +407,15 @@ fn run_verify(run: &Run<'_>, job: &Job, verify: &str) -> Result<(), (Option<i32>
     spec.timeout = run.options.task_timeout();
     spec.grace = run.options.grace();
     spec.project = Some(run.project.root().to_path_buf());
+    // Under Slurm its own job, on a node like the agent's: it runs the project's own
+    // checks (builds, tests), which belong where the work is done, not on the submit host.
+    spec.name = Some(format!("{}/verify", job.scheduler_name()));
     spec.env = vec![
         ("QW_SPEC".into(), run.name.into()),
         ("QW_TASK_ID".into(), job.task_id().into()),
     ];
     spec.env.extend(job.env.iter().cloned());
-    let report = run.executor.run(&spec, run.cancel).map_err(|e| {
+    let report = run.executor.run(&spec, run.stop.jobs()).map_err(|e| {
         (
             None,
             format!("verify command `{verify}` could not run: {e}"),

@@ -103,12 +103,41 @@ impl Workflow {
         let readers: Vec<&dyn EventSink> = vec![&recorder, &progress];
         let events = Events::new(readers);
 
+        // Under a batch scheduler: a node must see the project, and the jobs a killed qw
+        // left for this spec are taken over (waited for, not run twice) before the sweep
+        // below would cancel them.
+        for line in executor
+            .prepare(self.project.root(), &format!("qw/{}/", self.name), cancel)
+            .map_err(WorkflowError::Executor)?
+        {
+            events.note(line)?;
+        }
         let swept = crate::exec::sweep::sweep(Some(self.project.root()), self.options.grace());
         if !swept.killed.is_empty() {
             events.note(format!(
                 "ended {} process(es) orphaned by an earlier qw that was killed",
                 swept.killed.len()
             ))?;
+        }
+        // Slurm jobs of a killed qw in this project (whatever the executor now): asked of
+        // Slurm only when a dead owner left a record.
+        let (slurm_dir, _) =
+            crate::exec::slurm::SlurmConfig::for_project_dirs(&self.project.claude_dir());
+        let jobs = crate::exec::slurm::sweep::sweep_jobs(
+            Some(&slurm_dir),
+            Some(self.project.root()),
+            false,
+            false,
+            crate::exec::slurm::sweep::SWEEP_WAIT,
+        );
+        if !jobs.cancelled.is_empty() {
+            events.note(format!(
+                "cancelled {} Slurm job(s) of an earlier qw that was killed",
+                jobs.cancelled.len()
+            ))?;
+        }
+        if let Some(e) = jobs.error {
+            tracing::warn!("could not ask Slurm for the jobs of a killed qw: {e}");
         }
         if store.path().is_file() {
             store.backup_before(&format!("workflow_{}", self.name))?;
@@ -151,7 +180,8 @@ impl Workflow {
             options: &self.options,
             agent: agent.as_ref(),
             executor,
-            admission: Some(admission),
+            // A batch scheduler decides when its jobs run; `--parallel` still caps them.
+            admission: (!executor.schedules()).then_some(admission),
             budget: Budget::new(
                 self.options.max_cost_per_task,
                 self.options.max_cost_per_run,
@@ -160,7 +190,7 @@ impl Workflow {
             ),
             cancel,
             events: &events,
-            stop: Stop::new(cancel),
+            stop: Stop::new(cancel, executor.schedules()),
             resource_monitoring: dev.resource_monitoring(),
             dev: dev.clone(),
             space,

@@ -1,4 +1,5 @@
-//! Whether new work may start: the one place that combines the reasons to stop.
+//! Whether new work may start, and whether work already handed out is cancelled: the one
+//! place that combines the reasons to stop.
 
 use std::sync::Mutex;
 
@@ -7,23 +8,50 @@ use crate::workflow::events::StopReason;
 
 /// The most severe [`StopReason`] so far. A signal is read from the [`Cancel`] token
 /// (set by the signal handlers) each time, so it is never missed and never consumed.
+///
+/// Jobs get [`Stop::jobs`], a token linked to the signal token: a signal reaches them,
+/// and so does a reason that [cancels submitted work](StopReason::cancels_submitted)
+/// (SIGTERM, as Ctrl-C would, so the executor ends them the same way).
 #[derive(Debug)]
 pub(crate) struct Stop<'a> {
     cancel: &'a Cancel,
+    jobs: Cancel,
+    scheduled: bool,
     requested: Mutex<Option<StopReason>>,
 }
 
+/// The signal a job is cancelled with when a reason other than a signal stops it.
+const CANCEL_SIGNAL: i32 = 15;
+
 impl<'a> Stop<'a> {
-    /// Nothing stops work yet (unless `cancel` carries a signal).
-    pub(crate) fn new(cancel: &'a Cancel) -> Stop<'a> {
+    /// Nothing stops work yet (unless `cancel` carries a signal). `scheduled`: the
+    /// executor is a batch scheduler ([`crate::exec::Executor::schedules`]).
+    pub(crate) fn new(cancel: &'a Cancel, scheduled: bool) -> Stop<'a> {
         Stop {
             cancel,
+            jobs: cancel.linked(),
+            scheduled,
             requested: Mutex::new(None),
         }
     }
 
+    /// The token every job runs under: set by a signal, or by a reason that cancels
+    /// submitted work.
+    pub(crate) fn jobs(&self) -> &Cancel {
+        &self.jobs
+    }
+
+    /// Whether running jobs were told to end for a reason that is not a signal.
+    pub(crate) fn cancelled_jobs(&self) -> bool {
+        self.signal().is_none() && self.jobs.pending().is_some()
+    }
+
     /// Stop new work for `reason`; it replaces the current reason only if more severe.
+    /// A reason that cancels submitted work also cancels the running jobs.
     pub(crate) fn request(&self, reason: StopReason) {
+        if reason.cancels_submitted(self.scheduled) && self.jobs.pending().is_none() {
+            self.jobs.request(CANCEL_SIGNAL);
+        }
         let mut current = self
             .requested
             .lock()
@@ -66,7 +94,7 @@ mod tests {
     #[test]
     fn a_more_severe_reason_replaces_and_an_equal_one_does_not() {
         let cancel = Cancel::new();
-        let stop = Stop::new(&cancel);
+        let stop = Stop::new(&cancel, false);
         assert_eq!(stop.reason(), None);
         stop.request(StopReason::FailFast { task: "1".into() });
         let ceiling = StopReason::CostCeiling {
@@ -85,5 +113,38 @@ mod tests {
         assert_eq!(stop.reason(), Some(StopReason::Signal { signal: 15 }));
         assert_eq!(stop.signal(), Some(15));
         assert!(stop.is_stopping());
+    }
+
+    #[test]
+    fn fail_fast_and_a_ceiling_cancel_jobs_only_under_a_batch_scheduler() {
+        let ceiling = || StopReason::CostCeiling {
+            limit: "per_run".into(),
+            limit_usd: 1.0,
+            spent_usd: 1.0,
+        };
+        let fail = || StopReason::FailFast { task: "1".into() };
+        let usage = || StopReason::UsageLimit {
+            evidence: "x".into(),
+            resets_at: None,
+        };
+        for (reason, local, scheduled) in [
+            (fail(), false, true),
+            (ceiling(), false, true),
+            (usage(), false, false),
+        ] {
+            for (sched, want) in [(false, local), (true, scheduled)] {
+                let cancel = Cancel::new();
+                let stop = Stop::new(&cancel, sched);
+                stop.request(reason.clone());
+                assert_eq!(stop.jobs().pending().is_some(), want, "{reason:?} {sched}");
+                assert_eq!(stop.cancelled_jobs(), want);
+                assert_eq!(stop.signal(), None, "no signal is made up");
+            }
+        }
+        let cancel = Cancel::new();
+        let stop = Stop::new(&cancel, false);
+        cancel.request(2);
+        assert_eq!(stop.jobs().pending(), Some(2), "a signal reaches every job");
+        assert!(!stop.cancelled_jobs());
     }
 }

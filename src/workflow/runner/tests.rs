@@ -55,6 +55,8 @@ fn costs(outcome: Outcome, usd: f64) -> Step {
 
 /// Runs nothing: agent runs follow the script, `_Verify:_` commands exit `verify_exit`.
 struct FakeExecutor {
+    /// The process's signal token (a signal reaches qw there, not the job's own token).
+    process: Cancel,
     script: Mutex<VecDeque<Step>>,
     verify_exit: i32,
     calls: Mutex<Vec<String>>,
@@ -91,7 +93,12 @@ impl Executor for FakeExecutor {
         let stdout = match step {
             Some(Step::Ends(run)) => serde_json::to_vec(&run).unwrap(),
             Some(Step::Signal(sig)) => {
-                cancel.request(sig);
+                self.process.request(sig);
+                if cancel.pending() != Some(sig) {
+                    return Err(ExecError::Supervisor(
+                        "the job's token did not see the signal".into(),
+                    ));
+                }
                 report.interrupted_by = Some(sig);
                 report.exit_code = 128 + sig;
                 Vec::new()
@@ -208,13 +215,14 @@ fn scenario<T>(s: Scenario, f: impl FnOnce(&Run<'_>, &TaskList) -> T) -> Seen<T>
     crate::fs::create_dir_all(spec.dir()).unwrap();
     crate::fs::write(spec.tasks_path(), s.tasks_md).unwrap();
     let tasks = TaskList::parse(s.tasks_md).unwrap();
+    let cancel = Cancel::new();
     let executor = FakeExecutor {
+        process: cancel.clone(),
         script: Mutex::new(s.script.into()),
         verify_exit: s.verify_exit,
         calls: Mutex::new(Vec::new()),
         prompts: Mutex::new(Vec::new()),
     };
-    let cancel = Cancel::new();
     if let Some(sig) = s.signal_before {
         cancel.request(sig);
     }
@@ -256,7 +264,7 @@ fn scenario<T>(s: Scenario, f: impl FnOnce(&Run<'_>, &TaskList) -> T) -> Seen<T>
             ),
             cancel: &cancel,
             events: &events,
-            stop: Stop::new(&cancel),
+            stop: Stop::new(&cancel, false),
             resource_monitoring: false,
             dev: crate::settings::DevMode::default(),
             space: TaskSpace::shared(&project, SPEC),
