@@ -107,17 +107,12 @@ pub struct WorkflowAutoArgs {
 /// Arguments of `qw workflow-continue`.
 #[derive(Debug, Args)]
 #[command(after_long_help = "\
-<<<<<<< HEAD
-Resumes with the options the workflow was started with; flags given here override them.
-Processes orphaned by a killed qw are ended, interrupted tasks run again, completed
-tasks never do. Without NAME it resumes the only unfinished workflow; when there are
-several (or none) it lists them and exits 2.
-=======
 Resumes with the options the workflow was started with (agent, executor and
 --slurm-args included); flags given here override them. Processes orphaned by a killed
 qw are ended, interrupted tasks run again, completed tasks never do. Under Slurm, jobs a
-killed qw left running for this spec are waited for, not run again.
->>>>>>> feat/slurm-wf
+killed qw left running for this spec are waited for, not run again. Without NAME it
+resumes the only unfinished workflow; when there are several (or none) it lists them and
+exits 2.
 
 Examples:
   qw workflow-continue
