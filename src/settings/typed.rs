@@ -142,7 +142,7 @@ impl SlurmSettings {
     fn read(s: &mut Section<'_>) -> Result<SlurmSettings, SettingsError> {
         Ok(SlurmSettings {
             args: s.get("args", read::texts)?,
-            export: s.get("export", read::texts)?,
+            export: s.get("export", read::env_names)?,
             poll_interval: s.get("poll_interval_s", read::seconds_between(0.05, 3600.0))?,
         })
     }
@@ -381,6 +381,27 @@ pub(crate) mod read {
         finite(v)
             .filter(|x| (0.0..=1.0).contains(x))
             .ok_or_else(|| "expected a fraction from 0 to 1".into())
+    }
+
+    /// A list of environment variable names, or prefixes ending in `*` (`AWS_*`): a
+    /// pattern that matches every name (`*`) or a `NAME=value` is refused, so the whole
+    /// login environment never reaches a job by accident.
+    pub(crate) fn env_names(v: &Value) -> Result<Vec<String>, String> {
+        let names = texts(v)?;
+        for n in &names {
+            let stem = n.strip_suffix('*').unwrap_or(n);
+            let valid = stem
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(format!(
+                    "expected variable names or prefixes ending in `*` (e.g. `AWS_*`), not `{n}` (a pattern matching every variable would pass the whole login environment to jobs)"
+                ));
+            }
+        }
+        Ok(names)
     }
 
     /// A number from 0 to 100.
@@ -629,6 +650,16 @@ mod tests {
                 r#"{"quantumwala": {"slurm": {"export": [1]}}}"#,
                 "quantumwala.slurm.export",
                 "[1]",
+            ),
+            (
+                r#"{"quantumwala": {"slurm": {"export": ["*"]}}}"#,
+                "quantumwala.slurm.export",
+                "[\"*\"]",
+            ),
+            (
+                r#"{"quantumwala": {"slurm": {"export": ["PATH=/evil"]}}}"#,
+                "quantumwala.slurm.export",
+                "[\"PATH=/evil\"]",
             ),
             (
                 r#"{"quantumwala": {"slurm": {"poll_interval_s": 0}}}"#,

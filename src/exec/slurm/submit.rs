@@ -27,6 +27,10 @@ const RESERVED: &[(&str, Option<char>)] = &[
     ("--requeue", None),
     ("--test-only", None),
     ("--open-mode", None),
+    // The outer bound qw derives from --timeout + --grace; a limit of its own would end
+    // the job as if qw's --timeout had (use --timeout).
+    ("--time", Some('t')),
+    ("--deadline", None),
 ];
 
 /// Check the user's `--slurm-arg`s: each must be an option (`--partition=debug`,
@@ -49,7 +53,7 @@ pub fn check_user_args(args: &[String]) -> Result<(), String> {
             };
             if clash {
                 return Err(format!(
-                    "--slurm-arg `{arg}` sets `{long}`, which qw sets itself for every job (it names the job, its run folder, its output and environment)"
+                    "--slurm-arg `{arg}` sets `{long}`, which qw sets itself for every job (the job's name, run folder, output, environment and time limit; for the time limit use --timeout)"
                 ));
             }
         }
@@ -283,6 +287,7 @@ mod tests {
             .is_ok()
         );
         assert!(ok(&["--mem=4G", "--constraint=avx2", "--begin=now+1hour"]).is_ok());
+        assert!(ok(&["--time-min=5", "--dependency=afterok:1"]).is_ok());
         for bad in [
             "debug",
             "--job-name=x",
@@ -295,6 +300,9 @@ mod tests {
             "--chdir=/",
             "--comm=x",
             "--wrap=ls",
+            "--time=1",
+            "-t1",
+            "--deadline=now+5",
             "--",
         ] {
             let e = ok(&[bad]).unwrap_err();
