@@ -2,8 +2,10 @@
 //!
 //! Owns: the global subscriber, the daily log file (`qw-YYYY-MM-DD.log`, local date, last
 //! 14 kept), the fallback when that file cannot be written, and recording errors (log
-//! and the state's `errors`). Must not: fail a command. Every logging problem ends in a
-//! one-time notice on stderr and a fallback file in the temp directory, never in an error.
+//! and the state's `errors`), and the command's start and exit lines of the execution
+//! trace. Must not: fail a command. Every logging problem ends in a one-time notice on
+//! stderr (none under `-q`, as qw's own child processes run) and a fallback file in the
+//! temp directory, never in an error.
 //!
 //! Cheap by design: the log file is opened on the first event that reaches it, so a
 //! command that logs nothing (`qw exec -- true`) never touches `.claude/logs/`.
@@ -44,6 +46,10 @@ pub enum Verbosity {
 /// `project` has a `.claude/` — the daily log file at info, or debug when `debug_file`
 /// (`development_mode.verbose_logging`). Safe to call once; later calls are ignored.
 pub fn init(verbosity: Verbosity, project: &Project, debug_file: bool) {
+    QUIET.store(
+        verbosity == Verbosity::Quiet,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let level = match verbosity {
         Verbosity::Quiet => "error",
         Verbosity::Normal => "warn",
@@ -75,6 +81,53 @@ pub fn init(verbosity: Verbosity, project: &Project, debug_file: bool) {
         .with(terminal)
         .with(file)
         .try_init();
+}
+
+/// `-q`: the fallback notice (a warning) is not printed. qw's own child processes (the
+/// workflow's `qw exec`, the offline agent) run with `-q`, so a workflow whose log
+/// directory fails says so once, not once per child.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The `tracing` target of the command's start and exit lines.
+pub const COMMAND: &str = "qw::command";
+
+/// When [`command_started`] was called, for the duration in [`command_ended`].
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Trace this process's command line (quoted as a shell would need it) and pid, once,
+/// at info. Costs nothing when no layer takes info (outside a project, by default).
+pub fn command_started() {
+    let _ = STARTED.set(std::time::Instant::now());
+    tracing::info!(
+        target: COMMAND,
+        pid = std::process::id(),
+        argv = %shell_words::join(std::env::args_os().map(|a| a.to_string_lossy().into_owned())),
+        "command started"
+    );
+}
+
+/// Trace how the command ended: its exit code, how long it took, and the error it
+/// printed, if any.
+pub fn command_ended(exit_code: i32, error: Option<&str>) {
+    let duration_s = STARTED.get().map_or(0.0, |t| t.elapsed().as_secs_f64());
+    let duration_s = format_args!("{duration_s:.3}");
+    match error {
+        None => tracing::info!(
+            target: COMMAND,
+            pid = std::process::id(),
+            exit = exit_code,
+            duration_s = %duration_s,
+            "command ended"
+        ),
+        Some(error) => tracing::info!(
+            target: COMMAND,
+            pid = std::process::id(),
+            exit = exit_code,
+            duration_s = %duration_s,
+            error = %error,
+            "command failed"
+        ),
+    }
 }
 
 /// Terminal lines in the shape of qw's own messages: `qw: warning: …`, `qw: error: …`
@@ -259,6 +312,9 @@ fn fall_back(dir: &Path, err: &io::Error) -> SinkState {
     } else {
         "stderr only".to_owned()
     };
+    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        return SinkState::Fallback(file);
+    }
     crate::diag!(
         "qw: warning: cannot write logs to `{}` ({err}); logging to {target} instead",
         dir.display()
