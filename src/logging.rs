@@ -77,7 +77,16 @@ pub fn init(verbosity: Verbosity, project: &Project, debug_file: bool) {
             .with_ansi(false)
             .with_filter(level)
     });
+    // Placed first, so the pending start line goes out before the event that needs it.
+    let start_first = file.is_some().then(|| {
+        StartFirst.with_filter(if debug_file {
+            LevelFilter::DEBUG
+        } else {
+            LevelFilter::INFO
+        })
+    });
     let _ = tracing_subscriber::registry()
+        .with(start_first)
         .with(terminal)
         .with(file)
         .try_init();
@@ -94,21 +103,55 @@ pub const COMMAND: &str = "qw::command";
 /// When [`command_started`] was called, for the duration in [`command_ended`].
 static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
 
-/// Trace this process's command line (quoted as a shell would need it) and pid, once,
-/// at info. Costs nothing when no layer takes info (outside a project, by default).
+/// The command's start line is owed to the log: it goes out just before the first event
+/// that reaches the file, or with the exit line.
+static START_PENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Note that the command started. Its line (the command line quoted as a shell would need
+/// it, and the pid) is written before the command's first logged event, or with its exit:
+/// a command that logs nothing and exits 0 or 2 (usage) leaves the project untouched, as
+/// `qw init` run twice or a refused bad input must.
 pub fn command_started() {
     let _ = STARTED.set(std::time::Instant::now());
-    tracing::info!(
-        target: COMMAND,
-        pid = std::process::id(),
-        argv = %shell_words::join(std::env::args_os().map(|a| a.to_string_lossy().into_owned())),
-        "command started"
-    );
+    START_PENDING.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Write the owed start line, if it is still owed.
+fn emit_start() {
+    if START_PENDING.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        tracing::info!(
+            target: COMMAND,
+            pid = std::process::id(),
+            argv = %shell_words::join(std::env::args_os().map(|a| a.to_string_lossy().into_owned())),
+            "command started"
+        );
+    }
+}
+
+/// The layer that writes the owed start line before the first other event.
+struct StartFirst;
+
+impl<S: tracing::Subscriber> Layer<S> for StartFirst {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if event.metadata().target() != COMMAND {
+            emit_start();
+        }
+    }
 }
 
 /// Trace how the command ended: its exit code, how long it took, and the error it
-/// printed, if any.
+/// printed, if any. Nothing when the command logged nothing else and exited 0 or 2.
 pub fn command_ended(exit_code: i32, error: Option<&str>) {
+    if START_PENDING.load(std::sync::atomic::Ordering::Relaxed)
+        && (exit_code == crate::exit::SUCCESS || exit_code == crate::exit::USAGE)
+    {
+        return;
+    }
+    emit_start();
     let duration_s = STARTED.get().map_or(0.0, |t| t.elapsed().as_secs_f64());
     let duration_s = format_args!("{duration_s:.3}");
     match error {
