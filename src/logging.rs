@@ -26,6 +26,10 @@ use crate::project::Project;
 /// The `tracing` target of errors recorded with [`record_error`].
 pub const RECORDED_ERRORS: &str = "qw_recorded_error";
 
+/// The `tracing` target of the workflow's trace lines: the log file only (the terminal
+/// has the progress display, which says the same).
+pub const TRACE: &str = "qw_trace";
+
 /// Daily log files kept in `.claude/logs/`.
 pub const KEEP_DAYS: usize = 14;
 
@@ -58,14 +62,18 @@ pub fn init(verbosity: Verbosity, project: &Project, debug_file: bool) {
     };
     // Recorded errors reach the user as the command's own message; on the terminal they
     // would only repeat it.
-    let filter = EnvFilter::try_from_env("QW_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},{RECORDED_ERRORS}=off")));
+    let filter = EnvFilter::try_from_env("QW_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{level},{RECORDED_ERRORS}=off,{TRACE}=off,{COMMAND}=off"
+        ))
+    });
     let terminal = tracing_subscriber::fmt::layer()
         .with_writer(io::stderr)
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .event_format(TerminalFormat)
         .with_filter(filter);
 
+    let daily = DailyFile::new(project.logs_dir());
     let file = project.exists().then(|| {
         let level = if debug_file {
             LevelFilter::DEBUG
@@ -73,13 +81,13 @@ pub fn init(verbosity: Verbosity, project: &Project, debug_file: bool) {
             LevelFilter::INFO
         };
         tracing_subscriber::fmt::layer()
-            .with_writer(DailyFile::new(project.logs_dir()))
+            .with_writer(daily.clone())
             .with_ansi(false)
             .with_filter(level)
     });
     // Placed first, so the pending start line goes out before the event that needs it.
     let start_first = file.is_some().then(|| {
-        StartFirst.with_filter(if debug_file {
+        StartFirst(daily.clone()).with_filter(if debug_file {
             LevelFilter::DEBUG
         } else {
             LevelFilter::INFO
@@ -128,8 +136,20 @@ fn emit_start() {
     }
 }
 
-/// The layer that writes the owed start line before the first other event.
-struct StartFirst;
+/// The owed start line, formatted as the file layer formats events.
+fn start_line() -> String {
+    format!(
+        "{}  INFO {COMMAND}: command started pid={} argv={}\n",
+        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+        std::process::id(),
+        shell_words::join(std::env::args_os().map(|a| a.to_string_lossy().into_owned()))
+    )
+}
+
+/// The layer that writes the owed start line before the first other event, to the file
+/// itself: dispatching an event from inside `on_event` upsets the per-layer filters of
+/// the event being handled (it reached the terminal).
+struct StartFirst(DailyFile);
 
 impl<S: tracing::Subscriber> Layer<S> for StartFirst {
     fn on_event(
@@ -137,8 +157,10 @@ impl<S: tracing::Subscriber> Layer<S> for StartFirst {
         event: &tracing::Event<'_>,
         _ctx: tracing_subscriber::layer::Context<'_, S>,
     ) {
-        if event.metadata().target() != COMMAND {
-            emit_start();
+        if event.metadata().target() != COMMAND
+            && START_PENDING.swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.0.write_event(start_line().as_bytes());
         }
     }
 }

@@ -9,7 +9,7 @@
 //! back and keeps going — nor decide anything.
 
 use super::EventSink;
-use crate::logging::RECORDED_ERRORS;
+use crate::logging::{RECORDED_ERRORS, TRACE};
 use crate::workflow::WorkflowError;
 use crate::workflow::events::{Event, EventKind, Unit};
 use tracing::field::display;
@@ -52,14 +52,14 @@ impl EventSink for Trace {
                 options,
                 ..
             } => {
-                tracing::info!(spec = %spec, agent = %self.agent, "workflow started");
-                tracing::debug!(spec = %spec, description, options = ?options, "workflow options");
+                tracing::info!(target: TRACE, spec = %spec, agent = %self.agent, "workflow started");
+                tracing::debug!(target: TRACE, spec = %spec, description, options = ?options, "workflow options");
             }
             EventKind::SpecReady { steering } => {
-                tracing::debug!(spec = %spec, steering, "spec ready");
+                tracing::debug!(target: TRACE, spec = %spec, steering, "spec ready");
             }
             EventKind::PhaseStarted { phase } => {
-                tracing::info!(spec = %spec, phase = %phase, "phase started");
+                tracing::info!(target: TRACE, spec = %spec, phase = %phase, "phase started");
             }
             EventKind::PhaseFinished {
                 phase,
@@ -67,6 +67,7 @@ impl EventSink for Trace {
                 detail,
             } => {
                 tracing::info!(
+                    target: TRACE,
                     spec = %spec,
                     phase = %phase,
                     result = %result.as_str(),
@@ -76,6 +77,7 @@ impl EventSink for Trace {
             }
             EventKind::TasksPlanned { leaves, completed } => {
                 tracing::info!(
+                    target: TRACE,
                     spec = %spec,
                     tasks = leaves.len(),
                     done_before = completed.len(),
@@ -83,6 +85,7 @@ impl EventSink for Trace {
                 );
                 for t in leaves.iter() {
                     tracing::debug!(
+                    target: TRACE,
                         spec = %spec,
                         task = %t.id,
                         done_before = completed.contains(&t.id),
@@ -102,6 +105,7 @@ impl EventSink for Trace {
             }
             EventKind::AdmissionWaiting { unit, why } => {
                 tracing::info!(
+                    target: TRACE,
                     spec = %spec,
                     task = task_of(unit).map(display),
                     phase = %unit.phase(),
@@ -116,6 +120,7 @@ impl EventSink for Trace {
                 ..
             } => {
                 tracing::info!(
+                    target: TRACE,
                     spec = %spec,
                     task = task_of(unit).map(display),
                     attempt,
@@ -133,6 +138,7 @@ impl EventSink for Trace {
                 will_retry,
             } => {
                 tracing::info!(
+                    target: TRACE,
                     spec = %spec,
                     task = task_of(unit).map(display),
                     attempt,
@@ -164,6 +170,7 @@ impl EventSink for Trace {
                     );
                 } else if !run.evidence.is_empty() {
                     tracing::debug!(
+                    target: TRACE,
                         spec = %spec,
                         task = task_of(unit).map(display),
                         attempt,
@@ -179,6 +186,7 @@ impl EventSink for Trace {
                 run,
             } => {
                 tracing::info!(
+                    target: TRACE,
                     spec = %spec,
                     task = task_of(unit).map(display),
                     attempt,
@@ -206,6 +214,7 @@ impl EventSink for Trace {
             EventKind::TasksBlocked { blocked } => {
                 for b in blocked.iter() {
                     tracing::info!(
+                    target: TRACE,
                         spec = %spec,
                         task = %b.id,
                         because = %b.because,
@@ -214,13 +223,14 @@ impl EventSink for Trace {
                 }
             }
             EventKind::Stopping { reason } => {
-                tracing::info!(spec = %spec, reason = %reason, "stopping new work");
+                tracing::info!(target: TRACE, spec = %spec, reason = %reason, "stopping new work");
             }
             EventKind::Note { message } => {
-                tracing::info!(spec = %spec, "{message}");
+                tracing::info!(target: TRACE, spec = %spec, "{message}");
             }
             EventKind::Finished { summary } => {
                 tracing::info!(
+                    target: TRACE,
                     spec = %spec,
                     agent = %summary.agent.as_str(),
                     ending = %summary.ending.as_str(),
