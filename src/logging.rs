@@ -2,8 +2,10 @@
 //!
 //! Owns: the global subscriber, the daily log file (`qw-YYYY-MM-DD.log`, local date, last
 //! 14 kept), the fallback when that file cannot be written, and recording errors (log
-//! and the state's `errors`). Must not: fail a command. Every logging problem ends in a
-//! one-time notice on stderr and a fallback file in the temp directory, never in an error.
+//! and the state's `errors`), and the command's start and exit lines of the execution
+//! trace. Must not: fail a command. Every logging problem ends in a one-time notice on
+//! stderr (none under `-q`, as qw's own child processes run) and a fallback file in the
+//! temp directory, never in an error.
 //!
 //! Cheap by design: the log file is opened on the first event that reaches it, so a
 //! command that logs nothing (`qw exec -- true`) never touches `.claude/logs/`.
@@ -23,6 +25,10 @@ use crate::project::Project;
 
 /// The `tracing` target of errors recorded with [`record_error`].
 pub const RECORDED_ERRORS: &str = "qw_recorded_error";
+
+/// The `tracing` target of the workflow's trace lines: the log file only (the terminal
+/// has the progress display, which says the same).
+pub const TRACE: &str = "qw_trace";
 
 /// Daily log files kept in `.claude/logs/`.
 pub const KEEP_DAYS: usize = 14;
@@ -44,6 +50,10 @@ pub enum Verbosity {
 /// `project` has a `.claude/` — the daily log file at info, or debug when `debug_file`
 /// (`development_mode.verbose_logging`). Safe to call once; later calls are ignored.
 pub fn init(verbosity: Verbosity, project: &Project, debug_file: bool) {
+    QUIET.store(
+        verbosity == Verbosity::Quiet,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let level = match verbosity {
         Verbosity::Quiet => "error",
         Verbosity::Normal => "warn",
@@ -52,14 +62,18 @@ pub fn init(verbosity: Verbosity, project: &Project, debug_file: bool) {
     };
     // Recorded errors reach the user as the command's own message; on the terminal they
     // would only repeat it.
-    let filter = EnvFilter::try_from_env("QW_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},{RECORDED_ERRORS}=off")));
+    let filter = EnvFilter::try_from_env("QW_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{level},{RECORDED_ERRORS}=off,{TRACE}=off,{COMMAND}=off"
+        ))
+    });
     let terminal = tracing_subscriber::fmt::layer()
         .with_writer(io::stderr)
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .event_format(TerminalFormat)
         .with_filter(filter);
 
+    let daily = DailyFile::new(project.logs_dir());
     let file = project.exists().then(|| {
         let level = if debug_file {
             LevelFilter::DEBUG
@@ -67,14 +81,118 @@ pub fn init(verbosity: Verbosity, project: &Project, debug_file: bool) {
             LevelFilter::INFO
         };
         tracing_subscriber::fmt::layer()
-            .with_writer(DailyFile::new(project.logs_dir()))
+            .with_writer(daily.clone())
             .with_ansi(false)
             .with_filter(level)
     });
+    // Placed first, so the pending start line goes out before the event that needs it.
+    let start_first = file.is_some().then(|| {
+        StartFirst(daily.clone()).with_filter(if debug_file {
+            LevelFilter::DEBUG
+        } else {
+            LevelFilter::INFO
+        })
+    });
     let _ = tracing_subscriber::registry()
+        .with(start_first)
         .with(terminal)
         .with(file)
         .try_init();
+}
+
+/// `-q`: the fallback notice (a warning) is not printed. qw's own child processes (the
+/// workflow's `qw exec`, the offline agent) run with `-q`, so a workflow whose log
+/// directory fails says so once, not once per child.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The `tracing` target of the command's start and exit lines.
+pub const COMMAND: &str = "qw::command";
+
+/// When [`command_started`] was called, for the duration in [`command_ended`].
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// The command's start line is owed to the log: it goes out just before the first event
+/// that reaches the file, or with the exit line.
+static START_PENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Note that the command started. Its line (the command line quoted as a shell would need
+/// it, and the pid) is written before the command's first logged event, or with its exit:
+/// a command that logs nothing and exits 0 or 2 (usage) leaves the project untouched, as
+/// `qw init` run twice or a refused bad input must.
+pub fn command_started() {
+    let _ = STARTED.set(std::time::Instant::now());
+    START_PENDING.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Write the owed start line, if it is still owed.
+fn emit_start() {
+    if START_PENDING.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        tracing::info!(
+            target: COMMAND,
+            pid = std::process::id(),
+            argv = %shell_words::join(std::env::args_os().map(|a| a.to_string_lossy().into_owned())),
+            "command started"
+        );
+    }
+}
+
+/// The owed start line, formatted as the file layer formats events.
+fn start_line() -> String {
+    format!(
+        "{}  INFO {COMMAND}: command started pid={} argv={}\n",
+        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+        std::process::id(),
+        shell_words::join(std::env::args_os().map(|a| a.to_string_lossy().into_owned()))
+    )
+}
+
+/// The layer that writes the owed start line before the first other event, to the file
+/// itself: dispatching an event from inside `on_event` upsets the per-layer filters of
+/// the event being handled (it reached the terminal).
+struct StartFirst(DailyFile);
+
+impl<S: tracing::Subscriber> Layer<S> for StartFirst {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if event.metadata().target() != COMMAND
+            && START_PENDING.swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.0.write_event(start_line().as_bytes());
+        }
+    }
+}
+
+/// Trace how the command ended: its exit code, how long it took, and the error it
+/// printed, if any. Nothing when the command logged nothing else and exited 0 or 2.
+pub fn command_ended(exit_code: i32, error: Option<&str>) {
+    if START_PENDING.load(std::sync::atomic::Ordering::Relaxed)
+        && (exit_code == crate::exit::SUCCESS || exit_code == crate::exit::USAGE)
+    {
+        return;
+    }
+    emit_start();
+    let duration_s = STARTED.get().map_or(0.0, |t| t.elapsed().as_secs_f64());
+    let duration_s = format_args!("{duration_s:.3}");
+    match error {
+        None => tracing::info!(
+            target: COMMAND,
+            pid = std::process::id(),
+            exit = exit_code,
+            duration_s = %duration_s,
+            "command ended"
+        ),
+        Some(error) => tracing::info!(
+            target: COMMAND,
+            pid = std::process::id(),
+            exit = exit_code,
+            duration_s = %duration_s,
+            error = %error,
+            "command failed"
+        ),
+    }
 }
 
 /// Terminal lines in the shape of qw's own messages: `qw: warning: …`, `qw: error: …`
@@ -259,6 +377,9 @@ fn fall_back(dir: &Path, err: &io::Error) -> SinkState {
     } else {
         "stderr only".to_owned()
     };
+    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        return SinkState::Fallback(file);
+    }
     crate::diag!(
         "qw: warning: cannot write logs to `{}` ({err}); logging to {target} instead",
         dir.display()

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use quantumwala::cli::{self, Command};
-use quantumwala::exit;
+use quantumwala::{exit, logging};
 
 fn main() -> ExitCode {
     let cli = match cli::parse() {
@@ -27,9 +27,15 @@ fn main() -> ExitCode {
     };
     let is_exec = matches!(cli.command, Command::Exec(_));
     match cli::run(cli) {
-        Ok(code) => to_exit_code(code),
+        Ok(code) => {
+            logging::command_ended(code, None);
+            to_exit_code(code)
+        }
         // The reader of stdout went away (`qw … | head -1`): it has what it wanted.
-        Err(e) if e.is_stdout_closed() => to_exit_code(exit::SUCCESS),
+        Err(e) if e.is_stdout_closed() => {
+            logging::command_ended(exit::SUCCESS, None);
+            to_exit_code(exit::SUCCESS)
+        }
         Err(e) => {
             quantumwala::diag!("qw: error: {}", e.message);
             for hint in &e.hints {
@@ -41,6 +47,7 @@ fn main() -> ExitCode {
             } else {
                 e.code
             };
+            logging::command_ended(code, Some(&e.message));
             to_exit_code(code)
         }
     }

@@ -276,13 +276,34 @@ impl Admission {
     pub fn acquire(
         &self,
         impact: Impact,
-        on_wait: impl FnMut(&Waiting) -> ControlFlow<()>,
+        mut on_wait: impl FnMut(&Waiting) -> ControlFlow<()>,
     ) -> Result<SlotGuard, AdmissionError> {
         let give_up = GiveUp {
             after: self.limits.acquire_timeout,
             setting: self.timeout_setting,
         };
-        self.slots.acquire(&self.limits, impact, give_up, on_wait)
+        let started = Instant::now();
+        // The trace: a line when the wait starts and whenever what it waits for changes
+        // (not on every poll), then the decision with how long it took.
+        let mut waiting_for: Option<(bool, Vec<Limit>)> = None;
+        let result = self
+            .slots
+            .acquire(&self.limits, impact, give_up, |w: &Waiting| {
+                let key = (w.ahead > 0, w.blocked_by.iter().map(|r| r.limit).collect());
+                if waiting_for.as_ref() != Some(&key) {
+                    tracing::info!(impact = ?impact, "admission waiting for {w}");
+                    waiting_for = Some(key);
+                }
+                on_wait(w)
+            });
+        let waited_s = format_args!("{:.3}", started.elapsed().as_secs_f64());
+        match &result {
+            Ok(_) => tracing::info!(impact = ?impact, waited_s = %waited_s, "admission granted"),
+            Err(e) => {
+                tracing::info!(impact = ?impact, waited_s = %waited_s, "admission refused: {e}")
+            }
+        }
+        result
     }
 
     /// The decision for `impact` right now, from fresh probes and the slots in use (no

@@ -310,6 +310,7 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
         }
     };
     explain(&report, &spec, ctx.global.quiet);
+    trace_report(&report, &spec);
     // Recording waits for the state lock; a signal during that wait (the holder may be
     // stopped) ends qw at once with 128+N, after the report below is out.
     let mut interrupted = None;
@@ -355,6 +356,46 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
         ));
     }
     Ok(report.exit_code)
+}
+
+/// The trace of a run in `.claude/logs/`: the program and how it ended, then one line
+/// per process the supervisor ended (pid and command). Nothing is formatted unless a
+/// layer takes info (inside a project).
+fn trace_report(report: &ExecReport, spec: &ExecSpec) {
+    let outcome = if report.spawn_error.is_some() {
+        "spawn_failed"
+    } else if report.timed_out {
+        "timed_out"
+    } else if report.stalled {
+        "stalled"
+    } else if report.interrupted_by.is_some() {
+        "interrupted"
+    } else if report.signal.is_some() {
+        "signalled"
+    } else {
+        "exited"
+    };
+    tracing::info!(
+        run_id = %report.run_id,
+        program = %spec.program.display(),
+        outcome = %outcome,
+        exit = report.exit_code,
+        signal = report.signal,
+        duration_s = %format_args!("{:.3}", report.duration_ms as f64 / 1000.0),
+        admission_wait_s = %format_args!("{:.3}", report.admission_wait_ms as f64 / 1000.0),
+        leftovers_killed = report.leftovers_killed,
+        escalated_to_kill = report.escalated_to_kill,
+        "exec finished"
+    );
+    if let Some(err) = &report.spawn_error {
+        tracing::error!(target: crate::logging::RECORDED_ERRORS, run_id = %report.run_id, component = %"exec", "{err}");
+    }
+    for l in &report.leftovers {
+        tracing::info!(run_id = %report.run_id, pid = l.pid, command = %l.command, "exec ended a leftover process");
+    }
+    for l in &report.unkillable {
+        tracing::info!(run_id = %report.run_id, pid = l.pid, command = %l.command, "exec could not end a process");
+    }
 }
 
 /// Run `spec` as one Slurm job (`qw/exec/<program>`).

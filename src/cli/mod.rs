@@ -302,6 +302,7 @@ pub type CmdResult = Result<i32, CliError>;
 pub fn run(cli: Cli) -> CmdResult {
     let ctx = Ctx::new(cli.global)?;
     crate::logging::init(ctx.global.verbosity(), &ctx.project, ctx.debug_log_file());
+    crate::logging::command_started();
     match cli.command {
         Command::Exec(a) => exec::run(&ctx, a),
         Command::Sweep(a) => sweep::run(&ctx, a),

@@ -55,9 +55,16 @@ pub fn sweep(project: Option<&Path>, grace: Duration) -> SweepReport {
         return report;
     }
     for p in &first {
+        let command = procs::command_line(p.pid, &p.comm);
+        tracing::info!(
+            pid = p.pid,
+            command = %command,
+            run_id = p.cookie.as_deref().unwrap_or(""),
+            "sweep ended an orphaned process"
+        );
         report.killed.push(Leftover {
             pid: p.pid,
-            command: procs::command_line(p.pid, &p.comm),
+            command,
         });
         if let Some(c) = &p.cookie
             && !report.runs.contains(c)

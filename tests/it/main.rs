@@ -30,6 +30,7 @@ mod special;
 mod state;
 mod status;
 mod support;
+mod trace;
 mod validate;
 mod workflow;
 mod worktree;

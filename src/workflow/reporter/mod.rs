@@ -2,8 +2,8 @@
 //! [`Event`]s, and every reader here consumes the same stream.
 //!
 //! Owns: the [`EventSink`] trait, the fan-out [`Events`], the one [`Recorder`] that
-//! turns events into state changes (`unified_state.json`, ticks in `tasks.md`), and the
-//! progress display.
+//! turns events into state changes (`unified_state.json`, ticks in `tasks.md`), the
+//! progress display, and the execution trace in `.claude/logs/` ([`Trace`]).
 //! Must not: decide anything about the run — readers never stop, retry or schedule
 //! work — nor read the state to find out what happened (the event says it).
 //!
@@ -16,8 +16,10 @@ use super::events::{Event, EventKind};
 pub(crate) mod commit;
 pub mod progress;
 mod recorder;
+mod trace;
 
 pub(crate) use recorder::Recorder;
+pub(crate) use trace::Trace;
 
 /// A reader of workflow events.
 ///

@@ -2,8 +2,8 @@
 //! [`crate::workflow::events::Event`]s; it never writes the state or prints itself.
 //!
 //! - `mod.rs` — [`Workflow::run`]: checks the input, takes the spec's lock, wires the
-//!   readers (the recorder, the progress display) and the injected dependencies (agent,
-//!   executor, admission) into a [`context::Run`].
+//!   readers (the recorder, the trace, the progress display) and the injected
+//!   dependencies (agent, executor, admission) into a [`context::Run`].
 //! - `phases.rs` — the phase order and the ending; `scheduler.rs` — the task graph;
 //!   `attempt.rs` — the attempt loop every agent run goes through; `stop.rs` — whether
 //!   new work may start.
@@ -27,7 +27,7 @@ use super::budget::Budget;
 use super::events::{Ending, EventKind, Summary};
 use super::isolation::{self, TaskSpace};
 use super::reporter::progress::Progress;
-use super::reporter::{EventSink, Events, Recorder};
+use super::reporter::{EventSink, Events, Recorder, Trace};
 use super::{AgentKind, Options, WorkflowError};
 use crate::admission::Admission;
 use crate::agent::{self, Agent};
@@ -100,7 +100,8 @@ impl Workflow {
         // The readers of this run's events: the recorder first, so every other reader
         // finds the event's change on disk. Add a reader here.
         let recorder = Recorder::start(store.clone(), &self.name, agent.name(), spec.tasks_path());
-        let readers: Vec<&dyn EventSink> = vec![&recorder, &progress];
+        let trace = Trace::new(&self.name, agent.name());
+        let readers: Vec<&dyn EventSink> = vec![&recorder, &trace, &progress];
         let events = Events::new(readers);
 
         // Under a batch scheduler: a node must see the project, and the jobs a killed qw
