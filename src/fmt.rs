@@ -102,13 +102,31 @@ pub fn seconds_between<A: TimeZone, B: TimeZone>(from: &DateTime<A>, to: &DateTi
 
 /// Whitespace folded to single spaces, cut at `max` characters (with `…`).
 pub fn one_line(s: &str, max: usize) -> String {
-    let line = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = printable(&s.split_whitespace().collect::<Vec<_>>().join(" ")).into_owned();
     if line.chars().count() > max {
         let cut: String = line.chars().take(max.saturating_sub(1)).collect();
         format!("{cut}…")
     } else {
         line
     }
+}
+
+/// `s` safe for a terminal: control characters other than newline and tab (an agent's
+/// text can carry ESC sequences from the repository it read) are shown escaped
+/// (`\u{1b}`), never sent raw.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Order task ids as people read them: `1 < 1.1 < 1.2 < 1.10 < 2 < 10`. Numeric
@@ -140,6 +158,18 @@ pub fn compare_task_ids(a: &str, b: &str) -> Ordering {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn control_characters_never_reach_a_terminal_raw() {
+        assert_eq!(printable("plain\ttext\n"), "plain\ttext\n");
+        assert!(matches!(printable("ok"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(printable("\u{1b}[31mRED\u{7}"), "\\u{1b}[31mRED\\u{7}");
+        assert_eq!(
+            one_line("a \u{1b}]0;title\u{7} b", 80),
+            "a \\u{1b}]0;title\\u{7} b"
+        );
+        assert!(!one_line("\u{9b}31m", 80).contains('\u{9b}'));
+    }
     use super::*;
 
     #[test]

@@ -166,7 +166,8 @@ fn print_raw(path: &Path, offset: u64) -> Result<u64, CliError> {
     let start = usize::try_from(offset)
         .unwrap_or(usize::MAX)
         .min(bytes.len());
-    out::bytes(&bytes[start..])?;
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    out::bytes(crate::fmt::printable(&text).as_bytes())?;
     Ok(bytes.len() as u64)
 }
 
@@ -195,7 +196,7 @@ impl Printer {
                 });
                 outln!("{line}")?;
             } else {
-                outln!("{text}")?;
+                outln!("{}", crate::fmt::printable(&text))?;
             }
         }
         std::io::stdout().flush().map_err(out::write_error)
