@@ -42,7 +42,7 @@ use serde_json::json;
 use super::WorkflowError;
 use super::reporter::Events;
 use crate::spec::Spec;
-use crate::spec::tasks::{TaskList, TasksError};
+use crate::spec::tasks::TaskList;
 use crate::state::{self, StateStore, TaskStatus, Timestamp};
 
 /// Where a gone task's state record is kept, inside the spec's state entry.
@@ -371,10 +371,10 @@ pub(crate) fn at_start(
     let ticks = ids(|r| matches!(r, Repair::Tick { .. }));
     let unticks = ids(|r| matches!(r, Repair::Untick { .. }));
     if !ticks.is_empty() {
-        crate::spec::tasks::tick_file_many(&path, &ticks).map_err(tasks_error)?;
+        crate::spec::tasks::tick_file_many(&path, &ticks)?;
     }
     if !unticks.is_empty() {
-        crate::spec::tasks::untick_file_many(&path, &unticks).map_err(tasks_error)?;
+        crate::spec::tasks::untick_file_many(&path, &unticks)?;
     }
     for r in &repairs {
         let message = r.describe(name, &path);
@@ -382,12 +382,6 @@ pub(crate) fn at_start(
         events.note(message)?;
     }
     Ok(repairs)
-}
-
-/// A tasks.md error as a workflow error: I/O stays I/O (exit 1), the rest is bad input
-/// (exit 2), as [`WorkflowError`]'s exit codes say.
-pub(crate) fn tasks_error(e: TasksError) -> WorkflowError {
-    WorkflowError::Tasks(e)
 }
 
 #[cfg(test)]

@@ -174,8 +174,7 @@ fn document_phase(run: &Run<'_>, aphase: AgentPhase) -> Result<Option<AgentRun>,
 /// Parse and validate the spec's tasks.md, including every `_Verify:_` command.
 pub(crate) fn load_tasks(spec: &Spec) -> Result<TaskList, WorkflowError> {
     let path = spec.tasks_path();
-    let text =
-        crate::spec::tasks::read_text(&path).map_err(crate::workflow::reconcile::tasks_error)?;
+    let text = crate::spec::tasks::read_text(&path)?;
     let list = TaskList::parse(&text).map_err(|e| e.in_file(&path))?;
     for t in list.tasks() {
         if let Some(v) = &t.verify
