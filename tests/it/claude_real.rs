@@ -6,6 +6,7 @@
 //! `QW_REQUIRE_REAL_CLAUDE=1` (CI), then failed. What the CLI does in each mode is
 //! written down in `docs/CLAUDE_CODE.md`.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -290,7 +291,7 @@ impl Flow {
         }
     }
 
-    fn command(&self, cli: &ClaudeCli, args: &[&str], as_user: Option<u32>) -> Command {
+    fn command(&self, cli: &ClaudeCli, args: &[&str], as_user: Option<&OtherUser>) -> Command {
         let mut all = vec![
             "workflow-auto",
             "demo",
@@ -305,13 +306,13 @@ impl Flow {
         all.extend_from_slice(args);
         let mut c = match as_user {
             None => self.p.qw(&all),
-            Some(uid) => {
+            Some(user) => {
                 let mut c = Command::new("setpriv");
-                c.arg(format!("--reuid={uid}"))
-                    .arg(format!("--regid={uid}"))
+                c.arg(format!("--reuid={}", user.uid))
+                    .arg(format!("--regid={}", user.uid))
                     .arg("--clear-groups")
                     .arg("--")
-                    .arg(qw_bin())
+                    .arg(&user.qw)
                     .arg("-C")
                     .arg(self.p.path())
                     .args(&all)
@@ -325,7 +326,7 @@ impl Flow {
         c
     }
 
-    fn run(&self, cli: &ClaudeCli, args: &[&str], as_user: Option<u32>) -> Output {
+    fn run(&self, cli: &ClaudeCli, args: &[&str], as_user: Option<&OtherUser>) -> Output {
         let out = self.command(cli, args, as_user).output().unwrap();
         assert!(
             pids_with_env("QW_TEST_MARKER", &self.marker).is_empty(),
@@ -424,25 +425,49 @@ fn claude_real_workflow_accept_edits() {
     assert_completed(&f, &out);
 }
 
-/// A uid to run as, when this process may switch to it (root with `setpriv`), and the
-/// CLI and `qw` are usable by it; else why not.
-fn other_user(cli: &ClaudeCli) -> Result<Option<u32>, String> {
+/// Another user to run the workflow as, and a copy of `qw` that user can start.
+struct OtherUser {
+    uid: u32,
+    qw: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Another user to run as, when this process may switch to it (root with `setpriv`), and
+/// the CLI and `qw` are usable by it; `None` when already not root; else why not.
+///
+/// `qw` is run from a copy in a world-readable temporary directory: the build directory
+/// may sit inside a private one (a clone under `mktemp -d`, mode 0700), where the user
+/// cannot start the `qw exec` children the workflow spawns from its own path. The probe
+/// starts each program through `env`, as that user's own processes will (`setpriv`'s
+/// own exec was seen to succeed where the user's could not).
+fn other_user(cli: &ClaudeCli) -> Result<Option<OtherUser>, String> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(None); // Already not root: run as ourselves.
     }
     let uid = 65534; // nobody
+    let dir = tempfile::Builder::new()
+        .prefix("qw-bin-")
+        .tempdir()
+        .map_err(|e| format!("cannot make a directory for a copy of qw: {e}"))?;
+    let qw = dir.path().join("qw");
+    std::fs::copy(qw_bin(), &qw).map_err(|e| format!("cannot copy qw: {e}"))?;
+    for path in [dir.path(), qw.as_path()] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| format!("cannot chmod {}: {e}", path.display()))?;
+    }
     let probe = |program: &Path| {
         Command::new("setpriv")
             .arg(format!("--reuid={uid}"))
             .arg(format!("--regid={uid}"))
             .arg("--clear-groups")
             .arg("--")
+            .arg("env")
             .arg(program)
             .arg("--version")
             .env("HOME", "/tmp")
             .output()
     };
-    for program in [qw_bin(), cli.program.clone()] {
+    for program in [qw.clone(), cli.program.clone()] {
         match probe(&program) {
             Ok(o) if o.status.success() => {}
             Ok(o) => {
@@ -455,7 +480,7 @@ fn other_user(cli: &ClaudeCli) -> Result<Option<u32>, String> {
             Err(e) => return Err(format!("cannot run setpriv: {e}")),
         }
     }
-    Ok(Some(uid))
+    Ok(Some(OtherUser { uid, qw, _dir: dir }))
 }
 
 fn chown_tree(dir: &Path, uid: u32) {
@@ -498,8 +523,8 @@ fn claude_real_workflow_bypass_permissions_as_non_root() {
             )
             .workflow_rules(),
     );
-    if let Some(uid) = as_user {
-        chown_tree(f.p.path(), uid);
+    if let Some(user) = &as_user {
+        chown_tree(f.p.path(), user.uid);
     }
     let out = f.run(
         cli,
@@ -509,7 +534,7 @@ fn claude_real_workflow_bypass_permissions_as_non_root() {
             "--task-timeout",
             "120",
         ],
-        as_user,
+        as_user.as_ref(),
     );
     assert_completed(&f, &out);
     let first = std::fs::read_to_string(f.run_dirs()[0].join("events.jsonl")).unwrap();
