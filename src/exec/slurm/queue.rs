@@ -296,6 +296,9 @@ pub enum Seen {
     Gone,
 }
 
+/// How long [`Poller::unwatch`] waits for the poll thread's last `squeue` call.
+const UNWATCH_WAIT: Duration = Duration::from_secs(60);
+
 /// Shortest time between two queries, even when kicked repeatedly.
 const MIN_GAP: Duration = Duration::from_millis(50);
 
@@ -328,9 +331,31 @@ impl Poller {
         self.shared.1.notify_all();
     }
 
-    /// Stop watching `id`.
+    /// Stop watching `id`. When it was the last job watched, wait for the poll thread to
+    /// end (at most the `squeue` call in flight): a `qw` that returns, and may exit, right
+    /// after must leave no `squeue` of its own running behind it.
     pub fn unwatch(&self, id: &str) {
-        self.lock().jobs.remove(id);
+        let mut st = self.lock();
+        st.jobs.remove(id);
+        if !st.jobs.is_empty() {
+            return;
+        }
+        self.shared.1.notify_all();
+        // Bounded: a `squeue` that hangs on an unreachable controller is not waited out.
+        let deadline = Instant::now() + UNWATCH_WAIT;
+        while st.running && st.jobs.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!("the Slurm poll thread is still asking `squeue`; not waiting for it");
+                break;
+            }
+            st = self
+                .shared
+                .1
+                .wait_timeout(st, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
     }
 
     /// Ask for a fresh answer as soon as possible.
@@ -369,6 +394,7 @@ impl Poller {
                 loop {
                     if st.jobs.is_empty() {
                         st.running = false;
+                        self.shared.1.notify_all();
                         return;
                     }
                     let due = last + if st.kicked { MIN_GAP } else { self.interval };
