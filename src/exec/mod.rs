@@ -246,6 +246,30 @@ pub enum ExecError {
     /// The batch scheduler refused, lost or could not run the job.
     #[error("{0}")]
     Scheduler(String),
+    /// A node could not use a folder qw put the job in: the project is not on a
+    /// filesystem the nodes share (at the same path). `project`: `dir` is the project
+    /// itself (the check before a workflow), not one run's folder.
+    #[error(
+        "{}: the project must be on a filesystem the Slurm nodes share, mounted at the same path as here{}",
+        if *project {
+            format!("no Slurm node sees the project `{}` (the check job {job_id} could not use it on node {node})", dir.display())
+        } else {
+            format!("Slurm job {job_id} could not use `{}` on node {node}", dir.display())
+        },
+        log.as_ref().map(|l| format!(" (see `{}`)", l.display())).unwrap_or_default()
+    )]
+    NotShared {
+        /// The job id.
+        job_id: String,
+        /// The node it was sent to (`?` if unknown).
+        node: String,
+        /// The folder the node could not use.
+        dir: std::path::PathBuf,
+        /// `dir` is the project.
+        project: bool,
+        /// What Slurm wrote about the job, when it is readable here.
+        log: Option<std::path::PathBuf>,
+    },
     /// The job stayed pending in the scheduler's queue past the acquire timeout; it was
     /// cancelled and never ran.
     #[error(

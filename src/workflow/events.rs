@@ -136,10 +136,13 @@ pub enum EventKind<'a> {
         /// Each blocked leaf with the dependency that did not complete.
         blocked: &'a [Blocked],
     },
-    /// New work stops (running work finishes, unless the reason is a signal).
+    /// New work stops. Running work finishes, unless `cancels_running`.
     Stopping {
         /// Why.
         reason: &'a StopReason,
+        /// The running jobs are cancelled (a signal; under a batch scheduler also
+        /// `--fail-fast` and a cost ceiling: see [`StopReason::cancels_submitted`]).
+        cancels_running: bool,
     },
     /// Anything else worth a line.
     Note {

@@ -181,6 +181,52 @@ fn hostile_tree_in_a_job_times_out_with_124_and_leaves_nothing_on_the_node() {
     );
 }
 
+/// What the hostile-tree test above once caught under load: a survivor carrying the
+/// test's marker right after `qw exec` returned. It was no process of the job's tree (qw
+/// exec on the node ends and reaps those before it reports) but qw's own `squeue`: the
+/// poll thread started one more query while `run` was returning, and it outlived qw. A
+/// `squeue` slowed down to half a second makes that query certain to be in flight.
+#[test]
+fn qw_returns_leaving_no_squeue_of_its_own_running() {
+    if !cluster_up() {
+        return;
+    }
+    let s = Setup::new();
+    let real = Command::new("sh")
+        .args(["-c", "command -v squeue"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8_lossy(&real.stdout).trim().to_owned();
+    assert!(!real.is_empty(), "no squeue on PATH");
+    s.p.script(
+        "slow-bin/squeue",
+        &format!("#!/bin/sh\nsleep 0.5\nexec '{real}' \"$@\"\n"),
+    );
+    let path = format!(
+        "{}:{}",
+        s.p.path().join("slow-bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for _ in 0..2 {
+        let out = s
+            .exec(&["--", "sh", "-c", "sleep 1"])
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let left: Vec<String> = s
+            .survivors()
+            .into_iter()
+            .map(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                    .unwrap_or_default()
+                    .replace('\0', " ")
+            })
+            .collect();
+        assert!(left.is_empty(), "left running after qw returned: {left:?}");
+    }
+}
+
 #[test]
 fn output_exit_code_and_an_explicit_environment_reach_the_caller() {
     if !cluster_up() {
@@ -398,6 +444,23 @@ fn a_job_pending_past_the_acquire_timeout_fails_naming_partition_and_reason() {
 }
 
 #[test]
+fn an_option_and_its_value_in_one_slurm_arg_reach_sbatch_as_sbatch_reads_two_words() {
+    if !cluster_up() {
+        return;
+    }
+    let s = Setup::new();
+    for arg in ["-p qw", "--partition qw", "-p  qw ", "-pqw"] {
+        let out = s
+            .exec(&["--json", &format!("--slurm-arg={arg}"), "--", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "`{arg}`: {}", stderr(&out));
+        let report = last_json(&out);
+        assert_eq!(report["scheduler"]["partition"], "qw", "`{arg}`: {report}");
+    }
+}
+
+#[test]
 fn bad_slurm_args_and_settings_are_refused_before_anything_is_submitted() {
     // Needs no cluster: nothing may reach Slurm.
     let s = Setup::new();
@@ -417,6 +480,33 @@ fn bad_slurm_args_and_settings_are_refused_before_anything_is_submitted() {
         "{}",
         stderr(&out)
     );
+    // One value holding an option and its value: a short option is read as sbatch would
+    // read two words, never as a value starting with a space; so `-J x` is qw's own.
+    for bad in ["-J x", "--job-name x", " -o out", "-t 5"] {
+        let out = s
+            .exec(&[&format!("--slurm-arg={bad}"), "--", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(125), "{bad}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("which qw sets itself"),
+            "{bad}: {}",
+            stderr(&out)
+        );
+    }
+    // Another user's job: qw could neither supervise nor cancel it.
+    for bad in ["--uid=nobody", "--uid nobody", "--gid=nogroup", "--ui=0"] {
+        let out = s
+            .exec(&[&format!("--slurm-arg={bad}"), "--", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(125), "{bad}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(bad.trim()) && err.contains("another user") && err.lines().count() == 1,
+            "{bad}: {err}"
+        );
+    }
     s.p.write(
         ".claude/settings.local.json",
         r#"{"quantumwala": {"executor": "kubernetes"}}"#,
@@ -900,6 +990,8 @@ fn qw_sigkilled_mid_workflow_then_sweep_cancels_its_jobs_and_continue_redoes_not
     assert_eq!(f.runs_of("1"), 1, "task 1 ran again: {:?}", f.log());
     assert_eq!(f.runs_of("2"), 2, "{:?}", f.log());
     assert_eq!(f.runs_of("3"), 1, "{:?}", f.log());
+    // The jobs of tasks 1 and 3 (completed) were not taken over: nothing to tell.
+    assert!(!diag(&out).contains("taken over"), "{}", diag(&out));
     for t in ["1", "2", "3"] {
         assert_eq!(f.task(t)["status"], "completed", "task {t}");
     }
@@ -987,6 +1079,13 @@ fn fail_fast_under_slurm_cancels_the_running_jobs() {
         );
     }
     assert_eq!(f.runs_of("4"), 0);
+    // The line says what happens to the running ones under Slurm.
+    let err = stderr(&out);
+    assert!(
+        err.contains("--fail-fast: no new task starts; the running jobs are cancelled"),
+        "{err}"
+    );
+    assert!(!err.contains("running ones finish"), "{err}");
     // Their `qw exec` got the signal (`scancel --batch`) and ended the tree: the jobs
     // ended early, not completed.
     let jobs = jobs_under(f.path(), true);
@@ -997,4 +1096,317 @@ fn fail_fast_under_slurm_cancels_the_running_jobs() {
             "{name}: {jobs:?}"
         );
     }
+}
+
+/// An agent command (for `--agent command --agent-cmd`) that runs the fake claude; task 1
+/// waits for `gate` and then runs without FAKE_SLEEP, the others sleep FAKE_SLEEP.
+fn gated_agent(f: &Flow, gate: &std::path::Path) -> String {
+    f.p.script(
+        "bin/claude-gated",
+        &format!(
+            "#!/bin/sh\n[ \"$QW_TASK_ID\" = 1 ] && while [ ! -e '{}' ]; do sleep 0.1; done\nFAKE_SLEEP=$([ \"$QW_TASK_ID\" = 1 ] && echo 0 || echo \"$FAKE_SLEEP\") exec claude \"$@\"\n",
+            gate.display()
+        ),
+    );
+    format!(
+        "{} -p {{prompt}}",
+        f.path().join("bin/claude-gated").display()
+    )
+}
+
+/// Jobs named `name` (any state Slurm remembers) under the flow's project.
+fn jobs_named(f: &Flow, name: &str) -> Vec<Job> {
+    jobs_under(f.path(), true)
+        .into_iter()
+        .filter(|j| j.name == name)
+        .collect()
+}
+
+#[test]
+fn a_cost_ceiling_crossed_under_slurm_cancels_the_running_jobs() {
+    if !cluster_up() {
+        return;
+    }
+    // Task 1 costs $0.60 and ends once 2 and 3 run; then task 4 (after 1) would cross
+    // the $1.00 ceiling: the workflow stops, and 2 and 3 (five minutes each) are cancelled.
+    let tasks = "# Tasks\n\n- [ ] 1. Costly\n- [ ] 2. Slow\n- [ ] 3. Slow too\n- [ ] 4. After one\n  - _Depends: 1_\n";
+    let (mut f, _jobs) = slurm_flow(tasks);
+    f.set("FAKE_COST_IMPL", "0.60").set("FAKE_SLEEP", "300");
+    let gate = f.path().join("gate");
+    let agent = gated_agent(&f, &gate);
+    let child = f
+        .cmd(&[
+            "workflow-auto",
+            "demo",
+            "A demo feature",
+            "--agent",
+            "command",
+            "--agent-cmd",
+            &agent,
+            "--executor",
+            "slurm",
+            "--parallel",
+            "3",
+            "--attempts",
+            "1",
+            "--grace",
+            "1",
+            "--max-cost-per-run",
+            "1.00",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(120), || f.runs_of("2") == 1
+            && f.runs_of("3") == 1),
+        "tasks 2 and 3 never started: {:?}",
+        f.log()
+    );
+    std::fs::write(&gate, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 3, "{}", diag(&out));
+    assert!(
+        active_jobs_under(f.path()).is_empty(),
+        "{:?}",
+        active_jobs_under(f.path())
+    );
+    assert!(
+        pids_with_env("QW_TEST_MARKER", &f.guard.0).is_empty(),
+        "processes left: {:?}",
+        pids_with_env("QW_TEST_MARKER", &f.guard.0)
+    );
+    assert_eq!(f.task("1")["status"], "completed");
+    assert_eq!(f.runs_of("4"), 0, "task 4 started past the ceiling");
+    assert_eq!(f.task("4")["outcome"], "budget_exceeded");
+    for t in ["2", "3"] {
+        let task = f.task(t);
+        assert_eq!(task["outcome"], "killed_by_user", "task {t}: {task}");
+        let evidence = task["error"].as_str().unwrap_or_default();
+        assert!(
+            evidence.contains("cancelled because the workflow is stopping")
+                && evidence.contains("cost ceiling of $1.00"),
+            "task {t}: {evidence}"
+        );
+        assert!(
+            !f.log()
+                .iter()
+                .any(|(k, p, id, _)| k == "end" && p == "implementation" && id == t),
+            "task {t} ran to its end"
+        );
+        // Its job ended early, cancelled: by Slurm before `qw exec` took over the job,
+        // else through `qw exec` on the node, whose report says it was interrupted.
+        let jobs = jobs_named(&f, &format!("qw/demo/{t}"));
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        assert!(
+            matches!(jobs[0].state.as_str(), "CANCELLED" | "FAILED"),
+            "{jobs:?}"
+        );
+        let dir = f
+            .path()
+            .join(".claude/runs")
+            .join(task["run_id"].as_str().unwrap_or("?"));
+        if let Ok(text) = std::fs::read_to_string(dir.join("exec-report.json")) {
+            let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(report["interrupted_by"], 15, "task {t}: {report}");
+        } else {
+            assert_eq!(jobs[0].state, "CANCELLED", "no report: {jobs:?}");
+        }
+    }
+    // What the user reads: the ceiling, and that the running jobs are cancelled.
+    let err = stderr(&out);
+    assert!(
+        err.contains("cost ceiling") && err.contains("running jobs are cancelled"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_task_timeout_under_slurm_ends_the_task_timed_out_with_its_job_and_tree_gone() {
+    if !cluster_up() {
+        return;
+    }
+    let tasks = "# Tasks\n\n- [ ] 1. Hangs\n- [ ] 2. Quick\n";
+    let (mut f, _jobs) = slurm_flow(tasks);
+    // Task 1 sleeps 300 s and leaves a setsid()ed sleeper.
+    f.set("FAKE_HANG", "1");
+    let out = f.run(&[
+        "workflow-auto",
+        "demo",
+        "A demo feature",
+        "--agent",
+        "claude",
+        "--executor",
+        "slurm",
+        "--parallel",
+        "2",
+        "--attempts",
+        "1",
+        "--task-timeout",
+        "2",
+        "--grace",
+        "1",
+    ]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let t1 = f.task("1");
+    assert_eq!(t1["status"], "failed", "{t1}");
+    assert_eq!(t1["outcome"], "timed_out", "{t1}");
+    assert_eq!(f.task("2")["status"], "completed");
+    assert!(
+        active_jobs_under(f.path()).is_empty(),
+        "{:?}",
+        active_jobs_under(f.path())
+    );
+    assert!(
+        pids_with_env("QW_TEST_MARKER", &f.guard.0).is_empty(),
+        "processes left: {:?}",
+        pids_with_env("QW_TEST_MARKER", &f.guard.0)
+    );
+    // qw exec on the node ended the tree at 2 s (not Slurm at its time limit).
+    let jobs = jobs_named(&f, "qw/demo/1");
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].state, "FAILED", "{jobs:?}");
+    let dir = f
+        .path()
+        .join(".claude/runs")
+        .join(t1["run_id"].as_str().unwrap_or("?"));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("exec-report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["timed_out"], true, "{report}");
+    assert_eq!(report["exit_code"], 124, "{report}");
+}
+
+#[test]
+fn a_project_no_node_sees_fails_the_workflow_naming_the_project_and_the_fix() {
+    if !cluster_up() {
+        return;
+    }
+    // The submitting qw sees the project through a bind mount in a mount namespace of
+    // its own; the node (slurmd, in the machine's namespace) sees an empty folder at that
+    // path: exactly a project on a filesystem the nodes do not share.
+    let (f, _flow_jobs) = slurm_flow(SIX);
+    let seen = tempfile::tempdir().unwrap();
+    let _jobs = Jobs(seen.path().to_path_buf());
+    let template = f.cmd(&[]);
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg("mount --bind \"$1\" \"$2\" && cd \"$2\" && shift 2 && exec \"$@\"")
+        .arg("sh")
+        .arg(f.path())
+        .arg(seen.path())
+        .arg(qw_bin())
+        .args([
+            "workflow-auto",
+            "demo",
+            "A demo feature",
+            "--agent",
+            "claude",
+            "--executor",
+            "slurm",
+        ]);
+    for (k, v) in template.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let out = c.output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let project = seen.path().display().to_string();
+    assert!(
+        err.contains(&format!("no Slurm node sees the project `{project}`")),
+        "the project is not named: {err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("filesystem the Slurm nodes share") && err.contains("same path"),
+        "no fix given: {err}"
+    );
+    assert_eq!(f.runs_of("1"), 0, "an agent ran");
+    assert!(active_jobs_under(seen.path()).is_empty());
+    assert!(active_jobs_under(f.path()).is_empty());
+}
+
+#[test]
+fn a_taken_over_verify_job_is_waited_for_and_its_log_lands_in_the_new_run() {
+    if !cluster_up() {
+        return;
+    }
+    let (f0, _jobs) = slurm_flow("# Tasks\n");
+    let verify = f0.p.script(
+        "bin/slow-verify",
+        "#!/bin/sh\necho run >> verify-count\ntouch verify-started\nwhile [ ! -e verify-go ]; do sleep 0.1; done\necho verify-output-line\n",
+    );
+    let tasks = format!(
+        "# Tasks\n\n- [ ] 1. Verified\n  - _Verify: `{}`_\n- [ ] 2. After\n  - _Depends: 1_\n",
+        verify.display()
+    );
+    f0.p.write(".claude/specs/demo/tasks.md", &tasks);
+    let f = f0;
+    let mut child = f
+        .cmd(&[
+            "workflow-auto",
+            "demo",
+            "A demo feature",
+            "--agent",
+            "claude",
+            "--executor",
+            "slurm",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = f.path().join("verify-started");
+    assert!(
+        wait_until(Duration::from_secs(120), || started.exists()),
+        "the verify job never ran: {:?}",
+        f.log()
+    );
+    unsafe_kill(child.id() as i32, 9);
+    child.wait().unwrap();
+    assert_eq!(
+        jobs_named(&f, "qw/demo/1/verify")
+            .iter()
+            .filter(|j| j.state == "RUNNING")
+            .count(),
+        1,
+        "{:?}",
+        jobs_under(f.path(), true)
+    );
+    std::fs::write(f.path().join("verify-go"), "").unwrap();
+    let out = f.run(&["workflow-continue", "demo"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_eq!(
+        std::fs::read_to_string(f.path().join("verify-count")).unwrap(),
+        "run\n",
+        "the verify command ran twice"
+    );
+    assert_eq!(f.runs_of("1"), 1, "{:?}", f.log());
+    assert_eq!(f.task("1")["status"], "completed");
+    assert_eq!(f.task("2")["status"], "completed");
+    // The new run folder of task 1 holds the taken-over job's verify log.
+    let run = f.task("1")["run_id"].as_str().unwrap_or("?").to_owned();
+    let log = f.path().join(".claude/runs").join(&run).join("verify.log");
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("verify-output-line"),
+        "{} lacks the verify output",
+        log.display()
+    );
+    // Both takeovers are told, each once.
+    let text = diag(&out);
+    for name in ["`qw/demo/1`", "`qw/demo/1/verify`"] {
+        assert_eq!(
+            text.matches(&format!("{name} of a qw that was killed"))
+                .count(),
+            1,
+            "{name}: {text}"
+        );
+    }
+    assert!(active_jobs_under(f.path()).is_empty());
 }

@@ -186,8 +186,11 @@ pub struct Adopted {
 impl SlurmExecutor {
     /// An executor that starts `qw` (absolute path, the same on the nodes) inside jobs.
     /// Fails if the user's `--slurm-arg`s are unusable.
-    pub fn new(qw: impl Into<PathBuf>, config: SlurmConfig) -> Result<SlurmExecutor, ExecError> {
-        submit::check_user_args(&config.args).map_err(ExecError::Usage)?;
+    pub fn new(
+        qw: impl Into<PathBuf>,
+        mut config: SlurmConfig,
+    ) -> Result<SlurmExecutor, ExecError> {
+        config.args = submit::check_user_args(&config.args).map_err(ExecError::Usage)?;
         let poller = Poller::new(config.poll_interval);
         Ok(SlurmExecutor {
             qw: qw.into(),
@@ -225,7 +228,20 @@ impl SlurmExecutor {
         spec.timeout = Some(Duration::from_secs(60));
         spec.grace = Duration::from_secs(1);
         spec.name = Some("qw/check/shared-filesystem".into());
-        let report = self.run(&spec, cancel)?;
+        let report = match self.run(&spec, cancel) {
+            Err(ExecError::NotShared {
+                job_id, node, log, ..
+            }) => {
+                return Err(ExecError::NotShared {
+                    job_id,
+                    node,
+                    dir: dir.to_path_buf(),
+                    project: true,
+                    log,
+                });
+            }
+            other => other?,
+        };
         let out = crate::fs::read_to_string(run_dir.join("stdout.log")).unwrap_or_default();
         if report.exit_code != 0 || !out.contains(env!("CARGO_PKG_VERSION")) {
             return Err(ExecError::Scheduler(format!(
@@ -334,16 +350,25 @@ impl SlurmExecutor {
         cancel: &Cancel,
     ) -> Result<ExecReport, ExecError> {
         let dir = a.run_dir.clone();
-        let old = |o: &Output, default: &str| match o {
-            Output::File(p) => dir.join(p.file_name().unwrap_or_else(|| default.as_ref())),
-            _ => dir.join(default),
+        // Where the job writes its output is in its script (`--stdout-file`…): not
+        // always in its run folder (a verify job's `verify.log` is in the folder of the
+        // agent's run, its own being a subfolder). Failing that, the same file name in
+        // the run folder.
+        let written = crate::fs::read_to_string(dir.join(SCRIPT_FILE))
+            .map(|text| submit::captured_files(&text))
+            .unwrap_or_default();
+        let old = |o: &Output, default: &str, from_script: Option<PathBuf>| {
+            from_script.unwrap_or_else(|| match o {
+                Output::File(p) => dir.join(p.file_name().unwrap_or_else(|| default.as_ref())),
+                _ => dir.join(default),
+            })
         };
         let files = RunFiles {
             script: dir.join(SCRIPT_FILE),
             env: dir.join(ENV_FILE),
             report: dir.join(REPORT_FILE),
-            stdout: old(&spec.stdout, "stdout.log"),
-            stderr: old(&spec.stderr, "stderr.log"),
+            stdout: old(&spec.stdout, "stdout.log", written.0),
+            stderr: old(&spec.stderr, "stderr.log", written.1),
             dir: dir.clone(),
         };
         let mut report = self.wait(spec, &files, &a.job_id, Instant::now(), cancel)?;
@@ -498,6 +523,20 @@ impl SlurmExecutor {
 
 impl Drop for SlurmExecutor {
     fn drop(&mut self) {
+        // Jobs taken over that no `run` asked for (their work was not run again: done,
+        // or the workflow stopped first) must not run on unattended.
+        let unused = std::mem::take(
+            &mut *self
+                .adopted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for a in unused.values() {
+            if !JobState::parse(&a.state).is_ended() {
+                tracing::info!(job = %a.job_id, name = %a.name, "cancelling a Slurm job taken over but not used");
+                scancel(&a.job_id, None);
+            }
+        }
         // Every `run` returns only after its job ended: nothing of ours is in the queue,
         // so the owner record has nothing left to tell a sweep.
         let _ = crate::fs::remove_file(self.owner_file());
@@ -629,7 +668,9 @@ impl Executor for SlurmExecutor {
     }
 
     /// [`SlurmExecutor::check_shared`] (a node sees `dir` and runs this `qw`), then
-    /// [`SlurmExecutor::adopt_orphans`].
+    /// [`SlurmExecutor::adopt_orphans`]. Nothing is told here: a job taken over matters
+    /// only if a `run` uses it (its report then carries
+    /// [`SchedulerVerdict::adopted_from`]); the jobs of work already done are not.
     fn prepare(
         &self,
         dir: &Path,
@@ -637,16 +678,9 @@ impl Executor for SlurmExecutor {
         cancel: &Cancel,
     ) -> Result<Vec<String>, ExecError> {
         self.check_shared(dir, cancel)?;
-        Ok(self
-            .adopt_orphans(dir, name_prefix)?
-            .into_iter()
-            .map(|a| {
-                format!(
-                    "Slurm job {} (`{}`, {}) of an earlier qw that was killed is taken over: that work is waited for, not run again",
-                    a.job_id, a.name, a.state
-                )
-            })
-            .collect())
+        let taken = self.adopt_orphans(dir, name_prefix)?;
+        tracing::debug!(jobs = taken.len(), "Slurm jobs of a killed qw taken over");
+        Ok(Vec::new())
     }
 
     fn run(&self, spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, ExecError> {
@@ -862,11 +896,14 @@ impl SlurmExecutor {
                 if code == Some(submit::EXIT_NOT_SHARED)
                     || verdict.reason.as_deref() == Some("JobLaunchFailure")
                 {
-                    return Err(ExecError::Scheduler(format!(
-                        "Slurm job {id} could not use `{}` on node {node}: the project must be on a filesystem the Slurm nodes share (see `{}`)",
-                        files.dir.display(),
-                        files.dir.join(submit::SLURM_OUT).display()
-                    )));
+                    let log = files.dir.join(submit::SLURM_OUT);
+                    return Err(ExecError::NotShared {
+                        job_id: id.to_owned(),
+                        node,
+                        dir: files.dir.clone(),
+                        project: false,
+                        log: log.is_file().then_some(log),
+                    });
                 }
                 if code == Some(submit::EXIT_NO_QW) {
                     return Err(ExecError::Scheduler(format!(

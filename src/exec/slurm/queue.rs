@@ -346,7 +346,9 @@ impl Poller {
         while st.running && st.jobs.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                tracing::warn!("the Slurm poll thread is still asking `squeue`; not waiting for it");
+                tracing::warn!(
+                    "the Slurm poll thread is still asking `squeue`; not waiting for it"
+                );
                 break;
             }
             st = self

@@ -33,32 +33,73 @@ const RESERVED: &[(&str, Option<char>)] = &[
     ("--deadline", None),
 ];
 
-/// Check the user's `--slurm-arg`s: each must be an option (`--partition=debug`,
-/// `-p debug` split as two words is refused: give `-pdebug` or `--partition=debug`), and
-/// none may be one qw sets itself. The error names the argument.
-pub fn check_user_args(args: &[String]) -> Result<(), String> {
-    for arg in args {
-        if !arg.starts_with('-') || arg == "-" || arg == "--" {
+/// Options that would run the job as another user: qw could neither supervise its
+/// processes, nor cancel it, nor read the files it writes.
+const OTHER_USER: &[&str] = &["--uid", "--gid"];
+
+/// Check the user's `--slurm-arg`s and return them as sbatch must get them. Each must be
+/// an option; one that holds an option and its value separated by whitespace (`-p qw`,
+/// `--partition qw`, as a shell would leave `--slurm-arg="-p qw"`) is read the way sbatch
+/// reads the two words, as `-pqw` / `--partition=qw`, so it is judged and passed alike
+/// whatever the spelling (sbatch would otherwise take ` qw`, space included, as the value
+/// of `-p`). None may be one qw sets itself, nor one that runs the job as another user.
+/// The error names the argument.
+pub fn check_user_args(args: &[String]) -> Result<Vec<String>, String> {
+    args.iter().map(|a| check_user_arg(a)).collect()
+}
+
+fn check_user_arg(given: &str) -> Result<String, String> {
+    let arg = normalise(given);
+    if !arg.starts_with('-') || arg == "-" || arg == "--" {
+        return Err(format!(
+            "--slurm-arg `{given}` is not an sbatch option; give options whole, e.g. `--slurm-arg=--partition=debug`"
+        ));
+    }
+    let name = arg.split_once('=').map_or(arg.as_str(), |(n, _)| n);
+    // sbatch accepts unambiguous prefixes of long options.
+    let is_long = |long: &str| name.len() > 3 && long.starts_with(name) || name == long;
+    if name.starts_with("--")
+        && let Some(long) = OTHER_USER.iter().find(|l| is_long(l))
+    {
+        return Err(format!(
+            "--slurm-arg `{given}` sets `{long}`: the job would run as another user, whose processes qw cannot supervise or cancel and whose files it may not read; run qw as that user instead"
+        ));
+    }
+    for (long, short) in RESERVED {
+        let clash = if name.starts_with("--") {
+            is_long(long)
+        } else {
+            short.is_some_and(|c| name.chars().nth(1) == Some(c))
+        };
+        if clash {
             return Err(format!(
-                "--slurm-arg `{arg}` is not an sbatch option; give options whole, e.g. `--slurm-arg=--partition=debug`"
+                "--slurm-arg `{given}` sets `{long}`, which qw sets itself for every job (the job's name, run folder, output, environment and time limit; for the time limit use --timeout)"
             ));
         }
-        let name = arg.split_once('=').map_or(arg.as_str(), |(n, _)| n);
-        for (long, short) in RESERVED {
-            let clash = if name.starts_with("--") {
-                // sbatch accepts unambiguous prefixes of long options.
-                name.len() > 3 && long.starts_with(name) || name == *long
-            } else {
-                short.is_some_and(|c| name.chars().nth(1) == Some(c))
-            };
-            if clash {
-                return Err(format!(
-                    "--slurm-arg `{arg}` sets `{long}`, which qw sets itself for every job (the job's name, run folder, output, environment and time limit; for the time limit use --timeout)"
-                ));
-            }
-        }
     }
-    Ok(())
+    Ok(arg)
+}
+
+/// `-p qw` → `-pqw`, `--partition qw` → `--partition=qw` (the option ends at the first
+/// whitespace, the value is trimmed); surrounding whitespace is dropped. An argument with
+/// `=` before any whitespace keeps its value as given (`--constraint=a b`).
+fn normalise(arg: &str) -> String {
+    let arg = arg.trim();
+    if !arg.starts_with('-') {
+        return arg.to_owned();
+    }
+    let Some(ws) = arg.find(char::is_whitespace) else {
+        return arg.to_owned();
+    };
+    if arg[..ws].contains('=') {
+        return arg.to_owned();
+    }
+    let (opt, value) = (&arg[..ws], arg[ws..].trim());
+    if opt.starts_with("--") {
+        format!("{opt}={value}")
+    } else {
+        format!("{opt}{value}")
+    }
 }
 
 /// A Slurm job name for a run: `qw/<spec>/<task>` as given, made safe for `squeue`
@@ -134,6 +175,30 @@ pub fn script(s: &ScriptSpec<'_>) -> String {
         not_shared = EXIT_NOT_SHARED,
         no_qw = EXIT_NO_QW,
     )
+}
+
+/// The files a job [`script`] captures the program's stdout and stderr to (its
+/// `--stdout-file` and `--stderr-file`), read back from the script's text.
+pub fn captured_files(script: &str) -> (Option<PathBuf>, Option<PathBuf>) {
+    let Some(words) = script
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("exec "))
+        .and_then(|l| shell_words::split(l).ok())
+    else {
+        return (None, None);
+    };
+    let mut out = (None, None);
+    let mut it = words.iter();
+    while let Some(w) = it.next() {
+        match w.as_str() {
+            "--" => break,
+            "--stdout-file" => out.0 = it.next().map(PathBuf::from),
+            "--stderr-file" => out.1 = it.next().map(PathBuf::from),
+            _ => {}
+        }
+    }
+    out
 }
 
 fn quote_os(s: &std::ffi::OsStr) -> String {
@@ -289,6 +354,9 @@ mod tests {
         assert!(ok(&["--mem=4G", "--constraint=avx2", "--begin=now+1hour"]).is_ok());
         assert!(ok(&["--time-min=5", "--dependency=afterok:1"]).is_ok());
         for bad in [
+            "--uid=nobody",
+            "--gid=0",
+            "--ui=0",
             "debug",
             "--job-name=x",
             "-Jx",
@@ -310,6 +378,22 @@ mod tests {
         }
         // `--ex` is ambiguous for sbatch (--exclude, --export…): not ours to judge.
         assert!(ok(&["--exclusive"]).is_ok());
+        // An option and its value in one argument are read as sbatch reads two words.
+        for (given, want) in [
+            ("-p qw", "-pqw"),
+            ("  -p   qw ", "-pqw"),
+            ("--partition qw", "--partition=qw"),
+            ("--partition\tqw", "--partition=qw"),
+            ("--constraint=a b", "--constraint=a b"),
+            ("-pqw", "-pqw"),
+        ] {
+            assert_eq!(ok(&[given]).unwrap(), vec![want.to_owned()], "{given:?}");
+        }
+        for bad in ["-J x", "--job-name x", " -o out", "-t 5", "--uid nobody"] {
+            let e = ok(&[bad]).unwrap_err();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
+        assert!(ok(&["--uid nobody"]).unwrap_err().contains("another user"));
     }
 
     #[test]
@@ -360,6 +444,26 @@ mod tests {
         // The words survive a round trip through a shell parser.
         let words = shell_words::split(last).unwrap();
         assert_eq!(words.last().unwrap(), "echo 'hi'; $(rm -rf /)");
+        assert_eq!(captured_files(&s), (None, None));
+        let s = script(&ScriptSpec {
+            qw: Path::new("/qw"),
+            run_dir: Path::new("/r/slurm-ab"),
+            script: Path::new("/r/slurm-ab/slurm-job.sh"),
+            exec_args: [
+                "--stdout-file",
+                "/r/verify log",
+                "--stderr-file",
+                "/r/verify log",
+                "--",
+                "x",
+                "--stdout-file",
+                "/no",
+            ]
+            .map(OsString::from)
+            .to_vec(),
+        });
+        let want = Some(PathBuf::from("/r/verify log"));
+        assert_eq!(captured_files(&s), (want.clone(), want));
     }
 
     #[test]

@@ -217,7 +217,19 @@ pub fn lines<'a>(event: &'a Event<'_>) -> Vec<Line<'a>> {
             .collect(),
         EventKind::Stopping {
             reason: StopReason::FailFast { .. },
+            cancels_running: false,
         } => note("--fail-fast: no new task starts; running ones finish".into()),
+        // Under a batch scheduler the jobs in flight are cancelled (`scancel`): say so.
+        EventKind::Stopping {
+            reason: StopReason::FailFast { .. },
+            cancels_running: true,
+        } => note("--fail-fast: no new task starts; the running jobs are cancelled".into()),
+        EventKind::Stopping {
+            reason: reason @ StopReason::CostCeiling { .. },
+            cancels_running: true,
+        } => note(format!(
+            "cost ceiling: no new task starts; the running jobs are cancelled ({reason})"
+        )),
         EventKind::Stopping { .. } => Vec::new(),
         EventKind::Note { message } => vec![Line::Note {
             message: Cow::Borrowed(message),

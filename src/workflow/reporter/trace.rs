@@ -222,7 +222,7 @@ impl EventSink for Trace {
                     );
                 }
             }
-            EventKind::Stopping { reason } => {
+            EventKind::Stopping { reason, .. } => {
                 tracing::info!(target: TRACE, spec = %spec, reason = %reason, "stopping new work");
             }
             EventKind::Note { message } => {

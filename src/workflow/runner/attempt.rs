@@ -312,7 +312,7 @@ fn one_attempt(
         stall_timeout: run.options.stall_timeout(),
     };
     let run_as = |start| {
-        agent::run_job_as(
+        let (r, report) = agent::run_job_as(
             run.agent,
             job,
             start,
@@ -320,10 +320,19 @@ fn one_attempt(
             run.executor,
             limits,
             run.stop.jobs(),
-        )
+        )?;
+        if let Err(e) = tell_takeover(run, unit, &report) {
+            return Ok((r, Some(e)));
+        }
+        Ok::<_, AgentError>((r, None))
+    };
+    // An event that could not be told ends the attempt as an error, like any other.
+    let told = |(r, failed): (AgentRun, Option<WorkflowError>)| match failed {
+        Some(e) => Err(e),
+        None => Ok(r),
     };
     let mut r = match resume {
-        None => run_as(Start::Fresh)?.0,
+        None => told(run_as(Start::Fresh)?)?,
         Some(resume) => {
             let start = Start::Resume {
                 session_id: &resume.session_id,
@@ -331,8 +340,8 @@ fn one_attempt(
             };
             match run_as(start) {
                 // This agent has no sessions: the retry is a fresh run.
-                Err(AgentError::CannotResume { .. }) => run_as(Start::Fresh)?.0,
-                Ok((r, _))
+                Err(AgentError::CannotResume { .. }) => told(run_as(Start::Fresh)?)?,
+                Ok((r, None))
                     if matches!(
                         r.outcome,
                         Outcome::AgentError {
@@ -348,12 +357,12 @@ fn one_attempt(
                             Unit::Document(p) => format!("{p}: {gone}"),
                         },
                     })?;
-                    let mut fresh = run_as(Start::Fresh)?.0;
+                    let mut fresh = told(run_as(Start::Fresh)?)?;
                     fresh.cost_usd += r.cost_usd;
                     fresh.evidence = format!("{gone}; {}", fresh.evidence);
                     fresh
                 }
-                other => other?.0,
+                other => told(other?)?,
             }
         }
     };
@@ -376,7 +385,7 @@ fn one_attempt(
     }
     if r.outcome.is_success()
         && let Some(verify) = job.task.as_ref().and_then(|t| t.verify.as_deref())
-        && let Err((code, evidence)) = run_verify(run, job, verify)
+        && let Err((code, evidence)) = run_verify(run, unit, job, verify)?
     {
         r.outcome = Outcome::VerifyFailed { exit_code: code };
         r.evidence = evidence;
@@ -390,13 +399,52 @@ fn one_attempt(
     Ok(r)
 }
 
-/// Run a `_Verify:_` command as argv (no shell) in the job's workdir. Err: exit code
-/// (None if it could not run) and one line of evidence.
-fn run_verify(run: &Run<'_>, job: &Job, verify: &str) -> Result<(), (Option<i32>, String)> {
-    let argv = crate::validate::validate_argv_text(verify)
-        .map_err(|e| (None, format!("verify command `{verify}` refused: {e}")))?;
+/// Tell that `report`'s job was one a killed `qw` left and this run took over (waited
+/// for it and used its result instead of running the work again), if it was.
+fn tell_takeover(
+    run: &Run<'_>,
+    unit: Unit<'_>,
+    report: &crate::exec::ExecReport,
+) -> Result<(), WorkflowError> {
+    let Some(v) = report
+        .scheduler
+        .as_ref()
+        .filter(|v| v.adopted_from.is_some())
+    else {
+        return Ok(());
+    };
+    let what = match unit {
+        Unit::Task(t) => format!("task {}", t.id),
+        Unit::Document(p) => p.to_string(),
+    };
+    run.events.emit(EventKind::Note {
+        message: format!(
+            "{what}: took over Slurm job {} `{}` of a qw that was killed ({}): its result is used, the work was not run again",
+            v.job_id, v.job_name, v.state
+        ),
+    })
+}
+
+/// Run a `_Verify:_` command as argv (no shell) in the job's workdir. Inner Err: exit
+/// code (None if it could not run) and one line of evidence; outer Err: an event could
+/// not be told.
+fn run_verify(
+    run: &Run<'_>,
+    unit: Unit<'_>,
+    job: &Job,
+    verify: &str,
+) -> Result<Result<(), (Option<i32>, String)>, WorkflowError> {
+    let argv = match crate::validate::validate_argv_text(verify) {
+        Ok(argv) => argv,
+        Err(e) => {
+            return Ok(Err((
+                None,
+                format!("verify command `{verify}` refused: {e}"),
+            )));
+        }
+    };
     let Some(program) = Program::argv(argv) else {
-        return Err((None, "verify command is empty".into()));
+        return Ok(Err((None, "verify command is empty".into())));
     };
     let log = job.run_dir.join("verify.log");
     let mut spec = ExecSpec::new(program);
@@ -415,14 +463,18 @@ fn run_verify(run: &Run<'_>, job: &Job, verify: &str) -> Result<(), (Option<i32>
         ("QW_TASK_ID".into(), job.task_id().into()),
     ];
     spec.env.extend(job.env.iter().cloned());
-    let report = run.executor.run(&spec, run.stop.jobs()).map_err(|e| {
-        (
-            None,
-            format!("verify command `{verify}` could not run: {e}"),
-        )
-    })?;
+    let report = match run.executor.run(&spec, run.stop.jobs()) {
+        Ok(report) => report,
+        Err(e) => {
+            return Ok(Err((
+                None,
+                format!("verify command `{verify}` could not run: {e}"),
+            )));
+        }
+    };
+    tell_takeover(run, unit, &report)?;
     if report.exit_code == 0 {
-        return Ok(());
+        return Ok(Ok(()));
     }
     let output = crate::fs::read(&log).unwrap_or_default();
     let tail = crate::agent::outcome::tail_lines(agent::tail_bytes(&output, 4096), 3);
@@ -433,13 +485,13 @@ fn run_verify(run: &Run<'_>, job: &Job, verify: &str) -> Result<(), (Option<i32>
     } else {
         format!("exit {}", report.exit_code)
     };
-    Err((
+    Ok(Err((
         Some(report.exit_code),
         format!(
             "verify `{verify}` failed ({why}): {}",
             tail.replace('\n', " | ")
         ),
-    ))
+    )))
 }
 
 /// The [`TaskJob`] for a tasks.md task.

@@ -56,6 +56,9 @@ impl Run<'_> {
     /// Stop new work for `reason` (the most severe reason wins) and say so.
     pub(crate) fn request_stop(&self, reason: StopReason) -> Result<(), WorkflowError> {
         self.stop.request(reason.clone());
-        self.events.emit(EventKind::Stopping { reason: &reason })
+        self.events.emit(EventKind::Stopping {
+            reason: &reason,
+            cancels_running: self.stop.cancels(&reason),
+        })
     }
 }

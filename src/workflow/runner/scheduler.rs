@@ -4,7 +4,8 @@
 //! A task starts when every leaf it depends on has completed. A task whose dependency
 //! failed is `blocked`. After a final failure with `--fail-fast`, or a pause (usage
 //! limit, cost ceiling), or a signal, no new task starts; running ones finish (a signal
-//! is forwarded to them by the executor).
+//! is forwarded to them by the executor; under a batch scheduler `--fail-fast` and a
+//! cost ceiling cancel them too, see `Stop`).
 
 use std::collections::HashSet;
 use std::sync::mpsc;

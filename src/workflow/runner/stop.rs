@@ -64,6 +64,11 @@ impl<'a> Stop<'a> {
         }
     }
 
+    /// Whether `reason` cancels the running jobs under this executor.
+    pub(crate) fn cancels(&self, reason: &StopReason) -> bool {
+        reason.cancels_submitted(self.scheduled)
+    }
+
     /// Why no new work may start, if it may not: the most severe reason requested, or
     /// a pending signal, which outranks every other.
     pub(crate) fn reason(&self) -> Option<StopReason> {

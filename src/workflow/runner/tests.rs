@@ -327,7 +327,7 @@ fn describe(e: &Event<'_>) -> String {
         EventKind::AttemptNotStarted {
             unit: u, refused, ..
         } => format!("not started {} {refused:?}", unit(u)),
-        EventKind::Stopping { reason } => format!("stopping {reason}"),
+        EventKind::Stopping { reason, .. } => format!("stopping {reason}"),
         EventKind::Note { message } => format!("note {message}"),
         EventKind::TasksPlanned { leaves, completed } => {
             format!("planned {}/{}", completed.len(), leaves.len())
