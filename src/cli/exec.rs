@@ -72,6 +72,11 @@ pub struct ExecArgs {
     /// the file is deleted once read (it may hold API keys). Used inside Slurm jobs.
     #[arg(long, hide = true, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
+    /// After a run ended by a signal, if FILE exists, wait (at most 10 s) for one more
+    /// signal before exiting. Used inside Slurm jobs: the submitting qw that forwarded the
+    /// signal then cancels the job whole, so Slurm records it CANCELLED, not FAILED.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub linger_if: Option<PathBuf>,
     /// Where the program runs.
     #[command(flatten)]
     pub executor: super::executor::ExecutorArgs,
@@ -109,6 +114,7 @@ impl ExecArgs {
             run_id: None,
             env: Vec::new(),
             env_file: None,
+            linger_if: None,
             executor: Default::default(),
             argv: Vec::new(),
         };
@@ -149,6 +155,7 @@ impl ExecArgs {
                 "run-id" => once(&mut a.run_id, value()?.into_string().ok()?)?,
                 "env" => a.env.push(value()?),
                 "env-file" => once(&mut a.env_file, value()?.into())?,
+                "linger-if" => once(&mut a.linger_if, value()?.into())?,
                 "executor" => {
                     let kind = clap::ValueEnum::from_str(value()?.to_str()?, false).ok()?;
                     once(&mut a.executor.executor, kind)?;
@@ -335,6 +342,14 @@ pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
         // A hand-off to the parent that reads it as soon as we exit: no fsync needed.
         crate::fs::write(path, &json)
             .map_err(|e| CliError::with_code(exit::EXEC_FAILED, e.to_string()))?;
+    }
+    // The submitting qw forwarded the signal and will cancel the job whole once it sees
+    // the report: wait for that (its signal) rather than end the job as FAILED first.
+    if report.interrupted_by.is_some()
+        && let Some(marker) = &args.linger_if
+        && marker.exists()
+    {
+        cancel.sleep(exec::slurm::CANCEL_MARGIN);
     }
     // A closed stdout loses only the report; the exit status stays the program's.
     if ctx.global.json

@@ -20,8 +20,11 @@
 //! Ending a job: a pending job is `scancel`led. A running one gets the caller's signal on
 //! its batch step only (`scancel --batch --signal=…`), which is the `qw exec` supervisor:
 //! it forwards the signal to the agent's tree and escalates to SIGKILL after the grace, as
-//! on a local machine. If the job is still there after grace + [`CANCEL_MARGIN`], it is
-//! `scancel`led outright. `run` returns only when Slurm says the job has ended.
+//! on a local machine. Once it has reported (the tree is gone) the job is `scancel`led
+//! whole, which the `qw exec` waits for (see [`CANCEL_FILE`]), so Slurm's record of the
+//! job says CANCELLED rather than FAILED. If the job is still there after grace +
+//! [`CANCEL_MARGIN`], it is `scancel`led outright. `run` returns only when Slurm says the
+//! job has ended.
 
 pub mod queue;
 pub mod submit;
@@ -54,6 +57,9 @@ pub const SCRIPT_FILE: &str = "slurm-job.sh";
 pub const ENV_FILE: &str = "slurm-env";
 /// See [`SCRIPT_FILE`].
 pub const REPORT_FILE: &str = "exec-report.json";
+/// Made in the run folder before a signal is forwarded to a job's `qw exec`: it tells it
+/// to wait, once it has ended the tree and reported, for the whole job to be cancelled.
+pub const CANCEL_FILE: &str = "cancel-requested";
 
 /// How the Slurm backend is set up (flags and settings, resolved by the caller).
 #[derive(Debug, Clone)]
@@ -421,6 +427,8 @@ impl SlurmExecutor {
         exec_args.push(files.report.clone().into_os_string());
         exec_args.push("--env-file".into());
         exec_args.push(files.env.clone().into_os_string());
+        exec_args.push("--linger-if".into());
+        exec_args.push(files.dir.join(CANCEL_FILE).into_os_string());
         exec_args.push("--grace".into());
         exec_args.push(secs(spec.grace).into());
         if let Some(t) = spec.timeout {
@@ -660,6 +668,7 @@ struct Watch {
     first_running: Option<Instant>,
     forwarded: Option<(Instant, i32)>,
     hard_cancelled: bool,
+    cancelled_whole: bool,
 }
 
 impl Executor for SlurmExecutor {
@@ -787,7 +796,20 @@ impl SlurmExecutor {
                 if files.env.exists() {
                     scancel(id, None);
                 } else {
+                    // `qw exec` ends the tree on the signal, reports, then waits for the
+                    // job to be cancelled whole (below), so Slurm records CANCELLED.
+                    if let Err(e) = crate::fs::write(files.dir.join(CANCEL_FILE), b"") {
+                        tracing::warn!("{e}");
+                    }
                     scancel(id, Some(sig));
+                }
+            }
+            // The tree is gone (the report says so): cancel the job whole, once.
+            if w.forwarded.is_some() && reported_at.is_some() && !w.cancelled_whole {
+                w.cancelled_whole = true;
+                // It may have ended meanwhile (Slurm then says so): nothing to warn about.
+                if let Err(e) = queue::run_tool("scancel", &[id]) {
+                    tracing::debug!("{e}");
                 }
             }
             if let Some((at, _)) = w.forwarded
