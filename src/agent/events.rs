@@ -4,7 +4,12 @@
 //! Owns: parsing one line into a [`Record`] of typed [`Event`]s (leniently: real lines
 //! carry many more fields than the ones read here), the live [`Activity`] of a run read
 //! incrementally from a stream that may be partial and still growing ([`EventReader`]),
-//! and rendering records as readable lines ([`render`]) for `qw logs`.
+//! and rendering records as readable lines ([`render`]) for `qw logs` and the dashboard,
+//! with the one classifier of rendered lines ([`LineKind`]) both use.
+//! Bounded: a line longer than [`MAX_LINE_BYTES`] is never buffered whole — it is
+//! skipped as it streams past and stands as one [`Event::Oversized`] note saying its size
+//! ([`BoundedLines`]); rendered text is cut at [`MAX_RENDERED_CHARS`] per line and
+//! [`MAX_RENDERED_LINES`] per message, saying so.
 //! Must not: read files, know about processes or judge the run's outcome (that is
 //! [`super::outcome`], which reads the final `result` event). Callers pass bytes in.
 //!
@@ -169,6 +174,11 @@ pub enum Event {
     },
     /// The run's final result.
     Result(ResultEvent),
+    /// A line longer than [`MAX_LINE_BYTES`], skipped unread (qw's note, not Claude's).
+    Oversized {
+        /// The line's length in bytes (without its newline).
+        bytes: u64,
+    },
     /// Anything else (`system`/`compact_boundary`, new event types): kept by name.
     Other {
         /// `type` and `subtype` joined by `/`.
@@ -487,6 +497,8 @@ pub struct Activity {
     pub events: u64,
     /// Lines that were not JSON objects (skipped).
     pub garbled: u64,
+    /// Lines over [`MAX_LINE_BYTES`] (skipped unread).
+    pub oversized: u64,
     /// An API retry Claude Code is waiting on (cleared by the next event).
     pub retrying: Option<String>,
     /// The result arrived.
@@ -563,6 +575,7 @@ impl Activity {
                         self.turns = n;
                     }
                 }
+                Event::Oversized { .. } => self.oversized += 1,
                 Event::Text { .. }
                 | Event::Thinking
                 | Event::ToolResult { .. }
@@ -572,11 +585,121 @@ impl Activity {
     }
 }
 
+/// The longest event line read: a longer one is skipped as it streams past (never held
+/// whole) and stands as one [`Event::Oversized`] note. Claude Code's lines are small
+/// except a `Write` of a big file or a long answer; 4 MiB keeps those.
+pub const MAX_LINE_BYTES: usize = 4 << 20;
+
+/// One line out of [`BoundedLines`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line<'a> {
+    /// A whole line (without its newline), at most the limit long.
+    Whole(&'a [u8]),
+    /// A line over the limit, skipped: its length in bytes (without its newline).
+    Oversized(u64),
+}
+
+/// Splits a byte stream into lines, holding at most `max` bytes of an unfinished line:
+/// a longer line is dropped as it streams past and reported once, with its size, when
+/// its newline (or the end) comes.
+#[derive(Debug, Clone)]
+pub struct BoundedLines {
+    max: usize,
+    pending: Vec<u8>,
+    /// Bytes of an over-long line skipped so far (the line has not ended yet).
+    skipping: Option<u64>,
+}
+
+impl Default for BoundedLines {
+    fn default() -> BoundedLines {
+        BoundedLines::new(MAX_LINE_BYTES)
+    }
+}
+
+impl BoundedLines {
+    /// Lines of at most `max` bytes.
+    pub fn new(max: usize) -> BoundedLines {
+        BoundedLines {
+            max,
+            pending: Vec::new(),
+            skipping: None,
+        }
+    }
+
+    /// Bytes of an unfinished last line held (at most the limit).
+    pub fn pending(&self) -> &[u8] {
+        &self.pending
+    }
+
+    /// True while inside an over-long line.
+    pub fn skipping(&self) -> bool {
+        self.skipping.is_some()
+    }
+
+    /// Take the next bytes; `each` gets every line they complete.
+    pub fn push(&mut self, mut bytes: &[u8], mut each: impl FnMut(Line<'_>)) {
+        while !bytes.is_empty() {
+            let nl = bytes.iter().position(|&b| b == b'\n');
+            if let Some(skipped) = self.skipping {
+                match nl {
+                    None => {
+                        self.skipping = Some(skipped + bytes.len() as u64);
+                        return;
+                    }
+                    Some(i) => {
+                        self.skipping = None;
+                        each(Line::Oversized(skipped + i as u64));
+                        bytes = &bytes[i + 1..];
+                        continue;
+                    }
+                }
+            }
+            let part = nl.unwrap_or(bytes.len());
+            if self.pending.len() + part > self.max {
+                let skipped = (self.pending.len() + part) as u64;
+                // Free the buffer: a huge line must not keep its memory either.
+                self.pending = Vec::new();
+                match nl {
+                    None => {
+                        self.skipping = Some(skipped);
+                        return;
+                    }
+                    Some(i) => {
+                        each(Line::Oversized(skipped));
+                        bytes = &bytes[i + 1..];
+                        continue;
+                    }
+                }
+            }
+            self.pending.extend_from_slice(&bytes[..part]);
+            match nl {
+                None => return,
+                Some(i) => {
+                    each(Line::Whole(&self.pending));
+                    self.pending.clear();
+                    bytes = &bytes[i + 1..];
+                }
+            }
+        }
+    }
+
+    /// The stream ended: its last line, if it had no newline.
+    pub fn finish(&mut self, mut each: impl FnMut(Line<'_>)) {
+        if let Some(skipped) = self.skipping.take() {
+            each(Line::Oversized(skipped));
+        } else if !self.pending.is_empty() {
+            each(Line::Whole(&self.pending));
+        }
+        self.pending = Vec::new();
+    }
+}
+
 /// Reads a stream incrementally: feed it the bytes appended since the last call (read
-/// the file from [`EventReader::offset`]); a partial last line waits for the rest.
+/// the file from [`EventReader::offset`]); a partial last line waits for the rest, and a
+/// line over [`MAX_LINE_BYTES`] is skipped ([`Event::Oversized`]) without being held.
 #[derive(Debug, Clone, Default)]
 pub struct EventReader {
-    pending: Vec<u8>,
+    lines: BoundedLines,
     offset: u64,
     activity: Activity,
     seen: HashSet<String>,
@@ -586,6 +709,14 @@ impl EventReader {
     /// A reader at the start of a stream.
     pub fn new() -> EventReader {
         EventReader::default()
+    }
+
+    /// A reader that skips lines over `max` bytes (tests; [`MAX_LINE_BYTES`] otherwise).
+    pub fn with_max_line(max: usize) -> EventReader {
+        EventReader {
+            lines: BoundedLines::new(max),
+            ..EventReader::default()
+        }
     }
 
     /// Bytes fed so far: where to read the file on from.
@@ -598,52 +729,66 @@ impl EventReader {
         &self.activity
     }
 
-    /// Bytes of an unfinished last line (a stream cut here never got its end).
+    /// Bytes of an unfinished last line (a stream cut here never got its end); at most
+    /// [`MAX_LINE_BYTES`] — an over-long line is not held.
     pub fn pending(&self) -> &[u8] {
-        &self.pending
+        self.lines.pending()
     }
 
     /// Take the next bytes of the stream; returns the records of the lines they complete
-    /// (garbled lines are counted in [`Activity::garbled`] and skipped).
+    /// (garbled lines are counted in [`Activity::garbled`] and skipped; an over-long line
+    /// is one [`Event::Oversized`] record).
     /// `observed_at` (RFC 3339) stands in for lines that carry no timestamp.
     pub fn feed(&mut self, bytes: &[u8], observed_at: Option<&str>) -> Vec<Record> {
         self.offset += bytes.len() as u64;
-        self.pending.extend_from_slice(bytes);
-        let Some(last_nl) = self.pending.iter().rposition(|&b| b == b'\n') else {
-            return Vec::new();
-        };
-        let rest = self.pending.split_off(last_nl + 1);
-        let complete = std::mem::replace(&mut self.pending, rest);
         let mut out = Vec::new();
-        for line in complete.split(|&b| b == b'\n') {
-            match parse_line(line) {
-                Ok(Some(rec)) => {
-                    self.activity.apply(&rec, observed_at, &mut self.seen);
-                    out.push(rec);
-                }
-                Ok(None) => {}
-                Err(_) => self.activity.garbled += 1,
-            }
-        }
+        let (activity, seen) = (&mut self.activity, &mut self.seen);
+        self.lines.push(bytes, |line| {
+            take_line(line, observed_at, activity, seen, &mut out);
+        });
         out
     }
 
     /// The stream is complete (the writer is gone): a last line without its newline is
     /// read if it parses, else counted as garbled.
     pub fn finish(&mut self, observed_at: Option<&str>) -> Vec<Record> {
-        let rest = std::mem::take(&mut self.pending);
-        match parse_line(&rest) {
-            Ok(Some(rec)) => {
-                self.activity.apply(&rec, observed_at, &mut self.seen);
-                vec![rec]
-            }
-            Ok(None) => Vec::new(),
-            Err(_) => {
-                self.activity.garbled += 1;
-                Vec::new()
-            }
-        }
+        let mut out = Vec::new();
+        let (activity, seen) = (&mut self.activity, &mut self.seen);
+        self.lines.finish(|line| {
+            take_line(line, observed_at, activity, seen, &mut out);
+        });
+        out
     }
+}
+
+fn take_line(
+    line: Line<'_>,
+    observed_at: Option<&str>,
+    activity: &mut Activity,
+    seen: &mut HashSet<String>,
+    out: &mut Vec<Record>,
+) {
+    let rec = match line {
+        Line::Oversized(bytes) => Record {
+            kind: "oversized".into(),
+            timestamp: None,
+            session_id: None,
+            message_id: None,
+            usage: None,
+            parent_tool_use_id: None,
+            events: vec![Event::Oversized { bytes }],
+        },
+        Line::Whole(l) => match parse_line(l) {
+            Ok(Some(rec)) => rec,
+            Ok(None) => return,
+            Err(_) => {
+                activity.garbled += 1;
+                return;
+            }
+        },
+    };
+    activity.apply(&rec, observed_at, seen);
+    out.push(rec);
 }
 
 /// The activity of a whole stream at once (a finished run's `events.jsonl`).
@@ -704,22 +849,23 @@ pub fn render(rec: &Record, opts: &mut RenderOptions) -> Vec<String> {
                 ]
                 .into_iter()
                 .flatten()
+                .map(|p| one_line(&p, 200))
                 .collect();
                 lines.push(format!("{prefix}started: {}", parts.join(" · ")));
             }
             Event::Text { text } => {
-                let all: Vec<&str> = text.trim().lines().collect();
-                let keep = if opts.max_text_lines == 0 {
-                    all.len()
-                } else {
-                    all.len().min(opts.max_text_lines)
+                let limit = match opts.max_text_lines {
+                    0 => MAX_RENDERED_LINES,
+                    n => n.min(MAX_RENDERED_LINES),
                 };
-                for (i, l) in all[..keep].iter().enumerate() {
+                let mut all = text.trim().lines();
+                for (i, l) in all.by_ref().take(limit).enumerate() {
                     let head = if i == 0 { "assistant: " } else { "  " };
-                    lines.push(format!("{prefix}{head}{l}"));
+                    lines.push(format!("{prefix}{head}{}", cut(l, MAX_RENDERED_CHARS)));
                 }
-                if keep < all.len() {
-                    lines.push(format!("{prefix}  … ({} more lines)", all.len() - keep));
+                let more = all.count();
+                if more > 0 {
+                    lines.push(format!("{prefix}  … ({more} more lines)"));
                 }
             }
             Event::Thinking => lines.push(format!("{prefix}(thinking)")),
@@ -733,7 +879,10 @@ pub fn render(rec: &Record, opts: &mut RenderOptions) -> Vec<String> {
                     ("Write", Some(Value::String(c))) => format!(" ({} bytes)", c.len()),
                     _ => String::new(),
                 };
-                lines.push(format!("{prefix}→ {}{target}{extra}", call.name));
+                lines.push(format!(
+                    "{prefix}→ {}{target}{extra}",
+                    one_line(&call.name, 80)
+                ));
             }
             Event::ToolResult {
                 is_error,
@@ -808,10 +957,95 @@ pub fn render(rec: &Record, opts: &mut RenderOptions) -> Vec<String> {
                     lines.push(format!("{prefix}  {}", one_line(t, 300)));
                 }
             }
+            Event::Oversized { bytes } => lines.push(format!(
+                "{prefix}(skipped an event line of {} bytes: over the {} byte limit)",
+                bytes, MAX_LINE_BYTES
+            )),
             Event::Other { .. } => {}
         }
     }
     lines
+}
+
+/// At most this many characters of one line of assistant text are rendered.
+pub const MAX_RENDERED_CHARS: usize = 2000;
+/// At most this many lines of one assistant text are rendered.
+pub const MAX_RENDERED_LINES: usize = 1000;
+
+/// `line` cut at `max` characters, saying how long it was.
+fn cut(line: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match line.char_indices().nth(max) {
+        None => line.into(),
+        Some((at, _)) => format!(
+            "{}… (truncated: {} chars)",
+            &line[..at],
+            line.chars().count()
+        )
+        .into(),
+    }
+}
+
+/// What a rendered line (of [`render`]) is: the one classifier of `qw logs --json`'s
+/// `kind` and the dashboard run page's styling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineKind {
+    /// The session started.
+    Start,
+    /// Assistant text.
+    Text,
+    /// A tool call.
+    Tool,
+    /// A tool answered.
+    ToolOk,
+    /// A tool failed or was refused.
+    ToolError,
+    /// An API retry.
+    Retry,
+    /// The final result and its notes.
+    Result,
+    /// Anything else (thinking, a skipped line).
+    Other,
+}
+
+impl LineKind {
+    /// Classify a line [`render`] made (without the time prefix of
+    /// [`RenderOptions::times`]).
+    pub fn of(line: &str) -> LineKind {
+        let l = line.trim_start().trim_start_matches('↳').trim_start();
+        if l.starts_with("started:") {
+            LineKind::Start
+        } else if l.starts_with('→') {
+            LineKind::Tool
+        } else if l.starts_with("← ok") {
+            LineKind::ToolOk
+        } else if l.starts_with('←') {
+            LineKind::ToolError
+        } else if l.starts_with("API retry") {
+            LineKind::Retry
+        } else if l.starts_with("result:") || l.starts_with("permission denied") {
+            LineKind::Result
+        } else if l.starts_with("(thinking)") || l.starts_with("(skipped an event line") {
+            LineKind::Other
+        } else {
+            LineKind::Text
+        }
+    }
+
+    /// The name `qw logs --json` prints (`start`, `text`, `tool`, `tool_ok`,
+    /// `tool_error`, `retry`, `result`, `other`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineKind::Start => "start",
+            LineKind::Text => "text",
+            LineKind::Tool => "tool",
+            LineKind::ToolOk => "tool_ok",
+            LineKind::ToolError => "tool_error",
+            LineKind::Retry => "retry",
+            LineKind::Result => "result",
+            LineKind::Other => "other",
+        }
+    }
 }
 
 /// A path inside `cwd` shown relative to it; anything else unchanged.
@@ -1109,5 +1343,90 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with('[') && lines[0].ends_with("] assistant: a"));
         assert!(lines[2].ends_with("… (2 more lines)"));
+    }
+
+    #[test]
+    fn an_over_long_line_is_skipped_as_it_streams_and_noted_with_its_size() {
+        let lines: Vec<&str> = STREAM.lines().collect();
+        let huge = format!("{{\"type\":\"assistant\",\"x\":\"{}\"}}", "a".repeat(20_000));
+        // Fed in small pieces: the huge line never sits whole in the reader.
+        let whole = format!("{}\n{huge}\n{}\n", lines[0], lines[1..].join("\n"));
+        let mut r = EventReader::with_max_line(8192);
+        let mut recs = Vec::new();
+        let mut held = 0;
+        for piece in whole.as_bytes().chunks(100) {
+            recs.extend(r.feed(piece, None));
+            held = held.max(r.pending().len());
+        }
+        recs.extend(r.finish(None));
+        assert!(held <= 8192, "held {held} bytes of one line");
+        let kinds: Vec<&str> = recs.iter().map(|r| r.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["system", "oversized", "assistant", "user", "assistant", "result"]
+        );
+        assert_eq!(
+            recs[1].events,
+            [Event::Oversized {
+                bytes: huge.len() as u64
+            }]
+        );
+        let a = r.activity();
+        assert_eq!((a.oversized, a.garbled), (1, 0));
+        assert!(a.finished && a.turns == 2, "the lines after it are read: {a:?}");
+        let shown = render(&recs[1], &mut RenderOptions::default());
+        assert_eq!(
+            shown,
+            [format!(
+                "(skipped an event line of {} bytes: over the {MAX_LINE_BYTES} byte limit)",
+                huge.len()
+            )]
+        );
+        assert_eq!(LineKind::of(&shown[0]), LineKind::Other);
+
+        // One piece holding it all, a line just at the limit, and a huge unfinished
+        // last line (the writer still going, then gone).
+        let mut r = EventReader::with_max_line(10);
+        let recs = r.feed(b"0123456789\n0123456789A\n{}\nxxxxxxxxxxxxxxxxxxxxxxxx", None);
+        assert_eq!(recs.len(), 2, "{recs:?}");
+        assert_eq!(recs[0].events, [Event::Oversized { bytes: 11 }]);
+        assert_eq!(r.activity().garbled, 1, "the 10-byte line is read (not JSON)");
+        assert!(r.pending().is_empty(), "the unfinished huge line is not held");
+        r.feed(b"yyyy", None);
+        let last = r.finish(None);
+        assert_eq!(last[0].events, [Event::Oversized { bytes: 28 }]);
+    }
+
+    #[test]
+    fn long_assistant_text_is_cut_and_says_so() {
+        let text = format!("{}\nsecond", "x".repeat(3 * MAX_RENDERED_CHARS));
+        let rec = record(
+            serde_json::json!({"type":"assistant","message":{"id":"m","content":[
+                {"type":"text","text": text}]}})
+            .as_object()
+            .unwrap(),
+        );
+        let lines = render(&rec, &mut RenderOptions::default());
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].len() < MAX_RENDERED_CHARS + 100, "{}", lines[0].len());
+        assert!(
+            lines[0].ends_with(&format!("… (truncated: {} chars)", 3 * MAX_RENDERED_CHARS)),
+            "{}",
+            &lines[0][lines[0].len() - 60..]
+        );
+        assert_eq!(lines[1], "  second");
+        let many = (0..MAX_RENDERED_LINES + 5)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let rec = record(
+            serde_json::json!({"type":"assistant","message":{"id":"m","content":[
+                {"type":"text","text": many}]}})
+            .as_object()
+            .unwrap(),
+        );
+        let lines = render(&rec, &mut RenderOptions::default());
+        assert_eq!(lines.len(), MAX_RENDERED_LINES + 1);
+        assert_eq!(lines.last().unwrap(), "  … (5 more lines)");
     }
 }

@@ -474,10 +474,12 @@ pub fn run_job_as(
         .expected_document()
         .is_some_and(|d| document::present(&d));
     let report = executor.run(&spec, cancel)?;
-    let stdout = read_if_exists(&command.stdout_file(job))?;
-    let stderr = read_if_exists(&job.stderr_file())?;
-    let stderr_tail = outcome::tail_lines(tail_bytes(&stderr, 16 * 1024), STDERR_TAIL_LINES);
-    let run = judge(
+    // Bounded: a line over `events::MAX_LINE_BYTES` is left out as it is read, so
+    // judging a run (also right after Ctrl-C) stays quick whatever the agent printed.
+    let (stdout, oversized) = runs::read_output(&command.stdout_file(job))?;
+    let stderr = read_tail(&job.stderr_file(), 16 * 1024)?;
+    let stderr_tail = outcome::tail_lines(&stderr, STDERR_TAIL_LINES);
+    let mut run = judge(
         agent,
         job,
         &ClassifyInput {
@@ -489,15 +491,29 @@ pub fn run_job_as(
         },
         before,
     );
+    if oversized > 0 {
+        run.evidence = format!(
+            "{} ({oversized} stdout line(s) over {} bytes skipped)",
+            run.evidence,
+            events::MAX_LINE_BYTES
+        );
+    }
     Ok((run, report))
 }
 
-fn read_if_exists(path: &Path) -> std::io::Result<Vec<u8>> {
-    match crate::fs::read(path) {
-        Ok(b) => Ok(b),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
+/// The last `max` bytes of the file at `path` (empty when there is none).
+fn read_tail(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match crate::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(max)))?;
+    let mut out = Vec::new();
+    file.take(max).read_to_end(&mut out)?;
+    Ok(out)
 }
 
 /// The last `max` bytes of `bytes`.

@@ -69,6 +69,51 @@ pub fn output_file(run_dir: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// How much of a stream [`Follow::poll`] and [`read_output`] read at once.
+pub const CHUNK: usize = 1 << 20;
+
+/// A run's captured stdout for the outcome classifier, read in [`CHUNK`]s: lines over
+/// [`super::events::MAX_LINE_BYTES`] are left out as they are read (never held whole),
+/// so judging a run stays quick and bounded whatever the agent printed. A missing file
+/// reads as empty. The number of lines left out comes second.
+pub fn read_output(path: &Path) -> io::Result<(Vec<u8>, u64)> {
+    use std::io::Read;
+    let mut file = match crate::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(e),
+    };
+    let mut lines = super::events::BoundedLines::default();
+    let mut out = Vec::new();
+    let mut dropped = 0u64;
+    let mut take = |line: super::events::Line<'_>| match line {
+        super::events::Line::Whole(l) => {
+            out.extend_from_slice(l);
+            out.push(b'\n');
+        }
+        super::events::Line::Oversized(_) => dropped += 1,
+    };
+    let mut buf = vec![0u8; CHUNK];
+    let mut ends_open = false;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        ends_open = buf[n - 1] != b'\n';
+        lines.push(&buf[..n], &mut take);
+    }
+    let open_tail = ends_open && !lines.skipping();
+    lines.finish(&mut take);
+    if open_tail && out.last() == Some(&b'\n') {
+        // A last line without its newline stays so (a stream cut mid-line).
+        out.pop();
+    }
+    Ok((out, dropped))
+}
+
 /// Follows a run's event stream while it grows (for `qw status`, `qw logs --follow`,
 /// the dashboard): each [`Follow::poll`] reads what was appended since the last one.
 /// A file that shrank (replaced) is read again from its start.
@@ -88,7 +133,10 @@ impl Follow {
     }
 
     /// Read what was appended; the records of the lines it completed. A missing file
-    /// is no error (the agent has not started writing).
+    /// is no error (the agent has not started writing). Reads in [`CHUNK`]s up to the
+    /// length the file had when the poll began, so memory stays bounded whatever the
+    /// file holds (a line over [`super::events::MAX_LINE_BYTES`] is skipped as it is
+    /// read, see [`super::events::EventReader`]).
     pub fn poll(&mut self) -> io::Result<Vec<super::events::Record>> {
         use std::io::{Read, Seek, SeekFrom};
         let mut file = match crate::fs::File::open(&self.path) {
@@ -105,9 +153,21 @@ impl Follow {
             .ok()
             .map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339());
         file.seek(SeekFrom::Start(self.reader.offset()))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        Ok(self.reader.feed(&bytes, observed.as_deref()))
+        let mut left = meta.len().saturating_sub(self.reader.offset());
+        let mut buf = vec![0u8; CHUNK.min(usize::try_from(left).unwrap_or(CHUNK))];
+        let mut out = Vec::new();
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = match file.read(&mut buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            left -= n as u64;
+            out.extend(self.reader.feed(&buf[..n], observed.as_deref()));
+        }
+        Ok(out)
     }
 
     /// The activity so far.

@@ -11,7 +11,7 @@ use clap::Args;
 
 use super::out::{self, outln};
 use super::{CliError, CmdResult, Ctx};
-use crate::agent::events::{RenderOptions, render};
+use crate::agent::events::{BoundedLines, Line, LineKind, RenderOptions, render};
 use crate::agent::runs::{self, Follow, RunUnit};
 use crate::names::{self, NameKind};
 
@@ -160,15 +160,56 @@ fn read_error(path: &Path, e: &std::io::Error) -> CliError {
     CliError::failed(format!("cannot read `{}`: {e}", path.display()))
 }
 
-/// Print what a plain captured output gained since `offset`; the new offset.
+/// Print what a plain captured output gained since `offset`; the new offset. Read in
+/// chunks: a line over [`crate::agent::events::MAX_LINE_BYTES`] is not printed, a note
+/// with its size is.
 fn print_raw(path: &Path, offset: u64) -> Result<u64, CliError> {
-    let bytes = crate::fs::read(path).map_err(|e| read_error(path, &e))?;
-    let start = usize::try_from(offset)
-        .unwrap_or(usize::MAX)
-        .min(bytes.len());
-    let text = String::from_utf8_lossy(&bytes[start..]);
-    out::bytes(crate::fmt::printable(&text).as_bytes())?;
-    Ok(bytes.len() as u64)
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = crate::fs::File::open(path).map_err(|e| read_error(path, &e))?;
+    let len = file.metadata().map_err(|e| read_error(path, &e))?.len();
+    if len <= offset {
+        return Ok(offset.min(len));
+    }
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| read_error(path, &e))?;
+    let mut lines = BoundedLines::default();
+    let mut failed = None;
+    let mut show = |line: Line<'_>| {
+        let text = match line {
+            Line::Whole(l) => String::from_utf8_lossy(l).into_owned(),
+            Line::Oversized(n) => format!(
+                "(skipped a line of {n} bytes: over the {} byte limit)",
+                crate::agent::events::MAX_LINE_BYTES
+            ),
+        };
+        if failed.is_none()
+            && let Err(e) = outln!("{}", crate::fmt::printable(&text))
+        {
+            failed = Some(e);
+        }
+    };
+    let mut buf = vec![0u8; runs::CHUNK];
+    let mut read = 0u64;
+    while read < len - offset {
+        let want = usize::try_from(len - offset - read)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = file
+            .read(&mut buf[..want])
+            .map_err(|e| read_error(path, &e))?;
+        if n == 0 {
+            break;
+        }
+        read += n as u64;
+        lines.push(&buf[..n], &mut show);
+    }
+    // The rest of an unfinished last line is shown as it is (plain output has no
+    // records to wait for).
+    lines.finish(&mut show);
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok(offset + read)
 }
 
 /// Turns records into lines on stdout.
@@ -191,7 +232,7 @@ impl Printer {
                 let line = serde_json::json!({
                     "run_id": self.run_id,
                     "at": at,
-                    "kind": kind(&text),
+                    "kind": LineKind::of(&text).as_str(),
                     "text": text,
                 });
                 outln!("{line}")?;
@@ -203,39 +244,17 @@ impl Printer {
     }
 }
 
-/// What a rendered line is: `start`, `text`, `tool`, `tool_ok`, `tool_error`, `retry`,
-/// `result` or `other` — the kinds the dashboard's run page styles (its `run_log`).
-fn kind(line: &str) -> &'static str {
-    let l = line.trim_start().trim_start_matches('↳').trim_start();
-    // `--json` renders without times; text mode's `[HH:MM:SS] ` prefix is not seen here.
-    if l.starts_with("started:") {
-        "start"
-    } else if l.starts_with('→') {
-        "tool"
-    } else if l.starts_with("← ok") {
-        "tool_ok"
-    } else if l.starts_with('←') {
-        "tool_error"
-    } else if l.starts_with("API retry") {
-        "retry"
-    } else if l.starts_with("result:") || l.starts_with("permission denied") {
-        "result"
-    } else if l.starts_with("(thinking)") {
-        "other"
-    } else {
-        "text"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn rendered_lines_get_their_kind() {
+        let kind = |l: &str| LineKind::of(l).as_str();
         assert_eq!(kind("→ Write hello.txt"), "tool");
         assert_eq!(kind("  ↳ ← ok: File created"), "tool_ok");
         assert_eq!(kind("← denied: no"), "tool_error");
         assert_eq!(kind("Here is the plan."), "text");
+        assert_eq!(kind("(skipped an event line of 5 bytes: over the 4 byte limit)"), "other");
     }
 }

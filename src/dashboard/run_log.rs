@@ -16,26 +16,8 @@ const MAX_STEPS: usize = 2000;
 /// How much of a plain output is shown.
 const RAW_TAIL_BYTES: u64 = 64 * 1024;
 
-/// What a step is, for styling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StepKind {
-    /// The session started.
-    Start,
-    /// Assistant text.
-    Text,
-    /// A tool call.
-    Tool,
-    /// A tool answered.
-    ToolOk,
-    /// A tool failed or was refused.
-    ToolError,
-    /// An API retry.
-    Retry,
-    /// The final result and its notes.
-    Result,
-    /// Anything else (thinking).
-    Other,
-}
+/// What a step is, for styling: the one classifier `qw logs --json` uses too.
+pub(crate) use crate::agent::events::LineKind as StepKind;
 
 /// One rendered line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,27 +28,6 @@ pub(crate) struct Step {
     pub kind: StepKind,
     /// The line.
     pub text: String,
-}
-
-fn kind_of(line: &str) -> StepKind {
-    let l = line.trim_start().trim_start_matches('↳').trim_start();
-    if l.starts_with("started:") {
-        StepKind::Start
-    } else if l.starts_with('→') {
-        StepKind::Tool
-    } else if l.starts_with("← ok") {
-        StepKind::ToolOk
-    } else if l.starts_with('←') {
-        StepKind::ToolError
-    } else if l.starts_with("API retry") {
-        StepKind::Retry
-    } else if l.starts_with("result:") || l.starts_with("permission denied") {
-        StepKind::Result
-    } else if l.starts_with("(thinking)") {
-        StepKind::Other
-    } else {
-        StepKind::Text
-    }
 }
 
 /// A run's log for one viewer.
@@ -120,7 +81,7 @@ impl RunLog {
                     }
                     self.steps.push_back(Step {
                         at: at.clone(),
-                        kind: kind_of(&text),
+                        kind: StepKind::of(&text),
                         text,
                     });
                 }
