@@ -80,17 +80,6 @@ impl ClaudeAgent {
     }
 }
 
-/// A session id as Claude Code makes them (a UUID): letters, digits, `-` — never
-/// something that could read as a flag.
-fn valid_session(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 200
-        && !id.starts_with('-')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
 impl Agent for ClaudeAgent {
     fn name(&self) -> &'static str {
         "claude"
@@ -106,7 +95,7 @@ impl Agent for ClaudeAgent {
         session_id: &str,
         prompt: &str,
     ) -> Option<Result<AgentCommand, AgentError>> {
-        if !valid_session(session_id) {
+        if !super::is_session_id(session_id) {
             return Some(Err(AgentError::BadSession {
                 id: session_id.to_owned(),
             }));
@@ -178,7 +167,7 @@ mod tests {
             extra_args: vec!["--permission-mode".into(), "acceptEdits".into()],
         };
         let c = agent
-            .resume_command(&job(), "5c1d3b0e-8f7a-4b52", "go on")
+            .resume_command(&job(), "5c1d3b0e-8f7a-4b52-9c3d-0123456789ab", "go on")
             .unwrap()
             .unwrap();
         let argv: Vec<String> = c
@@ -194,7 +183,7 @@ mod tests {
                 "-p",
                 "go on",
                 "--resume",
-                "5c1d3b0e-8f7a-4b52",
+                "5c1d3b0e-8f7a-4b52-9c3d-0123456789ab",
                 "--output-format",
                 "stream-json",
                 "--verbose",
@@ -202,7 +191,7 @@ mod tests {
                 "acceptEdits"
             ]
         );
-        for bad in ["", "--dangerously-skip-permissions", "a b", "x;y"] {
+        for bad in ["", "--dangerously-skip-permissions", "a b", "x;y", "5c1d3b0e-8f7a-4b52", "5c1d3b0e-8f7a-4b52-9c3d-0123456789ag", "-5c1d3b0-8f7a-4b52-9c3d-0123456789ab"] {
             assert!(
                 matches!(
                     agent.resume_command(&job(), bad, "p"),

@@ -280,7 +280,7 @@ pub enum AgentError {
         agent: &'static str,
     },
     /// A session id that is not one (it goes into argv after `--resume`).
-    #[error("`{id}` is not a session id (expected letters, digits and `-`)")]
+    #[error("`{}` is not a session id (Claude Code's are UUIDs)", shown_session(id))]
     BadSession {
         /// The value given.
         id: String,
@@ -333,6 +333,23 @@ impl crate::exit::UserError for AgentError {
     }
 }
 
+/// A session id as Claude Code makes them: a UUID, 8-4-4-4-12 hexadecimal digits
+/// (`40499eed-3697-4376-8424-4e652ae596e8`). Nothing else is recorded or resumed.
+pub fn is_session_id(id: &str) -> bool {
+    let groups: Vec<&str> = id.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A session id as shown in a note: one line, control characters escaped, cut short
+/// (the value may be anything a stream wrote).
+pub fn shown_session(id: &str) -> String {
+    crate::fmt::one_line(id, 60)
+}
+
 /// An AI coding agent (or a stand-in) that qw can run for a job.
 pub trait Agent: Send + Sync {
     /// Short name for logs, state and reports (`claude`, `command`, `offline`).
@@ -340,6 +357,13 @@ pub trait Agent: Send + Sync {
 
     /// The command that does `job`, given the prompt [`prompt::build`] made for it.
     fn command(&self, job: &Job, prompt: &str) -> Result<AgentCommand, AgentError>;
+
+    /// Whether `id` can be a session of this agent, to record and resume: Claude Code's
+    /// are UUIDs ([`is_session_id`]). A stream can name anything (a hostile or broken
+    /// one, `--dangerously-skip-permissions`): such an id is ignored, never passed on.
+    fn accepts_session(&self, id: &str) -> bool {
+        is_session_id(id)
+    }
 
     /// The command that continues the earlier session `session_id` of this agent for
     /// `job`, with the short `prompt` of [`prompt::resume`]. None: this agent has no

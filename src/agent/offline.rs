@@ -131,7 +131,8 @@ impl OfflineResult {
             "result": self.message,
             "duration_ms": duration_ms,
             "num_turns": 1,
-            "session_id": format!("offline-{}-{nanos:08x}", std::process::id()),
+            // Shaped like Claude Code's (a UUID), so it is recorded like one.
+            "session_id": format!("{:08x}-0000-4000-8000-{nanos:012x}", std::process::id()),
             "total_cost_usd": 0,
             "usage": {
                 "input_tokens": 0,

@@ -18,7 +18,8 @@ use crate::names::{NameKind, validate};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResetMode {
-    /// Tasks `in_progress/failed/blocked` → `pending`, phase after the last completed one.
+    /// Tasks `in_progress/failed/blocked` → `pending`, phase after the last completed one;
+    /// no unfinished task keeps an outcome or session to resume.
     Soft,
     /// Folder copied to backups, `design.md`, `tasks.md` and reports removed, back to design.
     Hard,
@@ -101,6 +102,11 @@ pub fn soft_reset(state: &mut UnifiedState, name: &str) -> Option<StateChanges> 
     let mut reset = Vec::new();
     let mut were_running = Vec::new();
     for (id, task) in &mut spec.tasks {
+        if task.status != TaskStatus::Completed {
+            // A reset starts the task over: nothing may resume its old session.
+            task.outcome = None;
+            task.session_id = None;
+        }
         let resettable = matches!(
             task.status,
             TaskStatus::InProgress | TaskStatus::Failed | TaskStatus::Blocked
@@ -311,6 +317,8 @@ mod tests {
                     status: st,
                     error: Some("x".into()),
                     attempts: 2,
+                    outcome: Some("killed_by_user".into()),
+                    session_id: Some(format!("session-{id}")),
                     ..Task::default()
                 },
             );
@@ -350,6 +358,12 @@ mod tests {
             assert_eq!(spec.tasks[id].status, TaskStatus::Pending);
         }
         assert_eq!(spec.tasks["2"].attempts, 0);
+        // Nothing unfinished keeps what a continue would resume, pending ones included.
+        for id in ["2", "3", "4", "5"] {
+            assert_eq!(spec.tasks[id].outcome, None, "{id}");
+            assert_eq!(spec.tasks[id].session_id, None, "{id}");
+        }
+        assert_eq!(spec.tasks["1"].session_id.as_deref(), Some("session-1"));
         assert!(s.agents.active_tasks.is_empty());
         assert_eq!(s.errors.len(), 1);
         assert!(soft_reset(&mut s, "zzz").is_none());

@@ -133,3 +133,75 @@ fn logs_follow_ends_when_no_workflow_runs_the_spec() {
         stdout(&out)
     );
 }
+
+#[test]
+fn logs_skips_over_long_lines_without_holding_them_and_cuts_long_text() {
+    // The stream of a run that went wrong: a 10 MB assistant line (over the 4 MiB
+    // line limit), a 3 MB one-line answer (under it: shown cut), the rest of the run,
+    // and then 64 MiB without a newline, still being written when qw reads it.
+    let lines: Vec<&str> = STREAM.lines().collect();
+    let text_line = |n: usize| {
+        serde_json::json!({"type": "assistant", "message": {"id": format!("m{n}"),
+            "content": [{"type": "text", "text": "b".repeat(n)}]}})
+        .to_string()
+    };
+    let events = format!(
+        "{}\n{}\n{}\n{}\n{}\n",
+        lines[0],
+        text_line(10_000_000),
+        text_line(3_000_000),
+        lines[1..].join("\n"),
+        "",
+    );
+    let p = project_with_run(&events);
+    let path = p.path().join(".claude/runs").join(RUN).join("events.jsonl");
+    append_filler(&path, 64 << 20, b'a');
+
+    let out = p.run(&["logs", "demo", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.len() < 64 * 1024, "{} bytes printed", text.len());
+    assert!(
+        text.contains("(skipped an event line of 10000"),
+        "the 10 MB line is noted with its size: {text:.2000}"
+    );
+    assert!(text.contains("(truncated: 3000000 chars)"), "{text:.3000}");
+    assert!(text.contains("→ Write hello.txt") && text.contains("result:"));
+    // The unfinished 64 MiB line is noted too, once the run has its result.
+    assert!(
+        text.contains(&format!("(skipped an event line of {} bytes", 64 << 20)),
+        "{text:.3000}"
+    );
+    // Nothing held the huge line whole: qw stayed far below its size.
+    let rss_mib = children_max_rss_kib() / 1024;
+    assert!(rss_mib < 48, "qw logs grew to {rss_mib} MiB");
+
+    let out = p.run(&["logs", "demo", "1", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let skipped: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["text"].as_str().unwrap().starts_with("(skipped"))
+        .collect();
+    assert_eq!(skipped.len(), 2, "{}", stdout(&out));
+    assert!(skipped.iter().all(|v| v["kind"] == "other"));
+}
+
+#[test]
+fn logs_of_plain_output_skips_an_over_long_line() {
+    let p = project_with_run(STREAM);
+    std::fs::remove_dir_all(p.path().join(".claude/runs").join(RUN)).unwrap();
+    let path = p.path().join(".claude/runs").join(OLDER).join("stdout.log");
+    append_filler(&path, 8 << 20, b'z');
+    append_filler(&path, 1, b'\n');
+    append_filler(&path, 4, b'y');
+    let out = p.run(&["logs", "demo", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "older run\n(skipped a line of {} bytes: over the 4194304 byte limit)\nyyyy\n",
+            8 << 20
+        )
+    );
+}

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::support::*;
-use crate::workflow::{Flow, THREE, code, diag};
+use crate::workflow::{Flow, THREE, code, diag, fake_sid};
 
 /// Put a wrapper in front of the fake `claude`: when the implementation of task
 /// `$BREAK_AT` runs, it appends a line that makes tasks.md unparseable (a duplicate id),
@@ -119,7 +119,7 @@ fn reconcile_a_tick_lost_to_a_mid_run_parse_error_is_restored_on_continue() {
     for id in ["1", "2", "3"] {
         assert_eq!(f.task(id)["status"], "completed", "{id}");
     }
-    assert_eq!(f.task("2")["session_id"], "fake-2", "the record is kept");
+    assert_eq!(f.task("2")["session_id"], fake_sid("fake", "2"), "the record is kept");
 
     // Agreeing sides: the next start repairs nothing and records nothing.
     let out = f.run(&["workflow-continue", "demo"]);
@@ -182,7 +182,7 @@ fn reconcile_renumbered_tasks_keep_their_records_and_a_hand_tick_is_kept() {
     assert_eq!(f.runs_of("5"), 0, "ticked by hand: not run");
     let second = f.task("3");
     assert_eq!(second["description"], "Second");
-    assert_eq!(second["session_id"], "fake-2");
+    assert_eq!(second["session_id"], fake_sid("fake", "2"));
     assert_eq!(second["renumbered_from"], "2");
     let third = f.task("4");
     assert_eq!(third["status"], "completed");
@@ -237,7 +237,7 @@ fn reconcile_a_deleted_task_is_kept_aside_and_a_contradicted_tick_is_undone() {
     assert!(spec["tasks"].get("2").is_none(), "{spec}");
     let kept = &spec["orphaned_tasks"]["2"];
     assert_eq!(kept["status"], "completed", "{kept}");
-    assert_eq!(kept["session_id"], "fake-2", "{kept}");
+    assert_eq!(kept["session_id"], fake_sid("fake", "2"), "{kept}");
     assert_eq!(f.task("3")["status"], "completed");
     assert_eq!(spec["progress_percentage"], 100.0, "{spec}");
     // Unticked by the repair, ticked again by the run: the same bytes, same file.

@@ -184,3 +184,28 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 pub mod claude_cli;
 pub mod messages_api;
+
+/// The largest resident set (KiB) of any child this test process waited for. nextest
+/// runs each test in its own process, so it is the biggest process the test started.
+pub fn children_max_rss_kib() -> i64 {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .map(|u| u.max_rss())
+        .unwrap_or(0)
+}
+
+/// Append `n` bytes of `byte` to `path` without a newline, in 1 MiB writes.
+pub fn append_filler(path: &Path, n: usize, byte: u8) {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    let chunk = vec![byte; 1 << 20];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(chunk.len());
+        f.write_all(&chunk[..k]).unwrap();
+        left -= k;
+    }
+}

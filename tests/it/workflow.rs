@@ -17,10 +17,14 @@ use crate::support::*;
 /// - FAKE_HANG=<task>: that task sleeps 300 s (also in a setsid grandchild).
 /// - FAKE_SLOW=<task>: that task sleeps FAKE_SLOW_SECS.
 /// - FAKE_SLEEP: every implementation run sleeps this long.
+/// - FAKE_HUGE=<task>: that task prints its init event, then FAKE_HUGE_BYTES bytes
+///   without a newline, then sleeps 300 s.
 /// - FAKE_FAIL=<task>:<n>: that task reports is_error its first n runs (counter files).
 /// - FAKE_LOGIN=<task>: that task answers like a CLI that is not logged in.
 /// - FAKE_LIMIT=<task>: that task hits the usage limit (until FAKE_LIMIT_FILE is removed),
-///   session `limited-<task>`, costing FAKE_COST_LIMIT.
+///   session `11111111-0000-4000-8000-<task digits>`, costing FAKE_COST_LIMIT.
+/// - Other runs' session is `00000000-0000-4000-8000-<task digits>` ([`fake_sid`]);
+///   FAKE_SID=<task>:<id> makes that task's result name session `<id>` instead.
 ///
 /// The log's start lines end with the session given to `--resume` (if any).
 const FAKE_CLAUDE: &str = r#"#!/bin/sh
@@ -37,9 +41,16 @@ done
 phase="$QW_PHASE"; task="$QW_TASK_ID"; spec="$QW_SPEC"
 dir=".claude/specs/$spec"
 now() { date +%s%3N; }
+sid() { # a UUID per kind and task, as Claude Code's session ids are
+  case "$1" in limited) k=11111111 ;; *) k=00000000 ;; esac
+  printf '%s-0000-4000-8000-%012d' "$k" "$(printf %s "$task" | tr -cd 0-9)"
+}
+session() { # FAKE_SID=<task>:<id> overrides
+  case "$FAKE_SID" in "$task":*) printf %s "${FAKE_SID#*:}" ;; *) sid "$1" ;; esac
+}
 [ -n "$FAKE_LOG" ] && echo "start $phase $task $(now) $resume" >> "$FAKE_LOG"
 result() { # is_error cost text [subtype]
-  printf '{"type":"result","subtype":"%s","is_error":%s,"duration_ms":12,"num_turns":2,"result":"%s","session_id":"fake-%s","total_cost_usd":%s,"usage":{"input_tokens":100,"output_tokens":50},"permission_denials":[]}\n' "${4:-success}" "$1" "$3" "$task" "$2"
+  printf '{"type":"result","subtype":"%s","is_error":%s,"duration_ms":12,"num_turns":2,"result":"%s","session_id":"%s","total_cost_usd":%s,"usage":{"input_tokens":100,"output_tokens":50},"permission_denials":[]}\n' "${4:-success}" "$1" "$3" "$(session fake)" "$2"
 }
 case "$phase" in
   requirements) printf '# Requirements\n\n1. It works.\n' > "$dir/requirements.md" ;;
@@ -53,6 +64,11 @@ if [ "$phase" = implementation ]; then
     setsid sleep 300 &
     sleep 300
   fi
+  if [ -n "$FAKE_HUGE" ] && [ "$task" = "$FAKE_HUGE" ]; then
+    printf '{"type":"system","subtype":"init","session_id":"%s"}\n' "$(session fake)"
+    head -c "$FAKE_HUGE_BYTES" /dev/zero | tr '\0' a
+    sleep 300
+  fi
   if [ -n "$FAKE_SLOW" ] && [ "$task" = "$FAKE_SLOW" ]; then sleep "${FAKE_SLOW_SECS:-2}"; fi
   [ -n "$FAKE_SLEEP" ] && sleep "$FAKE_SLEEP"
   if [ -n "$FAKE_LOGIN" ] && [ "$task" = "$FAKE_LOGIN" ]; then
@@ -60,7 +76,7 @@ if [ "$phase" = implementation ]; then
     exit 1
   fi
   if [ -n "$FAKE_LIMIT" ] && [ "$task" = "$FAKE_LIMIT" ] && [ -e "$FAKE_LIMIT_FILE" ]; then
-    echo "{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":true,\"num_turns\":1,\"result\":\"Claude AI usage limit reached|$(( $(date +%s) + 3600 ))\",\"session_id\":\"limited-$task\",\"total_cost_usd\":${FAKE_COST_LIMIT:-0}}"
+    echo "{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":true,\"num_turns\":1,\"result\":\"Claude AI usage limit reached|$(( $(date +%s) + 3600 ))\",\"session_id\":\"$(session limited)\",\"total_cost_usd\":${FAKE_COST_LIMIT:-0}}"
     exit 1
   fi
   case "$FAKE_FAIL" in
@@ -205,6 +221,13 @@ impl Flow {
     }
 }
 
+/// The session id the fake claude gives a run of `task` (`kind`: `fake` or `limited`).
+pub(crate) fn fake_sid(kind: &str, task: &str) -> String {
+    let k = if kind == "limited" { "11111111" } else { "00000000" };
+    let digits: String = task.chars().filter(char::is_ascii_digit).collect();
+    format!("{k}-0000-4000-8000-{:0>12}", digits)
+}
+
 pub(crate) fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
@@ -255,7 +278,7 @@ fn workflow_full_run_with_fake_claude_writes_everything_and_sums_cost() {
     let t1 = &spec["tasks"]["1"];
     assert_eq!(t1["status"], "completed");
     assert_eq!(t1["attempts"], 1);
-    assert_eq!(t1["session_id"], "fake-1");
+    assert_eq!(t1["session_id"], fake_sid("fake", "1"));
     assert_eq!(t1["input_tokens"], 100);
     let report = f.p.read(".claude/specs/demo/report.md");
     assert!(report.contains("Completed"), "{report}");
@@ -552,6 +575,54 @@ fn workflow_sigint_stops_everything_and_continue_finishes() {
 }
 
 #[test]
+fn workflow_sigint_is_prompt_whatever_the_event_stream_holds() {
+    // The agent writes 64 MiB on one line and hangs: Ctrl-C still ends the workflow,
+    // judging the run never holds that line, and continue can run the task again.
+    let mut f = Flow::new(THREE);
+    let huge: usize = 64 << 20;
+    f.set("FAKE_HUGE", "1")
+        .set("FAKE_HUGE_BYTES", &huge.to_string());
+    let mut child = f
+        .cmd(&["workflow-auto", "demo", "A demo feature", "--agent", "claude"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = || {
+        std::fs::read_dir(f.path().join(".claude/runs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("-task-1-"))
+            .map(|e| e.path().join("events.jsonl"))
+            .find(|p| p.metadata().is_ok_and(|m| m.len() >= huge as u64))
+    };
+    let written = wait_until(Duration::from_secs(120), || events().is_some());
+    unsafe_kill(child.id() as i32, 2);
+    let ended = wait_until(Duration::from_secs(60), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        unsafe_kill(child.id() as i32, 9);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(written, "the fake agent never wrote its huge line");
+    assert!(ended, "the workflow did not end after SIGINT");
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(pids_with_env("QW_TEST_MARKER", &f.guard.0).is_empty());
+    let t = f.task("1");
+    assert_eq!(t["status"], "pending", "{t}");
+    assert!(
+        t["evidence"]
+            .as_str()
+            .is_some_and(|e| e.contains("1 stdout line(s) over 4194304 bytes skipped")),
+        "{t}"
+    );
+    let rss_mib = children_max_rss_kib() / 1024;
+    assert!(rss_mib < 48, "a process grew to {rss_mib} MiB");
+}
+
+#[test]
 fn workflow_cost_ceiling_stops_new_work_and_continue_resumes() {
     let md = "- [ ] 1. One\n- [ ] 2. Two\n  - _Depends: 1_\n- [ ] 3. Three\n  - _Depends: 2_\n";
     let mut f = Flow::new(md);
@@ -609,7 +680,8 @@ fn workflow_continue_resumes_the_limited_session_and_adds_up_its_costs() {
             .set("FAKE_COST_IMPL", "0.5");
         let out = f.auto(&["--agent", "claude"]);
         assert_eq!(code(&out), 3, "{}", diag(&out));
-        assert_eq!(f.task("1")["session_id"], "limited-1");
+        let limited = fake_sid("limited", "1");
+        assert_eq!(f.task("1")["session_id"], limited.as_str());
 
         std::fs::remove_file(&flag).unwrap();
         let mut args = vec!["workflow-continue", "demo", "--json"];
@@ -618,7 +690,7 @@ fn workflow_continue_resumes_the_limited_session_and_adds_up_its_costs() {
         }
         let out = f.run(&args);
         assert_eq!(code(&out), 0, "{}", diag(&out));
-        let expected = if fresh { "" } else { "limited-1" };
+        let expected = if fresh { "" } else { limited.as_str() };
         assert_eq!(f.resumed_of("1"), ["", expected], "fresh: {fresh}");
         let started: Vec<Value> = stdout(&out)
             .lines()
@@ -628,7 +700,7 @@ fn workflow_continue_resumes_the_limited_session_and_adds_up_its_costs() {
         assert_eq!(started.len(), 1, "{}", diag(&out));
         assert_eq!(
             started[0].get("resumes").and_then(Value::as_str),
-            (!fresh).then_some("limited-1"),
+            (!fresh).then_some(limited.as_str()),
             "{}",
             diag(&out)
         );
@@ -636,7 +708,7 @@ fn workflow_continue_resumes_the_limited_session_and_adds_up_its_costs() {
         let t = f.task("1");
         assert_eq!(t["status"], "completed");
         assert!((t["cost_usd"].as_f64().unwrap() - 0.75).abs() < 1e-9, "{t}");
-        assert_eq!(t["session_id"], "fake-1", "the last run's session");
+        assert_eq!(t["session_id"], fake_sid("fake", "1"), "the last run's session");
         let state = f.state();
         let spec_cost = state["specifications"]["demo"]["cost_usd"]
             .as_f64()

@@ -393,6 +393,10 @@ fn attempt_finished(s: &mut UnifiedState, name: &str, agent: &str, a: AttemptEnd
         if r.session_id.is_some() {
             entry.session_id = r.session_id.clone();
         }
+        // The run the attempt ended in: after a gone session, its fresh run's folder.
+        if let Some(run_id) = std::path::Path::new(&a.run_dir).file_name() {
+            entry.run_id = Some(run_id.to_string_lossy().into_owned());
+        }
         entry.outcome = Some(r.outcome.as_str().to_owned());
         entry.duration_seconds = Some(r.duration_ms as f64 / 1000.0);
         entry.extra.insert("evidence".into(), json!(r.evidence));

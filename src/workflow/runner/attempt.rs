@@ -10,8 +10,16 @@
 //! a conversation worth continuing. Its retry — in this loop, or in a later
 //! `workflow-continue` that finds the task's last outcome and session in the state —
 //! runs with [`Start::Resume`] (`--resume ID` and the short prompt), unless
-//! `Options::fresh`. A session the agent no longer has is run fresh at once, said in a
-//! note and in the attempt's evidence; an agent without sessions always runs fresh.
+//! `Options::fresh`. A task left `in_progress` by a `qw` that was killed (no outcome of
+//! its last run: the run folder's stream has no result) continues the session that
+//! run's `events.jsonl` names. A session the agent no longer has is run fresh at once,
+//! in a run folder of its own (both runs' files are kept), said in a note and in the
+//! attempt's evidence; an agent without sessions always runs fresh. Session ids are
+//! checked where they are recorded and where they are used ([`Agent::accepts_session`]:
+//! Claude Code's are UUIDs): one that is not is ignored with a note, and the run that
+//! would have resumed it runs fresh.
+//!
+//! [`Agent::accepts_session`]: crate::agent::Agent::accepts_session
 
 use std::ffi::OsString;
 use std::ops::ControlFlow;
@@ -58,7 +66,7 @@ pub(crate) fn attempts(
     };
     let max = run.options.attempts.max(1);
     let mut attempt = 0;
-    let mut resume = earlier_session(run, unit);
+    let mut resume = earlier_session(run, unit)?;
     loop {
         attempt += 1;
         if let Some(sig) = run.stop.signal() {
@@ -96,7 +104,7 @@ pub(crate) fn attempts(
             }
         };
         let run_dir = agent::runs::create(run.project, run.name, &run_label(unit, attempt))?;
-        let job = job(run, unit, place, run_dir.clone());
+        let mut job = job(run, unit, place, run_dir.clone());
         let system_stats = match (unit, run.resource_monitoring) {
             (Unit::Task(_), true) => {
                 match crate::admission::probes::Probes::read().system_stats_json() {
@@ -114,8 +122,10 @@ pub(crate) fn attempts(
             resumes: resume.as_ref().map(|r| r.session_id.as_str()),
         })?;
         let started = Instant::now();
-        let result = one_attempt(run, unit, &job, resume.as_ref());
+        let result = one_attempt(run, unit, &mut job, attempt, resume.as_ref());
         drop(slot);
+        // The run the attempt ended in (a fresh run after a gone session has its own).
+        let run_dir = job.run_dir.clone();
         let duration = started.elapsed();
         // The agent could not be prepared or judged, or the task's merge failed: this
         // attempt failed, the workflow goes on.
@@ -130,6 +140,16 @@ pub(crate) fn attempts(
         });
         if r.duration_ms == 0 {
             r.duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        }
+        if let Some(bad) = r.session_id.take_if(|id| !run.agent.accepts_session(id)) {
+            note(
+                run,
+                unit,
+                format!(
+                    "ignored session id `{}` the agent reported: not a session id (Claude Code's are UUIDs); a retry of this run runs fresh",
+                    agent::shown_session(&bad)
+                ),
+            )?;
         }
         run.budget.finish(&budget_key, r.cost_usd);
         let will_retry = !r.outcome.is_success()
@@ -183,23 +203,92 @@ fn session_to_resume(run: &Run<'_>, r: &AgentRun) -> Option<Resume> {
 }
 
 /// The session a task's first attempt in this workflow run continues: the one its last
-/// run (of an earlier `qw` invocation) left, as the state records it, when that run was
-/// stopped (see [`resumable`]).
-fn earlier_session(run: &Run<'_>, unit: Unit<'_>) -> Option<Resume> {
-    let Unit::Task(task) = unit else { return None };
+/// run (of an earlier `qw` invocation) left, when that run was stopped (see
+/// [`resumable`]) — as the state records it, or, for a task left `in_progress` by a
+/// `qw` that was killed (its newest run has no result), as that run's `events.jsonl`
+/// names it. A session id that is not one is ignored with a note (the run is fresh).
+fn earlier_session(run: &Run<'_>, unit: Unit<'_>) -> Result<Option<Resume>, WorkflowError> {
+    let Unit::Task(task) = unit else {
+        return Ok(None);
+    };
     if run.options.fresh {
-        return None;
+        return Ok(None);
     }
     // An unreadable state only costs the resume: the run starts fresh.
-    let state = run.store.load().ok()?;
-    let entry = state.specifications.get(run.name)?.tasks.get(&task.id)?;
-    let outcome = entry.outcome.as_deref()?;
-    if !resumable(outcome) {
+    let Ok(state) = run.store.load() else {
+        return Ok(None);
+    };
+    let Some(entry) = state
+        .specifications
+        .get(run.name)
+        .and_then(|s| s.tasks.get(&task.id))
+    else {
+        return Ok(None);
+    };
+    let cut_off = (entry.status == crate::state::TaskStatus::InProgress)
+        .then(|| cut_off_run(run, &task.id, entry.run_id.as_deref()))
+        .flatten();
+    let (session, why) = match (cut_off, entry.outcome.as_deref()) {
+        (Some((run_id, session)), _) => (
+            session,
+            format!("qw was killed while you worked (run {run_id}); your run was cut off mid-way"),
+        ),
+        (None, Some(outcome)) if resumable(outcome) => match &entry.session_id {
+            Some(id) => (
+                id.clone(),
+                entry.error.clone().unwrap_or_else(|| outcome.to_owned()),
+            ),
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    if !run.agent.accepts_session(&session) {
+        note(
+            run,
+            unit,
+            format!(
+                "the recorded session id `{}` is not a session id (Claude Code's are UUIDs); running fresh",
+                agent::shown_session(&session)
+            ),
+        )?;
+        return Ok(None);
+    }
+    Ok(Some(Resume {
+        session_id: session,
+        why,
+    }))
+}
+
+/// The newest run of task `id` when it was cut off (its stream has no result: the `qw`
+/// running it was killed) and names a session: `(run id, session id)`. The state's
+/// `run_id` (the run its last attempt started) first, else the newest run folder of the
+/// task. The stream is read bounded (see [`agent::runs::Follow`]).
+fn cut_off_run(run: &Run<'_>, id: &str, run_id: Option<&str>) -> Option<(String, String)> {
+    let newest = match run_id.filter(|r| {
+        agent::runs::run_dir(run.project, r).is_some_and(|d| d.is_dir())
+    }) {
+        Some(r) => r.to_owned(),
+        None => agent::runs::list(run.project, run.name)
+            .ok()?
+            .into_iter()
+            .rev()
+            .find(|f| f.unit == agent::runs::RunUnit::Task(id.to_owned()))?
+            .id,
+    };
+    let activity = agent::runs::read_activity(run.project, &newest)?;
+    if activity.finished {
         return None;
     }
-    Some(Resume {
-        session_id: entry.session_id.clone()?,
-        why: entry.error.clone().unwrap_or_else(|| outcome.to_owned()),
+    Some((newest, activity.session_id?))
+}
+
+/// Tell a note about `unit`.
+fn note(run: &Run<'_>, unit: Unit<'_>, what: String) -> Result<(), WorkflowError> {
+    run.events.emit(EventKind::Note {
+        message: match unit {
+            Unit::Task(t) => format!("task {}: {what}", t.id),
+            Unit::Document(p) => format!("{p}: {what}"),
+        },
     })
 }
 
@@ -299,11 +388,13 @@ pub(crate) fn not_started(
 }
 
 /// Run the agent once (continuing `resume`'s session if given) and, if it succeeded,
-/// the task's `_Verify:_` command.
+/// the task's `_Verify:_` command. A resume whose session is gone runs fresh in a new run
+/// folder (`job.run_dir` then names it), so the failed resume's files are kept.
 fn one_attempt(
     run: &Run<'_>,
     unit: Unit<'_>,
-    job: &Job,
+    job: &mut Job,
+    attempt: u32,
     resume: Option<&Resume>,
 ) -> Result<AgentRun, WorkflowError> {
     let limits = RunLimits {
@@ -311,7 +402,7 @@ fn one_attempt(
         grace: run.options.grace(),
         stall_timeout: run.options.stall_timeout(),
     };
-    let run_as = |start| {
+    let run_as = |job: &Job, start| {
         let (r, report) = agent::run_job_as(
             run.agent,
             job,
@@ -332,15 +423,20 @@ fn one_attempt(
         None => Ok(r),
     };
     let mut r = match resume {
-        None => told(run_as(Start::Fresh)?)?,
+        None => told(run_as(job, Start::Fresh)?)?,
         Some(resume) => {
             let start = Start::Resume {
                 session_id: &resume.session_id,
                 why: &resume.why,
             };
-            match run_as(start) {
+            match run_as(job, start) {
                 // This agent has no sessions: the retry is a fresh run.
-                Err(AgentError::CannotResume { .. }) => told(run_as(Start::Fresh)?)?,
+                Err(AgentError::CannotResume { .. }) => told(run_as(job, Start::Fresh)?)?,
+                // Checked before, so only an agent that disagrees with itself: fresh.
+                Err(e @ AgentError::BadSession { .. }) => {
+                    note(run, unit, format!("{e}; running fresh"))?;
+                    told(run_as(job, Start::Fresh)?)?
+                }
                 Ok((r, None))
                     if matches!(
                         r.outcome,
@@ -350,14 +446,18 @@ fn one_attempt(
                         }
                     ) && run.stop.signal().is_none() =>
                 {
-                    let gone = format!("session {} is gone; ran fresh", resume.session_id);
-                    run.events.emit(EventKind::Note {
-                        message: match unit {
-                            Unit::Task(t) => format!("task {}: {gone}", t.id),
-                            Unit::Document(p) => format!("{p}: {gone}"),
-                        },
-                    })?;
-                    let mut fresh = told(run_as(Start::Fresh)?)?;
+                    // A run folder of its own: the failed resume's prompt, stream and
+                    // stderr stay as they were.
+                    let failed = run_id(&job.run_dir);
+                    job.run_dir =
+                        agent::runs::create(run.project, run.name, &run_label(unit, attempt))?;
+                    let gone = format!(
+                        "session {} is gone (run {failed}); ran fresh in run {}",
+                        resume.session_id,
+                        run_id(&job.run_dir)
+                    );
+                    note(run, unit, gone.clone())?;
+                    let mut fresh = told(run_as(job, Start::Fresh)?)?;
                     fresh.cost_usd += r.cost_usd;
                     fresh.evidence = format!("{gone}; {}", fresh.evidence);
                     fresh
@@ -397,6 +497,13 @@ fn one_attempt(
         run.space.integrate(task, &mut r, run.events)?;
     }
     Ok(r)
+}
+
+/// The run id (folder name) of a run folder.
+fn run_id(dir: &std::path::Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Tell that `report`'s job was one a killed `qw` left and this run took over (waited

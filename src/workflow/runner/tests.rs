@@ -134,6 +134,11 @@ impl Agent for FakeAgent {
         })
     }
 
+    /// Any id that cannot read as a flag (the scripted ids are short, `s-1`).
+    fn accepts_session(&self, id: &str) -> bool {
+        !id.is_empty() && !id.starts_with('-')
+    }
+
     fn resume_command(
         &self,
         job: &Job,
@@ -171,6 +176,9 @@ struct Scenario {
     stop_before: Option<StopReason>,
     /// Task 1's last run in an earlier `qw` invocation: its outcome and session.
     earlier: Option<(&'static str, &'static str)>,
+    /// Task 1 left `in_progress` by a killed `qw`: its run folder's `events.jsonl`
+    /// (no outcome in the state).
+    cut_off: Option<&'static str>,
 }
 
 impl Scenario {
@@ -188,6 +196,7 @@ impl Scenario {
             signal_before: None,
             stop_before: None,
             earlier: None,
+            cut_off: None,
         }
     }
 }
@@ -204,7 +213,12 @@ struct Seen<T> {
     stop: Option<StopReason>,
     script_left: usize,
     prompts: Vec<String>,
+    /// The run folders at the end, oldest first: each with the names of its files.
+    runs: Vec<(String, Vec<String>)>,
 }
+
+/// The run id of the run a killed `qw` left (see [`Scenario::cut_off`]).
+const CUT_RUN: &str = "20260101T100000000-demo-task-1-a1-abcdef";
 
 /// Run `f` on a [`Run`] wired to the fakes, a real recorder in a temporary project,
 /// and an event collector.
@@ -238,6 +252,21 @@ fn scenario<T>(s: Scenario, f: impl FnOnce(&Run<'_>, &TaskList) -> T) -> Seen<T>
                 task.session_id = Some(session.into());
                 task.error = Some(format!("{outcome}: earlier run stopped"));
                 task.cost_usd = Some(1.0);
+            })
+            .unwrap();
+    }
+    if let Some(events) = s.cut_off {
+        let dir = project.runs_dir().join(CUT_RUN);
+        crate::fs::create_dir_all(&dir).unwrap();
+        crate::fs::write(dir.join("events.jsonl"), events).unwrap();
+        store
+            .update(|state| {
+                let spec = state.specifications.entry(SPEC.into()).or_default();
+                let task = spec.tasks.entry("1".into()).or_default();
+                task.id = "1".into();
+                task.status = TaskStatus::InProgress;
+                task.attempts = 1;
+                task.run_id = Some(CUT_RUN.into());
             })
             .unwrap();
     }
@@ -276,6 +305,22 @@ fn scenario<T>(s: Scenario, f: impl FnOnce(&Run<'_>, &TaskList) -> T) -> Seen<T>
         (result, run.stop.reason())
     };
     let tasks_md = crate::fs::read_to_string(project.spec_dir(SPEC).join("tasks.md")).unwrap();
+    let mut runs: Vec<(String, Vec<String>)> = crate::fs::read_dir(project.runs_dir())
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    let mut files: Vec<String> = crate::fs::read_dir(e.path())
+                        .unwrap()
+                        .flatten()
+                        .map(|f| f.file_name().to_string_lossy().into_owned())
+                        .collect();
+                    files.sort();
+                    (e.file_name().to_string_lossy().into_owned(), files)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    runs.sort();
     Seen {
         result,
         calls: executor.calls.into_inner().unwrap(),
@@ -285,6 +330,7 @@ fn scenario<T>(s: Scenario, f: impl FnOnce(&Run<'_>, &TaskList) -> T) -> Seen<T>
         stop,
         script_left: executor.script.into_inner().unwrap().len(),
         prompts: executor.prompts.into_inner().unwrap(),
+        runs,
     }
 }
 
@@ -812,21 +858,128 @@ fn a_gone_session_runs_fresh_and_says_so() {
     let seen = attempt_task(s);
     assert_eq!(seen.calls, ["agent --resume s-0", "agent"]);
     assert_eq!(seen.result.outcome, Outcome::Succeeded);
+    // Two run folders, each with its own prompt and output: the fresh run did not
+    // overwrite the failed resume's files.
+    assert_eq!(seen.runs.len(), 2, "{:?}", seen.runs);
+    for (id, files) in &seen.runs {
+        assert!(id.contains("-task-1-a1-"), "{id}");
+        assert_eq!(files, &["prompt.md", "stdout.json"], "{id}");
+    }
+    let (failed, fresh) = (&seen.runs[0].0, &seen.runs[1].0);
+    let gone = format!("session s-0 is gone (run {failed}); ran fresh in run {fresh}");
     assert!(
-        seen.result
-            .evidence
-            .starts_with("session s-0 is gone; ran fresh"),
+        seen.result.evidence.starts_with(&gone),
         "{}",
         seen.result.evidence
     );
     assert!(
         seen.events
             .iter()
-            .any(|e| e.contains("task 1: session s-0 is gone; ran fresh")),
+            .any(|e| e == &format!("note task 1: {gone}")),
         "{:?}",
         seen.events
     );
     let task = &seen.state.specifications[SPEC].tasks["1"];
     assert_eq!(task.session_id.as_deref(), Some("s-9"));
     assert_eq!(task.attempts, 1, "one attempt, two runs");
+    assert_eq!(task.run_id.as_deref(), Some(fresh.as_str()), "the run it ended in");
+}
+
+#[test]
+fn a_session_id_that_is_not_one_is_ignored_and_the_retry_runs_fresh() {
+    // Reported by the run (a hostile or broken stream): not recorded, not resumed.
+    let seen = attempt_task(Scenario::new(
+        ONE,
+        vec![
+            in_session(
+                Outcome::TimedOut { escalated: false },
+                "--dangerously-skip-permissions",
+                0.0,
+            ),
+            in_session(Outcome::Succeeded, "s-2", 0.0),
+        ],
+    ));
+    assert_eq!(seen.result.outcome, Outcome::Succeeded);
+    assert_eq!(seen.calls, ["agent", "agent"], "no --resume");
+    assert!(
+        seen.events.iter().any(|e| e.starts_with(
+            "note task 1: ignored session id `--dangerously-skip-permissions` the agent reported"
+        ) && e.ends_with("a retry of this run runs fresh")),
+        "{:?}",
+        seen.events
+    );
+    assert_eq!(
+        seen.state.specifications[SPEC].tasks["1"]
+            .session_id
+            .as_deref(),
+        Some("s-2")
+    );
+    let only_bad = attempt_task(Scenario::new(
+        ONE,
+        vec![in_session(
+            Outcome::NoResult { exit_code: 1 },
+            "--dangerously-skip-permissions",
+            0.0,
+        )],
+    ));
+    assert_eq!(only_bad.state.specifications[SPEC].tasks["1"].session_id, None);
+
+    // Recorded earlier (an old state, a hand edit): continue runs fresh, saying so.
+    let mut s = Scenario::new(ONE, vec![in_session(Outcome::Succeeded, "s-1", 0.0)]);
+    s.earlier = Some(("usage_limited", "--dangerously-skip-permissions"));
+    let seen = attempt_task(s);
+    assert_eq!(seen.result.outcome, Outcome::Succeeded, "not agent_error");
+    assert_eq!(seen.calls, ["agent"]);
+    assert!(
+        seen.events.iter().any(|e| e
+            == "note task 1: the recorded session id `--dangerously-skip-permissions` is not a session id (Claude Code's are UUIDs); running fresh"),
+        "{:?}",
+        seen.events
+    );
+    assert!(!seen.prompts[0].starts_with(crate::agent::prompt::RESUME_HEADER));
+}
+
+#[test]
+fn a_task_a_killed_qw_left_in_progress_resumes_the_session_of_its_cut_off_run() {
+    let cut = "{\"type\":\"system\",\"subtype\":\"init\",\"session_id\":\"s-7\"}\n{\"type\":\"assistant\",\"message\":{\"id\":\"m1\",\"content\":[{\"type\":\"text\",\"text\":\"working\"}]}}\n";
+    let mut s = Scenario::new(ONE, vec![in_session(Outcome::Succeeded, "s-7", 0.0)]);
+    s.cut_off = Some(cut);
+    let seen = attempt_task(s);
+    assert_eq!(seen.calls, ["agent --resume s-7"]);
+    assert_eq!(seen.events[0], "started task 1 a1 resumes s-7");
+    assert!(
+        seen.prompts[0].starts_with(crate::agent::prompt::RESUME_HEADER)
+            && seen.prompts[0].contains(&format!("qw was killed while you worked (run {CUT_RUN})")),
+        "{}",
+        seen.prompts[0]
+    );
+    assert_eq!(task_status(&seen.state, "1"), TaskStatus::Completed);
+
+    // --fresh: a new conversation.
+    let mut s = Scenario::new(ONE, vec![ends(Outcome::Succeeded)]);
+    s.cut_off = Some(cut);
+    s.options.fresh = true;
+    assert_eq!(attempt_task(s).calls, ["agent"]);
+
+    // A run that finished (its result is there) was not cut off: the outcome decides,
+    // and there is none.
+    let finished = format!(
+        "{cut}{{\"type\":\"result\",\"is_error\":true,\"session_id\":\"s-7\"}}\n"
+    );
+    let mut s = Scenario::new(ONE, vec![ends(Outcome::Succeeded)]);
+    s.cut_off = Some(Box::leak(finished.into_boxed_str()));
+    assert_eq!(attempt_task(s).calls, ["agent"]);
+
+    // A cut-off stream naming something that is not a session id: fresh, said so.
+    let mut s = Scenario::new(ONE, vec![ends(Outcome::Succeeded)]);
+    s.cut_off = Some(
+        "{\"type\":\"system\",\"subtype\":\"init\",\"session_id\":\"--dangerously-skip-permissions\"}\n",
+    );
+    let seen = attempt_task(s);
+    assert_eq!(seen.calls, ["agent"]);
+    assert!(
+        seen.events.iter().any(|e| e.contains("is not a session id")),
+        "{:?}",
+        seen.events
+    );
 }
