@@ -18,10 +18,14 @@ use crate::names::{self, NameKind};
 /// Arguments of `qw logs`.
 #[derive(Debug, Args)]
 #[command(after_long_help = "\
-Shows the newest run of the spec (of TASK, when given): what the agent said, each tool
+Shows the newest run of the spec (of TASK, when given; any run with --run): what the
+agent said, each tool
 call with its target (`→ Write src/lib.rs`) and its answer (`← ok`, `← error`,
 `← denied`), API retries, and the final summary (outcome, turns, tokens, cost) with any
-refused permission. Runs live in .claude/runs/RUN/ (events.jsonl for claude).
+refused permission. Runs live in .claude/runs/RUN/ (events.jsonl for claude); the other
+runs of the task are named on stderr (a retry, a resume and the fresh run after a gone
+session each have their own). An event line over 4 MiB is skipped with a note of its
+size, and long assistant text is cut (it says so).
 
 --follow keeps reading while the run writes and ends when it ends (its final result, or
 no workflow of the spec is running any more). --json prints one object per line:
@@ -32,12 +36,16 @@ Exit: 0 shown; 1 no run found or a file could not be read; 2 bad spec name.
 Examples:
   qw logs my-feature 2.1
   qw logs my-feature 2.1 --follow
+  qw logs my-feature --run 20261201T120000000-my-feature-task-2.1-a1-0a1b2c
   qw logs my-feature --json | jq -r 'select(.kind == \"tool\") | .text'")]
 pub struct LogsArgs {
     /// The spec.
     pub spec: String,
     /// A task id of its tasks.md (default: the spec's newest run, any phase or task).
     pub task: Option<String>,
+    /// Show this run (a folder name under .claude/runs/) instead of the newest.
+    #[arg(long, value_name = "RUN", conflicts_with = "task")]
+    pub run: Option<String>,
     /// Keep printing while the run goes on; end when it ends.
     #[arg(short, long)]
     pub follow: bool,
@@ -51,7 +59,10 @@ const ALIVE_CHECK: Duration = Duration::from_secs(1);
 /// Run `qw logs`.
 pub fn run(ctx: &Ctx, args: LogsArgs) -> CmdResult {
     names::validate(NameKind::Spec, &args.spec).map_err(|e| CliError::from_user(&e))?;
-    let dir = newest_run(&ctx.project, &args.spec, args.task.as_deref())?;
+    let dir = match &args.run {
+        Some(id) => given_run(&ctx.project, &args.spec, id)?,
+        None => newest_run(&ctx.project, &args.spec, args.task.as_deref())?,
+    };
     let id = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -127,17 +138,53 @@ pub fn run(ctx: &Ctx, args: LogsArgs) -> CmdResult {
     Ok(0)
 }
 
-/// The newest run folder of `spec` (of `task` when given).
+/// Run `id` of `spec`, checked to be one of its run folders.
+fn given_run(
+    project: &crate::project::Project,
+    spec: &str,
+    id: &str,
+) -> Result<PathBuf, CliError> {
+    let dir = runs::run_dir(project, id)
+        .filter(|_| runs::parse_run_name(id, spec).is_some())
+        .ok_or_else(|| {
+            CliError::usage(format!(
+                "`{}` is not a run of spec `{spec}` (a folder name under `{}`)",
+                crate::fmt::one_line(id, 80),
+                project.runs_dir().display()
+            ))
+        })?;
+    if !dir.is_dir() {
+        return Err(CliError::failed(format!(
+            "no run `{id}` in `{}`",
+            project.runs_dir().display()
+        )));
+    }
+    Ok(dir)
+}
+
+/// The newest run folder of `spec` (of `task` when given); the other runs of the task
+/// are named on stderr (a retry, a resumed run and the fresh run after a gone session
+/// each have a folder of their own).
 fn newest_run(
     project: &crate::project::Project,
     spec: &str,
     task: Option<&str>,
 ) -> Result<PathBuf, CliError> {
     let all = runs::list(project, spec).map_err(|e| read_error(&project.runs_dir(), &e))?;
-    let newest = all
+    let mut mine = all
         .iter()
         .rev()
-        .find(|r| task.is_none_or(|t| r.unit == RunUnit::Task(t.to_owned())));
+        .filter(|r| task.is_none_or(|t| r.unit == RunUnit::Task(t.to_owned())));
+    let newest = mine.next();
+    if let (Some(t), Some(_)) = (task, newest) {
+        let earlier: Vec<&str> = mine.map(|r| r.id.as_str()).collect();
+        if !earlier.is_empty() {
+            crate::diag!(
+                "earlier runs of task {t} (newest first; `--run RUN` shows one): {}",
+                earlier.join(", ")
+            );
+        }
+    }
     match newest.and_then(|r| runs::run_dir(project, &r.id)) {
         Some(dir) => Ok(dir),
         None => {

@@ -106,6 +106,7 @@ pub fn soft_reset(state: &mut UnifiedState, name: &str) -> Option<StateChanges> 
             // A reset starts the task over: nothing may resume its old session.
             task.outcome = None;
             task.session_id = None;
+            task.run_id = None;
         }
         let resettable = matches!(
             task.status,
@@ -319,6 +320,7 @@ mod tests {
                     attempts: 2,
                     outcome: Some("killed_by_user".into()),
                     session_id: Some(format!("session-{id}")),
+                    run_id: Some(format!("run-{id}")),
                     ..Task::default()
                 },
             );
@@ -362,6 +364,7 @@ mod tests {
         for id in ["2", "3", "4", "5"] {
             assert_eq!(spec.tasks[id].outcome, None, "{id}");
             assert_eq!(spec.tasks[id].session_id, None, "{id}");
+            assert_eq!(spec.tasks[id].run_id, None, "{id}");
         }
         assert_eq!(spec.tasks["1"].session_id.as_deref(), Some("session-1"));
         assert!(s.agents.active_tasks.is_empty());

@@ -25,6 +25,8 @@ use crate::support::*;
 ///   session `11111111-0000-4000-8000-<task digits>`, costing FAKE_COST_LIMIT.
 /// - Other runs' session is `00000000-0000-4000-8000-<task digits>` ([`fake_sid`]);
 ///   FAKE_SID=<task>:<id> makes that task's result name session `<id>` instead.
+///   Implementation runs print an init event naming it first, like the real CLI.
+/// - FAKE_GONE: a `--resume` answers like Claude Code without that session.
 ///
 /// The log's start lines end with the session given to `--resume` (if any).
 const FAKE_CLAUDE: &str = r#"#!/bin/sh
@@ -60,12 +62,21 @@ esac
 cost="${FAKE_COST_DOC:-0}"
 if [ "$phase" = implementation ]; then
   cost="${FAKE_COST_IMPL:-0}"
+  if [ -n "$resume" ] && [ -n "$FAKE_GONE" ]; then
+    echo "No conversation found with session ID: $resume" >&2
+    exit 1
+  fi
+  if [ -n "$FAKE_LIMIT" ] && [ "$task" = "$FAKE_LIMIT" ] && [ -e "$FAKE_LIMIT_FILE" ]; then
+    kind=limited
+  else
+    kind=fake
+  fi
+  printf '{"type":"system","subtype":"init","session_id":"%s"}\n' "$(session $kind)"
   if [ -n "$FAKE_HANG" ] && [ "$task" = "$FAKE_HANG" ]; then
     setsid sleep 300 &
     sleep 300
   fi
   if [ -n "$FAKE_HUGE" ] && [ "$task" = "$FAKE_HUGE" ]; then
-    printf '{"type":"system","subtype":"init","session_id":"%s"}\n' "$(session fake)"
     head -c "$FAKE_HUGE_BYTES" /dev/zero | tr '\0' a
     sleep 300
   fi
@@ -470,6 +481,8 @@ fn workflow_killed_mid_run_then_continue_never_redoes_completed_tasks() {
     assert_eq!(f.runs_of("1"), 1, "task 1 ran again: {:?}", f.log());
     assert_eq!(f.runs_of("2"), 2);
     assert_eq!(f.runs_of("3"), 1);
+    // Its cut-off run (no outcome in the state) is continued, not started over.
+    assert_eq!(f.resumed_of("2"), ["", fake_sid("fake", "2").as_str()]);
     assert!(diag(&out).contains("orphaned"), "{}", diag(&out));
     assert_eq!(f.task("3")["status"], "completed");
     // Nothing of the killed run is left.
@@ -727,6 +740,112 @@ fn workflow_continue_resumes_the_limited_session_and_adds_up_its_costs() {
         let report = f.p.read(".claude/specs/demo/report.md");
         assert!(report.contains("0.75"), "{report}");
     }
+}
+
+/// A task stopped by a usage limit: (the flow, the limit flag file). `sid` overrides
+/// the session its result names.
+fn limited(sid: Option<&str>) -> (Flow, PathBuf) {
+    let mut f = Flow::new(THREE);
+    let flag = f.path().join("limited");
+    std::fs::write(&flag, "").unwrap();
+    f.set("FAKE_LIMIT", "1")
+        .set("FAKE_LIMIT_FILE", &flag.display().to_string());
+    if let Some(sid) = sid {
+        f.set("FAKE_SID", &format!("1:{sid}"));
+    }
+    let out = f.auto(&["--agent", "claude"]);
+    assert_eq!(code(&out), 3, "{}", diag(&out));
+    (f, flag)
+}
+
+#[test]
+fn workflow_ignores_a_session_id_that_is_not_one_and_continue_runs_fresh() {
+    let (f, flag) = limited(Some("--dangerously-skip-permissions"));
+    let t = f.task("1");
+    assert!(t["session_id"].is_null(), "recorded: {t}");
+    std::fs::remove_file(&flag).unwrap();
+    let out = f.run(&["workflow-continue", "demo"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_eq!(f.resumed_of("1"), ["", ""], "never passed on, never resumed");
+    assert_eq!(f.task("1")["status"], "completed");
+
+    // One already in the state (an older qw, a hand edit): continue runs fresh, saying so.
+    let (f, flag) = limited(None);
+    let state = f.p.read(".claude/unified_state.json");
+    let sid = fake_sid("limited", "1");
+    assert!(state.contains(&sid));
+    f.p.write(
+        ".claude/unified_state.json",
+        &state.replace(&sid, "--dangerously-skip-permissions"),
+    );
+    std::fs::remove_file(&flag).unwrap();
+    let out = f.run(&["workflow-continue", "demo"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(
+        diag(&out).contains("is not a session id (Claude Code's are UUIDs); running fresh"),
+        "{}",
+        diag(&out)
+    );
+    assert_eq!(f.resumed_of("1"), ["", ""]);
+    assert_eq!(f.task("1")["status"], "completed");
+}
+
+#[test]
+fn workflow_reset_forgets_the_session_continue_would_resume() {
+    let (f, flag) = limited(None);
+    std::fs::remove_file(&flag).unwrap();
+    let out = f.run(&["workflow-reset", "demo"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let t = f.task("1");
+    assert!(t["session_id"].is_null() && t["outcome"].is_null(), "{t}");
+    let out = f.run(&["workflow-continue", "demo"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_eq!(f.resumed_of("1"), ["", ""], "the reset session was resumed");
+}
+
+#[test]
+fn workflow_gone_session_runs_fresh_in_a_run_folder_of_its_own() {
+    let (mut f, flag) = limited(None);
+    std::fs::remove_file(&flag).unwrap();
+    f.set("FAKE_GONE", "1");
+    let out = f.run(&["workflow-continue", "demo"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let sid = fake_sid("limited", "1");
+    assert_eq!(f.resumed_of("1"), ["", sid.as_str(), ""]);
+    assert!(diag(&out).contains(&format!("session {sid} is gone")), "{}", diag(&out));
+    // The limited run, the failed resume and the fresh run: three folders, each with
+    // its own prompt and stream.
+    let mut runs: Vec<String> = std::fs::read_dir(f.path().join(".claude/runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("-task-1-"))
+        .collect();
+    runs.sort();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    let prompt = |id: &str| f.p.read(&format!(".claude/runs/{id}/prompt.md"));
+    assert!(prompt(&runs[1]).contains("was stopped"), "{}", prompt(&runs[1]));
+    assert!(!prompt(&runs[2]).contains("was stopped"));
+    assert!(f.p.read(&format!(".claude/runs/{}/stderr.log", runs[1])).contains("No conversation found"));
+    assert_eq!(f.task("1")["run_id"], runs[2].as_str(), "the run the attempt ended in");
+    // `qw logs` shows the newest and names the others; --run shows any of them.
+    let out = f.run(&["logs", "demo", "1"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(stderr(&out).contains(&runs[2]), "{}", diag(&out));
+    assert!(
+        stderr(&out).contains(&runs[0]) && stderr(&out).contains(&runs[1]),
+        "{}",
+        diag(&out)
+    );
+    let out = f.run(&["logs", "demo", "--run", &runs[0]]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(
+        stdout(&out).contains(&format!("started: session {sid}")),
+        "{}",
+        diag(&out)
+    );
+    let out = f.run(&["logs", "demo", "--run", "../../etc"]);
+    assert_eq!(code(&out), 2, "{}", diag(&out));
 }
 
 #[test]

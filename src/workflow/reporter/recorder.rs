@@ -353,6 +353,9 @@ fn attempt_started(s: &mut UnifiedState, name: &str, agent: &str, a: AttemptStar
     task.attempts = task.attempts.max(a.attempt - 1) + 1;
     task.started_at = Some(at.clone());
     task.completed_at = None;
+    // The outcome is the last run's: none while this one goes (a task a killed qw left
+    // without one was cut off mid-run, and is resumed from its run's stream).
+    task.outcome = None;
     task.run_id = a.run_id;
     if let Some(map) = &a.system_stats {
         // Dev mode `resource_monitoring`: the machine as this task started.

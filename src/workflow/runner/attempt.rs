@@ -205,8 +205,8 @@ fn session_to_resume(run: &Run<'_>, r: &AgentRun) -> Option<Resume> {
 /// The session a task's first attempt in this workflow run continues: the one its last
 /// run (of an earlier `qw` invocation) left, when that run was stopped (see
 /// [`resumable`]) — as the state records it, or, for a task left `in_progress` by a
-/// `qw` that was killed (its newest run has no result), as that run's `events.jsonl`
-/// names it. A session id that is not one is ignored with a note (the run is fresh).
+/// `qw` that was killed (no outcome recorded since its last run started, and that run's
+/// stream has no result), as that run's `events.jsonl` names it. A session id that is not one is ignored with a note (the run is fresh).
 fn earlier_session(run: &Run<'_>, unit: Unit<'_>) -> Result<Option<Resume>, WorkflowError> {
     let Unit::Task(task) = unit else {
         return Ok(None);
@@ -225,8 +225,12 @@ fn earlier_session(run: &Run<'_>, unit: Unit<'_>) -> Result<Option<Resume>, Work
     else {
         return Ok(None);
     };
-    let cut_off = (entry.status == crate::state::TaskStatus::InProgress)
-        .then(|| cut_off_run(run, &task.id, entry.run_id.as_deref()))
+    // No outcome: its last run started and never ended on record (`workflow-continue`
+    // has already set such a task back to pending).
+    let cut_off = entry
+        .outcome
+        .is_none()
+        .then(|| cut_off_run(run, entry.run_id.as_deref()?))
         .flatten();
     let (session, why) = match (cut_off, entry.outcome.as_deref()) {
         (Some((run_id, session)), _) => (
@@ -259,27 +263,15 @@ fn earlier_session(run: &Run<'_>, unit: Unit<'_>) -> Result<Option<Resume>, Work
     }))
 }
 
-/// The newest run of task `id` when it was cut off (its stream has no result: the `qw`
-/// running it was killed) and names a session: `(run id, session id)`. The state's
-/// `run_id` (the run its last attempt started) first, else the newest run folder of the
-/// task. The stream is read bounded (see [`agent::runs::Follow`]).
-fn cut_off_run(run: &Run<'_>, id: &str, run_id: Option<&str>) -> Option<(String, String)> {
-    let newest = match run_id.filter(|r| {
-        agent::runs::run_dir(run.project, r).is_some_and(|d| d.is_dir())
-    }) {
-        Some(r) => r.to_owned(),
-        None => agent::runs::list(run.project, run.name)
-            .ok()?
-            .into_iter()
-            .rev()
-            .find(|f| f.unit == agent::runs::RunUnit::Task(id.to_owned()))?
-            .id,
-    };
-    let activity = agent::runs::read_activity(run.project, &newest)?;
+/// Run `run_id` (a task's last run, as the state names it) when it was cut off — its
+/// stream has no result: the `qw` running it was killed — and names a session:
+/// `(run id, session id)`. The stream is read bounded (see [`agent::runs::Follow`]).
+fn cut_off_run(run: &Run<'_>, run_id: &str) -> Option<(String, String)> {
+    let activity = agent::runs::read_activity(run.project, run_id)?;
     if activity.finished {
         return None;
     }
-    Some((newest, activity.session_id?))
+    Some((run_id.to_owned(), activity.session_id?))
 }
 
 /// Tell a note about `unit`.

@@ -264,7 +264,8 @@ fn scenario<T>(s: Scenario, f: impl FnOnce(&Run<'_>, &TaskList) -> T) -> Seen<T>
                 let spec = state.specifications.entry(SPEC.into()).or_default();
                 let task = spec.tasks.entry("1".into()).or_default();
                 task.id = "1".into();
-                task.status = TaskStatus::InProgress;
+                // What `workflow-continue` makes of it before it runs tasks.
+                task.status = TaskStatus::Pending;
                 task.attempts = 1;
                 task.run_id = Some(CUT_RUN.into());
             })
@@ -968,6 +969,13 @@ fn a_task_a_killed_qw_left_in_progress_resumes_the_session_of_its_cut_off_run() 
     );
     let mut s = Scenario::new(ONE, vec![ends(Outcome::Succeeded)]);
     s.cut_off = Some(Box::leak(finished.into_boxed_str()));
+    assert_eq!(attempt_task(s).calls, ["agent"]);
+
+    // An outcome on record belongs to the last run: it decides (a run that was wrong
+    // is not continued, whatever its stream holds).
+    let mut s = Scenario::new(ONE, vec![ends(Outcome::Succeeded)]);
+    s.cut_off = Some(cut);
+    s.earlier = Some(("no_result", "s-7"));
     assert_eq!(attempt_task(s).calls, ["agent"]);
 
     // A cut-off stream naming something that is not a session id: fresh, said so.
