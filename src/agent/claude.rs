@@ -191,7 +191,15 @@ mod tests {
                 "acceptEdits"
             ]
         );
-        for bad in ["", "--dangerously-skip-permissions", "a b", "x;y", "5c1d3b0e-8f7a-4b52", "5c1d3b0e-8f7a-4b52-9c3d-0123456789ag", "-5c1d3b0-8f7a-4b52-9c3d-0123456789ab"] {
+        for bad in [
+            "",
+            "--dangerously-skip-permissions",
+            "a b",
+            "x;y",
+            "5c1d3b0e-8f7a-4b52",
+            "5c1d3b0e-8f7a-4b52-9c3d-0123456789ag",
+            "-5c1d3b0-8f7a-4b52-9c3d-0123456789ab",
+        ] {
             assert!(
                 matches!(
                     agent.resume_command(&job(), bad, "p"),

@@ -1348,7 +1348,10 @@ mod tests {
     #[test]
     fn an_over_long_line_is_skipped_as_it_streams_and_noted_with_its_size() {
         let lines: Vec<&str> = STREAM.lines().collect();
-        let huge = format!("{{\"type\":\"assistant\",\"x\":\"{}\"}}", "a".repeat(20_000));
+        let huge = format!(
+            "{{\"type\":\"assistant\",\"x\":\"{}\"}}",
+            "a".repeat(20_000)
+        );
         // Fed in small pieces: the huge line never sits whole in the reader.
         let whole = format!("{}\n{huge}\n{}\n", lines[0], lines[1..].join("\n"));
         let mut r = EventReader::with_max_line(8192);
@@ -1363,7 +1366,14 @@ mod tests {
         let kinds: Vec<&str> = recs.iter().map(|r| r.kind.as_str()).collect();
         assert_eq!(
             kinds,
-            ["system", "oversized", "assistant", "user", "assistant", "result"]
+            [
+                "system",
+                "oversized",
+                "assistant",
+                "user",
+                "assistant",
+                "result"
+            ]
         );
         assert_eq!(
             recs[1].events,
@@ -1373,7 +1383,10 @@ mod tests {
         );
         let a = r.activity();
         assert_eq!((a.oversized, a.garbled), (1, 0));
-        assert!(a.finished && a.turns == 2, "the lines after it are read: {a:?}");
+        assert!(
+            a.finished && a.turns == 2,
+            "the lines after it are read: {a:?}"
+        );
         let shown = render(&recs[1], &mut RenderOptions::default());
         assert_eq!(
             shown,
@@ -1387,11 +1400,21 @@ mod tests {
         // One piece holding it all, a line just at the limit, and a huge unfinished
         // last line (the writer still going, then gone).
         let mut r = EventReader::with_max_line(10);
-        let recs = r.feed(b"0123456789\n0123456789A\n{}\nxxxxxxxxxxxxxxxxxxxxxxxx", None);
+        let recs = r.feed(
+            b"0123456789\n0123456789A\n{}\nxxxxxxxxxxxxxxxxxxxxxxxx",
+            None,
+        );
         assert_eq!(recs.len(), 2, "{recs:?}");
         assert_eq!(recs[0].events, [Event::Oversized { bytes: 11 }]);
-        assert_eq!(r.activity().garbled, 1, "the 10-byte line is read (not JSON)");
-        assert!(r.pending().is_empty(), "the unfinished huge line is not held");
+        assert_eq!(
+            r.activity().garbled,
+            1,
+            "the 10-byte line is read (not JSON)"
+        );
+        assert!(
+            r.pending().is_empty(),
+            "the unfinished huge line is not held"
+        );
         r.feed(b"yyyy", None);
         let last = r.finish(None);
         assert_eq!(last[0].events, [Event::Oversized { bytes: 28 }]);
@@ -1408,7 +1431,11 @@ mod tests {
         );
         let lines = render(&rec, &mut RenderOptions::default());
         assert_eq!(lines.len(), 2, "{lines:?}");
-        assert!(lines[0].len() < MAX_RENDERED_CHARS + 100, "{}", lines[0].len());
+        assert!(
+            lines[0].len() < MAX_RENDERED_CHARS + 100,
+            "{}",
+            lines[0].len()
+        );
         assert!(
             lines[0].ends_with(&format!("… (truncated: {} chars)", 3 * MAX_RENDERED_CHARS)),
             "{}",

@@ -280,7 +280,10 @@ pub enum AgentError {
         agent: &'static str,
     },
     /// A session id that is not one (it goes into argv after `--resume`).
-    #[error("`{}` is not a session id (Claude Code's are UUIDs)", shown_session(id))]
+    #[error(
+        "`{}` is not a session id (Claude Code's are UUIDs)",
+        shown_session(id)
+    )]
     BadSession {
         /// The value given.
         id: String,

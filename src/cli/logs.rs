@@ -139,11 +139,7 @@ pub fn run(ctx: &Ctx, args: LogsArgs) -> CmdResult {
 }
 
 /// Run `id` of `spec`, checked to be one of its run folders.
-fn given_run(
-    project: &crate::project::Project,
-    spec: &str,
-    id: &str,
-) -> Result<PathBuf, CliError> {
+fn given_run(project: &crate::project::Project, spec: &str, id: &str) -> Result<PathBuf, CliError> {
     let dir = runs::run_dir(project, id)
         .filter(|_| runs::parse_run_name(id, spec).is_some())
         .ok_or_else(|| {
@@ -302,6 +298,9 @@ mod tests {
         assert_eq!(kind("  ↳ ← ok: File created"), "tool_ok");
         assert_eq!(kind("← denied: no"), "tool_error");
         assert_eq!(kind("Here is the plan."), "text");
-        assert_eq!(kind("(skipped an event line of 5 bytes: over the 4 byte limit)"), "other");
+        assert_eq!(
+            kind("(skipped an event line of 5 bytes: over the 4 byte limit)"),
+            "other"
+        );
     }
 }

@@ -379,7 +379,7 @@ fn assert_completed(f: &Flow, out: &Output) {
     let t = &s["tasks"]["1"];
     assert_eq!(t["status"], "completed", "{t:#}");
     assert!(
-        t["session_id"].as_str().is_some_and(|id| id.len() > 10),
+        t["session_id"].as_str().is_some_and(agent::is_session_id),
         "{t:#}"
     );
     assert!(t["cost_usd"].as_f64().unwrap() > 0.0);
@@ -1029,5 +1029,102 @@ fn claude_real_workflow_live_status_then_interrupt_and_continue_resumes_the_sess
         stdout(&logs).contains("hello.txt is already written"),
         "{}",
         stdout(&logs)
+    );
+}
+
+#[test]
+fn claude_real_task_of_a_killed_qw_resumes_from_its_cut_off_stream() {
+    let Some(cli) = claude_cli("claude_real_task_of_a_killed_qw_resumes_from_its_cut_off_stream")
+    else {
+        return;
+    };
+    let gate = Gate::new();
+    // As above, but qw is SIGKILLed while the model holds its answer: no outcome is
+    // recorded, only the run's events.jsonl knows the session.
+    let f = Flow::new(
+        Model::new()
+            .when(
+                agent::prompt::RESUME_HEADER,
+                [Step::text(
+                    "hello.txt is already written; the task is done.",
+                )],
+            )
+            .when(
+                "Implement task 1 only",
+                [
+                    Step::write("hello.txt", "hello\n"),
+                    Step::held(&gate, Step::text("Wrote hello.txt.")),
+                ],
+            )
+            .workflow_rules(),
+    );
+    let mut args = ACCEPT_EDITS.to_vec();
+    args.extend(["--task-timeout", "120"]);
+    let mut child = f.command(cli, &args, None).spawn().unwrap();
+    let pid = i32::try_from(child.id()).unwrap();
+    let held = wait_until(Duration::from_secs(150), || {
+        f.p.path().join("hello.txt").exists()
+            && f.api
+                .prompts()
+                .iter()
+                .filter(|p| p.contains("Implement task 1 only"))
+                .count()
+                >= 2
+    });
+    unsafe_kill(pid, 9);
+    child.wait().unwrap();
+    assert!(
+        held,
+        "the task never wrote hello.txt and waited on its next answer"
+    );
+    let t = f.state()["specifications"]["demo"]["tasks"]["1"].clone();
+    assert_eq!(t["status"], "in_progress", "{t:#}");
+    assert!(t["outcome"].is_null(), "{t:#}");
+    let cut = f
+        .run_dirs()
+        .into_iter()
+        .rfind(|d| d.to_string_lossy().contains("-task-1-"))
+        .unwrap();
+    let session = events::read_activity(&std::fs::read(cut.join("events.jsonl")).unwrap())
+        .session_id
+        .expect("the cut-off stream names its session");
+    assert!(agent::is_session_id(&session), "{session}");
+
+    // workflow-continue ends the orphaned CLI (the sweep) and resumes that session: the
+    // model sees the earlier conversation.
+    let before = f.api.messages().len();
+    let mut c = f.p.qw(&["workflow-continue", "demo"]);
+    cli.configure(&mut c, &f.api, &home(&f.p));
+    c.env("QW_TEST_MARKER", &f.marker);
+    let out = c.output().unwrap();
+    gate.open();
+    assert_eq!(out.status.code(), Some(0), "{}", diag(&out));
+    assert!(
+        stderr(&out).contains(&format!("resuming session {session}")),
+        "{}",
+        diag(&out)
+    );
+    let resumed = f
+        .api
+        .messages()
+        .into_iter()
+        .skip(before)
+        .find(|m| m.prompt().contains(agent::prompt::RESUME_HEADER))
+        .expect("no resumed request");
+    assert!(
+        resumed.prompt().contains("qw was killed while you worked"),
+        "{}",
+        resumed.prompt()
+    );
+    let convo = resumed.conversation().join("\n");
+    assert!(convo.contains("Implement task 1 only"), "{convo}");
+    assert!(convo.contains("tool_use Write"), "{convo}");
+    assert_eq!(
+        f.state()["specifications"]["demo"]["tasks"]["1"]["status"],
+        "completed"
+    );
+    assert!(
+        pids_with_env("QW_TEST_MARKER", &f.marker).is_empty(),
+        "a process of the killed workflow survived"
     );
 }

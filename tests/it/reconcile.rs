@@ -119,7 +119,11 @@ fn reconcile_a_tick_lost_to_a_mid_run_parse_error_is_restored_on_continue() {
     for id in ["1", "2", "3"] {
         assert_eq!(f.task(id)["status"], "completed", "{id}");
     }
-    assert_eq!(f.task("2")["session_id"], fake_sid("fake", "2"), "the record is kept");
+    assert_eq!(
+        f.task("2")["session_id"],
+        fake_sid("fake", "2"),
+        "the record is kept"
+    );
 
     // Agreeing sides: the next start repairs nothing and records nothing.
     let out = f.run(&["workflow-continue", "demo"]);

@@ -234,7 +234,11 @@ impl Flow {
 
 /// The session id the fake claude gives a run of `task` (`kind`: `fake` or `limited`).
 pub(crate) fn fake_sid(kind: &str, task: &str) -> String {
-    let k = if kind == "limited" { "11111111" } else { "00000000" };
+    let k = if kind == "limited" {
+        "11111111"
+    } else {
+        "00000000"
+    };
     let digits: String = task.chars().filter(char::is_ascii_digit).collect();
     format!("{k}-0000-4000-8000-{:0>12}", digits)
 }
@@ -596,7 +600,13 @@ fn workflow_sigint_is_prompt_whatever_the_event_stream_holds() {
     f.set("FAKE_HUGE", "1")
         .set("FAKE_HUGE_BYTES", &huge.to_string());
     let mut child = f
-        .cmd(&["workflow-auto", "demo", "A demo feature", "--agent", "claude"])
+        .cmd(&[
+            "workflow-auto",
+            "demo",
+            "A demo feature",
+            "--agent",
+            "claude",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -721,7 +731,11 @@ fn workflow_continue_resumes_the_limited_session_and_adds_up_its_costs() {
         let t = f.task("1");
         assert_eq!(t["status"], "completed");
         assert!((t["cost_usd"].as_f64().unwrap() - 0.75).abs() < 1e-9, "{t}");
-        assert_eq!(t["session_id"], fake_sid("fake", "1"), "the last run's session");
+        assert_eq!(
+            t["session_id"],
+            fake_sid("fake", "1"),
+            "the last run's session"
+        );
         let state = f.state();
         let spec_cost = state["specifications"]["demo"]["cost_usd"]
             .as_f64()
@@ -766,7 +780,11 @@ fn workflow_ignores_a_session_id_that_is_not_one_and_continue_runs_fresh() {
     std::fs::remove_file(&flag).unwrap();
     let out = f.run(&["workflow-continue", "demo"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
-    assert_eq!(f.resumed_of("1"), ["", ""], "never passed on, never resumed");
+    assert_eq!(
+        f.resumed_of("1"),
+        ["", ""],
+        "never passed on, never resumed"
+    );
     assert_eq!(f.task("1")["status"], "completed");
 
     // One already in the state (an older qw, a hand edit): continue runs fresh, saying so.
@@ -812,7 +830,11 @@ fn workflow_gone_session_runs_fresh_in_a_run_folder_of_its_own() {
     assert_eq!(code(&out), 0, "{}", diag(&out));
     let sid = fake_sid("limited", "1");
     assert_eq!(f.resumed_of("1"), ["", sid.as_str(), ""]);
-    assert!(diag(&out).contains(&format!("session {sid} is gone")), "{}", diag(&out));
+    assert!(
+        diag(&out).contains(&format!("session {sid} is gone")),
+        "{}",
+        diag(&out)
+    );
     // The limited run, the failed resume and the fresh run: three folders, each with
     // its own prompt and stream.
     let mut runs: Vec<String> = std::fs::read_dir(f.path().join(".claude/runs"))
@@ -824,10 +846,21 @@ fn workflow_gone_session_runs_fresh_in_a_run_folder_of_its_own() {
     runs.sort();
     assert_eq!(runs.len(), 3, "{runs:?}");
     let prompt = |id: &str| f.p.read(&format!(".claude/runs/{id}/prompt.md"));
-    assert!(prompt(&runs[1]).contains("was stopped"), "{}", prompt(&runs[1]));
+    assert!(
+        prompt(&runs[1]).contains("was stopped"),
+        "{}",
+        prompt(&runs[1])
+    );
     assert!(!prompt(&runs[2]).contains("was stopped"));
-    assert!(f.p.read(&format!(".claude/runs/{}/stderr.log", runs[1])).contains("No conversation found"));
-    assert_eq!(f.task("1")["run_id"], runs[2].as_str(), "the run the attempt ended in");
+    assert!(
+        f.p.read(&format!(".claude/runs/{}/stderr.log", runs[1]))
+            .contains("No conversation found")
+    );
+    assert_eq!(
+        f.task("1")["run_id"],
+        runs[2].as_str(),
+        "the run the attempt ended in"
+    );
     // `qw logs` shows the newest and names the others; --run shows any of them.
     let out = f.run(&["logs", "demo", "1"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));

@@ -883,7 +883,11 @@ fn a_gone_session_runs_fresh_and_says_so() {
     let task = &seen.state.specifications[SPEC].tasks["1"];
     assert_eq!(task.session_id.as_deref(), Some("s-9"));
     assert_eq!(task.attempts, 1, "one attempt, two runs");
-    assert_eq!(task.run_id.as_deref(), Some(fresh.as_str()), "the run it ended in");
+    assert_eq!(
+        task.run_id.as_deref(),
+        Some(fresh.as_str()),
+        "the run it ended in"
+    );
 }
 
 #[test]
@@ -923,7 +927,10 @@ fn a_session_id_that_is_not_one_is_ignored_and_the_retry_runs_fresh() {
             0.0,
         )],
     ));
-    assert_eq!(only_bad.state.specifications[SPEC].tasks["1"].session_id, None);
+    assert_eq!(
+        only_bad.state.specifications[SPEC].tasks["1"].session_id,
+        None
+    );
 
     // Recorded earlier (an old state, a hand edit): continue runs fresh, saying so.
     let mut s = Scenario::new(ONE, vec![in_session(Outcome::Succeeded, "s-1", 0.0)]);
@@ -964,9 +971,8 @@ fn a_task_a_killed_qw_left_in_progress_resumes_the_session_of_its_cut_off_run() 
 
     // A run that finished (its result is there) was not cut off: the outcome decides,
     // and there is none.
-    let finished = format!(
-        "{cut}{{\"type\":\"result\",\"is_error\":true,\"session_id\":\"s-7\"}}\n"
-    );
+    let finished =
+        format!("{cut}{{\"type\":\"result\",\"is_error\":true,\"session_id\":\"s-7\"}}\n");
     let mut s = Scenario::new(ONE, vec![ends(Outcome::Succeeded)]);
     s.cut_off = Some(Box::leak(finished.into_boxed_str()));
     assert_eq!(attempt_task(s).calls, ["agent"]);
@@ -986,7 +992,9 @@ fn a_task_a_killed_qw_left_in_progress_resumes_the_session_of_its_cut_off_run() 
     let seen = attempt_task(s);
     assert_eq!(seen.calls, ["agent"]);
     assert!(
-        seen.events.iter().any(|e| e.contains("is not a session id")),
+        seen.events
+            .iter()
+            .any(|e| e.contains("is not a session id")),
         "{:?}",
         seen.events
     );
