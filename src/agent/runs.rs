@@ -515,4 +515,50 @@ mod tests {
         let act = read_activity(&project, &ra.id).unwrap();
         assert_eq!(act.events, 1);
     }
+
+    #[test]
+    fn reading_a_huge_line_holds_none_of_it() {
+        use crate::agent::events::{Event, MAX_LINE_BYTES};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let init = r#"{"type":"system","subtype":"init","session_id":"s"}"#;
+        let huge = MAX_LINE_BYTES + 3 * CHUNK + 17;
+        let mut bytes = format!("{init}\n").into_bytes();
+        bytes.extend(std::iter::repeat_n(b'x', huge));
+        crate::fs::write(&path, &bytes).unwrap();
+        // Followed while the huge line is still being written: not held, not noted yet.
+        let mut follow = Follow::new(&path);
+        let recs = follow.poll().unwrap();
+        assert_eq!(recs.len(), 1);
+        assert!(follow.reader.pending().is_empty());
+        assert_eq!(follow.activity().session_id.as_deref(), Some("s"));
+        // It ends; the next line is read, the huge one noted with its size.
+        bytes.extend(format!("\n{init}\n").as_bytes());
+        crate::fs::write(&path, &bytes).unwrap();
+        let recs = follow.poll().unwrap();
+        assert_eq!(
+            recs.len(),
+            2,
+            "{:?}",
+            recs.iter().map(|r| &r.kind).collect::<Vec<_>>()
+        );
+        assert_eq!(recs[0].events, [Event::Oversized { bytes: huge as u64 }]);
+        assert_eq!(follow.activity().oversized, 1);
+
+        // The classifier's read leaves it out.
+        let (out, dropped) = read_output(&path).unwrap();
+        assert_eq!(dropped, 1);
+        assert_eq!(out, format!("{init}\n{init}\n").as_bytes());
+        // A stream cut in the middle of a normal last line keeps it (no newline added).
+        crate::fs::write(&path, format!("{init}\n{{\"type\":\"res")).unwrap();
+        let (out, dropped) = read_output(&path).unwrap();
+        assert_eq!(
+            (out.as_slice(), dropped),
+            (format!("{init}\n{{\"type\":\"res").as_bytes(), 0)
+        );
+        assert_eq!(
+            read_output(&dir.path().join("none")).unwrap(),
+            (Vec::new(), 0)
+        );
+    }
 }

@@ -158,4 +158,23 @@ mod tests {
         assert!(log.steps().is_empty());
         assert!(!log.poll());
     }
+
+    #[test]
+    fn an_over_long_line_is_one_step_saying_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let first = STREAM.lines().next().unwrap();
+        let huge = crate::agent::events::MAX_LINE_BYTES + 1;
+        crate::fs::write(&path, format!("{first}\n{}\n", "y".repeat(huge))).unwrap();
+        let mut log = RunLog::new(dir.path());
+        assert!(log.poll());
+        let last = log.steps().back().unwrap();
+        assert_eq!(last.kind, StepKind::Other);
+        assert!(
+            last.text
+                .contains(&format!("skipped an event line of {huge} bytes")),
+            "{}",
+            last.text
+        );
+    }
 }
