@@ -206,7 +206,8 @@ fn session_to_resume(run: &Run<'_>, r: &AgentRun) -> Option<Resume> {
 /// run (of an earlier `qw` invocation) left, when that run was stopped (see
 /// [`resumable`]) — as the state records it, or, for a task left `in_progress` by a
 /// `qw` that was killed (no outcome recorded since its last run started, and that run's
-/// stream has no result), as that run's `events.jsonl` names it. A session id that is not one is ignored with a note (the run is fresh).
+/// stream has no result), as that run's `events.jsonl` names it. A session id that is
+/// not one is ignored with a note (the run is fresh).
 fn earlier_session(run: &Run<'_>, unit: Unit<'_>) -> Result<Option<Resume>, WorkflowError> {
     let Unit::Task(task) = unit else {
         return Ok(None);
