@@ -185,12 +185,15 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 pub mod claude_cli;
 pub mod messages_api;
 
-/// The largest resident set (KiB) of any child this test process waited for. nextest
-/// runs each test in its own process, so it is the biggest process the test started.
-pub fn children_max_rss_kib() -> i64 {
+/// The largest resident set (MiB) of any child this test process waited for, when the
+/// test runs alone in its process (nextest: `NEXTEST_RUN_ID` is set), so it is the
+/// biggest process the test started. None under `cargo test`, where every test's
+/// children count.
+pub fn children_max_rss_mib() -> Option<i64> {
+    std::env::var_os("NEXTEST_RUN_ID")?;
     nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
-        .map(|u| u.max_rss())
-        .unwrap_or(0)
+        .ok()
+        .map(|u| u.max_rss() / 1024)
 }
 
 /// Append `n` bytes of `byte` to `path` without a newline, in 1 MiB writes.
