@@ -132,8 +132,27 @@ pub(crate) fn attempts(
             r.duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
         }
         run.budget.finish(&budget_key, r.cost_usd);
+        // An agent that writes no code cannot change what its task's check sees: its
+        // verify failure (or its own report that it cannot do the task) would recur.
+        let same_again = !run.agent.writes_code()
+            && matches!(
+                r.outcome,
+                Outcome::VerifyFailed { .. }
+                    | Outcome::AgentError {
+                        cause: ErrorCause::Reported,
+                        ..
+                    }
+            );
+        if same_again && attempt < max {
+            r.evidence = format!(
+                "{}; not retried: the {} agent writes no code, so another attempt would run the same check",
+                r.evidence,
+                run.agent.name()
+            );
+        }
         let will_retry = !r.outcome.is_success()
             && r.outcome.is_retryable()
+            && !same_again
             && attempt < max
             && !run.stop.is_stopping();
         run.events.emit(EventKind::AttemptFinished {
