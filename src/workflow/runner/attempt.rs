@@ -13,6 +13,7 @@
 //! `Options::fresh`. A session the agent no longer has is run fresh at once, said in a
 //! note and in the attempt's evidence; an agent without sessions always runs fresh.
 
+use std::cell::RefCell;
 use std::ffi::OsString;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 use super::context::Run;
 use crate::agent::outcome::{AgentRun, ErrorCause, Outcome};
 use crate::agent::{self, AgentError, Job, RunLimits, Start, TaskJob};
-use crate::exec::{ExecSpec, Output, Program};
+use crate::exec::{ExecReport, ExecSpec, Output, Program};
 use crate::spec::tasks::Task;
 use crate::workflow::WorkflowError;
 use crate::workflow::events::{EventKind, Refused, StopReason, Unit};
@@ -330,7 +331,10 @@ fn one_attempt(
         grace: run.options.grace(),
         stall_timeout: run.options.stall_timeout(),
     };
-    let run_as = |start| {
+    // What the supervisor reports of each run (leftover processes it ended), told as
+    // events once the attempt's runs are over.
+    let reports: Reports = RefCell::default();
+    let run_as = |start: Start<'_>| {
         let (r, report) = agent::run_job_as(
             run.agent,
             job,
@@ -340,16 +344,52 @@ fn one_attempt(
             limits,
             run.stop.jobs(),
         )?;
-        if let Err(e) = tell_takeover(run, unit, &report) {
+        let takeover = tell_takeover(run, unit, &report);
+        reports.borrow_mut().push(("agent", report));
+        if let Err(e) = takeover {
             return Ok((r, Some(e)));
         }
         Ok::<_, AgentError>((r, None))
     };
-    // An event that could not be told ends the attempt as an error, like any other.
-    let told = |(r, failed): (AgentRun, Option<WorkflowError>)| match failed {
+    let r = one_attempt_runs(run, unit, job, resume, &run_as, &reports);
+    for (of, report) in reports.take() {
+        if report.leftovers.is_empty() && report.unkillable.is_empty() {
+            continue;
+        }
+        run.events.emit(EventKind::ProcessesEnded {
+            unit,
+            run_dir: &job.run_dir,
+            of,
+            leftovers: &report.leftovers,
+            unkillable: &report.unkillable,
+        })?;
+    }
+    r
+}
+
+/// The exec reports of an attempt's runs, by what ran (`agent`, `verify`).
+type Reports = RefCell<Vec<(&'static str, ExecReport)>>;
+
+/// Runs the agent; a takeover that could not be told comes back beside the run.
+type RunAs<'f> = dyn Fn(Start<'_>) -> Result<(AgentRun, Option<WorkflowError>), AgentError> + 'f;
+
+/// An event that could not be told ends the attempt as an error, like any other.
+fn told((r, failed): (AgentRun, Option<WorkflowError>)) -> Result<AgentRun, WorkflowError> {
+    match failed {
         Some(e) => Err(e),
         None => Ok(r),
-    };
+    }
+}
+
+/// The runs of [`one_attempt`]: the agent (`run_as`), then the task's verify.
+fn one_attempt_runs(
+    run: &Run<'_>,
+    unit: Unit<'_>,
+    job: &Job,
+    resume: Option<&Resume>,
+    run_as: &RunAs<'_>,
+    reports: &Reports,
+) -> Result<AgentRun, WorkflowError> {
     let mut r = match resume {
         None => told(run_as(Start::Fresh)?)?,
         Some(resume) => {
@@ -404,7 +444,7 @@ fn one_attempt(
     }
     if r.outcome.is_success()
         && let Some(verify) = job.task.as_ref().and_then(|t| t.verify.as_deref())
-        && let Err((code, evidence)) = run_verify(run, unit, job, verify)?
+        && let Err((code, evidence)) = run_verify(run, unit, job, verify, reports)?
     {
         r.outcome = Outcome::VerifyFailed { exit_code: code };
         r.evidence = evidence;
@@ -452,6 +492,7 @@ fn run_verify(
     unit: Unit<'_>,
     job: &Job,
     verify: &str,
+    reports: &Reports,
 ) -> Result<Result<(), (Option<i32>, String)>, WorkflowError> {
     let argv = match crate::validate::validate_argv_text(verify) {
         Ok(argv) => argv,
@@ -491,6 +532,7 @@ fn run_verify(
             )));
         }
     };
+    reports.borrow_mut().push(("verify", report.clone()));
     tell_takeover(run, unit, &report)?;
     if report.exit_code == 0 {
         return Ok(Ok(()));
