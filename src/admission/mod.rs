@@ -288,8 +288,8 @@ pub enum AdmissionError {
     TimedOut {
         /// How long it waited.
         waited: Duration,
-        /// Why it was still waiting.
-        waiting: Waiting,
+        /// Why it was still waiting (boxed: it lists pids).
+        waiting: Box<Waiting>,
     },
     /// The caller stopped the wait.
     #[error("stopped waiting for admission")]
@@ -452,7 +452,7 @@ mod tests {
         );
         let err = AdmissionError::TimedOut {
             waited: Duration::from_millis(1000),
-            waiting: waiting(0, &[Limit::MaxLoad], 1, 0),
+            waiting: Box::new(waiting(0, &[Limit::MaxLoad], 1, 0)),
         };
         assert_eq!(
             err.to_string(),

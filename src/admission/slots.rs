@@ -210,7 +210,10 @@ impl Slots {
                 timeout_setting: give_up.setting,
             };
             if waited >= give_up.after {
-                return Err(AdmissionError::TimedOut { waited, waiting });
+                return Err(AdmissionError::TimedOut {
+                    waited,
+                    waiting: Box::new(waiting),
+                });
             }
             if on_wait(&waiting).is_break() {
                 return Err(AdmissionError::Cancelled);
