@@ -113,6 +113,14 @@ impl From<Duration> for GiveUp {
 pub struct Waiting {
     /// Live waiters that arrived earlier.
     pub ahead: usize,
+    /// The pids of those earlier waiters, first in line first (where known).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ahead_pids: Vec<i32>,
+    /// The pids of the processes holding the slots in use (where known).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holders: Vec<i32>,
+    /// `max_concurrent`: how many slots there are.
+    pub max_concurrent: usize,
     /// Every limit holding the queue back (empty when not known yet).
     pub blocked_by: Vec<Refusal>,
     /// qw tasks admitted and running (slots in use across the user's `qw` processes).
@@ -131,15 +139,19 @@ fn policy_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Err
 impl Waiting {
     /// What it waits for and how many qw tasks run, without the time left:
     /// `load 1.72/CPU > 0.85 (max_load); 2 qw tasks running`.
+    ///
+    /// Queued behind other requests, it says so first, with their pids and what the
+    /// first of them waits for, then who holds the slots:
+    /// `queued behind 1 waiting request (qw pid 4242), which waits for memory …; no slot
+    /// in use (0 of 8)`.
     pub fn reason(&self) -> String {
-        let what = match (self.ahead, self.blocked_by.is_empty()) {
-            (0, false) => policy::describe(&self.blocked_by),
-            (0, true) => "a free slot".to_owned(),
-            (n, false) => format!(
-                "{n} earlier request(s) in the queue; the first waits for {}",
-                policy::describe(&self.blocked_by)
-            ),
-            (n, true) => format!("{n} earlier request(s) in the queue"),
+        if self.ahead > 0 {
+            return self.queued_reason();
+        }
+        let what = if self.blocked_by.is_empty() {
+            "a free slot".to_owned()
+        } else {
+            policy::describe(&self.blocked_by)
         };
         let running = match self.running {
             0 => "no qw task running".to_owned(),
@@ -147,6 +159,54 @@ impl Waiting {
             n => format!("{n} qw tasks running"),
         };
         format!("{what}; {running}")
+    }
+
+    fn queued_reason(&self) -> String {
+        let n = self.ahead;
+        let requests = if n == 1 { "request" } else { "requests" };
+        let pids = pid_list(&self.ahead_pids);
+        let pids = if pids.is_empty() {
+            String::new()
+        } else {
+            format!(" (qw {pids})")
+        };
+        let first = if n == 1 { "which" } else { "the first" };
+        let waits = if self.blocked_by.is_empty() {
+            format!("{first} is being admitted")
+        } else {
+            format!("{first} waits for {}", policy::describe(&self.blocked_by))
+        };
+        let slots = match self.running {
+            0 => format!("no slot in use (0 of {})", self.max_concurrent),
+            k => {
+                let held = pid_list(&self.holders);
+                let by = if held.is_empty() {
+                    String::new()
+                } else {
+                    format!(", held by qw {held}")
+                };
+                format!("{k} of {} slot(s) in use{by}", self.max_concurrent)
+            }
+        };
+        format!("queued behind {n} waiting {requests}{pids}, {waits}; {slots}")
+    }
+}
+
+/// `pid 12` or `pids 12, 13, 14 and 2 more` (at most three named); empty for none.
+fn pid_list(pids: &[i32]) -> String {
+    const SHOWN: usize = 3;
+    match pids {
+        [] => String::new(),
+        [one] => format!("pid {one}"),
+        _ => {
+            let named: Vec<String> = pids.iter().take(SHOWN).map(i32::to_string).collect();
+            let more = pids.len().saturating_sub(SHOWN);
+            if more > 0 {
+                format!("pids {} and {more} more", named.join(", "))
+            } else {
+                format!("pids {}", named.join(", "))
+            }
+        }
     }
 }
 
@@ -228,8 +288,8 @@ pub enum AdmissionError {
     TimedOut {
         /// How long it waited.
         waited: Duration,
-        /// Why it was still waiting.
-        waiting: Waiting,
+        /// Why it was still waiting (boxed: it lists pids).
+        waiting: Box<Waiting>,
     },
     /// The caller stopped the wait.
     #[error("stopped waiting for admission")]
@@ -334,6 +394,9 @@ mod tests {
                 })
                 .collect(),
             running,
+            ahead_pids: Vec::new(),
+            holders: Vec::new(),
+            max_concurrent: 8,
             give_up_in: Duration::from_millis(left_ms),
             timeout_setting: ACQUIRE_TIMEOUT_SETTING,
         }
@@ -347,11 +410,37 @@ mod tests {
             "load 1.72/CPU > 0.85 (max_load) and memory in use 1.72 > 0.85 (max_memory); \
              2 qw tasks running; giving up in 4m58s (resource_limits.acquire_timeout_s)"
         );
-        let w = waiting(3, &[Limit::MaxLoad], 1, 59_500);
+        let w = Waiting {
+            ahead_pids: vec![11, 12, 13, 14],
+            holders: vec![7],
+            ..waiting(4, &[Limit::MaxLoad], 1, 59_500)
+        };
         assert_eq!(
             w.to_string(),
-            "3 earlier request(s) in the queue; the first waits for load 1.72/CPU > 0.85 \
-             (max_load); 1 qw task running; giving up in 1m00s (resource_limits.acquire_timeout_s)"
+            "queued behind 4 waiting requests (qw pids 11, 12, 13 and 1 more), the first waits \
+             for load 1.72/CPU > 0.85 (max_load); 1 of 8 slot(s) in use, held by qw pid 7; \
+             giving up in 1m00s (resource_limits.acquire_timeout_s)"
+        );
+        // Queued behind another qw's request while no task runs: never "no qw task
+        // running" alone, which reads as if nothing held it back.
+        let w = Waiting {
+            ahead_pids: vec![4242],
+            ..waiting(1, &[Limit::MaxMemory], 0, 10_000)
+        };
+        assert_eq!(
+            w.to_string(),
+            "queued behind 1 waiting request (qw pid 4242), which waits for memory in use \
+             1.72 > 0.85 (max_memory); no slot in use (0 of 8); giving up in 10s \
+             (resource_limits.acquire_timeout_s)"
+        );
+        let w = Waiting {
+            ahead_pids: vec![4242],
+            ..waiting(1, &[], 0, 10_000)
+        };
+        assert!(
+            w.reason()
+                .starts_with("queued behind 1 waiting request (qw pid 4242), which is being admitted; no slot in use"),
+            "{w}"
         );
         let w = Waiting {
             timeout_setting: "--admit-timeout",
@@ -363,7 +452,7 @@ mod tests {
         );
         let err = AdmissionError::TimedOut {
             waited: Duration::from_millis(1000),
-            waiting: waiting(0, &[Limit::MaxLoad], 1, 0),
+            waiting: Box::new(waiting(0, &[Limit::MaxLoad], 1, 0)),
         };
         assert_eq!(
             err.to_string(),

@@ -176,8 +176,9 @@ impl Slots {
         let mut poll = MIN_POLL;
         let mut last_ahead = usize::MAX;
         loop {
-            let (ahead, head_reasons) = self.ahead_of(&ticket);
-            let running = self.in_use().len();
+            let (ahead_pids, ahead, head_reasons) = self.ahead_of(&ticket);
+            let in_use = self.in_use();
+            let running = in_use.len();
             let blocked_by = if ahead == 0 {
                 let reasons = match decide(&probe(), limits, impact, running) {
                     Decision::Refuse { refusals } => refusals,
@@ -200,13 +201,19 @@ impl Slots {
             let waited = start.elapsed();
             let waiting = Waiting {
                 ahead,
+                ahead_pids,
+                holders: in_use.iter().filter_map(|h| h.pid).collect(),
+                max_concurrent: limits.max_concurrent,
                 blocked_by,
                 running,
                 give_up_in: give_up.after.saturating_sub(waited),
                 timeout_setting: give_up.setting,
             };
             if waited >= give_up.after {
-                return Err(AdmissionError::TimedOut { waited, waiting });
+                return Err(AdmissionError::TimedOut {
+                    waited,
+                    waiting: Box::new(waiting),
+                });
             }
             if on_wait(&waiting).is_break() {
                 return Err(AdmissionError::Cancelled);
@@ -303,20 +310,22 @@ impl Slots {
         out
     }
 
-    /// How many live waiters arrived before `me`, and why the first of them waits.
-    fn ahead_of(&self, me: &Ticket) -> (usize, Vec<Refusal>) {
+    /// The pids of the live waiters that arrived before `me` (first in line first), how
+    /// many they are, and why the first of them waits.
+    fn ahead_of(&self, me: &Ticket) -> (Vec<i32>, usize, Vec<Refusal>) {
         let mut before: Vec<TicketInfo> = self
             .live_tickets()
             .into_iter()
             .filter(|t| t.seq < me.seq)
             .collect();
         let n = before.len();
+        let pids = before.iter().filter_map(|t| t.pid).collect();
         let reasons = if before.is_empty() {
             Vec::new()
         } else {
             before.swap_remove(0).reasons
         };
-        (n, reasons)
+        (pids, n, reasons)
     }
 
     /// Lock a free slot among the first `max` (`None` when none could be locked). The
@@ -613,6 +622,10 @@ mod tests {
         match &err {
             AdmissionError::TimedOut { waiting, .. } => {
                 assert_eq!(waiting.ahead, 1);
+                let me = i32::try_from(std::process::id()).unwrap();
+                assert_eq!(waiting.ahead_pids, [me]);
+                assert_eq!(waiting.holders, [me]);
+                assert_eq!(waiting.max_concurrent, 1);
                 assert_eq!(waiting.blocked_by.len(), 1);
                 assert_eq!(waiting.blocked_by[0].limit, Limit::MaxConcurrent);
                 assert_eq!(waiting.running, 1);

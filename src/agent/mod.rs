@@ -358,6 +358,12 @@ pub trait Agent: Send + Sync {
     /// Short name for logs, state and reports (`claude`, `command`, `offline`).
     fn name(&self) -> &'static str;
 
+    /// Whether the agent changes code. One that does not (`offline`) cannot make a
+    /// failed `_Verify:_` pass by trying again, so such a failure is not retried.
+    fn writes_code(&self) -> bool {
+        true
+    }
+
     /// The command that does `job`, given the prompt [`prompt::build`] made for it.
     fn command(&self, job: &Job, prompt: &str) -> Result<AgentCommand, AgentError>;
 

@@ -43,6 +43,22 @@ impl Agent for OfflineAgent {
         "offline"
     }
 
+    fn writes_code(&self) -> bool {
+        false
+    }
+
+    /// As [`outcome::classify`](super::outcome::classify), but a task whose `_Verify:_`
+    /// ran and failed is `verify_failed` (with its exit code), not an agent error.
+    fn classify(&self, _job: &Job, input: &super::ClassifyInput<'_>) -> super::outcome::AgentRun {
+        let mut run = super::outcome::classify(input);
+        if matches!(run.outcome, super::outcome::Outcome::AgentError { .. })
+            && let Some(failed) = verify_failed(input.stdout)
+        {
+            run.outcome = super::outcome::Outcome::VerifyFailed { exit_code: failed };
+        }
+        run
+    }
+
     fn command(&self, job: &Job, _prompt: &str) -> Result<AgentCommand, AgentError> {
         let mut argv: Vec<OsString> = vec![
             self.qw.clone().into_os_string(),
@@ -75,6 +91,21 @@ impl Agent for OfflineAgent {
     }
 }
 
+/// The verify exit code an offline result object reports under [`VERIFY_FAILED_KEY`]
+/// (`Some(None)`: it ran and was killed), from the last JSON line of `stdout`.
+fn verify_failed(stdout: &[u8]) -> Option<Option<i32>> {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let failed = v.get(VERIFY_FAILED_KEY)?.as_object()?;
+    Some(
+        failed
+            .get("exit_code")
+            .and_then(serde_json::Value::as_i64)
+            .and_then(|c| i32::try_from(c).ok()),
+    )
+}
+
 /// What `qw offline-agent` was asked to do.
 #[derive(Debug, Clone)]
 pub struct OfflineRequest {
@@ -103,6 +134,10 @@ pub struct OfflineResult {
     pub is_error: bool,
     /// What it did, or why it could not.
     pub message: String,
+    /// The task's `_Verify:_` command ran and failed: its exit code (None when it could
+    /// not run or was killed). qw records the task `verify_failed`, and does not retry
+    /// it: the offline agent writes no code, so another attempt runs the same check.
+    pub verify_failed: Option<Option<i32>>,
 }
 
 impl OfflineResult {
@@ -110,12 +145,14 @@ impl OfflineResult {
         OfflineResult {
             is_error: false,
             message: message.into(),
+            verify_failed: None,
         }
     }
     fn err(message: impl Into<String>) -> OfflineResult {
         OfflineResult {
             is_error: true,
             message: message.into(),
+            verify_failed: None,
         }
     }
 
@@ -140,7 +177,8 @@ impl OfflineResult {
                 "cache_creation_input_tokens": 0,
                 "cache_read_input_tokens": 0
             },
-            "agent": "offline"
+            "agent": "offline",
+            VERIFY_FAILED_KEY: self.verify_failed.map(|code| serde_json::json!({"exit_code": code})),
         })
     }
 }
@@ -209,17 +247,46 @@ fn implement(req: &OfflineRequest) -> OfflineResult {
         Ok(()) => OfflineResult::ok(format!(
             "task {id}: verified; no change needed (`{verify}` exited 0)"
         )),
-        Err(why) => OfflineResult::err(format!(
-            "the offline agent cannot implement task {id}: its verify command {why}; it writes no code — use --agent claude or --agent-cmd"
-        )),
+        Err(failed) => OfflineResult {
+            verify_failed: failed.ran.then_some(failed.code),
+            ..OfflineResult::err(format!(
+                "the offline agent cannot implement task {id}: its verify command {}; it writes no code — use --agent claude or --agent-cmd",
+                failed.why
+            ))
+        },
+    }
+}
+
+/// The key of the result object that says the task's `_Verify:_` ran and failed.
+pub const VERIFY_FAILED_KEY: &str = "qw_verify_failed";
+
+/// Why a verify command did not pass.
+#[derive(Debug)]
+struct VerifyFailure {
+    /// It ran (false: it could not be split, used shell syntax, or could not start).
+    ran: bool,
+    /// Its exit code, when it exited.
+    code: Option<i32>,
+    /// One line: the command, how it ended and the tail of its output.
+    why: String,
+}
+
+impl From<String> for VerifyFailure {
+    fn from(why: String) -> VerifyFailure {
+        VerifyFailure {
+            ran: false,
+            code: None,
+            why,
+        }
     }
 }
 
 /// Characters that only mean something to a shell; verify commands run as plain argv.
 const SHELL_SYNTAX: &[&str] = &["&&", "||", "|", ";", ">", "<", "$(", "`"];
 
-/// Run a verify command as argv in `cwd`; `Err` says why it did not pass.
-fn run_verify(verify: &str, cwd: &Path) -> Result<(), String> {
+/// Run a verify command as argv in `cwd`; `Err` says why it did not pass. The output of
+/// a failed one goes whole to this process's stderr, which qw keeps in the run folder.
+fn run_verify(verify: &str, cwd: &Path) -> Result<(), VerifyFailure> {
     let words =
         shell_words::split(verify).map_err(|e| format!("`{verify}` cannot be split ({e})"))?;
     if let Some(sym) = words
@@ -229,33 +296,48 @@ fn run_verify(verify: &str, cwd: &Path) -> Result<(), String> {
     {
         return Err(format!(
             "`{verify}` uses shell syntax `{sym}`, but verify commands run as plain arguments"
-        ));
+        )
+        .into());
     }
     let Some((program, args)) = words.split_first() else {
-        return Err("is empty".to_owned());
+        return Err("is empty".to_owned().into());
     };
     let out = Command::new(program)
         .args(args)
         .current_dir(cwd)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("`{verify}` could not be run ({e})"))?;
+        .map_err(|e| VerifyFailure::from(format!("`{verify}` could not be run ({e})")))?;
     if out.status.success() {
         return Ok(());
     }
-    let mut tail = super::outcome::tail_lines(&out.stderr, 3);
+    crate::diag!(
+        "verify `{verify}` failed; its output:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut tail = super::outcome::tail_lines(&out.stderr, 5);
     if tail.is_empty() {
-        tail = super::outcome::tail_lines(&out.stdout, 3);
+        tail = super::outcome::tail_lines(&out.stdout, 5);
     }
-    let tail = tail.split_whitespace().collect::<Vec<_>>().join(" ");
+    let tail = tail
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ");
     let status = match out.status.code() {
         Some(c) => format!("exited {c}"),
         None => "was killed by a signal".to_owned(),
     };
-    Err(if tail.is_empty() {
-        format!("`{verify}` {status}")
-    } else {
-        format!("`{verify}` {status} ({tail})")
+    Err(VerifyFailure {
+        ran: true,
+        code: out.status.code(),
+        why: if tail.is_empty() {
+            format!("`{verify}` {status}")
+        } else {
+            format!("`{verify}` {status} ({tail})")
+        },
     })
 }
 
@@ -501,10 +583,14 @@ mod tests {
         let cwd = Path::new(".");
         assert!(run_verify("true", cwd).is_ok());
         let e = run_verify("true && false", cwd).unwrap_err();
-        assert!(e.contains("shell syntax `&&`"), "{e}");
+        assert!(e.why.contains("shell syntax `&&`") && !e.ran, "{e:?}");
         let e = run_verify("sh -c 'echo nope >&2; exit 4'", cwd).unwrap_err();
-        assert!(e.contains("exited 4") && e.contains("nope"), "{e}");
-        let e = run_verify("qw-no-such-verify-xyz", cwd).unwrap_err();
+        assert!(
+            e.why.contains("exited 4") && e.why.contains("nope"),
+            "{e:?}"
+        );
+        assert_eq!((e.ran, e.code), (true, Some(4)));
+        let e = run_verify("qw-no-such-verify-xyz", cwd).unwrap_err().why;
         assert!(e.contains("could not be run"), "{e}");
     }
 }

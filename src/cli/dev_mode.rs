@@ -33,14 +33,21 @@ pub enum DevModeAction {
 /// Arguments of `qw dev-mode`.
 #[derive(Debug, Args)]
 #[command(after_long_help = "\
-`on` sets enabled, verbose_logging (debug-level logs in .claude/logs/), resource_monitoring, auto_backup (a state backup right now), performance_profiling,
-enhanced_error_reporting, command_validation and state_monitoring to true, remembering the
-values they had; `off` restores those values. fail_fast and confirmation_prompts are
-never changed by on/off. Every other key of the settings file is kept as it was.
+`on` writes `enabled: true` into development_mode. While dev mode is on, verbose_logging
+(debug-level logs in .claude/logs/), resource_monitoring, auto_backup (a state backup right
+now), performance_profiling, enhanced_error_reporting, command_validation and
+state_monitoring are on unless the file sets them: nothing is written for those, and a
+flag the file sets to false is set to true and remembered (under
+quantumwala.dev_mode_previous). `off` writes `enabled: false` and puts back what `on`
+remembered. fail_fast and confirmation_prompts are never changed by on/off. Every other
+key of the settings file keeps its bytes.
 While dev mode is on, the limits you did not set in resource_limits tighten (4 tasks at
 once, load 0.70, memory 0.60) and tasks get one retry unless --attempts says otherwise;
-nothing is written for that, so `off` brings the defaults back and your values stay.
-`status` shows each flag's effect (`+` in force, `-` not) and the limits with their source.
+nothing is written for that, so `off` brings the defaults back and your values stay. A
+resource_limits block holding exactly the defaults an older `qw init` wrote counts as
+yours: dev mode then tightens none of it and says so (`qw init` removes such a block).
+`status` shows each flag's effect (`+` in force, `-` not), where its value comes from
+(settings file, dev mode, default) and the limits with their source.
 The original's debug_hooks is retired (hooks run inside Claude Code, not qw): a file that
 holds it keeps it, unread.
 A settings file that is not valid JSON is never overwritten (exit 2).
@@ -81,6 +88,9 @@ pub fn run(ctx: &Ctx, args: DevModeArgs) -> CmdResult {
         }
     };
     let limits = dev_limits(ctx.settings()?, &mode);
+    if mode.enabled() && ctx.settings()?.resource_limits.is_old_init_defaults() {
+        crate::diag!("{OLD_INIT_LIMITS_WARNING}");
+    }
     if ctx.global.json {
         let previous = file.typed()?.quantumwala.dev_mode_previous;
         say!(
@@ -119,6 +129,9 @@ fn to_json(
         "backup": note,
     })
 }
+
+/// Said while dev mode is on over a `resource_limits` block an older `qw init` wrote.
+pub(crate) const OLD_INIT_LIMITS_WARNING: &str = "qw: warning: resource_limits in .claude/settings.local.json holds exactly the defaults an older `qw init` wrote; they count as your limits, so dev mode tightens none of them\n  hint: run `qw init` to remove that block (or delete it yourself); keep it if you chose those values";
 
 /// One limit dev mode governs, with its effective value and where it comes from.
 pub(crate) struct DevLimit {
@@ -175,6 +188,7 @@ fn print_human(mode: &DevMode, limits: &[DevLimit], path: &std::path::Path, note
     for f in &mode.flags {
         let source = match f.source {
             FlagSource::Settings => "(settings file)",
+            FlagSource::DevMode => "(dev mode)",
             FlagSource::Default => "(default)",
         };
         // What the flag does when true; `-` marks an effect not in force.

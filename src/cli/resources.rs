@@ -24,7 +24,9 @@ use crate::settings::{LimitSettings, LimitSource};
 Limits come from `resource_limits` in .claude/settings.local.json (max_load, max_memory,
 high_impact_load, max_concurrent, acquire_timeout_s, max_cpu_pressure, max_memory_pressure);
 keys not set there use dev mode's (max_concurrent 4, max_load 0.70, max_memory 0.60) while
-development_mode.enabled is true, else the defaults. Slots are shared by every qw process of the user
+development_mode.enabled is true, else the defaults; each limit shows its source (settings
+file, dev mode, default). `qw init` writes no limits, so every limit you did not choose
+follows dev mode. Slots are shared by every qw process of the user
 through the runtime directory ($QW_RUNTIME_DIR, else $XDG_RUNTIME_DIR/quantumwala, else
 /tmp/quantumwala-<uid>). With no slot in use, one task may start whatever the load (the
 memory limits still hold). The load compared with max_load is the 1-minute average per
@@ -53,6 +55,9 @@ pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
         .map(|i| (i, decide(&probes, &admission.limits, i, in_use.len())))
         .collect();
     let slurm_jobs = slurm_jobs(&super::executor::dirs(&ctx.project).0);
+    if settings.development_mode.enabled() && settings.resource_limits.is_old_init_defaults() {
+        crate::diag!("{}", super::dev_mode::OLD_INIT_LIMITS_WARNING);
+    }
 
     if ctx.global.json {
         let limits = serde_json::to_value(&admission.limits).unwrap_or(Value::Null);
@@ -162,7 +167,7 @@ pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
         opt(probes.memory_pressure, 2).replace("unknown", "n/a"),
     ));
     let src = |k: &str| match settings.limit_source(k) {
-        LimitSource::Settings => "",
+        LimitSource::Settings => "  (settings file)",
         LimitSource::DevMode => "  (dev mode)",
         LimitSource::Default => "  (default)",
     };

@@ -19,7 +19,10 @@ use crate::state::reset::{ResetMode, ResetReport, reset};
 #[command(after_long_help = "\
 The state is backed up first (.claude/backups/state/pre_reset_<spec>_<time>.json).
 Soft: tasks in_progress/failed/blocked become pending, the phase returns to the one after
-the last completed phase, the spec's errors are cleared; no file is touched.
+the last completed phase, the spec's errors are cleared; no file is touched. Completed
+tasks stay completed, so `workflow-continue` runs only the reset ones. A spec whose every
+task is completed has nothing to soft-reset: refused (exit 2), nothing changed, no backup;
+use --hard to run it again from a new design and task list.
 Hard: the spec folder is copied to .claude/backups/workflows/<spec>_<time>/, then
 design.md, tasks.md and reports are removed (requirements.md stays), the spec's tasks are
 cleared and it returns to design_creation. Asks on a terminal unless --yes or the setting

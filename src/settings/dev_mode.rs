@@ -32,8 +32,10 @@ pub fn dev_flag_default(flag: &str) -> bool {
     matches!(flag, "confirmation_prompts" | "command_validation")
 }
 
-/// Flags `qw dev-mode on` sets to true. `fail_fast` and `confirmation_prompts` are left
-/// alone: they change what a workflow does, not what it reports.
+/// Flags that are on while dev mode is on, unless the file sets them (`qw dev-mode on`
+/// then sets a false one to true and `off` puts the false back). `fail_fast` and
+/// `confirmation_prompts` are left alone: they change what a workflow does, not what it
+/// reports.
 pub const DEV_ON_FLAGS: [&str; 8] = [
     "enabled",
     "verbose_logging",
@@ -87,6 +89,8 @@ pub const DEV_PREVIOUS_KEY: &str = "dev_mode_previous";
 pub enum FlagSource {
     /// Set in `.claude/settings.local.json`.
     Settings,
+    /// Not set, and dev mode is on: on, as `dev-mode on` promises.
+    DevMode,
     /// Not set: qw's built-in default.
     Default,
 }
@@ -184,48 +188,59 @@ impl DevMode {
 }
 
 impl SettingsFile {
-    /// Turn dev mode on: remember the current effective flags (unless dev mode is already
-    /// on and they are remembered), then set [`DEV_ON_FLAGS`] to true. Every flag is
-    /// written explicitly; keys already in the block keep their place and every other byte
-    /// of the file stays as it was.
+    /// Turn dev mode on: write `enabled: true`, and — for each flag of [`DEV_ON_FLAGS`]
+    /// the file sets to false — set it to true, remembering the false (flags the file
+    /// does not set follow dev mode by themselves, so nothing is written for them). Only
+    /// those keys change; every other byte of the file stays as it was. A second `on`
+    /// keeps what the first remembered.
     pub fn dev_mode_on(&mut self) -> Result<DevMode, SettingsError> {
         let current = self.typed()?;
-        let dm = &current.development_mode;
-        let remember = !(dm.enabled() && current.quantumwala.dev_mode_previous.is_some());
-        let mut values = dm.values();
-        for flag in DEV_ON_FLAGS {
-            values.insert(flag.into(), Value::Bool(true));
+        let mut remembered = current
+            .quantumwala
+            .dev_mode_previous
+            .clone()
+            .unwrap_or_default();
+        let block = self.dev_block();
+        let mut flipped = false;
+        for flag in DEV_ON_FLAGS.into_iter().filter(|f| *f != "enabled") {
+            if let Some(Value::Bool(false)) = block.get(flag) {
+                remembered
+                    .entry(flag.to_owned())
+                    .or_insert(Value::Bool(false));
+                self.set(&["development_mode", flag], Value::Bool(true))?;
+                flipped = true;
+            }
         }
-        self.write_flags(&values)?;
-        if remember {
-            self.set(&[QW_SECTION, DEV_PREVIOUS_KEY], Value::Object(dm.values()))?;
+        if block.get("enabled") != Some(&Value::Bool(true)) {
+            self.set(&["development_mode", "enabled"], Value::Bool(true))?;
+        }
+        if flipped {
+            self.set(&[QW_SECTION, DEV_PREVIOUS_KEY], Value::Object(remembered))?;
         }
         Ok(self.typed()?.development_mode)
     }
 
-    /// Turn dev mode off: restore the values remembered by `dev-mode on` (with `enabled`
-    /// false), or — when none are remembered — set `enabled` and the flags `on` turns on
-    /// back to their defaults. The remembered values are then dropped (and `quantumwala`
-    /// with them if nothing else is in it).
+    /// Turn dev mode off: write `enabled: false` and put back the values `dev-mode on`
+    /// remembered, for the keys still in the block (an older qw remembered every flag:
+    /// those present get their value back, none is added). The remembered values are then
+    /// dropped (and `quantumwala` with them if nothing else is in it). Flags the file
+    /// sets and `on` did not change keep their value: they are the user's.
     pub fn dev_mode_off(&mut self) -> Result<DevMode, SettingsError> {
         let current = self.typed()?;
-        let mut values = current.development_mode.values();
-        match &current.quantumwala.dev_mode_previous {
-            Some(prev) => {
-                for name in DEV_FLAGS {
-                    if let Some(Value::Bool(b)) = prev.get(name) {
-                        values.insert(name.into(), Value::Bool(*b));
-                    }
-                }
-            }
-            None => {
-                for flag in DEV_ON_FLAGS {
-                    values.insert(flag.into(), Value::Bool(dev_flag_default(flag)));
+        let block = self.dev_block();
+        if let Some(prev) = &current.quantumwala.dev_mode_previous {
+            for name in DEV_FLAGS.into_iter().filter(|f| *f != "enabled") {
+                if let Some(Value::Bool(b)) = prev.get(name)
+                    && let Some(now) = block.get(name)
+                    && now != &Value::Bool(*b)
+                {
+                    self.set(&["development_mode", name], Value::Bool(*b))?;
                 }
             }
         }
-        values.insert("enabled".into(), Value::Bool(false));
-        self.write_flags(&values)?;
+        if block.get("enabled") != Some(&Value::Bool(false)) {
+            self.set(&["development_mode", "enabled"], Value::Bool(false))?;
+        }
         self.remove(&[QW_SECTION, DEV_PREVIOUS_KEY])?;
         if self
             .root()
@@ -238,13 +253,13 @@ impl SettingsFile {
         Ok(self.typed()?.development_mode)
     }
 
-    fn write_flags(&mut self, values: &Map<String, Value>) -> Result<(), SettingsError> {
-        for name in DEV_FLAGS {
-            if let Some(v) = values.get(name) {
-                self.set(&["development_mode", name], v.clone())?;
-            }
-        }
-        Ok(())
+    /// The `development_mode` object as the file holds it (empty when absent).
+    fn dev_block(&self) -> Map<String, Value> {
+        self.root()
+            .get("development_mode")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -260,11 +275,24 @@ mod tests {
     }
 
     #[test]
-    fn dev_mode_on_then_off_restores_previous_values_and_bytes() {
+    fn dev_mode_on_then_off_writes_only_the_keys_it_owns_and_restores_bytes() {
         let before = fixture();
         let mut s = before.clone();
         let on = s.dev_mode_on().unwrap();
-        assert!(on.enabled() && on.verbose_logging() && on.fail_fast());
+        assert!(on.enabled() && on.verbose_logging() && on.fail_fast() && on.auto_backup());
+        // The file set verbose_logging false: flipped; every other flag follows dev mode
+        // unwritten.
+        let dm_keys = |s: &SettingsFile| -> Vec<String> {
+            s.root()["development_mode"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect()
+        };
+        assert_eq!(dm_keys(&s), ["fail_fast", "verbose_logging", "enabled"]);
+        let auto = on.flags.iter().find(|f| f.name == "auto_backup").unwrap();
+        assert_eq!(auto.source, FlagSource::DevMode);
         // A second `on` must not overwrite the remembered values with dev-mode ones.
         s.dev_mode_on().unwrap();
         let off = s.dev_mode_off().unwrap();
@@ -273,26 +301,53 @@ mod tests {
         assert!(s.root().get(QW_SECTION).is_none());
         let keys: Vec<_> = s.root().keys().cloned().collect();
         assert_eq!(keys, ["permissions", "hooks", "development_mode", "env"]);
-        let dm_keys: Vec<_> = s.root()["development_mode"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect();
-        assert_eq!(&dm_keys[..2], ["fail_fast", "verbose_logging"]);
-        assert_eq!(dm_keys.len(), DEV_FLAGS.len());
-        assert_eq!(s.root()["permissions"], before.root()["permissions"]);
+        assert_eq!(dm_keys(&s), ["fail_fast", "verbose_logging", "enabled"]);
+        assert_eq!(
+            s.text(),
+            before.text().replace(
+                "\"verbose_logging\": false}",
+                "\"verbose_logging\": false, \"enabled\": false}"
+            )
+        );
     }
 
     #[test]
-    fn off_without_on_turns_dev_flags_to_defaults() {
+    fn a_hand_written_block_keeps_its_keys_and_bytes() {
+        let text = "{\n  \"development_mode\": {\n    \"enabled\": false,\n    \"fail_fast\": true\n  }\n}\n";
+        let mut s = SettingsFile::parse(Path::new("s.json"), text).unwrap();
+        s.dev_mode_on().unwrap();
+        assert_eq!(s.text(), text.replace("false", "true"));
+        s.dev_mode_off().unwrap();
+        assert_eq!(s.text(), text);
+    }
+
+    #[test]
+    fn an_older_qws_remembered_values_are_restored_for_the_keys_present() {
+        // What `dev-mode on` of an older qw left: every flag written, every value remembered.
+        let mut s = SettingsFile::parse(
+            Path::new("s.json"),
+            r#"{"development_mode": {"enabled": true, "verbose_logging": true, "fail_fast": false}, "quantumwala": {"dev_mode_previous": {"enabled": false, "verbose_logging": false, "fail_fast": false, "auto_backup": false}}}"#,
+        )
+        .unwrap();
+        let off = s.dev_mode_off().unwrap();
+        assert!(!off.enabled() && !off.verbose_logging() && !off.fail_fast());
+        assert_eq!(
+            s.text(),
+            r#"{"development_mode": {"enabled": false, "verbose_logging": false, "fail_fast": false}}"#
+        );
+    }
+
+    #[test]
+    fn off_without_on_keeps_the_flags_the_file_sets() {
         let mut s = SettingsFile::parse(
             Path::new("s.json"),
             r#"{"development_mode": {"enabled": true, "verbose_logging": true, "fail_fast": true}}"#,
         )
         .unwrap();
         let off = s.dev_mode_off().unwrap();
-        assert!(!off.enabled() && !off.verbose_logging() && off.fail_fast());
+        // Set by the user, not by `on`: theirs to keep.
+        assert!(!off.enabled() && off.verbose_logging() && off.fail_fast());
+        assert!(!off.auto_backup());
     }
 
     #[test]
@@ -302,8 +357,8 @@ mod tests {
         assert_eq!(s.typed().unwrap().unknown_keys.len(), 3);
         s.dev_mode_on().unwrap();
         for kept in [
-            "\"colour\": \"blue\",\n    \"enabled\": true,",
-            "{\"future\": [1.50, 12345678901234567890123], \"dev_mode_previous\": {",
+            "\"colour\": \"blue\",\n    \"enabled\": true\n",
+            "{\"future\": [1.50, 12345678901234567890123]},",
             "\"resource_limits\": {\"max_lod\": 2}",
         ] {
             assert!(s.text().contains(kept), "{kept}:\n{}", s.text());
@@ -319,20 +374,19 @@ mod tests {
 
     #[test]
     fn other_quantumwala_keys_keep_their_bytes() {
-        let text = "{\n  \"quantumwala\": {\n    \"daily_budget_usd\": 2.50\n  }\n}\n";
+        let text = "{\n  \"quantumwala\": {\n    \"daily_budget_usd\": 2.50\n  },\n  \"development_mode\": {\n    \"verbose_logging\": false\n  }\n}\n";
         let mut s = SettingsFile::parse(Path::new("s.json"), text).unwrap();
         s.dev_mode_on().unwrap();
         assert!(
             s.text()
-                .contains("\"daily_budget_usd\": 2.50,\n    \"dev_mode_previous\": {\n")
-        );
-        s.dev_mode_off().unwrap();
-        assert!(
-            s.text().starts_with(
-                "{\n  \"quantumwala\": {\n    \"daily_budget_usd\": 2.50\n  },\n  \"development_mode\": {\n    \"enabled\": false,\n"
-            ),
+                .contains("\"daily_budget_usd\": 2.50,\n    \"dev_mode_previous\": {\n"),
             "{}",
             s.text()
+        );
+        s.dev_mode_off().unwrap();
+        assert_eq!(
+            s.text(),
+            text.replace("false\n  }", "false,\n    \"enabled\": false\n  }")
         );
     }
 }

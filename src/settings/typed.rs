@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::dev_mode::{DEV_FLAGS, DevFlag, DevMode, FlagSource, dev_flag_default};
+use super::dev_mode::{DEV_FLAGS, DEV_ON_FLAGS, DevFlag, DevMode, FlagSource, dev_flag_default};
 use super::{SettingsError, SettingsFile};
 use crate::exec::ExecutorKind;
 use crate::jsontext;
@@ -75,6 +75,25 @@ impl LimitSettings {
     ];
     /// Largest `max_concurrent` (one lock file per slot).
     pub const MAX_CONCURRENT: usize = 1024;
+
+    /// What an older `qw init` wrote into every project: qw's defaults, written as if
+    /// the user had chosen them (so `dev-mode on` tightened none of them). qw no longer
+    /// writes them; [`LimitSettings::is_old_init_defaults`] recognises the block.
+    pub const OLD_INIT_DEFAULTS: LimitSettings = LimitSettings {
+        max_load: Some(0.85),
+        max_memory: Some(0.80),
+        high_impact_load: Some(0.6),
+        max_concurrent: Some(8),
+        acquire_timeout: Some(Duration::from_secs(300)),
+        max_cpu_pressure: None,
+        max_memory_pressure: None,
+    };
+
+    /// These are exactly the five defaults an older `qw init` wrote, nothing more or
+    /// less: most likely never chosen by the user.
+    pub fn is_old_init_defaults(&self) -> bool {
+        *self == Self::OLD_INIT_DEFAULTS
+    }
 
     /// Whether `key` (one of [`KEYS`](Self::KEYS)) is set in the file.
     pub fn is_set(&self, key: &str) -> bool {
@@ -197,19 +216,37 @@ impl QwSettings {
         s.finish(&mut unknown_keys);
 
         let mut s = Section::top(path, root, "development_mode")?;
-        let mut flags = Vec::with_capacity(DEV_FLAGS.len());
+        let mut set = Vec::with_capacity(DEV_FLAGS.len());
         for name in DEV_FLAGS {
-            let set = s.get(name, read::boolean)?;
-            flags.push(DevFlag {
-                name,
-                value: set.unwrap_or_else(|| dev_flag_default(name)),
-                source: if set.is_some() {
-                    FlagSource::Settings
-                } else {
-                    FlagSource::Default
-                },
-            });
+            set.push((name, s.get(name, read::boolean)?));
         }
+        // A flag the file does not set follows dev mode: on while it is on, for the flags
+        // `dev-mode on` governs; else qw's default.
+        let enabled = set
+            .iter()
+            .find(|(n, _)| *n == "enabled")
+            .and_then(|(_, v)| *v)
+            .unwrap_or_else(|| dev_flag_default("enabled"));
+        let flags = set
+            .into_iter()
+            .map(|(name, value)| match value {
+                Some(value) => DevFlag {
+                    name,
+                    value,
+                    source: FlagSource::Settings,
+                },
+                None if enabled && DEV_ON_FLAGS.contains(&name) => DevFlag {
+                    name,
+                    value: true,
+                    source: FlagSource::DevMode,
+                },
+                None => DevFlag {
+                    name,
+                    value: dev_flag_default(name),
+                    source: FlagSource::Default,
+                },
+            })
+            .collect();
         for retired in super::dev_mode::RETIRED_DEV_FLAGS {
             s.known.push(retired);
         }

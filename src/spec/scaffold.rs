@@ -11,10 +11,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::project::Project;
-use crate::settings::{SettingsError, SettingsFile};
+use crate::settings::{LimitSettings, SettingsError, SettingsFile};
 
 /// Errors of `qw init`.
 #[derive(Debug, thiserror::Error)]
@@ -87,31 +87,12 @@ impl InitReport {
     }
 }
 
-/// Defaults of the `development_mode` block (dev mode off; the safety nets on).
+/// The `development_mode` block `qw init` writes: only the switch, `enabled: false`.
+/// Every other flag is left unset, so it follows dev mode (on while dev mode is on) or
+/// takes qw's default; a flag written here would count as the user's choice.
 pub fn default_development_mode() -> Map<String, Value> {
-    // One source of truth: the defaults `qw dev-mode status` reports.
-    crate::settings::DEV_FLAGS
-        .iter()
-        .map(|f| {
-            (
-                (*f).to_owned(),
-                Value::Bool(crate::settings::dev_flag_default(f)),
-            )
-        })
-        .collect()
-}
-
-/// Defaults of the `resource_limits` block (the original system's admission policy).
-pub fn default_resource_limits() -> Map<String, Value> {
-    let Value::Object(m) = json!({
-        "max_load": 0.85,
-        "max_memory": 0.80,
-        "high_impact_load": 0.6,
-        "max_concurrent": 8,
-        "acquire_timeout_s": 300,
-    }) else {
-        return Map::new();
-    };
+    let mut m = Map::new();
+    m.insert("enabled".to_owned(), Value::Bool(false));
     m
 }
 
@@ -130,17 +111,57 @@ pub fn default_quantumwala() -> Map<String, Value> {
     m
 }
 
-/// Add the qw keys `settings` lacks; returns the dotted keys added. Blocks that exist
-/// but are not objects are left alone and reported in `warnings`. Only the added members
-/// change in the file; every other byte stays.
+/// What [`merge_settings_defaults`] changed: dotted keys added, and blocks removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SettingsChanges {
+    /// Dotted keys added.
+    pub added: Vec<String>,
+    /// Why a block was removed (the `resource_limits` an older init wrote).
+    pub removed: Vec<String>,
+}
+
+impl SettingsChanges {
+    /// Nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+
+    /// The note of the init report: `added …; removed …`.
+    pub fn note(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.added.is_empty() {
+            parts.push(format!("added {}", self.added.join(", ")));
+        }
+        parts.extend(self.removed.iter().cloned());
+        parts.join("; ")
+    }
+}
+
+/// Add the qw keys `settings` lacks. Blocks that exist but are not objects are left
+/// alone and reported in `warnings`. Only the added members change in the file; every
+/// other byte stays.
+///
+/// No `resource_limits` are written: a limit in the file is the user's choice, which
+/// dev mode never tightens, so writing qw's defaults there would make dev mode tighten
+/// nothing. A `resource_limits` block that holds exactly what an older init wrote
+/// ([`LimitSettings::OLD_INIT_DEFAULTS`], by value) is removed for that reason; a block
+/// with any other key or value is the user's and stays as it is.
 pub fn merge_settings_defaults(
     settings: &mut SettingsFile,
     warnings: &mut Vec<String>,
-) -> Result<Vec<String>, SettingsError> {
-    let mut added = Vec::new();
+) -> Result<SettingsChanges, SettingsError> {
+    let mut changes = SettingsChanges::default();
+    if settings
+        .root()
+        .get(LimitSettings::SECTION)
+        .is_some_and(is_old_init_limits)
+    {
+        settings.remove(&[LimitSettings::SECTION])?;
+        changes.removed.push(OLD_LIMITS_REMOVED.to_owned());
+    }
+    let added = &mut changes.added;
     for (section, defaults) in [
         ("development_mode", default_development_mode()),
-        ("resource_limits", default_resource_limits()),
         (crate::settings::QW_SECTION, default_quantumwala()),
     ] {
         match settings.root().get(section) {
@@ -163,8 +184,37 @@ pub fn merge_settings_defaults(
             )),
         }
     }
-    Ok(added)
+    Ok(changes)
 }
+
+/// `block` holds exactly the five `resource_limits` an older init wrote, by value
+/// (`0.8` and `0.80` alike), and nothing else.
+pub fn is_old_init_limits(block: &Value) -> bool {
+    let Some(block) = block.as_object() else {
+        return false;
+    };
+    let old = LimitSettings::OLD_INIT_DEFAULTS;
+    let want = [
+        ("max_load", old.max_load),
+        ("max_memory", old.max_memory),
+        ("high_impact_load", old.high_impact_load),
+        ("max_concurrent", old.max_concurrent.map(|n| n as f64)),
+        (
+            "acquire_timeout_s",
+            old.acquire_timeout.map(|d| d.as_secs_f64()),
+        ),
+    ];
+    block.len() == want.len()
+        && want.iter().all(|(k, v)| {
+            block
+                .get(*k)
+                .and_then(Value::as_f64)
+                .is_some_and(|x| Some(x) == *v)
+        })
+}
+
+/// The init report's note when it removed an older init's `resource_limits`.
+pub const OLD_LIMITS_REMOVED: &str = "removed resource_limits: it held exactly the defaults an older qw init wrote, which counted as your limits and kept dev mode from tightening them; qw's defaults still apply";
 
 /// A slash command init writes: `.claude/commands/<name>.md`.
 struct SlashCommand {
@@ -468,21 +518,21 @@ pub fn init(project: &Project, mut settings: SettingsFile) -> Result<InitReport,
         });
     }
 
-    let added = merge_settings_defaults(&mut settings, &mut report.warnings)?;
+    let changes = merge_settings_defaults(&mut settings, &mut report.warnings)?;
     let settings_action = if !settings_existed {
         Action::Created
-    } else if added.is_empty() {
+    } else if changes.is_empty() {
         Action::Unchanged
     } else {
         Action::Updated
     };
-    if !added.is_empty() || !settings_existed {
+    if !changes.is_empty() || !settings_existed {
         settings.save()?;
     }
     report.files.push(FileReport {
         path: display_rel(project, &settings_path),
         action: settings_action,
-        note: (settings_action == Action::Updated).then(|| format!("added {}", added.join(", "))),
+        note: (settings_action == Action::Updated).then(|| changes.note()),
     });
 
     if manifest_changed {
@@ -496,6 +546,7 @@ pub fn init(project: &Project, mut settings: SettingsFile) -> Result<InitReport,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn every_command_file_calls_qw_with_arguments_and_has_front_matter() {
@@ -544,12 +595,17 @@ mod tests {
         let text = "{\"z\": 12345678901234567890123, \"resource_limits\": {\"max_load\": 0.50}, \"development_mode\": \"odd\"}";
         let mut s = SettingsFile::parse(Path::new("s.json"), text).unwrap();
         let mut warnings = Vec::new();
-        let added = merge_settings_defaults(&mut s, &mut warnings).unwrap();
-        assert!(added.contains(&"resource_limits.max_memory".to_owned()));
-        assert!(!added.iter().any(|k| k == "resource_limits.max_load"));
+        let added = merge_settings_defaults(&mut s, &mut warnings)
+            .unwrap()
+            .added;
+        // No limit is written: one in the file would count as the user's.
+        assert!(
+            !added.iter().any(|k| k.starts_with("resource_limits")),
+            "{added:?}"
+        );
         assert!(
             s.text().starts_with(
-                "{\"z\": 12345678901234567890123, \"resource_limits\": {\"max_load\": 0.50, \"max_memory\":"
+                "{\"z\": 12345678901234567890123, \"resource_limits\": {\"max_load\": 0.50}, \"development_mode\": \"odd\""
             ),
             "{}",
             s.text()
@@ -582,7 +638,9 @@ mod tests {
             r#"{"quantumwala": {"keep_runs": 5, "daily_budget_usd": 2.50}}"#,
         )
         .unwrap();
-        let added = merge_settings_defaults(&mut s, &mut Vec::new()).unwrap();
+        let added = merge_settings_defaults(&mut s, &mut Vec::new())
+            .unwrap()
+            .added;
         assert!(added.contains(&"quantumwala.claude_permissions".to_owned()));
         assert!(
             s.text()
@@ -590,6 +648,45 @@ mod tests {
             "{}",
             s.text()
         );
+    }
+
+    #[test]
+    fn an_older_inits_limit_block_is_removed_and_a_users_is_kept() {
+        let old = "{\n  \"resource_limits\": {\n    \"max_load\": 0.85,\n    \"max_memory\": 0.8,\n    \"high_impact_load\": 0.6,\n    \"max_concurrent\": 8,\n    \"acquire_timeout_s\": 300\n  },\n  \"env\": {\"A\": \"1\"}\n}\n";
+        let mut s = SettingsFile::parse(Path::new("s.json"), old).unwrap();
+        let changes = merge_settings_defaults(&mut s, &mut Vec::new()).unwrap();
+        assert_eq!(changes.removed, [OLD_LIMITS_REMOVED]);
+        assert!(s.root().get("resource_limits").is_none(), "{}", s.text());
+        assert!(s.text().contains("\"env\": {\"A\": \"1\"}"), "{}", s.text());
+        // One value changed, one key more or less, or not an object: the user's.
+        for (mine, why) in [
+            (
+                r#"{"max_load": 0.85, "max_memory": 0.80, "high_impact_load": 0.6, "max_concurrent": 4, "acquire_timeout_s": 300}"#,
+                "a value",
+            ),
+            (
+                r#"{"max_load": 0.85, "max_memory": 0.80, "high_impact_load": 0.6, "max_concurrent": 8}"#,
+                "a key less",
+            ),
+            (
+                r#"{"max_load": 0.85, "max_memory": 0.80, "high_impact_load": 0.6, "max_concurrent": 8, "acquire_timeout_s": 300, "max_cpu_pressure": 50}"#,
+                "a key more",
+            ),
+        ] {
+            let text = format!("{{\"resource_limits\": {mine}}}");
+            let mut s = SettingsFile::parse(Path::new("s.json"), &text).unwrap();
+            let changes = merge_settings_defaults(&mut s, &mut Vec::new()).unwrap();
+            assert!(changes.removed.is_empty(), "{why}");
+            assert!(
+                s.text().starts_with(&text[..text.len() - 1]),
+                "{why}: {}",
+                s.text()
+            );
+        }
+        // By value: 0.80 as written matches.
+        assert!(is_old_init_limits(
+            &json!({"max_load": 0.85, "max_memory": 0.80, "high_impact_load": 0.60, "max_concurrent": 8, "acquire_timeout_s": 300.0})
+        ));
     }
 
     #[test]

@@ -83,6 +83,17 @@ pub enum StateError {
         /// The state file.
         path: PathBuf,
     },
+    /// A soft reset of a spec whose every task is completed: it has nothing to reset
+    /// (completed tasks are kept), and refuses rather than pretend.
+    #[error(
+        "spec `{name}` is completed ({tasks} task(s) done): a soft reset sets only in_progress, failed and blocked tasks back to pending and keeps completed ones, so it has nothing to reset; nothing was changed"
+    )]
+    NothingToReset {
+        /// The spec name.
+        name: String,
+        /// Its tasks, all completed.
+        tasks: usize,
+    },
     /// The spec exists neither in the state nor as a folder.
     #[error("no spec `{name}`: `{dir}` does not exist and the state has no entry for it")]
     SpecNotFound {
@@ -103,6 +114,7 @@ impl StateError {
                 | StateError::BackupNotFound { .. }
                 | StateError::BackupExists { .. }
                 | StateError::SpecNotFound { .. }
+                | StateError::NothingToReset { .. }
         ) || matches!(self, StateError::Io(e) if crate::fs::is_refused(e))
     }
 
@@ -118,6 +130,12 @@ impl StateError {
     pub fn hints(&self) -> Vec<String> {
         match self {
             StateError::Lock(e) => e.hints(),
+            StateError::NothingToReset { name, .. } => vec![
+                format!(
+                    "to run it again from a new design and task list: `qw workflow-reset {name} --hard --yes` (the spec folder is copied to backups first)"
+                ),
+                format!("to see its tasks: `qw spec-status {name}`"),
+            ],
             other => other.hint().map(str::to_owned).into_iter().collect(),
         }
     }
@@ -152,6 +170,9 @@ impl StateError {
                 "the state is created by the first `qw` command that records something"
             }
             StateError::SpecNotFound { .. } => "see the specs with `qw spec-list`",
+            StateError::NothingToReset { .. } => {
+                "a hard reset (`--hard`) regenerates its design and tasks"
+            }
             StateError::Serialize(_) => return None,
         })
     }

@@ -14,7 +14,8 @@ use super::store::StateStore;
 use super::timestamp::Timestamp;
 use crate::names::{NameKind, validate};
 
-/// Soft: task states and phase only. Hard: generated documents too.
+/// Soft: task states and phase only (refused, changing nothing, when every task is
+/// completed: [`StateError::NothingToReset`]). Hard: generated documents too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResetMode {
@@ -204,6 +205,19 @@ pub fn reset(store: &StateStore, name: &str, mode: ResetMode) -> Result<ResetRep
         return Err(StateError::SpecNotFound {
             name: name.to_owned(),
             dir: spec_dir,
+        });
+    }
+    if mode == ResetMode::Soft
+        && let Some(spec) = state.specifications.get(name)
+        && !spec.tasks.is_empty()
+        && spec
+            .tasks
+            .values()
+            .all(|t| t.status == TaskStatus::Completed)
+    {
+        return Err(StateError::NothingToReset {
+            name: name.to_owned(),
+            tasks: spec.tasks.len(),
         });
     }
     let state_backup = store.backup_locked(&lock, None, &format!("pre_reset_{name}"))?;

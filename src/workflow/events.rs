@@ -144,6 +144,30 @@ pub enum EventKind<'a> {
         /// `--fail-fast` and a cost ceiling: see [`StopReason::cancels_submitted`]).
         cancels_running: bool,
     },
+    /// Reconcile repaired a disagreement between the state and `tasks.md` (one event
+    /// per repair; the state's `errors` holds one entry listing them).
+    Repaired {
+        /// The task concerned.
+        task: &'a str,
+        /// What was done: `ticked`, `unticked`, `renumbered`, ….
+        repair: &'static str,
+        /// The whole sentence, naming the file.
+        message: &'a str,
+    },
+    /// The supervisor of an agent run or a `_Verify:_` ended processes the run left
+    /// behind (or could not end them).
+    ProcessesEnded {
+        /// The unit.
+        unit: Unit<'a>,
+        /// The attempt's run folder.
+        run_dir: &'a Path,
+        /// `agent` or `verify`.
+        of: &'static str,
+        /// The processes ended, with their command lines.
+        leftovers: &'a [crate::exec::Leftover],
+        /// Processes still alive after SIGKILL was repeated (blocked in the kernel).
+        unkillable: &'a [crate::exec::Leftover],
+    },
     /// Anything else worth a line.
     Note {
         /// The message.

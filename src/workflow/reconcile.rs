@@ -376,10 +376,23 @@ pub(crate) fn at_start(
     if !unticks.is_empty() {
         crate::spec::tasks::untick_file_many(&path, &unticks)?;
     }
+    tracing::error!(
+        target: crate::logging::RECORDED_ERRORS,
+        spec = %name,
+        component = %"reconcile",
+        file = %path.display(),
+        repairs = repairs.len(),
+        "the state and `{}` disagreed on {} task(s); repaired (the state is the record)",
+        path.display(),
+        repairs.len()
+    );
     for r in &repairs {
         let message = r.describe(name, &path);
-        tracing::info!("{message}");
-        events.note(message)?;
+        events.emit(super::events::EventKind::Repaired {
+            task: r.task(),
+            repair: r.kind(),
+            message: &message,
+        })?;
     }
     Ok(repairs)
 }

@@ -664,3 +664,43 @@ fn admission_waiters_that_all_see_nothing_running_start_one_at_a_time() {
     }
     assert_eq!(queued_tickets(&p), 0);
 }
+
+/// A request queued behind another qw's request says so — how many wait ahead, their
+/// pids, what the first waits for, and who holds the slots — never "no qw task running"
+/// as if nothing held it back.
+#[test]
+fn admission_queued_request_names_the_requests_ahead_and_the_slots() {
+    let p = TestProject::new();
+    // Memory refuses even with nothing running, so the first request waits at the head.
+    p.write(
+        ".claude/settings.local.json",
+        r#"{"resource_limits": {"max_memory": 0, "max_concurrent": 3, "acquire_timeout_s": 60}}"#,
+    );
+    let mut head = spawn(&p, &["exec", "--admit", "--", "true"]);
+    let head_pid = head.id();
+    struct Kill(u32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            unsafe_kill(i32::try_from(self.0).unwrap(), 9);
+        }
+    }
+    let _kill = Kill(head_pid);
+    assert!(
+        wait_until(Duration::from_secs(20), || queued_tickets(&p) == 1),
+        "the first request never queued"
+    );
+    let out = p.run(&["exec", "--admit", "--admit-timeout", "1", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    let err = stderr(&out);
+    let want = format!(
+        "queued behind 1 waiting request (qw pid {head_pid}), which waits for memory in use"
+    );
+    assert!(err.contains(&want), "{err}");
+    assert!(
+        err.contains("(max_memory); no slot in use (0 of 3)"),
+        "{err}"
+    );
+    assert!(!err.contains("no qw task running"), "{err}");
+    unsafe_kill(i32::try_from(head_pid).unwrap(), 15);
+    head.wait().unwrap();
+}

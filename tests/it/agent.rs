@@ -128,23 +128,27 @@ fn agent_offline_writes_each_document_and_never_claims_undone_work() {
         );
     }
 
-    // A failing verify, or none at all: reported as not done, exit 1.
-    for (name, verify) in [
-        ("impl-fail", Some("test -s no-such-file")),
-        ("impl-none", None),
+    // A failing verify (`verify_failed`, with its exit code), or none at all (an agent
+    // error): reported as not done, exit 1.
+    for (name, verify, want) in [
+        (
+            "impl-fail",
+            Some("test -s no-such-file"),
+            Outcome::VerifyFailed { exit_code: Some(1) },
+        ),
+        (
+            "impl-none",
+            None,
+            Outcome::AgentError {
+                cause: ErrorCause::Reported,
+                exit_code: 1,
+            },
+        ),
     ] {
         let mut j = job(&p, Phase::Implementation, name);
         j.task = task("3", verify);
         let run = offline(&p, &j);
-        assert_eq!(
-            run.outcome,
-            Outcome::AgentError {
-                cause: ErrorCause::Reported,
-                exit_code: 1
-            },
-            "{name}: {}",
-            run.evidence
-        );
+        assert_eq!(run.outcome, want, "{name}: {}", run.evidence);
         assert!(
             run.evidence.contains("cannot implement task 3"),
             "{}",

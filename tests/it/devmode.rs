@@ -23,38 +23,37 @@ fn devmode_round_trip_keeps_other_keys_and_order() {
     assert_eq!(on.status.code(), Some(0), "{}", stderr(&on));
     let s = settings(&p);
     let keys: Vec<&str> = s.keys().map(String::as_str).collect();
-    assert_eq!(
-        keys,
-        [
-            "permissions",
-            "hooks",
-            "env",
-            "development_mode",
-            "quantumwala"
-        ]
-    );
+    assert_eq!(keys, ["permissions", "hooks", "env", "development_mode"]);
     for k in ["permissions", "hooks", "env"] {
         assert_eq!(s[k], original[k], "{k} changed");
     }
+    // Only the switch is written; the flags it governs follow it.
     let dm = s["development_mode"].as_object().unwrap();
-    assert_eq!(dm.len(), 10);
+    assert_eq!(dm.len(), 1, "{dm:?}");
+    assert_eq!(dm["enabled"], Value::Bool(true));
+
+    let status = p.run(&["--json", "dev-mode", "status"]);
+    assert_eq!(status.status.code(), Some(0));
+    let j = last_json(&status);
+    assert_eq!(j["enabled"], Value::Bool(true));
     for flag in [
-        "enabled",
         "verbose_logging",
         "auto_backup",
         "performance_profiling",
         "command_validation",
         "resource_monitoring",
     ] {
-        assert_eq!(dm[flag], Value::Bool(true), "{flag}");
+        assert_eq!(j["flags"][flag]["value"], Value::Bool(true), "{flag}: {j}");
+        assert_eq!(j["flags"][flag]["source"], "dev_mode", "{flag}: {j}");
     }
-    assert_eq!(dm["fail_fast"], Value::Bool(false));
-
-    let status = p.run(&["--json", "dev-mode", "status"]);
-    assert_eq!(status.status.code(), Some(0));
-    let j = last_json(&status);
-    assert_eq!(j["enabled"], Value::Bool(true));
-    assert_eq!(j["flags"]["verbose_logging"]["source"], "settings");
+    assert_eq!(j["flags"]["fail_fast"]["value"], Value::Bool(false));
+    assert_eq!(j["flags"]["fail_fast"]["source"], "default");
+    let text = stdout(&p.run(&["dev-mode", "status"]));
+    assert!(
+        text.lines()
+            .any(|l| l.contains("verbose_logging") && l.contains("(dev mode)")),
+        "{text}"
+    );
 
     let off = p.run(&["dev-mode", "off"]);
     assert_eq!(off.status.code(), Some(0), "{}", stderr(&off));
@@ -64,8 +63,14 @@ fn devmode_round_trip_keeps_other_keys_and_order() {
     for k in ["permissions", "hooks", "env"] {
         assert_eq!(s[k], original[k], "{k} changed");
     }
-    assert_eq!(s["development_mode"]["enabled"], Value::Bool(false));
-    assert_eq!(s["development_mode"]["verbose_logging"], Value::Bool(false));
+    assert_eq!(
+        s["development_mode"],
+        serde_json::json!({"enabled": false}),
+        "only the switch"
+    );
+    let j = last_json(&p.run(&["--json", "dev-mode", "status"]));
+    assert_eq!(j["flags"]["verbose_logging"]["value"], Value::Bool(false));
+    assert_eq!(j["flags"]["verbose_logging"]["source"], "default");
 }
 
 #[test]

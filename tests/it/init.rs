@@ -83,11 +83,13 @@ fn init_scaffolds_everything_and_a_second_run_changes_nothing() {
     }
     let settings: serde_json::Value =
         serde_json::from_str(&p.read(".claude/settings.local.json")).unwrap();
-    assert_eq!(settings["development_mode"]["enabled"], false);
-    assert_eq!(settings["development_mode"].as_object().unwrap().len(), 10);
-    assert_eq!(settings["resource_limits"]["max_load"], 0.85);
-    assert_eq!(settings["resource_limits"]["max_concurrent"], 8);
-    assert_eq!(settings["resource_limits"]["acquire_timeout_s"], 300);
+    // Only the dev-mode switch; no flag and no limit, so none counts as the user's
+    // choice (dev mode tightens only limits the user did not set).
+    assert_eq!(
+        settings["development_mode"],
+        serde_json::json!({"enabled": false})
+    );
+    assert!(settings.get("resource_limits").is_none(), "{settings}");
     // The permission choice for headless `claude -p`, in the settings and the help.
     let help = settings["quantumwala"]["claude_permissions"]
         .as_str()
@@ -172,24 +174,119 @@ fn init_merges_settings_keeping_foreign_keys_in_order() {
             "hooks",
             "env",
             "development_mode",
-            "resource_limits",
             "quantumwala"
         ]
     );
     for (k, v) in &original {
         assert_eq!(&merged[k], v, "key {k} changed");
     }
-    // A user's own limit survives; only the missing keys are filled in.
+    // A user's own limit survives alone: init fills in no other limit.
     let mut edited = merged.clone();
-    edited["resource_limits"]
-        .as_object_mut()
-        .unwrap()
-        .remove("max_memory");
-    edited["resource_limits"]["max_load"] = 0.5.into();
+    edited.insert(
+        "resource_limits".to_owned(),
+        serde_json::json!({"max_load": 0.5}),
+    );
     p.write(
         ".claude/settings.local.json",
         &serde_json::to_string_pretty(&edited).unwrap(),
     );
+    let report = init_json(&p);
+    assert_eq!(
+        action_of(&report, ".claude/settings.local.json"),
+        "unchanged"
+    );
+    let again: serde_json::Value =
+        serde_json::from_str(&p.read(".claude/settings.local.json")).unwrap();
+    assert_eq!(
+        again["resource_limits"],
+        serde_json::json!({"max_load": 0.5})
+    );
+    assert_eq!(again["permissions"], original["permissions"]);
+}
+
+/// The limits of a project made by `qw init` are qw's, not the user's: dev mode tightens
+/// them (source "dev mode" in `qw resources`), a limit the user sets still wins, and
+/// `dev-mode off` brings the defaults back.
+#[test]
+fn init_then_dev_mode_tightens_the_limits_the_user_did_not_set() {
+    let p = TestProject::bare();
+    init_json(&p);
+    let resources = |p: &TestProject| -> serde_json::Value {
+        let o = p.run(&["--json", "resources"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        serde_json::from_str(&stdout(&o)).unwrap()
+    };
+    let v = resources(&p);
+    assert_eq!(v["limits"]["max_concurrent"], 8, "{v}");
+    assert_eq!(v["limits_source"]["max_load"], "default", "{v}");
+
+    let on = p.run(&["dev-mode", "on"]);
+    assert_eq!(on.status.code(), Some(0), "{}", stderr(&on));
+    let v = resources(&p);
+    assert_eq!(v["limits"]["max_concurrent"], 4, "{v}");
+    assert_eq!(v["limits"]["max_load"], 0.7, "{v}");
+    assert_eq!(v["limits"]["max_memory"], 0.6, "{v}");
+    for k in ["max_concurrent", "max_load", "max_memory"] {
+        assert_eq!(v["limits_source"][k], "dev_mode", "{k}: {v}");
+    }
+    let text = stdout(&p.run(&["resources"]));
+    assert!(
+        text.lines()
+            .any(|l| l.contains("max_concurrent") && l.contains("4  (dev mode)")),
+        "{text}"
+    );
+    let status = stdout(&p.run(&["dev-mode", "status"]));
+    assert!(status.contains("max_concurrent 4 (dev mode)"), "{status}");
+    assert!(status.contains("attempts 2 (dev mode)"), "{status}");
+
+    // A limit the user sets wins over dev mode; the others still tighten.
+    let path = p.path().join(".claude/settings.local.json");
+    let mut s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    s["resource_limits"] = serde_json::json!({"max_concurrent": 6});
+    std::fs::write(&path, serde_json::to_string_pretty(&s).unwrap()).unwrap();
+    let v = resources(&p);
+    assert_eq!(v["limits"]["max_concurrent"], 6, "{v}");
+    assert_eq!(v["limits_source"]["max_concurrent"], "settings", "{v}");
+    assert_eq!(v["limits"]["max_load"], 0.7, "{v}");
+    let text = stdout(&p.run(&["resources"]));
+    assert!(text.contains("6  (settings file)"), "{text}");
+
+    assert_eq!(p.run(&["dev-mode", "off"]).status.code(), Some(0));
+    let v = resources(&p);
+    assert_eq!(v["limits"]["max_load"], 0.85, "{v}");
+    assert_eq!(v["limits_source"]["max_load"], "default", "{v}");
+    assert_eq!(v["limits"]["max_concurrent"], 6, "{v}");
+}
+
+/// A project whose settings hold exactly the limits an older `qw init` wrote: dev mode
+/// says why it tightens nothing, and re-running `qw init` removes the block (reported),
+/// after which dev mode tightens them. Any other block is the user's and stays.
+#[test]
+fn init_removes_the_limits_an_older_init_wrote_and_dev_mode_warns_until_then() {
+    let p = TestProject::bare();
+    init_json(&p);
+    let path = p.path().join(".claude/settings.local.json");
+    let mut s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    s["resource_limits"] = serde_json::json!({
+        "max_load": 0.85, "max_memory": 0.8, "high_impact_load": 0.6,
+        "max_concurrent": 8, "acquire_timeout_s": 300
+    });
+    std::fs::write(&path, serde_json::to_string_pretty(&s).unwrap()).unwrap();
+
+    let on = p.run(&["dev-mode", "on"]);
+    assert_eq!(on.status.code(), Some(0), "{}", stderr(&on));
+    assert!(
+        stderr(&on).contains("exactly the defaults an older `qw init` wrote")
+            && stderr(&on).contains("run `qw init`"),
+        "{}",
+        stderr(&on)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&p.run(&["--json", "resources"]))).unwrap();
+    assert_eq!(v["limits_source"]["max_load"], "settings", "{v}");
+
     let report = init_json(&p);
     let row = report["files"]
         .as_array()
@@ -198,13 +295,37 @@ fn init_merges_settings_keeping_foreign_keys_in_order() {
         .find(|f| f["path"] == ".claude/settings.local.json")
         .unwrap()
         .clone();
-    assert_eq!(row["action"], "updated");
-    assert_eq!(row["note"], "added resource_limits.max_memory");
-    let again: serde_json::Value =
-        serde_json::from_str(&p.read(".claude/settings.local.json")).unwrap();
-    assert_eq!(again["resource_limits"]["max_load"], 0.5);
-    assert_eq!(again["resource_limits"]["max_memory"], 0.8);
-    assert_eq!(again["permissions"], original["permissions"]);
+    assert_eq!(row["action"], "updated", "{row}");
+    assert!(
+        row["note"]
+            .as_str()
+            .unwrap()
+            .contains("removed resource_limits"),
+        "{row}"
+    );
+    let after: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(after.get("resource_limits").is_none(), "{after}");
+    assert_eq!(after["development_mode"]["enabled"], true, "dev mode kept");
+    let o = p.run(&["--json", "resources"]);
+    assert!(!stderr(&o).contains("older"), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["limits"]["max_concurrent"], 4, "{v}");
+    assert_eq!(v["limits_source"]["max_concurrent"], "dev_mode", "{v}");
+
+    // The same values with one changed are the user's: init keeps them.
+    let mut s = after.clone();
+    s["resource_limits"] = serde_json::json!({
+        "max_load": 0.85, "max_memory": 0.8, "high_impact_load": 0.6,
+        "max_concurrent": 3, "acquire_timeout_s": 300
+    });
+    std::fs::write(&path, serde_json::to_string_pretty(&s).unwrap()).unwrap();
+    init_json(&p);
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(kept["resource_limits"], s["resource_limits"]);
+    let on = p.run(&["dev-mode", "status"]);
+    assert!(!stderr(&on).contains("older"), "{}", stderr(&on));
 }
 
 #[test]

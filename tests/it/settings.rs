@@ -128,8 +128,14 @@ fn devmode_keeps_every_byte_it_does_not_own() {
             Value::Bool(true),
             "{name}"
         );
+        // The block sets verbose_logging false: `on` sets it true and remembers the false.
         assert_eq!(
-            v["quantumwala"]["dev_mode_previous"]["enabled"],
+            v["development_mode"]["verbose_logging"],
+            Value::Bool(true),
+            "{name}"
+        );
+        assert_eq!(
+            v["quantumwala"]["dev_mode_previous"]["verbose_logging"],
             Value::Bool(false),
             "{name}"
         );
@@ -146,6 +152,56 @@ fn devmode_keeps_every_byte_it_does_not_own() {
     }
 }
 
+/// `dev-mode on`/`off` on hand-written `development_mode` blocks of a few keys: only the
+/// keys the command owns are written (`enabled`, and a flag the block sets to false that
+/// dev mode turns on), every other byte stays, and `off` gives the file back.
+#[test]
+fn devmode_on_a_hand_written_block_writes_only_what_it_owns() {
+    for (name, text, after_on) in [
+        (
+            "two keys",
+            "{\n  \"development_mode\": {\n    \"enabled\": false,\n    \"fail_fast\": true\n  },\n  \"env\": {\"A\": \"1.50\"}\n}\n",
+            "{\n  \"development_mode\": {\n    \"enabled\": true,\n    \"fail_fast\": true\n  },\n  \"env\": {\"A\": \"1.50\"}\n}\n",
+        ),
+        (
+            "one flag, no switch",
+            "{\"development_mode\": {\"state_monitoring\": true}}",
+            "{\"development_mode\": {\"state_monitoring\": true, \"enabled\": true}}",
+        ),
+        (
+            "no block",
+            "{\"x\": 1.10}",
+            "{\"x\": 1.10, \"development_mode\": {\"enabled\": true}}",
+        ),
+    ] {
+        let p = TestProject::new();
+        let path = p.write(SETTINGS, text);
+        let on = p.run(&["dev-mode", "on"]);
+        assert_eq!(code(&on), 0, "{name}: {}", stderr(&on));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), after_on, "{name}");
+        let j = last_json(&p.run(&["--json", "dev-mode", "status"]));
+        assert_eq!(
+            j["flags"]["verbose_logging"]["value"],
+            Value::Bool(true),
+            "{name}"
+        );
+        let off = p.run(&["dev-mode", "off"]);
+        assert_eq!(code(&off), 0, "{name}: {}", stderr(&off));
+        let back = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            back,
+            after_on.replace("\"enabled\": true", "\"enabled\": false"),
+            "{name}"
+        );
+        let j = last_json(&p.run(&["--json", "dev-mode", "status"]));
+        assert_eq!(
+            j["flags"]["verbose_logging"]["value"],
+            Value::Bool(false),
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn init_adds_its_keys_without_touching_the_others() {
     let p = TestProject::new();
@@ -154,9 +210,10 @@ fn init_adds_its_keys_without_touching_the_others() {
     let out = p.run(&["init"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let after = std::fs::read_to_string(&path).unwrap();
+    // The user's limit block is theirs: init adds no limit to it.
     assert!(
         after.starts_with(
-            "{\r\n  \"big\": 12345678901234567890123,\r\n  \"resource_limits\": {\r\n    \"max_load\": 0.50,\r\n    \"max_memory\": 0.8,"
+            "{\r\n  \"big\": 12345678901234567890123,\r\n  \"resource_limits\": {\r\n    \"max_load\": 0.50\r\n  },\r\n"
         ),
         "{after}"
     );

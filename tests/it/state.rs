@@ -890,3 +890,124 @@ fn python_tokens_one_by_one_in_typed_and_unknown_fields() {
         assert!(backups(&p).is_empty(), "{token}: {:?}", backups(&p));
     }
 }
+
+/// The run folders of one task of `spec` (one per attempt).
+fn task_runs(p: &TestProject, spec: &str, id: &str) -> usize {
+    std::fs::read_dir(p.claude().join("runs"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .contains(&format!("-{spec}-task-{id}-"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A soft reset of a completed spec has nothing to reset (it keeps completed tasks): it
+/// refuses (exit 2) naming the way to run the spec again, and changes nothing — no
+/// backup, same state; a later continue redoes nothing.
+#[test]
+fn state_soft_reset_of_a_completed_spec_refuses_and_changes_nothing() {
+    let p = TestProject::new();
+    let o = p.run(&[
+        "workflow-auto",
+        "done-spec",
+        "Say hello",
+        "--agent",
+        "offline",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let before = p.read(".claude/unified_state.json");
+    let runs = task_runs(&p, "done-spec", "1");
+    assert_eq!(runs, 1);
+
+    let o = p.run(&["workflow-reset", "done-spec"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("spec `done-spec` is completed")
+            && err.contains("nothing to reset")
+            && err.contains("qw workflow-reset done-spec --hard --yes"),
+        "{err}"
+    );
+    assert_eq!(p.read(".claude/unified_state.json"), before);
+    assert!(
+        !p.claude().join("backups/state").exists()
+            || std::fs::read_dir(p.claude().join("backups/state"))
+                .unwrap()
+                .flatten()
+                .all(|e| !e.file_name().to_string_lossy().starts_with("pre_reset_")),
+        "a refused reset made a backup"
+    );
+    let o = p.run(&["workflow-continue", "done-spec", "--agent", "offline"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        task_runs(&p, "done-spec", "1"),
+        runs,
+        "a completed task ran again"
+    );
+}
+
+/// A soft reset of a half-done spec sets the failed task back to pending and keeps the
+/// completed one: a later continue runs only the reset task.
+#[test]
+fn state_soft_reset_of_a_half_done_spec_reruns_only_what_it_reset() {
+    let p = TestProject::new();
+    let md = "- [ ] 1. Passes\n  - _Verify: `true`_\n- [ ] 2. Fails until fixed\n  - _Verify: `test -e fixed`_\n";
+    for (doc, text) in [
+        ("requirements.md", "# R\n"),
+        ("design.md", "# D\n"),
+        ("tasks.md", md),
+    ] {
+        p.write(&format!(".claude/specs/half/{doc}"), text);
+    }
+    let o = p.run(&["workflow-auto", "half", "Half done", "--agent", "offline"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let state: serde_json::Value =
+        serde_json::from_str(&p.read(".claude/unified_state.json")).unwrap();
+    assert_eq!(
+        state["specifications"]["half"]["tasks"]["1"]["status"],
+        "completed"
+    );
+    assert_eq!(
+        state["specifications"]["half"]["tasks"]["2"]["status"],
+        "failed"
+    );
+
+    let o = p.run(&["workflow-reset", "half"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("1 task(s) back to pending (2)"),
+        "{}",
+        stdout(&o)
+    );
+    let state: serde_json::Value =
+        serde_json::from_str(&p.read(".claude/unified_state.json")).unwrap();
+    assert_eq!(
+        state["specifications"]["half"]["tasks"]["1"]["status"],
+        "completed"
+    );
+    assert_eq!(
+        state["specifications"]["half"]["tasks"]["2"]["status"],
+        "pending"
+    );
+
+    p.write("fixed", "");
+    let o = p.run(&["workflow-continue", "half", "--agent", "offline"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        task_runs(&p, "half", "1"),
+        1,
+        "the completed task ran again"
+    );
+    assert_eq!(task_runs(&p, "half", "2"), 2);
+    let state: serde_json::Value =
+        serde_json::from_str(&p.read(".claude/unified_state.json")).unwrap();
+    assert_eq!(
+        state["specifications"]["half"]["tasks"]["2"]["status"],
+        "completed"
+    );
+}

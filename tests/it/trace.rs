@@ -261,3 +261,113 @@ fn trace_unwritable_logs_give_one_notice_and_the_command_succeeds() {
         stderr(&out)
     );
 }
+
+/// Write a spec whose documents exist, with `tasks_md` as its task list.
+fn spec_with_tasks(p: &TestProject, spec: &str, tasks_md: &str) {
+    for (doc, text) in [
+        ("requirements.md", "# R\n"),
+        ("design.md", "# D\n"),
+        ("tasks.md", tasks_md),
+    ] {
+        p.write(&format!(".claude/specs/{spec}/{doc}"), text);
+    }
+}
+
+/// Reconcile's repairs are in the trace, each greppable by spec and task with what was
+/// repaired, and the error it records in the state is a recorded-error line too.
+#[test]
+fn trace_logs_reconcile_repairs_and_their_recorded_error() {
+    let p = TestProject::new();
+    let md =
+        "- [ ] 1. Fails\n  - _Verify: `test -e fixed`_\n- [ ] 2. Passes\n  - _Verify: `true`_\n";
+    spec_with_tasks(&p, "rec", md);
+    let out = p.run(&["workflow-auto", "rec", "Reconcile me", "--agent", "offline"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // A tick against a recorded failed attempt: reconcile unticks it; task 2 is completed
+    // in the state: its box is unticked by hand, and reconcile ticks it again.
+    let path = p.claude().join("specs/rec/tasks.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text
+        .replace("- [ ] 1. Fails", "- [x] 1. Fails")
+        .replace("- [x] 2. Passes", "- [ ] 2. Passes");
+    std::fs::write(&path, text).unwrap();
+    p.write("fixed", "");
+    let out = p.run(&["workflow-continue", "rec", "--agent", "offline"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let log = log_text(&p);
+    for (task, repair) in [("1", "unticked"), ("2", "ticked")] {
+        let lines = lines_with(
+            &log,
+            &[&format!("spec=rec task={task} "), "component=reconcile"],
+        );
+        assert_eq!(lines.len(), 1, "task {task}:\n{log}");
+        assert_eq!(field(lines[0], "repair"), Some(repair), "{}", lines[0]);
+        assert!(lines[0].contains("repaired: task"), "{}", lines[0]);
+    }
+    let errors = lines_with(
+        &log,
+        &[" ERROR ", "spec=rec", "component=reconcile", "repairs=2"],
+    );
+    assert_eq!(errors.len(), 1, "{log}");
+    assert!(
+        errors[0].contains("disagreed on 2 task(s)"),
+        "{}",
+        errors[0]
+    );
+    // One line per repair: not also an untargeted copy, nor a plain note.
+    assert_eq!(lines_with(&log, &["repaired: task 1 "]).len(), 1, "{log}");
+}
+
+/// Processes a workflow's agent run or `_Verify:_` left behind are ended by the
+/// supervisor, and the trace names each (pid and command), as `qw exec` does.
+#[test]
+fn trace_logs_the_leftover_processes_ended_inside_a_workflow() {
+    let p = TestProject::new();
+    let mark = marker();
+    let _guard = MarkerGuard(mark.clone());
+    // The offline agent runs the verify itself, then qw runs it: both leave a `setsid`
+    // grandchild behind.
+    let md = "- [ ] 1. Leaves a process\n  - _Verify: `sh -c 'setsid sleep 39 >/dev/null 2>&1 & exit 0'`_\n";
+    spec_with_tasks(&p, "left", md);
+    let out = p
+        .qw(&[
+            "workflow-auto",
+            "left",
+            "Leftovers",
+            "--agent",
+            "offline",
+            "--grace",
+            "2",
+        ])
+        .env("QW_TEST_MARKER", &mark)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let log = log_text(&p);
+    let finished = lines_with(&log, &["attempt finished", "spec=left task=1 "]);
+    assert_eq!(finished.len(), 1, "{log}");
+    let run_id = field(finished[0], "run_id").unwrap();
+    for of in ["agent", "verify"] {
+        let ended = lines_with(
+            &log,
+            &[
+                "ended a leftover process",
+                "spec=left task=1 ",
+                &format!("of={of} "),
+                "sleep 39",
+            ],
+        );
+        assert_eq!(ended.len(), 1, "{of}:\n{log}");
+        assert_eq!(field(ended[0], "run_id"), Some(run_id), "{}", ended[0]);
+        let pid: i32 = field(ended[0], "pid").unwrap().parse().unwrap();
+        assert!(pid > 1);
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || pids_with_env(
+            "QW_TEST_MARKER",
+            &mark
+        )
+        .is_empty()),
+        "a leftover is still alive"
+    );
+}

@@ -945,6 +945,61 @@ fn workflow_offline_agent_completes_and_reports_in_json() {
     assert!(f.log().is_empty(), "the fake claude ran");
 }
 
+/// The offline agent writes no code: a task whose `_Verify:_` fails cannot pass on a
+/// second try. One attempt (whatever `--attempts` says), recorded `verify_failed` with the
+/// verify's exit code and output; the output is kept whole in the run folder.
+#[test]
+fn workflow_offline_verify_failure_is_not_retried_and_keeps_the_output() {
+    let md = "- [ ] 1. Never passes\n  - _Verify: `false`_\n- [ ] 2. Says why\n  - _Verify: `sh -c 'echo expected-42-got-41 >&2; exit 4'`_\n- [ ] 3. Passes\n  - _Verify: `true`_\n";
+    let f = Flow::new(md);
+    for (doc, text) in [
+        ("requirements.md", "# R\n"),
+        ("design.md", "# D\n"),
+        ("tasks.md", md),
+    ] {
+        f.p.write(&format!(".claude/specs/demo/{doc}"), text);
+    }
+    let out = f.auto(&["--agent", "offline", "--attempts", "3"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let all = diag(&out);
+    assert!(!all.contains("retrying"), "{all}");
+    assert!(!all.contains("attempt 2"), "{all}");
+    for (id, says) in [
+        ("1", "`false` exited 1"),
+        ("2", "exited 4 (expected-42-got-41)"),
+    ] {
+        let t = f.task(id);
+        assert_eq!(t["status"], "failed", "{t}");
+        assert_eq!(t["outcome"], "verify_failed", "{t}");
+        assert_eq!(t["attempts"], 1, "{t}");
+        let err = t["error"].as_str().unwrap();
+        assert!(err.contains(says), "{id}: {err}");
+        assert!(err.contains("not retried"), "{id}: {err}");
+        // Exactly one run folder, whose stderr holds the verify's output.
+        let runs: Vec<_> = std::fs::read_dir(f.p.claude().join("runs"))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .contains(&format!("-demo-task-{id}-"))
+            })
+            .collect();
+        assert_eq!(runs.len(), 1, "task {id}: {runs:?}");
+        if id == "2" {
+            let kept: String = std::fs::read_dir(runs[0].path())
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().contains("stderr"))
+                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                .collect();
+            assert!(kept.contains("expected-42-got-41"), "{kept}");
+        }
+    }
+    assert_eq!(f.task("3")["status"], "completed");
+    assert!(f.log().is_empty(), "the fake claude ran");
+}
+
 #[test]
 fn workflow_dry_run_starts_and_writes_nothing() {
     let f = Flow::new(THREE);

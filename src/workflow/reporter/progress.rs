@@ -230,7 +230,10 @@ pub fn lines<'a>(event: &'a Event<'_>) -> Vec<Line<'a>> {
         } => note(format!(
             "cost ceiling: no new task starts; the running jobs are cancelled ({reason})"
         )),
-        EventKind::Stopping { .. } => Vec::new(),
+        EventKind::Stopping { .. } | EventKind::ProcessesEnded { .. } => Vec::new(),
+        EventKind::Repaired { message, .. } => vec![Line::Note {
+            message: Cow::Borrowed(message),
+        }],
         EventKind::Note { message } => vec![Line::Note {
             message: Cow::Borrowed(message),
         }],

@@ -232,6 +232,8 @@ fn change(spec: &str, agent: &str, event: &Event<'_>) -> Result<Option<Change>, 
         }
         | EventKind::AdmissionWaiting { .. }
         | EventKind::Stopping { .. }
+        | EventKind::Repaired { .. }
+        | EventKind::ProcessesEnded { .. }
         | EventKind::Note { .. } => return Ok(None),
     };
     Ok(Some(change))

@@ -225,6 +225,54 @@ impl EventSink for Trace {
             EventKind::Stopping { reason, .. } => {
                 tracing::info!(target: TRACE, spec = %spec, reason = %reason, "stopping new work");
             }
+            EventKind::Repaired {
+                task,
+                repair,
+                message,
+            } => {
+                tracing::info!(
+                    target: TRACE,
+                    spec = %spec,
+                    task = %task,
+                    component = %"reconcile",
+                    repair = %repair,
+                    "{message}"
+                );
+            }
+            EventKind::ProcessesEnded {
+                unit,
+                run_dir,
+                of,
+                leftovers,
+                unkillable,
+            } => {
+                for l in leftovers.iter() {
+                    tracing::info!(
+                        target: TRACE,
+                        spec = %spec,
+                        task = task_of(unit).map(display),
+                        run_id = %run_id(run_dir),
+                        of = %of,
+                        pid = l.pid,
+                        command = %l.command,
+                        phase = %unit.phase(),
+                        "ended a leftover process"
+                    );
+                }
+                for l in unkillable.iter() {
+                    tracing::error!(
+                        target: RECORDED_ERRORS,
+                        spec = %spec,
+                        task = task_of(unit).map(display),
+                        run_id = %run_id(run_dir),
+                        component = %"exec",
+                        of = %of,
+                        pid = l.pid,
+                        command = %l.command,
+                        "a process of the run is still alive after SIGKILL (blocked in the kernel)"
+                    );
+                }
+            }
             EventKind::Note { message } => {
                 tracing::info!(target: TRACE, spec = %spec, "{message}");
             }

@@ -21,6 +21,7 @@
 //!
 //! [`Agent::accepts_session`]: crate::agent::Agent::accepts_session
 
+use std::cell::RefCell;
 use std::ffi::OsString;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant};
 use super::context::Run;
 use crate::agent::outcome::{AgentRun, ErrorCause, Outcome};
 use crate::agent::{self, AgentError, Job, RunLimits, Start, TaskJob};
-use crate::exec::{ExecSpec, Output, Program};
+use crate::exec::{ExecReport, ExecSpec, Output, Program};
 use crate::spec::tasks::Task;
 use crate::workflow::WorkflowError;
 use crate::workflow::events::{EventKind, Refused, StopReason, Unit};
@@ -152,8 +153,27 @@ pub(crate) fn attempts(
             )?;
         }
         run.budget.finish(&budget_key, r.cost_usd);
+        // An agent that writes no code cannot change what its task's check sees: its
+        // verify failure (or its own report that it cannot do the task) would recur.
+        let same_again = !run.agent.writes_code()
+            && matches!(
+                r.outcome,
+                Outcome::VerifyFailed { .. }
+                    | Outcome::AgentError {
+                        cause: ErrorCause::Reported,
+                        ..
+                    }
+            );
+        if same_again && attempt < max {
+            r.evidence = format!(
+                "{}; not retried: the {} agent writes no code, so another attempt would run the same check",
+                r.evidence,
+                run.agent.name()
+            );
+        }
         let will_retry = !r.outcome.is_success()
             && r.outcome.is_retryable()
+            && !same_again
             && attempt < max
             && !run.stop.is_stopping();
         run.events.emit(EventKind::AttemptFinished {
@@ -395,7 +415,10 @@ fn one_attempt(
         grace: run.options.grace(),
         stall_timeout: run.options.stall_timeout(),
     };
-    let run_as = |job: &Job, start| {
+    // What the supervisor reports of each run (leftover processes it ended), told as
+    // events once the attempt's runs are over.
+    let reports: Reports = RefCell::default();
+    let run_as = |job: &Job, start: Start<'_>| {
         let (r, report) = agent::run_job_as(
             run.agent,
             job,
@@ -405,16 +428,56 @@ fn one_attempt(
             limits,
             run.stop.jobs(),
         )?;
-        if let Err(e) = tell_takeover(run, unit, &report) {
+        let takeover = tell_takeover(run, unit, &report);
+        reports
+            .borrow_mut()
+            .push(("agent", job.run_dir.clone(), report));
+        if let Err(e) = takeover {
             return Ok((r, Some(e)));
         }
         Ok::<_, AgentError>((r, None))
     };
-    // An event that could not be told ends the attempt as an error, like any other.
-    let told = |(r, failed): (AgentRun, Option<WorkflowError>)| match failed {
+    let r = one_attempt_runs(run, unit, job, attempt, resume, &run_as, &reports);
+    for (of, run_dir, report) in reports.take() {
+        if report.leftovers.is_empty() && report.unkillable.is_empty() {
+            continue;
+        }
+        run.events.emit(EventKind::ProcessesEnded {
+            unit,
+            run_dir: &run_dir,
+            of,
+            leftovers: &report.leftovers,
+            unkillable: &report.unkillable,
+        })?;
+    }
+    r
+}
+
+/// The exec reports of an attempt's runs, by what ran (`agent`, `verify`) and its folder.
+type Reports = RefCell<Vec<(&'static str, PathBuf, ExecReport)>>;
+
+/// Runs the agent; a takeover that could not be told comes back beside the run.
+type RunAs<'f> =
+    dyn Fn(&Job, Start<'_>) -> Result<(AgentRun, Option<WorkflowError>), AgentError> + 'f;
+
+/// An event that could not be told ends the attempt as an error, like any other.
+fn told((r, failed): (AgentRun, Option<WorkflowError>)) -> Result<AgentRun, WorkflowError> {
+    match failed {
         Some(e) => Err(e),
         None => Ok(r),
-    };
+    }
+}
+
+/// The runs of [`one_attempt`]: the agent (`run_as`), then the task's verify.
+fn one_attempt_runs(
+    run: &Run<'_>,
+    unit: Unit<'_>,
+    job: &mut Job,
+    attempt: u32,
+    resume: Option<&Resume>,
+    run_as: &RunAs<'_>,
+    reports: &Reports,
+) -> Result<AgentRun, WorkflowError> {
     let mut r = match resume {
         None => told(run_as(job, Start::Fresh)?)?,
         Some(resume) => {
@@ -478,7 +541,7 @@ fn one_attempt(
     }
     if r.outcome.is_success()
         && let Some(verify) = job.task.as_ref().and_then(|t| t.verify.as_deref())
-        && let Err((code, evidence)) = run_verify(run, unit, job, verify)?
+        && let Err((code, evidence)) = run_verify(run, unit, job, verify, reports)?
     {
         r.outcome = Outcome::VerifyFailed { exit_code: code };
         r.evidence = evidence;
@@ -533,6 +596,7 @@ fn run_verify(
     unit: Unit<'_>,
     job: &Job,
     verify: &str,
+    reports: &Reports,
 ) -> Result<Result<(), (Option<i32>, String)>, WorkflowError> {
     let argv = match crate::validate::validate_argv_text(verify) {
         Ok(argv) => argv,
@@ -572,6 +636,9 @@ fn run_verify(
             )));
         }
     };
+    reports
+        .borrow_mut()
+        .push(("verify", job.run_dir.clone(), report.clone()));
     tell_takeover(run, unit, &report)?;
     if report.exit_code == 0 {
         return Ok(Ok(()));

@@ -376,6 +376,10 @@ fn describe(e: &Event<'_>) -> String {
         } => format!("not started {} {refused:?}", unit(u)),
         EventKind::Stopping { reason, .. } => format!("stopping {reason}"),
         EventKind::Note { message } => format!("note {message}"),
+        EventKind::Repaired { task, repair, .. } => format!("repaired {task} {repair}"),
+        EventKind::ProcessesEnded { leftovers, of, .. } => {
+            format!("ended {} of {of}", leftovers.len())
+        }
         EventKind::TasksPlanned { leaves, completed } => {
             format!("planned {}/{}", completed.len(), leaves.len())
         }
