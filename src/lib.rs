@@ -18,6 +18,7 @@ pub mod admission;
 pub mod agent;
 pub mod cancel;
 pub mod cli;
+pub mod consume;
 pub mod dashboard;
 pub mod exec;
 pub mod exit;
