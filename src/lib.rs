@@ -28,6 +28,7 @@ pub(crate) mod jsontext;
 pub mod logging;
 pub mod names;
 pub mod project;
+pub mod random;
 pub mod settings;
 pub mod spec;
 pub mod state;

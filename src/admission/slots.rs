@@ -256,7 +256,7 @@ impl Slots {
             }
         }
         let pid = std::process::id();
-        let nonce = nonce();
+        let nonce = crate::random::hex(4)?;
         let tmp = queue.join(format!(".new-{pid}-{nonce}"));
         let path = queue.join(format!("q-{:016}-{pid}-{nonce}", max_seq + 1));
         // The ticket becomes visible already locked, so nobody mistakes it for a dead one.
@@ -379,12 +379,6 @@ fn list(dir: &Path) -> Vec<(String, PathBuf)> {
         .flatten()
         .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
         .collect()
-}
-
-fn nonce() -> u32 {
-    let mut b = [0u8; 4];
-    let _ = getrandom::fill(&mut b);
-    u32::from_le_bytes(b)
 }
 
 /// Refuse a runtime directory another user owns: they could hold our slots or read pids.

@@ -221,7 +221,7 @@ fn drive(ctx: &Ctx, name: &str, description: &str, options: Options, dry_run: bo
         .map_err(|e| CliError::failed(format!("cannot install signal handlers: {e}")))?;
     let executor: Box<dyn Executor> = match super::resolve::workflow_executor(ctx, &options)?.slurm
     {
-        None => Box::new(LocalExecutor::new(&qw)),
+        None => Box::new(LocalExecutor::new(&qw).map_err(|e| CliError::failed(e.to_string()))?),
         Some(config) => {
             Box::new(SlurmExecutor::new(&qw, config).map_err(|e| CliError::usage(e.to_string()))?)
         }

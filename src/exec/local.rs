@@ -29,17 +29,18 @@ pub struct LocalExecutor {
 }
 
 impl LocalExecutor {
-    /// Use the given `qw` binary as the supervisor.
-    pub fn new(qw: impl Into<PathBuf>) -> LocalExecutor {
-        LocalExecutor {
+    /// Use the given `qw` binary as the supervisor (fails only when the OS gives no
+    /// random bytes for its cookie).
+    pub fn new(qw: impl Into<PathBuf>) -> std::io::Result<LocalExecutor> {
+        Ok(LocalExecutor {
             qw: qw.into(),
-            cookie: super::RunId::new_for_self().to_string(),
-        }
+            cookie: super::RunId::new_for_self()?.to_string(),
+        })
     }
 
     /// Use the running executable (which must be `qw`).
     pub fn current() -> std::io::Result<LocalExecutor> {
-        Ok(LocalExecutor::new(std::env::current_exe()?))
+        LocalExecutor::new(std::env::current_exe()?)
     }
 
     fn command(&self, spec: &ExecSpec, report: &Path) -> Command {

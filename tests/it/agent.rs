@@ -55,7 +55,7 @@ fn offline(p: &TestProject, j: &Job) -> AgentRun {
         &OfflineAgent::new(qw_bin()),
         j,
         &Project::at(p.path()),
-        &LocalExecutor::new(qw_bin()),
+        &LocalExecutor::new(qw_bin()).unwrap(),
         limits(30.0, None),
         &Cancel::new(),
     )
@@ -264,6 +264,7 @@ fn run_with_env(
     spec.grace = lim.grace;
     spec.stall_timeout = lim.stall_timeout;
     let report = LocalExecutor::new(qw_bin())
+        .unwrap()
         .run(&spec, &Cancel::new())
         .unwrap();
     let stdout = std::fs::read(command.stdout_file(j)).unwrap_or_default();
