@@ -474,7 +474,13 @@ fn agent_fake_claude_every_failure_gets_its_own_outcome() {
         assert!(cookie_pids(&report.run_id).is_empty());
         if mode == "usage" {
             assert!(run.outcome.pauses_workflow());
-            assert!(run.resets_at.as_deref().unwrap().starts_with("2025-08-05T"));
+            assert!(
+                run.resets_at
+                    .as_ref()
+                    .unwrap()
+                    .to_string()
+                    .starts_with("2025-08-05T")
+            );
         }
         if mode == "max_turns" {
             assert!((run.cost_usd - 1.5).abs() < 1e-9, "cost still counted");
