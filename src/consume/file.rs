@@ -13,7 +13,7 @@ pub const MAX_SUGGESTION_BYTES: usize = 4096;
 /// How much of a suggestion messages and `next_command.failed.txt` quote.
 const QUOTE_BYTES: usize = 200;
 
-/// `text` escaped for one line, cut after [`QUOTE_BYTES`] (saying how long it was).
+/// `text` escaped for one line, cut after 200 bytes (saying how long it was).
 pub fn quote(text: &str) -> String {
     if text.len() <= QUOTE_BYTES {
         return text.escape_default().to_string();
