@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 pub mod locked_file;
 mod regular;
 
-pub use locked_file::{Holder, LockError, LockTimeout, LockedFile, ProcessState};
+pub use locked_file::{
+    Holder, LockError, LockOptions, LockTimeout, LockedFile, Peek, ProcessState,
+};
 pub use regular::{
     Bounded, append_regular, copy_regular, is_refused, not_utf8, read_regular, read_regular_text,
     read_regular_whole,

@@ -6,8 +6,8 @@
 //!
 //! Layout, all coordination by `flock` (which the kernel drops when a process dies, so a
 //! crashed holder frees its slot and its place in the queue at once):
-//! - `slots/slot-NNNN`: one file per slot; a holder keeps an exclusive lock on it and
-//!   writes its pid inside. A slot is in use exactly while its file is locked.
+//! - `slots/slot-NNNN`: one file per slot, a [`LockedFile`] (its holder's record names
+//!   its pid). A slot is in use exactly while its file is locked.
 //! - `queue/q-<seq>-<pid>-<nonce>`: one ticket per waiter, locked by its owner. `seq`
 //!   is assigned under `queue/.seq.lock` as one more than the highest ticket present,
 //!   so tickets sort by arrival. Only the waiter with no live ticket before it (the
@@ -18,9 +18,11 @@
 //!   tell the user the real blocking limits.
 //!
 //! Slot files are never deleted (deleting a lock file races with another process that
-//! has it open); dead tickets are deleted by whoever finds them unlocked.
+//! has it open); dead tickets are deleted by whoever finds them unlocked. Every lock here
+//! is a [`LockedFile`]; the queue's seq lock and the tickets carry no holder record (a
+//! ticket's content is its head's reasons), and every poll looks at the files with
+//! [`LockedFile::peek`], which reads no `/proc`: the hot path stays a few syscalls.
 
-use std::io::{self, Read, Seek, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -30,7 +32,8 @@ use serde::Serialize;
 use super::policy::{Decision, Limit, Limits, Refusal, decide};
 use super::probes::Probes;
 use super::{AdmissionError, GiveUp, Impact, Waiting};
-use crate::fs::{self, File, OpenOptions};
+use crate::cancel::Cancel;
+use crate::fs::{self, LockOptions, LockTimeout, LockedFile};
 
 /// First poll interval while waiting; doubles up to [`MAX_POLL`].
 const MIN_POLL: Duration = Duration::from_millis(10);
@@ -56,20 +59,13 @@ pub struct SlotHolder {
 #[derive(Debug)]
 pub struct SlotGuard {
     slot: usize,
-    file: File,
+    _lock: LockedFile,
 }
 
 impl SlotGuard {
     /// The slot index held.
     pub fn slot(&self) -> usize {
         self.slot
-    }
-}
-
-impl Drop for SlotGuard {
-    fn drop(&mut self) {
-        // Closing the file releases the lock too; unlocking first makes it explicit.
-        let _ = self.file.unlock();
     }
 }
 
@@ -118,13 +114,10 @@ impl Slots {
             .into_iter()
             .filter_map(|(name, path)| {
                 let slot = name.strip_prefix("slot-")?.parse().ok()?;
-                let mut file = File::open(&path).ok()?;
-                if !is_locked(&file) {
-                    return None;
-                }
+                let held = LockedFile::peek(&path).ok()??;
                 Some(SlotHolder {
                     slot,
-                    pid: read_text(&mut file).trim().parse().ok(),
+                    pid: held.pid(),
                 })
             })
             .collect();
@@ -246,16 +239,19 @@ impl Slots {
     /// Take a ticket at the end of the queue.
     fn enqueue(&self) -> Result<Ticket, AdmissionError> {
         let queue = self.queue_dir();
-        let seq_path = queue.join(".seq.lock");
-        let seq_lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&seq_path)?;
-        seq_lock
-            .lock()
-            .map_err(|e| fs::with_path(e, "lock", &seq_path))?;
+        // Held for a directory listing and a rename: no record, no limit, not interrupted.
+        let unrecorded = LockOptions {
+            unrecorded: true,
+            ..LockOptions::default()
+        };
+        let seq_lock = LockedFile::acquire_with(
+            queue.join(".seq.lock"),
+            "the admission queue",
+            &LockTimeout::new(None, ""),
+            &Cancel::new(),
+            unrecorded,
+        )
+        .map_err(std::io::Error::from)?;
         let mut max_seq = 0u64;
         for (name, path) in list(&queue) {
             if let Some(seq) = ticket_seq(&name) {
@@ -267,23 +263,16 @@ impl Slots {
             }
         }
         let pid = std::process::id();
-        let nonce = nonce();
+        let nonce = crate::random::hex(4)?;
         let tmp = queue.join(format!(".new-{pid}-{nonce}"));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        file.try_lock()
-            .map_err(|e| fs::with_path(io::Error::other(e), "lock", &tmp))?;
         let path = queue.join(format!("q-{:016}-{pid}-{nonce}", max_seq + 1));
         // The ticket becomes visible already locked, so nobody mistakes it for a dead one.
-        fs::rename(&tmp, &path)?;
+        let lock = LockedFile::create_locked_as(&tmp, &path).map_err(std::io::Error::from)?;
         drop(seq_lock);
         Ok(Ticket {
             seq: max_seq + 1,
             path,
-            file,
+            lock,
             published: None,
         })
     }
@@ -294,15 +283,14 @@ impl Slots {
             .into_iter()
             .filter_map(|(name, path)| {
                 let seq = ticket_seq(&name)?;
-                let mut file = File::open(&path).ok()?;
-                if !is_locked(&file) {
+                let Some(held) = LockedFile::peek(&path).ok()? else {
                     let _ = fs::remove_file(&path);
                     return None;
-                }
+                };
                 Some(TicketInfo {
                     seq,
                     pid: name.split('-').nth(2).and_then(|p| p.parse().ok()),
-                    reasons: serde_json::from_str(&read_text(&mut file)).unwrap_or_default(),
+                    reasons: serde_json::from_slice(&held.content).unwrap_or_default(),
                 })
             })
             .collect();
@@ -334,23 +322,9 @@ impl Slots {
         let dir = self.slots_dir();
         for slot in 0..max {
             let path = dir.join(format!("slot-{slot:04}"));
-            let mut file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)?;
-            if file.try_lock().is_err() {
-                continue;
+            if let Some(lock) = LockedFile::try_acquire(path).map_err(std::io::Error::from)? {
+                return Ok(Some(SlotGuard { slot, _lock: lock }));
             }
-            // Overwrite in place at a fixed width: truncating to 0 makes ext4 flush the
-            // file on close (its replace-via-truncate heuristic), which costs milliseconds.
-            let pid = format!("{:<11}\n", std::process::id());
-            file.rewind()
-                .and_then(|()| file.write_all(pid.as_bytes()))
-                .and_then(|()| file.set_len(12))
-                .map_err(|e| fs::with_path(e, "write", &path))?;
-            return Ok(Some(SlotGuard { slot, file }));
         }
         Ok(None)
     }
@@ -360,7 +334,7 @@ impl Slots {
 struct Ticket {
     seq: u64,
     path: PathBuf,
-    file: File,
+    lock: LockedFile,
     /// The limits last written and when (observed values change on every poll: they are
     /// rewritten only every [`REPUBLISH`]).
     published: Option<(Vec<Limit>, Instant)>,
@@ -380,13 +354,8 @@ impl Ticket {
         {
             return;
         }
-        if let Ok(text) = serde_json::to_string(reasons) {
-            // Overwrite, then cut to length (never truncate to 0 first: see take_free_slot).
-            let _ = self
-                .file
-                .rewind()
-                .and_then(|()| self.file.write_all(text.as_bytes()))
-                .and_then(|()| self.file.set_len(text.len() as u64));
+        if let Ok(text) = serde_json::to_vec(reasons) {
+            self.lock.write_content(&text);
         }
         self.published = Some((limits, Instant::now()));
     }
@@ -394,8 +363,9 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        // Removed while still locked (the lock goes with the field, after this), so no
+        // other waiter removes a successor's ticket of the same name.
         let _ = fs::remove_file(&self.path);
-        let _ = self.file.unlock();
     }
 }
 
@@ -409,18 +379,6 @@ fn ticket_seq(name: &str) -> Option<u64> {
     name.strip_prefix("q-")?.split('-').next()?.parse().ok()
 }
 
-/// True when another open file description holds a lock on `file`.
-fn is_locked(file: &File) -> bool {
-    match file.try_lock_shared() {
-        Ok(()) => {
-            let _ = file.unlock();
-            false
-        }
-        Err(std::fs::TryLockError::WouldBlock) => true,
-        Err(std::fs::TryLockError::Error(_)) => false,
-    }
-}
-
 /// File names and paths in `dir` (empty if it cannot be read).
 fn list(dir: &Path) -> Vec<(String, PathBuf)> {
     let Ok(entries) = fs::read_dir(dir) else {
@@ -430,18 +388,6 @@ fn list(dir: &Path) -> Vec<(String, PathBuf)> {
         .flatten()
         .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
         .collect()
-}
-
-fn read_text(file: &mut File) -> String {
-    let mut s = String::new();
-    let _ = file.read_to_string(&mut s);
-    s
-}
-
-fn nonce() -> u32 {
-    let mut b = [0u8; 4];
-    let _ = getrandom::fill(&mut b);
-    u32::from_le_bytes(b)
 }
 
 /// Refuse a runtime directory another user owns: they could hold our slots or read pids.

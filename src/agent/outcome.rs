@@ -31,6 +31,7 @@ use serde_json::Value;
 use super::Phase;
 use super::events::{self, Denial};
 use crate::exec::ExecReport;
+use crate::state::ResetAt;
 
 /// How one agent run ended. Exactly one per run; serialized as
 /// `{"kind": "timed_out", "escalated": false}`.
@@ -250,7 +251,7 @@ pub struct AgentRun {
     pub session_id: Option<String>,
     /// When a usage limit resets: RFC 3339 when qw could compute it, else as the agent
     /// wrote it; None when unknown.
-    pub resets_at: Option<String>,
+    pub resets_at: Option<ResetAt>,
     /// True when stdout held a JSON result object; false for a command agent that
     /// printed plain text (then only its exit code and the caller's checks count).
     pub structured: bool,
@@ -883,7 +884,7 @@ fn is_login_error(text: &str) -> bool {
 
 /// Does `text` report a usage or rate limit? `Some(resets_at)` if so (the inner value is
 /// None when no reset time is given).
-pub fn usage_limit(text: &str) -> Option<Option<String>> {
+pub fn usage_limit(text: &str) -> Option<Option<ResetAt>> {
     let lower = text.to_lowercase();
     let plain = [
         "usage limit",
@@ -912,7 +913,7 @@ pub fn usage_limit(text: &str) -> Option<Option<String>> {
 /// or `resets at 2025-08-05T15:00:00Z` / `resets 3pm` / `resets at 15:00`. Clock times
 /// without a zone are taken as local time, next occurrence; a named zone qw cannot
 /// convert leaves the time as written.
-fn reset_time(text: &str) -> Option<String> {
+fn reset_time(text: &str) -> Option<ResetAt> {
     if let Some((_, after)) = text.split_once('|') {
         let digits: String = after
             .trim()
@@ -922,7 +923,7 @@ fn reset_time(text: &str) -> Option<String> {
         if let Ok(epoch) = digits.parse::<i64>()
             && let Some(t) = chrono::DateTime::from_timestamp(epoch, 0)
         {
-            return Some(t.to_rfc3339());
+            return Some(ResetAt::At(t.fixed_offset()));
         }
     }
     let lower = text.to_lowercase();
@@ -942,7 +943,7 @@ fn reset_time(text: &str) -> Option<String> {
         return None;
     }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&word) {
-        return Some(t.to_rfc3339());
+        return Some(ResetAt::At(t));
     }
     let named_zone = trailing.starts_with('(') && !trailing.to_lowercase().starts_with("(utc");
     if !named_zone && let Some((h, m)) = parse_clock(&word) {
@@ -952,9 +953,11 @@ fn reset_time(text: &str) -> Option<String> {
         if at <= now {
             at += chrono::Duration::days(1);
         }
-        return Some(at.to_rfc3339());
+        return Some(ResetAt::At(at.fixed_offset()));
     }
-    Some(format!("{word} {trailing}").trim().to_owned())
+    Some(ResetAt::Text(
+        format!("{word} {trailing}").trim().to_owned(),
+    ))
 }
 
 /// `3pm`, `3:30pm`, `15:00`, `11am` → (hour, minute).
@@ -1430,18 +1433,20 @@ mod tests {
             &result_json(true, "success", "Claude AI usage limit reached|1754406000"),
             "",
         );
-        let at = chrono::DateTime::parse_from_rfc3339(run.resets_at.as_deref().unwrap()).unwrap();
+        let at = run.resets_at.and_then(|r| r.as_datetime()).unwrap();
         assert_eq!(at.timestamp(), 1_754_406_000);
         assert_eq!(
-            reset_time("5-hour limit reached ∙ resets at 2030-01-01T10:00:00Z").as_deref(),
+            reset_time("5-hour limit reached ∙ resets at 2030-01-01T10:00:00Z")
+                .map(|r| r.to_string())
+                .as_deref(),
             Some("2030-01-01T10:00:00+00:00")
         );
         let local = reset_time("You've hit your limit · resets 3pm").unwrap();
-        let t = chrono::DateTime::parse_from_rfc3339(&local).unwrap();
+        let t = local.as_datetime().unwrap();
         assert!(t > chrono::Local::now(), "{local}");
         assert_eq!(
-            reset_time("limit reached ∙ resets 3pm (Europe/Berlin)").as_deref(),
-            Some("3pm (Europe/Berlin)")
+            reset_time("limit reached ∙ resets 3pm (Europe/Berlin)"),
+            Some(ResetAt::Text("3pm (Europe/Berlin)".into()))
         );
         assert_eq!(reset_time("rate limit exceeded"), None);
         assert_eq!(

@@ -27,9 +27,7 @@ pub fn create(project: &Project, spec: &str, label: &str) -> io::Result<PathBuf>
     crate::fs::create_dir_all(&dir)?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f");
     for _ in 0..16 {
-        let mut nonce = [0u8; 3];
-        getrandom::fill(&mut nonce).map_err(|e| io::Error::other(e.to_string()))?;
-        let hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::random::hex(3)?;
         let path = dir.join(format!("{stamp}-{}-{}-{hex}", clean(spec), clean(label)));
         match fs_err::create_dir(&path) {
             Ok(()) => return Ok(path),

@@ -221,7 +221,7 @@ fn drive(ctx: &Ctx, name: &str, description: &str, options: Options, dry_run: bo
         .map_err(|e| CliError::failed(format!("cannot install signal handlers: {e}")))?;
     let executor: Box<dyn Executor> = match super::resolve::workflow_executor(ctx, &options)?.slurm
     {
-        None => Box::new(LocalExecutor::new(&qw)),
+        None => Box::new(LocalExecutor::new(&qw).map_err(|e| CliError::failed(e.to_string()))?),
         Some(config) => {
             Box::new(SlurmExecutor::new(&qw, config).map_err(|e| CliError::usage(e.to_string()))?)
         }
@@ -249,7 +249,9 @@ fn drive(ctx: &Ctx, name: &str, description: &str, options: Options, dry_run: bo
             Ending::Paused(reason) => {
                 let until = reason.resets_at();
                 if options.wait_for_reset
-                    && let Some(wait) = until.and_then(until_from_now)
+                    && let Some(wait) = until
+                        .and_then(crate::state::ResetAt::as_datetime)
+                        .map(until_from_now)
                 {
                     crate::diag!(
                         "qw: paused ({reason}); waiting {:.0}s for the reset (--wait-for-reset)",
@@ -274,10 +276,7 @@ fn drive(ctx: &Ctx, name: &str, description: &str, options: Options, dry_run: bo
     }
 }
 
-fn until_from_now(ts: &str) -> Option<Duration> {
-    let t = chrono::DateTime::parse_from_rfc3339(ts).ok()?;
+fn until_from_now(t: chrono::DateTime<chrono::FixedOffset>) -> Duration {
     let secs = (t.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_milliseconds();
-    Some(Duration::from_millis(
-        u64::try_from(secs.max(0)).unwrap_or(0),
-    ))
+    Duration::from_millis(u64::try_from(secs.max(0)).unwrap_or(0))
 }

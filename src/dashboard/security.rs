@@ -5,10 +5,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 /// A random secret of 128 bits, as 32 lowercase hex digits.
-pub fn new_token() -> Result<String, getrandom::Error> {
-    let mut buf = [0u8; 16];
-    getrandom::fill(&mut buf)?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+pub fn new_token() -> std::io::Result<String> {
+    crate::random::hex(16)
 }
 
 /// Compare secrets in time independent of where they differ.

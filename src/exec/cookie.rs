@@ -25,14 +25,15 @@ pub struct RunId {
 }
 
 impl RunId {
-    /// A new run id owned by the current process.
-    pub fn new_for_self() -> RunId {
+    /// A new run id owned by the current process (fails only when the OS gives no
+    /// random bytes: see [`crate::random`]).
+    pub fn new_for_self() -> std::io::Result<RunId> {
         let pid = std::process::id() as i32;
-        RunId {
+        Ok(RunId {
             owner_pid: pid,
             owner_start: owner_start_time(pid),
-            nonce: random_hex(6),
-        }
+            nonce: crate::random::hex(6)?,
+        })
     }
 
     /// Parse a cookie value; `None` if it is not of qw's form.
@@ -86,29 +87,13 @@ fn owner_alive(pid: i32, _start: u64) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
 }
 
-/// `n` random bytes as lowercase hex (from the OS; falls back to time and pid).
-pub fn random_hex(n: usize) -> String {
-    let mut buf = vec![0u8; n];
-    if getrandom::fill(&mut buf).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let seed = t ^ u128::from(std::process::id());
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = (seed >> ((i % 16) * 8)) as u8;
-        }
-    }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn round_trips() {
-        let id = RunId::new_for_self();
+        let id = RunId::new_for_self().unwrap();
         assert_eq!(RunId::parse(&id.to_string()), Some(id.clone()));
         assert!(id.owner_alive());
     }
@@ -124,7 +109,7 @@ mod tests {
     #[test]
     fn reused_pid_is_not_the_owner() {
         // Same pid, another start time: the pid was reused, the owner is gone.
-        let me = RunId::new_for_self();
+        let me = RunId::new_for_self().unwrap();
         let reused = RunId {
             owner_start: me.owner_start + 1,
             ..me

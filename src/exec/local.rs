@@ -29,17 +29,18 @@ pub struct LocalExecutor {
 }
 
 impl LocalExecutor {
-    /// Use the given `qw` binary as the supervisor.
-    pub fn new(qw: impl Into<PathBuf>) -> LocalExecutor {
-        LocalExecutor {
+    /// Use the given `qw` binary as the supervisor (fails only when the OS gives no
+    /// random bytes for its cookie).
+    pub fn new(qw: impl Into<PathBuf>) -> std::io::Result<LocalExecutor> {
+        Ok(LocalExecutor {
             qw: qw.into(),
-            cookie: super::RunId::new_for_self().to_string(),
-        }
+            cookie: super::RunId::new_for_self()?.to_string(),
+        })
     }
 
     /// Use the running executable (which must be `qw`).
     pub fn current() -> std::io::Result<LocalExecutor> {
-        Ok(LocalExecutor::new(std::env::current_exe()?))
+        LocalExecutor::new(std::env::current_exe()?)
     }
 
     fn command(&self, spec: &ExecSpec, report: &Path) -> Command {
@@ -99,6 +100,36 @@ impl LocalExecutor {
     }
 }
 
+/// Wait for `child` — started in a process group of its own, so a terminal's Ctrl-C
+/// reaches only the caller — to end, forwarding the first stop request of `cancel` to it.
+/// The token is observed, never consumed (many jobs may share it); the child does its
+/// own escalation (grace, then SIGKILL). A waiter thread blocks in `wait()`, so the end
+/// is seen at once; this thread wakes every 25 ms only to look at the token. `None` when
+/// the waiter thread vanished without an answer.
+pub fn wait_forwarding(
+    mut child: std::process::Child,
+    cancel: &Cancel,
+) -> Option<std::io::Result<std::process::ExitStatus>> {
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let mut forwarded = false;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(25)) {
+            Ok(status) => return Some(status),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
+        }
+        if !forwarded && let Some(sig) = cancel.pending() {
+            forwarded = true;
+            let sig = Signal::try_from(sig).unwrap_or(Signal::SIGTERM);
+            let _ = kill(pid, sig);
+        }
+    }
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64())
 }
@@ -107,35 +138,12 @@ impl Executor for LocalExecutor {
     fn run(&self, spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, ExecError> {
         let dir = tempfile::tempdir()?;
         let report_path = dir.path().join("report.json");
-        let mut child = self.command(spec, &report_path).spawn().map_err(|e| {
+        let child = self.command(spec, &report_path).spawn().map_err(|e| {
             ExecError::Supervisor(format!("cannot start `{}`: {e}", self.qw.display()))
         })?;
-        let pid = Pid::from_raw(child.id() as i32);
-        // A waiter thread blocks in wait() so the end of the job is seen at once; this
-        // thread wakes every 25 ms only to watch the cancel token.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait());
-        });
-        let mut forwarded = false;
-        let status = loop {
-            match rx.recv_timeout(Duration::from_millis(25)) {
-                Ok(status) => break status?,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(ExecError::Supervisor(
-                        "lost track of the supervisor process".into(),
-                    ));
-                }
-            }
-            // Many jobs share one token: observe it, never consume it. The supervisor
-            // does the escalation (grace, then SIGKILL) itself.
-            if !forwarded && let Some(sig) = cancel.pending() {
-                forwarded = true;
-                let sig = Signal::try_from(sig).unwrap_or(Signal::SIGTERM);
-                let _ = kill(pid, sig);
-            }
-        };
+        let status = wait_forwarding(child, cancel).ok_or_else(|| {
+            ExecError::Supervisor("lost track of the supervisor process".into())
+        })??;
         // The run folder is reachable by the program it ran: read only a regular file,
         // and no more than any report can be.
         let text = crate::fs::read_regular_text(&report_path, 16 << 20).map_err(|e| {

@@ -33,7 +33,7 @@ mod tree;
 pub use crate::cancel::Cancel;
 pub use cookie::RunId;
 pub use kind::ExecutorKind;
-pub use local::LocalExecutor;
+pub use local::{LocalExecutor, wait_forwarding};
 pub use slurm::{SchedulerVerdict, SlurmExecutor};
 
 /// What to run: an argv, or — only when a user explicitly wrote one — a shell command.

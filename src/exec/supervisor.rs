@@ -33,10 +33,10 @@ enum ChildEnd {
 pub fn supervise(spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, ExecError> {
     let started = Instant::now();
     become_subreaper();
-    let run_id = spec
-        .run_id
-        .clone()
-        .unwrap_or_else(|| RunId::new_for_self().to_string());
+    let run_id = match &spec.run_id {
+        Some(id) => id.clone(),
+        None => RunId::new_for_self()?.to_string(),
+    };
     let mut report = ExecReport::new(run_id.clone());
 
     let mut command = build_command(spec, &run_id)?;

@@ -1,5 +1,6 @@
 //! [`LockedFile`]: the one cross-process lock of qw (state, workflow of a spec, consumed
-//! suggestion, admission slots), modelled on uv's `uv-fs/src/locked_file.rs`.
+//! suggestion, repository lock, admission slots and queue), modelled on uv's
+//! `uv-fs/src/locked_file.rs`.
 //!
 //! A lock is an exclusive `flock` on a regular file. It belongs to the open file, so
 //! dropping the guard — or the process dying, even by SIGKILL — releases it, and a
@@ -352,9 +353,50 @@ impl Record {
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockedFile {
     file: fs_err::File,
-    /// False when the file could only be opened read-only: the holder is not recorded.
+    /// False when the file could only be opened read-only, or its content is the
+    /// caller's ([`LockOptions::unrecorded`]): the holder is not recorded.
     writable: bool,
     record: Record,
+}
+
+/// How [`LockedFile::acquire_with`] and [`LockedFile::try_acquire_with`] take a lock.
+#[derive(Default, Clone, Copy)]
+pub struct LockOptions<'a> {
+    /// Write no holder record: the file's content is left to the caller (a queue ticket
+    /// carries its own data), and a lock taken on a hot path costs no write.
+    pub unrecorded: bool,
+    /// Recorded with the holder from the start (as [`LockedFile::set_note`] would).
+    pub note: Option<&'a str>,
+    /// Where the one line "waiting for …, held by …" goes after a second of waiting
+    /// (default: a `tracing` warning, on stderr and in the log).
+    pub on_wait: Option<&'a dyn Fn(&str)>,
+}
+
+impl fmt::Debug for LockOptions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockOptions")
+            .field("unrecorded", &self.unrecorded)
+            .field("note", &self.note)
+            .field("on_wait", &self.on_wait.is_some())
+            .finish()
+    }
+}
+
+/// What [`LockedFile::peek`] saw in a held lock file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peek {
+    /// The file's first bytes (at most 4 KiB).
+    pub content: Vec<u8>,
+}
+
+impl Peek {
+    /// The holder's pid as its record says (or as a bare number, the format older qw
+    /// versions wrote into slot files); `None` while it has not written yet.
+    pub fn pid(&self) -> Option<i32> {
+        Record::parse(&self.content)
+            .map(|r| r.pid)
+            .or_else(|| std::str::from_utf8(&self.content).ok()?.trim().parse().ok())
+    }
 }
 
 impl LockedFile {
@@ -373,10 +415,22 @@ impl LockedFile {
         timeout: &LockTimeout,
         cancel: &Cancel,
     ) -> Result<LockedFile, LockError> {
+        LockedFile::acquire_with(path, resource, timeout, cancel, LockOptions::default())
+    }
+
+    /// [`acquire`](Self::acquire), taken as `options` say (no record, a first note,
+    /// where the waiting line goes).
+    pub fn acquire_with(
+        path: impl AsRef<Path>,
+        resource: impl fmt::Display,
+        timeout: &LockTimeout,
+        cancel: &Cancel,
+        options: LockOptions<'_>,
+    ) -> Result<LockedFile, LockError> {
         let path = path.as_ref();
         let (file, writable) = open_for_lock(path)?;
         if try_lock(&file)? {
-            return Ok(LockedFile::locked(file, writable));
+            return Ok(LockedFile::locked(file, writable, options));
         }
         let patience = if cancel.pending().is_some() {
             PATIENCE_AFTER_STOP
@@ -396,7 +450,7 @@ impl LockedFile {
                     if said {
                         tracing::info!("got {resource} after {}", secs(started.elapsed()));
                     }
-                    return Ok(LockedFile::locked(file, writable));
+                    return Ok(LockedFile::locked(file, writable, options));
                 }
                 Ok(Err(source)) => {
                     return Err(LockError::Lock {
@@ -438,10 +492,14 @@ impl LockedFile {
             if !said && waited >= SAY_AFTER {
                 said = true;
                 let holder = current_holder(&file);
-                tracing::warn!(
+                let line = format!(
                     "waiting for {resource} (`{}`), held by {holder}",
                     path.display()
                 );
+                match options.on_wait {
+                    Some(on_wait) => on_wait(&line),
+                    None => tracing::warn!("{line}"),
+                }
             }
         }
     }
@@ -449,8 +507,94 @@ impl LockedFile {
     /// Take the lock on `path` (created if missing) if nobody holds it; `None` if
     /// someone does. Never waits, so many files can be tried in turn.
     pub fn try_acquire(path: impl AsRef<Path>) -> Result<Option<LockedFile>, LockError> {
+        LockedFile::try_acquire_with(path, LockOptions::default())
+    }
+
+    /// [`try_acquire`](Self::try_acquire), taken as `options` say.
+    pub fn try_acquire_with(
+        path: impl AsRef<Path>,
+        options: LockOptions<'_>,
+    ) -> Result<Option<LockedFile>, LockError> {
         let (file, writable) = open_for_lock(path.as_ref())?;
-        Ok(try_lock(&file)?.then(|| LockedFile::locked(file, writable)))
+        Ok(try_lock(&file)?.then(|| LockedFile::locked(file, writable, options)))
+    }
+
+    /// Create `tmp`, which must not exist yet, lock it, and rename it to `path`: the
+    /// file appears at `path` already locked, with no holder record (its content is the
+    /// caller's), so a queue ticket made this way is never mistaken for the ticket of a
+    /// dead waiter. A failed rename leaves `tmp` behind for the caller to clear.
+    pub fn create_locked_as(tmp: &Path, path: &Path) -> Result<LockedFile, LockError> {
+        let file = fs_err::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(tmp)?;
+        if !try_lock(&file)? {
+            return Err(LockError::Lock {
+                path: tmp.to_path_buf(),
+                source: io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "a file this process just created is locked by another",
+                ),
+            });
+        }
+        crate::fs::rename(tmp, path)?;
+        let (file, _) = file.into_parts();
+        let options = LockOptions {
+            unrecorded: true,
+            ..LockOptions::default()
+        };
+        Ok(LockedFile::locked(
+            fs_err::File::from_parts(file, path),
+            false,
+            options,
+        ))
+    }
+
+    /// Replace the content of a lock file taken without a record (in place, then cut to
+    /// length). Best effort, as a note is: a failed write keeps the lock.
+    pub fn write_content(&mut self, bytes: &[u8]) {
+        let written = self
+            .file
+            .write_all_at(bytes, 0)
+            .and_then(|()| self.file.set_len(bytes.len() as u64));
+        if let Err(e) = written {
+            tracing::debug!("could not write a lock file: {e}");
+        }
+    }
+
+    /// A cheap look at `path` for callers that scan many lock files at every poll (the
+    /// admission slots and queue): `None` when it is free or missing, else its first
+    /// bytes. Unlike [`probe`](Self::probe) it reads no kernel table and no process, but
+    /// takes a shared lock for an instant, so a concurrent [`try_acquire`](Self::try_acquire)
+    /// may fail then: use it only where such a caller tries again.
+    pub fn peek(path: impl AsRef<Path>) -> Result<Option<Peek>, LockError> {
+        let path = path.as_ref();
+        let file = match fs_err::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match file.file().try_lock_shared() {
+            Ok(()) => {
+                let _ = file.file().unlock();
+                Ok(None)
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut buf = vec![0u8; MAX_RECORD];
+                let n = file.read_at(&mut buf, 0).unwrap_or(0);
+                buf.truncate(n);
+                Ok(Some(Peek { content: buf }))
+            }
+            Err(std::fs::TryLockError::Error(source)) => Err(LockError::Lock {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
     }
 
     /// Who holds the lock on `path`, without taking it; `None` when it is free (or the
@@ -483,11 +627,11 @@ impl LockedFile {
         self.write_record();
     }
 
-    fn locked(file: fs_err::File, writable: bool) -> LockedFile {
+    fn locked(file: fs_err::File, writable: bool, options: LockOptions<'_>) -> LockedFile {
         let mut locked = LockedFile {
             file,
-            writable,
-            record: Record::mine(None),
+            writable: writable && !options.unrecorded,
+            record: Record::mine(options.note.map(str::to_owned)),
         };
         locked.write_record();
         locked
@@ -976,6 +1120,119 @@ mod tests {
         );
         let again = LockedFile::acquire(&path, "x", &short(Duration::ZERO), &Cancel::new());
         assert!(again.is_ok(), "{again:?}");
+    }
+
+    #[test]
+    fn options_leave_the_content_to_the_caller_note_from_the_start_and_route_the_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.lock");
+        std::fs::write(&path, b"caller's data").unwrap();
+        let unrecorded = LockOptions {
+            unrecorded: true,
+            ..LockOptions::default()
+        };
+        let mut bare = LockedFile::try_acquire_with(&path, unrecorded)
+            .unwrap()
+            .unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"caller's data", "no record");
+        bare.write_content(b"[1]");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"[1]",
+            "replaced, cut to length"
+        );
+        bare.set_note(Some("ignored"));
+        assert_eq!(std::fs::read(&path).unwrap(), b"[1]", "no note either");
+        assert_eq!(
+            LockedFile::probe(&path).unwrap().unwrap().pid,
+            Some(my_pid())
+        );
+
+        // The waiting line goes where the caller says, once, naming the holder.
+        let said = std::sync::Mutex::new(Vec::<String>::new());
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let on_wait = |m: &str| said.lock().unwrap().push(m.to_owned());
+                let options = LockOptions {
+                    note: Some("merging task 2"),
+                    on_wait: Some(&on_wait),
+                    ..LockOptions::default()
+                };
+                LockedFile::acquire_with(
+                    &path,
+                    "the thing",
+                    &LockTimeout::new(None, ""),
+                    &Cancel::new(),
+                    options,
+                )
+            });
+            let start = Instant::now();
+            while said.lock().unwrap().is_empty() && start.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            drop(bare);
+            let got = waiter.join().unwrap().unwrap();
+            let holder = LockedFile::probe(got.path()).unwrap().unwrap();
+            assert_eq!(holder.note.as_deref(), Some("merging task 2"));
+        });
+        let said = said.into_inner().unwrap();
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(said[0].starts_with("waiting for the thing (`"), "{said:?}");
+        assert!(
+            said[0].contains(&format!("held by pid {}", my_pid())),
+            "{said:?}"
+        );
+    }
+
+    #[test]
+    fn peek_tells_held_from_free_and_reads_the_pid_of_either_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slot-0000");
+        assert_eq!(LockedFile::peek(&path).unwrap(), None, "missing: free");
+        let held = LockedFile::try_acquire(&path).unwrap().unwrap();
+        let peek = LockedFile::peek(&path).unwrap().expect("held");
+        assert_eq!(peek.pid(), Some(my_pid()));
+        drop(held);
+        assert_eq!(
+            LockedFile::peek(&path).unwrap(),
+            None,
+            "a stale record is free"
+        );
+        let old = Peek {
+            content: b"4242       \n".to_vec(),
+        };
+        assert_eq!(old.pid(), Some(4242), "older qw wrote a bare pid");
+        assert_eq!(
+            Peek {
+                content: Vec::new()
+            }
+            .pid(),
+            None
+        );
+    }
+
+    #[test]
+    fn a_file_created_locked_appears_locked_under_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tmp, path) = (dir.path().join(".new-1"), dir.path().join("q-1"));
+        let mut ticket = LockedFile::create_locked_as(&tmp, &path).unwrap();
+        assert!(!tmp.exists());
+        assert_eq!(ticket.path(), path);
+        assert!(
+            LockedFile::peek(&path).unwrap().is_some(),
+            "held under its new name"
+        );
+        ticket.write_content(b"why");
+        assert_eq!(LockedFile::peek(&path).unwrap().unwrap().content, b"why");
+        let err = LockedFile::create_locked_as(&tmp, &path);
+        drop(ticket);
+        std::fs::write(&tmp, b"").unwrap();
+        let err2 = LockedFile::create_locked_as(&tmp, &path).unwrap_err();
+        assert!(err.is_ok(), "a fresh tmp may replace a name: {err:?}");
+        assert!(
+            err2.to_string().contains(".new-1"),
+            "tmp must be new: {err2}"
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub use schema::{
 };
 pub(crate) use store::read_state_file;
 pub use store::{MAX_STATE_BYTES, StateStore};
-pub use timestamp::Timestamp;
+pub use timestamp::{ResetAt, Timestamp};
 
 use crate::project::Project;
 

@@ -245,7 +245,7 @@ pub struct Spec {
     pub cost_usd: f64,
     /// Paused (usage limit or budget) until this time, if set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub paused_until: Option<String>,
+    pub paused_until: Option<super::ResetAt>,
     /// Unknown keys.
     #[serde(flatten)]
     pub extra: Extra,

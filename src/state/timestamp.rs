@@ -44,6 +44,53 @@ impl Timestamp {
     }
 }
 
+/// When a usage limit resets or a pause ends: an instant when one could be computed,
+/// else the words as the agent wrote them (`3pm (Europe/Berlin)`) or `unknown`. Stored
+/// as one string (RFC 3339 for an instant), so the state file keeps its format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResetAt {
+    /// A known instant.
+    At(DateTime<FixedOffset>),
+    /// Text no instant could be read from.
+    Text(String),
+}
+
+impl ResetAt {
+    /// An RFC 3339 instant, else the text as it is.
+    pub fn parse(s: &str) -> ResetAt {
+        DateTime::parse_from_rfc3339(s).map_or_else(|_| ResetAt::Text(s.to_owned()), ResetAt::At)
+    }
+
+    /// The instant, if this is one.
+    pub fn as_datetime(&self) -> Option<DateTime<FixedOffset>> {
+        match self {
+            ResetAt::At(t) => Some(*t),
+            ResetAt::Text(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ResetAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResetAt::At(t) => f.write_str(&t.to_rfc3339()),
+            ResetAt::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+impl Serialize for ResetAt {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        ser.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ResetAt {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        String::deserialize(de).map(|s| ResetAt::parse(&s))
+    }
+}
+
 impl From<DateTime<FixedOffset>> for Timestamp {
     fn from(t: DateTime<FixedOffset>) -> Self {
         Timestamp::At(t)
@@ -73,6 +120,24 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reset_times_are_instants_or_text_and_round_trip_as_strings() {
+        let at = ResetAt::parse("2030-01-01T10:00:00+01:00");
+        assert_eq!(at.as_datetime().map(|t| t.timestamp()), Some(1_893_488_400));
+        let text = ResetAt::parse("3pm (Europe/Berlin)");
+        assert_eq!(text, ResetAt::Text("3pm (Europe/Berlin)".into()));
+        assert_eq!(text.as_datetime(), None);
+        for r in [at, text, ResetAt::parse("unknown")] {
+            let json = serde_json::to_string(&r).unwrap();
+            assert_eq!(json, format!("\"{r}\""));
+            assert_eq!(serde_json::from_str::<ResetAt>(&json).unwrap(), r);
+        }
+        assert_eq!(
+            ResetAt::parse("2030-01-01T10:00:00+01:00").to_string(),
+            "2030-01-01T10:00:00+01:00"
+        );
+    }
 
     #[test]
     fn accepts_naive_with_and_without_micros_and_rfc3339() {

@@ -311,7 +311,7 @@ pub enum StopReason {
         /// What the agent said.
         evidence: String,
         /// When the limit resets, if known (RFC 3339 when qw could compute it).
-        resets_at: Option<String>,
+        resets_at: Option<crate::state::ResetAt>,
     },
     /// A signal (SIGINT, SIGTERM, SIGHUP) reached qw.
     Signal {
@@ -378,9 +378,9 @@ impl StopReason {
     }
 
     /// When a usage limit resets, if this is one and the time is known.
-    pub fn resets_at(&self) -> Option<&str> {
+    pub fn resets_at(&self) -> Option<&crate::state::ResetAt> {
         match self {
-            StopReason::UsageLimit { resets_at, .. } => resets_at.as_deref(),
+            StopReason::UsageLimit { resets_at, .. } => resets_at.as_ref(),
             _ => None,
         }
     }
@@ -470,7 +470,7 @@ mod tests {
     fn usage() -> StopReason {
         StopReason::UsageLimit {
             evidence: "limit".into(),
-            resets_at: Some("2030-01-01T00:00:00+00:00".into()),
+            resets_at: Some(crate::state::ResetAt::parse("2030-01-01T00:00:00+00:00")),
         }
     }
 
@@ -495,9 +495,12 @@ mod tests {
     #[test]
     fn pausing_outcomes_become_stop_reasons_with_their_wording() {
         let mut run = AgentRun::from_outcome(Outcome::UsageLimited, "limit hit");
-        run.resets_at = Some("soon".into());
+        run.resets_at = Some(crate::state::ResetAt::parse("soon"));
         let reason = StopReason::for_run(&run).unwrap();
-        assert_eq!(reason.resets_at(), Some("soon"));
+        assert_eq!(
+            reason.resets_at(),
+            Some(&crate::state::ResetAt::Text("soon".into()))
+        );
         assert_eq!(reason.to_string(), "limit hit");
         let ceiling = AgentRun::from_outcome(
             Outcome::BudgetExceeded {

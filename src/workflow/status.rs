@@ -83,7 +83,7 @@ pub struct SpecStatus {
     /// Tokens used by its tasks.
     pub tokens: Tokens,
     /// Paused (usage limit or budget) until then, if paused.
-    pub paused_until: Option<String>,
+    pub paused_until: Option<crate::state::ResetAt>,
     /// Its task ids that are in `agents.active_tasks` and in progress.
     pub running: Vec<String>,
     /// The same tasks with what they are doing (the agent's live activity).
@@ -281,7 +281,7 @@ pub struct SpecDetail {
     /// Tokens used.
     pub tokens: Tokens,
     /// Paused until, if paused.
-    pub paused_until: Option<String>,
+    pub paused_until: Option<crate::state::ResetAt>,
     /// The newest error that concerns it.
     pub last_error: Option<LastError>,
     /// The command to run next, if any.

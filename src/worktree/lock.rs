@@ -4,23 +4,25 @@
 //! removing worktrees, moving `qw/` branches, `info/exclude`. So two workflows in one
 //! repository never interleave their merges (CONTRACT §10).
 //!
-//! The holder writes its pid and what it does into the file; a waiter says after a second
-//! what it waits for and who holds it, and gives up when the cancel token fires. The lock
-//! dies with its process (flock), so a SIGKILLed qw never leaves it held.
-//!
-//! Kept to [`acquire`] so it can move onto `crate::fs::LockedFile` when that lands.
+//! It is a [`crate::fs::LockedFile`]: the holder's record notes what it does; a waiter
+//! says after a second what it waits for and who holds it, and gives up when the cancel
+//! token fires. The lock dies with its process (flock), so a SIGKILLed qw never leaves
+//! it held. The wait has no time limit: a merge holds it only while it runs.
 
-use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use super::WorktreeError;
 use crate::exec::Cancel;
+use crate::fs::{LockOptions, LockTimeout, LockedFile};
+
+/// What the lock protects, for messages.
+const RESOURCE: &str =
+    "the repository lock (one merge at a time across every qw in this repository)";
 
 /// Held while it lives; released on drop (closing the file releases the flock).
 #[derive(Debug)]
 pub struct RepoLock {
-    _file: crate::fs::File,
+    _lock: LockedFile,
 }
 
 /// The lock file of a repository whose common dir is `common_dir`.
@@ -29,98 +31,50 @@ pub fn path_in(common_dir: &Path) -> PathBuf {
 }
 
 /// Take the lock at `path`, waiting as long as another holds it. `doing` names what we
-/// do (written for waiters). After a second of waiting `on_wait` gets one line saying
+/// do (recorded for waiters). After a second of waiting `on_wait` gets one line saying
 /// what we wait for and who holds it (once). Err on cancel (the waiting is abandoned,
-/// nothing was changed) or I/O.
+/// nothing was changed) or I/O. Without a token of its own the wait ends on the
+/// process's signals ([`Cancel::process`]).
 pub fn acquire(
     path: &Path,
     doing: &str,
     cancel: Option<&Cancel>,
     on_wait: &dyn Fn(&str),
 ) -> Result<RepoLock, WorktreeError> {
-    let file = crate::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(path)?;
-    wait_for(file, path, doing, cancel, on_wait)
+    let process = Cancel::process();
+    let options = LockOptions {
+        note: Some(doing),
+        on_wait: Some(on_wait),
+        ..LockOptions::default()
+    };
+    LockedFile::acquire_with(
+        path,
+        RESOURCE,
+        &LockTimeout::new(None, ""),
+        cancel.unwrap_or(&process),
+        options,
+    )
+    .map(|lock| RepoLock { _lock: lock })
+    .map_err(|e| match e.interrupted() {
+        Some(_) => WorktreeError::Interrupted(e.to_string()),
+        None => WorktreeError::Lock(Box::new(e)),
+    })
 }
 
 /// Like [`acquire`], but only when the lock file already exists (`None` otherwise: no
 /// qw ever changed this repository, so nothing can be half done) — for readers that
-/// must not write, such as the checks before a workflow starts.
+/// must not create files, such as the checks before a workflow starts. (Lock files are
+/// never deleted, so one that exists now still does when it is opened.)
 pub fn acquire_existing(
     path: &Path,
     doing: &str,
     cancel: Option<&Cancel>,
     on_wait: &dyn Fn(&str),
 ) -> Result<Option<RepoLock>, WorktreeError> {
-    let file = match crate::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    wait_for(file, path, doing, cancel, on_wait).map(Some)
-}
-
-fn wait_for(
-    mut file: crate::fs::File,
-    path: &Path,
-    doing: &str,
-    cancel: Option<&Cancel>,
-    on_wait: &dyn Fn(&str),
-) -> Result<RepoLock, WorktreeError> {
-    let started = Instant::now();
-    let mut told = false;
-    let mut pause = Duration::from_millis(5);
-    loop {
-        match file.file().try_lock() {
-            Ok(()) => break,
-            Err(std::fs::TryLockError::WouldBlock) => {}
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(crate::fs::with_path(e, "lock", path).into());
-            }
-        }
-        if let Some(sig) = cancel.and_then(Cancel::pending) {
-            return Err(WorktreeError::Interrupted(format!(
-                "signal {sig} while waiting for the repository lock `{}`{}",
-                path.display(),
-                holder(path)
-            )));
-        }
-        if !told && started.elapsed() >= Duration::from_secs(1) {
-            told = true;
-            on_wait(&format!(
-                "waiting for the repository lock `{}`{} (one merge at a time across every qw in this repository)",
-                path.display(),
-                holder(path)
-            ));
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(100));
-    }
-    // Name the holder for waiters; failing to is no reason to fail the work.
-    let me = format!("pid {} ({doing})\n", std::process::id());
-    let _ = file
-        .file()
-        .set_len(0)
-        .and_then(|()| file.rewind())
-        .and_then(|()| file.write_all(me.as_bytes()));
-    Ok(RepoLock { _file: file })
-}
-
-/// `; held by pid N (…)` from the lock file, or nothing when unknown.
-fn holder(path: &Path) -> String {
-    let mut text = String::new();
-    let read = crate::fs::File::open(path).and_then(|f| f.take(512).read_to_string(&mut text));
-    match read {
-        Ok(_) if !text.trim().is_empty() => format!(", held by {}", text.trim()),
-        _ => String::new(),
+    match crate::fs::symlink_metadata(path) {
+        Ok(_) => acquire(path, doing, cancel, on_wait).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -128,6 +82,7 @@ fn holder(path: &Path) -> String {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
 
     #[test]
     fn second_holder_waits_says_who_holds_and_gets_it_after_release() {
@@ -167,6 +122,29 @@ mod tests {
         cancel.request(15);
         let e = acquire(&p, "waiting", Some(&cancel), &|_| {}).unwrap_err();
         assert!(matches!(e, WorktreeError::Interrupted(_)), "{e}");
-        assert!(e.to_string().contains("holding"), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("interrupted by signal 15 while waiting for the repository lock"),
+            "{msg}"
+        );
+        assert!(msg.contains("holding"), "{msg}");
+        assert!(msg.contains(&p.display().to_string()), "{msg}");
+    }
+
+    #[test]
+    fn an_existing_lock_only_is_taken_by_readers() {
+        let d = tempfile::tempdir().unwrap();
+        let p = path_in(d.path());
+        assert!(
+            acquire_existing(&p, "reading", None, &|_| {})
+                .unwrap()
+                .is_none()
+        );
+        assert!(!p.exists(), "a reader creates no lock file");
+        drop(acquire(&p, "writing", None, &|_| {}).unwrap());
+        let held = acquire_existing(&p, "reading", None, &|_| {}).unwrap();
+        assert!(held.is_some());
+        let holder = LockedFile::probe(&p).unwrap().expect("held");
+        assert_eq!(holder.note.as_deref(), Some("reading"));
     }
 }

@@ -76,9 +76,12 @@ pub enum WorktreeError {
     /// Where worktrees go could not be decided (a setting, no writable place).
     #[error("{0}")]
     Placement(String),
-    /// Waiting for the repository lock was interrupted.
-    #[error("interrupted: {0}")]
+    /// Waiting for the repository lock was interrupted (the message says by what).
+    #[error("{0}")]
     Interrupted(String),
+    /// The repository lock could not be taken (its file, the file system).
+    #[error(transparent)]
+    Lock(Box<crate::fs::LockError>),
     /// I/O on a named path.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -93,6 +96,7 @@ impl crate::exit::UserError for WorktreeError {
         match self {
             WorktreeError::NoGit => vec!["install git, or use `--isolate none`".into()],
             WorktreeError::InTheWay(_) => vec!["move it elsewhere and run again".into()],
+            WorktreeError::Lock(e) => e.hints(),
             WorktreeError::Git { .. }
             | WorktreeError::Unsaved { .. }
             | WorktreeError::MainTree(_)

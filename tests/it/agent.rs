@@ -55,7 +55,7 @@ fn offline(p: &TestProject, j: &Job) -> AgentRun {
         &OfflineAgent::new(qw_bin()),
         j,
         &Project::at(p.path()),
-        &LocalExecutor::new(qw_bin()),
+        &LocalExecutor::new(qw_bin()).unwrap(),
         limits(30.0, None),
         &Cancel::new(),
     )
@@ -268,6 +268,7 @@ fn run_with_env(
     spec.grace = lim.grace;
     spec.stall_timeout = lim.stall_timeout;
     let report = LocalExecutor::new(qw_bin())
+        .unwrap()
         .run(&spec, &Cancel::new())
         .unwrap();
     let stdout = std::fs::read(command.stdout_file(j)).unwrap_or_default();
@@ -477,7 +478,13 @@ fn agent_fake_claude_every_failure_gets_its_own_outcome() {
         assert!(cookie_pids(&report.run_id).is_empty());
         if mode == "usage" {
             assert!(run.outcome.pauses_workflow());
-            assert!(run.resets_at.as_deref().unwrap().starts_with("2025-08-05T"));
+            assert!(
+                run.resets_at
+                    .as_ref()
+                    .unwrap()
+                    .to_string()
+                    .starts_with("2025-08-05T")
+            );
         }
         if mode == "max_turns" {
             assert!((run.cost_usd - 1.5).abs() < 1e-9, "cost still counted");

@@ -96,7 +96,7 @@ fn run_job_as(
         &j,
         start,
         &Project::at(p.path()),
-        &LocalExecutor::new(qw_bin()),
+        &LocalExecutor::new(qw_bin()).unwrap(),
         RunLimits {
             timeout: Some(Duration::from_secs(120)),
             grace: Duration::from_secs(2),

@@ -456,7 +456,7 @@ fn exec_records_success_by_exit_code_and_supervisors_record_nothing() {
     // `--no-record` and the workflow's executor (supervisors get `--no-record`) add nothing.
     let o = p.run(&["exec", "--no-record", "--", "true"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let executor = quantumwala::exec::LocalExecutor::new(qw_bin());
+    let executor = quantumwala::exec::LocalExecutor::new(qw_bin()).unwrap();
     for argv in [["true"].as_slice(), ["sh", "-c", "exit 5"].as_slice()] {
         let mut spec = quantumwala::exec::ExecSpec::new(
             quantumwala::exec::Program::argv(argv.iter().copied()).unwrap(),

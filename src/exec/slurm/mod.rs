@@ -200,7 +200,7 @@ impl SlurmExecutor {
         let poller = Poller::new(config.poll_interval);
         Ok(SlurmExecutor {
             qw: qw.into(),
-            cookie: super::RunId::new_for_self().to_string(),
+            cookie: super::RunId::new_for_self()?.to_string(),
             host: sweep::hostname(),
             config,
             poller,
@@ -594,7 +594,7 @@ impl RunFiles {
         };
         crate::fs::create_dir_all(&dir)?;
         if dir.join(SCRIPT_FILE).exists() {
-            dir = dir.join(format!("slurm-{}", super::cookie::random_hex(3)));
+            dir = dir.join(format!("slurm-{}", crate::random::hex(3)?));
             crate::fs::create_dir_all(&dir)?;
         }
         let file_or = |o: &Output, name: &str| match o {
@@ -618,7 +618,7 @@ fn new_run_dir(runs_dir: &Path, label: &str) -> Result<PathBuf, ExecError> {
     crate::fs::create_dir_all(runs_dir)?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f");
     for _ in 0..16 {
-        let dir = runs_dir.join(format!("{stamp}-{label}-{}", super::cookie::random_hex(3)));
+        let dir = runs_dir.join(format!("{stamp}-{label}-{}", crate::random::hex(3)?));
         match fs_err::create_dir(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,

@@ -535,7 +535,7 @@ fn tasks_blocked(s: &mut UnifiedState, name: &str, blocked: &[Blocked], at: &Tim
 
 enum RunEnd {
     Completed,
-    Paused { until: String },
+    Paused { until: crate::state::ResetAt },
 }
 
 /// What the end of a run records: `complete`, or when a pause ends.
@@ -543,7 +543,10 @@ fn run_finished(summary: &Summary) -> Option<RunEnd> {
     match &summary.ending {
         Ending::Completed => Some(RunEnd::Completed),
         Ending::Paused(reason) => Some(RunEnd::Paused {
-            until: reason.resets_at().unwrap_or("unknown").to_owned(),
+            until: reason
+                .resets_at()
+                .cloned()
+                .unwrap_or_else(|| crate::state::ResetAt::Text("unknown".into())),
         }),
         Ending::Failed | Ending::Interrupted(_) => None,
     }
@@ -894,7 +897,7 @@ mod tests {
     fn a_new_run_makes_unfinished_tasks_pending_and_keeps_completed_ones() {
         let mut s = UnifiedState::default();
         let entry = s.specifications.entry(SPEC.into()).or_default();
-        entry.paused_until = Some("later".into());
+        entry.paused_until = Some(crate::state::ResetAt::parse("later"));
         for (id, status) in [
             ("1", TaskStatus::Completed),
             ("2", TaskStatus::InProgress),
@@ -955,8 +958,8 @@ mod tests {
         }));
         apply_all(&mut s, vec![EventKind::Finished { summary: &paused }]);
         assert_eq!(
-            s.specifications[SPEC].paused_until.as_deref(),
-            Some("unknown")
+            s.specifications[SPEC].paused_until,
+            Some(crate::state::ResetAt::Text("unknown".into()))
         );
         let done = summary(Ending::Completed);
         apply_all(&mut s, vec![EventKind::Finished { summary: &done }]);

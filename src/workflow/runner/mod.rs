@@ -64,7 +64,7 @@ impl Workflow {
     /// Run (or resume) the workflow with each job under its own `qw exec` on this
     /// machine ([`LocalExecutor`]). Bad input is reported before anything is written.
     pub fn run(self, cancel: &Cancel) -> Result<Summary, WorkflowError> {
-        let executor = LocalExecutor::new(&self.qw);
+        let executor = LocalExecutor::new(&self.qw)?;
         self.run_with(cancel, &executor)
     }
 

@@ -500,14 +500,14 @@ fn a_non_retryable_outcome_is_not_retried() {
 #[test]
 fn a_usage_limit_pauses_new_work_and_leaves_the_task_pending() {
     let mut limited = AgentRun::from_outcome(Outcome::UsageLimited, "usage limit reached");
-    limited.resets_at = Some("2030-01-01T00:00:00+00:00".into());
+    limited.resets_at = Some(crate::state::ResetAt::parse("2030-01-01T00:00:00+00:00"));
     let seen = attempt_task(Scenario::new(ONE, vec![Step::Ends(Box::new(limited))]));
     assert_eq!(seen.calls, ["agent"]);
     assert_eq!(
         seen.stop,
         Some(StopReason::UsageLimit {
             evidence: "usage limit reached".into(),
-            resets_at: Some("2030-01-01T00:00:00+00:00".into()),
+            resets_at: Some(crate::state::ResetAt::parse("2030-01-01T00:00:00+00:00")),
         })
     );
     assert_eq!(
