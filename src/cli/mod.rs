@@ -156,7 +156,7 @@ pub enum Command {
     Sweep(sweep::SweepArgs),
     /// Create, list, restore or clean backups of the unified state.
     StateBackup(state_backup::StateBackupArgs),
-    /// Reset a spec's workflow (soft: task states; hard: generated documents too).
+    /// Reset a spec's workflow (soft: unfinished tasks back to pending; hard: generated documents too).
     WorkflowReset(workflow_reset::WorkflowResetArgs),
     /// Show resource probes, admission limits, slots in use and decisions.
     Resources(resources::ResourcesArgs),

@@ -257,7 +257,7 @@ const COMMANDS: &[SlashCommand] = &[
     },
     SlashCommand {
         name: "workflow-reset",
-        description: "Reset a spec's workflow with qw (soft: task states; --hard: generated documents too)",
+        description: "Reset a spec's workflow with qw (soft: unfinished tasks back to pending; --hard: generated documents too)",
         argument_hint: "<spec-name> [--hard --yes]",
         note: "Name the backup qw made before resetting.",
     },
