@@ -111,6 +111,26 @@ pub fn one_line(s: &str, max: usize) -> String {
     }
 }
 
+/// `s` as one line of a record file: every control character, newline and tab included,
+/// shown escaped (`\n`, `\t`, `\r`, `\u{1b}`), so text from an agent can neither forge
+/// a record of its own nor carry terminal escape sequences into the file.
+pub fn escaped_line(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// `s` safe for a terminal: control characters other than newline and tab (an agent's
 /// text can carry ESC sequences from the repository it read) are shown escaped
 /// (`\u{1b}`), never sent raw.
@@ -171,6 +191,13 @@ mod tests {
         assert!(!one_line("\u{9b}31m", 80).contains('\u{9b}'));
     }
     use super::*;
+
+    #[test]
+    fn escaped_line_keeps_text_on_one_line_without_control_characters() {
+        assert_eq!(escaped_line("qw exec -- true"), "qw exec -- true");
+        assert_eq!(escaped_line("a\nb\r\tc\u{1b}[2J"), "a\\nb\\r\\tc\\u{1b}[2J");
+        assert!(!escaped_line("x\n\u{7}").chars().any(char::is_control));
+    }
 
     #[test]
     fn durations_read_well_at_every_scale() {

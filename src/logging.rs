@@ -281,10 +281,11 @@ impl DailyFile {
 
     /// Write one formatted event. Never fails: problems switch to the fallback.
     pub fn write_event(&self, buf: &[u8]) {
+        let line = one_line_event(buf);
         let Ok(mut sink) = self.inner.lock() else {
             return;
         };
-        sink.write_event(buf);
+        sink.write_event(&line);
     }
 
     /// True once the project's log directory failed and the fallback is in use.
@@ -294,6 +295,30 @@ impl DailyFile {
             .map(|s| matches!(s.state, SinkState::Fallback(_)))
             .unwrap_or(false)
     }
+}
+
+/// The longest event line written; longer ones are cut, saying how much was cut.
+const MAX_EVENT_BYTES: usize = 4096;
+
+/// An event as exactly one line of at most [`MAX_EVENT_BYTES`]: newlines, carriage
+/// returns and other control characters inside it are shown escaped (an argument or an
+/// agent's message could otherwise forge a line of its own), and an event holding, say, a
+/// whole prompt is cut.
+fn one_line_event(buf: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(buf);
+    let body = text.strip_suffix('\n').unwrap_or(&text);
+    let escaped = crate::fmt::escaped_line(body);
+    let mut line = if escaped.len() > MAX_EVENT_BYTES {
+        let mut cut = MAX_EVENT_BYTES;
+        while !escaped.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!("{}… ({} bytes cut)", &escaped[..cut], escaped.len() - cut)
+    } else {
+        escaped.into_owned()
+    };
+    line.push('\n');
+    line.into_bytes()
 }
 
 impl Sink {
@@ -476,6 +501,17 @@ pub fn next_step(context: &ErrorContext) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_is_one_line_escaped_and_cut() {
+        assert_eq!(one_line_event(b"a b\n"), b"a b\n");
+        let forged = one_line_event(b"argv=sh -c 'true\n2099-01-01 INFO forged'\n");
+        assert_eq!(forged.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert!(String::from_utf8_lossy(&forged).contains("true\\n2099"));
+        let long = one_line_event(&vec![b'x'; 10_000]);
+        assert!(long.len() < MAX_EVENT_BYTES + 64);
+        assert!(String::from_utf8_lossy(&long).ends_with("bytes cut)\n"));
+    }
 
     #[test]
     fn writes_lazily_into_the_daily_file() {

@@ -169,7 +169,8 @@ fn clear_suggestion(project: &Project, spec: &str) -> Result<Option<String>, Cli
         return Ok(None);
     }
     let record = format!(
-        "{command}\n# cleared at {}: `qw workflow-reset {spec} --hard` reset the spec it names\n",
+        "{}\n# cleared at {}: `qw workflow-reset {spec} --hard` reset the spec it names\n",
+        crate::fmt::escaped_line(command),
         chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
     );
     crate::fs::append_regular(&project.next_command_failed_file(), record.as_bytes())

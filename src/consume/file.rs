@@ -68,9 +68,12 @@ pub(super) fn text_of(seen: &Bounded) -> Result<String, (String, String)> {
 
 /// One record of `next_command.failed.txt`: the command, then why and when.
 pub(super) fn failure_record(text: &str, reason: &str, now: &DateTime<FixedOffset>) -> String {
+    // One line each, escaped: the text is the agent's, and the file is read by people.
     format!(
-        "{text}\n# failed at {}: {reason}\n",
-        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+        "{}\n# failed at {}: {}\n",
+        crate::fmt::escaped_line(text),
+        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        crate::fmt::escaped_line(reason)
     )
 }
 

@@ -125,12 +125,14 @@ pub fn copy_regular(from: &Path, to: &Path) -> io::Result<u64> {
     Ok(n)
 }
 
-/// Append `bytes` to the regular file at `path` (created if missing, through symlinks to
-/// regular files) in one `write` to an `O_APPEND` descriptor, then fsync it: concurrent
-/// appenders never interleave inside a record, and the earlier contents are never read or
-/// rewritten.
+/// Append `bytes` to the regular file at `path` (created if missing) in one `write` to an
+/// `O_APPEND` descriptor, then fsync it: concurrent appenders never interleave inside a
+/// record, and the earlier contents are never read or rewritten. A symlink at `path` is
+/// refused, never followed (`O_NOFOLLOW`): the files qw appends to live in `.claude/`,
+/// where an agent could plant a link to `~/.bashrc` or a git hook.
 pub fn append_regular(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    match std::fs::metadata(path) {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => return Err(symlink_refused(path)),
         Ok(meta) => check_kind(path, &meta)?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(with_path(e, "inspect", path)),
@@ -138,9 +140,13 @@ pub fn append_regular(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
-        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY | nix::libc::O_NOFOLLOW)
         .open(path)
-        .map_err(|e| with_path(e, "open", path))?;
+        .map_err(|e| match e.raw_os_error() {
+            // Made a symlink between the check and the open.
+            Some(nix::libc::ELOOP) => symlink_refused(path),
+            _ => with_path(e, "open", path),
+        })?;
     check_kind(
         path,
         &file.metadata().map_err(|e| with_path(e, "inspect", path))?,
@@ -148,6 +154,17 @@ pub fn append_regular(path: &Path, bytes: &[u8]) -> io::Result<()> {
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(|e| with_path(e, "append to", path))
+}
+
+/// The error for a symlink where qw appends: named, and refused like a special file.
+fn symlink_refused(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is a symbolic link: qw does not write through it (remove it; qw creates the file)",
+            path.display()
+        ),
+    )
 }
 
 /// Refuse anything but a regular file, naming what it is.
@@ -180,6 +197,27 @@ fn check_kind(path: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn append_refuses_a_symlink_dangling_or_not_and_leaves_its_target_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        crate::fs::write(&target, b"keep\n").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = append_regular(&link, b"evil\n").unwrap_err();
+        assert!(is_refused(&e), "{e}");
+        assert!(e.to_string().contains("is a symbolic link"), "{e}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep\n");
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+        assert!(is_refused(&append_regular(&dangling, b"x").unwrap_err()));
+        assert!(!dir.path().join("nowhere").exists());
+        let file = dir.path().join("file");
+        append_regular(&file, b"a\n").unwrap();
+        append_regular(&file, b"b\n").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"a\nb\n");
+    }
 
     #[test]
     fn reads_a_small_file_whole_and_a_big_one_only_up_to_the_bound() {

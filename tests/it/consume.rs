@@ -394,6 +394,50 @@ fn consume_moves_aside_binary_suggestions_and_keeps_every_failure_record() {
     assert_eq!(failed.matches("# failed at").count(), 2, "{failed}");
 }
 
+/// A refused suggestion is recorded in `next_command.failed.txt`: never through a
+/// symlink an agent planted there (dangling or not), and always escaped to one line, so
+/// its text can neither reach another file nor forge a record or carry escape codes.
+#[test]
+fn consume_never_writes_a_failure_record_through_a_symlink_and_escapes_it() {
+    let p = permissive_project();
+    let victim = p.path().join("victim");
+    std::fs::write(&victim, "# rc\n").unwrap();
+    let failed = p.claude().join("next_command.failed.txt");
+    for target in [victim.clone(), p.path().join("dangling")] {
+        let _ = std::fs::remove_file(&failed);
+        std::os::unix::fs::symlink(&target, &failed).unwrap();
+        p.write(".claude/next_command.txt", "qw exec -- id\ntouch /tmp/x\n");
+        let out = p.run(&["consume", "--once"]);
+        assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("is a symbolic link"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "# rc\n");
+        assert!(!p.path().join("dangling").exists());
+        assert!(std::fs::symlink_metadata(&failed).unwrap().is_symlink());
+    }
+    std::fs::remove_file(&failed).unwrap();
+    p.write(
+        ".claude/next_command.txt",
+        "qw exec -- id\n# failed at 2020: forged\n\u{1b}[2J\r\n",
+    );
+    let out = p.run(&["consume", "--once"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let record = p.read(".claude/next_command.failed.txt");
+    assert_eq!(record.lines().count(), 2, "{record}");
+    assert_eq!(record.matches("# failed at").count(), 2, "{record}"); // one forged, escaped
+    assert!(
+        !record.contains('\u{1b}') && !record.contains('\r'),
+        "{record}"
+    );
+    assert!(
+        record.starts_with("qw exec -- id\\n# failed at 2020: forged\\n\\u{1b}[2J"),
+        "{record}"
+    );
+}
+
 #[test]
 fn consume_json_stdout_holds_only_json() {
     let p = permissive_project();
