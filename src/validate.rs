@@ -260,14 +260,31 @@ pub fn validate_suggestion(text: &str) -> Result<Suggestion, Rejection> {
 }
 
 /// Options a suggestion may not set, by clap argument id, and why: they choose a
-/// program to run, its arguments, or where (which project, which machines) work runs.
+/// program to run, its arguments, or where (which project, which machines) work runs;
+/// confirm or destroy for the user; or loosen the limits the user set on agents (an agent
+/// must not raise its own budget, time or attempts, nor leave its worktree).
 pub const FORBIDDEN_OPTIONS: &[(&str, &str)] = &[
     ("project", "it would act on another project"),
     ("agent_cmd", "it would choose the program that runs"),
     ("claude_args", "it would choose arguments for claude"),
     ("executor", "it would choose where the work runs"),
     ("slurm_args", "it would choose options for sbatch"),
+    ("yes", "it would confirm for you (run it yourself)"),
+    ("restore", "it would replace the state (run it yourself)"),
+    ("clean", "it would delete backups (run it yourself)"),
+    ("task_timeout", LOOSENS),
+    ("stall_timeout", LOOSENS),
+    ("attempts", LOOSENS),
+    ("wait_for_reset", LOOSENS),
+    ("max_cost_per_task", LOOSENS),
+    ("max_cost_per_run", LOOSENS),
+    ("isolate", LOOSENS),
+    ("allow_dirty", LOOSENS),
 ];
+
+/// Why a suggestion may not set a limit of the run.
+const LOOSENS: &str =
+    "it would change limits only you set on agents (time, attempts, budget, isolation)";
 
 /// Options a suggestion may set, by clap argument id. Every option of a suggestible
 /// command is in exactly one of this list and [`FORBIDDEN_OPTIONS`] (a unit test walks
@@ -284,27 +301,16 @@ pub const ALLOWED_OPTIONS: &[&str] = &[
     // workflow-auto / workflow-continue: how, not what or where.
     "agent",
     "parallel",
-    "task_timeout",
     "grace",
-    "stall_timeout",
-    "attempts",
     "retry_delay",
     "fail_fast",
     "dry_run",
-    "max_cost_per_task",
-    "max_cost_per_run",
-    "wait_for_reset",
-    "isolate",
-    "allow_dirty",
     "fresh",
     // workflow-reset.
     "hard",
-    "yes",
     "wait",
     // state-backup.
     "list",
-    "restore",
-    "clean",
     "days",
     // sweep (`--slurm` asks Slurm for this user's orphaned qw jobs; `--project-only`,
     // required, still limits it to this project's).
@@ -600,15 +606,24 @@ mod tests {
         ("/workflow-reset x --hard --yes -C /home/other", false),
         ("/workflow-reset x -C/home/other", false),
         ("/state-backup --project /elsewhere", false),
-        ("/workflow-continue x --max-cost-per-run 5", true),
+        ("/workflow-continue x --max-cost-per-run 5", false),
+        (
+            "/workflow-continue x --task-timeout 0 --attempts 1000",
+            false,
+        ),
+        ("/workflow-auto x y --isolate none --allow-dirty", false),
+        ("/workflow-continue x --parallel 2 --fresh", true),
         ("/spec-create cli-flags 'support --agent-cmd and -C'", true),
         ("/workflow-auto user-auth \"Add login; with 2FA\"", true),
-        ("/workflow-reset user-auth --hard --yes", true),
+        ("/workflow-reset user-auth --hard --yes", false),
+        ("/workflow-reset user-auth --hard", true),
         ("/spec-create reformat-output 'platform support'", true),
         ("/spec-status", true),
         ("/status", true),
         ("/dev-mode on", true),
-        ("/state-backup --restore before-upgrade", true),
+        ("/state-backup --restore before-upgrade", false),
+        ("/state-backup --clean --days 1", false),
+        ("/state-backup before-upgrade", true),
         ("/spec-execute 2.1 user-auth", true),
         ("/spec-requirements user-auth", true),
         ("  /status  ", true),
@@ -847,13 +862,13 @@ mod tests {
             Want::Ok,
         ),
         ("/spec-design x --output-format json", Want::Ok), // a prompt for claude -p
-        ("/workflow-reset x --hard --yes", Want::Ok),
-        ("/state-backup --restore before-upgrade", Want::Ok),
+        ("/workflow-reset x --hard", Want::Ok),
+        ("/state-backup before-upgrade", Want::Ok),
         ("/worktrees --prune --spec x", Want::Ok),
         ("/dev-mode status", Want::Ok),
         ("qw -q dev-mode off", Want::Ok),
         (
-            "/workflow-continue x --max-cost-per-run 5 --isolate worktree",
+            "/workflow-continue x --parallel 2 --retry-delay 1 --fail-fast",
             Want::Ok,
         ),
         ("/workflow-continue x --agent command", Want::Ok), // the configured agent command
@@ -890,7 +905,7 @@ mod tests {
             }
         );
         for (text, spec) in [
-            ("/workflow-reset y --hard --yes", Some("y")),
+            ("/workflow-reset y --hard", Some("y")),
             ("/worktrees --spec z", Some("z")),
             ("/worktrees", None),
             ("/spec-status", None),
