@@ -331,8 +331,16 @@ impl<'a> Consumer<'a> {
                 ..ErrorContext::default()
             };
             logging::record_error(project, "consume", &last, &context);
-            if never_starts(code) {
-                last = format!("{last} (not retried: the program could not be started)");
+            let not_retried = if never_starts(code) {
+                Some("the program could not be started")
+            } else if code == exit::USAGE && matches!(suggestion, Suggestion::Qw { .. }) {
+                // qw's exit 2 is bad input (a name, a flag, a file to fix): the same again.
+                Some("qw refused its input, which a retry would not change")
+            } else {
+                None
+            };
+            if let Some(why) = not_retried {
+                last = format!("{last} (not retried: {why})");
                 let reason = format!("{last} on attempt {attempt}");
                 self.give_up(&seen, &text, &reason, Some(attempt), Some(code))?;
                 return Ok(Outcome::Failed {

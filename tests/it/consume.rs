@@ -438,6 +438,22 @@ fn consume_never_writes_a_failure_record_through_a_symlink_and_escapes_it() {
     );
 }
 
+/// A qw command that exits 2 refused its input (a name, a flag, a file to fix): the same
+/// input fails the same way again, so it is given up at once, not run three times.
+#[test]
+fn consume_does_not_retry_a_qw_command_that_refused_its_input() {
+    let p = permissive_project();
+    p.write(".claude/next_command.txt", "/workflow-continue\n"); // no spec to continue
+    let out = p.run(&["consume", "--once"]);
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
+    let failed = p.read(".claude/next_command.failed.txt");
+    assert!(
+        failed.contains("exited with 2 (not retried: qw refused its input"),
+        "{failed}"
+    );
+    assert!(failed.contains("on attempt 1"), "{failed}");
+}
+
 #[test]
 fn consume_json_stdout_holds_only_json() {
     let p = permissive_project();
