@@ -687,21 +687,29 @@ fn wait_in_thread(file: &fs_err::File) -> Result<mpsc::Receiver<io::Result<()>>,
 
 /// Open (creating if missing) for locking: read-write so the holder can be recorded,
 /// read-only when the file is someone else's. Non-blocking, so a FIFO planted at the path
-/// cannot hang the open; anything but a regular file is refused.
+/// cannot hang the open; never through a symlink (`O_NOFOLLOW`: a link planted at a lock
+/// or slot path would have the holder record written into its target); anything but a
+/// regular file is refused.
 fn open_for_lock(path: &Path) -> Result<(fs_err::File, bool), LockError> {
     let rw = fs_err::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .custom_flags(nix::libc::O_NONBLOCK)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOFOLLOW)
         .open(path);
     let (file, writable) = match rw {
         Ok(f) => (f, true),
+        // O_NOFOLLOW's ELOOP (fs_err wraps the OS error, so ask the path itself).
+        Err(_) if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink()) => {
+            return Err(LockError::NotAFile {
+                path: path.to_path_buf(),
+            });
+        }
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied && path.exists() => {
             let ro = fs_err::OpenOptions::new()
                 .read(true)
-                .custom_flags(nix::libc::O_NONBLOCK)
+                .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOFOLLOW)
                 .open(path)?;
             (ro, false)
         }
@@ -1270,6 +1278,19 @@ mod tests {
             err.to_string().contains(&dir.path().display().to_string()),
             "{err}"
         );
+        // A symlink is never followed: its target is not written, dangling or not.
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "keep").unwrap();
+        let link = dir.path().join("slot-0000");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let dangling = dir.path().join("slot-0001");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+        for path in [&link, &dangling] {
+            let err = LockedFile::try_acquire(path).unwrap_err();
+            assert!(matches!(err, LockError::NotAFile { .. }), "{err:?}");
+        }
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        assert!(!dir.path().join("nowhere").exists());
     }
 
     #[test]
