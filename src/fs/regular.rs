@@ -208,7 +208,7 @@ mod tests {
         let e = append_regular(&link, b"evil\n").unwrap_err();
         assert!(is_refused(&e), "{e}");
         assert!(e.to_string().contains("is a symbolic link"), "{e}");
-        assert_eq!(std::fs::read(&target).unwrap(), b"keep\n");
+        assert_eq!(crate::fs::read(&target).unwrap(), b"keep\n");
         let dangling = dir.path().join("dangling");
         std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
         assert!(is_refused(&append_regular(&dangling, b"x").unwrap_err()));
@@ -216,7 +216,7 @@ mod tests {
         let file = dir.path().join("file");
         append_regular(&file, b"a\n").unwrap();
         append_regular(&file, b"b\n").unwrap();
-        assert_eq!(std::fs::read(&file).unwrap(), b"a\nb\n");
+        assert_eq!(crate::fs::read(&file).unwrap(), b"a\nb\n");
     }
 
     #[test]
