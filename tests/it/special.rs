@@ -469,7 +469,7 @@ fn a_workflow_run_by_consume_does_not_hold_a_slot_at_max_concurrent_1() {
         "- [ ] 1. One\n  - _Verify: `true`_\n- [ ] 2. Two\n  - _Verify: `true`_\n",
     );
     for suggestion in [
-        "/workflow-auto demo d --agent offline --isolate none",
+        "/workflow-auto demo d --agent offline",
         "qw workflow-continue demo --agent offline",
     ] {
         p.write(".claude/next_command.txt", &format!("{suggestion}\n"));
