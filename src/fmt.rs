@@ -115,33 +115,44 @@ pub fn one_line(s: &str, max: usize) -> String {
 /// shown escaped (`\n`, `\t`, `\r`, `\u{1b}`), so text from an agent can neither forge
 /// a record of its own nor carry terminal escape sequences into the file.
 pub fn escaped_line(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
+    escape_controls(
+        s,
+        |_| false,
+        |c, out| match c {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.extend(c.escape_unicode()),
-            c => out.push(c),
-        }
-    }
-    std::borrow::Cow::Owned(out)
+            c => out.extend(c.escape_unicode()),
+        },
+    )
 }
 
 /// `s` safe for a terminal: control characters other than newline and tab (an agent's
 /// text can carry ESC sequences from the repository it read) are shown escaped
 /// (`\u{1b}`), never sent raw.
 pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    escape_controls(
+        s,
+        |c| c == '\n' || c == '\t',
+        |c, out| out.extend(c.escape_unicode()),
+    )
+}
+
+/// `s` with each control character not `kept` written by `escape`; borrowed when there
+/// is none.
+fn escape_controls(
+    s: &str,
+    kept: impl Fn(char) -> bool,
+    escape: impl Fn(char, &mut String),
+) -> std::borrow::Cow<'_, str> {
+    let escaped = |c: char| c.is_control() && !kept(c);
+    if !s.chars().any(escaped) {
         return std::borrow::Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        if c.is_control() && c != '\n' && c != '\t' {
-            out.extend(c.escape_unicode());
+        if escaped(c) {
+            escape(c, &mut out);
         } else {
             out.push(c);
         }
