@@ -425,6 +425,34 @@ impl TaskSpace {
         Ok(())
     }
 
+    /// After the agent's run, whatever its outcome: when its worktree was deleted while
+    /// it ran, or it left work in the stash, the task is a `workspace_error` (step
+    /// `commit`, not retried) whose evidence says where the work is — the task's branch,
+    /// `stash@{N}` and its commit — instead of a verify or a merge of what is not there.
+    /// A stopped, paused or budget-refused run keeps its outcome (it runs again).
+    pub(crate) fn after_agent(&self, task: &TaskJob, r: &mut AgentRun, events: &Events<'_>) {
+        let Some(w) = &self.worktrees else {
+            return;
+        };
+        let Some(h) = lock(&self.active).get(&task.id).cloned() else {
+            return;
+        };
+        if matches!(
+            r.outcome,
+            Outcome::KilledByUser { .. } | Outcome::UsageLimited | Outcome::BudgetExceeded { .. }
+        ) {
+            return;
+        }
+        let Some(why) = w.gone(&h).or_else(|| w.stashed(&h)) else {
+            return;
+        };
+        say(events, why.clone());
+        r.outcome = Outcome::WorkspaceError {
+            step: WorkspaceStep::Commit,
+        };
+        r.evidence = why;
+    }
+
     /// The task's attempts are over: remove its worktree. What it holds is first saved
     /// on its branch (message names the outcome); the branch is deleted when merged,
     /// kept (and said) when it holds unmerged work. Never fails: what cannot be saved or
@@ -471,6 +499,11 @@ fn step_of(s: Step) -> WorkspaceStep {
 
 /// One line: which git step of qw's failed, git's message, what to do.
 fn step_evidence(e: &StepError, branch: &str) -> String {
+    // Not a failure of qw's git: someone moved the target branch (the message says
+    // where it was, where it is, and what to do).
+    if let WorktreeError::TargetMoved(why) = &e.source {
+        return why.clone();
+    }
     let (what, hint) = match e.step {
         Step::Prepare => (
             "preparing the task's worktree",

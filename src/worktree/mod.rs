@@ -76,6 +76,10 @@ pub enum WorktreeError {
     /// Where worktrees go could not be decided (a setting, no writable place).
     #[error("{0}")]
     Placement(String),
+    /// The integration branch was moved (or deleted) under the main worktree by someone
+    /// other than qw, leaving its index and files behind: qw merges nothing into it.
+    #[error("{0}")]
+    TargetMoved(String),
     /// Waiting for the repository lock was interrupted (the message says by what).
     #[error("{0}")]
     Interrupted(String),
@@ -101,6 +105,7 @@ impl crate::exit::UserError for WorktreeError {
             | WorktreeError::Unsaved { .. }
             | WorktreeError::MainTree(_)
             | WorktreeError::Placement(_)
+            | WorktreeError::TargetMoved(_)
             | WorktreeError::Interrupted(_)
             | WorktreeError::Io(_) => Vec::new(),
         }
@@ -509,6 +514,37 @@ impl Repo {
         Ok(out.lines().map(str::to_owned).collect())
     }
 
+    /// The stash (shared by every worktree of the repository), newest first:
+    /// `stash@{index}`, its commit and the message git gave it.
+    pub fn stash_entries(&self) -> Vec<StashEntry> {
+        let Ok(out) = git_output(&self.top, ["stash", "list", "--format=%H%x09%gs"], &[]) else {
+            return Vec::new();
+        };
+        if !out.status.success() {
+            return Vec::new();
+        }
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .enumerate()
+            .map(|(index, (commit, message))| StashEntry {
+                index,
+                commit: commit.to_owned(),
+                message: message.to_owned(),
+            })
+            .collect()
+    }
+
+    /// Does the main worktree's index hold exactly `commit`'s tree?
+    fn index_holds(&self, commit: &str) -> Result<bool> {
+        let out = git_output(
+            &self.top,
+            ["diff-index", "--cached", "--quiet", commit, "--"],
+            &[],
+        )?;
+        Ok(out.status.success())
+    }
+
     /// An operation in progress in the main worktree (`a merge`, `a rebase`, …), which
     /// qw must neither merge into nor abort.
     fn main_in_progress(&self) -> Option<&'static str> {
@@ -551,6 +587,45 @@ pub fn parse_status_z(out: &str) -> Vec<String> {
         }
     }
     paths
+}
+
+/// One entry of the stash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StashEntry {
+    /// `N` of `stash@{N}` (changes as entries come and go; the commit does not).
+    pub index: usize,
+    /// The stash commit.
+    pub commit: String,
+    /// What git wrote: `WIP on <branch>: <sha> <subject>` or `On <branch>: <message>`.
+    pub message: String,
+}
+
+impl StashEntry {
+    /// The branch the stash was made on (`(no branch)` for a detached HEAD), from
+    /// git's message.
+    fn branch(&self) -> Option<&str> {
+        let rest = self
+            .message
+            .strip_prefix("WIP on ")
+            .or_else(|| self.message.strip_prefix("On "))?;
+        // A branch name never holds `:`.
+        rest.split_once(':').map(|(b, _)| b)
+    }
+
+    /// `stash@{N} (<commit>, "<message>")`.
+    fn describe(&self) -> String {
+        format!(
+            "stash@{{{}}} (commit {}, \"{}\")",
+            self.index,
+            &self.commit[..self.commit.len().min(12)],
+            crate::fmt::escaped_line(&self.message)
+        )
+    }
+}
+
+/// The first ten characters of a commit id.
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(10)]
 }
 
 /// One entry of `git worktree list --porcelain`.
@@ -667,6 +742,9 @@ pub struct WorktreeHandle {
     pub branch: String,
     /// The task resumes earlier unmerged work found on its branch.
     pub resumed: bool,
+    /// The stash entries (commit ids) there were when the worktree was made: entries
+    /// beyond these may be the task's (the stash is shared by every worktree).
+    pub stashes_before: Vec<String>,
 }
 
 /// How merging a task's branch went.
@@ -734,17 +812,25 @@ pub struct Worktrees {
     spec: String,
     integration: String,
     cancel: Option<Cancel>,
+    /// Where qw last saw the integration branch (when the run started, after each of
+    /// its merges, after a move the main worktree followed): see [`Worktrees::check_target`].
+    tip: std::sync::Mutex<Option<String>>,
 }
 
 impl Worktrees {
     /// Worktrees of `spec`, merged into `integration` (the branch checked out in the
     /// main worktree when the run started).
     pub fn new(repo: Repo, spec: &str, integration: &str) -> Worktrees {
+        let tip = repo
+            .commit_of(&format!("refs/heads/{integration}"))
+            .ok()
+            .flatten();
         Worktrees {
             repo,
             spec: spec.to_owned(),
             integration: integration.to_owned(),
             cancel: None,
+            tip: std::sync::Mutex::new(tip),
         }
     }
 
@@ -769,6 +855,201 @@ impl Worktrees {
         self.repo.lock(&doing, self.cancel.as_ref(), on_wait)
     }
 
+    fn tip(&self) -> Option<String> {
+        self.tip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_tip(&self, tip: Option<String>) {
+        *self
+            .tip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = tip;
+    }
+
+    /// What task branches start from and are compared with: the commit qw last saw the
+    /// integration branch at, so a move of the branch that qw refuses (see
+    /// [`Worktrees::check_target`]) never makes a task's unmerged work look merged.
+    fn target(&self) -> String {
+        self.tip().unwrap_or_else(|| self.integration.clone())
+    }
+
+    /// Is the integration branch where qw left it (the repository lock is held)? A move
+    /// the main worktree followed — its index holds the new commit, and the old one is in
+    /// the new one's history (the user committed there, another qw merged, a pull) — is
+    /// taken as the new place. Any other move (an agent's `update-ref` or `reset --soft`
+    /// from its worktree, a deletion, a rewind) is [`WorktreeError::TargetMoved`], saying
+    /// where qw left the branch and where it is now; nothing is touched.
+    fn check_target(&self) -> Result<()> {
+        let b = &self.integration;
+        let now = self.repo.commit_of(&format!("refs/heads/{b}"))?;
+        let Some(was) = self.tip() else {
+            self.set_tip(now);
+            return Ok(());
+        };
+        let Some(now) = now else {
+            return Err(WorktreeError::TargetMoved(format!(
+                "the target branch `{b}` was moved while the workflow ran, not by qw: it was deleted (qw left it at {})",
+                short(&was)
+            )));
+        };
+        if now == was {
+            return Ok(());
+        }
+        let keeps = self.repo.is_ancestor(&was, &now)?;
+        let follows = self.repo.index_holds(&now)?;
+        if keeps && follows {
+            self.set_tip(Some(now));
+            return Ok(());
+        }
+        let why = if follows {
+            format!(
+                "the commits qw merged (up to {}) are no longer on it",
+                short(&was)
+            )
+        } else {
+            "the main worktree's index and files were not moved with it".to_owned()
+        };
+        Err(WorktreeError::TargetMoved(format!(
+            "the target branch `{b}` was moved while the workflow ran, not by qw: qw left it at {}, it is now at {}, and {why}",
+            short(&was),
+            short(&now)
+        )))
+    }
+
+    /// Does a stash entry hold anything but the spec link qw put in task worktrees
+    /// (which `git stash -u` takes along as an untracked file)?
+    fn stash_holds_work(&self, stash: &str) -> bool {
+        let spec = self.repo.spec_rel(&self.spec);
+        let mut paths = Vec::new();
+        for args in [
+            vec!["diff", "--name-only", "-z", &format!("{stash}^1"), stash],
+            vec!["ls-tree", "-r", "-z", "--name-only", &format!("{stash}^3")],
+        ] {
+            if let Ok(out) = git_output(&self.repo.top, &args, &[])
+                && out.status.success()
+            {
+                paths.extend(
+                    String::from_utf8_lossy(&out.stdout)
+                        .split('\0')
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_owned),
+                );
+            }
+        }
+        paths
+            .iter()
+            .any(|p| p != &spec && !p.starts_with(&format!("{spec}/")))
+    }
+
+    /// How to go on after [`WorktreeError::TargetMoved`].
+    fn target_hint(&self) -> String {
+        let b = &self.integration;
+        match self.tip() {
+            Some(was) => format!(
+                "put `{b}` back (`git update-ref refs/heads/{b} {was}`) or make the main worktree match it, then run `qw workflow-continue`"
+            ),
+            None => format!("check `{b}` out again, then run `qw workflow-continue`"),
+        }
+    }
+
+    /// When the task's worktree was deleted while it ran (its directory is gone, by
+    /// `rm -rf` or `git worktree remove`): one line naming it, the task, and where its
+    /// commits are (its branch, kept when it holds any).
+    pub fn gone(&self, h: &WorktreeHandle) -> Option<String> {
+        if h.path.symlink_metadata().is_ok() {
+            return None;
+        }
+        let kept = self.repo.branch_exists(&h.branch).unwrap_or(false)
+            && self
+                .repo
+                .unmerged_commits(&h.branch, &self.target())
+                .unwrap_or(0)
+                > 0;
+        let what = if kept {
+            format!(
+                "its commits are kept on branch `{}` (its uncommitted files went with it); `qw workflow-continue` goes on from them",
+                h.branch
+            )
+        } else {
+            format!(
+                "it held no commit beyond `{}` (its uncommitted files went with it); `qw workflow-continue` runs the task again",
+                self.integration
+            )
+        };
+        Some(format!(
+            "the worktree `{}` of task {} was deleted while the task ran; {what}",
+            h.path.display(),
+            h.task_id
+        ))
+    }
+
+    /// The stash entries the task's agent made and left there (`git stash` keeps work
+    /// out of the worktree, so qw would not merge it): one line naming each
+    /// (`stash@{N}` and its commit), or `None`. The stash is shared by every worktree:
+    /// an entry is the task's when it is new since the worktree was made and was made
+    /// on the task's branch — or on a branch (or detached HEAD) this worktree's HEAD
+    /// went to, from a commit it visited. Entries made on another task's branch or in
+    /// another worktree are not. Nothing is applied or dropped.
+    pub fn stashed(&self, h: &WorktreeHandle) -> Option<String> {
+        let log = tree::reflog_entries(&h.admin);
+        let visited: BTreeSet<&str> = log.iter().map(|(c, _)| c.as_str()).collect();
+        let mut went: BTreeSet<&str> = BTreeSet::new();
+        let mut detached = false;
+        for (_, m) in &log {
+            if let Some((from, to)) = m
+                .strip_prefix("checkout: moving from ")
+                .and_then(|r| r.split_once(" to "))
+            {
+                for b in [from, to] {
+                    if b == "HEAD" || (b.len() >= 40 && b.bytes().all(|c| c.is_ascii_hexdigit()))
+                    {
+                        detached = true;
+                    } else {
+                        went.insert(b);
+                    }
+                }
+            }
+        }
+        let mine: Vec<String> = self
+            .repo
+            .stash_entries()
+            .into_iter()
+            .filter(|e| !h.stashes_before.contains(&e.commit))
+            .filter(|e| self.stash_holds_work(&e.commit))
+            .filter(|e| match e.branch() {
+                Some(b) if b == h.branch => true,
+                Some(b) if parse_branch(b).is_some() => false,
+                Some(b) => {
+                    let on_mine = if b == "(no branch)" {
+                        detached
+                    } else {
+                        went.contains(b)
+                    };
+                    on_mine
+                        && self
+                            .repo
+                            .commit_of(&format!("{}^1", e.commit))
+                            .ok()
+                            .flatten()
+                            .is_some_and(|p| visited.contains(p.as_str()))
+                }
+                None => false,
+            })
+            .map(|e| e.describe())
+            .collect();
+        if mine.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "task {}'s agent left its work in the stash, which qw does not merge: {}; it is kept there, not applied — bring it back with `git stash apply <commit>` (its number changes as stashes come and go), or run `qw workflow-continue` to run the task again",
+            h.task_id,
+            mine.join(", ")
+        ))
+    }
+
     /// The preferred directory of a task's worktree.
     pub fn path_of(&self, task_id: &str) -> PathBuf {
         self.repo
@@ -787,6 +1068,15 @@ impl Worktrees {
         on_wait: &dyn Fn(&str),
     ) -> Result<(WorktreeHandle, Vec<String>)> {
         let _g = self.lock(&format!("preparing task {task_id}"), on_wait)?;
+        if self.repo.current_branch()?.as_deref() == Some(self.integration.as_str())
+            && let Err(WorktreeError::TargetMoved(why)) = self.check_target()
+        {
+            return Err(WorktreeError::TargetMoved(format!(
+                "{why}; task {task_id} was not started; {}",
+                self.target_hint()
+            )));
+        }
+        let target = self.target();
         let branch = task_branch(&self.spec, task_id);
         let preferred = self.path_of(task_id);
         let top = self.repo.top.clone();
@@ -813,7 +1103,7 @@ impl Worktrees {
                     "qw({}): task {task_id} — work left by an earlier run, saved",
                     self.spec
                 ),
-                &self.integration,
+                &target,
             )
             .map_err(|e| WorktreeError::Unsaved {
                 path: w.path.clone(),
@@ -827,9 +1117,7 @@ impl Worktrees {
                 ));
             }
             let sound = same_path(&w.path, &preferred) && tree::sound(&w.path, &admin);
-            if reuse.is_none()
-                && sound
-                && self.repo.unmerged_commits(&branch, &self.integration)? > 0
+            if reuse.is_none() && sound && self.repo.unmerged_commits(&branch, &target)? > 0
             {
                 reuse = Some((w.path.clone(), admin));
                 continue;
@@ -858,7 +1146,7 @@ impl Worktrees {
                 let p = path_str(&path);
                 let reason = self.lock_reason(task_id);
                 let resumed = self.repo.branch_exists(&branch)?
-                    && self.repo.unmerged_commits(&branch, &self.integration)? > 0;
+                    && self.repo.unmerged_commits(&branch, &target)? > 0;
                 if resumed {
                     git(&top, &["worktree", "add", "-q", &p, &branch])?;
                 } else {
@@ -871,7 +1159,7 @@ impl Worktrees {
                             "-B",
                             &branch,
                             &p,
-                            &format!("refs/heads/{}", self.integration),
+                            &target,
                         ],
                     )?;
                 }
@@ -900,6 +1188,12 @@ impl Worktrees {
                 workdir,
                 branch,
                 resumed,
+                stashes_before: self
+                    .repo
+                    .stash_entries()
+                    .into_iter()
+                    .map(|e| e.commit)
+                    .collect(),
             },
             notes,
         ))
@@ -1014,19 +1308,13 @@ impl Worktrees {
         }
         let t = tree::Tree::new(&h.path, &h.admin, &h.branch);
         // Staging and writing objects needs no lock: only this task uses its worktree.
-        let staged = tree::stage(
-            &self.repo,
-            &t,
-            &self.spec,
-            commit_message,
-            &self.integration,
-        )
-        .map_err(commit)?;
+        let staged = tree::stage(&self.repo, &t, &self.spec, commit_message, &self.target())
+            .map_err(commit)?;
         let _g = self
             .lock(&format!("merging task {}", h.task_id), on_wait)
             .map_err(commit)?;
         let capture =
-            tree::point_branch(&self.repo, &t, staged, &self.integration).map_err(commit)?;
+            tree::point_branch(&self.repo, &t, staged, &self.target()).map_err(commit)?;
         let merge = self
             .merge_into_integration(h, merge_message)
             .map_err(|source| StepError {
@@ -1059,6 +1347,13 @@ impl Worktrees {
                 h.branch
             )));
         }
+        if let Err(WorktreeError::TargetMoved(why)) = self.check_target() {
+            return Err(WorktreeError::TargetMoved(format!(
+                "{why}; task branch `{}` was not merged (it is kept) and qw left the main worktree's index and files as they are; {}",
+                h.branch,
+                self.target_hint()
+            )));
+        }
         if self.repo.unmerged_commits(&h.branch, "HEAD")? == 0 {
             return Ok(MergeOutcome::UpToDate);
         }
@@ -1088,6 +1383,10 @@ impl Worktrees {
             std::thread::sleep(std::time::Duration::from_millis(250));
         };
         if out.status.success() {
+            self.set_tip(
+                self.repo
+                    .commit_of(&format!("refs/heads/{}", self.integration))?,
+            );
             return Ok(MergeOutcome::Merged);
         }
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -1168,7 +1467,7 @@ impl Worktrees {
             Some(&h.admin),
             &h.branch,
             &self.spec,
-            &self.integration,
+            &self.target(),
             salvage,
         )
     }
@@ -1185,7 +1484,9 @@ fn remove_one(
     salvage: &str,
 ) -> Removed {
     let mut out = Removed::default();
-    if let Some(admin) = admin {
+    // A git dir that is gone (`git worktree remove` by someone else) holds nothing to
+    // save: what was committed is on the branch, the rest went with it.
+    if let Some(admin) = admin.filter(|a| a.symlink_metadata().is_ok()) {
         match tree::capture(
             repo,
             &tree::Tree::new(path, admin, branch),

@@ -365,6 +365,12 @@ fn is_commit(repo: &Repo, sha: &str) -> bool {
 /// read directly: it still answers when HEAD names a branch that was deleted). Only the
 /// last 200 moves count.
 fn reflog(admin: &Path) -> Vec<String> {
+    reflog_entries(admin).into_iter().map(|(c, _)| c).collect()
+}
+
+/// `(commit, message)` of each move of a worktree's HEAD, oldest first (from
+/// `<admin>/logs/HEAD`; empty when it is gone). Only the last 200 moves count.
+pub(crate) fn reflog_entries(admin: &Path) -> Vec<(String, String)> {
     let Ok(text) = crate::fs::read_to_string(admin.join("logs").join("HEAD")) else {
         return Vec::new();
     };
@@ -372,9 +378,12 @@ fn reflog(admin: &Path) -> Vec<String> {
     let from = lines.len().saturating_sub(200);
     lines[from..]
         .iter()
-        .filter_map(|l| l.split(' ').nth(1))
-        .filter(|s| s.len() >= 40 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(str::to_owned)
+        .filter_map(|l| {
+            let (head, message) = l.split_once('\t').unwrap_or((l, ""));
+            let sha = head.split(' ').nth(1)?;
+            (sha.len() >= 40 && sha.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| (sha.to_owned(), message.to_owned()))
+        })
         .collect()
 }
 

@@ -34,4 +34,5 @@ mod trace;
 mod validate;
 mod workflow;
 mod worktree;
+mod worktree_moves;
 mod worktree_safety;

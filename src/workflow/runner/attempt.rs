@@ -539,6 +539,11 @@ fn one_attempt_runs(
             return Ok(r);
         }
     }
+    // Work the agent left where qw does not merge from (the stash, a deleted worktree):
+    // said, and the task not counted as done.
+    if let Some(task) = &job.task {
+        run.space.after_agent(task, &mut r, run.events);
+    }
     if r.outcome.is_success()
         && let Some(verify) = job.task.as_ref().and_then(|t| t.verify.as_deref())
         && let Err((code, evidence)) = run_verify(run, unit, job, verify, reports)?

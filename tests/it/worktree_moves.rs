@@ -1,0 +1,312 @@
+//! Agents that move git state outside their worktree (issue 14, items 4 and 6): the
+//! integration branch moved under the main worktree, work left in the stash, the task's
+//! worktree deleted while it ran, the target branch checked out or another worktree
+//! added by the agent.
+//!
+//! Each test asserts that nothing is lost (every task's work reachable from a ref the
+//! output names), that qw leaves no bogus state in the main worktree (the status of the
+//! user's files is as it was), that `workflow-continue` then finishes the spec, and that
+//! no process is left.
+
+use crate::support::*;
+use crate::workflow::{code, diag};
+use crate::worktree::Repo;
+
+/// `n` independent tasks.
+fn tasks(n: usize) -> String {
+    (1..=n).map(|i| format!("- [ ] {i}. Task {i}\n")).collect()
+}
+
+/// `git status --porcelain` of the main worktree outside `.claude/` (qw's ticks).
+fn user_status(r: &Repo) -> Vec<String> {
+    r.git(&["status", "--porcelain", "--untracked-files=all"])
+        .lines()
+        .filter(|l| !l[3..].starts_with(".claude/"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The script runs once (guarded by a flag file in the test's temp dir), so a
+/// `workflow-continue` runs the task's plain work only.
+fn once(r: &Repo, name: &str, script: &str) -> String {
+    let flag = r.aux.path().join(format!("done-{name}"));
+    format!(
+        "if [ ! -e {f} ]; then\ntouch {f}\n{script}\nfi\n",
+        f = flag.display()
+    )
+}
+
+fn sha(r: &Repo, rev: &str) -> String {
+    r.git(&["rev-parse", rev]).trim().to_owned()
+}
+
+/// One way an agent moves `main` from its own worktree. `restore` puts `main` back
+/// where it was (what the user does after reading the error), given the old tip.
+fn target_moved(name: &str, mv: &str) {
+    let r = Repo::new(&tasks(3));
+    let before = user_status(&r);
+    let old = sha(&r, "main");
+    r.action(
+        "1",
+        &format!(
+            "echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1 || true\n{}",
+            once(&r, "move", mv)
+        ),
+    );
+    r.action("2", "echo 2 > f2.txt\n");
+    r.action("3", "echo 3 > f3.txt\n");
+    // One at a time: task 1 moves `main`, then tasks 2 and 3 come to merge.
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 1, "{name}: {}", diag(&out));
+    let now = r.commit_of_main();
+    for i in ["1", "2", "3"] {
+        let t = r.f.task(i);
+        assert_eq!(t["status"], "failed", "{name}: {t}");
+        assert_eq!(t["outcome"], "workspace_error", "{name}: {t}");
+        let err = t["error"].as_str().unwrap();
+        assert!(
+            err.contains("`main`") && err.contains(&old[..10]) && err.contains("moved"),
+            "{name}: {err}"
+        );
+        if let Some(now) = &now {
+            assert!(err.contains(&now[..10]), "{name}: {err}");
+        } else {
+            assert!(err.contains("deleted"), "{name}: {err}");
+        }
+        assert!(!err.contains("would be overwritten"), "{name}: {err}");
+        assert!(err.contains("workflow-continue"), "{name}: {err}");
+        if i == "1" {
+            assert_eq!(r.runs_of(i), 1, "{name}: not retried");
+            // The task's work is kept on its branch, which the error names.
+            assert!(err.contains("`qw/demo/1` was not merged"), "{name}: {err}");
+            assert_eq!(r.git(&["show", "qw/demo/1:f1.txt"]), "1\n", "{name}");
+        } else {
+            // The next tasks are not started on a moved branch.
+            assert!(err.contains(&format!("task {i} was not started")), "{name}: {err}");
+            assert_eq!(r.runs_of(i), 0, "{name}");
+        }
+    }
+    // qw touched neither the main worktree's index nor its files: only what the move
+    // itself made shows (the index and files still hold the old commit).
+    r.assert_no_process();
+    assert!(!r.git_ok(&["rev-parse", "-q", "--verify", "MERGE_HEAD"]));
+    assert_eq!(r.read("shared.txt"), "base\n");
+    assert!(!r.root().join("f1.txt").exists(), "{name}");
+    assert!(
+        r.git_cmd(r.root(), &["diff-index", "--cached", "--quiet", &old])
+            .status
+            .success(),
+        "{name}: the main index is no longer the old commit's"
+    );
+    // The user puts `main` back; the workflow then finishes, losing nothing.
+    r.git(&["update-ref", "refs/heads/main", &old]);
+    assert_eq!(user_status(&r), before, "{name}");
+    let out = r.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
+    assert_eq!(code(&out), 0, "{name}: {}", diag(&out));
+    r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt"]);
+    assert!(r.branches().is_empty(), "{name}: {:?}", r.branches());
+}
+
+#[test]
+fn worktree_agent_moving_the_target_branch_to_its_head_is_refused_before_any_merge() {
+    target_moved("update-ref HEAD", "git update-ref refs/heads/main HEAD");
+}
+
+#[test]
+fn worktree_agent_moving_the_target_branch_elsewhere_or_deleting_it_is_refused() {
+    target_moved(
+        "update-ref to an unrelated commit",
+        "c=$(echo x | git commit-tree $(git mktree </dev/null))\ngit update-ref refs/heads/main $c",
+    );
+    target_moved("delete", "git update-ref -d refs/heads/main");
+    target_moved(
+        "soft reset from the main worktree",
+        "git -C \"$MAIN\" reset -q --soft HEAD~1",
+    );
+}
+
+#[test]
+fn worktree_target_moves_git_refuses_or_the_user_makes_are_merged_on_top() {
+    let r = Repo::new(&tasks(3));
+    // git itself refuses these: the branch is checked out in the main worktree.
+    r.action(
+        "1",
+        "echo 1 > f1.txt\ngit branch -f main HEAD 2>/dev/null || true\ngit push -q . HEAD:main 2>/dev/null || true\n",
+    );
+    // The user commits in the main worktree while the workflow runs: the index and
+    // files follow HEAD, so this move is theirs and qw merges on top of it.
+    r.action(
+        "2",
+        "echo 2 > f2.txt\necho u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user\n",
+    );
+    r.action(
+        "3",
+        "echo 3 > f3.txt\ngit switch -q main 2>\"$ACTIONS/../switch.err\" || true\n",
+    );
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt", "user.txt"]);
+    assert!(r.branches().is_empty(), "{:?}", r.branches());
+    // git's own message for a checkout of the target branch names the main worktree.
+    let why = std::fs::read_to_string(r.aux.path().join("switch.err")).unwrap();
+    assert!(why.contains("main"), "{why}");
+}
+
+impl Repo {
+    fn commit_of_main(&self) -> Option<String> {
+        let out = self.git_cmd(
+            self.root(),
+            &["rev-parse", "-q", "--verify", "refs/heads/main"],
+        );
+        out.status
+            .success()
+            .then(|| stdout(&out).trim().to_owned())
+    }
+
+    fn stashes(&self) -> Vec<(String, String)> {
+        self.git(&["stash", "list", "--format=%H %gs"])
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .collect()
+    }
+}
+
+#[test]
+fn worktree_work_left_in_the_stash_fails_its_task_naming_the_stash() {
+    let r = Repo::new(&tasks(4));
+    let before = user_status(&r);
+    // Untracked files stashed.
+    r.action(
+        "1",
+        &once(&r, "stash1", "echo 1 > f1.txt\ngit stash -q -u\n"),
+    );
+    // A tracked change stashed with a message, after a commit of its own.
+    r.action(
+        "2",
+        &once(
+            &r,
+            "stash2",
+            "echo 2 > f2.txt\ngit add f2.txt\ngit commit -qm f2\necho two > shared.txt\ngit stash push -q -m x\n",
+        ),
+    );
+    // Stashes only the spec link qw put in its worktree (an untracked file to git): not
+    // work, the task's files merge.
+    r.action("3", "git stash -q -u\necho 3 > f3.txt\n");
+    // The user stashes in the main worktree meanwhile: not any task's.
+    r.action(
+        "4",
+        "echo 4 > f4.txt\necho mine > \"$MAIN/scratch.txt\"\ngit -C \"$MAIN\" stash push -q -u -- scratch.txt\n",
+    );
+    let out = r.auto(&["--parallel", "4"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let stashes = r.stashes();
+    assert_eq!(stashes.len(), 4, "{stashes:?}");
+    for (i, file) in [("1", "f1.txt"), ("2", "shared.txt")] {
+        let t = r.f.task(i);
+        assert_eq!(t["status"], "failed", "{t}");
+        let err = t["error"].as_str().unwrap();
+        assert!(err.contains("stash@{"), "{err}");
+        // The stash named by its stable commit id holds the work.
+        let (id, _) = stashes
+            .iter()
+            .find(|(id, _)| err.contains(&id[..10]))
+            .unwrap_or_else(|| panic!("task {i}: no stash named in {err}: {stashes:?}"));
+        let tree = if i == "1" {
+            format!("{id}^3:{file}")
+        } else {
+            format!("{id}:{file}")
+        };
+        let held = r.git(&["show", &tree]);
+        assert!(held.starts_with(if i == "1" { "1" } else { "two" }), "{held}");
+        assert_eq!(r.runs_of(i), 1, "not retried");
+    }
+    // Task 2's commit is kept on its branch.
+    assert_eq!(r.git(&["show", "qw/demo/2:f2.txt"]), "2\n");
+    for i in ["3", "4"] {
+        assert_eq!(r.f.task(i)["status"], "completed", "{}", r.f.task(i));
+    }
+    // The user's stash is theirs: named by no task.
+    let (user_stash, _) = stashes
+        .iter()
+        .find(|(_, m)| m.contains("on main"))
+        .unwrap_or_else(|| panic!("{stashes:?}"));
+    for i in ["1", "2", "3", "4"] {
+        let t = r.f.task(i).to_string();
+        assert!(!t.contains(&user_stash[..10]), "task {i} claims it: {t}");
+    }
+    assert_eq!(user_status(&r), before);
+    r.assert_no_process();
+    // Continue: the stashed tasks run again (without stashing) and everything merges;
+    // the stash is left as it was.
+    let out = r.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&["f2.txt", "f3.txt", "f4.txt"]);
+    assert_eq!(r.stashes(), stashes);
+}
+
+#[test]
+fn worktree_deleted_while_its_task_ran_is_named_and_its_commits_kept() {
+    let r = Repo::new(&tasks(4));
+    let before = user_status(&r);
+    // Deleted from inside (its cwd gone), after a commit.
+    r.action(
+        "1",
+        &format!(
+            "echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1 || true\n{}",
+            once(&r, "rm1", "rm -rf \"$QW_WORKTREE\"")
+        ),
+    );
+    // `git worktree remove -f -f` (it is locked) after a commit.
+    r.action(
+        "2",
+        &format!(
+            "echo 2 > f2.txt\ngit add f2.txt\ngit commit -qm f2 || true\n{}",
+            once(
+                &r,
+                "rm2",
+                "cd /\ngit -C \"$MAIN\" worktree remove -f -f \"$QW_WORKTREE\""
+            )
+        ),
+    );
+    // Deleted with nothing committed.
+    r.action(
+        "3",
+        &format!(
+            "echo 3 > f3.txt\n{}",
+            once(&r, "rm3", "cd /\nrm -rf \"$QW_WORKTREE\"")
+        ),
+    );
+    r.action("4", "echo 4 > f4.txt\n");
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    for i in ["1", "2", "3"] {
+        let t = r.f.task(i);
+        assert_eq!(t["status"], "failed", "{t}");
+        let err = t["error"].as_str().unwrap();
+        let wt = r.aux.path().join("wt");
+        assert!(
+            err.contains(&format!("the worktree `{}", wt.display()))
+                && err.contains(&format!("/demo-{i}` of task {i} was deleted while the task ran")),
+            "{err}"
+        );
+        assert!(!err.contains("no report"), "{err}");
+        if i == "3" {
+            assert!(err.contains("no commit"), "{err}");
+        } else {
+            assert!(err.contains(&format!("`qw/demo/{i}`")), "{err}");
+            assert_eq!(
+                r.git(&["show", &format!("qw/demo/{i}:f{i}.txt")]),
+                format!("{i}\n")
+            );
+        }
+    }
+    assert_eq!(r.f.task("4")["status"], "completed");
+    assert_eq!(user_status(&r), before);
+    assert_eq!(r.registered_worktrees(), 1, "{}", r.git(&["worktree", "list"]));
+    r.assert_no_process();
+    let out = r.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt", "f4.txt"]);
+    assert!(r.branches().is_empty(), "{:?}", r.branches());
+}
