@@ -430,6 +430,7 @@ impl TaskSpace {
     /// `commit`, not retried) whose evidence says where the work is — the task's branch,
     /// `stash@{N}` and its commit — instead of a verify or a merge of what is not there.
     /// A stopped, paused or budget-refused run keeps its outcome (it runs again).
+    /// A worktree the agent added of its own is named in the evidence.
     pub(crate) fn after_agent(&self, task: &TaskJob, r: &mut AgentRun, events: &Events<'_>) {
         let Some(w) = &self.worktrees else {
             return;
@@ -437,6 +438,10 @@ impl TaskSpace {
         let Some(h) = lock(&self.active).get(&task.id).cloned() else {
             return;
         };
+        if let Some(note) = w.foreign(&h) {
+            say(events, note.clone());
+            r.evidence = format!("{}; note: {note}", r.evidence);
+        }
         if matches!(
             r.outcome,
             Outcome::KilledByUser { .. } | Outcome::UsageLimited | Outcome::BudgetExceeded { .. }

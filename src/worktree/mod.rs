@@ -745,6 +745,8 @@ pub struct WorktreeHandle {
     /// The stash entries (commit ids) there were when the worktree was made: entries
     /// beyond these may be the task's (the stash is shared by every worktree).
     pub stashes_before: Vec<String>,
+    /// The worktrees registered when this one was made (see [`Worktrees::foreign`]).
+    pub worktrees_before: Vec<PathBuf>,
 }
 
 /// How merging a task's branch went.
@@ -919,6 +921,31 @@ impl Worktrees {
         )))
     }
 
+    /// Worktrees qw did not make that appeared while the task ran (its agent's `git
+    /// worktree add`): one line naming each and its branch. Their work is not the
+    /// task's result and is left where it is (never merged, never removed).
+    pub fn foreign(&self, h: &WorktreeHandle) -> Option<String> {
+        let new: Vec<String> = self
+            .repo
+            .registered()
+            .ok()?
+            .into_iter()
+            .filter(|w| w.task.is_none() && !h.worktrees_before.contains(&w.path))
+            .filter(|w| !same_path(&w.path, &self.repo.top))
+            .map(|w| match &w.branch {
+                Some(b) => format!("`{}` (branch `{b}`)", w.path.display()),
+                None => format!("`{}` (detached HEAD)", w.path.display()),
+            })
+            .collect();
+        (!new.is_empty()).then(|| {
+            format!(
+                "a worktree qw did not make appeared while task {} ran (its agent's `git worktree add`?): {}; what is there is not part of the task's result and is left as it is",
+                h.task_id,
+                new.join(", ")
+            )
+        })
+    }
+
     /// Does a stash entry hold anything but the spec link qw put in task worktrees
     /// (which `git stash -u` takes along as an untracked file)?
     fn stash_holds_work(&self, stash: &str) -> bool {
@@ -1004,8 +1031,7 @@ impl Worktrees {
                 .and_then(|r| r.split_once(" to "))
             {
                 for b in [from, to] {
-                    if b == "HEAD" || (b.len() >= 40 && b.bytes().all(|c| c.is_ascii_hexdigit()))
-                    {
+                    if b == "HEAD" || (b.len() >= 40 && b.bytes().all(|c| c.is_ascii_hexdigit())) {
                         detached = true;
                     } else {
                         went.insert(b);
@@ -1117,8 +1143,7 @@ impl Worktrees {
                 ));
             }
             let sound = same_path(&w.path, &preferred) && tree::sound(&w.path, &admin);
-            if reuse.is_none() && sound && self.repo.unmerged_commits(&branch, &target)? > 0
-            {
+            if reuse.is_none() && sound && self.repo.unmerged_commits(&branch, &target)? > 0 {
                 reuse = Some((w.path.clone(), admin));
                 continue;
             }
@@ -1150,18 +1175,7 @@ impl Worktrees {
                 if resumed {
                     git(&top, &["worktree", "add", "-q", &p, &branch])?;
                 } else {
-                    git(
-                        &top,
-                        &[
-                            "worktree",
-                            "add",
-                            "-q",
-                            "-B",
-                            &branch,
-                            &p,
-                            &target,
-                        ],
-                    )?;
+                    git(&top, &["worktree", "add", "-q", "-B", &branch, &p, &target])?;
                 }
                 // Locked right away (not `add --lock --reason`, which needs git 2.31):
                 // no `git worktree prune` drops it should its directory vanish unsaved.
@@ -1193,6 +1207,12 @@ impl Worktrees {
                     .stash_entries()
                     .into_iter()
                     .map(|e| e.commit)
+                    .collect(),
+                worktrees_before: self
+                    .repo
+                    .registered()?
+                    .into_iter()
+                    .map(|w| w.path)
                     .collect(),
             },
             notes,
@@ -1313,8 +1333,7 @@ impl Worktrees {
         let _g = self
             .lock(&format!("merging task {}", h.task_id), on_wait)
             .map_err(commit)?;
-        let capture =
-            tree::point_branch(&self.repo, &t, staged, &self.target()).map_err(commit)?;
+        let capture = tree::point_branch(&self.repo, &t, staged, &self.target()).map_err(commit)?;
         let merge = self
             .merge_into_integration(h, merge_message)
             .map_err(|source| StepError {

@@ -82,7 +82,10 @@ fn target_moved(name: &str, mv: &str) {
             assert_eq!(r.git(&["show", "qw/demo/1:f1.txt"]), "1\n", "{name}");
         } else {
             // The next tasks are not started on a moved branch.
-            assert!(err.contains(&format!("task {i} was not started")), "{name}: {err}");
+            assert!(
+                err.contains(&format!("task {i} was not started")),
+                "{name}: {err}"
+            );
             assert_eq!(r.runs_of(i), 0, "{name}");
         }
     }
@@ -113,12 +116,20 @@ fn worktree_agent_moving_the_target_branch_to_its_head_is_refused_before_any_mer
 }
 
 #[test]
-fn worktree_agent_moving_the_target_branch_elsewhere_or_deleting_it_is_refused() {
+fn worktree_agent_moving_the_target_branch_to_an_unrelated_commit_is_refused() {
     target_moved(
         "update-ref to an unrelated commit",
         "c=$(echo x | git commit-tree $(git mktree </dev/null))\ngit update-ref refs/heads/main $c",
     );
+}
+
+#[test]
+fn worktree_agent_deleting_the_target_branch_is_refused() {
     target_moved("delete", "git update-ref -d refs/heads/main");
+}
+
+#[test]
+fn worktree_agent_soft_reset_of_the_main_worktree_is_refused() {
     target_moved(
         "soft reset from the main worktree",
         "git -C \"$MAIN\" reset -q --soft HEAD~1",
@@ -127,7 +138,7 @@ fn worktree_agent_moving_the_target_branch_elsewhere_or_deleting_it_is_refused()
 
 #[test]
 fn worktree_target_moves_git_refuses_or_the_user_makes_are_merged_on_top() {
-    let r = Repo::new(&tasks(3));
+    let r = Repo::new(&tasks(4));
     // git itself refuses these: the branch is checked out in the main worktree.
     r.action(
         "1",
@@ -139,17 +150,52 @@ fn worktree_target_moves_git_refuses_or_the_user_makes_are_merged_on_top() {
         "2",
         "echo 2 > f2.txt\necho u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user\n",
     );
+    // A checkout of the target branch: git refuses, and its message (naming the main
+    // worktree) is the task's evidence.
     r.action(
         "3",
-        "echo 3 > f3.txt\ngit switch -q main 2>\"$ACTIONS/../switch.err\" || true\n",
+        &format!(
+            "echo 3 > f3.txt\n{}",
+            once(&r, "switch3", "git switch -q main")
+        ),
+    );
+    // A worktree of the agent's own, with a commit on a branch of its own: named, left.
+    let own = r.aux.path().join("own-wt");
+    r.action(
+        "4",
+        &format!(
+            "echo 4 > f4.txt\ngit worktree add -q -b mine {o}\necho m > {o}/m.txt\ngit -C {o} add m.txt\ngit -C {o} commit -qm m\n",
+            o = own.display()
+        ),
     );
     let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    for i in ["1", "2", "4"] {
+        assert_eq!(r.f.task(i)["status"], "completed", "{}", r.f.task(i));
+    }
+    let t3 = r.f.task("3");
+    assert_eq!(t3["outcome"], "agent_error", "{t3}");
+    let err = t3["error"].as_str().unwrap();
+    assert!(
+        err.contains("'main'")
+            && err.contains("worktree")
+            && err.contains(&r.root().display().to_string()),
+        "{err}"
+    );
+    let ev4 = r.f.task("4")["evidence"].to_string();
+    assert!(
+        ev4.contains(&own.display().to_string()) && ev4.contains("`mine`"),
+        "{ev4}"
+    );
+    assert_eq!(r.git(&["show", "mine:m.txt"]), "m\n");
+    assert!(own.join("m.txt").is_file(), "the agent's worktree is left");
+    assert!(!r.git_ok(&["cat-file", "-e", "main:m.txt"]));
+    // The user removes the agent's worktree; continue finishes task 3.
+    r.git(&["worktree", "remove", &own.display().to_string()]);
+    let out = r.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
-    r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt", "user.txt"]);
+    r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt", "f4.txt", "user.txt"]);
     assert!(r.branches().is_empty(), "{:?}", r.branches());
-    // git's own message for a checkout of the target branch names the main worktree.
-    let why = std::fs::read_to_string(r.aux.path().join("switch.err")).unwrap();
-    assert!(why.contains("main"), "{why}");
 }
 
 impl Repo {
@@ -158,9 +204,7 @@ impl Repo {
             self.root(),
             &["rev-parse", "-q", "--verify", "refs/heads/main"],
         );
-        out.status
-            .success()
-            .then(|| stdout(&out).trim().to_owned())
+        out.status.success().then(|| stdout(&out).trim().to_owned())
     }
 
     fn stashes(&self) -> Vec<(String, String)> {
@@ -174,7 +218,7 @@ impl Repo {
 
 #[test]
 fn worktree_work_left_in_the_stash_fails_its_task_naming_the_stash() {
-    let r = Repo::new(&tasks(4));
+    let r = Repo::new(&tasks(6));
     let before = user_status(&r);
     // Untracked files stashed.
     r.action(
@@ -198,27 +242,47 @@ fn worktree_work_left_in_the_stash_fails_its_task_naming_the_stash() {
         "4",
         "echo 4 > f4.txt\necho mine > \"$MAIN/scratch.txt\"\ngit -C \"$MAIN\" stash push -q -u -- scratch.txt\n",
     );
-    let out = r.auto(&["--parallel", "4"]);
+    // Stashed on a branch of the agent's own, and on a detached HEAD: both at the same
+    // commit as every other task's start.
+    r.action(
+        "5",
+        &once(
+            &r,
+            "stash5",
+            "git switch -q -c feat5\necho 5 > f5.txt\ngit stash -q -u\n",
+        ),
+    );
+    r.action(
+        "6",
+        &once(
+            &r,
+            "stash6",
+            "git switch -q --detach\necho 6 > f6.txt\ngit stash -q -u\n",
+        ),
+    );
+    let out = r.auto(&["--parallel", "6"]);
     assert_eq!(code(&out), 1, "{}", diag(&out));
     let stashes = r.stashes();
-    assert_eq!(stashes.len(), 4, "{stashes:?}");
-    for (i, file) in [("1", "f1.txt"), ("2", "shared.txt")] {
+    assert_eq!(stashes.len(), 6, "{stashes:?}");
+    for (i, path, held) in [
+        ("1", "^3:f1.txt", "1\n"),
+        ("2", ":shared.txt", "two\n"),
+        ("5", "^3:f5.txt", "5\n"),
+        ("6", "^3:f6.txt", "6\n"),
+    ] {
         let t = r.f.task(i);
         assert_eq!(t["status"], "failed", "{t}");
         let err = t["error"].as_str().unwrap();
         assert!(err.contains("stash@{"), "{err}");
-        // The stash named by its stable commit id holds the work.
-        let (id, _) = stashes
+        // Exactly one stash is named (no task claims another's), by its stable commit
+        // id, and it holds the task's work.
+        let named: Vec<&String> = stashes
             .iter()
-            .find(|(id, _)| err.contains(&id[..10]))
-            .unwrap_or_else(|| panic!("task {i}: no stash named in {err}: {stashes:?}"));
-        let tree = if i == "1" {
-            format!("{id}^3:{file}")
-        } else {
-            format!("{id}:{file}")
-        };
-        let held = r.git(&["show", &tree]);
-        assert!(held.starts_with(if i == "1" { "1" } else { "two" }), "{held}");
+            .map(|(id, _)| id)
+            .filter(|id| err.contains(&id[..10]))
+            .collect();
+        assert_eq!(named.len(), 1, "task {i}: {err}: {stashes:?}");
+        assert_eq!(r.git(&["show", &format!("{}{path}", named[0])]), held);
         assert_eq!(r.runs_of(i), 1, "not retried");
     }
     // Task 2's commit is kept on its branch.
@@ -231,7 +295,7 @@ fn worktree_work_left_in_the_stash_fails_its_task_naming_the_stash() {
         .iter()
         .find(|(_, m)| m.contains("on main"))
         .unwrap_or_else(|| panic!("{stashes:?}"));
-    for i in ["1", "2", "3", "4"] {
+    for i in ["1", "2", "3", "4", "5", "6"] {
         let t = r.f.task(i).to_string();
         assert!(!t.contains(&user_stash[..10]), "task {i} claims it: {t}");
     }
@@ -287,7 +351,9 @@ fn worktree_deleted_while_its_task_ran_is_named_and_its_commits_kept() {
         let wt = r.aux.path().join("wt");
         assert!(
             err.contains(&format!("the worktree `{}", wt.display()))
-                && err.contains(&format!("/demo-{i}` of task {i} was deleted while the task ran")),
+                && err.contains(&format!(
+                    "/demo-{i}` of task {i} was deleted while the task ran"
+                )),
             "{err}"
         );
         assert!(!err.contains("no report"), "{err}");
@@ -303,7 +369,12 @@ fn worktree_deleted_while_its_task_ran_is_named_and_its_commits_kept() {
     }
     assert_eq!(r.f.task("4")["status"], "completed");
     assert_eq!(user_status(&r), before);
-    assert_eq!(r.registered_worktrees(), 1, "{}", r.git(&["worktree", "list"]));
+    assert_eq!(
+        r.registered_worktrees(),
+        1,
+        "{}",
+        r.git(&["worktree", "list"])
+    );
     r.assert_no_process();
     let out = r.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));

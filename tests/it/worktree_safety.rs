@@ -497,25 +497,38 @@ fn broken_by_agent(layout: Layout) {
     let r = Repo::build(&tasks(4), layout, Root::Aux);
     // `.git` deleted
     r.action("1", "echo 1 > f1.txt\nrm .git\n");
-    // the whole directory deleted (after committing)
+    // the whole directory deleted (after committing; once): the task fails naming it,
+    // its commit kept on its branch (see also worktree_moves)
+    let gone = r.aux.path().join("gone-2");
     r.action(
         "2",
-        "echo 2 > f2.txt\ngit add f2.txt\ngit commit -qm f2\nd=$(pwd -P)\ncd /\nrm -rf \"$d\"\n",
+        &format!(
+            "echo 2 > f2.txt\ngit add f2.txt\ngit commit -qm f2 || true\nif [ ! -e {g} ]; then\ntouch {g}\nd=$(pwd -P)\ncd /\nrm -rf \"$d\"\nfi\n",
+            g = gone.display()
+        ),
     );
     // made read-only
     r.action("3", "echo 3 > f3.txt\nchmod -R a-w .\n");
     // `.git` replaced by a directory (a repository of its own)
     r.action("4", "echo 4 > f4.txt\nrm .git\ngit init -q .\n");
     let out = r.auto(&["--parallel", "3"]);
-    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_eq!(code(&out), 1, "{}", diag(&out));
     assert!(r.f.p.path().join(".claude/specs/demo/report.md").is_file());
-    for i in 1..=4 {
+    for i in [1, 3, 4] {
         assert_eq!(r.f.task(&i.to_string())["status"], "completed");
     }
-    r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt", "f4.txt"]);
-    assert!(r.branches().is_empty(), "{:?}", r.branches());
+    let t2 = r.f.task("2");
+    assert_eq!(t2["status"], "failed", "{t2}");
+    let err = t2["error"].as_str().unwrap();
+    assert!(
+        err.contains("of task 2 was deleted while the task ran") && err.contains("`qw/demo/2`"),
+        "{err}"
+    );
+    assert_eq!(r.git(&["show", "qw/demo/2:f2.txt"]), "2\n");
     let out = r.run(&["workflow-continue", "demo"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt", "f4.txt"]);
+    assert!(r.branches().is_empty(), "{:?}", r.branches());
     assert!(
         !diag(&out).contains("is not a working tree"),
         "{}",
