@@ -4,6 +4,8 @@
 //!
 //! Decided once per run, before anything is written ([`plan`]); the git side lives in
 //! [`crate::worktree`]. Per task: [`TaskSpace::enter`] before the first attempt,
+//! [`TaskSpace::after_agent`] after each agent run (its worktree deleted, work left in
+//! the stash: `workspace_error` naming where the work is),
 //! [`TaskSpace::integrate`] after an attempt whose agent and `_Verify:_` passed (save
 //! what the worktree holds on the task's branch, merge it into the integration branch
 //! under the repository lock, in the order tasks complete — which is dependency order,

@@ -19,7 +19,14 @@
 //! its branch; a branch is deleted only when it holds no commit the integration branch
 //! lacks; commits the agent left behind (another branch, a reset, a rebase) are named, and
 //! kept on a branch when nothing else holds them. A leftover worktree (qw was SIGKILLed)
-//! is saved and reused by the next run of its task.
+//! is saved and reused by the next run of its task. Work outside the worktree is named:
+//! stash entries the task's agent left ([`Worktrees::stashed`]), its worktree deleted
+//! while it ran ([`Worktrees::gone`]), worktrees it added ([`Worktrees::foreign`]).
+//!
+//! The target branch: qw merges only into the integration branch where it left it, or
+//! where a move the main worktree followed put it (`Worktrees::check_target`); a branch
+//! moved under the main worktree's index (an agent's `update-ref`, a deletion) is
+//! refused before any merge or new task, touching nothing.
 //!
 //! Who holds a worktree: the running workflow of its spec, through the spec's workflow
 //! lock ([`Project::workflow_lock_file`], an `flock` that dies with its process). A
