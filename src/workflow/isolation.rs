@@ -383,6 +383,15 @@ impl TaskSpace {
             return Ok(());
         };
         let note = |m: &str| say(events, format!("task {}: {m}", task.id));
+        // Deleted after the agent ran (by its `_Verify:_`, by someone else).
+        if let Some(why) = w.gone(&h) {
+            say(events, why.clone());
+            r.outcome = Outcome::WorkspaceError {
+                step: WorkspaceStep::Commit,
+            };
+            r.evidence = why;
+            return Ok(());
+        }
         let subject = format!(
             "qw({}): task {} {} — succeeded",
             self.spec, task.id, task.title

@@ -932,6 +932,13 @@ impl Worktrees {
     /// worktree add`): one line naming each and its branch. Their work is not the
     /// task's result and is left where it is (never merged, never removed).
     pub fn foreign(&self, h: &WorktreeHandle) -> Option<String> {
+        // Under the lock: another qw's worktree gets its marker before it is released.
+        let _g = self
+            .lock(
+                &format!("checking the worktrees of task {}", h.task_id),
+                &|_| {},
+            )
+            .ok()?;
         let new: Vec<String> = self
             .repo
             .registered()
@@ -1617,6 +1624,27 @@ mod tests {
         let ort = "error: Your local changes to the following files would be overwritten by merge:\n  beta/t3.txt\nMerge with strategy ort failed.\n";
         assert_eq!(parse_refused_paths(ort), vec!["beta/t3.txt"]);
         assert!(parse_refused_paths("fatal: refusing to merge unrelated histories\n").is_empty());
+    }
+
+    #[test]
+    fn stash_entries_name_their_branch() {
+        let e = |m: &str| StashEntry {
+            index: 2,
+            commit: "0123456789abcdef0123".into(),
+            message: m.into(),
+        };
+        assert_eq!(
+            e("WIP on qw/demo/1: 368ad93 second").branch(),
+            Some("qw/demo/1")
+        );
+        assert_eq!(e("On feature/x: my: note").branch(), Some("feature/x"));
+        assert_eq!(
+            e("WIP on (no branch): 368ad93 a").branch(),
+            Some("(no branch)")
+        );
+        assert_eq!(e("autostash").branch(), None);
+        let d = e("On main: a\nb").describe();
+        assert_eq!(d, "stash@{2} (commit 0123456789ab, \"On main: a\\nb\")");
     }
 
     #[test]
