@@ -761,9 +761,12 @@ fn a_retry_after_a_stopped_run_continues_its_session() {
         assert_eq!(task.session_id.as_deref(), Some("s-1"));
         assert_eq!(task.cost_usd, Some(0.75), "both runs' costs add up");
         assert_eq!(seen.state.specifications[SPEC].cost_usd, 0.75);
-        let ledger: f64 = seen.state.extra["cost_ledger"]
-            .as_object()
+        let ledger: f64 = seen
+            .state
+            .cost_ledger
+            .as_ref()
             .unwrap()
+            .days
             .values()
             .filter_map(serde_json::Value::as_f64)
             .sum();
