@@ -181,11 +181,7 @@ impl StateError {
 
 impl crate::exit::UserError for StateError {
     fn exit_code(&self) -> i32 {
-        if self.is_usage() {
-            crate::exit::USAGE
-        } else {
-            crate::exit::FAILED
-        }
+        crate::exit::usage_or_failed(self.is_usage())
     }
 
     fn hints(&self) -> Vec<String> {
