@@ -777,27 +777,32 @@ async fn run_action(app: Shared, action: Action) -> Response {
     (status, view::page("Action result", None, None, body)).into_response()
 }
 
+/// The form an action posts, as axum reads it.
+type PostedForm = Result<axum::Form<ActionForm>, axum::extract::rejection::FormRejection>;
+
+/// An action's form (empty when it cannot be read), once [`check_action`] allowed it.
+fn checked_form(app: &App, headers: &HeaderMap, form: PostedForm) -> Result<ActionForm, Refusal> {
+    let form = form.map(|f| f.0).unwrap_or_default();
+    check_action(app, headers, &form)?;
+    Ok(form)
+}
+
 async fn action_backup(
     State(app): State<Shared>,
     headers: HeaderMap,
-    form: Result<axum::Form<ActionForm>, axum::extract::rejection::FormRejection>,
+    form: PostedForm,
 ) -> Response {
-    let form = form.map(|f| f.0).unwrap_or_default();
-    if let Err(r) = check_action(&app, &headers, &form) {
+    if let Err(r) = checked_form(&app, &headers, form) {
         return r.into_response();
     }
     run_action(app, Action::Backup).await
 }
 
-async fn action_reset(
-    State(app): State<Shared>,
-    headers: HeaderMap,
-    form: Result<axum::Form<ActionForm>, axum::extract::rejection::FormRejection>,
-) -> Response {
-    let form = form.map(|f| f.0).unwrap_or_default();
-    if let Err(r) = check_action(&app, &headers, &form) {
-        return r.into_response();
-    }
+async fn action_reset(State(app): State<Shared>, headers: HeaderMap, form: PostedForm) -> Response {
+    let form = match checked_form(&app, &headers, form) {
+        Ok(form) => form,
+        Err(r) => return r.into_response(),
+    };
     let action = match Action::soft_reset(form.spec.as_deref().unwrap_or("")) {
         Ok(a) => a,
         Err(e) => {
