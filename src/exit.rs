@@ -39,6 +39,12 @@ pub trait UserError: std::error::Error {
     }
 }
 
+/// [`USAGE`] when the error is the user's input to fix, else [`FAILED`]: the
+/// [`UserError::exit_code`] of errors that know which they are (`is_usage`).
+pub fn usage_or_failed(usage: bool) -> i32 {
+    if usage { USAGE } else { FAILED }
+}
+
 /// The message followed by its hints on one line (`message; hint; hint`), for places
 /// that keep an error as text: the state's evidence, the report.
 pub fn with_hints(e: &dyn UserError) -> String {

@@ -100,9 +100,23 @@ pub fn seconds_between<A: TimeZone, B: TimeZone>(from: &DateTime<A>, to: &DateTi
     secs
 }
 
+/// Whitespace (newlines included) folded to single spaces, the ends trimmed.
+pub fn fold_whitespace(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `s` cut after `max` characters, `…` marking the cut (agent evidence and activity).
+pub fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let cut: String = s.chars().take(max).collect();
+    format!("{cut}…")
+}
+
 /// Whitespace folded to single spaces, cut at `max` characters (with `…`).
 pub fn one_line(s: &str, max: usize) -> String {
-    let line = printable(&s.split_whitespace().collect::<Vec<_>>().join(" ")).into_owned();
+    let line = printable(&fold_whitespace(s)).into_owned();
     if line.chars().count() > max {
         let cut: String = line.chars().take(max.saturating_sub(1)).collect();
         format!("{cut}…")

@@ -127,19 +127,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn argv_is_print_mode_stream_json_with_extra_args() {
-        let agent = ClaudeAgent {
+    fn claude_with(extra_args: &[&str]) -> ClaudeAgent {
+        ClaudeAgent {
             program: "claude".into(),
-            extra_args: vec!["--max-turns".into(), "30".into()],
-        };
-        let c = agent.command(&job(), "do it; rm -rf / $(x)").unwrap();
-        let argv: Vec<String> = c
-            .program
+            extra_args: extra_args.iter().map(|a| (*a).to_owned()).collect(),
+        }
+    }
+
+    fn argv_of(c: &AgentCommand) -> Vec<String> {
+        c.program
             .to_argv()
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn argv_is_print_mode_stream_json_with_extra_args() {
+        let agent = claude_with(&["--max-turns", "30"]);
+        let c = agent.command(&job(), "do it; rm -rf / $(x)").unwrap();
+        let argv = argv_of(&c);
         assert_eq!(
             argv,
             [
@@ -162,20 +169,12 @@ mod tests {
 
     #[test]
     fn resume_puts_the_session_before_the_output_flags() {
-        let agent = ClaudeAgent {
-            program: "claude".into(),
-            extra_args: vec!["--permission-mode".into(), "acceptEdits".into()],
-        };
+        let agent = claude_with(&["--permission-mode", "acceptEdits"]);
         let c = agent
             .resume_command(&job(), "5c1d3b0e-8f7a-4b52-9c3d-0123456789ab", "go on")
             .unwrap()
             .unwrap();
-        let argv: Vec<String> = c
-            .program
-            .to_argv()
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let argv = argv_of(&c);
         assert_eq!(
             argv,
             [

@@ -223,6 +223,23 @@ fn failed(mut run: AgentRun, evidence: String) -> AgentRun {
     run
 }
 
+/// Test support: `run` ended `permission_denied` on `Write`, its evidence calling the
+/// refused document a sensitive file (Claude Code's word for `.claude/`).
+#[cfg(test)]
+pub(crate) fn assert_refused_sensitive_write(run: &AgentRun) {
+    assert_eq!(
+        run.outcome,
+        Outcome::PermissionDenied {
+            tools: vec!["Write".into()]
+        }
+    );
+    assert!(
+        run.evidence.contains("(a sensitive file)"),
+        "{}",
+        run.evidence
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,16 +368,6 @@ mod tests {
             tool_use_id: None,
         }];
         let run = settle(&j, denied, None, false, b"");
-        assert_eq!(
-            run.outcome,
-            Outcome::PermissionDenied {
-                tools: vec!["Write".into()]
-            }
-        );
-        assert!(
-            run.evidence.contains("(a sensitive file)"),
-            "{}",
-            run.evidence
-        );
+        assert_refused_sensitive_write(&run);
     }
 }

@@ -222,7 +222,7 @@ pub fn parse_line(line: &[u8]) -> Result<Option<Record>, Garbled> {
     match serde_json::from_slice::<Value>(trimmed) {
         Ok(Value::Object(map)) => Ok(Some(record(&map))),
         _ => Err(Garbled {
-            snippet: clip(&String::from_utf8_lossy(trimmed), 80),
+            snippet: crate::fmt::clip(&String::from_utf8_lossy(trimmed), 80),
         }),
     }
 }
@@ -556,12 +556,8 @@ impl Activity {
                     ..
                 } => {
                     self.retrying = Some(format!(
-                        "API retry {attempt}/{max_retries}{}{}",
-                        status.map(|s| format!(" after {s}")).unwrap_or_default(),
-                        error
-                            .as_ref()
-                            .map(|e| format!(" ({e})"))
-                            .unwrap_or_default()
+                        "API retry {attempt}/{max_retries}{}",
+                        retry_cause(*status, error.as_deref())
                     ));
                 }
                 Event::Result(r) => {
@@ -913,13 +909,9 @@ pub fn render(rec: &Record, opts: &mut RenderOptions) -> Vec<String> {
                 status,
                 error,
             } => lines.push(format!(
-                "{prefix}API retry {attempt}/{max_retries} in {:.1}s{}{}",
+                "{prefix}API retry {attempt}/{max_retries} in {:.1}s{}",
                 *delay_ms as f64 / 1000.0,
-                status.map(|s| format!(" after {s}")).unwrap_or_default(),
-                error
-                    .as_ref()
-                    .map(|e| format!(" ({e})"))
-                    .unwrap_or_default()
+                retry_cause(*status, error.as_deref())
             )),
             Event::Result(r) => {
                 let word = match r.is_error {
@@ -1070,16 +1062,15 @@ fn clock(ts: &str) -> Option<String> {
     )
 }
 
-fn one_line(text: &str, max: usize) -> String {
-    clip(&text.split_whitespace().collect::<Vec<_>>().join(" "), max)
+/// Why the API call is retried, as a suffix: ` after 529 (overloaded)`.
+fn retry_cause(status: Option<u64>, error: Option<&str>) -> String {
+    let status = status.map(|s| format!(" after {s}")).unwrap_or_default();
+    let error = error.map(|e| format!(" ({e})")).unwrap_or_default();
+    format!("{status}{error}")
 }
 
-fn clip(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let cut: String = text.chars().take(max).collect();
-    format!("{cut}…")
+fn one_line(text: &str, max: usize) -> String {
+    crate::fmt::clip(&crate::fmt::fold_whitespace(text), max)
 }
 
 #[cfg(test)]

@@ -629,17 +629,7 @@ mod tests {
         assert_eq!(run.outcome, Outcome::NoResult { exit_code: 0 });
         assert!(run.evidence.contains("neither wrote"), "{}", run.evidence);
         let run = judged(denied);
-        assert_eq!(
-            run.outcome,
-            Outcome::PermissionDenied {
-                tools: vec!["Write".into()]
-            }
-        );
-        assert!(
-            run.evidence.contains("(a sensitive file)"),
-            "{}",
-            run.evidence
-        );
+        document::assert_refused_sensitive_write(&run);
         assert!(!job.spec_dir.join("design.md").exists());
         let run = judged(answered);
         assert_eq!(run.outcome, Outcome::Succeeded, "{}", run.evidence);

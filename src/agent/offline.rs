@@ -322,7 +322,7 @@ fn run_verify(verify: &str, cwd: &Path) -> Result<(), VerifyFailure> {
     }
     let tail = tail
         .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .map(crate::fmt::fold_whitespace)
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" | ");

@@ -31,6 +31,7 @@ use serde_json::Value;
 use super::Phase;
 use super::events::{self, Denial};
 use crate::exec::ExecReport;
+use crate::fmt::{clip, fold_whitespace};
 use crate::state::ResetAt;
 
 /// How one agent run ended. Exactly one per run; serialized as
@@ -509,7 +510,7 @@ pub fn classify(input: &ClassifyInput<'_>) -> AgentRun {
                 cause: ErrorCause::NotStarted,
                 exit_code: report.exit_code,
             },
-            one_line(err),
+            fold_whitespace(err),
         );
     }
     if let Some(signal) = report.signal {
@@ -531,7 +532,7 @@ pub fn classify(input: &ClassifyInput<'_>) -> AgentRun {
             let bytes = input.stdout.len();
             let last = facts
                 .last
-                .map(|l| format!("; last: {}", clip(&one_line(&l), 160)))
+                .map(|l| format!("; last: {}", clip(&fold_whitespace(&l), 160)))
                 .unwrap_or_default();
             with(
                 run,
@@ -587,7 +588,7 @@ pub fn classify(input: &ClassifyInput<'_>) -> AgentRun {
                     return with(
                         run,
                         Outcome::UsageLimited,
-                        format!("exit {exit_code}: {}", one_line(input.stderr_tail)),
+                        format!("exit {exit_code}: {}", fold_whitespace(input.stderr_tail)),
                     );
                 }
                 if is_login_error(input.stderr_tail) {
@@ -597,7 +598,7 @@ pub fn classify(input: &ClassifyInput<'_>) -> AgentRun {
                             cause: ErrorCause::Login,
                             exit_code,
                         },
-                        format!("exit {exit_code}: {}", one_line(input.stderr_tail)),
+                        format!("exit {exit_code}: {}", fold_whitespace(input.stderr_tail)),
                     );
                 }
             }
@@ -658,7 +659,7 @@ fn judge_result(
                 format!("exit 0, is_error false, but {how}"),
             );
         }
-        let summary = clip(&one_line(&text), 160);
+        let summary = clip(&fold_whitespace(&text), 160);
         let mut evidence = format!("exit 0, is_error false: {summary}");
         if !run.denials.is_empty() {
             // A refused command (a test run, a fetch) did not change the work; the
@@ -689,7 +690,7 @@ fn judge_result(
         return with(
             run,
             Outcome::UsageLimited,
-            format!("{why}: {}", clip(&one_line(&limit_text), 160)),
+            format!("{why}: {}", clip(&fold_whitespace(&limit_text), 160)),
         );
     }
     if api_status == Some(429) {
@@ -724,9 +725,9 @@ fn judge_result(
         ErrorCause::Reported
     };
     let detail = if text.trim().is_empty() {
-        one_line(input.stderr_tail)
+        fold_whitespace(input.stderr_tail)
     } else {
-        one_line(&text)
+        fold_whitespace(&text)
     };
     let detail = if detail.is_empty() {
         "no message".to_owned()
@@ -1000,19 +1001,6 @@ fn last_line_hint(stderr_tail: &str) -> String {
         Some(line) => format!("; stderr: {}", clip(line.trim(), 160)),
         None => String::new(),
     }
-}
-
-/// Collapse whitespace and newlines so evidence stays on one line.
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn clip(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let cut: String = text.chars().take(max).collect();
-    format!("{cut}…")
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::{Component, Path};
 
 use super::events::Denial;
+use crate::fmt::clip;
 
 /// The flags that let Claude Code edit files in headless mode, as `qw` takes them.
 pub const ACCEPT_EDITS: &str = "--claude-arg=--permission-mode --claude-arg=acceptEdits";
@@ -134,19 +135,11 @@ pub fn explain(
 }
 
 fn shown(target: &str, cwd: Option<&Path>) -> String {
-    let one: String = target.split_whitespace().collect::<Vec<_>>().join(" ");
+    let one = crate::fmt::fold_whitespace(target);
     match cwd.and_then(|c| Path::new(&one).strip_prefix(c).ok()) {
         Some(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
         _ => one,
     }
-}
-
-fn clip(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let cut: String = text.chars().take(max).collect();
-    format!("{cut}…")
 }
 
 #[cfg(test)]

@@ -388,6 +388,15 @@ mod tests {
         }
     }
 
+    /// The spec folder of `greeter` and the steering folder under `root`, made; returns
+    /// the spec folder.
+    fn spec_and_steering_dirs(root: &Path) -> PathBuf {
+        let spec = root.join(".claude/specs/greeter");
+        crate::fs::create_dir_all(&spec).unwrap();
+        crate::fs::create_dir_all(root.join(".claude/steering")).unwrap();
+        spec
+    }
+
     #[test]
     fn each_phase_names_its_file_and_embeds_earlier_documents() {
         let dir = tempfile::tempdir().unwrap();
@@ -485,9 +494,7 @@ mod tests {
     fn huge_task_entries_are_cut_so_the_prompt_fits_one_argument() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let spec = root.join(".claude/specs/greeter");
-        crate::fs::create_dir_all(&spec).unwrap();
-        crate::fs::create_dir_all(root.join(".claude/steering")).unwrap();
+        let spec = spec_and_steering_dirs(root);
         let big = "é".repeat(150 * 1024);
         for doc in ["requirements.md", "design.md", "tasks.md"] {
             crate::fs::write(spec.join(doc), &big).unwrap();
@@ -517,9 +524,7 @@ mod tests {
     fn special_files_in_place_of_documents_are_not_read() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let spec = root.join(".claude/specs/greeter");
-        crate::fs::create_dir_all(&spec).unwrap();
-        crate::fs::create_dir_all(root.join(".claude/steering")).unwrap();
+        let spec = spec_and_steering_dirs(root);
         let mode = nix::sys::stat::Mode::from_bits_truncate(0o644);
         nix::unistd::mkfifo(&spec.join("requirements.md"), mode).unwrap();
         std::os::unix::fs::symlink("/dev/zero", spec.join("design.md")).unwrap();

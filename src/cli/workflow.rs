@@ -9,7 +9,7 @@ use crate::exec::{Cancel, Executor, LocalExecutor, SlurmExecutor};
 use crate::exit;
 use crate::state::StateStore;
 use crate::workflow::progress::finished_line;
-use crate::workflow::{AgentKind, Ending, Isolation, OPTIONS_KEY, Options, Workflow};
+use crate::workflow::{AgentKind, Ending, Isolation, Options, Workflow};
 
 /// Options shared by `workflow-auto` and `workflow-continue` (on `continue` each one
 /// overrides what the workflow was started with).
@@ -167,8 +167,8 @@ pub fn run_continue(ctx: &Ctx, args: WorkflowContinueArgs) -> CmdResult {
         )));
     };
     let args_name = name;
-    let saved = match spec.extra.get(OPTIONS_KEY) {
-        Some(v) => Some(serde_json::from_value::<Options>(v.clone()).map_err(|e| {
+    let saved = match &spec.workflow_options {
+        Some(saved) => Some(Options::from_saved(saved).map_err(|e| {
             CliError::usage(format!(
                 "the saved options of spec `{args_name}` in the state cannot be read ({e}); give them as flags"
             ))

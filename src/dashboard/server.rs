@@ -777,27 +777,32 @@ async fn run_action(app: Shared, action: Action) -> Response {
     (status, view::page("Action result", None, None, body)).into_response()
 }
 
+/// The form an action posts, as axum reads it.
+type PostedForm = Result<axum::Form<ActionForm>, axum::extract::rejection::FormRejection>;
+
+/// An action's form (empty when it cannot be read), once [`check_action`] allowed it.
+fn checked_form(app: &App, headers: &HeaderMap, form: PostedForm) -> Result<ActionForm, Refusal> {
+    let form = form.map(|f| f.0).unwrap_or_default();
+    check_action(app, headers, &form)?;
+    Ok(form)
+}
+
 async fn action_backup(
     State(app): State<Shared>,
     headers: HeaderMap,
-    form: Result<axum::Form<ActionForm>, axum::extract::rejection::FormRejection>,
+    form: PostedForm,
 ) -> Response {
-    let form = form.map(|f| f.0).unwrap_or_default();
-    if let Err(r) = check_action(&app, &headers, &form) {
+    if let Err(r) = checked_form(&app, &headers, form) {
         return r.into_response();
     }
     run_action(app, Action::Backup).await
 }
 
-async fn action_reset(
-    State(app): State<Shared>,
-    headers: HeaderMap,
-    form: Result<axum::Form<ActionForm>, axum::extract::rejection::FormRejection>,
-) -> Response {
-    let form = form.map(|f| f.0).unwrap_or_default();
-    if let Err(r) = check_action(&app, &headers, &form) {
-        return r.into_response();
-    }
+async fn action_reset(State(app): State<Shared>, headers: HeaderMap, form: PostedForm) -> Response {
+    let form = match checked_form(&app, &headers, form) {
+        Ok(form) => form,
+        Err(r) => return r.into_response(),
+    };
     let action = match Action::soft_reset(form.spec.as_deref().unwrap_or("")) {
         Ok(a) => a,
         Err(e) => {
@@ -817,6 +822,50 @@ mod tests {
 
     use super::super::Gauges;
     use super::*;
+
+    /// `serve` on a port of its own in a runtime of its own, until [`Serving::stop`].
+    struct Serving {
+        rt: tokio::runtime::Runtime,
+        addr: SocketAddr,
+        stop: tokio::sync::oneshot::Sender<()>,
+        server: tokio::task::JoinHandle<Result<(), DashboardError>>,
+    }
+
+    impl Serving {
+        fn start(cfg: DashboardConfig) -> Serving {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let listener = rt
+                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                .unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let server = rt.spawn(serve(listener, cfg, async move {
+                let _ = stop_rx.await;
+            }));
+            Serving {
+                rt,
+                addr,
+                stop,
+                server,
+            }
+        }
+
+        /// Ask it to stop; it must return, without an error, within 10 s.
+        fn stop(self) {
+            self.stop.send(()).unwrap();
+            let server = self.server;
+            let result = self
+                .rt
+                .block_on(async { tokio::time::timeout(Duration::from_secs(10), server).await })
+                .expect("serve returned after shutdown")
+                .unwrap();
+            assert!(result.is_ok(), "{result:?}");
+        }
+    }
 
     fn get(addr: SocketAddr, path: &str) -> String {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -846,19 +895,8 @@ mod tests {
             limit_memory: Some(0.8),
         });
         let token = cfg.token.clone();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = rt.spawn(serve(listener, cfg, async move {
-            let _ = stop_rx.await;
-        }));
+        let server = Serving::start(cfg);
+        let addr = server.addr;
 
         let page = get(addr, &format!("/?token={token}"));
         assert!(page.starts_with("HTTP/1.1 200"), "{page}");
@@ -875,12 +913,7 @@ mod tests {
         );
         assert!(get(addr, "/").starts_with("HTTP/1.1 401"));
 
-        stop_tx.send(()).unwrap();
-        let result = rt
-            .block_on(async { tokio::time::timeout(Duration::from_secs(10), server).await })
-            .expect("serve returned after shutdown")
-            .unwrap();
-        assert!(result.is_ok(), "{result:?}");
+        server.stop();
     }
 
     #[test]
@@ -891,19 +924,8 @@ mod tests {
         cfg.limits.header_timeout = Duration::from_millis(300);
         cfg.refresh_interval = Duration::from_millis(200);
         let token = cfg.token.clone();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = rt.spawn(serve(listener, cfg, async move {
-            let _ = stop_rx.await;
-        }));
+        let server = Serving::start(cfg);
+        let addr = server.addr;
         // Every read below is bounded by the harness; EOF means the server closed.
         let closed = |s: &mut std::net::TcpStream| {
             s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -946,11 +968,6 @@ mod tests {
                 .count();
         }
         assert!(updates >= 2, "{updates} updates");
-        stop_tx.send(()).unwrap();
-        let result = rt
-            .block_on(async { tokio::time::timeout(Duration::from_secs(10), server).await })
-            .expect("serve returned after shutdown")
-            .unwrap();
-        assert!(result.is_ok(), "{result:?}");
+        server.stop();
     }
 }

@@ -302,18 +302,23 @@ impl Worker {
 mod tests {
     use super::*;
 
-    #[test]
-    fn publishes_changes_corruption_and_recovery() {
-        let dir = tempfile::tempdir().unwrap();
-        let project = Project::at(dir.path());
-        crate::fs::create_dir_all(project.claude_dir()).unwrap();
-        let (_w, mut rx) = start(WatchConfig {
+    /// The watcher of `project`, polling every 50 ms (no timed refresh).
+    fn watching(project: &Project) -> (StateWatcher, watch::Receiver<Arc<Frame>>) {
+        start(WatchConfig {
             project: project.clone(),
             gauges: Arc::new(super::super::Gauges::default),
             poll_interval: Duration::from_millis(50),
             refresh_interval: Duration::from_secs(3600),
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn publishes_changes_corruption_and_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = Project::at(dir.path());
+        crate::fs::create_dir_all(project.claude_dir()).unwrap();
+        let (_w, mut rx) = watching(&project);
         assert!(matches!(rx.borrow().state, StateRead::Missing { .. }));
         let wait_for = |rx: &mut watch::Receiver<Arc<Frame>>, pred: &dyn Fn(&Frame) -> bool| {
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -361,13 +366,7 @@ mod tests {
         let stream = include_str!("../../tests/fixtures/claude_stream_json_write.jsonl");
         let first = stream.lines().next().unwrap();
         crate::fs::write(&events, format!("{first}\n")).unwrap();
-        let (_w, mut rx) = start(WatchConfig {
-            project: project.clone(),
-            gauges: Arc::new(super::super::Gauges::default),
-            poll_interval: Duration::from_millis(50),
-            refresh_interval: Duration::from_secs(3600),
-        })
-        .unwrap();
+        let (_w, mut rx) = watching(&project);
         let turns = |f: &Frame| {
             f.overview
                 .as_ref()

@@ -570,14 +570,8 @@ impl LockedFile {
     /// may fail then: use it only where such a caller tries again.
     pub fn peek(path: impl AsRef<Path>) -> Result<Option<Peek>, LockError> {
         let path = path.as_ref();
-        let file = match fs_err::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NONBLOCK)
-            .open(path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let Some(file) = open_to_look(path)? else {
+            return Ok(None);
         };
         match file.file().try_lock_shared() {
             Ok(()) => {
@@ -601,14 +595,8 @@ impl LockedFile {
     /// file does not exist).
     pub fn probe(path: impl AsRef<Path>) -> Result<Option<Holder>, LockError> {
         let path = path.as_ref();
-        let file = match fs_err::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NONBLOCK)
-            .open(path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let Some(file) = open_to_look(path)? else {
+            return Ok(None);
         };
         check_regular(&file)?;
         holder_of(&file)
@@ -717,6 +705,20 @@ fn open_for_lock(path: &Path) -> Result<(fs_err::File, bool), LockError> {
     };
     check_regular(&file)?;
     Ok((file, writable))
+}
+
+/// `path` opened to look at its lock without taking it ([`LockedFile::peek`],
+/// [`LockedFile::probe`]): read-only, never blocking on a FIFO; `None` when missing.
+fn open_to_look(path: &Path) -> Result<Option<fs_err::File>, LockError> {
+    match fs_err::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn check_regular(file: &fs_err::File) -> Result<(), LockError> {
@@ -925,6 +927,50 @@ fn secs(d: Duration) -> String {
     }
 }
 
+/// Test support: a lock on a fresh `s.lock`, held while `acquire` waits for it in a
+/// thread that a stop request with `signal` must end.
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn stopped_wait<T: Send, E: Send>(
+    signal: i32,
+    acquire: fn(&Path, &Cancel) -> Result<T, E>,
+) -> StoppedWait<E> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.lock");
+    let held = LockedFile::try_acquire(&path).unwrap().unwrap();
+    let cancel = Cancel::new();
+    let err = std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| acquire(&path, &cancel));
+        // Let the wait begin (a request made before it is honoured too, after a grace).
+        std::thread::sleep(Duration::from_millis(30));
+        cancel.request(signal);
+        match waiter.join().unwrap() {
+            Ok(_) => panic!("the wait for a held lock ended without an error"),
+            Err(e) => e,
+        }
+    });
+    StoppedWait {
+        _dir: dir,
+        path,
+        _held: held,
+        cancel,
+        err,
+    }
+}
+
+/// What [`stopped_wait`] leaves: the lock is still held while this lives.
+#[cfg(test)]
+pub(crate) struct StoppedWait<E> {
+    _dir: tempfile::TempDir,
+    /// The lock file.
+    pub path: PathBuf,
+    _held: LockedFile,
+    /// The token the stop was requested on.
+    pub cancel: Cancel,
+    /// The error the wait ended with.
+    pub err: E,
+}
+
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)]
 mod tests {
@@ -975,19 +1021,13 @@ mod tests {
 
     #[test]
     fn a_stop_request_ends_the_wait_with_its_signal() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.lock");
-        let _held = LockedFile::try_acquire(&path).unwrap().unwrap();
-        let cancel = Cancel::new();
-        let waiter = {
-            let (path, cancel) = (path.clone(), cancel.clone());
-            std::thread::spawn(move || {
-                LockedFile::acquire(&path, "the thing", &LockTimeout::new(None, ""), &cancel)
-            })
-        };
-        std::thread::sleep(Duration::from_millis(30));
-        cancel.request(15);
-        let err = waiter.join().unwrap().unwrap_err();
+        // `stopped` keeps the folder and the lock until the end of the test.
+        let stopped = stopped_wait(15, |path, cancel| {
+            LockedFile::acquire(path, "the thing", &LockTimeout::new(None, ""), cancel)
+        });
+        let StoppedWait {
+            path, cancel, err, ..
+        } = &stopped;
         assert_eq!(err.interrupted(), Some(15), "{err:?}");
         let msg = err.to_string();
         assert!(
@@ -1002,7 +1042,7 @@ mod tests {
         );
 
         // Already asked to stop when the wait begins: still gives up (after a grace).
-        let err = LockedFile::acquire(&path, "the thing", &LockTimeout::new(None, ""), &cancel)
+        let err = LockedFile::acquire(path, "the thing", &LockTimeout::new(None, ""), cancel)
             .unwrap_err();
         assert_eq!(err.interrupted(), Some(15), "{err:?}");
     }

@@ -103,11 +103,7 @@ impl SettingsError {
 
 impl crate::exit::UserError for SettingsError {
     fn exit_code(&self) -> i32 {
-        if self.is_usage() {
-            crate::exit::USAGE
-        } else {
-            crate::exit::FAILED
-        }
+        crate::exit::usage_or_failed(self.is_usage())
     }
 
     fn hints(&self) -> Vec<String> {

@@ -53,16 +53,10 @@ mod tests {
 
     #[test]
     fn a_waiting_writer_is_interrupted_with_the_signal() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.lock");
-        let _held = LockedFile::try_acquire(&path).unwrap().unwrap();
-        let cancel = Cancel::new();
-        let waiter = {
-            let (path, cancel) = (path.clone(), cancel.clone());
-            std::thread::spawn(move || StateLock::acquire(&path, "the state", &cancel))
-        };
-        cancel.request(1);
-        let err = waiter.join().unwrap().unwrap_err();
+        let err = crate::fs::locked_file::stopped_wait(1, |path, cancel| {
+            StateLock::acquire(path, "the state", cancel)
+        })
+        .err;
         assert_eq!(err.interrupted(), Some(1), "{err}");
         assert!(err.to_string().contains("the state"), "{err}");
         assert!(!err.hints().is_empty());

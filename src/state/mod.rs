@@ -22,8 +22,9 @@ pub mod timestamp;
 pub use lock::StateLock;
 pub use number::Count;
 pub use schema::{
-    AgentPerformance, Agents, CommandRecord, Commands, CompletedPhase, ErrorRecord, Phase,
-    Resources, Session, Spec, SpecFiles, Task, TaskStatus, UnifiedState, Workflow,
+    AgentPerformance, Agents, CommandRecord, Commands, CompletedPhase, CostLedger, ErrorRecord,
+    Phase, Resources, Session, Spec, SpecFiles, Task, TaskStatus, UnifiedState, Workflow,
+    WorkflowOptions,
 };
 pub(crate) use store::read_state_file;
 pub use store::{MAX_STATE_BYTES, StateStore};
@@ -180,11 +181,7 @@ impl StateError {
 
 impl crate::exit::UserError for StateError {
     fn exit_code(&self) -> i32 {
-        if self.is_usage() {
-            crate::exit::USAGE
-        } else {
-            crate::exit::FAILED
-        }
+        crate::exit::usage_or_failed(self.is_usage())
     }
 
     fn hints(&self) -> Vec<String> {

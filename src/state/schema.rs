@@ -4,6 +4,14 @@
 //! keys, naive timestamps, `NaN`/`Infinity`, integers of any size: see `number`) load; every struct keeps the keys it does not know in `extra`
 //! so a rewrite never drops them. Phase and status values qw does not know are kept as
 //! `Other(..)` rather than failing the load.
+//!
+//! qw's own additions to the original format (`cost_ledger`, a spec's
+//! `workflow_options`, a task's `system_stats` and `evidence`) are typed fields too, each
+//! skipped when absent so the file stays schema 1. They are declared after `extra`, so
+//! they are written after the unknown keys, where qw appended them when it kept them in
+//! `extra`: a file written by an earlier qw rewrites byte for byte (unless another tool
+//! added keys after qw's, or qw's reconcile keys, still in `extra`, came first: then
+//! only the order of keys differs).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -173,6 +181,9 @@ pub struct UnifiedState {
     /// Unknown top-level keys.
     #[serde(flatten)]
     pub extra: Extra,
+    /// USD spent on agent runs per local day (qw's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_ledger: Option<CostLedger>,
 }
 
 fn schema_version_one() -> u32 {
@@ -249,6 +260,9 @@ pub struct Spec {
     /// Unknown keys.
     #[serde(flatten)]
     pub extra: Extra,
+    /// The options its workflow was started with (qw's; written on `RunStarted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_options: Option<WorkflowOptions>,
 }
 
 /// One entry of a spec's `completed_phases`.
@@ -343,6 +357,45 @@ pub struct Task {
     /// Unknown keys.
     #[serde(flatten)]
     pub extra: Extra,
+    /// The machine as its last attempt started (dev mode `resource_monitoring`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_stats: Option<Map<String, Value>>,
+    /// The one-line evidence of its last run's outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+}
+
+/// The top-level `cost_ledger`: USD spent on agent runs per local day (`YYYY-MM-DD`),
+/// read by the daily cost ceiling. Days are kept in file order; a value that is no
+/// number is kept as written and counts as nothing spent.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CostLedger {
+    /// Day → USD.
+    #[serde(flatten)]
+    pub days: Extra,
+}
+
+impl CostLedger {
+    /// USD spent on `day` (`YYYY-MM-DD`); 0 when not recorded.
+    pub fn spent_on(&self, day: &str) -> f64 {
+        self.days.get(day).and_then(Value::as_f64).unwrap_or(0.0)
+    }
+
+    /// Add `usd` to `day`.
+    pub fn add(&mut self, day: &str, usd: f64) {
+        let total = self.spent_on(day) + usd;
+        self.days.insert(day.to_owned(), Value::from(total));
+    }
+}
+
+/// A spec's `workflow_options`: how its workflow was started, so `workflow-continue`
+/// resumes alike. The state keeps the members as written; their meaning is
+/// `workflow::Options`, which reads and writes them (`Options::from_saved`, `saved`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct WorkflowOptions {
+    /// The options, by name, in the order written.
+    #[serde(flatten)]
+    pub members: Extra,
 }
 
 /// `agents`
@@ -500,6 +553,7 @@ impl UnifiedState {
             errors: Vec::new(),
             commands: Commands::default(),
             extra: Extra::new(),
+            cost_ledger: None,
         }
     }
 

@@ -204,10 +204,7 @@ impl StateStore {
     ) -> Result<(), StateError> {
         state.schema_version = SCHEMA_VERSION;
         state.session.last_updated = Some(Timestamp::now());
-        let text = serde_json::to_string_pretty(state).map_err(StateError::Serialize)?;
-        // Tokens the original wrote (NaN, Infinity, integers of any size) go back verbatim.
-        let mut bytes = crate::jsontext::untag(text).into_bytes();
-        bytes.push(b'\n');
+        let bytes = render(state)?;
         self.remove_stale_temps();
         crate::fs::write_durable(&self.path(), &bytes)?;
         Ok(())
@@ -333,6 +330,15 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Result<UnifiedState, St
     }
 }
 
+/// The bytes of the state file for `state`: pretty JSON and a newline.
+fn render(state: &UnifiedState) -> Result<Vec<u8>, StateError> {
+    let text = serde_json::to_string_pretty(state).map_err(StateError::Serialize)?;
+    // Tokens the original wrote (NaN, Infinity, integers of any size) go back verbatim.
+    let mut bytes = crate::jsontext::untag(text).into_bytes();
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)]
 mod tests {
@@ -449,5 +455,105 @@ mod tests {
         );
         // The fresh state was written, so the next read is clean.
         assert!(matches!(store.read().unwrap(), Read::Valid(_)));
+    }
+
+    fn reparse(name: &str, bytes: &[u8]) -> UnifiedState {
+        parse(Path::new(name), bytes).unwrap().unwrap()
+    }
+
+    /// A state written by qw before its own keys (`cost_ledger`, `workflow_options`,
+    /// `system_stats`, `evidence`) were typed: it reads into the typed fields and
+    /// rewrites byte for byte (unknown keys first, as qw appended its own after them).
+    #[test]
+    fn a_state_written_by_an_earlier_qw_rewrites_byte_for_byte() {
+        let written = include_str!("../../tests/fixtures/qw_unified_state.json");
+        let s = reparse("qw_unified_state.json", written.as_bytes());
+        let ledger = s.cost_ledger.as_ref().expect("cost_ledger is typed");
+        assert_eq!(ledger.days.len(), 1);
+        let spent: f64 = ledger.days.keys().map(|d| ledger.spent_on(d)).sum();
+        assert!((spent - 1.25).abs() < 1e-9, "0.25 + 0.5 + 0.5: {spent}");
+        let demo = &s.specifications["demo"];
+        let options = demo
+            .workflow_options
+            .as_ref()
+            .expect("workflow_options is typed");
+        assert_eq!(options.members["parallel"], 2);
+        assert_eq!(
+            demo.tasks["1"].evidence.as_deref(),
+            Some("exit 0, is_error false: Done.")
+        );
+        assert!(demo.tasks["1"].system_stats.is_some());
+        assert!(demo.tasks["2"].system_stats.is_none());
+        let t10 = &s.specifications["user-auth"].tasks["10"];
+        assert_eq!(
+            t10.extra["timeout_seconds"], 900,
+            "the original's key stays unknown"
+        );
+        assert!(s.extra.contains_key("custom_extension"));
+        assert!(!s.extra.contains_key("cost_ledger"), "{:?}", s.extra.keys());
+        assert!(!demo.extra.contains_key("workflow_options"));
+        assert!(!demo.tasks["1"].extra.contains_key("evidence"));
+
+        let again = render(&s).unwrap();
+        assert_eq!(String::from_utf8(again).unwrap(), written);
+    }
+
+    /// Unknown keys inside qw's own maps survive a rewrite, and a value of the ledger
+    /// that is no number is kept and counts as nothing spent.
+    #[test]
+    fn unknown_members_of_qw_maps_survive_a_rewrite() {
+        let text = r#"{"cost_ledger": {"2026-01-02": 1.5, "note": "by hand"},
+            "specifications": {"a": {"workflow_options": {"agent": "claude", "future": [1]},
+                "tasks": {"1": {"evidence": "why", "system_stats": {"x": 1}}}}}}"#;
+        let s = reparse("s.json", text.as_bytes());
+        let ledger = s.cost_ledger.as_ref().unwrap();
+        assert_eq!(ledger.spent_on("2026-01-02"), 1.5);
+        assert_eq!(ledger.spent_on("note"), 0.0);
+        assert_eq!(ledger.spent_on("2026-01-03"), 0.0);
+        let back = render(&s).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&back).unwrap();
+        assert_eq!(v["cost_ledger"]["note"], "by hand");
+        assert_eq!(v["specifications"]["a"]["workflow_options"]["future"][0], 1);
+        assert_eq!(v["specifications"]["a"]["tasks"]["1"]["evidence"], "why");
+        assert_eq!(
+            v["specifications"]["a"]["tasks"]["1"]["system_stats"]["x"],
+            1
+        );
+        assert!(v["specifications"]["a"].get("cost_ledger").is_none());
+    }
+
+    /// The original system's files rewrite to a fixed point: the second rewrite is the
+    /// first (timestamps and numbers are normalised once, keys never move or vanish).
+    #[test]
+    fn the_original_systems_files_rewrite_to_a_fixed_point() {
+        for (name, text) in [
+            (
+                "python_unified_state.json",
+                include_str!("../../tests/fixtures/python_unified_state.json"),
+            ),
+            (
+                "python_unified_state_nan.json",
+                include_str!("../../tests/fixtures/python_unified_state_nan.json"),
+            ),
+        ] {
+            let first = render(&reparse(name, text.as_bytes())).unwrap();
+            let second = render(&reparse(name, &first)).unwrap();
+            assert_eq!(
+                String::from_utf8(first).unwrap(),
+                String::from_utf8(second).unwrap(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn cost_ledger_adds_per_day_and_keeps_day_order() {
+        let mut ledger = crate::state::CostLedger::default();
+        ledger.add("2026-01-02", 0.5);
+        ledger.add("2026-01-01", 0.25);
+        ledger.add("2026-01-02", 0.25);
+        assert_eq!(ledger.spent_on("2026-01-02"), 0.75);
+        let days: Vec<&String> = ledger.days.keys().collect();
+        assert_eq!(days, ["2026-01-02", "2026-01-01"], "as first written");
     }
 }

@@ -116,11 +116,9 @@ impl Budget {
 pub(crate) fn spent_today(state: &UnifiedState) -> f64 {
     let today = chrono::Local::now().format("%Y-%m-%d").to_string();
     state
-        .extra
-        .get("cost_ledger")
-        .and_then(|l| l.get(&today))
-        .and_then(serde_json::Value::as_f64)
-        .unwrap_or(0.0)
+        .cost_ledger
+        .as_ref()
+        .map_or(0.0, |ledger| ledger.spent_on(&today))
 }
 
 #[cfg(test)]

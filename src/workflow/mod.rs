@@ -152,6 +152,16 @@ impl Default for Options {
 }
 
 impl Options {
+    /// The options as a spec's state entry keeps them (`workflow_options`).
+    pub fn saved(&self) -> Result<crate::state::WorkflowOptions, serde_json::Error> {
+        serde_json::from_value(serde_json::to_value(self)?)
+    }
+
+    /// The options a spec's state entry kept (`fresh` is never saved: false).
+    pub fn from_saved(saved: &crate::state::WorkflowOptions) -> Result<Options, serde_json::Error> {
+        serde_json::from_value(serde_json::Value::Object(saved.members.clone()))
+    }
+
     /// The per-run timeout (0 = no limit, as with GNU timeout).
     pub fn task_timeout(&self) -> Option<Duration> {
         (self.task_timeout_s > 0.0).then(|| Duration::from_secs_f64(self.task_timeout_s))
@@ -171,6 +181,3 @@ impl Options {
         Duration::from_secs_f64(self.retry_delay_s.max(0.0))
     }
 }
-
-/// Where options are kept inside a spec's state entry.
-pub const OPTIONS_KEY: &str = "workflow_options";

@@ -126,7 +126,7 @@ impl Repair {
 }
 
 fn norm(title: &str) -> String {
-    title.split_whitespace().collect::<Vec<_>>().join(" ")
+    crate::fmt::fold_whitespace(title)
 }
 
 /// Every disagreement between the leaves of `list` and the state's `tasks` of the spec,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::events::Ending;
-use super::{AgentKind, OPTIONS_KEY};
+use super::{AgentKind, Options};
 use crate::agent::outcome::AgentRun;
 use crate::spec::tasks::TaskList;
 use crate::state::{Phase, TaskStatus, UnifiedState};
@@ -189,15 +189,14 @@ fn failed_details(out: &mut String, spec: &crate::state::Spec, runs: &Path) {
 }
 
 /// The agent the workflow ran with, as saved in the spec's options.
-fn agent_of<'a>(input: &'a ReportInput<'_>) -> Option<&'a str> {
-    input
+fn agent_of(input: &ReportInput<'_>) -> Option<&'static str> {
+    let saved = input
         .state
         .specifications
         .get(input.name)?
-        .extra
-        .get(OPTIONS_KEY)?
-        .get("agent")?
-        .as_str()
+        .workflow_options
+        .as_ref()?;
+    Some(Options::from_saved(saved).ok()?.agent.as_str())
 }
 
 /// What the offline agent did, plainly: no code, template documents, and the checks its
@@ -267,14 +266,17 @@ mod tests {
         }
     }
 
-    fn state_with_agent(agent: &str) -> UnifiedState {
+    fn state_with_agent(agent: AgentKind) -> UnifiedState {
         let mut state = UnifiedState::new();
         let mut spec = Spec {
             name: "demo".into(),
             ..Spec::default()
         };
-        spec.extra
-            .insert(OPTIONS_KEY.into(), serde_json::json!({ "agent": agent }));
+        let options = Options {
+            agent,
+            ..Options::default()
+        };
+        spec.workflow_options = Some(options.saved().unwrap());
         state.specifications.insert("demo".into(), spec);
         state
     }
@@ -283,9 +285,14 @@ mod tests {
     fn the_report_names_the_agent_and_an_offline_run_says_no_code_was_written() {
         let tasks = TaskList::parse("- [ ] 1. A\n  - _Verify: `test -f x`_\n- [ ] 2. B\n").unwrap();
         let ending = Ending::Completed;
-        for (agent, offline) in [("offline", true), ("claude", false), ("command", false)] {
+        for (agent, offline) in [
+            (AgentKind::Offline, true),
+            (AgentKind::Claude, false),
+            (AgentKind::Command, false),
+        ] {
             let state = state_with_agent(agent);
             let text = render(&input_for(&state, Some(&tasks), &ending));
+            let agent = agent.as_str();
             assert!(text.contains(&format!("| agent | {agent} |")), "{text}");
             assert_eq!(text.contains("**No code was written.**"), offline, "{text}");
             assert_eq!(text.contains("- 1: `test -f x`"), offline, "{text}");

@@ -26,7 +26,7 @@ use crate::state::{
     self, ErrorRecord, Phase, TaskStatus, Timestamp, UnifiedState, schema::CompletedPhase,
 };
 
-use super::{OPTIONS_KEY, Options};
+use super::Options;
 
 /// The activity of runs so far, by run id (see [`running_run_ids`]).
 pub type Activities = HashMap<String, Activity>;
@@ -440,10 +440,8 @@ fn elapsed(spec: &state::Spec, now: DateTime<Local>) -> Option<f64> {
 fn task_timeout(spec: &state::Spec, t: &state::Task) -> Option<f64> {
     let own = t.extra.get("timeout_seconds").and_then(Value::as_f64);
     let options = || {
-        spec.extra
-            .get(OPTIONS_KEY)
-            .and_then(|v| serde_json::from_value::<Options>(v.clone()).ok())
-            .map(|o| o.task_timeout_s)
+        let saved = spec.workflow_options.as_ref()?;
+        Some(Options::from_saved(saved).ok()?.task_timeout_s)
     };
     own.or_else(options).filter(|s| *s > 0.0)
 }
@@ -530,7 +528,7 @@ pub fn next_step(
     if spec.current_phase == Phase::Complete {
         return None;
     }
-    let started = spec.extra.contains_key(OPTIONS_KEY) || !spec.tasks.is_empty();
+    let started = spec.workflow_options.is_some() || !spec.tasks.is_empty();
     if !started {
         let desc = if spec.description.is_empty() {
             "\"DESCRIPTION\"".to_owned()

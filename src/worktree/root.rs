@@ -311,22 +311,14 @@ mod tests {
 
     #[test]
     fn two_repositories_with_the_same_name_get_different_cache_containers() {
-        let a = choose(
-            Path::new("/a/shop"),
-            Path::new("/a/shop"),
-            Some("/wt"),
-            &env(),
-            &|_| true,
-        )
-        .unwrap();
-        let b = choose(
-            Path::new("/b/shop"),
-            Path::new("/b/shop"),
-            Some("/wt"),
-            &env(),
-            &|_| true,
-        )
-        .unwrap();
+        let under_wt = |top: &str| {
+            choose(Path::new(top), Path::new(top), Some("/wt"), &env(), &|_| {
+                true
+            })
+            .unwrap()
+        };
+        let a = under_wt("/a/shop");
+        let b = under_wt("/b/shop");
         assert_ne!(a.container, b.container);
         assert!(
             text(&a.container).starts_with("/wt/shop-")
@@ -334,14 +326,7 @@ mod tests {
         );
         assert_eq!(a.why, Why::Setting);
         // Stable: the same path always gives the same container.
-        let again = choose(
-            Path::new("/a/shop"),
-            Path::new("/a/shop"),
-            Some("/wt"),
-            &env(),
-            &|_| true,
-        )
-        .unwrap();
+        let again = under_wt("/a/shop");
         assert_eq!(a.container, again.container);
     }
 

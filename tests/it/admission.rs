@@ -52,37 +52,6 @@ fn loaded_proc(p: &TestProject) -> std::path::PathBuf {
     p.path().join("fake-proc")
 }
 
-/// One busy loop per usable CPU, ended by pid when dropped (they also carry the test's
-/// marker, so its `MarkerGuard` ends them too).
-struct BusyLoops(Vec<Child>);
-
-impl BusyLoops {
-    fn start(marker: &str) -> BusyLoops {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        BusyLoops(
-            (0..cpus)
-                .map(|_| {
-                    std::process::Command::new("sh")
-                        .args(["-c", "while :; do :; done"])
-                        .env("QW_TEST_MARKER", marker)
-                        .stdin(Stdio::null())
-                        .spawn()
-                        .unwrap()
-                })
-                .collect(),
-        )
-    }
-}
-
-impl Drop for BusyLoops {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            unsafe_kill(i32::try_from(c.id()).unwrap(), 9);
-            let _ = c.wait();
-        }
-    }
-}
-
 /// `qw exec --admit -- sleep 30` under the fake load: admitted at once (nothing runs),
 /// it holds a slot until killed. Returns when its program runs.
 fn hold_a_slot(p: &TestProject, marker: &str, fake: &std::path::Path) -> Child {
@@ -113,6 +82,13 @@ fn stderr_file(p: &TestProject, name: &str) -> (std::path::PathBuf, std::fs::Fil
     let path = p.path().join(name);
     let f = std::fs::File::create(&path).unwrap();
     (path, f)
+}
+
+/// A file that shows whether a program ran, and the `sh -c` script that writes it.
+fn start_marker(p: &TestProject) -> (std::path::PathBuf, String) {
+    let started = p.path().join("started");
+    let script = format!("echo ok > '{}'", started.display());
+    (started, script)
 }
 
 fn queued_tickets(p: &TestProject) -> usize {
@@ -232,8 +208,7 @@ fn admission_memory_limit_holds_with_nothing_running_and_every_limit_is_named() 
         ".claude/settings.local.json",
         r#"{"resource_limits": {"max_load": 0, "max_memory": 0, "acquire_timeout_s": 1}}"#,
     );
-    let started = p.path().join("started");
-    let script = format!("echo ok > '{}'", started.display());
+    let (started, script) = start_marker(&p);
     let t = Instant::now();
     let out = p.run(&["exec", "--admit", "--", "sh", "-c", &script]);
     let took = t.elapsed();
@@ -395,13 +370,9 @@ fn admission_resources_shows_holder_pid_limits_and_decisions() {
 #[test]
 fn admission_signal_while_waiting_stops_without_starting() {
     let p = TestProject::new();
-    // Memory limits hold even with nothing running: this waits until the signal.
-    p.write(
-        ".claude/settings.local.json",
-        r#"{"resource_limits": {"max_memory": 0, "acquire_timeout_s": 60}}"#,
-    );
-    let started = p.path().join("started");
-    let script = format!("echo ok > '{}'", started.display());
+    // Nothing is admitted: this waits until the signal.
+    p.refuse_admission(60);
+    let (started, script) = start_marker(&p);
     let waiter = spawn(&p, &["exec", "--admit", "--", "sh", "-c", &script]);
     assert!(
         wait_until(Duration::from_secs(20), || queued_tickets(&p) == 1),
@@ -425,12 +396,8 @@ fn admission_signal_while_waiting_stops_without_starting() {
 fn admission_admit_timeout_overrides_acquire_timeout_and_never_starts() {
     let p = TestProject::new();
     // The settings would wait 300 s; the flag caps this run at half a second.
-    p.write(
-        ".claude/settings.local.json",
-        r#"{"resource_limits": {"max_memory": 0, "acquire_timeout_s": 300}}"#,
-    );
-    let started = p.path().join("started");
-    let script = format!("echo ok > '{}'", started.display());
+    p.refuse_admission(300);
+    let (started, script) = start_marker(&p);
     let t = Instant::now();
     let out = p.run(&[
         "exec",

@@ -290,11 +290,7 @@ fn run_with_env(
 }
 
 fn fake_env(p: &TestProject, mode: &str, marker: &str) -> Vec<(OsString, OsString)> {
-    let path = format!(
-        "{}:{}",
-        p.path().join(".fake/bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with(&p.path().join(".fake/bin"));
     vec![
         ("PATH".into(), path.into()),
         ("FAKE_MODE".into(), mode.into()),

@@ -326,6 +326,67 @@ impl Flow {
         c
     }
 
+    /// Task 1 writes hello.txt, then its answer is held (a slow model) until `gate`
+    /// opens; resumed, it only has to say it is done.
+    fn hello_then_held(gate: &Gate) -> Flow {
+        Flow::new(
+            Model::new()
+                .when(
+                    agent::prompt::RESUME_HEADER,
+                    [Step::text(
+                        "hello.txt is already written; the task is done.",
+                    )],
+                )
+                .when(
+                    "Implement task 1 only",
+                    [
+                        Step::write("hello.txt", "hello\n"),
+                        Step::held(gate, Step::text("Wrote hello.txt.")),
+                    ],
+                )
+                .workflow_rules(),
+        )
+    }
+
+    /// The workflow of [`hello_then_held`](Self::hello_then_held), started in the
+    /// background with edits accepted.
+    fn start_hello(&self, cli: &ClaudeCli) -> std::process::Child {
+        let mut args = ACCEPT_EDITS.to_vec();
+        args.extend(["--task-timeout", "120"]);
+        self.command(cli, &args, None).spawn().unwrap()
+    }
+
+    /// hello.txt is written and the model holds task 1's next answer (the stream names
+    /// the tool call before Claude Code has run it, so the second request is the proof).
+    fn hello_written_and_held(&self) -> bool {
+        self.p.path().join("hello.txt").exists()
+            && self
+                .api
+                .prompts()
+                .iter()
+                .filter(|p| p.contains("Implement task 1 only"))
+                .count()
+                >= 2
+    }
+
+    /// `qw workflow-continue demo` with the real CLI.
+    fn continue_workflow(&self, cli: &ClaudeCli) -> Output {
+        let mut c = self.p.qw(&["workflow-continue", "demo"]);
+        cli.configure(&mut c, &self.api, &home(&self.p));
+        c.env("QW_TEST_MARKER", &self.marker);
+        c.output().unwrap()
+    }
+
+    /// The first request after the first `before` ones that resumes a session.
+    fn resumed_request(&self, before: usize) -> messages_api::Recorded {
+        self.api
+            .messages()
+            .into_iter()
+            .skip(before)
+            .find(|m| m.prompt().contains(agent::prompt::RESUME_HEADER))
+            .expect("no resumed request")
+    }
+
     fn run(&self, cli: &ClaudeCli, args: &[&str], as_user: Option<&OtherUser>) -> Output {
         let out = self.command(cli, args, as_user).output().unwrap();
         assert!(
@@ -879,39 +940,13 @@ fn claude_real_workflow_live_status_then_interrupt_and_continue_resumes_the_sess
     let gate = Gate::new();
     // Task 1 writes hello.txt, then its answer is held (a slow model) until the test
     // interrupts the workflow; resumed, it only has to say it is done.
-    let f = Flow::new(
-        Model::new()
-            .when(
-                agent::prompt::RESUME_HEADER,
-                [Step::text(
-                    "hello.txt is already written; the task is done.",
-                )],
-            )
-            .when(
-                "Implement task 1 only",
-                [
-                    Step::write("hello.txt", "hello\n"),
-                    Step::held(&gate, Step::text("Wrote hello.txt.")),
-                ],
-            )
-            .workflow_rules(),
-    );
-    let mut args = ACCEPT_EDITS.to_vec();
-    args.extend(["--task-timeout", "120"]);
-    let mut child = f.command(cli, &args, None).spawn().unwrap();
+    let f = Flow::hello_then_held(&gate);
+    let mut child = f.start_hello(cli);
     let pid = i32::try_from(child.id()).unwrap();
     let live = live_task(&f.p, Duration::from_secs(150));
     // Stop it once the Write was done and the model holds its next answer (the stream
     // names the tool call before Claude Code has run it).
-    let held = wait_until(Duration::from_secs(60), || {
-        f.p.path().join("hello.txt").exists()
-            && f.api
-                .prompts()
-                .iter()
-                .filter(|p| p.contains("Implement task 1 only"))
-                .count()
-                >= 2
-    });
+    let held = wait_until(Duration::from_secs(60), || f.hello_written_and_held());
     // Ctrl-C, as a user would (the workflow forwards it to the agent's tree).
     unsafe_kill(pid, 2);
     let ended = wait_until(Duration::from_secs(60), || {
@@ -955,23 +990,14 @@ fn claude_real_workflow_live_status_then_interrupt_and_continue_resumes_the_sess
 
     // workflow-continue resumes the session: the model sees the earlier conversation.
     let before = f.api.messages().len();
-    let mut c = f.p.qw(&["workflow-continue", "demo"]);
-    cli.configure(&mut c, &f.api, &home(&f.p));
-    c.env("QW_TEST_MARKER", &f.marker);
-    let out = c.output().unwrap();
+    let out = f.continue_workflow(cli);
     assert_eq!(out.status.code(), Some(0), "{}", diag(&out));
     assert!(
         stderr(&out).contains(&format!("resuming session {session}")),
         "{}",
         diag(&out)
     );
-    let resumed = f
-        .api
-        .messages()
-        .into_iter()
-        .skip(before)
-        .find(|m| m.prompt().contains(agent::prompt::RESUME_HEADER))
-        .expect("no resumed request");
+    let resumed = f.resumed_request(before);
     let convo = resumed.conversation().join("\n");
     assert!(convo.contains("Implement task 1 only"), "{convo}");
     assert!(convo.contains("tool_use Write"), "{convo}");
@@ -1041,36 +1067,10 @@ fn claude_real_task_of_a_killed_qw_resumes_from_its_cut_off_stream() {
     let gate = Gate::new();
     // As above, but qw is SIGKILLed while the model holds its answer: no outcome is
     // recorded, only the run's events.jsonl knows the session.
-    let f = Flow::new(
-        Model::new()
-            .when(
-                agent::prompt::RESUME_HEADER,
-                [Step::text(
-                    "hello.txt is already written; the task is done.",
-                )],
-            )
-            .when(
-                "Implement task 1 only",
-                [
-                    Step::write("hello.txt", "hello\n"),
-                    Step::held(&gate, Step::text("Wrote hello.txt.")),
-                ],
-            )
-            .workflow_rules(),
-    );
-    let mut args = ACCEPT_EDITS.to_vec();
-    args.extend(["--task-timeout", "120"]);
-    let mut child = f.command(cli, &args, None).spawn().unwrap();
+    let f = Flow::hello_then_held(&gate);
+    let mut child = f.start_hello(cli);
     let pid = i32::try_from(child.id()).unwrap();
-    let held = wait_until(Duration::from_secs(150), || {
-        f.p.path().join("hello.txt").exists()
-            && f.api
-                .prompts()
-                .iter()
-                .filter(|p| p.contains("Implement task 1 only"))
-                .count()
-                >= 2
-    });
+    let held = wait_until(Duration::from_secs(150), || f.hello_written_and_held());
     unsafe_kill(pid, 9);
     child.wait().unwrap();
     assert!(
@@ -1093,10 +1093,7 @@ fn claude_real_task_of_a_killed_qw_resumes_from_its_cut_off_stream() {
     // workflow-continue ends the orphaned CLI (the sweep) and resumes that session: the
     // model sees the earlier conversation.
     let before = f.api.messages().len();
-    let mut c = f.p.qw(&["workflow-continue", "demo"]);
-    cli.configure(&mut c, &f.api, &home(&f.p));
-    c.env("QW_TEST_MARKER", &f.marker);
-    let out = c.output().unwrap();
+    let out = f.continue_workflow(cli);
     gate.open();
     assert_eq!(out.status.code(), Some(0), "{}", diag(&out));
     assert!(
@@ -1104,13 +1101,7 @@ fn claude_real_task_of_a_killed_qw_resumes_from_its_cut_off_stream() {
         "{}",
         diag(&out)
     );
-    let resumed = f
-        .api
-        .messages()
-        .into_iter()
-        .skip(before)
-        .find(|m| m.prompt().contains(agent::prompt::RESUME_HEADER))
-        .expect("no resumed request");
+    let resumed = f.resumed_request(before);
     assert!(
         resumed.prompt().contains("qw was killed while you worked"),
         "{}",

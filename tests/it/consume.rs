@@ -1,7 +1,7 @@
 //! `qw suggest` / `qw consume`: success, retries into the failed file, injections refused
 //! without running anything, `--watch` with notifications and a clean SIGINT exit.
 
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use crate::support::*;
@@ -28,8 +28,22 @@ fn fake_claude(p: &TestProject, code: i32) -> String {
             calls.display()
         ),
     );
-    let path = std::env::var("PATH").unwrap_or_default();
-    format!("{}:{path}", p.path().join("bin").display())
+    path_with(&p.path().join("bin"))
+}
+
+/// `qw consume --once` with `extra` flags in the background, `path` as its PATH and the
+/// test's marker; stderr piped for the caller to read.
+fn start_consume(p: &TestProject, path: &str, marker: &str, extra: &[&str]) -> Child {
+    let mut args = vec!["consume", "--once"];
+    args.extend_from_slice(extra);
+    p.qw(&args)
+        .env("PATH", path)
+        .env("QW_TEST_MARKER", marker)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 fn calls(p: &TestProject) -> Vec<String> {
@@ -230,21 +244,9 @@ fn consume_sigint_during_a_run_stops_it_and_leaves_the_suggestion() {
         "bin/claude",
         &format!("#!/bin/sh\ntouch '{}'\nexec sleep 60\n", started.display()),
     );
-    let path = format!(
-        "{}:{}",
-        p.path().join("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with(&p.path().join("bin"));
     p.write(".claude/next_command.txt", "/spec-execute 1 x\n");
-    let mut child = p
-        .qw(&["consume", "--once", "--retry-delay", "0.1"])
-        .env("PATH", &path)
-        .env("QW_TEST_MARKER", &m)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = start_consume(&p, &path, &m, &["--retry-delay", "0.1"]);
     assert!(wait_until(Duration::from_secs(20), || started.exists()));
     unsafe_kill(i32::try_from(child.id()).unwrap(), 2);
     let mut status = None;
@@ -321,23 +323,12 @@ fn consume_caps_the_admission_wait_at_60_seconds() {
     let p = TestProject::new();
     // Refuse everything (memory limits hold even with no qw task running), so the
     // attempt sits in the admission wait where we can look at it.
-    p.write(
-        ".claude/settings.local.json",
-        r#"{"resource_limits": {"max_memory": 0, "acquire_timeout_s": 300}}"#,
-    );
+    p.refuse_admission(300);
     let m = marker();
     let _guard = MarkerGuard(m.clone());
     let path = fake_claude(&p, 0);
     p.write(".claude/next_command.txt", "/spec-execute 1 x\n");
-    let mut child = p
-        .qw(&["consume", "--once", "--attempts", "1"])
-        .env("PATH", &path)
-        .env("QW_TEST_MARKER", &m)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = start_consume(&p, &path, &m, &["--attempts", "1"]);
     let consume_pid = i32::try_from(child.id()).unwrap();
     let mut exec_argv: Vec<String> = Vec::new();
     let found = wait_until(Duration::from_secs(20), || {

@@ -276,8 +276,7 @@ fn sweep_ends_orphans_of_a_killed_qw() {
         &["--no-record"],
         "trap '' TERM; setsid sleep 30 & sleep 30 & wait",
     );
-    unsafe_kill(child.id() as i32, 9);
-    child.wait().unwrap();
+    sigkill(&mut child);
     // The owner is gone; its tree lives on.
     assert!(!cookie_pids(&id).is_empty());
     let out = p.run(&["sweep", "--project-only", "--grace", "0.5"]);
@@ -294,8 +293,7 @@ fn sweep_ends_orphans_of_a_killed_qw() {
 fn next_exec_in_the_project_sweeps_orphans_by_itself() {
     let p = TestProject::new();
     let (mut child, _guard, id) = spawn_background(&p, &["--no-record"], "sleep 30 & wait");
-    unsafe_kill(child.id() as i32, 9);
-    child.wait().unwrap();
+    sigkill(&mut child);
     assert!(!cookie_pids(&id).is_empty());
     let out = p.run(&["exec", "--no-record", "--", "true"]);
     assert_eq!(out.status.code(), Some(0));
@@ -472,6 +470,29 @@ fn exec_records_success_by_exit_code_and_supervisors_record_nothing() {
     assert_eq!(recorded(&p).0, 4, "supervised runs were recorded");
 }
 
+/// `qw exec` options for a stall watchdog of `stall` seconds under a limit of `timeout`
+/// (grace 0.5 s), then `argv`.
+fn stall_watched<'a>(stall: &'a str, timeout: &'a str, argv: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec![
+        "--stall-timeout",
+        stall,
+        "--timeout",
+        timeout,
+        "--grace",
+        "0.5",
+        "--",
+    ];
+    all.extend_from_slice(argv);
+    all
+}
+
+/// All of a child's stdout, to its end.
+fn read_all(mut out: std::process::ChildStdout) -> String {
+    let mut s = String::new();
+    out.read_to_string(&mut s).unwrap();
+    s
+}
+
 /// Run `qw exec --json ARGS…` with stdout read by `read_stdout` (a pipe, like `| cat`) and
 /// stderr sent to `stderr`; returns the exit code and the report.
 fn run_piped(
@@ -503,24 +524,13 @@ fn stall_watchdog_counts_output_into_a_pipe_as_activity() {
     let p = TestProject::bare();
     let (code, r) = run_piped(
         &p,
-        &[
-            "--stall-timeout",
+        &stall_watched(
             "1.5",
-            "--timeout",
             "5",
-            "--grace",
-            "0.5",
-            "--",
-            "sh",
-            "-c",
-            "while :; do echo tick; sleep 0.5; done",
-        ],
+            &["sh", "-c", "while :; do echo tick; sleep 0.5; done"],
+        ),
         Stdio::null(),
-        |mut out| {
-            let mut s = String::new();
-            out.read_to_string(&mut s).unwrap();
-            s
-        },
+        read_all,
     );
     assert_eq!(code, Some(124), "{r}");
     assert_eq!(r["timed_out"], true, "{r}");
@@ -538,24 +548,17 @@ fn stall_watchdog_counts_output_of_one_quiet_process_into_a_pipe() {
     let p = TestProject::bare();
     let (code, r) = run_piped(
         &p,
-        &[
-            "--stall-timeout",
+        &stall_watched(
             "1.5",
-            "--timeout",
             "5",
-            "--grace",
-            "0.5",
-            "--",
-            "perl",
-            "-e",
-            "$| = 1; while (1) { print qq(tick\n); select(undef, undef, undef, 0.4) }",
-        ],
+            &[
+                "perl",
+                "-e",
+                "$| = 1; while (1) { print qq(tick\n); select(undef, undef, undef, 0.4) }",
+            ],
+        ),
         Stdio::null(),
-        |mut out| {
-            let mut s = String::new();
-            out.read_to_string(&mut s).unwrap();
-            s
-        },
+        read_all,
     );
     assert_eq!(code, Some(124), "{r}");
     assert_eq!(
@@ -571,16 +574,7 @@ fn stall_watchdog_leaves_a_writer_blocked_on_a_slow_reader_alone() {
     let p = TestProject::bare();
     let (code, r) = run_piped(
         &p,
-        &[
-            "--stall-timeout",
-            "1",
-            "--timeout",
-            "4",
-            "--grace",
-            "0.5",
-            "--",
-            "yes",
-        ],
+        &stall_watched("1", "4", &["yes"]),
         Stdio::null(),
         |mut out| {
             let started = Instant::now();
@@ -614,24 +608,17 @@ fn stall_watchdog_counts_writes_to_an_inherited_file_stderr() {
     let file = std::fs::File::create(&log).unwrap();
     let (code, r) = run_piped(
         &p,
-        &[
-            "--stall-timeout",
+        &stall_watched(
             "1.5",
-            "--timeout",
             "4",
-            "--grace",
-            "0.5",
-            "--",
-            "perl",
-            "-e",
-            "while (1) { print STDERR qq(tick\n); select(undef, undef, undef, 0.4) }",
-        ],
+            &[
+                "perl",
+                "-e",
+                "while (1) { print STDERR qq(tick\n); select(undef, undef, undef, 0.4) }",
+            ],
+        ),
         Stdio::from(file),
-        |mut out| {
-            let mut s = String::new();
-            out.read_to_string(&mut s).unwrap();
-            s
-        },
+        read_all,
     );
     assert_eq!(code, Some(124), "{r}");
     assert_eq!(r["stalled"], false, "{r}");

@@ -5,7 +5,6 @@
 use serde_json::Value;
 
 use crate::support::*;
-use crate::workflow::{Flow, THREE, code, diag, fake_sid};
 
 /// Put a wrapper in front of the fake `claude`: when the implementation of task
 /// `$BREAK_AT` runs, it appends a line that makes tasks.md unparseable (a duplicate id),

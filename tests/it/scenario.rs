@@ -18,46 +18,6 @@ use crate::support::*;
 /// step needs on a loaded 2-CPU machine: it only turns a hang into a failure.
 const HARNESS_TIMEOUT: Duration = Duration::from_secs(300);
 
-const GIT_ENV: &[(&str, &str)] = &[
-    ("GIT_AUTHOR_NAME", "Test"),
-    ("GIT_AUTHOR_EMAIL", "test@example.com"),
-    ("GIT_COMMITTER_NAME", "Test"),
-    ("GIT_COMMITTER_EMAIL", "test@example.com"),
-    ("GIT_CONFIG_GLOBAL", "/dev/null"),
-    ("GIT_CONFIG_NOSYSTEM", "1"),
-];
-
-/// One busy loop per usable CPU, ended by pid when dropped (they also carry the test's
-/// marker, so its `MarkerGuard` ends them if this drop never runs).
-struct BusyLoops(Vec<std::process::Child>);
-
-impl BusyLoops {
-    fn start(marker: &str) -> BusyLoops {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        BusyLoops(
-            (0..cpus)
-                .map(|_| {
-                    Command::new("sh")
-                        .args(["-c", "while :; do :; done"])
-                        .env("QW_TEST_MARKER", marker)
-                        .stdin(Stdio::null())
-                        .spawn()
-                        .unwrap()
-                })
-                .collect(),
-        )
-    }
-}
-
-impl Drop for BusyLoops {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            unsafe_kill(i32::try_from(c.id()).unwrap(), 9);
-            let _ = c.wait();
-        }
-    }
-}
-
 /// The project the scenario runs in, and how it runs `qw`.
 struct Scenario {
     p: TestProject,

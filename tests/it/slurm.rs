@@ -114,6 +114,11 @@ struct Setup {
 }
 
 impl Setup {
+    /// A setup when a cluster is up (see [`cluster_up`]).
+    fn on_cluster() -> Option<Setup> {
+        cluster_up().then(Setup::new)
+    }
+
     fn new() -> Setup {
         let p = TestProject::new();
         let marker = marker();
@@ -140,10 +145,9 @@ impl Setup {
 
 #[test]
 fn hostile_tree_in_a_job_times_out_with_124_and_leaves_nothing_on_the_node() {
-    if !cluster_up() {
+    let Some(s) = Setup::on_cluster() else {
         return;
-    }
-    let s = Setup::new();
+    };
     // Ignores SIGTERM, and leaves a setsid()ed grandchild that ignores it too.
     let script = "trap '' TERM; setsid sh -c \"trap '' TERM; sleep 300\" & sleep 300";
     let out = s
@@ -188,10 +192,9 @@ fn hostile_tree_in_a_job_times_out_with_124_and_leaves_nothing_on_the_node() {
 /// `squeue` slowed down to half a second makes that query certain to be in flight.
 #[test]
 fn qw_returns_leaving_no_squeue_of_its_own_running() {
-    if !cluster_up() {
+    let Some(s) = Setup::on_cluster() else {
         return;
-    }
-    let s = Setup::new();
+    };
     let real = Command::new("sh")
         .args(["-c", "command -v squeue"])
         .output()
@@ -202,11 +205,7 @@ fn qw_returns_leaving_no_squeue_of_its_own_running() {
         "slow-bin/squeue",
         &format!("#!/bin/sh\nsleep 0.5\nexec '{real}' \"$@\"\n"),
     );
-    let path = format!(
-        "{}:{}",
-        s.p.path().join("slow-bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with(&s.p.path().join("slow-bin"));
     for _ in 0..2 {
         let out = s
             .exec(&["--", "sh", "-c", "sleep 1"])
@@ -229,10 +228,9 @@ fn qw_returns_leaving_no_squeue_of_its_own_running() {
 
 #[test]
 fn output_exit_code_and_an_explicit_environment_reach_the_caller() {
-    if !cluster_up() {
+    let Some(s) = Setup::on_cluster() else {
         return;
-    }
-    let s = Setup::new();
+    };
     let out = s
         .exec(&[
             "--json",
@@ -306,10 +304,9 @@ fn start_running(s: &Setup, args: &[&str], script: &str) -> (std::process::Child
 
 #[test]
 fn a_job_cancelled_from_outside_is_killed_by_user() {
-    if !cluster_up() {
+    let Some(s) = Setup::on_cluster() else {
         return;
-    }
-    let s = Setup::new();
+    };
     let (child, job) = start_running(
         &s,
         &["--json", "--grace", "1"],
@@ -337,10 +334,9 @@ fn a_job_cancelled_from_outside_is_killed_by_user() {
 
 #[test]
 fn ctrl_c_cancels_the_job_and_returns_when_it_is_gone() {
-    if !cluster_up() {
+    let Some(s) = Setup::on_cluster() else {
         return;
-    }
-    let s = Setup::new();
+    };
     let (child, _job) = start_running(
         &s,
         &["--json", "--grace", "1"],
@@ -362,13 +358,11 @@ fn ctrl_c_cancels_the_job_and_returns_when_it_is_gone() {
 
 #[test]
 fn sigkilled_qw_leaves_jobs_that_sweep_cancels() {
-    if !cluster_up() {
+    let Some(s) = Setup::on_cluster() else {
         return;
-    }
-    let s = Setup::new();
+    };
     let (mut child, job) = start_running(&s, &["--grace", "1"], "exec sleep 300");
-    unsafe_kill(child.id() as i32, 9);
-    child.wait().unwrap();
+    sigkill(&mut child);
     // The submitting qw is gone; its job is not.
     let still: Vec<String> = active_jobs_under(s.p.path())
         .into_iter()
@@ -395,13 +389,11 @@ fn sigkilled_qw_leaves_jobs_that_sweep_cancels() {
 
 #[test]
 fn next_command_in_the_project_cancels_a_killed_qws_jobs_by_itself() {
-    if !cluster_up() {
+    let Some(s) = Setup::on_cluster() else {
         return;
-    }
-    let s = Setup::new();
+    };
     let (mut child, job) = start_running(&s, &["--grace", "1"], "exec sleep 300");
-    unsafe_kill(child.id() as i32, 9);
-    child.wait().unwrap();
+    sigkill(&mut child);
     let out = s.p.run(&["exec", "--no-record", "--", "true"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
@@ -417,10 +409,9 @@ fn next_command_in_the_project_cancels_a_killed_qws_jobs_by_itself() {
 
 #[test]
 fn a_job_pending_past_the_acquire_timeout_fails_naming_partition_and_reason() {
-    if !cluster_up() {
+    let Some(s) = Setup::on_cluster() else {
         return;
-    }
-    let s = Setup::new();
+    };
     s.p.write(
         ".claude/settings.local.json",
         r#"{"resource_limits": {"acquire_timeout_s": 2}}"#,
@@ -446,10 +437,9 @@ fn a_job_pending_past_the_acquire_timeout_fails_naming_partition_and_reason() {
 
 #[test]
 fn an_option_and_its_value_in_one_slurm_arg_reach_sbatch_as_sbatch_reads_two_words() {
-    if !cluster_up() {
+    let Some(s) = Setup::on_cluster() else {
         return;
-    }
-    let s = Setup::new();
+    };
     for arg in ["-p qw", "--partition qw", "-p  qw ", "-pqw"] {
         let out = s
             .exec(&["--json", &format!("--slurm-arg={arg}"), "--", "true"])
@@ -529,10 +519,9 @@ fn bad_slurm_args_and_settings_are_refused_before_anything_is_submitted() {
 fn a_new_executor_takes_over_a_killed_qws_running_job_instead_of_running_it_twice() {
     use quantumwala::exec::slurm::{DEFAULT_POLL, SlurmConfig, SlurmExecutor};
     use quantumwala::exec::{Cancel, ExecSpec, Executor, Output, Program};
-    if !cluster_up() {
+    let Some(s) = Setup::on_cluster() else {
         return;
-    }
-    let s = Setup::new();
+    };
     let count = s.p.path().join("count");
     let go = s.p.path().join("go");
     // The job runs until the test says go, however slow the machine is.
@@ -542,8 +531,7 @@ fn a_new_executor_takes_over_a_killed_qws_running_job_instead_of_running_it_twic
         go.display()
     );
     let (mut child, job) = start_running(&s, &["--grace", "1"], &script);
-    unsafe_kill(child.id() as i32, 9);
-    child.wait().unwrap();
+    sigkill(&mut child);
 
     let (state_dir, runs_dir) = SlurmConfig::for_project_dirs(&s.p.claude());
     let executor = SlurmExecutor::new(
@@ -613,7 +601,7 @@ fn sweep_asks_slurm_only_where_qw_used_it() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&squeue, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let path = path_with(&bin);
     let sweep = |args: &[&str]| p.qw(args).env("PATH", &path).output().unwrap();
 
     let o = sweep(&["sweep", "--project-only"]);
@@ -642,8 +630,6 @@ fn sweep_asks_slurm_only_where_qw_used_it() {
 }
 
 // ---- The workflow under `--executor slurm` ----
-
-use crate::workflow::{Flow, code, diag};
 
 /// Six independent tasks.
 const SIX: &str = "# Tasks\n\n- [ ] 1. One\n- [ ] 2. Two\n- [ ] 3. Three\n- [ ] 4. Four\n- [ ] 5. Five\n- [ ] 6. Six\n";
@@ -757,24 +743,16 @@ fn ctrl_c_mid_workflow_leaves_no_job_in_the_queue_and_no_process() {
     }
     let (mut f, _jobs) = slurm_flow(SIX);
     f.set("FAKE_SLEEP", "300");
-    let mut child = f
-        .cmd(&[
-            "workflow-auto",
-            "demo",
-            "A demo feature",
-            "--agent",
-            "claude",
-            "--executor",
-            "slurm",
-            "--parallel",
-            "3",
-            "--grace",
-            "1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = f.start_auto_keeping_stderr(&[
+        "--agent",
+        "claude",
+        "--executor",
+        "slurm",
+        "--parallel",
+        "3",
+        "--grace",
+        "1",
+    ]);
     assert!(
         wait_until(Duration::from_secs(90), || f
             .log()
@@ -787,16 +765,7 @@ fn ctrl_c_mid_workflow_leaves_no_job_in_the_queue_and_no_process() {
     unsafe_kill(child.id() as i32, 2);
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
-    assert!(
-        active_jobs_under(f.path()).is_empty(),
-        "{:?}",
-        active_jobs_under(f.path())
-    );
-    assert!(
-        pids_with_env("QW_TEST_MARKER", &f.guard.0).is_empty(),
-        "processes left: {:?}",
-        pids_with_env("QW_TEST_MARKER", &f.guard.0)
-    );
+    assert_nothing_left(&f);
     // Three tasks never started: no job was submitted for them.
     let submitted: Vec<Job> = jobs_under(f.path(), true)
         .into_iter()
@@ -813,26 +782,12 @@ fn workflow_continue_after_a_sigkill_waits_for_the_running_job_instead_of_runnin
     let tasks = "# Tasks\n\n- [ ] 1. Slow\n- [ ] 2. After\n  - _Depends: 1_\n";
     let (mut f, _jobs) = slurm_flow(tasks);
     f.set("FAKE_SLOW", "1").set("FAKE_SLOW_SECS", "4");
-    let mut child = f
-        .cmd(&[
-            "workflow-auto",
-            "demo",
-            "A demo feature",
-            "--agent",
-            "claude",
-            "--executor",
-            "slurm",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = f.start_auto(&["--agent", "claude", "--executor", "slurm"]);
     assert!(
         wait_until(Duration::from_secs(60), || f.runs_of("1") == 1),
         "task 1 never started"
     );
-    unsafe_kill(child.id() as i32, 9);
-    child.wait().unwrap();
+    sigkill(&mut child);
     assert_eq!(active_jobs_under(f.path()).len(), 1);
     // No --executor: continue keeps the one the workflow started with.
     let out = f.run(&["workflow-continue", "demo"]);
@@ -868,12 +823,7 @@ fn the_command_agent_in_a_git_repo_gets_a_worktree_per_task_under_slurm() {
             .arg("-C")
             .arg(f.path())
             .args(args)
-            .env("GIT_AUTHOR_NAME", "T")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "T")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .envs(GIT_ENV.iter().copied())
             .output()
             .unwrap();
         assert!(
@@ -899,16 +849,7 @@ fn the_command_agent_in_a_git_repo_gets_a_worktree_per_task_under_slurm() {
         "--parallel",
         "3",
     ]);
-    for (k, v) in [
-        ("GIT_AUTHOR_NAME", "T"),
-        ("GIT_AUTHOR_EMAIL", "t@example.com"),
-        ("GIT_COMMITTER_NAME", "T"),
-        ("GIT_COMMITTER_EMAIL", "t@example.com"),
-        ("GIT_CONFIG_GLOBAL", "/dev/null"),
-        ("GIT_CONFIG_NOSYSTEM", "1"),
-    ] {
-        c.env(k, v);
-    }
+    c.envs(GIT_ENV.iter().copied());
     let out = c.output().unwrap();
     assert_eq!(code(&out), 0, "{}", diag(&out));
     for t in 1..=3 {
@@ -936,24 +877,16 @@ fn qw_sigkilled_mid_workflow_then_sweep_cancels_its_jobs_and_continue_redoes_not
     let tasks = "# Tasks\n\n- [ ] 1. Quick\n- [ ] 2. Hangs\n- [ ] 3. After one\n  - _Depends: 1_\n";
     let (mut f, _jobs) = slurm_flow(tasks);
     f.set("FAKE_SLOW", "2").set("FAKE_SLOW_SECS", "300");
-    let mut child = f
-        .cmd(&[
-            "workflow-auto",
-            "demo",
-            "A demo feature",
-            "--agent",
-            "claude",
-            "--executor",
-            "slurm",
-            "--parallel",
-            "2",
-            "--grace",
-            "1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = f.start_auto(&[
+        "--agent",
+        "claude",
+        "--executor",
+        "slurm",
+        "--parallel",
+        "2",
+        "--grace",
+        "1",
+    ]);
     assert!(
         wait_until(Duration::from_secs(120), || f
             .tasks_md()
@@ -963,8 +896,7 @@ fn qw_sigkilled_mid_workflow_then_sweep_cancels_its_jobs_and_continue_redoes_not
         "tasks 1 and 3 never completed while task 2 ran: {:?}",
         f.log()
     );
-    unsafe_kill(child.id() as i32, 9);
-    child.wait().unwrap();
+    sigkill(&mut child);
     assert!(
         active_jobs_under(f.path())
             .iter()
@@ -1014,58 +946,8 @@ fn fail_fast_under_slurm_cancels_the_running_jobs() {
     let (mut f, _jobs) = slurm_flow(tasks);
     // Task 1 fails once the other two run; 2 and 3 would run for five minutes.
     f.set("FAKE_FAIL", "1:9").set("FAKE_SLEEP", "300");
-    let gate = f.path().join("gate");
-    f.p.script(
-        "bin/claude-gated",
-        &format!(
-            "#!/bin/sh\n[ \"$QW_TASK_ID\" = 1 ] && while [ ! -e '{}' ]; do sleep 0.1; done\nFAKE_SLEEP=$([ \"$QW_TASK_ID\" = 1 ] && echo 0 || echo \"$FAKE_SLEEP\") exec claude \"$@\"\n",
-            gate.display()
-        ),
-    );
-    let child = f
-        .cmd(&[
-            "workflow-auto",
-            "demo",
-            "A demo feature",
-            "--agent",
-            "command",
-            "--agent-cmd",
-            &format!(
-                "{} -p {{prompt}}",
-                f.path().join("bin/claude-gated").display()
-            ),
-            "--executor",
-            "slurm",
-            "--parallel",
-            "3",
-            "--attempts",
-            "1",
-            "--grace",
-            "1",
-            "--fail-fast",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(120), || f.runs_of("2") == 1
-            && f.runs_of("3") == 1),
-        "tasks 2 and 3 never started: {:?}",
-        f.log()
-    );
-    std::fs::write(&gate, "").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = gated_run_under_slurm(&f, &["--fail-fast"]);
     assert_eq!(code(&out), 1, "{}", diag(&out));
-    assert!(
-        active_jobs_under(f.path()).is_empty(),
-        "{:?}",
-        active_jobs_under(f.path())
-    );
-    assert!(
-        pids_with_env("QW_TEST_MARKER", &f.guard.0).is_empty(),
-        "processes left"
-    );
     assert_eq!(f.task("1")["status"], "failed");
     for t in ["2", "3"] {
         let task = f.task(t);
@@ -1099,9 +981,12 @@ fn fail_fast_under_slurm_cancels_the_running_jobs() {
     }
 }
 
-/// An agent command (for `--agent command --agent-cmd`) that runs the fake claude; task 1
-/// waits for `gate` and then runs without FAKE_SLEEP, the others sleep FAKE_SLEEP.
-fn gated_agent(f: &Flow, gate: &std::path::Path) -> String {
+/// `workflow-auto --executor slurm --parallel 3 --attempts 1 --grace 1` with `extra`
+/// flags and an agent command that runs the fake claude, task 1 held back until tasks 2
+/// and 3 run (2 and 3 sleep FAKE_SLEEP, 1 not at all); its output once it ended, with
+/// no job of the project in the queue and no process of the test left.
+fn gated_run_under_slurm(f: &Flow, extra: &[&str]) -> std::process::Output {
+    let gate = f.path().join("gate");
     f.p.script(
         "bin/claude-gated",
         &format!(
@@ -1109,10 +994,44 @@ fn gated_agent(f: &Flow, gate: &std::path::Path) -> String {
             gate.display()
         ),
     );
-    format!(
+    let agent = format!(
         "{} -p {{prompt}}",
         f.path().join("bin/claude-gated").display()
-    )
+    );
+    let mut args = vec![
+        "--agent",
+        "command",
+        "--agent-cmd",
+        &agent,
+        "--executor",
+        "slurm",
+        "--parallel",
+        "3",
+        "--attempts",
+        "1",
+        "--grace",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    let child = f.start_auto_keeping_stderr(&args);
+    assert!(
+        wait_until(Duration::from_secs(120), || f.runs_of("2") == 1
+            && f.runs_of("3") == 1),
+        "tasks 2 and 3 never started: {:?}",
+        f.log()
+    );
+    std::fs::write(&gate, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_nothing_left(f);
+    out
+}
+
+/// No job of the flow's project is in the queue, and no process of the test is left.
+fn assert_nothing_left(f: &Flow) {
+    let jobs = active_jobs_under(f.path());
+    assert!(jobs.is_empty(), "{jobs:?}");
+    let left = pids_with_env("QW_TEST_MARKER", &f.guard.0);
+    assert!(left.is_empty(), "processes left: {left:?}");
 }
 
 /// Jobs named `name` (any state Slurm remembers) under the flow's project.
@@ -1133,51 +1052,8 @@ fn a_cost_ceiling_crossed_under_slurm_cancels_the_running_jobs() {
     let tasks = "# Tasks\n\n- [ ] 1. Costly\n- [ ] 2. Slow\n- [ ] 3. Slow too\n- [ ] 4. After one\n  - _Depends: 1_\n";
     let (mut f, _jobs) = slurm_flow(tasks);
     f.set("FAKE_COST_IMPL", "0.60").set("FAKE_SLEEP", "300");
-    let gate = f.path().join("gate");
-    let agent = gated_agent(&f, &gate);
-    let child = f
-        .cmd(&[
-            "workflow-auto",
-            "demo",
-            "A demo feature",
-            "--agent",
-            "command",
-            "--agent-cmd",
-            &agent,
-            "--executor",
-            "slurm",
-            "--parallel",
-            "3",
-            "--attempts",
-            "1",
-            "--grace",
-            "1",
-            "--max-cost-per-run",
-            "1.00",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(120), || f.runs_of("2") == 1
-            && f.runs_of("3") == 1),
-        "tasks 2 and 3 never started: {:?}",
-        f.log()
-    );
-    std::fs::write(&gate, "").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = gated_run_under_slurm(&f, &["--max-cost-per-run", "1.00"]);
     assert_eq!(code(&out), 3, "{}", diag(&out));
-    assert!(
-        active_jobs_under(f.path()).is_empty(),
-        "{:?}",
-        active_jobs_under(f.path())
-    );
-    assert!(
-        pids_with_env("QW_TEST_MARKER", &f.guard.0).is_empty(),
-        "processes left: {:?}",
-        pids_with_env("QW_TEST_MARKER", &f.guard.0)
-    );
     assert_eq!(f.task("1")["status"], "completed");
     assert_eq!(f.runs_of("4"), 0, "task 4 started past the ceiling");
     assert_eq!(f.task("4")["outcome"], "budget_exceeded");
@@ -1251,16 +1127,7 @@ fn a_task_timeout_under_slurm_ends_the_task_timed_out_with_its_job_and_tree_gone
     assert_eq!(t1["status"], "failed", "{t1}");
     assert_eq!(t1["outcome"], "timed_out", "{t1}");
     assert_eq!(f.task("2")["status"], "completed");
-    assert!(
-        active_jobs_under(f.path()).is_empty(),
-        "{:?}",
-        active_jobs_under(f.path())
-    );
-    assert!(
-        pids_with_env("QW_TEST_MARKER", &f.guard.0).is_empty(),
-        "processes left: {:?}",
-        pids_with_env("QW_TEST_MARKER", &f.guard.0)
-    );
+    assert_nothing_left(&f);
     // qw exec on the node ended the tree at 2 s (not Slurm at its time limit).
     let jobs = jobs_named(&f, "qw/demo/1");
     assert_eq!(jobs.len(), 1, "{jobs:?}");
@@ -1344,28 +1211,14 @@ fn a_taken_over_verify_job_is_waited_for_and_its_log_lands_in_the_new_run() {
     );
     f0.p.write(".claude/specs/demo/tasks.md", &tasks);
     let f = f0;
-    let mut child = f
-        .cmd(&[
-            "workflow-auto",
-            "demo",
-            "A demo feature",
-            "--agent",
-            "claude",
-            "--executor",
-            "slurm",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = f.start_auto(&["--agent", "claude", "--executor", "slurm"]);
     let started = f.path().join("verify-started");
     assert!(
         wait_until(Duration::from_secs(120), || started.exists()),
         "the verify job never ran: {:?}",
         f.log()
     );
-    unsafe_kill(child.id() as i32, 9);
-    child.wait().unwrap();
+    sigkill(&mut child);
     assert_eq!(
         jobs_named(&f, "qw/demo/1/verify")
             .iter()

@@ -15,7 +15,6 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::support::*;
-use crate::workflow::{code, diag};
 
 /// What gets planted where qw expects a regular file.
 #[derive(Debug, Clone, Copy)]
@@ -193,18 +192,7 @@ fn special_or_non_utf8_settings_exit_2_naming_the_file() {
     std::fs::write(&settings, b"{\n  \"a\": 1,\n  \"b\": \"caf\xe9\"\n}\n").unwrap();
     let before = std::fs::read(&settings).unwrap();
     for args in [&["dev-mode", "on"][..], &["dev-mode", "status"]] {
-        let out = bounded(p.qw(args));
-        assert_eq!(code(&out), 2, "{args:?}: {}", diag(&out));
-        let err = stderr(&out);
-        assert!(
-            err.contains("settings.local.json") && err.contains("line 3"),
-            "{args:?}: {err}"
-        );
-        assert_eq!(
-            err.lines().filter(|l| l.contains("error:")).count(),
-            1,
-            "{err}"
-        );
+        assert_one_usage_error_at(&bounded(p.qw(args)), args, "settings.local.json", "line 3");
     }
     assert_eq!(
         std::fs::read(&settings).unwrap(),
@@ -283,18 +271,7 @@ fn special_or_non_utf8_tasks_md_exit_2_naming_the_file() {
             "--dry-run",
         ],
     ] {
-        let out = bounded(p.qw(args));
-        assert_eq!(code(&out), 2, "{args:?}: {}", diag(&out));
-        let err = stderr(&out);
-        assert!(
-            err.contains("tasks.md") && err.contains("line 2"),
-            "{args:?}: {err}"
-        );
-        assert_eq!(
-            err.lines().filter(|l| l.contains("error:")).count(),
-            1,
-            "{err}"
-        );
+        assert_one_usage_error_at(&bounded(p.qw(args)), args, "tasks.md", "line 2");
     }
     assert_eq!(
         std::fs::read(&tasks).unwrap(),
@@ -480,5 +457,17 @@ fn a_workflow_run_by_consume_does_not_hold_a_slot_at_max_concurrent_1() {
     assert_eq!(
         p.read(".claude/specs/demo/tasks.md"),
         "- [x] 1. One\n  - _Verify: `true`_\n- [x] 2. Two\n  - _Verify: `true`_\n"
+    );
+}
+
+/// Exit 2 with exactly one `error:` line, naming `file` and `line` (`line 3`).
+fn assert_one_usage_error_at(out: &Output, args: &[&str], file: &str, line: &str) {
+    assert_eq!(code(out), 2, "{args:?}: {}", diag(out));
+    let err = stderr(out);
+    assert!(err.contains(file) && err.contains(line), "{args:?}: {err}");
+    assert_eq!(
+        err.lines().filter(|l| l.contains("error:")).count(),
+        1,
+        "{err}"
     );
 }

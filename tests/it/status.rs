@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use crate::support::*;
-use crate::workflow::{Flow, THREE, code, diag};
 
 const FIXTURE: &str = include_str!("../fixtures/python_unified_state.json");
 

@@ -68,6 +68,18 @@ impl TestProject {
         p
     }
 
+    /// Settings under which admission refuses every run, waiting at most
+    /// `acquire_timeout_s`: a memory limit of 0 holds even with no qw task running (load
+    /// limits would be waived then).
+    pub fn refuse_admission(&self, acquire_timeout_s: u32) {
+        self.write(
+            ".claude/settings.local.json",
+            &format!(
+                r#"{{"resource_limits": {{"max_memory": 0, "acquire_timeout_s": {acquire_timeout_s}}}}}"#
+            ),
+        );
+    }
+
     pub fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path().join(rel)).unwrap()
     }
@@ -161,6 +173,21 @@ pub fn unsafe_kill(pid: i32, sig: i32) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
 }
 
+/// A `PATH` with `dir` first, then the inherited one (fake programs shadow real ones).
+pub fn path_with(dir: &Path) -> String {
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// SIGKILL `child` (it cleans nothing up) and reap it.
+pub fn sigkill(child: &mut std::process::Child) {
+    unsafe_kill(child.id() as i32, 9);
+    child.wait().unwrap();
+}
+
 /// Send a signal to a process group led by `pgid` (must be > 1).
 pub fn kill_group(pgid: i32, sig: i32) {
     assert!(pgid > 1, "refusing to signal process group {pgid}");
@@ -168,6 +195,49 @@ pub fn kill_group(pgid: i32, sig: i32) {
         return;
     };
     let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), sig);
+}
+
+/// The environment of a test's git commands: a fixed identity, no user or system
+/// configuration.
+pub const GIT_ENV: &[(&str, &str)] = &[
+    ("GIT_AUTHOR_NAME", "Test"),
+    ("GIT_AUTHOR_EMAIL", "test@example.com"),
+    ("GIT_COMMITTER_NAME", "Test"),
+    ("GIT_COMMITTER_EMAIL", "test@example.com"),
+    ("GIT_CONFIG_GLOBAL", "/dev/null"),
+    ("GIT_CONFIG_NOSYSTEM", "1"),
+];
+
+/// One busy loop per usable CPU (load for admission to see), ended by pid when
+/// dropped; they carry the test's marker, so its `MarkerGuard` ends them if this drop
+/// never runs.
+pub struct BusyLoops(Vec<std::process::Child>);
+
+impl BusyLoops {
+    pub fn start(marker: &str) -> BusyLoops {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        BusyLoops(
+            (0..cpus)
+                .map(|_| {
+                    Command::new("sh")
+                        .args(["-c", "while :; do :; done"])
+                        .env("QW_TEST_MARKER", marker)
+                        .stdin(std::process::Stdio::null())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for BusyLoops {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            unsafe_kill(i32::try_from(c.id()).unwrap(), 9);
+            let _ = c.wait();
+        }
+    }
 }
 
 /// Poll `cond` until true or `timeout` passes.
@@ -183,7 +253,10 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 pub mod claude_cli;
+pub mod flow;
 pub mod messages_api;
+
+pub use flow::{Flow, THREE, code, diag, fake_sid};
 
 /// The largest resident set (MiB) of any child this test process waited for, when the
 /// test runs alone in its process (nextest: `NEXTEST_RUN_ID` is set), so it is the

@@ -9,7 +9,6 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use crate::workflow::{Flow, code, diag};
 
 /// The agent: `agent TASK PHASE`. Only implementation does anything: it logs
 /// `SPEC TASK PWD QW_WORKTREE QW_TASK_PORT` to $AGENT_LOG, then runs $ACTIONS/SPEC-TASK
@@ -59,15 +58,6 @@ pub(crate) struct Repo {
     /// The environment of every git command (the test's and qw's).
     git_env: Vec<(String, String)>,
 }
-
-const GIT_ENV: &[(&str, &str)] = &[
-    ("GIT_AUTHOR_NAME", "Test"),
-    ("GIT_AUTHOR_EMAIL", "test@example.com"),
-    ("GIT_COMMITTER_NAME", "Test"),
-    ("GIT_COMMITTER_EMAIL", "test@example.com"),
-    ("GIT_CONFIG_GLOBAL", "/dev/null"),
-    ("GIT_CONFIG_NOSYSTEM", "1"),
-];
 
 /// Generous bound on one qw command: a hang fails the test instead of the suite.
 pub(crate) const HARNESS_TIMEOUT: Duration = Duration::from_secs(240);
@@ -210,6 +200,22 @@ impl Repo {
         }
         args.extend_from_slice(extra);
         self.run(&args)
+    }
+
+    /// The workflow with the agent command, one attempt, two tasks at once and
+    /// `task_timeout` seconds per run, in the background (the test kills it).
+    pub(crate) fn start_two_at_once(&self, task_timeout: &str) -> std::process::Child {
+        let cmd = self.agent_cmd();
+        self.f.start_auto(&[
+            "--agent-cmd",
+            &cmd,
+            "--attempts",
+            "1",
+            "--parallel",
+            "2",
+            "--task-timeout",
+            task_timeout,
+        ])
     }
 
     /// Run qw to completion, bounded by [`HARNESS_TIMEOUT`].
@@ -565,25 +571,7 @@ fn worktree_sigkilled_run_resumes_leftover_worktree_without_losing_work() {
         ),
     );
     r.action("3", "sleep 0.3; echo three > three.txt\n");
-    let cmd = r.agent_cmd();
-    let mut child =
-        r.f.cmd(&[
-            "workflow-auto",
-            "demo",
-            "A demo feature",
-            "--agent-cmd",
-            &cmd,
-            "--attempts",
-            "1",
-            "--parallel",
-            "2",
-            "--task-timeout",
-            "120",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = r.start_two_at_once("120");
     let wt2 = || r.container().unwrap_or_default().join("demo-2");
     assert!(
         wait_until(Duration::from_secs(60), || {
@@ -592,8 +580,7 @@ fn worktree_sigkilled_run_resumes_leftover_worktree_without_losing_work() {
         "task 2 never wrote its partial work or task 3 never completed: {:?}",
         r.runs()
     );
-    unsafe_kill(child.id() as i32, 9);
-    child.wait().unwrap();
+    sigkill(&mut child);
     assert!(wt2().join("two.txt").is_file());
 
     std::fs::remove_file(&flag).unwrap();

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::*;
-use crate::workflow::{code, diag};
 use crate::worktree::{HARNESS_TIMEOUT, Layout, Repo, Root, bounded};
 
 /// `n` independent tasks.
@@ -549,25 +548,7 @@ fn worktree_broken_leftover_of_a_killed_run_does_not_wedge_the_spec() {
         ),
     );
     r.action("2", "echo 2 > f2.txt\n");
-    let cmd = r.agent_cmd();
-    let mut child =
-        r.f.cmd(&[
-            "workflow-auto",
-            "demo",
-            "A demo feature",
-            "--agent-cmd",
-            &cmd,
-            "--attempts",
-            "1",
-            "--parallel",
-            "2",
-            "--task-timeout",
-            "200",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = r.start_two_at_once("200");
     let wt1 = || r.container().unwrap_or_default().join("demo-1");
     assert!(
         wait_until(std::time::Duration::from_secs(90), || wt1()
@@ -576,8 +557,7 @@ fn worktree_broken_leftover_of_a_killed_run_does_not_wedge_the_spec() {
         "task 1 never started: {:?}",
         r.runs()
     );
-    unsafe_kill(child.id() as i32, 9);
-    child.wait().unwrap();
+    sigkill(&mut child);
     // The leftover is broken: its `.git` is gone.
     std::fs::remove_file(wt1().join(".git")).unwrap();
     std::fs::remove_file(&flag).unwrap();

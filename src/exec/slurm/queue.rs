@@ -311,6 +311,29 @@ impl Poller {
         }
     }
 
+    /// Wait for a notification while `waiting` holds of the state, until `deadline`;
+    /// true when the deadline came first.
+    fn wait_while<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, PollState>,
+        deadline: Instant,
+        waiting: impl Fn(&PollState) -> bool,
+    ) -> (MutexGuard<'a, PollState>, bool) {
+        while waiting(&st) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return (st, true);
+            }
+            st = self
+                .shared
+                .1
+                .wait_timeout(st, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        (st, false)
+    }
+
     fn lock(&self) -> MutexGuard<'_, PollState> {
         self.shared
             .0
@@ -343,20 +366,9 @@ impl Poller {
         self.shared.1.notify_all();
         // Bounded: a `squeue` that hangs on an unreachable controller is not waited out.
         let deadline = Instant::now() + UNWATCH_WAIT;
-        while st.running && st.jobs.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                tracing::warn!(
-                    "the Slurm poll thread is still asking `squeue`; not waiting for it"
-                );
-                break;
-            }
-            st = self
-                .shared
-                .1
-                .wait_timeout(st, left)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
+        let (_st, timed_out) = self.wait_while(st, deadline, |st| st.running && st.jobs.is_empty());
+        if timed_out {
+            tracing::warn!("the Slurm poll thread is still asking `squeue`; not waiting for it");
         }
     }
 
@@ -370,20 +382,9 @@ impl Poller {
     /// Wait up to `max` for an answer newer than `generation`; return what is known about
     /// `id`, the current generation and the last query error.
     pub fn wait(&self, id: &str, generation: u64, max: Duration) -> (Seen, u64, Option<String>) {
-        let mut st = self.lock();
+        let st = self.lock();
         let deadline = Instant::now() + max;
-        while st.generation == generation {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            st = self
-                .shared
-                .1
-                .wait_timeout(st, left)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
-        }
+        let (st, _) = self.wait_while(st, deadline, |st| st.generation == generation);
         let seen = st.jobs.get(id).cloned().unwrap_or(Seen::Gone);
         (seen, st.generation, st.error.clone())
     }

@@ -13,10 +13,10 @@ use super::EventSink;
 use super::commit::{Change, Committer, Ticker};
 use crate::agent::outcome::{AgentRun, Outcome};
 use crate::state::{self, CompletedPhase, Phase, StateStore, TaskStatus, Timestamp, UnifiedState};
+use crate::workflow::WorkflowError;
 use crate::workflow::events::{
     Blocked, Ending, Event, EventKind, PhaseResult, Refused, Summary, Unit,
 };
-use crate::workflow::{OPTIONS_KEY, WorkflowError};
 
 /// Writes the events of one spec's run to the state and its `tasks.md`.
 pub(crate) struct Recorder {
@@ -88,7 +88,7 @@ fn change(spec: &str, agent: &str, event: &Event<'_>) -> Result<Option<Change>, 
             options,
             system_stats,
         } => {
-            let options = serde_json::to_value(options).map_err(WorkflowError::Options)?;
+            let options = options.saved().map_err(WorkflowError::Options)?;
             let description = (*description).to_owned();
             let stats = system_stats.clone();
             Box::new(move |s| {
@@ -254,7 +254,7 @@ fn run_started(
     s: &mut UnifiedState,
     name: &str,
     description: &str,
-    options: Value,
+    options: state::WorkflowOptions,
     stats: Option<Map<String, Value>>,
     at: &Timestamp,
 ) {
@@ -264,7 +264,7 @@ fn run_started(
     if entry.description.is_empty() {
         entry.description = description.to_owned();
     }
-    entry.extra.insert(OPTIONS_KEY.into(), options);
+    entry.workflow_options = Some(options);
     if let Some(map) = stats {
         s.resources.system_stats = map;
     }
@@ -361,8 +361,7 @@ fn attempt_started(s: &mut UnifiedState, name: &str, agent: &str, a: AttemptStar
     task.run_id = a.run_id;
     if let Some(map) = &a.system_stats {
         // Dev mode `resource_monitoring`: the machine as this task started.
-        task.extra
-            .insert("system_stats".into(), Value::Object(map.clone()));
+        task.system_stats = Some(map.clone());
     }
     if !s.agents.active_tasks.contains(&a.id) {
         s.agents.active_tasks.push(a.id);
@@ -404,7 +403,7 @@ fn attempt_finished(s: &mut UnifiedState, name: &str, agent: &str, a: AttemptEnd
         }
         entry.outcome = Some(r.outcome.as_str().to_owned());
         entry.duration_seconds = Some(r.duration_ms as f64 / 1000.0);
-        entry.extra.insert("evidence".into(), json!(r.evidence));
+        entry.evidence = Some(r.evidence.clone());
         if ok {
             entry.status = TaskStatus::Completed;
             entry.completed_at = Some(at.clone());
@@ -466,11 +465,9 @@ fn attempt_finished(s: &mut UnifiedState, name: &str, agent: &str, a: AttemptEnd
             Timestamp::At(t) => t.format("%Y-%m-%d").to_string(),
             Timestamp::Other(_) => chrono::Local::now().format("%Y-%m-%d").to_string(),
         };
-        let ledger = s.extra.entry("cost_ledger").or_insert_with(|| json!({}));
-        if let Some(map) = ledger.as_object_mut() {
-            let day = map.entry(today).or_insert(json!(0.0));
-            *day = json!(day.as_f64().unwrap_or(0.0) + r.cost_usd);
-        }
+        s.cost_ledger
+            .get_or_insert_with(Default::default)
+            .add(&today, r.cost_usd);
     }
 }
 
@@ -664,8 +661,8 @@ mod tests {
         );
         assert_eq!(s.resources.total_tasks_executed, 2);
         assert_eq!(s.errors.len(), 1, "a success records no error");
-        let ledger = s.extra["cost_ledger"].as_object().unwrap();
-        assert_eq!(ledger.values().next().unwrap().as_f64(), Some(0.75));
+        let ledger = s.cost_ledger.as_ref().unwrap();
+        assert_eq!(ledger.days.values().next().unwrap().as_f64(), Some(0.75));
     }
 
     #[test]
@@ -919,7 +916,8 @@ mod tests {
         let spec = &s.specifications[SPEC];
         assert_eq!(spec.description, "A demo");
         assert_eq!(spec.paused_until, None);
-        assert_eq!(spec.extra[OPTIONS_KEY]["parallel"], 4);
+        let saved = spec.workflow_options.as_ref().unwrap();
+        assert_eq!(Options::from_saved(saved).unwrap(), options);
         let statuses: Vec<_> = ["1", "2", "3", "4"]
             .iter()
             .map(|id| task(&s, id).status)

@@ -35,6 +35,15 @@ enum Step {
     Signal(i32),
 }
 
+/// Task 1 of the spec in `state`, created if missing, pending.
+fn pending_task_one(state: &mut UnifiedState) -> &mut crate::state::Task {
+    let spec = state.specifications.entry(SPEC.into()).or_default();
+    let task = spec.tasks.entry("1".into()).or_default();
+    task.id = "1".into();
+    task.status = TaskStatus::Pending;
+    task
+}
+
 fn ends(outcome: Outcome) -> Step {
     Step::Ends(Box::new(AgentRun::from_outcome(outcome, "scripted")))
 }
@@ -244,10 +253,7 @@ fn scenario<T>(s: Scenario, f: impl FnOnce(&Run<'_>, &TaskList) -> T) -> Seen<T>
     if let Some((outcome, session)) = s.earlier {
         store
             .update(|state| {
-                let spec = state.specifications.entry(SPEC.into()).or_default();
-                let task = spec.tasks.entry("1".into()).or_default();
-                task.id = "1".into();
-                task.status = TaskStatus::Pending;
+                let task = pending_task_one(state);
                 task.outcome = Some(outcome.into());
                 task.session_id = Some(session.into());
                 task.error = Some(format!("{outcome}: earlier run stopped"));
@@ -261,11 +267,8 @@ fn scenario<T>(s: Scenario, f: impl FnOnce(&Run<'_>, &TaskList) -> T) -> Seen<T>
         crate::fs::write(dir.join("events.jsonl"), events).unwrap();
         store
             .update(|state| {
-                let spec = state.specifications.entry(SPEC.into()).or_default();
-                let task = spec.tasks.entry("1".into()).or_default();
-                task.id = "1".into();
                 // What `workflow-continue` makes of it before it runs tasks.
-                task.status = TaskStatus::Pending;
+                let task = pending_task_one(state);
                 task.attempts = 1;
                 task.run_id = Some(CUT_RUN.into());
             })
@@ -761,9 +764,12 @@ fn a_retry_after_a_stopped_run_continues_its_session() {
         assert_eq!(task.session_id.as_deref(), Some("s-1"));
         assert_eq!(task.cost_usd, Some(0.75), "both runs' costs add up");
         assert_eq!(seen.state.specifications[SPEC].cost_usd, 0.75);
-        let ledger: f64 = seen.state.extra["cost_ledger"]
-            .as_object()
+        let ledger: f64 = seen
+            .state
+            .cost_ledger
+            .as_ref()
             .unwrap()
+            .days
             .values()
             .filter_map(serde_json::Value::as_f64)
             .sum();

@@ -100,11 +100,7 @@ impl ClaudeCli {
                 cmd.env_remove(k.as_ref());
             }
         }
-        let path = format!(
-            "{}:{}",
-            self.bin_dir.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
+        let path = super::path_with(&self.bin_dir);
         cmd.env("PATH", path);
         for (k, v) in api.claude_env(home) {
             cmd.env(k, v);
