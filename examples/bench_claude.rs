@@ -16,7 +16,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 #[path = "../tests/it/support/messages_api.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unreachable_pub)]
 mod messages_api;
 
 use std::path::Path;

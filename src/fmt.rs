@@ -14,7 +14,7 @@ use crate::state::Timestamp;
 
 /// `0.4s`, `12.3s`, `8m 30s`, `2h 03m`; negative durations keep their sign; `?` when the
 /// value is not a number.
-pub fn duration(secs: f64) -> String {
+pub(crate) fn duration(secs: f64) -> String {
     if !secs.is_finite() {
         return "?".into();
     }
@@ -34,13 +34,13 @@ pub fn duration(secs: f64) -> String {
 }
 
 /// A duration that may be unknown: `–` when it is.
-pub fn duration_or_dash(secs: Option<f64>) -> String {
+pub(crate) fn duration_or_dash(secs: Option<f64>) -> String {
     secs.map_or_else(|| "–".to_owned(), duration)
 }
 
 /// US dollars: four decimals below one dollar (agent runs cost fractions of a cent),
 /// two from there.
-pub fn usd(cost: f64) -> String {
+pub(crate) fn usd(cost: f64) -> String {
     if cost.abs() < 1.0 {
         format!("${cost:.4}")
     } else {
@@ -49,7 +49,7 @@ pub fn usd(cost: f64) -> String {
 }
 
 /// A token count: `950`, `12.3k`, `1.2M`.
-pub fn tokens(n: u64) -> String {
+pub(crate) fn tokens(n: u64) -> String {
     // Display only: precision loss past 2^52 tokens does not matter.
     #[allow(clippy::cast_precision_loss)]
     let f = n as f64;
@@ -63,7 +63,7 @@ pub fn tokens(n: u64) -> String {
 }
 
 /// A timestamp in local time (`2025-08-05 14:03:11`), or the raw value it holds.
-pub fn local_time(t: &Timestamp) -> String {
+pub(crate) fn local_time(t: &Timestamp) -> String {
     match t {
         Timestamp::At(at) => at
             .with_timezone(&Local)
@@ -77,18 +77,21 @@ pub fn local_time(t: &Timestamp) -> String {
 }
 
 /// The local time of day (`14:03:11`) of an instant.
-pub fn clock<Tz: TimeZone>(t: &DateTime<Tz>) -> String {
+pub(crate) fn clock<Tz: TimeZone>(t: &DateTime<Tz>) -> String {
     t.with_timezone(&Local).format("%H:%M:%S").to_string()
 }
 
 /// A text timestamp (RFC 3339 or the original's naive ISO) as [`local_time`]; the text
 /// itself when it is no timestamp.
-pub fn local_time_text(s: &str) -> String {
+pub(crate) fn local_time_text(s: &str) -> String {
     Timestamp::parse(s).map_or_else(|| s.to_owned(), |t| local_time(&t))
 }
 
 /// Seconds from `from` to `to` (negative when `to` is earlier).
-pub fn seconds_between<A: TimeZone, B: TimeZone>(from: &DateTime<A>, to: &DateTime<B>) -> f64 {
+pub(crate) fn seconds_between<A: TimeZone, B: TimeZone>(
+    from: &DateTime<A>,
+    to: &DateTime<B>,
+) -> f64 {
     let micros = to
         .naive_utc()
         .signed_duration_since(from.naive_utc())
@@ -101,12 +104,12 @@ pub fn seconds_between<A: TimeZone, B: TimeZone>(from: &DateTime<A>, to: &DateTi
 }
 
 /// Whitespace (newlines included) folded to single spaces, the ends trimmed.
-pub fn fold_whitespace(s: &str) -> String {
+pub(crate) fn fold_whitespace(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// `s` cut after `max` characters, `…` marking the cut (agent evidence and activity).
-pub fn clip(s: &str, max: usize) -> String {
+pub(crate) fn clip(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_owned();
     }
@@ -115,7 +118,7 @@ pub fn clip(s: &str, max: usize) -> String {
 }
 
 /// Whitespace folded to single spaces, cut at `max` characters (with `…`).
-pub fn one_line(s: &str, max: usize) -> String {
+pub(crate) fn one_line(s: &str, max: usize) -> String {
     let line = printable(&fold_whitespace(s)).into_owned();
     if line.chars().count() > max {
         let cut: String = line.chars().take(max.saturating_sub(1)).collect();
@@ -128,7 +131,7 @@ pub fn one_line(s: &str, max: usize) -> String {
 /// `s` as one line of a record file: every control character, newline and tab included,
 /// shown escaped (`\n`, `\t`, `\r`, `\u{1b}`), so text from an agent can neither forge
 /// a record of its own nor carry terminal escape sequences into the file.
-pub fn escaped_line(s: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn escaped_line(s: &str) -> std::borrow::Cow<'_, str> {
     escape_controls(
         s,
         |_| false,
@@ -144,7 +147,7 @@ pub fn escaped_line(s: &str) -> std::borrow::Cow<'_, str> {
 /// `s` safe for a terminal: control characters other than newline and tab (an agent's
 /// text can carry ESC sequences from the repository it read) are shown escaped
 /// (`\u{1b}`), never sent raw.
-pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn printable(s: &str) -> std::borrow::Cow<'_, str> {
     escape_controls(
         s,
         |c| c == '\n' || c == '\t',
@@ -178,7 +181,7 @@ fn escape_controls(
 /// segments compare as numbers and come before text ones; text compares as text; equal
 /// segment lists fall back to comparing the whole ids (`01` vs `1`), so the order is
 /// total and consistent with equality.
-pub fn compare_task_ids(a: &str, b: &str) -> Ordering {
+pub(crate) fn compare_task_ids(a: &str, b: &str) -> Ordering {
     let mut x = a.split('.');
     let mut y = b.split('.');
     loop {

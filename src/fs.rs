@@ -12,7 +12,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-pub mod locked_file;
+pub(crate) mod locked_file;
 mod regular;
 
 pub use locked_file::{

@@ -23,7 +23,7 @@ use serde_json::Value;
 
 /// Which tokens are accepted besides standard JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
+pub(crate) enum Dialect {
     /// RFC 8259 JSON (Claude Code's settings): numbers of any size or precision.
     Json,
     /// What Python's `json.dump` writes by default: also `NaN`, `Infinity`, `-Infinity`.
@@ -36,26 +36,26 @@ const MARKER: &str = "\u{0}qw-num:";
 const ESCAPED_MARKER: &str = "\\u0000qw-num:";
 
 /// The UTF-8 byte-order mark, as text.
-pub const BOM: char = '\u{feff}';
+pub(crate) const BOM: char = '\u{feff}';
 
 /// `text` without a leading UTF-8 byte-order mark.
-pub fn strip_bom(text: &str) -> &str {
+pub(crate) fn strip_bom(text: &str) -> &str {
     text.strip_prefix(BOM).unwrap_or(text)
 }
 
 /// The tag string for `token` (what serde_json sees in place of the token).
-pub fn tag(token: &str) -> String {
+pub(crate) fn tag(token: &str) -> String {
     format!("{MARKER}{token}")
 }
 
 /// The token a tag string stands for; `None` for any other string.
-pub fn token_of(s: &str) -> Option<&str> {
+pub(crate) fn token_of(s: &str) -> Option<&str> {
     s.strip_prefix(MARKER)
 }
 
 /// The float a token stands for: `NaN`, `Infinity`, `-Infinity`, or a JSON number (the
 /// nearest `f64`; infinite when it overflows).
-pub fn token_f64(token: &str) -> Option<f64> {
+pub(crate) fn token_f64(token: &str) -> Option<f64> {
     match token {
         "NaN" => Some(f64::NAN),
         "Infinity" => Some(f64::INFINITY),
@@ -66,7 +66,7 @@ pub fn token_f64(token: &str) -> Option<f64> {
 }
 
 /// The token Python writes for a float that JSON cannot hold; `None` when it is finite.
-pub fn non_finite_token(v: f64) -> Option<&'static str> {
+pub(crate) fn non_finite_token(v: f64) -> Option<&'static str> {
     if v.is_nan() {
         Some("NaN")
     } else if v == f64::INFINITY {
@@ -81,7 +81,7 @@ pub fn non_finite_token(v: f64) -> Option<&'static str> {
 /// Replace every token serde_json cannot hold exactly with a tag; borrowed when there is
 /// none (the usual case). Anything that is not a token of `dialect` is left as it is, so
 /// serde_json reports it. Line numbers are unchanged (tags never span lines).
-pub fn tag_numbers(text: &str, dialect: Dialect) -> Cow<'_, str> {
+pub(crate) fn tag_numbers(text: &str, dialect: Dialect) -> Cow<'_, str> {
     let bytes = text.as_bytes();
     let mut out: Option<String> = None;
     let mut copied = 0;
@@ -116,7 +116,7 @@ pub fn tag_numbers(text: &str, dialect: Dialect) -> Cow<'_, str> {
 }
 
 /// Turn tags in serde_json output back into their tokens, byte for byte.
-pub fn untag(json: String) -> String {
+pub(crate) fn untag(json: String) -> String {
     let pattern = format!("\"{ESCAPED_MARKER}");
     if !json.contains(&pattern) {
         return json;
@@ -142,7 +142,7 @@ pub fn untag(json: String) -> String {
 }
 
 /// `v` as compact JSON with its original tokens (for messages that quote a value).
-pub fn display(v: &Value) -> String {
+pub(crate) fn display(v: &Value) -> String {
     untag(v.to_string())
 }
 

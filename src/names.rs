@@ -45,7 +45,7 @@ const MAX_LEN: usize = 100;
 
 /// Check a name against `[A-Za-z0-9][A-Za-z0-9._-]{0,99}`; spec names must also be
 /// kebab-case (lowercase letters, digits, single hyphens).
-pub fn validate(kind: NameKind, name: &str) -> Result<(), NameError> {
+pub(crate) fn validate(kind: NameKind, name: &str) -> Result<(), NameError> {
     let fail = |reason| {
         Err(NameError {
             kind,

@@ -9,7 +9,7 @@
 use std::io;
 
 /// `bytes` random bytes from the OS as lowercase hex (`2 × bytes` digits).
-pub fn hex(bytes: usize) -> io::Result<String> {
+pub(crate) fn hex(bytes: usize) -> io::Result<String> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf)
         .map_err(|e| io::Error::other(format!("the OS gave no random bytes: {e}")))?;

@@ -18,11 +18,11 @@
 use std::fmt;
 
 /// Longest command text accepted, in bytes.
-pub const MAX_LEN: usize = 4096;
+pub(crate) const MAX_LEN: usize = 4096;
 
 /// qw subcommands a suggestion may name. `exec` (arbitrary programs), `consume`/`suggest`
 /// (loops), `dashboard` (a server), `completions` and internal commands are not suggestible.
-pub const SUGGESTIBLE_QW: &[&str] = &[
+pub(crate) const SUGGESTIBLE_QW: &[&str] = &[
     "init",
     "spec-create",
     "spec-list",
@@ -40,7 +40,7 @@ pub const SUGGESTIBLE_QW: &[&str] = &[
 
 /// qw subcommands that exist but must not be run from a suggestion (`logs` only prints,
 /// and `--follow` would hold the consumer until a run ends).
-pub const NOT_SUGGESTIBLE_QW: &[&str] = &[
+pub(crate) const NOT_SUGGESTIBLE_QW: &[&str] = &[
     "exec",
     "suggest",
     "consume",
@@ -53,7 +53,7 @@ pub const NOT_SUGGESTIBLE_QW: &[&str] = &[
 
 /// Claude Code slash commands of the spec workflow that are not qw subcommands; a
 /// suggestion naming one is run through `claude -p`.
-pub const KNOWN_SLASH: &[&str] = &[
+pub(crate) const KNOWN_SLASH: &[&str] = &[
     "steering-setup",
     "spec-requirements",
     "spec-design",
@@ -71,7 +71,7 @@ pub const KNOWN_SLASH: &[&str] = &[
 
 /// Why command text was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Rejection {
+pub(crate) enum Rejection {
     /// Nothing but whitespace.
     #[error("the command is empty")]
     Empty,
@@ -137,7 +137,7 @@ pub enum Rejection {
 
 /// A validated suggestion: what `qw consume` will run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Suggestion {
+pub(crate) enum Suggestion {
     /// One of qw's own subcommands, run as `qw -C <this project> ARGS…`.
     Qw {
         /// The subcommand, as clap resolved it (`workflow-continue`).
@@ -160,7 +160,7 @@ pub enum Suggestion {
 impl Suggestion {
     /// The slash-command form, e.g. `/spec-design user-auth` (quoted as needed): the
     /// prompt a slash command is run with, or how a qw command reads as a slash command.
-    pub fn slash_text(&self) -> String {
+    pub(crate) fn slash_text(&self) -> String {
         let (first, rest) = match self {
             Suggestion::Qw { args, .. } => match args.split_first() {
                 Some((first, rest)) => (first.as_str(), rest),
@@ -174,8 +174,9 @@ impl Suggestion {
             .join(" ")
     }
 
+    #[cfg(test)]
     /// The qw subcommand or slash command it names.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             Suggestion::Qw { command, .. } => command,
             Suggestion::Slash { name, .. } => name,
@@ -194,7 +195,7 @@ impl fmt::Display for Suggestion {
 
 /// Validate text meant to run as an argv without a shell (`_Verify:_` commands,
 /// `--agent-cmd` templates) and split it into words.
-pub fn validate_argv_text(text: &str) -> Result<Vec<String>, Rejection> {
+pub(crate) fn validate_argv_text(text: &str) -> Result<Vec<String>, Rejection> {
     if text.len() > MAX_LEN {
         return Err(Rejection::TooLong {
             len: text.len(),
@@ -215,7 +216,7 @@ pub fn validate_argv_text(text: &str) -> Result<Vec<String>, Rejection> {
 /// itself uses ([`crate::cli::Cli`]), then judged by the options clap matched, so no
 /// spelling (`-vC/x`, `--project=/x`, `-C=/x`, an option after the positionals, …)
 /// reaches an option a suggestion may not set ([`FORBIDDEN_OPTIONS`]).
-pub fn validate_suggestion(text: &str) -> Result<Suggestion, Rejection> {
+pub(crate) fn validate_suggestion(text: &str) -> Result<Suggestion, Rejection> {
     let text = text.trim();
     if text.contains(":(){") || text.contains(":() {") {
         return Err(Rejection::Destructive("a fork bomb".into()));
@@ -263,7 +264,7 @@ pub fn validate_suggestion(text: &str) -> Result<Suggestion, Rejection> {
 /// program to run, its arguments, or where (which project, which machines) work runs;
 /// confirm or destroy for the user; or loosen the limits the user set on agents (an agent
 /// must not raise its own budget, time or attempts, nor leave its worktree).
-pub const FORBIDDEN_OPTIONS: &[(&str, &str)] = &[
+pub(crate) const FORBIDDEN_OPTIONS: &[(&str, &str)] = &[
     ("project", "it would act on another project"),
     ("agent_cmd", "it would choose the program that runs"),
     ("claude_args", "it would choose arguments for claude"),
@@ -289,7 +290,7 @@ const LOOSENS: &str =
 /// Options a suggestion may set, by clap argument id. Every option of a suggestible
 /// command is in exactly one of this list and [`FORBIDDEN_OPTIONS`] (a unit test walks
 /// the command tree); one in neither — added later and not yet judged — is refused.
-pub const ALLOWED_OPTIONS: &[&str] = &[
+pub(crate) const ALLOWED_OPTIONS: &[&str] = &[
     // Global: output only.
     "json",
     "verbose",
@@ -323,14 +324,14 @@ pub const ALLOWED_OPTIONS: &[&str] = &[
 
 /// Options a suggestion must set on a command, because without them the command acts
 /// beyond this project: (subcommand, argument id, why).
-pub const REQUIRED_OPTIONS: &[(&str, &str, &str)] = &[(
+pub(crate) const REQUIRED_OPTIONS: &[(&str, &str, &str)] = &[(
     "sweep",
     "project_only",
     "without it, `sweep` ends the orphans of every project",
 )];
 
 /// The argument naming a spec, per subcommand: (subcommand, argument id).
-pub const SPEC_ARGS: &[(&str, &str)] = &[
+pub(crate) const SPEC_ARGS: &[(&str, &str)] = &[
     ("spec-create", "name"),
     ("spec-status", "name"),
     ("workflow-auto", "name"),

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-pub mod policy;
+pub(crate) mod policy;
 pub mod probes;
-pub mod slots;
+pub(crate) mod slots;
 
 pub use policy::{Decision, Limit, Limits, Refusal, decide, load_figure};
 pub use probes::Probes;

@@ -149,7 +149,7 @@ impl fmt::Display for Refusal {
 }
 
 /// Every refusal in `list`, joined with "and" (`load 1.72/CPU > 0.85 (max_load) and …`).
-pub fn describe(list: &[Refusal]) -> String {
+pub(crate) fn describe(list: &[Refusal]) -> String {
     list.iter()
         .map(Refusal::to_string)
         .collect::<Vec<_>>()
@@ -204,12 +204,12 @@ impl fmt::Display for Decision {
 }
 
 /// Estimated CPU above which a request counts as high impact (the original's).
-pub const HIGH_IMPACT_CPU: f64 = 0.3;
+pub(crate) const HIGH_IMPACT_CPU: f64 = 0.3;
 
 /// CPU pressure (PSI `some avg10`, percent) at or below which the run queue may stand in
 /// for the 1-minute load average: the CPUs had a runnable task waiting for them less than
 /// one second in the last ten.
-pub const CALM_CPU_PRESSURE: f64 = 10.0;
+pub(crate) const CALM_CPU_PRESSURE: f64 = 10.0;
 
 /// What the load figure is measured from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

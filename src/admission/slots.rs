@@ -71,7 +71,7 @@ impl SlotGuard {
 
 /// The default runtime directory: `QW_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/quantumwala`,
 /// else `/tmp/quantumwala-<uid>`.
-pub fn default_runtime_dir() -> PathBuf {
+pub(crate) fn default_runtime_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("QW_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }

@@ -20,7 +20,7 @@ use super::{Job, Phase};
 use crate::spec::tasks::TaskList;
 
 /// Check a document's text for its phase; the error says what is wrong.
-pub fn check(phase: Phase, text: &str) -> Result<(), String> {
+pub(crate) fn check(phase: Phase, text: &str) -> Result<(), String> {
     if text.trim().is_empty() {
         return Err("it is empty".into());
     }
@@ -59,7 +59,7 @@ fn is_heading(line: &str) -> bool {
 /// Lenient (a model's final message): also a ```` ```markdown ```` block inside the
 /// answer, or everything from the first heading on, so a sentence of preamble does not
 /// end up in the document.
-pub fn extract(answer: &str, strict: bool) -> Option<String> {
+pub(crate) fn extract(answer: &str, strict: bool) -> Option<String> {
     let trimmed = answer.trim();
     let unfenced = unfence(trimmed).unwrap_or(trimmed);
     let first = unfenced.lines().next().unwrap_or("");
@@ -120,7 +120,7 @@ fn finish(text: &str) -> String {
 }
 
 /// Does `path` hold a non-empty regular file?
-pub fn present(path: &Path) -> bool {
+pub(crate) fn present(path: &Path) -> bool {
     path.metadata().is_ok_and(|m| m.is_file() && m.len() > 0)
 }
 
@@ -128,7 +128,7 @@ pub fn present(path: &Path) -> bool {
 /// present before the agent ran. `answer`: the document the agent answered with, if any
 /// (see [`super::Agent::answered_document`]). Writes the document or moves a bad one
 /// aside; I/O failures become the run's evidence (`agent_error`).
-pub fn settle(
+pub(crate) fn settle(
     job: &Job,
     mut run: AgentRun,
     answer: Option<String>,

@@ -26,13 +26,13 @@ use serde::{Deserialize, Serialize};
 use crate::exec::{Cancel, ExecSpec, Executor, Output, Program};
 use crate::project::Project;
 
-pub mod claude;
-pub mod command;
-pub mod document;
+pub(crate) mod claude;
+pub(crate) mod command;
+pub(crate) mod document;
 pub mod events;
 pub mod offline;
 pub mod outcome;
-pub mod permissions;
+pub(crate) mod permissions;
 pub mod prompt;
 pub mod runs;
 

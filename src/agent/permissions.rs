@@ -13,7 +13,7 @@ use super::events::Denial;
 use crate::fmt::clip;
 
 /// The flags that let Claude Code edit files in headless mode, as `qw` takes them.
-pub const ACCEPT_EDITS: &str = "--claude-arg=--permission-mode --claude-arg=acceptEdits";
+pub(crate) const ACCEPT_EDITS: &str = "--claude-arg=--permission-mode --claude-arg=acceptEdits";
 
 /// Why a call was refused, as far as qw can tell.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -86,7 +86,7 @@ fn advice(k: &Kind) -> String {
 /// Write `hello.txt`; to let the agent edit files pass `…acceptEdits`, or …".
 /// `messages` maps tool-use ids to Claude Code's refusal text (from the stream);
 /// `cwd` is the session's working directory (paths inside it are shown relative).
-pub fn explain(
+pub(crate) fn explain(
     denials: &[Denial],
     messages: &HashMap<String, String>,
     cwd: Option<&Path>,

@@ -17,7 +17,7 @@ pub struct CompletionsArgs {
 }
 
 /// Run `qw completions`.
-pub fn run(_ctx: &Ctx, args: CompletionsArgs) -> CmdResult {
+pub(crate) fn run(_ctx: &Ctx, args: CompletionsArgs) -> CmdResult {
     let mut cmd = super::command();
     // Into memory first: clap_complete panics when its writer fails (a closed pipe).
     let mut script = Vec::new();

@@ -13,7 +13,7 @@ use crate::exec::Cancel;
 use crate::exit;
 use crate::validate;
 
-pub use crate::consume::MAX_SUGGESTION_BYTES;
+pub(crate) use crate::consume::MAX_SUGGESTION_BYTES;
 
 /// Arguments of `qw suggest`.
 #[derive(Debug, Args)]
@@ -67,7 +67,7 @@ pub struct ConsumeArgs {
 }
 
 /// Run `qw suggest`.
-pub fn run_suggest(ctx: &Ctx, args: SuggestArgs) -> CmdResult {
+pub(crate) fn run_suggest(ctx: &Ctx, args: SuggestArgs) -> CmdResult {
     let text = args.command.trim();
     if text.len() > MAX_SUGGESTION_BYTES {
         return Err(CliError::usage(format!(
@@ -97,7 +97,7 @@ pub fn run_suggest(ctx: &Ctx, args: SuggestArgs) -> CmdResult {
 }
 
 /// Run `qw consume`.
-pub fn run_consume(ctx: &Ctx, args: ConsumeArgs) -> CmdResult {
+pub(crate) fn run_consume(ctx: &Ctx, args: ConsumeArgs) -> CmdResult {
     let cancel = Cancel::on_signals()
         .map_err(|e| CliError::failed(format!("cannot install signal handlers: {e}")))?;
     let options = Options {

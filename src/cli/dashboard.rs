@@ -48,7 +48,7 @@ fn bind_ip(s: &str) -> Result<IpAddr, CliError> {
 }
 
 /// Run `qw dashboard`.
-pub fn run(ctx: &Ctx, args: DashboardArgs) -> CmdResult {
+pub(crate) fn run(ctx: &Ctx, args: DashboardArgs) -> CmdResult {
     let ip = bind_ip(&args.bind)?;
     // Before the URL is printed: whoever reads it may flood the port at once.
     dashboard::raise_nofile_limit();

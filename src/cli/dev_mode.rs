@@ -62,7 +62,7 @@ pub struct DevModeArgs {
 }
 
 /// Run `qw dev-mode`.
-pub fn run(ctx: &Ctx, args: DevModeArgs) -> CmdResult {
+pub(crate) fn run(ctx: &Ctx, args: DevModeArgs) -> CmdResult {
     let path = ctx.project.settings_file();
     tracing::debug!(settings = %path.display(), action = ?args.action, "dev-mode");
     let mut file = ctx.settings_file()?.clone();

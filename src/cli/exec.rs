@@ -217,7 +217,7 @@ fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
 }
 
 /// Run `qw exec`.
-pub fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
+pub(crate) fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
     let program = Program::argv(args.argv.iter().cloned()).ok_or_else(|| {
         CliError::usage("no program given; usage: qw exec [OPTIONS] -- PROGRAM [ARGS...]")
     })?;
@@ -520,7 +520,7 @@ fn explain(report: &ExecReport, spec: &ExecSpec, quiet: bool) {
 }
 
 /// Warn about Slurm jobs an automatic sweep cancelled.
-pub fn report_slurm_sweep(report: &exec::slurm::sweep::SlurmSweep) {
+pub(crate) fn report_slurm_sweep(report: &exec::slurm::sweep::SlurmSweep) {
     if let Some(e) = &report.error {
         crate::diag!("qw: warning: could not sweep the Slurm jobs of a killed qw: {e}");
     }
@@ -540,7 +540,7 @@ pub fn report_slurm_sweep(report: &exec::slurm::sweep::SlurmSweep) {
 }
 
 /// Warn about orphans an automatic sweep ended.
-pub fn report_sweep(report: &exec::sweep::SweepReport) {
+pub(crate) fn report_sweep(report: &exec::sweep::SweepReport) {
     if report.killed.is_empty() {
         return;
     }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-pub use crate::exec::ExecutorKind;
+pub(crate) use crate::exec::ExecutorKind;
 use crate::exec::slurm::SlurmConfig;
 use crate::project::Project;
 
@@ -27,17 +27,15 @@ pub struct ExecutorArgs {
 
 /// The resolved choice.
 #[derive(Debug, Clone)]
-pub struct ExecutorChoice {
-    /// Which backend.
-    pub kind: ExecutorKind,
-    /// Its configuration, under `slurm`.
+pub(crate) struct ExecutorChoice {
+    /// The Slurm configuration when the backend is Slurm; `None`: this machine.
     pub slurm: Option<SlurmConfig>,
 }
 
 /// The owner-record and run folders: the project's `.claude/slurm` and `.claude/runs`;
 /// outside a project, `quantumwala/slurm` in the user's cache directory (home folders are
 /// shared on clusters).
-pub fn dirs(project: &Project) -> (PathBuf, PathBuf) {
+pub(crate) fn dirs(project: &Project) -> (PathBuf, PathBuf) {
     if project.exists() {
         return SlurmConfig::for_project_dirs(&project.claude_dir());
     }

@@ -37,7 +37,7 @@ impl From<ScaffoldError> for CliError {
 }
 
 /// Run `qw init`.
-pub fn run(ctx: &Ctx, _args: InitArgs) -> CmdResult {
+pub(crate) fn run(ctx: &Ctx, _args: InitArgs) -> CmdResult {
     // A settings file that is not JSON, or holds values qw would later refuse, stops init
     // here, before anything is written.
     let settings = ctx.settings_file()?.clone();

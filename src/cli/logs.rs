@@ -57,7 +57,7 @@ const POLL: Duration = Duration::from_millis(200);
 const ALIVE_CHECK: Duration = Duration::from_secs(1);
 
 /// Run `qw logs`.
-pub fn run(ctx: &Ctx, args: LogsArgs) -> CmdResult {
+pub(crate) fn run(ctx: &Ctx, args: LogsArgs) -> CmdResult {
     names::validate(NameKind::Spec, &args.spec).map_err(|e| CliError::from_user(&e))?;
     let dir = match &args.run {
         Some(id) => given_run(&ctx.project, &args.spec, id)?,

@@ -42,7 +42,7 @@ pub struct OfflineAgentArgs {
 }
 
 /// Run the offline agent.
-pub fn run(ctx: &Ctx, args: OfflineAgentArgs) -> CmdResult {
+pub(crate) fn run(ctx: &Ctx, args: OfflineAgentArgs) -> CmdResult {
     let started = Instant::now();
     validate(NameKind::Spec, &args.spec)?;
     let request = OfflineRequest {

@@ -12,13 +12,13 @@ use std::io::{self, Write};
 use super::CliError;
 
 /// Write `text` and a newline to stdout.
-pub fn line(text: impl Display) -> Result<(), CliError> {
+pub(crate) fn line(text: impl Display) -> Result<(), CliError> {
     let mut out = io::stdout().lock();
     writeln!(out, "{text}").map_err(write_error)
 }
 
 /// Write `bytes` to stdout as they are, then flush.
-pub fn bytes(bytes: &[u8]) -> Result<(), CliError> {
+pub(crate) fn bytes(bytes: &[u8]) -> Result<(), CliError> {
     let mut out = io::stdout().lock();
     out.write_all(bytes)
         .and_then(|()| out.flush())
@@ -26,7 +26,7 @@ pub fn bytes(bytes: &[u8]) -> Result<(), CliError> {
 }
 
 /// Map a failed stdout write: a closed pipe is a quiet stop, anything else an error.
-pub fn write_error(e: io::Error) -> CliError {
+pub(crate) fn write_error(e: io::Error) -> CliError {
     if e.kind() == io::ErrorKind::BrokenPipe {
         CliError::stdout_closed()
     } else {
@@ -35,7 +35,7 @@ pub fn write_error(e: io::Error) -> CliError {
     }
 }
 
-/// `println!` through [`line`]: `outln!("{x}")?` in a function returning `CliError`.
+/// `println!` through [`line`](fn@line): `outln!("{x}")?` in a function returning `CliError`.
 macro_rules! outln {
     ($($arg:tt)*) => {
         $crate::cli::out::line(format_args!($($arg)*))

@@ -35,7 +35,7 @@ use crate::workflow::{AgentKind, Options};
 
 /// Admission limits: `admit_timeout` (`qw exec --admit-timeout`) > `resource_limits` >
 /// defaults; slots in the user's runtime directory.
-pub fn admission(settings: &QwSettings, admit_timeout: Option<Duration>) -> Admission {
+pub(crate) fn admission(settings: &QwSettings, admit_timeout: Option<Duration>) -> Admission {
     let mut admission = Admission::from_settings(settings);
     if let Some(t) = admit_timeout {
         admission.limits.acquire_timeout = t;
@@ -47,7 +47,7 @@ pub fn admission(settings: &QwSettings, admit_timeout: Option<Duration>) -> Admi
 /// The executor: `--executor` > `quantumwala.executor` > local; under Slurm its options.
 /// The settings are read only when the flags leave something to them, so
 /// `--executor local` works whatever the settings file holds.
-pub fn executor(ctx: &Ctx, args: &ExecutorArgs) -> Result<ExecutorChoice, CliError> {
+pub(crate) fn executor(ctx: &Ctx, args: &ExecutorArgs) -> Result<ExecutorChoice, CliError> {
     let settings = match args.executor {
         Some(ExecutorKind::Local) => None,
         _ => Some(ctx.settings()?),
@@ -58,7 +58,7 @@ pub fn executor(ctx: &Ctx, args: &ExecutorArgs) -> Result<ExecutorChoice, CliErr
 /// A workflow's executor: the kind its options hold (resolved by [`workflow_options`]:
 /// `--executor` > the saved options > `quantumwala.executor` > local), configured from the
 /// settings as they are now, with the workflow's `--slurm-arg`s after the configured ones.
-pub fn workflow_executor(ctx: &Ctx, options: &Options) -> Result<ExecutorChoice, CliError> {
+pub(crate) fn workflow_executor(ctx: &Ctx, options: &Options) -> Result<ExecutorChoice, CliError> {
     let args = ExecutorArgs {
         executor: Some(options.executor),
         slurm_args: options.slurm_args.clone(),
@@ -73,14 +73,13 @@ fn executor_from(
 ) -> ExecutorChoice {
     let kind = executor_kind(args, settings);
     let Some(settings) = settings.filter(|_| kind == ExecutorKind::Slurm) else {
-        return ExecutorChoice { kind, slurm: None };
+        return ExecutorChoice { slurm: None };
     };
     let configured = &settings.quantumwala.slurm;
     let mut slurm_args = configured.args.clone().unwrap_or_default();
     slurm_args.extend(args.slurm_args.iter().cloned());
     let (state_dir, runs_dir) = executor::dirs(project);
     ExecutorChoice {
-        kind,
         slurm: Some(SlurmConfig {
             args: slurm_args,
             export: configured.export.clone().unwrap_or_default(),
@@ -101,7 +100,7 @@ fn executor_kind(args: &ExecutorArgs, settings: Option<&QwSettings>) -> Executor
 
 /// Workflow options: the flags in `args` > `saved` (the options a continued workflow was
 /// started with) > `settings` > defaults.
-pub fn workflow_options(
+pub(crate) fn workflow_options(
     args: &RunArgs,
     saved: Option<Options>,
     settings: &QwSettings,
@@ -313,8 +312,7 @@ mod tests {
         let project = Project::at(Path::new("/p"));
         let none = ExecutorArgs::default();
         let local = executor_from(&project, &none, Some(&settings("{}")));
-        assert_eq!(local.kind, ExecutorKind::Local);
-        assert!(local.slurm.is_none());
+        assert!(local.slurm.is_none(), "local: no Slurm configuration");
 
         let s = settings(
             r#"{"resource_limits": {"acquire_timeout_s": 12},
@@ -322,7 +320,6 @@ mod tests {
                 "export": ["AWS_*"], "poll_interval_s": 2}}}"#,
         );
         let slurm = executor_from(&project, &none, Some(&s));
-        assert_eq!(slurm.kind, ExecutorKind::Slurm);
         let c = slurm.slurm.unwrap();
         assert_eq!(c.args, ["--partition=debug"]);
         assert_eq!(c.export, ["AWS_*"]);
@@ -334,10 +331,7 @@ mod tests {
             executor: Some(ExecutorKind::Local),
             slurm_args: Vec::new(),
         };
-        assert_eq!(
-            executor_from(&project, &args, Some(&s)).kind,
-            ExecutorKind::Local
-        );
+        assert!(executor_from(&project, &args, Some(&s)).slurm.is_none());
         let args = ExecutorArgs {
             executor: Some(ExecutorKind::Slurm),
             slurm_args: vec!["--partition=gpu".into()],
@@ -355,10 +349,7 @@ mod tests {
             executor: Some(ExecutorKind::Local),
             slurm_args: Vec::new(),
         };
-        assert_eq!(
-            executor_from(&project, &args, None).kind,
-            ExecutorKind::Local
-        );
+        assert!(executor_from(&project, &args, None).slurm.is_none());
     }
 
     #[test]

@@ -44,7 +44,7 @@ Example:
 pub struct ResourcesArgs {}
 
 /// Run `qw resources`.
-pub fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
+pub(crate) fn run(ctx: &Ctx, _args: ResourcesArgs) -> CmdResult {
     let settings = ctx.settings()?;
     let admission = super::resolve::admission(settings, None);
     let probes = Probes::read();
@@ -290,7 +290,7 @@ fn trim(v: f64) -> String {
 /// slot (held until the run ends) and the milliseconds spent waiting. `impact` is None
 /// without `--admit`; `timeout` (`--admit-timeout`) replaces `acquire_timeout_s`. Stops
 /// waiting (exit 128+N) when `cancel` receives a signal.
-pub fn admit_for_exec(
+pub(crate) fn admit_for_exec(
     ctx: &Ctx,
     impact: Option<&str>,
     timeout: Option<std::time::Duration>,

@@ -63,7 +63,7 @@ impl From<SpecError> for CliError {
 }
 
 /// Run `qw spec-create`.
-pub fn run_create(ctx: &Ctx, args: SpecCreateArgs) -> CmdResult {
+pub(crate) fn run_create(ctx: &Ctx, args: SpecCreateArgs) -> CmdResult {
     let had_project = ctx.project.exists();
     let created = spec::create(&ctx.project, &args.name, &args.description)?;
     let store = StateStore::new(&ctx.project);
@@ -114,7 +114,7 @@ pub fn run_create(ctx: &Ctx, args: SpecCreateArgs) -> CmdResult {
 }
 
 /// Run `qw spec-list`.
-pub fn run_list(ctx: &Ctx, _args: SpecListArgs) -> CmdResult {
+pub(crate) fn run_list(ctx: &Ctx, _args: SpecListArgs) -> CmdResult {
     let rows = spec::list(&ctx.project)?;
     if ctx.global.json {
         let v = serde_json::json!({ "specs": rows });
@@ -182,7 +182,7 @@ fn record_created(s: &mut UnifiedState, name: &str, description: &str) {
 }
 
 /// Run `qw spec-status`.
-pub fn run_status(ctx: &Ctx, args: SpecStatusArgs) -> CmdResult {
+pub(crate) fn run_status(ctx: &Ctx, args: SpecStatusArgs) -> CmdResult {
     // Refuse a bad name before reading anything.
     let named = match &args.name {
         Some(n) => Some(spec::Spec::new(&ctx.project, n)?),

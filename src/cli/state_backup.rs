@@ -39,7 +39,7 @@ pub struct StateBackupArgs {
 }
 
 /// Run `qw state-backup`.
-pub fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
+pub(crate) fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
     let store = StateStore::new(&ctx.project);
     let json = ctx.global.json;
     if args.list {

@@ -34,7 +34,7 @@ Examples:
 pub struct StatusArgs {}
 
 /// Run `qw status`.
-pub fn run(ctx: &Ctx, _args: StatusArgs) -> CmdResult {
+pub(crate) fn run(ctx: &Ctx, _args: StatusArgs) -> CmdResult {
     let state = StateStore::new(&ctx.project).load()?;
     let dev = &ctx.settings()?.development_mode;
     let profiling = dev.performance_profiling();

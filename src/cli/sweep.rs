@@ -36,7 +36,7 @@ pub struct SweepArgs {
 }
 
 /// Run `qw sweep`.
-pub fn run(ctx: &Ctx, args: SweepArgs) -> CmdResult {
+pub(crate) fn run(ctx: &Ctx, args: SweepArgs) -> CmdResult {
     let scope = args.project_only.then(|| ctx.project.root());
     let report = exec::sweep::sweep(scope, args.grace);
     let (state_dir, _) = super::executor::dirs(&ctx.project);

@@ -126,7 +126,7 @@ pub struct WorkflowContinueArgs {
 }
 
 /// Run `qw workflow-auto`.
-pub fn run_auto(ctx: &Ctx, args: WorkflowAutoArgs) -> CmdResult {
+pub(crate) fn run_auto(ctx: &Ctx, args: WorkflowAutoArgs) -> CmdResult {
     crate::names::validate(crate::names::NameKind::Spec, &args.name)?;
     if args.description.trim().is_empty() {
         return Err(CliError::usage(
@@ -144,7 +144,7 @@ pub fn run_auto(ctx: &Ctx, args: WorkflowAutoArgs) -> CmdResult {
 }
 
 /// Run `qw workflow-continue`.
-pub fn run_continue(ctx: &Ctx, args: WorkflowContinueArgs) -> CmdResult {
+pub(crate) fn run_continue(ctx: &Ctx, args: WorkflowContinueArgs) -> CmdResult {
     if let Some(name) = &args.name {
         crate::names::validate(crate::names::NameKind::Spec, name)?;
     }

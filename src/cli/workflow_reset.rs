@@ -51,7 +51,7 @@ pub struct WorkflowResetArgs {
 }
 
 /// Run `qw workflow-reset`.
-pub fn run(ctx: &Ctx, args: WorkflowResetArgs) -> CmdResult {
+pub(crate) fn run(ctx: &Ctx, args: WorkflowResetArgs) -> CmdResult {
     validate(NameKind::Spec, &args.spec)?;
     let mode = if args.hard {
         ResetMode::Hard

@@ -40,7 +40,7 @@ pub struct WorktreesArgs {
 }
 
 /// Run `qw worktrees`.
-pub fn run(ctx: &Ctx, args: WorktreesArgs) -> CmdResult {
+pub(crate) fn run(ctx: &Ctx, args: WorktreesArgs) -> CmdResult {
     if let Some(s) = &args.spec {
         crate::names::validate(crate::names::NameKind::Spec, s)?;
     }

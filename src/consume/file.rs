@@ -8,13 +8,13 @@ use super::ConsumeError;
 use crate::fs::Bounded;
 
 /// The most `consume` reads of a suggestion: a command line, not a document.
-pub const MAX_SUGGESTION_BYTES: usize = 4096;
+pub(crate) const MAX_SUGGESTION_BYTES: usize = 4096;
 
 /// How much of a suggestion messages and `next_command.failed.txt` quote.
 const QUOTE_BYTES: usize = 200;
 
 /// `text` escaped for one line, cut after 200 bytes (saying how long it was).
-pub fn quote(text: &str) -> String {
+pub(crate) fn quote(text: &str) -> String {
     if text.len() <= QUOTE_BYTES {
         return text.escape_default().to_string();
     }

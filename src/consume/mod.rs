@@ -28,11 +28,11 @@ use crate::project::Project;
 use crate::state::StateStore;
 use crate::validate::{self, Suggestion};
 
-pub use file::{MAX_SUGGESTION_BYTES, quote};
+pub(crate) use file::{MAX_SUGGESTION_BYTES, quote};
 
 /// How a [`Consumer`] runs suggestions.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     /// Attempts before giving up.
     pub attempts: u32,
     /// Time between attempts.
@@ -46,7 +46,7 @@ pub struct Options {
 
 /// What happened to one suggestion.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// No suggestion file.
     Nothing,
     /// Ran successfully; the file was deleted.
@@ -81,7 +81,7 @@ pub enum Outcome {
 
 /// Counts for `--stats`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Suggestions run successfully.
     pub consumed: u32,
     /// Suggestions that failed.
@@ -92,7 +92,7 @@ pub struct Stats {
 
 impl Stats {
     /// Count one outcome.
-    pub fn count(&mut self, o: &Outcome) {
+    pub(crate) fn count(&mut self, o: &Outcome) {
         match o {
             Outcome::Consumed { .. } => self.consumed += 1,
             Outcome::Failed { .. } => self.failed += 1,
@@ -104,7 +104,7 @@ impl Stats {
 
 /// Failures of the consumer itself (not of the command it ran).
 #[derive(Debug, thiserror::Error)]
-pub enum ConsumeError {
+pub(crate) enum ConsumeError {
     /// I/O on a named path.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -142,7 +142,7 @@ impl exit::UserError for ConsumeError {
 
 /// Consumes the suggestions of one project.
 #[derive(Debug)]
-pub struct Consumer<'a> {
+pub(crate) struct Consumer<'a> {
     project: &'a Project,
     options: Options,
     /// Set by SIGINT, SIGTERM and SIGHUP: the signal that asked us to stop.
@@ -151,7 +151,7 @@ pub struct Consumer<'a> {
 
 /// How [`Consumer::watch`] learns of new suggestions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Watching {
+pub(crate) enum Watching {
     /// File notifications, backed up by a slow poll.
     Notifications,
     /// Polling only (asked for, or notifications are unavailable).
@@ -160,7 +160,7 @@ pub enum Watching {
 
 impl<'a> Consumer<'a> {
     /// A consumer of `project`'s suggestions that stops when `cancel` is set.
-    pub fn new(project: &'a Project, options: Options, cancel: Cancel) -> Consumer<'a> {
+    pub(crate) fn new(project: &'a Project, options: Options, cancel: Cancel) -> Consumer<'a> {
         Consumer {
             project,
             options,
@@ -170,7 +170,7 @@ impl<'a> Consumer<'a> {
 
     /// Watch `.claude/` for suggestions until a signal arrives, consuming each one and
     /// handing its outcome to `on_outcome`. `started` hears how it watches, once.
-    pub fn watch(
+    pub(crate) fn watch(
         &self,
         poll_only: bool,
         started: impl FnOnce(Watching),
@@ -213,7 +213,7 @@ impl<'a> Consumer<'a> {
     }
 
     /// Take the current suggestion through validate → run with retries → delete or move.
-    pub fn consume_one(&self) -> Result<Outcome, ConsumeError> {
+    pub(crate) fn consume_one(&self) -> Result<Outcome, ConsumeError> {
         let project = self.project;
         let path = project.next_command_file();
         if !path.exists() {
@@ -547,7 +547,7 @@ const NEEDS_EXISTING_SPEC: [&str; 3] = ["workflow-continue", "workflow-reset", "
 
 /// Why a qw `command` naming `spec` would fail for want of it, if it would: the spec is
 /// neither in the state (`in_state`) nor a folder under `.claude/specs/`.
-pub fn missing_spec(
+pub(crate) fn missing_spec(
     project: &Project,
     command: &str,
     spec: Option<&str>,

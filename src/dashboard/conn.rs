@@ -41,7 +41,7 @@ use tokio::sync::{Notify, watch};
 
 /// Connection limits; see the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnLimits {
+pub(crate) struct ConnLimits {
     /// Connections in all (further bounded by the open-file limit).
     pub max_connections: usize,
     /// Connections from one IP address.
@@ -156,7 +156,7 @@ fn lock(r: &Shared) -> std::sync::MutexGuard<'_, Registry> {
 
 /// Raise the soft open-file limit to the hard one (so strangers' sockets do not exhaust
 /// a low default); returns the soft limit in force.
-pub fn raise_nofile_limit() -> Option<u64> {
+pub(crate) fn raise_nofile_limit() -> Option<u64> {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
     if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {

@@ -32,14 +32,14 @@ mod snapshot;
 mod view;
 mod watch;
 
-pub use conn::{ConnLimits, raise_nofile_limit};
-pub use security::new_token;
-pub use server::serve;
+pub(crate) use conn::{ConnLimits, raise_nofile_limit};
+pub(crate) use security::new_token;
+pub(crate) use server::serve;
 
 /// Admission gauges as the dashboard draws them; every field is optional and shown as
 /// "n/a" when absent. Fractions are 0..1 (load per CPU may exceed 1).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Gauges {
+pub(crate) struct Gauges {
     /// 1-minute load average divided by usable CPUs.
     pub load_per_cpu: Option<f64>,
     /// Memory in use, 0..1.
@@ -60,11 +60,11 @@ pub struct Gauges {
 
 /// Supplies the current gauges; called once per rendered frame (about every refresh
 /// interval and on every state change), on the watcher thread.
-pub type GaugeProvider = Arc<dyn Fn() -> Gauges + Send + Sync>;
+pub(crate) type GaugeProvider = Arc<dyn Fn() -> Gauges + Send + Sync>;
 
 /// Everything the server needs; build with [`DashboardConfig::new`] and adjust fields.
 #[derive(Clone)]
-pub struct DashboardConfig {
+pub(crate) struct DashboardConfig {
     /// The project whose `.claude/` is shown.
     pub project: Project,
     /// The access token required on every request (see [`new_token`]).
@@ -95,7 +95,7 @@ impl std::fmt::Debug for DashboardConfig {
 
 impl DashboardConfig {
     /// Read-only defaults: no gauges, 500 ms polling, 2 s refresh, default limits.
-    pub fn new(project: Project, token: String, qw_exe: PathBuf) -> DashboardConfig {
+    pub(crate) fn new(project: Project, token: String, qw_exe: PathBuf) -> DashboardConfig {
         DashboardConfig {
             project,
             token,
@@ -110,7 +110,7 @@ impl DashboardConfig {
 }
 
 /// The URL to print: `http://HOST:PORT/?token=…`.
-pub fn url(addr: SocketAddr, token: &str) -> String {
+pub(crate) fn url(addr: SocketAddr, token: &str) -> String {
     format!(
         "http://{}:{}/?token={token}",
         security::url_host(addr),
@@ -120,7 +120,7 @@ pub fn url(addr: SocketAddr, token: &str) -> String {
 
 /// Why the dashboard could not run.
 #[derive(Debug, thiserror::Error)]
-pub enum DashboardError {
+pub(crate) enum DashboardError {
     /// The state watcher thread could not start.
     #[error("failed to start the state watcher: {0}")]
     Watcher(#[source] std::io::Error),

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 /// A random secret of 128 bits, as 32 lowercase hex digits.
-pub fn new_token() -> std::io::Result<String> {
+pub(crate) fn new_token() -> std::io::Result<String> {
     crate::random::hex(16)
 }
 

@@ -67,7 +67,7 @@ type Shared = Arc<App>;
 
 /// Serve the dashboard on `listener` until `shutdown` resolves, then drain for at most a
 /// few seconds. The state is watched from a separate thread for as long as this runs.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     cfg: DashboardConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -9,9 +9,9 @@
 use std::fmt;
 
 /// Environment variable carrying the run id.
-pub const COOKIE_VAR: &str = "QW_RUN_ID";
+pub(crate) const COOKIE_VAR: &str = "QW_RUN_ID";
 /// Environment variable carrying the project root, to scope automatic sweeps.
-pub const PROJECT_VAR: &str = "QW_PROJECT";
+pub(crate) const PROJECT_VAR: &str = "QW_PROJECT";
 
 /// A parsed run id.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,14 +20,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub mod cookie;
+pub(crate) mod cookie;
 mod kind;
 mod local;
 #[cfg(target_os = "linux")]
-pub mod procs;
+pub(crate) mod procs;
 pub mod slurm;
-pub mod supervisor;
-pub mod sweep;
+pub(crate) mod supervisor;
+pub(crate) mod sweep;
 mod tree;
 
 pub use crate::cancel::Cancel;

@@ -8,7 +8,7 @@ use super::cookie::{COOKIE_VAR, PROJECT_VAR};
 
 /// One process as seen in `/proc`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcInfo {
+pub(crate) struct ProcInfo {
     /// Process id.
     pub pid: i32,
     /// Parent process id.
@@ -31,14 +31,14 @@ pub struct ProcInfo {
 
 impl ProcInfo {
     /// True for zombies and dead processes: they hold no resources but a pid.
-    pub fn is_dead(&self) -> bool {
+    pub(crate) fn is_dead(&self) -> bool {
         matches!(self.state, 'Z' | 'X' | 'x')
     }
 }
 
 /// The fields of `/proc/PID/stat` that qw uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stat {
+pub(crate) struct Stat {
     /// Process id.
     pub pid: i32,
     /// `comm`.
@@ -57,7 +57,7 @@ pub struct Stat {
 
 /// Parse `/proc/PID/stat`. `comm` may contain spaces and parentheses, so the fields are
 /// split after the *last* `)`.
-pub fn parse_stat(text: &str) -> Option<Stat> {
+pub(crate) fn parse_stat(text: &str) -> Option<Stat> {
     let open = text.find('(')?;
     let close = text.rfind(')')?;
     let pid = text[..open].trim().parse().ok()?;
@@ -83,7 +83,7 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
 }
 
 /// Find `NAME=value` in a NUL-separated environment block.
-pub fn environ_var<'a>(environ: &'a [u8], name: &str) -> Option<&'a str> {
+pub(crate) fn environ_var<'a>(environ: &'a [u8], name: &str) -> Option<&'a str> {
     environ
         .split(|&b| b == 0)
         .filter_map(|entry| entry.strip_prefix(name.as_bytes()))
@@ -92,7 +92,7 @@ pub fn environ_var<'a>(environ: &'a [u8], name: &str) -> Option<&'a str> {
 }
 
 /// Read one process; `None` if it vanished or is unreadable.
-pub fn read_proc(pid: i32) -> Option<ProcInfo> {
+pub(crate) fn read_proc(pid: i32) -> Option<ProcInfo> {
     let stat = read_stat(pid)?;
     let environ = read_proc_file(&format!("/proc/{pid}/environ"), 8192).unwrap_or_default();
     Some(ProcInfo {
@@ -110,7 +110,7 @@ pub fn read_proc(pid: i32) -> Option<ProcInfo> {
 
 /// Every pid listed in `/proc` now (processes only, not threads).
 #[allow(clippy::disallowed_methods)] // /proc entries come and go; unreadable ones are skipped
-pub fn pids() -> Vec<i32> {
+pub(crate) fn pids() -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -154,25 +154,25 @@ fn read_proc_text(path: &str, hint: usize) -> Option<String> {
 }
 
 /// `/proc/PID/stat` of one process; `None` if it is gone.
-pub fn read_stat(pid: i32) -> Option<Stat> {
+pub(crate) fn read_stat(pid: i32) -> Option<Stat> {
     let raw = read_proc_file(&format!("/proc/{pid}/stat"), 1024)?;
     parse_stat(std::str::from_utf8(&raw).ok()?)
 }
 
 /// The run cookie (`QW_RUN_ID`) in a process's initial environment, if readable.
-pub fn read_cookie(pid: i32) -> Option<String> {
+pub(crate) fn read_cookie(pid: i32) -> Option<String> {
     let environ = read_proc_file(&format!("/proc/{pid}/environ"), 8192)?;
     environ_var(&environ, COOKIE_VAR).map(str::to_owned)
 }
 
 /// The pid most recently handed out in this pid namespace (`/proc/sys/kernel/ns_last_pid`).
-pub fn last_pid() -> Option<i32> {
+pub(crate) fn last_pid() -> Option<i32> {
     let raw = read_proc_file("/proc/sys/kernel/ns_last_pid", 32)?;
     std::str::from_utf8(&raw).ok()?.trim().parse().ok()
 }
 
 /// The largest pid plus one (`/proc/sys/kernel/pid_max`); 4 194 304 if unreadable.
-pub fn pid_max() -> i32 {
+pub(crate) fn pid_max() -> i32 {
     read_proc_file("/proc/sys/kernel/pid_max", 32)
         .and_then(|raw| std::str::from_utf8(&raw).ok()?.trim().parse().ok())
         .unwrap_or(4_194_304)
@@ -180,7 +180,7 @@ pub fn pid_max() -> i32 {
 
 /// The pids handed out after `after` up to `last`, in order, wrapping past `pid_max` to
 /// the lowest pids the kernel reuses (from 300); `None` when there are more than `cap`.
-pub fn pids_between(after: i32, last: i32, pid_max: i32, cap: usize) -> Option<Vec<i32>> {
+pub(crate) fn pids_between(after: i32, last: i32, pid_max: i32, cap: usize) -> Option<Vec<i32>> {
     const FIRST_REUSED: i32 = 300;
     let count = |lo: i32, hi: i32| usize::try_from(hi - lo).unwrap_or(0);
     if last >= after {
@@ -197,7 +197,7 @@ pub fn pids_between(after: i32, last: i32, pid_max: i32, cap: usize) -> Option<V
 
 /// Bytes a process has passed to `read`-like and `write`-like calls on anything (files,
 /// pipes, terminals, sockets): `(rchar, wchar)` of `/proc/PID/io`.
-pub fn parse_io(text: &str) -> Option<(u64, u64)> {
+pub(crate) fn parse_io(text: &str) -> Option<(u64, u64)> {
     let field = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
@@ -206,14 +206,14 @@ pub fn parse_io(text: &str) -> Option<(u64, u64)> {
 }
 
 /// [`parse_io`] of a live process; `None` if it is gone or unreadable.
-pub fn read_io(pid: i32) -> Option<(u64, u64)> {
+pub(crate) fn read_io(pid: i32) -> Option<(u64, u64)> {
     parse_io(&read_proc_text(&format!("/proc/{pid}/io"), 512)?)
 }
 
 /// Whether a `/proc/PID/syscall` line shows a process inside a call that writes (`write`,
 /// `writev`, `pwrite`, `sendto`, `sendmsg`, `sendfile`, `splice`…): a sleeping process in
 /// one is waiting for its reader, not idle.
-pub fn in_write_call(syscall_line: &str) -> bool {
+pub(crate) fn in_write_call(syscall_line: &str) -> bool {
     use nix::libc;
     let Some(nr) = syscall_line
         .split_whitespace()
@@ -241,7 +241,7 @@ pub fn in_write_call(syscall_line: &str) -> bool {
 
 /// Whether a process is blocked in a call that writes (see [`in_write_call`]); where
 /// `/proc/PID/syscall` is unreadable, the kernel function it sleeps in (`wchan`) tells.
-pub fn blocked_writing(pid: i32) -> bool {
+pub(crate) fn blocked_writing(pid: i32) -> bool {
     if let Some(line) = read_proc_text(&format!("/proc/{pid}/syscall"), 256) {
         return in_write_call(&line);
     }
@@ -252,7 +252,7 @@ pub fn blocked_writing(pid: i32) -> bool {
 
 /// Every process of the current user that is visible in `/proc`.
 #[allow(clippy::disallowed_methods)] // /proc entries come and go; unreadable ones are skipped
-pub fn snapshot() -> Vec<ProcInfo> {
+pub(crate) fn snapshot() -> Vec<ProcInfo> {
     use std::os::unix::fs::MetadataExt;
     let uid = nix::unistd::geteuid().as_raw();
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -270,7 +270,7 @@ pub fn snapshot() -> Vec<ProcInfo> {
 }
 
 /// The command line of a process, for warnings (`comm` if unreadable).
-pub fn command_line(pid: i32, comm: &str) -> String {
+pub(crate) fn command_line(pid: i32, comm: &str) -> String {
     let raw = read_proc_file(&format!("/proc/{pid}/cmdline"), 1024).unwrap_or_default();
     let words: Vec<String> = raw
         .split(|&b| b == 0)
@@ -294,14 +294,14 @@ pub fn command_line(pid: i32, comm: &str) -> String {
 }
 
 /// Start time (ticks since boot) of `pid`, if it is alive (zombies count as dead).
-pub fn start_time_of(pid: i32) -> Option<u64> {
+pub(crate) fn start_time_of(pid: i32) -> Option<u64> {
     read_stat(pid)
         .filter(|s| !matches!(s.state, 'Z' | 'X' | 'x'))
         .map(|s| s.start_time)
 }
 
 /// `pid` and every ancestor of it up to pid 1.
-pub fn ancestors_of(pid: i32) -> Vec<i32> {
+pub(crate) fn ancestors_of(pid: i32) -> Vec<i32> {
     let mut out = vec![pid];
     let mut cur = pid;
     while cur > 1 && out.len() < 4096 {
@@ -314,8 +314,9 @@ pub fn ancestors_of(pid: i32) -> Vec<i32> {
     out
 }
 
+#[cfg(test)]
 /// Processes in `procs` that descend from `root` (not including `root`).
-pub fn descendants(procs: &[ProcInfo], root: i32) -> Vec<&ProcInfo> {
+pub(crate) fn descendants(procs: &[ProcInfo], root: i32) -> Vec<&ProcInfo> {
     let mut out: Vec<&ProcInfo> = Vec::new();
     let mut frontier = vec![root];
     while let Some(parent) = frontier.pop() {

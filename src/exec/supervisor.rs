@@ -30,7 +30,7 @@ enum ChildEnd {
 }
 
 /// Run `spec` to completion and report. Never leaves a process of the run alive.
-pub fn supervise(spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, ExecError> {
+pub(crate) fn supervise(spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, ExecError> {
     let started = Instant::now();
     become_subreaper();
     let run_id = match &spec.run_id {

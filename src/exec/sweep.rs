@@ -11,7 +11,7 @@ use super::Leftover;
 
 /// What a sweep ended.
 #[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct SweepReport {
+pub(crate) struct SweepReport {
     /// Every orphan that was signalled.
     pub killed: Vec<Leftover>,
     /// The distinct run ids they belonged to.
@@ -22,7 +22,7 @@ pub struct SweepReport {
 
 /// End every orphan of this user; with `project`, only orphans started in that project.
 #[cfg(target_os = "linux")]
-pub fn sweep(project: Option<&Path>, grace: Duration) -> SweepReport {
+pub(crate) fn sweep(project: Option<&Path>, grace: Duration) -> SweepReport {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
 

@@ -103,7 +103,7 @@ pub(crate) type Reap<'a> = &'a mut dyn FnMut() -> Vec<i32>;
 impl Tree {
     /// The tree of the run `cookie` whose direct child is `child`, supervised by this
     /// process; `subreaper` says whether this process is a child subreaper.
-    pub fn new(child: i32, cookie: String, subreaper: bool) -> Tree {
+    pub(super) fn new(child: i32, cookie: String, subreaper: bool) -> Tree {
         Tree {
             supervisor: std::process::id() as i32,
             child,
@@ -114,7 +114,7 @@ impl Tree {
     }
 
     /// Live (non-zombie) members, the supervisor excluded.
-    pub fn members(&self) -> Vec<Member> {
+    pub(super) fn members(&self) -> Vec<Member> {
         let mut out = Vec::new();
         self.scan(&mut |m| out.push(m.clone()));
         out
@@ -124,7 +124,7 @@ impl Tree {
     /// is a subreaper and still has children (live, or exited and not yet reaped). Does
     /// not reap.
     #[cfg(target_os = "linux")]
-    pub fn may_hide_members(&self) -> bool {
+    pub(super) fn may_hide_members(&self) -> bool {
         use nix::sys::wait::{Id, WaitPidFlag, waitid};
         self.subreaper
             && !matches!(
@@ -286,7 +286,7 @@ impl Tree {
     /// finds nothing ends this only when no member can be hiding ([`Tree::may_hide_members`]).
     /// `reap` is called on every round so exited children are collected. A new request on
     /// `cancel` during the grace skips to SIGKILL.
-    pub fn terminate(
+    pub(super) fn terminate(
         &self,
         first: Signal,
         grace: Duration,

@@ -34,9 +34,9 @@ use serde::{Deserialize, Serialize};
 use crate::cancel::Cancel;
 
 /// The environment variable bounding waits for qw's own locks, in seconds (0: no limit).
-pub const TIMEOUT_VAR: &str = "QW_LOCK_TIMEOUT";
+pub(crate) const TIMEOUT_VAR: &str = "QW_LOCK_TIMEOUT";
 /// How long a wait lasts when [`TIMEOUT_VAR`] is not set (as uv's `UV_LOCK_TIMEOUT`).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// After this long a waiter says what it waits for and who holds it.
 const SAY_AFTER: Duration = Duration::from_secs(1);
 /// A waiter that was already asked to stop when it began (it is recording how a run

@@ -8,7 +8,7 @@ use super::typed::QW_SECTION;
 use super::{SettingsError, SettingsFile};
 
 /// The `development_mode` flags, in the order qw writes them.
-pub const DEV_FLAGS: [&str; 10] = [
+pub(crate) const DEV_FLAGS: [&str; 10] = [
     "enabled",
     "verbose_logging",
     "fail_fast",
@@ -25,10 +25,10 @@ pub const DEV_FLAGS: [&str; 10] = [
 /// qw ignores it without a warning, and `dev-mode` neither writes nor shows it.
 /// `debug_hooks`: hooks are Claude Code's — they run inside `claude`, not in qw, so qw has
 /// nothing to debug; Claude Code's own `--debug hooks` (through `--claude-arg`) shows them.
-pub const RETIRED_DEV_FLAGS: [&str; 1] = ["debug_hooks"];
+pub(crate) const RETIRED_DEV_FLAGS: [&str; 1] = ["debug_hooks"];
 
 /// The value a flag has when the settings file does not set it.
-pub fn dev_flag_default(flag: &str) -> bool {
+pub(crate) fn dev_flag_default(flag: &str) -> bool {
     matches!(flag, "confirmation_prompts" | "command_validation")
 }
 
@@ -36,7 +36,7 @@ pub fn dev_flag_default(flag: &str) -> bool {
 /// then sets a false one to true and `off` puts the false back). `fail_fast` and
 /// `confirmation_prompts` are left alone: they change what a workflow does, not what it
 /// reports.
-pub const DEV_ON_FLAGS: [&str; 8] = [
+pub(crate) const DEV_ON_FLAGS: [&str; 8] = [
     "enabled",
     "verbose_logging",
     "resource_monitoring",
@@ -48,7 +48,7 @@ pub const DEV_ON_FLAGS: [&str; 8] = [
 ];
 
 /// What each flag does when true, as `qw dev-mode status` shows it.
-pub fn dev_flag_effect(flag: &str) -> &'static str {
+pub(crate) fn dev_flag_effect(flag: &str) -> &'static str {
     match flag {
         "enabled" => {
             "limits you did not set tighten: 4 tasks at once, load 0.70, memory 0.60, 1 retry"
@@ -72,16 +72,16 @@ pub fn dev_flag_effect(flag: &str) -> &'static str {
 
 /// The admission limits dev mode sets when the user did not set them
 /// (`resource_limits.max_concurrent`, `max_load`, `max_memory`), as the original did.
-pub const DEV_MAX_CONCURRENT: usize = 4;
+pub(crate) const DEV_MAX_CONCURRENT: usize = 4;
 /// `resource_limits.max_load` in dev mode.
-pub const DEV_MAX_LOAD: f64 = 0.70;
+pub(crate) const DEV_MAX_LOAD: f64 = 0.70;
 /// `resource_limits.max_memory` in dev mode.
-pub const DEV_MAX_MEMORY: f64 = 0.60;
+pub(crate) const DEV_MAX_MEMORY: f64 = 0.60;
 /// Attempts per task in dev mode (one retry), when `--attempts` is not given.
-pub const DEV_ATTEMPTS: u32 = 2;
+pub(crate) const DEV_ATTEMPTS: u32 = 2;
 
 /// Key under [`QW_SECTION`] holding the flag values from before `dev-mode on`.
-pub const DEV_PREVIOUS_KEY: &str = "dev_mode_previous";
+pub(crate) const DEV_PREVIOUS_KEY: &str = "dev_mode_previous";
 
 /// Where a flag's effective value comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

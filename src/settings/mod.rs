@@ -20,13 +20,9 @@ mod typed;
 use std::io;
 use std::path::PathBuf;
 
-pub use dev_mode::{
-    DEV_ATTEMPTS, DEV_FLAGS, DEV_MAX_CONCURRENT, DEV_MAX_LOAD, DEV_MAX_MEMORY, DEV_ON_FLAGS,
-    DEV_PREVIOUS_KEY, DevFlag, DevMode, FlagSource, RETIRED_DEV_FLAGS, dev_flag_default,
-    dev_flag_effect,
-};
-pub use file::SettingsFile;
-pub use typed::{LimitSettings, LimitSource, QW_SECTION, QwSection, QwSettings};
+pub(crate) use dev_mode::{DEV_PREVIOUS_KEY, DevMode, FlagSource, dev_flag_effect};
+pub(crate) use file::SettingsFile;
+pub(crate) use typed::{LimitSettings, LimitSource, QW_SECTION, QwSettings};
 
 /// Errors reading or writing the settings file.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +73,7 @@ pub enum SettingsError {
 }
 
 /// The most qw reads of a settings file.
-pub const MAX_SETTINGS_BYTES: usize = 16 << 20;
+pub(crate) const MAX_SETTINGS_BYTES: usize = 16 << 20;
 
 impl SettingsError {
     /// True when the file's contents are at fault (exit 2), not the disk: also when it is

@@ -24,7 +24,7 @@ use crate::exec::ExecutorKind;
 use crate::jsontext;
 
 /// Top-level section qw owns for its own options and bookkeeping.
-pub const QW_SECTION: &str = "quantumwala";
+pub(crate) const QW_SECTION: &str = "quantumwala";
 
 /// qw's keys of `.claude/settings.local.json`, typed and checked.
 #[derive(Debug, Clone, PartialEq)]

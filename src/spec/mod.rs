@@ -12,21 +12,21 @@ use serde::Serialize;
 use crate::names::{self, NameKind};
 use crate::project::Project;
 
-pub mod scaffold;
-pub mod tasks;
+pub(crate) mod scaffold;
+pub(crate) mod tasks;
 
-pub use tasks::{Task, TaskList, TasksError};
+pub(crate) use tasks::{TaskList, TasksError};
 
 /// The most qw reads of a spec or steering document: far above any real one, far below
 /// what would exhaust memory.
-pub const MAX_DOCUMENT_BYTES: usize = 16 << 20;
+pub(crate) const MAX_DOCUMENT_BYTES: usize = 16 << 20;
 
 /// Read a spec or steering document (`tasks.md`, `requirements.md`, …) as text. Only a
 /// regular file is opened (a FIFO, a device or a symlink to one is refused without
 /// blocking, see [`crate::fs::read_regular`]), at most [`MAX_DOCUMENT_BYTES`] of it, and
 /// it must be UTF-8: each refusal is an error naming the file (and for bad bytes, the
 /// line) for which [`crate::fs::is_refused`] is true.
-pub fn read_document(path: &Path) -> io::Result<String> {
+pub(crate) fn read_document(path: &Path) -> io::Result<String> {
     crate::fs::read_regular_text(path, MAX_DOCUMENT_BYTES)
 }
 
@@ -60,14 +60,14 @@ pub enum SpecError {
 
 /// One spec's folder and the paths of its documents.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Spec {
+pub(crate) struct Spec {
     name: String,
     dir: PathBuf,
 }
 
 impl Spec {
     /// The spec `name` of `project`; the name is validated, the folder need not exist.
-    pub fn new(project: &Project, name: &str) -> Result<Spec, SpecError> {
+    pub(crate) fn new(project: &Project, name: &str) -> Result<Spec, SpecError> {
         names::validate(NameKind::Spec, name)?;
         Ok(Spec {
             name: name.to_owned(),
@@ -75,35 +75,35 @@ impl Spec {
         })
     }
     /// The spec name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
     /// `.claude/specs/NAME/`
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
     /// True when the folder exists.
-    pub fn exists(&self) -> bool {
+    pub(crate) fn exists(&self) -> bool {
         self.dir.is_dir()
     }
     /// `requirements.md`
-    pub fn requirements_path(&self) -> PathBuf {
+    pub(crate) fn requirements_path(&self) -> PathBuf {
         self.dir.join("requirements.md")
     }
     /// `design.md`
-    pub fn design_path(&self) -> PathBuf {
+    pub(crate) fn design_path(&self) -> PathBuf {
         self.dir.join("design.md")
     }
     /// `tasks.md`
-    pub fn tasks_path(&self) -> PathBuf {
+    pub(crate) fn tasks_path(&self) -> PathBuf {
         self.dir.join("tasks.md")
     }
     /// `report.md`, the completion report.
-    pub fn report_path(&self) -> PathBuf {
+    pub(crate) fn report_path(&self) -> PathBuf {
         self.dir.join("report.md")
     }
     /// Which documents exist.
-    pub fn documents(&self) -> Documents {
+    pub(crate) fn documents(&self) -> Documents {
         Documents {
             requirements: self.requirements_path().is_file(),
             design: self.design_path().is_file(),
@@ -112,7 +112,7 @@ impl Spec {
         }
     }
     /// Parse tasks.md; `Ok(None)` when it does not exist. Errors name the file and line.
-    pub fn load_tasks(&self) -> Result<Option<TaskList>, SpecError> {
+    pub(crate) fn load_tasks(&self) -> Result<Option<TaskList>, SpecError> {
         let path = self.tasks_path();
         let text = match read_document(&path) {
             Ok(t) => t,
@@ -130,7 +130,7 @@ impl Spec {
 
 /// Which of a spec's documents exist.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Documents {
+pub(crate) struct Documents {
     /// requirements.md
     pub requirements: bool,
     /// design.md
@@ -143,7 +143,7 @@ pub struct Documents {
 
 impl Documents {
     /// Names of the documents present, in workflow order.
-    pub fn present(&self) -> Vec<&'static str> {
+    pub(crate) fn present(&self) -> Vec<&'static str> {
         [
             (self.requirements, "requirements"),
             (self.design, "design"),
@@ -159,7 +159,7 @@ impl Documents {
 /// Create the folder of a new spec. The name is validated first and an existing spec is
 /// refused, so nothing is created or changed on any error. The description is checked
 /// here but stored by the caller (in the unified state).
-pub fn create(project: &Project, name: &str, description: &str) -> Result<Spec, SpecError> {
+pub(crate) fn create(project: &Project, name: &str, description: &str) -> Result<Spec, SpecError> {
     let spec = Spec::new(project, name)?;
     if description.trim().is_empty() {
         return Err(SpecError::EmptyDescription {
@@ -187,7 +187,7 @@ pub fn create(project: &Project, name: &str, description: &str) -> Result<Spec, 
 
 /// One row of `qw spec-list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SpecSummary {
+pub(crate) struct SpecSummary {
     /// The spec name.
     pub name: String,
     /// Which documents exist.
@@ -202,7 +202,7 @@ pub struct SpecSummary {
 
 /// Every spec folder under `.claude/specs/`, sorted by name. Folders whose names are not
 /// valid spec names are skipped; an invalid tasks.md is reported in its row, not as an error.
-pub fn list(project: &Project) -> Result<Vec<SpecSummary>, SpecError> {
+pub(crate) fn list(project: &Project) -> Result<Vec<SpecSummary>, SpecError> {
     let dir = project.specs_dir();
     let entries = match crate::fs::read_dir(&dir) {
         Ok(e) => e,

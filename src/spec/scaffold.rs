@@ -36,7 +36,7 @@ pub enum ScaffoldError {
 /// What init did with one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Action {
+pub(crate) enum Action {
     /// It did not exist and was written.
     Created,
     /// It still held what an earlier init wrote, and the template changed: rewritten.
@@ -49,7 +49,7 @@ pub enum Action {
 
 impl Action {
     /// The word printed in the report.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Action::Created => "created",
             Action::Updated => "updated",
@@ -61,7 +61,7 @@ impl Action {
 
 /// One line of the init report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FileReport {
+pub(crate) struct FileReport {
     /// Path relative to the project root, e.g. `.claude/steering/product.md`.
     pub path: String,
     /// What happened.
@@ -73,7 +73,7 @@ pub struct FileReport {
 
 /// Everything init did.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct InitReport {
+pub(crate) struct InitReport {
     /// Per file, in the order handled.
     pub files: Vec<FileReport>,
     /// Things the user should know (e.g. a qw settings block that is not an object).
@@ -82,7 +82,7 @@ pub struct InitReport {
 
 impl InitReport {
     /// How many files got `action`.
-    pub fn count(&self, action: Action) -> usize {
+    pub(crate) fn count(&self, action: Action) -> usize {
         self.files.iter().filter(|f| f.action == action).count()
     }
 }
@@ -90,7 +90,7 @@ impl InitReport {
 /// The `development_mode` block `qw init` writes: only the switch, `enabled: false`.
 /// Every other flag is left unset, so it follows dev mode (on while dev mode is on) or
 /// takes qw's default; a flag written here would count as the user's choice.
-pub fn default_development_mode() -> Map<String, Value> {
+pub(crate) fn default_development_mode() -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("enabled".to_owned(), Value::Bool(false));
     m
@@ -99,10 +99,10 @@ pub fn default_development_mode() -> Map<String, Value> {
 /// How Claude Code's permissions meet `claude -p` (headless: nobody can be asked), as
 /// `qw init` writes it into `quantumwala.claude_permissions`: settings are JSON, so the
 /// choice is documented in a value. What each mode does: `docs/CLAUDE_CODE.md`.
-pub const CLAUDE_PERMISSIONS_HELP: &str = "qw runs `claude -p` headless: nobody can be asked, so Claude Code refuses any tool use not allowed up front, and qw reports each refusal (tool, target, way out) as permission_denied. Choose: `qw workflow-auto NAME DESC --claude-arg=--permission-mode --claude-arg=acceptEdits` lets the agent edit files in the project (or set permissions.defaultMode to acceptEdits here, which also changes your interactive sessions); commands still need allow rules in permissions.allow here, such as \"Bash(cargo test:*)\". `--claude-arg=--permission-mode --claude-arg=bypassPermissions` allows everything, but Claude Code refuses it as root. Writes under .claude/ are refused in headless mode in every mode but bypassPermissions: qw writes the spec documents itself from the agent's answer.";
+pub(crate) const CLAUDE_PERMISSIONS_HELP: &str = "qw runs `claude -p` headless: nobody can be asked, so Claude Code refuses any tool use not allowed up front, and qw reports each refusal (tool, target, way out) as permission_denied. Choose: `qw workflow-auto NAME DESC --claude-arg=--permission-mode --claude-arg=acceptEdits` lets the agent edit files in the project (or set permissions.defaultMode to acceptEdits here, which also changes your interactive sessions); commands still need allow rules in permissions.allow here, such as \"Bash(cargo test:*)\". `--claude-arg=--permission-mode --claude-arg=bypassPermissions` allows everything, but Claude Code refuses it as root. Writes under .claude/ are refused in headless mode in every mode but bypassPermissions: qw writes the spec documents itself from the agent's answer.";
 
 /// Defaults of the `quantumwala` block `qw init` writes: the permission choice explained.
-pub fn default_quantumwala() -> Map<String, Value> {
+pub(crate) fn default_quantumwala() -> Map<String, Value> {
     let mut m = Map::new();
     m.insert(
         "claude_permissions".to_owned(),
@@ -113,7 +113,7 @@ pub fn default_quantumwala() -> Map<String, Value> {
 
 /// What [`merge_settings_defaults`] changed: dotted keys added, and blocks removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SettingsChanges {
+pub(crate) struct SettingsChanges {
     /// Dotted keys added.
     pub added: Vec<String>,
     /// Why a block was removed (the `resource_limits` an older init wrote).
@@ -122,12 +122,12 @@ pub struct SettingsChanges {
 
 impl SettingsChanges {
     /// Nothing changed.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty()
     }
 
     /// The note of the init report: `added …; removed …`.
-    pub fn note(&self) -> String {
+    pub(crate) fn note(&self) -> String {
         let mut parts = Vec::new();
         if !self.added.is_empty() {
             parts.push(format!("added {}", self.added.join(", ")));
@@ -146,7 +146,7 @@ impl SettingsChanges {
 /// nothing. A `resource_limits` block that holds exactly what an older init wrote
 /// ([`LimitSettings::OLD_INIT_DEFAULTS`], by value) is removed for that reason; a block
 /// with any other key or value is the user's and stays as it is.
-pub fn merge_settings_defaults(
+pub(crate) fn merge_settings_defaults(
     settings: &mut SettingsFile,
     warnings: &mut Vec<String>,
 ) -> Result<SettingsChanges, SettingsError> {
@@ -189,7 +189,7 @@ pub fn merge_settings_defaults(
 
 /// `block` holds exactly the five `resource_limits` an older init wrote, by value
 /// (`0.8` and `0.80` alike), and nothing else.
-pub fn is_old_init_limits(block: &Value) -> bool {
+pub(crate) fn is_old_init_limits(block: &Value) -> bool {
     let Some(block) = block.as_object() else {
         return false;
     };
@@ -214,7 +214,7 @@ pub fn is_old_init_limits(block: &Value) -> bool {
 }
 
 /// The init report's note when it removed an older init's `resource_limits`.
-pub const OLD_LIMITS_REMOVED: &str = "removed resource_limits: it held exactly the defaults an older qw init wrote, which counted as your limits and kept dev mode from tightening them; qw's defaults still apply";
+pub(crate) const OLD_LIMITS_REMOVED: &str = "removed resource_limits: it held exactly the defaults an older qw init wrote, which counted as your limits and kept dev mode from tightening them; qw's defaults still apply";
 
 /// A slash command init writes: `.claude/commands/<name>.md`.
 struct SlashCommand {
@@ -363,7 +363,7 @@ fn command_file(c: &SlashCommand) -> String {
 }
 
 /// Every file init owns: (path relative to `.claude/`, contents).
-pub fn templates() -> Vec<(String, String)> {
+pub(crate) fn templates() -> Vec<(String, String)> {
     let mut out = vec![
         (
             "steering/product.md".to_owned(),
@@ -384,8 +384,9 @@ pub fn templates() -> Vec<(String, String)> {
     out
 }
 
+#[cfg(test)]
 /// Names of the slash commands init writes.
-pub fn command_names() -> Vec<&'static str> {
+pub(crate) fn command_names() -> Vec<&'static str> {
     COMMANDS.iter().map(|c| c.name).collect()
 }
 
@@ -400,7 +401,7 @@ struct Manifest {
 const MANIFEST_VERSION: u32 = 1;
 
 /// The manifest's path.
-pub fn manifest_path(project: &Project) -> PathBuf {
+pub(crate) fn manifest_path(project: &Project) -> PathBuf {
     project.claude_dir().join(".qw-init.json")
 }
 
@@ -450,7 +451,10 @@ fn display_rel(project: &Project, path: &Path) -> String {
 
 /// Scaffold `.claude/` in `project`, whose settings file the caller has read (and
 /// checked: a corrupt one stops init before it writes anything).
-pub fn init(project: &Project, mut settings: SettingsFile) -> Result<InitReport, ScaffoldError> {
+pub(crate) fn init(
+    project: &Project,
+    mut settings: SettingsFile,
+) -> Result<InitReport, ScaffoldError> {
     let settings_path = project.settings_file();
     let settings_existed = settings_path.exists();
     let mut report = InitReport::default();

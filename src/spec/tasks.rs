@@ -138,7 +138,7 @@ impl TasksError {
 
 /// One task of a tasks.md file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Task {
+pub(crate) struct Task {
     /// The id as written, without a trailing dot (`2.1`).
     pub id: String,
     /// The text after the id.
@@ -165,9 +165,10 @@ pub struct Task {
     indent: usize,
 }
 
+#[cfg(test)]
 impl Task {
     /// A new unchecked task, for writing a tasks.md with [`render`].
-    pub fn new(id: impl Into<String>, title: impl Into<String>) -> Task {
+    pub(crate) fn new(id: impl Into<String>, title: impl Into<String>) -> Task {
         Task {
             id: id.into(),
             title: title.into(),
@@ -184,10 +185,11 @@ impl Task {
     }
 }
 
+#[cfg(test)]
 /// Write tasks in the canonical format (`- [ ] 2.1. Title`, two spaces of indentation per
 /// id level, metadata as sub-bullets). `TaskList::parse` reads it back field for field,
 /// provided the ids are valid and unique.
-pub fn render(tasks: &[Task]) -> String {
+pub(crate) fn render(tasks: &[Task]) -> String {
     let mut out = String::new();
     for t in tasks {
         let indent = "  ".repeat(t.id.matches('.').count());
@@ -224,7 +226,7 @@ pub fn render(tasks: &[Task]) -> String {
 
 /// A parsed and validated tasks.md.
 #[derive(Debug, Clone)]
-pub struct TaskList {
+pub(crate) struct TaskList {
     tasks: Vec<Task>,
     index: HashMap<String, usize>,
     parent: Vec<Option<usize>>,
@@ -350,7 +352,7 @@ fn id_list(value: &str) -> Vec<String> {
 
 impl TaskList {
     /// Parse and validate tasks.md text. Errors name the line.
-    pub fn parse(text: &str) -> Result<TaskList, TasksError> {
+    pub(crate) fn parse(text: &str) -> Result<TaskList, TasksError> {
         let mut tasks: Vec<Task> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         // Tasks a following line may be indented under: (indent, task index).
@@ -638,47 +640,51 @@ impl TaskList {
     }
 
     /// Every task in file order.
-    pub fn tasks(&self) -> &[Task] {
+    pub(crate) fn tasks(&self) -> &[Task] {
         &self.tasks
     }
 
+    #[cfg(test)]
     /// The task with exactly this id.
-    pub fn get(&self, id: &str) -> Option<&Task> {
+    pub(crate) fn get(&self, id: &str) -> Option<&Task> {
         self.index.get(id).map(|&i| &self.tasks[i])
     }
 
+    #[cfg(test)]
     /// True when `id` exists and has no subtasks (only leaves run).
-    pub fn is_leaf(&self, id: &str) -> bool {
+    pub(crate) fn is_leaf(&self, id: &str) -> bool {
         self.index
             .get(id)
             .is_some_and(|&i| self.children[i].is_empty())
     }
 
     /// Runnable tasks (no subtasks), in file order.
-    pub fn leaves(&self) -> Vec<&Task> {
+    pub(crate) fn leaves(&self) -> Vec<&Task> {
         (0..self.tasks.len())
             .filter(|&i| self.children[i].is_empty())
             .map(|i| &self.tasks[i])
             .collect()
     }
 
+    #[cfg(test)]
     /// Direct subtasks of `id`, in file order.
-    pub fn children(&self, id: &str) -> Vec<&Task> {
+    pub(crate) fn children(&self, id: &str) -> Vec<&Task> {
         self.index
             .get(id)
             .map(|&i| self.children[i].iter().map(|&c| &self.tasks[c]).collect())
             .unwrap_or_default()
     }
 
+    #[cfg(test)]
     /// The task `id` is a subtask of.
-    pub fn parent(&self, id: &str) -> Option<&Task> {
+    pub(crate) fn parent(&self, id: &str) -> Option<&Task> {
         let &i = self.index.get(id)?;
         self.parent[i].map(|p| &self.tasks[p])
     }
 
     /// The leaves `id` must wait for: its own `_Depends:` and its ancestors', each parent
     /// expanded to every leaf under it. Empty for parents and unknown ids.
-    pub fn leaf_dependencies(&self, id: &str) -> Vec<&Task> {
+    pub(crate) fn leaf_dependencies(&self, id: &str) -> Vec<&Task> {
         self.index
             .get(id)
             .map(|&i| self.leaf_deps[i].iter().map(|&d| &self.tasks[d]).collect())
@@ -688,7 +694,7 @@ impl TaskList {
     /// Leaves not in `completed` whose every leaf dependency is in `completed`, in file
     /// order: what a scheduler may start now. Seed `completed` with
     /// [`TaskList::checked_leaves`] to honour ticks already in the file.
-    pub fn ready(&self, completed: &HashSet<String>) -> Vec<&Task> {
+    pub(crate) fn ready(&self, completed: &HashSet<String>) -> Vec<&Task> {
         (0..self.tasks.len())
             .filter(|&i| self.children[i].is_empty())
             .filter(|&i| !completed.contains(&self.tasks[i].id))
@@ -702,7 +708,7 @@ impl TaskList {
     }
 
     /// Ids of leaves ticked in the file.
-    pub fn checked_leaves(&self) -> HashSet<String> {
+    pub(crate) fn checked_leaves(&self) -> HashSet<String> {
         self.leaves()
             .into_iter()
             .filter(|t| t.checked)
@@ -711,7 +717,7 @@ impl TaskList {
     }
 
     /// Leaves in an order that respects dependencies (file order among independent ones).
-    pub fn leaf_order(&self) -> Vec<&Task> {
+    pub(crate) fn leaf_order(&self) -> Vec<&Task> {
         let mut done = HashSet::new();
         let mut out = Vec::new();
         loop {
@@ -728,15 +734,16 @@ impl TaskList {
     }
 
     /// (ticked leaves, all leaves).
-    pub fn progress(&self) -> (usize, usize) {
+    pub(crate) fn progress(&self) -> (usize, usize) {
         let leaves = self.leaves();
         (leaves.iter().filter(|t| t.checked).count(), leaves.len())
     }
 }
 
+#[cfg(test)]
 /// Set the checkbox of task `id` to `checked`, changing that one byte and no other.
 /// Already in that state: the text comes back unchanged.
-pub fn set_checked(text: &str, id: &str, checked: bool) -> Result<String, TasksError> {
+pub(crate) fn set_checked(text: &str, id: &str, checked: bool) -> Result<String, TasksError> {
     let list = TaskList::parse(text)?;
     let task = list
         .get(id)
@@ -744,6 +751,7 @@ pub fn set_checked(text: &str, id: &str, checked: bool) -> Result<String, TasksE
     Ok(replace_box(text, task, checked))
 }
 
+#[cfg(test)]
 fn replace_box(text: &str, task: &Task, checked: bool) -> String {
     if task.checked == checked {
         return text.to_owned();
@@ -758,7 +766,7 @@ fn replace_box(text: &str, task: &Task, checked: bool) -> String {
 
 /// Read a tasks.md file as text; bytes that are not UTF-8 are an error naming the file
 /// and the line of the first of them.
-pub fn read_text(path: &Path) -> Result<String, TasksError> {
+pub(crate) fn read_text(path: &Path) -> Result<String, TasksError> {
     // Only a regular file, bounded like every spec document (a FIFO must not block).
     let bytes = crate::fs::read_regular_whole(path, super::MAX_DOCUMENT_BYTES)?;
     String::from_utf8(bytes).map_err(|e| {
@@ -772,22 +780,25 @@ pub fn read_text(path: &Path) -> Result<String, TasksError> {
     })
 }
 
+#[cfg(test)]
 /// Tick task `id`: rewrites only its checkbox's space to `x`.
-pub fn tick(text: &str, id: &str) -> Result<String, TasksError> {
+pub(crate) fn tick(text: &str, id: &str) -> Result<String, TasksError> {
     set_checked(text, id, true)
 }
 
-/// Tick leaf `id` in the file at `path`, and every ancestor whose children are now all
-/// ticked, in one durable write. Returns the ids newly ticked (the leaf first).
-///
-/// Callers that tick from several threads or processes must serialise the calls (the
-/// workflow does it under the state lock): this is a read-modify-write of one file.
-pub fn tick_file(path: &Path, id: &str) -> Result<Vec<String>, TasksError> {
+/// [`tick_file_many`] of one leaf.
+#[cfg(test)]
+pub(crate) fn tick_file(path: &Path, id: &str) -> Result<Vec<String>, TasksError> {
     tick_file_many(path, &[id.to_owned()])
 }
 
-/// [`tick_file`] for several leaves at once: one read, one durable write.
-pub fn tick_file_many(path: &Path, ids: &[String]) -> Result<Vec<String>, TasksError> {
+/// Tick the leaves `ids` in the file at `path`, and every ancestor whose children are
+/// now all ticked, in one read and one durable write. Returns the ids newly ticked (each
+/// leaf before its ancestors).
+///
+/// Callers that tick from several threads or processes must serialise the calls (the
+/// workflow does it under the state lock): this is a read-modify-write of one file.
+pub(crate) fn tick_file_many(path: &Path, ids: &[String]) -> Result<Vec<String>, TasksError> {
     let text = read_text(path)?;
     let list = TaskList::parse(&text).map_err(|e| e.in_file(path))?;
     let leaves = list.leaf_indices(ids, path)?;
@@ -828,8 +839,8 @@ pub fn tick_file_many(path: &Path, ids: &[String]) -> Result<Vec<String>, TasksE
 /// is ticked only while all its children are), in one durable write that changes only
 /// those checkbox bytes. Returns the ids newly unticked (each leaf before its ancestors).
 ///
-/// Serialise calls as for [`tick_file`].
-pub fn untick_file_many(path: &Path, ids: &[String]) -> Result<Vec<String>, TasksError> {
+/// Serialise calls as for [`tick_file_many`].
+pub(crate) fn untick_file_many(path: &Path, ids: &[String]) -> Result<Vec<String>, TasksError> {
     let text = read_text(path)?;
     let list = TaskList::parse(&text).map_err(|e| e.in_file(path))?;
     let leaves = list.leaf_indices(ids, path)?;

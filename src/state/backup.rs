@@ -17,11 +17,11 @@ use crate::names::{NameKind, validate};
 use crate::project::Project;
 
 /// Prefix of quarantined corrupt state files.
-pub const CORRUPTED_PREFIX: &str = "corrupted_";
+pub(crate) const CORRUPTED_PREFIX: &str = "corrupted_";
 
 /// One backup file.
 #[derive(Debug, Clone, Serialize)]
-pub struct BackupInfo {
+pub(crate) struct BackupInfo {
     /// Name without `.json` (what `--restore` takes).
     pub name: String,
     /// The file.
@@ -37,12 +37,12 @@ pub struct BackupInfo {
 }
 
 /// `YYYYmmdd_HHMMSS` for now, local time.
-pub fn stamp() -> String {
+pub(crate) fn stamp() -> String {
     Local::now().format("%Y%m%d_%H%M%S").to_string()
 }
 
 /// `dir/base.ext`, or `dir/base_2.ext`, `_3`, … if taken.
-pub fn unique_path(dir: &Path, base: &str, ext: &str) -> PathBuf {
+pub(crate) fn unique_path(dir: &Path, base: &str, ext: &str) -> PathBuf {
     let dotted = |s: String| {
         if ext.is_empty() {
             s
@@ -61,7 +61,7 @@ pub fn unique_path(dir: &Path, base: &str, ext: &str) -> PathBuf {
 }
 
 /// `name` without a trailing `.json`.
-pub fn strip_json(name: &str) -> &str {
+pub(crate) fn strip_json(name: &str) -> &str {
     name.strip_suffix(".json").unwrap_or(name)
 }
 
@@ -91,7 +91,9 @@ fn json_files(dir: &Path) -> Result<Vec<(PathBuf, SystemTime)>, StateError> {
 
 /// The newest backup in `dir` that is a valid state (quarantined files excluded): its
 /// path, bytes and parsed state.
-pub fn newest_valid(dir: &Path) -> Result<Option<(PathBuf, Vec<u8>, UnifiedState)>, StateError> {
+pub(crate) fn newest_valid(
+    dir: &Path,
+) -> Result<Option<(PathBuf, Vec<u8>, UnifiedState)>, StateError> {
     for (path, _) in json_files(dir)? {
         if file_name(&path).starts_with(CORRUPTED_PREFIX) {
             continue;
@@ -113,7 +115,7 @@ fn file_name(path: &Path) -> String {
 }
 
 /// Every backup, newest first.
-pub fn list(project: &Project) -> Result<Vec<BackupInfo>, StateError> {
+pub(crate) fn list(project: &Project) -> Result<Vec<BackupInfo>, StateError> {
     let mut out = Vec::new();
     for (path, t) in json_files(&project.state_backups_dir())? {
         let bytes = match read_state_file(&path) {
@@ -151,7 +153,7 @@ pub fn list(project: &Project) -> Result<Vec<BackupInfo>, StateError> {
 
 /// What a restore did.
 #[derive(Debug, Clone, Serialize)]
-pub struct RestoreReport {
+pub(crate) struct RestoreReport {
     /// The backup that is now the state.
     pub restored: PathBuf,
     /// Where the state that was replaced went (`None` if there was none).
@@ -160,7 +162,7 @@ pub struct RestoreReport {
 
 /// Make backup `name` (`.json` optional) the state, after backing up the current state.
 /// A missing or invalid backup changes nothing.
-pub fn restore(store: &StateStore, name: &str) -> Result<RestoreReport, StateError> {
+pub(crate) fn restore(store: &StateStore, name: &str) -> Result<RestoreReport, StateError> {
     let name = strip_json(name);
     validate(NameKind::Backup, name)?;
     let dir = store.project().state_backups_dir();
@@ -194,11 +196,11 @@ pub fn restore(store: &StateStore, name: &str) -> Result<RestoreReport, StateErr
 }
 
 /// Days `--clean` keeps when `--days` is not given.
-pub const DEFAULT_CLEAN_DAYS: u32 = 7;
+pub(crate) const DEFAULT_CLEAN_DAYS: u32 = 7;
 
 /// What a clean did.
 #[derive(Debug, Clone, Serialize)]
-pub struct CleanReport {
+pub(crate) struct CleanReport {
     /// Files deleted.
     pub removed: Vec<PathBuf>,
     /// Backups left.
@@ -211,7 +213,7 @@ pub struct CleanReport {
 
 /// Delete state backups and spec-folder copies of hard resets older than `days` days; the
 /// newest state backup is always kept, and so is the newest copy of each spec.
-pub fn clean(project: &Project, days: u32) -> Result<CleanReport, StateError> {
+pub(crate) fn clean(project: &Project, days: u32) -> Result<CleanReport, StateError> {
     let cutoff = SystemTime::now()
         .checked_sub(Duration::from_secs(u64::from(days) * 86_400))
         .unwrap_or(SystemTime::UNIX_EPOCH);

@@ -11,13 +11,13 @@ use std::ffi::OsString;
 use std::io;
 use std::path::PathBuf;
 
-pub mod backup;
-pub mod lock;
-pub mod number;
-pub mod reset;
-pub mod schema;
+pub(crate) mod backup;
+pub(crate) mod lock;
+pub(crate) mod number;
+pub(crate) mod reset;
+pub(crate) mod schema;
 mod store;
-pub mod timestamp;
+pub(crate) mod timestamp;
 
 pub use lock::StateLock;
 pub use number::Count;

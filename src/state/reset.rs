@@ -18,7 +18,7 @@ use crate::names::{NameKind, validate};
 /// completed: [`StateError::NothingToReset`]). Hard: generated documents too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ResetMode {
+pub(crate) enum ResetMode {
     /// Tasks `in_progress/failed/blocked` → `pending`, phase after the last completed one;
     /// no unfinished task keeps an outcome or session to resume.
     Soft,
@@ -28,7 +28,7 @@ pub enum ResetMode {
 
 /// What a reset changed in the state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct StateChanges {
+pub(crate) struct StateChanges {
     /// Tasks set back to pending (soft) or removed (hard).
     pub tasks: Vec<String>,
     /// Errors of this spec removed from `errors`.
@@ -39,7 +39,7 @@ pub struct StateChanges {
 
 /// What a reset did.
 #[derive(Debug, Clone, Serialize)]
-pub struct ResetReport {
+pub(crate) struct ResetReport {
     /// The spec.
     pub spec: String,
     /// Soft or hard.
@@ -61,7 +61,7 @@ pub struct ResetReport {
 
 /// The phase a soft reset returns a spec to: the one after its last completed phase (in
 /// workflow order), or `requirements_generation` when none completed.
-pub fn phase_after_completed(spec: &Spec) -> Phase {
+pub(crate) fn phase_after_completed(spec: &Spec) -> Phase {
     spec.completed_phases
         .iter()
         .filter_map(|c| c.phase.index())
@@ -98,7 +98,7 @@ fn drop_active(state: &mut UnifiedState, ids: &[String]) {
 }
 
 /// Soft reset of `name` in `state`. `None` if the state has no such spec.
-pub fn soft_reset(state: &mut UnifiedState, name: &str) -> Option<StateChanges> {
+pub(crate) fn soft_reset(state: &mut UnifiedState, name: &str) -> Option<StateChanges> {
     let spec = state.specifications.get_mut(name)?;
     let mut reset = Vec::new();
     let mut were_running = Vec::new();
@@ -153,7 +153,7 @@ pub fn soft_reset(state: &mut UnifiedState, name: &str) -> Option<StateChanges> 
 
 /// Hard reset of `name` in `state`: tasks cleared, phases from design on forgotten, phase
 /// `design_creation`. A spec missing from the state is added in that phase.
-pub fn hard_reset(state: &mut UnifiedState, name: &str) -> StateChanges {
+pub(crate) fn hard_reset(state: &mut UnifiedState, name: &str) -> StateChanges {
     let spec = state
         .specifications
         .entry(name.to_owned())
@@ -186,7 +186,7 @@ pub fn hard_reset(state: &mut UnifiedState, name: &str) -> StateChanges {
 }
 
 /// True for the documents a hard reset removes: `design.md`, `tasks.md`, `*report*.md`.
-pub fn is_generated(file_name: &str) -> bool {
+pub(crate) fn is_generated(file_name: &str) -> bool {
     let lower = file_name.to_ascii_lowercase();
     lower == "design.md"
         || lower == "tasks.md"
@@ -194,7 +194,11 @@ pub fn is_generated(file_name: &str) -> bool {
 }
 
 /// Reset spec `name` of the store's project. Validates the name before touching anything.
-pub fn reset(store: &StateStore, name: &str, mode: ResetMode) -> Result<ResetReport, StateError> {
+pub(crate) fn reset(
+    store: &StateStore,
+    name: &str,
+    mode: ResetMode,
+) -> Result<ResetReport, StateError> {
     validate(NameKind::Spec, name)?;
     let project = store.project();
     let spec_dir = project.spec_dir(name);

@@ -23,14 +23,14 @@ use super::number::{Count, ser_f64, ser_opt_f64};
 use super::timestamp::Timestamp;
 
 /// The schema version qw writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 /// How many errors the state keeps (the newest).
-pub const MAX_ERRORS: usize = 100;
+pub(crate) const MAX_ERRORS: usize = 100;
 /// How many recent commands the state keeps (the newest).
-pub const MAX_RECENT_COMMANDS: usize = 20;
+pub(crate) const MAX_RECENT_COMMANDS: usize = 20;
 
 /// Unknown keys of a JSON object, kept verbatim.
-pub type Extra = Map<String, Value>;
+pub(crate) type Extra = Map<String, Value>;
 
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {

@@ -14,7 +14,7 @@ use crate::state::UnifiedState;
 
 /// The ceilings and what has been spent against them.
 #[derive(Debug, Default)]
-pub struct Budget {
+pub(crate) struct Budget {
     per_task: Option<f64>,
     per_run: Option<f64>,
     daily: Option<f64>,
@@ -32,7 +32,7 @@ struct Spent {
 
 impl Budget {
     /// Ceilings in USD (None: no ceiling); `spent_today` is what earlier runs spent today.
-    pub fn new(
+    pub(crate) fn new(
         per_task: Option<f64>,
         per_run: Option<f64>,
         daily: Option<f64>,
@@ -50,7 +50,7 @@ impl Budget {
     }
 
     /// Seed what a task already spent in earlier workflow runs (per-task ceiling).
-    pub fn seed_task(&self, task: &str, spent: f64) {
+    pub(crate) fn seed_task(&self, task: &str, spent: f64) {
         if let Ok(mut s) = self.inner.lock() {
             s.per_task.insert(task.to_owned(), spent);
         }
@@ -58,7 +58,7 @@ impl Budget {
 
     /// May a run for `task` start? On success the run is counted as in flight until
     /// [`Budget::finish`] is called for it.
-    pub fn start(&self, task: &str) -> Result<(), Outcome> {
+    pub(crate) fn start(&self, task: &str) -> Result<(), Outcome> {
         let Ok(mut s) = self.inner.lock() else {
             return Ok(());
         };
@@ -91,7 +91,7 @@ impl Budget {
     }
 
     /// A run that [`Budget::start`] admitted has finished having cost `cost` USD.
-    pub fn finish(&self, task: &str, cost: f64) {
+    pub(crate) fn finish(&self, task: &str, cost: f64) {
         let Ok(mut s) = self.inner.lock() else {
             return;
         };
@@ -107,7 +107,7 @@ impl Budget {
     }
 
     /// USD spent by this workflow run so far.
-    pub fn spent(&self) -> f64 {
+    pub(crate) fn spent(&self) -> f64 {
         self.inner.lock().map(|s| s.run).unwrap_or(0.0)
     }
 }

@@ -10,7 +10,7 @@ use crate::exit::{self, UserError};
 
 /// Failures that stop a workflow before or outside the work itself.
 #[derive(Debug, thiserror::Error)]
-pub enum WorkflowError {
+pub(crate) enum WorkflowError {
     /// The spec name is not valid.
     #[error(transparent)]
     Spec(#[from] crate::spec::SpecError),

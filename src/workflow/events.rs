@@ -21,7 +21,7 @@ use crate::state::Phase;
 
 /// One thing that happened in a workflow run.
 #[derive(Debug, Clone)]
-pub struct Event<'a> {
+pub(crate) struct Event<'a> {
     /// When it happened (local time, to the microsecond, like the state's timestamps).
     pub at: DateTime<FixedOffset>,
     /// What happened.
@@ -30,7 +30,7 @@ pub struct Event<'a> {
 
 impl<'a> Event<'a> {
     /// `kind`, happening now.
-    pub fn now(kind: EventKind<'a>) -> Event<'a> {
+    pub(crate) fn now(kind: EventKind<'a>) -> Event<'a> {
         Event {
             at: chrono::Local::now().trunc_subsecs(6).fixed_offset(),
             kind,
@@ -46,7 +46,7 @@ impl<'a> Event<'a> {
 /// `Note` may come at any time. Task threads emit concurrently, so the events of two
 /// tasks interleave; the events of one unit are in order.
 #[derive(Debug, Clone)]
-pub enum EventKind<'a> {
+pub(crate) enum EventKind<'a> {
     /// A workflow run starts (the workflow lock is held, the state backed up).
     RunStarted {
         /// The spec's description.
@@ -182,7 +182,7 @@ pub enum EventKind<'a> {
 
 /// A unit of agent work: what one attempt is about.
 #[derive(Debug, Clone, Copy)]
-pub enum Unit<'a> {
+pub(crate) enum Unit<'a> {
     /// A phase of the spec: requirements, design, tasks (each writes its document) or
     /// validation.
     Document(AgentPhase),
@@ -192,7 +192,7 @@ pub enum Unit<'a> {
 
 impl<'a> Unit<'a> {
     /// The phase the agent is asked to do.
-    pub fn agent_phase(&self) -> AgentPhase {
+    pub(crate) fn agent_phase(&self) -> AgentPhase {
         match self {
             Unit::Document(p) => *p,
             Unit::Task(_) => AgentPhase::Implementation,
@@ -200,12 +200,12 @@ impl<'a> Unit<'a> {
     }
 
     /// The workflow phase it belongs to.
-    pub fn phase(&self) -> Phase {
+    pub(crate) fn phase(&self) -> Phase {
         state_phase(self.agent_phase())
     }
 
     /// The task, for a task unit.
-    pub fn task(&self) -> Option<&'a Task> {
+    pub(crate) fn task(&self) -> Option<&'a Task> {
         match self {
             Unit::Task(t) => Some(t),
             Unit::Document(_) => None,
@@ -214,13 +214,13 @@ impl<'a> Unit<'a> {
 
     /// The agent phase's name (`requirements`, …, `implementation`): run-folder labels,
     /// the `phase` of error records.
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         self.agent_phase().as_str()
     }
 }
 
 /// The workflow phase of an agent phase.
-pub fn state_phase(p: AgentPhase) -> Phase {
+pub(crate) fn state_phase(p: AgentPhase) -> Phase {
     match p {
         AgentPhase::Requirements => Phase::RequirementsGeneration,
         AgentPhase::Design => Phase::DesignCreation,
@@ -232,7 +232,7 @@ pub fn state_phase(p: AgentPhase) -> Phase {
 
 /// How a phase ended.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum PhaseResult<'a> {
+pub(crate) enum PhaseResult<'a> {
     /// Its work was done before: the document exists, or the state records it complete.
     Skipped,
     /// Its document was written, every task completed, or validation passed.
@@ -245,7 +245,7 @@ pub enum PhaseResult<'a> {
 
 impl PhaseResult<'_> {
     /// `skipped`, `succeeded`, `incomplete` or the outcome's name.
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             PhaseResult::Skipped => "skipped",
             PhaseResult::Succeeded => "succeeded",
@@ -257,7 +257,7 @@ impl PhaseResult<'_> {
 
 /// What kept an attempt's agent from running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// A cost ceiling would be crossed (the run pauses; the task stays pending).
     CostCeiling,
     /// Resource admission did not admit it in time (the task fails).
@@ -269,7 +269,7 @@ pub enum Refused {
 
 impl Refused {
     /// The `component` of the error record.
-    pub fn component(self) -> &'static str {
+    pub(crate) fn component(self) -> &'static str {
         match self {
             Refused::CostCeiling => "budget",
             Refused::Admission => "admission",
@@ -280,7 +280,7 @@ impl Refused {
 
 /// A leaf that will not run because a task it depends on did not complete.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Blocked {
+pub(crate) struct Blocked {
     /// The blocked leaf.
     pub id: String,
     /// The dependency (failed, or itself blocked) it waits on.
@@ -291,7 +291,7 @@ pub struct Blocked {
 /// `CancelReason`: when several apply, the most severe one decides how the run ends.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum StopReason {
+pub(crate) enum StopReason {
     /// `--fail-fast`: a task failed for good.
     FailFast {
         /// The task that failed.
@@ -322,7 +322,7 @@ pub enum StopReason {
 
 /// How severe a [`StopReason`] is; a more severe reason replaces a less severe one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
+pub(crate) enum Severity {
     /// Running work finishes (is cancelled under a batch scheduler); the run fails.
     FailFast,
     /// Running work finishes (a cost ceiling cancels it under a batch scheduler); the
@@ -335,7 +335,7 @@ pub enum Severity {
 impl StopReason {
     /// How severe it is. Reasons of equal severity do not replace each other (the first
     /// pause is the one reported).
-    pub fn severity(&self) -> Severity {
+    pub(crate) fn severity(&self) -> Severity {
         match self {
             StopReason::FailFast { .. } => Severity::FailFast,
             StopReason::CostCeiling { .. } | StopReason::UsageLimit { .. } => Severity::Pause,
@@ -349,7 +349,7 @@ impl StopReason {
     /// a cost ceiling, whose point is to spend no more; on this machine running work
     /// finishes, as the contract says. A usage limit never: the running agents meet it
     /// themselves, or finish.
-    pub fn cancels_submitted(&self, scheduled: bool) -> bool {
+    pub(crate) fn cancels_submitted(&self, scheduled: bool) -> bool {
         match self {
             StopReason::Signal { .. } => true,
             StopReason::FailFast { .. } | StopReason::CostCeiling { .. } => scheduled,
@@ -358,7 +358,7 @@ impl StopReason {
     }
 
     /// The pause an agent run's outcome asks for (usage limit, cost ceiling), if any.
-    pub fn for_run(run: &AgentRun) -> Option<StopReason> {
+    pub(crate) fn for_run(run: &AgentRun) -> Option<StopReason> {
         match &run.outcome {
             Outcome::UsageLimited => Some(StopReason::UsageLimit {
                 evidence: run.evidence.clone(),
@@ -378,7 +378,7 @@ impl StopReason {
     }
 
     /// When a usage limit resets, if this is one and the time is known.
-    pub fn resets_at(&self) -> Option<&crate::state::ResetAt> {
+    pub(crate) fn resets_at(&self) -> Option<&crate::state::ResetAt> {
         match self {
             StopReason::UsageLimit { resets_at, .. } => resets_at.as_ref(),
             _ => None,
@@ -408,7 +408,7 @@ impl std::fmt::Display for StopReason {
 
 /// How a workflow run ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Ending {
+pub(crate) enum Ending {
     /// Every task completed and validation passed.
     Completed,
     /// Some work failed; the report says which and why.
@@ -421,7 +421,7 @@ pub enum Ending {
 
 impl Ending {
     /// The word used in events and reports.
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             Ending::Completed => "completed",
             Ending::Failed => "failed",
@@ -432,7 +432,7 @@ impl Ending {
 
     /// The ending decided by the most severe stop reason, else by whether all work was
     /// done.
-    pub fn decide(stop: Option<StopReason>, all_done: bool) -> Ending {
+    pub(crate) fn decide(stop: Option<StopReason>, all_done: bool) -> Ending {
         match stop {
             Some(StopReason::Signal { signal }) => Ending::Interrupted(signal),
             Some(reason) if reason.severity() == Severity::Pause => Ending::Paused(reason),
@@ -444,7 +444,7 @@ impl Ending {
 
 /// The result of a workflow run.
 #[derive(Debug, Clone)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// How it ended.
     pub ending: Ending,
     /// Completed leaf tasks.

@@ -44,7 +44,7 @@ pub(crate) struct Plan {
 
 /// Why task worktrees cannot be used here (exit 2; nothing was written).
 #[derive(Debug, thiserror::Error)]
-pub enum IsolationError {
+pub(crate) enum IsolationError {
     /// `--isolate worktree` outside a git repository.
     #[error("--isolate worktree needs git, but `{}` is not inside a git repository", root.display())]
     NotARepository {

@@ -18,20 +18,19 @@ use serde::{Deserialize, Serialize};
 mod budget;
 mod dev;
 mod error;
-pub mod events;
+pub(crate) mod events;
 mod isolation;
 mod reconcile;
 mod report;
 mod reporter;
 mod runner;
-pub mod status;
+pub(crate) mod status;
 
-pub use budget::Budget;
-pub use error::WorkflowError;
-pub use events::{Ending, StopReason, Summary};
-pub use isolation::IsolationError;
-pub use reporter::progress;
-pub use runner::Workflow;
+pub(crate) use error::WorkflowError;
+pub(crate) use events::Ending;
+pub(crate) use isolation::IsolationError;
+pub(crate) use reporter::progress;
+pub(crate) use runner::Workflow;
 
 /// Which agent does the work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -59,7 +58,7 @@ impl AgentKind {
 /// How a workflow runs. Saved in the spec's state so `workflow-continue` resumes with
 /// the same options (flags given to `continue` override them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Options {
+pub(crate) struct Options {
     /// The agent.
     pub agent: AgentKind,
     /// The argv template for [`AgentKind::Command`].
@@ -153,31 +152,33 @@ impl Default for Options {
 
 impl Options {
     /// The options as a spec's state entry keeps them (`workflow_options`).
-    pub fn saved(&self) -> Result<crate::state::WorkflowOptions, serde_json::Error> {
+    pub(crate) fn saved(&self) -> Result<crate::state::WorkflowOptions, serde_json::Error> {
         serde_json::from_value(serde_json::to_value(self)?)
     }
 
     /// The options a spec's state entry kept (`fresh` is never saved: false).
-    pub fn from_saved(saved: &crate::state::WorkflowOptions) -> Result<Options, serde_json::Error> {
+    pub(crate) fn from_saved(
+        saved: &crate::state::WorkflowOptions,
+    ) -> Result<Options, serde_json::Error> {
         serde_json::from_value(serde_json::Value::Object(saved.members.clone()))
     }
 
     /// The per-run timeout (0 = no limit, as with GNU timeout).
-    pub fn task_timeout(&self) -> Option<Duration> {
+    pub(crate) fn task_timeout(&self) -> Option<Duration> {
         (self.task_timeout_s > 0.0).then(|| Duration::from_secs_f64(self.task_timeout_s))
     }
     /// The grace.
-    pub fn grace(&self) -> Duration {
+    pub(crate) fn grace(&self) -> Duration {
         Duration::from_secs_f64(self.grace_s.max(0.0))
     }
     /// The stall timeout.
-    pub fn stall_timeout(&self) -> Option<Duration> {
+    pub(crate) fn stall_timeout(&self) -> Option<Duration> {
         self.stall_timeout_s
             .filter(|s| *s > 0.0)
             .map(Duration::from_secs_f64)
     }
     /// The delay between attempts.
-    pub fn retry_delay(&self) -> Duration {
+    pub(crate) fn retry_delay(&self) -> Duration {
         Duration::from_secs_f64(self.retry_delay_s.max(0.0))
     }
 }

@@ -46,7 +46,7 @@ use crate::spec::tasks::TaskList;
 use crate::state::{self, StateStore, TaskStatus, Timestamp};
 
 /// Where a gone task's state record is kept, inside the spec's state entry.
-pub const ORPHANED_KEY: &str = "orphaned_tasks";
+pub(super) const ORPHANED_KEY: &str = "orphaned_tasks";
 
 /// One disagreement between the state and `tasks.md`, and its repair.
 #[derive(Debug, Clone, PartialEq)]

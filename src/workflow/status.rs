@@ -29,11 +29,11 @@ use crate::state::{
 use super::Options;
 
 /// The activity of runs so far, by run id (see [`running_run_ids`]).
-pub type Activities = HashMap<String, Activity>;
+pub(crate) type Activities = HashMap<String, Activity>;
 
 /// What an overview needs besides the state.
 #[derive(Debug, Clone, Copy)]
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     /// The time elapsed times are measured to.
     pub now: DateTime<Local>,
     /// Include phase and task timings (dev mode `performance_profiling`).
@@ -44,7 +44,7 @@ pub struct Inputs<'a> {
 
 /// `qw status`: every spec in the state plus project-wide figures.
 #[derive(Debug, Clone, Serialize)]
-pub struct Overview {
+pub(crate) struct Overview {
     /// The spec the workflow last worked on.
     pub current_spec: Option<String>,
     /// The project-wide phase.
@@ -67,7 +67,7 @@ pub struct Overview {
 
 /// One spec's line in `qw status`.
 #[derive(Debug, Clone, Serialize)]
-pub struct SpecStatus {
+pub(crate) struct SpecStatus {
     /// The spec name.
     pub name: String,
     /// What it is about.
@@ -103,7 +103,7 @@ pub struct SpecStatus {
 
 /// A task running now and what its agent is doing.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RunningTask {
+pub(crate) struct RunningTask {
     /// Task id.
     pub id: String,
     /// Its title.
@@ -140,7 +140,7 @@ pub struct RunningTask {
 
 /// Tokens of a run so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct LiveTokens {
+pub(crate) struct LiveTokens {
     /// Uncached input tokens.
     pub input: u64,
     /// Output tokens.
@@ -155,7 +155,7 @@ pub struct LiveTokens {
 
 /// Task counts by status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct TaskCounts {
+pub(crate) struct TaskCounts {
     /// All tasks.
     pub total: usize,
     /// `pending`
@@ -186,14 +186,14 @@ impl TaskCounts {
     }
 
     /// Completed share in percent; `None` without tasks.
-    pub fn percent(&self) -> Option<f64> {
+    pub(crate) fn percent(&self) -> Option<f64> {
         (self.total > 0).then(|| self.completed as f64 * 100.0 / self.total as f64)
     }
 }
 
 /// Token sums.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Tokens {
+pub(crate) struct Tokens {
     /// Input tokens.
     pub input: u64,
     /// Output tokens.
@@ -212,7 +212,7 @@ impl Tokens {
 
 /// The newest error of a spec.
 #[derive(Debug, Clone, Serialize)]
-pub struct LastError {
+pub(crate) struct LastError {
     /// When.
     pub timestamp: Option<Timestamp>,
     /// Which part of qw (or the original system) reported it.
@@ -225,7 +225,7 @@ pub struct LastError {
 
 /// Timings from the state's timestamps.
 #[derive(Debug, Clone, Serialize)]
-pub struct Timings {
+pub(crate) struct Timings {
     /// Completed phases in the order they completed.
     pub phases: Vec<PhaseTiming>,
     /// Tasks in id order.
@@ -236,7 +236,7 @@ pub struct Timings {
 
 /// One completed phase.
 #[derive(Debug, Clone, Serialize)]
-pub struct PhaseTiming {
+pub(crate) struct PhaseTiming {
     /// The phase.
     pub phase: String,
     /// When it completed.
@@ -248,7 +248,7 @@ pub struct PhaseTiming {
 
 /// One task's last attempt.
 #[derive(Debug, Clone, Serialize)]
-pub struct TaskTiming {
+pub(crate) struct TaskTiming {
     /// Task id.
     pub id: String,
     /// Its status.
@@ -261,7 +261,7 @@ pub struct TaskTiming {
 
 /// `qw spec-status NAME`: one spec in detail.
 #[derive(Debug, Clone, Serialize)]
-pub struct SpecDetail {
+pub(crate) struct SpecDetail {
     /// The spec name.
     pub name: String,
     /// What it is about (empty when the state has no entry).
@@ -296,7 +296,7 @@ pub struct SpecDetail {
 
 /// One task of `qw spec-status`.
 #[derive(Debug, Clone, Serialize)]
-pub struct TaskDetail {
+pub(crate) struct TaskDetail {
     /// Task id.
     pub id: String,
     /// Title (from tasks.md, else the state's description).
@@ -325,7 +325,7 @@ pub struct TaskDetail {
 }
 
 /// Compute `qw status` (and the dashboard's overview) from a loaded state.
-pub fn overview(state: &UnifiedState, inputs: &Inputs<'_>) -> Overview {
+pub(crate) fn overview(state: &UnifiedState, inputs: &Inputs<'_>) -> Overview {
     let active: HashSet<&str> = state
         .agents
         .active_tasks
@@ -357,7 +357,7 @@ fn is_running(t: &state::Task, id: &str, active: &HashSet<&str>) -> bool {
 }
 
 /// The run ids of every running task: the runs whose activity [`overview`] shows.
-pub fn running_run_ids(state: &UnifiedState) -> Vec<String> {
+pub(crate) fn running_run_ids(state: &UnifiedState) -> Vec<String> {
     let active: HashSet<&str> = state
         .agents
         .active_tasks
@@ -489,7 +489,7 @@ fn task_id<'a>(key: &'a str, t: &'a state::Task) -> &'a str {
 }
 
 /// The newest entry of `errors` that concerns `spec`.
-pub fn last_error(state: &UnifiedState, spec: &str) -> Option<LastError> {
+pub(crate) fn last_error(state: &UnifiedState, spec: &str) -> Option<LastError> {
     state
         .errors
         .iter()
@@ -516,7 +516,7 @@ fn to_last_error(e: &ErrorRecord) -> LastError {
 
 /// What to run next: nothing when complete; `workflow-auto` for a spec whose workflow
 /// never started; else `workflow-continue`, with `workflow-reset` when something failed.
-pub fn next_step(
+pub(crate) fn next_step(
     name: &str,
     spec: Option<&state::Spec>,
     counts: &TaskCounts,
@@ -546,7 +546,7 @@ pub fn next_step(
 }
 
 /// Phase timings in completion order and task durations in id order.
-pub fn timings(spec: &state::Spec) -> Timings {
+pub(crate) fn timings(spec: &state::Spec) -> Timings {
     let mut tasks: Vec<TaskTiming> = spec
         .tasks
         .iter()
@@ -568,7 +568,7 @@ pub fn timings(spec: &state::Spec) -> Timings {
 
 /// Completed phases sorted by completion time (entries without a time keep their place
 /// at the end); each one's seconds since the previous one (or since `created_at`).
-pub fn phase_timings(spec: &state::Spec) -> Vec<PhaseTiming> {
+pub(crate) fn phase_timings(spec: &state::Spec) -> Vec<PhaseTiming> {
     let mut phases: Vec<&CompletedPhase> = spec.completed_phases.iter().collect();
     phases.sort_by_key(|p| {
         (
@@ -602,7 +602,7 @@ pub fn phase_timings(spec: &state::Spec) -> Vec<PhaseTiming> {
 
 /// Compute `qw spec-status NAME`. `tasks` is the parsed tasks.md (`Err` holds why it
 /// could not be read).
-pub fn spec_detail(
+pub(crate) fn spec_detail(
     state: &UnifiedState,
     name: &str,
     documents: Documents,
@@ -725,7 +725,7 @@ fn detail_row(
 /// it succeeds, else section by section, spec by spec and task by task, keeping every
 /// field that parses. Returns the state and the JSON paths of what had to be left out
 /// (empty when the typed parse succeeded). `Err` only when the top level is no object.
-pub fn lenient_state(v: &Value) -> Result<(UnifiedState, Vec<String>), String> {
+pub(crate) fn lenient_state(v: &Value) -> Result<(UnifiedState, Vec<String>), String> {
     let Value::Object(top) = v else {
         return Err("the top level is not a JSON object".to_owned());
     };
@@ -895,7 +895,7 @@ where
 /// What a stretch of a run's time was spent on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Stage {
+pub(crate) enum Stage {
     /// Waiting to run again after a failed attempt (retry delay, then admission).
     Queued,
     /// Admitted; the run is being prepared (run folder, prompt).
@@ -911,7 +911,7 @@ pub enum Stage {
 
 impl Stage {
     /// The name used in the JSON and as a CSS class.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Stage::Queued => "queued",
             Stage::Admitted => "admitted",
@@ -925,7 +925,7 @@ impl Stage {
 /// How a run ended (or that it has not).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
-pub enum RunEnd {
+pub(crate) enum RunEnd {
     /// Still going.
     Running,
     /// It succeeded: a task completed (merged when it ran in a worktree), a phase
@@ -946,7 +946,7 @@ pub enum RunEnd {
 
 impl RunEnd {
     /// The name used as a CSS class.
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             RunEnd::Running => "running",
             RunEnd::Completed => "completed",
@@ -958,7 +958,7 @@ impl RunEnd {
 
 /// A stretch of a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Segment {
+pub(crate) struct Segment {
     /// What it was.
     pub stage: Stage,
     /// From.
@@ -969,7 +969,7 @@ pub struct Segment {
 
 /// One run on the timeline.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TimelineRun {
+pub(crate) struct TimelineRun {
     /// The run folder name.
     pub run_id: String,
     /// The task id, for a task's run.
@@ -986,7 +986,7 @@ pub struct TimelineRun {
 
 impl TimelineRun {
     /// `2.1 #2`, `design #1`.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         let what = self
             .task
             .as_deref()
@@ -1000,12 +1000,12 @@ impl TimelineRun {
     }
 
     /// When it started (its first stretch; queued time included).
-    pub fn start(&self) -> Option<DateTime<Utc>> {
+    pub(crate) fn start(&self) -> Option<DateTime<Utc>> {
         self.segments.first().map(|s| s.from)
     }
 
     /// When it ended, or now for a run still going.
-    pub fn finish(&self) -> Option<DateTime<Utc>> {
+    pub(crate) fn finish(&self) -> Option<DateTime<Utc>> {
         self.segments.last().map(|s| s.to)
     }
 }
@@ -1013,7 +1013,7 @@ impl TimelineRun {
 /// A spec's runs in parallel lanes: runs that overlap in time are in different lanes,
 /// so the number of lanes is the most that ran at once.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Timeline {
+pub(crate) struct Timeline {
     /// The earliest start.
     pub start: DateTime<Utc>,
     /// The latest end (now while something runs).
@@ -1056,7 +1056,7 @@ fn outcome_of_run(errors: &[ErrorRecord], id: &str) -> Option<Option<String>> {
 /// and `verify.log` are last written when the agent and the check end, and a completed
 /// task's `completed_at` follows its merge. How long a first attempt waited for its
 /// dependencies and for admission is not recorded, so only retries show a queued stretch.
-pub fn timeline(
+pub(crate) fn timeline(
     state: &UnifiedState,
     name: &str,
     runs: &[RunFolder],

@@ -26,7 +26,7 @@ pub struct RepoLock {
 }
 
 /// The lock file of a repository whose common dir is `common_dir`.
-pub fn path_in(common_dir: &Path) -> PathBuf {
+pub(crate) fn path_in(common_dir: &Path) -> PathBuf {
     common_dir.join("qw-worktrees.lock")
 }
 
@@ -35,7 +35,7 @@ pub fn path_in(common_dir: &Path) -> PathBuf {
 /// what we wait for and who holds it (once). Err on cancel (the waiting is abandoned,
 /// nothing was changed) or I/O. Without a token of its own the wait ends on the
 /// process's signals ([`Cancel::process`]).
-pub fn acquire(
+pub(crate) fn acquire(
     path: &Path,
     doing: &str,
     cancel: Option<&Cancel>,
@@ -65,7 +65,7 @@ pub fn acquire(
 /// qw ever changed this repository, so nothing can be half done) — for readers that
 /// must not create files, such as the checks before a workflow starts. (Lock files are
 /// never deleted, so one that exists now still does when it is opened.)
-pub fn acquire_existing(
+pub(crate) fn acquire_existing(
     path: &Path,
     doing: &str,
     cancel: Option<&Cancel>,

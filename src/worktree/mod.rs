@@ -43,8 +43,8 @@ use crate::exec::Cancel;
 use crate::project::Project;
 
 mod leftovers;
-pub mod lock;
-pub mod root;
+pub(crate) mod lock;
+pub(crate) mod root;
 mod tree;
 
 pub use leftovers::{Entry, EntryState, KeptBranch, PruneReport, list, prune, spec_is_running};

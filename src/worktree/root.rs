@@ -49,7 +49,7 @@ pub struct Placement {
 
 /// What [`choose`] reads from the environment (passed in so tests use fakes).
 #[derive(Debug, Clone, Default)]
-pub struct Env {
+pub(crate) struct Env {
     /// `$HOME`.
     pub home: Option<PathBuf>,
     /// `$XDG_CACHE_HOME`.
@@ -58,7 +58,7 @@ pub struct Env {
 
 impl Env {
     /// The process environment.
-    pub fn current() -> Env {
+    pub(crate) fn current() -> Env {
         let abs = |k: &str| {
             std::env::var_os(k)
                 .map(PathBuf::from)
@@ -89,7 +89,7 @@ impl Env {
 /// `project_root`. `writable` says whether a directory (or, when it does not exist, its
 /// nearest existing ancestor) lets us create entries. Err: one line saying why no place
 /// works.
-pub fn choose(
+pub(crate) fn choose(
     top: &Path,
     project_root: &Path,
     setting: Option<&str>,
@@ -204,7 +204,7 @@ fn short_hash(p: &Path) -> String {
 
 /// Can we create entries in `dir`, or — when it does not exist yet — in its nearest
 /// existing ancestor? (`access(W_OK|X_OK)`: also false on a read-only file system.)
-pub fn writable(dir: &Path) -> bool {
+pub(crate) fn writable(dir: &Path) -> bool {
     use nix::unistd::{AccessFlags, access};
     let mut p = Some(dir);
     while let Some(d) = p {

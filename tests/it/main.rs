@@ -1,7 +1,9 @@
 //! Integration tests: one binary (links once), one module per capability.
 
-// Tests may panic on setup failures, use std::fs directly and print why they skip.
+// Tests may panic on setup failures, use std::fs directly and print why they skip;
+// `pub` in a test module is scaffolding shared between test files, not an API.
 #![allow(
+    unreachable_pub,
     clippy::unwrap_used,
     clippy::disallowed_methods,
     clippy::print_stdout,

@@ -9,7 +9,6 @@
 //! no process is left.
 
 use crate::support::*;
-use crate::workflow::{code, diag};
 use crate::worktree::Repo;
 
 /// `n` independent tasks.

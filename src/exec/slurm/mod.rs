@@ -26,9 +26,9 @@
 //! [`CANCEL_MARGIN`], it is `scancel`led outright. `run` returns only when Slurm says the
 //! job has ended.
 
-pub mod queue;
-pub mod submit;
-pub mod sweep;
+pub(crate) mod queue;
+pub(crate) mod submit;
+pub(crate) mod sweep;
 
 use std::ffi::OsString;
 use std::io::{Read, Seek, SeekFrom, Write};

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 /// A Slurm job's state as `squeue %T` / `scontrol JobState=` print it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobState {
+pub(crate) enum JobState {
     /// Waiting for resources, its begin time, a dependency, a hold…
     Pending,
     /// Running (also CONFIGURING, SUSPENDED, SIGNALING, STAGE_OUT…: alive).
@@ -26,7 +26,7 @@ pub enum JobState {
 
 impl JobState {
     /// Parse Slurm's state name (`CANCELLED by 0` is accepted as `CANCELLED`).
-    pub fn parse(text: &str) -> JobState {
+    pub(crate) fn parse(text: &str) -> JobState {
         let name = text
             .split_whitespace()
             .next()
@@ -45,12 +45,12 @@ impl JobState {
     }
 
     /// The job will not run any more and its processes are gone.
-    pub fn is_ended(&self) -> bool {
+    pub(crate) fn is_ended(&self) -> bool {
         matches!(self, JobState::Ended(_))
     }
 
     /// Slurm's name for it.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             JobState::Pending => "PENDING",
             JobState::Completing => "COMPLETING",
@@ -61,7 +61,7 @@ impl JobState {
 
 /// One job as the queue shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueEntry {
+pub(crate) struct QueueEntry {
     /// The job id.
     pub id: String,
     /// Its state.
@@ -78,11 +78,11 @@ pub struct QueueEntry {
 
 /// The `squeue --format` for [`parse_squeue`]; `%Z` (the working directory) is last
 /// because it is the only field that may contain the separator.
-pub const SQUEUE_FORMAT: &str = "%i|%T|%r|%N|%M|%P|%j|%k|%Z";
+pub(crate) const SQUEUE_FORMAT: &str = "%i|%T|%r|%N|%M|%P|%j|%k|%Z";
 
 /// One row of [`SQUEUE_FORMAT`] output, with the fields only listings need.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueRow {
+pub(crate) struct QueueRow {
     /// State, reason, node, time used, partition.
     pub entry: QueueEntry,
     /// The job name (`qw/<spec>/<task>` for qw's jobs).
@@ -94,7 +94,7 @@ pub struct QueueRow {
 }
 
 /// Parse `squeue --noheader --format=SQUEUE_FORMAT` output; malformed lines are skipped.
-pub fn parse_squeue(text: &str) -> Vec<QueueRow> {
+pub(crate) fn parse_squeue(text: &str) -> Vec<QueueRow> {
     text.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.splitn(9, '|').collect();
@@ -124,7 +124,7 @@ pub fn parse_squeue(text: &str) -> Vec<QueueRow> {
 
 /// What `scontrol show job -o` (or `sacct`) says about an ended job.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct JobDetail {
+pub(crate) struct JobDetail {
     /// `JobState=`.
     pub state: Option<String>,
     /// `Reason=` (`None` when Slurm says `None`).
@@ -138,7 +138,7 @@ pub struct JobDetail {
 }
 
 /// Parse one `scontrol show job -o` line (`Key=Value` words).
-pub fn parse_scontrol(text: &str) -> JobDetail {
+pub(crate) fn parse_scontrol(text: &str) -> JobDetail {
     let mut d = JobDetail::default();
     let value = |v: &str| (!v.is_empty() && v != "None" && v != "(null)").then(|| v.to_owned());
     for word in text.split_whitespace() {
@@ -158,7 +158,7 @@ pub fn parse_scontrol(text: &str) -> JobDetail {
 }
 
 /// Parse `sacct -n -P -X -o State,ExitCode,NodeList,Reason,Partition` (first line).
-pub fn parse_sacct(text: &str) -> Option<JobDetail> {
+pub(crate) fn parse_sacct(text: &str) -> Option<JobDetail> {
     let line = text.lines().find(|l| !l.trim().is_empty())?;
     let f: Vec<&str> = line.split('|').collect();
     let value = |i: usize| {
@@ -182,7 +182,7 @@ fn parse_exit_code(v: &str) -> Option<(i32, i32)> {
 }
 
 /// Run a Slurm command and return its stdout; the error is one line naming the command.
-pub fn run_tool(program: &str, args: &[&str]) -> Result<String, String> {
+pub(crate) fn run_tool(program: &str, args: &[&str]) -> Result<String, String> {
     let out = Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::null())
@@ -214,7 +214,7 @@ pub fn run_tool(program: &str, args: &[&str]) -> Result<String, String> {
 
 /// The queue rows for `ids` (any state Slurm still remembers). Jobs Slurm has forgotten
 /// are simply absent.
-pub fn query(ids: &[String]) -> Result<Vec<QueueRow>, String> {
+pub(crate) fn query(ids: &[String]) -> Result<Vec<QueueRow>, String> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -237,7 +237,7 @@ pub fn query(ids: &[String]) -> Result<Vec<QueueRow>, String> {
 
 /// The details of an ended job: `scontrol show job`, else `sacct` (clusters with
 /// accounting remember jobs longer than MinJobAge), else nothing.
-pub fn detail(id: &str) -> Option<JobDetail> {
+pub(crate) fn detail(id: &str) -> Option<JobDetail> {
     if let Ok(text) = run_tool("scontrol", &["show", "job", "-o", id]) {
         let d = parse_scontrol(&text);
         if d.state.is_some() {
@@ -266,7 +266,7 @@ pub fn detail(id: &str) -> Option<JobDetail> {
 /// One call per interval whatever the number of jobs: a thousand agents in flight cost
 /// slurmctld the same two RPCs a second as one (docs/SCALING.md).
 #[derive(Debug, Clone)]
-pub struct Poller {
+pub(crate) struct Poller {
     shared: Arc<(Mutex<PollState>, Condvar)>,
     interval: Duration,
 }
@@ -287,7 +287,7 @@ struct PollState {
 
 /// What the poller knows about one job.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Seen {
+pub(crate) enum Seen {
     /// Not answered yet.
     Unknown,
     /// In the queue, as this row says.
@@ -304,7 +304,7 @@ const MIN_GAP: Duration = Duration::from_millis(50);
 
 impl Poller {
     /// A poller that queries every `interval`.
-    pub fn new(interval: Duration) -> Poller {
+    pub(crate) fn new(interval: Duration) -> Poller {
         Poller {
             shared: Arc::new((Mutex::new(PollState::default()), Condvar::new())),
             interval,
@@ -342,7 +342,7 @@ impl Poller {
     }
 
     /// Start watching `id` (and the poll thread, if it is not running).
-    pub fn watch(&self, id: &str) {
+    pub(crate) fn watch(&self, id: &str) {
         let mut st = self.lock();
         st.jobs.insert(id.to_owned(), Seen::Unknown);
         st.kicked = true;
@@ -357,7 +357,7 @@ impl Poller {
     /// Stop watching `id`. When it was the last job watched, wait for the poll thread to
     /// end (at most the `squeue` call in flight): a `qw` that returns, and may exit, right
     /// after must leave no `squeue` of its own running behind it.
-    pub fn unwatch(&self, id: &str) {
+    pub(crate) fn unwatch(&self, id: &str) {
         let mut st = self.lock();
         st.jobs.remove(id);
         if !st.jobs.is_empty() {
@@ -373,7 +373,7 @@ impl Poller {
     }
 
     /// Ask for a fresh answer as soon as possible.
-    pub fn kick(&self) {
+    pub(crate) fn kick(&self) {
         let mut st = self.lock();
         st.kicked = true;
         self.shared.1.notify_all();
@@ -381,7 +381,12 @@ impl Poller {
 
     /// Wait up to `max` for an answer newer than `generation`; return what is known about
     /// `id`, the current generation and the last query error.
-    pub fn wait(&self, id: &str, generation: u64, max: Duration) -> (Seen, u64, Option<String>) {
+    pub(crate) fn wait(
+        &self,
+        id: &str,
+        generation: u64,
+        max: Duration,
+    ) -> (Seen, u64, Option<String>) {
         let st = self.lock();
         let deadline = Instant::now() + max;
         let (st, _) = self.wait_while(st, deadline, |st| st.generation == generation);

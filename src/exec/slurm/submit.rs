@@ -44,7 +44,7 @@ const OTHER_USER: &[&str] = &["--uid", "--gid"];
 /// whatever the spelling (sbatch would otherwise take ` qw`, space included, as the value
 /// of `-p`). None may be one qw sets itself, nor one that runs the job as another user.
 /// The error names the argument.
-pub fn check_user_args(args: &[String]) -> Result<Vec<String>, String> {
+pub(crate) fn check_user_args(args: &[String]) -> Result<Vec<String>, String> {
     args.iter().map(|a| check_user_arg(a)).collect()
 }
 
@@ -104,7 +104,7 @@ fn normalise(arg: &str) -> String {
 
 /// A Slurm job name for a run: `qw/<spec>/<task>` as given, made safe for `squeue`
 /// (no separator, no whitespace, at most 200 bytes).
-pub fn job_name(name: &str) -> String {
+pub(crate) fn job_name(name: &str) -> String {
     let clean: String = name
         .chars()
         .map(|c| {
@@ -126,14 +126,14 @@ pub fn job_name(name: &str) -> String {
 /// Slurm's `--time` in whole minutes: timeout + grace + `margin`, rounded up. Slurm
 /// enforces limits with minute granularity (and checks them about every 30 s), so this is
 /// only the outer bound; `qw exec` on the node enforces the real one.
-pub fn time_limit_minutes(timeout: Duration, grace: Duration, margin: Duration) -> u64 {
+pub(crate) fn time_limit_minutes(timeout: Duration, grace: Duration, margin: Duration) -> u64 {
     let secs = (timeout + grace + margin).as_secs_f64();
     (secs / 60.0).ceil().max(1.0) as u64
 }
 
 /// Everything the script needs.
 #[derive(Debug, Clone)]
-pub struct ScriptSpec<'a> {
+pub(crate) struct ScriptSpec<'a> {
     /// The `qw` binary (absolute, the same path on the nodes).
     pub qw: &'a Path,
     /// The run folder (shared): holds the script, the env file and the report.
@@ -145,12 +145,12 @@ pub struct ScriptSpec<'a> {
 }
 
 /// Exit code of the script when the node does not see the run folder.
-pub const EXIT_NOT_SHARED: i32 = 97;
+pub(crate) const EXIT_NOT_SHARED: i32 = 97;
 /// Exit code of the script when the node has no executable `qw` at the submitter's path.
-pub const EXIT_NO_QW: i32 = 96;
+pub(crate) const EXIT_NO_QW: i32 = 96;
 
 /// The batch script.
-pub fn script(s: &ScriptSpec<'_>) -> String {
+pub(crate) fn script(s: &ScriptSpec<'_>) -> String {
     let q = |p: &Path| quote_os(p.as_os_str());
     let mut exec_line = format!(
         "exec /usr/bin/env -i {} exec --env \"SLURM_JOB_ID=${{SLURM_JOB_ID:-}}\" --env \"SLURMD_NODENAME=${{SLURMD_NODENAME:-}}\"",
@@ -179,7 +179,7 @@ pub fn script(s: &ScriptSpec<'_>) -> String {
 
 /// The files a job [`script`] captures the program's stdout and stderr to (its
 /// `--stdout-file` and `--stderr-file`), read back from the script's text.
-pub fn captured_files(script: &str) -> (Option<PathBuf>, Option<PathBuf>) {
+pub(crate) fn captured_files(script: &str) -> (Option<PathBuf>, Option<PathBuf>) {
     let Some(words) = script
         .lines()
         .rev()
@@ -207,7 +207,7 @@ fn quote_os(s: &std::ffi::OsStr) -> String {
 
 /// The `sbatch` argv (without the program name) for one job.
 #[derive(Debug, Clone)]
-pub struct SbatchSpec<'a> {
+pub(crate) struct SbatchSpec<'a> {
     /// `--job-name`.
     pub name: &'a str,
     /// `--comment`: the owner record (`qw:<host>:<cookie>`).
@@ -223,10 +223,10 @@ pub struct SbatchSpec<'a> {
 }
 
 /// Name of the file that receives what Slurm itself writes about the job.
-pub const SLURM_OUT: &str = "slurm.out";
+pub(crate) const SLURM_OUT: &str = "slurm.out";
 
 /// The `sbatch` arguments.
-pub fn sbatch_args(s: &SbatchSpec<'_>) -> Vec<OsString> {
+pub(crate) fn sbatch_args(s: &SbatchSpec<'_>) -> Vec<OsString> {
     let mut out: Vec<OsString> = vec![
         "--parsable".into(),
         format!("--job-name={}", s.name).into(),
@@ -256,7 +256,7 @@ fn with_path(flag: &str, p: &Path) -> OsString {
 
 /// Names always passed to the agent (when set), besides `QW_*`, `ANTHROPIC_*`, `CLAUDE_*`
 /// and the explicit ones.
-pub const BASE_ENV: &[&str] = &[
+pub(crate) const BASE_ENV: &[&str] = &[
     "PATH",
     "HOME",
     "USER",
@@ -270,7 +270,7 @@ pub const BASE_ENV: &[&str] = &[
 ];
 
 /// Prefixes always passed.
-pub const BASE_PREFIXES: &[&str] = &["QW_", "ANTHROPIC_", "CLAUDE_", "LC_"];
+pub(crate) const BASE_PREFIXES: &[&str] = &["QW_", "ANTHROPIC_", "CLAUDE_", "LC_"];
 
 /// Variables qw sets itself inside the job; never copied from the submitter.
 const OWN: &[&str] = &["QW_RUN_ID", "QW_PROJECT"];
@@ -278,7 +278,7 @@ const OWN: &[&str] = &["QW_RUN_ID", "QW_PROJECT"];
 /// The job's environment: from `vars` (the submitter's environment), every name in
 /// [`BASE_ENV`], every name with a prefix in [`BASE_PREFIXES`] and every entry of `extra`
 /// (a name, or a prefix ending in `*`); then `explicit` (the job's own variables) on top.
-pub fn job_env(
+pub(crate) fn job_env(
     vars: impl IntoIterator<Item = (OsString, OsString)>,
     extra: &[String],
     explicit: &[(OsString, OsString)],
@@ -307,7 +307,7 @@ pub fn job_env(
 }
 
 /// The env file: `NAME=VALUE` entries separated by NUL, as `qw exec --env-file` reads.
-pub fn env_file_bytes(env: &[(OsString, OsString)]) -> Vec<u8> {
+pub(crate) fn env_file_bytes(env: &[(OsString, OsString)]) -> Vec<u8> {
     let mut out = Vec::new();
     for (k, v) in env {
         out.extend_from_slice(k.as_bytes());
@@ -319,19 +319,14 @@ pub fn env_file_bytes(env: &[(OsString, OsString)]) -> Vec<u8> {
 }
 
 /// The comment that records a job's owner: `qw:<host>:<cookie>`.
-pub fn owner_comment(host: &str, cookie: &str) -> String {
+pub(crate) fn owner_comment(host: &str, cookie: &str) -> String {
     format!("qw:{host}:{cookie}")
 }
 
 /// Split an owner comment back into host and cookie.
-pub fn parse_owner_comment(comment: &str) -> Option<(&str, &str)> {
+pub(crate) fn parse_owner_comment(comment: &str) -> Option<(&str, &str)> {
     let rest = comment.strip_prefix("qw:")?;
     rest.split_once(':')
-}
-
-/// `dir/name` — for readability at call sites.
-pub fn file_in(dir: &Path, name: &str) -> PathBuf {
-    dir.join(name)
 }
 
 #[cfg(test)]

@@ -22,10 +22,10 @@ use super::submit::parse_owner_comment;
 use crate::exec::RunId;
 
 /// How long a sweep waits for cancelled jobs to end.
-pub const SWEEP_WAIT: Duration = Duration::from_secs(60);
+pub(crate) const SWEEP_WAIT: Duration = Duration::from_secs(60);
 
 /// This machine's host name (as the owner comment records it).
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -34,13 +34,13 @@ pub fn hostname() -> String {
 }
 
 /// The owner record of the executor with `cookie` on `host`.
-pub fn owner_file(state_dir: &Path, host: &str, cookie: &str) -> PathBuf {
+pub(crate) fn owner_file(state_dir: &Path, host: &str, cookie: &str) -> PathBuf {
     state_dir.join("owners").join(format!("{host}-{cookie}"))
 }
 
 /// A job a sweep cancelled.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct CancelledJob {
+pub(crate) struct CancelledJob {
     /// The job id.
     pub job_id: String,
     /// Its name (`qw/<spec>/<task>`).
@@ -53,7 +53,7 @@ pub struct CancelledJob {
 
 /// What a Slurm sweep did.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct SlurmSweep {
+pub(crate) struct SlurmSweep {
     /// The jobs cancelled.
     pub cancelled: Vec<CancelledJob>,
     /// Slurm could not be asked (the reason); owner records are kept for the next sweep.
@@ -61,7 +61,7 @@ pub struct SlurmSweep {
 }
 
 /// The user's active jobs whose comment marks them as qw's.
-pub fn qw_jobs() -> Result<Vec<QueueRow>, String> {
+pub(crate) fn qw_jobs() -> Result<Vec<QueueRow>, String> {
     let text = queue::run_tool(
         "squeue",
         &["--me", "--noheader", &format!("--format={SQUEUE_FORMAT}")],
@@ -73,7 +73,7 @@ pub fn qw_jobs() -> Result<Vec<QueueRow>, String> {
 }
 
 /// Is `squeue` on PATH?
-pub fn slurm_available() -> bool {
+pub(crate) fn slurm_available() -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("squeue").is_file()))
 }
@@ -81,7 +81,7 @@ pub fn slurm_available() -> bool {
 /// Has qw submitted Slurm jobs with owner records under `state_dir` (its `owners/` folder,
 /// created before the first submission, is there)? Slurm is asked only then: asking a
 /// controller that is down costs seconds.
-pub fn used_from(state_dir: &Path) -> bool {
+pub(crate) fn used_from(state_dir: &Path) -> bool {
     state_dir.join("owners").is_dir()
 }
 
@@ -113,7 +113,7 @@ fn dead_owner_records(state_dir: &Path, host: &str) -> Vec<(PathBuf, String)> {
 ///   from `state_dir` before (its `owners/` folder exists), or when `force` is set: a
 ///   machine with Slurm's commands installed but unused by qw (or a controller that is
 ///   down) costs `qw sweep` nothing.
-pub fn sweep_jobs(
+pub(crate) fn sweep_jobs(
     state_dir: Option<&Path>,
     project: Option<&Path>,
     all_owners: bool,

@@ -8,13 +8,13 @@
 //! work — nor read the state to find out what happened (the event says it).
 //!
 //! Adding a reader (a trace log, a live-activity view) is one `impl EventSink` and one
-//! entry in the list given to [`Events::new`] in `runner::Workflow::run`.
+//! entry in the list given to [`Events::new`] in `runner::Workflow::run_with`.
 
 use super::WorkflowError;
 use super::events::{Event, EventKind};
 
 pub(crate) mod commit;
-pub mod progress;
+pub(crate) mod progress;
 mod recorder;
 mod trace;
 
@@ -27,7 +27,7 @@ pub(crate) use trace::Trace;
 /// the readers before it in the list. An `Err` stops the workflow: only a failure that
 /// must stop it may return one (the recorder's state write). A display or log writer
 /// deals with its own failures (a closed pipe, a full disk) and returns `Ok`.
-pub trait EventSink: Sync {
+pub(super) trait EventSink: Sync {
     /// Take one event.
     fn event(&self, event: &Event<'_>) -> Result<(), WorkflowError>;
 }

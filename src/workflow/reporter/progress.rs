@@ -26,7 +26,7 @@ use crate::workflow::events::{Event, EventKind, PhaseResult, Refused, StopReason
 /// --json`), kept as they were when events were strings: add fields, never rename them.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-pub enum Line<'a> {
+pub(crate) enum Line<'a> {
     /// A phase started.
     PhaseStarted {
         /// The phase (`requirements_generation`, …).
@@ -109,7 +109,7 @@ pub enum Line<'a> {
 }
 
 /// The lines an event shows as (most one, some none, a blocked set one per task).
-pub fn lines<'a>(event: &'a Event<'_>) -> Vec<Line<'a>> {
+pub(crate) fn lines<'a>(event: &'a Event<'_>) -> Vec<Line<'a>> {
     let note = |message: String| {
         vec![Line::Note {
             message: Cow::Owned(message),
@@ -261,7 +261,7 @@ fn finished(summary: &Summary) -> Line<'_> {
 }
 
 /// The line printed on stdout when a workflow ends (outside `--json`).
-pub fn finished_line(summary: &Summary) -> String {
+pub(crate) fn finished_line(summary: &Summary) -> String {
     plain_line(&finished(summary))
 }
 
@@ -311,7 +311,7 @@ impl Watch {
 
 /// What a running agent is doing, for its progress line: the turn and the last tool call
 /// with its target (`turn 3 · → Write src/lib.rs`), or an API retry it waits on.
-pub fn activity_note(a: &Activity) -> Option<String> {
+pub(crate) fn activity_note(a: &Activity) -> Option<String> {
     if let Some(retry) = &a.retrying {
         return Some(format!("API retry: {}", crate::fmt::one_line(retry, 60)));
     }
@@ -325,7 +325,7 @@ pub fn activity_note(a: &Activity) -> Option<String> {
 }
 
 /// Renders events. Shared by the scheduler's threads.
-pub struct Progress {
+pub(crate) struct Progress {
     mode: Mode,
     multi: Option<MultiProgress>,
     overall: Mutex<Option<ProgressBar>>,
@@ -344,7 +344,7 @@ impl std::fmt::Debug for Progress {
 
 impl Progress {
     /// Choose the rendering: JSON lines, quiet, a live view on a terminal, else plain.
-    pub fn new(json: bool, quiet: bool) -> Progress {
+    pub(crate) fn new(json: bool, quiet: bool) -> Progress {
         let mode = if json {
             Mode::Json
         } else if quiet {
@@ -406,7 +406,7 @@ impl Progress {
     }
 
     /// Show one line.
-    pub fn show(&self, line: &Line<'_>) {
+    pub(crate) fn show(&self, line: &Line<'_>) {
         // Outside JSON mode the final summary is data: the CLI prints it on stdout.
         if self.mode != Mode::Json && matches!(line, Line::Finished { .. }) {
             return;
@@ -479,7 +479,7 @@ impl Progress {
     }
 
     /// Remove the live view (before the final summary is printed).
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.watch.stop.store(true, Ordering::Relaxed);
         if let Ok(o) = self.overall.lock()
             && let Some(o) = o.as_ref()
@@ -514,7 +514,7 @@ fn task_line(line: &Line<'_>) -> String {
 }
 
 /// The text rendering of a line.
-pub fn plain_line(line: &Line<'_>) -> String {
+pub(crate) fn plain_line(line: &Line<'_>) -> String {
     match line {
         Line::PhaseStarted { phase } => format!("==> {phase}"),
         Line::PhaseFinished {

@@ -2,8 +2,8 @@
 //!
 //! Every change a workflow makes to `.claude/unified_state.json` and every tick in
 //! `tasks.md` is written here, from an [`Event`], through the group-commit writers of
-//! `commit.rs` (so tasks finishing together share one durable write). [`apply`] is the
-//! pure core: an event and a state in, the changed state out.
+//! `commit.rs` (so tasks finishing together share one durable write). [`change`] is the
+//! pure core: an event in, the closure that changes a state out.
 
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
 //! The attempt loop: the one path every agent run takes (documents, tasks, validation).
 //!
 //! Per attempt: a pending signal stops it, a cost ceiling refuses it, admission admits
-//! it (the slot is held for the run), the agent runs through the [`Executor`], a
+//! it (the slot is held for the run), the agent runs through the [`Executor`](crate::exec::Executor), a
 //! successful task's `_Verify:_` runs and its worktree is merged, and the result is told
 //! as an event. Retryable outcomes are retried up to `--attempts`, unless work is
 //! stopping; a usage limit or a cost ceiling stops new work.

@@ -1,7 +1,7 @@
 //! The runner (nextest's `runner/`): it does the work and tells what happened as
 //! [`crate::workflow::events::Event`]s; it never writes the state or prints itself.
 //!
-//! - `mod.rs` — [`Workflow::run`]: checks the input, takes the spec's lock, wires the
+//! - `mod.rs` — [`Workflow::run_with`]: checks the input, takes the spec's lock, wires the
 //!   readers (the recorder, the trace, the progress display) and the injected
 //!   dependencies (agent, executor, admission) into a [`context::Run`].
 //! - `phases.rs` — the phase order and the ending; `scheduler.rs` — the task graph;
@@ -31,7 +31,7 @@ use super::reporter::{EventSink, Events, Recorder, Trace};
 use super::{AgentKind, Options, WorkflowError};
 use crate::admission::Admission;
 use crate::agent::{self, Agent};
-use crate::exec::{Cancel, Executor, LocalExecutor};
+use crate::exec::{Cancel, Executor};
 use crate::fs::LockedFile;
 use crate::project::Project;
 use crate::spec::Spec;
@@ -39,12 +39,12 @@ use crate::state::StateStore;
 
 /// One workflow run for one spec.
 #[derive(Debug)]
-pub struct Workflow {
+pub(crate) struct Workflow {
     /// The project.
     pub project: Project,
     /// The project's settings, read once by the caller.
     pub settings: crate::settings::QwSettings,
-    /// The spec name (validated in [`Workflow::run`]).
+    /// The spec name (validated in [`Workflow::run_with`]).
     pub name: String,
     /// The description (for a new spec; an existing spec keeps its own if this is empty).
     pub description: String,
@@ -61,16 +61,9 @@ pub struct Workflow {
 }
 
 impl Workflow {
-    /// Run (or resume) the workflow with each job under its own `qw exec` on this
-    /// machine ([`LocalExecutor`]). Bad input is reported before anything is written.
-    pub fn run(self, cancel: &Cancel) -> Result<Summary, WorkflowError> {
-        let executor = LocalExecutor::new(&self.qw)?;
-        self.run_with(cancel, &executor)
-    }
-
-    /// [`Workflow::run`] with every agent run and `_Verify:_` command supervised by
+    /// Run (or resume) the workflow with every agent run and `_Verify:_` command supervised by
     /// `executor` (e.g. a Slurm executor).
-    pub fn run_with(
+    pub(crate) fn run_with(
         self,
         cancel: &Cancel,
         executor: &dyn Executor,
