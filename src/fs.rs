@@ -19,7 +19,9 @@ pub use locked_file::{
     Holder, LockError, LockOptions, LockTimeout, LockedFile, Peek, ProcessState,
 };
 pub use regular::{
-    Bounded, append_regular, copy_regular, is_refused, not_utf8, read_regular, read_regular_text,
+    Bounded, Utf8Position, append_regular, check_regular, copy_regular, is_refused, not_utf8,
+    read_regular,
+    read_regular_text,
     read_regular_whole,
 };
 

@@ -284,7 +284,7 @@ fn reconcile_a_tasks_md_that_is_not_utf8_is_refused_before_anything_changes() {
     assert_eq!(code(&out), 2, "{}", diag(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("tasks.md") && err.contains(&format!("line {line}:")) && err.contains("UTF-8"),
+        err.contains("tasks.md") && err.contains(&format!("line {line},")) && err.contains("UTF-8"),
         "{err}"
     );
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");

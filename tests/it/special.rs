@@ -196,8 +196,11 @@ fn special_or_non_utf8_settings_exit_2_naming_the_file() {
         let out = bounded(p.qw(args));
         assert_eq!(code(&out), 2, "{args:?}: {}", diag(&out));
         let err = stderr(&out);
+        // 1-based line, column and byte, counted as for tasks.md below.
         assert!(
-            err.contains("settings.local.json") && err.contains("line 3"),
+            err.contains("settings.local.json")
+                && err.contains("line 3, column 12")
+                && err.contains("byte 24 of the file"),
             "{args:?}: {err}"
         );
         assert_eq!(
@@ -263,7 +266,10 @@ fn special_or_non_utf8_tasks_md_exit_2_naming_the_file() {
     std::fs::write(&tasks, b"- [ ] 1. One\n- [ ] 2. Tw\xf6\n").unwrap();
     let out = bounded(p.qw(&["spec-status", "demo"]));
     assert_eq!(code(&out), 0, "{}", diag(&out));
-    assert!(stdout(&out).contains("line 2"), "{}", diag(&out));
+    // Every message names the bad byte the same way, 1-based (the `\xf6` is the 25th byte
+    // of the file, the 12th of line 2): spec-status's reading and the workflow's parse.
+    const AT: &str = "line 2, column 12 (byte 25 of the file)";
+    assert!(stdout(&out).contains(AT), "{}", diag(&out));
     for args in [
         &[
             "workflow-auto",
@@ -286,10 +292,7 @@ fn special_or_non_utf8_tasks_md_exit_2_naming_the_file() {
         let out = bounded(p.qw(args));
         assert_eq!(code(&out), 2, "{args:?}: {}", diag(&out));
         let err = stderr(&out);
-        assert!(
-            err.contains("tasks.md") && err.contains("line 2"),
-            "{args:?}: {err}"
-        );
+        assert!(err.contains("tasks.md") && err.contains(AT), "{args:?}: {err}");
         assert_eq!(
             err.lines().filter(|l| l.contains("error:")).count(),
             1,
