@@ -20,9 +20,7 @@ pub use locked_file::{
 };
 pub use regular::{
     Bounded, Utf8Position, append_regular, check_regular, copy_regular, is_refused, not_utf8,
-    read_regular,
-    read_regular_text,
-    read_regular_whole,
+    read_regular, read_regular_text, read_regular_whole,
 };
 
 pub use fs_err::{

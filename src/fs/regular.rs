@@ -418,4 +418,29 @@ mod tests {
             assert!(err.to_string().contains(what), "{err}");
         }
     }
+
+    #[test]
+    fn check_regular_accepts_only_a_readable_regular_file_and_names_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tasks.md");
+        assert!(!check_regular(&file).unwrap(), "missing");
+        crate::fs::write(&file, b"x").unwrap();
+        assert!(check_regular(&file).unwrap());
+        let link = dir.path().join("link.md");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(check_regular(&link).unwrap(), "a link to a regular file");
+        let sub = dir.path().join("design.md");
+        crate::fs::create_dir_all(&sub).unwrap();
+        let dangling = dir.path().join("requirements.md");
+        std::os::unix::fs::symlink(dir.path().join("gone"), &dangling).unwrap();
+        for (path, what) in [(&sub, "is a directory"), (&dangling, "does not exist")] {
+            let e = check_regular(path).unwrap_err();
+            assert!(is_refused(&e), "{e}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&path.display().to_string()) && msg.contains(what),
+                "{msg}"
+            );
+        }
+    }
 }

@@ -1,9 +1,9 @@
 //! The phase order: steering check → spec creation → requirements → design → tasks →
 //! implementation → validation → report.
 //!
-//! Finished work is never redone: a phase whose document exists (written by an earlier
-//! run, or by the user) is skipped, and tasks completed in the state or ticked in
-//! `tasks.md` are not run again.
+//! Finished work is never redone: a phase whose document exists as a non-empty regular
+//! file (written by an earlier run, or by the user) is skipped, and tasks completed in the
+//! state or ticked in `tasks.md` are not run again.
 
 use std::time::Instant;
 
@@ -127,9 +127,8 @@ fn document_phase(run: &Run<'_>, aphase: AgentPhase) -> Result<Option<AgentRun>,
         .get(run.name)
         .is_some_and(|s| s.completed_phases.iter().any(|c| c.phase == phase));
     let doc = aphase.document().map(|d| run.spec.dir().join(d));
-    let doc_present = doc
-        .as_ref()
-        .is_some_and(|p| p.metadata().is_ok_and(|m| m.len() > 0));
+    // Only a non-empty regular file exists (a directory has a size too).
+    let doc_present = doc.as_deref().is_some_and(crate::agent::document::present);
     if doc_present || (doc.is_none() && done_in_state) {
         run.events.emit(EventKind::PhaseFinished {
             phase,
