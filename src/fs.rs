@@ -16,7 +16,7 @@ pub mod locked_file;
 mod regular;
 
 pub use locked_file::{
-    Holder, LockError, LockOptions, LockTimeout, LockedFile, Peek, ProcessState,
+    Holder, LockError, LockOptions, LockTimeout, LockedFile, Peek, ProcessState, process_state,
 };
 pub use regular::{
     Bounded, Utf8Position, append_regular, check_regular, copy_regular, is_refused, not_utf8,

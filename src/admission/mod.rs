@@ -119,6 +119,10 @@ pub struct Waiting {
     /// The pids of the processes holding the slots in use (where known).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub holders: Vec<i32>,
+    /// Those of the holders that are stopped (SIGSTOP, Ctrl-Z): they keep their slot
+    /// until resumed or ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stopped: Vec<i32>,
     /// `max_concurrent`: how many slots there are.
     pub max_concurrent: usize,
     /// Every limit holding the queue back (empty when not known yet).
@@ -158,7 +162,27 @@ impl Waiting {
             1 => "1 qw task running".to_owned(),
             n => format!("{n} qw tasks running"),
         };
-        format!("{what}; {running}")
+        format!("{what}; {running}{}", self.held_by())
+    }
+
+    /// `, held by qw pid 7 (stopped)`: who holds the slots in use; empty when unknown.
+    fn held_by(&self) -> String {
+        if self.running == 0 || self.holders.is_empty() {
+            return String::new();
+        }
+        let mut held = pid_list(&self.holders);
+        let stopped: Vec<i32> = self
+            .holders
+            .iter()
+            .copied()
+            .filter(|p| self.stopped.contains(p))
+            .collect();
+        match stopped.as_slice() {
+            [] => {}
+            _ if self.holders.len() == 1 => held.push_str(" (stopped)"),
+            some => held.push_str(&format!(" ({} stopped)", pid_list(some))),
+        }
+        format!(", held by qw {held}")
     }
 
     fn queued_reason(&self) -> String {
@@ -178,15 +202,11 @@ impl Waiting {
         };
         let slots = match self.running {
             0 => format!("no slot in use (0 of {})", self.max_concurrent),
-            k => {
-                let held = pid_list(&self.holders);
-                let by = if held.is_empty() {
-                    String::new()
-                } else {
-                    format!(", held by qw {held}")
-                };
-                format!("{k} of {} slot(s) in use{by}", self.max_concurrent)
-            }
+            k => format!(
+                "{k} of {} slot(s) in use{}",
+                self.max_concurrent,
+                self.held_by()
+            ),
         };
         format!("queued behind {n} waiting {requests}{pids}, {waits}; {slots}")
     }
@@ -396,6 +416,7 @@ mod tests {
             running,
             ahead_pids: Vec::new(),
             holders: Vec::new(),
+            stopped: Vec::new(),
             max_concurrent: 8,
             give_up_in: Duration::from_millis(left_ms),
             timeout_setting: ACQUIRE_TIMEOUT_SETTING,
