@@ -442,6 +442,26 @@ mod tests {
              for load 1.72/CPU > 0.85 (max_load); 1 of 8 slot(s) in use, held by qw pid 7; \
              giving up in 1m00s (resource_limits.acquire_timeout_s)"
         );
+        // First in line: the slots' holders are named, a stopped one said to be.
+        let w = Waiting {
+            holders: vec![7],
+            stopped: vec![7],
+            ..waiting(0, &[], 1, 10_000)
+        };
+        assert_eq!(
+            w.reason(),
+            "a free slot; 1 qw task running, held by qw pid 7 (stopped)"
+        );
+        let w = Waiting {
+            holders: vec![7, 8],
+            stopped: vec![8],
+            ..waiting(0, &[], 2, 10_000)
+        };
+        assert!(
+            w.reason()
+                .ends_with("2 qw tasks running, held by qw pids 7, 8 (pid 8 stopped)"),
+            "{w}"
+        );
         // Queued behind another qw's request while no task runs: never "no qw task
         // running" alone, which reads as if nothing held it back.
         let w = Waiting {
