@@ -120,12 +120,27 @@ pub(crate) fn drive(run: &Run<'_>, started: Instant) -> Result<Summary, Workflow
 /// Produce one document (or run validation). Returns the failing run if it failed.
 fn document_phase(run: &Run<'_>, aphase: AgentPhase) -> Result<Option<AgentRun>, WorkflowError> {
     let phase = state_phase(aphase);
+    // Done, and (for validation, which has no document) not outdated by a task that
+    // completed after it: new tasks added and run since are validated again.
     let done_in_state = run
         .store
         .load()?
         .specifications
         .get(run.name)
-        .is_some_and(|s| s.completed_phases.iter().any(|c| c.phase == phase));
+        .is_some_and(|s| {
+            s.completed_phases
+                .iter()
+                .filter(|c| c.phase == phase)
+                .any(|c| {
+                    let at = c.completed_at.as_ref().and_then(|t| t.as_datetime());
+                    !s.tasks.values().any(|t| {
+                        match (at, t.completed_at.as_ref().and_then(|t| t.as_datetime())) {
+                            (Some(phase_at), Some(task_at)) => task_at > phase_at,
+                            _ => false,
+                        }
+                    })
+                })
+        });
     let doc = aphase.document().map(|d| run.spec.dir().join(d));
     // Only a non-empty regular file exists (a directory has a size too).
     let doc_present = doc.as_deref().is_some_and(crate::agent::document::present);
