@@ -16,11 +16,11 @@ pub(crate) mod locked_file;
 mod regular;
 
 pub use locked_file::{
-    Holder, LockError, LockOptions, LockTimeout, LockedFile, Peek, ProcessState,
+    Holder, LockError, LockOptions, LockTimeout, LockedFile, Peek, ProcessState, process_state,
 };
 pub use regular::{
-    Bounded, append_regular, copy_regular, is_refused, not_utf8, read_regular, read_regular_text,
-    read_regular_whole,
+    Bounded, Utf8Position, append_regular, check_regular, copy_regular, is_refused, not_utf8,
+    read_regular, read_regular_text, read_regular_whole,
 };
 
 pub use fs_err::{

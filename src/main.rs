@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use quantumwala::cancel::Cancel;
 use quantumwala::cli::{self, Command};
 use quantumwala::{exit, logging};
 
@@ -41,11 +42,13 @@ fn main() -> ExitCode {
             for hint in &e.hints {
                 quantumwala::diag!("  hint: {hint}");
             }
-            // Usage errors of `qw exec` are 125, as GNU timeout's.
-            let code = if is_exec && e.code == exit::USAGE {
-                exit::EXEC_FAILED
-            } else {
-                e.code
+            // Usage errors of `qw exec` are 125, as GNU timeout's. A command that failed
+            // after SIGINT, SIGTERM or SIGHUP reached it (a wait for a lock, a slot or a
+            // run it stopped) exits 128+N, whichever wait it was in: Ctrl-C is 130.
+            let code = match Cancel::process().pending() {
+                Some(sig) if e.code == exit::FAILED => exit::EXEC_SIGNAL_BASE + sig,
+                _ if is_exec && e.code == exit::USAGE => exit::EXEC_FAILED,
+                _ => e.code,
             };
             logging::command_ended(code, Some(&e.message));
             to_exit_code(code)

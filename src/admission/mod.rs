@@ -119,6 +119,10 @@ pub struct Waiting {
     /// The pids of the processes holding the slots in use (where known).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub holders: Vec<i32>,
+    /// Those of the holders that are stopped (SIGSTOP, Ctrl-Z): they keep their slot
+    /// until resumed or ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stopped: Vec<i32>,
     /// `max_concurrent`: how many slots there are.
     pub max_concurrent: usize,
     /// Every limit holding the queue back (empty when not known yet).
@@ -158,7 +162,27 @@ impl Waiting {
             1 => "1 qw task running".to_owned(),
             n => format!("{n} qw tasks running"),
         };
-        format!("{what}; {running}")
+        format!("{what}; {running}{}", self.held_by())
+    }
+
+    /// `, held by qw pid 7 (stopped)`: who holds the slots in use; empty when unknown.
+    fn held_by(&self) -> String {
+        if self.running == 0 || self.holders.is_empty() {
+            return String::new();
+        }
+        let mut held = pid_list(&self.holders);
+        let stopped: Vec<i32> = self
+            .holders
+            .iter()
+            .copied()
+            .filter(|p| self.stopped.contains(p))
+            .collect();
+        match stopped.as_slice() {
+            [] => {}
+            _ if self.holders.len() == 1 => held.push_str(" (stopped)"),
+            some => held.push_str(&format!(" ({} stopped)", pid_list(some))),
+        }
+        format!(", held by qw {held}")
     }
 
     fn queued_reason(&self) -> String {
@@ -178,15 +202,11 @@ impl Waiting {
         };
         let slots = match self.running {
             0 => format!("no slot in use (0 of {})", self.max_concurrent),
-            k => {
-                let held = pid_list(&self.holders);
-                let by = if held.is_empty() {
-                    String::new()
-                } else {
-                    format!(", held by qw {held}")
-                };
-                format!("{k} of {} slot(s) in use{by}", self.max_concurrent)
-            }
+            k => format!(
+                "{k} of {} slot(s) in use{}",
+                self.max_concurrent,
+                self.held_by()
+            ),
         };
         format!("queued behind {n} waiting {requests}{pids}, {waits}; {slots}")
     }
@@ -396,6 +416,7 @@ mod tests {
             running,
             ahead_pids: Vec::new(),
             holders: Vec::new(),
+            stopped: Vec::new(),
             max_concurrent: 8,
             give_up_in: Duration::from_millis(left_ms),
             timeout_setting: ACQUIRE_TIMEOUT_SETTING,
@@ -420,6 +441,26 @@ mod tests {
             "queued behind 4 waiting requests (qw pids 11, 12, 13 and 1 more), the first waits \
              for load 1.72/CPU > 0.85 (max_load); 1 of 8 slot(s) in use, held by qw pid 7; \
              giving up in 1m00s (resource_limits.acquire_timeout_s)"
+        );
+        // First in line: the slots' holders are named, a stopped one said to be.
+        let w = Waiting {
+            holders: vec![7],
+            stopped: vec![7],
+            ..waiting(0, &[], 1, 10_000)
+        };
+        assert_eq!(
+            w.reason(),
+            "a free slot; 1 qw task running, held by qw pid 7 (stopped)"
+        );
+        let w = Waiting {
+            holders: vec![7, 8],
+            stopped: vec![8],
+            ..waiting(0, &[], 2, 10_000)
+        };
+        assert!(
+            w.reason()
+                .ends_with("2 qw tasks running, held by qw pids 7, 8 (pid 8 stopped)"),
+            "{w}"
         );
         // Queued behind another qw's request while no task runs: never "no qw task
         // running" alone, which reads as if nothing held it back.

@@ -114,6 +114,10 @@ impl Slots {
             .into_iter()
             .filter_map(|(name, path)| {
                 let slot = name.strip_prefix("slot-")?.parse().ok()?;
+                // Only a regular file is a slot: never follow a planted symlink.
+                if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+                    return None;
+                }
                 let held = LockedFile::peek(&path).ok()??;
                 Some(SlotHolder {
                     slot,
@@ -192,10 +196,16 @@ impl Slots {
                 head_reasons
             };
             let waited = start.elapsed();
+            let holders: Vec<i32> = in_use.iter().filter_map(|h| h.pid).collect();
             let waiting = Waiting {
                 ahead,
                 ahead_pids,
-                holders: in_use.iter().filter_map(|h| h.pid).collect(),
+                stopped: holders
+                    .iter()
+                    .copied()
+                    .filter(|&p| fs::process_state(p) == fs::ProcessState::Stopped)
+                    .collect(),
+                holders,
                 max_concurrent: limits.max_concurrent,
                 blocked_by,
                 running,
@@ -316,15 +326,30 @@ impl Slots {
         (pids, n, reasons)
     }
 
-    /// Lock a free slot among the first `max` (`None` when none could be locked). The
-    /// caller, the head of the queue, has already checked the count against `max`.
+    /// Lock a free slot among the first `max` usable ones (`None` when none could be
+    /// locked). The caller, the head of the queue, has already checked the count against
+    /// `max`. Something else than a regular file at a slot's name (a directory, a FIFO, a
+    /// symlink — never followed) is skipped with one warning naming it, and the next
+    /// name takes its place: the slots in use are what limits, not their names.
     fn take_free_slot(&self, max: usize) -> Result<Option<SlotGuard>, AdmissionError> {
         let dir = self.slots_dir();
-        for slot in 0..max {
+        let mut usable = 0;
+        let mut slot = 0;
+        while usable < max {
             let path = dir.join(format!("slot-{slot:04}"));
-            if let Some(lock) = LockedFile::try_acquire(path).map_err(std::io::Error::from)? {
-                return Ok(Some(SlotGuard { slot, _lock: lock }));
+            if let Some(why) = not_a_slot(&path) {
+                warn_once(&path, why);
+            } else {
+                usable += 1;
+                match LockedFile::try_acquire(&path) {
+                    Ok(Some(lock)) => return Ok(Some(SlotGuard { slot, _lock: lock })),
+                    Ok(None) => {}
+                    // Swapped for something else between the look and the open.
+                    Err(_) if not_a_slot(&path).is_some() => {}
+                    Err(e) => return Err(std::io::Error::from(e).into()),
+                }
             }
+            slot += 1;
         }
         Ok(None)
     }
@@ -373,6 +398,39 @@ struct TicketInfo {
     seq: u64,
     pid: Option<i32>,
     reasons: Vec<Refusal>,
+}
+
+/// What is wrong with the entry at a slot's path, if it is there and is no regular file.
+fn not_a_slot(path: &Path) -> Option<&'static str> {
+    let t = fs::symlink_metadata(path).ok()?.file_type();
+    use std::os::unix::fs::FileTypeExt as _;
+    if t.is_file() {
+        None
+    } else if t.is_symlink() {
+        Some("a symbolic link")
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+/// One warning per process for each unusable slot entry.
+fn warn_once(path: &Path, what: &str) {
+    static WARNED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let Ok(mut warned) = WARNED.lock() else {
+        return;
+    };
+    if warned.iter().any(|p| p == path) {
+        return;
+    }
+    warned.push(path.to_path_buf());
+    tracing::warn!(
+        "admission slot `{}` is {what}, not a slot file: skipped (remove it)",
+        path.display()
+    );
 }
 
 fn ticket_seq(name: &str) -> Option<u64> {

@@ -108,6 +108,7 @@ pub(crate) fn run_consume(ctx: &Ctx, args: ConsumeArgs) -> CmdResult {
             .map_or(true, |st| st.development_mode.command_validation()),
         stdout_to_stderr: ctx.global.json,
     };
+    let signals = cancel.clone();
     let consumer = Consumer::new(&ctx.project, options, cancel);
     let mut stats = Stats::default();
     if args.watch {
@@ -151,9 +152,16 @@ pub(crate) fn run_consume(ctx: &Ctx, args: ConsumeArgs) -> CmdResult {
             "nothing was run; it was moved to `{}`",
             failed_file.display()
         ))),
-        Outcome::Interrupted { command, .. } => Err(CliError::failed(format!(
-            "interrupted before `{command}` was done; the suggestion was left in place"
-        ))),
+        // Ctrl-C exits 130 (128+N) like every other interrupted wait or run of qw.
+        Outcome::Interrupted { command, .. } => {
+            let sig = signals.pending().unwrap_or(nix::libc::SIGINT);
+            Err(CliError::with_code(
+                exit::EXEC_SIGNAL_BASE + sig,
+                format!(
+                    "interrupted by signal {sig} before `{command}` was done; the suggestion was left in place"
+                ),
+            ))
+        }
     }
 }
 

@@ -885,6 +885,11 @@ fn own_identity() -> (Option<u64>, String) {
     .clone()
 }
 
+/// Whether process `pid` runs, is stopped or is gone, as a lock's holder would be told.
+pub fn process_state(pid: i32) -> ProcessState {
+    inspect(pid).0
+}
+
 /// A process's state, start time and command line, as far as `/proc` tells.
 #[cfg(target_os = "linux")]
 fn inspect(pid: i32) -> (ProcessState, Option<u64>, Option<String>) {

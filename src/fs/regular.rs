@@ -78,14 +78,48 @@ pub fn read_regular_text(path: &Path, max: usize) -> io::Result<String> {
     String::from_utf8(bytes).map_err(|e| not_utf8(path, e.as_bytes(), e.utf8_error()))
 }
 
+/// Where the first byte that is not UTF-8 sits, every number 1-based (as editors and the
+/// JSON parser count): the one way qw names such a byte, so every message agrees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Utf8Position {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in bytes from the start of the line.
+    pub column: usize,
+    /// 1-based offset of the byte in the file.
+    pub byte: usize,
+}
+
+impl Utf8Position {
+    /// The position of `bytes[valid_up_to]`, the first byte that is not UTF-8
+    /// ([`std::str::Utf8Error::valid_up_to`]).
+    pub fn locate(bytes: &[u8], valid_up_to: usize) -> Utf8Position {
+        let good = bytes.get(..valid_up_to).unwrap_or(bytes);
+        Utf8Position {
+            line: 1 + good.iter().filter(|&&b| b == b'\n').count(),
+            column: 1 + good.iter().rev().take_while(|&&b| b != b'\n').count(),
+            byte: good.len() + 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Utf8Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "line {}, column {} (byte {} of the file)",
+            self.line, self.column, self.byte
+        )
+    }
+}
+
 /// The error for bytes of `path` that are not UTF-8.
 pub fn not_utf8(path: &Path, bytes: &[u8], e: std::str::Utf8Error) -> io::Error {
-    let at = e.valid_up_to();
-    let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
+    let at = Utf8Position::locate(bytes, e.valid_up_to());
     io::Error::new(
         io::ErrorKind::InvalidData,
         format!(
-            "`{}` line {line} is not valid UTF-8 text (byte offset {at}); save it as UTF-8",
+            "`{}` is not valid UTF-8 text at {at}; save it as UTF-8",
             path.display()
         ),
     )
@@ -98,6 +132,55 @@ pub fn is_refused(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
     )
+}
+
+/// Is there a file qw can read at `path`? `Ok(false)` when nothing is there, `Ok(true)` for
+/// a readable regular file (through symlinks to one); anything else — a directory, a FIFO,
+/// a device, a dangling symlink, a file qw may not read — is an `InvalidInput` error
+/// naming the path and what is wrong, so a caller never takes it for a document that
+/// "already exists". Nothing is read, and a FIFO is never opened.
+pub fn check_regular(path: &Path) -> io::Result<bool> {
+    let link = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(with_path(e, "inspect", path)),
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if link.file_type().is_symlink() && e.kind() == io::ErrorKind::NotFound => {
+            let target = std::fs::read_link(path)
+                .map_or_else(|_| "?".to_owned(), |t| t.display().to_string());
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "`{}` is a symbolic link to `{target}`, which does not exist; remove the link or create its target",
+                    path.display()
+                ),
+            ));
+        }
+        Err(e) => return Err(refused(with_path(e, "inspect", path))),
+    };
+    check_kind(path, &meta)?;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::PermissionDenied => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "`{}` is not readable ({e}); give it read permission (chmod u+r)",
+                    path.display()
+                ),
+            ),
+            _ => with_path(e, "open", path),
+        })?;
+    Ok(true)
+}
+
+/// `e` as a refusal (bad input), keeping its message.
+fn refused(e: io::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
 }
 
 /// Copy the regular file at `from` (through symlinks to regular files) to `to`, which
@@ -333,6 +416,31 @@ mod tests {
             assert!(!to.exists());
             let err = read_regular(from, 10).unwrap_err();
             assert!(err.to_string().contains(what), "{err}");
+        }
+    }
+
+    #[test]
+    fn check_regular_accepts_only_a_readable_regular_file_and_names_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tasks.md");
+        assert!(!check_regular(&file).unwrap(), "missing");
+        crate::fs::write(&file, b"x").unwrap();
+        assert!(check_regular(&file).unwrap());
+        let link = dir.path().join("link.md");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(check_regular(&link).unwrap(), "a link to a regular file");
+        let sub = dir.path().join("design.md");
+        crate::fs::create_dir_all(&sub).unwrap();
+        let dangling = dir.path().join("requirements.md");
+        std::os::unix::fs::symlink(dir.path().join("gone"), &dangling).unwrap();
+        for (path, what) in [(&sub, "is a directory"), (&dangling, "does not exist")] {
+            let e = check_regular(path).unwrap_err();
+            assert!(is_refused(&e), "{e}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&path.display().to_string()) && msg.contains(what),
+                "{msg}"
+            );
         }
     }
 }

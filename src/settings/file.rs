@@ -42,14 +42,12 @@ impl SettingsFile {
     /// Parse file contents; `path` is kept for messages and [`save`](Self::save).
     pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<SettingsFile, SettingsError> {
         let text = std::str::from_utf8(bytes).map_err(|e| {
-            let good = bytes.get(..e.valid_up_to()).unwrap_or_default();
-            let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
-            let column = good.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+            let at = crate::fs::Utf8Position::locate(bytes, e.valid_up_to());
             SettingsError::Corrupt {
                 path: path.to_path_buf(),
-                line,
-                column,
-                message: "not UTF-8 text".into(),
+                line: at.line,
+                column: at.column,
+                message: format!("not UTF-8 text (byte {} of the file)", at.byte),
             }
         })?;
         Self::parse(path, text)

@@ -103,12 +103,10 @@ pub enum TasksError {
         line: usize,
     },
     /// The file is not UTF-8 text.
-    #[error("line {line}: not UTF-8 text (byte {byte} of the file); save it as UTF-8")]
+    #[error("not valid UTF-8 text at {at}; save it as UTF-8")]
     NotUtf8 {
-        /// 1-based line of the first invalid byte.
-        line: usize,
-        /// 1-based offset of that byte in the file.
-        byte: usize,
+        /// Where the first invalid byte is (1-based line, column and byte).
+        at: crate::fs::Utf8Position,
     },
     /// The file named in the error could not be parsed.
     #[error("`{path}`: {source}")]
@@ -770,11 +768,8 @@ pub(crate) fn read_text(path: &Path) -> Result<String, TasksError> {
     // Only a regular file, bounded like every spec document (a FIFO must not block).
     let bytes = crate::fs::read_regular_whole(path, super::MAX_DOCUMENT_BYTES)?;
     String::from_utf8(bytes).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
-        let bytes = e.as_bytes();
         TasksError::NotUtf8 {
-            line: bytes[..at].iter().filter(|b| **b == b'\n').count() + 1,
-            byte: at + 1,
+            at: crate::fs::Utf8Position::locate(e.as_bytes(), e.utf8_error().valid_up_to()),
         }
         .in_file(path)
     })
@@ -1143,7 +1138,7 @@ mod tests {
         crate::fs::write(&path, b"- [ ] 1. A\n- [ ] 2. B \xff\n").unwrap();
         let e = tick_file(&path, "1").unwrap_err().to_string();
         assert!(
-            e.contains("tasks.md") && e.contains("line 2:") && e.contains("UTF-8"),
+            e.contains("tasks.md") && e.contains("line 2,") && e.contains("UTF-8"),
             "{e}"
         );
         assert_eq!(

@@ -2,7 +2,8 @@
 //!
 //! Every change goes through [`StateStore::update`]: lock → read → apply → write a unique
 //! temp file → fsync → rename → fsync the directory (`crate::fs::write_durable`). A file
-//! that fails to parse or validate is quarantined and replaced by the newest valid backup.
+//! that fails to parse or validate is quarantined and replaced by the newest valid backup,
+//! with one warning saying what the restore rolled back (the backup's age, task statuses).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -271,10 +272,11 @@ impl StateStore {
             Some((from, bytes, state)) => {
                 self.write_bytes_locked(lock, &bytes)?;
                 tracing::warn!(
-                    "`{}` was corrupt ({reason}); moved it to `{}` and restored the newest valid backup `{}`",
+                    "`{}` was corrupt ({reason}); moved it to `{}` and restored the newest valid backup `{}`; {}",
                     path.display(),
                     quarantine.display(),
-                    from.display()
+                    from.display(),
+                    what_the_restore_loses(&quarantine, &from, &state)
                 );
                 Ok(state)
             }
@@ -291,6 +293,97 @@ impl StateStore {
             }
         }
     }
+}
+
+/// What a restore of `backup` (parsed: `restored`) over the corrupt file now at
+/// `corrupt` rolled back, for the one warning line: when the backup was written and how
+/// much older it is, and — when the corrupt file is still JSON — the tasks whose status
+/// went back and the specs it held that the backup does not.
+fn what_the_restore_loses(corrupt: &Path, backup: &Path, restored: &UnifiedState) -> String {
+    let when = |p: &Path| {
+        crate::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .ok()
+            .map(chrono::DateTime::<chrono::Utc>::from)
+    };
+    let (backup_at, corrupt_at) = (when(backup), when(corrupt));
+    let mut out = match backup_at {
+        Some(at) => format!(
+            "the backup is from {}",
+            crate::fmt::local_time(&Timestamp::At(at.fixed_offset()))
+        ),
+        None => "the backup's time is unknown".to_owned(),
+    };
+    if let (Some(b), Some(c)) = (backup_at, corrupt_at) {
+        let secs = crate::fmt::seconds_between(&b, &c);
+        if secs >= 1.0 {
+            out.push_str(&format!(
+                ", {} older than the corrupt file: changes made after it are lost",
+                crate::fmt::duration(secs)
+            ));
+        }
+    }
+    match rolled_back(corrupt, restored) {
+        None => out.push_str(
+            "; the corrupt file is not JSON, so what it held beyond the backup cannot be told",
+        ),
+        Some(went_back) if went_back.is_empty() => {
+            out.push_str("; no task status differs from what the corrupt file still shows");
+        }
+        Some(went_back) => {
+            const SHOWN: usize = 5;
+            let more = went_back.len().saturating_sub(SHOWN);
+            let mut list = went_back
+                .into_iter()
+                .take(SHOWN)
+                .collect::<Vec<_>>()
+                .join(", ");
+            if more > 0 {
+                list.push_str(&format!(" and {more} more"));
+            }
+            out.push_str(&format!("; rolled back: {list}"));
+        }
+    }
+    out
+}
+
+/// Best effort, from a corrupt file that still parses as JSON (`None` when it does not): `spec/task was → now`
+/// for each task whose status differs in `restored`, and the specs `restored` lacks.
+fn rolled_back(corrupt: &Path, restored: &UnifiedState) -> Option<Vec<String>> {
+    let bytes = read_state_file(corrupt).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let value: serde_json::Value = serde_json::from_str(crate::jsontext::strip_bom(&text)).ok()?;
+    let Some(specs) = value.get("specifications").and_then(|v| v.as_object()) else {
+        return Some(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (name, spec) in specs {
+        let Some(now) = restored.specifications.get(name) else {
+            out.push(format!("spec `{name}` (not in the backup)"));
+            continue;
+        };
+        let Some(tasks) = spec.get("tasks").and_then(|v| v.as_object()) else {
+            continue;
+        };
+        let mut ids: Vec<&String> = tasks.keys().collect();
+        ids.sort_by(|a, b| crate::fmt::compare_task_ids(a, b));
+        for id in ids {
+            let Some(was) = tasks[id].get("status").and_then(|v| v.as_str()) else {
+                continue;
+            };
+            let is = now
+                .tasks
+                .get(id)
+                .and_then(|t| serde_json::to_value(&t.status).ok())
+                .and_then(|v| v.as_str().map(str::to_owned));
+            match is {
+                Some(is) if is == was => {}
+                Some(is) => out.push(format!("{name}/{id} {was} → {is}")),
+                None => out.push(format!("{name}/{id} {was} → not in the backup")),
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Parse and check state bytes. `Ok(Err(reason))` means corrupt; `Err` is reserved for a

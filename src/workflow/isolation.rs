@@ -217,7 +217,8 @@ pub(crate) fn plan(
         &repo.lock_path(),
         &format!("qw workflow `{spec}`: checking the working tree"),
         None,
-        &|_| {},
+        // Before the run's events exist: said like every other lock wait (a warning).
+        &|m| tracing::warn!("{m}"),
     )?;
     let dirty = repo.dirty_paths()?;
     drop(settled);

@@ -32,7 +32,9 @@
 //!     `completed_by: "tasks.md"`.
 //!
 //! A spec whose state knows no task yet has nothing to reconcile (the file is the only
-//! record; the scheduler takes its ticks as completed).
+//! record; the scheduler takes its ticks as completed, and the recorder marks them
+//! `completed_by: "tasks.md"` too). Status, report and dashboard show such a task as
+//! [`BY_HAND`], never as a run qw made and verified. Its `_Verify:_` is not run.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -44,6 +46,16 @@ use super::reporter::Events;
 use crate::spec::Spec;
 use crate::spec::tasks::TaskList;
 use crate::state::{self, StateStore, TaskStatus, Timestamp};
+
+/// How status, report and run output describe a task completed by a tick in `tasks.md`
+/// (`completed_by: "tasks.md"`): never as if qw ran or verified it.
+pub const BY_HAND: &str = "ticked by hand, not run by qw";
+
+/// Whether the state's record says the task was completed by a tick in `tasks.md`.
+pub fn ticked_by_hand(t: &state::Task) -> bool {
+    t.status == TaskStatus::Completed
+        && t.extra.get("completed_by").and_then(|v| v.as_str()) == Some("tasks.md")
+}
 
 /// Where a gone task's state record is kept, inside the spec's state entry.
 pub(super) const ORPHANED_KEY: &str = "orphaned_tasks";

@@ -714,7 +714,15 @@ fn detail_row(
         attempts: st.map_or(0, |t| t.attempts),
         duration_seconds: st.and_then(|t| t.duration_seconds),
         cost_usd: st.and_then(|t| t.cost_usd),
-        outcome: st.and_then(|t| t.outcome.clone()),
+        outcome: match st {
+            Some(t) if crate::workflow::reconcile::ticked_by_hand(t) => {
+                Some(crate::workflow::reconcile::BY_HAND.to_owned())
+            }
+            Some(t) => t.outcome.clone(),
+            // Ticked in tasks.md, unknown to the state: nobody ran it.
+            None if checked == Some(true) => Some(crate::workflow::reconcile::BY_HAND.to_owned()),
+            None => None,
+        },
         error: st.and_then(|t| t.error.clone()),
         depends,
         run_id: st.and_then(|t| t.run_id.clone()),

@@ -534,7 +534,8 @@ fn admission_loaded_machine_waits_while_a_slot_is_held_then_starts() {
     let line = std::fs::read_to_string(&err_path).unwrap();
     for part in [
         "qw: waiting for admission (normal impact): load ",
-        "/CPU > 0.85 (max_load); 1 qw task running; giving up in ",
+        "/CPU > 0.85 (max_load); 1 qw task running, held by qw pid ",
+        "; giving up in ",
         "(resource_limits.acquire_timeout_s)",
     ] {
         assert!(line.contains(part), "{part:?} not in {line}");

@@ -259,8 +259,13 @@ fn consume_sigint_during_a_run_stops_it_and_leaves_the_suggestion() {
     }
     let out = child.wait_with_output().unwrap();
     assert!(exited, "consume did not stop on SIGINT");
-    assert_eq!(status.and_then(|s| s.code()), Some(1));
-    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    // 130 like every interrupted wait or run of qw (it was 1).
+    assert_eq!(status.and_then(|s| s.code()), Some(130));
+    assert!(
+        stderr(&out).contains("interrupted by signal 2"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(p.read(".claude/next_command.txt"), "/spec-execute 1 x\n");
     assert!(!p.claude().join("next_command.failed.txt").exists());
     assert!(

@@ -1,6 +1,9 @@
 //! Waiting on qw's locks (issue 14 item 10): a lock held by a stopped process makes
 //! `qw exec` and `qw workflow-auto` wait, and SIGINT, SIGTERM or SIGHUP ends the wait at
-//! once with 128+N, after a line that names what is awaited and who holds it.
+//! once with 128+N, after a line that names what is awaited and who holds it. Every wait
+//! alike: the state lock, the repository (merge) lock, an admission slot (whose line
+//! names the holders and says which are stopped), `consume` waiting for its lock or
+//! running a suggestion; planted non-files at slot names are skipped, never followed.
 
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
@@ -156,6 +159,17 @@ const SIGNALS: [(i32, &str); 3] = [(2, "SIGINT"), (15, "SIGTERM"), (1, "SIGHUP")
 /// Start `args` in `p` while `lock` is held by a stopped process, wait for the waiting
 /// line, send `sig`: the command ends with 128+sig naming the holder, leaving nothing.
 fn interrupted_while_waiting(p: &TestProject, args: &[&str], lock: &Path, what: &str) {
+    interrupted_while_waiting_with(p, args, lock, what, true);
+}
+
+/// [`interrupted_while_waiting`]; `hint`: the error also says how to resume the holder.
+fn interrupted_while_waiting_with(
+    p: &TestProject,
+    args: &[&str],
+    lock: &Path,
+    what: &str,
+    hint: bool,
+) {
     let holder = StoppedHolder::new(lock);
     for (sig, name) in SIGNALS {
         let mark = marker();
@@ -184,7 +198,7 @@ fn interrupted_while_waiting(p: &TestProject, args: &[&str], lock: &Path, what: 
             "{name}: {err}"
         );
         assert!(
-            err.contains(&format!("kill -CONT {}", holder.pid())),
+            !hint || err.contains(&format!("kill -CONT {}", holder.pid())),
             "{name}: hint: {err}"
         );
         assert_eq!(
@@ -252,8 +266,12 @@ fn consume_waiting_for_the_suggestion_lock_stops_and_keeps_the_suggestion() {
     );
     unsafe_kill(qw.pid(), 15);
     let (code, err) = qw.finish();
-    assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("interrupted"), "{err}");
+    // 128+N like every other interrupted wait (it exited 1).
+    assert_eq!(code, Some(143), "{err}");
+    assert!(
+        err.contains("interrupted by signal 15 while waiting for the suggestion"),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read_to_string(suggestion).unwrap(),
         "/spec-list\n",
@@ -343,4 +361,210 @@ fn a_lock_wait_gives_up_after_qw_lock_timeout() {
         err.contains(&format!("kill -CONT {}", holder.pid())),
         "{err}"
     );
+}
+
+/// `qw consume` running a suggestion (whose command waits on a stopped state holder):
+/// SIGINT is forwarded, and consume exits 130 like every interrupted wait, the
+/// suggestion kept, no process left.
+#[test]
+fn consume_running_a_suggestion_exits_130_on_sigint() {
+    let p = TestProject::new();
+    let suggestion = p.write(".claude/next_command.txt", "/spec-create foo \"x\"\n");
+    let _holder = StoppedHolder::new(&state_lock(&p));
+    let mark = marker();
+    let mut cmd = p.qw(&["consume", "--once"]);
+    cmd.env("QW_TEST_MARKER", &mark);
+    let mut qw = Running::start(cmd);
+    qw.expect_line(&format!("waiting for {}", state_of(&p)));
+    unsafe_kill(qw.pid(), 2);
+    let (code, err) = qw.finish();
+    assert_eq!(code, Some(130), "{err}");
+    assert!(
+        err.contains("interrupted by signal 2 before `/spec-create foo"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(suggestion).unwrap(),
+        "/spec-create foo \"x\"\n",
+        "left in place"
+    );
+    assert!(pids_with_env("QW_TEST_MARKER", &mark).is_empty());
+}
+
+/// The repository (merge) lock held by a stopped process: a workflow with task worktrees
+/// waits on it and stops on each signal with 128+N (it exited 1), naming the lock.
+#[test]
+fn workflow_waiting_for_the_repository_lock_stops_on_each_signal() {
+    let p = TestProject::new();
+    p.write(
+        ".claude/settings.local.json",
+        r#"{"resource_limits": {"max_load": 1000, "max_memory": 1.0, "high_impact_load": 1000}}"#,
+    );
+    p.write(".gitignore", ".qw-runtime/\n.claude/\n");
+    p.write("README", "x\n");
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "-m",
+            "init",
+        ],
+    ] {
+        let ok = Command::new("git")
+            .arg("-C")
+            .arg(p.path())
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "git {args:?}");
+    }
+    interrupted_while_waiting_with(
+        &p,
+        &[
+            "workflow-auto",
+            "demo",
+            "A demo",
+            "--agent",
+            "offline",
+            "--parallel",
+            "2",
+        ],
+        &p.path().join(".git/qw-worktrees.lock"),
+        "the repository lock",
+        // The worktree module's error keeps only the message (no holder hints yet).
+        false,
+    );
+}
+
+/// Settings for the admission tests: one slot, no probe limit in the way.
+fn one_slot(p: &TestProject) {
+    p.write(
+        ".claude/settings.local.json",
+        r#"{"resource_limits": {"max_concurrent": 1, "max_load": 1000, "max_memory": 1.0, "high_impact_load": 1000}}"#,
+    );
+}
+
+/// `qw exec --admit` waiting for the one slot, held by another `qw exec --admit` that is
+/// stopped: its line names the holder's pid and says it is stopped; each signal ends the
+/// wait with 128+N, saying what it waited for; nothing is started, nothing is left.
+#[test]
+fn exec_waiting_for_a_slot_names_the_stopped_holder_and_stops_on_each_signal() {
+    let p = TestProject::new();
+    one_slot(&p);
+    let mark = marker();
+    let _cleanup = crate::support::MarkerGuard(mark.clone());
+    let mut cmd = p.qw(&["exec", "--admit", "--no-record", "--", "sleep", "600"]);
+    cmd.env("QW_TEST_MARKER", &mark)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut holder = cmd.spawn().unwrap();
+    let holder_pid = i32::try_from(holder.id()).unwrap();
+    let slot = p.path().join(".qw-runtime/slots/slot-0000");
+    assert!(
+        wait_for(
+            || LockedFile::probe(&slot).ok().flatten().and_then(|h| h.pid) == Some(holder_pid)
+        ),
+        "the holder never took the slot"
+    );
+    unsafe_kill(holder_pid, nix::sys::signal::Signal::SIGSTOP as i32);
+    assert!(wait_for(|| {
+        LockedFile::probe(&slot).unwrap().map(|h| h.state) == Some(ProcessState::Stopped)
+    }));
+    for (sig, name) in SIGNALS {
+        let started = p.path().join(format!("started-{sig}"));
+        let waiter_mark = marker();
+        let mut cmd = p.qw(&["exec", "--admit", "--no-record", "--", "touch"]);
+        cmd.arg(&started).env("QW_TEST_MARKER", &waiter_mark);
+        let mut qw = Running::start(cmd);
+        let line = qw.expect_line("waiting for admission");
+        assert!(
+            line.contains(&format!("held by qw pid {holder_pid} (stopped)")),
+            "{name}: {line}"
+        );
+        unsafe_kill(qw.pid(), sig);
+        let (code, err) = qw.finish();
+        assert_eq!(code, Some(128 + sig), "{name}: {err}");
+        assert!(
+            err.contains(&format!("signal {sig} while waiting for admission")),
+            "{name}: {err}"
+        );
+        assert!(!started.exists(), "{name}: the program ran");
+        assert!(pids_with_env("QW_TEST_MARKER", &waiter_mark).is_empty());
+    }
+    // Resume the holder and end it by pid: it ends its tree and gives the slot back.
+    unsafe_kill(holder_pid, nix::sys::signal::Signal::SIGCONT as i32);
+    unsafe_kill(holder_pid, 15);
+    let status = holder.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    assert!(wait_for(
+        || pids_with_env("QW_TEST_MARKER", &mark).is_empty()
+    ));
+}
+
+/// A directory, a FIFO or a symlink (to a file of the user's) planted at slot names is
+/// skipped with one warning naming each path — never followed, never a failure — and
+/// admission takes the next slot file; with a real holder of that one, the waiter still
+/// waits for it (the limit is the slots in use, not their names).
+#[test]
+fn unusable_slot_entries_are_skipped_with_a_warning_and_never_followed() {
+    let p = TestProject::new();
+    one_slot(&p);
+    let slots = p.path().join(".qw-runtime/slots");
+    std::fs::create_dir_all(slots.join("slot-0000")).unwrap();
+    nix::unistd::mkfifo(
+        &slots.join("slot-0001"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let target = p.write("precious.txt", "precious\n");
+    std::os::unix::fs::symlink(&target, slots.join("slot-0002")).unwrap();
+    for _ in 0..2 {
+        let out = p
+            .qw(&["exec", "--admit", "--no-record", "--", "true"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        for (name, what) in [
+            ("slot-0000", "a directory"),
+            ("slot-0001", "a FIFO"),
+            ("slot-0002", "a symbolic link"),
+        ] {
+            let lines: Vec<&str> = err
+                .lines()
+                .filter(|l| l.contains(&slots.join(name).display().to_string()))
+                .collect();
+            assert_eq!(lines.len(), 1, "{name}: {err}");
+            assert!(lines[0].contains(what), "{name}: {err}");
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
+    assert!(
+        slots.join("slot-0003").is_file(),
+        "the next name is the slot"
+    );
+    assert!(
+        std::fs::symlink_metadata(slots.join("slot-0002"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+
+    // The one usable slot held by a stopped process: a waiter waits (and stops on
+    // SIGINT with 130), it does not take a second slot past the planted entries.
+    let _holder = StoppedHolder::new(&slots.join("slot-0003"));
+    let mut qw = Running::start(p.qw(&["exec", "--admit", "--no-record", "--", "true"]));
+    qw.expect_line("waiting for admission");
+    unsafe_kill(qw.pid(), 2);
+    let (code, err) = qw.finish();
+    assert_eq!(code, Some(130), "{err}");
+    assert!(!slots.join("slot-0004").exists(), "{err}");
 }

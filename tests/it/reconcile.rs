@@ -283,11 +283,98 @@ fn reconcile_a_tasks_md_that_is_not_utf8_is_refused_before_anything_changes() {
     assert_eq!(code(&out), 2, "{}", diag(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("tasks.md") && err.contains(&format!("line {line}:")) && err.contains("UTF-8"),
+        err.contains("tasks.md") && err.contains(&format!("line {line},")) && err.contains("UTF-8"),
         "{err}"
     );
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert_eq!(f.p.read(".claude/unified_state.json"), state_before);
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
     no_process_left(&f);
+}
+
+/// A task ticked in tasks.md that qw never ran is never presented as run and verified:
+/// the state records `completed_by: "tasks.md"` with no attempt, and `spec-status` and
+/// the report say "ticked by hand, not run by qw". Two shapes: a hand-written tasks.md
+/// with a tick before the first run, and a ticked task added before a continue (said in
+/// a `repaired:` line) — after which validation runs again, as tasks completed after it.
+#[test]
+fn a_task_ticked_by_hand_is_never_shown_as_run_by_qw() {
+    const BY_HAND: &str = "ticked by hand, not run by qw";
+    let p = TestProject::new();
+    p.write(
+        ".claude/settings.local.json",
+        r#"{"resource_limits": {"max_load": 1000, "max_memory": 1.0, "high_impact_load": 1000}}"#,
+    );
+    p.write(".claude/specs/demo/requirements.md", "# R\n\n1. x\n");
+    p.write(".claude/specs/demo/design.md", "# D\n\nx\n");
+    p.write(
+        ".claude/specs/demo/tasks.md",
+        "# Tasks\n\n- [ ] 1. Run me\n  - _Verify: `true`_\n- [x] 2. Done by hand\n",
+    );
+    let auto = [
+        "workflow-auto",
+        "demo",
+        "d",
+        "--agent",
+        "offline",
+        "--isolate",
+        "none",
+    ];
+    let out = p.run(&auto);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(p.claude().join("unified_state.json")).unwrap())
+            .unwrap();
+    let t2 = &state["specifications"]["demo"]["tasks"]["2"];
+    assert_eq!(t2["status"], "completed", "{t2}");
+    assert_eq!(t2["completed_by"], "tasks.md", "{t2}");
+    assert_eq!(t2["attempts"].as_u64().unwrap_or(0), 0, "{t2}");
+    let t1 = &state["specifications"]["demo"]["tasks"]["1"];
+    assert!(t1.get("completed_by").is_none(), "{t1}");
+    let report = p.read(".claude/specs/demo/report.md");
+    let row2 = report.lines().find(|l| l.starts_with("| 2 |")).unwrap();
+    assert!(
+        row2.contains(BY_HAND) && !row2.contains("succeeded"),
+        "{row2}"
+    );
+    let row1 = report.lines().find(|l| l.starts_with("| 1 |")).unwrap();
+    assert!(row1.contains("succeeded"), "{row1}");
+    let status = p.run(&["spec-status", "demo"]);
+    let line2 = stdout(&status)
+        .lines()
+        .find(|l| l.trim_start().starts_with("2 ") && l.contains("Done by hand"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("{}", diag(&status)));
+    assert!(line2.contains(BY_HAND), "{line2}");
+
+    // Shape 2: before a continue, a new task and a ticked one are added.
+    let tasks = p.claude().join("specs/demo/tasks.md");
+    let mut text = std::fs::read_to_string(&tasks).unwrap();
+    text.push_str("- [ ] 3. New work\n  - _Verify: `true`_\n- [x] 4. Also by hand\n");
+    std::fs::write(&tasks, &text).unwrap();
+    let out = p.run(&["workflow-continue", "demo"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let err = stderr(&out);
+    assert!(
+        repair_lines(&out)
+            .iter()
+            .any(|l| l.contains("task 4") && l.contains("completed by hand")),
+        "{err}"
+    );
+    assert!(
+        !err.contains("validation: skipped"),
+        "validation must run again after new tasks completed: {err}"
+    );
+    assert!(err.contains("validation: succeeded"), "{err}");
+    let report = p.read(".claude/specs/demo/report.md");
+    let row4 = report.lines().find(|l| l.starts_with("| 4 |")).unwrap();
+    assert!(row4.contains(BY_HAND), "{row4}");
+    let row3 = report.lines().find(|l| l.starts_with("| 3 |")).unwrap();
+    assert!(row3.contains("succeeded"), "{row3}");
+    // Every tick stays where it was, the new task ticked by its run.
+    let after = std::fs::read_to_string(&tasks).unwrap();
+    assert_eq!(
+        after,
+        text.replace("- [ ] 3. New work", "- [x] 3. New work")
+    );
 }

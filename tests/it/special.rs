@@ -192,7 +192,21 @@ fn special_or_non_utf8_settings_exit_2_naming_the_file() {
     std::fs::write(&settings, b"{\n  \"a\": 1,\n  \"b\": \"caf\xe9\"\n}\n").unwrap();
     let before = std::fs::read(&settings).unwrap();
     for args in [&["dev-mode", "on"][..], &["dev-mode", "status"]] {
-        assert_one_usage_error_at(&bounded(p.qw(args)), args, "settings.local.json", "line 3");
+        let out = bounded(p.qw(args));
+        assert_eq!(code(&out), 2, "{args:?}: {}", diag(&out));
+        let err = stderr(&out);
+        // 1-based line, column and byte, counted as for tasks.md below.
+        assert!(
+            err.contains("settings.local.json")
+                && err.contains("line 3, column 12")
+                && err.contains("byte 24 of the file"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(
+            err.lines().filter(|l| l.contains("error:")).count(),
+            1,
+            "{err}"
+        );
     }
     assert_eq!(
         std::fs::read(&settings).unwrap(),
@@ -232,11 +246,15 @@ fn special_or_non_utf8_tasks_md_exit_2_naming_the_file() {
             "--attempts",
             "1",
         ]));
-        assert_eq!(code(&out), 1, "{shape:?}: {}", diag(&out));
-        let report = p.read(".claude/specs/demo/report.md");
+        assert_eq!(code(&out), 2, "{shape:?}: {}", diag(&out));
+        let err = stderr(&out);
         assert!(
-            report.contains("not a regular file") || report.contains(shape.named()),
-            "{shape:?}: {report}"
+            err.contains("tasks.md") && err.contains(shape.named()),
+            "{shape:?}: {err}"
+        );
+        assert!(
+            !p.claude().join("specs/demo/report.md").exists(),
+            "{shape:?}: a report claims a run"
         );
         assert!(
             !std::fs::symlink_metadata(&tasks).unwrap().is_file(),
@@ -251,7 +269,10 @@ fn special_or_non_utf8_tasks_md_exit_2_naming_the_file() {
     std::fs::write(&tasks, b"- [ ] 1. One\n- [ ] 2. Tw\xf6\n").unwrap();
     let out = bounded(p.qw(&["spec-status", "demo"]));
     assert_eq!(code(&out), 0, "{}", diag(&out));
-    assert!(stdout(&out).contains("line 2"), "{}", diag(&out));
+    // Every message names the bad byte the same way, 1-based (the `\xf6` is the 25th byte
+    // of the file, the 12th of line 2): spec-status's reading and the workflow's parse.
+    const AT: &str = "line 2, column 12 (byte 25 of the file)";
+    assert!(stdout(&out).contains(AT), "{}", diag(&out));
     for args in [
         &[
             "workflow-auto",
@@ -271,7 +292,18 @@ fn special_or_non_utf8_tasks_md_exit_2_naming_the_file() {
             "--dry-run",
         ],
     ] {
-        assert_one_usage_error_at(&bounded(p.qw(args)), args, "tasks.md", "line 2");
+        let out = bounded(p.qw(args));
+        assert_eq!(code(&out), 2, "{args:?}: {}", diag(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("tasks.md") && err.contains(AT),
+            "{args:?}: {err}"
+        );
+        assert_eq!(
+            err.lines().filter(|l| l.contains("error:")).count(),
+            1,
+            "{err}"
+        );
     }
     assert_eq!(
         std::fs::read(&tasks).unwrap(),
@@ -460,14 +492,99 @@ fn a_workflow_run_by_consume_does_not_hold_a_slot_at_max_concurrent_1() {
     );
 }
 
-/// Exit 2 with exactly one `error:` line, naming `file` and `line` (`line 3`).
-fn assert_one_usage_error_at(out: &Output, args: &[&str], file: &str, line: &str) {
-    assert_eq!(code(out), 2, "{args:?}: {}", diag(out));
-    let err = stderr(out);
-    assert!(err.contains(file) && err.contains(line), "{args:?}: {err}");
+impl NotADocument {
+    fn plant(self, path: &Path) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        match self {
+            NotADocument::Dir => std::fs::create_dir(path).unwrap(),
+            NotADocument::Fifo => {
+                nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+            }
+            NotADocument::Dangling => {
+                std::os::unix::fs::symlink(path.with_extension("gone"), path).unwrap();
+            }
+        }
+    }
+
+    fn named(self) -> &'static str {
+        match self {
+            NotADocument::Dir => "is a directory",
+            NotADocument::Fifo => "is a FIFO",
+            NotADocument::Dangling => "which does not exist",
+        }
+    }
+}
+
+/// A directory, a FIFO or a dangling symlink at `tasks.md`, `requirements.md` or
+/// `design.md` is never a document that "already exists": `workflow-auto` and
+/// `workflow-continue` exit 2 with one line naming the path and what is there, before
+/// anything is written (no state, no report, no other document, the state's bytes kept).
+#[test]
+fn a_document_path_that_is_no_regular_file_exits_2_before_anything_is_written() {
+    let cases = [
+        ("tasks.md", NotADocument::Dir),
+        ("tasks.md", NotADocument::Fifo),
+        ("tasks.md", NotADocument::Dangling),
+        ("requirements.md", NotADocument::Dir),
+        ("design.md", NotADocument::Fifo),
+        ("design.md", NotADocument::Dangling),
+    ];
+    let auto = [
+        "workflow-auto",
+        "demo",
+        "d",
+        "--agent",
+        "offline",
+        "--isolate",
+        "none",
+    ];
+    for (doc, shape) in cases {
+        let p = TestProject::new();
+        permissive(&p);
+        let path = p.claude().join("specs/demo").join(doc);
+        shape.plant(&path);
+        let out = bounded(p.qw(&auto));
+        assert_eq!(code(&out), 2, "{doc} {shape:?}: {}", diag(&out));
+        let err = stderr(&out);
+        let errors: Vec<&str> = err.lines().filter(|l| l.contains("error:")).collect();
+        assert_eq!(errors.len(), 1, "{doc} {shape:?}: {err}");
+        assert!(
+            errors[0].contains(&format!("`{}`", path.display()))
+                && errors[0].contains(shape.named()),
+            "{doc} {shape:?}: {err}"
+        );
+        assert!(!err.contains("already exists"), "{doc} {shape:?}: {err}");
+        let mut left: Vec<String> = std::fs::read_dir(p.claude().join("specs/demo"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec![doc.to_owned()], "{doc} {shape:?}: written");
+        assert!(
+            !p.claude().join("unified_state.json").exists(),
+            "{doc} {shape:?}: a state claims progress"
+        );
+    }
+
+    // After a finished run: the resume refuses too and keeps the state's bytes.
+    let p = TestProject::new();
+    permissive(&p);
+    let out = bounded(p.qw(&auto));
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let state = std::fs::read(p.claude().join("unified_state.json")).unwrap();
+    let tasks = p.claude().join("specs/demo/tasks.md");
+    std::fs::remove_file(&tasks).unwrap();
+    std::fs::create_dir(&tasks).unwrap();
+    let out = bounded(p.qw(&["workflow-continue", "demo"]));
+    assert_eq!(code(&out), 2, "{}", diag(&out));
+    assert!(
+        stderr(&out).contains("tasks.md` is a directory"),
+        "{}",
+        diag(&out)
+    );
     assert_eq!(
-        err.lines().filter(|l| l.contains("error:")).count(),
-        1,
-        "{err}"
+        std::fs::read(p.claude().join("unified_state.json")).unwrap(),
+        state,
+        "the state changed"
     );
 }

@@ -1011,3 +1011,90 @@ fn state_soft_reset_of_a_half_done_spec_reruns_only_what_it_reset() {
         "completed"
     );
 }
+
+/// A restore says what it rolled back, in one warning line, for a read-only `status` as
+/// for a writing `exec`: the backup's time, how much older it is than the corrupt file
+/// (changes after it are lost), and — when the corrupt file is still JSON — the tasks
+/// whose status went back and the specs the backup lacks. A corrupt file that is not
+/// JSON is said to be so (nothing is guessed).
+#[test]
+fn a_restore_says_what_it_rolled_back() {
+    let p = TestProject::new();
+    let o = p.run(&["workflow-auto", "demo", "d", "--agent", "offline"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let state_path = p.claude().join("unified_state.json");
+    let done: Value = serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    // The backup: tasks 2 and 3 still pending, written 10 minutes before the state.
+    let mut older = done.clone();
+    for id in ["2", "3"] {
+        older["specifications"]["demo"]["tasks"][id]["status"] = "pending".into();
+    }
+    let backup = p.write(
+        ".claude/backups/state/snap.json",
+        &serde_json::to_string_pretty(&older).unwrap(),
+    );
+    let ten_min_ago = std::time::SystemTime::now() - Duration::from_secs(600);
+    std::fs::File::options()
+        .write(true)
+        .open(&backup)
+        .unwrap()
+        .set_modified(ten_min_ago)
+        .unwrap();
+
+    // Shape 1: JSON of the wrong shape (a later spec in it too), read by `status`.
+    let mut bad = done.clone();
+    bad["session"] = 5.into();
+    bad["specifications"]["later"] = done["specifications"]["demo"].clone();
+    std::fs::write(&state_path, serde_json::to_vec_pretty(&bad).unwrap()).unwrap();
+    // Exactly ten minutes apart (the quarantine keeps the file's time).
+    std::fs::File::options()
+        .write(true)
+        .open(&state_path)
+        .unwrap()
+        .set_modified(ten_min_ago + Duration::from_secs(600))
+        .unwrap();
+    let o = p.run(&["status"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("was corrupt")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    let line = lines[0];
+    assert!(
+        line.contains("snap.json") && line.contains("corrupted_"),
+        "{line}"
+    );
+    assert!(line.contains("the backup is from "), "{line}");
+    assert!(
+        line.contains("10m 00s older than the corrupt file: changes made after it are lost"),
+        "{line}"
+    );
+    assert!(
+        line.contains("rolled back: demo/2 completed → pending, demo/3 completed → pending"),
+        "{line}"
+    );
+    assert!(line.contains("spec `later` (not in the backup)"), "{line}");
+
+    // Shape 2: bytes that are no JSON, found by a writing command.
+    std::fs::write(&state_path, b"{\"specifications\": {").unwrap();
+    let o = p.run(&["exec", "--", "true"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("was corrupt")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("the backup is from "), "{err}");
+    assert!(
+        lines[0].contains(
+            "the corrupt file is not JSON, so what it held beyond the backup cannot be told"
+        ),
+        "{err}"
+    );
+    let quarantined: Vec<String> = backups(&p)
+        .into_iter()
+        .filter(|n| n.starts_with("corrupted_"))
+        .collect();
+    assert_eq!(
+        quarantined.len(),
+        2,
+        "both corrupt files kept: {quarantined:?}"
+    );
+}

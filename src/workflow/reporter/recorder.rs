@@ -325,8 +325,15 @@ fn tasks_planned(
         if entry.description.is_empty() {
             entry.description = title.clone();
         }
-        if *done {
+        if *done && entry.status != TaskStatus::Completed {
+            // Ticked in tasks.md with no completion recorded: the user's word, never
+            // presented as a run qw made and verified.
             entry.status = TaskStatus::Completed;
+            if entry.attempts == 0 {
+                entry
+                    .extra
+                    .insert("completed_by".into(), serde_json::json!("tasks.md"));
+            }
         }
     }
     let done = leaves.iter().filter(|(_, _, done)| *done).count();

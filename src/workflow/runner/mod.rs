@@ -74,6 +74,18 @@ impl Workflow {
         if self.options.parallel == 0 {
             return Err(WorkflowError::NoParallelism);
         }
+        // A directory, FIFO, dangling symlink or unreadable file where a document goes is
+        // bad input, named before anything is written (never "already exists").
+        for document in [
+            agent::Phase::Requirements,
+            agent::Phase::Design,
+            agent::Phase::Tasks,
+        ]
+        .into_iter()
+        .filter_map(agent::Phase::document)
+        {
+            crate::fs::check_regular(&spec.dir().join(document))?;
+        }
         if spec.tasks_path().is_file() {
             load_tasks(&spec)?;
         }

@@ -1,9 +1,9 @@
 //! The phase order: steering check → spec creation → requirements → design → tasks →
 //! implementation → validation → report.
 //!
-//! Finished work is never redone: a phase whose document exists (written by an earlier
-//! run, or by the user) is skipped, and tasks completed in the state or ticked in
-//! `tasks.md` are not run again.
+//! Finished work is never redone: a phase whose document exists as a non-empty regular
+//! file (written by an earlier run, or by the user) is skipped, and tasks completed in the
+//! state or ticked in `tasks.md` are not run again.
 
 use std::time::Instant;
 
@@ -120,16 +120,30 @@ pub(crate) fn drive(run: &Run<'_>, started: Instant) -> Result<Summary, Workflow
 /// Produce one document (or run validation). Returns the failing run if it failed.
 fn document_phase(run: &Run<'_>, aphase: AgentPhase) -> Result<Option<AgentRun>, WorkflowError> {
     let phase = state_phase(aphase);
+    // Done, and (for validation, which has no document) not outdated by a task that
+    // completed after it: new tasks added and run since are validated again.
     let done_in_state = run
         .store
         .load()?
         .specifications
         .get(run.name)
-        .is_some_and(|s| s.completed_phases.iter().any(|c| c.phase == phase));
+        .is_some_and(|s| {
+            s.completed_phases
+                .iter()
+                .filter(|c| c.phase == phase)
+                .any(|c| {
+                    let at = c.completed_at.as_ref().and_then(|t| t.as_datetime());
+                    !s.tasks.values().any(|t| {
+                        match (at, t.completed_at.as_ref().and_then(|t| t.as_datetime())) {
+                            (Some(phase_at), Some(task_at)) => task_at > phase_at,
+                            _ => false,
+                        }
+                    })
+                })
+        });
     let doc = aphase.document().map(|d| run.spec.dir().join(d));
-    let doc_present = doc
-        .as_ref()
-        .is_some_and(|p| p.metadata().is_ok_and(|m| m.len() > 0));
+    // Only a non-empty regular file exists (a directory has a size too).
+    let doc_present = doc.as_deref().is_some_and(crate::agent::document::present);
     if doc_present || (doc.is_none() && done_in_state) {
         run.events.emit(EventKind::PhaseFinished {
             phase,
