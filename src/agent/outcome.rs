@@ -1556,6 +1556,30 @@ mod tests {
     }
 
     #[test]
+    fn evidence_says_how_long_and_the_last_stderr_line_that_says_something() {
+        let timed_out = ExecReport {
+            timed_out: true,
+            ..report(124)
+        };
+        let run = run_with(&timed_out, "", "");
+        assert_eq!(
+            run.evidence,
+            "timed out after 1.5s; process tree ended with SIGTERM"
+        );
+        let crashed = ExecReport {
+            signal: Some(11),
+            ..report(139)
+        };
+        let run = run_with(&crashed, "", "warming up\nsegfault at 0x0\n  \n\n");
+        assert_eq!(
+            run.evidence,
+            "the agent died of signal 11; stderr: segfault at 0x0"
+        );
+        let run = run_with(&crashed, "", " \n");
+        assert_eq!(run.evidence, "the agent died of signal 11");
+    }
+
+    #[test]
     fn the_tail_is_the_last_lines_that_say_something() {
         let text = b"first\n\nsecond\n   \nthird\n\n\t\n";
         assert_eq!(tail_lines(text, 2), "second\nthird");
