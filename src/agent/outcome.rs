@@ -1527,6 +1527,99 @@ mod tests {
     }
 
     #[test]
+    fn max_turns_carries_the_turns_used_when_reported() {
+        let run = run_with(
+            &report(1),
+            &result_json(true, "error_max_turns", "stopped"),
+            "",
+        );
+        assert_eq!(run.outcome, Outcome::MaxTurns { turns: Some(2) });
+        assert!(run.evidence.contains("turn limit"), "{}", run.evidence);
+        let unreported = serde_json::json!({
+            "type": "result", "subtype": "error_max_turns", "is_error": true, "result": "x"
+        })
+        .to_string();
+        let run = run_with(&report(1), &unreported, "");
+        assert_eq!(run.outcome, Outcome::MaxTurns { turns: None });
+    }
+
+    #[test]
+    fn evidence_says_how_long_and_the_last_stderr_line_that_says_something() {
+        let timed_out = ExecReport {
+            timed_out: true,
+            ..report(124)
+        };
+        let run = run_with(&timed_out, "", "");
+        assert_eq!(
+            run.evidence,
+            "timed out after 1.5s; process tree ended with SIGTERM"
+        );
+        let crashed = ExecReport {
+            signal: Some(11),
+            ..report(139)
+        };
+        let run = run_with(&crashed, "", "warming up\nsegfault at 0x0\n  \n\n");
+        assert_eq!(
+            run.evidence,
+            "the agent died of signal 11; stderr: segfault at 0x0"
+        );
+        let run = run_with(&crashed, "", " \n");
+        assert_eq!(run.evidence, "the agent died of signal 11");
+    }
+
+    #[test]
+    fn the_tail_is_the_last_lines_that_say_something() {
+        let text = b"first\n\nsecond\n   \nthird\n\n\t\n";
+        assert_eq!(tail_lines(text, 2), "second\nthird");
+        assert_eq!(tail_lines(text, 1), "third");
+        assert_eq!(tail_lines(text, 9), "first\nsecond\nthird");
+        assert_eq!(tail_lines(b"\n \n", 3), "");
+        assert_eq!(tail_lines(b"only", 0), "");
+    }
+
+    #[test]
+    fn every_outcome_displays_as_its_stored_kind() {
+        let all = [
+            Outcome::Succeeded,
+            Outcome::TimedOut { escalated: false },
+            Outcome::Stalled { escalated: true },
+            Outcome::KilledByUser { signal: Some(2) },
+            Outcome::Crashed { signal: 11 },
+            Outcome::Lost {
+                state: "NODE_FAIL".into(),
+            },
+            Outcome::NoResult { exit_code: 0 },
+            Outcome::Truncated { bytes: 3 },
+            Outcome::AgentError {
+                cause: ErrorCause::Reported,
+                exit_code: 1,
+            },
+            Outcome::MaxTurns { turns: Some(4) },
+            Outcome::PermissionDenied {
+                tools: vec!["Write".into()],
+            },
+            Outcome::UsageLimited,
+            Outcome::BudgetExceeded {
+                limit: "daily".into(),
+                limit_usd: 1.0,
+                spent_usd: 2.0,
+            },
+            Outcome::VerifyFailed { exit_code: None },
+            Outcome::MergeConflict { paths: vec![] },
+            Outcome::WorkspaceError {
+                step: WorkspaceStep::Commit,
+            },
+        ];
+        for outcome in all {
+            let kind = serde_json::to_value(&outcome).unwrap()["kind"].clone();
+            assert_eq!(kind, serde_json::json!(outcome.as_str()), "{outcome:?}");
+            // What the progress display, the report and the state's `error` print.
+            assert_eq!(outcome.to_string(), outcome.as_str(), "{outcome:?}");
+            assert_eq!(format!("[{outcome}]"), format!("[{}]", outcome.as_str()));
+        }
+    }
+
+    #[test]
     fn the_stream_is_judged_by_its_result_with_the_run_s_own_cost() {
         let run = run_with(&report(0), STREAM, "");
         assert_eq!(run.outcome, Outcome::Succeeded, "{}", run.evidence);

@@ -754,5 +754,64 @@ mod tests {
         assert!(e(serde_json::json!({"command": "/spec-implement a 10"})).concerns_spec("a"));
         assert!(!e(serde_json::json!({"command": "/spec-implement ab 10"})).concerns_spec("a"));
         assert!(!e(Value::Null).concerns_spec("a"));
+        // The original's other key, and a command that quotes the name either way.
+        assert!(e(serde_json::json!({"spec_name": "a"})).concerns_spec("a"));
+        assert!(!e(serde_json::json!({"spec_name": "b"})).concerns_spec("a"));
+        assert!(e(serde_json::json!({"command": "/spec-implement \"a\" 10"})).concerns_spec("a"));
+        assert!(e(serde_json::json!({"command": "run 'a'"})).concerns_spec("a"));
+        assert!(e(serde_json::json!({"command": "run\ta"})).concerns_spec("a"));
+        assert!(!e(serde_json::json!({"command": "/spec-implement a-b 10"})).concerns_spec("a"));
+    }
+
+    #[test]
+    fn a_file_without_a_version_is_version_one_and_version_zero_is_corrupt() {
+        let s: UnifiedState = serde_json::from_str("{}").unwrap();
+        assert_eq!(s.schema_version, 1);
+        assert_eq!(s.check(), Ok(()));
+        let zero: UnifiedState = serde_json::from_str(r#"{"schema_version": 0}"#).unwrap();
+        assert_eq!(zero.check(), Err("`schema_version` is 0".to_owned()));
+        let two: UnifiedState = serde_json::from_str(r#"{"schema_version": 2}"#).unwrap();
+        assert_eq!(two.check(), Ok(()));
+    }
+
+    #[test]
+    fn the_phase_summary_names_the_current_spec_or_the_global_phase() {
+        let mut s = UnifiedState::new();
+        assert_eq!(s.phase_summary(), "initialization (0 specs)");
+        let spec = Spec {
+            current_phase: Phase::Implementation,
+            ..Spec::default()
+        };
+        s.specifications.insert("user-auth".into(), spec.clone());
+        s.workflow.global_phase = Phase::Validation;
+        assert_eq!(s.phase_summary(), "validation (1 spec)");
+        s.workflow.current_spec = Some("user-auth".into());
+        assert_eq!(s.phase_summary(), "user-auth: implementation (1 spec)");
+        s.specifications.insert("billing".into(), spec);
+        assert_eq!(s.phase_summary(), "user-auth: implementation (2 specs)");
+        // A current spec the file does not hold: the global phase.
+        s.workflow.current_spec = Some("gone".into());
+        assert_eq!(s.phase_summary(), "validation (2 specs)");
+    }
+
+    #[test]
+    fn trimming_keeps_the_newest_whatever_the_excess() {
+        let mut v: Vec<u32> = (0..10).collect();
+        trim_front(&mut v, 3);
+        assert_eq!(v, [7, 8, 9]);
+        trim_front(&mut v, 3);
+        assert_eq!(v, [7, 8, 9]);
+        trim_front(&mut v, 5);
+        assert_eq!(v, [7, 8, 9]);
+    }
+
+    #[test]
+    fn every_phase_knows_its_place() {
+        for (i, p) in Phase::ALL.iter().enumerate() {
+            assert_eq!(p.index(), Some(i), "{p}");
+        }
+        assert_eq!(Phase::Initialization.next(), Some(Phase::SteeringSetup));
+        assert_eq!(Phase::Validation.next(), Some(Phase::Complete));
+        assert_eq!(Phase::parse("weird").index(), None);
     }
 }
