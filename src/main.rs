@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use quantumwala::cancel::Cancel;
 use quantumwala::cli::{self, Command};
+use quantumwala::exec::Cancel;
 use quantumwala::{exit, logging};
 
 fn main() -> ExitCode {

@@ -49,10 +49,10 @@ use crate::state::{self, StateStore, TaskStatus, Timestamp};
 
 /// How status, report and run output describe a task completed by a tick in `tasks.md`
 /// (`completed_by: "tasks.md"`): never as if qw ran or verified it.
-pub const BY_HAND: &str = "ticked by hand, not run by qw";
+pub(super) const BY_HAND: &str = "ticked by hand, not run by qw";
 
 /// Whether the state's record says the task was completed by a tick in `tasks.md`.
-pub fn ticked_by_hand(t: &state::Task) -> bool {
+pub(super) fn ticked_by_hand(t: &state::Task) -> bool {
     t.status == TaskStatus::Completed
         && t.extra.get("completed_by").and_then(|v| v.as_str()) == Some("tasks.md")
 }

@@ -492,6 +492,14 @@ fn a_workflow_run_by_consume_does_not_hold_a_slot_at_max_concurrent_1() {
     );
 }
 
+/// What can sit where a spec document goes and is no document (issue 14 follow-up).
+#[derive(Debug, Clone, Copy)]
+enum NotADocument {
+    Dir,
+    Fifo,
+    Dangling,
+}
+
 impl NotADocument {
     fn plant(self, path: &Path) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
