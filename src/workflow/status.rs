@@ -717,8 +717,8 @@ fn detail_row(
         duration_seconds: st.and_then(|t| t.duration_seconds),
         cost_usd: st.and_then(|t| t.cost_usd),
         outcome: match st {
-            Some(t) if crate::workflow::reconcile::ticked_by_hand(t) => {
-                Some(crate::workflow::reconcile::BY_HAND.to_owned())
+            Some(t) if let Some(label) = crate::workflow::reconcile::hand_label(t) => {
+                Some(label.to_owned())
             }
             Some(t) => t.outcome.clone(),
             // Ticked in tasks.md, unknown to the state: nobody ran it.
