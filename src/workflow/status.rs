@@ -324,6 +324,17 @@ pub struct TaskDetail {
     pub run_id: Option<String>,
 }
 
+impl TaskDetail {
+    /// How the task was completed by hand ("ticked by hand, not run by qw" or "ticked by
+    /// hand, verified by qw"), if it was: a tick in `tasks.md`, not a run of qw.
+    pub fn by_hand(&self) -> Option<&str> {
+        use crate::workflow::reconcile::{BY_HAND, BY_HAND_VERIFIED};
+        self.outcome
+            .as_deref()
+            .filter(|o| *o == BY_HAND || *o == BY_HAND_VERIFIED)
+    }
+}
+
 /// Compute `qw status` (and the dashboard's overview) from a loaded state.
 pub fn overview(state: &UnifiedState, inputs: &Inputs<'_>) -> Overview {
     let active: HashSet<&str> = state

@@ -6,6 +6,10 @@
 //! limit, cost ceiling), or a signal, no new task starts; running ones finish (a signal
 //! is forwarded to them by the executor; under a batch scheduler `--fail-fast` and a
 //! cost ceiling cancel them too, see `Stop`).
+//!
+//! Before it plans, every leaf ticked by hand (ticked in `tasks.md`, completed by no run
+//! of qw) is told once, and its `_Verify:_`, if any, runs once: a failure unticks it and
+//! it runs as a normal task.
 
 use std::collections::HashSet;
 use std::sync::mpsc;
