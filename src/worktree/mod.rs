@@ -76,9 +76,10 @@ pub enum WorktreeError {
     /// Where worktrees go could not be decided (a setting, no writable place).
     #[error("{0}")]
     Placement(String),
-    /// Waiting for the repository lock was interrupted (the message says by what).
+    /// Waiting for the repository lock was interrupted (the message says by what; the
+    /// hints say how to resume or end the holder, e.g. `kill -CONT <pid>` when stopped).
     #[error("{0}")]
-    Interrupted(String),
+    Interrupted(String, Vec<String>),
     /// The repository lock could not be taken (its file, the file system).
     #[error(transparent)]
     Lock(Box<crate::fs::LockError>),
@@ -97,11 +98,11 @@ impl crate::exit::UserError for WorktreeError {
             WorktreeError::NoGit => vec!["install git, or use `--isolate none`".into()],
             WorktreeError::InTheWay(_) => vec!["move it elsewhere and run again".into()],
             WorktreeError::Lock(e) => e.hints(),
+            WorktreeError::Interrupted(_, hints) => hints.clone(),
             WorktreeError::Git { .. }
             | WorktreeError::Unsaved { .. }
             | WorktreeError::MainTree(_)
             | WorktreeError::Placement(_)
-            | WorktreeError::Interrupted(_)
             | WorktreeError::Io(_) => Vec::new(),
         }
     }
