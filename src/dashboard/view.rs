@@ -397,6 +397,7 @@ fn task_table(state: &UnifiedState, s: &SpecStatus) -> Markup {
                             td { (t.title) }
                             td.status {
                                 (t.status)
+                                @if let Some(how) = t.by_hand() { br; span.by-hand { (how) } }
                                 @if let Some(r) = running { br; (activity_line(r)) }
                             }
                             td { (t.attempts) }
@@ -894,6 +895,50 @@ mod tests {
         );
         assert!(html.contains("8m 30s"), "{html}");
         assert!(html.contains("No runs recorded"));
+    }
+
+    #[test]
+    fn a_task_ticked_by_hand_says_so_in_its_row() {
+        let mut state = fixture();
+        let spec = state.specifications.get_mut("user-auth").unwrap();
+        let mut ids = spec.tasks.keys().cloned();
+        let (plain, verified) = (ids.next().unwrap(), ids.next().unwrap());
+        for id in [&plain, &verified] {
+            let t = spec.tasks.get_mut(id).unwrap();
+            t.status = TaskStatus::Completed;
+            t.attempts = 0;
+            t.extra
+                .insert("completed_by".into(), serde_json::json!("tasks.md"));
+        }
+        spec.tasks.get_mut(&verified).unwrap().extra.insert(
+            "verified_by_qw".into(),
+            serde_json::json!({"command": "true", "run": "r1"}),
+        );
+        let f = frame(StateRead::Ok(Arc::new(state)), None);
+        let html = spec_fragment(&f, "user-auth", None).into_string();
+        let row = |id: &str| {
+            let start = html.find(&format!("id=\"task-{id}\"")).unwrap();
+            let end = html[start..].find("</tr>").unwrap() + start;
+            html[start..end].to_owned()
+        };
+        let plain_row = row(&plain);
+        assert!(
+            plain_row.contains("<span class=\"by-hand\">ticked by hand, not run by qw</span>"),
+            "{plain_row}"
+        );
+        let verified_row = row(&verified);
+        assert!(
+            verified_row.contains("<span class=\"by-hand\">ticked by hand, verified by qw</span>"),
+            "{verified_row}"
+        );
+        // A task qw ran says nothing of the kind.
+        let other = spec_fragment(
+            &frame(StateRead::Ok(Arc::new(fixture())), None),
+            "user-auth",
+            None,
+        )
+        .into_string();
+        assert!(!other.contains("by-hand"), "{other}");
     }
 
     #[test]

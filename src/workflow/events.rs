@@ -154,6 +154,17 @@ pub(crate) enum EventKind<'a> {
         /// The whole sentence, naming the file.
         message: &'a str,
     },
+    /// A leaf ticked in `tasks.md` that no run of qw completed (ticked by hand), told once
+    /// per task before [`EventKind::TasksPlanned`]: on a first run, and when its
+    /// `_Verify:_` ran (once) to check the tick.
+    TickedByHand {
+        /// The task.
+        task: &'a str,
+        /// What its `_Verify:_` said, if it has one.
+        check: HandCheck<'a>,
+        /// The whole sentence, naming the file.
+        message: &'a str,
+    },
     /// The supervisor of an agent run or a `_Verify:_` ended processes the run left
     /// behind (or could not end them).
     ProcessesEnded {
@@ -517,4 +528,27 @@ mod tests {
         let failed = AgentRun::from_outcome(Outcome::NoResult { exit_code: 1 }, "");
         assert_eq!(StopReason::for_run(&failed), None);
     }
+}
+
+/// What a hand-ticked task's `_Verify:_` said when qw ran it once to check the tick.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HandCheck<'a> {
+    /// The task has no `_Verify:_`: the tick is taken as the user's word.
+    NoCheck,
+    /// The check passed: the task stays completed, verified by qw.
+    Passed {
+        /// The `_Verify:_` command.
+        command: &'a str,
+        /// The run folder holding its `verify.log`.
+        run_dir: &'a Path,
+    },
+    /// The check failed: the task is unticked and runs as a normal task.
+    Failed {
+        /// The `_Verify:_` command.
+        command: &'a str,
+        /// The run folder holding its `verify.log`.
+        run_dir: &'a Path,
+        /// One line: why it failed.
+        evidence: &'a str,
+    },
 }

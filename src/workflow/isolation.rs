@@ -418,7 +418,7 @@ impl TaskSpace {
             // Stopped while waiting for the repository lock: an interrupt, not a failure;
             // the work stays in the worktree and is saved on its branch by `leave`.
             Err(StepError {
-                source: WorktreeError::Interrupted(why),
+                source: WorktreeError::Interrupted(why, _),
                 ..
             }) => {
                 r.outcome = Outcome::KilledByUser { signal: None };
@@ -559,7 +559,7 @@ pub(crate) fn prepare_failed(
             other => WorktreeError::Io(std::io::Error::other(crate::exit::with_hints(&other))),
         },
     };
-    let r = if matches!(e.source, WorktreeError::Interrupted(_)) {
+    let r = if matches!(e.source, WorktreeError::Interrupted(..)) {
         AgentRun::from_outcome(
             Outcome::KilledByUser { signal: None },
             format!("interrupted before the task started: {}", e.source),

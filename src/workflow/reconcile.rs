@@ -34,7 +34,10 @@
 //! A spec whose state knows no task yet has nothing to reconcile (the file is the only
 //! record; the scheduler takes its ticks as completed, and the recorder marks them
 //! `completed_by: "tasks.md"` too). Status, report and dashboard show such a task as
-//! [`BY_HAND`], never as a run qw made and verified. Its `_Verify:_` is not run.
+//! [`BY_HAND`], never as a run qw made. The first run says so, one `repaired:` line per
+//! such task. A hand-ticked task with a `_Verify:_` has it run once by the scheduler
+//! before it plans: passed → [`BY_HAND_VERIFIED`] (evidence under [`VERIFIED_KEY`]);
+//! failed → unticked in the file and run as a normal task.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -50,6 +53,24 @@ use crate::state::{self, StateStore, TaskStatus, Timestamp};
 /// How status, report and run output describe a task completed by a tick in `tasks.md`
 /// (`completed_by: "tasks.md"`): never as if qw ran or verified it.
 pub(super) const BY_HAND: &str = "ticked by hand, not run by qw";
+
+/// How a task ticked by hand whose `_Verify:_` qw ran once, and passed, is described.
+pub const BY_HAND_VERIFIED: &str = "ticked by hand, verified by qw";
+
+/// Where the state's record of a task ticked by hand keeps the evidence of the one run of
+/// its `_Verify:_` that passed (command, run folder, time).
+pub const VERIFIED_KEY: &str = "verified_by_qw";
+
+/// How status, report and dashboard describe the task, if it was ticked by hand.
+pub fn hand_label(t: &state::Task) -> Option<&'static str> {
+    ticked_by_hand(t).then(|| {
+        if t.extra.contains_key(VERIFIED_KEY) {
+            BY_HAND_VERIFIED
+        } else {
+            BY_HAND
+        }
+    })
+}
 
 /// Whether the state's record says the task was completed by a tick in `tasks.md`.
 pub(super) fn ticked_by_hand(t: &state::Task) -> bool {

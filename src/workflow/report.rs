@@ -102,8 +102,8 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
                 continue;
             };
             let why = match (&t.status, &t.error, &t.outcome) {
-                _ if crate::workflow::reconcile::ticked_by_hand(t) => {
-                    crate::workflow::reconcile::BY_HAND.to_owned()
+                _ if let Some(label) = crate::workflow::reconcile::hand_label(t) => {
+                    label.to_owned()
                 }
                 (TaskStatus::Completed, _, _) => "succeeded".to_owned(),
                 (_, Some(e), _) => one_line(e),

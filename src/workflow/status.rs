@@ -324,6 +324,17 @@ pub(crate) struct TaskDetail {
     pub run_id: Option<String>,
 }
 
+impl TaskDetail {
+    /// How the task was completed by hand ("ticked by hand, not run by qw" or "ticked by
+    /// hand, verified by qw"), if it was: a tick in `tasks.md`, not a run of qw.
+    pub fn by_hand(&self) -> Option<&str> {
+        use crate::workflow::reconcile::{BY_HAND, BY_HAND_VERIFIED};
+        self.outcome
+            .as_deref()
+            .filter(|o| *o == BY_HAND || *o == BY_HAND_VERIFIED)
+    }
+}
+
 /// Compute `qw status` (and the dashboard's overview) from a loaded state.
 pub(crate) fn overview(state: &UnifiedState, inputs: &Inputs<'_>) -> Overview {
     let active: HashSet<&str> = state
@@ -715,8 +726,8 @@ fn detail_row(
         duration_seconds: st.and_then(|t| t.duration_seconds),
         cost_usd: st.and_then(|t| t.cost_usd),
         outcome: match st {
-            Some(t) if crate::workflow::reconcile::ticked_by_hand(t) => {
-                Some(crate::workflow::reconcile::BY_HAND.to_owned())
+            Some(t) if let Some(label) = crate::workflow::reconcile::hand_label(t) => {
+                Some(label.to_owned())
             }
             Some(t) => t.outcome.clone(),
             // Ticked in tasks.md, unknown to the state: nobody ran it.

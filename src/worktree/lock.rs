@@ -56,7 +56,7 @@ pub(crate) fn acquire(
     )
     .map(|lock| RepoLock { _lock: lock })
     .map_err(|e| match e.interrupted() {
-        Some(_) => WorktreeError::Interrupted(e.to_string()),
+        Some(_) => WorktreeError::Interrupted(e.to_string(), e.hints()),
         None => WorktreeError::Lock(Box::new(e)),
     })
 }
@@ -121,7 +121,7 @@ mod tests {
         let cancel = Cancel::new();
         cancel.request(15);
         let e = acquire(&p, "waiting", Some(&cancel), &|_| {}).unwrap_err();
-        assert!(matches!(e, WorktreeError::Interrupted(_)), "{e}");
+        assert!(matches!(e, WorktreeError::Interrupted(..)), "{e}");
         let msg = e.to_string();
         assert!(
             msg.starts_with("interrupted by signal 15 while waiting for the repository lock"),
@@ -129,6 +129,13 @@ mod tests {
         );
         assert!(msg.contains("holding"), "{msg}");
         assert!(msg.contains(&p.display().to_string()), "{msg}");
+        // What to do about the holder comes along, as for the other locks.
+        let hints = crate::exit::UserError::hints(&e);
+        let pid = std::process::id();
+        assert!(
+            hints.iter().any(|h| h.contains(&format!("kill {pid}"))),
+            "{hints:?}"
+        );
     }
 
     #[test]

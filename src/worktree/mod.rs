@@ -87,9 +87,10 @@ pub enum WorktreeError {
     /// other than qw, leaving its index and files behind: qw merges nothing into it.
     #[error("{0}")]
     TargetMoved(String),
-    /// Waiting for the repository lock was interrupted (the message says by what).
+    /// Waiting for the repository lock was interrupted (the message says by what; the
+    /// hints say how to resume or end the holder, e.g. `kill -CONT <pid>` when stopped).
     #[error("{0}")]
-    Interrupted(String),
+    Interrupted(String, Vec<String>),
     /// The repository lock could not be taken (its file, the file system).
     #[error(transparent)]
     Lock(Box<crate::fs::LockError>),
@@ -108,12 +109,12 @@ impl crate::exit::UserError for WorktreeError {
             WorktreeError::NoGit => vec!["install git, or use `--isolate none`".into()],
             WorktreeError::InTheWay(_) => vec!["move it elsewhere and run again".into()],
             WorktreeError::Lock(e) => e.hints(),
+            WorktreeError::Interrupted(_, hints) => hints.clone(),
             WorktreeError::Git { .. }
             | WorktreeError::Unsaved { .. }
             | WorktreeError::MainTree(_)
             | WorktreeError::Placement(_)
             | WorktreeError::TargetMoved(_)
-            | WorktreeError::Interrupted(_)
             | WorktreeError::Io(_) => Vec::new(),
         }
     }

@@ -437,8 +437,7 @@ fn workflow_waiting_for_the_repository_lock_stops_on_each_signal() {
         ],
         &p.path().join(".git/qw-worktrees.lock"),
         "the repository lock",
-        // The worktree module's error keeps only the message (no holder hints yet).
-        false,
+        true,
     );
 }
 

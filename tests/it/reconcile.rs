@@ -322,6 +322,15 @@ fn a_task_ticked_by_hand_is_never_shown_as_run_by_qw() {
     ];
     let out = p.run(&auto);
     assert_eq!(code(&out), 0, "{}", diag(&out));
+    // The first run says what it took from the file, as a resume's repair does.
+    let repaired = repair_lines(&out);
+    assert!(
+        repaired.len() == 1
+            && repaired[0].contains("task 2 is ticked in")
+            && repaired[0].contains(BY_HAND),
+        "{}",
+        stderr(&out)
+    );
     let state: Value =
         serde_json::from_slice(&std::fs::read(p.claude().join("unified_state.json")).unwrap())
             .unwrap();
@@ -377,4 +386,126 @@ fn a_task_ticked_by_hand_is_never_shown_as_run_by_qw() {
         after,
         text.replace("- [ ] 3. New work", "- [x] 3. New work")
     );
+}
+
+/// A hand-ticked task's `_Verify:_` runs once, on the first run: passed → completed,
+/// "ticked by hand, verified by qw" with the run's evidence; failed → unticked in the
+/// file (one line says so) and run as a normal task. A task without a check is taken at
+/// the user's word. Nothing is checked twice.
+#[test]
+fn a_hand_ticked_task_with_a_check_is_verified_once_or_unticked_and_run() {
+    const BY_HAND: &str = "ticked by hand, not run by qw";
+    const VERIFIED: &str = "ticked by hand, verified by qw";
+    let p = TestProject::new();
+    p.write(
+        ".claude/settings.local.json",
+        r#"{"resource_limits": {"max_load": 1000, "max_memory": 1.0, "high_impact_load": 1000}}"#,
+    );
+    p.write(".claude/specs/demo/requirements.md", "# R\n\n1. x\n");
+    p.write(".claude/specs/demo/design.md", "# D\n\nx\n");
+    // Fails the first time it runs (the hand tick is wrong), passes after (the task's run).
+    p.script(
+        "check.sh",
+        "#!/bin/sh\nif [ -f once ]; then exit 0; fi\n: > once\necho 'not done yet' >&2\nexit 1\n",
+    );
+    // Counts its runs: it must run once only.
+    p.script("count.sh", "#!/bin/sh\necho x >> count.log\n");
+    let text = "# Tasks\n\n- [x] 1. Checked and true\n  - _Verify: `./count.sh`_\n- [x] 2. Ticked too early\n  - _Verify: `./check.sh`_\n- [x] 3. No check\n";
+    let tasks = p.write(".claude/specs/demo/tasks.md", text);
+    let auto = [
+        "workflow-auto",
+        "demo",
+        "d",
+        "--agent",
+        "offline",
+        "--isolate",
+        "none",
+    ];
+    let out = p.run(&auto);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let err = stderr(&out);
+    let repaired = repair_lines(&out);
+    let line = |id: &str| {
+        repaired
+            .iter()
+            .find(|l| l.contains(&format!("task {id} ")))
+            .cloned()
+            .unwrap_or_else(|| panic!("no repaired line for task {id}: {err}"))
+    };
+    let l1 = line("1");
+    assert!(l1.contains("passed") && l1.contains(VERIFIED), "{l1}");
+    let l2 = line("2");
+    assert!(
+        l2.contains("failed") && l2.contains("not done yet") && l2.contains("unticked it"),
+        "{l2}"
+    );
+    let l3 = line("3");
+    assert!(l3.contains(BY_HAND), "{l3}");
+    assert_eq!(repaired.len(), 3, "{err}");
+    assert_eq!(p.read("count.log"), "x\n", "task 1's check runs once");
+
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(p.claude().join("unified_state.json")).unwrap())
+            .unwrap();
+    let tasks_of = &state["specifications"]["demo"]["tasks"];
+    let t1 = &tasks_of["1"];
+    assert_eq!(t1["status"], "completed", "{t1}");
+    assert_eq!(t1["completed_by"], "tasks.md", "{t1}");
+    assert_eq!(t1["attempts"].as_u64().unwrap_or(0), 0, "{t1}");
+    assert_eq!(t1["verified_by_qw"]["command"], "./count.sh", "{t1}");
+    let run = t1["verified_by_qw"]["run"].as_str().unwrap();
+    assert!(
+        p.claude()
+            .join("runs")
+            .join(run)
+            .join("verify.log")
+            .is_file(),
+        "{t1}"
+    );
+    // Unticked, then run like any task: its own run completed it.
+    let t2 = &tasks_of["2"];
+    assert_eq!(t2["status"], "completed", "{t2}");
+    assert!(t2.get("completed_by").is_none(), "{t2}");
+    assert_eq!(t2["attempts"], 1, "{t2}");
+    assert!(
+        t2["hand_tick_verify_failed"]["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("not done yet"),
+        "{t2}"
+    );
+    let t3 = &tasks_of["3"];
+    assert_eq!(t3["completed_by"], "tasks.md", "{t3}");
+    assert!(t3.get("verified_by_qw").is_none(), "{t3}");
+    // Task 2 was unticked byte-exactly and ticked again by its run.
+    assert_eq!(std::fs::read_to_string(&tasks).unwrap(), text);
+
+    let report = p.read(".claude/specs/demo/report.md");
+    let row = |id: &str| {
+        report
+            .lines()
+            .find(|l| l.starts_with(&format!("| {id} |")))
+            .unwrap()
+            .to_owned()
+    };
+    assert!(row("1").contains(VERIFIED), "{}", row("1"));
+    assert!(
+        row("2").contains("succeeded") && !row("2").contains("by hand"),
+        "{}",
+        row("2")
+    );
+    assert!(row("3").contains(BY_HAND), "{}", row("3"));
+    let status = p.run(&["spec-status", "demo"]);
+    let s1 = stdout(&status)
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 ") && l.contains("Checked and true"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("{}", diag(&status)));
+    assert!(s1.contains(VERIFIED), "{s1}");
+
+    // A continue checks nothing again and repairs nothing.
+    let out = p.run(&["workflow-continue", "demo"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(repair_lines(&out).is_empty(), "{}", stderr(&out));
+    assert_eq!(p.read("count.log"), "x\n", "task 1's check runs once");
 }

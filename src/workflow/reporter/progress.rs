@@ -231,9 +231,11 @@ pub(crate) fn lines<'a>(event: &'a Event<'_>) -> Vec<Line<'a>> {
             "cost ceiling: no new task starts; the running jobs are cancelled ({reason})"
         )),
         EventKind::Stopping { .. } | EventKind::ProcessesEnded { .. } => Vec::new(),
-        EventKind::Repaired { message, .. } => vec![Line::Note {
-            message: Cow::Borrowed(message),
-        }],
+        EventKind::Repaired { message, .. } | EventKind::TickedByHand { message, .. } => {
+            vec![Line::Note {
+                message: Cow::Borrowed(message),
+            }]
+        }
         EventKind::Note { message } => vec![Line::Note {
             message: Cow::Borrowed(message),
         }],

@@ -15,7 +15,7 @@ use crate::agent::outcome::{AgentRun, Outcome};
 use crate::state::{self, CompletedPhase, Phase, StateStore, TaskStatus, Timestamp, UnifiedState};
 use crate::workflow::WorkflowError;
 use crate::workflow::events::{
-    Blocked, Ending, Event, EventKind, PhaseResult, Refused, Summary, Unit,
+    Blocked, Ending, Event, EventKind, HandCheck, PhaseResult, Refused, Summary, Unit,
 };
 
 /// Writes the events of one spec's run to the state and its `tasks.md`.
@@ -143,6 +143,62 @@ fn change(spec: &str, agent: &str, event: &Event<'_>) -> Result<Option<Change>, 
                 .collect();
             Box::new(move |s| {
                 tasks_planned(s, &name, &leaves, &at);
+                true
+            })
+        }
+        EventKind::TickedByHand { task, check, .. } => {
+            let id = (*task).to_owned();
+            // NoCheck: `TasksPlanned` records the tick (completed_by tasks.md).
+            let (passed, record) = match check {
+                HandCheck::NoCheck => return Ok(None),
+                HandCheck::Passed { command, run_dir } => (
+                    true,
+                    serde_json::json!({
+                        "command": command,
+                        "run": run_dir.file_name().map(|n| n.to_string_lossy().into_owned()),
+                        "at": at,
+                    }),
+                ),
+                HandCheck::Failed {
+                    command,
+                    run_dir,
+                    evidence,
+                } => (
+                    false,
+                    serde_json::json!({
+                        "command": command,
+                        "run": run_dir.file_name().map(|n| n.to_string_lossy().into_owned()),
+                        "at": at,
+                        "evidence": evidence,
+                    }),
+                ),
+            };
+            Box::new(move |s| {
+                let spec = spec_entry(s, &name, &at);
+                let entry = spec.tasks.entry(id.clone()).or_default();
+                entry.id = id.clone();
+                entry.spec_name = name.clone();
+                if passed {
+                    entry.status = TaskStatus::Completed;
+                    entry.completed_at.get_or_insert_with(|| at.clone());
+                    entry
+                        .extra
+                        .insert("completed_by".into(), serde_json::json!("tasks.md"));
+                    entry.extra.insert(
+                        crate::workflow::reconcile::VERIFIED_KEY.into(),
+                        record.clone(),
+                    );
+                } else {
+                    // Unticked: it runs as a normal task; the failed check is kept.
+                    if crate::workflow::reconcile::ticked_by_hand(entry) {
+                        entry.status = TaskStatus::Pending;
+                        entry.completed_at = None;
+                    }
+                    entry.extra.remove("completed_by");
+                    entry
+                        .extra
+                        .insert("hand_tick_verify_failed".into(), record.clone());
+                }
                 true
             })
         }

@@ -239,6 +239,16 @@ impl EventSink for Trace {
                     "{message}"
                 );
             }
+            EventKind::TickedByHand { task, message, .. } => {
+                tracing::info!(
+                    target: TRACE,
+                    spec = %spec,
+                    task = %task,
+                    component = %"reconcile",
+                    repair = %"ticked_by_hand",
+                    "{message}"
+                );
+            }
             EventKind::ProcessesEnded {
                 unit,
                 run_dir,

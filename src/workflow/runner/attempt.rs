@@ -593,6 +593,37 @@ fn tell_takeover(
     })
 }
 
+/// Run the `_Verify:_` of a task ticked by hand once, in the project's tree and a run
+/// folder of its own (`task-<id>-hand`), through the same supervised path as a task's
+/// check after its agent. Ok(Ok(run folder)): passed; Ok(Err((run folder, evidence))):
+/// failed; Err: an event could not be told or the run folder not made.
+pub(crate) fn verify_hand_tick(
+    run: &Run<'_>,
+    task: &Task,
+    verify: &str,
+) -> Result<Result<PathBuf, (PathBuf, String)>, WorkflowError> {
+    let unit = Unit::Task(task);
+    let run_dir = agent::runs::create(run.project, run.name, &format!("task-{}-hand", task.id))?;
+    let job = job(run, unit, &Place::project(run), run_dir.clone());
+    let reports: Reports = RefCell::default();
+    let result = run_verify(run, unit, &job, verify, &reports)?;
+    for (of, dir, report) in reports.take() {
+        if report.leftovers.is_empty() && report.unkillable.is_empty() {
+            continue;
+        }
+        run.events.emit(EventKind::ProcessesEnded {
+            unit,
+            run_dir: &dir,
+            of,
+            leftovers: &report.leftovers,
+            unkillable: &report.unkillable,
+        })?;
+    }
+    Ok(result
+        .map(|()| run_dir.clone())
+        .map_err(|(_, e)| (run_dir, e)))
+}
+
 /// Run a `_Verify:_` command as argv (no shell) in the job's workdir. Inner Err: exit
 /// code (None if it could not run) and one line of evidence; outer Err: an event could
 /// not be told.

@@ -6,6 +6,10 @@
 //! limit, cost ceiling), or a signal, no new task starts; running ones finish (a signal
 //! is forwarded to them by the executor; under a batch scheduler `--fail-fast` and a
 //! cost ceiling cancel them too, see `Stop`).
+//!
+//! Before it plans, every leaf ticked by hand (ticked in `tasks.md`, completed by no run
+//! of qw) is told once, and its `_Verify:_`, if any, runs once: a failure unticks it and
+//! it runs as a normal task.
 
 use std::collections::HashSet;
 use std::sync::mpsc;
@@ -48,6 +52,7 @@ pub(crate) fn run_tasks(run: &Run<'_>, tasks: &TaskList) -> Result<TasksOutcome,
             }
         }
     }
+    check_hand_ticks(run, &leaves, in_state, &mut completed)?;
     run.events.emit(EventKind::TasksPlanned {
         leaves: &leaves,
         completed: &completed,
@@ -107,6 +112,83 @@ pub(crate) fn run_tasks(run: &Run<'_>, tasks: &TaskList) -> Result<TasksOutcome,
         failed,
         blocked: blocked.into_iter().map(|b| b.id).collect(),
     })
+}
+
+/// Tell every leaf ticked by hand (ticked in `tasks.md`, completed by no run of qw) once,
+/// and run its `_Verify:_` once if it has one: passed → it stays completed, verified by
+/// qw; failed → it is unticked in the file (byte-exact) and runs as a normal task. A
+/// check cut short by a signal changes nothing (it runs again next time).
+fn check_hand_ticks(
+    run: &Run<'_>,
+    leaves: &[&Task],
+    in_state: Option<&crate::state::Spec>,
+    completed: &mut HashSet<String>,
+) -> Result<(), WorkflowError> {
+    use crate::workflow::events::HandCheck;
+    use crate::workflow::reconcile::{BY_HAND, BY_HAND_VERIFIED, VERIFIED_KEY, ticked_by_hand};
+    let path = run.spec.tasks_path();
+    let file = path.display();
+    for t in leaves.iter().filter(|t| t.checked) {
+        let st = in_state.and_then(|s| s.tasks.get(&t.id));
+        // Unknown to the state as completed: a first run of a hand-written tasks.md.
+        let first = !st.is_some_and(|st| st.status == TaskStatus::Completed);
+        let unverified =
+            st.is_some_and(|st| ticked_by_hand(st) && !st.extra.contains_key(VERIFIED_KEY));
+        if !first && !unverified {
+            continue;
+        }
+        let id = t.id.as_str();
+        let Some(verify) = t.verify.as_deref() else {
+            if first {
+                let message = format!(
+                    "repaired: task {id} is ticked in `{file}` and the state records no run of it; recorded it completed: {BY_HAND} (it has no _Verify:_ check to run; it does not run)"
+                );
+                run.events.emit(EventKind::TickedByHand {
+                    task: id,
+                    check: HandCheck::NoCheck,
+                    message: &message,
+                })?;
+            }
+            continue;
+        };
+        if run.stop.is_stopping() {
+            return Ok(());
+        }
+        match super::attempt::verify_hand_tick(run, t, verify)? {
+            Ok(dir) => {
+                let message = format!(
+                    "repaired: task {id} is ticked in `{file}` and no run of qw completed it; its _Verify:_ `{verify}` passed; recorded it completed: {BY_HAND_VERIFIED} (it does not run)"
+                );
+                run.events.emit(EventKind::TickedByHand {
+                    task: id,
+                    check: HandCheck::Passed {
+                        command: verify,
+                        run_dir: &dir,
+                    },
+                    message: &message,
+                })?;
+            }
+            // Cut short by a signal: not the check's verdict.
+            Err(_) if run.stop.signal().is_some() => return Ok(()),
+            Err((dir, evidence)) => {
+                crate::spec::tasks::untick_file_many(&path, std::slice::from_ref(&t.id))?;
+                completed.remove(id);
+                let message = format!(
+                    "repaired: task {id} is ticked in `{file}` but its _Verify:_ `{verify}` failed ({evidence}); unticked it, it runs as a normal task"
+                );
+                run.events.emit(EventKind::TickedByHand {
+                    task: id,
+                    check: HandCheck::Failed {
+                        command: verify,
+                        run_dir: &dir,
+                        evidence: &evidence,
+                    },
+                    message: &message,
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A task that ended so failed for good (its dependents are blocked). Stopped, paused

@@ -380,6 +380,7 @@ fn describe(e: &Event<'_>) -> String {
         EventKind::Stopping { reason, .. } => format!("stopping {reason}"),
         EventKind::Note { message } => format!("note {message}"),
         EventKind::Repaired { task, repair, .. } => format!("repaired {task} {repair}"),
+        EventKind::TickedByHand { task, check, .. } => format!("by hand {task} {check:?}"),
         EventKind::ProcessesEnded { leftovers, of, .. } => {
             format!("ended {} of {of}", leftovers.len())
         }
