@@ -532,7 +532,7 @@ mod tests {
 
 /// What a hand-ticked task's `_Verify:_` said when qw ran it once to check the tick.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum HandCheck<'a> {
+pub(crate) enum HandCheck<'a> {
     /// The task has no `_Verify:_`: the tick is taken as the user's word.
     NoCheck,
     /// The check passed: the task stays completed, verified by qw.

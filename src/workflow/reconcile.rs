@@ -55,14 +55,14 @@ use crate::state::{self, StateStore, TaskStatus, Timestamp};
 pub(super) const BY_HAND: &str = "ticked by hand, not run by qw";
 
 /// How a task ticked by hand whose `_Verify:_` qw ran once, and passed, is described.
-pub const BY_HAND_VERIFIED: &str = "ticked by hand, verified by qw";
+pub(super) const BY_HAND_VERIFIED: &str = "ticked by hand, verified by qw";
 
 /// Where the state's record of a task ticked by hand keeps the evidence of the one run of
 /// its `_Verify:_` that passed (command, run folder, time).
-pub const VERIFIED_KEY: &str = "verified_by_qw";
+pub(super) const VERIFIED_KEY: &str = "verified_by_qw";
 
 /// How status, report and dashboard describe the task, if it was ticked by hand.
-pub fn hand_label(t: &state::Task) -> Option<&'static str> {
+pub(super) fn hand_label(t: &state::Task) -> Option<&'static str> {
     ticked_by_hand(t).then(|| {
         if t.extra.contains_key(VERIFIED_KEY) {
             BY_HAND_VERIFIED

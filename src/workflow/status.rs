@@ -327,7 +327,7 @@ pub(crate) struct TaskDetail {
 impl TaskDetail {
     /// How the task was completed by hand ("ticked by hand, not run by qw" or "ticked by
     /// hand, verified by qw"), if it was: a tick in `tasks.md`, not a run of qw.
-    pub fn by_hand(&self) -> Option<&str> {
+    pub(crate) fn by_hand(&self) -> Option<&str> {
         use crate::workflow::reconcile::{BY_HAND, BY_HAND_VERIFIED};
         self.outcome
             .as_deref()
