@@ -997,10 +997,18 @@ impl Worktrees {
     }
 
     /// When the task's worktree was deleted while it ran (its directory is gone, by
-    /// `rm -rf` or `git worktree remove`): one line naming it, the task, and where its
+    /// `rm -rf` or `git worktree remove`, or wiped: made again empty, or emptied of its
+    /// files and `.git`): one line naming it, the task, and where its
     /// commits are (its branch, kept when it holds any).
     pub fn gone(&self, h: &WorktreeHandle) -> Option<String> {
-        if h.path.symlink_metadata().is_ok() {
+        // Its directory deleted and made again, or emptied `.git` and all: its files are
+        // not the task's work (see [`tree::wiped`]).
+        if h.path.symlink_metadata().is_ok()
+            && !tree::wiped(
+                &tree::Tree::new(&h.path, &h.admin, &h.branch),
+                &self.repo.spec_rel(&self.spec),
+            )
+        {
             return None;
         }
         let kept = self.repo.branch_exists(&h.branch).unwrap_or(false)

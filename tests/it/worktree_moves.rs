@@ -380,3 +380,79 @@ fn worktree_deleted_while_its_task_ran_is_named_and_its_commits_kept() {
     r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt", "f4.txt"]);
     assert!(r.branches().is_empty(), "{:?}", r.branches());
 }
+
+/// The tracked files of `main`.
+fn main_files(r: &Repo) -> Vec<String> {
+    r.git(&["ls-tree", "-r", "--name-only", "main"])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn worktree_wiped_by_its_agent_is_deleted_never_a_commit_deleting_every_file() {
+    let r = Repo::new(&tasks(3));
+    let files_before = main_files(&r);
+    // The directory deleted and made again, empty, then a file written there.
+    r.action(
+        "1",
+        &format!(
+            "{}\necho 1 > f1.txt\n",
+            once(
+                &r,
+                "wipe1",
+                "d=$(pwd -P)\ncd /\nrm -rf \"$d\"\nmkdir -p \"$d\"\ncd \"$d\""
+            )
+        ),
+    );
+    // Everything deleted from inside, `.git` included, then a file written.
+    r.action(
+        "2",
+        &format!(
+            "{}\necho 2 > f2.txt\n",
+            once(&r, "wipe2", "rm -rf -- * .[!.]*")
+        ),
+    );
+    r.action("3", "echo 3 > f3.txt\n");
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    for i in ["1", "2"] {
+        let t = r.f.task(i);
+        assert_eq!(t["status"], "failed", "{t}");
+        assert_eq!(t["outcome"], "workspace_error", "{t}");
+        let err = t["error"].as_str().unwrap();
+        assert!(
+            err.contains(&format!("of task {i} was deleted while the task ran")),
+            "{err}"
+        );
+    }
+    assert_eq!(r.f.task("3")["status"], "completed");
+    // Nothing the task's branch or main holds deletes a tracked file.
+    let after = main_files(&r);
+    for f in &files_before {
+        assert!(after.contains(f), "`{f}` was deleted from main: {after:?}");
+        assert!(
+            r.root().join(f).exists(),
+            "`{f}` is gone from the main worktree"
+        );
+    }
+    for i in ["1", "2"] {
+        let b = format!("qw/demo/{i}");
+        if r.git_ok(&["rev-parse", "-q", "--verify", &b]) {
+            assert!(
+                r.git(&["diff", "--name-only", "--diff-filter=D", "main", &b])
+                    .trim()
+                    .is_empty(),
+                "{b} deletes files"
+            );
+        }
+    }
+    r.assert_no_process();
+    let out = r.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt"]);
+    let after = main_files(&r);
+    for f in &files_before {
+        assert!(after.contains(f), "`{f}` was deleted from main: {after:?}");
+    }
+}
