@@ -456,3 +456,51 @@ fn worktree_wiped_by_its_agent_is_deleted_never_a_commit_deleting_every_file() {
         assert!(after.contains(f), "`{f}` was deleted from main: {after:?}");
     }
 }
+
+#[test]
+fn worktree_agent_move_of_the_target_is_refused_even_with_a_commit_on_top() {
+    let r = Repo::new(&tasks(3));
+    let old = sha(&r, "main");
+    // The agent moves `main` to its commit; then a commit is made in the main worktree
+    // from its index (still the old commit's): that commit undoes the task's work, yet
+    // `main` moved forward and the index follows it.
+    r.action(
+        "1",
+        &format!(
+            "echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1 || true\n{}",
+            once(
+                &r,
+                "move",
+                "git update-ref refs/heads/main HEAD\necho u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user"
+            )
+        ),
+    );
+    r.action("2", "echo 2 > f2.txt\n");
+    r.action("3", "echo 3 > f3.txt\n");
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let t = r.f.task("1");
+    assert_eq!(t["status"], "failed", "{t}");
+    assert_eq!(t["outcome"], "workspace_error", "{t}");
+    let err = t["error"].as_str().unwrap();
+    assert!(
+        err.contains("moved") && err.contains("`qw/demo/1`") && err.contains("was not merged"),
+        "{err}"
+    );
+    assert!(err.contains(&old[..10]), "{err}");
+    // The task's work is kept on its branch, not counted as merged.
+    assert_eq!(r.git(&["show", "qw/demo/1:f1.txt"]), "1\n");
+    for i in ["2", "3"] {
+        assert_eq!(r.runs_of(i), 0, "task {i} ran on a moved branch");
+    }
+    r.assert_no_process();
+    // The user puts `main` back (dropping the stray commit); the workflow then
+    // finishes, losing nothing.
+    r.git(&["update-ref", "refs/heads/main", &old]);
+    r.git(&["rm", "-q", "--cached", "user.txt"]);
+    std::fs::remove_file(r.root().join("user.txt")).unwrap();
+    let out = r.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt"]);
+    assert!(r.branches().is_empty(), "{:?}", r.branches());
+}
