@@ -1387,6 +1387,7 @@ impl Worktrees {
                     "qw({}): task {} — work left by an earlier run, saved",
                     self.spec, e.task
                 ),
+                false,
             );
             if let Some(p) = &e.problem {
                 notes.push(format!(
@@ -1608,11 +1609,14 @@ impl Worktrees {
             &self.spec,
             &self.target(),
             salvage,
+            false,
         )
     }
 }
 
-/// Save, remove, delete the branch if merged into `target` (the lock is held).
+/// Save, remove, delete the branch if merged into `target` and not `keep_branch` (the
+/// lock is held).
+#[allow(clippy::too_many_arguments)]
 fn remove_one(
     repo: &Repo,
     path: &Path,
@@ -1621,6 +1625,7 @@ fn remove_one(
     spec: &str,
     target: &str,
     salvage: &str,
+    keep_branch: bool,
 ) -> Removed {
     let mut out = Removed::default();
     // A git dir that is gone (`git worktree remove` by someone else) holds nothing to
@@ -1648,7 +1653,7 @@ fn remove_one(
         if !repo.branch_exists(branch)? {
             return Ok(None);
         }
-        if repo.unmerged_commits(branch, target)? == 0 {
+        if !keep_branch && repo.unmerged_commits(branch, target)? == 0 {
             git(&repo.top, &["branch", "-D", branch])?;
             Ok(None)
         } else {

@@ -504,3 +504,47 @@ fn worktree_agent_move_of_the_target_is_refused_even_with_a_commit_on_top() {
     r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt"]);
     assert!(r.branches().is_empty(), "{:?}", r.branches());
 }
+
+#[test]
+fn worktree_prune_and_reset_keep_the_branch_of_a_task_refused_for_a_moved_target() {
+    let r = Repo::new(&tasks(2));
+    let old = sha(&r, "main");
+    r.action(
+        "1",
+        &format!(
+            "echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1 || true\n{}",
+            once(&r, "move", "git update-ref refs/heads/main HEAD")
+        ),
+    );
+    r.action("2", "echo 2 > f2.txt\n");
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let t = r.f.task("1");
+    assert_eq!(t["outcome"], "workspace_error", "{t}");
+    assert!(
+        t["error"]
+            .as_str()
+            .unwrap()
+            .contains("`qw/demo/1` was not merged (it is kept)"),
+        "{t}"
+    );
+    let kept = sha(&r, "qw/demo/1");
+    // `main` now holds the branch (the agent moved it there): still no merge of qw's.
+    assert!(r.git_ok(&["merge-base", "--is-ancestor", &kept, "main"]));
+    let out = r.run(&["worktrees", "--prune"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(
+        diag(&out).contains("kept branch `qw/demo/1`"),
+        "{}",
+        diag(&out)
+    );
+    assert_eq!(sha(&r, "qw/demo/1"), kept);
+    // `workflow-reset` prunes the same way (the task is pending after it).
+    let out = r.run(&["workflow-reset", "demo"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_eq!(sha(&r, "qw/demo/1"), kept);
+    // The user puts `main` back: the task's commit is still reachable, on its branch.
+    r.git(&["update-ref", "refs/heads/main", &old]);
+    assert_eq!(r.git(&["show", "qw/demo/1:f1.txt"]), "1\n");
+    r.assert_no_process();
+}
