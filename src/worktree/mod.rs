@@ -17,7 +17,7 @@
 //!
 //! Never losing work: a worktree is removed only after everything in it is committed on
 //! its branch; a branch is deleted only when it holds no commit the integration branch
-//! lacks; commits the agent left behind (another branch, a reset, a rebase) are named, and
+//! lacks (and, by a prune, only when its task is completed: [`prune`]); commits the agent left behind (another branch, a reset, a rebase) are named, and
 //! kept on a branch when nothing else holds them. A leftover worktree (qw was SIGKILLed)
 //! is saved and reused by the next run of its task. Work outside the worktree is named:
 //! stash entries the task's agent left ([`Worktrees::stashed`]), its worktree deleted

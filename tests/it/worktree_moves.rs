@@ -548,3 +548,46 @@ fn worktree_prune_and_reset_keep_the_branch_of_a_task_refused_for_a_moved_target
     assert_eq!(r.git(&["show", "qw/demo/1:f1.txt"]), "1\n");
     r.assert_no_process();
 }
+
+#[test]
+fn worktree_mixed_reset_of_the_main_worktree_is_refused() {
+    let r = Repo::new(&tasks(2));
+    let before = user_status(&r);
+    let old = sha(&r, "main");
+    // A commit of no task's (on a branch of the agent's own, from `main`), then the main
+    // worktree's branch and index moved to it — not its files.
+    r.action(
+        "1",
+        &format!(
+            "echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1 || true\n{}",
+            once(
+                &r,
+                "move",
+                "git checkout -q -b side main\necho 9 > f9.txt\ngit add f9.txt\ngit commit -qm side\ngit -C \"$MAIN\" reset -q --mixed side\ngit checkout -q qw/demo/1"
+            )
+        ),
+    );
+    r.action("2", "echo 2 > f2.txt\n");
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let t = r.f.task("1");
+    assert_eq!(t["status"], "failed", "{t}");
+    assert_eq!(t["outcome"], "workspace_error", "{t}");
+    let err = t["error"].as_str().unwrap();
+    assert!(
+        err.contains("moved") && err.contains("files were not moved") && err.contains("f9.txt"),
+        "{err}"
+    );
+    assert!(err.contains("`qw/demo/1` was not merged"), "{err}");
+    assert_eq!(r.git(&["show", "qw/demo/1:f1.txt"]), "1\n");
+    assert_eq!(r.runs_of("2"), 0);
+    // qw touched no file: f1.txt is not in the main worktree.
+    assert!(!r.root().join("f1.txt").exists());
+    r.assert_no_process();
+    r.git(&["update-ref", "refs/heads/main", &old]);
+    r.git(&["reset", "-q"]);
+    assert_eq!(user_status(&r), before);
+    let out = r.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&["f1.txt", "f2.txt"]);
+}
