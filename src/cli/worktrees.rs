@@ -24,7 +24,8 @@ HEAD lacks), snapshot (saved by --allow-dirty; never pruned).
 --prune removes orphaned worktrees and their `git worktree` entries, broken ones too (the
 directory gone, `.git` deleted or replaced, read-only). What a worktree holds is first
 committed on its branch; a branch is deleted only when HEAD holds all its commits and
-its task is completed in the state, otherwise it is kept and named. What cannot be
+its task is completed in the state (or it never moved since it was made), otherwise it
+is kept and named. What cannot be
 removed is named, never fails the command.
 
 Exit: 0 done; 2 bad input.

@@ -236,8 +236,9 @@ pub struct PruneReport {
 /// Remove orphaned worktrees (not held by a running qw) and their `git worktree`
 /// entries; delete their branches when merged into HEAD and their task is `completed`
 /// (`completed(spec, task)`, from the state), keep them (and say so) when they hold
-/// unmerged commits or their task is not completed (failed, pending: HEAD holding the
-/// branch then is no merge of qw's — it may have been moved there by an agent). What a worktree holds is saved on its branch first, so no work
+/// unmerged commits or their task is not completed and they moved since they were made
+/// (failed, pending: HEAD holding the branch then is no merge of qw's — it may have been
+/// moved there by an agent). What a worktree holds is saved on its branch first, so no work
 /// is lost; broken worktrees are saved as far as git still can, then removed. Snapshot
 /// branches are never touched. Failures to remove are warnings.
 pub fn prune(
@@ -274,6 +275,9 @@ pub fn prune(
                     e.spec, e.task
                 );
                 let before = repo.commit_of(&format!("refs/heads/{}", e.branch))?;
+                // A task not completed: qw never merged its branch, whatever HEAD holds —
+                // kept, unless it never moved since it was made (no work of the task).
+                let unfinished = !completed(&e.spec, &e.task) && repo.branch_moved(&e.branch);
                 let path = e.path.clone().unwrap_or_default();
                 let removed = remove_one(
                     repo,
@@ -283,7 +287,7 @@ pub fn prune(
                     &e.spec,
                     "HEAD",
                     &salvage,
-                    !completed(&e.spec, &e.task),
+                    unfinished,
                 );
                 let saved = !removed
                     .warnings
@@ -306,7 +310,7 @@ pub fn prune(
                         report.kept_branches.push(KeptBranch {
                             branch: b,
                             unmerged_commits: n,
-                            task_not_completed: !completed(&e.spec, &e.task),
+                            task_not_completed: unfinished,
                         });
                     }
                     None if repo.branch_exists(&e.branch)? => {}

@@ -445,6 +445,26 @@ impl Repo {
         format!("{}.claude/specs/{spec}", self.prefix)
     }
 
+    /// Did the branch move since it was made (its reflog holds more than its creation)?
+    /// Without a reflog to tell, it counts as moved.
+    fn branch_moved(&self, branch: &str) -> bool {
+        let r = format!("refs/heads/{branch}");
+        match git_output(
+            &self.top,
+            ["reflog", "show", "--format=%H", r.as_str()],
+            &[],
+        ) {
+            Ok(o) if o.status.success() => {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .count()
+                    != 1
+            }
+            _ => true,
+        }
+    }
+
     fn branch_exists(&self, branch: &str) -> Result<bool> {
         Ok(self.commit_of(&format!("refs/heads/{branch}"))?.is_some())
     }
