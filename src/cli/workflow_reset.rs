@@ -90,7 +90,8 @@ pub(crate) fn run(ctx: &Ctx, args: WorkflowResetArgs) -> CmdResult {
     // The spec's task worktrees go too (their unmerged work stays on its branches). The
     // reset is done by now: what cannot be pruned is a warning, not a failure.
     if let Ok(Some(repo)) = crate::worktree::Repo::discover(&ctx.project) {
-        match crate::worktree::prune(&repo, Some(&args.spec)) {
+        let completed = super::worktrees::completed_tasks(&ctx.project);
+        match crate::worktree::prune(&repo, Some(&args.spec), &completed) {
             Ok(pruned) => super::worktrees::print_prune(&pruned),
             Err(e) => crate::diag!(
                 "qw: warning: the worktrees of `{}` were not pruned: {e}; run `qw worktrees --prune --spec {}` later (nothing was discarded)",

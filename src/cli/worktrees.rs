@@ -23,8 +23,10 @@ HEAD lacks), snapshot (saved by --allow-dirty; never pruned).
 
 --prune removes orphaned worktrees and their `git worktree` entries, broken ones too (the
 directory gone, `.git` deleted or replaced, read-only). What a worktree holds is first
-committed on its branch; a branch is deleted only when HEAD holds all its commits,
-otherwise it is kept and named. What cannot be removed is named, never fails the command.
+committed on its branch; a branch is deleted only when HEAD holds all its commits and
+its task is completed in the state (or it never moved since it was made), otherwise it
+is kept and named. What cannot be
+removed is named, never fails the command.
 
 Exit: 0 done; 2 bad input.
 
@@ -64,7 +66,7 @@ pub(crate) fn run(ctx: &Ctx, args: WorktreesArgs) -> CmdResult {
         Err(e) => return Err(e.into()),
     };
     let report = if args.prune {
-        Some(prune(&repo, args.spec.as_deref())?)
+        Some(prune(&ctx.project, &repo, args.spec.as_deref())?)
     } else {
         None
     };
@@ -83,11 +85,30 @@ pub(crate) fn run(ctx: &Ctx, args: WorktreesArgs) -> CmdResult {
 }
 
 /// Prune (used by `workflow-reset` too); errors become exit 1.
-pub(crate) fn prune(repo: &Repo, spec: Option<&str>) -> Result<PruneReport, CliError> {
-    worktree::prune(repo, spec).map_err(|e| {
+pub(crate) fn prune(
+    project: &crate::project::Project,
+    repo: &Repo,
+    spec: Option<&str>,
+) -> Result<PruneReport, CliError> {
+    worktree::prune(repo, spec, &completed_tasks(project)).map_err(|e| {
         CliError::from(e)
             .hint("nothing was discarded: uncommitted work is committed on its branch before a worktree is removed")
     })
+}
+
+/// Is a task `completed` in the state? A task branch is deleted by a prune only then:
+/// HEAD holding a failed task's branch is no merge of qw's. A state that cannot be read
+/// counts no task as completed (every branch is kept).
+pub(crate) fn completed_tasks(project: &crate::project::Project) -> impl Fn(&str, &str) -> bool {
+    let state = crate::state::StateStore::new(project).load().ok();
+    move |spec: &str, task: &str| {
+        state.as_ref().is_some_and(|s| {
+            s.specifications
+                .get(spec)
+                .and_then(|sp| sp.tasks.get(task))
+                .is_some_and(|t| t.status == crate::state::TaskStatus::Completed)
+        })
+    }
 }
 
 /// One line per action of a prune, on stderr (diagnostics), data stays on stdout.
@@ -103,6 +124,12 @@ pub(crate) fn print_prune(r: &PruneReport) {
     }
     for k in &r.kept_branches {
         let (b, n) = (&k.branch, k.unmerged_commits);
+        if k.task_not_completed && n == 0 {
+            crate::diag!(
+                "kept branch `{b}`: its task is not completed, so qw never merged it (HEAD holds it: was HEAD moved onto it?); delete it (`git branch -D {b}`) if you do not need it"
+            );
+            continue;
+        }
         crate::diag!(
             "kept branch `{b}`: {n} unmerged commit(s); merge it (`git merge {b}`) or delete it (`git branch -D {b}`)"
         );

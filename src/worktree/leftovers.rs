@@ -201,13 +201,16 @@ pub(crate) fn list_with(
     Ok(out)
 }
 
-/// A branch [`prune`] kept: it holds commits HEAD lacks.
+/// A branch [`prune`] kept: it holds commits HEAD lacks, or its task is not completed.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeptBranch {
     /// The branch.
     pub branch: String,
     /// Commits on it that HEAD lacks.
     pub unmerged_commits: u64,
+    /// Its task is not `completed` in the state: qw never merged it, whatever HEAD holds
+    /// (HEAD may have been moved onto it by someone else).
+    pub task_not_completed: bool,
 }
 
 /// What [`prune`] did.
@@ -231,11 +234,18 @@ pub struct PruneReport {
 }
 
 /// Remove orphaned worktrees (not held by a running qw) and their `git worktree`
-/// entries; delete their branches when merged into HEAD, keep them (and say so) when they
-/// hold unmerged commits. What a worktree holds is saved on its branch first, so no work
+/// entries; delete their branches when merged into HEAD and their task is `completed`
+/// (`completed(spec, task)`, from the state), keep them (and say so) when they hold
+/// unmerged commits or their task is not completed and they moved since they were made
+/// (failed, pending: HEAD holding the branch then is no merge of qw's — it may have been
+/// moved there by an agent). What a worktree holds is saved on its branch first, so no work
 /// is lost; broken worktrees are saved as far as git still can, then removed. Snapshot
 /// branches are never touched. Failures to remove are warnings.
-pub fn prune(repo: &Repo, spec: Option<&str>) -> Result<PruneReport> {
+pub fn prune(
+    repo: &Repo,
+    spec: Option<&str>,
+    completed: &dyn Fn(&str, &str) -> bool,
+) -> Result<PruneReport> {
     let mut report = PruneReport::default();
     // Hold the workflow lock of every spec we prune, so no workflow starts (and reuses a
     // worktree) while its worktrees are being removed.
@@ -265,6 +275,9 @@ pub fn prune(repo: &Repo, spec: Option<&str>) -> Result<PruneReport> {
                     e.spec, e.task
                 );
                 let before = repo.commit_of(&format!("refs/heads/{}", e.branch))?;
+                // A task not completed: qw never merged its branch, whatever HEAD holds —
+                // kept, unless it never moved since it was made (no work of the task).
+                let unfinished = !completed(&e.spec, &e.task) && repo.branch_moved(&e.branch);
                 let path = e.path.clone().unwrap_or_default();
                 let removed = remove_one(
                     repo,
@@ -274,6 +287,7 @@ pub fn prune(repo: &Repo, spec: Option<&str>) -> Result<PruneReport> {
                     &e.spec,
                     "HEAD",
                     &salvage,
+                    unfinished,
                 );
                 let saved = !removed
                     .warnings
@@ -296,6 +310,7 @@ pub fn prune(repo: &Repo, spec: Option<&str>) -> Result<PruneReport> {
                         report.kept_branches.push(KeptBranch {
                             branch: b,
                             unmerged_commits: n,
+                            task_not_completed: unfinished,
                         });
                     }
                     None if repo.branch_exists(&e.branch)? => {}

@@ -17,7 +17,7 @@
 //!
 //! Never losing work: a worktree is removed only after everything in it is committed on
 //! its branch; a branch is deleted only when it holds no commit the integration branch
-//! lacks; commits the agent left behind (another branch, a reset, a rebase) are named, and
+//! lacks (and, by a prune, only when its task is completed: [`prune`]); commits the agent left behind (another branch, a reset, a rebase) are named, and
 //! kept on a branch when nothing else holds them. A leftover worktree (qw was SIGKILLed)
 //! is saved and reused by the next run of its task. Work outside the worktree is named:
 //! stash entries the task's agent left ([`Worktrees::stashed`]), its worktree deleted
@@ -25,8 +25,9 @@
 //!
 //! The target branch: qw merges only into the integration branch where it left it, or
 //! where a move the main worktree followed put it (`Worktrees::check_target`); a branch
-//! moved under the main worktree's index (an agent's `update-ref`, a deletion) is
-//! refused before any merge or new task, touching nothing.
+//! moved under the main worktree's index or files (an agent's `update-ref`, a `reset
+//! --mixed`, a deletion), or moved onto commits of a task qw has not merged, is refused
+//! before any merge or new task, touching nothing.
 //!
 //! Who holds a worktree: the running workflow of its spec, through the spec's workflow
 //! lock ([`Project::workflow_lock_file`], an `flock` that dies with its process). A
@@ -445,6 +446,26 @@ impl Repo {
         format!("{}.claude/specs/{spec}", self.prefix)
     }
 
+    /// Did the branch move since it was made (its reflog holds more than its creation)?
+    /// Without a reflog to tell, it counts as moved.
+    fn branch_moved(&self, branch: &str) -> bool {
+        let r = format!("refs/heads/{branch}");
+        match git_output(
+            &self.top,
+            ["reflog", "show", "--format=%H", r.as_str()],
+            &[],
+        ) {
+            Ok(o) if o.status.success() => {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .count()
+                    != 1
+            }
+            _ => true,
+        }
+    }
+
     fn branch_exists(&self, branch: &str) -> Result<bool> {
         Ok(self.commit_of(&format!("refs/heads/{branch}"))?.is_some())
     }
@@ -825,6 +846,9 @@ pub struct Worktrees {
     /// Where qw last saw the integration branch (when the run started, after each of
     /// its merges, after a move the main worktree followed): see [`Worktrees::check_target`].
     tip: std::sync::Mutex<Option<String>>,
+    /// The task branches this run gave out: commits on them reach the target only by
+    /// qw's merge (see [`Worktrees::check_target`]).
+    given: std::sync::Mutex<BTreeSet<String>>,
 }
 
 impl Worktrees {
@@ -841,6 +865,7 @@ impl Worktrees {
             integration: integration.to_owned(),
             cancel: None,
             tip: std::sync::Mutex::new(tip),
+            given: std::sync::Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -889,7 +914,10 @@ impl Worktrees {
     /// Is the integration branch where qw left it (the repository lock is held)? A move
     /// the main worktree followed — its index holds the new commit, and the old one is in
     /// the new one's history (the user committed there, another qw merged, a pull) — is
-    /// taken as the new place. Any other move (an agent's `update-ref` or `reset --soft`
+    /// taken as the new place, unless it brings in commits of a task branch of this run
+    /// that qw did not merge (an agent's move, even with a commit made on top of it), or
+    /// the main worktree's files of the paths it changed do not match the index (a
+    /// `reset --mixed`). Any other move (an agent's `update-ref` or `reset --soft`
     /// from its worktree, a deletion, a rewind) is [`WorktreeError::TargetMoved`], saying
     /// where qw left the branch and where it is now; nothing is touched.
     fn check_target(&self) -> Result<()> {
@@ -910,11 +938,30 @@ impl Worktrees {
         }
         let keeps = self.repo.is_ancestor(&was, &now)?;
         let follows = self.repo.index_holds(&now)?;
-        if keeps && follows {
+        let task = if keeps && follows {
+            self.brings_task_commits(&was, &now)?
+        } else {
+            None
+        };
+        let stale = if keeps && follows && task.is_none() {
+            self.stale_files(&was, &now)?
+        } else {
+            Vec::new()
+        };
+        if keeps && follows && task.is_none() && stale.is_empty() {
             self.set_tip(Some(now));
             return Ok(());
         }
-        let why = if follows {
+        let why = if let Some(branch) = task {
+            format!(
+                "it holds commits of task branch `{branch}` that qw did not merge (an agent's move, whatever was committed on top)"
+            )
+        } else if !stale.is_empty() {
+            format!(
+                "the main worktree's files were not moved with it ({} differ from its index)",
+                stale.join(", ")
+            )
+        } else if follows {
             format!(
                 "the commits qw merged (up to {}) are no longer on it",
                 short(&was)
@@ -927,6 +974,73 @@ impl Worktrees {
             short(&was),
             short(&now)
         )))
+    }
+
+    /// The task branch of this run (the branches it gave out, the HEADs of its running
+    /// tasks' worktrees) with commits that `now` holds and `was` lacks: commits qw did not merge,
+    /// brought into the target by someone else's move.
+    fn brings_task_commits(&self, was: &str, now: &str) -> Result<Option<String>> {
+        let mut tips: Vec<(String, String)> = Vec::new();
+        let given = self
+            .given
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for branch in given {
+            if let Some(c) = self.repo.commit_of(&format!("refs/heads/{branch}"))? {
+                tips.push((branch, c));
+            }
+        }
+        for w in self.repo.registered()? {
+            let Some((spec, task)) = &w.task else {
+                continue;
+            };
+            if spec != &self.spec {
+                continue;
+            }
+            let branch = task_branch(spec, task);
+            if let Some(head) = w.head {
+                tips.push((branch, head));
+            }
+        }
+        for (branch, tip) in tips {
+            // Any commit both hold lies under one of their merge bases: the task's
+            // commits are brought in when a merge base is not in `was`.
+            let out = git_output(&self.repo.top, ["merge-base", "--all", now, &tip], &[])?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            for base in text.split_whitespace() {
+                if !self.repo.is_ancestor(base, was)? {
+                    return Ok(Some(branch));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The paths that differ between `was` and `now` whose files in the main worktree do
+    /// not match its index (a `reset --mixed` moved the branch and the index, not the
+    /// files). qw's own `.claude/` is left out (it writes the ticks there).
+    fn stale_files(&self, was: &str, now: &str) -> Result<Vec<String>> {
+        let top = &self.repo.top;
+        let changed = git(
+            top,
+            &["diff", "--name-only", "--no-renames", "-z", was, now],
+        )?;
+        let claude = format!("{}.claude/", self.repo.prefix);
+        let paths: BTreeSet<&str> = changed
+            .split('\0')
+            .filter(|p| !p.is_empty() && !p.starts_with(&claude))
+            .collect();
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The whole tree, then only those paths: no pathspec (globs, argv length).
+        let out = git(top, &["diff", "--name-only", "--no-renames", "-z"])?;
+        Ok(out
+            .split('\0')
+            .filter(|p| paths.contains(p))
+            .map(str::to_owned)
+            .collect())
     }
 
     /// Worktrees qw did not make that appeared while the task ran (its agent's `git
@@ -998,10 +1112,18 @@ impl Worktrees {
     }
 
     /// When the task's worktree was deleted while it ran (its directory is gone, by
-    /// `rm -rf` or `git worktree remove`): one line naming it, the task, and where its
+    /// `rm -rf` or `git worktree remove`, or wiped: made again empty, or emptied of its
+    /// files and `.git`): one line naming it, the task, and where its
     /// commits are (its branch, kept when it holds any).
     pub fn gone(&self, h: &WorktreeHandle) -> Option<String> {
-        if h.path.symlink_metadata().is_ok() {
+        // Its directory deleted and made again, or emptied `.git` and all: its files are
+        // not the task's work (see [`tree::wiped`]).
+        if h.path.symlink_metadata().is_ok()
+            && !tree::wiped(
+                &tree::Tree::new(&h.path, &h.admin, &h.branch),
+                &self.repo.spec_rel(&self.spec),
+            )
+        {
             return None;
         }
         let kept = self.repo.branch_exists(&h.branch).unwrap_or(false)
@@ -1119,6 +1241,10 @@ impl Worktrees {
         }
         let target = self.target();
         let branch = task_branch(&self.spec, task_id);
+        self.given
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(branch.clone());
         let preferred = self.path_of(task_id);
         let top = self.repo.top.clone();
         let mut notes = Vec::new();
@@ -1282,6 +1408,7 @@ impl Worktrees {
                     "qw({}): task {} — work left by an earlier run, saved",
                     self.spec, e.task
                 ),
+                false,
             );
             if let Some(p) = &e.problem {
                 notes.push(format!(
@@ -1503,11 +1630,14 @@ impl Worktrees {
             &self.spec,
             &self.target(),
             salvage,
+            false,
         )
     }
 }
 
-/// Save, remove, delete the branch if merged into `target` (the lock is held).
+/// Save, remove, delete the branch if merged into `target` and not `keep_branch` (the
+/// lock is held).
+#[allow(clippy::too_many_arguments)]
 fn remove_one(
     repo: &Repo,
     path: &Path,
@@ -1516,6 +1646,7 @@ fn remove_one(
     spec: &str,
     target: &str,
     salvage: &str,
+    keep_branch: bool,
 ) -> Removed {
     let mut out = Removed::default();
     // A git dir that is gone (`git worktree remove` by someone else) holds nothing to
@@ -1543,7 +1674,7 @@ fn remove_one(
         if !repo.branch_exists(branch)? {
             return Ok(None);
         }
-        if repo.unmerged_commits(branch, target)? == 0 {
+        if !keep_branch && repo.unmerged_commits(branch, target)? == 0 {
             git(&repo.top, &["branch", "-D", branch])?;
             Ok(None)
         } else {

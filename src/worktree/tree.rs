@@ -179,7 +179,9 @@ pub(crate) fn stage(
             .find(|c| is_commit(repo, c)),
     };
     let spec_rel = repo.spec_rel(spec);
-    if t.path.is_dir() {
+    // A wiped worktree's files are not the task's work (staging them would delete every
+    // tracked file): only what its HEAD and index hold is saved.
+    if t.path.is_dir() && !wiped(t, &spec_rel) {
         t.run(&["add", "-A"])?;
     }
     // The spec folder is the main tree's: never part of a task's result, even when the
@@ -426,6 +428,30 @@ pub(crate) fn sound(path: &Path, admin: &Path) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     }
+}
+
+/// Was the worktree wiped by its agent: its directory is there, but its `.git` no longer
+/// is the file pointing to its git dir (deleted, or the directory deleted and made
+/// again) and files its index tracks are gone from it? Its files then are not the task's
+/// work — staging them would commit the deletion of every tracked file — so it counts
+/// as deleted while the task ran. A worktree whose `.git` alone was deleted or replaced,
+/// its files all there, is not wiped (its work is saved as usual). The spec folder (a
+/// link qw put there) does not count.
+pub(crate) fn wiped(t: &Tree<'_>, spec_rel: &str) -> bool {
+    if !t.path.is_dir() || sound(t.path, t.admin) {
+        return false;
+    }
+    let Ok(out) = t.output(&["ls-files", "--deleted", "-z"]) else {
+        return true;
+    };
+    if !out.status.success() {
+        return true;
+    }
+    let spec_dir = format!("{spec_rel}/");
+    String::from_utf8_lossy(&out.stdout)
+        .split('\0')
+        .filter(|p| !p.is_empty())
+        .any(|p| p != spec_rel && !p.starts_with(&spec_dir))
 }
 
 /// The git dir of a worktree git just made.

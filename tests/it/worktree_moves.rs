@@ -380,3 +380,214 @@ fn worktree_deleted_while_its_task_ran_is_named_and_its_commits_kept() {
     r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt", "f4.txt"]);
     assert!(r.branches().is_empty(), "{:?}", r.branches());
 }
+
+/// The tracked files of `main`.
+fn main_files(r: &Repo) -> Vec<String> {
+    r.git(&["ls-tree", "-r", "--name-only", "main"])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn worktree_wiped_by_its_agent_is_deleted_never_a_commit_deleting_every_file() {
+    let r = Repo::new(&tasks(3));
+    let files_before = main_files(&r);
+    // The directory deleted and made again, empty, then a file written there.
+    r.action(
+        "1",
+        &format!(
+            "{}\necho 1 > f1.txt\n",
+            once(
+                &r,
+                "wipe1",
+                "d=$(pwd -P)\ncd /\nrm -rf \"$d\"\nmkdir -p \"$d\"\ncd \"$d\""
+            )
+        ),
+    );
+    // Everything deleted from inside, `.git` included, then a file written.
+    r.action(
+        "2",
+        &format!(
+            "{}\necho 2 > f2.txt\n",
+            once(&r, "wipe2", "rm -rf -- * .[!.]*")
+        ),
+    );
+    r.action("3", "echo 3 > f3.txt\n");
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    for i in ["1", "2"] {
+        let t = r.f.task(i);
+        assert_eq!(t["status"], "failed", "{t}");
+        assert_eq!(t["outcome"], "workspace_error", "{t}");
+        let err = t["error"].as_str().unwrap();
+        assert!(
+            err.contains(&format!("of task {i} was deleted while the task ran")),
+            "{err}"
+        );
+    }
+    assert_eq!(r.f.task("3")["status"], "completed");
+    // Nothing the task's branch or main holds deletes a tracked file.
+    let after = main_files(&r);
+    for f in &files_before {
+        assert!(after.contains(f), "`{f}` was deleted from main: {after:?}");
+        assert!(
+            r.root().join(f).exists(),
+            "`{f}` is gone from the main worktree"
+        );
+    }
+    for i in ["1", "2"] {
+        let b = format!("qw/demo/{i}");
+        if r.git_ok(&["rev-parse", "-q", "--verify", &b]) {
+            assert!(
+                r.git(&["diff", "--name-only", "--diff-filter=D", "main", &b])
+                    .trim()
+                    .is_empty(),
+                "{b} deletes files"
+            );
+        }
+    }
+    r.assert_no_process();
+    let out = r.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt"]);
+    let after = main_files(&r);
+    for f in &files_before {
+        assert!(after.contains(f), "`{f}` was deleted from main: {after:?}");
+    }
+}
+
+#[test]
+fn worktree_agent_move_of_the_target_is_refused_even_with_a_commit_on_top() {
+    let r = Repo::new(&tasks(3));
+    let old = sha(&r, "main");
+    // The agent moves `main` to its commit; then a commit is made in the main worktree
+    // from its index (still the old commit's): that commit undoes the task's work, yet
+    // `main` moved forward and the index follows it.
+    r.action(
+        "1",
+        &format!(
+            "echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1 || true\n{}",
+            once(
+                &r,
+                "move",
+                "git update-ref refs/heads/main HEAD\necho u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user"
+            )
+        ),
+    );
+    r.action("2", "echo 2 > f2.txt\n");
+    r.action("3", "echo 3 > f3.txt\n");
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let t = r.f.task("1");
+    assert_eq!(t["status"], "failed", "{t}");
+    assert_eq!(t["outcome"], "workspace_error", "{t}");
+    let err = t["error"].as_str().unwrap();
+    assert!(
+        err.contains("moved") && err.contains("`qw/demo/1`") && err.contains("was not merged"),
+        "{err}"
+    );
+    assert!(err.contains(&old[..10]), "{err}");
+    // The task's work is kept on its branch, not counted as merged.
+    assert_eq!(r.git(&["show", "qw/demo/1:f1.txt"]), "1\n");
+    for i in ["2", "3"] {
+        assert_eq!(r.runs_of(i), 0, "task {i} ran on a moved branch");
+    }
+    r.assert_no_process();
+    // The user puts `main` back (dropping the stray commit); the workflow then
+    // finishes, losing nothing.
+    r.git(&["update-ref", "refs/heads/main", &old]);
+    r.git(&["rm", "-q", "--cached", "user.txt"]);
+    std::fs::remove_file(r.root().join("user.txt")).unwrap();
+    let out = r.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt"]);
+    assert!(r.branches().is_empty(), "{:?}", r.branches());
+}
+
+#[test]
+fn worktree_prune_and_reset_keep_the_branch_of_a_task_refused_for_a_moved_target() {
+    let r = Repo::new(&tasks(2));
+    let old = sha(&r, "main");
+    r.action(
+        "1",
+        &format!(
+            "echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1 || true\n{}",
+            once(&r, "move", "git update-ref refs/heads/main HEAD")
+        ),
+    );
+    r.action("2", "echo 2 > f2.txt\n");
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let t = r.f.task("1");
+    assert_eq!(t["outcome"], "workspace_error", "{t}");
+    assert!(
+        t["error"]
+            .as_str()
+            .unwrap()
+            .contains("`qw/demo/1` was not merged (it is kept)"),
+        "{t}"
+    );
+    let kept = sha(&r, "qw/demo/1");
+    // `main` now holds the branch (the agent moved it there): still no merge of qw's.
+    assert!(r.git_ok(&["merge-base", "--is-ancestor", &kept, "main"]));
+    let out = r.run(&["worktrees", "--prune"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(
+        diag(&out).contains("kept branch `qw/demo/1`"),
+        "{}",
+        diag(&out)
+    );
+    assert_eq!(sha(&r, "qw/demo/1"), kept);
+    // `workflow-reset` prunes the same way (the task is pending after it).
+    let out = r.run(&["workflow-reset", "demo"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_eq!(sha(&r, "qw/demo/1"), kept);
+    // The user puts `main` back: the task's commit is still reachable, on its branch.
+    r.git(&["update-ref", "refs/heads/main", &old]);
+    assert_eq!(r.git(&["show", "qw/demo/1:f1.txt"]), "1\n");
+    r.assert_no_process();
+}
+
+#[test]
+fn worktree_mixed_reset_of_the_main_worktree_is_refused() {
+    let r = Repo::new(&tasks(2));
+    let before = user_status(&r);
+    let old = sha(&r, "main");
+    // A commit of no task's (on a branch of the agent's own, from `main`), then the main
+    // worktree's branch and index moved to it — not its files.
+    r.action(
+        "1",
+        &format!(
+            "echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1 || true\n{}",
+            once(
+                &r,
+                "move",
+                "git checkout -q -b side main\necho 9 > f9.txt\ngit add f9.txt\ngit commit -qm side\ngit -C \"$MAIN\" reset -q --mixed side\ngit checkout -q qw/demo/1"
+            )
+        ),
+    );
+    r.action("2", "echo 2 > f2.txt\n");
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let t = r.f.task("1");
+    assert_eq!(t["status"], "failed", "{t}");
+    assert_eq!(t["outcome"], "workspace_error", "{t}");
+    let err = t["error"].as_str().unwrap();
+    assert!(
+        err.contains("moved") && err.contains("files were not moved") && err.contains("f9.txt"),
+        "{err}"
+    );
+    assert!(err.contains("`qw/demo/1` was not merged"), "{err}");
+    assert_eq!(r.git(&["show", "qw/demo/1:f1.txt"]), "1\n");
+    assert_eq!(r.runs_of("2"), 0);
+    // qw touched no file: f1.txt is not in the main worktree.
+    assert!(!r.root().join("f1.txt").exists());
+    r.assert_no_process();
+    r.git(&["update-ref", "refs/heads/main", &old]);
+    r.git(&["reset", "-q"]);
+    assert_eq!(user_status(&r), before);
+    let out = r.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&["f1.txt", "f2.txt"]);
+}
