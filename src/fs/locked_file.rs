@@ -885,7 +885,18 @@ fn own_identity() -> (Option<u64>, String) {
     .clone()
 }
 
-/// Whether process `pid` runs, is stopped or is gone, as a lock's holder would be told.
+/// Whether process `pid` runs, is stopped or is gone, as a lock's holder would be told
+/// (polled while waiting: reads `/proc/<pid>/stat` only, not the command line).
+#[cfg(target_os = "linux")]
+pub fn process_state(pid: i32) -> ProcessState {
+    match stat_of(pid) {
+        Ok(stat) => state_of(&stat),
+        Err(state) => state,
+    }
+}
+
+/// [`process_state`] where `/proc` is not there.
+#[cfg(not(target_os = "linux"))]
 pub fn process_state(pid: i32) -> ProcessState {
     inspect(pid).0
 }
@@ -893,24 +904,37 @@ pub fn process_state(pid: i32) -> ProcessState {
 /// A process's state, start time and command line, as far as `/proc` tells.
 #[cfg(target_os = "linux")]
 fn inspect(pid: i32) -> (ProcessState, Option<u64>, Option<String>) {
-    use crate::exec::procs;
+    match stat_of(pid) {
+        Ok(stat) => {
+            let command = Some(crate::exec::procs::command_line(pid, &stat.comm));
+            (state_of(&stat), Some(stat.start_time), command)
+        }
+        Err(state) => (state, None, None),
+    }
+}
+
+/// `/proc/<pid>/stat` parsed, or what a missing one says of the process.
+#[cfg(target_os = "linux")]
+fn stat_of(pid: i32) -> Result<crate::exec::procs::Stat, ProcessState> {
     #[allow(clippy::disallowed_methods)] // a vanished process is an answer, not an error
-    let Some(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|t| procs::parse_stat(&t))
-    else {
-        return match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
-            Err(nix::errno::Errno::ESRCH) => (ProcessState::Exited, None, None),
-            _ => (ProcessState::Unknown, None, None),
-        };
-    };
-    let state = match stat.state {
+        .and_then(|t| crate::exec::procs::parse_stat(&t))
+        .ok_or_else(
+            || match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+                Err(nix::errno::Errno::ESRCH) => ProcessState::Exited,
+                _ => ProcessState::Unknown,
+            },
+        )
+}
+
+#[cfg(target_os = "linux")]
+fn state_of(stat: &crate::exec::procs::Stat) -> ProcessState {
+    match stat.state {
         'T' | 't' => ProcessState::Stopped,
         'Z' | 'X' | 'x' => ProcessState::Exited,
         _ => ProcessState::Running,
-    };
-    let command = Some(procs::command_line(pid, &stat.comm));
-    (state, Some(stat.start_time), command)
+    }
 }
 
 /// A process's state, as far as `kill(pid, 0)` tells.
