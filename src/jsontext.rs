@@ -78,6 +78,16 @@ pub(crate) fn non_finite_token(v: f64) -> Option<&'static str> {
     }
 }
 
+/// State bytes as the original Python system reads them, ready for serde_json: UTF-8
+/// (else why not, e.g. `not UTF-8 text (byte 12)`), a leading BOM skipped, Python's
+/// `NaN`/`Infinity` and numbers of any size tagged ([`tag_numbers`]).
+pub(crate) fn python_text(bytes: &[u8]) -> Result<Cow<'_, str>, String> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(tag_numbers(strip_bom(text), Dialect::Python)),
+        Err(e) => Err(format!("not UTF-8 text (byte {})", e.valid_up_to())),
+    }
+}
+
 /// Replace every token serde_json cannot hold exactly with a tag; borrowed when there is
 /// none (the usual case). Anything that is not a token of `dialect` is left as it is, so
 /// serde_json reports it. Line numbers are unchanged (tags never span lines).

@@ -87,11 +87,10 @@ pub(crate) fn parse_state(path: &Path, bytes: &[u8]) -> StateRead {
         path: path.to_path_buf(),
         error,
     };
-    let text = match std::str::from_utf8(bytes) {
-        Ok(t) => crate::jsontext::strip_bom(t),
-        Err(e) => return corrupt(format!("not UTF-8 text (byte {})", e.valid_up_to())),
+    let text = match crate::jsontext::python_text(bytes) {
+        Ok(text) => text,
+        Err(why) => return corrupt(why),
     };
-    let text = crate::jsontext::tag_numbers(text, crate::jsontext::Dialect::Python);
     let error = match serde_json::from_str::<UnifiedState>(&text) {
         Ok(s) => return StateRead::Ok(Arc::new(s)),
         Err(e) => e,

@@ -351,8 +351,9 @@ fn what_the_restore_loses(corrupt: &Path, backup: &Path, restored: &UnifiedState
 /// for each task whose status differs in `restored`, and the specs `restored` lacks.
 fn rolled_back(corrupt: &Path, restored: &UnifiedState) -> Option<Vec<String>> {
     let bytes = read_state_file(corrupt).ok()?;
-    let text = String::from_utf8_lossy(&bytes);
-    let value: serde_json::Value = serde_json::from_str(crate::jsontext::strip_bom(&text)).ok()?;
+    // Read as the store reads a state: a file Python wrote with `NaN` is still JSON here.
+    let text = crate::jsontext::python_text(&bytes).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
     let Some(specs) = value.get("specifications").and_then(|v| v.as_object()) else {
         return Some(Vec::new());
     };
@@ -393,11 +394,10 @@ fn rolled_back(corrupt: &Path, restored: &UnifiedState) -> Option<Vec<String>> {
 /// `Infinity`, `-Infinity` and numbers beyond serde_json's range are accepted (and kept
 /// verbatim on rewrite, see `crate::jsontext`).
 pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Result<UnifiedState, String>, StateError> {
-    let text = match std::str::from_utf8(bytes) {
-        Ok(t) => crate::jsontext::strip_bom(t),
-        Err(e) => return Ok(Err(format!("not UTF-8 text (byte {})", e.valid_up_to()))),
+    let text = match crate::jsontext::python_text(bytes) {
+        Ok(text) => text,
+        Err(why) => return Ok(Err(why)),
     };
-    let text = crate::jsontext::tag_numbers(text, crate::jsontext::Dialect::Python);
     match serde_json::from_str::<UnifiedState>(&text) {
         Ok(s) if u64::from(s.schema_version) > u64::from(SCHEMA_VERSION) => {
             Err(StateError::NewerSchema {
@@ -637,6 +637,29 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    /// What a restore rolls back is read from the corrupt file as the store reads
+    /// states: Python's `NaN`, big integers and a BOM do not make it "not JSON".
+    #[test]
+    fn rolled_back_reads_the_corrupt_file_as_python_wrote_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let restored = reparse(
+            "backup.json",
+            br#"{"specifications": {"a": {"tasks": {"1": {"status": "pending"}, "2": {"status": "completed"}}}}}"#,
+        );
+        let corrupt = dir.path().join("corrupt.json");
+        std::fs::write(
+            &corrupt,
+            "\u{feff}{\"specifications\": {\"a\": {\"tasks\": {\"1\": {\"status\": \"completed\", \"cost\": NaN}, \"2\": {\"status\": \"completed\", \"n\": 123456789012345678901234}}}, \"b\": {\"x\": Infinity}}}",
+        )
+        .unwrap();
+        assert_eq!(
+            rolled_back(&corrupt, &restored).unwrap(),
+            ["a/1 completed → pending", "spec `b` (not in the backup)"]
+        );
+        std::fs::write(&corrupt, "{\"specifications\": {\"a\": nope").unwrap();
+        assert_eq!(rolled_back(&corrupt, &restored), None, "not JSON at all");
     }
 
     #[test]
