@@ -6,6 +6,11 @@
 //! `timeout` (`scripts/bench-exec`). Linked with `-no-pie` those addresses are fixed at
 //! link time. The cost: the executable's own image is not randomized (shared libraries,
 //! heap and stack still are). Debug and test builds are left as they are.
+//!
+//! A statically linked build (`scripts/build-release`: `+crt-static` with the static
+//! relocation model) gets no `-no-pie` from here: rustc already links it position
+//! dependent, and `-no-pie` would contradict a `+crt-static` build left position
+//! independent (`-static-pie`).
 
 #![allow(
     clippy::print_stdout,
@@ -16,7 +21,9 @@ fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     let release = std::env::var("PROFILE").is_ok_and(|p| p == "release");
     let linux_gnu = std::env::var("TARGET").is_ok_and(|t| t.ends_with("-linux-gnu"));
-    if release && linux_gnu {
+    let crt_static = std::env::var("CARGO_CFG_TARGET_FEATURE")
+        .is_ok_and(|f| f.split(',').any(|f| f == "crt-static"));
+    if release && linux_gnu && !crt_static {
         println!("cargo::rustc-link-arg-bin=qw=-no-pie");
     }
 }

@@ -49,22 +49,59 @@ pub enum Verbosity {
 /// Install the global subscriber: stderr at `verbosity` (or `QW_LOG`), plus — when
 /// `project` has a `.claude/` — the daily log file at info, or debug when `debug_file`
 /// (`development_mode.verbose_logging`). Safe to call once; later calls are ignored.
+///
+/// The subscriber is built on the first event it may have to handle ([`Lazy`]): a
+/// command that logs nothing at its levels (`qw exec -- true` outside a project, which is
+/// benchmarked against GNU timeout) never pays for building it.
 pub fn init(verbosity: Verbosity, project: &Project, debug_file: bool) {
     QUIET.store(
         verbosity == Verbosity::Quiet,
         std::sync::atomic::Ordering::Relaxed,
     );
-    let level = match verbosity {
-        Verbosity::Quiet => "error",
-        Verbosity::Normal => "warn",
-        Verbosity::Verbose => "info",
-        Verbosity::Debug => "debug",
-    };
+    let file_level = project.exists().then_some(if debug_file {
+        LevelFilter::DEBUG
+    } else {
+        LevelFilter::INFO
+    });
+    let env_filter = std::env::var_os("QW_LOG").is_some();
+    // The most verbose level any layer takes; with `QW_LOG`, anything.
+    let max_level = (!env_filter).then(|| {
+        verbosity
+            .level()
+            .max(file_level.unwrap_or(LevelFilter::OFF))
+    });
+    let logs_dir = project.logs_dir();
+    let _ = Lazy::new(max_level, move || {
+        build(verbosity, logs_dir.clone(), file_level)
+    })
+    .try_init();
+}
+
+impl Verbosity {
+    /// The most verbose level written to the terminal (without `QW_LOG`).
+    fn level(self) -> LevelFilter {
+        match self {
+            Verbosity::Quiet => LevelFilter::ERROR,
+            Verbosity::Normal => LevelFilter::WARN,
+            Verbosity::Verbose => LevelFilter::INFO,
+            Verbosity::Debug => LevelFilter::DEBUG,
+        }
+    }
+}
+
+/// The subscriber [`init`] installs: the terminal layer, and with `file_level` the daily
+/// file in `logs_dir`.
+fn build(
+    verbosity: Verbosity,
+    logs_dir: PathBuf,
+    file_level: Option<LevelFilter>,
+) -> impl tracing::Subscriber + Send + Sync {
     // Recorded errors reach the user as the command's own message; on the terminal they
     // would only repeat it.
     let filter = EnvFilter::try_from_env("QW_LOG").unwrap_or_else(|_| {
         EnvFilter::new(format!(
-            "{level},{RECORDED_ERRORS}=off,{TRACE}=off,{COMMAND}=off"
+            "{},{RECORDED_ERRORS}=off,{TRACE}=off,{COMMAND}=off",
+            verbosity.level()
         ))
     });
     let terminal = tracing_subscriber::fmt::layer()
@@ -73,31 +110,124 @@ pub fn init(verbosity: Verbosity, project: &Project, debug_file: bool) {
         .event_format(TerminalFormat)
         .with_filter(filter);
 
-    let daily = DailyFile::new(project.logs_dir());
-    let file = project.exists().then(|| {
-        let level = if debug_file {
-            LevelFilter::DEBUG
-        } else {
-            LevelFilter::INFO
-        };
+    let daily = DailyFile::new(logs_dir);
+    let file = file_level.map(|level| {
         tracing_subscriber::fmt::layer()
             .with_writer(daily.clone())
             .with_ansi(false)
             .with_filter(level)
     });
     // Placed first, so the pending start line goes out before the event that needs it.
-    let start_first = file.is_some().then(|| {
-        StartFirst(daily.clone()).with_filter(if debug_file {
-            LevelFilter::DEBUG
-        } else {
-            LevelFilter::INFO
-        })
-    });
-    let _ = tracing_subscriber::registry()
+    let start_first = file_level.map(|level| StartFirst(daily.clone()).with_filter(level));
+    tracing_subscriber::registry()
         .with(start_first)
         .with(terminal)
         .with(file)
-        .try_init();
+}
+
+/// A subscriber built by `make` on first use: when the first callsite at or below
+/// `max_level` registers, or an event reaches it. Callsites more verbose than `max_level`
+/// are never enabled and build nothing (`None`: no level is ruled out).
+///
+/// `max_level` must be at least as verbose as the built subscriber's own levels; it is
+/// the hint `tracing` uses to skip disabled events before they reach any subscriber.
+pub(crate) struct Lazy<S, F> {
+    max_level: Option<LevelFilter>,
+    make: F,
+    inner: std::sync::OnceLock<S>,
+    /// The dispatcher this subscriber was registered with, told to the built one.
+    dispatch: std::sync::OnceLock<tracing::dispatcher::WeakDispatch>,
+}
+
+impl<S: tracing::Subscriber, F: Fn() -> S> Lazy<S, F> {
+    /// A subscriber that calls `make` the first time it is needed.
+    pub(crate) fn new(max_level: Option<LevelFilter>, make: F) -> Lazy<S, F> {
+        Lazy {
+            max_level,
+            make,
+            inner: std::sync::OnceLock::new(),
+            dispatch: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The subscriber, built now if it was not yet.
+    fn get(&self) -> &S {
+        self.inner.get_or_init(|| {
+            let inner = (self.make)();
+            if let Some(dispatch) = self.dispatch.get().and_then(|d| d.upgrade()) {
+                inner.on_register_dispatch(&dispatch);
+            }
+            inner
+        })
+    }
+
+    /// True when no layer takes events of `level`, whatever their target.
+    fn rules_out(&self, level: tracing::Level) -> bool {
+        self.max_level.is_some_and(|max| level > max)
+    }
+}
+
+impl<S, F> tracing::Subscriber for Lazy<S, F>
+where
+    S: tracing::Subscriber,
+    F: Fn() -> S + 'static,
+{
+    fn on_register_dispatch(&self, dispatch: &tracing::Dispatch) {
+        match self.inner.get() {
+            Some(inner) => inner.on_register_dispatch(dispatch),
+            None => {
+                let _ = self.dispatch.set(dispatch.downgrade());
+            }
+        }
+    }
+    fn register_callsite(
+        &self,
+        metadata: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if self.rules_out(*metadata.level()) {
+            return tracing::subscriber::Interest::never();
+        }
+        self.get().register_callsite(metadata)
+    }
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        !self.rules_out(*metadata.level()) && self.get().enabled(metadata)
+    }
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        match self.inner.get() {
+            Some(inner) => inner.max_level_hint(),
+            None => self.max_level,
+        }
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        self.get().new_span(span)
+    }
+    fn record(&self, span: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        self.get().record(span, values);
+    }
+    fn record_follows_from(&self, span: &tracing::span::Id, follows: &tracing::span::Id) {
+        self.get().record_follows_from(span, follows);
+    }
+    fn event_enabled(&self, event: &tracing::Event<'_>) -> bool {
+        self.get().event_enabled(event)
+    }
+    fn event(&self, event: &tracing::Event<'_>) {
+        self.get().event(event);
+    }
+    fn enter(&self, span: &tracing::span::Id) {
+        self.get().enter(span);
+    }
+    fn exit(&self, span: &tracing::span::Id) {
+        self.get().exit(span);
+    }
+    fn clone_span(&self, id: &tracing::span::Id) -> tracing::span::Id {
+        self.get().clone_span(id)
+    }
+    fn try_close(&self, id: tracing::span::Id) -> bool {
+        self.get().try_close(id)
+    }
+    fn current_span(&self) -> tracing_core::span::Current {
+        self.get().current_span()
+    }
 }
 
 /// `-q`: the fallback notice (a warning) is not printed. qw's own child processes (the
@@ -501,6 +631,72 @@ pub fn next_step(context: &ErrorContext) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use tracing::Subscriber as _;
+
+    /// Collects what a test subscriber writes.
+    #[derive(Clone, Default)]
+    struct Collected(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Collected {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_subscriber_is_built_by_the_first_event_it_may_take() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let built = Arc::new(AtomicUsize::new(0));
+        let out = Collected::default();
+        let (b, o) = (built.clone(), out.clone());
+        let lazy = Arc::new(Lazy::new(Some(LevelFilter::WARN), move || {
+            b.fetch_add(1, Ordering::SeqCst);
+            let o = o.clone();
+            tracing_subscriber::registry().with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(move || o.clone())
+                    .with_ansi(false)
+                    .event_format(TerminalFormat)
+                    .with_filter(LevelFilter::WARN),
+            )
+        }));
+        let dispatch = tracing::Dispatch::new(lazy.clone());
+        assert_eq!(lazy.max_level_hint(), Some(LevelFilter::WARN));
+        tracing::dispatcher::with_default(&dispatch, || {
+            tracing::info!("below the level");
+            tracing::debug!("below the level");
+        });
+        assert_eq!(built.load(Ordering::SeqCst), 0, "nothing it takes yet");
+        tracing::dispatcher::with_default(&dispatch, || {
+            tracing::warn!(pid = 7, "taken");
+            tracing::error!("taken too");
+            tracing::info!("below the level");
+        });
+        assert_eq!(built.load(Ordering::SeqCst), 1, "built once");
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text, "qw: warning: taken pid=7\nqw: error: taken too\n");
+        assert_eq!(lazy.max_level_hint(), Some(LevelFilter::WARN));
+    }
+
+    #[test]
+    fn without_a_level_the_first_callsite_builds_the_subscriber() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let built = Arc::new(AtomicUsize::new(0));
+        let b = built.clone();
+        let lazy = Arc::new(Lazy::new(None, move || {
+            b.fetch_add(1, Ordering::SeqCst);
+            tracing_subscriber::registry()
+        }));
+        let dispatch = tracing::Dispatch::new(lazy.clone());
+        assert_eq!(lazy.max_level_hint(), None);
+        tracing::dispatcher::with_default(&dispatch, || tracing::trace!("anything"));
+        assert_eq!(built.load(Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn an_event_is_one_line_escaped_and_cut() {

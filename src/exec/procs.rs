@@ -62,15 +62,17 @@ pub(crate) fn parse_stat(text: &str) -> Option<Stat> {
     let close = text.rfind(')')?;
     let pid = text[..open].trim().parse().ok()?;
     let comm = text.get(open + 1..close)?.to_owned();
-    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
-    // rest[0] is field 3 (state); field N is rest[N - 3].
-    let field = |n: usize| rest.get(n - 3).copied();
-    let state = field(3)?.chars().next()?;
-    let ppid = field(4)?.parse().ok()?;
-    let pgid = field(5)?.parse().ok()?;
-    let utime: u64 = field(14)?.parse().ok()?;
-    let stime: u64 = field(15)?.parse().ok()?;
-    let start_time = field(22)?.parse().ok()?;
+    // Fields 3 (state) to 22 (start time), in order; the ~30 after them are not read (a
+    // sweep parses every process's stat).
+    let mut fields = text.get(close + 1..)?.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgid = fields.next()?.parse().ok()?;
+    // Fields 6..=13 skipped: the 8th field after pgid is utime (14).
+    let utime: u64 = fields.nth(8)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // Fields 16..=21 skipped.
+    let start_time = fields.nth(6)?.parse().ok()?;
     Some(Stat {
         pid,
         comm,

@@ -5,9 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-/// Path of the `qw` binary under test.
+/// Path of the `qw` binary under test: cargo's, or `QW_TEST_BIN` when set (the
+/// statically linked release build of `scripts/build-release`, say).
 pub fn qw_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_qw"))
+    std::env::var_os("QW_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_qw")))
 }
 
 /// A temporary project directory (with `.claude/` unless made `bare`).
