@@ -20,7 +20,9 @@ use crate::support::*;
 
 /// `hop.sh MODE [DEPTH]`: a tree that never holds still. Each generation first checks
 /// that the test which started it is still alive — same pid, same start time
-/// (`QW_TEST_PID`, `QW_TEST_START`) — and exits if not.
+/// (`QW_TEST_PID`, `QW_TEST_START`) — and exits if not; then, if `QW_TEST_HOPS` names a
+/// file, adds a byte to it (a scan of `/proc` cannot be trusted to see a hopper; the
+/// file shows it runs).
 const HOPPER: &str = r#"#!/bin/sh
 guard() {
   { read -r st < "/proc/$QW_TEST_PID/stat"; } 2>/dev/null || exit 0
@@ -29,6 +31,7 @@ guard() {
   [ "$1" != Z ] && [ "${20}" = "$QW_TEST_START" ] || exit 0
 }
 guard
+[ -z "$QW_TEST_HOPS" ] || printf . >> "$QW_TEST_HOPS"
 mode=$1
 depth=${2:-0}
 case $mode in
@@ -301,21 +304,22 @@ fn start_hopping(
     args.extend(program(hopper, mode, true));
     let mut cmd = p.qw(&args);
     guarded(&mut cmd, marker);
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let hops = p.path().join(format!("hops-{marker}"));
+    cmd.env("QW_TEST_HOPS", &hops)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let child = cmd.spawn().unwrap();
-    // qw, the sleeping direct child and at least one generation of the hopper.
+    // Ten generations (or nodes of the bomb) have run.
     assert!(
-        wait_until(Duration::from_secs(30), || pids_with_env(
-            "QW_TEST_MARKER",
-            marker
-        )
-        .len()
-            >= 3),
+        wait_until(Duration::from_secs(60), || hops_in(&hops) >= 10),
         "{mode}: the hopper never started"
     );
-    // Let it hop a while.
-    std::thread::sleep(Duration::from_millis(200));
     child
+}
+
+/// How many generations of a hopper have run, by its `QW_TEST_HOPS` file.
+fn hops_in(file: &std::path::Path) -> u64 {
+    std::fs::metadata(file).map_or(0, |m| m.len())
 }
 
 /// Shapes a sweep can find after the supervisor is gone: every generation keeps the
@@ -419,7 +423,7 @@ fn a_hopper_stops_by_itself_once_its_test_is_gone() {
     let marker = marker();
     let _hunt = Hunt(vec![marker.clone()]);
     // A stand-in for the test process: the hopper's guard watches it instead.
-    let mut stand_in = Command::new("sleep").arg("0.5").spawn().unwrap();
+    let mut stand_in = Command::new("sleep").arg("600").spawn().unwrap();
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", stand_in.id())).unwrap();
     let start = stat
         .rsplit_once(") ")
@@ -429,8 +433,10 @@ fn a_hopper_stops_by_itself_once_its_test_is_gone() {
         .nth(19)
         .unwrap()
         .to_owned();
+    let hops = p.path().join("hops");
     let mut cmd = Command::new(&hopper);
     cmd.arg("setsid")
+        .env("QW_TEST_HOPS", &hops)
         .env("QW_TEST_MARKER", &marker)
         .env("QW_TEST_PID", stand_in.id().to_string())
         .env("QW_TEST_START", start)
@@ -438,16 +444,25 @@ fn a_hopper_stops_by_itself_once_its_test_is_gone() {
         .stderr(Stdio::null());
     let mut first = cmd.spawn().unwrap();
     let _ = first.wait();
-    let hopping = || !pids_with_env("QW_TEST_MARKER", &marker).is_empty();
     assert!(
-        wait_until(Duration::from_secs(5), hopping),
+        wait_until(Duration::from_secs(60), || hops_in(&hops) >= 10),
         "the hopper did not run while its test was alive"
     );
+    unsafe_kill(stand_in.id() as i32, 9);
     stand_in.wait().unwrap();
     // Gone: this process (a subreaper, the hoppers come back to it) has no child left,
-    // or — outside nextest — many scans in a row find none. Bounded only so a broken
-    // guard fails instead of hanging; not a timed assertion.
-    let gone = || children_alive().map_or_else(|| (0..20).all(|_| !hopping()), |alive| !alive);
+    // or — outside nextest — the hop count stood still for a second. Bounded only so a
+    // broken guard fails instead of hanging; not a timed assertion.
+    let gone = || {
+        children_alive().map_or_else(
+            || {
+                let before = hops_in(&hops);
+                std::thread::sleep(Duration::from_secs(1));
+                hops_in(&hops) == before
+            },
+            |alive| !alive,
+        )
+    };
     assert!(
         wait_until(Duration::from_secs(30), gone),
         "the hopper outlived its test: {:?}",
