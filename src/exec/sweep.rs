@@ -52,8 +52,13 @@ pub(crate) struct SweepReport {
 
 /// An orphan as read.
 #[cfg(target_os = "linux")]
+#[derive(Clone)]
 struct Orphan {
     pid: i32,
+    /// It leads its process group: a group a process of the run made, which only its
+    /// descendants can join. Signalling the group reaches a child forked an instant ago,
+    /// before it is seen (or `setsid()`s away).
+    leads_group: bool,
     start_time: u64,
     comm: String,
     cookie: Option<String>,
@@ -142,6 +147,7 @@ impl Finder {
         self.known.insert(pid, stat.start_time);
         Some(Orphan {
             pid,
+            leads_group: stat.pgid == pid,
             start_time: stat.start_time,
             comm: stat.comm,
             cookie,
@@ -228,15 +234,22 @@ impl SweepReport {
 }
 
 /// End every orphan of this user; with `project`, only orphans started in that project.
-/// SIGTERM (and SIGCONT) first, to each orphan as it is found, for up to `grace`; then
-/// SIGSTOP and SIGKILL until several passes in a row find none.
+/// SIGTERM (and SIGCONT) first, to each orphan as it is found, for up to `grace` or until
+/// none is seen for a while; then SIGSTOP as found and SIGKILL at the end of each round,
+/// until several quiet stretches in a row find none. A stretch is [`STRETCH`] (and at
+/// least [`STRETCH_LOOKS`] looks) of looking at the new pids, where every hop lands,
+/// closed by a full pass.
 #[cfg(target_os = "linux")]
 pub(crate) fn sweep(project: Option<&Path>, grace: Duration) -> SweepReport {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
 
-    let signal = |pid: i32, s: Signal| {
-        let _ = kill(Pid::from_raw(pid), s);
+    // The orphan, and the group it leads.
+    let signal = |o: &Orphan, s: Signal| {
+        let _ = kill(Pid::from_raw(o.pid), s);
+        if o.leads_group && o.pid > 1 {
+            let _ = kill(Pid::from_raw(-o.pid), s);
+        }
     };
     let mut finder = Finder::new(project);
     let mut report = SweepReport::default();
@@ -244,52 +257,98 @@ pub(crate) fn sweep(project: Option<&Path>, grace: Duration) -> SweepReport {
     let mut term = |report: &mut SweepReport, o: &Orphan| {
         if !seen.contains(&(o.pid, o.start_time)) {
             report.note(&mut seen, o);
-            signal(o.pid, Signal::SIGTERM);
-            signal(o.pid, Signal::SIGCONT);
+            signal(o, Signal::SIGTERM);
+            signal(o, Signal::SIGCONT);
         }
     };
+    // The one pass every automatic sweep pays for (`qw exec` in a project).
     if !finder.pass(&mut |o| term(&mut report, o)) {
         return report;
     }
     let deadline = Instant::now() + grace;
-    let mut quiet = 0;
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        if finder.pass(&mut |o| term(&mut report, o)) {
-            quiet = 0;
-        } else {
-            quiet += 1;
-            if quiet >= QUIET_PASSES {
-                return report;
-            }
-        }
+    let mut quiet = Quiet::new();
+    while Instant::now() < deadline && !quiet.settled() {
+        std::thread::sleep(Duration::from_millis(2));
+        let any = finder.chase(&mut |o| term(&mut report, o));
+        quiet.after_look(any, || finder.pass(&mut |o| term(&mut report, o)));
     }
+    // Whether or not the grace was needed: stop and kill whatever is still found, and
+    // look until several stretches in a row find nothing (a hopper that ignores SIGTERM
+    // can hide from a few looks).
     let mut seen = std::mem::take(&mut seen);
-    let mut quiet = 0;
+    let mut quiet = Quiet::new();
     let mut last_new = Instant::now();
-    while quiet < QUIET_PASSES && last_new.elapsed() < GIVE_UP_AFTER {
-        let mut stopped: Vec<i32> = Vec::new();
+    let mut stopped: Vec<Orphan> = Vec::new();
+    while !quiet.settled() && last_new.elapsed() < GIVE_UP_AFTER {
         let before = report.count;
-        let any = finder.pass(&mut |o| {
+        let mut stop = |o: &Orphan| {
             report.note(&mut seen, o);
-            signal(o.pid, Signal::SIGSTOP);
-            stopped.push(o.pid);
-        });
-        for &pid in &stopped {
-            signal(pid, Signal::SIGKILL);
+            signal(o, Signal::SIGSTOP);
+            stopped.push(o.clone());
+        };
+        let any = finder.chase(&mut stop);
+        quiet.after_look(any, || finder.pass(&mut stop));
+        for o in stopped.drain(..) {
+            signal(&o, Signal::SIGKILL);
+            report.escalated_to_kill = true;
         }
         if report.count > before {
             last_new = Instant::now();
         }
-        if any {
-            report.escalated_to_kill = true;
-            quiet = 0;
-            std::thread::sleep(Duration::from_millis(1));
-        } else {
-            quiet += 1;
-        }
+        // No sleep, no yield: on a loaded machine either puts the sweep at the back of
+        // the queue, and it looks again long after the hopper moved on.
     }
     report
+}
+
+/// How long a quiet stretch of a sweep watches the new pids before its closing pass, and
+/// how many looks it takes at least (on a loaded machine the time passes while the sweep
+/// waits for a CPU, not looking).
+#[cfg(target_os = "linux")]
+const STRETCH: Duration = Duration::from_millis(50);
+#[cfg(target_os = "linux")]
+const STRETCH_LOOKS: u32 = 100;
+
+/// Counts the quiet stretches of a sweep: a stretch is quiet when neither its looks at
+/// new pids nor its closing full pass found an orphan.
+#[cfg(target_os = "linux")]
+struct Quiet {
+    stretches: u32,
+    found: bool,
+    began: Instant,
+    looks: u32,
+}
+
+#[cfg(target_os = "linux")]
+impl Quiet {
+    fn new() -> Quiet {
+        Quiet {
+            stretches: 0,
+            found: false,
+            began: Instant::now(),
+            looks: 0,
+        }
+    }
+
+    /// After a look that found orphans (`any`) or not; closes the stretch with `pass`
+    /// when it has lasted [`STRETCH`].
+    fn after_look(&mut self, any: bool, pass: impl FnOnce() -> bool) {
+        self.found |= any;
+        self.looks += 1;
+        if self.began.elapsed() < STRETCH || self.looks < STRETCH_LOOKS {
+            return;
+        }
+        self.found |= pass();
+        self.stretches = if self.found { 0 } else { self.stretches + 1 };
+        self.found = false;
+        self.began = Instant::now();
+        self.looks = 0;
+    }
+
+    /// Enough quiet stretches in a row.
+    fn settled(&self) -> bool {
+        self.stretches >= QUIET_PASSES
+    }
 }
 
 /// Without `/proc` orphans cannot be found by cookie; nothing is done.

@@ -98,6 +98,9 @@ struct Seen {
 #[derive(Debug, Clone)]
 pub(crate) struct Member {
     pub pid: i32,
+    /// It leads its process group (one a member made, by `setsid()` or `setpgid()`):
+    /// signalling the group reaches a child it forked an instant ago, not yet seen.
+    pub leads_group: bool,
     pub start_time: u64,
     pub cpu_ticks: u64,
     pub comm: String,
@@ -170,7 +173,7 @@ impl Killer<'_> {
         if self.dying.contains_key(&key) || self.stopped.iter().any(|s| s.pid == m.pid) {
             return;
         }
-        let _ = kill(Pid::from_raw(m.pid), Signal::SIGSTOP);
+        signal(m, Signal::SIGSTOP);
         if self.signalled.insert(key) {
             self.ending.record(m); // while stopped it still has a command line
         }
@@ -182,7 +185,7 @@ impl Killer<'_> {
         let now = Instant::now();
         let any = !self.stopped.is_empty();
         for m in self.stopped.drain(..) {
-            let _ = kill(Pid::from_raw(m.pid), Signal::SIGKILL);
+            signal(&m, Signal::SIGKILL);
             self.ending.escalated = true;
             self.dying.entry((m.pid, m.start_time)).or_insert((m, now));
         }
@@ -218,6 +221,14 @@ impl Killer<'_> {
                 })
                 .collect()
         })
+    }
+}
+
+/// Send `sig` to a member, and to the process group it leads.
+fn signal(m: &Member, sig: Signal) {
+    let _ = kill(Pid::from_raw(m.pid), sig);
+    if m.leads_group && m.pid > 1 {
+        let _ = kill(Pid::from_raw(-m.pid), sig);
     }
 }
 
@@ -521,6 +532,7 @@ impl Tree {
         if alive {
             found(&Member {
                 pid: -self.child,
+                leads_group: false,
                 start_time: 0,
                 cpu_ticks: 0,
                 comm: "process group".into(),
@@ -554,8 +566,8 @@ impl Tree {
         let mut on_member = |m: &Member| {
             if signalled.insert((m.pid, m.start_time)) {
                 ending.record(m); // before the signal: a dying process has no command line
-                let _ = kill(Pid::from_raw(m.pid), first);
-                let _ = kill(Pid::from_raw(m.pid), Signal::SIGCONT);
+                signal(m, first);
+                signal(m, Signal::SIGCONT);
             }
         };
         let mut any = self.scan(&mut on_member);
@@ -645,6 +657,7 @@ impl Ending {
 fn member_of(stat: super::procs::Stat) -> Member {
     Member {
         pid: stat.pid,
+        leads_group: stat.pgid == stat.pid,
         start_time: stat.start_time,
         cpu_ticks: stat.cpu_ticks,
         comm: stat.comm,
