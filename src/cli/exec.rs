@@ -551,7 +551,7 @@ pub(crate) fn report_sweep(report: &exec::sweep::SweepReport) {
         .collect();
     crate::diag!(
         "qw: warning: ended {} process(es) orphaned by a qw that was killed: {}",
-        report.killed.len(),
+        report.count,
         list.join(", ")
     );
 }

@@ -67,6 +67,9 @@ pub(crate) fn run(ctx: &Ctx, args: SweepArgs) -> CmdResult {
     for l in &report.killed {
         outln!("ended {} {}", l.pid, l.command)?;
     }
+    if report.count > report.killed.len() {
+        outln!("ended {} more", report.count - report.killed.len())?;
+    }
     for j in &jobs.cancelled {
         outln!("cancelled Slurm job {} {} ({})", j.job_id, j.name, j.state)?;
     }

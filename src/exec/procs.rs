@@ -1,40 +1,11 @@
-//! A snapshot of the process table, read from `/proc` (Linux only).
+//! Processes as read from `/proc` (Linux only): the listing, the pids handed out lately,
+//! and the few files of one process that qw reads.
 //!
 //! Parsing is separated from reading so the parsers are tested on fixed strings.
 //! Reads that fail because a process exited mid-scan are not errors: the process is
-//! simply absent from the snapshot.
+//! simply absent.
 
-use super::cookie::{COOKIE_VAR, PROJECT_VAR};
-
-/// One process as seen in `/proc`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ProcInfo {
-    /// Process id.
-    pub pid: i32,
-    /// Parent process id.
-    pub ppid: i32,
-    /// Process group id.
-    pub pgid: i32,
-    /// State letter (`R`, `S`, `Z`, …).
-    pub state: char,
-    /// Start time in clock ticks since boot: with `pid` it names a process uniquely.
-    pub start_time: u64,
-    /// User + system CPU time in clock ticks.
-    pub cpu_ticks: u64,
-    /// `comm` (the executable name, at most 15 bytes).
-    pub comm: String,
-    /// `QW_RUN_ID` from the initial environment, if readable and present.
-    pub cookie: Option<String>,
-    /// `QW_PROJECT` from the initial environment, if present.
-    pub project: Option<String>,
-}
-
-impl ProcInfo {
-    /// True for zombies and dead processes: they hold no resources but a pid.
-    pub(crate) fn is_dead(&self) -> bool {
-        matches!(self.state, 'Z' | 'X' | 'x')
-    }
-}
+use super::cookie::COOKIE_VAR;
 
 /// The fields of `/proc/PID/stat` that qw uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,33 +64,58 @@ pub(crate) fn environ_var<'a>(environ: &'a [u8], name: &str) -> Option<&'a str> 
         .and_then(|v| std::str::from_utf8(v).ok())
 }
 
-/// Read one process; `None` if it vanished or is unreadable.
-pub(crate) fn read_proc(pid: i32) -> Option<ProcInfo> {
-    let stat = read_stat(pid)?;
-    let environ = read_proc_file(&format!("/proc/{pid}/environ"), 8192).unwrap_or_default();
-    Some(ProcInfo {
-        pid: stat.pid,
-        ppid: stat.ppid,
-        pgid: stat.pgid,
-        state: stat.state,
-        start_time: stat.start_time,
-        cpu_ticks: stat.cpu_ticks,
-        comm: stat.comm,
-        cookie: environ_var(&environ, COOKIE_VAR).map(str::to_owned),
-        project: environ_var(&environ, PROJECT_VAR).map(str::to_owned),
+/// The pids listed in `/proc` (processes only, not threads), read lazily: a caller that
+/// acts on each pid as it comes sees the listing a chunk at a time, not as it was when
+/// the scan began.
+#[allow(clippy::disallowed_methods)] // /proc entries come and go; unreadable ones are skipped
+pub(crate) fn pids() -> impl Iterator<Item = i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+}
+
+/// The children of `pid`, from `/proc/PID/task/*/children` (every thread's); `None`
+/// where the kernel has no such file (built without `CONFIG_PROC_CHILDREN`) or `pid` is
+/// gone. Cheap and exact at the moment of the read: the orphans a subreaper adopted are
+/// listed there.
+#[allow(clippy::disallowed_methods)] // /proc entries come and go; unreadable ones are skipped
+pub(crate) fn children(pid: i32) -> Option<Vec<i32>> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut out = Vec::new();
+    let mut any = false;
+    for task in tasks.flatten() {
+        let path = task.path().join("children");
+        let Some(raw) = path.to_str().and_then(|p| read_proc_file(p, 256)) else {
+            continue;
+        };
+        any = true;
+        out.extend(parse_children(&raw));
+    }
+    any.then_some(out)
+}
+
+/// Parse a `children` file: pids separated by spaces.
+pub(crate) fn parse_children(raw: &[u8]) -> impl Iterator<Item = i32> + '_ {
+    raw.split(|b| b.is_ascii_whitespace())
+        .filter_map(|w| std::str::from_utf8(w).ok()?.parse().ok())
+}
+
+/// Whether `pid` names a process (a thread-group leader) rather than another thread of
+/// one: `/proc/TID/stat` answers for any thread, and a thread's parent is its process's.
+pub(crate) fn is_process(pid: i32) -> bool {
+    read_proc_text(&format!("/proc/{pid}/status"), 2048).is_some_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Tgid:"))
+            .and_then(|v| v.trim().parse::<i32>().ok())
+            == Some(pid)
     })
 }
 
-/// Every pid listed in `/proc` now (processes only, not threads).
-#[allow(clippy::disallowed_methods)] // /proc entries come and go; unreadable ones are skipped
-pub(crate) fn pids() -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect()
+/// The raw initial environment of `pid`, if readable.
+pub(crate) fn read_environ(pid: i32) -> Option<Vec<u8>> {
+    read_proc_file(&format!("/proc/{pid}/environ"), 8192)
 }
 
 /// Read a small `/proc` file whole, in as few system calls as possible: `/proc` files
@@ -163,7 +159,7 @@ pub(crate) fn read_stat(pid: i32) -> Option<Stat> {
 
 /// The run cookie (`QW_RUN_ID`) in a process's initial environment, if readable.
 pub(crate) fn read_cookie(pid: i32) -> Option<String> {
-    let environ = read_proc_file(&format!("/proc/{pid}/environ"), 8192)?;
+    let environ = read_environ(pid)?;
     environ_var(&environ, COOKIE_VAR).map(str::to_owned)
 }
 
@@ -252,25 +248,6 @@ pub(crate) fn blocked_writing(pid: i32) -> bool {
     })
 }
 
-/// Every process of the current user that is visible in `/proc`.
-#[allow(clippy::disallowed_methods)] // /proc entries come and go; unreadable ones are skipped
-pub(crate) fn snapshot() -> Vec<ProcInfo> {
-    use std::os::unix::fs::MetadataExt;
-    let uid = nix::unistd::geteuid().as_raw();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let meta = e.metadata().ok()?;
-            (meta.uid() == uid).then_some(pid)
-        })
-        .filter_map(read_proc)
-        .collect()
-}
-
 /// The command line of a process, for warnings (`comm` if unreadable).
 pub(crate) fn command_line(pid: i32, comm: &str) -> String {
     let raw = read_proc_file(&format!("/proc/{pid}/cmdline"), 1024).unwrap_or_default();
@@ -317,22 +294,6 @@ pub(crate) fn ancestors_of(pid: i32) -> Vec<i32> {
 }
 
 #[cfg(test)]
-/// Processes in `procs` that descend from `root` (not including `root`).
-pub(crate) fn descendants(procs: &[ProcInfo], root: i32) -> Vec<&ProcInfo> {
-    let mut out: Vec<&ProcInfo> = Vec::new();
-    let mut frontier = vec![root];
-    while let Some(parent) = frontier.pop() {
-        for p in procs.iter().filter(|p| p.ppid == parent) {
-            if p.pid != root && !out.iter().any(|q| q.pid == p.pid) {
-                out.push(p);
-                frontier.push(p.pid);
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -366,25 +327,6 @@ mod tests {
     }
 
     #[test]
-    fn walks_descendants() {
-        let p = |pid, ppid| ProcInfo {
-            pid,
-            ppid,
-            pgid: pid,
-            state: 'S',
-            start_time: 1,
-            cpu_ticks: 0,
-            comm: String::new(),
-            cookie: None,
-            project: None,
-        };
-        let procs = vec![p(1, 0), p(10, 1), p(11, 10), p(12, 11), p(20, 1), p(13, 10)];
-        let mut d: Vec<i32> = descendants(&procs, 10).iter().map(|p| p.pid).collect();
-        d.sort();
-        assert_eq!(d, vec![11, 12, 13]);
-    }
-
-    #[test]
     fn lists_the_pids_handed_out_since_a_look() {
         assert_eq!(pids_between(10, 13, 100, 10), Some(vec![11, 12, 13]));
         assert_eq!(pids_between(10, 10, 100, 10), Some(vec![]));
@@ -396,6 +338,30 @@ mod tests {
         );
         assert_eq!(pids_between(97, 2, 100, 10), Some(vec![98, 99, 1, 2]));
         assert_eq!(pids_between(990, 305, 1000, 10), None);
+    }
+
+    #[test]
+    fn parses_children_files() {
+        assert_eq!(
+            parse_children(b"12 345 6 ").collect::<Vec<_>>(),
+            [12, 345, 6]
+        );
+        assert_eq!(parse_children(b"").count(), 0);
+    }
+
+    #[test]
+    fn lists_children_where_the_kernel_can() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        // Absent from this kernel, or present and exact.
+        if let Some(kids) = children(std::process::id() as i32) {
+            assert!(kids.contains(&pid), "{kids:?} lacks {pid}");
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     #[test]
@@ -424,16 +390,17 @@ mod tests {
     #[test]
     fn reads_this_process_by_pid() {
         let me = std::process::id() as i32;
-        assert!(pids().contains(&me));
+        assert!(pids().any(|p| p == me));
+        assert!(is_process(me));
+        let tid = std::thread::spawn(|| nix::unistd::gettid().as_raw())
+            .join()
+            .unwrap();
+        // A thread's /proc entry answers, but it is not a process (it may be gone by
+        // now, which is not a process either).
+        assert!(!is_process(tid));
         assert_eq!(read_stat(me).map(|s| s.pid), Some(me));
         assert!(read_io(me).is_some());
         assert!(last_pid().is_some_and(|p| p > 0));
         assert!(pid_max() > me);
-    }
-
-    #[test]
-    fn snapshot_sees_this_process() {
-        let me = std::process::id() as i32;
-        assert!(snapshot().iter().any(|p| p.pid == me));
     }
 }

@@ -11,19 +11,27 @@
 //!
 //! A scan of `/proc` is not atomic: a tree that keeps moving (each generation forks and
 //! exits, `setsid()`s again) can fork between the directory listing and the read of a
-//! member, so a scan can come back empty while a process of the run is alive. Three
-//! rules make that harmless:
-//! - an empty scan ends the run only when the supervisor has no children left: as a
+//! member, so a scan can come back empty while a process of the run is alive. So:
+//! - an empty look ends the run only when the supervisor has no children left: as a
 //!   subreaper, every descendant stays below it ([`Tree::may_hide_members`]);
-//! - while members may hide, the hunt looks at the pids handed out since the last look
-//!   (`/proc/sys/kernel/ns_last_pid`), a handful of reads, so it keeps pace with a tree
-//!   that forks every millisecond; full scans in between catch older ones;
-//! - members are signalled as soon as they are identified, not at the end of a scan, and
-//!   a process with a fatal signal pending cannot complete a fork.
+//! - one full scan starts the ending; after it each round looks only at the supervisor's
+//!   children and theirs (`/proc/PID/task/*/children`, where the kernel has it) and at
+//!   the pids handed out since the last look (`/proc/sys/kernel/ns_last_pid`): every
+//!   process born since is in those windows, so a hop cannot slip between two looks,
+//!   and a round costs a few reads however many processes the machine runs. Full scans
+//!   come back only when a window grew too large or, rarely, as a backstop;
+//! - a process is a member if its chain of parents reaches the supervisor, so the order
+//!   in which a look meets parent and child does not matter;
+//! - members are signalled as soon as they are identified, not at the end of a look. To
+//!   end them, SIGSTOP first: a process with a signal pending cannot complete a fork, and
+//!   a stopped one forks nothing and keeps its children below it; SIGKILL follows at the
+//!   end of the round.
 //!
 //! cgroups would make this atomic (`cgroup.kill`), but moving a process into a cgroup costs
 //! about 0.2 ms per move on the machines measured, which `qw exec -- true` cannot afford
-//! beside GNU timeout; and qw must work where it may not create one.
+//! beside GNU timeout; qw must work where it may not create one; and moving members at
+//! kill time would not contain what they forked just before the move, which the looks
+//! above must find anyway.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -41,8 +49,17 @@ const MAX_LISTED: usize = 64;
 /// uninterruptible sleep) before the supervisor gives up on them and says so.
 const UNKILLABLE_AFTER: Duration = Duration::from_secs(10);
 
-/// Looks at new pids before the next full scan, while members may hide.
-const HUNT_ROUNDS: usize = 200;
+/// At most this many new pids are looked at in one window; more, and a full scan is
+/// cheaper (most of them are gone and fail fast, but not that many).
+const WINDOW_CAP: usize = 16_384;
+
+/// How deep the chain of parents of one process is followed before giving up on it.
+const MAX_DEPTH: usize = 64;
+
+/// While the looks find nothing although members may hide, a full scan comes back after
+/// this long, then twice as long each time, up to [`RESCAN_MAX`].
+const RESCAN_FIRST: Duration = Duration::from_millis(10);
+const RESCAN_MAX: Duration = Duration::from_millis(500);
 
 /// One run's process tree.
 #[derive(Debug)]
@@ -59,23 +76,31 @@ pub(crate) struct Tree {
     seen: std::cell::RefCell<Seen>,
 }
 
-/// What the scans of one tree remember.
+/// What the looks at one tree remember.
 #[derive(Debug, Default)]
 struct Seen {
     /// Start time (clock ticks since boot) of the supervisor: every member is younger.
     since: Option<u64>,
     /// Every member seen and not yet gone: pid → start time.
     known: HashMap<i32, u64>,
+    /// Processes younger than the supervisor that are not members (nor ever will be: a
+    /// process is re-parented only within its ancestors): pid → start time.
+    strangers: HashMap<i32, u64>,
     /// `ns_last_pid` when the last look began: later pids may be missing from it.
     looked_upto: Option<i32>,
     /// The kernel's `pid_max`.
     pid_max: i32,
+    /// Whether `/proc/PID/task/*/children` exists (`None`: not tried yet).
+    children_file: Option<bool>,
 }
 
 /// A live member of a tree.
 #[derive(Debug, Clone)]
 pub(crate) struct Member {
     pub pid: i32,
+    /// It leads its process group (one a member made, by `setsid()` or `setpgid()`):
+    /// signalling the group reaches a child it forked an instant ago, not yet seen.
+    pub leads_group: bool,
     pub start_time: u64,
     pub cpu_ticks: u64,
     pub comm: String,
@@ -99,6 +124,125 @@ pub(crate) struct Ending {
 /// What [`Tree::terminate`] asks of its caller on every round: collect exited children
 /// and say which of them died of a signal.
 pub(crate) type Reap<'a> = &'a mut dyn FnMut() -> Vec<i32>;
+
+/// When the next backstop full scan is due.
+struct Rescan {
+    next: Instant,
+    gap: Duration,
+}
+
+impl Rescan {
+    fn new() -> Rescan {
+        Rescan {
+            next: Instant::now() + RESCAN_FIRST,
+            gap: RESCAN_FIRST,
+        }
+    }
+
+    /// A look found members: the backstop can wait again.
+    fn progress(&mut self) {
+        self.gap = RESCAN_FIRST;
+        self.next = Instant::now() + self.gap;
+    }
+
+    /// True (and the next one is scheduled) when a backstop scan is due.
+    fn due(&mut self) -> bool {
+        let now = Instant::now();
+        if now < self.next {
+            return false;
+        }
+        self.gap = (self.gap * 2).min(RESCAN_MAX);
+        self.next = now + self.gap;
+        true
+    }
+}
+
+/// The kill phase's bookkeeping: members stopped this round (killed at its end) and
+/// members killed, with when they were first killed.
+struct Killer<'a> {
+    ending: &'a mut Ending,
+    signalled: &'a mut HashSet<(i32, u64)>,
+    stopped: Vec<Member>,
+    dying: HashMap<(i32, u64), (Member, Instant)>,
+}
+
+impl Killer<'_> {
+    /// SIGSTOP a member not yet stopped: it can fork no more, and its children stay its.
+    fn stop(&mut self, m: &Member) {
+        let key = (m.pid, m.start_time);
+        if self.dying.contains_key(&key) || self.stopped.iter().any(|s| s.pid == m.pid) {
+            return;
+        }
+        signal(m, Signal::SIGSTOP);
+        if self.signalled.insert(key) {
+            self.ending.record(m); // while stopped it still has a command line
+        }
+        self.stopped.push(m.clone());
+    }
+
+    /// SIGKILL what this round stopped. True if there was any.
+    fn kill_stopped(&mut self) -> bool {
+        let now = Instant::now();
+        let any = !self.stopped.is_empty();
+        for m in self.stopped.drain(..) {
+            signal(&m, Signal::SIGKILL);
+            self.ending.escalated = true;
+            self.dying.entry((m.pid, m.start_time)).or_insert((m, now));
+        }
+        any
+    }
+
+    /// Forget the killed members that are gone, SIGKILL the others again. True if some
+    /// are still alive.
+    fn recheck(&mut self) -> bool {
+        self.dying.retain(|&(pid, start), _| alive_as(pid, start));
+        for &(pid, _) in self.dying.keys() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        !self.dying.is_empty()
+    }
+
+    /// The killed members that outlived their first SIGKILL by [`UNKILLABLE_AFTER`], if
+    /// every one still alive did.
+    fn unkillable(&self) -> Option<Vec<Leftover>> {
+        let now = Instant::now();
+        let all_old = !self.dying.is_empty()
+            && self
+                .dying
+                .values()
+                .all(|(_, since)| now.duration_since(*since) >= UNKILLABLE_AFTER);
+        all_old.then(|| {
+            self.dying
+                .values()
+                .take(MAX_LISTED)
+                .map(|(m, _)| Leftover {
+                    pid: m.pid,
+                    command: command_of(m),
+                })
+                .collect()
+        })
+    }
+}
+
+/// Send `sig` to a member, and to the process group it leads.
+fn signal(m: &Member, sig: Signal) {
+    let _ = kill(Pid::from_raw(m.pid), sig);
+    if m.leads_group && m.pid > 1 {
+        let _ = kill(Pid::from_raw(-m.pid), sig);
+    }
+}
+
+/// Whether the process `pid` that started at `start` is alive (not a zombie).
+#[cfg(target_os = "linux")]
+fn alive_as(pid: i32, start: u64) -> bool {
+    super::procs::read_stat(pid)
+        .is_some_and(|s| s.start_time == start && !matches!(s.state, 'Z' | 'X' | 'x'))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn alive_as(pid: i32, _start: u64) -> bool {
+    kill(Pid::from_raw(pid), None).is_ok()
+}
 
 impl Tree {
     /// The tree of the run `cookie` whose direct child is `child`, supervised by this
@@ -142,108 +286,243 @@ impl Tree {
         false
     }
 
+    /// No member is left: the supervisor (a subreaper) has no children, or — without a
+    /// subreaper — the last full scan (`found_any`) found none.
+    fn settled(&self, found_any: bool) -> bool {
+        if self.subreaper {
+            !self.may_hide_members()
+        } else {
+            !found_any
+        }
+    }
+
+    /// The first sight of `Seen`: the supervisor's start time and `pid_max`.
+    #[cfg(target_os = "linux")]
+    fn init(&self, seen: &mut Seen) {
+        if seen.since.is_none() {
+            seen.since = Some(super::procs::start_time_of(self.supervisor).unwrap_or(0));
+            seen.pid_max = super::procs::pid_max();
+        }
+    }
+
     /// Scan all of `/proc`; call `found` for each live member as soon as it is identified.
     /// True if any was found.
     #[cfg(target_os = "linux")]
     fn scan(&self, found: &mut dyn FnMut(&Member)) -> bool {
         use super::procs;
         let mut seen = self.seen.borrow_mut();
-        if seen.since.is_none() {
-            seen.since = Some(procs::start_time_of(self.supervisor).unwrap_or(0));
-            seen.pid_max = procs::pid_max();
-        }
+        self.init(&mut seen);
         let upto = procs::last_pid();
-        let any = self.examine(&mut seen, procs::pids(), true, found);
+        let mut listed: HashSet<i32> = HashSet::new();
+        let mut any = false;
+        for pid in procs::pids() {
+            listed.insert(pid);
+            any |= self.examine(&mut seen, pid, false, found);
+        }
+        // Forget what is gone: a later process may reuse the pid.
+        seen.known.retain(|pid, _| listed.contains(pid));
+        seen.strangers.retain(|pid, _| listed.contains(pid));
         seen.looked_upto = upto;
         any
     }
 
-    /// Look only at the pids handed out since the last look. True if a member was found;
-    /// false also when there were too many to look at (the next full scan will).
-    #[cfg(target_os = "linux")]
-    fn probe(&self, found: &mut dyn FnMut(&Member)) -> bool {
-        use super::procs;
-        let mut seen = self.seen.borrow_mut();
-        let (Some(from), Some(to)) = (seen.looked_upto, procs::last_pid()) else {
-            return false;
+    /// One round's look, cheap whatever the size of the machine: the supervisor's
+    /// descendants by their `children` files (where the kernel has them), then the pids
+    /// handed out since the last look; a full scan when there were too many of those,
+    /// when the backstop is due, or without a subreaper. True if a member was found.
+    fn look(&self, found: &mut dyn FnMut(&Member), rescan: &mut Rescan) -> bool {
+        if !self.subreaper {
+            return self.scan(found);
+        }
+        let walked = self.walk(found).unwrap_or(false);
+        let any = match self.probe(found) {
+            Some(any) => walked | any,
+            None => {
+                rescan.progress();
+                return self.scan(found) | walked;
+            }
         };
-        let Some(pids) = procs::pids_between(from, to, seen.pid_max, 4096) else {
-            seen.looked_upto = None;
-            return false;
-        };
-        seen.looked_upto = Some(to);
-        self.examine(&mut seen, pids, false, found)
+        if any {
+            rescan.progress();
+            any
+        } else if rescan.due() {
+            self.scan(found)
+        } else {
+            false
+        }
     }
 
-    /// Identify the members among `pids`. A process is one if it is known (same pid and
-    /// start time), its parent is the supervisor or a known member, or — without a
-    /// subreaper — it carries the cookie. `complete`: `pids` is all of `/proc`, so known
-    /// members missing from it are gone.
+    /// Call `found` for the supervisor's descendants, read from the `children` files:
+    /// each before its children are read, so a member `found` stops has no child
+    /// missing from its list. `None` where the kernel has no such files.
     #[cfg(target_os = "linux")]
-    fn examine(
-        &self,
-        seen: &mut Seen,
-        pids: Vec<i32>,
-        complete: bool,
-        found: &mut dyn FnMut(&Member),
-    ) -> bool {
+    fn walk(&self, found: &mut dyn FnMut(&Member)) -> Option<bool> {
         use super::procs;
-        let since = seen.since.unwrap_or(0);
-        let known = &mut seen.known;
+        let mut seen = self.seen.borrow_mut();
+        if seen.children_file == Some(false) {
+            return None;
+        }
+        self.init(&mut seen);
+        let Some(mut frontier) = procs::children(self.supervisor) else {
+            seen.children_file = Some(false);
+            return None;
+        };
+        seen.children_file = Some(true);
+        let mut visited: HashSet<i32> = HashSet::new();
         let mut any = false;
-        // Younger than the supervisor, alive, not identified: decided once every parent
-        // in `pids` has been looked at.
-        let mut undecided: Vec<procs::Stat> = Vec::new();
-        let mut alive: HashSet<i32> = HashSet::new();
-        for pid in pids {
-            if pid == self.supervisor {
+        while let Some(pid) = frontier.pop() {
+            if !visited.insert(pid) || visited.len() > 1 << 20 {
                 continue;
             }
             let Some(stat) = procs::read_stat(pid) else {
                 continue;
             };
-            if known.get(&pid).is_some_and(|&t| t != stat.start_time) {
-                known.remove(&pid); // the pid was reused by another process
-            }
-            if stat.start_time < since || matches!(stat.state, 'Z' | 'X' | 'x') {
+            if matches!(stat.state, 'Z' | 'X' | 'x') {
                 continue;
             }
-            let member = known.contains_key(&pid)
-                || stat.ppid == self.supervisor
-                || known
-                    .get(&stat.ppid)
-                    .is_some_and(|&parent_start| parent_start <= stat.start_time)
-                || (!self.subreaper
-                    && procs::read_cookie(pid).as_deref() == Some(self.cookie.as_str()));
+            seen.known.insert(pid, stat.start_time);
+            any = true;
+            found(&member_of(stat));
+            frontier.extend(procs::children(pid).unwrap_or_default());
+        }
+        Some(any)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn walk(&self, _found: &mut dyn FnMut(&Member)) -> Option<bool> {
+        None
+    }
+
+    /// Look only at the pids handed out since the last look. Whether a member was found;
+    /// `None` when there were too many to look at (a full scan is due).
+    #[cfg(target_os = "linux")]
+    fn probe(&self, found: &mut dyn FnMut(&Member)) -> Option<bool> {
+        use super::procs;
+        let mut seen = self.seen.borrow_mut();
+        let (Some(from), Some(to)) = (seen.looked_upto, procs::last_pid()) else {
+            return None;
+        };
+        let pids = procs::pids_between(from, to, seen.pid_max, WINDOW_CAP)?;
+        seen.looked_upto = Some(to);
+        let mut any = false;
+        for pid in pids {
+            any |= self.examine(&mut seen, pid, true, found);
+        }
+        Some(any)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn examine(
+        &self,
+        seen: &mut Seen,
+        pid: i32,
+        maybe_thread: bool,
+        found: &mut dyn FnMut(&Member),
+    ) -> bool {
+        let mut members = Vec::new();
+        self.classify(seen, pid, maybe_thread, &mut members);
+        for m in &members {
+            found(m);
+        }
+        !members.is_empty()
+    }
+
+    /// Decide whether `pid` (alive, not a zombie) is a member: it is one if it is known
+    /// (same pid and start time), if its chain of parents reaches the supervisor or a
+    /// known member, or — without a subreaper — if it or one of those parents carries
+    /// the cookie. Pushes onto `out` the members met on the way, oldest first, `pid`
+    /// last. `maybe_thread`: `pid` came from a window of new pids and may be a thread.
+    #[cfg(target_os = "linux")]
+    fn classify(&self, seen: &mut Seen, pid: i32, maybe_thread: bool, out: &mut Vec<Member>) {
+        use super::procs;
+        if pid == self.supervisor {
+            return;
+        }
+        let since = seen.since.unwrap_or(0);
+        // A parent that vanishes mid-walk has handed its children to the supervisor (or
+        // to another reaper) already: reading again gives the new parent.
+        for _attempt in 0..4 {
+            let Some(first) = procs::read_stat(pid) else {
+                return;
+            };
+            let mut chain: Vec<procs::Stat> = Vec::new();
+            let mut cur = first;
+            let verdict = loop {
+                if cur.start_time < since || matches!(cur.state, 'Z' | 'X' | 'x') {
+                    break Some(false);
+                }
+                match seen.known.get(&cur.pid) {
+                    Some(&t) if t == cur.start_time => break Some(true),
+                    Some(_) => {
+                        seen.known.remove(&cur.pid); // the pid was reused
+                    }
+                    None => {}
+                }
+                match seen.strangers.get(&cur.pid) {
+                    Some(&t) if t == cur.start_time => break Some(false),
+                    Some(_) => {
+                        seen.strangers.remove(&cur.pid);
+                    }
+                    None => {}
+                }
+                let ppid = cur.ppid;
+                let start = cur.start_time;
+                let carries_cookie = !self.subreaper
+                    && procs::read_cookie(cur.pid).as_deref() == Some(self.cookie.as_str());
+                chain.push(cur);
+                if ppid == self.supervisor || carries_cookie {
+                    break Some(true);
+                }
+                if ppid <= 1 {
+                    break Some(false);
+                }
+                if chain.len() >= MAX_DEPTH {
+                    break None;
+                }
+                match procs::read_stat(ppid) {
+                    Some(parent)
+                        if parent.start_time <= start
+                            && !matches!(parent.state, 'Z' | 'X' | 'x') =>
+                    {
+                        cur = parent;
+                    }
+                    _ => break None, // the parent is gone: read again
+                }
+            };
+            let Some(member) = verdict else {
+                continue;
+            };
+            let is_thread = maybe_thread
+                && chain.first().is_some_and(|s| s.pid == pid)
+                && !procs::is_process(pid);
             if member {
-                known.insert(pid, stat.start_time);
-                alive.insert(pid);
-                any = true;
-                found(&member_of(stat));
+                for (i, stat) in chain.into_iter().enumerate().rev() {
+                    if i == 0 && is_thread {
+                        // A thread of a member: its process is the member.
+                        seen.strangers.insert(stat.pid, stat.start_time);
+                        continue;
+                    }
+                    seen.known.insert(stat.pid, stat.start_time);
+                    out.push(member_of(stat));
+                }
+                // `pid` itself was known: it is still a member to report.
+                if out.last().is_none_or(|m| m.pid != pid)
+                    && !is_thread
+                    && let Some(stat) = procs::read_stat(pid)
+                    && seen.known.get(&pid) == Some(&stat.start_time)
+                {
+                    out.push(member_of(stat));
+                }
             } else {
-                undecided.push(stat);
+                if seen.strangers.len() > 1 << 16 {
+                    seen.strangers.clear();
+                }
+                for stat in chain {
+                    seen.strangers.insert(stat.pid, stat.start_time);
+                }
             }
+            return;
         }
-        // A parent listed after its child (pids wrap around) makes the child a member too.
-        loop {
-            let (members, rest): (Vec<_>, Vec<_>) =
-                undecided.into_iter().partition(|s| alive.contains(&s.ppid));
-            undecided = rest;
-            if members.is_empty() {
-                break;
-            }
-            for stat in members {
-                known.insert(stat.pid, stat.start_time);
-                alive.insert(stat.pid);
-                any = true;
-                found(&member_of(stat));
-            }
-        }
-        if complete {
-            // Forget members that are gone: a later process may reuse the pid.
-            known.retain(|pid, _| alive.contains(pid));
-        }
-        any
     }
 
     /// Without `/proc`, the child's process group stands for the whole tree.
@@ -253,6 +532,7 @@ impl Tree {
         if alive {
             found(&Member {
                 pid: -self.child,
+                leads_group: false,
                 start_time: 0,
                 cpu_ticks: 0,
                 comm: "process group".into(),
@@ -262,30 +542,15 @@ impl Tree {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn probe(&self, _found: &mut dyn FnMut(&Member)) -> bool {
-        false
-    }
-
-    /// A scan found nothing although members may hide: look at new pids for a while
-    /// (and reap), until one is found or none can hide any more.
-    fn hunt(&self, found: &mut dyn FnMut(&Member), reap: Reap<'_>, ended: &mut HashSet<i32>) {
-        for _ in 0..HUNT_ROUNDS {
-            if self.probe(found) {
-                return;
-            }
-            ended.extend(reap());
-            if !self.may_hide_members() {
-                return;
-            }
-            std::thread::yield_now();
-        }
+    fn probe(&self, _found: &mut dyn FnMut(&Member)) -> Option<bool> {
+        None
     }
 
     /// Send `first` to every member, and to every member that appears, until none is left
-    /// or `grace` has passed; then SIGKILL every member until none is left. A scan that
-    /// finds nothing ends this only when no member can be hiding ([`Tree::may_hide_members`]).
-    /// `reap` is called on every round so exited children are collected. A new request on
-    /// `cancel` during the grace skips to SIGKILL.
+    /// or `grace` has passed; then stop and kill every member until none is left. A look
+    /// that finds nothing ends this only when no member can be hiding
+    /// ([`Tree::may_hide_members`]). `reap` is called on every round so exited children
+    /// are collected. A new request on `cancel` during the grace skips to SIGKILL.
     pub(super) fn terminate(
         &self,
         first: Signal,
@@ -298,36 +563,32 @@ impl Tree {
         let mut signalled: HashSet<(i32, u64)> = HashSet::new();
         // Pids that died of a signal while we were ending the tree.
         let mut ended: HashSet<i32> = HashSet::new();
-        let mut group_signalled = false;
         let mut on_member = |m: &Member| {
             if signalled.insert((m.pid, m.start_time)) {
                 ending.record(m); // before the signal: a dying process has no command line
-                let _ = kill(Pid::from_raw(m.pid), first);
-                let _ = kill(Pid::from_raw(m.pid), Signal::SIGCONT);
+                signal(m, first);
+                signal(m, Signal::SIGCONT);
             }
         };
-        loop {
+        let mut any = self.scan(&mut on_member);
+        // The group signal reaches members forked between the scan and the kills.
+        let _ = kill(Pid::from_raw(-self.child), first);
+        let _ = kill(Pid::from_raw(-self.child), Signal::SIGCONT);
+        let mut rescan = Rescan::new();
+        let escalate = loop {
             ended.extend(reap());
-            let any = self.scan(&mut on_member);
-            if !group_signalled {
-                // The group signal reaches members forked between the scan and the kills.
-                let _ = kill(Pid::from_raw(-self.child), first);
-                let _ = kill(Pid::from_raw(-self.child), Signal::SIGCONT);
-                group_signalled = true;
-            }
-            if !any && !self.may_hide_members() {
-                break;
+            if self.settled(any) {
+                break false;
             }
             if Instant::now() >= deadline || cancel.take().is_some() {
-                self.kill_all(&mut ending, &mut signalled, reap, &mut ended);
-                break;
+                break true;
             }
-            if any {
-                // Give the signalled ones time to act on it.
-                std::thread::sleep(Duration::from_millis(10));
-            } else {
-                self.hunt(&mut on_member, reap, &mut ended);
-            }
+            // Give the signalled ones time to act on it; a hop lands in the next window.
+            std::thread::sleep(Duration::from_millis(if self.subreaper { 1 } else { 10 }));
+            any = self.look(&mut on_member, &mut rescan);
+        };
+        if escalate {
+            self.kill_all(&mut ending, &mut signalled, reap, &mut ended);
         }
         ended.extend(reap());
         ended.remove(&self.child);
@@ -336,7 +597,8 @@ impl Tree {
         ending
     }
 
-    /// SIGKILL every member until none is left (or only ones that cannot die are).
+    /// Stop and kill every member until none is left (or only ones that cannot die are).
+    /// Each round stops the members it finds as it finds them, then kills them.
     fn kill_all(
         &self,
         ending: &mut Ending,
@@ -344,53 +606,38 @@ impl Tree {
         reap: Reap<'_>,
         ended: &mut HashSet<i32>,
     ) {
-        let mut first_killed: HashMap<(i32, u64), Instant> = HashMap::new();
-        let live: std::cell::RefCell<Vec<Member>> = std::cell::RefCell::new(Vec::new());
-        let mut on_member = |m: &Member| {
-            let _ = kill(Pid::from_raw(m.pid), Signal::SIGKILL);
-            ending.escalated = true;
-            if signalled.insert((m.pid, m.start_time)) {
-                ending.record(m);
-            }
-            live.borrow_mut().push(m.clone());
+        let mut killer = Killer {
+            ending,
+            signalled,
+            stopped: Vec::new(),
+            dying: HashMap::new(),
         };
+        let mut any = self.scan(&mut |m| killer.stop(m));
+        // The group signal reaches members forked since the scan.
+        let _ = kill(Pid::from_raw(-self.child), Signal::SIGKILL);
+        let mut rescan = Rescan::new();
+        let mut last_check = Instant::now();
         loop {
+            let killed = killer.kill_stopped();
             ended.extend(reap());
-            self.scan(&mut on_member);
-            // The group signal reaches members forked since the scan.
-            let _ = kill(Pid::from_raw(-self.child), Signal::SIGKILL);
-            if live.borrow().is_empty() {
-                if !self.may_hide_members() {
-                    return;
-                }
-                self.hunt(&mut on_member, reap, ended);
-            }
-            let now_live = std::mem::take(&mut *live.borrow_mut());
-            if now_live.is_empty() {
-                continue;
-            }
-            let now = Instant::now();
-            let mut lingering = true;
-            let mut old = true;
-            for m in &now_live {
-                let since = *first_killed.entry((m.pid, m.start_time)).or_insert(now);
-                lingering &= now.duration_since(since) >= UNKILLABLE_AFTER;
-                old &= now.duration_since(since) >= Duration::from_millis(50);
-            }
-            if lingering {
-                ending.unkillable = now_live
-                    .iter()
-                    .take(MAX_LISTED)
-                    .map(|m| Leftover {
-                        pid: m.pid,
-                        command: command_of(m),
-                    })
-                    .collect();
+            if self.settled(any) {
                 return;
             }
-            // Give the killed ones a moment to die before looking again; look less often
-            // at ones that outlived their SIGKILL (blocked in the kernel).
-            std::thread::sleep(Duration::from_millis(if old { 20 } else { 1 }));
+            if !killed {
+                // Nothing new: look at the killed ones now and then; give up on ones that
+                // outlive SIGKILL (blocked in the kernel) after a while.
+                if last_check.elapsed() >= Duration::from_millis(5) {
+                    last_check = Instant::now();
+                    if killer.recheck()
+                        && let Some(left) = killer.unkillable()
+                    {
+                        killer.ending.unkillable = left;
+                        return;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            any = self.look(&mut |m| killer.stop(m), &mut rescan);
         }
     }
 }
@@ -410,6 +657,7 @@ impl Ending {
 fn member_of(stat: super::procs::Stat) -> Member {
     Member {
         pid: stat.pid,
+        leads_group: stat.pgid == stat.pid,
         start_time: stat.start_time,
         cpu_ticks: stat.cpu_ticks,
         comm: stat.comm,

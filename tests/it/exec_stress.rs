@@ -1,21 +1,37 @@
 //! `qw exec` against process trees that keep moving (CONTRACT §2): each generation starts
 //! the next one and exits, `setsid()`s, double-forks, ignores SIGTERM, drops the cookie,
 //! or multiplies. Run 20 times under a timeout and 20 times under a normal exit of the
-//! direct child; after every run no process of it may be alive, and `qw exec` must
-//! have returned (bounded by a generous harness timeout, never a timed assertion).
+//! direct child, interrupted with Ctrl-C, and left behind by a SIGKILLed `qw` for the
+//! sweep; after every run no process of it may be alive, and `qw` must have returned
+//! (bounded by a generous harness timeout, never a timed assertion). How long `qw` took
+//! is printed (`--no-capture` shows it), not asserted.
 //!
 //! This test process makes itself a child subreaper, so that whatever escapes a run comes
 //! back to it instead of to init (which may never reap it), and its guard hunts the
-//! escapees by marker — repeatedly, since a single pass cannot catch a hopper.
+//! escapees by marker — repeatedly, since a single pass cannot catch a hopper. And every
+//! hopper ends by itself once the test process is gone: a test the harness kills on its
+//! timeout cannot leave a fork loop running.
 
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-/// `hop.sh MODE [DEPTH]`: a tree that never holds still.
+/// `hop.sh MODE [DEPTH]`: a tree that never holds still. Each generation first checks
+/// that the test which started it is still alive — same pid, same start time
+/// (`QW_TEST_PID`, `QW_TEST_START`) — and exits if not; then, if `QW_TEST_HOPS` names a
+/// file, adds a byte to it (a scan of `/proc` cannot be trusted to see a hopper; the
+/// file shows it runs).
 const HOPPER: &str = r#"#!/bin/sh
+guard() {
+  { read -r st < "/proc/$QW_TEST_PID/stat"; } 2>/dev/null || exit 0
+  st=${st##*) }
+  set -- $st
+  [ "$1" != Z ] && [ "${20}" = "$QW_TEST_START" ] || exit 0
+}
+guard
+[ -z "$QW_TEST_HOPS" ] || printf . >> "$QW_TEST_HOPS"
 mode=$1
 depth=${2:-0}
 case $mode in
@@ -35,6 +51,16 @@ case $mode in
 esac
 exit 0
 "#;
+
+/// Put in `cmd`'s environment the marker and what the hopper's guard checks: this test
+/// process's pid and start time.
+fn guarded(cmd: &mut Command, marker: &str) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+    cmd.env("QW_TEST_MARKER", marker)
+        .env("QW_TEST_PID", std::process::id().to_string())
+        .env("QW_TEST_START", fields[19]);
+}
 
 /// The hopping patterns: fork+exit chains, `setsid` on each hop, double-fork hops, a
 /// hopper that ignores SIGTERM, one that drops the run cookie (found only as a
@@ -84,6 +110,22 @@ impl Drop for Hunt {
     }
 }
 
+/// Whether a process this test started (or adopted: it is a subreaper) is still alive,
+/// after reaping the dead. Exact where it counts: every survivor of a run comes back to
+/// this process. `None` outside nextest, where other tests share the process.
+fn children_alive() -> Option<bool> {
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+    std::env::var_os("NEXTEST_RUN_ID")?;
+    reap_all();
+    Some(!matches!(
+        waitid(
+            Id::All,
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT
+        ),
+        Err(nix::errno::Errno::ECHILD)
+    ))
+}
+
 fn reap_all() {
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
     while let Ok(status) = waitpid(nix::unistd::Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
@@ -93,40 +135,56 @@ fn reap_all() {
     }
 }
 
-/// One run: its outcome, or what went wrong.
+/// Wait for `child` (at most [`HARNESS_LIMIT`], then kill it and say so).
+fn wait_bounded(
+    child: &mut std::process::Child,
+    what: &str,
+) -> Result<std::process::ExitStatus, String> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(status);
+        }
+        if started.elapsed() > HARNESS_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{what}: qw did not return"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The argv after `qw exec [OPTIONS]`: a direct child that starts the hopper and either
+/// sleeps or exits.
+fn program<'a>(hopper: &'a str, mode: &'a str, sleep: bool) -> [&'a str; 6] {
+    let script = if sleep {
+        r#""$0" "$1" & exec sleep 60"#
+    } else {
+        r#""$0" "$1" & exit 0"#
+    };
+    ["--", "sh", "-c", script, hopper, mode]
+}
+
+/// One run: how long `qw exec` took, or what went wrong.
 fn run_one(
     p: &TestProject,
     hopper: &str,
     mode: &str,
     end: End,
     marker: &str,
-) -> Result<(), String> {
-    let script = match end {
-        End::Timeout => r#""$0" "$1" & exec sleep 60"#,
-        End::Exit => r#""$0" "$1" & exit 0"#,
-    };
+) -> Result<Duration, String> {
     let mut args = vec!["exec", "--json", "--grace", "0.3"];
     if end == End::Timeout {
         args.extend(["--timeout", "0.5"]);
     }
-    args.extend(["--", "sh", "-c", script, hopper, mode]);
+    args.extend(program(hopper, mode, end == End::Timeout));
     let mut cmd = p.qw(&args);
-    cmd.env("QW_TEST_MARKER", marker)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+    guarded(&mut cmd, marker);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
     let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            break status;
-        }
-        if started.elapsed() > HARNESS_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("{mode} {end:?}: qw exec did not return"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+    let status = wait_bounded(&mut child, &format!("{mode} {end:?}"))?;
+    let took = started.elapsed();
     // Checked at once: `qw exec` promises nothing of the run is alive when it returns.
     let survivors = pids_with_env("QW_TEST_MARKER", marker);
     let mut out = String::new();
@@ -158,7 +216,18 @@ fn run_one(
             "{mode} {end:?}: the hopper was not counted: {report}"
         ));
     }
-    Ok(())
+    Ok(took)
+}
+
+/// `label: n runs, median … ms, max … ms` of `times` (milliseconds).
+fn figures(label: &str, times: &mut [u128]) -> String {
+    times.sort_unstable();
+    let median = times.get(times.len() / 2).copied().unwrap_or(0);
+    let max = times.last().copied().unwrap_or(0);
+    format!(
+        "{label}: {} runs, median {median} ms, max {max} ms",
+        times.len()
+    )
 }
 
 #[test]
@@ -177,6 +246,7 @@ fn hopping_trees_never_outlive_qw_exec() {
     let _hunt = Hunt(markers.clone());
     let queue = Mutex::new(jobs);
     let failures = Mutex::new(Vec::new());
+    let times = Mutex::new((Vec::new(), Vec::new()));
     std::thread::scope(|s| {
         for _ in 0..WORKERS {
             s.spawn(|| {
@@ -184,18 +254,218 @@ fn hopping_trees_never_outlive_qw_exec() {
                     let Some((n, mode, end)) = queue.lock().unwrap().pop() else {
                         return;
                     };
-                    if let Err(e) = run_one(&p, &hopper, mode, end, &markers[n]) {
-                        failures.lock().unwrap().push(e);
+                    match run_one(&p, &hopper, mode, end, &markers[n]) {
+                        Ok(took) => {
+                            let mut t = times.lock().unwrap();
+                            match end {
+                                // Beyond the timeout.
+                                End::Timeout => t.0.push(took.as_millis().saturating_sub(500)),
+                                End::Exit => t.1.push(took.as_millis()),
+                            }
+                        }
+                        Err(e) => failures.lock().unwrap().push(e),
                     }
                 }
             });
         }
     });
+    // Every run has returned: whatever survived one would be this process's child.
+    let stray = children_alive();
+    let (mut timeouts, mut exits) = times.into_inner().unwrap();
+    eprintln!(
+        "hopping trees: {}; {}",
+        figures(
+            "timeout 0.5 s (grace 0.3 s), qw returned after the timeout by",
+            &mut timeouts
+        ),
+        figures("normal exit, qw returned after", &mut exits)
+    );
     let failures = failures.into_inner().unwrap();
     assert!(
         failures.is_empty(),
         "{} of 40 runs failed:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+    assert_ne!(stray, Some(true), "a process of some run is still alive");
+}
+
+/// Start `qw exec [extra] -- …` on a hopping tree in `p`, whose direct child sleeps, and
+/// wait until the hopper runs (panics if it never does).
+fn start_hopping(
+    p: &TestProject,
+    hopper: &str,
+    mode: &str,
+    marker: &str,
+    extra: &[&str],
+) -> std::process::Child {
+    let mut args = vec!["exec"];
+    args.extend_from_slice(extra);
+    args.extend(program(hopper, mode, true));
+    let mut cmd = p.qw(&args);
+    guarded(&mut cmd, marker);
+    let hops = p.path().join(format!("hops-{marker}"));
+    cmd.env("QW_TEST_HOPS", &hops)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = cmd.spawn().unwrap();
+    // Ten generations (or nodes of the bomb) have run.
+    assert!(
+        wait_until(Duration::from_secs(60), || hops_in(&hops) >= 10),
+        "{mode}: the hopper never started"
+    );
+    child
+}
+
+/// How many generations of a hopper have run, by its `QW_TEST_HOPS` file.
+fn hops_in(file: &std::path::Path) -> u64 {
+    std::fs::metadata(file).map_or(0, |m| m.len())
+}
+
+/// Shapes a sweep can find after the supervisor is gone: every generation keeps the
+/// cookie. (A hopper that drops the cookie and has left the dead supervisor's subtree is
+/// the documented limit of the mechanism: nothing names it as part of the run.)
+const SWEEPABLE: &[&str] = &["chain", "setsid", "double", "noterm", "bomb"];
+
+#[test]
+fn sweep_ends_hopping_trees_a_sigkilled_qw_left_behind() {
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
+    let markers: Vec<String> = (0..2 * SWEEPABLE.len()).map(|_| marker()).collect();
+    let _hunt = Hunt(markers.clone());
+    let mut times = Vec::new();
+    let mut failures = Vec::new();
+    for (i, mode) in SWEEPABLE.iter().cycle().take(markers.len()).enumerate() {
+        let marker = &markers[i];
+        // A project of its own: the sweep is scoped to it.
+        let p = TestProject::new();
+        let hopper = p.script("hop.sh", HOPPER);
+        let mut qw = start_hopping(&p, hopper.to_str().unwrap(), mode, marker, &["--no-record"]);
+        sigkill(&mut qw);
+        // The owner is gone; its tree lives on (the sleeping child at least).
+        assert!(
+            !pids_with_env("QW_TEST_MARKER", marker).is_empty(),
+            "{mode}: nothing was left to sweep"
+        );
+        let started = Instant::now();
+        let mut sweep = p.qw(&["sweep", "--project-only", "--grace", "0.3"]);
+        let mut sweep = sweep.stdout(Stdio::null()).spawn().unwrap();
+        let status = match wait_bounded(&mut sweep, &format!("sweep {mode}")) {
+            Ok(s) => s,
+            Err(e) => {
+                failures.push(e);
+                continue;
+            }
+        };
+        times.push(started.elapsed().as_millis());
+        let survivors = pids_with_env("QW_TEST_MARKER", marker);
+        let stray = children_alive();
+        if !survivors.is_empty() || stray == Some(true) || status.code() != Some(0) {
+            failures.push(format!(
+                "{mode}: sweep exit {status}, survivors {survivors:?} (some alive: {stray:?})"
+            ));
+        }
+        reap_all();
+    }
+    eprintln!(
+        "{}",
+        figures("sweep of hopping orphans, grace 0.3 s", &mut times)
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn ctrl_c_during_a_hopping_run_ends_the_whole_tree() {
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
+    let p = TestProject::bare();
+    let hopper = p.script("hop.sh", HOPPER);
+    let hopper = hopper.to_str().unwrap();
+    let markers: Vec<String> = (0..2 * MODES.len()).map(|_| marker()).collect();
+    let _hunt = Hunt(markers.clone());
+    let mut times = Vec::new();
+    let mut failures = Vec::new();
+    for (i, mode) in MODES.iter().cycle().take(markers.len()).enumerate() {
+        let marker = &markers[i];
+        let mut qw = start_hopping(&p, hopper, mode, marker, &["--grace", "0.3"]);
+        let started = Instant::now();
+        unsafe_kill(qw.id() as i32, 2);
+        let status = match wait_bounded(&mut qw, &format!("Ctrl-C {mode}")) {
+            Ok(s) => s,
+            Err(e) => {
+                failures.push(e);
+                continue;
+            }
+        };
+        times.push(started.elapsed().as_millis());
+        // Checked at once: nothing of the run may outlive qw.
+        let survivors = pids_with_env("QW_TEST_MARKER", marker);
+        let stray = children_alive();
+        // The sleeping child dies of the forwarded SIGINT, or of SIGKILL after the grace.
+        if !survivors.is_empty() || stray == Some(true) || !matches!(status.code(), Some(130 | 137))
+        {
+            failures.push(format!(
+                "{mode}: exit {status}, survivors {survivors:?} (some alive: {stray:?})"
+            ));
+        }
+        reap_all();
+    }
+    eprintln!(
+        "{}",
+        figures("Ctrl-C to a hopping run, grace 0.3 s", &mut times)
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_hopper_stops_by_itself_once_its_test_is_gone() {
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
+    let p = TestProject::bare();
+    let hopper = p.script("hop.sh", HOPPER);
+    let marker = marker();
+    let _hunt = Hunt(vec![marker.clone()]);
+    // A stand-in for the test process: the hopper's guard watches it instead.
+    let mut stand_in = Command::new("sleep").arg("600").spawn().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", stand_in.id())).unwrap();
+    let start = stat
+        .rsplit_once(") ")
+        .unwrap()
+        .1
+        .split(' ')
+        .nth(19)
+        .unwrap()
+        .to_owned();
+    let hops = p.path().join("hops");
+    let mut cmd = Command::new(&hopper);
+    cmd.arg("setsid")
+        .env("QW_TEST_HOPS", &hops)
+        .env("QW_TEST_MARKER", &marker)
+        .env("QW_TEST_PID", stand_in.id().to_string())
+        .env("QW_TEST_START", start)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut first = cmd.spawn().unwrap();
+    let _ = first.wait();
+    assert!(
+        wait_until(Duration::from_secs(60), || hops_in(&hops) >= 10),
+        "the hopper did not run while its test was alive"
+    );
+    unsafe_kill(stand_in.id() as i32, 9);
+    stand_in.wait().unwrap();
+    // Gone: this process (a subreaper, the hoppers come back to it) has no child left,
+    // or — outside nextest — the hop count stood still for a second. Bounded only so a
+    // broken guard fails instead of hanging; not a timed assertion.
+    let gone = || {
+        children_alive().map_or_else(
+            || {
+                let before = hops_in(&hops);
+                std::thread::sleep(Duration::from_secs(1));
+                hops_in(&hops) == before
+            },
+            |alive| !alive,
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), gone),
+        "the hopper outlived its test: {:?}",
+        pids_with_env("QW_TEST_MARKER", &marker)
     );
 }

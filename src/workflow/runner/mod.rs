@@ -122,7 +122,7 @@ impl Workflow {
         if !swept.killed.is_empty() {
             events.note(format!(
                 "ended {} process(es) orphaned by an earlier qw that was killed",
-                swept.killed.len()
+                swept.count
             ))?;
         }
         // Slurm jobs of a killed qw in this project (whatever the executor now): asked of
