@@ -438,7 +438,21 @@ fn one_attempt(
         Ok::<_, AgentError>((r, None))
     };
     let r = one_attempt_runs(run, unit, job, attempt, resume, &run_as, &reports);
-    for (of, run_dir, report) in reports.take() {
+    tell_processes_ended(run, unit, reports)?;
+    r
+}
+
+/// The exec reports of an attempt's runs, by what ran (`agent`, `verify`) and its folder.
+type Reports = RefCell<Vec<(&'static str, PathBuf, ExecReport)>>;
+
+/// Tells the processes each supervised run of `unit` had to end (leftovers, unkillable
+/// ones); runs that left none are not told.
+fn tell_processes_ended(
+    run: &Run<'_>,
+    unit: Unit<'_>,
+    reports: Reports,
+) -> Result<(), WorkflowError> {
+    for (of, run_dir, report) in reports.into_inner() {
         if report.leftovers.is_empty() && report.unkillable.is_empty() {
             continue;
         }
@@ -450,11 +464,8 @@ fn one_attempt(
             unkillable: &report.unkillable,
         })?;
     }
-    r
+    Ok(())
 }
-
-/// The exec reports of an attempt's runs, by what ran (`agent`, `verify`) and its folder.
-type Reports = RefCell<Vec<(&'static str, PathBuf, ExecReport)>>;
 
 /// Runs the agent; a takeover that could not be told comes back beside the run.
 type RunAs<'f> =
@@ -607,18 +618,7 @@ pub(crate) fn verify_hand_tick(
     let job = job(run, unit, &Place::project(run), run_dir.clone());
     let reports: Reports = RefCell::default();
     let result = run_verify(run, unit, &job, verify, &reports)?;
-    for (of, dir, report) in reports.take() {
-        if report.leftovers.is_empty() && report.unkillable.is_empty() {
-            continue;
-        }
-        run.events.emit(EventKind::ProcessesEnded {
-            unit,
-            run_dir: &dir,
-            of,
-            leftovers: &report.leftovers,
-            unkillable: &report.unkillable,
-        })?;
-    }
+    tell_processes_ended(run, unit, reports)?;
     Ok(result
         .map(|()| run_dir.clone())
         .map_err(|(_, e)| (run_dir, e)))
