@@ -14,7 +14,8 @@
 //!
 //! Ids compare exactly as strings (`1` ≠ `1.1` ≠ `10`). `2.1` is a child of `2` when `2`
 //! exists (else of the nearest existing shorter prefix, else of the task it is indented
-//! under). Only leaves run; a parent is done when all its children are.
+//! under, unless that task descends from it). Only leaves run; a parent is done when all
+//! its children are.
 //!
 //! Ticking rewrites the one byte inside `[ ]` and nothing else, so a user's formatting,
 //! comments and line endings survive every run. This module never runs anything.
