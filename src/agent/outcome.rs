@@ -1368,6 +1368,28 @@ mod tests {
         assert!(run.evidence.contains("acceptEdits"), "{}", run.evidence);
         let run = run_with(&report(1), "", "error: unknown option '--bogus'");
         assert!(run.evidence.contains("--claude-arg"), "{}", run.evidence);
+        // Each way Claude Code's argument parser says no.
+        for stderr in [
+            "error: option '--max-turns <turns>' argument 'many' is invalid.",
+            "error: missing required argument 'prompt'",
+            "Error: When using --print, --output-format=stream-json requires --verbose",
+        ] {
+            let run = run_with(&report(1), "", &format!("starting\n  {stderr}\n"));
+            assert_eq!(
+                run.outcome,
+                Outcome::AgentError {
+                    cause: ErrorCause::Arguments,
+                    exit_code: 1
+                },
+                "{stderr}"
+            );
+            assert!(
+                run.evidence
+                    .starts_with(&format!("Claude Code refused its arguments ({stderr})")),
+                "{}",
+                run.evidence
+            );
+        }
     }
 
     #[test]
@@ -1852,6 +1874,28 @@ mod tests {
         assert_eq!(
             (at.offset().local_minus_utc(), at.hour(), at.minute()),
             (0, 15, 0)
+        );
+    }
+
+    #[test]
+    fn the_refusal_message_in_the_stream_tells_a_sensitive_file() {
+        // Not under `.claude/`, so only Claude Code's own message says why it refused.
+        let stream = STREAM
+            .replace(
+                "\"permission_denials\":[]",
+                "\"permission_denials\":[{\"tool_name\":\"Write\",\"tool_use_id\":\"toolu_0001\",\"tool_input\":{\"file_path\":\"/home/dev/project/hello.txt\"}}]",
+            )
+            .replace(
+                "File created successfully at",
+                "Claude requested permissions to edit a sensitive file at",
+            );
+        let run = run_with(&report(0), &stream, "");
+        assert_eq!(run.outcome.as_str(), "permission_denied");
+        assert!(
+            run.evidence
+                .contains("Claude Code refused Write `hello.txt` (a sensitive file);"),
+            "{}",
+            run.evidence
         );
     }
 
