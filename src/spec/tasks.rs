@@ -521,9 +521,9 @@ impl TaskList {
         // descendant of it, or a task indented under one). Each link is checked against
         // those made before it, so the hierarchy stays a forest: every chain of parents
         // ends, which `ancestors_of` and `leaves_under` rely on.
-        for i in 0..n {
+        for (i, &by_indent) in indent_parent.iter().enumerate() {
             if parent[i].is_none() {
-                parent[i] = indent_parent[i].filter(|&p| !reaches(&parent, p, i));
+                parent[i] = by_indent.filter(|&p| !reaches(&parent, p, i));
             }
         }
         let mut children = vec![Vec::new(); n];
