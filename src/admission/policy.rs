@@ -261,6 +261,11 @@ pub fn load_figure(probes: &Probes) -> Option<LoadFigure> {
     })
 }
 
+/// Whether `high_impact_load` applies to a request of `impact`.
+fn is_high_impact(impact: Impact) -> bool {
+    impact.estimated_cpu() > HIGH_IMPACT_CPU
+}
+
 /// Decide whether a request of `impact` may start now, with `running` qw tasks already
 /// admitted and running (slots in use across every `qw` process of the user).
 ///
@@ -277,7 +282,7 @@ pub fn load_figure(probes: &Probes) -> Option<LoadFigure> {
 /// zero running and both start.
 pub fn decide(probes: &Probes, limits: &Limits, impact: Impact, running: usize) -> Decision {
     let load = load_figure(probes).map(|l| l.per_cpu);
-    let high = impact.estimated_cpu() > HIGH_IMPACT_CPU;
+    let high = is_high_impact(impact);
     let checks = [
         (Limit::MaxLoad, Some(limits.max_load), load),
         (
@@ -627,6 +632,21 @@ mod tests {
         assert_eq!(v["refusals"][1]["limit"], "max_memory");
         let v = serde_json::to_value(Decision::Admit { waived: vec![] }).unwrap();
         assert_eq!(v, serde_json::json!({"decision": "admit"}));
+    }
+
+    #[test]
+    fn limits_serialize_with_the_timeout_in_seconds() {
+        let l = Limits {
+            acquire_timeout: Duration::from_millis(1500),
+            max_cpu_pressure: Some(40.0),
+            ..Limits::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&l).unwrap(),
+            serde_json::json!({"max_load": 0.85, "max_memory": 0.80, "high_impact_load": 0.6,
+                "max_concurrent": 8, "acquire_timeout_s": 1.5, "max_cpu_pressure": 40.0,
+                "max_memory_pressure": null})
+        );
     }
 
     fn parse(text: &str) -> Limits {

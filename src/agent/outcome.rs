@@ -350,7 +350,8 @@ pub fn parse_last_object(stdout: &[u8]) -> Parsed {
                 Some(Err(_)) | None => break,
             }
         }
-        pos = next_object_start(stdout, resume.max(start + 1));
+        // `resume` is past `start`: after the last value read, or one byte on.
+        pos = next_object_start(stdout, resume);
     }
     match last_result.or(last) {
         Some(map) => Parsed::Object(map),
@@ -946,19 +947,34 @@ fn reset_time(text: &str) -> Option<ResetAt> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&word) {
         return Some(ResetAt::At(t));
     }
-    let named_zone = trailing.starts_with('(') && !trailing.to_lowercase().starts_with("(utc");
+    let utc = trailing.to_lowercase().starts_with("(utc");
+    let named_zone = trailing.starts_with('(') && !utc;
     if !named_zone && let Some((h, m)) = parse_clock(&word) {
-        let now = chrono::Local::now();
-        let today = now.date_naive().and_hms_opt(h, m, 0)?;
-        let mut at = today.and_local_timezone(chrono::Local).earliest()?;
-        if at <= now {
-            at += chrono::Duration::days(1);
-        }
-        return Some(ResetAt::At(at.fixed_offset()));
+        let at = if utc {
+            next_clock_time(chrono::Utc::now(), h, m)
+        } else {
+            next_clock_time(chrono::Local::now(), h, m)
+        };
+        return Some(ResetAt::At(at?));
     }
     Some(ResetAt::Text(
         format!("{word} {trailing}").trim().to_owned(),
     ))
+}
+
+/// The first time after `now` that the clock in `now`'s zone shows `h:m`: later today, or
+/// tomorrow.
+fn next_clock_time<Tz: chrono::TimeZone>(
+    now: chrono::DateTime<Tz>,
+    h: u32,
+    m: u32,
+) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    let today = now.date_naive().and_hms_opt(h, m, 0)?;
+    let mut at = today.and_local_timezone(now.timezone()).earliest()?;
+    if at <= now {
+        at += chrono::Duration::days(1);
+    }
+    Some(at.fixed_offset())
 }
 
 /// `3pm`, `3:30pm`, `15:00`, `11am` → (hour, minute).
@@ -1352,6 +1368,28 @@ mod tests {
         assert!(run.evidence.contains("acceptEdits"), "{}", run.evidence);
         let run = run_with(&report(1), "", "error: unknown option '--bogus'");
         assert!(run.evidence.contains("--claude-arg"), "{}", run.evidence);
+        // Each way Claude Code's argument parser says no.
+        for stderr in [
+            "error: option '--max-turns <turns>' argument 'many' is invalid.",
+            "error: missing required argument 'prompt'",
+            "Error: When using --print, --output-format=stream-json requires --verbose",
+        ] {
+            let run = run_with(&report(1), "", &format!("starting\n  {stderr}\n"));
+            assert_eq!(
+                run.outcome,
+                Outcome::AgentError {
+                    cause: ErrorCause::Arguments,
+                    exit_code: 1
+                },
+                "{stderr}"
+            );
+            assert!(
+                run.evidence
+                    .starts_with(&format!("Claude Code refused its arguments ({stderr})")),
+                "{}",
+                run.evidence
+            );
+        }
     }
 
     #[test]
@@ -1645,6 +1683,217 @@ mod tests {
         );
         assert!(
             run.evidence.contains("assistant: Done."),
+            "{}",
+            run.evidence
+        );
+    }
+
+    #[test]
+    fn objects_start_only_at_the_start_of_a_line() {
+        assert_eq!(next_object_start(b"{", 0), Some(0));
+        assert_eq!(next_object_start(b"", 0), None);
+        assert_eq!(next_object_start(b" \t{", 0), Some(2));
+        assert_eq!(next_object_start(b"log: {\n {", 0), Some(8));
+        // Resuming mid-line: only blanks since the line began make a start.
+        assert_eq!(next_object_start(b"  {", 2), Some(2));
+        assert_eq!(next_object_start(b"\t{", 1), Some(1));
+        assert_eq!(next_object_start(b"x{", 1), None);
+        assert_eq!(next_object_start(b"x {", 2), None);
+        assert_eq!(next_object_start(b"{}{", 1), None);
+        assert_eq!(next_object_start(b"{}\n{", 1), Some(3));
+    }
+
+    #[test]
+    fn a_line_that_is_not_json_is_skipped_and_a_brace_inside_a_line_starts_nothing() {
+        let ok = result_json(false, "success", "ok");
+        let text = format!("{{oops}}\n{ok}\n");
+        assert!(
+            matches!(parse_last_object(text.as_bytes()), Parsed::Object(m) if m["result"] == "ok")
+        );
+        assert_eq!(run_with(&report(0), &text, "").outcome, Outcome::Succeeded);
+        let inner = format!("{{{ok}}}\n");
+        assert_eq!(parse_last_object(inner.as_bytes()), Parsed::NotJson);
+        assert_eq!(parse_last_object(b"{oops}\n"), Parsed::NotJson);
+        // Two values on one line are both read; the result wins over what follows it.
+        let two = format!("{ok} {{\"type\":\"note\"}}\n");
+        assert!(
+            matches!(parse_last_object(two.as_bytes()), Parsed::Object(m) if m["result"] == "ok")
+        );
+    }
+
+    #[test]
+    fn evidence_names_what_stdout_held_and_how_the_result_read() {
+        let (r0, r1) = (report(0), report(1));
+        let ev = |r: &ExecReport, out: &str| run_with(r, out, "").evidence;
+        assert_eq!(ev(&r0, ""), "exit 0 with empty stdout");
+        assert_eq!(
+            ev(&r0, "All done!\n"),
+            "exit 0 with stdout is not JSON: `All done!`"
+        );
+        let ok = result_json(false, "success", "done");
+        assert_eq!(ev(&r0, &ok), "exit 0, is_error false: done");
+        assert_eq!(ev(&r1, &ok), "exit 1 although is_error is false: done");
+        assert_eq!(
+            ev(
+                &r0,
+                &result_json(true, "success", "API Error: 529 overloaded")
+            ),
+            "exit 0, is_error true: API Error: 529 overloaded"
+        );
+        // Without `type`, `is_error` or `result` alone makes an object a result.
+        let run = run_with(&r1, r#"{"is_error": true}"#, "");
+        assert_eq!(
+            run.outcome,
+            Outcome::AgentError {
+                cause: ErrorCause::Reported,
+                exit_code: 1
+            }
+        );
+        assert_eq!(run.evidence, "exit 1, is_error true: no message");
+        let run = run_with(&r1, r#"{"result": "half done"}"#, "");
+        assert_eq!(run.evidence, "exit 1 although is_error is false: half done");
+        assert_eq!(
+            ev(&r0, r#"{"result": "done"}"#),
+            "exit 0 but the result object has no `is_error` field"
+        );
+        // A refused command is noted beside a success; a plain success has no note.
+        let denied = STREAM.replace(
+            "\"permission_denials\":[]",
+            "\"permission_denials\":[{\"tool_name\":\"Bash\",\"tool_use_id\":\"t\",\"tool_input\":{\"command\":\"cargo test\"}}]",
+        );
+        let run = run_with(&r0, &denied, "");
+        assert_eq!(run.outcome, Outcome::Succeeded);
+        assert!(run.evidence.contains(" (note: "), "{}", run.evidence);
+        assert!(!ev(&r0, STREAM).contains("(note:"));
+    }
+
+    #[test]
+    fn a_cut_stream_says_what_it_did_last_with_paths_relative_to_the_session() {
+        let cut: String = STREAM.lines().take(2).map(|l| format!("{l}\n")).collect();
+        let run = run_with(&report(0), &cut, "");
+        assert_eq!(
+            run.evidence,
+            "the event stream ends after 2 event(s) without its `result` (exit 0); last: → Write hello.txt (10 bytes)"
+        );
+        // One line of the last text, then how much more there was.
+        let cut: String = STREAM
+            .lines()
+            .take(4)
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            .replace("Done.", "Done.\\nMore.\\nEven more.");
+        let run = run_with(&report(0), &cut, "");
+        assert!(
+            run.evidence.ends_with("; last: … (2 more lines)"),
+            "{}",
+            run.evidence
+        );
+    }
+
+    #[test]
+    fn the_callers_cancel_is_killed_by_user_without_a_signal() {
+        let run = classify(&ClassifyInput {
+            report: &report(0),
+            stdout: SUCCESS.as_bytes(),
+            stderr_tail: "",
+            phase: Phase::Implementation,
+            user_cancelled: true,
+        });
+        assert_eq!(run.outcome, Outcome::KilledByUser { signal: None });
+        assert_eq!(run.evidence, "stopped on request (the caller) after 1.5s");
+    }
+
+    #[test]
+    fn only_usage_limits_and_budgets_pause_and_only_success_succeeds() {
+        let budget = Outcome::BudgetExceeded {
+            limit: "daily".into(),
+            limit_usd: 5.0,
+            spent_usd: 5.5,
+        };
+        assert!(Outcome::UsageLimited.pauses_workflow() && budget.pauses_workflow());
+        for o in [
+            Outcome::Succeeded,
+            Outcome::MaxTurns { turns: None },
+            Outcome::KilledByUser { signal: None },
+        ] {
+            assert!(!o.pauses_workflow(), "{o}");
+        }
+        assert!(Outcome::Succeeded.is_success());
+        assert!(!Outcome::UsageLimited.is_success() && !budget.is_success());
+        assert!(!Outcome::Succeeded.counts_against_agent());
+    }
+
+    #[test]
+    fn each_refused_tool_is_named_once() {
+        let d = |tool: &str| Denial {
+            tool: tool.into(),
+            target: None,
+            tool_use_id: None,
+        };
+        assert_eq!(
+            denied_tools(&[d("Write"), d("Bash"), d("Write")]),
+            ["Write", "Bash"]
+        );
+        assert!(denied_tools(&[]).is_empty());
+    }
+
+    #[test]
+    fn clock_times_are_checked_and_the_next_one_is_meant() {
+        assert_eq!(parse_clock("15"), None);
+        assert_eq!(parse_clock("23:59"), Some((23, 59)));
+        assert_eq!(parse_clock("24:00"), None);
+        assert_eq!(parse_clock("25:00"), None);
+        assert_eq!(parse_clock("10:60"), None);
+        assert_eq!(parse_clock("11am"), Some((11, 0)));
+        assert_eq!(parse_clock("12pm"), Some((12, 0)));
+        // A clock time two hours ahead is today's (or tonight's); one two hours ago is
+        // tomorrow's.
+        use chrono::Timelike;
+        let now = chrono::Local::now();
+        for (shift, ahead) in [(2, 2), (-2, 22)] {
+            let clock = now + chrono::Duration::hours(shift);
+            let text = format!(
+                "usage limit reached, resets {:02}:{:02}",
+                clock.hour(),
+                clock.minute()
+            );
+            let at = usage_limit(&text)
+                .flatten()
+                .and_then(|r| r.as_datetime())
+                .unwrap();
+            let want = now + chrono::Duration::hours(ahead);
+            assert!(
+                (at - want.fixed_offset()).num_seconds().abs() <= 60,
+                "{text}: {at}"
+            );
+        }
+        // `(UTC)` is a zone qw converts: the time is UTC's, not the machine's.
+        let at = reset_time("limit reached · resets 3pm (UTC)")
+            .and_then(|r| r.as_datetime())
+            .unwrap();
+        assert_eq!(
+            (at.offset().local_minus_utc(), at.hour(), at.minute()),
+            (0, 15, 0)
+        );
+    }
+
+    #[test]
+    fn the_refusal_message_in_the_stream_tells_a_sensitive_file() {
+        // Not under `.claude/`, so only Claude Code's own message says why it refused.
+        let stream = STREAM
+            .replace(
+                "\"permission_denials\":[]",
+                "\"permission_denials\":[{\"tool_name\":\"Write\",\"tool_use_id\":\"toolu_0001\",\"tool_input\":{\"file_path\":\"/home/dev/project/hello.txt\"}}]",
+            )
+            .replace(
+                "File created successfully at",
+                "Claude requested permissions to edit a sensitive file at",
+            );
+        let run = run_with(&report(0), &stream, "");
+        assert_eq!(run.outcome.as_str(), "permission_denied");
+        assert!(
+            run.evidence
+                .contains("Claude Code refused Write `hello.txt` (a sensitive file);"),
             "{}",
             run.evidence
         );

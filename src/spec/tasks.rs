@@ -14,7 +14,8 @@
 //!
 //! Ids compare exactly as strings (`1` ≠ `1.1` ≠ `10`). `2.1` is a child of `2` when `2`
 //! exists (else of the nearest existing shorter prefix, else of the task it is indented
-//! under). Only leaves run; a parent is done when all its children are.
+//! under, unless that task descends from it). Only leaves run; a parent is done when all
+//! its children are.
 //!
 //! Ticking rewrites the one byte inside `[ ]` and nothing else, so a user's formatting,
 //! comments and line endings survive every run. This module never runs anything.
@@ -258,6 +259,19 @@ fn indent_width(line: &str) -> (usize, usize) {
     (width, bytes)
 }
 
+/// Whether following `parent` links from `from` arrives at `to` (`from` itself counts).
+/// The links must form no cycle.
+fn reaches(parent: &[Option<usize>], from: usize, to: usize) -> bool {
+    let mut cur = Some(from);
+    while let Some(c) = cur {
+        if c == to {
+            return true;
+        }
+        cur = parent[c];
+    }
+    false
+}
+
 /// Strip a list bullet (`-`, `*`, `+` followed by whitespace) from trimmed text.
 fn strip_bullet(t: &str) -> Option<&str> {
     let rest = t.strip_prefix(['-', '*', '+'])?;
@@ -487,21 +501,29 @@ impl TaskList {
         indent_parent: Vec<Option<usize>>,
     ) -> Result<TaskList, TasksError> {
         let n = tasks.len();
-        let mut parent = vec![None; n];
-        for (i, t) in tasks.iter().enumerate() {
-            let mut prefix = t.id.as_str();
-            while let Some((head, _)) = prefix.rsplit_once('.') {
-                if let Some(&p) = index.get(head) {
-                    parent[i] = Some(p);
-                    break;
+        // The ids decide first: the nearest existing shorter prefix. These links only
+        // shorten ids, so they never form a cycle.
+        let mut parent: Vec<Option<usize>> = tasks
+            .iter()
+            .map(|t| {
+                let mut prefix = t.id.as_str();
+                while let Some((head, _)) = prefix.rsplit_once('.') {
+                    if let Some(&p) = index.get(head) {
+                        return Some(p);
+                    }
+                    prefix = head;
                 }
-                prefix = head;
-            }
+                None
+            })
+            .collect();
+        // Indentation decides where the ids do not, and only when it cannot contradict
+        // them: the enclosing task must not already descend from this one (a dotted
+        // descendant of it, or a task indented under one). Each link is checked against
+        // those made before it, so the hierarchy stays a forest: every chain of parents
+        // ends, which `ancestors_of` and `leaves_under` rely on.
+        for (i, &by_indent) in indent_parent.iter().enumerate() {
             if parent[i].is_none() {
-                // Indentation decides only when it cannot contradict the ids: the
-                // enclosing task must not itself be a dotted descendant of this one.
-                parent[i] =
-                    indent_parent[i].filter(|&p| !tasks[p].id.starts_with(&format!("{}.", t.id)));
+                parent[i] = by_indent.filter(|&p| !reaches(&parent, p, i));
             }
         }
         let mut children = vec![Vec::new(); n];
@@ -523,13 +545,11 @@ impl TaskList {
         Ok(list)
     }
 
+    /// The parent of `i`, its parent, and so on (`link` keeps the chain finite).
     fn ancestors_of(&self, i: usize) -> Vec<usize> {
         let mut out = Vec::new();
         let mut cur = self.parent[i];
         while let Some(p) = cur {
-            if out.contains(&p) || out.len() > self.tasks.len() {
-                break;
-            }
             out.push(p);
             cur = self.parent[p];
         }
@@ -788,8 +808,9 @@ pub(crate) fn tick_file(path: &Path, id: &str) -> Result<Vec<String>, TasksError
 }
 
 /// Tick the leaves `ids` in the file at `path`, and every ancestor whose children are
-/// now all ticked, in one read and one durable write. Returns the ids newly ticked (each
-/// leaf before its ancestors).
+/// now all ticked, in one read and one durable write. Returns the ids newly ticked: each
+/// leaf, followed by those of its ancestors that the batch completes and that are not
+/// listed yet.
 ///
 /// Callers that tick from several threads or processes must serialise the calls (the
 /// workflow does it under the state lock): this is a read-modify-write of one file.
@@ -832,7 +853,8 @@ pub(crate) fn tick_file_many(path: &Path, ids: &[String]) -> Result<Vec<String>,
 
 /// Untick leaves `ids` in the file at `path`, and every ticked ancestor of them (a parent
 /// is ticked only while all its children are), in one durable write that changes only
-/// those checkbox bytes. Returns the ids newly unticked (each leaf before its ancestors).
+/// those checkbox bytes. Returns the ids newly unticked: each leaf, followed by those of
+/// its ticked ancestors not listed yet.
 ///
 /// Serialise calls as for [`tick_file_many`].
 pub(crate) fn untick_file_many(path: &Path, ids: &[String]) -> Result<Vec<String>, TasksError> {
@@ -1167,6 +1189,178 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("tasks.md") && e.contains("subtasks"), "{e}");
+    }
+
+    #[test]
+    fn an_unnumbered_checkbox_at_the_tasks_own_indent_is_an_error() {
+        // Indented under a task it is part of its details (see the test above); at the
+        // task's own level it is a task without an id.
+        let e = TaskList::parse("- [ ] 1. A\n- [ ] unnumbered\n").unwrap_err();
+        assert!(matches!(e, TasksError::MissingId { line: 2, .. }), "{e}");
+        let e = TaskList::parse("  - [ ] 1. A\n  - [x] also unnumbered\n").unwrap_err();
+        assert!(matches!(e, TasksError::MissingId { line: 2, .. }), "{e}");
+        // A bare checkbox is a checkbox too.
+        let e = TaskList::parse("- [ ]\n").unwrap_err();
+        assert!(matches!(e, TasksError::MissingId { line: 1, .. }), "{e}");
+        // A mark qw does not know, without an id, is text, at any level.
+        let l = TaskList::parse("- [~] maybe later\n- [ ] 1. A\n- [?] ask\n").unwrap();
+        assert_eq!(l.tasks().len(), 1);
+        assert!(l.get("1").unwrap().details.is_empty());
+    }
+
+    #[test]
+    fn text_that_only_looks_like_a_checkbox_is_text() {
+        // An unclosed bracket, a blank that is no space, a bracket cut short: not
+        // checkboxes, so neither a bad mark nor a task; outside a task they are ignored,
+        // inside one they are details.
+        let l = TaskList::parse("- [ok 1. Done\n- [\t] 2. Tab\n- [x\n- [\n").unwrap();
+        assert!(l.tasks().is_empty());
+        let l = TaskList::parse("- [ ] 1. A\n  - [ok 2. B\n  - [\n  - [x\n").unwrap();
+        assert_eq!(l.tasks().len(), 1);
+        assert_eq!(l.get("1").unwrap().details, ["[ok 2. B", "[", "[x"]);
+    }
+
+    #[test]
+    fn an_id_with_an_empty_segment_is_no_id() {
+        for text in ["- [ ] 1..2 A\n", "- [ ] .1 A\n", "- [ ] 1.. A\n"] {
+            let e = TaskList::parse(text).unwrap_err();
+            assert!(
+                matches!(e, TasksError::MissingId { line: 1, .. }),
+                "{text}: {e}"
+            );
+        }
+        let l = TaskList::parse("- [ ] 1. A\n- [ ] 1.2. B\n").unwrap();
+        assert_eq!(l.parent("1.2").unwrap().id, "1");
+    }
+
+    #[test]
+    fn tabs_indent_four_columns() {
+        let l = TaskList::parse("- [ ] 3. Outer\n\t- [ ] 4. Inner\n\t\t- Detail\n- [ ] 5. Next\n")
+            .unwrap();
+        assert_eq!(l.parent("4").unwrap().id, "3");
+        assert_eq!(l.get("4").unwrap().details, ["Detail"]);
+        assert!(l.parent("5").is_none());
+        // Four spaces and a tab are the same depth: siblings, not parent and child.
+        let l = TaskList::parse("- [ ] 1. A\n    - [ ] 2. B\n\t- [ ] 3. C\n").unwrap();
+        assert_eq!(l.parent("2").unwrap().id, "1");
+        assert_eq!(l.parent("3").unwrap().id, "1");
+        let out = tick("\t- [ ] 1. A\n", "1").unwrap();
+        assert_eq!(out, "\t- [x] 1. A\n");
+    }
+
+    #[test]
+    fn starred_metadata_and_an_unfenced_verify_command() {
+        let l = TaskList::parse(
+            "- [ ] 1. A\n- [ ] 2. B\n  - *Depends: 1*\n  - *Verify: cargo test models*\n  - _Verify: `true`_\n",
+        )
+        .unwrap();
+        let b = l.get("2").unwrap();
+        assert_eq!(b.depends, ["1"]);
+        // The last `_Verify:_` wins; unfenced, the command is the value as written.
+        assert_eq!(b.verify.as_deref(), Some("true"));
+        let l = TaskList::parse("- [ ] 1. A\n  - *Verify: cargo test models*\n").unwrap();
+        assert_eq!(
+            l.get("1").unwrap().verify.as_deref(),
+            Some("cargo test models")
+        );
+        // Other delimiters are no metadata: plain details.
+        let l = TaskList::parse("- [ ] 1. A\n  - +Verify: no+\n  - Depends: 9\n").unwrap();
+        let a = l.get("1").unwrap();
+        assert!(a.verify.is_none() && a.depends.is_empty());
+        assert_eq!(a.details, ["+Verify: no+", "Depends: 9"]);
+        // `none` names no task.
+        let l = TaskList::parse("- [ ] 1. A\n  - _Depends: none_\n").unwrap();
+        assert!(l.get("1").unwrap().depends.is_empty());
+    }
+
+    #[test]
+    fn a_fence_at_the_tasks_own_level_ends_its_details() {
+        let l =
+            TaskList::parse("- [ ] 1. A\n  - note\n```\n- [ ] 2. code\n```\n- [ ] 3. C\n").unwrap();
+        let ids: Vec<_> = l.tasks().iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["1", "3"]);
+        assert_eq!(l.get("1").unwrap().details, ["note"]);
+        // Tildes fence too.
+        let l = TaskList::parse("- [ ] 1. A\n  ~~~\n  - [ ] 2. not a task\n  ~~~\n").unwrap();
+        assert_eq!(l.tasks().len(), 1);
+        assert_eq!(l.get("1").unwrap().details.len(), 3);
+    }
+
+    #[test]
+    fn a_dependency_named_twice_waits_once() {
+        let l = TaskList::parse(
+            "- [ ] 1. P\n  - [ ] 1.1 A\n  - [ ] 1.2 B\n- [ ] 2. C\n  - _Depends: 1, 1.1_\n  - [ ] 2.1 D\n    - _Depends: 1.2_\n",
+        )
+        .unwrap();
+        let deps: Vec<_> = l
+            .leaf_dependencies("2.1")
+            .iter()
+            .map(|t| t.id.clone())
+            .collect();
+        assert_eq!(deps, ["1.2", "1.1"]);
+        assert!(
+            l.leaf_dependencies("2").is_empty(),
+            "parents wait for nothing themselves"
+        );
+    }
+
+    #[test]
+    fn indentation_never_makes_a_task_its_own_ancestor() {
+        // `2.1` is a child of `2` by its id; `7` is indented under `2.1`, and `2` under
+        // `7`. Taking that last indentation too would make the three each other's
+        // ancestors: no leaf among them, and expanding `8`'s dependency on `7` to the
+        // leaves under it would never end. The ids win; `2`'s indentation is ignored.
+        let l = TaskList::parse(
+            "- [ ] 2.1 X\n  - [ ] 7 Q\n    - [ ] 2 P\n- [ ] 8 Y\n  - _Depends: 7_\n",
+        )
+        .unwrap();
+        assert_eq!(l.parent("2.1").unwrap().id, "2");
+        assert_eq!(l.parent("7").unwrap().id, "2.1");
+        assert!(l.parent("2").is_none());
+        let leaves: Vec<_> = l.leaves().iter().map(|t| t.id.clone()).collect();
+        assert_eq!(leaves, ["7", "8"]);
+        let deps: Vec<_> = l
+            .leaf_dependencies("8")
+            .iter()
+            .map(|t| t.id.clone())
+            .collect();
+        assert_eq!(deps, ["7"]);
+    }
+
+    #[test]
+    fn untick_many_returns_each_id_once_and_only_those_it_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tasks.md");
+        let text = "- [ ] 1. P\n  - [x] 1.1 A\n  - [x] 1.2 B\n  - [ ] 1.3 C\n";
+        crate::fs::write(&path, text).unwrap();
+        assert_eq!(
+            untick_file_many(&path, &["1.1".into(), "1.2".into(), "1.3".into()]).unwrap(),
+            ["1.1", "1.2"]
+        );
+        assert_eq!(
+            crate::fs::read_to_string(&path).unwrap(),
+            "- [ ] 1. P\n  - [ ] 1.1 A\n  - [ ] 1.2 B\n  - [ ] 1.3 C\n"
+        );
+    }
+
+    #[test]
+    fn tick_many_ticks_a_parent_the_batch_completes_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tasks.md");
+        let text = "- [ ] 1. P\n  - [ ] 1.1 A\n  - [ ] 1.2 B\n- [ ] 2. Q\n";
+        crate::fs::write(&path, text).unwrap();
+        assert_eq!(
+            tick_file_many(&path, &["1.1".into(), "1.2".into(), "2".into()]).unwrap(),
+            ["1.1", "1", "1.2", "2"]
+        );
+        assert_eq!(
+            crate::fs::read_to_string(&path).unwrap(),
+            "- [x] 1. P\n  - [x] 1.1 A\n  - [x] 1.2 B\n- [x] 2. Q\n"
+        );
+        let t = TaskList::parse(&crate::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut ticked: Vec<_> = t.checked_leaves().into_iter().collect();
+        ticked.sort();
+        assert_eq!(ticked, ["1.1", "1.2", "2"]);
     }
 
     mod proptests {

@@ -672,11 +672,10 @@ fn parse_seconds(s: &str) -> Option<f64> {
     Some(days * 86_400.0 + h * 3600.0 + m * 60.0 + sec)
 }
 
+/// Drop the oldest entries of `v` until at most `keep` are left.
 fn trim_front<T>(v: &mut Vec<T>, keep: usize) {
-    if v.len() > keep {
-        let excess = v.len() - keep;
-        v.drain(..excess);
-    }
+    let excess = v.len().saturating_sub(keep);
+    v.drain(..excess);
 }
 
 #[cfg(test)]
