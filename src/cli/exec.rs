@@ -512,7 +512,7 @@ fn explain(report: &ExecReport, spec: &ExecSpec, quiet: bool) {
             .map(|l| format!("{} ({})", l.pid, l.command))
             .collect();
         crate::diag!(
-            "qw: warning: {} process(es) of the run did not die of SIGKILL (blocked in the kernel); they will end when the kernel lets them: {}",
+            "qw: warning: {} process(es) of the run did not end after SIGKILL (blocked in the kernel, or no longer seen as a member); qw gave up on them: {}",
             report.unkillable.len(),
             list.join(", ")
         );

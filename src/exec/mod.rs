@@ -180,18 +180,21 @@ pub struct ExecReport {
     /// A signal sent to qw (SIGINT, SIGTERM, SIGHUP) ended the run; its number.
     #[serde(default)]
     pub interrupted_by: Option<i32>,
-    /// Some process survived SIGTERM past the grace and got SIGKILL.
+    /// Some process survived SIGTERM past the grace and SIGKILL was sent (to a member,
+    /// or to the direct child's process group while it had one).
     pub escalated_to_kill: bool,
     /// Wall-clock duration of the run in milliseconds.
     pub duration_ms: u64,
     /// How many leftover processes (alive after the direct child ended) were terminated.
     pub leftovers_killed: usize,
-    /// The leftovers, with their command lines (the first 64).
+    /// The leftovers, with their command lines (the first 64); one the process-group
+    /// signal ended before a look saw it is listed by pid, without its command line.
     #[serde(default)]
     pub leftovers: Vec<Leftover>,
     /// Processes of the run still alive after SIGKILL was repeated for 10 s (blocked in
-    /// the kernel, where no signal reaches them): the one case where `qw exec` returns
-    /// with a process of the run left, and says so.
+    /// the kernel, where no signal reaches them), or — when for 10 s no look found a
+    /// member although qw still had children — those children, with their state: the
+    /// one case where `qw exec` returns with a process of the run left, and says so.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unkillable: Vec<Leftover>,
     /// The program could not be started: why.

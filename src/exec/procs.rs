@@ -24,6 +24,21 @@ pub(crate) struct Stat {
     pub cpu_ticks: u64,
     /// Start time, clock ticks since boot.
     pub start_time: u64,
+    /// Number of threads (field 20); a zombie thread-group leader still counts itself.
+    pub threads: i64,
+}
+
+impl Stat {
+    /// Whether the process is alive: not dead, and not a zombie, except a zombie
+    /// thread-group leader whose other threads still run (its main thread called
+    /// `pthread_exit`): `kill(pid)` still reaches them, and its children are its.
+    pub(crate) fn alive(&self) -> bool {
+        match self.state {
+            'X' | 'x' => false,
+            'Z' => self.threads > 1,
+            _ => true,
+        }
+    }
 }
 
 /// Parse `/proc/PID/stat`. `comm` may contain spaces and parentheses, so the fields are
@@ -42,8 +57,9 @@ pub(crate) fn parse_stat(text: &str) -> Option<Stat> {
     // Fields 6..=13 skipped: the 8th field after pgid is utime (14).
     let utime: u64 = fields.nth(8)?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    // Fields 16..=21 skipped.
-    let start_time = fields.nth(6)?.parse().ok()?;
+    // Fields 16..=19 skipped; 20 is the thread count, 21 skipped.
+    let threads = fields.nth(4)?.parse().ok()?;
+    let start_time = fields.nth(1)?.parse().ok()?;
     Some(Stat {
         pid,
         comm,
@@ -52,6 +68,7 @@ pub(crate) fn parse_stat(text: &str) -> Option<Stat> {
         pgid,
         cpu_ticks: utime + stime,
         start_time,
+        threads,
     })
 }
 
@@ -113,9 +130,26 @@ pub(crate) fn is_process(pid: i32) -> bool {
     })
 }
 
-/// The raw initial environment of `pid`, if readable.
+/// The raw initial environment of `pid`, if readable. A zombie thread-group leader whose
+/// other threads run (see [`Stat::alive`]) has an empty `/proc/PID/environ`: its live
+/// threads' `/proc/PID/task/TID/environ` are read instead.
+#[allow(clippy::disallowed_methods)] // /proc entries come and go; unreadable ones are skipped
 pub(crate) fn read_environ(pid: i32) -> Option<Vec<u8>> {
-    read_proc_file(&format!("/proc/{pid}/environ"), 8192)
+    let own = read_proc_file(&format!("/proc/{pid}/environ"), 8192);
+    if own.as_ref().is_some_and(|e| !e.is_empty()) {
+        return own;
+    }
+    // Empty (a kernel thread, or a leader gone before its threads) or unreadable: only
+    // a zombie leader with live threads is worth a look at its tasks.
+    if !read_stat(pid).is_some_and(|s| s.state == 'Z' && s.alive()) {
+        return own;
+    }
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    tasks
+        .flatten()
+        .filter_map(|t| read_proc_file(t.path().join("environ").to_str()?, 8192))
+        .find(|e| !e.is_empty())
+        .or(own)
 }
 
 /// Read a small `/proc` file whole, in as few system calls as possible: `/proc` files
@@ -274,9 +308,7 @@ pub(crate) fn command_line(pid: i32, comm: &str) -> String {
 
 /// Start time (ticks since boot) of `pid`, if it is alive (zombies count as dead).
 pub(crate) fn start_time_of(pid: i32) -> Option<u64> {
-    read_stat(pid)
-        .filter(|s| !matches!(s.state, 'Z' | 'X' | 'x'))
-        .map(|s| s.start_time)
+    read_stat(pid).filter(Stat::alive).map(|s| s.start_time)
 }
 
 /// `pid` and every ancestor of it up to pid 1.
@@ -309,6 +341,21 @@ mod tests {
         assert_eq!(s.pgid, 4242);
         assert_eq!(s.cpu_ticks, 10);
         assert_eq!(s.start_time, 987654);
+        assert_eq!(s.threads, 1);
+        assert!(s.alive());
+    }
+
+    #[test]
+    fn a_zombie_leader_with_live_threads_is_alive() {
+        let with = |state: char, threads: i64| Stat {
+            state,
+            threads,
+            ..parse_stat(STAT).unwrap()
+        };
+        assert!(with('Z', 5).alive());
+        assert!(!with('Z', 1).alive());
+        assert!(!with('X', 5).alive());
+        assert!(with('S', 1).alive());
     }
 
     #[test]

@@ -116,7 +116,7 @@ impl Finder {
             return None;
         }
         let stat = procs::read_stat(pid)?;
-        if matches!(stat.state, 'Z' | 'X' | 'x') {
+        if !stat.alive() {
             return None;
         }
         let known = |p: i32, start: u64| self.known.get(&p) == Some(&start);

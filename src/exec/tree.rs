@@ -109,7 +109,7 @@ pub(crate) struct Member {
 /// How an escalation went.
 #[derive(Debug, Default)]
 pub(crate) struct Ending {
-    /// SIGKILL was needed.
+    /// SIGKILL was sent: to a member, or to the child's process group while it had one.
     pub escalated: bool,
     /// How many processes were ended: signalled one by one, or reaped after dying of a
     /// signal (the process-group signal reaches some before any scan sees them).
@@ -117,7 +117,9 @@ pub(crate) struct Ending {
     /// The first processes signalled one by one (at most [`MAX_LISTED`]), with their
     /// command lines.
     pub signalled: Vec<Leftover>,
-    /// Processes still alive after SIGKILL was repeated for [`UNKILLABLE_AFTER`].
+    /// Processes still alive after SIGKILL was repeated for [`UNKILLABLE_AFTER`]; or,
+    /// when no look found a member for that long while the supervisor still had
+    /// children, those children (with their state).
     pub unkillable: Vec<Leftover>,
 }
 
@@ -235,8 +237,7 @@ fn signal(m: &Member, sig: Signal) {
 /// Whether the process `pid` that started at `start` is alive (not a zombie).
 #[cfg(target_os = "linux")]
 fn alive_as(pid: i32, start: u64) -> bool {
-    super::procs::read_stat(pid)
-        .is_some_and(|s| s.start_time == start && !matches!(s.state, 'Z' | 'X' | 'x'))
+    super::procs::read_stat(pid).is_some_and(|s| s.start_time == start && s.alive())
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -377,7 +378,7 @@ impl Tree {
             let Some(stat) = procs::read_stat(pid) else {
                 continue;
             };
-            if matches!(stat.state, 'Z' | 'X' | 'x') {
+            if !stat.alive() {
                 continue;
             }
             seen.known.insert(pid, stat.start_time);
@@ -448,7 +449,7 @@ impl Tree {
             let mut chain: Vec<procs::Stat> = Vec::new();
             let mut cur = first;
             let verdict = loop {
-                if cur.start_time < since || matches!(cur.state, 'Z' | 'X' | 'x') {
+                if cur.start_time < since || !cur.alive() {
                     break Some(false);
                 }
                 match seen.known.get(&cur.pid) {
@@ -480,10 +481,7 @@ impl Tree {
                     break None;
                 }
                 match procs::read_stat(ppid) {
-                    Some(parent)
-                        if parent.start_time <= start
-                            && !matches!(parent.state, 'Z' | 'X' | 'x') =>
-                    {
+                    Some(parent) if parent.start_time <= start && parent.alive() => {
                         cur = parent;
                     }
                     _ => break None, // the parent is gone: read again
@@ -593,8 +591,46 @@ impl Tree {
         ended.extend(reap());
         ended.remove(&self.child);
         let individually: HashSet<i32> = signalled.iter().map(|&(pid, _)| pid).collect();
+        // Counted, so listed: a process the group signal ended before a look saw it is
+        // named by its pid alone (its command line went with it).
+        let mut unnamed: Vec<i32> = ended.difference(&individually).copied().collect();
+        unnamed.sort_unstable();
+        for pid in unnamed {
+            if ending.signalled.len() < MAX_LISTED {
+                ending.signalled.push(Leftover {
+                    pid,
+                    command: "(ended by the process-group signal before it was seen)".into(),
+                });
+            }
+        }
         ending.count = individually.union(&ended).count();
         ending
+    }
+
+    /// The supervisor's children (pid, command line and state), at most [`MAX_LISTED`]:
+    /// what is left when the looks find no member although some child remains.
+    #[cfg(target_os = "linux")]
+    fn remaining_children(&self) -> Vec<Leftover> {
+        use super::procs;
+        procs::pids()
+            .filter_map(procs::read_stat)
+            .filter(|s| s.ppid == self.supervisor)
+            .take(MAX_LISTED)
+            .map(|s| Leftover {
+                pid: s.pid,
+                command: format!(
+                    "{} [state {}, {} thread(s)]",
+                    procs::command_line(s.pid, &s.comm),
+                    s.state,
+                    s.threads
+                ),
+            })
+            .collect()
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn remaining_children(&self) -> Vec<Leftover> {
+        Vec::new()
     }
 
     /// Stop and kill every member until none is left (or only ones that cannot die are).
@@ -614,24 +650,36 @@ impl Tree {
         };
         let mut any = self.scan(&mut |m| killer.stop(m));
         // The group signal reaches members forked since the scan.
-        let _ = kill(Pid::from_raw(-self.child), Signal::SIGKILL);
+        if kill(Pid::from_raw(-self.child), Signal::SIGKILL).is_ok() {
+            killer.ending.escalated = true;
+        }
         let mut rescan = Rescan::new();
         let mut last_check = Instant::now();
+        // When a member was last stopped and killed: the looks may keep finding nothing
+        // while the supervisor still has a child they cannot see as a member.
+        let mut last_kill = Instant::now();
         loop {
             let killed = killer.kill_stopped();
+            if killed {
+                last_kill = Instant::now();
+            }
             ended.extend(reap());
             if self.settled(any) {
                 return;
             }
             if !killed {
                 // Nothing new: look at the killed ones now and then; give up on ones that
-                // outlive SIGKILL (blocked in the kernel) after a while.
+                // outlive SIGKILL (blocked in the kernel) after a while, and on children
+                // of the supervisor that no look finds (never loop forever).
                 if last_check.elapsed() >= Duration::from_millis(5) {
                     last_check = Instant::now();
-                    if killer.recheck()
-                        && let Some(left) = killer.unkillable()
-                    {
-                        killer.ending.unkillable = left;
+                    if killer.recheck() {
+                        if let Some(left) = killer.unkillable() {
+                            killer.ending.unkillable = left;
+                            return;
+                        }
+                    } else if last_kill.elapsed() >= UNKILLABLE_AFTER {
+                        killer.ending.unkillable = self.remaining_children();
                         return;
                     }
                 }

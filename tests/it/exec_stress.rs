@@ -469,3 +469,275 @@ fn a_hopper_stops_by_itself_once_its_test_is_gone() {
         pids_with_env("QW_TEST_MARKER", &marker)
     );
 }
+
+/// `zl GUARD MODE`: a process whose main thread exits (`pthread_exit`) while four other
+/// threads run, so `/proc` shows it as a zombie (`Z`) with live threads and an empty
+/// `/proc/PID/environ`. It ignores SIGTERM (and, past its first fork, SIGINT), forks, `setsid()`s and forks again; with
+/// MODE `wait` the first process stays (ignoring SIGTERM) until the end, so `--timeout`
+/// ends the run; otherwise it exits at once. Every thread and the waiting process end by
+/// themselves once the file GUARD is gone or after 60 s, so nothing outlives a failed test.
+const ZOMBIE_LEADER_C: &str = r#"
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+static const char *guard;
+static time_t until;
+static void idle(void) {
+  while (access(guard, F_OK) == 0 && time(NULL) < until) usleep(50000);
+}
+static void *spin(void *arg) { (void)arg; idle(); return NULL; }
+int main(int argc, char **argv) {
+  if (argc < 3) return 2;
+  guard = argv[1];
+  until = time(NULL) + 60;
+  signal(SIGTERM, SIG_IGN);
+  if (fork()) {
+    if (strcmp(argv[2], "wait") == 0) idle();
+    exit(0);
+  }
+  setsid();
+  signal(SIGINT, SIG_IGN);
+  if (fork()) exit(0);
+  pthread_t t;
+  for (int i = 0; i < 4; i++) pthread_create(&t, NULL, spin, NULL);
+  pthread_exit(NULL);
+}
+"#;
+
+/// Build the zombie-leader program into `dir`; `None` (with the reason printed) where no
+/// C compiler is installed.
+fn build_zombie_leader(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    let src = dir.join("zl.c");
+    let bin = dir.join("zl");
+    std::fs::write(&src, ZOMBIE_LEADER_C).unwrap();
+    match Command::new("cc")
+        .args(["-pthread", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+    {
+        Ok(s) if s.success() => Some(bin),
+        Ok(s) => panic!("cc failed to build the zombie-leader program: {s}"),
+        Err(e) => {
+            println!("skipped: no C compiler (cc: {e})");
+            None
+        }
+    }
+}
+
+/// Processes (thread-group ids) any live thread of which carries `QW_TEST_MARKER=marker`:
+/// a zombie leader's own `environ` is empty, its threads' are not.
+fn marked_processes(marker: &str) -> Vec<i32> {
+    let needle = format!("QW_TEST_MARKER={marker}");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        let Ok(tasks) = std::fs::read_dir(entry.path().join("task")) else {
+            continue;
+        };
+        let marked = tasks.flatten().any(|t| {
+            let live = std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| {
+                s.rsplit_once(") ")
+                    .and_then(|(_, r)| r.chars().next())
+                    .is_some_and(|c| !matches!(c, 'Z' | 'X' | 'x'))
+            });
+            live && std::fs::read(t.path().join("environ"))
+                .is_ok_and(|e| e.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()))
+        });
+        if marked {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Kills every process of [`marked_processes`] on drop (by pid), and removes the guard
+/// file so the threads end by themselves too.
+struct ZlGuard {
+    marker: String,
+    guard: std::path::PathBuf,
+}
+
+impl Drop for ZlGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.guard);
+        for pid in marked_processes(&self.marker) {
+            unsafe_kill(pid, 9);
+        }
+    }
+}
+
+/// `qw exec` of the zombie-leader program in a fresh project, tagged with a marker.
+fn zombie_leader_run(
+    p: &TestProject,
+    bin: &std::path::Path,
+    mode: &str,
+    extra: &[&str],
+) -> (Command, ZlGuard) {
+    let m = marker();
+    let guard = p.path().join(format!("guard-{m}"));
+    std::fs::write(&guard, "").unwrap();
+    let mut args = vec!["exec", "--json", "--no-record"];
+    args.extend_from_slice(extra);
+    args.push("--");
+    let mut c = p.qw(&args);
+    c.arg(bin).arg(&guard).arg(mode);
+    c.env("QW_TEST_MARKER", &m).stdin(Stdio::null());
+    (c, ZlGuard { marker: m, guard })
+}
+
+/// Wait until a zombie leader with live threads carries the marker.
+fn wait_for_zombie_leader(marker: &str) -> i32 {
+    let mut found = None;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            found = marked_processes(marker).into_iter().find(|&pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+            });
+            found.is_some()
+        }),
+        "no zombie leader with live threads appeared"
+    );
+    found.unwrap()
+}
+
+/// Run `c` to its end, bounded by [`HARNESS_LIMIT`] (killed by pid past it: a hang).
+fn output_bounded(mut c: Command) -> std::process::Output {
+    let child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(HARNESS_LIMIT) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            unsafe_kill(pid, 9);
+            panic!("qw exec hung on a zombie leader with live threads");
+        }
+    }
+}
+
+#[test]
+fn zombie_leader_with_live_threads_is_ended_under_timeout() {
+    let p = TestProject::bare();
+    let Some(bin) = build_zombie_leader(p.path()) else {
+        return;
+    };
+    let (c, guard) = zombie_leader_run(&p, &bin, "wait", &["--timeout", "1", "--grace", "0.5"]);
+    let out = output_bounded(c);
+    let report = last_json(&out);
+    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+    assert_eq!(report["timed_out"], true);
+    // The direct child ignores SIGTERM: SIGKILL ended it, and the report says so.
+    assert_eq!(report["escalated_to_kill"], true, "{report}");
+    assert!(!stderr(&out).contains("with SIGTERM\n"), "{}", stderr(&out));
+    assert!(
+        report["unkillable"].as_array().is_none_or(Vec::is_empty),
+        "{report}"
+    );
+    let left = marked_processes(&guard.marker);
+    assert!(left.is_empty(), "survivors: {left:?}");
+}
+
+#[test]
+fn zombie_leader_with_live_threads_is_ended_after_a_normal_exit() {
+    let p = TestProject::bare();
+    let Some(bin) = build_zombie_leader(p.path()) else {
+        return;
+    };
+    let (c, guard) = zombie_leader_run(&p, &bin, "exit", &["--grace", "0.5"]);
+    let out = output_bounded(c);
+    let report = last_json(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // It ignores SIGTERM: it took SIGKILL, and it is named among the leftovers.
+    assert_eq!(report["escalated_to_kill"], true, "{report}");
+    let listed = report["leftovers"].as_array().unwrap();
+    let count = report["leftovers_killed"].as_u64().unwrap();
+    assert!(count >= 1, "{report}");
+    assert_eq!(listed.len() as u64, count.min(64), "{report}");
+    assert!(
+        listed
+            .iter()
+            .any(|l| l["command"].as_str().unwrap_or("").contains("zl")),
+        "{report}"
+    );
+    assert!(
+        report["unkillable"].as_array().is_none_or(Vec::is_empty),
+        "{report}"
+    );
+    assert!(stderr(&out).contains("left"), "{}", stderr(&out));
+    let left = marked_processes(&guard.marker);
+    assert!(left.is_empty(), "survivors: {left:?}");
+}
+
+#[test]
+fn ctrl_c_ends_a_zombie_leader_with_live_threads() {
+    let p = TestProject::bare();
+    let Some(bin) = build_zombie_leader(p.path()) else {
+        return;
+    };
+    let (mut c, guard) = zombie_leader_run(&p, &bin, "wait", &["--grace", "0.5"]);
+    let child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let qw = child.id() as i32;
+    wait_for_zombie_leader(&guard.marker);
+    unsafe_kill(qw, 2);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(HARNESS_LIMIT) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            unsafe_kill(qw, 9);
+            panic!("qw exec hung after Ctrl-C on a zombie leader with live threads");
+        }
+    };
+    let report = last_json(&out);
+    // The forwarded SIGINT ends the direct child (130, or 137 if SIGKILL came first);
+    // the zombie leader ignores SIGINT, so SIGKILL ended it, and the report says so.
+    let code = out.status.code().unwrap();
+    assert!(code == 130 || code == 137, "exit {code}: {}", stderr(&out));
+    assert_eq!(report["escalated_to_kill"], true, "{report}");
+    let left = marked_processes(&guard.marker);
+    assert!(left.is_empty(), "survivors: {left:?}");
+}
+
+#[test]
+fn sweep_ends_a_zombie_leader_a_sigkilled_qw_left_behind() {
+    let p = TestProject::new();
+    let Some(bin) = build_zombie_leader(p.path()) else {
+        return;
+    };
+    let (mut c, guard) = zombie_leader_run(&p, &bin, "wait", &[]);
+    let mut child = c
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let leader = wait_for_zombie_leader(&guard.marker);
+    sigkill(&mut child);
+    assert!(marked_processes(&guard.marker).contains(&leader));
+    let mut sweep = p.qw(&["exec", "--no-record", "--", "true"]);
+    sweep.stdin(Stdio::null());
+    let out = output_bounded(sweep);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The sweep ran before `true`: the orphans, the zombie leader's threads among them,
+    // are gone.
+    let left = marked_processes(&guard.marker);
+    assert!(left.is_empty(), "survivors: {left:?}");
+}
