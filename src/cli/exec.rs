@@ -399,6 +399,7 @@ fn trace_report(report: &ExecReport, spec: &ExecSpec) {
         duration_s = %format_args!("{:.3}", report.duration_ms as f64 / 1000.0),
         admission_wait_s = %format_args!("{:.3}", report.admission_wait_ms as f64 / 1000.0),
         leftovers_killed = report.leftovers_killed,
+        processes_ended = report.processes_ended,
         escalated_to_kill = report.escalated_to_kill,
         "exec finished"
     );
@@ -473,19 +474,27 @@ fn explain(report: &ExecReport, spec: &ExecSpec, quiet: bool) {
     } else {
         "SIGTERM"
     };
+    let ended = processes(report.processes_ended);
     if report.timed_out {
         let limit = spec.timeout.map(|t| t.as_secs_f64()).unwrap_or_default();
-        crate::diag!("qw: timed out after {limit}s; ended the process tree with {how}");
+        crate::diag!("qw: timed out after {limit}s; ended the process tree ({ended}) with {how}");
     } else if report.stalled {
         let limit = spec
             .stall_timeout
             .map(|t| t.as_secs_f64())
             .unwrap_or_default();
         crate::diag!(
-            "qw: no output and no CPU use for {limit}s (stalled); ended the process tree with {how}"
+            "qw: no output and no CPU use for {limit}s (stalled); ended the process tree ({ended}) with {how}"
         );
     } else if let Some(sig) = report.interrupted_by {
-        crate::diag!("qw: received signal {sig}; forwarded it to the process tree");
+        let then = if report.escalated_to_kill {
+            ", then SIGKILL after the grace"
+        } else {
+            ""
+        };
+        crate::diag!(
+            "qw: received signal {sig}; forwarded it to the process tree and ended it ({ended}{then})"
+        );
     }
     if !report.leftovers.is_empty() {
         let mut list: Vec<String> = report
@@ -516,6 +525,15 @@ fn explain(report: &ExecReport, spec: &ExecSpec, quiet: bool) {
             report.unkillable.len(),
             list.join(", ")
         );
+    }
+}
+
+/// `1 process`, `7 processes`.
+fn processes(n: usize) -> String {
+    if n == 1 {
+        "1 process".to_owned()
+    } else {
+        format!("{n} processes")
     }
 }
 

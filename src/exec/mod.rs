@@ -185,8 +185,18 @@ pub struct ExecReport {
     pub escalated_to_kill: bool,
     /// Wall-clock duration of the run in milliseconds.
     pub duration_ms: u64,
-    /// How many leftover processes (alive after the direct child ended) were terminated.
+    /// How many leftover processes (alive after the direct child ended by itself) were
+    /// terminated. Zero when qw ended the run (timeout, stall, signal to qw): see
+    /// [`processes_ended`](ExecReport::processes_ended) for those.
     pub leftovers_killed: usize,
+    /// How many processes of the run qw ended, however the run ended: each member it
+    /// signalled (SIGTERM or the forwarded signal, then SIGKILL), plus each one the
+    /// process-group signal ended before a look saw it. The direct child counts when it
+    /// was still running when the ending began (timeout, stall, signal to qw); when it had
+    /// exited by itself this equals [`leftovers_killed`](ExecReport::leftovers_killed).
+    /// Zero when nothing was left to end.
+    #[serde(default)]
+    pub processes_ended: usize,
     /// The leftovers, with their command lines (the first 64); one the process-group
     /// signal ended before a look saw it is listed by pid, without its command line.
     #[serde(default)]
@@ -224,6 +234,7 @@ impl ExecReport {
             escalated_to_kill: false,
             duration_ms: 0,
             leftovers_killed: 0,
+            processes_ended: 0,
             leftovers: Vec::new(),
             unkillable: Vec::new(),
             spawn_error: None,

@@ -109,6 +109,7 @@ pub(crate) fn supervise(spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, 
     match ending {
         Some(ending) => {
             report.escalated_to_kill = ending.escalated;
+            report.processes_ended = ending.count;
             report.unkillable = ending.unkillable;
         }
         None => {
@@ -119,6 +120,7 @@ pub(crate) fn supervise(spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, 
                 });
                 report.escalated_to_kill = ending.escalated;
                 report.leftovers_killed = ending.count;
+                report.processes_ended = ending.count;
                 report.leftovers = ending.signalled;
                 report.unkillable = ending.unkillable;
             }

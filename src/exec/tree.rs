@@ -112,7 +112,8 @@ pub(crate) struct Ending {
     /// SIGKILL was sent: to a member, or to the child's process group while it had one.
     pub escalated: bool,
     /// How many processes were ended: signalled one by one, or reaped after dying of a
-    /// signal (the process-group signal reaches some before any scan sees them).
+    /// signal (the process-group signal reaches some before any scan sees them). The
+    /// direct child counts if it was still running.
     pub count: usize,
     /// The first processes signalled one by one (at most [`MAX_LISTED`]), with their
     /// command lines.
@@ -589,7 +590,6 @@ impl Tree {
             self.kill_all(&mut ending, &mut signalled, reap, &mut ended);
         }
         ended.extend(reap());
-        ended.remove(&self.child);
         let individually: HashSet<i32> = signalled.iter().map(|&(pid, _)| pid).collect();
         // Counted, so listed: a process the group signal ended before a look saw it is
         // named by its pid alone (its command line went with it).

@@ -76,6 +76,8 @@ fn json_report_has_the_contract_fields() {
     assert_eq!(r["exit_code"], 4);
     assert_eq!(r["timed_out"], false);
     assert_eq!(r["leftovers_killed"], 0);
+    // Nothing was left to end: the program exited by itself and alone.
+    assert_eq!(r["processes_ended"], 0, "{r}");
 }
 
 #[test]
@@ -155,6 +157,8 @@ fn leftover_holding_the_pipe_does_not_hang_qw() {
     assert_eq!(out.status.code(), Some(0));
     assert!(took < Duration::from_secs(3), "took {took:?}");
     assert_eq!(r["leftovers_killed"], 1, "{r}");
+    // The program exited by itself: what qw ended is the leftover alone.
+    assert_eq!(r["processes_ended"], 1, "{r}");
     let leftover_pid = r["leftovers"][0]["pid"].as_i64().unwrap();
     let err = stderr(&out);
     assert!(
@@ -254,6 +258,77 @@ fn sigint_to_qw_ends_the_whole_tree() {
         .read_to_string(&mut err)
         .unwrap();
     assert!(err.contains("signal 2"), "{err}");
+}
+
+/// A shell that starts three sleeps (one in a session of its own), then writes `ready`
+/// and waits: once `ready` exists the run is exactly four processes, the shell included.
+/// The sleeps ignore SIGINT (background jobs of a shell without job control do).
+fn four_process_tree(ready: &std::path::Path) -> String {
+    format!(
+        "sleep 60 & sleep 60 & setsid sleep 60 & : > '{}'; wait",
+        ready.display()
+    )
+}
+
+#[test]
+fn timeout_reports_how_many_processes_it_ended() {
+    let p = TestProject::bare();
+    let ready = p.path().join("ready");
+    let tree = four_process_tree(&ready);
+    let (out, r, _) = run_json(
+        &p,
+        &["--timeout", "2", "--grace", "0.5", "--", "sh", "-c", &tree],
+    );
+    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+    assert!(cookie_pids(&run_id(&r)).is_empty());
+    let ended = r["processes_ended"].as_u64().unwrap();
+    if ready.exists() {
+        // Every process was started before the limit: the count is exact.
+        assert_eq!(ended, 4, "{r}");
+    } else {
+        // A very slow machine: the shell had not forked them all yet.
+        assert!((1..=4).contains(&ended), "{r}");
+    }
+    // Not leftovers: the program did not exit by itself.
+    assert_eq!(r["leftovers_killed"], 0, "{r}");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "timed out after 2s; ended the process tree ({ended} processes) with SIGTERM"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn sigint_reports_how_many_processes_it_ended() {
+    let p = TestProject::bare();
+    let ready = p.path().join("ready");
+    let tree = four_process_tree(&ready);
+    let (mut c, _guard) = exec_cmd(&p, &["--json", "--grace", "0.5", "--", "sh", "-c", &tree]);
+    let child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || ready.exists()));
+    unsafe_kill(child.id() as i32, 2);
+    let out = child.wait_with_output().unwrap();
+    let r = last_json(&out);
+    assert!(cookie_pids(&run_id(&r)).is_empty());
+    assert_eq!(r["interrupted_by"], 2, "{r}");
+    // The shell and its three sleeps, all running when the signal came.
+    assert_eq!(r["processes_ended"], 4, "{r}");
+    assert_eq!(r["leftovers_killed"], 0, "{r}");
+    // The sleeps ignore the forwarded SIGINT: only SIGKILL ends them.
+    assert_eq!(r["escalated_to_kill"], true, "{r}");
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "received signal 2; forwarded it to the process tree and ended it (4 processes, then SIGKILL after the grace)"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
