@@ -110,7 +110,23 @@ pub(crate) fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
     } else {
         outln!("backed up the state to `{}`", path.display())?;
     }
+    if let Some(word) = args.name.as_deref().and_then(action_word) {
+        // `qw state-backup list` is a valid name (CONTRACT §5), and a likely slip.
+        crate::diag!(
+            "qw: note: `{word}` was taken as the backup's name; the actions are flags: `qw state-backup --list`, `--restore NAME`, `--clean [--days N]`"
+        );
+    }
     Ok(0)
+}
+
+/// A backup name that reads like one of the actions (`list`, `restore`, …).
+fn action_word(name: &str) -> Option<&str> {
+    const ACTIONS: [&str; 6] = ["create", "list", "ls", "restore", "clean", "delete"];
+    let stem = backup::strip_json(name);
+    ACTIONS
+        .iter()
+        .any(|a| stem.eq_ignore_ascii_case(a))
+        .then_some(name)
 }
 
 /// Serialize a report for `--json`.

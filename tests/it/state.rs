@@ -370,6 +370,32 @@ fn set_age(path: &Path, days: u64) {
         .unwrap();
 }
 
+/// `qw state-backup list` makes a backup named `list` (a valid name), and says how the
+/// actions are spelled; an ordinary name gets no such note.
+#[test]
+fn state_backup_named_like_an_action_says_the_actions_are_flags() {
+    let p = python_project();
+    for word in ["list", "Restore"] {
+        let o = p.run(&["state-backup", word]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(
+            p.claude()
+                .join(format!("backups/state/{word}.json"))
+                .is_file()
+        );
+        assert!(
+            stderr(&o).contains(&format!(
+                "qw: note: `{word}` was taken as the backup's name"
+            )) && stderr(&o).contains("`qw state-backup --list`"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = p.run(&["state-backup", "before-upgrade"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("note:"), "{}", stderr(&o));
+}
+
 /// Issue test 5: create, list, restore (backing up first), restore of a missing name, clean.
 #[test]
 fn state_backup_create_list_restore_clean() {
