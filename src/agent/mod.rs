@@ -226,14 +226,24 @@ fn job_env(job: &Job) -> Vec<(OsString, OsString)> {
     .collect()
 }
 
+/// How [`AgentError::NotFound`] says where `program` was looked for: a path is itself
+/// the place, a bare name is looked up on PATH.
+fn not_found_where(program: &str) -> &'static str {
+    if program.contains('/') {
+        "does not exist or is not an executable file"
+    } else {
+        "was not found on PATH"
+    }
+}
+
 /// Errors building an agent or its command. Each names the value; [`UserError::hints`]
 /// says what to do instead.
 ///
 /// [`UserError::hints`]: crate::exit::UserError::hints
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    /// The agent program is not on PATH.
-    #[error("`{program}` was not found on PATH")]
+    /// The agent program is not on PATH (a name), or is no executable file (a path).
+    #[error("`{program}` {}", not_found_where(.program))]
     NotFound {
         /// The program looked for.
         program: String,
@@ -643,6 +653,25 @@ mod tests {
         assert_eq!(
             crate::fs::read_to_string(job.spec_dir.join("design.md")).unwrap(),
             "# Mine"
+        );
+    }
+
+    #[test]
+    fn not_found_says_path_only_for_a_bare_name() {
+        let e = |p: &str| {
+            AgentError::NotFound {
+                program: p.to_owned(),
+            }
+            .to_string()
+        };
+        assert_eq!(e("claude"), "`claude` was not found on PATH");
+        assert_eq!(
+            e("/opt/agent/run"),
+            "`/opt/agent/run` does not exist or is not an executable file"
+        );
+        assert_eq!(
+            e("./agent"),
+            "`./agent` does not exist or is not an executable file"
         );
     }
 
