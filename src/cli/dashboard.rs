@@ -41,9 +41,9 @@ fn bind_ip(s: &str) -> Result<IpAddr, CliError> {
         .parse()
         .map_err(|_| {
             CliError::usage(format!(
-                "invalid --bind address `{s}`: expected an IP address"
+                "invalid --bind address `{s}`: expected an IP address or `localhost` (host names are not looked up)"
             ))
-            .hint("use `--bind 127.0.0.1` (the default) or `--bind ::1`")
+            .hint("use `--bind 127.0.0.1` (the default), `--bind localhost` or `--bind ::1`")
         })
 }
 
@@ -190,5 +190,38 @@ fn open_browser(url: &str) {
         Err(e) => crate::diag!(
             "qw: warning: could not run `{program}` to open the page: {e}; open the URL above yourself"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_takes_ip_literals_and_localhost_and_names_what_it_refuses() {
+        assert_eq!(
+            bind_ip("localhost").unwrap(),
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        );
+        assert_eq!(
+            bind_ip("LOCALHOST").unwrap(),
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        );
+        assert_eq!(bind_ip("[::1]").unwrap(), "::1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            bind_ip("0.0.0.0").unwrap(),
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        );
+        let e = bind_ip("vm").unwrap_err();
+        assert_eq!(e.code, crate::exit::USAGE);
+        assert_eq!(
+            e.message,
+            "invalid --bind address `vm`: expected an IP address or `localhost` (host names are not looked up)"
+        );
+        assert!(
+            e.hints.iter().any(|h| h.contains("--bind localhost")),
+            "{:?}",
+            e.hints
+        );
     }
 }
