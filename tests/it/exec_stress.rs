@@ -528,35 +528,7 @@ fn build_zombie_leader(dir: &std::path::Path) -> Option<std::path::PathBuf> {
     }
 }
 
-/// Processes (thread-group ids) any live thread of which carries `QW_TEST_MARKER=marker`:
-/// a zombie leader's own `environ` is empty, its threads' are not.
-fn marked_processes(marker: &str) -> Vec<i32> {
-    let needle = format!("QW_TEST_MARKER={marker}");
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-            continue;
-        };
-        let Ok(tasks) = std::fs::read_dir(entry.path().join("task")) else {
-            continue;
-        };
-        let marked = tasks.flatten().any(|t| {
-            let live = std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| {
-                s.rsplit_once(") ")
-                    .and_then(|(_, r)| r.chars().next())
-                    .is_some_and(|c| !matches!(c, 'Z' | 'X' | 'x'))
-            });
-            live && std::fs::read(t.path().join("environ"))
-                .is_ok_and(|e| e.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()))
-        });
-        if marked {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// Kills every process of [`marked_processes`] on drop (by pid), and removes the guard
+/// Kills every process marked with `marker` on drop (by pid), and removes the guard
 /// file so the threads end by themselves too.
 struct ZlGuard {
     marker: String,
@@ -566,7 +538,7 @@ struct ZlGuard {
 impl Drop for ZlGuard {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.guard);
-        for pid in marked_processes(&self.marker) {
+        for pid in pids_with_env("QW_TEST_MARKER", &self.marker) {
             unsafe_kill(pid, 9);
         }
     }
@@ -596,10 +568,12 @@ fn wait_for_zombie_leader(marker: &str) -> i32 {
     let mut found = None;
     assert!(
         wait_until(Duration::from_secs(20), || {
-            found = marked_processes(marker).into_iter().find(|&pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
-            });
+            found = pids_with_env("QW_TEST_MARKER", marker)
+                .into_iter()
+                .find(|&pid| {
+                    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+                });
             found.is_some()
         }),
         "no zombie leader with live threads appeared"
@@ -646,7 +620,7 @@ fn zombie_leader_with_live_threads_is_ended_under_timeout() {
         report["unkillable"].as_array().is_none_or(Vec::is_empty),
         "{report}"
     );
-    let left = marked_processes(&guard.marker);
+    let left = pids_with_env("QW_TEST_MARKER", &guard.marker);
     assert!(left.is_empty(), "survivors: {left:?}");
 }
 
@@ -677,7 +651,7 @@ fn zombie_leader_with_live_threads_is_ended_after_a_normal_exit() {
         "{report}"
     );
     assert!(stderr(&out).contains("left"), "{}", stderr(&out));
-    let left = marked_processes(&guard.marker);
+    let left = pids_with_env("QW_TEST_MARKER", &guard.marker);
     assert!(left.is_empty(), "survivors: {left:?}");
 }
 
@@ -713,7 +687,7 @@ fn ctrl_c_ends_a_zombie_leader_with_live_threads() {
     let code = out.status.code().unwrap();
     assert!(code == 130 || code == 137, "exit {code}: {}", stderr(&out));
     assert_eq!(report["escalated_to_kill"], true, "{report}");
-    let left = marked_processes(&guard.marker);
+    let left = pids_with_env("QW_TEST_MARKER", &guard.marker);
     assert!(left.is_empty(), "survivors: {left:?}");
 }
 
@@ -731,13 +705,13 @@ fn sweep_ends_a_zombie_leader_a_sigkilled_qw_left_behind() {
         .unwrap();
     let leader = wait_for_zombie_leader(&guard.marker);
     sigkill(&mut child);
-    assert!(marked_processes(&guard.marker).contains(&leader));
+    assert!(pids_with_env("QW_TEST_MARKER", &guard.marker).contains(&leader));
     let mut sweep = p.qw(&["exec", "--no-record", "--", "true"]);
     sweep.stdin(Stdio::null());
     let out = output_bounded(sweep);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // The sweep ran before `true`: the orphans, the zombie leader's threads among them,
     // are gone.
-    let left = marked_processes(&guard.marker);
+    let left = pids_with_env("QW_TEST_MARKER", &guard.marker);
     assert!(left.is_empty(), "survivors: {left:?}");
 }

@@ -103,7 +103,9 @@ pub fn last_json(o: &Output) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
 
-/// Pids of live (non-zombie) processes whose environment holds `NAME=value`.
+/// Processes (thread-group ids) any live thread of which holds `NAME=value` in its
+/// environment. Per thread, because a zombie thread-group leader whose other threads run
+/// (its main thread called `pthread_exit`) is alive and has an empty `environ` of its own.
 pub fn pids_with_env(name: &str, value: &str) -> Vec<i32> {
     let needle = format!("{name}={value}");
     let mut out = Vec::new();
@@ -115,19 +117,19 @@ pub fn pids_with_env(name: &str, value: &str) -> Vec<i32> {
         else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+        let Ok(tasks) = std::fs::read_dir(entry.path().join("task")) else {
             continue;
         };
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.trim().chars().next());
-        if matches!(state, Some('Z') | Some('X') | None) {
-            continue;
-        }
-        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        if env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()) {
+        let marked = tasks.flatten().any(|t| {
+            let live = std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .and_then(|(_, r)| r.trim().chars().next())
+                    .is_some_and(|c| !matches!(c, 'Z' | 'X' | 'x'))
+            });
+            live && std::fs::read(t.path().join("environ"))
+                .is_ok_and(|e| e.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()))
+        });
+        if marked {
             out.push(pid);
         }
     }
