@@ -85,5 +85,31 @@ pub(crate) fn run(ctx: &Ctx, _args: InitArgs) -> CmdResult {
             "next: describe your project in .claude/steering/*.md, then `qw workflow-auto NAME \"DESC\" --claude-arg=--permission-mode --claude-arg=acceptEdits` (claude runs headless: see `quantumwala.claude_permissions` in .claude/settings.local.json)"
         );
     }
+    if !ctx.global.quiet {
+        for note in git_notes(&ctx.project) {
+            crate::diag!("note: {note}");
+        }
+    }
     Ok(0)
+}
+
+/// What would stop a parallel `workflow-auto` in this repository before its first task:
+/// parallel tasks run in git worktrees, which need a commit to start from and an
+/// identity to commit with. Said at init so the first run is not the first to say it.
+fn git_notes(project: &crate::project::Project) -> Vec<String> {
+    let Ok(Some(repo)) = crate::worktree::Repo::discover(project) else {
+        return Vec::new();
+    };
+    let mut notes = Vec::new();
+    if let (Ok(Some(branch)), Ok(None)) = (repo.current_branch(), repo.commit_of("HEAD")) {
+        notes.push(format!(
+            "branch `{branch}` has no commit yet; parallel tasks run in git worktrees started from one: commit once (`git add -A && git commit -m init`) before `qw workflow-auto`, or pass `--isolate none`"
+        ));
+    }
+    if let Some(why) = repo.identity_error() {
+        notes.push(format!(
+            "git cannot make commits here ({why}); qw commits each task's work: set `git config user.name` and `git config user.email`, or pass `--isolate none`"
+        ));
+    }
+    notes
 }

@@ -316,7 +316,7 @@ impl Repo {
     pub fn identity_error(&self) -> Option<String> {
         match git_output(&self.top, ["var", "GIT_COMMITTER_IDENT"], &[]) {
             Ok(o) if o.status.success() => None,
-            Ok(o) => Some(String::from_utf8_lossy(&o.stderr).trim().replace('\n', " ")),
+            Ok(o) => Some(git_reason(&String::from_utf8_lossy(&o.stderr))),
             Err(e) => Some(e.to_string()),
         }
     }
@@ -582,6 +582,20 @@ impl Repo {
 }
 
 /// The setting `quantumwala.worktree_root`, if set.
+/// The reason in git's error text: its `fatal:` line (git's advice around it, such as
+/// "Please tell me who you are" and its `--global` commands, is for git's own prompt), or
+/// the whole text on one line when there is none.
+fn git_reason(stderr: &str) -> String {
+    match stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("fatal:"))
+    {
+        Some(r) => r.trim().to_owned(),
+        None => stderr.split_whitespace().collect::<Vec<_>>().join(" "),
+    }
+}
+
 fn worktree_root_setting(project: &Project) -> Result<Option<String>> {
     let settings = crate::settings::QwSettings::load(&project.settings_file())
         .map_err(|e| WorktreeError::Placement(e.to_string()))?;
@@ -1746,6 +1760,16 @@ mod tests {
         // No trailing blank line: the last block still counts.
         assert_eq!(parse_worktree_list("worktree /a\nHEAD 1\nbare").len(), 1);
         assert!(parse_worktree_list("").is_empty());
+    }
+
+    #[test]
+    fn git_reason_is_the_fatal_line_or_the_whole_text() {
+        let ident = "Committer identity unknown\n\n*** Please tell me who you are.\n\nRun\n\n  git config --global user.email \"you@example.com\"\n\nfatal: no email was given and auto-detection is disabled\n";
+        assert_eq!(
+            git_reason(ident),
+            "no email was given and auto-detection is disabled"
+        );
+        assert_eq!(git_reason("error: one\n  two\n"), "error: one two");
     }
 
     #[test]

@@ -369,3 +369,93 @@ fn init_refuses_resource_limits_qw_would_refuse_later() {
     assert_eq!(p.read(".claude/settings.local.json"), bad);
     assert!(!p.claude().join("steering").exists());
 }
+
+/// `qw init` in a repository that `workflow-auto` would refuse to isolate says why at
+/// once: no commit yet, no git identity. Once both are fixed it says nothing of git.
+#[test]
+fn init_names_what_git_lacks_before_the_first_parallel_run() {
+    let p = TestProject::bare();
+    let home = tempfile::tempdir().unwrap();
+    // No user-level or system git configuration, and no identity guessed from the host.
+    let git_env = |c: &mut std::process::Command| {
+        c.env("HOME", home.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "user.useConfigOnly")
+            .env("GIT_CONFIG_VALUE_0", "true")
+            .env_remove("GIT_AUTHOR_NAME")
+            .env_remove("GIT_AUTHOR_EMAIL")
+            .env_remove("GIT_COMMITTER_NAME")
+            .env_remove("GIT_COMMITTER_EMAIL")
+            .env_remove("EMAIL");
+    };
+    let git = |args: &[&str], ident: bool| {
+        let mut c = std::process::Command::new("git");
+        c.current_dir(p.path()).args(args);
+        git_env(&mut c);
+        if ident {
+            c.env("GIT_AUTHOR_NAME", "T")
+                .env("GIT_AUTHOR_EMAIL", "t@example.com")
+                .env("GIT_COMMITTER_NAME", "T")
+                .env("GIT_COMMITTER_EMAIL", "t@example.com");
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
+    };
+    git(&["init", "-q", "-b", "trunk"], false);
+
+    let mut c = p.qw(&["init"]);
+    git_env(&mut c);
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("note: branch `trunk` has no commit yet") && err.contains("--isolate none"),
+        "{err}"
+    );
+    assert!(
+        err.contains("note: git cannot make commits here") && err.contains("git config user.email"),
+        "{err}"
+    );
+
+    // What the notes foretell: the parallel run refuses, naming the same things.
+    let auto = |ident: bool| {
+        let mut c = p.qw(&[
+            "workflow-auto",
+            "demo",
+            "A demo",
+            "--agent",
+            "offline",
+            "--parallel",
+            "2",
+        ]);
+        git_env(&mut c);
+        if ident {
+            c.env("GIT_COMMITTER_NAME", "T")
+                .env("GIT_COMMITTER_EMAIL", "t@example.com");
+        }
+        c.output().unwrap()
+    };
+    let o = auto(false);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("commit once"), "{}", stderr(&o));
+
+    git(&["add", "-A"], true);
+    git(&["commit", "-q", "-m", "init"], true);
+    let o = auto(false);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("git cannot make commits here: no email was given")
+            && !err.contains("Please tell me who you are"),
+        "{err}"
+    );
+    let mut c = p.qw(&["init"]);
+    git_env(&mut c);
+    c.env("GIT_COMMITTER_NAME", "T")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com");
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("note:"), "{}", stderr(&o));
+}
