@@ -13,8 +13,11 @@ use super::{
 };
 use crate::project::Project;
 
-/// `(spec, task)` when qw made this worktree: its marker, else (older qw) its place in
-/// a worktree container with a `<spec>-<task>` name, or a `qw/` branch there.
+/// `(spec, task)` when qw made this worktree: its marker, else (a qw that wrote none)
+/// its `qw:` lock reason or its place in the old `.claude/worktrees/`, with the task
+/// named by the lock reason, its `qw/` branch or its `<spec>-<task>` name. Nothing else
+/// counts — not a place in qw's worktree folder, nor a branch named like qw's: an
+/// agent's own `git worktree add` there is not qw's to prune.
 pub(crate) fn owner(repo: &Repo, w: &ListedWorktree) -> Option<(String, String)> {
     if let Some(t) = &w.task {
         return Some(t.clone());
@@ -24,8 +27,18 @@ pub(crate) fn owner(repo: &Repo, w: &ListedWorktree) -> Option<(String, String)>
     let parent = parent
         .canonicalize()
         .unwrap_or_else(|_| parent.to_path_buf());
-    if !repo.containers().contains(&parent) {
+    let reason = w
+        .locked
+        .as_deref()
+        .filter(|r| r.starts_with(tree::LOCK_REASON_PREFIX));
+    if reason.is_none() && parent != repo.legacy_dir() {
         return None;
+    }
+    // `qw: workflow <spec> task <task> (pid <n>)`.
+    if let Some(words) = reason.map(|r| r.split_whitespace().collect::<Vec<_>>())
+        && let [_, "workflow", spec, "task", task, ..] = words.as_slice()
+    {
+        return Some(((*spec).to_owned(), (*task).to_owned()));
     }
     if let Some((s, t)) = w.branch.as_deref().and_then(parse_branch) {
         return Some((s.to_owned(), t.to_owned()));
@@ -134,6 +147,9 @@ pub(crate) fn list_with(
     let mut with_worktree = BTreeSet::new();
     for w in repo.registered()? {
         let Some((s, t)) = owner(repo, &w) else {
+            // A branch checked out in a worktree not qw's (an agent's, the user's) is
+            // theirs, whatever its name.
+            with_worktree.extend(w.branch.clone());
             continue;
         };
         if spec.is_some_and(|x| x != s) {
