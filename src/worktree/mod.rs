@@ -1324,14 +1324,10 @@ impl Worktrees {
                 let reason = self.lock_reason(task_id);
                 let resumed = self.repo.branch_exists(&branch)?
                     && self.repo.unmerged_commits(&branch, &target)? > 0;
-                if resumed {
-                    git(&top, &["worktree", "add", "-q", &p, &branch])?;
-                } else {
-                    git(&top, &["worktree", "add", "-q", "-B", &branch, &p, &target])?;
-                }
-                // Locked right away (not `add --lock --reason`, which needs git 2.31):
-                // no `git worktree prune` drops it should its directory vanish unsaved.
-                git(&top, &["worktree", "lock", "--reason", &reason, &p])?;
+                // Locked as it is made: no `git worktree prune` drops it should its
+                // directory vanish unsaved, and it is qw's even if qw is killed before
+                // its marker is written.
+                salvage::add_locked(&top, &p, &branch, (!resumed).then_some(&*target), &reason)?;
                 let admin = tree::admin_of(&path)?;
                 tree::write_marker(&admin, &self.spec, task_id)?;
                 (path, admin, resumed)

@@ -82,6 +82,38 @@ pub(crate) fn moved_line(path: &Path, admin: &Path, task: &str, branch: &str) ->
     ))
 }
 
+/// `git worktree add` of `path` on `branch` (made or reset at `start` when given),
+/// locked with `reason` from its creation (`--lock --reason`, git 2.31), so there is no
+/// moment when it is in qw's folder unmarked and unlocked: such a worktree is not qw's
+/// (see `leftovers::owner`). An older git that does not know `--reason` (usage error
+/// 129) gets `add`, then `lock`.
+pub(crate) fn add_locked(
+    top: &Path,
+    path: &str,
+    branch: &str,
+    start: Option<&str>,
+    reason: &str,
+) -> Result<()> {
+    let place: Vec<&str> = match start {
+        Some(start) => vec!["-B", branch, path, start],
+        None => vec![path, branch],
+    };
+    let mut args = vec!["worktree", "add", "-q", "--lock", "--reason", reason];
+    args.extend(&place);
+    let out = git_output(top, &args, &[])?;
+    if out.status.success() {
+        return Ok(());
+    }
+    if out.status.code() != Some(129) {
+        return Err(git_error(top, &args, &out));
+    }
+    let mut args = vec!["worktree", "add", "-q"];
+    args.extend(&place);
+    git(top, &args)?;
+    git(top, &["worktree", "lock", "--reason", reason, path])?;
+    Ok(())
+}
+
 /// When the staged commit shares no history with `base` (the agent deleted the task's
 /// branch and committed on a fresh root): keep it on `<branch>@<sha7>`, and stage
 /// instead the task's last commit on `base`'s history with the worktree's files on top
