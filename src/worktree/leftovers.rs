@@ -34,11 +34,8 @@ pub(crate) fn owner(repo: &Repo, w: &ListedWorktree) -> Option<(String, String)>
     if reason.is_none() && parent != repo.legacy_dir() {
         return None;
     }
-    // `qw: workflow <spec> task <task> (pid <n>)`.
-    if let Some(words) = reason.map(|r| r.split_whitespace().collect::<Vec<_>>())
-        && let [_, "workflow", spec, "task", task, ..] = words.as_slice()
-    {
-        return Some(((*spec).to_owned(), (*task).to_owned()));
+    if let Some(t) = reason.and_then(lock_owner) {
+        return Some(t);
     }
     if let Some((s, t)) = w.branch.as_deref().and_then(parse_branch) {
         return Some((s.to_owned(), t.to_owned()));
@@ -46,6 +43,17 @@ pub(crate) fn owner(repo: &Repo, w: &ListedWorktree) -> Option<(String, String)>
     let name = w.path.file_name()?.to_string_lossy().into_owned();
     let name = name.split('~').next().unwrap_or_default();
     parse_dir_name(name).map(|(s, t)| (s.to_owned(), t.to_owned()))
+}
+
+/// `(spec, task)` from qw's lock reason `qw: workflow <spec> task <task> (pid <n>)`.
+fn lock_owner(reason: &str) -> Option<(String, String)> {
+    let words: Vec<&str> = reason.split_whitespace().collect();
+    match words.as_slice() {
+        [prefix, "workflow", spec, "task", task, ..] if *prefix == tree::LOCK_REASON_PREFIX => {
+            Some(((*spec).to_owned(), (*task).to_owned()))
+        }
+        _ => None,
+    }
 }
 
 /// Is a workflow of `spec` running (holding its workflow lock)?
@@ -375,4 +383,20 @@ pub fn prune(
         let _ = fs_err::remove_dir(&dir);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_reasons_name_spec_and_task() {
+        assert_eq!(
+            lock_owner("qw: workflow user-auth task 2.1 (pid 42)"),
+            Some(("user-auth".into(), "2.1".into()))
+        );
+        assert_eq!(lock_owner("qw: held"), None);
+        assert_eq!(lock_owner("mine: workflow a task 1"), None);
+        assert_eq!(lock_owner(""), None);
+    }
 }

@@ -21,7 +21,9 @@
 //! kept on a branch when nothing else holds them. A leftover worktree (qw was SIGKILLed)
 //! is saved and reused by the next run of its task. Work outside the worktree is named:
 //! stash entries the task's agent left ([`Worktrees::stashed`]), its worktree deleted
-//! while it ran ([`Worktrees::gone`]), worktrees it added ([`Worktrees::foreign`]).
+//! while it ran ([`Worktrees::gone`]), worktrees it added ([`Worktrees::foreign`]); its
+//! worktree moved, its branch deleted and a history of its own committed, objects pruned
+//! by a concurrent `git gc` ([`salvage`]).
 //!
 //! The target branch: qw merges only into the integration branch where it left it, or
 //! where a move the main worktree followed put it (`Worktrees::check_target`); a branch
