@@ -140,7 +140,10 @@ pub(crate) fn own_history(
     // that history), else the newest such commit its worktree's HEAD visited.
     let mut parent = None;
     let tip = repo.commit_of(&format!("refs/heads/{branch}"))?;
-    for c in tip.into_iter().chain(tree::reflog(t.admin()).into_iter().rev()) {
+    for c in tip
+        .into_iter()
+        .chain(tree::reflog(t.admin()).into_iter().rev())
+    {
         if tree::is_commit(repo, &c) && shares_history(repo, &c, &target)? {
             parent = Some(c);
             break;

@@ -668,7 +668,13 @@ fn worktree_two_workflows_in_one_repository_at_once_lose_nothing() {
     const N: usize = 6;
     let r = Repo::new(&tasks(1));
     let mut files = Vec::new();
-    let flag = |s: &str| r.aux.path().join(format!("started-{s}")).display().to_string();
+    let flag = |s: &str| {
+        r.aux
+            .path()
+            .join(format!("started-{s}"))
+            .display()
+            .to_string()
+    };
     for (spec, other) in [("alpha", "beta"), ("beta", "alpha")] {
         add_spec(&r, spec, N);
         for i in 1..=N {

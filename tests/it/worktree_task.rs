@@ -125,14 +125,22 @@ fn worktree_task_branch_deleted_and_a_fresh_history_committed_is_kept_apart() {
         assert_eq!(r.runs_of(i), 1, "not retried");
         // The fresh history is kept as it is, on the `@` branch the error names.
         let at = named_branch(err, &format!("{branch}@"));
-        assert!(r.git_ok(&["cat-file", "-e", &format!("{at}:{fresh_file}")]), "{at}");
+        assert!(
+            r.git_ok(&["cat-file", "-e", &format!("{at}:{fresh_file}")]),
+            "{at}"
+        );
         assert!(!share_history(&r, &at, "main"));
         // The task's branch is on main's history again, with the worktree's files.
         assert!(share_history(&r, &branch, "main"), "{branch}");
         assert_eq!(r.git(&["show", &format!("{branch}:{fresh_file}")]), "x\n");
         // Nothing deleted: every file of main is still on it.
         assert_eq!(
-            r.git(&["diff", "--name-only", "--diff-filter=D", &format!("main...{branch}")]),
+            r.git(&[
+                "diff",
+                "--name-only",
+                "--diff-filter=D",
+                &format!("main...{branch}")
+            ]),
             "",
             "{branch} deletes files"
         );
@@ -144,7 +152,10 @@ fn worktree_task_branch_deleted_and_a_fresh_history_committed_is_kept_apart() {
     assert_eq!(r.git(&["show", "qw/demo/2:f2.txt"]), "2\n");
     for i in ["4", "5"] {
         assert_eq!(r.f.task(i)["status"], "completed", "{}", r.f.task(i));
-        assert_eq!(r.git(&["show", &format!("main:f{i}.txt")]), format!("{i}\n"));
+        assert_eq!(
+            r.git(&["show", &format!("main:f{i}.txt")]),
+            format!("{i}\n")
+        );
     }
     assert!(r.git_ok(&["merge-base", "--is-ancestor", &main_before, "main"]));
     r.assert_no_process();
@@ -155,7 +166,10 @@ fn worktree_task_branch_deleted_and_a_fresh_history_committed_is_kept_apart() {
             assert_eq!(&sha(&r, b), s, "{when} moved or deleted {b}");
         }
     };
-    for args in [&["worktrees", "--prune"][..], &["workflow-reset", "demo"][..]] {
+    for args in [
+        &["worktrees", "--prune"][..],
+        &["workflow-reset", "demo"][..],
+    ] {
         let out = r.run(args);
         assert_eq!(code(&out), 0, "{args:?}: {}", diag(&out));
         check_kept(&format!("{args:?}"));
@@ -225,11 +239,17 @@ fn gc_between_qws_steps(what: &str, fail_first: bool) -> String {
     // Committed and uncommitted work, so qw stages a commit of its own.
     r.action(
         "1",
-        &format!("echo c > c1.txt\ngit add c1.txt\ngit commit -qm c1 || true\necho 1 > f1.txt\n{fail}"),
+        &format!(
+            "echo c > c1.txt\ngit add c1.txt\ngit commit -qm c1 || true\necho 1 > f1.txt\n{fail}"
+        ),
     );
     r.action("2", "echo 2 > f2.txt\n");
     let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
-    assert!(r.aux.path().join("gc-done").is_dir(), "no gc ran: {}", diag(&out));
+    assert!(
+        r.aux.path().join("gc-done").is_dir(),
+        "no gc ran: {}",
+        diag(&out)
+    );
     if fail_first {
         assert_eq!(code(&out), 1, "{}", diag(&out));
         let t = r.f.task("1");
@@ -336,7 +356,11 @@ fn worktree_moved_or_removed_by_its_agent_is_named_and_its_work_kept() {
     r.action("5", "echo 5 > f5.txt\n");
     let out = r.auto(&["--parallel", "2", "--isolate", "worktree"]);
     assert_eq!(code(&out), 1, "{}", diag(&out));
-    for (i, to) in [("1", Some(moved("1"))), ("2", Some(moved("2"))), ("3", None)] {
+    for (i, to) in [
+        ("1", Some(moved("1"))),
+        ("2", Some(moved("2"))),
+        ("3", None),
+    ] {
         let t = r.f.task(i);
         assert_eq!(t["status"], "failed", "{t}");
         assert_eq!(t["outcome"], "workspace_error", "{t}");
@@ -356,9 +380,14 @@ fn worktree_moved_or_removed_by_its_agent_is_named_and_its_work_kept() {
         );
         assert!(!to.exists(), "{} is left", to.display());
     }
-    assert!(named_path(&r.f.task("3")["error"].to_string(), "was moved to `").ends_with("/elsewhere3"));
+    assert!(
+        named_path(&r.f.task("3")["error"].to_string(), "was moved to `").ends_with("/elsewhere3")
+    );
     for f in ["b1.txt", "a1.txt"] {
-        assert!(r.git_ok(&["cat-file", "-e", &format!("qw/demo/1:{f}")]), "{f}");
+        assert!(
+            r.git_ok(&["cat-file", "-e", &format!("qw/demo/1:{f}")]),
+            "{f}"
+        );
     }
     let t4 = r.f.task("4");
     assert_eq!(t4["outcome"], "workspace_error", "{t4}");
@@ -369,7 +398,12 @@ fn worktree_moved_or_removed_by_its_agent_is_named_and_its_work_kept() {
     );
     assert_eq!(r.git(&["show", "qw/demo/4:f4.txt"]), "4\n");
     assert_eq!(r.f.task("5")["status"], "completed");
-    assert_eq!(r.registered_worktrees(), 1, "{}", r.git(&["worktree", "list"]));
+    assert_eq!(
+        r.registered_worktrees(),
+        1,
+        "{}",
+        r.git(&["worktree", "list"])
+    );
     r.assert_no_process();
     let out = r.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
@@ -432,7 +466,11 @@ fn worktree_agents_own_worktree_in_qws_folder_is_never_pruned() {
     let nine = container.join("demo-9");
     let tips = (sha(&r, "mine"), sha(&r, "qw/demo/8"));
     let check = |when: &str| {
-        assert_eq!(registered_branch(&r, &mine).as_deref(), Some("mine"), "{when}");
+        assert_eq!(
+            registered_branch(&r, &mine).as_deref(),
+            Some("mine"),
+            "{when}"
+        );
         assert_eq!(
             registered_branch(&r, &eight).as_deref(),
             Some("qw/demo/8"),
@@ -451,7 +489,12 @@ fn worktree_agents_own_worktree_in_qws_folder_is_never_pruned() {
         // Their uncommitted files were not committed by a salvage of qw's.
         assert!(!r.git_ok(&["cat-file", "-e", "qw/demo/8:v.txt"]), "{when}");
         assert!(!r.git_ok(&["cat-file", "-e", "mine:u.txt"]), "{when}");
-        assert_eq!(r.registered_worktrees(), 4, "{when}: {}", r.git(&["worktree", "list"]));
+        assert_eq!(
+            r.registered_worktrees(),
+            4,
+            "{when}: {}",
+            r.git(&["worktree", "list"])
+        );
     };
     check("after the run");
     for args in [
@@ -461,7 +504,11 @@ fn worktree_agents_own_worktree_in_qws_folder_is_never_pruned() {
     ] {
         let out = r.run(args);
         assert_eq!(code(&out), 0, "{args:?}: {}", diag(&out));
-        assert!(!diag(&out).contains("kept branch `qw/demo/8`"), "{}", diag(&out));
+        assert!(
+            !diag(&out).contains("kept branch `qw/demo/8`"),
+            "{}",
+            diag(&out)
+        );
         check(&format!("{args:?}"));
     }
     // The user removes them; the spec then finishes, its completed tasks not redone.
