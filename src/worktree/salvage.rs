@@ -166,14 +166,28 @@ pub(crate) fn own_history(
     }
     if t.path().is_dir() {
         let deleted = t.run(&["ls-files", "--deleted", "-z"])?;
+        let mut missing = Vec::new();
         for p in deleted.split('\0').filter(|p| !p.is_empty()) {
             if spec_rel
                 .as_deref()
-                .is_some_and(|s| p == s || p.starts_with(&format!("{s}/")))
+                .is_none_or(|s| p != s && !p.starts_with(&format!("{s}/")))
             {
-                continue;
+                missing.extend_from_slice(p.as_bytes());
+                missing.push(0);
             }
-            t.run(&["checkout-index", "-f", "--", p])?;
+        }
+        if !missing.is_empty() {
+            let pre = [
+                OsStr::new("--git-dir"),
+                t.admin().as_os_str(),
+                OsStr::new("--work-tree"),
+                t.path().as_os_str(),
+            ];
+            let args = ["checkout-index", "-f", "-z", "--stdin"];
+            let out = feed(t.path(), &pre, &args, &[], &missing)?;
+            if !out.status.success() {
+                return Err(git_error(t.path(), &args, &out));
+            }
         }
     }
     let line = format!(
@@ -231,7 +245,7 @@ fn overlay(repo: &Repo, parent: &str, fresh: &str, message: &str) -> Result<Stri
     let run = |args: &[&str], input: Option<&[u8]>| -> Result<String> {
         let out = match input {
             None => git_output(&repo.top, args, &env)?,
-            Some(bytes) => feed(&repo.top, args, &env, bytes)?,
+            Some(bytes) => feed(&repo.top, &[], args, &env, bytes)?,
         };
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
@@ -271,15 +285,16 @@ fn overlay(repo: &Repo, parent: &str, fresh: &str, message: &str) -> Result<Stri
     run(&["commit-tree", &tree, "-p", parent, "-m", message], None)
 }
 
-/// Run git with `input` on its stdin.
+/// Run `git -C dir PRE… ARGS…` with `input` on its stdin.
 fn feed(
     dir: &Path,
+    pre: &[&OsStr],
     args: &[&str],
     env: &[(&str, &OsStr)],
     input: &[u8],
 ) -> Result<std::process::Output> {
     use std::io::Write;
-    let mut cmd = super::git_command(dir, &[], args, env);
+    let mut cmd = super::git_command(dir, pre, args, env);
     cmd.stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());

@@ -47,7 +47,7 @@ fn share_history(r: &Repo, a: &str, b: &str) -> bool {
 
 #[test]
 fn worktree_task_branch_deleted_and_a_fresh_history_committed_is_kept_apart() {
-    let r = Repo::new(&tasks(5));
+    let r = Repo::new(&tasks(6));
     let main_before = sha(&r, "main");
     let refusals = r.aux.path().join("refusals.txt");
     // The reproduction: a commit on the task's branch, the branch deleted, a commit on
@@ -102,8 +102,26 @@ fn worktree_task_branch_deleted_and_a_fresh_history_committed_is_kept_apart() {
             f = refusals.display()
         ),
     );
+    // A history of its own, then the agent fails: saved the same way when its worktree
+    // is removed.
+    r.action(
+        "6",
+        &format!(
+            "echo 6 > f6.txt\n{}",
+            once(
+                &r,
+                "own6",
+                "git update-ref -d refs/heads/qw/demo/6\necho x > x6.txt\ngit add x6.txt\ngit commit -qm fresh\nexit 1"
+            )
+        ),
+    );
     let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
     assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert_eq!(r.f.task("6")["outcome"], "agent_error", "{}", r.f.task("6"));
+    let at6 = named_branch(&diag(&out), "qw/demo/6@");
+    assert!(r.git_ok(&["cat-file", "-e", &format!("{at6}:x6.txt")]));
+    assert!(share_history(&r, "qw/demo/6", "main"));
+    assert_eq!(r.git(&["show", "qw/demo/6:f6.txt"]), "6\n");
     let refused = std::fs::read_to_string(&refusals).unwrap();
     assert_eq!(
         refused.matches("cannot delete branch 'qw/demo/5'").count(),
@@ -146,6 +164,7 @@ fn worktree_task_branch_deleted_and_a_fresh_history_committed_is_kept_apart() {
         );
         kept.push((at.clone(), sha(&r, &at)));
     }
+    kept.push((at6.clone(), sha(&r, &at6)));
     // The commit made before the deletion and the file left after the fresh commit.
     assert_eq!(r.git(&["show", "qw/demo/1:f1.txt"]), "1\n");
     assert_eq!(r.git(&["show", "qw/demo/1:u1.txt"]), "u\n");
@@ -179,6 +198,7 @@ fn worktree_task_branch_deleted_and_a_fresh_history_committed_is_kept_apart() {
     assert_eq!(code(&out), 0, "{}", diag(&out));
     r.assert_all_merged(&[
         "f1.txt", "u1.txt", "x1.txt", "f2.txt", "x2.txt", "f3.txt", "x3.txt", "f4.txt", "f5.txt",
+        "f6.txt", "x6.txt",
     ]);
     for i in ["4", "5"] {
         assert_eq!(r.runs_of(i), 1, "task {i} was redone");
