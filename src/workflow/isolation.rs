@@ -516,9 +516,9 @@ fn step_of(s: Step) -> WorkspaceStep {
 
 /// One line: which git step of qw's failed, git's message, what to do.
 fn step_evidence(e: &StepError, branch: &str) -> String {
-    // Not a failure of qw's git: someone moved the target branch (the message says
-    // where it was, where it is, and what to do).
-    if let WorktreeError::TargetMoved(why) = &e.source {
+    // Not a failure of qw's git: someone moved the target branch, or the task's agent
+    // left a history of its own (the message says where everything is, what to do).
+    if let WorktreeError::TargetMoved(why) | WorktreeError::OwnHistory(why) = &e.source {
         return why.clone();
     }
     let (what, hint) = match e.step {

@@ -13,8 +13,11 @@ use super::{
 };
 use crate::project::Project;
 
-/// `(spec, task)` when qw made this worktree: its marker, else (older qw) its place in
-/// a worktree container with a `<spec>-<task>` name, or a `qw/` branch there.
+/// `(spec, task)` when qw made this worktree: its marker, else (a qw that wrote none)
+/// its `qw:` lock reason or its place in the old `.claude/worktrees/`, with the task
+/// named by the lock reason, its `qw/` branch or its `<spec>-<task>` name. Nothing else
+/// counts — not a place in qw's worktree folder, nor a branch named like qw's: an
+/// agent's own `git worktree add` there is not qw's to prune.
 pub(crate) fn owner(repo: &Repo, w: &ListedWorktree) -> Option<(String, String)> {
     if let Some(t) = &w.task {
         return Some(t.clone());
@@ -24,8 +27,15 @@ pub(crate) fn owner(repo: &Repo, w: &ListedWorktree) -> Option<(String, String)>
     let parent = parent
         .canonicalize()
         .unwrap_or_else(|_| parent.to_path_buf());
-    if !repo.containers().contains(&parent) {
+    let reason = w
+        .locked
+        .as_deref()
+        .filter(|r| r.starts_with(tree::LOCK_REASON_PREFIX));
+    if reason.is_none() && parent != repo.legacy_dir() {
         return None;
+    }
+    if let Some(t) = reason.and_then(lock_owner) {
+        return Some(t);
     }
     if let Some((s, t)) = w.branch.as_deref().and_then(parse_branch) {
         return Some((s.to_owned(), t.to_owned()));
@@ -33,6 +43,17 @@ pub(crate) fn owner(repo: &Repo, w: &ListedWorktree) -> Option<(String, String)>
     let name = w.path.file_name()?.to_string_lossy().into_owned();
     let name = name.split('~').next().unwrap_or_default();
     parse_dir_name(name).map(|(s, t)| (s.to_owned(), t.to_owned()))
+}
+
+/// `(spec, task)` from qw's lock reason `qw: workflow <spec> task <task> (pid <n>)`.
+fn lock_owner(reason: &str) -> Option<(String, String)> {
+    let words: Vec<&str> = reason.split_whitespace().collect();
+    match words.as_slice() {
+        [prefix, "workflow", spec, "task", task, ..] if *prefix == tree::LOCK_REASON_PREFIX => {
+            Some(((*spec).to_owned(), (*task).to_owned()))
+        }
+        _ => None,
+    }
 }
 
 /// Is a workflow of `spec` running (holding its workflow lock)?
@@ -134,6 +155,9 @@ pub(crate) fn list_with(
     let mut with_worktree = BTreeSet::new();
     for w in repo.registered()? {
         let Some((s, t)) = owner(repo, &w) else {
+            // A branch checked out in a worktree not qw's (an agent's, the user's) is
+            // theirs, whatever its name.
+            with_worktree.extend(w.branch.clone());
             continue;
         };
         if spec.is_some_and(|x| x != s) {
@@ -359,4 +383,20 @@ pub fn prune(
         let _ = fs_err::remove_dir(&dir);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_reasons_name_spec_and_task() {
+        assert_eq!(
+            lock_owner("qw: workflow user-auth task 2.1 (pid 42)"),
+            Some(("user-auth".into(), "2.1".into()))
+        );
+        assert_eq!(lock_owner("qw: held"), None);
+        assert_eq!(lock_owner("mine: workflow a task 1"), None);
+        assert_eq!(lock_owner(""), None);
+    }
 }

@@ -21,7 +21,9 @@
 //! kept on a branch when nothing else holds them. A leftover worktree (qw was SIGKILLed)
 //! is saved and reused by the next run of its task. Work outside the worktree is named:
 //! stash entries the task's agent left ([`Worktrees::stashed`]), its worktree deleted
-//! while it ran ([`Worktrees::gone`]), worktrees it added ([`Worktrees::foreign`]).
+//! while it ran ([`Worktrees::gone`]), worktrees it added ([`Worktrees::foreign`]); its
+//! worktree moved, its branch deleted and a history of its own committed, objects pruned
+//! by a concurrent `git gc` ([`salvage`]).
 //!
 //! The target branch: qw merges only into the integration branch where it left it, or
 //! where a move the main worktree followed put it (`Worktrees::check_target`); a branch
@@ -46,6 +48,7 @@ use crate::project::Project;
 mod leftovers;
 pub(crate) mod lock;
 pub(crate) mod root;
+mod salvage;
 mod tree;
 
 pub use leftovers::{Entry, EntryState, KeptBranch, PruneReport, list, prune, spec_is_running};
@@ -88,6 +91,10 @@ pub enum WorktreeError {
     /// other than qw, leaving its index and files behind: qw merges nothing into it.
     #[error("{0}")]
     TargetMoved(String),
+    /// The task's worktree held a history of its own (its branch deleted, a fresh root
+    /// committed): kept on a branch of its own, not merged; the line says where.
+    #[error("{0}")]
+    OwnHistory(String),
     /// Waiting for the repository lock was interrupted (the message says by what; the
     /// hints say how to resume or end the holder, e.g. `kill -CONT <pid>` when stopped).
     #[error("{0}")]
@@ -116,6 +123,7 @@ impl crate::exit::UserError for WorktreeError {
             | WorktreeError::MainTree(_)
             | WorktreeError::Placement(_)
             | WorktreeError::TargetMoved(_)
+            | WorktreeError::OwnHistory(_)
             | WorktreeError::Io(_) => Vec::new(),
         }
     }
@@ -1130,6 +1138,11 @@ impl Worktrees {
     /// files and `.git`): one line naming it, the task, and where its
     /// commits are (its branch, kept when it holds any).
     pub fn gone(&self, h: &WorktreeHandle) -> Option<String> {
+        // Moved by its agent (`git worktree move`): not gone, but not where the task's
+        // check and merge run either.
+        if let Some(line) = salvage::moved_line(&h.path, &h.admin, &h.task_id, &h.branch) {
+            return Some(line);
+        }
         // Its directory deleted and made again, or emptied `.git` and all: its files are
         // not the task's work (see [`tree::wiped`]).
         if h.path.symlink_metadata().is_ok()
@@ -1327,14 +1340,10 @@ impl Worktrees {
                 let reason = self.lock_reason(task_id);
                 let resumed = self.repo.branch_exists(&branch)?
                     && self.repo.unmerged_commits(&branch, &target)? > 0;
-                if resumed {
-                    git(&top, &["worktree", "add", "-q", &p, &branch])?;
-                } else {
-                    git(&top, &["worktree", "add", "-q", "-B", &branch, &p, &target])?;
-                }
-                // Locked right away (not `add --lock --reason`, which needs git 2.31):
-                // no `git worktree prune` drops it should its directory vanish unsaved.
-                git(&top, &["worktree", "lock", "--reason", &reason, &p])?;
+                // Locked as it is made: no `git worktree prune` drops it should its
+                // directory vanish unsaved, and it is qw's even if qw is killed before
+                // its marker is written.
+                salvage::add_locked(&top, &p, &branch, (!resumed).then_some(&*target), &reason)?;
                 let admin = tree::admin_of(&path)?;
                 tree::write_marker(&admin, &self.spec, task_id)?;
                 (path, admin, resumed)
@@ -1484,12 +1493,22 @@ impl Worktrees {
         }
         let t = tree::Tree::new(&h.path, &h.admin, &h.branch);
         // Staging and writing objects needs no lock: only this task uses its worktree.
-        let staged = tree::stage(&self.repo, &t, &self.spec, commit_message, &self.target())
-            .map_err(commit)?;
+        let stage = || tree::stage(&self.repo, &t, &self.spec, commit_message, &self.target());
+        let staged = salvage::retry_missing(stage).map_err(commit)?;
         let _g = self
             .lock(&format!("merging task {}", h.task_id), on_wait)
             .map_err(commit)?;
-        let capture = tree::point_branch(&self.repo, &t, staged, &self.target()).map_err(commit)?;
+        // Objects pruned since staging (a concurrent `git gc --prune=now`): staged again.
+        let capture = match tree::point_branch(&self.repo, &t, staged, &self.target()) {
+            Err(e) if salvage::missing_object(&e) => {
+                stage().and_then(|s| tree::point_branch(&self.repo, &t, s, &self.target()))
+            }
+            r => r,
+        }
+        .map_err(commit)?;
+        if let Some(line) = &capture.own_history {
+            return Err(commit(WorktreeError::OwnHistory(line.clone())));
+        }
         let merge = self
             .merge_into_integration(h, merge_message)
             .map_err(|source| StepError {
@@ -1636,9 +1655,11 @@ impl Worktrees {
                 };
             }
         };
+        // Where its agent moved it, if it did (`git worktree move`).
+        let path = salvage::where_now(&h.path, &h.admin);
         remove_one(
             &self.repo,
-            &h.path,
+            &path,
             Some(&h.admin),
             &h.branch,
             &self.spec,

@@ -68,13 +68,28 @@ impl<'a> Tree<'a> {
         spawn_output(git_command(work_tree, &pre, args, &[]), work_tree)
     }
 
-    fn run(&self, args: &[&str]) -> Result<String> {
+    pub(crate) fn run(&self, args: &[&str]) -> Result<String> {
         let out = self.output(args)?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
         } else {
             Err(git_error(self.path, args, &out))
         }
+    }
+
+    /// The task's branch.
+    pub(crate) fn branch(&self) -> &'a str {
+        self.branch
+    }
+
+    /// Its git dir.
+    pub(crate) fn admin(&self) -> &'a Path {
+        self.admin
+    }
+
+    /// Its directory.
+    pub(crate) fn path(&self) -> &'a Path {
+        self.path
     }
 
     fn rev(&self, rev: &str) -> Result<Option<String>> {
@@ -132,16 +147,21 @@ pub struct Capture {
     pub saved_changes: bool,
     /// Commits the agent left outside the result: where they are.
     pub strays: Vec<String>,
+    /// The worktree held a history of its own (no commit in common with the target):
+    /// where it is kept and where the task's branch went.
+    pub own_history: Option<String>,
 }
 
 /// The result of [`stage`]: a commit holding HEAD plus the files, not yet on a branch.
 #[derive(Debug, Clone)]
 pub(crate) struct Staged {
-    commit: Option<String>,
-    saved_changes: bool,
+    pub(crate) commit: Option<String>,
+    pub(crate) saved_changes: bool,
 }
 
-/// Save everything: [`stage`] then [`point_branch`] (the repository lock is held).
+/// Save everything: [`stage`] then [`point_branch`] (the repository lock is held),
+/// once more from the worktree's files when an object went missing meanwhile (a
+/// concurrent `git gc --prune=now`).
 pub(crate) fn capture(
     repo: &Repo,
     t: &Tree<'_>,
@@ -149,8 +169,10 @@ pub(crate) fn capture(
     message: &str,
     base: &str,
 ) -> Result<Capture> {
-    let staged = stage(repo, t, spec, message, base)?;
-    point_branch(repo, t, staged, base)
+    super::salvage::retry_missing(|| {
+        let staged = stage(repo, t, spec, message, base)?;
+        point_branch(repo, t, staged, base)
+    })
 }
 
 /// Commit what the work tree holds on top of its HEAD (whatever branch or detached HEAD
@@ -251,6 +273,11 @@ pub(crate) fn point_branch(
     base: &str,
 ) -> Result<Capture> {
     let old_tip = repo.commit_of(&format!("refs/heads/{}", t.branch))?;
+    // A history of its own cannot be merged: kept apart, the branch put back.
+    let (staged, own_history) = match super::salvage::own_history(repo, t, &staged, base)? {
+        Some((s, line)) => (s, Some(line)),
+        None => (staged, None),
+    };
     if let Some(c) = &staged.commit {
         if old_tip.as_deref() != Some(c.as_str()) {
             git(
@@ -266,11 +293,13 @@ pub(crate) fn point_branch(
         }
         t.run(&["symbolic-ref", "HEAD", &format!("refs/heads/{}", t.branch)])?;
     }
-    let strays = strays(repo, t, staged.commit.as_deref(), old_tip, base)?;
+    let mut strays = strays(repo, t, staged.commit.as_deref(), old_tip, base)?;
+    strays.extend(own_history.clone());
     Ok(Capture {
         commit: staged.commit,
         saved_changes: staged.saved_changes,
         strays,
+        own_history,
     })
 }
 
@@ -357,7 +386,7 @@ fn strays(
     Ok(out)
 }
 
-fn is_commit(repo: &Repo, sha: &str) -> bool {
+pub(crate) fn is_commit(repo: &Repo, sha: &str) -> bool {
     !sha.is_empty()
         && sha.bytes().any(|b| b != b'0')
         && repo.commit_of(sha).ok().flatten().is_some()
@@ -366,7 +395,7 @@ fn is_commit(repo: &Repo, sha: &str) -> bool {
 /// The commits a worktree's HEAD pointed at, oldest first (from `<admin>/logs/HEAD`,
 /// read directly: it still answers when HEAD names a branch that was deleted). Only the
 /// last 200 moves count.
-fn reflog(admin: &Path) -> Vec<String> {
+pub(crate) fn reflog(admin: &Path) -> Vec<String> {
     reflog_entries(admin).into_iter().map(|(c, _)| c).collect()
 }
 

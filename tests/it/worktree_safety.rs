@@ -662,15 +662,37 @@ fn auto_spec(r: &Repo, spec: &str) -> Command {
 
 #[test]
 fn worktree_two_workflows_in_one_repository_at_once_lose_nothing() {
+    // Six tasks a spec, three at a time each: two waves per spec, both specs' merges
+    // interleaving in one main worktree (24 tasks took minutes on a loaded machine
+    // and asserted no more: every merge is under the one repository lock).
+    const N: usize = 6;
     let r = Repo::new(&tasks(1));
     let mut files = Vec::new();
-    for spec in ["alpha", "beta"] {
-        add_spec(&r, spec, 12);
-        for i in 1..=12 {
+    let flag = |s: &str| {
+        r.aux
+            .path()
+            .join(format!("started-{s}"))
+            .display()
+            .to_string()
+    };
+    for (spec, other) in [("alpha", "beta"), ("beta", "alpha")] {
+        add_spec(&r, spec, N);
+        for i in 1..=N {
+            // Each spec's first task waits for the other's: both workflows surely have
+            // tasks in flight at once, however loaded the machine.
+            let meet = if i == 1 {
+                format!(
+                    "touch {}\nn=0; while [ ! -e {} ] && [ $n -lt 900 ]; do sleep 0.1; n=$((n+1)); done\n",
+                    flag(spec),
+                    flag(other)
+                )
+            } else {
+                String::new()
+            };
             r.action(
                 &format!("{spec}-{i}"),
                 &format!(
-                    "mkdir -p {spec}\necho {i} > {spec}/t{i}.txt\nsleep 0.{}\n",
+                    "{meet}mkdir -p {spec}\necho {i} > {spec}/t{i}.txt\nsleep 0.{}\n",
                     i % 3
                 ),
             );
@@ -685,20 +707,20 @@ fn worktree_two_workflows_in_one_repository_at_once_lose_nothing() {
     assert_eq!(code(&a), 0, "alpha: {}", diag(&a));
     assert_eq!(code(&b), 0, "beta: {}", diag(&b));
     for spec in ["alpha", "beta"] {
-        for i in 1..=12 {
+        for i in 1..=N {
             let t = r.task_in(spec, &i.to_string());
             assert_eq!(t["status"], "completed", "{spec} {i}: {t}");
         }
         assert_eq!(
             r.runs_in(spec).len(),
-            12,
+            N,
             "{spec}: a task ran twice or not at all"
         );
     }
     r.assert_all_merged(&refs(&files));
     assert!(r.branches().is_empty(), "{:?}", r.branches());
     let merges = r.git(&["rev-list", "--count", "--merges", "main"]);
-    assert_eq!(merges.trim(), "24", "one merge per task");
+    assert_eq!(merges.trim(), (2 * N).to_string(), "one merge per task");
 }
 
 #[test]
