@@ -44,10 +44,11 @@ use crate::project::Project;
 mod leftovers;
 pub(crate) mod lock;
 pub(crate) mod root;
-mod target;
+pub(crate) mod target;
 mod tree;
 
 pub use leftovers::{Entry, EntryState, KeptBranch, PruneReport, list, prune, spec_is_running};
+pub use target::{RefusedMove, refused_move};
 pub use tree::{Capture, in_progress};
 
 /// Errors from git or from the files around it. Each names the command or path.
@@ -87,6 +88,10 @@ pub enum WorktreeError {
     /// other than qw, leaving its index and files behind: qw merges nothing into it.
     #[error("{0}")]
     TargetMoved(String),
+    /// The main worktree's index holds staged changes: git would not merge, and qw
+    /// never changes the user's index. The line names them and how to settle them.
+    #[error("{0}")]
+    Staged(String),
     /// Waiting for the repository lock was interrupted (the message says by what; the
     /// hints say how to resume or end the holder, e.g. `kill -CONT <pid>` when stopped).
     #[error("{0}")]
@@ -115,6 +120,7 @@ impl crate::exit::UserError for WorktreeError {
             | WorktreeError::MainTree(_)
             | WorktreeError::Placement(_)
             | WorktreeError::TargetMoved(_)
+            | WorktreeError::Staged(_)
             | WorktreeError::Io(_) => Vec::new(),
         }
     }
@@ -561,16 +567,6 @@ impl Repo {
                 message: message.to_owned(),
             })
             .collect()
-    }
-
-    /// Does the main worktree's index hold exactly `commit`'s tree?
-    fn index_holds(&self, commit: &str) -> Result<bool> {
-        let out = git_output(
-            &self.top,
-            ["diff-index", "--cached", "--quiet", commit, "--"],
-            &[],
-        )?;
-        Ok(out.status.success())
     }
 
     /// An operation in progress in the main worktree (`a merge`, `a rebase`, …), which
@@ -1087,14 +1083,7 @@ impl Worktrees {
         on_wait: &dyn Fn(&str),
     ) -> Result<(WorktreeHandle, Vec<String>)> {
         let _g = self.lock(&format!("preparing task {task_id}"), on_wait)?;
-        if self.repo.current_branch()?.as_deref() == Some(self.integration.as_str())
-            && let Err(WorktreeError::TargetMoved(why)) = self.check_target()
-        {
-            return Err(WorktreeError::TargetMoved(format!(
-                "{why}; task {task_id} was not started; {}",
-                self.target_hint()
-            )));
-        }
+        target::refuse_if_moved(self, &format!("task {task_id} was not started"))?;
         let target = self.target();
         let branch = task_branch(&self.spec, task_id);
         self.given
@@ -1234,6 +1223,19 @@ impl Worktrees {
             Ok(g) => g,
             Err(e) => return vec![format!("left the worktrees of an earlier run alone: {e}")],
         };
+        // A branch moved onto a task's commits makes them look merged: nothing is
+        // cleared against a target that is not where qw left it.
+        match self.check_target() {
+            Ok(None) => {}
+            Ok(Some(m)) => {
+                self.record_refusal(&m);
+                return vec![format!(
+                    "left the worktrees and branches of an earlier run alone: {}",
+                    m.why
+                )];
+            }
+            Err(e) => return vec![format!("left the worktrees of an earlier run alone: {e}")],
+        }
         let entries = match leftovers::list_with(&self.repo, Some(&self.spec), &|_| false) {
             Ok(e) => e,
             Err(e) => {
@@ -1345,18 +1347,6 @@ impl Worktrees {
     /// (the repository lock is held).
     fn merge_into_integration(&self, h: &WorktreeHandle, message: &str) -> Result<MergeOutcome> {
         let top = &self.repo.top;
-        if self.repo.current_branch()?.as_deref() != Some(self.integration.as_str()) {
-            return Ok(MergeOutcome::Conflict {
-                paths: Vec::new(),
-                why: format!(
-                    "the main worktree `{}` is no longer on the integration branch `{}`; branch `{}` is kept — check `{}` out again and merge it",
-                    top.display(),
-                    self.integration,
-                    h.branch,
-                    self.integration
-                ),
-            });
-        }
         if let Some(op) = self.repo.main_in_progress() {
             return Err(WorktreeError::MainTree(format!(
                 "the main worktree `{}` is in the middle of {op} that qw did not start, so task branch `{}` was not merged (it is kept); finish or abort it (e.g. `git merge --continue` or `git merge --abort`), then run `qw workflow-continue`",
@@ -1364,13 +1354,14 @@ impl Worktrees {
                 h.branch
             )));
         }
-        if let Err(WorktreeError::TargetMoved(why)) = self.check_target() {
-            return Err(WorktreeError::TargetMoved(format!(
-                "{why}; task branch `{}` was not merged (it is kept) and qw left the main worktree's index and files as they are; {}",
-                h.branch,
-                self.target_hint()
-            )));
-        }
+        target::refuse_if_moved(
+            self,
+            &format!(
+                "task branch `{}` was not merged (it is kept) and qw left the main worktree's index and files as they are",
+                h.branch
+            ),
+        )?;
+        self.refuse_staged(h)?;
         if self.repo.unmerged_commits(&h.branch, "HEAD")? == 0 {
             return Ok(MergeOutcome::UpToDate);
         }
@@ -1435,6 +1426,8 @@ impl Worktrees {
                 paths,
             });
         }
+        // Staged between the check and the merge: named as such, not as a conflict.
+        self.refuse_staged(h)?;
         let paths = parse_refused_paths(&stderr);
         if paths.is_empty() {
             return Err(git_error(top, &args, &out));
@@ -1455,6 +1448,25 @@ impl Worktrees {
             ),
             paths,
         })
+    }
+
+    /// Staged changes in the main worktree fail the merge of `h` naming them (git would
+    /// refuse it, and qw never changes the user's index): [`WorktreeError::Staged`].
+    fn refuse_staged(&self, h: &WorktreeHandle) -> Result<()> {
+        let staged = self.repo.staged_paths()?;
+        if staged.is_empty() {
+            return Ok(());
+        }
+        Err(WorktreeError::Staged(format!(
+            "{}, then run `qw workflow-continue`",
+            self.repo.staged_line(
+                &staged,
+                &format!(
+                    "task branch `{}` was not merged into `{}` (it is kept)",
+                    h.branch, self.integration
+                )
+            )
+        )))
     }
 
     /// Remove a task's worktree, after saving what it holds on its branch (message
