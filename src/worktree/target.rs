@@ -73,6 +73,16 @@ pub fn refused_move(repo: &Repo, spec: &str) -> Result<Option<RefusedMove>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
+    Ok(parse_record(&text).map(|(integration, was)| RefusedMove {
+        file,
+        integration,
+        was,
+    }))
+}
+
+/// `(branch, was)` from a record's text; `None` when it is not one qw wrote (it then
+/// says nothing about where the branch was).
+fn parse_record(text: &str) -> Option<(String, String)> {
     let mut integration = None;
     let mut was = None;
     for line in text.lines() {
@@ -82,17 +92,14 @@ pub fn refused_move(repo: &Repo, spec: &str) -> Result<Option<RefusedMove>> {
             was = Some(c.trim().to_owned());
         }
     }
-    Ok(match (integration, was) {
-        (Some(integration), Some(was)) if !integration.is_empty() && !was.is_empty() => {
-            Some(RefusedMove {
-                file,
-                integration,
-                was,
-            })
+    match (integration, was) {
+        (Some(b), Some(c))
+            if !b.is_empty() && c.len() >= 40 && c.bytes().all(|x| x.is_ascii_hexdigit()) =>
+        {
+            Some((b, c))
         }
-        // Not a record qw wrote: it says nothing about where the branch was.
         _ => None,
-    })
+    }
 }
 
 fn record_path(repo: &Repo, spec: &str) -> PathBuf {
@@ -177,8 +184,7 @@ impl Repo {
         Ok(split_z(&git(&self.top, &args)?))
     }
 
-    /// The commits a ref pointed at, newest first (at most 200): `refs/heads/<b>`, or
-    /// `HEAD` (the main worktree's).
+    /// The commits a ref (`refs/heads/<b>`) pointed at, newest first (at most 200).
     fn reflog_of(&self, r: &str) -> Vec<String> {
         match git_output(
             &self.top,
@@ -384,7 +390,13 @@ impl Worktrees {
         let r = format!("refs/heads/{b}");
         let mut log = self.repo.reflog_of(&r);
         if self.repo.commit_of(&r)?.is_none() || log.is_empty() {
-            log = self.repo.reflog_of("HEAD");
+            // Read from the file: git will not show HEAD's reflog while HEAD names a
+            // branch that is gone.
+            log = super::tree::reflog_entries(&self.repo.git_dir)
+                .into_iter()
+                .rev()
+                .map(|(c, _)| c)
+                .collect();
         }
         let mut seen = BTreeSet::new();
         for c in log {
@@ -526,5 +538,33 @@ pub(crate) fn refuse_if_moved(w: &Worktrees, not_done: &str) -> Result<()> {
             Err(WorktreeError::TargetMoved(m.line(not_done)))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_junk_is_no_record() {
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        let text = format!("branch main\nwas {sha}\n# qw refused to merge into it: x\n");
+        assert_eq!(parse_record(&text), Some(("main".into(), sha.into())));
+        assert_eq!(parse_record("branch main\n"), None);
+        assert_eq!(parse_record("branch main\nwas HEAD\n"), None);
+        assert_eq!(parse_record(&format!("branch \nwas {sha}\n")), None);
+        assert_eq!(parse_record(""), None);
+    }
+
+    #[test]
+    fn a_moved_line_says_what_was_not_done_and_how_to_go_on() {
+        let m = Moved {
+            why: "the target branch `main` was moved".into(),
+            fix: "put `main` back (`git reset --keep abc`)".into(),
+        };
+        assert_eq!(
+            m.line("task 2 was not started"),
+            "the target branch `main` was moved; task 2 was not started; put `main` back (`git reset --keep abc`), then run `qw workflow-continue`"
+        );
     }
 }

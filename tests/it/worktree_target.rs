@@ -301,6 +301,28 @@ fn worktree_restore_hint_keeps_a_user_commit_made_before_the_move() {
 }
 
 #[test]
+fn worktree_restore_hint_of_a_deleted_target_comes_from_the_main_heads_reflog() {
+    let r = Repo::new(&tasks(2));
+    // The user commits in the main worktree; then the agent deletes `main` (its reflog
+    // goes with it): the main HEAD's reflog still shows the user's commit.
+    let saved = r.aux.path().join("user-commit");
+    let mv = format!(
+        "echo u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user\ngit -C \"$MAIN\" rev-parse HEAD > {}\ngit update-ref -d refs/heads/main",
+        saved.display()
+    );
+    let err = refused_then_followed(&r, &mv, "git update-ref refs/heads/main ", None);
+    let user = std::fs::read_to_string(&saved).unwrap().trim().to_owned();
+    assert!(err.contains("deleted"), "{err}");
+    assert!(
+        err.contains(&format!("`git update-ref refs/heads/main {user}`")),
+        "{err}"
+    );
+    let mut all = files(2);
+    all.push("user.txt".into());
+    r.assert_all_merged(&as_strs(&all));
+}
+
+#[test]
 fn worktree_restore_hint_after_a_merge_in_the_main_worktree_is_a_keep_reset() {
     let r = Repo::new(&tasks(2));
     let old = sha(&r, "main");
