@@ -529,15 +529,15 @@ impl Worktrees {
 }
 
 /// Refuse what qw is about to do when the target moved (see [`Worktrees::check_target`]):
-/// `Err(TargetMoved)` with the line, the refusal recorded. Other errors of the check are
-/// left to the step that follows (it meets them itself).
+/// `Err(TargetMoved)` with the line, the refusal recorded. A check that cannot be made
+/// (git failed) fails the step too: qw merges nothing into a branch it could not check.
 pub(crate) fn refuse_if_moved(w: &Worktrees, not_done: &str) -> Result<()> {
-    match w.check_target() {
-        Ok(Some(m)) => {
+    match w.check_target()? {
+        Some(m) => {
             w.record_refusal(&m);
             Err(WorktreeError::TargetMoved(m.line(not_done)))
         }
-        _ => Ok(()),
+        None => Ok(()),
     }
 }
 
