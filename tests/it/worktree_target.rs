@@ -261,6 +261,13 @@ fn refused_then_followed_with(
     if let Some(to) = to {
         assert!(cmd.ends_with(to), "{cmd} (want {to}): {err}");
     }
+    // Not put back yet: the next run of the spec is refused with the same way back.
+    let early = refusal_line(&cont(r, extra));
+    assert!(
+        early.contains(&format!("`{cmd}`")) && early.contains("or delete `"),
+        "{early}"
+    );
+    assert_eq!(r.runs_of("2"), 0);
     follow(r, &cmd);
     let out = cont(r, extra);
     assert_eq!(code(&out), 0, "{}", diag(&out));
