@@ -84,8 +84,9 @@ pub enum WorktreeError {
     /// Where worktrees go could not be decided (a setting, no writable place).
     #[error("{0}")]
     Placement(String),
-    /// The integration branch was moved (or deleted) under the main worktree by someone
-    /// other than qw, leaving its index and files behind: qw merges nothing into it.
+    /// The integration branch was moved, deleted or renamed, or the main worktree left
+    /// it, by someone other than qw: qw merges nothing into it (the line says where qw
+    /// left it and the git command that puts it back; see `worktree/target.rs`).
     #[error("{0}")]
     TargetMoved(String),
     /// The main worktree's index holds staged changes: git would not merge, and qw
