@@ -375,6 +375,21 @@ fn worktree_restore_hint_after_a_hard_reset_keeps_the_users_other_changes() {
 }
 
 #[test]
+fn worktree_restore_hint_after_an_update_ref_then_a_hard_reset_of_the_main_worktree() {
+    let r = Repo::new(&tasks(2));
+    let old = sha(&r, "main");
+    // The agent moves `main`; then the main worktree is brought along (`reset --hard`,
+    // what a user does to make `git status` clean): both followed, so `--keep`.
+    refused_then_followed(
+        &r,
+        "git update-ref refs/heads/main HEAD\ngit -C \"$MAIN\" reset -q --hard",
+        "git reset --keep ",
+        Some(&old),
+    );
+    r.assert_all_merged(&as_strs(&files(2)));
+}
+
+#[test]
 fn worktree_restore_hint_after_a_mixed_reset_moves_only_the_index_back() {
     let r = Repo::new(&tasks(2));
     let old = sha(&r, "main");
