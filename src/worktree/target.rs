@@ -201,18 +201,16 @@ impl Repo {
         }
     }
 
-    /// The newest reflog message of a branch.
-    fn last_reflog_message(&self, branch: &str) -> Option<String> {
+    /// Was `branch` made by renaming `from` (`git branch -m`), as its reflog says?
+    fn renamed_from(&self, branch: &str, from: &str) -> bool {
         let r = format!("refs/heads/{branch}");
-        let o = git_output(
+        let said = format!("renamed refs/heads/{from} to {r}");
+        git_output(
             &self.top,
-            ["reflog", "show", "-n", "1", "--format=%gs", &r],
+            ["reflog", "show", "-n", "200", "--format=%gs", &r],
             &[],
         )
-        .ok()?;
-        o.status
-            .success()
-            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(&said))
     }
 }
 
@@ -314,9 +312,7 @@ impl Worktrees {
         let prefix = format!("the target branch `{b}` was moved while the workflow ran, not by qw");
         if now.is_none()
             && let Some(other) = head
-            && self.repo.last_reflog_message(other).is_some_and(|m| {
-                m.contains(&format!("renamed refs/heads/{b} to refs/heads/{other}"))
-            })
+            && self.repo.renamed_from(other, b)
         {
             return Ok(Moved {
                 why: format!(

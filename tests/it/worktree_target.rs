@@ -423,14 +423,18 @@ fn worktree_target_renamed_from_the_agents_worktree_is_a_move() {
 #[test]
 fn worktree_target_renamed_from_the_main_worktree_is_a_move() {
     let r = Repo::new(&tasks(2));
+    // Renamed, then a commit of the user's on it: still told as a rename, and the
+    // commit is kept when the name is given back.
     let err = refused_then_followed(
         &r,
-        "git -C \"$MAIN\" branch -m renamed",
+        "git -C \"$MAIN\" branch -m renamed\necho u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user",
         "git branch -m ",
         Some("renamed main"),
     );
     assert!(err.contains("renamed to `renamed`"), "{err}");
-    r.assert_all_merged(&as_strs(&files(2)));
+    let mut all = files(2);
+    all.push("user.txt".into());
+    r.assert_all_merged(&as_strs(&all));
 }
 
 #[test]
