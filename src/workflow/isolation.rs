@@ -40,6 +40,8 @@ pub(crate) struct Plan {
     repo: Repo,
     integration: String,
     dirty: Vec<String>,
+    /// Where an earlier run that refused a move of the target left it (its record).
+    refused: Option<crate::worktree::RefusedMove>,
 }
 
 /// Why task worktrees cannot be used here (exit 2; nothing was written).
@@ -111,6 +113,20 @@ pub(crate) enum IsolationError {
         /// The spec (names the snapshot branch in the hint).
         spec: String,
     },
+    /// Staged changes in the main worktree, with or without `--allow-dirty`: git merges
+    /// only while the index matches the last commit, and qw never changes the index.
+    /// The line names them and the commands that settle them.
+    #[error("{line}, then run again")]
+    Staged {
+        /// The line.
+        line: String,
+    },
+    /// An earlier run refused a move of the target branch, and it is not put back.
+    #[error("{line}")]
+    TargetMoved {
+        /// The line, with what puts it back and the record to delete instead.
+        line: String,
+    },
 }
 
 /// The first five paths, and how many more.
@@ -130,6 +146,13 @@ impl crate::exit::UserError for IsolationError {
     }
 
     fn hints(&self) -> Vec<String> {
+        if matches!(
+            self,
+            IsolationError::Staged { .. } | IsolationError::TargetMoved { .. }
+        ) {
+            // One line: what to do is in it.
+            return Vec::new();
+        }
         vec![match self {
             IsolationError::NotARepository { .. } => "run `git init && git add -A && git commit -m init` first, or use `--isolate none` (every task in the project's own tree)".into(),
             IsolationError::Git(_) => "install git, or use `--isolate none`".into(),
@@ -146,6 +169,7 @@ impl crate::exit::UserError for IsolationError {
             IsolationError::Dirty { spec, .. } => format!(
                 "commit or stash them, or pass --allow-dirty (qw first saves them on branch `qw/{spec}/snapshot-<time>` and tasks start from the last commit), or use `--isolate none`"
             ),
+            IsolationError::Staged { .. } | IsolationError::TargetMoved { .. } => String::new(),
         }]
     }
 }
@@ -196,6 +220,8 @@ pub(crate) fn plan(
         }
         .into());
     }
+    // An earlier run refused a move of the target: not again until it is put back.
+    let refused = still_moved(&repo, spec)?;
     let Some(integration) = repo.current_branch()? else {
         return Err(IsolationError::DetachedHead {
             top: repo.top().to_path_buf(),
@@ -220,8 +246,20 @@ pub(crate) fn plan(
         // Before the run's events exist: said like every other lock wait (a warning).
         &|m| tracing::warn!("{m}"),
     )?;
+    let staged = repo.staged_paths()?;
     let dirty = repo.dirty_paths()?;
     drop(settled);
+    if !staged.is_empty() {
+        return Err(IsolationError::Staged {
+            line: repo.staged_line(
+                &staged,
+                &format!(
+                    "qw did not start workflow `{spec}` (even --allow-dirty cannot take them)"
+                ),
+            ),
+        }
+        .into());
+    }
     if !dirty.is_empty() && !options.allow_dirty {
         return Err(IsolationError::Dirty {
             top: repo.top().to_path_buf(),
@@ -235,7 +273,40 @@ pub(crate) fn plan(
         repo,
         integration,
         dirty,
+        refused,
     }))
+}
+
+/// The record of a refused move of `spec`'s target, when the branch is put back (or
+/// taken as it is, by deleting the record); [`IsolationError::TargetMoved`] while it is
+/// still moved.
+fn still_moved(
+    repo: &Repo,
+    spec: &str,
+) -> Result<Option<crate::worktree::RefusedMove>, WorkflowError> {
+    let Some(refused) = crate::worktree::refused_move(repo, spec)? else {
+        return Ok(None);
+    };
+    let _settled = crate::worktree::lock::acquire_existing(
+        &repo.lock_path(),
+        &format!("qw workflow `{spec}`: checking the target branch"),
+        None,
+        &|m| tracing::warn!("{m}"),
+    )?;
+    let w = Worktrees::new(repo.clone(), spec, &refused.integration);
+    w.resume_from(&refused);
+    match w.check_target()? {
+        None => Ok(Some(refused)),
+        Some(m) => Err(IsolationError::TargetMoved {
+            line: format!(
+                "{}; qw refused it in an earlier run and merges nothing into it until it is put back: {}, then run `qw workflow-continue` again, or delete `{}` to take the branch as it is",
+                m.why,
+                m.fix,
+                refused.file.display()
+            ),
+        }
+        .into()),
+    }
 }
 
 /// Per-run bookkeeping of where tasks work.
@@ -279,6 +350,10 @@ impl TaskSpace {
         let note = |m: &str| say(events, m.to_owned());
         let wts =
             Worktrees::new(plan.repo.clone(), spec, &plan.integration).with_cancel(cancel.clone());
+        if let Some(refused) = &plan.refused {
+            // Checked against where the refused run left it (the leftovers' clearing does).
+            wts.resume_from(refused);
+        }
         {
             let _g = plan.repo.lock(
                 &format!("qw workflow `{spec}`: starting"),
@@ -516,9 +591,13 @@ fn step_of(s: Step) -> WorkspaceStep {
 
 /// One line: which git step of qw's failed, git's message, what to do.
 fn step_evidence(e: &StepError, branch: &str) -> String {
-    // Not a failure of qw's git: someone moved the target branch, or the task's agent
-    // left a history of its own (the message says where everything is, what to do).
-    if let WorktreeError::TargetMoved(why) | WorktreeError::OwnHistory(why) = &e.source {
+    // Not a failure of qw's git: someone moved the target branch, staged changes in the
+    // main worktree, or the task's agent left a history of its own (the message says
+    // where everything is, and what to do).
+    if let WorktreeError::TargetMoved(why)
+    | WorktreeError::Staged(why)
+    | WorktreeError::OwnHistory(why) = &e.source
+    {
         return why.clone();
     }
     let (what, hint) = match e.step {

@@ -26,10 +26,8 @@
 //! by a concurrent `git gc` ([`salvage`]).
 //!
 //! The target branch: qw merges only into the integration branch where it left it, or
-//! where a move the main worktree followed put it (`Worktrees::check_target`); a branch
-//! moved under the main worktree's index or files (an agent's `update-ref`, a `reset
-//! --mixed`, a deletion), or moved onto commits of a task qw has not merged, is refused
-//! before any merge or new task, touching nothing.
+//! where a move the main worktree followed put it; any other move is refused before any
+//! merge or new task, touching nothing ([`target`]).
 //!
 //! Who holds a worktree: the running workflow of its spec, through the spec's workflow
 //! lock ([`Project::workflow_lock_file`], an `flock` that dies with its process). A
@@ -49,9 +47,11 @@ mod leftovers;
 pub(crate) mod lock;
 pub(crate) mod root;
 mod salvage;
+pub(crate) mod target;
 mod tree;
 
 pub use leftovers::{Entry, EntryState, KeptBranch, PruneReport, list, prune, spec_is_running};
+pub use target::{RefusedMove, refused_move};
 pub use tree::{Capture, in_progress};
 
 /// Errors from git or from the files around it. Each names the command or path.
@@ -87,14 +87,19 @@ pub enum WorktreeError {
     /// Where worktrees go could not be decided (a setting, no writable place).
     #[error("{0}")]
     Placement(String),
-    /// The integration branch was moved (or deleted) under the main worktree by someone
-    /// other than qw, leaving its index and files behind: qw merges nothing into it.
+    /// The integration branch was moved, deleted or renamed, or the main worktree left
+    /// it, by someone other than qw: qw merges nothing into it (the line says where qw
+    /// left it and the git command that puts it back; see `worktree/target.rs`).
     #[error("{0}")]
     TargetMoved(String),
     /// The task's worktree held a history of its own (its branch deleted, a fresh root
     /// committed): kept on a branch of its own, not merged; the line says where.
     #[error("{0}")]
     OwnHistory(String),
+    /// The main worktree's index holds staged changes: git would not merge, and qw
+    /// never changes the user's index. The line names them and how to settle them.
+    #[error("{0}")]
+    Staged(String),
     /// Waiting for the repository lock was interrupted (the message says by what; the
     /// hints say how to resume or end the holder, e.g. `kill -CONT <pid>` when stopped).
     #[error("{0}")]
@@ -124,6 +129,7 @@ impl crate::exit::UserError for WorktreeError {
             | WorktreeError::Placement(_)
             | WorktreeError::TargetMoved(_)
             | WorktreeError::OwnHistory(_)
+            | WorktreeError::Staged(_)
             | WorktreeError::Io(_) => Vec::new(),
         }
     }
@@ -572,16 +578,6 @@ impl Repo {
             .collect()
     }
 
-    /// Does the main worktree's index hold exactly `commit`'s tree?
-    fn index_holds(&self, commit: &str) -> Result<bool> {
-        let out = git_output(
-            &self.top,
-            ["diff-index", "--cached", "--quiet", commit, "--"],
-            &[],
-        )?;
-        Ok(out.status.success())
-    }
-
     /// An operation in progress in the main worktree (`a merge`, `a rebase`, …), which
     /// qw must neither merge into nor abort.
     fn main_in_progress(&self) -> Option<&'static str> {
@@ -933,138 +929,6 @@ impl Worktrees {
         self.tip().unwrap_or_else(|| self.integration.clone())
     }
 
-    /// Is the integration branch where qw left it (the repository lock is held)? A move
-    /// the main worktree followed — its index holds the new commit, and the old one is in
-    /// the new one's history (the user committed there, another qw merged, a pull) — is
-    /// taken as the new place, unless it brings in commits of a task branch of this run
-    /// that qw did not merge (an agent's move, even with a commit made on top of it), or
-    /// the main worktree's files of the paths it changed do not match the index (a
-    /// `reset --mixed`). Any other move (an agent's `update-ref` or `reset --soft`
-    /// from its worktree, a deletion, a rewind) is [`WorktreeError::TargetMoved`], saying
-    /// where qw left the branch and where it is now; nothing is touched.
-    fn check_target(&self) -> Result<()> {
-        let b = &self.integration;
-        let now = self.repo.commit_of(&format!("refs/heads/{b}"))?;
-        let Some(was) = self.tip() else {
-            self.set_tip(now);
-            return Ok(());
-        };
-        let Some(now) = now else {
-            return Err(WorktreeError::TargetMoved(format!(
-                "the target branch `{b}` was moved while the workflow ran, not by qw: it was deleted (qw left it at {})",
-                short(&was)
-            )));
-        };
-        if now == was {
-            return Ok(());
-        }
-        let keeps = self.repo.is_ancestor(&was, &now)?;
-        let follows = self.repo.index_holds(&now)?;
-        let task = if keeps && follows {
-            self.brings_task_commits(&was, &now)?
-        } else {
-            None
-        };
-        let stale = if keeps && follows && task.is_none() {
-            self.stale_files(&was, &now)?
-        } else {
-            Vec::new()
-        };
-        if keeps && follows && task.is_none() && stale.is_empty() {
-            self.set_tip(Some(now));
-            return Ok(());
-        }
-        let why = if let Some(branch) = task {
-            format!(
-                "it holds commits of task branch `{branch}` that qw did not merge (an agent's move, whatever was committed on top)"
-            )
-        } else if !stale.is_empty() {
-            format!(
-                "the main worktree's files were not moved with it ({} differ from its index)",
-                stale.join(", ")
-            )
-        } else if follows {
-            format!(
-                "the commits qw merged (up to {}) are no longer on it",
-                short(&was)
-            )
-        } else {
-            "the main worktree's index and files were not moved with it".to_owned()
-        };
-        Err(WorktreeError::TargetMoved(format!(
-            "the target branch `{b}` was moved while the workflow ran, not by qw: qw left it at {}, it is now at {}, and {why}",
-            short(&was),
-            short(&now)
-        )))
-    }
-
-    /// The task branch of this run (the branches it gave out, the HEADs of its running
-    /// tasks' worktrees) with commits that `now` holds and `was` lacks: commits qw did not merge,
-    /// brought into the target by someone else's move.
-    fn brings_task_commits(&self, was: &str, now: &str) -> Result<Option<String>> {
-        let mut tips: Vec<(String, String)> = Vec::new();
-        let given = self
-            .given
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        for branch in given {
-            if let Some(c) = self.repo.commit_of(&format!("refs/heads/{branch}"))? {
-                tips.push((branch, c));
-            }
-        }
-        for w in self.repo.registered()? {
-            let Some((spec, task)) = &w.task else {
-                continue;
-            };
-            if spec != &self.spec {
-                continue;
-            }
-            let branch = task_branch(spec, task);
-            if let Some(head) = w.head {
-                tips.push((branch, head));
-            }
-        }
-        for (branch, tip) in tips {
-            // Any commit both hold lies under one of their merge bases: the task's
-            // commits are brought in when a merge base is not in `was`.
-            let out = git_output(&self.repo.top, ["merge-base", "--all", now, &tip], &[])?;
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            for base in text.split_whitespace() {
-                if !self.repo.is_ancestor(base, was)? {
-                    return Ok(Some(branch));
-                }
-            }
-        }
-        Ok(None)
-    }
-
-    /// The paths that differ between `was` and `now` whose files in the main worktree do
-    /// not match its index (a `reset --mixed` moved the branch and the index, not the
-    /// files). qw's own `.claude/` is left out (it writes the ticks there).
-    fn stale_files(&self, was: &str, now: &str) -> Result<Vec<String>> {
-        let top = &self.repo.top;
-        let changed = git(
-            top,
-            &["diff", "--name-only", "--no-renames", "-z", was, now],
-        )?;
-        let claude = format!("{}.claude/", self.repo.prefix);
-        let paths: BTreeSet<&str> = changed
-            .split('\0')
-            .filter(|p| !p.is_empty() && !p.starts_with(&claude))
-            .collect();
-        if paths.is_empty() {
-            return Ok(Vec::new());
-        }
-        // The whole tree, then only those paths: no pathspec (globs, argv length).
-        let out = git(top, &["diff", "--name-only", "--no-renames", "-z"])?;
-        Ok(out
-            .split('\0')
-            .filter(|p| paths.contains(p))
-            .map(str::to_owned)
-            .collect())
-    }
-
     /// Worktrees qw did not make that appeared while the task ran (its agent's `git
     /// worktree add`): one line naming each and its branch. Their work is not the
     /// task's result and is left where it is (never merged, never removed).
@@ -1120,17 +984,6 @@ impl Worktrees {
         paths
             .iter()
             .any(|p| p != &spec && !p.starts_with(&format!("{spec}/")))
-    }
-
-    /// How to go on after [`WorktreeError::TargetMoved`].
-    fn target_hint(&self) -> String {
-        let b = &self.integration;
-        match self.tip() {
-            Some(was) => format!(
-                "put `{b}` back (`git update-ref refs/heads/{b} {was}`) or make the main worktree match it, then run `qw workflow-continue`"
-            ),
-            None => format!("check `{b}` out again, then run `qw workflow-continue`"),
-        }
     }
 
     /// When the task's worktree was deleted while it ran (its directory is gone, by
@@ -1258,14 +1111,7 @@ impl Worktrees {
         on_wait: &dyn Fn(&str),
     ) -> Result<(WorktreeHandle, Vec<String>)> {
         let _g = self.lock(&format!("preparing task {task_id}"), on_wait)?;
-        if self.repo.current_branch()?.as_deref() == Some(self.integration.as_str())
-            && let Err(WorktreeError::TargetMoved(why)) = self.check_target()
-        {
-            return Err(WorktreeError::TargetMoved(format!(
-                "{why}; task {task_id} was not started; {}",
-                self.target_hint()
-            )));
-        }
+        target::refuse_if_moved(self, &format!("task {task_id} was not started"))?;
         let target = self.target();
         let branch = task_branch(&self.spec, task_id);
         self.given
@@ -1401,6 +1247,19 @@ impl Worktrees {
             Ok(g) => g,
             Err(e) => return vec![format!("left the worktrees of an earlier run alone: {e}")],
         };
+        // A branch moved onto a task's commits makes them look merged: nothing is
+        // cleared against a target that is not where qw left it.
+        match self.check_target() {
+            Ok(None) => {}
+            Ok(Some(m)) => {
+                self.record_refusal(&m);
+                return vec![format!(
+                    "left the worktrees and branches of an earlier run alone: {}",
+                    m.why
+                )];
+            }
+            Err(e) => return vec![format!("left the worktrees of an earlier run alone: {e}")],
+        }
         let entries = match leftovers::list_with(&self.repo, Some(&self.spec), &|_| false) {
             Ok(e) => e,
             Err(e) => {
@@ -1522,18 +1381,6 @@ impl Worktrees {
     /// (the repository lock is held).
     fn merge_into_integration(&self, h: &WorktreeHandle, message: &str) -> Result<MergeOutcome> {
         let top = &self.repo.top;
-        if self.repo.current_branch()?.as_deref() != Some(self.integration.as_str()) {
-            return Ok(MergeOutcome::Conflict {
-                paths: Vec::new(),
-                why: format!(
-                    "the main worktree `{}` is no longer on the integration branch `{}`; branch `{}` is kept — check `{}` out again and merge it",
-                    top.display(),
-                    self.integration,
-                    h.branch,
-                    self.integration
-                ),
-            });
-        }
         if let Some(op) = self.repo.main_in_progress() {
             return Err(WorktreeError::MainTree(format!(
                 "the main worktree `{}` is in the middle of {op} that qw did not start, so task branch `{}` was not merged (it is kept); finish or abort it (e.g. `git merge --continue` or `git merge --abort`), then run `qw workflow-continue`",
@@ -1541,13 +1388,14 @@ impl Worktrees {
                 h.branch
             )));
         }
-        if let Err(WorktreeError::TargetMoved(why)) = self.check_target() {
-            return Err(WorktreeError::TargetMoved(format!(
-                "{why}; task branch `{}` was not merged (it is kept) and qw left the main worktree's index and files as they are; {}",
-                h.branch,
-                self.target_hint()
-            )));
-        }
+        target::refuse_if_moved(
+            self,
+            &format!(
+                "task branch `{}` was not merged (it is kept) and qw left the main worktree's index and files as they are",
+                h.branch
+            ),
+        )?;
+        self.refuse_staged(h)?;
         if self.repo.unmerged_commits(&h.branch, "HEAD")? == 0 {
             return Ok(MergeOutcome::UpToDate);
         }
@@ -1612,6 +1460,8 @@ impl Worktrees {
                 paths,
             });
         }
+        // Staged between the check and the merge: named as such, not as a conflict.
+        self.refuse_staged(h)?;
         let paths = parse_refused_paths(&stderr);
         if paths.is_empty() {
             return Err(git_error(top, &args, &out));
@@ -1632,6 +1482,25 @@ impl Worktrees {
             ),
             paths,
         })
+    }
+
+    /// Staged changes in the main worktree fail the merge of `h` naming them (git would
+    /// refuse it, and qw never changes the user's index): [`WorktreeError::Staged`].
+    fn refuse_staged(&self, h: &WorktreeHandle) -> Result<()> {
+        let staged = self.repo.staged_paths()?;
+        if staged.is_empty() {
+            return Ok(());
+        }
+        Err(WorktreeError::Staged(format!(
+            "{}, then run `qw workflow-continue`",
+            self.repo.staged_line(
+                &staged,
+                &format!(
+                    "task branch `{}` was not merged into `{}` (it is kept)",
+                    h.branch, self.integration
+                )
+            )
+        )))
     }
 
     /// Remove a task's worktree, after saving what it holds on its branch (message

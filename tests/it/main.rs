@@ -38,4 +38,5 @@ mod workflow;
 mod worktree;
 mod worktree_moves;
 mod worktree_safety;
+mod worktree_target;
 mod worktree_task;

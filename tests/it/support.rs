@@ -260,6 +260,7 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 pub mod claude_cli;
 pub mod flow;
 pub mod messages_api;
+pub mod moves;
 
 pub use flow::{Flow, THREE, code, diag, fake_sid};
 

@@ -1,0 +1,92 @@
+//! Set-up shared by the tests of moves of the target branch (`worktree_target`): the
+//! tasks, a guard that runs an agent's move once, reading the command qw printed and
+//! following it literally, and the checks that nothing was lost.
+
+use std::path::PathBuf;
+
+use super::{code, diag, stderr};
+use crate::worktree::Repo;
+
+/// `n` independent tasks, task `i` writing `f<i>.txt` (see [`work`]).
+pub fn tasks(n: usize) -> String {
+    (1..=n).map(|i| format!("- [ ] {i}. Task {i}\n")).collect()
+}
+
+/// The plain work of task `i`: `f<i>.txt`, committed in its worktree.
+pub fn work(i: &str) -> String {
+    format!("echo {i} > f{i}.txt\ngit add f{i}.txt\ngit commit -qm f{i} || true\n")
+}
+
+/// `script` runs once (a flag file in the test's temp dir), so a rerun of the task by
+/// `workflow-continue` does its plain work only.
+pub fn once(r: &Repo, name: &str, script: &str) -> String {
+    let flag = r.aux.path().join(format!("done-{name}"));
+    format!(
+        "if [ ! -e {f} ]; then\ntouch {f}\n{script}\nfi\n",
+        f = flag.display()
+    )
+}
+
+/// The commit a revision names.
+pub fn sha(r: &Repo, rev: &str) -> String {
+    r.git(&["rev-parse", rev]).trim().to_owned()
+}
+
+/// The first command in backquotes in `text` that starts with `prefix` (`git restore`,
+/// `git reset`, …): what qw told the user to run.
+pub fn printed(text: &str, prefix: &str) -> String {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .find(|c| c.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}…` command in: {text}"))
+        .to_owned()
+}
+
+/// Run a printed git command as it is, in the repository's top (where the user is).
+pub fn follow(r: &Repo, command: &str) {
+    let words = shell_words::split(command).unwrap();
+    assert_eq!(words[0], "git", "{command}");
+    let args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
+    let out = r.git_cmd(r.root(), &args);
+    assert!(out.status.success(), "`{command}`: {}", diag(&out));
+}
+
+/// The error line of a refused qw command (its stderr's `error:` line): exactly one,
+/// and no `hint:` lines (what to do is in it).
+pub fn refusal_line(out: &std::process::Output) -> String {
+    assert_eq!(code(out), 2, "{}", diag(out));
+    let err = stderr(out);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("qw: error:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(!err.contains("hint:"), "{err}");
+    lines[0].to_owned()
+}
+
+/// Where the record of a refused move of spec `demo` is.
+pub fn record(r: &Repo) -> PathBuf {
+    r.root().join(".git/qw-refused-moves/demo")
+}
+
+/// Every file is on `main` (and in the working tree); no merge left half done; no
+/// process of the test alive. Unlike `assert_all_merged`, the user's own uncommitted
+/// changes may remain.
+pub fn assert_merged_keeping_the_users_changes(r: &Repo, files: &[&str]) {
+    for f in files {
+        assert!(
+            r.git_ok(&["cat-file", "-e", &format!("main:{f}")]),
+            "`{f}` is not on main: {}",
+            r.git(&["log", "--stat", "--format=%s", "main"])
+        );
+        assert!(
+            r.root().join(f).is_file(),
+            "`{f}` is not in the working tree"
+        );
+    }
+    assert!(!r.git_ok(&["rev-parse", "-q", "--verify", "MERGE_HEAD"]));
+    assert_eq!(r.git(&["diff", "--name-only", "--diff-filter=U"]), "");
+    r.assert_no_process();
+}

@@ -1,0 +1,543 @@
+//! The target branch moved, renamed or left, and staged changes in the main worktree
+//! (issue 14, item 4's class): refused before a run or failing the merge with one line
+//! that names what and where and prints the git command that puts things back — worked
+//! out when the error is given, from the branch's reflog. Each test runs that command
+//! literally, then `workflow-continue` (or the same run again) and asserts it exits 0
+//! with nothing lost: every task's file on `main`, the user's own commits and changes
+//! kept, no completed task run again.
+
+use crate::support::moves::*;
+use crate::support::*;
+use crate::worktree::Repo;
+
+/// Files `f1.txt` … `f<n>.txt`.
+fn files(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("f{i}.txt")).collect()
+}
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn run_auto(r: &Repo, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["--parallel", "1", "--isolate", "worktree"];
+    args.extend_from_slice(extra);
+    r.auto(&args)
+}
+
+fn cont(r: &Repo, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["workflow-continue", "demo", "--retry-delay", "0.1"];
+    args.extend_from_slice(extra);
+    r.run(&args)
+}
+
+// ---------------------------------------------------------------------------------
+// Finding 1: staged changes in the main worktree.
+// ---------------------------------------------------------------------------------
+
+/// A refusal of staged `paths` before any task: exit 2, one line naming them and the
+/// three ways out; nothing ran, nothing was written to git, the index is as it was.
+fn refused_before_any_task(r: &Repo, out: &std::process::Output, paths: &[&str]) -> String {
+    let line = refusal_line(out);
+    assert!(line.contains("staged changes"), "{line}");
+    for p in paths {
+        assert!(line.contains(p), "{p}: {line}");
+    }
+    assert!(
+        line.contains("`git commit`") && line.contains("`git stash`"),
+        "{line}"
+    );
+    assert!(line.contains(&r.root().display().to_string()), "{line}");
+    assert!(r.runs().is_empty(), "a task ran: {:?}", r.runs());
+    assert!(r.branches().is_empty(), "{:?}", r.branches());
+    assert_eq!(r.registered_worktrees(), 1);
+    let restore = printed(&line, "git restore --staged -- ");
+    let mut named: Vec<String> = shell_words::split(&restore).unwrap()[4..].to_vec();
+    named.sort();
+    let mut want: Vec<String> = paths.iter().map(|p| (*p).to_owned()).collect();
+    want.sort();
+    assert_eq!(named, want, "{line}");
+    restore
+}
+
+#[test]
+fn worktree_staged_modification_is_refused_before_any_task_under_allow_dirty() {
+    let r = Repo::new(&tasks(2));
+    for i in ["1", "2"] {
+        r.action(i, &work(i));
+    }
+    std::fs::write(r.root().join("shared.txt"), "mine\n").unwrap();
+    r.git(&["add", "shared.txt"]);
+    let out = run_auto(&r, &["--allow-dirty"]);
+    let restore = refused_before_any_task(&r, &out, &["shared.txt"]);
+    assert!(stderr(&out).contains("--allow-dirty"), "{}", diag(&out));
+    // Still staged: qw did not touch the index.
+    assert_eq!(r.git(&["diff", "--cached", "--name-only"]), "shared.txt\n");
+    follow(&r, &restore);
+    let out = run_auto(&r, &["--allow-dirty"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_merged_keeping_the_users_changes(&r, &as_strs(&files(2)));
+    // The user's change is still theirs, uncommitted.
+    assert_eq!(r.read("shared.txt"), "mine\n");
+    assert_eq!(r.git(&["show", "main:shared.txt"]), "base\n");
+    for i in ["1", "2"] {
+        assert_eq!(r.runs_of(i), 1);
+    }
+}
+
+#[test]
+fn worktree_staged_new_file_and_deletion_are_refused_with_or_without_allow_dirty() {
+    let r = Repo::new(&tasks(2));
+    for i in ["1", "2"] {
+        r.action(i, &work(i));
+    }
+    std::fs::write(r.root().join("new file.txt"), "new\n").unwrap();
+    r.git(&["add", "new file.txt"]);
+    r.git(&["rm", "-q", "src/keep.txt"]);
+    // Without --allow-dirty: named as staged, not merely as uncommitted.
+    let out = run_auto(&r, &[]);
+    refused_before_any_task(&r, &out, &["new file.txt", "src/keep.txt"]);
+    let out = run_auto(&r, &["--allow-dirty"]);
+    let restore = refused_before_any_task(&r, &out, &["new file.txt", "src/keep.txt"]);
+    follow(&r, &restore);
+    // Now the same changes, unstaged: --allow-dirty takes them (saved on a snapshot).
+    let out = run_auto(&r, &["--allow-dirty"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_merged_keeping_the_users_changes(&r, &as_strs(&files(2)));
+    assert_eq!(r.read("new file.txt"), "new\n");
+    assert!(
+        !r.root().join("src/keep.txt").exists(),
+        "the deletion is kept"
+    );
+    assert_eq!(r.git(&["show", "main:src/keep.txt"]), "kept\n");
+}
+
+#[test]
+fn worktree_staged_change_under_claude_is_refused_even_without_allow_dirty() {
+    let r = Repo::new(&tasks(2));
+    for i in ["1", "2"] {
+        r.action(i, &work(i));
+    }
+    // `.claude/` is not dirt (qw writes there), but a staged change there is.
+    let design = ".claude/specs/demo/design.md";
+    std::fs::write(r.root().join(design), "# Design\n\nMine.\n").unwrap();
+    r.git(&["add", design]);
+    let out = run_auto(&r, &[]);
+    let restore = refused_before_any_task(&r, &out, &[design]);
+    follow(&r, &restore);
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&as_strs(&files(2)));
+    assert_eq!(r.read(design), "# Design\n\nMine.\n");
+}
+
+#[test]
+fn worktree_changes_staged_while_running_fail_the_merge_naming_them() {
+    let r = Repo::new(&tasks(2));
+    r.action(
+        "1",
+        &format!(
+            "{}{}",
+            work("1"),
+            once(
+                &r,
+                "stage",
+                "echo mine > \"$MAIN/shared.txt\"\ngit -C \"$MAIN\" add shared.txt"
+            )
+        ),
+    );
+    r.action("2", &work("2"));
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let mut restore = String::new();
+    for i in ["1", "2"] {
+        let t = r.f.task(i);
+        assert_eq!(t["status"], "failed", "{t}");
+        assert_eq!(t["outcome"], "workspace_error", "{t}");
+        let err = t["error"].as_str().unwrap();
+        assert!(
+            err.contains("staged changes (shared.txt)")
+                && err.contains(&format!("`qw/demo/{i}` was not merged"))
+                && !err.contains("moved"),
+            "{err}"
+        );
+        restore = printed(err, "git restore --staged -- ");
+        assert_eq!(restore, "git restore --staged -- shared.txt");
+        // Its work is kept on its branch.
+        assert_eq!(
+            r.git(&["show", &format!("qw/demo/{i}:f{i}.txt")]),
+            format!("{i}\n")
+        );
+    }
+    // Never a merge conflict, and the index is as the user left it.
+    assert!(!r.f.state().to_string().contains("merge_conflict"));
+    assert_eq!(r.git(&["diff", "--cached", "--name-only"]), "shared.txt\n");
+    follow(&r, &restore);
+    let out = cont(&r, &["--allow-dirty"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_merged_keeping_the_users_changes(&r, &as_strs(&files(2)));
+    assert_eq!(r.read("shared.txt"), "mine\n");
+}
+
+#[test]
+fn worktree_partial_commit_with_other_files_staged_is_no_move() {
+    let r = Repo::new(&tasks(2));
+    // The user stages two files and commits one of them (`git commit -- a.txt`).
+    r.action(
+        "1",
+        &format!(
+            "{}{}",
+            work("1"),
+            once(
+                &r,
+                "partial",
+                "echo a > \"$MAIN/a.txt\"\necho b > \"$MAIN/b.txt\"\ngit -C \"$MAIN\" add a.txt b.txt\ngit -C \"$MAIN\" commit -qm partial -- a.txt"
+            )
+        ),
+    );
+    r.action("2", &work("2"));
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let t = r.f.task("1");
+    assert_eq!(t["outcome"], "workspace_error", "{t}");
+    let err = t["error"].as_str().unwrap();
+    // Not a move: only what is still staged is named.
+    assert!(!err.contains("moved"), "{err}");
+    assert!(err.contains("staged changes (b.txt)"), "{err}");
+    assert!(!r.f.state().to_string().contains("merge_conflict"));
+    // The user takes the second file out of the way as told.
+    follow(&r, &printed(err, "git stash"));
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let mut all = files(2);
+    all.push("a.txt".into());
+    r.assert_all_merged(&as_strs(&all));
+    // The user's commit is kept on main, and b.txt in the stash.
+    assert!(r.git(&["log", "--format=%s", "main"]).contains("partial"));
+    assert_eq!(r.git(&["show", "stash@{0}:b.txt"]), "b\n");
+}
+
+// ---------------------------------------------------------------------------------
+// Finding 2: the restore hint, from the branch's reflog.
+// ---------------------------------------------------------------------------------
+
+/// Task 1 runs `mv` once (after committing its work); task 2 comes after it. The run
+/// fails both (`workspace_error`, task 2 not started), the command qw printed starts
+/// with `expect` and names `to`; following it and continuing loses nothing.
+fn refused_then_followed(r: &Repo, mv: &str, expect: &str, to: Option<&str>) -> String {
+    refused_then_followed_with(r, mv, expect, to, &[])
+}
+
+/// [`refused_then_followed`], with `extra` options for both runs.
+fn refused_then_followed_with(
+    r: &Repo,
+    mv: &str,
+    expect: &str,
+    to: Option<&str>,
+    extra: &[&str],
+) -> String {
+    r.action("1", &format!("{}{}", work("1"), once(r, "move", mv)));
+    r.action("2", &work("2"));
+    let out = run_auto(r, extra);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let t1 = r.f.task("1");
+    assert_eq!(t1["outcome"], "workspace_error", "{t1}");
+    let err = t1["error"].as_str().unwrap().to_owned();
+    assert!(err.contains("moved") && err.contains("`main`"), "{err}");
+    assert!(err.contains("`qw/demo/1` was not merged"), "{err}");
+    assert!(!r.f.state().to_string().contains("merge_conflict"));
+    let t2 = r.f.task("2");
+    assert_eq!(t2["outcome"], "workspace_error", "{t2}");
+    assert!(
+        t2["error"]
+            .as_str()
+            .unwrap()
+            .contains("task 2 was not started"),
+        "{t2}"
+    );
+    assert_eq!(r.runs_of("2"), 0, "a task started on a moved target");
+    assert_eq!(r.git(&["show", "qw/demo/1:f1.txt"]), "1\n");
+    let cmd = printed(&err, expect);
+    if let Some(to) = to {
+        assert!(cmd.ends_with(to), "{cmd} (want {to}): {err}");
+    }
+    // Not put back yet: the next run of the spec is refused with the same way back.
+    let early = refusal_line(&cont(r, extra));
+    assert!(
+        early.contains(&format!("`{cmd}`")) && early.contains("or delete `"),
+        "{early}"
+    );
+    assert_eq!(r.runs_of("2"), 0);
+    follow(r, &cmd);
+    let out = cont(r, extra);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_eq!(r.runs_of("2"), 1, "task 2 ran once");
+    err
+}
+
+#[test]
+fn worktree_restore_hint_keeps_a_user_commit_made_before_the_move() {
+    let r = Repo::new(&tasks(2));
+    // The user commits in the main worktree; then the agent moves `main` to its HEAD.
+    // The hint puts `main` on the user's commit, not back before it.
+    let saved = r.aux.path().join("user-commit");
+    let mv = format!(
+        "echo u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user\ngit -C \"$MAIN\" rev-parse HEAD > {}\ngit update-ref refs/heads/main HEAD",
+        saved.display()
+    );
+    r.action("1", &format!("{}{}", work("1"), once(&r, "move", &mv)));
+    r.action("2", &work("2"));
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let user = std::fs::read_to_string(&saved).unwrap().trim().to_owned();
+    let err = r.f.task("1")["error"].as_str().unwrap().to_owned();
+    let cmd = printed(&err, "git ");
+    assert_eq!(
+        cmd,
+        format!("git update-ref refs/heads/main {user}"),
+        "{err}"
+    );
+    follow(&r, &cmd);
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let mut all = files(2);
+    all.push("user.txt".into());
+    r.assert_all_merged(&as_strs(&all));
+    assert!(r.git(&["log", "--format=%s", "main"]).contains("user"));
+    assert_eq!(r.runs_of("2"), 1);
+}
+
+#[test]
+fn worktree_restore_hint_of_a_deleted_target_comes_from_the_main_heads_reflog() {
+    let r = Repo::new(&tasks(2));
+    // The user commits in the main worktree; then the agent deletes `main` (its reflog
+    // goes with it): the main HEAD's reflog still shows the user's commit.
+    let saved = r.aux.path().join("user-commit");
+    let mv = format!(
+        "echo u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user\ngit -C \"$MAIN\" rev-parse HEAD > {}\ngit update-ref -d refs/heads/main",
+        saved.display()
+    );
+    let err = refused_then_followed(&r, &mv, "git update-ref refs/heads/main ", None);
+    let user = std::fs::read_to_string(&saved).unwrap().trim().to_owned();
+    assert!(err.contains("deleted"), "{err}");
+    assert!(
+        err.contains(&format!("`git update-ref refs/heads/main {user}`")),
+        "{err}"
+    );
+    let mut all = files(2);
+    all.push("user.txt".into());
+    r.assert_all_merged(&as_strs(&all));
+}
+
+#[test]
+fn worktree_restore_hint_after_a_merge_in_the_main_worktree_is_a_keep_reset() {
+    let r = Repo::new(&tasks(2));
+    let old = sha(&r, "main");
+    refused_then_followed(
+        &r,
+        "git -C \"$MAIN\" merge -q --no-ff --no-edit \"$(git rev-parse HEAD)\"",
+        "git reset --keep ",
+        Some(&old),
+    );
+    r.assert_all_merged(&as_strs(&files(2)));
+}
+
+#[test]
+fn worktree_restore_hint_after_a_fast_forward_is_a_keep_reset() {
+    let r = Repo::new(&tasks(2));
+    let old = sha(&r, "main");
+    refused_then_followed(
+        &r,
+        "git -C \"$MAIN\" merge -q --ff-only \"$(git rev-parse HEAD)\"",
+        "git reset --keep ",
+        Some(&old),
+    );
+    r.assert_all_merged(&as_strs(&files(2)));
+}
+
+#[test]
+fn worktree_restore_hint_after_a_hard_reset_keeps_the_users_other_changes() {
+    let r = Repo::new(&tasks(2));
+    let old = sha(&r, "main");
+    // A change of the user's, uncommitted, that the hard reset leaves alone (untracked):
+    // `reset --keep` keeps it too.
+    std::fs::write(r.root().join("notes.txt"), "mine\n").unwrap();
+    let out = refused_then_followed_with(
+        &r,
+        "git -C \"$MAIN\" reset -q --hard \"$(git rev-parse HEAD)\"",
+        "git reset --keep ",
+        Some(&old),
+        &["--allow-dirty"],
+    );
+    assert!(out.contains(&old[..10]), "{out}");
+    assert_merged_keeping_the_users_changes(&r, &as_strs(&files(2)));
+    assert_eq!(r.read("notes.txt"), "mine\n");
+}
+
+#[test]
+fn worktree_restore_hint_after_an_update_ref_then_a_hard_reset_of_the_main_worktree() {
+    let r = Repo::new(&tasks(2));
+    let old = sha(&r, "main");
+    // The agent moves `main`; then the main worktree is brought along (`reset --hard`,
+    // what a user does to make `git status` clean): both followed, so `--keep`.
+    refused_then_followed(
+        &r,
+        "git update-ref refs/heads/main HEAD\ngit -C \"$MAIN\" reset -q --hard",
+        "git reset --keep ",
+        Some(&old),
+    );
+    r.assert_all_merged(&as_strs(&files(2)));
+}
+
+#[test]
+fn worktree_restore_hint_after_a_mixed_reset_moves_only_the_index_back() {
+    let r = Repo::new(&tasks(2));
+    let old = sha(&r, "main");
+    refused_then_followed(
+        &r,
+        "git -C \"$MAIN\" reset -q --mixed \"$(git rev-parse HEAD)\"",
+        "git reset -q ",
+        Some(&old),
+    );
+    r.assert_all_merged(&as_strs(&files(2)));
+}
+
+// ---------------------------------------------------------------------------------
+// Finding 3: renamed, detached, switched.
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn worktree_target_renamed_from_the_agents_worktree_is_a_move() {
+    let r = Repo::new(&tasks(2));
+    let err = refused_then_followed(
+        &r,
+        "git branch -m main other",
+        "git branch -m ",
+        Some("other main"),
+    );
+    assert!(err.contains("renamed to `other`"), "{err}");
+    r.assert_all_merged(&as_strs(&files(2)));
+    assert!(!r.git_ok(&["rev-parse", "-q", "--verify", "refs/heads/other"]));
+}
+
+#[test]
+fn worktree_target_renamed_from_the_main_worktree_is_a_move() {
+    let r = Repo::new(&tasks(2));
+    // Renamed, then a commit of the user's on it: still told as a rename, and the
+    // commit is kept when the name is given back.
+    let err = refused_then_followed(
+        &r,
+        "git -C \"$MAIN\" branch -m renamed\necho u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user",
+        "git branch -m ",
+        Some("renamed main"),
+    );
+    assert!(err.contains("renamed to `renamed`"), "{err}");
+    let mut all = files(2);
+    all.push("user.txt".into());
+    r.assert_all_merged(&as_strs(&all));
+}
+
+#[test]
+fn worktree_detached_main_head_is_a_move() {
+    let r = Repo::new(&tasks(2));
+    let err = refused_then_followed(
+        &r,
+        "git -C \"$MAIN\" switch -q --detach",
+        "git switch ",
+        Some("git switch main"),
+    );
+    assert!(err.contains("detached HEAD"), "{err}");
+    r.assert_all_merged(&as_strs(&files(2)));
+}
+
+#[test]
+fn worktree_main_worktree_switched_to_another_branch_is_a_move() {
+    let r = Repo::new(&tasks(2));
+    let err = refused_then_followed(
+        &r,
+        "git -C \"$MAIN\" switch -q -c elsewhere",
+        "git switch ",
+        Some("git switch main"),
+    );
+    assert!(err.contains("on branch `elsewhere`"), "{err}");
+    r.assert_all_merged(&as_strs(&files(2)));
+    // The user's branch is theirs: left as it is.
+    assert!(r.git_ok(&["rev-parse", "-q", "--verify", "refs/heads/elsewhere"]));
+}
+
+// ---------------------------------------------------------------------------------
+// Finding 6: continuing before the target is put back.
+// ---------------------------------------------------------------------------------
+
+/// Task 1 moves `main` onto its commit (`update-ref`); the run refuses and records it.
+fn moved_by_update_ref(r: &Repo) -> String {
+    r.action(
+        "1",
+        &format!(
+            "{}{}",
+            work("1"),
+            once(r, "move", "git update-ref refs/heads/main HEAD")
+        ),
+    );
+    r.action("2", &work("2"));
+    let out = run_auto(r, &[]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert!(record(r).is_file(), "no record of the refused move");
+    r.f.task("1")["error"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn worktree_continue_before_the_target_is_put_back_is_refused_then_succeeds_after_the_hint() {
+    let r = Repo::new(&tasks(2));
+    let old = sha(&r, "main");
+    let err = moved_by_update_ref(&r);
+    let cmd = printed(&err, "git update-ref ");
+    assert_eq!(cmd, format!("git update-ref refs/heads/main {old}"));
+    let kept = sha(&r, "qw/demo/1");
+    // Not put back: refused, nothing run, the task's branch not cleared as "merged".
+    let out = cont(&r, &[]);
+    let line = refusal_line(&out);
+    assert!(line.contains("moved") && line.contains(&cmd), "{line}");
+    assert!(
+        line.contains(&format!(
+            "or delete `{}` to take the branch as it is",
+            record(&r).canonicalize().unwrap().display()
+        )),
+        "{line}"
+    );
+    assert_eq!(r.runs_of("1"), 1);
+    assert_eq!(r.runs_of("2"), 0);
+    assert_eq!(sha(&r, "qw/demo/1"), kept);
+    // `workflow-reset` does not forget it.
+    let out = r.run(&["workflow-reset", "demo"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(record(&r).is_file());
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 2, "{}", diag(&out));
+    assert_eq!(r.runs_of("2"), 0);
+    // Put back as printed: the run goes on, and the record is done with.
+    follow(&r, &cmd);
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&as_strs(&files(2)));
+    assert!(!record(&r).exists());
+    assert_eq!(r.runs_of("2"), 1);
+}
+
+#[test]
+fn worktree_deleting_the_refused_move_record_takes_the_branch_as_it_is() {
+    let r = Repo::new(&tasks(2));
+    let err = moved_by_update_ref(&r);
+    assert!(err.contains("was not merged"), "{err}");
+    // The user decides the agent's move is fine: brings the main worktree along, and
+    // deletes the record, as the refusal says.
+    r.git(&["reset", "-q", "--hard", "main"]);
+    let out = cont(&r, &[]);
+    let line = refusal_line(&out);
+    assert!(line.contains("or delete `"), "{line}");
+    std::fs::remove_file(record(&r)).unwrap();
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&as_strs(&files(2)));
+    assert!(!record(&r).exists());
+}
