@@ -50,7 +50,7 @@ mod stash;
 mod tree;
 
 pub use leftovers::{Entry, EntryState, KeptBranch, PruneReport, list, prune, spec_is_running};
-pub use stash::StashEntry;
+pub use stash::{StashBefore, StashEntry};
 pub use tree::{Capture, in_progress};
 
 /// Errors from git or from the files around it. Each names the command or path.
@@ -718,9 +718,10 @@ pub struct WorktreeHandle {
     pub branch: String,
     /// The task resumes earlier unmerged work found on its branch.
     pub resumed: bool,
-    /// The stash entries (commit ids) there were when the worktree was made: entries
-    /// beyond these may be the task's (the stash is shared by every worktree).
-    pub stashes_before: Vec<String>,
+    /// The stash (and the main worktree's uncommitted files) when the worktree was
+    /// made: entries beyond these may be the task's (the stash is shared by every
+    /// worktree), entries gone since are named.
+    pub stash_before: StashBefore,
     /// The worktrees registered when this one was made (see [`Worktrees::foreign`]).
     pub worktrees_before: Vec<PathBuf>,
 }
@@ -796,6 +797,8 @@ pub struct Worktrees {
     /// The task branches this run gave out: commits on them reach the target only by
     /// qw's merge (see [`Worktrees::check_target`]).
     given: std::sync::Mutex<BTreeSet<String>>,
+    /// What qw saw of the stash over the run (see [`stash`]).
+    stash_watch: stash::Watch,
 }
 
 impl Worktrees {
@@ -813,6 +816,7 @@ impl Worktrees {
             cancel: None,
             tip: std::sync::Mutex::new(tip),
             given: std::sync::Mutex::new(BTreeSet::new()),
+            stash_watch: stash::Watch::default(),
         }
     }
 
@@ -1194,6 +1198,7 @@ impl Worktrees {
             &tree::Tree::new(&path, &admin, &branch),
             &self.repo.spec_rel(&self.spec),
         )?;
+        let stash_before = self.stash_before(task_id, &path, &admin, &branch);
         Ok((
             WorktreeHandle {
                 task_id: task_id.to_owned(),
@@ -1202,12 +1207,7 @@ impl Worktrees {
                 workdir,
                 branch,
                 resumed,
-                stashes_before: self
-                    .repo
-                    .stash_entries()
-                    .into_iter()
-                    .map(|e| e.commit)
-                    .collect(),
+                stash_before,
                 worktrees_before: self
                     .repo
                     .registered()?

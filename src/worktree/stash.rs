@@ -1,15 +1,22 @@
 //! The stash (`refs/stash` and its reflog), shared by every worktree of a repository:
 //! which entries a task's agent made and left there ([`Worktrees::stashed`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
 
-use super::{Repo, WorktreeHandle, Worktrees, git_output, parse_branch, tree};
+use super::{Repo, WorktreeHandle, Worktrees, git_output, parse_branch};
 
 impl Repo {
     /// The stash (shared by every worktree of the repository), newest first:
-    /// `stash@{index}`, its commit and the message git gave it.
+    /// `stash@{index}`, its commit, when it was made and the message git gave it.
     pub fn stash_entries(&self) -> Vec<StashEntry> {
-        let Ok(out) = git_output(&self.top, ["stash", "list", "--format=%H%x09%gs"], &[]) else {
+        let Ok(out) = git_output(
+            &self.top,
+            ["stash", "list", "--format=%H%x09%ct%x09%gs"],
+            &[],
+        ) else {
             return Vec::new();
         };
         if !out.status.success() {
@@ -17,15 +24,49 @@ impl Repo {
         }
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .filter_map(|l| l.split_once('\t'))
+            .filter_map(|l| {
+                let (commit, rest) = l.split_once('\t')?;
+                let (time, message) = rest.split_once('\t')?;
+                Some((commit, time.parse().unwrap_or(0), message))
+            })
             .enumerate()
-            .map(|(index, (commit, message))| StashEntry {
+            .map(|(index, (commit, time, message))| StashEntry {
                 index,
                 commit: commit.to_owned(),
+                time,
                 message: message.to_owned(),
             })
             .collect()
     }
+
+    /// The main worktree's uncommitted paths (see [`Repo::dirty_paths`]) with the blob
+    /// id of each file (`None`: deleted), read without touching the index.
+    fn dirty_files(&self) -> Vec<(String, Option<String>)> {
+        let Ok(paths) = self.dirty_paths() else {
+            return Vec::new();
+        };
+        paths
+            .into_iter()
+            .filter(|p| !p.ends_with('/'))
+            .map(|p| {
+                let blob = file_blob(&self.top, &p);
+                (p, blob)
+            })
+            .collect()
+    }
+}
+
+/// The blob id of the file at `dir/rel` (`None` when there is no regular file).
+fn file_blob(dir: &Path, rel: &str) -> Option<String> {
+    let path = dir.join(rel);
+    let meta = path.symlink_metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let out = git_output(dir, ["hash-object", "--", rel], &[]).ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// One entry of the stash.
@@ -35,6 +76,8 @@ pub struct StashEntry {
     pub index: usize,
     /// The stash commit.
     pub commit: String,
+    /// When it was made (the stash commit's time, seconds since the epoch).
+    pub time: i64,
     /// What git wrote: `WIP on <branch>: <sha> <subject>` or `On <branch>: <message>`.
     pub message: String,
 }
@@ -60,95 +103,566 @@ impl StashEntry {
             crate::fmt::escaped_line(&self.message)
         )
     }
+
+    /// The command that puts the entry back in the stash with its message.
+    fn store_command(&self) -> String {
+        format!(
+            "git stash store -m {} {}",
+            sh_quote(&self.message),
+            self.commit
+        )
+    }
 }
 
+/// `text` quoted for a POSIX shell.
+fn sh_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// What the stash and the main worktree held when a task's worktree was made, and
+/// where its worktree's reset traces stood (see [`Worktrees::stashed`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StashBefore {
+    /// The stash's entries.
+    pub entries: Vec<StashEntry>,
+    /// The main worktree's uncommitted files (path, blob id; `None`: deleted).
+    pub main_dirty: Vec<(String, Option<String>)>,
+    /// qw's look at the stash this snapshot was taken at (see [`Watch`]).
+    look: u64,
+}
+
+/// Where a worktree's traces of a `git stash` stood when qw last made it ready: the
+/// number of lines of its HEAD reflog and the time of its `ORIG_HEAD` (both of which
+/// `git worktree add` writes too).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Mark {
+    reflog_lines: usize,
+    orig_head: Option<SystemTime>,
+}
+
+impl Mark {
+    fn of(git_dir: &Path) -> Mark {
+        Mark {
+            reflog_lines: head_log(git_dir).len(),
+            orig_head: git_dir
+                .join("ORIG_HEAD")
+                .symlink_metadata()
+                .and_then(|m| m.modified())
+                .ok(),
+        }
+    }
+}
+
+/// One line of a HEAD reflog: the new commit, its time and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LogLine {
+    to: String,
+    time: i64,
+    message: String,
+}
+
+/// The HEAD reflog of a worktree's git dir, oldest first (the last 400 lines).
+fn head_log(git_dir: &Path) -> Vec<LogLine> {
+    let Ok(text) = crate::fs::read_to_string(git_dir.join("logs").join("HEAD")) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let (head, message) = l.split_once('\t').unwrap_or((l, ""));
+            let to = head.split(' ').nth(1)?;
+            // `… <email> <time> <tz>`: the time is the second word from the end.
+            let time = head.rsplit(' ').nth(1)?.parse().ok()?;
+            Some(LogLine {
+                to: to.to_owned(),
+                time,
+                message: message.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// A worktree qw watches for stashes: a running task's, or the main one.
+#[derive(Debug, Clone)]
+struct Watched {
+    /// `task N` or `the main worktree`.
+    who: String,
+    /// The task's branch (`None` for the main worktree).
+    branch: Option<String>,
+    /// Its top directory.
+    path: PathBuf,
+    /// Its git dir.
+    git_dir: PathBuf,
+    /// The branch its HEAD was on when qw made it ready.
+    start: String,
+    /// Its traces when qw made it ready.
+    mark: Mark,
+}
+
+impl Watched {
+    fn start_branch(&self) -> &str {
+        &self.start
+    }
+}
+
+/// Each reflog line with the branch HEAD was on at it (`(no branch)` when detached),
+/// following `checkout: moving from A to B` lines from `start`.
+fn walk_log(log: &[LogLine], start: &str) -> Vec<(String, LogLine)> {
+    let mut on = start.to_owned();
+    log.iter()
+        .map(|l| {
+            if let Some((_, to)) = l
+                .message
+                .strip_prefix("checkout: moving from ")
+                .and_then(|r| r.split_once(" to "))
+            {
+                let detached =
+                    to == "HEAD" || (to.len() >= 40 && to.bytes().all(|c| c.is_ascii_hexdigit()));
+                on = if detached { "(no branch)".to_owned() } else { to.to_owned() };
+            }
+            (on.clone(), l.clone())
+        })
+        .collect()
+}
+
+/// What qw knows of the stash over a run: the worktrees it watches, every entry it
+/// saw (so an entry made and popped between two tasks' looks is still known), and the
+/// entries already warned about (each warning is said once).
+#[derive(Debug, Default)]
+pub(crate) struct Watch {
+    inner: Mutex<WatchState>,
+}
+
+#[derive(Debug, Default)]
+struct WatchState {
+    looks: u64,
+    watched: Vec<Watched>,
+    /// commit → (entry, the last look it was there at).
+    seen: BTreeMap<String, (StashEntry, u64)>,
+    told: BTreeSet<String>,
+}
+
+impl Watch {
+    fn state(&self) -> std::sync::MutexGuard<'_, WatchState> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Record what the stash holds now; returns the look's number.
+    fn look(&self, now: &[StashEntry]) -> u64 {
+        let mut s = self.state();
+        s.looks += 1;
+        let n = s.looks;
+        for e in now {
+            s.seen.insert(e.commit.clone(), (e.clone(), n));
+        }
+        n
+    }
+
+    /// Is this the first time `key` is told?
+    fn first_telling(&self, key: &str) -> bool {
+        self.state().told.insert(key.to_owned())
+    }
+}
+
+/// Which worktrees may have made a stash entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Maker {
+    /// This task's worktree.
+    Mine,
+    /// Another worktree (or none qw watches).
+    NotMine,
+    /// This one or the others named: qw cannot tell.
+    Ambiguous(Vec<String>),
+}
+
+/// Decide from who has strong evidence (a reset of its worktree at the entry's base
+/// commit when it was made) and, failing that, weak evidence (its HEAD went to that
+/// branch or detached HEAD and visited that commit).
+fn decide(strong_mine: bool, strong_others: &[String], weak_mine: bool, weak_others: &[String]) -> Maker {
+    let pick = |mine: bool, others: &[String]| match (mine, others.is_empty()) {
+        (true, true) => Maker::Mine,
+        (true, false) => Maker::Ambiguous(others.to_vec()),
+        (false, _) => Maker::NotMine,
+    };
+    if strong_mine || !strong_others.is_empty() {
+        pick(strong_mine, strong_others)
+    } else {
+        pick(weak_mine, weak_others)
+    }
+}
+
+/// Time slack between a stash commit's time and the reset `git stash` then does.
+const SLACK_SECS: i64 = 2;
+
 impl Worktrees {
+    /// Take what [`StashBefore`] records, and start watching the task's worktree (its
+    /// traces now are qw's own: `git worktree add` resets it too).
+    pub(crate) fn stash_before(&self, task_id: &str, path: &Path, admin: &Path, branch: &str) -> StashBefore {
+        let entries = self.repo.stash_entries();
+        let look = self.stash_watch.look(&entries);
+        let main = self.repo.git_dir.clone();
+        let mut s = self.stash_watch.state();
+        if !s.watched.iter().any(|w| w.branch.is_none()) {
+            s.watched.push(Watched {
+                who: "the main worktree".into(),
+                branch: None,
+                start: self.integration.clone(),
+                path: self.repo.top.clone(),
+                mark: Mark::of(&main),
+                git_dir: main,
+            });
+        }
+        s.watched.retain(|w| w.git_dir != admin);
+        s.watched.push(Watched {
+            who: format!("task {task_id}"),
+            branch: Some(branch.to_owned()),
+            start: branch.to_owned(),
+            path: path.to_path_buf(),
+            git_dir: admin.to_path_buf(),
+            mark: Mark::of(admin),
+        });
+        drop(s);
+        StashBefore {
+            entries,
+            main_dirty: self.repo.dirty_files(),
+            look,
+        }
+    }
+
+    /// The paths a stash entry changes, each with its blob id there (`None`: deleted),
+    /// tracked ones and untracked ones (`^3`), without qw's spec link.
+    fn stash_files(&self, stash: &str) -> Vec<(String, Option<String>)> {
+        let spec = self.repo.spec_rel(&self.spec);
+        let mine = |p: &str| p != spec && !p.starts_with(&format!("{spec}/"));
+        let mut files = Vec::new();
+        if let Ok(out) = git_output(
+            &self.repo.top,
+            ["diff", "--raw", "--no-renames", "--no-abbrev", "-z", &format!("{stash}^1"), stash],
+            &[],
+        ) && out.status.success()
+        {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let mut parts = text.split('\0');
+            while let (Some(meta), Some(path)) = (parts.next(), parts.next()) {
+                // `:old-mode new-mode old-sha new-sha status`
+                let words: Vec<&str> = meta.split(' ').collect();
+                let blob = words.get(3).copied().filter(|b| b.bytes().any(|c| c != b'0'));
+                if mine(path) && !path.is_empty() {
+                    files.push((path.to_owned(), blob.map(str::to_owned)));
+                }
+            }
+        }
+        if let Ok(out) = git_output(
+            &self.repo.top,
+            ["ls-tree", "-r", "-z", &format!("{stash}^3")],
+            &[],
+        ) && out.status.success()
+        {
+            for rec in String::from_utf8_lossy(&out.stdout).split('\0') {
+                // `<mode> blob <sha>\t<path>`
+                let Some((meta, path)) = rec.split_once('\t') else {
+                    continue;
+                };
+                if mine(path) {
+                    let blob = meta.split(' ').nth(2).map(str::to_owned);
+                    files.push((path.to_owned(), blob));
+                }
+            }
+        }
+        files
+    }
+
     /// Does a stash entry hold anything but the spec link qw put in task worktrees
     /// (which `git stash -u` takes along as an untracked file)?
     fn stash_holds_work(&self, stash: &str) -> bool {
-        let spec = self.repo.spec_rel(&self.spec);
-        let mut paths = Vec::new();
-        for args in [
-            vec!["diff", "--name-only", "-z", &format!("{stash}^1"), stash],
-            vec!["ls-tree", "-r", "-z", "--name-only", &format!("{stash}^3")],
-        ] {
-            if let Ok(out) = git_output(&self.repo.top, &args, &[])
-                && out.status.success()
-            {
-                paths.extend(
-                    String::from_utf8_lossy(&out.stdout)
-                        .split('\0')
-                        .filter(|p| !p.is_empty())
-                        .map(str::to_owned),
-                );
-            }
-        }
-        paths
+        !self.stash_files(stash).is_empty()
+    }
+
+    /// Do the files in the worktree at `dir` hold exactly what the stash entry changes
+    /// (it was applied or popped there)? Paths are relative to a worktree's top.
+    fn holds_stash(&self, dir: &Path, files: &[(String, Option<String>)]) -> bool {
+        !files.is_empty()
+            && files.iter().all(|(p, blob)| {
+                file_blob(dir, p) == *blob
+            })
+    }
+
+    /// The worktrees qw watches, other than `h`'s.
+    fn others(&self, h: &WorktreeHandle) -> Vec<Watched> {
+        self.stash_watch
+            .state()
+            .watched
             .iter()
-            .any(|p| p != &spec && !p.starts_with(&format!("{spec}/")))
+            .filter(|w| w.git_dir != h.admin && w.git_dir.exists())
+            .cloned()
+            .collect()
+    }
+
+    /// Strong evidence that the worktree made the entry: since qw made it ready, it was
+    /// reset at the entry's base commit, on the entry's branch, about when the entry
+    /// was made (`git stash` writes `reset: moving to HEAD` in its HEAD reflog on a
+    /// branch, and `ORIG_HEAD` on a detached HEAD too). `ORIG_HEAD` is not read for the
+    /// main worktree, where qw's own merges write it.
+    fn reset_at(w: &Watched, e: &StashEntry, branch: &str, base: &str) -> bool {
+        let near = |t: i64| (t - e.time).abs() <= SLACK_SECS;
+        let walk = walk_log(&head_log(&w.git_dir), w.start_branch());
+        if walk
+            .iter()
+            .skip(w.mark.reflog_lines)
+            .any(|(on, l)| on == branch && l.to == base && l.message == "reset: moving to HEAD" && near(l.time))
+        {
+            return true;
+        }
+        if w.branch.is_none() || walk.last().map_or(w.start_branch(), |(on, _)| on.as_str()) != branch {
+            return false;
+        }
+        let path = w.git_dir.join("ORIG_HEAD");
+        let Ok(when) = path.symlink_metadata().and_then(|m| m.modified()) else {
+            return false;
+        };
+        if Some(when) == w.mark.orig_head {
+            return false;
+        }
+        let secs = when
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        near(secs) && crate::fs::read_to_string(&path).is_ok_and(|t| t.trim() == base)
+    }
+
+    /// Weak evidence: the worktree's HEAD was on the entry's branch (or a detached
+    /// HEAD) and visited its base commit.
+    fn went_to(w: &Watched, branch: &str, base: &str) -> bool {
+        let walk = walk_log(&head_log(&w.git_dir), w.start_branch());
+        walk.iter().any(|(on, _)| on == branch) && walk.iter().any(|(_, l)| l.to == base)
+    }
+
+    /// Who made the entry, seen from task `h`.
+    fn maker(&self, h: &WorktreeHandle, e: &StashEntry) -> Maker {
+        let Some(b) = e.branch() else {
+            return Maker::NotMine;
+        };
+        if b == h.branch {
+            return Maker::Mine;
+        }
+        let others = self.others(h);
+        // Another running task's branch: checked out in its worktree only.
+        let task_branch_of_other = others.iter().any(|w| w.branch.as_deref() == Some(b))
+            || self.repo.registered().is_ok_and(|all| {
+                all.iter().any(|w| {
+                    w.admin.as_deref() != Some(h.admin.as_path())
+                        && w.task.is_some()
+                        && w.branch.as_deref() == Some(b)
+                })
+            });
+        if task_branch_of_other {
+            return Maker::NotMine;
+        }
+        let Some(base) = self.repo.commit_of(&format!("{}^1", e.commit)).ok().flatten() else {
+            return Maker::NotMine;
+        };
+        let me = self
+            .stash_watch
+            .state()
+            .watched
+            .iter()
+            .find(|w| w.git_dir == h.admin)
+            .cloned()
+            .unwrap_or_else(|| Watched {
+                who: format!("task {}", h.task_id),
+                branch: Some(h.branch.clone()),
+                start: h.branch.clone(),
+                path: h.path.clone(),
+                git_dir: h.admin.clone(),
+                mark: Mark::default(),
+            });
+        let strong_mine = Self::reset_at(&me, e, b, &base);
+        let strong_others: Vec<String> = others
+            .iter()
+            .filter(|w| Self::reset_at(w, e, b, &base))
+            .map(|w| w.who.clone())
+            .collect();
+        let weak_mine = Self::went_to(&me, b, &base);
+        let weak_others: Vec<String> = others
+            .iter()
+            .filter(|w| w.branch.is_some() && Self::went_to(w, b, &base))
+            .map(|w| w.who.clone())
+            .collect();
+        decide(strong_mine, &strong_others, weak_mine, &weak_others)
     }
 
     /// The stash entries the task's agent made and left there (`git stash` keeps work
     /// out of the worktree, so qw would not merge it): one line naming each
     /// (`stash@{N}` and its commit), or `None`. The stash is shared by every worktree:
     /// an entry is the task's when it is new since the worktree was made and was made
-    /// on the task's branch — or on a branch (or detached HEAD) this worktree's HEAD
-    /// went to, from a commit it visited. Entries made on another task's branch or in
-    /// another worktree are not. Nothing is applied or dropped.
+    /// on the task's branch — or on another branch (one named like qw's too) or a
+    /// detached HEAD, when this worktree was reset at the entry's base commit as it was
+    /// made (what `git stash` does) and no other watched worktree was, or, with no such
+    /// trace anywhere, when only this worktree's HEAD went there from that commit. When
+    /// several worktrees fit, the entry is named as possibly this task's or theirs
+    /// (never claimed as if each owned it). Entries made on another task's branch or in
+    /// another worktree are not the task's. Nothing is applied or dropped.
     pub fn stashed(&self, h: &WorktreeHandle) -> Option<String> {
-        let log = tree::reflog_entries(&h.admin);
-        let visited: BTreeSet<&str> = log.iter().map(|(c, _)| c.as_str()).collect();
-        let mut went: BTreeSet<&str> = BTreeSet::new();
-        let mut detached = false;
-        for (_, m) in &log {
-            if let Some((from, to)) = m
-                .strip_prefix("checkout: moving from ")
-                .and_then(|r| r.split_once(" to "))
-            {
-                for b in [from, to] {
-                    if b == "HEAD" || (b.len() >= 40 && b.bytes().all(|c| c.is_ascii_hexdigit())) {
-                        detached = true;
-                    } else {
-                        went.insert(b);
-                    }
+        let now = self.repo.stash_entries();
+        self.stash_watch.look(&now);
+        let mut mine = Vec::new();
+        let mut maybe = Vec::new();
+        for e in now
+            .iter()
+            .filter(|e| !h.stash_before.entries.iter().any(|b| b.commit == e.commit))
+            .filter(|e| self.stash_holds_work(&e.commit))
+        {
+            match self.maker(h, e) {
+                Maker::Mine => mine.push(e.describe()),
+                Maker::NotMine => {}
+                Maker::Ambiguous(who) => maybe.push(format!(
+                    "{} (this task's or {}'s: each of their worktrees was reset at its base commit as it was made, or went there; qw cannot tell which agent stashed it)",
+                    e.describe(),
+                    who.join(", ")
+                )),
+            }
+        }
+        if mine.is_empty() && maybe.is_empty() {
+            return None;
+        }
+        let mut parts = Vec::new();
+        if !mine.is_empty() {
+            parts.push(format!(
+                "task {}'s agent left its work in the stash, which qw does not merge: {}",
+                h.task_id,
+                mine.join(", ")
+            ));
+        }
+        if !maybe.is_empty() {
+            parts.push(format!(
+                "a stash entry made while task {} ran may hold its work (ambiguous): {}",
+                h.task_id,
+                maybe.join(", ")
+            ));
+        }
+        Some(format!(
+            "{}; it is kept there, not applied — bring it back with `git stash apply <commit>` (its number changes as stashes come and go), or run `qw workflow-continue` to run the task again",
+            parts.join("; ")
+        ))
+    }
+
+    /// After the task's agent ran: put back the spec link `git stash -u` (or a clean)
+    /// removed from its worktree, so its `_Verify:_` still finds the spec.
+    pub fn relink_spec(&self, h: &WorktreeHandle) {
+        if h.path.symlink_metadata().is_ok()
+            && let Err(e) = self.link_spec(&h.workdir)
+        {
+            tracing::warn!("task {}: the spec link could not be put back: {e}", h.task_id);
+        }
+    }
+
+    /// What happened to the stash and the main worktree's uncommitted work while the
+    /// task ran, each one line with the command that puts things back (the task's
+    /// outcome is not changed: who did it is not always known):
+    /// - entries there when the task started (or seen by qw since) that are gone
+    ///   (`git stash clear`, `drop`, `pop`): `git stash store -m "…" <commit>` for each,
+    ///   and, when their changes are now in this task's worktree, that they are merged
+    ///   with its work (a pop there);
+    /// - the main worktree's uncommitted changes gone into a new entry made on the
+    ///   target branch (`git -C <main> stash`): by an agent or by the user, qw cannot
+    ///   tell, so it says so, with `git stash apply <commit>`.
+    ///
+    /// Returns `(line, first time told)` pairs.
+    pub fn stash_notes(&self, h: &WorktreeHandle) -> Vec<(String, bool)> {
+        let now = self.repo.stash_entries();
+        let look = self.stash_watch.look(&now);
+        let here = |c: &str| now.iter().any(|e| e.commit == c);
+        let mut known: Vec<StashEntry> = h.stash_before.entries.clone();
+        {
+            let s = self.stash_watch.state();
+            for (e, last) in s.seen.values() {
+                if *last > h.stash_before.look && *last < look && !known.iter().any(|k| k.commit == e.commit) {
+                    known.push(e.clone());
                 }
             }
         }
-        let mine: Vec<String> = self
-            .repo
-            .stash_entries()
-            .into_iter()
-            .filter(|e| !h.stashes_before.contains(&e.commit))
-            .filter(|e| self.stash_holds_work(&e.commit))
-            .filter(|e| match e.branch() {
-                Some(b) if b == h.branch => true,
-                Some(b) if parse_branch(b).is_some() => false,
-                Some(b) => {
-                    let on_mine = if b == "(no branch)" {
-                        detached
-                    } else {
-                        went.contains(b)
-                    };
-                    on_mine
-                        && self
-                            .repo
-                            .commit_of(&format!("{}^1", e.commit))
-                            .ok()
-                            .flatten()
-                            .is_some_and(|p| visited.contains(p.as_str()))
-                }
-                None => false,
-            })
-            .map(|e| e.describe())
-            .collect();
-        if mine.is_empty() {
-            return None;
+        let mut notes = Vec::new();
+        for e in known.iter().filter(|e| !here(&e.commit)) {
+            let files = self.stash_files(&e.commit);
+            if self.holds_stash(&self.repo.top, &files) {
+                // Popped (or applied) in the main worktree: the user's own doing.
+                continue;
+            }
+            let others = self.others(h);
+            if others
+                .iter()
+                .any(|w| w.branch.is_some() && self.holds_stash(&w.path, &files))
+            {
+                // Popped into another task's worktree: that task tells it.
+                continue;
+            }
+            let popped_here = self.holds_stash(&h.path, &files);
+            let whose = match e.branch() {
+                Some(b) if parse_branch(b).is_some() => format!(", made on branch `{b}`"),
+                _ => String::new(),
+            };
+            let line = if popped_here {
+                format!(
+                    "task {}: stash entry {}{whose} was popped into its worktree while it ran: its changes ({}) are merged with the task's work; to have the entry back in the stash as well: `{}`",
+                    h.task_id,
+                    e.describe(),
+                    files.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", "),
+                    e.store_command()
+                )
+            } else {
+                format!(
+                    "stash entry {}{whose} is gone from the stash since task {} started (a `git stash clear`, `drop` or `pop` by its agent, another task's or yours: qw cannot tell which); put it back with `{}`",
+                    e.describe(),
+                    h.task_id,
+                    e.store_command()
+                )
+            };
+            notes.push((line, self.stash_watch.first_telling(&format!("gone {}", e.commit))));
         }
-        Some(format!(
-            "task {}'s agent left its work in the stash, which qw does not merge: {}; it is kept there, not applied — bring it back with `git stash apply <commit>` (its number changes as stashes come and go), or run `qw workflow-continue` to run the task again",
-            h.task_id,
-            mine.join(", ")
-        ))
+        notes.extend(self.main_stashed(h, &now));
+        notes
+    }
+
+    /// The main worktree's uncommitted changes recorded when the task started that are
+    /// no longer there, when a new stash entry made on the target branch holds them.
+    fn main_stashed(&self, h: &WorktreeHandle, now: &[StashEntry]) -> Vec<(String, bool)> {
+        let before = &h.stash_before.main_dirty;
+        if before.is_empty() {
+            return Vec::new();
+        }
+        let current = self.repo.dirty_files();
+        let vanished: Vec<&(String, Option<String>)> =
+            before.iter().filter(|f| !current.contains(f)).collect();
+        if vanished.is_empty() {
+            return Vec::new();
+        }
+        let mut notes = Vec::new();
+        for e in now
+            .iter()
+            .filter(|e| !h.stash_before.entries.iter().any(|b| b.commit == e.commit))
+            .filter(|e| e.branch() == Some(self.integration.as_str()))
+        {
+            let files = self.stash_files(&e.commit);
+            let held: Vec<&str> = vanished
+                .iter()
+                .filter(|(p, blob)| files.iter().any(|(q, b)| q == p && b == blob))
+                .map(|(p, _)| p.as_str())
+                .collect();
+            if held.is_empty() {
+                continue;
+            }
+            let line = format!(
+                "the uncommitted changes in the main worktree `{}` ({}) went into stash entry {} while task {} ran — a `git stash` there by an agent or by you: qw cannot tell (ambiguous), so no task is blamed; they are kept there — bring them back with `git stash apply {}`",
+                self.repo.top.display(),
+                held.join(", "),
+                e.describe(),
+                h.task_id,
+                e.commit
+            );
+            notes.push((line, self.stash_watch.first_telling(&format!("main {}", e.commit))));
+        }
+        notes
     }
 }
 
@@ -161,6 +675,7 @@ mod tests {
         let e = |m: &str| StashEntry {
             index: 2,
             commit: "0123456789abcdef0123".into(),
+            time: 0,
             message: m.into(),
         };
         assert_eq!(
