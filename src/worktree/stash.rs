@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
 
 use super::{Repo, WorktreeHandle, Worktrees, git_output, parse_branch};
 
@@ -132,23 +131,16 @@ pub struct StashBefore {
 }
 
 /// Where a worktree's traces of a `git stash` stood when qw last made it ready: the
-/// number of lines of its HEAD reflog and the time of its `ORIG_HEAD` (both of which
-/// `git worktree add` writes too).
+/// number of lines of its HEAD reflog (`git worktree add` writes a reset line too).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 struct Mark {
     reflog_lines: usize,
-    orig_head: Option<SystemTime>,
 }
 
 impl Mark {
     fn of(git_dir: &Path) -> Mark {
         Mark {
             reflog_lines: head_log(git_dir).len(),
-            orig_head: git_dir
-                .join("ORIG_HEAD")
-                .symlink_metadata()
-                .and_then(|m| m.modified())
-                .ok(),
         }
     }
 }
@@ -217,7 +209,11 @@ fn walk_log(log: &[LogLine], start: &str) -> Vec<(String, LogLine)> {
             {
                 let detached =
                     to == "HEAD" || (to.len() >= 40 && to.bytes().all(|c| c.is_ascii_hexdigit()));
-                on = if detached { "(no branch)".to_owned() } else { to.to_owned() };
+                on = if detached {
+                    "(no branch)".to_owned()
+                } else {
+                    to.to_owned()
+                };
             }
             (on.clone(), l.clone())
         })
@@ -239,6 +235,10 @@ struct WatchState {
     /// commit → (entry, the last look it was there at).
     seen: BTreeMap<String, (StashEntry, u64)>,
     told: BTreeSet<String>,
+    /// The main worktree's uncommitted files when the run's first task was made.
+    main_dirty_at_start: Option<Vec<(String, Option<String>)>>,
+    /// commit → the worktrees that may have made it (see [`Worktrees::stashed`]).
+    candidates: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Watch {
@@ -279,7 +279,12 @@ enum Maker {
 /// Decide from who has strong evidence (a reset of its worktree at the entry's base
 /// commit when it was made) and, failing that, weak evidence (its HEAD went to that
 /// branch or detached HEAD and visited that commit).
-fn decide(strong_mine: bool, strong_others: &[String], weak_mine: bool, weak_others: &[String]) -> Maker {
+fn decide(
+    strong_mine: bool,
+    strong_others: &[String],
+    weak_mine: bool,
+    weak_others: &[String],
+) -> Maker {
     let pick = |mine: bool, others: &[String]| match (mine, others.is_empty()) {
         (true, true) => Maker::Mine,
         (true, false) => Maker::Ambiguous(others.to_vec()),
@@ -298,7 +303,13 @@ const SLACK_SECS: i64 = 2;
 impl Worktrees {
     /// Take what [`StashBefore`] records, and start watching the task's worktree (its
     /// traces now are qw's own: `git worktree add` resets it too).
-    pub(crate) fn stash_before(&self, task_id: &str, path: &Path, admin: &Path, branch: &str) -> StashBefore {
+    pub(crate) fn stash_before(
+        &self,
+        task_id: &str,
+        path: &Path,
+        admin: &Path,
+        branch: &str,
+    ) -> StashBefore {
         let entries = self.repo.stash_entries();
         let look = self.stash_watch.look(&entries);
         let main = self.repo.git_dir.clone();
@@ -322,10 +333,20 @@ impl Worktrees {
             git_dir: admin.to_path_buf(),
             mark: Mark::of(admin),
         });
+        // The user's uncommitted work: what the main worktree held when the run's
+        // first task was made (and still holds), not what an agent wrote there since.
+        let now_dirty = self.repo.dirty_files();
+        let at_start = s
+            .main_dirty_at_start
+            .get_or_insert_with(|| now_dirty.clone());
+        let main_dirty = now_dirty
+            .into_iter()
+            .filter(|f| at_start.contains(f))
+            .collect();
         drop(s);
         StashBefore {
             entries,
-            main_dirty: self.repo.dirty_files(),
+            main_dirty,
             look,
         }
     }
@@ -338,7 +359,15 @@ impl Worktrees {
         let mut files = Vec::new();
         if let Ok(out) = git_output(
             &self.repo.top,
-            ["diff", "--raw", "--no-renames", "--no-abbrev", "-z", &format!("{stash}^1"), stash],
+            [
+                "diff",
+                "--raw",
+                "--no-renames",
+                "--no-abbrev",
+                "-z",
+                &format!("{stash}^1"),
+                stash,
+            ],
             &[],
         ) && out.status.success()
         {
@@ -347,7 +376,10 @@ impl Worktrees {
             while let (Some(meta), Some(path)) = (parts.next(), parts.next()) {
                 // `:old-mode new-mode old-sha new-sha status`
                 let words: Vec<&str> = meta.split(' ').collect();
-                let blob = words.get(3).copied().filter(|b| b.bytes().any(|c| c != b'0'));
+                let blob = words
+                    .get(3)
+                    .copied()
+                    .filter(|b| b.bytes().any(|c| c != b'0'));
                 if mine(path) && !path.is_empty() {
                     files.push((path.to_owned(), blob.map(str::to_owned)));
                 }
@@ -382,10 +414,7 @@ impl Worktrees {
     /// Do the files in the worktree at `dir` hold exactly what the stash entry changes
     /// (it was applied or popped there)? Paths are relative to a worktree's top.
     fn holds_stash(&self, dir: &Path, files: &[(String, Option<String>)]) -> bool {
-        !files.is_empty()
-            && files.iter().all(|(p, blob)| {
-                file_blob(dir, p) == *blob
-            })
+        !files.is_empty() && files.iter().all(|(p, blob)| file_blob(dir, p) == *blob)
     }
 
     /// The worktrees qw watches, other than `h`'s.
@@ -402,33 +431,28 @@ impl Worktrees {
     /// Strong evidence that the worktree made the entry: since qw made it ready, it was
     /// reset at the entry's base commit, on the entry's branch, about when the entry
     /// was made (`git stash` writes `reset: moving to HEAD` in its HEAD reflog on a
-    /// branch, and `ORIG_HEAD` on a detached HEAD too). `ORIG_HEAD` is not read for the
-    /// main worktree, where qw's own merges write it.
+    /// branch; on a detached HEAD it leaves no such line).
     fn reset_at(w: &Watched, e: &StashEntry, branch: &str, base: &str) -> bool {
         let near = |t: i64| (t - e.time).abs() <= SLACK_SECS;
-        let walk = walk_log(&head_log(&w.git_dir), w.start_branch());
-        if walk
+        walk_log(&head_log(&w.git_dir), w.start_branch())
             .iter()
             .skip(w.mark.reflog_lines)
-            .any(|(on, l)| on == branch && l.to == base && l.message == "reset: moving to HEAD" && near(l.time))
-        {
-            return true;
+            .any(|(on, l)| {
+                on == branch && l.to == base && l.message == "reset: moving to HEAD" && near(l.time)
+            })
+    }
+
+    /// A worktree whose index was last written before the entry's commit was (its loose
+    /// object's time, to the nanosecond) did not make it: `git stash` resets the index
+    /// after writing the commit. Unknown (packed, unreadable) counts as possible.
+    fn index_before(&self, w: &Watched, e: &StashEntry) -> bool {
+        let (dir, file) = e.commit.split_at(2.min(e.commit.len()));
+        let object = self.repo.common_dir.join("objects").join(dir).join(file);
+        let time = |p: &Path| p.symlink_metadata().and_then(|m| m.modified()).ok();
+        match (time(&object), time(&w.git_dir.join("index"))) {
+            (Some(made), Some(index)) => index < made,
+            _ => false,
         }
-        if w.branch.is_none() || walk.last().map_or(w.start_branch(), |(on, _)| on.as_str()) != branch {
-            return false;
-        }
-        let path = w.git_dir.join("ORIG_HEAD");
-        let Ok(when) = path.symlink_metadata().and_then(|m| m.modified()) else {
-            return false;
-        };
-        if Some(when) == w.mark.orig_head {
-            return false;
-        }
-        let secs = when
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        near(secs) && crate::fs::read_to_string(&path).is_ok_and(|t| t.trim() == base)
     }
 
     /// Weak evidence: the worktree's HEAD was on the entry's branch (or a detached
@@ -459,7 +483,12 @@ impl Worktrees {
         if task_branch_of_other {
             return Maker::NotMine;
         }
-        let Some(base) = self.repo.commit_of(&format!("{}^1", e.commit)).ok().flatten() else {
+        let Some(base) = self
+            .repo
+            .commit_of(&format!("{}^1", e.commit))
+            .ok()
+            .flatten()
+        else {
             return Maker::NotMine;
         };
         let me = self
@@ -483,12 +512,31 @@ impl Worktrees {
             .filter(|w| Self::reset_at(w, e, b, &base))
             .map(|w| w.who.clone())
             .collect();
-        let weak_mine = Self::went_to(&me, b, &base);
-        let weak_others: Vec<String> = others
-            .iter()
-            .filter(|w| w.branch.is_some() && Self::went_to(w, b, &base))
+        // Who may have made it now, narrowed by what an earlier look found (a worktree
+        // ruled out then stays out; one gone since stays in).
+        let live: BTreeSet<String> = std::iter::once(me.who.clone())
+            .chain(others.iter().map(|w| w.who.clone()))
+            .collect();
+        let now: BTreeSet<String> = std::iter::once(&me)
+            .chain(others.iter().filter(|w| w.branch.is_some()))
+            .filter(|w| Self::went_to(w, b, &base) && !self.index_before(w, e))
             .map(|w| w.who.clone())
             .collect();
+        let may = {
+            let mut st = self.stash_watch.state();
+            let may: BTreeSet<String> = match st.candidates.get(&e.commit) {
+                Some(prior) => prior
+                    .iter()
+                    .filter(|w| now.contains(*w) || !live.contains(*w))
+                    .cloned()
+                    .collect(),
+                None => now,
+            };
+            st.candidates.insert(e.commit.clone(), may.clone());
+            may
+        };
+        let weak_mine = may.contains(&me.who);
+        let weak_others: Vec<String> = may.into_iter().filter(|w| w != &me.who).collect();
         decide(strong_mine, &strong_others, weak_mine, &weak_others)
     }
 
@@ -498,8 +546,10 @@ impl Worktrees {
     /// an entry is the task's when it is new since the worktree was made and was made
     /// on the task's branch — or on another branch (one named like qw's too) or a
     /// detached HEAD, when this worktree was reset at the entry's base commit as it was
-    /// made (what `git stash` does) and no other watched worktree was, or, with no such
-    /// trace anywhere, when only this worktree's HEAD went there from that commit. When
+    /// made (the reflog line `git stash` writes on a branch) and no other watched
+    /// worktree was, or, with no such trace anywhere, when only this worktree's HEAD went
+    /// there from that commit and its index was written after the entry's commit (a
+    /// stash resets it; an index older than the commit rules the worktree out). When
     /// several worktrees fit, the entry is named as possibly this task's or theirs
     /// (never claimed as if each owned it). Entries made on another task's branch or in
     /// another worktree are not the task's. Nothing is applied or dropped.
@@ -553,7 +603,10 @@ impl Worktrees {
         if h.path.symlink_metadata().is_ok()
             && let Err(e) = self.link_spec(&h.workdir)
         {
-            tracing::warn!("task {}: the spec link could not be put back: {e}", h.task_id);
+            tracing::warn!(
+                "task {}: the spec link could not be put back: {e}",
+                h.task_id
+            );
         }
     }
 
@@ -577,7 +630,10 @@ impl Worktrees {
         {
             let s = self.stash_watch.state();
             for (e, last) in s.seen.values() {
-                if *last > h.stash_before.look && *last < look && !known.iter().any(|k| k.commit == e.commit) {
+                if *last > h.stash_before.look
+                    && *last < look
+                    && !known.iter().any(|k| k.commit == e.commit)
+                {
                     known.push(e.clone());
                 }
             }
@@ -607,7 +663,11 @@ impl Worktrees {
                     "task {}: stash entry {}{whose} was popped into its worktree while it ran: its changes ({}) are merged with the task's work; to have the entry back in the stash as well: `{}`",
                     h.task_id,
                     e.describe(),
-                    files.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", "),
+                    files
+                        .iter()
+                        .map(|(p, _)| p.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     e.store_command()
                 )
             } else {
@@ -618,7 +678,11 @@ impl Worktrees {
                     e.store_command()
                 )
             };
-            notes.push((line, self.stash_watch.first_telling(&format!("gone {}", e.commit))));
+            notes.push((
+                line,
+                self.stash_watch
+                    .first_telling(&format!("gone {}", e.commit)),
+            ));
         }
         notes.extend(self.main_stashed(h, &now));
         notes
@@ -660,7 +724,11 @@ impl Worktrees {
                 h.task_id,
                 e.commit
             );
-            notes.push((line, self.stash_watch.first_telling(&format!("main {}", e.commit))));
+            notes.push((
+                line,
+                self.stash_watch
+                    .first_telling(&format!("main {}", e.commit)),
+            ));
         }
         notes
     }

@@ -38,3 +38,4 @@ mod workflow;
 mod worktree;
 mod worktree_moves;
 mod worktree_safety;
+mod worktree_stash;
