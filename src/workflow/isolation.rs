@@ -444,7 +444,7 @@ impl TaskSpace {
     /// A stopped, paused or budget-refused run keeps its outcome (it runs again).
     /// A worktree the agent added of its own is named in the evidence, and so is what
     /// happened to the shared stash (entries gone, the main worktree's changes stashed;
-    /// see [`Worktrees::stash_notes`]); the spec link a `git stash -u` took is put back
+    /// see [`Worktrees::stash_check`]); the spec link a `git stash -u` took is put back
     /// before the `_Verify:_`.
     pub(crate) fn after_agent(&self, task: &TaskJob, r: &mut AgentRun, events: &Events<'_>) {
         let Some(w) = &self.worktrees else {
@@ -460,8 +460,9 @@ impl TaskSpace {
         // The stash is shared: entries gone while the task ran, the main worktree's
         // changes stashed away, its own spec link taken by `git stash -u`.
         w.relink_spec(&h);
+        let stash = w.stash_check(&h);
         let mut stash_notes = String::new();
-        for (note, first) in w.stash_notes(&h) {
+        for (note, first) in stash.notes {
             if first {
                 say(events, format!("warning: {note}"));
             }
@@ -474,7 +475,7 @@ impl TaskSpace {
         ) {
             return;
         }
-        let Some(why) = w.gone(&h).or_else(|| w.stashed(&h)) else {
+        let Some(why) = w.gone(&h).or(stash.failure) else {
             return;
         };
         say(events, why.clone());

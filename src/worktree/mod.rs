@@ -20,7 +20,7 @@
 //! lacks (and, by a prune, only when its task is completed: [`prune`]); commits the agent left behind (another branch, a reset, a rebase) are named, and
 //! kept on a branch when nothing else holds them. A leftover worktree (qw was SIGKILLed)
 //! is saved and reused by the next run of its task. Work outside the worktree is named:
-//! stash entries the task's agent left ([`Worktrees::stashed`]), its worktree deleted
+//! stash entries the task's agent left ([`Worktrees::stash_check`]), its worktree deleted
 //! while it ran ([`Worktrees::gone`]), worktrees it added ([`Worktrees::foreign`]).
 //!
 //! The target branch: qw merges only into the integration branch where it left it, or
@@ -50,7 +50,7 @@ mod stash;
 mod tree;
 
 pub use leftovers::{Entry, EntryState, KeptBranch, PruneReport, list, prune, spec_is_running};
-pub use stash::{StashBefore, StashEntry};
+pub use stash::{StashBefore, StashCheck, StashEntry};
 pub use tree::{Capture, in_progress};
 
 /// Errors from git or from the files around it. Each names the command or path.

@@ -1,11 +1,12 @@
 //! The stash (`refs/stash` and its reflog), shared by every worktree of a repository:
-//! which entries a task's agent made and left there ([`Worktrees::stashed`]).
+//! which entries a task's agent made and left there ([`Worktrees::stash_check`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::SystemTime;
 
-use super::{Repo, WorktreeHandle, Worktrees, git_output, parse_branch};
+use super::{Repo, WorktreeHandle, Worktrees, git_command, git_output};
 
 impl Repo {
     /// The stash (shared by every worktree of the repository), newest first:
@@ -103,6 +104,20 @@ impl StashEntry {
         )
     }
 
+    /// Like [`StashEntry::describe`] for an entry that may no longer be listed (its
+    /// number then is the one it had, or none for one qw never saw listed).
+    fn gone_describe(&self) -> String {
+        if self.index == usize::MAX {
+            format!(
+                "commit {} (\"{}\")",
+                &self.commit[..self.commit.len().min(12)],
+                crate::fmt::escaped_line(&self.message)
+            )
+        } else {
+            self.describe()
+        }
+    }
+
     /// The command that puts the entry back in the stash with its message.
     fn store_command(&self) -> String {
         format!(
@@ -119,7 +134,7 @@ fn sh_quote(text: &str) -> String {
 }
 
 /// What the stash and the main worktree held when a task's worktree was made, and
-/// where its worktree's reset traces stood (see [`Worktrees::stashed`]).
+/// where its worktree's reset traces stood (see [`Worktrees::stash_check`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StashBefore {
     /// The stash's entries.
@@ -128,6 +143,8 @@ pub struct StashBefore {
     pub main_dirty: Vec<(String, Option<String>)>,
     /// qw's look at the stash this snapshot was taken at (see [`Watch`]).
     look: u64,
+    /// When it was taken: stash commits written since may be the task's.
+    since: Option<SystemTime>,
 }
 
 /// Where a worktree's traces of a `git stash` stood when qw last made it ready: the
@@ -237,7 +254,7 @@ struct WatchState {
     told: BTreeSet<String>,
     /// The main worktree's uncommitted files when the run's first task was made.
     main_dirty_at_start: Option<Vec<(String, Option<String>)>>,
-    /// commit → the worktrees that may have made it (see [`Worktrees::stashed`]).
+    /// commit → the worktrees that may have made it (see [`Worktrees::stash_check`]).
     candidates: BTreeMap<String, BTreeSet<String>>,
 }
 
@@ -257,6 +274,14 @@ impl Watch {
             s.seen.insert(e.commit.clone(), (e.clone(), n));
         }
         n
+    }
+
+    /// Was the entry listed at a look of qw's after look `look`?
+    fn seen_after(&self, commit: &str, look: u64) -> bool {
+        self.state()
+            .seen
+            .get(commit)
+            .is_some_and(|(_, l)| *l > look)
     }
 
     /// Is this the first time `key` is told?
@@ -296,6 +321,29 @@ fn decide(
         pick(weak_mine, weak_others)
     }
 }
+
+/// What [`Worktrees::stash_check`] found for a task.
+#[derive(Debug, Clone, Default)]
+pub struct StashCheck {
+    /// The task left its work in the stash (or its entry was dropped): one line naming
+    /// where the work is; the task fails.
+    pub failure: Option<String>,
+    /// What happened to the stash meanwhile: `(line, first time told)`.
+    pub notes: Vec<(String, bool)>,
+}
+
+/// An entry that may be this task's or others': said so, never claimed.
+fn ambiguous(e: &StashEntry, who: &[String]) -> String {
+    format!(
+        "{} (this task's or {}'s: each of their worktrees went there from its base commit and was written after it was made; qw cannot tell which agent stashed it)",
+        e.gone_describe(),
+        who.join(", ")
+    )
+}
+
+/// Loose objects written since a task started beyond which the stash commits among
+/// them are not looked for (a huge unpacked repository).
+const MAX_FRESH_OBJECTS: usize = 20_000;
 
 /// Time slack between a stash commit's time and the reset `git stash` then does.
 const SLACK_SECS: i64 = 2;
@@ -348,6 +396,7 @@ impl Worktrees {
             entries,
             main_dirty,
             look,
+            since: Some(SystemTime::now()),
         }
     }
 
@@ -446,13 +495,23 @@ impl Worktrees {
     /// object's time, to the nanosecond) did not make it: `git stash` resets the index
     /// after writing the commit. Unknown (packed, unreadable) counts as possible.
     fn index_before(&self, w: &Watched, e: &StashEntry) -> bool {
-        let (dir, file) = e.commit.split_at(2.min(e.commit.len()));
-        let object = self.repo.common_dir.join("objects").join(dir).join(file);
-        let time = |p: &Path| p.symlink_metadata().and_then(|m| m.modified()).ok();
-        match (time(&object), time(&w.git_dir.join("index"))) {
+        let index = w
+            .git_dir
+            .join("index")
+            .symlink_metadata()
+            .and_then(|m| m.modified())
+            .ok();
+        match (self.object_time(&e.commit), index) {
             (Some(made), Some(index)) => index < made,
             _ => false,
         }
+    }
+
+    /// When a loose object was written (`None` when packed or unreadable).
+    fn object_time(&self, sha: &str) -> Option<SystemTime> {
+        let (dir, file) = sha.split_at(2.min(sha.len()));
+        let object = self.repo.common_dir.join("objects").join(dir).join(file);
+        object.symlink_metadata().and_then(|m| m.modified()).ok()
     }
 
     /// Weak evidence: the worktree's HEAD was on the entry's branch (or a detached
@@ -469,6 +528,12 @@ impl Worktrees {
         };
         if b == h.branch {
             return Maker::Mine;
+        }
+        // Written before the task's worktree was ready: not its agent's.
+        if let (Some(made), Some(since)) = (self.object_time(&e.commit), h.stash_before.since)
+            && made < since
+        {
+            return Maker::NotMine;
         }
         let others = self.others(h);
         // Another running task's branch: checked out in its worktree only.
@@ -540,10 +605,12 @@ impl Worktrees {
         decide(strong_mine, &strong_others, weak_mine, &weak_others)
     }
 
-    /// The stash entries the task's agent made and left there (`git stash` keeps work
-    /// out of the worktree, so qw would not merge it): one line naming each
-    /// (`stash@{N}` and its commit), or `None`. The stash is shared by every worktree:
-    /// an entry is the task's when it is new since the worktree was made and was made
+    /// What the task's agent did to the shared stash, after it ran: `failure` when it
+    /// left its work there (the task fails naming where the work is), `notes` for what
+    /// happened to entries and the main worktree meanwhile (each `(line, first time
+    /// told)`; the task's outcome is not changed by them: who did it is not always known).
+    ///
+    /// An entry is the task's when it is new since the worktree was made and was made
     /// on the task's branch — or on another branch (one named like qw's too) or a
     /// detached HEAD, when this worktree was reset at the entry's base commit as it was
     /// made (the reflog line `git stash` writes on a branch) and no other watched
@@ -553,48 +620,295 @@ impl Worktrees {
     /// several worktrees fit, the entry is named as possibly this task's or theirs
     /// (never claimed as if each owned it). Entries made on another task's branch or in
     /// another worktree are not the task's. Nothing is applied or dropped.
-    pub fn stashed(&self, h: &WorktreeHandle) -> Option<String> {
+    ///
+    /// Entries gone from the stash (there when the task started, seen by qw since, or
+    /// stash commits written since — loose objects — and no longer listed):
+    /// - the task's own, back in its worktree (a `stash` then `pop`): nothing to say;
+    /// - the task's own, now in another task's worktree or in the main worktree: said
+    ///   (its work is merged with that task's, or is there);
+    /// - the task's own, nowhere: the task fails, with `git stash store -m "…" <commit>`
+    ///   to put it back;
+    /// - another's, popped into this worktree: said (merged with this task's work);
+    /// - another's (the user's), nowhere: said, with `git stash store -m "…" <commit>`.
+    ///
+    /// And the main worktree's uncommitted changes of the run's start gone into a new
+    /// entry made on the target branch (`git -C <main> stash`): by an agent or by the
+    /// user, qw cannot tell, so it says so, with `git stash apply <commit>`.
+    pub fn stash_check(&self, h: &WorktreeHandle) -> StashCheck {
         let now = self.repo.stash_entries();
-        self.stash_watch.look(&now);
+        let look = self.stash_watch.look(&now);
+        let listed = |c: &str| now.iter().any(|e| e.commit == c);
+        let before = |c: &str| h.stash_before.entries.iter().any(|b| b.commit == c);
         let mut mine = Vec::new();
         let mut maybe = Vec::new();
         for e in now
             .iter()
-            .filter(|e| !h.stash_before.entries.iter().any(|b| b.commit == e.commit))
+            .filter(|e| !before(&e.commit))
             .filter(|e| self.stash_holds_work(&e.commit))
         {
             match self.maker(h, e) {
                 Maker::Mine => mine.push(e.describe()),
                 Maker::NotMine => {}
-                Maker::Ambiguous(who) => maybe.push(format!(
-                    "{} (this task's or {}'s: each of their worktrees was reset at its base commit as it was made, or went there; qw cannot tell which agent stashed it)",
-                    e.describe(),
-                    who.join(", ")
-                )),
+                Maker::Ambiguous(who) => maybe.push(ambiguous(e, &who)),
             }
         }
-        if mine.is_empty() && maybe.is_empty() {
-            return None;
+        // Gone: known to have been there, or written as a stash commit since.
+        let mut gone: Vec<StashEntry> = h
+            .stash_before
+            .entries
+            .iter()
+            .filter(|e| !listed(&e.commit))
+            .cloned()
+            .collect();
+        {
+            let s = self.stash_watch.state();
+            for (e, last) in s.seen.values() {
+                if *last > h.stash_before.look
+                    && *last < look
+                    && !listed(&e.commit)
+                    && !gone.iter().any(|k| k.commit == e.commit)
+                {
+                    gone.push(e.clone());
+                }
+            }
         }
+        if let Some(since) = h.stash_before.since {
+            for e in self.stash_commits_since(since) {
+                if !listed(&e.commit) && !gone.iter().any(|k| k.commit == e.commit) {
+                    gone.push(e);
+                }
+            }
+        }
+        let mut notes = Vec::new();
+        let mut dropped = Vec::new();
+        let others = self.others(h);
+        for e in &gone {
+            let files = self.stash_files(&e.commit);
+            if files.is_empty() {
+                continue;
+            }
+            let own = if before(&e.commit) {
+                Maker::NotMine
+            } else {
+                self.maker(h, e)
+            };
+            let here = self.holds_stash(&h.path, &files);
+            let in_task = others
+                .iter()
+                .find(|w| w.branch.is_some() && self.holds_stash(&w.path, &files));
+            let in_main = self.holds_stash(&self.repo.top, &files);
+            let paths = files
+                .iter()
+                .map(|(p, _)| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let whose = match e.branch() {
+                Some(b) => format!(", made on `{b}`"),
+                None => String::new(),
+            };
+            let line = match (&own, here, in_task, in_main) {
+                // Stashed and popped back in its own worktree.
+                (Maker::Mine, true, _, _) => continue,
+                (Maker::Mine, false, Some(w), _) => format!(
+                    "task {}'s stash entry {} was popped into {}'s worktree: its changes ({paths}) are merged with that task's work, not this one's",
+                    h.task_id,
+                    e.gone_describe(),
+                    w.who
+                ),
+                (Maker::Mine, false, None, true) => format!(
+                    "task {}'s stash entry {} is gone from the stash and its changes ({paths}) are in the main worktree (merged with another task's work, or popped there)",
+                    h.task_id,
+                    e.gone_describe()
+                ),
+                (Maker::Mine, false, None, false) => {
+                    dropped.push(format!(
+                        "{} is gone from the stash (dropped by its agent, another task's or yours) and its changes ({paths}) are nowhere qw looks — put it back with `{}`",
+                        e.gone_describe(),
+                        e.store_command()
+                    ));
+                    continue;
+                }
+                (_, true, _, _) => format!(
+                    "task {}: stash entry {}{whose} was popped into its worktree while it ran: its changes ({paths}) are merged with the task's work; to have the entry back in the stash as well: `{}`",
+                    h.task_id,
+                    e.gone_describe(),
+                    e.store_command()
+                ),
+                // Popped into another task's worktree (that task says so) or the main
+                // one (yours, or merged by another task): nothing lost.
+                (_, false, Some(_), _) | (_, false, None, true) => continue,
+                (Maker::Ambiguous(who), false, None, false) => {
+                    maybe.push(format!(
+                        "{}, gone from the stash — put it back with `{}`",
+                        ambiguous(e, who),
+                        e.store_command()
+                    ));
+                    continue;
+                }
+                (Maker::NotMine, false, None, false) => {
+                    if !before(&e.commit)
+                        && !self.stash_watch.seen_after(&e.commit, h.stash_before.look)
+                    {
+                        // Someone else's, not listed while qw looked during the task.
+                        continue;
+                    }
+                    format!(
+                        "stash entry {}{whose} is gone from the stash since task {} started (a `git stash clear`, `drop` or `pop` by its agent, another task's or yours: qw cannot tell which); put it back with `{}`",
+                        e.gone_describe(),
+                        h.task_id,
+                        e.store_command()
+                    )
+                }
+            };
+            let first = self
+                .stash_watch
+                .first_telling(&format!("gone {}", e.commit));
+            notes.push((line, first));
+        }
+        notes.extend(self.main_stashed(h, &now));
         let mut parts = Vec::new();
         if !mine.is_empty() {
             parts.push(format!(
-                "task {}'s agent left its work in the stash, which qw does not merge: {}",
+                "task {}'s agent left its work in the stash, which qw does not merge: {}; it is kept there, not applied — bring it back with `git stash apply <commit>` (its number changes as stashes come and go)",
                 h.task_id,
                 mine.join(", ")
             ));
         }
+        if !dropped.is_empty() {
+            parts.push(format!(
+                "task {}'s agent stashed its work: {}",
+                h.task_id,
+                dropped.join(", ")
+            ));
+        }
         if !maybe.is_empty() {
             parts.push(format!(
-                "a stash entry made while task {} ran may hold its work (ambiguous): {}",
+                "a stash entry made while task {} ran may hold its work (ambiguous): {}; it is not applied — `git stash apply <commit>` brings it back",
                 h.task_id,
                 maybe.join(", ")
             ));
         }
-        Some(format!(
-            "{}; it is kept there, not applied — bring it back with `git stash apply <commit>` (its number changes as stashes come and go), or run `qw workflow-continue` to run the task again",
-            parts.join("; ")
-        ))
+        let failure = (!parts.is_empty()).then(|| {
+            format!(
+                "{}; or run `qw workflow-continue` to run the task again",
+                parts.join("; ")
+            )
+        });
+        StashCheck { failure, notes }
+    }
+
+    /// Stash commits (two or three parents, `WIP on …`/`On …`, an `index on …` second
+    /// parent) written as loose objects since `since`: entries made meanwhile, even when
+    /// gone from the stash before qw looked. Packed objects are not seen (a `git gc`).
+    fn stash_commits_since(&self, since: SystemTime) -> Vec<StashEntry> {
+        let objects = self.repo.common_dir.join("objects");
+        let mut shas = Vec::new();
+        let Ok(dirs) = crate::fs::read_dir(&objects) else {
+            return Vec::new();
+        };
+        for d in dirs.flatten() {
+            let name = d.file_name().to_string_lossy().into_owned();
+            if name.len() != 2 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            let Ok(files) = crate::fs::read_dir(d.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let fresh = f
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t >= since);
+                if fresh {
+                    shas.push(format!("{name}{}", f.file_name().to_string_lossy()));
+                }
+            }
+            if shas.len() > MAX_FRESH_OBJECTS {
+                return Vec::new();
+            }
+        }
+        if shas.is_empty() {
+            return Vec::new();
+        }
+        let input = shas.join("\n") + "\n";
+        let Some(types) = self.git_with_input(
+            &["cat-file", "--batch-check=%(objectname) %(objecttype)"],
+            &input,
+        ) else {
+            return Vec::new();
+        };
+        let commits: Vec<&str> = types
+            .lines()
+            .filter_map(|l| l.strip_suffix(" commit"))
+            .collect();
+        let described = |revs: &[&str]| -> Vec<(String, Vec<String>, i64, String)> {
+            if revs.is_empty() {
+                return Vec::new();
+            }
+            let mut args = vec![
+                "log",
+                "--no-walk=unsorted",
+                "--format=%H%x09%P%x09%ct%x09%s",
+            ];
+            args.extend(revs);
+            let Ok(out) = git_output(&self.repo.top, &args, &[]) else {
+                return Vec::new();
+            };
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| {
+                    let mut w = l.splitn(4, '\t');
+                    let (c, p, t, m) = (w.next()?, w.next()?, w.next()?, w.next()?);
+                    Some((
+                        c.to_owned(),
+                        p.split(' ').map(str::to_owned).collect(),
+                        t.parse().unwrap_or(0),
+                        m.to_owned(),
+                    ))
+                })
+                .collect()
+        };
+        let stashes: Vec<(String, Vec<String>, i64, String)> = described(&commits)
+            .into_iter()
+            .filter(|(_, p, _, m)| {
+                (2..=3).contains(&p.len()) && (m.starts_with("WIP on ") || m.starts_with("On "))
+            })
+            .collect();
+        let seconds: Vec<&str> = stashes.iter().map(|(_, p, _, _)| p[1].as_str()).collect();
+        let index_commits: BTreeSet<String> = described(&seconds)
+            .into_iter()
+            .filter(|(_, _, _, m)| m.starts_with("index on "))
+            .map(|(c, _, _, _)| c)
+            .collect();
+        stashes
+            .into_iter()
+            .filter(|(_, p, _, _)| index_commits.contains(&p[1]))
+            .map(|(commit, _, time, message)| StashEntry {
+                index: usize::MAX,
+                commit,
+                time,
+                message,
+            })
+            .collect()
+    }
+
+    /// Run git in the main worktree with `input` on its stdin; stdout on success.
+    fn git_with_input(&self, args: &[&str], input: &str) -> Option<String> {
+        use std::io::Write;
+        let mut cmd = git_command(&self.repo.top, &[], args, &[]);
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().ok()?;
+        let mut stdin = child.stdin.take()?;
+        let input = input.to_owned();
+        // Written from a thread: git answers as it reads, and a full pipe would block.
+        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+        let out = child.wait_with_output().ok()?;
+        writer.join().ok()?.ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// After the task's agent ran: put back the spec link `git stash -u` (or a clean)
@@ -608,84 +922,6 @@ impl Worktrees {
                 h.task_id
             );
         }
-    }
-
-    /// What happened to the stash and the main worktree's uncommitted work while the
-    /// task ran, each one line with the command that puts things back (the task's
-    /// outcome is not changed: who did it is not always known):
-    /// - entries there when the task started (or seen by qw since) that are gone
-    ///   (`git stash clear`, `drop`, `pop`): `git stash store -m "…" <commit>` for each,
-    ///   and, when their changes are now in this task's worktree, that they are merged
-    ///   with its work (a pop there);
-    /// - the main worktree's uncommitted changes gone into a new entry made on the
-    ///   target branch (`git -C <main> stash`): by an agent or by the user, qw cannot
-    ///   tell, so it says so, with `git stash apply <commit>`.
-    ///
-    /// Returns `(line, first time told)` pairs.
-    pub fn stash_notes(&self, h: &WorktreeHandle) -> Vec<(String, bool)> {
-        let now = self.repo.stash_entries();
-        let look = self.stash_watch.look(&now);
-        let here = |c: &str| now.iter().any(|e| e.commit == c);
-        let mut known: Vec<StashEntry> = h.stash_before.entries.clone();
-        {
-            let s = self.stash_watch.state();
-            for (e, last) in s.seen.values() {
-                if *last > h.stash_before.look
-                    && *last < look
-                    && !known.iter().any(|k| k.commit == e.commit)
-                {
-                    known.push(e.clone());
-                }
-            }
-        }
-        let mut notes = Vec::new();
-        for e in known.iter().filter(|e| !here(&e.commit)) {
-            let files = self.stash_files(&e.commit);
-            if self.holds_stash(&self.repo.top, &files) {
-                // Popped (or applied) in the main worktree: the user's own doing.
-                continue;
-            }
-            let others = self.others(h);
-            if others
-                .iter()
-                .any(|w| w.branch.is_some() && self.holds_stash(&w.path, &files))
-            {
-                // Popped into another task's worktree: that task tells it.
-                continue;
-            }
-            let popped_here = self.holds_stash(&h.path, &files);
-            let whose = match e.branch() {
-                Some(b) if parse_branch(b).is_some() => format!(", made on branch `{b}`"),
-                _ => String::new(),
-            };
-            let line = if popped_here {
-                format!(
-                    "task {}: stash entry {}{whose} was popped into its worktree while it ran: its changes ({}) are merged with the task's work; to have the entry back in the stash as well: `{}`",
-                    h.task_id,
-                    e.describe(),
-                    files
-                        .iter()
-                        .map(|(p, _)| p.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    e.store_command()
-                )
-            } else {
-                format!(
-                    "stash entry {}{whose} is gone from the stash since task {} started (a `git stash clear`, `drop` or `pop` by its agent, another task's or yours: qw cannot tell which); put it back with `{}`",
-                    e.describe(),
-                    h.task_id,
-                    e.store_command()
-                )
-            };
-            notes.push((
-                line,
-                self.stash_watch
-                    .first_telling(&format!("gone {}", e.commit)),
-            ));
-        }
-        notes.extend(self.main_stashed(h, &now));
-        notes
     }
 
     /// The main worktree's uncommitted changes recorded when the task started that are

@@ -36,14 +36,15 @@ fn stashes(r: &Repo) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Every `` `git stash …` `` command quoted in `text`.
+/// Every `` `git stash …` `` command quoted in `text`, each once, in order.
 fn printed_commands(text: &str, prefix: &str) -> Vec<String> {
-    text.split('`')
-        .skip(1)
-        .step_by(2)
-        .filter(|c| c.starts_with(prefix))
-        .map(str::to_owned)
-        .collect()
+    let mut all: Vec<String> = Vec::new();
+    for c in text.split('`').skip(1).step_by(2) {
+        if c.starts_with(prefix) && !all.iter().any(|a| a == c) {
+            all.push(c.to_owned());
+        }
+    }
+    all
 }
 
 /// Run a printed command line in the project, as the user would (a shell).
@@ -148,7 +149,12 @@ fn worktree_user_stash_entries_an_agent_clears_or_drops_are_named_and_put_back()
         let text = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
         assert!(text.contains("warning: "), "{name}: {text}");
         let cmds = printed_commands(&text, "git stash store");
-        assert_eq!(cmds.len(), 2, "{name}: said once each: {text}");
+        assert_eq!(cmds.len(), 2, "{name}: {text}");
+        assert_eq!(
+            text.matches("git stash store").count(),
+            2,
+            "{name}: said once each: {text}"
+        );
         for (c, _) in &before {
             assert!(ev.contains(&c[..12]), "{name}: {ev}");
         }
@@ -355,4 +361,84 @@ fn worktree_detached_tasks_at_one_base_never_both_claim_one_entry() {
         assert_eq!(code(&out), 0, "both={both}: {}", diag(&out));
         r.assert_all_merged(&["f1.txt", "f2.txt"]);
     }
+}
+
+/// Task 1 stashes its work and waits; task 2 pops (or drops) the entry before qw ever
+/// lists it. qw finds the stash commit among the objects written since task 1 started:
+/// popped, it is said to be merged with task 2's work (in both tasks' evidence, task 1
+/// not failed, nothing redone); dropped, task 1 fails with the `git stash store` command
+/// that puts it back, which the test runs.
+#[test]
+fn worktree_stash_entry_popped_or_dropped_by_another_task_before_qw_looked() {
+    for (name, take) in [
+        ("pop", "git stash pop -q\n"),
+        ("drop", "git stash drop -q\n"),
+    ] {
+        let r = Repo::new(&tasks(2));
+        let stash1 = format!(
+            "git stash push -q -u -- f1.txt\n{}",
+            wait_for("! git stash list | grep -q qw/demo/1")
+        );
+        r.action(
+            "1",
+            &format!("echo 1 > f1.txt\n{}", once(&r, "s1", &stash1)),
+        );
+        r.action(
+            "2",
+            &format!(
+                "{}{take}echo 2 > f2.txt\n",
+                wait_for("git stash list | grep -q qw/demo/1")
+            ),
+        );
+        let out = r.auto(&["--parallel", "2"]);
+        let e1 = evidence(&r, "1");
+        let e2 = evidence(&r, "2");
+        assert!(stashes(&r).is_empty(), "{name}");
+        assert_eq!(r.f.task("2")["status"], "completed", "{name}: {e2}");
+        assert!(!e2.contains("stashed its work"), "{name}: {e2}");
+        if name == "pop" {
+            assert_eq!(code(&out), 0, "{name}: {}", diag(&out));
+            assert_eq!(r.f.task("1")["status"], "completed", "{name}: {e1}");
+            assert!(
+                e1.contains("task 2's worktree") || e1.contains("main worktree"),
+                "{e1}"
+            );
+            assert!(e2.contains("popped into its worktree"), "{e2}");
+            assert_eq!(r.runs_of("1"), 1, "not redone");
+            r.assert_all_merged(&["f1.txt", "f2.txt"]);
+            continue;
+        }
+        assert_eq!(code(&out), 1, "{name}: {}", diag(&out));
+        assert_eq!(r.f.task("1")["outcome"], "workspace_error", "{e1}");
+        let cmds = printed_commands(&e1, "git stash store");
+        assert_eq!(cmds.len(), 1, "{e1}");
+        sh(&r, &cmds[0]);
+        let back = stashes(&r);
+        assert_eq!(back.len(), 1, "{back:?}");
+        assert!(back[0].1.contains("qw/demo/1"), "{back:?}");
+        assert_eq!(r.git(&["show", "stash@{0}^3:f1.txt"]), "1\n");
+        r.assert_no_process();
+        let out = r.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
+        assert_eq!(code(&out), 0, "{name}: {}", diag(&out));
+        r.assert_all_merged(&["f1.txt", "f2.txt"]);
+    }
+}
+
+/// An agent that stashes and pops back in its own worktree (a common way to look at
+/// the clean tree) did nothing wrong: its task completes, nothing is said.
+#[test]
+fn worktree_stash_and_pop_in_its_own_worktree_is_nothing_to_tell() {
+    let r = Repo::new(&tasks(2));
+    r.action("1", "echo 1 > f1.txt\ngit stash -q -u\ngit stash pop -q\n");
+    r.action(
+        "2",
+        "git switch -q --detach\necho 2 > f2.txt\ngit stash -q -u\ngit stash pop -q\n",
+    );
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    for i in ["1", "2"] {
+        let ev = evidence(&r, i);
+        assert!(!ev.contains("stash"), "task {i}: {ev}");
+    }
+    r.assert_all_merged(&["f1.txt", "f2.txt"]);
 }
