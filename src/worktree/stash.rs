@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use super::{Repo, WorktreeHandle, Worktrees, git_command, git_output};
 
@@ -12,17 +12,21 @@ impl Repo {
     /// The stash (shared by every worktree of the repository), newest first:
     /// `stash@{index}`, its commit, when it was made and the message git gave it.
     pub fn stash_entries(&self) -> Vec<StashEntry> {
-        let Ok(out) = git_output(
+        self.stash_list().unwrap_or_default()
+    }
+
+    /// [`Repo::stash_entries`], or `None` when git could not list them.
+    fn stash_list(&self) -> Option<Vec<StashEntry>> {
+        let out = git_output(
             &self.top,
             ["stash", "list", "--format=%H%x09%ct%x09%gs"],
             &[],
-        ) else {
-            return Vec::new();
-        };
+        )
+        .ok()?;
         if !out.status.success() {
-            return Vec::new();
+            return None;
         }
-        String::from_utf8_lossy(&out.stdout)
+        let list = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| {
                 let (commit, rest) = l.split_once('\t')?;
@@ -36,7 +40,8 @@ impl Repo {
                 time,
                 message: message.to_owned(),
             })
-            .collect()
+            .collect();
+        Some(list)
     }
 
     /// The main worktree's uncommitted paths (see [`Repo::dirty_paths`]) with the blob
@@ -141,8 +146,8 @@ pub struct StashBefore {
     pub entries: Vec<StashEntry>,
     /// The main worktree's uncommitted files (path, blob id; `None`: deleted).
     pub main_dirty: Vec<(String, Option<String>)>,
-    /// qw's look at the stash this snapshot was taken at (see [`Watch`]).
-    look: u64,
+    /// When the listing of `entries` started (see [`Watch`]).
+    at: Option<Instant>,
     /// When it was taken: stash commits written since may be the task's.
     since: Option<SystemTime>,
 }
@@ -247,10 +252,9 @@ pub(crate) struct Watch {
 
 #[derive(Debug, Default)]
 struct WatchState {
-    looks: u64,
     watched: Vec<Watched>,
-    /// commit → (entry, the last look it was there at).
-    seen: BTreeMap<String, (StashEntry, u64)>,
+    /// commit → (entry, when the last listing holding it started, and ended).
+    seen: BTreeMap<String, (StashEntry, Instant, Instant)>,
     told: BTreeSet<String>,
     /// The main worktree's uncommitted files when the run's first task was made.
     main_dirty_at_start: Option<Vec<(String, Option<String>)>>,
@@ -265,23 +269,28 @@ impl Watch {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Record what the stash holds now; returns the look's number.
-    fn look(&self, now: &[StashEntry]) -> u64 {
+    /// List the stash, recording what it holds (`None`: git could not list it) and
+    /// when the listing started.
+    fn list(&self, repo: &Repo) -> (Option<Vec<StashEntry>>, Instant) {
+        let started = Instant::now();
+        let list = repo.stash_list();
+        let ended = Instant::now();
         let mut s = self.state();
-        s.looks += 1;
-        let n = s.looks;
-        for e in now {
-            s.seen.insert(e.commit.clone(), (e.clone(), n));
+        for e in list.iter().flatten() {
+            s.seen.insert(e.commit.clone(), (e.clone(), started, ended));
         }
-        n
+        (list, started)
     }
 
-    /// Was the entry listed at a look of qw's after look `look`?
-    fn seen_after(&self, commit: &str, look: u64) -> bool {
+    /// Entries a listing that started after `after` and ended before `before` held
+    /// (their last listing).
+    fn listed_between(&self, after: Instant, before: Instant) -> Vec<StashEntry> {
         self.state()
             .seen
-            .get(commit)
-            .is_some_and(|(_, l)| *l > look)
+            .values()
+            .filter(|(_, started, ended)| *started > after && *ended < before)
+            .map(|(e, _, _)| e.clone())
+            .collect()
     }
 
     /// Is this the first time `key` is told?
@@ -358,8 +367,10 @@ impl Worktrees {
         admin: &Path,
         branch: &str,
     ) -> StashBefore {
-        let entries = self.repo.stash_entries();
-        let look = self.stash_watch.look(&entries);
+        // Before the listing: an entry made after it is found among the objects.
+        let since = SystemTime::now();
+        let (entries, at) = self.stash_watch.list(&self.repo);
+        let entries = entries.unwrap_or_default();
         let main = self.repo.git_dir.clone();
         let mut s = self.stash_watch.state();
         if !s.watched.iter().any(|w| w.branch.is_none()) {
@@ -395,8 +406,8 @@ impl Worktrees {
         StashBefore {
             entries,
             main_dirty,
-            look,
-            since: Some(SystemTime::now()),
+            at: Some(at),
+            since: Some(since),
         }
     }
 
@@ -635,9 +646,19 @@ impl Worktrees {
     /// entry made on the target branch (`git -C <main> stash`): by an agent or by the
     /// user, qw cannot tell, so it says so, with `git stash apply <commit>`.
     pub fn stash_check(&self, h: &WorktreeHandle) -> StashCheck {
-        let now = self.repo.stash_entries();
-        let look = self.stash_watch.look(&now);
-        let listed = |c: &str| now.iter().any(|e| e.commit == c);
+        // Listed twice: an entry counts as gone only when neither listing holds it (a
+        // listing taken while other worktrees' `git stash` write can miss one), and
+        // nothing counts as gone when git could not list the stash.
+        let (first, t0) = self.stash_watch.list(&self.repo);
+        let now = first.clone().unwrap_or_default();
+        let second = first
+            .as_ref()
+            .and_then(|_| self.stash_watch.list(&self.repo).0);
+        let readable = second.is_some();
+        let second = second.unwrap_or_default();
+        let listed = |c: &str| {
+            !readable || now.iter().any(|e| e.commit == c) || second.iter().any(|e| e.commit == c)
+        };
         let before = |c: &str| h.stash_before.entries.iter().any(|b| b.commit == c);
         let mut mine = Vec::new();
         let mut maybe = Vec::new();
@@ -660,16 +681,16 @@ impl Worktrees {
             .filter(|e| !listed(&e.commit))
             .cloned()
             .collect();
-        {
-            let s = self.stash_watch.state();
-            for (e, last) in s.seen.values() {
-                if *last > h.stash_before.look
-                    && *last < look
-                    && !listed(&e.commit)
-                    && !gone.iter().any(|k| k.commit == e.commit)
-                {
-                    gone.push(e.clone());
-                }
+        // Listed (by a listing of any task's) after this task's worktree was made and
+        // before this check, and not now.
+        let seen = h
+            .stash_before
+            .at
+            .map(|at| self.stash_watch.listed_between(at, t0))
+            .unwrap_or_default();
+        for e in &seen {
+            if !listed(&e.commit) && !gone.iter().any(|k| k.commit == e.commit) {
+                gone.push(e.clone());
             }
         }
         if let Some(since) = h.stash_before.since {
@@ -746,9 +767,7 @@ impl Worktrees {
                     continue;
                 }
                 (Maker::NotMine, false, None, false) => {
-                    if !before(&e.commit)
-                        && !self.stash_watch.seen_after(&e.commit, h.stash_before.look)
-                    {
+                    if !before(&e.commit) && !seen.iter().any(|k| k.commit == e.commit) {
                         // Someone else's, not listed while qw looked during the task.
                         continue;
                     }

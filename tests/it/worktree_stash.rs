@@ -300,27 +300,39 @@ fn worktree_stash_popped_by_another_task_blames_neither_wrongly() {
     r.assert_all_merged(&["f1.txt", "f2.txt"]);
 }
 
-/// Two tasks whose agents detach HEAD at the same base commit: the entry one of them
-/// stashes is its own, by the reset `git stash` leaves in its worktree; the other
-/// task never claims it as its own (at most it names it as ambiguous). Shape 2: both
-/// stash, one after the other.
+/// Two tasks whose agents detach HEAD at the same base commit and one entry appears:
+/// it is the stashing task's (the other's index was last written before the entry's
+/// commit, and `git stash` rewrites the index), never claimed by the other. Shape 2:
+/// both stash, one after the other. Shape 3: the other task writes its index after
+/// the entry appeared (`git add`) — qw cannot tell them apart and says so to both
+/// (ambiguous), claiming it for neither; `workflow-continue` then runs both again.
 #[test]
 fn worktree_detached_tasks_at_one_base_never_both_claim_one_entry() {
-    for both in [false, true] {
+    for shape in ["one", "both", "ambiguous"] {
         let r = Repo::new(&tasks(2));
         // Task 2 detaches first, task 1 then stashes; task 2 waits for the entry.
         let flag = r.aux.path().join("detached2");
+        let added = r.aux.path().join("added2");
+        let after = if shape == "ambiguous" {
+            wait_for(&format!("[ -e {} ]", added.display()))
+        } else {
+            String::new()
+        };
         let stash1 = format!(
-            "git switch -q --detach\n{}git stash -q -u\n",
+            "git switch -q --detach\n{}git stash -q -u\n{after}",
             wait_for(&format!("[ -e {} ]", flag.display()))
         );
         r.action(
             "1",
             &format!("echo 1 > f1.txt\n{}", once(&r, "s1", &stash1)),
         );
-        let second = if both { "git stash -q -u\n" } else { "" };
+        let then = match shape {
+            "both" => "git stash -q -u\n".to_owned(),
+            "ambiguous" => format!("git add f2.txt\ntouch {}\n", added.display()),
+            _ => String::new(),
+        };
         let stash2 = format!(
-            "git switch -q --detach\ntouch {}\n{}{second}",
+            "git switch -q --detach\ntouch {}\n{}{then}",
             flag.display(),
             wait_for("git stash list | grep -q 'no branch'")
         );
@@ -329,9 +341,9 @@ fn worktree_detached_tasks_at_one_base_never_both_claim_one_entry() {
             &format!("echo 2 > f2.txt\n{}", once(&r, "s2", &stash2)),
         );
         let out = r.auto(&["--parallel", "2"]);
-        assert_eq!(code(&out), 1, "both={both}: {}", diag(&out));
+        assert_eq!(code(&out), 1, "{shape}: {}", diag(&out));
         let s = stashes(&r);
-        assert_eq!(s.len(), if both { 2 } else { 1 }, "{s:?}");
+        assert_eq!(s.len(), if shape == "both" { 2 } else { 1 }, "{s:?}");
         let holder = |f: &str| {
             s.iter()
                 .find(|(c, _)| r.git_ok(&["cat-file", "-e", &format!("{c}^3:{f}")]))
@@ -340,25 +352,32 @@ fn worktree_detached_tasks_at_one_base_never_both_claim_one_entry() {
         let own1 = holder("f1.txt").unwrap();
         let e1 = evidence(&r, "1");
         let e2 = evidence(&r, "2");
-        assert!(e1.contains(&own1[..12]), "both={both}: {e1}");
+        assert!(e1.contains(&own1[..12]), "{shape}: {e1}");
         // Task 2 never owns task 1's entry: not named, or named as ambiguous.
         assert!(
             !e2.contains(&own1[..12]) || e2.contains("ambiguous"),
-            "both={both}: {e2}"
+            "{shape}: {e2}"
         );
-        if both {
-            let own2 = holder("f2.txt").unwrap();
-            assert!(e2.contains(&own2[..12]), "{e2}");
-            assert!(
-                !e1.contains(&own2[..12]) || e1.contains("ambiguous"),
-                "{e1}"
-            );
-        } else {
-            assert_eq!(r.f.task("2")["status"], "completed", "{e2}");
+        match shape {
+            "one" => assert_eq!(r.f.task("2")["status"], "completed", "{e2}"),
+            "both" => {
+                let own2 = holder("f2.txt").unwrap();
+                assert!(e2.contains(&own2[..12]), "{e2}");
+                assert!(
+                    !e1.contains(&own2[..12]) || e1.contains("ambiguous"),
+                    "{e1}"
+                );
+            }
+            _ => {
+                for e in [&e1, &e2] {
+                    assert!(e.contains(&own1[..12]) && e.contains("ambiguous"), "{e}");
+                    assert!(!e.contains("left its work in the stash"), "{e}");
+                }
+            }
         }
         r.assert_no_process();
         let out = r.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
-        assert_eq!(code(&out), 0, "both={both}: {}", diag(&out));
+        assert_eq!(code(&out), 0, "{shape}: {}", diag(&out));
         r.assert_all_merged(&["f1.txt", "f2.txt"]);
     }
 }
@@ -401,7 +420,8 @@ fn worktree_stash_entry_popped_or_dropped_by_another_task_before_qw_looked() {
             assert_eq!(r.f.task("1")["status"], "completed", "{name}: {e1}");
             assert!(
                 e1.contains("task 2's worktree") || e1.contains("main worktree"),
-                "{e1}"
+                "{e1} / {e2} / {}",
+                String::from_utf8_lossy(&out.stderr)
             );
             assert!(e2.contains("popped into its worktree"), "{e2}");
             assert_eq!(r.runs_of("1"), 1, "not redone");
