@@ -1,5 +1,8 @@
 //! The stash (`refs/stash` and its reflog), shared by every worktree of a repository:
-//! which entries a task's agent made and left there ([`Worktrees::stash_check`]).
+//! which entries a task's agent made and left there, which entries went away while it
+//! ran (and where their changes are), and whether the main worktree's uncommitted work
+//! went into it ([`Worktrees::stash_check`]); the spec link a `git stash -u` took is put
+//! back ([`Worktrees::relink_spec`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -1013,5 +1016,77 @@ mod tests {
         assert_eq!(e("autostash").branch(), None);
         let d = e("On main: a\nb").describe();
         assert_eq!(d, "stash@{2} (commit 0123456789ab, \"On main: a\\nb\")");
+    }
+
+    #[test]
+    fn a_store_command_keeps_the_message_through_a_shell() {
+        let e = StashEntry {
+            index: 0,
+            commit: "abc".into(),
+            time: 0,
+            message: "On main: it's $HOME `x`".into(),
+        };
+        assert_eq!(
+            e.store_command(),
+            r"git stash store -m 'On main: it'\''s $HOME `x`' abc"
+        );
+        assert_eq!(e.gone_describe(), e.describe());
+        let never_listed = StashEntry {
+            index: usize::MAX,
+            ..e
+        };
+        assert!(never_listed.gone_describe().starts_with("commit abc ("));
+    }
+
+    #[test]
+    fn reflog_lines_follow_the_branch_head_was_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let z = "0".repeat(40);
+        let a = "a".repeat(40);
+        let b = "b".repeat(40);
+        let log = format!(
+            "{z} {a} N <n@e> 100 +0000\treset: moving to HEAD\n\
+             {a} {a} N <n@e> 101 +0000\tcheckout: moving from qw/demo/1 to HEAD\n\
+             {a} {b} N <n@e> 102 +0000\tcheckout: moving from {a} to feat\n\
+             junk line\n\
+             {b} {b} N <n@e> 103 -0100\treset: moving to HEAD\n"
+        );
+        crate::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        crate::fs::write(dir.path().join("logs").join("HEAD"), log).unwrap();
+        let lines = head_log(dir.path());
+        assert_eq!(lines.len(), 4, "the junk line is skipped");
+        assert_eq!(lines[3].time, 103);
+        let walk: Vec<(String, i64)> = walk_log(&lines, "qw/demo/1")
+            .into_iter()
+            .map(|(on, l)| (on, l.time))
+            .collect();
+        assert_eq!(
+            walk,
+            vec![
+                ("qw/demo/1".into(), 100),
+                ("(no branch)".into(), 101),
+                ("feat".into(), 102),
+                ("feat".into(), 103)
+            ]
+        );
+        assert!(head_log(&dir.path().join("none")).is_empty());
+    }
+
+    #[test]
+    fn strong_evidence_wins_and_several_fits_are_ambiguous() {
+        let two = |a: &str| vec![a.to_owned()];
+        assert_eq!(decide(true, &[], false, &two("task 2")), Maker::Mine);
+        assert_eq!(
+            decide(true, &two("task 2"), true, &[]),
+            Maker::Ambiguous(two("task 2"))
+        );
+        assert_eq!(decide(false, &two("task 2"), true, &[]), Maker::NotMine);
+        assert_eq!(decide(false, &[], true, &[]), Maker::Mine);
+        assert_eq!(
+            decide(false, &[], true, &two("task 3")),
+            Maker::Ambiguous(two("task 3"))
+        );
+        assert_eq!(decide(false, &[], false, &two("task 3")), Maker::NotMine);
+        assert_eq!(decide(false, &[], false, &[]), Maker::NotMine);
     }
 }
