@@ -935,8 +935,11 @@ impl Worktrees {
 
     /// After the task's agent ran: put back the spec link `git stash -u` (or a clean)
     /// removed from its worktree, so its `_Verify:_` still finds the spec.
+    /// Only a missing link is made again: whatever the agent put there is left alone.
     pub fn relink_spec(&self, h: &WorktreeHandle) {
+        let link = h.workdir.join(".claude").join("specs").join(&self.spec);
         if h.path.symlink_metadata().is_ok()
+            && link.symlink_metadata().is_err()
             && let Err(e) = self.link_spec(&h.workdir)
         {
             tracing::warn!(

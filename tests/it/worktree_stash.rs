@@ -197,7 +197,7 @@ fn worktree_user_stash_entry_an_agent_pops_is_merged_and_said() {
 /// `git clean -fd`) takes it away, and qw puts it back before the task's `_Verify:_`.
 #[test]
 fn worktree_spec_link_a_stash_or_clean_takes_is_put_back_before_the_verify() {
-    let verify = "  - _Verify: `test -s .claude/specs/demo/design.md`_\n";
+    let verify = "  - _Verify: `sh -c 'test -L .claude/specs/demo && test -s .claude/specs/demo/design.md'`_\n";
     let r = Repo::new(&format!("- [ ] 1. One\n{verify}- [ ] 2. Two\n{verify}"));
     r.action("1", "git stash -q -u\necho 1 > f1.txt\n");
     r.action("2", "git clean -fdq\necho 2 > f2.txt\n");
