@@ -517,7 +517,10 @@ impl TaskSpace {
     /// `commit`, not retried) whose evidence says where the work is — the task's branch,
     /// `stash@{N}` and its commit — instead of a verify or a merge of what is not there.
     /// A stopped, paused or budget-refused run keeps its outcome (it runs again).
-    /// A worktree the agent added of its own is named in the evidence.
+    /// A worktree the agent added of its own is named in the evidence, and so is what
+    /// happened to the shared stash (entries gone, the main worktree's changes stashed;
+    /// see [`Worktrees::stash_check`]); the spec link a `git stash -u` took is put back
+    /// before the `_Verify:_`.
     pub(crate) fn after_agent(&self, task: &TaskJob, r: &mut AgentRun, events: &Events<'_>) {
         let Some(w) = &self.worktrees else {
             return;
@@ -529,20 +532,32 @@ impl TaskSpace {
             say(events, note.clone());
             r.evidence = format!("{}; note: {note}", r.evidence);
         }
+        // The stash is shared: entries gone while the task ran, the main worktree's
+        // changes stashed away, its own spec link taken by `git stash -u`.
+        w.relink_spec(&h);
+        let stash = w.stash_check(&h);
+        let mut stash_notes = String::new();
+        for (note, first) in stash.notes {
+            if first {
+                say(events, format!("warning: {note}"));
+            }
+            stash_notes.push_str(&format!("; warning: {note}"));
+        }
+        r.evidence.push_str(&stash_notes);
         if matches!(
             r.outcome,
             Outcome::KilledByUser { .. } | Outcome::UsageLimited | Outcome::BudgetExceeded { .. }
         ) {
             return;
         }
-        let Some(why) = w.gone(&h).or_else(|| w.stashed(&h)) else {
+        let Some(why) = w.gone(&h).or(stash.failure) else {
             return;
         };
         say(events, why.clone());
         r.outcome = Outcome::WorkspaceError {
             step: WorkspaceStep::Commit,
         };
-        r.evidence = why;
+        r.evidence = format!("{why}{stash_notes}");
     }
 
     /// The task's attempts are over: remove its worktree. What it holds is first saved

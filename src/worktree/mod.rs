@@ -20,7 +20,7 @@
 //! lacks (and, by a prune, only when its task is completed: [`prune`]); commits the agent left behind (another branch, a reset, a rebase) are named, and
 //! kept on a branch when nothing else holds them. A leftover worktree (qw was SIGKILLed)
 //! is saved and reused by the next run of its task. Work outside the worktree is named:
-//! stash entries the task's agent left ([`Worktrees::stashed`]), its worktree deleted
+//! stash entries the task's agent left ([`Worktrees::stash_check`]), its worktree deleted
 //! while it ran ([`Worktrees::gone`]), worktrees it added ([`Worktrees::foreign`]); its
 //! worktree moved, its branch deleted and a history of its own committed, objects pruned
 //! by a concurrent `git gc` ([`salvage`]).
@@ -47,10 +47,12 @@ mod leftovers;
 pub(crate) mod lock;
 pub(crate) mod root;
 mod salvage;
+mod stash;
 pub(crate) mod target;
 mod tree;
 
 pub use leftovers::{Entry, EntryState, KeptBranch, PruneReport, list, prune, spec_is_running};
+pub use stash::{StashBefore, StashCheck, StashEntry};
 pub use target::{RefusedMove, refused_move};
 pub use tree::{Capture, in_progress};
 
@@ -557,27 +559,6 @@ impl Repo {
         Ok(out.lines().map(str::to_owned).collect())
     }
 
-    /// The stash (shared by every worktree of the repository), newest first:
-    /// `stash@{index}`, its commit and the message git gave it.
-    pub fn stash_entries(&self) -> Vec<StashEntry> {
-        let Ok(out) = git_output(&self.top, ["stash", "list", "--format=%H%x09%gs"], &[]) else {
-            return Vec::new();
-        };
-        if !out.status.success() {
-            return Vec::new();
-        }
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('\t'))
-            .enumerate()
-            .map(|(index, (commit, message))| StashEntry {
-                index,
-                commit: commit.to_owned(),
-                message: message.to_owned(),
-            })
-            .collect()
-    }
-
     /// An operation in progress in the main worktree (`a merge`, `a rebase`, …), which
     /// qw must neither merge into nor abort.
     fn main_in_progress(&self) -> Option<&'static str> {
@@ -585,7 +566,6 @@ impl Repo {
     }
 }
 
-/// The setting `quantumwala.worktree_root`, if set.
 /// The reason in git's error text: its `fatal:` line (git's advice around it, such as
 /// "Please tell me who you are" and its `--global` commands, is for git's own prompt), or
 /// the whole text on one line when there is none.
@@ -600,6 +580,7 @@ fn git_reason(stderr: &str) -> String {
     }
 }
 
+/// The setting `quantumwala.worktree_root`, if set.
 fn worktree_root_setting(project: &Project) -> Result<Option<String>> {
     let settings = crate::settings::QwSettings::load(&project.settings_file())
         .map_err(|e| WorktreeError::Placement(e.to_string()))?;
@@ -634,40 +615,6 @@ pub fn parse_status_z(out: &str) -> Vec<String> {
         }
     }
     paths
-}
-
-/// One entry of the stash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StashEntry {
-    /// `N` of `stash@{N}` (changes as entries come and go; the commit does not).
-    pub index: usize,
-    /// The stash commit.
-    pub commit: String,
-    /// What git wrote: `WIP on <branch>: <sha> <subject>` or `On <branch>: <message>`.
-    pub message: String,
-}
-
-impl StashEntry {
-    /// The branch the stash was made on (`(no branch)` for a detached HEAD), from
-    /// git's message.
-    fn branch(&self) -> Option<&str> {
-        let rest = self
-            .message
-            .strip_prefix("WIP on ")
-            .or_else(|| self.message.strip_prefix("On "))?;
-        // A branch name never holds `:`.
-        rest.split_once(':').map(|(b, _)| b)
-    }
-
-    /// `stash@{N} (<commit>, "<message>")`.
-    fn describe(&self) -> String {
-        format!(
-            "stash@{{{}}} (commit {}, \"{}\")",
-            self.index,
-            &self.commit[..self.commit.len().min(12)],
-            crate::fmt::escaped_line(&self.message)
-        )
-    }
 }
 
 /// The first ten characters of a commit id.
@@ -789,9 +736,10 @@ pub struct WorktreeHandle {
     pub branch: String,
     /// The task resumes earlier unmerged work found on its branch.
     pub resumed: bool,
-    /// The stash entries (commit ids) there were when the worktree was made: entries
-    /// beyond these may be the task's (the stash is shared by every worktree).
-    pub stashes_before: Vec<String>,
+    /// The stash (and the main worktree's uncommitted files) when the worktree was
+    /// made: entries beyond these may be the task's (the stash is shared by every
+    /// worktree), entries gone since are named.
+    pub stash_before: StashBefore,
     /// The worktrees registered when this one was made (see [`Worktrees::foreign`]).
     pub worktrees_before: Vec<PathBuf>,
 }
@@ -867,6 +815,8 @@ pub struct Worktrees {
     /// The task branches this run gave out: commits on them reach the target only by
     /// qw's merge (see [`Worktrees::check_target`]).
     given: std::sync::Mutex<BTreeSet<String>>,
+    /// What qw saw of the stash over the run (see [`stash`]).
+    stash_watch: stash::Watch,
 }
 
 impl Worktrees {
@@ -884,6 +834,7 @@ impl Worktrees {
             cancel: None,
             tip: std::sync::Mutex::new(tip),
             given: std::sync::Mutex::new(BTreeSet::new()),
+            stash_watch: stash::Watch::default(),
         }
     }
 
@@ -961,31 +912,6 @@ impl Worktrees {
         })
     }
 
-    /// Does a stash entry hold anything but the spec link qw put in task worktrees
-    /// (which `git stash -u` takes along as an untracked file)?
-    fn stash_holds_work(&self, stash: &str) -> bool {
-        let spec = self.repo.spec_rel(&self.spec);
-        let mut paths = Vec::new();
-        for args in [
-            vec!["diff", "--name-only", "-z", &format!("{stash}^1"), stash],
-            vec!["ls-tree", "-r", "-z", "--name-only", &format!("{stash}^3")],
-        ] {
-            if let Ok(out) = git_output(&self.repo.top, &args, &[])
-                && out.status.success()
-            {
-                paths.extend(
-                    String::from_utf8_lossy(&out.stdout)
-                        .split('\0')
-                        .filter(|p| !p.is_empty())
-                        .map(str::to_owned),
-                );
-            }
-        }
-        paths
-            .iter()
-            .any(|p| p != &spec && !p.starts_with(&format!("{spec}/")))
-    }
-
     /// When the task's worktree was deleted while it ran (its directory is gone, by
     /// `rm -rf` or `git worktree remove`, or wiped: made again empty, or emptied of its
     /// files and `.git`): one line naming it, the task, and where its
@@ -1027,69 +953,6 @@ impl Worktrees {
             "the worktree `{}` of task {} was deleted while the task ran; {what}",
             h.path.display(),
             h.task_id
-        ))
-    }
-
-    /// The stash entries the task's agent made and left there (`git stash` keeps work
-    /// out of the worktree, so qw would not merge it): one line naming each
-    /// (`stash@{N}` and its commit), or `None`. The stash is shared by every worktree:
-    /// an entry is the task's when it is new since the worktree was made and was made
-    /// on the task's branch — or on a branch (or detached HEAD) this worktree's HEAD
-    /// went to, from a commit it visited. Entries made on another task's branch or in
-    /// another worktree are not. Nothing is applied or dropped.
-    pub fn stashed(&self, h: &WorktreeHandle) -> Option<String> {
-        let log = tree::reflog_entries(&h.admin);
-        let visited: BTreeSet<&str> = log.iter().map(|(c, _)| c.as_str()).collect();
-        let mut went: BTreeSet<&str> = BTreeSet::new();
-        let mut detached = false;
-        for (_, m) in &log {
-            if let Some((from, to)) = m
-                .strip_prefix("checkout: moving from ")
-                .and_then(|r| r.split_once(" to "))
-            {
-                for b in [from, to] {
-                    if b == "HEAD" || (b.len() >= 40 && b.bytes().all(|c| c.is_ascii_hexdigit())) {
-                        detached = true;
-                    } else {
-                        went.insert(b);
-                    }
-                }
-            }
-        }
-        let mine: Vec<String> = self
-            .repo
-            .stash_entries()
-            .into_iter()
-            .filter(|e| !h.stashes_before.contains(&e.commit))
-            .filter(|e| self.stash_holds_work(&e.commit))
-            .filter(|e| match e.branch() {
-                Some(b) if b == h.branch => true,
-                Some(b) if parse_branch(b).is_some() => false,
-                Some(b) => {
-                    let on_mine = if b == "(no branch)" {
-                        detached
-                    } else {
-                        went.contains(b)
-                    };
-                    on_mine
-                        && self
-                            .repo
-                            .commit_of(&format!("{}^1", e.commit))
-                            .ok()
-                            .flatten()
-                            .is_some_and(|p| visited.contains(p.as_str()))
-                }
-                None => false,
-            })
-            .map(|e| e.describe())
-            .collect();
-        if mine.is_empty() {
-            return None;
-        }
-        Some(format!(
-            "task {}'s agent left its work in the stash, which qw does not merge: {}; it is kept there, not applied — bring it back with `git stash apply <commit>` (its number changes as stashes come and go), or run `qw workflow-continue` to run the task again",
-            h.task_id,
-            mine.join(", ")
         ))
     }
 
@@ -1204,6 +1067,7 @@ impl Worktrees {
             &tree::Tree::new(&path, &admin, &branch),
             &self.repo.spec_rel(&self.spec),
         )?;
+        let stash_before = self.stash_before(task_id, &path, &admin, &branch);
         Ok((
             WorktreeHandle {
                 task_id: task_id.to_owned(),
@@ -1212,12 +1076,7 @@ impl Worktrees {
                 workdir,
                 branch,
                 resumed,
-                stashes_before: self
-                    .repo
-                    .stash_entries()
-                    .into_iter()
-                    .map(|e| e.commit)
-                    .collect(),
+                stash_before,
                 worktrees_before: self
                     .repo
                     .registered()?
@@ -1670,27 +1529,6 @@ mod tests {
         let ort = "error: Your local changes to the following files would be overwritten by merge:\n  beta/t3.txt\nMerge with strategy ort failed.\n";
         assert_eq!(parse_refused_paths(ort), vec!["beta/t3.txt"]);
         assert!(parse_refused_paths("fatal: refusing to merge unrelated histories\n").is_empty());
-    }
-
-    #[test]
-    fn stash_entries_name_their_branch() {
-        let e = |m: &str| StashEntry {
-            index: 2,
-            commit: "0123456789abcdef0123".into(),
-            message: m.into(),
-        };
-        assert_eq!(
-            e("WIP on qw/demo/1: 368ad93 second").branch(),
-            Some("qw/demo/1")
-        );
-        assert_eq!(e("On feature/x: my: note").branch(), Some("feature/x"));
-        assert_eq!(
-            e("WIP on (no branch): 368ad93 a").branch(),
-            Some("(no branch)")
-        );
-        assert_eq!(e("autostash").branch(), None);
-        let d = e("On main: a\nb").describe();
-        assert_eq!(d, "stash@{2} (commit 0123456789ab, \"On main: a\\nb\")");
     }
 
     #[test]

@@ -38,5 +38,6 @@ mod workflow;
 mod worktree;
 mod worktree_moves;
 mod worktree_safety;
+mod worktree_stash;
 mod worktree_target;
 mod worktree_task;

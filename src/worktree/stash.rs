@@ -1,0 +1,1095 @@
+//! The stash (`refs/stash` and its reflog), shared by every worktree of a repository:
+//! which entries a task's agent made and left there, which entries went away while it
+//! ran (and where their changes are), and whether the main worktree's uncommitted work
+//! went into it ([`Worktrees::stash_check`]); the spec link a `git stash -u` took is put
+//! back ([`Worktrees::relink_spec`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime};
+
+use super::{Repo, WorktreeHandle, Worktrees, git_command, git_output};
+
+impl Repo {
+    /// The stash (shared by every worktree of the repository), newest first:
+    /// `stash@{index}`, its commit, when it was made and the message git gave it.
+    pub fn stash_entries(&self) -> Vec<StashEntry> {
+        self.stash_list().unwrap_or_default()
+    }
+
+    /// [`Repo::stash_entries`], or `None` when git could not list them.
+    fn stash_list(&self) -> Option<Vec<StashEntry>> {
+        let out = git_output(
+            &self.top,
+            ["stash", "list", "--format=%H%x09%ct%x09%gs"],
+            &[],
+        )
+        .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let list = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (commit, rest) = l.split_once('\t')?;
+                let (time, message) = rest.split_once('\t')?;
+                Some((commit, time.parse().unwrap_or(0), message))
+            })
+            .enumerate()
+            .map(|(index, (commit, time, message))| StashEntry {
+                index,
+                commit: commit.to_owned(),
+                time,
+                message: message.to_owned(),
+            })
+            .collect();
+        Some(list)
+    }
+
+    /// The main worktree's uncommitted paths (see [`Repo::dirty_paths`]) with the blob
+    /// id of each file (`None`: deleted), read without touching the index.
+    fn dirty_files(&self) -> Vec<(String, Option<String>)> {
+        let Ok(paths) = self.dirty_paths() else {
+            return Vec::new();
+        };
+        paths
+            .into_iter()
+            .filter(|p| !p.ends_with('/'))
+            .map(|p| {
+                let blob = file_blob(&self.top, &p);
+                (p, blob)
+            })
+            .collect()
+    }
+}
+
+/// The blob id of the file at `dir/rel` (`None` when there is no regular file).
+fn file_blob(dir: &Path, rel: &str) -> Option<String> {
+    let path = dir.join(rel);
+    let meta = path.symlink_metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let out = git_output(dir, ["hash-object", "--", rel], &[]).ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// One entry of the stash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StashEntry {
+    /// `N` of `stash@{N}` (changes as entries come and go; the commit does not).
+    pub index: usize,
+    /// The stash commit.
+    pub commit: String,
+    /// When it was made (the stash commit's time, seconds since the epoch).
+    pub time: i64,
+    /// What git wrote: `WIP on <branch>: <sha> <subject>` or `On <branch>: <message>`.
+    pub message: String,
+}
+
+impl StashEntry {
+    /// The branch the stash was made on (`(no branch)` for a detached HEAD), from
+    /// git's message.
+    fn branch(&self) -> Option<&str> {
+        let rest = self
+            .message
+            .strip_prefix("WIP on ")
+            .or_else(|| self.message.strip_prefix("On "))?;
+        // A branch name never holds `:`.
+        rest.split_once(':').map(|(b, _)| b)
+    }
+
+    /// `stash@{N} (<commit>, "<message>")`.
+    fn describe(&self) -> String {
+        format!(
+            "stash@{{{}}} (commit {}, \"{}\")",
+            self.index,
+            &self.commit[..self.commit.len().min(12)],
+            crate::fmt::escaped_line(&self.message)
+        )
+    }
+
+    /// Like [`StashEntry::describe`] for an entry that may no longer be listed (its
+    /// number then is the one it had, or none for one qw never saw listed).
+    fn gone_describe(&self) -> String {
+        if self.index == usize::MAX {
+            format!(
+                "commit {} (\"{}\")",
+                &self.commit[..self.commit.len().min(12)],
+                crate::fmt::escaped_line(&self.message)
+            )
+        } else {
+            self.describe()
+        }
+    }
+
+    /// The command that puts the entry back in the stash with its message.
+    fn store_command(&self) -> String {
+        format!(
+            "git stash store -m {} {}",
+            sh_quote(&self.message),
+            self.commit
+        )
+    }
+}
+
+/// `text` quoted for a POSIX shell.
+fn sh_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// What the stash and the main worktree held when a task's worktree was made, and
+/// where its worktree's reset traces stood (see [`Worktrees::stash_check`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StashBefore {
+    /// The stash's entries.
+    pub entries: Vec<StashEntry>,
+    /// The main worktree's uncommitted files (path, blob id; `None`: deleted).
+    pub main_dirty: Vec<(String, Option<String>)>,
+    /// When the listing of `entries` started (see [`Watch`]).
+    at: Option<Instant>,
+    /// When it was taken: stash commits written since may be the task's.
+    since: Option<SystemTime>,
+}
+
+/// Where a worktree's traces of a `git stash` stood when qw last made it ready: the
+/// number of lines of its HEAD reflog (`git worktree add` writes a reset line too).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Mark {
+    reflog_lines: usize,
+}
+
+impl Mark {
+    fn of(git_dir: &Path) -> Mark {
+        Mark {
+            reflog_lines: head_log(git_dir).len(),
+        }
+    }
+}
+
+/// One line of a HEAD reflog: the new commit, its time and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LogLine {
+    to: String,
+    time: i64,
+    message: String,
+}
+
+/// The HEAD reflog of a worktree's git dir, oldest first (the last 400 lines).
+fn head_log(git_dir: &Path) -> Vec<LogLine> {
+    let Ok(text) = crate::fs::read_to_string(git_dir.join("logs").join("HEAD")) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let (head, message) = l.split_once('\t').unwrap_or((l, ""));
+            let to = head.split(' ').nth(1)?;
+            // `… <email> <time> <tz>`: the time is the second word from the end.
+            let time = head.rsplit(' ').nth(1)?.parse().ok()?;
+            Some(LogLine {
+                to: to.to_owned(),
+                time,
+                message: message.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// A worktree qw watches for stashes: a running task's, or the main one.
+#[derive(Debug, Clone)]
+struct Watched {
+    /// `task N` or `the main worktree`.
+    who: String,
+    /// The task's branch (`None` for the main worktree).
+    branch: Option<String>,
+    /// Its top directory.
+    path: PathBuf,
+    /// Its git dir.
+    git_dir: PathBuf,
+    /// The branch its HEAD was on when qw made it ready.
+    start: String,
+    /// Its traces when qw made it ready.
+    mark: Mark,
+}
+
+impl Watched {
+    fn start_branch(&self) -> &str {
+        &self.start
+    }
+}
+
+/// Each reflog line with the branch HEAD was on at it (`(no branch)` when detached),
+/// following `checkout: moving from A to B` lines from `start`.
+fn walk_log(log: &[LogLine], start: &str) -> Vec<(String, LogLine)> {
+    let mut on = start.to_owned();
+    log.iter()
+        .map(|l| {
+            if let Some((_, to)) = l
+                .message
+                .strip_prefix("checkout: moving from ")
+                .and_then(|r| r.split_once(" to "))
+            {
+                let detached =
+                    to == "HEAD" || (to.len() >= 40 && to.bytes().all(|c| c.is_ascii_hexdigit()));
+                on = if detached {
+                    "(no branch)".to_owned()
+                } else {
+                    to.to_owned()
+                };
+            }
+            (on.clone(), l.clone())
+        })
+        .collect()
+}
+
+/// What qw knows of the stash over a run: the worktrees it watches, every entry it
+/// saw (so an entry made and popped between two tasks' looks is still known), and the
+/// entries already warned about (each warning is said once).
+#[derive(Debug, Default)]
+pub(crate) struct Watch {
+    inner: Mutex<WatchState>,
+}
+
+#[derive(Debug, Default)]
+struct WatchState {
+    watched: Vec<Watched>,
+    /// commit → (entry, when the last listing holding it started, and ended).
+    seen: BTreeMap<String, (StashEntry, Instant, Instant)>,
+    told: BTreeSet<String>,
+    /// The main worktree's uncommitted files when the run's first task was made.
+    main_dirty_at_start: Option<Vec<(String, Option<String>)>>,
+    /// commit → the worktrees that may have made it (see [`Worktrees::stash_check`]).
+    candidates: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Watch {
+    fn state(&self) -> std::sync::MutexGuard<'_, WatchState> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// List the stash, recording what it holds (`None`: git could not list it) and
+    /// when the listing started.
+    fn list(&self, repo: &Repo) -> (Option<Vec<StashEntry>>, Instant) {
+        let started = Instant::now();
+        let list = repo.stash_list();
+        let ended = Instant::now();
+        let mut s = self.state();
+        for e in list.iter().flatten() {
+            s.seen.insert(e.commit.clone(), (e.clone(), started, ended));
+        }
+        (list, started)
+    }
+
+    /// Entries a listing that started after `after` and ended before `before` held
+    /// (their last listing).
+    fn listed_between(&self, after: Instant, before: Instant) -> Vec<StashEntry> {
+        self.state()
+            .seen
+            .values()
+            .filter(|(_, started, ended)| *started > after && *ended < before)
+            .map(|(e, _, _)| e.clone())
+            .collect()
+    }
+
+    /// Is this the first time `key` is told?
+    fn first_telling(&self, key: &str) -> bool {
+        self.state().told.insert(key.to_owned())
+    }
+}
+
+/// Which worktrees may have made a stash entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Maker {
+    /// This task's worktree.
+    Mine,
+    /// Another worktree (or none qw watches).
+    NotMine,
+    /// This one or the others named: qw cannot tell.
+    Ambiguous(Vec<String>),
+}
+
+/// Decide from who has strong evidence (a reset of its worktree at the entry's base
+/// commit when it was made) and, failing that, weak evidence (its HEAD went to that
+/// branch or detached HEAD and visited that commit).
+fn decide(
+    strong_mine: bool,
+    strong_others: &[String],
+    weak_mine: bool,
+    weak_others: &[String],
+) -> Maker {
+    let pick = |mine: bool, others: &[String]| match (mine, others.is_empty()) {
+        (true, true) => Maker::Mine,
+        (true, false) => Maker::Ambiguous(others.to_vec()),
+        (false, _) => Maker::NotMine,
+    };
+    if strong_mine || !strong_others.is_empty() {
+        pick(strong_mine, strong_others)
+    } else {
+        pick(weak_mine, weak_others)
+    }
+}
+
+/// What [`Worktrees::stash_check`] found for a task.
+#[derive(Debug, Clone, Default)]
+pub struct StashCheck {
+    /// The task left its work in the stash (or its entry was dropped): one line naming
+    /// where the work is; the task fails.
+    pub failure: Option<String>,
+    /// What happened to the stash meanwhile: `(line, first time told)`.
+    pub notes: Vec<(String, bool)>,
+}
+
+/// An entry that may be this task's or others': said so, never claimed.
+fn ambiguous(e: &StashEntry, who: &[String]) -> String {
+    format!(
+        "{} (this task's or {}'s: each of their worktrees went there from its base commit and was written after it was made; qw cannot tell which agent stashed it)",
+        e.gone_describe(),
+        who.join(", ")
+    )
+}
+
+/// Loose objects written since a task started beyond which the stash commits among
+/// them are not looked for (a huge unpacked repository).
+const MAX_FRESH_OBJECTS: usize = 20_000;
+
+/// Time slack between a stash commit's time and the reset `git stash` then does.
+const SLACK_SECS: i64 = 2;
+
+impl Worktrees {
+    /// Take what [`StashBefore`] records, and start watching the task's worktree (its
+    /// traces now are qw's own: `git worktree add` resets it too).
+    pub(crate) fn stash_before(
+        &self,
+        task_id: &str,
+        path: &Path,
+        admin: &Path,
+        branch: &str,
+    ) -> StashBefore {
+        // Before the listing: an entry made after it is found among the objects.
+        let since = SystemTime::now();
+        let (entries, at) = self.stash_watch.list(&self.repo);
+        let entries = entries.unwrap_or_default();
+        let main = self.repo.git_dir.clone();
+        let mut s = self.stash_watch.state();
+        if !s.watched.iter().any(|w| w.branch.is_none()) {
+            s.watched.push(Watched {
+                who: "the main worktree".into(),
+                branch: None,
+                start: self.integration.clone(),
+                path: self.repo.top.clone(),
+                mark: Mark::of(&main),
+                git_dir: main,
+            });
+        }
+        s.watched.retain(|w| w.git_dir != admin);
+        s.watched.push(Watched {
+            who: format!("task {task_id}"),
+            branch: Some(branch.to_owned()),
+            start: branch.to_owned(),
+            path: path.to_path_buf(),
+            git_dir: admin.to_path_buf(),
+            mark: Mark::of(admin),
+        });
+        // The user's uncommitted work: what the main worktree held when the run's
+        // first task was made (and still holds), not what an agent wrote there since.
+        let now_dirty = self.repo.dirty_files();
+        let at_start = s
+            .main_dirty_at_start
+            .get_or_insert_with(|| now_dirty.clone());
+        let main_dirty = now_dirty
+            .into_iter()
+            .filter(|f| at_start.contains(f))
+            .collect();
+        drop(s);
+        StashBefore {
+            entries,
+            main_dirty,
+            at: Some(at),
+            since: Some(since),
+        }
+    }
+
+    /// The paths a stash entry changes, each with its blob id there (`None`: deleted),
+    /// tracked ones and untracked ones (`^3`), without qw's spec link.
+    fn stash_files(&self, stash: &str) -> Vec<(String, Option<String>)> {
+        let spec = self.repo.spec_rel(&self.spec);
+        let mine = |p: &str| p != spec && !p.starts_with(&format!("{spec}/"));
+        let mut files = Vec::new();
+        if let Ok(out) = git_output(
+            &self.repo.top,
+            [
+                "diff",
+                "--raw",
+                "--no-renames",
+                "--no-abbrev",
+                "-z",
+                &format!("{stash}^1"),
+                stash,
+            ],
+            &[],
+        ) && out.status.success()
+        {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let mut parts = text.split('\0');
+            while let (Some(meta), Some(path)) = (parts.next(), parts.next()) {
+                // `:old-mode new-mode old-sha new-sha status`
+                let words: Vec<&str> = meta.split(' ').collect();
+                let blob = words
+                    .get(3)
+                    .copied()
+                    .filter(|b| b.bytes().any(|c| c != b'0'));
+                if mine(path) && !path.is_empty() {
+                    files.push((path.to_owned(), blob.map(str::to_owned)));
+                }
+            }
+        }
+        if let Ok(out) = git_output(
+            &self.repo.top,
+            ["ls-tree", "-r", "-z", &format!("{stash}^3")],
+            &[],
+        ) && out.status.success()
+        {
+            for rec in String::from_utf8_lossy(&out.stdout).split('\0') {
+                // `<mode> blob <sha>\t<path>`
+                let Some((meta, path)) = rec.split_once('\t') else {
+                    continue;
+                };
+                if mine(path) {
+                    let blob = meta.split(' ').nth(2).map(str::to_owned);
+                    files.push((path.to_owned(), blob));
+                }
+            }
+        }
+        files
+    }
+
+    /// Does a stash entry hold anything but the spec link qw put in task worktrees
+    /// (which `git stash -u` takes along as an untracked file)?
+    fn stash_holds_work(&self, stash: &str) -> bool {
+        !self.stash_files(stash).is_empty()
+    }
+
+    /// Do the files in the worktree at `dir` hold exactly what the stash entry changes
+    /// (it was applied or popped there)? Paths are relative to a worktree's top.
+    fn holds_stash(&self, dir: &Path, files: &[(String, Option<String>)]) -> bool {
+        !files.is_empty() && files.iter().all(|(p, blob)| file_blob(dir, p) == *blob)
+    }
+
+    /// The worktrees qw watches, other than `h`'s.
+    fn others(&self, h: &WorktreeHandle) -> Vec<Watched> {
+        self.stash_watch
+            .state()
+            .watched
+            .iter()
+            .filter(|w| w.git_dir != h.admin && w.git_dir.exists())
+            .cloned()
+            .collect()
+    }
+
+    /// Strong evidence that the worktree made the entry: since qw made it ready, it was
+    /// reset at the entry's base commit, on the entry's branch, about when the entry
+    /// was made (`git stash` writes `reset: moving to HEAD` in its HEAD reflog on a
+    /// branch; on a detached HEAD it leaves no such line).
+    fn reset_at(w: &Watched, e: &StashEntry, branch: &str, base: &str) -> bool {
+        let near = |t: i64| (t - e.time).abs() <= SLACK_SECS;
+        walk_log(&head_log(&w.git_dir), w.start_branch())
+            .iter()
+            .skip(w.mark.reflog_lines)
+            .any(|(on, l)| {
+                on == branch && l.to == base && l.message == "reset: moving to HEAD" && near(l.time)
+            })
+    }
+
+    /// A worktree whose index was last written before the entry's commit was (its loose
+    /// object's time, to the nanosecond) did not make it: `git stash` resets the index
+    /// after writing the commit. Unknown (packed, unreadable) counts as possible.
+    fn index_before(&self, w: &Watched, e: &StashEntry) -> bool {
+        let index = w
+            .git_dir
+            .join("index")
+            .symlink_metadata()
+            .and_then(|m| m.modified())
+            .ok();
+        match (self.object_time(&e.commit), index) {
+            (Some(made), Some(index)) => index < made,
+            _ => false,
+        }
+    }
+
+    /// When a loose object was written (`None` when packed or unreadable).
+    fn object_time(&self, sha: &str) -> Option<SystemTime> {
+        let (dir, file) = sha.split_at(2.min(sha.len()));
+        let object = self.repo.common_dir.join("objects").join(dir).join(file);
+        object.symlink_metadata().and_then(|m| m.modified()).ok()
+    }
+
+    /// Weak evidence: the worktree's HEAD was on the entry's branch (or a detached
+    /// HEAD) and visited its base commit.
+    fn went_to(w: &Watched, branch: &str, base: &str) -> bool {
+        let walk = walk_log(&head_log(&w.git_dir), w.start_branch());
+        walk.iter().any(|(on, _)| on == branch) && walk.iter().any(|(_, l)| l.to == base)
+    }
+
+    /// Who made the entry, seen from task `h`.
+    fn maker(&self, h: &WorktreeHandle, e: &StashEntry) -> Maker {
+        let Some(b) = e.branch() else {
+            return Maker::NotMine;
+        };
+        if b == h.branch {
+            return Maker::Mine;
+        }
+        // Written before the task's worktree was ready: not its agent's.
+        if let (Some(made), Some(since)) = (self.object_time(&e.commit), h.stash_before.since)
+            && made < since
+        {
+            return Maker::NotMine;
+        }
+        let others = self.others(h);
+        // Another running task's branch: checked out in its worktree only.
+        let task_branch_of_other = others.iter().any(|w| w.branch.as_deref() == Some(b))
+            || self.repo.registered().is_ok_and(|all| {
+                all.iter().any(|w| {
+                    w.admin.as_deref() != Some(h.admin.as_path())
+                        && w.task.is_some()
+                        && w.branch.as_deref() == Some(b)
+                })
+            });
+        if task_branch_of_other {
+            return Maker::NotMine;
+        }
+        let Some(base) = self
+            .repo
+            .commit_of(&format!("{}^1", e.commit))
+            .ok()
+            .flatten()
+        else {
+            return Maker::NotMine;
+        };
+        let me = self
+            .stash_watch
+            .state()
+            .watched
+            .iter()
+            .find(|w| w.git_dir == h.admin)
+            .cloned()
+            .unwrap_or_else(|| Watched {
+                who: format!("task {}", h.task_id),
+                branch: Some(h.branch.clone()),
+                start: h.branch.clone(),
+                path: h.path.clone(),
+                git_dir: h.admin.clone(),
+                mark: Mark::default(),
+            });
+        let strong_mine = Self::reset_at(&me, e, b, &base);
+        let strong_others: Vec<String> = others
+            .iter()
+            .filter(|w| Self::reset_at(w, e, b, &base))
+            .map(|w| w.who.clone())
+            .collect();
+        // Who may have made it now, narrowed by what an earlier look found (a worktree
+        // ruled out then stays out; one gone since stays in).
+        let live: BTreeSet<String> = std::iter::once(me.who.clone())
+            .chain(others.iter().map(|w| w.who.clone()))
+            .collect();
+        let now: BTreeSet<String> = std::iter::once(&me)
+            .chain(others.iter().filter(|w| w.branch.is_some()))
+            .filter(|w| Self::went_to(w, b, &base) && !self.index_before(w, e))
+            .map(|w| w.who.clone())
+            .collect();
+        let may = {
+            let mut st = self.stash_watch.state();
+            let may: BTreeSet<String> = match st.candidates.get(&e.commit) {
+                Some(prior) => prior
+                    .iter()
+                    .filter(|w| now.contains(*w) || !live.contains(*w))
+                    .cloned()
+                    .collect(),
+                None => now,
+            };
+            st.candidates.insert(e.commit.clone(), may.clone());
+            may
+        };
+        let weak_mine = may.contains(&me.who);
+        let weak_others: Vec<String> = may.into_iter().filter(|w| w != &me.who).collect();
+        decide(strong_mine, &strong_others, weak_mine, &weak_others)
+    }
+
+    /// What the task's agent did to the shared stash, after it ran: `failure` when it
+    /// left its work there (the task fails naming where the work is), `notes` for what
+    /// happened to entries and the main worktree meanwhile (each `(line, first time
+    /// told)`; the task's outcome is not changed by them: who did it is not always known).
+    ///
+    /// An entry is the task's when it is new since the worktree was made and was made
+    /// on the task's branch — or on another branch (one named like qw's too) or a
+    /// detached HEAD, when this worktree was reset at the entry's base commit as it was
+    /// made (the reflog line `git stash` writes on a branch) and no other watched
+    /// worktree was, or, with no such trace anywhere, when only this worktree's HEAD went
+    /// there from that commit and its index was written after the entry's commit (a
+    /// stash resets it; an index older than the commit rules the worktree out). When
+    /// several worktrees fit, the entry is named as possibly this task's or theirs
+    /// (never claimed as if each owned it). Entries made on another task's branch or in
+    /// another worktree are not the task's. Nothing is applied or dropped.
+    ///
+    /// Entries gone from the stash (there when the task started, seen by qw since, or
+    /// stash commits written since — loose objects — and no longer listed):
+    /// - the task's own, back in its worktree (a `stash` then `pop`): nothing to say;
+    /// - the task's own, now in another task's worktree or in the main worktree: said
+    ///   (its work is merged with that task's, or is there);
+    /// - the task's own, nowhere: the task fails, with `git stash store -m "…" <commit>`
+    ///   to put it back;
+    /// - another's, popped into this worktree: said (merged with this task's work);
+    /// - another's (the user's), nowhere: said, with `git stash store -m "…" <commit>`.
+    ///
+    /// And the main worktree's uncommitted changes of the run's start gone into a new
+    /// entry made on the target branch (`git -C <main> stash`): by an agent or by the
+    /// user, qw cannot tell, so it says so, with `git stash apply <commit>`.
+    pub fn stash_check(&self, h: &WorktreeHandle) -> StashCheck {
+        // Listed twice: an entry counts as gone only when neither listing holds it (a
+        // listing taken while other worktrees' `git stash` write can miss one), and
+        // nothing counts as gone when git could not list the stash.
+        let (first, t0) = self.stash_watch.list(&self.repo);
+        let now = first.clone().unwrap_or_default();
+        let second = first
+            .as_ref()
+            .and_then(|_| self.stash_watch.list(&self.repo).0);
+        let readable = second.is_some();
+        let second = second.unwrap_or_default();
+        let listed = |c: &str| {
+            !readable || now.iter().any(|e| e.commit == c) || second.iter().any(|e| e.commit == c)
+        };
+        let before = |c: &str| h.stash_before.entries.iter().any(|b| b.commit == c);
+        let mut mine = Vec::new();
+        let mut maybe = Vec::new();
+        for e in now
+            .iter()
+            .filter(|e| !before(&e.commit))
+            .filter(|e| self.stash_holds_work(&e.commit))
+        {
+            match self.maker(h, e) {
+                Maker::Mine => mine.push(e.describe()),
+                Maker::NotMine => {}
+                Maker::Ambiguous(who) => maybe.push(ambiguous(e, &who)),
+            }
+        }
+        // Gone: known to have been there, or written as a stash commit since.
+        let mut gone: Vec<StashEntry> = h
+            .stash_before
+            .entries
+            .iter()
+            .filter(|e| !listed(&e.commit))
+            .cloned()
+            .collect();
+        // Listed (by a listing of any task's) after this task's worktree was made and
+        // before this check, and not now.
+        let seen = h
+            .stash_before
+            .at
+            .map(|at| self.stash_watch.listed_between(at, t0))
+            .unwrap_or_default();
+        for e in &seen {
+            if !listed(&e.commit) && !gone.iter().any(|k| k.commit == e.commit) {
+                gone.push(e.clone());
+            }
+        }
+        if let Some(since) = h.stash_before.since {
+            for e in self.stash_commits_since(since) {
+                if !listed(&e.commit) && !gone.iter().any(|k| k.commit == e.commit) {
+                    gone.push(e);
+                }
+            }
+        }
+        let mut notes = Vec::new();
+        let mut dropped = Vec::new();
+        let others = self.others(h);
+        for e in &gone {
+            let files = self.stash_files(&e.commit);
+            if files.is_empty() {
+                continue;
+            }
+            let own = if before(&e.commit) {
+                Maker::NotMine
+            } else {
+                self.maker(h, e)
+            };
+            let here = self.holds_stash(&h.path, &files);
+            let in_task = others
+                .iter()
+                .find(|w| w.branch.is_some() && self.holds_stash(&w.path, &files));
+            let in_main = self.holds_stash(&self.repo.top, &files);
+            let paths = files
+                .iter()
+                .map(|(p, _)| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let whose = match e.branch() {
+                Some(b) => format!(", made on `{b}`"),
+                None => String::new(),
+            };
+            let line = match (&own, here, in_task, in_main) {
+                // Stashed and popped back in its own worktree.
+                (Maker::Mine, true, _, _) => continue,
+                (Maker::Mine, false, Some(w), _) => format!(
+                    "task {}'s stash entry {} was popped into {}'s worktree: its changes ({paths}) are merged with that task's work, not this one's",
+                    h.task_id,
+                    e.gone_describe(),
+                    w.who
+                ),
+                (Maker::Mine, false, None, true) => format!(
+                    "task {}'s stash entry {} is gone from the stash and its changes ({paths}) are in the main worktree (merged with another task's work, or popped there)",
+                    h.task_id,
+                    e.gone_describe()
+                ),
+                (Maker::Mine, false, None, false) => {
+                    dropped.push(format!(
+                        "{} is gone from the stash (dropped by its agent, another task's or yours) and its changes ({paths}) are nowhere qw looks — put it back with `{}`",
+                        e.gone_describe(),
+                        e.store_command()
+                    ));
+                    continue;
+                }
+                (_, true, _, _) => format!(
+                    "task {}: stash entry {}{whose} was popped into its worktree while it ran: its changes ({paths}) are merged with the task's work; to have the entry back in the stash as well: `{}`",
+                    h.task_id,
+                    e.gone_describe(),
+                    e.store_command()
+                ),
+                // Popped into another task's worktree (that task says so) or the main
+                // one (yours, or merged by another task): nothing lost.
+                (_, false, Some(_), _) | (_, false, None, true) => continue,
+                (Maker::Ambiguous(who), false, None, false) => {
+                    maybe.push(format!(
+                        "{}, gone from the stash — put it back with `{}`",
+                        ambiguous(e, who),
+                        e.store_command()
+                    ));
+                    continue;
+                }
+                (Maker::NotMine, false, None, false) => {
+                    if !before(&e.commit) && !seen.iter().any(|k| k.commit == e.commit) {
+                        // Someone else's, not listed while qw looked during the task.
+                        continue;
+                    }
+                    format!(
+                        "stash entry {}{whose} is gone from the stash since task {} started (a `git stash clear`, `drop` or `pop` by its agent, another task's or yours: qw cannot tell which); put it back with `{}`",
+                        e.gone_describe(),
+                        h.task_id,
+                        e.store_command()
+                    )
+                }
+            };
+            let first = self
+                .stash_watch
+                .first_telling(&format!("gone {}", e.commit));
+            notes.push((line, first));
+        }
+        notes.extend(self.main_stashed(h, &now));
+        let mut parts = Vec::new();
+        if !mine.is_empty() {
+            parts.push(format!(
+                "task {}'s agent left its work in the stash, which qw does not merge: {}; it is kept there, not applied — bring it back with `git stash apply <commit>` (its number changes as stashes come and go)",
+                h.task_id,
+                mine.join(", ")
+            ));
+        }
+        if !dropped.is_empty() {
+            parts.push(format!(
+                "task {}'s agent stashed its work: {}",
+                h.task_id,
+                dropped.join(", ")
+            ));
+        }
+        if !maybe.is_empty() {
+            parts.push(format!(
+                "a stash entry made while task {} ran may hold its work (ambiguous): {}; it is not applied — `git stash apply <commit>` brings it back",
+                h.task_id,
+                maybe.join(", ")
+            ));
+        }
+        let failure = (!parts.is_empty()).then(|| {
+            format!(
+                "{}; or run `qw workflow-continue` to run the task again",
+                parts.join("; ")
+            )
+        });
+        StashCheck { failure, notes }
+    }
+
+    /// Stash commits (two or three parents, `WIP on …`/`On …`, an `index on …` second
+    /// parent) written as loose objects since `since`: entries made meanwhile, even when
+    /// gone from the stash before qw looked. Packed objects are not seen (a `git gc`).
+    fn stash_commits_since(&self, since: SystemTime) -> Vec<StashEntry> {
+        let objects = self.repo.common_dir.join("objects");
+        let mut shas = Vec::new();
+        let Ok(dirs) = crate::fs::read_dir(&objects) else {
+            return Vec::new();
+        };
+        for d in dirs.flatten() {
+            let name = d.file_name().to_string_lossy().into_owned();
+            if name.len() != 2 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            let Ok(files) = crate::fs::read_dir(d.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let fresh = f
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t >= since);
+                if fresh {
+                    shas.push(format!("{name}{}", f.file_name().to_string_lossy()));
+                }
+            }
+            if shas.len() > MAX_FRESH_OBJECTS {
+                return Vec::new();
+            }
+        }
+        if shas.is_empty() {
+            return Vec::new();
+        }
+        let input = shas.join("\n") + "\n";
+        let Some(types) = self.git_with_input(
+            &["cat-file", "--batch-check=%(objectname) %(objecttype)"],
+            &input,
+        ) else {
+            return Vec::new();
+        };
+        let commits: Vec<&str> = types
+            .lines()
+            .filter_map(|l| l.strip_suffix(" commit"))
+            .collect();
+        let described = |revs: &[&str]| -> Vec<(String, Vec<String>, i64, String)> {
+            if revs.is_empty() {
+                return Vec::new();
+            }
+            let mut args = vec![
+                "log",
+                "--no-walk=unsorted",
+                "--format=%H%x09%P%x09%ct%x09%s",
+            ];
+            args.extend(revs);
+            let Ok(out) = git_output(&self.repo.top, &args, &[]) else {
+                return Vec::new();
+            };
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| {
+                    let mut w = l.splitn(4, '\t');
+                    let (c, p, t, m) = (w.next()?, w.next()?, w.next()?, w.next()?);
+                    Some((
+                        c.to_owned(),
+                        p.split(' ').map(str::to_owned).collect(),
+                        t.parse().unwrap_or(0),
+                        m.to_owned(),
+                    ))
+                })
+                .collect()
+        };
+        let stashes: Vec<(String, Vec<String>, i64, String)> = described(&commits)
+            .into_iter()
+            .filter(|(_, p, _, m)| {
+                (2..=3).contains(&p.len()) && (m.starts_with("WIP on ") || m.starts_with("On "))
+            })
+            .collect();
+        let seconds: Vec<&str> = stashes.iter().map(|(_, p, _, _)| p[1].as_str()).collect();
+        let index_commits: BTreeSet<String> = described(&seconds)
+            .into_iter()
+            .filter(|(_, _, _, m)| m.starts_with("index on "))
+            .map(|(c, _, _, _)| c)
+            .collect();
+        stashes
+            .into_iter()
+            .filter(|(_, p, _, _)| index_commits.contains(&p[1]))
+            .map(|(commit, _, time, message)| StashEntry {
+                index: usize::MAX,
+                commit,
+                time,
+                message,
+            })
+            .collect()
+    }
+
+    /// Run git in the main worktree with `input` on its stdin; stdout on success.
+    fn git_with_input(&self, args: &[&str], input: &str) -> Option<String> {
+        use std::io::Write;
+        let mut cmd = git_command(&self.repo.top, &[], args, &[]);
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().ok()?;
+        let mut stdin = child.stdin.take()?;
+        let input = input.to_owned();
+        // Written from a thread: git answers as it reads, and a full pipe would block.
+        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+        let out = child.wait_with_output().ok()?;
+        writer.join().ok()?.ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// After the task's agent ran: put back the spec link `git stash -u` (or a clean)
+    /// removed from its worktree, so its `_Verify:_` still finds the spec.
+    /// Only a missing link is made again: whatever the agent put there is left alone.
+    pub fn relink_spec(&self, h: &WorktreeHandle) {
+        let link = h.workdir.join(".claude").join("specs").join(&self.spec);
+        if h.path.symlink_metadata().is_ok()
+            && link.symlink_metadata().is_err()
+            && let Err(e) = self.link_spec(&h.workdir)
+        {
+            tracing::warn!(
+                "task {}: the spec link could not be put back: {e}",
+                h.task_id
+            );
+        }
+    }
+
+    /// The main worktree's uncommitted changes recorded when the task started that are
+    /// no longer there, when a new stash entry made on the target branch holds them.
+    fn main_stashed(&self, h: &WorktreeHandle, now: &[StashEntry]) -> Vec<(String, bool)> {
+        let before = &h.stash_before.main_dirty;
+        if before.is_empty() {
+            return Vec::new();
+        }
+        let current = self.repo.dirty_files();
+        let vanished: Vec<&(String, Option<String>)> =
+            before.iter().filter(|f| !current.contains(f)).collect();
+        if vanished.is_empty() {
+            return Vec::new();
+        }
+        let mut notes = Vec::new();
+        for e in now
+            .iter()
+            .filter(|e| !h.stash_before.entries.iter().any(|b| b.commit == e.commit))
+            .filter(|e| e.branch() == Some(self.integration.as_str()))
+        {
+            let files = self.stash_files(&e.commit);
+            let held: Vec<&str> = vanished
+                .iter()
+                .filter(|(p, blob)| files.iter().any(|(q, b)| q == p && b == blob))
+                .map(|(p, _)| p.as_str())
+                .collect();
+            if held.is_empty() {
+                continue;
+            }
+            let line = format!(
+                "the uncommitted changes in the main worktree `{}` ({}) went into stash entry {} while task {} ran — a `git stash` there by an agent or by you: qw cannot tell (ambiguous), so no task is blamed; they are kept there — bring them back with `git stash apply {}`",
+                self.repo.top.display(),
+                held.join(", "),
+                e.describe(),
+                h.task_id,
+                e.commit
+            );
+            notes.push((
+                line,
+                self.stash_watch
+                    .first_telling(&format!("main {}", e.commit)),
+            ));
+        }
+        notes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stash_entries_name_their_branch() {
+        let e = |m: &str| StashEntry {
+            index: 2,
+            commit: "0123456789abcdef0123".into(),
+            time: 0,
+            message: m.into(),
+        };
+        assert_eq!(
+            e("WIP on qw/demo/1: 368ad93 second").branch(),
+            Some("qw/demo/1")
+        );
+        assert_eq!(e("On feature/x: my: note").branch(), Some("feature/x"));
+        assert_eq!(
+            e("WIP on (no branch): 368ad93 a").branch(),
+            Some("(no branch)")
+        );
+        assert_eq!(e("autostash").branch(), None);
+        let d = e("On main: a\nb").describe();
+        assert_eq!(d, "stash@{2} (commit 0123456789ab, \"On main: a\\nb\")");
+    }
+
+    #[test]
+    fn a_store_command_keeps_the_message_through_a_shell() {
+        let e = StashEntry {
+            index: 0,
+            commit: "abc".into(),
+            time: 0,
+            message: "On main: it's $HOME `x`".into(),
+        };
+        assert_eq!(
+            e.store_command(),
+            r"git stash store -m 'On main: it'\''s $HOME `x`' abc"
+        );
+        assert_eq!(e.gone_describe(), e.describe());
+        let never_listed = StashEntry {
+            index: usize::MAX,
+            ..e
+        };
+        assert!(never_listed.gone_describe().starts_with("commit abc ("));
+    }
+
+    #[test]
+    fn reflog_lines_follow_the_branch_head_was_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let z = "0".repeat(40);
+        let a = "a".repeat(40);
+        let b = "b".repeat(40);
+        let log = format!(
+            "{z} {a} N <n@e> 100 +0000\treset: moving to HEAD\n\
+             {a} {a} N <n@e> 101 +0000\tcheckout: moving from qw/demo/1 to HEAD\n\
+             {a} {b} N <n@e> 102 +0000\tcheckout: moving from {a} to feat\n\
+             junk line\n\
+             {b} {b} N <n@e> 103 -0100\treset: moving to HEAD\n"
+        );
+        crate::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        crate::fs::write(dir.path().join("logs").join("HEAD"), log).unwrap();
+        let lines = head_log(dir.path());
+        assert_eq!(lines.len(), 4, "the junk line is skipped");
+        assert_eq!(lines[3].time, 103);
+        let walk: Vec<(String, i64)> = walk_log(&lines, "qw/demo/1")
+            .into_iter()
+            .map(|(on, l)| (on, l.time))
+            .collect();
+        assert_eq!(
+            walk,
+            vec![
+                ("qw/demo/1".into(), 100),
+                ("(no branch)".into(), 101),
+                ("feat".into(), 102),
+                ("feat".into(), 103)
+            ]
+        );
+        assert!(head_log(&dir.path().join("none")).is_empty());
+    }
+
+    #[test]
+    fn strong_evidence_wins_and_several_fits_are_ambiguous() {
+        let two = |a: &str| vec![a.to_owned()];
+        assert_eq!(decide(true, &[], false, &two("task 2")), Maker::Mine);
+        assert_eq!(
+            decide(true, &two("task 2"), true, &[]),
+            Maker::Ambiguous(two("task 2"))
+        );
+        assert_eq!(decide(false, &two("task 2"), true, &[]), Maker::NotMine);
+        assert_eq!(decide(false, &[], true, &[]), Maker::Mine);
+        assert_eq!(
+            decide(false, &[], true, &two("task 3")),
+            Maker::Ambiguous(two("task 3"))
+        );
+        assert_eq!(decide(false, &[], false, &two("task 3")), Maker::NotMine);
+        assert_eq!(decide(false, &[], false, &[]), Maker::NotMine);
+    }
+}

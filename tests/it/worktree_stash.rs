@@ -1,0 +1,464 @@
+//! The stash (`refs/stash` and its reflog) is shared by every worktree of a repository
+//! (issue 14, item 4's class): an agent in its task worktree can stash its own work
+//! away, or touch the user's entries. Each test asserts that nothing is lost (what is
+//! gone is put back by the printed command, or merged and said), that no task is
+//! blamed for another's entry, and that `workflow-continue` then finishes the spec.
+
+use crate::support::*;
+use crate::worktree::Repo;
+
+/// `n` independent tasks.
+fn tasks(n: usize) -> String {
+    (1..=n).map(|i| format!("- [ ] {i}. Task {i}\n")).collect()
+}
+
+/// The script runs once (guarded by a flag file in the test's temp dir), so a
+/// `workflow-continue` runs the task's plain work only.
+fn once(r: &Repo, name: &str, script: &str) -> String {
+    let flag = r.aux.path().join(format!("done-{name}"));
+    format!(
+        "if [ ! -e {f} ]; then\ntouch {f}\n{script}\nfi\n",
+        f = flag.display()
+    )
+}
+
+/// Wait (bounded: two minutes, then fail the agent) until `cond` (a sh condition) holds.
+fn wait_for(cond: &str) -> String {
+    format!("n=0\nuntil {cond}; do n=$((n+1)); [ $n -lt 1200 ] || exit 1; sleep 0.1; done\n")
+}
+
+/// `(commit, message)` of each stash entry, newest first.
+fn stashes(r: &Repo) -> Vec<(String, String)> {
+    r.git(&["stash", "list", "--format=%H %gs"])
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .collect()
+}
+
+/// Every `` `git stash …` `` command quoted in `text`, each once, in order.
+fn printed_commands(text: &str, prefix: &str) -> Vec<String> {
+    let mut all: Vec<String> = Vec::new();
+    for c in text.split('`').skip(1).step_by(2) {
+        if c.starts_with(prefix) && !all.iter().any(|a| a == c) {
+            all.push(c.to_owned());
+        }
+    }
+    all
+}
+
+/// Run a printed command line in the project, as the user would (a shell).
+fn sh(r: &Repo, line: &str) {
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c").arg(line).current_dir(r.root());
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{line}: {}", diag(&out));
+}
+
+fn evidence(r: &Repo, id: &str) -> String {
+    let t = r.f.task(id);
+    format!(
+        "{} {}",
+        t["error"].as_str().unwrap_or(""),
+        t["evidence"].as_str().unwrap_or("")
+    )
+}
+
+/// An agent's own branch named like qw's (`qw/demo/1-fix`, `qw/other/9`) does not hide
+/// its stash: the task fails naming the entry and its commit, which holds the work.
+#[test]
+fn worktree_stash_on_an_agent_branch_named_like_qws_fails_its_task_naming_it() {
+    let r = Repo::new(&tasks(3));
+    r.action(
+        "1",
+        &format!(
+            "echo 1 > f1.txt\n{}",
+            once(
+                &r,
+                "s1",
+                "git switch -q -c qw/demo/1-fix\ngit stash -q -u\n"
+            )
+        ),
+    );
+    r.action(
+        "2",
+        &format!(
+            "echo 2 > f2.txt\n{}",
+            once(
+                &r,
+                "s2",
+                "git switch -q -c qw/other/9\ngit add f2.txt\ngit stash -q\n"
+            )
+        ),
+    );
+    r.action("3", "echo 3 > f3.txt\n");
+    let out = r.auto(&["--parallel", "3"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let all = stashes(&r);
+    assert_eq!(all.len(), 2, "{all:?}");
+    for (i, path, held) in [("1", "^3:f1.txt", "1\n"), ("2", ":f2.txt", "2\n")] {
+        let t = r.f.task(i);
+        assert_eq!(t["outcome"], "workspace_error", "{t}");
+        let err = t["error"].as_str().unwrap();
+        assert!(err.contains("git stash apply"), "{err}");
+        let named: Vec<&String> = all
+            .iter()
+            .map(|(c, _)| c)
+            .filter(|c| err.contains(&c[..12]))
+            .collect();
+        assert_eq!(named.len(), 1, "task {i}: {err}: {all:?}");
+        assert_eq!(r.git(&["show", &format!("{}{path}", named[0])]), held);
+    }
+    assert_eq!(r.f.task("3")["status"], "completed");
+    r.assert_no_process();
+    let out = r.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt"]);
+    assert_eq!(stashes(&r), all, "the stash is left as it was");
+}
+
+/// The user's two entries (a tracked change with a message holding a quote, untracked
+/// files), made before the run.
+fn user_entries(r: &Repo) -> Vec<(String, String)> {
+    r.f.p.write("shared.txt", "user edit\n");
+    r.git(&["stash", "push", "-q", "-m", "mine: it's one"]);
+    r.f.p.write("u.txt", "untracked of mine\n");
+    r.git(&["stash", "push", "-q", "-u"]);
+    let s = stashes(r);
+    assert_eq!(s.len(), 2);
+    s
+}
+
+/// An agent's `git stash clear` (and a `drop`) of the user's entries: the task's
+/// evidence and a warning line name each with `git stash store -m "…" <commit>`;
+/// running the printed commands puts them back, messages and content.
+#[test]
+fn worktree_user_stash_entries_an_agent_clears_or_drops_are_named_and_put_back() {
+    for (name, act) in [
+        ("clear", "git stash clear\n"),
+        ("drop", "git stash drop -q\ngit stash drop -q\n"),
+    ] {
+        let r = Repo::new(&tasks(2));
+        let before = user_entries(&r);
+        r.action("1", &once(&r, "s1", &format!("{act}echo 1 > f1.txt\n")));
+        r.action("2", "echo 2 > f2.txt\n");
+        let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+        assert_eq!(code(&out), 0, "{name}: {}", diag(&out));
+        assert!(stashes(&r).is_empty(), "{name}");
+        let ev = evidence(&r, "1");
+        let text = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains("warning: "), "{name}: {text}");
+        let cmds = printed_commands(&text, "git stash store");
+        assert_eq!(cmds.len(), 2, "{name}: {text}");
+        assert_eq!(
+            text.matches("git stash store").count(),
+            2,
+            "{name}: said once each: {text}"
+        );
+        for (c, _) in &before {
+            assert!(ev.contains(&c[..12]), "{name}: {ev}");
+        }
+        // Oldest first, so the numbers come back as they were.
+        for c in cmds.iter().rev() {
+            sh(&r, c);
+        }
+        assert_eq!(stashes(&r), before, "{name}");
+        assert_eq!(r.git(&["show", "stash@{1}:shared.txt"]), "user edit\n");
+        assert_eq!(r.git(&["show", "stash@{0}^3:u.txt"]), "untracked of mine\n");
+        // Task 2 ran after: it does not name what task 1's run lost.
+        assert!(!evidence(&r, "2").contains(&before[0].0[..12]), "{name}");
+        r.assert_all_merged(&["f1.txt", "f2.txt"]);
+    }
+}
+
+/// An agent's `git stash pop` of the user's entry: its changes land in the task's
+/// worktree and are merged with the task's work — said so, with the command that puts
+/// the entry back in the stash too.
+#[test]
+fn worktree_user_stash_entry_an_agent_pops_is_merged_and_said() {
+    let r = Repo::new(&tasks(1));
+    let before = user_entries(&r);
+    r.action("1", &once(&r, "s1", "git stash pop -q\necho 1 > f1.txt\n"));
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let ev = evidence(&r, "1");
+    assert!(ev.contains("popped into its worktree"), "{ev}");
+    assert!(ev.contains(&before[0].0[..12]), "{ev}");
+    assert!(!ev.contains(&before[1].0[..12]), "{ev}");
+    r.assert_all_merged(&["f1.txt", "u.txt"]);
+    assert_eq!(r.read("u.txt"), "untracked of mine\n");
+    let cmds = printed_commands(&ev, "git stash store");
+    assert_eq!(cmds.len(), 1, "{ev}");
+    sh(&r, &cmds[0]);
+    assert_eq!(stashes(&r), before);
+}
+
+/// The spec link qw puts in a task's worktree is untracked to git: `git stash -u` (or
+/// `git clean -fd`) takes it away, and qw puts it back before the task's `_Verify:_`.
+#[test]
+fn worktree_spec_link_a_stash_or_clean_takes_is_put_back_before_the_verify() {
+    let verify = "  - _Verify: `sh -c 'test -L .claude/specs/demo && test -s .claude/specs/demo/design.md'`_\n";
+    let r = Repo::new(&format!("- [ ] 1. One\n{verify}- [ ] 2. Two\n{verify}"));
+    r.action("1", "git stash -q -u\necho 1 > f1.txt\n");
+    r.action("2", "git clean -fdq\necho 2 > f2.txt\n");
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&["f1.txt", "f2.txt"]);
+}
+
+/// `git -C <main> stash` by an agent under `--allow-dirty`: the user's uncommitted work
+/// vanishes into a new entry on `main`. qw cannot tell an agent's stash there from the
+/// user's own, so it blames no task and says so, naming the entry with `git stash
+/// apply <commit>`; running it brings the work back.
+#[test]
+fn worktree_main_worktree_stashed_by_an_agent_is_named_without_blame() {
+    for (name, dirt, act) in [
+        ("tracked", "src/keep.txt", "git -C \"$MAIN\" stash -q\n"),
+        ("untracked", "mine.txt", "git -C \"$MAIN\" stash -q -u\n"),
+    ] {
+        let r = Repo::new(&tasks(2));
+        r.f.p.write(dirt, "the user's own\n");
+        r.action("1", &once(&r, "s1", &format!("{act}echo 1 > f1.txt\n")));
+        r.action("2", "echo 2 > f2.txt\n");
+        let out = r.auto(&["--parallel", "1", "--isolate", "worktree", "--allow-dirty"]);
+        assert_eq!(code(&out), 0, "{name}: {}", diag(&out));
+        let s = stashes(&r);
+        assert_eq!(s.len(), 1, "{name}: {s:?}");
+        let ev = evidence(&r, "1");
+        assert!(
+            ev.contains(&s[0].0[..12]) && ev.contains("ambiguous"),
+            "{name}: {ev} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(ev.contains(dirt), "{name}: {ev}");
+        assert_eq!(r.f.task("1")["status"], "completed", "{name}");
+        let cmds = printed_commands(&ev, "git stash apply");
+        assert_eq!(cmds.len(), 1, "{name}: {ev}");
+        sh(&r, &cmds[0]);
+        assert_eq!(r.read(dirt), "the user's own\n", "{name}");
+        for f in ["f1.txt", "f2.txt"] {
+            assert!(
+                r.git_ok(&["cat-file", "-e", &format!("main:{f}")]),
+                "{name}"
+            );
+        }
+        r.assert_no_process();
+    }
+}
+
+/// Task 1 stashes its work; task 2, running alongside, pops it: task 1 fails naming
+/// its entry (nothing claimed by task 2 as its own stash), task 2's merge of those
+/// files is said in its evidence, and nothing is lost.
+#[test]
+fn worktree_stash_popped_by_another_task_blames_neither_wrongly() {
+    let r = Repo::new(&tasks(2));
+    let wt1 = format!("{}/wt/*/demo-1", r.aux.path().display());
+    r.action(
+        "1",
+        &once(
+            &r,
+            "s1",
+            "echo 1 > f1.txt\ngit stash push -q -u -- f1.txt\n",
+        ),
+    );
+    r.action(
+        "2",
+        &once(
+            &r,
+            "s2",
+            &format!(
+                "{}git stash pop -q\necho 2 > f2.txt\n",
+                wait_for(&format!(
+                    "git stash list | grep -q qw/demo/1 && ! ls -d {wt1} >/dev/null 2>&1"
+                ))
+            ),
+        ),
+    );
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let e1 = evidence(&r, "1");
+    let e2 = evidence(&r, "2");
+    assert_eq!(r.f.task("1")["outcome"], "workspace_error", "{e1}");
+    assert_eq!(r.f.task("2")["status"], "completed", "{e2}");
+    // The entry task 1 named is the one task 2 says it merged.
+    let named: std::collections::BTreeSet<&str> = e1
+        .split("commit ")
+        .skip(1)
+        .filter_map(|s| s.get(..12))
+        .collect();
+    let named: Vec<&str> = named.into_iter().collect();
+    assert_eq!(named.len(), 1, "{e1}");
+    assert!(
+        e2.contains(named[0]) && e2.contains("popped into its worktree"),
+        "{e2}"
+    );
+    assert!(!e2.contains("left its work in the stash"), "{e2}");
+    assert_eq!(r.git(&["show", &format!("{}^3:f1.txt", named[0])]), "1\n");
+    r.assert_no_process();
+    let out = r.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&["f1.txt", "f2.txt"]);
+}
+
+/// Two tasks whose agents detach HEAD at the same base commit and one entry appears:
+/// it is the stashing task's (the other's index was last written before the entry's
+/// commit, and `git stash` rewrites the index), never claimed by the other. Shape 2:
+/// both stash, one after the other. Shape 3: the other task writes its index after
+/// the entry appeared (`git add`) — qw cannot tell them apart and says so to both
+/// (ambiguous), claiming it for neither; `workflow-continue` then runs both again.
+#[test]
+fn worktree_detached_tasks_at_one_base_never_both_claim_one_entry() {
+    for shape in ["one", "both", "ambiguous"] {
+        let r = Repo::new(&tasks(2));
+        // Task 2 detaches first, task 1 then stashes; task 2 waits for the entry.
+        let flag = r.aux.path().join("detached2");
+        let added = r.aux.path().join("added2");
+        let after = if shape == "ambiguous" {
+            wait_for(&format!("[ -e {} ]", added.display()))
+        } else {
+            String::new()
+        };
+        let stash1 = format!(
+            "git switch -q --detach\n{}git stash -q -u\n{after}",
+            wait_for(&format!("[ -e {} ]", flag.display()))
+        );
+        r.action(
+            "1",
+            &format!("echo 1 > f1.txt\n{}", once(&r, "s1", &stash1)),
+        );
+        let then = match shape {
+            "both" => "git stash -q -u\n".to_owned(),
+            "ambiguous" => format!("git add f2.txt\ntouch {}\n", added.display()),
+            _ => String::new(),
+        };
+        let stash2 = format!(
+            "git switch -q --detach\ntouch {}\n{}{then}",
+            flag.display(),
+            wait_for("git stash list | grep -q 'no branch'")
+        );
+        r.action(
+            "2",
+            &format!("echo 2 > f2.txt\n{}", once(&r, "s2", &stash2)),
+        );
+        let out = r.auto(&["--parallel", "2"]);
+        assert_eq!(code(&out), 1, "{shape}: {}", diag(&out));
+        let s = stashes(&r);
+        assert_eq!(s.len(), if shape == "both" { 2 } else { 1 }, "{s:?}");
+        let holder = |f: &str| {
+            s.iter()
+                .find(|(c, _)| r.git_ok(&["cat-file", "-e", &format!("{c}^3:{f}")]))
+                .map(|(c, _)| c.clone())
+        };
+        let own1 = holder("f1.txt").unwrap();
+        let e1 = evidence(&r, "1");
+        let e2 = evidence(&r, "2");
+        assert!(e1.contains(&own1[..12]), "{shape}: {e1}");
+        // Task 2 never owns task 1's entry: not named, or named as ambiguous.
+        assert!(
+            !e2.contains(&own1[..12]) || e2.contains("ambiguous"),
+            "{shape}: {e2}"
+        );
+        match shape {
+            "one" => assert_eq!(r.f.task("2")["status"], "completed", "{e2}"),
+            "both" => {
+                let own2 = holder("f2.txt").unwrap();
+                assert!(e2.contains(&own2[..12]), "{e2}");
+                assert!(
+                    !e1.contains(&own2[..12]) || e1.contains("ambiguous"),
+                    "{e1}"
+                );
+            }
+            _ => {
+                for e in [&e1, &e2] {
+                    assert!(e.contains(&own1[..12]) && e.contains("ambiguous"), "{e}");
+                    assert!(!e.contains("left its work in the stash"), "{e}");
+                }
+            }
+        }
+        r.assert_no_process();
+        let out = r.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
+        assert_eq!(code(&out), 0, "{shape}: {}", diag(&out));
+        r.assert_all_merged(&["f1.txt", "f2.txt"]);
+    }
+}
+
+/// Task 1 stashes its work and waits; task 2 pops (or drops) the entry before qw ever
+/// lists it. qw finds the stash commit among the objects written since task 1 started:
+/// popped, it is said to be merged with task 2's work (in both tasks' evidence, task 1
+/// not failed, nothing redone); dropped, task 1 fails with the `git stash store` command
+/// that puts it back, which the test runs.
+#[test]
+fn worktree_stash_entry_popped_or_dropped_by_another_task_before_qw_looked() {
+    for (name, take) in [
+        ("pop", "git stash pop -q\n"),
+        ("drop", "git stash drop -q\n"),
+    ] {
+        let r = Repo::new(&tasks(2));
+        let stash1 = format!(
+            "git stash push -q -u -- f1.txt\n{}",
+            wait_for("! git stash list | grep -q qw/demo/1")
+        );
+        r.action(
+            "1",
+            &format!("echo 1 > f1.txt\n{}", once(&r, "s1", &stash1)),
+        );
+        r.action(
+            "2",
+            &format!(
+                "{}{take}echo 2 > f2.txt\n",
+                wait_for("git stash list | grep -q qw/demo/1")
+            ),
+        );
+        let out = r.auto(&["--parallel", "2"]);
+        let e1 = evidence(&r, "1");
+        let e2 = evidence(&r, "2");
+        assert!(stashes(&r).is_empty(), "{name}");
+        assert_eq!(r.f.task("2")["status"], "completed", "{name}: {e2}");
+        assert!(!e2.contains("stashed its work"), "{name}: {e2}");
+        if name == "pop" {
+            assert_eq!(code(&out), 0, "{name}: {}", diag(&out));
+            assert_eq!(r.f.task("1")["status"], "completed", "{name}: {e1}");
+            assert!(
+                e1.contains("task 2's worktree") || e1.contains("main worktree"),
+                "{e1} / {e2} / {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(e2.contains("popped into its worktree"), "{e2}");
+            assert_eq!(r.runs_of("1"), 1, "not redone");
+            r.assert_all_merged(&["f1.txt", "f2.txt"]);
+            continue;
+        }
+        assert_eq!(code(&out), 1, "{name}: {}", diag(&out));
+        assert_eq!(r.f.task("1")["outcome"], "workspace_error", "{e1}");
+        let cmds = printed_commands(&e1, "git stash store");
+        assert_eq!(cmds.len(), 1, "{e1}");
+        sh(&r, &cmds[0]);
+        let back = stashes(&r);
+        assert_eq!(back.len(), 1, "{back:?}");
+        assert!(back[0].1.contains("qw/demo/1"), "{back:?}");
+        assert_eq!(r.git(&["show", "stash@{0}^3:f1.txt"]), "1\n");
+        r.assert_no_process();
+        let out = r.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
+        assert_eq!(code(&out), 0, "{name}: {}", diag(&out));
+        r.assert_all_merged(&["f1.txt", "f2.txt"]);
+    }
+}
+
+/// An agent that stashes and pops back in its own worktree (a common way to look at
+/// the clean tree) did nothing wrong: its task completes, nothing is said.
+#[test]
+fn worktree_stash_and_pop_in_its_own_worktree_is_nothing_to_tell() {
+    let r = Repo::new(&tasks(2));
+    r.action("1", "echo 1 > f1.txt\ngit stash -q -u\ngit stash pop -q\n");
+    r.action(
+        "2",
+        "git switch -q --detach\necho 2 > f2.txt\ngit stash -q -u\ngit stash pop -q\n",
+    );
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    for i in ["1", "2"] {
+        let ev = evidence(&r, i);
+        assert!(!ev.contains("stash"), "task {i}: {ev}");
+    }
+    r.assert_all_merged(&["f1.txt", "f2.txt"]);
+}
