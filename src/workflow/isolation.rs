@@ -611,7 +611,8 @@ fn step_evidence(e: &StepError, branch: &str) -> String {
     // where everything is, and what to do).
     if let WorktreeError::TargetMoved(why)
     | WorktreeError::Staged(why)
-    | WorktreeError::OwnHistory(why) = &e.source
+    | WorktreeError::OwnHistory(why)
+    | WorktreeError::Crossed(why) = &e.source
     {
         return why.clone();
     }

@@ -43,6 +43,7 @@ use std::process::{Command, Output, Stdio};
 use crate::exec::Cancel;
 use crate::project::Project;
 
+mod cross;
 mod leftovers;
 pub(crate) mod lock;
 pub(crate) mod root;
@@ -98,6 +99,11 @@ pub enum WorktreeError {
     /// committed): kept on a branch of its own, not merged; the line says where.
     #[error("{0}")]
     OwnHistory(String),
+    /// The task's result crossed with work from outside its worktree (its branch moved
+    /// from elsewhere, another task's unmerged commits in it): not merged; the line
+    /// says where everything is (see `worktree/cross.rs`).
+    #[error("{0}")]
+    Crossed(String),
     /// The main worktree's index holds staged changes: git would not merge, and qw
     /// never changes the user's index. The line names them and how to settle them.
     #[error("{0}")]
@@ -131,6 +137,7 @@ impl crate::exit::UserError for WorktreeError {
             | WorktreeError::Placement(_)
             | WorktreeError::TargetMoved(_)
             | WorktreeError::OwnHistory(_)
+            | WorktreeError::Crossed(_)
             | WorktreeError::Staged(_)
             | WorktreeError::Io(_) => Vec::new(),
         }
@@ -1226,6 +1233,14 @@ impl Worktrees {
         .map_err(commit)?;
         if let Some(line) = &capture.own_history {
             return Err(commit(WorktreeError::OwnHistory(line.clone())));
+        }
+        if let Some(line) = &capture.crossed {
+            return Err(commit(WorktreeError::Crossed(line.clone())));
+        }
+        if let Some(result) = &capture.commit
+            && let Some(line) = self.brings_other_tasks(h, result).map_err(commit)?
+        {
+            return Err(commit(WorktreeError::Crossed(line)));
         }
         let merge = self
             .merge_into_integration(h, merge_message)

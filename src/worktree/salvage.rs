@@ -199,6 +199,7 @@ pub(crate) fn own_history(
         Staged {
             commit: Some(commit),
             saved_changes: true,
+            moved: staged.moved.clone(),
         },
         line,
     )))
@@ -217,7 +218,7 @@ fn spec_of(repo: &Repo, branch: &str) -> Option<String> {
 
 /// `<branch>@<sha7>` holding `commit` (made when missing; a longer id when that name is
 /// taken by another commit).
-fn keep_branch(repo: &Repo, branch: &str, commit: &str) -> Result<String> {
+pub(crate) fn keep_branch(repo: &Repo, branch: &str, commit: &str) -> Result<String> {
     for len in [7, 12, 40] {
         let name = format!("{branch}@{}", &commit[..commit.len().min(len)]);
         match repo.commit_of(&format!("refs/heads/{name}"))? {

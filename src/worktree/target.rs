@@ -165,7 +165,7 @@ impl Repo {
     }
 
     /// Paths that differ between two commits (`.claude/` of the project included).
-    fn changed_paths(&self, a: &str, b: &str) -> Result<BTreeSet<String>> {
+    pub(super) fn changed_paths(&self, a: &str, b: &str) -> Result<BTreeSet<String>> {
         let out = git(
             &self.top,
             &["diff", "--name-only", "--no-renames", "-z", a, b, "--"],

@@ -150,6 +150,10 @@ pub struct Capture {
     /// The worktree held a history of its own (no commit in common with the target):
     /// where it is kept and where the task's branch went.
     pub own_history: Option<String>,
+    /// The task's branch was moved from outside its worktree: the worktree's own work
+    /// was saved on it instead, and this line says who moved it and where each piece is
+    /// (see `worktree/cross.rs`); not to be merged.
+    pub crossed: Option<String>,
 }
 
 /// The result of [`stage`]: a commit holding HEAD plus the files, not yet on a branch.
@@ -157,6 +161,9 @@ pub struct Capture {
 pub(crate) struct Staged {
     pub(crate) commit: Option<String>,
     pub(crate) saved_changes: bool,
+    /// The branch HEAD names was moved from outside the worktree: the commit is on the
+    /// worktree's own last commit instead (see [`super::cross::moved_outside`]).
+    pub(crate) moved: Option<super::cross::Moved>,
 }
 
 /// Save everything: [`stage`] then [`point_branch`] (the repository lock is held),
@@ -191,7 +198,13 @@ pub(crate) fn stage(
     if stale.is_file() {
         crate::fs::remove_file(&stale)?;
     }
-    let head = match t.rev("HEAD^{commit}")? {
+    // The branch HEAD names moved by a git outside the worktree (its index and files
+    // stayed): the files are the worktree's own work on its own last commit.
+    let moved = super::cross::moved_outside(repo, t)?;
+    let head = match moved
+        .as_ref()
+        .map_or(t.rev("HEAD^{commit}")?, |m| Some(m.own.clone()))
+    {
         Some(h) => Some(h),
         // HEAD names a branch that no longer exists (the agent deleted it): the last
         // commit HEAD held is the newest entry of its reflog.
@@ -244,12 +257,14 @@ pub(crate) fn stage(
         return Ok(Staged {
             commit: head,
             saved_changes: false,
+            moved,
         });
     }
     if head.is_none() && tree == EMPTY_TREE {
         return Ok(Staged {
             commit: None,
             saved_changes: false,
+            moved,
         });
     }
     let mut args = vec!["commit-tree", tree.as_str()];
@@ -261,6 +276,7 @@ pub(crate) fn stage(
     Ok(Staged {
         commit: Some(commit),
         saved_changes: true,
+        moved,
     })
 }
 
@@ -279,27 +295,48 @@ pub(crate) fn point_branch(
         None => (staged, None),
     };
     if let Some(c) = &staged.commit {
-        if old_tip.as_deref() != Some(c.as_str()) {
-            git(
-                &repo.top,
-                &[
-                    "update-ref",
-                    "-m",
-                    "qw: the task's result",
-                    &format!("refs/heads/{}", t.branch),
-                    c,
-                ],
-            )?;
+        // Through the worktree's HEAD, so its reflog says where qw put the branch (a
+        // later save tells qw's move from one made outside the worktree).
+        let r = format!("refs/heads/{}", t.branch);
+        if t.run(&["symbolic-ref", "-q", "HEAD"]).ok().as_deref() != Some(r.as_str()) {
+            t.run(&["symbolic-ref", "HEAD", &r])?;
         }
-        t.run(&["symbolic-ref", "HEAD", &format!("refs/heads/{}", t.branch)])?;
+        if repo
+            .commit_of(&format!("refs/heads/{}", t.branch))?
+            .as_deref()
+            != Some(c.as_str())
+        {
+            t.run(&["update-ref", "-m", "qw: the task's result", "HEAD", c])?;
+        }
     }
+    // The moved-to commit is told (and kept) by the line below, not as a stray.
+    let crossed = match &staged.moved {
+        Some(m) => Some(super::cross::moved_line(
+            repo,
+            t,
+            m,
+            staged.commit.as_deref(),
+            base,
+        )?),
+        None => None,
+    };
+    let old_tip = if crossed.is_some() { None } else { old_tip };
     let mut strays = strays(repo, t, staged.commit.as_deref(), old_tip, base)?;
     strays.extend(own_history.clone());
+    strays.extend(super::cross::below_start(
+        repo,
+        t,
+        staged.commit.as_deref(),
+        base,
+        &repo.spec_rel(super::parse_branch(t.branch).map_or("", |(s, _)| s)),
+    )?);
+    strays.extend(crossed.clone());
     Ok(Capture {
         commit: staged.commit,
         saved_changes: staged.saved_changes,
         strays,
         own_history,
+        crossed,
     })
 }
 

@@ -36,6 +36,7 @@ mod trace;
 mod validate;
 mod workflow;
 mod worktree;
+mod worktree_cross;
 mod worktree_moves;
 mod worktree_safety;
 mod worktree_stash;

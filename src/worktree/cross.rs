@@ -1,0 +1,420 @@
+//! A task's branch crossed with work from outside its worktree.
+//!
+//! - *Its branch moved from outside* ([`moved_outside`]): another task's agent ran `git
+//!   update-ref refs/heads/qw/<spec>/<id> …`, or `git switch --ignore-other-worktrees`
+//!   to the branch and committed there; the worktree's index and files stayed where
+//!   they were. Committing the files on top of the moved tip would make the task's
+//!   result delete whatever the tip holds that the worktree never had (another task's
+//!   merged files). The worktree's HEAD reflog (`<common>/worktrees/<id>/logs/HEAD`)
+//!   says where its own git last left the branch: the files are committed on that
+//!   commit instead, the moved tip is kept (on the target, on another branch, else on
+//!   `qw/<spec>/<id>@<sha7>`), and the task fails `workspace_error` naming who moved the
+//!   branch (the worktree whose git made or visited that commit, else the branch's
+//!   reflog) and where each piece is ([`moved_line`]). A task's result never deletes
+//!   files its own worktree did not delete. qw's own moves of the branch go through the
+//!   worktree's HEAD, so they are in that reflog too.
+//! - *Another task's unmerged commits in a result* ([`Worktrees::brings_other_tasks`]):
+//!   the agent rebased onto, or merged, a sibling's branch. Refused (`workspace_error`,
+//!   the result kept on its branch): the other task's work reaches the target only
+//!   through its own check and merge.
+//! - *History rewritten below the task's start* ([`below_start`]): `git commit --amend`
+//!   of the commit the worktree started from, a `reset --soft HEAD~1` then a commit, a
+//!   rebase or hard reset past it. Merging the result keeps the target's version of
+//!   every path the rewrite reverted (a deletion of a file the start commit added is
+//!   silently not taken): the task is merged as usual, and those paths are named with
+//!   the command that takes the worktree's version of them.
+
+use std::collections::BTreeSet;
+
+use super::tree::{self, Tree};
+use super::{Repo, Result, WorktreeHandle, Worktrees, git, git_output, parse_branch, short};
+
+/// The branch a worktree's HEAD names was moved from outside the worktree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Moved {
+    /// The worktree's own last commit: the newest entry of its HEAD reflog.
+    pub(crate) own: String,
+    /// Where the branch is now.
+    pub(crate) now: String,
+    /// Who moved it, as far as git tells (read before qw moves the branch).
+    pub(crate) by: String,
+}
+
+/// Was the branch the worktree's HEAD names moved by a git that did not run in the
+/// worktree (its HEAD reflog's newest entry is not the branch's tip)? `None` for a
+/// detached HEAD, a deleted branch, or no reflog to compare with.
+pub(crate) fn moved_outside(repo: &Repo, t: &Tree<'_>) -> Result<Option<Moved>> {
+    let Ok(r) = t.run(&["symbolic-ref", "-q", "HEAD"]) else {
+        return Ok(None);
+    };
+    if !r.starts_with("refs/heads/") {
+        return Ok(None);
+    }
+    let Some(now) = repo.commit_of(&r)? else {
+        return Ok(None);
+    };
+    let Some((own, _)) = tree::reflog_entries(t.admin()).pop() else {
+        return Ok(None);
+    };
+    if own == now || !tree::is_commit(repo, &own) {
+        return Ok(None);
+    }
+    let by = who(repo, t, r.trim_start_matches("refs/heads/"), &now);
+    Ok(Some(Moved { own, now, by }))
+}
+
+/// Where a `commit` is (said after "it is"): on the target, on other branches, else
+/// kept on `<branch>@<sha7>` (made here).
+fn keep(repo: &Repo, branch: &str, commit: &str, base: &str) -> Result<String> {
+    if repo.is_ancestor(commit, base)? {
+        return Ok("already on the target".to_owned());
+    }
+    let holders: Vec<String> = git(
+        &repo.top,
+        &[
+            "for-each-ref",
+            "--contains",
+            commit,
+            "--format=%(refname:short)",
+            "refs/heads/",
+        ],
+    )?
+    .lines()
+    .filter(|b| *b != branch)
+    .map(str::to_owned)
+    .collect();
+    if holders.is_empty() {
+        let kept = super::salvage::keep_branch(repo, branch, commit)?;
+        Ok(format!(
+            "kept on branch `{kept}` (`git merge {kept}` takes it)"
+        ))
+    } else {
+        Ok(format!("on branch `{}`", holders.join("`, `")))
+    }
+}
+
+/// Who moved the branch to `now`: the worktree whose HEAD made or visited it (its
+/// reflog), else what the branch's own reflog says.
+fn who(repo: &Repo, t: &Tree<'_>, branch: &str, now: &str) -> String {
+    let mut found = Vec::new();
+    for (admin, path) in repo.admin_dirs() {
+        if super::same_path(&admin, t.admin()) {
+            continue;
+        }
+        if tree::reflog_entries(&admin).iter().any(|(c, _)| c == now) {
+            found.push(match tree::read_marker(&admin) {
+                Some((_, task)) => format!("task {task}'s worktree `{}`", path.display()),
+                None => format!("the worktree `{}`", path.display()),
+            });
+        }
+    }
+    if tree::reflog_entries(&repo.git_dir)
+        .iter()
+        .any(|(c, _)| c == now)
+    {
+        found.push(format!("the main worktree `{}`", repo.top.display()));
+    }
+    if !found.is_empty() {
+        return format!("by a git in {}", found.join(" or "));
+    }
+    let said = git_output(
+        &repo.top,
+        [
+            "reflog",
+            "show",
+            "-n",
+            "1",
+            "--format=%gs",
+            &format!("refs/heads/{branch}"),
+        ],
+        &[],
+    )
+    .ok()
+    .filter(|o| o.status.success())
+    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    .filter(|s| !s.is_empty());
+    match said {
+        Some(s) => format!("by someone else (its reflog says `{s}`)"),
+        None => "by someone else (a `git update-ref`?)".to_owned(),
+    }
+}
+
+/// The line for a branch moved from outside its worktree, after the worktree's own work
+/// was put on it (`result`): who moved it, where the moved-to commit is kept, and the
+/// way on. Keeps the moved-to commit on `<branch>@<sha7>` when nothing else holds it.
+pub(crate) fn moved_line(
+    repo: &Repo,
+    t: &Tree<'_>,
+    m: &Moved,
+    result: Option<&str>,
+    base: &str,
+) -> Result<String> {
+    let branch = t.branch();
+    let task = parse_branch(branch).map_or(branch, |(_, task)| task);
+    let now_at = keep(repo, branch, &m.now, base)?;
+    let who = &m.by;
+    Ok(format!(
+        "task {task}'s branch `{branch}` was moved while the task ran, not from its worktree ({who}): its worktree was at {} and the branch at {}, so its result was not merged (it would have undone what the branch was moved to); the worktree's own work (its last commit {} and its files) is on `{branch}`{}, and what the branch was moved to ({}) is {now_at}; `qw workflow-continue` runs the task again from `{branch}`",
+        short(&m.own),
+        short(&m.now),
+        short(&m.own),
+        result
+            .map(|r| format!(" ({})", short(r)))
+            .unwrap_or_default(),
+        short(&m.now),
+    ))
+}
+
+/// Does a reflog message say the commit was made there (not only visited: a
+/// checkout, a reset, a fast-forward)?
+fn made(message: &str) -> bool {
+    let m = message.trim_start();
+    ["commit", "cherry-pick", "revert", "am:", "qw:"]
+        .iter()
+        .any(|p| m.starts_with(p))
+        || m.contains("Merge made")
+        || [
+            "(pick)",
+            "(squash)",
+            "(fixup)",
+            "(reword)",
+            "(edit)",
+            "(continue)",
+        ]
+        .iter()
+        .any(|p| m.contains(p))
+}
+
+/// The commits a worktree's git made (its HEAD reflog).
+fn made_in(admin: &std::path::Path) -> BTreeSet<String> {
+    tree::reflog_entries(admin)
+        .into_iter()
+        .filter(|(_, m)| made(m))
+        .map(|(c, _)| c)
+        .collect()
+}
+
+impl Worktrees {
+    /// Commits of another task of this spec (made in its worktree, or its branch's tip)
+    /// that `result` holds and the target lacks, and that `h`'s own worktree did not
+    /// make: its agent rebased onto or merged a sibling's work. One line naming them and
+    /// where the result is kept (the repository lock is held).
+    pub(crate) fn brings_other_tasks(
+        &self,
+        h: &WorktreeHandle,
+        result: &str,
+    ) -> Result<Option<String>> {
+        let target = self.target();
+        let own = made_in(&h.admin);
+        let mut others: Vec<(String, String)> = Vec::new();
+        for w in self.repo.registered()? {
+            let (Some((spec, task)), Some(admin)) = (&w.task, &w.admin) else {
+                continue;
+            };
+            if spec != &self.spec || task == &h.task_id {
+                continue;
+            }
+            let b = super::task_branch(spec, task);
+            others.extend(made_in(admin).into_iter().map(|c| (b.clone(), c)));
+        }
+        let mut branches = self
+            .given
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for b in self.repo.qw_branches()? {
+            if parse_branch(&b).is_some_and(|(s, t)| {
+                s == self.spec && !t.starts_with("snapshot-") && !t.contains('@')
+            }) {
+                branches.insert(b);
+            }
+        }
+        for b in branches {
+            if b == h.branch {
+                continue;
+            }
+            if let Some(c) = self.repo.commit_of(&format!("refs/heads/{b}"))? {
+                others.push((b, c));
+            }
+        }
+        let mut found: Vec<(String, String)> = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (b, c) in others {
+            if own.contains(&c) || !seen.insert(c.clone()) || !tree::is_commit(&self.repo, &c) {
+                continue;
+            }
+            if self.repo.is_ancestor(&c, result)? && !self.repo.is_ancestor(&c, &target)? {
+                found.push((b, c));
+            }
+        }
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let task = &h.task_id;
+        let named: Vec<String> = found
+            .iter()
+            .map(|(b, c)| format!("{} (task branch `{b}`)", short(c)))
+            .collect();
+        // The newest of them: what a rebase of the task's own commits goes past.
+        let upto = found
+            .iter()
+            .map(|(_, c)| c)
+            .find(|c| {
+                found
+                    .iter()
+                    .all(|(_, o)| self.repo.is_ancestor(o, c).unwrap_or(false))
+            })
+            .unwrap_or(&found[0].1);
+        Ok(Some(format!(
+            "task {task}'s result brings in commits of another task that qw has not merged: {} (its agent's rebase onto or merge of another task's branch?), so it was not merged: another task's work reaches `{}` only through that task's own check and merge; task {task}'s result is kept on branch `{}` ({}); to keep only its own commits: `git rebase --onto {} {} {}`, then `qw workflow-continue`",
+            named.join(", "),
+            self.integration,
+            h.branch,
+            short(result),
+            self.integration,
+            short(upto),
+            h.branch
+        )))
+    }
+}
+
+/// The commit a worktree's HEAD started at (the first entry of its HEAD reflog).
+fn start_of(admin: &std::path::Path) -> Option<String> {
+    let text = crate::fs::read_to_string(admin.join("logs").join("HEAD")).ok()?;
+    let first = text.lines().next()?;
+    let sha = first.split(' ').nth(1)?;
+    (sha.len() >= 40 && sha.bytes().all(|b| b.is_ascii_hexdigit())).then(|| sha.to_owned())
+}
+
+/// When `result` no longer descends from the commit the worktree started at (history
+/// rewritten below it) yet shares history with it: the paths the rewrite reverted that
+/// a merge of `result` does not take (the target keeps its version), named with the
+/// command that takes the worktree's version. `None` otherwise.
+pub(crate) fn below_start(
+    repo: &Repo,
+    t: &Tree<'_>,
+    result: Option<&str>,
+    base: &str,
+    spec_rel: &str,
+) -> Result<Option<String>> {
+    // Already merged: said when it was.
+    let Some(result) = result.filter(|r| !repo.is_ancestor(r, base).unwrap_or(false)) else {
+        return Ok(None);
+    };
+    let Some(start) = start_of(t.admin()).filter(|s| tree::is_commit(repo, s)) else {
+        return Ok(None);
+    };
+    if repo.is_ancestor(&start, result)? {
+        return Ok(None);
+    }
+    let out = git_output(&repo.top, ["merge-base", start.as_str(), result], &[])?;
+    let below = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || below.is_empty() {
+        return Ok(None);
+    }
+    let spec_dir = format!("{spec_rel}/");
+    let rewritten = repo.changed_paths(&below, &start)?;
+    let taken = repo.changed_paths(&below, result)?;
+    let dropped: Vec<String> = rewritten
+        .difference(&taken)
+        .filter(|p| *p != spec_rel && !p.starts_with(&spec_dir))
+        .cloned()
+        .collect();
+    if dropped.is_empty() {
+        return Ok(None);
+    }
+    let (gone, other): (Vec<&String>, Vec<&String>) = dropped.iter().partition(|p| {
+        repo.commit_of(result).ok().flatten().is_some() && !in_tree(repo, result, p)
+    });
+    let quote = |ps: &[&String]| {
+        ps.iter()
+            .map(|p| shell_quote(p))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut cmds = Vec::new();
+    if !gone.is_empty() {
+        cmds.push(format!("git rm -q -- {}", quote(&gone)));
+    }
+    if !other.is_empty() {
+        cmds.push(format!(
+            "git checkout {} -- {}",
+            short(result),
+            quote(&other)
+        ));
+    }
+    cmds.push("git commit".to_owned());
+    let branch = t.branch();
+    let task = parse_branch(branch).map_or(branch, |(_, task)| task);
+    Ok(Some(format!(
+        "task {task}'s result no longer descends from the commit its worktree started from ({}): its agent rewrote history below it (a `git commit --amend`, a reset or a rebase past it), so the merge keeps the target's version of {} ({} in the worktree); to take the worktree's version: `{}`",
+        short(&start),
+        dropped.join(", "),
+        match (gone.is_empty(), other.is_empty()) {
+            (false, true) => "deleted",
+            (true, false) => "other content",
+            _ => "deleted or other content",
+        },
+        cmds.join(" && ")
+    )))
+}
+
+/// Is `path` in `commit`'s tree?
+fn in_tree(repo: &Repo, commit: &str, path: &str) -> bool {
+    git_output(
+        &repo.top,
+        ["cat-file", "-e", &format!("{commit}:{path}")],
+        &[],
+    )
+    .is_ok_and(|o| o.status.success())
+}
+
+/// `p` as one shell word.
+fn shell_quote(p: &str) -> String {
+    if !p.is_empty()
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./@+=:,".contains(&b))
+    {
+        p.to_owned()
+    } else {
+        format!("'{}'", p.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_tells_new_commits_from_visits() {
+        for m in [
+            "commit: f1",
+            "commit (amend): x",
+            "commit (merge): m",
+            "rebase (pick): f1",
+            "rebase -i (squash): x",
+            "cherry-pick: y",
+            "merge qw/demo/2: Merge made by the 'ort' strategy.",
+            "qw: the task's result",
+        ] {
+            assert!(made(m), "{m}");
+        }
+        for m in [
+            "checkout: moving from a to b",
+            "reset: moving to HEAD~1",
+            "rebase (start): checkout qw/demo/2",
+            "rebase (finish): returning to refs/heads/qw/demo/1",
+            "merge qw/demo/2: Fast-forward",
+            "",
+        ] {
+            assert!(!made(m), "{m}");
+        }
+    }
+
+    #[test]
+    fn shell_quote_quotes_only_when_needed() {
+        assert_eq!(shell_quote("src/a.txt"), "src/a.txt");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
+}
