@@ -46,6 +46,7 @@ use crate::project::Project;
 mod cross;
 mod leftovers;
 pub(crate) mod lock;
+mod nested;
 pub(crate) mod root;
 mod salvage;
 mod stash;
@@ -1020,6 +1021,16 @@ impl Worktrees {
                 why: e.to_string(),
             })?;
             notes.extend(saved.strays);
+            if let Some(line) = nested::kept_line(
+                &self.repo,
+                &tree::Tree::new(&w.path, &admin, &branch),
+                &w.path,
+            ) {
+                // Not removed, and its branch stays checked out there.
+                return Err(WorktreeError::MainTree(format!(
+                    "task {task_id} was not started: {line}"
+                )));
+            }
             if saved.saved_changes {
                 notes.push(format!(
                     "saved the uncommitted work left in `{}` on branch `{branch}`",
@@ -1430,13 +1441,8 @@ fn remove_one(
     // A git dir that is gone (`git worktree remove` by someone else) holds nothing to
     // save: what was committed is on the branch, the rest went with it.
     if let Some(admin) = admin.filter(|a| a.symlink_metadata().is_ok()) {
-        match tree::capture(
-            repo,
-            &tree::Tree::new(path, admin, branch),
-            spec,
-            salvage,
-            target,
-        ) {
+        let t = tree::Tree::new(path, admin, branch);
+        match tree::capture(repo, &t, spec, salvage, target) {
             Ok(c) => out.strays = c.strays,
             Err(e) => {
                 out.warnings.push(format!(
@@ -1445,6 +1451,14 @@ fn remove_one(
                 ));
                 return out;
             }
+        }
+        // A repository or worktree the agent nested in it would go with it: kept.
+        if let Some(line) = nested::kept_line(repo, &t, path) {
+            out.warnings.push(line);
+            // Checked out there, so not deleted; named as kept when it holds unmerged work.
+            let unmerged = repo.unmerged_commits(branch, target).unwrap_or(1) > 0;
+            out.kept_branch = (keep_branch || unmerged).then(|| branch.to_owned());
+            return out;
         }
     }
     out.warnings.extend(tree::remove_tree(repo, path, admin));

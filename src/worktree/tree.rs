@@ -217,8 +217,16 @@ pub(crate) fn stage(
     // A wiped worktree's files are not the task's work (staging them would delete every
     // tracked file): only what its HEAD and index hold is saved.
     if t.path.is_dir() && !wiped(t, &spec_rel) {
-        t.run(&["add", "-A"])?;
+        // Repositories and worktrees the agent nested in it are not the task's work.
+        let excl = super::nested::exclusions(&super::nested::find_staged(t)?);
+        let mut args = vec!["add", "-A"];
+        if !excl.is_empty() {
+            args.extend(["--", ":/"]);
+            args.extend(excl.iter().map(String::as_str));
+        }
+        t.run(&args)?;
     }
+    super::nested::unstage_new_gitlinks(t, repo.commit_of(base)?.as_deref())?;
     // The spec folder is the main tree's: never part of a task's result, even when the
     // agent staged or committed the link qw put there. It stays as the common ancestor
     // of HEAD and `base` has it, so merging the result never touches it.

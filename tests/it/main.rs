@@ -38,6 +38,7 @@ mod workflow;
 mod worktree;
 mod worktree_cross;
 mod worktree_moves;
+mod worktree_nested;
 mod worktree_safety;
 mod worktree_stash;
 mod worktree_target;

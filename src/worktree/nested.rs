@@ -1,0 +1,183 @@
+//! Git repositories and worktrees an agent made inside its task worktree (`git worktree
+//! add sub`, `git init inner`, `git clone …`): never part of the task's result, never
+//! deleted with the task's worktree.
+//!
+//! `git add -A` would stage each as a gitlink (mode 160000, no `.gitmodules`), which a
+//! merge would carry into the target as a pointer to commits the target's repository
+//! may not even hold; and removing the task worktree would delete the nested one's
+//! uncommitted files — and its own `.git` with every commit of a nested repository, or
+//! leave a nested detached worktree's commits to `git worktree prune`. So: each nested
+//! one is left out of the staging ([`exclusions`]), a gitlink the result would bring
+//! that the target does not have is unstaged ([`unstage_new_gitlinks`]), and a task
+//! worktree holding one is not removed: it is kept, and [`kept_line`] names each nested
+//! one and what it holds.
+
+use std::path::{Path, PathBuf};
+
+use super::tree::Tree;
+use super::{Repo, Result, git_output};
+
+/// The directories (relative to the work tree, no trailing `/`) inside the task worktree
+/// that are git repositories or worktrees of their own: what `git ls-files --others`
+/// (ignored ones included) shows as `dir/`, plus the gitlinks staged in its index whose
+/// directory holds a `.git`.
+pub(crate) fn find(t: &Tree<'_>) -> Result<Vec<String>> {
+    find_in(t, &["ls-files", "--others", "-z"])
+}
+
+/// What [`find`] finds outside ignored directories: what `git add -A` would stage
+/// (naming an ignored one in its pathspec would fail it).
+pub(crate) fn find_staged(t: &Tree<'_>) -> Result<Vec<String>> {
+    find_in(t, &["ls-files", "--others", "--exclude-standard", "-z"])
+}
+
+fn find_in(t: &Tree<'_>, ls: &[&str]) -> Result<Vec<String>> {
+    if !t.path().is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut out: Vec<String> = t
+        .run(ls)?
+        .split('\0')
+        .filter_map(|p| p.strip_suffix('/'))
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect();
+    for (path, _) in index_gitlinks(t)? {
+        if t.path().join(&path).join(".git").symlink_metadata().is_ok() && !out.contains(&path) {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `:(exclude,literal)<dir>` for each nested repository: `git add -A -- :/ <these>`
+/// stages everything else.
+pub(crate) fn exclusions(nested: &[String]) -> Vec<String> {
+    nested
+        .iter()
+        .map(|n| format!(":(exclude,literal){n}"))
+        .collect()
+}
+
+/// `(path, sha)` of each gitlink (mode 160000) in the worktree's index.
+fn index_gitlinks(t: &Tree<'_>) -> Result<Vec<(String, String)>> {
+    Ok(t.run(&["ls-files", "-s", "-z"])?
+        .split('\0')
+        .filter_map(|l| {
+            let (meta, path) = l.split_once('\t')?;
+            let mut m = meta.split(' ');
+            (m.next()? == "160000").then(|| (path.to_owned(), m.next().unwrap_or("").to_owned()))
+        })
+        .collect())
+}
+
+/// Unstage every gitlink in the worktree's index that is not a gitlink in `base` (the
+/// target): the result never brings in a repository the agent nested in its worktree
+/// (staged by it, or committed). Returns the paths unstaged.
+pub(crate) fn unstage_new_gitlinks(t: &Tree<'_>, base: Option<&str>) -> Result<Vec<String>> {
+    let links = index_gitlinks(t)?;
+    if links.is_empty() {
+        return Ok(Vec::new());
+    }
+    let known: Vec<String> = match base {
+        Some(b) => {
+            let mut args = vec!["ls-tree", "-z", b, "--"];
+            args.extend(links.iter().map(|(p, _)| p.as_str()));
+            t.run(&args)?
+                .split('\0')
+                .filter_map(|l| {
+                    let (meta, path) = l.split_once('\t')?;
+                    meta.starts_with("160000 ").then(|| path.to_owned())
+                })
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let new: Vec<String> = links
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| !known.contains(p))
+        .collect();
+    if !new.is_empty() {
+        let mut args = vec!["update-index", "--force-remove", "--"];
+        args.extend(new.iter().map(String::as_str));
+        t.run(&args)?;
+    }
+    Ok(new)
+}
+
+/// What one nested repository holds, in words: a worktree of this repository (its branch,
+/// or its detached HEAD and the commits on no branch) or a repository of its own (its
+/// commits, kept in its own `.git`), and its uncommitted files.
+fn describe(repo: &Repo, dir: &Path) -> String {
+    let run = |args: &[&str]| -> Option<String> {
+        let out = git_output(dir, args, &[]).ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let common = run(&["rev-parse", "--path-format=absolute", "--git-common-dir"])
+        .map(PathBuf::from)
+        .and_then(|p| p.canonicalize().ok());
+    let ours = common.is_some() && common == repo.common_dir.canonicalize().ok();
+    let head = run(&["rev-parse", "-q", "--verify", "HEAD^{commit}"]);
+    let branch = run(&["symbolic-ref", "-q", "--short", "HEAD"]);
+    let mut parts = Vec::new();
+    if ours {
+        match (&branch, &head) {
+            (Some(b), _) => parts.push(format!("a worktree of this repository on branch `{b}`")),
+            (None, Some(h)) => {
+                let n = run(&[
+                    "rev-list",
+                    "--count",
+                    h,
+                    "--not",
+                    "--branches",
+                    "--tags",
+                    "--remotes",
+                ])
+                .unwrap_or_default();
+                parts.push(format!(
+                    "a worktree of this repository, detached at {} with {n} commit(s) on no branch",
+                    &h[..h.len().min(10)]
+                ));
+            }
+            (None, None) => parts.push("a worktree of this repository".to_owned()),
+        }
+    } else {
+        let n = head
+            .as_deref()
+            .and_then(|h| run(&["rev-list", "--count", "--all", h]))
+            .unwrap_or_else(|| "no".to_owned());
+        parts.push(format!(
+            "a repository of its own, {n} commit(s) in its own `.git`"
+        ));
+    }
+    let dirty = run(&["status", "--porcelain=v1", "-z", "--untracked-files=all"])
+        .map(|s| s.split('\0').filter(|l| l.len() > 3).count())
+        .unwrap_or(0);
+    if dirty > 0 {
+        parts.push(format!("{dirty} uncommitted file(s)"));
+    }
+    format!("`{}` ({})", dir.display(), parts.join(", "))
+}
+
+/// When the task worktree at `path` holds nested repositories: the line saying it is
+/// kept (not removed), naming each and what it holds, and how to move them out.
+pub(crate) fn kept_line(repo: &Repo, t: &Tree<'_>, path: &Path) -> Option<String> {
+    let nested = find(t).ok()?;
+    if nested.is_empty() {
+        return None;
+    }
+    let what: Vec<String> = nested
+        .iter()
+        .map(|n| describe(repo, &path.join(n)))
+        .collect();
+    Some(format!(
+        "kept the worktree `{}` (not removed; its own work is saved on branch `{}`): it holds git repositories or worktrees its agent made, which qw never merges nor deletes: {}; move each out (`git worktree move <it> <elsewhere>` for a worktree, `mv` for a repository), then run `qw worktrees --prune`",
+        path.display(),
+        t.branch(),
+        what.join(", ")
+    ))
+}

@@ -1,0 +1,191 @@
+//! Repositories and worktrees an agent made inside its task worktree, and commits it left
+//! behind where only a reflog (or nothing) held them (issue 14, item 4's class; review
+//! rev1 H2, M3, M4, L1, L4, L5).
+//!
+//! Each test asserts where the work is: on disk, on the branches the output names, and
+//! that no dangling commit holds it.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::*;
+use crate::worktree::Repo;
+
+/// `n` independent tasks.
+fn tasks(n: usize) -> String {
+    (1..=n).map(|i| format!("- [ ] {i}. Task {i}\n")).collect()
+}
+
+fn sha(r: &Repo, rev: &str) -> String {
+    r.git(&["rev-parse", rev]).trim().to_owned()
+}
+
+/// The commits `git fsck` calls dangling (unreachable from every ref and reflog).
+fn dangling(r: &Repo) -> Vec<String> {
+    r.git(&["fsck", "--no-progress", "--no-reflogs"])
+        .lines()
+        .filter_map(|l| l.strip_prefix("dangling commit "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// No dangling commit holds `file`.
+fn no_dangling_holds(r: &Repo, file: &str) {
+    for c in dangling(r) {
+        assert!(
+            !r.git_ok(&["cat-file", "-e", &format!("{c}:{file}")]),
+            "dangling commit {c} holds {file}: {}",
+            r.git(&["log", "-1", "--stat", &c])
+        );
+    }
+}
+
+fn git_in(r: &Repo, dir: &Path, args: &[&str]) -> String {
+    let out = r.git_cmd(dir, args);
+    assert!(
+        out.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        diag(&out)
+    );
+    stdout(&out).trim().to_owned()
+}
+
+fn task_dir(r: &Repo, id: &str) -> PathBuf {
+    r.container()
+        .expect("qw's worktree folder")
+        .join(format!("demo-{id}"))
+}
+
+#[test]
+fn worktree_nested_repositories_are_never_merged_nor_deleted() {
+    let r = Repo::new(&tasks(4));
+    // The reproduction: a worktree on a new branch and a detached one with a commit,
+    // each with an uncommitted file.
+    r.action(
+        "1",
+        "echo 1 > f1.txt\ngit worktree add -q -b side1 sub\necho s > sub/s.txt\ngit -C sub add s.txt\ngit -C sub commit -qm s\necho unc > sub/unc.txt\n",
+    );
+    r.action(
+        "2",
+        "echo 2 > f2.txt\ngit worktree add -q --detach nested2\necho d > nested2/d.txt\ngit -C nested2 add d.txt\ngit -C nested2 commit -qm d\necho unc > nested2/unc2.txt\n",
+    );
+    // A repository of its own with a commit, committed by the agent as a gitlink; and
+    // one with no commit yet (which `git add -A` cannot even stage).
+    r.action(
+        "3",
+        "echo 3 > f3.txt\ngit init -q inner\necho i > inner/i.txt\ngit -C inner add i.txt\ngit -C inner commit -qm inner-work\necho iu > inner/iu.txt\ngit add inner f3.txt\ngit commit -qm with-a-gitlink\ngit init -q lib/empty\necho e > lib/empty/e.txt\n",
+    );
+    // A repository nested in an ignored directory.
+    r.action(
+        "4",
+        "echo 4 > f4.txt\necho 'cache/' > .gitignore\nmkdir -p cache\ngit init -q cache/repo\necho c > cache/repo/c.txt\ngit -C cache/repo add c.txt\ngit -C cache/repo commit -qm cache-work\n",
+    );
+    let out = r.auto(&["--parallel", "2", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let text = diag(&out);
+    for id in ["1", "2", "3", "4"] {
+        assert_eq!(r.f.task(id)["status"], "completed", "{}", r.f.task(id));
+    }
+    let check = |when: &str| {
+        // Main holds every task's file and no gitlink.
+        let tree = r.git(&["ls-tree", "-r", "main"]);
+        assert!(!tree.contains("160000"), "{when}: {tree}");
+        for f in ["f1.txt", "f2.txt", "f3.txt", "f4.txt"] {
+            assert!(
+                r.git_ok(&["cat-file", "-e", &format!("main:{f}")]),
+                "{when}: {f}"
+            );
+        }
+        // Every nested file is where the agent left it, every commit reachable.
+        let (d1, d2, d3, d4) = (
+            task_dir(&r, "1"),
+            task_dir(&r, "2"),
+            task_dir(&r, "3"),
+            task_dir(&r, "4"),
+        );
+        for (dir, f) in [
+            (&d1, "sub/s.txt"),
+            (&d1, "sub/unc.txt"),
+            (&d2, "nested2/d.txt"),
+            (&d2, "nested2/unc2.txt"),
+            (&d3, "inner/i.txt"),
+            (&d3, "inner/iu.txt"),
+            (&d3, "lib/empty/e.txt"),
+            (&d4, "cache/repo/c.txt"),
+        ] {
+            assert!(dir.join(f).is_file(), "{when}: {} lost {f}", dir.display());
+        }
+        assert!(r.git_ok(&["cat-file", "-e", "side1:s.txt"]), "{when}");
+        let detached = git_in(&r, &d2.join("nested2"), &["rev-parse", "HEAD"]);
+        assert!(
+            r.git_ok(&["cat-file", "-e", &format!("{detached}:d.txt")]),
+            "{when}"
+        );
+        assert_eq!(
+            git_in(&r, &d3.join("inner"), &["log", "-1", "--format=%s"]),
+            "inner-work"
+        );
+        assert_eq!(
+            git_in(&r, &d4.join("cache/repo"), &["log", "-1", "--format=%s"]),
+            "cache-work"
+        );
+        no_dangling_holds(&r, "d.txt");
+        no_dangling_holds(&r, "s.txt");
+    };
+    check("after the run");
+    // The message names each nested one and what it holds.
+    for what in [
+        "demo-1/sub` (a worktree of this repository on branch `side1`, 1 uncommitted file(s))",
+        "demo-2/nested2` (a worktree of this repository, detached at",
+        "with 1 commit(s) on no branch, 1 uncommitted file(s))",
+        "demo-3/inner` (a repository of its own, 1 commit(s) in its own `.git`, 1 uncommitted file(s))",
+        "demo-3/lib/empty` (a repository of its own, no commit(s) in its own `.git`, 1 uncommitted file(s))",
+        "demo-4/cache/repo` (a repository of its own, 1 commit(s)",
+        "kept the worktree",
+    ] {
+        assert!(text.contains(what), "no `{what}` in: {text}");
+    }
+    assert!(!text.contains("its unmerged work is kept"), "{text}");
+    // A prune leaves them too, and says so.
+    let out = r.run(&["worktrees", "--prune"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(diag(&out).contains("demo-2/nested2`"), "{}", diag(&out));
+    check("after --prune");
+    // Moved out by the user as the message says: the next prune removes qw's worktrees.
+    let safe = r.aux.path().join("safe");
+    std::fs::create_dir_all(&safe).unwrap();
+    for (dir, n) in [(task_dir(&r, "1"), "sub"), (task_dir(&r, "2"), "nested2")] {
+        r.git(&[
+            "worktree",
+            "move",
+            &dir.join(n).display().to_string(),
+            &safe.join(n).display().to_string(),
+        ]);
+    }
+    for (dir, n) in [
+        (task_dir(&r, "3"), "inner"),
+        (task_dir(&r, "3"), "lib/empty"),
+        (task_dir(&r, "4"), "cache/repo"),
+    ] {
+        std::fs::rename(dir.join(n), safe.join(n.replace('/', "-"))).unwrap();
+    }
+    let out = r.run(&["worktrees", "--prune"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(
+        r.worktree_dirs().is_empty(),
+        "{:?}: {}",
+        r.worktree_dirs(),
+        diag(&out)
+    );
+    for f in [
+        "sub/unc.txt",
+        "nested2/unc2.txt",
+        "inner/iu.txt",
+        "lib-empty/e.txt",
+        "cache-repo/c.txt",
+    ] {
+        assert!(safe.join(f).is_file(), "{f}");
+    }
+    no_dangling_holds(&r, "d.txt");
+    r.assert_no_process();
+}
