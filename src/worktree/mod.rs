@@ -46,6 +46,7 @@ use crate::project::Project;
 mod cross;
 mod leftovers;
 pub(crate) mod lock;
+mod lost;
 mod nested;
 pub(crate) mod root;
 mod salvage;
@@ -1076,6 +1077,7 @@ impl Worktrees {
                 (path, admin, resumed)
             }
         };
+        lost::ensure_reflogs(&self.repo, &admin, &branch)?;
         let workdir = match self.repo.prefix.trim_end_matches('/') {
             "" => path.clone(),
             prefix => path.join(prefix),

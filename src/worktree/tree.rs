@@ -27,7 +27,7 @@ pub(crate) const LOCK_REASON_PREFIX: &str = "qw:";
 const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
 /// The marker qw writes in a task worktree's git dir: `spec\ntask\n`.
-const MARKER: &str = "qw-task";
+pub(crate) const MARKER: &str = "qw-task";
 
 /// A task worktree: its directory, its git dir and the task's branch.
 #[derive(Debug, Clone)]
@@ -360,6 +360,8 @@ fn strays(
 ) -> Result<Vec<String>> {
     let mut candidates: Vec<String> = reflog(t.admin).into_iter().rev().collect();
     candidates.extend(old_tip);
+    // Left where no reflog tells of them (expired, or never written).
+    candidates.extend(super::lost::since_start(repo, t.admin, base));
     let mut seen = std::collections::BTreeSet::new();
     let mut kept: Vec<String> = Vec::new();
     let mut out = Vec::new();
@@ -413,11 +415,8 @@ fn strays(
         kept.push(c.clone());
         let short = &c[..c.len().min(10)];
         if holders.is_empty() {
-            let name = format!("{}{}", rescue_prefix, &c[..c.len().min(7)]);
-            let exists = repo.commit_of(&format!("refs/heads/{name}"))?.is_some();
-            if !exists {
-                git(&repo.top, &["branch", &name, &c])?;
-            }
+            // A longer id when the name is taken by another commit.
+            let name = super::salvage::keep_branch(repo, t.branch, &c)?;
             out.push(format!(
                 "{missing} commit(s) the agent left outside its result (up to {short}, by a reset, a rebase or a branch switch) are kept on branch `{name}`"
             ));
@@ -438,22 +437,19 @@ pub(crate) fn is_commit(repo: &Repo, sha: &str) -> bool {
 }
 
 /// The commits a worktree's HEAD pointed at, oldest first (from `<admin>/logs/HEAD`,
-/// read directly: it still answers when HEAD names a branch that was deleted). Only the
-/// last 200 moves count.
+/// read directly: it still answers when HEAD names a branch that was deleted), all of
+/// them.
 pub(crate) fn reflog(admin: &Path) -> Vec<String> {
     reflog_entries(admin).into_iter().map(|(c, _)| c).collect()
 }
 
 /// `(commit, message)` of each move of a worktree's HEAD, oldest first (from
-/// `<admin>/logs/HEAD`; empty when it is gone). Only the last 200 moves count.
+/// `<admin>/logs/HEAD`; empty when it is gone).
 pub(crate) fn reflog_entries(admin: &Path) -> Vec<(String, String)> {
     let Ok(text) = crate::fs::read_to_string(admin.join("logs").join("HEAD")) else {
         return Vec::new();
     };
-    let lines: Vec<&str> = text.lines().collect();
-    let from = lines.len().saturating_sub(200);
-    lines[from..]
-        .iter()
+    text.lines()
         .filter_map(|l| {
             let (head, message) = l.split_once('\t').unwrap_or((l, ""));
             let sha = head.split(' ').nth(1)?;

@@ -189,3 +189,96 @@ fn worktree_nested_repositories_are_never_merged_nor_deleted() {
     no_dangling_holds(&r, "d.txt");
     r.assert_no_process();
 }
+
+/// The task's one commit LOSTWORK (lost.txt) left behind by a reset, then `then`: kept
+/// on the `@` branch the output names, no dangling commit holding it, the task's file
+/// merged.
+fn left_behind(setup: &[&[&str]], then: &str) {
+    let r = Repo::new(&tasks(1));
+    for args in setup {
+        r.git(args);
+    }
+    r.action(
+        "1",
+        &format!(
+            "echo L > lost.txt\ngit add lost.txt\ngit commit -qm LOSTWORK\ngit reset -q --hard HEAD~1\n{then}\necho 1 > f1.txt\n"
+        ),
+    );
+    let out = r.auto(&["--parallel", "2", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let text = diag(&out);
+    let at = text
+        .find("are kept on branch `qw/demo/1@")
+        .unwrap_or_else(|| panic!("no kept branch named in: {text}"));
+    let rest = &text[at + "are kept on branch `".len()..];
+    let kept = &rest[..rest.find('`').unwrap()];
+    assert_eq!(
+        r.git(&["log", "-1", "--format=%s", kept]).trim(),
+        "LOSTWORK"
+    );
+    assert!(r.git_ok(&["cat-file", "-e", &format!("{kept}:lost.txt")]));
+    no_dangling_holds(&r, "lost.txt");
+    assert!(r.git_ok(&["cat-file", "-e", "main:f1.txt"]));
+    assert!(!r.git_ok(&["cat-file", "-e", "main:lost.txt"]));
+}
+
+#[test]
+fn worktree_commit_left_behind_before_more_than_200_moves_is_kept() {
+    left_behind(
+        &[],
+        "i=0\nwhile [ $i -lt 201 ]; do git checkout -q --detach HEAD; git checkout -q qw/demo/1; i=$((i+1)); done",
+    );
+}
+
+#[test]
+fn worktree_commit_left_behind_with_reflogs_off_is_kept() {
+    left_behind(&[&["config", "core.logAllRefUpdates", "false"]], "true");
+    // And the worktree's HEAD log is what held it: written though logging is off.
+    let r = Repo::new(&tasks(1));
+    r.git(&["config", "core.logAllRefUpdates", "false"]);
+    r.action(
+        "1",
+        "echo L > lost.txt\ngit add lost.txt\ngit commit -qm LOSTWORK\ngit rev-parse HEAD > \"$ACTIONS/../lost-sha\"\ngit reset -q --hard HEAD~1\ncp \"$(git rev-parse --git-dir)/logs/HEAD\" \"$ACTIONS/../head-log\"\necho 1 > f1.txt\n",
+    );
+    let out = r.auto(&["--parallel", "2", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let lost = std::fs::read_to_string(r.aux.path().join("lost-sha")).unwrap();
+    let log = std::fs::read_to_string(r.aux.path().join("head-log")).unwrap();
+    assert!(log.contains(lost.trim()), "{log}");
+}
+
+#[test]
+fn worktree_commit_left_behind_after_reflog_expire_is_kept() {
+    left_behind(&[], "git reflog expire --expire=now --all");
+    // Also when the branch's own log and HEAD's are deleted outright, and the agent's
+    // detached commits are left.
+    left_behind(
+        &[],
+        "rm -f \"$(git rev-parse --git-dir)/logs/HEAD\" \"$(git rev-parse --git-common-dir)/logs/refs/heads/qw/demo/1\"",
+    );
+}
+
+#[test]
+fn worktree_kept_commits_name_is_taken_by_another_commit() {
+    let r = Repo::new(&tasks(1));
+    // The `@` name the lost commit would get already names its parent.
+    r.action(
+        "1",
+        "echo L > lost.txt\ngit add lost.txt\ngit commit -qm LOSTWORK\ngit branch \"qw/demo/1@$(git rev-parse --short=7 HEAD)\" HEAD~1\ngit reset -q --hard HEAD~1\necho 1 > f1.txt\n",
+    );
+    let out = r.auto(&["--parallel", "2", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let text = diag(&out);
+    let at = text
+        .find("are kept on branch `qw/demo/1@")
+        .unwrap_or_else(|| panic!("no kept branch named in: {text}"));
+    let rest = &text[at + "are kept on branch `".len()..];
+    let kept = &rest[..rest.find('`').unwrap()];
+    assert_eq!(
+        r.git(&["log", "-1", "--format=%s", kept]).trim(),
+        "LOSTWORK",
+        "{text}"
+    );
+    assert_eq!(kept.len(), "qw/demo/1@".len() + 12, "{kept}");
+    no_dangling_holds(&r, "lost.txt");
+}

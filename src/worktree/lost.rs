@@ -1,0 +1,163 @@
+//! Commits a task's agent left behind that no reflog tells of (rev1 M3): the worktree's
+//! reflogs are made to exist when it is made (git still appends to an existing reflog
+//! when `core.logAllRefUpdates` is false), and, as a safety net against `git reflog
+//! expire --expire=now --all`, commits written since the task started that nothing
+//! reaches are found among the loose objects.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::SystemTime;
+
+use super::{Repo, Result, git_command};
+
+/// Make the worktree's HEAD reflog and its branch's reflog exist (empty when new), so
+/// every move of them is recorded whatever `core.logAllRefUpdates` says.
+pub(crate) fn ensure_reflogs(repo: &Repo, admin: &Path, branch: &str) -> Result<()> {
+    let head = admin.join("logs").join("HEAD");
+    let branch_log = repo
+        .common_dir
+        .join("logs")
+        .join("refs")
+        .join("heads")
+        .join(branch);
+    for log in [head, branch_log] {
+        if log.symlink_metadata().is_err() {
+            crate::fs::create_dir_all(crate::fs::parent_dir(&log))?;
+            crate::fs::write(&log, "")?;
+        }
+    }
+    Ok(())
+}
+
+/// Run git in the main worktree with `input` on stdin; its stdout (empty on failure).
+fn git_stdin(repo: &Repo, args: &[&str], input: &str) -> Result<String> {
+    use std::io::Write;
+    let mut cmd = git_command(&repo.top, &[], args, &[]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| crate::fs::with_path(e, "run git in", &repo.top))?;
+    let mut stdin = child.stdin.take();
+    let text = input.to_owned();
+    // Written from another thread: git may answer before it has read everything.
+    let writer = std::thread::spawn(move || {
+        if let Some(s) = stdin.as_mut() {
+            let _ = s.write_all(text.as_bytes());
+        }
+        drop(stdin);
+    });
+    let out = child
+        .wait_with_output()
+        .map_err(|e| crate::fs::with_path(e, "run git in", &repo.top))?;
+    let _ = writer.join();
+    Ok(if out.status.success() {
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    } else {
+        String::new()
+    })
+}
+
+/// The loose objects written at or after `since`.
+fn loose_since(repo: &Repo, since: SystemTime) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(dirs) = crate::fs::read_dir(repo.common_dir.join("objects")) else {
+        return out;
+    };
+    for d in dirs.flatten() {
+        let name = d.file_name().to_string_lossy().into_owned();
+        if name.len() != 2 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        let Ok(files) = crate::fs::read_dir(d.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let rest = f.file_name().to_string_lossy().into_owned();
+            if !rest.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            if f.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t >= since)
+            {
+                out.push(format!("{name}{rest}"));
+            }
+        }
+    }
+    out
+}
+
+/// The commits written since the task whose git dir is `admin` started (its marker's
+/// time) that no ref, no worktree's HEAD and no other worktree's reflog reaches, that
+/// share history with `base` and are not a stash's: newest first. Packed objects are not
+/// looked at (a `git gc` packs only what is reachable or recent in a reflog, and one that
+/// prunes has deleted the rest already).
+pub(crate) fn since_start(repo: &Repo, admin: &Path, base: &str) -> Vec<String> {
+    let Some(start) = crate::fs::symlink_metadata(&admin.join(super::tree::MARKER))
+        .ok()
+        .and_then(|m| m.modified().ok())
+    else {
+        return Vec::new();
+    };
+    let objects = loose_since(repo, start);
+    if objects.is_empty() {
+        return Vec::new();
+    }
+    let Ok(types) = git_stdin(
+        repo,
+        &["cat-file", "--batch-check=%(objectname) %(objecttype)"],
+        &format!("{}\n", objects.join("\n")),
+    ) else {
+        return Vec::new();
+    };
+    let commits: BTreeSet<String> = types
+        .lines()
+        .filter_map(|l| l.strip_suffix(" commit"))
+        .map(str::to_owned)
+        .collect();
+    if commits.is_empty() {
+        return Vec::new();
+    }
+    // Unreachable from every ref and every worktree's HEAD, newest first.
+    let input: String = commits.iter().map(|c| format!("{c}\n")).collect();
+    let Ok(unreached) = git_stdin(repo, &["rev-list", "--stdin", "--not", "--all"], &input) else {
+        return Vec::new();
+    };
+    // What another worktree's reflog holds is that worktree's to keep.
+    let mut others = BTreeSet::new();
+    if let Ok(dirs) = crate::fs::read_dir(repo.common_dir.join("worktrees")) {
+        for d in dirs.flatten() {
+            if super::same_path(&d.path(), admin) {
+                continue;
+            }
+            for c in super::tree::reflog(&d.path()) {
+                others.insert(c);
+            }
+        }
+    }
+    unreached
+        .lines()
+        .filter(|c| commits.contains(*c) && !others.contains(*c))
+        .filter(|c| !stash_shaped(repo, c))
+        .filter(|c| {
+            super::git_output(&repo.top, ["merge-base", c, base], &[])
+                .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A `git stash` commit (what `git stash create` or an autostash writes): its second
+/// parent is the "index on …" commit.
+fn stash_shaped(repo: &Repo, c: &str) -> bool {
+    super::git_output(
+        &repo.top,
+        ["log", "-1", "--format=%s", &format!("{c}^2")],
+        &[],
+    )
+    .is_ok_and(|o| {
+        o.status.success() && String::from_utf8_lossy(&o.stdout).starts_with("index on ")
+    })
+}
