@@ -373,7 +373,7 @@ pub fn prune(
                 report.removed_worktrees.push(p);
             } else {
                 report.warnings.push(format!(
-                    "left `{}` alone: it is not a git worktree and holds files (a worktree qw could not remove, its work saved on its branch, or something of yours); remove it by hand if you do not need it",
+                    "left `{}` alone: it is not a git worktree and holds files that may be on no branch (a task worktree moved there by hand, one qw could not remove, or something of yours); look through it before you remove it by hand",
                     p.display()
                 ));
             }

@@ -140,7 +140,7 @@ pub(crate) fn since_start(repo: &Repo, admin: &Path, base: &str) -> Vec<String> 
     unreached
         .lines()
         .filter(|c| commits.contains(*c) && !others.contains(*c))
-        .filter(|c| !stash_shaped(repo, c))
+        .filter(|c| !not_an_agents(repo, c))
         .filter(|c| {
             super::git_output(&repo.top, ["merge-base", c, base], &[])
                 .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
@@ -149,15 +149,58 @@ pub(crate) fn since_start(repo: &Repo, admin: &Path, base: &str) -> Vec<String> 
         .collect()
 }
 
-/// A `git stash` commit (what `git stash create` or an autostash writes): its second
-/// parent is the "index on …" commit.
-fn stash_shaped(repo: &Repo, c: &str) -> bool {
-    super::git_output(
-        &repo.top,
-        ["log", "-1", "--format=%s", &format!("{c}^2")],
-        &[],
-    )
-    .is_ok_and(|o| {
-        o.status.success() && String::from_utf8_lossy(&o.stdout).starts_with("index on ")
-    })
+/// A commit of qw's, or of a `git stash` (what `git stash create` writes — `git merge` runs one to
+/// save the main worktree's state; the agent's own stash entries are named apart): the
+/// "index on …" and "untracked files on …" commits, and the "WIP on …" one whose second
+/// parent is such an index commit.
+fn not_an_agents(repo: &Repo, c: &str) -> bool {
+    let subject = |rev: &str| {
+        super::git_output(&repo.top, ["log", "-1", "--format=%s", rev], &[])
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let s = subject(c);
+    // qw's own commits of a task's files (another task's, staged before its branch is
+    // pointed at it) are no agent's left-behind work.
+    s.starts_with("qw(")
+        || s.starts_with("qw:")
+        || s.starts_with("index on ")
+        || s.starts_with("untracked files on ")
+        || subject(&format!("{c}^2")).starts_with("index on ")
+}
+
+/// Where a task worktree moved by a plain `mv` went (git still names its old place): a
+/// directory beside it, or beside one of its three nearest ancestors, whose `.git` file
+/// names the worktree's git dir `admin`.
+pub(crate) fn moved_by_mv(path: &Path, admin: &Path) -> Option<std::path::PathBuf> {
+    let admin = admin.canonicalize().ok()?;
+    for dir in path.ancestors().skip(1).take(3) {
+        let Ok(entries) = crate::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let dotgit = e.path().join(".git");
+            if !dotgit.is_file() {
+                continue;
+            }
+            let Ok(text) = crate::fs::read_to_string(&dotgit) else {
+                continue;
+            };
+            let Some(named) = text.trim().strip_prefix("gitdir:") else {
+                continue;
+            };
+            let named = Path::new(named.trim());
+            let named = if named.is_absolute() {
+                named.to_path_buf()
+            } else {
+                e.path().join(named)
+            };
+            if named.canonicalize().is_ok_and(|n| n == admin) {
+                return Some(e.path());
+            }
+        }
+    }
+    None
 }

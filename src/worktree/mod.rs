@@ -926,6 +926,23 @@ impl Worktrees {
     /// files and `.git`): one line naming it, the task, and where its
     /// commits are (its branch, kept when it holds any).
     pub fn gone(&self, h: &WorktreeHandle) -> Option<String> {
+        // Moved by a plain `mv`: git is told where it is now (`git worktree repair`), so
+        // what it holds is saved from there like after a `git worktree move`.
+        if h.path.symlink_metadata().is_err()
+            && let Some(now) = lost::moved_by_mv(&h.path, &h.admin)
+        {
+            let _ = git_output(
+                &self.repo.top,
+                ["worktree".as_ref(), "repair".as_ref(), now.as_os_str()],
+                &[],
+            );
+            if let Some(line) = salvage::moved_line(&h.path, &h.admin, &h.task_id, &h.branch) {
+                return Some(line.replace(
+                    "(its agent's `git worktree move`?)",
+                    "(by a plain `mv`: qw told git where it is with `git worktree repair`)",
+                ));
+            }
+        }
         // Moved by its agent (`git worktree move`): not gone, but not where the task's
         // check and merge run either.
         if let Some(line) = salvage::moved_line(&h.path, &h.admin, &h.task_id, &h.branch) {
@@ -949,17 +966,17 @@ impl Worktrees {
                 > 0;
         let what = if kept {
             format!(
-                "its commits are kept on branch `{}` (its uncommitted files went with it); `qw workflow-continue` goes on from them",
+                "its commits are kept on branch `{}`; its uncommitted files were not saved (they are not there); `qw workflow-continue` goes on from its commits",
                 h.branch
             )
         } else {
             format!(
-                "it held no commit beyond `{}` (its uncommitted files went with it); `qw workflow-continue` runs the task again",
+                "it held no commit beyond `{}`, and its uncommitted files were not saved (they are not there); `qw workflow-continue` runs the task again",
                 self.integration
             )
         };
         Some(format!(
-            "the worktree `{}` of task {} was deleted while the task ran; {what}",
+            "the worktree `{}` of task {} was deleted while the task ran (or moved away where qw did not find it); {what}",
             h.path.display(),
             h.task_id
         ))

@@ -282,3 +282,125 @@ fn worktree_kept_commits_name_is_taken_by_another_commit() {
     assert_eq!(kept.len(), "qw/demo/1@".len() + 12, "{kept}");
     no_dangling_holds(&r, "lost.txt");
 }
+
+/// The script runs once (guarded by a flag file), so a `workflow-continue` runs the
+/// task's plain work only.
+fn once(r: &Repo, name: &str, script: &str) -> String {
+    let flag = r.aux.path().join(format!("done-{name}"));
+    format!(
+        "if [ ! -e {f} ]; then\ntouch {f}\n{script}\nfi\n",
+        f = flag.display()
+    )
+}
+
+#[test]
+fn worktree_moved_by_plain_mv_is_found_or_named_truthfully() {
+    let r = Repo::new(&tasks(4));
+    // The reproduction: moved beside itself (a file written after the move lands in the
+    // moved directory), and moved into the test's temp dir, three levels up.
+    r.action(
+        "1",
+        &format!(
+            "echo 1 > f1.txt\n{}",
+            once(
+                &r,
+                "mv1",
+                "echo c > c1.txt\ngit add c1.txt\ngit commit -qm c1\nmv \"$PWD\" \"$PWD.mv\"\necho after > after1.txt"
+            )
+        ),
+    );
+    r.action(
+        "2",
+        &format!(
+            "echo 2 > f2.txt\n{}",
+            once(&r, "mv2", "mv \"$PWD\" \"$ACTIONS/../outside2\"")
+        ),
+    );
+    // Moved where qw does not look, and moved into a new folder in qw's own folder.
+    r.action(
+        "3",
+        &format!(
+            "echo 3 > f3.txt\n{}",
+            once(
+                &r,
+                "mv3",
+                "mkdir -p \"$ACTIONS/../far/away\"\nmv \"$PWD\" \"$ACTIONS/../far/away/three\""
+            )
+        ),
+    );
+    r.action(
+        "4",
+        &format!(
+            "echo 4 > f4.txt\n{}",
+            once(
+                &r,
+                "mv4",
+                "mkdir -p \"$PWD.box\"\nmv \"$PWD\" \"$PWD.box/four\""
+            )
+        ),
+    );
+    let out = r.auto(&["--parallel", "2", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let text = diag(&out);
+    assert!(!text.contains("went with it"), "{text}");
+    let aux = r.aux.path();
+    // Found: named where it is, and its files saved on the task's branch from there.
+    assert!(
+        text.contains("demo-1.mv` while the task ran (by a plain `mv`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("/outside2` while the task ran (by a plain `mv`"),
+        "{text}"
+    );
+    for f in ["c1.txt", "f1.txt", "after1.txt"] {
+        assert!(
+            r.git_ok(&["cat-file", "-e", &format!("qw/demo/1:{f}")]),
+            "{f}: {text}"
+        );
+    }
+    assert!(r.git_ok(&["cat-file", "-e", "qw/demo/2:f2.txt"]), "{text}");
+    // Not found: said so, its files not claimed saved nor gone; they stay where they are.
+    for id in ["3", "4"] {
+        assert!(
+            text.contains(&format!("of task {id} was deleted while the task ran (or moved away where qw did not find it); it held no commit beyond `main`, and its uncommitted files were not saved (they are not there)")),
+            "{id}: {text}"
+        );
+    }
+    let three = aux.join("far/away/three");
+    assert!(three.join("f3.txt").is_file());
+    let container = r.container().expect("qw's worktree folder");
+    let four = container.join("demo-4.box/four");
+    assert!(four.join("f4.txt").is_file());
+    // The prune does not call the moved one's files saved.
+    let out = r.run(&["worktrees", "--prune"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let p = diag(&out);
+    assert!(
+        p.contains(
+            "demo-4.box` alone: it is not a git worktree and holds files that may be on no branch"
+        ),
+        "{p}"
+    );
+    assert!(!p.contains("saved on its branch"), "{p}");
+    assert!(four.join("f4.txt").is_file());
+    // The way on: everything merged, the moved-away files where they were.
+    let out = r.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    for f in [
+        "c1.txt",
+        "f1.txt",
+        "after1.txt",
+        "f2.txt",
+        "f3.txt",
+        "f4.txt",
+    ] {
+        assert!(
+            r.git_ok(&["cat-file", "-e", &format!("main:{f}")]),
+            "{f}: {}",
+            diag(&out)
+        );
+    }
+    assert!(three.join("f3.txt").is_file() && four.join("f4.txt").is_file());
+    r.assert_no_process();
+}
