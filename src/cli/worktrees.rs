@@ -130,8 +130,13 @@ pub(crate) fn print_prune(r: &PruneReport) {
             );
             continue;
         }
+        let merge = if k.unrelated {
+            "git merge --allow-unrelated-histories"
+        } else {
+            "git merge"
+        };
         crate::diag!(
-            "kept branch `{b}`: {n} unmerged commit(s); merge it (`git merge {b}`) or delete it (`git branch -D {b}`)"
+            "kept branch `{b}`: {n} unmerged commit(s); merge it (`{merge} {b}`) or delete it (`git branch -D {b}`)"
         );
     }
     for b in &r.skipped_locked {

@@ -37,6 +37,10 @@ pub(crate) fn owner(repo: &Repo, w: &ListedWorktree) -> Option<(String, String)>
     if let Some(t) = reason.and_then(lock_owner) {
         return Some(t);
     }
+    // A lock reason that merely starts like qw's, outside the old folder: not qw's.
+    if parent != repo.legacy_dir() {
+        return None;
+    }
     if let Some((s, t)) = w.branch.as_deref().and_then(parse_branch) {
         return Some((s.to_owned(), t.to_owned()));
     }
@@ -235,6 +239,9 @@ pub struct KeptBranch {
     /// Its task is not `completed` in the state: qw never merged it, whatever HEAD holds
     /// (HEAD may have been moved onto it by someone else).
     pub task_not_completed: bool,
+    /// It shares no commit with HEAD (a history of the agent's own): merged only with
+    /// `git merge --allow-unrelated-histories`.
+    pub unrelated: bool,
 }
 
 /// What [`prune`] did.
@@ -331,10 +338,14 @@ pub fn prune(
                 match removed.kept_branch {
                     Some(b) => {
                         let n = repo.unmerged_commits(&b, "HEAD")?;
+                        let unrelated =
+                            !super::git_output(&repo.top, ["merge-base", "HEAD", b.as_str()], &[])
+                                .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
                         report.kept_branches.push(KeptBranch {
                             branch: b,
                             unmerged_commits: n,
                             task_not_completed: unfinished,
+                            unrelated,
                         });
                     }
                     None if repo.branch_exists(&e.branch)? => {}

@@ -404,3 +404,59 @@ fn worktree_moved_by_plain_mv_is_found_or_named_truthfully() {
     assert!(three.join("f3.txt").is_file() && four.join("f4.txt").is_file());
     r.assert_no_process();
 }
+
+#[test]
+fn worktree_prune_hint_for_an_own_history_branch_works() {
+    let r = Repo::new(&tasks(1));
+    r.action(
+        "1",
+        "git checkout -q --orphan t\ngit rm -rfq .\necho o > o1.txt\ngit add o1.txt\ngit commit -qm o\ngit checkout -q -B qw/demo/1 t\n",
+    );
+    let out = r.auto(&["--isolate", "worktree"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let out = r.run(&["worktrees", "--prune"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let text = diag(&out);
+    let at = text
+        .find("merge it (`git merge --allow-unrelated-histories qw/demo/1@")
+        .unwrap_or_else(|| panic!("{text}"));
+    let rest = &text[at + "merge it (`".len()..];
+    let cmd = &rest[..rest.find('`').unwrap()];
+    // The printed command works, and a related branch still gets the plain one.
+    let args: Vec<&str> = cmd.split(' ').skip(1).chain(["-m", "take it"]).collect();
+    r.git(&args);
+    assert!(r.git_ok(&["cat-file", "-e", "main:o1.txt"]));
+    assert!(text.contains("merge it (`git merge qw/demo/1`)"), "{text}");
+}
+
+#[test]
+fn worktree_users_worktree_with_a_qw_like_lock_reason_is_not_pruned() {
+    let r = Repo::new(&tasks(1));
+    let dir = r.aux.path().join("feature-x");
+    let d = dir.display().to_string();
+    r.git(&["worktree", "add", "-q", "-b", "feature-x", &d]);
+    std::fs::write(dir.join("c.txt"), "c\n").unwrap();
+    git_in(&r, &dir, &["add", "c.txt"]);
+    git_in(&r, &dir, &["commit", "-qm", "c"]);
+    std::fs::write(dir.join("u.txt"), "u\n").unwrap();
+    r.git(&[
+        "worktree",
+        "lock",
+        "--reason",
+        "qw: keep until the review",
+        &d,
+    ]);
+    let tip = sha(&r, "feature-x");
+    for args in [&["worktrees"][..], &["worktrees", "--prune"][..]] {
+        let out = r.run(args);
+        assert_eq!(code(&out), 0, "{}", diag(&out));
+        assert!(!diag(&out).contains("feature"), "{args:?}: {}", diag(&out));
+    }
+    assert!(dir.join("u.txt").is_file() && dir.join("c.txt").is_file());
+    assert_eq!(sha(&r, "feature-x"), tip);
+    assert!(!r.git_ok(&["rev-parse", "-q", "--verify", "refs/heads/qw/feature/x"]));
+    assert!(
+        r.git(&["worktree", "list", "--porcelain"])
+            .contains("locked qw: keep until the review")
+    );
+}
