@@ -95,7 +95,7 @@ fn loose_since(repo: &Repo, since: SystemTime) -> Vec<String> {
 /// looked at (a `git gc` packs only what is reachable or recent in a reflog, and one that
 /// prunes has deleted the rest already).
 pub(crate) fn since_start(repo: &Repo, admin: &Path, base: &str) -> Vec<String> {
-    let Some(start) = crate::fs::symlink_metadata(&admin.join(super::tree::MARKER))
+    let Some(start) = crate::fs::symlink_metadata(admin.join(super::tree::MARKER))
         .ok()
         .and_then(|m| m.modified().ok())
     else {
