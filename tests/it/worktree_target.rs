@@ -541,3 +541,155 @@ fn worktree_deleting_the_refused_move_record_takes_the_branch_as_it_is() {
     r.assert_all_merged(&as_strs(&files(2)));
     assert!(!record(&r).exists());
 }
+
+// ---------------------------------------------------------------------------------
+// rev2: the user's own work is never dropped by a hint, and qw's advice is no move.
+// ---------------------------------------------------------------------------------
+
+/// Task 1 and a commit of the user on `main` change `shared.txt` alike: task 1's merge
+/// conflicts and qw says `merge it by hand (`git merge qw/demo/1`)`. While task 2 runs
+/// the user does exactly that in the main worktree, resolves and commits: the main
+/// worktree followed, the merge's history holds task 1's tip — the user's move, not an
+/// agent's. Task 2 is merged on top, and nothing is refused or recorded.
+#[test]
+fn worktree_users_merge_by_hand_of_a_conflicted_task_mid_run_is_accepted() {
+    let r = Repo::new(&tasks(3));
+    r.action(
+        "1",
+        &format!(
+            "{}",
+            once(
+                &r,
+                "user",
+                "echo one > shared.txt\ngit commit -qam s1\necho two > \"$MAIN/shared.txt\"\ngit -C \"$MAIN\" commit -qam user-two"
+            )
+        ),
+    );
+    r.action(
+        "2",
+        &format!(
+            "{}{}",
+            work("2"),
+            once(
+                &r,
+                "byhand",
+                "git -C \"$MAIN\" merge qw/demo/1 >/dev/null 2>&1 || true\necho both > \"$MAIN/shared.txt\"\ngit -C \"$MAIN\" add shared.txt\ngit -C \"$MAIN\" commit -qm resolved --no-edit"
+            )
+        ),
+    );
+    r.action("3", &work("3"));
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let t1 = r.f.task("1");
+    assert_eq!(t1["outcome"], "merge_conflict", "{t1}");
+    let advice = t1["error"].as_str().unwrap();
+    // What the user did is what qw said.
+    assert_eq!(printed(advice, "git merge"), "git merge qw/demo/1", "{advice}");
+    assert!(advice.contains("`qw workflow-continue demo`"), "{advice}");
+    for i in ["2", "3"] {
+        let t = r.f.task(i);
+        assert_eq!(t["status"], "completed", "task {i} refused: {t}");
+    }
+    assert!(!r.f.state().to_string().contains("moved"), "{}", r.f.state());
+    assert!(!record(&r).exists(), "a refusal was recorded");
+    let resolved = sha(&r, ":/resolved");
+    assert_kept(&r, &resolved);
+    assert_eq!(r.read("shared.txt"), "both\n");
+    assert_eq!(r.git(&["show", "main:shared.txt"]), "both\n");
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_merged_keeping_the_users_changes(&r, &as_strs(&files(3)[1..]));
+    assert_kept(&r, &resolved);
+    assert!(r.git_ok(&["merge-base", "--is-ancestor", &resolved, "main"]));
+    assert_eq!(r.git(&["show", "main:shared.txt"]), "both\n");
+}
+
+/// An agent merges task 1's branch into `main` (a move qw refuses), then the user
+/// commits on top: the way back leaves the user's commit out, so the fix keeps it on a
+/// branch first. Following both printed commands loses nothing.
+#[test]
+fn worktree_restore_hint_keeps_a_user_commit_made_on_top_of_the_agents_move() {
+    let r = Repo::new(&tasks(2));
+    r.action(
+        "1",
+        &format!(
+            "{}{}",
+            work("1"),
+            once(
+                &r,
+                "move",
+                "git -C \"$MAIN\" merge -q --no-edit qw/demo/1\necho u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user"
+            )
+        ),
+    );
+    r.action("2", &work("2"));
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let err = r.f.task("1")["error"].as_str().unwrap().to_owned();
+    let user = sha(&r, ":/user");
+    let cmds = all_printed(&err);
+    assert_eq!(cmds.len(), 2, "{err}");
+    assert!(cmds[0].starts_with("git branch qw-kept/"), "{err}");
+    assert!(err.contains(&user[..10]), "the commit left out is not named: {err}");
+    for c in &cmds {
+        follow(&r, c);
+    }
+    assert_kept(&r, &user);
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_merged_keeping_the_users_changes(&r, &as_strs(&files(2)));
+    assert_kept(&r, &user);
+}
+
+/// `git commit --amend` of qw's merge of task 1 (in the main worktree, adding a file):
+/// refused, and the fix keeps the amended commit on a branch before putting `main` back
+/// at qw's merge — the amended content never vanishes.
+#[test]
+fn worktree_amend_of_qws_merge_is_kept_on_a_branch_by_the_hint() {
+    let r = Repo::new(&tasks(3));
+    r.action("1", &work("1"));
+    r.action(
+        "2",
+        &format!(
+            "{}{}",
+            work("2"),
+            once(
+                &r,
+                "amend",
+                "echo amended > \"$MAIN/amend.txt\"\ngit -C \"$MAIN\" add amend.txt\ngit -C \"$MAIN\" commit -q --amend --no-edit"
+            )
+        ),
+    );
+    r.action("3", &work("3"));
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let t2 = r.f.task("2");
+    assert_eq!(t2["outcome"], "workspace_error", "{t2}");
+    let err = t2["error"].as_str().unwrap().to_owned();
+    assert!(err.contains("moved") && err.contains("no longer on it"), "{err}");
+    let amended = sha(&r, "main");
+    let cmds = all_printed(&err);
+    assert_eq!(cmds.len(), 2, "{err}");
+    assert_eq!(
+        cmds[0],
+        format!("git branch qw-kept/{} {amended}", &amended[..10]),
+        "{err}"
+    );
+    assert!(cmds[1].starts_with("git reset"), "{err}");
+    // The next run is refused with the same two commands.
+    let early = refusal_line(&cont(&r, &[]));
+    assert!(early.contains(&cmds[0]) && early.contains(&cmds[1]), "{early}");
+    assert!(early.contains("`qw workflow-continue demo`"), "{early}");
+    for c in &cmds {
+        follow(&r, c);
+    }
+    assert_kept(&r, &amended);
+    assert_eq!(
+        r.git(&["show", &format!("qw-kept/{}:amend.txt", &amended[..10])]),
+        "amended\n"
+    );
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_merged_keeping_the_users_changes(&r, &as_strs(&files(3)));
+    assert_kept(&r, &amended);
+}
