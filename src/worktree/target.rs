@@ -348,7 +348,11 @@ impl Worktrees {
                     "{prefix}: it was renamed to `{other}` (qw left it at {})",
                     short(was)
                 ),
-                fix: format!("rename it back (`git branch -m {} {}`)", quote(other), quote(b)),
+                fix: format!(
+                    "rename it back (`git branch -m {} {}`)",
+                    quote(other),
+                    quote(b)
+                ),
             });
         }
         let on = match head {
@@ -417,7 +421,9 @@ impl Worktrees {
             }
         };
         let note = if no_reflog {
-            format!(" (no reflog of `{b}` was there to say where it was before: back to where qw left it)")
+            format!(
+                " (no reflog of `{b}` was there to say where it was before: back to where qw left it)"
+            )
         } else {
             String::new()
         };
@@ -647,7 +653,9 @@ impl Worktrees {
     /// start comes after, is refused and recorded like any other. The line to tell, when
     /// it moved; nothing when the check cannot be made (the lock is not to be had).
     pub fn check_at_end(&self, on_wait: &dyn Fn(&str)) -> Option<String> {
-        let _g = self.lock("checking the target branch at the end of the run", on_wait).ok()?;
+        let _g = self
+            .lock("checking the target branch at the end of the run", on_wait)
+            .ok()?;
         match self.check_target() {
             Ok(Some(m)) => {
                 self.record_refusal(&m);

@@ -584,13 +584,21 @@ fn worktree_users_merge_by_hand_of_a_conflicted_task_mid_run_is_accepted() {
     assert_eq!(t1["outcome"], "merge_conflict", "{t1}");
     let advice = t1["error"].as_str().unwrap();
     // What the user did is what qw said.
-    assert_eq!(printed(advice, "git merge"), "git merge qw/demo/1", "{advice}");
+    assert_eq!(
+        printed(advice, "git merge"),
+        "git merge qw/demo/1",
+        "{advice}"
+    );
     assert!(advice.contains("`qw workflow-continue demo`"), "{advice}");
     for i in ["2", "3"] {
         let t = r.f.task(i);
         assert_eq!(t["status"], "completed", "task {i} refused: {t}");
     }
-    assert!(!r.f.state().to_string().contains("moved"), "{}", r.f.state());
+    assert!(
+        !r.f.state().to_string().contains("moved"),
+        "{}",
+        r.f.state()
+    );
     assert!(!record(&r).exists(), "a refusal was recorded");
     let resolved = sha(&r, ":/resolved");
     assert_kept(&r, &resolved);
@@ -630,7 +638,10 @@ fn worktree_restore_hint_keeps_a_user_commit_made_on_top_of_the_agents_move() {
     let cmds = all_printed(&err);
     assert_eq!(cmds.len(), 2, "{err}");
     assert!(cmds[0].starts_with("git branch qw-kept/"), "{err}");
-    assert!(err.contains(&user[..10]), "the commit left out is not named: {err}");
+    assert!(
+        err.contains(&user[..10]),
+        "the commit left out is not named: {err}"
+    );
     for c in &cmds {
         follow(&r, c);
     }
@@ -666,7 +677,10 @@ fn worktree_amend_of_qws_merge_is_kept_on_a_branch_by_the_hint() {
     let t2 = r.f.task("2");
     assert_eq!(t2["outcome"], "workspace_error", "{t2}");
     let err = t2["error"].as_str().unwrap().to_owned();
-    assert!(err.contains("moved") && err.contains("no longer on it"), "{err}");
+    assert!(
+        err.contains("moved") && err.contains("no longer on it"),
+        "{err}"
+    );
     let amended = sha(&r, "main");
     let cmds = all_printed(&err);
     assert_eq!(cmds.len(), 2, "{err}");
@@ -678,7 +692,10 @@ fn worktree_amend_of_qws_merge_is_kept_on_a_branch_by_the_hint() {
     assert!(cmds[1].starts_with("git reset"), "{err}");
     // The next run is refused with the same two commands.
     let early = refusal_line(&cont(&r, &[]));
-    assert!(early.contains(&cmds[0]) && early.contains(&cmds[1]), "{early}");
+    assert!(
+        early.contains(&cmds[0]) && early.contains(&cmds[1]),
+        "{early}"
+    );
     assert!(early.contains("`qw workflow-continue demo`"), "{early}");
     for c in &cmds {
         follow(&r, c);
@@ -692,4 +709,74 @@ fn worktree_amend_of_qws_merge_is_kept_on_a_branch_by_the_hint() {
     assert_eq!(code(&out), 0, "{}", diag(&out));
     assert_merged_keeping_the_users_changes(&r, &as_strs(&files(3)));
     assert_kept(&r, &amended);
+}
+
+// ---------------------------------------------------------------------------------
+// rev2 finding 4: the record of a refused move, planted as something else.
+// ---------------------------------------------------------------------------------
+
+/// A record that is no file qw wrote is refused (exit 2) at once — never a hang on a
+/// FIFO, never a read of a device without end — with one line naming it and saying
+/// that deleting it takes the branch as it is; doing that, the run goes on.
+fn bad_record_is_refused_then_deleted(plant: &dyn Fn(&std::path::Path)) {
+    let r = Repo::new(&tasks(1));
+    r.action("1", &work("1"));
+    let rec = record(&r);
+    std::fs::create_dir_all(rec.parent().unwrap()).unwrap();
+    plant(&rec);
+    for _ in 0..2 {
+        let out = run_auto(&r, &[]);
+        // `run` is bounded by the harness: a hang panics instead of returning.
+        let line = refusal_line(&out);
+        assert!(
+            line.contains(&rec.display().to_string())
+                && line.contains("delete it to take the branch as it is"),
+            "{line}"
+        );
+        assert_eq!(r.runs_of("1"), 0, "a task ran");
+    }
+    let err = stderr(&run_auto(&r, &[]));
+    let rm = err
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .find(|c| c.starts_with("rm "))
+        .unwrap_or_else(|| panic!("no rm command: {err}"))
+        .to_owned();
+    follow_in_sh(&r, &rm);
+    assert!(rec.symlink_metadata().is_err(), "{rm} left it");
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&["f1.txt"]);
+}
+
+#[test]
+fn worktree_refused_move_record_that_is_a_fifo_is_refused_without_hanging() {
+    bad_record_is_refused_then_deleted(&|p| {
+        let st = std::process::Command::new("mkfifo")
+            .arg(p)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    });
+}
+
+#[test]
+fn worktree_refused_move_record_linked_to_dev_zero_is_refused_unread() {
+    bad_record_is_refused_then_deleted(&|p| std::os::unix::fs::symlink("/dev/zero", p).unwrap());
+}
+
+#[test]
+fn worktree_refused_move_record_that_is_a_directory_is_refused() {
+    bad_record_is_refused_then_deleted(&|p| {
+        std::fs::create_dir_all(p.join("inner")).unwrap();
+    });
+}
+
+#[test]
+fn worktree_refused_move_record_not_utf8_or_garbage_is_refused() {
+    bad_record_is_refused_then_deleted(&|p| {
+        std::fs::write(p, b"branch m\xffain\nwas \xfe\n").unwrap()
+    });
+    bad_record_is_refused_then_deleted(&|p| std::fs::write(p, "what is this\n").unwrap());
 }

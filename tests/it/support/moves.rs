@@ -119,7 +119,10 @@ pub fn follow_in_sh(r: &Repo, command: &str) {
 pub fn assert_kept(r: &Repo, sha: &str) {
     let on = r.git(&["for-each-ref", "--contains", sha, "--format=%(refname)"]);
     assert!(!on.trim().is_empty(), "{sha} is on no branch");
-    let out = r.git_cmd(r.root(), &["fsck", "--no-reflogs", "--lost-found", "--no-progress"]);
+    let out = r.git_cmd(
+        r.root(),
+        &["fsck", "--no-reflogs", "--lost-found", "--no-progress"],
+    );
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert!(!text.contains(sha), "{sha} is dangling: {text}");
 }
