@@ -780,3 +780,58 @@ fn worktree_refused_move_record_not_utf8_or_garbage_is_refused() {
     });
     bad_record_is_refused_then_deleted(&|p| std::fs::write(p, "what is this\n").unwrap());
 }
+
+// ---------------------------------------------------------------------------------
+// rev2 finding 3: a move in the last task, which no merge or task start comes after.
+// ---------------------------------------------------------------------------------
+
+/// The last task's agent moves `main` (`mv`) and fails: the run's end checks the target
+/// once more, says the move and records it; the next continue is refused naming the
+/// move (not staged changes), and following its command then continuing loses nothing.
+fn moved_by_the_last_task(mv: &str, expect: &str) {
+    let r = Repo::new(&tasks(2));
+    r.action("1", &work("1"));
+    r.action(
+        "2",
+        &format!(
+            "{}{}",
+            work("2"),
+            once(&r, "last", &format!("{mv}\nexit 1"))
+        ),
+    );
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let t2 = r.f.task("2");
+    assert_eq!(t2["status"], "failed", "{t2}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("moved while the workflow ran")
+            && err.contains("noticed it when the run ended"),
+        "{err}"
+    );
+    assert!(record(&r).is_file(), "no record: {err}");
+    let line = refusal_line(&cont(&r, &[]));
+    assert!(line.contains("moved") && !line.contains("staged"), "{line}");
+    let cmd = printed(&line, expect);
+    follow(&r, &cmd);
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&as_strs(&files(2)));
+    assert!(!record(&r).exists());
+}
+
+#[test]
+fn worktree_agents_merge_of_its_own_branch_in_the_last_task_is_refused_at_the_end() {
+    moved_by_the_last_task(
+        "git -C \"$MAIN\" merge -q --no-edit qw/demo/2",
+        "git reset --keep",
+    );
+}
+
+#[test]
+fn worktree_update_ref_of_the_target_in_the_last_task_is_refused_at_the_end() {
+    moved_by_the_last_task(
+        "git update-ref refs/heads/main HEAD",
+        "git update-ref refs/heads/main",
+    );
+}
