@@ -835,3 +835,64 @@ fn worktree_update_ref_of_the_target_in_the_last_task_is_refused_at_the_end() {
         "git update-ref refs/heads/main",
     );
 }
+
+// ---------------------------------------------------------------------------------
+// rev2 finding 6: branch names in printed commands are shell-quoted.
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn worktree_hint_for_a_target_named_with_a_command_substitution_is_quoted() {
+    let r = Repo::new(&tasks(2));
+    let b = "x$(touch${IFS}PWNED)";
+    r.git(&["switch", "-q", "-c", b]);
+    r.action(
+        "1",
+        &format!(
+            "{}{}",
+            work("1"),
+            once(
+                &r,
+                "move",
+                "git update-ref \"refs/heads/$(git -C \"$MAIN\" symbolic-ref --short HEAD)\" HEAD"
+            )
+        ),
+    );
+    r.action("2", &work("2"));
+    let was = sha(&r, "HEAD");
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let err = r.f.task("1")["error"].as_str().unwrap().to_owned();
+    let cmd = printed(&err, "git update-ref");
+    follow_in_sh(&r, &cmd);
+    assert!(!r.root().join("PWNED").exists(), "`{cmd}` ran code");
+    assert!(!r.aux.path().join("PWNED").exists(), "`{cmd}` ran code");
+    assert_eq!(sha(&r, &format!("refs/heads/{b}")), was, "{cmd}");
+    let line = err.clone();
+    assert!(line.contains("`qw workflow-continue demo`"), "{line}");
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    for f in ["f1.txt", "f2.txt"] {
+        assert!(
+            r.git_ok(&["cat-file", "-e", &format!("refs/heads/{b}:{f}")]),
+            "{f}"
+        );
+    }
+}
+
+#[test]
+fn worktree_target_named_like_a_task_branch_is_refused_up_front() {
+    let r = Repo::new(&tasks(1));
+    r.action("1", &work("1"));
+    r.git(&["switch", "-q", "-c", "qw/demo/1"]);
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 2, "{}", diag(&out));
+    assert!(
+        stderr(&out).contains("`qw/demo/1`") && stderr(&out).contains("task branches"),
+        "{}",
+        diag(&out)
+    );
+    assert_eq!(r.runs_of("1"), 0);
+    r.git(&["switch", "-q", "-c", "work"]);
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+}
