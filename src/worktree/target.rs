@@ -169,20 +169,35 @@ impl Repo {
     }
 
     /// One line refusing staged `paths`: which, where, and the git commands that settle
-    /// them (`git restore --staged -- <paths>` copied as it is, from the top).
+    /// them (`git restore --staged -- <pathspecs>` copied as it is, from anywhere in the
+    /// repository: each path is `:(top,literal)<path>`, so neither the directory it is
+    /// run from nor a glob character in a name changes what it names). A name with a
+    /// backquote or a control character (a newline) is shown escaped, and the command
+    /// then names all staged paths (`:/`): nothing in a name can break the line.
     pub fn staged_line(&self, paths: &[String], what: &str) -> String {
-        let shown: Vec<&str> = paths.iter().take(5).map(String::as_str).collect();
+        let odd = |p: &str| p.chars().any(|c| c == '`' || c.is_control());
+        let shown: Vec<String> = paths
+            .iter()
+            .take(5)
+            .map(|p| {
+                if odd(p) {
+                    format!("{p:?}").replace('`', "\\u{60}")
+                } else {
+                    p.clone()
+                }
+            })
+            .collect();
         let more = if paths.len() > 5 {
             format!(" and {} more", paths.len() - 5)
         } else {
             String::new()
         };
-        let names = if paths.len() > 20 {
+        let names = if paths.len() > 20 || paths.iter().any(|p| odd(p)) {
             ":/".to_owned()
         } else {
             paths
                 .iter()
-                .map(|p| shell_words::quote(p).into_owned())
+                .map(|p| quote(&format!(":(top,literal){p}")).into_owned())
                 .collect::<Vec<_>>()
                 .join(" ")
         };

@@ -52,7 +52,10 @@ fn refused_before_any_task(r: &Repo, out: &std::process::Output, paths: &[&str])
     assert!(r.branches().is_empty(), "{:?}", r.branches());
     assert_eq!(r.registered_worktrees(), 1);
     let restore = printed(&line, "git restore --staged -- ");
-    let mut named: Vec<String> = shell_words::split(&restore).unwrap()[4..].to_vec();
+    let mut named: Vec<String> = shell_words::split(&restore).unwrap()[4..]
+        .iter()
+        .map(|p| p.strip_prefix(":(top,literal)").unwrap_or(p).to_owned())
+        .collect();
     named.sort();
     let mut want: Vec<String> = paths.iter().map(|p| (*p).to_owned()).collect();
     want.sort();
@@ -162,7 +165,10 @@ fn worktree_changes_staged_while_running_fail_the_merge_naming_them() {
             "{err}"
         );
         restore = printed(err, "git restore --staged -- ");
-        assert_eq!(restore, "git restore --staged -- shared.txt");
+        assert_eq!(
+            restore,
+            "git restore --staged -- ':(top,literal)shared.txt'"
+        );
         // Its work is kept on its branch.
         assert_eq!(
             r.git(&["show", &format!("qw/demo/{i}:f{i}.txt")]),
@@ -895,4 +901,48 @@ fn worktree_target_named_like_a_task_branch_is_refused_up_front() {
     r.git(&["switch", "-q", "-c", "work"]);
     let out = run_auto(&r, &[]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
+}
+
+// ---------------------------------------------------------------------------------
+// rev2 finding 8: the staged-changes line, from a subdirectory, with odd names.
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn worktree_staged_hint_works_from_a_subdirectory_and_names_globs_literally() {
+    let r = Repo::new(&tasks(1));
+    r.action("1", &work("1"));
+    std::fs::write(r.root().join("src/keep.txt"), "mine\n").unwrap();
+    std::fs::write(r.root().join("src/a*.txt"), "star\n").unwrap();
+    std::fs::write(r.root().join("src/ab.txt"), "ab\n").unwrap();
+    r.git(&["add", "src/keep.txt", "src/a*.txt", "src/ab.txt"]);
+    let line = refusal_line(&run_auto(&r, &[]));
+    let restore = printed(&line, "git restore --staged -- ");
+    // From `src/`, where a path from the top would name nothing.
+    let words = shell_words::split(&restore).unwrap();
+    let args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
+    let out = r.git_cmd(&r.root().join("src"), &args);
+    assert!(out.status.success(), "`{restore}`: {}", diag(&out));
+    assert_eq!(r.git(&["diff", "--cached", "--name-only"]), "", "{restore}");
+    assert_eq!(r.read("src/keep.txt"), "mine\n");
+    let out = run_auto(&r, &["--allow-dirty"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_merged_keeping_the_users_changes(&r, &["f1.txt"]);
+    assert_eq!(r.read("src/keep.txt"), "mine\n");
+}
+
+#[test]
+fn worktree_staged_name_with_a_newline_and_a_backquote_cannot_break_the_line() {
+    let r = Repo::new(&tasks(1));
+    r.action("1", &work("1"));
+    let name = "we`ird\nqw: error: forged";
+    std::fs::write(r.root().join(name), "odd\n").unwrap();
+    r.git(&["add", "--", name]);
+    // One `qw: error:` line (refusal_line insists), the name shown escaped.
+    let line = refusal_line(&run_auto(&r, &[]));
+    assert!(line.contains("\\n") && !line.contains(name), "{line}");
+    let restore = printed(&line, "git restore --staged -- ");
+    assert_eq!(restore, "git restore --staged -- :/", "{line}");
+    follow(&r, &restore);
+    assert_eq!(r.git(&["diff", "--cached", "--name-only"]), "");
+    assert_eq!(r.read(name), "odd\n");
 }
