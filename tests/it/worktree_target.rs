@@ -946,3 +946,44 @@ fn worktree_staged_name_with_a_newline_and_a_backquote_cannot_break_the_line() {
     assert_eq!(r.git(&["diff", "--cached", "--name-only"]), "");
     assert_eq!(r.read(name), "odd\n");
 }
+
+// ---------------------------------------------------------------------------------
+// rev2 finding 5: no reflog to say where the branch was.
+// ---------------------------------------------------------------------------------
+
+/// Reflogs off and gone; the user commits, then an agent merges task 1's branch into
+/// `main`: the way back is where qw left it, the line says no reflog was there, and the
+/// user's commit is kept on a branch first.
+#[test]
+fn worktree_restore_hint_without_a_reflog_says_so_and_keeps_the_users_commit() {
+    let r = Repo::new(&tasks(2));
+    r.action(
+        "1",
+        &format!(
+            "{}{}",
+            work("1"),
+            once(
+                &r,
+                "move",
+                "git -C \"$MAIN\" config core.logAllRefUpdates false\nrm -rf \"$MAIN/.git/logs\"\necho u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user\ngit -C \"$MAIN\" merge -q --no-edit qw/demo/1"
+            )
+        ),
+    );
+    r.action("2", &work("2"));
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let err = r.f.task("1")["error"].as_str().unwrap().to_owned();
+    assert!(err.contains("no reflog"), "{err}");
+    let user = sha(&r, ":/user");
+    assert!(err.contains(&user[..10]), "{err}");
+    let cmds = all_printed(&err);
+    assert_eq!(cmds.len(), 2, "{err}");
+    for c in &cmds {
+        follow(&r, c);
+    }
+    assert_kept(&r, &user);
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_merged_keeping_the_users_changes(&r, &as_strs(&files(2)));
+    assert_kept(&r, &user);
+}
