@@ -562,13 +562,10 @@ fn worktree_users_merge_by_hand_of_a_conflicted_task_mid_run_is_accepted() {
     let r = Repo::new(&tasks(3));
     r.action(
         "1",
-        &format!(
-            "{}",
-            once(
-                &r,
-                "user",
-                "echo one > shared.txt\ngit commit -qam s1\necho two > \"$MAIN/shared.txt\"\ngit -C \"$MAIN\" commit -qam user-two"
-            )
+        &once(
+            &r,
+            "user",
+            "echo one > shared.txt\ngit commit -qam s1\necho two > \"$MAIN/shared.txt\"\ngit -C \"$MAIN\" commit -qam user-two",
         ),
     );
     r.action(
