@@ -45,7 +45,7 @@ pub(crate) struct Moved {
 }
 
 impl Moved {
-    /// `why; <what was not done>; fix, then run `qw workflow-continue <spec>``.
+    /// `why; <what was not done>; fix`, then the `qw workflow-continue` of the spec.
     pub(crate) fn line(&self, spec: &str, not_done: &str) -> String {
         format!(
             "{}; {not_done}; {}, then run `qw workflow-continue {}`",
