@@ -80,6 +80,18 @@ pub(crate) enum IsolationError {
         /// The repository's top directory.
         top: PathBuf,
     },
+    /// The branch checked out is named like a task branch (`qw/<spec>/<id>`): qw would
+    /// take it for one of its own.
+    #[error(
+        "the main worktree `{}` is on branch `{branch}`, named like one of qw's task branches (`qw/<spec>/<id>`): qw would take it for a task's own and cannot merge tasks into it",
+        top.display()
+    )]
+    TaskBranchTarget {
+        /// The branch.
+        branch: String,
+        /// The repository's top directory.
+        top: PathBuf,
+    },
     /// The branch has no commit to start task worktrees from.
     #[error(
         "task worktrees start from the last commit, but branch `{branch}` in `{}` has no commit yet",
@@ -162,6 +174,9 @@ impl crate::exit::UserError for IsolationError {
             IsolationError::DetachedHead { .. } => {
                 "check a branch out (`git switch -c work`), or use `--isolate none`".into()
             }
+            IsolationError::TaskBranchTarget { .. } => {
+                "check out another branch to merge the tasks into (`git switch -c work`), or use `--isolate none`".into()
+            }
             IsolationError::NoCommit { .. } => {
                 "commit once (`git add -A && git commit -m init`), or use `--isolate none`".into()
             }
@@ -228,6 +243,13 @@ pub(crate) fn plan(
         }
         .into());
     };
+    if crate::worktree::parse_branch(&integration).is_some() {
+        return Err(IsolationError::TaskBranchTarget {
+            branch: integration,
+            top: repo.top().to_path_buf(),
+        }
+        .into());
+    }
     if repo.commit_of("HEAD")?.is_none() {
         return Err(IsolationError::NoCommit {
             branch: integration,
@@ -284,7 +306,9 @@ fn still_moved(
     repo: &Repo,
     spec: &str,
 ) -> Result<Option<crate::worktree::RefusedMove>, WorkflowError> {
-    let Some(refused) = crate::worktree::refused_move(repo, spec)? else {
+    let Some(refused) = crate::worktree::refused_move(repo, spec)
+        .map_err(|line| IsolationError::TargetMoved { line })?
+    else {
         return Ok(None);
     };
     let _settled = crate::worktree::lock::acquire_existing(
@@ -299,9 +323,10 @@ fn still_moved(
         None => Ok(Some(refused)),
         Some(m) => Err(IsolationError::TargetMoved {
             line: format!(
-                "{}; qw refused it in an earlier run and merges nothing into it until it is put back: {}, then run `qw workflow-continue` again, or delete `{}` to take the branch as it is",
+                "{}; qw refused it in an earlier run and merges nothing into it until it is put back: {}, then run `qw workflow-continue {}` again, or delete `{}` to take the branch as it is",
                 m.why,
                 m.fix,
+                crate::worktree::quote(spec),
                 refused.file.display()
             ),
         }
@@ -390,6 +415,15 @@ impl TaskSpace {
         ));
         space.worktrees = Some(wts);
         Ok(space)
+    }
+
+    /// The run is over: check the target once more (see
+    /// [`Worktrees::check_at_end`]) and tell a move found there.
+    pub(crate) fn finish(&self, events: &Events<'_>) {
+        let Some(w) = &self.worktrees else { return };
+        if let Some(line) = w.check_at_end(&|m| say(events, m.to_owned())) {
+            say(events, line);
+        }
     }
 
     /// Where a task works and the environment saying so. Creates (or reuses) its

@@ -56,7 +56,7 @@ mod tree;
 
 pub use leftovers::{Entry, EntryState, KeptBranch, PruneReport, list, prune, spec_is_running};
 pub use stash::{StashBefore, StashCheck, StashEntry};
-pub use target::{RefusedMove, refused_move};
+pub use target::{RefusedMove, quote, refused_move};
 pub use tree::{Capture, in_progress};
 
 /// Errors from git or from the files around it. Each names the command or path.
@@ -824,6 +824,10 @@ pub struct Worktrees {
     /// The task branches this run gave out: commits on them reach the target only by
     /// qw's merge (see [`Worktrees::check_target`]).
     given: std::sync::Mutex<BTreeSet<String>>,
+    /// The task branches whose merge conflicted in this run: qw told the user to merge
+    /// them by hand, so the main worktree following such a merge is the user's move
+    /// (see [`Worktrees::check_target`]).
+    by_hand: std::sync::Mutex<BTreeSet<String>>,
     /// What qw saw of the stash over the run (see [`stash`]).
     stash_watch: stash::Watch,
 }
@@ -843,6 +847,7 @@ impl Worktrees {
             cancel: None,
             tip: std::sync::Mutex::new(tip),
             given: std::sync::Mutex::new(BTreeSet::new()),
+            by_hand: std::sync::Mutex::new(BTreeSet::new()),
             stash_watch: stash::Watch::default(),
         }
     }
@@ -1353,13 +1358,15 @@ impl Worktrees {
                 .map(str::to_owned)
                 .collect();
             git(top, &["merge", "--abort"])?;
+            self.merge_by_hand(&h.branch);
             return Ok(MergeOutcome::Conflict {
                 why: format!(
-                    "merging `{}` into `{}` conflicts in {}; the branch is kept — merge it by hand (`git merge {}`) and run `qw workflow-continue`",
+                    "merging `{}` into `{}` conflicts in {}; the branch is kept — merge it by hand (`git merge {}`) and run `qw workflow-continue {}`",
                     h.branch,
                     self.integration,
                     paths.join(", "),
-                    h.branch
+                    shell_words::quote(&h.branch),
+                    self.spec
                 ),
                 paths,
             });
@@ -1377,6 +1384,7 @@ impl Worktrees {
             .unwrap_or("git merge failed")
             .trim()
             .to_owned();
+        self.merge_by_hand(&h.branch);
         Ok(MergeOutcome::Conflict {
             why: format!(
                 "git refused to merge `{}` into `{}`: {first} ({}); the branch is kept",

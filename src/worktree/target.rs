@@ -45,11 +45,13 @@ pub(crate) struct Moved {
 }
 
 impl Moved {
-    /// `why; <what was not done>; fix, then run `qw workflow-continue``.
-    pub(crate) fn line(&self, not_done: &str) -> String {
+    /// `why; <what was not done>; fix`, then the `qw workflow-continue` of the spec.
+    pub(crate) fn line(&self, spec: &str, not_done: &str) -> String {
         format!(
-            "{}; {not_done}; {}, then run `qw workflow-continue`",
-            self.why, self.fix
+            "{}; {not_done}; {}, then run `qw workflow-continue {}`",
+            self.why,
+            self.fix,
+            quote(spec)
         )
     }
 }
@@ -65,23 +67,50 @@ pub struct RefusedMove {
     pub was: String,
 }
 
-/// The record of a refused move of `spec`'s target branch, if there is one.
-pub fn refused_move(repo: &Repo, spec: &str) -> Result<Option<RefusedMove>> {
+/// The most of a record qw reads (it writes a few hundred bytes).
+const RECORD_MAX: usize = 64 * 1024;
+
+/// The record of a refused move of `spec`'s target branch, if there is one. It is read
+/// as a regular file only (never a FIFO, which would block, nor a device, nor more than
+/// [`RECORD_MAX`]); one that is not a record qw wrote is `Err(line)`: one line naming
+/// the file and what is wrong with it, and that deleting it takes the branch as it is.
+pub fn refused_move(repo: &Repo, spec: &str) -> std::result::Result<Option<RefusedMove>, String> {
     let file = record_path(repo, spec);
-    let text = match crate::fs::read_to_string(&file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let bad = |what: &str| {
+        format!(
+            "the record of a refused move of the target branch `{}` {what}; delete it to take the branch as it is (`rm -r -- {}`), then run `qw workflow-continue {}` again",
+            file.display(),
+            quote(&file.to_string_lossy()),
+            quote(spec)
+        )
     };
-    Ok(parse_record(&text).map(|(integration, was)| RefusedMove {
-        file,
-        integration,
-        was,
-    }))
+    match file.symlink_metadata() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(bad(&format!("cannot be read: {e}"))),
+        Ok(m) if m.is_dir() => return Err(bad("is a directory, not a file qw wrote")),
+        Ok(_) => {}
+    }
+    let text = match crate::fs::read_regular_text(&file, RECORD_MAX) {
+        Ok(t) => t,
+        Err(e) => return Err(bad(&format!("cannot be read as qw wrote it: {e}"))),
+    };
+    match parse_record(&text) {
+        Some((integration, was)) => Ok(Some(RefusedMove {
+            file,
+            integration,
+            was,
+        })),
+        None => Err(bad("is not one qw wrote (no `branch` and `was` lines)")),
+    }
 }
 
-/// `(branch, was)` from a record's text; `None` when it is not one qw wrote (it then
-/// says nothing about where the branch was).
+/// `s` quoted for a POSIX shell, as a printed command holds it (branch names may hold
+/// `$(…)`, backquotes, spaces).
+pub fn quote(s: &str) -> std::borrow::Cow<'_, str> {
+    shell_words::quote(s)
+}
+
+/// `(branch, was)` from a record's text; `None` when it is not one qw wrote.
 fn parse_record(text: &str) -> Option<(String, String)> {
     let mut integration = None;
     let mut was = None;
@@ -140,20 +169,35 @@ impl Repo {
     }
 
     /// One line refusing staged `paths`: which, where, and the git commands that settle
-    /// them (`git restore --staged -- <paths>` copied as it is, from the top).
+    /// them (`git restore --staged -- <pathspecs>` copied as it is, from anywhere in the
+    /// repository: each path is `:(top,literal)<path>`, so neither the directory it is
+    /// run from nor a glob character in a name changes what it names). A name with a
+    /// backquote or a control character (a newline) is shown escaped, and the command
+    /// then names all staged paths (`:/`): nothing in a name can break the line.
     pub fn staged_line(&self, paths: &[String], what: &str) -> String {
-        let shown: Vec<&str> = paths.iter().take(5).map(String::as_str).collect();
+        let odd = |p: &str| p.chars().any(|c| c == '`' || c.is_control());
+        let shown: Vec<String> = paths
+            .iter()
+            .take(5)
+            .map(|p| {
+                if odd(p) {
+                    format!("{p:?}").replace('`', "\\u{60}")
+                } else {
+                    p.clone()
+                }
+            })
+            .collect();
         let more = if paths.len() > 5 {
             format!(" and {} more", paths.len() - 5)
         } else {
             String::new()
         };
-        let names = if paths.len() > 20 {
+        let names = if paths.len() > 20 || paths.iter().any(|p| odd(p)) {
             ":/".to_owned()
         } else {
             paths
                 .iter()
-                .map(|p| shell_words::quote(p).into_owned())
+                .map(|p| quote(&format!(":(top,literal){p}")).into_owned())
                 .collect::<Vec<_>>()
                 .join(" ")
         };
@@ -319,7 +363,11 @@ impl Worktrees {
                     "{prefix}: it was renamed to `{other}` (qw left it at {})",
                     short(was)
                 ),
-                fix: format!("rename it back (`git branch -m {other} {b}`)"),
+                fix: format!(
+                    "rename it back (`git branch -m {} {}`)",
+                    quote(other),
+                    quote(b)
+                ),
             });
         }
         let on = match head {
@@ -334,13 +382,16 @@ impl Worktrees {
         };
         let Some(now) = now else {
             // Deleted too: made again where its history says, and checked out.
-            let r = self.restore_point(was, None)?;
+            let (r, _) = self.restore_point(was, None)?;
             return Ok(Moved {
                 why: format!(
                     "{prefix}: it was deleted (qw left it at {}), and the main worktree `{top}` is no longer on it ({on})",
                     short(was)
                 ),
-                fix: format!("make it again and check it out (`git switch -c {b} {r}`)"),
+                fix: format!(
+                    "make it again and check it out (`git switch -c {} {r}`)",
+                    quote(b)
+                ),
             });
         };
         let at = if now == was {
@@ -350,7 +401,7 @@ impl Worktrees {
         };
         Ok(Moved {
             why: format!("{prefix}: the main worktree `{top}` is no longer on it ({on}; {at})"),
-            fix: format!("check `{b}` out again (`git switch {b}`)"),
+            fix: format!("check `{b}` out again (`git switch {}`)", quote(b)),
         })
     }
 
@@ -360,28 +411,91 @@ impl Worktrees {
     /// there, `reset -q` when the index followed and the files stayed, `reset --keep`
     /// when both followed. `now` is `None` when the branch was deleted (its reflog went
     /// with it: the main HEAD's is read).
+    ///
+    /// A command never drops a commit: when the branch holds commits that the place it
+    /// goes back to lacks and no task branch holds (the user's resolution of a merge, an
+    /// amended merge, a commit on top of an agent's move), the fix first keeps them on a
+    /// branch of their own (`git branch qw-kept/<sha> <sha>`), naming them — one
+    /// command that keeps them all whatever they are, where a cherry-pick could conflict
+    /// and would put an agent's commit back as well; the user takes what they want from
+    /// there.
     fn restore_fix(&self, was: &str, now: Option<&str>) -> Result<String> {
         let b = &self.integration;
-        let r = self.restore_point(was, now)?;
+        let ref_b = quote(&format!("refs/heads/{b}")).into_owned();
+        let (r, no_reflog) = self.restore_point(was, now)?;
         let cmd = if now.is_none() {
-            format!("git update-ref refs/heads/{b} {r}")
+            format!("git update-ref {ref_b} {r}")
         } else {
             let index = self.repo.differs_from(&r, true)?;
             if index.is_empty() {
-                format!("git update-ref refs/heads/{b} {r}")
+                format!("git update-ref {ref_b} {r}")
             } else if self.repo.differs_from(&r, false)?.is_disjoint(&index) {
                 format!("git reset -q {r}")
             } else {
                 format!("git reset --keep {r}")
             }
         };
-        Ok(format!("put `{b}` back (`{cmd}`)"))
+        let note = if no_reflog {
+            format!(
+                " (no reflog of `{b}` was there to say where it was before: back to where qw left it)"
+            )
+        } else {
+            String::new()
+        };
+        let back = format!("put `{b}` back (`{cmd}`){note}");
+        let Some(now) = now else {
+            return Ok(back);
+        };
+        let left = self.left_out(&r, now)?;
+        if left.is_empty() {
+            return Ok(back);
+        }
+        let kept = format!("qw-kept/{}", short(now));
+        let more = if left.len() > 3 {
+            format!(" and {} more", left.len() - 3)
+        } else {
+            String::new()
+        };
+        Ok(format!(
+            "that would leave out {} ({}{more}): keep them first (`git branch {} {now}`), then {back}",
+            if left.len() == 1 {
+                "a commit".to_owned()
+            } else {
+                format!("{} commits", left.len())
+            },
+            left.iter()
+                .take(3)
+                .map(|c| short(c))
+                .collect::<Vec<_>>()
+                .join(", "),
+            quote(&kept)
+        ))
+    }
+
+    /// The commits `now` holds that `r` lacks and no task branch of this spec holds
+    /// (newest first, at most 50): what putting the branch back at `r` would drop.
+    fn left_out(&self, r: &str, now: &str) -> Result<Vec<String>> {
+        if self.repo.is_ancestor(now, r)? {
+            return Ok(Vec::new());
+        }
+        let tips = self.task_tips()?;
+        let range = format!("{r}..{now}");
+        let mut args = vec!["rev-list", "--max-count=50", range.as_str()];
+        if !tips.is_empty() {
+            args.push("--not");
+            args.extend(tips.iter().map(|(_, c)| c.as_str()));
+        }
+        Ok(git(&self.repo.top, &args)?
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect())
     }
 
     /// The newest commit the target's reflog (the main HEAD's when the branch is gone)
     /// shows that holds `was` and no commit of a task qw has not merged, other than
-    /// `now` (the place refused); `was` when none does.
-    fn restore_point(&self, was: &str, now: Option<&str>) -> Result<String> {
+    /// `now` (the place refused); `was` when none does. The flag says no reflog was
+    /// there to read (expired, turned off).
+    fn restore_point(&self, was: &str, now: Option<&str>) -> Result<(String, bool)> {
         let b = &self.integration;
         let r = format!("refs/heads/{b}");
         let mut log = self.repo.reflog_of(&r);
@@ -394,6 +508,7 @@ impl Worktrees {
                 .map(|(c, _)| c)
                 .collect();
         }
+        let no_reflog = log.is_empty();
         let mut seen = BTreeSet::new();
         for c in log {
             if c == was {
@@ -406,10 +521,10 @@ impl Worktrees {
                 continue;
             }
             if self.repo.is_ancestor(was, &c)? && self.brings_task_commits(was, &c)?.is_none() {
-                return Ok(c);
+                return Ok((c, false));
             }
         }
-        Ok(was.to_owned())
+        Ok((was.to_owned(), no_reflog))
     }
 
     /// Note a refused move of the target in the spec's record (see [`refused_move`]);
@@ -455,6 +570,40 @@ impl Worktrees {
     /// `now` holds and `was` lacks: commits qw did not merge, brought into the target by
     /// someone else's move.
     fn brings_task_commits(&self, was: &str, now: &str) -> Result<Option<String>> {
+        let by_hand = self
+            .by_hand
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for (branch, tip) in self.task_tips()? {
+            if by_hand.contains(&branch) {
+                // qw told the user to merge it by hand: their merge is no agent's move.
+                continue;
+            }
+            // Any commit both hold lies under one of their merge bases: the task's
+            // commits are brought in when a merge base is not in `was`.
+            let out = git_output(&self.repo.top, ["merge-base", "--all", now, &tip], &[])?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            for base in text.split_whitespace() {
+                if !self.repo.is_ancestor(base, was)? {
+                    return Ok(Some(branch));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// A task branch whose merge conflicted: qw told the user to merge it by hand.
+    pub(crate) fn merge_by_hand(&self, branch: &str) {
+        self.by_hand
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(branch.to_owned());
+    }
+
+    /// `(branch, tip)` of this spec's task branches: the branches this run gave out, the
+    /// `qw/<spec>/<id>` branches there are, the HEADs of its tasks' worktrees.
+    fn task_tips(&self) -> Result<Vec<(String, String)>> {
         let mut tips: Vec<(String, String)> = Vec::new();
         let mut branches = self
             .given
@@ -485,18 +634,7 @@ impl Worktrees {
                 tips.push((branch, head));
             }
         }
-        for (branch, tip) in tips {
-            // Any commit both hold lies under one of their merge bases: the task's
-            // commits are brought in when a merge base is not in `was`.
-            let out = git_output(&self.repo.top, ["merge-base", "--all", now, &tip], &[])?;
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            for base in text.split_whitespace() {
-                if !self.repo.is_ancestor(base, was)? {
-                    return Ok(Some(branch));
-                }
-            }
-        }
-        Ok(None)
+        Ok(tips)
     }
 
     /// The paths that differ between `was` and `now` whose files in the main worktree do
@@ -524,6 +662,32 @@ impl Worktrees {
     }
 }
 
+impl Worktrees {
+    /// The run is over (its last task done, failed, or the run interrupted): the target
+    /// is checked once more, so a move made in the last task, which no merge or task
+    /// start comes after, is refused and recorded like any other. The line to tell, when
+    /// it moved; nothing when the check cannot be made (the lock is not to be had).
+    pub fn check_at_end(&self, on_wait: &dyn Fn(&str)) -> Option<String> {
+        let _g = self
+            .lock("checking the target branch at the end of the run", on_wait)
+            .ok()?;
+        match self.check_target() {
+            Ok(Some(m)) => {
+                self.record_refusal(&m);
+                Some(m.line(
+                    &self.spec,
+                    "qw noticed it when the run ended and merges nothing into it until it is put back",
+                ))
+            }
+            Ok(None) => None,
+            Err(e) => Some(format!(
+                "could not check the target branch `{}` at the end of the run: {e}",
+                self.integration
+            )),
+        }
+    }
+}
+
 /// Refuse what qw is about to do when the target moved (see [`Worktrees::check_target`]):
 /// `Err(TargetMoved)` with the line, the refusal recorded. A check that cannot be made
 /// (git failed) fails the step too: qw merges nothing into a branch it could not check.
@@ -531,7 +695,7 @@ pub(crate) fn refuse_if_moved(w: &Worktrees, not_done: &str) -> Result<()> {
     match w.check_target()? {
         Some(m) => {
             w.record_refusal(&m);
-            Err(WorktreeError::TargetMoved(m.line(not_done)))
+            Err(WorktreeError::TargetMoved(m.line(&w.spec, not_done)))
         }
         None => Ok(()),
     }
@@ -559,8 +723,8 @@ mod tests {
             fix: "put `main` back (`git reset --keep abc`)".into(),
         };
         assert_eq!(
-            m.line("task 2 was not started"),
-            "the target branch `main` was moved; task 2 was not started; put `main` back (`git reset --keep abc`), then run `qw workflow-continue`"
+            m.line("demo", "task 2 was not started"),
+            "the target branch `main` was moved; task 2 was not started; put `main` back (`git reset --keep abc`), then run `qw workflow-continue demo`"
         );
     }
 }

@@ -166,6 +166,11 @@ impl Repo {
         stdout(&out)
     }
 
+    /// The environment of every git command (the test's and qw's).
+    pub(crate) fn git_env_pairs(&self) -> &[(String, String)] {
+        &self.git_env
+    }
+
     pub(crate) fn git_ok(&self, args: &[&str]) -> bool {
         self.git_cmd(self.root(), args).status.success()
     }

@@ -52,7 +52,10 @@ fn refused_before_any_task(r: &Repo, out: &std::process::Output, paths: &[&str])
     assert!(r.branches().is_empty(), "{:?}", r.branches());
     assert_eq!(r.registered_worktrees(), 1);
     let restore = printed(&line, "git restore --staged -- ");
-    let mut named: Vec<String> = shell_words::split(&restore).unwrap()[4..].to_vec();
+    let mut named: Vec<String> = shell_words::split(&restore).unwrap()[4..]
+        .iter()
+        .map(|p| p.strip_prefix(":(top,literal)").unwrap_or(p).to_owned())
+        .collect();
     named.sort();
     let mut want: Vec<String> = paths.iter().map(|p| (*p).to_owned()).collect();
     want.sort();
@@ -162,7 +165,10 @@ fn worktree_changes_staged_while_running_fail_the_merge_naming_them() {
             "{err}"
         );
         restore = printed(err, "git restore --staged -- ");
-        assert_eq!(restore, "git restore --staged -- shared.txt");
+        assert_eq!(
+            restore,
+            "git restore --staged -- ':(top,literal)shared.txt'"
+        );
         // Its work is kept on its branch.
         assert_eq!(
             r.git(&["show", &format!("qw/demo/{i}:f{i}.txt")]),
@@ -540,4 +546,441 @@ fn worktree_deleting_the_refused_move_record_takes_the_branch_as_it_is() {
     assert_eq!(code(&out), 0, "{}", diag(&out));
     r.assert_all_merged(&as_strs(&files(2)));
     assert!(!record(&r).exists());
+}
+
+// ---------------------------------------------------------------------------------
+// rev2: the user's own work is never dropped by a hint, and qw's advice is no move.
+// ---------------------------------------------------------------------------------
+
+/// Task 1 and a commit of the user on `main` change `shared.txt` alike: task 1's merge
+/// conflicts and qw says `merge it by hand (`git merge qw/demo/1`)`. While task 2 runs
+/// the user does exactly that in the main worktree, resolves and commits: the main
+/// worktree followed, the merge's history holds task 1's tip — the user's move, not an
+/// agent's. Task 2 is merged on top, and nothing is refused or recorded.
+#[test]
+fn worktree_users_merge_by_hand_of_a_conflicted_task_mid_run_is_accepted() {
+    let r = Repo::new(&tasks(3));
+    r.action(
+        "1",
+        &once(
+            &r,
+            "user",
+            "echo one > shared.txt\ngit commit -qam s1\necho two > \"$MAIN/shared.txt\"\ngit -C \"$MAIN\" commit -qam user-two",
+        ),
+    );
+    r.action(
+        "2",
+        &format!(
+            "{}{}",
+            work("2"),
+            once(
+                &r,
+                "byhand",
+                "git -C \"$MAIN\" merge qw/demo/1 >/dev/null 2>&1 || true\necho both > \"$MAIN/shared.txt\"\ngit -C \"$MAIN\" add shared.txt\ngit -C \"$MAIN\" commit -qm resolved --no-edit"
+            )
+        ),
+    );
+    r.action("3", &work("3"));
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let t1 = r.f.task("1");
+    assert_eq!(t1["outcome"], "merge_conflict", "{t1}");
+    let advice = t1["error"].as_str().unwrap();
+    // What the user did is what qw said.
+    assert_eq!(
+        printed(advice, "git merge"),
+        "git merge qw/demo/1",
+        "{advice}"
+    );
+    assert!(advice.contains("`qw workflow-continue demo`"), "{advice}");
+    for i in ["2", "3"] {
+        let t = r.f.task(i);
+        assert_eq!(t["status"], "completed", "task {i} refused: {t}");
+    }
+    assert!(
+        !r.f.state().to_string().contains("moved"),
+        "{}",
+        r.f.state()
+    );
+    assert!(!record(&r).exists(), "a refusal was recorded");
+    let resolved = sha(&r, ":/resolved");
+    assert_kept(&r, &resolved);
+    assert_eq!(r.read("shared.txt"), "both\n");
+    assert_eq!(r.git(&["show", "main:shared.txt"]), "both\n");
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_merged_keeping_the_users_changes(&r, &as_strs(&files(3)[1..]));
+    assert_kept(&r, &resolved);
+    assert!(r.git_ok(&["merge-base", "--is-ancestor", &resolved, "main"]));
+    assert_eq!(r.git(&["show", "main:shared.txt"]), "both\n");
+}
+
+/// An agent merges task 1's branch into `main` (a move qw refuses), then the user
+/// commits on top: the way back leaves the user's commit out, so the fix keeps it on a
+/// branch first. Following both printed commands loses nothing.
+#[test]
+fn worktree_restore_hint_keeps_a_user_commit_made_on_top_of_the_agents_move() {
+    let r = Repo::new(&tasks(2));
+    r.action(
+        "1",
+        &format!(
+            "{}{}",
+            work("1"),
+            once(
+                &r,
+                "move",
+                "git -C \"$MAIN\" merge -q --no-edit qw/demo/1\necho u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user"
+            )
+        ),
+    );
+    r.action("2", &work("2"));
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let err = r.f.task("1")["error"].as_str().unwrap().to_owned();
+    let user = sha(&r, ":/user");
+    let cmds = all_printed(&err);
+    assert_eq!(cmds.len(), 2, "{err}");
+    assert!(cmds[0].starts_with("git branch qw-kept/"), "{err}");
+    assert!(
+        err.contains(&user[..10]),
+        "the commit left out is not named: {err}"
+    );
+    for c in &cmds {
+        follow(&r, c);
+    }
+    assert_kept(&r, &user);
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_merged_keeping_the_users_changes(&r, &as_strs(&files(2)));
+    assert_kept(&r, &user);
+}
+
+/// `git commit --amend` of qw's merge of task 1 (in the main worktree, adding a file):
+/// refused, and the fix keeps the amended commit on a branch before putting `main` back
+/// at qw's merge — the amended content never vanishes.
+#[test]
+fn worktree_amend_of_qws_merge_is_kept_on_a_branch_by_the_hint() {
+    let r = Repo::new(&tasks(3));
+    r.action("1", &work("1"));
+    r.action(
+        "2",
+        &format!(
+            "{}{}",
+            work("2"),
+            once(
+                &r,
+                "amend",
+                "echo amended > \"$MAIN/amend.txt\"\ngit -C \"$MAIN\" add amend.txt\ngit -C \"$MAIN\" commit -q --amend --no-edit"
+            )
+        ),
+    );
+    r.action("3", &work("3"));
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let t2 = r.f.task("2");
+    assert_eq!(t2["outcome"], "workspace_error", "{t2}");
+    let err = t2["error"].as_str().unwrap().to_owned();
+    assert!(
+        err.contains("moved") && err.contains("no longer on it"),
+        "{err}"
+    );
+    let amended = sha(&r, "main");
+    let cmds = all_printed(&err);
+    assert_eq!(cmds.len(), 2, "{err}");
+    assert_eq!(
+        cmds[0],
+        format!("git branch qw-kept/{} {amended}", &amended[..10]),
+        "{err}"
+    );
+    assert!(cmds[1].starts_with("git reset"), "{err}");
+    // The next run is refused with the same two commands.
+    let early = refusal_line(&cont(&r, &[]));
+    assert!(
+        early.contains(&cmds[0]) && early.contains(&cmds[1]),
+        "{early}"
+    );
+    assert!(early.contains("`qw workflow-continue demo`"), "{early}");
+    for c in &cmds {
+        follow(&r, c);
+    }
+    assert_kept(&r, &amended);
+    assert_eq!(
+        r.git(&["show", &format!("qw-kept/{}:amend.txt", &amended[..10])]),
+        "amended\n"
+    );
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_merged_keeping_the_users_changes(&r, &as_strs(&files(3)));
+    assert_kept(&r, &amended);
+}
+
+// ---------------------------------------------------------------------------------
+// rev2 finding 4: the record of a refused move, planted as something else.
+// ---------------------------------------------------------------------------------
+
+/// A record that is no file qw wrote is refused (exit 2) at once — never a hang on a
+/// FIFO, never a read of a device without end — with one line naming it and saying
+/// that deleting it takes the branch as it is; doing that, the run goes on.
+fn bad_record_is_refused_then_deleted(plant: &dyn Fn(&std::path::Path)) {
+    let r = Repo::new(&tasks(1));
+    r.action("1", &work("1"));
+    let rec = record(&r);
+    std::fs::create_dir_all(rec.parent().unwrap()).unwrap();
+    plant(&rec);
+    for _ in 0..2 {
+        let out = run_auto(&r, &[]);
+        // `run` is bounded by the harness: a hang panics instead of returning.
+        let line = refusal_line(&out);
+        assert!(
+            line.contains(&rec.display().to_string())
+                && line.contains("delete it to take the branch as it is"),
+            "{line}"
+        );
+        assert_eq!(r.runs_of("1"), 0, "a task ran");
+    }
+    let err = stderr(&run_auto(&r, &[]));
+    let rm = err
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .find(|c| c.starts_with("rm "))
+        .unwrap_or_else(|| panic!("no rm command: {err}"))
+        .to_owned();
+    follow_in_sh(&r, &rm);
+    assert!(rec.symlink_metadata().is_err(), "{rm} left it");
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&["f1.txt"]);
+}
+
+#[test]
+fn worktree_refused_move_record_that_is_a_fifo_is_refused_without_hanging() {
+    bad_record_is_refused_then_deleted(&|p| {
+        let st = std::process::Command::new("mkfifo")
+            .arg(p)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    });
+}
+
+#[test]
+fn worktree_refused_move_record_linked_to_dev_zero_is_refused_unread() {
+    bad_record_is_refused_then_deleted(&|p| std::os::unix::fs::symlink("/dev/zero", p).unwrap());
+}
+
+#[test]
+fn worktree_refused_move_record_that_is_a_directory_is_refused() {
+    bad_record_is_refused_then_deleted(&|p| {
+        std::fs::create_dir_all(p.join("inner")).unwrap();
+    });
+}
+
+#[test]
+fn worktree_refused_move_record_not_utf8_or_garbage_is_refused() {
+    bad_record_is_refused_then_deleted(&|p| {
+        std::fs::write(p, b"branch m\xffain\nwas \xfe\n").unwrap()
+    });
+    bad_record_is_refused_then_deleted(&|p| std::fs::write(p, "what is this\n").unwrap());
+}
+
+// ---------------------------------------------------------------------------------
+// rev2 finding 3: a move in the last task, which no merge or task start comes after.
+// ---------------------------------------------------------------------------------
+
+/// The last task's agent moves `main` (`mv`) and fails: the run's end checks the target
+/// once more, says the move and records it; the next continue is refused naming the
+/// move (not staged changes), and following its command then continuing loses nothing.
+fn moved_by_the_last_task(mv: &str, expect: &str) {
+    let r = Repo::new(&tasks(2));
+    r.action("1", &work("1"));
+    r.action(
+        "2",
+        &format!(
+            "{}{}",
+            work("2"),
+            once(&r, "last", &format!("{mv}\nexit 1"))
+        ),
+    );
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let t2 = r.f.task("2");
+    assert_eq!(t2["status"], "failed", "{t2}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("moved while the workflow ran")
+            && err.contains("noticed it when the run ended"),
+        "{err}"
+    );
+    assert!(record(&r).is_file(), "no record: {err}");
+    let line = refusal_line(&cont(&r, &[]));
+    assert!(line.contains("moved") && !line.contains("staged"), "{line}");
+    let cmd = printed(&line, expect);
+    follow(&r, &cmd);
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&as_strs(&files(2)));
+    assert!(!record(&r).exists());
+}
+
+#[test]
+fn worktree_agents_merge_of_its_own_branch_in_the_last_task_is_refused_at_the_end() {
+    moved_by_the_last_task(
+        "git -C \"$MAIN\" merge -q --no-edit qw/demo/2",
+        "git reset --keep",
+    );
+}
+
+#[test]
+fn worktree_update_ref_of_the_target_in_the_last_task_is_refused_at_the_end() {
+    moved_by_the_last_task(
+        "git update-ref refs/heads/main HEAD",
+        "git update-ref refs/heads/main",
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// rev2 finding 6: branch names in printed commands are shell-quoted.
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn worktree_hint_for_a_target_named_with_a_command_substitution_is_quoted() {
+    let r = Repo::new(&tasks(2));
+    let b = "x$(touch${IFS}PWNED)";
+    r.git(&["switch", "-q", "-c", b]);
+    r.action(
+        "1",
+        &format!(
+            "{}{}",
+            work("1"),
+            once(
+                &r,
+                "move",
+                "git update-ref \"refs/heads/$(git -C \"$MAIN\" symbolic-ref --short HEAD)\" HEAD"
+            )
+        ),
+    );
+    r.action("2", &work("2"));
+    let was = sha(&r, "HEAD");
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let err = r.f.task("1")["error"].as_str().unwrap().to_owned();
+    let cmd = printed(&err, "git update-ref");
+    follow_in_sh(&r, &cmd);
+    assert!(!r.root().join("PWNED").exists(), "`{cmd}` ran code");
+    assert!(!r.aux.path().join("PWNED").exists(), "`{cmd}` ran code");
+    assert_eq!(sha(&r, &format!("refs/heads/{b}")), was, "{cmd}");
+    let line = err.clone();
+    assert!(line.contains("`qw workflow-continue demo`"), "{line}");
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    for f in ["f1.txt", "f2.txt"] {
+        assert!(
+            r.git_ok(&["cat-file", "-e", &format!("refs/heads/{b}:{f}")]),
+            "{f}"
+        );
+    }
+}
+
+#[test]
+fn worktree_target_named_like_a_task_branch_is_refused_up_front() {
+    let r = Repo::new(&tasks(1));
+    r.action("1", &work("1"));
+    r.git(&["switch", "-q", "-c", "qw/demo/1"]);
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 2, "{}", diag(&out));
+    assert!(
+        stderr(&out).contains("`qw/demo/1`") && stderr(&out).contains("task branches"),
+        "{}",
+        diag(&out)
+    );
+    assert_eq!(r.runs_of("1"), 0);
+    r.git(&["switch", "-q", "-c", "work"]);
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+}
+
+// ---------------------------------------------------------------------------------
+// rev2 finding 8: the staged-changes line, from a subdirectory, with odd names.
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn worktree_staged_hint_works_from_a_subdirectory_and_names_globs_literally() {
+    let r = Repo::new(&tasks(1));
+    r.action("1", &work("1"));
+    std::fs::write(r.root().join("src/keep.txt"), "mine\n").unwrap();
+    std::fs::write(r.root().join("src/a*.txt"), "star\n").unwrap();
+    std::fs::write(r.root().join("src/ab.txt"), "ab\n").unwrap();
+    r.git(&["add", "src/keep.txt", "src/a*.txt", "src/ab.txt"]);
+    let line = refusal_line(&run_auto(&r, &[]));
+    let restore = printed(&line, "git restore --staged -- ");
+    // From `src/`, where a path from the top would name nothing.
+    let words = shell_words::split(&restore).unwrap();
+    let args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
+    let out = r.git_cmd(&r.root().join("src"), &args);
+    assert!(out.status.success(), "`{restore}`: {}", diag(&out));
+    assert_eq!(r.git(&["diff", "--cached", "--name-only"]), "", "{restore}");
+    assert_eq!(r.read("src/keep.txt"), "mine\n");
+    let out = run_auto(&r, &["--allow-dirty"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_merged_keeping_the_users_changes(&r, &["f1.txt"]);
+    assert_eq!(r.read("src/keep.txt"), "mine\n");
+}
+
+#[test]
+fn worktree_staged_name_with_a_newline_and_a_backquote_cannot_break_the_line() {
+    let r = Repo::new(&tasks(1));
+    r.action("1", &work("1"));
+    let name = "we`ird\nqw: error: forged";
+    std::fs::write(r.root().join(name), "odd\n").unwrap();
+    r.git(&["add", "--", name]);
+    // One `qw: error:` line (refusal_line insists), the name shown escaped.
+    let line = refusal_line(&run_auto(&r, &[]));
+    assert!(line.contains("\\n") && !line.contains(name), "{line}");
+    let restore = printed(&line, "git restore --staged -- ");
+    assert_eq!(restore, "git restore --staged -- :/", "{line}");
+    follow(&r, &restore);
+    assert_eq!(r.git(&["diff", "--cached", "--name-only"]), "");
+    assert_eq!(r.read(name), "odd\n");
+}
+
+// ---------------------------------------------------------------------------------
+// rev2 finding 5: no reflog to say where the branch was.
+// ---------------------------------------------------------------------------------
+
+/// Reflogs off and gone; the user commits, then an agent merges task 1's branch into
+/// `main`: the way back is where qw left it, the line says no reflog was there, and the
+/// user's commit is kept on a branch first.
+#[test]
+fn worktree_restore_hint_without_a_reflog_says_so_and_keeps_the_users_commit() {
+    let r = Repo::new(&tasks(2));
+    r.action(
+        "1",
+        &format!(
+            "{}{}",
+            work("1"),
+            once(
+                &r,
+                "move",
+                "git -C \"$MAIN\" config core.logAllRefUpdates false\nrm -rf \"$MAIN/.git/logs\"\necho u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user\ngit -C \"$MAIN\" merge -q --no-edit qw/demo/1"
+            )
+        ),
+    );
+    r.action("2", &work("2"));
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let err = r.f.task("1")["error"].as_str().unwrap().to_owned();
+    assert!(err.contains("no reflog"), "{err}");
+    let user = sha(&r, ":/user");
+    assert!(err.contains(&user[..10]), "{err}");
+    let cmds = all_printed(&err);
+    assert_eq!(cmds.len(), 2, "{err}");
+    for c in &cmds {
+        follow(&r, c);
+    }
+    assert_kept(&r, &user);
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_merged_keeping_the_users_changes(&r, &as_strs(&files(2)));
+    assert_kept(&r, &user);
 }

@@ -202,6 +202,7 @@ impl Workflow {
             space,
         };
         let summary = phases::drive(&run, Instant::now());
+        run.space.finish(&events);
         progress.finish();
         let keep = agent::runs::keep_from_settings(&self.settings);
         if let Err(e) = agent::runs::prune(&self.project, keep) {

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::{code, diag, stderr};
+use super::{code, diag, stderr, stdout};
 use crate::worktree::Repo;
 
 /// `n` independent tasks, task `i` writing `f<i>.txt` (see [`work`]).
@@ -89,4 +89,40 @@ pub fn assert_merged_keeping_the_users_changes(r: &Repo, files: &[&str]) {
     assert!(!r.git_ok(&["rev-parse", "-q", "--verify", "MERGE_HEAD"]));
     assert_eq!(r.git(&["diff", "--name-only", "--diff-filter=U"]), "");
     r.assert_no_process();
+}
+
+/// Every command in backquotes in `text` that starts with `git `, in order: a fix may
+/// be two (keep the commits left out, then put the branch back).
+pub fn all_printed(text: &str) -> Vec<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|c| c.starts_with("git "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Run a printed command through `sh -c` as it is, in the repository's top (pasted into
+/// a shell by the user).
+pub fn follow_in_sh(r: &Repo, command: &str) {
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c").arg(command).current_dir(r.root());
+    for (k, v) in r.git_env_pairs() {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "`{command}`: {}", diag(&out));
+}
+
+/// `sha` is on a branch (or tag), and not among what `git fsck --lost-found` finds
+/// dangling (reflogs left out): the user's work is kept where they can see it.
+pub fn assert_kept(r: &Repo, sha: &str) {
+    let on = r.git(&["for-each-ref", "--contains", sha, "--format=%(refname)"]);
+    assert!(!on.trim().is_empty(), "{sha} is on no branch");
+    let out = r.git_cmd(
+        r.root(),
+        &["fsck", "--no-reflogs", "--lost-found", "--no-progress"],
+    );
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!text.contains(sha), "{sha} is dangling: {text}");
 }
