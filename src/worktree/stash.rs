@@ -18,17 +18,20 @@ impl Repo {
         self.stash_list().unwrap_or_default()
     }
 
-    /// [`Repo::stash_entries`], or `None` when git could not list them.
+    /// [`Repo::stash_entries`], or `None` when git could not list them (tried
+    /// [`LIST_TRIES`] times: `git stash list` fails with `bad revision 'refs/stash'`
+    /// when another worktree drops or pops the last entry as it runs).
     fn stash_list(&self) -> Option<Vec<StashEntry>> {
-        let out = git_output(
-            &self.top,
-            ["stash", "list", "--format=%H%x09%ct%x09%gs"],
-            &[],
-        )
-        .ok()?;
-        if !out.status.success() {
-            return None;
-        }
+        let out = (0..LIST_TRIES)
+            .filter_map(|_| {
+                git_output(
+                    &self.top,
+                    ["stash", "list", "--format=%H%x09%ct%x09%gs"],
+                    &[],
+                )
+                .ok()
+            })
+            .find(|out| out.status.success())?;
         let list = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| {
@@ -63,6 +66,9 @@ impl Repo {
             .collect()
     }
 }
+
+/// How many times the stash is listed before qw takes it as unreadable.
+const LIST_TRIES: usize = 3;
 
 /// The blob id of the file at `dir/rel` (`None` when there is no regular file).
 fn file_blob(dir: &Path, rel: &str) -> Option<String> {
