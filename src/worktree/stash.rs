@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{Repo, WorktreeHandle, Worktrees, git_command, git_output};
 
@@ -18,17 +18,20 @@ impl Repo {
         self.stash_list().unwrap_or_default()
     }
 
-    /// [`Repo::stash_entries`], or `None` when git could not list them.
+    /// [`Repo::stash_entries`], or `None` when git could not list them (tried
+    /// [`LIST_TRIES`] times: `git stash list` fails with `bad revision 'refs/stash'`
+    /// when another worktree drops or pops the last entry as it runs).
     fn stash_list(&self) -> Option<Vec<StashEntry>> {
-        let out = git_output(
-            &self.top,
-            ["stash", "list", "--format=%H%x09%ct%x09%gs"],
-            &[],
-        )
-        .ok()?;
-        if !out.status.success() {
-            return None;
-        }
+        let out = (0..LIST_TRIES)
+            .filter_map(|_| {
+                git_output(
+                    &self.top,
+                    ["stash", "list", "--format=%H%x09%ct%x09%gs"],
+                    &[],
+                )
+                .ok()
+            })
+            .find(|out| out.status.success())?;
         let list = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| {
@@ -63,6 +66,9 @@ impl Repo {
             .collect()
     }
 }
+
+/// How many times the stash is listed before qw takes it as unreadable.
+const LIST_TRIES: usize = 3;
 
 /// The blob id of the file at `dir/rel` (`None` when there is no regular file).
 fn file_blob(dir: &Path, rel: &str) -> Option<String> {
@@ -153,6 +159,11 @@ pub struct StashBefore {
     at: Option<Instant>,
     /// When it was taken: stash commits written since may be the task's.
     since: Option<SystemTime>,
+    /// Stash commits written shortly before `since` ([`LISTING_RACE`]) that the listing
+    /// did not hold, each with whether the task's worktree already held its changes:
+    /// an entry another worktree's `git stash` was making as the task started (its
+    /// commit is written before its ref), or one already gone. Not the task's.
+    unsettled: Vec<(StashEntry, bool)>,
 }
 
 /// Where a worktree's traces of a `git stash` stood when qw last made it ready: the
@@ -360,6 +371,11 @@ const MAX_FRESH_OBJECTS: usize = 20_000;
 /// Time slack between a stash commit's time and the reset `git stash` then does.
 const SLACK_SECS: i64 = 2;
 
+/// How long before a task's listing of the stash a `git stash` elsewhere may have
+/// written its commit and not yet its ref (the listing misses the entry, whose commit
+/// is older than the task): such commits are looked for when the task starts.
+const LISTING_RACE: Duration = Duration::from_secs(2);
+
 impl Worktrees {
     /// Take what [`StashBefore`] records, and start watching the task's worktree (its
     /// traces now are qw's own: `git worktree add` resets it too).
@@ -374,6 +390,19 @@ impl Worktrees {
         let since = SystemTime::now();
         let (entries, at) = self.stash_watch.list(&self.repo);
         let entries = entries.unwrap_or_default();
+        // A `git stash` running elsewhere writes its commit, then its ref: the listing
+        // may miss an entry whose commit is older than `since` (and a loose object's
+        // time is the kernel's coarse clock). Those are kept apart: not the task's, and
+        // said popped into its worktree only if it did not hold their changes already.
+        let unsettled = self
+            .stash_commits_since(since.checked_sub(LISTING_RACE).unwrap_or(since))
+            .into_iter()
+            .filter(|e| !entries.iter().any(|b| b.commit == e.commit))
+            .map(|e| {
+                let held = self.holds_stash(path, &self.stash_files(&e.commit));
+                (e, held)
+            })
+            .collect();
         let main = self.repo.git_dir.clone();
         let mut s = self.stash_watch.state();
         if !s.watched.iter().any(|w| w.branch.is_none()) {
@@ -411,6 +440,7 @@ impl Worktrees {
             main_dirty,
             at: Some(at),
             since: Some(since),
+            unsettled,
         }
     }
 
@@ -636,13 +666,17 @@ impl Worktrees {
     /// another worktree are not the task's. Nothing is applied or dropped.
     ///
     /// Entries gone from the stash (there when the task started, seen by qw since, or
-    /// stash commits written since — loose objects — and no longer listed):
+    /// stash commits written since — loose objects, looked for back to [`LISTING_RACE`]
+    /// before the task started, since another worktree's `git stash` writes its commit
+    /// before its ref — and no longer listed):
     /// - the task's own, back in its worktree (a `stash` then `pop`): nothing to say;
     /// - the task's own, now in another task's worktree or in the main worktree: said
     ///   (its work is merged with that task's, or is there);
     /// - the task's own, nowhere: the task fails, with `git stash store -m "…" <commit>`
     ///   to put it back;
-    /// - another's, popped into this worktree: said (merged with this task's work);
+    /// - another's, popped into this worktree: said (merged with this task's work; for
+    ///   an entry whose commit predates the task and that its listing missed, only if
+    ///   the worktree did not hold its changes when the task started);
     /// - another's (the user's), nowhere: said, with `git stash store -m "…" <commit>`.
     ///
     /// And the main worktree's uncommitted changes of the run's start gone into a new
@@ -663,11 +697,19 @@ impl Worktrees {
             !readable || now.iter().any(|e| e.commit == c) || second.iter().any(|e| e.commit == c)
         };
         let before = |c: &str| h.stash_before.entries.iter().any(|b| b.commit == c);
+        // Held by this task's worktree before its agent ran (`None`: not unsettled).
+        let unsettled = |c: &str| {
+            h.stash_before
+                .unsettled
+                .iter()
+                .find(|(u, _)| u.commit == c)
+                .map(|(_, held)| *held)
+        };
         let mut mine = Vec::new();
         let mut maybe = Vec::new();
         for e in now
             .iter()
-            .filter(|e| !before(&e.commit))
+            .filter(|e| !before(&e.commit) && unsettled(&e.commit).is_none())
             .filter(|e| self.stash_holds_work(&e.commit))
         {
             match self.maker(h, e) {
@@ -691,13 +733,19 @@ impl Worktrees {
             .at
             .map(|at| self.stash_watch.listed_between(at, t0))
             .unwrap_or_default();
-        for e in &seen {
+        for e in seen
+            .iter()
+            .chain(h.stash_before.unsettled.iter().map(|(u, _)| u))
+        {
             if !listed(&e.commit) && !gone.iter().any(|k| k.commit == e.commit) {
                 gone.push(e.clone());
             }
         }
+        // From as far back as the task's start looked (commits it found then are
+        // already in `gone`, or listed): a commit not found then was written after.
         if let Some(since) = h.stash_before.since {
-            for e in self.stash_commits_since(since) {
+            let from = since.checked_sub(LISTING_RACE).unwrap_or(since);
+            for e in self.stash_commits_since(from) {
                 if !listed(&e.commit) && !gone.iter().any(|k| k.commit == e.commit) {
                     gone.push(e);
                 }
@@ -711,12 +759,14 @@ impl Worktrees {
             if files.is_empty() {
                 continue;
             }
-            let own = if before(&e.commit) {
+            let held_before = unsettled(&e.commit);
+            let own = if before(&e.commit) || held_before.is_some() {
                 Maker::NotMine
             } else {
                 self.maker(h, e)
             };
-            let here = self.holds_stash(&h.path, &files);
+            // Popped here while the task ran: not what its worktree held at its start.
+            let here = self.holds_stash(&h.path, &files) && held_before != Some(true);
             let in_task = others
                 .iter()
                 .find(|w| w.branch.is_some() && self.holds_stash(&w.path, &files));
@@ -1091,5 +1141,59 @@ mod tests {
         );
         assert_eq!(decide(false, &[], false, &two("task 3")), Maker::NotMine);
         assert_eq!(decide(false, &[], false, &[]), Maker::NotMine);
+    }
+
+    /// `git` in `dir` (identity given), its trimmed stdout; panics on failure.
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .args([
+                "-c",
+                "user.name=T",
+                "-c",
+                "user.email=t@e",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Another worktree's `git stash` writes its commit, then its ref: a task whose
+    /// listing came in between (`git stash create`, then `store`, make that order) still
+    /// finds the entry when it is popped into its worktree before qw looks again.
+    #[test]
+    fn an_entry_made_as_the_task_started_and_popped_into_it_is_told() {
+        let d = tempfile::tempdir().unwrap();
+        let top = d.path().join("repo");
+        crate::fs::create_dir_all(top.join(".claude/specs/demo")).unwrap();
+        crate::fs::write(top.join(".claude/specs/demo/tasks.md"), "- [ ] 1. a\n").unwrap();
+        git(&top, &["init", "-q", "-b", "main"]);
+        crate::fs::write(top.join(".git/info/exclude"), ".claude/\n").unwrap();
+        crate::fs::write(top.join("f.txt"), "0\n").unwrap();
+        git(&top, &["add", "f.txt"]);
+        git(&top, &["commit", "-q", "-m", "first"]);
+        let project = crate::project::Project::at(&top);
+        let repo = Repo::discover(&project).unwrap().unwrap();
+        let w = Worktrees::new(repo, "demo", "main");
+        // The commit of an entry on its way into the stash: written, not yet listed.
+        crate::fs::write(top.join("f.txt"), "1\n").unwrap();
+        let made = git(&top, &["stash", "create"]);
+        git(&top, &["checkout", "-q", "--", "f.txt"]);
+        let (h, _) = w.create("2", &|_| {}).unwrap();
+        assert!(h.stash_before.entries.is_empty());
+        git(&top, &["stash", "store", "-m", "WIP on main: first", &made]);
+        git(&h.path, &["stash", "pop", "-q"]);
+        let c = w.stash_check(&h);
+        assert!(c.failure.is_none(), "{:?}", c.failure);
+        assert_eq!(c.notes.len(), 1, "{:?}", c.notes);
+        assert!(
+            c.notes[0].0.contains("popped into its worktree") && c.notes[0].0.contains(&made[..12]),
+            "{:?}",
+            c.notes
+        );
     }
 }
