@@ -217,19 +217,7 @@ impl Worktrees {
             let b = super::task_branch(spec, task);
             others.extend(made_in(admin).into_iter().map(|c| (b.clone(), c)));
         }
-        let mut branches = self
-            .given
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        for b in self.repo.qw_branches()? {
-            if parse_branch(&b).is_some_and(|(s, t)| {
-                s == self.spec && !t.starts_with("snapshot-") && !t.contains('@')
-            }) {
-                branches.insert(b);
-            }
-        }
-        for b in branches {
+        for b in self.task_branches()? {
             if b == h.branch {
                 continue;
             }
@@ -280,10 +268,7 @@ impl Worktrees {
 
 /// The commit a worktree's HEAD started at (the first entry of its HEAD reflog).
 fn start_of(admin: &std::path::Path) -> Option<String> {
-    let text = crate::fs::read_to_string(admin.join("logs").join("HEAD")).ok()?;
-    let first = text.lines().next()?;
-    let sha = first.split(' ').nth(1)?;
-    (sha.len() >= 40 && sha.bytes().all(|b| b.is_ascii_hexdigit())).then(|| sha.to_owned())
+    tree::reflog(admin).into_iter().next()
 }
 
 /// When `result` no longer descends from the commit the worktree started at (history

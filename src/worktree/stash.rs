@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::tree::{LogLine, head_log};
 use super::{Repo, WorktreeHandle, Worktrees, git_command, git_output};
 
 impl Repo {
@@ -182,33 +183,6 @@ impl Mark {
 }
 
 /// One line of a HEAD reflog: the new commit, its time and message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct LogLine {
-    to: String,
-    time: i64,
-    message: String,
-}
-
-/// The HEAD reflog of a worktree's git dir, oldest first (the last 400 lines).
-fn head_log(git_dir: &Path) -> Vec<LogLine> {
-    let Ok(text) = crate::fs::read_to_string(git_dir.join("logs").join("HEAD")) else {
-        return Vec::new();
-    };
-    text.lines()
-        .filter_map(|l| {
-            let (head, message) = l.split_once('\t').unwrap_or((l, ""));
-            let to = head.split(' ').nth(1)?;
-            // `… <email> <time> <tz>`: the time is the second word from the end.
-            let time = head.rsplit(' ').nth(1)?.parse().ok()?;
-            Some(LogLine {
-                to: to.to_owned(),
-                time,
-                message: message.to_owned(),
-            })
-        })
-        .collect()
-}
-
 /// A worktree qw watches for stashes: a running task's, or the main one.
 #[derive(Debug, Clone)]
 struct Watched {

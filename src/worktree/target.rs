@@ -601,10 +601,9 @@ impl Worktrees {
             .insert(branch.to_owned());
     }
 
-    /// `(branch, tip)` of this spec's task branches: the branches this run gave out, the
-    /// `qw/<spec>/<id>` branches there are, the HEADs of its tasks' worktrees.
-    fn task_tips(&self) -> Result<Vec<(String, String)>> {
-        let mut tips: Vec<(String, String)> = Vec::new();
+    /// This spec's task branches: the ones this run gave out and the `qw/<spec>/<id>`
+    /// branches there are (not `--allow-dirty` snapshots, not `<id>@<sha>` kept work).
+    pub(super) fn task_branches(&self) -> Result<BTreeSet<String>> {
         let mut branches = self
             .given
             .lock()
@@ -617,7 +616,14 @@ impl Worktrees {
                 branches.insert(b);
             }
         }
-        for branch in branches {
+        Ok(branches)
+    }
+
+    /// `(branch, tip)` of this spec's task branches: the branches this run gave out, the
+    /// `qw/<spec>/<id>` branches there are, the HEADs of its tasks' worktrees.
+    fn task_tips(&self) -> Result<Vec<(String, String)>> {
+        let mut tips: Vec<(String, String)> = Vec::new();
+        for branch in self.task_branches()? {
             if let Some(c) = self.repo.commit_of(&format!("refs/heads/{branch}"))? {
                 tips.push((branch, c));
             }

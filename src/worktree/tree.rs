@@ -446,15 +446,42 @@ pub(crate) fn reflog(admin: &Path) -> Vec<String> {
 /// `(commit, message)` of each move of a worktree's HEAD, oldest first (from
 /// `<admin>/logs/HEAD`; empty when it is gone).
 pub(crate) fn reflog_entries(admin: &Path) -> Vec<(String, String)> {
-    let Ok(text) = crate::fs::read_to_string(admin.join("logs").join("HEAD")) else {
+    head_log(admin)
+        .into_iter()
+        .map(|l| (l.to, l.message))
+        .collect()
+}
+
+/// One move of a worktree's HEAD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LogLine {
+    /// The commit HEAD moved to.
+    pub(crate) to: String,
+    /// When (seconds since the epoch).
+    pub(crate) time: i64,
+    /// git's message (`commit: …`, `checkout: moving from A to B`, `reset: moving to HEAD`).
+    pub(crate) message: String,
+}
+
+/// Each move of a worktree's HEAD, oldest first, from `<git dir>/logs/HEAD` read
+/// directly (it still answers when HEAD names a branch that was deleted); a line that
+/// is not git's `<old> <new> <who> <time> <tz>\t<message>` is skipped; empty when the
+/// file is gone.
+pub(crate) fn head_log(git_dir: &Path) -> Vec<LogLine> {
+    let Ok(text) = crate::fs::read_to_string(git_dir.join("logs").join("HEAD")) else {
         return Vec::new();
     };
     text.lines()
         .filter_map(|l| {
             let (head, message) = l.split_once('\t').unwrap_or((l, ""));
-            let sha = head.split(' ').nth(1)?;
-            (sha.len() >= 40 && sha.bytes().all(|b| b.is_ascii_hexdigit()))
-                .then(|| (sha.to_owned(), message.to_owned()))
+            let to = head.split(' ').nth(1)?;
+            // `… <email> <time> <tz>`: the time is the second word from the end.
+            let time = head.rsplit(' ').nth(1)?.parse().ok()?;
+            (to.len() >= 40 && to.bytes().all(|b| b.is_ascii_hexdigit())).then(|| LogLine {
+                to: to.to_owned(),
+                time,
+                message: message.to_owned(),
+            })
         })
         .collect()
 }
