@@ -7,22 +7,9 @@
 //! it), that the target holds nothing unchecked and loses nothing, and that no commit
 //! holding work is left dangling. Tasks wait for each other with flag files, not time.
 
+use crate::support::moves::{once, tasks};
 use crate::support::*;
 use crate::worktree::Repo;
-
-fn tasks(n: usize) -> String {
-    (1..=n).map(|i| format!("- [ ] {i}. Task {i}\n")).collect()
-}
-
-/// The script runs once (a flag file in the test's temp dir), so a `workflow-continue`
-/// runs nothing of it.
-fn once(r: &Repo, name: &str, script: &str) -> String {
-    let flag = r.aux.path().join(format!("done-{name}"));
-    format!(
-        "if [ ! -e {f} ]; then\ntouch {f}\n{script}\nfi\n",
-        f = flag.display()
-    )
-}
 
 /// Shell: wait until `signal(name)` ran.
 fn wait_for(r: &Repo, name: &str) -> String {

@@ -8,13 +8,9 @@
 //! user's files is as it was), that `workflow-continue` then finishes the spec, and that
 //! no process is left.
 
+use crate::support::moves::{once, sha, tasks};
 use crate::support::*;
 use crate::worktree::Repo;
-
-/// `n` independent tasks.
-fn tasks(n: usize) -> String {
-    (1..=n).map(|i| format!("- [ ] {i}. Task {i}\n")).collect()
-}
 
 /// `git status --porcelain` of the main worktree outside `.claude/` (qw's ticks).
 fn user_status(r: &Repo) -> Vec<String> {
@@ -23,20 +19,6 @@ fn user_status(r: &Repo) -> Vec<String> {
         .filter(|l| !l[3..].starts_with(".claude/"))
         .map(str::to_owned)
         .collect()
-}
-
-/// The script runs once (guarded by a flag file in the test's temp dir), so a
-/// `workflow-continue` runs the task's plain work only.
-fn once(r: &Repo, name: &str, script: &str) -> String {
-    let flag = r.aux.path().join(format!("done-{name}"));
-    format!(
-        "if [ ! -e {f} ]; then\ntouch {f}\n{script}\nfi\n",
-        f = flag.display()
-    )
-}
-
-fn sha(r: &Repo, rev: &str) -> String {
-    r.git(&["rev-parse", rev]).trim().to_owned()
 }
 
 /// One way an agent moves `main` from its own worktree. `restore` puts `main` back

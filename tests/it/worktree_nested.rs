@@ -7,17 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::support::moves::{once, sha, tasks};
 use crate::support::*;
 use crate::worktree::Repo;
-
-/// `n` independent tasks.
-fn tasks(n: usize) -> String {
-    (1..=n).map(|i| format!("- [ ] {i}. Task {i}\n")).collect()
-}
-
-fn sha(r: &Repo, rev: &str) -> String {
-    r.git(&["rev-parse", rev]).trim().to_owned()
-}
 
 /// The commits `git fsck` calls dangling (unreachable from every ref and reflog).
 fn dangling(r: &Repo) -> Vec<String> {
@@ -281,16 +273,6 @@ fn worktree_kept_commits_name_is_taken_by_another_commit() {
     );
     assert_eq!(kept.len(), "qw/demo/1@".len() + 12, "{kept}");
     no_dangling_holds(&r, "lost.txt");
-}
-
-/// The script runs once (guarded by a flag file), so a `workflow-continue` runs the
-/// task's plain work only.
-fn once(r: &Repo, name: &str, script: &str) -> String {
-    let flag = r.aux.path().join(format!("done-{name}"));
-    format!(
-        "if [ ! -e {f} ]; then\ntouch {f}\n{script}\nfi\n",
-        f = flag.display()
-    )
 }
 
 #[test]

@@ -9,13 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::moves::tasks;
 use crate::support::*;
 use crate::worktree::{HARNESS_TIMEOUT, Layout, Repo, Root, bounded};
-
-/// `n` independent tasks.
-fn tasks(n: usize) -> String {
-    (1..=n).map(|i| format!("- [ ] {i}. Task {i}\n")).collect()
-}
 
 /// Task `i` writes `src/t<i>.txt` (and `src/t<i>.tmp`, ignored only in the nested layout).
 fn write_files(r: &Repo, n: usize) -> Vec<String> {

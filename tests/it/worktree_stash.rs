@@ -4,23 +4,9 @@
 //! gone is put back by the printed command, or merged and said), that no task is
 //! blamed for another's entry, and that `workflow-continue` then finishes the spec.
 
+use crate::support::moves::{once, tasks};
 use crate::support::*;
 use crate::worktree::Repo;
-
-/// `n` independent tasks.
-fn tasks(n: usize) -> String {
-    (1..=n).map(|i| format!("- [ ] {i}. Task {i}\n")).collect()
-}
-
-/// The script runs once (guarded by a flag file in the test's temp dir), so a
-/// `workflow-continue` runs the task's plain work only.
-fn once(r: &Repo, name: &str, script: &str) -> String {
-    let flag = r.aux.path().join(format!("done-{name}"));
-    format!(
-        "if [ ! -e {f} ]; then\ntouch {f}\n{script}\nfi\n",
-        f = flag.display()
-    )
-}
 
 /// Wait (bounded: two minutes, then fail the agent) until `cond` (a sh condition) holds.
 fn wait_for(cond: &str) -> String {

@@ -9,27 +9,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::support::moves::{once, sha, tasks};
 use crate::support::*;
 use crate::worktree::Repo;
-
-/// `n` independent tasks.
-fn tasks(n: usize) -> String {
-    (1..=n).map(|i| format!("- [ ] {i}. Task {i}\n")).collect()
-}
-
-/// The script runs once (guarded by a flag file in the test's temp dir), so a
-/// `workflow-continue` runs the task's plain work only.
-fn once(r: &Repo, name: &str, script: &str) -> String {
-    let flag = r.aux.path().join(format!("done-{name}"));
-    format!(
-        "if [ ! -e {f} ]; then\ntouch {f}\n{script}\nfi\n",
-        f = flag.display()
-    )
-}
-
-fn sha(r: &Repo, rev: &str) -> String {
-    r.git(&["rev-parse", rev]).trim().to_owned()
-}
 
 /// The branch named in `err` that starts with `prefix` (up to the closing backquote).
 fn named_branch(err: &str, prefix: &str) -> String {

@@ -1,6 +1,7 @@
-//! Set-up shared by the tests of moves of the target branch (`worktree_target`): the
-//! tasks, a guard that runs an agent's move once, reading the command qw printed and
-//! following it literally, and the checks that nothing was lost.
+//! Set-up shared by the worktree tests (`worktree_target` first, and the tasks, the
+//! run-once guard and `sha` of every `worktree_*` file): the tasks, a guard that runs an
+//! agent's move once, reading the command qw printed and following it literally, and
+//! the checks that nothing was lost.
 
 use std::path::PathBuf;
 
