@@ -1006,6 +1006,7 @@ impl Worktrees {
     ) -> Result<(WorktreeHandle, Vec<String>)> {
         let _g = self.lock(&format!("preparing task {task_id}"), on_wait)?;
         target::refuse_if_moved(self, &format!("task {task_id} was not started"))?;
+        target::refuse_staged_start(self, task_id)?;
         let target = self.target();
         let branch = task_branch(&self.spec, task_id);
         self.given
@@ -1404,14 +1405,15 @@ impl Worktrees {
             return Ok(());
         }
         Err(WorktreeError::Staged(format!(
-            "{}, then run `qw workflow-continue`",
+            "{}, then run `qw workflow-continue {}`",
             self.repo.staged_line(
                 &staged,
                 &format!(
                     "task branch `{}` was not merged into `{}` (it is kept)",
                     h.branch, self.integration
                 )
-            )
+            ),
+            target::quote(&self.spec)
         )))
     }
 

@@ -707,6 +707,22 @@ pub(crate) fn refuse_if_moved(w: &Worktrees, not_done: &str) -> Result<()> {
     }
 }
 
+/// Staged changes in the main worktree stop a new task before its agent runs, as a
+/// move does: git would refuse its merge (see [`Repo::staged_paths`]), so its work
+/// would only wait on its branch. `Err(Staged)` naming them and how to settle them.
+pub(crate) fn refuse_staged_start(w: &Worktrees, task_id: &str) -> Result<()> {
+    let staged = w.repo.staged_paths()?;
+    if staged.is_empty() {
+        return Ok(());
+    }
+    Err(WorktreeError::Staged(format!(
+        "{}, then run `qw workflow-continue {}`",
+        w.repo
+            .staged_line(&staged, &format!("task {task_id} was not started")),
+        quote(&w.spec)
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -136,7 +136,7 @@ fn worktree_staged_change_under_claude_is_refused_even_without_allow_dirty() {
 
 #[test]
 fn worktree_changes_staged_while_running_fail_the_merge_naming_them() {
-    let r = Repo::new(&tasks(2));
+    let r = Repo::new(&tasks(3));
     r.action(
         "1",
         &format!(
@@ -149,18 +149,28 @@ fn worktree_changes_staged_while_running_fail_the_merge_naming_them() {
             )
         ),
     );
-    r.action("2", &work("2"));
+    for i in ["2", "3"] {
+        r.action(i, &work(i));
+    }
     let out = run_auto(&r, &[]);
     assert_eq!(code(&out), 1, "{}", diag(&out));
     let mut restore = String::new();
-    for i in ["1", "2"] {
+    for i in ["1", "2", "3"] {
         let t = r.f.task(i);
         assert_eq!(t["status"], "failed", "{t}");
         assert_eq!(t["outcome"], "workspace_error", "{t}");
         let err = t["error"].as_str().unwrap();
+        // Task 1 ran and was not merged; the later tasks were not even started (their
+        // agents would only have worked for a merge git refuses).
+        let not_done = if i == "1" {
+            "`qw/demo/1` was not merged".to_owned()
+        } else {
+            format!("task {i} was not started")
+        };
         assert!(
             err.contains("staged changes (shared.txt)")
-                && err.contains(&format!("`qw/demo/{i}` was not merged"))
+                && err.contains(&not_done)
+                && err.contains("qw workflow-continue demo")
                 && !err.contains("moved"),
             "{err}"
         );
@@ -169,20 +179,20 @@ fn worktree_changes_staged_while_running_fail_the_merge_naming_them() {
             restore,
             "git restore --staged -- ':(top,literal)shared.txt'"
         );
-        // Its work is kept on its branch.
-        assert_eq!(
-            r.git(&["show", &format!("qw/demo/{i}:f{i}.txt")]),
-            format!("{i}\n")
-        );
     }
+    // Task 1's work is kept on its branch; tasks 2 and 3 never ran their agents.
+    assert_eq!(r.git(&["show", "qw/demo/1:f1.txt"]), "1\n");
+    assert_eq!(r.runs_of("2"), 0);
+    assert_eq!(r.runs_of("3"), 0);
     // Never a merge conflict, and the index is as the user left it.
     assert!(!r.f.state().to_string().contains("merge_conflict"));
     assert_eq!(r.git(&["diff", "--cached", "--name-only"]), "shared.txt\n");
     follow(&r, &restore);
     let out = cont(&r, &["--allow-dirty"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
-    assert_merged_keeping_the_users_changes(&r, &as_strs(&files(2)));
+    assert_merged_keeping_the_users_changes(&r, &as_strs(&files(3)));
     assert_eq!(r.read("shared.txt"), "mine\n");
+    assert_eq!(r.runs_of("2"), 1);
 }
 
 #[test]
