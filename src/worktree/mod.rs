@@ -48,6 +48,7 @@ mod leftovers;
 pub(crate) mod lock;
 mod lost;
 mod nested;
+mod reflog;
 pub(crate) mod root;
 mod salvage;
 mod stash;

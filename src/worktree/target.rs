@@ -258,6 +258,94 @@ impl Repo {
     }
 }
 
+/// Where a hint puts the target back ([`Worktrees::restore_point`]).
+#[derive(Debug)]
+struct Point {
+    /// The commit.
+    at: String,
+    /// No reflog said where the branch was: what was found instead.
+    no_reflog: Option<Found>,
+    /// Other commits, only reflogs hold, to keep first.
+    keep: Vec<String>,
+}
+
+/// What was found when no reflog said where the branch was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// Nothing: back where qw left it.
+    Nothing,
+    /// Commits on top of qw's last merge that only reflogs hold: the newest.
+    Loose,
+}
+
+impl Point {
+    fn at(c: String) -> Point {
+        Point {
+            at: c,
+            no_reflog: None,
+            keep: Vec::new(),
+        }
+    }
+
+    /// The clause saying that no reflog said where `b` was, or nothing.
+    fn note(&self, b: &str) -> String {
+        match self.no_reflog {
+            None => String::new(),
+            Some(Found::Nothing) => format!(
+                " (no reflog of `{b}` was there to say where it was before: back to where qw left it)"
+            ),
+            Some(Found::Loose) => format!(
+                " (no reflog of `{b}` could be read: back to the newest commit on top of qw's last merge that no branch holds)"
+            ),
+        }
+    }
+}
+
+/// `back`, first keeping `commits` (and what they hold) on branches of their own
+/// (`git branch qw-kept/<sha> <sha>`), naming `left` (the commits `back` leaves out;
+/// `commits` themselves when empty): a command never drops a commit.
+fn keep_first(commits: &[String], left: &[String], back: String) -> String {
+    let mut seen = BTreeSet::new();
+    let commits: Vec<&String> = commits.iter().filter(|c| seen.insert(*c)).collect();
+    if commits.is_empty() {
+        return back;
+    }
+    let left: Vec<&String> = if left.is_empty() {
+        commits.clone()
+    } else {
+        left.iter().collect()
+    };
+    let cmds: Vec<String> = commits
+        .iter()
+        .map(|c| {
+            format!(
+                "`git branch {} {c}`",
+                quote(&format!("qw-kept/{}", short(c)))
+            )
+        })
+        .collect();
+    let more = if left.len() > 3 {
+        format!(" and {} more", left.len() - 3)
+    } else {
+        String::new()
+    };
+    format!(
+        "that would leave out {} ({}{more}): keep {} first ({}), then {back}",
+        if left.len() == 1 {
+            "a commit".to_owned()
+        } else {
+            format!("{} commits", left.len())
+        },
+        left.iter()
+            .take(3)
+            .map(|c| short(c))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if left.len() == 1 { "it" } else { "them" },
+        cmds.join(", ")
+    )
+}
+
 fn split_z(out: &str) -> BTreeSet<String> {
     out.split('\0')
         .filter(|p| !p.is_empty())
@@ -356,42 +444,78 @@ impl Worktrees {
         let prefix = format!("the target branch `{b}` was moved while the workflow ran, not by qw");
         if now.is_none()
             && let Some(other) = head
-            && self.repo.renamed_from(other, b)
         {
-            return Ok(Moved {
-                why: format!(
-                    "{prefix}: it was renamed to `{other}` (qw left it at {})",
-                    short(was)
-                ),
-                fix: format!(
-                    "rename it back (`git branch -m {} {}`)",
-                    quote(other),
-                    quote(b)
-                ),
-            });
+            let said = self.repo.renamed_from(other, b);
+            // No log says so (reftable, logs expired or off): the branch the main
+            // worktree is on holds what qw merged, so a rename is likely, not certain.
+            let likely = !said
+                && parse_branch(other).is_none()
+                && self.repo.is_ancestor(was, &format!("refs/heads/{other}"))?
+                && self
+                    .repo
+                    .commit_of(&format!("refs/heads/{other}"))?
+                    .map(|t| self.brings_task_commits(was, &t))
+                    .transpose()?
+                    .flatten()
+                    .is_none();
+            if said || likely {
+                let how = if said {
+                    format!("it was renamed to `{other}`")
+                } else {
+                    format!(
+                        "it was renamed to `{other}` or deleted (no reflog says which; `{other}`, where the main worktree is, holds what qw merged)"
+                    )
+                };
+                return Ok(Moved {
+                    why: format!("{prefix}: {how} (qw left it at {})", short(was)),
+                    fix: format!(
+                        "rename it back (`git branch -m {} {}`)",
+                        quote(other),
+                        quote(b)
+                    ),
+                });
+            }
         }
+        let detached = if head.is_none() {
+            self.repo.commit_of("HEAD")?
+        } else {
+            None
+        };
         let on = match head {
             Some(other) => format!("it is on branch `{other}`"),
             None => format!(
                 "it has a detached HEAD{}",
-                self.repo
-                    .commit_of("HEAD")?
-                    .map(|c| format!(" at {}", short(&c)))
+                detached
+                    .as_ref()
+                    .map(|c| format!(" at {}", short(c)))
                     .unwrap_or_default()
             ),
         };
         let Some(now) = now else {
             // Deleted too: made again where its history says, and checked out.
-            let (r, _) = self.restore_point(was, None)?;
+            let p = self.restore_point(was, None)?;
+            let mut keep = p.keep.clone();
+            if let Some(h) = &detached {
+                // Commits made on the detached HEAD would be held by its reflog only.
+                keep.extend(
+                    self.left_out(&p.at, h)?
+                        .into_iter()
+                        .take(1)
+                        .map(|_| h.clone()),
+                );
+            }
+            let back = format!(
+                "make it again and check it out (`git switch -c {} {}`){}",
+                quote(b),
+                p.at,
+                p.note(b)
+            );
             return Ok(Moved {
                 why: format!(
                     "{prefix}: it was deleted (qw left it at {}), and the main worktree `{top}` is no longer on it ({on})",
                     short(was)
                 ),
-                fix: format!(
-                    "make it again and check it out (`git switch -c {} {r}`)",
-                    quote(b)
-                ),
+                fix: keep_first(&keep, &[], back),
             });
         };
         let at = if now == was {
@@ -399,9 +523,14 @@ impl Worktrees {
         } else {
             format!("`{b}` is at {}, qw left it at {}", short(now), short(was))
         };
+        let back = format!("check `{b}` out again (`git switch {}`)", quote(b));
+        let keep = match &detached {
+            Some(h) if !self.left_out(now, h)?.is_empty() => vec![h.clone()],
+            _ => Vec::new(),
+        };
         Ok(Moved {
             why: format!("{prefix}: the main worktree `{top}` is no longer on it ({on}; {at})"),
-            fix: format!("check `{b}` out again (`git switch {}`)", quote(b)),
+            fix: keep_first(&keep, &[], back),
         })
     }
 
@@ -422,54 +551,31 @@ impl Worktrees {
     fn restore_fix(&self, was: &str, now: Option<&str>) -> Result<String> {
         let b = &self.integration;
         let ref_b = quote(&format!("refs/heads/{b}")).into_owned();
-        let (r, no_reflog) = self.restore_point(was, now)?;
+        let p = self.restore_point(was, now)?;
+        let r = &p.at;
         let cmd = if now.is_none() {
             format!("git update-ref {ref_b} {r}")
         } else {
-            let index = self.repo.differs_from(&r, true)?;
+            let index = self.repo.differs_from(r, true)?;
             if index.is_empty() {
                 format!("git update-ref {ref_b} {r}")
-            } else if self.repo.differs_from(&r, false)?.is_disjoint(&index) {
+            } else if self.repo.differs_from(r, false)?.is_disjoint(&index) {
                 format!("git reset -q {r}")
             } else {
                 format!("git reset --keep {r}")
             }
         };
-        let note = if no_reflog {
-            format!(
-                " (no reflog of `{b}` was there to say where it was before: back to where qw left it)"
-            )
-        } else {
-            String::new()
-        };
-        let back = format!("put `{b}` back (`{cmd}`){note}");
-        let Some(now) = now else {
-            return Ok(back);
-        };
-        let left = self.left_out(&r, now)?;
-        if left.is_empty() {
-            return Ok(back);
+        let back = format!("put `{b}` back (`{cmd}`){}", p.note(b));
+        let mut keep = p.keep.clone();
+        let mut left = Vec::new();
+        if let Some(now) = now {
+            left = self.left_out(r, now)?;
+            if !left.is_empty() {
+                keep.insert(0, now.to_owned());
+                left.extend(p.keep.iter().cloned());
+            }
         }
-        let kept = format!("qw-kept/{}", short(now));
-        let more = if left.len() > 3 {
-            format!(" and {} more", left.len() - 3)
-        } else {
-            String::new()
-        };
-        Ok(format!(
-            "that would leave out {} ({}{more}): keep them first (`git branch {} {now}`), then {back}",
-            if left.len() == 1 {
-                "a commit".to_owned()
-            } else {
-                format!("{} commits", left.len())
-            },
-            left.iter()
-                .take(3)
-                .map(|c| short(c))
-                .collect::<Vec<_>>()
-                .join(", "),
-            quote(&kept)
-        ))
+        Ok(keep_first(&keep, &left, back))
     }
 
     /// The commits `now` holds that `r` lacks and no task branch of this spec holds
@@ -493,9 +599,12 @@ impl Worktrees {
 
     /// The newest commit the target's reflog (the main HEAD's when the branch is gone)
     /// shows that holds `was` and no commit of a task qw has not merged, other than
-    /// `now` (the place refused); `was` when none does. The flag says no reflog was
-    /// there to read (expired, turned off).
-    fn restore_point(&self, was: &str, now: Option<&str>) -> Result<(String, bool)> {
+    /// `now` (the place refused); `was` when none does. When no reflog was there to
+    /// read (expired, turned off, or git cannot read the main HEAD's: the reftable
+    /// backend with HEAD naming the deleted branch) and the branch is gone, the commits
+    /// that only reflogs hold on top of `was` are the place (the newest) and kept (the
+    /// others), so no commit of the user's is left out for want of a log.
+    fn restore_point(&self, was: &str, now: Option<&str>) -> Result<Point> {
         let b = &self.integration;
         let r = format!("refs/heads/{b}");
         let mut log = self.repo.reflog_of(&r);
@@ -521,10 +630,29 @@ impl Worktrees {
                 continue;
             }
             if self.repo.is_ancestor(was, &c)? && self.brings_task_commits(was, &c)?.is_none() {
-                return Ok((c, false));
+                return Ok(Point::at(c));
             }
         }
-        Ok((was.to_owned(), no_reflog))
+        if no_reflog && now.is_none() {
+            let mut found = Vec::new();
+            for c in super::reflog::held_only_by_reflogs(&self.repo, was)? {
+                if self.brings_task_commits(was, &c)?.is_none() {
+                    found.push(c);
+                }
+            }
+            if let Some((at, others)) = found.split_first() {
+                return Ok(Point {
+                    at: at.clone(),
+                    no_reflog: Some(Found::Loose),
+                    keep: others.to_vec(),
+                });
+            }
+        }
+        Ok(Point {
+            at: was.to_owned(),
+            no_reflog: no_reflog.then_some(Found::Nothing),
+            keep: Vec::new(),
+        })
     }
 
     /// Note a refused move of the target in the spec's record (see [`refused_move`]);

@@ -466,8 +466,12 @@ pub(crate) struct LogLine {
 /// Each move of a worktree's HEAD, oldest first, from `<git dir>/logs/HEAD` read
 /// directly (it still answers when HEAD names a branch that was deleted); a line that
 /// is not git's `<old> <new> <who> <time> <tz>\t<message>` is skipped; empty when the
-/// file is gone.
+/// file is gone. With the reftable backend, through git ([`super::reflog::head_log`]).
 pub(crate) fn head_log(git_dir: &Path) -> Vec<LogLine> {
+    if super::reflog::is_reftable(git_dir) {
+        // No log files there: git reads the tables.
+        return super::reflog::head_log(git_dir);
+    }
     let Ok(text) = crate::fs::read_to_string(git_dir.join("logs").join("HEAD")) else {
         return Vec::new();
     };

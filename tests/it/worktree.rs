@@ -68,6 +68,27 @@ impl Repo {
     }
 
     pub(crate) fn build(tasks_md: &str, layout: Layout, root: Root) -> Repo {
+        Repo::build_with_env(tasks_md, layout, root, &[])
+    }
+
+    /// [`Repo::new`] with the refs kept in reftable tables (`git init
+    /// --ref-format=reftable`: no `.git/logs` files).
+    pub(crate) fn reftable(tasks_md: &str) -> Repo {
+        Repo::build_with_env(
+            tasks_md,
+            Layout::Tracked,
+            Root::Aux,
+            &[("GIT_DEFAULT_REF_FORMAT", "reftable")],
+        )
+    }
+
+    /// [`Repo::build`] with `env` added to every git command (the test's and qw's).
+    pub(crate) fn build_with_env(
+        tasks_md: &str,
+        layout: Layout,
+        root: Root,
+        env: &[(&str, &str)],
+    ) -> Repo {
         let mut f = Flow::new(tasks_md);
         let aux = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(aux.path().join("actions")).unwrap();
@@ -75,6 +96,7 @@ impl Repo {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
+        git_env.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         if layout == Layout::GlobalExcludes {
             let excludes = aux.path().join("global-excludes");
             std::fs::write(&excludes, ".claude/\n").unwrap();

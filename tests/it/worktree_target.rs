@@ -994,3 +994,89 @@ fn worktree_restore_hint_without_a_reflog_says_so_and_keeps_the_users_commit() {
     assert_merged_keeping_the_users_changes(&r, &as_strs(&files(2)));
     assert_kept(&r, &user);
 }
+
+// ---------------------------------------------------------------------------------
+// The reftable backend (no `.git/logs` files), a rename no log tells, commits on a
+// detached HEAD.
+// ---------------------------------------------------------------------------------
+
+/// The repository keeps its refs in reftable tables: no log files to read.
+fn assert_reftable(r: &Repo) {
+    assert_eq!(
+        r.git(&["rev-parse", "--show-ref-format"]).trim(),
+        "reftable"
+    );
+    assert!(!r.root().join(".git/logs/HEAD").exists());
+}
+
+#[test]
+fn worktree_reftable_run_merges_every_task() {
+    let r = Repo::reftable(&tasks(3));
+    assert_reftable(&r);
+    for i in ["1", "2", "3"] {
+        r.action(i, &work(i));
+    }
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&as_strs(&files(3)));
+}
+
+#[test]
+fn worktree_reftable_deleted_target_hint_keeps_the_users_commit() {
+    let r = Repo::reftable(&tasks(2));
+    assert_reftable(&r);
+    // As with log files: the user commits, then the agent deletes `main` while the main
+    // worktree is on it — git cannot read that HEAD's log any more, yet the hint puts
+    // `main` on the user's commit, not back before it.
+    let saved = r.aux.path().join("user-commit");
+    let mv = format!(
+        "echo u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user\ngit -C \"$MAIN\" rev-parse HEAD > {}\ngit update-ref -d refs/heads/main",
+        saved.display()
+    );
+    let err = refused_then_followed(&r, &mv, "git update-ref refs/heads/main ", None);
+    let user = std::fs::read_to_string(&saved).unwrap().trim().to_owned();
+    assert!(err.contains("deleted"), "{err}");
+    assert!(
+        err.contains(&format!("`git update-ref refs/heads/main {user}`")),
+        "{err}"
+    );
+    let mut all = files(2);
+    all.push("user.txt".into());
+    r.assert_all_merged(&as_strs(&all));
+}
+
+#[test]
+fn worktree_reftable_agents_move_is_refused_with_the_users_commit_kept() {
+    let r = Repo::reftable(&tasks(2));
+    assert_reftable(&r);
+    // The agent moves `main` to its own HEAD after a commit of the user's: the branch's
+    // log (read through git) puts it back on the user's commit.
+    let saved = r.aux.path().join("user-commit");
+    let mv = format!(
+        "echo u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user\ngit -C \"$MAIN\" rev-parse HEAD > {}\ngit update-ref refs/heads/main HEAD",
+        saved.display()
+    );
+    let err = refused_then_followed(&r, &mv, "git update-ref refs/heads/main ", None);
+    let user = std::fs::read_to_string(&saved).unwrap().trim().to_owned();
+    assert!(
+        err.contains(&format!("`git update-ref refs/heads/main {user}`")),
+        "{err}"
+    );
+    let mut all = files(2);
+    all.push("user.txt".into());
+    r.assert_all_merged(&as_strs(&all));
+}
+
+#[test]
+fn worktree_reftable_rename_from_the_agents_worktree_is_a_move() {
+    let r = Repo::reftable(&tasks(2));
+    assert_reftable(&r);
+    let err = refused_then_followed(
+        &r,
+        "git branch -m main other",
+        "git branch -m ",
+        Some("other main"),
+    );
+    assert!(err.contains("renamed to `other`"), "{err}");
+    r.assert_all_merged(&as_strs(&files(2)));
+}
