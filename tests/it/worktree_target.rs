@@ -1080,3 +1080,104 @@ fn worktree_reftable_rename_from_the_agents_worktree_is_a_move() {
     assert!(err.contains("renamed to `other`"), "{err}");
     r.assert_all_merged(&as_strs(&files(2)));
 }
+
+/// Run with `mv` once in task 2 (of 3, after its work), then follow every command the
+/// refusal of task 2 printed, continue, and check every task's file is on `main`.
+/// The refusal's line.
+fn refused_then_all_followed(r: &Repo, mv: &str) -> String {
+    r.action("1", &work("1"));
+    r.action("2", &format!("{}{}", work("2"), once(r, "move", mv)));
+    r.action("3", &work("3"));
+    let out = run_auto(r, &[]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let t2 = r.f.task("2");
+    assert_eq!(t2["outcome"], "workspace_error", "{t2}");
+    let err = t2["error"].as_str().unwrap().to_owned();
+    assert!(err.contains("moved") && err.contains("`main`"), "{err}");
+    assert_eq!(r.runs_of("3"), 0, "a task started on a moved target");
+    for c in all_printed(&err) {
+        follow(r, &c);
+    }
+    let out = cont(r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_merged_keeping_the_users_changes(r, &as_strs(&files(3)));
+    err
+}
+
+/// No reflog (`core.logAllRefUpdates=false`, the log file gone): a rename from the
+/// agent's worktree is told as "renamed or deleted", not as a deletion, and the way
+/// back is the rename back.
+#[test]
+fn worktree_rename_with_no_reflog_is_told_as_renamed_or_deleted() {
+    let r = Repo::new(&tasks(3));
+    let err = refused_then_all_followed(
+        &r,
+        "rm -f \"$(git rev-parse --git-common-dir)/logs/refs/heads/main\"\ngit -c core.logAllRefUpdates=false branch -m main other",
+    );
+    assert!(
+        err.contains("renamed to `other` or deleted (no reflog says which"),
+        "{err}"
+    );
+    assert_eq!(
+        all_printed(&err),
+        vec!["git branch -m other main".to_owned()]
+    );
+    assert!(!r.git_ok(&["rev-parse", "-q", "--verify", "refs/heads/other"]));
+}
+
+/// The same, then the user commits on the renamed branch: still a rename, and the
+/// commit comes back with the name.
+#[test]
+fn worktree_rename_with_no_reflog_then_a_user_commit_keeps_it() {
+    let r = Repo::new(&tasks(3));
+    let err = refused_then_all_followed(
+        &r,
+        "git -C \"$MAIN\" config core.logAllRefUpdates false\nrm -f \"$(git rev-parse --git-common-dir)/logs/refs/heads/main\"\ngit -C \"$MAIN\" branch -m renamed\necho u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user",
+    );
+    assert!(err.contains("renamed to `renamed` or deleted"), "{err}");
+    assert!(r.git(&["log", "--format=%s", "main"]).contains("user"));
+}
+
+/// The main worktree detached below qw's last merge, `main` deleted, a commit of the
+/// user's on the detached HEAD: the way back (`git switch -c main …`) would leave it
+/// held by HEAD's reflog only, so it is kept on a `qw-kept/` branch first, named.
+#[test]
+fn worktree_commit_on_a_detached_head_after_the_target_was_deleted_is_kept() {
+    let r = Repo::new(&tasks(3));
+    let err = refused_then_all_followed(
+        &r,
+        "git -C \"$MAIN\" switch -q --detach HEAD~1\ngit branch -D main\necho u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user",
+    );
+    let user = sha(&r, ":/user");
+    let cmds = all_printed(&err);
+    assert_eq!(
+        cmds[0],
+        format!("git branch qw-kept/{} {user}", &user[..10]),
+        "{err}"
+    );
+    assert!(cmds[1].starts_with("git switch -c main "), "{err}");
+    assert!(err.contains(&user[..10]), "{err}");
+    assert_kept(&r, &user);
+}
+
+/// `main` still there, the main worktree detached and a commit made there: `git switch
+/// main` would leave it held by HEAD's reflog only, so it is kept first.
+#[test]
+fn worktree_commit_on_a_detached_main_head_is_kept_before_switching_back() {
+    let r = Repo::new(&tasks(3));
+    let err = refused_then_all_followed(
+        &r,
+        "git -C \"$MAIN\" switch -q --detach\necho u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user",
+    );
+    let user = sha(&r, ":/user");
+    let cmds = all_printed(&err);
+    assert_eq!(
+        cmds,
+        vec![
+            format!("git branch qw-kept/{} {user}", &user[..10]),
+            "git switch main".to_owned()
+        ],
+        "{err}"
+    );
+    assert_kept(&r, &user);
+}
