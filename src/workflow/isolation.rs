@@ -344,6 +344,9 @@ pub(crate) struct TaskSpace {
     ports: Mutex<HashSet<u16>>,
     /// The worktree of each task that is between `enter` and `leave`.
     active: Mutex<HashMap<String, WorktreeHandle>>,
+    /// The tasks whose branch the target held all of when the run started (before the
+    /// merged leftovers were cleared).
+    merged_at_start: HashSet<String>,
 }
 
 impl TaskSpace {
@@ -355,6 +358,7 @@ impl TaskSpace {
             spec: spec.to_owned(),
             ports: Mutex::new(HashSet::new()),
             active: Mutex::new(HashMap::new()),
+            merged_at_start: HashSet::new(),
         }
     }
 
@@ -395,6 +399,7 @@ impl TaskSpace {
                 ));
             }
         }
+        space.merged_at_start = wts.merged_task_ids().into_iter().collect();
         // Worktrees and branches of tasks merged before qw was killed.
         for m in wts.clear_merged_leftovers(&note) {
             note(&m);
@@ -415,6 +420,17 @@ impl TaskSpace {
         ));
         space.worktrees = Some(wts);
         Ok(space)
+    }
+
+    /// The branch of `task_id`, when it is merged into the target already (the user
+    /// merged it by hand after its merge conflict, as qw advised); `None` when it is
+    /// not, or not in worktree mode.
+    pub(crate) fn merged_by_hand(&self, task_id: &str) -> Option<String> {
+        let w = self.worktrees.as_ref()?;
+        if self.merged_at_start.contains(task_id) {
+            return Some(crate::worktree::task_branch(&self.spec, task_id));
+        }
+        w.merged_branch(task_id)
     }
 
     /// The run is over: check the target once more (see

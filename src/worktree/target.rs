@@ -721,6 +721,34 @@ impl Worktrees {
         Ok(None)
     }
 
+    /// The branch of `task_id` (`qw/<spec>/<id>`) when it is there and the target holds
+    /// all of it: merged by hand. `None` otherwise, or when git cannot say.
+    pub(crate) fn merged_branch(&self, task_id: &str) -> Option<String> {
+        let branch = task_branch(&self.spec, task_id);
+        let tip = self
+            .repo
+            .commit_of(&format!("refs/heads/{branch}"))
+            .ok()??;
+        let target = format!("refs/heads/{}", self.integration);
+        self.repo
+            .is_ancestor(&tip, &target)
+            .unwrap_or(false)
+            .then_some(branch)
+    }
+
+    /// The tasks whose `qw/<spec>/<id>` branch the target holds all of (read before
+    /// merged leftovers are cleared: a branch merged by hand is deleted with them).
+    pub(crate) fn merged_task_ids(&self) -> Vec<String> {
+        let Ok(branches) = self.task_branches() else {
+            return Vec::new();
+        };
+        branches
+            .iter()
+            .filter_map(|b| parse_branch(b).map(|(_, t)| t.to_owned()))
+            .filter(|t| self.merged_branch(t).is_some())
+            .collect()
+    }
+
     /// A task branch whose merge conflicted: qw told the user to merge it by hand.
     pub(crate) fn merge_by_hand(&self, branch: &str) {
         self.by_hand

@@ -619,6 +619,8 @@ fn worktree_users_merge_by_hand_of_a_conflicted_task_mid_run_is_accepted() {
     assert_eq!(r.git(&["show", "main:shared.txt"]), "both\n");
     let out = cont(&r, &[]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
+    // Task 1 is done (merged by hand): continue records it, it does not run again.
+    assert_merged_by_hand_not_rerun(&r, &out, "1");
     assert_merged_keeping_the_users_changes(&r, &as_strs(&files(3)[1..]));
     assert_kept(&r, &resolved);
     assert!(r.git_ok(&["merge-base", "--is-ancestor", &resolved, "main"]));
@@ -1180,4 +1182,57 @@ fn worktree_commit_on_a_detached_main_head_is_kept_before_switching_back() {
         "{err}"
     );
     assert_kept(&r, &user);
+}
+
+/// Task `i`, conflicted then merged by hand, is completed and ticked by the continue
+/// whose output is `out`, which said so; its agent ran once (the conflicted run).
+fn assert_merged_by_hand_not_rerun(r: &Repo, out: &std::process::Output, i: &str) {
+    let text = format!("{}{}", stdout(out), stderr(out));
+    assert!(
+        text.contains(&format!("task {i} conflicted in an earlier run"))
+            && text.contains("merged into the target by hand"),
+        "{text}"
+    );
+    assert_eq!(r.runs_of(i), 1, "task {i} ran again");
+    let t = r.f.task(i);
+    assert_eq!(t["status"], "completed", "{t}");
+    assert!(
+        r.f.tasks_md().contains(&format!("- [x] {i}.")),
+        "{}",
+        r.f.tasks_md()
+    );
+}
+
+/// The usual shape: task 1 conflicts, the run ends, the user merges its branch by hand
+/// as qw said and runs `workflow-continue`: task 1 is recorded completed, not run again
+/// (its agent would redo work that is merged), and the rest run.
+#[test]
+fn worktree_conflicted_task_merged_by_hand_after_the_run_is_not_rerun() {
+    let r = Repo::new(&tasks(2));
+    r.action(
+        "1",
+        &once(
+            &r,
+            "user",
+            "echo one > shared.txt\ngit commit -qam s1\necho two > \"$MAIN/shared.txt\"\ngit -C \"$MAIN\" commit -qam user-two",
+        ),
+    );
+    r.action("2", &work("2"));
+    let out = run_auto(&r, &["--fail-fast"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let t1 = r.f.task("1");
+    assert_eq!(t1["outcome"], "merge_conflict", "{t1}");
+    let merge = printed(t1["error"].as_str().unwrap(), "git merge");
+    let words = shell_words::split(&merge).unwrap();
+    let args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
+    // The merge conflicts: resolved by hand and committed.
+    assert!(!r.git_cmd(r.root(), &args).status.success());
+    std::fs::write(r.root().join("shared.txt"), "both\n").unwrap();
+    r.git(&["add", "shared.txt"]);
+    r.git(&["commit", "-qm", "resolved", "--no-edit"]);
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_merged_by_hand_not_rerun(&r, &out, "1");
+    assert_merged_keeping_the_users_changes(&r, &["f2.txt"]);
+    assert_eq!(r.git(&["show", "main:shared.txt"]), "both\n");
 }

@@ -52,6 +52,7 @@ pub(crate) fn run_tasks(run: &Run<'_>, tasks: &TaskList) -> Result<TasksOutcome,
             }
         }
     }
+    merged_by_hand(run, &leaves, in_state, &mut completed)?;
     check_hand_ticks(run, &leaves, in_state, &mut completed)?;
     run.events.emit(EventKind::TasksPlanned {
         leaves: &leaves,
@@ -112,6 +113,46 @@ pub(crate) fn run_tasks(run: &Run<'_>, tasks: &TaskList) -> Result<TasksOutcome,
         failed,
         blocked: blocked.into_iter().map(|b| b.id).collect(),
     })
+}
+
+/// A task whose merge conflicted in an earlier run, and whose branch the user has since
+/// merged into the target by hand (as qw advised): done, not to be run again. It is
+/// ticked in `tasks.md` and recorded completed, and said so.
+fn merged_by_hand(
+    run: &Run<'_>,
+    leaves: &[&Task],
+    in_state: Option<&crate::state::Spec>,
+    completed: &mut HashSet<String>,
+) -> Result<(), WorkflowError> {
+    use crate::workflow::events::HandCheck;
+    let path = run.spec.tasks_path();
+    for t in leaves {
+        if completed.contains(&t.id) {
+            continue;
+        }
+        let conflicted = in_state
+            .and_then(|s| s.tasks.get(&t.id))
+            .is_some_and(|st| st.outcome.as_deref() == Some("merge_conflict"));
+        if !conflicted {
+            continue;
+        }
+        let Some(branch) = run.space.merged_by_hand(&t.id) else {
+            continue;
+        };
+        crate::spec::tasks::tick_file_many(&path, std::slice::from_ref(&t.id))?;
+        completed.insert(t.id.clone());
+        let message = format!(
+            "repaired: task {} conflicted in an earlier run and its branch `{branch}` has since been merged into the target by hand; ticked it in `{}` and recorded it completed (it does not run again)",
+            t.id,
+            path.display()
+        );
+        run.events.emit(EventKind::TickedByHand {
+            task: &t.id,
+            check: HandCheck::NoCheck,
+            message: &message,
+        })?;
+    }
+    Ok(())
 }
 
 /// Tell every leaf ticked by hand (ticked in `tasks.md`, completed by no run of qw) once,
