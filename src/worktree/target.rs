@@ -866,7 +866,12 @@ pub(crate) fn refuse_if_moved(w: &Worktrees, not_done: &str) -> Result<()> {
 /// Staged changes in the main worktree stop a new task before its agent runs, as a
 /// move does: git would refuse its merge (see [`Repo::staged_paths`]), so its work
 /// would only wait on its branch. `Err(Staged)` naming them and how to settle them.
+/// Not while the main worktree is in the middle of a merge (or rebase, …) qw did not
+/// start: its staged paths are that operation's, which the merge step names as such.
 pub(crate) fn refuse_staged_start(w: &Worktrees, task_id: &str) -> Result<()> {
+    if w.repo.main_in_progress().is_some() {
+        return Ok(());
+    }
     let staged = w.repo.staged_paths()?;
     if staged.is_empty() {
         return Ok(());
