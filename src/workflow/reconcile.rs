@@ -430,6 +430,61 @@ pub(crate) fn at_start(
     Ok(repairs)
 }
 
+/// After the tasks ran: a tick qw made in `tasks.md` that is gone again (a `git stash`,
+/// a `git checkout` of the file or an editor's old copy took it while the run went on)
+/// is put back from the state, the record, and said — so the run does not end
+/// "completed" with the task unticked until the next start repairs it. Only ticks, and
+/// only when nothing else disagrees (a renumbered or deleted task waits for the next
+/// start, whose reconcile handles it whole); a `tasks.md` that does not parse is left
+/// to the next start too.
+pub(crate) fn ticks_taken(
+    store: &StateStore,
+    spec: &Spec,
+    events: &Events<'_>,
+) -> Result<(), WorkflowError> {
+    let path = spec.tasks_path();
+    if !path.is_file() {
+        return Ok(());
+    }
+    let Ok(list) = super::runner::load_tasks(spec) else {
+        return Ok(());
+    };
+    let known = store.load()?;
+    let Some(entry) = known.specifications.get(spec.name()) else {
+        return Ok(());
+    };
+    let repairs = plan(&list, &entry.tasks);
+    if repairs
+        .iter()
+        .any(|r| matches!(r, Repair::Renumbered { .. } | Repair::Orphaned { .. }))
+    {
+        return Ok(());
+    }
+    let ticks: Vec<String> = repairs
+        .iter()
+        .filter_map(|r| match r {
+            Repair::Tick { id } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    if ticks.is_empty() {
+        return Ok(());
+    }
+    crate::spec::tasks::tick_file_many(&path, &ticks)?;
+    for id in &ticks {
+        let message = format!(
+            "repaired: task {id} is completed, but its tick in `{}` was taken while the run went on (a `git stash`, a `git checkout` of the file, an editor); ticked it again (the state is the record)",
+            path.display()
+        );
+        events.emit(super::events::EventKind::Repaired {
+            task: id,
+            repair: "ticked",
+            message: &message,
+        })?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

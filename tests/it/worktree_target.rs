@@ -1236,3 +1236,51 @@ fn worktree_conflicted_task_merged_by_hand_after_the_run_is_not_rerun() {
     assert_merged_keeping_the_users_changes(&r, &["f2.txt"]);
     assert_eq!(r.git(&["show", "main:shared.txt"]), "both\n");
 }
+
+// ---------------------------------------------------------------------------------
+// qw's ticks of tasks.md taken mid-run (item 5's class).
+// ---------------------------------------------------------------------------------
+
+/// `mv` runs once in task 2 (of 3) in the main worktree, where qw has ticked task 1 in
+/// `tasks.md` (tracked, uncommitted): the run puts the tick back before it ends and
+/// says so; every task is ticked when it ends, none runs again on continue.
+fn tick_taken_then_put_back(r: &Repo, mv: &str) {
+    r.action("1", &work("1"));
+    r.action("2", &format!("{}{}", work("2"), once(r, "take", mv)));
+    r.action("3", &work("3"));
+    let out = run_auto(r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        text.contains("repaired: task 1 is completed, but its tick")
+            && text.contains("was taken while the run went on"),
+        "{text}"
+    );
+    let md = r.f.tasks_md();
+    for i in ["1", "2", "3"] {
+        assert!(md.contains(&format!("- [x] {i}.")), "task {i}: {md}");
+    }
+    let out = cont(r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    for i in ["1", "2", "3"] {
+        assert_eq!(r.runs_of(i), 1, "task {i} ran again");
+    }
+    r.assert_all_merged(&as_strs(&files(3)));
+}
+
+#[test]
+fn worktree_users_stash_of_qws_tick_mid_run_is_put_back_before_the_run_ends() {
+    let r = Repo::new(&tasks(3));
+    tick_taken_then_put_back(&r, "git -C \"$MAIN\" stash -q");
+    // The stash entry is the user's, kept.
+    assert!(r.git_ok(&["rev-parse", "-q", "--verify", "refs/stash"]));
+}
+
+#[test]
+fn worktree_checkout_of_tasks_md_mid_run_is_put_back_before_the_run_ends() {
+    let r = Repo::new(&tasks(3));
+    tick_taken_then_put_back(
+        &r,
+        "git -C \"$MAIN\" checkout -- .claude/specs/demo/tasks.md",
+    );
+}

@@ -100,6 +100,8 @@ pub(crate) fn run_tasks(run: &Run<'_>, tasks: &TaskList) -> Result<TasksOutcome,
         Ok(())
     })?;
 
+    // Before the report: a tick of this run taken from the file meanwhile is put back.
+    crate::workflow::reconcile::ticks_taken(&run.store, &run.spec, run.events)?;
     let blocked = blocked_by(tasks, &completed, &failed);
     if !blocked.is_empty() {
         run.events
