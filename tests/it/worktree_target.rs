@@ -1284,3 +1284,83 @@ fn worktree_checkout_of_tasks_md_mid_run_is_put_back_before_the_run_ends() {
         "git -C \"$MAIN\" checkout -- .claude/specs/demo/tasks.md",
     );
 }
+
+// ---------------------------------------------------------------------------------
+// Ctrl-C after an agent's move in the last task.
+// ---------------------------------------------------------------------------------
+
+/// The agent of the last task moves `main` onto its own commit, then hangs; the user
+/// presses Ctrl-C (SIGINT to `workflow-auto`). The run ends 130, and the move is told
+/// as a move, not blamed on the user's index (which now looks staged): the end-of-run
+/// check recorded the refusal, so the next continue is refused with the command that
+/// puts `main` back. Following it loses nothing.
+#[test]
+fn worktree_agents_move_in_the_last_task_then_sigint_is_refused_and_nothing_lost() {
+    let r = Repo::new(&tasks(2));
+    r.action("1", &work("1"));
+    let moved = r.aux.path().join("moved");
+    r.action(
+        "2",
+        &format!(
+            "{}{}",
+            work("2"),
+            once(
+                &r,
+                "move",
+                &format!(
+                    "git update-ref refs/heads/main HEAD\ntouch {}\nsleep 100",
+                    moved.display()
+                )
+            )
+        ),
+    );
+    let was = sha(&r, "main");
+    let cmd = r.agent_cmd();
+    let mut child = r.f.start_auto(&[
+        "--agent-cmd",
+        &cmd,
+        "--attempts",
+        "1",
+        "--parallel",
+        "1",
+        "--isolate",
+        "worktree",
+        "--task-timeout",
+        "200",
+    ]);
+    let started = wait_until(std::time::Duration::from_secs(90), || moved.exists());
+    unsafe_kill(child.id() as i32, 2);
+    let ended = wait_until(std::time::Duration::from_secs(60), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        unsafe_kill(child.id() as i32, 9);
+    }
+    let status = child.wait().unwrap();
+    assert!(started, "the agent never moved `main`: {:?}", r.runs());
+    assert!(ended, "the workflow did not end after SIGINT");
+    assert_eq!(status.code(), Some(130));
+    assert_ne!(sha(&r, "main"), was, "the move did not happen");
+    assert!(record(&r).is_file(), "the refusal was not recorded");
+    let line = refusal_line(&cont(&r, &[]));
+    assert!(
+        line.contains("was moved while the workflow ran, not by qw")
+            && line.contains("refused it in an earlier run")
+            && !line.contains("staged changes"),
+        "{line}"
+    );
+    // Back on qw's merge of task 1 (the index never moved).
+    let back = printed(&line, "git update-ref refs/heads/main ");
+    let to = back.rsplit(' ').next().unwrap();
+    assert!(
+        r.git_ok(&["merge-base", "--is-ancestor", &was, to]) && to != was,
+        "{line}"
+    );
+    for c in all_printed(&line) {
+        follow(&r, &c);
+    }
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_merged_keeping_the_users_changes(&r, &as_strs(&files(2)));
+    assert!(!record(&r).exists());
+}
