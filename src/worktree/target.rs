@@ -346,6 +346,99 @@ fn keep_first(commits: &[String], left: &[String], back: String) -> String {
     )
 }
 
+/// A rebase of the target ([`Repo::rebased`]): where onto, and the commits it brought.
+#[derive(Debug)]
+struct Rebase {
+    /// The commit the rewritten history now starts from.
+    onto: String,
+    /// The commits the new history holds that are no copy of one of the old (newest
+    /// first, at most 50): what the rebase brought in.
+    brought: Vec<String>,
+}
+
+impl Rebase {
+    /// `N commits (a, b, c…) up to <onto>`.
+    fn onto_line(&self) -> String {
+        let more = if self.brought.len() > 3 {
+            format!(" and {} more", self.brought.len() - 3)
+        } else {
+            String::new()
+        };
+        format!(
+            "{} it did not hold ({}{more}), up to {}",
+            if self.brought.len() == 1 {
+                "a commit".to_owned()
+            } else {
+                format!("{} commits", self.brought.len())
+            },
+            self.brought
+                .iter()
+                .take(3)
+                .map(|c| short(c))
+                .collect::<Vec<_>>()
+                .join(", "),
+            short(&self.onto)
+        )
+    }
+}
+
+impl Repo {
+    /// Is `now` a rebase of `was` onto other commits: every commit `was` holds and `now`
+    /// lacks has a copy (the same patch) in `now`, and those copies sit on top of the
+    /// commits the rebase brought (none of which is a copy)? Merges are not compared
+    /// (a rebase drops them, replaying what they merged).
+    fn rebased(&self, was: &str, now: &str) -> Result<Option<Rebase>> {
+        let range = format!("{now}...{was}");
+        let lost = git(
+            &self.top,
+            &[
+                "rev-list",
+                "--cherry-pick",
+                "--right-only",
+                "--no-merges",
+                range.as_str(),
+            ],
+        )?;
+        if !lost.trim().is_empty() {
+            return Ok(None);
+        }
+        let marked = git(
+            &self.top,
+            &[
+                "rev-list",
+                "--cherry-mark",
+                "--left-only",
+                "--no-merges",
+                "--topo-order",
+                range.as_str(),
+            ],
+        )?;
+        let lines: Vec<&str> = marked.split_whitespace().collect();
+        // Newest first: the copies, then only what the rebase brought.
+        let copies = lines.iter().take_while(|l| l.starts_with('=')).count();
+        let brought: Vec<String> = lines[copies..]
+            .iter()
+            .map(|l| l.trim_start_matches(['=', '+', '<', '>']).to_owned())
+            .collect();
+        if copies == 0 || brought.is_empty() || lines[copies..].iter().any(|l| l.starts_with('=')) {
+            return Ok(None);
+        }
+        let onto = brought[0].clone();
+        // The copies are all that lies between `onto` and `now`.
+        let above = git(
+            &self.top,
+            &["rev-list", "--count", &format!("{onto}..{now}")],
+        )?;
+        if above.trim().parse::<usize>().ok() != Some(copies) {
+            return Ok(None);
+        }
+        Ok(Some(Rebase {
+            onto,
+            brought: brought.into_iter().take(50).collect(),
+        }))
+    }
+}
+
 fn split_z(out: &str) -> BTreeSet<String> {
     out.split('\0')
         .filter(|p| !p.is_empty())
@@ -426,13 +519,39 @@ impl Worktrees {
         } else {
             "the main worktree's index and files were not moved with it".to_owned()
         };
+        let rebase = if follows && !keeps {
+            // Against where the hint puts it back (a commit of the user's made before
+            // the pull is there, and its copy in `now`).
+            let at = self.restore_point(&was, Some(&now))?.at;
+            self.repo.rebased(&at, &now)?
+        } else {
+            None
+        };
+        let (why, fix) = match rebase {
+            // The history qw merged was rewritten onto other commits (a `git pull
+            // --rebase`): its merges are on it only as copies, which qw cannot check
+            // against what it merged. Put back, and the commits the rebase brought
+            // taken by a merge instead, which keeps qw's merges as they are.
+            Some(r) => (
+                format!(
+                    "{why}: it was rebased onto {} (as a pull with --rebase does), holding copies of the commits qw merged, not them",
+                    r.onto_line()
+                ),
+                format!(
+                    "{}, then take those commits by a merge, which keeps qw's merges (`git merge --no-edit {}`)",
+                    self.restore_fix(&was, Some(&now))?,
+                    r.onto
+                ),
+            ),
+            None => (why, self.restore_fix(&was, Some(&now))?),
+        };
         Ok(Some(Moved {
             why: format!(
                 "the target branch `{b}` was moved while the workflow ran, not by qw: qw left it at {}, it is now at {}, and {why}",
                 short(&was),
                 short(&now)
             ),
-            fix: self.restore_fix(&was, Some(&now))?,
+            fix,
         }))
     }
 

@@ -1364,3 +1364,86 @@ fn worktree_agents_move_in_the_last_task_then_sigint_is_refused_and_nothing_lost
     assert_merged_keeping_the_users_changes(&r, &as_strs(&files(2)));
     assert!(!record(&r).exists());
 }
+
+// ---------------------------------------------------------------------------------
+// `git pull --rebase` of the target mid-run.
+// ---------------------------------------------------------------------------------
+
+/// `main` tracks a bare `origin` that gained a commit (`upstream.txt`) from elsewhere.
+/// Its sha.
+fn upstream_with_a_new_commit(r: &Repo) -> String {
+    let up = r.aux.path().join("up.git");
+    let other = r.aux.path().join("other");
+    let run = |dir: &std::path::Path, args: &[&str]| {
+        let out = r.git_cmd(dir, args);
+        assert!(out.status.success(), "git {args:?}: {}", diag(&out));
+        stdout(&out)
+    };
+    run(
+        r.aux.path(),
+        &["init", "-q", "--bare", up.to_str().unwrap()],
+    );
+    r.git(&["remote", "add", "origin", up.to_str().unwrap()]);
+    r.git(&["push", "-q", "-u", "origin", "main"]);
+    run(
+        r.aux.path(),
+        &[
+            "clone",
+            "-q",
+            "-b",
+            "main",
+            up.to_str().unwrap(),
+            other.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(other.join("upstream.txt"), "up\n").unwrap();
+    run(&other, &["add", "upstream.txt"]);
+    run(&other, &["commit", "-q", "-m", "upstream"]);
+    run(&other, &["push", "origin", "HEAD:main"]);
+    run(&other, &["rev-parse", "HEAD"]).trim().to_owned()
+}
+
+/// `mv` pulls with `--rebase` in the main worktree (after `before`): refused, told as a
+/// rebase naming the upstream commit, and the printed commands (keep the rebased
+/// history, put `main` back, merge the upstream commits) keep qw's merges, the
+/// upstream commit and whatever the user committed. The refusal line.
+fn pull_rebase_refused_then_followed(r: &Repo, before: &str) -> String {
+    let upstream = upstream_with_a_new_commit(r);
+    let err = refused_then_all_followed(
+        r,
+        &format!("{before}git -C \"$MAIN\" pull -q --rebase --autostash"),
+    );
+    assert!(
+        err.contains("it was rebased onto a commit it did not hold")
+            && err.contains(&upstream[..10]),
+        "{err}"
+    );
+    let cmds = all_printed(&err);
+    assert_eq!(cmds.len(), 3, "{err}");
+    assert!(cmds[0].starts_with("git branch qw-kept/"), "{err}");
+    assert!(cmds[1].starts_with("git reset --keep "), "{err}");
+    assert_eq!(cmds[2], format!("git merge --no-edit {upstream}"), "{err}");
+    // The upstream commit is on `main` (merged, not left out), with every task's file.
+    assert!(r.git_ok(&["merge-base", "--is-ancestor", &upstream, "main"]));
+    assert_eq!(r.git(&["show", "main:upstream.txt"]), "up\n");
+    err
+}
+
+#[test]
+fn worktree_pull_rebase_of_the_target_mid_run_keeps_the_upstream_commits() {
+    let r = Repo::new(&tasks(3));
+    pull_rebase_refused_then_followed(&r, "");
+}
+
+#[test]
+fn worktree_pull_rebase_after_a_user_commit_keeps_both() {
+    let r = Repo::new(&tasks(3));
+    pull_rebase_refused_then_followed(
+        &r,
+        "echo u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user\n",
+    );
+    assert_eq!(r.git(&["show", "main:user.txt"]), "u\n");
+    // The user's own commit, not a copy of it, is on `main`.
+    let subjects = r.git(&["log", "--format=%s", "main"]);
+    assert_eq!(subjects.matches("user").count(), 1, "{subjects}");
+}
