@@ -31,6 +31,10 @@
 //!     documented way to skip a task). The state records it `completed` with
 //!     `completed_by: "tasks.md"`.
 //!
+//! After the tasks of a run ran, [`ticks_taken`] applies the third rule once more, alone:
+//! a tick taken from the file meanwhile (a `git stash` in the main worktree) is put back
+//! before the report.
+//!
 //! A spec whose state knows no task yet has nothing to reconcile (the file is the only
 //! record; the scheduler takes its ticks as completed, and the recorder marks them
 //! `completed_by: "tasks.md"` too). Status, report and dashboard show such a task as
