@@ -14,7 +14,11 @@ use super::{Repo, Result, git, git_output};
 /// The paths of `paths` whose file on disk is `commit`'s version: the same blob (git's
 /// clean filters applied, as `git add` would), or absent from both. A symlink, a
 /// directory where the commit has a file (a submodule), or anything unreadable is not.
-pub(crate) fn as_in(repo: &Repo, commit: &str, paths: &BTreeSet<String>) -> Result<BTreeSet<String>> {
+pub(crate) fn as_in(
+    repo: &Repo,
+    commit: &str,
+    paths: &BTreeSet<String>,
+) -> Result<BTreeSet<String>> {
     if paths.is_empty() {
         return Ok(BTreeSet::new());
     }

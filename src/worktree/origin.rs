@@ -80,7 +80,8 @@ pub(crate) fn made_by_task(repo: &Repo, branch: &str, admin: Option<&Path>) -> B
 /// Does `tip` (a task's) hold commits of `gained` that are the task's: made by the task
 /// (`by_task`) and not by the main worktree (`by_main`), or held by `tip` apart from
 /// every commit the main worktree made (so not merely the target's own history, which
-/// the task merged or rebased onto)?
+/// the task merged or rebased onto)? A commit the task made but its branch does not hold
+/// (a side branch of its agent's) is not counted here.
 pub(crate) fn brings(
     repo: &Repo,
     tip: &str,
@@ -89,11 +90,19 @@ pub(crate) fn brings(
     by_main: &BTreeSet<String>,
     by_task: &BTreeSet<String>,
 ) -> Result<bool> {
-    if gained
+    let held: BTreeSet<String> = git(&repo.top, &["rev-list", tip, "--not", was])?
+        .split_whitespace()
+        .filter(|c| gained.contains(*c))
+        .map(str::to_owned)
+        .collect();
+    if held
         .iter()
         .any(|c| by_task.contains(c) && !by_main.contains(c))
     {
         return Ok(true);
+    }
+    if by_main.is_empty() {
+        return Ok(!held.is_empty());
     }
     // `tip`'s commits that neither `was` nor a commit the main worktree made holds.
     let mut args: Vec<&str> = vec!["rev-list", tip, "--not", was];

@@ -286,8 +286,11 @@ impl Worktrees {
     /// history (the user committed there, even part of what was staged; another qw
     /// merged; a pull) — is taken as the new place, unless it brings in commits of a
     /// task branch of this spec that qw did not merge (an agent's move, even with a
-    /// commit made on top of it), or the main worktree's files of the paths it changed
-    /// do not match the index (a `reset --mixed`). Anything else is `Some(Moved)`,
+    /// commit made on top of it; not a commit made in the main worktree that a task
+    /// merged or rebased onto later, nor the user's merge of a branch qw told them to
+    /// merge by hand: [`Self::brings_task_commits`]), or the main worktree's files of
+    /// the paths it changed are still the old tip's while the index moved (a `reset
+    /// --mixed`; a file the user edited after committing it is neither). Anything else is `Some(Moved)`,
     /// saying where qw left the branch, where it is now and the command that puts it
     /// back; nothing is touched. A check that passes clears the spec's record of a
     /// refused move.
@@ -338,7 +341,7 @@ impl Worktrees {
         let why = if let Some(Brought { branch, markers }) = task {
             if markers.is_empty() {
                 format!(
-                    "it holds commits of task branch `{branch}` that qw did not merge (a merge, a fast-forward or a reset onto them that the main worktree's own commits do not account for — an agent's move, whatever was committed on top)"
+                    "it holds commits of task branch `{branch}` that qw did not merge (a merge, a fast-forward or a reset onto them that no commit made in the main worktree accounts for: an agent's move, or a merge of a task's branch while it ran — whatever was committed on top)"
                 )
             } else {
                 format!(
@@ -348,7 +351,7 @@ impl Worktrees {
             }
         } else if !stale.is_empty() {
             format!(
-                "the main worktree's files were not moved with it ({} differ from its index)",
+                "the main worktree's files were not moved with it ({} still as the branch had them where qw left it, unlike its index: a `git reset --mixed`?)",
                 stale.join(", ")
             )
         } else if follows {
@@ -497,18 +500,35 @@ impl Worktrees {
 
     /// The commits `now` holds that `r` lacks (newest first, at most 50): what putting
     /// the branch back at `r` would take off it — whatever other branch holds them too
-    /// (a task that merged the target holds the user's commits; qw may delete or rerun
-    /// that task's branch).
+    /// (a task that merged the target holds the user's commits). Only a task's own
+    /// commits (made by it, as its reflogs say) that its branch holds are left to that
+    /// branch: qw merges them with the task.
     fn left_out(&self, r: &str, now: &str) -> Result<Vec<String>> {
         if self.repo.is_ancestor(now, r)? {
             return Ok(Vec::new());
         }
         let range = format!("{r}..{now}");
         let args = vec!["rev-list", "--max-count=50", range.as_str()];
-        Ok(git(&self.repo.top, &args)?
+        let mut left: Vec<String> = git(&self.repo.top, &args)?
             .split_whitespace()
             .map(str::to_owned)
-            .collect())
+            .collect();
+        let running = self.running_admins()?;
+        for (branch, tip) in self.task_tips()? {
+            if left.is_empty() {
+                break;
+            }
+            let admin = running.iter().find(|(b, _)| b == &branch).map(|(_, a)| a);
+            let made = origin::made_by_task(&self.repo, &branch, admin.map(PathBuf::as_path));
+            let mut keep = Vec::new();
+            for c in left {
+                if !(made.contains(&c) && self.repo.is_ancestor(&c, &tip)?) {
+                    keep.push(c);
+                }
+            }
+            left = keep;
+        }
+        Ok(left)
     }
 
     /// The newest commit the target's reflog (the main HEAD's when the branch is gone)
@@ -610,17 +630,7 @@ impl Worktrees {
             .filter(|(c, m)| origin::made(m) && gained.contains(c))
             .map(|(c, _)| c.clone())
             .collect();
-        let running: Vec<(String, std::path::PathBuf)> = self
-            .repo
-            .registered()?
-            .into_iter()
-            .filter_map(|w| match (w.task, w.admin) {
-                (Some((spec, task)), Some(admin)) if spec == self.spec => {
-                    Some((task_branch(&spec, &task), admin))
-                }
-                _ => None,
-            })
-            .collect();
+        let running = self.running_admins()?;
         let mut by_task: std::collections::BTreeMap<String, BTreeSet<String>> =
             std::collections::BTreeMap::new();
         for (branch, tip) in self.task_tips()? {
@@ -646,7 +656,7 @@ impl Worktrees {
                 }
             }
             let made = by_task.entry(branch.clone()).or_insert_with(|| {
-                origin::made_by_task(&self.repo, &branch, admin.map(std::path::PathBuf::as_path))
+                origin::made_by_task(&self.repo, &branch, admin.map(PathBuf::as_path))
             });
             if origin::brings(&self.repo, &tip, was, &gained, &by_main, made)? {
                 return Ok(Some(Brought {
@@ -656,6 +666,21 @@ impl Worktrees {
             }
         }
         Ok(None)
+    }
+
+    /// `(task branch, git dir)` of this spec's registered task worktrees.
+    fn running_admins(&self) -> Result<Vec<(String, PathBuf)>> {
+        Ok(self
+            .repo
+            .registered()?
+            .into_iter()
+            .filter_map(|w| match (w.task, w.admin) {
+                (Some((spec, task)), Some(admin)) if spec == self.spec => {
+                    Some((task_branch(&spec, &task), admin))
+                }
+                _ => None,
+            })
+            .collect())
     }
 
     /// Paths both the target (`was`) and a task's `tip` changed since they parted, where

@@ -1004,8 +1004,7 @@ fn open_gate(r: &Repo, name: &str) -> String {
 }
 
 /// Shell: the user commits `user.txt` in the main worktree.
-const USER_COMMIT: &str =
-    "echo u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user\n";
+const USER_COMMIT: &str = "echo u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user\n";
 
 /// rev3 H5: the user commits on `main` while tasks run, and a running task's agent then
 /// syncs with `main` (`sync`, run in its worktree): the user's commit is in `main`'s new
