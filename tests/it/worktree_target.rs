@@ -1061,17 +1061,13 @@ fn worktree_user_commit_then_an_agents_rebase_on_main_is_no_move() {
 #[test]
 fn worktree_restore_hint_keeps_a_user_commit_a_task_branch_also_holds() {
     let r = Repo::new(&tasks(3));
+    r.git(&["config", "core.logAllRefUpdates", "false"]);
+    std::fs::remove_dir_all(r.root().join(".git/logs")).unwrap();
     r.action(
         "1",
         &format!(
             "{}{}{}{}",
-            once(
-                &r,
-                "user",
-                &format!(
-                    "git -C \"$MAIN\" config core.logAllRefUpdates false\nrm -rf \"$MAIN/.git/logs\"\n{USER_COMMIT}"
-                )
-            ),
+            once(&r, "user", USER_COMMIT),
             open_gate(&r, "user"),
             gate(&r, "synced"),
             work("1")
