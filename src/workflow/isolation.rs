@@ -80,10 +80,11 @@ pub(crate) enum IsolationError {
         /// The repository's top directory.
         top: PathBuf,
     },
-    /// The branch checked out is named like a task branch (`qw/<spec>/<id>`): qw would
-    /// take it for one of its own.
+    /// The branch checked out is named like a task branch (`qw/<spec>/<id>`) or their
+    /// folder (`qw`, `qw/<spec>`): qw would take it for one of its own, or git could not
+    /// make task branches beside it.
     #[error(
-        "the main worktree `{}` is on branch `{branch}`, named like one of qw's task branches (`qw/<spec>/<id>`): qw would take it for a task's own and cannot merge tasks into it",
+        "the main worktree `{}` is on branch `{branch}`, named like one of qw's task branches or their folders (`qw/<spec>/<id>`): qw would take it for a task's own, or git could not make the task branches beside it, so qw cannot merge tasks into it",
         top.display()
     )]
     TaskBranchTarget {
@@ -243,7 +244,11 @@ pub(crate) fn plan(
         }
         .into());
     };
-    if crate::worktree::parse_branch(&integration).is_some() {
+    // `qw`, `qw/<spec>` or `qw/<spec>/<id>`: git cannot hold task branches beside it.
+    if crate::worktree::parse_branch(&integration).is_some()
+        || integration == "qw"
+        || integration.starts_with("qw/")
+    {
         return Err(IsolationError::TaskBranchTarget {
             branch: integration,
             top: repo.top().to_path_buf(),

@@ -44,10 +44,12 @@ use crate::exec::Cancel;
 use crate::project::Project;
 
 mod cross;
+mod disk;
 mod leftovers;
 pub(crate) mod lock;
 mod lost;
 mod nested;
+mod origin;
 mod reflog;
 pub(crate) mod root;
 mod salvage;
@@ -825,10 +827,11 @@ pub struct Worktrees {
     /// The task branches this run gave out: commits on them reach the target only by
     /// qw's merge (see [`Worktrees::check_target`]).
     given: std::sync::Mutex<BTreeSet<String>>,
-    /// The task branches whose merge conflicted in this run: qw told the user to merge
-    /// them by hand, so the main worktree following such a merge is the user's move
-    /// (see [`Worktrees::check_target`]).
-    by_hand: std::sync::Mutex<BTreeSet<String>>,
+    /// The task branches whose merge conflicted in this run, or whose task stopped with
+    /// its work kept on them: qw told the user to merge them by hand, so the main
+    /// worktree following such a merge made after that (past this many entries of its
+    /// HEAD reflog) is the user's move (see [`Worktrees::check_target`]).
+    by_hand: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
     /// What qw saw of the stash over the run (see [`stash`]).
     stash_watch: stash::Watch,
 }
@@ -848,7 +851,7 @@ impl Worktrees {
             cancel: None,
             tip: std::sync::Mutex::new(tip),
             given: std::sync::Mutex::new(BTreeSet::new()),
-            by_hand: std::sync::Mutex::new(BTreeSet::new()),
+            by_hand: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             stash_watch: stash::Watch::default(),
         }
     }
@@ -1294,9 +1297,10 @@ impl Worktrees {
         let top = &self.repo.top;
         if let Some(op) = self.repo.main_in_progress() {
             return Err(WorktreeError::MainTree(format!(
-                "the main worktree `{}` is in the middle of {op} that qw did not start, so task branch `{}` was not merged (it is kept); finish or abort it (e.g. `git merge --continue` or `git merge --abort`), then run `qw workflow-continue`",
+                "the main worktree `{}` is in the middle of {op} that qw did not start, so task branch `{}` was not merged (it is kept); finish or abort it (e.g. `git merge --continue` or `git merge --abort`), then run `qw workflow-continue {}`",
                 top.display(),
-                h.branch
+                h.branch,
+                target::quote(&self.spec)
             )));
         }
         target::refuse_if_moved(
@@ -1423,6 +1427,8 @@ impl Worktrees {
     /// Nothing here fails the task: a worktree whose work cannot be saved is kept, one
     /// that cannot be removed is left (its work saved) — both said in `warnings`.
     pub fn remove(&self, h: &WorktreeHandle, salvage: &str, on_wait: &dyn Fn(&str)) -> Removed {
+        // The task's agent is done: a merge of its kept branch from here on is the user's.
+        let mark = self.main_log_mark();
         let _g = match self.lock(
             &format!("removing the worktree of task {}", h.task_id),
             on_wait,
@@ -1441,7 +1447,7 @@ impl Worktrees {
         };
         // Where its agent moved it, if it did (`git worktree move`).
         let path = salvage::where_now(&h.path, &h.admin);
-        remove_one(
+        let removed = remove_one(
             &self.repo,
             &path,
             Some(&h.admin),
@@ -1450,7 +1456,12 @@ impl Worktrees {
             &self.target(),
             salvage,
             false,
-        )
+        );
+        if let Some(kept) = &removed.kept_branch {
+            // Said to the user as kept: their merge of it from now on is theirs.
+            self.merge_by_hand_since(kept, mark);
+        }
+        removed
     }
 }
 

@@ -29,7 +29,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use super::{
-    Repo, Result, WorktreeError, Worktrees, git, git_output, parse_branch, short, task_branch,
+    Repo, Result, WorktreeError, Worktrees, disk, git, git_output, origin, parse_branch, short,
+    task_branch,
 };
 
 /// The folder (in the common git dir) of the refused-move records, one file per spec.
@@ -56,6 +57,16 @@ impl Moved {
     }
 }
 
+/// A task branch whose commits a move of the target brought in (see
+/// [`Worktrees::check_target`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Brought {
+    /// The task branch.
+    branch: String,
+    /// Paths where a merge of it by hand left conflict markers (none: not merged by hand).
+    markers: Vec<String>,
+}
+
 /// Where a refused run left the target branch (read from its record).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefusedMove {
@@ -78,7 +89,7 @@ pub fn refused_move(repo: &Repo, spec: &str) -> std::result::Result<Option<Refus
     let file = record_path(repo, spec);
     let bad = |what: &str| {
         format!(
-            "the record of a refused move of the target branch `{}` {what}; delete it to take the branch as it is (`rm -r -- {}`), then run `qw workflow-continue {}` again",
+            "the record `{}` of a refused move of spec `{spec}`'s target branch {what}; delete it to take the branch as it is (`rm -r -- {}`), then run `qw workflow-continue {}` again",
             file.display(),
             quote(&file.to_string_lossy()),
             quote(spec)
@@ -95,6 +106,9 @@ pub fn refused_move(repo: &Repo, spec: &str) -> std::result::Result<Option<Refus
         Err(e) => return Err(bad(&format!("cannot be read as qw wrote it: {e}"))),
     };
     match parse_record(&text) {
+        Some((integration, was)) if !super::tree::is_commit(repo, &was) => Err(bad(&format!(
+            "names commit {was} as where qw left branch `{integration}`, and the repository has no such commit (pruned, or the record was copied from elsewhere)"
+        ))),
         Some((integration, was)) => Ok(Some(RefusedMove {
             file,
             integration,
@@ -453,8 +467,11 @@ impl Worktrees {
     /// history (the user committed there, even part of what was staged; another qw
     /// merged; a pull) — is taken as the new place, unless it brings in commits of a
     /// task branch of this spec that qw did not merge (an agent's move, even with a
-    /// commit made on top of it), or the main worktree's files of the paths it changed
-    /// do not match the index (a `reset --mixed`). Anything else is `Some(Moved)`,
+    /// commit made on top of it; not a commit made in the main worktree that a task
+    /// merged or rebased onto later, nor the user's merge of a branch qw told them to
+    /// merge by hand: [`Self::brings_task_commits`]), or the main worktree's files of
+    /// the paths it changed are still the old tip's while the index moved (a `reset
+    /// --mixed`; a file the user edited after committing it is neither). Anything else is `Some(Moved)`,
     /// saying where qw left the branch, where it is now and the command that puts it
     /// back; nothing is touched. A check that passes clears the spec's record of a
     /// refused move.
@@ -502,13 +519,20 @@ impl Worktrees {
             self.clear_record();
             return Ok(None);
         }
-        let why = if let Some(branch) = task {
-            format!(
-                "it holds commits of task branch `{branch}` that qw did not merge (an agent's move, whatever was committed on top)"
-            )
+        let why = if let Some(Brought { branch, markers }) = task {
+            if markers.is_empty() {
+                format!(
+                    "it holds commits of task branch `{branch}` that qw did not merge (a merge, a fast-forward or a reset onto them that no commit made in the main worktree accounts for: an agent's move, or a merge of a task's branch while it ran — whatever was committed on top)"
+                )
+            } else {
+                format!(
+                    "it holds a merge of task branch `{branch}` that left conflict markers in {} (a leftover conflict marker, as `git diff --check` says)",
+                    markers.join(", ")
+                )
+            }
         } else if !stale.is_empty() {
             format!(
-                "the main worktree's files were not moved with it ({} differ from its index)",
+                "the main worktree's files were not moved with it ({} still as the branch had them where qw left it, unlike its index: a `git reset --mixed`?)",
                 stale.join(", ")
             )
         } else if follows {
@@ -656,13 +680,13 @@ impl Worktrees {
     /// What puts the target back (the main worktree is on it): to the newest place its
     /// reflog shows that holds what qw left there and no unmerged task commit, with the
     /// git command that moves only what moved: `update-ref` when the index stayed
-    /// there, `reset -q` when the index followed and the files stayed, `reset --keep`
-    /// when both followed. `now` is `None` when the branch was deleted (its reflog went
+    /// there, `reset -q` when the index followed and the files on disk still are the
+    /// place's (untracked ones included), `reset --keep` when both followed. `now` is `None` when the branch was deleted (its reflog went
     /// with it: the main HEAD's is read).
     ///
     /// A command never drops a commit: when the branch holds commits that the place it
-    /// goes back to lacks and no task branch holds (the user's resolution of a merge, an
-    /// amended merge, a commit on top of an agent's move), the fix first keeps them on a
+    /// goes back to lacks (the user's resolution of a merge, an amended merge, a commit on
+    /// top of an agent's move, whatever task branch holds them too), the fix first keeps them on a
     /// branch of their own (`git branch qw-kept/<sha> <sha>`), naming them — one
     /// command that keeps them all whatever they are, where a cherry-pick could conflict
     /// and would put an agent's commit back as well; the user takes what they want from
@@ -678,7 +702,9 @@ impl Worktrees {
             let index = self.repo.differs_from(r, true)?;
             if index.is_empty() {
                 format!("git update-ref {ref_b} {r}")
-            } else if self.repo.differs_from(r, false)?.is_disjoint(&index) {
+            } else if disk::as_in(&self.repo, r, &index)?.len() == index.len() {
+                // The files on disk (untracked ones too: a mixed reset leaves the undone
+                // commit's new files untracked, and `--keep` would refuse them) are `r`'s.
                 format!("git reset -q {r}")
             } else {
                 format!("git reset --keep {r}")
@@ -697,23 +723,37 @@ impl Worktrees {
         Ok(keep_first(&keep, &left, back))
     }
 
-    /// The commits `now` holds that `r` lacks and no task branch of this spec holds
-    /// (newest first, at most 50): what putting the branch back at `r` would drop.
+    /// The commits `now` holds that `r` lacks (newest first, at most 50): what putting
+    /// the branch back at `r` would take off it — whatever other branch holds them too
+    /// (a task that merged the target holds the user's commits). Only a task's own
+    /// commits (made by it, as its reflogs say) that its branch holds are left to that
+    /// branch: qw merges them with the task.
     fn left_out(&self, r: &str, now: &str) -> Result<Vec<String>> {
         if self.repo.is_ancestor(now, r)? {
             return Ok(Vec::new());
         }
-        let tips = self.task_tips()?;
         let range = format!("{r}..{now}");
-        let mut args = vec!["rev-list", "--max-count=50", range.as_str()];
-        if !tips.is_empty() {
-            args.push("--not");
-            args.extend(tips.iter().map(|(_, c)| c.as_str()));
-        }
-        Ok(git(&self.repo.top, &args)?
+        let args = vec!["rev-list", "--max-count=50", range.as_str()];
+        let mut left: Vec<String> = git(&self.repo.top, &args)?
             .split_whitespace()
             .map(str::to_owned)
-            .collect())
+            .collect();
+        let running = self.running_admins()?;
+        for (branch, tip) in self.task_tips()? {
+            if left.is_empty() {
+                break;
+            }
+            let admin = running.iter().find(|(b, _)| b == &branch).map(|(_, a)| a);
+            let made = origin::made_by_task(&self.repo, &branch, admin.map(PathBuf::as_path));
+            let mut keep = Vec::new();
+            for c in left {
+                if !(made.contains(&c) && self.repo.is_ancestor(&c, &tip)?) {
+                    keep.push(c);
+                }
+            }
+            left = keep;
+        }
+        Ok(left)
     }
 
     /// The newest commit the target's reflog (the main HEAD's when the branch is gone)
@@ -815,26 +855,61 @@ impl Worktrees {
     /// The task branch of this spec (the branches this run gave out, the `qw/<spec>/<id>`
     /// branches there are, the HEADs of its running tasks' worktrees) with commits that
     /// `now` holds and `was` lacks: commits qw did not merge, brought into the target by
-    /// someone else's move.
-    fn brings_task_commits(&self, was: &str, now: &str) -> Result<Option<String>> {
+    /// someone else's move. A commit the main worktree's git made (the user's commit, a
+    /// merge made there) is not a task's because a task merged or rebased onto it
+    /// afterwards ([`origin::brings`]). A branch qw told the user to merge by hand (its
+    /// merge conflicted, or its task stopped with its work kept: [`Self::merge_by_hand`])
+    /// merged by the main worktree since, while no worktree runs on it, is the user's —
+    /// unless that merge left conflict markers in paths both sides changed.
+    fn brings_task_commits(&self, was: &str, now: &str) -> Result<Option<Brought>> {
         let by_hand = self
             .by_hand
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
+        let gained = origin::gained(&self.repo, was, now)?;
+        if gained.is_empty() {
+            return Ok(None);
+        }
+        let log = origin::main_log(&self.repo);
+        let by_main: BTreeSet<String> = log
+            .iter()
+            .filter(|(c, m)| origin::made(m) && gained.contains(c))
+            .map(|(c, _)| c.clone())
+            .collect();
+        let running = self.running_admins()?;
+        let mut by_task: std::collections::BTreeMap<String, BTreeSet<String>> =
+            std::collections::BTreeMap::new();
         for (branch, tip) in self.task_tips()? {
-            if by_hand.contains(&branch) {
-                // qw told the user to merge it by hand: their merge is no agent's move.
-                continue;
-            }
-            // Any commit both hold lies under one of their merge bases: the task's
-            // commits are brought in when a merge base is not in `was`.
-            let out = git_output(&self.repo.top, ["merge-base", "--all", now, &tip], &[])?;
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            for base in text.split_whitespace() {
-                if !self.repo.is_ancestor(base, was)? {
-                    return Ok(Some(branch));
+            let admin = running.iter().find(|(b, _)| b == &branch).map(|(_, a)| a);
+            if let Some(mark) = by_hand.get(&branch)
+                && admin.is_none()
+            {
+                let since = log.get(*mark..).unwrap_or(&[]);
+                let mut merged = false;
+                for (c, _) in since {
+                    if gained.contains(c) && self.repo.is_ancestor(&tip, c)? {
+                        merged = true;
+                        break;
+                    }
                 }
+                if merged {
+                    // The user's merge by hand, as qw advised — unless it left markers.
+                    let markers = self.markers_of(was, now, &tip)?;
+                    if markers.is_empty() {
+                        continue;
+                    }
+                    return Ok(Some(Brought { branch, markers }));
+                }
+            }
+            let made = by_task.entry(branch.clone()).or_insert_with(|| {
+                origin::made_by_task(&self.repo, &branch, admin.map(PathBuf::as_path))
+            });
+            if origin::brings(&self.repo, &tip, was, &gained, &by_main, made)? {
+                return Ok(Some(Brought {
+                    branch,
+                    markers: Vec::new(),
+                }));
             }
         }
         Ok(None)
@@ -868,12 +943,61 @@ impl Worktrees {
             .collect()
     }
 
-    /// A task branch whose merge conflicted: qw told the user to merge it by hand.
+    /// `(task branch, git dir)` of this spec's registered task worktrees.
+    fn running_admins(&self) -> Result<Vec<(String, PathBuf)>> {
+        Ok(self
+            .repo
+            .registered()?
+            .into_iter()
+            .filter_map(|w| match (w.task, w.admin) {
+                (Some((spec, task)), Some(admin)) if spec == self.spec => {
+                    Some((task_branch(&spec, &task), admin))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Paths both the target (`was`) and a task's `tip` changed since they parted, where
+    /// `was..now` adds a leftover conflict marker.
+    fn markers_of(&self, was: &str, now: &str, tip: &str) -> Result<Vec<String>> {
+        let out = git_output(&self.repo.top, ["merge-base", was, tip], &[])?;
+        let parted = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !out.status.success() || parted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let both: BTreeSet<String> = self
+            .repo
+            .changed_paths(&parted, tip)?
+            .intersection(&self.repo.changed_paths(&parted, was)?)
+            .cloned()
+            .collect();
+        Ok(origin::conflict_markers(&self.repo, was, now, &both)?
+            .into_iter()
+            .collect())
+    }
+
+    /// A task branch qw told the user to merge by hand: its merge conflicted, or its task
+    /// stopped with its unmerged work kept on it. A merge of it the main worktree makes
+    /// from now on (its HEAD reflog grows past this point) is the user's move, not an
+    /// agent's (see [`Self::brings_task_commits`]); the first mark stays.
     pub(crate) fn merge_by_hand(&self, branch: &str) {
+        self.merge_by_hand_since(branch, self.main_log_mark());
+    }
+
+    /// Where the main worktree's HEAD reflog is now (see [`Self::merge_by_hand_since`]).
+    pub(crate) fn main_log_mark(&self) -> usize {
+        origin::main_log(&self.repo).len()
+    }
+
+    /// [`Self::merge_by_hand`], counting only merges past `mark` entries of the main
+    /// worktree's HEAD reflog (taken when the task's agent was done).
+    pub(crate) fn merge_by_hand_since(&self, branch: &str, mark: usize) {
         self.by_hand
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(branch.to_owned());
+            .entry(branch.to_owned())
+            .or_insert(mark);
     }
 
     /// This spec's task branches: the ones this run gave out and the `qw/<spec>/<id>`
@@ -919,8 +1043,10 @@ impl Worktrees {
     }
 
     /// The paths that differ between `was` and `now` whose files in the main worktree do
-    /// not match its index (a `reset --mixed` moved the branch and the index, not the
-    /// files). qw's own `.claude/` is left out (it writes the ticks there).
+    /// not match its index and still are `was`'s version (a `reset --mixed` moved the
+    /// branch and the index, not the files). A file that is neither — the user committed
+    /// it and went on editing, or committed part of it (`git add -p`) — is no sign of a
+    /// move. qw's own `.claude/` is left out (it writes the ticks there).
     fn stale_files(&self, was: &str, now: &str) -> Result<Vec<String>> {
         let top = &self.repo.top;
         let claude = format!("{}.claude/", self.repo.prefix);
@@ -935,11 +1061,12 @@ impl Worktrees {
         }
         // The whole tree, then only those paths: no pathspec (globs, argv length).
         let out = git(top, &["diff", "--name-only", "--no-renames", "-z"])?;
-        Ok(out
+        let differ: BTreeSet<String> = out
             .split('\0')
             .filter(|p| paths.contains(*p))
             .map(str::to_owned)
-            .collect())
+            .collect();
+        Ok(disk::as_in(&self.repo, was, &differ)?.into_iter().collect())
     }
 }
 

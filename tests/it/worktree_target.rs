@@ -1447,3 +1447,357 @@ fn worktree_pull_rebase_after_a_user_commit_keeps_both() {
     let subjects = r.git(&["log", "--format=%s", "main"]);
     assert_eq!(subjects.matches("user").count(), 1, "{subjects}");
 }
+
+// ---------------------------------------------------------------------------------
+// rev3: the user's ordinary moves are no agent's, and every printed command works.
+// ---------------------------------------------------------------------------------
+
+/// Shell: wait until [`open_gate`] of `name` ran (another task's script).
+fn gate(r: &Repo, name: &str) -> String {
+    let flag = r.aux.path().join(format!("gate-{name}"));
+    format!("while [ ! -e {} ]; do sleep 0.05; done\n", flag.display())
+}
+
+/// Shell: let [`gate`] of `name` go on.
+fn open_gate(r: &Repo, name: &str) -> String {
+    format!(
+        "touch {}\n",
+        r.aux.path().join(format!("gate-{name}")).display()
+    )
+}
+
+/// Shell: the user commits `user.txt` in the main worktree.
+const USER_COMMIT: &str = "echo u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user\n";
+
+/// rev3 H5: the user commits on `main` while tasks run, and a running task's agent then
+/// syncs with `main` (`sync`, run in its worktree): the user's commit is in `main`'s new
+/// history and in the task's, yet it was made in the main worktree — no task's commit
+/// brought in. Nothing is refused; everything, the user's commit too, is merged.
+fn user_commit_then_agent_syncs(sync: &str) {
+    let r = Repo::new(&tasks(3));
+    r.action(
+        "1",
+        &format!(
+            "{USER_COMMIT}{}{}{}",
+            open_gate(&r, "user"),
+            gate(&r, "synced"),
+            work("1")
+        ),
+    );
+    r.action(
+        "2",
+        &format!(
+            "{}{}{sync}\n{}",
+            work("2"),
+            gate(&r, "user"),
+            open_gate(&r, "synced")
+        ),
+    );
+    r.action("3", &work("3"));
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(!stderr(&out).contains("moved"), "{}", diag(&out));
+    assert!(!record(&r).exists(), "a refusal was recorded");
+    let mut all = files(3);
+    all.push("user.txt".into());
+    r.assert_all_merged(&as_strs(&all));
+    let user = sha(&r, ":/^user");
+    assert!(r.git_ok(&["merge-base", "--is-ancestor", &user, "main"]));
+    for i in ["1", "2", "3"] {
+        assert_eq!(r.runs_of(i), 1);
+    }
+}
+
+#[test]
+fn worktree_user_commit_then_an_agents_merge_of_main_is_no_move() {
+    user_commit_then_agent_syncs("git merge -q --no-edit main");
+}
+
+#[test]
+fn worktree_user_commit_then_an_agents_rebase_on_main_is_no_move() {
+    user_commit_then_agent_syncs("git rebase -q main");
+}
+
+/// rev3 H5, the hint: with no reflog to tell who made the user's commit (reflogs off and
+/// gone), a task's merge of `main` after it is refused as before — but the way back
+/// keeps the user's commit on a branch first, though the task's branch holds it too.
+#[test]
+fn worktree_restore_hint_keeps_a_user_commit_a_task_branch_also_holds() {
+    let r = Repo::new(&tasks(3));
+    r.git(&["config", "core.logAllRefUpdates", "false"]);
+    std::fs::remove_dir_all(r.root().join(".git/logs")).unwrap();
+    r.action(
+        "1",
+        &format!(
+            "{}{}{}{}",
+            once(&r, "user", USER_COMMIT),
+            open_gate(&r, "user"),
+            gate(&r, "synced"),
+            work("1")
+        ),
+    );
+    r.action(
+        "2",
+        &format!(
+            "{}{}{}{}",
+            work("2"),
+            gate(&r, "user"),
+            once(&r, "sync", "git merge -q --no-edit main"),
+            open_gate(&r, "synced")
+        ),
+    );
+    r.action("3", &work("3"));
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let user = sha(&r, ":/^user");
+    let line = refusal_line(&cont(&r, &[]));
+    assert!(line.contains(&user[..10]), "{line}");
+    let cmds = all_printed(&line);
+    assert_eq!(cmds.len(), 2, "{line}");
+    assert!(cmds[0].starts_with("git branch qw-kept/"), "{line}");
+    for c in &cmds {
+        follow(&r, c);
+    }
+    assert_kept(&r, &user);
+    let out = cont(&r, &["--parallel", "2"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_merged_keeping_the_users_changes(&r, &as_strs(&files(3)));
+    assert_kept(&r, &user);
+}
+
+/// rev3 H1: the user commits on `main` mid-run and goes on editing (`edit`, in the main
+/// worktree): the files differ from the index, but are not the old tip's — no `reset
+/// --mixed`. Nothing is refused; the commit is merged over, the edit left as it is.
+fn user_commit_then_edit(commit_and_edit: &str, file: &str, on_disk: &str) {
+    let r = Repo::new(&tasks(2));
+    r.action(
+        "1",
+        &format!("{}{}", work("1"), once(&r, "user", commit_and_edit)),
+    );
+    r.action("2", &work("2"));
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(!stderr(&out).contains("moved"), "{}", diag(&out));
+    assert!(!record(&r).exists(), "a refusal was recorded");
+    assert_merged_keeping_the_users_changes(&r, &as_strs(&files(2)));
+    assert!(r.git(&["log", "--format=%s", "main"]).contains("user"));
+    assert_eq!(r.read(file), on_disk);
+    assert_eq!(r.runs_of("2"), 1);
+}
+
+#[test]
+fn worktree_user_commit_then_more_edits_of_the_file_is_no_move() {
+    user_commit_then_edit(
+        &format!("{USER_COMMIT}echo more >> \"$MAIN/user.txt\""),
+        "user.txt",
+        "u\nmore\n",
+    );
+}
+
+#[test]
+fn worktree_user_commit_of_part_of_a_file_is_no_move() {
+    // What `git add -p` leaves: one change staged and committed, the next one not.
+    user_commit_then_edit(
+        "echo a >> \"$MAIN/shared.txt\"\ngit -C \"$MAIN\" add shared.txt\necho b >> \"$MAIN/shared.txt\"\ngit -C \"$MAIN\" commit -qm user",
+        "shared.txt",
+        "base\na\nb\n",
+    );
+}
+
+/// rev3 M7: the user commits on `main`, qw merges task 1 over it, then the user undoes
+/// "their last commit" (`git reset <mode> HEAD~1`), taking qw's merge off. Refused; the
+/// printed command, run as it is, puts `main` back at qw's merge (`expect`), and the
+/// run goes on losing nothing.
+fn user_undoes_qws_merge(mode: &str, expect: &str) {
+    let r = Repo::new(&tasks(3));
+    r.action(
+        "1",
+        &format!("{}{}", work("1"), once(&r, "user", USER_COMMIT)),
+    );
+    r.action(
+        "2",
+        &format!(
+            "{}{}",
+            work("2"),
+            once(
+                &r,
+                "undo",
+                &format!("git -C \"$MAIN\" reset -q {mode} HEAD~1")
+            )
+        ),
+    );
+    r.action("3", &work("3"));
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert_eq!(r.f.task("1")["status"], "completed");
+    // qw's merge of task 1, the step before the user's reset in `main`'s reflog.
+    let merged = sha(&r, "main@{1}");
+    let t2 = r.f.task("2");
+    assert_eq!(t2["outcome"], "workspace_error", "{t2}");
+    let err = t2["error"].as_str().unwrap().to_owned();
+    assert!(err.contains("was moved"), "{err}");
+    let cmds = all_printed(&err);
+    assert_eq!(cmds, vec![format!("{expect} {merged}")], "{err}");
+    follow(&r, &cmds[0]);
+    assert_eq!(sha(&r, "main"), merged);
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let mut all = files(3);
+    all.push("user.txt".into());
+    r.assert_all_merged(&as_strs(&all));
+}
+
+#[test]
+fn worktree_restore_hint_after_the_user_soft_resets_qws_merge() {
+    user_undoes_qws_merge("--soft", "git update-ref refs/heads/main");
+}
+
+#[test]
+fn worktree_restore_hint_after_the_user_mixed_resets_qws_merge() {
+    user_undoes_qws_merge("--mixed", "git reset -q");
+}
+
+#[test]
+fn worktree_restore_hint_after_the_user_hard_resets_qws_merge() {
+    user_undoes_qws_merge("--hard", "git reset --keep");
+}
+
+/// Shell: wait until task `id`'s worktree is gone (qw removed it, its branch kept).
+fn until_removed(id: &str) -> String {
+    format!(
+        "while git -C \"$MAIN\" worktree list --porcelain | grep -qx 'branch refs/heads/qw/demo/{id}'; do sleep 0.05; done\n"
+    )
+}
+
+/// rev3 M6: task 2 fails and qw keeps its work on `qw/demo/2`; the user merges that
+/// branch into `main` by hand while task 3 runs (here from task 3's script, in the main
+/// worktree, once task 2's worktree is gone). The user's merge, not an agent's: tasks 3
+/// and 4 are merged over it, nothing refused or recorded.
+#[test]
+fn worktree_users_merge_of_a_failed_tasks_kept_branch_mid_run_is_accepted() {
+    let r = Repo::new(&tasks(4));
+    r.action("1", &work("1"));
+    r.action("2", &format!("{}exit 1\n", work("2")));
+    r.action(
+        "3",
+        &format!(
+            "{}{}{}",
+            until_removed("2"),
+            once(
+                &r,
+                "byhand",
+                "git -C \"$MAIN\" merge -q --no-edit qw/demo/2"
+            ),
+            work("3")
+        ),
+    );
+    r.action("4", &work("4"));
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert_eq!(r.f.task("2")["status"], "failed");
+    for i in ["1", "3", "4"] {
+        let t = r.f.task(i);
+        assert_eq!(t["status"], "completed", "task {i} refused: {t}");
+    }
+    assert!(!stderr(&out).contains("was moved"), "{}", diag(&out));
+    assert!(!record(&r).exists(), "a refusal was recorded");
+    assert_merged_keeping_the_users_changes(&r, &as_strs(&files(4)));
+}
+
+/// rev3 M8: task 2's merge conflicts (qw says to merge it by hand); then an agent merges
+/// it into `main` and commits the conflict markers. Not a merge by hand to accept: the
+/// run is refused naming the markers, and the printed commands, followed, lose nothing.
+#[test]
+fn worktree_merge_of_a_conflicted_branch_with_conflict_markers_is_refused() {
+    let r = Repo::new(&tasks(4));
+    r.action(
+        "1",
+        &once(&r, "s1", "echo one > shared.txt\ngit commit -qam s1"),
+    );
+    r.action(
+        "2",
+        &once(
+            &r,
+            "s2",
+            "echo two > shared.txt\ngit commit -qam s2\nwhile [ \"$(git -C \"$MAIN\" show main:shared.txt)\" != one ]; do sleep 0.05; done",
+        ),
+    );
+    r.action(
+        "3",
+        &format!(
+            "{}{}{}",
+            until_removed("2"),
+            once(
+                &r,
+                "markers",
+                "git -C \"$MAIN\" merge -q qw/demo/2 >/dev/null 2>&1 || true\ngit -C \"$MAIN\" commit -qam 'agent merged'"
+            ),
+            work("3")
+        ),
+    );
+    r.action("4", &work("4"));
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert_eq!(r.f.task("2")["outcome"], "merge_conflict");
+    let t3 = r.f.task("3");
+    assert_eq!(t3["outcome"], "workspace_error", "{t3}");
+    let err = t3["error"].as_str().unwrap().to_owned();
+    assert!(
+        err.contains("conflict markers in shared.txt") && err.contains("`qw/demo/2`"),
+        "{err}"
+    );
+    assert!(record(&r).is_file());
+    let cmds = all_printed(&err);
+    let markers = sha(&r, "main");
+    for c in &cmds {
+        follow(&r, c);
+    }
+    assert_kept(&r, &markers);
+    assert_eq!(r.git(&["show", "main:shared.txt"]), "one\n");
+}
+
+/// rev3 L2: a target named `qw` or `qw/<spec>` (git could not make `qw/<spec>/<id>`
+/// beside it) is refused up front, exit 2, nothing run.
+#[test]
+fn worktree_target_named_like_the_task_branches_folder_is_refused_up_front() {
+    for name in ["qw", "qw/demo"] {
+        let r = Repo::new(&tasks(1));
+        r.action("1", &work("1"));
+        r.git(&["switch", "-q", "-c", name]);
+        let out = run_auto(&r, &[]);
+        assert_eq!(code(&out), 2, "{}", diag(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("branch `{name}`")) && err.contains("task branches"),
+            "{err}"
+        );
+        assert_eq!(r.runs_of("1"), 0);
+        assert!(r.branches().iter().all(|b| b == name), "{:?}", r.branches());
+    }
+}
+
+/// rev3 L3: a record naming a commit the repository does not have (pruned) is refused up
+/// front like any other bad record: exit 2, naming the record and `rm --`, and the
+/// branch where it says branch.
+#[test]
+fn worktree_refused_move_record_naming_a_missing_commit_is_refused() {
+    let missing = "0000000000000000000000000000000000000000";
+    bad_record_is_refused_then_deleted(&|p| {
+        std::fs::write(p, format!("branch main\nwas {missing}\n")).unwrap()
+    });
+    let r = Repo::new(&tasks(1));
+    r.action("1", &work("1"));
+    let rec = record(&r);
+    std::fs::create_dir_all(rec.parent().unwrap()).unwrap();
+    std::fs::write(&rec, format!("branch main\nwas {missing}\n")).unwrap();
+    let line = refusal_line(&run_auto(&r, &[]));
+    assert!(
+        line.contains(missing) && line.contains("branch `main`"),
+        "{line}"
+    );
+    assert!(
+        !line.contains(&format!("branch `{}`", rec.display())),
+        "{line}"
+    );
+    assert!(line.contains("`qw workflow-continue demo`"), "{line}");
+}
