@@ -30,7 +30,7 @@ pub(crate) fn ensure_reflogs(repo: &Repo, admin: &Path, branch: &str) -> Result<
 }
 
 /// Run git in the main worktree with `input` on stdin; its stdout (empty on failure).
-fn git_stdin(repo: &Repo, args: &[&str], input: &str) -> Result<String> {
+pub(crate) fn git_stdin(repo: &Repo, args: &[&str], input: &str) -> Result<String> {
     use std::io::Write;
     let mut cmd = git_command(&repo.top, &[], args, &[]);
     cmd.stdin(std::process::Stdio::piped())

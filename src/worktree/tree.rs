@@ -455,6 +455,9 @@ pub(crate) fn reflog_entries(admin: &Path) -> Vec<(String, String)> {
 /// One move of a worktree's HEAD.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LogLine {
+    /// The commit HEAD was at before (what git read through HEAD: all zeros for the
+    /// first entry).
+    pub(crate) from: String,
     /// The commit HEAD moved to.
     pub(crate) to: String,
     /// When (seconds since the epoch).
@@ -478,10 +481,12 @@ pub(crate) fn head_log(git_dir: &Path) -> Vec<LogLine> {
     text.lines()
         .filter_map(|l| {
             let (head, message) = l.split_once('\t').unwrap_or((l, ""));
+            let from = head.split(' ').next()?;
             let to = head.split(' ').nth(1)?;
             // `… <email> <time> <tz>`: the time is the second word from the end.
             let time = head.rsplit(' ').nth(1)?.parse().ok()?;
             (to.len() >= 40 && to.bytes().all(|b| b.is_ascii_hexdigit())).then(|| LogLine {
+                from: from.to_owned(),
                 to: to.to_owned(),
                 time,
                 message: message.to_owned(),

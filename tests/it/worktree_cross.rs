@@ -83,6 +83,11 @@ fn evidence(r: &Repo, id: &str) -> String {
 /// Task 2 commits f2.txt and leaves f2u.txt uncommitted, while `mover` (task 1's
 /// action) moves `qw/demo/2` from outside task 2's worktree.
 fn moved_under(mover: &str) -> Repo {
+    moved_under_then(mover, "")
+}
+
+/// [`moved_under`], then task 2's agent runs `after` in its worktree (after the move).
+fn moved_under_then(mover: &str, after: &str) -> Repo {
     let r = Repo::new(&tasks(2));
     r.action(
         "1",
@@ -102,7 +107,7 @@ fn moved_under(mover: &str) -> Repo {
             &r,
             "2",
             &format!(
-                "echo 2 > f2.txt\ngit add f2.txt\ngit commit -qm f2\necho 2u > f2u.txt\n{}{}",
+                "echo 2 > f2.txt\ngit add f2.txt\ngit commit -qm f2\necho 2u > f2u.txt\n{}{}{after}\n",
                 signal(&r, "2-committed"),
                 wait_for(&r, "1-moved")
             ),
@@ -165,6 +170,72 @@ fn worktree_cross_branch_moved_by_a_siblings_update_ref_is_not_merged_and_loses_
             files_of(&r, "main")
         );
     }
+    r.assert_no_process();
+}
+
+/// Task 2's agent runs `after` once task 1 moved its branch: the move is still seen
+/// (the worktree's HEAD reflog jumps), task 2's result deletes nothing of task 1's
+/// merged work, and `workflow-continue` merges task 2's own work (f2, f2u, `also`).
+fn moved_then(after: &str, also: &[&str]) {
+    let r = moved_under_then("git update-ref refs/heads/qw/demo/2 HEAD", after);
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(r.f.task("1")["status"], "completed", "{}", diag(&out));
+    assert!(has(&r, "main", "f1.txt"), "{}", diag(&out));
+    let ev = assert_task_2_kept_and_continued(&r, &out);
+    assert!(ev.contains("task 1's worktree"), "who moved it: {ev}");
+    for f in ["f1.txt", "f2.txt", "f2u.txt", "second.txt", "shared.txt"]
+        .iter()
+        .chain(also)
+    {
+        assert!(
+            has(&r, "main", f),
+            "{f} on main: {:?}",
+            files_of(&r, "main")
+        );
+    }
+    r.assert_no_process();
+}
+
+#[test]
+fn worktree_cross_commit_after_the_move_is_still_seen() {
+    // rev3 H4: the victim's agent commits again on the moved tip.
+    moved_then(
+        "echo 2b > f2b.txt\ngit add f2b.txt\ngit commit -qm f2b",
+        &["f2b.txt"],
+    );
+}
+
+#[test]
+fn worktree_cross_stash_and_pop_after_the_move_is_still_seen() {
+    moved_then("git stash -q\ngit stash pop -q", &[]);
+}
+
+#[test]
+fn worktree_cross_checkout_of_its_own_branch_after_the_move_is_still_seen() {
+    moved_then("git checkout -q qw/demo/2", &[]);
+}
+
+#[test]
+fn worktree_cross_branch_moved_through_its_own_worktree_deletes_nothing_it_never_held() {
+    // The safety net: task 1 moves task 2's branch with a bare `update-ref` run in task
+    // 2's worktree (so its HEAD reflog shows no jump); task 2's result would delete
+    // task 1's merged f1.txt, which task 2's worktree never held: refused, named.
+    let r = moved_under(
+        "w2=$(git worktree list --porcelain | grep -B2 'branch refs/heads/qw/demo/2$' | head -n1 | cut -d' ' -f2-)\ngit -C \"$w2\" update-ref refs/heads/qw/demo/2 \"$(git rev-parse HEAD)\"",
+    );
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert_eq!(r.f.task("1")["status"], "completed", "{}", diag(&out));
+    let t2 = r.f.task("2");
+    assert_eq!(t2["outcome"], "workspace_error", "{t2}");
+    let ev = evidence(&r, "2");
+    assert!(
+        ev.contains("deletes `f1.txt` from `main`, which its worktree never held"),
+        "{ev}"
+    );
+    assert!(has(&r, "main", "f1.txt"), "{:?}", files_of(&r, "main"));
+    assert!(!has(&r, "main", "f2.txt"), "nothing of task 2 merged");
+    assert!(has(&r, "qw/demo/2", "f2.txt") && has(&r, "qw/demo/2", "f2u.txt"));
     r.assert_no_process();
 }
 
