@@ -360,8 +360,13 @@ fn strays(
 ) -> Result<Vec<String>> {
     let mut candidates: Vec<String> = reflog(t.admin).into_iter().rev().collect();
     candidates.extend(old_tip);
-    // Left where no reflog tells of them (expired, or never written).
-    candidates.extend(super::lost::since_start(repo, t.admin, base));
+    // Left where no reflog tells of them (expired, or never written): whose they are,
+    // git does not say.
+    let unknown: std::collections::BTreeSet<String> = super::lost::since_start(repo, t.admin, base)
+        .into_iter()
+        .filter(|c| !candidates.contains(c))
+        .collect();
+    candidates.extend(unknown.iter().cloned());
     let mut seen = std::collections::BTreeSet::new();
     let mut kept: Vec<String> = Vec::new();
     let mut out = Vec::new();
@@ -393,6 +398,14 @@ fn strays(
         if missing == 0 {
             continue;
         }
+        // Superseded by the result (its agent's `commit --amend`, a `reset --soft` then
+        // a commit, a squash): every path it changed, the result changed too. Only what
+        // the result really lacks is kept and named.
+        if let Some(r) = result
+            && superseded(repo, &c, r)?
+        {
+            continue;
+        }
         let holders: Vec<String> = git(
             &repo.top,
             &[
@@ -417,9 +430,19 @@ fn strays(
         if holders.is_empty() {
             // A longer id when the name is taken by another commit.
             let name = super::salvage::keep_branch(repo, t.branch, &c)?;
-            out.push(format!(
-                "{missing} commit(s) the agent left outside its result (up to {short}, by a reset, a rebase or a branch switch) are kept on branch `{name}`"
-            ));
+            let see = format!(
+                "see what its result lacks with `git diff {} {name}`",
+                result.map_or_else(|| base.to_owned(), |r| r[..r.len().min(10)].to_owned())
+            );
+            if unknown.contains(&c) {
+                out.push(format!(
+                    "{missing} commit(s) of unknown origin (up to {short}: written while the task ran, named by no branch and no reflog — this task's agent's after a reflog expire, or another git's) are kept on branch `{name}`; {see}"
+                ));
+            } else {
+                out.push(format!(
+                    "{missing} commit(s) the agent left outside its result (up to {short}, by a reset, a rebase or a branch switch) are kept on branch `{name}`; {see}"
+                ));
+            }
         } else {
             out.push(format!(
                 "{missing} commit(s) of the agent on branch `{}` (up to {short}) are not in its result and were not merged",
@@ -428,6 +451,28 @@ fn strays(
         }
     }
     Ok(out)
+}
+
+/// Did `result` change every path `c` changed (from their merge base)? Then `c` was
+/// rewritten into it (amended, squashed, redone): nothing of it is lacking there.
+fn superseded(repo: &Repo, c: &str, result: &str) -> Result<bool> {
+    let out = super::git_output(&repo.top, ["merge-base", c, result], &[])?;
+    let mb = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || mb.is_empty() {
+        return Ok(false);
+    }
+    let paths = |to: &str| -> Result<std::collections::BTreeSet<String>> {
+        Ok(git(
+            &repo.top,
+            &["diff", "--name-only", "--no-renames", "-z", &mb, to, "--"],
+        )?
+        .split('\0')
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect())
+    };
+    let mine = paths(c)?;
+    Ok(!mine.is_empty() && mine.is_subset(&paths(result)?))
 }
 
 pub(crate) fn is_commit(repo: &Repo, sha: &str) -> bool {
@@ -587,6 +632,10 @@ pub(crate) fn read_marker(admin: &Path) -> Option<(String, String)> {
 /// could not be removed; nothing here fails.
 pub(crate) fn remove_tree(repo: &Repo, path: &Path, admin: Option<&Path>) -> Vec<String> {
     let mut warnings = Vec::new();
+    // What its reflog named stays its own (said when it was saved), not a later task's.
+    if let Some(a) = admin {
+        super::lost::remember_reflog(a);
+    }
     if let Some(a) = admin
         && sound(path, a)
     {
