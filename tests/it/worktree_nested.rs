@@ -523,3 +523,48 @@ fn worktree_others_leftovers_are_not_charged_to_a_later_task() {
     }
     r.assert_no_process();
 }
+
+/// rev3 M10: a repository the agent makes in a directory the project already tracks
+/// (`git init src`; or with its `.git` a file, `--separate-git-dir`) is nested too: its
+/// files are not merged as the task's, and the task worktree holding it (its `.git`
+/// with its commit) is kept and named, not deleted.
+#[test]
+fn worktree_repository_made_in_a_tracked_directory_is_kept_not_merged() {
+    let r = Repo::new(&tasks(2));
+    r.action(
+        "1",
+        "git init -q src\necho n > src/new.txt\ngit -C src add -A\ngit -C src commit -qm INNERWORK\necho 1 > f1.txt\n",
+    );
+    r.action(
+        "2",
+        "mkdir -p lib\necho l > lib/l.txt\ngit add lib/l.txt\ngit commit -qm lib\ngit init -q --separate-git-dir=\"$PWD/../sep2.git\" lib\necho n2 > lib/new2.txt\ngit -C lib add new2.txt\ngit -C lib commit -qm INNER2\necho 2 > f2.txt\n",
+    );
+    let out = r.auto(&["--parallel", "2", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let text = diag(&out);
+    for (id, dir, new, msg) in [
+        ("1", "src", "src/new.txt", "INNERWORK"),
+        ("2", "lib", "lib/new2.txt", "INNER2"),
+    ] {
+        assert!(
+            r.git_ok(&["cat-file", "-e", &format!("main:f{id}.txt")]),
+            "{text}"
+        );
+        assert!(
+            !r.git_ok(&["cat-file", "-e", &format!("main:{new}")]),
+            "{new} merged: {text}"
+        );
+        let d = task_dir(&r, id);
+        assert!(d.join(new).is_file(), "{new} lost: {text}");
+        assert_eq!(git_in(&r, &d.join(dir), &["log", "-1", "--format=%s"]), msg);
+        assert!(
+            text.contains(&format!(
+                "demo-{id}/{dir}` (a repository of its own, 1 commit(s)"
+            )),
+            "{text}"
+        );
+    }
+    assert!(r.git_ok(&["cat-file", "-e", "main:src/keep.txt"]));
+    assert!(r.git_ok(&["cat-file", "-e", "main:lib/l.txt"]));
+    r.assert_no_process();
+}
