@@ -122,7 +122,8 @@ fn keep(repo: &Repo, branch: &str, commit: &str, base: &str) -> Result<String> {
     if holders.is_empty() {
         let kept = super::salvage::keep_branch(repo, branch, commit)?;
         Ok(format!(
-            "kept on branch `{kept}` (`git merge {kept}` takes it)"
+            "kept on branch `{kept}` (`git merge {}` takes it)",
+            shell_quote(&kept)
         ))
     } else {
         Ok(format!("on branch `{}`", holders.join("`, `")))
@@ -222,7 +223,7 @@ fn made(message: &str) -> bool {
 }
 
 /// The commits a worktree's git made (its HEAD reflog).
-fn made_in(admin: &std::path::Path) -> BTreeSet<String> {
+pub(crate) fn made_in(admin: &std::path::Path) -> BTreeSet<String> {
     tree::reflog_entries(admin)
         .into_iter()
         .filter(|(_, m)| made(m))
@@ -295,9 +296,9 @@ impl Worktrees {
             self.integration,
             h.branch,
             short(result),
-            self.integration,
+            shell_quote(&self.integration),
             short(upto),
-            h.branch
+            shell_quote(&h.branch)
         )))
     }
 }

@@ -444,8 +444,19 @@ fn strays(
                 ));
             }
         } else {
+            // Only the commits this worktree's git made count as its agent's (the branch
+            // may hold another task's below them).
+            let made = super::cross::made_in(t.admin);
+            let own = cherry
+                .lines()
+                .filter_map(|l| l.strip_prefix("+ "))
+                .filter(|c| made.contains(c.trim()))
+                .count();
+            if own == 0 {
+                continue;
+            }
             out.push(format!(
-                "{missing} commit(s) of the agent on branch `{}` (up to {short}) are not in its result and were not merged",
+                "{own} commit(s) of the agent on branch `{}` (up to {short}) are not in its result and were not merged",
                 holders.join("`, `")
             ));
         }

@@ -259,6 +259,12 @@ fn worktree_cross_branch_switched_to_from_another_worktree_is_not_merged() {
         "{ev1}"
     );
     assert!(has(&r, "qw/demo/1", "x1.txt"));
+    // rev3 L9: task 2's own commit under task 1's x is not counted as task 1's agent's.
+    assert!(
+        !diag(&out).contains("2 commit(s) of the agent on branch `qw/demo/2`"),
+        "{}",
+        diag(&out)
+    );
     let ev2 = assert_task_2_kept_and_continued(&r, &out);
     // Task 1's commit the branch was moved to: on task 1's branch when task 1 was saved
     // first, else kept on an `@` branch of task 2 (both hold it).
@@ -409,4 +415,32 @@ fn worktree_cross_soft_reset_past_the_start_then_commit_names_the_dropped_deleti
     rewritten_below(
         "git reset -q --soft HEAD~1\ngit rm -q --cached second.txt\nrm second.txt\necho 1 > f1.txt\ngit add f1.txt\ngit commit -qm redo\n",
     );
+}
+
+#[test]
+fn worktree_cross_rebase_hint_quotes_the_target_name() {
+    // rev3 L1: a target branch whose name a shell would run.
+    let r = brought_in("git rebase -q qw/demo/2");
+    let target = "x$(touch${IFS}PWNED)";
+    r.git(&["switch", "-q", "-c", target]);
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let ev = evidence(&r, "1");
+    let cmd = &ev[ev
+        .find("`git rebase --onto")
+        .unwrap_or_else(|| panic!("{ev}"))
+        + 1..];
+    let cmd = &cmd[..cmd.find('`').unwrap()];
+    assert!(cmd.contains("'x$(touch${IFS}PWNED)'"), "{cmd}");
+    let run = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(r.root())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{cmd}: {}", diag(&run));
+    assert!(!r.root().join("PWNED").exists(), "{cmd} ran a command");
+    assert!(has(&r, "qw/demo/1", "f1.txt"));
+    assert!(!has(&r, "qw/demo/1", "bad2.txt"), "{cmd}");
+    r.assert_no_process();
 }
