@@ -444,3 +444,22 @@ fn worktree_cross_rebase_hint_quotes_the_target_name() {
     assert!(!has(&r, "qw/demo/1", "bad2.txt"), "{cmd}");
     r.assert_no_process();
 }
+
+#[test]
+fn worktree_cross_note_counts_only_the_commits_its_worktree_made() {
+    // rev3 L9: task 1 commits on task 2's branch from its own worktree, then switches
+    // back; its note about that commit counts it alone, not task 2's f2 below it.
+    let r = moved_under(
+        "git switch -q --ignore-other-worktrees qw/demo/2\necho x > x1.txt\ngit add x1.txt\ngit commit -qm x-on-2\ngit switch -q --ignore-other-worktrees qw/demo/1",
+    );
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(r.f.task("1")["status"], "completed", "{}", diag(&out));
+    let text = diag(&out);
+    assert!(
+        text.contains("task 1: 1 commit(s) of the agent on branch `qw/demo/2"),
+        "{text}"
+    );
+    assert!(!text.contains("2 commit(s) of the agent"), "{text}");
+    assert_task_2_kept_and_continued(&r, &out);
+    r.assert_no_process();
+}
