@@ -358,7 +358,8 @@ fn strays(
     old_tip: Option<String>,
     base: &str,
 ) -> Result<Vec<String>> {
-    let mut candidates: Vec<String> = reflog(t.admin).into_iter().rev().collect();
+    let log = head_log(t.admin);
+    let mut candidates: Vec<String> = log.iter().rev().map(|l| l.to.clone()).collect();
     candidates.extend(old_tip);
     // Left where no reflog tells of them (expired, or never written): whose they are,
     // git does not say.
@@ -402,6 +403,7 @@ fn strays(
         // a commit, a squash): every path it changed, the result changed too. Only what
         // the result really lacks is kept and named.
         if let Some(r) = result
+            && rewritten_later(&log, &c)
             && superseded(repo, &c, r)?
         {
             continue;
@@ -462,6 +464,26 @@ fn strays(
         }
     }
     Ok(out)
+}
+
+/// Did the worktree's own git rewrite `c` after it was there: a `commit --amend`, a
+/// squash or fixup, or a reset followed by a commit (`reset --soft HEAD~n` then
+/// `commit`), in its HEAD reflog after the last entry that went to `c`?
+fn rewritten_later(log: &[LogLine], c: &str) -> bool {
+    let Some(at) = log.iter().rposition(|l| l.to == c) else {
+        return false;
+    };
+    let after = &log[at + 1..];
+    after.iter().enumerate().any(|(i, l)| {
+        let m = l.message.as_str();
+        m.starts_with("commit (amend)")
+            || m.contains("(squash)")
+            || m.contains("(fixup)")
+            || (m.starts_with("reset: moving to")
+                && after[i + 1..]
+                    .iter()
+                    .any(|n| n.message.starts_with("commit")))
+    })
 }
 
 /// Did `result` change every path `c` changed (from their merge base)? Then `c` was
@@ -753,6 +775,40 @@ pub(crate) fn dirty(repo: &Repo, path: &Path, admin: &Path, spec: &str) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(to: &str, message: &str) -> LogLine {
+        LogLine {
+            from: String::new(),
+            to: to.to_owned(),
+            time: 0,
+            message: message.to_owned(),
+        }
+    }
+
+    #[test]
+    fn rewritten_later_sees_amends_squashes_and_reset_then_commit_only_after_the_commit() {
+        let amend = [entry("a", "commit: a"), entry("b", "commit (amend): a")];
+        assert!(rewritten_later(&amend, "a"));
+        assert!(!rewritten_later(&amend, "b"));
+        let squash = [
+            entry("a", "commit: a"),
+            entry("b", "commit: b"),
+            entry("s", "reset: moving to HEAD~2"),
+            entry("c", "commit: squashed"),
+        ];
+        assert!(rewritten_later(&squash, "a") && rewritten_later(&squash, "b"));
+        // A reset with no commit after it, a rebase, a plain move: no rewrite.
+        let moved = [
+            entry("s", "reset: moving to HEAD"),
+            entry("a", "commit: a"),
+            entry("d", "checkout: moving from x to HEAD~1"),
+            entry("t", "commit: theirs"),
+            entry("a", "rebase (start): checkout x"),
+            entry("r", "reset: moving to HEAD~1"),
+        ];
+        assert!(!rewritten_later(&moved, "t"));
+        assert!(!rewritten_later(&moved, "zz"));
+    }
 
     #[test]
     fn in_progress_names_the_operation() {
