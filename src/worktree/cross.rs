@@ -6,13 +6,17 @@
 //!   they were. Committing the files on top of the moved tip would make the task's
 //!   result delete whatever the tip holds that the worktree never had (another task's
 //!   merged files). The worktree's HEAD reflog (`<common>/worktrees/<id>/logs/HEAD`)
-//!   says where its own git last left the branch: the files are committed on that
+//!   says where its own git last left the branch — before the first entry whose old
+//!   value is not the previous entry's new one, which is how a move shows once the
+//!   agent committed, stashed or checked out again after it: the files are committed on that
 //!   commit instead, the moved tip is kept (on the target, on another branch, else on
 //!   `qw/<spec>/<id>@<sha7>`), and the task fails `workspace_error` naming who moved the
 //!   branch (the worktree whose git made or visited that commit, else the branch's
-//!   reflog) and where each piece is ([`moved_line`]). A task's result never deletes
-//!   files its own worktree did not delete. qw's own moves of the branch go through the
-//!   worktree's HEAD, so they are in that reflog too.
+//!   reflog) and where each piece is ([`moved_line`]). qw's own moves of the branch go
+//!   through the worktree's HEAD, so they are in that reflog too. The safety net
+//!   ([`unheld_deletions`]): a task's result that would delete from the target paths
+//!   that no commit its worktree's HEAD was put on held is not merged, and they are
+//!   named.
 //! - *Another task's unmerged commits in a result* ([`Worktrees::brings_other_tasks`]):
 //!   the agent rebased onto, or merged, a sibling's branch. Refused (`workspace_error`,
 //!   the result kept on its branch): the other task's work reaches the target only
@@ -41,7 +45,12 @@ pub(crate) struct Moved {
 }
 
 /// Was the branch the worktree's HEAD names moved by a git that did not run in the
-/// worktree (its HEAD reflog's newest entry is not the branch's tip)? `None` for a
+/// worktree? Its HEAD reflog (from qw's last save on) says so two ways: an entry whose
+/// old value is not where the previous entry left HEAD (the branch jumped between two
+/// of the worktree's own commands: its agent committed, stashed or checked out again
+/// on the moved tip, with the index the worktree had before the jump), or a newest
+/// entry that is not the branch's tip (moved after the worktree's last command). The
+/// worktree's own last commit is where HEAD was before the first jump. `None` for a
 /// detached HEAD, a deleted branch, or no reflog to compare with.
 pub(crate) fn moved_outside(repo: &Repo, t: &Tree<'_>) -> Result<Option<Moved>> {
     let Ok(r) = t.run(&["symbolic-ref", "-q", "HEAD"]) else {
@@ -53,14 +62,41 @@ pub(crate) fn moved_outside(repo: &Repo, t: &Tree<'_>) -> Result<Option<Moved>> 
     let Some(now) = repo.commit_of(&r)? else {
         return Ok(None);
     };
-    let Some((own, _)) = tree::reflog_entries(t.admin()).pop() else {
+    let Some((own, jumped_to)) = own_before_jump(&tree::head_log(t.admin())) else {
         return Ok(None);
     };
     if own == now || !tree::is_commit(repo, &own) {
         return Ok(None);
     }
-    let by = who(repo, t, r.trim_start_matches("refs/heads/"), &now);
+    // Who moved it: to the commit the jump landed on (the worktree's own commands
+    // may have moved it further since).
+    let by = who(
+        repo,
+        t,
+        r.trim_start_matches("refs/heads/"),
+        jumped_to.as_deref().unwrap_or(&now),
+    );
     Ok(Some(Moved { own, now, by }))
+}
+
+/// Where the worktree's own git last left HEAD, from its HEAD reflog: the commit
+/// before the first jump (an entry whose old value is not the previous entry's new
+/// one) since qw's last save (a `qw:` entry: qw's own move, after which the worktree's
+/// files are the branch's again), else the newest entry; with the commit the jump
+/// landed on. `None` for an empty log.
+fn own_before_jump(log: &[tree::LogLine]) -> Option<(String, Option<String>)> {
+    let from = log
+        .iter()
+        .rposition(|l| l.message.starts_with("qw:"))
+        .unwrap_or(0);
+    let seg = &log[from..];
+    let jump = seg
+        .windows(2)
+        .find(|w| w[1].from != w[0].to && w[1].from.bytes().any(|b| b != b'0'));
+    match jump {
+        Some(w) => Some((w[0].to.clone(), Some(w[1].from.clone()))),
+        None => seg.last().map(|l| (l.to.clone(), None)),
+    }
 }
 
 /// Where a `commit` is (said after "it is"): on the target, on other branches, else
@@ -86,7 +122,8 @@ fn keep(repo: &Repo, branch: &str, commit: &str, base: &str) -> Result<String> {
     if holders.is_empty() {
         let kept = super::salvage::keep_branch(repo, branch, commit)?;
         Ok(format!(
-            "kept on branch `{kept}` (`git merge {kept}` takes it)"
+            "kept on branch `{kept}` (`git merge {}` takes it)",
+            shell_quote(&kept)
         ))
     } else {
         Ok(format!("on branch `{}`", holders.join("`, `")))
@@ -186,7 +223,7 @@ fn made(message: &str) -> bool {
 }
 
 /// The commits a worktree's git made (its HEAD reflog).
-fn made_in(admin: &std::path::Path) -> BTreeSet<String> {
+pub(crate) fn made_in(admin: &std::path::Path) -> BTreeSet<String> {
     tree::reflog_entries(admin)
         .into_iter()
         .filter(|(_, m)| made(m))
@@ -259,11 +296,102 @@ impl Worktrees {
             self.integration,
             h.branch,
             short(result),
-            self.integration,
+            shell_quote(&self.integration),
             short(upto),
-            h.branch
+            shell_quote(&h.branch)
         )))
     }
+}
+
+/// The paths a merge of `result` into `target` would delete that the task's worktree
+/// never held: in their merge base, not in `result`, and in no commit the worktree's
+/// HEAD reflog says its own commands put it on (its first entry, and every entry with
+/// git's message: a bare `git update-ref` of HEAD moves no index or files). Such a
+/// deletion came with a branch moved from outside the worktree, whatever the reflog
+/// shows of the move (the safety net of [`moved_outside`]). Empty when the worktree
+/// has no reflog to tell (it cannot judge) or nothing is deleted.
+pub(crate) fn unheld_deletions(
+    repo: &Repo,
+    t: &Tree<'_>,
+    result: &str,
+    target: &str,
+    spec_rel: &str,
+) -> Result<Vec<String>> {
+    let held: BTreeSet<String> = tree::head_log(t.admin())
+        .into_iter()
+        .filter(|l| !l.message.is_empty() || l.from.bytes().all(|b| b == b'0'))
+        .map(|l| l.to)
+        .filter(|c| tree::is_commit(repo, c))
+        .collect();
+    if held.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = git_output(&repo.top, ["merge-base", result, target], &[])?;
+    let mb = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || mb.is_empty() {
+        return Ok(Vec::new());
+    }
+    let spec_dir = format!("{spec_rel}/");
+    let deleted: Vec<String> = git(
+        &repo.top,
+        &[
+            "diff",
+            "--name-only",
+            "--no-renames",
+            "-z",
+            "--diff-filter=D",
+            &mb,
+            result,
+            "--",
+        ],
+    )?
+    .split('\0')
+    .filter(|p| !p.is_empty() && *p != spec_rel && !p.starts_with(&spec_dir))
+    .map(str::to_owned)
+    .collect();
+    if deleted.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One `cat-file` for every (held commit, path) pair; paths with a newline cannot
+    // be asked this way and count as held.
+    let asked: Vec<&String> = deleted.iter().filter(|p| !p.contains('\n')).collect();
+    let mut input = String::new();
+    for p in &asked {
+        for c in &held {
+            input.push_str(&format!("{c}:{p}\n"));
+        }
+    }
+    let answer =
+        super::lost::git_stdin(repo, &["cat-file", "--batch-check=%(objecttype)"], &input)?;
+    let answers: Vec<&str> = answer.lines().collect();
+    if answers.len() != asked.len() * held.len() {
+        return Ok(Vec::new());
+    }
+    Ok(asked
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            answers[i * held.len()..(i + 1) * held.len()]
+                .iter()
+                .all(|a| a.ends_with("missing"))
+        })
+        .map(|(_, p)| (*p).clone())
+        .collect())
+}
+
+/// The line for a result that deletes paths its worktree never held
+/// ([`unheld_deletions`]): not merged, kept on its branch.
+pub(crate) fn unheld_line(t: &Tree<'_>, paths: &[String], result: &str, target: &str) -> String {
+    let branch = t.branch();
+    let task = parse_branch(branch).map_or(branch, |(_, task)| task);
+    let named: Vec<String> = paths.iter().map(|p| format!("`{p}`")).collect();
+    format!(
+        "task {task}'s result deletes {} from `{target}`, which its worktree never held (they came with a move of its branch that its worktree's index and files did not follow: another task's `git update-ref` of it?), so it was not merged: a task's result never deletes files its worktree did not have; it is kept on branch `{branch}` ({}); see what it changes with `git diff {}...{}`",
+        named.join(", "),
+        short(result),
+        shell_quote(target),
+        shell_quote(branch),
+    )
 }
 
 /// The commit a worktree's HEAD started at (the first entry of its HEAD reflog).
@@ -394,6 +522,45 @@ mod tests {
         ] {
             assert!(!made(m), "{m}");
         }
+    }
+
+    fn line(from: &str, to: &str, message: &str) -> tree::LogLine {
+        tree::LogLine {
+            from: from.repeat(40),
+            to: to.repeat(40),
+            time: 0,
+            message: message.to_owned(),
+        }
+    }
+
+    #[test]
+    fn own_before_jump_finds_the_first_jump_since_qws_last_save() {
+        assert_eq!(own_before_jump(&[]), None);
+        let plain = [
+            line("0", "a", ""),
+            line("a", "b", "commit: b"),
+            line("b", "c", "commit: c"),
+        ];
+        assert_eq!(own_before_jump(&plain), Some(("c".repeat(40), None)));
+        // The branch moved to m after b; the agent committed c on it, then d.
+        let jumped = [
+            line("0", "a", ""),
+            line("a", "b", "commit: b"),
+            line("m", "c", "commit: c"),
+            line("c", "d", "commit: d"),
+        ];
+        assert_eq!(
+            own_before_jump(&jumped),
+            Some(("b".repeat(40), Some("m".repeat(40))))
+        );
+        // qw saved on top of the moved tip: judged from there on.
+        let saved = [
+            line("0", "a", ""),
+            line("m", "c", "commit: c"),
+            line("m", "q", "qw: the task's result"),
+            line("q", "r", "commit: r"),
+        ];
+        assert_eq!(own_before_jump(&saved), Some(("r".repeat(40), None)));
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub(crate) fn ensure_reflogs(repo: &Repo, admin: &Path, branch: &str) -> Result<
 }
 
 /// Run git in the main worktree with `input` on stdin; its stdout (empty on failure).
-fn git_stdin(repo: &Repo, args: &[&str], input: &str) -> Result<String> {
+pub(crate) fn git_stdin(repo: &Repo, args: &[&str], input: &str) -> Result<String> {
     use std::io::Write;
     let mut cmd = git_command(&repo.top, &[], args, &[]);
     cmd.stdin(std::process::Stdio::piped())
@@ -89,8 +89,22 @@ fn loose_since(repo: &Repo, since: SystemTime) -> Vec<String> {
     out
 }
 
+/// The commits named by the HEAD reflogs of the worktrees qw removed in this process:
+/// each was told (or kept) when its own task was saved, and is no later task's.
+static REMOVED_REFLOGS: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
+
+/// Remember what the HEAD reflog of a worktree about to be removed names.
+pub(crate) fn remember_reflog(admin: &Path) {
+    let commits = super::tree::reflog(admin);
+    REMOVED_REFLOGS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .extend(commits);
+}
+
 /// The commits written since the task whose git dir is `admin` started (its marker's
-/// time) that no ref, no worktree's HEAD and no other worktree's reflog reaches, that
+/// time) that no ref, no worktree's HEAD, no reflog (nor the reflog of a task worktree
+/// qw removed meanwhile) reaches, that
 /// share history with `base` and are not a stash's: newest first. Packed objects are not
 /// looked at (a `git gc` packs only what is reachable or recent in a reflog, and one that
 /// prunes has deleted the rest already).
@@ -122,7 +136,13 @@ pub(crate) fn since_start(repo: &Repo, admin: &Path, base: &str) -> Vec<String> 
     }
     // Unreachable from every ref and every worktree's HEAD, newest first.
     let input: String = commits.iter().map(|c| format!("{c}\n")).collect();
-    let Ok(unreached) = git_stdin(repo, &["rev-list", "--stdin", "--not", "--all"], &input) else {
+    // Named by a reflog (the main worktree's, a branch's, any worktree's HEAD): whose it
+    // is, that reflog tells; it is not this task's to claim.
+    let Ok(unreached) = git_stdin(
+        repo,
+        &["rev-list", "--stdin", "--not", "--all", "--reflog"],
+        &input,
+    ) else {
         return Vec::new();
     };
     // What another worktree's reflog holds is that worktree's to keep.
@@ -137,9 +157,12 @@ pub(crate) fn since_start(repo: &Repo, admin: &Path, base: &str) -> Vec<String> 
             }
         }
     }
+    let removed = REMOVED_REFLOGS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     unreached
         .lines()
-        .filter(|c| commits.contains(*c) && !others.contains(*c))
+        .filter(|c| commits.contains(*c) && !others.contains(*c) && !removed.contains(*c))
         .filter(|c| !not_an_agents(repo, c))
         .filter(|c| {
             super::git_output(&repo.top, ["merge-base", c, base], &[])

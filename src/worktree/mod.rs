@@ -1277,6 +1277,25 @@ impl Worktrees {
         if let Some(line) = &capture.crossed {
             return Err(commit(WorktreeError::Crossed(line.clone())));
         }
+        if let Some(result) = &capture.commit {
+            let target = self.target();
+            let unheld = cross::unheld_deletions(
+                &self.repo,
+                &t,
+                result,
+                &target,
+                &self.repo.spec_rel(&self.spec),
+            )
+            .map_err(commit)?;
+            if !unheld.is_empty() {
+                return Err(commit(WorktreeError::Crossed(cross::unheld_line(
+                    &t,
+                    &unheld,
+                    result,
+                    &self.integration,
+                ))));
+            }
+        }
         if let Some(result) = &capture.commit
             && let Some(line) = self.brings_other_tasks(h, result).map_err(commit)?
         {

@@ -20,7 +20,8 @@ use super::{Repo, Result, git_output};
 /// The directories (relative to the work tree, no trailing `/`) inside the task worktree
 /// that are git repositories or worktrees of their own: what `git ls-files --others`
 /// (ignored ones included) shows as `dir/`, plus the gitlinks staged in its index whose
-/// directory holds a `.git`.
+/// directory holds a `.git`, plus the directories of HEAD's tree holding a `.git` (a
+/// `git init` in a tracked directory).
 pub(crate) fn find(t: &Tree<'_>) -> Result<Vec<String>> {
     find_in(t, &["ls-files", "--others", "-z"])
 }
@@ -47,9 +48,35 @@ fn find_in(t: &Tree<'_>, ls: &[&str]) -> Result<Vec<String>> {
             out.push(path);
         }
     }
+    // A repository made in a directory the project tracks (`git init src`): git walks
+    // into it as a plain directory, so it is not among the above. Each directory of
+    // HEAD's tree (at most [`MAX_TRACKED_DIRS`]) holding a `.git` of its own.
+    let dirs = git_output(
+        t.path(),
+        ["ls-tree", "-r", "-d", "-z", "--name-only", "HEAD"],
+        &[],
+    )?;
+    if dirs.status.success() {
+        let text = String::from_utf8_lossy(&dirs.stdout);
+        for d in text
+            .split('\0')
+            .filter(|d| !d.is_empty())
+            .take(MAX_TRACKED_DIRS)
+        {
+            let inside = out
+                .iter()
+                .any(|o| d == o || d.starts_with(&format!("{o}/")));
+            if !inside && t.path().join(d).join(".git").symlink_metadata().is_ok() {
+                out.push(d.to_owned());
+            }
+        }
+    }
     out.sort();
     Ok(out)
 }
+
+/// How many tracked directories [`find`] looks into for a `.git` of their own.
+const MAX_TRACKED_DIRS: usize = 100_000;
 
 /// `:(exclude,literal)<dir>` for each nested repository: `git add -A -- :/ <these>`
 /// stages everything else.

@@ -47,6 +47,13 @@ pub(crate) fn head_log(git_dir: &Path) -> Vec<LogLine> {
     }
     let mut lines = parse(&String::from_utf8_lossy(&out.stdout));
     lines.reverse();
+    // git does not print an entry's old value: taken as the previous entry's new one
+    // (so a move from outside the worktree shows only as a newest entry that is not
+    // the branch's tip, see `cross::moved_outside`).
+    let mut prev = "0".repeat(40);
+    for l in &mut lines {
+        l.from = std::mem::replace(&mut prev, l.to.clone());
+    }
     lines
 }
 
@@ -60,6 +67,7 @@ fn parse(text: &str) -> Vec<LogLine> {
             let message = parts.next().unwrap_or("");
             let time = at.rsplit_once("@{")?.1.strip_suffix('}')?.parse().ok()?;
             (to.len() >= 40 && to.bytes().all(|b| b.is_ascii_hexdigit())).then(|| LogLine {
+                from: String::new(),
                 to: to.to_owned(),
                 time,
                 message: message.to_owned(),

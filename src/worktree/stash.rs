@@ -484,6 +484,84 @@ impl Worktrees {
         !files.is_empty() && files.iter().all(|(p, blob)| file_blob(dir, p) == *blob)
     }
 
+    /// Does the worktree at `dir` still hold the change a stash entry made, though its
+    /// files may have been edited further after a pop (or an autostash's re-apply)?
+    /// Per path: a deletion is held when the file is gone; otherwise the file is the
+    /// entry's, or it holds every line the entry added to the base's version, each as
+    /// many times (lines the entry only removed are not asked for).
+    fn holds_change(&self, dir: &Path, e: &StashEntry, files: &[(String, Option<String>)]) -> bool {
+        let blob_lines = |rev: &str| -> Option<Vec<String>> {
+            let out = git_output(&self.repo.top, ["cat-file", "blob", rev], &[]).ok()?;
+            out.status.success().then(|| {
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect()
+            })
+        };
+        let count = |lines: &[String]| {
+            let mut m: BTreeMap<String, usize> = BTreeMap::new();
+            for l in lines {
+                *m.entry(l.clone()).or_default() += 1;
+            }
+            m
+        };
+        !files.is_empty()
+            && files.iter().all(|(p, blob)| {
+                let now = file_blob(dir, p);
+                if now == *blob {
+                    return true;
+                }
+                let (Some(blob), Some(_)) = (blob, now) else {
+                    return false;
+                };
+                let Some(stashed) = blob_lines(blob) else {
+                    return false;
+                };
+                let base = blob_lines(&format!("{}^1:{p}", e.commit)).unwrap_or_default();
+                let Ok(text) = crate::fs::read_to_string(dir.join(p)) else {
+                    return false;
+                };
+                let here: Vec<String> = text.lines().map(str::to_owned).collect();
+                let (stashed, base, here) = (count(&stashed), count(&base), count(&here));
+                stashed.iter().all(|(l, n)| {
+                    let added = n.saturating_sub(*base.get(l).unwrap_or(&0));
+                    added == 0 || here.get(l).copied().unwrap_or(0) >= *n
+                })
+            })
+    }
+
+    /// Did the task's worktree do anything besides what went into the stash: a commit
+    /// of its own (HEAD moved from where it started), or uncommitted changes?
+    fn did_other_work(&self, h: &WorktreeHandle) -> bool {
+        let start = head_log(&h.admin).into_iter().next().map(|l| l.to);
+        let head = git_output(
+            &h.path,
+            ["rev-parse", "-q", "--verify", "HEAD^{commit}"],
+            &[],
+        )
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+        if start.is_none() || head != start {
+            return true;
+        }
+        let spec = self.repo.spec_rel(&self.spec);
+        git_output(
+            &h.path,
+            ["status", "--porcelain", "-z", "--untracked-files=all"],
+            &[],
+        )
+        .ok()
+        .filter(|o| o.status.success())
+        .is_some_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split('\0')
+                .filter_map(|r| r.get(3..))
+                .any(|p| !p.is_empty() && p != spec && !p.starts_with(&format!("{spec}/")))
+        })
+    }
+
     /// The worktrees qw watches, other than `h`'s.
     fn others(&self, h: &WorktreeHandle) -> Vec<Watched> {
         self.stash_watch
@@ -643,11 +721,15 @@ impl Worktrees {
     /// stash commits written since — loose objects, looked for back to [`LISTING_RACE`]
     /// before the task started, since another worktree's `git stash` writes its commit
     /// before its ref — and no longer listed):
-    /// - the task's own, back in its worktree (a `stash` then `pop`): nothing to say;
+    /// - the task's own, back in its worktree (a `stash` then `pop`, the files maybe
+    ///   edited further: every line the entry added is still there): nothing to say;
     /// - the task's own, now in another task's worktree or in the main worktree: said
     ///   (its work is merged with that task's, or is there);
-    /// - the task's own, nowhere: the task fails, with `git stash store -m "…" <commit>`
-    ///   to put it back;
+    /// - the task's own, nowhere, while the task did other work (a commit, other
+    ///   changes: a `git stash && git stash drop` of junk): said, with `git stash store
+    ///   -m "…" <commit>` to put it back;
+    /// - the task's own, nowhere, and the task did nothing else (the entry held its only
+    ///   work): the task fails, with that command;
     /// - another's, popped into this worktree: said (merged with this task's work; for
     ///   an entry whose commit predates the task and that its listing missed, only if
     ///   the worktree did not hold its changes when the task started);
@@ -767,6 +849,19 @@ impl Worktrees {
                     "task {}'s stash entry {} is gone from the stash and its changes ({paths}) are in the main worktree (merged with another task's work, or popped there)",
                     h.task_id,
                     e.gone_describe()
+                ),
+                // Popped here, then edited further (or committed and edited): the
+                // entry's change is still in the worktree's files.
+                (Maker::Mine, false, None, false) if self.holds_change(&h.path, e, &files) => {
+                    continue;
+                }
+                // Dropped on purpose (`git stash && git stash drop`: "throw this away"),
+                // while the task did other work: said, with the way back, not failed.
+                (Maker::Mine, false, None, false) if self.did_other_work(h) => format!(
+                    "task {}'s agent stashed changes ({paths}) and the entry {} is gone from the stash, its changes not in the task's files (dropped on purpose?); the task's other work goes on as usual — if that entry was wanted, put it back with `{}`",
+                    h.task_id,
+                    e.gone_describe(),
+                    e.store_command()
                 ),
                 (Maker::Mine, false, None, false) => {
                     dropped.push(format!(

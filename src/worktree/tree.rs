@@ -358,10 +358,16 @@ fn strays(
     old_tip: Option<String>,
     base: &str,
 ) -> Result<Vec<String>> {
-    let mut candidates: Vec<String> = reflog(t.admin).into_iter().rev().collect();
+    let log = head_log(t.admin);
+    let mut candidates: Vec<String> = log.iter().rev().map(|l| l.to.clone()).collect();
     candidates.extend(old_tip);
-    // Left where no reflog tells of them (expired, or never written).
-    candidates.extend(super::lost::since_start(repo, t.admin, base));
+    // Left where no reflog tells of them (expired, or never written): whose they are,
+    // git does not say.
+    let unknown: std::collections::BTreeSet<String> = super::lost::since_start(repo, t.admin, base)
+        .into_iter()
+        .filter(|c| !candidates.contains(c))
+        .collect();
+    candidates.extend(unknown.iter().cloned());
     let mut seen = std::collections::BTreeSet::new();
     let mut kept: Vec<String> = Vec::new();
     let mut out = Vec::new();
@@ -393,6 +399,15 @@ fn strays(
         if missing == 0 {
             continue;
         }
+        // Superseded by the result (its agent's `commit --amend`, a `reset --soft` then
+        // a commit, a squash): every path it changed, the result changed too. Only what
+        // the result really lacks is kept and named.
+        if let Some(r) = result
+            && rewritten_later(&log, &c)
+            && superseded(repo, &c, r)?
+        {
+            continue;
+        }
         let holders: Vec<String> = git(
             &repo.top,
             &[
@@ -417,17 +432,80 @@ fn strays(
         if holders.is_empty() {
             // A longer id when the name is taken by another commit.
             let name = super::salvage::keep_branch(repo, t.branch, &c)?;
-            out.push(format!(
-                "{missing} commit(s) the agent left outside its result (up to {short}, by a reset, a rebase or a branch switch) are kept on branch `{name}`"
-            ));
+            let see = format!(
+                "see what its result lacks with `git diff {} {name}`",
+                result.map_or_else(|| base.to_owned(), |r| r[..r.len().min(10)].to_owned())
+            );
+            if unknown.contains(&c) {
+                out.push(format!(
+                    "{missing} commit(s) of unknown origin (up to {short}: written while the task ran, named by no branch and no reflog — this task's agent's after a reflog expire, or another git's) are kept on branch `{name}`; {see}"
+                ));
+            } else {
+                out.push(format!(
+                    "{missing} commit(s) the agent left outside its result (up to {short}, by a reset, a rebase or a branch switch) are kept on branch `{name}`; {see}"
+                ));
+            }
         } else {
+            // Only the commits this worktree's git made count as its agent's (the branch
+            // may hold another task's below them).
+            let made = super::cross::made_in(t.admin);
+            let own = cherry
+                .lines()
+                .filter_map(|l| l.strip_prefix("+ "))
+                .filter(|c| made.contains(c.trim()))
+                .count();
+            if own == 0 {
+                continue;
+            }
             out.push(format!(
-                "{missing} commit(s) of the agent on branch `{}` (up to {short}) are not in its result and were not merged",
+                "{own} commit(s) of the agent on branch `{}` (up to {short}) are not in its result and were not merged",
                 holders.join("`, `")
             ));
         }
     }
     Ok(out)
+}
+
+/// Did the worktree's own git rewrite `c` after it was there: a `commit --amend`, a
+/// squash or fixup, or a reset followed by a commit (`reset --soft HEAD~n` then
+/// `commit`), in its HEAD reflog after the last entry that went to `c`?
+fn rewritten_later(log: &[LogLine], c: &str) -> bool {
+    let Some(at) = log.iter().rposition(|l| l.to == c) else {
+        return false;
+    };
+    let after = &log[at + 1..];
+    after.iter().enumerate().any(|(i, l)| {
+        let m = l.message.as_str();
+        m.starts_with("commit (amend)")
+            || m.contains("(squash)")
+            || m.contains("(fixup)")
+            || (m.starts_with("reset: moving to")
+                && after[i + 1..]
+                    .iter()
+                    .any(|n| n.message.starts_with("commit")))
+    })
+}
+
+/// Did `result` change every path `c` changed (from their merge base)? Then `c` was
+/// rewritten into it (amended, squashed, redone): nothing of it is lacking there.
+fn superseded(repo: &Repo, c: &str, result: &str) -> Result<bool> {
+    let out = super::git_output(&repo.top, ["merge-base", c, result], &[])?;
+    let mb = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || mb.is_empty() {
+        return Ok(false);
+    }
+    let paths = |to: &str| -> Result<std::collections::BTreeSet<String>> {
+        Ok(git(
+            &repo.top,
+            &["diff", "--name-only", "--no-renames", "-z", &mb, to, "--"],
+        )?
+        .split('\0')
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect())
+    };
+    let mine = paths(c)?;
+    Ok(!mine.is_empty() && mine.is_subset(&paths(result)?))
 }
 
 pub(crate) fn is_commit(repo: &Repo, sha: &str) -> bool {
@@ -455,6 +533,9 @@ pub(crate) fn reflog_entries(admin: &Path) -> Vec<(String, String)> {
 /// One move of a worktree's HEAD.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LogLine {
+    /// The commit HEAD was at before (what git read through HEAD: all zeros for the
+    /// first entry).
+    pub(crate) from: String,
     /// The commit HEAD moved to.
     pub(crate) to: String,
     /// When (seconds since the epoch).
@@ -478,10 +559,12 @@ pub(crate) fn head_log(git_dir: &Path) -> Vec<LogLine> {
     text.lines()
         .filter_map(|l| {
             let (head, message) = l.split_once('\t').unwrap_or((l, ""));
+            let from = head.split(' ').next()?;
             let to = head.split(' ').nth(1)?;
             // `… <email> <time> <tz>`: the time is the second word from the end.
             let time = head.rsplit(' ').nth(1)?.parse().ok()?;
             (to.len() >= 40 && to.bytes().all(|b| b.is_ascii_hexdigit())).then(|| LogLine {
+                from: from.to_owned(),
                 to: to.to_owned(),
                 time,
                 message: message.to_owned(),
@@ -582,6 +665,10 @@ pub(crate) fn read_marker(admin: &Path) -> Option<(String, String)> {
 /// could not be removed; nothing here fails.
 pub(crate) fn remove_tree(repo: &Repo, path: &Path, admin: Option<&Path>) -> Vec<String> {
     let mut warnings = Vec::new();
+    // What its reflog named stays its own (said when it was saved), not a later task's.
+    if let Some(a) = admin {
+        super::lost::remember_reflog(a);
+    }
     if let Some(a) = admin
         && sound(path, a)
     {
@@ -688,6 +775,40 @@ pub(crate) fn dirty(repo: &Repo, path: &Path, admin: &Path, spec: &str) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(to: &str, message: &str) -> LogLine {
+        LogLine {
+            from: String::new(),
+            to: to.to_owned(),
+            time: 0,
+            message: message.to_owned(),
+        }
+    }
+
+    #[test]
+    fn rewritten_later_sees_amends_squashes_and_reset_then_commit_only_after_the_commit() {
+        let amend = [entry("a", "commit: a"), entry("b", "commit (amend): a")];
+        assert!(rewritten_later(&amend, "a"));
+        assert!(!rewritten_later(&amend, "b"));
+        let squash = [
+            entry("a", "commit: a"),
+            entry("b", "commit: b"),
+            entry("s", "reset: moving to HEAD~2"),
+            entry("c", "commit: squashed"),
+        ];
+        assert!(rewritten_later(&squash, "a") && rewritten_later(&squash, "b"));
+        // A reset with no commit after it, a rebase, a plain move: no rewrite.
+        let moved = [
+            entry("s", "reset: moving to HEAD"),
+            entry("a", "commit: a"),
+            entry("d", "checkout: moving from x to HEAD~1"),
+            entry("t", "commit: theirs"),
+            entry("a", "rebase (start): checkout x"),
+            entry("r", "reset: moving to HEAD~1"),
+        ];
+        assert!(!rewritten_later(&moved, "t"));
+        assert!(!rewritten_later(&moved, "zz"));
+    }
 
     #[test]
     fn in_progress_names_the_operation() {

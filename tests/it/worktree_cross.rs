@@ -83,6 +83,11 @@ fn evidence(r: &Repo, id: &str) -> String {
 /// Task 2 commits f2.txt and leaves f2u.txt uncommitted, while `mover` (task 1's
 /// action) moves `qw/demo/2` from outside task 2's worktree.
 fn moved_under(mover: &str) -> Repo {
+    moved_under_then(mover, "")
+}
+
+/// [`moved_under`], then task 2's agent runs `after` in its worktree (after the move).
+fn moved_under_then(mover: &str, after: &str) -> Repo {
     let r = Repo::new(&tasks(2));
     r.action(
         "1",
@@ -102,7 +107,7 @@ fn moved_under(mover: &str) -> Repo {
             &r,
             "2",
             &format!(
-                "echo 2 > f2.txt\ngit add f2.txt\ngit commit -qm f2\necho 2u > f2u.txt\n{}{}",
+                "echo 2 > f2.txt\ngit add f2.txt\ngit commit -qm f2\necho 2u > f2u.txt\n{}{}{after}\n",
                 signal(&r, "2-committed"),
                 wait_for(&r, "1-moved")
             ),
@@ -168,6 +173,72 @@ fn worktree_cross_branch_moved_by_a_siblings_update_ref_is_not_merged_and_loses_
     r.assert_no_process();
 }
 
+/// Task 2's agent runs `after` once task 1 moved its branch: the move is still seen
+/// (the worktree's HEAD reflog jumps), task 2's result deletes nothing of task 1's
+/// merged work, and `workflow-continue` merges task 2's own work (f2, f2u, `also`).
+fn moved_then(after: &str, also: &[&str]) {
+    let r = moved_under_then("git update-ref refs/heads/qw/demo/2 HEAD", after);
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(r.f.task("1")["status"], "completed", "{}", diag(&out));
+    assert!(has(&r, "main", "f1.txt"), "{}", diag(&out));
+    let ev = assert_task_2_kept_and_continued(&r, &out);
+    assert!(ev.contains("task 1's worktree"), "who moved it: {ev}");
+    for f in ["f1.txt", "f2.txt", "f2u.txt", "second.txt", "shared.txt"]
+        .iter()
+        .chain(also)
+    {
+        assert!(
+            has(&r, "main", f),
+            "{f} on main: {:?}",
+            files_of(&r, "main")
+        );
+    }
+    r.assert_no_process();
+}
+
+#[test]
+fn worktree_cross_commit_after_the_move_is_still_seen() {
+    // rev3 H4: the victim's agent commits again on the moved tip.
+    moved_then(
+        "echo 2b > f2b.txt\ngit add f2b.txt\ngit commit -qm f2b",
+        &["f2b.txt"],
+    );
+}
+
+#[test]
+fn worktree_cross_stash_and_pop_after_the_move_is_still_seen() {
+    moved_then("git stash -q\ngit stash pop -q", &[]);
+}
+
+#[test]
+fn worktree_cross_checkout_of_its_own_branch_after_the_move_is_still_seen() {
+    moved_then("git checkout -q qw/demo/2", &[]);
+}
+
+#[test]
+fn worktree_cross_branch_moved_through_its_own_worktree_deletes_nothing_it_never_held() {
+    // The safety net: task 1 moves task 2's branch with a bare `update-ref` run in task
+    // 2's worktree (so its HEAD reflog shows no jump); task 2's result would delete
+    // task 1's merged f1.txt, which task 2's worktree never held: refused, named.
+    let r = moved_under(
+        "w2=$(git worktree list --porcelain | grep -B2 'branch refs/heads/qw/demo/2$' | head -n1 | cut -d' ' -f2-)\ngit -C \"$w2\" update-ref refs/heads/qw/demo/2 \"$(git rev-parse HEAD)\"",
+    );
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert_eq!(r.f.task("1")["status"], "completed", "{}", diag(&out));
+    let t2 = r.f.task("2");
+    assert_eq!(t2["outcome"], "workspace_error", "{t2}");
+    let ev = evidence(&r, "2");
+    assert!(
+        ev.contains("deletes `f1.txt` from `main`, which its worktree never held"),
+        "{ev}"
+    );
+    assert!(has(&r, "main", "f1.txt"), "{:?}", files_of(&r, "main"));
+    assert!(!has(&r, "main", "f2.txt"), "nothing of task 2 merged");
+    assert!(has(&r, "qw/demo/2", "f2.txt") && has(&r, "qw/demo/2", "f2u.txt"));
+    r.assert_no_process();
+}
+
 #[test]
 fn worktree_cross_branch_switched_to_from_another_worktree_is_not_merged() {
     // Task 1 checks task 2's branch out in its own worktree and commits there: task 1's
@@ -188,6 +259,12 @@ fn worktree_cross_branch_switched_to_from_another_worktree_is_not_merged() {
         "{ev1}"
     );
     assert!(has(&r, "qw/demo/1", "x1.txt"));
+    // rev3 L9: task 2's own commit under task 1's x is not counted as task 1's agent's.
+    assert!(
+        !diag(&out).contains("2 commit(s) of the agent on branch `qw/demo/2`"),
+        "{}",
+        diag(&out)
+    );
     let ev2 = assert_task_2_kept_and_continued(&r, &out);
     // Task 1's commit the branch was moved to: on task 1's branch when task 1 was saved
     // first, else kept on an `@` branch of task 2 (both hold it).
@@ -338,4 +415,51 @@ fn worktree_cross_soft_reset_past_the_start_then_commit_names_the_dropped_deleti
     rewritten_below(
         "git reset -q --soft HEAD~1\ngit rm -q --cached second.txt\nrm second.txt\necho 1 > f1.txt\ngit add f1.txt\ngit commit -qm redo\n",
     );
+}
+
+#[test]
+fn worktree_cross_rebase_hint_quotes_the_target_name() {
+    // rev3 L1: a target branch whose name a shell would run.
+    let r = brought_in("git rebase -q qw/demo/2");
+    let target = "x$(touch${IFS}PWNED)";
+    r.git(&["switch", "-q", "-c", target]);
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let ev = evidence(&r, "1");
+    let cmd = &ev[ev
+        .find("`git rebase --onto")
+        .unwrap_or_else(|| panic!("{ev}"))
+        + 1..];
+    let cmd = &cmd[..cmd.find('`').unwrap()];
+    assert!(cmd.contains("'x$(touch${IFS}PWNED)'"), "{cmd}");
+    let run = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(r.root())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{cmd}: {}", diag(&run));
+    assert!(!r.root().join("PWNED").exists(), "{cmd} ran a command");
+    assert!(has(&r, "qw/demo/1", "f1.txt"));
+    assert!(!has(&r, "qw/demo/1", "bad2.txt"), "{cmd}");
+    r.assert_no_process();
+}
+
+#[test]
+fn worktree_cross_note_counts_only_the_commits_its_worktree_made() {
+    // rev3 L9: task 1 commits on task 2's branch from its own worktree, then switches
+    // back; its note about that commit counts it alone, not task 2's f2 below it.
+    let r = moved_under(
+        "git switch -q --ignore-other-worktrees qw/demo/2\necho x > x1.txt\ngit add x1.txt\ngit commit -qm x-on-2\ngit switch -q --ignore-other-worktrees qw/demo/1",
+    );
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(r.f.task("1")["status"], "completed", "{}", diag(&out));
+    let text = diag(&out);
+    assert!(
+        text.contains("task 1: 1 commit(s) of the agent on branch `qw/demo/2"),
+        "{text}"
+    );
+    assert!(!text.contains("2 commit(s) of the agent"), "{text}");
+    assert_task_2_kept_and_continued(&r, &out);
+    r.assert_no_process();
 }

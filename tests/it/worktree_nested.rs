@@ -442,3 +442,129 @@ fn worktree_users_worktree_with_a_qw_like_lock_reason_is_not_pruned() {
             .contains("locked qw: keep until the review")
     );
 }
+
+/// The text between the backquotes after `are kept on branch ` (the `@` branch named).
+fn kept_branch(text: &str, prefix: &str) -> Option<String> {
+    let at = text.find(&format!("are kept on branch `{prefix}"))?;
+    let rest = &text[at + "are kept on branch `".len()..];
+    Some(rest[..rest.find('`')?].to_owned())
+}
+
+/// rev3 M5: an agent amending or squashing its own commits left nothing outside its
+/// result (no `@` branch, nothing said); a redone commit whose change the result really
+/// lacks (x3.txt) is still kept and named, with `git diff` to see it.
+#[test]
+fn worktree_own_amend_or_squash_is_not_left_outside_its_result() {
+    let r = Repo::new(&tasks(3));
+    r.action(
+        "1",
+        "echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1\necho 1b >> f1.txt\ngit commit -qa --amend --no-edit\n",
+    );
+    r.action(
+        "2",
+        "echo 2 > f2.txt\ngit add f2.txt\ngit commit -qm f2a\necho 2b >> f2.txt\ngit commit -qam f2b\ngit reset -q --soft HEAD~2\ngit commit -qm squashed\n",
+    );
+    r.action(
+        "3",
+        "echo 3 > f3.txt\necho x > x3.txt\ngit add f3.txt x3.txt\ngit commit -qm both\ngit reset -q --soft HEAD~1\ngit rm -q --cached x3.txt\nrm x3.txt\ngit commit -qm only-f3\n",
+    );
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let text = diag(&out);
+    for i in ["1", "2"] {
+        assert!(!text.contains(&format!("qw/demo/{i}@")), "{text}");
+    }
+    assert!(
+        r.branches()
+            .iter()
+            .all(|b| !b.starts_with("qw/demo/1@") && !b.starts_with("qw/demo/2@")),
+        "{:?}",
+        r.branches()
+    );
+    assert_eq!(r.git(&["show", "main:f1.txt"]), "1\n1b\n");
+    assert_eq!(r.git(&["show", "main:f2.txt"]), "2\n2b\n");
+    assert!(r.git_ok(&["cat-file", "-e", "main:f3.txt"]));
+    assert!(!r.git_ok(&["cat-file", "-e", "main:x3.txt"]));
+    let kept = kept_branch(&text, "qw/demo/3@").unwrap_or_else(|| panic!("{text}"));
+    assert!(r.git_ok(&["cat-file", "-e", &format!("{kept}:x3.txt")]));
+    assert!(text.contains("`git diff "), "{text}");
+    assert!(!text.contains(&format!("git merge {kept}")), "{text}");
+    no_dangling_holds(&r, "x3.txt");
+    r.assert_no_process();
+}
+
+/// rev3 M3: a sibling's pre-amend commit (its worktree removed before this task is
+/// saved) and the user's pre-amend commit on the target are not charged to the task.
+#[test]
+fn worktree_others_leftovers_are_not_charged_to_a_later_task() {
+    let r = Repo::new(&tasks(2));
+    let wait = "n=0\nuntil git cat-file -e main:f2.txt 2>/dev/null && ! git worktree list --porcelain | grep -q 'refs/heads/qw/demo/2$'; do n=$((n+1)); [ $n -lt 1200 ] || exit 1; sleep 0.1; done\n";
+    r.action(
+        "1",
+        &format!(
+            "{wait}echo u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user\necho u2 > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" commit -qam 'user amended' --amend\necho 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1\n"
+        ),
+    );
+    r.action(
+        "2",
+        "echo 2 > f2.txt\ngit add f2.txt\ngit commit -qm f2\ngit commit -q --amend -m 'f2 better'\n",
+    );
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let text = diag(&out);
+    assert!(!text.contains("are kept on branch"), "{text}");
+    assert!(
+        r.branches().iter().all(|b| !b.contains('@')),
+        "{:?}",
+        r.branches()
+    );
+    for f in ["f1.txt", "f2.txt", "user.txt"] {
+        assert!(r.git_ok(&["cat-file", "-e", &format!("main:{f}")]), "{f}");
+    }
+    r.assert_no_process();
+}
+
+/// rev3 M10: a repository the agent makes in a directory the project already tracks
+/// (`git init src`; or with its `.git` a file, `--separate-git-dir`) is nested too: its
+/// files are not merged as the task's, and the task worktree holding it (its `.git`
+/// with its commit) is kept and named, not deleted.
+#[test]
+fn worktree_repository_made_in_a_tracked_directory_is_kept_not_merged() {
+    let r = Repo::new(&tasks(2));
+    r.action(
+        "1",
+        "git init -q src\necho n > src/new.txt\ngit -C src add -A\ngit -C src commit -qm INNERWORK\necho 1 > f1.txt\n",
+    );
+    r.action(
+        "2",
+        "mkdir -p lib\necho l > lib/l.txt\ngit add lib/l.txt\ngit commit -qm lib\ngit init -q --separate-git-dir=\"$PWD/../sep2.git\" lib\necho n2 > lib/new2.txt\ngit -C lib add new2.txt\ngit -C lib commit -qm INNER2\necho 2 > f2.txt\n",
+    );
+    let out = r.auto(&["--parallel", "2", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let text = diag(&out);
+    for (id, dir, new, msg) in [
+        ("1", "src", "src/new.txt", "INNERWORK"),
+        ("2", "lib", "lib/new2.txt", "INNER2"),
+    ] {
+        assert!(
+            r.git_ok(&["cat-file", "-e", &format!("main:f{id}.txt")]),
+            "{text}"
+        );
+        assert!(
+            !r.git_ok(&["cat-file", "-e", &format!("main:{new}")]),
+            "{new} merged: {text}"
+        );
+        let d = task_dir(&r, id);
+        assert!(d.join(new).is_file(), "{new} lost: {text}");
+        assert_eq!(git_in(&r, &d.join(dir), &["log", "-1", "--format=%s"]), msg);
+        assert!(
+            text.contains(&format!(
+                "demo-{id}/{dir}` (a repository of its own, 1 commit(s)"
+            )),
+            "{text}"
+        );
+    }
+    assert!(r.git_ok(&["cat-file", "-e", "main:src/keep.txt"]));
+    assert!(r.git_ok(&["cat-file", "-e", "main:lib/l.txt"]));
+    r.assert_no_process();
+}

@@ -448,3 +448,95 @@ fn worktree_stash_and_pop_in_its_own_worktree_is_nothing_to_tell() {
     }
     r.assert_all_merged(&["f1.txt", "f2.txt"]);
 }
+
+/// rev3 H3: an agent that stashes (or lets `rebase --autostash` do it), gets the entry
+/// back, then keeps editing the same file did nothing wrong: its task completes, the
+/// edits are merged, nothing is said about the stash.
+#[test]
+fn worktree_stash_pop_then_more_edits_of_the_same_file_is_nothing_to_tell() {
+    let r = Repo::new(&tasks(3));
+    r.action("1", "echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1\n");
+    r.action(
+        "2",
+        "echo mod >> shared.txt\ngit rebase -q --autostash main\necho more >> shared.txt\n",
+    );
+    r.action(
+        "3",
+        "echo mod3 >> second.txt\ngit stash -q\ngit rebase -q main\ngit stash pop -q\necho more3 >> second.txt\n",
+    );
+    let out = r.auto(&["--parallel", "3"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    for i in ["1", "2", "3"] {
+        assert_eq!(r.f.task(i)["status"], "completed", "{}", diag(&out));
+        let ev = evidence(&r, i);
+        assert!(!ev.contains("stash"), "task {i}: {ev}");
+    }
+    let shared = r.git(&["show", "main:shared.txt"]);
+    assert!(
+        shared.contains("mod\n") && shared.contains("more\n"),
+        "{shared}"
+    );
+    let second = r.git(&["show", "main:second.txt"]);
+    assert!(
+        second.contains("mod3\n") && second.contains("more3\n"),
+        "{second}"
+    );
+    assert!(stashes(&r).is_empty());
+    r.assert_no_process();
+}
+
+/// `git stash && git stash drop` (throwing changes away) while the task did other
+/// work: a warning with the command that puts the entry back, the task completes. When
+/// the dropped entry held the task's only work, the task fails as before.
+#[test]
+fn worktree_stash_dropped_on_purpose_warns_unless_it_held_the_only_work() {
+    let r = Repo::new(&tasks(2));
+    r.action(
+        "1",
+        "echo 1 > f1.txt\necho junk >> shared.txt\ngit stash -q\ngit stash drop -q\n",
+    );
+    r.action(
+        "2",
+        "echo 2 > f2.txt\necho tmp > tmp2.txt\ngit stash -q -u\ngit stash drop -q\n",
+    );
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert_eq!(r.f.task("1")["status"], "completed", "{}", diag(&out));
+    let e1 = evidence(&r, "1");
+    assert!(e1.contains("dropped on purpose?"), "{e1}");
+    assert!(has_file(&r, "f1.txt") && !r.git(&["show", "main:shared.txt"]).contains("junk"));
+    assert_eq!(
+        r.f.task("2")["outcome"],
+        "workspace_error",
+        "{}",
+        diag(&out)
+    );
+    let e2 = evidence(&r, "2");
+    assert!(
+        e2.contains("stashed its work") && e2.contains("f2.txt"),
+        "{e2}"
+    );
+    // The printed commands put both entries back (each task names its own; one may
+    // also name the other's entry, gone while it ran).
+    let own = |e: &str, task: &str| {
+        printed_commands(e, "git stash store")
+            .into_iter()
+            .filter(|c| c.contains(&format!("qw/demo/{task}:")))
+            .collect::<Vec<_>>()
+    };
+    let (cmds1, cmds2) = (own(&e1, "1"), own(&e2, "2"));
+    assert_eq!((cmds1.len(), cmds2.len()), (1, 1), "{e1} / {e2}");
+    sh(&r, &cmds1[0]);
+    sh(&r, &cmds2[0]);
+    let back = stashes(&r);
+    assert_eq!(back.len(), 2, "{back:?}");
+    assert!(r.git(&["show", "stash@{1}:shared.txt"]).contains("junk"));
+    assert_eq!(r.git(&["show", "stash@{0}^3:tmp2.txt"]), "tmp\n");
+    r.assert_no_process();
+}
+
+fn has_file(r: &Repo, file: &str) -> bool {
+    r.git(&["ls-tree", "--name-only", "main"])
+        .lines()
+        .any(|l| l == file)
+}
