@@ -23,7 +23,8 @@
 //! stash entries the task's agent left ([`Worktrees::stash_check`]), its worktree deleted
 //! while it ran ([`Worktrees::gone`]), worktrees it added ([`Worktrees::foreign`]); its
 //! worktree moved, its branch deleted and a history of its own committed, objects pruned
-//! by a concurrent `git gc` ([`salvage`]).
+//! by a concurrent `git gc` ([`salvage`]). A task branch is resumed only from where qw
+//! itself left it ([`owned`]).
 //!
 //! The target branch: qw merges only into the integration branch where it left it, or
 //! where a move the main worktree followed put it; any other move is refused before any
@@ -50,6 +51,7 @@ pub(crate) mod lock;
 mod lost;
 mod nested;
 mod origin;
+mod owned;
 mod reflog;
 pub(crate) mod root;
 mod salvage;
@@ -1072,6 +1074,17 @@ impl Worktrees {
             }
             notes.extend(tree::remove_tree(&self.repo, &w.path, Some(&admin)));
         }
+        // A branch qw did not leave where it is (another task's agent made it): its
+        // commits are kept apart, never resumed as this task's.
+        if reuse.is_none() {
+            notes.extend(owned::set_aside_foreign(
+                &self.repo,
+                &branch,
+                task_id,
+                &target,
+                &self.integration,
+            )?);
+        }
         let (path, admin, resumed) = match reuse {
             Some((path, admin)) => {
                 // Locked again: an earlier run's lock may have been lifted by hand.
@@ -1099,6 +1112,7 @@ impl Worktrees {
                 // directory vanish unsaved, and it is qw's even if qw is killed before
                 // its marker is written.
                 salvage::add_locked(&top, &p, &branch, (!resumed).then_some(&*target), &reason)?;
+                owned::record(&self.repo, &branch)?;
                 let admin = tree::admin_of(&path)?;
                 tree::write_marker(&admin, &self.spec, task_id)?;
                 (path, admin, resumed)
@@ -1528,6 +1542,7 @@ fn remove_one(
         }
         if !keep_branch && repo.unmerged_commits(branch, target)? == 0 {
             git(&repo.top, &["branch", "-D", branch])?;
+            owned::forget(repo, branch);
             Ok(None)
         } else {
             Ok(Some(branch.to_owned()))

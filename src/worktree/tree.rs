@@ -316,6 +316,7 @@ pub(crate) fn point_branch(
         {
             t.run(&["update-ref", "-m", "qw: the task's result", "HEAD", c])?;
         }
+        super::owned::record(repo, t.branch)?;
     }
     // The moved-to commit is told (and kept) by the line below, not as a stray.
     let crossed = match &staged.moved {

@@ -37,6 +37,7 @@ mod validate;
 mod workflow;
 mod worktree;
 mod worktree_cross;
+mod worktree_foreign;
 mod worktree_moves;
 mod worktree_nested;
 mod worktree_safety;

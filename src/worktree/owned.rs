@@ -1,0 +1,120 @@
+//! Which task branches qw itself left where they are (rev1 L2).
+//!
+//! A task branch `qw/<spec>/<id>` holding commits the target lacks is resumed by the
+//! task's next run as "an earlier run's" work. But anything can make such a branch: an
+//! agent of another task running `git branch qw/demo/2` (or `update-ref`, or `branch
+//! -f` of an earlier run's branch) would have its commits merged under task 2's name,
+//! unchecked. So qw records the tip it leaves on each task branch, on a ref of its own,
+//! `refs/qw/left/<spec>/<id>` (written whenever qw points the branch: at creation and
+//! at every save; removed when qw deletes the branch). When a task starts and no
+//! worktree of qw's holds its branch, a tip that is not the recorded one was put there
+//! by someone else ([`set_aside_foreign`]): its commits are kept on
+//! `qw/<spec>/<id>@<sha7>` (never merged by qw, never deleted by it), said in a note,
+//! and the task starts from qw's own last tip, or from the target.
+//!
+//! Must not: decide anything about branches of other specs or other names, or delete a
+//! commit (a foreign tip is kept before the branch is moved).
+
+use super::{Repo, Result, git, parse_branch, salvage};
+
+/// The ref holding the tip qw left on `branch` (`qw/<spec>/<id>`).
+fn left_ref(branch: &str) -> String {
+    match parse_branch(branch) {
+        Some((spec, task)) => format!("refs/qw/left/{spec}/{task}"),
+        None => format!("refs/qw/left/{}", branch.trim_start_matches("qw/")),
+    }
+}
+
+/// Record that qw left `branch` at its current tip (nothing when it does not exist).
+pub(crate) fn record(repo: &Repo, branch: &str) -> Result<()> {
+    if let Some(tip) = repo.commit_of(&format!("refs/heads/{branch}"))? {
+        git(
+            &repo.top,
+            &[
+                "update-ref",
+                "-m",
+                "qw: where qw left its task branch",
+                &left_ref(branch),
+                &tip,
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// qw deleted `branch`: its record goes too (a failure only leaves a stale record,
+/// which [`set_aside_foreign`] ignores when the branch is absent).
+pub(crate) fn forget(repo: &Repo, branch: &str) {
+    let _ = super::git_output(&repo.top, ["update-ref", "-d", &left_ref(branch)], &[]);
+}
+
+/// The tip qw left on `branch`, if recorded.
+fn left(repo: &Repo, branch: &str) -> Result<Option<String>> {
+    repo.commit_of(&left_ref(branch))
+}
+
+/// Before task `task` starts on `branch` (no worktree of qw's holds it, the repository
+/// lock is held; `target` is the commit it starts from, `target_name` its branch): when the branch is not where qw left it and holds commits `target`
+/// lacks, keep them on `<branch>@<sha7>`, put the branch back at qw's own last tip when
+/// that held unmerged work (else remove it, so the task starts from `target`), and
+/// return the line saying so. `None` when the branch is qw's (or absent, or holds
+/// nothing to merge).
+pub(crate) fn set_aside_foreign(
+    repo: &Repo,
+    branch: &str,
+    task: &str,
+    target: &str,
+    target_name: &str,
+) -> Result<Option<String>> {
+    let Some(tip) = repo.commit_of(&format!("refs/heads/{branch}"))? else {
+        forget(repo, branch);
+        return Ok(None);
+    };
+    let ours = left(repo, branch)?;
+    if ours.as_deref() == Some(tip.as_str()) {
+        return Ok(None);
+    }
+    let foreign = repo.unmerged_commits(&tip, target)?;
+    let ours = ours.filter(|c| repo.unmerged_commits(c, target).unwrap_or(0) > 0);
+    if foreign == 0 {
+        // Nothing the target lacks: the task starts from the target as usual (or from
+        // qw's own unmerged tip, put back below).
+        if let Some(o) = &ours {
+            git(
+                &repo.top,
+                &["update-ref", &format!("refs/heads/{branch}"), o, &tip],
+            )?;
+        }
+        return Ok(None);
+    }
+    let kept = salvage::keep_branch(repo, branch, &tip)?;
+    let then = match &ours {
+        Some(o) => {
+            git(
+                &repo.top,
+                &["update-ref", &format!("refs/heads/{branch}"), o, &tip],
+            )?;
+            format!(
+                "`{branch}` is back where qw left it ({}) and task {task} resumes from there",
+                super::short(o)
+            )
+        }
+        None => {
+            git(
+                &repo.top,
+                &["update-ref", "-d", &format!("refs/heads/{branch}"), &tip],
+            )?;
+            format!("task {task} starts from `{target_name}`")
+        }
+    };
+    let who = if repo.commit_of(&left_ref(branch))?.is_some() {
+        "moved since qw left it"
+    } else {
+        "made by someone other than qw (another task's agent?)"
+    };
+    Ok(Some(format!(
+        "branch `{branch}` was {who}: its {foreign} commit(s) not on `{target_name}` (up to {}) are not task {task}'s work as far as qw can tell, so they are not merged: they are kept on branch `{kept}` (`git merge {}` takes them); {then}",
+        super::short(&tip),
+        shell_words::quote(&kept)
+    )))
+}
