@@ -667,7 +667,8 @@ fn step_evidence(e: &StepError, branch: &str) -> String {
     if let WorktreeError::TargetMoved(why)
     | WorktreeError::Staged(why)
     | WorktreeError::OwnHistory(why)
-    | WorktreeError::Crossed(why) = &e.source
+    | WorktreeError::Crossed(why)
+    | WorktreeError::Obstructed(why) = &e.source
     {
         return why.clone();
     }

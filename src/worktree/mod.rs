@@ -44,6 +44,7 @@ use std::process::{Command, Output, Stdio};
 use crate::exec::Cancel;
 use crate::project::Project;
 
+mod blame;
 mod cross;
 mod disk;
 mod leftovers;
@@ -115,6 +116,11 @@ pub enum WorktreeError {
     /// never changes the user's index. The line names them and how to settle them.
     #[error("{0}")]
     Staged(String),
+    /// Something left in the repository stops git (`core.bare` set by an agent, a stale
+    /// `.lock` file): the line names it and the command that fixes it (see
+    /// `worktree/blame.rs`).
+    #[error("{0}")]
+    Obstructed(String),
     /// Waiting for the repository lock was interrupted (the message says by what; the
     /// hints say how to resume or end the holder, e.g. `kill -CONT <pid>` when stopped).
     #[error("{0}")]
@@ -146,6 +152,7 @@ impl crate::exit::UserError for WorktreeError {
             | WorktreeError::OwnHistory(_)
             | WorktreeError::Crossed(_)
             | WorktreeError::Staged(_)
+            | WorktreeError::Obstructed(_)
             | WorktreeError::Io(_) => Vec::new(),
         }
     }
@@ -1010,6 +1017,30 @@ impl Worktrees {
         task_id: &str,
         on_wait: &dyn Fn(&str),
     ) -> Result<(WorktreeHandle, Vec<String>)> {
+        let branch = task_branch(&self.spec, task_id);
+        self.create_worktree(task_id, on_wait)
+            .map_err(|e| self.explain(e, None, &branch))
+    }
+
+    /// A failure of qw's git step re-told when a signal or something left in the
+    /// repository explains it ([`blame`]).
+    fn explain(&self, e: WorktreeError, admin: Option<&Path>, branch: &str) -> WorktreeError {
+        let cancel = self.cancel.clone().unwrap_or_else(Cancel::process);
+        blame::explain(
+            &self.repo,
+            &cancel,
+            e,
+            admin,
+            &[branch, &self.integration],
+            &self.spec,
+        )
+    }
+
+    fn create_worktree(
+        &self,
+        task_id: &str,
+        on_wait: &dyn Fn(&str),
+    ) -> Result<(WorktreeHandle, Vec<String>)> {
         let _g = self.lock(&format!("preparing task {task_id}"), on_wait)?;
         target::refuse_if_moved(self, &format!("task {task_id} was not started"))?;
         target::refuse_staged_start(self, task_id)?;
@@ -1251,6 +1282,20 @@ impl Worktrees {
     /// time across every qw. A conflict aborts the merge qw started (the main tree is as
     /// it was) and keeps the branch; a merge qw did not start is never touched.
     pub fn integrate(
+        &self,
+        h: &WorktreeHandle,
+        commit_message: &str,
+        merge_message: &str,
+        on_wait: &dyn Fn(&str),
+    ) -> std::result::Result<Integrated, StepError> {
+        self.integrate_steps(h, commit_message, merge_message, on_wait)
+            .map_err(|e| StepError {
+                step: e.step,
+                source: self.explain(e.source, Some(&h.admin), &h.branch),
+            })
+    }
+
+    fn integrate_steps(
         &self,
         h: &WorktreeHandle,
         commit_message: &str,
@@ -1519,8 +1564,10 @@ fn remove_one(
         match tree::capture(repo, &t, spec, salvage, target) {
             Ok(c) => out.strays = c.strays,
             Err(e) => {
+                let fix = blame::cause(repo, Some(admin), &[branch])
+                    .unwrap_or_else(|| "save it by hand".to_owned());
                 out.warnings.push(format!(
-                    "kept the worktree `{}`: its work could not be saved on branch `{branch}` ({e}); save it by hand, then run `qw worktrees --prune`",
+                    "kept the worktree `{}`: its work could not be saved on branch `{branch}` ({e}); {fix}, then run `qw worktrees --prune`",
                     path.display()
                 ));
                 return out;
@@ -1550,7 +1597,15 @@ fn remove_one(
     })();
     match kept {
         Ok(k) => out.kept_branch = k,
-        Err(e) => out.warnings.push(format!("kept branch `{branch}`: {e}")),
+        Err(e) => out
+            .warnings
+            .push(match blame::cause(repo, admin, &[branch]) {
+                Some(c) => format!(
+                    "kept branch `{branch}` (not deleted though merged): {c} (git said: {})",
+                    blame::said(&e)
+                ),
+                None => format!("kept branch `{branch}`: {e}"),
+            }),
     }
     out
 }

@@ -193,10 +193,13 @@ pub(crate) fn stage(
     base: &str,
 ) -> Result<Staged> {
     // The agent's processes are all gone when qw saves its worktree, so an index.lock
-    // in its git dir is stale (a git the agent started and that was killed).
-    let stale = t.admin.join("index.lock");
-    if stale.is_file() {
-        crate::fs::remove_file(&stale)?;
+    // or HEAD.lock in its git dir is stale (a git the agent started and that was
+    // killed): only this worktree's gits take them.
+    for name in ["index.lock", "HEAD.lock"] {
+        let stale = t.admin.join(name);
+        if stale.is_file() {
+            crate::fs::remove_file(&stale)?;
+        }
     }
     // The branch HEAD names moved by a git outside the worktree (its index and files
     // stayed): the files are the worktree's own work on its own last commit.

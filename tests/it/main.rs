@@ -36,6 +36,7 @@ mod trace;
 mod validate;
 mod workflow;
 mod worktree;
+mod worktree_blame;
 mod worktree_cross;
 mod worktree_foreign;
 mod worktree_moves;
