@@ -1065,7 +1065,9 @@ impl Worktrees {
             }
             let (Some(admin), true) = (w.admin.clone(), mine) else {
                 // Our branch, checked out in a worktree qw did not make.
-                return Err(WorktreeError::InTheWay(w.path.clone()));
+                return Err(WorktreeError::Obstructed(owned::held_elsewhere(
+                    &w, &branch, task_id, &self.spec,
+                )));
             };
             let saved = tree::capture(
                 &self.repo,

@@ -15,7 +15,7 @@
 //! Must not: decide anything about branches of other specs or other names, or delete a
 //! commit (a foreign tip is kept before the branch is moved).
 
-use super::{Repo, Result, git, parse_branch, salvage};
+use super::{Repo, Result, git, parse_branch, quote, salvage};
 
 /// The ref holding the tip qw left on `branch` (`qw/<spec>/<id>`).
 fn left_ref(branch: &str) -> String {
@@ -117,4 +117,33 @@ pub(crate) fn set_aside_foreign(
         super::short(&tip),
         shell_words::quote(&kept)
     )))
+}
+
+/// Why task `task` cannot start when its `branch` is checked out in `w`, a worktree qw
+/// did not make (rev1 L3), with the command that frees the branch and keeps everything
+/// there: `git -C <it> switch --detach` (same commit, same files, its commits stay on
+/// the branch), or, when its directory is gone, `git worktree prune` (after `unlock`).
+pub(crate) fn held_elsewhere(
+    w: &super::ListedWorktree,
+    branch: &str,
+    task: &str,
+    spec: &str,
+) -> String {
+    let path = w.path.to_string_lossy();
+    let fix = if w.path.is_dir() {
+        format!(
+            "`git -C {} switch --detach` frees it (that worktree stays, on the same commit with the same files; its commits stay on `{branch}`)",
+            quote(&path)
+        )
+    } else if w.locked.is_some() {
+        format!(
+            "its directory is gone: `git worktree unlock {}` then `git worktree prune` forget it",
+            quote(&path)
+        )
+    } else {
+        "its directory is gone: `git worktree prune` forgets it".to_owned()
+    };
+    format!(
+        "task {task} was not started: its branch `{branch}` is checked out in the worktree `{path}`, which qw did not make (an agent's `git worktree add`, or yours), and qw never takes a branch from a worktree it did not make; {fix}, then run `qw workflow-continue {spec}` (commits on the branch that qw did not leave there are then kept apart, not merged)"
+    )
 }

@@ -113,3 +113,66 @@ fn worktree_earlier_runs_branch_moved_by_another_agent_resumes_from_where_qw_lef
     // from the first run's commit, which the rerun's `git commit` found unchanged).
     assert_eq!(r.runs_of("2"), 2);
 }
+
+/// Task 1's agent checks task 2's branch out in a worktree of its own (in qw's folder),
+/// commits there, then `script` does more to it; task 2 fails naming the command that
+/// frees the branch; run as printed, `workflow-continue` merges every task's work and
+/// keeps the agent's commit apart.
+fn held_by_an_agents_worktree(script: &str, fix: &str) -> Repo {
+    let r = Repo::new(&tasks(2));
+    r.action(
+        "1",
+        &format!(
+            "{}{}",
+            work("1"),
+            once(
+                &r,
+                "add1",
+                &format!(
+                    "w=\"$(dirname \"$PWD\")/agents2\"\ngit worktree add -q -b qw/demo/2 \"$w\"\necho a > \"$w/a2.txt\"\ngit -C \"$w\" add a2.txt\ngit -C \"$w\" commit -qm a2\n{script}"
+                )
+            )
+        ),
+    );
+    r.action("2", &work("2"));
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let t = r.f.task("2");
+    assert_eq!(t["outcome"], "workspace_error", "{t}");
+    let err = t["error"].as_str().unwrap().to_owned();
+    assert!(err.contains("which qw did not make"), "{err}");
+    assert!(!err.contains("not the agent"), "{err}");
+    assert!(!err.contains("move it elsewhere"), "{err}");
+    follow(&r, &printed(&err, fix));
+    let out = r.run(&["workflow-continue", "demo"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let text = diag(&out);
+    assert!(on_main(&r, "f1.txt") && on_main(&r, "f2.txt"), "{text}");
+    assert!(!on_main(&r, "a2.txt"), "{text}");
+    let at = named(&text, "qw/demo/2@");
+    assert!(
+        r.git_ok(&["cat-file", "-e", &format!("{at}:a2.txt")]),
+        "{at}"
+    );
+    r
+}
+
+#[test]
+fn worktree_task_branch_in_an_agents_worktree_names_the_command_that_frees_it() {
+    // Moved out of qw's folder (rev1: the old message's "move it elsewhere" then failed
+    // the same way at the new place).
+    let r = held_by_an_agents_worktree(
+        "git worktree move \"$w\" \"$(dirname \"$PWD\")/../agents2-moved\"",
+        "git -C ",
+    );
+    // That worktree is still there, detached, with its files.
+    let moved = r.container().unwrap().join("../agents2-moved");
+    assert!(moved.join("a2.txt").is_file());
+    let head = r.git_cmd(&moved, &["symbolic-ref", "-q", "HEAD"]);
+    assert!(!head.status.success(), "still on a branch");
+}
+
+#[test]
+fn worktree_task_branch_in_a_deleted_agents_worktree_names_the_prune() {
+    held_by_an_agents_worktree("rm -rf \"$w\"", "git worktree prune");
+}
