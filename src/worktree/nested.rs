@@ -201,10 +201,125 @@ pub(crate) fn kept_line(repo: &Repo, t: &Tree<'_>, path: &Path) -> Option<String
         .iter()
         .map(|n| describe(repo, &path.join(n)))
         .collect();
+    // `git submodule add` also wrote an entry for it (left out of the result too).
+    let modules = crate::fs::read_to_string(path.join(".gitmodules")).unwrap_or_default();
+    let named = nested.iter().any(|n| {
+        modules.lines().any(|l| {
+            l.trim()
+                .strip_prefix("path")
+                .map(|r| r.trim_start().trim_start_matches('=').trim())
+                == Some(n.as_str())
+        })
+    });
     Some(format!(
-        "kept the worktree `{}` (not removed; its own work is saved on branch `{}`): it holds git repositories or worktrees its agent made, which qw never merges nor deletes: {}; move each out (`git worktree move <it> <elsewhere>` for a worktree, `mv` for a repository), then run `qw worktrees --prune`",
+        "kept the worktree `{}` (not removed; its own work is saved on branch `{}`): it holds git repositories or worktrees its agent made, which qw never merges nor deletes: {}{}; move each out (`git worktree move <it> <elsewhere>` for a worktree, `mv` for a repository), then run `qw worktrees --prune`",
         path.display(),
         t.branch(),
-        what.join(", ")
+        what.join(", "),
+        if named {
+            " (their `.gitmodules` entries are not merged either)"
+        } else {
+            ""
+        }
     ))
+}
+
+/// `.gitmodules` entries the result would add for nested repositories it does not hold
+/// (`git submodule add` stages both the gitlink, which [`unstage_new_gitlinks`] takes
+/// out, and the entry): each `submodule.<name>` section that `base` (the target) lacks
+/// and whose path is no gitlink in the worktree's index is taken out of the staged
+/// `.gitmodules` (the file is unstaged when nothing else is left in it and the target
+/// has none). The worktree's own `.gitmodules` file is not touched. Returns the paths
+/// whose entries were taken out.
+pub(crate) fn unstage_dangling_gitmodules(
+    repo: &Repo,
+    t: &Tree<'_>,
+    base: Option<&str>,
+) -> Result<Vec<String>> {
+    const FILE: &str = ".gitmodules";
+    let staged = t.run(&["ls-files", "-s", "--", FILE])?;
+    let Some(blob) = staged.split_whitespace().nth(1).map(str::to_owned) else {
+        return Ok(Vec::new());
+    };
+    let in_base = base.and_then(|b| {
+        let out = git_output(
+            &repo.top,
+            ["rev-parse", "-q", "--verify", &format!("{b}:{FILE}")],
+            &[],
+        )
+        .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    });
+    if in_base.as_deref() == Some(blob.as_str()) {
+        return Ok(Vec::new());
+    }
+    let paths_in = |args: &[&str]| -> Vec<(String, String)> {
+        let mut full = vec!["config"];
+        full.extend_from_slice(args);
+        full.extend(["--get-regexp", r"^submodule\..*\.path$"]);
+        git_output(&repo.top, &full, &[])
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .filter_map(|l| {
+                        let (key, path) = l.split_once(' ')?;
+                        let name = key.strip_prefix("submodule.")?.strip_suffix(".path")?;
+                        Some((name.to_owned(), path.to_owned()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let known: Vec<String> = match &in_base {
+        Some(b) => paths_in(&["--blob", b])
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect(),
+        None => Vec::new(),
+    };
+    let links: Vec<String> = index_gitlinks(t)?.into_iter().map(|(p, _)| p).collect();
+    let text = git_output(&repo.top, ["cat-file", "blob", blob.as_str()], &[])?;
+    if !text.status.success() {
+        return Ok(Vec::new());
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("qw-gitmodules")
+        .tempfile_in(&repo.common_dir)
+        .map_err(|e| crate::fs::with_path(e, "create a temporary file in", &repo.common_dir))?;
+    let file = tmp.path().to_string_lossy().into_owned();
+    crate::fs::write(tmp.path(), &text.stdout)?;
+    let mut dropped = Vec::new();
+    for (name, path) in paths_in(&["--file", &file]) {
+        if known.contains(&name) || links.contains(&path) {
+            continue;
+        }
+        let section = format!("submodule.{name}");
+        let out = git_output(
+            &repo.top,
+            ["config", "--file", &file, "--remove-section", &section],
+            &[],
+        )?;
+        if out.status.success() {
+            dropped.push(path);
+        }
+    }
+    if dropped.is_empty() {
+        return Ok(dropped);
+    }
+    let left = crate::fs::read_to_string(tmp.path())?;
+    if left.trim().is_empty() && in_base.is_none() {
+        t.run(&["update-index", "--force-remove", "--", FILE])?;
+    } else {
+        let sha = t.run(&["hash-object", "-w", "--", &file])?;
+        t.run(&[
+            "update-index",
+            "--cacheinfo",
+            &format!("100644,{sha},{FILE}"),
+        ])?;
+    }
+    Ok(dropped)
 }

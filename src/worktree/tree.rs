@@ -229,7 +229,9 @@ pub(crate) fn stage(
         }
         t.run(&args)?;
     }
-    super::nested::unstage_new_gitlinks(t, repo.commit_of(base)?.as_deref())?;
+    let base_commit = repo.commit_of(base)?;
+    super::nested::unstage_new_gitlinks(t, base_commit.as_deref())?;
+    super::nested::unstage_dangling_gitmodules(repo, t, base_commit.as_deref())?;
     // The spec folder is the main tree's: never part of a task's result, even when the
     // agent staged or committed the link qw put there. It stays as the common ancestor
     // of HEAD and `base` has it, so merging the result never touches it.

@@ -567,4 +567,68 @@ fn worktree_repository_made_in_a_tracked_directory_is_kept_not_merged() {
     assert!(r.git_ok(&["cat-file", "-e", "main:src/keep.txt"]));
     assert!(r.git_ok(&["cat-file", "-e", "main:lib/l.txt"]));
     r.assert_no_process();
+
+#[test]
+fn worktree_submodule_added_by_an_agent_brings_no_gitmodules_entry() {
+    let r = Repo::new(&tasks(3));
+    // The target already names a submodule of its own: that entry stays as it is.
+    let base = "[submodule \"old\"]\n\tpath = old\n\turl = https://example.invalid/old\n";
+    std::fs::write(r.root().join(".gitmodules"), base).unwrap();
+    r.git(&["add", ".gitmodules"]);
+    r.git(&["commit", "-qm", "gitmodules"]);
+    let lib = r.aux.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    git_in(&r, &lib, &["init", "-q"]);
+    std::fs::write(lib.join("l.txt"), "l\n").unwrap();
+    git_in(&r, &lib, &["add", "l.txt"]);
+    git_in(&r, &lib, &["commit", "-qm", "lib"]);
+    let add = |dir: &str| {
+        format!(
+            "git -c protocol.file.allow=always submodule --quiet add {} {dir}\n",
+            lib.display()
+        )
+    };
+    // The reproduction: `git submodule add`, left staged.
+    r.action("1", &format!("echo 1 > f1.txt\n{}", add("sub1")));
+    // Committed by the agent, with a change of its own to `.gitmodules` kept.
+    r.action(
+        "2",
+        &format!(
+            "echo 2 > f2.txt\n{}git config --file .gitmodules qw.note kept\ngit add -A\ngit commit -qm with-a-submodule\n",
+            add("deps/sub2")
+        ),
+    );
+    // Two at once, one of them staged and the other committed.
+    r.action(
+        "3",
+        &format!(
+            "echo 3 > f3.txt\n{}git commit -qm first\n{}",
+            add("sub3a"),
+            add("sub3b")
+        ),
+    );
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let text = diag(&out);
+    for id in ["1", "2", "3"] {
+        assert_eq!(r.f.task(id)["status"], "completed", "{}", r.f.task(id));
+        assert!(r.git_ok(&["cat-file", "-e", &format!("main:f{id}.txt")]));
+    }
+    // No gitlink and no entry for them on the target; the target's own entry and the
+    // agent's own change to the file are there.
+    let tree = r.git(&["ls-tree", "-r", "main"]);
+    assert!(!tree.contains("160000"), "{tree}");
+    let modules = r.git(&["show", "main:.gitmodules"]);
+    assert!(modules.contains("path = old"), "{modules}");
+    assert!(modules.contains("note = kept"), "{modules}");
+    for sub in ["sub1", "deps/sub2", "sub3a", "sub3b"] {
+        assert!(!modules.contains(&format!("path = {sub}")), "{modules}");
+        // Each is kept where the agent made it, and named.
+        assert!(text.contains(&format!("/{sub}`")), "{sub}: {text}");
+    }
+    assert!(text.contains("`.gitmodules` entries"), "{text}");
+    assert!(
+        task_dir(&r, "1").join("sub1/l.txt").is_file(),
+        "the nested repository is kept"
+    );
 }
