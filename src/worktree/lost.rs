@@ -2,7 +2,10 @@
 //! reflogs are made to exist when it is made (git still appends to an existing reflog
 //! when `core.logAllRefUpdates` is false), and, as a safety net against `git reflog
 //! expire --expire=now --all`, commits written since the task started that nothing
-//! reaches are found among the loose objects.
+//! reaches are found among the loose objects, and among the objects of the packs written
+//! since (an agent's `git gc` puts unreachable objects in a cruft pack, `git repack -k`
+//! in a new pack): no pack is read unless one is that new, so the usual cost is one
+//! listing of `objects/pack`.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -31,6 +34,11 @@ pub(crate) fn ensure_reflogs(repo: &Repo, admin: &Path, branch: &str) -> Result<
 
 /// Run git in the main worktree with `input` on stdin; its stdout (empty on failure).
 pub(crate) fn git_stdin(repo: &Repo, args: &[&str], input: &str) -> Result<String> {
+    git_stdin_bytes(repo, args, input.as_bytes().to_vec())
+}
+
+/// [`git_stdin`] with bytes on stdin.
+fn git_stdin_bytes(repo: &Repo, args: &[&str], input: Vec<u8>) -> Result<String> {
     use std::io::Write;
     let mut cmd = git_command(&repo.top, &[], args, &[]);
     cmd.stdin(std::process::Stdio::piped())
@@ -40,11 +48,10 @@ pub(crate) fn git_stdin(repo: &Repo, args: &[&str], input: &str) -> Result<Strin
         .spawn()
         .map_err(|e| crate::fs::with_path(e, "run git in", &repo.top))?;
     let mut stdin = child.stdin.take();
-    let text = input.to_owned();
     // Written from another thread: git may answer before it has read everything.
     let writer = std::thread::spawn(move || {
         if let Some(s) = stdin.as_mut() {
-            let _ = s.write_all(text.as_bytes());
+            let _ = s.write_all(&input);
         }
         drop(stdin);
     });
@@ -57,6 +64,20 @@ pub(crate) fn git_stdin(repo: &Repo, args: &[&str], input: &str) -> Result<Strin
     } else {
         String::new()
     })
+}
+
+/// Was commit `c` committed at or after `secs` (Unix time)?
+fn committed_since(repo: &Repo, c: &str, secs: u64) -> bool {
+    super::git_output(&repo.top, ["log", "-1", "--format=%ct", c], &[])
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .is_some_and(|t| t >= secs)
 }
 
 /// The loose objects written at or after `since`.
@@ -102,12 +123,46 @@ pub(crate) fn remember_reflog(admin: &Path) {
         .extend(commits);
 }
 
+/// The objects in the packs written at or after `since` (read from their `.idx` with
+/// `git show-index`).
+fn packed_since(repo: &Repo, since: SystemTime) -> Vec<String> {
+    let mut out = Vec::new();
+    let dir = repo.common_dir.join("objects").join("pack");
+    let Ok(entries) = crate::fs::read_dir(&dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_none_or(|x| x != "pack")
+            || !e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t >= since)
+        {
+            continue;
+        }
+        let Ok(idx) = crate::fs::read(path.with_extension("idx")) else {
+            continue;
+        };
+        // `<offset> <object id> (<crc>)` per object.
+        let Ok(text) = git_stdin_bytes(repo, &["show-index"], idx) else {
+            continue;
+        };
+        out.extend(
+            text.lines()
+                .filter_map(|l| l.split(' ').nth(1))
+                .map(str::to_owned),
+        );
+    }
+    out
+}
+
 /// The commits written since the task whose git dir is `admin` started (its marker's
 /// time) that no ref, no worktree's HEAD, no reflog (nor the reflog of a task worktree
-/// qw removed meanwhile) reaches, that
-/// share history with `base` and are not a stash's: newest first. Packed objects are not
-/// looked at (a `git gc` packs only what is reachable or recent in a reflog, and one that
-/// prunes has deleted the rest already).
+/// qw removed meanwhile) reaches, that share history with `base` and are not a stash's:
+/// newest first. Loose objects are told by their file's time; packed ones are looked at
+/// only in packs written since the start (by an agent's `git gc` or `repack`), and by
+/// their committer time.
 pub(crate) fn since_start(repo: &Repo, admin: &Path, base: &str) -> Vec<String> {
     let Some(start) = crate::fs::symlink_metadata(admin.join(super::tree::MARKER))
         .ok()
@@ -115,7 +170,10 @@ pub(crate) fn since_start(repo: &Repo, admin: &Path, base: &str) -> Vec<String> 
     else {
         return Vec::new();
     };
-    let objects = loose_since(repo, start);
+    let mut objects = loose_since(repo, start);
+    let packed = packed_since(repo, start);
+    let from_packs = !packed.is_empty();
+    objects.extend(packed);
     if objects.is_empty() {
         return Vec::new();
     }
@@ -160,9 +218,15 @@ pub(crate) fn since_start(repo: &Repo, admin: &Path, base: &str) -> Vec<String> 
     let removed = REMOVED_REFLOGS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // A packed commit's file time says nothing: its committer time must be the task's
+    // (a second of slack for the clock's rounding).
+    let started = start
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs().saturating_sub(1));
     unreached
         .lines()
         .filter(|c| commits.contains(*c) && !others.contains(*c) && !removed.contains(*c))
+        .filter(|c| !from_packs || committed_since(repo, c, started))
         .filter(|c| !not_an_agents(repo, c))
         .filter(|c| {
             super::git_output(&repo.top, ["merge-base", c, base], &[])

@@ -251,6 +251,20 @@ fn worktree_commit_left_behind_after_reflog_expire_is_kept() {
 }
 
 #[test]
+fn worktree_commit_left_behind_then_packed_by_the_agents_gc_is_kept() {
+    // `git gc` puts the unreachable commit in a cruft pack and deletes its loose copy.
+    left_behind(
+        &[],
+        "git reflog expire --expire=now --all\ngit gc -q\ntest -z \"$(find \"$(git rev-parse --git-common-dir)/objects\" -type f -path '*/objects/[0-9a-f][0-9a-f]/*')\"",
+    );
+    // `git repack -k` keeps it in the one new pack; `prune-packed` drops the loose copy.
+    left_behind(
+        &[],
+        "git reflog expire --expire=now --all\ngit repack -q -a -d -k\ngit prune-packed",
+    );
+}
+
+#[test]
 fn worktree_kept_commits_name_is_taken_by_another_commit() {
     let r = Repo::new(&tasks(1));
     // The `@` name the lost commit would get already names its parent.
