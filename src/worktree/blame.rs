@@ -15,6 +15,7 @@
 //! Must not: change the repository (the user decides; a stale lock in a task's own git
 //! dir is removed where the worktree is saved, see `tree::stage`).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::{Repo, WorktreeError, git_output, quote};
@@ -139,4 +140,59 @@ fn lock_files(repo: &Repo, admin: Option<&Path>, branches: &[&str]) -> Vec<PathB
     ]);
     out.dedup();
     out
+}
+
+/// The replace refs there are, as `<replaced> <replacement>` (`git replace` makes every
+/// git show one commit as another; qw's own gits ignore them, see `git_command`).
+pub(crate) fn replace_refs(repo: &Repo) -> BTreeSet<String> {
+    git_output(
+        &repo.top,
+        [
+            "for-each-ref",
+            "--format=%(refname:strip=2) %(objectname)",
+            "refs/replace/",
+        ],
+        &[],
+    )
+    .ok()
+    .filter(|o| o.status.success())
+    .map(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Replace refs made since `seen` was taken (added to it, so each is told once): one
+/// line naming each and the command that removes it (rev1 L7).
+pub(crate) fn new_replacements(
+    repo: &Repo,
+    seen: &std::sync::Mutex<BTreeSet<String>>,
+    task: &str,
+) -> Option<String> {
+    let now = replace_refs(repo);
+    let mut seen = seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let new: Vec<String> = now
+        .iter()
+        .filter(|r| !seen.contains(*r))
+        .filter_map(|r| {
+            let (old, by) = r.split_once(' ')?;
+            Some(format!(
+                "commit {} shown as {} (`git replace -d {old}` removes it)",
+                super::short(old),
+                super::short(by)
+            ))
+        })
+        .collect();
+    seen.extend(now);
+    (!new.is_empty()).then(|| {
+        format!(
+            "a `git replace` ref appeared while task {task} ran (its agent's?): every git of this repository now shows one commit as another — {}; qw merges the commits as they are, ignoring it",
+            new.join(", ")
+        )
+    })
 }

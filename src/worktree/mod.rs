@@ -9,7 +9,8 @@
 //! Must not: decide when tasks run or record outcomes (that is the workflow).
 //!
 //! git runs as argv (`git -C DIR …`), never through a shell, with `gc.auto=0` (no
-//! background repacking or worktree pruning between our commands), optional locks off
+//! background repacking or worktree pruning between our commands), replace refs
+//! ignored (`GIT_NO_REPLACE_OBJECTS`: qw merges the commits as they are), optional locks off
 //! (our reads never take `index.lock` from a writer), and commit signing/hooks off for
 //! the commits qw makes itself (the task's `_Verify:_` is the gate). A task's worktree is
 //! addressed by its git dir (`--git-dir <common>/worktrees/<id> --work-tree <path>`),
@@ -174,6 +175,9 @@ where
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_OPTIONAL_LOCKS", "0")
+        // The objects as they are: a `git replace` of the target's tip (an agent's, rev1
+        // L7) would make every merge of qw's see another history.
+        .env("GIT_NO_REPLACE_OBJECTS", "1")
         .env_remove("GIT_DIR")
         .env_remove("GIT_WORK_TREE")
         .env_remove("GIT_INDEX_FILE")
@@ -264,7 +268,11 @@ impl Repo {
             return Ok(None);
         }
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let lines: Vec<&str> = text.split('\n').collect();
+        let mut lines: Vec<String> = text.split('\n').map(str::to_owned).collect();
+        if lines.len() != 5 {
+            // A path holding a newline (rev1 L8): one question at a time.
+            lines = newline_safe_paths(root)?;
+        }
         let (Some(top), Some(prefix), Some(common), Some(git_dir)) =
             (lines.first(), lines.get(1), lines.get(2), lines.get(3))
         else {
@@ -587,6 +595,23 @@ impl Repo {
     }
 }
 
+/// `git rev-parse`'s top, prefix, common dir and git dir, asked one at a time so a
+/// newline in a path is kept (only the line end git adds is taken off).
+fn newline_safe_paths(root: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for q in [
+        "--show-toplevel",
+        "--show-prefix",
+        "--git-common-dir",
+        "--absolute-git-dir",
+    ] {
+        let o = git_output(root, ["rev-parse", q], &[])?;
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        out.push(text.strip_suffix('\n').unwrap_or(&text).to_owned());
+    }
+    Ok(out)
+}
+
 /// The reason in git's error text: its `fatal:` line (git's advice around it, such as
 /// "Please tell me who you are" and its `--global` commands, is for git's own prompt), or
 /// the whole text on one line when there is none.
@@ -843,12 +868,15 @@ pub struct Worktrees {
     by_hand: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
     /// What qw saw of the stash over the run (see [`stash`]).
     stash_watch: stash::Watch,
+    /// The replace refs told of so far (see [`blame::new_replacements`]).
+    replacements: std::sync::Mutex<BTreeSet<String>>,
 }
 
 impl Worktrees {
     /// Worktrees of `spec`, merged into `integration` (the branch checked out in the
     /// main worktree when the run started).
     pub fn new(repo: Repo, spec: &str, integration: &str) -> Worktrees {
+        let replacements = blame::replace_refs(&repo);
         let tip = repo
             .commit_of(&format!("refs/heads/{integration}"))
             .ok()
@@ -862,6 +890,7 @@ impl Worktrees {
             given: std::sync::Mutex::new(BTreeSet::new()),
             by_hand: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             stash_watch: stash::Watch::default(),
+            replacements: std::sync::Mutex::new(replacements),
         }
     }
 
@@ -918,6 +947,7 @@ impl Worktrees {
                 &|_| {},
             )
             .ok()?;
+        let replaced = blame::new_replacements(&self.repo, &self.replacements, &h.task_id);
         let new: Vec<String> = self
             .repo
             .registered()
@@ -930,13 +960,17 @@ impl Worktrees {
                 None => format!("`{}` (detached HEAD)", w.path.display()),
             })
             .collect();
-        (!new.is_empty()).then(|| {
+        let worktrees = (!new.is_empty()).then(|| {
             format!(
                 "a worktree qw did not make appeared while task {} ran (its agent's `git worktree add`?): {}; what is there is not part of the task's result and is left as it is",
                 h.task_id,
                 new.join(", ")
             )
-        })
+        });
+        match (worktrees, replaced) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        }
     }
 
     /// When the task's worktree was deleted while it ran (its directory is gone, by
