@@ -35,12 +35,18 @@ pub(crate) fn explain(
     if !matches!(e, WorktreeError::Git { .. } | WorktreeError::Unsaved { .. }) {
         return e;
     }
-    if let Some(sig) = cancel.pending() {
+    // The flag is set by qw's signal handling, which may not have run yet when git's
+    // end is seen: git's own death by the signal tells it too.
+    let by_signal = match &e {
+        WorktreeError::Git { stderr, .. } => INTERRUPTS
+            .iter()
+            .find(|s| stderr.ends_with(&format!("(git was ended by {s})")))
+            .map(|s| (*s).to_owned()),
+        _ => None,
+    };
+    if let Some(sig) = cancel.pending().map(signal_name).or(by_signal) {
         return WorktreeError::Interrupted(
-            format!(
-                "{} arrived while qw's git step ran, which it ended ({e})",
-                signal_name(sig)
-            ),
+            format!("{sig} arrived while qw's git step ran, which it ended ({e})"),
             Vec::new(),
         );
     }
@@ -63,6 +69,19 @@ pub(crate) fn said(e: &WorktreeError) -> String {
             .to_owned(),
         other => other.to_string(),
     }
+}
+
+/// The signals that ask qw to stop (see `crate::cancel`).
+const INTERRUPTS: [&str; 3] = ["SIGINT", "SIGTERM", "SIGHUP"];
+
+/// ` (git was ended by SIGINT)` when a signal ended git (it then says nothing itself);
+/// empty otherwise.
+pub(crate) fn ended_by_signal(status: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .signal()
+        .map(|s| format!(" (git was ended by {})", signal_name(s)))
+        .unwrap_or_default()
 }
 
 /// `SIGINT` for 2, and so on.

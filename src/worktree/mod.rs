@@ -226,9 +226,13 @@ fn git_error<S: AsRef<OsStr>>(dir: &Path, args: &[S], out: &Output) -> WorktreeE
             .collect::<Vec<_>>()
             .join(" "),
         dir: dir.to_path_buf(),
-        stderr: String::from_utf8_lossy(&out.stderr)
-            .trim()
-            .replace('\n', " | "),
+        stderr: format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .replace('\n', " | "),
+            blame::ended_by_signal(&out.status)
+        ),
     }
 }
 
@@ -1617,6 +1621,10 @@ fn remove_one(
             out.kept_branch = (keep_branch || unmerged).then(|| branch.to_owned());
             return out;
         }
+    } else if admin.is_some() {
+        // Its worktree was deleted under it (`git worktree remove` by its agent): what
+        // its branch holds now is what the worktree committed, the task's own work.
+        let _ = owned::record(repo, branch);
     }
     out.warnings.extend(tree::remove_tree(repo, path, admin));
     let kept = (|| -> Result<Option<String>> {

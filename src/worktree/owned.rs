@@ -4,9 +4,10 @@
 //! task's next run as "an earlier run's" work. But anything can make such a branch: an
 //! agent of another task running `git branch qw/demo/2` (or `update-ref`, or `branch
 //! -f` of an earlier run's branch) would have its commits merged under task 2's name,
-//! unchecked. So qw records the tip it leaves on each task branch, on a ref of its own,
-//! `refs/qw/left/<spec>/<id>` (written whenever qw points the branch: at creation and
-//! at every save; removed when qw deletes the branch). When a task starts and no
+//! unchecked. So qw records the tip it leaves on each task branch, in a file of its own,
+//! `<git-common-dir>/qw-left/<spec>/<id>` (written whenever qw points the branch: at
+//! creation, at every save, and when the task's worktree was deleted under it — its
+//! commits were the task's; removed when qw deletes the branch). When a task starts and no
 //! worktree of qw's holds its branch, a tip that is not the recorded one was put there
 //! by someone else ([`set_aside_foreign`]): its commits are kept on
 //! `qw/<spec>/<id>@<sha7>` (never merged by qw, never deleted by it), said in a note,
@@ -17,27 +18,22 @@
 
 use super::{Repo, Result, git, parse_branch, quote, salvage};
 
-/// The ref holding the tip qw left on `branch` (`qw/<spec>/<id>`).
-fn left_ref(branch: &str) -> String {
+/// The file holding the tip qw left on `branch` (`qw/<spec>/<id>`):
+/// `<common>/qw-left/<spec>/<id>`.
+fn record_file(repo: &Repo, branch: &str) -> std::path::PathBuf {
+    let dir = repo.common_dir.join("qw-left");
     match parse_branch(branch) {
-        Some((spec, task)) => format!("refs/qw/left/{spec}/{task}"),
-        None => format!("refs/qw/left/{}", branch.trim_start_matches("qw/")),
+        Some((spec, task)) => dir.join(spec).join(task),
+        None => dir.join(branch.replace('/', "%")),
     }
 }
 
 /// Record that qw left `branch` at its current tip (nothing when it does not exist).
 pub(crate) fn record(repo: &Repo, branch: &str) -> Result<()> {
     if let Some(tip) = repo.commit_of(&format!("refs/heads/{branch}"))? {
-        git(
-            &repo.top,
-            &[
-                "update-ref",
-                "-m",
-                "qw: where qw left its task branch",
-                &left_ref(branch),
-                &tip,
-            ],
-        )?;
+        let file = record_file(repo, branch);
+        crate::fs::create_dir_all(crate::fs::parent_dir(&file))?;
+        crate::fs::write_durable(&file, format!("{tip}\n").as_bytes())?;
     }
     Ok(())
 }
@@ -45,12 +41,19 @@ pub(crate) fn record(repo: &Repo, branch: &str) -> Result<()> {
 /// qw deleted `branch`: its record goes too (a failure only leaves a stale record,
 /// which [`set_aside_foreign`] ignores when the branch is absent).
 pub(crate) fn forget(repo: &Repo, branch: &str) {
-    let _ = super::git_output(&repo.top, ["update-ref", "-d", &left_ref(branch)], &[]);
+    let _ = crate::fs::remove_file(record_file(repo, branch));
 }
 
-/// The tip qw left on `branch`, if recorded.
+/// The tip qw left on `branch`, if recorded (read as a small regular file only).
 fn left(repo: &Repo, branch: &str) -> Result<Option<String>> {
-    repo.commit_of(&left_ref(branch))
+    let Ok(text) = crate::fs::read_regular_text(&record_file(repo, branch), 128) else {
+        return Ok(None);
+    };
+    let sha = text.trim();
+    if sha.is_empty() || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    repo.commit_of(sha)
 }
 
 /// Before task `task` starts on `branch` (no worktree of qw's holds it, the repository
@@ -107,7 +110,7 @@ pub(crate) fn set_aside_foreign(
             format!("task {task} starts from `{target_name}`")
         }
     };
-    let who = if repo.commit_of(&left_ref(branch))?.is_some() {
+    let who = if record_file(repo, branch).symlink_metadata().is_ok() {
         "moved since qw left it"
     } else {
         "made by someone other than qw (another task's agent?)"
