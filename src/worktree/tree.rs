@@ -401,7 +401,22 @@ fn strays(
         // also recognises changes a rebase gave other ids).
         let upstream = result.unwrap_or(base);
         let cherry = git(&repo.top, &["cherry", upstream, &c, base])?;
-        let missing = cherry.lines().filter(|l| l.starts_with('+')).count();
+        let mut plus: Vec<&str> = cherry
+            .lines()
+            .filter_map(|l| l.strip_prefix("+ "))
+            .collect();
+        if result.is_some() && !plus.is_empty() {
+            // Nor on the target by another id: a sibling task's rebase original, whose
+            // copy that task merged (found among the loose commits once its worktree,
+            // and the reflog that told it was its own, is gone).
+            let on_base = git(&repo.top, &["cherry", base, &c])?;
+            let merged: std::collections::BTreeSet<&str> = on_base
+                .lines()
+                .filter_map(|l| l.strip_prefix("- "))
+                .collect();
+            plus.retain(|s| !merged.contains(s));
+        }
+        let missing = plus.len();
         if missing == 0 {
             continue;
         }
