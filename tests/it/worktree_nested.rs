@@ -581,6 +581,7 @@ fn worktree_repository_made_in_a_tracked_directory_is_kept_not_merged() {
     assert!(r.git_ok(&["cat-file", "-e", "main:src/keep.txt"]));
     assert!(r.git_ok(&["cat-file", "-e", "main:lib/l.txt"]));
     r.assert_no_process();
+}
 
 #[test]
 fn worktree_submodule_added_by_an_agent_brings_no_gitmodules_entry() {
