@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::shell::quote;
 use super::tree::{LogLine, head_log};
 use super::{Repo, WorktreeHandle, Worktrees, git_command, git_output};
 
@@ -137,15 +138,10 @@ impl StashEntry {
     fn store_command(&self) -> String {
         format!(
             "git stash store -m {} {}",
-            sh_quote(&self.message),
+            quote(&self.message),
             self.commit
         )
     }
-}
-
-/// `text` quoted for a POSIX shell.
-fn sh_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// What the stash and the main worktree held when a task's worktree was made, and
@@ -1057,12 +1053,62 @@ mod tests {
             e.store_command(),
             r"git stash store -m 'On main: it'\''s $HOME `x`' abc"
         );
+        // The one quoting rule of every printed command: a word with nothing a shell
+        // reads is left bare.
+        let bare = StashEntry {
+            message: "autostash".into(),
+            ..e.clone()
+        };
+        assert_eq!(bare.store_command(), "git stash store -m autostash abc");
         assert_eq!(e.gone_describe(), e.describe());
         let never_listed = StashEntry {
             index: usize::MAX,
             ..e
         };
         assert!(never_listed.gone_describe().starts_with("commit abc ("));
+    }
+
+    /// The printed `git stash store` command, run by `sh` as the user would, puts the
+    /// entry back with its message byte for byte and runs nothing else.
+    #[test]
+    fn a_printed_store_command_round_trips_through_sh() {
+        let d = tempfile::tempdir().unwrap();
+        let top = d.path().join("repo");
+        crate::fs::create_dir_all(&top).unwrap();
+        git(&top, &["init", "-q", "-b", "main"]);
+        crate::fs::write(top.join("f.txt"), "0\n").unwrap();
+        git(&top, &["add", "f.txt"]);
+        git(&top, &["commit", "-q", "-m", "first"]);
+        for (i, message) in [
+            "On main: it's $HOME `touch PWNED` $(touch PWNED) !! {a,b} *",
+            "autostash",
+            "WIP on main: 0123456 first",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            crate::fs::write(top.join("f.txt"), format!("change {i}\n")).unwrap();
+            let commit = git(&top, &["stash", "create"]);
+            git(&top, &["checkout", "-q", "--", "f.txt"]);
+            let e = StashEntry {
+                index: 0,
+                commit: commit.clone(),
+                time: 0,
+                message: message.into(),
+            };
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(e.store_command())
+                .current_dir(&top)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}: {out:?}", e.store_command());
+            assert_eq!(
+                git(&top, &["stash", "list", "-n1", "--format=%H %gs"]),
+                format!("{commit} {message}")
+            );
+        }
+        assert!(!top.join("PWNED").exists());
     }
 
     #[test]
