@@ -38,8 +38,8 @@
 //! share in a hundred of the CPU (lowering the members' priority does not help across
 //! autogroups), and a listing of `/proc` is stale by the time it is read. So a full scan
 //! reads the newest pids first (the hoppers: stopped as soon as met in the kill phase,
-//! each one stopped gives the CPU back), and the grace's first scan ends with the grace
-//! (the kill phase scans anyway). `QW_LOG=debug` says where an ending's time went.
+//! each one stopped gives the CPU back), and no look of the grace outlasts the grace
+//! (the kill phase starts with a full scan anyway). `QW_LOG=debug` says where an ending's time went.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -354,24 +354,32 @@ impl Tree {
     /// One round's look, cheap whatever the size of the machine: the supervisor's
     /// descendants by their `children` files (where the kernel has them), then the pids
     /// handed out since the last look; a full scan when there were too many of those,
-    /// when the backstop is due, or without a subreaper. True if a member was found.
-    fn look(&self, found: &mut dyn FnMut(&Member), rescan: &mut Rescan) -> bool {
+    /// when the backstop is due, or without a subreaper. True if a member was found, or
+    /// if `until` passed before the look was done (the grace is over: the kill phase
+    /// starts with a full scan, so what this look left unread is read there).
+    fn look(
+        &self,
+        found: &mut dyn FnMut(&Member),
+        rescan: &mut Rescan,
+        until: Option<Instant>,
+    ) -> bool {
+        let scan = |found: &mut dyn FnMut(&Member)| self.scan_until(found, until).unwrap_or(true);
         if !self.subreaper {
-            return self.scan(found);
+            return scan(found);
         }
         let walked = self.walk(found).unwrap_or(false);
-        let any = match self.probe(found) {
+        let any = match self.probe(found, until) {
             Some(any) => walked | any,
             None => {
                 rescan.progress();
-                return self.scan(found) | walked;
+                return scan(found) | walked;
             }
         };
         if any {
             rescan.progress();
             any
         } else if rescan.due() {
-            self.scan(found)
+            scan(found)
         } else {
             false
         }
@@ -420,8 +428,9 @@ impl Tree {
 
     /// Look only at the pids handed out since the last look. Whether a member was found;
     /// `None` when there were too many to look at (a full scan is due).
+    /// `Some(true)` when `until` passed before the window was read.
     #[cfg(target_os = "linux")]
-    fn probe(&self, found: &mut dyn FnMut(&Member)) -> Option<bool> {
+    fn probe(&self, found: &mut dyn FnMut(&Member), until: Option<Instant>) -> Option<bool> {
         use super::procs;
         let mut seen = self.seen.borrow_mut();
         let (Some(from), Some(to)) = (seen.looked_upto, procs::last_pid()) else {
@@ -430,7 +439,10 @@ impl Tree {
         let pids = procs::pids_between(from, to, seen.pid_max, WINDOW_CAP)?;
         seen.looked_upto = Some(to);
         let mut any = false;
-        for pid in pids {
+        for (i, pid) in pids.into_iter().enumerate() {
+            if i > 0 && until.is_some_and(|u| Instant::now() >= u) {
+                return Some(true);
+            }
             any |= self.examine(&mut seen, pid, true, found);
         }
         Some(any)
@@ -564,7 +576,7 @@ impl Tree {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn probe(&self, _found: &mut dyn FnMut(&Member)) -> Option<bool> {
+    fn probe(&self, _found: &mut dyn FnMut(&Member), _until: Option<Instant>) -> Option<bool> {
         None
     }
 
@@ -618,7 +630,7 @@ impl Tree {
             // Give the signalled ones time to act on it; a hop lands in the next window.
             std::thread::sleep(Duration::from_millis(if self.subreaper { 1 } else { 10 }));
             let t = Instant::now();
-            any = self.look(&mut on_member, &mut rescan);
+            any = self.look(&mut on_member, &mut rescan, Some(deadline));
             looking += t.elapsed();
         };
         tracing::debug!(
@@ -745,7 +757,7 @@ impl Tree {
                 std::thread::sleep(Duration::from_millis(1));
             }
             let t = Instant::now();
-            any = self.look(&mut |m| killer.stop(m), &mut rescan);
+            any = self.look(&mut |m| killer.stop(m), &mut rescan, None);
             looking += t.elapsed();
         }
     }
