@@ -227,6 +227,14 @@ pub(crate) fn pids_between(after: i32, last: i32, pid_max: i32, cap: usize) -> O
         .then(|| (after + 1..pid_max).chain(low..=last).collect())
 }
 
+/// Sort `pids` newest first: `last` (the pid handed out last) first, then down to the
+/// oldest, wrapping past `pid_max` (the pids above `last` were handed out before the
+/// counter wrapped, so they are older than those below it).
+pub(crate) fn newest_first(pids: &mut [i32], last: i32, pid_max: i32) {
+    let max = pid_max.max(last.saturating_add(1)).max(1);
+    pids.sort_unstable_by_key(|&pid| (i64::from(last) - i64::from(pid)).rem_euclid(i64::from(max)));
+}
+
 /// Bytes a process has passed to `read`-like and `write`-like calls on anything (files,
 /// pipes, terminals, sockets): `(rchar, wchar)` of `/proc/PID/io`.
 pub(crate) fn parse_io(text: &str) -> Option<(u64, u64)> {
@@ -385,6 +393,16 @@ mod tests {
         );
         assert_eq!(pids_between(97, 2, 100, 10), Some(vec![98, 99, 1, 2]));
         assert_eq!(pids_between(990, 305, 1000, 10), None);
+    }
+
+    #[test]
+    fn sorts_pids_newest_first_across_a_wrap() {
+        let mut pids = vec![1, 5, 300, 301, 998, 999, 7];
+        newest_first(&mut pids, 301, 1000);
+        assert_eq!(pids, vec![301, 300, 7, 5, 1, 999, 998]);
+        let mut pids = vec![3, 10, 11, 12];
+        newest_first(&mut pids, 12, 100);
+        assert_eq!(pids, vec![12, 11, 10, 3]);
     }
 
     #[test]

@@ -74,7 +74,11 @@ pub(crate) fn supervise(spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, 
 
     // Phase 1: wait for the child, a signal, the deadline or a stall.
     let ending: Option<Ending> = loop {
+        let t = Instant::now();
         reap(child_pid, &mut end);
+        if t.elapsed() > Duration::from_millis(20) {
+            tracing::debug!("phase 1: reap took {:?}", t.elapsed());
+        }
         if end.is_some() {
             break None;
         }
@@ -87,6 +91,10 @@ pub(crate) fn supervise(spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, 
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             report.timed_out = true;
+            tracing::debug!(
+                "timed out {:?} after the deadline",
+                deadline.map(|d| d.elapsed())
+            );
             break Some(
                 tree.terminate(Signal::SIGTERM, spec.grace, cancel, &mut || {
                     reap(child_pid, &mut end)

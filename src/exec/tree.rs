@@ -32,6 +32,14 @@
 //! beside GNU timeout; qw must work where it may not create one; and moving members at
 //! kill time would not contain what they forked just before the move, which the looks
 //! above must find anyway.
+//!
+//! A wide tree that keeps moving (a hundred processes hopping at once) makes every look
+//! slow: each `setsid()` starts a scheduler autogroup, so the supervisor gets about one
+//! share in a hundred of the CPU (lowering the members' priority does not help across
+//! autogroups), and a listing of `/proc` is stale by the time it is read. So a full scan
+//! reads the newest pids first (the hoppers: stopped as soon as met in the kill phase,
+//! each one stopped gives the CPU back), and no look of the grace outlasts the grace
+//! (the kill phase starts with a full scan anyway). `QW_LOG=debug` says where an ending's time went.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -309,46 +317,69 @@ impl Tree {
 
     /// Scan all of `/proc`; call `found` for each live member as soon as it is identified.
     /// True if any was found.
-    #[cfg(target_os = "linux")]
     fn scan(&self, found: &mut dyn FnMut(&Member)) -> bool {
+        self.scan_until(found, None).unwrap_or(true)
+    }
+
+    /// [`Tree::scan`], newest pids first: a tree that keeps moving is in the pids handed
+    /// out last, so its members are met (and stopped, in the kill phase: each one stopped
+    /// is one fewer process taking the CPU from this scan) before the machine's older
+    /// processes are read. `None` when `until` passed before the scan was done (a tree
+    /// that keeps the CPU busy makes a full scan slow; the grace must not wait for it).
+    #[cfg(target_os = "linux")]
+    fn scan_until(&self, found: &mut dyn FnMut(&Member), until: Option<Instant>) -> Option<bool> {
         use super::procs;
         let mut seen = self.seen.borrow_mut();
         self.init(&mut seen);
         let upto = procs::last_pid();
-        let mut listed: HashSet<i32> = HashSet::new();
+        let mut pids: Vec<i32> = procs::pids().collect();
+        if let Some(last) = upto {
+            procs::newest_first(&mut pids, last, seen.pid_max);
+        }
         let mut any = false;
-        for pid in procs::pids() {
-            listed.insert(pid);
+        for (i, &pid) in pids.iter().enumerate() {
+            if i > 0 && until.is_some_and(|u| Instant::now() >= u) {
+                return None;
+            }
             any |= self.examine(&mut seen, pid, false, found);
         }
         // Forget what is gone: a later process may reuse the pid.
+        let listed: HashSet<i32> = pids.into_iter().collect();
         seen.known.retain(|pid, _| listed.contains(pid));
         seen.strangers.retain(|pid, _| listed.contains(pid));
         seen.looked_upto = upto;
-        any
+        Some(any)
     }
 
     /// One round's look, cheap whatever the size of the machine: the supervisor's
     /// descendants by their `children` files (where the kernel has them), then the pids
     /// handed out since the last look; a full scan when there were too many of those,
-    /// when the backstop is due, or without a subreaper. True if a member was found.
-    fn look(&self, found: &mut dyn FnMut(&Member), rescan: &mut Rescan) -> bool {
+    /// when the backstop is due, or without a subreaper. True if a member was found, or
+    /// if `until` passed before the look was done (the grace is over: the kill phase
+    /// starts with a full scan, so what this look left unread is read there).
+    fn look(
+        &self,
+        found: &mut dyn FnMut(&Member),
+        rescan: &mut Rescan,
+        until: Option<Instant>,
+    ) -> bool {
+        let scan = |found: &mut dyn FnMut(&Member)| self.scan_until(found, until).unwrap_or(true);
         if !self.subreaper {
-            return self.scan(found);
+            return scan(found);
         }
         let walked = self.walk(found).unwrap_or(false);
-        let any = match self.probe(found) {
+        let any = match self.probe(found, until) {
             Some(any) => walked | any,
             None => {
                 rescan.progress();
-                return self.scan(found) | walked;
+                return scan(found) | walked;
             }
         };
         if any {
             rescan.progress();
             any
         } else if rescan.due() {
-            self.scan(found)
+            scan(found)
         } else {
             false
         }
@@ -397,8 +428,9 @@ impl Tree {
 
     /// Look only at the pids handed out since the last look. Whether a member was found;
     /// `None` when there were too many to look at (a full scan is due).
+    /// `Some(true)` when `until` passed before the window was read.
     #[cfg(target_os = "linux")]
-    fn probe(&self, found: &mut dyn FnMut(&Member)) -> Option<bool> {
+    fn probe(&self, found: &mut dyn FnMut(&Member), until: Option<Instant>) -> Option<bool> {
         use super::procs;
         let mut seen = self.seen.borrow_mut();
         let (Some(from), Some(to)) = (seen.looked_upto, procs::last_pid()) else {
@@ -407,7 +439,10 @@ impl Tree {
         let pids = procs::pids_between(from, to, seen.pid_max, WINDOW_CAP)?;
         seen.looked_upto = Some(to);
         let mut any = false;
-        for pid in pids {
+        for (i, pid) in pids.into_iter().enumerate() {
+            if i > 0 && until.is_some_and(|u| Instant::now() >= u) {
+                return Some(true);
+            }
             any |= self.examine(&mut seen, pid, true, found);
         }
         Some(any)
@@ -526,7 +561,7 @@ impl Tree {
 
     /// Without `/proc`, the child's process group stands for the whole tree.
     #[cfg(not(target_os = "linux"))]
-    fn scan(&self, found: &mut dyn FnMut(&Member)) -> bool {
+    fn scan_until(&self, found: &mut dyn FnMut(&Member), _until: Option<Instant>) -> Option<bool> {
         let alive = kill(Pid::from_raw(-self.child), None).is_ok();
         if alive {
             found(&Member {
@@ -537,11 +572,11 @@ impl Tree {
                 comm: "process group".into(),
             });
         }
-        alive
+        Some(alive)
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn probe(&self, _found: &mut dyn FnMut(&Member)) -> Option<bool> {
+    fn probe(&self, _found: &mut dyn FnMut(&Member), _until: Option<Instant>) -> Option<bool> {
         None
     }
 
@@ -569,13 +604,23 @@ impl Tree {
                 signal(m, Signal::SIGCONT);
             }
         };
-        let mut any = self.scan(&mut on_member);
+        let t_start = Instant::now();
+        // Cut short when the grace is over: the kill phase scans again anyway.
+        let first_scan = self.scan_until(&mut on_member, Some(deadline));
+        tracing::debug!("ending: first scan took {:?}", t_start.elapsed());
+        let mut any = first_scan.unwrap_or(true);
         // The group signal reaches members forked between the scan and the kills.
         let _ = kill(Pid::from_raw(-self.child), first);
         let _ = kill(Pid::from_raw(-self.child), Signal::SIGCONT);
         let mut rescan = Rescan::new();
+        let mut rounds = 0u32;
+        let mut reaping = Duration::ZERO;
+        let mut looking = Duration::ZERO;
         let escalate = loop {
+            rounds += 1;
+            let t = Instant::now();
             ended.extend(reap());
+            reaping += t.elapsed();
             if self.settled(any) {
                 break false;
             }
@@ -584,10 +629,19 @@ impl Tree {
             }
             // Give the signalled ones time to act on it; a hop lands in the next window.
             std::thread::sleep(Duration::from_millis(if self.subreaper { 1 } else { 10 }));
-            any = self.look(&mut on_member, &mut rescan);
+            let t = Instant::now();
+            any = self.look(&mut on_member, &mut rescan, Some(deadline));
+            looking += t.elapsed();
         };
+        tracing::debug!(
+            "ending: grace phase {:?} ({rounds} rounds, reaping {reaping:?}, looking {looking:?}), {} signalled",
+            t_start.elapsed(),
+            signalled.len()
+        );
         if escalate {
+            let t = Instant::now();
             self.kill_all(&mut ending, &mut signalled, reap, &mut ended);
+            tracing::debug!("ending: kill phase {:?}", t.elapsed());
         }
         ended.extend(reap());
         let individually: HashSet<i32> = signalled.iter().map(|&(pid, _)| pid).collect();
@@ -648,7 +702,13 @@ impl Tree {
             stopped: Vec::new(),
             dying: HashMap::new(),
         };
+        let t0 = Instant::now();
         let mut any = self.scan(&mut |m| killer.stop(m));
+        tracing::debug!(
+            "kill: first scan {:?}, {} stopped",
+            t0.elapsed(),
+            killer.stopped.len()
+        );
         // The group signal reaches members forked since the scan.
         if kill(Pid::from_raw(-self.child), Signal::SIGKILL).is_ok() {
             killer.ending.escalated = true;
@@ -658,13 +718,24 @@ impl Tree {
         // When a member was last stopped and killed: the looks may keep finding nothing
         // while the supervisor still has a child they cannot see as a member.
         let mut last_kill = Instant::now();
+        let (mut rounds, mut reaping, mut looking, mut kills) =
+            (0u32, Duration::ZERO, Duration::ZERO, 0usize);
         loop {
+            rounds += 1;
+            kills += killer.stopped.len();
             let killed = killer.kill_stopped();
             if killed {
                 last_kill = Instant::now();
             }
+            let t = Instant::now();
             ended.extend(reap());
+            reaping += t.elapsed();
             if self.settled(any) {
+                tracing::debug!(
+                    "kill: settled after {:?}: {rounds} rounds, {kills} killed, reaping {reaping:?}, looking {looking:?}, last kill {:?} ago",
+                    t0.elapsed(),
+                    last_kill.elapsed()
+                );
                 return;
             }
             if !killed {
@@ -685,7 +756,9 @@ impl Tree {
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
-            any = self.look(&mut |m| killer.stop(m), &mut rescan);
+            let t = Instant::now();
+            any = self.look(&mut |m| killer.stop(m), &mut rescan, None);
+            looking += t.elapsed();
         }
     }
 }
@@ -720,4 +793,25 @@ fn command_of(m: &Member) -> String {
 #[cfg(not(target_os = "linux"))]
 fn command_of(m: &Member) -> String {
     m.comm.clone()
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// A scan given a moment already past stops after the first pid (the grace's first
+    /// scan must not outlast the grace), and says so; without one it reads every pid.
+    #[test]
+    fn a_scan_stops_when_its_moment_has_passed() {
+        let tree = Tree::new(std::process::id() as i32, "no-such-cookie".into(), true);
+        let mut met = 0;
+        let cut = tree.scan_until(&mut |_| met += 1, Some(Instant::now()));
+        assert_eq!(cut, None);
+        assert!(
+            tree.seen.borrow().looked_upto.is_none(),
+            "no window starts from it"
+        );
+        assert!(tree.scan_until(&mut |_| met += 1, None).is_some());
+        assert!(tree.seen.borrow().looked_upto.is_some());
+    }
 }

@@ -398,6 +398,7 @@ impl TaskSpace {
             if !plan.dirty.is_empty()
                 && let Some(branch) = plan.repo.snapshot_dirty(spec)?
             {
+                wts.keep_snapshot(&branch);
                 note(&format!(
                     "--allow-dirty: saved the uncommitted changes on branch `{branch}` (the working tree is untouched); tasks start from the last commit of `{}`",
                     plan.integration

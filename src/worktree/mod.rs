@@ -57,13 +57,15 @@ mod owned;
 mod reflog;
 pub(crate) mod root;
 mod salvage;
+mod shell;
 mod stash;
 pub(crate) mod target;
 mod tree;
 
 pub use leftovers::{Entry, EntryState, KeptBranch, PruneReport, list, prune, spec_is_running};
+pub use shell::quote;
 pub use stash::{StashBefore, StashCheck, StashEntry};
-pub use target::{RefusedMove, quote, refused_move};
+pub use target::{RefusedMove, refused_move};
 pub use tree::{Capture, in_progress};
 
 /// Errors from git or from the files around it. Each names the command or path.
@@ -1489,7 +1491,7 @@ impl Worktrees {
                     h.branch,
                     self.integration,
                     paths.join(", "),
-                    shell_words::quote(&h.branch),
+                    quote(&h.branch),
                     self.spec
                 ),
                 paths,

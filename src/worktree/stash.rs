@@ -1,7 +1,8 @@
 //! The stash (`refs/stash` and its reflog), shared by every worktree of a repository:
 //! which entries a task's agent made and left there, which entries went away while it
 //! ran (and where their changes are), and whether the main worktree's uncommitted work
-//! went into it ([`Worktrees::stash_check`]); the spec link a `git stash -u` took is put
+//! (untracked directories file by file) went into it or off its disk
+//! ([`Worktrees::stash_check`]); the spec link a `git stash -u` took is put
 //! back ([`Worktrees::relink_spec`]).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::shell::quote;
 use super::tree::{LogLine, head_log};
 use super::{Repo, WorktreeHandle, Worktrees, git_command, git_output};
 
@@ -52,20 +54,133 @@ impl Repo {
     }
 
     /// The main worktree's uncommitted paths (see [`Repo::dirty_paths`]) with the blob
-    /// id of each file (`None`: deleted), read without touching the index.
+    /// id of each file (`None`: deleted, or not a regular file), read without touching
+    /// the index. An untracked directory (`git status` names it `dir/`) is listed file
+    /// by file, nested ones too ([`Repo::untracked_in`]).
     fn dirty_files(&self) -> Vec<(String, Option<String>)> {
-        let Ok(paths) = self.dirty_paths() else {
-            return Vec::new();
-        };
-        paths
-            .into_iter()
-            .filter(|p| !p.ends_with('/'))
-            .map(|p| {
-                let blob = file_blob(&self.top, &p);
-                (p, blob)
-            })
-            .collect()
+        self.dirty_files_and_dirs().0
     }
+
+    /// [`Repo::dirty_files`], and the untracked directories they were listed from.
+    fn dirty_files_and_dirs(&self) -> (Vec<(String, Option<String>)>, Vec<String>) {
+        let Ok(paths) = self.dirty_paths() else {
+            return (Vec::new(), Vec::new());
+        };
+        let (dirs, mut files): (Vec<String>, Vec<String>) =
+            paths.into_iter().partition(|p| p.ends_with('/'));
+        files.extend(self.untracked_in(&dirs));
+        files.sort();
+        files.dedup();
+        let blobs = file_blobs(&self.top, &files);
+        (files.into_iter().zip(blobs).collect(), dirs)
+    }
+
+    /// The files inside the untracked directories `dirs` (named as `git status` names
+    /// them, ending in `/`), at most [`MAX_UNTRACKED_FILES`] in all. A directory over
+    /// that bound, or one git cannot list, stands for itself (its name, ending in `/`),
+    /// as does a repository nested in one.
+    fn untracked_in(&self, dirs: &[String]) -> Vec<String> {
+        if dirs.is_empty() {
+            return Vec::new();
+        }
+        let specs: Vec<String> = dirs.iter().map(|d| format!(":(top,literal){d}")).collect();
+        let mut args = vec!["ls-files", "--others", "--exclude-standard", "-z", "--"];
+        args.extend(specs.iter().map(String::as_str));
+        let listed: Vec<String> = match git_output(&self.top, &args, &[]) {
+            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+                .split('\0')
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            _ => return dirs.to_vec(),
+        };
+        let mut files = Vec::new();
+        for d in dirs {
+            let inside: Vec<&String> = listed
+                .iter()
+                .filter(|p| p.starts_with(d.as_str()))
+                .collect();
+            if inside.is_empty() || files.len() + inside.len() > MAX_UNTRACKED_FILES {
+                files.push(d.clone());
+            } else {
+                files.extend(inside.into_iter().cloned());
+            }
+        }
+        files
+    }
+}
+
+/// How many files inside the main worktree's untracked directories qw records at most
+/// (each is hashed at every task's start): a bigger directory is recorded by its name.
+const MAX_UNTRACKED_FILES: usize = 2_000;
+
+/// [`file_blob`] of each of `rels` (relative to `dir`), one `git hash-object` for all
+/// (names ending in `/` are directories: `None`).
+fn file_blobs(dir: &Path, rels: &[String]) -> Vec<Option<String>> {
+    let regular: Vec<bool> = rels
+        .iter()
+        .map(|p| !p.ends_with('/') && dir.join(p).symlink_metadata().is_ok_and(|m| m.is_file()))
+        .collect();
+    // `--stdin-paths` reads a name a line, unquoted.
+    let batched: Vec<&String> = rels
+        .iter()
+        .zip(&regular)
+        .filter(|(p, r)| **r && !p.contains('\n'))
+        .map(|(p, _)| p)
+        .collect();
+    let input: String = batched.iter().map(|p| format!("{p}\n")).collect();
+    let hashed: Option<Vec<String>> = if batched.is_empty() {
+        Some(Vec::new())
+    } else {
+        git_with_input(dir, &["hash-object", "--stdin-paths"], &input)
+            .map(|out| out.lines().map(str::to_owned).collect::<Vec<_>>())
+            .filter(|h| h.len() == batched.len())
+    };
+    let Some(hashed) = hashed else {
+        // A file went away as it was read: one at a time.
+        return rels
+            .iter()
+            .map(|p| {
+                if p.ends_with('/') {
+                    None
+                } else {
+                    file_blob(dir, p)
+                }
+            })
+            .collect();
+    };
+    let mut hashed = hashed.into_iter();
+    rels.iter()
+        .zip(&regular)
+        .map(|(p, r)| {
+            if !*r {
+                None
+            } else if p.contains('\n') {
+                file_blob(dir, p)
+            } else {
+                hashed.next()
+            }
+        })
+        .collect()
+}
+
+/// Run git in `dir` with `input` on its stdin; stdout on success.
+fn git_with_input(dir: &Path, args: &[&str], input: &str) -> Option<String> {
+    use std::io::Write;
+    let mut cmd = git_command(dir, &[], args, &[]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().ok()?;
+    let mut stdin = child.stdin.take()?;
+    let input = input.to_owned();
+    // Written from a thread: git answers as it reads, and a full pipe would block.
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().ok()?;
+    writer.join().ok()?.ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// How many times the stash is listed before qw takes it as unreadable.
@@ -137,15 +252,10 @@ impl StashEntry {
     fn store_command(&self) -> String {
         format!(
             "git stash store -m {} {}",
-            sh_quote(&self.message),
+            quote(&self.message),
             self.commit
         )
     }
-}
-
-/// `text` quoted for a POSIX shell.
-fn sh_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// What the stash and the main worktree held when a task's worktree was made, and
@@ -246,6 +356,10 @@ struct WatchState {
     told: BTreeSet<String>,
     /// The main worktree's uncommitted files when the run's first task was made.
     main_dirty_at_start: Option<Vec<(String, Option<String>)>>,
+    /// The untracked directories those files were listed from (see [`shown`]).
+    main_dirs_at_start: Vec<String>,
+    /// The run's `--allow-dirty` snapshot: branch and commit.
+    snapshot: Option<(String, String)>,
     /// commit → the worktrees that may have made it (see [`Worktrees::stash_check`]).
     candidates: BTreeMap<String, BTreeSet<String>>,
 }
@@ -400,7 +514,10 @@ impl Worktrees {
         });
         // The user's uncommitted work: what the main worktree held when the run's
         // first task was made (and still holds), not what an agent wrote there since.
-        let now_dirty = self.repo.dirty_files();
+        let (now_dirty, now_dirs) = self.repo.dirty_files_and_dirs();
+        if s.main_dirty_at_start.is_none() {
+            s.main_dirs_at_start = now_dirs;
+        }
         let at_start = s
             .main_dirty_at_start
             .get_or_insert_with(|| now_dirty.clone());
@@ -972,7 +1089,8 @@ impl Worktrees {
             return Vec::new();
         }
         let input = shas.join("\n") + "\n";
-        let Some(types) = self.git_with_input(
+        let Some(types) = git_with_input(
+            &self.repo.top,
             &["cat-file", "--batch-check=%(objectname) %(objecttype)"],
             &input,
         ) else {
@@ -1033,25 +1151,6 @@ impl Worktrees {
             .collect()
     }
 
-    /// Run git in the main worktree with `input` on its stdin; stdout on success.
-    fn git_with_input(&self, args: &[&str], input: &str) -> Option<String> {
-        use std::io::Write;
-        let mut cmd = git_command(&self.repo.top, &[], args, &[]);
-        cmd.stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null());
-        let mut child = cmd.spawn().ok()?;
-        let mut stdin = child.stdin.take()?;
-        let input = input.to_owned();
-        // Written from a thread: git answers as it reads, and a full pipe would block.
-        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-        let out = child.wait_with_output().ok()?;
-        writer.join().ok()?.ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
     /// After the task's agent ran: put back the spec link `git stash -u` (or a clean)
     /// removed from its worktree, so its `_Verify:_` still finds the spec.
     /// Only a missing link is made again: whatever the agent put there is left alone.
@@ -1069,7 +1168,10 @@ impl Worktrees {
     }
 
     /// The main worktree's uncommitted changes recorded when the task started that are
-    /// no longer there, when a new stash entry made on the target branch holds them.
+    /// no longer there: when a new stash entry made on the target branch holds them,
+    /// named with `git stash apply`; gone from the disk with no entry holding them (a
+    /// `git clean -fd`, an `rm`, a stash entry dropped since), named with the `git
+    /// restore` that takes them from the `--allow-dirty` snapshot.
     fn main_stashed(&self, h: &WorktreeHandle, now: &[StashEntry]) -> Vec<(String, bool)> {
         let before = &h.stash_before.main_dirty;
         if before.is_empty() {
@@ -1081,6 +1183,22 @@ impl Worktrees {
         if vanished.is_empty() {
             return Vec::new();
         }
+        // Each untracked directory of the run's start with how many of the files the
+        // task's start recorded lie in it: named whole only when all of them are gone.
+        let dirs: Vec<(String, usize)> = self
+            .stash_watch
+            .state()
+            .main_dirs_at_start
+            .iter()
+            .map(|d| {
+                let n = before
+                    .iter()
+                    .filter(|(p, _)| p.starts_with(d.as_str()))
+                    .count();
+                (d.clone(), n)
+            })
+            .collect();
+        let mut taken: BTreeSet<&str> = BTreeSet::new();
         let mut notes = Vec::new();
         for e in now
             .iter()
@@ -1090,16 +1208,24 @@ impl Worktrees {
             let files = self.stash_files(&e.commit);
             let held: Vec<&str> = vanished
                 .iter()
-                .filter(|(p, blob)| files.iter().any(|(q, b)| q == p && b == blob))
+                .filter(|(p, blob)| {
+                    if p.ends_with('/') {
+                        // A directory recorded by its name: the entry holds files in it.
+                        files.iter().any(|(q, _)| q.starts_with(p.as_str()))
+                    } else {
+                        files.iter().any(|(q, b)| q == p && b == blob)
+                    }
+                })
                 .map(|(p, _)| p.as_str())
                 .collect();
             if held.is_empty() {
                 continue;
             }
+            taken.extend(held.iter().copied());
             let line = format!(
                 "the uncommitted changes in the main worktree `{}` ({}) went into stash entry {} while task {} ran — a `git stash` there by an agent or by you: qw cannot tell (ambiguous), so no task is blamed; they are kept there — bring them back with `git stash apply {}`",
                 self.repo.top.display(),
-                held.join(", "),
+                shown(&held, &dirs).join(", "),
                 e.describe(),
                 h.task_id,
                 e.commit
@@ -1110,8 +1236,156 @@ impl Worktrees {
                     .first_telling(&format!("main {}", e.commit)),
             ));
         }
+        let gone: Vec<&(String, Option<String>)> = vanished
+            .into_iter()
+            .filter(|(p, _)| !taken.contains(p.as_str()))
+            .filter(|(p, _)| {
+                self.repo
+                    .top
+                    .join(p.trim_end_matches('/'))
+                    .symlink_metadata()
+                    .is_err()
+            })
+            .collect();
+        if let Some(line) = self.gone_from_main(h, &gone, &dirs) {
+            let key = format!(
+                "main gone {}",
+                gone.iter()
+                    .map(|(p, _)| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\0")
+            );
+            notes.push((line, self.stash_watch.first_telling(&key)));
+        }
         notes
     }
+
+    /// The line naming the main worktree's uncommitted files `gone` from its disk while
+    /// task `h` ran, with the command that brings back those the run's `--allow-dirty`
+    /// snapshot holds as they were (`None` when nothing is gone).
+    fn gone_from_main(
+        &self,
+        h: &WorktreeHandle,
+        gone: &[&(String, Option<String>)],
+        dirs: &[(String, usize)],
+    ) -> Option<String> {
+        if gone.is_empty() {
+            return None;
+        }
+        let snapshot = self.stash_watch.state().snapshot.clone();
+        let (kept, lost): (Vec<&str>, Vec<&str>) = match &snapshot {
+            Some((_, commit)) => {
+                let holds = self.snapshot_holds(commit, gone);
+                let (k, l): (Vec<_>, Vec<_>) = gone.iter().zip(holds).partition(|(_, h)| *h);
+                (
+                    k.into_iter().map(|(f, _)| f.0.as_str()).collect(),
+                    l.into_iter().map(|(f, _)| f.0.as_str()).collect(),
+                )
+            }
+            None => (Vec::new(), gone.iter().map(|f| f.0.as_str()).collect()),
+        };
+        let top = self.repo.top.display();
+        let mut line = format!(
+            "uncommitted files of the main worktree `{top}` are gone from it since task {} started ({}) — a `git clean`, a `git stash -u` whose entry is gone, or a removal there, by an agent or by you: qw cannot tell (ambiguous), so no task is blamed",
+            h.task_id,
+            shown(&kept.iter().chain(&lost).copied().collect::<Vec<_>>(), dirs).join(", ")
+        );
+        if let (Some((branch, commit)), false) = (&snapshot, kept.is_empty()) {
+            let specs: Vec<String> = shown_paths(&kept, dirs)
+                .iter()
+                .map(|p| quote(&format!(":(top,literal){p}")).into_owned())
+                .collect();
+            line.push_str(&format!(
+                "; the `--allow-dirty` snapshot `{branch}` holds {} as they were — bring them back with `git -C {} restore --source={commit} -- {}`",
+                shown(&kept, dirs).join(", "),
+                quote(&self.repo.top.to_string_lossy()),
+                specs.join(" ")
+            ));
+        }
+        if !lost.is_empty() {
+            line.push_str(&format!(
+                "; qw holds no copy of {}",
+                shown(&lost, dirs).join(", ")
+            ));
+        }
+        Some(line)
+    }
+
+    /// Does the snapshot `commit` hold each of `files` as recorded (the same blob; for a
+    /// directory recorded by its name, a directory)?
+    fn snapshot_holds(&self, commit: &str, files: &[&(String, Option<String>)]) -> Vec<bool> {
+        let asked: Vec<String> = files
+            .iter()
+            .map(|(p, _)| format!("{commit}:{}", p.trim_end_matches('/')))
+            .collect();
+        if asked.iter().any(|a| a.contains('\n')) {
+            return vec![false; files.len()];
+        }
+        let input: String = asked.iter().map(|a| format!("{a}\n")).collect();
+        let Some(out) = git_with_input(
+            &self.repo.top,
+            &["cat-file", "--batch-check=%(objectname) %(objecttype)"],
+            &input,
+        ) else {
+            return vec![false; files.len()];
+        };
+        let answers: Vec<&str> = out.lines().collect();
+        if answers.len() != files.len() {
+            return vec![false; files.len()];
+        }
+        files
+            .iter()
+            .zip(answers)
+            .map(|((p, blob), a)| match a.split_once(' ') {
+                Some((_, "tree")) => p.ends_with('/'),
+                Some((sha, "blob")) => blob.as_deref() == Some(sha),
+                _ => false,
+            })
+            .collect()
+    }
+
+    /// Record the run's `--allow-dirty` snapshot branch (see [`Repo::snapshot_dirty`]):
+    /// what an agent removes from the main worktree is named with it.
+    pub(crate) fn keep_snapshot(&self, branch: &str) {
+        if let Ok(Some(commit)) = self.repo.commit_of(&format!("refs/heads/{branch}")) {
+            self.stash_watch.state().snapshot = Some((branch.to_owned(), commit));
+        }
+    }
+}
+
+/// `paths` as a line names them: all the recorded files of an untracked directory of
+/// the run's start (`dirs`: each with how many files were recorded in it) as
+/// `dir/ (N files)`.
+fn shown(paths: &[&str], dirs: &[(String, usize)]) -> Vec<String> {
+    grouped(paths, dirs)
+        .into_iter()
+        .map(|(p, n)| match n {
+            Some(n) => format!("{p} ({n} file{})", if n == 1 { "" } else { "s" }),
+            None => p,
+        })
+        .collect()
+}
+
+/// [`shown`]'s names as paths: a whole directory as `dir/`.
+fn shown_paths(paths: &[&str], dirs: &[(String, usize)]) -> Vec<String> {
+    grouped(paths, dirs).into_iter().map(|(p, _)| p).collect()
+}
+
+/// Each directory of `dirs` all of whose recorded files are in `paths`, with their
+/// number (`None` for a directory recorded by its name), then the other paths.
+fn grouped(paths: &[&str], dirs: &[(String, usize)]) -> Vec<(String, Option<usize>)> {
+    let mut out = Vec::new();
+    let mut rest: Vec<&str> = paths.to_vec();
+    for (d, recorded) in dirs {
+        let inside = rest.iter().filter(|p| p.starts_with(d.as_str())).count();
+        if inside > 0 && inside == *recorded {
+            rest.retain(|p| !p.starts_with(d.as_str()));
+            let by_name = paths.contains(&d.as_str());
+            out.push((d.clone(), (!by_name).then_some(inside)));
+        }
+    }
+    out.extend(rest.into_iter().map(|p| (p.to_owned(), None)));
+    out
 }
 
 #[cfg(test)]
@@ -1152,12 +1426,62 @@ mod tests {
             e.store_command(),
             r"git stash store -m 'On main: it'\''s $HOME `x`' abc"
         );
+        // The one quoting rule of every printed command: a word with nothing a shell
+        // reads is left bare.
+        let bare = StashEntry {
+            message: "autostash".into(),
+            ..e.clone()
+        };
+        assert_eq!(bare.store_command(), "git stash store -m autostash abc");
         assert_eq!(e.gone_describe(), e.describe());
         let never_listed = StashEntry {
             index: usize::MAX,
             ..e
         };
         assert!(never_listed.gone_describe().starts_with("commit abc ("));
+    }
+
+    /// The printed `git stash store` command, run by `sh` as the user would, puts the
+    /// entry back with its message byte for byte and runs nothing else.
+    #[test]
+    fn a_printed_store_command_round_trips_through_sh() {
+        let d = tempfile::tempdir().unwrap();
+        let top = d.path().join("repo");
+        crate::fs::create_dir_all(&top).unwrap();
+        git(&top, &["init", "-q", "-b", "main"]);
+        crate::fs::write(top.join("f.txt"), "0\n").unwrap();
+        git(&top, &["add", "f.txt"]);
+        git(&top, &["commit", "-q", "-m", "first"]);
+        for (i, message) in [
+            "On main: it's $HOME `touch PWNED` $(touch PWNED) !! {a,b} *",
+            "autostash",
+            "WIP on main: 0123456 first",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            crate::fs::write(top.join("f.txt"), format!("change {i}\n")).unwrap();
+            let commit = git(&top, &["stash", "create"]);
+            git(&top, &["checkout", "-q", "--", "f.txt"]);
+            let e = StashEntry {
+                index: 0,
+                commit: commit.clone(),
+                time: 0,
+                message: message.into(),
+            };
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(e.store_command())
+                .current_dir(&top)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}: {out:?}", e.store_command());
+            assert_eq!(
+                git(&top, &["stash", "list", "-n1", "--format=%H %gs"]),
+                format!("{commit} {message}")
+            );
+        }
+        assert!(!top.join("PWNED").exists());
     }
 
     #[test]
@@ -1192,6 +1516,23 @@ mod tests {
             ]
         );
         assert!(head_log(&dir.path().join("none")).is_empty());
+    }
+
+    /// A directory is named whole only when every file recorded in it is among the
+    /// paths: a part of it is named file by file (a `git restore` of the whole directory
+    /// would overwrite the files still there).
+    #[test]
+    fn an_untracked_directory_is_named_whole_only_when_all_its_files_are_gone() {
+        let dirs = vec![("n/".to_owned(), 3), ("big/".to_owned(), 1)];
+        assert_eq!(
+            shown(&["a.txt", "n/1", "n/d/2", "n/d/e/3"], &dirs),
+            vec!["n/ (3 files)", "a.txt"]
+        );
+        assert_eq!(shown_paths(&["n/1", "n/d/2", "n/d/e/3"], &dirs), vec!["n/"]);
+        assert_eq!(shown(&["n/1", "n/d/2"], &dirs), vec!["n/1", "n/d/2"]);
+        // Recorded by its name (over the bound): itself.
+        assert_eq!(shown(&["big/"], &dirs), vec!["big/"]);
+        assert_eq!(shown(&["x"], &[("x/".to_owned(), 0)]), vec!["x"]);
     }
 
     #[test]
@@ -1229,6 +1570,45 @@ mod tests {
             .unwrap();
         assert!(out.status.success(), "git {args:?}: {out:?}");
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// The main worktree's untracked directories are recorded file by file (nested,
+    /// with each file's blob id as git computes it); one over the bound, and a
+    /// repository nested in one, stand for themselves.
+    #[test]
+    fn untracked_directories_are_recorded_file_by_file_within_a_bound() {
+        let d = tempfile::tempdir().unwrap();
+        let top = d.path().join("repo");
+        crate::fs::create_dir_all(top.join("n/d/e")).unwrap();
+        git(&top, &["init", "-q", "-b", "main"]);
+        crate::fs::write(top.join("t.txt"), "0\n").unwrap();
+        git(&top, &["add", "t.txt"]);
+        git(&top, &["commit", "-q", "-m", "first"]);
+        crate::fs::write(top.join("t.txt"), "1\n").unwrap();
+        crate::fs::write(top.join("n/a"), "a\n").unwrap();
+        crate::fs::write(top.join("n/d/e/b c"), "b\n").unwrap();
+        crate::fs::create_dir_all(top.join("n/inner")).unwrap();
+        git(&top.join("n/inner"), &["init", "-q"]);
+        crate::fs::write(top.join("n/inner/x"), "x\n").unwrap();
+        crate::fs::create_dir_all(top.join("big")).unwrap();
+        for i in 0..=MAX_UNTRACKED_FILES {
+            crate::fs::write(top.join(format!("big/{i}")), "").unwrap();
+        }
+        let project = crate::project::Project::at(&top);
+        let repo = Repo::discover(&project).unwrap().unwrap();
+        let (files, dirs) = repo.dirty_files_and_dirs();
+        assert_eq!(dirs, vec!["big/", "n/"]);
+        let blob = |p: &str| Some(git(&top, &["hash-object", "--", p]));
+        assert_eq!(
+            files,
+            vec![
+                ("big/".to_owned(), None),
+                ("n/a".to_owned(), blob("n/a")),
+                ("n/d/e/b c".to_owned(), blob("n/d/e/b c")),
+                ("n/inner/".to_owned(), None),
+                ("t.txt".to_owned(), blob("t.txt")),
+            ]
+        );
     }
 
     /// Another worktree's `git stash` writes its commit, then its ref: a task whose

@@ -118,11 +118,8 @@ pub fn refused_move(repo: &Repo, spec: &str) -> std::result::Result<Option<Refus
     }
 }
 
-/// `s` quoted for a POSIX shell, as a printed command holds it (branch names may hold
-/// `$(…)`, backquotes, spaces).
-pub fn quote(s: &str) -> std::borrow::Cow<'_, str> {
-    shell_words::quote(s)
-}
+// Branch names may hold `$(…)`, backquotes, spaces: one quoting rule for every hint.
+use super::shell::quote;
 
 /// `(branch, was)` from a record's text; `None` when it is not one qw wrote.
 fn parse_record(text: &str) -> Option<(String, String)> {

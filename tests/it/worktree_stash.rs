@@ -232,6 +232,67 @@ fn worktree_main_worktree_stashed_by_an_agent_is_named_without_blame() {
     }
 }
 
+/// The user's untracked directory in the main worktree (files nested two levels deep,
+/// a name with a space) under `--allow-dirty`, taken by an agent's `git -C <main> stash
+/// -u`, `git clean -fd` or `rm -r`: task 1's evidence names the directory (`notes/ (3
+/// files)`) as ambiguous with the command that brings it back (`git stash apply
+/// <commit>`, or `git restore` from the run's snapshot), task 1 completes, and running
+/// the printed command puts every file back as it was, untracked, nothing staged.
+#[test]
+fn worktree_untracked_directory_of_the_main_worktree_taken_by_an_agent_is_named_and_comes_back() {
+    let files = [
+        ("notes/a.txt", "a\n"),
+        ("notes/deep/b.txt", "b\n"),
+        ("notes/deep/er/c d.txt", "c\n"),
+    ];
+    for (name, act, prefix) in [
+        ("stash", "git -C \"$MAIN\" stash -q -u\n", "git stash apply"),
+        ("clean", "git -C \"$MAIN\" clean -fdq\n", "git -C"),
+        ("rm", "rm -r \"$MAIN/notes\"\n", "git -C"),
+    ] {
+        let r = Repo::new(&tasks(2));
+        for (f, c) in files {
+            r.f.p.write(f, c);
+        }
+        r.action("1", &once(&r, "s1", &format!("{act}echo 1 > f1.txt\n")));
+        r.action("2", "echo 2 > f2.txt\n");
+        let out = r.auto(&["--parallel", "1", "--isolate", "worktree", "--allow-dirty"]);
+        assert_eq!(code(&out), 0, "{name}: {}", diag(&out));
+        assert!(
+            !r.root().join("notes").exists(),
+            "{name}: the agent took it"
+        );
+        let ev = evidence(&r, "1");
+        assert!(
+            ev.contains("notes/ (3 files)") && ev.contains("ambiguous"),
+            "{name}: {ev} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(r.f.task("1")["status"], "completed", "{name}");
+        assert!(!evidence(&r, "2").contains("notes/"), "{name}: said once");
+        r.assert_all_merged(&["f1.txt", "f2.txt"]);
+        let cmds = printed_commands(&ev, prefix);
+        assert_eq!(cmds.len(), 1, "{name}: {ev}");
+        if prefix == "git -C" {
+            assert!(
+                cmds[0].contains(" restore --source="),
+                "{name}: {}",
+                cmds[0]
+            );
+        }
+        sh(&r, &cmds[0]);
+        for (f, c) in files {
+            assert_eq!(r.read(f), c, "{name}: {f}");
+        }
+        assert_eq!(r.git(&["diff", "--cached", "--name-only"]), "", "{name}");
+        assert!(
+            r.git(&["status", "--porcelain"]).contains("?? notes/"),
+            "{name}"
+        );
+        r.assert_no_process();
+    }
+}
+
 /// Task 1 stashes its work; task 2, running alongside, pops it: task 1 fails naming
 /// its entry (nothing claimed by task 2 as its own stash), task 2's merge of those
 /// files is said in its evidence, and nothing is lost.
