@@ -30,6 +30,7 @@
 
 use std::collections::BTreeSet;
 
+use super::shell::quote as shell_quote;
 use super::tree::{self, Tree};
 use super::{Repo, Result, WorktreeHandle, Worktrees, git, git_output, parse_branch, short};
 
@@ -441,7 +442,7 @@ pub(crate) fn below_start(
     });
     let quote = |ps: &[&String]| {
         ps.iter()
-            .map(|p| shell_quote(p))
+            .map(|p| shell_quote(p).into_owned())
             .collect::<Vec<_>>()
             .join(" ")
     };
@@ -480,18 +481,6 @@ fn in_tree(repo: &Repo, commit: &str, path: &str) -> bool {
         &[],
     )
     .is_ok_and(|o| o.status.success())
-}
-
-/// `p` as one shell word.
-fn shell_quote(p: &str) -> String {
-    if !p.is_empty()
-        && p.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./@+=:,".contains(&b))
-    {
-        p.to_owned()
-    } else {
-        format!("'{}'", p.replace('\'', "'\\''"))
-    }
 }
 
 #[cfg(test)]
@@ -561,12 +550,5 @@ mod tests {
             line("q", "r", "commit: r"),
         ];
         assert_eq!(own_before_jump(&saved), Some(("r".repeat(40), None)));
-    }
-
-    #[test]
-    fn shell_quote_quotes_only_when_needed() {
-        assert_eq!(shell_quote("src/a.txt"), "src/a.txt");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
     }
 }

@@ -1420,7 +1420,7 @@ impl Worktrees {
                 "the main worktree `{}` is in the middle of {op} that qw did not start, so task branch `{}` was not merged (it is kept); finish or abort it (e.g. `git merge --continue` or `git merge --abort`), then run `qw workflow-continue {}`",
                 top.display(),
                 h.branch,
-                target::quote(&self.spec)
+                shell::quote(&self.spec)
             )));
         }
         target::refuse_if_moved(
@@ -1538,7 +1538,7 @@ impl Worktrees {
                     h.branch, self.integration
                 )
             ),
-            target::quote(&self.spec)
+            shell::quote(&self.spec)
         )))
     }
 
