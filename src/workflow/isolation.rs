@@ -642,7 +642,8 @@ impl TaskSpace {
         );
         let removed = w.remove(&h, &salvage, &note);
         for m in removed.strays.iter().chain(&removed.warnings) {
-            tracing::warn!("task {}: {m}", task.id);
+            // Told once, as the run's note (a `tracing` warning too printed it twice).
+            tracing::debug!("task {}: {m}", task.id);
             note(m);
         }
         if let Some(branch) = removed.kept_branch {
@@ -676,15 +677,15 @@ fn step_evidence(e: &StepError, branch: &str) -> String {
     let (what, hint) = match e.step {
         Step::Prepare => (
             "preparing the task's worktree",
-            "nothing of the task ran; fix the cause (`qw worktrees` lists what is there) and run `qw workflow-continue`".to_owned(),
+            format!("nothing of the task ran; fix the cause (`qw worktrees` lists what is there) and run `{}`", crate::worktree::continue_of(branch)),
         ),
         Step::Commit => (
             "saving the task's work on its branch",
-            format!("the agent succeeded; its work stays in its worktree and is saved on branch `{branch}` when the task ends; fix the cause and run `qw workflow-continue`"),
+            format!("the agent succeeded; its work stays in its worktree and is saved on branch `{branch}` when the task ends; fix the cause and run `{}`", crate::worktree::continue_of(branch)),
         ),
         Step::Merge => (
             "merging the task's branch",
-            format!("the agent succeeded; its work is on branch `{branch}`: merge it by hand (`git merge {branch}`), or fix the cause and run `qw workflow-continue`"),
+            format!("the agent succeeded; its work is on branch `{branch}`: merge it by hand (`git merge {}`), or fix the cause and run `{}`", crate::worktree::quote(branch), crate::worktree::continue_of(branch)),
         ),
     };
     format!(

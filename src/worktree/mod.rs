@@ -64,6 +64,7 @@ mod tree;
 
 pub use leftovers::{Entry, EntryState, KeptBranch, PruneReport, list, prune, spec_is_running};
 pub use shell::quote;
+pub(crate) use shell::continue_of;
 pub use stash::{StashBefore, StashCheck, StashEntry};
 pub use target::{RefusedMove, refused_move};
 pub use tree::{Capture, in_progress};
@@ -1024,13 +1025,15 @@ impl Worktrees {
                 > 0;
         let what = if kept {
             format!(
-                "its commits are kept on branch `{}`; its uncommitted files were not saved (they are not there); `qw workflow-continue` goes on from its commits",
-                h.branch
+                "its commits are kept on branch `{}`; its uncommitted files were not saved (they are not there); `{}` goes on from its commits",
+                h.branch,
+                shell::continue_cmd(&self.spec)
             )
         } else {
             format!(
-                "it held no commit beyond `{}`, and its uncommitted files were not saved (they are not there); `qw workflow-continue` runs the task again",
-                self.integration
+                "it held no commit beyond `{}`, and its uncommitted files were not saved (they are not there); `{}` runs the task again",
+                self.integration,
+                shell::continue_cmd(&self.spec)
             )
         };
         Some(format!(

@@ -77,17 +77,126 @@ pub(crate) fn made_by_task(repo: &Repo, branch: &str, admin: Option<&Path>) -> B
     out
 }
 
+/// What the main worktree's own git accounts for among the commits the target gained
+/// ([`users`]): commits no task is blamed for, whoever else holds them.
+#[derive(Debug, Default)]
+pub(crate) struct Users {
+    /// Commits of `gained` that are not a task's even when a task made them too: made
+    /// in the main worktree, brought in by a qw merge (another workflow's, which checked
+    /// them), held by a branch qw kept and named (`qw/<spec>/<id>@<sha>`) that the main
+    /// worktree merged.
+    pub(crate) own: BTreeSet<String>,
+    /// Commits whose history (within `gained`) is the user's unless a task made it: the
+    /// ones the main worktree's HEAD moved to — a commit, a merge, a fast-forward (`git
+    /// pull`, `git merge <branch>`), a reset — except a move onto a task branch by its
+    /// name (`merge qw/demo/2: Fast-forward`), and the tips of the kept branches merged.
+    pub(crate) roots: BTreeSet<String>,
+    /// The kept branches (`qw/<spec>/<id>@<sha>`) the main worktree merged: `(branch,
+    /// tip)`.
+    pub(crate) kept: Vec<(String, String)>,
+}
+
+/// Does a reflog message name a task branch (`qw/<spec>/<id>`, not a kept `…@<sha>`)?
+fn names_task_branch(message: &str) -> bool {
+    message
+        .split(|c: char| c.is_whitespace() || c == ':')
+        .any(|w| super::parse_branch(w).is_some_and(|(_, t)| !t.contains('@')))
+}
+
+/// The commits of `commits` that are qw's own merges of a task branch (their subject,
+/// as qw writes it), each with the range of what it brought in (`<second> ^<first>`).
+fn qw_merges(repo: &Repo, commits: &BTreeSet<String>) -> Result<Vec<(String, String)>> {
+    if commits.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut args = vec!["log", "--no-walk=unsorted", "--format=%H %P%x09%s"];
+    args.extend(commits.iter().map(String::as_str));
+    let out = git(&repo.top, &args)?;
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            let (ids, subject) = l.split_once('\t')?;
+            let mut ids = ids.split(' ');
+            let (c, first, second) = (ids.next()?, ids.next()?, ids.next()?);
+            (subject.starts_with("qw(") && subject.contains("): merge task "))
+                .then(|| (c.to_owned(), format!("{second} ^{first}")))
+        })
+        .collect())
+}
+
+/// What the main worktree accounts for among `gained` (the target's new commits), from
+/// its HEAD reflog `log` (oldest first) and the kept branches there are (see [`Users`]).
+pub(crate) fn users(
+    repo: &Repo,
+    was: &str,
+    gained: &BTreeSet<String>,
+    log: &[(String, String)],
+) -> Result<Users> {
+    let mut u = Users::default();
+    for (c, m) in log {
+        if !gained.contains(c) {
+            continue;
+        }
+        if made(m) {
+            u.own.insert(c.clone());
+            u.roots.insert(c.clone());
+        } else if !names_task_branch(m) {
+            u.roots.insert(c.clone());
+        }
+    }
+    // qw's own merges (another workflow's): what each brought in, it checked.
+    for (_, range) in qw_merges(repo, &u.own.clone())? {
+        let mut args = vec!["rev-list", "--max-count=10000"];
+        args.extend(range.split(' '));
+        for c in git(&repo.top, &args)?.split_whitespace() {
+            if gained.contains(c) {
+                u.own.insert(c.to_owned());
+            }
+        }
+    }
+    // Kept branches qw named, merged in the main worktree (a move there holds them).
+    for b in repo.qw_branches()? {
+        if !super::parse_branch(&b).is_some_and(|(_, t)| t.contains('@')) {
+            continue;
+        }
+        let Some(tip) = repo.commit_of(&format!("refs/heads/{b}"))? else {
+            continue;
+        };
+        if !gained.contains(&tip) {
+            continue;
+        }
+        let mut merged = false;
+        for c in log.iter().map(|(c, _)| c).filter(|c| gained.contains(*c)) {
+            if repo.is_ancestor(&tip, c)? {
+                merged = true;
+                break;
+            }
+        }
+        if !merged {
+            continue;
+        }
+        let range = format!("{was}..{tip}");
+        for c in git(&repo.top, &["rev-list", "--max-count=10000", &range])?.split_whitespace() {
+            u.own.insert(c.to_owned());
+        }
+        u.roots.insert(tip.clone());
+        u.kept.push((b, tip));
+    }
+    Ok(u)
+}
+
 /// Does `tip` (a task's) hold commits of `gained` that are the task's: made by the task
-/// (`by_task`) and not by the main worktree (`by_main`), or held by `tip` apart from
-/// every commit the main worktree made (so not merely the target's own history, which
-/// the task merged or rebased onto)? A commit the task made but its branch does not hold
-/// (a side branch of its agent's) is not counted here.
+/// (`by_task`) and not accounted for by the main worktree (`users.own`), or held by
+/// `tip` apart from every commit the main worktree made or moved to (so not merely the
+/// target's own history — the user's commits, a pull's — which the task merged or
+/// rebased onto)? A commit the task made but its branch does not hold (a side branch of
+/// its agent's) is not counted here.
 pub(crate) fn brings(
     repo: &Repo,
     tip: &str,
     was: &str,
     gained: &BTreeSet<String>,
-    by_main: &BTreeSet<String>,
+    users: &Users,
     by_task: &BTreeSet<String>,
 ) -> Result<bool> {
     let held: BTreeSet<String> = git(&repo.top, &["rev-list", tip, "--not", was])?
@@ -95,20 +204,29 @@ pub(crate) fn brings(
         .filter(|c| gained.contains(*c))
         .map(str::to_owned)
         .collect();
+    if held.is_empty() {
+        return Ok(false);
+    }
     if held
         .iter()
-        .any(|c| by_task.contains(c) && !by_main.contains(c))
+        .any(|c| by_task.contains(c) && !users.own.contains(c))
     {
         return Ok(true);
     }
-    if by_main.is_empty() {
-        return Ok(!held.is_empty());
+    if held.iter().all(|c| users.own.contains(c)) {
+        return Ok(false);
     }
-    // `tip`'s commits that neither `was` nor a commit the main worktree made holds.
+    if users.roots.is_empty() {
+        return Ok(true);
+    }
+    // `tip`'s commits that neither `was` nor a commit the main worktree made or moved
+    // to holds.
     let mut args: Vec<&str> = vec!["rev-list", tip, "--not", was];
-    args.extend(by_main.iter().map(String::as_str));
+    args.extend(users.roots.iter().map(String::as_str));
     let apart = git(&repo.top, &args)?;
-    Ok(apart.split_whitespace().any(|c| gained.contains(c)))
+    Ok(apart
+        .split_whitespace()
+        .any(|c| gained.contains(c) && !users.own.contains(c)))
 }
 
 /// The paths of `paths` where a commit range `a..b` adds a line git calls a leftover

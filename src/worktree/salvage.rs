@@ -76,9 +76,10 @@ pub(crate) fn where_now(path: &Path, admin: &Path) -> PathBuf {
 pub(crate) fn moved_line(path: &Path, admin: &Path, task: &str, branch: &str) -> Option<String> {
     let now = moved_to(path, admin)?;
     Some(format!(
-        "the worktree `{}` of task {task} was moved to `{}` while the task ran (its agent's `git worktree move`?); its _Verify:_ and merge need it where qw made it, so the task is not counted as done: its work there is saved on branch `{branch}` when the task ends (the moved worktree is then removed), and `qw workflow-continue` goes on from that branch",
+        "the worktree `{}` of task {task} was moved to `{}` while the task ran (its agent's `git worktree move`?); its _Verify:_ and merge need it where qw made it, so the task is not counted as done: its work there is saved on branch `{branch}` when the task ends (the moved worktree is then removed), and `{}` goes on from that branch",
         path.display(),
-        now.display()
+        now.display(),
+        super::shell::continue_of(branch)
     ))
 }
 
@@ -191,9 +192,10 @@ pub(crate) fn own_history(
         }
     }
     let line = format!(
-        "task {task}'s branch `{branch}` was deleted or moved onto a history of its own while the task ran (it shares no commit with the target), so it cannot be merged: that history, with the worktree's files, is kept on branch `{kept}` ({}); `{branch}` is back at its last commit on the target's history ({}) with the worktree's files saved on it (none deleted); `qw workflow-continue` runs the task again from there (`git merge --allow-unrelated-histories {kept}` takes the other history as it is)",
+        "task {task}'s branch `{branch}` was deleted or moved onto a history of its own while the task ran (it shares no commit with the target), so it cannot be merged: that history, with the worktree's files, is kept on branch `{kept}` ({}); `{branch}` is back at its last commit on the target's history ({}) with the worktree's files saved on it (none deleted); `{}` runs the task again from there (`git merge --allow-unrelated-histories {kept}` takes the other history as it is)",
         super::short(fresh),
-        super::short(&parent)
+        super::short(&parent),
+        super::shell::continue_of(branch)
     );
     Ok(Some((
         Staged {

@@ -21,6 +21,20 @@ pub fn quote(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// `qw workflow-continue <spec>`, the spec quoted: every printed way on names its spec
+/// (two workflows can run in one repository).
+pub(crate) fn continue_cmd(spec: &str) -> String {
+    format!("qw workflow-continue {}", quote(spec))
+}
+
+/// [`continue_cmd`] of the spec a task branch (`qw/<spec>/<id>`) belongs to.
+pub(crate) fn continue_of(branch: &str) -> String {
+    super::parse_branch(branch).map_or_else(
+        || "qw workflow-continue".to_owned(),
+        |(spec, _)| continue_cmd(spec),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

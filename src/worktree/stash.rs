@@ -1048,8 +1048,9 @@ impl Worktrees {
         }
         let failure = (!parts.is_empty()).then(|| {
             format!(
-                "{}; or run `qw workflow-continue` to run the task again",
-                parts.join("; ")
+                "{}; or run `{}` to run the task again",
+                parts.join("; "),
+                super::shell::continue_cmd(&self.spec)
             )
         });
         StashCheck { failure, notes }

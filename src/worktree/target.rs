@@ -621,6 +621,40 @@ impl Worktrees {
         } else {
             None
         };
+        if now.is_none()
+            && let Some(h) = &detached
+            && let Some((to, said)) = self.renamed_while_detached(was)?
+        {
+            // Renamed, and the main worktree detached (before or after): the way back
+            // is the rename back, then the branch checked out again; a commit made on
+            // the detached HEAD that the branch lacks is kept first.
+            let how = if said {
+                format!("it was renamed to `{to}`")
+            } else {
+                format!(
+                    "it was renamed to `{to}` or deleted (no reflog says which; `{to}` is the one branch that holds what qw merged)"
+                )
+            };
+            let keep = if self.left_out(&format!("refs/heads/{to}"), h)?.is_empty() {
+                Vec::new()
+            } else {
+                vec![h.clone()]
+            };
+            let back = format!(
+                "rename it back and check it out (`git branch -m {} {}`, then `git switch {}`)",
+                quote(&to),
+                quote(b),
+                quote(b)
+            );
+            return Ok(Moved {
+                why: format!(
+                    "{prefix}: {how} (qw left it at {}), and the main worktree `{top}` has a detached HEAD at {}",
+                    short(was),
+                    short(h)
+                ),
+                fix: keep_first(&keep, &[], back),
+            });
+        }
         let on = match head {
             Some(other) => format!("it is on branch `{other}`"),
             None => format!(
@@ -672,6 +706,43 @@ impl Worktrees {
             why: format!("{prefix}: the main worktree `{top}` is no longer on it ({on}; {at})"),
             fix: keep_first(&keep, &[], back),
         })
+    }
+
+    /// The branch the target was renamed to while the main worktree is on none (a
+    /// detached HEAD): one whose reflog says it was renamed from the target (`true`), else
+    /// the one branch other than qw's that holds `was` and no unmerged task commit, when
+    /// there is exactly one (`false`: likely, not certain). Only branches holding `was`
+    /// are looked at.
+    fn renamed_while_detached(&self, was: &str) -> Result<Option<(String, bool)>> {
+        let b = &self.integration;
+        let out = git(
+            &self.repo.top,
+            &[
+                "for-each-ref",
+                "--format=%(refname:short)",
+                "--contains",
+                was,
+                "refs/heads/",
+            ],
+        )?;
+        let holding: Vec<&str> = out
+            .lines()
+            .map(str::trim)
+            .filter(|x| !x.is_empty() && !x.starts_with("qw/") && !x.starts_with("qw-kept/"))
+            .collect();
+        if let Some(to) = holding.iter().find(|x| self.repo.renamed_from(x, b)) {
+            return Ok(Some(((*to).to_owned(), true)));
+        }
+        let [only] = holding.as_slice() else {
+            return Ok(None);
+        };
+        let Some(tip) = self.repo.commit_of(&format!("refs/heads/{only}"))? else {
+            return Ok(None);
+        };
+        if self.brings_task_commits(was, &tip)?.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(((*only).to_owned(), false)))
     }
 
     /// What puts the target back (the main worktree is on it): to the newest place its
@@ -849,15 +920,19 @@ impl Worktrees {
         }
     }
 
-    /// The task branch of this spec (the branches this run gave out, the `qw/<spec>/<id>`
-    /// branches there are, the HEADs of its running tasks' worktrees) with commits that
-    /// `now` holds and `was` lacks: commits qw did not merge, brought into the target by
-    /// someone else's move. A commit the main worktree's git made (the user's commit, a
-    /// merge made there) is not a task's because a task merged or rebased onto it
-    /// afterwards ([`origin::brings`]). A branch qw told the user to merge by hand (its
-    /// merge conflicted, or its task stopped with its work kept: [`Self::merge_by_hand`])
-    /// merged by the main worktree since, while no worktree runs on it, is the user's —
-    /// unless that merge left conflict markers in paths both sides changed.
+    /// The task branch (this spec's or another workflow's: the branches this run gave
+    /// out, the `qw/<spec>/<id>` branches there are, the HEADs of task worktrees) with
+    /// commits that `now` holds and `was` lacks: commits qw did not merge, brought into
+    /// the target by someone else's move. A commit the main worktree's git made or moved
+    /// to (the user's commit, a merge made there, a `git pull` or `git merge <branch>`
+    /// that fast-forwarded, a reset) is not a task's because a task merged or rebased
+    /// onto it afterwards, whoever wrote it; a commit a task's worktree made is
+    /// ([`origin::brings`]). Nor is what another workflow's qw merged, nor what a branch
+    /// qw kept and named (`qw/<spec>/<id>@<sha>`) holds once the main worktree merged it.
+    /// A branch qw told the user to merge by hand (its merge conflicted, or its task
+    /// stopped with its work kept: [`Self::merge_by_hand`]) merged by the main worktree
+    /// since, while no worktree runs on it, is the user's — unless that merge (or one of
+    /// a kept branch) left conflict markers in paths both sides changed.
     fn brings_task_commits(&self, was: &str, now: &str) -> Result<Option<Brought>> {
         let by_hand = self
             .by_hand
@@ -869,11 +944,18 @@ impl Worktrees {
             return Ok(None);
         }
         let log = origin::main_log(&self.repo);
-        let by_main: BTreeSet<String> = log
-            .iter()
-            .filter(|(c, m)| origin::made(m) && gained.contains(c))
-            .map(|(c, _)| c.clone())
-            .collect();
+        let users = origin::users(&self.repo, was, &gained, &log)?;
+        // A kept branch qw named, merged in the main worktree: the user's merge, as qw
+        // advised — unless it left conflict markers.
+        for (branch, tip) in &users.kept {
+            let markers = self.markers_of(was, now, tip)?;
+            if !markers.is_empty() {
+                return Ok(Some(Brought {
+                    branch: branch.clone(),
+                    markers,
+                }));
+            }
+        }
         let running = self.running_admins()?;
         let mut by_task: std::collections::BTreeMap<String, BTreeSet<String>> =
             std::collections::BTreeMap::new();
@@ -902,7 +984,7 @@ impl Worktrees {
             let made = by_task.entry(branch.clone()).or_insert_with(|| {
                 origin::made_by_task(&self.repo, &branch, admin.map(PathBuf::as_path))
             });
-            if origin::brings(&self.repo, &tip, was, &gained, &by_main, made)? {
+            if origin::brings(&self.repo, &tip, was, &gained, &users, made)? {
                 return Ok(Some(Brought {
                     branch,
                     markers: Vec::new(),
@@ -940,14 +1022,15 @@ impl Worktrees {
             .collect()
     }
 
-    /// `(task branch, git dir)` of this spec's registered task worktrees.
+    /// `(task branch, git dir)` of every registered task worktree, this spec's and other
+    /// workflows' in the same repository.
     fn running_admins(&self) -> Result<Vec<(String, PathBuf)>> {
         Ok(self
             .repo
             .registered()?
             .into_iter()
             .filter_map(|w| match (w.task, w.admin) {
-                (Some((spec, task)), Some(admin)) if spec == self.spec => {
+                (Some((spec, task)), Some(admin)) => {
                     Some((task_branch(&spec, &task), admin))
                 }
                 _ => None,
@@ -1015,11 +1098,33 @@ impl Worktrees {
         Ok(branches)
     }
 
-    /// `(branch, tip)` of this spec's task branches: the branches this run gave out, the
-    /// `qw/<spec>/<id>` branches there are, the HEADs of its tasks' worktrees.
+    /// Every workflow's task branches: this run's given ones and every `qw/<spec>/<id>`
+    /// branch there is, whatever its spec (not `--allow-dirty` snapshots, not
+    /// `<id>@<sha>` kept work). Two workflows can run in one repository, and an agent of
+    /// one can take the other's unmerged work (see [`Self::brings_other_tasks`]).
+    pub(super) fn all_task_branches(&self) -> Result<BTreeSet<String>> {
+        let mut branches = self
+            .given
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for b in self.repo.qw_branches()? {
+            if parse_branch(&b)
+                .is_some_and(|(_, t)| !t.starts_with("snapshot-") && !t.contains('@'))
+            {
+                branches.insert(b);
+            }
+        }
+        Ok(branches)
+    }
+
+    /// `(branch, tip)` of every task branch in the repository, this spec's and other
+    /// workflows' (a move of the target bringing in another workflow's unmerged task is
+    /// no less a move): the branches this run gave out, the `qw/<spec>/<id>` branches
+    /// there are, the HEADs of task worktrees.
     fn task_tips(&self) -> Result<Vec<(String, String)>> {
         let mut tips: Vec<(String, String)> = Vec::new();
-        for branch in self.task_branches()? {
+        for branch in self.all_task_branches()? {
             if let Some(c) = self.repo.commit_of(&format!("refs/heads/{branch}"))? {
                 tips.push((branch, c));
             }
@@ -1028,9 +1133,6 @@ impl Worktrees {
             let Some((spec, task)) = &w.task else {
                 continue;
             };
-            if spec != &self.spec {
-                continue;
-            }
             let branch = task_branch(spec, task);
             if let Some(head) = w.head {
                 tips.push((branch, head));
