@@ -192,7 +192,7 @@ pub(crate) fn moved_line(
     let now_at = keep(repo, branch, &m.now, base)?;
     let who = &m.by;
     Ok(format!(
-        "task {task}'s branch `{branch}` was moved while the task ran, not from its worktree ({who}): its worktree was at {} and the branch at {}, so its result was not merged (it would have undone what the branch was moved to); the worktree's own work (its last commit {} and its files) is on `{branch}`{}, and what the branch was moved to ({}) is {now_at}; `{}` runs the task again from `{branch}`",
+        "task {task}'s branch `{branch}` was moved while the task ran, not from its worktree ({who}): its worktree was at {} and the branch at {}, so its result was not merged (it would have undone what the branch was moved to); the worktree's own work (its last commit {} and its files) is on `{branch}`{}, and what the branch was moved to ({}) is {now_at}; `qw workflow-continue` runs the task again from `{branch}`",
         short(&m.own),
         short(&m.now),
         short(&m.own),
@@ -200,7 +200,6 @@ pub(crate) fn moved_line(
             .map(|r| format!(" ({})", short(r)))
             .unwrap_or_default(),
         short(&m.now),
-        super::shell::continue_of(branch),
     ))
 }
 
@@ -294,15 +293,14 @@ impl Worktrees {
             })
             .unwrap_or(&found[0].1);
         Ok(Some(format!(
-            "task {task}'s result brings in commits of another task that qw has not merged: {} (its agent's rebase onto or merge of another task's branch?), so it was not merged: another task's work reaches `{}` only through that task's own check and merge; task {task}'s result is kept on branch `{}` ({}); to keep only its own commits: `git rebase --onto {} {} {}`, then `{}`",
+            "task {task}'s result brings in commits of another task that qw has not merged: {} (its agent's rebase onto or merge of another task's branch?), so it was not merged: another task's work reaches `{}` only through that task's own check and merge; task {task}'s result is kept on branch `{}` ({}); to keep only its own commits: `git rebase --onto {} {} {}`, then `qw workflow-continue`",
             named.join(", "),
             self.integration,
             h.branch,
             short(result),
             shell_quote(&self.integration),
             short(upto),
-            shell_quote(&h.branch),
-            super::shell::continue_cmd(&self.spec)
+            shell_quote(&h.branch)
         )))
     }
 }

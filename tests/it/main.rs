@@ -46,3 +46,4 @@ mod worktree_safety;
 mod worktree_stash;
 mod worktree_target;
 mod worktree_task;
+mod worktree_tgt4;

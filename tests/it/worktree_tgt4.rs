@@ -1,0 +1,548 @@
+//! The target side under a fourth hostile review (rev4) and what rev3 left: the user's
+//! ordinary git on `main` while tasks run — a `git pull` or `git merge <branch>` that
+//! fast-forwards, then an agent that syncs with `main` (F10); a merge of the branch qw
+//! kept and named in a note (F7); two workflows in one repository (rev3 M9); every
+//! printed `qw workflow-continue` naming its spec and every line told once (rev3 L4,
+//! L6); a renamed target while the main worktree is detached. Each refusal's printed
+//! commands are run as printed, then `workflow-continue`, which must be accepted.
+
+use crate::support::moves::*;
+use crate::support::*;
+use crate::worktree::{HARNESS_TIMEOUT, Repo, bounded};
+
+fn files(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("f{i}.txt")).collect()
+}
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn cont(r: &Repo, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["workflow-continue", "demo", "--retry-delay", "0.1"];
+    args.extend_from_slice(extra);
+    r.run(&args)
+}
+
+/// Shell: wait until [`open_gate`] of `name` ran (another task's script, or the test),
+/// at most about 90 s (a test that fails cannot leave an agent waiting forever).
+fn gate(r: &Repo, name: &str) -> String {
+    let flag = r.aux.path().join(format!("gate-{name}"));
+    format!(
+        "n=0; while [ ! -e {} ] && [ $n -lt 1800 ]; do sleep 0.05; n=$((n+1)); done\n",
+        flag.display()
+    )
+}
+
+/// Shell: let [`gate`] of `name` go on.
+fn open_gate(r: &Repo, name: &str) -> String {
+    format!(
+        "touch {}\n",
+        r.aux.path().join(format!("gate-{name}")).display()
+    )
+}
+
+/// The whole output of a qw command.
+fn text(out: &std::process::Output) -> String {
+    format!("{}{}", stdout(out), stderr(out))
+}
+
+/// No refusal anywhere: exit 0, no "moved", no record.
+fn assert_no_refusal(r: &Repo, out: &std::process::Output) {
+    assert_eq!(code(out), 0, "{}", diag(out));
+    assert!(
+        !text(out).contains("target branch `main` was moved"),
+        "{}",
+        diag(out)
+    );
+    assert!(!record(r).exists(), "a refusal was recorded");
+}
+
+// ---------------------------------------------------------------------------------
+// F10: a fast-forward of `main` by the user, then an agent that syncs with `main`.
+// ---------------------------------------------------------------------------------
+
+/// `main` tracks a bare `origin` that gained a commit (`up.txt`) from another clone:
+/// the sha of that commit.
+fn upstream_with_a_new_commit(r: &Repo) -> String {
+    let up = r.aux.path().join("up.git");
+    let other = r.aux.path().join("other");
+    let run = |dir: &std::path::Path, args: &[&str]| {
+        let out = r.git_cmd(dir, args);
+        assert!(out.status.success(), "git {args:?}: {}", diag(&out));
+        stdout(&out)
+    };
+    run(
+        r.aux.path(),
+        &["init", "-q", "--bare", up.to_str().unwrap()],
+    );
+    r.git(&["remote", "add", "origin", up.to_str().unwrap()]);
+    r.git(&["push", "-q", "-u", "origin", "main"]);
+    run(
+        r.aux.path(),
+        &[
+            "clone",
+            "-q",
+            "-b",
+            "main",
+            up.to_str().unwrap(),
+            other.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(other.join("up.txt"), "up\n").unwrap();
+    run(&other, &["add", "up.txt"]);
+    run(&other, &["commit", "-q", "-m", "upstream"]);
+    run(&other, &["push", "-q", "origin", "HEAD:main"]);
+    run(&other, &["rev-parse", "HEAD"]).trim().to_owned()
+}
+
+/// While tasks 1 and 2 run, `user` moves `main` in the main worktree (from task 1's
+/// script, as the user would from a shell); task 2's agent then runs `sync` (merges or
+/// rebases onto `main`). Nothing is refused; every task's file and `extra` are merged;
+/// no task ran twice.
+fn user_moves_main_then_agent_syncs(r: &Repo, user: &str, sync: &str, extra: &[&str]) {
+    r.action(
+        "1",
+        &format!(
+            "{user}\n{}{}{}",
+            open_gate(r, "user"),
+            gate(r, "synced"),
+            work("1")
+        ),
+    );
+    r.action(
+        "2",
+        &format!(
+            "{}{}{sync}\n{}",
+            work("2"),
+            gate(r, "user"),
+            open_gate(r, "synced")
+        ),
+    );
+    r.action("3", &work("3"));
+    let out = r.auto(&["--parallel", "2"]);
+    assert_no_refusal(r, &out);
+    let mut all = files(3);
+    all.extend(extra.iter().map(|s| (*s).to_owned()));
+    r.assert_all_merged(&as_strs(&all));
+    for i in ["1", "2", "3"] {
+        assert_eq!(r.runs_of(i), 1, "task {i}");
+        assert_eq!(r.f.task(i)["status"], "completed");
+    }
+}
+
+/// rev4 F10's reproduction: `git pull --ff-only` brings a commit made elsewhere; task 2
+/// then merges `main`.
+#[test]
+fn tgt4_pull_fast_forward_then_an_agents_merge_of_main_is_no_move() {
+    let r = Repo::new(&tasks(3));
+    let up = upstream_with_a_new_commit(&r);
+    user_moves_main_then_agent_syncs(
+        &r,
+        "git -C \"$MAIN\" pull -q --ff-only",
+        "git merge -q --no-edit main",
+        &["up.txt"],
+    );
+    assert!(r.git_ok(&["merge-base", "--is-ancestor", &up, "main"]));
+}
+
+/// The same pull, and the agent rebases onto `main` instead.
+#[test]
+fn tgt4_pull_fast_forward_then_an_agents_rebase_on_main_is_no_move() {
+    let r = Repo::new(&tasks(3));
+    let up = upstream_with_a_new_commit(&r);
+    user_moves_main_then_agent_syncs(
+        &r,
+        "git -C \"$MAIN\" pull -q --ff-only",
+        "git rebase -q main",
+        &["up.txt"],
+    );
+    assert!(r.git_ok(&["merge-base", "--is-ancestor", &up, "main"]));
+}
+
+/// `git merge feature` that fast-forwards, `feature` committed in a clone of the user's
+/// and fetched (not made in the main worktree, nor in a task's); task 2 merges `main`.
+#[test]
+fn tgt4_merge_of_a_feature_branch_that_fast_forwards_then_an_agents_merge_is_no_move() {
+    let r = Repo::new(&tasks(3));
+    // `feature` made in a clone of the user's, fetched: no commit of it is made in the
+    // main worktree.
+    let mine = r.aux.path().join("mine");
+    let out = r.git_cmd(
+        r.aux.path(),
+        &["clone", "-q", r.root().to_str().unwrap(), mine.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", diag(&out));
+    let user = format!(
+        "echo feat > {m}/feat.txt\ngit -C {m} add feat.txt\ngit -C {m} commit -qm feature\ngit -C \"$MAIN\" fetch -q {m} HEAD:feature\ngit -C \"$MAIN\" merge -q --ff-only feature",
+        m = mine.display()
+    );
+    user_moves_main_then_agent_syncs(&r, &user, "git merge -q --no-edit main", &["feat.txt"]);
+    let log = r.git(&["log", "-g", "--format=%gs", "HEAD"]);
+    assert!(log.contains("merge feature: Fast-forward"), "{log}");
+}
+
+/// A guard of the class: an agent that fast-forwards `main` onto its own branch (its
+/// worktree made the commit) is still refused, and the printed way back is accepted by
+/// the next continue.
+#[test]
+fn tgt4_agents_fast_forward_of_main_onto_its_own_commit_is_still_refused() {
+    let r = Repo::new(&tasks(3));
+    r.action("1", &work("1"));
+    r.action(
+        "2",
+        &format!(
+            "{}{}",
+            work("2"),
+            once(&r, "ff", "git -C \"$MAIN\" merge -q --ff-only qw/demo/2")
+        ),
+    );
+    r.action("3", &work("3"));
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let t2 = r.f.task("2");
+    let err = t2["error"].as_str().unwrap().to_owned();
+    assert!(
+        err.contains("holds commits of task branch `qw/demo/2`")
+            && err.contains("qw workflow-continue demo"),
+        "{err}"
+    );
+    for c in all_printed(&err) {
+        follow(&r, &c);
+    }
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_merged_keeping_the_users_changes(&r, &as_strs(&files(3)));
+}
+
+// ---------------------------------------------------------------------------------
+// F7: the user merges the `qw/<spec>/<id>@<sha>` branch qw named, while the run goes on.
+// ---------------------------------------------------------------------------------
+
+/// Shell, run as task 2's agent in its second run: merge (with `how`, in the main
+/// worktree, as the user following qw's note) the kept branch `qw/demo/2@…` qw made
+/// when it set the user's resolution aside. When qw took that resolution as the
+/// task's own instead (nothing set aside), the same merge is made of a kept branch at
+/// that resolution, named as qw names them: the target side must take either.
+fn merge_kept_branch(r: &Repo, how: &str) -> String {
+    let saved = r.aux.path().join("kept-branch");
+    format!(
+        "k=$(git -C \"$MAIN\" for-each-ref --format='%(refname:short)' 'refs/heads/qw/demo/2@*' | head -n 1)\nif [ -z \"$k\" ]; then r=$(git -C \"$MAIN\" rev-parse qw/demo/2); k=\"qw/demo/2@$(git -C \"$MAIN\" rev-parse --short=7 $r)\"; git -C \"$MAIN\" branch \"$k\" $r; fi\necho \"$k\" > {}\ngit -C \"$MAIN\" {how} \"$k\"\n",
+        saved.display()
+    )
+}
+
+/// rev4 F4's set-up (task 2 conflicts; the user resolves it on the task branch in the
+/// main worktree), then `workflow-continue`, during which the user merges the kept
+/// branch with `how`. Nothing is refused, the resolution is on `main`, every task's
+/// file is merged.
+fn kept_branch_merged_mid_run(how: &str) {
+    let r = Repo::new(&tasks(3));
+    r.action(
+        "1",
+        &once(&r, "s1", "echo one > shared.txt\ngit commit -qam s1"),
+    );
+    // Task 2 ends after task 1 is merged: its merge surely conflicts.
+    r.action(
+        "2",
+        &format!(
+            "if [ ! -e {flag} ]; then\ntouch {flag}\necho two > shared.txt\ngit commit -qam s2\nn=0; until [ \"$(git -C \"$MAIN\" show main:shared.txt)\" = one ] || [ $n -gt 1800 ]; do sleep 0.05; n=$((n+1)); done\nelse\n{}fi\n",
+            merge_kept_branch(&r, how),
+            flag = r.aux.path().join("done-s2").display()
+        ),
+    );
+    r.action("3", &work("3"));
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert_eq!(r.f.task("2")["outcome"], "merge_conflict");
+    // The user resolves it on the task branch, in the main worktree.
+    r.git(&["switch", "-q", "qw/demo/2"]);
+    assert!(!r.git_ok(&["merge", "-q", "main"]));
+    std::fs::write(r.root().join("shared.txt"), "resolved\n").unwrap();
+    r.git(&["add", "shared.txt"]);
+    r.git(&["commit", "-qm", "resolve on the task branch"]);
+    r.git(&["switch", "-q", "main"]);
+    let out = cont(&r, &["--parallel", "2"]);
+    assert_no_refusal(&r, &out);
+    let kept = std::fs::read_to_string(r.aux.path().join("kept-branch")).unwrap();
+    assert!(kept.starts_with("qw/demo/2@"), "{kept}");
+    assert_eq!(r.git(&["show", "main:shared.txt"]), "resolved\n");
+    assert_merged_keeping_the_users_changes(&r, &["f3.txt"]);
+    assert_eq!(r.f.task("2")["status"], "completed");
+}
+
+/// rev4 F7's reproduction: `git merge --no-edit` of the kept branch (here a fast-forward:
+/// the resolution holds `main`).
+#[test]
+fn tgt4_users_merge_of_the_kept_branch_qw_named_mid_run_is_accepted() {
+    kept_branch_merged_mid_run("merge -q --no-edit");
+}
+
+/// The same kept branch merged with `--no-ff` (a merge commit of the user's).
+#[test]
+fn tgt4_users_no_ff_merge_of_the_kept_branch_mid_run_is_accepted() {
+    kept_branch_merged_mid_run("merge -q --no-ff --no-edit");
+}
+
+// ---------------------------------------------------------------------------------
+// rev3 M9: two workflows in one repository.
+// ---------------------------------------------------------------------------------
+
+/// A second spec `name` with `n` tasks, committed.
+fn add_spec(r: &Repo, name: &str, n: usize) {
+    r.f.p
+        .write(&format!(".claude/specs/{name}/requirements.md"), "# R\n");
+    r.f.p
+        .write(&format!(".claude/specs/{name}/design.md"), "# D\n");
+    r.f.p
+        .write(&format!(".claude/specs/{name}/tasks.md"), &tasks(n));
+    r.git(&["add", "-A"]);
+    r.git(&["commit", "-q", "-m", &format!("spec {name}")]);
+}
+
+fn auto_spec(r: &Repo, spec: &str, parallel: &str) -> std::process::Command {
+    let cmd = r.agent_cmd();
+    r.f.cmd(&[
+        "workflow-auto",
+        spec,
+        "Two at once",
+        "--agent-cmd",
+        &cmd,
+        "--attempts",
+        "1",
+        "--parallel",
+        parallel,
+        "--task-timeout",
+        "60",
+        "--retry-delay",
+        "0.1",
+    ])
+}
+
+/// Workflow `other` runs; once its task 2 committed (`obad.txt`), workflow `demo` runs
+/// to its end, where `demo1` is task 1's script after that commit; `other`'s tasks end
+/// only then (task 2 failing). `(demo's output, other's output)`.
+fn two_workflows(r: &Repo, demo1: &str) -> (std::process::Output, std::process::Output) {
+    add_spec(r, "other", 2);
+    r.action("demo-1", &format!("{}{demo1}", work("1")));
+    r.action("demo-2", &work("2"));
+    r.action(
+        "other-1",
+        &format!("echo o1 > o1.txt\n{}", gate(r, "demo-done")),
+    );
+    r.action(
+        "other-2",
+        &format!(
+            "echo bad > obad.txt\ngit add obad.txt\ngit commit -qm obad\n{}{}exit 1",
+            open_gate(r, "obad"),
+            gate(r, "demo-done")
+        ),
+    );
+    let flag = r.aux.path().join("gate-obad");
+    let done = r.aux.path().join("gate-demo-done");
+    std::thread::scope(|s| {
+        let other = s.spawn(|| bounded(auto_spec(r, "other", "2"), HARNESS_TIMEOUT));
+        let demo = s.spawn(|| {
+            assert!(
+                wait_until(std::time::Duration::from_secs(90), || flag.exists()),
+                "other's task 2 never committed"
+            );
+            let out = bounded(auto_spec(r, "demo", "2"), HARNESS_TIMEOUT);
+            std::fs::write(&done, "").unwrap();
+            out
+        });
+        (demo.join().unwrap(), other.join().unwrap())
+    })
+}
+
+/// rev3 M9's reproduction: an agent of `demo` merges `other`'s unmerged task branch into
+/// its own. `demo` refuses that result (another workflow's task, named); `other` is not
+/// refused; `obad.txt` never reaches `main`; nothing of `demo`'s
+/// completed merges is taken off; `workflow-continue demo` then finishes `demo`.
+#[test]
+fn tgt4_agent_merging_another_workflows_task_branch_is_refused_in_its_own_workflow() {
+    let r = Repo::new(&tasks(2));
+    let (demo, other) = two_workflows(&r, &once(&r, "take", "git merge -q --no-edit qw/other/2"));
+    assert_eq!(code(&demo), 1, "demo: {}", diag(&demo));
+    let t1 = r.f.task("1");
+    assert_eq!(t1["outcome"], "workspace_error", "{t1}");
+    let err = t1["error"].as_str().unwrap().to_owned();
+    assert!(
+        err.contains("brings in commits of another task")
+            && err.contains("task branch `qw/other/2`"),
+        "{err}"
+    );
+    assert_eq!(r.f.task("2")["status"], "completed");
+    // `other`: task 1 merged, task 2 failed by its agent; no move refused.
+    assert_eq!(code(&other), 1, "other: {}", diag(&other));
+    assert!(
+        !text(&other).contains("target branch `main` was moved"),
+        "{}",
+        diag(&other)
+    );
+    assert_eq!(r.task_in("other", "1")["status"], "completed");
+    assert_eq!(r.task_in("other", "2")["outcome"], "agent_error");
+    assert!(!r.root().join(".git/qw-refused-moves/other").exists());
+    assert!(!r.git_ok(&["cat-file", "-e", "main:obad.txt"]));
+    assert!(r.git_ok(&["cat-file", "-e", "main:o1.txt"]));
+    assert!(r.git_ok(&["cat-file", "-e", "main:f2.txt"]));
+    // demo's way on: the task run again from the target (the printed way that keeps
+    // its own commits is `owned.rs`/`cross.rs`'s, tested with them).
+    r.git(&["branch", "-D", "qw/demo/1"]);
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&["f1.txt", "f2.txt", "o1.txt"]);
+    assert!(!r.git_ok(&["cat-file", "-e", "main:obad.txt"]));
+}
+
+/// The other shape: `demo`'s agent merges `other`'s unmerged task branch into `main`
+/// itself, after qw merged `demo`'s task 2. Both workflows see the move (it brings in a
+/// task's commits, whatever the spec); the printed way back takes nothing qw merged off
+/// `main` (task 2's merge stays), and each workflow's `workflow-continue` is accepted
+/// after it.
+#[test]
+fn tgt4_agent_merging_another_workflows_task_into_main_is_a_move_for_both() {
+    let r = Repo::new(&tasks(2));
+    let (demo, other) = two_workflows(
+        &r,
+        &once(
+            &r,
+            "into-main",
+            "n=0; until git -C \"$MAIN\" cat-file -e main:f2.txt 2>/dev/null || [ $n -gt 1800 ]; do sleep 0.05; n=$((n+1)); done\ngit -C \"$MAIN\" merge -q --no-edit qw/other/2",
+        ),
+    );
+    assert_eq!(code(&demo), 1, "demo: {}", diag(&demo));
+    assert_eq!(code(&other), 1, "other: {}", diag(&other));
+    assert_eq!(r.f.task("2")["status"], "completed");
+    let demo_err = r.f.task("1")["error"].as_str().unwrap().to_owned();
+    let other_err = r.task_in("other", "1")["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for err in [&demo_err, &other_err] {
+        assert!(
+            err.contains("holds commits of task branch `qw/other/2`"),
+            "{err}"
+        );
+    }
+    assert!(demo_err.contains("qw workflow-continue demo"), "{demo_err}");
+    assert!(other_err.contains("qw workflow-continue other"), "{other_err}");
+    for c in all_printed(&demo_err) {
+        follow(&r, &c);
+    }
+    // qw's merge of task 2, made before the move, is still on `main`.
+    assert!(r.git_ok(&["cat-file", "-e", "main:f2.txt"]));
+    assert!(!r.git_ok(&["cat-file", "-e", "main:obad.txt"]));
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let mut args = vec!["workflow-continue", "other", "--retry-delay", "0.1"];
+    args.extend(["--parallel", "2"]);
+    let out = r.run(&args);
+    // Task 2 of `other` fails again by its own agent; task 1 is merged.
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert!(
+        !text(&out).contains("target branch `main` was moved"),
+        "{}",
+        diag(&out)
+    );
+    assert_eq!(r.task_in("other", "1")["status"], "completed");
+    assert_eq!(r.task_in("other", "2")["outcome"], "agent_error");
+    for f in ["f1.txt", "f2.txt", "o1.txt"] {
+        assert!(r.git_ok(&["cat-file", "-e", &format!("main:{f}")]), "{f}");
+    }
+    assert!(!r.git_ok(&["cat-file", "-e", "main:obad.txt"]));
+}
+
+// ---------------------------------------------------------------------------------
+// rev3 L6: a line is told once.
+// ---------------------------------------------------------------------------------
+
+/// A repository the agent made in its worktree keeps the worktree: that line is printed
+/// once, not once as `qw: warning:` and again as the run's note.
+#[test]
+fn tgt4_kept_worktree_line_is_told_once() {
+    let r = Repo::new(&tasks(2));
+    r.action(
+        "1",
+        &format!(
+            "{}git init -q inner\necho i > inner/i.txt\ngit -C inner add i.txt\ngit -C inner commit -qm inner-work\n",
+            work("1")
+        ),
+    );
+    r.action("2", &work("2"));
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let all = text(&out);
+    let lines: Vec<&str> = all
+        .lines()
+        .filter(|l| l.contains("kept the worktree"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{all}");
+    assert!(!lines[0].contains("warning: task 1"), "{all}");
+}
+
+// ---------------------------------------------------------------------------------
+// A renamed target while the main worktree is detached (the last note's leftover).
+// ---------------------------------------------------------------------------------
+
+/// Task 2 (of 3) runs `mv` once after its work: refused, told as a rename; the printed
+/// commands followed, `workflow-continue` finishes with everything merged. The line.
+fn renamed_and_detached(r: &Repo, mv: &str) -> String {
+    r.action("1", &work("1"));
+    r.action("2", &format!("{}{}", work("2"), once(r, "move", mv)));
+    r.action("3", &work("3"));
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let err = r.f.task("2")["error"].as_str().unwrap().to_owned();
+    assert!(
+        err.contains("renamed to `other`") && err.contains("detached HEAD"),
+        "{err}"
+    );
+    assert_eq!(r.runs_of("3"), 0, "a task started on a moved target");
+    for c in all_printed(&err) {
+        follow(r, &c);
+    }
+    let out = cont(r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_merged_keeping_the_users_changes(r, &as_strs(&files(3)));
+    assert!(!r.git_ok(&["rev-parse", "-q", "--verify", "refs/heads/other"]));
+    err
+}
+
+#[test]
+fn tgt4_target_renamed_while_the_main_worktree_is_detached_is_a_rename() {
+    let r = Repo::new(&tasks(3));
+    let err = renamed_and_detached(
+        &r,
+        "git -C \"$MAIN\" switch -q --detach\ngit branch -m main other",
+    );
+    assert_eq!(
+        all_printed(&err),
+        vec![
+            "git branch -m other main".to_owned(),
+            "git switch main".to_owned()
+        ],
+        "{err}"
+    );
+}
+
+/// No reflog to say it was a rename (`core.logAllRefUpdates=false`, the log gone), and a
+/// commit of the user's on the detached HEAD: "renamed or deleted", the commit kept on a
+/// branch first.
+#[test]
+fn tgt4_target_renamed_with_no_reflog_and_a_commit_on_the_detached_head_is_kept() {
+    let r = Repo::new(&tasks(3));
+    let err = renamed_and_detached(
+        &r,
+        "git -C \"$MAIN\" config core.logAllRefUpdates false\nrm -f \"$(git rev-parse --git-common-dir)/logs/refs/heads/main\"\ngit -C \"$MAIN\" switch -q --detach\ngit branch -m main other\necho u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user",
+    );
+    assert!(err.contains("renamed to `other` or deleted"), "{err}");
+    let user = sha(&r, ":/^user");
+    let cmds = all_printed(&err);
+    assert_eq!(
+        cmds[0],
+        format!("git branch qw-kept/{} {user}", &user[..10]),
+        "{err}"
+    );
+    assert_kept(&r, &user);
+}
