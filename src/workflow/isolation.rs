@@ -677,15 +677,25 @@ fn step_evidence(e: &StepError, branch: &str) -> String {
     let (what, hint) = match e.step {
         Step::Prepare => (
             "preparing the task's worktree",
-            format!("nothing of the task ran; fix the cause (`qw worktrees` lists what is there) and run `{}`", crate::worktree::continue_of(branch)),
+            format!(
+                "nothing of the task ran; fix the cause (`qw worktrees` lists what is there) and run `{}`",
+                crate::worktree::continue_of(branch)
+            ),
         ),
         Step::Commit => (
             "saving the task's work on its branch",
-            format!("the agent succeeded; its work stays in its worktree and is saved on branch `{branch}` when the task ends; fix the cause and run `{}`", crate::worktree::continue_of(branch)),
+            format!(
+                "the agent succeeded; its work stays in its worktree and is saved on branch `{branch}` when the task ends; fix the cause and run `{}`",
+                crate::worktree::continue_of(branch)
+            ),
         ),
         Step::Merge => (
             "merging the task's branch",
-            format!("the agent succeeded; its work is on branch `{branch}`: merge it by hand (`git merge {}`), or fix the cause and run `{}`", crate::worktree::quote(branch), crate::worktree::continue_of(branch)),
+            format!(
+                "the agent succeeded; its work is on branch `{branch}`: merge it by hand (`git merge {}`), or fix the cause and run `{}`",
+                crate::worktree::quote(branch),
+                crate::worktree::continue_of(branch)
+            ),
         ),
     };
     format!(

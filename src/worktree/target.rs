@@ -519,7 +519,7 @@ impl Worktrees {
         let why = if let Some(Brought { branch, markers }) = task {
             if markers.is_empty() {
                 format!(
-                    "it holds commits of task branch `{branch}` that qw did not merge (a merge, a fast-forward or a reset onto them that no commit made in the main worktree accounts for: an agent's move, or a merge of a task's branch while it ran — whatever was committed on top)"
+                    "it holds commits of task branch `{branch}` that qw did not merge (a merge, a fast-forward or a reset onto commits a task's worktree made, or that nothing the main worktree made or moved to accounts for: an agent's move, or a merge of a task's branch while it ran — whatever was committed on top)"
                 )
             } else {
                 format!(
@@ -1030,9 +1030,7 @@ impl Worktrees {
             .registered()?
             .into_iter()
             .filter_map(|w| match (w.task, w.admin) {
-                (Some((spec, task)), Some(admin)) => {
-                    Some((task_branch(&spec, &task), admin))
-                }
+                (Some((spec, task)), Some(admin)) => Some((task_branch(&spec, &task), admin)),
                 _ => None,
             })
             .collect())

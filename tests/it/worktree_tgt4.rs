@@ -160,6 +160,22 @@ fn tgt4_pull_fast_forward_then_an_agents_rebase_on_main_is_no_move() {
     assert!(r.git_ok(&["merge-base", "--is-ancestor", &up, "main"]));
 }
 
+/// The pull and the agent's merge of `main` with the refs in reftable tables (the main
+/// worktree's HEAD log read through git).
+#[test]
+fn tgt4_reftable_pull_fast_forward_then_an_agents_merge_of_main_is_no_move() {
+    let r = Repo::reftable(&tasks(3));
+    assert!(r.root().join(".git/reftable").is_dir());
+    let up = upstream_with_a_new_commit(&r);
+    user_moves_main_then_agent_syncs(
+        &r,
+        "git -C \"$MAIN\" pull -q --ff-only",
+        "git merge -q --no-edit main",
+        &["up.txt"],
+    );
+    assert!(r.git_ok(&["merge-base", "--is-ancestor", &up, "main"]));
+}
+
 /// `git merge feature` that fast-forwards, `feature` committed in a clone of the user's
 /// and fetched (not made in the main worktree, nor in a task's); task 2 merges `main`.
 #[test]
@@ -170,7 +186,12 @@ fn tgt4_merge_of_a_feature_branch_that_fast_forwards_then_an_agents_merge_is_no_
     let mine = r.aux.path().join("mine");
     let out = r.git_cmd(
         r.aux.path(),
-        &["clone", "-q", r.root().to_str().unwrap(), mine.to_str().unwrap()],
+        &[
+            "clone",
+            "-q",
+            r.root().to_str().unwrap(),
+            mine.to_str().unwrap(),
+        ],
     );
     assert!(out.status.success(), "{}", diag(&out));
     let user = format!(
@@ -426,7 +447,10 @@ fn tgt4_agent_merging_another_workflows_task_into_main_is_a_move_for_both() {
         );
     }
     assert!(demo_err.contains("qw workflow-continue demo"), "{demo_err}");
-    assert!(other_err.contains("qw workflow-continue other"), "{other_err}");
+    assert!(
+        other_err.contains("qw workflow-continue other"),
+        "{other_err}"
+    );
     for c in all_printed(&demo_err) {
         follow(&r, &c);
     }
@@ -545,4 +569,54 @@ fn tgt4_target_renamed_with_no_reflog_and_a_commit_on_the_detached_head_is_kept(
         "{err}"
     );
     assert_kept(&r, &user);
+}
+
+// ---------------------------------------------------------------------------------
+// rev3 L4: every printed `qw workflow-continue` names its spec.
+// ---------------------------------------------------------------------------------
+
+/// A worktree moved by its agent (`git worktree move`) and one whose files and `.git`
+/// its agent deleted: each task's line names `qw workflow-continue demo`, and running
+/// it finishes the workflow.
+#[test]
+fn tgt4_moved_or_deleted_worktree_lines_name_the_spec_to_continue() {
+    let r = Repo::new(&tasks(3));
+    let moved = r.aux.path().join("moved1");
+    r.action(
+        "1",
+        &format!(
+            "{}{}",
+            work("1"),
+            once(
+                &r,
+                "mv1",
+                &format!(
+                    "git worktree unlock \"$PWD\"\ngit worktree move \"$PWD\" {}",
+                    moved.display()
+                )
+            )
+        ),
+    );
+    r.action(
+        "2",
+        &format!("{}{}", once(&r, "wipe2", "rm -rf -- * .[!.]*"), work("2")),
+    );
+    r.action("3", &work("3"));
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    for (i, what) in [
+        ("1", "goes on from that branch"),
+        ("2", "runs the task again"),
+    ] {
+        let t = r.f.task(i);
+        assert_eq!(t["outcome"], "workspace_error", "{t}");
+        let err = t["error"].as_str().unwrap();
+        assert!(
+            err.contains(&format!("`qw workflow-continue demo` {what}")),
+            "{err}"
+        );
+    }
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&as_strs(&files(3)));
 }
