@@ -126,11 +126,16 @@ fn qw_merges(repo: &Repo, commits: &BTreeSet<String>) -> Result<Vec<(String, Str
 
 /// What the main worktree accounts for among `gained` (the target's new commits), from
 /// its HEAD reflog `log` (oldest first) and the kept branches there are (see [`Users`]).
+/// A kept branch counts only when qw made it (recorded by `salvage::keep_branch`, under
+/// the name qw gives one: `<task branch>@<the start of its tip's id>`) and no running
+/// task's worktree (`running`, their git dirs) made a commit it holds: an agent cannot
+/// pass its own work off as kept work by naming a branch so.
 pub(crate) fn users(
     repo: &Repo,
     was: &str,
     gained: &BTreeSet<String>,
     log: &[(String, String)],
+    running: &[&Path],
 ) -> Result<Users> {
     let mut u = Users::default();
     for (c, m) in log {
@@ -155,14 +160,22 @@ pub(crate) fn users(
         }
     }
     // Kept branches qw named, merged in the main worktree (a move there holds them).
+    let mut made_running: Option<BTreeSet<String>> = None;
     for b in repo.qw_branches()? {
-        if !super::parse_branch(&b).is_some_and(|(_, t)| t.contains('@')) {
+        let Some(id) = super::parse_branch(&b)
+            .and_then(|(_, t)| t.split_once('@'))
+            .map(|(_, id)| id.to_owned())
+        else {
             continue;
-        }
+        };
         let Some(tip) = repo.commit_of(&format!("refs/heads/{b}"))? else {
             continue;
         };
-        if !gained.contains(&tip) {
+        if !gained.contains(&tip)
+            || id.len() < 7
+            || !tip.starts_with(&id)
+            || !super::salvage::kept_by_qw(repo, &b, &tip)
+        {
             continue;
         }
         let mut merged = false;
@@ -176,9 +189,22 @@ pub(crate) fn users(
             continue;
         }
         let range = format!("{was}..{tip}");
-        for c in git(&repo.top, &["rev-list", "--max-count=10000", &range])?.split_whitespace() {
-            u.own.insert(c.to_owned());
+        let held: Vec<String> = git(&repo.top, &["rev-list", "--max-count=10000", &range])?
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let made_running = made_running.get_or_insert_with(|| {
+            running
+                .iter()
+                .flat_map(|a| tree::reflog_entries(a))
+                .filter(|(_, m)| made(m))
+                .map(|(c, _)| c)
+                .collect()
+        });
+        if held.iter().any(|c| made_running.contains(c)) {
+            continue;
         }
+        u.own.extend(held);
         u.roots.insert(tip.clone());
         u.kept.push((b, tip));
     }

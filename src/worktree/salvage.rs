@@ -219,15 +219,19 @@ fn spec_of(repo: &Repo, branch: &str) -> Option<String> {
 }
 
 /// `<branch>@<sha7>` holding `commit` (made when missing; a longer id when that name is
-/// taken by another commit).
+/// taken by another commit), recorded as qw's ([`kept_by_qw`]).
 pub(crate) fn keep_branch(repo: &Repo, branch: &str, commit: &str) -> Result<String> {
     for len in [7, 12, 40] {
         let name = format!("{branch}@{}", &commit[..commit.len().min(len)]);
         match repo.commit_of(&format!("refs/heads/{name}"))? {
-            Some(c) if c == commit => return Ok(name),
+            Some(c) if c == commit => {
+                record_kept(repo, &name, commit);
+                return Ok(name);
+            }
             Some(_) => continue,
             None => {
                 git(&repo.top, &["branch", &name, commit])?;
+                record_kept(repo, &name, commit);
                 return Ok(name);
             }
         }
@@ -235,6 +239,33 @@ pub(crate) fn keep_branch(repo: &Repo, branch: &str, commit: &str) -> Result<Str
     Err(WorktreeError::InTheWay(PathBuf::from(format!(
         "refs/heads/{branch}@{commit}"
     ))))
+}
+
+/// The file recording that qw made the kept branch `name` (`<task branch>@<sha>`):
+/// `<git-common-dir>/qw-kept/<spec>/<id>@<sha>`, holding its commit.
+fn kept_file(repo: &Repo, name: &str) -> PathBuf {
+    let dir = repo.common_dir.join("qw-kept");
+    match parse_branch(name) {
+        Some((spec, task)) => dir.join(spec).join(task),
+        None => dir.join(name.replace('/', "%")),
+    }
+}
+
+/// Record that qw made the kept branch `name` at `commit` (it names it in a note, and the
+/// user's merge of it is theirs: see `origin::users`). A record that cannot be written
+/// only leaves that merge to be refused as before.
+fn record_kept(repo: &Repo, name: &str, commit: &str) {
+    let file = kept_file(repo, name);
+    let written = crate::fs::create_dir_all(crate::fs::parent_dir(&file))
+        .and_then(|()| crate::fs::write_durable(&file, format!("{commit}\n").as_bytes()));
+    if let Err(e) = written {
+        tracing::debug!("could not record the kept branch `{name}`: {e}");
+    }
+}
+
+/// Did qw make the kept branch `name` at `tip` (its record says so)?
+pub(crate) fn kept_by_qw(repo: &Repo, name: &str, tip: &str) -> bool {
+    crate::fs::read_regular_text(&kept_file(repo, name), 128).is_ok_and(|t| t.trim() == tip)
 }
 
 /// A commit on `parent` whose tree is `parent`'s with every file `fresh` adds or changes

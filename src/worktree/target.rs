@@ -944,7 +944,9 @@ impl Worktrees {
             return Ok(None);
         }
         let log = origin::main_log(&self.repo);
-        let users = origin::users(&self.repo, was, &gained, &log)?;
+        let running = self.running_admins()?;
+        let admins: Vec<&std::path::Path> = running.iter().map(|(_, a)| a.as_path()).collect();
+        let users = origin::users(&self.repo, was, &gained, &log, &admins)?;
         // A kept branch qw named, merged in the main worktree: the user's merge, as qw
         // advised — unless it left conflict markers.
         for (branch, tip) in &users.kept {
@@ -956,7 +958,6 @@ impl Worktrees {
                 }));
             }
         }
-        let running = self.running_admins()?;
         let mut by_task: std::collections::BTreeMap<String, BTreeSet<String>> =
             std::collections::BTreeMap::new();
         for (branch, tip) in self.task_tips()? {

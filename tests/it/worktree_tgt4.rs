@@ -241,15 +241,14 @@ fn tgt4_agents_fast_forward_of_main_onto_its_own_commit_is_still_refused() {
 // ---------------------------------------------------------------------------------
 
 /// Shell, run as task 2's agent in its second run: merge (with `how`, in the main
-/// worktree, as the user following qw's note) the kept branch `qw/demo/2@…` qw made
-/// when it set the user's resolution aside. When qw took that resolution as the
-/// task's own instead (nothing set aside), the same merge is made of a kept branch at
-/// that resolution, named as qw names them: the target side must take either.
+/// worktree, as the user following qw's note while the run goes on) the kept branch
+/// `qw/demo/2@…` qw made when it set the user's resolution aside, and write its name to
+/// `kept-branch` (`none` when qw set nothing aside).
 fn merge_kept_branch(r: &Repo, how: &str) -> String {
     let saved = r.aux.path().join("kept-branch");
     format!(
-        "k=$(git -C \"$MAIN\" for-each-ref --format='%(refname:short)' 'refs/heads/qw/demo/2@*' | head -n 1)\nif [ -z \"$k\" ]; then r=$(git -C \"$MAIN\" rev-parse qw/demo/2); k=\"qw/demo/2@$(git -C \"$MAIN\" rev-parse --short=7 $r)\"; git -C \"$MAIN\" branch \"$k\" $r; fi\necho \"$k\" > {}\ngit -C \"$MAIN\" {how} \"$k\"\n",
-        saved.display()
+        "k=$(git -C \"$MAIN\" for-each-ref --format='%(refname:short)' 'refs/heads/qw/demo/2@*' | head -n 1)\nif [ -n \"$k\" ]; then echo \"$k\" > {s}; git -C \"$MAIN\" {how} \"$k\"; else echo none > {s}; fi\n",
+        s = saved.display()
     )
 }
 
@@ -285,8 +284,14 @@ fn kept_branch_merged_mid_run(how: &str) {
     r.git(&["switch", "-q", "main"]);
     let out = cont(&r, &["--parallel", "2"]);
     assert_no_refusal(&r, &out);
+    // qw set the resolution aside on a kept branch, which the user merged mid-run (when
+    // qw takes the user's resolution as the task's own, nothing is set aside to merge).
     let kept = std::fs::read_to_string(r.aux.path().join("kept-branch")).unwrap();
-    assert!(kept.starts_with("qw/demo/2@"), "{kept}");
+    assert!(
+        kept.starts_with("qw/demo/2@")
+            || (kept.trim() == "none" && !text(&out).contains("qw/demo/2@")),
+        "{kept}"
+    );
     assert_eq!(r.git(&["show", "main:shared.txt"]), "resolved\n");
     assert_merged_keeping_the_users_changes(&r, &["f3.txt"]);
     assert_eq!(r.f.task("2")["status"], "completed");
@@ -303,6 +308,41 @@ fn tgt4_users_merge_of_the_kept_branch_qw_named_mid_run_is_accepted() {
 #[test]
 fn tgt4_users_no_ff_merge_of_the_kept_branch_mid_run_is_accepted() {
     kept_branch_merged_mid_run("merge -q --no-ff --no-edit");
+}
+
+/// A guard: an agent that names a branch of its own commit like qw's kept branches
+/// (`qw/demo/2@<sha7>`) and merges it into `main` is refused all the same (its running
+/// worktree made the commit), and the printed way back is accepted by the next continue.
+#[test]
+fn tgt4_agents_own_commit_named_like_a_kept_branch_and_merged_is_refused() {
+    let r = Repo::new(&tasks(3));
+    r.action("1", &work("1"));
+    r.action(
+        "2",
+        &format!(
+            "{}{}",
+            work("2"),
+            once(
+                &r,
+                "forge",
+                "k=\"qw/demo/2@$(git rev-parse --short=7 HEAD)\"\ngit branch \"$k\" HEAD\ngit -C \"$MAIN\" merge -q --no-edit \"$k\""
+            )
+        ),
+    );
+    r.action("3", &work("3"));
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let err = r.f.task("2")["error"].as_str().unwrap().to_owned();
+    assert!(
+        err.contains("holds commits of task branch `qw/demo/2`"),
+        "{err}"
+    );
+    for c in all_printed(&err) {
+        follow(&r, &c);
+    }
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_merged_keeping_the_users_changes(&r, &as_strs(&files(3)));
 }
 
 // ---------------------------------------------------------------------------------
