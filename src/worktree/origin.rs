@@ -103,9 +103,19 @@ fn names_task_branch(message: &str) -> bool {
         .any(|w| super::parse_branch(w).is_some_and(|(_, t)| !t.contains('@')))
 }
 
-/// The commits of `commits` that are qw's own merges of a task branch (their subject,
-/// as qw writes it), each with the range of what it brought in (`<second> ^<first>`).
-fn qw_merges(repo: &Repo, commits: &BTreeSet<String>) -> Result<Vec<(String, String)>> {
+/// Is a reflog message the one qw's merge leaves (`merge <full commit id>: …`: qw merges a
+/// task branch by its commit id, where a person or an agent types a name)?
+fn qw_merge_message(message: &str) -> bool {
+    message
+        .strip_prefix("merge ")
+        .and_then(|m| m.split_once(':'))
+        .is_some_and(|(id, _)| id.len() == 40 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The commits of `commits` that are qw's own merges of another workflow's task branch
+/// (their subject, as qw writes it, naming a spec other than `spec`), each with the
+/// range of what it brought in (`<second> ^<first>`).
+fn qw_merges(repo: &Repo, spec: &str, commits: &BTreeSet<String>) -> Result<Vec<(String, String)>> {
     if commits.is_empty() {
         return Ok(Vec::new());
     }
@@ -118,8 +128,8 @@ fn qw_merges(repo: &Repo, commits: &BTreeSet<String>) -> Result<Vec<(String, Str
             let (ids, subject) = l.split_once('\t')?;
             let mut ids = ids.split(' ');
             let (c, first, second) = (ids.next()?, ids.next()?, ids.next()?);
-            (subject.starts_with("qw(") && subject.contains("): merge task "))
-                .then(|| (c.to_owned(), format!("{second} ^{first}")))
+            let of = subject.strip_prefix("qw(")?.split_once("): merge task ")?.0;
+            (of != spec).then(|| (c.to_owned(), format!("{second} ^{first}")))
         })
         .collect())
 }
@@ -132,15 +142,20 @@ fn qw_merges(repo: &Repo, commits: &BTreeSet<String>) -> Result<Vec<(String, Str
 /// pass its own work off as kept work by naming a branch so.
 pub(crate) fn users(
     repo: &Repo,
+    spec: &str,
     was: &str,
     gained: &BTreeSet<String>,
     log: &[(String, String)],
     running: &[&Path],
 ) -> Result<Users> {
     let mut u = Users::default();
+    let mut merges = BTreeSet::new();
     for (c, m) in log {
         if !gained.contains(c) {
             continue;
+        }
+        if qw_merge_message(m) {
+            merges.insert(c.clone());
         }
         if made(m) {
             u.own.insert(c.clone());
@@ -150,7 +165,7 @@ pub(crate) fn users(
         }
     }
     // qw's own merges (another workflow's): what each brought in, it checked.
-    for (_, range) in qw_merges(repo, &u.own.clone())? {
+    for (_, range) in qw_merges(repo, spec, &merges)? {
         let mut args = vec!["rev-list", "--max-count=10000"];
         args.extend(range.split(' '));
         for c in git(&repo.top, &args)?.split_whitespace() {
@@ -316,6 +331,42 @@ mod tests {
             "",
         ] {
             assert!(!made(m), "{m}");
+        }
+    }
+
+    #[test]
+    fn a_move_onto_a_task_branch_by_its_name_is_told_from_the_users_own() {
+        for m in [
+            "merge qw/demo/2: Fast-forward",
+            "reset: moving to qw/demo/2",
+            "merge qw/other/1.2: Merge made by the 'ort' strategy.",
+        ] {
+            assert!(names_task_branch(m), "{m}");
+        }
+        for m in [
+            "pull -q --ff-only: Fast-forward",
+            "merge feature: Fast-forward",
+            "merge qw/demo/2@abc1234: Fast-forward",
+            "reset: moving to origin/main",
+            "commit: qw/demo/2 is mentioned in a subject of mine",
+        ] {
+            assert_eq!(names_task_branch(m), m.starts_with("commit"), "{m}");
+        }
+    }
+
+    #[test]
+    fn qws_merges_are_told_by_the_full_id_they_merge() {
+        let id = "0123456789abcdef0123456789abcdef01234567";
+        assert!(qw_merge_message(&format!(
+            "merge {id}: Merge made by the 'ort' strategy."
+        )));
+        for m in [
+            "merge qw/demo/2: Merge made by the 'ort' strategy.".to_owned(),
+            format!("merge {}: Merge made", &id[..12]),
+            format!("pull {id}: Merge made"),
+            String::new(),
+        ] {
+            assert!(!qw_merge_message(&m), "{m}");
         }
     }
 }

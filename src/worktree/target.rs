@@ -946,7 +946,7 @@ impl Worktrees {
         let log = origin::main_log(&self.repo);
         let running = self.running_admins()?;
         let admins: Vec<&std::path::Path> = running.iter().map(|(_, a)| a.as_path()).collect();
-        let users = origin::users(&self.repo, was, &gained, &log, &admins)?;
+        let users = origin::users(&self.repo, &self.spec, was, &gained, &log, &admins)?;
         // A kept branch qw named, merged in the main worktree: the user's merge, as qw
         // advised — unless it left conflict markers.
         for (branch, tip) in &users.kept {
