@@ -931,7 +931,9 @@ impl Worktrees {
     /// qw kept and named (`qw/<spec>/<id>@<sha>`) holds once the main worktree merged it.
     /// A branch qw told the user to merge by hand (its merge conflicted, or its task
     /// stopped with its work kept: [`Self::merge_by_hand`]) merged by the main worktree
-    /// since, while no worktree runs on it, is the user's — unless that merge (or one of
+    /// since, while no worktree runs on it, is the user's — so is any merge the main
+    /// worktree made of another workflow's branch no worktree runs on (that workflow's
+    /// process told the user, this one cannot know when) — unless that merge (or one of
     /// a kept branch) left conflict markers in paths both sides changed.
     fn brings_task_commits(&self, was: &str, now: &str) -> Result<Option<Brought>> {
         let by_hand = self
@@ -962,10 +964,18 @@ impl Worktrees {
             std::collections::BTreeMap::new();
         for (branch, tip) in self.task_tips()? {
             let admin = running.iter().find(|(b, _)| b == &branch).map(|(_, a)| a);
-            if let Some(mark) = by_hand.get(&branch)
+            // Another workflow's branch no worktree runs on: that workflow (its own
+            // process) told the user to merge it by hand; this one cannot know when, so
+            // any merge of it the main worktree made counts.
+            let other_spec = parse_branch(&branch).is_some_and(|(s, _)| s != self.spec);
+            let mark = by_hand
+                .get(&branch)
+                .copied()
+                .or_else(|| other_spec.then_some(0));
+            if let Some(mark) = mark
                 && admin.is_none()
             {
-                let since = log.get(*mark..).unwrap_or(&[]);
+                let since = log.get(mark..).unwrap_or(&[]);
                 let mut merged = false;
                 for (c, _) in since {
                     if gained.contains(c) && self.repo.is_ancestor(&tip, c)? {

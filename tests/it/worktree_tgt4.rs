@@ -160,6 +160,58 @@ fn tgt4_pull_fast_forward_then_an_agents_rebase_on_main_is_no_move() {
     assert!(r.git_ok(&["merge-base", "--is-ancestor", &up, "main"]));
 }
 
+/// The user's pull, then an agent that merges `main` and moves `main` onto its own
+/// result (`update-ref` from its worktree): refused, and the way back keeps the pull on
+/// `main` (back to the pulled commit, not to before it); followed, the continue is
+/// accepted and finishes.
+#[test]
+fn tgt4_restore_hint_after_a_pull_and_an_agents_move_keeps_the_pull() {
+    let r = Repo::new(&tasks(3));
+    let up = upstream_with_a_new_commit(&r);
+    r.action(
+        "1",
+        &format!(
+            "{}{}{}{}",
+            once(&r, "pull", "git -C \"$MAIN\" pull -q --ff-only"),
+            open_gate(&r, "user"),
+            gate(&r, "synced"),
+            work("1")
+        ),
+    );
+    r.action(
+        "2",
+        &format!(
+            "{}{}{}{}",
+            work("2"),
+            gate(&r, "user"),
+            once(
+                &r,
+                "move",
+                "git merge -q --no-edit main\ngit update-ref refs/heads/main HEAD"
+            ),
+            open_gate(&r, "synced")
+        ),
+    );
+    r.action("3", &work("3"));
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let line = refusal_line(&cont(&r, &[]));
+    assert_eq!(
+        all_printed(&line),
+        vec![format!("git update-ref refs/heads/main {up}")],
+        "{line}"
+    );
+    for c in all_printed(&line) {
+        follow(&r, &c);
+    }
+    let out = cont(&r, &["--parallel", "2"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let mut all = files(3);
+    all.push("up.txt".into());
+    assert_merged_keeping_the_users_changes(&r, &as_strs(&all));
+    assert!(r.git_ok(&["merge-base", "--is-ancestor", &up, "main"]));
+}
+
 /// The pull and the agent's merge of `main` with the refs in reftable tables (the main
 /// worktree's HEAD log read through git).
 #[test]
@@ -515,6 +567,41 @@ fn tgt4_agent_merging_another_workflows_task_into_main_is_a_move_for_both() {
         assert!(r.git_ok(&["cat-file", "-e", &format!("main:{f}")]), "{f}");
     }
     assert!(!r.git_ok(&["cat-file", "-e", "main:obad.txt"]));
+}
+
+/// A guard of the other direction: workflow `other`'s task conflicted (its run over,
+/// its branch kept for a merge by hand); the user merges it by hand, as `other` said,
+/// while `demo` runs. `demo` now looks at every workflow's task branches, and still
+/// takes that merge as the user's: nothing is refused, both are on `main`.
+#[test]
+fn tgt4_users_merge_by_hand_of_another_workflows_conflicted_task_is_no_move() {
+    let r = Repo::new(&tasks(2));
+    add_spec(&r, "other", 1);
+    r.action(
+        "other-1",
+        "echo one > shared.txt\ngit commit -qam s1\necho two > \"$MAIN/shared.txt\"\ngit -C \"$MAIN\" commit -qam user-two\n",
+    );
+    let out = bounded(auto_spec(&r, "other", "2"), HARNESS_TIMEOUT);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert_eq!(r.task_in("other", "1")["outcome"], "merge_conflict");
+    // demo's task 1 is where the user merges `qw/other/1` by hand and resolves it.
+    r.action(
+        "demo-1",
+        &format!(
+            "{}{}",
+            work("1"),
+            once(
+                &r,
+                "by-hand",
+                "git -C \"$MAIN\" merge -q qw/other/1 || true\necho both > \"$MAIN/shared.txt\"\ngit -C \"$MAIN\" add shared.txt\ngit -C \"$MAIN\" commit -qm resolved --no-edit"
+            )
+        ),
+    );
+    r.action("demo-2", &work("2"));
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    assert_no_refusal(&r, &out);
+    r.assert_all_merged(&as_strs(&files(2)));
+    assert_eq!(r.git(&["show", "main:shared.txt"]), "both\n");
 }
 
 // ---------------------------------------------------------------------------------
