@@ -745,5 +745,5 @@ fn tgt4_moved_or_deleted_worktree_lines_name_the_spec_to_continue() {
     }
     let out = cont(&r, &[]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
-    r.assert_all_merged(&as_strs(&files(3)));
+    assert_merged_keeping_the_users_changes(&r, &as_strs(&files(3)));
 }
