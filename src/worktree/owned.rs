@@ -8,10 +8,17 @@
 //! `<git-common-dir>/qw-left/<spec>/<id>` (written whenever qw points the branch: at
 //! creation, at every save, and when the task's worktree was deleted under it — its
 //! commits were the task's; removed when qw deletes the branch). When a task starts and no
-//! worktree of qw's holds its branch, a tip that is not the recorded one was put there
-//! by someone else ([`set_aside_foreign`]): its commits are kept on
-//! `qw/<spec>/<id>@<sha7>` (never merged by qw, never deleted by it), said in a note,
-//! and the task starts from qw's own last tip, or from the target.
+//! worktree of qw's holds its branch, a tip that is not the recorded one is judged by
+//! the commits qw did not leave there ([`set_aside_foreign`]): made by the user (in the
+//! main worktree, or a worktree that is no task's: a conflict resolved on the branch, a
+//! rebase or cherry-pick of it, the way on qw printed) or by the task's own git (on the
+//! branch itself since qw left it: its worktree removed by hand after qw was killed),
+//! they are the task's — recorded, said, resumed (rev4 F3, F4, F9). Else (made in
+//! another task's worktree, or nowhere a log says: `update-ref`/`branch -f` to another
+//! worktree's commit) they are kept on `qw/<spec>/<id>@<sha7>` (never merged by qw,
+//! never deleted by it), said in a note, and the task starts from qw's own last tip, or
+//! from the target. A branch with no record is adopted the same way only when its log
+//! says qw made it (an older qw's, rev4 F5).
 //!
 //! Must not: decide anything about branches of other specs or other names, or delete a
 //! commit (a foreign tip is kept before the branch is moved).

@@ -208,7 +208,10 @@ fn worktree_own4_main_worktree_left_on_the_task_branch_is_told_to_switch_back() 
 
 /// Tasks 1 and 2 change shared.txt: task 2 (the later) conflicts; run.
 fn conflicted() -> Repo {
-    let r = Repo::new(&tasks(3));
+    conflicted_in(Repo::new(&tasks(3)))
+}
+
+fn conflicted_in(r: Repo) -> Repo {
     r.action(
         "1",
         &once(
@@ -261,6 +264,48 @@ fn worktree_own4_conflict_resolved_by_merging_on_the_task_branch_is_merged() {
     r.git(&["commit", "-qm", "resolve on the task branch"]);
     r.git(&["switch", "-q", "main"]);
     assert_resolution_merged(&r);
+}
+
+#[test]
+fn worktree_own4_conflict_resolved_on_the_task_branch_is_merged_with_reftable() {
+    // rev4 F4 with the refs in reftable tables: the logs are read through git.
+    let r = Repo::reftable(&tasks(3));
+    assert_eq!(
+        r.git(&["rev-parse", "--show-ref-format"]).trim(),
+        "reftable"
+    );
+    let r = conflicted_in(r);
+    r.git(&["switch", "-q", "qw/demo/2"]);
+    assert!(!r.git_ok(&["merge", "-q", "main"]));
+    std::fs::write(r.root().join("shared.txt"), "resolved\n").unwrap();
+    r.git(&["commit", "-qam", "resolve on the task branch"]);
+    r.git(&["switch", "-q", "main"]);
+    assert_resolution_merged(&r);
+}
+
+#[test]
+fn worktree_own4_descendant_made_nowhere_is_still_set_aside() {
+    // The other side of the rule: a commit on top of qw's tip that no log says was
+    // made (`commit-tree` + `update-ref`, an agent's way round) is not the task's.
+    let r = conflicted();
+    let tree = r.git(&["rev-parse", "main^{tree}"]);
+    let tip = sha(&r, "qw/demo/2");
+    let out = r.git_cmd(
+        r.root(),
+        &["commit-tree", tree.trim(), "-p", &tip, "-m", "sneaked"],
+    );
+    assert!(out.status.success(), "{}", diag(&out));
+    let sneaked = stdout(&out).trim().to_owned();
+    r.git(&["update-ref", "refs/heads/qw/demo/2", &sneaked]);
+    let out = cont(&r);
+    let text = diag(&out);
+    assert!(text.contains("moved since qw left it"), "{text}");
+    assert!(text.contains("back where qw left it"), "{text}");
+    assert!(!text.contains("taken as task 2's"), "{text}");
+    assert_eq!(r.f.task("2")["outcome"], "merge_conflict", "{text}");
+    assert_kept(&r, &sneaked);
+    assert!(!r.git_ok(&["merge-base", "--is-ancestor", &sneaked, "main"]));
+    r.assert_no_process();
 }
 
 #[test]
