@@ -72,15 +72,14 @@ fn brought_in(three: bool, bring: &str) -> Repo {
     let waits: String = (2..=n)
         .map(|i| wait_for(&r, &format!("{i}-committed")))
         .collect();
+    // A rerun from the target (its branch deleted) does the plain work again.
+    let flag = r.aux.path().join("done-bring1");
     r.action(
         "1",
-        &once(
-            &r,
-            "bring1",
-            &format!(
-                "{waits}echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1\n{bring}\n{}",
-                signal(&r, "1-done")
-            ),
+        &format!(
+            "if [ ! -e {f} ]; then\ntouch {f}\n{waits}echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1\n{bring}\n{}else\n[ -e f1.txt ] || {{ echo 1 > f1.txt; git add f1.txt; git commit -qm f1; }}\nfi\n",
+            signal(&r, "1-done"),
+            f = flag.display()
         ),
     );
     for i in 2..=n {
@@ -204,6 +203,34 @@ fn worktree_own4_main_worktree_left_on_the_task_branch_is_told_to_switch_back() 
     assert_eq!(fix, "git switch main", "{text}");
     follow(&r, &fix);
     assert_fix_taken(&r, &["bad2.txt"]);
+}
+
+#[test]
+fn worktree_own4_printed_hint_without_own_commits_reruns_the_task() {
+    // The agent took the sibling's branch over (`reset --hard` onto it): its result
+    // holds no commit of its own, so the way on deletes the branch and the task runs
+    // again from the target; the f1 commit it left behind stays kept.
+    let r = brought_in(false, "git reset -q --hard qw/demo/2");
+    let ev = evidence(&r, "1");
+    let cmd = printed(&ev, "git branch -D");
+    assert!(ev.contains("qw workflow-continue demo"), "{ev}");
+    follow(&r, &cmd);
+    let out = cont(&r);
+    let text = diag(&out);
+    assert_eq!(r.f.task("1")["status"], "completed", "{text}");
+    assert!(has(&r, "main", "f1.txt"), "{text}");
+    assert!(!has(&r, "main", "bad2.txt"), "{text}");
+    assert!(has(&r, "qw/demo/2", "bad2.txt"), "{text}");
+    // The first run's f1 commit, left behind by the reset, is on a branch.
+    let dangling = r.git(&["fsck", "--no-reflogs", "--no-progress", "--dangling"]);
+    for c in dangling
+        .lines()
+        .filter_map(|l| l.strip_prefix("dangling commit "))
+    {
+        let subject = r.git(&["log", "-1", "--format=%s", c.trim()]);
+        assert_ne!(subject.trim(), "f1", "{dangling}: {:?}", r.branches());
+    }
+    r.assert_no_process();
 }
 
 /// Tasks 1 and 2 change shared.txt: task 2 (the later) conflicts; run.
