@@ -150,7 +150,11 @@ fn made_by_user(
         .filter(|(_, m)| cross::made(m))
         .map(|(c, _)| c.as_str())
         .collect();
-    let main = cross::made_in(&repo.git_dir);
+    let mut main = cross::made_in(&repo.git_dir);
+    if !super::same_path(&repo.git_dir, &repo.common_dir) {
+        // qw runs in a linked worktree: the repository's first worktree is the user's too.
+        main.extend(cross::made_in(&repo.common_dir));
+    }
     let mut others = BTreeSet::new();
     let mut users: Vec<(BTreeSet<String>, String)> = Vec::new();
     for (admin, path) in repo.admin_dirs() {
