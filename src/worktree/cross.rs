@@ -344,7 +344,7 @@ impl Worktrees {
         let scratch = shell_quote(&scratch.to_string_lossy()).into_owned();
         let picks: Vec<&str> = mine.iter().map(|c| short(c)).collect();
         Ok(format!(
-            "to keep only its own {} commit(s), remade on `{}` in a scratch worktree (yours is not touched): `git worktree add -q -B {} {scratch} {} && git -C {scratch} cherry-pick {} && git worktree remove {scratch}`, then `{cont}`",
+            "to keep only its own {} commit(s), remade on `{}` in a scratch worktree (yours is not touched): `git worktree add -q -B {} {scratch} {} && git -C {scratch} cherry-pick {} && git worktree remove {scratch}` (should a pick conflict: resolve it there, `git -C {scratch} cherry-pick --continue`, then the removal), then `{cont}`",
             mine.len(),
             self.integration,
             shell_quote(&h.branch),
