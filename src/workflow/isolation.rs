@@ -90,6 +90,8 @@ pub(crate) enum IsolationError {
     TaskBranchTarget {
         /// The branch.
         branch: String,
+        /// The branch the main worktree was on before (its HEAD reflog), if known.
+        back: Option<String>,
         /// The repository's top directory.
         top: PathBuf,
     },
@@ -175,7 +177,11 @@ impl crate::exit::UserError for IsolationError {
             IsolationError::DetachedHead { .. } => {
                 "check a branch out (`git switch -c work`), or use `--isolate none`".into()
             }
-            IsolationError::TaskBranchTarget { .. } => {
+            IsolationError::TaskBranchTarget { back: Some(b), .. } => format!(
+                "switch back to the branch you merge the tasks into (`git switch {}`), or use `--isolate none`",
+                shell_words::quote(b)
+            ),
+            IsolationError::TaskBranchTarget { back: None, .. } => {
                 "check out another branch to merge the tasks into (`git switch -c work`), or use `--isolate none`".into()
             }
             IsolationError::NoCommit { .. } => {
@@ -250,6 +256,7 @@ pub(crate) fn plan(
         || integration.starts_with("qw/")
     {
         return Err(IsolationError::TaskBranchTarget {
+            back: repo.branch_before_task_branch(),
             branch: integration,
             top: repo.top().to_path_buf(),
         }

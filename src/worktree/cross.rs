@@ -205,7 +205,7 @@ pub(crate) fn moved_line(
 
 /// Does a reflog message say the commit was made there (not only visited: a
 /// checkout, a reset, a fast-forward)?
-fn made(message: &str) -> bool {
+pub(crate) fn made(message: &str) -> bool {
     let m = message.trim_start();
     ["commit", "cherry-pick", "revert", "am:", "qw:"]
         .iter()
@@ -282,26 +282,76 @@ impl Worktrees {
             .iter()
             .map(|(b, c)| format!("{} (task branch `{b}`)", short(c)))
             .collect();
-        // The newest of them: what a rebase of the task's own commits goes past.
-        let upto = found
-            .iter()
-            .map(|(_, c)| c)
-            .find(|c| {
-                found
-                    .iter()
-                    .all(|(_, o)| self.repo.is_ancestor(o, c).unwrap_or(false))
-            })
-            .unwrap_or(&found[0].1);
         Ok(Some(format!(
-            "task {task}'s result brings in commits of another task that qw has not merged: {} (its agent's rebase onto or merge of another task's branch?), so it was not merged: another task's work reaches `{}` only through that task's own check and merge; task {task}'s result is kept on branch `{}` ({}); to keep only its own commits: `git rebase --onto {} {} {}`, then `qw workflow-continue`",
+            "task {task}'s result brings in commits of another task that qw has not merged: {} (its agent's rebase onto or merge of another task's branch?), so it was not merged: another task's work reaches `{}` only through that task's own check and merge; task {task}'s result is kept on branch `{}` ({}); {}",
             named.join(", "),
             self.integration,
             h.branch,
             short(result),
-            shell_quote(&self.integration),
-            short(upto),
-            shell_quote(&h.branch)
+            self.own_only_hint(h, result, &own)?
         )))
+    }
+
+    /// The way on after [`Worktrees::brings_other_tasks`]: the task's branch remade on
+    /// the target with only the commits its own worktree made (`own`; merges left out:
+    /// they are what brought the other task in), oldest first, cherry-picked in a
+    /// scratch worktree so the user's main worktree is neither switched nor touched
+    /// (dirty or not), then `qw workflow-continue <spec>`, which takes the remade branch
+    /// (its commits are on the branch's own reflog, see `owned.rs`). Without such
+    /// commits: delete the branch, and the task runs again from the target.
+    fn own_only_hint(
+        &self,
+        h: &WorktreeHandle,
+        result: &str,
+        own: &BTreeSet<String>,
+    ) -> Result<String> {
+        let target = self.target();
+        let mine: Vec<String> = git(
+            &self.repo.top,
+            &[
+                "rev-list",
+                "--reverse",
+                "--topo-order",
+                "--no-merges",
+                result,
+                "--not",
+                &target,
+            ],
+        )?
+        .split_whitespace()
+        .filter(|c| own.contains(*c))
+        .map(str::to_owned)
+        .collect();
+        let cont = format!("qw workflow-continue {}", shell_quote(&self.spec));
+        if mine.is_empty() {
+            return Ok(format!(
+                "its worktree made no commit of its own to keep, so to run it again from `{}`: `git branch -D {}`, then `{cont}`",
+                self.integration,
+                shell_quote(&h.branch)
+            ));
+        }
+        let container = self.repo.container();
+        let base = format!("{}-{}-own", self.spec, h.task_id);
+        let scratch = (1..)
+            .map(|n| {
+                container.join(if n == 1 {
+                    base.clone()
+                } else {
+                    format!("{base}{n}")
+                })
+            })
+            .find(|p| p.symlink_metadata().is_err())
+            .unwrap_or_else(|| container.join(base));
+        let scratch = shell_quote(&scratch.to_string_lossy()).into_owned();
+        let picks: Vec<&str> = mine.iter().map(|c| short(c)).collect();
+        Ok(format!(
+            "to keep only its own {} commit(s), remade on `{}` in a scratch worktree (yours is not touched): `git worktree add -q -B {} {scratch} {} && git -C {scratch} cherry-pick {} && git worktree remove {scratch}` (should a pick conflict: resolve it there, `git -C {scratch} cherry-pick --continue`, then the removal), then `{cont}`",
+            mine.len(),
+            self.integration,
+            shell_quote(&h.branch),
+            shell_quote(&self.integration),
+            picks.join(" ")
+        ))
     }
 }
 

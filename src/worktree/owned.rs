@@ -8,15 +8,24 @@
 //! `<git-common-dir>/qw-left/<spec>/<id>` (written whenever qw points the branch: at
 //! creation, at every save, and when the task's worktree was deleted under it — its
 //! commits were the task's; removed when qw deletes the branch). When a task starts and no
-//! worktree of qw's holds its branch, a tip that is not the recorded one was put there
-//! by someone else ([`set_aside_foreign`]): its commits are kept on
-//! `qw/<spec>/<id>@<sha7>` (never merged by qw, never deleted by it), said in a note,
-//! and the task starts from qw's own last tip, or from the target.
+//! worktree of qw's holds its branch, a tip that is not the recorded one is judged by
+//! the commits qw did not leave there ([`set_aside_foreign`]): made by the user (in the
+//! main worktree, or a worktree that is no task's: a conflict resolved on the branch, a
+//! rebase or cherry-pick of it, the way on qw printed) or by the task's own git (on the
+//! branch itself since qw left it: its worktree removed by hand after qw was killed),
+//! they are the task's — recorded, said, resumed (rev4 F3, F4, F9). Else (made in
+//! another task's worktree, or nowhere a log says: `update-ref`/`branch -f` to another
+//! worktree's commit) they are kept on `qw/<spec>/<id>@<sha7>` (never merged by qw,
+//! never deleted by it), said in a note, and the task starts from qw's own last tip, or
+//! from the target. A branch with no record is adopted the same way only when its log
+//! says qw made it (an older qw's, rev4 F5).
 //!
 //! Must not: decide anything about branches of other specs or other names, or delete a
 //! commit (a foreign tip is kept before the branch is moved).
 
-use super::{Repo, Result, git, parse_branch, quote, salvage};
+use std::collections::BTreeSet;
+
+use super::{Repo, Result, cross, git, git_output, parse_branch, quote, salvage, tree};
 
 /// The file holding the tip qw left on `branch` (`qw/<spec>/<id>`):
 /// `<common>/qw-left/<spec>/<id>`.
@@ -56,12 +65,137 @@ fn left(repo: &Repo, branch: &str) -> Result<Option<String>> {
     repo.commit_of(sha)
 }
 
+/// The commits `tip` holds that `target`, qw's own last tip `ours` and the
+/// remote-tracking branches lack (what someone other than qw's runs of the task put on
+/// the branch), oldest first.
+fn new_commits(repo: &Repo, tip: &str, target: &str, ours: Option<&str>) -> Result<Vec<String>> {
+    let mut args = vec!["rev-list", "--reverse", tip, "--not", target];
+    args.extend(ours);
+    args.push("--remotes");
+    Ok(git(&repo.top, &args)?
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// The branch's own reflog, newest first (`git reflog`, whatever the ref backend):
+/// `(commit, message)`; empty when there is none.
+fn branch_log(repo: &Repo, branch: &str) -> Vec<(String, String)> {
+    let Ok(out) = git_output(
+        &repo.top,
+        [
+            "reflog",
+            "show",
+            "--format=%H%x09%gs",
+            &format!("refs/heads/{branch}"),
+            "--",
+        ],
+        &[],
+    ) else {
+        return Vec::new();
+    };
+    if !out.status.success() {
+        return Vec::new();
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (c, m) = l.split_once('\t').unwrap_or((l, ""));
+            (c.len() >= 40).then(|| (c.to_owned(), m.to_owned()))
+        })
+        .collect()
+}
+
+/// Does a reflog message say qw made the branch (`git worktree add -B <branch> <path>
+/// <full commit id>`)? An agent's `git branch`/`switch -c` names `HEAD` or a branch.
+fn made_by_qw(message: &str) -> bool {
+    ["branch: Created from ", "branch: Reset to "]
+        .iter()
+        .filter_map(|p| message.strip_prefix(p))
+        .any(|rest| rest.len() >= 40 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Where the commits `new` (not qw's) on task `task`'s `branch` were made, when they
+/// are the user's or the task's own: every one made (not only visited: a commit, a
+/// merge, a cherry-pick, a rebase's pick) in the main worktree, in a worktree that is
+/// no task's, or on the branch itself after qw left it at `ours` (its reflog's
+/// `commit:` entries: the branch was checked out, in the task's own worktree — removed
+/// since — or the user's), and none in another task's worktree. Without a record
+/// (`ours` is `None`: a branch an older qw left), only a branch its reflog says qw made.
+/// `None` when some commit was made elsewhere, or nowhere git remembers (a `git
+/// commit-tree` + `update-ref`, a `branch -f` to another worktree's commit).
+fn made_by_user(
+    repo: &Repo,
+    branch: &str,
+    task: &str,
+    new: &[String],
+    ours: Option<&str>,
+) -> Option<String> {
+    let spec = parse_branch(branch).map(|(s, _)| s)?;
+    let log = branch_log(repo, branch);
+    let since = match ours {
+        Some(o) => match log.iter().position(|(c, _)| c == o) {
+            Some(i) => &log[..i],
+            None => &log[..],
+        },
+        None => {
+            if !log.last().is_some_and(|(_, m)| made_by_qw(m)) {
+                return None;
+            }
+            &log[..]
+        }
+    };
+    let on_branch: BTreeSet<&str> = since
+        .iter()
+        .filter(|(_, m)| cross::made(m))
+        .map(|(c, _)| c.as_str())
+        .collect();
+    let mut main = cross::made_in(&repo.git_dir);
+    if !super::same_path(&repo.git_dir, &repo.common_dir) {
+        // qw runs in a linked worktree: the repository's first worktree is the user's too.
+        main.extend(cross::made_in(&repo.common_dir));
+    }
+    let mut others = BTreeSet::new();
+    let mut users: Vec<(BTreeSet<String>, String)> = Vec::new();
+    for (admin, path) in repo.admin_dirs() {
+        match tree::read_marker(&admin) {
+            Some((s, t)) if !(s == spec && t == task) => others.extend(cross::made_in(&admin)),
+            Some(_) => {}
+            None => users.push((cross::made_in(&admin), path.display().to_string())),
+        }
+    }
+    let mut wheres: Vec<String> = Vec::new();
+    for c in new {
+        let place = if others.contains(c) {
+            return None;
+        } else if main.contains(c) {
+            format!("in the main worktree `{}`", repo.top.display())
+        } else if let Some((_, p)) = users.iter().find(|(m, _)| m.contains(c)) {
+            format!("in the worktree `{p}`")
+        } else if on_branch.contains(c.as_str()) {
+            format!(
+                "on `{branch}` itself (a `git commit` while it was checked out: in task {task}'s own worktree, removed since, or yours)"
+            )
+        } else {
+            return None;
+        };
+        if !wheres.contains(&place) {
+            wheres.push(place);
+        }
+    }
+    Some(wheres.join(" and "))
+}
+
 /// Before task `task` starts on `branch` (no worktree of qw's holds it, the repository
-/// lock is held; `target` is the commit it starts from, `target_name` its branch): when the branch is not where qw left it and holds commits `target`
-/// lacks, keep them on `<branch>@<sha7>`, put the branch back at qw's own last tip when
-/// that held unmerged work (else remove it, so the task starts from `target`), and
-/// return the line saying so. `None` when the branch is qw's (or absent, or holds
-/// nothing to merge).
+/// lock is held; `target` is the commit it starts from, `target_name` its branch): when
+/// the branch is not where qw left it, judge the commits qw did not leave there
+/// ([`new_commits`]). Made by the user or by the task's own git ([`made_by_user`]: a
+/// conflict resolved on the branch, a rebase or cherry-pick qw's hint printed, the
+/// task's commits after qw was killed): taken as the task's, recorded, said, and the
+/// task resumes from them. Else keep them on `<branch>@<sha7>`, put the branch back at
+/// qw's own last tip when that held unmerged work (else remove it, so the task starts
+/// from `target`), and return the line saying so. `None` when the branch is qw's (or
+/// absent, or holds nothing to merge).
 pub(crate) fn set_aside_foreign(
     repo: &Repo,
     branch: &str,
@@ -73,15 +207,18 @@ pub(crate) fn set_aside_foreign(
         forget(repo, branch);
         return Ok(None);
     };
-    let ours = left(repo, branch)?;
-    if ours.as_deref() == Some(tip.as_str()) {
+    let recorded = left(repo, branch)?;
+    if recorded.as_deref() == Some(tip.as_str()) {
         return Ok(None);
     }
-    let foreign = repo.unmerged_commits(&tip, target)?;
-    let ours = ours.filter(|c| repo.unmerged_commits(c, target).unwrap_or(0) > 0);
-    if foreign == 0 {
-        // Nothing the target lacks: the task starts from the target as usual (or from
-        // qw's own unmerged tip, put back below).
+    let new = new_commits(repo, &tip, target, recorded.as_deref())?;
+    let ours = recorded
+        .clone()
+        .filter(|c| repo.unmerged_commits(c, target).unwrap_or(0) > 0);
+    if new.is_empty() {
+        // Nothing qw did not leave there: the task starts from the target as usual,
+        // or from qw's own unmerged tip, put back (what the branch was moved back from
+        // is all in it).
         if let Some(o) = &ours {
             git(
                 &repo.top,
@@ -89,6 +226,18 @@ pub(crate) fn set_aside_foreign(
             )?;
         }
         return Ok(None);
+    }
+    if let Some(place) = made_by_user(repo, branch, task, &new, recorded.as_deref()) {
+        record(repo, branch)?;
+        let how = match &recorded {
+            Some(o) => format!("was moved since qw left it ({})", super::short(o)),
+            None => "was left by a qw before this one recorded the branches it leaves (its reflog says qw made it)".to_owned(),
+        };
+        return Ok(Some(format!(
+            "branch `{branch}` {how}: its {} new commit(s) (up to {}) were made {place}, so they are taken as task {task}'s (your fix, or its own work): task {task} resumes from them",
+            new.len(),
+            super::short(&tip)
+        )));
     }
     let kept = salvage::keep_branch(repo, branch, &tip)?;
     let then = match &ours {
@@ -113,10 +262,11 @@ pub(crate) fn set_aside_foreign(
     let who = if record_file(repo, branch).symlink_metadata().is_ok() {
         "moved since qw left it"
     } else {
-        "made by someone other than qw (another task's agent?)"
+        "made by someone other than qw, or made before this qw recorded the branches it leaves (its reflog does not show qw made it)"
     };
     Ok(Some(format!(
-        "branch `{branch}` was {who}: its {foreign} commit(s) not on `{target_name}` (up to {}) are not task {task}'s work as far as qw can tell, so they are not merged: they are kept on branch `{kept}` (`git merge {}` takes them); {then}",
+        "branch `{branch}` was {who}: its {} commit(s) that qw did not leave there and `{target_name}` lacks (up to {}) were made neither in the main worktree nor on the branch itself (another task's worktree, or a `git update-ref`/`branch -f`), so they are not task {task}'s work as far as qw can tell and are not merged: they are kept on branch `{kept}` (`git merge {}` takes them); {then}",
+        new.len(),
         super::short(&tip),
         shell_words::quote(&kept)
     )))
@@ -149,4 +299,52 @@ pub(crate) fn held_elsewhere(
     format!(
         "task {task} was not started: its branch `{branch}` is checked out in the worktree `{path}`, which qw did not make (an agent's `git worktree add`, or yours), and qw never takes a branch from a worktree it did not make; {fix}, then run `qw workflow-continue {spec}` (commits on the branch that qw did not leave there are then kept apart, not merged)"
     )
+}
+
+impl Repo {
+    /// The branch the main worktree was on before its git checked out a branch named
+    /// like a task's (a rebase or switch onto a task branch run there, by hand or as
+    /// qw's hint once printed): what `git switch` takes it back to. Read from its HEAD
+    /// reflog, newest first: a `checkout: moving from <it> to …`, or an entry at the tip
+    /// of exactly one branch not named like qw's (a rebase starts by checking out its
+    /// base, detached). `None` when the log does not say.
+    pub fn branch_before_task_branch(&self) -> Option<String> {
+        let run = |args: &[&str]| -> Option<String> {
+            git_output(&self.top, args, &[])
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        };
+        let theirs = |b: &str| !b.is_empty() && b != "qw" && !b.starts_with("qw/");
+        let tips: Vec<(String, String)> = run(&[
+            "for-each-ref",
+            "--format=%(objectname) %(refname:short)",
+            "refs/heads/",
+        ])?
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, b)| theirs(b))
+        .map(|(c, b)| (c.to_owned(), b.to_owned()))
+        .collect();
+        let log = run(&["reflog", "show", "--format=%H%x09%gs", "HEAD", "--"])?;
+        for line in log.lines() {
+            let (sha, message) = line.split_once('\t').unwrap_or((line, ""));
+            if let Some((from, _)) = message
+                .strip_prefix("checkout: moving from ")
+                .and_then(|l| l.split_once(" to "))
+                && tips.iter().any(|(_, b)| b == from)
+            {
+                return Some(from.to_owned());
+            }
+            let at: Vec<&String> = tips
+                .iter()
+                .filter(|(c, _)| c == sha)
+                .map(|(_, b)| b)
+                .collect();
+            if let [b] = at[..] {
+                return Some(b.clone());
+            }
+        }
+        None
+    }
 }

@@ -41,6 +41,7 @@ mod worktree_cross;
 mod worktree_foreign;
 mod worktree_moves;
 mod worktree_nested;
+mod worktree_own4;
 mod worktree_quirks;
 mod worktree_safety;
 mod worktree_stash;

@@ -351,11 +351,11 @@ fn assert_brought_in_refused(r: &Repo) {
     assert!(has(r, "qw/demo/1", "f1.txt"));
     assert!(has(r, "qw/demo/2", "bad2.txt"), "{:?}", r.branches());
     assert_no_dangling_commit(r);
-    // The printed command keeps only task 1's own commits.
-    let cmd = &ev[ev.find("`git rebase --onto").unwrap() + 1..];
-    let cmd = &cmd[..cmd.find('`').unwrap()];
-    let args: Vec<&str> = cmd.split(' ').skip(1).collect();
-    r.git(&args);
+    // The printed command keeps only task 1's own commits (rev3 M1: remade in a
+    // scratch worktree, not by a rebase that switched the main worktree).
+    let cmd = crate::support::moves::printed(&ev, "git worktree add");
+    crate::support::moves::follow_in_sh(r, &cmd);
+    assert_eq!(r.git(&["symbolic-ref", "--short", "HEAD"]).trim(), "main");
     assert!(has(r, "qw/demo/1", "f1.txt"));
     assert!(!has(r, "qw/demo/1", "bad2.txt"), "{cmd}");
     r.assert_no_process();
@@ -427,7 +427,7 @@ fn worktree_cross_rebase_hint_quotes_the_target_name() {
     assert_eq!(code(&out), 1, "{}", diag(&out));
     let ev = evidence(&r, "1");
     let cmd = &ev[ev
-        .find("`git rebase --onto")
+        .find("`git worktree add")
         .unwrap_or_else(|| panic!("{ev}"))
         + 1..];
     let cmd = &cmd[..cmd.find('`').unwrap()];
