@@ -105,6 +105,11 @@ fn printed_merges_keep(r: &Repo, text: &str, files: &[&str]) {
     }
 }
 
+/// Shell: wait until task 1's f1.txt is merged into main (so task 2 is checked after).
+fn merged_1() -> String {
+    "while ! git -C \"$MAIN\" cat-file -e main:f1.txt 2>/dev/null; do sleep 0.05; done\n".to_owned()
+}
+
 /// Task 1 commits f1.txt (and `also1`, a change to a file task 2 has too) and points
 /// task 2's branch at it once task 2 committed f2.txt; task 2's agent then runs
 /// `after` on the moved tip with its old index.
@@ -127,9 +132,10 @@ fn moved_then(r: &Repo, also1: &str, after: &str) {
             r,
             "2",
             &format!(
-                "echo 2 > f2.txt\ngit add f2.txt\ngit commit -qm f2\n{}{}{after}\n",
+                "echo 2 > f2.txt\ngit add f2.txt\ngit commit -qm f2\n{}{}{after}\n{}",
                 signal(r, "2-committed"),
-                wait_for(r, "1-moved")
+                wait_for(r, "1-moved"),
+                merged_1()
             ),
         ),
     );
@@ -259,9 +265,10 @@ fn moved_through_its_worktree(r: &Repo) {
             r,
             "2",
             &format!(
-                "echo 2 > f2.txt\ngit add f2.txt\ngit commit -qm f2\necho 2u > f2u.txt\n{}{}",
+                "echo 2 > f2.txt\ngit add f2.txt\ngit commit -qm f2\necho 2u > f2u.txt\n{}{}{}",
                 signal(r, "2-committed"),
-                wait_for(r, "1-moved")
+                wait_for(r, "1-moved"),
+                merged_1()
             ),
         ),
     );
