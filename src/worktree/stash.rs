@@ -981,12 +981,13 @@ impl Worktrees {
             } else {
                 self.maker(h, e)
             };
-            // Made on another task's branch: that task's own check speaks of it.
-            if own != Maker::Mine && other_task_branch(e, h) {
-                continue;
-            }
             // Popped here while the task ran: not what its worktree held at its start.
             let here = self.holds_stash(&h.path, &files) && held_before != Some(true);
+            // Made on another task's branch and not popped here: that task's own check
+            // speaks of it (rev4 F11).
+            if own != Maker::Mine && !here && other_task_branch(e, h) {
+                continue;
+            }
             let in_task = others
                 .iter()
                 .find(|w| w.branch.is_some() && self.holds_stash(&w.path, &files));
