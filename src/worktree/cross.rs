@@ -8,15 +8,20 @@
 //!   merged files). The worktree's HEAD reflog (`<common>/worktrees/<id>/logs/HEAD`)
 //!   says where its own git last left the branch — before the first entry whose old
 //!   value is not the previous entry's new one, which is how a move shows once the
-//!   agent committed, stashed or checked out again after it: the files are committed on that
-//!   commit instead, the moved tip is kept (on the target, on another branch, else on
-//!   `qw/<spec>/<id>@<sha7>`), and the task fails `workspace_error` naming who moved the
-//!   branch (the worktree whose git made or visited that commit, else the branch's
-//!   reflog) and where each piece is ([`moved_line`]). qw's own moves of the branch go
-//!   through the worktree's HEAD, so they are in that reflog too. The safety net
-//!   ([`unheld_deletions`]): a task's result that would delete from the target paths
-//!   that no commit its worktree's HEAD was put on held is not merged, and they are
-//!   named.
+//!   agent committed, stashed or checked out again after it (with reftable, whose logs
+//!   git prints without old values: a commit whose parent is not where HEAD was): the
+//!   files are committed on that commit instead, the commit the move landed on is kept
+//!   (on the target, on another branch, else on `qw/<spec>/<id>@<sha7>`), and the task
+//!   fails `workspace_error` naming who moved the branch (the worktree whose git made or
+//!   visited that commit, else the branch's reflog entry that put it there) and where
+//!   each piece is ([`moved_line`]). The agent's own commits made on the moved tip were
+//!   made with the old index (they undo what was moved in): never offered for a merge,
+//!   kept with a commit on top that puts back what they undid. qw's own moves of the
+//!   branch go through the worktree's HEAD, so they are in that reflog too. The safety
+//!   net ([`unheld_deletions`]): a task's result that would delete from the target paths
+//!   that no held commit has ([`held_commits`]: what its worktree's HEAD was put on, and
+//!   the history a resumed task started from) is not merged, they are named, and they
+//!   are put back on its branch ([`put_back_unheld`]) so the next run merges it.
 //! - *Another task's unmerged commits in a result* ([`Worktrees::brings_other_tasks`]):
 //!   the agent rebased onto, or merged, a sibling's branch. Refused (`workspace_error`,
 //!   the result kept on its branch): the other task's work reaches the target only
@@ -275,7 +280,7 @@ pub(crate) fn moved_line(
         }
     }
     Ok(format!(
-        "task {task}'s branch `{branch}` was moved while the task ran, not from its worktree ({who}): its worktree was at {} and the branch was moved to {}, so its result was not merged (it would have undone what the branch was moved to); the worktree's own work (its last commit {} and its files) is on `{branch}`{}, and what the branch was moved to ({}) is {landed_at}{after}; `qw workflow-continue` runs the task again from `{branch}`",
+        "task {task}'s branch `{branch}` was moved while the task ran, not from its worktree ({who}): its worktree was at {} and the branch was moved to {}, so its result was not merged (it would have undone what the branch was moved to); the worktree's own work (its last commit {} and its files) is on `{branch}`{}, and what the branch was moved to ({}) is {landed_at}{after}; `qw workflow-continue {}` runs the task again from `{branch}`",
         short(&m.own),
         short(landed),
         short(&m.own),
@@ -283,6 +288,7 @@ pub(crate) fn moved_line(
             .map(|r| format!(" ({})", short(r)))
             .unwrap_or_default(),
         short(landed),
+        shell_quote(parse_branch(branch).map_or("", |(spec, _)| spec)),
     ))
 }
 
