@@ -570,6 +570,10 @@ pub(crate) fn unheld_deletions(
     target: &str,
     spec_rel: &str,
 ) -> Result<Vec<String>> {
+    // The held commits are read only when the result deletes something (rarely).
+    if deleted_paths(repo, result, target, spec_rel)?.is_empty() {
+        return Ok(Vec::new());
+    }
     let held = held_commits(repo, t, target)?;
     unheld_in(repo, &held, result, target, spec_rel)
 }
@@ -624,31 +628,7 @@ fn unheld_in(
     if held.is_empty() {
         return Ok(Vec::new());
     }
-    let out = git_output(&repo.top, ["merge-base", result, target], &[])?;
-    let mb = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    if !out.status.success() || mb.is_empty() {
-        return Ok(Vec::new());
-    }
-    let spec_dir = format!("{spec_rel}/");
-    let deleted: Vec<String> = git(
-        &repo.top,
-        &[
-            "diff",
-            "--name-only",
-            "--no-renames",
-            "-z",
-            "--diff-filter=D",
-            &mb,
-            result,
-            "--",
-        ],
-    )?
-    .split('\0')
-    .filter(|p| {
-        !p.is_empty() && (spec_rel.is_empty() || (*p != spec_rel && !p.starts_with(&spec_dir)))
-    })
-    .map(str::to_owned)
-    .collect();
+    let deleted = deleted_paths(repo, result, target, spec_rel)?;
     if deleted.is_empty() {
         return Ok(Vec::new());
     }
@@ -677,6 +657,36 @@ fn unheld_in(
         })
         .map(|(_, p)| (*p).clone())
         .collect())
+}
+
+/// The paths a merge of `result` into `target` would delete (in their merge base, not in
+/// `result`), the spec folder `spec_rel` left out (none when empty).
+fn deleted_paths(repo: &Repo, result: &str, target: &str, spec_rel: &str) -> Result<Vec<String>> {
+    let out = git_output(&repo.top, ["merge-base", result, target], &[])?;
+    let mb = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || mb.is_empty() {
+        return Ok(Vec::new());
+    }
+    let spec_dir = format!("{spec_rel}/");
+    Ok(git(
+        &repo.top,
+        &[
+            "diff",
+            "--name-only",
+            "--no-renames",
+            "-z",
+            "--diff-filter=D",
+            &mb,
+            result,
+            "--",
+        ],
+    )?
+    .split('\0')
+    .filter(|p| {
+        !p.is_empty() && (spec_rel.is_empty() || (*p != spec_rel && !p.starts_with(&spec_dir)))
+    })
+    .map(str::to_owned)
+    .collect())
 }
 
 /// A result that deletes paths its worktree never held (`paths`): put those paths back
