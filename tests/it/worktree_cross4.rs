@@ -120,7 +120,7 @@ fn moved_then(r: &Repo, also1: &str, after: &str) {
             r,
             "1",
             &format!(
-                "{}echo 1 > f1.txt\n{also1}git add -A\ngit commit -qm f1\ngit update-ref refs/heads/qw/demo/2 HEAD\n{}",
+                "{}echo 1 > f1.txt\n{also1}git add f1.txt\ngit commit -qm f1\ngit update-ref refs/heads/qw/demo/2 HEAD\n{}",
                 wait_for(r, "2-committed"),
                 signal(r, "1-moved")
             ),
@@ -205,7 +205,7 @@ fn worktree_cross4_commits_on_the_moved_tip_keep_a_siblings_change_to_a_shared_f
     let r = Repo::new(&tasks(2));
     moved_then(
         &r,
-        "echo one > shared.txt\n",
+        "echo one > shared.txt\ngit add shared.txt\n",
         "echo 2u > f2u.txt\ngit add f2u.txt\ngit commit -qm f2u\ngit checkout -q qw/demo/2\necho 2b > f2b.txt\ngit add f2b.txt\ngit commit -qm f2b",
     );
     let out = r.auto(&["--parallel", "2"]);
@@ -480,4 +480,18 @@ fn worktree_cross4_a_siblings_stash_and_pop_is_not_told_to_another_task() {
         assert!(has(&r, "main", f), "{f}");
     }
     r.assert_no_process();
+}
+
+#[test]
+fn worktree_cross4_reftable_stash_and_pop_after_the_move_is_caught() {
+    // With reftable the stash's `reset: moving to HEAD` lands on the moved tip.
+    let r = Repo::reftable(&tasks(2));
+    moved_then(&r, "", "echo 2u > f2u.txt\ngit stash -q\ngit stash pop -q");
+    let out = r.auto(&["--parallel", "2"]);
+    assert_refused_then_continued(
+        &r,
+        &out,
+        &["f1.txt", "second.txt", "shared.txt"],
+        &["f2.txt", "f2u.txt"],
+    );
 }
