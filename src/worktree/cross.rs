@@ -293,14 +293,15 @@ pub(crate) fn moved_line(
 }
 
 /// What the line says of the worktree's own `count` commits made on the moved tip
-/// (`landed..now`): what they would delete, that their own changes are in `result`
-/// (or which paths are not), and where they are kept (never with a `git merge`).
+/// (`landed..now`, with the index it had at `own`): what they would delete, that their
+/// own changes (`own` to `now`) are in `result` (or which paths are not), and where they
+/// are kept (with a commit on top that puts back what they undid, never as they are).
 #[allow(clippy::too_many_arguments)]
 fn own_on_moved(
     repo: &Repo,
     t: &Tree<'_>,
     held: &BTreeSet<String>,
-    own_commit: &str,
+    own: &str,
     landed: &str,
     now: &str,
     count: usize,
@@ -308,19 +309,12 @@ fn own_on_moved(
     base: &str,
 ) -> Result<String> {
     let branch = t.branch();
-    let own = &own_commit;
     let deletes = unheld_in(repo, held, now, base, "")?;
+    // Their own changes: from the commit the worktree's index was on, not from the
+    // moved tip (against which they also undo what the move brought in).
     let changed: Vec<String> = git(
         &repo.top,
-        &[
-            "diff",
-            "--name-only",
-            "--no-renames",
-            "-z",
-            landed,
-            now,
-            "--",
-        ],
+        &["diff", "--name-only", "--no-renames", "-z", own, now, "--"],
     )?
     .split('\0')
     .filter(|p| !p.is_empty() && !deletes.contains(&(*p).to_owned()))
