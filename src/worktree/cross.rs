@@ -8,15 +8,20 @@
 //!   merged files). The worktree's HEAD reflog (`<common>/worktrees/<id>/logs/HEAD`)
 //!   says where its own git last left the branch — before the first entry whose old
 //!   value is not the previous entry's new one, which is how a move shows once the
-//!   agent committed, stashed or checked out again after it: the files are committed on that
-//!   commit instead, the moved tip is kept (on the target, on another branch, else on
-//!   `qw/<spec>/<id>@<sha7>`), and the task fails `workspace_error` naming who moved the
-//!   branch (the worktree whose git made or visited that commit, else the branch's
-//!   reflog) and where each piece is ([`moved_line`]). qw's own moves of the branch go
-//!   through the worktree's HEAD, so they are in that reflog too. The safety net
-//!   ([`unheld_deletions`]): a task's result that would delete from the target paths
-//!   that no commit its worktree's HEAD was put on held is not merged, and they are
-//!   named.
+//!   agent committed, stashed or checked out again after it (with reftable, whose logs
+//!   git prints without old values: a commit whose parent is not where HEAD was): the
+//!   files are committed on that commit instead, the commit the move landed on is kept
+//!   (on the target, on another branch, else on `qw/<spec>/<id>@<sha7>`), and the task
+//!   fails `workspace_error` naming who moved the branch (the worktree whose git made or
+//!   visited that commit, else the branch's reflog entry that put it there) and where
+//!   each piece is ([`moved_line`]). The agent's own commits made on the moved tip were
+//!   made with the old index (they undo what was moved in): never offered for a merge,
+//!   kept with a commit on top that puts back what they undid. qw's own moves of the
+//!   branch go through the worktree's HEAD, so they are in that reflog too. The safety
+//!   net ([`unheld_deletions`]): a task's result that would delete from the target paths
+//!   that no held commit has ([`held_commits`]: what its worktree's HEAD was put on, and
+//!   the history a resumed task started from) is not merged, they are named, and they
+//!   are put back on its branch ([`put_back_unheld`]) so the next run merges it.
 //! - *Another task's unmerged commits in a result* ([`Worktrees::brings_other_tasks`]):
 //!   the agent rebased onto, or merged, a sibling's branch. Refused (`workspace_error`,
 //!   the result kept on its branch): the other task's work reaches the target only
@@ -41,6 +46,10 @@ pub(crate) struct Moved {
     pub(crate) own: String,
     /// Where the branch is now.
     pub(crate) now: String,
+    /// The commit the move landed on, when the worktree's own git went on from there
+    /// (committed, stashed or checked out again on the moved tip): what was moved in.
+    /// `None` when the branch was moved after the worktree's last command (`now`).
+    pub(crate) landed: Option<String>,
     /// Who moved it, as far as git tells (read before qw moves the branch).
     pub(crate) by: String,
 }
@@ -63,48 +72,96 @@ pub(crate) fn moved_outside(repo: &Repo, t: &Tree<'_>) -> Result<Option<Moved>> 
     let Some(now) = repo.commit_of(&r)? else {
         return Ok(None);
     };
-    let Some((own, jumped_to)) = own_before_jump(&tree::head_log(t.admin())) else {
+    // With the reftable backend git prints no entry's old value: a jump shows as a
+    // commit whose parent is not where HEAD was, or a `reset: moving to HEAD` (a
+    // stash) or a checkout of the same branch that landed elsewhere.
+    let trust_from = !super::reflog::is_reftable(t.admin());
+    let parent = |c: &str| repo.commit_of(&format!("{c}^1")).ok().flatten();
+    let Some((own, jumped_to)) = own_before_jump(&tree::head_log(t.admin()), trust_from, &parent)
+    else {
         return Ok(None);
     };
     if own == now || !tree::is_commit(repo, &own) {
         return Ok(None);
     }
+    let landed = jumped_to.filter(|j| *j != now && tree::is_commit(repo, j));
     // Who moved it: to the commit the jump landed on (the worktree's own commands
     // may have moved it further since).
     let by = who(
         repo,
         t,
         r.trim_start_matches("refs/heads/"),
-        jumped_to.as_deref().unwrap_or(&now),
+        landed.as_deref().unwrap_or(&now),
     );
-    Ok(Some(Moved { own, now, by }))
+    Ok(Some(Moved {
+        own,
+        now,
+        landed,
+        by,
+    }))
 }
 
 /// Where the worktree's own git last left HEAD, from its HEAD reflog: the commit
-/// before the first jump (an entry whose old value is not the previous entry's new
-/// one) since qw's last save (a `qw:` entry: qw's own move, after which the worktree's
-/// files are the branch's again), else the newest entry; with the commit the jump
-/// landed on. `None` for an empty log.
-fn own_before_jump(log: &[tree::LogLine]) -> Option<(String, Option<String>)> {
+/// before the first jump since qw's last save (a `qw:` entry: qw's own move, after
+/// which the worktree's files are the branch's again), else the newest entry; with the
+/// commit the jump landed on. A jump is an entry whose old value is not the previous
+/// entry's new one (`trust_from`: the files backend writes old values), or, read from
+/// the commits (`parent` gives a commit's first parent), a `commit`/`commit (merge)`
+/// whose parent is not where HEAD was, or a `reset: moving to HEAD` (what `git stash`
+/// writes) or a checkout of the branch HEAD was on that landed elsewhere. `None` for
+/// an empty log.
+fn own_before_jump(
+    log: &[tree::LogLine],
+    trust_from: bool,
+    parent: &dyn Fn(&str) -> Option<String>,
+) -> Option<(String, Option<String>)> {
     let from = log
         .iter()
         .rposition(|l| l.message.starts_with("qw:"))
         .unwrap_or(0);
     let seg = &log[from..];
-    let jump = seg
-        .windows(2)
-        .find(|w| w[1].from != w[0].to && w[1].from.bytes().any(|b| b != b'0'));
-    match jump {
-        Some(w) => Some((w[0].to.clone(), Some(w[1].from.clone()))),
-        None => seg.last().map(|l| (l.to.clone(), None)),
+    let jumped = |w: &[tree::LogLine]| -> Option<String> {
+        let (prev, l) = (&w[0], &w[1]);
+        if trust_from {
+            return (l.from != prev.to && l.from.bytes().any(|b| b != b'0'))
+                .then(|| l.from.clone());
+        }
+        let m = l.message.as_str();
+        if m.starts_with("commit:") || m.starts_with("commit (merge):") {
+            return parent(&l.to).filter(|p| *p != prev.to);
+        }
+        let same_branch = m
+            .strip_prefix("checkout: moving from ")
+            .and_then(|r| r.split_once(" to "))
+            .is_some_and(|(a, b)| a == b);
+        ((m == "reset: moving to HEAD" || same_branch) && l.to != prev.to).then(|| l.to.clone())
+    };
+    for w in seg.windows(2) {
+        if let Some(landed) = jumped(w) {
+            return Some((w[0].to.clone(), Some(landed)));
+        }
     }
+    seg.last().map(|l| (l.to.clone(), None))
 }
 
 /// Where a `commit` is (said after "it is"): on the target, on other branches, else
 /// kept on `<branch>@<sha7>` (made here).
 fn keep(repo: &Repo, branch: &str, commit: &str, base: &str) -> Result<String> {
+    if let Some(at) = holders(repo, branch, commit, base)? {
+        return Ok(at);
+    }
+    let kept = super::salvage::keep_branch(repo, branch, commit)?;
+    Ok(format!(
+        "kept on branch `{kept}` (`git merge {}` takes it)",
+        shell_quote(&kept)
+    ))
+}
+
+/// "already on the target" or "on branch `…`" when something but `branch` holds
+/// `commit`; `None` when nothing does.
+fn holders(repo: &Repo, branch: &str, commit: &str, base: &str) -> Result<Option<String>> {
     if repo.is_ancestor(commit, base)? {
-        return Ok("already on the target".to_owned());
+        return Ok(Some("already on the target".to_owned()));
     }
     let holders: Vec<String> = git(
         &repo.top,
@@ -120,15 +177,7 @@ fn keep(repo: &Repo, branch: &str, commit: &str, base: &str) -> Result<String> {
     .filter(|b| *b != branch)
     .map(str::to_owned)
     .collect();
-    if holders.is_empty() {
-        let kept = super::salvage::keep_branch(repo, branch, commit)?;
-        Ok(format!(
-            "kept on branch `{kept}` (`git merge {}` takes it)",
-            shell_quote(&kept)
-        ))
-    } else {
-        Ok(format!("on branch `{}`", holders.join("`, `")))
-    }
+    Ok((!holders.is_empty()).then(|| format!("on branch `{}`", holders.join("`, `"))))
 }
 
 /// Who moved the branch to `now`: the worktree whose HEAD made or visited it (its
@@ -155,21 +204,28 @@ fn who(repo: &Repo, t: &Tree<'_>, branch: &str, now: &str) -> String {
     if !found.is_empty() {
         return format!("by a git in {}", found.join(" or "));
     }
+    // The branch's own reflog: the entry that put it there (not its newest, which may
+    // be the worktree's own commit on top of it).
     let said = git_output(
         &repo.top,
         [
             "reflog",
             "show",
-            "-n",
-            "1",
-            "--format=%gs",
+            "--format=%H%x09%gs",
             &format!("refs/heads/{branch}"),
+            "--",
         ],
         &[],
     )
     .ok()
     .filter(|o| o.status.success())
-    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    .and_then(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .find(|(c, _)| *c == now)
+            .map(|(_, m)| m.trim().to_owned())
+    })
     .filter(|s| !s.is_empty());
     match said {
         Some(s) => format!("by someone else (its reflog says `{s}`)"),
@@ -178,8 +234,11 @@ fn who(repo: &Repo, t: &Tree<'_>, branch: &str, now: &str) -> String {
 }
 
 /// The line for a branch moved from outside its worktree, after the worktree's own work
-/// was put on it (`result`): who moved it, where the moved-to commit is kept, and the
-/// way on. Keeps the moved-to commit on `<branch>@<sha7>` when nothing else holds it.
+/// was put on it (`result`): who moved it, where the commit it was moved to is kept,
+/// and the way on. The worktree's own commits made on the moved tip (with the index it
+/// had before the move: they undo what was moved in) are kept so nothing is lost, but
+/// never offered for a merge; their own changes are in `result`. No `git merge` is
+/// printed of a commit that would delete from the target paths the worktree never held.
 pub(crate) fn moved_line(
     repo: &Repo,
     t: &Tree<'_>,
@@ -189,17 +248,205 @@ pub(crate) fn moved_line(
 ) -> Result<String> {
     let branch = t.branch();
     let task = parse_branch(branch).map_or(branch, |(_, task)| task);
-    let now_at = keep(repo, branch, &m.now, base)?;
+    let landed = m.landed.as_deref().unwrap_or(&m.now);
+    let held = held_commits(repo, t, base)?;
+    let landed_at = keep_safe(repo, t, &held, landed, base)?;
     let who = &m.by;
+    let mut after = String::new();
+    if landed != m.now {
+        let on_top: Vec<String> = git(&repo.top, &["rev-list", &format!("{landed}..{}", m.now)])?
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let made = made_in(t.admin());
+        if !on_top.is_empty() && on_top.iter().all(|c| made.contains(c)) {
+            after = own_on_moved(
+                repo,
+                t,
+                &held,
+                &m.own,
+                landed,
+                &m.now,
+                on_top.len(),
+                result,
+                base,
+            )?;
+        } else {
+            after = format!(
+                "; the branch went on from there to {}, which is {}",
+                short(&m.now),
+                keep_safe(repo, t, &held, &m.now, base)?
+            );
+        }
+    }
     Ok(format!(
-        "task {task}'s branch `{branch}` was moved while the task ran, not from its worktree ({who}): its worktree was at {} and the branch at {}, so its result was not merged (it would have undone what the branch was moved to); the worktree's own work (its last commit {} and its files) is on `{branch}`{}, and what the branch was moved to ({}) is {now_at}; `qw workflow-continue` runs the task again from `{branch}`",
+        "task {task}'s branch `{branch}` was moved while the task ran, not from its worktree ({who}): its worktree was at {} and the branch was moved to {}, so its result was not merged (it would have undone what the branch was moved to); the worktree's own work (its last commit {} and its files) is on `{branch}`{}, and what the branch was moved to ({}) is {landed_at}{after}; `qw workflow-continue {}` runs the task again from `{branch}`",
         short(&m.own),
-        short(&m.now),
+        short(landed),
         short(&m.own),
         result
             .map(|r| format!(" ({})", short(r)))
             .unwrap_or_default(),
-        short(&m.now),
+        short(landed),
+        shell_quote(parse_branch(branch).map_or("", |(spec, _)| spec)),
+    ))
+}
+
+/// What the line says of the worktree's own `count` commits made on the moved tip
+/// (`landed..now`, with the index it had at `own`): what they would delete, that their
+/// own changes (`own` to `now`) are in `result` (or which paths are not), and where they
+/// are kept (with a commit on top that puts back what they undid, never as they are).
+#[allow(clippy::too_many_arguments)]
+fn own_on_moved(
+    repo: &Repo,
+    t: &Tree<'_>,
+    held: &BTreeSet<String>,
+    own: &str,
+    landed: &str,
+    now: &str,
+    count: usize,
+    result: Option<&str>,
+    base: &str,
+) -> Result<String> {
+    let branch = t.branch();
+    let deletes = unheld_in(repo, held, now, base, "")?;
+    // Their own changes: from the commit the worktree's index was on, not from the
+    // moved tip (against which they also undo what the move brought in).
+    let changed: Vec<String> = git(
+        &repo.top,
+        &["diff", "--name-only", "--no-renames", "-z", own, now, "--"],
+    )?
+    .split('\0')
+    .filter(|p| !p.is_empty() && !deletes.contains(&(*p).to_owned()))
+    .map(str::to_owned)
+    .collect();
+    let lacking: Vec<String> = match result {
+        Some(r) if !changed.is_empty() => {
+            let mut args = vec!["diff", "--name-only", "--no-renames", "-z", now, r, "--"];
+            args.extend(changed.iter().map(String::as_str));
+            git(&repo.top, &args)?
+                .split('\0')
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect()
+        }
+        Some(_) => Vec::new(),
+        None => changed,
+    };
+    let kept = match holders(repo, branch, now, base)? {
+        Some(at) => at,
+        None => match safe_on_top(repo, own, landed, now)? {
+            // On top of them, what the move brought in back: merging that branch
+            // takes only their own changes.
+            Some(safe) => {
+                let kept = super::salvage::keep_branch(repo, branch, &safe)?;
+                format!(
+                    "kept on branch `{kept}`, with a commit on top that puts back what they undid (merging it takes only their own changes)"
+                )
+            }
+            None => keep_quiet(repo, branch, now, base)?,
+        },
+    };
+    let undo = if deletes.is_empty() {
+        "undo what the branch was moved to".to_owned()
+    } else {
+        format!(
+            "delete {}, which its worktree never held",
+            deletes
+                .iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let in_saved = if lacking.is_empty() {
+        format!("their own changes are all in its saved work on `{branch}`")
+    } else {
+        format!(
+            "their changes to {} are not in its saved work (`git show {}` shows them)",
+            lacking
+                .iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            short(now)
+        )
+    };
+    Ok(format!(
+        "; its agent then made {count} commit(s) on the moved branch (up to {}) with the index it had before the move, so they {undo}: not to be merged as they are ({in_saved}); they are {kept}",
+        short(now)
+    ))
+}
+
+/// A commit on top of `now` (the worktree's own commits made on the moved tip
+/// `landed`, with the index it had at `own`) whose tree is `landed` with their own
+/// changes (from `own` to `now`) merged in: what they undid of the move is put back.
+/// `None` when those changes do not merge cleanly.
+fn safe_on_top(repo: &Repo, own: &str, landed: &str, now: &str) -> Result<Option<String>> {
+    let base = format!("--merge-base={own}");
+    let out = git_output(
+        &repo.top,
+        ["merge-tree", "--write-tree", base.as_str(), landed, now],
+        &[],
+    )?;
+    let tree = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    if !out.status.success() || tree.is_empty() {
+        return Ok(None);
+    }
+    let commit = git(
+        &repo.top,
+        &[
+            "commit-tree",
+            &tree,
+            "-p",
+            now,
+            "-m",
+            "qw: put back what these commits undid of a move of their branch (made with the index it had before the move)",
+        ],
+    )?;
+    Ok(Some(commit.trim().to_owned()))
+}
+
+/// Where `commit` is, said after "it is", when it must not be merged: on the target,
+/// on another branch, else kept on `<branch>@<sha7>` (made here) with no merge advice.
+fn keep_quiet(repo: &Repo, branch: &str, commit: &str, base: &str) -> Result<String> {
+    match holders(repo, branch, commit, base)? {
+        Some(at) => Ok(at),
+        None => {
+            let kept = super::salvage::keep_branch(repo, branch, commit)?;
+            Ok(format!("kept on branch `{kept}` so nothing is lost"))
+        }
+    }
+}
+
+/// [`keep`], without the `git merge` advice when a merge of `commit` would delete from
+/// the target paths the worktree never held (`held`): those are named instead.
+fn keep_safe(
+    repo: &Repo,
+    t: &Tree<'_>,
+    held: &BTreeSet<String>,
+    commit: &str,
+    base: &str,
+) -> Result<String> {
+    let deletes = unheld_in(repo, held, commit, base, "")?;
+    if deletes.is_empty() {
+        return keep(repo, t.branch(), commit, base);
+    }
+    let at = keep_quiet(repo, t.branch(), commit, base)?;
+    Ok(format!(
+        "{at} — not to be merged as it is: it would delete {} from the target, which the worktree never held (`git diff {}...{}` shows what it changes)",
+        deletes
+            .iter()
+            .map(|p| format!("`{p}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        short(base),
+        short(commit)
     ))
 }
 
@@ -356,12 +603,11 @@ impl Worktrees {
 }
 
 /// The paths a merge of `result` into `target` would delete that the task's worktree
-/// never held: in their merge base, not in `result`, and in no commit the worktree's
-/// HEAD reflog says its own commands put it on (its first entry, and every entry with
-/// git's message: a bare `git update-ref` of HEAD moves no index or files). Such a
-/// deletion came with a branch moved from outside the worktree, whatever the reflog
-/// shows of the move (the safety net of [`moved_outside`]). Empty when the worktree
-/// has no reflog to tell (it cannot judge) or nothing is deleted.
+/// never held: in their merge base, not in `result`, and in no commit of
+/// [`held_commits`]. Such a deletion came with a branch moved from outside the
+/// worktree, whatever the reflog shows of the move (the safety net of
+/// [`moved_outside`]). Empty when the worktree has no reflog to tell (it cannot judge)
+/// or nothing is deleted.
 pub(crate) fn unheld_deletions(
     repo: &Repo,
     t: &Tree<'_>,
@@ -369,38 +615,65 @@ pub(crate) fn unheld_deletions(
     target: &str,
     spec_rel: &str,
 ) -> Result<Vec<String>> {
-    let held: BTreeSet<String> = tree::head_log(t.admin())
-        .into_iter()
+    // The held commits are read only when the result deletes something (rarely).
+    if deleted_paths(repo, result, target, spec_rel)?.is_empty() {
+        return Ok(Vec::new());
+    }
+    let held = held_commits(repo, t, target)?;
+    unheld_in(repo, &held, result, target, spec_rel)
+}
+
+/// The commits the worktree's index and files were on: every commit its HEAD reflog
+/// says its own commands put it on (its first entry, and every entry with git's
+/// message: a bare `git update-ref` of HEAD moves no index or files), and the commit it
+/// started from with its first-parent chain down to the first commit `target` holds —
+/// the history earlier runs of the task (qw's own tips, resumed from) held, so a
+/// resumed task's deletion of a file is its own (rev4 F6). Empty when it has no reflog.
+pub(crate) fn held_commits(repo: &Repo, t: &Tree<'_>, target: &str) -> Result<BTreeSet<String>> {
+    let log = tree::head_log(t.admin());
+    let mut held: BTreeSet<String> = log
+        .iter()
         .filter(|l| !l.message.is_empty() || l.from.bytes().all(|b| b == b'0'))
-        .map(|l| l.to)
+        .map(|l| l.to.clone())
         .filter(|c| tree::is_commit(repo, c))
         .collect();
+    // Where it started: the first entry's old value (a log qw made empty before the
+    // first move), else its new one (`git worktree add`).
+    let start = log.first().and_then(|l| {
+        [&l.from, &l.to]
+            .into_iter()
+            .find(|c| tree::is_commit(repo, c))
+            .cloned()
+    });
+    if let Some(start) = start {
+        let chain = git(
+            &repo.top,
+            &["rev-list", "--first-parent", &start, &format!("^{target}")],
+        )?;
+        let chain: Vec<&str> = chain.lines().collect();
+        let below = match chain.last() {
+            Some(last) => repo.commit_of(&format!("{last}^1"))?,
+            None => Some(start.clone()),
+        };
+        held.extend(chain.iter().map(|c| (*c).to_owned()));
+        held.extend(below);
+    }
+    Ok(held)
+}
+
+/// The paths a merge of `result` into `target` would delete (in their merge base, not
+/// in `result`) that no commit of `held` has; the spec folder `spec_rel` left out.
+fn unheld_in(
+    repo: &Repo,
+    held: &BTreeSet<String>,
+    result: &str,
+    target: &str,
+    spec_rel: &str,
+) -> Result<Vec<String>> {
     if held.is_empty() {
         return Ok(Vec::new());
     }
-    let out = git_output(&repo.top, ["merge-base", result, target], &[])?;
-    let mb = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    if !out.status.success() || mb.is_empty() {
-        return Ok(Vec::new());
-    }
-    let spec_dir = format!("{spec_rel}/");
-    let deleted: Vec<String> = git(
-        &repo.top,
-        &[
-            "diff",
-            "--name-only",
-            "--no-renames",
-            "-z",
-            "--diff-filter=D",
-            &mb,
-            result,
-            "--",
-        ],
-    )?
-    .split('\0')
-    .filter(|p| !p.is_empty() && *p != spec_rel && !p.starts_with(&spec_dir))
-    .map(str::to_owned)
-    .collect();
+    let deleted = deleted_paths(repo, result, target, spec_rel)?;
     if deleted.is_empty() {
         return Ok(Vec::new());
     }
@@ -409,7 +682,7 @@ pub(crate) fn unheld_deletions(
     let asked: Vec<&String> = deleted.iter().filter(|p| !p.contains('\n')).collect();
     let mut input = String::new();
     for p in &asked {
-        for c in &held {
+        for c in held {
             input.push_str(&format!("{c}:{p}\n"));
         }
     }
@@ -431,18 +704,130 @@ pub(crate) fn unheld_deletions(
         .collect())
 }
 
+/// The paths a merge of `result` into `target` would delete (in their merge base, not in
+/// `result`), the spec folder `spec_rel` left out (none when empty).
+fn deleted_paths(repo: &Repo, result: &str, target: &str, spec_rel: &str) -> Result<Vec<String>> {
+    let out = git_output(&repo.top, ["merge-base", result, target], &[])?;
+    let mb = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || mb.is_empty() {
+        return Ok(Vec::new());
+    }
+    let spec_dir = format!("{spec_rel}/");
+    Ok(git(
+        &repo.top,
+        &[
+            "diff",
+            "--name-only",
+            "--no-renames",
+            "-z",
+            "--diff-filter=D",
+            &mb,
+            result,
+            "--",
+        ],
+    )?
+    .split('\0')
+    .filter(|p| {
+        !p.is_empty() && (spec_rel.is_empty() || (*p != spec_rel && !p.starts_with(&spec_dir)))
+    })
+    .map(str::to_owned)
+    .collect())
+}
+
+/// A result that deletes paths its worktree never held (`paths`): put those paths back
+/// as the merge base of `result` and `target` has them, in a commit on top of `result`
+/// that the task's branch and the worktree's HEAD, index and files move to (so saving
+/// the worktree again keeps them, and `qw workflow-continue` resumes from a branch whose
+/// merge deletes nothing it never held). Returns that commit.
+pub(crate) fn put_back_unheld(
+    repo: &Repo,
+    t: &Tree<'_>,
+    paths: &[String],
+    result: &str,
+    target: &str,
+    message: &str,
+) -> Result<String> {
+    let mb = git(&repo.top, &["merge-base", result, target])?
+        .trim()
+        .to_owned();
+    let index = tempfile::Builder::new()
+        .prefix("qw-put-back-")
+        .tempfile_in(&repo.common_dir)
+        .map_err(|e| crate::fs::with_path(e, "create a temporary index in", &repo.common_dir))?;
+    let env = [("GIT_INDEX_FILE", index.path().as_os_str())];
+    let run = |args: &[&str]| -> Result<String> {
+        let out = git_output(&repo.top, args, &env)?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(super::git_error(&repo.top, args, &out))
+        }
+    };
+    run(&["read-tree", result])?;
+    for p in paths {
+        // `<mode> <type> <sha>\t<path>`
+        let entry = git(&repo.top, &["ls-tree", "-z", &mb, "--", p])?;
+        let Some((meta, _)) = entry.trim_end_matches('\0').split_once('\t') else {
+            continue;
+        };
+        let words: Vec<&str> = meta.split(' ').collect();
+        if let [mode, "blob", sha] = words.as_slice() {
+            run(&[
+                "update-index",
+                "--add",
+                "--cacheinfo",
+                &format!("{mode},{sha},{p}"),
+            ])?;
+        }
+    }
+    let tree = run(&["write-tree"])?;
+    let commit = run(&["commit-tree", &tree, "-p", result, "-m", message])?;
+    t.run(&[
+        "update-ref",
+        "-m",
+        "qw: the task's result, with the paths it never held put back",
+        "HEAD",
+        &commit,
+        result,
+    ])?;
+    let mut args = vec!["checkout", "-q", "HEAD", "--"];
+    args.extend(paths.iter().map(String::as_str));
+    t.run(&args)?;
+    super::owned::record(repo, t.branch())?;
+    Ok(commit)
+}
+
 /// The line for a result that deletes paths its worktree never held
-/// ([`unheld_deletions`]): not merged, kept on its branch.
-pub(crate) fn unheld_line(t: &Tree<'_>, paths: &[String], result: &str, target: &str) -> String {
+/// ([`unheld_deletions`]): not merged, kept on its branch with those paths put back
+/// (`put_back`, see [`put_back_unheld`]), and the command that goes on.
+pub(crate) fn unheld_line(
+    t: &Tree<'_>,
+    paths: &[String],
+    result: &str,
+    put_back: Option<&str>,
+    target: &str,
+    spec: &str,
+) -> String {
     let branch = t.branch();
     let task = parse_branch(branch).map_or(branch, |(_, task)| task);
     let named: Vec<String> = paths.iter().map(|p| format!("`{p}`")).collect();
+    let kept = match put_back {
+        Some(c) => format!(
+            "it is kept on branch `{branch}` with those paths put back as they are where it meets `{target}` ({} on top of {}), so its merge deletes nothing it never held; `qw workflow-continue {}` runs the task again from there and merges it",
+            short(c),
+            short(result),
+            shell_quote(spec)
+        ),
+        None => format!(
+            "it is kept on branch `{branch}` ({}); see what it changes with `git diff {}...{}`",
+            short(result),
+            shell_quote(target),
+            shell_quote(branch),
+        ),
+    };
     format!(
-        "task {task}'s result deletes {} from `{target}`, which its worktree never held (they came with a move of its branch that its worktree's index and files did not follow: another task's `git update-ref` of it?), so it was not merged: a task's result never deletes files its worktree did not have; it is kept on branch `{branch}` ({}); see what it changes with `git diff {}...{}`",
+        "task {task}'s result deletes {} from `{target}`, which its worktree never held (they came with a move of its branch that its worktree's index and files did not follow: another task's `git update-ref` of it?), so it was not merged: a task's result never deletes files its worktree did not have; {kept}",
         named.join(", "),
-        short(result),
-        shell_quote(target),
-        shell_quote(branch),
     )
 }
 
@@ -575,13 +960,16 @@ mod tests {
 
     #[test]
     fn own_before_jump_finds_the_first_jump_since_qws_last_save() {
-        assert_eq!(own_before_jump(&[]), None);
+        assert_eq!(own_before_jump(&[], true, &|_| None), None);
         let plain = [
             line("0", "a", ""),
             line("a", "b", "commit: b"),
             line("b", "c", "commit: c"),
         ];
-        assert_eq!(own_before_jump(&plain), Some(("c".repeat(40), None)));
+        assert_eq!(
+            own_before_jump(&plain, true, &|_| None),
+            Some(("c".repeat(40), None))
+        );
         // The branch moved to m after b; the agent committed c on it, then d.
         let jumped = [
             line("0", "a", ""),
@@ -590,7 +978,7 @@ mod tests {
             line("c", "d", "commit: d"),
         ];
         assert_eq!(
-            own_before_jump(&jumped),
+            own_before_jump(&jumped, true, &|_| None),
             Some(("b".repeat(40), Some("m".repeat(40))))
         );
         // qw saved on top of the moved tip: judged from there on.
@@ -600,6 +988,58 @@ mod tests {
             line("m", "q", "qw: the task's result"),
             line("q", "r", "commit: r"),
         ];
-        assert_eq!(own_before_jump(&saved), Some(("r".repeat(40), None)));
+        assert_eq!(
+            own_before_jump(&saved, true, &|_| None),
+            Some(("r".repeat(40), None))
+        );
+    }
+
+    #[test]
+    fn own_before_jump_reads_a_reftable_log_by_the_commits_parents() {
+        // git prints no old values there: each entry's is the previous one's new one.
+        let chained = |lines: &[(&str, &str)]| -> Vec<tree::LogLine> {
+            let mut prev = "0".to_owned();
+            lines
+                .iter()
+                .map(|(to, m)| line(&std::mem::replace(&mut prev, (*to).to_owned()), to, m))
+                .collect()
+        };
+        // c's parent is m, not b: the branch was moved to m, then the agent committed c.
+        let parent = |c: &str| match &c[..1] {
+            "b" => Some("a".repeat(40)),
+            "c" => Some("m".repeat(40)),
+            "d" => Some("c".repeat(40)),
+            _ => None,
+        };
+        let committed = chained(&[
+            ("a", ""),
+            ("b", "commit: b"),
+            ("c", "commit: c"),
+            ("d", "commit: d"),
+        ]);
+        assert_eq!(
+            own_before_jump(&committed, false, &parent),
+            Some(("b".repeat(40), Some("m".repeat(40))))
+        );
+        // A stash after the move: `reset: moving to HEAD` lands on the moved tip.
+        let stashed = chained(&[
+            ("a", ""),
+            ("b", "commit: b"),
+            ("m", "reset: moving to HEAD"),
+        ]);
+        assert_eq!(
+            own_before_jump(&stashed, false, &parent),
+            Some(("b".repeat(40), Some("m".repeat(40))))
+        );
+        // Its own commits and a checkout of another branch: no jump.
+        let plain = chained(&[
+            ("a", ""),
+            ("b", "commit: b"),
+            ("x", "checkout: moving from qw/demo/2 to main"),
+        ]);
+        assert_eq!(
+            own_before_jump(&plain, false, &parent),
+            Some(("x".repeat(40), None))
+        );
     }
 }

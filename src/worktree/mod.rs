@@ -1194,7 +1194,10 @@ impl Worktrees {
                 (path, admin, resumed)
             }
         };
-        lost::ensure_reflogs(&self.repo, &admin, &branch)?;
+        // A reftable repository keeps its logs in its tables: no log files there.
+        if !reflog::is_reftable(&self.repo.common_dir) {
+            lost::ensure_reflogs(&self.repo, &admin, &branch)?;
+        }
         let workdir = match self.repo.prefix.trim_end_matches('/') {
             "" => path.clone(),
             prefix => path.join(prefix),
@@ -1392,11 +1395,29 @@ impl Worktrees {
             )
             .map_err(commit)?;
             if !unheld.is_empty() {
+                // Kept with those paths put back, so the next run resumes from a branch
+                // whose merge deletes nothing its worktree never held (not refused again).
+                let put_back = cross::put_back_unheld(
+                    &self.repo,
+                    &t,
+                    &unheld,
+                    result,
+                    &target,
+                    &format!(
+                        "qw({}): task {} — put back {}, which its result deleted though its worktree never held them",
+                        self.spec,
+                        h.task_id,
+                        unheld.join(", ")
+                    ),
+                )
+                .ok();
                 return Err(commit(WorktreeError::Crossed(cross::unheld_line(
                     &t,
                     &unheld,
                     result,
+                    put_back.as_deref(),
                     &self.integration,
+                    &self.spec,
                 ))));
             }
         }

@@ -443,6 +443,12 @@ pub struct StashCheck {
     pub notes: Vec<(String, bool)>,
 }
 
+/// Was the entry made on the branch of another task (`qw/<spec>/<id>`, not `h`'s)?
+fn other_task_branch(e: &StashEntry, h: &WorktreeHandle) -> bool {
+    e.branch()
+        .is_some_and(|b| b != h.branch && super::parse_branch(b).is_some())
+}
+
 /// An entry that may be this task's or others': said so, never claimed.
 fn ambiguous(e: &StashEntry, who: &[String]) -> String {
     format!(
@@ -645,6 +651,41 @@ impl Worktrees {
                     let added = n.saturating_sub(*base.get(l).unwrap_or(&0));
                     added == 0 || here.get(l).copied().unwrap_or(0) >= *n
                 })
+            })
+    }
+
+    /// Is every path a stash entry changes changed again in the worktree at `dir`:
+    /// its file differs from the entry's base commit's version and from the target's
+    /// (a deleted path: gone)? Then the entry was popped or applied there and worked on
+    /// further; a `git stash` then `drop` leaves its paths as the base has them.
+    fn changed_again(
+        &self,
+        dir: &Path,
+        e: &StashEntry,
+        files: &[(String, Option<String>)],
+    ) -> bool {
+        let target = self.target();
+        let blob_at = |rev: &str, p: &str| -> Option<String> {
+            let out = git_output(
+                &self.repo.top,
+                ["rev-parse", "-q", "--verify", &format!("{rev}:{p}")],
+                &[],
+            )
+            .ok()?;
+            let sha = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            (out.status.success() && !sha.is_empty()).then_some(sha)
+        };
+        !files.is_empty()
+            && files.iter().all(|(p, blob)| {
+                let now = file_blob(dir, p);
+                match (blob, now) {
+                    (None, now) => now.is_none(),
+                    (Some(_), None) => false,
+                    (Some(_), Some(now)) => {
+                        Some(&now) != blob_at(&format!("{}^1", e.commit), p).as_ref()
+                            && Some(&now) != blob_at(&target, p).as_ref()
+                    }
+                }
             })
     }
 
@@ -888,6 +929,8 @@ impl Worktrees {
             match self.maker(h, e) {
                 Maker::Mine => mine.push(e.describe()),
                 Maker::NotMine => {}
+                // Made on another task's branch: that task's own check speaks of it.
+                Maker::Ambiguous(_) if other_task_branch(e, h) => {}
                 Maker::Ambiguous(who) => maybe.push(ambiguous(e, &who)),
             }
         }
@@ -940,6 +983,11 @@ impl Worktrees {
             };
             // Popped here while the task ran: not what its worktree held at its start.
             let here = self.holds_stash(&h.path, &files) && held_before != Some(true);
+            // Made on another task's branch and not popped here: that task's own check
+            // speaks of it (rev4 F11).
+            if own != Maker::Mine && !here && other_task_branch(e, h) {
+                continue;
+            }
             let in_task = others
                 .iter()
                 .find(|w| w.branch.is_some() && self.holds_stash(&w.path, &files));
@@ -970,6 +1018,12 @@ impl Worktrees {
                 // Popped here, then edited further (or committed and edited): the
                 // entry's change is still in the worktree's files.
                 (Maker::Mine, false, None, false) if self.holds_change(&h.path, e, &files) => {
+                    continue;
+                }
+                // Popped here and refined past every line it added (rev4 F11): each of
+                // its paths is changed again, from its base and from the target; a
+                // `git stash` + `drop` leaves them at the base (or the target's).
+                (Maker::Mine, false, None, false) if self.changed_again(&h.path, e, &files) => {
                     continue;
                 }
                 // Dropped on purpose (`git stash && git stash drop`: "throw this away"),

@@ -38,6 +38,7 @@ mod workflow;
 mod worktree;
 mod worktree_blame;
 mod worktree_cross;
+mod worktree_cross4;
 mod worktree_foreign;
 mod worktree_moves;
 mod worktree_nested;

@@ -220,8 +220,11 @@ fn worktree_cross_branch_moved_through_its_own_worktree_deletes_nothing_it_never
     // The safety net: task 1 moves task 2's branch with a bare `update-ref` run in task
     // 2's worktree (so its HEAD reflog shows no jump); task 2's result would delete
     // task 1's merged f1.txt, which task 2's worktree never held: refused, named.
-    let r = moved_under(
+    // Task 2 ends once task 1 is merged: the deletion is of a file on `main` (else its
+    // result is refused for bringing in task 1's unmerged commit, a race).
+    let r = moved_under_then(
         "w2=$(git worktree list --porcelain | grep -B2 'branch refs/heads/qw/demo/2$' | head -n1 | cut -d' ' -f2-)\ngit -C \"$w2\" update-ref refs/heads/qw/demo/2 \"$(git rev-parse HEAD)\"",
+        "while ! git -C \"$MAIN\" cat-file -e main:f1.txt 2>/dev/null; do sleep 0.05; done",
     );
     let out = r.auto(&["--parallel", "2"]);
     assert_eq!(code(&out), 1, "{}", diag(&out));
