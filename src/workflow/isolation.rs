@@ -645,6 +645,9 @@ impl TaskSpace {
             tracing::warn!("task {}: {m}", task.id);
             note(m);
         }
+        for m in &removed.notes {
+            note(m);
+        }
         if let Some(branch) = removed.kept_branch {
             note(&format!("its unmerged work is kept on branch `{branch}`"));
         }
