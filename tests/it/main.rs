@@ -40,6 +40,7 @@ mod worktree_blame;
 mod worktree_cross;
 mod worktree_foreign;
 mod worktree_moves;
+mod worktree_nest4;
 mod worktree_nested;
 mod worktree_quirks;
 mod worktree_safety;
