@@ -991,10 +991,9 @@ impl Worktrees {
         // git is told where it is now (`git worktree repair`), so what it holds is saved
         // from there like after a `git worktree move`; what is at the old place is left
         // as it is.
-        if let Some(now) = repair_moved(&self.repo, &h.path, &h.admin)
+        if repair_moved(&self.repo, &h.path, &h.admin).is_some()
             && let Some(line) = salvage::moved_line(&h.path, &h.admin, &h.task_id, &h.branch)
         {
-            let _ = now;
             let line = line.replace(
                 "(its agent's `git worktree move`?)",
                 "(by a plain `mv`: qw told git where it is with `git worktree repair`)",
@@ -1143,6 +1142,12 @@ impl Worktrees {
                 )));
             }
             notes.extend(survey.note);
+            if let Some(lines) =
+                keep_remade(&self.repo, &tree::Tree::new(&w.path, &admin, &branch), &self.spec)
+            {
+                notes.extend(lines);
+                continue;
+            }
             if saved.saved_changes {
                 notes.push(format!(
                     "saved the uncommitted work left in `{}` on branch `{branch}`",
@@ -1653,20 +1658,8 @@ fn remove_one(
             return out;
         }
         out.notes.extend(survey.note);
-        // Wiped (made again, its `.git` gone, the index's files missing): its files were
-        // not saved, so the directory is not deleted — only git's record of it.
-        if path.symlink_metadata().is_ok()
-            && tree::wiped(&t, &repo.spec_rel(spec))
-            && let Some(line) = remade(path)
-        {
-            lost::remember_reflog(admin);
-            if let Err(e) = crate::fs::remove_dir_all(admin) {
-                out.warnings.push(format!(
-                    "could not remove `{}` ({e}); `git worktree prune` will",
-                    admin.display()
-                ));
-            }
-            out.warnings.push(line);
+        if let Some(lines) = keep_remade(repo, &t, spec) {
+            out.warnings.extend(lines);
             return finish(repo, out, branch, target, keep_branch, Some(admin));
         }
     } else if admin.is_some() {
@@ -1730,6 +1723,29 @@ fn repair_moved(repo: &Repo, path: &Path, admin: &Path) -> Option<PathBuf> {
     )
     .ok()?;
     out.status.success().then_some(now)
+}
+
+/// A wiped worktree (its directory made again, its `.git` gone, the index's files
+/// missing) holding files: they were not saved (not the task's work), so the directory is
+/// not deleted — only git's record of the worktree (its git dir). The lines saying so;
+/// `None` when it is not such a worktree (remove it as usual).
+fn keep_remade(repo: &Repo, t: &tree::Tree<'_>, spec: &str) -> Option<Vec<String>> {
+    let path = t.path();
+    if path.symlink_metadata().is_err() || !tree::wiped(t, &repo.spec_rel(spec)) {
+        return None;
+    }
+    let line = remade(path)?;
+    let admin = t.admin();
+    lost::remember_reflog(admin);
+    let mut out = Vec::new();
+    if let Err(e) = crate::fs::remove_dir_all(admin) {
+        out.push(format!(
+            "could not remove `{}` ({e}); `git worktree prune` will",
+            admin.display()
+        ));
+    }
+    out.push(line);
+    Some(out)
 }
 
 /// A directory at `path` that is not the worktree (made again there after the
