@@ -1142,9 +1142,11 @@ impl Worktrees {
                 )));
             }
             notes.extend(survey.note);
-            if let Some(lines) =
-                keep_remade(&self.repo, &tree::Tree::new(&w.path, &admin, &branch), &self.spec)
-            {
+            if let Some(lines) = keep_remade(
+                &self.repo,
+                &tree::Tree::new(&w.path, &admin, &branch),
+                &self.spec,
+            ) {
                 notes.extend(lines);
                 continue;
             }

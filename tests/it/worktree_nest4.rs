@@ -69,12 +69,51 @@ fn pack_mtime(r: &Repo, name: &str) -> std::time::SystemTime {
 /// The trace line lost.rs writes for each pack it reads.
 const READS: &str = "lost: reading the objects of ";
 
+/// Put a `git` first on qw's PATH that logs each call's arguments to `<aux>/git-calls`
+/// before running the real git; returns the log's path.
+fn log_git_calls(r: &mut Repo) -> PathBuf {
+    let real = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| Path::new(d).join("git"))
+        .find(|g| g.is_file())
+        .expect("git on PATH");
+    let dir = r.aux.path().join("gitlog");
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = r.aux.path().join("git-calls");
+    let wrapper = dir.join("git");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", dir.display(), path_with(&r.root().join("bin")));
+    r.f.set("PATH", &path);
+    log
+}
+
+/// How many times qw ran `git show-index` (read a pack's index), per the log.
+fn show_index_calls(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split(' ').any(|w| w == "show-index"))
+        .count()
+}
+
 #[test]
 fn worktree_nest4_freshened_old_pack_is_not_read() {
     // rev4 F13: every object of the repository in one pack; each task `git add`s content
     // the pack holds (shared.txt's), so git freshens the pack's mtime while the tasks run.
     let mut r = Repo::new(&tasks(2));
     r.f.set("QW_LOG", "debug");
+    let calls = log_git_calls(&mut r);
     r.git(&["gc", "-q"]);
     let old = packs(&r);
     assert_eq!(old.len(), 1, "{old:?}");
@@ -98,6 +137,8 @@ fn worktree_nest4_freshened_old_pack_is_not_read() {
     );
     let text = diag(&out);
     assert!(!text.contains(READS), "an old pack was read: {text}");
+    assert!(std::fs::read_to_string(&calls).unwrap().contains("merge"));
+    assert_eq!(show_index_calls(&calls), 0, "an old pack was read");
 }
 
 #[test]
@@ -107,6 +148,7 @@ fn worktree_nest4_only_packs_written_since_the_start_are_read() {
     // pack is read, the commit kept; the old one is not.
     let mut r = Repo::new(&tasks(1));
     r.f.set("QW_LOG", "debug");
+    let calls = log_git_calls(&mut r);
     r.git(&["gc", "-q"]);
     let old = packs(&r);
     r.action(
@@ -131,6 +173,9 @@ fn worktree_nest4_only_packs_written_since_the_start_are_read() {
         r.git(&["log", "-1", "--format=%s", kept]).trim(),
         "LOSTWORK"
     );
+    // The new pack read, by each of the task's two saves at most; not the old one.
+    let n = show_index_calls(&calls);
+    assert!((1..=2).contains(&n), "{n} reads of pack indexes");
     // And after a `git gc` (everything into new packs, a cruft one for the lost commit).
     let mut r = Repo::new(&tasks(1));
     r.f.set("QW_LOG", "debug");
