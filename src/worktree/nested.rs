@@ -572,10 +572,13 @@ pub(crate) fn modules_at_risk(
             let count = if c.is_empty() {
                 "commits qw could not list".to_owned()
             } else {
+                // Named, newest first (at most five).
+                let named: Vec<&str> = c.iter().take(5).map(|x| &x[..x.len().min(10)]).collect();
                 format!(
-                    "{} commit(s) in none of its remote branches or tags (up to {})",
+                    "{} commit(s) in none of its remote branches or tags: {}{}",
                     c.len(),
-                    &c[0][..c[0].len().min(10)]
+                    named.join(", "),
+                    if c.len() > 5 { ", …" } else { "" }
                 )
             };
             format!(

@@ -250,6 +250,9 @@ fn worktree_nest4_submodule_commits_survive_a_plain_mv_and_prune() {
     // Following the printed command, with `<dest>` where the files were moved.
     follow_sh(&r, &printed(&text, "mkdir -p <dest>"), &moved);
     assert_eq!(git_in(&r, &moved, &["log", "-1", "--format=%s"]), "SUBWORK");
+    // The refusal named that commit.
+    let sub = git_in(&r, &moved, &["rev-parse", "HEAD"]);
+    assert!(text.contains(&format!("or tags: {}", &sub[..10])), "{text}");
     assert!(git_in(&r, &moved, &["status", "--porcelain"]).contains("unc.txt"));
     let out = r.run(&["worktrees", "--prune"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
