@@ -142,7 +142,7 @@ pub(crate) fn print_prune(r: &PruneReport) {
     for b in &r.skipped_locked {
         crate::diag!("left `{b}` alone: a running qw (or `git worktree lock`) holds it");
     }
-    for s in &r.strays {
+    for s in r.strays.iter().chain(&r.notes) {
         crate::diag!("{s}");
     }
     for w in &r.warnings {

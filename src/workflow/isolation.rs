@@ -653,6 +653,9 @@ impl TaskSpace {
             tracing::debug!("task {}: {m}", task.id);
             note(m);
         }
+        for m in &removed.notes {
+            note(m);
+        }
         if let Some(branch) = removed.kept_branch {
             note(&format!("its unmerged work is kept on branch `{branch}`"));
         }

@@ -259,6 +259,9 @@ pub struct PruneReport {
     pub skipped_locked: Vec<String>,
     /// Commits the agents left outside their results, and where they are.
     pub strays: Vec<String>,
+    /// What is worth telling and went right (nested repositories that were not the
+    /// agents' work, removed with their worktrees).
+    pub notes: Vec<String>,
     /// What could not be done; nothing was lost (a worktree whose work could not be saved
     /// is kept, a directory that could not be removed is named).
     pub warnings: Vec<String>,
@@ -326,7 +329,10 @@ pub fn prune(
                     .any(|w| w.starts_with("kept the worktree"));
                 if e.path.is_some() && saved {
                     let after = repo.commit_of(&format!("refs/heads/{}", e.branch))?;
-                    if e.uncommitted_changes || (before != after && after.is_some()) {
+                    // Only when a commit was made: uncommitted changes that were not the
+                    // task's (tracked files gone with a nested repository moved out) are not
+                    // committed.
+                    if before != after && after.is_some() {
                         report.salvaged.push(e.branch.clone());
                     }
                     if path.symlink_metadata().is_err() {
@@ -334,6 +340,7 @@ pub fn prune(
                     }
                 }
                 report.strays.extend(removed.strays);
+                report.notes.extend(removed.notes);
                 report.warnings.extend(removed.warnings);
                 match removed.kept_branch {
                     Some(b) => {

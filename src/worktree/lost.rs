@@ -4,8 +4,9 @@
 //! expire --expire=now --all`, commits written since the task started that nothing
 //! reaches are found among the loose objects, and among the objects of the packs written
 //! since (an agent's `git gc` puts unreachable objects in a cruft pack, `git repack -k`
-//! in a new pack): no pack is read unless one is that new, so the usual cost is one
-//! listing of `objects/pack`.
+//! in a new pack): no pack is read unless one is that new — told by its name, absent from
+//! the list of packs written when the task started (see [`remember_packs`]) — so the
+//! usual cost is one listing of `objects/pack`.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -123,27 +124,68 @@ pub(crate) fn remember_reflog(admin: &Path) {
         .extend(commits);
 }
 
-/// The objects in the packs written at or after `since` (read from their `.idx` with
-/// `git show-index`).
-fn packed_since(repo: &Repo, since: SystemTime) -> Vec<String> {
-    let mut out = Vec::new();
+/// The file in a task worktree's git dir naming the packs the repository held when the
+/// task started (one `pack-<hash>` a line): any other pack was written since.
+pub(crate) const PACKS_AT_START: &str = "qw-packs";
+
+/// The names (`pack-<hash>`, no extension) of the repository's packs, from their `.idx`.
+fn pack_names(repo: &Repo) -> Vec<String> {
     let dir = repo.common_dir.join("objects").join("pack");
     let Ok(entries) = crate::fs::read_dir(&dir) else {
-        return out;
+        return Vec::new();
     };
-    for e in entries.flatten() {
-        let path = e.path();
-        if path.extension().is_none_or(|x| x != "pack")
-            || !e
-                .metadata()
+    let mut out: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".idx").map(str::to_owned)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Write the names of the packs there are now into the task worktree's git dir `admin`
+/// ([`PACKS_AT_START`]): the packs [`since_start`] reads are the others. A pack is told
+/// new by its name, not its time: git freshens an old pack's mtime each time it is asked
+/// to write an object the pack already holds (an ordinary `git add` or commit), which
+/// would make every save read every object of the repository.
+pub(crate) fn remember_packs(repo: &Repo, admin: &Path) -> Result<()> {
+    let mut text = pack_names(repo).join("\n");
+    text.push('\n');
+    crate::fs::write(admin.join(PACKS_AT_START), text)?;
+    Ok(())
+}
+
+/// The packs written since the task whose git dir is `admin` started: those not named in
+/// its [`PACKS_AT_START`] list; without the list (a worktree an older qw made), those
+/// whose `.idx` was written at or after `since` (git never freshens an `.idx`).
+fn new_packs(repo: &Repo, admin: &Path, since: SystemTime) -> Vec<String> {
+    let known: Option<BTreeSet<String>> = crate::fs::read_to_string(admin.join(PACKS_AT_START))
+        .ok()
+        .map(|t| t.lines().map(str::to_owned).collect());
+    let dir = repo.common_dir.join("objects").join("pack");
+    pack_names(repo)
+        .into_iter()
+        .filter(|name| match &known {
+            Some(k) => !k.contains(name),
+            None => crate::fs::symlink_metadata(dir.join(format!("{name}.idx")))
                 .and_then(|m| m.modified())
-                .is_ok_and(|t| t >= since)
-        {
-            continue;
-        }
-        let Ok(idx) = crate::fs::read(path.with_extension("idx")) else {
+                .is_ok_and(|t| t >= since),
+        })
+        .collect()
+}
+
+/// The objects in the packs written since the task whose git dir is `admin` started
+/// ([`new_packs`]; read from their `.idx` with `git show-index`).
+fn packed_since(repo: &Repo, admin: &Path, since: SystemTime) -> Vec<String> {
+    let mut out = Vec::new();
+    let dir = repo.common_dir.join("objects").join("pack");
+    for name in new_packs(repo, admin, since) {
+        let Ok(idx) = crate::fs::read(dir.join(format!("{name}.idx"))) else {
             continue;
         };
+        tracing::debug!("lost: reading the objects of {name}, written since the task started");
         // `<offset> <object id> (<crc>)` per object.
         let Ok(text) = git_stdin_bytes(repo, &["show-index"], idx) else {
             continue;
@@ -171,7 +213,7 @@ pub(crate) fn since_start(repo: &Repo, admin: &Path, base: &str) -> Vec<String> 
         return Vec::new();
     };
     let mut objects = loose_since(repo, start);
-    let packed = packed_since(repo, start);
+    let packed = packed_since(repo, admin, start);
     let from_packs = !packed.is_empty();
     objects.extend(packed);
     if objects.is_empty() {

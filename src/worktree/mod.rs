@@ -853,6 +853,9 @@ pub struct Removed {
     pub strays: Vec<String>,
     /// Things that went wrong but lost nothing (a directory that could not be removed).
     pub warnings: Vec<String>,
+    /// What is worth telling and went right (nested repositories that were not the
+    /// agent's work, removed with the worktree).
+    pub notes: Vec<String>,
 }
 
 /// The worktrees of one workflow run: where tasks are created and merged back.
@@ -985,22 +988,21 @@ impl Worktrees {
     /// files and `.git`): one line naming it, the task, and where its
     /// commits are (its branch, kept when it holds any).
     pub fn gone(&self, h: &WorktreeHandle) -> Option<String> {
-        // Moved by a plain `mv`: git is told where it is now (`git worktree repair`), so
-        // what it holds is saved from there like after a `git worktree move`.
-        if h.path.symlink_metadata().is_err()
-            && let Some(now) = lost::moved_by_mv(&h.path, &h.admin)
+        // Moved by a plain `mv` (a directory may have been made again where it was):
+        // git is told where it is now (`git worktree repair`), so what it holds is saved
+        // from there like after a `git worktree move`; what is at the old place is left
+        // as it is.
+        if repair_moved(&self.repo, &h.path, &h.admin).is_some()
+            && let Some(line) = salvage::moved_line(&h.path, &h.admin, &h.task_id, &h.branch)
         {
-            let _ = git_output(
-                &self.repo.top,
-                ["worktree".as_ref(), "repair".as_ref(), now.as_os_str()],
-                &[],
+            let line = line.replace(
+                "(its agent's `git worktree move`?)",
+                "(by a plain `mv`: qw told git where it is with `git worktree repair`)",
             );
-            if let Some(line) = salvage::moved_line(&h.path, &h.admin, &h.task_id, &h.branch) {
-                return Some(line.replace(
-                    "(its agent's `git worktree move`?)",
-                    "(by a plain `mv`: qw told git where it is with `git worktree repair`)",
-                ));
-            }
+            return Some(match remade(&h.path) {
+                Some(r) => format!("{line}; {r}"),
+                None => line,
+            });
         }
         // Moved by its agent (`git worktree move`): not gone, but not where the task's
         // check and merge run either.
@@ -1127,15 +1129,29 @@ impl Worktrees {
                 why: e.to_string(),
             })?;
             notes.extend(saved.strays);
-            if let Some(line) = nested::kept_line(
+            let survey = nested::survey(
                 &self.repo,
                 &tree::Tree::new(&w.path, &admin, &branch),
                 &w.path,
-            ) {
+                &target,
+            );
+            if let Some(line) = survey
+                .kept
+                .or_else(|| nested::modules_at_risk(&self.repo, &admin, &w.path, &branch, &target))
+            {
                 // Not removed, and its branch stays checked out there.
                 return Err(WorktreeError::MainTree(format!(
                     "task {task_id} was not started: {line}"
                 )));
+            }
+            notes.extend(survey.note);
+            if let Some(lines) = keep_remade(
+                &self.repo,
+                &tree::Tree::new(&w.path, &admin, &branch),
+                &self.spec,
+            ) {
+                notes.extend(lines);
+                continue;
             }
             if saved.saved_changes {
                 notes.push(format!(
@@ -1191,6 +1207,7 @@ impl Worktrees {
                 owned::record(&self.repo, &branch)?;
                 let admin = tree::admin_of(&path)?;
                 tree::write_marker(&admin, &self.spec, task_id)?;
+                lost::remember_packs(&self.repo, &admin)?;
                 (path, admin, resumed)
             }
         };
@@ -1299,6 +1316,7 @@ impl Worktrees {
                 ));
             }
             notes.extend(removed.strays);
+            notes.extend(removed.notes);
             notes.extend(removed.warnings);
         }
         notes
@@ -1623,6 +1641,19 @@ fn remove_one(
     keep_branch: bool,
 ) -> Removed {
     let mut out = Removed::default();
+    // Moved by a plain `mv` (a directory perhaps made again at its old place): saved and
+    // removed where it is now; the old place is left alone.
+    let moved = admin.and_then(|a| repair_moved(repo, path, a));
+    let old_place = path;
+    let path = moved.as_deref().unwrap_or(path);
+    if let Some(now) = &moved {
+        out.notes.push(format!(
+            "the worktree `{}` had been moved to `{}` by a plain `mv`: qw told git where it is (`git worktree repair`) and saved and removed it from there",
+            old_place.display(),
+            now.display()
+        ));
+        out.warnings.extend(remade(old_place));
+    }
     // A git dir that is gone (`git worktree remove` by someone else) holds nothing to
     // save: what was committed is on the branch, the rest went with it.
     if let Some(admin) = admin.filter(|a| a.symlink_metadata().is_ok()) {
@@ -1639,13 +1670,23 @@ fn remove_one(
                 return out;
             }
         }
-        // A repository or worktree the agent nested in it would go with it: kept.
-        if let Some(line) = nested::kept_line(repo, &t, path) {
+        // A repository or worktree the agent nested in it would go with it, or a
+        // submodule's repository in its git dir holding commits found nowhere else: kept.
+        let survey = nested::survey(repo, &t, path, target);
+        if let Some(line) = survey
+            .kept
+            .or_else(|| nested::modules_at_risk(repo, admin, path, branch, target))
+        {
             out.warnings.push(line);
             // Checked out there, so not deleted; named as kept when it holds unmerged work.
             let unmerged = repo.unmerged_commits(branch, target).unwrap_or(1) > 0;
             out.kept_branch = (keep_branch || unmerged).then(|| branch.to_owned());
             return out;
+        }
+        out.notes.extend(survey.note);
+        if let Some(lines) = keep_remade(repo, &t, spec) {
+            out.warnings.extend(lines);
+            return finish(repo, out, branch, target, keep_branch, Some(admin));
         }
     } else if admin.is_some() {
         // Its worktree was deleted under it (`git worktree remove` by its agent): what
@@ -1653,6 +1694,19 @@ fn remove_one(
         let _ = owned::record(repo, branch);
     }
     out.warnings.extend(tree::remove_tree(repo, path, admin));
+    finish(repo, out, branch, target, keep_branch, admin)
+}
+
+/// The end of [`remove_one`], its worktree gone: delete the branch if merged into
+/// `target` and not `keep_branch`, else name it as kept.
+fn finish(
+    repo: &Repo,
+    mut out: Removed,
+    branch: &str,
+    target: &str,
+    keep_branch: bool,
+    admin: Option<&Path>,
+) -> Removed {
     let kept = (|| -> Result<Option<String>> {
         if !repo.branch_exists(branch)? {
             return Ok(None);
@@ -1678,6 +1732,59 @@ fn remove_one(
             }),
     }
     out
+}
+
+/// When the task worktree whose git dir is `admin` is not at `path` (gone, or a
+/// directory made again there) but was moved by a plain `mv` beside it: git is told
+/// where it is now (`git worktree repair`), and that place is returned.
+fn repair_moved(repo: &Repo, path: &Path, admin: &Path) -> Option<PathBuf> {
+    if tree::sound(path, admin) {
+        return None;
+    }
+    let now = lost::moved_by_mv(path, admin)?;
+    let out = git_output(
+        &repo.top,
+        ["worktree".as_ref(), "repair".as_ref(), now.as_os_str()],
+        &[],
+    )
+    .ok()?;
+    out.status.success().then_some(now)
+}
+
+/// A wiped worktree (its directory made again, its `.git` gone, the index's files
+/// missing) holding files: they were not saved (not the task's work), so the directory is
+/// not deleted — only git's record of the worktree (its git dir). The lines saying so;
+/// `None` when it is not such a worktree (remove it as usual).
+fn keep_remade(repo: &Repo, t: &tree::Tree<'_>, spec: &str) -> Option<Vec<String>> {
+    let path = t.path();
+    if path.symlink_metadata().is_err() || !tree::wiped(t, &repo.spec_rel(spec)) {
+        return None;
+    }
+    let line = remade(path)?;
+    let admin = t.admin();
+    lost::remember_reflog(admin);
+    let mut out = Vec::new();
+    if let Err(e) = crate::fs::remove_dir_all(admin) {
+        out.push(format!(
+            "could not remove `{}` ({e}); `git worktree prune` will",
+            admin.display()
+        ));
+    }
+    out.push(line);
+    Some(out)
+}
+
+/// A directory at `path` that is not the worktree (made again there after the
+/// worktree was moved or deleted) holding files: one line saying qw leaves it as it is
+/// (rev3 M4: its files are nobody's qw knows, never deleted).
+fn remade(path: &Path) -> Option<String> {
+    let files = path.is_dir() && tree::holds_files(path).unwrap_or(true);
+    files.then(|| {
+        format!(
+            "a directory made again at `{}` holds files qw did not save (they are not the worktree's): qw left it as it is, look through it",
+            path.display()
+        )
+    })
 }
 
 fn path_str(p: &Path) -> String {

@@ -9,11 +9,17 @@
 //! leave a nested detached worktree's commits to `git worktree prune`. So: each nested
 //! one is left out of the staging ([`exclusions`]), a gitlink the result would bring
 //! that the target does not have is unstaged ([`unstage_new_gitlinks`]), and a task
-//! worktree holding one is not removed: it is kept, and [`kept_line`] names each nested
-//! one and what it holds.
+//! worktree holding one is not removed: it is kept, and [`survey`] names each nested
+//! one, what it holds and how to move it out without loss (a submodule whose repository
+//! lives in the task worktree's git dir, one in a directory the project tracks). Nested
+//! repositories that are not the agent's work — the project's own submodule at its
+//! recorded commit, one under an ignored directory with no commit of its own — keep
+//! nothing. Nor is a worktree removed whose git dir holds a submodule's repository with
+//! commits found nowhere else ([`modules_at_risk`]).
 
 use std::path::{Path, PathBuf};
 
+use super::shell::quote;
 use super::tree::Tree;
 use super::{Repo, Result, git_output};
 
@@ -134,25 +140,206 @@ pub(crate) fn unstage_new_gitlinks(t: &Tree<'_>, base: Option<&str>) -> Result<V
     Ok(new)
 }
 
-/// What one nested repository holds, in words: a worktree of this repository (its branch,
-/// or its detached HEAD and the commits on no branch) or a repository of its own (its
-/// commits, kept in its own `.git`), and its uncommitted files.
-fn describe(repo: &Repo, dir: &Path) -> String {
-    let run = |args: &[&str]| -> Option<String> {
-        let out = git_output(dir, args, &[]).ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    };
-    let common = run(&["rev-parse", "--path-format=absolute", "--git-common-dir"])
-        .map(PathBuf::from)
-        .and_then(|p| p.canonicalize().ok());
+/// The file in a task worktree's git dir naming (one a line, relative to the work tree)
+/// the nested repositories it was kept for: once one is moved out, the deletion of the
+/// project's tracked files that went with it (`mv src …` of a `git init src`, a
+/// registered submodule's gitlink) is not the task's work ([`vanished`]).
+const KEPT_FOR: &str = "qw-nested";
+
+/// Run git in `dir` (a nested repository); its trimmed stdout on success.
+fn run_in(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = git_output(dir, args, &[]).ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Run git on the git dir `git_dir` alone (`--work-tree` is the git dir itself, so a
+/// `core.worktree` naming a directory that is gone does not stop it); trimmed stdout.
+fn run_on(git_dir: &Path, args: &[&str]) -> Option<String> {
+    let pre = [
+        std::ffi::OsStr::new("--git-dir"),
+        git_dir.as_os_str(),
+        std::ffi::OsStr::new("--work-tree"),
+        git_dir.as_os_str(),
+    ];
+    let out = super::spawn_output(super::git_command(git_dir, &pre, args, &[]), git_dir).ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The commits of the repository whose git dir is `git_dir` that it holds only itself:
+/// reachable from its branches, HEAD or reflogs, but from none of its remote-tracking
+/// branches or tags, nor from `also` (commits the project records for it). `None` when
+/// git cannot tell.
+fn own_commits(git_dir: &Path, also: &[String]) -> Option<Vec<String>> {
+    let mut args = vec![
+        "rev-list",
+        "--all",
+        "--reflog",
+        "--not",
+        "--remotes",
+        "--tags",
+    ];
+    let known: Vec<&String> = also
+        .iter()
+        .filter(|c| run_on(git_dir, &["cat-file", "-e", &format!("{c}^{{commit}}")]).is_some())
+        .collect();
+    args.extend(known.iter().map(|c| c.as_str()));
+    run_on(git_dir, &args).map(|o| o.lines().map(str::to_owned).collect())
+}
+
+/// One nested repository, looked at.
+struct Probe {
+    /// Relative to the task worktree.
+    rel: String,
+    dir: PathBuf,
+    /// A worktree of this repository.
+    ours: bool,
+    head: Option<String>,
+    branch: Option<String>,
+    /// Its git dir, when it lives in the task worktree's git dir (`<admin>/modules/…`:
+    /// a submodule added or initialised in the worktree) — removed with the worktree, and
+    /// left behind by a plain `mv` of the directory.
+    module: Option<PathBuf>,
+    /// Its own git dir.
+    git_dir: Option<PathBuf>,
+    /// In a directory the project tracks (`git init src`): a `mv` of it takes the
+    /// project's files too.
+    tracked_dir: bool,
+    /// Files `git status` shows there.
+    dirty: usize,
+}
+
+fn probe(repo: &Repo, t: &Tree<'_>, rel: &str) -> Probe {
+    let dir = t.path().join(rel);
+    let canon = |p: PathBuf| p.canonicalize().ok();
+    let common = run_in(
+        &dir,
+        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+    )
+    .map(PathBuf::from)
+    .and_then(canon);
     let ours = common.is_some() && common == repo.common_dir.canonicalize().ok();
-    let head = run(&["rev-parse", "-q", "--verify", "HEAD^{commit}"]);
-    let branch = run(&["symbolic-ref", "-q", "--short", "HEAD"]);
+    let git_dir = run_in(&dir, &["rev-parse", "--absolute-git-dir"])
+        .map(PathBuf::from)
+        .and_then(canon);
+    let modules = canon(t.admin().join("modules"));
+    let module = git_dir
+        .clone()
+        .filter(|g| !ours && modules.as_ref().is_some_and(|m| g.starts_with(m)));
+    let prefix = format!("{rel}/");
+    let tracked_dir = t
+        .run(&["ls-files", "-z", "--", &format!(":(literal){rel}")])
+        .is_ok_and(|o| o.split('\0').any(|p| p.starts_with(&prefix)));
+    let dirty = run_in(
+        &dir,
+        &["status", "--porcelain=v1", "-z", "--untracked-files=all"],
+    )
+    .map(|s| s.split('\0').filter(|l| l.len() > 3).count())
+    .unwrap_or(0);
+    Probe {
+        rel: rel.to_owned(),
+        head: run_in(&dir, &["rev-parse", "-q", "--verify", "HEAD^{commit}"]),
+        branch: run_in(&dir, &["symbolic-ref", "-q", "--short", "HEAD"]),
+        dir,
+        ours,
+        module,
+        git_dir,
+        tracked_dir,
+        dirty,
+    }
+}
+
+/// The commit a gitlink at `rel` records in `rev`'s tree (`None`: no gitlink there).
+fn gitlink_in(repo: &Repo, rev: &str, rel: &str) -> Option<String> {
+    let out = run_in(&repo.top, &["ls-tree", "-z", rev, "--", rel])?;
+    let (meta, path) = out.split('\0').next()?.split_once('\t')?;
+    let mut m = meta.split(' ');
+    (m.next()? == "160000" && path == rel).then(|| m.nth(1).unwrap_or("").to_owned())
+}
+
+/// Why a nested repository is not the agent's work, if it is not (rev3 M2): the
+/// project's own submodule (a gitlink of `base`) at the commit recorded for it, nothing
+/// changed in it and no commit of its own; or a repository under an ignored directory
+/// (a build's `_deps/*-src`, a virtualenv's checkout) holding no commit of its own.
+fn not_the_agents(
+    p: &Probe,
+    t: &Tree<'_>,
+    repo: &Repo,
+    base: Option<&str>,
+    ignored: bool,
+) -> Option<String> {
+    if p.ours {
+        return None;
+    }
+    let git_dir = p.git_dir.as_deref()?;
+    let registered = base.and_then(|b| gitlink_in(repo, b, &p.rel));
+    if let Some(recorded) = registered {
+        let staged = index_gitlinks(t).ok().and_then(|l| {
+            l.into_iter()
+                .find(|(path, _)| *path == p.rel)
+                .map(|(_, c)| c)
+        });
+        let at: Vec<String> = std::iter::once(recorded).chain(staged).collect();
+        let mine = own_commits(git_dir, &at)?;
+        if p.head.as_ref().is_some_and(|h| at.contains(h)) && p.dirty == 0 && mine.is_empty() {
+            return Some(format!(
+                "`{}` is the project's own submodule at its recorded commit",
+                p.rel
+            ));
+        }
+        return None;
+    }
+    if ignored && own_commits(git_dir, &[])?.is_empty() {
+        return Some(format!(
+            "`{}` is a repository under an ignored directory with no commit of the agent's",
+            p.rel
+        ));
+    }
+    None
+}
+
+/// `rm -f <dir>/.git && mv <module> <dir>/.git && git config --file <dir>/.git/config
+/// --unset core.worktree`: the repository whose git dir is `module` made one of its own
+/// in `dir` (what `git submodule absorbgitdirs` does, backwards), so it survives the
+/// task worktree's git dir; `mkdir -p <dir>` first when `make`. (`--file`: a `git -C`
+/// would first go to the `core.worktree` it names, which may be gone.) `dir` is a path,
+/// or a placeholder such as `<dest>` printed as it is.
+fn take_out(module: &Path, dir: &str, make: bool) -> String {
+    let word = |s: &str| {
+        if dir.starts_with('<') {
+            s.to_owned()
+        } else {
+            quote(s).into_owned()
+        }
+    };
+    let dotgit = word(&format!("{dir}/.git"));
+    let config = word(&format!("{dir}/.git/config"));
+    format!(
+        "{}rm -f {dotgit} && mv {} {dotgit} && git config --file {config} --unset core.worktree",
+        if make {
+            format!("mkdir -p {} && ", word(dir))
+        } else {
+            String::new()
+        },
+        quote(&module.to_string_lossy()),
+    )
+}
+
+/// What one nested repository holds, in words, and how it is moved out without loss:
+/// a worktree of this repository (its branch, or its detached HEAD and the commits on no
+/// branch), a repository of its own (its commits, kept in its own `.git`), a submodule
+/// whose repository lives in the task worktree's git dir, or one in a directory the
+/// project tracks; and its uncommitted files.
+fn describe(p: &Probe) -> String {
+    let run = |args: &[&str]| run_in(&p.dir, args);
+    let shown = p.dir.to_string_lossy().into_owned();
+    let q = |s: &str| quote(s).into_owned();
     let mut parts = Vec::new();
-    if ours {
-        match (&branch, &head) {
+    if p.ours {
+        match (&p.branch, &p.head) {
             (Some(b), _) => parts.push(format!("a worktree of this repository on branch `{b}`")),
             (None, Some(h)) => {
                 let n = run(&[
@@ -173,46 +360,121 @@ fn describe(repo: &Repo, dir: &Path) -> String {
             (None, None) => parts.push("a worktree of this repository".to_owned()),
         }
     } else {
-        let n = head
+        let n = p
+            .head
             .as_deref()
             .and_then(|h| run(&["rev-list", "--count", "--all", h]))
             .unwrap_or_else(|| "no".to_owned());
-        parts.push(format!(
-            "a repository of its own, {n} commit(s) in its own `.git`"
-        ));
+        match &p.module {
+            Some(m) => parts.push(format!(
+                "a submodule, {n} commit(s) in its repository `{}` inside the task worktree's git dir",
+                m.display()
+            )),
+            None => parts.push(format!(
+                "a repository of its own, {n} commit(s) in its own `.git`"
+            )),
+        }
     }
-    let dirty = run(&["status", "--porcelain=v1", "-z", "--untracked-files=all"])
-        .map(|s| s.split('\0').filter(|l| l.len() > 3).count())
-        .unwrap_or(0);
-    if dirty > 0 {
-        parts.push(format!("{dirty} uncommitted file(s)"));
+    if p.dirty > 0 {
+        parts.push(format!("{} uncommitted file(s)", p.dirty));
     }
-    format!("`{}` ({})", dir.display(), parts.join(", "))
+    if !p.ours {
+        if let Some(m) = &p.module {
+            parts.push(format!(
+                "a plain `mv` would leave its repository behind, to be deleted with the worktree: move it out with `{} && mv {} <elsewhere>`",
+                take_out(m, &shown, false),
+                q(&shown)
+            ));
+        } else if p.tracked_dir {
+            parts.push(format!(
+                "in a directory the project tracks, whose files a `mv` would take along: copy it out and take its `.git` away with `cp -a {} <elsewhere> && rm -rf {}`",
+                q(&shown),
+                q(&format!("{shown}/.git"))
+            ));
+        }
+    }
+    format!("`{shown}` ({})", parts.join(", "))
 }
 
-/// When the task worktree at `path` holds nested repositories: the line saying it is
-/// kept (not removed), naming each and what it holds, and how to move them out.
-pub(crate) fn kept_line(repo: &Repo, t: &Tree<'_>, path: &Path) -> Option<String> {
-    let nested = find(t).ok()?;
+/// What the nested repositories of a task worktree mean for its removal.
+#[derive(Debug, Default)]
+pub(crate) struct Survey {
+    /// The line saying the worktree is kept (not removed), naming each nested repository
+    /// the agent made and how to move it out; `None`: it can be removed.
+    pub(crate) kept: Option<String>,
+    /// One line naming the nested repositories that are not the agent's work (the
+    /// project's own submodule, one under an ignored directory): removed with it.
+    pub(crate) note: Option<String>,
+}
+
+/// The nested repositories of the task worktree at `path` (`base`: the target it merges
+/// into): those that keep it, and those that do not (see [`not_the_agents`]). Those that
+/// keep it are recorded in its git dir ([`KEPT_FOR`]).
+pub(crate) fn survey(repo: &Repo, t: &Tree<'_>, path: &Path, base: &str) -> Survey {
+    let Ok(nested) = find(t) else {
+        return Survey::default();
+    };
     if nested.is_empty() {
-        return None;
+        return Survey::default();
     }
-    let what: Vec<String> = nested
-        .iter()
-        .map(|n| describe(repo, &path.join(n)))
-        .collect();
+    let staged = find_staged(t).unwrap_or_default();
+    let base = repo.commit_of(base).ok().flatten();
+    let mut kept = Vec::new();
+    let mut not_agents = Vec::new();
+    for n in &nested {
+        let p = probe(repo, t, n);
+        let ignored = !staged.contains(n);
+        match not_the_agents(&p, t, repo, base.as_deref(), ignored) {
+            Some(why) => not_agents.push(why),
+            None => kept.push(p),
+        }
+    }
+    if kept.is_empty() {
+        let note = (!not_agents.is_empty()).then(|| {
+            format!(
+                "{} (not the agent's work), so the worktree `{}` was removed as usual",
+                not_agents.join("; "),
+                path.display()
+            )
+        });
+        return Survey { kept: None, note };
+    }
+    let record: String = kept.iter().map(|p| format!("{}\n", p.rel)).collect();
+    let _ = crate::fs::write(t.admin().join(KEPT_FOR), record);
+    let what: Vec<String> = kept.iter().map(describe).collect();
     // `git submodule add` also wrote an entry for it (left out of the result too).
     let modules = crate::fs::read_to_string(path.join(".gitmodules")).unwrap_or_default();
-    let named = nested.iter().any(|n| {
+    let named = kept.iter().any(|p| {
         modules.lines().any(|l| {
             l.trim()
                 .strip_prefix("path")
                 .map(|r| r.trim_start().trim_start_matches('=').trim())
-                == Some(n.as_str())
+                == Some(p.rel.as_str())
         })
     });
-    Some(format!(
-        "kept the worktree `{}` (not removed; its own work is saved on branch `{}`): it holds git repositories or worktrees its agent made, which qw never merges nor deletes: {}{}; move each out (`git worktree move <it> <elsewhere>` for a worktree, `mv` for a repository), then run `qw worktrees --prune`",
+    let mut how = Vec::new();
+    if kept.iter().any(|p| p.ours) {
+        how.push("`git worktree move <it> <elsewhere>` for a worktree");
+    }
+    if kept
+        .iter()
+        .any(|p| !p.ours && p.module.is_none() && !p.tracked_dir)
+    {
+        how.push("`mv <it> <elsewhere>` for a repository");
+    }
+    let special = kept
+        .iter()
+        .any(|p| !p.ours && (p.module.is_some() || p.tracked_dir));
+    let how = match (how.is_empty(), special) {
+        (true, _) => "with the command named for it".to_owned(),
+        (false, false) => format!("({})", how.join(", ")),
+        (false, true) => format!(
+            "({}, the others with the command named for them)",
+            how.join(", ")
+        ),
+    };
+    let kept_line = format!(
+        "kept the worktree `{}` (not removed; its own work is saved on branch `{}`): it holds git repositories or worktrees its agent made, which qw never merges nor deletes: {}{}; move each out {}, then run `qw worktrees --prune`",
         path.display(),
         t.branch(),
         what.join(", "),
@@ -220,7 +482,116 @@ pub(crate) fn kept_line(repo: &Repo, t: &Tree<'_>, path: &Path) -> Option<String
             " (their `.gitmodules` entries are not merged either)"
         } else {
             ""
+        },
+        how
+    );
+    let others = if not_agents.is_empty() {
+        String::new()
+    } else {
+        format!(" ({}: not the agent's work)", not_agents.join("; "))
+    };
+    Survey {
+        kept: Some(format!("{kept_line}{others}")),
+        note: None,
+    }
+}
+
+/// The nested repositories the task worktree was kept for ([`KEPT_FOR`]) that are no
+/// longer there (moved out, or their `.git` taken away): paths under them that its
+/// files lack were taken out with them — deleting them is not the task's work.
+pub(crate) fn vanished(t: &Tree<'_>) -> Vec<String> {
+    crate::fs::read_to_string(t.admin().join(KEPT_FOR))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .filter(|l| t.path().join(l).join(".git").symlink_metadata().is_err())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Repositories of submodules inside the task worktree's git dir `admin`
+/// (`<admin>/modules/<name>`, made by a `git submodule add` or `update --init` in the
+/// worktree) holding commits found nowhere else — none of their remote branches or
+/// tags, nor the commit `base` records — which removing the worktree would delete
+/// (rev4 F12): the line that keeps the worktree, naming each and how to take it out.
+pub(crate) fn modules_at_risk(
+    repo: &Repo,
+    admin: &Path,
+    path: &Path,
+    branch: &str,
+    base: &str,
+) -> Option<String> {
+    let root = admin.join("modules");
+    if !root.is_dir() {
+        return None;
+    }
+    let base = repo.commit_of(base).ok().flatten();
+    let mut found = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = crate::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let g = e.path();
+            if !g.is_dir()
+                || g.symlink_metadata()
+                    .is_ok_and(|m| m.file_type().is_symlink())
+            {
+                continue;
+            }
+            if !(g.join("HEAD").is_file() && g.join("objects").is_dir()) {
+                // A folder of a submodule's name with `/` in it.
+                stack.push(g);
+                continue;
+            }
+            let name = g
+                .strip_prefix(&root)
+                .map(|r| r.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let recorded: Vec<String> = base
+                .as_deref()
+                .and_then(|b| gitlink_in(repo, b, &name))
+                .into_iter()
+                .collect();
+            match own_commits(&g, &recorded) {
+                Some(c) if c.is_empty() => stack.push(g.join("modules")),
+                Some(c) => found.push((name, g, c)),
+                // Unreadable: kept rather than deleted unseen.
+                None => found.push((name, g, Vec::new())),
+            }
         }
+    }
+    if found.is_empty() {
+        return None;
+    }
+    found.sort();
+    let what: Vec<String> = found
+        .iter()
+        .map(|(name, g, c)| {
+            let count = if c.is_empty() {
+                "commits qw could not list".to_owned()
+            } else {
+                // Named, newest first (at most five).
+                let named: Vec<&str> = c.iter().take(5).map(|x| &x[..x.len().min(10)]).collect();
+                format!(
+                    "{} commit(s) in none of its remote branches or tags: {}{}",
+                    c.len(),
+                    named.join(", "),
+                    if c.len() > 5 { ", …" } else { "" }
+                )
+            };
+            format!(
+                "submodule `{name}` (`{}`, {count}: take it out with `{}`)",
+                g.display(),
+                take_out(g, "<dest>", true)
+            )
+        })
+        .collect();
+    Some(format!(
+        "kept the worktree `{}` (not removed; its own work is saved on branch `{branch}`): its git dir holds the repository of {}, which removing the worktree would delete; `<dest>` being where that submodule's files are now, or a new directory (`git -C <dest> checkout -f` then brings back its committed files), then run `qw worktrees --prune`",
+        path.display(),
+        what.join(", ")
     ))
 }
 

@@ -229,6 +229,37 @@ pub(crate) fn stage(
         }
         t.run(&args)?;
     }
+    // A nested repository the worktree was kept for, moved out since (`mv src …` of a
+    // `git init src`): the project's tracked files that went with it are not deleted
+    // by the task (rev4 F2).
+    if let Some(h) = &head {
+        let gone = super::nested::vanished(t);
+        if !gone.is_empty() {
+            let mut args = vec![
+                "diff".to_owned(),
+                "--cached".to_owned(),
+                "--name-only".to_owned(),
+                "--no-renames".to_owned(),
+                "--diff-filter=D".to_owned(),
+                "-z".to_owned(),
+                h.clone(),
+                "--".to_owned(),
+            ];
+            args.extend(gone.iter().map(|g| format!(":(literal){g}")));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let deleted: Vec<String> = t
+                .run(&args)?
+                .split('\0')
+                .filter(|p| !p.is_empty())
+                .map(|p| format!(":(literal){p}"))
+                .collect();
+            if !deleted.is_empty() {
+                let mut args = vec!["reset", "-q", h.as_str(), "--"];
+                args.extend(deleted.iter().map(String::as_str));
+                t.run(&args)?;
+            }
+        }
+    }
     let base_commit = repo.commit_of(base)?;
     super::nested::unstage_new_gitlinks(t, base_commit.as_deref())?;
     super::nested::unstage_dangling_gitmodules(repo, t, base_commit.as_deref())?;

@@ -41,6 +41,7 @@ mod worktree_cross;
 mod worktree_cross4;
 mod worktree_foreign;
 mod worktree_moves;
+mod worktree_nest4;
 mod worktree_nested;
 mod worktree_own4;
 mod worktree_quirks;

@@ -430,9 +430,29 @@ fn worktree_wiped_by_its_agent_is_deleted_never_a_commit_deleting_every_file() {
         }
     }
     r.assert_no_process();
+    // The files written in the wiped directories after the wipe were not saved: the
+    // directories are left as they are (rev3 M4: qw never deletes files it cannot
+    // account for), and named.
+    let text = diag(&out);
+    let container = r.container().unwrap();
+    for i in ["1", "2"] {
+        let d = container.join(format!("demo-{i}"));
+        assert!(d.join(format!("f{i}.txt")).is_file(), "{}", d.display());
+        assert!(
+            text.contains(&format!(
+                "a directory made again at `{}` holds files qw did not save",
+                d.display()
+            )),
+            "{text}"
+        );
+    }
     let out = r.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
-    r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt"]);
+    for f in ["f1.txt", "f2.txt", "f3.txt"] {
+        assert!(r.git_ok(&["cat-file", "-e", &format!("main:{f}")]), "{f}");
+    }
+    r.assert_no_half_done_git();
+    r.assert_no_process();
     let after = main_files(&r);
     for f in &files_before {
         assert!(after.contains(f), "`{f}` was deleted from main: {after:?}");
