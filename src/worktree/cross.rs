@@ -280,7 +280,7 @@ pub(crate) fn moved_line(
         }
     }
     Ok(format!(
-        "task {task}'s branch `{branch}` was moved while the task ran, not from its worktree ({who}): its worktree was at {} and the branch was moved to {}, so its result was not merged (it would have undone what the branch was moved to); the worktree's own work (its last commit {} and its files) is on `{branch}`{}, and what the branch was moved to ({}) is {landed_at}{after}; `qw workflow-continue {}` runs the task again from `{branch}`",
+        "task {task}'s branch `{branch}` was moved while the task ran, not from its worktree ({who}): its worktree was at {} and the branch was moved to {}, so its result was not merged (it would have undone what the branch was moved to); the worktree's own work (its last commit {} and its files) is on `{branch}`{}, and what the branch was moved to ({}) is {landed_at}{after}; `{}` runs the task again from `{branch}`",
         short(&m.own),
         short(landed),
         short(&m.own),
@@ -288,7 +288,7 @@ pub(crate) fn moved_line(
             .map(|r| format!(" ({})", short(r)))
             .unwrap_or_default(),
         short(landed),
-        shell_quote(parse_branch(branch).map_or("", |(spec, _)| spec)),
+        super::shell::continue_of(branch),
     ))
 }
 
@@ -569,7 +569,7 @@ impl Worktrees {
         .filter(|c| own.contains(*c))
         .map(str::to_owned)
         .collect();
-        let cont = format!("qw workflow-continue {}", shell_quote(&self.spec));
+        let cont = super::shell::continue_cmd(&self.spec);
         if mine.is_empty() {
             return Ok(format!(
                 "its worktree made no commit of its own to keep, so to run it again from `{}`: `git branch -D {}`, then `{cont}`",
@@ -813,10 +813,10 @@ pub(crate) fn unheld_line(
     let named: Vec<String> = paths.iter().map(|p| format!("`{p}`")).collect();
     let kept = match put_back {
         Some(c) => format!(
-            "it is kept on branch `{branch}` with those paths put back as they are where it meets `{target}` ({} on top of {}), so its merge deletes nothing it never held; `qw workflow-continue {}` runs the task again from there and merges it",
+            "it is kept on branch `{branch}` with those paths put back as they are where it meets `{target}` ({} on top of {}), so its merge deletes nothing it never held; `{}` runs the task again from there and merges it",
             short(c),
             short(result),
-            shell_quote(spec)
+            super::shell::continue_cmd(spec)
         ),
         None => format!(
             "it is kept on branch `{branch}` ({}); see what it changes with `git diff {}...{}`",
