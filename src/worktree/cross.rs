@@ -206,27 +206,11 @@ fn who(repo: &Repo, t: &Tree<'_>, branch: &str, now: &str) -> String {
     }
     // The branch's own reflog: the entry that put it there (not its newest, which may
     // be the worktree's own commit on top of it).
-    let said = git_output(
-        &repo.top,
-        [
-            "reflog",
-            "show",
-            "--format=%H%x09%gs",
-            &format!("refs/heads/{branch}"),
-            "--",
-        ],
-        &[],
-    )
-    .ok()
-    .filter(|o| o.status.success())
-    .and_then(|o| {
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('\t'))
-            .find(|(c, _)| *c == now)
-            .map(|(_, m)| m.trim().to_owned())
-    })
-    .filter(|s| !s.is_empty());
+    let said = super::reflog::branch_log(repo, branch)
+        .into_iter()
+        .find(|(c, _)| c == now)
+        .map(|(_, m)| m.trim().to_owned())
+        .filter(|s| !s.is_empty());
     match said {
         Some(s) => format!("by someone else (its reflog says `{s}`)"),
         None => "by someone else (a `git update-ref`?)".to_owned(),

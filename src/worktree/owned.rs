@@ -78,34 +78,6 @@ fn new_commits(repo: &Repo, tip: &str, target: &str, ours: Option<&str>) -> Resu
         .collect())
 }
 
-/// The branch's own reflog, newest first (`git reflog`, whatever the ref backend):
-/// `(commit, message)`; empty when there is none.
-fn branch_log(repo: &Repo, branch: &str) -> Vec<(String, String)> {
-    let Ok(out) = git_output(
-        &repo.top,
-        [
-            "reflog",
-            "show",
-            "--format=%H%x09%gs",
-            &format!("refs/heads/{branch}"),
-            "--",
-        ],
-        &[],
-    ) else {
-        return Vec::new();
-    };
-    if !out.status.success() {
-        return Vec::new();
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let (c, m) = l.split_once('\t').unwrap_or((l, ""));
-            (c.len() >= 40).then(|| (c.to_owned(), m.to_owned()))
-        })
-        .collect()
-}
-
 /// Does a reflog message say qw made the branch (`git worktree add -B <branch> <path>
 /// <full commit id>`)? An agent's `git branch`/`switch -c` names `HEAD` or a branch.
 fn made_by_qw(message: &str) -> bool {
@@ -132,7 +104,7 @@ fn made_by_user(
     ours: Option<&str>,
 ) -> Option<String> {
     let spec = parse_branch(branch).map(|(s, _)| s)?;
-    let log = branch_log(repo, branch);
+    let log = super::reflog::branch_log(repo, branch);
     let since = match ours {
         Some(o) => match log.iter().position(|(c, _)| c == o) {
             Some(i) => &log[..i],

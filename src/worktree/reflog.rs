@@ -142,6 +142,34 @@ pub(crate) fn held_only_by_reflogs(repo: &Repo, was: &str) -> Result<Vec<String>
     Ok(tips)
 }
 
+/// The branch's own reflog, newest first (`git reflog`, whatever the ref backend):
+/// `(commit, message)`; empty when there is none.
+pub(crate) fn branch_log(repo: &Repo, branch: &str) -> Vec<(String, String)> {
+    let Ok(out) = git_output(
+        &repo.top,
+        [
+            "reflog",
+            "show",
+            "--format=%H%x09%gs",
+            &format!("refs/heads/{branch}"),
+            "--",
+        ],
+        &[],
+    ) else {
+        return Vec::new();
+    };
+    if !out.status.success() {
+        return Vec::new();
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (c, m) = l.split_once('\t').unwrap_or((l, ""));
+            (c.len() >= 40).then(|| (c.to_owned(), m.to_owned()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

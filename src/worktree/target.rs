@@ -1092,6 +1092,19 @@ impl Worktrees {
     /// This spec's task branches: the ones this run gave out and the `qw/<spec>/<id>`
     /// branches there are (not `--allow-dirty` snapshots, not `<id>@<sha>` kept work).
     pub(super) fn task_branches(&self) -> Result<BTreeSet<String>> {
+        self.task_branches_of(Some(&self.spec))
+    }
+
+    /// Every workflow's task branches: as [`Self::task_branches`], whatever their spec.
+    /// Two workflows can run in one repository, and an agent of one can take the
+    /// other's unmerged work (see [`Self::brings_other_tasks`]).
+    pub(super) fn all_task_branches(&self) -> Result<BTreeSet<String>> {
+        self.task_branches_of(None)
+    }
+
+    /// The given branches and the `qw/<spec>/<id>` task branches of `spec` (of every
+    /// spec when `None`).
+    fn task_branches_of(&self, spec: Option<&str>) -> Result<BTreeSet<String>> {
         let mut branches = self
             .given
             .lock()
@@ -1099,28 +1112,8 @@ impl Worktrees {
             .clone();
         for b in self.repo.qw_branches()? {
             if parse_branch(&b).is_some_and(|(s, t)| {
-                s == self.spec && !t.starts_with("snapshot-") && !t.contains('@')
+                spec.is_none_or(|spec| s == spec) && !t.starts_with("snapshot-") && !t.contains('@')
             }) {
-                branches.insert(b);
-            }
-        }
-        Ok(branches)
-    }
-
-    /// Every workflow's task branches: this run's given ones and every `qw/<spec>/<id>`
-    /// branch there is, whatever its spec (not `--allow-dirty` snapshots, not
-    /// `<id>@<sha>` kept work). Two workflows can run in one repository, and an agent of
-    /// one can take the other's unmerged work (see [`Self::brings_other_tasks`]).
-    pub(super) fn all_task_branches(&self) -> Result<BTreeSet<String>> {
-        let mut branches = self
-            .given
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        for b in self.repo.qw_branches()? {
-            if parse_branch(&b)
-                .is_some_and(|(_, t)| !t.starts_with("snapshot-") && !t.contains('@'))
-            {
                 branches.insert(b);
             }
         }

@@ -7,35 +7,9 @@
 //! it), that the target holds nothing unchecked and loses nothing, and that no commit
 //! holding work is left dangling. Tasks wait for each other with flag files, not time.
 
-use crate::support::moves::{once, tasks};
+use crate::support::moves::{files_of, gate, has, once, open_gate, tasks};
 use crate::support::*;
 use crate::worktree::Repo;
-
-/// Shell: wait until `signal(name)` ran.
-fn wait_for(r: &Repo, name: &str) -> String {
-    let flag = r.aux.path().join(format!("sig-{name}"));
-    format!("while [ ! -e {} ]; do sleep 0.05; done\n", flag.display())
-}
-
-/// Shell: let `wait_for(name)` go on.
-fn signal(r: &Repo, name: &str) -> String {
-    format!(
-        "touch {}\n",
-        r.aux.path().join(format!("sig-{name}")).display()
-    )
-}
-
-fn files_of(r: &Repo, rev: &str) -> Vec<String> {
-    r.git(&["ls-tree", "-r", "--name-only", rev])
-        .lines()
-        .filter(|l| !l.starts_with(".claude/"))
-        .map(str::to_owned)
-        .collect()
-}
-
-fn has(r: &Repo, rev: &str, file: &str) -> bool {
-    files_of(r, rev).iter().any(|f| f == file)
-}
 
 /// No commit is left dangling (every commit qw made or the agents made is on a branch;
 /// qw's own stash entries of the main worktree, once dropped, do not count, nor an
@@ -96,8 +70,8 @@ fn moved_under_then(mover: &str, after: &str) -> Repo {
             "1",
             &format!(
                 "{}echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1\n{mover}\n{}",
-                wait_for(&r, "2-committed"),
-                signal(&r, "1-moved")
+                gate(&r, "2-committed"),
+                open_gate(&r, "1-moved")
             ),
         ),
     );
@@ -108,8 +82,8 @@ fn moved_under_then(mover: &str, after: &str) -> Repo {
             "2",
             &format!(
                 "echo 2 > f2.txt\ngit add f2.txt\ngit commit -qm f2\necho 2u > f2u.txt\n{}{}{after}\n",
-                signal(&r, "2-committed"),
-                wait_for(&r, "1-moved")
+                open_gate(&r, "2-committed"),
+                gate(&r, "1-moved")
             ),
         ),
     );
@@ -315,16 +289,16 @@ fn brought_in(bring: &str) -> Repo {
         "1",
         &format!(
             "{}echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1\n{bring}\n{}",
-            wait_for(&r, "2-committed"),
-            signal(&r, "1-done")
+            gate(&r, "2-committed"),
+            open_gate(&r, "1-done")
         ),
     );
     r.action(
         "2",
         &format!(
             "echo bad > bad2.txt\ngit add bad2.txt\ngit commit -qm bad2\n{}{}exit 1\n",
-            signal(&r, "2-committed"),
-            wait_for(&r, "1-done")
+            open_gate(&r, "2-committed"),
+            gate(&r, "1-done")
         ),
     );
     r

@@ -8,35 +8,9 @@
 //! `qw workflow-continue` it names), and then the target must hold every task's work.
 //! Tasks wait for each other with flag files, not time.
 
-use crate::support::moves::{once, tasks};
+use crate::support::moves::{files_of, gate, has, once, open_gate, tasks};
 use crate::support::*;
 use crate::worktree::Repo;
-
-/// Shell: wait until `signal(name)` ran.
-fn wait_for(r: &Repo, name: &str) -> String {
-    let flag = r.aux.path().join(format!("sig-{name}"));
-    format!("while [ ! -e {} ]; do sleep 0.05; done\n", flag.display())
-}
-
-/// Shell: let `wait_for(name)` go on.
-fn signal(r: &Repo, name: &str) -> String {
-    format!(
-        "touch {}\n",
-        r.aux.path().join(format!("sig-{name}")).display()
-    )
-}
-
-fn files_of(r: &Repo, rev: &str) -> Vec<String> {
-    r.git(&["ls-tree", "-r", "--name-only", rev])
-        .lines()
-        .filter(|l| !l.starts_with(".claude/"))
-        .map(str::to_owned)
-        .collect()
-}
-
-fn has(r: &Repo, rev: &str, file: &str) -> bool {
-    files_of(r, rev).iter().any(|f| f == file)
-}
 
 fn evidence(r: &Repo, id: &str) -> String {
     r.f.task(id)["evidence"]
@@ -121,8 +95,8 @@ fn moved_then(r: &Repo, also1: &str, after: &str) {
             "1",
             &format!(
                 "{}echo 1 > f1.txt\n{also1}git add f1.txt\ngit commit -qm f1\ngit update-ref refs/heads/qw/demo/2 HEAD\n{}",
-                wait_for(r, "2-committed"),
-                signal(r, "1-moved")
+                gate(r, "2-committed"),
+                open_gate(r, "1-moved")
             ),
         ),
     );
@@ -133,8 +107,8 @@ fn moved_then(r: &Repo, also1: &str, after: &str) {
             "2",
             &format!(
                 "echo 2 > f2.txt\ngit add f2.txt\ngit commit -qm f2\n{}{}{after}\n{}",
-                signal(r, "2-committed"),
-                wait_for(r, "1-moved"),
+                open_gate(r, "2-committed"),
+                gate(r, "1-moved"),
                 merged_1()
             ),
         ),
@@ -254,8 +228,8 @@ fn moved_through_its_worktree(r: &Repo) {
             "1",
             &format!(
                 "{}echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1\nw2=$(git worktree list --porcelain | grep -B2 'branch refs/heads/qw/demo/2$' | head -n1 | cut -d' ' -f2-)\ngit -C \"$w2\" update-ref refs/heads/qw/demo/2 \"$(git rev-parse HEAD)\"\n{}",
-                wait_for(r, "2-committed"),
-                signal(r, "1-moved")
+                gate(r, "2-committed"),
+                open_gate(r, "1-moved")
             ),
         ),
     );
@@ -266,8 +240,8 @@ fn moved_through_its_worktree(r: &Repo) {
             "2",
             &format!(
                 "echo 2 > f2.txt\ngit add f2.txt\ngit commit -qm f2\necho 2u > f2u.txt\n{}{}{}",
-                signal(r, "2-committed"),
-                wait_for(r, "1-moved"),
+                open_gate(r, "2-committed"),
+                gate(r, "1-moved"),
                 merged_1()
             ),
         ),
@@ -456,18 +430,12 @@ fn worktree_cross4_a_siblings_stash_and_pop_is_not_told_to_another_task() {
         "1",
         &format!(
             "echo mine >> shared.txt\ngit stash -q\n{}while ! git -C \"$MAIN\" cat-file -e main:f2.txt 2>/dev/null; do sleep 0.05; done\ngit stash pop -q\necho more >> shared.txt\n{}",
-            signal(&r, "1-stashed"),
-            signal(&r, "1-popped")
+            open_gate(&r, "1-stashed"),
+            open_gate(&r, "1-popped")
         ),
     );
-    r.action(
-        "2",
-        &format!("{}echo 2 > f2.txt\n", wait_for(&r, "1-stashed")),
-    );
-    r.action(
-        "3",
-        &format!("{}echo 3 > f3.txt\n", wait_for(&r, "1-popped")),
-    );
+    r.action("2", &format!("{}echo 2 > f2.txt\n", gate(&r, "1-stashed")));
+    r.action("3", &format!("{}echo 3 > f3.txt\n", gate(&r, "1-popped")));
     let out = r.auto(&["--parallel", "3"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
     assert_no_gone_warning(&diag(&out));

@@ -11,25 +11,11 @@
 
 use std::time::Duration;
 
-use crate::support::moves::{assert_kept, follow, follow_in_sh, once, printed, sha, tasks, work};
+use crate::support::moves::{
+    assert_kept, follow, follow_in_sh, gate, has, once, open_gate, printed, sha, tasks, work,
+};
 use crate::support::*;
 use crate::worktree::Repo;
-
-fn wait_for(r: &Repo, name: &str) -> String {
-    let flag = r.aux.path().join(format!("sig-{name}"));
-    format!("while [ ! -e {} ]; do sleep 0.05; done\n", flag.display())
-}
-
-fn signal(r: &Repo, name: &str) -> String {
-    format!(
-        "touch {}\n",
-        r.aux.path().join(format!("sig-{name}")).display()
-    )
-}
-
-fn has(r: &Repo, rev: &str, file: &str) -> bool {
-    r.git_ok(&["cat-file", "-e", &format!("{rev}:{file}")])
-}
 
 fn evidence(r: &Repo, id: &str) -> String {
     r.f.task(id)["evidence"]
@@ -70,7 +56,7 @@ fn brought_in(three: bool, bring: &str) -> Repo {
     let n = if three { 3 } else { 2 };
     let r = Repo::new(&tasks(n));
     let waits: String = (2..=n)
-        .map(|i| wait_for(&r, &format!("{i}-committed")))
+        .map(|i| gate(&r, &format!("{i}-committed")))
         .collect();
     // A rerun from the target (its branch deleted) does the plain work again.
     let flag = r.aux.path().join("done-bring1");
@@ -78,7 +64,7 @@ fn brought_in(three: bool, bring: &str) -> Repo {
         "1",
         &format!(
             "if [ ! -e {f} ]; then\ntouch {f}\n{waits}echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1\n{bring}\n{}else\n[ -e f1.txt ] || {{ echo 1 > f1.txt; git add f1.txt; git commit -qm f1; }}\nfi\n",
-            signal(&r, "1-done"),
+            open_gate(&r, "1-done"),
             f = flag.display()
         ),
     );
@@ -87,8 +73,8 @@ fn brought_in(three: bool, bring: &str) -> Repo {
             &i.to_string(),
             &format!(
                 "if [ ! -e bad{i}.txt ]; then echo bad > bad{i}.txt; git add bad{i}.txt; git commit -qm bad{i}; fi\n{}{}exit 1\n",
-                signal(&r, &format!("{i}-committed")),
-                wait_for(&r, "1-done")
+                open_gate(&r, &format!("{i}-committed")),
+                gate(&r, "1-done")
             ),
         );
     }
@@ -246,7 +232,7 @@ fn conflicted_in(r: Repo) -> Repo {
             "s1",
             &format!(
                 "echo one > shared.txt\ngit commit -qam s1\n{}",
-                signal(&r, "1")
+                open_gate(&r, "1")
             ),
         ),
     );
@@ -257,7 +243,7 @@ fn conflicted_in(r: Repo) -> Repo {
             "s2",
             &format!(
                 "{}sleep 0.3\necho two > shared.txt\ngit commit -qam s2\n",
-                wait_for(&r, "1")
+                gate(&r, "1")
             ),
         ),
     );

@@ -10,15 +10,6 @@ use crate::support::moves::*;
 use crate::support::*;
 use crate::worktree::Repo;
 
-/// Files `f1.txt` … `f<n>.txt`.
-fn files(n: usize) -> Vec<String> {
-    (1..=n).map(|i| format!("f{i}.txt")).collect()
-}
-
-fn as_strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
 fn run_auto(r: &Repo, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["--parallel", "1", "--isolate", "worktree"];
     args.extend_from_slice(extra);
@@ -1369,40 +1360,6 @@ fn worktree_agents_move_in_the_last_task_then_sigint_is_refused_and_nothing_lost
 // `git pull --rebase` of the target mid-run.
 // ---------------------------------------------------------------------------------
 
-/// `main` tracks a bare `origin` that gained a commit (`upstream.txt`) from elsewhere.
-/// Its sha.
-fn upstream_with_a_new_commit(r: &Repo) -> String {
-    let up = r.aux.path().join("up.git");
-    let other = r.aux.path().join("other");
-    let run = |dir: &std::path::Path, args: &[&str]| {
-        let out = r.git_cmd(dir, args);
-        assert!(out.status.success(), "git {args:?}: {}", diag(&out));
-        stdout(&out)
-    };
-    run(
-        r.aux.path(),
-        &["init", "-q", "--bare", up.to_str().unwrap()],
-    );
-    r.git(&["remote", "add", "origin", up.to_str().unwrap()]);
-    r.git(&["push", "-q", "-u", "origin", "main"]);
-    run(
-        r.aux.path(),
-        &[
-            "clone",
-            "-q",
-            "-b",
-            "main",
-            up.to_str().unwrap(),
-            other.to_str().unwrap(),
-        ],
-    );
-    std::fs::write(other.join("upstream.txt"), "up\n").unwrap();
-    run(&other, &["add", "upstream.txt"]);
-    run(&other, &["commit", "-q", "-m", "upstream"]);
-    run(&other, &["push", "origin", "HEAD:main"]);
-    run(&other, &["rev-parse", "HEAD"]).trim().to_owned()
-}
-
 /// `mv` pulls with `--rebase` in the main worktree (after `before`): refused, told as a
 /// rebase naming the upstream commit, and the printed commands (keep the rebased
 /// history, put `main` back, merge the upstream commits) keep qw's merges, the
@@ -1451,20 +1408,6 @@ fn worktree_pull_rebase_after_a_user_commit_keeps_both() {
 // ---------------------------------------------------------------------------------
 // rev3: the user's ordinary moves are no agent's, and every printed command works.
 // ---------------------------------------------------------------------------------
-
-/// Shell: wait until [`open_gate`] of `name` ran (another task's script).
-fn gate(r: &Repo, name: &str) -> String {
-    let flag = r.aux.path().join(format!("gate-{name}"));
-    format!("while [ ! -e {} ]; do sleep 0.05; done\n", flag.display())
-}
-
-/// Shell: let [`gate`] of `name` go on.
-fn open_gate(r: &Repo, name: &str) -> String {
-    format!(
-        "touch {}\n",
-        r.aux.path().join(format!("gate-{name}")).display()
-    )
-}
 
 /// Shell: the user commits `user.txt` in the main worktree.
 const USER_COMMIT: &str = "echo u > \"$MAIN/user.txt\"\ngit -C \"$MAIN\" add user.txt\ngit -C \"$MAIN\" commit -qm user\n";

@@ -10,36 +10,10 @@ use crate::support::moves::*;
 use crate::support::*;
 use crate::worktree::{HARNESS_TIMEOUT, Repo, bounded};
 
-fn files(n: usize) -> Vec<String> {
-    (1..=n).map(|i| format!("f{i}.txt")).collect()
-}
-
-fn as_strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
 fn cont(r: &Repo, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["workflow-continue", "demo", "--retry-delay", "0.1"];
     args.extend_from_slice(extra);
     r.run(&args)
-}
-
-/// Shell: wait until [`open_gate`] of `name` ran (another task's script, or the test),
-/// at most about 90 s (a test that fails cannot leave an agent waiting forever).
-fn gate(r: &Repo, name: &str) -> String {
-    let flag = r.aux.path().join(format!("gate-{name}"));
-    format!(
-        "n=0; while [ ! -e {} ] && [ $n -lt 1800 ]; do sleep 0.05; n=$((n+1)); done\n",
-        flag.display()
-    )
-}
-
-/// Shell: let [`gate`] of `name` go on.
-fn open_gate(r: &Repo, name: &str) -> String {
-    format!(
-        "touch {}\n",
-        r.aux.path().join(format!("gate-{name}")).display()
-    )
 }
 
 /// The whole output of a qw command.
@@ -61,40 +35,6 @@ fn assert_no_refusal(r: &Repo, out: &std::process::Output) {
 // ---------------------------------------------------------------------------------
 // F10: a fast-forward of `main` by the user, then an agent that syncs with `main`.
 // ---------------------------------------------------------------------------------
-
-/// `main` tracks a bare `origin` that gained a commit (`up.txt`) from another clone:
-/// the sha of that commit.
-fn upstream_with_a_new_commit(r: &Repo) -> String {
-    let up = r.aux.path().join("up.git");
-    let other = r.aux.path().join("other");
-    let run = |dir: &std::path::Path, args: &[&str]| {
-        let out = r.git_cmd(dir, args);
-        assert!(out.status.success(), "git {args:?}: {}", diag(&out));
-        stdout(&out)
-    };
-    run(
-        r.aux.path(),
-        &["init", "-q", "--bare", up.to_str().unwrap()],
-    );
-    r.git(&["remote", "add", "origin", up.to_str().unwrap()]);
-    r.git(&["push", "-q", "-u", "origin", "main"]);
-    run(
-        r.aux.path(),
-        &[
-            "clone",
-            "-q",
-            "-b",
-            "main",
-            up.to_str().unwrap(),
-            other.to_str().unwrap(),
-        ],
-    );
-    std::fs::write(other.join("up.txt"), "up\n").unwrap();
-    run(&other, &["add", "up.txt"]);
-    run(&other, &["commit", "-q", "-m", "upstream"]);
-    run(&other, &["push", "-q", "origin", "HEAD:main"]);
-    run(&other, &["rev-parse", "HEAD"]).trim().to_owned()
-}
 
 /// While tasks 1 and 2 run, `user` moves `main` in the main worktree (from task 1's
 /// script, as the user would from a shell); task 2's agent then runs `sync` (merges or
@@ -141,7 +81,7 @@ fn tgt4_pull_fast_forward_then_an_agents_merge_of_main_is_no_move() {
         &r,
         "git -C \"$MAIN\" pull -q --ff-only",
         "git merge -q --no-edit main",
-        &["up.txt"],
+        &["upstream.txt"],
     );
     assert!(r.git_ok(&["merge-base", "--is-ancestor", &up, "main"]));
 }
@@ -155,7 +95,7 @@ fn tgt4_pull_fast_forward_then_an_agents_rebase_on_main_is_no_move() {
         &r,
         "git -C \"$MAIN\" pull -q --ff-only",
         "git rebase -q main",
-        &["up.txt"],
+        &["upstream.txt"],
     );
     assert!(r.git_ok(&["merge-base", "--is-ancestor", &up, "main"]));
 }
@@ -207,7 +147,7 @@ fn tgt4_restore_hint_after_a_pull_and_an_agents_move_keeps_the_pull() {
     let out = cont(&r, &["--parallel", "2"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
     let mut all = files(3);
-    all.push("up.txt".into());
+    all.push("upstream.txt".into());
     assert_merged_keeping_the_users_changes(&r, &as_strs(&all));
     assert!(r.git_ok(&["merge-base", "--is-ancestor", &up, "main"]));
 }
@@ -223,7 +163,7 @@ fn tgt4_reftable_pull_fast_forward_then_an_agents_merge_of_main_is_no_move() {
         &r,
         "git -C \"$MAIN\" pull -q --ff-only",
         "git merge -q --no-edit main",
-        &["up.txt"],
+        &["upstream.txt"],
     );
     assert!(r.git_ok(&["merge-base", "--is-ancestor", &up, "main"]));
 }

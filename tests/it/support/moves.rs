@@ -127,3 +127,78 @@ pub fn assert_kept(r: &Repo, sha: &str) {
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert!(!text.contains(sha), "{sha} is dangling: {text}");
 }
+
+/// `f1.txt` … `f<n>.txt`: what [`tasks`]' tasks write.
+pub fn files(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("f{i}.txt")).collect()
+}
+
+pub fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// The files of commit `rev`, qw's own `.claude/` left out.
+pub fn files_of(r: &Repo, rev: &str) -> Vec<String> {
+    r.git(&["ls-tree", "-r", "--name-only", rev])
+        .lines()
+        .filter(|l| !l.starts_with(".claude/"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether commit `rev` holds `file`.
+pub fn has(r: &Repo, rev: &str, file: &str) -> bool {
+    files_of(r, rev).iter().any(|f| f == file)
+}
+
+/// Shell: wait until [`open_gate`] of `name` ran (another task's script, or the test),
+/// at most about 90 s, so a test that fails cannot leave an agent waiting forever.
+pub fn gate(r: &Repo, name: &str) -> String {
+    let flag = r.aux.path().join(format!("gate-{name}"));
+    format!(
+        "n=0; while [ ! -e {} ] && [ $n -lt 1800 ]; do sleep 0.05; n=$((n+1)); done\n",
+        flag.display()
+    )
+}
+
+/// Shell: let [`gate`] of `name` go on.
+pub fn open_gate(r: &Repo, name: &str) -> String {
+    format!(
+        "touch {}\n",
+        r.aux.path().join(format!("gate-{name}")).display()
+    )
+}
+
+/// `main` tracks a bare `origin` that gained a commit (`upstream.txt`) from another
+/// clone. Its sha.
+pub fn upstream_with_a_new_commit(r: &Repo) -> String {
+    let up = r.aux.path().join("up.git");
+    let other = r.aux.path().join("other");
+    let run = |dir: &std::path::Path, args: &[&str]| {
+        let out = r.git_cmd(dir, args);
+        assert!(out.status.success(), "git {args:?}: {}", diag(&out));
+        stdout(&out)
+    };
+    run(
+        r.aux.path(),
+        &["init", "-q", "--bare", up.to_str().unwrap()],
+    );
+    r.git(&["remote", "add", "origin", up.to_str().unwrap()]);
+    r.git(&["push", "-q", "-u", "origin", "main"]);
+    run(
+        r.aux.path(),
+        &[
+            "clone",
+            "-q",
+            "-b",
+            "main",
+            up.to_str().unwrap(),
+            other.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(other.join("upstream.txt"), "up\n").unwrap();
+    run(&other, &["add", "upstream.txt"]);
+    run(&other, &["commit", "-q", "-m", "upstream"]);
+    run(&other, &["push", "-q", "origin", "HEAD:main"]);
+    run(&other, &["rev-parse", "HEAD"]).trim().to_owned()
+}
