@@ -35,6 +35,7 @@
 
 use std::collections::BTreeSet;
 
+use super::origin::made_in;
 use super::shell::quote as shell_quote;
 use super::tree::{self, Tree};
 use super::{Repo, Result, WorktreeHandle, Worktrees, git, git_output, parse_branch, short};
@@ -432,35 +433,6 @@ fn keep_safe(
         short(base),
         short(commit)
     ))
-}
-
-/// Does a reflog message say the commit was made there (not only visited: a
-/// checkout, a reset, a fast-forward)?
-pub(crate) fn made(message: &str) -> bool {
-    let m = message.trim_start();
-    ["commit", "cherry-pick", "revert", "am:", "qw:"]
-        .iter()
-        .any(|p| m.starts_with(p))
-        || m.contains("Merge made")
-        || [
-            "(pick)",
-            "(squash)",
-            "(fixup)",
-            "(reword)",
-            "(edit)",
-            "(continue)",
-        ]
-        .iter()
-        .any(|p| m.contains(p))
-}
-
-/// The commits a worktree's git made (its HEAD reflog).
-pub(crate) fn made_in(admin: &std::path::Path) -> BTreeSet<String> {
-    tree::reflog_entries(admin)
-        .into_iter()
-        .filter(|(_, m)| made(m))
-        .map(|(c, _)| c)
-        .collect()
 }
 
 impl Worktrees {
@@ -906,32 +878,6 @@ fn in_tree(repo: &Repo, commit: &str, path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn made_tells_new_commits_from_visits() {
-        for m in [
-            "commit: f1",
-            "commit (amend): x",
-            "commit (merge): m",
-            "rebase (pick): f1",
-            "rebase -i (squash): x",
-            "cherry-pick: y",
-            "merge qw/demo/2: Merge made by the 'ort' strategy.",
-            "qw: the task's result",
-        ] {
-            assert!(made(m), "{m}");
-        }
-        for m in [
-            "checkout: moving from a to b",
-            "reset: moving to HEAD~1",
-            "rebase (start): checkout qw/demo/2",
-            "rebase (finish): returning to refs/heads/qw/demo/1",
-            "merge qw/demo/2: Fast-forward",
-            "",
-        ] {
-            assert!(!made(m), "{m}");
-        }
-    }
 
     fn line(from: &str, to: &str, message: &str) -> tree::LogLine {
         tree::LogLine {

@@ -49,6 +49,15 @@ pub(crate) fn gained(repo: &Repo, was: &str, now: &str) -> Result<BTreeSet<Strin
         .collect())
 }
 
+/// The commits a worktree's git made (its HEAD reflog).
+pub(crate) fn made_in(admin: &Path) -> BTreeSet<String> {
+    tree::reflog_entries(admin)
+        .into_iter()
+        .filter(|(_, m)| made(m))
+        .map(|(c, _)| c)
+        .collect()
+}
+
 /// The commits a task made: its branch's reflog (either ref backend, through git) and,
 /// while it runs, its worktree's HEAD reflog (`admin` is its git dir).
 pub(crate) fn made_by_task(repo: &Repo, branch: &str, admin: Option<&Path>) -> BTreeSet<String> {
@@ -317,15 +326,19 @@ mod tests {
             "commit (amend): x",
             "commit (merge): m",
             "rebase (pick): f1",
+            "rebase -i (squash): x",
             "cherry-pick: y",
             "merge qw/demo/2: Merge made by the 'ort' strategy.",
             "pull: Merge made by the 'ort' strategy.",
+            "qw: the task's result",
         ] {
             assert!(made(m), "{m}");
         }
         for m in [
             "checkout: moving from a to b",
             "reset: moving to HEAD~1",
+            "rebase (start): checkout qw/demo/2",
+            "rebase (finish): returning to refs/heads/qw/demo/1",
             "merge qw/demo/2: Fast-forward",
             "pull: Fast-forward",
             "",

@@ -25,7 +25,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Repo, Result, cross, git, git_output, parse_branch, quote, salvage, tree};
+use super::{Repo, Result, git, git_output, origin, parse_branch, quote, salvage, tree};
 
 /// The file holding the tip qw left on `branch` (`qw/<spec>/<id>`):
 /// `<common>/qw-left/<spec>/<id>`.
@@ -119,21 +119,21 @@ fn made_by_user(
     };
     let on_branch: BTreeSet<&str> = since
         .iter()
-        .filter(|(_, m)| cross::made(m))
+        .filter(|(_, m)| origin::made(m))
         .map(|(c, _)| c.as_str())
         .collect();
-    let mut main = cross::made_in(&repo.git_dir);
+    let mut main = origin::made_in(&repo.git_dir);
     if !super::same_path(&repo.git_dir, &repo.common_dir) {
         // qw runs in a linked worktree: the repository's first worktree is the user's too.
-        main.extend(cross::made_in(&repo.common_dir));
+        main.extend(origin::made_in(&repo.common_dir));
     }
     let mut others = BTreeSet::new();
     let mut users: Vec<(BTreeSet<String>, String)> = Vec::new();
     for (admin, path) in repo.admin_dirs() {
         match tree::read_marker(&admin) {
-            Some((s, t)) if !(s == spec && t == task) => others.extend(cross::made_in(&admin)),
+            Some((s, t)) if !(s == spec && t == task) => others.extend(origin::made_in(&admin)),
             Some(_) => {}
-            None => users.push((cross::made_in(&admin), path.display().to_string())),
+            None => users.push((origin::made_in(&admin), path.display().to_string())),
         }
     }
     let mut wheres: Vec<String> = Vec::new();

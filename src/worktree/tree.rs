@@ -500,7 +500,7 @@ fn strays(
         } else {
             // Only the commits this worktree's git made count as its agent's (the branch
             // may hold another task's below them).
-            let made = super::cross::made_in(t.admin);
+            let made = super::origin::made_in(t.admin);
             let own = cherry
                 .lines()
                 .filter_map(|l| l.strip_prefix("+ "))
