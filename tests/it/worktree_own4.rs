@@ -12,10 +12,15 @@
 use std::time::Duration;
 
 use crate::support::moves::{
-    assert_kept, follow, follow_in_sh, gate, has, once, open_gate, printed, sha, tasks, work,
+    assert_kept, follow, follow_in_sh, gate, once, open_gate, printed, sha, tasks, work,
 };
 use crate::support::*;
 use crate::worktree::Repo;
+
+/// Whether `rev` exists and holds `file` (false while the branch does not exist yet).
+fn has(r: &Repo, rev: &str, file: &str) -> bool {
+    r.git_ok(&["cat-file", "-e", &format!("{rev}:{file}")])
+}
 
 fn evidence(r: &Repo, id: &str) -> String {
     r.f.task(id)["evidence"]
