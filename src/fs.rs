@@ -20,7 +20,8 @@ pub use locked_file::{
 };
 pub use regular::{
     Bounded, Utf8Position, append_regular, check_regular, copy_regular, is_refused, not_utf8,
-    read_regular, read_regular_text, read_regular_whole,
+    open_append, open_regular, read_regular, read_regular_text, read_regular_whole,
+    read_tail_regular,
 };
 
 pub use fs_err::{
@@ -49,10 +50,36 @@ pub fn write_durable(path: &Path, bytes: &[u8]) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(with_path(e, "inspect", &target)),
     };
-    if let Some(meta) = &existing {
-        check_replaceable(&target, meta)?;
+    replace_durably(&target, existing.as_ref(), bytes)
+}
+
+/// [`write_durable`] for a file qw generates (a report, a suggestion, a backup, a run's
+/// files): a symlink at `path` is never followed — the new file is renamed over the link,
+/// which is gone afterwards and its target untouched. `.claude/` is writable by every agent
+/// and often committed, so a link there could otherwise point qw's output at `~/.bashrc`.
+/// A regular file is replaced as [`write_durable`] replaces it (mode kept, read-only
+/// refused); a directory, FIFO or device is refused.
+pub fn write_generated(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let existing = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => None,
+        Ok(m) => Some(m),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(with_path(e, "inspect", path)),
+    };
+    replace_durably(path, existing.as_ref(), bytes)
+}
+
+/// Write `bytes` to a temp file beside `target` and rename it over `target` (whatever
+/// entry is there), keeping the mode and owner of `existing`, the regular file replaced.
+fn replace_durably(
+    target: &Path,
+    existing: Option<&std::fs::Metadata>,
+    bytes: &[u8],
+) -> io::Result<()> {
+    if let Some(meta) = existing {
+        check_replaceable(target, meta)?;
     }
-    let dir = parent_dir(&target);
+    let dir = parent_dir(target);
     let file_name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -62,15 +89,15 @@ pub fn write_durable(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(&dir)
         .map_err(|e| with_path(e, "create a temporary file in", &dir))?;
-    if let Some(meta) = &existing {
+    if let Some(meta) = existing {
         keep_owner_and_mode(tmp.as_file(), meta)
             .map_err(|e| with_path(e, "set the mode of", tmp.path()))?;
     }
     tmp.write_all(bytes)
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| with_path(e, "write", tmp.path()))?;
-    tmp.persist(&target)
-        .map_err(|e| with_path(e.error, "rename a temporary file over", &target))?;
+    tmp.persist(target)
+        .map_err(|e| with_path(e.error, "rename a temporary file over", target))?;
     sync_dir(&dir)
 }
 

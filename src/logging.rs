@@ -483,17 +483,14 @@ impl Sink {
 }
 
 /// Open (append) the daily file `name` in `dir`, creating the directory; when the file is new,
-/// prune old daily files down to [`KEEP_DAYS`].
+/// prune old daily files down to [`KEEP_DAYS`]. Opened as every file qw appends to under
+/// `.claude/` ([`crate::fs::open_append`]): a FIFO there cannot hang the command (it is
+/// refused, and logging falls back), a symlink is never followed.
 fn open_daily(dir: &Path, name: &str) -> io::Result<std::fs::File> {
     crate::fs::create_dir_all(dir)?;
     let path = dir.join(name);
-    let is_new = !path.exists();
-    let file = crate::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)?
-        .into_parts()
-        .0;
+    let is_new = std::fs::symlink_metadata(&path).is_err();
+    let file = crate::fs::open_append(&path)?;
     if is_new {
         prune(dir, KEEP_DAYS);
     }

@@ -498,8 +498,8 @@ pub fn run_job_as(
         Start::Resume { why, .. } => prompt::resume(job, why),
     };
     crate::fs::create_dir_all(&job.run_dir)?;
-    // Evidence for the run, read by the agent right away; not state, so no fsync.
-    crate::fs::write(job.prompt_file(), prompt.as_bytes())?;
+    // Evidence for the run, read by the agent right away; never through a planted link.
+    crate::fs::write_generated(&job.prompt_file(), prompt.as_bytes())?;
     let command =
         match start {
             Start::Fresh => agent.command(job, &prompt)?,
@@ -520,7 +520,7 @@ pub fn run_job_as(
     // Bounded: a line over `events::MAX_LINE_BYTES` is left out as it is read, so
     // judging a run (also right after Ctrl-C) stays quick whatever the agent printed.
     let (stdout, oversized) = runs::read_output(&command.stdout_file(job))?;
-    let stderr = read_tail(&job.stderr_file(), 16 * 1024)?;
+    let stderr = crate::fs::read_tail_regular(&job.stderr_file(), 16 * 1024)?;
     let stderr_tail = outcome::tail_lines(&stderr, STDERR_TAIL_LINES);
     let mut run = judge(
         agent,
@@ -542,21 +542,6 @@ pub fn run_job_as(
         );
     }
     Ok((run, report))
-}
-
-/// The last `max` bytes of the file at `path` (empty when there is none).
-fn read_tail(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = match crate::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let len = file.metadata()?.len();
-    file.seek(SeekFrom::Start(len.saturating_sub(max)))?;
-    let mut out = Vec::new();
-    file.take(max).read_to_end(&mut out)?;
-    Ok(out)
 }
 
 /// The last `max` bytes of `bytes`.

@@ -76,7 +76,7 @@ pub const CHUNK: usize = 1 << 20;
 /// reads as empty. The number of lines left out comes second.
 pub fn read_output(path: &Path) -> io::Result<(Vec<u8>, u64)> {
     use std::io::Read;
-    let mut file = match crate::fs::File::open(path) {
+    let mut file = match crate::fs::open_regular(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
         Err(e) => return Err(e),
@@ -137,7 +137,7 @@ impl Follow {
     /// read, see [`super::events::EventReader`]).
     pub fn poll(&mut self) -> io::Result<Vec<super::events::Record>> {
         use std::io::{Read, Seek, SeekFrom};
-        let mut file = match crate::fs::File::open(&self.path) {
+        let mut file = match crate::fs::open_regular(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),

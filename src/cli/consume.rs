@@ -82,7 +82,7 @@ pub(crate) fn run_suggest(ctx: &Ctx, args: SuggestArgs) -> CmdResult {
     })?;
     let path = ctx.project.next_command_file();
     crate::fs::create_dir_all(ctx.project.claude_dir())
-        .and_then(|()| crate::fs::write_durable(&path, format!("{text}\n").as_bytes()))
+        .and_then(|()| crate::fs::write_generated(&path, format!("{text}\n").as_bytes()))
         .map_err(|e| CliError::failed(e.to_string()))?;
     tracing::info!(command = %suggestion, "suggestion written");
     if ctx.global.json {

@@ -340,7 +340,7 @@ pub(crate) fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
         let json = serde_json::to_vec(&report)
             .map_err(|e| CliError::with_code(exit::EXEC_FAILED, e.to_string()))?;
         // A hand-off to the parent that reads it as soon as we exit: no fsync needed.
-        crate::fs::write(path, &json)
+        crate::fs::write_generated(path, &json)
             .map_err(|e| CliError::with_code(exit::EXEC_FAILED, e.to_string()))?;
     }
     // The submitting qw forwarded the signal and will cancel the job whole once it sees
@@ -435,8 +435,8 @@ fn run_on_slurm(
 /// Read `--env-file` (NUL-separated NAME=VALUE) and delete it.
 fn read_env_file(path: &std::path::Path) -> Result<Vec<(OsString, OsString)>, CliError> {
     use std::os::unix::ffi::OsStrExt;
-    let bytes =
-        crate::fs::read(path).map_err(|e| CliError::with_code(exit::EXEC_FAILED, e.to_string()))?;
+    let bytes = crate::fs::read_regular_whole(path, 16 << 20)
+        .map_err(|e| CliError::with_code(exit::EXEC_FAILED, e.to_string()))?;
     // Read once, then gone: the values may be secrets.
     let _ = crate::fs::remove_file(path);
     let mut env = Vec::new();

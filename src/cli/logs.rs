@@ -208,7 +208,7 @@ fn read_error(path: &Path, e: &std::io::Error) -> CliError {
 /// with its size is.
 fn print_raw(path: &Path, offset: u64) -> Result<u64, CliError> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut file = crate::fs::File::open(path).map_err(|e| read_error(path, &e))?;
+    let mut file = crate::fs::open_regular(path).map_err(|e| read_error(path, &e))?;
     let len = file.metadata().map_err(|e| read_error(path, &e))?.len();
     if len <= offset {
         return Ok(offset.min(len));

@@ -119,7 +119,7 @@ struct StateHealth {
 fn state_health(project: &Project, state: &UnifiedState) -> StateHealth {
     let path = project.state_file();
     let size = crate::fs::metadata(&path).ok().map(|m| m.len());
-    let last_writer = crate::fs::read_to_string(project.state_lock_file())
+    let last_writer = crate::fs::read_regular_text(&project.state_lock_file(), 4096)
         .ok()
         .map(|t| one_line(&t, 200))
         .filter(|t| !t.is_empty());

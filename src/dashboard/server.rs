@@ -366,7 +366,7 @@ async fn doc_page(
     };
     let path2 = path.clone();
     let text = match blocking("Cannot read document", move || {
-        crate::fs::read_to_string(&path2)
+        crate::spec::read_document(&path2)
     })
     .await
     {

@@ -150,7 +150,7 @@ const LOG_TAIL_BYTES: u64 = 64 * 1024;
 /// The last `max_bytes` of a file as text (lossy), with the first, cut line dropped when
 /// the file is longer; None when it cannot be read.
 pub(crate) fn file_tail(path: &Path, max_bytes: u64) -> Option<(String, bool)> {
-    let mut f = crate::fs::File::open(path).ok()?;
+    let mut f = crate::fs::open_regular(path).ok()?;
     let meta = f.metadata().ok()?;
     if !meta.is_file() {
         return None;

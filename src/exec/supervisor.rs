@@ -188,13 +188,9 @@ fn stdio_for(out: &Output) -> Result<Stdio, ExecError> {
     Ok(match out {
         Output::Inherit => Stdio::inherit(),
         Output::Null => Stdio::null(),
-        Output::File(path) => {
-            let file = crate::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)?;
-            Stdio::from(file.into_parts().0)
-        }
+        // A run's captured output, under `.claude/runs/`: never through a symlink planted
+        // there, never blocking on a FIFO.
+        Output::File(path) => Stdio::from(crate::fs::open_append(path)?),
     })
 }
 

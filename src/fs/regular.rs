@@ -28,10 +28,12 @@ pub enum Bounded {
     },
 }
 
-/// Read the regular file at `path` (through symlinks to regular files), at most `max`
-/// bytes of it. A missing file is a `NotFound` error; anything else than a regular file is
-/// an `InvalidInput` error naming the path and what it is.
-pub fn read_regular(path: &Path, max: usize) -> io::Result<Bounded> {
+/// Open the regular file at `path` for reading (through symlinks to regular files), the
+/// one way qw opens a file it did not just create itself: checked before the open (a
+/// device is not even opened) and after it (a file swapped for a FIFO in between is still
+/// refused), and the open never blocks. A missing file is a `NotFound` error; anything
+/// else than a regular file is an `InvalidInput` error naming the path and what it is.
+pub fn open_regular(path: &Path) -> io::Result<std::fs::File> {
     let meta = std::fs::metadata(path).map_err(|e| with_path(e, "inspect", path))?;
     check_kind(path, &meta)?;
     let file = std::fs::OpenOptions::new()
@@ -41,6 +43,37 @@ pub fn read_regular(path: &Path, max: usize) -> io::Result<Bounded> {
         .map_err(|e| with_path(e, "open", path))?;
     let meta = file.metadata().map_err(|e| with_path(e, "inspect", path))?;
     check_kind(path, &meta)?;
+    Ok(file)
+}
+
+/// The last `max` bytes of the regular file at `path` ([`open_regular`]); empty when
+/// there is no file. Only those bytes are read, however big the file.
+pub fn read_tail_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::{Seek as _, SeekFrom};
+    let mut file = match open_regular(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| with_path(e, "inspect", path))?
+        .len();
+    file.seek(SeekFrom::Start(len.saturating_sub(max)))
+        .map_err(|e| with_path(e, "seek in", path))?;
+    let mut out = Vec::new();
+    file.take(max)
+        .read_to_end(&mut out)
+        .map_err(|e| with_path(e, "read", path))?;
+    Ok(out)
+}
+
+/// Read the regular file at `path` (through symlinks to regular files), at most `max`
+/// bytes of it. A missing file is a `NotFound` error; anything else than a regular file is
+/// an `InvalidInput` error naming the path and what it is.
+pub fn read_regular(path: &Path, max: usize) -> io::Result<Bounded> {
+    let file = open_regular(path)?;
+    let meta = file.metadata().map_err(|e| with_path(e, "inspect", path))?;
     let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
     let mut bytes = Vec::with_capacity(max.min(64 * 1024));
     (&file)
@@ -188,15 +221,8 @@ fn refused(e: io::Error) -> io::Error {
 /// device is refused (`InvalidInput`, naming what it is) without blocking and without
 /// anything being created. Returns the bytes copied.
 pub fn copy_regular(from: &Path, to: &Path) -> io::Result<u64> {
-    let meta = std::fs::metadata(from).map_err(|e| with_path(e, "inspect", from))?;
-    check_kind(from, &meta)?;
-    let mut src = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
-        .open(from)
-        .map_err(|e| with_path(e, "open", from))?;
+    let mut src = open_regular(from)?;
     let meta = src.metadata().map_err(|e| with_path(e, "inspect", from))?;
-    check_kind(from, &meta)?;
     let mut dst = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -214,13 +240,25 @@ pub fn copy_regular(from: &Path, to: &Path) -> io::Result<u64> {
 /// refused, never followed (`O_NOFOLLOW`): the files qw appends to live in `.claude/`,
 /// where an agent could plant a link to `~/.bashrc` or a git hook.
 pub fn append_regular(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = open_append(path)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| with_path(e, "append to", path))
+}
+
+/// Open the regular file at `path` for appending (created if missing), the one way qw
+/// opens a file under `.claude/` to add to it (the daily log, a run's captured output,
+/// the failed-suggestion record): never through a symlink (`O_NOFOLLOW`, refused naming
+/// the link), never blocking (`O_NONBLOCK`: a FIFO planted there cannot hang the open),
+/// and anything but a regular file is refused after the open, naming what it is.
+pub fn open_append(path: &Path) -> io::Result<std::fs::File> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => return Err(symlink_refused(path)),
         Ok(meta) => check_kind(path, &meta)?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(with_path(e, "inspect", path)),
     }
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
         .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY | nix::libc::O_NOFOLLOW)
@@ -234,9 +272,7 @@ pub fn append_regular(path: &Path, bytes: &[u8]) -> io::Result<()> {
         path,
         &file.metadata().map_err(|e| with_path(e, "inspect", path))?,
     )?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| with_path(e, "append to", path))
+    Ok(file)
 }
 
 /// The error for a symlink where qw appends: named, and refused like a special file.

@@ -177,14 +177,14 @@ impl StateStore {
                 let n = backup::strip_json(n);
                 crate::names::validate(crate::names::NameKind::Backup, n)?;
                 let p = dir.join(format!("{n}.json"));
-                if p.exists() {
+                if std::fs::symlink_metadata(&p).is_ok() {
                     return Err(StateError::BackupExists { path: p });
                 }
                 p
             }
             None => backup::unique_path(&dir, &format!("{prefix}_{}", backup::stamp()), "json"),
         };
-        crate::fs::write_durable(&dest, &bytes)?;
+        crate::fs::write_generated(&dest, &bytes)?;
         Ok(Some(dest))
     }
 

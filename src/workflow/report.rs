@@ -170,7 +170,11 @@ fn failed_details(out: &mut String, spec: &crate::state::Spec, runs: &Path) {
         let dir = runs.join(run_id);
         let _ = writeln!(out, "Run folder: `{}`\n", dir.display());
         let stderr = dir.join("stderr.log");
-        match crate::fs::read_to_string(&stderr) {
+        // Only the end is shown, so only the end is read (and never from a FIFO).
+        let read = crate::fs::open_regular(&stderr)
+            .and_then(|_| crate::fs::read_tail_regular(&stderr, 64 * 1024))
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+        match read {
             Ok(text) if !text.trim().is_empty() => {
                 let lines: Vec<&str> = text.lines().collect();
                 let tail = &lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..];

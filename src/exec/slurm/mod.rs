@@ -248,7 +248,8 @@ impl SlurmExecutor {
             }
             other => other?,
         };
-        let out = crate::fs::read_to_string(run_dir.join("stdout.log")).unwrap_or_default();
+        let out =
+            crate::fs::read_regular_text(&run_dir.join("stdout.log"), 1 << 20).unwrap_or_default();
         if report.exit_code != 0 || !out.contains(env!("CARGO_PKG_VERSION")) {
             return Err(ExecError::Scheduler(format!(
                 "the check job ran `{} --version` in `{}` on a node and it exited {}; see `{}`",
@@ -360,7 +361,7 @@ impl SlurmExecutor {
         // always in its run folder (a verify job's `verify.log` is in the folder of the
         // agent's run, its own being a subfolder). Failing that, the same file name in
         // the run folder.
-        let written = crate::fs::read_to_string(dir.join(SCRIPT_FILE))
+        let written = crate::fs::read_regular_text(&dir.join(SCRIPT_FILE), 1 << 20)
             .map(|text| submit::captured_files(&text))
             .unwrap_or_default();
         let old = |o: &Output, default: &str, from_script: Option<PathBuf>| {
@@ -400,10 +401,7 @@ impl SlurmExecutor {
     /// what lets an automatic sweep know it must ask Slurm).
     fn record(&self, job_id: &str) -> Result<(), ExecError> {
         let path = self.owner_file();
-        let mut f = crate::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
+        let mut f = crate::fs::open_append(&path)?;
         f.write_all(format!("{job_id}\n").as_bytes())?;
         Ok(())
     }
@@ -487,10 +485,7 @@ impl SlurmExecutor {
         // The owner record exists before the job does: a qw killed right after sbatch
         // still leaves a record that tells the next sweep to look for its jobs.
         crate::fs::create_dir_all(crate::fs::parent_dir(&self.owner_file()))?;
-        crate::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.owner_file())?;
+        crate::fs::open_append(&self.owner_file())?;
         let out = std::process::Command::new("sbatch")
             .args(&args)
             .stdin(std::process::Stdio::null())
@@ -640,7 +635,7 @@ struct Tail {
 
 impl Tail {
     fn pump(&mut self) {
-        let Ok(mut f) = crate::fs::File::open(&self.path) else {
+        let Ok(mut f) = crate::fs::open_regular(&self.path) else {
             return;
         };
         if f.seek(SeekFrom::Start(self.pos)).is_err() {
@@ -906,7 +901,7 @@ impl SlurmExecutor {
             pending_ms,
             adopted_from: None,
         };
-        let inner: Option<ExecReport> = crate::fs::read_to_string(&files.report)
+        let inner: Option<ExecReport> = crate::fs::read_regular_text(&files.report, 16 << 20)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
         let node = verdict.nodes.clone().unwrap_or_else(|| "?".into());

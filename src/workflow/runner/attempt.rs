@@ -679,8 +679,9 @@ fn run_verify(
     if report.exit_code == 0 {
         return Ok(Ok(()));
     }
-    let output = crate::fs::read(&log).unwrap_or_default();
-    let tail = crate::agent::outcome::tail_lines(agent::tail_bytes(&output, 4096), 3);
+    // Only the end is shown: read only the end (a regular file, never a FIFO).
+    let output = crate::fs::read_tail_regular(&log, 4096).unwrap_or_default();
+    let tail = crate::agent::outcome::tail_lines(&output, 3);
     let why = if report.timed_out {
         "timed out".to_owned()
     } else if let Some(e) = &report.spawn_error {

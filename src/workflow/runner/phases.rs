@@ -102,7 +102,7 @@ pub(crate) fn drive(run: &Run<'_>, started: Instant) -> Result<Summary, Workflow
             .enhanced_error_reporting()
             .then(|| run.project.runs_dir()),
     });
-    crate::fs::write_durable(&report_path, text.as_bytes())?;
+    crate::fs::write_generated(&report_path, text.as_bytes())?;
     let summary = Summary {
         ending,
         completed: outcome.completed,
