@@ -122,6 +122,16 @@ pub(crate) enum Rejection {
         /// Why.
         why: &'static str,
     },
+    /// A value of a command's argument a suggestion may not give ([`ONLY_VALUES`]).
+    #[error("`{command} {value}` cannot be run from a suggestion: {why}; run the command yourself")]
+    ForbiddenValue {
+        /// The subcommand.
+        command: String,
+        /// The value given.
+        value: String,
+        /// Why.
+        why: &'static str,
+    },
     /// An option a suggestion must set on this command ([`REQUIRED_OPTIONS`]).
     #[error("a suggestion must give `{option}` here: {why}")]
     MissingOption {
@@ -274,6 +284,15 @@ pub(crate) const FORBIDDEN_OPTIONS: &[(&str, &str)] = &[
     ("restore", "it would replace the state (run it yourself)"),
     ("clean", "it would delete backups (run it yourself)"),
     ("task_timeout", LOOSENS),
+    // The grace is part of the time limit: an agent that ignores SIGTERM runs on for it.
+    ("grace", LOOSENS),
+    // A failing task holds the workflow (and the consumer) this long between attempts.
+    ("retry_delay", LOOSENS),
+    // Tasks at once. Locally the admission cap (`resource_limits.max_concurrent`, 4 in
+    // dev mode) still bounds what runs, but every task past it waits in admission and
+    // fails when the wait gives up; under Slurm nothing else caps the jobs in flight on
+    // the user's allocation. A resumed workflow keeps the value it was started with.
+    ("parallel", LOOSENS),
     ("stall_timeout", LOOSENS),
     ("attempts", LOOSENS),
     ("wait_for_reset", LOOSENS),
@@ -284,8 +303,7 @@ pub(crate) const FORBIDDEN_OPTIONS: &[(&str, &str)] = &[
 ];
 
 /// Why a suggestion may not set a limit of the run.
-const LOOSENS: &str =
-    "it would change limits only you set on agents (time, attempts, budget, isolation)";
+const LOOSENS: &str = "it would change limits only you set on agents (time, attempts, budget, isolation, tasks at once)";
 
 /// Options a suggestion may set, by clap argument id. Every option of a suggestible
 /// command is in exactly one of this list and [`FORBIDDEN_OPTIONS`] (a unit test walks
@@ -301,9 +319,6 @@ pub(crate) const ALLOWED_OPTIONS: &[&str] = &[
     "action",
     // workflow-auto / workflow-continue: how, not what or where.
     "agent",
-    "parallel",
-    "grace",
-    "retry_delay",
     "fail_fast",
     "dry_run",
     "fresh",
@@ -321,6 +336,15 @@ pub(crate) const ALLOWED_OPTIONS: &[&str] = &[
     "prune",
     "spec",
 ];
+
+/// Positional values a suggestion may give a command, where the others would change what
+/// only the user decides: (subcommand, argument id, values allowed, why the rest are not).
+pub(crate) const ONLY_VALUES: &[(&str, &str, &[&str], &str)] = &[(
+    "dev-mode",
+    "action",
+    &["status"],
+    "dev mode is a setting only you change (`off` would lift its tighter limits)",
+)];
 
 /// Options a suggestion must set on a command, because without them the command acts
 /// beyond this project: (subcommand, argument id, why).
@@ -376,6 +400,28 @@ fn check_qw_argv(argv: &[String]) -> Result<(String, Option<String>), Rejection>
                 option: spelled(arg),
                 why: "qw does not know it to be safe in a suggestion",
             });
+        }
+    }
+    for (command, id, allowed, why) in ONLY_VALUES {
+        let Some(sub) = matches
+            .subcommand_matches(command)
+            .filter(|_| name == *command)
+        else {
+            continue;
+        };
+        let given = sub
+            .get_raw(id)
+            .into_iter()
+            .flatten()
+            .map(|v| v.to_string_lossy().into_owned());
+        for value in given {
+            if !allowed.iter().any(|a| a.eq_ignore_ascii_case(&value)) {
+                return Err(Rejection::ForbiddenValue {
+                    command: name.clone(),
+                    value,
+                    why,
+                });
+            }
         }
     }
     for (command, id, why) in REQUIRED_OPTIONS {
@@ -613,7 +659,8 @@ mod tests {
             false,
         ),
         ("/workflow-auto x y --isolate none --allow-dirty", false),
-        ("/workflow-continue x --parallel 2 --fresh", true),
+        ("/workflow-continue x --parallel 2 --fresh", false),
+        ("/workflow-continue x --fresh", true),
         ("/spec-create cli-flags 'support --agent-cmd and -C'", true),
         ("/workflow-auto user-auth \"Add login; with 2FA\"", true),
         ("/workflow-reset user-auth --hard --yes", false),
@@ -621,7 +668,8 @@ mod tests {
         ("/spec-create reformat-output 'platform support'", true),
         ("/spec-status", true),
         ("/status", true),
-        ("/dev-mode on", true),
+        ("/dev-mode on", false),
+        ("/dev-mode status", true),
         ("/state-backup --restore before-upgrade", false),
         ("/state-backup --clean --days 1", false),
         ("/state-backup before-upgrade", true),
@@ -844,13 +892,16 @@ mod tests {
         ("/workflow-auto x d --agent offline -v", Want::Ok),
         (
             "/workflow-auto x d --agent offline -vv --parallel 2",
-            Want::Ok,
+            Want::Forbidden("--parallel"),
         ),
         ("qw -v workflow-continue x", Want::Ok),
         ("qw --json status", Want::Ok),
         ("/status --json -q", Want::Ok),
         ("/sweep --project-only", Want::Ok),
-        ("/sweep --project-only --grace 2", Want::Ok),
+        (
+            "/sweep --project-only --grace 2",
+            Want::Forbidden("--grace"),
+        ),
         ("/spec-create x 'support --agent-cmd and -C'", Want::Ok),
         ("/spec-create x -- -C", Want::Ok), // after `--`, `-C` is the description
         ("/workflow-auto x -- '--project /other'", Want::Ok),
@@ -867,11 +918,23 @@ mod tests {
         ("/state-backup before-upgrade", Want::Ok),
         ("/worktrees --prune --spec x", Want::Ok),
         ("/dev-mode status", Want::Ok),
-        ("qw -q dev-mode off", Want::Ok),
+        ("qw -q dev-mode off", Want::Refused),
+        ("qw -q dev-mode status --json", Want::Ok),
         (
-            "/workflow-continue x --parallel 2 --retry-delay 1 --fail-fast",
-            Want::Ok,
+            "/workflow-continue x --grace 999999",
+            Want::Forbidden("--grace"),
         ),
+        ("/workflow-continue x --grace=1", Want::Forbidden("--grace")),
+        ("/workflow-auto x d --retry-delay 30d", Want::Refused),
+        (
+            "/workflow-continue x --retry-delay 1",
+            Want::Forbidden("--retry-delay"),
+        ),
+        (
+            "/workflow-continue x --parallel 100000",
+            Want::Forbidden("--parallel"),
+        ),
+        ("/workflow-continue x --fail-fast --dry-run", Want::Ok),
         ("/workflow-continue x --agent command", Want::Ok), // the configured agent command
     ];
 
@@ -894,12 +957,12 @@ mod tests {
     #[test]
     fn accepted_suggestions_run_what_was_validated() {
         // The words after `qw` are handed on unchanged: what was parsed is what runs.
-        let s = validate_suggestion("qw -v workflow-continue x --parallel 2").unwrap();
+        let s = validate_suggestion("qw -v workflow-continue x --fail-fast").unwrap();
         assert_eq!(
             s,
             Suggestion::Qw {
                 command: "workflow-continue".into(),
-                args: ["-v", "workflow-continue", "x", "--parallel", "2"]
+                args: ["-v", "workflow-continue", "x", "--fail-fast"]
                     .map(String::from)
                     .to_vec(),
                 spec: Some("x".into()),

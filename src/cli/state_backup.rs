@@ -11,7 +11,10 @@ use crate::state::{StateStore, backup};
 #[derive(Debug, Args)]
 #[command(after_long_help = "\
 Backups live in .claude/backups/state/NAME.json. Restoring backs up the current state
-first (pre_restore_<time>.json). --clean (7 days unless --days) also removes old copies
+first (pre_restore_<time>.json). While a workflow of the project runs, --restore refuses
+(exit 2, naming each running workflow's spec and pid: the restore would drop the tasks it
+completed); with --wait it waits for them to end (up to QW_LOCK_TIMEOUT; Ctrl-C stops the
+wait) and holds their workflow locks while it restores, so none starts meanwhile. --clean (7 days unless --days) also removes old copies
 of spec folders in .claude/backups/workflows/; it never deletes the newest state backup
 nor the newest copy of a spec.
 
@@ -19,6 +22,7 @@ Examples:
   qw state-backup before-upgrade
   qw state-backup --list
   qw state-backup --restore before-upgrade
+  qw state-backup --restore before-upgrade --wait
   qw state-backup --clean
   qw state-backup --clean --days 30")]
 pub struct StateBackupArgs {
@@ -30,6 +34,9 @@ pub struct StateBackupArgs {
     /// Restore a backup (the current state is backed up first).
     #[arg(long, value_name = "NAME", conflicts_with_all = ["clean", "name"])]
     pub restore: Option<String>,
+    /// With --restore: wait for running workflows to end instead of refusing.
+    #[arg(long, requires = "restore")]
+    pub wait: bool,
     /// Delete backups (and spec-folder copies) older than `--days`, 7 by default; never the newest.
     #[arg(long, conflicts_with = "name")]
     pub clean: bool,
@@ -68,7 +75,17 @@ pub(crate) fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
     }
     if let Some(name) = &args.restore {
         validate(NameKind::Backup, backup::strip_json(name))?;
+        // Held until the restore is done: a running workflow would go on recording
+        // into the restored state, which has lost what it completed meanwhile.
+        let stem = backup::strip_json(name);
+        let workflows = super::workflow_reset::hold_all_workflows(
+            ctx,
+            args.wait,
+            "restoring the state now would drop what it records (the tasks it completed, their runs and costs)",
+            &format!("qw state-backup --restore {stem} --wait"),
+        )?;
         let r = backup::restore(&store, name)?;
+        drop(workflows);
         if json {
             outln!("{}", to_json(&r)?)?;
         } else {

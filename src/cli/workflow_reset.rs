@@ -114,15 +114,6 @@ fn hold_workflow(ctx: &Ctx, spec: &str, wait: bool) -> Result<Option<LockedFile>
     }
     crate::fs::create_dir_all(crate::fs::parent_dir(&path))
         .map_err(|e| CliError::failed(e.to_string()))?;
-    let lock_failed = |e: LockError| {
-        let code = match e.interrupted() {
-            Some(sig) => crate::exit::EXEC_SIGNAL_BASE + sig,
-            None => crate::exit::FAILED,
-        };
-        e.hints()
-            .into_iter()
-            .fold(CliError::with_code(code, e.to_string()), CliError::hint)
-    };
     if let Some(lock) = LockedFile::try_acquire(&path).map_err(lock_failed)? {
         return Ok(Some(lock));
     }
@@ -147,6 +138,100 @@ fn hold_workflow(ctx: &Ctx, spec: &str, wait: bool) -> Result<Option<LockedFile>
     )
     .map(Some)
     .map_err(lock_failed)
+}
+
+/// A lock that could not be taken, as the command's error: interrupted by a signal, or failed.
+fn lock_failed(e: LockError) -> CliError {
+    let code = match e.interrupted() {
+        Some(sig) => crate::exit::EXEC_SIGNAL_BASE + sig,
+        None => crate::exit::FAILED,
+    };
+    e.hints()
+        .into_iter()
+        .fold(CliError::with_code(code, e.to_string()), CliError::hint)
+}
+
+/// Take the workflow lock of every spec of the project that has one (every workflow that
+/// ever ran, or runs now, holds its spec's), for a command that changes every spec's
+/// record at once (`state-backup --restore`). A workflow running now is refused (exit 2)
+/// naming each one's spec and pid, with `what` saying what the command would do to it and
+/// `retry` the command to wait instead; with `wait`, each is waited for like any lock
+/// (bounded by `QW_LOCK_TIMEOUT`, ended by a signal). The locks are held until dropped,
+/// so no workflow starts meanwhile.
+pub(crate) fn hold_all_workflows(
+    ctx: &Ctx,
+    wait: bool,
+    what: &str,
+    retry: &str,
+) -> Result<Vec<LockedFile>, CliError> {
+    let dir = ctx.project.runs_dir();
+    let mut specs: Vec<String> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let spec = name.strip_prefix('.')?.strip_suffix(".workflow.lock")?;
+                crate::names::validate(NameKind::Spec, spec)
+                    .is_ok()
+                    .then(|| spec.to_owned())
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(CliError::failed(
+                crate::fs::with_path(e, "list", &dir).to_string(),
+            ));
+        }
+    };
+    specs.sort();
+    let mut held = Vec::new();
+    let mut busy = Vec::new();
+    for spec in specs {
+        let path = ctx.project.workflow_lock_file(&spec);
+        match LockedFile::try_acquire(&path).map_err(lock_failed)? {
+            Some(lock) => held.push(lock),
+            None => busy.push((spec, path)),
+        }
+    }
+    if busy.is_empty() {
+        return Ok(held);
+    }
+    if !wait {
+        let mut hints = Vec::new();
+        let running: Vec<String> = busy
+            .iter()
+            .map(|(spec, path)| {
+                let holder = LockedFile::probe(path)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(Holder::unknown);
+                hints.extend(holder.hints(path));
+                format!("`{spec}` ({holder})")
+            })
+            .collect();
+        let (these, are) = if running.len() == 1 {
+            ("the workflow of spec", "is")
+        } else {
+            ("the workflows of specs", "are")
+        };
+        let err = CliError::usage(format!(
+            "{these} {} {are} running; {what}",
+            running.join(", ")
+        ))
+        .hint(format!("wait for it, stop it, or pass --wait: `{retry}`"));
+        return Err(hints.into_iter().fold(err, CliError::hint));
+    }
+    for (spec, path) in busy {
+        let lock = LockedFile::acquire(
+            &path,
+            format!("the workflow of spec `{spec}`"),
+            &LockTimeout::from_env(),
+            &Cancel::process(),
+        )
+        .map_err(lock_failed)?;
+        held.push(lock);
+    }
+    Ok(held)
 }
 
 /// A hard reset makes a pending `next_command.txt` that names `spec` stale (it would

@@ -55,15 +55,17 @@ fn calls(p: &TestProject) -> Vec<String> {
 #[test]
 fn consume_success_runs_qw_command_and_deletes_the_file() {
     let p = permissive_project();
-    let s = p.run(&["suggest", "/dev-mode on"]);
+    let s = p.run(&["suggest", "/spec-create from-suggestion 'made by consume'"]);
     assert_eq!(s.status.code(), Some(0), "{}", stderr(&s));
-    assert_eq!(p.read(".claude/next_command.txt"), "/dev-mode on\n");
+    assert_eq!(
+        p.read(".claude/next_command.txt"),
+        "/spec-create from-suggestion 'made by consume'\n"
+    );
     let out = p.run(&["consume", "--once", "--stats"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!p.claude().join("next_command.txt").exists());
     assert!(!p.claude().join("next_command.failed.txt").exists());
-    let settings = p.read(".claude/settings.local.json");
-    assert!(settings.contains("\"enabled\": true"), "{settings}");
+    assert!(p.claude().join("specs/from-suggestion").is_dir());
     assert!(
         stdout(&out).contains("consumed: 1  failed: 0  rejected: 0"),
         "{}",
@@ -208,12 +210,10 @@ fn watch_scenario(extra: &[&str], mode: &str) {
     let err = std::fs::read_to_string(&err_path).unwrap();
     assert!(err.contains(mode), "{err}");
 
-    let s = p.run(&["suggest", "/dev-mode on"]);
+    let s = p.run(&["suggest", "/spec-create watched d"]);
     assert_eq!(s.status.code(), Some(0));
     let consumed = wait_until(Duration::from_secs(30), || {
-        !p.claude().join("next_command.txt").exists()
-            && std::fs::read_to_string(p.claude().join("settings.local.json"))
-                .is_ok_and(|t| t.contains("\"enabled\": true"))
+        !p.claude().join("next_command.txt").exists() && p.claude().join("specs/watched").is_dir()
     });
     assert!(consumed, "{}", std::fs::read_to_string(&err_path).unwrap());
 
@@ -230,7 +230,7 @@ fn watch_scenario(extra: &[&str], mode: &str) {
     assert!(exited, "consume --watch did not stop on SIGINT");
     assert_eq!(status.and_then(|s| s.code()), Some(0));
     let out = std::fs::read_to_string(&out_path).unwrap();
-    assert!(out.contains("consumed: /dev-mode on"), "{out}");
+    assert!(out.contains("consumed: /spec-create watched d"), "{out}");
     assert!(out.contains("consumed: 1  failed: 0  rejected: 0"), "{out}");
 }
 
@@ -527,15 +527,17 @@ fn consume_refuses_every_spelling_of_another_project() {
 fn consume_runs_a_suggestion_with_harmless_flags_in_any_form() {
     let p = permissive_project();
     for text in [
-        "qw -v dev-mode on",
-        "/dev-mode -q off",
-        "qw --json dev-mode on",
+        "qw -v spec-create one d",
+        "/spec-create -q two d",
+        "qw --json spec-create three d",
+        "qw --json dev-mode status",
     ] {
         p.write(".claude/next_command.txt", &format!("{text}\n"));
         let out = p.run(&["consume", "--once"]);
         assert_eq!(out.status.code(), Some(0), "{text}: {}", stderr(&out));
         assert!(!p.claude().join("next_command.txt").exists(), "{text}");
     }
-    let settings = p.read(".claude/settings.local.json");
-    assert!(settings.contains("\"enabled\": true"), "{settings}");
+    for spec in ["one", "two", "three"] {
+        assert!(p.claude().join("specs").join(spec).is_dir(), "{spec}");
+    }
 }
