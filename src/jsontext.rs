@@ -14,10 +14,17 @@
 //! graph and breaks `#[serde(flatten)]` beside typed numeric fields, which the state schema
 //! uses on every struct; and it would still refuse `NaN`.
 //!
+//! Containers nested deeper than [`MAX_PARSED_DEPTH`] are tagged the same way: the whole
+//! container, checked to be JSON by an iterative scanner, becomes one tag string holding
+//! its text (hex), so serde_json never meets its recursion limit (128) nor needs a deep
+//! stack, and the value is written back byte for byte. Python's `json` reads and writes
+//! far deeper documents: one must never be called "not JSON", quarantined, or rewritten.
+//!
 //! Must not: know any file format beyond JSON text, or do I/O. A string that itself starts
 //! with NUL followed by the marker is read as a tag (no JSON writer produces one).
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 
 use serde_json::Value;
 
@@ -34,6 +41,14 @@ pub(crate) enum Dialect {
 const MARKER: &str = "\u{0}qw-num:";
 /// The marker as serde_json escapes it inside a string literal.
 const ESCAPED_MARKER: &str = "\\u0000qw-num:";
+
+/// The marker of a raw tag (NUL, `qw-raw:`, then the container's text in hex) as serde_json
+/// escapes it inside a string literal.
+const ESCAPED_RAW_MARKER: &str = "\\u0000qw-raw:";
+
+/// The deepest container serde_json is given: deeper ones are carried as raw text (see
+/// the module doc). Far below serde_json's limit of 128, far above any qw structure.
+pub(crate) const MAX_PARSED_DEPTH: usize = 64;
 
 /// The UTF-8 byte-order mark, as text.
 pub(crate) const BOM: char = '\u{feff}';
@@ -88,17 +103,54 @@ pub(crate) fn python_text(bytes: &[u8]) -> Result<Cow<'_, str>, String> {
     }
 }
 
-/// Replace every token serde_json cannot hold exactly with a tag; borrowed when there is
-/// none (the usual case). Anything that is not a token of `dialect` is left as it is, so
-/// serde_json reports it. Line numbers are unchanged (tags never span lines).
+/// Replace every token serde_json cannot hold exactly, and every container nested deeper
+/// than [`MAX_PARSED_DEPTH`] that is valid JSON of `dialect`, with a tag; borrowed when
+/// there is none (the usual case). Anything that is not a token of `dialect` is left as it
+/// is, so serde_json reports it. Line numbers are unchanged (number tags never span lines;
+/// a raw tag is followed by as many newlines as the text it stands for held).
 pub(crate) fn tag_numbers(text: &str, dialect: Dialect) -> Cow<'_, str> {
     let bytes = text.as_bytes();
     let mut out: Option<String> = None;
     let mut copied = 0;
     let mut i = 0;
+    let mut depth = 0usize;
+    // Set once a deep container is not valid JSON: serde_json reports it, and no deeper
+    // one is scanned again (which would make a broken file quadratic).
+    let mut broken = false;
     while let Some(&b) = bytes.get(i) {
         match b {
             b'"' => i = string_end(bytes, i),
+            b'{' | b'[' if depth >= MAX_PARSED_DEPTH && !broken => {
+                match container_end(bytes, i, dialect) {
+                    Some(end) => {
+                        let raw = text.get(i..end).unwrap_or_default();
+                        let o = out.get_or_insert_with(|| String::with_capacity(text.len() + 32));
+                        o.push_str(text.get(copied..i).unwrap_or_default());
+                        o.push('"');
+                        o.push_str(ESCAPED_RAW_MARKER);
+                        for byte in raw.bytes() {
+                            let _ = write!(o, "{byte:02x}");
+                        }
+                        o.push('"');
+                        o.extend(raw.bytes().filter(|&c| c == b'\n').map(|_| '\n'));
+                        copied = end;
+                        i = end;
+                    }
+                    None => {
+                        broken = true;
+                        depth += 1;
+                        i += 1;
+                    }
+                }
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
             b'-' | b'0'..=b'9' | b'N' | b'I' => {
                 let end = token_end(bytes, i);
                 let token = text.get(i..end).unwrap_or_default();
@@ -125,8 +177,60 @@ pub(crate) fn tag_numbers(text: &str, dialect: Dialect) -> Cow<'_, str> {
     }
 }
 
-/// Turn tags in serde_json output back into their tokens, byte for byte.
+/// Turn tags in serde_json output back into their tokens and texts, byte for byte.
 pub(crate) fn untag(json: String) -> String {
+    untag_numbers(untag_raw(json))
+}
+
+/// Turn raw tags (deep containers) back into the text they stand for.
+fn untag_raw(json: String) -> String {
+    let pattern = format!("\"{ESCAPED_RAW_MARKER}");
+    if !json.contains(&pattern) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len());
+    let mut rest = json.as_str();
+    while let Some(at) = rest.find(&pattern) {
+        let after = rest.get(at + pattern.len()..).unwrap_or_default();
+        let hex_len = after.find('"').unwrap_or(after.len());
+        out.push_str(rest.get(..at).unwrap_or_default());
+        match (after.len() > hex_len)
+            .then(|| from_hex(after.get(..hex_len).unwrap_or_default()))
+            .flatten()
+        {
+            Some(raw) => {
+                out.push_str(&raw);
+                rest = after.get(hex_len + 1..).unwrap_or_default();
+            }
+            None => {
+                // Not something `tag_numbers` made: keep it as it is.
+                out.push_str(pattern.as_str());
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The text whose UTF-8 bytes `hex` spells (two lowercase digits a byte).
+fn from_hex(hex: &str) -> Option<String> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    let bytes = hex
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            let digit = |c: u8| (c as char).to_digit(16).filter(|_| !c.is_ascii_uppercase());
+            Some(u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?)
+        })
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// Turn number tags back into their tokens.
+fn untag_numbers(json: String) -> String {
     let pattern = format!("\"{ESCAPED_MARKER}");
     if !json.contains(&pattern) {
         return json;
@@ -167,6 +271,124 @@ fn string_end(bytes: &[u8], start: usize) -> usize {
         }
     }
     bytes.len()
+}
+
+/// Index just past the container (`{` or `[`) that starts at `start`, when it is valid JSON
+/// of `dialect` (every string, escape, number, literal and separator checked); `None`
+/// otherwise. Iterative: any depth costs one byte of stack per level, on the heap.
+fn container_end(bytes: &[u8], start: usize, dialect: Dialect) -> Option<usize> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Want {
+        /// A value (or the close of the array just opened, when `true`).
+        Value(bool),
+        /// A key (or the close of the object just opened, when `true`).
+        Key(bool),
+        Colon,
+        /// A comma or the close of the current container.
+        Next,
+    }
+    let mut open: Vec<u8> = Vec::new();
+    let mut want = Want::Value(false);
+    let mut i = start;
+    loop {
+        while bytes
+            .get(i)
+            .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            i += 1;
+        }
+        let b = *bytes.get(i)?;
+        let close = match (want, b) {
+            (Want::Value(_), b'{') => {
+                open.push(b'{');
+                want = Want::Key(true);
+                i += 1;
+                false
+            }
+            (Want::Value(_), b'[') => {
+                open.push(b'[');
+                want = Want::Value(true);
+                i += 1;
+                false
+            }
+            (Want::Value(true), b']') | (Want::Key(true), b'}') => true,
+            (Want::Value(_), b'"') => {
+                i = checked_string_end(bytes, i)?;
+                want = Want::Next;
+                false
+            }
+            (Want::Value(_), _) => {
+                let end = token_end(bytes, i);
+                let token = std::str::from_utf8(bytes.get(i..end)?).ok()?;
+                let ok = matches!(token, "true" | "false" | "null")
+                    || is_json_number(token)
+                    || (dialect == Dialect::Python
+                        && matches!(token, "NaN" | "Infinity" | "-Infinity"));
+                if !ok {
+                    return None;
+                }
+                i = end;
+                want = Want::Next;
+                false
+            }
+            (Want::Key(_), b'"') => {
+                i = checked_string_end(bytes, i)?;
+                want = Want::Colon;
+                false
+            }
+            (Want::Colon, b':') => {
+                i += 1;
+                want = Want::Value(false);
+                false
+            }
+            (Want::Next, b',') => {
+                i += 1;
+                want = if open.last() == Some(&b'{') {
+                    Want::Key(false)
+                } else {
+                    Want::Value(false)
+                };
+                false
+            }
+            (Want::Next, b']' | b'}') => true,
+            _ => return None,
+        };
+        if close {
+            let opened = open.pop()?;
+            if (opened, b) != (b'[', b']') && (opened, b) != (b'{', b'}') {
+                return None;
+            }
+            i += 1;
+            if open.is_empty() {
+                return Some(i);
+            }
+            want = Want::Next;
+        }
+    }
+}
+
+/// Index just past the string literal that starts at `start`, when it is valid JSON: no
+/// control character inside, every escape one of JSON's.
+fn checked_string_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut j = start + 1;
+    loop {
+        match *bytes.get(j)? {
+            b'"' => return Some(j + 1),
+            b'\\' => match *bytes.get(j + 1)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j += 2,
+                b'u' => {
+                    let hex = bytes.get(j + 2..j + 6)?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return None;
+                    }
+                    j += 6;
+                }
+                _ => return None,
+            },
+            c if c < 0x20 => return None,
+            _ => j += 1,
+        }
+    }
 }
 
 /// Index just past the number or bare word that starts at `start`.
