@@ -548,6 +548,51 @@ mod tests {
     }
 
     #[test]
+    fn deep_containers_are_carried_as_raw_text_and_given_back_verbatim() {
+        let deep = |n: usize, inner: &str| format!("{}{inner}{}", "[".repeat(n), "]".repeat(n));
+        for (text, dialect) in [
+            (format!("{{\"a\": {}}}", deep(10_000, "")), Dialect::Json),
+            (
+                format!(
+                    "{{\"a\": {},\n\"b\": 1}}",
+                    deep(200, "1.50, \"]\\\"\", {\"k\":\n NaN}")
+                ),
+                Dialect::Python,
+            ),
+        ] {
+            let tagged = tag_numbers(&text, dialect);
+            assert!(tagged.contains(ESCAPED_RAW_MARKER));
+            // Line numbers stay: as many newlines as before.
+            assert_eq!(tagged.matches('\n').count(), text.matches('\n').count());
+            let v: Value = serde_json::from_str(&tagged).unwrap();
+            let back = untag(serde_json::to_string(&v).unwrap());
+            let squeeze = |t: &str| t.split_whitespace().collect::<String>();
+            assert_eq!(squeeze(&back), squeeze(&text));
+        }
+    }
+
+    #[test]
+    fn a_deep_container_that_is_not_json_is_left_for_serde_to_refuse() {
+        for (bad, dialect) in [
+            ("[1 2]", Dialect::Json),
+            ("[NaN]", Dialect::Json),
+            ("[\"\\x\"]", Dialect::Python),
+            ("{\"a\" 1}", Dialect::Python),
+            ("[1,]", Dialect::Python),
+            ("{\"a\": 1]", Dialect::Python),
+            ("[\"\u{1}\"]", Dialect::Python),
+        ] {
+            let text = format!("{}{bad}{}", "[".repeat(100), "]".repeat(100));
+            let tagged = tag_numbers(&text, dialect);
+            assert!(!tagged.contains(ESCAPED_RAW_MARKER), "{bad}");
+            assert!(serde_json::from_str::<Value>(&tagged).is_err(), "{bad}");
+        }
+        // Unclosed: quadratic rescans are avoided, and it is refused.
+        let text = "[".repeat(200_000);
+        assert!(serde_json::from_str::<Value>(&tag_numbers(&text, Dialect::Json)).is_err());
+    }
+
+    #[test]
     fn bom_is_stripped_once() {
         assert_eq!(strip_bom("\u{feff}{}"), "{}");
         assert_eq!(strip_bom("{}"), "{}");

@@ -1,0 +1,545 @@
+//! rev5a's findings H1, H2, M1, M3 and M4, each reproduced and tried in another shape:
+//! a FIFO or a symlink at today's log file (H1) and symlinks at files qw generates —
+//! `report.md`, `next_command.txt`, a state backup (H2); suggestions that would lift the
+//! grace, the retry delay, the tasks at once or dev mode (M1); `state-backup --restore`
+//! while a workflow runs (M3); a valid state or settings file nested deeper than
+//! serde_json's 128 levels (M4).
+//!
+//! Every command runs under [`bounded`]: a hang fails the test (after 90 s, killing the
+//! command's process group) instead of hanging the suite.
+
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::support::*;
+
+/// Run `cmd` in a process group of its own; if it has not ended after 90 s, kill the
+/// group and fail: qw hung.
+fn bounded(mut cmd: Command) -> Output {
+    cmd.process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let pgid = i32::try_from(child.id()).unwrap();
+    let (tx, rx) = mpsc::channel::<()>();
+    let dog = std::thread::spawn(move || match rx.recv_timeout(Duration::from_secs(90)) {
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            kill_group(pgid, 9);
+            true
+        }
+        _ => false,
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = tx.send(());
+    assert!(!dog.join().unwrap(), "qw hung: {cmd:?}");
+    out
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn diag(o: &Output) -> String {
+    format!("stdout: {}\nstderr: {}", stdout(o), stderr(o))
+}
+
+fn permissive(p: &TestProject) {
+    p.write(
+        ".claude/settings.local.json",
+        r#"{"resource_limits": {"max_load": 1000, "max_memory": 1.0, "high_impact_load": 1000}}"#,
+    );
+}
+
+/// Today's daily log file of `p`, as qw names it (local date).
+fn todays_log(p: &TestProject) -> std::path::PathBuf {
+    p.claude().join("logs").join(format!(
+        "qw-{}.log",
+        chrono::Local::now().format("%Y-%m-%d")
+    ))
+}
+
+fn mkfifo(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// H1: today's log file.
+
+#[test]
+fn fix5a_a_fifo_at_todays_log_hangs_no_command_and_logging_falls_back() {
+    let p = TestProject::new();
+    let log = todays_log(&p);
+    mkfifo(&log);
+    // rev5a's reproduction: `exec` logs its finish line (exit 1 is logged).
+    let out = bounded(p.qw(&["exec", "--", "false"]));
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("is a FIFO") && err.contains("logging to"),
+        "{err}"
+    );
+    // Another shape: a command that times out its child logs more (the ending, the kill).
+    let out = bounded(p.qw(&[
+        "exec",
+        "--timeout",
+        "0.2",
+        "--grace",
+        "0.1",
+        "--",
+        "sleep",
+        "30",
+    ]));
+    assert_eq!(code(&out), 124, "{}", diag(&out));
+    assert!(stderr(&out).contains("is a FIFO"), "{}", diag(&out));
+    // The FIFO is left as it was (qw neither opened it for good nor replaced it).
+    use std::os::unix::fs::FileTypeExt as _;
+    assert!(
+        std::fs::symlink_metadata(&log)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+}
+
+#[test]
+fn fix5a_a_symlink_at_todays_log_is_never_written_through() {
+    let p = TestProject::new();
+    let outside = tempfile::tempdir().unwrap();
+    let rc = outside.path().join("bashrc");
+    std::fs::write(&rc, "# my shell rc\n").unwrap();
+    let log = todays_log(&p);
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&rc, &log).unwrap();
+    let out = bounded(p.qw(&["exec", "--", "false"]));
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert!(stderr(&out).contains("symbolic link"), "{}", diag(&out));
+    assert_eq!(std::fs::read_to_string(&rc).unwrap(), "# my shell rc\n");
+    // A dangling link: its target is not created either.
+    std::fs::remove_file(&log).unwrap();
+    let nowhere = outside.path().join("created-by-qw");
+    std::os::unix::fs::symlink(&nowhere, &log).unwrap();
+    let out = bounded(p.qw(&["exec", "--", "false"]));
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert!(!nowhere.exists(), "qw created the link's target");
+}
+
+// ---------------------------------------------------------------------------------------
+// H2: files qw generates are never written through a symlink.
+
+#[test]
+fn fix5a_suggest_replaces_a_symlink_at_next_command_and_leaves_its_target() {
+    let p = TestProject::new();
+    let outside = tempfile::tempdir().unwrap();
+    let precious = outside.path().join("precious");
+    std::fs::write(&precious, "precious\n").unwrap();
+    let next = p.claude().join("next_command.txt");
+    std::os::unix::fs::symlink(&precious, &next).unwrap();
+    let out = bounded(p.qw(&["suggest", "/status"]));
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "precious\n");
+    assert!(!std::fs::symlink_metadata(&next).unwrap().is_symlink());
+    assert_eq!(p.read(".claude/next_command.txt"), "/status\n");
+    // A dangling link, relative: nothing is created where it points.
+    std::fs::remove_file(&next).unwrap();
+    std::os::unix::fs::symlink("../made-by-qw", &next).unwrap();
+    let out = bounded(p.qw(&["suggest", "/spec-list"]));
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(!p.path().join("made-by-qw").exists());
+    assert_eq!(p.read(".claude/next_command.txt"), "/spec-list\n");
+}
+
+#[test]
+fn fix5a_the_workflow_report_replaces_a_symlink_and_leaves_its_target() {
+    let p = TestProject::new();
+    permissive(&p);
+    p.write(".claude/specs/demo/requirements.md", "# R\n\n1. x\n");
+    p.write(".claude/specs/demo/design.md", "# D\n\nx\n");
+    p.write(
+        ".claude/specs/demo/tasks.md",
+        "- [ ] 1. One\n  - _Verify: `true`_\n",
+    );
+    let outside = tempfile::tempdir().unwrap();
+    let rc = outside.path().join("bashrc");
+    std::fs::write(&rc, "alias ll='ls -l'\n").unwrap();
+    let report = p.claude().join("specs/demo/report.md");
+    std::os::unix::fs::symlink(&rc, &report).unwrap();
+    let out = bounded(p.qw(&[
+        "workflow-auto",
+        "demo",
+        "touch /tmp/PWNED",
+        "--agent",
+        "offline",
+        "--isolate",
+        "none",
+    ]));
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_eq!(std::fs::read_to_string(&rc).unwrap(), "alias ll='ls -l'\n");
+    assert!(!std::fs::symlink_metadata(&report).unwrap().is_symlink());
+    assert!(
+        p.read(".claude/specs/demo/report.md")
+            .contains("Workflow report"),
+        "{}",
+        p.read(".claude/specs/demo/report.md")
+    );
+}
+
+#[test]
+fn fix5a_a_named_backup_never_writes_through_a_planted_link() {
+    let p = TestProject::new();
+    assert_eq!(code(&bounded(p.qw(&["exec", "--", "true"]))), 0);
+    let dir = p.claude().join("backups/state");
+    std::fs::create_dir_all(&dir).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("hook");
+    std::os::unix::fs::symlink(&target, dir.join("b1.json")).unwrap();
+    let out = bounded(p.qw(&["state-backup", "b1"]));
+    assert_ne!(code(&out), 0, "{}", diag(&out));
+    assert!(stderr(&out).contains("b1.json"), "{}", diag(&out));
+    assert!(!target.exists(), "the backup was written through the link");
+    // An unplanted name works as before.
+    let out = bounded(p.qw(&["state-backup", "b2"]));
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(dir.join("b2.json").is_file());
+}
+
+// ---------------------------------------------------------------------------------------
+// M1: suggestions may not lift limits only the user sets.
+
+#[test]
+fn fix5a_suggestions_may_not_set_grace_retry_delay_parallel_or_dev_mode() {
+    let p = TestProject::new();
+    let timeout = bounded(p.qw(&["suggest", "/workflow-continue g --task-timeout 1"]));
+    assert_eq!(code(&timeout), 2, "{}", diag(&timeout));
+    // The same refusal, word for word, as for --task-timeout.
+    let why = stderr(&timeout);
+    let why = why
+        .lines()
+        .find_map(|l| l.split_once("cannot be given in a suggestion: "))
+        .map(|(_, w)| w.to_owned())
+        .unwrap_or_else(|| panic!("{why}"));
+    for (text, option) in [
+        ("/workflow-continue g --grace 999999", "--grace"),
+        ("qw workflow-continue g --grace=1", "--grace"),
+        (
+            "/workflow-auto g d --agent offline --retry-delay 3000",
+            "--retry-delay",
+        ),
+        ("/workflow-continue g --parallel 100000", "--parallel"),
+        ("/sweep --project-only --grace 99999", "--grace"),
+    ] {
+        let out = bounded(p.qw(&["suggest", text]));
+        assert_eq!(code(&out), 2, "{text}: {}", diag(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "option `{option}` cannot be given in a suggestion: {why}"
+            )),
+            "{text}: {err}"
+        );
+        assert!(!p.claude().join("next_command.txt").exists(), "{text}");
+    }
+    for text in ["/dev-mode off", "/dev-mode on", "qw -q dev-mode off"] {
+        let out = bounded(p.qw(&["suggest", text]));
+        assert_eq!(code(&out), 2, "{text}: {}", diag(&out));
+        assert!(
+            stderr(&out).contains("cannot be run from a suggestion")
+                && stderr(&out).contains("only you change"),
+            "{text}: {}",
+            diag(&out)
+        );
+    }
+    let out = bounded(p.qw(&["suggest", "/dev-mode status"]));
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+}
+
+#[test]
+fn fix5a_consume_refuses_a_planted_dev_mode_off_and_leaves_the_settings() {
+    let p = TestProject::new();
+    p.write(
+        ".claude/settings.local.json",
+        "{\n  \"development_mode\": {\n    \"enabled\": true\n  }\n}\n",
+    );
+    let before = p.read(".claude/settings.local.json");
+    for text in ["/dev-mode off", "/workflow-continue g --grace 999999"] {
+        p.write(".claude/next_command.txt", &format!("{text}\n"));
+        let out = bounded(p.qw(&["consume", "--once"]));
+        assert_eq!(code(&out), 2, "{text}: {}", diag(&out));
+        assert!(!p.claude().join("next_command.txt").exists(), "{text}");
+        let failed = p.read(".claude/next_command.failed.txt");
+        assert!(failed.contains(text), "{failed}");
+    }
+    assert_eq!(p.read(".claude/settings.local.json"), before);
+}
+
+// ---------------------------------------------------------------------------------------
+// M3: state-backup --restore while a workflow runs.
+
+/// A project whose spec `demo` has its documents, and an agent command that says it
+/// started (`started-<task>`) and then waits for the file `gate` before succeeding.
+fn gated_project() -> (TestProject, String) {
+    let p = TestProject::new();
+    permissive(&p);
+    p.write(".claude/specs/demo/requirements.md", "# R\n\n1. x\n");
+    p.write(".claude/specs/demo/design.md", "# D\n\nx\n");
+    p.write(
+        ".claude/specs/demo/tasks.md",
+        "- [ ] 1. One\n- [ ] 2. Two\n",
+    );
+    let root = p.path().display().to_string();
+    let agent = p.script(
+        "bin/gated-agent",
+        &format!(
+            "#!/bin/sh\ntouch '{root}/started-'\"$1\"\ni=0\nwhile [ ! -e '{root}/gate' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\necho done\n"
+        ),
+    );
+    (p, format!("{} {{task_id}}", agent.display()))
+}
+
+#[test]
+fn fix5a_restore_refuses_or_waits_while_a_workflow_runs() {
+    let (p, agent_cmd) = gated_project();
+    assert_eq!(code(&bounded(p.qw(&["exec", "--", "true"]))), 0);
+    assert_eq!(code(&bounded(p.qw(&["state-backup", "b0"]))), 0);
+    let mut wf = p.qw(&[
+        "workflow-auto",
+        "demo",
+        "d",
+        "--agent-cmd",
+        &agent_cmd,
+        "--isolate",
+        "none",
+        "--parallel",
+        "1",
+    ]);
+    wf.process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut wf = wf.spawn().unwrap();
+    let wf_pid = i32::try_from(wf.id()).unwrap();
+    struct Group(i32);
+    impl Drop for Group {
+        fn drop(&mut self) {
+            kill_group(self.0, 9);
+        }
+    }
+    let _cleanup = Group(wf_pid);
+    assert!(
+        wait_until(Duration::from_secs(60), || p
+            .path()
+            .join("started-1")
+            .exists()),
+        "the workflow never started task 1"
+    );
+
+    // rev5a's reproduction: refused, naming the spec and the pid; the state untouched.
+    let state_before = std::fs::read(p.claude().join("unified_state.json")).unwrap();
+    for args in [
+        &["state-backup", "--restore", "b0"][..],
+        &["state-backup", "--restore", "b0.json"],
+    ] {
+        let out = bounded(p.qw(args));
+        assert_eq!(code(&out), 2, "{args:?}: {}", diag(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("`demo`") && err.contains(&format!("pid {wf_pid}")),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("--restore b0 --wait"), "{err}");
+        assert!(!err.contains('\n') || err.lines().next().unwrap().contains("running"));
+    }
+    assert_eq!(
+        std::fs::read(p.claude().join("unified_state.json")).unwrap(),
+        state_before
+    );
+    let pre_restores = |p: &TestProject| {
+        std::fs::read_dir(p.claude().join("backups/state"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("pre_restore"))
+            .count()
+    };
+    assert_eq!(pre_restores(&p), 0, "a refused restore backed up nothing");
+
+    // --wait with a short lock timeout gives up, naming the holder.
+    let mut short = p.qw(&["state-backup", "--restore", "b0", "--wait"]);
+    short.env("QW_LOCK_TIMEOUT", "1");
+    let out = bounded(short);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert!(
+        stderr(&out).contains(&format!("pid {wf_pid}")),
+        "{}",
+        diag(&out)
+    );
+
+    // --wait without a limit: restores once the workflow is done, never in its middle.
+    let mut waiting = p.qw(&["--json", "state-backup", "--restore", "b0", "--wait"]);
+    waiting.env("QW_LOCK_TIMEOUT", "0");
+    let waiter = std::thread::spawn(move || bounded(waiting));
+    std::fs::write(p.path().join("gate"), "").unwrap();
+    let status = wf.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "the workflow failed");
+    let out = waiter.join().unwrap();
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    // The state saved before the restore holds both tasks completed: the restore came after.
+    let saved = last_json(&out)["previous_saved_to"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(saved).unwrap()).unwrap();
+    let tasks = &saved["specifications"]["demo"]["tasks"];
+    for id in ["1", "2"] {
+        assert_eq!(tasks[id]["status"], "completed", "{saved}");
+    }
+
+    // Another shape: the workflow's lock file stays after it ended; with nothing running
+    // a restore goes ahead at once.
+    let out = bounded(p.qw(&["state-backup", "--restore", "b0"]));
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+}
+
+// ---------------------------------------------------------------------------------------
+// M4: JSON nested deeper than serde_json's recursion limit.
+
+/// `text` (a JSON object) with `"python_extra": deep` added as its last member.
+fn with_member(text: &str, key: &str, deep: &str) -> String {
+    let end = text.rfind('}').unwrap();
+    format!("{},\n  \"{key}\": {deep}\n}}\n", text[..end].trim_end())
+}
+
+/// `n` nested arrays, written as Python's `json.dumps(indent=2)` writes them, or compact
+/// (`json.dumps`; indented, 10 000 levels would be 100 MB of spaces).
+fn deep_arrays(n: usize, indented: bool) -> String {
+    if !indented {
+        return format!("{}{}", "[".repeat(n), "]".repeat(n));
+    }
+    let mut s = String::new();
+    for d in 0..n {
+        s.push('[');
+        if d + 1 < n {
+            s.push('\n');
+            s.push_str(&" ".repeat(2 * (d + 2)));
+        }
+    }
+    for d in (0..n).rev() {
+        if d + 1 < n {
+            s.push('\n');
+            s.push_str(&" ".repeat(2 * (d + 1)));
+        }
+        s.push(']');
+    }
+    s
+}
+
+/// `n` nested objects on one line, with a big number and a string holding brackets at the
+/// bottom, and Python's tokens when `python` (the state's dialect; settings are JSON).
+fn deep_objects(n: usize, python: bool) -> String {
+    let mut s = String::new();
+    for _ in 0..n {
+        s.push_str("{\"a\": ");
+    }
+    if python {
+        s.push_str("[NaN, -Infinity, ");
+    } else {
+        s.push_str("[1.50, ");
+    }
+    s.push_str("123456789012345678901234567890, \"x\\\"]}\"]");
+    s.push_str(&"}".repeat(n));
+    s
+}
+
+#[test]
+fn fix5a_a_deep_valid_state_is_read_kept_and_written_back_byte_for_byte() {
+    for (what, deep) in [
+        ("200 arrays, indented", deep_arrays(200, true)),
+        ("10 000 arrays", deep_arrays(10_000, false)),
+        ("300 objects", deep_objects(300, true)),
+    ] {
+        let p = TestProject::new();
+        assert_eq!(code(&bounded(p.qw(&["exec", "--", "true"]))), 0);
+        let state = p.claude().join("unified_state.json");
+        let text = with_member(
+            &std::fs::read_to_string(&state).unwrap(),
+            "python_extra",
+            &deep,
+        );
+        std::fs::write(&state, &text).unwrap();
+        // rev5a's reproduction: a read-only `status` quarantined it.
+        let out = bounded(p.qw(&["status"]));
+        assert_eq!(code(&out), 0, "{what}: {}", diag(&out));
+        assert!(!stderr(&out).contains("corrupt"), "{what}: {}", diag(&out));
+        assert_eq!(std::fs::read_to_string(&state).unwrap(), text, "{what}");
+        assert!(!p.claude().join("backups/state").exists(), "{what}");
+        // A write keeps the deep member, and records the run.
+        let out = bounded(p.qw(&["exec", "--", "true"]));
+        assert_eq!(code(&out), 0, "{what}: {}", diag(&out));
+        let after = std::fs::read_to_string(&state).unwrap();
+        assert!(after.contains("\"total_executed\": 2"), "{what}");
+        let squeeze = |t: &str| t.split_whitespace().collect::<String>();
+        assert!(
+            squeeze(&after).contains(&format!("\"python_extra\":{}", squeeze(&deep))),
+            "{what}"
+        );
+        // Written as Python indents (and as qw writes), byte for byte; and a file qw wrote
+        // keeps its bytes on the next write.
+        if what.contains("indented") {
+            assert!(
+                after.contains(&format!("\"python_extra\": {deep}\n")),
+                "{what}"
+            );
+        }
+        let out = bounded(p.qw(&["exec", "--", "true"]));
+        assert_eq!(code(&out), 0, "{what}: {}", diag(&out));
+        let again = std::fs::read_to_string(&state).unwrap();
+        let member = |t: &str| t[t.find("\"python_extra\"").unwrap()..].to_owned();
+        assert_eq!(member(&again), member(&after), "{what}");
+        assert!(again.contains("\"total_executed\": 3"), "{what}");
+    }
+}
+
+#[test]
+fn fix5a_a_deep_state_that_is_not_json_is_still_quarantined() {
+    let p = TestProject::new();
+    assert_eq!(code(&bounded(p.qw(&["exec", "--", "true"]))), 0);
+    let state = p.claude().join("unified_state.json");
+    // 300 levels with a missing comma at the bottom.
+    let broken = format!("{}[1 2]{}", "[".repeat(300), "]".repeat(300));
+    let text = with_member(&std::fs::read_to_string(&state).unwrap(), "x", &broken);
+    std::fs::write(&state, &text).unwrap();
+    let out = bounded(p.qw(&["status"]));
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(stderr(&out).contains("corrupt"), "{}", diag(&out));
+    assert!(
+        std::fs::read_dir(p.claude().join("backups/state"))
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("corrupted_"))
+    );
+}
+
+#[test]
+fn fix5a_deep_valid_settings_are_edited_and_keep_their_bytes() {
+    let p = TestProject::new();
+    let deep = deep_objects(10_000, false);
+    let text = format!("{{\n  \"tool\": {deep}\n}}\n");
+    p.write(".claude/settings.local.json", &text);
+    let out = bounded(p.qw(&["dev-mode", "on"]));
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let after = p.read(".claude/settings.local.json");
+    assert!(
+        after.contains(&format!("\"tool\": {deep}")),
+        "deep member changed"
+    );
+    assert!(
+        after.contains("\"enabled\": true"),
+        "{}",
+        &after[after.len() - 300..]
+    );
+    let out = bounded(p.qw(&["dev-mode", "status"]));
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+}
