@@ -543,3 +543,49 @@ fn fix5a_deep_valid_settings_are_edited_and_keep_their_bytes() {
     let out = bounded(p.qw(&["dev-mode", "status"]));
     assert_eq!(code(&out), 0, "{}", diag(&out));
 }
+
+// ---------------------------------------------------------------------------------------
+// H3: an agent that swaps its own run folder's captured output for a FIFO (or a link to
+// `/dev/zero`) before it exits.
+
+#[test]
+fn fix5a_an_agent_that_swaps_its_output_for_a_fifo_or_dev_zero_hangs_nothing() {
+    for (shape, swap) in [
+        ("fifo", "mkfifo \"$f\""),
+        ("dev-zero", "ln -s /dev/zero \"$f\""),
+    ] {
+        let p = TestProject::new();
+        permissive(&p);
+        p.write(".claude/specs/s/requirements.md", "# R\n\n1. x\n");
+        p.write(".claude/specs/s/design.md", "# D\n\nx\n");
+        p.write(".claude/specs/s/tasks.md", "- [ ] 1. Only\n");
+        let agent = p.script(
+            "bin/swap-agent",
+            &format!(
+                "#!/bin/sh\nd=$(dirname \"$QW_PROMPT_FILE\")\nprintf '{{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"ok\"}}\\n'\nfor f in \"$d\"/stdout.log \"$d\"/events.jsonl \"$d\"/stderr.log; do [ -e \"$f\" ] && rm -f \"$f\" && {swap}; done\nexit 0\n"
+            ),
+        );
+        let out = bounded(p.qw(&[
+            "workflow-auto",
+            "s",
+            "d",
+            "--agent-cmd",
+            &format!("{} {{task_id}}", agent.display()),
+            "--attempts",
+            "1",
+            "--isolate",
+            "none",
+        ]));
+        // The run is not taken for a success, and the swapped file is named.
+        assert_eq!(code(&out), 1, "{shape}: {}", diag(&out));
+        assert!(
+            diag(&out).contains("stdout.log` is a"),
+            "{shape}: {}",
+            diag(&out)
+        );
+        assert_eq!(p.read(".claude/specs/s/tasks.md"), "- [ ] 1. Only\n");
+        // The workflow lock was let go: `workflow-continue` is not refused as running.
+        let out = bounded(p.qw(&["workflow-continue", "s", "--dry-run"]));
+        assert_eq!(code(&out), 0, "{shape}: {}", diag(&out));
+    }
+}
