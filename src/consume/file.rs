@@ -57,7 +57,9 @@ pub(super) fn text_of(seen: &Bounded) -> Result<String, (String, String)> {
             ),
         )),
         Bounded::Whole(bytes) => match std::str::from_utf8(bytes) {
-            Ok(t) => Ok(t.trim().to_owned()),
+            // A byte-order mark (an editor's, or Python's `utf-8-sig`) is not part of the
+            // command, as the state reader skips it too.
+            Ok(t) => Ok(crate::jsontext::strip_bom(t).trim().to_owned()),
             Err(_) => Err((
                 quote(&String::from_utf8_lossy(bytes)),
                 "the suggestion is not valid UTF-8 text".to_owned(),

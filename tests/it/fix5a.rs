@@ -589,3 +589,26 @@ fn fix5a_an_agent_that_swaps_its_output_for_a_fifo_or_dev_zero_hangs_nothing() {
         assert_eq!(code(&out), 0, "{shape}: {}", diag(&out));
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// L3: a suggestion file that starts with a byte-order mark.
+
+#[test]
+fn fix5a_a_suggestion_with_a_byte_order_mark_runs() {
+    let p = TestProject::new();
+    for (i, text) in [
+        "\u{feff}/spec-create bom-one d\n",
+        "\u{feff}  qw spec-create bom-two d",
+    ]
+    .iter()
+    .enumerate()
+    {
+        p.write(".claude/next_command.txt", text);
+        let out = bounded(p.qw(&["consume", "--once"]));
+        assert_eq!(code(&out), 0, "{i}: {}", diag(&out));
+        assert!(!p.claude().join("next_command.txt").exists(), "{i}");
+        assert!(!p.claude().join("next_command.failed.txt").exists(), "{i}");
+    }
+    assert!(p.claude().join("specs/bom-one").is_dir());
+    assert!(p.claude().join("specs/bom-two").is_dir());
+}
