@@ -215,7 +215,7 @@ fn untag_raw(json: String) -> String {
 
 /// The text whose UTF-8 bytes `hex` spells (two lowercase digits a byte).
 fn from_hex(hex: &str) -> Option<String> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     let bytes = hex
@@ -223,7 +223,7 @@ fn from_hex(hex: &str) -> Option<String> {
         .chunks(2)
         .map(|pair| {
             let digit = |c: u8| (c as char).to_digit(16).filter(|_| !c.is_ascii_uppercase());
-            Some(u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?)
+            u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()
         })
         .collect::<Option<Vec<u8>>>()?;
     String::from_utf8(bytes).ok()

@@ -165,7 +165,7 @@ pub(crate) fn hold_all_workflows(
     retry: &str,
 ) -> Result<Vec<LockedFile>, CliError> {
     let dir = ctx.project.runs_dir();
-    let mut specs: Vec<String> = match std::fs::read_dir(&dir) {
+    let mut specs: Vec<String> = match crate::fs::read_dir(&dir) {
         Ok(entries) => entries
             .flatten()
             .filter_map(|e| {
@@ -177,11 +177,7 @@ pub(crate) fn hold_all_workflows(
             })
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => {
-            return Err(CliError::failed(
-                crate::fs::with_path(e, "list", &dir).to_string(),
-            ));
-        }
+        Err(e) => return Err(CliError::failed(e.to_string())),
     };
     specs.sort();
     let mut held = Vec::new();
