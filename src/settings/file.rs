@@ -35,7 +35,14 @@ impl SettingsFile {
         match crate::fs::read_regular_whole(path, super::MAX_SETTINGS_BYTES) {
             Ok(bytes) => Self::parse_bytes(path, &bytes),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Self::absent(path)),
-            Err(e) => Err(e.into()),
+            // A symlink loop is the file's fault, not the disk's: exit 2 saying what to do.
+            Err(e) => match crate::fs::resolve_symlinks(path) {
+                Err(looped) => Err(SettingsError::Edit {
+                    path: path.to_path_buf(),
+                    reason: format!("{looped}; remove the link"),
+                }),
+                Ok(_) => Err(e.into()),
+            },
         }
     }
 
@@ -170,7 +177,44 @@ impl SettingsFile {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             crate::fs::create_dir_all(dir)?;
         }
+        self.check_writable()?;
         crate::fs::write_durable(&self.path, &bytes)?;
+        Ok(())
+    }
+
+    /// Refuse, as settings the command will not touch (exit 2, saying what to do), a file
+    /// qw cannot replace because of what the user made of it: read-only, a symlink loop,
+    /// or a link whose target's folder does not exist. A failing disk stays an I/O error.
+    fn check_writable(&self) -> Result<(), SettingsError> {
+        let refuse = |reason: String| SettingsError::Edit {
+            path: self.path.clone(),
+            reason,
+        };
+        let target = crate::fs::resolve_symlinks(&self.path)
+            .map_err(|e| refuse(format!("{e}; remove the link")))?;
+        match std::fs::metadata(&target) {
+            Ok(meta) => {
+                use std::os::unix::fs::PermissionsExt as _;
+                let writable = meta.permissions().mode() & 0o222 != 0
+                    && nix::unistd::access(&target, nix::unistd::AccessFlags::W_OK).is_ok();
+                if meta.is_file() && !writable {
+                    return Err(refuse(format!(
+                        "`{}` is read-only (mode {:04o}); make it writable (`chmod u+w`)",
+                        target.display(),
+                        meta.permissions().mode() & 0o7777
+                    )));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && target != self.path => {
+                if !crate::fs::parent_dir(&target).is_dir() {
+                    return Err(refuse(format!(
+                        "it is a symbolic link to `{}`, whose folder does not exist; create the folder or remove the link",
+                        target.display()
+                    )));
+                }
+            }
+            Err(_) => {}
+        }
         Ok(())
     }
 }

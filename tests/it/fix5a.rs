@@ -612,3 +612,43 @@ fn fix5a_a_suggestion_with_a_byte_order_mark_runs() {
     assert!(p.claude().join("specs/bom-one").is_dir());
     assert!(p.claude().join("specs/bom-two").is_dir());
 }
+
+// ---------------------------------------------------------------------------------------
+// L2: settings the command will not touch exit 2, saying what to do.
+
+#[test]
+fn fix5a_settings_qw_cannot_replace_exit_2_saying_what_to_do() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if nix::unistd::geteuid().is_root() {
+        // Root writes a 0444 file anyway (access(2) says so): only the link shapes apply.
+        eprintln!("note: running as root; the read-only shape checks the mode bits only");
+    }
+    // Read-only.
+    let p = TestProject::new();
+    let settings = p.write(".claude/settings.local.json", "{}\n");
+    std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let out = bounded(p.qw(&["dev-mode", "on"]));
+    assert_eq!(code(&out), 2, "{}", diag(&out));
+    assert!(stderr(&out).contains("chmod u+w"), "{}", diag(&out));
+    assert_eq!(p.read(".claude/settings.local.json"), "{}\n");
+    // A symlink loop.
+    let p = TestProject::new();
+    let a = p.claude().join("settings.local.json");
+    let b = p.claude().join("other.json");
+    std::os::unix::fs::symlink(&b, &a).unwrap();
+    std::os::unix::fs::symlink(&a, &b).unwrap();
+    let out = bounded(p.qw(&["dev-mode", "on"]));
+    assert_eq!(code(&out), 2, "{}", diag(&out));
+    // A dangling link into a folder that does not exist.
+    let p = TestProject::new();
+    let nowhere = p.path().join("no-such-folder/settings.json");
+    std::os::unix::fs::symlink(&nowhere, p.claude().join("settings.local.json")).unwrap();
+    let out = bounded(p.qw(&["dev-mode", "on"]));
+    assert_eq!(code(&out), 2, "{}", diag(&out));
+    assert!(
+        stderr(&out).contains("remove the link") && stderr(&out).contains("no-such-folder"),
+        "{}",
+        diag(&out)
+    );
+    assert!(!p.path().join("no-such-folder").exists());
+}
