@@ -278,10 +278,11 @@ fn read_only_or_unparsable_settings_are_never_overwritten() {
     let path = p.write(SETTINGS, "{\"env\": {}}\n");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
     let out = p.run(&["dev-mode", "on"]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    // Settings the command will not touch: exit 2 (CONTRACT §1), saying what to do.
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("read-only") && err.contains("settings.local.json"),
+        err.contains("read-only") && err.contains("settings.local.json") && err.contains("chmod"),
         "{err}"
     );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"env\": {}}\n");
