@@ -880,6 +880,10 @@ pub struct Worktrees {
     stash_watch: stash::Watch,
     /// The replace refs told of so far (see [`blame::new_replacements`]).
     replacements: std::sync::Mutex<BTreeSet<String>>,
+    /// When the run began (seconds since the epoch): what the main worktree or a
+    /// worktree qw did not make committed after it is not taken as the user's (see
+    /// [`owned::set_aside_foreign`]).
+    started: owned::RunStart,
 }
 
 impl Worktrees {
@@ -887,6 +891,10 @@ impl Worktrees {
     /// main worktree when the run started).
     pub fn new(repo: Repo, spec: &str, integration: &str) -> Worktrees {
         let replacements = blame::replace_refs(&repo);
+        let started = owned::RunStart {
+            secs: owned::now_secs(),
+            main_log: tree::head_log(&repo.git_dir).len(),
+        };
         let tip = repo
             .commit_of(&format!("refs/heads/{integration}"))
             .ok()
@@ -901,6 +909,7 @@ impl Worktrees {
             by_hand: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             stash_watch: stash::Watch::default(),
             replacements: std::sync::Mutex::new(replacements),
+            started,
         }
     }
 
@@ -965,6 +974,11 @@ impl Worktrees {
             .into_iter()
             .filter(|w| w.task.is_none() && !h.worktrees_before.contains(&w.path))
             .filter(|w| !same_path(&w.path, &self.repo.top))
+            .inspect(|w| {
+                if let Some(admin) = &w.admin {
+                    owned::mark_appeared(admin, &self.spec, &h.task_id);
+                }
+            })
             .map(|w| match &w.branch {
                 Some(b) => format!("`{}` (branch `{b}`)", w.path.display()),
                 None => format!("`{}` (detached HEAD)", w.path.display()),
@@ -972,7 +986,7 @@ impl Worktrees {
             .collect();
         let worktrees = (!new.is_empty()).then(|| {
             format!(
-                "a worktree qw did not make appeared while task {} ran (its agent's `git worktree add`?): {}; what is there is not part of the task's result and is left as it is",
+                "a worktree qw did not make appeared while task {} ran (its agent's `git worktree add`?): {}; what is there is not part of the task's result and is left as it is (commits made there are never taken as yours, nor as any task's, on a task branch qw did not leave them on)",
                 h.task_id,
                 new.join(", ")
             )
@@ -1175,6 +1189,7 @@ impl Worktrees {
                 task_id,
                 &target,
                 &self.integration,
+                self.started,
             )?);
         }
         let (path, admin, resumed) = match reuse {

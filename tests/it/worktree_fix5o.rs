@@ -1,0 +1,197 @@
+//! rev5b's findings on worktree isolation (F1, F14, F7, F3): forged task branches and
+//! worktrees made during a run are never taken as the user's (F1); a printed put-back
+//! never drops what lands on the target after it was printed, and a second workflow
+//! refuses an agent's move too (F14); another workflow's merge is told by qw's own
+//! record, not by a subject line (F7); `workflow-reset --hard` sets the old tasks'
+//! branches aside (F3).
+//!
+//! Each test is the reproduction of rev5b (or another shape of it) and asserts that
+//! the agent's work does not reach `main`, that it is kept on a named branch, and that
+//! nothing of the user's is lost.
+
+use crate::support::moves::{all_printed, assert_kept, follow, once, printed, sha, tasks, work};
+use crate::support::*;
+use crate::worktree::Repo;
+
+/// Whether `rev` exists and holds `file`.
+fn has(r: &Repo, rev: &str, file: &str) -> bool {
+    r.git_ok(&["cat-file", "-e", &format!("{rev}:{file}")])
+}
+
+fn cont(r: &Repo, extra: &[&str]) -> std::process::Output {
+    let cmd = r.agent_cmd();
+    let mut args = vec![
+        "workflow-continue",
+        "demo",
+        "--retry-delay",
+        "0.1",
+        "--attempts",
+        "1",
+        "--agent-cmd",
+        &cmd,
+    ];
+    args.extend_from_slice(extra);
+    r.run(&args)
+}
+
+/// The branches set aside as not a task's (`qw/demo/<id>@<sha>`).
+fn set_aside(r: &Repo) -> Vec<String> {
+    r.branches().into_iter().filter(|b| b.contains('@')).collect()
+}
+
+/// The commit whose subject is `subject` (on any ref, or only in a reflog).
+fn commit_named(r: &Repo, subject: &str) -> String {
+    let out = r.git(&[
+        "log",
+        "--all",
+        "--reflog",
+        "-1",
+        "--format=%H",
+        "--fixed-strings",
+        &format!("--grep={subject}"),
+    ]);
+    assert!(!out.trim().is_empty(), "no commit `{subject}`");
+    out.trim().to_owned()
+}
+
+// --- F1: a task branch planted by another task's agent is never adopted -------------
+
+/// rev5b F1 as reproduced: task 1's agent makes a worktree of its own, commits there
+/// and plants `qw/demo/3` at that commit by its full id (`branch: Created from
+/// <full sha>`, the line an older qw's branch has). Task 3 must not adopt it.
+#[test]
+fn worktree_fix5o_f1_planted_branch_from_an_agents_worktree_is_not_adopted() {
+    let r = Repo::new(&tasks(3));
+    let evil = r.aux.path().join("evil");
+    r.action(
+        "1",
+        &format!(
+            "{}{}",
+            work("1"),
+            once(
+                &r,
+                "plant",
+                &format!(
+                    "git worktree add -q --detach {e} main\ncd {e}\necho evil > evil.txt\ngit add evil.txt\ngit commit -qm evil\ngit branch qw/demo/3 $(git rev-parse HEAD)",
+                    e = evil.display()
+                )
+            )
+        ),
+    );
+    r.action("2", &format!("{}sleep 1.5\n", work("2")));
+    r.action("3", &work("3"));
+    let out = r.auto(&["--parallel", "2"]);
+    let text = diag(&out);
+    let e = commit_named(&r, "evil");
+    assert!(!has(&r, "main", "evil.txt"), "the planted commit was merged: {text}");
+    assert!(!text.contains("left by a qw before"), "{text}");
+    assert!(!text.contains("taken as task 3's"), "{text}");
+    assert!(
+        set_aside(&r).iter().any(|b| b.starts_with("qw/demo/3@")),
+        "{:?}: {text}",
+        r.branches()
+    );
+    assert_kept(&r, &e);
+    for f in ["f1.txt", "f2.txt", "f3.txt"] {
+        assert!(has(&r, "main", f), "{f}: {text}");
+    }
+}
+
+/// rev5b F1c: the agent's `git worktree add -b qw/demo/3 <dir> <full sha>` and a commit
+/// there; the refusal's hint (`switch --detach`) followed, then `workflow-continue`:
+/// "kept apart, not merged" holds.
+#[test]
+fn worktree_fix5o_f1c_kept_apart_holds_when_the_hint_is_followed() {
+    let r = Repo::new(&tasks(3));
+    let wt = r.aux.path().join("agent s3");
+    r.action(
+        "1",
+        &format!(
+            "{}{}",
+            work("1"),
+            once(
+                &r,
+                "plant",
+                &format!(
+                    "git worktree add -q '{w}' -b qw/demo/3 $(git rev-parse HEAD)\necho evil > '{w}/evil.txt'\ngit -C '{w}' add evil.txt\ngit -C '{w}' commit -qm evil3",
+                    w = wt.display()
+                )
+            )
+        ),
+    );
+    r.action("2", &format!("{}sleep 1\n", work("2")));
+    r.action("3", &work("3"));
+    let out = r.auto(&["--parallel", "2"]);
+    let text = diag(&out);
+    assert!(text.contains("kept apart, not merged"), "{text}");
+    let e = commit_named(&r, "evil3");
+    let hint = printed(&text, "git -C ");
+    follow(&r, &hint);
+    let out = cont(&r, &["--parallel", "2"]);
+    let text = diag(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    assert!(!has(&r, "main", "evil.txt"), "merged though kept apart: {text}");
+    assert!(has(&r, "main", "f3.txt"), "{text}");
+    assert!(text.contains("not task 3's work"), "{text}");
+    assert_kept(&r, &e);
+}
+
+/// rev5b F1b: an agent's `git -C <main worktree>` switch onto a recorded task branch, a
+/// commit there and a switch back, while the run goes on: not the user's fix.
+#[test]
+fn worktree_fix5o_f1b_main_worktree_commit_during_the_run_is_not_the_users() {
+    let r = Repo::new(&tasks(3));
+    r.action("1", &work("1"));
+    r.action("2", "exit 1\n");
+    r.action("3", "echo 3 > f3.txt\ngit add f3.txt\ngit commit -qm 'f3 work'\nexit 1\n");
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert!(r.branches().contains(&"qw/demo/3".to_owned()));
+    r.action(
+        "2",
+        &format!(
+            "{}git -C \"$MAIN\" switch -q qw/demo/3\necho evil > \"$MAIN/evil.txt\"\ngit -C \"$MAIN\" add evil.txt\ngit -C \"$MAIN\" commit -qm 'looks like yours'\ngit -C \"$MAIN\" switch -q main\n",
+            work("2")
+        ),
+    );
+    r.action("3", &work("3b"));
+    let out = cont(&r, &["--parallel", "1", "--isolate", "worktree"]);
+    let text = diag(&out);
+    let e = commit_named(&r, "looks like yours");
+    assert!(!has(&r, "main", "evil.txt"), "{text}");
+    assert!(!text.contains("your fix"), "{text}");
+    assert!(has(&r, "main", "f2.txt"), "{text}");
+    assert_kept(&r, &e);
+}
+
+/// Another shape: the planted branch is made with `update-ref` after a `worktree add
+/// -b`/commit/`worktree remove` (the worktree is gone; its commit is "on the branch
+/// itself", made during the run): not adopted either.
+#[test]
+fn worktree_fix5o_f1_branch_made_and_worktree_removed_during_the_run_is_not_adopted() {
+    let r = Repo::new(&tasks(3));
+    let wt = r.aux.path().join("gone");
+    r.action(
+        "1",
+        &format!(
+            "{}{}",
+            work("1"),
+            once(
+                &r,
+                "plant",
+                &format!(
+                    "git worktree add -q {w} -b qw/demo/3 $(git rev-parse main)\necho evil > {w}/evil.txt\ngit -C {w} add evil.txt\ngit -C {w} commit -qm evil4\ngit worktree remove {w}",
+                    w = wt.display()
+                )
+            )
+        ),
+    );
+    r.action("2", &format!("{}sleep 1.5\n", work("2")));
+    r.action("3", &work("3"));
+    let out = r.auto(&["--parallel", "2"]);
+    let text = diag(&out);
+    let e = commit_named(&r, "evil4");
+    assert!(!has(&r, "main", "evil.txt"), "{text}");
+    assert!(has(&r, "main", "f3.txt"), "{text}");
+    assert_kept(&r, &e);
+}
