@@ -179,6 +179,18 @@ fn left(repo: &Repo, branch: &str) -> Result<Option<String>> {
     repo.commit_of(sha)
 }
 
+/// When qw last left `branch` where it is now (`tip`): the time (seconds since the
+/// epoch, rounded down) its record was written, when the record names `tip`. `None`
+/// when qw did not leave it there.
+pub(crate) fn left_there_since(repo: &Repo, branch: &str, tip: &str) -> Option<i64> {
+    if left(repo, branch).ok()??.as_str() != tip {
+        return None;
+    }
+    let at = record_file(repo, branch).symlink_metadata().ok()?.modified().ok()?;
+    let secs = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    i64::try_from(secs).ok()
+}
+
 /// The commits `tip` holds that `target`, qw's own last tip `ours` and the
 /// remote-tracking branches lack (what someone other than qw's runs of the task put on
 /// the branch), oldest first.

@@ -11,7 +11,7 @@
 
 use crate::support::moves::{all_printed, assert_kept, follow, once, printed, sha, tasks, work};
 use crate::support::*;
-use crate::worktree::Repo;
+use crate::worktree::{HARNESS_TIMEOUT, Repo, bounded};
 
 /// Whether `rev` exists and holds `file`.
 fn has(r: &Repo, rev: &str, file: &str) -> bool {
@@ -194,4 +194,148 @@ fn worktree_fix5o_f1_branch_made_and_worktree_removed_during_the_run_is_not_adop
     assert!(!has(&r, "main", "evil.txt"), "{text}");
     assert!(has(&r, "main", "f3.txt"), "{text}");
     assert_kept(&r, &e);
+}
+
+// --- F14: two workflows at once; a put-back printed earlier -------------------------
+
+fn add_spec(r: &Repo, name: &str, n: usize) {
+    r.f.p
+        .write(&format!(".claude/specs/{name}/requirements.md"), "# R\n");
+    r.f.p
+        .write(&format!(".claude/specs/{name}/design.md"), "# D\n");
+    r.f.p
+        .write(&format!(".claude/specs/{name}/tasks.md"), &tasks(n));
+    r.git(&["add", "-A"]);
+    r.git(&["commit", "-q", "-m", &format!("spec {name}")]);
+}
+
+fn auto_spec(r: &Repo, spec: &str) -> std::process::Command {
+    let cmd = r.agent_cmd();
+    r.f.cmd(&[
+        "workflow-auto",
+        spec,
+        "Two at once",
+        "--agent-cmd",
+        &cmd,
+        "--attempts",
+        "1",
+        "--parallel",
+        "2",
+        "--task-timeout",
+        "60",
+        "--retry-delay",
+        "0.1",
+    ])
+}
+
+fn cont_spec(r: &Repo, spec: &str) -> std::process::Output {
+    let cmd = r.agent_cmd();
+    r.run(&[
+        "workflow-continue",
+        spec,
+        "--retry-delay",
+        "0.1",
+        "--attempts",
+        "1",
+        "--parallel",
+        "2",
+        "--agent-cmd",
+        &cmd,
+    ])
+}
+
+/// rev5b F14 as reproduced: demo's task 1 agent merges its own branch into `main`
+/// (`git -C $MAIN merge`); demo refuses and ends. Workflow `other`, running meanwhile,
+/// finishes its tasks after that: it must refuse the agent's move too (README), not
+/// merge on top of it. Following demo's printed commands then drops nothing.
+#[test]
+fn worktree_fix5o_f14_other_workflow_refuses_the_agents_move_too() {
+    let r = Repo::new(&tasks(2));
+    add_spec(&r, "other", 2);
+    r.action(
+        "demo-1",
+        &format!(
+            "{}{}",
+            work("1"),
+            once(&r, "merge", "git -C \"$MAIN\" merge -q --no-edit qw/demo/1")
+        ),
+    );
+    r.action("demo-2", &work("2"));
+    let wait = crate::support::moves::gate(&r, "demo-done");
+    r.action("other-1", &format!("{wait}echo o1 > o1.txt\n"));
+    r.action("other-2", &format!("{wait}echo o2 > o2.txt\n"));
+    let done = r.aux.path().join("gate-demo-done");
+    let (demo, other) = std::thread::scope(|s| {
+        let other = s.spawn(|| bounded(auto_spec(&r, "other"), HARNESS_TIMEOUT));
+        let demo = s.spawn(|| {
+            let out = bounded(auto_spec(&r, "demo"), HARNESS_TIMEOUT);
+            std::fs::write(&done, "").unwrap();
+            out
+        });
+        (demo.join().unwrap(), other.join().unwrap())
+    });
+    let demo_text = diag(&demo);
+    let other_text = diag(&other);
+    assert_eq!(code(&demo), 1, "{demo_text}");
+    assert!(demo_text.contains("was moved"), "{demo_text}");
+    // `other` merged nothing on top of the agent's move.
+    assert!(
+        !has(&r, "main", "o1.txt") && !has(&r, "main", "o2.txt"),
+        "other merged on top of the agent's move: {other_text}"
+    );
+    assert!(other_text.contains("was moved"), "{other_text}");
+    // demo's way back, followed as printed, then both workflows go on.
+    let err = r.f.task("1")["error"].as_str().unwrap().to_owned();
+    let cmds = all_printed(&err);
+    assert!(cmds[0].starts_with("git branch qw-kept/"), "{err}");
+    for c in &cmds {
+        follow(&r, c);
+    }
+    r.action("demo-1", &work("1"));
+    let out = cont_spec(&r, "demo");
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let out = cont_spec(&r, "other");
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    for f in ["f1.txt", "f2.txt", "o1.txt", "o2.txt"] {
+        assert!(has(&r, "main", f), "{f}");
+    }
+}
+
+/// rev5b F14, one workflow: the refusal's put-back, followed after the user committed
+/// on `main` ("my next-morning work"), keeps that commit (on `qw-kept/…`).
+#[test]
+fn worktree_fix5o_f14_put_back_followed_later_keeps_the_users_next_commit() {
+    let r = Repo::new(&tasks(2));
+    r.action(
+        "1",
+        &format!(
+            "{}{}",
+            work("1"),
+            once(&r, "merge", "git -C \"$MAIN\" merge -q --no-edit qw/demo/1")
+        ),
+    );
+    r.action("2", &format!("{}sleep 0.5\n", work("2")));
+    let out = r.auto(&["--parallel", "2"]);
+    let text = diag(&out);
+    assert_eq!(code(&out), 1, "{text}");
+    let err = r.f.task("1")["error"].as_str().unwrap().to_owned();
+    let cmds = all_printed(&err);
+    assert!(
+        cmds.iter().any(|c| c.starts_with("git reset")),
+        "{err}"
+    );
+    // The next morning: a commit of the user's on `main`, then the printed commands.
+    std::fs::write(r.root().join("mine.txt"), "mine\n").unwrap();
+    r.git(&["add", "mine.txt"]);
+    r.git(&["commit", "-qm", "my next-morning work"]);
+    let mine = sha(&r, "HEAD");
+    for c in &cmds {
+        follow(&r, c);
+    }
+    assert_kept(&r, &mine);
+    r.action("1", &work("1"));
+    let out = cont(&r, &["--parallel", "2"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(has(&r, "main", "f1.txt") && has(&r, "main", "f2.txt"));
+    assert_kept(&r, &mine);
 }
