@@ -1517,10 +1517,13 @@ impl Worktrees {
             std::thread::sleep(std::time::Duration::from_millis(250));
         };
         if out.status.success() {
-            self.set_tip(
-                self.repo
-                    .commit_of(&format!("refs/heads/{}", self.integration))?,
-            );
+            let merged = self
+                .repo
+                .commit_of(&format!("refs/heads/{}", self.integration))?;
+            if let Some(m) = &merged {
+                origin::record_merge(&self.repo, &self.spec, &h.branch, &tip, m);
+            }
+            self.set_tip(merged);
             return Ok(MergeOutcome::Merged);
         }
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

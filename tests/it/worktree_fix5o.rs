@@ -339,3 +339,59 @@ fn worktree_fix5o_f14_put_back_followed_later_keeps_the_users_next_commit() {
     assert!(has(&r, "main", "f1.txt") && has(&r, "main", "f2.txt"));
     assert_kept(&r, &mine);
 }
+
+// --- F7: "another workflow's merge" is qw's note of it, not a subject line ----------
+
+/// Task 1's agent merges failing task 2's branch into `main` with the subject and the
+/// full id qw's own merge of another workflow's task has. qw must refuse the move as it
+/// does without that subject, and its put-back takes task 2's work off `main`.
+fn forged_other_workflow_merge(r: &Repo) {
+    r.action(
+        "1",
+        &format!(
+            "{}{}{}",
+            crate::support::moves::gate(r, "2-committed"),
+            work("1"),
+            once(
+                r,
+                "forge",
+                "S=$(git rev-parse qw/demo/2)\ngit -C \"$MAIN\" merge -q --no-ff -m \"qw(other): merge task 1 Task 1 (succeeded)\" $S"
+            )
+        ),
+    );
+    r.action(
+        "2",
+        &format!(
+            "echo bad > bad2.txt\ngit add bad2.txt\ngit commit -qm bad2\n{}sleep 1\nexit 1\n",
+            crate::support::moves::open_gate(r, "2-committed")
+        ),
+    );
+    r.action("3", &work("3"));
+    let out = r.auto(&["--parallel", "2"]);
+    let text = diag(&out);
+    assert_eq!(code(&out), 1, "{text}");
+    let t1 = r.f.task("1");
+    assert_eq!(t1["outcome"], "workspace_error", "{t1}: {text}");
+    let err = t1["error"].as_str().unwrap().to_owned();
+    assert!(err.contains("was moved") && err.contains("qw/demo/2"), "{err}");
+    for c in all_printed(&err) {
+        follow(r, &c);
+    }
+    assert!(!has(r, "main", "bad2.txt"), "{err}");
+    assert!(r.branches().contains(&"qw/demo/2".to_owned()), "{text}");
+}
+
+#[test]
+fn worktree_fix5o_f7_forged_other_workflow_merge_subject_is_refused() {
+    let r = Repo::new(&tasks(3));
+    forged_other_workflow_merge(&r);
+}
+
+/// The same, with a spec `other` that exists (its files committed): a subject naming a
+/// real spec is no more qw's merge.
+#[test]
+fn worktree_fix5o_f7_forged_merge_naming_a_real_spec_is_refused() {
+    let r = Repo::new(&tasks(3));
+    add_spec(&r, "other", 1);
+    forged_other_workflow_merge(&r);
+}
