@@ -395,3 +395,67 @@ fn worktree_fix5o_f7_forged_merge_naming_a_real_spec_is_refused() {
     add_spec(&r, "other", 1);
     forged_other_workflow_merge(&r);
 }
+
+// --- F3: a hard reset sets the old tasks' branches aside ----------------------------
+
+/// Run the spec once (`first`: the old tasks' scripts), reset it `--hard`, write a new
+/// task list with the same ids, and run it again. `(reset's output, second run's)`.
+fn hard_reset_then_new_tasks(r: &Repo) -> (String, std::process::Output) {
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let reset = r.run(&["workflow-reset", "demo", "--hard", "--yes"]);
+    assert_eq!(code(&reset), 0, "{}", diag(&reset));
+    // No record of the old tasks' branches is left.
+    assert!(!r.root().join(".git/qw-left/demo").exists(), "{}", diag(&reset));
+    r.f.p.write(
+        ".claude/specs/demo/tasks.md",
+        "- [ ] 1. Totally different task\n- [ ] 2. Another\n",
+    );
+    r.f.p.write(".claude/specs/demo/design.md", "# Design\n");
+    r.action("1", "echo new1 > new1.txt\n");
+    r.action("2", "echo new2 > new2.txt\n");
+    let out = r.auto(&["--parallel", "2"]);
+    (diag(&reset), out)
+}
+
+/// rev5b F3 as reproduced: both old tasks failed with work on their branches (a commit
+/// and uncommitted work; a commit). The new tasks start from `main`, not from them.
+#[test]
+fn worktree_fix5o_f3_hard_reset_sets_old_task_branches_aside() {
+    let r = Repo::new(&tasks(2));
+    r.action(
+        "1",
+        "echo bad > bad1.txt\ngit add bad1.txt\ngit commit -qm 'bad attempt'\necho wip > wip1.txt\nexit 1\n",
+    );
+    r.action("2", &format!("{}exit 1\n", work("2")));
+    let (reset, out) = hard_reset_then_new_tasks(&r);
+    let text = diag(&out);
+    assert!(reset.contains("set branch `qw/demo/1` aside as `qw/demo/1@"), "{reset}");
+    assert!(reset.contains("set branch `qw/demo/2` aside as `qw/demo/2@"), "{reset}");
+    assert_eq!(code(&out), 0, "{text}");
+    assert!(!text.contains("resuming"), "{text}");
+    for f in ["bad1.txt", "wip1.txt", "f2.txt"] {
+        assert!(!has(&r, "main", f), "{f} of an old attempt merged: {text}");
+    }
+    assert!(has(&r, "main", "new1.txt") && has(&r, "main", "new2.txt"), "{text}");
+    let aside = set_aside(&r);
+    assert_eq!(aside.len(), 2, "{aside:?}");
+    assert!(aside.iter().any(|b| has(&r, b, "bad1.txt")), "{aside:?}");
+}
+
+/// Another shape: only task 2 failed, with nothing but uncommitted work (qw saved it on
+/// its branch); task 1 completed. The new task 2 does not resume from it.
+#[test]
+fn worktree_fix5o_f3_hard_reset_sets_aside_a_branch_of_saved_uncommitted_work() {
+    let r = Repo::new(&tasks(2));
+    r.action("1", &work("1"));
+    r.action("2", "echo wip > wip2.txt\nexit 1\n");
+    let (reset, out) = hard_reset_then_new_tasks(&r);
+    let text = diag(&out);
+    assert!(reset.contains("set branch `qw/demo/2` aside"), "{reset}");
+    assert_eq!(code(&out), 0, "{text}");
+    assert!(!has(&r, "main", "wip2.txt"), "{text}");
+    assert!(has(&r, "main", "new2.txt"), "{text}");
+    let aside = set_aside(&r);
+    assert!(aside.iter().any(|b| has(&r, b, "wip2.txt")), "{aside:?}");
+}
