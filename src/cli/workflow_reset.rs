@@ -97,9 +97,11 @@ pub(crate) fn run(ctx: &Ctx, args: WorkflowResetArgs) -> CmdResult {
                 // the same ids, start from the target (rev5b F3).
                 match crate::worktree::set_aside_spec_branches(&repo, &args.spec) {
                     Ok(aside) => {
-                        pruned
-                            .kept_branches
-                            .retain(|k| !aside.iter().any(|a| a.kept.is_some() && a.branch == k.branch));
+                        pruned.kept_branches.retain(|k| {
+                            !aside
+                                .iter()
+                                .any(|a| a.kept.is_some() && a.branch == k.branch)
+                        });
                         super::worktrees::print_prune(&pruned);
                         for a in &aside {
                             crate::diag!("{}", a.line);

@@ -63,8 +63,8 @@ pub(crate) mod target;
 mod tree;
 
 pub use leftovers::{Entry, EntryState, KeptBranch, PruneReport, list, prune, spec_is_running};
-pub(crate) use shell::continue_of;
 pub use salvage::{SetAside, set_aside_spec_branches};
+pub(crate) use shell::continue_of;
 pub use shell::quote;
 pub use stash::{StashBefore, StashCheck, StashEntry};
 pub use target::{RefusedMove, refused_move};

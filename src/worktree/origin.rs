@@ -143,7 +143,8 @@ fn merge_record(repo: &Repo, merge: &str) -> Option<(String, String)> {
     if merge.len() < 40 || !merge.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    let text = crate::fs::read_regular_text(&repo.common_dir.join(MERGES).join(merge), 4096).ok()?;
+    let text =
+        crate::fs::read_regular_text(&repo.common_dir.join(MERGES).join(merge), 4096).ok()?;
     let mut lines = text.lines();
     let spec = lines.next()?.trim().to_owned();
     let branch = lines.next()?.trim();

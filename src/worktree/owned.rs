@@ -158,7 +158,9 @@ pub(crate) fn mark_appeared(admin: &std::path::Path, spec: &str, task: &str) {
 /// `since`, this run's start?
 fn appeared_during_run(admin: &std::path::Path, since: i64) -> bool {
     admin.join(APPEARED).symlink_metadata().is_ok()
-        || tree::head_log(admin).first().is_some_and(|l| l.time > since)
+        || tree::head_log(admin)
+            .first()
+            .is_some_and(|l| l.time > since)
 }
 
 /// qw deleted `branch`: its record goes too (a failure only leaves a stale record,
@@ -186,7 +188,11 @@ pub(crate) fn left_there_since(repo: &Repo, branch: &str, tip: &str) -> Option<i
     if left(repo, branch).ok()??.as_str() != tip {
         return None;
     }
-    let at = record_file(repo, branch).symlink_metadata().ok()?.modified().ok()?;
+    let at = record_file(repo, branch)
+        .symlink_metadata()
+        .ok()?
+        .modified()
+        .ok()?;
     let secs = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
     i64::try_from(secs).ok()
 }
@@ -260,20 +266,21 @@ fn made_by_user(
         .collect();
     // The main worktree's commits are the user's only when made before this run began:
     // one made during the run may be an agent's `git -C <main worktree> commit`.
-    let before_run = |admin: &std::path::Path, mark: usize| -> (BTreeSet<String>, BTreeSet<String>) {
-        let mut mine = BTreeSet::new();
-        let mut during = BTreeSet::new();
-        for (i, l) in tree::head_log(admin).into_iter().enumerate() {
-            if origin::made(&l.message) {
-                if i < mark && l.time <= run_start.secs {
-                    mine.insert(l.to);
-                } else {
-                    during.insert(l.to);
+    let before_run =
+        |admin: &std::path::Path, mark: usize| -> (BTreeSet<String>, BTreeSet<String>) {
+            let mut mine = BTreeSet::new();
+            let mut during = BTreeSet::new();
+            for (i, l) in tree::head_log(admin).into_iter().enumerate() {
+                if origin::made(&l.message) {
+                    if i < mark && l.time <= run_start.secs {
+                        mine.insert(l.to);
+                    } else {
+                        during.insert(l.to);
+                    }
                 }
             }
-        }
-        (mine, during)
-    };
+            (mine, during)
+        };
     let (mut main, mut others) = before_run(&repo.git_dir, run_start.main_log);
     if !super::same_path(&repo.git_dir, &repo.common_dir) {
         // qw runs in a linked worktree: the repository's first worktree is the user's too.

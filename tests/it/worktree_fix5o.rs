@@ -36,7 +36,10 @@ fn cont(r: &Repo, extra: &[&str]) -> std::process::Output {
 
 /// The branches set aside as not a task's (`qw/demo/<id>@<sha>`).
 fn set_aside(r: &Repo) -> Vec<String> {
-    r.branches().into_iter().filter(|b| b.contains('@')).collect()
+    r.branches()
+        .into_iter()
+        .filter(|b| b.contains('@'))
+        .collect()
 }
 
 /// The commit whose subject is `subject` (on any ref, or only in a reflog).
@@ -83,7 +86,10 @@ fn worktree_fix5o_f1_planted_branch_from_an_agents_worktree_is_not_adopted() {
     let out = r.auto(&["--parallel", "2"]);
     let text = diag(&out);
     let e = commit_named(&r, "evil");
-    assert!(!has(&r, "main", "evil.txt"), "the planted commit was merged: {text}");
+    assert!(
+        !has(&r, "main", "evil.txt"),
+        "the planted commit was merged: {text}"
+    );
     assert!(!text.contains("left by a qw before"), "{text}");
     assert!(!text.contains("taken as task 3's"), "{text}");
     assert!(
@@ -130,7 +136,10 @@ fn worktree_fix5o_f1c_kept_apart_holds_when_the_hint_is_followed() {
     let out = cont(&r, &["--parallel", "2"]);
     let text = diag(&out);
     assert_eq!(code(&out), 0, "{text}");
-    assert!(!has(&r, "main", "evil.txt"), "merged though kept apart: {text}");
+    assert!(
+        !has(&r, "main", "evil.txt"),
+        "merged though kept apart: {text}"
+    );
     assert!(has(&r, "main", "f3.txt"), "{text}");
     assert!(text.contains("not task 3's work"), "{text}");
     assert_kept(&r, &e);
@@ -143,7 +152,10 @@ fn worktree_fix5o_f1b_main_worktree_commit_during_the_run_is_not_the_users() {
     let r = Repo::new(&tasks(3));
     r.action("1", &work("1"));
     r.action("2", "exit 1\n");
-    r.action("3", "echo 3 > f3.txt\ngit add f3.txt\ngit commit -qm 'f3 work'\nexit 1\n");
+    r.action(
+        "3",
+        "echo 3 > f3.txt\ngit add f3.txt\ngit commit -qm 'f3 work'\nexit 1\n",
+    );
     let out = r.auto(&["--parallel", "2"]);
     assert_eq!(code(&out), 1, "{}", diag(&out));
     assert!(r.branches().contains(&"qw/demo/3".to_owned()));
@@ -320,10 +332,7 @@ fn worktree_fix5o_f14_put_back_followed_later_keeps_the_users_next_commit() {
     assert_eq!(code(&out), 1, "{text}");
     let err = r.f.task("1")["error"].as_str().unwrap().to_owned();
     let cmds = all_printed(&err);
-    assert!(
-        cmds.iter().any(|c| c.starts_with("git reset")),
-        "{err}"
-    );
+    assert!(cmds.iter().any(|c| c.starts_with("git reset")), "{err}");
     // The next morning: a commit of the user's on `main`, then the printed commands.
     std::fs::write(r.root().join("mine.txt"), "mine\n").unwrap();
     r.git(&["add", "mine.txt"]);
@@ -373,7 +382,10 @@ fn forged_other_workflow_merge(r: &Repo) {
     let t1 = r.f.task("1");
     assert_eq!(t1["outcome"], "workspace_error", "{t1}: {text}");
     let err = t1["error"].as_str().unwrap().to_owned();
-    assert!(err.contains("was moved") && err.contains("qw/demo/2"), "{err}");
+    assert!(
+        err.contains("was moved") && err.contains("qw/demo/2"),
+        "{err}"
+    );
     for c in all_printed(&err) {
         follow(r, &c);
     }
@@ -406,7 +418,11 @@ fn hard_reset_then_new_tasks(r: &Repo) -> (String, std::process::Output) {
     let reset = r.run(&["workflow-reset", "demo", "--hard", "--yes"]);
     assert_eq!(code(&reset), 0, "{}", diag(&reset));
     // No record of the old tasks' branches is left.
-    assert!(!r.root().join(".git/qw-left/demo").exists(), "{}", diag(&reset));
+    assert!(
+        !r.root().join(".git/qw-left/demo").exists(),
+        "{}",
+        diag(&reset)
+    );
     r.f.p.write(
         ".claude/specs/demo/tasks.md",
         "- [ ] 1. Totally different task\n- [ ] 2. Another\n",
@@ -430,14 +446,23 @@ fn worktree_fix5o_f3_hard_reset_sets_old_task_branches_aside() {
     r.action("2", &format!("{}exit 1\n", work("2")));
     let (reset, out) = hard_reset_then_new_tasks(&r);
     let text = diag(&out);
-    assert!(reset.contains("set branch `qw/demo/1` aside as `qw/demo/1@"), "{reset}");
-    assert!(reset.contains("set branch `qw/demo/2` aside as `qw/demo/2@"), "{reset}");
+    assert!(
+        reset.contains("set branch `qw/demo/1` aside as `qw/demo/1@"),
+        "{reset}"
+    );
+    assert!(
+        reset.contains("set branch `qw/demo/2` aside as `qw/demo/2@"),
+        "{reset}"
+    );
     assert_eq!(code(&out), 0, "{text}");
     assert!(!text.contains("resuming"), "{text}");
     for f in ["bad1.txt", "wip1.txt", "f2.txt"] {
         assert!(!has(&r, "main", f), "{f} of an old attempt merged: {text}");
     }
-    assert!(has(&r, "main", "new1.txt") && has(&r, "main", "new2.txt"), "{text}");
+    assert!(
+        has(&r, "main", "new1.txt") && has(&r, "main", "new2.txt"),
+        "{text}"
+    );
     let aside = set_aside(&r);
     assert_eq!(aside.len(), 2, "{aside:?}");
     assert!(aside.iter().any(|b| has(&r, b, "bad1.txt")), "{aside:?}");
