@@ -450,6 +450,29 @@ impl Repo {
     }
 }
 
+impl Repo {
+    /// The `qw-kept/*` branches a put-back hint of qw's told the user to make (rev5b F8),
+    /// with how many commits each holds that HEAD lacks (those with none left out).
+    pub fn kept_by_put_back(&self) -> Result<Vec<(String, u64)>> {
+        let out = git(
+            &self.top,
+            &[
+                "for-each-ref",
+                "--format=%(refname:short)",
+                "refs/heads/qw-kept/",
+            ],
+        )?;
+        let mut kept = Vec::new();
+        for b in out.lines().map(str::trim).filter(|b| !b.is_empty()) {
+            let n = self.unmerged_commits(b, "HEAD")?;
+            if n > 0 {
+                kept.push((b.to_owned(), n));
+            }
+        }
+        Ok(kept)
+    }
+}
+
 fn split_z(out: &str) -> BTreeSet<String> {
     out.split('\0')
         .filter(|p| !p.is_empty())

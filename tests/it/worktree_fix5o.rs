@@ -9,7 +9,9 @@
 //! the agent's work does not reach `main`, that it is kept on a named branch, and that
 //! nothing of the user's is lost.
 
-use crate::support::moves::{all_printed, assert_kept, follow, once, printed, sha, tasks, work};
+use crate::support::moves::{
+    all_printed, assert_kept, follow, gate, once, open_gate, printed, sha, tasks, work,
+};
 use crate::support::*;
 use crate::worktree::{HARNESS_TIMEOUT, Repo, bounded};
 
@@ -75,13 +77,17 @@ fn worktree_fix5o_f1_planted_branch_from_an_agents_worktree_is_not_adopted() {
                 &r,
                 "plant",
                 &format!(
-                    "git worktree add -q --detach {e} main\ncd {e}\necho evil > evil.txt\ngit add evil.txt\ngit commit -qm evil\ngit branch qw/demo/3 $(git rev-parse HEAD)",
+                    "{}git worktree add -q --detach {e} main\ncd {e}\necho evil > evil.txt\ngit add evil.txt\ngit commit -qm evil\ngit branch qw/demo/3 $(git rev-parse HEAD)",
+                    gate(&r, "2-runs"),
                     e = evil.display()
                 )
             )
         ),
     );
-    r.action("2", &format!("{}sleep 1.5\n", work("2")));
+    r.action(
+        "2",
+        &format!("{}{}sleep 1.5\n", open_gate(&r, "2-runs"), work("2")),
+    );
     r.action("3", &work("3"));
     let out = r.auto(&["--parallel", "2"]);
     let text = diag(&out);
@@ -119,13 +125,17 @@ fn worktree_fix5o_f1c_kept_apart_holds_when_the_hint_is_followed() {
                 &r,
                 "plant",
                 &format!(
-                    "git worktree add -q '{w}' -b qw/demo/3 $(git rev-parse HEAD)\necho evil > '{w}/evil.txt'\ngit -C '{w}' add evil.txt\ngit -C '{w}' commit -qm evil3",
+                    "{}git worktree add -q '{w}' -b qw/demo/3 $(git rev-parse HEAD)\necho evil > '{w}/evil.txt'\ngit -C '{w}' add evil.txt\ngit -C '{w}' commit -qm evil3",
+                    gate(&r, "2-runs"),
                     w = wt.display()
                 )
             )
         ),
     );
-    r.action("2", &format!("{}sleep 1\n", work("2")));
+    r.action(
+        "2",
+        &format!("{}{}sleep 1\n", open_gate(&r, "2-runs"), work("2")),
+    );
     r.action("3", &work("3"));
     let out = r.auto(&["--parallel", "2"]);
     let text = diag(&out);
@@ -192,13 +202,17 @@ fn worktree_fix5o_f1_branch_made_and_worktree_removed_during_the_run_is_not_adop
                 &r,
                 "plant",
                 &format!(
-                    "git worktree add -q {w} -b qw/demo/3 $(git rev-parse main)\necho evil > {w}/evil.txt\ngit -C {w} add evil.txt\ngit -C {w} commit -qm evil4\ngit worktree remove {w}",
+                    "{}git worktree add -q {w} -b qw/demo/3 $(git rev-parse main)\necho evil > {w}/evil.txt\ngit -C {w} add evil.txt\ngit -C {w} commit -qm evil4\ngit worktree remove {w}",
+                    gate(&r, "2-runs"),
                     w = wt.display()
                 )
             )
         ),
     );
-    r.action("2", &format!("{}sleep 1.5\n", work("2")));
+    r.action(
+        "2",
+        &format!("{}{}sleep 1.5\n", open_gate(&r, "2-runs"), work("2")),
+    );
     r.action("3", &work("3"));
     let out = r.auto(&["--parallel", "2"]);
     let text = diag(&out);
@@ -273,7 +287,7 @@ fn worktree_fix5o_f14_other_workflow_refuses_the_agents_move_too() {
         ),
     );
     r.action("demo-2", &work("2"));
-    let wait = crate::support::moves::gate(&r, "demo-done");
+    let wait = gate(&r, "demo-done");
     r.action("other-1", &format!("{wait}echo o1 > o1.txt\n"));
     r.action("other-2", &format!("{wait}echo o2 > o2.txt\n"));
     let done = r.aux.path().join("gate-demo-done");
@@ -359,7 +373,7 @@ fn forged_other_workflow_merge(r: &Repo) {
         "1",
         &format!(
             "{}{}{}",
-            crate::support::moves::gate(r, "2-committed"),
+            gate(r, "2-committed"),
             work("1"),
             once(
                 r,
@@ -372,7 +386,7 @@ fn forged_other_workflow_merge(r: &Repo) {
         "2",
         &format!(
             "echo bad > bad2.txt\ngit add bad2.txt\ngit commit -qm bad2\n{}sleep 1\nexit 1\n",
-            crate::support::moves::open_gate(r, "2-committed")
+            open_gate(r, "2-committed")
         ),
     );
     r.action("3", &work("3"));
@@ -483,4 +497,56 @@ fn worktree_fix5o_f3_hard_reset_sets_aside_a_branch_of_saved_uncommitted_work() 
     assert!(has(&r, "main", "new2.txt"), "{text}");
     let aside = set_aside(&r);
     assert!(aside.iter().any(|b| has(&r, b, "wip2.txt")), "{aside:?}");
+}
+
+// --- F8: `qw worktrees` names the put-back's `qw-kept/` branches --------------------
+
+/// rev5b F8: after a refused run whose put-back was followed (the keep step first), the
+/// user's commit is only on `qw-kept/…`: `qw worktrees` names it until it is merged.
+#[test]
+fn worktree_fix5o_f8_worktrees_lists_kept_branches_until_merged() {
+    let r = Repo::new(&tasks(2));
+    r.action(
+        "1",
+        &format!(
+            "{}{}",
+            work("1"),
+            once(&r, "merge", "git -C \"$MAIN\" merge -q --no-edit qw/demo/1")
+        ),
+    );
+    r.action("2", &format!("{}sleep 0.5\n", work("2")));
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let err = r.f.task("1")["error"].as_str().unwrap().to_owned();
+    std::fs::write(r.root().join("u.txt"), "user\n").unwrap();
+    r.git(&["add", "u.txt"]);
+    r.git(&["commit", "-qm", "user commit"]);
+    for c in all_printed(&err) {
+        follow(&r, &c);
+    }
+    r.action("1", &work("1"));
+    let out = cont(&r, &["--parallel", "2"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(!has(&r, "main", "u.txt"));
+    let kept: Vec<String> = r
+        .git(&[
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "refs/heads/qw-kept/",
+        ])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let out = r.run(&["worktrees"]);
+    let text = diag(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    assert!(
+        text.contains(&format!("kept branch `{}`", kept[0])) && text.contains("HEAD lacks"),
+        "{text}"
+    );
+    // Taken as the line says: no longer named.
+    r.git(&["merge", "-q", "--no-edit", &kept[0]]);
+    let out = r.run(&["worktrees"]);
+    assert!(!diag(&out).contains("qw-kept/"), "{}", diag(&out));
 }
