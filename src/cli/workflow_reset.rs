@@ -92,6 +92,32 @@ pub(crate) fn run(ctx: &Ctx, args: WorkflowResetArgs) -> CmdResult {
     if let Ok(Some(repo)) = crate::worktree::Repo::discover(&ctx.project) {
         let completed = super::worktrees::completed_tasks(&ctx.project);
         match crate::worktree::prune(&repo, Some(&args.spec), &completed) {
+            Ok(mut pruned) if args.hard => {
+                // The old tasks' branches are set aside: the new tasks, which may have
+                // the same ids, start from the target (rev5b F3).
+                match crate::worktree::set_aside_spec_branches(&repo, &args.spec) {
+                    Ok(aside) => {
+                        pruned.kept_branches.retain(|k| {
+                            !aside
+                                .iter()
+                                .any(|a| a.kept.is_some() && a.branch == k.branch)
+                        });
+                        super::worktrees::print_prune(&pruned);
+                        for a in &aside {
+                            crate::diag!("{}", a.line);
+                        }
+                    }
+                    Err(e) => {
+                        super::worktrees::print_prune(&pruned);
+                        crate::diag!(
+                            "qw: warning: the task branches of `{}` were not set aside: {e}; a new task with the same id resumes from its old branch — rename them (`git branch -m qw/{}/<id> qw/{}/<id>@old`) first",
+                            args.spec,
+                            args.spec,
+                            args.spec
+                        );
+                    }
+                }
+            }
             Ok(pruned) => super::worktrees::print_prune(&pruned),
             Err(e) => crate::diag!(
                 "qw: warning: the worktrees of `{}` were not pruned: {e}; run `qw worktrees --prune --spec {}` later (nothing was discarded)",

@@ -81,6 +81,14 @@ pub(crate) fn run(ctx: &Ctx, args: WorktreesArgs) -> CmdResult {
         return Ok(0);
     }
     print_entries(&entries)?;
+    // The branches a put-back hint made keep commits no other branch may hold: named
+    // until merged or deleted (rev5b F8).
+    for (b, n) in repo.kept_by_put_back().unwrap_or_default() {
+        let q = worktree::quote(&b);
+        crate::diag!(
+            "kept branch `{b}` (made as a refused run's put-back said): {n} commit(s) HEAD lacks; take what you want (`git merge {q}`, or `git cherry-pick <commit>`), then delete it (`git branch -D {q}`)"
+        );
+    }
     Ok(0)
 }
 
@@ -152,7 +160,7 @@ pub(crate) fn print_prune(r: &PruneReport) {
 
 fn print_entries(entries: &[Entry]) -> Result<(), CliError> {
     if entries.is_empty() {
-        crate::diag!("no qw worktrees or branches");
+        crate::diag!("no qw worktrees or task branches");
         return Ok(());
     }
     outln!(

@@ -63,6 +63,7 @@ pub(crate) mod target;
 mod tree;
 
 pub use leftovers::{Entry, EntryState, KeptBranch, PruneReport, list, prune, spec_is_running};
+pub use salvage::{SetAside, set_aside_spec_branches};
 pub(crate) use shell::continue_of;
 pub use shell::quote;
 pub use stash::{StashBefore, StashCheck, StashEntry};
@@ -880,6 +881,10 @@ pub struct Worktrees {
     stash_watch: stash::Watch,
     /// The replace refs told of so far (see [`blame::new_replacements`]).
     replacements: std::sync::Mutex<BTreeSet<String>>,
+    /// When the run began (seconds since the epoch): what the main worktree or a
+    /// worktree qw did not make committed after it is not taken as the user's (see
+    /// [`owned::set_aside_foreign`]).
+    started: owned::RunStart,
 }
 
 impl Worktrees {
@@ -887,6 +892,10 @@ impl Worktrees {
     /// main worktree when the run started).
     pub fn new(repo: Repo, spec: &str, integration: &str) -> Worktrees {
         let replacements = blame::replace_refs(&repo);
+        let started = owned::RunStart {
+            secs: owned::now_secs(),
+            main_log: tree::head_log(&repo.git_dir).len(),
+        };
         let tip = repo
             .commit_of(&format!("refs/heads/{integration}"))
             .ok()
@@ -901,6 +910,7 @@ impl Worktrees {
             by_hand: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             stash_watch: stash::Watch::default(),
             replacements: std::sync::Mutex::new(replacements),
+            started,
         }
     }
 
@@ -965,6 +975,11 @@ impl Worktrees {
             .into_iter()
             .filter(|w| w.task.is_none() && !h.worktrees_before.contains(&w.path))
             .filter(|w| !same_path(&w.path, &self.repo.top))
+            .inspect(|w| {
+                if let Some(admin) = &w.admin {
+                    owned::mark_appeared(admin, &self.spec, &h.task_id);
+                }
+            })
             .map(|w| match &w.branch {
                 Some(b) => format!("`{}` (branch `{b}`)", w.path.display()),
                 None => format!("`{}` (detached HEAD)", w.path.display()),
@@ -972,7 +987,7 @@ impl Worktrees {
             .collect();
         let worktrees = (!new.is_empty()).then(|| {
             format!(
-                "a worktree qw did not make appeared while task {} ran (its agent's `git worktree add`?): {}; what is there is not part of the task's result and is left as it is",
+                "a worktree qw did not make appeared while task {} ran (its agent's `git worktree add`?): {}; what is there is not part of the task's result and is left as it is (commits made there are never taken as yours, nor as any task's, on a task branch qw did not leave them on)",
                 h.task_id,
                 new.join(", ")
             )
@@ -1175,6 +1190,7 @@ impl Worktrees {
                 task_id,
                 &target,
                 &self.integration,
+                self.started,
             )?);
         }
         let (path, admin, resumed) = match reuse {
@@ -1502,10 +1518,13 @@ impl Worktrees {
             std::thread::sleep(std::time::Duration::from_millis(250));
         };
         if out.status.success() {
-            self.set_tip(
-                self.repo
-                    .commit_of(&format!("refs/heads/{}", self.integration))?,
-            );
+            let merged = self
+                .repo
+                .commit_of(&format!("refs/heads/{}", self.integration))?;
+            if let Some(m) = &merged {
+                origin::record_merge(&self.repo, &self.spec, &h.branch, &tip, m);
+            }
+            self.set_tip(merged);
             return Ok(MergeOutcome::Merged);
         }
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

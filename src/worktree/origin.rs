@@ -121,9 +121,41 @@ fn qw_merge_message(message: &str) -> bool {
         .is_some_and(|(id, _)| id.len() == 40 && id.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// The folder (in the common git dir) where qw notes each merge of a task branch it
+/// made: one file per merge commit, named by its id, holding the spec, the task branch
+/// and the tip merged. What another workflow's merge is, is read there (rev5b F7): a
+/// reflog line and a subject are typed by whoever runs `git merge -m`.
+const MERGES: &str = "qw-merges";
+
+/// Note that qw merged `branch` (of `spec`) at `tip`, making commit `merge`.
+pub(crate) fn record_merge(repo: &Repo, spec: &str, branch: &str, tip: &str, merge: &str) {
+    let file = repo.common_dir.join(MERGES).join(merge);
+    let written = crate::fs::create_dir_all(crate::fs::parent_dir(&file)).and_then(|()| {
+        crate::fs::write_durable(&file, format!("{spec}\n{branch}\n{tip}\n").as_bytes())
+    });
+    if let Err(e) = written {
+        tracing::warn!("could not note qw's merge {merge} of `{branch}`: {e}");
+    }
+}
+
+/// `(spec, tip)` of qw's note of merge commit `merge`, if qw made it.
+fn merge_record(repo: &Repo, merge: &str) -> Option<(String, String)> {
+    if merge.len() < 40 || !merge.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let text =
+        crate::fs::read_regular_text(&repo.common_dir.join(MERGES).join(merge), 4096).ok()?;
+    let mut lines = text.lines();
+    let spec = lines.next()?.trim().to_owned();
+    let branch = lines.next()?.trim();
+    let tip = lines.next()?.trim().to_owned();
+    (super::parse_branch(branch).is_some_and(|(s, _)| s == spec)).then_some((spec, tip))
+}
+
 /// The commits of `commits` that are qw's own merges of another workflow's task branch
-/// (their subject, as qw writes it, naming a spec other than `spec`), each with the
-/// range of what it brought in (`<second> ^<first>`).
+/// (their subject, as qw writes it, naming a spec other than `spec`, and qw's note of
+/// the merge saying the same spec and the tip it merged as the second parent), each
+/// with the range of what it brought in (`<second> ^<first>`).
 fn qw_merges(repo: &Repo, spec: &str, commits: &BTreeSet<String>) -> Result<Vec<(String, String)>> {
     if commits.is_empty() {
         return Ok(Vec::new());
@@ -138,7 +170,9 @@ fn qw_merges(repo: &Repo, spec: &str, commits: &BTreeSet<String>) -> Result<Vec<
             let mut ids = ids.split(' ');
             let (c, first, second) = (ids.next()?, ids.next()?, ids.next()?);
             let of = subject.strip_prefix("qw(")?.split_once("): merge task ")?.0;
-            (of != spec).then(|| (c.to_owned(), format!("{second} ^{first}")))
+            let (noted, tip) = merge_record(repo, c)?;
+            (of != spec && noted == of && tip == second)
+                .then(|| (c.to_owned(), format!("{second} ^{first}")))
         })
         .collect())
 }

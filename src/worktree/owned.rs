@@ -38,13 +38,129 @@ fn record_file(repo: &Repo, branch: &str) -> std::path::PathBuf {
 }
 
 /// Record that qw left `branch` at its current tip (nothing when it does not exist).
+/// The first record also notes since when qw records ([`SINCE`]).
 pub(crate) fn record(repo: &Repo, branch: &str) -> Result<()> {
     if let Some(tip) = repo.commit_of(&format!("refs/heads/{branch}"))? {
         let file = record_file(repo, branch);
         crate::fs::create_dir_all(crate::fs::parent_dir(&file))?;
         crate::fs::write_durable(&file, format!("{tip}\n").as_bytes())?;
+        let since = repo.common_dir.join("qw-left").join(SINCE);
+        if since.symlink_metadata().is_err() {
+            crate::fs::write_durable(&since, format!("{}\n", now_secs()).as_bytes())?;
+        }
     }
     Ok(())
+}
+
+/// The file (in `qw-left/`) holding the time (seconds since the epoch) of the first
+/// record a qw wrote in this repository: a task branch made after it without a record
+/// was not left by a qw that did not record (rev5b F1).
+const SINCE: &str = ".since";
+
+/// When the run began: what was committed after it, in the main worktree or a worktree
+/// qw did not make, is not taken as the user's (an agent may have made it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunStart {
+    /// Seconds since the epoch (a reflog's time is in whole seconds: the second the
+    /// run began counts as before it).
+    pub(crate) secs: i64,
+    /// How many entries the main worktree's HEAD reflog had: the ones after are this
+    /// run's, to the entry.
+    pub(crate) main_log: usize,
+}
+
+/// Now, in seconds since the epoch.
+pub(crate) fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Since when qw records the branches it leaves here ([`SINCE`]); `None` before any
+/// qw that records ran here. A file that cannot be read as a time counts as "always".
+fn recording_since(repo: &Repo) -> Option<i64> {
+    let file = repo.common_dir.join("qw-left").join(SINCE);
+    file.symlink_metadata().ok()?;
+    Some(
+        crate::fs::read_regular_text(&file, 64)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0),
+    )
+}
+
+/// When `branch` was made: the time of its reflog's first entry (`None` without one).
+fn created_at(repo: &Repo, branch: &str) -> Option<i64> {
+    let out = git_output(
+        &repo.top,
+        [
+            "reflog",
+            "show",
+            "--date=unix",
+            "--format=%gd",
+            &format!("refs/heads/{branch}"),
+            "--",
+        ],
+        &[],
+    )
+    .ok()
+    .filter(|o| o.status.success())?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .next_back()?
+        .rsplit_once("@{")?
+        .1
+        .strip_suffix('}')?
+        .parse()
+        .ok()
+}
+
+/// The commits `branch`'s reflog says were made on it after the second `start` (a
+/// reflog's time is in whole seconds: the second the run began counts as before it).
+fn branch_made_since(repo: &Repo, branch: &str, start: i64) -> BTreeSet<String> {
+    let Ok(out) = git_output(
+        &repo.top,
+        [
+            "reflog",
+            "show",
+            "--date=unix",
+            "--format=%H%x09%gd%x09%gs",
+            &format!("refs/heads/{branch}"),
+            "--",
+        ],
+        &[],
+    ) else {
+        return BTreeSet::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut p = l.splitn(3, '\t');
+            let (c, at, m) = (p.next()?, p.next()?, p.next().unwrap_or(""));
+            let t: i64 = at.rsplit_once("@{")?.1.strip_suffix('}')?.parse().ok()?;
+            (t > start && origin::made(m)).then(|| c.to_owned())
+        })
+        .collect()
+}
+
+/// The mark qw leaves in the git dir of a worktree it did not make that appeared while
+/// one of its tasks ran (an agent's `git worktree add`): commits made there are never
+/// taken as the user's (rev5b F1).
+const APPEARED: &str = "qw-appeared-during-run";
+
+/// Mark `admin` (a worktree qw did not make, seen to appear while `task` of `spec` ran).
+pub(crate) fn mark_appeared(admin: &std::path::Path, spec: &str, task: &str) {
+    let _ = crate::fs::write(admin.join(APPEARED), format!("{spec}\n{task}\n"));
+}
+
+/// Did the worktree whose git dir is `admin` appear while a qw run went on: marked so
+/// by the run that saw it, or made (its HEAD log's first entry) after the second
+/// `since`, this run's start?
+fn appeared_during_run(admin: &std::path::Path, since: i64) -> bool {
+    admin.join(APPEARED).symlink_metadata().is_ok()
+        || tree::head_log(admin)
+            .first()
+            .is_some_and(|l| l.time > since)
 }
 
 /// qw deleted `branch`: its record goes too (a failure only leaves a stale record,
@@ -63,6 +179,22 @@ fn left(repo: &Repo, branch: &str) -> Result<Option<String>> {
         return Ok(None);
     }
     repo.commit_of(sha)
+}
+
+/// When qw last left `branch` where it is now (`tip`): the time (seconds since the
+/// epoch, rounded down) its record was written, when the record names `tip`. `None`
+/// when qw did not leave it there.
+pub(crate) fn left_there_since(repo: &Repo, branch: &str, tip: &str) -> Option<i64> {
+    if left(repo, branch).ok()??.as_str() != tip {
+        return None;
+    }
+    let at = record_file(repo, branch)
+        .symlink_metadata()
+        .ok()?
+        .modified()
+        .ok()?;
+    let secs = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    i64::try_from(secs).ok()
 }
 
 /// The commits `tip` holds that `target`, qw's own last tip `ours` and the
@@ -102,6 +234,7 @@ fn made_by_user(
     task: &str,
     new: &[String],
     ours: Option<&str>,
+    run_start: RunStart,
 ) -> Option<String> {
     let spec = parse_branch(branch).map(|(s, _)| s)?;
     let log = super::reflog::branch_log(repo, branch);
@@ -114,25 +247,57 @@ fn made_by_user(
             if !log.last().is_some_and(|(_, m)| made_by_qw(m)) {
                 return None;
             }
+            // Made while qw records the branches it leaves (or during this run): not an
+            // older qw's, whatever its log says (`git branch <name> <full id>` writes
+            // the same line).
+            let made = created_at(repo, branch)?;
+            if made > run_start.secs || recording_since(repo).is_some_and(|t| made >= t) {
+                return None;
+            }
             &log[..]
         }
     };
+    // Commits made on the branch itself during this run are not the user's either.
+    let during: BTreeSet<String> = branch_made_since(repo, branch, run_start.secs);
     let on_branch: BTreeSet<&str> = since
         .iter()
-        .filter(|(_, m)| origin::made(m))
+        .filter(|(c, m)| origin::made(m) && !during.contains(c))
         .map(|(c, _)| c.as_str())
         .collect();
-    let mut main = origin::made_in(&repo.git_dir);
+    // The main worktree's commits are the user's only when made before this run began:
+    // one made during the run may be an agent's `git -C <main worktree> commit`.
+    let before_run =
+        |admin: &std::path::Path, mark: usize| -> (BTreeSet<String>, BTreeSet<String>) {
+            let mut mine = BTreeSet::new();
+            let mut during = BTreeSet::new();
+            for (i, l) in tree::head_log(admin).into_iter().enumerate() {
+                if origin::made(&l.message) {
+                    if i < mark && l.time <= run_start.secs {
+                        mine.insert(l.to);
+                    } else {
+                        during.insert(l.to);
+                    }
+                }
+            }
+            (mine, during)
+        };
+    let (mut main, mut others) = before_run(&repo.git_dir, run_start.main_log);
     if !super::same_path(&repo.git_dir, &repo.common_dir) {
         // qw runs in a linked worktree: the repository's first worktree is the user's too.
-        main.extend(origin::made_in(&repo.common_dir));
+        let (m, o) = before_run(&repo.common_dir, usize::MAX);
+        main.extend(m);
+        others.extend(o);
     }
-    let mut others = BTreeSet::new();
     let mut users: Vec<(BTreeSet<String>, String)> = Vec::new();
     for (admin, path) in repo.admin_dirs() {
         match tree::read_marker(&admin) {
             Some((s, t)) if !(s == spec && t == task) => others.extend(origin::made_in(&admin)),
             Some(_) => {}
+            // A worktree that appeared while a run went on is an agent's as far as qw
+            // can tell: what it made is not the user's.
+            None if appeared_during_run(&admin, run_start.secs) => {
+                others.extend(origin::made_in(&admin));
+            }
             None => users.push((origin::made_in(&admin), path.display().to_string())),
         }
     }
@@ -174,6 +339,7 @@ pub(crate) fn set_aside_foreign(
     task: &str,
     target: &str,
     target_name: &str,
+    run_start: RunStart,
 ) -> Result<Option<String>> {
     let Some(tip) = repo.commit_of(&format!("refs/heads/{branch}"))? else {
         forget(repo, branch);
@@ -199,7 +365,7 @@ pub(crate) fn set_aside_foreign(
         }
         return Ok(None);
     }
-    if let Some(place) = made_by_user(repo, branch, task, &new, recorded.as_deref()) {
+    if let Some(place) = made_by_user(repo, branch, task, &new, recorded.as_deref(), run_start) {
         record(repo, branch)?;
         let how = match &recorded {
             Some(o) => format!("was moved since qw left it ({})", super::short(o)),
@@ -234,10 +400,10 @@ pub(crate) fn set_aside_foreign(
     let who = if record_file(repo, branch).symlink_metadata().is_ok() {
         "moved since qw left it"
     } else {
-        "made by someone other than qw, or made before this qw recorded the branches it leaves (its reflog does not show qw made it)"
+        "made by someone other than qw (its reflog does not show an older qw made it, before qw recorded the branches it leaves)"
     };
     Ok(Some(format!(
-        "branch `{branch}` was {who}: its {} commit(s) that qw did not leave there and `{target_name}` lacks (up to {}) were made neither in the main worktree nor on the branch itself (another task's worktree, or a `git update-ref`/`branch -f`), so they are not task {task}'s work as far as qw can tell and are not merged: they are kept on branch `{kept}` (`git merge {}` takes them); {then}",
+        "branch `{branch}` was {who}: its {} commit(s) that qw did not leave there and `{target_name}` lacks (up to {}) were not made where qw takes commits as yours (in the main worktree, a worktree of yours or on the branch itself, before this run began): another task's worktree, a worktree that appeared while a run went on, a commit in the main worktree during this run, or a `git update-ref`/`branch -f`, so they are not task {task}'s work as far as qw can tell and are not merged: they are kept on branch `{kept}` (`git merge {}` takes them); {then}",
         new.len(),
         super::short(&tip),
         shell_words::quote(&kept)

@@ -241,6 +241,76 @@ pub(crate) fn keep_branch(repo: &Repo, branch: &str, commit: &str) -> Result<Str
     ))))
 }
 
+/// A task branch a hard reset set aside ([`set_aside_spec_branches`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    /// The task branch (`qw/<spec>/<id>`), gone now (unless `kept` is `None`).
+    pub branch: String,
+    /// Where its work is now (`qw/<spec>/<id>@<sha7>`); `None` when it was left as it is.
+    pub kept: Option<String>,
+    /// One line saying so, and how to take or drop the work.
+    pub line: String,
+}
+
+/// `workflow-reset --hard` threw `spec`'s tasks away (rev5b F3): a regenerated task with
+/// the same id must not resume from the old attempt's branch and merge it. Each
+/// `qw/<spec>/<id>` branch left (unmerged work: merged ones were pruned) is renamed to
+/// `qw/<spec>/<id>@<sha7>` (recorded as qw's, never merged or deleted by qw), and every
+/// `qw-left/<spec>/` record goes. A branch a worktree still has checked out is left as it
+/// is and said. Run after the spec's worktrees were pruned, the spec's workflow not
+/// running.
+pub fn set_aside_spec_branches(repo: &Repo, spec: &str) -> Result<Vec<SetAside>> {
+    let held: std::collections::BTreeSet<String> = repo
+        .registered()?
+        .into_iter()
+        .filter_map(|w| w.branch)
+        .collect();
+    let mut out = Vec::new();
+    for b in repo.qw_branches()? {
+        let Some((s, t)) = parse_branch(&b) else {
+            continue;
+        };
+        if s != spec || t.contains('@') || t.starts_with("snapshot-") {
+            continue;
+        }
+        let Some(tip) = repo.commit_of(&format!("refs/heads/{b}"))? else {
+            continue;
+        };
+        if held.contains(&b) {
+            out.push(SetAside {
+                line: format!(
+                    "kept branch `{b}` as it is: a worktree has it checked out (`git worktree list` names it); a new task {t} of `{spec}` would resume from it — free it and rename it (`git branch -m {} {}`) to keep it apart",
+                    super::quote(&b),
+                    super::quote(&format!("{b}@{}", &tip[..7]))
+                ),
+                branch: b,
+                kept: None,
+            });
+            continue;
+        }
+        let kept = keep_branch(repo, &b, &tip)?;
+        git(
+            &repo.top,
+            &["update-ref", "-d", &format!("refs/heads/{b}"), &tip],
+        )?;
+        super::owned::forget(repo, &b);
+        out.push(SetAside {
+            line: format!(
+                "set branch `{b}` aside as `{kept}` (the hard reset threw its task away, so a new task {t} starts from the target, not from this work): merge it (`git merge {}`) if you want it, or delete it (`git branch -D {}`)",
+                super::quote(&kept),
+                super::quote(&kept)
+            ),
+            branch: b,
+            kept: Some(kept),
+        });
+    }
+    let records = repo.common_dir.join("qw-left").join(spec);
+    if records.is_dir() {
+        let _ = std::fs::remove_dir_all(&records);
+    }
+    Ok(out)
+}
+
 /// The file recording that qw made the kept branch `name` (`<task branch>@<sha>`):
 /// `<git-common-dir>/qw-kept/<spec>/<id>@<sha>`, holding its commit.
 fn kept_file(repo: &Repo, name: &str) -> PathBuf {

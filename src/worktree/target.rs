@@ -450,6 +450,29 @@ impl Repo {
     }
 }
 
+impl Repo {
+    /// The `qw-kept/*` branches a put-back hint of qw's told the user to make (rev5b F8),
+    /// with how many commits each holds that HEAD lacks (those with none left out).
+    pub fn kept_by_put_back(&self) -> Result<Vec<(String, u64)>> {
+        let out = git(
+            &self.top,
+            &[
+                "for-each-ref",
+                "--format=%(refname:short)",
+                "refs/heads/qw-kept/",
+            ],
+        )?;
+        let mut kept = Vec::new();
+        for b in out.lines().map(str::trim).filter(|b| !b.is_empty()) {
+            let n = self.unmerged_commits(b, "HEAD")?;
+            if n > 0 {
+                kept.push((b.to_owned(), n));
+            }
+        }
+        Ok(kept)
+    }
+}
+
 fn split_z(out: &str) -> BTreeSet<String> {
     out.split('\0')
         .filter(|p| !p.is_empty())
@@ -779,16 +802,58 @@ impl Worktrees {
             }
         };
         let back = format!("put `{b}` back (`{cmd}`){}", p.note(b));
-        let mut keep = p.keep.clone();
-        let mut left = Vec::new();
-        if let Some(now) = now {
-            left = self.left_out(r, now)?;
-            if !left.is_empty() {
-                keep.insert(0, now.to_owned());
-                left.extend(p.keep.iter().cloned());
-            }
+        let Some(now) = now else {
+            return Ok(keep_first(&p.keep, &[], back));
+        };
+        // What the branch holds when the hint is followed is kept first, by its name, not
+        // by the commit it is at now: whatever lands on it after this line is printed —
+        // another workflow's merge, a commit of the user's — is not dropped by the
+        // put-back (rev5b F14).
+        let mut left = self.left_out(r, now)?;
+        let first = format!(
+            "`git branch {} {}`",
+            quote(&format!("qw-kept/{}", short(now))),
+            quote(b)
+        );
+        let keep_rest = |rest: &[String]| -> Vec<String> {
+            rest.iter()
+                .map(|c| {
+                    format!(
+                        "`git branch {} {c}`",
+                        quote(&format!("qw-kept/{}", short(c)))
+                    )
+                })
+                .collect()
+        };
+        let mut cmds = vec![first];
+        cmds.extend(keep_rest(&p.keep));
+        if left.is_empty() && p.keep.is_empty() {
+            return Ok(format!(
+                "keep what `{b}` holds first ({}: anything that lands on it before you put it back — another workflow's merge, a commit of yours — stays there), then {back}",
+                cmds.join(", ")
+            ));
         }
-        Ok(keep_first(&keep, &left, back))
+        left.extend(p.keep.iter().cloned());
+        let more = if left.len() > 3 {
+            format!(" and {} more", left.len() - 3)
+        } else {
+            String::new()
+        };
+        Ok(format!(
+            "that would leave out {} ({}{more}): keep {} first ({}; the first keeps whatever is on `{b}` when you run it), then {back}",
+            if left.len() == 1 {
+                "a commit".to_owned()
+            } else {
+                format!("{} commits", left.len())
+            },
+            left.iter()
+                .take(3)
+                .map(|c| short(c))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if left.len() == 1 { "it" } else { "them" },
+            cmds.join(", ")
+        ))
     }
 
     /// The commits `now` holds that `r` lacks (newest first, at most 50): what putting
@@ -946,6 +1011,15 @@ impl Worktrees {
             return Ok(None);
         }
         let log = origin::main_log(&self.repo);
+        let times: Vec<i64> = super::tree::head_log(&self.repo.git_dir)
+            .into_iter()
+            .map(|l| l.time)
+            .collect();
+        let times = if times.len() == log.len() {
+            times
+        } else {
+            Vec::new()
+        };
         let running = self.running_admins()?;
         let admins: Vec<&std::path::Path> = running.iter().map(|(_, a)| a.as_path()).collect();
         let users = origin::users(&self.repo, &self.spec, was, &gained, &log, &admins)?;
@@ -972,13 +1046,23 @@ impl Worktrees {
                 .get(&branch)
                 .copied()
                 .or_else(|| other_spec.then_some(0));
+            // Another workflow's branch counts only once that workflow left it where it
+            // is (its record names the tip), and only a merge made after it did: a merge
+            // of it made while its task ran is its agent's (rev5b F14).
+            let left_since = if by_hand.contains_key(&branch) {
+                Some(i64::MIN)
+            } else {
+                super::owned::left_there_since(&self.repo, &branch, &tip)
+            };
             if let Some(mark) = mark
                 && admin.is_none()
+                && let Some(left_since) = left_since
             {
                 let since = log.get(mark..).unwrap_or(&[]);
                 let mut merged = false;
-                for (c, _) in since {
-                    if gained.contains(c) && self.repo.is_ancestor(&tip, c)? {
+                for (i, (c, _)) in since.iter().enumerate() {
+                    let after = times.get(mark + i).is_none_or(|t| *t > left_since);
+                    if after && gained.contains(c) && self.repo.is_ancestor(&tip, c)? {
                         merged = true;
                         break;
                     }

@@ -40,6 +40,7 @@ mod worktree;
 mod worktree_blame;
 mod worktree_cross;
 mod worktree_cross4;
+mod worktree_fix5o;
 mod worktree_foreign;
 mod worktree_moves;
 mod worktree_nest4;

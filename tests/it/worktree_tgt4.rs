@@ -136,9 +136,16 @@ fn tgt4_restore_hint_after_a_pull_and_an_agents_move_keeps_the_pull() {
     let out = r.auto(&["--parallel", "2"]);
     assert_eq!(code(&out), 1, "{}", diag(&out));
     let line = refusal_line(&cont(&r, &[]));
+    // What `main` holds when the hint is followed is kept first (rev5b F14).
+    let printed = all_printed(&line);
+    assert_eq!(printed.len(), 2, "{line}");
+    assert!(
+        printed[0].starts_with("git branch qw-kept/") && printed[0].ends_with(" main"),
+        "{line}"
+    );
     assert_eq!(
-        all_printed(&line),
-        vec![format!("git update-ref refs/heads/main {up}")],
+        printed[1],
+        format!("git update-ref refs/heads/main {up}"),
         "{line}"
     );
     for c in all_printed(&line) {
