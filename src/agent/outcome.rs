@@ -96,6 +96,10 @@ pub enum Outcome {
     },
     /// A usage or rate limit stopped the agent; the workflow pauses.
     UsageLimited,
+    /// Resource admission did not admit the run before it gave up waiting
+    /// (`resource_limits.acquire_timeout_s`): no agent ran, nothing was tried. The task
+    /// stays pending; `workflow-continue` runs it.
+    NotAdmitted,
     /// A cost ceiling would be crossed; the workflow stops (resumable).
     BudgetExceeded {
         /// Which ceiling (`per_task`, `per_run`, `daily`).
@@ -169,6 +173,7 @@ impl Outcome {
             Outcome::MaxTurns { .. } => "max_turns",
             Outcome::PermissionDenied { .. } => "permission_denied",
             Outcome::UsageLimited => "usage_limited",
+            Outcome::NotAdmitted => "not_admitted",
             Outcome::BudgetExceeded { .. } => "budget_exceeded",
             Outcome::VerifyFailed { .. } => "verify_failed",
             Outcome::MergeConflict { .. } => "merge_conflict",
@@ -185,7 +190,7 @@ impl Outcome {
     ///
     /// Retried: `timed_out`, `stalled`, `crashed`, `lost`, `no_result`, `truncated`, a reported
     /// `agent_error` (e.g. API overloaded) and `verify_failed` (the agent gets another
-    /// go). Never: `budget_exceeded`, `permission_denied`, `usage_limited`, a login or
+    /// go). Never: `budget_exceeded`, `not_admitted`, `permission_denied`, `usage_limited`, a login or
     /// start-up `agent_error`, `max_turns` (the same limit would be hit again),
     /// `killed_by_user`, `merge_conflict`, `workspace_error` (the agent did its part).
     pub fn is_retryable(&self) -> bool {
@@ -203,6 +208,7 @@ impl Outcome {
             | Outcome::MaxTurns { .. }
             | Outcome::PermissionDenied { .. }
             | Outcome::UsageLimited
+            | Outcome::NotAdmitted
             | Outcome::BudgetExceeded { .. }
             | Outcome::MergeConflict { .. }
             | Outcome::WorkspaceError { .. } => false,
@@ -210,9 +216,13 @@ impl Outcome {
     }
 
     /// Does this outcome count against the agent (its performance record)? Not when it
-    /// succeeded, nor when qw's own workspace step failed after it did.
+    /// succeeded, nor when qw's own workspace step failed after it did, nor when it
+    /// never ran (not admitted).
     pub fn counts_against_agent(&self) -> bool {
-        !matches!(self, Outcome::Succeeded | Outcome::WorkspaceError { .. })
+        !matches!(
+            self,
+            Outcome::Succeeded | Outcome::WorkspaceError { .. } | Outcome::NotAdmitted
+        )
     }
 
     /// Should the workflow pause (exit 3, resumable) rather than fail?
@@ -1532,6 +1542,7 @@ mod tests {
             Outcome::WorkspaceError {
                 step: WorkspaceStep::Commit,
             },
+            Outcome::NotAdmitted,
         ];
         for o in yes {
             assert!(o.is_retryable(), "{o}");
@@ -1637,6 +1648,7 @@ mod tests {
                 tools: vec!["Write".into()],
             },
             Outcome::UsageLimited,
+            Outcome::NotAdmitted,
             Outcome::BudgetExceeded {
                 limit: "daily".into(),
                 limit_usd: 1.0,

@@ -19,6 +19,7 @@ mod dashboard;
 mod devmode;
 mod exec;
 mod exec_stress;
+mod fix5b;
 mod init;
 mod locks;
 mod logs;
