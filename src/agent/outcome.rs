@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Phase;
+use super::captured::{AsCaptured, Captured};
 use super::events::{self, Denial};
 use crate::exec::ExecReport;
 use crate::fmt::{clip, fold_whitespace};
@@ -304,8 +305,9 @@ impl AgentRun {
 pub struct ClassifyInput<'a> {
     /// How the supervised process ended.
     pub report: &'a ExecReport,
-    /// Everything the agent wrote to stdout (the run's `events.jsonl` for claude).
-    pub stdout: &'a [u8],
+    /// What the agent wrote to stdout (the run's `events.jsonl` for claude): a
+    /// [`Captured`] output, held bounded, or bytes held whole.
+    pub stdout: &'a dyn AsCaptured,
     /// The last lines of stderr (see [`tail_lines`]).
     pub stderr_tail: &'a str,
     /// The phase the run was for.
@@ -379,8 +381,8 @@ fn is_stream_event(map: &serde_json::Map<String, Value>) -> bool {
 }
 
 /// Session, turns and tokens of a stream that has no result (yet).
-fn fill_from_stream(run: &mut AgentRun, stdout: &[u8]) {
-    let a = events::read_activity(stdout);
+fn fill_from_stream(run: &mut AgentRun, stdout: &Captured) {
+    let a = stdout.activity();
     run.session_id = a.session_id;
     run.num_turns = u32::try_from(a.turns).unwrap_or(u32::MAX);
     run.input_tokens = a.tokens.input;
@@ -399,11 +401,11 @@ struct StreamFacts {
     last: Option<String>,
 }
 
-fn stream_facts(stdout: &[u8]) -> StreamFacts {
+fn stream_facts(stdout: &Captured) -> StreamFacts {
     let mut facts = StreamFacts::default();
-    for line in stdout.split(|&b| b == b'\n') {
+    stdout.for_each_line(|line| {
         let Ok(Some(rec)) = events::parse_line(line) else {
-            continue;
+            return;
         };
         facts.events += 1;
         for ev in &rec.events {
@@ -425,7 +427,7 @@ fn stream_facts(stdout: &[u8]) -> StreamFacts {
         if let Some(line) = events::render(&rec, &mut opts).into_iter().last() {
             facts.last = Some(line);
         }
-    }
+    });
     facts
 }
 
@@ -462,12 +464,14 @@ pub fn classify(input: &ClassifyInput<'_>) -> AgentRun {
     let mut run = AgentRun::from_outcome(Outcome::Succeeded, String::new());
     run.exit_code = report.exit_code;
     run.duration_ms = report.duration_ms;
-    let parsed = parse_last_object(input.stdout);
+    let stdout = input.stdout.as_captured();
+    let stdout: &Captured = &stdout;
+    let parsed = stdout.last_object();
     match &parsed {
         Parsed::Object(map) if !is_stream_event(map) => fill_from_result(&mut run, map),
         // No result (cut, killed, still an event stream): what the stream tells so far,
         // so a stopped run still records its session (to resume) and its turns.
-        _ => fill_from_stream(&mut run, input.stdout),
+        _ => fill_from_stream(&mut run, stdout),
     }
 
     // Supervisor verdicts come first: they explain any output that follows. The caller's
@@ -539,8 +543,8 @@ pub fn classify(input: &ClassifyInput<'_>) -> AgentRun {
     match parsed {
         Parsed::Object(map) if is_stream_event(&map) => {
             // An event stream that never got its result: the agent was cut off.
-            let facts = stream_facts(input.stdout);
-            let bytes = input.stdout.len();
+            let facts = stream_facts(stdout);
+            let bytes = stdout.len();
             let last = facts
                 .last
                 .map(|l| format!("; last: {}", clip(&fold_whitespace(&l), 160)))
@@ -557,7 +561,7 @@ pub fn classify(input: &ClassifyInput<'_>) -> AgentRun {
         }
         Parsed::Object(map) => judge_result(run, &map, input),
         Parsed::Truncated => {
-            let bytes = input.stdout.len();
+            let bytes = stdout.len();
             with(
                 run,
                 Outcome::Truncated { bytes },
@@ -570,7 +574,7 @@ pub fn classify(input: &ClassifyInput<'_>) -> AgentRun {
             } else {
                 format!(
                     "stdout is not JSON: `{}`",
-                    clip(&tail_lines(input.stdout, 1), 120)
+                    clip(&tail_lines(stdout.tail(), 1), 120)
                 )
             };
             if exit_code != 0 {
@@ -663,7 +667,7 @@ fn judge_result(
         if input.phase.document().is_none() && run.denials.iter().any(Denial::changes_files) {
             // The agent went on after a refused edit: the work it claims is not on disk.
             let tools = denied_tools(&run.denials);
-            let how = explain(&run.denials, input.stdout);
+            let how = explain(&run.denials, &input.stdout.as_captured());
             return with(
                 run,
                 Outcome::PermissionDenied { tools },
@@ -675,7 +679,7 @@ fn judge_result(
         if !run.denials.is_empty() {
             // A refused command (a test run, a fetch) did not change the work; the
             // task's `_Verify:_` judges it. Say so, with the way out, but do not fail.
-            let how = explain(&run.denials, input.stdout);
+            let how = explain(&run.denials, &input.stdout.as_captured());
             evidence.push_str(&format!(" (note: {how})"));
         }
         return with(run, Outcome::Succeeded, evidence);
@@ -713,7 +717,7 @@ fn judge_result(
     }
     if !run.denials.is_empty() {
         let tools = denied_tools(&run.denials);
-        let how = explain(&run.denials, input.stdout);
+        let how = explain(&run.denials, &input.stdout.as_captured());
         return with(
             run,
             Outcome::PermissionDenied { tools },
@@ -842,7 +846,7 @@ pub(crate) fn denied_tools(denials: &[Denial]) -> Vec<String> {
 }
 
 /// The refusals and the way out, using what the event stream tells (messages, cwd).
-pub(crate) fn explain(denials: &[Denial], stdout: &[u8]) -> String {
+pub(crate) fn explain(denials: &[Denial], stdout: &Captured) -> String {
     let facts = stream_facts(stdout);
     super::permissions::explain(denials, &facts.messages, facts.cwd.as_deref())
 }
@@ -1051,7 +1055,7 @@ mod tests {
     fn run_with(report: &ExecReport, stdout: &str, stderr: &str) -> AgentRun {
         classify(&ClassifyInput {
             report,
-            stdout: stdout.as_bytes(),
+            stdout: &Captured::from(stdout),
             stderr_tail: stderr,
             phase: Phase::Implementation,
             user_cancelled: false,
@@ -1806,7 +1810,7 @@ mod tests {
     fn the_callers_cancel_is_killed_by_user_without_a_signal() {
         let run = classify(&ClassifyInput {
             report: &report(0),
-            stdout: SUCCESS.as_bytes(),
+            stdout: &Captured::from(SUCCESS),
             stderr_tail: "",
             phase: Phase::Implementation,
             user_cancelled: true,
@@ -1916,7 +1920,7 @@ mod tests {
         // The fixture: acceptEdits, a write under .claude/ refused, is_error false.
         let mut input = ClassifyInput {
             report: &report(0),
-            stdout: DENIED.as_bytes(),
+            stdout: &Captured::from(DENIED),
             stderr_tail: "",
             phase: Phase::Implementation,
             user_cancelled: false,

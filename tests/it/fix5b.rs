@@ -275,3 +275,74 @@ fn fix5b_give_up_with_nothing_of_its_own_running_is_not_admitted() {
     assert_ne!(t2["status"], "failed", "{t2}");
     assert!(!stderr(&out).contains("FAILED"), "{}", diag(&out));
 }
+
+/// A fake `claude` whose implementation runs print the init event (session
+/// `HUGE_SID`), then `HUGE_LINES` ordinary assistant events (~100 bytes each), then —
+/// unless `HUGE_CUT` is set, which ends it with exit 1 as a run cut off — the result.
+const HUGE_CLAUDE: &str = r#"#!/bin/sh
+phase="$QW_PHASE"
+if [ "$phase" != implementation ]; then
+  printf '{"type":"result","subtype":"success","is_error":false,"result":"done","session_id":"00000000-0000-4000-8000-000000000000"}\n'
+  exit 0
+fi
+printf '{"type":"system","subtype":"init","session_id":"%s","cwd":"/p"}\n' "$HUGE_SID"
+yes '{"type":"assistant","message":{"id":"m1","content":[{"type":"text","text":"hello hello hello hello hello"}]}}' | head -n "$HUGE_LINES"
+if [ -n "$HUGE_CUT" ]; then exit 1; fi
+printf '{"type":"result","subtype":"success","is_error":false,"num_turns":7,"result":"all done","session_id":"%s","total_cost_usd":0.25,"usage":{"input_tokens":10,"output_tokens":5}}\n' "$HUGE_SID"
+"#;
+
+/// Output far beyond the classifier's bound (its tail holds 4 MiB; 24 MiB of events
+/// here — 300 MB by hand, see the report, where qw's RSS is measured): judged as the
+/// whole would be. A result at the end completes the task with its cost, turns and
+/// session; a stream cut off without its result is `truncated`, with the exact event
+/// count (read again from the file) and the session from its first line.
+#[test]
+fn fix5b_huge_agent_output_is_classified_from_a_bounded_tail() {
+    const LINES: &str = "240000";
+    const SID: &str = "12345678-0000-4000-8000-000000000042";
+    let mut f = flow(
+        "# Tasks\n\n- [ ] 1. Only\n",
+        r#"{"resource_limits": {"max_load": 1000, "high_impact_load": 1000, "max_memory": 1.0}}"#,
+    );
+    f.p.script("bin/claude", HUGE_CLAUDE);
+    f.set("HUGE_LINES", LINES).set("HUGE_SID", SID);
+    let out = f.auto(&["--agent", "claude", "--attempts", "1"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let t = f.task("1");
+    assert_eq!(t["status"], "completed", "{t}");
+    assert_eq!(t["outcome"], "succeeded", "{t}");
+    assert_eq!(t["session_id"], SID, "{t}");
+    assert!(t["evidence"].as_str().unwrap().contains("all done"), "{t}");
+    let run_dir = f
+        .path()
+        .join(".claude/runs")
+        .join(t["run_id"].as_str().unwrap());
+    let size = std::fs::metadata(run_dir.join("events.jsonl"))
+        .unwrap()
+        .len();
+    assert!(
+        size > 20 << 20,
+        "the stream is not far beyond the bound: {size} bytes"
+    );
+
+    // Cut off: no result, exit 1.
+    let mut f = flow(
+        "# Tasks\n\n- [ ] 1. Only\n",
+        r#"{"resource_limits": {"max_load": 1000, "high_impact_load": 1000, "max_memory": 1.0}}"#,
+    );
+    f.p.script("bin/claude", HUGE_CLAUDE);
+    f.set("HUGE_LINES", LINES)
+        .set("HUGE_SID", SID)
+        .set("HUGE_CUT", "1");
+    let out = f.auto(&["--agent", "claude", "--attempts", "1"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let t = f.task("1");
+    assert_eq!(t["outcome"], "truncated", "{t}");
+    let e = t["evidence"].as_str().unwrap();
+    assert!(
+        e.starts_with("the event stream ends after 240001 event(s) without its `result` (exit 1)"),
+        "{t}"
+    );
+    assert!(e.contains("last: assistant: hello hello"), "{t}");
+    assert_eq!(t["session_id"], SID, "{t}");
+}
