@@ -575,6 +575,35 @@ mod tests {
     }
 
     #[test]
+    fn waiting_behind_its_own_workflow_names_the_task_and_has_no_time_limit() {
+        let w = Waiting {
+            own: vec!["task 5".into()],
+            untimed: true,
+            ..waiting(0, &[Limit::MaxLoad], 1, 0)
+        };
+        assert_eq!(
+            w.to_string(),
+            "load 1.72/CPU > 0.85 (max_load); 1 qw task running, held by task 5 of this \
+             workflow; it waits its turn behind this workflow's own task(s), with no time limit"
+        );
+        // Mixed: its own and another qw's; queued behind a sibling and another qw.
+        let w = Waiting {
+            own: vec!["task 5".into(), "task 6".into()],
+            holders: vec![7],
+            own_ahead: 1,
+            ahead_pids: vec![8],
+            ..waiting(2, &[Limit::MaxConcurrent], 3, 10_000)
+        };
+        assert_eq!(
+            w.to_string(),
+            "queued behind 2 waiting requests (1 of this workflow, qw pid 8), the first waits \
+             for 1.72 of 0.85 slots in use (max_concurrent); 3 of 8 slot(s) in use, held by \
+             task 5 and task 6 of this workflow and qw pid 7; giving up in 10s \
+             (resource_limits.acquire_timeout_s)"
+        );
+    }
+
+    #[test]
     fn human_durations() {
         for (ms, want) in [
             (0, "0s"),

@@ -350,11 +350,7 @@ mod tests {
         text.push('\n');
         let c = read(&text);
         assert!(!c.is_whole());
-        assert!(
-            c.tail().len() <= 2 * KEEP,
-            "{}",
-            c.tail().len()
-        );
+        assert!(c.tail().len() <= 2 * KEEP, "{}", c.tail().len());
         assert!(c.tail().len() >= KEEP);
         assert_eq!(c.len(), text.len());
         let whole = Captured::from(text.as_bytes());
