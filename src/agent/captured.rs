@@ -325,7 +325,7 @@ mod tests {
 
     fn write(dir: &Path, text: &[u8]) -> PathBuf {
         let p = dir.join("events.jsonl");
-        std::fs::write(&p, text).unwrap();
+        crate::fs::write(&p, text).unwrap();
         p
     }
 

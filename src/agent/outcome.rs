@@ -191,8 +191,9 @@ impl Outcome {
     ///
     /// Retried: `timed_out`, `stalled`, `crashed`, `lost`, `no_result`, `truncated`, a reported
     /// `agent_error` (e.g. API overloaded) and `verify_failed` (the agent gets another
-    /// go). Never: `budget_exceeded`, `not_admitted`, `permission_denied`, `usage_limited`, a login or
-    /// start-up `agent_error`, `max_turns` (the same limit would be hit again),
+    /// go). Never: `budget_exceeded`, `not_admitted`, `permission_denied`,
+    /// `usage_limited`, a login or start-up `agent_error`, `max_turns` (the same limit
+    /// would be hit again),
     /// `killed_by_user`, `merge_conflict`, `workspace_error` (the agent did its part).
     pub fn is_retryable(&self) -> bool {
         match self {
