@@ -94,6 +94,11 @@ pub struct GiveUp {
     /// The setting or flag it comes from (`resource_limits.acquire_timeout_s`,
     /// `--admit-timeout`).
     pub setting: &'static str,
+    /// Time spent waiting only behind this process's own tasks does not count (a
+    /// workflow's task waits its turn behind its siblings: on a busy machine one task
+    /// runs at a time, and the next must not give up meanwhile). The slots this
+    /// process holds are named by their notes, "of this workflow".
+    pub untimed_behind_own: bool,
 }
 
 impl From<Duration> for GiveUp {
@@ -102,6 +107,7 @@ impl From<Duration> for GiveUp {
         GiveUp {
             after,
             setting: ACQUIRE_TIMEOUT_SETTING,
+            untimed_behind_own: false,
         }
     }
 }
@@ -113,12 +119,25 @@ impl From<Duration> for GiveUp {
 pub struct Waiting {
     /// Live waiters that arrived earlier.
     pub ahead: usize,
-    /// The pids of those earlier waiters, first in line first (where known).
+    /// The pids of those earlier waiters, first in line first (where known), but this
+    /// workflow's own (counted in `own_ahead`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ahead_pids: Vec<i32>,
-    /// The pids of the processes holding the slots in use (where known).
+    /// Earlier waiters that are this workflow's own tasks (see [`GiveUp::untimed_behind_own`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub own_ahead: usize,
+    /// The pids of the processes holding the slots in use (where known), but this
+    /// workflow's own tasks (in `own`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub holders: Vec<i32>,
+    /// The slots this workflow's own tasks hold, each named as its holder said
+    /// (`task 5`; see [`GiveUp::untimed_behind_own`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub own: Vec<String>,
+    /// It waits only behind this workflow's own tasks: its turn comes when they end,
+    /// and the wait has no time limit meanwhile.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub untimed: bool,
     /// Those of the holders that are stopped (SIGSTOP, Ctrl-Z): they keep their slot
     /// until resumed or ended.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -134,6 +153,10 @@ pub struct Waiting {
     pub give_up_in: Duration,
     /// What set the time limit.
     pub timeout_setting: &'static str,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn policy_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -165,34 +188,48 @@ impl Waiting {
         format!("{what}; {running}{}", self.held_by())
     }
 
-    /// `, held by qw pid 7 (stopped)`: who holds the slots in use; empty when unknown.
+    /// `, held by qw pid 7 (stopped)`, `, held by task 5 of this workflow`: who holds
+    /// the slots in use; empty when unknown.
     fn held_by(&self) -> String {
-        if self.running == 0 || self.holders.is_empty() {
+        if self.running == 0 || (self.holders.is_empty() && self.own.is_empty()) {
             return String::new();
         }
-        let mut held = pid_list(&self.holders);
-        let stopped: Vec<i32> = self
-            .holders
-            .iter()
-            .copied()
-            .filter(|p| self.stopped.contains(p))
-            .collect();
-        match stopped.as_slice() {
-            [] => {}
-            _ if self.holders.len() == 1 => held.push_str(" (stopped)"),
-            some => held.push_str(&format!(" ({} stopped)", pid_list(some))),
+        let mut parts = Vec::new();
+        if !self.own.is_empty() {
+            parts.push(format!("{} of this workflow", and_list(&self.own)));
         }
-        format!(", held by qw {held}")
+        if !self.holders.is_empty() {
+            let mut held = format!("qw {}", pid_list(&self.holders));
+            let stopped: Vec<i32> = self
+                .holders
+                .iter()
+                .copied()
+                .filter(|p| self.stopped.contains(p))
+                .collect();
+            match stopped.as_slice() {
+                [] => {}
+                _ if self.holders.len() == 1 => held.push_str(" (stopped)"),
+                some => held.push_str(&format!(" ({} stopped)", pid_list(some))),
+            }
+            parts.push(held);
+        }
+        format!(", held by {}", parts.join(" and "))
     }
 
     fn queued_reason(&self) -> String {
         let n = self.ahead;
         let requests = if n == 1 { "request" } else { "requests" };
-        let pids = pid_list(&self.ahead_pids);
-        let pids = if pids.is_empty() {
+        let mut who = Vec::new();
+        if self.own_ahead > 0 {
+            who.push(format!("{} of this workflow", self.own_ahead));
+        }
+        if !self.ahead_pids.is_empty() {
+            who.push(format!("qw {}", pid_list(&self.ahead_pids)));
+        }
+        let pids = if who.is_empty() {
             String::new()
         } else {
-            format!(" (qw {pids})")
+            format!(" ({})", who.join(", "))
         };
         let first = if n == 1 { "which" } else { "the first" };
         let waits = if self.blocked_by.is_empty() {
@@ -209,6 +246,26 @@ impl Waiting {
             ),
         };
         format!("queued behind {n} waiting {requests}{pids}, {waits}; {slots}")
+    }
+}
+
+/// `task 5`, `task 5 and task 6`, `task 5, task 6, task 7 and 2 more`.
+fn and_list(names: &[String]) -> String {
+    const SHOWN: usize = 3;
+    match names {
+        [] => String::new(),
+        [one] => one.clone(),
+        [a, b] => format!("{a} and {b}"),
+        _ if names.len() <= SHOWN => format!(
+            "{} and {}",
+            names[..names.len() - 1].join(", "),
+            names[names.len() - 1]
+        ),
+        _ => format!(
+            "{} and {} more",
+            names[..SHOWN].join(", "),
+            names.len() - SHOWN
+        ),
     }
 }
 
@@ -232,6 +289,13 @@ fn pid_list(pids: &[i32]) -> String {
 
 impl fmt::Display for Waiting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.untimed {
+            return write!(
+                f,
+                "{}; it waits its turn behind this workflow's own task(s), with no time limit",
+                self.reason()
+            );
+        }
         write!(
             f,
             "{}; giving up in {} ({})",
@@ -338,6 +402,9 @@ pub struct Admission {
     pub slots: Slots,
     /// What set `limits.acquire_timeout` ([`ACQUIRE_TIMEOUT_SETTING`] unless a flag did).
     pub timeout_setting: &'static str,
+    /// See [`GiveUp::untimed_behind_own`]: set by a workflow, whose tasks are this
+    /// process's slots.
+    pub untimed_behind_own: bool,
 }
 
 impl Admission {
@@ -349,6 +416,7 @@ impl Admission {
             settings_path: settings.path.clone(),
             slots: Slots::system(),
             timeout_setting: ACQUIRE_TIMEOUT_SETTING,
+            untimed_behind_own: false,
         }
     }
 
@@ -361,6 +429,7 @@ impl Admission {
         let give_up = GiveUp {
             after: self.limits.acquire_timeout,
             setting: self.timeout_setting,
+            untimed_behind_own: self.untimed_behind_own,
         };
         let started = Instant::now();
         // The trace: a line when the wait starts and whenever what it waits for changes
@@ -415,7 +484,10 @@ mod tests {
                 .collect(),
             running,
             ahead_pids: Vec::new(),
+            own_ahead: 0,
             holders: Vec::new(),
+            own: Vec::new(),
+            untimed: false,
             stopped: Vec::new(),
             max_concurrent: 8,
             give_up_in: Duration::from_millis(left_ms),
@@ -499,6 +571,35 @@ mod tests {
             err.to_string(),
             "gave up waiting for admission after 1.0s (resource_limits.acquire_timeout_s): \
              load 1.72/CPU > 0.85 (max_load); 1 qw task running"
+        );
+    }
+
+    #[test]
+    fn waiting_behind_its_own_workflow_names_the_task_and_has_no_time_limit() {
+        let w = Waiting {
+            own: vec!["task 5".into()],
+            untimed: true,
+            ..waiting(0, &[Limit::MaxLoad], 1, 0)
+        };
+        assert_eq!(
+            w.to_string(),
+            "load 1.72/CPU > 0.85 (max_load); 1 qw task running, held by task 5 of this \
+             workflow; it waits its turn behind this workflow's own task(s), with no time limit"
+        );
+        // Mixed: its own and another qw's; queued behind a sibling and another qw.
+        let w = Waiting {
+            own: vec!["task 5".into(), "task 6".into()],
+            holders: vec![7],
+            own_ahead: 1,
+            ahead_pids: vec![8],
+            ..waiting(2, &[Limit::MaxConcurrent], 3, 10_000)
+        };
+        assert_eq!(
+            w.to_string(),
+            "queued behind 2 waiting requests (1 of this workflow, qw pid 8), the first waits \
+             for 1.72 of 0.85 slots in use (max_concurrent); 3 of 8 slot(s) in use, held by \
+             task 5 and task 6 of this workflow and qw pid 7; giving up in 10s \
+             (resource_limits.acquire_timeout_s)"
         );
     }
 

@@ -53,19 +53,27 @@ pub struct SlotHolder {
     pub slot: usize,
     /// The holder's pid (None while it is still writing it).
     pub pid: Option<i32>,
+    /// What the holder runs in it, as it said ([`SlotGuard::set_note`]): `task 5`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// An admitted task's slot; dropping it frees the slot.
 #[derive(Debug)]
 pub struct SlotGuard {
     slot: usize,
-    _lock: LockedFile,
+    lock: LockedFile,
 }
 
 impl SlotGuard {
     /// The slot index held.
     pub fn slot(&self) -> usize {
         self.slot
+    }
+
+    /// Say what runs in this slot (`task 5`): waiters of the same process name it.
+    pub fn set_note(&mut self, note: &str) {
+        self.lock.set_note(Some(note));
     }
 }
 
@@ -122,6 +130,7 @@ impl Slots {
                 Some(SlotHolder {
                     slot,
                     pid: held.pid(),
+                    note: held.note(),
                 })
             })
             .collect();
@@ -172,6 +181,11 @@ impl Slots {
         let mut ticket = self.enqueue()?;
         let mut poll = MIN_POLL;
         let mut last_ahead = usize::MAX;
+        let me = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+        // Time that counts toward the give-up: not the time spent waiting only behind
+        // this process's own tasks (see `GiveUp::untimed_behind_own`).
+        let mut counted = Duration::ZERO;
+        let (mut last, mut untimed) = (start, false);
         loop {
             let (ahead_pids, ahead, head_reasons) = self.ahead_of(&ticket);
             let in_use = self.in_use();
@@ -195,26 +209,53 @@ impl Slots {
             } else {
                 head_reasons
             };
-            let waited = start.elapsed();
-            let holders: Vec<i32> = in_use.iter().filter_map(|h| h.pid).collect();
+            let now = Instant::now();
+            if !untimed {
+                counted += now.saturating_duration_since(last);
+            }
+            last = now;
+            let mine = |pid: Option<i32>| give_up.untimed_behind_own && pid == Some(me);
+            let own: Vec<String> = in_use
+                .iter()
+                .filter(|h| mine(h.pid))
+                .map(|h| h.note.clone().unwrap_or_else(|| "a task".to_owned()))
+                .collect();
+            let holders: Vec<i32> = in_use
+                .iter()
+                .filter(|h| !mine(h.pid))
+                .filter_map(|h| h.pid)
+                .collect();
+            let own_ahead = ahead_pids.iter().filter(|&&p| mine(Some(p))).count();
+            let ahead_pids: Vec<i32> = ahead_pids.into_iter().filter(|&p| !mine(Some(p))).collect();
+            // Waiting only behind this process's own tasks, for limits that their end
+            // lifts (load, waived once nothing runs; the slots they hold): its turn comes.
+            untimed = !own.is_empty()
+                && own.len() == running
+                && own_ahead == ahead
+                && blocked_by
+                    .iter()
+                    .all(|r| r.limit.is_load() || r.limit == Limit::MaxConcurrent);
             let waiting = Waiting {
                 ahead,
                 ahead_pids,
+                own_ahead,
                 stopped: holders
                     .iter()
                     .copied()
                     .filter(|&p| fs::process_state(p) == fs::ProcessState::Stopped)
                     .collect(),
                 holders,
+                own,
+                untimed,
                 max_concurrent: limits.max_concurrent,
                 blocked_by,
                 running,
-                give_up_in: give_up.after.saturating_sub(waited),
+                give_up_in: give_up.after.saturating_sub(counted),
                 timeout_setting: give_up.setting,
             };
-            if waited >= give_up.after {
+            if !untimed && counted >= give_up.after {
                 return Err(AdmissionError::TimedOut {
-                    waited,
+                    waited: counted,
                     waiting: Box::new(waiting),
                 });
             }
@@ -225,7 +266,12 @@ impl Slots {
                 poll = MIN_POLL;
             }
             last_ahead = ahead;
-            std::thread::sleep(poll.min(give_up.after - waited));
+            let nap = if untimed {
+                poll
+            } else {
+                poll.min(give_up.after - counted)
+            };
+            std::thread::sleep(nap);
             poll = (poll * 2).min(MAX_POLL);
         }
     }
@@ -342,7 +388,7 @@ impl Slots {
             } else {
                 usable += 1;
                 match LockedFile::try_acquire(&path) {
-                    Ok(Some(lock)) => return Ok(Some(SlotGuard { slot, _lock: lock })),
+                    Ok(Some(lock)) => return Ok(Some(SlotGuard { slot, lock })),
                     Ok(None) => {}
                     // Swapped for something else between the look and the open.
                     Err(_) if not_a_slot(&path).is_some() => {}

@@ -17,6 +17,7 @@
 //! command's stdout may just as well be its log; a tasks list must also parse. A JSON
 //! result's text is read as leniently as claude's answer.
 
+use super::captured::Captured;
 use super::outcome::{self, ErrorCause, Outcome, Parsed};
 use super::{Agent, AgentCommand, AgentError, AgentRun, ClassifyInput, Job, job_env};
 use crate::exec::Program;
@@ -166,17 +167,15 @@ impl Agent for CommandAgent {
 
     fn classify(&self, _job: &Job, input: &ClassifyInput<'_>) -> AgentRun {
         let run = outcome::classify(input);
-        let plain = matches!(
-            outcome::parse_last_object(input.stdout),
-            Parsed::Empty | Parsed::NotJson
-        );
+        let stdout = input.stdout.as_captured();
+        let plain = matches!(stdout.last_object(), Parsed::Empty | Parsed::NotJson);
         if !plain || !matches!(run.outcome, Outcome::NoResult { .. }) {
             return run;
         }
         let exit_code = input.report.exit_code;
         let mut run = run;
         run.structured = false;
-        let tail = outcome::tail_lines(input.stdout, 1);
+        let tail = outcome::tail_lines(stdout.tail(), 1);
         run.result_text = (!tail.is_empty()).then_some(tail);
         if exit_code != 0 {
             run.outcome = Outcome::AgentError {
@@ -204,14 +203,15 @@ impl Agent for CommandAgent {
     }
 
     /// A JSON result's text leniently; plain stdout only when all of it is the document.
-    fn answered_document(&self, run: &AgentRun, stdout: &[u8]) -> Option<String> {
+    fn answered_document(&self, run: &AgentRun, stdout: &Captured) -> Option<String> {
         if run.structured {
             return run
                 .result_text
                 .as_deref()
                 .and_then(|t| super::document::extract(t, false));
         }
-        super::document::extract(&String::from_utf8_lossy(stdout), true)
+        // A plain answer is the document only when all of stdout is (held whole: short).
+        super::document::extract(&String::from_utf8_lossy(stdout.whole()?), true)
     }
 }
 
@@ -314,7 +314,7 @@ mod tests {
             job,
             &ClassifyInput {
                 report: &report(exit),
-                stdout: stdout.as_bytes(),
+                stdout: &Captured::from(stdout),
                 stderr_tail: "boom",
                 phase: job.phase,
                 user_cancelled: false,

@@ -133,7 +133,7 @@ pub(crate) fn settle(
     mut run: AgentRun,
     answer: Option<String>,
     before: bool,
-    stdout: &[u8],
+    stdout: &super::captured::Captured,
 ) -> AgentRun {
     let Some(doc) = job.expected_document() else {
         return run;
@@ -313,27 +313,33 @@ mod tests {
         let path = j.spec_dir.join("tasks.md");
 
         // Answered: qw writes it.
-        let run = settle(&j, ok_run(), Some(TASKS.into()), false, b"");
+        let run = settle(&j, ok_run(), Some(TASKS.into()), false, &Default::default());
         assert_eq!(run.outcome, Outcome::Succeeded, "{}", run.evidence);
         assert!(run.evidence.contains("qw wrote"), "{}", run.evidence);
         assert_eq!(crate::fs::read_to_string(&path).unwrap(), TASKS);
 
         // Written by the agent and valid: kept, the answer ignored.
         crate::fs::write(&path, "- [ ] 7. Mine\n").unwrap();
-        let run = settle(&j, ok_run(), Some(TASKS.into()), false, b"");
+        let run = settle(&j, ok_run(), Some(TASKS.into()), false, &Default::default());
         assert!(run.outcome.is_success());
         assert_eq!(crate::fs::read_to_string(&path).unwrap(), "- [ ] 7. Mine\n");
 
         // Written but invalid, valid answer: the answer replaces it, the bad one kept aside.
         crate::fs::write(&path, "- [ ] 1. A\n- [ ] 1. B\n").unwrap();
-        let run = settle(&j, ok_run(), Some(TASKS.into()), false, b"");
+        let run = settle(&j, ok_run(), Some(TASKS.into()), false, &Default::default());
         assert!(run.outcome.is_success(), "{}", run.evidence);
         assert_eq!(crate::fs::read_to_string(&path).unwrap(), TASKS);
         assert!(j.run_dir.join("tasks.md.rejected").is_file());
 
         // Invalid both ways: no_result with the parse error, and no tasks.md left behind.
         crate::fs::write(&path, "- [ ] 1. A\n- [ ] 1. B\n").unwrap();
-        let run = settle(&j, ok_run(), Some("# Plan\n\nsoon\n".into()), false, b"");
+        let run = settle(
+            &j,
+            ok_run(),
+            Some("# Plan\n\nsoon\n".into()),
+            false,
+            &Default::default(),
+        );
         assert_eq!(run.outcome, Outcome::NoResult { exit_code: 0 });
         assert!(run.evidence.contains("not valid"), "{}", run.evidence);
         assert!(run.evidence.contains("no task"), "{}", run.evidence);
@@ -341,14 +347,14 @@ mod tests {
 
         // Present before the run: untouched, whatever the answer.
         crate::fs::write(&path, "user's own\n").unwrap();
-        let run = settle(&j, ok_run(), Some(TASKS.into()), true, b"");
+        let run = settle(&j, ok_run(), Some(TASKS.into()), true, &Default::default());
         assert!(run.outcome.is_success());
         assert_eq!(crate::fs::read_to_string(&path).unwrap(), "user's own\n");
 
         // A failed run is not settled.
         crate::fs::remove_file(&path).unwrap();
         let failed = AgentRun::from_outcome(Outcome::UsageLimited, "limit");
-        let run = settle(&j, failed, Some(TASKS.into()), false, b"");
+        let run = settle(&j, failed, Some(TASKS.into()), false, &Default::default());
         assert_eq!(run.outcome, Outcome::UsageLimited);
         assert!(!path.exists());
     }
@@ -357,7 +363,7 @@ mod tests {
     fn nothing_delivered_is_no_result_or_permission_denied_with_the_way_out() {
         let dir = tempfile::tempdir().unwrap();
         let j = job(dir.path(), Phase::Requirements);
-        let run = settle(&j, ok_run(), None, false, b"");
+        let run = settle(&j, ok_run(), None, false, &Default::default());
         assert_eq!(run.outcome, Outcome::NoResult { exit_code: 0 });
         assert!(run.evidence.contains("neither wrote"), "{}", run.evidence);
 
@@ -367,7 +373,7 @@ mod tests {
             target: Some(j.spec_dir.join("requirements.md").display().to_string()),
             tool_use_id: None,
         }];
-        let run = settle(&j, denied, None, false, b"");
+        let run = settle(&j, denied, None, false, &Default::default());
         assert_refused_sensitive_write(&run);
     }
 }

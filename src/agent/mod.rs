@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::exec::{Cancel, ExecSpec, Executor, Output, Program};
 use crate::project::Project;
 
+pub mod captured;
 pub(crate) mod claude;
 pub(crate) mod command;
 pub(crate) mod document;
@@ -411,7 +412,7 @@ pub trait Agent: Send + Sync {
 
     /// The spec document the agent answered with, if its answer holds one. The default
     /// reads the final result text leniently ([`document::extract`]).
-    fn answered_document(&self, run: &AgentRun, _stdout: &[u8]) -> Option<String> {
+    fn answered_document(&self, run: &AgentRun, _stdout: &captured::Captured) -> Option<String> {
         run.result_text
             .as_deref()
             .and_then(|t| document::extract(t, false))
@@ -426,8 +427,9 @@ pub fn judge(agent: &dyn Agent, job: &Job, input: &ClassifyInput<'_>, before: bo
     if job.expected_document().is_none() || !run.outcome.is_success() {
         return run;
     }
-    let answer = agent.answered_document(&run, input.stdout);
-    document::settle(job, run, answer, before, input.stdout)
+    let stdout = input.stdout.as_captured();
+    let answer = agent.answered_document(&run, &stdout);
+    document::settle(job, run, answer, before, &stdout)
 }
 /// Limits for one agent run.
 #[derive(Debug, Clone, Copy)]
@@ -517,9 +519,11 @@ pub fn run_job_as(
         .expected_document()
         .is_some_and(|d| document::present(&d));
     let report = executor.run(&spec, cancel)?;
-    // Bounded: a line over `events::MAX_LINE_BYTES` is left out as it is read, so
-    // judging a run (also right after Ctrl-C) stays quick whatever the agent printed.
-    let (stdout, oversized) = runs::read_output(&command.stdout_file(job))?;
+    // Bounded: a line over `events::MAX_LINE_BYTES` is left out as it is read, and of a
+    // long output only its tail is held (see `captured`), so judging a run (also right
+    // after Ctrl-C) stays quick and small whatever the agent printed.
+    let stdout = captured::Captured::read(&command.stdout_file(job))?;
+    let oversized = stdout.oversized();
     let stderr = crate::fs::read_tail_regular(&job.stderr_file(), 16 * 1024)?;
     let stderr_tail = outcome::tail_lines(&stderr, STDERR_TAIL_LINES);
     let mut run = judge(
@@ -609,7 +613,7 @@ mod tests {
                 &job,
                 &ClassifyInput {
                     report: &report,
-                    stdout: stdout.as_bytes(),
+                    stdout: &captured::Captured::from(stdout),
                     stderr_tail: "",
                     phase: Phase::Design,
                     user_cancelled: false,

@@ -52,7 +52,7 @@ impl Agent for OfflineAgent {
     fn classify(&self, _job: &Job, input: &super::ClassifyInput<'_>) -> super::outcome::AgentRun {
         let mut run = super::outcome::classify(input);
         if matches!(run.outcome, super::outcome::Outcome::AgentError { .. })
-            && let Some(failed) = verify_failed(input.stdout)
+            && let Some(failed) = verify_failed(input.stdout.as_captured().tail())
         {
             run.outcome = super::outcome::Outcome::VerifyFailed { exit_code: failed };
         }

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Phase;
+use super::captured::{AsCaptured, Captured};
 use super::events::{self, Denial};
 use crate::exec::ExecReport;
 use crate::fmt::{clip, fold_whitespace};
@@ -96,6 +97,10 @@ pub enum Outcome {
     },
     /// A usage or rate limit stopped the agent; the workflow pauses.
     UsageLimited,
+    /// Resource admission did not admit the run before it gave up waiting
+    /// (`resource_limits.acquire_timeout_s`): no agent ran, nothing was tried. The task
+    /// stays pending; `workflow-continue` runs it.
+    NotAdmitted,
     /// A cost ceiling would be crossed; the workflow stops (resumable).
     BudgetExceeded {
         /// Which ceiling (`per_task`, `per_run`, `daily`).
@@ -169,6 +174,7 @@ impl Outcome {
             Outcome::MaxTurns { .. } => "max_turns",
             Outcome::PermissionDenied { .. } => "permission_denied",
             Outcome::UsageLimited => "usage_limited",
+            Outcome::NotAdmitted => "not_admitted",
             Outcome::BudgetExceeded { .. } => "budget_exceeded",
             Outcome::VerifyFailed { .. } => "verify_failed",
             Outcome::MergeConflict { .. } => "merge_conflict",
@@ -185,8 +191,9 @@ impl Outcome {
     ///
     /// Retried: `timed_out`, `stalled`, `crashed`, `lost`, `no_result`, `truncated`, a reported
     /// `agent_error` (e.g. API overloaded) and `verify_failed` (the agent gets another
-    /// go). Never: `budget_exceeded`, `permission_denied`, `usage_limited`, a login or
-    /// start-up `agent_error`, `max_turns` (the same limit would be hit again),
+    /// go). Never: `budget_exceeded`, `not_admitted`, `permission_denied`,
+    /// `usage_limited`, a login or start-up `agent_error`, `max_turns` (the same limit
+    /// would be hit again),
     /// `killed_by_user`, `merge_conflict`, `workspace_error` (the agent did its part).
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -203,6 +210,7 @@ impl Outcome {
             | Outcome::MaxTurns { .. }
             | Outcome::PermissionDenied { .. }
             | Outcome::UsageLimited
+            | Outcome::NotAdmitted
             | Outcome::BudgetExceeded { .. }
             | Outcome::MergeConflict { .. }
             | Outcome::WorkspaceError { .. } => false,
@@ -210,9 +218,13 @@ impl Outcome {
     }
 
     /// Does this outcome count against the agent (its performance record)? Not when it
-    /// succeeded, nor when qw's own workspace step failed after it did.
+    /// succeeded, nor when qw's own workspace step failed after it did, nor when it
+    /// never ran (not admitted).
     pub fn counts_against_agent(&self) -> bool {
-        !matches!(self, Outcome::Succeeded | Outcome::WorkspaceError { .. })
+        !matches!(
+            self,
+            Outcome::Succeeded | Outcome::WorkspaceError { .. } | Outcome::NotAdmitted
+        )
     }
 
     /// Should the workflow pause (exit 3, resumable) rather than fail?
@@ -294,8 +306,9 @@ impl AgentRun {
 pub struct ClassifyInput<'a> {
     /// How the supervised process ended.
     pub report: &'a ExecReport,
-    /// Everything the agent wrote to stdout (the run's `events.jsonl` for claude).
-    pub stdout: &'a [u8],
+    /// What the agent wrote to stdout (the run's `events.jsonl` for claude): a
+    /// [`Captured`] output, held bounded, or bytes held whole.
+    pub stdout: &'a dyn AsCaptured,
     /// The last lines of stderr (see [`tail_lines`]).
     pub stderr_tail: &'a str,
     /// The phase the run was for.
@@ -369,8 +382,8 @@ fn is_stream_event(map: &serde_json::Map<String, Value>) -> bool {
 }
 
 /// Session, turns and tokens of a stream that has no result (yet).
-fn fill_from_stream(run: &mut AgentRun, stdout: &[u8]) {
-    let a = events::read_activity(stdout);
+fn fill_from_stream(run: &mut AgentRun, stdout: &Captured) {
+    let a = stdout.activity();
     run.session_id = a.session_id;
     run.num_turns = u32::try_from(a.turns).unwrap_or(u32::MAX);
     run.input_tokens = a.tokens.input;
@@ -389,11 +402,11 @@ struct StreamFacts {
     last: Option<String>,
 }
 
-fn stream_facts(stdout: &[u8]) -> StreamFacts {
+fn stream_facts(stdout: &Captured) -> StreamFacts {
     let mut facts = StreamFacts::default();
-    for line in stdout.split(|&b| b == b'\n') {
+    stdout.for_each_line(|line| {
         let Ok(Some(rec)) = events::parse_line(line) else {
-            continue;
+            return;
         };
         facts.events += 1;
         for ev in &rec.events {
@@ -415,7 +428,7 @@ fn stream_facts(stdout: &[u8]) -> StreamFacts {
         if let Some(line) = events::render(&rec, &mut opts).into_iter().last() {
             facts.last = Some(line);
         }
-    }
+    });
     facts
 }
 
@@ -452,12 +465,14 @@ pub fn classify(input: &ClassifyInput<'_>) -> AgentRun {
     let mut run = AgentRun::from_outcome(Outcome::Succeeded, String::new());
     run.exit_code = report.exit_code;
     run.duration_ms = report.duration_ms;
-    let parsed = parse_last_object(input.stdout);
+    let stdout = input.stdout.as_captured();
+    let stdout: &Captured = &stdout;
+    let parsed = stdout.last_object();
     match &parsed {
         Parsed::Object(map) if !is_stream_event(map) => fill_from_result(&mut run, map),
         // No result (cut, killed, still an event stream): what the stream tells so far,
         // so a stopped run still records its session (to resume) and its turns.
-        _ => fill_from_stream(&mut run, input.stdout),
+        _ => fill_from_stream(&mut run, stdout),
     }
 
     // Supervisor verdicts come first: they explain any output that follows. The caller's
@@ -529,8 +544,8 @@ pub fn classify(input: &ClassifyInput<'_>) -> AgentRun {
     match parsed {
         Parsed::Object(map) if is_stream_event(&map) => {
             // An event stream that never got its result: the agent was cut off.
-            let facts = stream_facts(input.stdout);
-            let bytes = input.stdout.len();
+            let facts = stream_facts(stdout);
+            let bytes = stdout.len();
             let last = facts
                 .last
                 .map(|l| format!("; last: {}", clip(&fold_whitespace(&l), 160)))
@@ -547,7 +562,7 @@ pub fn classify(input: &ClassifyInput<'_>) -> AgentRun {
         }
         Parsed::Object(map) => judge_result(run, &map, input),
         Parsed::Truncated => {
-            let bytes = input.stdout.len();
+            let bytes = stdout.len();
             with(
                 run,
                 Outcome::Truncated { bytes },
@@ -560,7 +575,7 @@ pub fn classify(input: &ClassifyInput<'_>) -> AgentRun {
             } else {
                 format!(
                     "stdout is not JSON: `{}`",
-                    clip(&tail_lines(input.stdout, 1), 120)
+                    clip(&tail_lines(stdout.tail(), 1), 120)
                 )
             };
             if exit_code != 0 {
@@ -653,7 +668,7 @@ fn judge_result(
         if input.phase.document().is_none() && run.denials.iter().any(Denial::changes_files) {
             // The agent went on after a refused edit: the work it claims is not on disk.
             let tools = denied_tools(&run.denials);
-            let how = explain(&run.denials, input.stdout);
+            let how = explain(&run.denials, &input.stdout.as_captured());
             return with(
                 run,
                 Outcome::PermissionDenied { tools },
@@ -665,7 +680,7 @@ fn judge_result(
         if !run.denials.is_empty() {
             // A refused command (a test run, a fetch) did not change the work; the
             // task's `_Verify:_` judges it. Say so, with the way out, but do not fail.
-            let how = explain(&run.denials, input.stdout);
+            let how = explain(&run.denials, &input.stdout.as_captured());
             evidence.push_str(&format!(" (note: {how})"));
         }
         return with(run, Outcome::Succeeded, evidence);
@@ -703,7 +718,7 @@ fn judge_result(
     }
     if !run.denials.is_empty() {
         let tools = denied_tools(&run.denials);
-        let how = explain(&run.denials, input.stdout);
+        let how = explain(&run.denials, &input.stdout.as_captured());
         return with(
             run,
             Outcome::PermissionDenied { tools },
@@ -832,7 +847,7 @@ pub(crate) fn denied_tools(denials: &[Denial]) -> Vec<String> {
 }
 
 /// The refusals and the way out, using what the event stream tells (messages, cwd).
-pub(crate) fn explain(denials: &[Denial], stdout: &[u8]) -> String {
+pub(crate) fn explain(denials: &[Denial], stdout: &Captured) -> String {
     let facts = stream_facts(stdout);
     super::permissions::explain(denials, &facts.messages, facts.cwd.as_deref())
 }
@@ -1041,7 +1056,7 @@ mod tests {
     fn run_with(report: &ExecReport, stdout: &str, stderr: &str) -> AgentRun {
         classify(&ClassifyInput {
             report,
-            stdout: stdout.as_bytes(),
+            stdout: &Captured::from(stdout),
             stderr_tail: stderr,
             phase: Phase::Implementation,
             user_cancelled: false,
@@ -1532,6 +1547,7 @@ mod tests {
             Outcome::WorkspaceError {
                 step: WorkspaceStep::Commit,
             },
+            Outcome::NotAdmitted,
         ];
         for o in yes {
             assert!(o.is_retryable(), "{o}");
@@ -1637,6 +1653,7 @@ mod tests {
                 tools: vec!["Write".into()],
             },
             Outcome::UsageLimited,
+            Outcome::NotAdmitted,
             Outcome::BudgetExceeded {
                 limit: "daily".into(),
                 limit_usd: 1.0,
@@ -1794,7 +1811,7 @@ mod tests {
     fn the_callers_cancel_is_killed_by_user_without_a_signal() {
         let run = classify(&ClassifyInput {
             report: &report(0),
-            stdout: SUCCESS.as_bytes(),
+            stdout: &Captured::from(SUCCESS),
             stderr_tail: "",
             phase: Phase::Implementation,
             user_cancelled: true,
@@ -1904,7 +1921,7 @@ mod tests {
         // The fixture: acceptEdits, a write under .claude/ refused, is_error false.
         let mut input = ClassifyInput {
             report: &report(0),
-            stdout: DENIED.as_bytes(),
+            stdout: &Captured::from(DENIED),
             stderr_tail: "",
             phase: Phase::Implementation,
             user_cancelled: false,

@@ -67,50 +67,8 @@ pub fn output_file(run_dir: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// How much of a stream [`Follow::poll`] and [`read_output`] read at once.
+/// How much of a stream [`Follow::poll`] and [`super::captured::Captured::read`] read at once.
 pub const CHUNK: usize = 1 << 20;
-
-/// A run's captured stdout for the outcome classifier, read in [`CHUNK`]s: lines over
-/// [`super::events::MAX_LINE_BYTES`] are left out as they are read (never held whole),
-/// so judging a run stays quick and bounded whatever the agent printed. A missing file
-/// reads as empty. The number of lines left out comes second.
-pub fn read_output(path: &Path) -> io::Result<(Vec<u8>, u64)> {
-    use std::io::Read;
-    let mut file = match crate::fs::open_regular(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
-        Err(e) => return Err(e),
-    };
-    let mut lines = super::events::BoundedLines::default();
-    let mut out = Vec::new();
-    let mut dropped = 0u64;
-    let mut take = |line: super::events::Line<'_>| match line {
-        super::events::Line::Whole(l) => {
-            out.extend_from_slice(l);
-            out.push(b'\n');
-        }
-        super::events::Line::Oversized(_) => dropped += 1,
-    };
-    let mut buf = vec![0u8; CHUNK];
-    let mut ends_open = false;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        ends_open = buf[n - 1] != b'\n';
-        lines.push(&buf[..n], &mut take);
-    }
-    let open_tail = ends_open && !lines.skipping();
-    lines.finish(&mut take);
-    if open_tail && out.last() == Some(&b'\n') {
-        // A last line without its newline stays so (a stream cut mid-line).
-        out.pop();
-    }
-    Ok((out, dropped))
-}
 
 /// Follows a run's event stream while it grows (for `qw status`, `qw logs --follow`,
 /// the dashboard): each [`Follow::poll`] reads what was appended since the last one.
@@ -544,19 +502,17 @@ mod tests {
         assert_eq!(follow.activity().oversized, 1);
 
         // The classifier's read leaves it out.
-        let (out, dropped) = read_output(&path).unwrap();
-        assert_eq!(dropped, 1);
-        assert_eq!(out, format!("{init}\n{init}\n").as_bytes());
+        let out = super::super::captured::Captured::read(&path).unwrap();
+        assert_eq!(out.oversized(), 1);
+        assert_eq!(out.whole(), Some(format!("{init}\n{init}\n").as_bytes()));
         // A stream cut in the middle of a normal last line keeps it (no newline added).
         crate::fs::write(&path, format!("{init}\n{{\"type\":\"res")).unwrap();
-        let (out, dropped) = read_output(&path).unwrap();
+        let out = super::super::captured::Captured::read(&path).unwrap();
         assert_eq!(
-            (out.as_slice(), dropped),
-            (format!("{init}\n{{\"type\":\"res").as_bytes(), 0)
+            (out.whole(), out.oversized()),
+            (Some(format!("{init}\n{{\"type\":\"res").as_bytes()), 0)
         );
-        assert_eq!(
-            read_output(&dir.path().join("none")).unwrap(),
-            (Vec::new(), 0)
-        );
+        let none = super::super::captured::Captured::read(&dir.path().join("none")).unwrap();
+        assert_eq!((none.whole(), none.oversized()), (Some(&b""[..]), 0));
     }
 }

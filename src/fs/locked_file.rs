@@ -397,6 +397,11 @@ impl Peek {
             .map(|r| r.pid)
             .or_else(|| std::str::from_utf8(&self.content).ok()?.trim().parse().ok())
     }
+
+    /// The note its holder recorded ([`LockedFile::set_note`]), if any.
+    pub fn note(&self) -> Option<String> {
+        Record::parse(&self.content).and_then(|r| r.note)
+    }
 }
 
 impl LockedFile {

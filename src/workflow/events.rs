@@ -271,7 +271,8 @@ impl PhaseResult<'_> {
 pub(crate) enum Refused {
     /// A cost ceiling would be crossed (the run pauses; the task stays pending).
     CostCeiling,
-    /// Resource admission did not admit it in time (the task fails).
+    /// Resource admission did not admit it in time (`not_admitted`: the task stays
+    /// pending for `workflow-continue`), or a signal stopped the wait.
     Admission,
     /// The task's worktree could not be made (`workspace_error`: the task fails), or a
     /// signal stopped the wait for it (`killed_by_user`: the task stays pending).

@@ -20,6 +20,7 @@ mod devmode;
 mod exec;
 mod exec_stress;
 mod fix5a;
+mod fix5b;
 mod init;
 mod locks;
 mod logs;

@@ -190,14 +190,14 @@ pub(crate) fn lines<'a>(event: &'a Event<'_>) -> Vec<Line<'a>> {
             refused,
             run,
         } => match (unit, refused) {
-            (Unit::Task(t), Refused::CostCeiling) => vec![Line::TaskSkipped {
+            (Unit::Task(t), Refused::CostCeiling | Refused::Admission) => vec![Line::TaskSkipped {
                 id: &t.id,
                 reason: format!("{}: {}", run.outcome, run.evidence),
             }],
             (Unit::Document(phase), Refused::CostCeiling) => {
                 note(format!("{phase}: {}", run.evidence))
             }
-            (Unit::Task(t), Refused::Admission | Refused::Worktree) => vec![Line::TaskFinished {
+            (Unit::Task(t), Refused::Worktree) => vec![Line::TaskFinished {
                 id: &t.id,
                 outcome: &run.outcome,
                 attempt: *attempt,

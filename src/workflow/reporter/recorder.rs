@@ -534,8 +534,9 @@ fn attempt_finished(s: &mut UnifiedState, name: &str, agent: &str, a: AttemptEnd
     }
 }
 
-/// An attempt whose agent never ran: a cost ceiling leaves its task pending (the run
-/// pauses); admission or a worktree that cannot be made fails it.
+/// An attempt whose agent never ran: a cost ceiling (the run pauses) or admission that
+/// gave up waiting (`not_admitted`) leaves its task pending, for `workflow-continue`; a
+/// worktree that cannot be made fails it.
 fn not_started(
     s: &mut UnifiedState,
     name: &str,
@@ -550,10 +551,10 @@ fn not_started(
         entry.outcome = Some(r.outcome.as_str().to_owned());
         entry.error = Some(format!("{}: {}", r.outcome, r.evidence));
         entry.status = match (refused, &r.outcome) {
-            (Refused::CostCeiling, _) => TaskStatus::Pending,
+            (Refused::CostCeiling | Refused::Admission, _) => TaskStatus::Pending,
             // Interrupted while waiting to make the worktree: it runs on `continue`.
             (Refused::Worktree, Outcome::KilledByUser { .. }) => TaskStatus::Pending,
-            (Refused::Admission | Refused::Worktree, _) => TaskStatus::Failed,
+            (Refused::Worktree, _) => TaskStatus::Failed,
         };
     }
     let context = match refused {
@@ -803,7 +804,7 @@ mod tests {
     }
 
     #[test]
-    fn refusals_record_the_component_and_leave_the_task_pending_or_failed() {
+    fn refusals_record_the_component_and_leave_the_task_pending() {
         let t = Task::new("1", "Only");
         let ceiling = AgentRun::from_outcome(
             Outcome::BudgetExceeded {
@@ -813,13 +814,7 @@ mod tests {
             },
             "ceiling",
         );
-        let refused = AgentRun::from_outcome(
-            Outcome::AgentError {
-                cause: crate::agent::outcome::ErrorCause::NotStarted,
-                exit_code: 0,
-            },
-            "not admitted: max_load",
-        );
+        let refused = AgentRun::from_outcome(Outcome::NotAdmitted, "not admitted: max_memory");
         for (why, run, status, component) in [
             (
                 Refused::CostCeiling,
@@ -830,7 +825,7 @@ mod tests {
             (
                 Refused::Admission,
                 &refused,
-                TaskStatus::Failed,
+                TaskStatus::Pending,
                 "admission",
             ),
         ] {

@@ -95,9 +95,9 @@ pub(crate) fn attempts(
         }
         let slot = match admit(run, unit) {
             Ok(slot) => slot,
-            Err(Admit::Refused(why)) => {
+            Err(Admit::Refused(outcome, why)) => {
                 run.budget.finish(&budget_key, 0.0);
-                return not_started(run, unit, attempt, Refused::Admission, why);
+                return not_started(run, unit, attempt, Refused::Admission, outcome, why);
             }
             Err(Admit::Event(e)) => {
                 run.budget.finish(&budget_key, 0.0);
@@ -307,24 +307,29 @@ fn note(run: &Run<'_>, unit: Unit<'_>, what: String) -> Result<(), WorkflowError
 
 /// Why [`admit`] did not return a slot.
 enum Admit {
-    /// Not admitted (timed out, interrupted, or admission failed): why.
-    Refused(String),
+    /// Not admitted (gave up waiting, interrupted, or admission failed): the outcome
+    /// (`not_admitted`, or `killed_by_user` for a signal) and why.
+    Refused(Outcome, String),
     /// Telling that the unit waits failed.
     Event(WorkflowError),
 }
 
-/// Wait for resource admission (if configured); the slot is held until dropped.
+/// Wait for resource admission (if configured); the slot is held until dropped, and
+/// says what runs in it (`task 5`), so this workflow's waiting tasks name it.
 fn admit(run: &Run<'_>, unit: Unit<'_>) -> Result<Option<crate::admission::SlotGuard>, Admit> {
     let Some(admission) = &run.admission else {
         return Ok(None);
     };
-    let mut told: Option<Instant> = None;
+    let mut told: Option<(Instant, bool)> = None;
     let mut failed: Option<WorkflowError> = None;
     let slot = admission.acquire(crate::admission::Impact::Normal, |waiting| {
-        // Say why once, then at most every 30 s: the observed load changes on every
-        // poll and must not flood the output.
-        if told.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(30)) {
-            told = Some(Instant::now());
+        // Say why once, then at most every 30 s (or when it starts or stops waiting only
+        // behind this workflow's own tasks): the observed load changes on every poll and
+        // must not flood the output.
+        if told.is_none_or(|(t, untimed): (Instant, bool)| {
+            t.elapsed() >= Duration::from_secs(30) || untimed != waiting.untimed
+        }) {
+            told = Some((Instant::now(), waiting.untimed));
             if let Err(e) = run.events.emit(EventKind::AdmissionWaiting {
                 unit,
                 why: waiting.to_string(),
@@ -341,8 +346,28 @@ fn admit(run: &Run<'_>, unit: Unit<'_>) -> Result<Option<crate::admission::SlotG
     });
     match (slot, failed) {
         (_, Some(e)) => Err(Admit::Event(e)),
-        (Ok(slot), None) => Ok(Some(slot)),
-        (Err(e), None) => Err(Admit::Refused(format!("not admitted: {e}"))),
+        (Ok(mut slot), None) => {
+            slot.set_note(&match unit {
+                Unit::Task(t) => format!("task {}", t.id),
+                Unit::Document(p) => p.to_string(),
+            });
+            Ok(Some(slot))
+        }
+        (Err(e), None) => match run.stop.signal() {
+            Some(signal) => Err(Admit::Refused(
+                Outcome::KilledByUser {
+                    signal: Some(signal),
+                },
+                format!("interrupted while waiting for admission: {e}"),
+            )),
+            None => Err(Admit::Refused(
+                Outcome::NotAdmitted,
+                format!(
+                    "{e}; no agent ran (not counted as an attempt); `qw workflow-continue {}` runs it",
+                    run.name
+                ),
+            )),
+        },
     }
 }
 
@@ -375,22 +400,17 @@ fn job(run: &Run<'_>, unit: Unit<'_>, place: &Place, run_dir: PathBuf) -> Job {
     }
 }
 
-/// Record an attempt whose agent never started (not admitted, no worktree): the task
-/// is `failed` with `agent_error` (not started) and the reason.
+/// Record an attempt whose agent never started (not admitted, no worktree) with
+/// `outcome` (`not_admitted`, `killed_by_user`, `workspace_error`, …) and the reason.
 pub(crate) fn not_started(
     run: &Run<'_>,
     unit: Unit<'_>,
     attempt: u32,
     refused: Refused,
+    outcome: Outcome,
     why: String,
 ) -> Result<AgentRun, WorkflowError> {
-    let r = AgentRun::from_outcome(
-        Outcome::AgentError {
-            cause: ErrorCause::NotStarted,
-            exit_code: 0,
-        },
-        why,
-    );
+    let r = AgentRun::from_outcome(outcome, why);
     run.events.emit(EventKind::AttemptNotStarted {
         unit,
         attempt,

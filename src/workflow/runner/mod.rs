@@ -89,7 +89,10 @@ impl Workflow {
         if spec.tasks_path().is_file() {
             load_tasks(&spec)?;
         }
-        let admission = Admission::from_settings(&self.settings);
+        let mut admission = Admission::from_settings(&self.settings);
+        // The tasks of this run are this process's slots: one waiting behind them waits
+        // its turn, untimed (a busy machine runs them one at a time).
+        admission.untimed_behind_own = true;
         let dev = &self.settings.development_mode;
         let store = StateStore::new(&self.project).with_cancel(cancel);
 

@@ -60,6 +60,9 @@ pub(crate) fn run_tasks(run: &Run<'_>, tasks: &TaskList) -> Result<TasksOutcome,
     })?;
 
     let mut failed: HashSet<String> = HashSet::new();
+    // Ended without failing and without completing (not admitted): not started again in
+    // this run; `workflow-continue` runs them.
+    let mut left: HashSet<String> = HashSet::new();
     let mut running: HashSet<String> = HashSet::new();
     let parallel = run.options.parallel.max(1);
     std::thread::scope(|scope| -> Result<(), WorkflowError> {
@@ -70,7 +73,7 @@ pub(crate) fn run_tasks(run: &Run<'_>, tasks: &TaskList) -> Result<TasksOutcome,
                     if running.len() >= parallel {
                         break;
                     }
-                    if running.contains(&t.id) || failed.contains(&t.id) {
+                    if running.contains(&t.id) || failed.contains(&t.id) || left.contains(&t.id) {
                         continue;
                     }
                     running.insert(t.id.clone());
@@ -95,6 +98,8 @@ pub(crate) fn run_tasks(run: &Run<'_>, tasks: &TaskList) -> Result<TasksOutcome,
                 if run.options.fail_fast {
                     run.request_stop(StopReason::FailFast { task: id })?;
                 }
+            } else {
+                left.insert(id);
             }
         }
         Ok(())
@@ -234,12 +239,16 @@ fn check_hand_ticks(
     Ok(())
 }
 
-/// A task that ended so failed for good (its dependents are blocked). Stopped, paused
-/// and refused-by-budget tasks are not: they run again on `workflow-continue`.
+/// A task that ended so failed for good (its dependents are blocked). Stopped, paused,
+/// refused-by-budget and not-admitted tasks are not: they run again on
+/// `workflow-continue`.
 fn counts_as_failed(outcome: &Outcome) -> bool {
     !matches!(
         outcome,
-        Outcome::KilledByUser { .. } | Outcome::BudgetExceeded { .. } | Outcome::UsageLimited
+        Outcome::KilledByUser { .. }
+            | Outcome::BudgetExceeded { .. }
+            | Outcome::UsageLimited
+            | Outcome::NotAdmitted
     )
 }
 

@@ -171,7 +171,7 @@ impl Agent for FakeAgent {
                 "stopped",
             );
         }
-        serde_json::from_slice(input.stdout).unwrap()
+        serde_json::from_slice(input.stdout.as_captured().tail()).unwrap()
     }
 }
 
