@@ -39,6 +39,7 @@ mod worktree;
 mod worktree_blame;
 mod worktree_cross;
 mod worktree_cross4;
+mod worktree_fix5t;
 mod worktree_foreign;
 mod worktree_moves;
 mod worktree_nest4;
