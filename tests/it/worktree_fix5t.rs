@@ -248,3 +248,51 @@ fn worktree_fix5t_cherry_pick_and_stash_pop_conflicts_are_not_saved_and_their_ab
         "the stash entry the pop conflicted on is still there"
     );
 }
+
+/// rev5b F13: task 2 renames `src/` to `lib/`; task 1 adds `src/new.txt` and is merged;
+/// task 2 then merges `main` (`how`), which puts the new file at `lib/new.txt`. Merged
+/// as a rename, not refused as a deletion, and never put back at its old path.
+fn directory_rename_merged_with_main(how: &str) {
+    let r = Repo::new(&tasks(2));
+    r.f.p.write("src/other.txt", "other\n");
+    r.git(&["add", "-A"]);
+    r.git(&["commit", "-qm", "more in src"]);
+    r.action(
+        "1",
+        "echo new > src/new.txt\ngit add src/new.txt\ngit commit -qm 'add src/new'\n",
+    );
+    r.action(
+        "2",
+        &format!(
+            "git mv src lib\ngit commit -qm 'rename src to lib'\n{}{how}\n",
+            wait_for_on_main("src/new.txt")
+        ),
+    );
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!text.contains("never held"), "{text}");
+    let on_main = crate::support::moves::files_of(&r, "main");
+    for f in ["lib/new.txt", "lib/keep.txt", "lib/other.txt"] {
+        assert!(on_main.iter().any(|p| p == f), "{f}: {on_main:?}");
+    }
+    assert!(
+        !on_main.iter().any(|p| p.starts_with("src/")),
+        "the rename is half undone: {on_main:?}"
+    );
+    r.assert_all_merged(&["lib/new.txt"]);
+    assert!(r.branches().is_empty(), "{:?}", r.branches());
+}
+
+#[test]
+fn worktree_fix5t_directory_rename_merged_with_main_by_git_is_not_an_unheld_deletion() {
+    directory_rename_merged_with_main("git -c merge.directoryRenames=true merge -q --no-edit main");
+}
+
+#[test]
+fn worktree_fix5t_directory_rename_conflict_resolved_by_the_agent_is_not_an_unheld_deletion() {
+    // git's default: "CONFLICT (file location)", which the agent resolves as git put it.
+    directory_rename_merged_with_main(
+        "git merge -q --no-edit main >/dev/null 2>&1 || { git add -A; git commit -q --no-edit; }",
+    );
+}
