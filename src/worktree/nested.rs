@@ -629,15 +629,17 @@ pub(crate) fn unstage_dangling_gitmodules(
     let paths_in = |args: &[&str]| -> Vec<(String, String)> {
         let mut full = vec!["config"];
         full.extend_from_slice(args);
-        full.extend(["--get-regexp", r"^submodule\..*\.path$"]);
+        // `-z`: `<key>\n<value>\0` each, so a name or path with a space (or a newline
+        // in the path) is read whole (rev5b F11).
+        full.extend(["-z", "--get-regexp", r"^submodule\..*\.path$"]);
         git_output(&repo.top, &full, &[])
             .ok()
             .filter(|o| o.status.success())
             .map(|o| {
                 String::from_utf8_lossy(&o.stdout)
-                    .lines()
+                    .split('\0')
                     .filter_map(|l| {
-                        let (key, path) = l.split_once(' ')?;
+                        let (key, path) = l.split_once('\n')?;
                         let name = key.strip_prefix("submodule.")?.strip_suffix(".path")?;
                         Some((name.to_owned(), path.to_owned()))
                     })

@@ -296,3 +296,61 @@ fn worktree_fix5t_directory_rename_conflict_resolved_by_the_agent_is_not_an_unhe
         "git merge -q --no-edit main >/dev/null 2>&1 || { git add -A; git commit -q --no-edit; }",
     );
 }
+
+/// A source repository for submodules, outside the project (`name` may hold a space):
+/// one commit, `lib.txt`.
+fn subsrc(r: &Repo, name: &str) -> PathBuf {
+    let s = r.aux.path().join(name);
+    std::fs::create_dir_all(&s).unwrap();
+    git_in(r, &s, &["init", "-q", "-b", "main"]);
+    std::fs::write(s.join("lib.txt"), "lib\n").unwrap();
+    git_in(r, &s, &["add", "lib.txt"]);
+    git_in(r, &s, &["commit", "-qm", "lib"]);
+    s
+}
+
+/// rev5b F11: the agent adds a submodule (`add` are `git submodule add`'s arguments
+/// after the URL) whose name holds a space: neither its gitlink nor its `.gitmodules`
+/// entry reaches `main`, as qw says.
+fn submodule_name_with_a_space(add: &str) {
+    let r = Repo::new(&tasks(2));
+    let s = subsrc(&r, "sub src");
+    r.action(
+        "1",
+        &format!(
+            "git -c protocol.file.allow=always submodule add -q {add}\ngit commit -qm 'add submodule'\necho 1 > f1.txt\n",
+            add = add.replace("<url>", &format!("'{}'", s.display()))
+        ),
+    );
+    r.action("2", "echo 2 > f2.txt\n");
+    let out = r.auto(&["--parallel", "2"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        text.contains("their `.gitmodules` entries are not merged either"),
+        "{text}"
+    );
+    assert!(
+        has(&r, "main", "f1.txt") && has(&r, "main", "f2.txt"),
+        "{text}"
+    );
+    let on_main = crate::support::moves::files_of(&r, "main");
+    assert!(
+        !on_main
+            .iter()
+            .any(|p| p == ".gitmodules" || p.starts_with("vendor/")),
+        "{on_main:?}: {}",
+        r.git_cmd(r.root(), &["show", "main:.gitmodules"])
+            .stdout
+            .len()
+    );
+}
+
+#[test]
+fn worktree_fix5t_submodule_path_with_a_space_leaves_no_gitmodules_entry_on_main() {
+    submodule_name_with_a_space("<url> 'vendor/x y'");
+}
+
+#[test]
+fn worktree_fix5t_submodule_named_with_a_space_leaves_no_gitmodules_entry_on_main() {
+    submodule_name_with_a_space("--name 'my lib' <url> vendor/lib");
+}
