@@ -1156,7 +1156,7 @@ impl Worktrees {
             );
             if let Some(line) = survey
                 .kept
-                .or_else(|| nested::modules_at_risk(&self.repo, &admin, &w.path, &branch, &target))
+                .or_else(|| nested::modules_at_risk(&self.repo, &admin, &w.path, &branch))
             {
                 // Not removed, and its branch stays checked out there.
                 return Err(WorktreeError::MainTree(format!(
@@ -1706,7 +1706,7 @@ fn remove_one(
         let survey = nested::survey(repo, &t, path, target);
         if let Some(line) = survey
             .kept
-            .or_else(|| nested::modules_at_risk(repo, admin, path, branch, target))
+            .or_else(|| nested::modules_at_risk(repo, admin, path, branch))
         {
             out.warnings.push(line);
             // Checked out there, so not deleted; named as kept when it holds unmerged work.

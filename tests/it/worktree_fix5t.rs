@@ -354,3 +354,101 @@ fn worktree_fix5t_submodule_path_with_a_space_leaves_no_gitmodules_entry_on_main
 fn worktree_fix5t_submodule_named_with_a_space_leaves_no_gitmodules_entry_on_main() {
     submodule_name_with_a_space("--name 'my lib' <url> vendor/lib");
 }
+
+/// The project with its own submodule `vendor/lib` (registered and initialised in the
+/// main worktree, so `.git/modules/vendor/lib` is the project's copy of it).
+fn project_with_a_submodule(r: &Repo) {
+    let s = subsrc(r, "subsrc");
+    let out = Command::new("git")
+        .args(["-c", "protocol.file.allow=always", "submodule", "add", "-q"])
+        .arg(&s)
+        .arg("vendor/lib")
+        .current_dir(r.root())
+        .envs(r.git_env_pairs().iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", diag(&out));
+    r.git(&["commit", "-qm", "add submodule"]);
+}
+
+/// rev5b F2: the agent commits in the project's own submodule and bumps its gitlink
+/// (`then` runs after the bump). The worktree is not removed while it holds the only
+/// copy of that commit; the printed way of keeping it in the project's copy of the
+/// submodule, run as printed, then `--prune`: the commit `main` records exists, and
+/// `git submodule update` of `main` works.
+fn submodule_commit_bumped(detached: bool, then: &str) {
+    let r = Repo::new(&tasks(2));
+    project_with_a_submodule(&r);
+    let branch = if detached {
+        ""
+    } else {
+        "git switch -q -c feat\n"
+    };
+    r.action(
+        "1",
+        &format!(
+            "git -c protocol.file.allow=always submodule update -q --init\ncd vendor/lib\n{branch}echo w > w.txt\ngit add w.txt\ngit commit -qm SUBWORK\ncd ../..\ngit add vendor/lib\ngit commit -qm 'bump lib'\n{then}echo 1 > f1.txt\n"
+        ),
+    );
+    r.action("2", "echo 2 > f2.txt\n");
+    let out = r.auto(&["--parallel", "2"]);
+    let text = diag(&out);
+    let w = task_dir(&r, "1");
+    assert!(
+        w.is_dir(),
+        "the worktree holding SUBWORK was removed: {text}"
+    );
+    assert!(!text.contains("at its recorded commit"), "{text}");
+    let recorded = r.git(&["ls-tree", "main", "vendor/lib"]);
+    let sub = recorded.split_whitespace().nth(2).unwrap().to_owned();
+    // The project's copy of the submodule lacks it until the printed command runs.
+    let common = r.root().join(".git/modules/vendor/lib");
+    let has_sub = || {
+        r.git_cmd(&common, &["cat-file", "-e", &format!("{sub}^{{commit}}")])
+            .status
+            .success()
+    };
+    assert!(!has_sub(), "{text}");
+    follow_sh(&r, &printed_cmd(&text, "git --git-dir ", "/HEAD"), None);
+    assert!(has_sub());
+    let out = r.run(&["worktrees", "--prune"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(!w.exists(), "{}", diag(&out));
+    assert_eq!(
+        git_in(&r, &common, &["log", "-1", "--format=%s", &sub]),
+        "SUBWORK"
+    );
+    if detached {
+        // The agent's `deinit` unregistered the submodule in the shared config: the
+        // main worktree's checkout of it takes the commit from the project's copy.
+        git_in(&r, &r.root().join("vendor/lib"), &["checkout", "-q", &sub]);
+    } else {
+        let out = Command::new("git")
+            .args([
+                "-c",
+                "protocol.file.allow=always",
+                "submodule",
+                "update",
+                "-q",
+            ])
+            .current_dir(r.root())
+            .envs(r.git_env_pairs().iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", diag(&out));
+    }
+    assert_eq!(r.read("vendor/lib/w.txt"), "w\n");
+}
+
+#[test]
+fn worktree_fix5t_commit_in_the_projects_submodule_with_its_gitlink_bumped_is_not_deleted() {
+    // As reported: a branch of the agent's in the submodule, the gitlink bumped.
+    submodule_commit_bumped(false, "");
+}
+
+#[test]
+fn worktree_fix5t_submodule_commit_on_a_detached_head_then_deinit_is_not_deleted() {
+    // Its files gone (`deinit`), its repository left in the worktree's git dir, the
+    // commit on no branch of it: only its HEAD holds it.
+    submodule_commit_bumped(true, "git submodule deinit -q -f vendor/lib\n");
+}
