@@ -452,3 +452,61 @@ fn worktree_fix5t_submodule_commit_on_a_detached_head_then_deinit_is_not_deleted
     // commit on no branch of it: only its HEAD holds it.
     submodule_commit_bumped(true, "git submodule deinit -q -f vendor/lib\n");
 }
+
+/// rev5b F20: qw killed while task 2's only work is a stash entry made on its branch;
+/// `qw worktrees --prune` deletes the branch as merged (nothing on it) and names the
+/// entry with the command that brings it back, which works as printed (`apply_it`).
+fn stash_only_work_named_by_prune(stash: &str, apply_it: bool) {
+    use crate::support::moves::{gate, open_gate};
+    let r = Repo::new(&tasks(2));
+    let stashed = r.aux.path().join("stashed");
+    r.action("1", "echo 1 > f1.txt\n");
+    r.action(
+        "2",
+        &format!(
+            "echo 2 > f2.txt\n{stash}\ntouch {}\n{}",
+            stashed.display(),
+            gate(&r, "end")
+        ),
+    );
+    let mut child = r.start_two_at_once("120");
+    assert!(
+        wait_until(std::time::Duration::from_secs(60), || stashed.exists()
+            && r.f.task("1")["status"] == "completed"),
+        "{:?}",
+        r.runs()
+    );
+    sigkill(&mut child);
+    let out = r.run(&["worktrees", "--prune"]);
+    // The agent qw left behind ends (the gate opens).
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(open_gate(&r, "end"))
+        .status();
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let text = diag(&out);
+    assert!(
+        text.contains("made on branch `qw/demo/2`"),
+        "the stash entry is not named: {text}"
+    );
+    let apply = printed_cmd(&text, "git stash apply ", "");
+    if apply_it {
+        follow_sh(&r, &apply, None);
+        assert_eq!(r.read("f2.txt"), "2\n");
+    }
+    assert!(wait_until(std::time::Duration::from_secs(60), || {
+        pids_with_env("QW_TEST_MARKER", &r.f.guard.0).is_empty()
+    }));
+}
+
+#[test]
+fn worktree_fix5t_prune_names_the_stash_entry_holding_a_killed_tasks_only_work() {
+    // Named only: applied in the main worktree, a `-u` entry also holds the spec link
+    // qw put in the task worktree, which git will not write over (`already exists`).
+    stash_only_work_named_by_prune("git stash -q -u", false);
+}
+
+#[test]
+fn worktree_fix5t_prune_names_a_stash_entry_with_a_message_made_on_the_task_branch() {
+    stash_only_work_named_by_prune("git add f2.txt\ngit stash push -q -m 'half done'", true);
+}
