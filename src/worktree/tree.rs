@@ -954,6 +954,20 @@ mod tests {
     }
 
     #[test]
+    fn in_progress_verb_names_the_command_that_finishes_it() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(in_progress_verb(d.path()), None);
+        crate::fs::create_dir_all(d.path().join("rebase-apply")).unwrap();
+        assert_eq!(in_progress_verb(d.path()), Some("rebase"));
+        crate::fs::write(d.path().join("rebase-apply/applying"), "").unwrap();
+        assert_eq!(in_progress_verb(d.path()), Some("am"));
+        crate::fs::write(d.path().join("REVERT_HEAD"), "x").unwrap();
+        assert_eq!(in_progress_verb(d.path()), Some("am"));
+        crate::fs::write(d.path().join("MERGE_HEAD"), "x").unwrap();
+        assert_eq!(in_progress_verb(d.path()), Some("merge"));
+    }
+
+    #[test]
     fn marker_round_trips() {
         let d = tempfile::tempdir().unwrap();
         assert_eq!(read_marker(d.path()), None);
