@@ -613,7 +613,10 @@ impl TaskSpace {
         ) {
             return;
         }
-        let Some(why) = w.gone(&h).or(stash.failure) else {
+        // A merge or rebase left half done, or unresolved conflicts: said first (its
+        // worktree is kept as it is, nothing of it saved; a stash entry a conflicted
+        // `git stash pop` kept is part of it).
+        let Some(why) = w.gone(&h).or_else(|| w.unfinished(&h)).or(stash.failure) else {
             return;
         };
         say(events, why.clone());

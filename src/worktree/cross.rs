@@ -661,7 +661,11 @@ fn unheld_in(
 }
 
 /// The paths a merge of `result` into `target` would delete (in their merge base, not in
-/// `result`), the spec folder `spec_rel` left out (none when empty).
+/// `result`), the spec folder `spec_rel` left out (none when empty). A path the result
+/// holds under another name is moved, not deleted (rev5b F13: a directory rename merged
+/// with the target carries a sibling's new file along): git's rename detection between
+/// the merge base and the result says so, and so does its content being at another
+/// path of the result.
 fn deleted_paths(repo: &Repo, result: &str, target: &str, spec_rel: &str) -> Result<Vec<String>> {
     let out = git_output(&repo.top, ["merge-base", result, target], &[])?;
     let mb = String::from_utf8_lossy(&out.stdout).trim().to_owned();
@@ -669,25 +673,70 @@ fn deleted_paths(repo: &Repo, result: &str, target: &str, spec_rel: &str) -> Res
         return Ok(Vec::new());
     }
     let spec_dir = format!("{spec_rel}/");
-    Ok(git(
+    // `D\0<path>\0` for a deletion, `R<score>\0<old>\0<new>\0` for a rename (left out).
+    let text = git(
         &repo.top,
         &[
             "diff",
-            "--name-only",
-            "--no-renames",
+            "--name-status",
+            "--find-renames",
             "-z",
             "--diff-filter=D",
             &mb,
             result,
             "--",
         ],
-    )?
-    .split('\0')
-    .filter(|p| {
-        !p.is_empty() && (spec_rel.is_empty() || (*p != spec_rel && !p.starts_with(&spec_dir)))
-    })
-    .map(str::to_owned)
-    .collect())
+    )?;
+    let deleted: Vec<String> = text
+        .split('\0')
+        .collect::<Vec<_>>()
+        .chunks(2)
+        .filter(|c| c.len() == 2 && c[0] == "D")
+        .map(|c| c[1])
+        .filter(|p| {
+            !p.is_empty() && (spec_rel.is_empty() || (*p != spec_rel && !p.starts_with(&spec_dir)))
+        })
+        .map(str::to_owned)
+        .collect();
+    if deleted.is_empty() {
+        return Ok(deleted);
+    }
+    moved_elsewhere(repo, &mb, result, deleted)
+}
+
+/// `paths` (of `base`) less those whose content `result` holds at another path: moved
+/// there (a rename git's detection missed, its limit reached, or a copy kept).
+fn moved_elsewhere(
+    repo: &Repo,
+    base: &str,
+    result: &str,
+    paths: Vec<String>,
+) -> Result<Vec<String>> {
+    let blobs = |rev: &str| -> Result<Vec<(String, String)>> {
+        // `<mode> <type> <sha>\t<path>`
+        Ok(git(&repo.top, &["ls-tree", "-r", "-z", rev])?
+            .split('\0')
+            .filter_map(|l| {
+                let (meta, path) = l.split_once('\t')?;
+                let mut m = meta.split(' ');
+                let (_, kind, sha) = (m.next()?, m.next()?, m.next()?);
+                (kind == "blob").then(|| (sha.to_owned(), path.to_owned()))
+            })
+            .collect())
+    };
+    let was: std::collections::BTreeMap<String, String> =
+        blobs(base)?.into_iter().map(|(sha, p)| (p, sha)).collect();
+    // Content at a path where `base` did not have it: a copy already beside it in
+    // `base` (two equal files) is no sign of a move.
+    let held: BTreeSet<String> = blobs(result)?
+        .into_iter()
+        .filter(|(sha, p)| was.get(p) != Some(sha))
+        .map(|(sha, _)| sha)
+        .collect();
+    Ok(paths
+        .into_iter()
+        .filter(|p| !was.get(p).is_some_and(|sha| held.contains(sha)))
+        .collect())
 }
 
 /// A result that deletes paths its worktree never held (`paths`): put those paths back
@@ -720,7 +769,13 @@ pub(crate) fn put_back_unheld(
         }
     };
     run(&["read-tree", result])?;
-    for p in paths {
+    // Never a path whose content the result holds elsewhere (moved by a rename): put
+    // back, it would stand beside its moved copy and be merged twice.
+    let paths = moved_elsewhere(repo, &mb, result, paths.to_vec())?;
+    if paths.is_empty() {
+        return Ok(result.to_owned());
+    }
+    for p in &paths {
         // `<mode> <type> <sha>\t<path>`
         let entry = git(&repo.top, &["ls-tree", "-z", &mb, "--", p])?;
         let Some((meta, _)) = entry.trim_end_matches('\0').split_once('\t') else {

@@ -356,7 +356,11 @@ pub fn prune(
                         });
                     }
                     None if repo.branch_exists(&e.branch)? => {}
-                    None => report.deleted_branches.push(e.branch.clone()),
+                    None => {
+                        report.deleted_branches.push(e.branch.clone());
+                        // Deleted as merged, yet work made on it may be in the stash.
+                        report.warnings.extend(repo.stash_made_on(&e.branch));
+                    }
                 }
             }
         }

@@ -1061,6 +1061,21 @@ impl Worktrees {
     }
 
     /// The preferred directory of a task's worktree.
+    /// The line of a task whose worktree holds a merge or rebase its agent left half
+    /// done, or unresolved conflicts (see [`tree::unfinished`]): the worktree is kept as
+    /// it is and nothing of it is saved. `None` when there is none.
+    pub fn unfinished(&self, h: &WorktreeHandle) -> Option<String> {
+        let t = tree::Tree::new(&h.path, &h.admin, &h.branch);
+        let why = tree::unfinished(&t, &self.spec).ok()??;
+        Some(
+            WorktreeError::Unsaved {
+                path: h.path.clone(),
+                why,
+            }
+            .to_string(),
+        )
+    }
+
     pub fn path_of(&self, task_id: &str) -> PathBuf {
         self.repo
             .container()
@@ -1139,9 +1154,13 @@ impl Worktrees {
                 ),
                 &target,
             )
-            .map_err(|e| WorktreeError::Unsaved {
-                path: w.path.clone(),
-                why: e.to_string(),
+            .map_err(|e| match e {
+                // Already says why and what keeps it (a rebase left half done).
+                e @ WorktreeError::Unsaved { .. } => e,
+                e => WorktreeError::Unsaved {
+                    path: w.path.clone(),
+                    why: e.to_string(),
+                },
             })?;
             notes.extend(saved.strays);
             let survey = nested::survey(
@@ -1152,7 +1171,7 @@ impl Worktrees {
             );
             if let Some(line) = survey
                 .kept
-                .or_else(|| nested::modules_at_risk(&self.repo, &admin, &w.path, &branch, &target))
+                .or_else(|| nested::modules_at_risk(&self.repo, &admin, &w.path, &branch))
             {
                 // Not removed, and its branch stays checked out there.
                 return Err(WorktreeError::MainTree(format!(
@@ -1388,16 +1407,15 @@ impl Worktrees {
             step: Step::Commit,
             source,
         };
-        if let Some(op) = in_progress(&h.admin) {
+        let t = tree::Tree::new(&h.path, &h.admin, &h.branch);
+        // A merge or rebase left half done: nothing saved (its conflict markers are not
+        // the task's work), the worktree kept as it is for the user to finish or abort.
+        if let Some(why) = tree::unfinished(&t, &self.spec).map_err(commit)? {
             return Err(commit(WorktreeError::Unsaved {
                 path: h.path.clone(),
-                why: format!(
-                    "the agent left {op} in progress there; finish or abort it (its work is saved on branch `{}` when the task ends)",
-                    h.branch
-                ),
+                why,
             }));
         }
-        let t = tree::Tree::new(&h.path, &h.admin, &h.branch);
         // Staging and writing objects needs no lock: only this task uses its worktree.
         let stage = || tree::stage(&self.repo, &t, &self.spec, commit_message, &self.target());
         let staged = salvage::retry_missing(stage).map_err(commit)?;
@@ -1677,6 +1695,19 @@ fn remove_one(
     // save: what was committed is on the branch, the rest went with it.
     if let Some(admin) = admin.filter(|a| a.symlink_metadata().is_ok()) {
         let t = tree::Tree::new(path, admin, branch);
+        // A merge or rebase its agent left half done: kept as it is, nothing committed
+        // (the conflict markers are not the task's work; a rebase's progress is there).
+        if let Ok(Some(why)) = tree::unfinished(&t, spec) {
+            out.warnings.push(format!(
+                "kept the worktree `{}` (not removed, nothing of it saved on branch `{branch}`): {why}",
+                path.display()
+            ));
+            out.kept_branch = repo
+                .branch_exists(branch)
+                .unwrap_or(true)
+                .then(|| branch.to_owned());
+            return out;
+        }
         match tree::capture(repo, &t, spec, salvage, target) {
             Ok(c) => out.strays = c.strays,
             Err(e) => {
@@ -1694,7 +1725,7 @@ fn remove_one(
         let survey = nested::survey(repo, &t, path, target);
         if let Some(line) = survey
             .kept
-            .or_else(|| nested::modules_at_risk(repo, admin, path, branch, target))
+            .or_else(|| nested::modules_at_risk(repo, admin, path, branch))
         {
             out.warnings.push(line);
             // Checked out there, so not deleted; named as kept when it holds unmerged work.

@@ -190,6 +190,58 @@ fn own_commits(git_dir: &Path, also: &[String]) -> Option<Vec<String>> {
     run_on(git_dir, &args).map(|o| o.lines().map(str::to_owned).collect())
 }
 
+/// The commits of the submodule repository `git_dir` that exist nowhere else: its own
+/// ([`own_commits`], `also` left out) less those the superproject's own copy of that
+/// submodule (`<common dir>/modules/<name>`, the main worktree's) holds on its refs or
+/// reflogs. A commit the target or the task's result records for it vouches for
+/// nothing: recorded by the agent's own gitlink bump, it may be in this repository only
+/// (rev5b F2). `None` when git cannot tell.
+fn only_here(
+    repo: &Repo,
+    git_dir: &Path,
+    name: Option<&str>,
+    also: &[String],
+) -> Option<Vec<String>> {
+    let mine = own_commits(git_dir, also)?;
+    if mine.is_empty() {
+        return Some(mine);
+    }
+    let Some(common) = name.map(|n| common_module(repo, n)).filter(|c| c.is_dir()) else {
+        return Some(mine);
+    };
+    let held: std::collections::BTreeSet<String> =
+        match run_on(&common, &["rev-list", "--all", "--reflog"]) {
+            Some(o) => o.lines().map(str::to_owned).collect(),
+            None => return Some(mine),
+        };
+    Some(mine.into_iter().filter(|c| !held.contains(c)).collect())
+}
+
+/// The superproject's own repository of the submodule `name` (`<common dir>/modules/<name>`).
+fn common_module(repo: &Repo, name: &str) -> PathBuf {
+    repo.common_dir.join("modules").join(name)
+}
+
+/// The command that keeps the commits of the submodule repository `module` (in a task
+/// worktree's git dir) in the project's own copy of it (`<common dir>/modules/<name>`,
+/// when there is one), on refs `refs/qw-kept/<task branch>/…` there: its branches and
+/// its HEAD. Then nothing of it is lost when the worktree goes, and the project's
+/// `git submodule update` finds a gitlink the task's result recorded.
+fn keep_in_project(repo: &Repo, module: &Path, name: &str, branch: &str) -> Option<String> {
+    let common = common_module(repo, name);
+    if !common.is_dir() {
+        return None;
+    }
+    let to = format!("refs/qw-kept/{branch}");
+    Some(format!(
+        "git --git-dir {} fetch -q {} {} {}",
+        quote(&common.to_string_lossy()),
+        quote(&module.to_string_lossy()),
+        quote(&format!("+refs/heads/*:{to}/heads/*")),
+        quote(&format!("+HEAD:{to}/HEAD")),
+    ))
+}
+
 /// One nested repository, looked at.
 struct Probe {
     /// Relative to the task worktree.
@@ -205,6 +257,8 @@ struct Probe {
     module: Option<PathBuf>,
     /// Its own git dir.
     git_dir: Option<PathBuf>,
+    /// Its submodule name, when its git dir is in the task worktree's (`module`).
+    name: Option<String>,
     /// In a directory the project tracks (`git init src`): a `mv` of it takes the
     /// project's files too.
     tracked_dir: bool,
@@ -229,6 +283,13 @@ fn probe(repo: &Repo, t: &Tree<'_>, rel: &str) -> Probe {
     let module = git_dir
         .clone()
         .filter(|g| !ours && modules.as_ref().is_some_and(|m| g.starts_with(m)));
+    let name = match (&module, &modules) {
+        (Some(g), Some(m)) => g
+            .strip_prefix(m)
+            .ok()
+            .map(|r| r.to_string_lossy().into_owned()),
+        _ => None,
+    };
     let prefix = format!("{rel}/");
     let tracked_dir = t
         .run(&["ls-files", "-z", "--", &format!(":(literal){rel}")])
@@ -247,6 +308,7 @@ fn probe(repo: &Repo, t: &Tree<'_>, rel: &str) -> Probe {
         ours,
         module,
         git_dir,
+        name,
         tracked_dir,
         dirty,
     }
@@ -282,11 +344,22 @@ fn not_the_agents(
                 .find(|(path, _)| *path == p.rel)
                 .map(|(_, c)| c)
         });
-        let at: Vec<String> = std::iter::once(recorded).chain(staged).collect();
-        let mine = own_commits(git_dir, &at)?;
-        if p.head.as_ref().is_some_and(|h| at.contains(h)) && p.dirty == 0 && mine.is_empty() {
+        // Only commits found elsewhere (its remotes, tags, the project's own copy of
+        // it) make it not the agent's: a gitlink the task's result records may be the
+        // agent's own bump to a commit of its own (rev5b F2).
+        let mine = only_here(repo, git_dir, p.name.as_deref(), &[])?;
+        if p.dirty != 0 || !mine.is_empty() {
+            return None;
+        }
+        if p.head.as_ref() == Some(&recorded) {
             return Some(format!(
                 "`{}` is the project's own submodule at its recorded commit",
+                p.rel
+            ));
+        }
+        if p.head.is_some() && p.head == staged {
+            return Some(format!(
+                "`{}` is the project's own submodule at the commit the task's result records for it, which its remote holds",
                 p.rel
             ));
         }
@@ -333,7 +406,7 @@ fn take_out(module: &Path, dir: &str, make: bool) -> String {
 /// branch), a repository of its own (its commits, kept in its own `.git`), a submodule
 /// whose repository lives in the task worktree's git dir, or one in a directory the
 /// project tracks; and its uncommitted files.
-fn describe(p: &Probe) -> String {
+fn describe(p: &Probe, repo: &Repo, branch: &str) -> String {
     let run = |args: &[&str]| run_in(&p.dir, args);
     let shown = p.dir.to_string_lossy().into_owned();
     let q = |s: &str| quote(s).into_owned();
@@ -385,6 +458,15 @@ fn describe(p: &Probe) -> String {
                 take_out(m, &shown, false),
                 q(&shown)
             ));
+            if let Some(keep) = p
+                .name
+                .as_deref()
+                .and_then(|n| keep_in_project(repo, m, n, branch))
+            {
+                parts.push(format!(
+                    "or, to leave it where it is, keep its commits in the project's own copy of that submodule with `{keep}`"
+                ));
+            }
         } else if p.tracked_dir {
             parts.push(format!(
                 "in a directory the project tracks, whose files a `mv` would take along: copy it out and take its `.git` away with `cp -a {} <elsewhere> && rm -rf {}`",
@@ -441,7 +523,7 @@ pub(crate) fn survey(repo: &Repo, t: &Tree<'_>, path: &Path, base: &str) -> Surv
     }
     let record: String = kept.iter().map(|p| format!("{}\n", p.rel)).collect();
     let _ = crate::fs::write(t.admin().join(KEPT_FOR), record);
-    let what: Vec<String> = kept.iter().map(describe).collect();
+    let what: Vec<String> = kept.iter().map(|p| describe(p, repo, t.branch())).collect();
     // `git submodule add` also wrote an entry for it (left out of the result too).
     let modules = crate::fs::read_to_string(path.join(".gitmodules")).unwrap_or_default();
     let named = kept.iter().any(|p| {
@@ -512,20 +594,19 @@ pub(crate) fn vanished(t: &Tree<'_>) -> Vec<String> {
 /// Repositories of submodules inside the task worktree's git dir `admin`
 /// (`<admin>/modules/<name>`, made by a `git submodule add` or `update --init` in the
 /// worktree) holding commits found nowhere else — none of their remote branches or
-/// tags, nor the commit `base` records — which removing the worktree would delete
-/// (rev4 F12): the line that keeps the worktree, naming each and how to take it out.
+/// tags, nor the project's own copy of the submodule (a commit the target records is
+/// no proof: the agent's own bump, merged, rev5b F2) — which removing the worktree
+/// would delete (rev4 F12): the line that keeps the worktree, naming each and how to take it out.
 pub(crate) fn modules_at_risk(
     repo: &Repo,
     admin: &Path,
     path: &Path,
     branch: &str,
-    base: &str,
 ) -> Option<String> {
     let root = admin.join("modules");
     if !root.is_dir() {
         return None;
     }
-    let base = repo.commit_of(base).ok().flatten();
     let mut found = Vec::new();
     let mut stack = vec![root.clone()];
     while let Some(dir) = stack.pop() {
@@ -549,12 +630,9 @@ pub(crate) fn modules_at_risk(
                 .strip_prefix(&root)
                 .map(|r| r.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let recorded: Vec<String> = base
-                .as_deref()
-                .and_then(|b| gitlink_in(repo, b, &name))
-                .into_iter()
-                .collect();
-            match own_commits(&g, &recorded) {
+            // What the target records for it vouches for nothing (the agent's own
+            // bump, merged): only what is held elsewhere does (rev5b F2).
+            match only_here(repo, &g, Some(&name), &[]) {
                 Some(c) if c.is_empty() => stack.push(g.join("modules")),
                 Some(c) => found.push((name, g, c)),
                 // Unreadable: kept rather than deleted unseen.
@@ -581,8 +659,13 @@ pub(crate) fn modules_at_risk(
                     if c.len() > 5 { ", …" } else { "" }
                 )
             };
+            let keep = keep_in_project(repo, g, name, branch)
+                .map(|k| {
+                    format!(", or keep its commits in the project's own copy of it with `{k}`")
+                })
+                .unwrap_or_default();
             format!(
-                "submodule `{name}` (`{}`, {count}: take it out with `{}`)",
+                "submodule `{name}` (`{}`, {count}: take it out with `{}`{keep})",
                 g.display(),
                 take_out(g, "<dest>", true)
             )
@@ -629,15 +712,17 @@ pub(crate) fn unstage_dangling_gitmodules(
     let paths_in = |args: &[&str]| -> Vec<(String, String)> {
         let mut full = vec!["config"];
         full.extend_from_slice(args);
-        full.extend(["--get-regexp", r"^submodule\..*\.path$"]);
+        // `-z`: `<key>\n<value>\0` each, so a name or path with a space (or a newline
+        // in the path) is read whole (rev5b F11).
+        full.extend(["-z", "--get-regexp", r"^submodule\..*\.path$"]);
         git_output(&repo.top, &full, &[])
             .ok()
             .filter(|o| o.status.success())
             .map(|o| {
                 String::from_utf8_lossy(&o.stdout)
-                    .lines()
+                    .split('\0')
                     .filter_map(|l| {
-                        let (key, path) = l.split_once(' ')?;
+                        let (key, path) = l.split_once('\n')?;
                         let name = key.strip_prefix("submodule.")?.strip_suffix(".path")?;
                         Some((name.to_owned(), path.to_owned()))
                     })

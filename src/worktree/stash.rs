@@ -21,6 +21,27 @@ impl Repo {
         self.stash_list().unwrap_or_default()
     }
 
+    /// The line naming the stash entries made on `branch` (git's `WIP on <branch>:` /
+    /// `On <branch>:`), for a removal of that branch that would otherwise say nothing of
+    /// them (`qw worktrees --prune` deleting it as merged, rev5b F20): the entries stay
+    /// in the stash, and the line says how each comes back. `None` when there is none.
+    pub(crate) fn stash_made_on(&self, branch: &str) -> Option<String> {
+        let made: Vec<String> = self
+            .stash_entries()
+            .into_iter()
+            .filter(|e| e.branch() == Some(branch))
+            .map(|e| format!("{} — `git stash apply {}`", e.describe(), e.commit))
+            .collect();
+        (!made.is_empty()).then(|| {
+            format!(
+                "the stash holds {} entr{} made on branch `{branch}`, which is not on it nor merged with it (its task's agent stashed that work): {}; they stay in the stash",
+                made.len(),
+                if made.len() == 1 { "y" } else { "ies" },
+                made.join(", ")
+            )
+        })
+    }
+
     /// [`Repo::stash_entries`], or `None` when git could not list them (tried
     /// [`LIST_TRIES`] times: `git stash list` fails with `bad revision 'refs/stash'`
     /// when another worktree drops or pops the last entry as it runs).

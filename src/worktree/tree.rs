@@ -201,6 +201,14 @@ pub(crate) fn stage(
             crate::fs::remove_file(&stale)?;
         }
     }
+    // A half-done merge or rebase, or unresolved conflicts: the work is not saved
+    // (its conflict markers would be committed as the task's result); kept as it is.
+    if let Some(why) = unfinished(t, spec)? {
+        return Err(WorktreeError::Unsaved {
+            path: t.path.to_path_buf(),
+            why,
+        });
+    }
     // The branch HEAD names moved by a git outside the worktree (its index and files
     // stayed): the files are the worktree's own work on its own last commit.
     let moved = super::cross::moved_outside(repo, t)?;
@@ -639,6 +647,79 @@ pub fn in_progress(git_dir: &Path) -> Option<&'static str> {
     .map(|(_, what)| what)
 }
 
+/// The `git` subcommand that finishes or aborts the operation [`in_progress`] names
+/// (`merge`, `rebase`, `am`, `cherry-pick`, `revert`): what a printed way on runs.
+fn in_progress_verb(git_dir: &Path) -> Option<&'static str> {
+    let has = |f: &str| git_dir.join(f).symlink_metadata().is_ok();
+    if has("MERGE_HEAD") {
+        Some("merge")
+    } else if has("rebase-merge") {
+        Some("rebase")
+    } else if has("rebase-apply") {
+        Some(if has("rebase-apply/applying") {
+            "am"
+        } else {
+            "rebase"
+        })
+    } else if has("CHERRY_PICK_HEAD") {
+        Some("cherry-pick")
+    } else if has("REVERT_HEAD") {
+        Some("revert")
+    } else {
+        None
+    }
+}
+
+/// Why the worktree's state is not the task's work and must not be committed: an
+/// operation its agent left half done (a merge, rebase, `git am`, cherry-pick or revert
+/// stopped on a conflict) or paths with unresolved conflicts (a `git stash pop` that
+/// conflicted) — committing it would save the conflict markers as the task's result, and
+/// a rebase's progress would go with the worktree. The line names it, the worktree and
+/// the commands that finish or abort it, then `qw workflow-continue <spec>` (`spec`);
+/// `None` when there is nothing of the kind.
+pub(crate) fn unfinished(t: &Tree<'_>, spec: &str) -> Result<Option<String>> {
+    let dir = super::shell::quote(&t.path.to_string_lossy()).into_owned();
+    let then = format!(
+        "then run `{}`; nothing of it is saved, merged or removed until then",
+        super::shell::continue_cmd(spec)
+    );
+    if let Some(verb) = in_progress_verb(t.admin) {
+        let what = match verb {
+            "am" => "a `git am`",
+            "cherry-pick" => "a cherry-pick",
+            "revert" => "a revert",
+            "merge" => "a merge",
+            _ => "a rebase",
+        };
+        return Ok(Some(format!(
+            "the agent left {what} in progress there (`git -C {dir} status` shows where it stopped): finish it (resolve the conflicts, `git -C {dir} add` them, then `git -C {dir} {verb} --continue`) or abort it (`git -C {dir} {verb} --abort`), {then}"
+        )));
+    }
+    if !t.path.is_dir() {
+        return Ok(None);
+    }
+    let mut paths: Vec<String> = t
+        .run(&["ls-files", "-u", "-z"])?
+        .split('\0')
+        .filter_map(|l| l.split_once('\t').map(|(_, p)| p.to_owned()))
+        .collect();
+    paths.dedup();
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let named: Vec<String> = paths.iter().map(|p| format!("`{p}`")).collect();
+    let words: Vec<String> = paths
+        .iter()
+        .map(|p| super::shell::quote(&format!(":(top,literal){p}")).into_owned())
+        .collect();
+    Ok(Some(format!(
+        "the agent left unresolved conflicts there (a `git stash pop` or `git checkout -m` that conflicted) in {}: resolve them and `git -C {dir} add -- {}`, or take the committed version back (`git -C {dir} checkout HEAD -- {}`), {then}",
+        named.join(", "),
+        words.join(" "),
+        words.join(" "),
+    )))
+}
+
 /// Is the worktree intact: its directory there, its `.git` a file pointing to `admin`?
 pub(crate) fn sound(path: &Path, admin: &Path) -> bool {
     let dotgit = path.join(".git");
@@ -870,6 +951,20 @@ mod tests {
         assert_eq!(in_progress(d.path()), Some("a rebase"));
         crate::fs::write(d.path().join("MERGE_HEAD"), "x").unwrap();
         assert_eq!(in_progress(d.path()), Some("a merge"));
+    }
+
+    #[test]
+    fn in_progress_verb_names_the_command_that_finishes_it() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(in_progress_verb(d.path()), None);
+        crate::fs::create_dir_all(d.path().join("rebase-apply")).unwrap();
+        assert_eq!(in_progress_verb(d.path()), Some("rebase"));
+        crate::fs::write(d.path().join("rebase-apply/applying"), "").unwrap();
+        assert_eq!(in_progress_verb(d.path()), Some("am"));
+        crate::fs::write(d.path().join("REVERT_HEAD"), "x").unwrap();
+        assert_eq!(in_progress_verb(d.path()), Some("am"));
+        crate::fs::write(d.path().join("MERGE_HEAD"), "x").unwrap();
+        assert_eq!(in_progress_verb(d.path()), Some("merge"));
     }
 
     #[test]
