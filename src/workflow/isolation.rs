@@ -469,12 +469,6 @@ impl TaskSpace {
                 for n in &notes {
                     note(n);
                 }
-                if h.resumed {
-                    note(&format!(
-                        "resuming the unmerged work on branch `{}` left by an earlier run",
-                        h.branch
-                    ));
-                }
                 let dir = h.workdir.clone();
                 lock(&self.active).insert(task_id.to_owned(), h);
                 dir

@@ -1168,14 +1168,13 @@ impl Worktrees {
         }
         // A branch qw did not leave where it is (another task's agent made it): its
         // commits are kept apart, never resumed as this task's.
-        if reuse.is_none() {
-            notes.extend(owned::set_aside_foreign(
-                &self.repo,
-                &branch,
-                task_id,
-                &target,
-                &self.integration,
-            )?);
+        let mut resume_told = false;
+        if reuse.is_none()
+            && let Some(told) =
+                owned::set_aside_foreign(&self.repo, &branch, task_id, &target, &self.integration)?
+        {
+            resume_told = told.resumes;
+            notes.push(told.line);
         }
         let (path, admin, resumed) = match reuse {
             Some((path, admin)) => {
@@ -1211,6 +1210,12 @@ impl Worktrees {
                 (path, admin, resumed)
             }
         };
+        // Said once per task: not again when the line about its moved branch said it.
+        if resumed && !resume_told {
+            notes.push(format!(
+                "resuming the unmerged work on branch `{branch}` left by an earlier run"
+            ));
+        }
         // A reftable repository keeps its logs in its tables: no log files there.
         if !reflog::is_reftable(&self.repo.common_dir) {
             lost::ensure_reflogs(&self.repo, &admin, &branch)?;
@@ -1293,6 +1298,11 @@ impl Worktrees {
             }
             let clean = e.unmerged_commits == 0 && !e.uncommitted_changes;
             if !clean && e.problem.is_none() {
+                continue;
+            }
+            // Moved off qw's unmerged tip (onto the target: `git branch -f <it> main`):
+            // not merged work, put back when its task starts.
+            if owned::moved_off_unmerged(&self.repo, &e.branch, &self.target()) {
                 continue;
             }
             let removed = remove_one(

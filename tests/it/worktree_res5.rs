@@ -1,0 +1,185 @@
+//! Leftovers of the fourth round (res5): a task branch moved back to an earlier commit of
+//! the task's own is resumed from there (its dropped commits kept); the line saying a
+//! task resumes is told once; `qw worktrees` lists a task branch checked out in a
+//! worktree qw did not make; a submodule left out of a merge is said in the task's
+//! outcome; `qw-kept/` records are pruned with their branches; continue commands name
+//! their spec; and two paths that had no test (a task worktree with no `qw-packs` file,
+//! an older qw's merge in another workflow).
+//!
+//! Each test asserts where the work is (on `main`, on a named branch, kept and not
+//! dangling) and that no process is left.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::moves::{assert_kept, once, sha, tasks};
+use crate::support::*;
+use crate::worktree::Repo;
+
+fn git_in(r: &Repo, dir: &Path, args: &[&str]) -> String {
+    let out = r.git_cmd(dir, args);
+    assert!(
+        out.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        diag(&out)
+    );
+    stdout(&out).trim().to_owned()
+}
+
+#[allow(dead_code)]
+fn task_dir(r: &Repo, id: &str) -> PathBuf {
+    r.container()
+        .expect("qw's worktree folder")
+        .join(format!("demo-{id}"))
+}
+
+fn has(r: &Repo, rev: &str, file: &str) -> bool {
+    r.git_ok(&["cat-file", "-e", &format!("{rev}:{file}")])
+}
+
+fn cont(r: &Repo) -> std::process::Output {
+    let cmd = r.agent_cmd();
+    r.run(&[
+        "workflow-continue",
+        "demo",
+        "--retry-delay",
+        "0.1",
+        "--attempts",
+        "1",
+        "--agent-cmd",
+        &cmd,
+    ])
+}
+
+/// The lines of `text` that say task `id` resumes.
+fn resume_lines<'a>(text: &'a str, id: &str) -> Vec<&'a str> {
+    let task = format!("task {id}");
+    text.lines()
+        .filter(|l| l.contains(&task) && l.contains("resum"))
+        .collect()
+}
+
+/// Task 1 commits a.txt (A) then b.txt (B) and fails once; its branch is kept at B.
+fn failed_with_two_commits() -> Repo {
+    let r = Repo::new(&tasks(1));
+    r.action(
+        "1",
+        &once(
+            &r,
+            "ab",
+            "echo a > a.txt\ngit add a.txt\ngit commit -qm A\necho b > b.txt\ngit add b.txt\ngit commit -qm B\nexit 1",
+        ),
+    );
+    let out = r.auto(&[]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert!(has(&r, "qw/demo/1", "b.txt"), "{}", diag(&out));
+    r
+}
+
+/// After the user moved task 1's branch back to A: the continue resumes from A (a.txt
+/// merged, b.txt not), says so once, and keeps B on a branch it names.
+fn assert_resumed_from_the_earlier_commit(r: &Repo, a: &str, b: &str) {
+    let out = cont(r);
+    let text = diag(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    assert_eq!(r.f.task("1")["status"], "completed", "{text}");
+    assert!(has(r, "main", "a.txt"), "{text}");
+    assert!(
+        !has(r, "main", "b.txt"),
+        "the dropped commit was merged: {text}"
+    );
+    let lines = resume_lines(&text, "1");
+    assert_eq!(lines.len(), 1, "{text}");
+    let kept = format!("qw/demo/1@{}", &b[..7]);
+    assert!(
+        lines[0].contains(&format!("resumes from {}", &a[..10])),
+        "{text}"
+    );
+    assert!(lines[0].contains(&format!("`{kept}`")), "{text}");
+    assert!(lines[0].contains("earlier commit"), "{text}");
+    assert!(!text.contains("not task 1's"), "{text}");
+    assert_eq!(sha(r, &kept), b);
+    assert_kept(r, b);
+    r.assert_no_process();
+}
+
+#[test]
+fn worktree_res5_branch_moved_back_to_an_earlier_own_commit_resumes_from_it() {
+    // `git branch -f qw/demo/1 qw/demo/1~1`: the old code put the branch back at B
+    // without a word and merged b.txt.
+    let r = failed_with_two_commits();
+    let b = sha(&r, "qw/demo/1");
+    r.git(&["branch", "-f", "qw/demo/1", "qw/demo/1~1"]);
+    let a = sha(&r, "qw/demo/1");
+    assert_resumed_from_the_earlier_commit(&r, &a, &b);
+}
+
+#[test]
+fn worktree_res5_reset_hard_of_the_task_branch_in_the_main_worktree_resumes_from_it() {
+    // The other shape: `git reset --hard HEAD~1` on the branch, checked out in the main
+    // worktree, then back to main.
+    let r = failed_with_two_commits();
+    let b = sha(&r, "qw/demo/1");
+    r.git(&["switch", "-q", "qw/demo/1"]);
+    r.git(&["reset", "-q", "--hard", "HEAD~1"]);
+    r.git(&["switch", "-q", "main"]);
+    let a = sha(&r, "qw/demo/1");
+    assert_resumed_from_the_earlier_commit(&r, &a, &b);
+}
+
+#[test]
+fn worktree_res5_branch_moved_back_to_the_target_is_still_put_back() {
+    // A tip with nothing of the task's (moved back onto `main`: an agent's `branch -f`)
+    // is no earlier commit of its own: qw's tip is put back and merged. The old code
+    // deleted the branch as merged when the workflow started (B only in reflogs) and
+    // recorded the task completed with none of its work.
+    let r = failed_with_two_commits();
+    r.git(&["branch", "-f", "qw/demo/1", "main"]);
+    let out = cont(&r);
+    let text = diag(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    assert!(
+        has(&r, "main", "a.txt") && has(&r, "main", "b.txt"),
+        "{text}"
+    );
+    let lines = resume_lines(&text, "1");
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(lines[0].contains("put it back"), "{text}");
+    r.assert_no_process();
+}
+
+#[test]
+fn worktree_res5_resuming_is_said_once_per_task() {
+    // The user's fix on two failed tasks' branches: each task said "resumes from them"
+    // and then "resuming the unmerged work" again.
+    let r = Repo::new(&tasks(2));
+    for id in ["1", "2"] {
+        r.action(
+            id,
+            &once(
+                &r,
+                id,
+                &format!("echo {id} > f{id}.txt\ngit add f{id}.txt\ngit commit -qm f{id}\nexit 1"),
+            ),
+        );
+    }
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    for id in ["1", "2"] {
+        r.git(&["switch", "-q", &format!("qw/demo/{id}")]);
+        std::fs::write(r.root().join(format!("fix{id}.txt")), "fix\n").unwrap();
+        r.git(&["add", "-A"]);
+        r.git(&["commit", "-qm", "fix"]);
+    }
+    r.git(&["switch", "-q", "main"]);
+    let out = cont(&r);
+    let text = diag(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    for id in ["1", "2"] {
+        let lines = resume_lines(&text, id);
+        assert_eq!(lines.len(), 1, "task {id}: {text}");
+        assert!(lines[0].contains("taken as task"), "{text}");
+        assert!(has(&r, "main", &format!("fix{id}.txt")), "{text}");
+    }
+    r.assert_no_process();
+}
