@@ -1293,6 +1293,7 @@ impl Worktrees {
             if e.task.starts_with("snapshot-")
                 || e.task.contains('@')
                 || e.state == EntryState::Locked
+                || e.state == EntryState::Elsewhere
             {
                 continue;
             }

@@ -183,3 +183,82 @@ fn worktree_res5_resuming_is_said_once_per_task() {
     }
     r.assert_no_process();
 }
+
+#[test]
+fn worktree_res5_worktrees_lists_a_task_branch_checked_out_elsewhere_and_prune_keeps_it() {
+    // `git worktree add ../elsewhere qw/demo/2` of a failed task's branch: the old code
+    // listed "no qw worktrees or branches".
+    let r = Repo::new(&tasks(2));
+    r.action("1", &crate::support::moves::work("1"));
+    r.action(
+        "2",
+        "echo 2 > f2.txt\ngit add f2.txt\ngit commit -qm f2\nexit 1\n",
+    );
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert!(has(&r, "qw/demo/2", "f2.txt"), "{}", diag(&out));
+    let f2 = sha(&r, "qw/demo/2");
+    let elsewhere = r.aux.path().join("elsewhere");
+    let p = elsewhere.display().to_string();
+    r.git(&["worktree", "add", "-q", &p, "qw/demo/2"]);
+    for args in [&["worktrees"][..], &["worktrees", "--spec", "demo"][..]] {
+        let out = r.run(args);
+        let text = diag(&out);
+        assert_eq!(code(&out), 0, "{text}");
+        assert!(!text.contains("no qw worktrees"), "{text}");
+        let line = stdout(&out)
+            .lines()
+            .find(|l| l.contains("qw/demo/2"))
+            .unwrap_or_else(|| panic!("qw/demo/2 not listed: {text}"))
+            .to_owned();
+        assert!(line.contains("elsewhere"), "{line}");
+        assert!(line.contains(&p), "{line}");
+        assert!(line.contains("1 unmerged commit(s)"), "{line}");
+        assert!(line.contains("qw did not make"), "{line}");
+    }
+    // Another spec's listing does not show it.
+    let out = r.run(&["worktrees", "--spec", "other"]);
+    assert!(!stdout(&out).contains("qw/demo/2"), "{}", diag(&out));
+    let out = r.run(&["--json", "worktrees"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let e = v["worktrees"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["branch"] == "qw/demo/2")
+        .cloned()
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(e["state"], "elsewhere", "{v}");
+    assert_eq!(e["path"], p.as_str(), "{v}");
+    // --prune leaves it alone, and says where it is and how to free it.
+    let out = r.run(&["worktrees", "--prune"]);
+    let text = diag(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    assert!(text.contains("left `qw/demo/2` alone"), "{text}");
+    assert!(
+        text.contains(&format!("git -C {p} switch --detach")),
+        "{text}"
+    );
+    assert_eq!(sha(&r, "qw/demo/2"), f2, "{text}");
+    assert!(elsewhere.join("f2.txt").is_file(), "{text}");
+    assert_eq!(
+        git_in(&r, &elsewhere, &["symbolic-ref", "--short", "HEAD"]),
+        "qw/demo/2"
+    );
+    // Its directory gone: still listed and kept, and the prune says `git worktree prune`.
+    std::fs::remove_dir_all(&elsewhere).unwrap();
+    let out = r.run(&["worktrees", "--prune"]);
+    let text = diag(&out);
+    assert!(text.contains("`git worktree prune`"), "{text}");
+    assert_eq!(sha(&r, "qw/demo/2"), f2, "{text}");
+    // And `workflow-reset --hard` of the spec keeps it too.
+    r.git(&["worktree", "prune"]);
+    r.git(&["worktree", "add", "-q", &p, "qw/demo/2"]);
+    let out = r.run(&["workflow-reset", "demo", "--hard", "--yes"]);
+    let text = diag(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    assert!(text.contains("left `qw/demo/2` alone"), "{text}");
+    assert_eq!(sha(&r, "qw/demo/2"), f2, "{text}");
+    assert!(elsewhere.join("f2.txt").is_file(), "{text}");
+    r.assert_no_process();
+}
