@@ -545,6 +545,14 @@ impl TaskSpace {
                 if let MergeOutcome::Conflict { paths, why } = done.merge {
                     r.outcome = Outcome::MergeConflict { paths };
                     r.evidence = why;
+                } else {
+                    // Completed, with a warning: a repository its agent nested (a
+                    // `git submodule add`) is not in the merge, and the task's outcome
+                    // says so (qw never merges one; failing would not change that).
+                    for line in w.not_merged(&h, &done.capture) {
+                        note(&format!("warning: {line}"));
+                        r.evidence.push_str(&format!("; warning: {line}"));
+                    }
                 }
             }
             // Stopped while waiting for the repository lock: an interrupt, not a failure;

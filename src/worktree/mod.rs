@@ -1045,6 +1045,20 @@ impl Worktrees {
         ))
     }
 
+    /// Warning lines for the repositories nested in a task's worktree that its merged
+    /// result left out (see [`nested::not_merged`]): the task completed, but not all its
+    /// agent did is in the target.
+    pub fn not_merged(&self, h: &WorktreeHandle, capture: &Capture) -> Vec<String> {
+        let t = tree::Tree::new(&h.path, &h.admin, &h.branch);
+        nested::not_merged(
+            &self.repo,
+            &t,
+            &capture.left_out,
+            capture.commit.as_deref(),
+            &self.target(),
+        )
+    }
+
     /// The preferred directory of a task's worktree.
     pub fn path_of(&self, task_id: &str) -> PathBuf {
         self.repo

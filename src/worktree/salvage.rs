@@ -202,6 +202,7 @@ pub(crate) fn own_history(
             commit: Some(commit),
             saved_changes: true,
             moved: staged.moved.clone(),
+            left_out: staged.left_out.clone(),
         },
         line,
     )))

@@ -262,3 +262,162 @@ fn worktree_res5_worktrees_lists_a_task_branch_checked_out_elsewhere_and_prune_k
     assert!(elsewhere.join("f2.txt").is_file(), "{text}");
     r.assert_no_process();
 }
+
+/// Run a command qw printed through `sh`, in the project's top; it must succeed.
+fn follow_sh(r: &Repo, command: &str) {
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c").arg(command).current_dir(r.root());
+    for (k, v) in r.git_env_pairs() {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "`{command}`: {}", diag(&out));
+}
+
+#[test]
+fn worktree_res5_submodule_left_out_of_the_merge_is_a_warning_of_the_task() {
+    // Task 1's agent runs `git submodule add` and commits; task 2's makes a repository
+    // of its own (no remote). The old code recorded both `succeeded` with nothing in
+    // their outcome, and the report said every task completed as if all was merged.
+    let r = Repo::new(&tasks(3));
+    let lib = r.aux.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    git_in(&r, &lib, &["init", "-q"]);
+    std::fs::write(lib.join("l.txt"), "l\n").unwrap();
+    git_in(&r, &lib, &["add", "l.txt"]);
+    git_in(&r, &lib, &["commit", "-qm", "lib"]);
+    r.action(
+        "1",
+        &format!(
+            "echo 1 > f1.txt\ngit -c protocol.file.allow=always submodule --quiet add {} vendor/lib\ngit add f1.txt\ngit commit -qm sub\n",
+            lib.display()
+        ),
+    );
+    r.action(
+        "2",
+        "mkdir inner\ncd inner\ngit init -q\necho x > x.txt\ngit add x.txt\ngit commit -qm inner\ncd ..\necho 2 > f2.txt\n",
+    );
+    r.action("3", &crate::support::moves::work("3"));
+    let out = r.auto(&["--parallel", "2"]);
+    let text = diag(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    for id in ["1", "2", "3"] {
+        assert_eq!(r.f.task(id)["status"], "completed", "{text}");
+        assert!(has(&r, "main", &format!("f{id}.txt")), "{text}");
+    }
+    assert!(
+        !r.git(&["ls-tree", "-r", "main"]).contains("160000"),
+        "{text}"
+    );
+    // Task 1: its outcome says it, the run says it once, the command is given.
+    let ev1 = r.f.task("1")["evidence"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(ev1.contains("; warning: `vendor/lib`"), "{ev1}");
+    assert!(ev1.contains("was not merged"), "{ev1}");
+    let warned: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("warning: `vendor/lib`"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{text}");
+    assert!(warned[0].contains("task 1:"), "{text}");
+    assert!(
+        text.contains("ok 1 succeeded") && text.contains("with 1 warning(s)"),
+        "{text}"
+    );
+    // Task 2: no remote, said so.
+    let ev2 = r.f.task("2")["evidence"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(ev2.contains("; warning: `inner`"), "{ev2}");
+    assert!(ev2.contains("no remote"), "{ev2}");
+    // Task 3 did nothing of the kind.
+    let ev3 = r.f.task("3")["evidence"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!ev3.contains("warning"), "{ev3}");
+    // The report does not say all was merged.
+    let report = r.read(".claude/specs/demo/report.md");
+    assert!(report.contains("**Completed, with warnings.**"), "{report}");
+    assert!(
+        report.contains("2 task(s) completed with warnings"),
+        "{report}"
+    );
+    assert!(report.contains("## Warnings"), "{report}");
+    assert!(report.contains("- task 1: `vendor/lib`"), "{report}");
+    assert!(report.contains("succeeded, with 1 warning(s)"), "{report}");
+    // The printed command, run as printed, adds the submodule in the main worktree.
+    let cmd = crate::support::moves::printed(warned[0], "git -C");
+    assert!(cmd.contains("submodule add"), "{cmd}");
+    follow_sh(&r, &cmd);
+    let staged = r.git(&["ls-files", "-s", "vendor/lib"]);
+    assert!(staged.starts_with("160000"), "{staged}");
+    assert!(r.read(".gitmodules").contains("path = vendor/lib"));
+    // The agent's copy is still where the line says (the worktree was kept).
+    assert!(task_dir(&r, "1").join("vendor/lib/l.txt").is_file());
+    r.assert_no_process();
+}
+
+#[test]
+fn worktree_res5_projects_own_submodule_warns_only_when_the_agent_changed_it() {
+    // The project has a submodule. Task 1 initialises it and leaves it as recorded (no
+    // warning); task 2 commits in it: its change is not merged, and the warning says so
+    // without a `submodule add` (the project has it already).
+    let r = Repo::new(&tasks(2));
+    let lib = r.aux.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    git_in(&r, &lib, &["init", "-q"]);
+    std::fs::write(lib.join("l.txt"), "l\n").unwrap();
+    git_in(&r, &lib, &["add", "l.txt"]);
+    git_in(&r, &lib, &["commit", "-qm", "lib"]);
+    let l = lib.display().to_string();
+    r.git(&[
+        "-c",
+        "protocol.file.allow=always",
+        "submodule",
+        "add",
+        "-q",
+        &l,
+        "vendor/lib",
+    ]);
+    r.git(&["commit", "-qm", "sub"]);
+    let init = "git -c protocol.file.allow=always submodule update -q --init\n";
+    r.action("1", &format!("{init}echo 1 > f1.txt\n"));
+    r.action(
+        "2",
+        &format!("{init}echo m > vendor/lib/m.txt\ngit -C vendor/lib add m.txt\ngit -C vendor/lib commit -qm SUBWORK\necho 2 > f2.txt\n"),
+    );
+    let out = r.auto(&["--parallel", "2"]);
+    let text = diag(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    let ev1 = r.f.task("1")["evidence"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!ev1.contains("warning"), "{ev1}");
+    let ev2 = r.f.task("2")["evidence"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        ev2.contains("; warning: `vendor/lib` (the project's own submodule"),
+        "{ev2}"
+    );
+    assert!(!ev2.contains("submodule add"), "{ev2}");
+    let report = r.read(".claude/specs/demo/report.md");
+    assert!(
+        report.contains("1 task(s) completed with warnings"),
+        "{report}"
+    );
+    assert!(
+        has(&r, "main", "f1.txt") && has(&r, "main", "f2.txt"),
+        "{text}"
+    );
+    // The agent's commit in the submodule is kept with the worktree.
+    let d = task_dir(&r, "2").join("vendor/lib");
+    assert_eq!(git_in(&r, &d, &["log", "-1", "--format=%s"]), "SUBWORK");
+    r.assert_no_process();
+}
