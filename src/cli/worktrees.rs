@@ -140,6 +140,17 @@ pub(crate) fn print_prune(r: &PruneReport) {
             "kept branch `{b}`: {n} unmerged commit(s); merge it (`{merge} {b}`) or delete it (`git branch -D {b}`)"
         );
     }
+    if !r.forgotten_kept.is_empty() {
+        crate::diag!(
+            "forgot qw's record of {} kept branch(es) now deleted or merged: {}",
+            r.forgotten_kept.len(),
+            r.forgotten_kept
+                .iter()
+                .map(|b| format!("`{b}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     for b in &r.skipped_locked {
         crate::diag!("left `{b}` alone: a running qw (or `git worktree lock`) holds it");
     }

@@ -282,6 +282,9 @@ pub struct PruneReport {
     pub salvaged: Vec<String>,
     /// Entries left alone because a running qw holds them.
     pub skipped_locked: Vec<String>,
+    /// Kept branches (`qw/<spec>/<id>@<sha>`) whose record qw forgot: the branch is gone
+    /// or merged into HEAD.
+    pub forgotten_kept: Vec<String>,
     /// Task branches left alone because a worktree qw did not make has them checked out:
     /// `(branch, that worktree)`.
     pub checked_out_elsewhere: Vec<(String, PathBuf)>,
@@ -392,6 +395,12 @@ pub fn prune(
             }
         }
     }
+    // Records of the kept branches that are gone or merged by now (never of a running
+    // spec's: its checks read them).
+    let busy = |s: &str| {
+        running.contains(s) || (!held.contains_key(s) && spec_is_running(&repo.project, s))
+    };
+    report.forgotten_kept = super::salvage::forget_kept(repo, spec, &busy, "HEAD");
     // Directories in a worktree container that git does not know (a creation cut short,
     // a removal that failed): removed when they hold no files, named otherwise.
     let known: BTreeSet<PathBuf> = repo

@@ -421,3 +421,65 @@ fn worktree_res5_projects_own_submodule_warns_only_when_the_agent_changed_it() {
     assert_eq!(git_in(&r, &d, &["log", "-1", "--format=%s"]), "SUBWORK");
     r.assert_no_process();
 }
+
+/// The kept-branch records qw holds for spec `demo` (`.git/qw-kept/demo/<id>@<sha>`).
+fn kept_records(r: &Repo) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(r.root().join(".git/qw-kept/demo"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn worktree_res5_prune_forgets_the_records_of_kept_branches_gone_or_merged() {
+    // Three tasks each commit twice and fail; the user moves each branch back one
+    // commit; the continue keeps each dropped commit on `qw/demo/<id>@<sha7>`, with a
+    // record. The old code never removed a record.
+    let r = Repo::new(&tasks(3));
+    for id in ["1", "2", "3"] {
+        r.action(
+            id,
+            &once(
+                &r,
+                id,
+                &format!("echo a > a{id}.txt\ngit add a{id}.txt\ngit commit -qm A{id}\necho b > b{id}.txt\ngit add b{id}.txt\ngit commit -qm B{id}\nexit 1"),
+            ),
+        );
+    }
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let mut kept = Vec::new();
+    for id in ["1", "2", "3"] {
+        let b = format!("qw/demo/{id}");
+        kept.push(format!("{b}@{}", &sha(&r, &b)[..7]));
+        r.git(&["branch", "-f", &b, &format!("{b}~1")]);
+    }
+    let out = cont(&r);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let names: Vec<String> = kept.iter().map(|k| k["qw/demo/".len()..].to_owned()).collect();
+    assert_eq!(kept_records(&r), names, "{}", diag(&out));
+    // Every kept branch holds unmerged work: nothing forgotten.
+    let out = r.run(&["worktrees", "--prune"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_eq!(kept_records(&r), names, "{}", diag(&out));
+    // One deleted by the user, one merged: their records go; the third stays.
+    r.git(&["branch", "-D", &kept[0]]);
+    r.git(&["merge", "-q", "--no-edit", &kept[1]]);
+    let out = r.run(&["worktrees", "--prune"]);
+    let text = diag(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    assert_eq!(kept_records(&r), names[2..].to_vec(), "{text}");
+    assert!(text.contains("forgot qw's record of 2 kept branch(es)"), "{text}");
+    assert!(sha(&r, &kept[2]).len() == 40, "the unmerged kept branch is kept");
+    // `workflow-reset --hard` of the spec does the same for the last once it is gone.
+    r.git(&["branch", "-D", &kept[2]]);
+    let out = r.run(&["workflow-reset", "demo", "--hard", "--yes"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(kept_records(&r).is_empty(), "{}", diag(&out));
+    r.assert_no_process();
+}
