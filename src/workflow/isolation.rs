@@ -335,10 +335,10 @@ fn still_moved(
         None => Ok(Some(refused)),
         Some(m) => Err(IsolationError::TargetMoved {
             line: format!(
-                "{}; qw refused it in an earlier run and merges nothing into it until it is put back: {}, then run `qw workflow-continue {}` again, or delete `{}` to take the branch as it is",
+                "{}; qw refused it in an earlier run and merges nothing into it until it is put back: {}, then run `{}` again, or delete `{}` to take the branch as it is",
                 m.why,
                 m.fix,
-                crate::worktree::quote(spec),
+                crate::worktree::continue_cmd(spec),
                 refused.file.display()
             ),
         }

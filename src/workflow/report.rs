@@ -43,13 +43,18 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
         },
         Ending::Failed => "**Failed.** Some work did not complete; see below. Fix the cause, then run `qw workflow-continue NAME` (completed tasks are not run again) or `qw workflow-reset NAME`.".replace("NAME", input.name),
         Ending::Paused(reason) => format!(
-            "**Paused** ({reason}){}. Run `qw workflow-continue {}` to resume.",
+            "**Paused** ({reason}){}. Run `{}`{} to resume.",
             reason.resets_at().map(|u| format!(" until {u}")).unwrap_or_default(),
-            input.name
+            crate::worktree::continue_cmd(input.name),
+            if matches!(reason, super::events::StopReason::CostCeiling { .. }) {
+                " after raising the limit"
+            } else {
+                ""
+            }
         ),
         Ending::Interrupted(sig) => format!(
-            "**Interrupted** by signal {sig}. Run `qw workflow-continue {}` to resume.",
-            input.name
+            "**Interrupted** by signal {sig}. Run `{}` to resume.",
+            crate::worktree::continue_cmd(input.name)
         ),
     };
     let _ = writeln!(out, "{verdict}\n");

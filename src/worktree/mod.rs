@@ -63,8 +63,8 @@ pub(crate) mod target;
 mod tree;
 
 pub use leftovers::{Entry, EntryState, KeptBranch, PruneReport, list, prune, spec_is_running};
-pub(crate) use shell::continue_of;
 pub use shell::quote;
+pub(crate) use shell::{continue_cmd, continue_of};
 pub use stash::{StashBefore, StashCheck, StashEntry};
 pub use target::{RefusedMove, refused_move};
 pub use tree::{Capture, in_progress};
@@ -1484,10 +1484,10 @@ impl Worktrees {
         let top = &self.repo.top;
         if let Some(op) = self.repo.main_in_progress() {
             return Err(WorktreeError::MainTree(format!(
-                "the main worktree `{}` is in the middle of {op} that qw did not start, so task branch `{}` was not merged (it is kept); finish or abort it (e.g. `git merge --continue` or `git merge --abort`), then run `qw workflow-continue {}`",
+                "the main worktree `{}` is in the middle of {op} that qw did not start, so task branch `{}` was not merged (it is kept); finish or abort it (e.g. `git merge --continue` or `git merge --abort`), then run `{}`",
                 top.display(),
                 h.branch,
-                shell::quote(&self.spec)
+                shell::continue_cmd(&self.spec)
             )));
         }
         target::refuse_if_moved(
@@ -1554,12 +1554,12 @@ impl Worktrees {
             self.merge_by_hand(&h.branch);
             return Ok(MergeOutcome::Conflict {
                 why: format!(
-                    "merging `{}` into `{}` conflicts in {}; the branch is kept — merge it by hand (`git merge {}`) and run `qw workflow-continue {}`",
+                    "merging `{}` into `{}` conflicts in {}; the branch is kept — merge it by hand (`git merge {}`) and run `{}`",
                     h.branch,
                     self.integration,
                     paths.join(", "),
                     quote(&h.branch),
-                    self.spec
+                    shell::continue_cmd(&self.spec)
                 ),
                 paths,
             });
@@ -1597,7 +1597,7 @@ impl Worktrees {
             return Ok(());
         }
         Err(WorktreeError::Staged(format!(
-            "{}, then run `qw workflow-continue {}`",
+            "{}, then run `{}`",
             self.repo.staged_line(
                 &staged,
                 &format!(
@@ -1605,7 +1605,7 @@ impl Worktrees {
                     h.branch, self.integration
                 )
             ),
-            shell::quote(&self.spec)
+            shell::continue_cmd(&self.spec)
         )))
     }
 

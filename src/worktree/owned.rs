@@ -332,7 +332,8 @@ pub(crate) fn held_elsewhere(
         "its directory is gone: `git worktree prune` forgets it".to_owned()
     };
     format!(
-        "task {task} was not started: its branch `{branch}` is checked out in the worktree `{path}`, which qw did not make (an agent's `git worktree add`, or yours), and qw never takes a branch from a worktree it did not make; {fix}, then run `qw workflow-continue {spec}` (commits on the branch that qw did not leave there are then kept apart, not merged)"
+        "task {task} was not started: its branch `{branch}` is checked out in the worktree `{path}`, which qw did not make (an agent's `git worktree add`, or yours), and qw never takes a branch from a worktree it did not make; {fix}, then run `{}` (commits on the branch that qw did not leave there are then kept apart, not merged)",
+        super::shell::continue_cmd(spec)
     )
 }
 

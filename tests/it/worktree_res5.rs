@@ -461,7 +461,10 @@ fn worktree_res5_prune_forgets_the_records_of_kept_branches_gone_or_merged() {
     }
     let out = cont(&r);
     assert_eq!(code(&out), 0, "{}", diag(&out));
-    let names: Vec<String> = kept.iter().map(|k| k["qw/demo/".len()..].to_owned()).collect();
+    let names: Vec<String> = kept
+        .iter()
+        .map(|k| k["qw/demo/".len()..].to_owned())
+        .collect();
     assert_eq!(kept_records(&r), names, "{}", diag(&out));
     // Every kept branch holds unmerged work: nothing forgotten.
     let out = r.run(&["worktrees", "--prune"]);
@@ -474,12 +477,77 @@ fn worktree_res5_prune_forgets_the_records_of_kept_branches_gone_or_merged() {
     let text = diag(&out);
     assert_eq!(code(&out), 0, "{text}");
     assert_eq!(kept_records(&r), names[2..].to_vec(), "{text}");
-    assert!(text.contains("forgot qw's record of 2 kept branch(es)"), "{text}");
-    assert!(sha(&r, &kept[2]).len() == 40, "the unmerged kept branch is kept");
+    assert!(
+        text.contains("forgot qw's record of 2 kept branch(es)"),
+        "{text}"
+    );
+    assert!(
+        sha(&r, &kept[2]).len() == 40,
+        "the unmerged kept branch is kept"
+    );
     // `workflow-reset --hard` of the spec does the same for the last once it is gone.
     r.git(&["branch", "-D", &kept[2]]);
     let out = r.run(&["workflow-reset", "demo", "--hard", "--yes"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
     assert!(kept_records(&r).is_empty(), "{}", diag(&out));
     r.assert_no_process();
+}
+
+/// Every `qw workflow-continue` in `text` names the spec `demo`.
+fn assert_continue_names_the_spec(text: &str) {
+    let mut rest = text;
+    let mut seen = 0;
+    while let Some(i) = rest.find("qw workflow-continue") {
+        let after = &rest[i + "qw workflow-continue".len()..];
+        assert!(
+            after.starts_with(" demo"),
+            "a continue without its spec: {text}"
+        );
+        seen += 1;
+        rest = after;
+    }
+    assert!(seen > 0, "no continue command at all: {text}");
+}
+
+#[test]
+fn workflow_res5_cost_ceiling_lines_name_the_spec_in_their_continue() {
+    // The ceiling's own words said "raise it and run `qw workflow-continue`" (no spec),
+    // in the paused line and in the report.
+    let md = "- [ ] 1. One\n- [ ] 2. Two\n  - _Depends: 1_\n- [ ] 3. Three\n  - _Depends: 2_\n";
+    let mut f = Flow::new(md);
+    f.set("FAKE_COST_IMPL", "0.40");
+    let out = f.auto(&["--agent", "claude", "--max-cost-per-run", "1.00"]);
+    assert_eq!(code(&out), 3, "{}", diag(&out));
+    let err = stderr(&out);
+    assert!(err.contains("cost ceiling of $1.00"), "{err}");
+    assert_continue_names_the_spec(&err);
+    let report = std::fs::read_to_string(f.path().join(".claude/specs/demo/report.md")).unwrap();
+    assert!(report.contains("after raising the limit"), "{report}");
+    assert_continue_names_the_spec(&report);
+}
+
+#[test]
+fn cli_res5_help_exit_codes_name_the_spec_and_follow_the_contract() {
+    let p = TestProject::bare();
+    let top = stdout(&p.run(&["--help"]));
+    for line in [
+        "  0    success",
+        "  1    the work failed",
+        "  2    bad input or usage",
+        "  3    workflow paused",
+        "128+N",
+    ] {
+        assert!(top.contains(line), "{line}: {top}");
+    }
+    assert!(top.contains("`qw workflow-continue NAME`"), "{top}");
+    assert!(!top.contains("workflow-continue`"), "{top}");
+    let auto = stdout(&p.run(&["workflow-auto", "--help"]));
+    assert!(
+        auto.contains("Exit: 0 every task completed; 1 some work failed; 2 bad input; 3 paused"),
+        "{auto}"
+    );
+    assert!(
+        auto.contains("`qw workflow-continue NAME` resumes"),
+        "{auto}"
+    );
 }

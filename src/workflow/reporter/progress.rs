@@ -228,7 +228,7 @@ pub(crate) fn lines<'a>(event: &'a Event<'_>) -> Vec<Line<'a>> {
             reason: reason @ StopReason::CostCeiling { .. },
             cancels_running: true,
         } => note(format!(
-            "cost ceiling: no new task starts; the running jobs are cancelled ({reason})"
+            "cost ceiling: no new task starts; the running jobs are cancelled ({reason}; the workflow resumes once it is raised)"
         )),
         EventKind::Stopping { .. } | EventKind::ProcessesEnded { .. } => Vec::new(),
         EventKind::Repaired { message, .. } | EventKind::TickedByHand { message, .. } => {
