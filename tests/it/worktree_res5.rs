@@ -551,3 +551,147 @@ fn cli_res5_help_exit_codes_name_the_spec_and_follow_the_contract() {
         "{auto}"
     );
 }
+
+#[test]
+fn worktree_res5_lost_commit_found_without_qw_packs_by_the_idx_time() {
+    // A task worktree with no `qw-packs` file (as an older qw made it: the agent removes
+    // it here): the packs written since its start are told by their `.idx` time. The
+    // agent's commit, left behind, repacked and its reflogs expired, is found and kept;
+    // the pack the repository had before is not read.
+    let mut r = Repo::new(&tasks(1));
+    r.f.set("QW_LOG", "debug");
+    r.git(&["gc", "-q"]);
+    let old: Vec<String> = std::fs::read_dir(r.root().join(".git/objects/pack"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_suffix(".idx")
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(old.len(), 1, "{old:?}");
+    r.action(
+        "1",
+        "rm \"$(git rev-parse --git-dir)/qw-packs\"\necho L > lost.txt\ngit add lost.txt\ngit commit -qm LOSTWORK\ngit reset -q --hard HEAD~1\ngit repack -q -d\ngit reflog expire --expire=now --all\necho 1 > f1.txt\n",
+    );
+    let out = r.auto(&["--parallel", "2", "--isolate", "worktree"]);
+    let text = diag(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    assert!(
+        !r.root().join(".git/worktrees/demo-1/qw-packs").exists(),
+        "the shape: no qw-packs"
+    );
+    const READS: &str = "lost: reading the objects of ";
+    assert!(text.contains(READS), "no new pack read: {text}");
+    assert!(
+        !text.contains(&format!("{READS}{}", old[0])),
+        "the old pack was read: {text}"
+    );
+    let at = text
+        .find("kept on branch `qw/demo/1@")
+        .unwrap_or_else(|| panic!("LOSTWORK not kept: {text}"));
+    let rest = &text[at + "kept on branch `".len()..];
+    let kept = &rest[..rest.find('`').unwrap()];
+    assert_eq!(
+        r.git(&["log", "-1", "--format=%s", kept]).trim(),
+        "LOSTWORK"
+    );
+    assert!(has(&r, "main", "f1.txt"));
+    r.assert_no_process();
+}
+
+/// Another workflow's task 1 as its qw (an older one, in another process) runs it: a
+/// worktree qw made (its lock reason and marker) on `qw/other/1`, where its agent
+/// committed `o1.txt`. Returns the commit.
+fn other_workflows_task(r: &Repo) -> String {
+    let dir = r.aux.path().join("other-1");
+    let d = dir.display().to_string();
+    r.git(&[
+        "worktree",
+        "add",
+        "-q",
+        "--lock",
+        "--reason",
+        "qw: workflow other task 1 (pid 1)",
+        "-b",
+        "qw/other/1",
+        &d,
+        "main",
+    ]);
+    let admin = git_in(r, &dir, &["rev-parse", "--absolute-git-dir"]);
+    std::fs::write(Path::new(&admin).join("qw-task"), "other\n1\n").unwrap();
+    std::fs::write(dir.join("o1.txt"), "o1\n").unwrap();
+    git_in(r, &dir, &["add", "o1.txt"]);
+    git_in(r, &dir, &["commit", "-qm", "o1"]);
+    sha(r, "qw/other/1")
+}
+
+#[test]
+fn worktree_res5_another_workflows_older_qw_merge_mid_run_is_no_move() {
+    // While `demo` runs, another workflow's qw (an older one: nothing but its merge's
+    // words tell it is qw's) merges its task branch into `main` as qw does — by commit
+    // id (reflog `merge <40-hex>: …`) with the subject `qw(other): merge task …`. Demo's
+    // check of its target accepts it: the run completes, both merged.
+    let r = Repo::new(&tasks(2));
+    let o1 = other_workflows_task(&r);
+    r.action(
+        "1",
+        &format!(
+            "{}{}",
+            once(
+                &r,
+                "othermerge",
+                &format!("git -C \"$MAIN\" merge -q --no-ff -m 'qw(other): merge task 1 Task 1 (succeeded)' {o1}")
+            ),
+            crate::support::moves::work("1")
+        ),
+    );
+    r.action("2", &crate::support::moves::work("2"));
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    let text = diag(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    let reflog = r.git(&["reflog", "show", "--format=%gs", "main"]);
+    assert!(
+        reflog.contains(&format!("merge {o1}:")),
+        "the shape: {reflog}"
+    );
+    assert!(!text.contains("was moved"), "{text}");
+    for f in ["o1.txt", "f1.txt", "f2.txt"] {
+        assert!(has(&r, "main", f), "{f}: {text}");
+    }
+    assert!(!r.root().join(".git/qw-refused-moves/demo").exists());
+    r.assert_no_process();
+}
+
+#[test]
+fn worktree_res5_a_task_branch_merged_by_name_with_qws_subject_is_still_a_move() {
+    // The other side: the same merge typed by name (`git merge qw/other/1`, reflog
+    // `merge qw/other/1: …`) while that task's worktree runs is no qw's, whatever its
+    // subject says: refused as a move.
+    let r = Repo::new(&tasks(2));
+    other_workflows_task(&r);
+    r.action(
+        "1",
+        &format!(
+            "{}{}",
+            once(
+                &r,
+                "othermerge",
+                "git -C \"$MAIN\" merge -q --no-ff -m 'qw(other): merge task 1 Task 1 (succeeded)' qw/other/1"
+            ),
+            crate::support::moves::work("1")
+        ),
+    );
+    r.action("2", &crate::support::moves::work("2"));
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    let text = diag(&out);
+    assert_ne!(code(&out), 0, "{text}");
+    assert!(text.contains("was moved"), "{text}");
+    assert!(
+        r.root().join(".git/qw-refused-moves/demo").exists(),
+        "{text}"
+    );
+    r.assert_no_process();
+}
