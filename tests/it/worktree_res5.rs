@@ -437,9 +437,9 @@ fn kept_records(r: &Repo) -> Vec<String> {
 
 #[test]
 fn worktree_res5_prune_forgets_the_records_of_kept_branches_gone_or_merged() {
-    // Three tasks each commit twice and fail; the user moves each branch back one
-    // commit; the continue keeps each dropped commit on `qw/demo/<id>@<sha7>`, with a
-    // record. The old code never removed a record.
+    // Three tasks each commit and fail; a commit made nowhere a log tells (`commit-tree`
+    // + `update-ref`) is put on each branch; the continue sets each aside on
+    // `qw/demo/<id>@<sha7>`, with a record. The old code never removed a record.
     let r = Repo::new(&tasks(3));
     for id in ["1", "2", "3"] {
         r.action(
@@ -447,7 +447,7 @@ fn worktree_res5_prune_forgets_the_records_of_kept_branches_gone_or_merged() {
             &once(
                 &r,
                 id,
-                &format!("echo a > a{id}.txt\ngit add a{id}.txt\ngit commit -qm A{id}\necho b > b{id}.txt\ngit add b{id}.txt\ngit commit -qm B{id}\nexit 1"),
+                &format!("echo {id} > f{id}.txt\ngit add f{id}.txt\ngit commit -qm f{id}\nexit 1"),
             ),
         );
     }
@@ -456,8 +456,21 @@ fn worktree_res5_prune_forgets_the_records_of_kept_branches_gone_or_merged() {
     let mut kept = Vec::new();
     for id in ["1", "2", "3"] {
         let b = format!("qw/demo/{id}");
-        kept.push(format!("{b}@{}", &sha(&r, &b)[..7]));
-        r.git(&["branch", "-f", &b, &format!("{b}~1")]);
+        let tip = sha(&r, &b);
+        let tree = sha(&r, &format!("{b}^{{tree}}"));
+        let sneaked = r
+            .git(&[
+                "commit-tree",
+                &tree,
+                "-p",
+                &tip,
+                "-m",
+                &format!("sneaked {id}"),
+            ])
+            .trim()
+            .to_owned();
+        r.git(&["update-ref", &format!("refs/heads/{b}"), &sneaked]);
+        kept.push(format!("{b}@{}", &sneaked[..7]));
     }
     let out = cont(&r);
     assert_eq!(code(&out), 0, "{}", diag(&out));
