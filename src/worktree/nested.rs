@@ -540,7 +540,7 @@ pub(crate) fn not_merged(
     };
     let mut out = Vec::new();
     for rel in rels {
-        if !t.path().join(rel).join(".git").symlink_metadata().is_ok() {
+        if t.path().join(rel).join(".git").symlink_metadata().is_err() {
             continue;
         }
         let p = probe(repo, t, rel);
