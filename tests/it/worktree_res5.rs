@@ -263,17 +263,6 @@ fn worktree_res5_worktrees_lists_a_task_branch_checked_out_elsewhere_and_prune_k
     r.assert_no_process();
 }
 
-/// Run a command qw printed through `sh`, in the project's top; it must succeed.
-fn follow_sh(r: &Repo, command: &str) {
-    let mut c = std::process::Command::new("sh");
-    c.arg("-c").arg(command).current_dir(r.root());
-    for (k, v) in r.git_env_pairs() {
-        c.env(k, v);
-    }
-    let out = c.output().unwrap();
-    assert!(out.status.success(), "`{command}`: {}", diag(&out));
-}
-
 #[test]
 fn worktree_res5_submodule_left_out_of_the_merge_is_a_warning_of_the_task() {
     // Task 1's agent runs `git submodule add` and commits; task 2's makes a repository
@@ -352,7 +341,7 @@ fn worktree_res5_submodule_left_out_of_the_merge_is_a_warning_of_the_task() {
     // The printed command, run as printed, adds the submodule in the main worktree.
     let cmd = crate::support::moves::printed(warned[0], "git -C");
     assert!(cmd.contains("submodule add"), "{cmd}");
-    follow_sh(&r, &cmd);
+    crate::support::moves::follow_in_sh(&r, &cmd);
     let staged = r.git(&["ls-files", "-s", "vendor/lib"]);
     assert!(staged.starts_with("160000"), "{staged}");
     assert!(r.read(".gitmodules").contains("path = vendor/lib"));
