@@ -42,7 +42,8 @@ Exit codes:
   0    success
   1    the work failed (a task or workflow failed, a check found a problem)
   2    bad input or usage (unknown flag, invalid name, corrupt settings)
-  3    workflow paused (usage limit or budget reached); resume with `qw workflow-continue`
+  3    workflow paused (usage limit or cost ceiling); `qw workflow-continue NAME` resumes it
+  128+N  a workflow or a wait (lock, resources) interrupted by signal N; 130 for Ctrl-C
   `qw exec` instead follows GNU timeout: the child's own code, 124 timed out,
   125 qw failed or was misused, 126 not executable, 127 not found, 128+N killed by signal N.";
 

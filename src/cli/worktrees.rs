@@ -19,7 +19,8 @@ pruned too.
 
 States: locked (a running qw holds it, or `git worktree lock`), orphaned (a worktree no
 running qw holds), merged / unmerged (a branch without worktree, with or without commits
-HEAD lacks), snapshot (saved by --allow-dirty; never pruned).
+HEAD lacks), snapshot (saved by --allow-dirty; never pruned), elsewhere (a task branch checked out in a
+worktree qw did not make, listed with that worktree; never pruned).
 
 --prune removes orphaned worktrees and their `git worktree` entries, broken ones too (the
 directory gone, `.git` deleted or replaced, read-only). What a worktree holds is first
@@ -147,8 +148,33 @@ pub(crate) fn print_prune(r: &PruneReport) {
             "kept branch `{b}`: {n} unmerged commit(s); merge it (`{merge} {b}`) or delete it (`git branch -D {b}`)"
         );
     }
+    if !r.forgotten_kept.is_empty() {
+        crate::diag!(
+            "forgot qw's record of {} kept branch(es) now deleted or merged: {}",
+            r.forgotten_kept.len(),
+            r.forgotten_kept
+                .iter()
+                .map(|b| format!("`{b}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     for b in &r.skipped_locked {
         crate::diag!("left `{b}` alone: a running qw (or `git worktree lock`) holds it");
+    }
+    for (b, p) in &r.checked_out_elsewhere {
+        let free = if p.is_dir() {
+            format!(
+                "`git -C {} switch --detach`",
+                worktree::quote(&p.to_string_lossy())
+            )
+        } else {
+            "`git worktree prune` (its directory is gone)".to_owned()
+        };
+        crate::diag!(
+            "left `{b}` alone: it is checked out in the worktree `{}`, which qw did not make; its task does not start until {free} frees it",
+            p.display()
+        );
     }
     for s in r.strays.iter().chain(&r.notes) {
         crate::diag!("{s}");
@@ -177,6 +203,7 @@ fn print_entries(entries: &[Entry]) -> Result<(), CliError> {
             EntryState::Merged => "merged",
             EntryState::Unmerged => "unmerged",
             EntryState::Snapshot => "snapshot",
+            EntryState::Elsewhere => "elsewhere",
         };
         let mut path = e
             .path
@@ -190,6 +217,9 @@ fn print_entries(entries: &[Entry]) -> Result<(), CliError> {
         }
         if let Some(p) = &e.problem {
             path.push_str(&format!("  (broken: {p})"));
+        }
+        if e.state == EntryState::Elsewhere {
+            path.push_str("  (checked out in this worktree, which qw did not make)");
         }
         outln!(
             "{:<20} {:<10} {:<9} {:<28} {path}",

@@ -410,7 +410,7 @@ impl std::fmt::Display for StopReason {
                 spent_usd,
             } => write!(
                 f,
-                "the {limit} cost ceiling of ${limit_usd:.2} would be crossed (${spent_usd:.2} spent); raise it and run `qw workflow-continue`"
+                "the {limit} cost ceiling of ${limit_usd:.2} would be crossed (${spent_usd:.2} spent)"
             ),
             StopReason::UsageLimit { evidence, .. } => f.write_str(evidence),
             StopReason::Signal { signal } => write!(f, "signal {signal}"),
@@ -524,7 +524,7 @@ mod tests {
         );
         assert_eq!(
             StopReason::for_run(&ceiling).unwrap().to_string(),
-            "the per_run cost ceiling of $1.00 would be crossed ($0.80 spent); raise it and run `qw workflow-continue`"
+            "the per_run cost ceiling of $1.00 would be crossed ($0.80 spent)"
         );
         let failed = AgentRun::from_outcome(Outcome::NoResult { exit_code: 1 }, "");
         assert_eq!(StopReason::for_run(&failed), None);

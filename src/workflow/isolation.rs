@@ -335,10 +335,10 @@ fn still_moved(
         None => Ok(Some(refused)),
         Some(m) => Err(IsolationError::TargetMoved {
             line: format!(
-                "{}; qw refused it in an earlier run and merges nothing into it until it is put back: {}, then run `qw workflow-continue {}` again, or delete `{}` to take the branch as it is",
+                "{}; qw refused it in an earlier run and merges nothing into it until it is put back: {}, then run `{}` again, or delete `{}` to take the branch as it is",
                 m.why,
                 m.fix,
-                crate::worktree::quote(spec),
+                crate::worktree::continue_cmd(spec),
                 refused.file.display()
             ),
         }
@@ -469,12 +469,6 @@ impl TaskSpace {
                 for n in &notes {
                     note(n);
                 }
-                if h.resumed {
-                    note(&format!(
-                        "resuming the unmerged work on branch `{}` left by an earlier run",
-                        h.branch
-                    ));
-                }
                 let dir = h.workdir.clone();
                 lock(&self.active).insert(task_id.to_owned(), h);
                 dir
@@ -551,6 +545,14 @@ impl TaskSpace {
                 if let MergeOutcome::Conflict { paths, why } = done.merge {
                     r.outcome = Outcome::MergeConflict { paths };
                     r.evidence = why;
+                } else {
+                    // Completed, with a warning: a repository its agent nested (a
+                    // `git submodule add`) is not in the merge, and the task's outcome
+                    // says so (qw never merges one; failing would not change that).
+                    for line in w.not_merged(&h, &done.capture) {
+                        note(&format!("warning: {line}"));
+                        r.evidence.push_str(&format!("; warning: {line}"));
+                    }
                 }
             }
             // Stopped while waiting for the repository lock: an interrupt, not a failure;

@@ -35,16 +35,26 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
         let _ = writeln!(out, "{}\n", input.description);
     }
     let verdict = match input.ending {
-        Ending::Completed => "**Completed.** Every task completed and validation passed.".to_owned(),
+        Ending::Completed => match completed_with_warnings(spec) {
+            0 => "**Completed.** Every task completed and validation passed.".to_owned(),
+            n => format!(
+                "**Completed, with warnings.** Every task completed and validation passed, but {n} task(s) completed with warnings (see Warnings below): not everything their agents did is merged."
+            ),
+        },
         Ending::Failed => "**Failed.** Some work did not complete; see below. Fix the cause, then run `qw workflow-continue NAME` (completed tasks are not run again) or `qw workflow-reset NAME`.".replace("NAME", input.name),
         Ending::Paused(reason) => format!(
-            "**Paused** ({reason}){}. Run `qw workflow-continue {}` to resume.",
+            "**Paused** ({reason}){}. Run `{}`{} to resume.",
             reason.resets_at().map(|u| format!(" until {u}")).unwrap_or_default(),
-            input.name
+            crate::worktree::continue_cmd(input.name),
+            if matches!(reason, super::events::StopReason::CostCeiling { .. }) {
+                " after raising the limit"
+            } else {
+                ""
+            }
         ),
         Ending::Interrupted(sig) => format!(
-            "**Interrupted** by signal {sig}. Run `qw workflow-continue {}` to resume.",
-            input.name
+            "**Interrupted** by signal {sig}. Run `{}` to resume.",
+            crate::worktree::continue_cmd(input.name)
         ),
     };
     let _ = writeln!(out, "{verdict}\n");
@@ -97,15 +107,20 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
             Some(list) => list.leaves().iter().map(|t| t.id.clone()).collect(),
             None => spec.tasks.keys().cloned().collect(),
         };
-        for id in order {
-            let Some(t) = spec.tasks.get(&id) else {
+        for id in &order {
+            let Some(t) = spec.tasks.get(id) else {
                 continue;
             };
             let why = match (&t.status, &t.error, &t.outcome) {
                 _ if let Some(label) = crate::workflow::reconcile::hand_label(t) => {
                     label.to_owned()
                 }
-                (TaskStatus::Completed, _, _) => "succeeded".to_owned(),
+                (TaskStatus::Completed, _, _) => {
+                    match warnings(t.evidence.as_deref().unwrap_or_default()).len() {
+                        0 => "succeeded".to_owned(),
+                        n => format!("succeeded, with {n} warning(s) (below)"),
+                    }
+                }
                 (_, Some(e), _) => one_line(e),
                 (_, None, Some(o)) => o.clone(),
                 _ => String::new(),
@@ -124,11 +139,60 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
                 cell(&why)
             );
         }
+        warnings_section(&mut out, spec, &order);
         if let Some(runs) = &input.runs_dir {
             failed_details(&mut out, spec, runs);
         }
     }
     out
+}
+
+/// The warnings a task's evidence holds (each `; warning: …` part, up to a following
+/// `; note: …`): what went wrong beside a success (a repository its agent nested that
+/// the merge left out, the shared stash).
+fn warnings(evidence: &str) -> Vec<&str> {
+    evidence
+        .split("; warning: ")
+        .skip(1)
+        .map(|w| w.split("; note: ").next().unwrap_or(w).trim())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// How many completed tasks of the spec hold warnings.
+fn completed_with_warnings(spec: Option<&crate::state::Spec>) -> usize {
+    spec.map_or(0, |s| {
+        s.tasks
+            .values()
+            .filter(|t| t.status == TaskStatus::Completed)
+            .filter(|t| !warnings(t.evidence.as_deref().unwrap_or_default()).is_empty())
+            .count()
+    })
+}
+
+/// `## Warnings`: each completed task's warnings in full (a cell would cut the command
+/// a warning names).
+fn warnings_section(out: &mut String, spec: &crate::state::Spec, order: &[String]) {
+    let mut first = true;
+    for id in order {
+        let Some(t) = spec.tasks.get(id) else {
+            continue;
+        };
+        if t.status != TaskStatus::Completed {
+            continue;
+        }
+        for w in warnings(t.evidence.as_deref().unwrap_or_default()) {
+            if first {
+                let _ = writeln!(out, "\n## Warnings\n");
+                first = false;
+            }
+            let _ = writeln!(
+                out,
+                "- task {id}: {}",
+                w.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
+        }
+    }
 }
 
 /// Lines of a failed run's stderr shown with `enhanced_error_reporting`.

@@ -52,7 +52,8 @@ pub(crate) fn explain(
     }
     match cause(repo, admin, branches) {
         Some(line) => WorktreeError::Obstructed(format!(
-            "{line}, then run `qw workflow-continue {spec}` (git said: {})",
+            "{line}, then run `{}` (git said: {})",
+            super::shell::continue_cmd(spec),
             said(&e)
         )),
         None => e,

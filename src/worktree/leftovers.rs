@@ -102,6 +102,10 @@ pub enum EntryState {
     Unmerged,
     /// A `--allow-dirty` snapshot branch: never pruned.
     Snapshot,
+    /// A task branch checked out in a worktree qw did not make (an agent's `git
+    /// worktree add`, or the user's): that worktree's, never pruned; its task does not
+    /// start until it is freed.
+    Elsewhere,
 }
 
 /// One row of `qw worktrees`.
@@ -160,8 +164,29 @@ pub(crate) fn list_with(
     for w in repo.registered()? {
         let Some((s, t)) = owner(repo, &w) else {
             // A branch checked out in a worktree not qw's (an agent's, the user's) is
-            // theirs, whatever its name.
+            // theirs, whatever its name: listed (a task branch) with where it is, never
+            // pruned.
             with_worktree.extend(w.branch.clone());
+            let theirs = w.branch.as_deref().and_then(|b| {
+                parse_branch(b)
+                    .filter(|(s, _)| spec.is_none_or(|x| x == *s))
+                    .map(|(s, t)| (s, t, b))
+            });
+            if let Some((s, t, b)) = theirs {
+                let branch = b.to_owned();
+                let unmerged = repo.unmerged_commits(&branch, "HEAD").unwrap_or(0);
+                out.push(Entry {
+                    spec: s.to_owned(),
+                    task: t.to_owned(),
+                    branch,
+                    path: Some(w.path.clone()),
+                    state: EntryState::Elsewhere,
+                    unmerged_commits: unmerged,
+                    uncommitted_changes: false,
+                    problem: None,
+                    admin: None,
+                });
+            }
             continue;
         };
         if spec.is_some_and(|x| x != s) {
@@ -257,6 +282,12 @@ pub struct PruneReport {
     pub salvaged: Vec<String>,
     /// Entries left alone because a running qw holds them.
     pub skipped_locked: Vec<String>,
+    /// Kept branches (`qw/<spec>/<id>@<sha>`) whose record qw forgot: the branch is gone
+    /// or merged into HEAD.
+    pub forgotten_kept: Vec<String>,
+    /// Task branches left alone because a worktree qw did not make has them checked out:
+    /// `(branch, that worktree)`.
+    pub checked_out_elsewhere: Vec<(String, PathBuf)>,
     /// Commits the agents left outside their results, and where they are.
     pub strays: Vec<String>,
     /// What is worth telling and went right (nested repositories that were not the
@@ -302,6 +333,9 @@ pub fn prune(
     for e in list_with(repo, spec, &|s| running.contains(s))? {
         match e.state {
             EntryState::Locked => report.skipped_locked.push(e.branch.clone()),
+            EntryState::Elsewhere => report
+                .checked_out_elsewhere
+                .push((e.branch.clone(), e.path.clone().unwrap_or_default())),
             EntryState::Snapshot => {}
             EntryState::Orphaned | EntryState::Merged | EntryState::Unmerged => {
                 let salvage = format!(
@@ -365,6 +399,12 @@ pub fn prune(
             }
         }
     }
+    // Records of the kept branches that are gone or merged by now (never of a running
+    // spec's: its checks read them).
+    let busy = |s: &str| {
+        running.contains(s) || (!held.contains_key(s) && spec_is_running(&repo.project, s))
+    };
+    report.forgotten_kept = super::salvage::forget_kept(repo, spec, &busy, "HEAD");
     // Directories in a worktree container that git does not know (a creation cut short,
     // a removal that failed): removed when they hold no files, named otherwise.
     let known: BTreeSet<PathBuf> = repo

@@ -64,8 +64,8 @@ mod tree;
 
 pub use leftovers::{Entry, EntryState, KeptBranch, PruneReport, list, prune, spec_is_running};
 pub use salvage::{SetAside, set_aside_spec_branches};
-pub(crate) use shell::continue_of;
 pub use shell::quote;
+pub(crate) use shell::{continue_cmd, continue_of};
 pub use stash::{StashBefore, StashCheck, StashEntry};
 pub use target::{RefusedMove, refused_move};
 pub use tree::{Capture, in_progress};
@@ -1060,7 +1060,20 @@ impl Worktrees {
         ))
     }
 
-    /// The preferred directory of a task's worktree.
+    /// Warning lines for the repositories nested in a task's worktree that its merged
+    /// result left out (see [`nested::not_merged`]): the task completed, but not all its
+    /// agent did is in the target.
+    pub fn not_merged(&self, h: &WorktreeHandle, capture: &Capture) -> Vec<String> {
+        let t = tree::Tree::new(&h.path, &h.admin, &h.branch);
+        nested::not_merged(
+            &self.repo,
+            &t,
+            &capture.left_out,
+            capture.commit.as_deref(),
+            &self.target(),
+        )
+    }
+
     /// The line of a task whose worktree holds a merge or rebase its agent left half
     /// done, or unresolved conflicts (see [`tree::unfinished`]): the worktree is kept as
     /// it is and nothing of it is saved. `None` when there is none.
@@ -1076,6 +1089,7 @@ impl Worktrees {
         )
     }
 
+    /// The preferred directory of a task's worktree.
     pub fn path_of(&self, task_id: &str) -> PathBuf {
         self.repo
             .container()
@@ -1202,15 +1216,19 @@ impl Worktrees {
         }
         // A branch qw did not leave where it is (another task's agent made it): its
         // commits are kept apart, never resumed as this task's.
-        if reuse.is_none() {
-            notes.extend(owned::set_aside_foreign(
+        let mut resume_told = false;
+        if reuse.is_none()
+            && let Some(told) = owned::set_aside_foreign(
                 &self.repo,
                 &branch,
                 task_id,
                 &target,
                 &self.integration,
                 self.started,
-            )?);
+            )?
+        {
+            resume_told = told.resumes;
+            notes.push(told.line);
         }
         let (path, admin, resumed) = match reuse {
             Some((path, admin)) => {
@@ -1246,6 +1264,12 @@ impl Worktrees {
                 (path, admin, resumed)
             }
         };
+        // Said once per task: not again when the line about its moved branch said it.
+        if resumed && !resume_told {
+            notes.push(format!(
+                "resuming the unmerged work on branch `{branch}` left by an earlier run"
+            ));
+        }
         // A reftable repository keeps its logs in its tables: no log files there.
         if !reflog::is_reftable(&self.repo.common_dir) {
             lost::ensure_reflogs(&self.repo, &admin, &branch)?;
@@ -1323,11 +1347,17 @@ impl Worktrees {
             if e.task.starts_with("snapshot-")
                 || e.task.contains('@')
                 || e.state == EntryState::Locked
+                || e.state == EntryState::Elsewhere
             {
                 continue;
             }
             let clean = e.unmerged_commits == 0 && !e.uncommitted_changes;
             if !clean && e.problem.is_none() {
+                continue;
+            }
+            // Moved off qw's unmerged tip (onto the target: `git branch -f <it> main`):
+            // not merged work, put back when its task starts.
+            if owned::moved_off_unmerged(&self.repo, &e.branch, &self.target()) {
                 continue;
             }
             let removed = remove_one(
@@ -1493,10 +1523,10 @@ impl Worktrees {
         let top = &self.repo.top;
         if let Some(op) = self.repo.main_in_progress() {
             return Err(WorktreeError::MainTree(format!(
-                "the main worktree `{}` is in the middle of {op} that qw did not start, so task branch `{}` was not merged (it is kept); finish or abort it (e.g. `git merge --continue` or `git merge --abort`), then run `qw workflow-continue {}`",
+                "the main worktree `{}` is in the middle of {op} that qw did not start, so task branch `{}` was not merged (it is kept); finish or abort it (e.g. `git merge --continue` or `git merge --abort`), then run `{}`",
                 top.display(),
                 h.branch,
-                shell::quote(&self.spec)
+                shell::continue_cmd(&self.spec)
             )));
         }
         target::refuse_if_moved(
@@ -1566,12 +1596,12 @@ impl Worktrees {
             self.merge_by_hand(&h.branch);
             return Ok(MergeOutcome::Conflict {
                 why: format!(
-                    "merging `{}` into `{}` conflicts in {}; the branch is kept — merge it by hand (`git merge {}`) and run `qw workflow-continue {}`",
+                    "merging `{}` into `{}` conflicts in {}; the branch is kept — merge it by hand (`git merge {}`) and run `{}`",
                     h.branch,
                     self.integration,
                     paths.join(", "),
                     quote(&h.branch),
-                    self.spec
+                    shell::continue_cmd(&self.spec)
                 ),
                 paths,
             });
@@ -1609,7 +1639,7 @@ impl Worktrees {
             return Ok(());
         }
         Err(WorktreeError::Staged(format!(
-            "{}, then run `qw workflow-continue {}`",
+            "{}, then run `{}`",
             self.repo.staged_line(
                 &staged,
                 &format!(
@@ -1617,7 +1647,7 @@ impl Worktrees {
                     h.branch, self.integration
                 )
             ),
-            shell::quote(&self.spec)
+            shell::continue_cmd(&self.spec)
         )))
     }
 

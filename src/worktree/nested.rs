@@ -578,6 +578,122 @@ pub(crate) fn survey(repo: &Repo, t: &Tree<'_>, path: &Path, base: &str) -> Surv
     }
 }
 
+/// One warning line for each repository nested in the task worktree that the agent
+/// made (a `git submodule add`, a `git clone`/`git init` of its own) and that `result`
+/// (the task's merged commit) left out: `rels`, the paths [`super::tree::stage`] left
+/// out. Not told: the project's own submodule at its recorded commit, one under an
+/// ignored directory, a worktree of this repository (told by `Worktrees::foreign`), a
+/// gitlink the result does hold at the nested repository's commit. Each line names the
+/// path, says it was not merged and where it is, and gives the command that adds it
+/// as a submodule by hand (`git -C <top> submodule add <url> <path>`, the URL from the
+/// worktree's `.gitmodules`, else the repository's `origin`; `<url>` when it has none).
+pub(crate) fn not_merged(
+    repo: &Repo,
+    t: &Tree<'_>,
+    rels: &[String],
+    result: Option<&str>,
+    base: &str,
+) -> Vec<String> {
+    if rels.is_empty() {
+        return Vec::new();
+    }
+    let base = repo.commit_of(base).ok().flatten();
+    let modules = t.path().join(".gitmodules");
+    let url_in_modules = |rel: &str| -> Option<String> {
+        let file = modules.to_string_lossy().into_owned();
+        let paths = run_in(
+            &repo.top,
+            &[
+                "config",
+                "--file",
+                &file,
+                "--get-regexp",
+                r"^submodule\..*\.path$",
+            ],
+        )?;
+        let key = paths.lines().find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (v == rel).then(|| k.strip_suffix(".path").unwrap_or(k).to_owned())
+        })?;
+        run_in(
+            &repo.top,
+            &["config", "--file", &file, &format!("{key}.url")],
+        )
+    };
+    let mut out = Vec::new();
+    for rel in rels {
+        if t.path().join(rel).join(".git").symlink_metadata().is_err() {
+            continue;
+        }
+        let p = probe(repo, t, rel);
+        if p.ours || not_the_agents(&p, t, repo, base.as_deref(), false).is_some() {
+            continue;
+        }
+        if let (Some(r), Some(h)) = (result, &p.head)
+            && gitlink_in(repo, r, rel).as_ref() == Some(h)
+        {
+            continue;
+        }
+        let at = p
+            .head
+            .as_deref()
+            .map(|h| format!(", at {},", &h[..h.len().min(10)]))
+            .unwrap_or_default();
+        if base
+            .as_deref()
+            .is_some_and(|b| gitlink_in(repo, b, rel).is_some())
+        {
+            // The project's own submodule, changed by the agent: nothing to add.
+            let dir = quote(&p.dir.to_string_lossy()).into_owned();
+            out.push(format!(
+                "`{rel}` (the project's own submodule, changed by its agent) was not merged: qw never merges a repository nested in a task worktree, so `{}`'s merge leaves the submodule at the commit the target records; the agent's copy{at} with its changes stays in `{}` (`git -C {dir} status` and `git -C {dir} log` show them)",
+                t.branch(),
+                p.dir.display()
+            ));
+            continue;
+        }
+        let in_modules = url_in_modules(rel);
+        let (kind, what) = if p.module.is_some() || in_modules.is_some() {
+            (
+                "a submodule its agent added with `git submodule add`",
+                "it and its `.gitmodules` entry are",
+            )
+        } else {
+            ("a repository its agent made or cloned there", "it is")
+        };
+        let url = in_modules.or_else(|| run_in(&p.dir, &["remote", "get-url", "origin"]));
+        let local = url
+            .as_deref()
+            .is_some_and(|u| u.starts_with('/') || u.starts_with('.') || u.starts_with("file:"));
+        let add = format!(
+            "git -C {}{} submodule add {} {}",
+            quote(&repo.top.to_string_lossy()),
+            if local {
+                " -c protocol.file.allow=always"
+            } else {
+                ""
+            },
+            url.as_deref().map_or("<url>".into(), quote),
+            quote(rel)
+        );
+        let then = if url.is_some() {
+            format!(
+                "`{add}` adds it by hand (it clones that URL: the agent's own commits stay in its copy)"
+            )
+        } else {
+            format!(
+                "it has no remote to add it from: push it somewhere, then `{add}` adds it by hand"
+            )
+        };
+        out.push(format!(
+            "`{rel}` ({kind}) was not merged: qw never merges a repository nested in a task worktree, so {what} not in `{}`'s merge; the agent's copy{at} stays in `{}`; {then}",
+            t.branch(),
+            p.dir.display()
+        ));
+    }
+    out
+}
+
 /// The nested repositories the task worktree was kept for ([`KEPT_FOR`]) that are no
 /// longer there (moved out, or their `.git` taken away): paths under them that its
 /// files lack were taken out with them — deleting them is not the task's work.

@@ -18,7 +18,12 @@
 //! worktree's commit) they are kept on `qw/<spec>/<id>@<sha7>` (never merged by qw,
 //! never deleted by it), said in a note, and the task starts from qw's own last tip, or
 //! from the target. A branch with no record is adopted the same way only when its log
-//! says qw made it (an older qw's, rev4 F5).
+//! says qw made it (an older qw's, rev4 F5). A branch moved back to an earlier commit
+//! of the task's own (`git branch -f <it> <it>~1`, `git reset --hard HEAD~1` on it)
+//! holds nothing foreign: the task resumes from there, and the commits dropped are kept
+//! on `qw/<spec>/<id>@<sha7>` (the branch's reflog goes when qw deletes the merged
+//! branch). Moved onto commits the target holds, it is put back at qw's tip, and is not
+//! cleared as merged at the start ([`moved_off_unmerged`]).
 //!
 //! Must not: decide anything about branches of other specs or other names, or delete a
 //! commit (a foreign tip is kept before the branch is moved).
@@ -197,6 +202,17 @@ pub(crate) fn left_there_since(repo: &Repo, branch: &str, tip: &str) -> Option<i
     i64::try_from(secs).ok()
 }
 
+/// Was `branch` moved off the tip qw left it at, a tip holding commits `target` lacks
+/// (an agent's `git branch -f <branch> main`)? Such a branch is no merged leftover:
+/// [`set_aside_foreign`] puts it back when its task starts.
+pub(crate) fn moved_off_unmerged(repo: &Repo, branch: &str, target: &str) -> bool {
+    let Ok(Some(tip)) = repo.commit_of(&format!("refs/heads/{branch}")) else {
+        return false;
+    };
+    matches!(left(repo, branch), Ok(Some(o)) if o != tip
+        && repo.unmerged_commits(&o, target).unwrap_or(0) > 0)
+}
+
 /// The commits `tip` holds that `target`, qw's own last tip `ours` and the
 /// remote-tracking branches lack (what someone other than qw's runs of the task put on
 /// the branch), oldest first.
@@ -323,6 +339,14 @@ fn made_by_user(
     Some(wheres.join(" and "))
 }
 
+/// What [`set_aside_foreign`] tells about a task branch it found moved.
+pub(crate) struct Told {
+    /// The one line.
+    pub(crate) line: String,
+    /// It says the task resumes (so no second line says so).
+    pub(crate) resumes: bool,
+}
+
 /// Before task `task` starts on `branch` (no worktree of qw's holds it, the repository
 /// lock is held; `target` is the commit it starts from, `target_name` its branch): when
 /// the branch is not where qw left it, judge the commits qw did not leave there
@@ -340,7 +364,7 @@ pub(crate) fn set_aside_foreign(
     target: &str,
     target_name: &str,
     run_start: RunStart,
-) -> Result<Option<String>> {
+) -> Result<Option<Told>> {
     let Some(tip) = repo.commit_of(&format!("refs/heads/{branch}"))? else {
         forget(repo, branch);
         return Ok(None);
@@ -354,14 +378,46 @@ pub(crate) fn set_aside_foreign(
         .clone()
         .filter(|c| repo.unmerged_commits(c, target).unwrap_or(0) > 0);
     if new.is_empty() {
-        // Nothing qw did not leave there: the task starts from the target as usual,
-        // or from qw's own unmerged tip, put back (what the branch was moved back from
-        // is all in it).
+        // Moved back to an earlier commit the task made (`git branch -f <branch>
+        // <branch>~1`, a `git reset --hard HEAD~1` on it): nothing foreign, and the
+        // user's choice of where the task goes on from. Resumed from there; what it
+        // dropped is kept on a branch (qw deletes the task branch, and its reflog with
+        // it, once the task is merged).
+        if let Some(o) = &ours
+            && repo.is_ancestor(&tip, o)?
+            && repo.unmerged_commits(&tip, target)? > 0
+        {
+            let dropped = repo.unmerged_commits(o, &tip)?;
+            let kept = salvage::keep_branch(repo, branch, o)?;
+            record(repo, branch)?;
+            return Ok(Some(Told {
+                line: format!(
+                    "branch `{branch}` was moved back to {}, an earlier commit of task {task}'s own, from {} where qw left it: task {task} resumes from {}; the {dropped} commit(s) it dropped are kept on branch `{kept}` (`git branch -D {}` once you do not need them)",
+                    super::short(&tip),
+                    super::short(o),
+                    super::short(&tip),
+                    quote(&kept)
+                ),
+                resumes: true,
+            }));
+        }
+        // Else nothing qw did not leave there: the task starts from the target as
+        // usual, or from qw's own unmerged tip, put back (what the branch was moved back
+        // from is all in it).
         if let Some(o) = &ours {
             git(
                 &repo.top,
                 &["update-ref", &format!("refs/heads/{branch}"), o, &tip],
             )?;
+            return Ok(Some(Told {
+                line: format!(
+                    "branch `{branch}` was moved to {}, which holds no commit of task {task}'s that `{target_name}` lacks: qw put it back at {} where it left it, and task {task} resumes from there (`git branch -D {}` before a run drops its work instead)",
+                    super::short(&tip),
+                    super::short(o),
+                    quote(branch)
+                ),
+                resumes: true,
+            }));
         }
         return Ok(None);
     }
@@ -371,13 +427,17 @@ pub(crate) fn set_aside_foreign(
             Some(o) => format!("was moved since qw left it ({})", super::short(o)),
             None => "was left by a qw before this one recorded the branches it leaves (its reflog says qw made it)".to_owned(),
         };
-        return Ok(Some(format!(
-            "branch `{branch}` {how}: its {} new commit(s) (up to {}) were made {place}, so they are taken as task {task}'s (your fix, or its own work): task {task} resumes from them",
-            new.len(),
-            super::short(&tip)
-        )));
+        return Ok(Some(Told {
+            line: format!(
+                "branch `{branch}` {how}: its {} new commit(s) (up to {}) were made {place}, so they are taken as task {task}'s (your fix, or its own work): task {task} resumes from them",
+                new.len(),
+                super::short(&tip)
+            ),
+            resumes: true,
+        }));
     }
     let kept = salvage::keep_branch(repo, branch, &tip)?;
+    let resumes = ours.is_some();
     let then = match &ours {
         Some(o) => {
             git(
@@ -402,12 +462,15 @@ pub(crate) fn set_aside_foreign(
     } else {
         "made by someone other than qw (its reflog does not show an older qw made it, before qw recorded the branches it leaves)"
     };
-    Ok(Some(format!(
-        "branch `{branch}` was {who}: its {} commit(s) that qw did not leave there and `{target_name}` lacks (up to {}) were not made where qw takes commits as yours (in the main worktree, a worktree of yours or on the branch itself, before this run began): another task's worktree, a worktree that appeared while a run went on, a commit in the main worktree during this run, or a `git update-ref`/`branch -f`, so they are not task {task}'s work as far as qw can tell and are not merged: they are kept on branch `{kept}` (`git merge {}` takes them); {then}",
-        new.len(),
-        super::short(&tip),
-        shell_words::quote(&kept)
-    )))
+    Ok(Some(Told {
+        line: format!(
+            "branch `{branch}` was {who}: its {} commit(s) that qw did not leave there and `{target_name}` lacks (up to {}) were not made where qw takes commits as yours (in the main worktree, a worktree of yours or on the branch itself, before this run began): another task's worktree, a worktree that appeared while a run went on, a commit in the main worktree during this run, or a `git update-ref`/`branch -f`, so they are not task {task}'s work as far as qw can tell and are not merged: they are kept on branch `{kept}` (`git merge {}` takes them); {then}",
+            new.len(),
+            super::short(&tip),
+            quote(&kept)
+        ),
+        resumes,
+    }))
 }
 
 /// Why task `task` cannot start when its `branch` is checked out in `w`, a worktree qw
@@ -435,7 +498,8 @@ pub(crate) fn held_elsewhere(
         "its directory is gone: `git worktree prune` forgets it".to_owned()
     };
     format!(
-        "task {task} was not started: its branch `{branch}` is checked out in the worktree `{path}`, which qw did not make (an agent's `git worktree add`, or yours), and qw never takes a branch from a worktree it did not make; {fix}, then run `qw workflow-continue {spec}` (commits on the branch that qw did not leave there are then kept apart, not merged)"
+        "task {task} was not started: its branch `{branch}` is checked out in the worktree `{path}`, which qw did not make (an agent's `git worktree add`, or yours), and qw never takes a branch from a worktree it did not make; {fix}, then run `{}` (commits on the branch that qw did not leave there are then kept apart, not merged)",
+        super::shell::continue_cmd(spec)
     )
 }
 

@@ -202,6 +202,7 @@ pub(crate) fn own_history(
             commit: Some(commit),
             saved_changes: true,
             moved: staged.moved.clone(),
+            left_out: staged.left_out.clone(),
         },
         line,
     )))
@@ -331,6 +332,51 @@ fn record_kept(repo: &Repo, name: &str, commit: &str) {
     if let Err(e) = written {
         tracing::debug!("could not record the kept branch `{name}`: {e}");
     }
+}
+
+/// Forget the records of kept branches ([`record_kept`]) of `spec` (of every spec when
+/// `None`; never of a spec `skip` names: a running workflow reads them) whose branch is
+/// gone or merged into `target`: nothing is left for them to vouch for. A record whose
+/// branch still holds commits `target` lacks stays. Returns the branches forgotten.
+pub(crate) fn forget_kept(
+    repo: &Repo,
+    spec: Option<&str>,
+    skip: &dyn Fn(&str) -> bool,
+    target: &str,
+) -> Vec<String> {
+    let root = repo.common_dir.join("qw-kept");
+    let Ok(specs) = crate::fs::read_dir(&root) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for s in specs.flatten() {
+        let name = s.file_name().to_string_lossy().into_owned();
+        let dir = s.path();
+        if spec.is_some_and(|x| x != name) || skip(&name) || !dir.is_dir() {
+            continue;
+        }
+        let Ok(records) = crate::fs::read_dir(&dir) else {
+            continue;
+        };
+        for r in records.flatten() {
+            let id = r.file_name().to_string_lossy().into_owned();
+            let branch = super::task_branch(&name, &id);
+            if !id.contains('@') || parse_branch(&branch).is_none() {
+                continue;
+            }
+            let done = match repo.commit_of(&format!("refs/heads/{branch}")) {
+                Ok(None) => true,
+                Ok(Some(tip)) => repo.unmerged_commits(&tip, target).is_ok_and(|n| n == 0),
+                Err(_) => false,
+            };
+            if done && crate::fs::remove_file(r.path()).is_ok() {
+                out.push(branch);
+            }
+        }
+        // The spec's folder, once empty.
+        let _ = fs_err::remove_dir(&dir);
+    }
+    out
 }
 
 /// Did qw make the kept branch `name` at `tip` (its record says so)?

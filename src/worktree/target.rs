@@ -49,10 +49,10 @@ impl Moved {
     /// `why; <what was not done>; fix`, then the `qw workflow-continue` of the spec.
     pub(crate) fn line(&self, spec: &str, not_done: &str) -> String {
         format!(
-            "{}; {not_done}; {}, then run `qw workflow-continue {}`",
+            "{}; {not_done}; {}, then run `{}`",
             self.why,
             self.fix,
-            quote(spec)
+            super::shell::continue_cmd(spec)
         )
     }
 }
@@ -89,10 +89,10 @@ pub fn refused_move(repo: &Repo, spec: &str) -> std::result::Result<Option<Refus
     let file = record_path(repo, spec);
     let bad = |what: &str| {
         format!(
-            "the record `{}` of a refused move of spec `{spec}`'s target branch {what}; delete it to take the branch as it is (`rm -r -- {}`), then run `qw workflow-continue {}` again",
+            "the record `{}` of a refused move of spec `{spec}`'s target branch {what}; delete it to take the branch as it is (`rm -r -- {}`), then run `{}` again",
             file.display(),
             quote(&file.to_string_lossy()),
-            quote(spec)
+            super::shell::continue_cmd(spec)
         )
     };
     match file.symlink_metadata() {
@@ -1308,10 +1308,10 @@ pub(crate) fn refuse_staged_start(w: &Worktrees, task_id: &str) -> Result<()> {
         return Ok(());
     }
     Err(WorktreeError::Staged(format!(
-        "{}, then run `qw workflow-continue {}`",
+        "{}, then run `{}`",
         w.repo
             .staged_line(&staged, &format!("task {task_id} was not started")),
-        quote(&w.spec)
+        super::shell::continue_cmd(&w.spec)
     )))
 }
 

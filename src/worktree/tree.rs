@@ -154,6 +154,10 @@ pub struct Capture {
     /// was saved on it instead, and this line says who moved it and where each piece is
     /// (see `worktree/cross.rs`); not to be merged.
     pub crossed: Option<String>,
+    /// Paths of repositories nested in the worktree (and gitlinks it staged or committed)
+    /// that were left out of the result: what the merge does not bring (see
+    /// `Worktrees::not_merged`).
+    pub left_out: Vec<String>,
 }
 
 /// The result of [`stage`]: a commit holding HEAD plus the files, not yet on a branch.
@@ -164,6 +168,8 @@ pub(crate) struct Staged {
     /// The branch HEAD names was moved from outside the worktree: the commit is on the
     /// worktree's own last commit instead (see [`super::cross::moved_outside`]).
     pub(crate) moved: Option<super::cross::Moved>,
+    /// Nested repositories and new gitlinks left out of the commit.
+    pub(crate) left_out: Vec<String>,
 }
 
 /// Save everything: [`stage`] then [`point_branch`] (the repository lock is held),
@@ -227,9 +233,11 @@ pub(crate) fn stage(
     let spec_rel = repo.spec_rel(spec);
     // A wiped worktree's files are not the task's work (staging them would delete every
     // tracked file): only what its HEAD and index hold is saved.
+    let mut left_out = Vec::new();
     if t.path.is_dir() && !wiped(t, &spec_rel) {
         // Repositories and worktrees the agent nested in it are not the task's work.
-        let excl = super::nested::exclusions(&super::nested::find_staged(t)?);
+        left_out = super::nested::find_staged(t)?;
+        let excl = super::nested::exclusions(&left_out);
         let mut args = vec!["add", "-A"];
         if !excl.is_empty() {
             args.extend(["--", ":/"]);
@@ -269,7 +277,11 @@ pub(crate) fn stage(
         }
     }
     let base_commit = repo.commit_of(base)?;
-    super::nested::unstage_new_gitlinks(t, base_commit.as_deref())?;
+    for p in super::nested::unstage_new_gitlinks(t, base_commit.as_deref())? {
+        if !left_out.contains(&p) {
+            left_out.push(p);
+        }
+    }
     super::nested::unstage_dangling_gitmodules(repo, t, base_commit.as_deref())?;
     // The spec folder is the main tree's: never part of a task's result, even when the
     // agent staged or committed the link qw put there. It stays as the common ancestor
@@ -310,6 +322,7 @@ pub(crate) fn stage(
             commit: head,
             saved_changes: false,
             moved,
+            left_out,
         });
     }
     if head.is_none() && tree == EMPTY_TREE {
@@ -317,6 +330,7 @@ pub(crate) fn stage(
             commit: None,
             saved_changes: false,
             moved,
+            left_out,
         });
     }
     let mut args = vec!["commit-tree", tree.as_str()];
@@ -329,6 +343,7 @@ pub(crate) fn stage(
         commit: Some(commit),
         saved_changes: true,
         moved,
+        left_out,
     })
 }
 
@@ -390,6 +405,7 @@ pub(crate) fn point_branch(
         strays,
         own_history,
         crossed,
+        left_out: staged.left_out,
     })
 }
 

@@ -468,7 +468,9 @@ fn tgt4_agent_merging_another_workflows_task_into_main_is_a_move_for_both() {
         &once(
             &r,
             "into-main",
-            "n=0; until git -C \"$MAIN\" cat-file -e main:f2.txt 2>/dev/null || [ $n -gt 1800 ]; do sleep 0.05; n=$((n+1)); done\ngit -C \"$MAIN\" merge -q --no-edit qw/other/2",
+            // Until qw's merge of task 2 is over: git moves `main` before it removes
+            // MERGE_HEAD, and a merge started in between is refused.
+            "n=0; until { git -C \"$MAIN\" cat-file -e main:f2.txt && ! git -C \"$MAIN\" rev-parse -q --verify MERGE_HEAD; } >/dev/null 2>&1 || [ $n -gt 1800 ]; do sleep 0.05; n=$((n+1)); done\ngit -C \"$MAIN\" merge -q --no-edit qw/other/2",
         ),
     );
     assert_eq!(code(&demo), 1, "demo: {}", diag(&demo));

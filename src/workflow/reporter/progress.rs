@@ -228,7 +228,7 @@ pub(crate) fn lines<'a>(event: &'a Event<'_>) -> Vec<Line<'a>> {
             reason: reason @ StopReason::CostCeiling { .. },
             cancels_running: true,
         } => note(format!(
-            "cost ceiling: no new task starts; the running jobs are cancelled ({reason})"
+            "cost ceiling: no new task starts; the running jobs are cancelled ({reason}; the workflow resumes once it is raised)"
         )),
         EventKind::Stopping { .. } | EventKind::ProcessesEnded { .. } => Vec::new(),
         EventKind::Repaired { message, .. } | EventKind::TickedByHand { message, .. } => {
@@ -554,7 +554,14 @@ pub(crate) fn plain_line(line: &Line<'_>) -> String {
             if *cost_usd > 0.0 {
                 line.push_str(&format!(" (${cost_usd:.4})"));
             }
-            if !outcome.is_success() {
+            if outcome.is_success() {
+                let n = evidence.matches("; warning: ").count();
+                if n > 0 {
+                    line.push_str(&format!(
+                        ", with {n} warning(s) (above): not all it did may be merged"
+                    ));
+                }
+            } else {
                 line.push_str(&format!(" [attempt {attempt}] {evidence}"));
                 if *will_retry {
                     line.push_str(" — retrying");
