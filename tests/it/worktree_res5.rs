@@ -631,13 +631,16 @@ fn other_workflows_task(r: &Repo) -> String {
 }
 
 #[test]
-fn worktree_res5_another_workflows_older_qw_merge_mid_run_is_no_move() {
-    // While `demo` runs, another workflow's qw (an older one: nothing but its merge's
-    // words tell it is qw's) merges its task branch into `main` as qw does — by commit
-    // id (reflog `merge <40-hex>: …`) with the subject `qw(other): merge task …`. Demo's
-    // check of its target accepts it: the run completes, both merged.
+fn worktree_res5_another_workflows_qw_merge_mid_run_is_no_move() {
+    // While `demo` runs, another workflow's qw merges its task branch into `main` as qw
+    // does — by commit id (reflog `merge <40-hex>: …`) with the subject `qw(other):
+    // merge task …` — and notes the merge in `<common>/qw-merges/<merge>` (spec, branch,
+    // tip), as every qw since rev5b F7 does. Demo's check of its target accepts it: the
+    // run completes, both merged. (The same merge without the note — an older qw, or an
+    // agent typing qw's subject — is refused: worktree_fix5o's F7 tests.)
     let r = Repo::new(&tasks(2));
     let o1 = other_workflows_task(&r);
+    let merges = r.root().join(".git/qw-merges");
     r.action(
         "1",
         &format!(
@@ -645,7 +648,12 @@ fn worktree_res5_another_workflows_older_qw_merge_mid_run_is_no_move() {
             once(
                 &r,
                 "othermerge",
-                &format!("git -C \"$MAIN\" merge -q --no-ff -m 'qw(other): merge task 1 Task 1 (succeeded)' {o1}")
+                &format!(
+                    "git -C \"$MAIN\" merge -q --no-ff -m 'qw(other): merge task 1 Task 1 (succeeded)' {o1}\n\
+                     mkdir -p {m}\n\
+                     printf 'other\\nqw/other/1\\n{o1}\\n' > {m}/$(git -C \"$MAIN\" rev-parse HEAD)\n",
+                    m = merges.display()
+                )
             ),
             crate::support::moves::work("1")
         ),
