@@ -1061,6 +1061,9 @@ impl Worktrees {
                 let since = log.get(mark..).unwrap_or(&[]);
                 let mut merged = false;
                 for (i, (c, _)) in since.iter().enumerate() {
+                    // Both times are whole seconds, so a merge in the very second the
+                    // record was written is taken as made while the task ran (refused,
+                    // its hint keeps everything): the safe side of the tie.
                     let after = times.get(mark + i).is_none_or(|t| *t > left_since);
                     if after && gained.contains(c) && self.repo.is_ancestor(&tip, c)? {
                         merged = true;

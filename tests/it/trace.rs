@@ -156,7 +156,9 @@ fn trace_exec_logs_its_command_exit_and_the_processes_it_ended() {
             "--",
             "sh",
             "-c",
-            "setsid sleep 37 & exit 3",
+            // Exits once the grandchild runs `sleep` (else it may be ended while
+            // still `setsid`, and named so), at most about 5 s.
+            "setsid sleep 37 & p=$!; n=0; while [ \"$(cat /proc/$p/comm 2>/dev/null)\" != sleep ] && [ $n -lt 500 ]; do sleep 0.01; n=$((n+1)); done; exit 3",
         ])
         .env("QW_TEST_MARKER", &mark)
         .output()
@@ -167,7 +169,7 @@ fn trace_exec_logs_its_command_exit_and_the_processes_it_ended() {
     let started = lines_with(&log, &["command started", "exec --grace 2 -- sh -c"]);
     assert_eq!(started.len(), 1, "{log}");
     assert!(
-        started[0].contains("'setsid sleep 37 & exit 3'"),
+        started[0].contains("'setsid sleep 37 & p=$!;"),
         "argv not quoted: {}",
         started[0]
     );

@@ -533,6 +533,10 @@ fn tgt4_users_merge_by_hand_of_another_workflows_conflicted_task_is_no_move() {
     let out = bounded(auto_spec(&r, "other", "2"), HARNESS_TIMEOUT);
     assert_eq!(code(&out), 1, "{}", diag(&out));
     assert_eq!(r.task_in("other", "1")["outcome"], "merge_conflict");
+    // A user reads `other`'s line before following it: a merge in the very second qw
+    // left the branch is taken as made while its task ran (reflog times are whole
+    // seconds; see worktree_fix5o's F14 tests for that side).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     // demo's task 1 is where the user merges `qw/other/1` by hand and resolves it.
     r.action(
         "demo-1",
