@@ -473,6 +473,8 @@ pub(crate) struct Summary {
     pub blocked: Vec<String>,
     /// The agent that did the work.
     pub agent: super::AgentKind,
+    /// Completed tasks whose success came with warnings (work the merge left out).
+    pub with_warnings: usize,
 }
 
 #[cfg(test)]

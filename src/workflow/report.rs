@@ -160,7 +160,7 @@ fn warnings(evidence: &str) -> Vec<&str> {
 }
 
 /// How many completed tasks of the spec hold warnings.
-fn completed_with_warnings(spec: Option<&crate::state::Spec>) -> usize {
+pub(crate) fn completed_with_warnings(spec: Option<&crate::state::Spec>) -> usize {
     spec.map_or(0, |s| {
         s.tasks
             .values()

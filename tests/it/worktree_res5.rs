@@ -294,6 +294,13 @@ fn worktree_res5_submodule_left_out_of_the_merge_is_a_warning_of_the_task() {
         assert_eq!(r.f.task(id)["status"], "completed", "{text}");
         assert!(has(&r, "main", &format!("f{id}.txt")), "{text}");
     }
+    // The run's last line does not claim a clean success either.
+    assert!(
+        stdout(&out).contains(
+            "3/3 tasks completed by the command agent (2 with warnings: not all they did was merged; see the report)"
+        ),
+        "{text}"
+    );
     assert!(
         !r.git(&["ls-tree", "-r", "main"]).contains("160000"),
         "{text}"

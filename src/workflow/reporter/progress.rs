@@ -105,6 +105,8 @@ pub(crate) enum Line<'a> {
         report: Option<String>,
         /// The agent that did the work (`claude`, `command`, `offline`).
         agent: &'a str,
+        /// Completed tasks whose success came with warnings.
+        with_warnings: usize,
     },
 }
 
@@ -259,6 +261,7 @@ fn finished(summary: &Summary) -> Line<'_> {
         cost_usd: summary.cost_usd,
         report: summary.report.as_ref().map(|p| p.display().to_string()),
         agent: summary.agent.as_str(),
+        with_warnings: summary.with_warnings,
     }
 }
 
@@ -578,10 +581,16 @@ pub(crate) fn plain_line(line: &Line<'_>) -> String {
             cost_usd,
             report,
             agent,
+            with_warnings,
         } => {
             let mut line = format!(
                 "workflow {result}: {completed}/{total} tasks completed by the {agent} agent"
             );
+            if *with_warnings > 0 {
+                line.push_str(&format!(
+                    " ({with_warnings} with warnings: not all they did was merged; see the report)"
+                ));
+            }
             if *agent == crate::workflow::AgentKind::Offline.as_str() {
                 line.push_str(" (templates and checks only, no code written)");
             }

@@ -1004,6 +1004,7 @@ mod tests {
             failed: Vec::new(),
             blocked: Vec::new(),
             agent: crate::workflow::AgentKind::Offline,
+            with_warnings: 0,
         };
         let mut s = UnifiedState::default();
         s.specifications.entry(SPEC.into()).or_default();

@@ -314,5 +314,6 @@ fn dry_run(w: &Workflow, spec: &Spec, progress: &Progress) -> Result<Summary, Wo
         failed: Vec::new(),
         blocked: Vec::new(),
         agent: w.options.agent,
+        with_warnings: 0,
     })
 }

@@ -103,6 +103,7 @@ pub(crate) fn drive(run: &Run<'_>, started: Instant) -> Result<Summary, Workflow
             .then(|| run.project.runs_dir()),
     });
     crate::fs::write_generated(&report_path, text.as_bytes())?;
+    let with_warnings = report::completed_with_warnings(state.specifications.get(run.name));
     let summary = Summary {
         ending,
         completed: outcome.completed,
@@ -112,6 +113,7 @@ pub(crate) fn drive(run: &Run<'_>, started: Instant) -> Result<Summary, Workflow
         failed: outcome.failed,
         blocked: outcome.blocked,
         agent: run.options.agent,
+        with_warnings,
     };
     run.events.emit(EventKind::Finished { summary: &summary })?;
     Ok(summary)
