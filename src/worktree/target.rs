@@ -326,22 +326,28 @@ fn keep_first(commits: &[String], left: &[String], back: String) -> String {
     } else {
         left.iter().collect()
     };
-    let cmds: Vec<String> = commits
-        .iter()
-        .map(|c| {
-            format!(
-                "`git branch {} {c}`",
-                quote(&format!("qw-kept/{}", short(c)))
-            )
-        })
-        .collect();
+    let cmds: Vec<String> = commits.iter().map(|c| keep_cmd(c)).collect();
+    leave_out(&left, &cmds.join(", "), &back)
+}
+
+/// `` `git branch qw-kept/<sha7> <commit>` ``: keeps `commit` on a branch of its own.
+fn keep_cmd(commit: &str) -> String {
+    format!(
+        "`git branch {} {commit}`",
+        quote(&format!("qw-kept/{}", short(commit)))
+    )
+}
+
+/// "that would leave out <the first three of `left`>: keep them first (`cmds`), then
+/// `back`".
+fn leave_out<S: AsRef<str>>(left: &[S], cmds: &str, back: &str) -> String {
     let more = if left.len() > 3 {
         format!(" and {} more", left.len() - 3)
     } else {
         String::new()
     };
     format!(
-        "that would leave out {} ({}{more}): keep {} first ({}), then {back}",
+        "that would leave out {} ({}{more}): keep {} first ({cmds}), then {back}",
         if left.len() == 1 {
             "a commit".to_owned()
         } else {
@@ -349,11 +355,10 @@ fn keep_first(commits: &[String], left: &[String], back: String) -> String {
         },
         left.iter()
             .take(3)
-            .map(|c| short(c))
+            .map(|c| short(c.as_ref()))
             .collect::<Vec<_>>()
             .join(", "),
         if left.len() == 1 { "it" } else { "them" },
-        cmds.join(", ")
     )
 }
 
@@ -815,18 +820,8 @@ impl Worktrees {
             quote(&format!("qw-kept/{}", short(now))),
             quote(b)
         );
-        let keep_rest = |rest: &[String]| -> Vec<String> {
-            rest.iter()
-                .map(|c| {
-                    format!(
-                        "`git branch {} {c}`",
-                        quote(&format!("qw-kept/{}", short(c)))
-                    )
-                })
-                .collect()
-        };
         let mut cmds = vec![first];
-        cmds.extend(keep_rest(&p.keep));
+        cmds.extend(p.keep.iter().map(|c| keep_cmd(c)));
         if left.is_empty() && p.keep.is_empty() {
             return Ok(format!(
                 "keep what `{b}` holds first ({}: anything that lands on it before you put it back — another workflow's merge, a commit of yours — stays there), then {back}",
@@ -834,25 +829,13 @@ impl Worktrees {
             ));
         }
         left.extend(p.keep.iter().cloned());
-        let more = if left.len() > 3 {
-            format!(" and {} more", left.len() - 3)
-        } else {
-            String::new()
-        };
-        Ok(format!(
-            "that would leave out {} ({}{more}): keep {} first ({}; the first keeps whatever is on `{b}` when you run it), then {back}",
-            if left.len() == 1 {
-                "a commit".to_owned()
-            } else {
-                format!("{} commits", left.len())
-            },
-            left.iter()
-                .take(3)
-                .map(|c| short(c))
-                .collect::<Vec<_>>()
-                .join(", "),
-            if left.len() == 1 { "it" } else { "them" },
-            cmds.join(", ")
+        Ok(leave_out(
+            &left,
+            &format!(
+                "{}; the first keeps whatever is on `{b}` when you run it",
+                cmds.join(", ")
+            ),
+            &back,
         ))
     }
 
