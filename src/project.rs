@@ -96,6 +96,14 @@ impl Project {
     pub fn workflow_lock_file(&self, name: &str) -> PathBuf {
         self.runs_dir().join(format!(".{name}.workflow.lock"))
     }
+    /// `.claude/runs/.state-restore.lock`: held by `qw state-backup --restore` from before
+    /// it looks for running workflows until the state is restored. Every workflow start
+    /// takes it for a moment, before its own workflow lock, so a workflow — of any spec,
+    /// also one that never ran and so has no workflow lock file yet — never starts in the
+    /// middle of a restore, and a restore always sees the workflows that started before it.
+    pub fn restore_lock_file(&self) -> PathBuf {
+        self.runs_dir().join(".state-restore.lock")
+    }
     /// `.claude/next_command.txt`
     pub fn next_command_file(&self) -> PathBuf {
         self.claude_dir().join("next_command.txt")

@@ -14,7 +14,8 @@ Backups live in .claude/backups/state/NAME.json. Restoring backs up the current 
 first (pre_restore_<time>.json). While a workflow of the project runs, --restore refuses
 (exit 2, naming each running workflow's spec and pid: the restore would drop the tasks it
 completed); with --wait it waits for them to end (up to QW_LOCK_TIMEOUT; Ctrl-C stops the
-wait) and holds their workflow locks while it restores, so none starts meanwhile. --clean (7 days unless --days) also removes old copies
+wait) and holds their workflow locks while it restores. A workflow starting during a restore,
+of any spec, waits for the restore to end (it says so after a second). --clean (7 days unless --days) also removes old copies
 of spec folders in .claude/backups/workflows/; it never deletes the newest state backup
 nor the newest copy of a spec.
 
@@ -78,6 +79,18 @@ pub(crate) fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
         // Held until the restore is done: a running workflow would go on recording
         // into the restored state, which has lost what it completed meanwhile.
         let stem = backup::strip_json(name);
+        // Taken before looking for running workflows and held until the state is
+        // restored: a workflow starting meanwhile (of any spec, also one with no lock
+        // file yet) waits for it (`Project::restore_lock_file`).
+        crate::fs::create_dir_all(ctx.project.runs_dir())
+            .map_err(|e| CliError::failed(e.to_string()))?;
+        let restoring = crate::fs::LockedFile::acquire(
+            ctx.project.restore_lock_file(),
+            "another state restore to end",
+            &crate::fs::LockTimeout::from_env(),
+            &crate::cancel::Cancel::process(),
+        )
+        .map_err(super::workflow_reset::lock_failed)?;
         let workflows = super::workflow_reset::hold_all_workflows(
             ctx,
             args.wait,
@@ -86,6 +99,7 @@ pub(crate) fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
         )?;
         let r = backup::restore(&store, name)?;
         drop(workflows);
+        drop(restoring);
         if json {
             outln!("{}", to_json(&r)?)?;
         } else {

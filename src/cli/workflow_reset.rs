@@ -167,7 +167,7 @@ fn hold_workflow(ctx: &Ctx, spec: &str, wait: bool) -> Result<Option<LockedFile>
 }
 
 /// A lock that could not be taken, as the command's error: interrupted by a signal, or failed.
-fn lock_failed(e: LockError) -> CliError {
+pub(crate) fn lock_failed(e: LockError) -> CliError {
     let code = match e.interrupted() {
         Some(sig) => crate::exit::EXEC_SIGNAL_BASE + sig,
         None => crate::exit::FAILED,
@@ -182,8 +182,9 @@ fn lock_failed(e: LockError) -> CliError {
 /// record at once (`state-backup --restore`). A workflow running now is refused (exit 2)
 /// naming each one's spec and pid, with `what` saying what the command would do to it and
 /// `retry` the command to wait instead; with `wait`, each is waited for like any lock
-/// (bounded by `QW_LOCK_TIMEOUT`, ended by a signal). The locks are held until dropped,
-/// so no workflow starts meanwhile.
+/// (bounded by `QW_LOCK_TIMEOUT`, ended by a signal). The locks are held until dropped.
+/// A spec that never ran has no lock file to find: the caller holds
+/// [`Project::restore_lock_file`] first, which every workflow start takes before its own.
 pub(crate) fn hold_all_workflows(
     ctx: &Ctx,
     wait: bool,

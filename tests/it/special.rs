@@ -8,12 +8,10 @@
 //! Every command runs under [`bounded`]: a hang fails the test (after a generous 90 s,
 //! killing the command's process group) instead of hanging the suite.
 
-use std::os::unix::process::CommandExt as _;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Stdio;
 
+use crate::support::guarded::{GatedRun, bounded, gated_project, permissive};
 use crate::support::*;
 
 /// What gets planted where qw expects a regular file.
@@ -50,36 +48,6 @@ impl Shape {
             Shape::Socket => drop(std::os::unix::net::UnixListener::bind(path).unwrap()),
         }
     }
-}
-
-/// Run `cmd` in a process group of its own; if it has not ended after 90 s, kill the
-/// group and fail: qw hung.
-fn bounded(mut cmd: Command) -> Output {
-    cmd.process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = cmd.spawn().unwrap();
-    let pgid = i32::try_from(child.id()).unwrap();
-    let (tx, rx) = mpsc::channel::<()>();
-    let dog = std::thread::spawn(move || match rx.recv_timeout(Duration::from_secs(90)) {
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            kill_group(pgid, 9);
-            true
-        }
-        _ => false,
-    });
-    let out = child.wait_with_output().unwrap();
-    let _ = tx.send(());
-    assert!(!dog.join().unwrap(), "qw hung: {cmd:?}");
-    out
-}
-
-fn permissive(p: &TestProject) {
-    p.write(
-        ".claude/settings.local.json",
-        r#"{"resource_limits": {"max_load": 1000, "max_memory": 1.0, "high_impact_load": 1000}}"#,
-    );
 }
 
 #[test]
@@ -359,60 +327,11 @@ fn hard_reset_skips_special_files_in_the_spec_folder_without_blocking() {
     assert_eq!(code(&out), 0, "{}", diag(&out));
 }
 
-/// A project whose spec `demo` has its documents, and an agent command that says it
-/// started (`started-<task>`) and then waits for the file `gate` before succeeding.
-fn gated_project() -> (TestProject, String) {
-    let p = TestProject::new();
-    permissive(&p);
-    p.write(".claude/specs/demo/requirements.md", "# R\n\n1. x\n");
-    p.write(".claude/specs/demo/design.md", "# D\n\nx\n");
-    p.write(
-        ".claude/specs/demo/tasks.md",
-        "- [ ] 1. One\n- [ ] 2. Two\n",
-    );
-    let root = p.path().display().to_string();
-    let agent = p.script(
-        "bin/gated-agent",
-        &format!(
-            "#!/bin/sh\ntouch '{root}/started-'\"$1\"\ni=0\nwhile [ ! -e '{root}/gate' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\necho done\n"
-        ),
-    );
-    (p, format!("{} {{task_id}}", agent.display()))
-}
-
 #[test]
 fn workflow_reset_refuses_or_waits_while_the_workflow_runs() {
     let (p, agent_cmd) = gated_project();
-    let mut wf = p.qw(&[
-        "workflow-auto",
-        "demo",
-        "d",
-        "--agent-cmd",
-        &agent_cmd,
-        "--isolate",
-        "none",
-        "--parallel",
-        "1",
-    ]);
-    wf.process_group(0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut wf = wf.spawn().unwrap();
-    let wf_pid = i32::try_from(wf.id()).unwrap();
-    struct Group(i32);
-    impl Drop for Group {
-        fn drop(&mut self) {
-            kill_group(self.0, 9);
-        }
-    }
-    let _cleanup = Group(wf_pid);
-    assert!(
-        wait_until(Duration::from_secs(60), || p
-            .path()
-            .join("started-1")
-            .exists()),
-        "the workflow never started task 1"
-    );
+    let mut wf = GatedRun::start(&p, &agent_cmd, Stdio::piped());
+    let wf_pid = wf.pid;
 
     // Soft and hard: refused, naming the workflow's pid; nothing touched.
     for args in [
@@ -444,7 +363,7 @@ fn workflow_reset_refuses_or_waits_while_the_workflow_runs() {
     waiting.env("QW_LOCK_TIMEOUT", "0");
     let waiter = std::thread::spawn(move || bounded(waiting));
     std::fs::write(p.path().join("gate"), "").unwrap();
-    let status = wf.wait().unwrap();
+    let status = wf.child.wait().unwrap();
     assert_eq!(
         status.code(),
         Some(0),

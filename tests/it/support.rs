@@ -259,6 +259,7 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 pub mod claude_cli;
 pub mod flow;
+pub mod guarded;
 pub mod messages_api;
 pub mod moves;
 

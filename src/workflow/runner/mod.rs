@@ -104,7 +104,7 @@ impl Workflow {
         }
 
         crate::fs::create_dir_all(spec.dir())?;
-        let _lock = lock_workflow(&self.project, &self.name)?;
+        let _lock = lock_workflow(&self.project, &self.name, cancel)?;
         // The readers of this run's events: the recorder first, so every other reader
         // finds the event's change on disk. Add a reader here.
         let recorder = Recorder::start(store.clone(), &self.name, agent.name(), spec.tasks_path());
@@ -218,8 +218,21 @@ impl Workflow {
     }
 }
 
-fn lock_workflow(project: &Project, name: &str) -> Result<LockedFile, WorkflowError> {
+fn lock_workflow(
+    project: &Project,
+    name: &str,
+    cancel: &Cancel,
+) -> Result<LockedFile, WorkflowError> {
     crate::fs::create_dir_all(project.runs_dir())?;
+    // Held only until this spec's lock is ours: a restore running now ends first (it would
+    // drop what this run records), and one starting later finds this spec's lock held —
+    // whether or not the spec ever ran before (its lock file may not exist yet).
+    let _no_restore = LockedFile::acquire(
+        project.restore_lock_file(),
+        "a state restore (`qw state-backup --restore`) to end",
+        &crate::fs::LockTimeout::from_env(),
+        cancel,
+    )?;
     let path = project.workflow_lock_file(name);
     match LockedFile::try_acquire(&path)? {
         Some(lock) => Ok(lock),
