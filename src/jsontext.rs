@@ -20,8 +20,9 @@
 //! stack, and the value is written back byte for byte. Python's `json` reads and writes
 //! far deeper documents: one must never be called "not JSON", quarantined, or rewritten.
 //!
-//! Must not: know any file format beyond JSON text, or do I/O. A string that itself starts
-//! with NUL followed by the marker is read as a tag (no JSON writer produces one).
+//! Must not: know any file format beyond JSON text, or do I/O. The markers hold a nonce
+//! drawn once per process, so a string of the text (or one recorded from an agent) never
+//! reads as a tag, whatever it holds: only what this process tagged is untagged.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -37,14 +38,38 @@ pub(crate) enum Dialect {
     Python,
 }
 
-/// The decoded form of a tag: NUL, then this marker, then the token.
-const MARKER: &str = "\u{0}qw-num:";
-/// The marker as serde_json escapes it inside a string literal.
-const ESCAPED_MARKER: &str = "\\u0000qw-num:";
+/// The markers of this process's tags, as serde_json escapes them inside a string
+/// literal: `\u0000qw-num-<nonce>:` before a token, `\u0000qw-raw-<nonce>:` before a deep
+/// container's text in hex. The nonce is 16 random hex digits drawn once per process, so
+/// no string in a file (nor one an agent makes qw record) can spell a tag: a string
+/// reading `\u0000qw-num:12` is a string, written back as one.
+struct Markers {
+    /// The decoded form of a number tag's marker (NUL, `qw-num-<nonce>:`).
+    num: String,
+    /// `num` as serde_json escapes it.
+    escaped_num: String,
+    /// The raw tag's marker as serde_json escapes it.
+    escaped_raw: String,
+}
 
-/// The marker of a raw tag (NUL, `qw-raw:`, then the container's text in hex) as serde_json
-/// escapes it inside a string literal.
-const ESCAPED_RAW_MARKER: &str = "\\u0000qw-raw:";
+fn markers() -> &'static Markers {
+    static MARKERS: std::sync::LazyLock<Markers> = std::sync::LazyLock::new(|| {
+        // The OS generator fails only on a broken system; the fallback is then a
+        // process-unique value an agent would have to guess at the moment qw started.
+        let nonce = crate::random::hex(8).unwrap_or_else(|_| {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            format!("{:x}{nanos:x}", std::process::id())
+        });
+        Markers {
+            num: format!("\u{0}qw-num-{nonce}:"),
+            escaped_num: format!("\\u0000qw-num-{nonce}:"),
+            escaped_raw: format!("\\u0000qw-raw-{nonce}:"),
+        }
+    });
+    &MARKERS
+}
 
 /// The deepest container serde_json is given: deeper ones are carried as raw text (see
 /// the module doc). Far below serde_json's limit of 128, far above any qw structure.
@@ -60,12 +85,12 @@ pub(crate) fn strip_bom(text: &str) -> &str {
 
 /// The tag string for `token` (what serde_json sees in place of the token).
 pub(crate) fn tag(token: &str) -> String {
-    format!("{MARKER}{token}")
+    format!("{}{token}", markers().num)
 }
 
 /// The token a tag string stands for; `None` for any other string.
 pub(crate) fn token_of(s: &str) -> Option<&str> {
-    s.strip_prefix(MARKER)
+    s.strip_prefix(markers().num.as_str())
 }
 
 /// The float a token stands for: `NaN`, `Infinity`, `-Infinity`, or a JSON number (the
@@ -121,13 +146,13 @@ pub(crate) fn tag_numbers(text: &str, dialect: Dialect) -> Cow<'_, str> {
         match b {
             b'"' => i = string_end(bytes, i),
             b'{' | b'[' if depth >= MAX_PARSED_DEPTH && !broken => {
-                match container_end(bytes, i, dialect) {
+                match scan_container(bytes, i, dialect).ok() {
                     Some(end) => {
                         let raw = text.get(i..end).unwrap_or_default();
                         let o = out.get_or_insert_with(|| String::with_capacity(text.len() + 32));
                         o.push_str(text.get(copied..i).unwrap_or_default());
                         o.push('"');
-                        o.push_str(ESCAPED_RAW_MARKER);
+                        o.push_str(&markers().escaped_raw);
                         for byte in raw.bytes() {
                             let _ = write!(o, "{byte:02x}");
                         }
@@ -158,7 +183,7 @@ pub(crate) fn tag_numbers(text: &str, dialect: Dialect) -> Cow<'_, str> {
                     let o = out.get_or_insert_with(|| String::with_capacity(text.len() + 32));
                     o.push_str(text.get(copied..i).unwrap_or_default());
                     o.push('"');
-                    o.push_str(ESCAPED_MARKER);
+                    o.push_str(&markers().escaped_num);
                     o.push_str(token);
                     o.push('"');
                     copied = end;
@@ -177,6 +202,73 @@ pub(crate) fn tag_numbers(text: &str, dialect: Dialect) -> Cow<'_, str> {
     }
 }
 
+/// Why serde_json refused a text, in words a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    /// What is wrong, without the place (e.g. "expected `,` or `]`").
+    pub(crate) message: String,
+    /// 1-based line.
+    pub(crate) line: usize,
+    /// 1-based column.
+    pub(crate) column: usize,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} at line {} column {}",
+            self.message, self.line, self.column
+        )
+    }
+}
+
+/// Why serde_json refused `text` (the file's text, BOM stripped, as it was before
+/// [`tag_numbers`]) with `e`. serde_json's own words, except for its recursion limit: that
+/// is met only by a container nested deeper than [`MAX_PARSED_DEPTH`] that is not valid
+/// JSON (a valid one is carried as raw text), and "recursion limit exceeded" would send the
+/// user looking for a nesting limit. Then the text is scanned for where it stops being
+/// JSON, and that place is named ("not valid JSON: unexpected `2`").
+pub(crate) fn refusal(text: &str, dialect: Dialect, e: &serde_json::Error) -> Refusal {
+    let serde = || Refusal {
+        // serde_json appends " at line L column C".
+        message: e
+            .to_string()
+            .split(" at line ")
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        line: e.line(),
+        column: e.column(),
+    };
+    if !e.to_string().starts_with("recursion limit exceeded") {
+        return serde();
+    }
+    let bytes = text.as_bytes();
+    let start = bytes
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .unwrap_or(bytes.len());
+    let Err(at) = scan_container(bytes, start, dialect) else {
+        return serde();
+    };
+    let before = bytes.get(..at).unwrap_or_default();
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |n| n + 1);
+    let found = text.get(at..).and_then(|t| t.chars().next());
+    Refusal {
+        message: match found {
+            Some(c) if c.is_control() => format!("not valid JSON: unexpected {c:?}"),
+            Some(c) => format!("not valid JSON: unexpected `{c}`"),
+            None => "not valid JSON: the text ends inside a list or object".to_owned(),
+        },
+        line: before.iter().filter(|&&b| b == b'\n').count() + 1,
+        column: at - line_start + 1,
+    }
+}
+
 /// Turn tags in serde_json output back into their tokens and texts, byte for byte.
 pub(crate) fn untag(json: String) -> String {
     untag_numbers(untag_raw(json))
@@ -184,7 +276,25 @@ pub(crate) fn untag(json: String) -> String {
 
 /// Turn raw tags (deep containers) back into the text they stand for.
 fn untag_raw(json: String) -> String {
-    let pattern = format!("\"{ESCAPED_RAW_MARKER}");
+    untag_each(json, &markers().escaped_raw, from_hex)
+}
+
+/// Turn number tags back into their tokens.
+fn untag_numbers(json: String) -> String {
+    untag_each(json, &markers().escaped_num, |token| {
+        is_token(token).then(|| token.to_owned())
+    })
+}
+
+/// Replace each string literal of `json` that starts with `escaped_marker` by what
+/// `payload` makes of the rest of it; one it makes nothing of is kept as it is (not
+/// something `tag_numbers` made).
+fn untag_each(
+    json: String,
+    escaped_marker: &str,
+    payload: impl Fn(&str) -> Option<String>,
+) -> String {
+    let pattern = format!("\"{escaped_marker}");
     if !json.contains(&pattern) {
         return json;
     }
@@ -192,18 +302,17 @@ fn untag_raw(json: String) -> String {
     let mut rest = json.as_str();
     while let Some(at) = rest.find(&pattern) {
         let after = rest.get(at + pattern.len()..).unwrap_or_default();
-        let hex_len = after.find('"').unwrap_or(after.len());
+        let len = after.find('"').unwrap_or(after.len());
         out.push_str(rest.get(..at).unwrap_or_default());
-        match (after.len() > hex_len)
-            .then(|| from_hex(after.get(..hex_len).unwrap_or_default()))
+        match (after.len() > len)
+            .then(|| payload(after.get(..len).unwrap_or_default()))
             .flatten()
         {
-            Some(raw) => {
-                out.push_str(&raw);
-                rest = after.get(hex_len + 1..).unwrap_or_default();
+            Some(text) => {
+                out.push_str(&text);
+                rest = after.get(len + 1..).unwrap_or_default();
             }
             None => {
-                // Not something `tag_numbers` made: keep it as it is.
                 out.push_str(pattern.as_str());
                 rest = after;
             }
@@ -229,32 +338,6 @@ fn from_hex(hex: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// Turn number tags back into their tokens.
-fn untag_numbers(json: String) -> String {
-    let pattern = format!("\"{ESCAPED_MARKER}");
-    if !json.contains(&pattern) {
-        return json;
-    }
-    let mut out = String::with_capacity(json.len());
-    let mut rest = json.as_str();
-    while let Some(at) = rest.find(&pattern) {
-        let after = rest.get(at + pattern.len()..).unwrap_or_default();
-        let token_len = after.find('"').unwrap_or(after.len());
-        let token = after.get(..token_len).unwrap_or_default();
-        out.push_str(rest.get(..at).unwrap_or_default());
-        if after.len() > token_len && is_token(token) {
-            out.push_str(token);
-            rest = after.get(token_len + 1..).unwrap_or_default();
-        } else {
-            // Not something `tag_numbers` made: keep it as it is.
-            out.push_str(pattern.as_str());
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 /// `v` as compact JSON with its original tokens (for messages that quote a value).
 pub(crate) fn display(v: &Value) -> String {
     untag(v.to_string())
@@ -274,9 +357,10 @@ fn string_end(bytes: &[u8], start: usize) -> usize {
 }
 
 /// Index just past the container (`{` or `[`) that starts at `start`, when it is valid JSON
-/// of `dialect` (every string, escape, number, literal and separator checked); `None`
-/// otherwise. Iterative: any depth costs one byte of stack per level, on the heap.
-fn container_end(bytes: &[u8], start: usize, dialect: Dialect) -> Option<usize> {
+/// of `dialect` (every string, escape, number, literal and separator checked); otherwise
+/// `Err` with the index where it stops being JSON (`bytes.len()` when it ends too soon).
+/// Iterative: any depth costs one byte of stack per level, on the heap.
+fn scan_container(bytes: &[u8], start: usize, dialect: Dialect) -> Result<usize, usize> {
     #[derive(Clone, Copy, PartialEq)]
     enum Want {
         /// A value (or the close of the array just opened, when `true`).
@@ -297,7 +381,7 @@ fn container_end(bytes: &[u8], start: usize, dialect: Dialect) -> Option<usize> 
         {
             i += 1;
         }
-        let b = *bytes.get(i)?;
+        let b = *bytes.get(i).ok_or(i)?;
         let close = match (want, b) {
             (Want::Value(_), b'{') => {
                 open.push(b'{');
@@ -319,13 +403,16 @@ fn container_end(bytes: &[u8], start: usize, dialect: Dialect) -> Option<usize> 
             }
             (Want::Value(_), _) => {
                 let end = token_end(bytes, i);
-                let token = std::str::from_utf8(bytes.get(i..end)?).ok()?;
+                let token = bytes
+                    .get(i..end)
+                    .and_then(|t| std::str::from_utf8(t).ok())
+                    .unwrap_or_default();
                 let ok = matches!(token, "true" | "false" | "null")
                     || is_json_number(token)
                     || (dialect == Dialect::Python
                         && matches!(token, "NaN" | "Infinity" | "-Infinity"));
                 if !ok {
-                    return None;
+                    return Err(i);
                 }
                 i = end;
                 want = Want::Next;
@@ -351,16 +438,16 @@ fn container_end(bytes: &[u8], start: usize, dialect: Dialect) -> Option<usize> 
                 false
             }
             (Want::Next, b']' | b'}') => true,
-            _ => return None,
+            _ => return Err(i),
         };
         if close {
-            let opened = open.pop()?;
+            let opened = open.pop().ok_or(i)?;
             if (opened, b) != (b'[', b']') && (opened, b) != (b'{', b'}') {
-                return None;
+                return Err(i);
             }
             i += 1;
             if open.is_empty() {
-                return Some(i);
+                return Ok(i);
             }
             want = Want::Next;
         }
@@ -368,24 +455,24 @@ fn container_end(bytes: &[u8], start: usize, dialect: Dialect) -> Option<usize> 
 }
 
 /// Index just past the string literal that starts at `start`, when it is valid JSON: no
-/// control character inside, every escape one of JSON's.
-fn checked_string_end(bytes: &[u8], start: usize) -> Option<usize> {
+/// control character inside, every escape one of JSON's; else `Err` with where it is not.
+fn checked_string_end(bytes: &[u8], start: usize) -> Result<usize, usize> {
     let mut j = start + 1;
     loop {
-        match *bytes.get(j)? {
-            b'"' => return Some(j + 1),
-            b'\\' => match *bytes.get(j + 1)? {
+        match *bytes.get(j).ok_or(j)? {
+            b'"' => return Ok(j + 1),
+            b'\\' => match *bytes.get(j + 1).ok_or(j + 1)? {
                 b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j += 2,
                 b'u' => {
-                    let hex = bytes.get(j + 2..j + 6)?;
+                    let hex = bytes.get(j + 2..j + 6).ok_or(j)?;
                     if !hex.iter().all(u8::is_ascii_hexdigit) {
-                        return None;
+                        return Err(j);
                     }
                     j += 6;
                 }
-                _ => return None,
+                _ => return Err(j),
             },
-            c if c < 0x20 => return None,
+            c if c < 0x20 => return Err(j),
             _ => j += 1,
         }
     }
@@ -489,7 +576,8 @@ mod tests {
     fn json_dialect_leaves_nan_for_serde_to_refuse() {
         let tagged = tag_numbers(r#"{"a": NaN, "b": 1e400}"#, Dialect::Json);
         assert!(
-            tagged.contains("NaN,") && tagged.contains(r#""\u0000qw-num:1e400""#),
+            tagged.contains("NaN,")
+                && tagged.contains(&format!("\"{}1e400\"", markers().escaped_num)),
             "{tagged}"
         );
         assert!(serde_json::from_str::<Value>(&tagged).is_err());
@@ -509,20 +597,123 @@ mod tests {
             r#"[01, 1., .5, 1e, --1, +1, nan, infinity, -NaN]"#,
         ] {
             let tagged = tag_numbers(text, Dialect::Python);
-            assert!(!tagged.contains(ESCAPED_MARKER), "{text} -> {tagged}");
+            assert!(
+                !tagged.contains(&markers().escaped_num),
+                "{text} -> {tagged}"
+            );
         }
     }
 
     #[test]
     fn untag_leaves_foreign_strings_alone() {
+        let m = &markers().escaped_num;
         for s in [
-            r#"["\u0000qw-num:1; rm"]"#,
-            r#"["\u0000qw-num:"]"#,
-            r#"["\u0000qw-num:12"#,
+            format!(r#"["{m}1; rm"]"#),
+            format!(r#"["{m}"]"#),
+            format!(r#"["{m}12"#),
+            // rev5a L1: the marker of old, or another process's, is a string.
+            r#"["\u0000qw-num:12"]"#.to_owned(),
+            r#"["\u0000qw-raw:5b5d"]"#.to_owned(),
         ] {
-            assert_eq!(untag(s.to_owned()), s);
+            assert_eq!(untag(s.clone()), s);
         }
-        assert_eq!(untag(r#"["\u0000qw-num:12"]"#.to_owned()), "[12]");
+        assert_eq!(untag(format!(r#"["{m}12"]"#)), "[12]");
+    }
+
+    /// rev5a L1: strings spelling a tag (the fixed marker of old, with any escapes) read
+    /// as strings, never as tags, and are written back as the same strings.
+    #[test]
+    fn strings_spelling_a_tag_stay_strings() {
+        for text in [
+            r#"{"a":"\u0000qw-num:12","b":"\u0000qw-num:NaN"}"#,
+            r#"{"a":"\u0000qw-raw:5b5d","b":"\u0000\u0071w-num:7"}"#,
+        ] {
+            let tagged = tag_numbers(text, Dialect::Python);
+            let v: Value = serde_json::from_str(&tagged).unwrap();
+            for (_, s) in v.as_object().unwrap() {
+                assert!(token_of(s.as_str().unwrap()).is_none(), "{s}");
+            }
+            let back: Value =
+                serde_json::from_str(&untag(serde_json::to_string(&v).unwrap())).unwrap();
+            assert_eq!(back, v, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_deep_container_that_is_not_json_is_named_where_it_breaks() {
+        let text = format!(
+            "{{\n  \"x\": {}[1 2]{}\n}}",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let e = serde_json::from_str::<Value>(&tag_numbers(&text, Dialect::Json)).unwrap_err();
+        assert!(e.to_string().contains("recursion limit"), "{e}");
+        let why = refusal(&text, Dialect::Json, &e);
+        assert_eq!(why.message, "not valid JSON: unexpected `2`");
+        assert_eq!((why.line, why.column), (2, 8 + 200 + 3));
+        assert_eq!(
+            why.to_string(),
+            "not valid JSON: unexpected `2` at line 2 column 211"
+        );
+        // Cut off in the middle, and a control character in a string.
+        for (bad, message) in [
+            (
+                "[1,",
+                "not valid JSON: the text ends inside a list or object",
+            ),
+            ("[\"a\u{1}\"]", "not valid JSON: unexpected '\\u{1}'"),
+        ] {
+            let text = format!("{}{bad}", "[".repeat(300));
+            let e = serde_json::from_str::<Value>(&tag_numbers(&text, Dialect::Json)).unwrap_err();
+            assert_eq!(refusal(&text, Dialect::Json, &e).message, message, "{bad}");
+        }
+        // Any other error keeps serde_json's words.
+        let e = serde_json::from_str::<Value>("[1 2]").unwrap_err();
+        assert_eq!(
+            refusal("[1 2]", Dialect::Json, &e).message,
+            "expected `,` or `]`"
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever strings and numbers a state holds — strings spelling tags, NUL, escapes;
+        /// integers of any size, huge exponents, Python's NaN/Infinity — a read then a
+        /// write keeps every value, and numbers' bytes.
+        #[test]
+        fn a_read_then_a_write_keeps_strings_and_numbers(
+            strings in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::string::string_regex("\\x00qw-(num|raw)(-[0-9a-f]{0,16})?:[-0-9a-zN]{0,12}").unwrap(),
+                    proptest::string::string_regex(".{0,12}").unwrap(),
+                ],
+                0..6,
+            ),
+            numbers in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::string::string_regex("-?[1-9][0-9]{0,40}").unwrap(),
+                    // Floats serde_json cannot hold (it would rewrite any other float its own way).
+                    proptest::string::string_regex("-?[1-9]\\.[0-9]{1,20}[eE]\\+?[4-9][0-9]{2}").unwrap(),
+                    proptest::prop_oneof![
+                        proptest::strategy::Just("NaN".to_owned()),
+                        proptest::strategy::Just("Infinity".to_owned()),
+                        proptest::strategy::Just("-Infinity".to_owned()),
+                    ],
+                ],
+                0..6,
+            ),
+        ) {
+            let text = format!(
+                "{{\"s\":{},\"n\":[{}]}}",
+                serde_json::to_string(&strings).unwrap(),
+                numbers.join(",")
+            );
+            let tagged = tag_numbers(&text, Dialect::Python);
+            let v: Value = serde_json::from_str(&tagged).unwrap();
+            let back = untag(serde_json::to_string(&v).unwrap());
+            proptest::prop_assert_eq!(&back, &text);
+            let read: Vec<String> = serde_json::from_value(v["s"].clone()).unwrap();
+            proptest::prop_assert_eq!(read, strings);
+        }
     }
 
     #[test]
@@ -561,7 +752,7 @@ mod tests {
             ),
         ] {
             let tagged = tag_numbers(&text, dialect);
-            assert!(tagged.contains(ESCAPED_RAW_MARKER));
+            assert!(tagged.contains(&markers().escaped_raw));
             // Line numbers stay: as many newlines as before.
             assert_eq!(tagged.matches('\n').count(), text.matches('\n').count());
             let v: Value = serde_json::from_str(&tagged).unwrap();
@@ -584,7 +775,7 @@ mod tests {
         ] {
             let text = format!("{}{bad}{}", "[".repeat(100), "]".repeat(100));
             let tagged = tag_numbers(&text, dialect);
-            assert!(!tagged.contains(ESCAPED_RAW_MARKER), "{bad}");
+            assert!(!tagged.contains(&markers().escaped_raw), "{bad}");
             assert!(serde_json::from_str::<Value>(&tagged).is_err(), "{bad}");
         }
         // Unclosed: quadratic rescans are avoided, and it is refused.

@@ -98,10 +98,15 @@ pub(crate) fn parse_state(path: &Path, bytes: &[u8]) -> StateRead {
     let value = match serde_json::from_str::<serde_json::Value>(&text) {
         Ok(v) => v,
         Err(e) => {
+            let original = std::str::from_utf8(bytes).map(crate::jsontext::strip_bom);
+            let why = crate::jsontext::refusal(
+                original.unwrap_or_default(),
+                crate::jsontext::Dialect::Python,
+                &e,
+            );
             return corrupt(format!(
                 "invalid JSON at line {} column {}",
-                e.line(),
-                e.column()
+                why.line, why.column
             ));
         }
     };

@@ -236,18 +236,15 @@ fn parse_root(path: &Path, text: &str) -> Result<Map<String, Value>, SettingsErr
         Ok(_) => Err(SettingsError::NotAnObject {
             path: path.to_path_buf(),
         }),
-        Err(e) => Err(SettingsError::Corrupt {
-            path: path.to_path_buf(),
-            line: e.line(),
-            column: e.column(),
-            // serde_json appends " at line L column C"; the message already says it.
-            message: e
-                .to_string()
-                .split(" at line ")
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
-        }),
+        Err(e) => {
+            let why = jsontext::refusal(text, Dialect::Json, &e);
+            Err(SettingsError::Corrupt {
+                path: path.to_path_buf(),
+                line: why.line,
+                column: why.column,
+                message: why.message,
+            })
+        }
     }
 }
 

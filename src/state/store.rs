@@ -417,8 +417,15 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Result<UnifiedState, St
                     found,
                 });
             }
-            // serde_json's message already ends with "at line L column C".
-            Ok(Err(e.to_string()))
+            // serde_json's message, "at line L column C" (named, not "recursion limit
+            // exceeded", when a deep container is not JSON).
+            let original = std::str::from_utf8(bytes).map(crate::jsontext::strip_bom);
+            Ok(Err(crate::jsontext::refusal(
+                original.unwrap_or_default(),
+                crate::jsontext::Dialect::Python,
+                &e,
+            )
+            .to_string()))
         }
     }
 }

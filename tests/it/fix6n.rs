@@ -147,3 +147,80 @@ fn fix6n_a_never_run_specs_workflow_waits_for_a_restore_and_loses_nothing() {
     );
     assert_eq!(p.read(".claude/specs/fresh/tasks.md"), "- [x] 1. Only\n");
 }
+
+// ---------------------------------------------------------------------------------------
+// What qw carries through the state: strings spelling its tags, deep text that is not JSON.
+
+/// `text` (a JSON object) with `"key": member` added as its last member.
+fn with_member(text: &str, key: &str, member: &str) -> String {
+    let end = text.rfind('}').unwrap();
+    format!("{},\n  \"{key}\": {member}\n}}\n", text[..end].trim_end())
+}
+
+/// rev5a L1: a string starting with NUL + `qw-num:` (the tag marker of old) or
+/// `qw-raw:` turned into a number (or a container) on the state's next write.
+#[test]
+fn fix6n_strings_spelling_a_number_tag_stay_strings_on_rewrite() {
+    let p = TestProject::new();
+    assert_eq!(code(&bounded(p.qw(&["exec", "--", "true"]))), 0);
+    let state = p.claude().join("unified_state.json");
+    let strings =
+        r#"["\u0000qw-num:12", "\u0000qw-num:NaN", "\u0000qw-raw:5b5d", "\u0000\u0071w-num:7"]"#;
+    let text = with_member(&std::fs::read_to_string(&state).unwrap(), "notes", strings);
+    std::fs::write(&state, &text).unwrap();
+    // A write of the state (exec records its run), then another.
+    for _ in 0..2 {
+        let out = bounded(p.qw(&["exec", "--", "true"]));
+        assert_eq!(code(&out), 0, "{}", diag(&out));
+        assert!(!stderr(&out).contains("corrupt"), "{}", diag(&out));
+    }
+    let after: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(
+        after["notes"],
+        serde_json::json!([
+            "\u{0}qw-num:12",
+            "\u{0}qw-num:NaN",
+            "\u{0}qw-raw:5b5d",
+            "\u{0}qw-num:7"
+        ]),
+        "{after}"
+    );
+    assert_eq!(after["commands"]["total_executed"], 3, "{after}");
+}
+
+/// A deep container that is not JSON: the quarantine line says where and that it is not
+/// JSON, not serde_json's "recursion limit exceeded"; settings likewise.
+#[test]
+fn fix6n_a_deep_file_that_is_not_json_is_named_where_it_breaks() {
+    let p = TestProject::new();
+    assert_eq!(code(&bounded(p.qw(&["exec", "--", "true"]))), 0);
+    let state = p.claude().join("unified_state.json");
+    let broken = format!("{}[1 2]{}", "[".repeat(300), "]".repeat(300));
+    let text = with_member(&std::fs::read_to_string(&state).unwrap(), "x", &broken);
+    let line = text.lines().position(|l| l.contains("[1 2]")).unwrap() + 1;
+    let column = text.lines().nth(line - 1).unwrap().find("2]").unwrap() + 1;
+    std::fs::write(&state, &text).unwrap();
+    let out = bounded(p.qw(&["status"]));
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "not valid JSON: unexpected `2` at line {line} column {column}"
+        )) && !err.contains("recursion limit"),
+        "{err}"
+    );
+
+    // Settings, cut off 300 levels down: refused with the place, nothing overwritten.
+    let settings = format!("{{\n  \"tool\": {}", "[".repeat(300));
+    p.write(".claude/settings.local.json", &settings);
+    let out = bounded(p.qw(&["dev-mode", "on"]));
+    assert_eq!(code(&out), 2, "{}", diag(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("is not valid JSON (line 2, column 311): not valid JSON: the text ends inside a list or object")
+            && !err.contains("recursion limit"),
+        "{err}"
+    );
+    assert_eq!(p.read(".claude/settings.local.json"), settings);
+}
