@@ -85,31 +85,15 @@ impl Captured {
 
     /// [`Captured::read`] keeping a tail of at least `keep` bytes (tests).
     fn read_keeping(path: &Path, keep: usize) -> io::Result<Captured> {
-        use std::io::Read;
-        let mut file = match crate::fs::open_regular(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Captured::default()),
-            Err(e) => return Err(e),
-        };
         let mut out = Captured {
             keep,
             ..Captured::default()
         };
-        let mut lines = BoundedLines::default();
-        let mut buf = vec![0u8; runs::CHUNK];
-        let mut ends_open = false;
-        loop {
-            let n = match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            ends_open = buf[n - 1] != b'\n';
-            lines.push(&buf[..n], |line| out.take(line, path));
-        }
-        let open_tail = ends_open && !lines.skipping();
-        lines.finish(|line| out.take(line, path));
+        let open_tail = match read_lines(path, |line| out.take(line, path)) {
+            Ok(open) => open,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Captured::default()),
+            Err(e) => return Err(e),
+        };
         if open_tail && out.tail.last() == Some(&b'\n') {
             // A last line without its newline stays so (a stream cut mid-line).
             out.tail.pop();
@@ -297,15 +281,24 @@ fn is_result(map: &Map<String, Value>) -> bool {
 
 /// Read `path` again, line by line, leaving out lines over [`MAX_LINE_BYTES`].
 fn reread(path: &Path, each: &mut impl FnMut(&[u8])) -> io::Result<()> {
+    read_lines(path, |line| {
+        if let Line::Whole(l) = line {
+            each(l);
+        }
+    })
+    .map(drop)
+}
+
+/// Read the regular file at `path` in [`runs::CHUNK`]s, handing `take` each line
+/// ([`BoundedLines`]: one over [`MAX_LINE_BYTES`] as [`Line::Oversized`]), in bounded
+/// memory. `true` when the file ends inside a line that was taken whole (no newline after
+/// it).
+fn read_lines(path: &Path, mut take: impl FnMut(Line<'_>)) -> io::Result<bool> {
     use std::io::Read;
     let mut file = crate::fs::open_regular(path)?;
     let mut lines = BoundedLines::default();
     let mut buf = vec![0u8; runs::CHUNK];
-    let mut take = |line: Line<'_>| {
-        if let Line::Whole(l) = line {
-            each(l);
-        }
-    };
+    let mut ends_open = false;
     loop {
         let n = match file.read(&mut buf) {
             Ok(0) => break,
@@ -313,10 +306,12 @@ fn reread(path: &Path, each: &mut impl FnMut(&[u8])) -> io::Result<()> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
+        ends_open = buf[n - 1] != b'\n';
         lines.push(&buf[..n], &mut take);
     }
+    let open_tail = ends_open && !lines.skipping();
     lines.finish(&mut take);
-    Ok(())
+    Ok(open_tail)
 }
 
 #[cfg(test)]
