@@ -645,9 +645,44 @@ mod tests {
         }
     }
 
+    /// Run the test `name` of this binary again in a process of its own (`true`), unless
+    /// this is that process (`false`: run the test here). `tracing`'s callsites and their
+    /// interest are process-global: under `cargo test` a neighbour's `warn!` registering
+    /// while a test's dispatcher lives calls that dispatcher's `register_callsite`, so what
+    /// a test asserts of "the first callsite it may take" holds only in a process where
+    /// its own callsites are the only ones (nextest's way, one process per test).
+    fn alone_in_a_process(name: &str) -> bool {
+        const ALONE: &str = "QW_TEST_LOGGING_ALONE";
+        if std::env::var_os(ALONE).is_some() {
+            return false;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(&exe)
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(ALONE, "1")
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{name} alone in a process: {said}");
+        assert!(
+            said.contains("1 passed"),
+            "{name} did not run alone: {said}"
+        );
+        true
+    }
+
     #[test]
     fn the_subscriber_is_built_by_the_first_event_it_may_take() {
         use std::sync::atomic::{AtomicUsize, Ordering};
+        if alone_in_a_process(
+            "logging::tests::the_subscriber_is_built_by_the_first_event_it_may_take",
+        ) {
+            return;
+        }
         let built = Arc::new(AtomicUsize::new(0));
         let out = Collected::default();
         let (b, o) = (built.clone(), out.clone());
