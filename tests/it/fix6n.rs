@@ -1,10 +1,14 @@
 //! Issue 14's leftovers after the eighth session: a workflow of a spec that never ran
 //! starting during `state-backup --restore` (it has no lock file for the restore to
-//! find), what a deep file that is not JSON is called, and the swapped `--report-file`.
+//! find); strings in the state that spell a number tag (rev5a L1); what a deep file that
+//! is not JSON is called; the supervisor's `--report-file` swapped for a FIFO or a link
+//! (rev5a H3's supervisor shape, fixed by fix5a, untested until now: these pass on the
+//! code before this branch too).
 //!
 //! Every command runs under [`bounded`] or a process group killed when the test ends.
 
 use std::fs::File;
+use std::os::unix::fs::FileTypeExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -223,4 +227,114 @@ fn fix6n_a_deep_file_that_is_not_json_is_named_where_it_breaks() {
         "{err}"
     );
     assert_eq!(p.read(".claude/settings.local.json"), settings);
+}
+
+// ---------------------------------------------------------------------------------------
+// The supervisor's `--report-file` swapped for a FIFO or a symlink before it is written.
+
+/// `qw exec --report-file PATH` where PATH is a FIFO or a link: a FIFO is refused (no
+/// hang), a link is replaced by the report and its target left as it was.
+#[test]
+fn fix6n_exec_refuses_a_fifo_report_file_and_never_writes_through_a_link() {
+    let p = TestProject::new();
+    let fifo = p.path().join("report.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let out = bounded(p.qw(&[
+        "exec",
+        "--report-file",
+        fifo.to_str().unwrap(),
+        "--",
+        "true",
+    ]));
+    assert_eq!(code(&out), 125, "{}", diag(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "`{}` is not a regular file; qw will not replace it",
+            fifo.display()
+        )),
+        "{}",
+        diag(&out)
+    );
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    let victim = p.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let link = p.path().join("report.link");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let out = bounded(p.qw(&[
+        "exec",
+        "--report-file",
+        link.to_str().unwrap(),
+        "--",
+        "true",
+    ]));
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_eq!(read(&victim), "precious\n");
+    // The link was replaced by the report.
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_file());
+    let report: serde_json::Value = serde_json::from_str(&read(&link)).unwrap();
+    assert!(report.is_object(), "{report}");
+}
+
+/// rev5a H3's supervisor shape: the agent finds its supervisor's `--report-file` in
+/// `/proc/$PPID/cmdline` and swaps it before exiting.
+#[test]
+fn fix6n_an_agent_that_swaps_its_supervisors_report_file_hangs_nothing() {
+    for (shape, swap) in [
+        ("fifo", "mkfifo \"$rf\""),
+        ("victim", "ln -s \"$VICTIM\" \"$rf\""),
+        ("dev-zero", "ln -s /dev/zero \"$rf\""),
+    ] {
+        let (p, _) = gated_project();
+        let victim = p.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        p.write(".claude/specs/demo/tasks.md", "- [ ] 1. One\n");
+        let agent = p.script(
+            "bin/swapper",
+            &format!(
+                "#!/bin/sh\nrf=$(tr '\\0' '\\n' < /proc/$PPID/cmdline | sed -n '/^--report-file$/{{n;p}}')\n[ -n \"$rf\" ] || exit 3\nrm -f \"$rf\"\n{swap}\necho done\n"
+            ),
+        );
+        let mut cmd = p.qw(&[
+            "workflow-auto",
+            "demo",
+            "d",
+            "--agent-cmd",
+            &format!("{} {{task_id}}", agent.display()),
+            "--isolate",
+            "none",
+            "--attempts",
+            "1",
+        ]);
+        cmd.env("VICTIM", &victim);
+        let out = bounded(cmd);
+        assert_eq!(read(&victim), "precious\n", "{shape}");
+        let state: serde_json::Value =
+            serde_json::from_str(&p.read(".claude/unified_state.json")).unwrap();
+        let task = &state["specifications"]["demo"]["tasks"]["1"];
+        if shape == "fifo" {
+            // Refused on both sides: the supervisor will not write into it, the workflow
+            // will not read from it; the task fails naming it, nothing hangs.
+            assert_eq!(code(&out), 1, "{shape}: {}", diag(&out));
+            assert!(
+                stderr(&out).contains("report.json` is not a regular file; qw will not replace it"),
+                "{}",
+                diag(&out)
+            );
+            assert_eq!(task["outcome"], "agent_error", "{task}");
+            let error = task["error"].as_str().unwrap();
+            assert!(
+                error.contains("report.json` is a FIFO, not a regular file"),
+                "{error}"
+            );
+        } else {
+            // A link: the supervisor renames its report over it; the workflow reads that.
+            assert_eq!(code(&out), 0, "{shape}: {}", diag(&out));
+            assert_eq!(task["status"], "completed", "{shape}: {task}");
+        }
+    }
 }
