@@ -284,8 +284,50 @@ impl From<String> for VerifyFailure {
 /// Characters that only mean something to a shell; verify commands run as plain argv.
 const SHELL_SYNTAX: &[&str] = &["&&", "||", "|", ";", ">", "<", "$(", "`"];
 
-/// Run a verify command as argv in `cwd`; `Err` says why it did not pass. The output of
-/// a failed one goes whole to this process's stderr, which qw keeps in the run folder.
+/// How much of the end of each stream of a verify command the offline agent keeps. A test
+/// suite may print hundreds of MB: the whole output is in the workflow's own `verify.log`
+/// (written by its supervisor, on disk), so here only the end is held, in bounded memory.
+const VERIFY_TAIL_BYTES: usize = 64 << 10;
+
+/// The last `keep` bytes `from` gives until its end (fewer when it gives fewer), and how
+/// many bytes it gave in all; never more than about `2 × keep` held at once.
+fn tail_of(mut from: impl std::io::Read, keep: usize) -> (Vec<u8>, u64) {
+    let mut tail = Vec::with_capacity(keep.min(1 << 20));
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        total += n as u64;
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > 2 * keep {
+            tail.drain(..tail.len() - keep);
+        }
+    }
+    if tail.len() > keep {
+        tail.drain(..tail.len() - keep);
+    }
+    (tail, total)
+}
+
+/// `tail` as shown: whole, or after a note of how much came before it.
+fn shown(tail: &[u8], total: u64) -> String {
+    let text = String::from_utf8_lossy(tail);
+    let before = total.saturating_sub(tail.len() as u64);
+    if before == 0 {
+        text.into_owned()
+    } else {
+        format!("[{before} bytes before these left out]\n{text}")
+    }
+}
+
+/// Run a verify command as argv in `cwd`; `Err` says why it did not pass. The end of a
+/// failed one's output (the last [`VERIFY_TAIL_BYTES`] of each stream) goes to this
+/// process's stderr, which qw keeps in the run folder.
 fn run_verify(verify: &str, cwd: &Path) -> Result<(), VerifyFailure> {
     let words =
         shell_words::split(verify).map_err(|e| format!("`{verify}` cannot be split ({e})"))?;
@@ -302,23 +344,40 @@ fn run_verify(verify: &str, cwd: &Path) -> Result<(), VerifyFailure> {
     let Some((program, args)) = words.split_first() else {
         return Err("is empty".to_owned().into());
     };
-    let out = Command::new(program)
+    let could_not = |e: std::io::Error| format!("`{verify}` could not be run ({e})");
+    let mut child = Command::new(program)
         .args(args)
         .current_dir(cwd)
         .stdin(Stdio::null())
-        .output()
-        .map_err(|e| VerifyFailure::from(format!("`{verify}` could not be run ({e})")))?;
-    if out.status.success() {
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| VerifyFailure::from(could_not(e)))?;
+    // Both pipes drained at once (a command filling one while we wait on the other would
+    // block), each keeping only its end.
+    let stderr = child.stderr.take();
+    let stderr = std::thread::spawn(move || {
+        stderr.map_or_else(Default::default, |p| tail_of(p, VERIFY_TAIL_BYTES))
+    });
+    let (out_tail, out_total) = child
+        .stdout
+        .take()
+        .map_or_else(Default::default, |p| tail_of(p, VERIFY_TAIL_BYTES));
+    let (err_tail, err_total) = stderr.join().unwrap_or_default();
+    let status = child
+        .wait()
+        .map_err(|e| VerifyFailure::from(could_not(e)))?;
+    if status.success() {
         return Ok(());
     }
     crate::diag!(
         "verify `{verify}` failed; its output:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        shown(&out_tail, out_total),
+        shown(&err_tail, err_total)
     );
-    let mut tail = super::outcome::tail_lines(&out.stderr, 5);
+    let mut tail = super::outcome::tail_lines(&err_tail, 5);
     if tail.is_empty() {
-        tail = super::outcome::tail_lines(&out.stdout, 5);
+        tail = super::outcome::tail_lines(&out_tail, 5);
     }
     let tail = tail
         .lines()
@@ -326,17 +385,17 @@ fn run_verify(verify: &str, cwd: &Path) -> Result<(), VerifyFailure> {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" | ");
-    let status = match out.status.code() {
+    let status_word = match status.code() {
         Some(c) => format!("exited {c}"),
         None => "was killed by a signal".to_owned(),
     };
     Err(VerifyFailure {
         ran: true,
-        code: out.status.code(),
+        code: status.code(),
         why: if tail.is_empty() {
-            format!("`{verify}` {status}")
+            format!("`{verify}` {status_word}")
         } else {
-            format!("`{verify}` {status} ({tail})")
+            format!("`{verify}` {status_word} ({tail})")
         },
     })
 }
@@ -592,5 +651,29 @@ mod tests {
         assert_eq!((e.ran, e.code), (true, Some(4)));
         let e = run_verify("qw-no-such-verify-xyz", cwd).unwrap_err().why;
         assert!(e.contains("could not be run"), "{e}");
+        // Much output on both streams: the end of each is what is said.
+        let e = run_verify(
+            "sh -c 'yes out | head -c 1000000; yes err | head -c 1000000 >&2; echo last-err >&2; exit 3'",
+            cwd,
+        )
+        .unwrap_err();
+        assert!(
+            e.why.contains("exited 3") && e.why.contains("last-err"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_verify_commands_output_is_held_by_its_end_only() {
+        let ten_mib = std::io::Read::take(std::io::repeat(b'x'), 10 << 20);
+        let (tail, total) = tail_of(std::io::Read::chain(ten_mib, &b"\nend\n"[..]), 1000);
+        assert_eq!(total, (10 << 20) + 5);
+        assert_eq!(tail.len(), 1000);
+        assert!(tail.ends_with(b"x\nend\n"));
+        assert!(tail.capacity() < 1 << 20, "{}", tail.capacity());
+        let (tail, total) = tail_of(&b"short"[..], 1000);
+        assert_eq!((tail.as_slice(), total), (&b"short"[..], 5));
+        assert_eq!(shown(b"short", 5), "short");
+        assert_eq!(shown(b"end", 10), "[7 bytes before these left out]\nend");
     }
 }

@@ -338,3 +338,67 @@ fn fix6n_an_agent_that_swaps_its_supervisors_report_file_hangs_nothing() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// rev5a: a `_Verify:_` command printing hundreds of MB cost the offline agent its whole
+// output in RAM (`Command::output`), passing (310 MB) or failing (484 MB, and all of it
+// copied to its stderr).
+
+#[test]
+fn fix6n_a_verify_printing_100_mb_costs_the_offline_agent_no_memory() {
+    for (exit, ends) in [(0, "completed"), (1, "failed")] {
+        let p = TestProject::new();
+        crate::support::guarded::permissive(&p);
+        p.write(".claude/specs/s/requirements.md", "# R\n\n1. x\n");
+        p.write(".claude/specs/s/design.md", "# D\n\nx\n");
+        p.write(
+            ".claude/specs/s/tasks.md",
+            &format!(
+                "- [ ] 1. one\n  - _Verify: `sh -c 'yes abcdefghijklmnopqrstuvwxyz | head -c 100000000; echo the-last-line; exit {exit}'`_\n"
+            ),
+        );
+        let out = bounded(p.qw(&[
+            "workflow-auto",
+            "s",
+            "d",
+            "--agent",
+            "offline",
+            "--isolate",
+            "none",
+            "--attempts",
+            "1",
+        ]));
+        assert_eq!(code(&out), exit, "{}", diag(&out));
+        let state: serde_json::Value =
+            serde_json::from_str(&p.read(".claude/unified_state.json")).unwrap();
+        let task = &state["specifications"]["s"]["tasks"]["1"];
+        assert_eq!(task["status"], ends, "{task}");
+        if exit != 0 {
+            // The failure still names the end of the output; the agent's stderr holds
+            // only the end, after a note of what was left out.
+            assert!(
+                task["error"].as_str().unwrap().contains("the-last-line"),
+                "{task}"
+            );
+            let run = std::fs::read_dir(p.claude().join("runs"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .find(|d| d.to_string_lossy().contains("-task-1-"))
+                .unwrap();
+            let said = std::fs::metadata(run.join("stderr.log")).unwrap().len();
+            assert!(said < 1 << 20, "stderr.log is {said} bytes");
+            let said = read(&run.join("stderr.log"));
+            assert!(
+                said.contains("bytes before these left out]") && said.contains("the-last-line"),
+                "{}",
+                &said[..said.len().min(500)]
+            );
+        }
+    }
+    // Under nextest (this test alone in its process): no process it started, qw's
+    // included, grew with the output.
+    if let Some(rss_mib) = children_max_rss_mib() {
+        assert!(rss_mib < 48, "a process grew to {rss_mib} MiB");
+    }
+}
