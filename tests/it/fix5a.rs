@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use crate::support::guarded::{GatedRun, bounded, gated_project, permissive};
+use crate::support::guarded::*;
 use crate::support::*;
 
 /// Today's daily log file of `p`, as qw names it (local date).
@@ -115,14 +115,7 @@ fn fix5a_suggest_replaces_a_symlink_at_next_command_and_leaves_its_target() {
 
 #[test]
 fn fix5a_the_workflow_report_replaces_a_symlink_and_leaves_its_target() {
-    let p = TestProject::new();
-    permissive(&p);
-    p.write(".claude/specs/demo/requirements.md", "# R\n\n1. x\n");
-    p.write(".claude/specs/demo/design.md", "# D\n\nx\n");
-    p.write(
-        ".claude/specs/demo/tasks.md",
-        "- [ ] 1. One\n  - _Verify: `true`_\n",
-    );
+    let p = spec_project("demo", Some("- [ ] 1. One\n  - _Verify: `true`_\n"));
     let outside = tempfile::tempdir().unwrap();
     let rc = outside.path().join("bashrc");
     std::fs::write(&rc, "alias ll='ls -l'\n").unwrap();
@@ -317,12 +310,6 @@ fn fix5a_restore_refuses_or_waits_while_a_workflow_runs() {
 // ---------------------------------------------------------------------------------------
 // M4: JSON nested deeper than serde_json's recursion limit.
 
-/// `text` (a JSON object) with `"python_extra": deep` added as its last member.
-fn with_member(text: &str, key: &str, deep: &str) -> String {
-    let end = text.rfind('}').unwrap();
-    format!("{},\n  \"{key}\": {deep}\n}}\n", text[..end].trim_end())
-}
-
 /// `n` nested arrays, written as Python's `json.dumps(indent=2)` writes them, or compact
 /// (`json.dumps`; indented, 10 000 levels would be 100 MB of spaces).
 fn deep_arrays(n: usize, indented: bool) -> String {
@@ -465,11 +452,7 @@ fn fix5a_an_agent_that_swaps_its_output_for_a_fifo_or_dev_zero_hangs_nothing() {
         ("fifo", "mkfifo \"$f\""),
         ("dev-zero", "ln -s /dev/zero \"$f\""),
     ] {
-        let p = TestProject::new();
-        permissive(&p);
-        p.write(".claude/specs/s/requirements.md", "# R\n\n1. x\n");
-        p.write(".claude/specs/s/design.md", "# D\n\nx\n");
-        p.write(".claude/specs/s/tasks.md", "- [ ] 1. Only\n");
+        let p = spec_project("s", Some("- [ ] 1. Only\n"));
         let agent = p.script(
             "bin/swap-agent",
             &format!(

@@ -13,7 +13,7 @@ use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use crate::support::guarded::{GatedRun, bounded, gated_project};
+use crate::support::guarded::*;
 use crate::support::*;
 
 /// A spawned qw in a process group of its own, killed when dropped.
@@ -64,9 +64,7 @@ fn fix6n_a_never_run_specs_workflow_waits_for_a_restore_and_loses_nothing() {
     assert_eq!(code(&bounded(p.qw(&["exec", "--", "true"]))), 0);
     assert_eq!(code(&bounded(p.qw(&["state-backup", "b0"]))), 0);
     // `fresh` never ran: no `.fresh.workflow.lock` exists for the restore to find.
-    p.write(".claude/specs/fresh/requirements.md", "# R\n\n1. y\n");
-    p.write(".claude/specs/fresh/design.md", "# D\n\ny\n");
-    p.write(".claude/specs/fresh/tasks.md", "- [ ] 1. Only\n");
+    write_spec(&p, "fresh", Some("- [ ] 1. Only\n"));
     let root = p.path().display().to_string();
     let fresh_agent = p.script(
         "bin/fresh-agent",
@@ -154,12 +152,6 @@ fn fix6n_a_never_run_specs_workflow_waits_for_a_restore_and_loses_nothing() {
 
 // ---------------------------------------------------------------------------------------
 // What qw carries through the state: strings spelling its tags, deep text that is not JSON.
-
-/// `text` (a JSON object) with `"key": member` added as its last member.
-fn with_member(text: &str, key: &str, member: &str) -> String {
-    let end = text.rfind('}').unwrap();
-    format!("{},\n  \"{key}\": {member}\n}}\n", text[..end].trim_end())
-}
 
 /// rev5a L1: a string starting with NUL + `qw-num:` (the tag marker of old) or
 /// `qw-raw:` turned into a number (or a container) on the state's next write.
@@ -347,27 +339,13 @@ fn fix6n_an_agent_that_swaps_its_supervisors_report_file_hangs_nothing() {
 #[test]
 fn fix6n_a_verify_printing_100_mb_costs_the_offline_agent_no_memory() {
     for (exit, ends) in [(0, "completed"), (1, "failed")] {
-        let p = TestProject::new();
-        crate::support::guarded::permissive(&p);
-        p.write(".claude/specs/s/requirements.md", "# R\n\n1. x\n");
-        p.write(".claude/specs/s/design.md", "# D\n\nx\n");
-        p.write(
-            ".claude/specs/s/tasks.md",
-            &format!(
-                "- [ ] 1. one\n  - _Verify: `sh -c 'yes abcdefghijklmnopqrstuvwxyz | head -c 100000000; echo the-last-line; exit {exit}'`_\n"
-            ),
-        );
-        let out = bounded(p.qw(&[
-            "workflow-auto",
+        let p = spec_project(
             "s",
-            "d",
-            "--agent",
-            "offline",
-            "--isolate",
-            "none",
-            "--attempts",
-            "1",
-        ]));
+            Some(&format!(
+                "- [ ] 1. one\n  - _Verify: `sh -c 'yes abcdefghijklmnopqrstuvwxyz | head -c 100000000; echo the-last-line; exit {exit}'`_\n"
+            )),
+        );
+        let out = offline_run(&p, "s");
         assert_eq!(code(&out), exit, "{}", diag(&out));
         let state: serde_json::Value =
             serde_json::from_str(&p.read(".claude/unified_state.json")).unwrap();

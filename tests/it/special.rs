@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use crate::support::guarded::{GatedRun, bounded, gated_project, permissive};
+use crate::support::guarded::*;
 use crate::support::*;
 
 /// What gets planted where qw expects a regular file.
@@ -186,10 +186,7 @@ fn special_or_non_utf8_settings_exit_2_naming_the_file() {
 #[test]
 fn special_or_non_utf8_tasks_md_exit_2_naming_the_file() {
     for shape in SHAPES {
-        let p = TestProject::new();
-        permissive(&p);
-        p.write(".claude/specs/demo/requirements.md", "# R\n\n1. x\n");
-        p.write(".claude/specs/demo/design.md", "# D\n\nx\n");
+        let p = spec_project("demo", None);
         let tasks = p.claude().join("specs/demo/tasks.md");
         shape.plant(&tasks);
         // spec-status shows every spec it can: the bad file is named on its line.
@@ -203,17 +200,7 @@ fn special_or_non_utf8_tasks_md_exit_2_naming_the_file() {
             diag(&out)
         );
         // The workflow never waits on it, never replaces it, and names it.
-        let out = bounded(p.qw(&[
-            "workflow-auto",
-            "demo",
-            "d",
-            "--agent",
-            "offline",
-            "--isolate",
-            "none",
-            "--attempts",
-            "1",
-        ]));
+        let out = offline_run(&p, "demo");
         assert_eq!(code(&out), 2, "{shape:?}: {}", diag(&out));
         let err = stderr(&out);
         assert!(
@@ -229,10 +216,7 @@ fn special_or_non_utf8_tasks_md_exit_2_naming_the_file() {
             "{shape:?}: replaced"
         );
     }
-    let p = TestProject::new();
-    permissive(&p);
-    p.write(".claude/specs/demo/requirements.md", "# R\n\n1. x\n");
-    p.write(".claude/specs/demo/design.md", "# D\n\nx\n");
+    let p = spec_project("demo", None);
     let tasks = p.claude().join("specs/demo/tasks.md");
     std::fs::write(&tasks, b"- [ ] 1. One\n- [ ] 2. Tw\xf6\n").unwrap();
     let out = bounded(p.qw(&["spec-status", "demo"]));
@@ -390,11 +374,10 @@ fn a_workflow_run_by_consume_does_not_hold_a_slot_at_max_concurrent_1() {
         ".claude/settings.local.json",
         r#"{"resource_limits": {"max_load": 1000, "max_memory": 1.0, "high_impact_load": 1000, "max_concurrent": 1, "acquire_timeout_s": 20}}"#,
     );
-    p.write(".claude/specs/demo/requirements.md", "# R\n\n1. x\n");
-    p.write(".claude/specs/demo/design.md", "# D\n\nx\n");
-    p.write(
-        ".claude/specs/demo/tasks.md",
-        "- [ ] 1. One\n  - _Verify: `true`_\n- [ ] 2. Two\n  - _Verify: `true`_\n",
+    write_spec(
+        &p,
+        "demo",
+        Some("- [ ] 1. One\n  - _Verify: `true`_\n- [ ] 2. Two\n  - _Verify: `true`_\n"),
     );
     for suggestion in [
         "/workflow-auto demo d --agent offline",

@@ -39,18 +39,53 @@ pub fn permissive(p: &TestProject) {
     );
 }
 
+/// Write spec `spec`'s requirements and design (one line each) and, when given, its
+/// tasks.md.
+pub fn write_spec(p: &TestProject, spec: &str, tasks: Option<&str>) {
+    p.write(
+        &format!(".claude/specs/{spec}/requirements.md"),
+        "# R\n\n1. x\n",
+    );
+    p.write(&format!(".claude/specs/{spec}/design.md"), "# D\n\nx\n");
+    if let Some(tasks) = tasks {
+        p.write(&format!(".claude/specs/{spec}/tasks.md"), tasks);
+    }
+}
+
+/// A [`permissive`] project with spec `spec` ([`write_spec`]).
+pub fn spec_project(spec: &str, tasks: Option<&str>) -> TestProject {
+    let p = TestProject::new();
+    permissive(&p);
+    write_spec(&p, spec, tasks);
+    p
+}
+
+/// `qw workflow-auto SPEC d --agent offline --isolate none --attempts 1`, [`bounded`].
+pub fn offline_run(p: &TestProject, spec: &str) -> Output {
+    bounded(p.qw(&[
+        "workflow-auto",
+        spec,
+        "d",
+        "--agent",
+        "offline",
+        "--isolate",
+        "none",
+        "--attempts",
+        "1",
+    ]))
+}
+
+/// `text` (a JSON object) with `"key": member` added as its last member.
+pub fn with_member(text: &str, key: &str, member: &str) -> String {
+    let end = text.rfind('}').unwrap();
+    format!("{},\n  \"{key}\": {member}\n}}\n", text[..end].trim_end())
+}
+
 /// A project whose spec `demo` has its documents (tasks 1 and 2), and an agent command
 /// that says it started (`started-<task>`) and then waits for the file `gate` before
 /// succeeding.
 pub fn gated_project() -> (TestProject, String) {
-    let p = TestProject::new();
-    permissive(&p);
-    p.write(".claude/specs/demo/requirements.md", "# R\n\n1. x\n");
-    p.write(".claude/specs/demo/design.md", "# D\n\nx\n");
-    p.write(
-        ".claude/specs/demo/tasks.md",
-        "- [ ] 1. One\n- [ ] 2. Two\n",
-    );
+    let p = spec_project("demo", Some("- [ ] 1. One\n- [ ] 2. Two\n"));
     let root = p.path().display().to_string();
     let agent = p.script(
         "bin/gated-agent",
