@@ -14,10 +14,11 @@ Backups live in .claude/backups/state/NAME.json. Restoring backs up the current 
 first (pre_restore_<time>.json). While a workflow of the project runs, --restore refuses
 (exit 2, naming each running workflow's spec and pid: the restore would drop the tasks it
 completed); with --wait it waits for them to end (up to QW_LOCK_TIMEOUT; Ctrl-C stops the
-wait) and holds their workflow locks while it restores. A workflow starting during a restore,
-of any spec, waits for the restore to end (it says so after a second). --clean (7 days unless --days) also removes old copies
-of spec folders in .claude/backups/workflows/; it never deletes the newest state backup
-nor the newest copy of a spec.
+wait) and holds their workflow locks while it restores. A workflow starting during a
+restore, of any spec, waits for the restore to end (it says so after a second).
+--clean (7 days unless --days) also removes old copies of spec folders in
+.claude/backups/workflows/; it never deletes the newest state backup nor the newest copy
+of a spec.
 
 Examples:
   qw state-backup before-upgrade
