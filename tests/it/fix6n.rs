@@ -125,6 +125,29 @@ fn fix6n_a_never_run_specs_workflow_waits_for_a_restore_and_loses_nothing() {
         "{said}"
     );
 
+    // Another never-run spec, with a short lock limit: it gives up, naming the restore,
+    // having run nothing and recorded nothing.
+    write_spec(&p, "other", Some("- [ ] 1. Only\n"));
+    let mut other = p.qw(&[
+        "workflow-auto",
+        "other",
+        "o",
+        "--agent-cmd",
+        &format!("{} other-{{task_id}}", fresh_agent.display()),
+        "--isolate",
+        "none",
+    ]);
+    other.env("QW_LOCK_TIMEOUT", "1");
+    let out = bounded(other);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert!(
+        stderr(&out).contains("a state restore (`qw state-backup --restore`) to end")
+            && stderr(&out).contains(&format!("pid {}", restore.pid)),
+        "{}",
+        diag(&out)
+    );
+    assert!(!p.path().join("fresh-ran-other-1").exists());
+
     // The gate opens: `demo` ends, the restore runs, then `fresh` runs its task.
     std::fs::write(p.path().join("gate"), "").unwrap();
     let status = demo.child.wait().unwrap();
@@ -148,6 +171,8 @@ fn fix6n_a_never_run_specs_workflow_waits_for_a_restore_and_loses_nothing() {
         "{state}"
     );
     assert_eq!(p.read(".claude/specs/fresh/tasks.md"), "- [x] 1. Only\n");
+    assert!(state["specifications"].get("other").is_none(), "{state}");
+    assert_eq!(p.read(".claude/specs/other/tasks.md"), "- [ ] 1. Only\n");
 }
 
 // ---------------------------------------------------------------------------------------
