@@ -400,6 +400,55 @@ fn job(run: &Run<'_>, unit: Unit<'_>, place: &Place, run_dir: PathBuf) -> Job {
     }
 }
 
+/// A task whose agent's checked work an earlier run saved on `branch`, and whose merge
+/// only is missing (`worktree/pending.rs`): one attempt that runs no agent and no
+/// `_Verify:_` — it merges the saved branch (from the task's worktree, resumed from it,
+/// through every check of an ordinary merge) and is recorded like any attempt.
+pub(crate) fn merge_saved(
+    run: &Run<'_>,
+    task: &Task,
+    branch: &str,
+) -> Result<AgentRun, WorkflowError> {
+    let unit = Unit::Task(task);
+    if let Some(sig) = run.stop.signal() {
+        return Ok(AgentRun::from_outcome(
+            Outcome::KilledByUser { signal: Some(sig) },
+            "interrupted before the merge of its saved work started",
+        ));
+    }
+    let attempt = 1;
+    let run_dir = agent::runs::create(run.project, run.name, &run_label(unit, attempt))?;
+    note(
+        run,
+        unit,
+        format!(
+            "its agent's checked work was saved on `{branch}` by an earlier run that could not merge it; merging it now (its agent does not run again)"
+        ),
+    )?;
+    run.events.emit(EventKind::AttemptStarted {
+        unit,
+        attempt,
+        run_dir: &run_dir,
+        system_stats: None,
+        resumes: None,
+    })?;
+    let mut r = AgentRun::from_outcome(
+        Outcome::Succeeded,
+        format!(
+            "its agent's checked work saved on `{branch}` by an earlier run, merged without running the agent again"
+        ),
+    );
+    run.space.integrate(&task_job(task), &mut r, run.events)?;
+    run.events.emit(EventKind::AttemptFinished {
+        unit,
+        attempt,
+        run: &r,
+        run_dir: &run_dir,
+        will_retry: false,
+    })?;
+    Ok(r)
+}
+
 /// Record an attempt whose agent never started (not admitted, no worktree) with
 /// `outcome` (`not_admitted`, `killed_by_user`, `workspace_error`, …) and the reason.
 pub(crate) fn not_started(
