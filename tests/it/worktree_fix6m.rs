@@ -157,7 +157,12 @@ fn worktree_fix6m_killed_after_its_merge_is_recorded_not_run_again() {
     assert_eq!(count(&r, "main:shared.txt", "appended-by-1"), 1);
     let out = cont(&r, "1");
     assert_eq!(code(&out), 0, "{}", diag(&out));
-    assert_eq!(r.runs_of("1"), 1, "task 1's agent ran again: {}", diag(&out));
+    assert_eq!(
+        r.runs_of("1"),
+        1,
+        "task 1's agent ran again: {}",
+        diag(&out)
+    );
     assert_eq!(count(&r, "main:shared.txt", "appended-by-1"), 1);
     let text = diag(&out);
     assert!(
@@ -183,7 +188,12 @@ fn worktree_fix6m_killed_after_merging_one_of_two_running() {
     std::fs::write(r.aux.path().join("gate-one"), "").unwrap();
     let out = cont(&r, "2");
     assert_eq!(code(&out), 0, "{}", diag(&out));
-    assert_eq!(r.runs_of("2"), 1, "task 2's agent ran again: {}", diag(&out));
+    assert_eq!(
+        r.runs_of("2"),
+        1,
+        "task 2's agent ran again: {}",
+        diag(&out)
+    );
     assert!(
         diag(&out).contains("qw was stopped after merging task 2"),
         "{}",
@@ -217,7 +227,10 @@ fn worktree_fix6m_killed_in_its_own_conflicting_merge_undoes_it() {
     let text = diag(&out);
     assert_eq!(code(&out), 1, "{text}");
     assert!(text.contains("git merge --abort"), "{text}");
-    assert!(text.contains("its own merge of task branch `qw/demo/2`"), "{text}");
+    assert!(
+        text.contains("its own merge of task branch `qw/demo/2`"),
+        "{text}"
+    );
     assert!(!text.contains("staged changes"), "{text}");
     assert_eq!(r.runs_of("2"), 1, "task 2's agent ran again: {text}");
     assert_eq!(r.f.task("2")["outcome"], "merge_conflict");
@@ -250,7 +263,11 @@ fn worktree_fix6m_never_aborts_the_users_merge_of_the_same_branch() {
     let head = r.git(&["rev-parse", "MERGE_HEAD"]);
     let out = cont(&r, "2");
     assert_eq!(code(&out), 2, "{}", diag(&out));
-    assert!(!diag(&out).contains("git merge --abort`):"), "{}", diag(&out));
+    assert!(
+        !diag(&out).contains("git merge --abort`):"),
+        "{}",
+        diag(&out)
+    );
     assert_eq!(r.git(&["rev-parse", "MERGE_HEAD"]), head);
     r.assert_no_process();
 }
@@ -288,8 +305,17 @@ fn worktree_fix6m_users_edit_in_the_way_is_merge_pending() {
     r.git(&["stash", "-q"]);
     let out = cont(&r, "2");
     assert_eq!(code(&out), 0, "{}", diag(&out));
-    assert_eq!(r.runs_of("1"), 1, "task 1's agent ran again: {}", diag(&out));
-    assert!(diag(&out).contains("its agent does not run again"), "{}", diag(&out));
+    assert_eq!(
+        r.runs_of("1"),
+        1,
+        "task 1's agent ran again: {}",
+        diag(&out)
+    );
+    assert!(
+        diag(&out).contains("its agent does not run again"),
+        "{}",
+        diag(&out)
+    );
     assert_eq!(count(&r, "main:shared.txt", "one"), 1);
     r.assert_all_merged(&["f2.txt"]);
 }
@@ -298,10 +324,7 @@ fn worktree_fix6m_users_edit_in_the_way_is_merge_pending() {
 #[test]
 fn worktree_fix6m_users_untracked_file_in_the_way_is_merge_pending() {
     let r = Repo::new(&tasks(2));
-    r.action(
-        "1",
-        &format!("echo new > new.txt\n{}", gate(&r, "placed")),
-    );
+    r.action("1", &format!("echo new > new.txt\n{}", gate(&r, "placed")));
     r.action(
         "2",
         &format!(
@@ -320,7 +343,12 @@ fn worktree_fix6m_users_untracked_file_in_the_way_is_merge_pending() {
     std::fs::remove_file(r.root().join("new.txt")).unwrap();
     let out = cont(&r, "2");
     assert_eq!(code(&out), 0, "{}", diag(&out));
-    assert_eq!(r.runs_of("1"), 1, "task 1's agent ran again: {}", diag(&out));
+    assert_eq!(
+        r.runs_of("1"),
+        1,
+        "task 1's agent ran again: {}",
+        diag(&out)
+    );
     r.assert_all_merged(&["new.txt", "f2.txt"]);
 }
 
@@ -333,13 +361,27 @@ fn worktree_fix6m_users_untracked_file_in_the_way_is_merge_pending() {
 fn worktree_fix6m_waits_for_the_users_merge_by_hand() {
     let r = Repo::new(&tasks(4));
     r.action("1", "echo one > shared.txt\ngit commit -qam s1\n");
-    r.action("2", "echo two > shared.txt\ngit commit -qam s2\nsleep 0.5\n");
+    r.action(
+        "2",
+        "echo two > shared.txt\ngit commit -qam s2\nsleep 0.5\n",
+    );
     r.action("3", &format!("{}{}", gate(&r, "go"), work("3")));
     r.action("4", &format!("{}{}", gate(&r, "go"), work("4")));
     let (child, out) = start(&r, "4");
     wait_for_text(&out, "merge it by hand");
-    let _ = r.git_cmd(r.root(), &["merge", "qw/demo/2"]);
-    assert!(r.git_ok(&["rev-parse", "-q", "--verify", "MERGE_HEAD"]));
+    // As a user would: again when another git held the index for a moment.
+    let t0 = Instant::now();
+    while !r.git_ok(&["rev-parse", "-q", "--verify", "MERGE_HEAD"]) {
+        let m = r.git_cmd(r.root(), &["merge", "qw/demo/2"]);
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the merge by hand never started: {} {} {}",
+            diag(&m),
+            r.git(&["status"]),
+            r.git(&["log", "--oneline", "--graph", "--all"])
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     std::fs::write(r.aux.path().join("gate-go"), "").unwrap();
     wait_for_text(&out, "waiting");
     std::fs::write(r.root().join("shared.txt"), "resolved\n").unwrap();
@@ -376,7 +418,10 @@ fn worktree_fix6m_waits_for_a_short_switch_elsewhere() {
     let rc = finish(child);
     let text = std::fs::read_to_string(&out).unwrap();
     assert_eq!(rc, Some(0), "{text}");
-    assert!(text.contains("is on branch `feature`, not on `main`"), "{text}");
+    assert!(
+        text.contains("is on branch `feature`, not on `main`"),
+        "{text}"
+    );
     assert!(!text.contains("was moved"), "{text}");
     assert_eq!(r.runs_of("1"), 1);
     assert_eq!(r.runs_of("2"), 1);
@@ -407,5 +452,84 @@ fn worktree_fix6m_past_the_wait_the_merge_stays_pending() {
     assert_eq!(code(&out), 0, "{}", diag(&out));
     assert_eq!(r.runs_of("1"), 1, "{}", diag(&out));
     assert_eq!(r.runs_of("2"), 1, "{}", diag(&out));
+    r.assert_all_merged(&["f1.txt", "f2.txt"]);
+}
+
+// ---- rev5a L5: a run a killed qw left, finished by its orphaned supervisor ----
+
+/// Every `exec-report.json` under the project's `.claude/` (the supervisor's reports).
+fn finished_reports(r: &Repo) -> Vec<PathBuf> {
+    fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.file_name().is_some_and(|n| n == "exec-report.json") {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&r.root().join(".claude"), &mut out);
+    out
+}
+
+/// qw is SIGKILLed (by pid) while task 1's agent waits; the agent then finishes — its
+/// supervisor, orphaned, leaves the report in the run folder. `script` is what it does
+/// after the gate. Returns after the report is there.
+fn killed_then_finished(r: &Repo, script: &str) {
+    r.action("1", &format!("{}{script}", gate(r, "late")));
+    r.action("2", &work("2"));
+    let (mut child, _out) = start(r, "2");
+    wait_for_runs(r, 2);
+    sigkill(&mut child);
+    std::fs::write(r.aux.path().join("gate-late"), "").unwrap();
+    let t0 = Instant::now();
+    while finished_reports(r).len() < 2 {
+        assert!(
+            t0.elapsed() < HARNESS_TIMEOUT,
+            "the orphaned run never finished: {:?}",
+            finished_reports(r)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The finished run succeeded: the continue judges it and uses it — the agent does not
+/// run again (said), its work is merged once.
+#[test]
+fn worktree_fix6m_finished_run_of_a_killed_qw_is_used() {
+    let r = Repo::new(&tasks(2));
+    killed_then_finished(&r, "echo late-by-1 >> shared.txt\n");
+    let out = cont(&r, "2");
+    let text = diag(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    assert_eq!(r.runs_of("1"), 1, "task 1's agent ran again: {text}");
+    assert!(
+        text.contains("finished after the qw running it was killed"),
+        "{text}"
+    );
+    assert_eq!(count(&r, "main:shared.txt", "late-by-1"), 1);
+    r.assert_all_merged(&["f2.txt"]);
+}
+
+/// The finished run failed (exit 1): not used — the task runs again, and its second
+/// run's work is merged.
+#[test]
+fn worktree_fix6m_failed_finished_run_of_a_killed_qw_runs_again() {
+    let r = Repo::new(&tasks(2));
+    let flag = r.aux.path().join("failed-once");
+    killed_then_finished(
+        &r,
+        &format!(
+            "if [ ! -e {f} ]; then touch {f}; exit 1; fi\necho 1 > f1.txt\n",
+            f = flag.display()
+        ),
+    );
+    let out = cont(&r, "2");
+    let text = diag(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    assert_eq!(r.runs_of("1"), 2, "{text}");
+    assert!(!text.contains("task 1: its agent's run"), "{text}");
     r.assert_all_merged(&["f1.txt", "f2.txt"]);
 }
