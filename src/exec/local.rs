@@ -143,7 +143,7 @@ impl Executor for LocalExecutor {
             .unwrap_or_else(|| dir.path().join("report.json"));
         // A report left by an earlier run in the same place is not this run's.
         if spec.report_file.is_some() {
-            let _ = std::fs::remove_file(&report_path);
+            let _ = crate::fs::remove_file(&report_path);
         }
         let child = self.command(spec, &report_path).spawn().map_err(|e| {
             ExecError::Supervisor(format!("cannot start `{}`: {e}", self.qw.display()))

@@ -75,7 +75,7 @@ pub(crate) fn write(repo: &Repo, p: &Pending) -> Result<()> {
 /// Forget the record of `task_id` (recorded completed, or its merge conflicted).
 pub(crate) fn remove(repo: &Repo, spec: &str, task_id: &str) {
     if let Some(file) = file_of(repo, spec, task_id) {
-        let _ = std::fs::remove_file(file);
+        let _ = crate::fs::remove_file(file);
     }
 }
 
@@ -103,7 +103,7 @@ fn parse(spec: &str, task_id: &str, text: &str) -> Option<Pending> {
 }
 
 fn read_dir_of(repo: &Repo, spec: &str, d: &Path) -> Vec<Pending> {
-    let Ok(entries) = std::fs::read_dir(d) else {
+    let Ok(entries) = crate::fs::read_dir(d) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -144,7 +144,7 @@ pub(crate) fn live(repo: &Repo, spec: &str) -> Vec<Pending> {
 /// Every spec's records (for the merge a killed qw left in the main worktree).
 fn all(repo: &Repo) -> Vec<Pending> {
     let root = repo.common_dir.join("qw-pending");
-    let Ok(entries) = std::fs::read_dir(&root) else {
+    let Ok(entries) = crate::fs::read_dir(&root) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -160,7 +160,7 @@ fn all(repo: &Repo) -> Vec<Pending> {
 /// record's tip (the branch still there) and its `MERGE_MSG` starts with the record's
 /// subject. A merge the user started (even of the same branch) has git's own message.
 pub(crate) fn own_half_merge(repo: &Repo) -> Option<Pending> {
-    let head = std::fs::read_to_string(repo.git_dir.join("MERGE_HEAD")).ok()?;
+    let head = crate::fs::read_to_string(repo.git_dir.join("MERGE_HEAD")).ok()?;
     let head = head.lines().next()?.trim().to_owned();
     let msg = crate::fs::read_regular_text(&repo.git_dir.join("MERGE_MSG"), 64 << 10).ok()?;
     let first = msg.lines().next().unwrap_or_default();
