@@ -1698,7 +1698,7 @@ impl Worktrees {
 
     /// Why the main worktree cannot take a merge for a moment though nothing moved: a
     /// merge or rebase qw did not start in progress there, another git's `index.lock`
-    /// (`for_merge` only), or HEAD on another branch (or detached) while the target is
+    /// (`for_merge` only), or HEAD on another branch while the target is
     /// where qw left it. `None`: usable (anything else is for the usual checks).
     fn busy(&self, for_merge: bool) -> Result<Option<String>> {
         let top = &self.repo.top;
@@ -1715,8 +1715,13 @@ impl Worktrees {
                 lock.display()
             )));
         }
-        let on = self.repo.current_branch()?;
-        if on.as_deref() == Some(self.integration.as_str()) {
+        // On another branch: whatever is committed there stays on it. (A detached HEAD
+        // is refused at once: a commit made on it would be left to its reflog when the
+        // main worktree goes back, so the refusal keeps it first.)
+        let Some(on) = self.repo.current_branch()? else {
+            return Ok(None);
+        };
+        if on == self.integration {
             return Ok(None);
         }
         let Some(tip) = self.tip() else {
@@ -1728,12 +1733,8 @@ impl Worktrees {
         if at.as_deref() != Some(tip.as_str()) || self.repo.main_in_progress().is_some() {
             return Ok(None);
         }
-        let where_ = match on {
-            Some(b) => format!("on branch `{b}`"),
-            None => "on a detached HEAD".to_owned(),
-        };
         Ok(Some(format!(
-            "the main worktree `{}` is {where_}, not on `{}` (`{}` itself is where qw left it; `git switch {}` goes back)",
+            "the main worktree `{}` is on branch `{on}`, not on `{}` (`{}` itself is where qw left it; `git switch {}` goes back)",
             top.display(),
             self.integration,
             self.integration,

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::moves::{gate, open_gate, tasks, work};
+use crate::support::moves::{gate, open_gate, printed, tasks, work};
 use crate::support::*;
 use crate::worktree::{HARNESS_TIMEOUT, Repo};
 
@@ -134,6 +134,14 @@ fn finish(mut child: Child) -> Option<i32> {
     }
 }
 
+/// Shell: wait (at most about 90 s) until `main` holds a commit with subject `s`, so
+/// this task's merge comes after that one.
+fn after_merge_of(s: &str) -> String {
+    format!(
+        "n=0; until git -C \"$MAIN\" log --format=%s main | grep -qx {s}; do [ $n -lt 1800 ] || break; sleep 0.05; n=$((n+1)); done\n"
+    )
+}
+
 fn count(r: &Repo, rev_file: &str, line: &str) -> usize {
     r.git(&["show", rev_file])
         .lines()
@@ -214,7 +222,10 @@ fn worktree_fix6m_killed_in_its_own_conflicting_merge_undoes_it() {
     r.action("1", "echo one > shared.txt\ngit commit -qam s1\n");
     r.action(
         "2",
-        "echo two > shared.txt\ngit commit -qam s2\necho more2 > m2.txt\nsleep 1\n",
+        &format!(
+            "echo two > shared.txt\ngit commit -qam s2\necho more2 > m2.txt\n{}",
+            after_merge_of("s1")
+        ),
     );
     kill_after_merge(&r, "2", "[!0]*");
     let out = auto(&r, "2");
@@ -254,7 +265,13 @@ fn worktree_fix6m_killed_in_its_own_conflicting_merge_undoes_it() {
 fn worktree_fix6m_never_aborts_the_users_merge_of_the_same_branch() {
     let r = Repo::new(&tasks(2));
     r.action("1", "echo one > shared.txt\ngit commit -qam s1\n");
-    r.action("2", "echo two > shared.txt\ngit commit -qam s2\nsleep 1\n");
+    r.action(
+        "2",
+        &format!(
+            "echo two > shared.txt\ngit commit -qam s2\n{}",
+            after_merge_of("s1")
+        ),
+    );
     kill_after_merge(&r, "2", "[!0]*");
     let out = auto(&r, "2");
     assert!(r.aux.path().join("killed").exists(), "{}", diag(&out));
@@ -354,7 +371,8 @@ fn worktree_fix6m_users_untracked_file_in_the_way_is_merge_pending() {
 
 // ---- F6, F19: the main worktree busy for a moment ----
 
-/// Task 2 conflicts; the user merges it by hand at once (as advised) and takes a while
+/// Task 2 (or 1, whichever merges second) conflicts; the user merges it by hand at once
+/// (as advised, the command qw printed) and takes a while
 /// to resolve it. Tasks 3 and 4 finish meanwhile: they wait (said), and are merged once
 /// the user committed — not failed, their agents run once.
 #[test]
@@ -369,10 +387,13 @@ fn worktree_fix6m_waits_for_the_users_merge_by_hand() {
     r.action("4", &format!("{}{}", gate(&r, "go"), work("4")));
     let (child, out) = start(&r, "4");
     wait_for_text(&out, "merge it by hand");
+    // The one of tasks 1 and 2 that merged second conflicted: the command qw printed.
+    let advice = printed(&std::fs::read_to_string(&out).unwrap(), "git merge qw/");
+    let branch = advice.trim_start_matches("git merge ").to_owned();
     // As a user would: again when another git held the index for a moment.
     let t0 = Instant::now();
     while !r.git_ok(&["rev-parse", "-q", "--verify", "MERGE_HEAD"]) {
-        let m = r.git_cmd(r.root(), &["merge", "qw/demo/2"]);
+        let m = r.git_cmd(r.root(), &["merge", &branch]);
         assert!(
             t0.elapsed() < Duration::from_secs(20),
             "the merge by hand never started: {} {} {}",
@@ -383,7 +404,7 @@ fn worktree_fix6m_waits_for_the_users_merge_by_hand() {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::fs::write(r.aux.path().join("gate-go"), "").unwrap();
-    wait_for_text(&out, "waiting");
+    wait_for_text(&out, "`QW_MAIN_WAIT_S`) before merging task");
     std::fs::write(r.root().join("shared.txt"), "resolved\n").unwrap();
     r.git(&["add", "shared.txt"]);
     r.git(&["commit", "-qm", "resolve by hand"]);
@@ -413,7 +434,7 @@ fn worktree_fix6m_waits_for_a_short_switch_elsewhere() {
     wait_for_runs(&r, 2);
     r.git(&["switch", "-q", "feature"]);
     std::fs::write(r.aux.path().join("gate-go"), "").unwrap();
-    wait_for_text(&out, "waiting");
+    wait_for_text(&out, "`QW_MAIN_WAIT_S`) before merging task");
     r.git(&["switch", "-q", "main"]);
     let rc = finish(child);
     let text = std::fs::read_to_string(&out).unwrap();
