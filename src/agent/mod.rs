@@ -512,6 +512,7 @@ pub fn run_job_as(
             })??,
         };
     let mut spec = command.to_exec_spec(job);
+    spec.report_file = Some(job.run_dir.join(FINISHED_REPORT));
     spec.timeout = limits.timeout;
     spec.grace = limits.grace;
     spec.stall_timeout = limits.stall_timeout;
@@ -546,6 +547,34 @@ pub fn run_job_as(
         );
     }
     Ok((run, report))
+}
+
+/// The supervisor's report of an agent run, in its run folder (see
+/// [`crate::exec::ExecSpec::report_file`]).
+pub const FINISHED_REPORT: &str = "exec-report.json";
+
+/// The verdict on a run in `job.run_dir` that ended after the qw waiting for it was
+/// killed (its supervisor, orphaned, ran it to the end and left its report there):
+/// judged exactly as [`run_job_as`] judges a run it waited for. `None` when the folder
+/// holds no readable report (the run was cut off, or made by an older qw) or no output.
+pub fn judge_finished(agent: &dyn Agent, job: &Job) -> Option<AgentRun> {
+    let text = crate::fs::read_regular_text(&job.run_dir.join(FINISHED_REPORT), 16 << 20).ok()?;
+    let report: crate::exec::ExecReport = serde_json::from_str(&text).ok()?;
+    let stdout = captured::Captured::read(&runs::output_file(&job.run_dir)?).ok()?;
+    let stderr = crate::fs::read_tail_regular(&job.stderr_file(), 16 * 1024).unwrap_or_default();
+    let stderr_tail = outcome::tail_lines(&stderr, STDERR_TAIL_LINES);
+    Some(judge(
+        agent,
+        job,
+        &ClassifyInput {
+            report: &report,
+            stdout: &stdout,
+            stderr_tail: &stderr_tail,
+            phase: job.phase,
+            user_cancelled: report.interrupted_by.is_some(),
+        },
+        false,
+    ))
 }
 
 /// The last `max` bytes of `bytes`.

@@ -292,6 +292,7 @@ pub(crate) fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
         run_id: args.run_id.clone(),
         project: in_project.then(|| ctx.project.root().to_path_buf()),
         name: None,
+        report_file: None,
     };
     let report = match choice.slurm {
         Some(config) => {

@@ -137,7 +137,14 @@ fn secs(d: Duration) -> String {
 impl Executor for LocalExecutor {
     fn run(&self, spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, ExecError> {
         let dir = tempfile::tempdir()?;
-        let report_path = dir.path().join("report.json");
+        let report_path = spec
+            .report_file
+            .clone()
+            .unwrap_or_else(|| dir.path().join("report.json"));
+        // A report left by an earlier run in the same place is not this run's.
+        if spec.report_file.is_some() {
+            let _ = crate::fs::remove_file(&report_path);
+        }
         let child = self.command(spec, &report_path).spawn().map_err(|e| {
             ExecError::Supervisor(format!("cannot start `{}`: {e}", self.qw.display()))
         })?;

@@ -131,6 +131,10 @@ pub struct ExecSpec {
     pub project: Option<PathBuf>,
     /// What the job is, for schedulers that show it (`qw/<spec>/<task>`).
     pub name: Option<String>,
+    /// Where the local supervisor writes its report (default: a private temporary
+    /// folder). An agent run's is its run folder, so a later qw can judge and use the
+    /// result of a run that finished after the qw waiting for it was killed.
+    pub report_file: Option<PathBuf>,
 }
 
 /// Default grace between SIGTERM and SIGKILL (the original system's).
@@ -152,6 +156,7 @@ impl ExecSpec {
             run_id: None,
             project: None,
             name: None,
+            report_file: None,
         }
     }
 }

@@ -42,6 +42,9 @@ pub(crate) struct Plan {
     dirty: Vec<String>,
     /// Where an earlier run that refused a move of the target left it (its record).
     refused: Option<crate::worktree::RefusedMove>,
+    /// What was repaired before anything else (qw's own half-done merge undone), told
+    /// when the run's events exist.
+    notes: Vec<String>,
 }
 
 /// Why task worktrees cannot be used here (exit 2; nothing was written).
@@ -203,6 +206,7 @@ pub(crate) fn plan(
     project: &Project,
     spec: &str,
     options: &Options,
+    repair: bool,
 ) -> Result<Option<Plan>, WorkflowError> {
     let wanted = match options.isolate {
         Isolation::None => return Ok(None),
@@ -280,6 +284,13 @@ pub(crate) fn plan(
         // Before the run's events exist: said like every other lock wait (a warning).
         &|m| tracing::warn!("{m}"),
     )?;
+    // A killed qw's own merge left half done (its conflict staged): undone here, under
+    // the lock every qw merges under, before it could look like the user's changes; the
+    // task's saved branch is merged again (`worktree/pending.rs`). Not on a dry run.
+    let mut notes = Vec::new();
+    if repair && settled.is_some() {
+        notes.extend(crate::worktree::pending::abort_own_half_merge(&repo)?);
+    }
     let staged = repo.staged_paths()?;
     let dirty = repo.dirty_paths()?;
     drop(settled);
@@ -308,6 +319,7 @@ pub(crate) fn plan(
         integration,
         dirty,
         refused,
+        notes,
     }))
 }
 
@@ -359,6 +371,9 @@ pub(crate) struct TaskSpace {
     /// The tasks whose branch the target held all of when the run started (before the
     /// merged leftovers were cleared).
     merged_at_start: HashSet<String>,
+    /// The tasks whose checked work an earlier run saved with only the merge missing:
+    /// their branch, and whether the target held it at the start (`worktree/pending.rs`).
+    pending_at_start: HashMap<String, (String, bool)>,
 }
 
 impl TaskSpace {
@@ -371,6 +386,7 @@ impl TaskSpace {
             ports: Mutex::new(HashSet::new()),
             active: Mutex::new(HashMap::new()),
             merged_at_start: HashSet::new(),
+            pending_at_start: HashMap::new(),
         }
     }
 
@@ -389,6 +405,9 @@ impl TaskSpace {
             return Ok(space);
         };
         let note = |m: &str| say(events, m.to_owned());
+        for n in &plan.notes {
+            note(n);
+        }
         let wts =
             Worktrees::new(plan.repo.clone(), spec, &plan.integration).with_cancel(cancel.clone());
         if let Some(refused) = &plan.refused {
@@ -413,6 +432,11 @@ impl TaskSpace {
             }
         }
         space.merged_at_start = wts.merged_task_ids().into_iter().collect();
+        space.pending_at_start = wts
+            .pending_merges()
+            .into_iter()
+            .map(|(id, branch, merged)| (id, (branch, merged)))
+            .collect();
         // Worktrees and branches of tasks merged before qw was killed.
         for m in wts.clear_merged_leftovers(&note) {
             note(&m);
@@ -444,6 +468,33 @@ impl TaskSpace {
             return Some(crate::worktree::task_branch(&self.spec, task_id));
         }
         w.merged_branch(task_id)
+    }
+
+    /// The branch of `task_id` when an earlier run saved its checked work and merged it,
+    /// but was stopped before recording that (`worktree/pending.rs`).
+    pub(crate) fn merged_not_recorded(&self, task_id: &str) -> Option<String> {
+        self.worktrees.as_ref()?;
+        match self.pending_at_start.get(task_id) {
+            Some((branch, true)) => Some(branch.clone()),
+            _ => None,
+        }
+    }
+
+    /// The branch of `task_id` when an earlier run saved its checked work there and only
+    /// its merge is missing: the task is merged, its agent not run again.
+    pub(crate) fn merge_pending(&self, task_id: &str) -> Option<String> {
+        self.worktrees.as_ref()?;
+        match self.pending_at_start.get(task_id) {
+            Some((branch, false)) => Some(branch.clone()),
+            _ => None,
+        }
+    }
+
+    /// `task_id` is recorded completed: its pending merge (if any) is forgotten.
+    pub(crate) fn forget_pending(&self, task_id: &str) {
+        if let Some(w) = &self.worktrees {
+            w.forget_pending(task_id);
+        }
     }
 
     /// The run is over: check the target once more (see
@@ -652,6 +703,10 @@ impl TaskSpace {
             task.title,
             r.outcome.as_str()
         );
+        if r.outcome.is_success() {
+            // Recorded completed (the recorder ran before): nothing is pending.
+            w.forget_pending(&task.id);
+        }
         let removed = w.remove(&h, &salvage, &note);
         for m in removed.strays.iter().chain(&removed.warnings) {
             // Told once, as the run's note (a `tracing` warning too printed it twice).
@@ -682,6 +737,7 @@ fn step_evidence(e: &StepError, branch: &str) -> String {
     // main worktree, or the task's agent left a history of its own (the message says
     // where everything is, and what to do).
     if let WorktreeError::TargetMoved(why)
+    | WorktreeError::MergePending(why)
     | WorktreeError::Staged(why)
     | WorktreeError::OwnHistory(why)
     | WorktreeError::Crossed(why)

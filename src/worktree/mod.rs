@@ -54,6 +54,7 @@ mod lost;
 mod nested;
 mod origin;
 mod owned;
+pub(crate) mod pending;
 mod reflog;
 pub(crate) mod root;
 mod salvage;
@@ -126,6 +127,12 @@ pub enum WorktreeError {
     /// `worktree/blame.rs`).
     #[error("{0}")]
     Obstructed(String),
+    /// The task's checked work is saved on its branch and only its merge is missing: the
+    /// main worktree stayed busy past the wait, or the user's own uncommitted change is in
+    /// the way. The line names what and says `workflow-continue` merges it without
+    /// running the agent again (see `worktree/pending.rs`).
+    #[error("{0}")]
+    MergePending(String),
     /// Waiting for the repository lock was interrupted (the message says by what; the
     /// hints say how to resume or end the holder, e.g. `kill -CONT <pid>` when stopped).
     #[error("{0}")]
@@ -158,12 +165,27 @@ impl crate::exit::UserError for WorktreeError {
             | WorktreeError::Crossed(_)
             | WorktreeError::Staged(_)
             | WorktreeError::Obstructed(_)
+            | WorktreeError::MergePending(_)
             | WorktreeError::Io(_) => Vec::new(),
         }
     }
 }
 
 type Result<T> = std::result::Result<T, WorktreeError>;
+
+/// The environment variable that sets how long (seconds) a finished task waits for the
+/// main worktree to be usable before its merge is left pending.
+pub(crate) const MAIN_WAIT_ENV: &str = "QW_MAIN_WAIT_S";
+
+/// How long a finished task waits for a busy main worktree ([`MAIN_WAIT_ENV`], else
+/// 600 s).
+pub(crate) fn main_wait_limit() -> std::time::Duration {
+    let secs = std::env::var(MAIN_WAIT_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(600);
+    std::time::Duration::from_secs(secs)
+}
 
 /// Build `git -C dir [PRE…] -c … ARGS…` with qw's fixed options and environment.
 fn git_command<I, S>(dir: &Path, pre: &[&OsStr], args: I, env: &[(&str, &OsStr)]) -> Command
@@ -1130,7 +1152,10 @@ impl Worktrees {
         task_id: &str,
         on_wait: &dyn Fn(&str),
     ) -> Result<(WorktreeHandle, Vec<String>)> {
-        let _g = self.lock(&format!("preparing task {task_id}"), on_wait)?;
+        let doing = format!("preparing task {task_id}");
+        let g = self.lock(&doing, on_wait)?;
+        // The main worktree only elsewhere for a moment (nothing moved): wait for it.
+        let (_g, _) = self.wait_usable(g, &doing, false, on_wait)?;
         target::refuse_if_moved(self, &format!("task {task_id} was not started"))?;
         target::refuse_staged_start(self, task_id)?;
         let target = self.target();
@@ -1449,9 +1474,8 @@ impl Worktrees {
         // Staging and writing objects needs no lock: only this task uses its worktree.
         let stage = || tree::stage(&self.repo, &t, &self.spec, commit_message, &self.target());
         let staged = salvage::retry_missing(stage).map_err(commit)?;
-        let _g = self
-            .lock(&format!("merging task {}", h.task_id), on_wait)
-            .map_err(commit)?;
+        let doing = format!("merging task {}", h.task_id);
+        let g = self.lock(&doing, on_wait).map_err(commit)?;
         // Objects pruned since staging (a concurrent `git gc --prune=now`): staged again.
         let capture = match tree::point_branch(&self.repo, &t, staged, &self.target()) {
             Err(e) if salvage::missing_object(&e) => {
@@ -1508,12 +1532,49 @@ impl Worktrees {
         {
             return Err(commit(WorktreeError::Crossed(line)));
         }
+        let merge_err = |source| StepError {
+            step: Step::Merge,
+            source,
+        };
+        // Saved and checked: from here only the merge is missing, whatever stops it.
+        if let Some(tip) = self
+            .repo
+            .commit_of(&format!("refs/heads/{}", h.branch))
+            .map_err(merge_err)?
+        {
+            pending::write(
+                &self.repo,
+                &pending::Pending {
+                    spec: self.spec.clone(),
+                    task_id: h.task_id.clone(),
+                    branch: h.branch.clone(),
+                    tip,
+                    subject: merge_message.to_owned(),
+                },
+            )
+            .map_err(merge_err)?;
+        }
+        // The main worktree busy for a moment (a merge or rebase qw did not start, HEAD
+        // on another branch, `index.lock`): wait for it, the lock released meanwhile.
+        let (_g, busy) = self
+            .wait_usable(g, &doing, true, on_wait)
+            .map_err(merge_err)?;
+        if let Some(why) = busy {
+            return Err(merge_err(WorktreeError::MergePending(format!(
+                "{why}, for longer than qw waits ({} s, `{MAIN_WAIT_ENV}`), so task branch `{}` was not merged into `{}`; its checked work is saved there: once the main worktree is free, `{}` merges it (its agent does not run again)",
+                main_wait_limit().as_secs(),
+                h.branch,
+                self.integration,
+                shell::continue_cmd(&self.spec)
+            ))));
+        }
         let merge = self
             .merge_into_integration(h, merge_message)
-            .map_err(|source| StepError {
-                step: Step::Merge,
-                source,
-            })?;
+            .map_err(merge_err)?;
+        if matches!(merge, MergeOutcome::Conflict { .. }) {
+            // Aborted: the branch waits for the user's merge by hand, as advised.
+            pending::remove(&self.repo, &self.spec, &h.task_id);
+        }
         Ok(Integrated { merge, capture })
     }
 
@@ -1576,7 +1637,6 @@ impl Worktrees {
             return Ok(MergeOutcome::Merged);
         }
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         if let Some(merging) = self.repo.commit_of("MERGE_HEAD")? {
             if merging != tip {
                 // Not ours: leave it exactly as it is.
@@ -1612,23 +1672,137 @@ impl Worktrees {
         if paths.is_empty() {
             return Err(git_error(top, &args, &out));
         }
-        let first = stderr
-            .lines()
-            .chain(stdout.lines())
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("git merge failed")
-            .trim()
-            .to_owned();
-        self.merge_by_hand(&h.branch);
-        Ok(MergeOutcome::Conflict {
-            why: format!(
-                "git refused to merge `{}` into `{}`: {first} ({}); the branch is kept",
-                h.branch,
-                self.integration,
-                paths.join(", ")
-            ),
-            paths,
-        })
+        // git refused before changing anything: the user's own uncommitted edit (or an
+        // untracked file) is in the way. Not a conflict of the task's: only the merge is
+        // missing, and `workflow-continue` merges the saved branch.
+        let untracked = stderr.contains("untracked working tree files");
+        let (what, settle) = if untracked {
+            ("untracked file", "commit, move or remove")
+        } else {
+            ("uncommitted change to", "commit or stash")
+        };
+        let shown = paths
+            .iter()
+            .map(|p| format!("`{p}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(WorktreeError::MergePending(format!(
+            "your {what} {shown} in the main worktree `{}` is in the way of merging task branch `{}` into `{}` (git refused the merge and changed nothing): {settle} it, then run `{}` (the task's checked work is kept on `{}` and is merged then; its agent does not run again)",
+            top.display(),
+            h.branch,
+            self.integration,
+            shell::continue_cmd(&self.spec),
+            h.branch
+        )))
+    }
+
+    /// Why the main worktree cannot take a merge for a moment though nothing moved: a
+    /// merge or rebase qw did not start in progress there, another git's `index.lock`
+    /// (`for_merge` only), or HEAD on another branch while the target is
+    /// where qw left it. `None`: usable (anything else is for the usual checks).
+    fn busy(&self, for_merge: bool) -> Result<Option<String>> {
+        let top = &self.repo.top;
+        if for_merge && let Some(op) = self.repo.main_in_progress() {
+            return Ok(Some(format!(
+                "the main worktree `{}` is in the middle of {op} that qw did not start (finish it, e.g. `git add` the resolved files and `git commit`, or abort it)",
+                top.display()
+            )));
+        }
+        let lock = self.repo.git_dir.join("index.lock");
+        if for_merge && lock.symlink_metadata().is_ok() {
+            return Ok(Some(format!(
+                "another git holds the main worktree's index (`{}`; when no git runs there it is stale: delete it)",
+                lock.display()
+            )));
+        }
+        // On another branch: whatever is committed there stays on it. (A detached HEAD
+        // is refused at once: a commit made on it would be left to its reflog when the
+        // main worktree goes back, so the refusal keeps it first.)
+        let Some(on) = self.repo.current_branch()? else {
+            return Ok(None);
+        };
+        if on == self.integration {
+            return Ok(None);
+        }
+        let Some(tip) = self.tip() else {
+            return Ok(None);
+        };
+        let at = self
+            .repo
+            .commit_of(&format!("refs/heads/{}", self.integration))?;
+        if at.as_deref() != Some(tip.as_str()) || self.repo.main_in_progress().is_some() {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "the main worktree `{}` is on branch `{on}`, not on `{}` (`{}` itself is where qw left it; `git switch {}` goes back)",
+            top.display(),
+            self.integration,
+            self.integration,
+            quote(&self.integration)
+        )))
+    }
+
+    /// Hold `g` (the repository lock) only while the main worktree is usable: while
+    /// [`Worktrees::busy`] says why not, release it, wait (said once after a second, and
+    /// again when the reason changes; ended by a signal), and take it again — at most
+    /// [`main_wait_limit`]. Returns the lock and, when the limit passed, why it is still
+    /// busy.
+    fn wait_usable(
+        &self,
+        mut g: lock::RepoLock,
+        doing: &str,
+        for_merge: bool,
+        on_wait: &dyn Fn(&str),
+    ) -> Result<(lock::RepoLock, Option<String>)> {
+        let limit = main_wait_limit();
+        let started = std::time::Instant::now();
+        let mut said: Option<String> = None;
+        let cancel = self.cancel.clone().unwrap_or_else(Cancel::process);
+        loop {
+            let Some(why) = self.busy(for_merge)? else {
+                return Ok((g, None));
+            };
+            if started.elapsed() >= limit {
+                return Ok((g, Some(why)));
+            }
+            drop(g);
+            if started.elapsed() >= std::time::Duration::from_secs(1)
+                && said.as_deref() != Some(why.as_str())
+            {
+                on_wait(&format!(
+                    "waiting (up to {} s, `{MAIN_WAIT_ENV}`) before {doing}: {why}",
+                    limit.as_secs()
+                ));
+                said = Some(why.clone());
+            }
+            if !cancel.sleep(std::time::Duration::from_millis(200)) {
+                return Err(WorktreeError::Interrupted(
+                    format!("a signal ended the wait for the main worktree before {doing} ({why})"),
+                    Vec::new(),
+                ));
+            }
+            g = self.lock(doing, on_wait)?;
+        }
+    }
+
+    /// The tasks of this spec whose checked work is saved with only the merge missing
+    /// (see `worktree/pending.rs`), each with whether the target holds it already (qw
+    /// was stopped after its merge, before recording it). Read before the leftovers are
+    /// cleared (a merged branch goes then).
+    pub fn pending_merges(&self) -> Vec<(String, String, bool)> {
+        let target = format!("refs/heads/{}", self.integration);
+        pending::live(&self.repo, &self.spec)
+            .into_iter()
+            .map(|p| {
+                let merged = self.repo.is_ancestor(&p.tip, &target).unwrap_or(false);
+                (p.task_id, p.branch, merged)
+            })
+            .collect()
+    }
+
+    /// Forget that `task_id`'s merge is pending (it is recorded completed).
+    pub fn forget_pending(&self, task_id: &str) {
+        pending::remove(&self.repo, &self.spec, task_id);
     }
 
     /// Staged changes in the main worktree fail the merge of `h` naming them (git would

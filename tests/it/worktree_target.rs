@@ -459,14 +459,29 @@ fn worktree_detached_main_head_is_a_move() {
 
 #[test]
 fn worktree_main_worktree_switched_to_another_branch_is_a_move() {
-    let r = Repo::new(&tasks(2));
-    let err = refused_then_followed(
-        &r,
-        "git -C \"$MAIN\" switch -q -c elsewhere",
-        "git switch ",
-        Some("git switch main"),
+    // With `main` itself where qw left it, the switch is waited for (fix6m, rev5b F19):
+    // one second here, then task 1's merge stays pending and the continue merges it
+    // without running its agent again.
+    let mut r = Repo::new(&tasks(2));
+    r.f.set("QW_MAIN_WAIT_S", "1");
+    r.action(
+        "1",
+        &format!(
+            "{}{}",
+            work("1"),
+            once(&r, "move", "git -C \"$MAIN\" switch -q -c elsewhere")
+        ),
     );
+    r.action("2", &work("2"));
+    let out = run_auto(&r, &[]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let err = r.f.task("1")["error"].as_str().unwrap().to_owned();
     assert!(err.contains("on branch `elsewhere`"), "{err}");
+    assert_eq!(printed(&err, "git switch "), "git switch main", "{err}");
+    follow(&r, "git switch main");
+    let out = cont(&r, &[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_eq!(r.runs_of("1"), 1, "{}", diag(&out));
     r.assert_all_merged(&as_strs(&files(2)));
     // The user's branch is theirs: left as it is.
     assert!(r.git_ok(&["rev-parse", "-q", "--verify", "refs/heads/elsewhere"]));

@@ -67,7 +67,12 @@ pub(crate) fn attempts(
     };
     let max = run.options.attempts.max(1);
     let mut attempt = 0;
-    let mut resume = earlier_session(run, unit)?;
+    // A run a killed qw left, finished by its orphaned supervisor: judged and used.
+    let mut adopt = finished_cut_off(run, unit, place)?;
+    let mut resume = match adopt {
+        Some(_) => None,
+        None => earlier_session(run, unit)?,
+    };
     loop {
         attempt += 1;
         if let Some(sig) = run.stop.signal() {
@@ -104,7 +109,11 @@ pub(crate) fn attempts(
                 return Err(e);
             }
         };
-        let run_dir = agent::runs::create(run.project, run.name, &run_label(unit, attempt))?;
+        let adopted = adopt.take();
+        let run_dir = match &adopted {
+            Some((dir, _)) => dir.clone(),
+            None => agent::runs::create(run.project, run.name, &run_label(unit, attempt))?,
+        };
         let mut job = job(run, unit, place, run_dir.clone());
         let system_stats = match (unit, run.resource_monitoring) {
             (Unit::Task(_), true) => {
@@ -123,7 +132,10 @@ pub(crate) fn attempts(
             resumes: resume.as_ref().map(|r| r.session_id.as_str()),
         })?;
         let started = Instant::now();
-        let result = one_attempt(run, unit, &mut job, attempt, resume.as_ref());
+        let result = match adopted {
+            Some((_, finished)) => adopted_attempt(run, unit, &mut job, attempt, finished),
+            None => one_attempt(run, unit, &mut job, attempt, resume.as_ref()),
+        };
         drop(slot);
         // The run the attempt ended in (a fresh run after a gone session has its own).
         let run_dir = job.run_dir.clone();
@@ -192,6 +204,78 @@ pub(crate) fn attempts(
         resume = session_to_resume(run, &r);
         run.cancel.sleep(run.options.retry_delay());
     }
+}
+
+/// The task's last run, when a `qw` that was killed left it (no outcome recorded since
+/// it started) and its orphaned supervisor ran it to the end with a successful result:
+/// its folder and its verdict, judged as any run is (rev5a L5). The `_Verify:_`, the
+/// checks of the worktree and the merge then run as after any agent run. A run that
+/// ended otherwise (or that qw cannot judge: no report, an older qw's) runs again.
+fn finished_cut_off(
+    run: &Run<'_>,
+    unit: Unit<'_>,
+    place: &Place,
+) -> Result<Option<(PathBuf, AgentRun)>, WorkflowError> {
+    let Unit::Task(task) = unit else {
+        return Ok(None);
+    };
+    let Ok(state) = run.store.load() else {
+        return Ok(None);
+    };
+    let Some(entry) = state
+        .specifications
+        .get(run.name)
+        .and_then(|s| s.tasks.get(&task.id))
+    else {
+        return Ok(None);
+    };
+    if entry.outcome.is_some() {
+        return Ok(None);
+    }
+    let Some(id) = entry.run_id.as_deref() else {
+        return Ok(None);
+    };
+    let Some(dir) = agent::runs::run_dir(run.project, id) else {
+        return Ok(None);
+    };
+    let Some(r) = agent::judge_finished(run.agent, &job(run, unit, place, dir.clone())) else {
+        return Ok(None);
+    };
+    if !r.outcome.is_success() {
+        return Ok(None);
+    }
+    note(
+        run,
+        unit,
+        format!(
+            "its agent's run {id} finished after the qw running it was killed ({}); that result is used, the agent does not run again",
+            r.evidence
+        ),
+    )?;
+    Ok(Some((dir, r)))
+}
+
+/// [`one_attempt`] with the agent's run already over: `finished` (see
+/// [`finished_cut_off`]) is taken as its result, then the worktree's checks, the task's
+/// `_Verify:_` and the merge run as usual.
+fn adopted_attempt(
+    run: &Run<'_>,
+    unit: Unit<'_>,
+    job: &mut Job,
+    attempt: u32,
+    finished: AgentRun,
+) -> Result<AgentRun, WorkflowError> {
+    let reports: Reports = RefCell::default();
+    let given = RefCell::new(Some(finished));
+    let run_as = |_: &Job, _: Start<'_>| match given.borrow_mut().take() {
+        Some(r) => Ok((r, None)),
+        None => Err(AgentError::CannotResume {
+            agent: run.agent.name(),
+        }),
+    };
+    let r = one_attempt_runs(run, unit, job, attempt, None, &run_as, &reports);
+    tell_processes_ended(run, unit, reports)?;
+    r
 }
 
 /// An earlier session the next run continues, and why its last run stopped.
@@ -398,6 +482,55 @@ fn job(run: &Run<'_>, unit: Unit<'_>, place: &Place, run_dir: PathBuf) -> Job {
         run_dir,
         env: place.env.clone(),
     }
+}
+
+/// A task whose agent's checked work an earlier run saved on `branch`, and whose merge
+/// only is missing (`worktree/pending.rs`): one attempt that runs no agent and no
+/// `_Verify:_` — it merges the saved branch (from the task's worktree, resumed from it,
+/// through every check of an ordinary merge) and is recorded like any attempt.
+pub(crate) fn merge_saved(
+    run: &Run<'_>,
+    task: &Task,
+    branch: &str,
+) -> Result<AgentRun, WorkflowError> {
+    let unit = Unit::Task(task);
+    if let Some(sig) = run.stop.signal() {
+        return Ok(AgentRun::from_outcome(
+            Outcome::KilledByUser { signal: Some(sig) },
+            "interrupted before the merge of its saved work started",
+        ));
+    }
+    let attempt = 1;
+    let run_dir = agent::runs::create(run.project, run.name, &run_label(unit, attempt))?;
+    note(
+        run,
+        unit,
+        format!(
+            "its agent's checked work was saved on `{branch}` by an earlier run that could not merge it; merging it now (its agent does not run again)"
+        ),
+    )?;
+    run.events.emit(EventKind::AttemptStarted {
+        unit,
+        attempt,
+        run_dir: &run_dir,
+        system_stats: None,
+        resumes: None,
+    })?;
+    let mut r = AgentRun::from_outcome(
+        Outcome::Succeeded,
+        format!(
+            "its agent's checked work saved on `{branch}` by an earlier run, merged without running the agent again"
+        ),
+    );
+    run.space.integrate(&task_job(task), &mut r, run.events)?;
+    run.events.emit(EventKind::AttemptFinished {
+        unit,
+        attempt,
+        run: &r,
+        run_dir: &run_dir,
+        will_retry: false,
+    })?;
+    Ok(r)
 }
 
 /// Record an attempt whose agent never started (not admitted, no worktree) with

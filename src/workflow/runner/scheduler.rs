@@ -14,7 +14,7 @@
 use std::collections::HashSet;
 use std::sync::mpsc;
 
-use super::attempt::{Place, attempts, task_job};
+use super::attempt::{Place, attempts, merge_saved, task_job};
 use super::context::Run;
 use crate::agent::outcome::{AgentRun, Outcome};
 use crate::spec::tasks::{Task, TaskList};
@@ -135,6 +135,25 @@ fn merged_by_hand(
     let path = run.spec.tasks_path();
     for t in leaves {
         if completed.contains(&t.id) {
+            // Recorded completed: a pending merge left of it says nothing any more.
+            run.space.forget_pending(&t.id);
+            continue;
+        }
+        // qw merged the task's saved work and was stopped before recording it.
+        if let Some(branch) = run.space.merged_not_recorded(&t.id) {
+            crate::spec::tasks::tick_file_many(&path, std::slice::from_ref(&t.id))?;
+            completed.insert(t.id.clone());
+            let message = format!(
+                "repaired: qw was stopped after merging task {} (branch `{branch}`) and before recording it; the target holds its work, so it is ticked in `{}` and recorded completed (its agent does not run again)",
+                t.id,
+                path.display()
+            );
+            run.events.emit(EventKind::TickedByHand {
+                task: &t.id,
+                check: HandCheck::NoCheck,
+                message: &message,
+            })?;
+            run.space.forget_pending(&t.id);
             continue;
         }
         let conflicted = in_state
@@ -260,7 +279,11 @@ fn run_one(run: &Run<'_>, task: &Task) -> Result<AgentRun, WorkflowError> {
         // whole workflow.
         Err(e) => return isolation::prepare_failed(run.events, run.name, task, e),
     };
-    let r = attempts(run, Unit::Task(task), &place)?;
+    // Its checked work is saved from an earlier run and only the merge is missing.
+    let r = match run.space.merge_pending(&task.id) {
+        Some(branch) => merge_saved(run, task, &branch)?,
+        None => attempts(run, Unit::Task(task), &place)?,
+    };
     run.space.leave(&task_job(task), &r, run.events)?;
     Ok(r)
 }
