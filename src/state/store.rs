@@ -268,7 +268,7 @@ impl StateStore {
         crate::fs::rename(&path, &quarantine)?;
         crate::fs::sync_dir(&dir)?;
         crate::fs::sync_dir(&self.project.claude_dir())?;
-        match backup::newest_valid(&dir)? {
+        match backup::newest_valid(&self.project)? {
             Some((from, bytes, state)) => {
                 self.write_bytes_locked(lock, &bytes)?;
                 tracing::warn!(
