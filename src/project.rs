@@ -96,6 +96,18 @@ impl Project {
     pub fn workflow_lock_file(&self, name: &str) -> PathBuf {
         self.runs_dir().join(format!(".{name}.workflow.lock"))
     }
+    /// The folders qw keeps its own files in, relative to `.claude/`: each must be a real
+    /// directory, never a symbolic link (a repository can commit one pointing anywhere), so
+    /// qw never reads, writes or deletes outside the project through one. `.claude/`
+    /// itself may be a link the user made (a dotfiles repository).
+    pub const OWN_DIRS: [&'static str; 5] = [
+        "logs",
+        "runs",
+        "backups",
+        "backups/state",
+        "backups/workflows",
+    ];
+
     /// `.claude/next_command.txt`
     pub fn next_command_file(&self) -> PathBuf {
         self.claude_dir().join("next_command.txt")
