@@ -480,6 +480,41 @@ fn fix7a_m1_a_hard_link_at_the_failed_suggestion_record_is_never_appended_to() {
     assert_eq!(std::fs::read_to_string(&rc).unwrap(), "ORIG\n");
 }
 
+#[test]
+fn fix7a_m1_a_hard_link_at_a_lock_file_is_never_overwritten() {
+    // rev6a's reproduction: the state lock hard-linked to a file of the user's.
+    let outer = tempfile::tempdir().unwrap();
+    let notes = outer.path().join("notes.txt");
+    std::fs::write(&notes, "precious line 1\nprecious line 2\n").unwrap();
+    let p = workflow_project(100);
+    std::fs::hard_link(&notes, p.claude().join("unified_state.json.lock")).unwrap();
+    let out = bounded(p.qw(&["exec", "--", "true"]));
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    // Other shapes: a workflow (state lock) and a backup (state lock), each refused naming it.
+    let out = offline_workflow(&p);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert!(stderr(&out).contains("hard links"), "{}", diag(&out));
+    let out = bounded(p.qw(&["state-backup", "b1"]));
+    assert_ne!(code(&out), 0, "{}", diag(&out));
+    assert!(
+        stderr(&out).contains("unified_state.json.lock"),
+        "{}",
+        diag(&out)
+    );
+    // The workflow lock of a spec.
+    std::fs::remove_file(p.claude().join("unified_state.json.lock")).unwrap();
+    std::fs::create_dir_all(p.claude().join("runs")).unwrap();
+    let _ = std::fs::remove_file(p.claude().join("runs/.demo.workflow.lock"));
+    std::fs::hard_link(&notes, p.claude().join("runs/.demo.workflow.lock")).unwrap();
+    let out = offline_workflow(&p);
+    assert_ne!(code(&out), 0, "{}", diag(&out));
+    assert!(stderr(&out).contains("hard links"), "{}", diag(&out));
+    assert_eq!(
+        std::fs::read_to_string(&notes).unwrap(),
+        "precious line 1\nprecious line 2\n"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // L1: the log fallback directory.
 
