@@ -100,12 +100,14 @@ impl Project {
     /// directory, never a symbolic link (a repository can commit one pointing anywhere), so
     /// qw never reads, writes or deletes outside the project through one. `.claude/`
     /// itself may be a link the user made (a dotfiles repository).
-    pub const OWN_DIRS: [&'static str; 5] = [
+    pub const OWN_DIRS: [&'static str; 7] = [
         "logs",
         "runs",
         "backups",
         "backups/state",
         "backups/workflows",
+        "slurm",
+        "slurm/owners",
     ];
 
     /// `.claude/next_command.txt`

@@ -23,8 +23,11 @@ pub const BUSY_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Create a fresh run folder for `spec` and `label` (a phase name or `task-2.1`).
 pub fn create(project: &Project, spec: &str, label: &str) -> io::Result<PathBuf> {
-    let dir = project.runs_dir();
-    crate::fs::create_dir_all(&dir)?;
+    // Never through a link at `.claude/runs` (refused, naming it), even one made after
+    // the command checked.
+    let dir = crate::fs::NoFollowDir::create(&project.claude_dir(), Path::new("runs"))?
+        .shown()
+        .to_path_buf();
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f");
     for _ in 0..16 {
         let hex = crate::random::hex(3)?;
@@ -416,6 +419,13 @@ mod tests {
         let e = prune_dir(&linked, rel, 0, later).unwrap_err();
         assert!(e.to_string().contains("symbolic link"), "{e}");
         assert!(runs.join(names[2]).is_dir());
+        // Nor is a run folder made through it (a link planted after the command's check).
+        let project = Project::at(dir.path().join("p"));
+        crate::fs::create_dir_all(project.claude_dir()).unwrap();
+        std::os::unix::fs::symlink(&runs, project.runs_dir()).unwrap();
+        let e = create(&project, "demo", "design-a1").unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(crate::fs::read_dir(&runs).unwrap().count(), 4);
     }
 
     #[test]

@@ -115,9 +115,11 @@ impl NoFollowDir {
         Ok(Some(NoFollowDir { fd, shown }))
     }
 
-    /// [`NoFollowDir::open`], creating missing components (mode 0777 minus the umask, as
-    /// `mkdir -p`); a component that is a link is refused, never followed or replaced.
+    /// [`NoFollowDir::open`], creating `base` (as `mkdir -p`, through links) and the
+    /// missing components of `rel` (mode 0777 minus the umask); a component of `rel` that
+    /// is a link is refused, never followed or replaced.
     pub fn create(base: &Path, rel: &Path) -> io::Result<NoFollowDir> {
+        super::create_dir_all(base)?;
         let mut done = PathBuf::new();
         for c in rel.components() {
             done.push(c);
@@ -176,6 +178,8 @@ impl NoFollowDir {
     }
 
     /// Every entry, typed without following it.
+    // `std::fs` because the path used is `/proc/self/fd/N`: errors name the shown path.
+    #[allow(clippy::disallowed_methods)]
     pub fn entries(&self) -> io::Result<Vec<Entry>> {
         let here = self.here();
         let list = std::fs::read_dir(&here).map_err(|e| with_path(e, "list", &self.shown))?;
@@ -247,6 +251,7 @@ fn not_a_plain_dir(parent: &OwnedFd, name: &OsStr, shown: &Path) -> io::Error {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use std::os::unix::fs::symlink;
 

@@ -88,14 +88,26 @@ struct JsonFile {
     modified: SystemTime,
 }
 
+/// The state backups folder as [`json_files`] found it.
+struct Listing {
+    /// The folder, opened (`None` when there is none).
+    dir: Option<crate::fs::NoFollowDir>,
+    /// Its backups, newest first.
+    files: Vec<JsonFile>,
+    /// Its other entries.
+    others: Vec<PathBuf>,
+}
+
 /// Every `*.json` regular file in the state backups folder with its modification time,
 /// newest first (ties: by name, later first), and the entries that are not: links
 /// (never followed), folders, files of other names. A missing folder has none.
-fn json_files(
-    project: &Project,
-) -> Result<(Option<crate::fs::NoFollowDir>, Vec<JsonFile>, Vec<PathBuf>), StateError> {
+fn json_files(project: &Project) -> Result<Listing, StateError> {
     let Some(dir) = open_backups(project, "state")? else {
-        return Ok((None, Vec::new(), Vec::new()));
+        return Ok(Listing {
+            dir: None,
+            files: Vec::new(),
+            others: Vec::new(),
+        });
     };
     let mut out = Vec::new();
     let mut others = Vec::new();
@@ -122,7 +134,11 @@ fn json_files(
             .then_with(|| b.path.cmp(&a.path))
     });
     others.sort();
-    Ok((Some(dir), out, others))
+    Ok(Listing {
+        dir: Some(dir),
+        files: out,
+        others,
+    })
 }
 
 /// The newest backup in the project's state backups folder that is a valid state
@@ -130,8 +146,7 @@ fn json_files(
 pub(crate) fn newest_valid(
     project: &Project,
 ) -> Result<Option<(PathBuf, Vec<u8>, UnifiedState)>, StateError> {
-    let (_dir, files, _) = json_files(project)?;
-    for f in files {
+    for f in json_files(project)?.files {
         if file_name(&f.path).starts_with(CORRUPTED_PREFIX) {
             continue;
         }
@@ -154,7 +169,7 @@ fn file_name(path: &Path) -> String {
 /// Every backup, newest first.
 pub(crate) fn list(project: &Project) -> Result<Vec<BackupInfo>, StateError> {
     let mut out = Vec::new();
-    let (_dir, files, _) = json_files(project)?;
+    let files = json_files(project)?.files;
     // Read by the path the user knows, so a refusal names it: the folder was just opened
     // without following a link, and the entry is a regular file.
     for JsonFile {
@@ -268,7 +283,11 @@ pub(crate) fn clean(project: &Project, days: u32) -> Result<CleanReport, StateEr
         .checked_sub(Duration::from_secs(u64::from(days) * 86_400))
         .unwrap_or(SystemTime::UNIX_EPOCH);
     // Both folders are opened (and a link refused) before anything is deleted.
-    let (dir, files, mut skipped) = json_files(project)?;
+    let Listing {
+        dir,
+        files,
+        others: mut skipped,
+    } = json_files(project)?;
     let copies = open_backups(project, "workflows")?;
     let mut removed = Vec::new();
     let mut kept = 0;

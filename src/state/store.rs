@@ -171,7 +171,8 @@ impl StateStore {
             Err(e) => return Err(e.into()),
         };
         let dir = self.project.state_backups_dir();
-        crate::fs::create_dir_all(&dir)?;
+        // Never through a link at `backups` or `backups/state` (refused, naming it).
+        crate::fs::NoFollowDir::create(&self.project.claude_dir(), Path::new("backups/state"))?;
         let dest = match name {
             Some(n) => {
                 let n = backup::strip_json(n);
@@ -262,7 +263,8 @@ impl StateStore {
         }
         let path = self.path();
         let dir = self.project.state_backups_dir();
-        crate::fs::create_dir_all(&dir)?;
+        // Never through a link at `backups` or `backups/state` (refused, naming it).
+        crate::fs::NoFollowDir::create(&self.project.claude_dir(), Path::new("backups/state"))?;
         let quarantine =
             backup::unique_path(&dir, &format!("corrupted_{}", backup::stamp()), "json");
         crate::fs::rename(&path, &quarantine)?;

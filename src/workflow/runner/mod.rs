@@ -219,7 +219,7 @@ impl Workflow {
 }
 
 fn lock_workflow(project: &Project, name: &str) -> Result<LockedFile, WorkflowError> {
-    crate::fs::create_dir_all(project.runs_dir())?;
+    crate::fs::NoFollowDir::create(&project.claude_dir(), std::path::Path::new("runs"))?;
     let path = project.workflow_lock_file(name);
     match LockedFile::try_acquire(&path)? {
         Some(lock) => Ok(lock),
