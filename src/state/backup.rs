@@ -178,7 +178,8 @@ pub(crate) fn list(project: &Project) -> Result<Vec<BackupInfo>, StateError> {
     {
         let bytes = match read_state_file(&path) {
             Ok(b) => b,
-            // A backup that is not a regular file or too big is listed as invalid.
+            // A backup too big to read (or swapped for something else since the listing) is
+            // listed as invalid.
             Err(e) if crate::fs::is_refused(&e) => {
                 out.push(BackupInfo {
                     name: strip_json(&file_name(&path)).to_owned(),
