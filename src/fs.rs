@@ -13,11 +13,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 pub(crate) mod locked_file;
+mod nofollow;
 mod regular;
 
 pub use locked_file::{
     Holder, LockError, LockOptions, LockTimeout, LockedFile, Peek, ProcessState, process_state,
 };
+pub use nofollow::{Entry, NoFollowDir, linked_component, linked_dir_refused};
 pub use regular::{
     Bounded, Utf8Position, append_regular, check_regular, copy_regular, is_refused, not_utf8,
     open_append, open_regular, read_regular, read_regular_text, read_regular_whole,
@@ -99,6 +101,16 @@ fn replace_durably(
     tmp.persist(target)
         .map_err(|e| with_path(e.error, "rename a temporary file over", target))?;
     sync_dir(&dir)
+}
+
+/// Catch SIGXFSZ with a handler that does nothing, so a write past the file-size limit
+/// (`ulimit -f`) fails with `EFBIG` — which every write path reports naming the file —
+/// instead of killing qw without a word. A handler, not `SIG_IGN`: an ignored signal
+/// stays ignored in the programs qw starts, a caught one is reset to the default by
+/// `execve`, so they meet the limit as they would without qw.
+pub fn report_file_size_limit() {
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGXFSZ, seen);
 }
 
 /// The file `path` names after following every symlink (`path` itself when it is not a

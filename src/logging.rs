@@ -482,52 +482,110 @@ impl Sink {
     }
 }
 
-/// Open (append) the daily file `name` in `dir`, creating the directory; when the file is new,
-/// prune old daily files down to [`KEEP_DAYS`]. Opened as every file qw appends to under
-/// `.claude/` ([`crate::fs::open_append`]): a FIFO there cannot hang the command (it is
-/// refused, and logging falls back), a symlink is never followed.
+/// Open (append) the daily file `name` in the project's log directory `dir`, creating the
+/// directory; when the file is new, prune old daily files down to [`KEEP_DAYS`]. Opened as
+/// every file qw appends to under `.claude/` ([`crate::fs::open_append`]): a FIFO there
+/// cannot hang the command (it is refused, and logging falls back), a symlink is never
+/// followed — nor is `dir` itself when it is one (`.claude/logs -> /elsewhere`, which a
+/// repository can commit): that is refused too, and logging falls back.
 fn open_daily(dir: &Path, name: &str) -> io::Result<std::fs::File> {
-    crate::fs::create_dir_all(dir)?;
+    let (parent, leaf) = split_dir(dir);
+    let opened = crate::fs::NoFollowDir::create(&parent, &leaf)?;
     let path = dir.join(name);
     let is_new = std::fs::symlink_metadata(&path).is_err();
     let file = crate::fs::open_append(&path)?;
     if is_new {
-        prune(dir, KEEP_DAYS);
+        prune_opened(&opened, KEEP_DAYS);
     }
     Ok(file)
 }
 
-/// Delete all but the newest `keep` `qw-YYYY-MM-DD.log` files (names sort by date).
+/// `dir` as its parent (followed, whatever it is) and its last component (never followed).
+fn split_dir(dir: &Path) -> (PathBuf, PathBuf) {
+    match (dir.parent(), dir.file_name()) {
+        (Some(_), Some(leaf)) => (crate::fs::parent_dir(dir), PathBuf::from(leaf)),
+        _ => (dir.to_path_buf(), PathBuf::new()),
+    }
+}
+
+/// Delete all but the newest `keep` `qw-YYYY-MM-DD.log` files (names sort by date) in
+/// `dir`, never through a link at `dir` and never anything of another name.
 pub fn prune(dir: &Path, keep: usize) {
-    let Ok(entries) = crate::fs::read_dir(dir) else {
+    let (parent, leaf) = split_dir(dir);
+    if let Ok(Some(opened)) = crate::fs::NoFollowDir::open(&parent, &leaf) {
+        prune_opened(&opened, keep);
+    }
+}
+
+fn prune_opened(dir: &crate::fs::NoFollowDir, keep: usize) {
+    let Ok(entries) = dir.entries() else {
         return;
     };
-    let mut logs: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("qw-") && n.ends_with(".log") && n.len() == 17)
+    let mut logs: Vec<std::ffi::OsString> = entries
+        .into_iter()
+        .filter(|e| {
+            e.file_type.is_file()
+                && e.name
+                    .to_str()
+                    .is_some_and(|n| n.starts_with("qw-") && n.ends_with(".log") && n.len() == 17)
         })
+        .map(|e| e.name)
         .collect();
     logs.sort();
     let excess = logs.len().saturating_sub(keep);
     for old in logs.into_iter().take(excess) {
-        let _ = crate::fs::remove_file(old);
+        let _ = dir.remove_file(&old);
     }
 }
 
-fn fall_back(dir: &Path, err: &io::Error) -> SinkState {
-    let tmp_dir = fallback_dir();
-    let file = open_daily(&tmp_dir, &file_name_for_today()).ok();
-    let target = if file.is_some() {
-        format!(
-            "stderr and `{}`",
-            tmp_dir.join(file_name_for_today()).display()
+/// Open today's file in [`fallback_dir`], a directory of this user's alone: created mode
+/// 0700; one that is a link, is not a directory or belongs to someone else (another user
+/// could have made `/tmp/qw-logs-<uid>` first, to read what qw logs) is refused, and one of
+/// ours that others may enter is made 0700 again.
+fn open_fallback() -> io::Result<(PathBuf, std::fs::File)> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
+    let dir = fallback_dir();
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(crate::fs::with_path(e, "create", &dir)),
+    }
+    let (parent, leaf) = split_dir(&dir);
+    let opened = crate::fs::NoFollowDir::open(&parent, &leaf)?
+        .ok_or_else(|| crate::fs::with_path(io::ErrorKind::NotFound.into(), "open", &dir))?;
+    let meta = std::fs::symlink_metadata(opened.join(std::ffi::OsStr::new(".")))
+        .map_err(|e| crate::fs::with_path(e, "inspect", &dir))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "`{}` belongs to uid {}, not to you (uid {me}); qw does not log into another user's directory",
+                dir.display(),
+                meta.uid()
+            ),
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(
+            opened.join(std::ffi::OsStr::new(".")),
+            std::fs::Permissions::from_mode(0o700),
         )
-    } else {
-        "stderr only".to_owned()
+        .map_err(|e| crate::fs::with_path(e, "make private (chmod 700)", &dir))?;
+    }
+    let path = dir.join(file_name_for_today());
+    let is_new = std::fs::symlink_metadata(&path).is_err();
+    let file = crate::fs::open_append(&path)?;
+    if is_new {
+        prune_opened(&opened, KEEP_DAYS);
+    }
+    Ok((path, file))
+}
+
+fn fall_back(dir: &Path, err: &io::Error) -> SinkState {
+    let (file, target) = match open_fallback() {
+        Ok((path, file)) => (Some(file), format!("stderr and `{}`", path.display())),
+        Err(e) => (None, format!("stderr only ({e})")),
     };
     if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
         return SinkState::Fallback(file);

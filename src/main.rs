@@ -7,6 +7,7 @@ use quantumwala::exec::Cancel;
 use quantumwala::{exit, logging};
 
 fn main() -> ExitCode {
+    quantumwala::fs::report_file_size_limit();
     let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(err) => {

@@ -104,6 +104,21 @@ impl Project {
     pub fn restore_lock_file(&self) -> PathBuf {
         self.runs_dir().join(".state-restore.lock")
     }
+
+    /// The folders qw keeps its own files in, relative to `.claude/`: each must be a real
+    /// directory, never a symbolic link (a repository can commit one pointing anywhere), so
+    /// qw never reads, writes or deletes outside the project through one. `.claude/`
+    /// itself may be a link the user made (a dotfiles repository).
+    pub const OWN_DIRS: [&'static str; 7] = [
+        "logs",
+        "runs",
+        "backups",
+        "backups/state",
+        "backups/workflows",
+        "slurm",
+        "slurm/owners",
+    ];
+
     /// `.claude/next_command.txt`
     pub fn next_command_file(&self) -> PathBuf {
         self.claude_dir().join("next_command.txt")

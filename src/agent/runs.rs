@@ -23,8 +23,11 @@ pub const BUSY_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Create a fresh run folder for `spec` and `label` (a phase name or `task-2.1`).
 pub fn create(project: &Project, spec: &str, label: &str) -> io::Result<PathBuf> {
-    let dir = project.runs_dir();
-    crate::fs::create_dir_all(&dir)?;
+    // Never through a link at `.claude/runs` (refused, naming it), even one made after
+    // the command checked.
+    let dir = crate::fs::NoFollowDir::create(&project.claude_dir(), Path::new("runs"))?
+        .shown()
+        .to_path_buf();
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f");
     for _ in 0..16 {
         let hex = crate::random::hex(3)?;
@@ -265,31 +268,77 @@ pub fn keep_from_settings(settings: &QwSettings) -> usize {
 }
 
 /// Remove all but the newest `keep` run folders (skipping busy ones); returns what was
-/// removed. A missing `.claude/runs/` is not an error.
+/// removed. A missing `.claude/runs/` is not an error; one that is a symbolic link (or
+/// below one) is, naming it: nothing is deleted through a link. Only entries named as
+/// [`create`] names them ([`is_run_folder_name`]) that are real directories are ever
+/// removed; anything else there is left alone and named in one warning.
 pub fn prune(project: &Project, keep: usize) -> io::Result<Vec<PathBuf>> {
-    prune_dir(&project.runs_dir(), keep, SystemTime::now())
+    prune_dir(
+        &project.claude_dir(),
+        Path::new("runs"),
+        keep,
+        SystemTime::now(),
+    )
 }
 
-fn prune_dir(dir: &Path, keep: usize, now: SystemTime) -> io::Result<Vec<PathBuf>> {
-    let entries = match crate::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+/// Whether `name` is a run folder's name as [`create`] makes it, for any spec:
+/// `<YYYYmmddTHHMMSSmmm>-<spec>-<label>-<6 hex>`.
+pub fn is_run_folder_name(name: &str) -> bool {
+    let Some((stamp, rest)) = name.split_at_checked(18) else {
+        return false;
     };
-    let mut runs: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
+    if chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S%3f").is_err() {
+        return false;
+    }
+    let Some((middle, hex)) = rest.strip_prefix('-').and_then(|r| r.rsplit_once('-')) else {
+        return false;
+    };
+    let Some((spec, label)) = middle.split_once('-') else {
+        return false;
+    };
+    is_run_id(name)
+        && !spec.is_empty()
+        && !label.is_empty()
+        && hex.len() == 6
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn prune_dir(base: &Path, rel: &Path, keep: usize, now: SystemTime) -> io::Result<Vec<PathBuf>> {
+    let Some(dir) = crate::fs::NoFollowDir::open(base, rel)? else {
+        return Ok(Vec::new());
+    };
+    let mut runs = Vec::new();
+    let mut foreign = Vec::new();
+    for entry in dir.entries()? {
+        let name = entry.name.to_string_lossy().into_owned();
+        // qw's own lock files: `.<spec>.workflow.lock` and `.state-restore.lock`.
+        let lock = name.starts_with('.')
+            && (name.ends_with(".workflow.lock") || name == ".state-restore.lock");
+        if is_run_folder_name(&name) && entry.file_type.is_dir() {
+            runs.push(entry.name);
+        } else if !(lock && entry.file_type.is_file()) {
+            foreign.push(name);
+        }
+    }
     runs.sort();
     let excess = runs.len().saturating_sub(keep);
     let mut removed = Vec::new();
     for run in runs.into_iter().take(excess) {
-        if busy(&run, now) {
+        if busy(&dir.join(&run), now) {
             continue;
         }
-        crate::fs::remove_dir_all(&run)?;
-        removed.push(run);
+        dir.remove_dir_all(&run)?;
+        removed.push(dir.shown().join(run));
+    }
+    if !foreign.is_empty() {
+        foreign.sort();
+        tracing::warn!(
+            "left {} entr{} in `{}` alone (not qw run folders, which are the only ones qw prunes): {}",
+            foreign.len(),
+            if foreign.len() == 1 { "y" } else { "ies" },
+            dir.shown().display(),
+            crate::fmt::escaped_line(&foreign.join(", "))
+        );
     }
     Ok(removed)
 }
@@ -297,7 +346,7 @@ fn prune_dir(dir: &Path, keep: usize, now: SystemTime) -> io::Result<Vec<PathBuf
 /// Was the folder or anything directly in it modified within [`BUSY_WINDOW`]?
 fn busy(dir: &Path, now: SystemTime) -> bool {
     let recent = |p: &Path| {
-        p.metadata()
+        std::fs::symlink_metadata(p)
             .and_then(|m| m.modified())
             .is_ok_and(|t| now.duration_since(t).unwrap_or_default() < BUSY_WINDOW)
     };
@@ -329,34 +378,76 @@ mod tests {
     #[test]
     fn prune_keeps_the_newest_and_busy_folders() {
         let dir = tempfile::tempdir().unwrap();
-        for name in [
-            "20250101T000000000-a",
-            "20250102T000000000-b",
-            "20250103T000000000-c",
-        ] {
-            crate::fs::create_dir_all(dir.path().join(name)).unwrap();
-            crate::fs::write(dir.path().join(name).join("stdout.json"), "{}").unwrap();
+        let runs = dir.path().join("runs");
+        let names = [
+            "20250101T000000000-a-design-a1-000001",
+            "20250102T000000000-b-task-1-a1-00000a",
+            "20250103T000000000-c-tasks-a2-abcdef",
+        ];
+        for name in names {
+            crate::fs::create_dir_all(runs.join(name)).unwrap();
+            crate::fs::write(runs.join(name).join("stdout.json"), "{}").unwrap();
         }
+        // Not qw's: never removed, however old.
+        crate::fs::create_dir_all(runs.join("20240101T000000000-notes")).unwrap();
+        crate::fs::create_dir_all(runs.join("alpha")).unwrap();
+        crate::fs::write(runs.join(".demo.workflow.lock"), "").unwrap();
+        crate::fs::write(runs.join(".state-restore.lock"), "").unwrap();
+        let rel = Path::new("runs");
         // Everything was just written, so it is all busy now.
         assert!(
-            prune_dir(dir.path(), 1, SystemTime::now())
+            prune_dir(dir.path(), rel, 1, SystemTime::now())
                 .unwrap()
                 .is_empty()
         );
         // Two hours later the two oldest go.
         let later = SystemTime::now() + Duration::from_secs(7200);
-        let removed = prune_dir(dir.path(), 1, later).unwrap();
-        let names: Vec<_> = removed
+        let removed = prune_dir(dir.path(), rel, 1, later).unwrap();
+        let got: Vec<_> = removed
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, ["20250101T000000000-a", "20250102T000000000-b"]);
-        assert!(dir.path().join("20250103T000000000-c").is_dir());
+        assert_eq!(got, names[..2]);
+        assert!(runs.join(names[2]).is_dir());
+        assert!(runs.join("alpha").is_dir() && runs.join("20240101T000000000-notes").is_dir());
         assert!(
-            prune_dir(&dir.path().join("missing"), 1, later)
+            prune_dir(dir.path(), Path::new("missing"), 1, later)
                 .unwrap()
                 .is_empty()
         );
+        // A linked runs folder is refused, its target untouched.
+        let linked = dir.path().join("linked");
+        crate::fs::create_dir_all(&linked).unwrap();
+        std::os::unix::fs::symlink(&runs, linked.join("runs")).unwrap();
+        let e = prune_dir(&linked, rel, 0, later).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(runs.join(names[2]).is_dir());
+        // Nor is a run folder made through it (a link planted after the command's check).
+        let project = Project::at(dir.path().join("p"));
+        crate::fs::create_dir_all(project.claude_dir()).unwrap();
+        std::os::unix::fs::symlink(&runs, project.runs_dir()).unwrap();
+        let e = create(&project, "demo", "design-a1").unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(crate::fs::read_dir(&runs).unwrap().count(), 4);
+    }
+
+    #[test]
+    fn run_folder_names_are_recognised_for_any_spec() {
+        assert!(is_run_folder_name(
+            "20260101T100203004-greeter-task-2.1-a3-0a1b2c"
+        ));
+        assert!(is_run_folder_name(
+            "20260101T100203004-my-spec-design-a1-ffffff"
+        ));
+        for bad in [
+            "alpha",
+            "20260101T100203004-greeter-0a1b2c",
+            "20260101T100203004-greeter-task-1-a1-zzzzzz",
+            "2026010XT100203004-greeter-task-1-a1-0a1b2c",
+            "20260101T100203004-greeter-task-1-a1-0a1b2c/..",
+        ] {
+            assert!(!is_run_folder_name(bad), "{bad}");
+        }
     }
 
     #[test]

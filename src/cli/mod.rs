@@ -304,6 +304,14 @@ pub fn run(cli: Cli) -> CmdResult {
     let ctx = Ctx::new(cli.global)?;
     crate::logging::init(ctx.global.verbosity(), &ctx.project, ctx.debug_log_file());
     crate::logging::command_started();
+    // `qw exec` (also every agent run's supervisor) and the offline agent touch none of
+    // qw's folders; the workflow that starts them has checked them.
+    if !matches!(
+        cli.command,
+        Command::Exec(_) | Command::OfflineAgent(_) | Command::Completions(_)
+    ) {
+        check_own_dirs(&ctx.project)?;
+    }
     match cli.command {
         Command::Exec(a) => exec::run(&ctx, a),
         Command::Sweep(a) => sweep::run(&ctx, a),
@@ -326,4 +334,71 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Completions(a) => completions::run(&ctx, a),
         Command::OfflineAgent(a) => offline_agent::run(&ctx, a),
     }
+}
+
+/// Refuse (exit 2) a project whose `.claude/` holds a symbolic link where qw keeps its own
+/// folders ([`Project::OWN_DIRS`]), or whose `.claude` is a link out of the project that
+/// the repository committed: qw never reads, writes or deletes outside the project
+/// through a link a repository can commit. A `.claude` link the user made (not in the
+/// repository's index) is followed: a dotfiles set-up.
+fn check_own_dirs(project: &Project) -> Result<(), CliError> {
+    if let Some(target) = committed_claude_link(project) {
+        let link = project.claude_dir();
+        return Err(CliError::usage(format!(
+            "`{}` is a symbolic link to `{}`, outside the project, and the repository commits it: qw does not keep its files outside the project through a link a repository can commit",
+            link.display(),
+            target.display()
+        ))
+        .hint(format!(
+            "replace the link with a directory, or, if you made it yourself, take it out of the repository (`git rm --cached {}`): qw follows a `.claude` link that is not committed",
+            link.display()
+        )));
+    }
+    let claude = project.claude_dir();
+    for rel in Project::OWN_DIRS {
+        match crate::fs::linked_component(&claude, std::path::Path::new(rel)) {
+            Ok(Some((link, target))) => {
+                let e = crate::fs::linked_dir_refused(&link, &target);
+                return Err(CliError::usage(e.to_string()).hint(
+                    "to keep qw's files elsewhere, make `.claude` itself the link (qw follows a `.claude` link you made)",
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(CliError::failed(e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// Where `.claude` points when it is a symbolic link that leaves the project and is
+/// committed to the repository (git's index holds it as a link); `None` otherwise, also
+/// when git is missing or the project is no repository. Asks git only when `.claude` is a
+/// link, so nobody else pays for it.
+fn committed_claude_link(project: &Project) -> Option<std::path::PathBuf> {
+    let link = project.claude_dir();
+    let meta = std::fs::symlink_metadata(&link).ok()?;
+    if !meta.file_type().is_symlink() {
+        return None;
+    }
+    let target = std::fs::read_link(&link).ok()?;
+    let root = std::fs::canonicalize(project.root()).ok()?;
+    if let Ok(resolved) = std::fs::canonicalize(&link)
+        && resolved.starts_with(&root)
+    {
+        return None;
+    }
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(project.root())
+        .args(["ls-files", "--stage", "-z", "--", ".claude"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let committed = out.status.success()
+        && out
+            .stdout
+            .split(|&b| b == 0)
+            .any(|rec| rec.starts_with(b"120000 ") && rec.ends_with(b"\t.claude"));
+    committed.then_some(target)
 }

@@ -123,6 +123,19 @@ pub(crate) fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
             for p in &r.removed_workflows {
                 outln!("removed `{}`", p.display())?;
             }
+            if !r.skipped.is_empty() {
+                let names: Vec<String> = r
+                    .skipped
+                    .iter()
+                    .map(|p| format!("`{}`", p.display()))
+                    .collect();
+                outln!(
+                    "left {} entr{} qw did not make alone: {}",
+                    names.len(),
+                    if names.len() == 1 { "y" } else { "ies" },
+                    crate::fmt::escaped_line(&names.join(", "))
+                )?;
+            }
             outln!(
                 "{} backup(s) older than {days} day(s) removed, {} kept; {} spec-folder copy(ies) removed, {} kept",
                 r.removed.len(),

@@ -210,6 +210,18 @@ pub enum LockError {
         /// The lock file.
         path: PathBuf,
     },
+    /// The lock file has more than one hard link: the holder record written into it would
+    /// overwrite the file it is linked to (`ln ~/notes.txt .claude/unified_state.json.lock`).
+    #[error(
+        "`{}` has {links} hard links, so it cannot serve as a lock: qw writes its holder into a lock file, which would overwrite the file linked to it",
+        path.display()
+    )]
+    HardLinked {
+        /// The lock file.
+        path: PathBuf,
+        /// How many names the file has.
+        links: u64,
+    },
     /// The lock operation itself failed (a file system without `flock`, say).
     #[error("failed to lock `{}`: {source}", path.display())]
     Lock {
@@ -286,7 +298,7 @@ impl LockError {
                 h
             }
             LockError::Interrupted { path, holder, .. } => holder.hints(path),
-            LockError::NotAFile { path } => vec![format!(
+            LockError::NotAFile { path } | LockError::HardLinked { path, .. } => vec![format!(
                 "move `{}` out of the way; qw recreates it as a regular file",
                 path.display()
             )],
@@ -709,6 +721,16 @@ fn open_for_lock(path: &Path) -> Result<(fs_err::File, bool), LockError> {
         Err(e) => return Err(e.into()),
     };
     check_regular(&file)?;
+    if writable {
+        use std::os::unix::fs::MetadataExt as _;
+        let links = file.metadata()?.nlink();
+        if links > 1 {
+            return Err(LockError::HardLinked {
+                path: path.to_path_buf(),
+                links,
+            });
+        }
+    }
     Ok((file, writable))
 }
 
@@ -1365,6 +1387,16 @@ mod tests {
         }
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
         assert!(!dir.path().join("nowhere").exists());
+        // Nor is a hard link written: the file linked to it keeps its contents.
+        let hard = dir.path().join("state.lock");
+        std::fs::hard_link(&target, &hard).unwrap();
+        let err = LockedFile::try_acquire(&hard).unwrap_err();
+        assert!(
+            matches!(err, LockError::HardLinked { links: 2, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("state.lock"), "{err}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
     }
 
     #[test]

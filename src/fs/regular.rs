@@ -250,7 +250,8 @@ pub fn append_regular(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// opens a file under `.claude/` to add to it (the daily log, a run's captured output,
 /// the failed-suggestion record): never through a symlink (`O_NOFOLLOW`, refused naming
 /// the link), never blocking (`O_NONBLOCK`: a FIFO planted there cannot hang the open),
-/// and anything but a regular file is refused after the open, naming what it is.
+/// and anything but a regular file is refused after the open, naming what it is, and so is
+/// a file with more than one hard link (it would be someone else's file too).
 pub fn open_append(path: &Path) -> io::Result<std::fs::File> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => return Err(symlink_refused(path)),
@@ -268,11 +269,29 @@ pub fn open_append(path: &Path) -> io::Result<std::fs::File> {
             Some(nix::libc::ELOOP) => symlink_refused(path),
             _ => with_path(e, "open", path),
         })?;
-    check_kind(
-        path,
-        &file.metadata().map_err(|e| with_path(e, "inspect", path))?,
-    )?;
+    let meta = file.metadata().map_err(|e| with_path(e, "inspect", path))?;
+    check_kind(path, &meta)?;
+    check_single_link(path, &meta)?;
     Ok(file)
+}
+
+/// Refuse a file with more than one hard link: every file qw appends to is its own, made
+/// by it in `.claude/` (or a run folder), so a second name means someone linked it to a
+/// file elsewhere (`ln ~/.bashrc .claude/next_command.failed.txt`), and appending would
+/// write there.
+fn check_single_link(path: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let links = meta.nlink();
+    if links <= 1 {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "`{}` has {links} hard links: qw appends only to a file of its own, never to one linked to a file elsewhere (remove it; qw creates the file)",
+            path.display()
+        ),
+    ))
 }
 
 /// The error for a symlink where qw appends: named, and refused like a special file.

@@ -65,44 +65,96 @@ pub(crate) fn strip_json(name: &str) -> &str {
     name.strip_suffix(".json").unwrap_or(name)
 }
 
-fn modified(path: &Path) -> Result<SystemTime, StateError> {
-    Ok(crate::fs::metadata(path)?.modified()?)
+/// `.claude/backups/<which>/`, opened without following a link at `backups` or below
+/// (a link there is an error naming it: nothing is read or deleted through one). `None`
+/// when it does not exist.
+fn open_backups(
+    project: &Project,
+    which: &str,
+) -> Result<Option<crate::fs::NoFollowDir>, StateError> {
+    Ok(crate::fs::NoFollowDir::open(
+        &project.claude_dir(),
+        &Path::new("backups").join(which),
+    )?)
 }
 
-/// Every `*.json` file in `dir` with its modification time, newest first (ties: by name,
-/// later first). A missing folder has none.
-fn json_files(dir: &Path) -> Result<Vec<(PathBuf, SystemTime)>, StateError> {
-    let entries = match crate::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
+/// A `*.json` file in the state backups folder.
+struct JsonFile {
+    /// Its path as the user knows it (for messages and reports).
+    path: PathBuf,
+    /// Its path through the opened folder (for reading and removing).
+    via: PathBuf,
+    name: std::ffi::OsString,
+    modified: SystemTime,
+}
+
+/// The state backups folder as [`json_files`] found it.
+struct Listing {
+    /// The folder, opened (`None` when there is none).
+    dir: Option<crate::fs::NoFollowDir>,
+    /// Its backups, newest first.
+    files: Vec<JsonFile>,
+    /// Its other entries.
+    others: Vec<PathBuf>,
+}
+
+/// Every `*.json` regular file in the state backups folder with its modification time,
+/// newest first (ties: by name, later first), and the entries that are not: links
+/// (never followed), folders, files of other names. A missing folder has none.
+fn json_files(project: &Project) -> Result<Listing, StateError> {
+    let Some(dir) = open_backups(project, "state")? else {
+        return Ok(Listing {
+            dir: None,
+            files: Vec::new(),
+            others: Vec::new(),
+        });
     };
     let mut out = Vec::new();
-    for entry in entries {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "json") && path.is_file() {
-            let t = modified(&path)?;
-            out.push((path, t));
+    let mut others = Vec::new();
+    for entry in dir.entries()? {
+        let path = dir.shown().join(&entry.name);
+        let backup_name = entry
+            .name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".json"))
+            .is_some_and(|n| validate(NameKind::Backup, n).is_ok());
+        match entry.modified {
+            Some(modified) if backup_name && entry.file_type.is_file() => out.push(JsonFile {
+                path,
+                via: dir.join(&entry.name),
+                name: entry.name,
+                modified,
+            }),
+            _ => others.push(path),
         }
     }
-    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
-    Ok(out)
+    out.sort_by(|a, b| {
+        b.modified
+            .cmp(&a.modified)
+            .then_with(|| b.path.cmp(&a.path))
+    });
+    others.sort();
+    Ok(Listing {
+        dir: Some(dir),
+        files: out,
+        others,
+    })
 }
 
-/// The newest backup in `dir` that is a valid state (quarantined files excluded): its
-/// path, bytes and parsed state.
+/// The newest backup in the project's state backups folder that is a valid state
+/// (quarantined files excluded): its path, bytes and parsed state.
 pub(crate) fn newest_valid(
-    dir: &Path,
+    project: &Project,
 ) -> Result<Option<(PathBuf, Vec<u8>, UnifiedState)>, StateError> {
-    for (path, _) in json_files(dir)? {
-        if file_name(&path).starts_with(CORRUPTED_PREFIX) {
+    for f in json_files(project)?.files {
+        if file_name(&f.path).starts_with(CORRUPTED_PREFIX) {
             continue;
         }
-        let Ok(bytes) = read_state_file(&path) else {
+        let Ok(bytes) = read_state_file(&f.via) else {
             continue;
         };
-        if let Ok(Ok(state)) = parse(&path, &bytes) {
-            return Ok(Some((path, bytes, state)));
+        if let Ok(Ok(state)) = parse(&f.path, &bytes) {
+            return Ok(Some((f.path, bytes, state)));
         }
     }
     Ok(None)
@@ -117,15 +169,22 @@ fn file_name(path: &Path) -> String {
 /// Every backup, newest first.
 pub(crate) fn list(project: &Project) -> Result<Vec<BackupInfo>, StateError> {
     let mut out = Vec::new();
-    for (path, t) in json_files(&project.state_backups_dir())? {
+    let files = json_files(project)?.files;
+    // Read by the path the user knows, so a refusal names it: the folder was just opened
+    // without following a link, and the entry is a regular file.
+    for JsonFile {
+        path, modified: t, ..
+    } in files
+    {
         let bytes = match read_state_file(&path) {
             Ok(b) => b,
-            // A backup that is not a regular file or too big is listed as invalid.
+            // A backup too big to read (or swapped for something else since the listing) is
+            // listed as invalid.
             Err(e) if crate::fs::is_refused(&e) => {
                 out.push(BackupInfo {
                     name: strip_json(&file_name(&path)).to_owned(),
                     modified: DateTime::<Local>::from(t),
-                    size: crate::fs::metadata(&path).map_or(0, |m| m.len()),
+                    size: crate::fs::symlink_metadata(&path).map_or(0, |m| m.len()),
                     path,
                     valid: false,
                     summary: format!("invalid: {e}"),
@@ -209,35 +268,53 @@ pub(crate) struct CleanReport {
     pub removed_workflows: Vec<PathBuf>,
     /// Spec-folder copies left.
     pub kept_workflows: usize,
+    /// Entries of the two folders qw did not make (other names, links, files where a
+    /// folder belongs): never deleted, however old.
+    pub skipped: Vec<PathBuf>,
 }
 
 /// Delete state backups and spec-folder copies of hard resets older than `days` days; the
-/// newest state backup is always kept, and so is the newest copy of each spec.
+/// newest state backup is always kept, and so is the newest copy of each spec. Only what
+/// qw names so is deleted (`NAME.json` regular files in `backups/state/`,
+/// `<spec>_<YYYYmmdd_HHMMSS>[_N]` folders in `backups/workflows/`); a link at
+/// `backups`, `backups/state` or `backups/workflows` is an error naming it, and nothing
+/// is deleted through one.
 pub(crate) fn clean(project: &Project, days: u32) -> Result<CleanReport, StateError> {
     let cutoff = SystemTime::now()
         .checked_sub(Duration::from_secs(u64::from(days) * 86_400))
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let files = json_files(&project.state_backups_dir())?;
+    // Both folders are opened (and a link refused) before anything is deleted.
+    let Listing {
+        dir,
+        files,
+        others: mut skipped,
+    } = json_files(project)?;
+    let copies = open_backups(project, "workflows")?;
     let mut removed = Vec::new();
     let mut kept = 0;
-    for (i, (path, t)) in files.into_iter().enumerate() {
-        if i > 0 && t < cutoff {
-            crate::fs::remove_file(&path)?;
-            removed.push(path);
-        } else {
-            kept += 1;
+    if let Some(dir) = &dir {
+        for (i, f) in files.into_iter().enumerate() {
+            if i > 0 && f.modified < cutoff {
+                dir.remove_file(&f.name)?;
+                removed.push(f.path);
+            } else {
+                kept += 1;
+            }
+        }
+        if !removed.is_empty() {
+            dir.sync()?;
         }
     }
-    if !removed.is_empty() {
-        crate::fs::sync_dir(&project.state_backups_dir())?;
-    }
-    let (removed_workflows, kept_workflows) =
-        clean_workflow_copies(&project.workflow_backups_dir(), cutoff)?;
+    let (removed_workflows, kept_workflows) = match &copies {
+        Some(copies) => clean_workflow_copies(copies, cutoff, &mut skipped)?,
+        None => (Vec::new(), 0),
+    };
     Ok(CleanReport {
         removed,
         kept,
         removed_workflows,
         kept_workflows,
+        skipped,
     })
 }
 
@@ -247,40 +324,59 @@ fn copy_spec(folder: &str) -> &str {
     folder.split('_').next().unwrap_or(folder)
 }
 
-/// Remove copies in `dir` older than `cutoff`, keeping the newest copy of each spec.
-fn clean_workflow_copies(
-    dir: &Path,
-    cutoff: SystemTime,
-) -> Result<(Vec<PathBuf>, usize), StateError> {
-    let entries = match crate::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
-        Err(e) => return Err(e.into()),
+/// Whether `folder` is named as a hard reset names its copy:
+/// `<spec>_<YYYYmmdd>_<HHMMSS>`, or with `_N` (N ≥ 2) when that was taken.
+fn is_copy_name(folder: &str) -> bool {
+    let mut parts = folder.split('_');
+    let (Some(spec), Some(date), Some(time)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
     };
+    let counter_ok = match (parts.next(), parts.next()) {
+        (None, _) => true,
+        (Some(n), None) => n.parse::<u32>().is_ok_and(|n| n >= 2) && !n.starts_with('0'),
+        _ => false,
+    };
+    counter_ok
+        && validate(NameKind::Spec, spec).is_ok()
+        && chrono::NaiveDateTime::parse_from_str(&format!("{date}_{time}"), "%Y%m%d_%H%M%S").is_ok()
+        && date.len() == 8
+        && time.len() == 6
+}
+
+/// Remove copies in `dir` older than `cutoff`, keeping the newest copy of each spec; what
+/// is not a copy qw made goes to `skipped`.
+fn clean_workflow_copies(
+    dir: &crate::fs::NoFollowDir,
+    cutoff: SystemTime,
+    skipped: &mut Vec<PathBuf>,
+) -> Result<(Vec<PathBuf>, usize), StateError> {
     let mut copies = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            let path = entry.path();
-            let t = modified(&path)?;
-            copies.push((path, t));
+    let mut others = Vec::new();
+    for entry in dir.entries()? {
+        let path = dir.shown().join(&entry.name);
+        match (entry.name.to_str(), entry.modified) {
+            (Some(name), Some(t)) if entry.file_type.is_dir() && is_copy_name(name) => {
+                copies.push((name.to_owned(), path, t));
+            }
+            _ => others.push(path),
         }
     }
-    copies.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+    others.sort();
+    skipped.extend(others);
+    copies.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| b.0.cmp(&a.0)));
     let mut seen = std::collections::HashSet::new();
     let (mut removed, mut kept) = (Vec::new(), 0);
-    for (path, t) in copies {
-        let name = file_name(&path);
+    for (name, path, t) in copies {
         let newest_of_spec = seen.insert(copy_spec(&name).to_owned());
         if !newest_of_spec && t < cutoff {
-            crate::fs::remove_dir_all(&path)?;
+            dir.remove_dir_all(std::ffi::OsStr::new(&name))?;
             removed.push(path);
         } else {
             kept += 1;
         }
     }
     if !removed.is_empty() {
-        crate::fs::sync_dir(dir)?;
+        dir.sync()?;
     }
     Ok((removed, kept))
 }

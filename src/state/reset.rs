@@ -236,7 +236,11 @@ pub(crate) fn reset(
         ResetMode::Hard => {
             if spec_dir.is_dir() {
                 let root = project.workflow_backups_dir();
-                crate::fs::create_dir_all(&root)?;
+                // Never through a link at `backups` or `backups/workflows`.
+                crate::fs::NoFollowDir::create(
+                    &project.claude_dir(),
+                    Path::new("backups/workflows"),
+                )?;
                 let dest = unique_path(&root, &format!("{name}_{}", stamp()), "");
                 copy_dir(&spec_dir, &dest, &mut skipped_files)?;
                 crate::fs::sync_dir(&root)?;

@@ -171,7 +171,8 @@ impl StateStore {
             Err(e) => return Err(e.into()),
         };
         let dir = self.project.state_backups_dir();
-        crate::fs::create_dir_all(&dir)?;
+        // Never through a link at `backups` or `backups/state` (refused, naming it).
+        crate::fs::NoFollowDir::create(&self.project.claude_dir(), Path::new("backups/state"))?;
         let dest = match name {
             Some(n) => {
                 let n = backup::strip_json(n);
@@ -262,13 +263,14 @@ impl StateStore {
         }
         let path = self.path();
         let dir = self.project.state_backups_dir();
-        crate::fs::create_dir_all(&dir)?;
+        // Never through a link at `backups` or `backups/state` (refused, naming it).
+        crate::fs::NoFollowDir::create(&self.project.claude_dir(), Path::new("backups/state"))?;
         let quarantine =
             backup::unique_path(&dir, &format!("corrupted_{}", backup::stamp()), "json");
         crate::fs::rename(&path, &quarantine)?;
         crate::fs::sync_dir(&dir)?;
         crate::fs::sync_dir(&self.project.claude_dir())?;
-        match backup::newest_valid(&dir)? {
+        match backup::newest_valid(&self.project)? {
             Some((from, bytes, state)) => {
                 self.write_bytes_locked(lock, &bytes)?;
                 tracing::warn!(

@@ -22,6 +22,7 @@ mod exec_stress;
 mod fix5a;
 mod fix5b;
 mod fix6n;
+mod fix7a;
 mod init;
 mod locks;
 mod logs;

@@ -223,7 +223,7 @@ fn lock_workflow(
     name: &str,
     cancel: &Cancel,
 ) -> Result<LockedFile, WorkflowError> {
-    crate::fs::create_dir_all(project.runs_dir())?;
+    crate::fs::NoFollowDir::create(&project.claude_dir(), std::path::Path::new("runs"))?;
     // Held only until this spec's lock is ours: a restore running now ends first (it would
     // drop what this run records), and one starting later finds this spec's lock held —
     // whether or not the spec ever ran before (its lock file may not exist yet).
