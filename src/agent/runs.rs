@@ -428,7 +428,7 @@ mod tests {
         std::os::unix::fs::symlink(&runs, project.runs_dir()).unwrap();
         let e = create(&project, "demo", "design-a1").unwrap_err();
         assert!(e.to_string().contains("symbolic link"), "{e}");
-        assert_eq!(crate::fs::read_dir(&runs).unwrap().count(), 4);
+        assert_eq!(crate::fs::read_dir(&runs).unwrap().count(), 5);
     }
 
     #[test]
