@@ -147,3 +147,87 @@ fn fix6s_sibling_stash_entry_popped_into_a_task_is_refused_and_taken_out() {
         assert_eq!(r.git(&["show", "main:shared.txt"]), "base\n", "{shape}");
     }
 }
+
+/// Tasks 1 and 2 change `shared.txt`; task 2's merge (after task 1's) conflicts.
+fn conflicted_task_2(r: &Repo) -> std::process::Output {
+    r.action("1", "echo one > shared.txt\ngit commit -qam s1\n");
+    r.action(
+        "2",
+        &format!(
+            "echo two > shared.txt\necho t2 > t2.txt\ngit add -A\ngit commit -qm s2\n{}",
+            wait_for("git -C \"$MAIN\" show main:shared.txt | grep -q one")
+        ),
+    );
+    r.action("3", "echo 3 > f3.txt\n");
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    let e2 = evidence(r, "2");
+    assert_eq!(r.f.task("2")["outcome"], "merge_conflict", "{e2}");
+    // The ways out are named, each as a command.
+    for way in [
+        "git merge qw/demo/2",
+        "git merge --squash qw/demo/2",
+        "git branch -D qw/demo/2",
+    ] {
+        assert!(e2.contains(&format!("`{way}`")), "{way}: {e2}");
+    }
+    out
+}
+
+/// rev5b F17: a conflicted task squash-merged by hand (`git merge --squash`, resolved,
+/// committed — the conflict resolved to new text, or to the task's side) is seen as
+/// merged: `workflow-continue` records it completed without running its agent again.
+/// Shape 3: a commit on the target that only resolves the conflicted path, without the
+/// task's other change (`t2.txt`), is no squash: the task runs again.
+#[test]
+fn fix6s_conflicted_task_squash_merged_by_hand_is_seen_as_merged() {
+    for shape in ["resolved", "theirs", "not-squashed"] {
+        let r = Repo::new(&tasks(3));
+        conflicted_task_2(&r);
+        let top = r.root().to_path_buf();
+        match shape {
+            "not-squashed" => {
+                sh_in(
+                    &top,
+                    "echo resolved > shared.txt && git commit -qam 'my own edit'",
+                );
+            }
+            _ => {
+                // Conflicts (exit 1), as it did for qw.
+                let sq = r.git_cmd(&top, &["merge", "--squash", "qw/demo/2"]);
+                assert!(!sq.status.success(), "{shape}: {}", diag(&sq));
+                if shape == "resolved" {
+                    sh_in(&top, "echo resolved > shared.txt");
+                } else {
+                    sh_in(&top, "git checkout --theirs -- shared.txt");
+                }
+                sh_in(
+                    &top,
+                    "git add shared.txt t2.txt && git commit -qm 'squash task 2 by hand'",
+                );
+            }
+        }
+        r.action(
+            "2",
+            "echo two > shared.txt\necho t2 > t2.txt\ngit add -A\ngit commit -qm s2 || true\n",
+        );
+        let out = cont(&r, &["--parallel", "2"]);
+        if shape == "not-squashed" {
+            // Runs again, and conflicts again (the task still changes shared.txt).
+            assert_eq!(r.runs_of("2"), 2, "{shape}: {}", diag(&out));
+            assert!(!has(&r, "main", "t2.txt"), "{shape}");
+            continue;
+        }
+        assert_eq!(code(&out), 0, "{shape}: {}", diag(&out));
+        assert_eq!(r.runs_of("2"), 1, "{shape}: not run again: {}", diag(&out));
+        assert!(
+            stderr(&out).contains("merged into the target by hand"),
+            "{shape}: {}",
+            diag(&out)
+        );
+        assert_eq!(r.f.task("2")["status"], "completed", "{shape}");
+        let want = if shape == "resolved" { "resolved\n" } else { "two\n" };
+        assert_eq!(r.git(&["show", "main:shared.txt"]), want, "{shape}");
+        r.assert_all_merged(&["f3.txt", "t2.txt"]);
+    }
+}
