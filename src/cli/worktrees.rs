@@ -133,6 +133,10 @@ pub(crate) fn print_prune(r: &PruneReport) {
     }
     for k in &r.kept_branches {
         let (b, n) = (&k.branch, k.unmerged_commits);
+        if let Some(line) = &k.other_tasks {
+            crate::diag!("{line}");
+            continue;
+        }
         if k.task_not_completed && n == 0 {
             crate::diag!(
                 "kept branch `{b}`: its task is not completed, so qw never merged it (HEAD holds it: was HEAD moved onto it?); delete it (`git branch -D {b}`) if you do not need it"

@@ -267,6 +267,10 @@ pub struct KeptBranch {
     /// It shares no commit with HEAD (a history of the agent's own): merged only with
     /// `git merge --allow-unrelated-histories`.
     pub unrelated: bool,
+    /// It holds another task's commits HEAD lacks (its agent rebased onto or merged a
+    /// sibling's branch): the line saying so and how to keep only its own commits,
+    /// instead of a merge advice (rev5b F9).
+    pub other_tasks: Option<String>,
 }
 
 /// What [`prune`] did.
@@ -382,11 +386,13 @@ pub fn prune(
                         let unrelated =
                             !super::git_output(&repo.top, ["merge-base", "HEAD", b.as_str()], &[])
                                 .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
+                        let other_tasks = super::cross::others_in_kept(repo, &b, "HEAD");
                         report.kept_branches.push(KeptBranch {
                             branch: b,
                             unmerged_commits: n,
                             task_not_completed: unfinished,
                             unrelated,
+                            other_tasks,
                         });
                     }
                     None if repo.branch_exists(&e.branch)? => {}

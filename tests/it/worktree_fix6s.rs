@@ -231,3 +231,86 @@ fn fix6s_conflicted_task_squash_merged_by_hand_is_seen_as_merged() {
         r.assert_all_merged(&["f3.txt", "t2.txt"]);
     }
 }
+
+/// `qw worktrees --prune`, as the user runs it; its output.
+fn prune(r: &Repo) -> std::process::Output {
+    let out = r.run(&["worktrees", "--prune"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    out
+}
+
+/// rev5b F9: task 1's agent rebases onto (or merges) failing task 2's branch. (a) With a
+/// nested repository its worktree is kept: the refusal's scratch-worktree command works
+/// as printed once the kept worktree is taken out and pruned, as it says; (b) `qw
+/// worktrees --prune` never advises `git merge` of a branch holding task 2's unchecked
+/// commit: it names it and prints the own-commits way, which works as printed. Either way
+/// `workflow-continue` merges task 1's own work and never task 2's.
+#[test]
+fn fix6s_ways_on_after_a_sibling_refusal_work_and_never_merge_the_sibling() {
+    for shape in ["rebase-kept", "merge-prune"] {
+        let r = Repo::new(&tasks(2));
+        let sync = if shape == "rebase-kept" {
+            "git rebase -q qw/demo/2\ngit init -q inner\necho i > inner/i.txt\ngit -C inner add i.txt\ngit -C inner commit -qm innerwork\n"
+        } else {
+            "git merge -q --no-edit qw/demo/2\n"
+        };
+        r.action(
+            "1",
+            &once(
+                &r,
+                "s1",
+                &format!(
+                    "{}echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1\n{sync}",
+                    wait_for("git log --format=%s qw/demo/2 -- | grep -q bad2")
+                ),
+            ),
+        );
+        r.action(
+            "2",
+            "echo bad > bad2.txt\ngit add bad2.txt\ngit commit -qm bad2\nexit 1\n",
+        );
+        let out = r.auto(&["--parallel", "2"]);
+        assert_eq!(code(&out), 1, "{shape}: {}", diag(&out));
+        let e1 = evidence(&r, "1");
+        assert!(e1.contains("brings in commits of another task"), "{shape}: {e1}");
+        assert!(!has(&r, "main", "bad2.txt"), "{shape}");
+        let top = r.root().to_path_buf();
+        if shape == "rebase-kept" {
+            let scratch = printed_all(&e1, "git worktree add");
+            assert_eq!(scratch.len(), 1, "{e1}");
+            // Pasted now, git refuses it (the kept worktree holds the branch) and
+            // changes nothing; the refusal says to run it after the prune.
+            assert!(e1.contains("after the `qw worktrees --prune`"), "{e1}");
+            let kept = r
+                .container()
+                .expect("qw's worktree folder")
+                .join("demo-1");
+            assert!(kept.join("inner").is_dir(), "{}", diag(&out));
+            std::fs::rename(kept.join("inner"), r.aux.path().join("inner-out")).unwrap();
+            let p = prune(&r);
+            let said = stderr(&p);
+            assert!(!said.contains("`git merge qw/demo/1`"), "{said}");
+            assert!(!kept.exists(), "{said}");
+            sh_in(&top, &scratch[0]);
+        } else {
+            let p = prune(&r);
+            let said = stderr(&p);
+            let line = said
+                .lines()
+                .find(|l| l.contains("kept branch `qw/demo/1`"))
+                .unwrap_or_else(|| panic!("no line of qw/demo/1: {said}"));
+            assert!(!line.contains("git merge"), "{line}");
+            assert!(line.contains("qw/demo/2"), "{line}");
+            let remake = printed_all(line, "git worktree add");
+            assert_eq!(remake.len(), 1, "{line}");
+            sh_in(&top, &remake[0]);
+        }
+        assert!(has(&r, "qw/demo/1", "f1.txt"), "{shape}");
+        assert!(!has(&r, "qw/demo/1", "bad2.txt"), "{shape}");
+        let out = cont(&r, &["--parallel", "2"]);
+        assert!(has(&r, "main", "f1.txt"), "{shape}: {}", diag(&out));
+        assert!(!has(&r, "main", "bad2.txt"), "{shape}: {}", diag(&out));
+        assert_eq!(r.f.task("1")["status"], "completed", "{shape}");
+        r.assert_no_process();
+    }
+}
