@@ -314,3 +314,139 @@ fn fix6s_ways_on_after_a_sibling_refusal_work_and_never_merge_the_sibling() {
         r.assert_no_process();
     }
 }
+
+/// The pack names (`pack-<hash>`) of the project's repository, and whether each is a
+/// cruft pack (has a `.mtimes`).
+fn packs(r: &Repo) -> Vec<(String, bool)> {
+    let dir = r.root().join(".git/objects/pack");
+    let mut out: Vec<(String, bool)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let name = n.strip_suffix(".idx")?.to_owned();
+            let cruft = dir.join(format!("{name}.mtimes")).is_file();
+            Some((name, cruft))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// rev5b F18: a `git gc` in the main worktree while two tasks run writes one new pack
+/// holding every object: it is read once by the run (not by every task's save), and a
+/// commit an agent then loses is still found (shape 2: in the cruft pack, read only for
+/// the objects its `.mtimes` says were written since the task started).
+#[test]
+fn fix6s_a_repack_during_the_run_is_read_once_not_per_task() {
+    for shape in ["gc", "gc-and-lost"] {
+        let mut r = Repo::new(&tasks(3));
+        r.f.set("QW_LOG", "debug");
+        r.git(&["gc", "-q"]);
+        let gc_done = r.aux.path().join("gc-done");
+        r.action(
+            "1",
+            &format!(
+                "echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1\ngit -C \"$MAIN\" gc -q\ntouch {}\n",
+                gc_done.display()
+            ),
+        );
+        let lose = if shape == "gc-and-lost" {
+            "echo L > lost.txt\ngit add lost.txt\ngit commit -qm LOSTWORK\ngit reset -q --hard HEAD~1\ngit reflog expire --expire=now --all\ngit gc -q\n"
+        } else {
+            ""
+        };
+        for i in ["2", "3"] {
+            r.action(
+                i,
+                &format!(
+                    "{}{}echo {i} > f{i}.txt\n",
+                    wait_for(&format!("[ -e {} ]", gc_done.display())),
+                    if i == "2" { lose } else { "" }
+                ),
+            );
+        }
+        let out = r.auto(&["--parallel", "3"]);
+        assert_eq!(code(&out), 0, "{shape}: {}", diag(&out));
+        r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt"]);
+        let text = diag(&out);
+        let reads: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("lost: reading the objects of ") && !l.contains("cruft"))
+            .collect();
+        let mut names: Vec<&str> = reads
+            .iter()
+            .filter_map(|l| l.split("lost: reading the objects of ").nth(1))
+            .filter_map(|l| l.split([' ', ',']).next())
+            .collect();
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(n, names.len(), "{shape}: a pack read twice: {reads:?}");
+        assert!(
+            packs(&r).iter().any(|(_, cruft)| !cruft),
+            "{shape}: {:?}",
+            packs(&r)
+        );
+        if shape == "gc-and-lost" {
+            assert!(text.contains("kept on branch `qw/demo/2@"), "{text}");
+        }
+    }
+}
+
+/// rev5b F15: task 1's agent makes a commit, drops it (`reset --hard`, or a `checkout -B`
+/// that leaves no `ORIG_HEAD`), expires every reflog and runs `git gc`; task 2 saves
+/// first. Before: the commit was kept as task 2's (`qw/demo/2@…`). Now the worktree whose
+/// `ORIG_HEAD` names it owns it (`qw/demo/1@…`), and with no such trace it is kept as of
+/// unknown task (`qw/demo/unknown@…`), charged to neither.
+#[test]
+fn fix6s_commit_lost_after_reflog_expire_is_never_charged_to_a_sibling() {
+    for shape in ["reset", "checkout-B"] {
+        let r = Repo::new(&tasks(2));
+        let lost_done = r.aux.path().join("lost-done");
+        let drop = if shape == "reset" {
+            "git reset -q --hard HEAD~1\n"
+        } else {
+            "git checkout -q -B qw/demo/1 HEAD~1\n"
+        };
+        r.action(
+            "1",
+            &format!(
+                "echo L > lost.txt\ngit add lost.txt\ngit commit -qm LOSTWORK\n{drop}git reflog expire --expire=now --all\ngit gc -q\ntouch {}\n{}echo 1 > f1.txt\n",
+                lost_done.display(),
+                wait_for("git -C \"$MAIN\" cat-file -e main:f2.txt 2>/dev/null")
+            ),
+        );
+        r.action(
+            "2",
+            &format!(
+                "{}echo 2 > f2.txt\n",
+                wait_for(&format!("[ -e {} ]", lost_done.display()))
+            ),
+        );
+        let out = r.auto(&["--parallel", "2"]);
+        assert_eq!(code(&out), 0, "{shape}: {}", diag(&out));
+        r.assert_all_merged(&["f1.txt", "f2.txt"]);
+        let text = diag(&out);
+        assert!(!text.contains("qw/demo/2@"), "{shape}: charged to task 2: {text}");
+        let want = if shape == "reset" {
+            "kept on branch `qw/demo/1@"
+        } else {
+            "kept on branch `qw/demo/unknown@"
+        };
+        let at = text
+            .find(want)
+            .unwrap_or_else(|| panic!("{shape}: LOSTWORK not kept as `{want}`: {text}"));
+        let rest = &text[at + "kept on branch `".len()..];
+        let kept = &rest[..rest.find('`').unwrap()];
+        assert_eq!(
+            r.git(&["log", "-1", "--format=%s", kept]).trim(),
+            "LOSTWORK",
+            "{shape}"
+        );
+        if shape == "checkout-B" {
+            assert!(text.contains("of unknown task"), "{text}");
+            assert!(!text.contains("qw/demo/1@"), "{shape}: {text}");
+        }
+    }
+}
