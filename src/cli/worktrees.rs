@@ -163,6 +163,12 @@ pub(crate) fn print_prune(r: &PruneReport) {
                 .join(", ")
         );
     }
+    if r.forgotten_merge_notes > 0 {
+        crate::diag!(
+            "forgot qw's notes of {} merge(s) no branch holds any more",
+            r.forgotten_merge_notes
+        );
+    }
     for b in &r.skipped_locked {
         crate::diag!("left `{b}` alone: a running qw (or `git worktree lock`) holds it");
     }

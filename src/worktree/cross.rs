@@ -595,7 +595,11 @@ pub(crate) fn others_in_kept(repo: &Repo, branch: &str, head: &str) -> Option<St
     let same_task = format!("{branch}@");
     let out = git_output(
         &repo.top,
-        ["for-each-ref", "--format=%(refname:short)", "refs/heads/qw/"],
+        [
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "refs/heads/qw/",
+        ],
         &[],
     )
     .ok()?;
@@ -624,9 +628,10 @@ pub(crate) fn others_in_kept(repo: &Repo, branch: &str, head: &str) -> Option<St
     let whose: Vec<String> = others
         .iter()
         .filter(|o| {
-            theirs
-                .iter()
-                .any(|c| repo.is_ancestor(c, &format!("refs/heads/{o}")).unwrap_or(false))
+            theirs.iter().any(|c| {
+                repo.is_ancestor(c, &format!("refs/heads/{o}"))
+                    .unwrap_or(false)
+            })
         })
         .map(|o| format!("`{o}`"))
         .collect();

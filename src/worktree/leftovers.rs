@@ -289,6 +289,8 @@ pub struct PruneReport {
     /// Kept branches (`qw/<spec>/<id>@<sha>`) whose record qw forgot: the branch is gone
     /// or merged into HEAD.
     pub forgotten_kept: Vec<String>,
+    /// qw's notes of its merges (`qw-merges/`) forgotten: no branch holds those merges.
+    pub forgotten_merge_notes: usize,
     /// Task branches left alone because a worktree qw did not make has them checked out:
     /// `(branch, that worktree)`.
     pub checked_out_elsewhere: Vec<(String, PathBuf)>,
@@ -411,6 +413,9 @@ pub fn prune(
         running.contains(s) || (!held.contains_key(s) && spec_is_running(&repo.project, s))
     };
     report.forgotten_kept = super::salvage::forget_kept(repo, spec, &busy, "HEAD");
+    // Notes of merges no branch holds (a running workflow notes its merge once it is on
+    // its target branch, so none of its notes is forgotten).
+    report.forgotten_merge_notes = super::origin::prune_merge_notes(repo);
     // Directories in a worktree container that git does not know (a creation cut short,
     // a removal that failed): removed when they hold no files, named otherwise.
     let known: BTreeSet<PathBuf> = repo

@@ -1185,7 +1185,7 @@ impl Worktrees {
             } else {
                 let file = h.path.join(p);
                 let gone = match file.symlink_metadata() {
-                    Ok(_) => std::fs::remove_file(&file).is_ok(),
+                    Ok(_) => crate::fs::remove_file(&file).is_ok(),
                     Err(_) => true,
                 };
                 gone && git_output(

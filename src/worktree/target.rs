@@ -1123,10 +1123,7 @@ impl Worktrees {
             return false;
         };
         let conflicted: BTreeSet<&str> = parts.collect();
-        let Ok(differ) = git(
-            top,
-            &["diff-tree", "-r", "--name-only", "-z", target, tree],
-        ) else {
+        let Ok(differ) = git(top, &["diff-tree", "-r", "--name-only", "-z", target, tree]) else {
             return false;
         };
         let differ: Vec<&str> = differ.split('\0').filter(|p| !p.is_empty()).collect();

@@ -522,11 +522,9 @@ fn strays(
             let neutral = nobodys(&c);
             // A longer id when the name is taken by another commit.
             let name = match (&neutral, super::parse_branch(t.branch)) {
-                (Some(_), Some((spec, _))) => super::salvage::keep_branch(
-                    repo,
-                    &super::task_branch(spec, UNKNOWN_TASK),
-                    &c,
-                )?,
+                (Some(_), Some((spec, _))) => {
+                    super::salvage::keep_branch(repo, &super::task_branch(spec, UNKNOWN_TASK), &c)?
+                }
                 _ => super::salvage::keep_branch(repo, t.branch, &c)?,
             };
             let see = format!(

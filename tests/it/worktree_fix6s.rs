@@ -130,8 +130,9 @@ fn fix6s_sibling_stash_entry_popped_into_a_task_is_refused_and_taken_out() {
         // The entry is back in the stash, holding task 2's work.
         let s = stash_commits(&r);
         assert!(
-            s.iter().any(|c| r.git_ok(&["cat-file", "-e", &format!("{c}:s2.txt")])
-                || r.git_ok(&["cat-file", "-e", &format!("{c}^3:s2.txt")])),
+            s.iter()
+                .any(|c| r.git_ok(&["cat-file", "-e", &format!("{c}:s2.txt")])
+                    || r.git_ok(&["cat-file", "-e", &format!("{c}^3:s2.txt")])),
             "{shape}: {s:?} / {e1}"
         );
         // The task's kept branch holds its own work and not task 2's.
@@ -226,7 +227,11 @@ fn fix6s_conflicted_task_squash_merged_by_hand_is_seen_as_merged() {
             diag(&out)
         );
         assert_eq!(r.f.task("2")["status"], "completed", "{shape}");
-        let want = if shape == "resolved" { "resolved\n" } else { "two\n" };
+        let want = if shape == "resolved" {
+            "resolved\n"
+        } else {
+            "two\n"
+        };
         assert_eq!(r.git(&["show", "main:shared.txt"]), want, "{shape}");
         r.assert_all_merged(&["f3.txt", "t2.txt"]);
     }
@@ -272,7 +277,10 @@ fn fix6s_ways_on_after_a_sibling_refusal_work_and_never_merge_the_sibling() {
         let out = r.auto(&["--parallel", "2"]);
         assert_eq!(code(&out), 1, "{shape}: {}", diag(&out));
         let e1 = evidence(&r, "1");
-        assert!(e1.contains("brings in commits of another task"), "{shape}: {e1}");
+        assert!(
+            e1.contains("brings in commits of another task"),
+            "{shape}: {e1}"
+        );
         assert!(!has(&r, "main", "bad2.txt"), "{shape}");
         let top = r.root().to_path_buf();
         if shape == "rebase-kept" {
@@ -281,10 +289,7 @@ fn fix6s_ways_on_after_a_sibling_refusal_work_and_never_merge_the_sibling() {
             // Pasted now, git refuses it (the kept worktree holds the branch) and
             // changes nothing; the refusal says to run it after the prune.
             assert!(e1.contains("after the `qw worktrees --prune`"), "{e1}");
-            let kept = r
-                .container()
-                .expect("qw's worktree folder")
-                .join("demo-1");
+            let kept = r.container().expect("qw's worktree folder").join("demo-1");
             assert!(kept.join("inner").is_dir(), "{}", diag(&out));
             std::fs::rename(kept.join("inner"), r.aux.path().join("inner-out")).unwrap();
             let p = prune(&r);
@@ -428,7 +433,10 @@ fn fix6s_commit_lost_after_reflog_expire_is_never_charged_to_a_sibling() {
         assert_eq!(code(&out), 0, "{shape}: {}", diag(&out));
         r.assert_all_merged(&["f1.txt", "f2.txt"]);
         let text = diag(&out);
-        assert!(!text.contains("qw/demo/2@"), "{shape}: charged to task 2: {text}");
+        assert!(
+            !text.contains("qw/demo/2@"),
+            "{shape}: charged to task 2: {text}"
+        );
         let want = if shape == "reset" {
             "kept on branch `qw/demo/1@"
         } else {
