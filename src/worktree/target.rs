@@ -1085,8 +1085,13 @@ impl Worktrees {
             .commit_of(&format!("refs/heads/{branch}"))
             .ok()??;
         let target = format!("refs/heads/{}", self.integration);
-        (self.repo.is_ancestor(&tip, &target).unwrap_or(false) || self.squashed(&tip, &target))
-            .then_some(branch)
+        // A squash is looked for only at the tip qw left the branch at: a branch moved
+        // since (onto a commit holding the target's tree) is not the task's work.
+        let squashed = || {
+            super::owned::left_there_since(&self.repo, &branch, &tip).is_some()
+                && self.squashed(&tip, &target)
+        };
+        (self.repo.is_ancestor(&tip, &target).unwrap_or(false) || squashed()).then_some(branch)
     }
 
     /// Did the target take in `tip`'s changes without its commits — `git merge --squash

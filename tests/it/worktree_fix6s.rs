@@ -458,3 +458,47 @@ fn fix6s_commit_lost_after_reflog_expire_is_never_charged_to_a_sibling() {
         }
     }
 }
+
+/// The notes qw keeps of its merges (`<git dir>/qw-merges/<merge>`), by name.
+fn merge_notes(r: &Repo) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(r.root().join(".git/qw-merges"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// fix5o's leftover: `qw-merges/` notes were never pruned. `qw worktrees --prune` forgets
+/// the note of a merge no branch holds any more (`main` reset below it) and keeps the
+/// note of one still on `main`.
+#[test]
+fn fix6s_prune_forgets_notes_of_merges_no_branch_holds() {
+    let r = Repo::new(&tasks(2));
+    r.action("1", "echo 1 > f1.txt\n");
+    r.action("2", "echo 2 > f2.txt\n");
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let notes = merge_notes(&r);
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    let last = r.git(&["rev-parse", "main"]).trim().to_owned();
+    assert!(notes.contains(&last), "{notes:?}");
+    // The user drops the last merge from `main`.
+    r.git(&["reset", "-q", "--hard", "HEAD^1"]);
+    let p = prune(&r);
+    assert!(
+        stderr(&p).contains("forgot qw's notes of 1 merge(s)"),
+        "{}",
+        diag(&p)
+    );
+    let left = merge_notes(&r);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(!left.contains(&last), "{left:?}");
+    assert!(
+        r.git_ok(&["merge-base", "--is-ancestor", &left[0], "main"]),
+        "{left:?}"
+    );
+}
