@@ -133,6 +133,10 @@ pub(crate) fn print_prune(r: &PruneReport) {
     }
     for k in &r.kept_branches {
         let (b, n) = (&k.branch, k.unmerged_commits);
+        if let Some(line) = &k.other_tasks {
+            crate::diag!("{line}");
+            continue;
+        }
         if k.task_not_completed && n == 0 {
             crate::diag!(
                 "kept branch `{b}`: its task is not completed, so qw never merged it (HEAD holds it: was HEAD moved onto it?); delete it (`git branch -D {b}`) if you do not need it"
@@ -157,6 +161,12 @@ pub(crate) fn print_prune(r: &PruneReport) {
                 .map(|b| format!("`{b}`"))
                 .collect::<Vec<_>>()
                 .join(", ")
+        );
+    }
+    if r.forgotten_merge_notes > 0 {
+        crate::diag!(
+            "forgot qw's notes of {} merge(s) no branch holds any more",
+            r.forgotten_merge_notes
         );
     }
     for b in &r.skipped_locked {

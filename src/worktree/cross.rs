@@ -533,29 +533,140 @@ impl Worktrees {
                 shell_quote(&h.branch)
             ));
         }
-        let container = self.repo.container();
-        let base = format!("{}-{}-own", self.spec, h.task_id);
-        let scratch = (1..)
-            .map(|n| {
-                container.join(if n == 1 {
-                    base.clone()
-                } else {
-                    format!("{base}{n}")
-                })
-            })
-            .find(|p| p.symlink_metadata().is_err())
-            .unwrap_or_else(|| container.join(base));
-        let scratch = shell_quote(&scratch.to_string_lossy()).into_owned();
-        let picks: Vec<&str> = mine.iter().map(|c| short(c)).collect();
         Ok(format!(
-            "to keep only its own {} commit(s), remade on `{}` in a scratch worktree (yours is not touched): `git worktree add -q -B {} {scratch} {} && git -C {scratch} cherry-pick {} && git worktree remove {scratch}` (should a pick conflict: resolve it there, `git -C {scratch} cherry-pick --continue`, then the removal), then `{cont}`",
-            mine.len(),
-            self.integration,
-            shell_quote(&h.branch),
-            shell_quote(&self.integration),
-            picks.join(" ")
+            "{} (should qw keep task {}'s worktree for what it holds, as a line then says: run this after the `qw worktrees --prune` that line names, since git gives no other worktree a branch that one holds)",
+            remake_hint(
+                &self.repo,
+                &self.spec,
+                &h.task_id,
+                &h.branch,
+                &self.integration,
+                &mine
+            ),
+            h.task_id
         ))
     }
+}
+
+/// The way to keep only a task's own commits (`mine`, oldest first): its branch remade on
+/// `onto` with them, cherry-picked in a scratch worktree so the user's main worktree is
+/// neither switched nor touched (dirty or not), then `qw workflow-continue <spec>`, which
+/// takes the remade branch (its commits are on the branch's own reflog, see `owned.rs`).
+fn remake_hint(
+    repo: &Repo,
+    spec: &str,
+    task: &str,
+    branch: &str,
+    onto: &str,
+    mine: &[String],
+) -> String {
+    let container = repo.container();
+    let base = format!("{spec}-{task}-own");
+    let scratch = (1..)
+        .map(|n| {
+            container.join(if n == 1 {
+                base.clone()
+            } else {
+                format!("{base}{n}")
+            })
+        })
+        .find(|p| p.symlink_metadata().is_err())
+        .unwrap_or_else(|| container.join(base));
+    let scratch = shell_quote(&scratch.to_string_lossy()).into_owned();
+    let picks: Vec<&str> = mine.iter().map(|c| short(c)).collect();
+    format!(
+        "to keep only its own {} commit(s), remade on `{onto}` in a scratch worktree (yours is not touched): `git worktree add -q -B {} {scratch} {} && git -C {scratch} cherry-pick {} && git worktree remove {scratch}` (should a pick conflict: resolve it there, `git -C {scratch} cherry-pick --continue`, then the removal), then `{}`",
+        mine.len(),
+        shell_quote(branch),
+        shell_quote(onto),
+        picks.join(" "),
+        super::shell::continue_cmd(spec)
+    )
+}
+
+/// For `qw worktrees --prune`'s line of a kept task branch (rev5b F9): when `branch`
+/// holds commits `head` lacks that another task branch holds too (its agent rebased onto
+/// or merged a sibling's unchecked work), the line that replaces "merge it": those
+/// commits named, and the way to keep only the task's own commits (remade on `head`'s
+/// branch, then `qw workflow-continue`), or to delete the branch when it has none.
+/// `None` when it holds no other task's commit.
+pub(crate) fn others_in_kept(repo: &Repo, branch: &str, head: &str) -> Option<String> {
+    let (spec, task) = parse_branch(branch)?;
+    let same_task = format!("{branch}@");
+    let out = git_output(
+        &repo.top,
+        [
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "refs/heads/qw/",
+        ],
+        &[],
+    )
+    .ok()?;
+    let others: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|b| *b != branch && !b.starts_with(&same_task) && parse_branch(b).is_some())
+        .map(str::to_owned)
+        .collect();
+    if others.is_empty() {
+        return None;
+    }
+    let not_head = format!("^{head}");
+    let all = git(&repo.top, &["rev-list", branch, &not_head]).ok()?;
+    let mut args = vec!["rev-list", "--reverse", "--topo-order", branch, &not_head];
+    let nots: Vec<String> = others.iter().map(|o| format!("^refs/heads/{o}")).collect();
+    args.extend(nots.iter().map(String::as_str));
+    let own_all = git(&repo.top, &args).ok()?;
+    let own_all: Vec<&str> = own_all.split_whitespace().collect();
+    let theirs: Vec<&str> = all
+        .split_whitespace()
+        .filter(|c| !own_all.contains(c))
+        .collect();
+    if theirs.is_empty() {
+        return None;
+    }
+    let whose: Vec<String> = others
+        .iter()
+        .filter(|o| {
+            theirs.iter().any(|c| {
+                repo.is_ancestor(c, &format!("refs/heads/{o}"))
+                    .unwrap_or(false)
+            })
+        })
+        .map(|o| format!("`{o}`"))
+        .collect();
+    // Merges are left out: they are what brought the other task in.
+    let mut args = vec!["rev-list", "--no-merges", "--no-walk=unsorted"];
+    args.extend(own_all.iter().copied());
+    let mine: Vec<String> = if own_all.is_empty() {
+        Vec::new()
+    } else {
+        git(&repo.top, &args)
+            .ok()?
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    let onto = repo
+        .current_branch()
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| head.to_owned());
+    let way = if mine.is_empty() {
+        format!(
+            "it has no commit of its own, so delete it (`git branch -D {}`) and `{}` runs the task again",
+            shell_quote(branch),
+            super::shell::continue_cmd(spec)
+        )
+    } else {
+        remake_hint(repo, spec, task, branch, &onto, &mine)
+    };
+    Some(format!(
+        "kept branch `{branch}`: it holds {} commit(s) of another task that qw has not merged ({}: up to {}), so do not merge it as it is — another task's work reaches `{onto}` only through that task's own check and merge; {way}",
+        theirs.len(),
+        whose.join(", "),
+        short(theirs[0])
+    ))
 }
 
 /// The paths a merge of `result` into `target` would delete that the task's worktree

@@ -267,6 +267,10 @@ pub struct KeptBranch {
     /// It shares no commit with HEAD (a history of the agent's own): merged only with
     /// `git merge --allow-unrelated-histories`.
     pub unrelated: bool,
+    /// It holds another task's commits HEAD lacks (its agent rebased onto or merged a
+    /// sibling's branch): the line saying so and how to keep only its own commits,
+    /// instead of a merge advice (rev5b F9).
+    pub other_tasks: Option<String>,
 }
 
 /// What [`prune`] did.
@@ -285,6 +289,8 @@ pub struct PruneReport {
     /// Kept branches (`qw/<spec>/<id>@<sha>`) whose record qw forgot: the branch is gone
     /// or merged into HEAD.
     pub forgotten_kept: Vec<String>,
+    /// qw's notes of its merges (`qw-merges/`) forgotten: no branch holds those merges.
+    pub forgotten_merge_notes: usize,
     /// Task branches left alone because a worktree qw did not make has them checked out:
     /// `(branch, that worktree)`.
     pub checked_out_elsewhere: Vec<(String, PathBuf)>,
@@ -382,11 +388,13 @@ pub fn prune(
                         let unrelated =
                             !super::git_output(&repo.top, ["merge-base", "HEAD", b.as_str()], &[])
                                 .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
+                        let other_tasks = super::cross::others_in_kept(repo, &b, "HEAD");
                         report.kept_branches.push(KeptBranch {
                             branch: b,
                             unmerged_commits: n,
                             task_not_completed: unfinished,
                             unrelated,
+                            other_tasks,
                         });
                     }
                     None if repo.branch_exists(&e.branch)? => {}
@@ -405,6 +413,9 @@ pub fn prune(
         running.contains(s) || (!held.contains_key(s) && spec_is_running(&repo.project, s))
     };
     report.forgotten_kept = super::salvage::forget_kept(repo, spec, &busy, "HEAD");
+    // Notes of merges no branch holds (a running workflow notes its merge once it is on
+    // its target branch, so none of its notes is forgotten).
+    report.forgotten_merge_notes = super::origin::prune_merge_notes(repo);
     // Directories in a worktree container that git does not know (a creation cut short,
     // a removal that failed): removed when they hold no files, named otherwise.
     let known: BTreeSet<PathBuf> = repo

@@ -8,7 +8,7 @@
 //! the list of packs written when the task started (see [`remember_packs`]) — so the
 //! usual cost is one listing of `objects/pack`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -65,20 +65,6 @@ fn git_stdin_bytes(repo: &Repo, args: &[&str], input: Vec<u8>) -> Result<String>
     } else {
         String::new()
     })
-}
-
-/// Was commit `c` committed at or after `secs` (Unix time)?
-fn committed_since(repo: &Repo, c: &str, secs: u64) -> bool {
-    super::git_output(&repo.top, ["log", "-1", "--format=%ct", c], &[])
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .is_some_and(|t| t >= secs)
 }
 
 /// The loose objects written at or after `since`.
@@ -176,24 +162,147 @@ fn new_packs(repo: &Repo, admin: &Path, since: SystemTime) -> Vec<String> {
         .collect()
 }
 
-/// The objects in the packs written since the task whose git dir is `admin` started
-/// ([`new_packs`]; read from their `.idx` with `git show-index`).
-fn packed_since(repo: &Repo, admin: &Path, since: SystemTime) -> Vec<String> {
+/// The objects of a pack, in its `.idx` order (sorted by id), read with `git
+/// show-index`.
+fn pack_objects(repo: &Repo, name: &str) -> Vec<String> {
+    let dir = repo.common_dir.join("objects").join("pack");
+    let Ok(idx) = crate::fs::read(dir.join(format!("{name}.idx"))) else {
+        return Vec::new();
+    };
+    // `<offset> <object id> (<crc>)` per object.
+    let Ok(text) = git_stdin_bytes(repo, &["show-index"], idx) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(1))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The times a cruft pack's `.mtimes` gives its objects (Unix seconds, in `.idx`
+/// order): a 12-byte header (`MTME`, version 1, hash id), one big-endian `u32` per
+/// object, then two checksums. `None` for a pack that has none (not a cruft pack) or a
+/// file that does not read as one.
+fn cruft_mtimes(repo: &Repo, name: &str, count: usize) -> Option<Vec<u64>> {
+    let path = repo
+        .common_dir
+        .join("objects")
+        .join("pack")
+        .join(format!("{name}.mtimes"));
+    let bytes = crate::fs::read(path).ok()?;
+    if bytes.get(..4) != Some(b"MTME".as_slice()) || bytes.len() < 12 + 4 * count {
+        return None;
+    }
+    Some(
+        bytes[12..12 + 4 * count]
+            .chunks_exact(4)
+            .map(|b| u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
+            .collect(),
+    )
+}
+
+/// The commits of a pack with their committer times (Unix seconds): read once per
+/// process and pack (a pack's name is its content's hash), so a repack during a run
+/// (`git gc`, `git maintenance`: one new pack holding every object) is read once, not
+/// by every task's save (rev5b F18).
+fn pack_commits(repo: &Repo, name: &str) -> std::sync::Arc<Vec<(String, u64)>> {
+    type Cache = BTreeMap<(std::path::PathBuf, String), std::sync::Arc<Vec<(String, u64)>>>;
+    static PACK_COMMITS: std::sync::Mutex<Cache> = std::sync::Mutex::new(BTreeMap::new());
+    let key = (repo.common_dir.clone(), name.to_owned());
+    if let Some(c) = PACK_COMMITS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&key)
+    {
+        return c.clone();
+    }
+    tracing::debug!("lost: reading the objects of {name}, written since a task started");
+    let commits = commits_with_times(repo, &pack_objects(repo, name));
+    let commits = std::sync::Arc::new(commits);
+    PACK_COMMITS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(key, commits.clone());
+    commits
+}
+
+/// Of `objects`, the commits, each with its committer time (Unix seconds).
+fn commits_with_times(repo: &Repo, objects: &[String]) -> Vec<(String, u64)> {
+    if objects.is_empty() {
+        return Vec::new();
+    }
+    let Ok(types) = git_stdin(
+        repo,
+        &["cat-file", "--batch-check=%(objectname) %(objecttype)"],
+        &format!("{}\n", objects.join("\n")),
+    ) else {
+        return Vec::new();
+    };
+    let commits: Vec<&str> = types
+        .lines()
+        .filter_map(|l| l.strip_suffix(" commit"))
+        .collect();
+    if commits.is_empty() {
+        return Vec::new();
+    }
+    let input: String = commits.iter().map(|c| format!("{c}\n")).collect();
+    let Ok(times) = git_stdin(
+        repo,
+        &["log", "--no-walk=unsorted", "--stdin", "--format=%H %ct"],
+        &input,
+    ) else {
+        return Vec::new();
+    };
+    times
+        .lines()
+        .filter_map(|l| {
+            let (c, t) = l.split_once(' ')?;
+            Some((c.to_owned(), t.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The commits in the packs written since the task whose git dir is `admin` started
+/// ([`new_packs`]) committed at or after `secs`: in a cruft pack only the objects its
+/// `.mtimes` says were written since then are read; another pack's commits are read
+/// once per process ([`pack_commits`]).
+fn packed_since(repo: &Repo, admin: &Path, since: SystemTime, secs: u64) -> Vec<String> {
     let mut out = Vec::new();
     let dir = repo.common_dir.join("objects").join("pack");
     for name in new_packs(repo, admin, since) {
-        let Ok(idx) = crate::fs::read(dir.join(format!("{name}.idx"))) else {
-            continue;
+        let cruft = dir.join(format!("{name}.mtimes")).is_file();
+        let objects = if cruft {
+            pack_objects(repo, &name)
+        } else {
+            Vec::new()
         };
-        tracing::debug!("lost: reading the objects of {name}, written since the task started");
-        // `<offset> <object id> (<crc>)` per object.
-        let Ok(text) = git_stdin_bytes(repo, &["show-index"], idx) else {
+        if let Some(times) = cruft
+            .then(|| cruft_mtimes(repo, &name, objects.len()))
+            .flatten()
+        {
+            let fresh: Vec<String> = objects
+                .into_iter()
+                .zip(times)
+                .filter(|(_, t)| *t >= secs)
+                .map(|(o, _)| o)
+                .collect();
+            tracing::debug!(
+                "lost: reading the objects of {name} (a cruft pack: {} of them written since the task started)",
+                fresh.len()
+            );
+            out.extend(
+                commits_with_times(repo, &fresh)
+                    .into_iter()
+                    .filter(|(_, t)| *t >= secs)
+                    .map(|(c, _)| c),
+            );
             continue;
-        };
+        }
         out.extend(
-            text.lines()
-                .filter_map(|l| l.split(' ').nth(1))
-                .map(str::to_owned),
+            pack_commits(repo, &name)
+                .iter()
+                .filter(|(_, t)| *t >= secs)
+                .map(|(c, _)| c.clone()),
         );
     }
     out
@@ -205,32 +314,36 @@ fn packed_since(repo: &Repo, admin: &Path, since: SystemTime) -> Vec<String> {
 /// newest first. Loose objects are told by their file's time; packed ones are looked at
 /// only in packs written since the start (by an agent's `git gc` or `repack`), and by
 /// their committer time.
-pub(crate) fn since_start(repo: &Repo, admin: &Path, base: &str) -> Vec<String> {
+pub(crate) fn since_start(repo: &Repo, admin: &Path, base: &str) -> Vec<Lost> {
     let Some(start) = crate::fs::symlink_metadata(admin.join(super::tree::MARKER))
         .ok()
         .and_then(|m| m.modified().ok())
     else {
         return Vec::new();
     };
-    let mut objects = loose_since(repo, start);
-    let packed = packed_since(repo, admin, start);
-    let from_packs = !packed.is_empty();
-    objects.extend(packed);
-    if objects.is_empty() {
-        return Vec::new();
+    // A packed commit's file time says nothing: its committer time must be the task's
+    // (a second of slack for the clock's rounding).
+    let started = start
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs().saturating_sub(1));
+    let objects = loose_since(repo, start);
+    let mut commits: BTreeSet<String> = BTreeSet::new();
+    if !objects.is_empty() {
+        let Ok(types) = git_stdin(
+            repo,
+            &["cat-file", "--batch-check=%(objectname) %(objecttype)"],
+            &format!("{}\n", objects.join("\n")),
+        ) else {
+            return Vec::new();
+        };
+        commits.extend(
+            types
+                .lines()
+                .filter_map(|l| l.strip_suffix(" commit"))
+                .map(str::to_owned),
+        );
     }
-    let Ok(types) = git_stdin(
-        repo,
-        &["cat-file", "--batch-check=%(objectname) %(objecttype)"],
-        &format!("{}\n", objects.join("\n")),
-    ) else {
-        return Vec::new();
-    };
-    let commits: BTreeSet<String> = types
-        .lines()
-        .filter_map(|l| l.strip_suffix(" commit"))
-        .map(str::to_owned)
-        .collect();
+    commits.extend(packed_since(repo, admin, start, started));
     if commits.is_empty() {
         return Vec::new();
     }
@@ -260,22 +373,80 @@ pub(crate) fn since_start(repo: &Repo, admin: &Path, base: &str) -> Vec<String> 
     let removed = REMOVED_REFLOGS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    // A packed commit's file time says nothing: its committer time must be the task's
-    // (a second of slack for the clock's rounding).
-    let started = start
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs().saturating_sub(1));
-    unreached
+    let found: Vec<&str> = unreached
         .lines()
         .filter(|c| commits.contains(*c) && !others.contains(*c) && !removed.contains(*c))
-        .filter(|c| !from_packs || committed_since(repo, c, started))
         .filter(|c| !not_an_agents(repo, c))
         .filter(|c| {
             super::git_output(&repo.top, ["merge-base", c, base], &[])
                 .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
         })
-        .map(str::to_owned)
-        .collect()
+        .collect();
+    drop(removed);
+    if found.is_empty() {
+        return Vec::new();
+    }
+    whose(repo, admin, &found)
+}
+
+/// A commit [`since_start`] found, and whose it is as far as git tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Lost {
+    /// The commit.
+    pub(crate) commit: String,
+    /// `None`: the task's own (its worktree's `ORIG_HEAD` — what a `git reset` or a
+    /// rebase left — names it or a commit on top of it, or no other worktree ran).
+    /// `Some(worktrees)`: other worktrees were there and none tells (rev5b F15): of
+    /// unknown task, charged to none; their admin folder names.
+    pub(crate) unknown: Option<Vec<String>>,
+}
+
+/// The per-worktree record of where HEAD was before its last reset, rebase or merge
+/// (`<git dir>/ORIG_HEAD`): what a `git reset --hard HEAD~1` dropped.
+fn orig_head(admin: &Path) -> Option<String> {
+    let text = crate::fs::read_to_string(admin.join("ORIG_HEAD")).ok()?;
+    let c = text.trim();
+    (c.len() >= 40 && c.bytes().all(|b| b.is_ascii_hexdigit())).then(|| c.to_owned())
+}
+
+/// Whose the lost commits `found` are (rev5b F15): a commit another worktree's
+/// `ORIG_HEAD` names (it or a commit on top of it) is that worktree's, left out here
+/// (its own task's save finds it); one this worktree's names is the task's; one neither
+/// tells is the task's when no other worktree ran beside it, else of unknown task.
+fn whose(repo: &Repo, admin: &Path, found: &[&str]) -> Vec<Lost> {
+    let holds = |orig: &str, c: &str| orig == c || repo.is_ancestor(c, orig).unwrap_or(false);
+    let mine = orig_head(admin);
+    let mut others: Vec<(String, Option<String>)> = Vec::new();
+    if let Ok(dirs) = crate::fs::read_dir(repo.common_dir.join("worktrees")) {
+        for d in dirs.flatten() {
+            if super::same_path(&d.path(), admin) || !d.path().join("gitdir").is_file() {
+                continue;
+            }
+            let name = d.file_name().to_string_lossy().into_owned();
+            others.push((name, orig_head(&d.path())));
+        }
+    }
+    let mut out = Vec::new();
+    for c in found {
+        if mine.as_deref().is_some_and(|o| holds(o, c)) {
+            out.push(Lost {
+                commit: (*c).to_owned(),
+                unknown: None,
+            });
+            continue;
+        }
+        if others
+            .iter()
+            .any(|(_, o)| o.as_deref().is_some_and(|o| holds(o, c)))
+        {
+            continue;
+        }
+        out.push(Lost {
+            commit: (*c).to_owned(),
+            unknown: (!others.is_empty()).then(|| others.iter().map(|(n, _)| n.clone()).collect()),
+        });
+    }
+    out
 }
 
 /// A commit of qw's, or of a `git stash` (what `git stash create` writes — `git merge` runs one to

@@ -1656,12 +1656,13 @@ impl Worktrees {
             self.merge_by_hand(&h.branch);
             return Ok(MergeOutcome::Conflict {
                 why: format!(
-                    "merging `{}` into `{}` conflicts in {}; the branch is kept — merge it by hand (`git merge {}`) and run `{}`",
+                    "merging `{}` into `{}` conflicts in {}; the branch is kept — merge it by hand (`git merge {b}`, or `git merge --squash {b}` and a commit) and run `{c}`, which then counts it merged; or, to run the task again from `{}` instead, delete it (`git branch -D {b}`) and run `{c}`",
                     h.branch,
                     self.integration,
                     paths.join(", "),
-                    quote(&h.branch),
-                    shell::continue_cmd(&self.spec)
+                    self.integration,
+                    b = quote(&h.branch),
+                    c = shell::continue_cmd(&self.spec)
                 ),
                 paths,
             });

@@ -138,6 +138,61 @@ pub(crate) fn record_merge(repo: &Repo, spec: &str, branch: &str, tip: &str, mer
     }
 }
 
+/// Forget qw's notes of merges ([`record_merge`]) whose merge commit no branch holds any
+/// more (the target reset below it, the commit gone): no check asks about a commit no
+/// branch has (fix5o's leftover: the notes were never pruned). Run by `qw worktrees
+/// --prune` and `workflow-reset --hard`, while no workflow runs. Returns how many.
+pub(crate) fn prune_merge_notes(repo: &Repo) -> usize {
+    let dir = repo.common_dir.join(MERGES);
+    let Ok(entries) = crate::fs::read_dir(&dir) else {
+        return 0;
+    };
+    let notes: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() >= 40 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    if notes.is_empty() {
+        return 0;
+    }
+    // Which still name a commit, then which of those no branch reaches (one walk of
+    // what the branches lack, not of their history).
+    let Ok(types) = super::lost::git_stdin(
+        repo,
+        &["cat-file", "--batch-check=%(objectname) %(objecttype)"],
+        &notes.iter().map(|n| format!("{n}\n")).collect::<String>(),
+    ) else {
+        return 0;
+    };
+    let commits: BTreeSet<String> = types
+        .lines()
+        .filter_map(|l| l.strip_suffix(" commit"))
+        .map(str::to_owned)
+        .collect();
+    let input: String = commits.iter().map(|c| format!("{c}\n")).collect();
+    let unreached: BTreeSet<String> = if commits.is_empty() {
+        BTreeSet::new()
+    } else {
+        match super::lost::git_stdin(
+            repo,
+            &["rev-list", "--stdin", "--not", "--branches"],
+            &input,
+        ) {
+            Ok(out) => out.lines().map(str::to_owned).collect(),
+            Err(_) => return 0,
+        }
+    };
+    let mut forgot = 0;
+    for n in &notes {
+        if (!commits.contains(n) || unreached.contains(n))
+            && crate::fs::remove_file(dir.join(n)).is_ok()
+        {
+            forgot += 1;
+        }
+    }
+    forgot
+}
+
 /// `(spec, tip)` of qw's note of merge commit `merge`, if qw made it.
 fn merge_record(repo: &Repo, merge: &str) -> Option<(String, String)> {
     if merge.len() < 40 || !merge.bytes().all(|b| b.is_ascii_hexdigit()) {

@@ -990,6 +990,7 @@ impl Worktrees {
         }
         let mut notes = Vec::new();
         let mut dropped = Vec::new();
+        let mut siblings = Vec::new();
         let others = self.others(h);
         for e in &gone {
             let files = self.stash_files(&e.commit);
@@ -1025,12 +1026,19 @@ impl Worktrees {
             let line = match (&own, here, in_task, in_main) {
                 // Stashed and popped back in its own worktree.
                 (Maker::Mine, true, _, _) => continue,
-                (Maker::Mine, false, Some(w), _) => format!(
-                    "task {}'s stash entry {} was popped into {}'s worktree: its changes ({paths}) are merged with that task's work, not this one's",
-                    h.task_id,
-                    e.gone_describe(),
-                    w.who
-                ),
+                // Popped into another task's worktree: that task is refused for it
+                // and puts the entry back (rev5b F16), so this task's work is merged
+                // by neither: it fails, naming the entry.
+                (Maker::Mine, false, Some(w), _) => {
+                    dropped.push(format!(
+                        "{} was popped into {}'s worktree, which is not merged with another task's entry (qw takes its changes ({paths}) out of that task's work and puts the entry back in the stash; bring it back with `git stash apply {}`, or `{}` should it be gone)",
+                        e.gone_describe(),
+                        w.who,
+                        e.commit,
+                        e.store_command()
+                    ));
+                    continue;
+                }
                 (Maker::Mine, false, None, true) => format!(
                     "task {}'s stash entry {} is gone from the stash and its changes ({paths}) are in the main worktree (merged with another task's work, or popped there)",
                     h.task_id,
@@ -1061,6 +1069,14 @@ impl Worktrees {
                         e.gone_describe(),
                         e.store_command()
                     ));
+                    continue;
+                }
+                // Another task's entry (made on its branch) popped here: its work
+                // would reach the target through this task's merge, which
+                // `brings_other_tasks` refuses for commits (rev5b F16). Taken out of
+                // this worktree's files and put back in the stash; the task fails.
+                (m, true, _, _) if *m != Maker::Mine && other_task_branch(e, h) => {
+                    siblings.push(self.take_out_sibling(h, e, &files, &paths));
                     continue;
                 }
                 (_, true, _, _) => format!(
@@ -1107,6 +1123,16 @@ impl Worktrees {
                 mine.join(", ")
             ));
         }
+        if !siblings.is_empty() {
+            parts.push(format!(
+                "task {}'s worktree took in another task's stash entry while it ran: {}; another task's work reaches `{}` only through that task's own check and merge, so task {} was not merged; its own work is kept on branch `{}`",
+                h.task_id,
+                siblings.join("; "),
+                self.integration,
+                h.task_id,
+                h.branch
+            ));
+        }
         if !dropped.is_empty() {
             parts.push(format!(
                 "task {}'s agent stashed its work: {}",
@@ -1129,6 +1155,95 @@ impl Worktrees {
             )
         });
         StashCheck { failure, notes }
+    }
+
+    /// Another task's entry `e`, popped into `h`'s worktree (every path of `files` is
+    /// the entry's there): each path is set back to the target's version (removed when
+    /// the target lacks it), so the task's saved work no longer holds the other task's
+    /// changes, and the entry is stored in the stash again (its owner's to apply). The
+    /// phrase naming what was done, for the task's failure line.
+    fn take_out_sibling(
+        &self,
+        h: &WorktreeHandle,
+        e: &StashEntry,
+        files: &[(String, Option<String>)],
+        paths: &str,
+    ) -> String {
+        let target = self.target();
+        let mut left = Vec::new();
+        for (p, _) in files {
+            let spec = format!(":(top,literal){p}");
+            let in_target = git_output(
+                &self.repo.top,
+                ["cat-file", "-e", &format!("{target}:{p}")],
+                &[],
+            )
+            .is_ok_and(|o| o.status.success());
+            let done = if in_target {
+                git_output(&h.path, ["checkout", &target, "--", &spec], &[])
+                    .is_ok_and(|o| o.status.success())
+            } else {
+                let file = h.path.join(p);
+                let gone = match file.symlink_metadata() {
+                    Ok(_) => crate::fs::remove_file(&file).is_ok(),
+                    Err(_) => true,
+                };
+                gone && git_output(
+                    &h.path,
+                    ["rm", "-q", "--cached", "--ignore-unmatch", "--", &spec],
+                    &[],
+                )
+                .is_ok_and(|o| o.status.success())
+            };
+            if !done {
+                left.push(format!("`{p}`"));
+            }
+        }
+        let stored = git_output(
+            &self.repo.top,
+            ["stash", "store", "-m", &e.message, &e.commit],
+            &[],
+        )
+        .is_ok_and(|o| o.status.success());
+        let whose = e
+            .branch()
+            .and_then(super::parse_branch)
+            .map(|(spec, id)| {
+                if spec == self.spec {
+                    format!("task {id}'s")
+                } else {
+                    format!("task {id} of `{spec}`'s")
+                }
+            })
+            .unwrap_or_else(|| "another task's".into());
+        let back = if stored {
+            format!(
+                "the entry is back in the stash ({whose} to apply: `git stash apply {}`)",
+                e.commit
+            )
+        } else {
+            format!(
+                "put the entry back in the stash with `{}`",
+                e.store_command()
+            )
+        };
+        let out = if left.is_empty() {
+            format!(
+                "its changes ({paths}) are taken out of task {}'s files (set back to `{}`'s version) before its work is saved, so `{}` runs the task again from its own work and merges it",
+                h.task_id,
+                self.integration,
+                super::shell::continue_cmd(&self.spec)
+            )
+        } else {
+            format!(
+                "its changes ({paths}) are taken out of task {}'s files except {} (take those out by hand on branch `{}` before `{}`)",
+                h.task_id,
+                left.join(", "),
+                h.branch,
+                super::shell::continue_cmd(&self.spec)
+            )
+        };
+        format!("stash entry {}, {whose}: {out}; {back}", e.gone_describe())
     }
 
     /// Stash commits (two or three parents, `WIP on …`/`On …`, an `index on …` second

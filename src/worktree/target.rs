@@ -1076,7 +1076,8 @@ impl Worktrees {
     }
 
     /// The branch of `task_id` (`qw/<spec>/<id>`) when it is there and the target holds
-    /// all of it: merged by hand. `None` otherwise, or when git cannot say.
+    /// all of it — its commits, or its changes squashed in by hand ([`Self::squashed`]):
+    /// merged by hand. `None` otherwise, or when git cannot say.
     pub(crate) fn merged_branch(&self, task_id: &str) -> Option<String> {
         let branch = task_branch(&self.spec, task_id);
         let tip = self
@@ -1084,10 +1085,86 @@ impl Worktrees {
             .commit_of(&format!("refs/heads/{branch}"))
             .ok()??;
         let target = format!("refs/heads/{}", self.integration);
-        self.repo
-            .is_ancestor(&tip, &target)
-            .unwrap_or(false)
-            .then_some(branch)
+        // A squash is looked for only at the tip qw left the branch at: a branch moved
+        // since (onto a commit holding the target's tree) is not the task's work.
+        let squashed = || {
+            super::owned::left_there_since(&self.repo, &branch, &tip).is_some()
+                && self.squashed(&tip, &target)
+        };
+        (self.repo.is_ancestor(&tip, &target).unwrap_or(false) || squashed()).then_some(branch)
+    }
+
+    /// Did the target take in `tip`'s changes without its commits — `git merge --squash
+    /// <branch>`, the conflict resolved, committed (rev5b F17)? A merge of `tip` now
+    /// changes nothing of the target but paths where it conflicts (`git merge-tree`), and
+    /// each of those the target last changed in a commit made in the main worktree (its
+    /// HEAD reflog: the user's resolution, not a task's commit nor qw's merge) no earlier
+    /// than `tip` was made. A conflict that was never resolved leaves those paths as the
+    /// other side wrote them, so it is not taken for a squash.
+    pub(crate) fn squashed(&self, tip: &str, target: &str) -> bool {
+        let top = &self.repo.top;
+        let Ok(out) = git_output(
+            top,
+            [
+                "merge-tree",
+                "--write-tree",
+                "--name-only",
+                "--no-messages",
+                "-z",
+                target,
+                tip,
+            ],
+            &[],
+        ) else {
+            return false;
+        };
+        // 0: clean, 1: conflicts; anything else: git cannot say.
+        if !matches!(out.status.code(), Some(0 | 1)) {
+            return false;
+        }
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut parts = text.split('\0').filter(|p| !p.is_empty());
+        let Some(tree) = parts.next() else {
+            return false;
+        };
+        let conflicted: BTreeSet<&str> = parts.collect();
+        let Ok(differ) = git(top, &["diff-tree", "-r", "--name-only", "-z", target, tree]) else {
+            return false;
+        };
+        let differ: Vec<&str> = differ.split('\0').filter(|p| !p.is_empty()).collect();
+        if differ.iter().any(|p| !conflicted.contains(p)) {
+            return false;
+        }
+        if conflicted.is_empty() {
+            return true;
+        }
+        let Ok(made) = git(top, &["log", "-1", "--format=%ct", tip]) else {
+            return false;
+        };
+        let Ok(made) = made.trim().parse::<i64>() else {
+            return false;
+        };
+        let here = origin::made_in(&self.repo.git_dir);
+        conflicted.iter().all(|p| {
+            let Ok(last) = git(
+                top,
+                &[
+                    "log",
+                    "-1",
+                    "--format=%H %ct",
+                    target,
+                    "--",
+                    &format!(":(top,literal){p}"),
+                ],
+            ) else {
+                return false;
+            };
+            let mut w = last.split_whitespace();
+            match (w.next(), w.next().and_then(|t| t.parse::<i64>().ok())) {
+                (Some(c), Some(t)) => here.contains(c) && t >= made,
+                _ => false,
+            }
+        })
     }
 
     /// The tasks whose `qw/<spec>/<id>` branch the target holds all of (read before

@@ -409,6 +409,10 @@ pub(crate) fn point_branch(
     })
 }
 
+/// The task part of the name a lost commit of unknown task is kept under
+/// (`qw/<spec>/unknown@<sha7>`): it names no task.
+const UNKNOWN_TASK: &str = "unknown";
+
 /// Commits the worktree's HEAD visited (and the branch's previous tip) that are in
 /// neither the result nor `base`: named where a branch holds them, else kept on a new
 /// branch `<task branch>@<sha>`.
@@ -424,10 +428,19 @@ fn strays(
     candidates.extend(old_tip);
     // Left where no reflog tells of them (expired, or never written): whose they are,
     // git does not say.
-    let unknown: std::collections::BTreeSet<String> = super::lost::since_start(repo, t.admin, base)
+    let lost: Vec<super::lost::Lost> = super::lost::since_start(repo, t.admin, base)
         .into_iter()
-        .filter(|c| !candidates.contains(c))
+        .filter(|l| !candidates.contains(&l.commit))
         .collect();
+    let unknown: std::collections::BTreeSet<String> =
+        lost.iter().map(|l| l.commit.clone()).collect();
+    // Written while other worktrees ran and none tells whose (rev5b F15): kept under a
+    // name that charges no task.
+    let nobodys = |c: &str| {
+        lost.iter()
+            .find(|l| l.commit == c)
+            .and_then(|l| l.unknown.clone())
+    };
     candidates.extend(unknown.iter().cloned());
     let mut seen = std::collections::BTreeSet::new();
     let mut kept: Vec<String> = Vec::new();
@@ -506,13 +519,27 @@ fn strays(
         kept.push(c.clone());
         let short = &c[..c.len().min(10)];
         if holders.is_empty() {
+            let neutral = nobodys(&c);
             // A longer id when the name is taken by another commit.
-            let name = super::salvage::keep_branch(repo, t.branch, &c)?;
+            let name = match (&neutral, super::parse_branch(t.branch)) {
+                (Some(_), Some((spec, _))) => {
+                    super::salvage::keep_branch(repo, &super::task_branch(spec, UNKNOWN_TASK), &c)?
+                }
+                _ => super::salvage::keep_branch(repo, t.branch, &c)?,
+            };
             let see = format!(
                 "see what its result lacks with `git diff {} {name}`",
                 result.map_or_else(|| base.to_owned(), |r| r[..r.len().min(10)].to_owned())
             );
-            if unknown.contains(&c) {
+            if let Some(who) = neutral {
+                out.push(format!(
+                    "{missing} commit(s) of unknown task (up to {short}: written while the task ran beside {}, named by no branch, no reflog and no worktree's `ORIG_HEAD` — an agent's after a reflog expire, or another git's) are kept on branch `{name}`, charged to no task; {see}",
+                    who.iter()
+                        .map(|w| format!("`{w}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            } else if unknown.contains(&c) {
                 out.push(format!(
                     "{missing} commit(s) of unknown origin (up to {short}: written while the task ran, named by no branch and no reflog — this task's agent's after a reflog expire, or another git's) are kept on branch `{name}`; {see}"
                 ));

@@ -46,6 +46,7 @@ mod worktree_cross4;
 mod worktree_fix5o;
 mod worktree_fix5t;
 mod worktree_fix6m;
+mod worktree_fix6s;
 mod worktree_foreign;
 mod worktree_moves;
 mod worktree_nest4;

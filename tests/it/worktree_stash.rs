@@ -294,8 +294,8 @@ fn worktree_untracked_directory_of_the_main_worktree_taken_by_an_agent_is_named_
 }
 
 /// Task 1 stashes its work; task 2, running alongside, pops it: task 1 fails naming
-/// its entry (nothing claimed by task 2 as its own stash), task 2's merge of those
-/// files is said in its evidence, and nothing is lost.
+/// its entry (nothing claimed by task 2 as its own stash), task 2 is refused for taking
+/// in another task's entry (rev5b F16) and the entry is put back; nothing is lost.
 #[test]
 fn worktree_stash_popped_by_another_task_blames_neither_wrongly() {
     let r = Repo::new(&tasks(2));
@@ -326,8 +326,10 @@ fn worktree_stash_popped_by_another_task_blames_neither_wrongly() {
     let e1 = evidence(&r, "1");
     let e2 = evidence(&r, "2");
     assert_eq!(r.f.task("1")["outcome"], "workspace_error", "{e1}");
-    assert_eq!(r.f.task("2")["status"], "completed", "{e2}");
-    // The entry task 1 named is the one task 2 says it merged.
+    // Task 2 took in task 1's entry: refused like a rebase onto task 1's branch (rev5b
+    // F16), the entry's changes taken out of its work and the entry put back.
+    assert_eq!(r.f.task("2")["outcome"], "workspace_error", "{e2}");
+    // The entry task 1 named is the one task 2 says it took in.
     let named: std::collections::BTreeSet<&str> = e1
         .split("commit ")
         .skip(1)
@@ -336,12 +338,19 @@ fn worktree_stash_popped_by_another_task_blames_neither_wrongly() {
     let named: Vec<&str> = named.into_iter().collect();
     assert_eq!(named.len(), 1, "{e1}");
     assert!(
-        e2.contains(named[0]) && e2.contains("popped into its worktree"),
+        e2.contains(named[0]) && e2.contains("another task's stash entry"),
         "{e2}"
     );
     assert!(!e2.contains("left its work in the stash"), "{e2}");
     assert_eq!(r.git(&["show", &format!("{}^3:f1.txt", named[0])]), "1\n");
+    assert!(
+        stashes(&r).iter().any(|(c, _)| c.starts_with(named[0])),
+        "back in the stash"
+    );
+    assert!(!r.git_ok(&["cat-file", "-e", "main:f1.txt"]));
     r.assert_no_process();
+    // Task 1's entry is its owner's to apply; its agent, run again, does its work.
+    r.action("1", "echo 1 > f1.txt\n");
     let out = r.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
     r.assert_all_merged(&["f1.txt", "f2.txt"]);
@@ -431,9 +440,9 @@ fn worktree_detached_tasks_at_one_base_never_both_claim_one_entry() {
 
 /// Task 1 stashes its work and waits; task 2 pops (or drops) the entry before qw ever
 /// lists it. qw finds the stash commit among the objects written since task 1 started:
-/// popped, it is said to be merged with task 2's work (in both tasks' evidence, task 1
-/// not failed, nothing redone); dropped, task 1 fails with the `git stash store` command
-/// that puts it back, which the test runs.
+/// popped, task 2 is refused for taking in another task's entry (rev5b F16: its changes
+/// are taken out of task 2's work and the entry is put back); dropped, task 1 fails with
+/// the `git stash store` command that puts it back, which the test runs.
 #[test]
 fn worktree_stash_entry_popped_or_dropped_by_another_task_before_qw_looked() {
     for (name, take) in [
@@ -459,22 +468,25 @@ fn worktree_stash_entry_popped_or_dropped_by_another_task_before_qw_looked() {
         let out = r.auto(&["--parallel", "2"]);
         let e1 = evidence(&r, "1");
         let e2 = evidence(&r, "2");
-        assert!(stashes(&r).is_empty(), "{name}");
-        assert_eq!(r.f.task("2")["status"], "completed", "{name}: {e2}");
         assert!(!e2.contains("stashed its work"), "{name}: {e2}");
         if name == "pop" {
+            // Task 2 took in task 1's entry: refused (rev5b F16), the entry put back,
+            // task 1's work not merged through task 2.
+            assert_eq!(code(&out), 1, "{name}: {}", diag(&out));
+            assert_eq!(r.f.task("2")["outcome"], "workspace_error", "{e2}");
+            assert!(e2.contains("another task's stash entry"), "{e2}");
+            assert_eq!(stashes(&r).len(), 1, "{name}: {e1}");
+            assert!(!r.git_ok(&["cat-file", "-e", "main:f1.txt"]), "{e1}");
+            r.assert_no_process();
+            r.action("1", "echo 1 > f1.txt\n");
+            r.action("2", "echo 2 > f2.txt\n");
+            let out = r.run(&["workflow-continue", "demo", "--retry-delay", "0.1"]);
             assert_eq!(code(&out), 0, "{name}: {}", diag(&out));
-            assert_eq!(r.f.task("1")["status"], "completed", "{name}: {e1}");
-            assert!(
-                e1.contains("task 2's worktree") || e1.contains("main worktree"),
-                "{e1} / {e2} / {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(e2.contains("popped into its worktree"), "{e2}");
-            assert_eq!(r.runs_of("1"), 1, "not redone");
             r.assert_all_merged(&["f1.txt", "f2.txt"]);
             continue;
         }
+        assert!(stashes(&r).is_empty(), "{name}");
+        assert_eq!(r.f.task("2")["status"], "completed", "{name}: {e2}");
         assert_eq!(code(&out), 1, "{name}: {}", diag(&out));
         assert_eq!(r.f.task("1")["outcome"], "workspace_error", "{e1}");
         let cmds = printed_commands(&e1, "git stash store");
