@@ -21,6 +21,7 @@ mod exec;
 mod exec_stress;
 mod fix5a;
 mod fix5b;
+mod fix7c;
 mod init;
 mod locks;
 mod logs;

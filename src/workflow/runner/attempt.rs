@@ -346,6 +346,18 @@ fn admit(run: &Run<'_>, unit: Unit<'_>) -> Result<Option<crate::admission::SlotG
     });
     match (slot, failed) {
         (_, Some(e)) => Err(Admit::Event(e)),
+        // A stop asked while it waited (a signal to qw's pid frees the sibling's slot
+        // as it stops it, so the slot can come before the wait looks at the token): a
+        // wait never turns into a start once a stop is asked; the slot goes back.
+        (Ok(slot), None) if run.stop.signal().is_some() => {
+            drop(slot);
+            Err(Admit::Refused(
+                Outcome::KilledByUser {
+                    signal: run.stop.signal(),
+                },
+                "interrupted while waiting for admission: the stop came as a slot did; the agent was not started".to_owned(),
+            ))
+        }
         (Ok(mut slot), None) => {
             slot.set_note(&match unit {
                 Unit::Task(t) => format!("task {}", t.id),
