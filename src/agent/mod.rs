@@ -499,6 +499,14 @@ pub fn run_job_as(
         Start::Fresh => prompt::build(job, project),
         Start::Resume { why, .. } => prompt::resume(job, why),
     };
+    // A NUL (in a task title, a document) cannot be passed in an argument (`-p PROMPT`,
+    // `{prompt}`): the run would fail to start. It means nothing in a prompt: shown as
+    // `\u{0}`, in the prompt file too, the task runs.
+    let prompt = if prompt.contains('\0') {
+        prompt.replace('\0', "\\u{0}")
+    } else {
+        prompt
+    };
     crate::fs::create_dir_all(&job.run_dir)?;
     // Evidence for the run, read by the agent right away; never through a planted link.
     crate::fs::write_generated(&job.prompt_file(), prompt.as_bytes())?;

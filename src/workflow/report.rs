@@ -300,8 +300,10 @@ fn offline_section(out: &mut String, tasks: Option<&TaskList>) {
     }
 }
 
+/// `s` folded to one line, its control characters (escape sequences an agent or
+/// tasks.md put there) shown escaped, as on the terminal, cut at 300 characters.
 fn one_line(s: &str) -> String {
-    let line = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = crate::fmt::escaped_line(&crate::fmt::fold_whitespace(s)).into_owned();
     if line.chars().count() > 300 {
         let cut: String = line.chars().take(297).collect();
         format!("{cut}...")

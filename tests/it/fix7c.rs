@@ -150,3 +150,106 @@ fn fix7c_m3_two_waiters_for_the_one_slot_are_never_started_after_a_stop() {
         stop_while_waiting(&f, None, "3", 2, sig);
     }
 }
+
+// M6: text an agent or tasks.md wrote reaches the terminal escaped, on one line.
+
+/// No raw control character (ESC, BEL, CR, NUL, …) in `text` but newlines.
+fn assert_no_raw_controls(text: &str) {
+    let bad: Vec<_> = text
+        .char_indices()
+        .filter(|(_, c)| c.is_control() && *c != '\n')
+        .collect();
+    assert!(bad.is_empty(), "raw control characters {bad:?} in:\n{text}");
+}
+
+/// The review's reproduction (an OSC 52 clipboard write and a clear-screen in a title)
+/// and other shapes: a carriage return that would overwrite the line, a NUL (which also
+/// broke the task: "nul byte found in provided data"). Every progress line and the
+/// report show them escaped, and every task runs.
+#[test]
+fn fix7c_m6_task_titles_with_escapes_are_escaped_and_a_nul_title_runs() {
+    let tasks = "# Tasks\n\n- [ ] 1. Evil \u{1b}]52;c;ZWNobyBwd25lZA==\u{7} \u{1b}[2J title\n\
+                 - [ ] 2. Back\rworkflow completed: 9/9\n\
+                 - [ ] 3. Nul \u{0} inside\n";
+    let f = flow(
+        tasks,
+        r#"{"resource_limits": {"max_load": 1000, "high_impact_load": 1000, "max_memory": 1.0}}"#,
+    );
+    let out = f.auto(&["--agent", "claude"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_no_raw_controls(&err);
+    assert_no_raw_controls(&stdout(&out));
+    assert!(
+        err.contains("> 1 Evil \\u{1b}]52;c;ZWNobyBwd25lZA==\\u{7} \\u{1b}[2J title"),
+        "{err}"
+    );
+    assert!(err.contains("> 2 Back\\rworkflow completed: 9/9"), "{err}");
+    assert!(err.contains("> 3 Nul \\u{0} inside"), "{err}");
+    for id in ["1", "2", "3"] {
+        let t = f.task(id);
+        assert_eq!(t["status"], "completed", "task {id}: {t}\n{err}");
+    }
+    assert_eq!(f.runs_of("3"), 1);
+    assert_no_raw_controls(&f.p.read(".claude/specs/demo/report.md"));
+}
+
+/// A fake `claude` whose implementation run ends `is_error` with a final message
+/// carrying escape sequences and a line break that would print a fake line.
+const EVIL_CLAUDE: &str = r#"#!/bin/sh
+if [ "$QW_PHASE" != implementation ]; then
+  printf '{"type":"result","subtype":"success","is_error":false,"result":"done","session_id":"00000000-0000-4000-8000-000000000000"}\n'
+  exit 0
+fi
+printf '{"type":"result","subtype":"success","is_error":true,"num_turns":1,"result":"bad \\u001b]52;c;ZWNobyBwd25lZA==\\u0007 \\u001b[2J\\u001b[32mworkflow completed: 1/1\\n  ok 7 forged in 0.1s\\r\\u0000","session_id":"00000000-0000-4000-8000-000000000001","total_cost_usd":0}\n'
+exit 0
+"#;
+
+/// The agent's own final message in the `FAILED` line, the report's failure and the
+/// `--json` lines: escaped, one line, nothing forged.
+#[test]
+fn fix7c_m6_the_agents_final_message_is_escaped_in_failed_lines() {
+    let f = flow(
+        "# Tasks\n\n- [ ] 1. Only\n",
+        r#"{"resource_limits": {"max_load": 1000, "high_impact_load": 1000, "max_memory": 1.0}}"#,
+    );
+    f.p.script("bin/claude", EVIL_CLAUDE);
+    let out = f.auto(&["--agent", "claude", "--attempts", "1"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert_no_raw_controls(&err);
+    assert!(
+        !err.lines().any(|l| l.starts_with("  ok 7")),
+        "a forged line: {err}"
+    );
+    let failed = err
+        .lines()
+        .find(|l| l.starts_with("  FAILED 1 agent_error"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        failed.contains("bad \\u{1b}]52;c;ZWNobyBwd25lZA==\\u{7} \\u{1b}[2J\\u{1b}[32mworkflow completed"),
+        "{failed}"
+    );
+    assert_no_raw_controls(&f.p.read(".claude/specs/demo/report.md"));
+    // The same run in JSON mode: JSON escapes every control character.
+    let f = flow(
+        "# Tasks\n\n- [ ] 1. Only\n",
+        r#"{"resource_limits": {"max_load": 1000, "high_impact_load": 1000, "max_memory": 1.0}}"#,
+    );
+    f.p.script("bin/claude", EVIL_CLAUDE);
+    let out = f
+        .cmd(&[
+            "--json",
+            "workflow-auto",
+            "demo",
+            "A demo feature",
+            "--agent",
+            "claude",
+            "--attempts",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_no_raw_controls(&stdout(&out));
+    assert_no_raw_controls(&stderr(&out));
+}
