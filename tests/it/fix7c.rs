@@ -253,3 +253,114 @@ fn fix7c_m6_the_agents_final_message_is_escaped_in_failed_lines() {
     assert_no_raw_controls(&stdout(&out));
     assert_no_raw_controls(&stderr(&out));
 }
+
+// M5: a task's own `qw exec --admit` runs under the slot its workflow holds for it.
+
+/// The review's reproduction (a busy machine; the agent runs `qw exec --admit` inside
+/// its task, also from a `setsid` child) and the task's `_Verify:_` command doing the
+/// same: each runs at once under the task's slot, where it used to wait for its own
+/// workflow and give up (125).
+#[test]
+fn fix7c_m5_a_tasks_own_nested_admit_runs_under_its_slot() {
+    let qw = qw_bin();
+    let tasks = format!(
+        "# Tasks\n\n- [ ] 1. One\n  - _Verify: `{} exec --admit -- true`_\n",
+        qw.display()
+    );
+    let f = flow(
+        &tasks,
+        r#"{"resource_limits": {"max_memory": 1.0, "acquire_timeout_s": 2}}"#,
+    );
+    let fake = busy_proc(&f.p);
+    let agent = f.p.script(
+        "agent.sh",
+        &format!(
+            "#!/bin/sh\nif [ \"$QW_PHASE\" = implementation ]; then\n\
+             '{q}' exec --admit -- echo nested-ran || exit 7\n\
+             setsid '{q}' exec --admit=high -- echo setsid-ran || exit 8\n\
+             fi\nexit 0\n",
+            q = qw.display()
+        ),
+    );
+    let template = format!("{} {{prompt_file}}", agent.display());
+    let out = f
+        .cmd(&[
+            "workflow-auto",
+            "demo",
+            "A demo feature",
+            "--agent",
+            "command",
+            "--agent-cmd",
+            &template,
+            "--attempts",
+            "1",
+        ])
+        .env(PROC_ENV, &fake)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let t = f.task("1");
+    assert_eq!(t["status"], "completed", "{t}");
+    let run = f
+        .path()
+        .join(".claude/runs")
+        .join(t["run_id"].as_str().unwrap());
+    let stdout_log = std::fs::read_to_string(run.join("stdout.log")).unwrap();
+    assert!(
+        stdout_log.contains("nested-ran") && stdout_log.contains("setsid-ran"),
+        "{stdout_log}"
+    );
+    let stderr_log = std::fs::read_to_string(run.join("stderr.log")).unwrap_or_default();
+    assert!(!stderr_log.contains("gave up"), "{stderr_log}");
+}
+
+/// The slot's number copied into a process that is not the holder's descendant counts
+/// for nothing: it waits like any stranger (and gives up, 125), the program not run.
+#[test]
+fn fix7c_m5_a_slot_number_in_a_strangers_environment_is_not_a_pass() {
+    let p = TestProject::new();
+    p.write(
+        ".claude/settings.local.json",
+        r#"{"resource_limits": {"max_memory": 1.0}}"#,
+    );
+    let fake = busy_proc(&p);
+    let m = marker();
+    let _guard = MarkerGuard(m.clone());
+    let mut holder = p
+        .qw(&["exec", "--admit", "--", "sleep", "60"])
+        .env(PROC_ENV, &fake)
+        .env("QW_TEST_MARKER", &m)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            pids_with_env("QW_TEST_MARKER", &m).into_iter().any(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.starts_with(b"sleep\0"))
+            })
+        }),
+        "the slot holder never started"
+    );
+    let marker_file = p.path().join("ran");
+    let out = p
+        .qw(&[
+            "exec",
+            "--admit",
+            "--admit-timeout",
+            "1",
+            "--",
+            "touch",
+            marker_file.to_str().unwrap(),
+        ])
+        .env(PROC_ENV, &fake)
+        .env("QW_ADMISSION_SLOT", "0")
+        .output()
+        .unwrap();
+    unsafe_kill(i32::try_from(holder.id()).unwrap(), 15);
+    holder.wait().unwrap();
+    assert_eq!(code(&out), 125, "{}", diag(&out));
+    assert!(stderr(&out).contains("gave up waiting for admission"), "{}", diag(&out));
+    assert!(!marker_file.exists(), "the program ran without admission");
+}

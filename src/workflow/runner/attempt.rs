@@ -106,6 +106,13 @@ pub(crate) fn attempts(
         };
         let run_dir = agent::runs::create(run.project, run.name, &run_label(unit, attempt))?;
         let mut job = job(run, unit, place, run_dir.clone());
+        // Programs of the task (an agent's own `qw exec --admit`) run under its slot.
+        if let Some(slot) = &slot {
+            job.env.push((
+                crate::admission::SLOT_ENV.into(),
+                slot.slot().to_string().into(),
+            ));
+        }
         let system_stats = match (unit, run.resource_monitoring) {
             (Unit::Task(_), true) => {
                 match crate::admission::probes::Probes::read().system_stats_json() {
