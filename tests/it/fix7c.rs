@@ -364,3 +364,106 @@ fn fix7c_m5_a_slot_number_in_a_strangers_environment_is_not_a_pass() {
     assert!(stderr(&out).contains("gave up waiting for admission"), "{}", diag(&out));
     assert!(!marker_file.exists(), "the program ran without admission");
 }
+
+// M4: an answer too long for the bounded reader is taken, or said to be too large — never
+// "no answer", and never run again for the same result.
+
+/// A command agent answering with its requirements on stdout: `LINES` numbered lines.
+const BIG_ANSWER: &str = r#"#!/bin/sh
+echo "$QW_PHASE" >> "$BIG_LOG"
+if [ "$QW_PHASE" = requirements ]; then
+  printf '# Requirements Document\n\n'
+  yes '1. The system shall do this thing well enough, every time.' | head -n "$LINES"
+fi
+exit 0
+"#;
+
+/// Runs of `phase` the fake agent logged.
+fn phase_runs(log: &Path, phase: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| *l == phase)
+        .count()
+}
+
+/// A project whose design and tasks exist: only the requirements phase asks the agent.
+fn requirements_only(f: &Flow) {
+    std::fs::remove_file(f.path().join(".claude/specs/demo/requirements.md")).unwrap();
+}
+
+/// The review's reproduction (a 12 MB answer, over the 8 MiB held whole): taken as the
+/// document, in one run; and a 36 MB one (over the 16 MiB qw reads of any document):
+/// `agent_error` saying the answer is too large, naming the limit and the file, not
+/// retried.
+#[test]
+fn fix7c_m4_a_long_plain_document_answer_is_taken_or_called_too_large_once() {
+    for (lines, taken) in [("200000", true), ("600000", false)] {
+        let mut f = flow(
+            "# Tasks\n\n- [ ] 1. One\n",
+            r#"{"resource_limits": {"max_load": 1000, "high_impact_load": 1000, "max_memory": 1.0}}"#,
+        );
+        requirements_only(&f);
+        let agent = f.p.script("big.sh", BIG_ANSWER);
+        let log = f.path().join("big.log");
+        f.set("BIG_LOG", log.to_str().unwrap()).set("LINES", lines);
+        let template = format!("{} {{prompt_file}}", agent.display());
+        let out = f.auto(&["--agent", "command", "--agent-cmd", &template]);
+        let err = stderr(&out);
+        assert_eq!(phase_runs(&log, "requirements"), 1, "{}", diag(&out));
+        assert!(!err.contains("neither wrote"), "{err}");
+        let doc = f.path().join(".claude/specs/demo/requirements.md");
+        if taken {
+            let len = std::fs::metadata(&doc).unwrap().len();
+            assert!(len > 8 << 20, "{len}");
+            assert!(err.contains("requirements_generation: succeeded"), "{err}");
+        } else {
+            assert!(!doc.exists());
+            assert!(
+                err.contains("requirements_generation: agent_error — the agent answered ")
+                    && err.contains("qw takes a document answer of at most 16777216 bytes")
+                    && err.contains("stdout.log`")
+                    && err.contains("not retried"),
+                "{err}"
+            );
+            assert_ne!(code(&out), 0);
+        }
+    }
+}
+
+/// A fake `claude` whose requirements run answers with the document in one `result` line
+/// of about 6 MB (over the 4 MiB a line is read in memory).
+const BIG_RESULT: &str = r##"#!/bin/sh
+echo "$QW_PHASE" >> "$BIG_LOG"
+if [ "$QW_PHASE" = requirements ]; then
+  printf '{"type":"system","subtype":"init","session_id":"00000000-0000-4000-8000-000000000000"}\n'
+  printf '{"type":"result","subtype":"success","is_error":false,"num_turns":1,"total_cost_usd":0.5,"session_id":"00000000-0000-4000-8000-000000000000","result":"# Requirements Document\\n\\n'
+  yes '1. The system shall do this thing.\n' | head -n 160000 | tr -d '\n'
+  printf '"}\n'
+  exit 0
+fi
+printf '{"type":"result","subtype":"success","is_error":false,"result":"done","session_id":"00000000-0000-4000-8000-000000000000"}\n'
+"##;
+
+/// Claude's `result` line over 4 MiB is read back from the file: the document is
+/// written and the run succeeds with its cost, once — not "without its `result`".
+#[test]
+fn fix7c_m4_a_claude_result_line_over_the_line_limit_is_read_back() {
+    let mut f = flow(
+        "# Tasks\n\n- [ ] 1. One\n",
+        r#"{"resource_limits": {"max_load": 1000, "high_impact_load": 1000, "max_memory": 1.0}}"#,
+    );
+    requirements_only(&f);
+    f.p.script("bin/claude", BIG_RESULT);
+    let log = f.path().join("big.log");
+    f.set("BIG_LOG", log.to_str().unwrap());
+    let out = f.auto(&["--agent", "claude"]);
+    let err = stderr(&out);
+    assert_eq!(phase_runs(&log, "requirements"), 1, "{}", diag(&out));
+    assert!(!err.contains("without its `result`"), "{err}");
+    assert!(err.contains("requirements_generation: succeeded"), "{err}");
+    let doc = f.p.read(".claude/specs/demo/requirements.md");
+    assert!(doc.starts_with("# Requirements Document\n\n1. The system"), "{}", &doc[..80]);
+    assert!(doc.len() > 4 << 20, "{}", doc.len());
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+}
