@@ -56,6 +56,10 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
             "**Interrupted** by signal {sig}. Run `{}` to resume.",
             crate::worktree::continue_cmd(input.name)
         ),
+        Ending::NotAdmitted(n) => format!(
+            "**Incomplete.** Nothing failed, but {n} task(s) were not admitted: the machine stayed busy past `resource_limits.acquire_timeout_s` (see below). Run `{}` to run them.",
+            crate::worktree::continue_cmd(input.name)
+        ),
     };
     let _ = writeln!(out, "{verdict}\n");
     let _ = writeln!(out, "| | |\n|---|---|");

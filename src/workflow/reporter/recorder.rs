@@ -609,7 +609,7 @@ fn run_finished(summary: &Summary) -> Option<RunEnd> {
                 .cloned()
                 .unwrap_or_else(|| crate::state::ResetAt::Text("unknown".into())),
         }),
-        Ending::Failed | Ending::Interrupted(_) => None,
+        Ending::Failed | Ending::Interrupted(_) | Ending::NotAdmitted(_) => None,
     }
 }
 
