@@ -203,7 +203,11 @@ impl Agent for CommandAgent {
     }
 
     /// A JSON result's text leniently; plain stdout only when all of it is the document.
-    fn answered_document(&self, run: &AgentRun, stdout: &Captured) -> Result<Option<String>, String> {
+    fn answered_document(
+        &self,
+        run: &AgentRun,
+        stdout: &Captured,
+    ) -> Result<Option<String>, String> {
         if run.structured {
             return Ok(run
                 .result_text
@@ -213,16 +217,20 @@ impl Agent for CommandAgent {
         // A plain answer is the document only when all of stdout is: held whole when
         // short, else read again from its file up to the longest document qw reads.
         if let Some(whole) = stdout.whole() {
-            return Ok(super::document::extract(&String::from_utf8_lossy(whole), true));
+            return Ok(super::document::extract(
+                &String::from_utf8_lossy(whole),
+                true,
+            ));
         }
         let Some(path) = stdout.path() else {
             return Ok(None);
         };
         let max = crate::spec::MAX_DOCUMENT_BYTES;
         match crate::fs::read_regular(path, max) {
-            Ok(crate::fs::Bounded::Whole(bytes)) => {
-                Ok(super::document::extract(&String::from_utf8_lossy(&bytes), true))
-            }
+            Ok(crate::fs::Bounded::Whole(bytes)) => Ok(super::document::extract(
+                &String::from_utf8_lossy(&bytes),
+                true,
+            )),
             Ok(crate::fs::Bounded::TooBig { len, .. }) => Err(format!(
                 "the agent answered {len} bytes; qw takes a document answer of at most {max} bytes ({} MiB): it is in `{}`; not retried (the same run would answer the same): have the agent write the file, or shorten it",
                 max >> 20,

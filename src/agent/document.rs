@@ -326,20 +326,38 @@ mod tests {
         let path = j.spec_dir.join("tasks.md");
 
         // Answered: qw writes it.
-        let run = settle(&j, ok_run(), Ok(Some(TASKS.into())), false, &Default::default());
+        let run = settle(
+            &j,
+            ok_run(),
+            Ok(Some(TASKS.into())),
+            false,
+            &Default::default(),
+        );
         assert_eq!(run.outcome, Outcome::Succeeded, "{}", run.evidence);
         assert!(run.evidence.contains("qw wrote"), "{}", run.evidence);
         assert_eq!(crate::fs::read_to_string(&path).unwrap(), TASKS);
 
         // Written by the agent and valid: kept, the answer ignored.
         crate::fs::write(&path, "- [ ] 7. Mine\n").unwrap();
-        let run = settle(&j, ok_run(), Ok(Some(TASKS.into())), false, &Default::default());
+        let run = settle(
+            &j,
+            ok_run(),
+            Ok(Some(TASKS.into())),
+            false,
+            &Default::default(),
+        );
         assert!(run.outcome.is_success());
         assert_eq!(crate::fs::read_to_string(&path).unwrap(), "- [ ] 7. Mine\n");
 
         // Written but invalid, valid answer: the answer replaces it, the bad one kept aside.
         crate::fs::write(&path, "- [ ] 1. A\n- [ ] 1. B\n").unwrap();
-        let run = settle(&j, ok_run(), Ok(Some(TASKS.into())), false, &Default::default());
+        let run = settle(
+            &j,
+            ok_run(),
+            Ok(Some(TASKS.into())),
+            false,
+            &Default::default(),
+        );
         assert!(run.outcome.is_success(), "{}", run.evidence);
         assert_eq!(crate::fs::read_to_string(&path).unwrap(), TASKS);
         assert!(j.run_dir.join("tasks.md.rejected").is_file());
@@ -360,14 +378,26 @@ mod tests {
 
         // Present before the run: untouched, whatever the answer.
         crate::fs::write(&path, "user's own\n").unwrap();
-        let run = settle(&j, ok_run(), Ok(Some(TASKS.into())), true, &Default::default());
+        let run = settle(
+            &j,
+            ok_run(),
+            Ok(Some(TASKS.into())),
+            true,
+            &Default::default(),
+        );
         assert!(run.outcome.is_success());
         assert_eq!(crate::fs::read_to_string(&path).unwrap(), "user's own\n");
 
         // A failed run is not settled.
         crate::fs::remove_file(&path).unwrap();
         let failed = AgentRun::from_outcome(Outcome::UsageLimited, "limit");
-        let run = settle(&j, failed, Ok(Some(TASKS.into())), false, &Default::default());
+        let run = settle(
+            &j,
+            failed,
+            Ok(Some(TASKS.into())),
+            false,
+            &Default::default(),
+        );
         assert_eq!(run.outcome, Outcome::UsageLimited);
         assert!(!path.exists());
     }

@@ -81,7 +81,10 @@ fn stop_while_waiting(f: &Flow, fake: Option<&Path>, parallel: &str, waiters: us
     });
     if !ready {
         sigkill(&mut child);
-        panic!("never one task running and {waiters} waiting: {:?}", f.log());
+        panic!(
+            "never one task running and {waiters} waiting: {:?}",
+            f.log()
+        );
     }
     unsafe_kill(pid, sig);
     let out = child.wait_with_output().unwrap();
@@ -107,7 +110,10 @@ fn stop_while_waiting(f: &Flow, fake: Option<&Path>, parallel: &str, waiters: us
         }
         waited += 1;
         assert_eq!(t["status"], "pending", "task {id}: {t}\n{err}");
-        assert_eq!(t["attempts"], 0, "an attempt counted for task {id}: {t}\n{err}");
+        assert_eq!(
+            t["attempts"], 0,
+            "an attempt counted for task {id}: {t}\n{err}"
+        );
         assert_eq!(t["outcome"], "killed_by_user", "task {id}: {t}");
         assert!(
             t["error"]
@@ -116,7 +122,10 @@ fn stop_while_waiting(f: &Flow, fake: Option<&Path>, parallel: &str, waiters: us
                 .contains("interrupted while waiting for admission"),
             "{t}"
         );
-        assert!(!err.contains(&format!("> {id} ")), "task {id} was started: {err}");
+        assert!(
+            !err.contains(&format!("> {id} ")),
+            "task {id} was started: {err}"
+        );
     }
     assert_eq!(waited, waiters, "{tasks}");
 }
@@ -227,7 +236,9 @@ fn fix7c_m6_the_agents_final_message_is_escaped_in_failed_lines() {
         .find(|l| l.starts_with("  FAILED 1 agent_error"))
         .unwrap_or_else(|| panic!("{err}"));
     assert!(
-        failed.contains("bad \\u{1b}]52;c;ZWNobyBwd25lZA==\\u{7} \\u{1b}[2J\\u{1b}[32mworkflow completed"),
+        failed.contains(
+            "bad \\u{1b}]52;c;ZWNobyBwd25lZA==\\u{7} \\u{1b}[2J\\u{1b}[32mworkflow completed"
+        ),
         "{failed}"
     );
     assert_no_raw_controls(&f.p.read(".claude/specs/demo/report.md"));
@@ -361,7 +372,11 @@ fn fix7c_m5_a_slot_number_in_a_strangers_environment_is_not_a_pass() {
     unsafe_kill(i32::try_from(holder.id()).unwrap(), 15);
     holder.wait().unwrap();
     assert_eq!(code(&out), 125, "{}", diag(&out));
-    assert!(stderr(&out).contains("gave up waiting for admission"), "{}", diag(&out));
+    assert!(
+        stderr(&out).contains("gave up waiting for admission"),
+        "{}",
+        diag(&out)
+    );
     assert!(!marker_file.exists(), "the program ran without admission");
 }
 
@@ -463,7 +478,136 @@ fn fix7c_m4_a_claude_result_line_over_the_line_limit_is_read_back() {
     assert!(!err.contains("without its `result`"), "{err}");
     assert!(err.contains("requirements_generation: succeeded"), "{err}");
     let doc = f.p.read(".claude/specs/demo/requirements.md");
-    assert!(doc.starts_with("# Requirements Document\n\n1. The system"), "{}", &doc[..80]);
+    assert!(
+        doc.starts_with("# Requirements Document\n\n1. The system"),
+        "{}",
+        &doc[..80]
+    );
     assert!(doc.len() > 4 << 20, "{}", doc.len());
     assert_eq!(code(&out), 0, "{}", diag(&out));
+}
+
+// L5: nothing failed, tasks not admitted: "incomplete", exit 3.
+
+/// The give-up with nothing of its own running (memory short, a limit nothing waives):
+/// both independent tasks are not admitted; the run says so and exits 3 (resumable),
+/// not "workflow failed" with 1; `--json` says `incomplete`; then, with the machine
+/// free, `workflow-continue` runs them.
+#[test]
+fn fix7c_l5_only_not_admitted_tasks_end_incomplete_with_exit_3() {
+    let f = flow("# Tasks\n\n- [ ] 1. One\n- [ ] 2. Two\n", "{}");
+    f.p.refuse_admission(1);
+    let out = f.auto(&["--agent", "claude"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 3, "{}", diag(&out));
+    assert!(f.log().is_empty(), "an agent ran without admission");
+    let last = stdout(&out);
+    assert!(
+        last.contains("workflow incomplete: 0/2 tasks completed"),
+        "{}",
+        diag(&out)
+    );
+    assert!(!last.contains("workflow failed"), "{last}");
+    assert!(
+        err.contains("2 task(s) not admitted") && err.contains("qw workflow-continue demo"),
+        "{err}"
+    );
+    let report = f.p.read(".claude/specs/demo/report.md");
+    assert!(
+        report.contains("**Incomplete.** Nothing failed"),
+        "{report}"
+    );
+    // JSON: the finished line's result.
+    let out = f
+        .cmd(&["--json", "workflow-continue", "demo"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", diag(&out));
+    assert_eq!(last_json(&out)["result"], "incomplete", "{}", diag(&out));
+    // The machine free: `workflow-continue` runs them.
+    f.p.write(
+        ".claude/settings.local.json",
+        r#"{"resource_limits": {"max_load": 1000, "high_impact_load": 1000, "max_memory": 1.0}}"#,
+    );
+    let out = f.run(&["workflow-continue", "demo"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_eq!(f.task("1")["status"], "completed");
+    assert_eq!(f.task("2")["status"], "completed");
+}
+
+/// The other side: a task that fails for good (not logged in) still ends the run
+/// "failed", exit 1.
+#[test]
+fn fix7c_l5_a_real_failure_still_ends_failed() {
+    let mut f = flow("# Tasks\n\n- [ ] 1. One\n", "{}");
+    f.set("FAKE_LOGIN", "1");
+    let out = f.auto(&["--agent", "claude"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert!(stdout(&out).contains("workflow failed"), "{}", diag(&out));
+}
+
+// L6: a report that cannot be written: the outcome is told, one line says what to do.
+
+#[test]
+fn fix7c_l6_a_directory_at_report_md_is_named_with_the_way_on() {
+    for planted in ["dir", "fifo"] {
+        let f = flow(
+            "# Tasks\n\n- [ ] 1. One\n",
+            r#"{"resource_limits": {"max_load": 1000, "high_impact_load": 1000, "max_memory": 1.0}}"#,
+        );
+        let report = f.path().join(".claude/specs/demo/report.md");
+        match planted {
+            "dir" => {
+                std::fs::create_dir_all(report.join("x")).unwrap();
+            }
+            _ => {
+                nix::unistd::mkfifo(&report, nix::sys::stat::Mode::from_bits_truncate(0o644))
+                    .unwrap();
+            }
+        }
+        let out = f.auto(&["--agent", "claude"]);
+        let err = stderr(&out);
+        assert_eq!(code(&out), 1, "{planted}: {}", diag(&out));
+        assert!(
+            stdout(&out).contains("workflow completed: 1/1 tasks completed"),
+            "{planted}: {}",
+            diag(&out)
+        );
+        assert!(
+            err.contains("warning: the report was not written: `")
+                && err.contains("report.md` is not a regular file")
+                && err.contains("then `qw workflow-continue demo` writes it"),
+            "{planted}: {err}"
+        );
+        assert!(!err.contains("qw: error"), "{err}");
+        // Done as the line says: the report is written, exit 0.
+        if report.is_dir() {
+            std::fs::remove_dir_all(&report).unwrap();
+        } else {
+            std::fs::remove_file(&report).unwrap();
+        }
+        let out = f.run(&["workflow-continue", "demo"]);
+        assert_eq!(code(&out), 0, "{planted}: {}", diag(&out));
+        assert!(report.is_file());
+    }
+}
+
+// L2: `qw logs` of a spec that does not exist is bad input (2); of one with no run, 1.
+
+#[test]
+fn fix7c_l2_logs_of_a_missing_spec_exits_2_and_of_a_spec_without_runs_1() {
+    let p = TestProject::new();
+    let out = p.run(&["logs", "nope"]);
+    assert_eq!(code(&out), 2, "{}", diag(&out));
+    assert!(stderr(&out).contains("no spec `nope`"), "{}", diag(&out));
+    let out = p.run(&["logs", "nope", "3"]);
+    assert_eq!(code(&out), 2, "{}", diag(&out));
+    assert_eq!(code(&p.run(&["spec-create", "real", "A spec"])), 0);
+    let out = p.run(&["logs", "real"]);
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert!(
+        stderr(&out).contains("no run of spec `real`"),
+        "{}",
+        diag(&out)
+    );
 }
