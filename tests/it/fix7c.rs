@@ -611,3 +611,77 @@ fn fix7c_l2_logs_of_a_missing_spec_exits_2_and_of_a_spec_without_runs_1() {
         diag(&out)
     );
 }
+
+// L4: `qw status` shows the tasks waiting for admission.
+
+/// While a sibling waits its turn on a busy machine, `status` names it, why and since
+/// when (text and `--json`); once the run ended, it no longer does. Two shapes: the
+/// busy machine (load) and the one slot (`max_concurrent` 1) with two waiters.
+#[test]
+fn fix7c_l4_status_shows_tasks_waiting_for_admission() {
+    for (busy, parallel, waiters, settings) in [
+        (true, "2", 1, r#"{"resource_limits": {"max_memory": 1.0}}"#),
+        (
+            false,
+            "3",
+            2,
+            r#"{"resource_limits": {"max_load": 1000, "high_impact_load": 1000, "max_memory": 1.0, "max_concurrent": 1}}"#,
+        ),
+    ] {
+        let mut f = flow(
+            "# Tasks\n\n- [ ] 1. One\n- [ ] 2. Two\n- [ ] 3. Three\n",
+            settings,
+        );
+        f.set("FAKE_SLEEP", "60");
+        let fake = busy_proc(&f.p);
+        let mut c = f.cmd(&[
+            "workflow-auto",
+            "demo",
+            "A demo feature",
+            "--agent",
+            "claude",
+            "--parallel",
+            parallel,
+        ]);
+        if busy {
+            c.env(PROC_ENV, &fake);
+        }
+        let mut child = c
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        // What holds a waiter back: first the queue, then the limit once it heads it.
+        let why = if busy {
+            "(max_load)"
+        } else {
+            "(max_concurrent)"
+        };
+        let mut shown = String::new();
+        let seen = wait_until(Duration::from_secs(60), || {
+            let out = f.run(&["status"]);
+            shown = stdout(&out);
+            shown.matches(" for admission since ").count() == waiters && shown.contains(why)
+        });
+        let json = f.run(&["--json", "status"]);
+        unsafe_kill(pid, 15);
+        let _ = child.wait();
+        assert!(seen, "{shown}");
+        let v: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+        let waiting = v["specs"][0]["waiting_tasks"].as_array().unwrap().clone();
+        assert!(!waiting.is_empty(), "{v}");
+        assert!(
+            waiting
+                .iter()
+                .any(|w| w["why"].as_str().unwrap().contains(why)),
+            "{v}"
+        );
+        for w in &waiting {
+            assert!(w["since"].is_string(), "{w}");
+        }
+        // The run over: nobody waits.
+        let after = stdout(&f.run(&["status"]));
+        assert!(!after.contains(" for admission since "), "{after}");
+    }
+}
