@@ -186,7 +186,8 @@ fn newest_run(
         None => {
             // A spec that does not exist is bad input (exit 2, as `spec-status`); one
             // that exists but has no run yet is not.
-            let known = project.spec_dir(spec).exists()
+            let known = !all.is_empty()
+                || project.spec_dir(spec).exists()
                 || crate::state::StateStore::new(project)
                     .load()
                     .map_or(true, |s| s.specifications.contains_key(spec));
