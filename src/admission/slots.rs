@@ -84,7 +84,7 @@ fn is_ancestor(pid: i32) -> bool {
     let mut at = i32::try_from(std::process::id()).unwrap_or(0);
     // A chain is short; the bound only guards against a loop in what /proc says.
     for _ in 0..4096 {
-        let Some(parent) = parent_of(at) else {
+        let Some(parent) = crate::exec::procs::read_stat(at).map(|s| s.ppid) else {
             return false;
         };
         if parent == pid {
@@ -96,13 +96,6 @@ fn is_ancestor(pid: i32) -> bool {
         at = parent;
     }
     false
-}
-
-/// The parent pid of `pid` (field 4 of `/proc/PID/stat`, after the command's `)`).
-fn parent_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The default runtime directory: `QW_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/quantumwala`,
