@@ -128,9 +128,11 @@ pub(crate) fn one_line(s: &str, max: usize) -> String {
     }
 }
 
-/// `s` as one line of a record file: every control character, newline and tab included,
-/// shown escaped (`\n`, `\t`, `\r`, `\u{1b}`), so text from an agent can neither forge
-/// a record of its own nor carry terminal escape sequences into the file.
+/// `s` as one line of a record file or of the terminal: every control character,
+/// newline and tab included, shown escaped (`\n`, `\t`, `\r`, `\u{1b}`, `\u{0}`), so
+/// text from an agent or tasks.md can neither forge a record or a line of its own nor
+/// carry terminal escape sequences (the workflow's progress lines, the log file, the
+/// failed-suggestion record all go through it).
 pub(crate) fn escaped_line(s: &str) -> std::borrow::Cow<'_, str> {
     escape_controls(
         s,

@@ -407,7 +407,22 @@ pub struct Admission {
     pub untimed_behind_own: bool,
 }
 
+/// The environment variable an admitted task's programs get: the index of the slot its
+/// workflow holds for it. A `qw exec --admit` inside the task whose ancestor holds that
+/// slot runs under it ([`Admission::held_for_this_process`]) instead of waiting for its
+/// own workflow.
+pub const SLOT_ENV: &str = "QW_ADMISSION_SLOT";
+
 impl Admission {
+    /// The slot named by [`SLOT_ENV`] when an ancestor of this process holds it: this
+    /// process runs inside a task already admitted (an agent's own `qw exec --admit`),
+    /// so it is counted as that task. A value that names no slot, or one held by a
+    /// process that is not an ancestor (copied into another environment), gives `None`.
+    pub fn held_for_this_process(&self) -> Option<SlotHolder> {
+        let slot = std::env::var(SLOT_ENV).ok()?.trim().parse().ok()?;
+        self.slots.held_by_ancestor(slot)
+    }
+
     /// The limits `settings` sets — the user's, then dev mode's (`QwSettings::limits`) —
     /// with defaults for the rest; slots in the default runtime directory.
     pub fn from_settings(settings: &QwSettings) -> Admission {

@@ -77,6 +77,27 @@ impl SlotGuard {
     }
 }
 
+/// Whether `pid` is a (strict) ancestor of this process: its chain of parents, read from
+/// `/proc/PID/stat`, reaches it. A re-parented process's chain runs through its
+/// subreaper (qw's supervisor), which is still below the workflow holding the slot.
+fn is_ancestor(pid: i32) -> bool {
+    let mut at = i32::try_from(std::process::id()).unwrap_or(0);
+    // A chain is short; the bound only guards against a loop in what /proc says.
+    for _ in 0..4096 {
+        let Some(parent) = crate::exec::procs::read_stat(at).map(|s| s.ppid) else {
+            return false;
+        };
+        if parent == pid {
+            return true;
+        }
+        if parent <= 1 {
+            return false;
+        }
+        at = parent;
+    }
+    false
+}
+
 /// The default runtime directory: `QW_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/quantumwala`,
 /// else `/tmp/quantumwala-<uid>`.
 pub(crate) fn default_runtime_dir() -> PathBuf {
@@ -114,6 +135,15 @@ impl Slots {
 
     fn queue_dir(&self) -> PathBuf {
         self.dir.join("queue")
+    }
+
+    /// Slot `slot` when it is held by an ancestor of this process (the workflow whose
+    /// task runs this `qw`), with its holder; `None` for a free slot, a slot held by
+    /// anyone else, or one whose holder is still writing its pid.
+    pub fn held_by_ancestor(&self, slot: usize) -> Option<SlotHolder> {
+        let holder = self.in_use().into_iter().find(|h| h.slot == slot)?;
+        let pid = holder.pid?;
+        is_ancestor(pid).then_some(holder)
     }
 
     /// Slots currently held, with their holders' pids, by slot index.

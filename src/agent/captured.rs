@@ -25,6 +25,10 @@ use super::runs;
 /// at most this plus one line). Output up to twice this is held whole.
 pub const TAIL_BYTES: usize = MAX_LINE_BYTES;
 
+/// The longest last line read back from the file when it was over [`MAX_LINE_BYTES`]
+/// (a `result` line carrying a long answer): twice the longest document qw reads.
+pub const READ_BACK_BYTES: usize = 2 * crate::spec::MAX_DOCUMENT_BYTES;
+
 /// An agent's stdout for the classifier: all of it when short, else its last lines plus
 /// what the lines before them said.
 #[derive(Debug, Clone, Default)]
@@ -35,6 +39,16 @@ pub struct Captured {
     len: usize,
     oversized: u64,
     before: Option<Before>,
+    /// The file read (none for bytes held in memory).
+    path: Option<PathBuf>,
+    /// Bytes of the file passed so far, left-out lines included.
+    pos: u64,
+    /// The last line left out (offset in the file, length), while no line holding more
+    /// than blanks came after it.
+    last_oversized: Option<(u64, u64)>,
+    /// That line read back at the end, when it is a `result` object of at most
+    /// [`READ_BACK_BYTES`]: the stream's last word, whatever its size.
+    read_back: Option<Map<String, Value>>,
 }
 
 /// What the lines before the tail said (an output longer than the tail).
@@ -60,6 +74,7 @@ impl From<&[u8]> for Captured {
             len: bytes.len(),
             oversized: 0,
             before: None,
+            ..Captured::default()
         }
     }
 }
@@ -87,6 +102,7 @@ impl Captured {
     fn read_keeping(path: &Path, keep: usize) -> io::Result<Captured> {
         let mut out = Captured {
             keep,
+            path: Some(path.to_path_buf()),
             ..Captured::default()
         };
         let open_tail = match read_lines(path, |line| out.take(line, path)) {
@@ -99,12 +115,58 @@ impl Captured {
             out.tail.pop();
             out.len -= 1;
         }
+        out.read_back_last_line();
         Ok(out)
+    }
+
+    /// Read the last line back from the file when it was left out for its size and is
+    /// not too long to hold: if it is a `result` object it is no longer counted as left
+    /// out, and [`Captured::last_object`] answers it.
+    fn read_back_last_line(&mut self) {
+        use std::io::{Read, Seek, SeekFrom};
+        let (Some(path), Some((offset, len))) = (&self.path, self.last_oversized) else {
+            return;
+        };
+        if usize::try_from(len).map_or(true, |l| l > READ_BACK_BYTES) {
+            return;
+        }
+        let Ok(mut file) = crate::fs::open_regular(path) else {
+            return;
+        };
+        let mut line = Vec::new();
+        if file.seek(SeekFrom::Start(offset)).is_err()
+            || (&mut file).take(len).read_to_end(&mut line).is_err()
+        {
+            return;
+        }
+        if let Parsed::Object(map) = parse_last_object(&line)
+            && is_result(&map)
+        {
+            self.read_back = Some(map);
+            self.oversized -= 1;
+            self.last_oversized = None;
+        }
+    }
+
+    /// The file and size of the last line, when it was left out for its size and not
+    /// read back (over [`READ_BACK_BYTES`], or not a `result`) and nothing but blanks
+    /// came after it.
+    pub fn unread_last_line(&self) -> Option<(&Path, u64)> {
+        Some((self.path.as_deref()?, self.last_oversized?.1))
+    }
+
+    /// The file this output was read from (none for bytes held in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     fn take(&mut self, line: Line<'_>, path: &Path) {
         match line {
             Line::Whole(l) => {
+                self.pos += l.len() as u64 + 1;
+                if l.iter().any(|b| !b.is_ascii_whitespace()) {
+                    self.last_oversized = None;
+                }
                 self.tail.extend_from_slice(l);
                 self.tail.push(b'\n');
                 self.len += l.len() + 1;
@@ -112,7 +174,11 @@ impl Captured {
                     self.shed(path);
                 }
             }
-            Line::Oversized(_) => self.oversized += 1,
+            Line::Oversized(n) => {
+                self.oversized += 1;
+                self.last_oversized = Some((self.pos, n));
+                self.pos += n + 1;
+            }
         }
     }
 
@@ -169,7 +235,7 @@ impl Captured {
 
     /// True when there was no output (or only lines left out).
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len == 0 && self.read_back.is_none()
     }
 
     /// Lines over [`MAX_LINE_BYTES`] left out.
@@ -191,6 +257,10 @@ impl Captured {
     /// lines before it held (a `result` object before the tail wins over a later
     /// non-result one; with no object in the tail, the last one before it).
     pub fn last_object(&self) -> Parsed {
+        // A `result` line read back from the file came after every other line.
+        if let Some(map) = &self.read_back {
+            return Parsed::Object(map.clone());
+        }
         let parsed = parse_last_object(&self.tail);
         let Some(before) = &self.before else {
             return parsed;

@@ -203,15 +203,41 @@ impl Agent for CommandAgent {
     }
 
     /// A JSON result's text leniently; plain stdout only when all of it is the document.
-    fn answered_document(&self, run: &AgentRun, stdout: &Captured) -> Option<String> {
+    fn answered_document(
+        &self,
+        run: &AgentRun,
+        stdout: &Captured,
+    ) -> Result<Option<String>, String> {
         if run.structured {
-            return run
+            return Ok(run
                 .result_text
                 .as_deref()
-                .and_then(|t| super::document::extract(t, false));
+                .and_then(|t| super::document::extract(t, false)));
         }
-        // A plain answer is the document only when all of stdout is (held whole: short).
-        super::document::extract(&String::from_utf8_lossy(stdout.whole()?), true)
+        // A plain answer is the document only when all of stdout is: held whole when
+        // short, else read again from its file up to the longest document qw reads.
+        if let Some(whole) = stdout.whole() {
+            return Ok(super::document::extract(
+                &String::from_utf8_lossy(whole),
+                true,
+            ));
+        }
+        let Some(path) = stdout.path() else {
+            return Ok(None);
+        };
+        let max = crate::spec::MAX_DOCUMENT_BYTES;
+        match crate::fs::read_regular(path, max) {
+            Ok(crate::fs::Bounded::Whole(bytes)) => Ok(super::document::extract(
+                &String::from_utf8_lossy(&bytes),
+                true,
+            )),
+            Ok(crate::fs::Bounded::TooBig { len, .. }) => Err(format!(
+                "the agent answered {len} bytes; qw takes a document answer of at most {max} bytes ({} MiB): it is in `{}`; not retried (the same run would answer the same): have the agent write the file, or shorten it",
+                max >> 20,
+                path.display()
+            )),
+            Err(e) => Err(format!("could not read the agent's answer again: {e}")),
+        }
     }
 }
 

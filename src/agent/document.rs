@@ -131,7 +131,7 @@ pub(crate) fn present(path: &Path) -> bool {
 pub(crate) fn settle(
     job: &Job,
     mut run: AgentRun,
-    answer: Option<String>,
+    answer: Result<Option<String>, String>,
     before: bool,
     stdout: &super::captured::Captured,
 ) -> AgentRun {
@@ -151,6 +151,10 @@ pub(crate) fn settle(
             Err(e) => problems.push(format!("the `{name}` it wrote is not valid: {e}")),
         }
     }
+    let (answer, too_large) = match answer {
+        Ok(a) => (a, None),
+        Err(why) => (None, Some(why)),
+    };
     let answered = answer.map(|text| check(job.phase, &text).map(|()| text));
     match answered {
         Some(Ok(text)) => {
@@ -179,6 +183,15 @@ pub(crate) fn settle(
             run,
             format!("could not move the invalid `{shown}` aside: {e}"),
         );
+    }
+    // An answer too large to take: say so, and the same run is not run again.
+    if let Some(why) = too_large.filter(|_| problems.is_empty()) {
+        run.outcome = Outcome::AgentError {
+            cause: super::ErrorCause::TooLarge,
+            exit_code: run.exit_code,
+        };
+        run.evidence = why;
+        return run;
     }
     if problems.is_empty() && !run.denials.is_empty() {
         let tools = denied_tools(&run.denials);
@@ -313,20 +326,38 @@ mod tests {
         let path = j.spec_dir.join("tasks.md");
 
         // Answered: qw writes it.
-        let run = settle(&j, ok_run(), Some(TASKS.into()), false, &Default::default());
+        let run = settle(
+            &j,
+            ok_run(),
+            Ok(Some(TASKS.into())),
+            false,
+            &Default::default(),
+        );
         assert_eq!(run.outcome, Outcome::Succeeded, "{}", run.evidence);
         assert!(run.evidence.contains("qw wrote"), "{}", run.evidence);
         assert_eq!(crate::fs::read_to_string(&path).unwrap(), TASKS);
 
         // Written by the agent and valid: kept, the answer ignored.
         crate::fs::write(&path, "- [ ] 7. Mine\n").unwrap();
-        let run = settle(&j, ok_run(), Some(TASKS.into()), false, &Default::default());
+        let run = settle(
+            &j,
+            ok_run(),
+            Ok(Some(TASKS.into())),
+            false,
+            &Default::default(),
+        );
         assert!(run.outcome.is_success());
         assert_eq!(crate::fs::read_to_string(&path).unwrap(), "- [ ] 7. Mine\n");
 
         // Written but invalid, valid answer: the answer replaces it, the bad one kept aside.
         crate::fs::write(&path, "- [ ] 1. A\n- [ ] 1. B\n").unwrap();
-        let run = settle(&j, ok_run(), Some(TASKS.into()), false, &Default::default());
+        let run = settle(
+            &j,
+            ok_run(),
+            Ok(Some(TASKS.into())),
+            false,
+            &Default::default(),
+        );
         assert!(run.outcome.is_success(), "{}", run.evidence);
         assert_eq!(crate::fs::read_to_string(&path).unwrap(), TASKS);
         assert!(j.run_dir.join("tasks.md.rejected").is_file());
@@ -336,7 +367,7 @@ mod tests {
         let run = settle(
             &j,
             ok_run(),
-            Some("# Plan\n\nsoon\n".into()),
+            Ok(Some("# Plan\n\nsoon\n".into())),
             false,
             &Default::default(),
         );
@@ -347,14 +378,26 @@ mod tests {
 
         // Present before the run: untouched, whatever the answer.
         crate::fs::write(&path, "user's own\n").unwrap();
-        let run = settle(&j, ok_run(), Some(TASKS.into()), true, &Default::default());
+        let run = settle(
+            &j,
+            ok_run(),
+            Ok(Some(TASKS.into())),
+            true,
+            &Default::default(),
+        );
         assert!(run.outcome.is_success());
         assert_eq!(crate::fs::read_to_string(&path).unwrap(), "user's own\n");
 
         // A failed run is not settled.
         crate::fs::remove_file(&path).unwrap();
         let failed = AgentRun::from_outcome(Outcome::UsageLimited, "limit");
-        let run = settle(&j, failed, Some(TASKS.into()), false, &Default::default());
+        let run = settle(
+            &j,
+            failed,
+            Ok(Some(TASKS.into())),
+            false,
+            &Default::default(),
+        );
         assert_eq!(run.outcome, Outcome::UsageLimited);
         assert!(!path.exists());
     }
@@ -363,7 +406,7 @@ mod tests {
     fn nothing_delivered_is_no_result_or_permission_denied_with_the_way_out() {
         let dir = tempfile::tempdir().unwrap();
         let j = job(dir.path(), Phase::Requirements);
-        let run = settle(&j, ok_run(), None, false, &Default::default());
+        let run = settle(&j, ok_run(), Ok(None), false, &Default::default());
         assert_eq!(run.outcome, Outcome::NoResult { exit_code: 0 });
         assert!(run.evidence.contains("neither wrote"), "{}", run.evidence);
 
@@ -373,7 +416,7 @@ mod tests {
             target: Some(j.spec_dir.join("requirements.md").display().to_string()),
             tool_use_id: None,
         }];
-        let run = settle(&j, denied, None, false, &Default::default());
+        let run = settle(&j, denied, Ok(None), false, &Default::default());
         assert_refused_sensitive_write(&run);
     }
 }

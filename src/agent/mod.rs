@@ -410,12 +410,18 @@ pub trait Agent: Send + Sync {
         outcome::classify(input)
     }
 
-    /// The spec document the agent answered with, if its answer holds one. The default
-    /// reads the final result text leniently ([`document::extract`]).
-    fn answered_document(&self, run: &AgentRun, _stdout: &captured::Captured) -> Option<String> {
-        run.result_text
+    /// The spec document the agent answered with, if its answer holds one; `Err` says
+    /// why an answer there is cannot be taken (too large). The default reads the final
+    /// result text leniently ([`document::extract`]).
+    fn answered_document(
+        &self,
+        run: &AgentRun,
+        _stdout: &captured::Captured,
+    ) -> Result<Option<String>, String> {
+        Ok(run
+            .result_text
             .as_deref()
-            .and_then(|t| document::extract(t, false))
+            .and_then(|t| document::extract(t, false)))
     }
 }
 
@@ -499,6 +505,14 @@ pub fn run_job_as(
         Start::Fresh => prompt::build(job, project),
         Start::Resume { why, .. } => prompt::resume(job, why),
     };
+    // A NUL (in a task title, a document) cannot be passed in an argument (`-p PROMPT`,
+    // `{prompt}`): the run would fail to start. It means nothing in a prompt: shown as
+    // `\u{0}`, in the prompt file too, the task runs.
+    let prompt = if prompt.contains('\0') {
+        prompt.replace('\0', "\\u{0}")
+    } else {
+        prompt
+    };
     crate::fs::create_dir_all(&job.run_dir)?;
     // Evidence for the run, read by the agent right away; never through a planted link.
     crate::fs::write_generated(&job.prompt_file(), prompt.as_bytes())?;
@@ -539,6 +553,26 @@ pub fn run_job_as(
         },
         before,
     );
+    // The stream's last line was too long even to read back (a `result` carrying an
+    // answer over READ_BACK_BYTES): the run said something qw cannot take, and a rerun
+    // would say it again. Not "without its result".
+    if matches!(
+        run.outcome,
+        Outcome::Truncated { .. } | Outcome::NoResult { .. }
+    ) && let Some((file, bytes)) = stdout.unread_last_line()
+        && usize::try_from(bytes).map_or(true, |b| b > captured::READ_BACK_BYTES)
+    {
+        run.outcome = Outcome::AgentError {
+            cause: ErrorCause::TooLarge,
+            exit_code: report.exit_code,
+        };
+        run.evidence = format!(
+            "the agent's last output line is {bytes} bytes, more than the {} qw reads back (its answer is in `{}`); not retried: the same run would answer the same; have the agent write its work to files",
+            captured::READ_BACK_BYTES,
+            file.display()
+        );
+        return Ok((run, report));
+    }
     if oversized > 0 {
         run.evidence = format!(
             "{} ({oversized} stdout line(s) over {} bytes skipped)",

@@ -156,6 +156,10 @@ pub enum ErrorCause {
     /// A resumed run named a session the agent does not have (`--resume ID`): the
     /// same resume cannot help; start a fresh run instead.
     NoSession,
+    /// The agent's answer is larger than qw takes (a document answer over
+    /// [`crate::spec::MAX_DOCUMENT_BYTES`], a last line over
+    /// [`super::captured::READ_BACK_BYTES`]): the same run would give the same answer.
+    TooLarge,
 }
 
 impl Outcome {

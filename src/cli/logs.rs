@@ -31,7 +31,7 @@ size, and long assistant text is cut (it says so).
 no workflow of the spec is running any more). --json prints one object per line:
 {\"run_id\", \"at\", \"kind\", \"text\"}.
 
-Exit: 0 shown; 1 no run found or a file could not be read; 2 bad spec name.
+Exit: 0 shown; 1 the spec has no run (yet) or a file could not be read; 2 bad spec name, or no such spec (neither its folder nor a state entry).
 
 Examples:
   qw logs my-feature 2.1
@@ -184,6 +184,20 @@ fn newest_run(
     match newest.and_then(|r| runs::run_dir(project, &r.id)) {
         Some(dir) => Ok(dir),
         None => {
+            // A spec that does not exist is bad input (exit 2, as `spec-status`); one
+            // that exists but has no run yet is not.
+            let known = !all.is_empty()
+                || project.spec_dir(spec).exists()
+                || crate::state::StateStore::new(project)
+                    .load()
+                    .map_or(true, |s| s.specifications.contains_key(spec));
+            if !known {
+                return Err(crate::state::StateError::SpecNotFound {
+                    name: spec.to_owned(),
+                    dir: project.spec_dir(spec),
+                }
+                .into());
+            }
             let what = match task {
                 Some(t) => format!("task {t} of spec `{spec}`"),
                 None => format!("spec `{spec}`"),

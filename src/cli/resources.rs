@@ -308,6 +308,16 @@ pub(crate) fn admit_for_exec(
         e
     })?;
     let admission = super::resolve::admission(settings, timeout);
+    // Inside a task its workflow admitted (an agent's own `qw exec --admit -- cargo
+    // test`): the task's slot covers it; waiting would wait for its own ancestor.
+    if let Some(holder) = admission.held_for_this_process() {
+        tracing::info!(
+            slot = holder.slot,
+            holder = ?holder.pid,
+            "admission: runs under the slot of the task it belongs to"
+        );
+        return Ok((None, 0));
+    }
     let start = Instant::now();
     let quiet = ctx.global.quiet;
     let mut notice = WaitNotice::default();

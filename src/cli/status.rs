@@ -217,6 +217,21 @@ fn spec_notes(out: &mut String, s: &SpecStatus, indent: usize) {
     for r in &s.running_tasks {
         line(out, &running_line(r));
     }
+    for w in &s.waiting_tasks {
+        let since = w
+            .since
+            .as_ref()
+            .map(|t| format!(" since {}", local_time(t)))
+            .unwrap_or_default();
+        line(
+            out,
+            &format!(
+                "waiting {} for admission{since}: {}",
+                one_line(&w.id, 40),
+                one_line(&w.why, 300)
+            ),
+        );
+    }
     if let Some(next) = &s.next_step {
         line(out, &format!("next: {next}"));
     }

@@ -80,7 +80,8 @@ implementation (tasks.md as a dependency graph, each task admitted, supervised, 
 and retried), validation, and writes .claude/specs/NAME/report.md.
 
 Exit: 0 every task completed; 1 some work failed; 2 bad input; 3 paused (usage limit or
-cost ceiling; `qw workflow-continue NAME` resumes); 128+N interrupted by signal N.
+cost ceiling) or incomplete (nothing failed, tasks not admitted on a busy machine) —
+`qw workflow-continue NAME` resumes; 128+N interrupted by signal N.
 
 Permissions: the claude agent runs `claude -p`, headless, so Claude Code refuses what is
 not allowed up front (qw reports permission_denied with the tool, target and way out).
@@ -243,9 +244,19 @@ fn drive(ctx: &Ctx, name: &str, description: &str, options: Options, dry_run: bo
             super::out::line(finished_line(&summary))?;
         }
         return Ok(match summary.ending {
+            // Its report could not be written (said above, with the way on): the work
+            // is done, one of its outputs is not.
+            Ending::Completed if !dry_run && summary.report.is_none() => exit::FAILED,
             Ending::Completed => exit::SUCCESS,
             Ending::Failed => exit::FAILED,
             Ending::Interrupted(sig) => exit::EXEC_SIGNAL_BASE + sig,
+            // Resumable, nothing failed: the pause code.
+            Ending::NotAdmitted(n) => {
+                crate::diag!(
+                    "qw: incomplete: {n} task(s) not admitted (the machine stayed busy); nothing failed; run them with `qw workflow-continue {name}`"
+                );
+                exit::PAUSED
+            }
             Ending::Paused(reason) => {
                 let until = reason.resets_at();
                 if options.wait_for_reset

@@ -22,9 +22,9 @@ pub(crate) mod timestamp;
 pub use lock::StateLock;
 pub use number::Count;
 pub use schema::{
-    AgentPerformance, Agents, CommandRecord, Commands, CompletedPhase, CostLedger, ErrorRecord,
-    Phase, Resources, Session, Spec, SpecFiles, Task, TaskStatus, UnifiedState, Workflow,
-    WorkflowOptions,
+    AdmissionWait, AgentPerformance, Agents, CommandRecord, Commands, CompletedPhase, CostLedger,
+    ErrorRecord, Phase, Resources, Session, Spec, SpecFiles, Task, TaskStatus, UnifiedState,
+    Workflow, WorkflowOptions,
 };
 pub(crate) use store::read_state_file;
 pub use store::{MAX_STATE_BYTES, StateStore};

@@ -363,6 +363,21 @@ pub struct Task {
     /// The one-line evidence of its last run's outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<String>,
+    /// While it waits for admission in a running workflow: why, and since when (cleared
+    /// when it starts, is not admitted, or the run ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for_admission: Option<AdmissionWait>,
+}
+
+/// A task's wait for admission ([`Task::waiting_for_admission`]).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct AdmissionWait {
+    /// What holds it back (the limits, the queue), as the run's progress line says.
+    #[serde(default, deserialize_with = "null_default")]
+    pub why: String,
+    /// When the wait began.
+    #[serde(default)]
+    pub since: Option<Timestamp>,
 }
 
 /// The top-level `cost_ledger`: USD spent on agent runs per local day (`YYYY-MM-DD`),

@@ -429,6 +429,9 @@ pub(crate) enum Ending {
     Paused(StopReason),
     /// A signal stopped the run; its number.
     Interrupted(i32),
+    /// Nothing failed, but this many tasks were not admitted (the machine stayed busy
+    /// past `acquire_timeout_s`); `workflow-continue` runs them. Exit 3, like a pause.
+    NotAdmitted(usize),
 }
 
 impl Ending {
@@ -439,6 +442,7 @@ impl Ending {
             Ending::Failed => "failed",
             Ending::Paused(_) => "paused",
             Ending::Interrupted(_) => "interrupted",
+            Ending::NotAdmitted(_) => "incomplete",
         }
     }
 

@@ -56,6 +56,10 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
             "**Interrupted** by signal {sig}. Run `{}` to resume.",
             crate::worktree::continue_cmd(input.name)
         ),
+        Ending::NotAdmitted(n) => format!(
+            "**Incomplete.** Nothing failed, but {n} task(s) were not admitted: the machine stayed busy past `resource_limits.acquire_timeout_s` (see below). Run `{}` to run them.",
+            crate::worktree::continue_cmd(input.name)
+        ),
     };
     let _ = writeln!(out, "{verdict}\n");
     let _ = writeln!(out, "| | |\n|---|---|");
@@ -300,8 +304,10 @@ fn offline_section(out: &mut String, tasks: Option<&TaskList>) {
     }
 }
 
+/// `s` folded to one line, its control characters (escape sequences an agent or
+/// tasks.md put there) shown escaped, as on the terminal, cut at 300 characters.
 fn one_line(s: &str) -> String {
-    let line = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = crate::fmt::escaped_line(&crate::fmt::fold_whitespace(s)).into_owned();
     if line.chars().count() > 300 {
         let cut: String = line.chars().take(297).collect();
         format!("{cut}...")

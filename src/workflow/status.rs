@@ -88,6 +88,8 @@ pub(crate) struct SpecStatus {
     pub running: Vec<String>,
     /// The same tasks with what they are doing (the agent's live activity).
     pub running_tasks: Vec<RunningTask>,
+    /// Its pending tasks waiting for admission in a running workflow.
+    pub waiting_tasks: Vec<WaitingTask>,
     /// When it was created.
     pub created_at: Option<Timestamp>,
     /// Seconds from its creation to now (to its last completed phase once complete).
@@ -99,6 +101,19 @@ pub(crate) struct SpecStatus {
     /// Phase and task timings (only with dev mode `performance_profiling`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timings: Option<Timings>,
+}
+
+/// A task waiting for admission: what holds it back, since when.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct WaitingTask {
+    /// Task id.
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// What holds it back (the limits, the queue).
+    pub why: String,
+    /// When the wait began.
+    pub since: Option<Timestamp>,
 }
 
 /// A task running now and what its agent is doing.
@@ -394,6 +409,7 @@ fn spec_status(
     let mut counts = TaskCounts::default();
     let mut tokens = Tokens::default();
     let mut running = Vec::new();
+    let mut waiting = Vec::new();
     let mut task_cost = 0.0;
     for (key, t) in &spec.tasks {
         counts.add(&t.status);
@@ -402,9 +418,19 @@ fn spec_status(
         let id = task_id(key, t);
         if is_running(t, id, active) {
             running.push(running_task(spec, id, t, inputs));
+        } else if t.status == state::TaskStatus::Pending
+            && let Some(w) = &t.waiting_for_admission
+        {
+            waiting.push(WaitingTask {
+                id: id.to_owned(),
+                title: t.description.clone(),
+                why: w.why.clone(),
+                since: w.since.clone(),
+            });
         }
     }
     running.sort_by(|a, b| compare_task_ids(&a.id, &b.id));
+    waiting.sort_by(|a, b| compare_task_ids(&a.id, &b.id));
     let last_error = last_error(state, name);
     let timings = inputs.profiling.then(|| timings(spec));
     SpecStatus {
@@ -424,6 +450,7 @@ fn spec_status(
         paused_until: spec.paused_until.clone(),
         running: running.iter().map(|r| r.id.clone()).collect(),
         running_tasks: running,
+        waiting_tasks: waiting,
         created_at: spec.created_at.clone(),
         elapsed_seconds: elapsed(spec, inputs.now),
         next_step: next_step(name, Some(spec), &counts, last_error.is_some()),

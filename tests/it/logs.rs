@@ -68,8 +68,10 @@ fn logs_without_a_run_fails_and_a_bad_name_is_usage() {
         "{}",
         stderr(&out)
     );
+    // A spec that does not exist (no folder, no state entry, no run) is bad input, as
+    // for `spec-status` (rev6a L2).
     let out = p.run(&["logs", "other"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let out = p.run(&["logs", "../etc"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     // A run of an agent without an event stream shows its output.

@@ -23,6 +23,7 @@ mod fix5a;
 mod fix5b;
 mod fix6n;
 mod fix7a;
+mod fix7c;
 mod init;
 mod locks;
 mod logs;

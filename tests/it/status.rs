@@ -79,6 +79,7 @@ fn status_reads_the_python_fixture() {
             "paused_until",
             "running",
             "running_tasks",
+            "waiting_tasks",
             "created_at",
             "elapsed_seconds",
             "last_error",

@@ -750,7 +750,8 @@ fn workflow_task_refused_by_admission_stays_pending_with_the_limit_named() {
         f.p.write(&format!(".claude/specs/demo/{doc}"), text);
     }
     let out = f.auto(&["--agent", "claude"]);
-    assert_eq!(code(&out), 1, "{}", diag(&out));
+    // Nothing failed: "incomplete", the resumable exit 3 (rev6a L5).
+    assert_eq!(code(&out), 3, "{}", diag(&out));
     assert!(f.log().is_empty(), "an agent ran without admission");
     let t1 = f.task("1");
     // No agent ran: not failed, left for `workflow-continue` (rev5a M2).

@@ -508,7 +508,7 @@ fn task_line(line: &Line<'_>) -> String {
     else {
         return String::new();
     };
-    let mut text = format!("{id} {title}");
+    let mut text = format!("{id} {}", crate::fmt::escaped_line(title));
     match (*attempt > 1, resumes) {
         (true, Some(s)) => text.push_str(&format!(" (attempt {attempt}, resuming session {s})")),
         (true, None) => text.push_str(&format!(" (attempt {attempt})")),
@@ -518,8 +518,16 @@ fn task_line(line: &Line<'_>) -> String {
     text
 }
 
-/// The text rendering of a line.
+/// The text rendering of a line: one line, whatever the agent or tasks.md put in the
+/// text it quotes (titles, evidence, notes) — every control character shown escaped
+/// ([`crate::fmt::escaped_line`]), so no escape sequence or line break reaches the
+/// terminal raw.
 pub(crate) fn plain_line(line: &Line<'_>) -> String {
+    crate::fmt::escaped_line(&unescaped_line(line)).into_owned()
+}
+
+/// [`plain_line`] before its control characters are escaped.
+fn unescaped_line(line: &Line<'_>) -> String {
     match line {
         Line::PhaseStarted { phase } => format!("==> {phase}"),
         Line::PhaseFinished {

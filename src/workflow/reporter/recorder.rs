@@ -270,6 +270,7 @@ fn change(spec: &str, agent: &str, event: &Event<'_>) -> Result<Option<Change>, 
         }
         EventKind::Finished { summary } => match run_finished(summary) {
             Some(end) => Box::new(move |s| {
+                end_waits(s, &name);
                 match end {
                     RunEnd::Completed => complete_phase(s, &name, Phase::Complete, &at),
                     RunEnd::Paused { until } => {
@@ -280,8 +281,35 @@ fn change(spec: &str, agent: &str, event: &Event<'_>) -> Result<Option<Change>, 
                 }
                 true
             }),
-            None => return Ok(None),
+            None => Box::new(move |s| end_waits(s, &name)),
         },
+        EventKind::AdmissionWaiting {
+            unit: Unit::Task(t),
+            why,
+        } => {
+            let (id, title, why) = (t.id.clone(), t.title.clone(), why.clone());
+            Box::new(move |s| {
+                let task = spec_entry(s, &name, &at)
+                    .tasks
+                    .entry(id.clone())
+                    .or_default();
+                if task.id.is_empty() {
+                    task.id = id;
+                    task.spec_name = name.clone();
+                    task.description = title;
+                }
+                let since = task
+                    .waiting_for_admission
+                    .take()
+                    .and_then(|w| w.since)
+                    .unwrap_or_else(|| at.clone());
+                task.waiting_for_admission = Some(state::AdmissionWait {
+                    why,
+                    since: Some(since),
+                });
+                true
+            })
+        }
         EventKind::AttemptStarted {
             unit: Unit::Document(_),
             ..
@@ -293,6 +321,19 @@ fn change(spec: &str, agent: &str, event: &Event<'_>) -> Result<Option<Change>, 
         | EventKind::Note { .. } => return Ok(None),
     };
     Ok(Some(change))
+}
+
+/// No task of spec `name` waits for admission any more (its run ended). True when one
+/// did (the state changed).
+fn end_waits(s: &mut UnifiedState, name: &str) -> bool {
+    let Some(spec) = s.specifications.get_mut(name) else {
+        return false;
+    };
+    let mut changed = false;
+    for t in spec.tasks.values_mut() {
+        changed |= t.waiting_for_admission.take().is_some();
+    }
+    changed
 }
 
 /// The state entry of a spec, created if missing.
@@ -414,6 +455,7 @@ fn attempt_started(s: &mut UnifiedState, name: &str, agent: &str, a: AttemptStar
     task.spec_name = name.to_owned();
     task.description = a.title;
     task.status = TaskStatus::InProgress;
+    task.waiting_for_admission = None;
     task.agent = Some(agent.to_owned());
     task.attempts = task.attempts.max(a.attempt - 1) + 1;
     task.started_at = Some(at.clone());
@@ -548,6 +590,7 @@ fn not_started(
 ) {
     if let Some(id) = &task {
         let entry = spec_entry(s, name, at).tasks.entry(id.clone()).or_default();
+        entry.waiting_for_admission = None;
         entry.outcome = Some(r.outcome.as_str().to_owned());
         entry.error = Some(format!("{}: {}", r.outcome, r.evidence));
         entry.status = match (refused, &r.outcome) {
@@ -609,7 +652,7 @@ fn run_finished(summary: &Summary) -> Option<RunEnd> {
                 .cloned()
                 .unwrap_or_else(|| crate::state::ResetAt::Text("unknown".into())),
         }),
-        Ending::Failed | Ending::Interrupted(_) => None,
+        Ending::Failed | Ending::Interrupted(_) | Ending::NotAdmitted(_) => None,
     }
 }
 

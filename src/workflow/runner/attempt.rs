@@ -115,6 +115,13 @@ pub(crate) fn attempts(
             None => agent::runs::create(run.project, run.name, &run_label(unit, attempt))?,
         };
         let mut job = job(run, unit, place, run_dir.clone());
+        // Programs of the task (an agent's own `qw exec --admit`) run under its slot.
+        if let Some(slot) = &slot {
+            job.env.push((
+                crate::admission::SLOT_ENV.into(),
+                slot.slot().to_string().into(),
+            ));
+        }
         let system_stats = match (unit, run.resource_monitoring) {
             (Unit::Task(_), true) => {
                 match crate::admission::probes::Probes::read().system_stats_json() {
@@ -430,6 +437,18 @@ fn admit(run: &Run<'_>, unit: Unit<'_>) -> Result<Option<crate::admission::SlotG
     });
     match (slot, failed) {
         (_, Some(e)) => Err(Admit::Event(e)),
+        // A stop asked while it waited (a signal to qw's pid frees the sibling's slot
+        // as it stops it, so the slot can come before the wait looks at the token): a
+        // wait never turns into a start once a stop is asked; the slot goes back.
+        (Ok(slot), None) if run.stop.signal().is_some() => {
+            drop(slot);
+            Err(Admit::Refused(
+                Outcome::KilledByUser {
+                    signal: run.stop.signal(),
+                },
+                "interrupted while waiting for admission: the stop came as a slot did; the agent was not started".to_owned(),
+            ))
+        }
         (Ok(mut slot), None) => {
             slot.set_note(&match unit {
                 Unit::Task(t) => format!("task {}", t.id),

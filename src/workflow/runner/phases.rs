@@ -87,6 +87,28 @@ pub(crate) fn drive(run: &Run<'_>, started: Instant) -> Result<Summary, Workflow
     );
     let cost_usd = run.budget.spent();
     let state = run.store.load()?;
+    // Nothing failed, nothing was blocked by a failure: the tasks left were only not
+    // admitted. That is no failure of the work.
+    let not_admitted = state.specifications.get(run.name).map_or(0, |s| {
+        s.tasks
+            .values()
+            .filter(|t| {
+                t.status == crate::state::TaskStatus::Pending
+                    && t.outcome.as_deref() == Some(Outcome::NotAdmitted.as_str())
+            })
+            .count()
+    });
+    let ending = match ending {
+        Ending::Failed
+            if failure.is_none()
+                && outcome.failed.is_empty()
+                && outcome.blocked.is_empty()
+                && not_admitted > 0 =>
+        {
+            Ending::NotAdmitted(not_admitted)
+        }
+        e => e,
+    };
     let report_path = run.spec.report_path();
     let text = report::render(&report::ReportInput {
         name: run.name,
@@ -102,14 +124,28 @@ pub(crate) fn drive(run: &Run<'_>, started: Instant) -> Result<Summary, Workflow
             .enhanced_error_reporting()
             .then(|| run.project.runs_dir()),
     });
-    crate::fs::write_generated(&report_path, text.as_bytes())?;
+    // The run's outcome is told whatever happens to its report: a report that cannot be
+    // written (a directory planted at `report.md`, a full disk) is a warning naming the
+    // path and what to do, and the summary names no report.
+    let report = match crate::fs::write_generated(&report_path, text.as_bytes()) {
+        Ok(()) => Some(report_path),
+        Err(e) => {
+            run.events.emit(EventKind::Note {
+                message: format!(
+                    "warning: the report was not written: {e}; move it away or fix it, then `{}` writes it",
+                    crate::worktree::continue_cmd(run.name)
+                ),
+            })?;
+            None
+        }
+    };
     let with_warnings = report::completed_with_warnings(state.specifications.get(run.name));
     let summary = Summary {
         ending,
         completed: outcome.completed,
         total: outcome.total,
         cost_usd,
-        report: Some(report_path),
+        report,
         failed: outcome.failed,
         blocked: outcome.blocked,
         agent: run.options.agent,
