@@ -642,8 +642,8 @@ impl TaskSpace {
         r.evidence.push_str(&stash_notes);
         // The shared config, hooks or `info/` changed while it ran (an agent's hook,
         // fsmonitor, filter driver, exclude line): undone, and not merged unchecked.
+        // Told on the task's own line (its evidence), not apart.
         if let Some(line) = w.planted(&h) {
-            say(events, format!("warning: {line}"));
             if r.outcome.is_success() {
                 r.outcome = Outcome::WorkspaceError {
                     step: WorkspaceStep::Commit,
@@ -666,19 +666,23 @@ impl TaskSpace {
         // A merge or rebase left half done, or unresolved conflicts: said first (its
         // worktree is kept as it is, nothing of it saved; a stash entry a conflicted
         // `git stash pop` kept is part of it).
-        let Some(why) = w.gone(&h).or_else(|| w.unfinished(&h)).or(stash.failure) else {
-            return;
-        };
+        let gone = w.gone(&h);
+        let unfinished = gone.is_none().then(|| w.unfinished(&h)).flatten();
         // Ended at its timeout (or stalled) while it left a rebase stopped: that is its
         // outcome (CONTRACT §9), the kept worktree its note (rev6b G10); told once, on
         // the task's FAILED line.
-        if matches!(
-            r.outcome,
-            Outcome::TimedOut { .. } | Outcome::Stalled { .. }
-        ) {
+        if let Some(why) = &unfinished
+            && matches!(
+                r.outcome,
+                Outcome::TimedOut { .. } | Outcome::Stalled { .. }
+            )
+        {
             r.evidence = format!("{}; {why}", r.evidence);
             return;
         }
+        let Some(why) = gone.or(unfinished).or(stash.failure) else {
+            return;
+        };
         r.outcome = Outcome::WorkspaceError {
             step: WorkspaceStep::Commit,
         };

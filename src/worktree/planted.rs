@@ -17,8 +17,11 @@ use std::path::{Path, PathBuf};
 
 /// The files watched at the top of the common git dir.
 const FILES: [&str; 2] = ["config", "config.worktree"];
-/// The directories watched (every file in them, two levels down).
-const DIRS: [&str; 2] = ["hooks", "info"];
+/// The files of `info/` watched: what changes what git ignores, converts or shows
+/// (`info/refs`, which `git gc` rewrites, tells nothing of the kind).
+const INFO: [&str; 4] = ["exclude", "attributes", "grafts", "sparse-checkout"];
+/// The directories watched whole (every file in them, two levels down).
+const DIRS: [&str; 1] = ["hooks"];
 /// At most this many files per directory are compared (a hooks folder is a dozen).
 const MAX_FILES: usize = 500;
 /// A file larger than this is compared by its size and time only.
@@ -106,6 +109,12 @@ impl Snapshot {
         }
         for d in DIRS {
             walk(common, d, 1, &mut files);
+        }
+        for f in INFO {
+            let rel = format!("info/{f}");
+            if let Some(e) = entry(&common.join(&rel)) {
+                files.insert(rel, e);
+            }
         }
         Snapshot { files }
     }
@@ -377,8 +386,14 @@ fn config_list(bytes: &[u8]) -> Option<Vec<String>> {
 
 /// A config key an agent's ordinary git sets, which runs nothing and hides nothing:
 /// `submodule.<x>.url|active|branch` (`git submodule init`), `remote.<x>.url|fetch|pushurl`
-/// (`git remote add`), `branch.<x>.remote|merge` (`git switch -c … --track`).
+/// (`git remote add`), `branch.<x>.remote|merge` (`git switch -c … --track`), and
+/// `core.logAllRefUpdates`.
 fn harmless(key: &str) -> bool {
+    // Reflogs off runs nothing either; qw's checks already read a repository without
+    // them (its `target` and `cross` look elsewhere and say so).
+    if key == "core.logallrefupdates" {
+        return true;
+    }
     let (Some((section, _)), Some((_, name))) = (key.split_once('.'), key.rsplit_once('.')) else {
         return false;
     };
