@@ -77,7 +77,7 @@ fn entry(path: &Path) -> Option<Entry> {
 }
 
 fn walk(common: &Path, rel: &str, depth: usize, out: &mut BTreeMap<String, Entry>) {
-    let Ok(read) = std::fs::read_dir(common.join(rel)) else {
+    let Ok(read) = crate::fs::read_dir(common.join(rel)) else {
         return;
     };
     let mut names: Vec<String> = read
@@ -298,7 +298,7 @@ pub(crate) fn pinned_args() -> Vec<String> {
     let Some(p) = guard.as_mut() else {
         return Vec::new();
     };
-    let stat = std::fs::metadata(&p.config)
+    let stat = crate::fs::metadata(&p.config)
         .ok()
         .map(|m| (m.len(), m.mtime(), m.mtime_nsec(), m.ino()));
     if stat != p.seen || stat.is_none() {
@@ -363,7 +363,7 @@ fn filter_pins(user: &[String], now: &[String]) -> Vec<String> {
 fn config_list(bytes: &[u8]) -> Option<Vec<String>> {
     let tmp = tempfile::tempdir().ok()?;
     let p = tmp.path().join("config");
-    std::fs::write(&p, bytes).ok()?;
+    crate::fs::write(&p, bytes).ok()?;
     // Not through `git_command` (its pins read this): `config --file … --list` runs
     // nothing.
     let out = std::process::Command::new("git")
@@ -509,16 +509,16 @@ mod tests {
     fn changes_are_added_changed_and_removed_files() {
         let d = tempfile::tempdir().unwrap();
         let c = d.path();
-        std::fs::write(c.join("config"), "[core]\n").unwrap();
-        std::fs::create_dir_all(c.join("hooks")).unwrap();
-        std::fs::write(c.join("hooks/pre-commit.sample"), "x").unwrap();
-        std::fs::create_dir_all(c.join("info")).unwrap();
-        std::fs::write(c.join("info/exclude"), "a\n").unwrap();
+        crate::fs::write(c.join("config"), "[core]\n").unwrap();
+        crate::fs::create_dir_all(c.join("hooks")).unwrap();
+        crate::fs::write(c.join("hooks/pre-commit.sample"), "x").unwrap();
+        crate::fs::create_dir_all(c.join("info")).unwrap();
+        crate::fs::write(c.join("info/exclude"), "a\n").unwrap();
         let before = Snapshot::take(c);
         assert!(before.changed(&Snapshot::take(c)).is_empty());
-        std::fs::write(c.join("hooks/post-merge"), "#!/bin/sh\n").unwrap();
-        std::fs::write(c.join("info/exclude"), "a\n*.py\n").unwrap();
-        std::fs::remove_file(c.join("hooks/pre-commit.sample")).unwrap();
+        crate::fs::write(c.join("hooks/post-merge"), "#!/bin/sh\n").unwrap();
+        crate::fs::write(c.join("info/exclude"), "a\n*.py\n").unwrap();
+        crate::fs::remove_file(c.join("hooks/pre-commit.sample")).unwrap();
         assert_eq!(
             before.changed(&Snapshot::take(c)),
             [
@@ -533,28 +533,28 @@ mod tests {
     fn restore_puts_the_users_file_back_and_keeps_the_changed_one_aside() {
         let d = tempfile::tempdir().unwrap();
         let c = d.path();
-        std::fs::create_dir_all(c.join("info")).unwrap();
-        std::fs::write(c.join("info/exclude"), "mine\n").unwrap();
+        crate::fs::create_dir_all(c.join("info")).unwrap();
+        crate::fs::write(c.join("info/exclude"), "mine\n").unwrap();
         let before = Snapshot::take(c);
-        std::fs::write(c.join("info/exclude"), "mine\n*.py\n").unwrap();
-        std::fs::create_dir_all(c.join("hooks")).unwrap();
-        std::fs::write(c.join("hooks/post-checkout"), "evil").unwrap();
+        crate::fs::write(c.join("info/exclude"), "mine\n*.py\n").unwrap();
+        crate::fs::create_dir_all(c.join("hooks")).unwrap();
+        crate::fs::write(c.join("hooks/post-checkout"), "evil").unwrap();
         let now = Snapshot::take(c);
         let aside = c.join("aside");
         for rel in before.changed(&now) {
             restore(c, &aside, &rel, before.files.get(&rel), now.files.get(&rel)).unwrap();
         }
         assert_eq!(
-            std::fs::read_to_string(c.join("info/exclude")).unwrap(),
+            crate::fs::read_to_string(c.join("info/exclude")).unwrap(),
             "mine\n"
         );
         assert!(!c.join("hooks/post-checkout").exists());
         assert_eq!(
-            std::fs::read_to_string(aside.join("hooks/post-checkout")).unwrap(),
+            crate::fs::read_to_string(aside.join("hooks/post-checkout")).unwrap(),
             "evil"
         );
         assert_eq!(
-            std::fs::read_to_string(aside.join("info/exclude")).unwrap(),
+            crate::fs::read_to_string(aside.join("info/exclude")).unwrap(),
             "mine\n*.py\n"
         );
         assert!(before.changed(&Snapshot::take(c)).is_empty());
