@@ -643,7 +643,8 @@ impl TaskSpace {
         // The shared config, hooks or `info/` changed while it ran (an agent's hook,
         // fsmonitor, filter driver, exclude line): undone, and not merged unchecked.
         // Told on the task's own line (its evidence), not apart.
-        if let Some(line) = w.planted(&h) {
+        let planted = w.planted(&h);
+        if let Some(line) = &planted {
             if r.outcome.is_success() {
                 r.outcome = Outcome::WorkspaceError {
                     step: WorkspaceStep::Commit,
@@ -686,12 +687,9 @@ impl TaskSpace {
         r.outcome = Outcome::WorkspaceError {
             step: WorkspaceStep::Commit,
         };
-        let planted = r
-            .evidence
-            .split("; warning: while task ")
-            .skip(1)
-            .map(|w| format!("; warning: while task {w}"))
-            .collect::<String>();
+        let planted = planted
+            .map(|l| format!("; warning: {l}"))
+            .unwrap_or_default();
         r.evidence = format!("{why}{stash_notes}{planted}");
     }
 
