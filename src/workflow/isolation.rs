@@ -98,6 +98,20 @@ pub(crate) enum IsolationError {
         /// The repository's top directory.
         top: PathBuf,
     },
+    /// A branch of the user's is where qw's branches go (`qw`, `qw/<spec>`, `qw-kept`):
+    /// git could make no task branch (or keep branch) beside it.
+    #[error(
+        "branch `{branch}` in `{}` is in the way of qw's branches: git cannot make `{blocked}` beside it",
+        top.display()
+    )]
+    BranchInTheWay {
+        /// The user's branch.
+        branch: String,
+        /// A branch of qw's it blocks.
+        blocked: String,
+        /// The repository's top directory.
+        top: PathBuf,
+    },
     /// The branch has no commit to start task worktrees from.
     #[error(
         "task worktrees start from the last commit, but branch `{branch}` in `{}` has no commit yet",
@@ -187,6 +201,10 @@ impl crate::exit::UserError for IsolationError {
             IsolationError::TaskBranchTarget { back: None, .. } => {
                 "check out another branch to merge the tasks into (`git switch -c work`), or use `--isolate none`".into()
             }
+            IsolationError::BranchInTheWay { branch, .. } => format!(
+                "rename it (`git branch -m {} <new name>`), then run again; or use `--isolate none`",
+                shell_words::quote(branch)
+            ),
             IsolationError::NoCommit { .. } => {
                 "commit once (`git add -A && git commit -m init`), or use `--isolate none`".into()
             }
@@ -262,6 +280,14 @@ pub(crate) fn plan(
         return Err(IsolationError::TaskBranchTarget {
             back: repo.branch_before_task_branch(),
             branch: integration,
+            top: repo.top().to_path_buf(),
+        }
+        .into());
+    }
+    if let Some((branch, blocked)) = repo.branch_in_the_way(spec) {
+        return Err(IsolationError::BranchInTheWay {
+            branch,
+            blocked,
             top: repo.top().to_path_buf(),
         }
         .into());
@@ -421,6 +447,8 @@ impl TaskSpace {
                 &note,
             )?;
             plan.repo.ensure_excludes()?;
+            // From here the shared config, hooks and `info/` are the user's.
+            wts.watch_shared();
             if !plan.dirty.is_empty()
                 && let Some(branch) = plan.repo.snapshot_dirty(spec)?
             {
@@ -501,6 +529,9 @@ impl TaskSpace {
     /// [`Worktrees::check_at_end`]) and tell a move found there.
     pub(crate) fn finish(&self, events: &Events<'_>) {
         let Some(w) = &self.worktrees else { return };
+        for line in w.planted_untold() {
+            say(events, format!("warning: {line}"));
+        }
         if let Some(line) = w.check_at_end(&|m| say(events, m.to_owned())) {
             say(events, line);
         }
@@ -660,6 +691,24 @@ impl TaskSpace {
             stash_notes.push_str(&format!("; warning: {note}"));
         }
         r.evidence.push_str(&stash_notes);
+        // The shared config, hooks or `info/` changed while it ran (an agent's hook,
+        // fsmonitor, filter driver, exclude line): undone, and not merged unchecked.
+        // Told on the task's own line (its evidence), not apart.
+        let planted = w.planted(&h);
+        if let Some(line) = &planted {
+            if r.outcome.is_success() {
+                r.outcome = Outcome::WorkspaceError {
+                    step: WorkspaceStep::Commit,
+                };
+                r.evidence = format!(
+                    "{line}; the task's work is kept on branch `{}`: look at what its agent did, then run `{}`{stash_notes}",
+                    h.branch,
+                    crate::worktree::continue_of(&h.branch)
+                );
+            } else {
+                r.evidence.push_str(&format!("; warning: {line}"));
+            }
+        }
         if matches!(
             r.outcome,
             Outcome::KilledByUser { .. } | Outcome::UsageLimited | Outcome::BudgetExceeded { .. }
@@ -669,14 +718,30 @@ impl TaskSpace {
         // A merge or rebase left half done, or unresolved conflicts: said first (its
         // worktree is kept as it is, nothing of it saved; a stash entry a conflicted
         // `git stash pop` kept is part of it).
-        let Some(why) = w.gone(&h).or_else(|| w.unfinished(&h)).or(stash.failure) else {
+        let gone = w.gone(&h);
+        let unfinished = gone.is_none().then(|| w.unfinished(&h)).flatten();
+        // Ended at its timeout (or stalled) while it left a rebase stopped: that is its
+        // outcome (CONTRACT §9), the kept worktree its note (rev6b G10); told once, on
+        // the task's FAILED line.
+        if let Some(why) = &unfinished
+            && matches!(
+                r.outcome,
+                Outcome::TimedOut { .. } | Outcome::Stalled { .. }
+            )
+        {
+            r.evidence = format!("{}; {why}", r.evidence);
+            return;
+        }
+        let Some(why) = gone.or(unfinished).or(stash.failure) else {
             return;
         };
-        say(events, why.clone());
         r.outcome = Outcome::WorkspaceError {
             step: WorkspaceStep::Commit,
         };
-        r.evidence = format!("{why}{stash_notes}");
+        let planted = planted
+            .map(|l| format!("; warning: {l}"))
+            .unwrap_or_default();
+        r.evidence = format!("{why}{stash_notes}{planted}");
     }
 
     /// The task's attempts are over: remove its worktree. What it holds is first saved
@@ -707,7 +772,22 @@ impl TaskSpace {
             // Recorded completed (the recorder ran before): nothing is pending.
             w.forget_pending(&task.id);
         }
-        let removed = w.remove(&h, &salvage, &note);
+        let mut removed = w.remove(&h, &salvage, &note);
+        // Kept as it is, its agent's half-done operation already told on the task's
+        // FAILED line: one short line here, not the sentence again (rev6b G8).
+        if let Some(why) = removed
+            .unfinished
+            .as_ref()
+            .filter(|w| r.evidence.contains(*w))
+        {
+            removed.warnings.retain(|m| !m.ends_with(why.as_str()));
+            note(&format!(
+                "kept the worktree `{}` as it is (see above); its earlier commits stay on branch `{}`",
+                h.path.display(),
+                h.branch
+            ));
+            removed.kept_branch = None;
+        }
         for m in removed.strays.iter().chain(&removed.warnings) {
             // Told once, as the run's note (a `tracing` warning too printed it twice).
             tracing::debug!("task {}: {m}", task.id);

@@ -55,6 +55,7 @@ mod nested;
 mod origin;
 mod owned;
 pub(crate) mod pending;
+mod planted;
 mod reflog;
 pub(crate) mod root;
 mod salvage;
@@ -198,6 +199,19 @@ where
         .arg(dir)
         .args(pre)
         .args(["-c", "gc.auto=0", "-c", "commit.gpgsign=false"])
+        // No hook and no fsmonitor, whatever the shared config or `<common>/hooks` say:
+        // an agent can write both (they are shared by every worktree), and what they
+        // name would run in the main worktree and outlive the task (rev6b G11); the
+        // user's own hooks are not qw's to run either (README: hooks).
+        .args([
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "core.fsmonitor=false",
+        ])
+        // A filter driver an agent wrote into the shared config since the run began:
+        // none, or the user's again (see `planted::pinned_args`).
+        .args(planted::pinned_args())
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_OPTIONAL_LOCKS", "0")
@@ -431,6 +445,19 @@ impl Repo {
         Some(format!("{}/", rel.to_string_lossy()))
     }
 
+    /// The lines qw writes to `info/exclude` (its runtime files) and the spec link of
+    /// `spec` in a task worktree: what a task worktree may hold ignored that is qw's,
+    /// not the agent's (see [`tree::ignored_outside_project`]).
+    fn qw_ignores(&self, spec: &str) -> Vec<String> {
+        let mut out: Vec<String> = RUNTIME_PATTERNS
+            .iter()
+            .map(|p| format!("/{}.claude/{p}", self.prefix))
+            .collect();
+        out.extend(self.container_rel().map(|c| format!("/{c}")));
+        out.push(format!("/{}", self.spec_rel(spec)));
+        out
+    }
+
     /// Make sure qw's runtime files never show in `git status` nor get committed: add
     /// them to `$GIT_COMMON_DIR/info/exclude` (the user's `.gitignore` is not touched).
     pub fn ensure_excludes(&self) -> Result<()> {
@@ -543,6 +570,19 @@ impl Repo {
 
     fn branch_exists(&self, branch: &str) -> Result<bool> {
         Ok(self.commit_of(&format!("refs/heads/{branch}"))?.is_some())
+    }
+
+    /// A branch of the user's where git cannot hold qw's branches beside it (rev6b
+    /// G18): `qw` or `qw/<spec>` (no `qw/<spec>/<id>` then), `qw-kept` (no
+    /// `qw-kept/<sha>`, the keep step qw prints). `(the branch, one qw's it blocks)`.
+    pub fn branch_in_the_way(&self, spec: &str) -> Option<(String, String)> {
+        [
+            ("qw".to_owned(), format!("qw/{spec}/1")),
+            (format!("qw/{spec}"), format!("qw/{spec}/1")),
+            ("qw-kept".to_owned(), "qw-kept/<commit>".to_owned()),
+        ]
+        .into_iter()
+        .find(|(b, _)| self.branch_exists(b).unwrap_or(false))
     }
 
     /// The pre-1.x root, `<project>/.claude/worktrees/` (still searched and pruned).
@@ -818,6 +858,9 @@ pub struct WorktreeHandle {
     pub stash_before: StashBefore,
     /// The worktrees registered when this one was made (see [`Worktrees::foreign`]).
     pub worktrees_before: Vec<PathBuf>,
+    /// How many changes of the shared git files were found before it was made (see
+    /// [`Worktrees::planted`]).
+    pub planted_from: usize,
 }
 
 /// How merging a task's branch went.
@@ -879,6 +922,9 @@ pub struct Removed {
     /// What is worth telling and went right (nested repositories that were not the
     /// agent's work, removed with the worktree).
     pub notes: Vec<String>,
+    /// Why the worktree was kept as it is, nothing saved (an operation its agent left
+    /// half done: [`tree::unfinished`]); its line is also in `warnings`.
+    pub unfinished: Option<String>,
 }
 
 /// The worktrees of one workflow run: where tasks are created and merged back.
@@ -907,6 +953,9 @@ pub struct Worktrees {
     /// worktree qw did not make committed after it is not taken as the user's (see
     /// [`owned::set_aside_foreign`]).
     started: owned::RunStart,
+    /// The shared git files (config, hooks, info) as the user had them, and changes
+    /// found and undone (see [`planted`]).
+    planted: std::sync::Mutex<planted::Watch>,
 }
 
 impl Worktrees {
@@ -933,7 +982,51 @@ impl Worktrees {
             stash_watch: stash::Watch::default(),
             replacements: std::sync::Mutex::new(replacements),
             started,
+            planted: std::sync::Mutex::new(planted::Watch::default()),
         }
+    }
+
+    /// From now on, the repository's shared config, hooks and `info/` files are the
+    /// user's: a change of them found later (before each of qw's git steps, after each
+    /// agent) is undone and told (see [`planted`]). Called once qw wrote its own
+    /// lines to `info/exclude`.
+    pub fn watch_shared(&self) {
+        self.planted_watch().begin(&self.repo.common_dir);
+    }
+
+    fn planted_watch(&self) -> std::sync::MutexGuard<'_, planted::Watch> {
+        self.planted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Undo a change of the shared git files before qw's git runs (see [`planted`]).
+    fn check_shared(&self) {
+        self.planted_watch().check(&self.repo);
+    }
+
+    /// The changes of the shared git files found since task `h` started (its agent's,
+    /// or another's running then), each undone: one line, or `None`.
+    pub fn planted(&self, h: &WorktreeHandle) -> Option<String> {
+        self.check_shared();
+        let found = self.planted_watch().since(h.planted_from);
+        (!found.is_empty()).then(|| {
+            format!(
+                "while task {} ran, {}",
+                h.task_id,
+                found.join("; and then ")
+            )
+        })
+    }
+
+    /// The changes of the shared git files found and not yet told (at the run's end).
+    pub fn planted_untold(&self) -> Vec<String> {
+        self.check_shared();
+        self.planted_watch()
+            .untold()
+            .into_iter()
+            .map(|l| format!("while the workflow ran, {l}"))
+            .collect()
     }
 
     /// Give up waiting for the repository lock when `cancel` fires.
@@ -954,7 +1047,11 @@ impl Worktrees {
 
     fn lock(&self, doing: &str, on_wait: &dyn Fn(&str)) -> Result<lock::RepoLock> {
         let doing = format!("qw workflow `{}`: {doing}", self.spec);
-        self.repo.lock(&doing, self.cancel.as_ref(), on_wait)
+        let g = self.repo.lock(&doing, self.cancel.as_ref(), on_wait)?;
+        // Every git step of qw's takes this lock: what an agent planted in the shared
+        // config or hooks is undone before it (see [`planted`]).
+        self.check_shared();
+        Ok(g)
     }
 
     fn tip(&self) -> Option<String> {
@@ -1324,6 +1421,7 @@ impl Worktrees {
                     .into_iter()
                     .map(|w| w.path)
                     .collect(),
+                planted_from: self.planted_watch().mark(),
             },
             notes,
         ))
@@ -1471,7 +1569,9 @@ impl Worktrees {
                 why,
             }));
         }
-        // Staging and writing objects needs no lock: only this task uses its worktree.
+        // Staging and writing objects needs no lock: only this task uses its worktree;
+        // but not with a filter another agent planted in the shared config.
+        self.check_shared();
         let stage = || tree::stage(&self.repo, &t, &self.spec, commit_message, &self.target());
         let staged = salvage::retry_missing(stage).map_err(commit)?;
         let doing = format!("merging task {}", h.task_id);
@@ -1907,6 +2007,7 @@ fn remove_one(
                 "kept the worktree `{}` (not removed, nothing of it saved on branch `{branch}`): {why}",
                 path.display()
             ));
+            out.unfinished = Some(why);
             out.kept_branch = repo
                 .branch_exists(branch)
                 .unwrap_or(true)
@@ -1939,6 +2040,15 @@ fn remove_one(
             return out;
         }
         out.notes.extend(survey.note);
+        // New files git ignores only by a rule outside the project's `.gitignore` files
+        // (`info/exclude`, `core.excludesFile`): not saved, and removing the worktree
+        // would delete them (rev6b G16): kept, named.
+        if let Some(line) = tree::keep_ignored(&t, &repo.qw_ignores(spec)) {
+            out.warnings.push(line);
+            let unmerged = repo.unmerged_commits(branch, target).unwrap_or(1) > 0;
+            out.kept_branch = (keep_branch || unmerged).then(|| branch.to_owned());
+            return out;
+        }
         if let Some(lines) = keep_remade(repo, &t, spec) {
             out.warnings.extend(lines);
             return finish(repo, out, branch, target, keep_branch, Some(admin));

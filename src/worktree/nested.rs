@@ -170,18 +170,15 @@ fn run_on(git_dir: &Path, args: &[&str]) -> Option<String> {
 }
 
 /// The commits of the repository whose git dir is `git_dir` that it holds only itself:
-/// reachable from its branches, HEAD or reflogs, but from none of its remote-tracking
-/// branches or tags, nor from `also` (commits the project records for it). `None` when
-/// git cannot tell.
-fn own_commits(git_dir: &Path, also: &[String]) -> Option<Vec<String>> {
-    let mut args = vec![
-        "rev-list",
-        "--all",
-        "--reflog",
-        "--not",
-        "--remotes",
-        "--tags",
-    ];
+/// reachable from its branches, HEAD or reflogs, but from none of the refs that show a
+/// repository outliving the task worktree holds them ([`vouchers`]: never its own tags,
+/// nor a remote-tracking ref pointing into the worktree), nor from `also` (commits the
+/// project records for it). `doomed`: the task worktree and its git dir, removed with
+/// it. `None` when git cannot tell.
+fn own_commits(git_dir: &Path, also: &[String], doomed: &[&Path]) -> Option<Vec<String>> {
+    let vouch = vouchers(git_dir, doomed);
+    let mut args = vec!["rev-list", "--all", "--reflog", "--not"];
+    args.extend(vouch.iter().map(String::as_str));
     let known: Vec<&String> = also
         .iter()
         .filter(|c| run_on(git_dir, &["cat-file", "-e", &format!("{c}^{{commit}}")]).is_some())
@@ -190,19 +187,128 @@ fn own_commits(git_dir: &Path, also: &[String]) -> Option<Vec<String>> {
     run_on(git_dir, &args).map(|o| o.lines().map(str::to_owned).collect())
 }
 
+/// Where a remote's URL is.
+enum Remote {
+    /// A repository on this machine.
+    Local(PathBuf),
+    /// Elsewhere (`https://`, `ssh://`, `host:path`).
+    Network,
+    /// A relative path, a transport helper: qw does not look.
+    Unknown,
+}
+
+fn remote_of(url: &str) -> Remote {
+    if let Some(p) = url.strip_prefix("file://") {
+        return Remote::Local(PathBuf::from(p));
+    }
+    if url.starts_with('/') {
+        return Remote::Local(PathBuf::from(url));
+    }
+    if url.contains("::") || url.starts_with('.') {
+        return Remote::Unknown;
+    }
+    if url.contains("://") || url.split_once(':').is_some_and(|(h, _)| !h.contains('/')) {
+        return Remote::Network;
+    }
+    Remote::Unknown
+}
+
+/// The commits (ids) of `git_dir`'s remote-tracking refs that a repository outliving the
+/// task worktree holds (rev6b G1): the remote is a repository on this machine, not
+/// inside `doomed`, that has the commit; or the remote is elsewhere and the ref was last
+/// written by a `fetch`, `clone` or `pull` (its reflog says so). A tag never vouches
+/// (`git tag` is local: one made in the repository removed with the worktree would make
+/// a commit found nowhere else look held), nor a ref of a remote pointing into the task
+/// worktree (`git remote add b <itself>; git fetch b`), nor a ref written by
+/// `update-ref`.
+fn vouchers(git_dir: &Path, doomed: &[&Path]) -> Vec<String> {
+    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let doomed: Vec<PathBuf> = doomed
+        .iter()
+        .map(|d| canon(d))
+        .chain([canon(git_dir)])
+        .collect();
+    let mut remotes: Vec<(String, Remote)> =
+        run_on(git_dir, &["config", "--get-regexp", r"^remote\..*\.url$"])
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let (k, url) = l.split_once(' ')?;
+                let name = k.strip_prefix("remote.")?.strip_suffix(".url")?;
+                Some((name.to_owned(), remote_of(url)))
+            })
+            .collect();
+    // The longest name first: `a/b` before `a`.
+    remotes.sort_by_key(|(n, _)| std::cmp::Reverse(n.len()));
+    let refs = run_on(
+        git_dir,
+        &[
+            "for-each-ref",
+            "--format=%(objectname) %(refname)",
+            "refs/remotes/",
+        ],
+    )
+    .unwrap_or_default();
+    let mut out = Vec::new();
+    for line in refs.lines() {
+        let Some((sha, name)) = line.split_once(' ') else {
+            continue;
+        };
+        let Some((_, remote)) = remotes
+            .iter()
+            .find(|(r, _)| name.starts_with(&format!("refs/remotes/{r}/")))
+        else {
+            continue;
+        };
+        let held = match remote {
+            Remote::Local(path) => {
+                let path = canon(path);
+                !doomed
+                    .iter()
+                    .any(|d| path.starts_with(d) || d.starts_with(&path))
+                    && path.exists()
+                    && run_in(&path, &["cat-file", "-e", &format!("{sha}^{{commit}}")]).is_some()
+            }
+            Remote::Network => fetched(git_dir, name),
+            Remote::Unknown => false,
+        };
+        if held {
+            out.push(sha.to_owned());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Was `refname` of `git_dir` last written by a `fetch`, `clone` or `pull` (its reflog
+/// file's newest entry)?
+fn fetched(git_dir: &Path, refname: &str) -> bool {
+    let Ok(log) = crate::fs::read_tail_regular(&git_dir.join("logs").join(refname), 4096) else {
+        return false;
+    };
+    String::from_utf8_lossy(&log)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .and_then(|l| l.split_once('\t'))
+        .is_some_and(|(_, m)| ["fetch", "clone", "pull"].iter().any(|w| m.starts_with(w)))
+}
+
 /// The commits of the submodule repository `git_dir` that exist nowhere else: its own
 /// ([`own_commits`], `also` left out) less those the superproject's own copy of that
 /// submodule (`<common dir>/modules/<name>`, the main worktree's) holds on its refs or
 /// reflogs. A commit the target or the task's result records for it vouches for
-/// nothing: recorded by the agent's own gitlink bump, it may be in this repository only
-/// (rev5b F2). `None` when git cannot tell.
+/// nothing: recorded by the agent's own bump, it may be in this repository only
+/// (rev5b F2); nor do this repository's own tags (rev6b G1). `None` when git cannot tell.
 fn only_here(
     repo: &Repo,
     git_dir: &Path,
     name: Option<&str>,
     also: &[String],
+    doomed: &[&Path],
 ) -> Option<Vec<String>> {
-    let mine = own_commits(git_dir, also)?;
+    let mine = own_commits(git_dir, also, doomed)?;
     if mine.is_empty() {
         return Some(mine);
     }
@@ -347,7 +453,13 @@ fn not_the_agents(
         // Only commits found elsewhere (its remotes, tags, the project's own copy of
         // it) make it not the agent's: a gitlink the task's result records may be the
         // agent's own bump to a commit of its own (rev5b F2).
-        let mine = only_here(repo, git_dir, p.name.as_deref(), &[])?;
+        let mine = only_here(
+            repo,
+            git_dir,
+            p.name.as_deref(),
+            &[],
+            &[t.path(), t.admin()],
+        )?;
         if p.dirty != 0 || !mine.is_empty() {
             return None;
         }
@@ -365,7 +477,7 @@ fn not_the_agents(
         }
         return None;
     }
-    if ignored && own_commits(git_dir, &[])?.is_empty() {
+    if ignored && own_commits(git_dir, &[], &[t.path(), t.admin()])?.is_empty() {
         return Some(format!(
             "`{}` is a repository under an ignored directory with no commit of the agent's",
             p.rel
@@ -748,7 +860,7 @@ pub(crate) fn modules_at_risk(
                 .unwrap_or_default();
             // What the target records for it vouches for nothing (the agent's own
             // bump, merged): only what is held elsewhere does (rev5b F2).
-            match only_here(repo, &g, Some(&name), &[]) {
+            match only_here(repo, &g, Some(&name), &[], &[admin, path]) {
                 Some(c) if c.is_empty() => stack.push(g.join("modules")),
                 Some(c) => found.push((name, g, c)),
                 // Unreadable: kept rather than deleted unseen.

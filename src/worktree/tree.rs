@@ -15,6 +15,7 @@
 //! originals with other content) are named; when no branch holds them they are kept on
 //! `qw/<spec>/<task>@<sha>` — after the worktree is gone, nothing else would.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -690,8 +691,12 @@ pub fn in_progress(git_dir: &Path) -> Option<&'static str> {
     .map(|(_, what)| what)
 }
 
-/// The `git` subcommand that finishes or aborts the operation [`in_progress`] names
-/// (`merge`, `rebase`, `am`, `cherry-pick`, `revert`): what a printed way on runs.
+/// The `git` subcommand that finishes or aborts the operation a task's worktree holds
+/// half done (`merge`, `rebase`, `am`, `cherry-pick`, `revert`, `bisect`): what a printed
+/// way on runs. Beyond [`in_progress`]: a `git bisect` (`BISECT_LOG`: HEAD is the commit
+/// git picked to test, not the agent's result) and a cherry-pick or revert of several
+/// commits whose stop the agent ended with `git commit` (the sequencer still holds
+/// picks to do, `CHERRY_PICK_HEAD` is gone) — rev6b G2, G8.
 fn in_progress_verb(git_dir: &Path) -> Option<&'static str> {
     let has = |f: &str| git_dir.join(f).symlink_metadata().is_ok();
     if has("MERGE_HEAD") {
@@ -708,25 +713,67 @@ fn in_progress_verb(git_dir: &Path) -> Option<&'static str> {
         Some("cherry-pick")
     } else if has("REVERT_HEAD") {
         Some("revert")
+    } else if has("BISECT_LOG") || has("BISECT_START") {
+        Some("bisect")
     } else {
-        None
+        sequencer_verb(git_dir)
     }
+}
+
+/// `cherry-pick` or `revert` when `<git dir>/sequencer/todo` still lists commits to do.
+fn sequencer_verb(git_dir: &Path) -> Option<&'static str> {
+    let todo = crate::fs::read_regular_text(&git_dir.join("sequencer/todo"), 1 << 20).ok()?;
+    let first = todo
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))?;
+    Some(if first.starts_with("revert") || first.starts_with("r ") {
+        "revert"
+    } else {
+        "cherry-pick"
+    })
 }
 
 /// Why the worktree's state is not the task's work and must not be committed: an
 /// operation its agent left half done (a merge, rebase, `git am`, cherry-pick or revert
-/// stopped on a conflict) or paths with unresolved conflicts (a `git stash pop` that
-/// conflicted) — committing it would save the conflict markers as the task's result, and
-/// a rebase's progress would go with the worktree. The line names it, the worktree and
-/// the commands that finish or abort it, then `qw workflow-continue <spec>` (`spec`);
-/// `None` when there is nothing of the kind.
+/// stopped on a conflict or an `edit`, a cherry-pick of several commits with picks still
+/// to do, a `git bisect` not reset) or paths with unresolved conflicts (a `git stash pop`
+/// that conflicted) — committing it would save the conflict markers (or the bisect's
+/// midpoint) as the task's result, and a rebase's progress would go with the worktree.
+/// The line names it, the worktree and the commands that finish or abort it, then `qw
+/// workflow-continue <spec>` (`spec`); `None` when there is nothing of the kind.
 pub(crate) fn unfinished(t: &Tree<'_>, spec: &str) -> Result<Option<String>> {
     let dir = super::shell::quote(&t.path.to_string_lossy()).into_owned();
     let then = format!(
         "then run `{}`; nothing of it is saved, merged or removed until then",
         super::shell::continue_cmd(spec)
     );
+    let conflicted = || -> Result<Vec<String>> {
+        if !t.path.is_dir() {
+            return Ok(Vec::new());
+        }
+        let mut paths: Vec<String> = t
+            .run(&["ls-files", "-u", "-z"])?
+            .split('\0')
+            .filter_map(|l| l.split_once('\t').map(|(_, p)| p.to_owned()))
+            .collect();
+        paths.dedup();
+        Ok(paths)
+    };
     if let Some(verb) = in_progress_verb(t.admin) {
+        if verb == "bisect" {
+            return Ok(Some(format!(
+                "the agent left a `git bisect` in progress there (its HEAD is the commit the bisect checked out, not the agent's result): end it (`git -C {dir} bisect reset` puts HEAD back where the bisect started), {then}"
+            )));
+        }
+        let sequencer = !t.admin.join("CHERRY_PICK_HEAD").exists()
+            && !t.admin.join("REVERT_HEAD").exists()
+            && matches!(verb, "cherry-pick" | "revert");
+        if sequencer {
+            return Ok(Some(format!(
+                "the agent left a {verb} of several commits in progress there (it committed where one stopped; more are still to do: `git -C {dir} status` shows them): go on with it (`git -C {dir} {verb} --continue`), keep what is done (`git -C {dir} {verb} --quit`) or undo it all (`git -C {dir} {verb} --abort`), {then}"
+            )));
+        }
         let what = match verb {
             "am" => "a `git am`",
             "cherry-pick" => "a cherry-pick",
@@ -734,19 +781,20 @@ pub(crate) fn unfinished(t: &Tree<'_>, spec: &str) -> Result<Option<String>> {
             "merge" => "a merge",
             _ => "a rebase",
         };
+        let finish = if conflicted()?.is_empty() {
+            format!(
+                "where it stopped: no conflict, an `edit` or `break`, or conflicts already resolved): finish it (`git -C {dir} {verb} --continue`)"
+            )
+        } else {
+            format!(
+                "where it stopped on conflicts): finish it (resolve the conflicts, `git -C {dir} add` them, then `git -C {dir} {verb} --continue`)"
+            )
+        };
         return Ok(Some(format!(
-            "the agent left {what} in progress there (`git -C {dir} status` shows where it stopped): finish it (resolve the conflicts, `git -C {dir} add` them, then `git -C {dir} {verb} --continue`) or abort it (`git -C {dir} {verb} --abort`), {then}"
+            "the agent left {what} in progress there (`git -C {dir} status` shows {finish} or abort it (`git -C {dir} {verb} --abort`), {then}"
         )));
     }
-    if !t.path.is_dir() {
-        return Ok(None);
-    }
-    let mut paths: Vec<String> = t
-        .run(&["ls-files", "-u", "-z"])?
-        .split('\0')
-        .filter_map(|l| l.split_once('\t').map(|(_, p)| p.to_owned()))
-        .collect();
-    paths.dedup();
+    let paths = conflicted()?;
     if paths.is_empty() {
         return Ok(None);
     }
@@ -761,6 +809,58 @@ pub(crate) fn unfinished(t: &Tree<'_>, spec: &str) -> Result<Option<String>> {
         words.join(" "),
         words.join(" "),
     )))
+}
+
+/// Untracked files of the worktree that git ignores only by a
+/// rule outside the project's own `.gitignore` files — `info/exclude`, the user's
+/// `core.excludesFile` — and not by one of `qw_ignores` (qw's runtime lines, the spec
+/// link): a save skips them and removing the worktree would delete them (rev6b G16).
+/// What the project's `.gitignore` files ignore (`target/`, `node_modules/`) is build
+/// output by the project's own rules and goes with the worktree.
+pub(crate) fn ignored_outside_project(t: &Tree<'_>, qw_ignores: &[String]) -> Result<Vec<String>> {
+    if !t.path.is_dir() {
+        return Ok(Vec::new());
+    }
+    let list = |args: &[&str]| -> Result<BTreeSet<String>> {
+        let mut full = vec!["ls-files", "-z", "--others"];
+        full.extend_from_slice(args);
+        Ok(t.run(&full)?
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect())
+    };
+    // Untracked files the project's own rules (and qw's lines) do not ignore, less those
+    // the save stages (not ignored by any rule): what a rule elsewhere hides.
+    let mut project: Vec<String> = vec!["--exclude-per-directory=.gitignore".to_owned()];
+    project.extend(qw_ignores.iter().map(|p| format!("--exclude={p}")));
+    let project = list(&project.iter().map(String::as_str).collect::<Vec<_>>())?;
+    if project.is_empty() {
+        return Ok(Vec::new());
+    }
+    let saved = list(&["--exclude-standard"])?;
+    Ok(project.difference(&saved).cloned().collect())
+}
+
+/// The line that keeps a worktree holding [`ignored_outside_project`] files, naming them
+/// (at most five) and the way on; `None` when there are none (or git cannot tell: the
+/// worktree is then removed as before).
+pub(crate) fn keep_ignored(t: &Tree<'_>, qw_ignores: &[String]) -> Option<String> {
+    let paths = ignored_outside_project(t, qw_ignores).ok()?;
+    if paths.is_empty() {
+        return None;
+    }
+    let mut named: Vec<String> = paths.iter().take(5).map(|p| format!("`{p}`")).collect();
+    if paths.len() > 5 {
+        named.push(format!("{} more", paths.len() - 5));
+    }
+    let dir = super::shell::quote(&t.path.to_string_lossy()).into_owned();
+    Some(format!(
+        "kept the worktree `{}` (not removed; its work is saved on branch `{}`): it holds new files git ignores only by a rule outside the project's `.gitignore` files (`.git/info/exclude` or your `core.excludesFile`), so they were not saved, and removing the worktree would delete them: {}; take what you want (`git -C {dir} status --ignored` lists them; `git -C {dir} add -f -- <path>` and commit saves one on the branch), move the rest out or delete it, then run `qw worktrees --prune`",
+        t.path.display(),
+        t.branch,
+        named.join(", ")
+    ))
 }
 
 /// Is the worktree intact: its directory there, its `.git` a file pointing to `admin`?
