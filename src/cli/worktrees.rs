@@ -159,8 +159,13 @@ pub(crate) fn print_prune(r: &PruneReport) {
                 .join(", ")
         );
     }
-    for b in &r.skipped_locked {
-        crate::diag!("left `{b}` alone: a running qw (or `git worktree lock`) holds it");
+    for (i, b) in r.skipped_locked.iter().enumerate() {
+        match r.held_by.get(i).filter(|h| !h.is_empty()) {
+            Some(h) => crate::diag!("left `{b}` alone: {h}"),
+            None => {
+                crate::diag!("left `{b}` alone: a running qw (or `git worktree lock`) holds it");
+            }
+        }
     }
     for (b, p) in &r.checked_out_elsewhere {
         let free = if p.is_dir() {
@@ -217,6 +222,9 @@ fn print_entries(entries: &[Entry]) -> Result<(), CliError> {
         }
         if let Some(p) = &e.problem {
             path.push_str(&format!("  (broken: {p})"));
+        }
+        if let Some(h) = e.held_by.as_ref().filter(|_| e.state == EntryState::Locked) {
+            path.push_str(&format!("  ({h})"));
         }
         if e.state == EntryState::Elsewhere {
             path.push_str("  (checked out in this worktree, which qw did not make)");

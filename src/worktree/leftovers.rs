@@ -60,7 +60,15 @@ fn lock_owner(reason: &str) -> Option<(String, String)> {
     }
 }
 
-/// Is a workflow of `spec` running (holding its workflow lock)?
+/// Is a workflow of `spec` running in this repository: holding its repository-wide lock
+/// or the workflow lock of any checkout of the repository (not only the one qw was
+/// started in: rev6b G13)?
+pub(crate) fn spec_running(repo: &Repo, spec: &str) -> Option<String> {
+    super::alive::spec_runner(repo, spec, &[])
+}
+
+/// Is a workflow of `spec` running in this project (holding its workflow lock)? See
+/// `spec_running` for the whole repository.
 pub fn spec_is_running(project: &Project, spec: &str) -> bool {
     let path = project.workflow_lock_file(spec);
     let Ok(file) = crate::fs::OpenOptions::new().read(true).open(&path) else {
@@ -128,6 +136,12 @@ pub struct Entry {
     /// What is wrong with the worktree, if anything (`--prune` still removes it, after
     /// saving what can be saved).
     pub problem: Option<String>,
+    /// Who holds it (`locked`): the workflow of its spec (in whichever checkout of the
+    /// repository), the qw process that made it, or its task's agent still running.
+    pub held_by: Option<String>,
+    /// Held only by its task's agent, its qw gone: `--prune` ends the agent first.
+    #[serde(skip)]
+    pub(crate) agents_only: bool,
     /// Its git dir, when known.
     #[serde(skip)]
     pub(crate) admin: Option<PathBuf>,
@@ -135,7 +149,30 @@ pub struct Entry {
 
 /// Every qw worktree and `qw/` branch of the project (optionally of one spec).
 pub fn list(repo: &Repo, spec: Option<&str>) -> Result<Vec<Entry>> {
-    list_with(repo, spec, &|s| spec_is_running(&repo.project, s))
+    list_with(repo, spec, &|s| spec_running(repo, s))
+}
+
+/// Who holds the task worktree `w` of `spec` besides its workflow's lock: the qw
+/// process named in its `qw:` lock reason, still alive, or its task's agent still
+/// running in it (after its qw was killed).
+/// The phrase, and whether only the agent holds it.
+fn worktree_holder(w: &ListedWorktree) -> Option<(String, bool)> {
+    if let Some(pid) = super::alive::maker_alive(w) {
+        return Some((format!("the qw that made it (pid {pid}) runs"), false));
+    }
+    let agents = super::alive::agents_in(&w.path);
+    if agents.is_empty() {
+        return None;
+    }
+    let pids = agents
+        .iter()
+        .map(|a| a.pid.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some((
+        format!("its task's agent still runs (pid {pids}), its qw gone"),
+        true,
+    ))
 }
 
 fn problem(w: &ListedWorktree) -> Option<String> {
@@ -154,10 +191,11 @@ fn problem(w: &ListedWorktree) -> Option<String> {
     }
 }
 
+/// `running(spec)`: who runs a workflow of `spec` (`None`: nobody).
 pub(crate) fn list_with(
     repo: &Repo,
     spec: Option<&str>,
-    running: &dyn Fn(&str) -> bool,
+    running: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     let mut with_worktree = BTreeSet::new();
@@ -184,6 +222,8 @@ pub(crate) fn list_with(
                     unmerged_commits: unmerged,
                     uncommitted_changes: false,
                     problem: None,
+                    held_by: None,
+                    agents_only: false,
                     admin: None,
                 });
             }
@@ -194,7 +234,19 @@ pub(crate) fn list_with(
         }
         let branch = task_branch(&s, &t);
         with_worktree.insert(branch.clone());
-        let state = if w.locked_by_user() || running(&s) {
+        let mut agents_only = false;
+        let held_by = if w.locked_by_user() {
+            Some("`git worktree lock`".to_owned())
+        } else {
+            running(&s)
+                .map(|r| format!("its workflow runs ({r})"))
+                .or_else(|| {
+                    let (h, agents) = worktree_holder(&w)?;
+                    agents_only = agents;
+                    Some(h)
+                })
+        };
+        let state = if held_by.is_some() {
             EntryState::Locked
         } else {
             EntryState::Orphaned
@@ -218,6 +270,8 @@ pub(crate) fn list_with(
             branch,
             state,
             problem,
+            held_by,
+            agents_only,
             admin: w.admin.clone(),
         });
     }
@@ -229,9 +283,10 @@ pub(crate) fn list_with(
             continue;
         }
         let unmerged = repo.unmerged_commits(&branch, "HEAD")?;
+        let held_by = running(s).map(|r| format!("its workflow runs ({r})"));
         let state = if t.starts_with("snapshot-") {
             EntryState::Snapshot
-        } else if running(s) {
+        } else if held_by.is_some() {
             EntryState::Locked
         } else if unmerged > 0 {
             EntryState::Unmerged
@@ -247,6 +302,8 @@ pub(crate) fn list_with(
             unmerged_commits: unmerged,
             uncommitted_changes: false,
             problem: None,
+            held_by,
+            agents_only: false,
             admin: None,
         });
     }
@@ -282,6 +339,8 @@ pub struct PruneReport {
     pub salvaged: Vec<String>,
     /// Entries left alone because a running qw holds them.
     pub skipped_locked: Vec<String>,
+    /// Who holds each of `skipped_locked`, in the same order.
+    pub held_by: Vec<String>,
     /// Kept branches (`qw/<spec>/<id>@<sha>`) whose record qw forgot: the branch is gone
     /// or merged into HEAD.
     pub forgotten_kept: Vec<String>,
@@ -312,27 +371,68 @@ pub fn prune(
     completed: &dyn Fn(&str, &str) -> bool,
 ) -> Result<PruneReport> {
     let mut report = PruneReport::default();
-    // Hold the workflow lock of every spec we prune, so no workflow starts (and reuses a
-    // worktree) while its worktrees are being removed.
+    // Hold the workflow lock of every spec we prune — the repository-wide one and this
+    // checkout's — so no workflow starts (and reuses a worktree) while its worktrees are
+    // being removed; a spec whose workflow runs in any checkout of the repository is
+    // left alone (rev6b G13).
     let mut held = BTreeMap::new();
-    let mut running = BTreeSet::new();
-    for e in list_with(repo, spec, &|_| false)? {
-        if held.contains_key(&e.spec) || running.contains(&e.spec) {
+    let mut running: BTreeMap<String, String> = BTreeMap::new();
+    for e in list_with(repo, spec, &|_| None)? {
+        if held.contains_key(&e.spec) || running.contains_key(&e.spec) {
             continue;
         }
-        match hold_spec(&repo.project, &e.spec)? {
-            Some(f) => {
-                held.insert(e.spec.clone(), f);
-            }
-            None => {
-                running.insert(e.spec.clone());
+        let common = super::alive::try_hold(repo, &e.spec, "qw worktrees --prune")?;
+        let own = hold_spec(&repo.project, &e.spec)?;
+        let mine = [
+            super::alive::repo_lock_file(repo, &e.spec),
+            repo.project.workflow_lock_file(&e.spec),
+        ];
+        match (common, own) {
+            (Some(c), Some(o)) => match super::alive::spec_runner(repo, &e.spec, &mine) {
+                Some(r) => {
+                    running.insert(e.spec.clone(), r);
+                }
+                None => {
+                    held.insert(e.spec.clone(), (c, o));
+                }
+            },
+            (c, o) => {
+                drop((c, o));
+                let who = super::alive::spec_runner(repo, &e.spec, &[])
+                    .unwrap_or_else(|| "a running qw".to_owned());
+                running.insert(e.spec.clone(), who);
             }
         }
     }
+    // Agents a killed qw left running in its worktrees (each task's `qw exec` is a
+    // process group of its own, so they outlive it): ended first, as `workflow-continue`
+    // does, never removed from under them (rev6b G17).
+    let orphans: Vec<Entry> = list_with(repo, spec, &|s| running.get(s).cloned())?
+        .into_iter()
+        .filter(|e| e.agents_only && e.path.is_some())
+        .collect();
+    let paths: Vec<&std::path::Path> = orphans.iter().filter_map(|e| e.path.as_deref()).collect();
+    for ((e, path), (n, left)) in orphans
+        .iter()
+        .zip(&paths)
+        .zip(super::alive::end_orphaned_agents(&paths))
+    {
+        if n > 0 && left.is_empty() {
+            report.notes.push(format!(
+                "ended {n} process(es) of task {}'s agent that a killed qw left running in `{}` (as `qw workflow-continue {}` would), before saving and removing the worktree",
+                e.task,
+                path.display(),
+                e.spec
+            ));
+        }
+    }
     let _g = repo.lock("qw worktrees --prune", None, &|m| crate::diag!("qw: {m}"))?;
-    for e in list_with(repo, spec, &|s| running.contains(s))? {
+    for e in list_with(repo, spec, &|s| running.get(s).cloned())? {
         match e.state {
-            EntryState::Locked => report.skipped_locked.push(e.branch.clone()),
+            EntryState::Locked => {
+                report.skipped_locked.push(e.branch.clone());
+                report.held_by.push(e.held_by.clone().unwrap_or_default());
+            }
             EntryState::Elsewhere => report
                 .checked_out_elsewhere
                 .push((e.branch.clone(), e.path.clone().unwrap_or_default())),
@@ -402,7 +502,7 @@ pub fn prune(
     // Records of the kept branches that are gone or merged by now (never of a running
     // spec's: its checks read them).
     let busy = |s: &str| {
-        running.contains(s) || (!held.contains_key(s) && spec_is_running(&repo.project, s))
+        running.contains_key(s) || (!held.contains_key(s) && spec_running(repo, s).is_some())
     };
     report.forgotten_kept = super::salvage::forget_kept(repo, spec, &busy, "HEAD");
     // Directories in a worktree container that git does not know (a creation cut short,
@@ -425,7 +525,7 @@ pub fn prune(
             let of = |s: &str| name.starts_with(&format!("{s}-"));
             let canon = p.canonicalize().unwrap_or_else(|_| p.clone());
             if known.contains(&canon)
-                || running.iter().any(|s| of(s))
+                || running.keys().any(|s| of(s))
                 || spec.is_some_and(|s| !of(s))
             {
                 continue;

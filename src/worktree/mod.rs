@@ -45,6 +45,7 @@ use std::process::{Command, Output, Stdio};
 use crate::exec::Cancel;
 use crate::project::Project;
 
+mod alive;
 mod blame;
 mod cross;
 mod disk;
@@ -63,6 +64,29 @@ pub(crate) mod target;
 mod tree;
 
 pub use leftovers::{Entry, EntryState, KeptBranch, PruneReport, list, prune, spec_is_running};
+
+/// Who runs a workflow of `spec` anywhere in `repo` (its repository-wide lock, or the
+/// workflow lock of any checkout), as a phrase naming the pid and the lock; `mine` are
+/// lock files the caller holds itself.
+pub fn workflow_runner(repo: &Repo, spec: &str, mine: &[PathBuf]) -> Option<String> {
+    alive::spec_runner(repo, spec, mine)
+}
+
+/// Take the repository-wide lock of `spec` (`<git-common-dir>/qw-workflows/<spec>.lock`)
+/// that a workflow using task worktrees holds, whichever checkout it runs in; `None`
+/// when another process holds it. `note` says where and onto what it runs.
+pub fn hold_workflow_repo(
+    repo: &Repo,
+    spec: &str,
+    note: &str,
+) -> Result<Option<crate::fs::LockedFile>> {
+    alive::try_hold(repo, spec, note)
+}
+
+/// The file of [`hold_workflow_repo`]'s lock.
+pub fn workflow_repo_lock(repo: &Repo, spec: &str) -> PathBuf {
+    alive::repo_lock_file(repo, spec)
+}
 pub use salvage::{SetAside, set_aside_spec_branches};
 pub use shell::quote;
 pub(crate) use shell::{continue_cmd, continue_of};
@@ -1335,7 +1359,7 @@ impl Worktrees {
             }
             Err(e) => return vec![format!("left the worktrees of an earlier run alone: {e}")],
         }
-        let entries = match leftovers::list_with(&self.repo, Some(&self.spec), &|_| false) {
+        let entries = match leftovers::list_with(&self.repo, Some(&self.spec), &|_| None) {
             Ok(e) => e,
             Err(e) => {
                 return vec![format!(
