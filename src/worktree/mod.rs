@@ -61,6 +61,7 @@ mod salvage;
 mod shell;
 mod stash;
 pub(crate) mod target;
+mod tied;
 mod tree;
 
 pub use leftovers::{Entry, EntryState, KeptBranch, PruneReport, list, prune, spec_is_running};
@@ -1131,8 +1132,18 @@ impl Worktrees {
         on_wait: &dyn Fn(&str),
     ) -> Result<(WorktreeHandle, Vec<String>)> {
         let branch = task_branch(&self.spec, task_id);
-        self.create_worktree(task_id, on_wait)
-            .map_err(|e| self.explain(e, None, &branch))
+        let made = self
+            .create_worktree(task_id, on_wait)
+            .map_err(|e| self.explain(e, None, &branch))?;
+        // The branch is this run's now: made for this target from this checkout.
+        tied::record(
+            &self.repo,
+            &self.spec,
+            task_id,
+            &self.integration,
+            &self.repo.top,
+        );
+        Ok(made)
     }
 
     /// A failure of qw's git step re-told when a signal or something left in the
@@ -1165,6 +1176,13 @@ impl Worktrees {
             .insert(branch.clone());
         let preferred = self.path_of(task_id);
         let top = self.repo.top.clone();
+        // A branch a run onto another target left (the same spec in another checkout):
+        // never resumed here (rev6b G12).
+        if let Some(line) =
+            tied::foreign_target(&self.repo, &self.spec, task_id, &self.integration, &top)
+        {
+            return Err(WorktreeError::Obstructed(line));
+        }
         let mut notes = Vec::new();
         let mut reuse: Option<(PathBuf, PathBuf)> = None;
         for w in self.repo.registered()? {
@@ -1175,6 +1193,10 @@ impl Worktrees {
             let holds_branch = w.branch.as_deref() == Some(branch.as_str());
             if !mine && !holds_branch {
                 continue;
+            }
+            // Another live qw's worktree of this task is never taken over.
+            if let Some(line) = mine.then(|| tied::live_elsewhere(&w, task_id)).flatten() {
+                return Err(WorktreeError::Obstructed(line));
             }
             let (Some(admin), true) = (w.admin.clone(), mine) else {
                 // Our branch, checked out in a worktree qw did not make.

@@ -267,6 +267,7 @@ pub fn set_aside_spec_branches(repo: &Repo, spec: &str) -> Result<Vec<SetAside>>
         .filter_map(|w| w.branch)
         .collect();
     let mut out = Vec::new();
+    let mut others = false;
     for b in repo.qw_branches()? {
         let Some((s, t)) = parse_branch(&b) else {
             continue;
@@ -277,6 +278,23 @@ pub fn set_aside_spec_branches(repo: &Repo, spec: &str) -> Result<Vec<SetAside>>
         let Some(tip) = repo.commit_of(&format!("refs/heads/{b}"))? else {
             continue;
         };
+        // A branch a run in another checkout of the repository made (the same spec name
+        // there): that run's, not this reset's (rev6b G12).
+        if let Some((target, checkout)) = super::tied::recorded(repo, spec, t)
+            .filter(|(_, c)| !super::tied::same_dir(c, &repo.top))
+        {
+            others = true;
+            out.push(SetAside {
+                line: format!(
+                    "left branch `{b}` as it is: a run of `{spec}` onto `{target}` in the checkout `{}` made it; reset that run there (`qw -C {} workflow-reset {spec}`)",
+                    checkout.display(),
+                    super::quote(&checkout.to_string_lossy())
+                ),
+                branch: b,
+                kept: None,
+            });
+            continue;
+        }
         if held.contains(&b) {
             out.push(SetAside {
                 line: format!(
@@ -295,6 +313,7 @@ pub fn set_aside_spec_branches(repo: &Repo, spec: &str) -> Result<Vec<SetAside>>
             &["update-ref", "-d", &format!("refs/heads/{b}"), &tip],
         )?;
         super::owned::forget(repo, &b);
+        super::tied::forget(repo, spec, t);
         out.push(SetAside {
             line: format!(
                 "set branch `{b}` aside as `{kept}` (the hard reset threw its task away, so a new task {t} starts from the target, not from this work): merge it (`git merge {}`) if you want it, or delete it (`git branch -D {}`)",
@@ -305,6 +324,10 @@ pub fn set_aside_spec_branches(repo: &Repo, spec: &str) -> Result<Vec<SetAside>>
             kept: Some(kept),
         });
     }
+    if others {
+        return Ok(out);
+    }
+    super::tied::forget_spec(repo, spec);
     let records = repo.common_dir.join("qw-left").join(spec);
     if records.is_dir() {
         let _ = std::fs::remove_dir_all(&records);

@@ -379,3 +379,129 @@ fn worktree_fix7d_same_spec_in_a_second_checkout_is_refused_while_the_first_runs
     assert_eq!(sha(&r, "feature"), sha(&r, "main~2"));
     r.assert_no_process();
 }
+
+/// Task 1 of a run in the main checkout commits `m1.txt` and fails: its branch is kept.
+fn failed_onto_main(r: &Repo) -> String {
+    r.action(
+        "1",
+        "echo main-attempt > m1.txt\ngit add m1.txt\ngit commit -qm 'attempt against main'\nexit 1\n",
+    );
+    r.action("2", "echo 2 > f2.txt\n");
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(r.git_ok(&["cat-file", "-e", "qw/demo/1:m1.txt"]));
+    sha(r, "qw/demo/1")
+}
+
+/// The refusal of task 1 in a run onto `target`: not started, the branch untouched, and
+/// the continue in the main checkout then resumes and merges it into `main`.
+fn assert_refused_then_resumed_onto_main(r: &Repo, out: &Output, kept: &str, target: &str) {
+    let t = text(out);
+    assert!(
+        t.contains("task 1 was not started: its branch `qw/demo/1` holds the work of a run of `demo` onto `main`"),
+        "{t}"
+    );
+    assert!(!t.contains("resuming the unmerged work"), "{t}");
+    assert!(
+        !has(r, target, "m1.txt"),
+        "{target} got main's attempt: {t}"
+    );
+    assert_eq!(sha(r, "qw/demo/1"), kept, "{t}");
+    r.action("1", "echo fixed > fix1.txt\n");
+    let cont = r.run(&[
+        "workflow-continue",
+        "demo",
+        "--retry-delay",
+        "0.1",
+        "--attempts",
+        "1",
+        "--agent-cmd",
+        &r.agent_cmd(),
+    ]);
+    let c = text(&cont);
+    assert_eq!(code(&cont), 0, "{c}");
+    assert!(has(r, "main", "m1.txt"), "{c}");
+    assert!(has(r, "main", "fix1.txt"), "{c}");
+    r.assert_no_process();
+}
+
+#[test]
+fn worktree_fix7d_a_run_in_another_checkout_does_not_resume_a_branch_made_onto_main() {
+    // rev6b lw8.sh: the feature checkout's first run of `demo` resumed the main run's
+    // failed attempt and merged m1.txt into `feature`.
+    let r = Repo::new(&tasks(2));
+    let feature = feature_checkout(&r);
+    let kept = failed_onto_main(&r);
+    r.action("1", "echo feat1 > feat1.txt\n");
+    r.action("2", "echo feat2 > feat2.txt\n");
+    let args = auto_args(&r);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = bounded(qw_in(&r, &feature, &args), HARNESS_TIMEOUT);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(has(&r, "feature", "feat2.txt"), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("in the checkout `{}`", r.root().display())),
+        "{}",
+        text(&out)
+    );
+    assert_refused_then_resumed_onto_main(&r, &out, &kept, "feature");
+}
+
+#[test]
+fn worktree_fix7d_the_same_checkout_switched_to_another_branch_does_not_resume_it() {
+    // The other shape: the user switches the main checkout to `other` and continues.
+    let r = Repo::new(&tasks(2));
+    let kept = failed_onto_main(&r);
+    r.git(&["switch", "-q", "-c", "other"]);
+    r.action("1", "echo other1 > other1.txt\n");
+    let out = r.run(&[
+        "workflow-continue",
+        "demo",
+        "--retry-delay",
+        "0.1",
+        "--attempts",
+        "1",
+        "--agent-cmd",
+        &r.agent_cmd(),
+    ]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(text(&out).contains("(in this checkout)"), "{}", text(&out));
+    r.git(&["switch", "-q", "main"]);
+    assert_refused_then_resumed_onto_main(&r, &out, &kept, "other");
+}
+
+#[test]
+fn worktree_fix7d_hard_reset_in_another_checkout_leaves_that_checkouts_branches() {
+    // A hard reset of `demo` in the feature checkout set the main run's kept branch
+    // aside (and forgot qw's records of it): that run's continue then lost its resume.
+    let r = Repo::new(&tasks(2));
+    let feature = feature_checkout(&r);
+    let kept = failed_onto_main(&r);
+    let reset = bounded(
+        qw_in(&r, &feature, &["workflow-reset", "demo", "--hard", "--yes"]),
+        HARNESS_TIMEOUT,
+    );
+    let t = text(&reset);
+    assert_eq!(code(&reset), 0, "{t}");
+    assert!(
+        t.contains("left branch `qw/demo/1` as it is: a run of `demo` onto `main`"),
+        "{t}"
+    );
+    assert_eq!(sha(&r, "qw/demo/1"), kept, "{t}");
+    r.action("1", "echo fixed > fix1.txt\n");
+    let cont = r.run(&[
+        "workflow-continue",
+        "demo",
+        "--retry-delay",
+        "0.1",
+        "--attempts",
+        "1",
+        "--agent-cmd",
+        &r.agent_cmd(),
+    ]);
+    let c = text(&cont);
+    assert_eq!(code(&cont), 0, "{c}");
+    assert!(c.contains("resum"), "{c}");
+    assert!(has(&r, "main", "m1.txt"), "{c}");
+    r.assert_no_process();
+}
