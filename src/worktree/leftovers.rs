@@ -129,7 +129,7 @@ pub struct Entry {
     pub path: Option<PathBuf>,
     /// See [`EntryState`].
     pub state: EntryState,
-    /// Commits on the branch that HEAD lacks.
+    /// Commits on the branch that its target lacks (see `target`).
     pub unmerged_commits: u64,
     /// The worktree holds uncommitted changes.
     pub uncommitted_changes: bool,
@@ -139,6 +139,14 @@ pub struct Entry {
     /// Who holds it (`locked`): the workflow of its spec (in whichever checkout of the
     /// repository), the qw process that made it, or its task's agent still running.
     pub held_by: Option<String>,
+    /// The branch "merged" is measured against (`refs/heads/<target>`): the target its
+    /// run was made for, else the main worktree's branch; `None`: no such branch (only a
+    /// branch other than qw's holding a commit counts).
+    pub target: Option<String>,
+    /// qw's own last tip of the branch, when the branch was moved off it and it holds
+    /// commits the target lacks (`unmerged_commits` counts those): never merged, and
+    /// `workflow-continue` puts it back.
+    pub moved_off: Option<String>,
     /// Held only by its task's agent, its qw gone: `--prune` ends the agent first.
     #[serde(skip)]
     pub(crate) agents_only: bool,
@@ -191,6 +199,68 @@ fn problem(w: &ListedWorktree) -> Option<String> {
     }
 }
 
+/// What "merged" is measured against for task `task` of `spec` (rev6b G3, G4, G6): the
+/// target branch its run was made for (qw's record, `tied`), else the branch the main
+/// worktree is on (`main`) — never a detached HEAD, a task branch, nor the HEAD of the
+/// checkout qw runs in (a task worktree's, or another checkout's). `None` when there is
+/// no such branch.
+pub(crate) fn merge_target(
+    repo: &Repo,
+    spec: &str,
+    task: &str,
+    main: Option<&str>,
+) -> Option<String> {
+    let id = task.split('@').next().unwrap_or(task);
+    if let Some((t, _)) = super::tied::recorded(repo, spec, id) {
+        let r = format!("refs/heads/{t}");
+        if repo.commit_of(&r).ok().flatten().is_some() {
+            return Some(r);
+        }
+    }
+    main.map(|b| format!("refs/heads/{b}"))
+}
+
+/// The branch the main worktree is on (the first of `git worktree list`), unless it is
+/// detached or on a branch of qw's.
+pub(crate) fn main_branch(repo: &Repo) -> Option<String> {
+    let b = repo.registered().ok()?.first()?.branch.clone()?;
+    (!b.starts_with("qw/") && !b.starts_with("qw-kept/")).then_some(b)
+}
+
+/// The commits on `branch` that `target` lacks; with no target, those no branch but
+/// qw's own holds.
+pub(crate) fn unmerged_in(repo: &Repo, branch: &str, target: Option<&str>) -> Result<u64> {
+    match target {
+        Some(t) => repo.unmerged_commits(branch, t),
+        None => {
+            let out = super::git(
+                &repo.top,
+                &[
+                    "rev-list",
+                    "--count",
+                    branch,
+                    "--not",
+                    "--exclude=refs/heads/qw/*",
+                    "--exclude=refs/heads/qw-kept/*",
+                    "--branches",
+                ],
+            )?;
+            Ok(out.trim().parse().unwrap_or(0))
+        }
+    }
+}
+
+/// qw's own last tip of `branch` when the branch was moved off it and that tip holds
+/// commits `target` lacks (an agent's `git branch -f <it> main`): no merged branch, and
+/// `workflow-continue` puts it back (rev6b G4).
+fn moved_off(repo: &Repo, branch: &str, target: Option<&str>) -> Option<String> {
+    let t = target?;
+    if !super::owned::moved_off_unmerged(repo, branch, t) {
+        return None;
+    }
+    super::owned::left_tip(repo, branch)
+}
+
 /// `running(spec)`: who runs a workflow of `spec` (`None`: nobody).
 pub(crate) fn list_with(
     repo: &Repo,
@@ -199,6 +269,7 @@ pub(crate) fn list_with(
 ) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     let mut with_worktree = BTreeSet::new();
+    let main = main_branch(repo);
     for w in repo.registered()? {
         let Some((s, t)) = owner(repo, &w) else {
             // A branch checked out in a worktree not qw's (an agent's, the user's) is
@@ -212,7 +283,8 @@ pub(crate) fn list_with(
             });
             if let Some((s, t, b)) = theirs {
                 let branch = b.to_owned();
-                let unmerged = repo.unmerged_commits(&branch, "HEAD").unwrap_or(0);
+                let target = merge_target(repo, s, t, main.as_deref());
+                let unmerged = unmerged_in(repo, &branch, target.as_deref()).unwrap_or(0);
                 out.push(Entry {
                     spec: s.to_owned(),
                     task: t.to_owned(),
@@ -224,6 +296,8 @@ pub(crate) fn list_with(
                     problem: None,
                     held_by: None,
                     agents_only: false,
+                    target,
+                    moved_off: None,
                     admin: None,
                 });
             }
@@ -251,10 +325,12 @@ pub(crate) fn list_with(
         } else {
             EntryState::Orphaned
         };
-        let unmerged = if repo.branch_exists(&branch)? {
-            repo.unmerged_commits(&branch, "HEAD")?
-        } else {
-            0
+        let target = merge_target(repo, &s, &t, main.as_deref());
+        let moved = moved_off(repo, &branch, target.as_deref());
+        let unmerged = match (&moved, repo.branch_exists(&branch)?) {
+            (Some(o), _) => unmerged_in(repo, o, target.as_deref())?,
+            (None, true) => unmerged_in(repo, &branch, target.as_deref())?,
+            (None, false) => 0,
         };
         let problem = problem(&w);
         let uncommitted = match (&w.admin, &problem) {
@@ -272,6 +348,8 @@ pub(crate) fn list_with(
             problem,
             held_by,
             agents_only,
+            target,
+            moved_off: moved,
             admin: w.admin.clone(),
         });
     }
@@ -282,7 +360,12 @@ pub(crate) fn list_with(
         if with_worktree.contains(&branch) || spec.is_some_and(|x| x != s) {
             continue;
         }
-        let unmerged = repo.unmerged_commits(&branch, "HEAD")?;
+        let target = merge_target(repo, s, t, main.as_deref());
+        let moved = moved_off(repo, &branch, target.as_deref());
+        let unmerged = match &moved {
+            Some(o) => unmerged_in(repo, o, target.as_deref())?,
+            None => unmerged_in(repo, &branch, target.as_deref())?,
+        };
         let held_by = running(s).map(|r| format!("its workflow runs ({r})"));
         let state = if t.starts_with("snapshot-") {
             EntryState::Snapshot
@@ -304,6 +387,8 @@ pub(crate) fn list_with(
             problem: None,
             held_by,
             agents_only: false,
+            target,
+            moved_off: moved,
             admin: None,
         });
     }
@@ -311,19 +396,50 @@ pub(crate) fn list_with(
     Ok(out)
 }
 
-/// A branch [`prune`] kept: it holds commits HEAD lacks, or its task is not completed.
+/// A branch [`prune`] kept: it holds commits its target lacks, or its task is not
+/// completed.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeptBranch {
     /// The branch.
     pub branch: String,
-    /// Commits on it that HEAD lacks.
+    /// Commits on it that its target lacks.
     pub unmerged_commits: u64,
-    /// Its task is not `completed` in the state: qw never merged it, whatever HEAD holds
-    /// (HEAD may have been moved onto it by someone else).
+    /// Its task is not `completed` in the state: qw never merged it, whatever its target
+    /// holds (the branch may have been moved onto it by someone else).
     pub task_not_completed: bool,
-    /// It shares no commit with HEAD (a history of the agent's own): merged only with
-    /// `git merge --allow-unrelated-histories`.
+    /// It shares no commit with its target (a history of the agent's own): merged only
+    /// with `git merge --allow-unrelated-histories`.
     pub unrelated: bool,
+    /// The target branch it was measured against (`None`: the main worktree is detached
+    /// and no run recorded one).
+    pub target: Option<String>,
+    /// Why it is kept, when the usual line would mislead (moved off qw's tip; no target).
+    pub note: Option<String>,
+}
+
+/// `refs/heads/x` → `x`.
+fn short(r: &str) -> &str {
+    r.strip_prefix("refs/heads/").unwrap_or(r)
+}
+
+/// The line for a kept branch when the usual "N unmerged commit(s)" one would mislead.
+fn kept_note(e: &Entry, branch: &str, n: u64) -> Option<String> {
+    let q = super::quote;
+    if let (Some(o), Some(t)) = (&e.moved_off, &e.target) {
+        return Some(format!(
+            "kept branch `{branch}`: it was moved off the tip qw left it at, {} ({n} commit(s) `{}` lacks), so it is no merged branch; `qw workflow-continue {}` puts it back, `git branch -f {} {o}` does it by hand",
+            &o[..10.min(o.len())],
+            short(t),
+            e.spec,
+            q(branch),
+        ));
+    }
+    if e.target.is_none() {
+        return Some(format!(
+            "kept branch `{branch}`: the main worktree is on no branch (a detached HEAD holds nothing qw merged), so nothing counts as merged; `git switch <your branch>` in it, then `qw worktrees --prune` again"
+        ));
+    }
+    None
 }
 
 /// What [`prune`] did.
@@ -443,9 +559,13 @@ pub fn prune(
                     e.spec, e.task
                 );
                 let before = repo.commit_of(&format!("refs/heads/{}", e.branch))?;
-                // A task not completed: qw never merged its branch, whatever HEAD holds —
-                // kept, unless it never moved since it was made (no work of the task).
+                // A task not completed: qw never merged its branch, whatever its target
+                // holds — kept, unless it never moved since it was made (no work of the
+                // task). A branch moved off qw's unmerged tip, or with no target branch
+                // to be merged into (the main worktree detached), is kept too.
                 let unfinished = !completed(&e.spec, &e.task) && repo.branch_moved(&e.branch);
+                let keep = unfinished || e.moved_off.is_some() || e.target.is_none();
+                let target = e.target.as_deref().unwrap_or("HEAD");
                 let path = e.path.clone().unwrap_or_default();
                 let removed = remove_one(
                     repo,
@@ -453,9 +573,9 @@ pub fn prune(
                     e.admin.as_deref(),
                     &e.branch,
                     &e.spec,
-                    "HEAD",
+                    target,
                     &salvage,
-                    unfinished,
+                    keep,
                 );
                 let saved = !removed
                     .warnings
@@ -478,15 +598,20 @@ pub fn prune(
                 report.warnings.extend(removed.warnings);
                 match removed.kept_branch {
                     Some(b) => {
-                        let n = repo.unmerged_commits(&b, "HEAD")?;
+                        let n = match &e.moved_off {
+                            Some(o) => unmerged_in(repo, o, e.target.as_deref())?,
+                            None => unmerged_in(repo, &b, e.target.as_deref())?,
+                        };
                         let unrelated =
-                            !super::git_output(&repo.top, ["merge-base", "HEAD", b.as_str()], &[])
+                            !super::git_output(&repo.top, ["merge-base", target, b.as_str()], &[])
                                 .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
                         report.kept_branches.push(KeptBranch {
+                            note: kept_note(&e, &b, n),
                             branch: b,
                             unmerged_commits: n,
                             task_not_completed: unfinished,
                             unrelated,
+                            target: e.target.as_deref().map(short).map(str::to_owned),
                         });
                     }
                     None if repo.branch_exists(&e.branch)? => {}
@@ -504,7 +629,9 @@ pub fn prune(
     let busy = |s: &str| {
         running.contains_key(s) || (!held.contains_key(s) && spec_running(repo, s).is_some())
     };
-    report.forgotten_kept = super::salvage::forget_kept(repo, spec, &busy, "HEAD");
+    let main = main_branch(repo);
+    let target_of = |s: &str, t: &str| merge_target(repo, s, t, main.as_deref());
+    report.forgotten_kept = super::salvage::forget_kept(repo, spec, &busy, &target_of);
     // Directories in a worktree container that git does not know (a creation cut short,
     // a removal that failed): removed when they hold no files, named otherwise.
     let known: BTreeSet<PathBuf> = repo

@@ -505,3 +505,223 @@ fn worktree_fix7d_hard_reset_in_another_checkout_leaves_that_checkouts_branches(
     assert!(has(&r, "main", "m1.txt"), "{c}");
     r.assert_no_process();
 }
+
+// ---------------------------------------------------------------- G3, G4, G6
+
+/// Task 2 commits `f2.txt` ("task 2 work") and fails; task 3's agent then runs `move`
+/// (a move of task 2's kept branch). One task at a time, in worktrees. The commit.
+fn kept_branch_moved(r: &Repo, mv: &str) -> String {
+    r.action(
+        "2",
+        &crate::support::moves::once(
+            r,
+            "t2",
+            "echo work2 > f2.txt\ngit add f2.txt\ngit commit -qm 'task 2 work'\nexit 1",
+        ),
+    );
+    r.action("1", "echo 1 > f1.txt\n");
+    r.action("3", &format!("echo 3 > f3.txt\n{mv}\n"));
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let work = r
+        .git(&["log", "-g", "--format=%H %s", "refs/heads/qw/demo/2"])
+        .lines()
+        .find(|l| l.ends_with(" task 2 work"))
+        .map(|l| l[..40].to_owned())
+        .expect("task 2's commit in its branch's reflog");
+    assert_ne!(sha(r, "qw/demo/2"), work, "the move did not happen");
+    work
+}
+
+/// `commit` is held by a branch (not only by a reflog), one named like qw's kept ones.
+fn assert_on_a_branch(r: &Repo, commit: &str, t: &str) {
+    let on = r.git(&[
+        "for-each-ref",
+        "--format=%(refname:short)",
+        "--contains",
+        commit,
+        "refs/heads/",
+    ]);
+    assert!(
+        on.lines().any(|b| b.starts_with("qw/demo/2")),
+        "{commit} is on no branch but {on:?}: {t}"
+    );
+}
+
+#[test]
+fn worktree_fix7d_hard_reset_sets_aside_qws_tip_of_a_branch_moved_onto_main() {
+    // rev6b h2.sh: the reset set the moved tip (main's own commit) aside and forgot
+    // qw's record; `--prune` deleted it "as merged"; "task 2 work" was dangling.
+    let r = Repo::new(&tasks(3));
+    let work = kept_branch_moved(&r, "git branch -f qw/demo/2 main");
+    let reset = r.run(&["workflow-reset", "demo", "--hard", "--yes"]);
+    let t = text(&reset);
+    assert_eq!(code(&reset), 0, "{t}");
+    let kept = format!("qw/demo/2@{}", &work[..7]);
+    assert!(t.contains(&format!("`{kept}`")), "{t}");
+    assert!(t.contains("moved off qw's tip"), "{t}");
+    let prune = r.run(&["worktrees", "--prune"]);
+    let p = text(&prune);
+    assert!(
+        !p.contains(&format!("deleted merged branch `{kept}`")),
+        "{p}"
+    );
+    assert_eq!(sha(&r, &kept), work, "{t}\n{p}");
+    assert_on_a_branch(&r, &work, &p);
+    r.assert_no_process();
+}
+
+#[test]
+fn worktree_fix7d_hard_reset_keeps_both_qws_tip_and_a_commit_put_on_the_moved_branch() {
+    // The other shape: the branch moved onto main and given a commit of its own there
+    // (`commit-tree` + `update-ref`): both the task's work and that commit are kept.
+    let r = Repo::new(&tasks(3));
+    let work = kept_branch_moved(
+        &r,
+        "c=$(git commit-tree -p main -m extra 'main^{tree}')\ngit update-ref refs/heads/qw/demo/2 \"$c\"",
+    );
+    let extra = sha(&r, "qw/demo/2");
+    let reset = r.run(&["workflow-reset", "demo", "--hard", "--yes"]);
+    let t = text(&reset);
+    assert_eq!(code(&reset), 0, "{t}");
+    let prune = r.run(&["worktrees", "--prune"]);
+    let p = text(&prune);
+    assert_on_a_branch(&r, &work, &format!("{t}\n{p}"));
+    assert_on_a_branch(&r, &extra, &format!("{t}\n{p}"));
+    assert!(
+        t.contains(&format!("`qw/demo/2@{}`", &work[..7]))
+            && t.contains(&format!("`qw/demo/2@{}`", &extra[..7])),
+        "{t}"
+    );
+    r.assert_no_process();
+}
+
+#[test]
+fn worktree_fix7d_a_kept_branch_moved_onto_main_is_unmerged_and_continue_merges_it() {
+    // rev6b h3.sh: `qw worktrees` said `merged`, `--prune` advised `git branch -D`.
+    let r = Repo::new(&tasks(3));
+    let work = kept_branch_moved(&r, "git branch -f qw/demo/2 main");
+    let listed = r.run(&["worktrees"]);
+    let l = stdout(&listed);
+    let row = l
+        .lines()
+        .find(|x| x.contains("qw/demo/2 "))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(row.contains(" unmerged "), "{l}");
+    assert!(row.contains("moved off qw's tip"), "{l}");
+    let prune = r.run(&["worktrees", "--prune"]);
+    let p = text(&prune);
+    assert!(!p.contains("git branch -D qw/demo/2`"), "{p}");
+    assert!(
+        p.contains(&format!("`git branch -f qw/demo/2 {work}`")),
+        "{p}"
+    );
+    assert!(
+        p.contains("`qw workflow-continue demo` puts it back"),
+        "{p}"
+    );
+    // As the line says: the continue puts it back and merges the task's work.
+    let cont = r.run(&[
+        "workflow-continue",
+        "demo",
+        "--retry-delay",
+        "0.1",
+        "--attempts",
+        "1",
+        "--agent-cmd",
+        &r.agent_cmd(),
+    ]);
+    let c = text(&cont);
+    assert_eq!(code(&cont), 0, "{c}");
+    assert!(has(&r, "main", "f2.txt"), "{c}");
+    r.assert_no_process();
+}
+
+#[test]
+fn worktree_fix7d_a_kept_branch_moved_back_onto_an_older_main_commit_is_not_merged() {
+    // The other shape: moved onto an older commit of `main` (`main~1`).
+    let r = Repo::new(&tasks(3));
+    let work = kept_branch_moved(&r, "git branch -f qw/demo/2 main~1");
+    let prune = r.run(&["worktrees", "--prune"]);
+    let p = text(&prune);
+    assert!(!p.contains("deleted merged branch `qw/demo/2`"), "{p}");
+    assert!(p.contains("moved off the tip qw left it at"), "{p}");
+    // qw's record of its tip is still there: the branch is put back when its task runs.
+    assert!(
+        std::fs::read_to_string(r.root().join(".git/qw-left/demo/2"))
+            .is_ok_and(|s| s.trim() == work),
+        "{p}"
+    );
+    r.assert_no_process();
+}
+
+/// Task 1 commits `a1.txt` ("t1 real work") then resets it away and writes `f1.txt`:
+/// that commit is kept on `qw/demo/1@<sha7>`. Returns the branch and the commit.
+fn set_aside_by_a_reset(r: &Repo) -> (String, String) {
+    r.action(
+        "1",
+        "echo a > a1.txt\ngit add a1.txt\ngit commit -qm 't1 real work'\ngit reset -q --hard HEAD~1\necho 1 > f1.txt\n",
+    );
+    r.action("2", "echo 2 > f2.txt\n");
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let kept = r
+        .branches()
+        .into_iter()
+        .find(|b| b.starts_with("qw/demo/1@"))
+        .unwrap_or_else(|| panic!("no kept branch: {}", text(&out)));
+    let commit = sha(r, &kept);
+    (kept, commit)
+}
+
+#[test]
+fn worktree_fix7d_prune_with_head_detached_at_a_kept_branch_keeps_it() {
+    // rev6b pr2.sh: the user looks at what qw kept (`git checkout --detach <it>`) and
+    // prunes: the branch was deleted "as merged" (an ancestor of the detached HEAD).
+    let r = Repo::new(&tasks(2));
+    let (kept, commit) = set_aside_by_a_reset(&r);
+    r.git(&["checkout", "-q", "--detach", &kept]);
+    let prune = r.run(&["worktrees", "--prune"]);
+    let p = text(&prune);
+    r.git(&["switch", "-q", "main"]);
+    assert!(
+        !p.contains(&format!("deleted merged branch `{kept}`")),
+        "{p}"
+    );
+    assert!(!p.contains("forgot qw's record"), "{p}");
+    assert_eq!(sha(&r, &kept), commit, "{p}");
+    r.assert_no_process();
+}
+
+#[test]
+fn worktree_fix7d_a_failed_tasks_branch_with_head_detached_on_it_is_listed_unmerged() {
+    // rev6b pr1.sh: listed `merged` (HEAD held it); the prune kept it only because the
+    // task had not completed.
+    let r = Repo::new(&tasks(2));
+    r.action(
+        "1",
+        "echo bad > bad1.txt\ngit add bad1.txt\ngit commit -qm 't1 work'\nexit 1\n",
+    );
+    r.action("2", "echo 2 > f2.txt\n");
+    let out = r.auto(&["--parallel", "2"]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let tip = sha(&r, "qw/demo/1");
+    r.git(&["checkout", "-q", "--detach", "qw/demo/1"]);
+    let listed = r.run(&["worktrees"]);
+    let prune = r.run(&["worktrees", "--prune"]);
+    r.git(&["switch", "-q", "main"]);
+    let l = stdout(&listed);
+    let row = l
+        .lines()
+        .find(|x| x.contains("qw/demo/1 "))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        row.contains(" unmerged ") && row.contains("(1 unmerged commit(s))"),
+        "{l}"
+    );
+    assert!(!text(&prune).contains("HEAD holds it"), "{}", text(&prune));
+    assert_eq!(sha(&r, "qw/demo/1"), tip);
+    r.assert_no_process();
+}
