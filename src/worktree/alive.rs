@@ -68,8 +68,9 @@ fn is_qw_reason(r: &str) -> bool {
     r.starts_with(super::tree::LOCK_REASON_PREFIX)
 }
 
-/// Who runs a workflow of `spec` in this repository, as a phrase (`pid N (…) in
-/// `<file>``), or `None` when no lock of it is held: the repository-wide lock, or the
+/// Who runs a workflow of `spec` in this repository, as a phrase (the pid and the note
+/// of its lock, else the lock file), or `None` when no lock of it is held: the
+/// repository-wide lock, or the
 /// workflow lock of any checkout. `mine` lists lock files this process holds itself
 /// (not asked: a lock of ours is no running workflow).
 pub(crate) fn spec_runner(repo: &Repo, spec: &str, mine: &[PathBuf]) -> Option<String> {
