@@ -157,7 +157,16 @@ pub struct Entry {
 
 /// Every qw worktree and `qw/` branch of the project (optionally of one spec).
 pub fn list(repo: &Repo, spec: Option<&str>) -> Result<Vec<Entry>> {
-    list_with(repo, spec, &|s| spec_running(repo, s))
+    // Asked once per spec (each answer lists the repository's checkouts).
+    let seen = std::cell::RefCell::new(BTreeMap::<String, Option<String>>::new());
+    list_with(repo, spec, &|s| {
+        if let Some(known) = seen.borrow().get(s) {
+            return known.clone();
+        }
+        let who = spec_running(repo, s);
+        seen.borrow_mut().insert(s.to_owned(), who.clone());
+        who
+    })
 }
 
 /// Who holds the task worktree `w` of `spec` besides its workflow's lock: the qw
