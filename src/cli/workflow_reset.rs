@@ -65,6 +65,21 @@ pub(crate) fn run(ctx: &Ctx, args: WorkflowResetArgs) -> CmdResult {
     // Held until the reset is done: a running workflow would die on a missing tasks.md
     // and leave the state claiming it finished.
     let workflow = hold_workflow(ctx, &args.spec, args.wait)?;
+    // Task worktrees and branches are the repository's: a workflow of the spec running in
+    // another checkout of it (or started from a task worktree) holds them (rev6b G13).
+    if let Ok(Some(repo)) = crate::worktree::Repo::discover(&ctx.project)
+        && let Some(who) = crate::worktree::workflow_runner(
+            &repo,
+            &args.spec,
+            &[ctx.project.workflow_lock_file(&args.spec)],
+        )
+    {
+        return Err(CliError::usage(format!(
+            "the workflow of spec `{}` is running in another checkout of this repository ({who}); a reset now would remove its task worktrees and set its branches aside from under it",
+            args.spec
+        ))
+        .hint("wait for it or stop it, then run the reset again; nothing was changed"));
+    }
     let report = reset(&StateStore::new(&ctx.project), &args.spec, mode)?;
     let cleared = if args.hard {
         clear_suggestion(&ctx.project, &args.spec)?

@@ -17,14 +17,16 @@ Task worktrees live outside `.claude/`: beside the repository in `<parent>/<repo
 `quantumwala.worktree_root`. Those made under the old `.claude/worktrees/` are listed and
 pruned too.
 
-States: locked (a running qw holds it, or `git worktree lock`), orphaned (a worktree no
-running qw holds), merged / unmerged (a branch without worktree, with or without commits
-HEAD lacks), snapshot (saved by --allow-dirty; never pruned), elsewhere (a task branch checked out in a
+States: locked (a running qw holds it — its workflow, in any checkout of the repository,
+the qw that made it, or its agent still running — or `git worktree lock`), orphaned (a
+worktree no running qw holds), merged / unmerged (a branch without worktree, with or
+without commits its target lacks: the branch its run was made onto, else the main
+worktree's branch — never a detached HEAD; a branch moved off qw's tip is unmerged), snapshot (saved by --allow-dirty; never pruned), elsewhere (a task branch checked out in a
 worktree qw did not make, listed with that worktree; never pruned).
 
 --prune removes orphaned worktrees and their `git worktree` entries, broken ones too (the
 directory gone, `.git` deleted or replaced, read-only). What a worktree holds is first
-committed on its branch; a branch is deleted only when HEAD holds all its commits and
+committed on its branch; a branch is deleted only when its target holds all its commits and
 its task is completed in the state (or it never moved since it was made), otherwise it
 is kept and named. What cannot be
 removed is named, never fails the command.
@@ -133,13 +135,17 @@ pub(crate) fn print_prune(r: &PruneReport) {
     }
     for k in &r.kept_branches {
         let (b, n) = (&k.branch, k.unmerged_commits);
-        if let Some(line) = &k.other_tasks {
-            crate::diag!("{line}");
+        let lines: Vec<&String> = [&k.other_tasks, &k.note].into_iter().flatten().collect();
+        if !lines.is_empty() {
+            for line in lines {
+                crate::diag!("{line}");
+            }
             continue;
         }
         if k.task_not_completed && n == 0 {
+            let t = k.target.as_deref().unwrap_or("HEAD");
             crate::diag!(
-                "kept branch `{b}`: its task is not completed, so qw never merged it (HEAD holds it: was HEAD moved onto it?); delete it (`git branch -D {b}`) if you do not need it"
+                "kept branch `{b}`: its task is not completed, so qw never merged it (`{t}` holds it: was `{t}` moved onto it?); delete it (`git branch -D {b}`) if you do not need it"
             );
             continue;
         }
@@ -169,8 +175,13 @@ pub(crate) fn print_prune(r: &PruneReport) {
             r.forgotten_merge_notes
         );
     }
-    for b in &r.skipped_locked {
-        crate::diag!("left `{b}` alone: a running qw (or `git worktree lock`) holds it");
+    for (i, b) in r.skipped_locked.iter().enumerate() {
+        match r.held_by.get(i).filter(|h| !h.is_empty()) {
+            Some(h) => crate::diag!("left `{b}` alone: {h}"),
+            None => {
+                crate::diag!("left `{b}` alone: a running qw (or `git worktree lock`) holds it");
+            }
+        }
     }
     for (b, p) in &r.checked_out_elsewhere {
         let free = if p.is_dir() {
@@ -219,6 +230,13 @@ fn print_entries(entries: &[Entry]) -> Result<(), CliError> {
             .path
             .as_ref()
             .map_or_else(|| "-".to_owned(), |p| p.display().to_string());
+        if let Some(o) = &e.moved_off {
+            path.push_str(&format!(
+                "  (moved off qw's tip {}: `qw workflow-continue {}` puts it back)",
+                &o[..10.min(o.len())],
+                e.spec
+            ));
+        }
         if e.unmerged_commits > 0 {
             path.push_str(&format!("  ({} unmerged commit(s))", e.unmerged_commits));
         }
@@ -227,6 +245,9 @@ fn print_entries(entries: &[Entry]) -> Result<(), CliError> {
         }
         if let Some(p) = &e.problem {
             path.push_str(&format!("  (broken: {p})"));
+        }
+        if let Some(h) = e.held_by.as_ref().filter(|_| e.state == EntryState::Locked) {
+            path.push_str(&format!("  ({h})"));
         }
         if e.state == EntryState::Elsewhere {
             path.push_str("  (checked out in this worktree, which qw did not make)");

@@ -47,6 +47,40 @@ pub(crate) struct Plan {
     notes: Vec<String>,
 }
 
+/// Hold the repository-wide lock of `spec` for a run that uses task worktrees (`plan`
+/// is `Some`): task worktrees, `qw/<spec>/` branches and qw's records of them belong to
+/// the repository, so the same spec running in another checkout of it would take over
+/// this run's worktrees (rev6b G12). Refused (`Busy`) while another qw holds it.
+pub(crate) fn hold_repository(
+    plan: Option<&Plan>,
+    spec: &str,
+) -> Result<Option<crate::fs::LockedFile>, WorkflowError> {
+    let Some(p) = plan else {
+        return Ok(None);
+    };
+    let note = format!(
+        "workflow `{spec}` in the checkout `{}`, onto `{}`",
+        p.repo.top().display(),
+        p.integration
+    );
+    match crate::worktree::hold_workflow_repo(&p.repo, spec, &note)? {
+        Some(lock) => Ok(Some(lock)),
+        None => {
+            let lock = crate::worktree::workflow_repo_lock(&p.repo, spec);
+            Err(WorkflowError::Busy {
+                spec: spec.to_owned(),
+                holder: Box::new(
+                    crate::fs::LockedFile::probe(&lock)
+                        .ok()
+                        .flatten()
+                        .unwrap_or_else(crate::fs::Holder::unknown),
+                ),
+                lock,
+            })
+        }
+    }
+}
+
 /// Why task worktrees cannot be used here (exit 2; nothing was written).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum IsolationError {

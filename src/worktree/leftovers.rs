@@ -60,7 +60,15 @@ fn lock_owner(reason: &str) -> Option<(String, String)> {
     }
 }
 
-/// Is a workflow of `spec` running (holding its workflow lock)?
+/// Is a workflow of `spec` running in this repository: holding its repository-wide lock
+/// or the workflow lock of any checkout of the repository (not only the one qw was
+/// started in: rev6b G13)?
+pub(crate) fn spec_running(repo: &Repo, spec: &str) -> Option<String> {
+    super::alive::spec_runner(repo, spec, &[])
+}
+
+/// Is a workflow of `spec` running in this project (holding its workflow lock)? See
+/// `spec_running` for the whole repository.
 pub fn spec_is_running(project: &Project, spec: &str) -> bool {
     let path = project.workflow_lock_file(spec);
     let Ok(file) = crate::fs::OpenOptions::new().read(true).open(&path) else {
@@ -121,13 +129,27 @@ pub struct Entry {
     pub path: Option<PathBuf>,
     /// See [`EntryState`].
     pub state: EntryState,
-    /// Commits on the branch that HEAD lacks.
+    /// Commits on the branch that its target lacks (see `target`).
     pub unmerged_commits: u64,
     /// The worktree holds uncommitted changes.
     pub uncommitted_changes: bool,
     /// What is wrong with the worktree, if anything (`--prune` still removes it, after
     /// saving what can be saved).
     pub problem: Option<String>,
+    /// Who holds it (`locked`): the workflow of its spec (in whichever checkout of the
+    /// repository), the qw process that made it, or its task's agent still running.
+    pub held_by: Option<String>,
+    /// The branch "merged" is measured against (`refs/heads/<target>`): the target its
+    /// run was made for, else the main worktree's branch; `None`: no such branch (only a
+    /// branch other than qw's holding a commit counts).
+    pub target: Option<String>,
+    /// qw's own last tip of the branch, when the branch was moved off it and it holds
+    /// commits the target lacks (`unmerged_commits` counts those): never merged, and
+    /// `workflow-continue` puts it back.
+    pub moved_off: Option<String>,
+    /// Held only by its task's agent, its qw gone: `--prune` ends the agent first.
+    #[serde(skip)]
+    pub(crate) agents_only: bool,
     /// Its git dir, when known.
     #[serde(skip)]
     pub(crate) admin: Option<PathBuf>,
@@ -135,7 +157,39 @@ pub struct Entry {
 
 /// Every qw worktree and `qw/` branch of the project (optionally of one spec).
 pub fn list(repo: &Repo, spec: Option<&str>) -> Result<Vec<Entry>> {
-    list_with(repo, spec, &|s| spec_is_running(&repo.project, s))
+    // Asked once per spec (each answer lists the repository's checkouts).
+    let seen = std::cell::RefCell::new(BTreeMap::<String, Option<String>>::new());
+    list_with(repo, spec, &|s| {
+        if let Some(known) = seen.borrow().get(s) {
+            return known.clone();
+        }
+        let who = spec_running(repo, s);
+        seen.borrow_mut().insert(s.to_owned(), who.clone());
+        who
+    })
+}
+
+/// Who holds the task worktree `w` of `spec` besides its workflow's lock: the qw
+/// process named in its `qw:` lock reason, still alive, or its task's agent still
+/// running in it (after its qw was killed).
+/// The phrase, and whether only the agent holds it.
+fn worktree_holder(w: &ListedWorktree) -> Option<(String, bool)> {
+    if let Some(pid) = super::alive::maker_alive(w) {
+        return Some((format!("the qw that made it (pid {pid}) runs"), false));
+    }
+    let agents = super::alive::agents_in(&w.path);
+    if agents.is_empty() {
+        return None;
+    }
+    let pids = agents
+        .iter()
+        .map(|a| a.pid.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some((
+        format!("its task's agent still runs (pid {pids}), its qw gone"),
+        true,
+    ))
 }
 
 fn problem(w: &ListedWorktree) -> Option<String> {
@@ -154,13 +208,77 @@ fn problem(w: &ListedWorktree) -> Option<String> {
     }
 }
 
+/// What "merged" is measured against for task `task` of `spec` (rev6b G3, G4, G6): the
+/// target branch its run was made for (qw's record, `tied`), else the branch the main
+/// worktree is on (`main`) — never a detached HEAD, a task branch, nor the HEAD of the
+/// checkout qw runs in (a task worktree's, or another checkout's). `None` when there is
+/// no such branch.
+pub(crate) fn merge_target(
+    repo: &Repo,
+    spec: &str,
+    task: &str,
+    main: Option<&str>,
+) -> Option<String> {
+    let id = task.split('@').next().unwrap_or(task);
+    if let Some((t, _)) = super::tied::recorded(repo, spec, id) {
+        let r = format!("refs/heads/{t}");
+        if repo.commit_of(&r).ok().flatten().is_some() {
+            return Some(r);
+        }
+    }
+    main.map(|b| format!("refs/heads/{b}"))
+}
+
+/// The branch the main worktree is on (the first of `git worktree list`), unless it is
+/// detached or on a branch of qw's.
+pub(crate) fn main_branch(repo: &Repo) -> Option<String> {
+    let b = repo.registered().ok()?.first()?.branch.clone()?;
+    (!b.starts_with("qw/") && !b.starts_with("qw-kept/")).then_some(b)
+}
+
+/// The commits on `branch` that `target` lacks; with no target, those no branch but
+/// qw's own holds.
+pub(crate) fn unmerged_in(repo: &Repo, branch: &str, target: Option<&str>) -> Result<u64> {
+    match target {
+        Some(t) => repo.unmerged_commits(branch, t),
+        None => {
+            let out = super::git(
+                &repo.top,
+                &[
+                    "rev-list",
+                    "--count",
+                    branch,
+                    "--not",
+                    "--exclude=refs/heads/qw/*",
+                    "--exclude=refs/heads/qw-kept/*",
+                    "--branches",
+                ],
+            )?;
+            Ok(out.trim().parse().unwrap_or(0))
+        }
+    }
+}
+
+/// qw's own last tip of `branch` when the branch was moved off it and that tip holds
+/// commits `target` lacks (an agent's `git branch -f <it> main`): no merged branch, and
+/// `workflow-continue` puts it back (rev6b G4).
+fn moved_off(repo: &Repo, branch: &str, target: Option<&str>) -> Option<String> {
+    let t = target?;
+    if !super::owned::moved_off_unmerged(repo, branch, t) {
+        return None;
+    }
+    super::owned::left_tip(repo, branch)
+}
+
+/// `running(spec)`: who runs a workflow of `spec` (`None`: nobody).
 pub(crate) fn list_with(
     repo: &Repo,
     spec: Option<&str>,
-    running: &dyn Fn(&str) -> bool,
+    running: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     let mut with_worktree = BTreeSet::new();
+    let main = main_branch(repo);
     for w in repo.registered()? {
         let Some((s, t)) = owner(repo, &w) else {
             // A branch checked out in a worktree not qw's (an agent's, the user's) is
@@ -174,7 +292,8 @@ pub(crate) fn list_with(
             });
             if let Some((s, t, b)) = theirs {
                 let branch = b.to_owned();
-                let unmerged = repo.unmerged_commits(&branch, "HEAD").unwrap_or(0);
+                let target = merge_target(repo, s, t, main.as_deref());
+                let unmerged = unmerged_in(repo, &branch, target.as_deref()).unwrap_or(0);
                 out.push(Entry {
                     spec: s.to_owned(),
                     task: t.to_owned(),
@@ -184,6 +303,10 @@ pub(crate) fn list_with(
                     unmerged_commits: unmerged,
                     uncommitted_changes: false,
                     problem: None,
+                    held_by: None,
+                    agents_only: false,
+                    target,
+                    moved_off: None,
                     admin: None,
                 });
             }
@@ -194,15 +317,29 @@ pub(crate) fn list_with(
         }
         let branch = task_branch(&s, &t);
         with_worktree.insert(branch.clone());
-        let state = if w.locked_by_user() || running(&s) {
+        let mut agents_only = false;
+        let held_by = if w.locked_by_user() {
+            Some("`git worktree lock`".to_owned())
+        } else {
+            running(&s)
+                .map(|r| format!("its workflow runs ({r})"))
+                .or_else(|| {
+                    let (h, agents) = worktree_holder(&w)?;
+                    agents_only = agents;
+                    Some(h)
+                })
+        };
+        let state = if held_by.is_some() {
             EntryState::Locked
         } else {
             EntryState::Orphaned
         };
-        let unmerged = if repo.branch_exists(&branch)? {
-            repo.unmerged_commits(&branch, "HEAD")?
-        } else {
-            0
+        let target = merge_target(repo, &s, &t, main.as_deref());
+        let moved = moved_off(repo, &branch, target.as_deref());
+        let unmerged = match (&moved, repo.branch_exists(&branch)?) {
+            (Some(o), _) => unmerged_in(repo, o, target.as_deref())?,
+            (None, true) => unmerged_in(repo, &branch, target.as_deref())?,
+            (None, false) => 0,
         };
         let problem = problem(&w);
         let uncommitted = match (&w.admin, &problem) {
@@ -218,6 +355,10 @@ pub(crate) fn list_with(
             branch,
             state,
             problem,
+            held_by,
+            agents_only,
+            target,
+            moved_off: moved,
             admin: w.admin.clone(),
         });
     }
@@ -228,10 +369,16 @@ pub(crate) fn list_with(
         if with_worktree.contains(&branch) || spec.is_some_and(|x| x != s) {
             continue;
         }
-        let unmerged = repo.unmerged_commits(&branch, "HEAD")?;
+        let target = merge_target(repo, s, t, main.as_deref());
+        let moved = moved_off(repo, &branch, target.as_deref());
+        let unmerged = match &moved {
+            Some(o) => unmerged_in(repo, o, target.as_deref())?,
+            None => unmerged_in(repo, &branch, target.as_deref())?,
+        };
+        let held_by = running(s).map(|r| format!("its workflow runs ({r})"));
         let state = if t.starts_with("snapshot-") {
             EntryState::Snapshot
-        } else if running(s) {
+        } else if held_by.is_some() {
             EntryState::Locked
         } else if unmerged > 0 {
             EntryState::Unmerged
@@ -247,6 +394,10 @@ pub(crate) fn list_with(
             unmerged_commits: unmerged,
             uncommitted_changes: false,
             problem: None,
+            held_by,
+            agents_only: false,
+            target,
+            moved_off: moved,
             admin: None,
         });
     }
@@ -254,23 +405,54 @@ pub(crate) fn list_with(
     Ok(out)
 }
 
-/// A branch [`prune`] kept: it holds commits HEAD lacks, or its task is not completed.
+/// A branch [`prune`] kept: it holds commits its target lacks, or its task is not
+/// completed.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeptBranch {
     /// The branch.
     pub branch: String,
-    /// Commits on it that HEAD lacks.
+    /// Commits on it that its target lacks.
     pub unmerged_commits: u64,
-    /// Its task is not `completed` in the state: qw never merged it, whatever HEAD holds
-    /// (HEAD may have been moved onto it by someone else).
+    /// Its task is not `completed` in the state: qw never merged it, whatever its target
+    /// holds (the branch may have been moved onto it by someone else).
     pub task_not_completed: bool,
-    /// It shares no commit with HEAD (a history of the agent's own): merged only with
-    /// `git merge --allow-unrelated-histories`.
+    /// It shares no commit with its target (a history of the agent's own): merged only
+    /// with `git merge --allow-unrelated-histories`.
     pub unrelated: bool,
     /// It holds another task's commits HEAD lacks (its agent rebased onto or merged a
     /// sibling's branch): the line saying so and how to keep only its own commits,
     /// instead of a merge advice (rev5b F9).
     pub other_tasks: Option<String>,
+    /// The target branch it was measured against (`None`: the main worktree is detached
+    /// and no run recorded one).
+    pub target: Option<String>,
+    /// Why it is kept, when the usual line would mislead (moved off qw's tip; no target).
+    pub note: Option<String>,
+}
+
+/// `refs/heads/x` → `x`.
+fn short(r: &str) -> &str {
+    r.strip_prefix("refs/heads/").unwrap_or(r)
+}
+
+/// The line for a kept branch when the usual "N unmerged commit(s)" one would mislead.
+fn kept_note(e: &Entry, branch: &str, n: u64) -> Option<String> {
+    let q = super::quote;
+    if let (Some(o), Some(t)) = (&e.moved_off, &e.target) {
+        return Some(format!(
+            "kept branch `{branch}`: it was moved off the tip qw left it at, {} ({n} commit(s) `{}` lacks), so it is no merged branch; `qw workflow-continue {}` puts it back, `git branch -f {} {o}` does it by hand",
+            &o[..10.min(o.len())],
+            short(t),
+            e.spec,
+            q(branch),
+        ));
+    }
+    if e.target.is_none() {
+        return Some(format!(
+            "kept branch `{branch}`: the main worktree is on no branch (a detached HEAD holds nothing qw merged), so nothing counts as merged; `git switch <your branch>` in it, then `qw worktrees --prune` again"
+        ));
+    }
+    None
 }
 
 /// What [`prune`] did.
@@ -286,6 +468,8 @@ pub struct PruneReport {
     pub salvaged: Vec<String>,
     /// Entries left alone because a running qw holds them.
     pub skipped_locked: Vec<String>,
+    /// Who holds each of `skipped_locked`, in the same order.
+    pub held_by: Vec<String>,
     /// Kept branches (`qw/<spec>/<id>@<sha>`) whose record qw forgot: the branch is gone
     /// or merged into HEAD.
     pub forgotten_kept: Vec<String>,
@@ -318,27 +502,68 @@ pub fn prune(
     completed: &dyn Fn(&str, &str) -> bool,
 ) -> Result<PruneReport> {
     let mut report = PruneReport::default();
-    // Hold the workflow lock of every spec we prune, so no workflow starts (and reuses a
-    // worktree) while its worktrees are being removed.
+    // Hold the workflow lock of every spec we prune — the repository-wide one and this
+    // checkout's — so no workflow starts (and reuses a worktree) while its worktrees are
+    // being removed; a spec whose workflow runs in any checkout of the repository is
+    // left alone (rev6b G13).
     let mut held = BTreeMap::new();
-    let mut running = BTreeSet::new();
-    for e in list_with(repo, spec, &|_| false)? {
-        if held.contains_key(&e.spec) || running.contains(&e.spec) {
+    let mut running: BTreeMap<String, String> = BTreeMap::new();
+    for e in list_with(repo, spec, &|_| None)? {
+        if held.contains_key(&e.spec) || running.contains_key(&e.spec) {
             continue;
         }
-        match hold_spec(&repo.project, &e.spec)? {
-            Some(f) => {
-                held.insert(e.spec.clone(), f);
-            }
-            None => {
-                running.insert(e.spec.clone());
+        let common = super::alive::try_hold(repo, &e.spec, "qw worktrees --prune")?;
+        let own = hold_spec(&repo.project, &e.spec)?;
+        let mine = [
+            super::alive::repo_lock_file(repo, &e.spec),
+            repo.project.workflow_lock_file(&e.spec),
+        ];
+        match (common, own) {
+            (Some(c), Some(o)) => match super::alive::spec_runner(repo, &e.spec, &mine) {
+                Some(r) => {
+                    running.insert(e.spec.clone(), r);
+                }
+                None => {
+                    held.insert(e.spec.clone(), (c, o));
+                }
+            },
+            (c, o) => {
+                drop((c, o));
+                let who = super::alive::spec_runner(repo, &e.spec, &[])
+                    .unwrap_or_else(|| "a running qw".to_owned());
+                running.insert(e.spec.clone(), who);
             }
         }
     }
+    // Agents a killed qw left running in its worktrees (each task's `qw exec` is a
+    // process group of its own, so they outlive it): ended first, as `workflow-continue`
+    // does, never removed from under them (rev6b G17).
+    let orphans: Vec<Entry> = list_with(repo, spec, &|s| running.get(s).cloned())?
+        .into_iter()
+        .filter(|e| e.agents_only && e.path.is_some())
+        .collect();
+    let paths: Vec<&std::path::Path> = orphans.iter().filter_map(|e| e.path.as_deref()).collect();
+    for ((e, path), (n, left)) in orphans
+        .iter()
+        .zip(&paths)
+        .zip(super::alive::end_orphaned_agents(&paths))
+    {
+        if n > 0 && left.is_empty() {
+            report.notes.push(format!(
+                "ended {n} process(es) of task {}'s agent that a killed qw left running in `{}` (as `qw workflow-continue {}` would), before saving and removing the worktree",
+                e.task,
+                path.display(),
+                e.spec
+            ));
+        }
+    }
     let _g = repo.lock("qw worktrees --prune", None, &|m| crate::diag!("qw: {m}"))?;
-    for e in list_with(repo, spec, &|s| running.contains(s))? {
+    for e in list_with(repo, spec, &|s| running.get(s).cloned())? {
         match e.state {
-            EntryState::Locked => report.skipped_locked.push(e.branch.clone()),
+            EntryState::Locked => {
+                report.skipped_locked.push(e.branch.clone());
+                report.held_by.push(e.held_by.clone().unwrap_or_default());
+            }
             EntryState::Elsewhere => report
                 .checked_out_elsewhere
                 .push((e.branch.clone(), e.path.clone().unwrap_or_default())),
@@ -349,9 +574,13 @@ pub fn prune(
                     e.spec, e.task
                 );
                 let before = repo.commit_of(&format!("refs/heads/{}", e.branch))?;
-                // A task not completed: qw never merged its branch, whatever HEAD holds —
-                // kept, unless it never moved since it was made (no work of the task).
+                // A task not completed: qw never merged its branch, whatever its target
+                // holds — kept, unless it never moved since it was made (no work of the
+                // task). A branch moved off qw's unmerged tip, or with no target branch
+                // to be merged into (the main worktree detached), is kept too.
                 let unfinished = !completed(&e.spec, &e.task) && repo.branch_moved(&e.branch);
+                let keep = unfinished || e.moved_off.is_some() || e.target.is_none();
+                let target = e.target.as_deref().unwrap_or("HEAD");
                 let path = e.path.clone().unwrap_or_default();
                 let removed = remove_one(
                     repo,
@@ -359,9 +588,9 @@ pub fn prune(
                     e.admin.as_deref(),
                     &e.branch,
                     &e.spec,
-                    "HEAD",
+                    target,
                     &salvage,
-                    unfinished,
+                    keep,
                 );
                 let saved = !removed
                     .warnings
@@ -384,17 +613,22 @@ pub fn prune(
                 report.warnings.extend(removed.warnings);
                 match removed.kept_branch {
                     Some(b) => {
-                        let n = repo.unmerged_commits(&b, "HEAD")?;
+                        let n = match &e.moved_off {
+                            Some(o) => unmerged_in(repo, o, e.target.as_deref())?,
+                            None => unmerged_in(repo, &b, e.target.as_deref())?,
+                        };
                         let unrelated =
-                            !super::git_output(&repo.top, ["merge-base", "HEAD", b.as_str()], &[])
+                            !super::git_output(&repo.top, ["merge-base", target, b.as_str()], &[])
                                 .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
-                        let other_tasks = super::cross::others_in_kept(repo, &b, "HEAD");
+                        let other_tasks = super::cross::others_in_kept(repo, &b, target);
                         report.kept_branches.push(KeptBranch {
+                            note: kept_note(&e, &b, n),
                             branch: b,
                             unmerged_commits: n,
                             task_not_completed: unfinished,
                             unrelated,
                             other_tasks,
+                            target: e.target.as_deref().map(short).map(str::to_owned),
                         });
                     }
                     None if repo.branch_exists(&e.branch)? => {}
@@ -410,9 +644,11 @@ pub fn prune(
     // Records of the kept branches that are gone or merged by now (never of a running
     // spec's: its checks read them).
     let busy = |s: &str| {
-        running.contains(s) || (!held.contains_key(s) && spec_is_running(&repo.project, s))
+        running.contains_key(s) || (!held.contains_key(s) && spec_running(repo, s).is_some())
     };
-    report.forgotten_kept = super::salvage::forget_kept(repo, spec, &busy, "HEAD");
+    let main = main_branch(repo);
+    let target_of = |s: &str, t: &str| merge_target(repo, s, t, main.as_deref());
+    report.forgotten_kept = super::salvage::forget_kept(repo, spec, &busy, &target_of);
     // Notes of merges no branch holds (a running workflow notes its merge once it is on
     // its target branch, so none of its notes is forgotten).
     report.forgotten_merge_notes = super::origin::prune_merge_notes(repo);
@@ -436,7 +672,7 @@ pub fn prune(
             let of = |s: &str| name.starts_with(&format!("{s}-"));
             let canon = p.canonicalize().unwrap_or_else(|_| p.clone());
             if known.contains(&canon)
-                || running.iter().any(|s| of(s))
+                || running.keys().any(|s| of(s))
                 || spec.is_some_and(|s| !of(s))
             {
                 continue;

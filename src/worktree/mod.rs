@@ -45,6 +45,7 @@ use std::process::{Command, Output, Stdio};
 use crate::exec::Cancel;
 use crate::project::Project;
 
+mod alive;
 mod blame;
 mod cross;
 mod disk;
@@ -62,9 +63,33 @@ mod salvage;
 mod shell;
 mod stash;
 pub(crate) mod target;
+mod tied;
 mod tree;
 
 pub use leftovers::{Entry, EntryState, KeptBranch, PruneReport, list, prune, spec_is_running};
+
+/// Who runs a workflow of `spec` anywhere in `repo` (its repository-wide lock, or the
+/// workflow lock of any checkout), as a phrase naming the pid and the lock; `mine` are
+/// lock files the caller holds itself.
+pub fn workflow_runner(repo: &Repo, spec: &str, mine: &[PathBuf]) -> Option<String> {
+    alive::spec_runner(repo, spec, mine)
+}
+
+/// Take the repository-wide lock of `spec` (`<git-common-dir>/qw-workflows/<spec>.lock`)
+/// that a workflow using task worktrees holds, whichever checkout it runs in; `None`
+/// when another process holds it. `note` says where and onto what it runs.
+pub fn hold_workflow_repo(
+    repo: &Repo,
+    spec: &str,
+    note: &str,
+) -> Result<Option<crate::fs::LockedFile>> {
+    alive::try_hold(repo, spec, note)
+}
+
+/// The file of [`hold_workflow_repo`]'s lock.
+pub fn workflow_repo_lock(repo: &Repo, spec: &str) -> PathBuf {
+    alive::repo_lock_file(repo, spec)
+}
 pub use salvage::{SetAside, set_aside_spec_branches};
 pub use shell::quote;
 pub(crate) use shell::{continue_cmd, continue_of};
@@ -1226,8 +1251,18 @@ impl Worktrees {
         on_wait: &dyn Fn(&str),
     ) -> Result<(WorktreeHandle, Vec<String>)> {
         let branch = task_branch(&self.spec, task_id);
-        self.create_worktree(task_id, on_wait)
-            .map_err(|e| self.explain(e, None, &branch))
+        let made = self
+            .create_worktree(task_id, on_wait)
+            .map_err(|e| self.explain(e, None, &branch))?;
+        // The branch is this run's now: made for this target from this checkout.
+        tied::record(
+            &self.repo,
+            &self.spec,
+            task_id,
+            &self.integration,
+            &self.repo.top,
+        );
+        Ok(made)
     }
 
     /// A failure of qw's git step re-told when a signal or something left in the
@@ -1263,6 +1298,13 @@ impl Worktrees {
             .insert(branch.clone());
         let preferred = self.path_of(task_id);
         let top = self.repo.top.clone();
+        // A branch a run onto another target left (the same spec in another checkout):
+        // never resumed here (rev6b G12).
+        if let Some(line) =
+            tied::foreign_target(&self.repo, &self.spec, task_id, &self.integration, &top)
+        {
+            return Err(WorktreeError::Obstructed(line));
+        }
         let mut notes = Vec::new();
         let mut reuse: Option<(PathBuf, PathBuf)> = None;
         for w in self.repo.registered()? {
@@ -1273,6 +1315,10 @@ impl Worktrees {
             let holds_branch = w.branch.as_deref() == Some(branch.as_str());
             if !mine && !holds_branch {
                 continue;
+            }
+            // Another live qw's worktree of this task is never taken over.
+            if let Some(line) = mine.then(|| tied::live_elsewhere(&w, task_id)).flatten() {
+                return Err(WorktreeError::Obstructed(line));
             }
             let (Some(admin), true) = (w.admin.clone(), mine) else {
                 // Our branch, checked out in a worktree qw did not make.
@@ -1458,7 +1504,7 @@ impl Worktrees {
             }
             Err(e) => return vec![format!("left the worktrees of an earlier run alone: {e}")],
         }
-        let entries = match leftovers::list_with(&self.repo, Some(&self.spec), &|_| false) {
+        let entries = match leftovers::list_with(&self.repo, Some(&self.spec), &|_| None) {
             Ok(e) => e,
             Err(e) => {
                 return vec![format!(

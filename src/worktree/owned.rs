@@ -202,6 +202,11 @@ pub(crate) fn left_there_since(repo: &Repo, branch: &str, tip: &str) -> Option<i
     i64::try_from(secs).ok()
 }
 
+/// The tip qw left on `branch`, if recorded and still a commit.
+pub(crate) fn left_tip(repo: &Repo, branch: &str) -> Option<String> {
+    left(repo, branch).ok().flatten()
+}
+
 /// Was `branch` moved off the tip qw left it at, a tip holding commits `target` lacks
 /// (an agent's `git branch -f <branch> main`)? Such a branch is no merged leftover:
 /// [`set_aside_foreign`] puts it back when its task starts.

@@ -267,6 +267,8 @@ pub fn set_aside_spec_branches(repo: &Repo, spec: &str) -> Result<Vec<SetAside>>
         .filter_map(|w| w.branch)
         .collect();
     let mut out = Vec::new();
+    let mut others = false;
+    let main = super::leftovers::main_branch(repo);
     for b in repo.qw_branches()? {
         let Some((s, t)) = parse_branch(&b) else {
             continue;
@@ -277,6 +279,23 @@ pub fn set_aside_spec_branches(repo: &Repo, spec: &str) -> Result<Vec<SetAside>>
         let Some(tip) = repo.commit_of(&format!("refs/heads/{b}"))? else {
             continue;
         };
+        // A branch a run in another checkout of the repository made (the same spec name
+        // there): that run's, not this reset's (rev6b G12).
+        if let Some((target, checkout)) = super::tied::recorded(repo, spec, t)
+            .filter(|(_, c)| !super::tied::same_dir(c, &repo.top))
+        {
+            others = true;
+            out.push(SetAside {
+                line: format!(
+                    "left branch `{b}` as it is: a run of `{spec}` onto `{target}` in the checkout `{}` made it; reset that run there (`qw -C {} workflow-reset {spec}`)",
+                    checkout.display(),
+                    super::quote(&checkout.to_string_lossy())
+                ),
+                branch: b,
+                kept: None,
+            });
+            continue;
+        }
         if held.contains(&b) {
             out.push(SetAside {
                 line: format!(
@@ -289,22 +308,74 @@ pub fn set_aside_spec_branches(repo: &Repo, spec: &str) -> Result<Vec<SetAside>>
             });
             continue;
         }
-        let kept = keep_branch(repo, &b, &tip)?;
+        // Moved off qw's own tip, which holds commits the target lacks (an agent's `git
+        // branch -f <it> main`): that tip is the task's work, set aside with the moved
+        // one's own commits, if any (rev6b G3) — never only the moved tip, whose
+        // deletion would leave the task's work in no ref nor reflog.
+        let target = super::leftovers::merge_target(repo, spec, t, main.as_deref());
+        let unmerged =
+            |c: &str| super::leftovers::unmerged_in(repo, c, target.as_deref()).unwrap_or(1) > 0;
+        let own = super::owned::left_tip(repo, &b).filter(|o| *o != tip && unmerged(o));
+        let mut kept = Vec::new();
+        if let Some(o) = &own {
+            kept.push(keep_branch(repo, &b, o)?);
+        }
+        let tip_adds = match &own {
+            Some(o) => {
+                git(
+                    &repo.top,
+                    &[
+                        "rev-list",
+                        "--count",
+                        &tip,
+                        "--not",
+                        o,
+                        target.as_deref().unwrap_or(o),
+                    ],
+                )?
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(1)
+                    > 0
+            }
+            None => true,
+        };
+        if tip_adds {
+            kept.push(keep_branch(repo, &b, &tip)?);
+        }
         git(
             &repo.top,
             &["update-ref", "-d", &format!("refs/heads/{b}"), &tip],
         )?;
         super::owned::forget(repo, &b);
+        super::tied::forget(repo, spec, t);
+        let names = kept
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(" and ");
+        let moved = match &own {
+            Some(o) => format!(
+                " (it had been moved off qw's tip {}, which holds the task's work: that tip is kept)",
+                &o[..10.min(o.len())]
+            ),
+            None => String::new(),
+        };
+        let first = kept.first().cloned().unwrap_or_default();
         out.push(SetAside {
             line: format!(
-                "set branch `{b}` aside as `{kept}` (the hard reset threw its task away, so a new task {t} starts from the target, not from this work): merge it (`git merge {}`) if you want it, or delete it (`git branch -D {}`)",
-                super::quote(&kept),
-                super::quote(&kept)
+                "set branch `{b}` aside as {names}{moved} (the hard reset threw its task away, so a new task {t} starts from the target, not from this work): merge it (`git merge {}`) if you want it, or delete it (`git branch -D {}`)",
+                super::quote(&first),
+                super::quote(&first)
             ),
             branch: b,
-            kept: Some(kept),
+            kept: Some(first),
         });
     }
+    if others {
+        return Ok(out);
+    }
+    super::tied::forget_spec(repo, spec);
     let records = repo.common_dir.join("qw-left").join(spec);
     if records.is_dir() {
         let _ = std::fs::remove_dir_all(&records);
@@ -336,13 +407,14 @@ fn record_kept(repo: &Repo, name: &str, commit: &str) {
 
 /// Forget the records of kept branches ([`record_kept`]) of `spec` (of every spec when
 /// `None`; never of a spec `skip` names: a running workflow reads them) whose branch is
-/// gone or merged into `target`: nothing is left for them to vouch for. A record whose
-/// branch still holds commits `target` lacks stays. Returns the branches forgotten.
+/// gone or merged into its target (`target(spec, id)`; none: kept): nothing is left for
+/// them to vouch for. A record whose branch still holds commits the target lacks stays.
+/// Returns the branches forgotten.
 pub(crate) fn forget_kept(
     repo: &Repo,
     spec: Option<&str>,
     skip: &dyn Fn(&str) -> bool,
-    target: &str,
+    target: &dyn Fn(&str, &str) -> Option<String>,
 ) -> Vec<String> {
     let root = repo.common_dir.join("qw-kept");
     let Ok(specs) = crate::fs::read_dir(&root) else {
@@ -366,7 +438,10 @@ pub(crate) fn forget_kept(
             }
             let done = match repo.commit_of(&format!("refs/heads/{branch}")) {
                 Ok(None) => true,
-                Ok(Some(tip)) => repo.unmerged_commits(&tip, target).is_ok_and(|n| n == 0),
+                // Merged only into the target branch its run was made for (else the main
+                // worktree's branch): never into a detached HEAD (rev6b G6).
+                Ok(Some(tip)) => target(&name, &id)
+                    .is_some_and(|t| repo.unmerged_commits(&tip, &t).is_ok_and(|n| n == 0)),
                 Err(_) => false,
             };
             if done && crate::fs::remove_file(r.path()).is_ok() {

@@ -49,6 +49,7 @@ mod worktree_fix5t;
 mod worktree_fix6m;
 mod worktree_fix6s;
 mod worktree_fix7b;
+mod worktree_fix7d;
 mod worktree_foreign;
 mod worktree_moves;
 mod worktree_nest4;

@@ -105,6 +105,7 @@ impl Workflow {
 
         crate::fs::create_dir_all(spec.dir())?;
         let _lock = lock_workflow(&self.project, &self.name, cancel)?;
+        let _repo_lock = isolation::hold_repository(plan.as_ref(), &self.name)?;
         // The readers of this run's events: the recorder first, so every other reader
         // finds the event's change on disk. Add a reader here.
         let recorder = Recorder::start(store.clone(), &self.name, agent.name(), spec.tasks_path());
