@@ -106,6 +106,11 @@ pub fn all_printed(text: &str) -> Vec<String> {
 /// Run a printed command through `sh -c` as it is, in the repository's top (pasted into
 /// a shell by the user).
 pub fn follow_in_sh(r: &Repo, command: &str) {
+    // A user reads the line before pasting it. Without this second, a cherry-pick the
+    // command makes can be the very commit it copies (same parent, tree and whole-second
+    // times give the same id), which qw rightly takes as the task's own earlier commit,
+    // not as the user's fix the test is about.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let mut c = std::process::Command::new("sh");
     c.arg("-c").arg(command).current_dir(r.root());
     for (k, v) in r.git_env_pairs() {
