@@ -43,6 +43,7 @@ mod worktree_cross;
 mod worktree_cross4;
 mod worktree_fix5o;
 mod worktree_fix5t;
+mod worktree_fix7e;
 mod worktree_foreign;
 mod worktree_moves;
 mod worktree_nest4;
