@@ -48,6 +48,7 @@ use crate::project::Project;
 mod blame;
 mod cross;
 mod disk;
+mod gained;
 mod leftovers;
 pub(crate) mod lock;
 mod lost;
@@ -1503,6 +1504,9 @@ impl Worktrees {
                 ))));
             }
         }
+        if let Some(result) = &capture.commit {
+            self.refuse_undone(h, &t, result).map_err(commit)?;
+        }
         if let Some(result) = &capture.commit
             && let Some(line) = self.brings_other_tasks(h, result).map_err(commit)?
         {
@@ -1515,6 +1519,41 @@ impl Worktrees {
                 source,
             })?;
         Ok(Integrated { merge, capture })
+    }
+
+    /// A result whose merge would delete or revert what the target gained while the task
+    /// ran (`gained::undone`: a squash onto the target after a sibling merged) is not
+    /// merged: kept on its branch with those paths as the target has them, and named.
+    fn refuse_undone(&self, h: &WorktreeHandle, t: &tree::Tree<'_>, result: &str) -> Result<()> {
+        let target = self.target();
+        let undone = gained::undone(&self.repo, t, result, &target, &self.repo.spec_rel(&self.spec))?;
+        if undone.is_empty() {
+            return Ok(());
+        }
+        let paths: Vec<String> = undone.iter().map(|u| u.path.clone()).collect();
+        let put_back = gained::put_back(
+            &self.repo,
+            t,
+            &paths,
+            result,
+            &target,
+            &format!(
+                "qw({}): task {} — put back {}, which its result took from `{}` though they came there while it ran",
+                self.spec,
+                h.task_id,
+                paths.join(", "),
+                self.integration
+            ),
+        )
+        .ok();
+        Err(WorktreeError::Crossed(gained::undone_line(
+            t,
+            &undone,
+            result,
+            put_back.as_deref(),
+            &self.integration,
+            &self.spec,
+        )))
     }
 
     /// Merge a task's branch into the integration branch with `git merge --no-ff`

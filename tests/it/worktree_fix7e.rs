@@ -130,3 +130,84 @@ fn worktree_fix7e_g14_check_removed_in_the_shared_tree_and_the_users_own_change(
     assert_eq!(code(&out), 0, "{}", diag(&out));
     r.assert_no_process();
 }
+
+/// Shell: wait (at most about 90 s) until `main` holds `file` (another task merged).
+fn wait_for_on_main(file: &str) -> String {
+    format!(
+        "n=0; until git -C \"$MAIN\" cat-file -e main:{file} 2>/dev/null || [ $n -ge 1800 ]; do sleep 0.05; n=$((n+1)); done\n"
+    )
+}
+
+/// G5's end: task 2 refused naming what it would undo, nothing of task 1's gone from
+/// `main`; the continue merges task 2 with task 1's work kept.
+fn assert_undo_refused_then_merged(r: &Repo, out: &std::process::Output, paths: &[&str]) {
+    let all = format!("{}{}", stdout(out), stderr(out));
+    assert_eq!(code(out), 1, "{}", diag(out));
+    assert!(
+        all.contains("task 2's result would undo what `main` gained while it ran"),
+        "{all}"
+    );
+    for p in paths {
+        assert!(all.contains(&format!("`{p}`")), "{p} not named: {all}");
+    }
+    assert!(all.contains("qw(demo): merge task 1"), "{all}");
+    let task1 = r.read("f1.txt");
+    let out = cont(r, &["--parallel", "2"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_eq!(r.read("f1.txt"), task1);
+    r.assert_all_merged(&["f1.txt", "pkg1/__init__.py", "pkg1/mod.py", "f2.txt"]);
+    assert_eq!(
+        r.git(&["show", "main:shared.txt"]).trim(),
+        "one",
+        "task 1's change of shared.txt kept"
+    );
+}
+
+fn g5_repo(squash: &str) -> Repo {
+    let r = Repo::new(&crate::support::moves::tasks(2));
+    r.action(
+        "1",
+        "mkdir pkg1\n: > pkg1/__init__.py\necho x=1 > pkg1/mod.py\necho 1 > f1.txt\necho one > shared.txt\ngit add -A\ngit commit -qm pkg1\n",
+    );
+    r.action(
+        "2",
+        &once(
+            &r,
+            "2",
+            &format!(
+                ": > i2.py\necho 2 > f2.txt\ngit add -A\ngit commit -qm f2\n{}{squash}",
+                wait_for_on_main("f1.txt")
+            ),
+        ),
+    );
+    r
+}
+
+#[test]
+fn worktree_fix7e_g5_soft_reset_squash_onto_main_after_a_sibling_merged_is_refused() {
+    let r = g5_repo("git reset -q --soft main\ngit commit -qm 'squash onto main'\n");
+    let out = r.auto(&["--parallel", "2"]);
+    assert_undo_refused_then_merged(
+        &r,
+        &out,
+        &["pkg1/__init__.py", "pkg1/mod.py", "shared.txt"],
+    );
+}
+
+#[test]
+fn worktree_fix7e_g5_mixed_reset_squash_is_refused_the_same_way() {
+    let r = g5_repo("git reset -q main\ngit add -A\ngit commit -qm 'squash onto main'\n");
+    let out = r.auto(&["--parallel", "2"]);
+    assert_undo_refused_then_merged(&r, &out, &["pkg1/mod.py", "shared.txt"]);
+}
+
+#[test]
+fn worktree_fix7e_g5_merge_of_main_then_a_revert_of_the_siblings_files_is_refused() {
+    // Not a squash: the agent merges `main`, then takes back task 1's change of
+    // shared.txt and deletes its pkg1/ (its history holds task 1's merge).
+    let r = g5_repo(
+        "git merge -q --no-edit main\ngit checkout HEAD~1 -- shared.txt\ngit rm -rq pkg1\ngit commit -qm 'undo'\n",
+    );
+    let out = r.auto(&["--parallel", "2"]);
+    assert_undo_refused_then_merged(&r, &out, &["pkg1/mod.py", "shared.txt"]);
+}
