@@ -870,6 +870,9 @@ pub struct Worktrees {
     /// Where qw last saw the integration branch (when the run started, after each of
     /// its merges, after a move the main worktree followed): see [`Worktrees::check_target`].
     tip: std::sync::Mutex<Option<String>>,
+    /// The first refusal of a move of the target in this run (see
+    /// [`Worktrees::check_target`]): every later check gives it again.
+    refused: std::sync::Mutex<Option<target::Moved>>,
     /// The task branches this run gave out: commits on them reach the target only by
     /// qw's merge (see [`Worktrees::check_target`]).
     given: std::sync::Mutex<BTreeSet<String>>,
@@ -907,6 +910,7 @@ impl Worktrees {
             integration: integration.to_owned(),
             cancel: None,
             tip: std::sync::Mutex::new(tip),
+            refused: std::sync::Mutex::new(None),
             given: std::sync::Mutex::new(BTreeSet::new()),
             by_hand: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             stash_watch: stash::Watch::default(),
@@ -1596,8 +1600,13 @@ impl Worktrees {
             tries += 1;
             // Another git (an editor's, the user's) holds the main index for a moment:
             // nothing was changed, so try again a few times before giving up.
+            // (`could not write index`: the user's commit took the lock after git's
+            // first look, rev6b G7.)
+            let said = String::from_utf8_lossy(&out.stderr);
             let busy = !out.status.success()
-                && String::from_utf8_lossy(&out.stderr).contains("index.lock")
+                && (said.contains("index.lock")
+                    || said.contains("could not write index")
+                    || said.contains("Unable to write index"))
                 && self.repo.main_in_progress().is_none();
             if !busy || tries >= 40 || self.cancel.as_ref().is_some_and(|c| c.pending().is_some()) {
                 break out;

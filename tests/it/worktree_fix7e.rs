@@ -211,3 +211,88 @@ fn worktree_fix7e_g5_merge_of_main_then_a_revert_of_the_siblings_files_is_refuse
     let out = r.auto(&["--parallel", "2"]);
     assert_undo_refused_then_merged(&r, &out, &["pkg1/mod.py", "shared.txt"]);
 }
+
+#[test]
+fn worktree_fix7e_g15_users_commit_then_a_staged_edit_of_the_same_file_is_staged_work_not_a_move() {
+    // The user commits notes.txt in the main worktree mid-run and stages a further
+    // edit of it: not "moved, not by qw"; the staged-changes line, and following it
+    // (unstage) then continuing merges every task on top of the user's commit.
+    let r = Repo::new(&crate::support::moves::tasks(3));
+    r.f.p.write("notes.txt", "n\n");
+    r.git(&["add", "notes.txt"]);
+    r.git(&["commit", "-qm", "notes"]);
+    r.action(
+        "1",
+        &format!(
+            "echo 1 > f1.txt\n{}",
+            once(
+                &r,
+                "1",
+                "cd \"$MAIN\"\necho a >> notes.txt\ngit commit -qam 'my notes'\necho b >> notes.txt\ngit add notes.txt\n"
+            )
+        ),
+    );
+    r.action("2", &format!("{}echo 2 > f2.txt\n", wait_for_file_in_main_log()));
+    r.action("3", "echo 3 > f3.txt\n");
+    let out = r.auto(&["--parallel", "2", "--isolate", "worktree"]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!all.contains("not by qw"), "{all}");
+    assert!(all.contains("has staged changes (notes.txt)"), "{all}");
+    assert!(all.contains("a run then needs `--allow-dirty`"), "{all}");
+    let unstage = crate::support::moves::printed(&all, "git restore --staged");
+    crate::support::moves::follow(&r, &unstage);
+    let out = cont(&r, &["--parallel", "2", "--allow-dirty"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(r.git(&["log", "--format=%s", "main"]).contains("my notes"));
+    assert_eq!(r.git(&["show", "main:notes.txt"]), "n\na\n");
+    assert_eq!(r.read("notes.txt"), "n\na\nb\n", "the user's edit is kept");
+    for f in ["f1.txt", "f2.txt", "f3.txt"] {
+        assert!(on_main(&r, f), "{f}");
+    }
+    r.assert_no_process();
+}
+
+/// Shell: wait (at most about 90 s) until the main worktree's HEAD log has "my notes".
+fn wait_for_file_in_main_log() -> String {
+    "n=0; until git -C \"$MAIN\" log -1 --format=%s main | grep -q 'my notes' || [ $n -ge 1800 ]; do sleep 0.05; n=$((n+1)); done\n".to_owned()
+}
+
+#[test]
+fn worktree_fix7e_g7_nothing_is_merged_after_a_refusal_and_the_end_says_it_no_longer_stands() {
+    // Task 1's agent moves `main` onto an unrelated commit (refused), task 2's agent
+    // puts it back. The run merges nothing after the refusal (its printed put-back
+    // would otherwise be stale), and its end says the refusal no longer stands; the
+    // continue merges everything.
+    let r = Repo::new(&crate::support::moves::tasks(3));
+    let was = r.git(&["rev-parse", "main"]).trim().to_owned();
+    let record = r.root().join(".git/qw-refused-moves/demo");
+    r.action(
+        "1",
+        &once(
+            &r,
+            "1",
+            "echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1\ngit update-ref refs/heads/main HEAD\ntouch \"$ACTIONS/../moved\"\n",
+        ),
+    );
+    r.action(
+        "2",
+        &once(
+            &r,
+            "2",
+            &format!(
+                "n=0; until [ -e {rec} ] || [ $n -ge 1800 ]; do sleep 0.05; n=$((n+1)); done\ngit update-ref refs/heads/main {was}\necho 2 > f2.txt\n",
+                rec = record.display()
+            ),
+        ),
+    );
+    r.action("3", "echo 3 > f3.txt\n");
+    let out = r.auto(&["--parallel", "2"]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(code(&out), 1, "{all}");
+    assert!(all.contains("not by qw"), "{all}");
+    assert!(all.contains("no longer stands"), "{all}");
+    assert!(!on_main(&r, "f2.txt") && !on_main(&r, "f3.txt"), "merged after a refusal: {all}");
+    let out = cont(&r, &["--parallel", "2"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt"]);
+}
