@@ -31,7 +31,16 @@ pub(crate) struct Undone {
 fn raw_diff(repo: &Repo, a: &str, b: &str) -> Result<BTreeMap<String, (String, String, char)>> {
     let text = git(
         &repo.top,
-        &["diff", "--raw", "-z", "--no-renames", "--no-abbrev", a, b, "--"],
+        &[
+            "diff",
+            "--raw",
+            "-z",
+            "--no-renames",
+            "--no-abbrev",
+            a,
+            b,
+            "--",
+        ],
     )?;
     let mut out = BTreeMap::new();
     let mut fields = text.split('\0');
@@ -94,7 +103,13 @@ pub(crate) fn undone(
     // What the merge would make (a conflict is the merge step's to tell).
     let out = git_output(
         &repo.top,
-        ["merge-tree", "--write-tree", "--no-messages", &target_tip, result],
+        [
+            "merge-tree",
+            "--write-tree",
+            "--no-messages",
+            &target_tip,
+            result,
+        ],
         &[],
     )?;
     if !out.status.success() {
@@ -166,8 +181,7 @@ pub(crate) fn undone_line(
                 } else {
                     "put back as it was when the task started"
                 },
-                u.by
-                    .as_deref()
+                u.by.as_deref()
                     .map(|s| format!(", changed on `{target}` by \"{s}\""))
                     .unwrap_or_default()
             )

@@ -50,6 +50,7 @@ mod cross;
 mod disk;
 mod gained;
 mod leftovers;
+mod local;
 pub(crate) mod lock;
 mod lost;
 mod nested;
@@ -1284,6 +1285,14 @@ impl Worktrees {
             prefix => path.join(prefix),
         };
         self.link_spec(&workdir)?;
+        // The user's ignored Claude Code files (settings, commands, CLAUDE.local.md,
+        // .env): linked as they are in the main tree (see `local`).
+        if let Err(e) = local::link_into(&self.repo, &workdir) {
+            tracing::warn!(
+                "could not link the project's ignored Claude Code files into `{}`: {e}",
+                workdir.display()
+            );
+        }
         tree::hide_spec_files(
             &tree::Tree::new(&path, &admin, &branch),
             &self.repo.spec_rel(&self.spec),
@@ -1530,7 +1539,13 @@ impl Worktrees {
     /// merged: kept on its branch with those paths as the target has them, and named.
     fn refuse_undone(&self, h: &WorktreeHandle, t: &tree::Tree<'_>, result: &str) -> Result<()> {
         let target = self.target();
-        let undone = gained::undone(&self.repo, t, result, &target, &self.repo.spec_rel(&self.spec))?;
+        let undone = gained::undone(
+            &self.repo,
+            t,
+            result,
+            &target,
+            &self.repo.spec_rel(&self.spec),
+        )?;
         if undone.is_empty() {
             return Ok(());
         }
