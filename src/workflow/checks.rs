@@ -175,7 +175,7 @@ fn write(path: &Path, record: &Record) -> Result<(), WorkflowError> {
 }
 
 fn remove(path: &Path) {
-    match std::fs::remove_file(path) {
+    match crate::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => tracing::warn!("could not remove `{}`: {e}", path.display()),
