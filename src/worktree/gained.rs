@@ -27,15 +27,29 @@ pub(crate) struct Undone {
     pub(crate) by: Option<String>,
 }
 
-/// `path → (old blob, new blob, status letter)` of `git diff --raw -z --no-renames a b`.
-fn raw_diff(repo: &Repo, a: &str, b: &str) -> Result<BTreeMap<String, (String, String, char)>> {
+/// The empty file's blob: a path deleted while an empty file is added elsewhere is no
+/// rename (`__init__.py`).
+const EMPTY_BLOB: &str = "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391";
+
+/// `path → (old blob, new blob, status letter)` of `git diff --raw -z a b`; with
+/// `renames`, a path renamed (not an empty file) is keyed by its old path with `R`.
+fn raw_diff(
+    repo: &Repo,
+    a: &str,
+    b: &str,
+    renames: bool,
+) -> Result<BTreeMap<String, (String, String, char)>> {
     let text = git(
         &repo.top,
         &[
             "diff",
             "--raw",
             "-z",
-            "--no-renames",
+            if renames {
+                "--find-renames"
+            } else {
+                "--no-renames"
+            },
             "--no-abbrev",
             a,
             b,
@@ -46,6 +60,23 @@ fn raw_diff(repo: &Repo, a: &str, b: &str) -> Result<BTreeMap<String, (String, S
     let mut fields = text.split('\0');
     while let Some(meta) = fields.next() {
         let Some(path) = fields.next() else { break };
+        if meta.ends_with(|c: char| c.is_ascii_digit())
+            && (meta.contains(" R") || meta.contains(" C"))
+        {
+            // `R<score>`/`C<score>`: the new path follows.
+            let _new = fields.next();
+            let words: Vec<&str> = meta.trim_start_matches(':').split(' ').collect();
+            if let [_, _, old, new, status] = words.as_slice() {
+                let letter = if *old == EMPTY_BLOB { 'D' } else { 'R' };
+                if status.starts_with('R') {
+                    out.insert(
+                        path.to_owned(),
+                        ((*old).to_owned(), (*new).to_owned(), letter),
+                    );
+                }
+            }
+            continue;
+        }
         // `:<mode> <mode> <old> <new> <status>`
         let words: Vec<&str> = meta.trim_start_matches(':').split(' ').collect();
         if let [_, _, old, new, status] = words.as_slice() {
@@ -89,7 +120,7 @@ pub(crate) fn undone(
     if !out.status.success() || base.is_empty() || base == target_tip {
         return Ok(Vec::new());
     }
-    let gained = raw_diff(repo, &base, &target_tip)?;
+    let gained = raw_diff(repo, &base, &target_tip, false)?;
     let spec_dir = format!("{spec_rel}/");
     let gained: BTreeMap<String, (String, String, char)> = gained
         .into_iter()
@@ -124,12 +155,16 @@ pub(crate) fn undone(
     if merged.is_empty() {
         return Ok(Vec::new());
     }
-    let brought = raw_diff(repo, &target_tip, &merged)?;
+    let brought = raw_diff(repo, &target_tip, &merged, true)?;
     let mut undone = Vec::new();
     for (path, (_, new, status)) in &brought {
         let Some((was, _, _)) = gained.get(path) else {
             continue;
         };
+        // Moved by a rename (a directory renamed, git's rename detection): not undone.
+        if *status == 'R' {
+            continue;
+        }
         let deleted = *status == 'D';
         let reverted = !deleted && new == was && !was.bytes().all(|b| b == b'0');
         if deleted || reverted {
