@@ -311,9 +311,12 @@ fn prune_dir(base: &Path, rel: &Path, keep: usize, now: SystemTime) -> io::Resul
     let mut foreign = Vec::new();
     for entry in dir.entries()? {
         let name = entry.name.to_string_lossy().into_owned();
-        // qw's own lock files: `.<spec>.workflow.lock` and `.state-restore.lock`.
+        // qw's own files beside the run folders: `.<spec>.workflow.lock`,
+        // `.state-restore.lock` and a run's record of its checks, `.<spec>.checks.json`.
         let lock = name.starts_with('.')
-            && (name.ends_with(".workflow.lock") || name == ".state-restore.lock");
+            && (name.ends_with(".workflow.lock")
+                || name.ends_with(".checks.json")
+                || name == ".state-restore.lock");
         if is_run_folder_name(&name) && entry.file_type.is_dir() {
             runs.push(entry.name);
         } else if !(lock && entry.file_type.is_file()) {
@@ -393,6 +396,7 @@ mod tests {
         crate::fs::create_dir_all(runs.join("alpha")).unwrap();
         crate::fs::write(runs.join(".demo.workflow.lock"), "").unwrap();
         crate::fs::write(runs.join(".state-restore.lock"), "").unwrap();
+        crate::fs::write(runs.join(".demo.checks.json"), "{}").unwrap();
         let rel = Path::new("runs");
         // Everything was just written, so it is all busy now.
         assert!(
@@ -428,7 +432,7 @@ mod tests {
         std::os::unix::fs::symlink(&runs, project.runs_dir()).unwrap();
         let e = create(&project, "demo", "design-a1").unwrap_err();
         assert!(e.to_string().contains("symbolic link"), "{e}");
-        assert_eq!(crate::fs::read_dir(&runs).unwrap().count(), 5);
+        assert_eq!(crate::fs::read_dir(&runs).unwrap().count(), 6);
     }
 
     #[test]

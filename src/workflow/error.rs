@@ -42,6 +42,22 @@ pub(crate) enum WorkflowError {
         /// Why it is refused.
         reason: String,
     },
+    /// A task's `_Verify:_` in tasks.md is not the one a run recorded: changed while a run
+    /// went on (by an agent, through the spec link or the main tree's path).
+    #[error(
+        "`{}`: {changes}, changed {when}; qw runs only the checks you wrote: put them back (`git diff -- {}` shows the change if tasks.md is tracked), or, if the change is yours, delete `{}`",
+        tasks.display(), tasks.display(), record.display()
+    )]
+    ChecksChanged {
+        /// The tasks.md file.
+        tasks: PathBuf,
+        /// `task 1's _Verify:_ `a` → `b`, …`.
+        changes: String,
+        /// When it was changed.
+        when: &'static str,
+        /// The record to delete to take the change.
+        record: PathBuf,
+    },
     /// The settings file cannot be read or holds a bad value.
     #[error(transparent)]
     Settings(#[from] crate::settings::SettingsError),
@@ -102,6 +118,7 @@ impl UserError for WorkflowError {
             | WorkflowError::NoAgentCmd
             | WorkflowError::NoParallelism
             | WorkflowError::Verify { .. }
+            | WorkflowError::ChecksChanged { .. }
             | WorkflowError::Isolation(_) => exit::USAGE,
             WorkflowError::Tasks(e) => match e {
                 // Not a regular file, too big: bad input, not a broken disk.

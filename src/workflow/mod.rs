@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod budget;
+mod checks;
 mod dev;
 mod error;
 pub(crate) mod events;

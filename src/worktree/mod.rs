@@ -49,7 +49,9 @@ mod alive;
 mod blame;
 mod cross;
 mod disk;
+mod gained;
 mod leftovers;
+mod local;
 pub(crate) mod lock;
 mod lost;
 mod nested;
@@ -962,6 +964,9 @@ pub struct Worktrees {
     /// Where qw last saw the integration branch (when the run started, after each of
     /// its merges, after a move the main worktree followed): see [`Worktrees::check_target`].
     tip: std::sync::Mutex<Option<String>>,
+    /// The first refusal of a move of the target in this run (see
+    /// [`Worktrees::check_target`]): every later check gives it again.
+    refused: std::sync::Mutex<Option<target::Moved>>,
     /// The task branches this run gave out: commits on them reach the target only by
     /// qw's merge (see [`Worktrees::check_target`]).
     given: std::sync::Mutex<BTreeSet<String>>,
@@ -1002,6 +1007,7 @@ impl Worktrees {
             integration: integration.to_owned(),
             cancel: None,
             tip: std::sync::Mutex::new(tip),
+            refused: std::sync::Mutex::new(None),
             given: std::sync::Mutex::new(BTreeSet::new()),
             by_hand: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             stash_watch: stash::Watch::default(),
@@ -1447,6 +1453,14 @@ impl Worktrees {
             prefix => path.join(prefix),
         };
         self.link_spec(&workdir)?;
+        // The user's ignored Claude Code files (settings, commands, CLAUDE.local.md,
+        // .env): linked as they are in the main tree (see `local`).
+        if let Err(e) = local::link_into(&self.repo, &workdir) {
+            tracing::warn!(
+                "could not link the project's ignored Claude Code files into `{}`: {e}",
+                workdir.display()
+            );
+        }
         tree::hide_spec_files(
             &tree::Tree::new(&path, &admin, &branch),
             &self.repo.spec_rel(&self.spec),
@@ -1673,6 +1687,9 @@ impl Worktrees {
                 ))));
             }
         }
+        if let Some(result) = &capture.commit {
+            self.refuse_undone(h, &t, result).map_err(commit)?;
+        }
         if let Some(result) = &capture.commit
             && let Some(line) = self.brings_other_tasks(h, result).map_err(commit)?
         {
@@ -1724,6 +1741,47 @@ impl Worktrees {
         Ok(Integrated { merge, capture })
     }
 
+    /// A result whose merge would delete or revert what the target gained while the task
+    /// ran (`gained::undone`: a squash onto the target after a sibling merged) is not
+    /// merged: kept on its branch with those paths as the target has them, and named.
+    fn refuse_undone(&self, h: &WorktreeHandle, t: &tree::Tree<'_>, result: &str) -> Result<()> {
+        let target = self.target();
+        let undone = gained::undone(
+            &self.repo,
+            t,
+            result,
+            &target,
+            &self.repo.spec_rel(&self.spec),
+        )?;
+        if undone.is_empty() {
+            return Ok(());
+        }
+        let paths: Vec<String> = undone.iter().map(|u| u.path.clone()).collect();
+        let put_back = gained::put_back(
+            &self.repo,
+            t,
+            &paths,
+            result,
+            &target,
+            &format!(
+                "qw({}): task {} — put back {}, which its result took from `{}` though they came there while it ran",
+                self.spec,
+                h.task_id,
+                paths.join(", "),
+                self.integration
+            ),
+        )
+        .ok();
+        Err(WorktreeError::Crossed(gained::undone_line(
+            t,
+            &undone,
+            result,
+            put_back.as_deref(),
+            &self.integration,
+            &self.spec,
+        )))
+    }
+
     /// Merge a task's branch into the integration branch with `git merge --no-ff`
     /// (the repository lock is held).
     fn merge_into_integration(&self, h: &WorktreeHandle, message: &str) -> Result<MergeOutcome> {
@@ -1764,8 +1822,13 @@ impl Worktrees {
             tries += 1;
             // Another git (an editor's, the user's) holds the main index for a moment:
             // nothing was changed, so try again a few times before giving up.
+            // (`could not write index`: the user's commit took the lock after git's
+            // first look, rev6b G7.)
+            let said = String::from_utf8_lossy(&out.stderr);
             let busy = !out.status.success()
-                && String::from_utf8_lossy(&out.stderr).contains("index.lock")
+                && (said.contains("index.lock")
+                    || said.contains("could not write index")
+                    || said.contains("Unable to write index"))
                 && self.repo.main_in_progress().is_none();
             if !busy || tries >= 40 || self.cancel.as_ref().is_some_and(|c| c.pending().is_some()) {
                 break out;

@@ -213,7 +213,7 @@ impl Repo {
                 .join(" ")
         };
         format!(
-            "the main worktree `{}` has staged changes ({}{more}); {what}: git merges only while the index matches the last commit, and qw never changes your index — commit them (`git commit`), stash them (`git stash`) or unstage them (`git restore --staged -- {names}`)",
+            "the main worktree `{}` has staged changes ({}{more}); {what}: git merges only while the index matches the last commit, and qw never changes your index — commit them (`git commit`), stash them (`git stash`) or unstage them (`git restore --staged -- {names}`; the files stay changed, so a run then needs `--allow-dirty`)",
             self.top.display(),
             shown.join(", ")
         )
@@ -501,6 +501,63 @@ impl Worktrees {
     /// back; nothing is touched. A check that passes clears the spec's record of a
     /// refused move.
     pub(crate) fn check_target(&self) -> Result<Option<Moved>> {
+        // Once refused, refused for the rest of the run: nothing more is merged, so the
+        // put-back printed with the refusal still holds when the run ends
+        // ([`Self::check_at_end`] checks afresh and says which way it went).
+        if let Some(m) = self.refused_in_run() {
+            return Ok(Some(m));
+        }
+        let moved = self.check_target_now()?;
+        if let Some(m) = &moved {
+            *self
+                .refused
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(m.clone());
+        }
+        Ok(moved)
+    }
+
+    fn refused_in_run(&self) -> Option<Moved> {
+        self.refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether every step from `was` to `now` is an entry of the main worktree's HEAD
+    /// reflog made by a git command that moves the index with the branch (`commit`,
+    /// `merge`, `pull`, `cherry-pick`, `revert`) since the run began: the user's own
+    /// commits there. Read after the branch (git appends the log entry before it moves
+    /// the ref), so a commit being made — its ref moved, its index not yet written — or
+    /// the user's next one, already staged or committed, is still the user's; the index
+    /// is not read twice against a branch that moves in between (rev6b G7, G15).
+    fn made_in_main(&self, was: &str, now: &str) -> bool {
+        let log = super::tree::head_log(&self.repo.git_dir);
+        let from = self.started.main_log.min(log.len());
+        let log = &log[from..];
+        let Some(end) = log.iter().rposition(|l| l.to == now) else {
+            return false;
+        };
+        let mut at = now;
+        for l in log[..=end].iter().rev() {
+            if l.to != at {
+                return false;
+            }
+            let porcelain = ["commit", "merge ", "pull", "cherry-pick", "revert"]
+                .iter()
+                .any(|p| l.message.starts_with(p));
+            if !porcelain {
+                return false;
+            }
+            if l.from == was {
+                return true;
+            }
+            at = &l.from;
+        }
+        false
+    }
+
+    fn check_target_now(&self) -> Result<Option<Moved>> {
         let b = &self.integration;
         let now = self.repo.commit_of(&format!("refs/heads/{b}"))?;
         let Some(was) = self.tip() else {
@@ -528,7 +585,8 @@ impl Worktrees {
         }
         let keeps = self.repo.is_ancestor(&was, &now)?;
         let changed = self.repo.changed_paths(&was, &now)?;
-        let follows = self.repo.differs_from(&now, true)?.is_disjoint(&changed);
+        let follows = self.repo.differs_from(&now, true)?.is_disjoint(&changed)
+            || (keeps && self.made_in_main(&was, &now));
         let task = if keeps && follows {
             self.brings_task_commits(&was, &now)?
         } else {
@@ -1327,14 +1385,26 @@ impl Worktrees {
         let _g = self
             .lock("checking the target branch at the end of the run", on_wait)
             .ok()?;
-        match self.check_target() {
+        // Afresh: a refusal given earlier in the run is told again as it is now (its
+        // put-back worked out again), or said to be over.
+        let earlier = self.refused_in_run();
+        match self.check_target_now() {
             Ok(Some(m)) => {
                 self.record_refusal(&m);
                 Some(m.line(
                     &self.spec,
-                    "qw noticed it when the run ended and merges nothing into it until it is put back",
+                    if earlier.is_some() {
+                        "qw refused it earlier in the run, merged nothing into it since, and merges nothing into it until it is put back (this line's commands are the ones to run, worked out when the run ended)"
+                    } else {
+                        "qw noticed it when the run ended and merges nothing into it until it is put back"
+                    },
                 ))
             }
+            Ok(None) if earlier.is_some() => Some(format!(
+                "the move of the target branch `{}` refused earlier in this run no longer stands (it is where qw left it, or moved as the main worktree's own commits move it): nothing to put back, skip the commands printed with that refusal; run `{}` for the tasks it stopped",
+                self.integration,
+                super::shell::continue_cmd(&self.spec)
+            )),
             Ok(None) => None,
             Err(e) => Some(format!(
                 "could not check the target branch `{}` at the end of the run: {e}",

@@ -50,6 +50,7 @@ mod worktree_fix6m;
 mod worktree_fix6s;
 mod worktree_fix7b;
 mod worktree_fix7d;
+mod worktree_fix7e;
 mod worktree_foreign;
 mod worktree_moves;
 mod worktree_nest4;

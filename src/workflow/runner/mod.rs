@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use self::context::Run;
-pub(crate) use self::phases::load_tasks;
+pub(crate) use self::phases::{load_tasks, load_tasks_at};
 use self::stop::Stop;
 use super::budget::Budget;
 use super::events::{Ending, EventKind, Summary};
@@ -106,6 +106,8 @@ impl Workflow {
         crate::fs::create_dir_all(spec.dir())?;
         let _lock = lock_workflow(&self.project, &self.name, cancel)?;
         let _repo_lock = isolation::hold_repository(plan.as_ref(), &self.name)?;
+        // The checks are the user's: none changed while an earlier run went on.
+        super::checks::at_start(&self.project, &self.name, &spec.tasks_path())?;
         // The readers of this run's events: the recorder first, so every other reader
         // finds the event's change on disk. Add a reader here.
         let recorder = Recorder::start(store.clone(), &self.name, agent.name(), spec.tasks_path());
@@ -207,6 +209,7 @@ impl Workflow {
         };
         let summary = phases::drive(&run, Instant::now());
         run.space.finish(&events);
+        super::checks::close(&self.project, &self.name, &run.spec.tasks_path(), &events);
         progress.finish();
         let keep = agent::runs::keep_from_settings(&self.settings);
         if let Err(e) = agent::runs::prune(&self.project, keep) {

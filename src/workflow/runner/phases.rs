@@ -54,6 +54,7 @@ pub(crate) fn drive(run: &Run<'_>, started: Instant) -> Result<Summary, Workflow
                 ));
             }
             Ok(tasks) => {
+                crate::workflow::checks::open(run.project, run.name, &tasks)?;
                 crate::workflow::dev::backup_before_phase(
                     &run.store,
                     run.dev.auto_backup(),
@@ -225,7 +226,12 @@ fn document_phase(run: &Run<'_>, aphase: AgentPhase) -> Result<Option<AgentRun>,
 
 /// Parse and validate the spec's tasks.md, including every `_Verify:_` command.
 pub(crate) fn load_tasks(spec: &Spec) -> Result<TaskList, WorkflowError> {
-    let path = spec.tasks_path();
+    load_tasks_at(&spec.tasks_path())
+}
+
+/// [`load_tasks`] of the tasks.md at `path`.
+pub(crate) fn load_tasks_at(path: &std::path::Path) -> Result<TaskList, WorkflowError> {
+    let path = path.to_path_buf();
     let text = crate::spec::tasks::read_text(&path)?;
     let list = TaskList::parse(&text).map_err(|e| e.in_file(&path))?;
     for t in list.tasks() {
