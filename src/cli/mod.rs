@@ -391,7 +391,12 @@ fn committed_claude_link(project: &Project) -> Option<std::path::PathBuf> {
         .arg("-C")
         .arg(project.root())
         // Runs no hook; no fsmonitor either, whatever a planted config names.
-        .args(["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null"])
+        .args([
+            "-c",
+            "core.fsmonitor=false",
+            "-c",
+            "core.hooksPath=/dev/null",
+        ])
         .args(["ls-files", "--stage", "-z", "--", ".claude"])
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
