@@ -51,7 +51,6 @@ mod cross;
 mod disk;
 mod gained;
 mod leftovers;
-mod local;
 pub(crate) mod lock;
 mod lost;
 mod nested;
@@ -1453,14 +1452,6 @@ impl Worktrees {
             prefix => path.join(prefix),
         };
         self.link_spec(&workdir)?;
-        // The user's ignored Claude Code files (settings, commands, CLAUDE.local.md,
-        // .env): linked as they are in the main tree (see `local`).
-        if let Err(e) = local::link_into(&self.repo, &workdir) {
-            tracing::warn!(
-                "could not link the project's ignored Claude Code files into `{}`: {e}",
-                workdir.display()
-            );
-        }
         tree::hide_spec_files(
             &tree::Tree::new(&path, &admin, &branch),
             &self.repo.spec_rel(&self.spec),

@@ -839,21 +839,7 @@ pub(crate) fn ignored_outside_project(t: &Tree<'_>, qw_ignores: &[String]) -> Re
         return Ok(Vec::new());
     }
     let saved = list(&["--exclude-standard"])?;
-    Ok(project
-        .difference(&saved)
-        .filter(|p| !linked_by_qw(t.path, p))
-        .cloned()
-        .collect())
-}
-
-/// Is `rel` one of the user's Claude files qw linked into the worktree
-/// ([`super::local::LINKED`]): an absolute link to a file of that name? Removing it
-/// deletes a link, never the user's file.
-fn linked_by_qw(root: &Path, rel: &str) -> bool {
-    let Some(name) = super::local::LINKED.iter().find(|n| rel.ends_with(*n)) else {
-        return false;
-    };
-    std::fs::read_link(root.join(rel)).is_ok_and(|to| to.is_absolute() && to.ends_with(name))
+    Ok(project.difference(&saved).cloned().collect())
 }
 
 /// The line that keeps a worktree holding [`ignored_outside_project`] files, naming them

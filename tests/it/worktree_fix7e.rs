@@ -1,4 +1,4 @@
-//! Review rev6b G14, G5, G7/G15, G19: an agent's edit of a task's `_Verify:_` (its own or
+//! Review rev6b G14, G5, G7/G15: an agent's edit of a task's `_Verify:_` (its own or
 //! a sibling's, through the spec link or the main tree's path) is never the check a later
 //! run uses; a squash onto the target that would delete what a sibling merged is refused
 //! naming the paths; the user's own commits in the main worktree mid-run are the user's;
@@ -297,78 +297,4 @@ fn worktree_fix7e_g7_nothing_is_merged_after_a_refusal_and_the_end_says_it_no_lo
     let out = cont(&r, &["--parallel", "2"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
     r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt"]);
-}
-
-/// G19: a repository whose `layout` ignores `.claude/` (whole or all but the specs),
-/// with the user's Claude Code files and `.env` ignored: each task's worktree has them,
-/// as the main tree does; a `.env.local` git would stage (not ignored) is not linked,
-/// and none of them reaches `main`.
-fn assert_ignored_claude_files_are_in_each_worktree(layout: crate::worktree::Layout) {
-    use crate::worktree::Root;
-    let r = Repo::build(&crate::support::moves::tasks(2), layout, Root::Aux);
-    r.f.p.write(
-        ".claude/settings.json",
-        "{\"permissions\":{\"allow\":[\"Bash(npm test)\"]}}",
-    );
-    r.f.p.write(".claude/commands/x.md", "# mine\n");
-    r.f.p.write("CLAUDE.local.md", "local notes\n");
-    r.f.p.write(".env", "DB=x\n");
-    r.f.p.write(".env.local", "NOT=ignored\n");
-    let mut ignore = r.read(".gitignore");
-    ignore.push_str("CLAUDE.local.md\n.env\n");
-    r.f.p.write(".gitignore", &ignore);
-    r.git(&["add", ".gitignore"]);
-    r.git(&["commit", "-qm", "ignore local files"]);
-    let seen = r.aux.path().join("seen");
-    for id in ["1", "2"] {
-        r.action(
-            id,
-            &format!(
-                "{{ cat .claude/settings.json; cat .claude/commands/x.md; cat CLAUDE.local.md; cat .env; test -e .env.local && echo LINKED-ENV-LOCAL; pwd -P; }} > {}-{id} 2>&1 || true\necho {id} > f{id}.txt\n",
-                seen.display()
-            ),
-        );
-    }
-    // `.env.local` is untracked and not ignored: a dirty tree to qw.
-    let out = r.auto(&["--parallel", "2", "--allow-dirty"]);
-    assert_eq!(code(&out), 0, "{}", diag(&out));
-    for id in ["1", "2"] {
-        let text = std::fs::read_to_string(format!("{}-{id}", seen.display())).unwrap();
-        assert!(text.contains("Bash(npm test)"), "{text}");
-        assert!(text.contains("# mine"), "{text}");
-        assert!(text.contains("local notes"), "{text}");
-        assert!(text.contains("DB=x"), "{text}");
-        assert!(!text.contains("LINKED-ENV-LOCAL"), "{text}");
-        assert!(
-            !text.contains(&r.root().display().to_string()),
-            "ran in a worktree: {text}"
-        );
-    }
-    let on_main_files = r.git(&["ls-tree", "-r", "--name-only", "main"]);
-    for f in [
-        ".env",
-        "CLAUDE.local.md",
-        ".claude/settings.json",
-        ".claude/commands/x.md",
-    ] {
-        assert!(
-            !on_main_files.lines().any(|l| l == f),
-            "{f} merged: {on_main_files}"
-        );
-    }
-    // The user's files are as they were (links removed with the worktrees, not them).
-    assert_eq!(r.read(".env"), "DB=x\n");
-    assert_eq!(r.read(".claude/commands/x.md"), "# mine\n");
-    crate::support::moves::assert_merged_keeping_the_users_changes(&r, &["f1.txt", "f2.txt"]);
-    assert!(r.worktree_dirs().is_empty(), "{:?}", r.worktree_dirs());
-}
-
-#[test]
-fn worktree_fix7e_g19_ignored_claude_folder_files_are_in_each_task_worktree() {
-    assert_ignored_claude_files_are_in_each_worktree(crate::worktree::Layout::Ignored);
-}
-
-#[test]
-fn worktree_fix7e_g19_claude_folder_ignored_but_specs_tracked_the_same() {
-    assert_ignored_claude_files_are_in_each_worktree(crate::worktree::Layout::SpecsTracked);
 }
