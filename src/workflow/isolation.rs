@@ -552,6 +552,40 @@ impl TaskSpace {
         }
     }
 
+    /// A merge-pending record is in the shared git dir, which every agent can write: it
+    /// counts only while the state agrees (rev7 R1). A record of a task whose last
+    /// recorded outcome is a failure — other than waiting for, or being refused by, the
+    /// main worktree, whose reasons say the agent does not run again — was not qw's: it
+    /// is dropped (its file too) and said, and the task runs as any failed task does, its
+    /// check included. (A task qw was killed in has no outcome of that attempt; one with
+    /// an earlier attempt's failure recorded runs again: the safe side.)
+    pub(crate) fn keep_vouched(&mut self, in_state: Option<&crate::state::Spec>) -> Vec<String> {
+        let mut told = Vec::new();
+        let ids: Vec<String> = self.pending_at_start.keys().cloned().collect();
+        for id in ids {
+            let Some(t) = in_state.and_then(|s| s.tasks.get(&id)) else {
+                continue;
+            };
+            let error = t.error.as_deref().unwrap_or("");
+            let vouched = match t.outcome.as_deref() {
+                None => true,
+                Some("workspace_error") => error.contains("does not run again"),
+                Some("killed_by_user") => error.contains("wait for the main worktree"),
+                Some(_) => false,
+            };
+            if vouched {
+                continue;
+            }
+            self.pending_at_start.remove(&id);
+            self.forget_pending(&id);
+            told.push(format!(
+                "task {id}: ignored a merge-pending record for it in the git directory: the state says its last attempt ended `{}`, not waiting to merge, so qw did not write it; the task runs again with its check",
+                t.outcome.as_deref().unwrap_or("failed")
+            ));
+        }
+        told
+    }
+
     /// `task_id` is recorded completed: its pending merge (if any) is forgotten.
     pub(crate) fn forget_pending(&self, task_id: &str) {
         if let Some(w) = &self.worktrees {

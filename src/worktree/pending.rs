@@ -165,8 +165,12 @@ pub(crate) fn own_half_merge(repo: &Repo) -> Option<Pending> {
     let msg = crate::fs::read_regular_text(&repo.git_dir.join("MERGE_MSG"), 64 << 10).ok()?;
     let first = msg.lines().next().unwrap_or_default();
     all(repo).into_iter().find(|p| {
+        // The record lives where agents can write: only qw's own subject for that very
+        // task makes it qw's merge (a record naming git's "Merge branch …" would let an
+        // agent have qw abort the user's merge by hand: rev7 R4).
+        let ours = format!("qw({}): merge task {} ", p.spec, p.task_id);
         p.tip == head
-            && !p.subject.is_empty()
+            && p.subject.starts_with(&ours)
             && first == p.subject
             && repo
                 .commit_of(&format!("refs/heads/{}", p.branch))

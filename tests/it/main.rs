@@ -58,6 +58,7 @@ mod worktree_nested;
 mod worktree_own4;
 mod worktree_quirks;
 mod worktree_res5;
+mod worktree_rev7;
 mod worktree_safety;
 mod worktree_stash;
 mod worktree_target;

@@ -168,7 +168,10 @@ impl Workflow {
         })?;
         let state = store.load()?;
         let spent_today = super::budget::spent_today(&state);
-        let space = TaskSpace::start(&self.project, &self.name, plan, &events, cancel)?;
+        let mut space = TaskSpace::start(&self.project, &self.name, plan, &events, cancel)?;
+        for line in space.keep_vouched(state.specifications.get(spec.name())) {
+            events.note(line)?;
+        }
 
         let per_day = self.settings.quantumwala.daily_budget_usd;
         let description = state

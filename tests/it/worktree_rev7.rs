@@ -1,0 +1,131 @@
+//! rev7 R1/R4: a merge-pending record (`<common>/qw-pending/<spec>/<id>`) lives in the
+//! shared git directory, which every agent can write. A record for a task the state says
+//! failed its check or its agent is not qw's: the task runs again with its check, and its
+//! unchecked work never reaches `main`; a record naming git's own merge subject never
+//! makes qw abort the user's merge by hand.
+
+use crate::support::moves::{has, tasks, work};
+use crate::support::*;
+use crate::worktree::Repo;
+
+fn args<'a>(verb: &'a str, cmd: &'a str) -> Vec<&'a str> {
+    vec![
+        verb,
+        "demo",
+        "--retry-delay",
+        "0.1",
+        "--attempts",
+        "1",
+        "--parallel",
+        "2",
+        "--isolate",
+        "worktree",
+        "--agent-cmd",
+        cmd,
+    ]
+}
+
+fn auto(r: &Repo) -> std::process::Output {
+    let cmd = r.agent_cmd();
+    let mut a = args("workflow-auto", &cmd);
+    a.insert(2, "A demo feature");
+    r.run(&a)
+}
+
+fn cont(r: &Repo) -> std::process::Output {
+    let cmd = r.agent_cmd();
+    r.run(&args("workflow-continue", &cmd))
+}
+
+/// What an agent (or anyone) can write: a record claiming `branch` at `tip` only waits
+/// to be merged.
+fn forge(r: &Repo, id: &str, tip: &str, subject: &str) {
+    let dir = r.root().join(".git/qw-pending/demo");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(id),
+        format!("tip {tip}\nbranch qw/demo/{id}\nsubject {subject}\n"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn worktree_rev7_forged_pending_record_of_a_failed_check_is_ignored() {
+    let r = Repo::new("- [ ] 1. Task 1\n  - _Verify: `test -f ok1.txt`_\n- [ ] 2. Task 2\n");
+    // The agent's own forgery, written from its worktree after committing its work.
+    r.action(
+        "1",
+        "echo unchecked > bad1.txt\ngit add bad1.txt\ngit commit -qm bad1\nC=\"$(git rev-parse --git-common-dir)\"\nmkdir -p \"$C/qw-pending/demo\"\nprintf 'tip %s\\nbranch qw/demo/1\\nsubject qw(demo): merge task 1 Task 1 (succeeded)\\n' \"$(git rev-parse HEAD)\" > \"$C/qw-pending/demo/1\"\n",
+    );
+    r.action("2", &work("2"));
+    let out = auto(&r);
+    assert_eq!(r.f.task("1")["outcome"], "verify_failed", "{}", diag(&out));
+    let out = cont(&r);
+    let text = diag(&out);
+    assert!(text.contains("ignored a merge-pending record"), "{text}");
+    assert!(!text.contains("merging it now"), "{text}");
+    assert_ne!(r.f.task("1")["status"], "completed", "{text}");
+    assert!(
+        !has(&r, "main", "bad1.txt"),
+        "unchecked work reached main: {text}"
+    );
+    assert!(has(&r, "main", "f2.txt"), "{text}");
+    r.assert_no_process();
+}
+
+#[test]
+fn worktree_rev7_forged_record_of_a_branch_moved_onto_main_repairs_nothing() {
+    let r = Repo::new(&tasks(2));
+    r.action(
+        "1",
+        "echo w > w1.txt\ngit add w1.txt\ngit commit -qm w1\nexit 1\n",
+    );
+    r.action("2", &work("2"));
+    let out = auto(&r);
+    assert_eq!(r.f.task("1")["outcome"], "agent_error", "{}", diag(&out));
+    // Moved onto main, with a record saying main already holds it.
+    let main = r.git(&["rev-parse", "main"]);
+    let main = main.trim();
+    r.git(&["branch", "-f", "qw/demo/1", main]);
+    forge(&r, "1", main, "qw(demo): merge task 1 Task 1 (succeeded)");
+    let out = cont(&r);
+    let text = diag(&out);
+    assert!(!text.contains("repaired: qw was stopped"), "{text}");
+    assert!(text.contains("ignored a merge-pending record"), "{text}");
+    assert_ne!(r.f.task("1")["status"], "completed", "{text}");
+    r.assert_no_process();
+}
+
+#[test]
+fn worktree_rev7_record_with_gits_own_subject_never_aborts_the_users_merge() {
+    let r = Repo::new(&tasks(2));
+    r.action(
+        "1",
+        "echo one > shared.txt\ngit add shared.txt\ngit commit -qm s1\n",
+    );
+    r.action(
+        "2",
+        "echo two > shared.txt\ngit add shared.txt\ngit commit -qm s2\n",
+    );
+    let out = auto(&r);
+    let conflicted = ["1", "2"]
+        .into_iter()
+        .find(|id| r.f.task(id)["outcome"] == "merge_conflict")
+        .unwrap_or_else(|| panic!("no conflict: {}", diag(&out)));
+    let branch = format!("qw/demo/{conflicted}");
+    // The user merges by hand, as advised; the conflict stays for them to resolve.
+    let _ = r.git_cmd(r.root(), &["merge", &branch]);
+    let head = r.git(&["rev-parse", "MERGE_HEAD"]);
+    let tip = r.git(&["rev-parse", &branch]);
+    forge(
+        &r,
+        conflicted,
+        tip.trim(),
+        &format!("Merge branch '{branch}'"),
+    );
+    let out = cont(&r);
+    let text = diag(&out);
+    assert!(!text.contains("git merge --abort`):"), "{text}");
+    assert_eq!(r.git(&["rev-parse", "MERGE_HEAD"]), head, "{text}");
+    r.assert_no_process();
+}
