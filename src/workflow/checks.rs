@@ -105,6 +105,11 @@ pub(crate) fn at_start(project: &Project, spec: &str, tasks: &Path) -> Result<()
     })
 }
 
+/// The checks this process opened, by record path: `close` compares with these, not with
+/// the file, which an agent can delete or rewrite while the run goes on (rev7 R2).
+static OPENED: std::sync::Mutex<BTreeMap<PathBuf, BTreeMap<String, Option<String>>>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
 /// The implementation phase starts with `list`: record its checks.
 pub(crate) fn open(project: &Project, spec: &str, list: &TaskList) -> Result<(), WorkflowError> {
     let record = Record {
@@ -112,19 +117,33 @@ pub(crate) fn open(project: &Project, spec: &str, list: &TaskList) -> Result<(),
         finished: false,
         changed_to: BTreeMap::new(),
     };
-    write(&record_path(project, spec), &record)
+    let path = record_path(project, spec);
+    OPENED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(path.clone(), record.checks.clone());
+    write(&path, &record)
 }
 
 /// The run ends: compare tasks.md with the checks it ran with. Unchanged: the record is
 /// deleted. Changed: said, and the record keeps the changed ones for the next start.
 pub(crate) fn close(project: &Project, spec: &str, tasks: &Path, events: &Events<'_>) {
     let path = record_path(project, spec);
-    let Ok(Some(record)) = read_record(&path) else {
-        return;
+    let opened = OPENED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(&path);
+    let record = match opened {
+        // What this run read, whatever the file holds now (gone, rewritten).
+        Some(checks) => Record {
+            checks,
+            ..Record::default()
+        },
+        None => match read_record(&path) {
+            Ok(Some(record)) if !record.finished => record,
+            _ => return,
+        },
     };
-    if record.finished {
-        return;
-    }
     let now = match super::runner::load_tasks_at(tasks) {
         Ok(list) => checks_of(&list),
         // Gone or unreadable: the next start says so; the record stays open.

@@ -129,3 +129,31 @@ fn worktree_rev7_record_with_gits_own_subject_never_aborts_the_users_merge() {
     assert_eq!(r.git(&["rev-parse", "MERGE_HEAD"]), head, "{text}");
     r.assert_no_process();
 }
+
+/// rev7 R2: the agent weakens its own check and deletes (or rewrites) the run's record
+/// of the checks: the run still says the check changed (it compares with what it read,
+/// not with the file), and the next run is refused; the half-done work never reaches
+/// `main`.
+#[test]
+fn worktree_rev7_weakened_check_sticks_not_when_the_record_is_deleted() {
+    for tamper in ["rm -f", "echo '{}' >"] {
+        let r = Repo::new("- [ ] 1. Task 1\n  - _Verify: `test -f ok1.txt`_\n- [ ] 2. Task 2\n");
+        r.action(
+            "1",
+            &format!(
+                "echo half > half1.txt\nsed -i 's/test -f ok1.txt/true/' .claude/specs/demo/tasks.md\n{tamper} \"$MAIN/.claude/runs/.demo.checks.json\"\n"
+            ),
+        );
+        r.action("2", &work("2"));
+        let out = auto(&r);
+        let text = diag(&out);
+        assert!(
+            text.contains("task 1's _Verify:_ `test -f ok1.txt` → `true`"),
+            "{tamper}: the run says the check changed: {text}"
+        );
+        let out = cont(&r);
+        assert_eq!(code(&out), 2, "{tamper}: {}", diag(&out));
+        assert!(!has(&r, "main", "half1.txt"), "{tamper}: {}", diag(&out));
+        r.assert_no_process();
+    }
+}
