@@ -23,6 +23,8 @@ pub(crate) struct Undone {
     pub(crate) path: String,
     /// Deleted (else put back as it was when the task started).
     pub(crate) deleted: bool,
+    /// Brought back: the target deleted it while the task ran.
+    pub(crate) revived: bool,
     /// The subject of the newest target commit that changed it (`qw(demo): merge task 1 …`).
     pub(crate) by: Option<String>,
 }
@@ -124,9 +126,9 @@ pub(crate) fn undone(
     let spec_dir = format!("{spec_rel}/");
     let gained: BTreeMap<String, (String, String, char)> = gained
         .into_iter()
-        .filter(|(p, (_, _, s))| {
-            *s != 'D' && (spec_rel.is_empty() || (p != spec_rel && !p.starts_with(&spec_dir)))
-        })
+        // Deletions too: a result that brings back a file the target deleted meanwhile
+        // (a sibling's `git rm`) undoes it as much (rev7 R10).
+        .filter(|(p, _)| spec_rel.is_empty() || (p != spec_rel && !p.starts_with(&spec_dir)))
         .collect();
     if gained.is_empty() {
         return Ok(Vec::new());
@@ -158,9 +160,12 @@ pub(crate) fn undone(
     let brought = raw_diff(repo, &target_tip, &merged, true)?;
     let mut undone = Vec::new();
     for (path, (_, new, status)) in &brought {
-        let Some((was, _, _)) = gained.get(path) else {
+        let Some((was, _, gained_status)) = gained.get(path) else {
             continue;
         };
+        if *gained_status == 'D' && *status != 'A' {
+            continue;
+        }
         // Moved by a rename (a directory renamed, git's rename detection): not undone.
         if *status == 'R' {
             continue;
@@ -186,6 +191,7 @@ pub(crate) fn undone(
             undone.push(Undone {
                 path: path.clone(),
                 deleted,
+                revived: *gained_status == 'D',
                 by,
             });
         }
@@ -213,6 +219,8 @@ pub(crate) fn undone_line(
                 u.path,
                 if u.deleted {
                     "deleted"
+                } else if u.revived {
+                    "brought back after it was deleted"
                 } else {
                     "put back as it was when the task started"
                 },
@@ -298,9 +306,29 @@ pub(crate) fn put_back(
         &commit,
         result,
     ])?;
-    let mut args = vec!["checkout", "-q", "HEAD", "--"];
-    args.extend(paths.iter().map(String::as_str));
-    t.run(&args)?;
+    // Paths the commit holds come out of it; the others (the target deleted them) leave
+    // the index and the worktree.
+    let (held, gone): (Vec<&String>, Vec<&String>) = paths.iter().partition(|p| {
+        git_output(&repo.top, ["cat-file", "-e", &format!("{commit}:{p}")], &[])
+            .is_ok_and(|o| o.status.success())
+    });
+    if !held.is_empty() {
+        let mut args = vec!["checkout", "-q", "HEAD", "--"];
+        args.extend(held.iter().map(|p| p.as_str()));
+        t.run(&args)?;
+    }
+    if !gone.is_empty() {
+        let mut args = vec!["rm", "-q", "--cached", "--ignore-unmatch", "--"];
+        args.extend(gone.iter().map(|p| p.as_str()));
+        t.run(&args)?;
+        for p in gone {
+            match crate::fs::remove_file(t.path().join(p)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
     super::owned::record(repo, t.branch())?;
     Ok(commit)
 }

@@ -157,3 +157,42 @@ fn worktree_rev7_weakened_check_sticks_not_when_the_record_is_deleted() {
         r.assert_no_process();
     }
 }
+
+/// rev7 R10: task 1's merged `git rm`, then task 2's squash onto `main` (`git reset
+/// --soft main` from its stale index) would bring the file back: refused naming it, and
+/// the continue merges task 2's own work without it.
+#[test]
+fn worktree_rev7_squash_bringing_back_a_file_a_sibling_deleted_is_refused() {
+    let r = Repo::new(&tasks(2));
+    std::fs::create_dir_all(r.root().join("src")).unwrap();
+    std::fs::write(r.root().join("src/keep.txt"), "keep\n").unwrap();
+    r.git(&["add", "src/keep.txt"]);
+    r.git(&["commit", "-qm", "keep"]);
+    r.action(
+        "1",
+        "git rm -q src/keep.txt\ngit commit -qm 't1 removes keep.txt'\n",
+    );
+    r.action(
+        "2",
+        &crate::support::moves::once(
+            &r,
+            "2",
+            &format!(
+                "echo 2 > f2.txt\ngit add -A\ngit commit -qm t2\n{}git reset -q --soft main\ngit commit -qm 'squash onto main'\n",
+                "n=0; until git -C \"$MAIN\" log --format=%s main | grep -q 'merge task 1 '; do [ $n -lt 1800 ] || break; sleep 0.05; n=$((n+1)); done\n"
+            ),
+        ),
+    );
+    let out = auto(&r);
+    let text = diag(&out);
+    assert!(
+        !has(&r, "main", "src/keep.txt"),
+        "a deleted file came back: {text}"
+    );
+    assert!(text.contains("brought back after it was deleted"), "{text}");
+    let out = cont(&r);
+    let text = diag(&out);
+    assert!(!has(&r, "main", "src/keep.txt"), "{text}");
+    assert!(has(&r, "main", "f2.txt"), "{text}");
+    r.assert_no_process();
+}
