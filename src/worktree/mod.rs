@@ -1736,7 +1736,9 @@ impl Worktrees {
     /// ran (`gained::undone`: a squash onto the target after a sibling merged) is not
     /// merged: kept on its branch with those paths as the target has them, and named.
     fn refuse_undone(&self, h: &WorktreeHandle, t: &tree::Tree<'_>, result: &str) -> Result<()> {
-        let target = self.target();
+        // The branch as it is now, not where qw left it: the user's own commits on it
+        // mid-run are gains the result must not undo either (rev7 R5).
+        let target = format!("refs/heads/{}", self.integration);
         let undone = gained::undone(
             &self.repo,
             t,

@@ -196,3 +196,31 @@ fn worktree_rev7_squash_bringing_back_a_file_a_sibling_deleted_is_refused() {
     assert!(has(&r, "main", "f2.txt"), "{text}");
     r.assert_no_process();
 }
+
+/// rev7 R5: a file the user commits on `main` while the task runs (here made through
+/// `$MAIN`, which is the main worktree's: the user's) is a gain too — the agent's squash
+/// onto `main` from a stale index would delete it: refused naming it; it stays.
+#[test]
+fn worktree_rev7_squash_deleting_the_users_commit_of_the_run_is_refused() {
+    let r = Repo::new(&tasks(1));
+    r.action(
+        "1",
+        &crate::support::moves::once(
+            &r,
+            "1",
+            "mkdir pkg2\necho y=2 > pkg2/mod.py\ngit add -A\ngit commit -qm pkg2\n(cd \"$MAIN\" && echo mine > user.txt && git add user.txt && git commit -qm 'user adds user.txt')\ngit reset -q --soft main\ngit commit -qm 'squash onto main'\n",
+        ),
+    );
+    let out = auto(&r);
+    let text = diag(&out);
+    assert!(
+        has(&r, "main", "user.txt"),
+        "the user's file was deleted: {text}"
+    );
+    assert!(text.contains("`user.txt` (deleted"), "{text}");
+    let out = cont(&r);
+    let text = diag(&out);
+    assert!(has(&r, "main", "user.txt"), "{text}");
+    assert!(has(&r, "main", "pkg2/mod.py"), "{text}");
+    r.assert_no_process();
+}
