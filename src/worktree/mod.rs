@@ -1738,7 +1738,12 @@ impl Worktrees {
     fn refuse_undone(&self, h: &WorktreeHandle, t: &tree::Tree<'_>, result: &str) -> Result<()> {
         // The branch as it is now, not where qw left it: the user's own commits on it
         // mid-run are gains the result must not undo either (rev7 R5).
-        let target = format!("refs/heads/{}", self.integration);
+        // (Gone or renamed: where qw left it; the target check tells the move.)
+        let branch = format!("refs/heads/{}", self.integration);
+        let target = match self.repo.commit_of(&branch) {
+            Ok(Some(_)) => branch,
+            _ => self.target(),
+        };
         let undone = gained::undone(
             &self.repo,
             t,
@@ -1993,7 +1998,12 @@ impl Worktrees {
     /// was stopped after its merge, before recording it). Read before the leftovers are
     /// cleared (a merged branch goes then).
     pub fn pending_merges(&self) -> Vec<(String, String, bool)> {
-        let target = format!("refs/heads/{}", self.integration);
+        // (Gone or renamed: where qw left it; the target check tells the move.)
+        let branch = format!("refs/heads/{}", self.integration);
+        let target = match self.repo.commit_of(&branch) {
+            Ok(Some(_)) => branch,
+            _ => self.target(),
+        };
         pending::live(&self.repo, &self.spec)
             .into_iter()
             .map(|p| {
