@@ -866,6 +866,48 @@ pub(crate) fn put_back_unheld(
     let mb = git(&repo.top, &["merge-base", result, target])?
         .trim()
         .to_owned();
+    // Never a path whose content the result holds elsewhere (moved by a rename): put
+    // back, it would stand beside its moved copy and be merged twice.
+    let paths = moved_elsewhere(repo, &mb, result, paths.to_vec())?;
+    if paths.is_empty() {
+        return Ok(result.to_owned());
+    }
+    commit_paths_on_top(
+        repo,
+        t,
+        result,
+        &mb,
+        &paths,
+        Missing::Keep,
+        message,
+        "qw: the task's result, with the paths it never held put back",
+    )
+}
+
+/// What [`commit_paths_on_top`] does with a path its source lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Missing {
+    /// Left as the result has it.
+    Keep,
+    /// Removed (from the commit, the worktree's index and its files).
+    Remove,
+}
+
+/// Commit on top of `result` each of `paths` as `source` has it (a path `source` lacks:
+/// see `missing`), through a temporary index, and move the task's branch and its
+/// worktree's HEAD, index and files to that commit (`reflog` names the move). Returns
+/// the commit.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn commit_paths_on_top(
+    repo: &Repo,
+    t: &Tree<'_>,
+    result: &str,
+    source: &str,
+    paths: &[String],
+    missing: Missing,
+    message: &str,
+    reflog: &str,
+) -> Result<String> {
     let index = tempfile::Builder::new()
         .prefix("qw-put-back-")
         .tempfile_in(&repo.common_dir)
@@ -880,41 +922,56 @@ pub(crate) fn put_back_unheld(
         }
     };
     run(&["read-tree", result])?;
-    // Never a path whose content the result holds elsewhere (moved by a rename): put
-    // back, it would stand beside its moved copy and be merged twice.
-    let paths = moved_elsewhere(repo, &mb, result, paths.to_vec())?;
-    if paths.is_empty() {
-        return Ok(result.to_owned());
-    }
-    for p in &paths {
+    for p in paths {
         // `<mode> <type> <sha>\t<path>`
-        let entry = git(&repo.top, &["ls-tree", "-z", &mb, "--", p])?;
-        let Some((meta, _)) = entry.trim_end_matches('\0').split_once('\t') else {
-            continue;
-        };
-        let words: Vec<&str> = meta.split(' ').collect();
-        if let [mode, "blob", sha] = words.as_slice() {
-            run(&[
-                "update-index",
-                "--add",
-                "--cacheinfo",
-                &format!("{mode},{sha},{p}"),
-            ])?;
+        let entry = git(&repo.top, &["ls-tree", "-z", source, "--", p])?;
+        match entry.trim_end_matches('\0').split_once('\t') {
+            Some((meta, _)) => {
+                let words: Vec<&str> = meta.split(' ').collect();
+                if let [mode, "blob", sha] = words.as_slice() {
+                    run(&[
+                        "update-index",
+                        "--add",
+                        "--cacheinfo",
+                        &format!("{mode},{sha},{p}"),
+                    ])?;
+                }
+            }
+            None if missing == Missing::Remove => {
+                run(&["update-index", "--force-remove", "--", p])?;
+            }
+            None => {}
         }
     }
     let tree = run(&["write-tree"])?;
     let commit = run(&["commit-tree", &tree, "-p", result, "-m", message])?;
-    t.run(&[
-        "update-ref",
-        "-m",
-        "qw: the task's result, with the paths it never held put back",
-        "HEAD",
-        &commit,
-        result,
-    ])?;
-    let mut args = vec!["checkout", "-q", "HEAD", "--"];
-    args.extend(paths.iter().map(String::as_str));
-    t.run(&args)?;
+    t.run(&["update-ref", "-m", reflog, "HEAD", &commit, result])?;
+    // Paths the commit holds come out of it; the others (removed) leave the index and
+    // the worktree.
+    let (held, gone): (Vec<&String>, Vec<&String>) = match missing {
+        Missing::Keep => (paths.iter().collect(), Vec::new()),
+        Missing::Remove => paths.iter().partition(|p| {
+            git_output(&repo.top, ["cat-file", "-e", &format!("{commit}:{p}")], &[])
+                .is_ok_and(|o| o.status.success())
+        }),
+    };
+    if !held.is_empty() {
+        let mut args = vec!["checkout", "-q", "HEAD", "--"];
+        args.extend(held.iter().map(|p| p.as_str()));
+        t.run(&args)?;
+    }
+    if !gone.is_empty() {
+        let mut args = vec!["rm", "-q", "--cached", "--ignore-unmatch", "--"];
+        args.extend(gone.iter().map(|p| p.as_str()));
+        t.run(&args)?;
+        for p in gone {
+            match crate::fs::remove_file(t.path().join(p)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
     super::owned::record(repo, t.branch())?;
     Ok(commit)
 }

@@ -262,73 +262,14 @@ pub(crate) fn put_back(
     target: &str,
     message: &str,
 ) -> Result<String> {
-    let index = tempfile::Builder::new()
-        .prefix("qw-put-back-")
-        .tempfile_in(&repo.common_dir)
-        .map_err(|e| crate::fs::with_path(e, "create a temporary index in", &repo.common_dir))?;
-    let env = [("GIT_INDEX_FILE", index.path().as_os_str())];
-    let run = |args: &[&str]| -> Result<String> {
-        let out = git_output(&repo.top, args, &env)?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        } else {
-            Err(super::git_error(&repo.top, args, &out))
-        }
-    };
-    run(&["read-tree", result])?;
-    for p in paths {
-        // `<mode> <type> <sha>\t<path>`
-        let entry = git(&repo.top, &["ls-tree", "-z", target, "--", p])?;
-        match entry.trim_end_matches('\0').split_once('\t') {
-            Some((meta, _)) => {
-                let words: Vec<&str> = meta.split(' ').collect();
-                if let [mode, "blob", sha] = words.as_slice() {
-                    run(&[
-                        "update-index",
-                        "--add",
-                        "--cacheinfo",
-                        &format!("{mode},{sha},{p}"),
-                    ])?;
-                }
-            }
-            None => {
-                run(&["update-index", "--force-remove", "--", p])?;
-            }
-        }
-    }
-    let tree = run(&["write-tree"])?;
-    let commit = run(&["commit-tree", &tree, "-p", result, "-m", message])?;
-    t.run(&[
-        "update-ref",
-        "-m",
-        "qw: the task's result, with what the target gained put back",
-        "HEAD",
-        &commit,
+    super::cross::commit_paths_on_top(
+        repo,
+        t,
         result,
-    ])?;
-    // Paths the commit holds come out of it; the others (the target deleted them) leave
-    // the index and the worktree.
-    let (held, gone): (Vec<&String>, Vec<&String>) = paths.iter().partition(|p| {
-        git_output(&repo.top, ["cat-file", "-e", &format!("{commit}:{p}")], &[])
-            .is_ok_and(|o| o.status.success())
-    });
-    if !held.is_empty() {
-        let mut args = vec!["checkout", "-q", "HEAD", "--"];
-        args.extend(held.iter().map(|p| p.as_str()));
-        t.run(&args)?;
-    }
-    if !gone.is_empty() {
-        let mut args = vec!["rm", "-q", "--cached", "--ignore-unmatch", "--"];
-        args.extend(gone.iter().map(|p| p.as_str()));
-        t.run(&args)?;
-        for p in gone {
-            match crate::fs::remove_file(t.path().join(p)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    super::owned::record(repo, t.branch())?;
-    Ok(commit)
+        target,
+        paths,
+        super::cross::Missing::Remove,
+        message,
+        "qw: the task's result, with what the target gained put back",
+    )
 }
