@@ -26,6 +26,8 @@
 //!   the agent rebased onto, or merged, a sibling's branch. Refused (`workspace_error`,
 //!   the result kept on its branch): the other task's work reaches the target only
 //!   through its own check and merge.
+//! - *Copies of another task's unmerged commits in a result* (`copied.rs`): the agent
+//!   cherry-picked, `git am`ed or squashed a sibling's commits. Refused the same way.
 //! - *History rewritten below the task's start* ([`below_start`]): `git commit --amend`
 //!   of the commit the worktree started from, a `reset --soft HEAD~1` then a commit, a
 //!   rebase or hard reset past it. Merging the result keeps the target's version of
@@ -491,7 +493,7 @@ impl Worktrees {
             self.integration,
             h.branch,
             short(result),
-            self.own_only_hint(h, result, &own)?
+            self.own_only_hint(h, result, &own, &BTreeSet::new())?
         )))
     }
 
@@ -501,12 +503,14 @@ impl Worktrees {
     /// scratch worktree so the user's main worktree is neither switched nor touched
     /// (dirty or not), then `qw workflow-continue <spec>`, which takes the remade branch
     /// (its commits are on the branch's own reflog, see `owned.rs`). Without such
-    /// commits: delete the branch, and the task runs again from the target.
-    fn own_only_hint(
+    /// commits: delete the branch, and the task runs again from the target. Commits in
+    /// `leave_out` (its copies of another task's commits, `copied.rs`) are not its own.
+    pub(super) fn own_only_hint(
         &self,
         h: &WorktreeHandle,
         result: &str,
         own: &BTreeSet<String>,
+        leave_out: &BTreeSet<String>,
     ) -> Result<String> {
         let target = self.target();
         let mine: Vec<String> = git(
@@ -522,7 +526,7 @@ impl Worktrees {
             ],
         )?
         .split_whitespace()
-        .filter(|c| own.contains(*c))
+        .filter(|c| own.contains(*c) && !leave_out.contains(*c))
         .map(str::to_owned)
         .collect();
         let cont = super::shell::continue_cmd(&self.spec);

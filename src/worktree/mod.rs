@@ -47,6 +47,7 @@ use crate::project::Project;
 
 mod alive;
 mod blame;
+mod copied;
 mod cross;
 mod disk;
 mod gained;
@@ -1683,6 +1684,12 @@ impl Worktrees {
         }
         if let Some(result) = &capture.commit
             && let Some(line) = self.brings_other_tasks(h, result).map_err(commit)?
+        {
+            return Err(commit(WorktreeError::Crossed(line)));
+        }
+        // The same work copied (a cherry-pick, `git am`, a squash): refused alike (G9).
+        if let Some(result) = &capture.commit
+            && let Some(line) = self.copies_other_tasks(h, result).map_err(commit)?
         {
             return Err(commit(WorktreeError::Crossed(line)));
         }

@@ -42,6 +42,7 @@ mod validate;
 mod workflow;
 mod worktree;
 mod worktree_blame;
+mod worktree_cherry;
 mod worktree_cross;
 mod worktree_cross4;
 mod worktree_fix5o;

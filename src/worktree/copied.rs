@@ -1,0 +1,426 @@
+//! A task's result holding *copies* of another task's unmerged commits (rev6b G9).
+//!
+//! [`Worktrees::brings_other_tasks`] refuses a result that holds a sibling's commits by
+//! ancestry (a rebase onto or a merge of its branch). A copy has a new id and the same
+//! change: `git cherry-pick` (with or without `-x`), `git rebase --onto` of the sibling's
+//! commits, `git format-patch | git am`, `git cherry-pick -n` then a commit of the task's
+//! own, `git merge --squash` of the sibling's branch. Merging it would bring a sibling's
+//! work — maybe the work of a task that failed its check — into the target, which it must
+//! reach only through its own check and merge. This compares changes, not ids: `git
+//! patch-id --stable` (line numbers and whitespace left out) of each of the result's own
+//! commits against each unmerged commit of every other task branch and task worktree, and
+//! against each run of such commits squashed (from the oldest the target lacks up to
+//! each later one, along the first parents: a squash of the first `k`). A match is
+//! refused like a sibling's commit held by ancestry.
+//!
+//! What it does not count:
+//! - a change the target already has (its commits past the result, read as patch-ids):
+//!   two tasks both picking the same commit of the target copy nobody's unmerged work;
+//! - a sibling whose commits are on the target (it passed and merged): the copy is then
+//!   a change both sides made, which git's merge takes once;
+//! - a result's commit made *before* the sibling's (committer time, whole seconds): the
+//!   sibling copied the result's, not the other way round (the sibling's own merge is
+//!   refused for it then). Made in the same second, the reflogs decide: the result's
+//!   commit made by `commit` and the sibling's by a `cherry-pick`, a rebase or `git am`
+//!   is the original; otherwise it counts as a copy (refusing loses nothing).
+//!
+//! Author and date are not compared: `cherry-pick -n` and a squash make a new author
+//! date, and every task's agent usually commits as the same user. So an independent
+//! change that is byte for byte a sibling's whole commit (or its first `k` squashed) is
+//! refused as well; it is kept on its branch, and merges once the sibling merged or its
+//! branch is deleted, as the line says. A change only partly a sibling's (the sibling's
+//! commit squashed together with the task's own edits, a run of the sibling's commits
+//! not starting at its oldest unmerged one) is not found.
+//!
+//! Bounded: at most [`MAX_COMMITS`] commits on each side are read — the result's past
+//! the target, each other task tip's past the target and the result, the target's past
+//! the result — as two `git diff-tree --stdin | git patch-id --stable` pipelines for all
+//! of them, plus one `git log` per other task tip.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use super::origin::made_in;
+use super::tree;
+use super::{Repo, Result, WorktreeHandle, Worktrees, git, git_command, parse_branch, short};
+
+/// At most this many commits are read on each side (see the module's doc).
+pub(crate) const MAX_COMMITS: usize = 300;
+
+/// The empty tree: the base of a run that starts at a root commit.
+const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+
+/// A commit of the result whose change is another task's unmerged commit, or a run of
+/// them squashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Copied {
+    /// The result's commit.
+    pub(crate) ours: String,
+    /// The other task's branch (or the branch its worktree's HEAD names).
+    pub(crate) branch: String,
+    /// The other task's commit(s) it copies, oldest first (more than one: squashed).
+    pub(crate) theirs: Vec<String>,
+}
+
+/// One commit as `git log --format='%H %ct %P'` tells it.
+#[derive(Debug, Clone)]
+struct Commit {
+    id: String,
+    time: i64,
+    parents: Vec<String>,
+}
+
+/// What a sibling's change can be copied as: one commit, or its commits from the
+/// oldest unmerged one up to `commits.last()` squashed.
+#[derive(Debug, Clone)]
+struct Unit {
+    branch: String,
+    commits: Vec<String>,
+    /// When its newest commit was made (the copy cannot be older).
+    time: i64,
+}
+
+/// The commits `git log --format='%H %ct %P' <args>` lists (newest first).
+fn log(repo: &Repo, args: &[&str]) -> Result<Vec<Commit>> {
+    let max = format!("--max-count={MAX_COMMITS}");
+    let mut all = vec!["log", "--format=%H %ct %P", max.as_str()];
+    all.extend_from_slice(args);
+    Ok(git(&repo.top, &all)?
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let id = w.next()?.to_owned();
+            let time = w.next()?.parse().ok()?;
+            Some(Commit {
+                id,
+                time,
+                parents: w.map(str::to_owned).collect(),
+            })
+        })
+        .collect())
+}
+
+/// Run git with `input` on stdin; its stdout as bytes, or the error naming the command.
+fn piped(repo: &Repo, args: &[&str], input: Vec<u8>) -> Result<Vec<u8>> {
+    use std::io::Write;
+    let mut cmd = git_command(&repo.top, &[], args, &[]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| crate::fs::with_path(e, "run git in", &repo.top))?;
+    let mut stdin = child.stdin.take();
+    // Written from another thread: git answers while it reads.
+    let writer = std::thread::spawn(move || {
+        if let Some(s) = stdin.as_mut() {
+            let _ = s.write_all(&input);
+        }
+        drop(stdin);
+    });
+    let out = child
+        .wait_with_output()
+        .map_err(|e| crate::fs::with_path(e, "run git in", &repo.top))?;
+    let _ = writer.join();
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(super::git_error(&repo.top, args, &out))
+    }
+}
+
+/// `key → patch-id` of the diffs `git diff-tree --stdin` makes of `lines` (each a commit,
+/// or `<tip> <base>`: the diff from base to tip, keyed by the tip). A change that is
+/// empty has no patch-id.
+fn patch_ids(repo: &Repo, lines: &[String]) -> Result<BTreeMap<String, String>> {
+    if lines.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let mut input = lines.join("\n").into_bytes();
+    input.push(b'\n');
+    // `--binary`: two different changes of one binary file are not the same patch.
+    let diffs = piped(
+        repo,
+        &[
+            "diff-tree",
+            "--stdin",
+            "-r",
+            "-p",
+            "--root",
+            "--binary",
+            "--no-renames",
+        ],
+        input,
+    )?;
+    let ids = piped(repo, &["patch-id", "--stable"], diffs)?;
+    Ok(String::from_utf8_lossy(&ids)
+        .lines()
+        .filter_map(|l| {
+            let (pid, key) = l.split_once(' ')?;
+            Some((key.trim().to_owned(), pid.to_owned()))
+        })
+        .collect())
+}
+
+/// The commits of `result` (on `our_branch`, past `target`) that copy another task's
+/// unmerged work: each of `others` (`(branch, tip)`) read past the target and the
+/// result, commits `own` (made in the task's worktree) left out. Made in the same
+/// second as the sibling's, a commit is the copy unless `made_by_copy(branch, commit)`
+/// says the sibling's was made by a copying command and the result's was not.
+pub(crate) fn copies(
+    repo: &Repo,
+    (result, our_branch): (&str, &str),
+    target: &str,
+    others: &[(String, String)],
+    own: &BTreeSet<String>,
+    made_by_copy: &dyn Fn(&str, &str) -> bool,
+) -> Result<Vec<Copied>> {
+    let ours = log(repo, &["--no-merges", result, "--not", target, "--"])?;
+    if ours.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut units: Vec<Unit> = Vec::new();
+    let mut ranges: Vec<(Unit, String)> = Vec::new();
+    let mut seen_tips = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    for (branch, tip) in others {
+        if !seen_tips.insert(tip.clone()) {
+            continue;
+        }
+        let theirs = log(repo, &[tip, "--not", target, result, "--"])?;
+        let by_id: BTreeMap<&str, &Commit> = theirs.iter().map(|c| (c.id.as_str(), c)).collect();
+        for c in &theirs {
+            if c.parents.len() < 2 && !own.contains(&c.id) && seen.insert(c.id.clone()) {
+                units.push(Unit {
+                    branch: branch.clone(),
+                    commits: vec![c.id.clone()],
+                    time: c.time,
+                });
+            }
+        }
+        // The first-parent chain from the tip down to the oldest commit read.
+        let mut chain: Vec<&Commit> = Vec::new();
+        let mut at = by_id.get(tip.as_str()).copied();
+        while let Some(c) = at {
+            chain.push(c);
+            at = c
+                .parents
+                .first()
+                .and_then(|p| by_id.get(p.as_str()).copied());
+        }
+        chain.reverse();
+        let Some(first) = chain.first() else {
+            continue;
+        };
+        let base = first
+            .parents
+            .first()
+            .cloned()
+            .unwrap_or_else(|| EMPTY_TREE.to_owned());
+        let mut time = first.time;
+        for k in 1..chain.len() {
+            time = time.max(chain[k].time);
+            let commits: Vec<String> = chain[..=k].iter().map(|c| c.id.clone()).collect();
+            if commits.iter().any(|c| own.contains(c)) {
+                break;
+            }
+            ranges.push((
+                Unit {
+                    branch: branch.clone(),
+                    commits,
+                    time,
+                },
+                base.clone(),
+            ));
+        }
+    }
+    if units.is_empty() && ranges.is_empty() {
+        return Ok(Vec::new());
+    }
+    let in_target = log(repo, &["--no-merges", target, "--not", result, "--"])?;
+    let singles: Vec<String> = ours
+        .iter()
+        .map(|c| c.id.clone())
+        .chain(units.iter().map(|u| u.commits[0].clone()))
+        .chain(in_target.iter().map(|c| c.id.clone()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let single_ids = patch_ids(repo, &singles)?;
+    // Keyed by the run's newest commit: the first run found for it is kept.
+    let mut range_lines: Vec<String> = Vec::new();
+    let mut range_units: BTreeMap<String, Unit> = BTreeMap::new();
+    for (u, base) in ranges {
+        let tip = u.commits[u.commits.len() - 1].clone();
+        if !range_units.contains_key(&tip) {
+            range_lines.push(format!("{tip} {base}"));
+            range_units.insert(tip, u);
+        }
+    }
+    let range_ids = patch_ids(repo, &range_lines)?;
+    let known: BTreeSet<&String> = in_target
+        .iter()
+        .filter_map(|c| single_ids.get(&c.id))
+        .collect();
+    let candidates = units
+        .iter()
+        .filter_map(|u| single_ids.get(&u.commits[0]).map(|p| (p, u)))
+        .chain(
+            range_units
+                .iter()
+                .filter_map(|(tip, u)| range_ids.get(tip).map(|p| (p, u))),
+        );
+    let mut by_patch: BTreeMap<&String, Vec<&Unit>> = BTreeMap::new();
+    for (p, u) in candidates {
+        if !known.contains(p) {
+            by_patch.entry(p).or_default().push(u);
+        }
+    }
+    let mut found = Vec::new();
+    // Oldest first, as the result's history reads.
+    for c in ours.iter().rev() {
+        let Some(p) = single_ids.get(&c.id) else {
+            continue;
+        };
+        let Some(u) = by_patch.get(p).and_then(|us| {
+            us.iter().find(|u| {
+                c.time > u.time
+                    || c.time == u.time
+                        && (made_by_copy(our_branch, &c.id)
+                            || !u.commits.iter().any(|t| made_by_copy(&u.branch, t)))
+            })
+        }) else {
+            continue;
+        };
+        found.push(Copied {
+            ours: c.id.clone(),
+            branch: u.branch.clone(),
+            theirs: u.commits.clone(),
+        });
+    }
+    Ok(found)
+}
+
+/// Was `commit` made by a command that copies a commit — `cherry-pick`, a rebase's
+/// pick, `git am` — as the reflogs of `branch` and of the worktree whose git dir is
+/// `admin` say? Only asked of two matching commits made in the same second.
+fn made_by_copy(repo: &Repo, branch: &str, admin: Option<&PathBuf>, commit: &str) -> bool {
+    let copying = |m: &str| {
+        let m = m.trim_start();
+        m.starts_with("cherry-pick") || m.starts_with("am:") || m.starts_with("rebase")
+    };
+    if admin.is_some_and(|a| {
+        tree::reflog_entries(a)
+            .iter()
+            .any(|(c, m)| c == commit && copying(m))
+    }) {
+        return true;
+    }
+    let r = format!("refs/heads/{branch}");
+    git(
+        &repo.top,
+        &["reflog", "show", "--format=%H%x09%gs", r.as_str(), "--"],
+    )
+    .is_ok_and(|out| {
+        out.lines()
+            .filter_map(|l| l.split_once('\t'))
+            .any(|(c, m)| c == commit && copying(m))
+    })
+}
+
+impl Worktrees {
+    /// A result holding copies of another task's unmerged commits (see the module's
+    /// doc): the line that refuses it — naming each copy, the other task's branch and
+    /// commit(s), and the way on — or `None`.
+    pub(crate) fn copies_other_tasks(
+        &self,
+        h: &WorktreeHandle,
+        result: &str,
+    ) -> Result<Option<String>> {
+        let target = self.target();
+        let own = made_in(&h.admin);
+        let mut others: Vec<(String, String)> = Vec::new();
+        for b in self.all_task_branches()? {
+            if b == h.branch {
+                continue;
+            }
+            if let Some(c) = self.repo.commit_of(&format!("refs/heads/{b}"))? {
+                others.push((b, c));
+            }
+        }
+        // A sibling's worktree whose HEAD is not its branch (detached, another branch).
+        for w in self.repo.registered()? {
+            let (Some((spec, task)), Some(head)) = (&w.task, &w.head) else {
+                continue;
+            };
+            if spec == &self.spec && task == &h.task_id {
+                continue;
+            }
+            others.push((super::task_branch(spec, task), head.clone()));
+        }
+        let mut admins: BTreeMap<String, PathBuf> = BTreeMap::new();
+        admins.insert(h.branch.clone(), h.admin.clone());
+        for w in self.repo.registered()? {
+            if let (Some((spec, task)), Some(admin)) = (&w.task, &w.admin) {
+                admins
+                    .entry(super::task_branch(spec, task))
+                    .or_insert_with(|| admin.clone());
+            }
+        }
+        let by_copy = |branch: &str, commit: &str| {
+            made_by_copy(&self.repo, branch, admins.get(branch), commit)
+        };
+        let found = copies(
+            &self.repo,
+            (result, &h.branch),
+            &target,
+            &others,
+            &own,
+            &by_copy,
+        )?;
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let task = &h.task_id;
+        let mut tasks: BTreeSet<String> = BTreeSet::new();
+        let named: Vec<String> = found
+            .iter()
+            .map(|c| {
+                let whose = match parse_branch(&c.branch) {
+                    Some((s, t)) if s == self.spec => format!("task {t}"),
+                    Some((s, t)) => format!("task {t} of spec `{s}`"),
+                    None => format!("branch `{}`", c.branch),
+                };
+                tasks.insert(format!("`{}`", c.branch));
+                let theirs = match c.theirs.as_slice() {
+                    [one] => format!("a copy of {}", short(one)),
+                    [first, .., last] => format!(
+                        "the {} commits {}..{} squashed",
+                        c.theirs.len(),
+                        short(first),
+                        short(last)
+                    ),
+                    [] => String::new(),
+                };
+                format!(
+                    "{} is {theirs} of {whose} (task branch `{}`)",
+                    short(&c.ours),
+                    c.branch
+                )
+            })
+            .collect();
+        let copies: BTreeSet<String> = found.iter().map(|c| c.ours.clone()).collect();
+        let tasks: Vec<String> = tasks.into_iter().collect();
+        Ok(Some(format!(
+            "task {task}'s result copies commits of another task that qw has not merged: {} (its agent's cherry-pick, rebase, `git am` or squash of another task's commits?), so it was not merged: another task's work reaches `{}` only through that task's own check and merge; task {task}'s result is kept on branch `{}` ({}); {}; or, should it be task {task}'s own change that only matches, `{}` merges it once {} is merged into `{}` or deleted",
+            named.join(", "),
+            self.integration,
+            h.branch,
+            short(result),
+            self.own_only_hint(h, result, &own, &copies)?,
+            super::shell::continue_cmd(&self.spec),
+            tasks.join(", "),
+            self.integration,
+        )))
+    }
+}
