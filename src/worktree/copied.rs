@@ -328,6 +328,95 @@ fn made_by_copy(repo: &Repo, branch: &str, admin: Option<&PathBuf>, commit: &str
     })
 }
 
+/// For `qw worktrees --prune`'s line of a kept task `branch` (as
+/// [`super::cross::others_in_kept`] for commits held by ancestry): when some of its
+/// commits past `head` copy commits of the other task branches `others` that `head`
+/// lacks, the line that replaces "merge it": the copies named, and the way to keep only
+/// the rest (or to delete the branch). `None` when it holds no copy.
+pub(crate) fn copies_in_kept(
+    repo: &Repo,
+    branch: &str,
+    head: &str,
+    others: &[String],
+) -> Option<String> {
+    let tip = repo.commit_of(&format!("refs/heads/{branch}")).ok()??;
+    let tips: Vec<(String, String)> = others
+        .iter()
+        .filter_map(|o| {
+            let c = repo.commit_of(&format!("refs/heads/{o}")).ok()??;
+            Some((o.clone(), c))
+        })
+        .collect();
+    let by_copy = |b: &str, c: &str| made_by_copy(repo, b, None, c);
+    let found = copies(
+        repo,
+        (&tip, branch),
+        head,
+        &tips,
+        &BTreeSet::new(),
+        &by_copy,
+    )
+    .ok()?;
+    if found.is_empty() {
+        return None;
+    }
+    let copied: BTreeSet<&str> = found.iter().map(|c| c.ours.as_str()).collect();
+    let not_head = format!("^{head}");
+    let mine: Vec<String> = git(
+        &repo.top,
+        &[
+            "rev-list",
+            "--reverse",
+            "--topo-order",
+            "--no-merges",
+            branch,
+            &not_head,
+        ],
+    )
+    .ok()?
+    .split_whitespace()
+    .filter(|c| !copied.contains(c))
+    .map(str::to_owned)
+    .collect();
+    let onto = super::cross::kept_onto(repo, head);
+    let way = super::cross::kept_way(repo, branch, &onto, &mine)?;
+    Some(format!(
+        "kept branch `{branch}`: it holds {} copy(ies) of commits of another task that qw has not merged ({}), so do not merge it as it is — another task's work reaches `{onto}` only through that task's own check and merge; {way}",
+        found.len(),
+        named(&found, None).join(", ")
+    ))
+}
+
+/// Each copy as `<ours> is a copy of <theirs> of task <t> (task branch `…`)`; the
+/// task named with its spec unless it is `spec`'s.
+fn named(found: &[Copied], spec: Option<&str>) -> Vec<String> {
+    found
+        .iter()
+        .map(|c| {
+            let whose = match parse_branch(&c.branch) {
+                Some((s, t)) if Some(s) == spec => format!("task {t}"),
+                Some((s, t)) => format!("task {t} of spec `{s}`"),
+                None => format!("branch `{}`", c.branch),
+            };
+            let theirs = match c.theirs.as_slice() {
+                [one] => format!("a copy of {}", short(one)),
+                [first, .., last] => format!(
+                    "the {} commits {}..{} squashed",
+                    c.theirs.len(),
+                    short(first),
+                    short(last)
+                ),
+                [] => String::new(),
+            };
+            format!(
+                "{} is {theirs} of {whose} (task branch `{}`)",
+                short(&c.ours),
+                c.branch
+            )
+        })
+        .collect()
+}
+
 impl Worktrees {
     /// A result holding copies of another task's unmerged commits (see the module's
     /// doc): the line that refuses it — naming each copy, the other task's branch and
@@ -382,33 +471,8 @@ impl Worktrees {
             return Ok(None);
         }
         let task = &h.task_id;
-        let mut tasks: BTreeSet<String> = BTreeSet::new();
-        let named: Vec<String> = found
-            .iter()
-            .map(|c| {
-                let whose = match parse_branch(&c.branch) {
-                    Some((s, t)) if s == self.spec => format!("task {t}"),
-                    Some((s, t)) => format!("task {t} of spec `{s}`"),
-                    None => format!("branch `{}`", c.branch),
-                };
-                tasks.insert(format!("`{}`", c.branch));
-                let theirs = match c.theirs.as_slice() {
-                    [one] => format!("a copy of {}", short(one)),
-                    [first, .., last] => format!(
-                        "the {} commits {}..{} squashed",
-                        c.theirs.len(),
-                        short(first),
-                        short(last)
-                    ),
-                    [] => String::new(),
-                };
-                format!(
-                    "{} is {theirs} of {whose} (task branch `{}`)",
-                    short(&c.ours),
-                    c.branch
-                )
-            })
-            .collect();
+        let named = named(&found, Some(&self.spec));
+        let tasks: BTreeSet<String> = found.iter().map(|c| format!("`{}`", c.branch)).collect();
         let copies: BTreeSet<String> = found.iter().map(|c| c.ours.clone()).collect();
         let tasks: Vec<String> = tasks.into_iter().collect();
         Ok(Some(format!(
@@ -554,6 +618,43 @@ mod tests {
             f[0].theirs,
             vec![tip(&r, "qw/d/2~2"), tip(&r, "qw/d/2~1")],
             "{f:?}"
+        );
+    }
+
+    /// `qw worktrees --prune`'s line of a kept branch holding a copy: no "merge it", the
+    /// copy named, and the remake keeps only the branch's own commit.
+    #[test]
+    fn a_kept_branch_holding_a_copy_is_not_offered_for_a_merge() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = String::new();
+        commit(&mut s, "main", None, 1000, &[("base", "0\n")]);
+        commit(&mut s, "qw/d/2", Some("main"), 1001, &[("b1", "1\n")]);
+        commit(&mut s, "qw/d/1", Some("main"), 1002, &[("a1", "1\n")]);
+        commit(&mut s, "qw/d/1", None, 1003, &[("b1", "1\n")]);
+        let r = repo_of(d.path(), &s);
+        let line = super::super::cross::others_in_kept(&r, "qw/d/1", &tip(&r, "main"))
+            .unwrap_or_else(|| panic!("no line"));
+        let ours = tip(&r, "qw/d/1");
+        let theirs = tip(&r, "qw/d/2");
+        assert!(
+            line.contains("do not merge it as it is")
+                && line.contains(&format!(
+                    "{} is a copy of {} of task 2 of spec `d` (task branch `qw/d/2`)",
+                    &ours[..10],
+                    &theirs[..10]
+                )),
+            "{line}"
+        );
+        let own = tip(&r, "qw/d/1~1");
+        // Its own commit alone is picked, not the copy.
+        assert!(
+            line.contains(&format!("cherry-pick {} &&", &own[..10])),
+            "{line}"
+        );
+        // Without the copy: nothing to say.
+        assert_eq!(
+            super::super::cross::others_in_kept(&r, "qw/d/1", &tip(&r, "qw/d/2")),
+            None
         );
     }
 

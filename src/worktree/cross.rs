@@ -595,7 +595,7 @@ fn remake_hint(
 /// branch, then `qw workflow-continue`), or to delete the branch when it has none.
 /// `None` when it holds no other task's commit.
 pub(crate) fn others_in_kept(repo: &Repo, branch: &str, head: &str) -> Option<String> {
-    let (spec, task) = parse_branch(branch)?;
+    parse_branch(branch)?;
     let same_task = format!("{branch}@");
     let out = git_output(
         &repo.top,
@@ -627,7 +627,8 @@ pub(crate) fn others_in_kept(repo: &Repo, branch: &str, head: &str) -> Option<St
         .filter(|c| !own_all.contains(c))
         .collect();
     if theirs.is_empty() {
-        return None;
+        // None by ancestry; copies of them (a cherry-pick, `git am`, a squash)?
+        return super::copied::copies_in_kept(repo, branch, head, &others);
     }
     let whose: Vec<String> = others
         .iter()
@@ -651,26 +652,37 @@ pub(crate) fn others_in_kept(repo: &Repo, branch: &str, head: &str) -> Option<St
             .map(str::to_owned)
             .collect()
     };
-    let onto = repo
-        .current_branch()
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| head.to_owned());
-    let way = if mine.is_empty() {
-        format!(
-            "it has no commit of its own, so delete it (`git branch -D {}`) and `{}` runs the task again",
-            shell_quote(branch),
-            super::shell::continue_cmd(spec)
-        )
-    } else {
-        remake_hint(repo, spec, task, branch, &onto, &mine)
-    };
+    let onto = kept_onto(repo, head);
+    let way = kept_way(repo, branch, &onto, &mine)?;
     Some(format!(
         "kept branch `{branch}`: it holds {} commit(s) of another task that qw has not merged ({}: up to {}), so do not merge it as it is — another task's work reaches `{onto}` only through that task's own check and merge; {way}",
         theirs.len(),
         whose.join(", "),
         short(theirs[0])
     ))
+}
+
+/// Where a kept branch's own commits are remade: the main worktree's branch, else `head`.
+pub(super) fn kept_onto(repo: &Repo, head: &str) -> String {
+    repo.current_branch()
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| head.to_owned())
+}
+
+/// The way on for a kept task `branch` holding another task's work: its own commits
+/// (`mine`, oldest first) remade on `onto`, or, without any, the branch deleted.
+pub(super) fn kept_way(repo: &Repo, branch: &str, onto: &str, mine: &[String]) -> Option<String> {
+    let (spec, task) = parse_branch(branch)?;
+    Some(if mine.is_empty() {
+        format!(
+            "it has no commit of its own, so delete it (`git branch -D {}`) and `{}` runs the task again",
+            shell_quote(branch),
+            super::shell::continue_cmd(spec)
+        )
+    } else {
+        remake_hint(repo, spec, task, branch, onto, mine)
+    })
 }
 
 /// The paths a merge of `result` into `target` would delete that the task's worktree
