@@ -184,7 +184,8 @@ pub(crate) fn copies(
     let mut seen_tips = BTreeSet::new();
     let mut seen = BTreeSet::new();
     for (branch, tip) in others {
-        if !seen_tips.insert(tip.clone()) {
+        // An unborn HEAD (`git checkout --orphan`) reads as zeros: nothing to compare.
+        if !seen_tips.insert(tip.clone()) || !tree::is_commit(repo, tip) {
             continue;
         }
         let theirs = log(repo, &[tip, "--not", target, result, "--"])?;
