@@ -675,13 +675,13 @@ impl TaskSpace {
             r.evidence = why;
             return Ok(());
         }
-        let subject = format!(
-            "qw({}): task {} {} — succeeded",
-            self.spec, task.id, task.title
-        );
+        // The title on one line and cut (a 140 KB title made every commit and merge of
+        // the task fail "Argument list too long", rev8a F4; a NUL cannot be an argument).
+        let title = crate::fmt::one_line(&task.title, 200);
+        let subject = format!("qw({}): task {} {title} — succeeded", self.spec, task.id);
         let message = format!(
-            "qw({}): merge task {} {} (succeeded)",
-            self.spec, task.id, task.title
+            "qw({}): merge task {} {title} (succeeded)",
+            self.spec, task.id
         );
         match w.integrate(&h, &subject, &message, &note) {
             Ok(done) => {

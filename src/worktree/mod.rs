@@ -215,12 +215,37 @@ pub(crate) fn main_wait_limit() -> std::time::Duration {
     std::time::Duration::from_secs(secs)
 }
 
+/// The longest commit, merge or reflog message qw gives git (bytes): far below the
+/// kernel's 128 KiB per argument.
+const MAX_MESSAGE: usize = 16 * 1024;
+
 /// Build `git -C dir [PRE…] -c … ARGS…` with qw's fixed options and environment.
 fn git_command<I, S>(dir: &Path, pre: &[&OsStr], args: I, env: &[(&str, &OsStr)]) -> Command
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    // A message (`-m`) is one argument: over Linux's 128 KiB per argument (a put-back
+    // naming thousands of paths) git could not even start (rev8a F4). Cut, marked.
+    let mut after_m = false;
+    let args: Vec<std::ffi::OsString> = args
+        .into_iter()
+        .map(|a| {
+            let a = a.as_ref();
+            let cut = after_m && a.len() > MAX_MESSAGE;
+            after_m = a == "-m";
+            if cut {
+                let text = a.to_string_lossy();
+                let mut end = MAX_MESSAGE;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                std::ffi::OsString::from(format!("{}… (cut)", &text[..end]))
+            } else {
+                a.to_os_string()
+            }
+        })
+        .collect();
     let mut cmd = Command::new("git");
     cmd.arg("-C")
         .arg(dir)

@@ -15,6 +15,7 @@ mod agent;
 mod claude_real;
 mod cli;
 mod consume;
+mod coord10;
 mod dashboard;
 mod devmode;
 mod exec;
