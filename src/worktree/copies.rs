@@ -175,7 +175,7 @@ pub(crate) fn copy_into(repo: &Repo, top: &Path, admin: &Path, workdir: &Path) -
     for old in recorded(admin) {
         let at = top.join(&old.path);
         if std::fs::symlink_metadata(&at).is_ok_and(|m| !m.is_dir()) {
-            let _ = std::fs::remove_file(&at);
+            let _ = crate::fs::remove_file(&at);
         }
     }
     let main = repo.project.root();
@@ -289,11 +289,11 @@ fn walk(
     if depth > MAX_DEPTH || found.len() > MAX_FILES {
         return;
     }
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Ok(entries) = crate::fs::read_dir(dir) else {
         return;
     };
     let mut entries: Vec<_> = entries.flatten().collect();
-    entries.sort_by_key(std::fs::DirEntry::file_name);
+    entries.sort_by_key(fs_err::DirEntry::file_name);
     for e in entries {
         let Some(name) = e.file_name().to_str().map(str::to_owned) else {
             continue;
