@@ -14,11 +14,15 @@ use std::path::{Path, PathBuf};
 /// and the project. Inside the project means under `root` or under where `root/.claude`
 /// leads (a `.claude` that is itself a link the user made, a dotfiles set-up: the checks
 /// of `cli::check_own_dirs` decide whether that one is followed). A path that does not
-/// exist, or whose link dangles or loops, passes: the reader then says what is wrong.
+/// exist, whose link dangles or loops, or that leads to anything but a regular file (a
+/// device, a FIFO, a directory) passes: the reader refuses it, saying what it is.
 pub fn check_in_project(root: &Path, path: &Path) -> io::Result<()> {
     let Ok(resolved) = std::fs::canonicalize(path) else {
         return Ok(());
     };
+    if !std::fs::metadata(&resolved).is_ok_and(|m| m.is_file()) {
+        return Ok(());
+    }
     let inside = [root.to_path_buf(), root.join(".claude")]
         .iter()
         .filter_map(|r| std::fs::canonicalize(r).ok())

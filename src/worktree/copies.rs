@@ -194,6 +194,12 @@ pub(crate) fn copy_into(repo: &Repo, top: &Path, admin: &Path, workdir: &Path) -
             continue;
         }
         if dir {
+            if !inside(main, &from) {
+                notes.push(format!(
+                    "did not copy `{rel}` into the task's worktree: it leads out of the project"
+                ));
+                continue;
+            }
             walk(main, &from, rel, 0, &mut found, &mut notes);
         } else if from.is_file() {
             found.insert(rel.to_owned(), from);
@@ -276,6 +282,17 @@ fn finish(admin: &Path, copies: Vec<Copy>, mut notes: Vec<String>) -> Vec<String
     notes
 }
 
+/// Does `path`, fully resolved, lie in the project `main` (or where its `.claude` leads)?
+fn inside(main: &Path, path: &Path) -> bool {
+    let Ok(resolved) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    [main.to_path_buf(), main.join(".claude")]
+        .iter()
+        .filter_map(|r| std::fs::canonicalize(r).ok())
+        .any(|r| resolved.starts_with(r))
+}
+
 /// The files below the folder `dir` (`rel` from the project root), through links only
 /// within the project.
 fn walk(
@@ -305,7 +322,9 @@ fn walk(
             continue;
         }
         match std::fs::metadata(&path) {
-            Ok(m) if m.is_dir() => walk(main, &path, &child, depth + 1, found, notes),
+            Ok(m) if m.is_dir() && inside(main, &path) => {
+                walk(main, &path, &child, depth + 1, found, notes);
+            }
             Ok(m) if m.is_file() => {
                 found.insert(child, path);
             }
@@ -415,4 +434,40 @@ fn copy_one(
         .map_err(|e| crate::fs::with_path(e, "write", &dest).to_string())?;
     *total += bytes.len();
     Ok(Some(hash(&bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_round_trips_and_patterns_match_only_the_copies_themselves() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(recorded(dir.path()).is_empty());
+        let copies = vec![
+            Copy {
+                path: ".claude/settings.local.json".into(),
+                hash: hash(b"{}"),
+            },
+            Copy {
+                path: "sub/.claude/commands/a [b]*.md".into(),
+                hash: hash(b"x"),
+            },
+        ];
+        write_record(dir.path(), &copies).unwrap();
+        assert_eq!(recorded(dir.path()), copies);
+        assert_eq!(
+            ignore_patterns(dir.path()),
+            vec![
+                "/.claude/settings.local.json".to_owned(),
+                "/sub/.claude/commands/a\\ \\[b]\\*.md".to_owned(),
+            ]
+        );
+        assert_eq!(
+            pathspecs(dir.path())[0],
+            ":(top,literal).claude/settings.local.json"
+        );
+        assert!(is_copy(&copies, ".claude/settings.local.json"));
+        assert!(!is_copy(&copies, ".claude/settings.json"));
+    }
 }

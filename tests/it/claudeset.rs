@@ -112,7 +112,9 @@ fn claudeset_ignored_claude_files_are_read_only_copies_never_saved_merged_or_cop
         ".claude/commands/ship.md",
         "CLAUDE.local.md",
     ];
-    with_recording_claude(&mut r, &files);
+    let mut recorded = files.to_vec();
+    recorded.push(".claude/commands/out.md");
+    with_recording_claude(&mut r, &recorded);
     let settings = add_permissions(&r);
     r.f.p.write(
         ".claude/agents/reviewer.md",
@@ -120,6 +122,10 @@ fn claudeset_ignored_claude_files_are_read_only_copies_never_saved_merged_or_cop
     );
     r.f.p.write(".claude/commands/ship.md", "Ship it.\n");
     r.f.p.write("CLAUDE.local.md", "my local notes\n");
+    // A command that is a link out of the project: not copied.
+    let secret = r.aux.path().join("secret.md");
+    std::fs::write(&secret, "SECRET-COMMAND\n").unwrap();
+    symlink(&secret, r.root().join(".claude/commands/out.md")).unwrap();
     let exclude = r.root().join(".git/info/exclude");
     let mut ex = std::fs::read_to_string(&exclude).unwrap_or_default();
     ex.push_str("/CLAUDE.local.md\n");
@@ -150,7 +156,12 @@ fn claudeset_ignored_claude_files_are_read_only_copies_never_saved_merged_or_cop
             assert!(!text.contains(&format!("link {f}")), "{f}: {text}");
         }
         assert!(text.contains("Bash(npm test)"), "{text}");
+        assert!(text.contains("missing .claude/commands/out.md"), "{text}");
     }
+    assert!(
+        all.contains("out.md` is a symbolic link to") && all.contains("outside the project"),
+        "{all}"
+    );
     // The user's files are as they were.
     assert_eq!(r.read(".claude/settings.local.json"), settings);
     assert_eq!(r.read("CLAUDE.local.md"), "my local notes\n");
