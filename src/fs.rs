@@ -12,10 +12,12 @@ use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+mod confined;
 pub(crate) mod locked_file;
 mod nofollow;
 mod regular;
 
+pub use confined::check_in_project;
 pub use locked_file::{
     Holder, LockError, LockOptions, LockTimeout, LockedFile, Peek, ProcessState, process_state,
 };

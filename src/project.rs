@@ -108,8 +108,10 @@ impl Project {
     /// The folders qw keeps its own files in, relative to `.claude/`: each must be a real
     /// directory, never a symbolic link (a repository can commit one pointing anywhere), so
     /// qw never reads, writes or deletes outside the project through one. `.claude/`
-    /// itself may be a link the user made (a dotfiles repository).
-    pub const OWN_DIRS: [&'static str; 7] = [
+    /// itself may be a link the user made (a dotfiles repository). `worktrees` is the
+    /// old place of task worktrees: `qw worktrees --prune` still searches it and deletes
+    /// the empty folders it finds there.
+    pub const OWN_DIRS: [&'static str; 8] = [
         "logs",
         "runs",
         "backups",
@@ -117,6 +119,7 @@ impl Project {
         "backups/workflows",
         "slurm",
         "slurm/owners",
+        "worktrees",
     ];
 
     /// `.claude/next_command.txt`

@@ -145,7 +145,8 @@ pub(crate) fn settle(
     let shown = doc.display();
     let mut problems: Vec<String> = Vec::new();
     if present(&doc) {
-        let written = crate::spec::read_document(&doc).map_err(|e| e.to_string());
+        let written =
+            crate::spec::read_document(&job.project_root, &doc).map_err(|e| e.to_string());
         match written.and_then(|text| check(job.phase, &text)) {
             Ok(()) => return run,
             Err(e) => problems.push(format!("the `{name}` it wrote is not valid: {e}")),

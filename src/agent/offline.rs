@@ -409,7 +409,7 @@ fn validate(req: &OfflineRequest) -> OfflineResult {
         }
     }
     let tasks_path = req.spec_dir.join("tasks.md");
-    let text = match crate::spec::read_document(&tasks_path) {
+    let text = match crate::spec::read_document(&req.project_root, &tasks_path) {
         Ok(t) => t,
         Err(e) => return OfflineResult::err(format!("VALIDATION: FAIL — {e}")),
     };

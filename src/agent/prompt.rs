@@ -80,7 +80,12 @@ pub fn build(job: &Job, project: &Project) -> String {
         Phase::Implementation | Phase::Validation => &["requirements.md", "design.md", "tasks.md"],
     };
     for doc in docs {
-        embed_document(&mut p, &job.spec_dir.join(doc), &job.workdir);
+        embed_document(
+            &mut p,
+            project.root(),
+            &job.spec_dir.join(doc),
+            &job.workdir,
+        );
     }
 
     p.push_str("## Your job\n\n");
@@ -267,7 +272,9 @@ fn implementation(p: &mut String, job: &Job) {
     );
 }
 
-fn steering(p: &mut String, project: &Project) {
+/// The steering documents a prompt embeds, in order: `product.md`, `tech.md`,
+/// `structure.md`, then every other `*.md` of `.claude/steering/` by name.
+pub(crate) fn steering_files(project: &Project) -> Vec<PathBuf> {
     let dir = project.steering_dir();
     let mut files: Vec<PathBuf> = ["product.md", "tech.md", "structure.md"]
         .iter()
@@ -285,13 +292,18 @@ fn steering(p: &mut String, project: &Project) {
         others.sort();
         files.extend(others);
     }
+    files
+}
+
+fn steering(p: &mut String, project: &Project) {
+    let files = steering_files(project);
     if files.is_empty() {
         return;
     }
     p.push_str("## Steering documents\n\n");
     let mut budget = STEERING_CAP;
     for f in files {
-        let Some((text, len)) = read_capped(&f) else {
+        let Some((text, len)) = read_capped(project.root(), &f) else {
             continue;
         };
         let rel = shown(&f, project.root());
@@ -304,9 +316,9 @@ fn steering(p: &mut String, project: &Project) {
     }
 }
 
-fn embed_document(p: &mut String, path: &Path, base: &Path) {
+fn embed_document(p: &mut String, root: &Path, path: &Path, base: &Path) {
     let rel = shown(path, base);
-    match read_capped(path) {
+    match read_capped(root, path) {
         Some((text, len)) => {
             let _ = writeln!(
                 p,
@@ -321,10 +333,12 @@ fn embed_document(p: &mut String, path: &Path, base: &Path) {
 }
 
 /// A document to embed: only a regular file (a FIFO or a device planted there is skipped,
-/// never waited on), and only as much of it as the prompt can show (`capped` then says
-/// how big the file is). Bytes that are not UTF-8 are replaced.
-/// Returns the text read and the file's whole size.
-fn read_capped(path: &Path) -> Option<(String, usize)> {
+/// never waited on), never through a link out of the project `root` (the workflow
+/// refuses such a document before any agent runs), and only as much of it as the prompt
+/// can show (`capped` then says how big the file is). Bytes that are not UTF-8 are
+/// replaced. Returns the text read and the file's whole size.
+fn read_capped(root: &Path, path: &Path) -> Option<(String, usize)> {
+    crate::fs::check_in_project(root, path).ok()?;
     // Enough to cut at `DOC_CAP` on a char boundary and still say "cut".
     let (bytes, len) = match crate::fs::read_regular(path, DOC_CAP + 8).ok()? {
         crate::fs::Bounded::Whole(b) => {

@@ -365,8 +365,9 @@ async fn doc_page(
         );
     };
     let path2 = path.clone();
+    let root = app.cfg.project.root().to_path_buf();
     let text = match blocking("Cannot read document", move || {
-        crate::spec::read_document(&path2)
+        crate::spec::read_document(&root, &path2)
     })
     .await
     {

@@ -31,7 +31,13 @@ impl SettingsFile {
     /// [`MAX_SETTINGS_BYTES`](super::MAX_SETTINGS_BYTES) is read: a FIFO, a device, a
     /// directory or a socket there is refused without blocking, as an error for which
     /// [`SettingsError::is_usage`] is true.
+    ///
+    /// A link that leads out of the project (the folder holding the file's `.claude/`) is
+    /// refused the same way, naming where it leads: the file is the project's, and a
+    /// committed `settings.local.json -> ~/.aws/credentials` is not read.
     pub fn load(path: &Path) -> Result<SettingsFile, SettingsError> {
+        let root = crate::fs::parent_dir(&crate::fs::parent_dir(path));
+        crate::fs::check_in_project(&root, path)?;
         match crate::fs::read_regular_whole(path, super::MAX_SETTINGS_BYTES) {
             Ok(bytes) => Self::parse_bytes(path, &bytes),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Self::absent(path)),

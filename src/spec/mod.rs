@@ -25,8 +25,11 @@ pub(crate) const MAX_DOCUMENT_BYTES: usize = 16 << 20;
 /// regular file is opened (a FIFO, a device or a symlink to one is refused without
 /// blocking, see [`crate::fs::read_regular`]), at most [`MAX_DOCUMENT_BYTES`] of it, and
 /// it must be UTF-8: each refusal is an error naming the file (and for bad bytes, the
-/// line) for which [`crate::fs::is_refused`] is true.
-pub(crate) fn read_document(path: &Path) -> io::Result<String> {
+/// line) for which [`crate::fs::is_refused`] is true. A link that leads out of the
+/// project `root` is refused the same way ([`crate::fs::check_in_project`]): a committed
+/// `requirements.md -> ~/.aws/credentials` never reaches a prompt.
+pub(crate) fn read_document(root: &Path, path: &Path) -> io::Result<String> {
+    crate::fs::check_in_project(root, path)?;
     crate::fs::read_regular_text(path, MAX_DOCUMENT_BYTES)
 }
 
@@ -63,6 +66,8 @@ pub enum SpecError {
 pub(crate) struct Spec {
     name: String,
     dir: PathBuf,
+    /// The project root: documents are read only from inside it.
+    root: PathBuf,
 }
 
 impl Spec {
@@ -72,6 +77,7 @@ impl Spec {
         Ok(Spec {
             name: name.to_owned(),
             dir: project.spec_dir(name),
+            root: project.root().to_path_buf(),
         })
     }
     /// The spec name.
@@ -114,7 +120,7 @@ impl Spec {
     /// Parse tasks.md; `Ok(None)` when it does not exist. Errors name the file and line.
     pub(crate) fn load_tasks(&self) -> Result<Option<TaskList>, SpecError> {
         let path = self.tasks_path();
-        let text = match read_document(&path) {
+        let text = match read_document(&self.root, &path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),

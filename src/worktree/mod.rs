@@ -48,6 +48,7 @@ use crate::project::Project;
 mod alive;
 mod blame;
 mod copied;
+mod copies;
 mod cross;
 mod disk;
 mod gained;
@@ -1482,6 +1483,8 @@ impl Worktrees {
             &tree::Tree::new(&path, &admin, &branch),
             &self.repo.spec_rel(&self.spec),
         )?;
+        // The user's Claude Code files git does not track, as read-only copies.
+        notes.extend(copies::copy_into(&self.repo, &path, &admin, &workdir));
         let stash_before = self.stash_before(task_id, &path, &admin, &branch);
         Ok((
             WorktreeHandle {
@@ -2187,7 +2190,10 @@ fn remove_one(
         // New files git ignores only by a rule outside the project's `.gitignore` files
         // (`info/exclude`, `core.excludesFile`): not saved, and removing the worktree
         // would delete them (rev6b G16): kept, named.
-        if let Some(line) = tree::keep_ignored(&t, &repo.qw_ignores(spec)) {
+        // The copies of the user's Claude Code files (`copies`) are qw's, not new files.
+        let mut ignores = repo.qw_ignores(spec);
+        ignores.extend(copies::ignore_patterns(admin));
+        if let Some(line) = tree::keep_ignored(&t, &ignores) {
             out.warnings.push(line);
             let unmerged = repo.unmerged_commits(branch, target).unwrap_or(1) > 0;
             out.kept_branch = (keep_branch || unmerged).then(|| branch.to_owned());
@@ -2197,6 +2203,7 @@ fn remove_one(
             out.warnings.extend(lines);
             return finish(repo, out, branch, target, keep_branch, Some(admin));
         }
+        out.notes.extend(copies::changed_line(path, admin));
     } else if admin.is_some() {
         // Its worktree was deleted under it (`git worktree remove` by its agent): what
         // its branch holds now is what the worktree committed, the task's own work.

@@ -297,20 +297,21 @@ pub(crate) fn stage(
         }
         _ => None,
     };
+    // So are the read-only copies of the user's Claude Code files qw put there
+    // (`copies`): neither a `git add -A` nor a commit of the agent's brings one in.
+    let copies = super::copies::pathspecs(t.admin);
+    let mut paths: Vec<&str> = vec![spec_rel.as_str()];
+    paths.extend(copies.iter().map(String::as_str));
     match &keep_from {
         Some(b) => {
-            t.run(&["reset", "-q", b, "--", &spec_rel])?;
+            let mut args = vec!["reset", "-q", b, "--"];
+            args.extend(&paths);
+            t.run(&args)?;
         }
         None => {
-            t.run(&[
-                "rm",
-                "--cached",
-                "-r",
-                "-q",
-                "--ignore-unmatch",
-                "--",
-                &spec_rel,
-            ])?;
+            let mut args = vec!["rm", "--cached", "-r", "-q", "--ignore-unmatch", "--"];
+            args.extend(&paths);
+            t.run(&args)?;
         }
     }
     let tree = t.run(&["write-tree"])?;
@@ -1025,7 +1026,8 @@ pub(crate) fn holds_files(dir: &Path) -> Result<bool> {
     Ok(false)
 }
 
-/// Uncommitted changes in a worktree, leaving out the spec link qw put there.
+/// Uncommitted changes in a worktree, leaving out the spec link qw put there and the
+/// copies of the user's Claude Code files.
 pub(crate) fn dirty(repo: &Repo, path: &Path, admin: &Path, spec: &str) -> Result<bool> {
     if !path.is_dir() {
         return Ok(false);
@@ -1040,11 +1042,15 @@ pub(crate) fn dirty(repo: &Repo, path: &Path, admin: &Path, spec: &str) -> Resul
         });
     }
     let spec_rel = repo.spec_rel(spec);
+    // The copies of the user's Claude Code files are not the task's work either.
+    let copies = super::copies::recorded(admin);
     Ok(super::parse_status_z(&String::from_utf8_lossy(&out.stdout))
         .iter()
         .any(|p| {
             let p = p.trim_end_matches('/');
-            p != spec_rel && !p.starts_with(&format!("{spec_rel}/"))
+            p != spec_rel
+                && !p.starts_with(&format!("{spec_rel}/"))
+                && !super::copies::is_copy(&copies, p)
         }))
 }
 

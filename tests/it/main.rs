@@ -13,6 +13,7 @@
 mod admission;
 mod agent;
 mod claude_real;
+mod claudeset;
 mod cli;
 mod consume;
 mod coord10;

@@ -86,6 +86,16 @@ impl Workflow {
         {
             crate::fs::check_regular(&spec.dir().join(document))?;
         }
+        // A document or steering file that is a link out of the project (a committed
+        // `requirements.md -> ~/.aws/credentials`) would put what it leads to into a
+        // prompt: refused, naming the link, before any agent runs.
+        for path in ["requirements.md", "design.md", "tasks.md"]
+            .iter()
+            .map(|d| spec.dir().join(d))
+            .chain(crate::agent::prompt::steering_files(&self.project))
+        {
+            crate::fs::check_in_project(self.project.root(), &path)?;
+        }
         if spec.tasks_path().is_file() {
             load_tasks(&spec)?;
         }
