@@ -35,7 +35,7 @@ struct Record {
 
 /// `.claude/runs/.<spec>.checks.json`.
 pub(crate) fn record_path(project: &Project, spec: &str) -> PathBuf {
-    project.runs_dir().join(format!(".{spec}.checks.json"))
+    project.checks_record_file(spec)
 }
 
 fn checks_of(list: &TaskList) -> BTreeMap<String, Option<String>> {
