@@ -145,6 +145,20 @@ impl Project {
     }
 }
 
+#[cfg(test)]
+impl Project {
+    /// A project in `dir/proj` whose `.claude/runs` is a link to an empty `dir/victim`
+    /// (returned): for tests that qw never writes through it.
+    pub(crate) fn with_linked_runs(dir: &Path) -> (Project, PathBuf) {
+        let victim = dir.join("victim");
+        crate::fs::create_dir_all(&victim).unwrap();
+        let root = dir.join("proj");
+        crate::fs::create_dir_all(root.join(".claude")).unwrap();
+        std::os::unix::fs::symlink(&victim, root.join(".claude/runs")).unwrap();
+        (Project::at(root), victim)
+    }
+}
+
 /// The names of qw's own files in `.claude/runs/` (see [`Project::is_own_runs_file`]).
 const WORKFLOW_LOCK_SUFFIX: &str = ".workflow.lock";
 const CHECKS_SUFFIX: &str = ".checks.json";

@@ -194,19 +194,14 @@ mod tests {
     #[test]
     fn the_restore_lock_is_never_made_through_a_linked_runs_folder() {
         let dir = tempfile::tempdir().unwrap();
-        let victim = dir.path().join("victim");
-        crate::fs::create_dir_all(&victim).unwrap();
-        let root = dir.path().join("proj");
-        crate::fs::create_dir_all(root.join(".claude")).unwrap();
-        std::os::unix::fs::symlink(&victim, root.join(".claude/runs")).unwrap();
-        let project = Project::at(&root);
+        let (project, victim) = Project::with_linked_runs(dir.path());
         let Err(e) = hold_restore(&project) else {
             panic!("a linked `.claude/runs` was followed");
         };
         assert!(e.to_string().contains("symbolic link"), "{e}");
         assert_eq!(crate::fs::read_dir(&victim).unwrap().count(), 0);
         // A real folder (made when missing): the lock is taken there.
-        std::fs::remove_file(root.join(".claude/runs")).unwrap();
+        std::fs::remove_file(project.runs_dir()).unwrap();
         let held = hold_restore(&project).unwrap();
         assert!(project.restore_lock_file().is_file());
         drop(held);

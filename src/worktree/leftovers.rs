@@ -702,18 +702,13 @@ mod tests {
     #[test]
     fn a_spec_is_never_held_through_a_linked_runs_folder() {
         let dir = tempfile::tempdir().unwrap();
-        let victim = dir.path().join("victim");
-        crate::fs::create_dir_all(&victim).unwrap();
-        let root = dir.path().join("proj");
-        crate::fs::create_dir_all(root.join(".claude")).unwrap();
-        std::os::unix::fs::symlink(&victim, root.join(".claude/runs")).unwrap();
-        let project = Project::at(&root);
+        let (project, victim) = Project::with_linked_runs(dir.path());
         let Err(e) = hold_spec(&project, "demo") else {
             panic!("a linked `.claude/runs` was followed");
         };
         assert!(e.to_string().contains("symbolic link"), "{e}");
         assert_eq!(crate::fs::read_dir(&victim).unwrap().count(), 0);
-        std::fs::remove_file(root.join(".claude/runs")).unwrap();
+        std::fs::remove_file(project.runs_dir()).unwrap();
         assert!(hold_spec(&project, "demo").unwrap().is_some());
         assert!(project.workflow_lock_file("demo").is_file());
     }
