@@ -201,7 +201,7 @@ mod tests {
         assert!(e.to_string().contains("symbolic link"), "{e}");
         assert_eq!(crate::fs::read_dir(&victim).unwrap().count(), 0);
         // A real folder (made when missing): the lock is taken there.
-        std::fs::remove_file(project.runs_dir()).unwrap();
+        crate::fs::remove_file(project.runs_dir()).unwrap();
         let held = hold_restore(&project).unwrap();
         assert!(project.restore_lock_file().is_file());
         drop(held);

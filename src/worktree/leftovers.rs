@@ -708,7 +708,7 @@ mod tests {
         };
         assert!(e.to_string().contains("symbolic link"), "{e}");
         assert_eq!(crate::fs::read_dir(&victim).unwrap().count(), 0);
-        std::fs::remove_file(project.runs_dir()).unwrap();
+        crate::fs::remove_file(project.runs_dir()).unwrap();
         assert!(hold_spec(&project, "demo").unwrap().is_some());
         assert!(project.workflow_lock_file("demo").is_file());
     }
