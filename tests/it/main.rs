@@ -37,6 +37,7 @@ mod special;
 mod state;
 mod status;
 mod support;
+mod tidy;
 mod trace;
 mod validate;
 mod workflow;
