@@ -94,7 +94,7 @@ impl Project {
     /// `.claude/runs/.NAME.workflow.lock`: held (flock) while a workflow of the spec
     /// runs; its worktrees are held through it.
     pub fn workflow_lock_file(&self, name: &str) -> PathBuf {
-        self.runs_dir().join(format!(".{name}.workflow.lock"))
+        self.runs_dir().join(spec_file(name, WORKFLOW_LOCK_SUFFIX))
     }
     /// `.claude/runs/.state-restore.lock`: held by `qw state-backup --restore` from before
     /// it looks for running workflows until the state is restored. Every workflow start
@@ -102,7 +102,23 @@ impl Project {
     /// also one that never ran and so has no workflow lock file yet — never starts in the
     /// middle of a restore, and a restore always sees the workflows that started before it.
     pub fn restore_lock_file(&self) -> PathBuf {
-        self.runs_dir().join(".state-restore.lock")
+        self.runs_dir().join(RESTORE_LOCK)
+    }
+    /// `.claude/runs/.NAME.checks.json`: a workflow run's record of the spec's `_Verify:_`
+    /// checks (`workflow::checks`).
+    pub fn checks_record_file(&self, name: &str) -> PathBuf {
+        self.runs_dir().join(spec_file(name, CHECKS_SUFFIX))
+    }
+    /// Whether `name`, an entry of `.claude/runs/`, is one of qw's own files beside the
+    /// run folders, as [`Project::workflow_lock_file`], [`Project::restore_lock_file`] and
+    /// [`Project::checks_record_file`] name them (the run pruner leaves them alone and
+    /// does not call them foreign).
+    pub fn is_own_runs_file(name: &str) -> bool {
+        name == RESTORE_LOCK
+            || (name.starts_with('.')
+                && [WORKFLOW_LOCK_SUFFIX, CHECKS_SUFFIX]
+                    .iter()
+                    .any(|suffix| name.ends_with(suffix)))
     }
 
     /// The folders qw keeps its own files in, relative to `.claude/`: each must be a real
@@ -133,8 +149,55 @@ impl Project {
 }
 
 #[cfg(test)]
+impl Project {
+    /// A project in `dir/proj` whose `.claude/runs` is a link to an empty `dir/victim`
+    /// (returned): for tests that qw never writes through it.
+    pub(crate) fn with_linked_runs(dir: &Path) -> (Project, PathBuf) {
+        let victim = dir.join("victim");
+        crate::fs::create_dir_all(&victim).unwrap();
+        let root = dir.join("proj");
+        crate::fs::create_dir_all(root.join(".claude")).unwrap();
+        std::os::unix::fs::symlink(&victim, root.join(".claude/runs")).unwrap();
+        (Project::at(root), victim)
+    }
+}
+
+/// The names of qw's own files in `.claude/runs/` (see [`Project::is_own_runs_file`]).
+const WORKFLOW_LOCK_SUFFIX: &str = ".workflow.lock";
+const CHECKS_SUFFIX: &str = ".checks.json";
+const RESTORE_LOCK: &str = ".state-restore.lock";
+
+/// `.<spec><suffix>`: a dot-file of one spec's in `.claude/runs/`.
+fn spec_file(spec: &str, suffix: &str) -> String {
+    format!(".{spec}{suffix}")
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_files_qw_names_in_runs_are_its_own_and_a_run_folder_is_not() {
+        let p = Project::at("/p");
+        for path in [
+            p.workflow_lock_file("demo"),
+            p.restore_lock_file(),
+            p.checks_record_file("demo"),
+            p.checks_record_file("a.b-c"),
+        ] {
+            assert_eq!(path.parent(), Some(p.runs_dir().as_path()));
+            let name = path.file_name().unwrap().to_str().unwrap();
+            assert!(Project::is_own_runs_file(name), "{name}");
+        }
+        for name in [
+            "20261203T141100000-demo-task-1-a1-0f0f0f",
+            "demo.workflow.lock",
+            "notes.txt",
+            ".demo.checks.json.tmp",
+        ] {
+            assert!(!Project::is_own_runs_file(name), "{name}");
+        }
+    }
 
     #[test]
     fn discovers_nearest_ancestor_with_claude_dir() {

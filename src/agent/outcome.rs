@@ -279,6 +279,12 @@ pub struct AgentRun {
     /// Permissions the agent was refused (`permission_denials`), whatever the outcome.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denials: Vec<Denial>,
+    /// Set by the workflow's worktree step, never by an agent: the task branch on which
+    /// qw saved this run's checked work and left only its merge missing (the agent does
+    /// not run again). The recorder keeps it as the task's `merge_pending` in the state,
+    /// which is what vouches for the git directory's pending record (rev7 R1).
+    #[serde(skip)]
+    pub merge_pending: Option<String>,
 }
 
 impl AgentRun {
@@ -301,6 +307,7 @@ impl AgentRun {
             exit_code: 0,
             duration_ms: 0,
             denials: Vec::new(),
+            merge_pending: None,
         }
     }
 }

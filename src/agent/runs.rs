@@ -311,15 +311,11 @@ fn prune_dir(base: &Path, rel: &Path, keep: usize, now: SystemTime) -> io::Resul
     let mut foreign = Vec::new();
     for entry in dir.entries()? {
         let name = entry.name.to_string_lossy().into_owned();
-        // qw's own files beside the run folders: `.<spec>.workflow.lock`,
-        // `.state-restore.lock` and a run's record of its checks, `.<spec>.checks.json`.
-        let lock = name.starts_with('.')
-            && (name.ends_with(".workflow.lock")
-                || name.ends_with(".checks.json")
-                || name == ".state-restore.lock");
+        // qw's own files beside the run folders (its locks, a run's record of its checks).
+        let own = Project::is_own_runs_file(&name);
         if is_run_folder_name(&name) && entry.file_type.is_dir() {
             runs.push(entry.name);
-        } else if !(lock && entry.file_type.is_file()) {
+        } else if !(own && entry.file_type.is_file()) {
             foreign.push(name);
         }
     }

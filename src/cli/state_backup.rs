@@ -83,15 +83,7 @@ pub(crate) fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
         // Taken before looking for running workflows and held until the state is
         // restored: a workflow starting meanwhile (of any spec, also one with no lock
         // file yet) waits for it (`Project::restore_lock_file`).
-        crate::fs::create_dir_all(ctx.project.runs_dir())
-            .map_err(|e| CliError::failed(e.to_string()))?;
-        let restoring = crate::fs::LockedFile::acquire(
-            ctx.project.restore_lock_file(),
-            "another state restore to end",
-            &crate::fs::LockTimeout::from_env(),
-            &crate::cancel::Cancel::process(),
-        )
-        .map_err(super::workflow_reset::lock_failed)?;
+        let restoring = hold_restore(&ctx.project)?;
         let workflows = super::workflow_reset::hold_all_workflows(
             ctx,
             args.wait,
@@ -177,4 +169,41 @@ fn action_word(name: &str) -> Option<&str> {
 /// Serialize a report for `--json`.
 pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, CliError> {
     serde_json::to_string(v).map_err(|e| CliError::failed(format!("cannot write JSON: {e}")))
+}
+
+/// Take `.claude/runs/.state-restore.lock` (`Project::restore_lock_file`), waiting for
+/// another restore. `.claude/runs` is made as every writer of qw's makes it: never through
+/// a link there (refused, naming it), even one made after the command checked.
+fn hold_restore(project: &crate::project::Project) -> Result<crate::fs::LockedFile, CliError> {
+    crate::fs::NoFollowDir::create(&project.claude_dir(), std::path::Path::new("runs"))
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    crate::fs::LockedFile::acquire(
+        project.restore_lock_file(),
+        "another state restore to end",
+        &crate::fs::LockTimeout::from_env(),
+        &crate::cancel::Cancel::process(),
+    )
+    .map_err(super::workflow_reset::lock_failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hold_restore;
+    use crate::project::Project;
+
+    #[test]
+    fn the_restore_lock_is_never_made_through_a_linked_runs_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let (project, victim) = Project::with_linked_runs(dir.path());
+        let Err(e) = hold_restore(&project) else {
+            panic!("a linked `.claude/runs` was followed");
+        };
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(crate::fs::read_dir(&victim).unwrap().count(), 0);
+        // A real folder (made when missing): the lock is taken there.
+        crate::fs::remove_file(project.runs_dir()).unwrap();
+        let held = hold_restore(&project).unwrap();
+        assert!(project.restore_lock_file().is_file());
+        drop(held);
+    }
 }

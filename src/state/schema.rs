@@ -6,12 +6,12 @@
 //! `Other(..)` rather than failing the load.
 //!
 //! qw's own additions to the original format (`cost_ledger`, a spec's
-//! `workflow_options`, a task's `system_stats` and `evidence`) are typed fields too, each
-//! skipped when absent so the file stays schema 1. They are declared after `extra`, so
-//! they are written after the unknown keys, where qw appended them when it kept them in
-//! `extra`: a file written by an earlier qw rewrites byte for byte (unless another tool
-//! added keys after qw's, or qw's reconcile keys, still in `extra`, came first: then
-//! only the order of keys differs).
+//! `workflow_options`, a task's `system_stats`, `evidence` and `merge_pending`) are typed
+//! fields too, each skipped when absent so the file stays schema 1. They are declared
+//! after `extra`, so they are written after the unknown keys, where qw appended them when
+//! it kept them in `extra`: a file written by an earlier qw rewrites byte for byte
+//! (unless another tool added keys after qw's, or qw's reconcile keys, still in `extra`,
+//! came first: then only the order of keys differs).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -367,6 +367,11 @@ pub struct Task {
     /// when it starts, is not admitted, or the run ends).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for_admission: Option<AdmissionWait>,
+    /// The task branch holding its checked work when qw's last attempt of it left only
+    /// the merge missing (`worktree/pending.rs`); what vouches for a merge-pending record
+    /// in the git directory, which any agent can write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_pending: Option<String>,
 }
 
 /// A task's wait for admission ([`Task::waiting_for_admission`]).

@@ -35,7 +35,7 @@ struct Record {
 
 /// `.claude/runs/.<spec>.checks.json`.
 pub(crate) fn record_path(project: &Project, spec: &str) -> PathBuf {
-    project.runs_dir().join(format!(".{spec}.checks.json"))
+    project.checks_record_file(spec)
 }
 
 fn checks_of(list: &TaskList) -> BTreeMap<String, Option<String>> {
@@ -105,35 +105,58 @@ pub(crate) fn at_start(project: &Project, spec: &str, tasks: &Path) -> Result<()
     })
 }
 
-/// The checks this process opened, by record path: `close` compares with these, not with
-/// the file, which an agent can delete or rewrite while the run goes on (rev7 R2).
-static OPENED: std::sync::Mutex<BTreeMap<PathBuf, BTreeMap<String, Option<String>>>> =
-    std::sync::Mutex::new(BTreeMap::new());
+/// The checks a run opened, carried by the run ([`super::runner`]'s `Run`): `close`
+/// compares with these, not with the file, which an agent can delete or rewrite while the
+/// run goes on (rev7 R2).
+#[derive(Debug, Default)]
+pub(crate) struct Opened(std::sync::Mutex<Option<BTreeMap<String, Option<String>>>>);
 
-/// The implementation phase starts with `list`: record its checks.
-pub(crate) fn open(project: &Project, spec: &str, list: &TaskList) -> Result<(), WorkflowError> {
+impl Opened {
+    fn set(&self, checks: BTreeMap<String, Option<String>>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(checks);
+    }
+
+    fn take(&self) -> Option<BTreeMap<String, Option<String>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// The implementation phase starts with `list`: record its checks, in the file and in
+/// `opened`.
+pub(crate) fn open(
+    project: &Project,
+    spec: &str,
+    list: &TaskList,
+    opened: &Opened,
+) -> Result<(), WorkflowError> {
     let record = Record {
         checks: checks_of(list),
         finished: false,
         changed_to: BTreeMap::new(),
     };
-    let path = record_path(project, spec);
-    OPENED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(path.clone(), record.checks.clone());
-    write(&path, &record)
+    opened.set(record.checks.clone());
+    write(&record_path(project, spec), &record)
 }
 
 /// The run ends: compare tasks.md with the checks it ran with. Unchanged: the record is
 /// deleted. Changed: said, and the record keeps the changed ones for the next start.
-pub(crate) fn close(project: &Project, spec: &str, tasks: &Path, events: &Events<'_>) {
+/// `opened`: what this run's `open` recorded (nothing when its implementation phase did
+/// not start: then an open record in the file, a killed run's, is compared).
+pub(crate) fn close(
+    project: &Project,
+    spec: &str,
+    tasks: &Path,
+    opened: &Opened,
+    events: &Events<'_>,
+) {
     let path = record_path(project, spec);
-    let opened = OPENED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .remove(&path);
-    let record = match opened {
+    let record = match opened.take() {
         // What this run read, whatever the file holds now (gone, rewritten).
         Some(checks) => Record {
             checks,

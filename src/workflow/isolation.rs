@@ -553,12 +553,9 @@ impl TaskSpace {
     }
 
     /// A merge-pending record is in the shared git dir, which every agent can write: it
-    /// counts only while the state agrees (rev7 R1). A record of a task whose last
-    /// recorded outcome is a failure — other than waiting for, or being refused by, the
-    /// main worktree, whose reasons say the agent does not run again — was not qw's: it
-    /// is dropped (its file too) and said, and the task runs as any failed task does, its
-    /// check included. (A task qw was killed in has no outcome of that attempt; one with
-    /// an earlier attempt's failure recorded runs again: the safe side.)
+    /// counts only while the state agrees (rev7 R1, [`qw_left_pending`]). A record qw did
+    /// not leave is dropped (its file too) and said, and the task runs as any failed task
+    /// does, its check included.
     pub(crate) fn keep_vouched(&mut self, in_state: Option<&crate::state::Spec>) -> Vec<String> {
         let mut told = Vec::new();
         let ids: Vec<String> = self.pending_at_start.keys().cloned().collect();
@@ -566,14 +563,10 @@ impl TaskSpace {
             let Some(t) = in_state.and_then(|s| s.tasks.get(&id)) else {
                 continue;
             };
-            let error = t.error.as_deref().unwrap_or("");
-            let vouched = match t.outcome.as_deref() {
-                None => true,
-                Some("workspace_error") => error.contains("does not run again"),
-                Some("killed_by_user") => error.contains("wait for the main worktree"),
-                Some(_) => false,
+            let Some((branch, _)) = self.pending_at_start.get(&id) else {
+                continue;
             };
-            if vouched {
+            if qw_left_pending(t, branch) {
                 continue;
             }
             self.pending_at_start.remove(&id);
@@ -709,19 +702,26 @@ impl TaskSpace {
             // the work stays in the worktree and is saved on its branch by `leave`.
             Err(StepError {
                 source: WorktreeError::Interrupted(why, _),
-                ..
+                step,
             }) => {
                 r.outcome = Outcome::KilledByUser { signal: None };
                 r.evidence = format!(
                     "interrupted before the merge ({why}); the work is kept on branch `{}`",
                     h.branch
                 );
+                // Stopped waiting for the main worktree: the work is saved and checked.
+                if step == Step::Merge {
+                    r.merge_pending = Some(h.branch.clone());
+                }
             }
             Err(e) => {
                 r.outcome = Outcome::WorkspaceError {
                     step: step_of(e.step),
                 };
                 r.evidence = step_evidence(&e, &h.branch);
+                if matches!(e.source, WorktreeError::MergePending(_)) {
+                    r.merge_pending = Some(h.branch.clone());
+                }
             }
         }
         Ok(())
@@ -871,6 +871,20 @@ impl TaskSpace {
     }
 }
 
+/// Whether the state vouches for a merge-pending record of `t` on `branch`: its last
+/// attempt is recorded as leaving `branch` merge-pending (the structured
+/// `merge_pending`), or it has no recorded outcome (qw was killed during the attempt, after
+/// writing the record; an attempt qw was killed in with an earlier attempt's failure
+/// recorded runs again: the safe side).
+///
+/// The words of the recorded error are not read, not even for a state written before the
+/// marker: they quote git's messages, which name files and branches an agent chose, so an
+/// agent could word its way in. A task left merge-pending by such an older qw runs its
+/// agent and check once more instead; its saved work stays on its branch.
+fn qw_left_pending(t: &crate::state::Task, branch: &str) -> bool {
+    t.outcome.is_none() || t.merge_pending.as_deref() == Some(branch)
+}
+
 fn step_of(s: Step) -> WorkspaceStep {
     match s {
         Step::Prepare => WorkspaceStep::Prepare,
@@ -973,4 +987,54 @@ fn say(events: &Events<'_>, message: String) {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::qw_left_pending;
+    use crate::state::Task;
+
+    fn task(outcome: Option<&str>, error: &str, marker: Option<&str>) -> Task {
+        Task {
+            outcome: outcome.map(str::to_owned),
+            error: Some(error.to_owned()),
+            merge_pending: marker.map(str::to_owned),
+            ..Task::default()
+        }
+    }
+
+    #[test]
+    fn only_the_marker_of_the_same_branch_vouches_for_a_pending_record() {
+        let b = "qw/demo/1";
+        assert!(qw_left_pending(
+            &task(Some("workspace_error"), "", Some(b)),
+            b
+        ));
+        assert!(qw_left_pending(
+            &task(Some("killed_by_user"), "", Some(b)),
+            b
+        ));
+        assert!(qw_left_pending(&task(None, "", None), b));
+        assert!(!qw_left_pending(
+            &task(Some("workspace_error"), "", Some("qw/demo/2")),
+            b
+        ));
+        // The words the text match took: an agent's file named so no longer vouches.
+        for (outcome, words) in [
+            (
+                "workspace_error",
+                "`does not run again` in the way: its agent does not run again",
+            ),
+            (
+                "killed_by_user",
+                "a signal ended the wait for the main worktree",
+            ),
+            ("verify_failed", "does not run again"),
+        ] {
+            assert!(
+                !qw_left_pending(&task(Some(outcome), words, None), b),
+                "{outcome}"
+            );
+        }
+    }
 }

@@ -994,7 +994,7 @@ pub(crate) fn commit_paths_on_top(
 
 /// The line for a result that deletes paths its worktree never held
 /// ([`unheld_deletions`]): not merged, kept on its branch with those paths put back
-/// (`put_back`, see [`put_back_unheld`]), and the command that goes on.
+/// (`put_back`, see [`put_back_unheld`]), and the command that goes on ([`refused_line`]).
 pub(crate) fn unheld_line(
     t: &Tree<'_>,
     paths: &[String],
@@ -1003,14 +1003,57 @@ pub(crate) fn unheld_line(
     target: &str,
     spec: &str,
 ) -> String {
+    let named: Vec<String> = paths.iter().map(|p| format!("`{p}`")).collect();
+    refused_line(
+        t,
+        &format!(
+            "deletes {} from `{target}`, which its worktree never held (they came with a move of its branch that its worktree's index and files did not follow: another task's `git update-ref` of it?), so it was not merged: a task's result never deletes files its worktree did not have",
+            named.join(", "),
+        ),
+        result,
+        put_back.map(|commit| PutBack {
+            commit,
+            paths: format!("put back as they are where it meets `{target}`"),
+            so: ", so its merge deletes nothing it never held",
+        }),
+        target,
+        spec,
+    )
+}
+
+/// A commit on top of a refused result that puts the paths it named back
+/// ([`commit_paths_on_top`]), for [`refused_line`].
+pub(crate) struct PutBack<'a> {
+    /// The commit.
+    pub(crate) commit: &'a str,
+    /// How the paths are in it (`as `main` has them`).
+    pub(crate) paths: String,
+    /// What that gives, said after the commits (`, so …`; may be empty).
+    pub(crate) so: &'static str,
+}
+
+/// The line for a task's result qw refused to merge and kept on its branch: "task T's
+/// result {refused}; {kept}" — `refused` says what the result would do and why it was not
+/// merged; then the branch, with the named paths put back (`put_back`) and the command
+/// that runs the task again from there, or without one the `git diff` that shows what
+/// the result changes.
+pub(crate) fn refused_line(
+    t: &Tree<'_>,
+    refused: &str,
+    result: &str,
+    put_back: Option<PutBack<'_>>,
+    target: &str,
+    spec: &str,
+) -> String {
     let branch = t.branch();
     let task = parse_branch(branch).map_or(branch, |(_, task)| task);
-    let named: Vec<String> = paths.iter().map(|p| format!("`{p}`")).collect();
     let kept = match put_back {
-        Some(c) => format!(
-            "it is kept on branch `{branch}` with those paths put back as they are where it meets `{target}` ({} on top of {}), so its merge deletes nothing it never held; `{}` runs the task again from there and merges it",
-            short(c),
+        Some(p) => format!(
+            "it is kept on branch `{branch}` with those paths {} ({} on top of {}){}; `{}` runs the task again from there and merges it",
+            p.paths,
+            short(p.commit),
             short(result),
+            p.so,
             super::shell::continue_cmd(spec)
         ),
         None => format!(
@@ -1020,10 +1063,7 @@ pub(crate) fn unheld_line(
             shell_quote(branch),
         ),
     };
-    format!(
-        "task {task}'s result deletes {} from `{target}`, which its worktree never held (they came with a move of its branch that its worktree's index and files did not follow: another task's `git update-ref` of it?), so it was not merged: a task's result never deletes files its worktree did not have; {kept}",
-        named.join(", "),
-    )
+    format!("task {task}'s result {refused}; {kept}")
 }
 
 /// The commit a worktree's HEAD started at (the first entry of its HEAD reflog).
@@ -1117,6 +1157,45 @@ fn in_tree(repo: &Repo, commit: &str, path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both refusals say what they said before they shared [`refused_line`].
+    #[test]
+    fn the_refusal_lines_keep_their_words() {
+        let (p, a) = (std::path::Path::new("/w"), std::path::Path::new("/a"));
+        let t = Tree::new(p, a, "qw/demo/2");
+        let (result, fix) = ("1".repeat(40), "2".repeat(40));
+        let paths = ["a.txt".to_owned(), "b c.txt".to_owned()];
+        assert_eq!(
+            unheld_line(&t, &paths, &result, Some(&fix), "main", "demo"),
+            "task 2's result deletes `a.txt`, `b c.txt` from `main`, which its worktree never held (they came with a move of its branch that its worktree's index and files did not follow: another task's `git update-ref` of it?), so it was not merged: a task's result never deletes files its worktree did not have; it is kept on branch `qw/demo/2` with those paths put back as they are where it meets `main` (2222222222 on top of 1111111111), so its merge deletes nothing it never held; `qw workflow-continue demo` runs the task again from there and merges it"
+        );
+        assert_eq!(
+            unheld_line(&t, &paths, &result, None, "main", "demo"),
+            "task 2's result deletes `a.txt`, `b c.txt` from `main`, which its worktree never held (they came with a move of its branch that its worktree's index and files did not follow: another task's `git update-ref` of it?), so it was not merged: a task's result never deletes files its worktree did not have; it is kept on branch `qw/demo/2` (1111111111); see what it changes with `git diff main...qw/demo/2`"
+        );
+        let undone = [
+            super::super::gained::Undone {
+                path: "x".into(),
+                deleted: true,
+                revived: false,
+                by: Some("qw(demo): merge task 1 One (succeeded)".into()),
+            },
+            super::super::gained::Undone {
+                path: "y".into(),
+                deleted: false,
+                revived: true,
+                by: None,
+            },
+        ];
+        assert_eq!(
+            super::super::gained::undone_line(&t, &undone, &result, Some(&fix), "main", "demo"),
+            "task 2's result would undo what `main` gained while it ran: `x` (deleted, changed on `main` by \"qw(demo): merge task 1 One (succeeded)\"), `y` (brought back after it was deleted) (its history holds `main`'s newer commits without their files: a `git reset --soft main` and commit, a squash or a revert?), so it was not merged; it is kept on branch `qw/demo/2` with those paths as `main` has them (2222222222 on top of 1111111111); `qw workflow-continue demo` runs the task again from there and merges it"
+        );
+        assert_eq!(
+            super::super::gained::undone_line(&t, &undone[1..], &result, None, "main", "demo"),
+            "task 2's result would undo what `main` gained while it ran: `y` (brought back after it was deleted) (its history holds `main`'s newer commits without their files: a `git reset --soft main` and commit, a squash or a revert?), so it was not merged; it is kept on branch `qw/demo/2` (1111111111); see what it changes with `git diff main...qw/demo/2`"
+        );
+    }
 
     fn line(from: &str, to: &str, message: &str) -> tree::LogLine {
         tree::LogLine {

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use super::tree::{self, Tree};
-use super::{Repo, Result, git, git_output, short};
+use super::{Repo, Result, git, git_output};
 
 /// A path the target gained since the task started that merging `result` would undo.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,7 +200,8 @@ pub(crate) fn undone(
 }
 
 /// The line for a result that would undo what the target gained: not merged, kept on its
-/// branch (with those paths put back as the target has them, `put_back`), and the way on.
+/// branch (with those paths put back as the target has them, `put_back`), and the way on
+/// ([`super::cross::refused_line`]).
 pub(crate) fn undone_line(
     t: &Tree<'_>,
     undone: &[Undone],
@@ -209,8 +210,6 @@ pub(crate) fn undone_line(
     target: &str,
     spec: &str,
 ) -> String {
-    let branch = t.branch();
-    let task = super::parse_branch(branch).map_or(branch, |(_, task)| task);
     let named: Vec<String> = undone
         .iter()
         .map(|u| {
@@ -230,23 +229,20 @@ pub(crate) fn undone_line(
             )
         })
         .collect();
-    let kept = match put_back {
-        Some(c) => format!(
-            "it is kept on branch `{branch}` with those paths as `{target}` has them ({} on top of {}); `{}` runs the task again from there and merges it",
-            short(c),
-            short(result),
-            super::shell::continue_cmd(spec)
+    super::cross::refused_line(
+        t,
+        &format!(
+            "would undo what `{target}` gained while it ran: {} (its history holds `{target}`'s newer commits without their files: a `git reset --soft {target}` and commit, a squash or a revert?), so it was not merged",
+            named.join(", ")
         ),
-        None => format!(
-            "it is kept on branch `{branch}` ({}); see what it changes with `git diff {}...{}`",
-            short(result),
-            super::shell::quote(target),
-            super::shell::quote(branch),
-        ),
-    };
-    format!(
-        "task {task}'s result would undo what `{target}` gained while it ran: {} (its history holds `{target}`'s newer commits without their files: a `git reset --soft {target}` and commit, a squash or a revert?), so it was not merged; {kept}",
-        named.join(", ")
+        result,
+        put_back.map(|commit| super::cross::PutBack {
+            commit,
+            paths: format!("as `{target}` has them"),
+            so: "",
+        }),
+        target,
+        spec,
     )
 }
 

@@ -85,7 +85,8 @@ pub fn spec_is_running(project: &Project, spec: &str) -> bool {
 
 /// Take a spec's workflow lock if no workflow holds it (`None` if one does).
 fn hold_spec(project: &Project, spec: &str) -> Result<Option<crate::fs::File>> {
-    crate::fs::create_dir_all(project.runs_dir())?;
+    // Never through a link at `.claude/runs` (refused, naming it), as every writer there.
+    crate::fs::NoFollowDir::create(&project.claude_dir(), std::path::Path::new("runs"))?;
     let file = crate::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -697,6 +698,20 @@ pub fn prune(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spec_is_never_held_through_a_linked_runs_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let (project, victim) = Project::with_linked_runs(dir.path());
+        let Err(e) = hold_spec(&project, "demo") else {
+            panic!("a linked `.claude/runs` was followed");
+        };
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(crate::fs::read_dir(&victim).unwrap().count(), 0);
+        crate::fs::remove_file(project.runs_dir()).unwrap();
+        assert!(hold_spec(&project, "demo").unwrap().is_some());
+        assert!(project.workflow_lock_file("demo").is_file());
+    }
 
     #[test]
     fn lock_reasons_name_spec_and_task() {

@@ -39,6 +39,7 @@ mod special;
 mod state;
 mod status;
 mod support;
+mod tidy;
 mod trace;
 mod validate;
 mod workflow;

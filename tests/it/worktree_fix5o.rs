@@ -10,31 +10,11 @@
 //! nothing of the user's is lost.
 
 use crate::support::moves::{
-    all_printed, assert_kept, follow, gate, once, open_gate, printed, sha, tasks, work,
+    add_spec, all_printed, assert_kept, auto_spec, cont, cont_spec, follow, gate, has, once,
+    open_gate, printed, sha, tasks, work, work_then_once,
 };
 use crate::support::*;
 use crate::worktree::{HARNESS_TIMEOUT, Repo, bounded};
-
-/// Whether `rev` exists and holds `file`.
-fn has(r: &Repo, rev: &str, file: &str) -> bool {
-    r.git_ok(&["cat-file", "-e", &format!("{rev}:{file}")])
-}
-
-fn cont(r: &Repo, extra: &[&str]) -> std::process::Output {
-    let cmd = r.agent_cmd();
-    let mut args = vec![
-        "workflow-continue",
-        "demo",
-        "--retry-delay",
-        "0.1",
-        "--attempts",
-        "1",
-        "--agent-cmd",
-        &cmd,
-    ];
-    args.extend_from_slice(extra);
-    r.run(&args)
-}
 
 /// The branches set aside as not a task's (`qw/demo/<id>@<sha>`).
 fn set_aside(r: &Repo) -> Vec<String> {
@@ -59,6 +39,21 @@ fn commit_named(r: &Repo, subject: &str) -> String {
     out.trim().to_owned()
 }
 
+/// Task 1's agent does its plain work and, once, `plant` while task 2 runs (task 2
+/// waits for it); tasks 2 and 3 do their plain work. The run, two tasks at once.
+fn planted_while_2_runs(r: &Repo, plant: &str) -> std::process::Output {
+    r.action(
+        "1",
+        &work_then_once(r, "1", "plant", &format!("{}{plant}", gate(r, "2-runs"))),
+    );
+    r.action(
+        "2",
+        &format!("{}{}sleep 1.5\n", open_gate(r, "2-runs"), work("2")),
+    );
+    r.action("3", &work("3"));
+    r.auto(&["--parallel", "2"])
+}
+
 // --- F1: a task branch planted by another task's agent is never adopted -------------
 
 /// rev5b F1 as reproduced: task 1's agent makes a worktree of its own, commits there
@@ -68,28 +63,13 @@ fn commit_named(r: &Repo, subject: &str) -> String {
 fn worktree_fix5o_f1_planted_branch_from_an_agents_worktree_is_not_adopted() {
     let r = Repo::new(&tasks(3));
     let evil = r.aux.path().join("evil");
-    r.action(
-        "1",
+    let out = planted_while_2_runs(
+        &r,
         &format!(
-            "{}{}",
-            work("1"),
-            once(
-                &r,
-                "plant",
-                &format!(
-                    "{}git worktree add -q --detach {e} main\ncd {e}\necho evil > evil.txt\ngit add evil.txt\ngit commit -qm evil\ngit branch qw/demo/3 $(git rev-parse HEAD)",
-                    gate(&r, "2-runs"),
-                    e = evil.display()
-                )
-            )
+            "git worktree add -q --detach {e} main\ncd {e}\necho evil > evil.txt\ngit add evil.txt\ngit commit -qm evil\ngit branch qw/demo/3 $(git rev-parse HEAD)",
+            e = evil.display()
         ),
     );
-    r.action(
-        "2",
-        &format!("{}{}sleep 1.5\n", open_gate(&r, "2-runs"), work("2")),
-    );
-    r.action("3", &work("3"));
-    let out = r.auto(&["--parallel", "2"]);
     let text = diag(&out);
     let e = commit_named(&r, "evil");
     assert!(
@@ -116,28 +96,13 @@ fn worktree_fix5o_f1_planted_branch_from_an_agents_worktree_is_not_adopted() {
 fn worktree_fix5o_f1c_kept_apart_holds_when_the_hint_is_followed() {
     let r = Repo::new(&tasks(3));
     let wt = r.aux.path().join("agent s3");
-    r.action(
-        "1",
+    let out = planted_while_2_runs(
+        &r,
         &format!(
-            "{}{}",
-            work("1"),
-            once(
-                &r,
-                "plant",
-                &format!(
-                    "{}git worktree add -q '{w}' -b qw/demo/3 $(git rev-parse HEAD)\necho evil > '{w}/evil.txt'\ngit -C '{w}' add evil.txt\ngit -C '{w}' commit -qm evil3",
-                    gate(&r, "2-runs"),
-                    w = wt.display()
-                )
-            )
+            "git worktree add -q '{w}' -b qw/demo/3 $(git rev-parse HEAD)\necho evil > '{w}/evil.txt'\ngit -C '{w}' add evil.txt\ngit -C '{w}' commit -qm evil3",
+            w = wt.display()
         ),
     );
-    r.action(
-        "2",
-        &format!("{}{}sleep 1\n", open_gate(&r, "2-runs"), work("2")),
-    );
-    r.action("3", &work("3"));
-    let out = r.auto(&["--parallel", "2"]);
     let text = diag(&out);
     assert!(text.contains("kept apart, not merged"), "{text}");
     let e = commit_named(&r, "evil3");
@@ -193,28 +158,13 @@ fn worktree_fix5o_f1b_main_worktree_commit_during_the_run_is_not_the_users() {
 fn worktree_fix5o_f1_branch_made_and_worktree_removed_during_the_run_is_not_adopted() {
     let r = Repo::new(&tasks(3));
     let wt = r.aux.path().join("gone");
-    r.action(
-        "1",
+    let out = planted_while_2_runs(
+        &r,
         &format!(
-            "{}{}",
-            work("1"),
-            once(
-                &r,
-                "plant",
-                &format!(
-                    "{}git worktree add -q {w} -b qw/demo/3 $(git rev-parse main)\necho evil > {w}/evil.txt\ngit -C {w} add evil.txt\ngit -C {w} commit -qm evil4\ngit worktree remove {w}",
-                    gate(&r, "2-runs"),
-                    w = wt.display()
-                )
-            )
+            "git worktree add -q {w} -b qw/demo/3 $(git rev-parse main)\necho evil > {w}/evil.txt\ngit -C {w} add evil.txt\ngit -C {w} commit -qm evil4\ngit worktree remove {w}",
+            w = wt.display()
         ),
     );
-    r.action(
-        "2",
-        &format!("{}{}sleep 1.5\n", open_gate(&r, "2-runs"), work("2")),
-    );
-    r.action("3", &work("3"));
-    let out = r.auto(&["--parallel", "2"]);
     let text = diag(&out);
     let e = commit_named(&r, "evil4");
     assert!(!has(&r, "main", "evil.txt"), "{text}");
@@ -223,52 +173,6 @@ fn worktree_fix5o_f1_branch_made_and_worktree_removed_during_the_run_is_not_adop
 }
 
 // --- F14: two workflows at once; a put-back printed earlier -------------------------
-
-fn add_spec(r: &Repo, name: &str, n: usize) {
-    r.f.p
-        .write(&format!(".claude/specs/{name}/requirements.md"), "# R\n");
-    r.f.p
-        .write(&format!(".claude/specs/{name}/design.md"), "# D\n");
-    r.f.p
-        .write(&format!(".claude/specs/{name}/tasks.md"), &tasks(n));
-    r.git(&["add", "-A"]);
-    r.git(&["commit", "-q", "-m", &format!("spec {name}")]);
-}
-
-fn auto_spec(r: &Repo, spec: &str) -> std::process::Command {
-    let cmd = r.agent_cmd();
-    r.f.cmd(&[
-        "workflow-auto",
-        spec,
-        "Two at once",
-        "--agent-cmd",
-        &cmd,
-        "--attempts",
-        "1",
-        "--parallel",
-        "2",
-        "--task-timeout",
-        "60",
-        "--retry-delay",
-        "0.1",
-    ])
-}
-
-fn cont_spec(r: &Repo, spec: &str) -> std::process::Output {
-    let cmd = r.agent_cmd();
-    r.run(&[
-        "workflow-continue",
-        spec,
-        "--retry-delay",
-        "0.1",
-        "--attempts",
-        "1",
-        "--parallel",
-        "2",
-        "--agent-cmd",
-        &cmd,
-    ])
-}
 
 /// rev5b F14 as reproduced: demo's task 1 agent merges its own branch into `main`
 /// (`git -C $MAIN merge`); demo refuses and ends. Workflow `other`, running meanwhile,
@@ -280,10 +184,11 @@ fn worktree_fix5o_f14_other_workflow_refuses_the_agents_move_too() {
     add_spec(&r, "other", 2);
     r.action(
         "demo-1",
-        &format!(
-            "{}{}",
-            work("1"),
-            once(&r, "merge", "git -C \"$MAIN\" merge -q --no-edit qw/demo/1")
+        &work_then_once(
+            &r,
+            "1",
+            "merge",
+            "git -C \"$MAIN\" merge -q --no-edit qw/demo/1",
         ),
     );
     r.action("demo-2", &work("2"));
@@ -292,9 +197,9 @@ fn worktree_fix5o_f14_other_workflow_refuses_the_agents_move_too() {
     r.action("other-2", &format!("{wait}echo o2 > o2.txt\n"));
     let done = r.aux.path().join("gate-demo-done");
     let (demo, other) = std::thread::scope(|s| {
-        let other = s.spawn(|| bounded(auto_spec(&r, "other"), HARNESS_TIMEOUT));
+        let other = s.spawn(|| bounded(auto_spec(&r, "other", "2"), HARNESS_TIMEOUT));
         let demo = s.spawn(|| {
-            let out = bounded(auto_spec(&r, "demo"), HARNESS_TIMEOUT);
+            let out = bounded(auto_spec(&r, "demo", "2"), HARNESS_TIMEOUT);
             std::fs::write(&done, "").unwrap();
             out
         });
@@ -318,9 +223,9 @@ fn worktree_fix5o_f14_other_workflow_refuses_the_agents_move_too() {
         follow(&r, c);
     }
     r.action("demo-1", &work("1"));
-    let out = cont_spec(&r, "demo");
+    let out = cont_spec(&r, "demo", &["--parallel", "2"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
-    let out = cont_spec(&r, "other");
+    let out = cont_spec(&r, "other", &["--parallel", "2"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
     for f in ["f1.txt", "f2.txt", "o1.txt", "o2.txt"] {
         assert!(has(&r, "main", f), "{f}");
@@ -334,10 +239,11 @@ fn worktree_fix5o_f14_put_back_followed_later_keeps_the_users_next_commit() {
     let r = Repo::new(&tasks(2));
     r.action(
         "1",
-        &format!(
-            "{}{}",
-            work("1"),
-            once(&r, "merge", "git -C \"$MAIN\" merge -q --no-edit qw/demo/1")
+        &work_then_once(
+            &r,
+            "1",
+            "merge",
+            "git -C \"$MAIN\" merge -q --no-edit qw/demo/1",
         ),
     );
     r.action("2", &format!("{}sleep 0.5\n", work("2")));
@@ -508,10 +414,11 @@ fn worktree_fix5o_f8_worktrees_lists_kept_branches_until_merged() {
     let r = Repo::new(&tasks(2));
     r.action(
         "1",
-        &format!(
-            "{}{}",
-            work("1"),
-            once(&r, "merge", "git -C \"$MAIN\" merge -q --no-edit qw/demo/1")
+        &work_then_once(
+            &r,
+            "1",
+            "merge",
+            "git -C \"$MAIN\" merge -q --no-edit qw/demo/1",
         ),
     );
     r.action("2", &format!("{}sleep 0.5\n", work("2")));

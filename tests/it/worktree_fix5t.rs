@@ -5,69 +5,14 @@
 //! holds a space. Every printed command is run as printed; every test asserts where the
 //! work is afterwards.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::moves::{as_strs, files, has, once, tasks};
+use crate::support::moves::{
+    as_strs, cont, files, follow_sh, git_in, has, once, project_with_a_submodule, subsrc, task_dir,
+    tasks,
+};
 use crate::support::*;
 use crate::worktree::Repo;
-
-fn task_dir(r: &Repo, id: &str) -> PathBuf {
-    r.container()
-        .expect("qw's worktree folder")
-        .join(format!("demo-{id}"))
-}
-
-/// `qw workflow-continue demo` with the test agent, one attempt.
-fn cont(r: &Repo, extra: &[&str]) -> std::process::Output {
-    let cmd = r.agent_cmd();
-    let mut args = vec![
-        "workflow-continue",
-        "demo",
-        "--retry-delay",
-        "0.1",
-        "--task-timeout",
-        "60",
-        "--attempts",
-        "1",
-        "--agent-cmd",
-        cmd.as_str(),
-    ];
-    args.extend_from_slice(extra);
-    r.run(&args)
-}
-
-/// git in `dir` (any repository); stdout, trimmed; must succeed.
-fn git_in(r: &Repo, dir: &Path, args: &[&str]) -> String {
-    let out = r.git_cmd(dir, args);
-    assert!(
-        out.status.success(),
-        "git {args:?} in {}: {}",
-        dir.display(),
-        diag(&out)
-    );
-    stdout(&out).trim().to_owned()
-}
-
-/// Run a command qw printed through `sh -c`, as it is, in the project's top, with
-/// `<elsewhere>`/`<dest>` (qw's placeholders) replaced by `to`; it must succeed.
-fn follow_sh(r: &Repo, command: &str, to: Option<&Path>) {
-    let line = match to {
-        Some(to) => {
-            let to = to.display().to_string();
-            command.replace("<elsewhere>", &to).replace("<dest>", &to)
-        }
-        None => command.to_owned(),
-    };
-    let mut c = Command::new("sh");
-    c.arg("-c").arg(&line).current_dir(r.root());
-    for (k, v) in r.git_env_pairs() {
-        c.env(k, v);
-    }
-    c.env("GIT_EDITOR", "true");
-    let out = c.output().unwrap();
-    assert!(out.status.success(), "`{line}`: {}", diag(&out));
-}
 
 /// The printed command (in backquotes) that starts with `prefix` and ends with `suffix`.
 fn printed_cmd(text: &str, prefix: &str, suffix: &str) -> String {
@@ -297,18 +242,6 @@ fn worktree_fix5t_directory_rename_conflict_resolved_by_the_agent_is_not_an_unhe
     );
 }
 
-/// A source repository for submodules, outside the project (`name` may hold a space):
-/// one commit, `lib.txt`.
-fn subsrc(r: &Repo, name: &str) -> PathBuf {
-    let s = r.aux.path().join(name);
-    std::fs::create_dir_all(&s).unwrap();
-    git_in(r, &s, &["init", "-q", "-b", "main"]);
-    std::fs::write(s.join("lib.txt"), "lib\n").unwrap();
-    git_in(r, &s, &["add", "lib.txt"]);
-    git_in(r, &s, &["commit", "-qm", "lib"]);
-    s
-}
-
 /// rev5b F11: the agent adds a submodule (`add` are `git submodule add`'s arguments
 /// after the URL) whose name holds a space: neither its gitlink nor its `.gitmodules`
 /// entry reaches `main`, as qw says.
@@ -353,22 +286,6 @@ fn worktree_fix5t_submodule_path_with_a_space_leaves_no_gitmodules_entry_on_main
 #[test]
 fn worktree_fix5t_submodule_named_with_a_space_leaves_no_gitmodules_entry_on_main() {
     submodule_name_with_a_space("--name 'my lib' <url> vendor/lib");
-}
-
-/// The project with its own submodule `vendor/lib` (registered and initialised in the
-/// main worktree, so `.git/modules/vendor/lib` is the project's copy of it).
-fn project_with_a_submodule(r: &Repo) {
-    let s = subsrc(r, "subsrc");
-    let out = Command::new("git")
-        .args(["-c", "protocol.file.allow=always", "submodule", "add", "-q"])
-        .arg(&s)
-        .arg("vendor/lib")
-        .current_dir(r.root())
-        .envs(r.git_env_pairs().iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", diag(&out));
-    r.git(&["commit", "-qm", "add submodule"]);
 }
 
 /// rev5b F2: the agent commits in the project's own submodule and bumps its gitlink

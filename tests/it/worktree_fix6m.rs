@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::moves::{gate, open_gate, printed, tasks, work};
+use crate::support::moves::{cont, gate, in_worktrees, open_gate, printed, spec_args, tasks, work};
 use crate::support::*;
 use crate::worktree::{HARNESS_TIMEOUT, Repo};
 
@@ -46,43 +46,21 @@ fn kill_after_merge(r: &Repo, id: &str, rc: &str) {
     r.git(&["commit", "-qm", "git that stands for a kill"]);
 }
 
-fn args<'a>(r: &'a str, cmd: &'a str, parallel: &'a str) -> Vec<&'a str> {
-    vec![
-        r,
-        "demo",
-        "--retry-delay",
-        "0.1",
-        "--task-timeout",
-        "60",
-        "--attempts",
-        "1",
-        "--parallel",
-        parallel,
-        "--isolate",
-        "worktree",
-        "--agent-cmd",
-        cmd,
-    ]
-}
-
-fn auto(r: &Repo, parallel: &str) -> std::process::Output {
-    let cmd = r.agent_cmd();
-    let mut a = args("workflow-auto", &cmd, parallel);
-    a.insert(2, "A demo feature");
-    r.run(&a)
-}
-
-fn cont(r: &Repo, parallel: &str) -> std::process::Output {
-    let cmd = r.agent_cmd();
-    r.run(&args("workflow-continue", &cmd, parallel))
+/// `workflow-continue` (`parallel` tasks at once) succeeds without running task `id`'s
+/// agent again (its one run was before); what it said.
+fn continued_without_rerun(r: &Repo, parallel: &str, id: &str) -> String {
+    let out = cont(r, &in_worktrees(parallel));
+    let text = diag(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    assert_eq!(r.runs_of(id), 1, "task {id}'s agent ran again: {text}");
+    text
 }
 
 /// `workflow-auto` in the background, its output in a file the test can read while it
 /// runs.
 fn start(r: &Repo, parallel: &str) -> (Child, PathBuf) {
     let cmd = r.agent_cmd();
-    let mut a = args("workflow-auto", &cmd, parallel);
-    a.insert(2, "A demo feature");
+    let a = spec_args("workflow-auto", "demo", &cmd, &in_worktrees(parallel));
     let out = r.aux.path().join("run.out");
     let file = std::fs::File::create(&out).unwrap();
     let mut c: Command = r.f.cmd(&a);
@@ -160,19 +138,11 @@ fn worktree_fix6m_killed_after_its_merge_is_recorded_not_run_again() {
     r.action("1", "echo appended-by-1 >> shared.txt\n");
     r.action("2", &work("2"));
     kill_after_merge(&r, "1", "0");
-    let out = auto(&r, "1");
+    let out = r.auto(&in_worktrees("1"));
     assert!(r.aux.path().join("killed").exists(), "{}", diag(&out));
     assert_eq!(count(&r, "main:shared.txt", "appended-by-1"), 1);
-    let out = cont(&r, "1");
-    assert_eq!(code(&out), 0, "{}", diag(&out));
-    assert_eq!(
-        r.runs_of("1"),
-        1,
-        "task 1's agent ran again: {}",
-        diag(&out)
-    );
+    let text = continued_without_rerun(&r, "1", "1");
     assert_eq!(count(&r, "main:shared.txt", "appended-by-1"), 1);
-    let text = diag(&out);
     assert!(
         text.contains("qw was stopped after merging task 1"),
         "{text}"
@@ -191,21 +161,13 @@ fn worktree_fix6m_killed_after_merging_one_of_two_running() {
     r.action("1", &format!("{}{}", gate(&r, "one"), work("1")));
     r.action("2", &work("2"));
     kill_after_merge(&r, "2", "0");
-    let out = auto(&r, "2");
+    let out = r.auto(&in_worktrees("2"));
     assert!(r.aux.path().join("killed").exists(), "{}", diag(&out));
     std::fs::write(r.aux.path().join("gate-one"), "").unwrap();
-    let out = cont(&r, "2");
-    assert_eq!(code(&out), 0, "{}", diag(&out));
-    assert_eq!(
-        r.runs_of("2"),
-        1,
-        "task 2's agent ran again: {}",
-        diag(&out)
-    );
+    let text = continued_without_rerun(&r, "2", "2");
     assert!(
-        diag(&out).contains("qw was stopped after merging task 2"),
-        "{}",
-        diag(&out)
+        text.contains("qw was stopped after merging task 2"),
+        "{text}"
     );
     r.assert_all_merged(&["f1.txt", "f2.txt"]);
 }
@@ -228,13 +190,13 @@ fn worktree_fix6m_killed_in_its_own_conflicting_merge_undoes_it() {
         ),
     );
     kill_after_merge(&r, "2", "[!0]*");
-    let out = auto(&r, "2");
+    let out = r.auto(&in_worktrees("2"));
     assert!(r.aux.path().join("killed").exists(), "{}", diag(&out));
     assert!(
         r.git_ok(&["rev-parse", "-q", "--verify", "MERGE_HEAD"]),
         "the kill did not land mid-merge"
     );
-    let out = cont(&r, "2");
+    let out = cont(&r, &in_worktrees("2"));
     let text = diag(&out);
     assert_eq!(code(&out), 1, "{text}");
     assert!(text.contains("git merge --abort"), "{text}");
@@ -252,7 +214,7 @@ fn worktree_fix6m_killed_in_its_own_conflicting_merge_undoes_it() {
     std::fs::write(r.root().join("shared.txt"), "resolved\n").unwrap();
     r.git(&["add", "shared.txt"]);
     r.git(&["commit", "-qm", "resolve by hand"]);
-    let out = cont(&r, "2");
+    let out = cont(&r, &in_worktrees("2"));
     assert_eq!(code(&out), 0, "{}", diag(&out));
     assert_eq!(r.runs_of("2"), 1);
     r.assert_all_merged(&["m2.txt"]);
@@ -273,12 +235,12 @@ fn worktree_fix6m_never_aborts_the_users_merge_of_the_same_branch() {
         ),
     );
     kill_after_merge(&r, "2", "[!0]*");
-    let out = auto(&r, "2");
+    let out = r.auto(&in_worktrees("2"));
     assert!(r.aux.path().join("killed").exists(), "{}", diag(&out));
     r.git(&["merge", "--abort"]);
     let _ = r.git_cmd(r.root(), &["merge", "qw/demo/2"]);
     let head = r.git(&["rev-parse", "MERGE_HEAD"]);
-    let out = cont(&r, "2");
+    let out = cont(&r, &in_worktrees("2"));
     assert_eq!(code(&out), 2, "{}", diag(&out));
     assert!(
         !diag(&out).contains("git merge --abort`):"),
@@ -310,7 +272,7 @@ fn worktree_fix6m_users_edit_in_the_way_is_merge_pending() {
             open_gate(&r, "edited")
         ),
     );
-    let out = auto(&r, "2");
+    let out = r.auto(&in_worktrees("2"));
     let text = diag(&out);
     assert_eq!(code(&out), 1, "{text}");
     let t = r.f.task("1");
@@ -320,19 +282,8 @@ fn worktree_fix6m_users_edit_in_the_way_is_merge_pending() {
     assert!(why.contains("commit or stash it"), "{why}");
     assert!(why.contains("qw workflow-continue demo"), "{why}");
     r.git(&["stash", "-q"]);
-    let out = cont(&r, "2");
-    assert_eq!(code(&out), 0, "{}", diag(&out));
-    assert_eq!(
-        r.runs_of("1"),
-        1,
-        "task 1's agent ran again: {}",
-        diag(&out)
-    );
-    assert!(
-        diag(&out).contains("its agent does not run again"),
-        "{}",
-        diag(&out)
-    );
+    let text = continued_without_rerun(&r, "2", "1");
+    assert!(text.contains("its agent does not run again"), "{text}");
     assert_eq!(count(&r, "main:shared.txt", "one"), 1);
     r.assert_all_merged(&["f2.txt"]);
 }
@@ -350,7 +301,7 @@ fn worktree_fix6m_users_untracked_file_in_the_way_is_merge_pending() {
             open_gate(&r, "placed")
         ),
     );
-    let out = auto(&r, "2");
+    let out = r.auto(&in_worktrees("2"));
     let text = diag(&out);
     assert_eq!(code(&out), 1, "{text}");
     let t = r.f.task("1");
@@ -358,14 +309,7 @@ fn worktree_fix6m_users_untracked_file_in_the_way_is_merge_pending() {
     let why = t["error"].as_str().unwrap_or_default().to_owned() + &text;
     assert!(why.contains("untracked file `new.txt`"), "{why}");
     std::fs::remove_file(r.root().join("new.txt")).unwrap();
-    let out = cont(&r, "2");
-    assert_eq!(code(&out), 0, "{}", diag(&out));
-    assert_eq!(
-        r.runs_of("1"),
-        1,
-        "task 1's agent ran again: {}",
-        diag(&out)
-    );
+    continued_without_rerun(&r, "2", "1");
     r.assert_all_merged(&["new.txt", "f2.txt"]);
 }
 
@@ -416,7 +360,7 @@ fn worktree_fix6m_waits_for_the_users_merge_by_hand() {
         assert_eq!(r.runs_of(id), 1);
     }
     assert!(text.contains("in the middle of a merge"), "{text}");
-    let out = cont(&r, "4");
+    let out = cont(&r, &in_worktrees("4"));
     assert_eq!(code(&out), 0, "{}", diag(&out));
     assert_eq!(r.runs_of("3"), 1);
     r.assert_all_merged(&["f3.txt", "f4.txt"]);
@@ -469,7 +413,7 @@ fn worktree_fix6m_past_the_wait_the_merge_stays_pending() {
     assert!(text.contains("for longer than qw waits"), "{text}");
     assert_eq!(r.f.task("1")["outcome"], "workspace_error");
     r.git(&["switch", "-q", "main"]);
-    let out = cont(&r, "2");
+    let out = cont(&r, &in_worktrees("2"));
     assert_eq!(code(&out), 0, "{}", diag(&out));
     assert_eq!(r.runs_of("1"), 1, "{}", diag(&out));
     assert_eq!(r.runs_of("2"), 1, "{}", diag(&out));
@@ -522,10 +466,7 @@ fn killed_then_finished(r: &Repo, script: &str) {
 fn worktree_fix6m_finished_run_of_a_killed_qw_is_used() {
     let r = Repo::new(&tasks(2));
     killed_then_finished(&r, "echo late-by-1 >> shared.txt\n");
-    let out = cont(&r, "2");
-    let text = diag(&out);
-    assert_eq!(code(&out), 0, "{text}");
-    assert_eq!(r.runs_of("1"), 1, "task 1's agent ran again: {text}");
+    let text = continued_without_rerun(&r, "2", "1");
     assert!(
         text.contains("finished after the qw running it was killed"),
         "{text}"
@@ -547,7 +488,7 @@ fn worktree_fix6m_failed_finished_run_of_a_killed_qw_runs_again() {
             f = flag.display()
         ),
     );
-    let out = cont(&r, "2");
+    let out = cont(&r, &in_worktrees("2"));
     let text = diag(&out);
     assert_eq!(code(&out), 0, "{text}");
     assert_eq!(r.runs_of("1"), 2, "{text}");

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::support::moves::{has, once, tasks};
+use crate::support::moves::{cont, has, once, tasks};
 use crate::support::*;
 use crate::worktree::Repo;
 
@@ -23,25 +23,6 @@ fn evidence(r: &Repo, id: &str) -> String {
         t["error"].as_str().unwrap_or(""),
         t["evidence"].as_str().unwrap_or("")
     )
-}
-
-/// `qw workflow-continue demo` with the test agent, one attempt.
-fn cont(r: &Repo, extra: &[&str]) -> std::process::Output {
-    let cmd = r.agent_cmd();
-    let mut args = vec![
-        "workflow-continue",
-        "demo",
-        "--retry-delay",
-        "0.1",
-        "--task-timeout",
-        "60",
-        "--attempts",
-        "1",
-        "--agent-cmd",
-        cmd.as_str(),
-    ];
-    args.extend_from_slice(extra);
-    r.run(&args)
 }
 
 /// Every command in backquotes in `text` that starts with `prefix`, each once, in order.

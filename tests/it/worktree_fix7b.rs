@@ -9,46 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::moves::{has, once, tasks};
+use crate::support::moves::{cont, git_in, has, once, project_with_a_submodule, task_dir, tasks};
 use crate::support::*;
 use crate::worktree::Repo;
-
-fn task_dir(r: &Repo, id: &str) -> PathBuf {
-    r.container()
-        .expect("qw's worktree folder")
-        .join(format!("demo-{id}"))
-}
-
-/// `qw workflow-continue demo` with the test agent, one attempt.
-fn cont(r: &Repo, extra: &[&str]) -> std::process::Output {
-    let cmd = r.agent_cmd();
-    let mut args = vec![
-        "workflow-continue",
-        "demo",
-        "--retry-delay",
-        "0.1",
-        "--task-timeout",
-        "60",
-        "--attempts",
-        "1",
-        "--agent-cmd",
-        cmd.as_str(),
-    ];
-    args.extend_from_slice(extra);
-    r.run(&args)
-}
-
-/// git in `dir` (any repository); stdout, trimmed; must succeed.
-fn git_in(r: &Repo, dir: &Path, args: &[&str]) -> String {
-    let out = r.git_cmd(dir, args);
-    assert!(
-        out.status.success(),
-        "git {args:?} in {}: {}",
-        dir.display(),
-        diag(&out)
-    );
-    stdout(&out).trim().to_owned()
-}
 
 fn make_executable(p: &Path) {
     use std::os::unix::fs::PermissionsExt;
@@ -326,34 +289,13 @@ fn worktree_fix7b_a_new_file_the_users_excludes_file_ignores_keeps_the_worktree(
 
 // ---- G1: refs of the repository removed with the worktree vouch for nothing ----
 
-/// A source repository for submodules, outside the project: one commit, `lib.txt`.
-fn subsrc(r: &Repo) -> PathBuf {
-    let s = r.aux.path().join("subsrc");
-    std::fs::create_dir_all(&s).unwrap();
-    git_in(r, &s, &["init", "-q", "-b", "main"]);
-    std::fs::write(s.join("lib.txt"), "lib\n").unwrap();
-    git_in(r, &s, &["add", "lib.txt"]);
-    git_in(r, &s, &["commit", "-qm", "lib"]);
-    s
-}
-
 /// rev6b G1: the agent commits in the project's own submodule, bumps its gitlink and
 /// then runs `then` in the submodule (a tag, a forged remote-tracking ref, a fetch of
 /// itself). The commit `main` records must exist in a repository that outlives the
 /// worktree, or the worktree holding it is kept.
 fn submodule_commit_vouched_by_its_own_ref(then: &str) {
     let r = Repo::new(&tasks(2));
-    let s = subsrc(&r);
-    let out = Command::new("git")
-        .args(["-c", "protocol.file.allow=always", "submodule", "add", "-q"])
-        .arg(&s)
-        .arg("vendor/lib")
-        .current_dir(r.root())
-        .envs(r.git_env_pairs().iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", diag(&out));
-    r.git(&["commit", "-qm", "add submodule"]);
+    project_with_a_submodule(&r);
     r.action(
         "1",
         &format!(

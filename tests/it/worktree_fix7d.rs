@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::moves::{gate, has, open_gate, sha, tasks};
+use crate::support::moves::{cont, gate, has, open_gate, sha, task_dir, tasks};
 use crate::support::*;
 use crate::worktree::{HARNESS_TIMEOUT, Repo, bounded};
 
@@ -123,12 +123,6 @@ fn slow_task(r: &Repo, i: &str) -> String {
         r.aux.path().join(format!("started-{i}")).display(),
         gate(r, "go")
     )
-}
-
-fn task_dir(r: &Repo, id: &str) -> PathBuf {
-    r.container()
-        .expect("qw's worktree folder")
-        .join(format!("demo-{id}"))
 }
 
 fn text(o: &Output) -> String {
@@ -393,6 +387,17 @@ fn failed_onto_main(r: &Repo) -> String {
     sha(r, "qw/demo/1")
 }
 
+/// Task 1 now writes `fix1.txt`; `workflow-continue` in the main checkout succeeds and
+/// `main` gets task 1's earlier attempt (`m1.txt`). What it said.
+fn fixed_and_continued(r: &Repo) -> String {
+    r.action("1", "echo fixed > fix1.txt\n");
+    let out = cont(r, &[]);
+    let c = text(&out);
+    assert_eq!(code(&out), 0, "{c}");
+    assert!(has(r, "main", "m1.txt"), "{c}");
+    c
+}
+
 /// The refusal of task 1 in a run onto `target`: not started, the branch untouched, and
 /// the continue in the main checkout then resumes and merges it into `main`.
 fn assert_refused_then_resumed_onto_main(r: &Repo, out: &Output, kept: &str, target: &str) {
@@ -407,20 +412,7 @@ fn assert_refused_then_resumed_onto_main(r: &Repo, out: &Output, kept: &str, tar
         "{target} got main's attempt: {t}"
     );
     assert_eq!(sha(r, "qw/demo/1"), kept, "{t}");
-    r.action("1", "echo fixed > fix1.txt\n");
-    let cont = r.run(&[
-        "workflow-continue",
-        "demo",
-        "--retry-delay",
-        "0.1",
-        "--attempts",
-        "1",
-        "--agent-cmd",
-        &r.agent_cmd(),
-    ]);
-    let c = text(&cont);
-    assert_eq!(code(&cont), 0, "{c}");
-    assert!(has(r, "main", "m1.txt"), "{c}");
+    let c = fixed_and_continued(r);
     assert!(has(r, "main", "fix1.txt"), "{c}");
     r.assert_no_process();
 }
@@ -488,21 +480,8 @@ fn worktree_fix7d_hard_reset_in_another_checkout_leaves_that_checkouts_branches(
         "{t}"
     );
     assert_eq!(sha(&r, "qw/demo/1"), kept, "{t}");
-    r.action("1", "echo fixed > fix1.txt\n");
-    let cont = r.run(&[
-        "workflow-continue",
-        "demo",
-        "--retry-delay",
-        "0.1",
-        "--attempts",
-        "1",
-        "--agent-cmd",
-        &r.agent_cmd(),
-    ]);
-    let c = text(&cont);
-    assert_eq!(code(&cont), 0, "{c}");
+    let c = fixed_and_continued(&r);
     assert!(c.contains("resum"), "{c}");
-    assert!(has(&r, "main", "m1.txt"), "{c}");
     r.assert_no_process();
 }
 

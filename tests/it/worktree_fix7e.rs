@@ -4,28 +4,9 @@
 //! naming the paths; the user's own commits in the main worktree mid-run are the user's;
 //! the user's ignored Claude Code files are in each task worktree.
 
-use crate::support::moves::once;
+use crate::support::moves::{cont, once};
 use crate::support::*;
 use crate::worktree::Repo;
-
-/// `qw workflow-continue demo` with the test agent, one attempt.
-fn cont(r: &Repo, extra: &[&str]) -> std::process::Output {
-    let cmd = r.agent_cmd();
-    let mut args = vec![
-        "workflow-continue",
-        "demo",
-        "--retry-delay",
-        "0.1",
-        "--task-timeout",
-        "60",
-        "--attempts",
-        "1",
-        "--agent-cmd",
-        cmd.as_str(),
-    ];
-    args.extend_from_slice(extra);
-    r.run(&args)
-}
 
 fn on_main(r: &Repo, file: &str) -> bool {
     r.git_ok(&["cat-file", "-e", &format!("main:{file}")])

@@ -5,43 +5,12 @@
 //! asserts where the work is afterwards.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::support::moves::{printed, tasks};
+use crate::support::moves::{
+    follow_sh, git_in, printed, project_with_a_submodule, subsrc, task_dir, tasks,
+};
 use crate::support::*;
 use crate::worktree::Repo;
-
-fn task_dir(r: &Repo, id: &str) -> PathBuf {
-    r.container()
-        .expect("qw's worktree folder")
-        .join(format!("demo-{id}"))
-}
-
-/// Run a command qw printed, through `sh`, in the project's top, with `<elsewhere>` or
-/// `<dest>` (qw's placeholders) replaced by `to`; it must succeed.
-fn follow_sh(r: &Repo, command: &str, to: &Path) {
-    let to = to.display().to_string();
-    let line = command.replace("<elsewhere>", &to).replace("<dest>", &to);
-    let mut c = Command::new("sh");
-    c.arg("-c").arg(&line).current_dir(r.root());
-    for (k, v) in r.git_env_pairs() {
-        c.env(k, v);
-    }
-    let out = c.output().unwrap();
-    assert!(out.status.success(), "`{line}`: {}", diag(&out));
-}
-
-/// git in `dir` (any repository); stdout, trimmed; must succeed.
-fn git_in(r: &Repo, dir: &Path, args: &[&str]) -> String {
-    let out = r.git_cmd(dir, args);
-    assert!(
-        out.status.success(),
-        "git {args:?} in {}: {}",
-        dir.display(),
-        diag(&out)
-    );
-    stdout(&out).trim().to_owned()
-}
 
 /// The pack names (`pack-<hash>`) of the project's repository.
 fn packs(r: &Repo) -> Vec<String> {
@@ -193,17 +162,6 @@ fn worktree_nest4_only_packs_written_since_the_start_are_read() {
     assert!(text.contains("kept on branch `qw/demo/1@"), "{text}");
 }
 
-/// A source repository for submodules, outside the project: one commit, `lib.txt`.
-fn subsrc(r: &Repo) -> PathBuf {
-    let s = r.aux.path().join("subsrc");
-    std::fs::create_dir_all(&s).unwrap();
-    git_in(r, &s, &["init", "-q", "-b", "main"]);
-    std::fs::write(s.join("lib.txt"), "lib\n").unwrap();
-    git_in(r, &s, &["add", "lib.txt"]);
-    git_in(r, &s, &["commit", "-qm", "lib"]);
-    s
-}
-
 /// The agent adds a submodule and commits in it (SUBWORK), and leaves a file
 /// uncommitted there.
 fn submodule_agent(r: &Repo, s: &Path) {
@@ -222,7 +180,7 @@ fn worktree_nest4_submodule_commits_survive_a_plain_mv_and_prune() {
     // rev4 F12 as reported: the user moves the submodule out with a plain `mv`; its
     // repository is in the task worktree's git dir, which `--prune` must not delete.
     let r = Repo::new(&tasks(2));
-    let s = subsrc(&r);
+    let s = subsrc(&r, "subsrc");
     submodule_agent(&r, &s);
     let out = r.auto(&["--parallel", "2"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
@@ -248,7 +206,7 @@ fn worktree_nest4_submodule_commits_survive_a_plain_mv_and_prune() {
     );
     assert!(w.is_dir(), "the worktree was removed: {text}");
     // Following the printed command, with `<dest>` where the files were moved.
-    follow_sh(&r, &printed(&text, "mkdir -p <dest>"), &moved);
+    follow_sh(&r, &printed(&text, "mkdir -p <dest>"), Some(&moved));
     assert_eq!(git_in(&r, &moved, &["log", "-1", "--format=%s"]), "SUBWORK");
     // The refusal named that commit.
     let sub = git_in(&r, &moved, &["rev-parse", "HEAD"]);
@@ -260,7 +218,7 @@ fn worktree_nest4_submodule_commits_survive_a_plain_mv_and_prune() {
     assert_eq!(git_in(&r, &moved, &["log", "-1", "--format=%s"]), "SUBWORK");
     // Into a new directory instead: the committed files come back with `checkout -f`.
     let r = Repo::new(&tasks(2));
-    let s = subsrc(&r);
+    let s = subsrc(&r, "subsrc");
     submodule_agent(&r, &s);
     let out = r.auto(&["--parallel", "2"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
@@ -270,7 +228,7 @@ fn worktree_nest4_submodule_commits_survive_a_plain_mv_and_prune() {
     let text = diag(&out);
     assert!(w.is_dir(), "the worktree was removed: {text}");
     let fresh = r.aux.path().join("fresh-x");
-    follow_sh(&r, &printed(&text, "mkdir -p <dest>"), &fresh);
+    follow_sh(&r, &printed(&text, "mkdir -p <dest>"), Some(&fresh));
     git_in(&r, &fresh, &["checkout", "-q", "-f"]);
     assert_eq!(
         std::fs::read_to_string(fresh.join("w.txt")).unwrap(),
@@ -286,14 +244,14 @@ fn worktree_nest4_submodule_commits_survive_a_plain_mv_and_prune() {
 fn worktree_nest4_submodule_hint_followed_keeps_everything() {
     // The command the run printed for the submodule, followed as printed.
     let r = Repo::new(&tasks(2));
-    let s = subsrc(&r);
+    let s = subsrc(&r, "subsrc");
     submodule_agent(&r, &s);
     let out = r.auto(&["--parallel", "2"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
     let text = diag(&out);
     let w = task_dir(&r, "1");
     let safe = r.aux.path().join("safe-x");
-    follow_sh(&r, &printed(&text, "rm -f "), &safe);
+    follow_sh(&r, &printed(&text, "rm -f "), Some(&safe));
     assert_eq!(git_in(&r, &safe, &["log", "-1", "--format=%s"]), "SUBWORK");
     assert!(safe.join("unc.txt").is_file());
     let out = r.run(&["worktrees", "--prune"]);
@@ -311,17 +269,7 @@ fn worktree_nest4_project_submodule_with_the_agents_commit_moved_out() {
     // (its repository is in the worktree's git dir), and the gitlink's deletion is never
     // committed as the task's work.
     let r = Repo::new(&tasks(2));
-    let s = subsrc(&r);
-    let out = Command::new("git")
-        .args(["-c", "protocol.file.allow=always", "submodule", "add", "-q"])
-        .arg(&s)
-        .arg("vendor/lib")
-        .current_dir(r.root())
-        .envs(r.git_env_pairs().iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", diag(&out));
-    r.git(&["commit", "-qm", "sub"]);
+    project_with_a_submodule(&r);
     r.action(
         "1",
         "git -c protocol.file.allow=always submodule update -q --init\necho mine > vendor/lib/mine.txt\ngit -C vendor/lib add mine.txt\ngit -C vendor/lib commit -qm SUBWORK2\necho 1 > f1.txt\n",
@@ -337,7 +285,7 @@ fn worktree_nest4_project_submodule_with_the_agents_commit_moved_out() {
     let out = r.run(&["worktrees", "--prune"]);
     let text = diag(&out);
     assert!(w.is_dir(), "{text}");
-    follow_sh(&r, &printed(&text, "mkdir -p <dest>"), &moved);
+    follow_sh(&r, &printed(&text, "mkdir -p <dest>"), Some(&moved));
     assert_eq!(
         git_in(&r, &moved, &["log", "-1", "--format=%s"]),
         "SUBWORK2"
@@ -397,7 +345,7 @@ fn worktree_nest4_repository_in_a_tracked_dir_moved_out_deletes_nothing() {
     assert_eq!(code(&out), 0, "{}", diag(&out));
     let w = task_dir(&r, "1");
     let copy = r.aux.path().join("copy-src");
-    follow_sh(&r, &printed(&diag(&out), "cp -a "), &copy);
+    follow_sh(&r, &printed(&diag(&out), "cp -a "), Some(&copy));
     assert_eq!(
         git_in(&r, &copy, &["log", "-1", "--format=%s"]),
         "INNERWORK"
@@ -427,17 +375,7 @@ fn worktree_nest4_project_submodule_and_ignored_repositories_do_not_keep_the_wor
     // in a line. An ignored one holding a commit of the agent's, or the project's
     // submodule with a change of the agent's in it, still keeps its worktree.
     let r = Repo::new(&tasks(5));
-    let s = subsrc(&r);
-    let out = Command::new("git")
-        .args(["-c", "protocol.file.allow=always", "submodule", "add", "-q"])
-        .arg(&s)
-        .arg("vendor/lib")
-        .current_dir(r.root())
-        .envs(r.git_env_pairs().iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", diag(&out));
-    r.git(&["commit", "-qm", "sub"]);
+    let s = project_with_a_submodule(&r);
     r.action(
         "1",
         "git -c protocol.file.allow=always submodule update -q --init\necho 1 > f1.txt\n",

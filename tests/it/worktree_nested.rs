@@ -5,9 +5,7 @@
 //! Each test asserts where the work is: on disk, on the branches the output names, and
 //! that no dangling commit holds it.
 
-use std::path::{Path, PathBuf};
-
-use crate::support::moves::{once, sha, tasks};
+use crate::support::moves::{git_in, once, sha, task_dir, tasks};
 use crate::support::*;
 use crate::worktree::Repo;
 
@@ -29,23 +27,6 @@ fn no_dangling_holds(r: &Repo, file: &str) {
             r.git(&["log", "-1", "--stat", &c])
         );
     }
-}
-
-fn git_in(r: &Repo, dir: &Path, args: &[&str]) -> String {
-    let out = r.git_cmd(dir, args);
-    assert!(
-        out.status.success(),
-        "git {args:?} in {}: {}",
-        dir.display(),
-        diag(&out)
-    );
-    stdout(&out).trim().to_owned()
-}
-
-fn task_dir(r: &Repo, id: &str) -> PathBuf {
-    r.container()
-        .expect("qw's worktree folder")
-        .join(format!("demo-{id}"))
 }
 
 #[test]

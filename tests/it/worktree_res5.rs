@@ -9,46 +9,14 @@
 //! Each test asserts where the work is (on `main`, on a named branch, kept and not
 //! dangling) and that no process is left.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::support::moves::{assert_kept, once, sha, tasks};
+use crate::support::moves::{assert_kept, cont, git_in, once, sha, task_dir, tasks};
 use crate::support::*;
 use crate::worktree::Repo;
 
-fn git_in(r: &Repo, dir: &Path, args: &[&str]) -> String {
-    let out = r.git_cmd(dir, args);
-    assert!(
-        out.status.success(),
-        "git {args:?} in {}: {}",
-        dir.display(),
-        diag(&out)
-    );
-    stdout(&out).trim().to_owned()
-}
-
-#[allow(dead_code)]
-fn task_dir(r: &Repo, id: &str) -> PathBuf {
-    r.container()
-        .expect("qw's worktree folder")
-        .join(format!("demo-{id}"))
-}
-
 fn has(r: &Repo, rev: &str, file: &str) -> bool {
     r.git_ok(&["cat-file", "-e", &format!("{rev}:{file}")])
-}
-
-fn cont(r: &Repo) -> std::process::Output {
-    let cmd = r.agent_cmd();
-    r.run(&[
-        "workflow-continue",
-        "demo",
-        "--retry-delay",
-        "0.1",
-        "--attempts",
-        "1",
-        "--agent-cmd",
-        &cmd,
-    ])
 }
 
 /// The lines of `text` that say task `id` resumes.
@@ -79,7 +47,7 @@ fn failed_with_two_commits() -> Repo {
 /// After the user moved task 1's branch back to A: the continue resumes from A (a.txt
 /// merged, b.txt not), says so once, and keeps B on a branch it names.
 fn assert_resumed_from_the_earlier_commit(r: &Repo, a: &str, b: &str) {
-    let out = cont(r);
+    let out = cont(r, &[]);
     let text = diag(&out);
     assert_eq!(code(&out), 0, "{text}");
     assert_eq!(r.f.task("1")["status"], "completed", "{text}");
@@ -135,7 +103,7 @@ fn worktree_res5_branch_moved_back_to_the_target_is_still_put_back() {
     // recorded the task completed with none of its work.
     let r = failed_with_two_commits();
     r.git(&["branch", "-f", "qw/demo/1", "main"]);
-    let out = cont(&r);
+    let out = cont(&r, &[]);
     let text = diag(&out);
     assert_eq!(code(&out), 0, "{text}");
     assert!(
@@ -172,7 +140,7 @@ fn worktree_res5_resuming_is_said_once_per_task() {
         r.git(&["commit", "-qm", "fix"]);
     }
     r.git(&["switch", "-q", "main"]);
-    let out = cont(&r);
+    let out = cont(&r, &[]);
     let text = diag(&out);
     assert_eq!(code(&out), 0, "{text}");
     for id in ["1", "2"] {
@@ -468,7 +436,7 @@ fn worktree_res5_prune_forgets_the_records_of_kept_branches_gone_or_merged() {
         r.git(&["update-ref", &format!("refs/heads/{b}"), &sneaked]);
         kept.push(format!("{b}@{}", &sneaked[..7]));
     }
-    let out = cont(&r);
+    let out = cont(&r, &[]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
     let names: Vec<String> = kept
         .iter()

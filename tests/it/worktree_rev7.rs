@@ -4,38 +4,9 @@
 //! unchecked work never reaches `main`; a record naming git's own merge subject never
 //! makes qw abort the user's merge by hand.
 
-use crate::support::moves::{has, tasks, work};
+use crate::support::moves::{cont, has, in_worktrees, tasks, work};
 use crate::support::*;
 use crate::worktree::Repo;
-
-fn args<'a>(verb: &'a str, cmd: &'a str) -> Vec<&'a str> {
-    vec![
-        verb,
-        "demo",
-        "--retry-delay",
-        "0.1",
-        "--attempts",
-        "1",
-        "--parallel",
-        "2",
-        "--isolate",
-        "worktree",
-        "--agent-cmd",
-        cmd,
-    ]
-}
-
-fn auto(r: &Repo) -> std::process::Output {
-    let cmd = r.agent_cmd();
-    let mut a = args("workflow-auto", &cmd);
-    a.insert(2, "A demo feature");
-    r.run(&a)
-}
-
-fn cont(r: &Repo) -> std::process::Output {
-    let cmd = r.agent_cmd();
-    r.run(&args("workflow-continue", &cmd))
-}
 
 /// What an agent (or anyone) can write: a record claiming `branch` at `tip` only waits
 /// to be merged.
@@ -58,9 +29,9 @@ fn worktree_rev7_forged_pending_record_of_a_failed_check_is_ignored() {
         "echo unchecked > bad1.txt\ngit add bad1.txt\ngit commit -qm bad1\nC=\"$(git rev-parse --git-common-dir)\"\nmkdir -p \"$C/qw-pending/demo\"\nprintf 'tip %s\\nbranch qw/demo/1\\nsubject qw(demo): merge task 1 Task 1 (succeeded)\\n' \"$(git rev-parse HEAD)\" > \"$C/qw-pending/demo/1\"\n",
     );
     r.action("2", &work("2"));
-    let out = auto(&r);
+    let out = r.auto(&in_worktrees("2"));
     assert_eq!(r.f.task("1")["outcome"], "verify_failed", "{}", diag(&out));
-    let out = cont(&r);
+    let out = cont(&r, &in_worktrees("2"));
     let text = diag(&out);
     assert!(text.contains("ignored a merge-pending record"), "{text}");
     assert!(!text.contains("merging it now"), "{text}");
@@ -81,14 +52,14 @@ fn worktree_rev7_forged_record_of_a_branch_moved_onto_main_repairs_nothing() {
         "echo w > w1.txt\ngit add w1.txt\ngit commit -qm w1\nexit 1\n",
     );
     r.action("2", &work("2"));
-    let out = auto(&r);
+    let out = r.auto(&in_worktrees("2"));
     assert_eq!(r.f.task("1")["outcome"], "agent_error", "{}", diag(&out));
     // Moved onto main, with a record saying main already holds it.
     let main = r.git(&["rev-parse", "main"]);
     let main = main.trim();
     r.git(&["branch", "-f", "qw/demo/1", main]);
     forge(&r, "1", main, "qw(demo): merge task 1 Task 1 (succeeded)");
-    let out = cont(&r);
+    let out = cont(&r, &in_worktrees("2"));
     let text = diag(&out);
     assert!(!text.contains("repaired: qw was stopped"), "{text}");
     assert!(text.contains("ignored a merge-pending record"), "{text}");
@@ -107,7 +78,7 @@ fn worktree_rev7_record_with_gits_own_subject_never_aborts_the_users_merge() {
         "2",
         "echo two > shared.txt\ngit add shared.txt\ngit commit -qm s2\n",
     );
-    let out = auto(&r);
+    let out = r.auto(&in_worktrees("2"));
     let conflicted = ["1", "2"]
         .into_iter()
         .find(|id| r.f.task(id)["outcome"] == "merge_conflict")
@@ -123,7 +94,7 @@ fn worktree_rev7_record_with_gits_own_subject_never_aborts_the_users_merge() {
         tip.trim(),
         &format!("Merge branch '{branch}'"),
     );
-    let out = cont(&r);
+    let out = cont(&r, &in_worktrees("2"));
     let text = diag(&out);
     assert!(!text.contains("git merge --abort`):"), "{text}");
     assert_eq!(r.git(&["rev-parse", "MERGE_HEAD"]), head, "{text}");
@@ -145,13 +116,13 @@ fn worktree_rev7_weakened_check_sticks_not_when_the_record_is_deleted() {
             ),
         );
         r.action("2", &work("2"));
-        let out = auto(&r);
+        let out = r.auto(&in_worktrees("2"));
         let text = diag(&out);
         assert!(
             text.contains("task 1's _Verify:_ `test -f ok1.txt` → `true`"),
             "{tamper}: the run says the check changed: {text}"
         );
-        let out = cont(&r);
+        let out = cont(&r, &in_worktrees("2"));
         assert_eq!(code(&out), 2, "{tamper}: {}", diag(&out));
         assert!(!has(&r, "main", "half1.txt"), "{tamper}: {}", diag(&out));
         r.assert_no_process();
@@ -183,14 +154,14 @@ fn worktree_rev7_squash_bringing_back_a_file_a_sibling_deleted_is_refused() {
             ),
         ),
     );
-    let out = auto(&r);
+    let out = r.auto(&in_worktrees("2"));
     let text = diag(&out);
     assert!(
         !has(&r, "main", "src/keep.txt"),
         "a deleted file came back: {text}"
     );
     assert!(text.contains("brought back after it was deleted"), "{text}");
-    let out = cont(&r);
+    let out = cont(&r, &in_worktrees("2"));
     let text = diag(&out);
     assert!(!has(&r, "main", "src/keep.txt"), "{text}");
     assert!(has(&r, "main", "f2.txt"), "{text}");
@@ -211,14 +182,14 @@ fn worktree_rev7_squash_deleting_the_users_commit_of_the_run_is_refused() {
             "mkdir pkg2\necho y=2 > pkg2/mod.py\ngit add -A\ngit commit -qm pkg2\n(cd \"$MAIN\" && echo mine > user.txt && git add user.txt && git commit -qm 'user adds user.txt')\ngit reset -q --soft main\ngit commit -qm 'squash onto main'\n",
         ),
     );
-    let out = auto(&r);
+    let out = r.auto(&in_worktrees("2"));
     let text = diag(&out);
     assert!(
         has(&r, "main", "user.txt"),
         "the user's file was deleted: {text}"
     );
     assert!(text.contains("`user.txt` (deleted"), "{text}");
-    let out = cont(&r);
+    let out = cont(&r, &in_worktrees("2"));
     let text = diag(&out);
     assert!(has(&r, "main", "user.txt"), "{text}");
     assert!(has(&r, "main", "pkg2/mod.py"), "{text}");

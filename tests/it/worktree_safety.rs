@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::moves::tasks;
+use crate::support::moves::{add_spec, tasks};
 use crate::support::*;
 use crate::worktree::{HARNESS_TIMEOUT, Layout, Repo, Root, bounded};
 
@@ -618,18 +618,6 @@ fn worktree_that_cannot_be_removed_is_a_warning_and_the_run_goes_on() {
     let out = r.run(&["workflow-continue", "demo"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
     r.assert_no_process();
-}
-
-/// Write spec `name`'s documents (tasks 1..=n) and commit them.
-fn add_spec(r: &Repo, name: &str, n: usize) {
-    r.f.p
-        .write(&format!(".claude/specs/{name}/requirements.md"), "# R\n");
-    r.f.p
-        .write(&format!(".claude/specs/{name}/design.md"), "# D\n");
-    r.f.p
-        .write(&format!(".claude/specs/{name}/tasks.md"), &tasks(n));
-    r.git(&["add", "-A"]);
-    r.git(&["commit", "-q", "-m", &format!("spec {name}")]);
 }
 
 fn auto_spec(r: &Repo, spec: &str) -> Command {

@@ -318,14 +318,11 @@ fn tgt4_agents_own_commit_named_like_a_kept_branch_and_merged_is_refused() {
     r.action("1", &work("1"));
     r.action(
         "2",
-        &format!(
-            "{}{}",
-            work("2"),
-            once(
-                &r,
-                "forge",
-                "k=\"qw/demo/2@$(git rev-parse --short=7 HEAD)\"\ngit branch \"$k\" HEAD\ngit -C \"$MAIN\" merge -q --no-edit \"$k\""
-            )
+        &work_then_once(
+            &r,
+            "2",
+            "forge",
+            "k=\"qw/demo/2@$(git rev-parse --short=7 HEAD)\"\ngit branch \"$k\" HEAD\ngit -C \"$MAIN\" merge -q --no-edit \"$k\""
         ),
     );
     r.action("3", &work("3"));
@@ -347,37 +344,6 @@ fn tgt4_agents_own_commit_named_like_a_kept_branch_and_merged_is_refused() {
 // ---------------------------------------------------------------------------------
 // rev3 M9: two workflows in one repository.
 // ---------------------------------------------------------------------------------
-
-/// A second spec `name` with `n` tasks, committed.
-fn add_spec(r: &Repo, name: &str, n: usize) {
-    r.f.p
-        .write(&format!(".claude/specs/{name}/requirements.md"), "# R\n");
-    r.f.p
-        .write(&format!(".claude/specs/{name}/design.md"), "# D\n");
-    r.f.p
-        .write(&format!(".claude/specs/{name}/tasks.md"), &tasks(n));
-    r.git(&["add", "-A"]);
-    r.git(&["commit", "-q", "-m", &format!("spec {name}")]);
-}
-
-fn auto_spec(r: &Repo, spec: &str, parallel: &str) -> std::process::Command {
-    let cmd = r.agent_cmd();
-    r.f.cmd(&[
-        "workflow-auto",
-        spec,
-        "Two at once",
-        "--agent-cmd",
-        &cmd,
-        "--attempts",
-        "1",
-        "--parallel",
-        parallel,
-        "--task-timeout",
-        "60",
-        "--retry-delay",
-        "0.1",
-    ])
-}
 
 /// Workflow `other` runs; once its task 2 committed (`obad.txt`), workflow `demo` runs
 /// to its end, where `demo1` is task 1's script after that commit; `other`'s tasks end
@@ -540,14 +506,11 @@ fn tgt4_users_merge_by_hand_of_another_workflows_conflicted_task_is_no_move() {
     // demo's task 1 is where the user merges `qw/other/1` by hand and resolves it.
     r.action(
         "demo-1",
-        &format!(
-            "{}{}",
-            work("1"),
-            once(
-                &r,
-                "by-hand",
-                "git -C \"$MAIN\" merge -q qw/other/1 || true\necho both > \"$MAIN/shared.txt\"\ngit -C \"$MAIN\" add shared.txt\ngit -C \"$MAIN\" commit -qm resolved --no-edit"
-            )
+        &work_then_once(
+            &r,
+            "1",
+            "by-hand",
+            "git -C \"$MAIN\" merge -q qw/other/1 || true\necho both > \"$MAIN/shared.txt\"\ngit -C \"$MAIN\" add shared.txt\ngit -C \"$MAIN\" commit -qm resolved --no-edit"
         ),
     );
     r.action("demo-2", &work("2"));
@@ -664,17 +627,14 @@ fn tgt4_moved_or_deleted_worktree_lines_name_the_spec_to_continue() {
     let moved = r.aux.path().join("moved1");
     r.action(
         "1",
-        &format!(
-            "{}{}",
-            work("1"),
-            once(
-                &r,
-                "mv1",
-                &format!(
-                    "git worktree unlock \"$PWD\"\ngit worktree move \"$PWD\" {}",
-                    moved.display()
-                )
-            )
+        &work_then_once(
+            &r,
+            "1",
+            "mv1",
+            &format!(
+                "git worktree unlock \"$PWD\"\ngit worktree move \"$PWD\" {}",
+                moved.display()
+            ),
         ),
     );
     r.action(

@@ -509,6 +509,7 @@ fn attempt_finished(s: &mut UnifiedState, name: &str, agent: &str, a: AttemptEnd
         entry.outcome = Some(r.outcome.as_str().to_owned());
         entry.duration_seconds = Some(r.duration_ms as f64 / 1000.0);
         entry.evidence = Some(r.evidence.clone());
+        entry.merge_pending = r.merge_pending.clone();
         if ok {
             entry.status = TaskStatus::Completed;
             entry.completed_at = Some(at.clone());
@@ -706,6 +707,47 @@ mod tests {
             run_dir: Path::new("/p/.claude/runs/run-1"),
             will_retry: retry,
         }
+    }
+
+    #[test]
+    fn a_task_left_merge_pending_is_marked_so_until_its_next_attempt_ends() {
+        let t1 = Task::new("1", "First");
+        let mut pending = ran(
+            Outcome::WorkspaceError {
+                step: crate::agent::outcome::WorkspaceStep::Merge,
+            },
+            0.0,
+        );
+        pending.merge_pending = Some("qw/demo/1".into());
+        let mut s = UnifiedState::default();
+        apply_all(
+            &mut s,
+            vec![
+                started(Unit::Task(&t1), 1),
+                finished(Unit::Task(&t1), 1, &pending, false),
+            ],
+        );
+        assert_eq!(task(&s, "1").merge_pending.as_deref(), Some("qw/demo/1"));
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            json["specifications"][SPEC]["tasks"]["1"]["merge_pending"],
+            "qw/demo/1"
+        );
+        let failed = ran(Outcome::VerifyFailed { exit_code: Some(1) }, 0.0);
+        apply_all(
+            &mut s,
+            vec![
+                started(Unit::Task(&t1), 2),
+                finished(Unit::Task(&t1), 2, &failed, false),
+            ],
+        );
+        assert_eq!(task(&s, "1").merge_pending, None);
+        let json = serde_json::to_value(&s).unwrap();
+        assert!(
+            json["specifications"][SPEC]["tasks"]["1"]
+                .get("merge_pending")
+                .is_none()
+        );
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub(crate) struct Run<'a> {
     pub dev: crate::settings::DevMode,
     /// Where tasks work: their own git worktrees, or the project's tree.
     pub space: TaskSpace,
+    /// The `_Verify:_` checks its implementation phase read (`checks::open`), which the
+    /// run's end compares tasks.md with (`checks::close`).
+    pub checks: crate::workflow::checks::Opened,
 }
 
 impl Run<'_> {

@@ -219,10 +219,17 @@ impl Workflow {
             resource_monitoring: dev.resource_monitoring(),
             dev: dev.clone(),
             space,
+            checks: super::checks::Opened::default(),
         };
         let summary = phases::drive(&run, Instant::now());
         run.space.finish(&events);
-        super::checks::close(&self.project, &self.name, &run.spec.tasks_path(), &events);
+        super::checks::close(
+            &self.project,
+            &self.name,
+            &run.spec.tasks_path(),
+            &run.checks,
+            &events,
+        );
         progress.finish();
         let keep = agent::runs::keep_from_settings(&self.settings);
         if let Err(e) = agent::runs::prune(&self.project, keep) {

@@ -54,7 +54,7 @@ pub(crate) fn drive(run: &Run<'_>, started: Instant) -> Result<Summary, Workflow
                 ));
             }
             Ok(tasks) => {
-                crate::workflow::checks::open(run.project, run.name, &tasks)?;
+                crate::workflow::checks::open(run.project, run.name, &tasks, &run.checks)?;
                 crate::workflow::dev::backup_before_phase(
                     &run.store,
                     run.dev.auto_backup(),

@@ -301,6 +301,7 @@ fn scenario<T>(s: Scenario, f: impl FnOnce(&Run<'_>, &TaskList) -> T) -> Seen<T>
             resource_monitoring: false,
             dev: crate::settings::DevMode::default(),
             space: TaskSpace::shared(&project, SPEC),
+            checks: crate::workflow::checks::Opened::default(),
         };
         if let Some(reason) = s.stop_before {
             run.stop.request(reason);

@@ -1,9 +1,11 @@
 //! Set-up shared by the worktree tests (`worktree_target` first, and the tasks, the
 //! run-once guard and `sha` of every `worktree_*` file): the tasks, a guard that runs an
 //! agent's move once, reading the command qw printed and following it literally, and
-//! the checks that nothing was lost.
+//! the checks that nothing was lost; the `workflow-continue` of those tests, a task's
+//! worktree, git in another repository, a project with a submodule.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use super::{code, diag, stderr, stdout};
 use crate::worktree::Repo;
@@ -206,4 +208,145 @@ pub fn upstream_with_a_new_commit(r: &Repo) -> String {
     run(&other, &["commit", "-q", "-m", "upstream"]);
     run(&other, &["push", "-q", "origin", "HEAD:main"]);
     run(&other, &["rev-parse", "HEAD"]).trim().to_owned()
+}
+
+/// The arguments of workflow `verb` (`workflow-auto`, which gets a description, or
+/// `workflow-continue`) of `spec` with the test agent `cmd`: one attempt, a quick retry,
+/// 60 s a run, then `extra`.
+pub fn spec_args<'a>(
+    verb: &'a str,
+    spec: &'a str,
+    cmd: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![verb, spec];
+    if verb == "workflow-auto" {
+        args.push("A demo feature");
+    }
+    args.extend([
+        "--retry-delay",
+        "0.1",
+        "--task-timeout",
+        "60",
+        "--attempts",
+        "1",
+        "--agent-cmd",
+        cmd,
+    ]);
+    args.extend_from_slice(extra);
+    args
+}
+
+/// `qw workflow-continue demo` with the test agent, one attempt, `extra` added (see
+/// [`spec_args`]; `Repo::auto` is its `workflow-auto`).
+pub fn cont(r: &Repo, extra: &[&str]) -> Output {
+    cont_spec(r, "demo", extra)
+}
+
+/// [`cont`] of `spec`.
+pub fn cont_spec(r: &Repo, spec: &str, extra: &[&str]) -> Output {
+    let cmd = r.agent_cmd();
+    r.run(&spec_args("workflow-continue", spec, &cmd, extra))
+}
+
+/// `workflow-auto` of `spec`, `parallel` tasks at once (see [`spec_args`]), to start.
+pub fn auto_spec(r: &Repo, spec: &str, parallel: &str) -> Command {
+    let cmd = r.agent_cmd();
+    r.f.cmd(&spec_args(
+        "workflow-auto",
+        spec,
+        &cmd,
+        &["--parallel", parallel],
+    ))
+}
+
+/// A second spec `name` with `n` tasks, committed.
+pub fn add_spec(r: &Repo, name: &str, n: usize) {
+    r.f.p
+        .write(&format!(".claude/specs/{name}/requirements.md"), "# R\n");
+    r.f.p
+        .write(&format!(".claude/specs/{name}/design.md"), "# D\n");
+    r.f.p
+        .write(&format!(".claude/specs/{name}/tasks.md"), &tasks(n));
+    r.git(&["add", "-A"]);
+    r.git(&["commit", "-q", "-m", &format!("spec {name}")]);
+}
+
+/// Task `i`'s plain [`work`], then `script` [`once`] (`name` its flag).
+pub fn work_then_once(r: &Repo, i: &str, name: &str, script: &str) -> String {
+    format!("{}{}", work(i), once(r, name, script))
+}
+
+/// `--parallel <parallel> --isolate worktree`, for [`cont`] and `Repo::auto`.
+pub fn in_worktrees(parallel: &str) -> [&str; 4] {
+    ["--parallel", parallel, "--isolate", "worktree"]
+}
+
+/// Where task `id`'s worktree is.
+pub fn task_dir(r: &Repo, id: &str) -> PathBuf {
+    r.container()
+        .expect("qw's worktree folder")
+        .join(format!("demo-{id}"))
+}
+
+/// git in `dir` (any repository); stdout, trimmed; must succeed.
+pub fn git_in(r: &Repo, dir: &Path, args: &[&str]) -> String {
+    let out = r.git_cmd(dir, args);
+    assert!(
+        out.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        diag(&out)
+    );
+    stdout(&out).trim().to_owned()
+}
+
+/// Run a command qw printed through `sh -c`, as it is, in the project's top, with
+/// `<elsewhere>`/`<dest>` (qw's placeholders) replaced by `to`; it must succeed.
+pub fn follow_sh(r: &Repo, command: &str, to: Option<&Path>) {
+    let line = match to {
+        Some(to) => {
+            let to = to.display().to_string();
+            command.replace("<elsewhere>", &to).replace("<dest>", &to)
+        }
+        None => command.to_owned(),
+    };
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(&line).current_dir(r.root());
+    for (k, v) in r.git_env_pairs() {
+        c.env(k, v);
+    }
+    c.env("GIT_EDITOR", "true");
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "`{line}`: {}", diag(&out));
+}
+
+/// A source repository for submodules, outside the project (`name` may hold a space):
+/// one commit, `lib.txt`.
+pub fn subsrc(r: &Repo, name: &str) -> PathBuf {
+    let s = r.aux.path().join(name);
+    std::fs::create_dir_all(&s).unwrap();
+    git_in(r, &s, &["init", "-q", "-b", "main"]);
+    std::fs::write(s.join("lib.txt"), "lib\n").unwrap();
+    git_in(r, &s, &["add", "lib.txt"]);
+    git_in(r, &s, &["commit", "-qm", "lib"]);
+    s
+}
+
+/// The project with its own submodule `vendor/lib` of a fresh [`subsrc`] (registered
+/// and initialised in the main worktree, so `.git/modules/vendor/lib` is the project's
+/// copy of it), committed. The submodule's source.
+pub fn project_with_a_submodule(r: &Repo) -> PathBuf {
+    let s = subsrc(r, "subsrc");
+    let out = Command::new("git")
+        .args(["-c", "protocol.file.allow=always", "submodule", "add", "-q"])
+        .arg(&s)
+        .arg("vendor/lib")
+        .current_dir(r.root())
+        .envs(r.git_env_pairs().iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", diag(&out));
+    r.git(&["commit", "-qm", "add submodule"]);
+    s
 }
