@@ -47,6 +47,7 @@ use crate::project::Project;
 
 mod alive;
 mod blame;
+mod codecfg;
 mod cross;
 mod disk;
 mod gained;
@@ -235,9 +236,6 @@ where
             "-c",
             "core.fsmonitor=false",
         ])
-        // A filter driver an agent wrote into the shared config since the run began:
-        // none, or the user's again (see `planted::pinned_args`).
-        .args(planted::pinned_args())
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_OPTIONAL_LOCKS", "0")
@@ -252,6 +250,10 @@ where
     for (k, v) in env {
         cmd.env(k, v);
     }
+    // Every other key that makes git run a program (a filter or merge driver, gpg, an
+    // editor, a credential helper…) set, in any scope or include, otherwise than when
+    // the run began: the user's value again, or a neutral one (rev7 R6, see `codecfg`).
+    codecfg::apply(&mut cmd, &codecfg::pins(dir, pre));
     cmd
 }
 
@@ -1021,7 +1023,7 @@ impl Worktrees {
     /// agent) is undone and told (see [`planted`]). Called once qw wrote its own
     /// lines to `info/exclude`.
     pub fn watch_shared(&self) {
-        self.planted_watch().begin(&self.repo.common_dir);
+        self.planted_watch().begin(&self.repo);
     }
 
     fn planted_watch(&self) -> std::sync::MutexGuard<'_, planted::Watch> {
@@ -1038,6 +1040,16 @@ impl Worktrees {
     /// The changes of the shared git files found since task `h` started (its agent's,
     /// or another's running then), each undone: one line, or `None`.
     pub fn planted(&self, h: &WorktreeHandle) -> Option<String> {
+        // What git would run in its worktree and the main one, as qw's next git there
+        // sees it (a key set by the global config or an include is told from there).
+        let pre = [
+            OsStr::new("--git-dir"),
+            h.admin.as_os_str(),
+            OsStr::new("--work-tree"),
+            h.path.as_os_str(),
+        ];
+        codecfg::pins(&h.path, &pre);
+        codecfg::pins(&self.repo.top, &[]);
         self.check_shared();
         let found = self.planted_watch().since(h.planted_from);
         (!found.is_empty()).then(|| {
