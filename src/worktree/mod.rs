@@ -1040,16 +1040,6 @@ impl Worktrees {
     /// The changes of the shared git files found since task `h` started (its agent's,
     /// or another's running then), each undone: one line, or `None`.
     pub fn planted(&self, h: &WorktreeHandle) -> Option<String> {
-        // What git would run in its worktree and the main one, as qw's next git there
-        // sees it (a key set by the global config or an include is told from there).
-        let pre = [
-            OsStr::new("--git-dir"),
-            h.admin.as_os_str(),
-            OsStr::new("--work-tree"),
-            h.path.as_os_str(),
-        ];
-        codecfg::pins(&h.path, &pre);
-        codecfg::pins(&self.repo.top, &[]);
         self.check_shared();
         let found = self.planted_watch().since(h.planted_from);
         (!found.is_empty()).then(|| {
@@ -1059,6 +1049,25 @@ impl Worktrees {
                 found.join("; and then ")
             )
         })
+    }
+
+    /// Code-running config keys set, since the run began, by a file the planted watch
+    /// does not put back (the global or XDG config, an included file, a worktree's
+    /// `config.worktree`), seen in task `h`'s worktree, the main one or any git of qw's
+    /// so far: qw's own git does not run them ([`codecfg`]); each told once, as a
+    /// warning (the user's git would run them; qw does not change those files).
+    pub fn config_notes(&self, h: Option<&WorktreeHandle>) -> Vec<String> {
+        if let Some(h) = h {
+            let pre = [
+                OsStr::new("--git-dir"),
+                h.admin.as_os_str(),
+                OsStr::new("--work-tree"),
+                h.path.as_os_str(),
+            ];
+            codecfg::pins(&h.path, &pre);
+        }
+        codecfg::pins(&self.repo.top, &[]);
+        codecfg::take_notes()
     }
 
     /// The changes of the shared git files found and not yet told (at the run's end).

@@ -187,9 +187,7 @@ impl Watch {
     /// config file only the keys that matter ([`matters`]: run a program, include a
     /// file, change what git sees) are put back, each to the user's values, the file's
     /// other changes kept (an identity, a remote, an upstream: the user's own `git
-    /// config` mid-run); a change of other keys alone is taken as it is. Also takes the
-    /// code-running keys [`codecfg`] saw set by a file outside the watched ones (the
-    /// global config, an include) since the run began.
+    /// config` mid-run); a change of other keys alone is taken as it is.
     pub(crate) fn check(&mut self, repo: &super::Repo) {
         let Some(snap) = &self.snap else { return };
         let common = &repo.common_dir;
@@ -231,20 +229,20 @@ impl Watch {
         }
         // What is there now (the user's version put back) is the user's.
         self.snap = Some(Snapshot::take(common));
-        if !told.is_empty() {
-            let mut line = format!(
-                "the repository's shared git files were changed (by its agent, or another agent running then): {}; every git of this repository reads them (qw's own git runs no hook and no fsmonitor, whatever they say), so qw put your version back",
-                told.join("; ")
-            );
-            if aside.exists() {
-                line.push_str(&format!(
-                    "; the changed files are kept in `{}` (copy back what you want)",
-                    aside.display()
-                ));
-            }
-            self.found.push(line);
+        if told.is_empty() {
+            return;
         }
-        self.found.extend(codecfg::take_notes());
+        let mut line = format!(
+            "the repository's shared git files were changed (by its agent, or another agent running then): {}; every git of this repository reads them (qw's own git runs no hook and no fsmonitor, whatever they say), so qw put your version back",
+            told.join("; ")
+        );
+        if aside.exists() {
+            line.push_str(&format!(
+                "; the changed files are kept in `{}` (copy back what you want)",
+                aside.display()
+            ));
+        }
+        self.found.push(line);
     }
 }
 
