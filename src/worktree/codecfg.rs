@@ -231,6 +231,17 @@ fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// Now, in nanoseconds since the epoch.
+fn now_nanos() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
+}
+
+/// How long before a listing a file's change makes its stat untrusted (well over a
+/// file system clock's tick).
+const RACY_NANOS: i128 = 100_000_000;
+
 /// `git -C dir PRE config --list --show-origin --show-scope -z` (not through
 /// `git_command`, whose pins this makes; `git config` runs nothing).
 fn list(dir: &Path, pre: &[&OsStr]) -> Option<Vec<Item>> {
@@ -316,7 +327,12 @@ fn files_of(dir: &Path, pre: &[&OsStr], items: &[Item]) -> Vec<PathBuf> {
     if env("GIT_CONFIG_NOSYSTEM").is_none() {
         files.push(env("GIT_CONFIG_SYSTEM").map_or_else(|| "/etc/gitconfig".into(), PathBuf::from));
     }
-    files.push(dir.join(".git"));
+    // A linked worktree's `.git` file (which git dir it is); the main worktree's
+    // `.git` directory changes with every ref and lock and tells nothing here.
+    let dot = dir.join(".git");
+    if dot.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
+        files.push(dot);
+    }
     if let Some(g) = git_dir_of(dir, pre) {
         files.push(g.join("config.worktree"));
         if items.iter().any(|i| i.key.starts_with("includeif.")) {
@@ -371,7 +387,7 @@ pub(crate) fn pins(dir: &Path, pre: &[&OsStr]) -> Vec<(String, String)> {
             return seen.pins.clone();
         }
     }
-    let started = now_secs();
+    let started = now_nanos();
     let Some(items) = list(dir, pre) else {
         return Vec::new();
     };
@@ -429,11 +445,16 @@ pub(crate) fn pins(dir: &Path, pre: &[&OsStr]) -> Vec<(String, String)> {
             st.notes.push(line);
         }
     }
-    // A file changed in the last two seconds may change again within its time stamp's
-    // tick: read again next time.
-    let racy = stats
-        .iter()
-        .any(|(_, s)| s.is_some_and(|s| s.3.max(s.5) >= started - 2));
+    // A file changed just before the listing began may change again within the same
+    // tick of the file system's clock (a few milliseconds) without its stat changing:
+    // read again next time.
+    let racy = stats.iter().any(|(_, s)| {
+        s.is_some_and(|s| {
+            let m = i128::from(s.3) * 1_000_000_000 + i128::from(s.4);
+            let c = i128::from(s.5) * 1_000_000_000 + i128::from(s.6);
+            m.max(c) >= started - RACY_NANOS
+        })
+    });
     if !racy {
         st.cache.insert(
             key,
