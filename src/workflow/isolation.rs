@@ -593,6 +593,9 @@ impl TaskSpace {
         for line in w.planted_untold() {
             say(events, format!("warning: {line}"));
         }
+        for line in w.config_notes(None) {
+            say(events, format!("warning: while the workflow ran, {line}"));
+        }
         if let Some(line) = w.check_at_end(&|m| say(events, m.to_owned())) {
             say(events, line);
         }
@@ -776,6 +779,14 @@ impl TaskSpace {
             } else {
                 r.evidence.push_str(&format!("; warning: {line}"));
             }
+        }
+        // A code-running key set in the global config, an include or the worktree's
+        // `config.worktree` (qw's git holds it to the user's; the user's git would run
+        // it): told, once, on this task's line and apart.
+        for note in w.config_notes(Some(&h)) {
+            let line = format!("while task {} ran, {note}", h.task_id);
+            say(events, format!("warning: {line}"));
+            r.evidence.push_str(&format!("; warning: {line}"));
         }
         if matches!(
             r.outcome,

@@ -47,6 +47,7 @@ use crate::project::Project;
 
 mod alive;
 mod blame;
+mod codecfg;
 mod copied;
 mod copies;
 mod cross;
@@ -262,9 +263,6 @@ where
             "-c",
             "core.fsmonitor=false",
         ])
-        // A filter driver an agent wrote into the shared config since the run began:
-        // none, or the user's again (see `planted::pinned_args`).
-        .args(planted::pinned_args())
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_OPTIONAL_LOCKS", "0")
@@ -279,6 +277,10 @@ where
     for (k, v) in env {
         cmd.env(k, v);
     }
+    // Every other key that makes git run a program (a filter or merge driver, gpg, an
+    // editor, a credential helper…) set, in any scope or include, otherwise than when
+    // the run began: the user's value again, or a neutral one (rev7 R6, see `codecfg`).
+    codecfg::apply(&mut cmd, &codecfg::pins(dir, pre));
     cmd
 }
 
@@ -1048,7 +1050,7 @@ impl Worktrees {
     /// agent) is undone and told (see [`planted`]). Called once qw wrote its own
     /// lines to `info/exclude`.
     pub fn watch_shared(&self) {
-        self.planted_watch().begin(&self.repo.common_dir);
+        self.planted_watch().begin(&self.repo);
     }
 
     fn planted_watch(&self) -> std::sync::MutexGuard<'_, planted::Watch> {
@@ -1074,6 +1076,25 @@ impl Worktrees {
                 found.join("; and then ")
             )
         })
+    }
+
+    /// Code-running config keys set, since the run began, by a file the planted watch
+    /// does not put back (the global or XDG config, an included file, a worktree's
+    /// `config.worktree`), seen in task `h`'s worktree, the main one or any git of qw's
+    /// so far: qw's own git does not run them ([`codecfg`]); each told once, as a
+    /// warning (the user's git would run them; qw does not change those files).
+    pub fn config_notes(&self, h: Option<&WorktreeHandle>) -> Vec<String> {
+        if let Some(h) = h {
+            let pre = [
+                OsStr::new("--git-dir"),
+                h.admin.as_os_str(),
+                OsStr::new("--work-tree"),
+                h.path.as_os_str(),
+            ];
+            codecfg::pins(&h.path, &pre);
+        }
+        codecfg::pins(&self.repo.top, &[]);
+        codecfg::take_notes()
     }
 
     /// The changes of the shared git files found and not yet told (at the run's end).

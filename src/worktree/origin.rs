@@ -387,6 +387,10 @@ pub(crate) fn conflict_markers(
             "core.quotePath=false",
             "diff",
             "--check",
+            // No external diff or textconv program, whatever a config names (they
+            // are pinned too: `codecfg`).
+            "--no-ext-diff",
+            "--no-textconv",
             "--no-renames",
             "--no-color",
             a,

@@ -7,13 +7,17 @@
 //! taken when a run starts, compared before qw's git steps and after each agent, and
 //! the user's version put back when they changed: the changed file is kept aside in
 //! `<common>/qw-planted/<time>/` (never deleted), and the change is told (the task that
-//! was running fails, naming it).
+//! was running fails, naming it). In a config file only the keys that matter
+//! ([`matters`]) are put back, the user's other edits kept; a change of other keys alone
+//! (`git config user.email`, `git remote add`, an upstream) is no planting (rev7 R9).
 //! Must not: run git hooks or programs named there (qw's own git runs with
-//! `core.hooksPath=/dev/null` and `core.fsmonitor=false` whatever the files say: see
-//! `git_command`).
+//! `core.hooksPath=/dev/null` and `core.fsmonitor=false` whatever the files say, and
+//! every other code-running key held to the user's by [`codecfg`]: see `git_command`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use super::codecfg;
 
 /// The files watched at the top of the common git dir.
 const FILES: [&str; 2] = ["config", "config.worktree"];
@@ -152,10 +156,11 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
-    /// Begin watching `common` (again): what is there now is the user's.
-    pub(crate) fn begin(&mut self, common: &Path) {
-        self.snap = Some(Snapshot::take(common));
-        pin_filters(common);
+    /// Begin watching `repo`'s common dir (again): what is there now is the user's, and
+    /// so are the code-running config keys its main worktree sees (see [`codecfg`]).
+    pub(crate) fn begin(&mut self, repo: &super::Repo) {
+        self.snap = Some(Snapshot::take(&repo.common_dir));
+        codecfg::begin(&repo.top, &repo.common_dir);
     }
 
     /// How many changes were found so far: a task's look at them starts there.
@@ -178,9 +183,11 @@ impl Watch {
     }
 
     /// Compare the watched files with the snapshot; put the user's back where they
-    /// changed (the changed file kept aside, never deleted) and remember one line. A
-    /// config change of harmless keys only (`git submodule init`'s `submodule.<x>.url`,
-    /// a remote, a branch's upstream: [`harmless`]) is taken as it is.
+    /// changed (the changed file kept aside, never deleted) and remember one line. In a
+    /// config file only the keys that matter ([`matters`]: run a program, include a
+    /// file, change what git sees) are put back, each to the user's values, the file's
+    /// other changes kept (an identity, a remote, an upstream: the user's own `git
+    /// config` mid-run); a change of other keys alone is taken as it is.
     pub(crate) fn check(&mut self, repo: &super::Repo) {
         let Some(snap) = &self.snap else { return };
         let common = &repo.common_dir;
@@ -190,14 +197,32 @@ impl Watch {
         for rel in snap.changed(&now) {
             let before = snap.files.get(&rel);
             let after = now.files.get(&rel);
-            let keys = config_change(&rel, before, after);
-            if keys.as_ref().is_some_and(|k| k.iter().all(|k| harmless(k))) {
-                continue;
-            }
-            let what = describe(repo, &rel, before, after, keys.as_deref());
-            match restore(common, &aside, &rel, before, after) {
-                Ok(()) => told.push(what),
-                Err(e) => told.push(format!(
+            let result = match config_change(&rel, before, after) {
+                Some(change) => {
+                    let keys: Vec<String> =
+                        change.keys.iter().filter(|k| matters(k)).cloned().collect();
+                    if keys.is_empty() {
+                        continue;
+                    }
+                    let what = describe(repo, &rel, before, after, Some(&keys));
+                    revert_keys(common, &aside, &rel, &change, &keys, after)
+                        .map(|()| {
+                            format!(
+                                "{what}: your values of these keys are back, its other changes kept"
+                            )
+                        })
+                        .map_err(|e| (what, e))
+                }
+                None => {
+                    let what = describe(repo, &rel, before, after, None);
+                    restore(common, &aside, &rel, before, after)
+                        .map(|()| what.clone())
+                        .map_err(|e| (what, e))
+                }
+            };
+            match result {
+                Ok(line) => told.push(line),
+                Err((what, e)) => told.push(format!(
                     "{what} (not put back: {e}; look at it before running git there)"
                 )),
             }
@@ -221,10 +246,19 @@ impl Watch {
     }
 }
 
-/// The config keys (`section.name`, lower case) whose values differ between two
-/// versions of a config file `rel`; `None` when `rel` is no config file or a side is
-/// not a regular file qw read.
-fn config_change(rel: &str, before: Option<&Entry>, after: Option<&Entry>) -> Option<Vec<String>> {
+/// What changed in a config file: its entries before and after, and the keys whose
+/// values differ.
+#[derive(Debug)]
+struct ConfigChange {
+    old: Vec<(String, String)>,
+    after: Vec<u8>,
+    keys: Vec<String>,
+}
+
+/// The change of config file `rel` (see [`ConfigChange`]); `None` when `rel` is no
+/// config file, was deleted, a side is not a regular file qw read, or git cannot read a
+/// side (the whole file is put back then).
+fn config_change(rel: &str, before: Option<&Entry>, after: Option<&Entry>) -> Option<ConfigChange> {
     if !FILES.contains(&rel) {
         return None;
     }
@@ -235,177 +269,161 @@ fn config_change(rel: &str, before: Option<&Entry>, after: Option<&Entry>) -> Op
             Some(_) => None,
         }
     };
+    after?;
     let (b, a) = (bytes(before)?, bytes(after)?);
     let (old, new) = (config_list(&b)?, config_list(&a)?);
+    let values = |list: &[(String, String)], key: &str| -> Vec<String> {
+        list.iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
     let mut keys: Vec<String> = old
         .iter()
-        .filter(|l| !new.contains(l))
-        .chain(new.iter().filter(|l| !old.contains(l)))
-        .map(|l| l.split_once('=').map_or(l.as_str(), |(k, _)| k).to_owned())
+        .chain(new.iter())
+        .map(|(k, _)| k.clone())
+        .filter(|k| values(&old, k) != values(&new, k))
         .collect();
     keys.sort();
     keys.dedup();
-    Some(keys)
+    Some(ConfigChange {
+        old,
+        after: a,
+        keys,
+    })
 }
 
-/// The clean/smudge filters of the user's config, pinned for qw's own git (rev6b G11):
-/// an agent can write `[filter "x"]` into the shared config at any moment, between two
-/// of qw's checks, and a sibling's save (`git add`, `status`) would run it. Every git of
-/// qw's passes [`pinned_args`]: each filter driver that is not as the user had it when
-/// the run began is set back to the user's commands, or to none (`-c
-/// filter.<x>.clean=`). The user's own filters (git-lfs) run as they are.
-#[derive(Debug)]
-struct Pins {
-    /// `<common>/config`.
-    config: PathBuf,
-    /// Its `filter.*` lines (`key=value`) when the run began.
-    user: Vec<String>,
-    /// What the file was (length, modification time, inode) when `args` were made.
-    seen: Option<(u64, i64, i64, u64)>,
-    args: Vec<String>,
-}
-
-static PINS: std::sync::Mutex<Option<Pins>> = std::sync::Mutex::new(None);
-
-fn pins() -> std::sync::MutexGuard<'static, Option<Pins>> {
-    PINS.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Pin the filters of `<common>/config` as they are now (see [`Pins`]).
-pub(crate) fn pin_filters(common: &Path) {
-    let config = common.join("config");
-    let user = crate::fs::read_regular_whole(&config, MAX_BYTES as usize)
-        .ok()
-        .and_then(|b| config_list(&b))
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|l| l.starts_with("filter."))
-        .collect();
-    *pins() = Some(Pins {
-        config,
-        user,
-        seen: None,
-        args: Vec::new(),
-    });
-}
-
-/// The `-c` arguments that set every filter driver not as the user had it back (see
-/// [`Pins`]); empty when nothing is pinned or nothing changed.
-pub(crate) fn pinned_args() -> Vec<String> {
-    use std::os::unix::fs::MetadataExt;
-    let mut guard = pins();
-    let Some(p) = guard.as_mut() else {
-        return Vec::new();
+/// Put `keys` of config file `rel` back as `change.old` had them, the file's other
+/// lines as they are now; the file as it was found is copied to `aside/<rel>`.
+fn revert_keys(
+    common: &Path,
+    aside: &Path,
+    rel: &str,
+    change: &ConfigChange,
+    keys: &[String],
+    after: Option<&Entry>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = common.join(rel);
+    let to = aside.join(rel);
+    crate::fs::create_dir_all(crate::fs::parent_dir(&to))?;
+    crate::fs::write(&to, &change.after)?;
+    let tmp = common.join(format!("{rel}.qw-restore"));
+    crate::fs::write(&tmp, &change.after)?;
+    if let Some(Entry::File { mode, .. }) = after {
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(*mode))?;
+    }
+    let git = |args: &[&str], ok: &[i32]| -> std::io::Result<()> {
+        let out = config_file(&tmp, args)?;
+        match out.status.code() {
+            Some(c) if ok.contains(&c) => Ok(()),
+            _ => Err(std::io::Error::other(format!(
+                "git config {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))),
+        }
     };
-    let stat = crate::fs::metadata(&p.config)
-        .ok()
-        .map(|m| (m.len(), m.mtime(), m.mtime_nsec(), m.ino()));
-    if stat != p.seen || stat.is_none() {
-        let now: Vec<String> = crate::fs::read_regular_whole(&p.config, MAX_BYTES as usize)
+    let values = |list: &[(String, String)], key: &str| -> Vec<String> {
+        list.iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let now = config_list(&change.after).unwrap_or_default();
+    let done = keys.iter().try_for_each(|key| {
+        let mine = values(&change.old, key);
+        // The lines added are taken out (the user's lines stay where they are); when
+        // that does not give the user's values (one was changed or removed), the key is
+        // written again whole. 5: the key was not there.
+        for v in values(&now, key).iter().filter(|v| !mine.contains(v)) {
+            git(&["--fixed-value", "--unset-all", "--", key, v], &[0, 5])?;
+        }
+        let left = crate::fs::read(&tmp)
             .ok()
             .and_then(|b| config_list(&b))
             .unwrap_or_default();
-        p.args = filter_pins(&p.user, &now);
-        p.seen = stat;
-    }
-    p.args.clone()
-}
-
-/// `filter.<x>.clean|smudge|process|required` of every driver whose lines in `now` are
-/// not those of `user`: set to the user's value, else to none (`required` to false).
-fn filter_pins(user: &[String], now: &[String]) -> Vec<String> {
-    const VARS: [&str; 4] = ["clean", "smudge", "process", "required"];
-    let driver = |l: &str| -> Option<(String, String)> {
-        let key = l.split_once('=').map_or(l, |(k, _)| k);
-        let rest = key.strip_prefix("filter.")?;
-        let (name, var) = rest.rsplit_once('.')?;
-        VARS.contains(&var)
-            .then(|| (name.to_owned(), var.to_owned()))
-    };
-    let names: std::collections::BTreeSet<String> = now
-        .iter()
-        .filter_map(|l| driver(l).map(|(n, _)| n))
-        .collect();
-    let mut out = Vec::new();
-    for name in names {
-        let lines = |list: &[String]| -> Vec<String> {
-            list.iter()
-                .filter(|l| driver(l).is_some_and(|(n, _)| n == name))
-                .cloned()
-                .collect()
-        };
-        if lines(user) == lines(now) {
-            continue;
+        if values(&left, key) == mine {
+            return Ok(());
         }
-        for var in VARS {
-            let key = format!("filter.{name}.{var}");
-            let mine = user
-                .iter()
-                .rev()
-                .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_owned));
-            let value = mine.unwrap_or_else(|| {
-                if var == "required" {
-                    "false".into()
-                } else {
-                    String::new()
-                }
-            });
-            out.push("-c".to_owned());
-            out.push(format!("{key}={value}"));
+        git(&["--unset-all", "--", key], &[0, 5])?;
+        mine.iter()
+            .try_for_each(|v| git(&["--add", "--", key, v], &[0]))
+    });
+    match done {
+        Ok(()) => crate::fs::rename(&tmp, &path),
+        Err(e) => {
+            let _ = crate::fs::remove_file(&tmp);
+            Err(e)
         }
     }
-    out
 }
 
-/// `git config --file <copy> --list` of `bytes` (reading runs nothing: includes are not
-/// followed for a named file); `None` when git cannot read it.
-fn config_list(bytes: &[u8]) -> Option<Vec<String>> {
+/// `git config --file <copy> --list -z` of `bytes`: `(key, value)` in order (a key
+/// without `=` has `true`); reading runs nothing (includes are not followed for a named
+/// file); `None` when git cannot read it.
+fn config_list(bytes: &[u8]) -> Option<Vec<(String, String)>> {
     let tmp = tempfile::tempdir().ok()?;
     let p = tmp.path().join("config");
     crate::fs::write(&p, bytes).ok()?;
-    // Not through `git_command` (its pins read this): `config --file … --list` runs
-    // nothing.
-    let out = std::process::Command::new("git")
-        .arg("config")
-        .arg("--file")
-        .arg(&p)
-        .arg("--list")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .ok()?;
+    let out = config_file(&p, &["--list", "-z"]).ok()?;
     out.status.success().then(|| {
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
+        out.stdout
+            .split(|b| *b == 0)
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                let e = String::from_utf8_lossy(e);
+                match e.split_once('\n') {
+                    Some((k, v)) => (k.to_owned(), v.to_owned()),
+                    None => (e.into_owned(), "true".to_owned()),
+                }
+            })
             .collect()
     })
 }
 
-/// A config key an agent's ordinary git sets, which runs nothing and hides nothing:
-/// `submodule.<x>.url|active|branch` (`git submodule init`), `remote.<x>.url|fetch|pushurl`
-/// (`git remote add`), `branch.<x>.remote|merge` (`git switch -c … --track`), and
-/// `core.logAllRefUpdates`.
-fn harmless(key: &str) -> bool {
-    // Reflogs off runs nothing either; qw's checks already read a repository without
-    // them (its `target` and `cross` look elsewhere and say so).
-    if key == "core.logallrefupdates" {
+/// `git config --file <file> ARGS…`, no system or global file read (not through
+/// `git_command`, whose pins read the config: `config --file` runs nothing).
+fn config_file(file: &Path, args: &[&str]) -> std::io::Result<std::process::Output> {
+    std::process::Command::new("git")
+        .arg("config")
+        .arg("--file")
+        .arg(file)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .stdin(std::process::Stdio::null())
+        .output()
+}
+
+/// Whether a change of config `key` (lower case, as `git config --list` prints it) is
+/// a planting (rev7 R9): a key that makes git run a program ([`codecfg::runs_code`]),
+/// an include (it brings in any of them), or one that changes which files, worktree or
+/// repository format git sees (`core.worktree`, `core.bare`, `extensions.*`,
+/// `core.repositoryFormatVersion`, `core.attributesFile`, `core.excludesFile`, sparse
+/// checkout, `core.gitProxy`, `remote.<x>.vcs`, `protocol.*`). Every other key — an
+/// identity, a remote, a branch's upstream, `core.autocrlf`, an alias — is the user's
+/// or an ordinary git's and taken as it is.
+fn matters(key: &str) -> bool {
+    if super::codecfg::runs_code(key) {
         return true;
     }
-    let (Some((section, _)), Some((_, name))) = (key.split_once('.'), key.rsplit_once('.')) else {
-        return false;
-    };
-    if key.matches('.').count() < 2 {
-        return false;
-    }
-    matches!(
-        (section, name),
-        ("submodule", "url" | "active" | "branch")
-            | ("remote", "url" | "fetch" | "pushurl")
-            | ("branch", "remote" | "merge")
-    )
+    let section = key.split_once('.').map_or(key, |(s, _)| s);
+    let name = key.rsplit_once('.').map_or(key, |(_, n)| n);
+    matches!(section, "include" | "includeif" | "extensions" | "protocol")
+        || (section == "remote" && name == "vcs")
+        || matches!(
+            key,
+            "core.worktree"
+                | "core.bare"
+                | "core.repositoryformatversion"
+                | "core.attributesfile"
+                | "core.excludesfile"
+                | "core.sparsecheckout"
+                | "core.sparsecheckoutcone"
+                | "index.sparse"
+                | "core.gitproxy"
+        )
 }
 
 /// `YYYYmmddTHHMMSS.nnnZ`: one folder per change found.
@@ -480,29 +498,73 @@ mod tests {
     use super::*;
 
     #[test]
-    fn filter_pins_unset_new_drivers_and_put_changed_ones_back() {
-        let user = vec!["filter.lfs.clean=git-lfs clean -- %f".to_owned()];
-        assert!(filter_pins(&user, &user).is_empty());
-        let now = vec![
-            "filter.lfs.clean=/tmp/evil".to_owned(),
-            "filter.evil.clean=/tmp/evil".to_owned(),
-            "core.bare=false".to_owned(),
-        ];
-        let pins = filter_pins(&user, &now);
-        assert!(
-            pins.contains(&"filter.lfs.clean=git-lfs clean -- %f".to_owned()),
-            "{pins:?}"
+    fn only_keys_that_matter_are_a_planting() {
+        for k in [
+            "filter.evil.clean",
+            "merge.m.driver",
+            "core.hookspath",
+            "include.path",
+            "includeif.gitdir:/x/.path",
+            "extensions.worktreeconfig",
+            "core.worktree",
+        ] {
+            assert!(matters(k), "{k}");
+        }
+        for k in [
+            "user.email",
+            "remote.origin.url",
+            "branch.main.merge",
+            "core.autocrlf",
+            "alias.co",
+            "submodule.s.url",
+            "core.logallrefupdates",
+        ] {
+            assert!(!matters(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn a_planted_key_is_put_back_and_the_users_other_edits_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let c = d.path();
+        let mine = "[core]\n\tbare = false\n[filter \"lfs\"]\n\tclean = git-lfs clean -- %f\n";
+        crate::fs::write(c.join("config"), mine).unwrap();
+        let before = Snapshot::take(c);
+        let now_text = format!(
+            "{mine}[user]\n\temail = me@example.com\n[filter \"lfs\"]\n\tclean = /tmp/evil\n[filter \"a=b\"]\n\tsmudge = /tmp/evil\n"
         );
-        assert!(pins.contains(&"filter.evil.clean=".to_owned()), "{pins:?}");
-        assert!(
-            pins.contains(&"filter.evil.required=false".to_owned()),
-            "{pins:?}"
+        crate::fs::write(c.join("config"), &now_text).unwrap();
+        let now = Snapshot::take(c);
+        let change = config_change(
+            "config",
+            before.files.get("config"),
+            now.files.get("config"),
+        )
+        .unwrap();
+        let keys: Vec<String> = change.keys.iter().filter(|k| matters(k)).cloned().collect();
+        assert_eq!(keys, ["filter.a=b.smudge", "filter.lfs.clean"]);
+        let aside = c.join("aside");
+        revert_keys(c, &aside, "config", &change, &keys, now.files.get("config")).unwrap();
+        let list = config_list(&crate::fs::read(c.join("config")).unwrap()).unwrap();
+        let get = |k: &str| -> Vec<&str> {
+            list.iter()
+                .filter(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        assert_eq!(get("filter.lfs.clean"), ["git-lfs clean -- %f"]);
+        assert!(get("filter.a=b.smudge").is_empty(), "{list:?}");
+        assert_eq!(get("user.email"), ["me@example.com"]);
+        assert_eq!(
+            crate::fs::read_to_string(aside.join("config")).unwrap(),
+            now_text
         );
+        // The user's own lines are where they were.
         assert!(
-            pins.contains(&"filter.evil.process=".to_owned()),
-            "{pins:?}"
+            crate::fs::read_to_string(c.join("config"))
+                .unwrap()
+                .starts_with(mine),
         );
-        assert!(!pins.iter().any(|p| p.starts_with("core.")), "{pins:?}");
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod fix5b;
 mod fix6n;
 mod fix7a;
 mod fix7c;
+mod gitcfg;
 mod init;
 mod locks;
 mod logs;
