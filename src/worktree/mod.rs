@@ -50,6 +50,7 @@ mod blame;
 mod cross;
 mod disk;
 mod gained;
+mod ignored;
 mod leftovers;
 pub(crate) mod lock;
 mod lost;
@@ -1680,6 +1681,19 @@ impl Worktrees {
         }
         if let Some(result) = &capture.commit {
             self.refuse_undone(h, &t, result).map_err(commit)?;
+            // A file the main worktree ignores, forced into the result: the merge would
+            // replace the user's ignored file of that name silently (rev8b F3).
+            let forced =
+                ignored::added_ignored(&self.repo, result, &self.target()).map_err(commit)?;
+            if !forced.is_empty() {
+                return Err(commit(WorktreeError::Crossed(ignored::refused_line(
+                    &h.task_id,
+                    &h.branch,
+                    &self.integration,
+                    &self.spec,
+                    &forced,
+                ))));
+            }
         }
         if let Some(result) = &capture.commit
             && let Some(line) = self.brings_other_tasks(h, result).map_err(commit)?
@@ -1806,10 +1820,14 @@ impl Worktrees {
         let Some(tip) = self.repo.commit_of(&format!("refs/heads/{}", h.branch))? else {
             return Ok(MergeOutcome::UpToDate);
         };
+        // `--no-overwrite-ignore`: git's default replaces an ignored file of the main
+        // worktree (the user's `.env`, qw's backups) without a word; refused instead, as
+        // an untracked file in the way is (rev8b F3).
         let args = [
             "merge",
             "--no-ff",
             "--no-verify",
+            "--no-overwrite-ignore",
             "-m",
             message,
             tip.as_str(),

@@ -27,6 +27,7 @@ mod fix7c;
 mod init;
 mod locks;
 mod logs;
+mod mergeign;
 mod output;
 mod reconcile;
 mod scenario;
