@@ -504,7 +504,7 @@ fn strays(
                 "for-each-ref",
                 "--contains",
                 &c,
-                "--format=%(refname:short)",
+                "--format=%(refname:lstrip=2)",
                 "refs/heads/",
             ],
         )?
@@ -743,6 +743,9 @@ fn sequencer_verb(git_dir: &Path) -> Option<&'static str> {
 /// The line names it, the worktree and the commands that finish or abort it, then `qw
 /// workflow-continue <spec>` (`spec`); `None` when there is nothing of the kind.
 pub(crate) fn unfinished(t: &Tree<'_>, spec: &str) -> Result<Option<String>> {
+    // Every save and every look at a left worktree starts here: nothing git would block
+    // on is left in it (the line is told by `Worktrees::defuse` after the agent).
+    defuse_special(t.path);
     let dir = super::shell::quote(&t.path.to_string_lossy()).into_owned();
     let then = format!(
         "then run `{}`; nothing of it is saved, merged or removed until then",
@@ -1025,11 +1028,73 @@ pub(crate) fn holds_files(dir: &Path) -> Result<bool> {
     Ok(false)
 }
 
+/// The names git opens with a plain blocking `open()` wherever it meets them in a work
+/// tree (per directory while walking it, or for `git add`/`status`/`check-attr`).
+const GIT_READS: [&str; 3] = [".gitignore", ".gitattributes", ".gitmodules"];
+
+/// Remove FIFOs, sockets and devices named like the files git reads in every directory
+/// ([`GIT_READS`]) from the work tree at `path`, and return their paths (relative).
+///
+/// git opens each `.gitignore` it meets with a blocking `open()`: a FIFO there (a build
+/// tool's named pipe, or an agent's `mkfifo`) made qw's save — `git ls-files --others`,
+/// `git add -A` — wait forever holding the repository lock, past Ctrl-C, and every
+/// `workflow-continue` after it (rev8b F11). Such a file holds no work (git cannot commit
+/// it, and a FIFO keeps no bytes), so taking it away loses nothing; the caller says so.
+/// Called when the agent's processes are gone (nothing else writes the work tree), and
+/// before qw's own git reads a worktree that was left behind. Links are not followed
+/// (git opens these names with `O_NOFOLLOW`); `.git` directories are not entered.
+pub(crate) fn defuse_special(path: &Path) -> Vec<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut removed = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let Ok(entries) = crate::fs::read_dir(path.join(&rel)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(ty) = entry.file_type() else { continue };
+            let name = entry.file_name();
+            if ty.is_dir() {
+                if name != ".git" {
+                    stack.push(rel.join(&name));
+                }
+                continue;
+            }
+            let special =
+                ty.is_fifo() || ty.is_socket() || ty.is_block_device() || ty.is_char_device();
+            if special
+                && GIT_READS.iter().any(|n| name == *n)
+                && crate::fs::remove_file(entry.path()).is_ok()
+            {
+                removed.push(rel.join(&name).to_string_lossy().into_owned());
+            }
+        }
+    }
+    removed.sort();
+    removed
+}
+
+/// The line telling what [`defuse_special`] took away, `None` when nothing.
+pub(crate) fn defused_line(path: &Path, removed: &[String]) -> Option<String> {
+    (!removed.is_empty()).then(|| {
+        format!(
+            "removed {} from the worktree `{}`: a named pipe, socket or device git would block reading (it holds no work and git cannot commit it)",
+            removed
+                .iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            path.display()
+        )
+    })
+}
+
 /// Uncommitted changes in a worktree, leaving out the spec link qw put there.
 pub(crate) fn dirty(repo: &Repo, path: &Path, admin: &Path, spec: &str) -> Result<bool> {
     if !path.is_dir() {
         return Ok(false);
     }
+    defuse_special(path);
     let t = Tree::new(path, admin, "");
     let out = t.output(&["status", "--porcelain=v1", "-z"])?;
     if !out.status.success() {

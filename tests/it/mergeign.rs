@@ -7,7 +7,7 @@
 
 use crate::support::moves::{has, work};
 use crate::support::*;
-use crate::worktree::{Layout, Repo, Root};
+use crate::worktree::{Layout, Repo, Root, bounded};
 
 fn forced(path: &str, bytes: &str) -> String {
     format!(
@@ -124,4 +124,113 @@ fn mergeign_a_tracked_file_under_an_ignore_rule_and_plain_files_still_merge() {
         "{text}"
     );
     r.assert_no_process();
+}
+
+/// rev8b F14: an agent's tag named like the target (or like a task branch) is not the
+/// target: no wait for a main worktree that never left `main`, every task merged, and a
+/// tag made before the run changes nothing either.
+#[test]
+fn mergeign_a_tag_named_like_the_target_is_not_the_target() {
+    for before in [false, true] {
+        let r = Repo::new("- [ ] 1. Task 1\n- [ ] 2. Task 2\n");
+        if before {
+            r.git(&["tag", "main", "HEAD~1"]);
+        }
+        r.action(
+            "1",
+            &format!(
+                "{}git tag -f main HEAD\ngit tag -f qw/demo/2 HEAD\ngit tag -f HEAD HEAD~1 2>/dev/null || true\n",
+                work("1")
+            ),
+        );
+        r.action("2", &format!("sleep 1\n{}", work("2")));
+        let cmd = r.agent_cmd();
+        let mut c = r.f.cmd(&[
+            "workflow-auto",
+            "demo",
+            "A demo feature",
+            "--retry-delay",
+            "0.1",
+            "--attempts",
+            "1",
+            "--parallel",
+            "2",
+            "--isolate",
+            "worktree",
+            "--agent-cmd",
+            &cmd,
+        ]);
+        c.env("QW_MAIN_WAIT_S", "30");
+        let out = bounded(c, std::time::Duration::from_secs(120));
+        let text = diag(&out);
+        assert_eq!(code(&out), 0, "tag before the run: {before}: {text}");
+        assert!(!text.contains("heads/main"), "{text}");
+        assert!(!text.contains("waiting"), "{text}");
+        assert!(
+            has(&r, "refs/heads/main", "f1.txt") && has(&r, "refs/heads/main", "f2.txt"),
+            "{text}\n{}",
+            r.git(&["log", "--oneline", "--all", "--decorate", "--stat"])
+        );
+        r.assert_no_process();
+    }
+}
+
+/// rev8b F11: a FIFO named `.gitignore` or `.gitattributes` left in a task's worktree
+/// made qw's save block forever in git's `open()`. It is taken away (it holds no work),
+/// said, and the task's work is merged; nothing hangs, nothing is left running.
+#[test]
+fn mergeign_a_fifo_named_like_gits_files_never_hangs_the_save() {
+    for (name, fail) in [
+        ("sub/.gitignore", false),
+        (".gitattributes", false),
+        ("deep/er/.gitignore", true),
+    ] {
+        let r = Repo::new("- [ ] 1. Task 1\n- [ ] 2. Task 2\n");
+        r.action(
+            "1",
+            &format!(
+                "{}mkdir -p \"$(dirname '{name}')\"\nmkfifo '{name}'\n{}",
+                work("1"),
+                if fail { "exit 3\n" } else { "" }
+            ),
+        );
+        r.action("2", &work("2"));
+        let cmd = r.agent_cmd();
+        let out = bounded(
+            r.f.cmd(&[
+                "workflow-auto",
+                "demo",
+                "A demo feature",
+                "--retry-delay",
+                "0.1",
+                "--attempts",
+                "1",
+                "--parallel",
+                "2",
+                "--isolate",
+                "worktree",
+                "--agent-cmd",
+                &cmd,
+            ]),
+            std::time::Duration::from_secs(120),
+        );
+        let text = diag(&out);
+        assert!(
+            text.contains(&format!("removed `{name}` from the worktree")),
+            "{name}: {text}"
+        );
+        assert!(has(&r, "refs/heads/main", "f2.txt"), "{name}: {text}");
+        if fail {
+            assert_eq!(r.f.task("1")["outcome"], "agent_error", "{name}: {text}");
+            // Saved on its branch for the next run, not lost.
+            assert!(
+                r.git_ok(&["cat-file", "-e", "refs/heads/qw/demo/1:f1.txt"]),
+                "{text}"
+            );
+        } else {
+            assert_eq!(code(&out), 0, "{name}: {text}");
+            assert!(has(&r, "refs/heads/main", "f1.txt"), "{name}: {text}");
+        }
+        r.assert_no_process();
+    }
 }
