@@ -744,7 +744,7 @@ impl TaskSpace {
             return;
         };
         // First: a FIFO named `.gitignore` would hang every git below (rev8b F11).
-        if let Some(note) = w.defuse(&h) {
+        for note in w.defuse(&h) {
             say(events, format!("task {}: {note}", task.id));
             r.evidence = format!("{}; note: {note}", r.evidence);
         }

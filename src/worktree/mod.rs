@@ -1273,8 +1273,18 @@ impl Worktrees {
     /// Named pipes, sockets and devices named `.gitignore`, `.gitattributes` or
     /// `.gitmodules` the agent left in its worktree, removed before any git of qw's
     /// reads it (see [`tree::defuse_special`]): the line saying so, if any.
-    pub fn defuse(&self, h: &WorktreeHandle) -> Option<String> {
-        tree::defused_line(&h.path, &tree::defuse_special(&h.path))
+    /// Its git dir put back whole first, when its agent deleted or damaged it (see
+    /// [`tree::repair_admin`]); both told in the lines returned.
+    pub fn defuse(&self, h: &WorktreeHandle) -> Vec<String> {
+        let t = tree::Tree::new(&h.path, &h.admin, &h.branch);
+        let repaired = tree::repair_admin(&t);
+        [
+            tree::repaired_line(&t, &repaired),
+            tree::defused_line(&h.path, &tree::defuse_special(&h.path)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     /// The line of a task whose worktree holds a merge or rebase its agent left half

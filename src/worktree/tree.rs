@@ -744,8 +744,10 @@ fn sequencer_verb(git_dir: &Path) -> Option<&'static str> {
 /// workflow-continue <spec>` (`spec`); `None` when there is nothing of the kind.
 pub(crate) fn unfinished(t: &Tree<'_>, spec: &str) -> Result<Option<String>> {
     // Every save and every look at a left worktree starts here: nothing git would block
-    // on is left in it (the line is told by `Worktrees::defuse` after the agent).
+    // on is left in it, and its git dir is whole (the lines are told by
+    // `Worktrees::defuse` after the agent).
     defuse_special(t.path);
+    repair_admin(t);
     let dir = super::shell::quote(&t.path.to_string_lossy()).into_owned();
     let then = format!(
         "then run `{}`; nothing of it is saved, merged or removed until then",
@@ -901,6 +903,7 @@ pub(crate) fn sound(path: &Path, admin: &Path) -> bool {
 /// its files all there, is not wiped (its work is saved as usual). The spec folder (a
 /// link qw put there) does not count.
 pub(crate) fn wiped(t: &Tree<'_>, spec_rel: &str) -> bool {
+    repair_admin(t);
     if !t.path.is_dir() || sound(t.path, t.admin) {
         return false;
     }
@@ -1026,6 +1029,126 @@ pub(crate) fn holds_files(dir: &Path) -> Result<bool> {
         }
     }
     Ok(false)
+}
+
+/// Put back what git needs of a task worktree's git dir (`<common>/worktrees/<id>`) when
+/// its agent deleted or damaged it: the directory, `commondir`, `gitdir`, `HEAD` (the
+/// task's branch), an index git can read (the branch's tree: the files are then compared
+/// with it and saved as usual) and qw's marker. Returns what was put back, empty when
+/// nothing was missing.
+///
+/// Without it a deleted git dir made every git of qw's fail there, so the worktree
+/// counted as wiped and was removed with the agent's files in it ("they are not there",
+/// rev8a F1), and a deleted `HEAD` or a garbled `commondir` or `index` failed every
+/// `workflow-continue` until the user repaired git by hand (rev8a F9). Only for a worktree
+/// of qw's own (a `qw/<spec>/<id>` branch that exists) whose directory is there.
+pub(crate) fn repair_admin(t: &Tree<'_>) -> Vec<String> {
+    let mut done = Vec::new();
+    let Some((spec, task)) = super::parse_branch(t.branch) else {
+        return done;
+    };
+    let Some(common) = t
+        .admin
+        .parent()
+        .filter(|p| p.file_name().is_some_and(|n| n == "worktrees"))
+        .and_then(Path::parent)
+    else {
+        return done;
+    };
+    let branch_ref = format!("refs/heads/{}", t.branch);
+    let branch_there = super::git_output(
+        common,
+        [
+            "rev-parse",
+            "-q",
+            "--verify",
+            &format!("{branch_ref}^{{commit}}"),
+        ],
+        &[],
+    )
+    .is_ok_and(|o| o.status.success());
+    if !t.path.is_dir() || !branch_there {
+        return done;
+    }
+    let meta = t.admin.symlink_metadata();
+    if meta.as_ref().is_ok_and(|m| !m.is_dir()) {
+        // Something else in its place (a file, a link): left alone, git says why.
+        return done;
+    }
+    if meta.is_err() {
+        if crate::fs::create_dir_all(t.admin).is_err() {
+            return done;
+        }
+        done.push("its git dir".to_owned());
+    }
+    let mut put = |name: &str, text: String, why: &str| {
+        if crate::fs::write(t.admin.join(name), text).is_ok() {
+            done.push(why.to_owned());
+        }
+    };
+    let common_ok = crate::fs::read_to_string(t.admin.join("commondir"))
+        .ok()
+        .map(|c| {
+            let c = Path::new(c.trim());
+            if c.is_absolute() {
+                c.to_path_buf()
+            } else {
+                t.admin.join(c)
+            }
+        })
+        .and_then(|c| c.canonicalize().ok())
+        .zip(common.canonicalize().ok())
+        .is_some_and(|(a, b)| a == b);
+    if !common_ok {
+        put("commondir", "../..\n".to_owned(), "`commondir`");
+    }
+    if t.admin.join("gitdir").symlink_metadata().is_err() {
+        put(
+            "gitdir",
+            format!("{}\n", t.path.join(".git").display()),
+            "`gitdir`",
+        );
+    }
+    let head_ok = crate::fs::read_to_string(t.admin.join("HEAD")).is_ok_and(|h| {
+        let h = h.trim();
+        h.starts_with("ref: refs/") || (h.len() >= 40 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    if !head_ok {
+        put(
+            "HEAD",
+            format!("ref: {branch_ref}\n"),
+            "`HEAD` (its branch)",
+        );
+    }
+    if read_marker(t.admin).is_none() && write_marker(t.admin, spec, task).is_ok() {
+        done.push("qw's marker".to_owned());
+    }
+    // An index git cannot read (deleted, garbled): the branch's tree, so the files are
+    // compared with it and what differs is saved.
+    let index_ok = t.admin.join("index").is_file()
+        && t.output(&["ls-files", "-z", "--", ":(literal).git-never"])
+            .is_ok_and(|o| o.status.success());
+    if !index_ok {
+        let _ = crate::fs::remove_file(t.admin.join("index"));
+        if t.output(&["read-tree", &branch_ref])
+            .is_ok_and(|o| o.status.success())
+        {
+            done.push("its index (from its branch)".to_owned());
+        }
+    }
+    done
+}
+
+/// The line telling what [`repair_admin`] put back, `None` when nothing.
+pub(crate) fn repaired_line(t: &Tree<'_>, done: &[String]) -> Option<String> {
+    (!done.is_empty()).then(|| {
+        format!(
+            "the git dir `{}` of its worktree `{}` was deleted or damaged while it ran (by its agent?): qw put back {}, so its files are saved as usual",
+            t.admin.display(),
+            t.path.display(),
+            done.join(", ")
+        )
+    })
 }
 
 /// The names git opens with a plain blocking `open()` wherever it meets them in a work

@@ -234,3 +234,36 @@ fn mergeign_a_fifo_named_like_gits_files_never_hangs_the_save() {
         r.assert_no_process();
     }
 }
+
+/// rev8a F1/F9: an agent that deletes or damages its worktree's git dir
+/// (`<common>/worktrees/<id>`) no longer loses its files (the worktree counted as wiped
+/// and was removed) nor wedges the task: qw puts back what git needs, says so, and saves
+/// and merges the work as usual.
+#[test]
+fn mergeign_a_deleted_or_damaged_worktree_git_dir_is_put_back_and_the_work_saved() {
+    for (shape, damage) in [
+        ("rm-admin", "rm -rf \"$(git rev-parse --git-dir)\"\n"),
+        ("rm-head", "rm \"$(git rev-parse --git-dir)/HEAD\"\n"),
+        (
+            "commondir",
+            "echo /nonexistent > \"$(git rev-parse --git-dir)/commondir\"\n",
+        ),
+        (
+            "index",
+            "echo garbage > \"$(git rev-parse --git-dir)/index\"\n",
+        ),
+    ] {
+        let r = Repo::new("- [ ] 1. Task 1\n  - _Verify: `test -f f1.txt`_\n- [ ] 2. Task 2\n");
+        // Uncommitted work, then the damage.
+        r.action("1", &format!("echo one > f1.txt\n{damage}"));
+        r.action("2", &work("2"));
+        let out = r.auto(&["--parallel", "2", "--isolate", "worktree"]);
+        let text = diag(&out);
+        assert!(text.contains("qw put back"), "{shape}: {text}");
+        assert_eq!(code(&out), 0, "{shape}: {text}");
+        assert_eq!(r.f.task("1")["status"], "completed", "{shape}: {text}");
+        assert!(has(&r, "refs/heads/main", "f1.txt"), "{shape}: {text}");
+        assert!(has(&r, "refs/heads/main", "f2.txt"), "{shape}: {text}");
+        r.assert_no_process();
+    }
+}
