@@ -746,6 +746,11 @@ impl TaskSpace {
         let Some(h) = lock(&self.active).get(&task.id).cloned() else {
             return;
         };
+        // First: a FIFO named `.gitignore` would hang every git below (rev8b F11).
+        for note in w.defuse(&h) {
+            say(events, format!("task {}: {note}", task.id));
+            r.evidence = format!("{}; note: {note}", r.evidence);
+        }
         if let Some(note) = w.foreign(&h) {
             say(events, note.clone());
             r.evidence = format!("{}; note: {note}", r.evidence);

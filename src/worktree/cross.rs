@@ -172,7 +172,7 @@ fn holders(repo: &Repo, branch: &str, commit: &str, base: &str) -> Result<Option
             "for-each-ref",
             "--contains",
             commit,
-            "--format=%(refname:short)",
+            "--format=%(refname:lstrip=2)",
             "refs/heads/",
         ],
     )?
@@ -601,7 +601,7 @@ pub(crate) fn others_in_kept(repo: &Repo, branch: &str, head: &str) -> Option<St
         &repo.top,
         [
             "for-each-ref",
-            "--format=%(refname:short)",
+            "--format=%(refname:lstrip=2)",
             "refs/heads/qw/",
         ],
         &[],
@@ -616,8 +616,16 @@ pub(crate) fn others_in_kept(repo: &Repo, branch: &str, head: &str) -> Option<St
         return None;
     }
     let not_head = format!("^{head}");
-    let all = git(&repo.top, &["rev-list", branch, &not_head]).ok()?;
-    let mut args = vec!["rev-list", "--reverse", "--topo-order", branch, &not_head];
+    let branch_ref = super::qualified(branch);
+    let branch_ref = branch_ref.as_ref();
+    let all = git(&repo.top, &["rev-list", branch_ref, &not_head]).ok()?;
+    let mut args = vec![
+        "rev-list",
+        "--reverse",
+        "--topo-order",
+        branch_ref,
+        &not_head,
+    ];
     let nots: Vec<String> = others.iter().map(|o| format!("^refs/heads/{o}")).collect();
     args.extend(nots.iter().map(String::as_str));
     let own_all = git(&repo.top, &args).ok()?;

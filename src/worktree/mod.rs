@@ -53,6 +53,7 @@ mod copies;
 mod cross;
 mod disk;
 mod gained;
+mod ignored;
 mod leftovers;
 pub(crate) mod lock;
 mod lost;
@@ -440,13 +441,15 @@ impl Repo {
 
     /// The branch checked out in the main worktree; `None` when HEAD is detached.
     pub fn current_branch(&self) -> Result<Option<String>> {
-        let out = git_output(&self.top, ["symbolic-ref", "-q", "--short", "HEAD"], &[])?;
-        let name = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        Ok((out.status.success() && !name.is_empty()).then_some(name))
+        let out = git_output(&self.top, ["symbolic-ref", "-q", "HEAD"], &[])?;
+        let full = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        Ok(out.status.success().then(|| branch_name(&full)).flatten())
     }
 
-    /// The commit a revision names, if it exists.
+    /// The commit a revision names, if it exists (a bare branch name is read as the
+    /// branch, see [`qualified`]).
     pub fn commit_of(&self, rev: &str) -> Result<Option<String>> {
+        let rev = qualified(rev);
         let out = git_output(
             &self.top,
             ["rev-parse", "-q", "--verify", &format!("{rev}^{{commit}}")],
@@ -585,16 +588,19 @@ impl Repo {
 
     /// Commits on `branch` that `target` lacks.
     pub fn unmerged_commits(&self, branch: &str, target: &str) -> Result<u64> {
-        let out = git(
-            &self.top,
-            &["rev-list", "--count", &format!("{target}..{branch}")],
-        )?;
+        let range = format!("{}..{}", qualified(target), qualified(branch));
+        let out = git(&self.top, &["rev-list", "--count", &range])?;
         Ok(out.trim().parse().unwrap_or(0))
     }
 
     /// Is `a` an ancestor of (or equal to) `b`?
     fn is_ancestor(&self, a: &str, b: &str) -> Result<bool> {
-        let out = git_output(&self.top, ["merge-base", "--is-ancestor", a, b], &[])?;
+        let (a, b) = (qualified(a), qualified(b));
+        let out = git_output(
+            &self.top,
+            ["merge-base", "--is-ancestor", a.as_ref(), b.as_ref()],
+            &[],
+        )?;
         Ok(out.status.success())
     }
 
@@ -706,7 +712,7 @@ impl Repo {
             &self.top,
             &[
                 "for-each-ref",
-                "--format=%(refname:short)",
+                "--format=%(refname:lstrip=2)",
                 "refs/heads/qw/",
             ],
         )?;
@@ -871,6 +877,45 @@ pub fn parse_refused_paths(stderr: &str) -> Vec<String> {
         .map(|l| l.trim().to_owned())
         .filter(|l| !l.is_empty())
         .collect()
+}
+
+/// `rev` as git must read it when it is a bare branch name: `refs/heads/<name>`. git
+/// reads a bare name as `$GIT_DIR/<name>`, `refs/<name>`, `refs/tags/<name>` before
+/// `refs/heads/<name>`, so an agent's `git tag qw/<spec>/<id> <merged commit>` made qw
+/// count a task's unmerged branch as merged and report success without merging it
+/// (found with rev8b F14). Commit ids, full refs, git's own `*HEAD` names and revision
+/// expressions (`^`, `~`, `:`, `@{`) are left as they are.
+pub(crate) fn qualified(rev: &str) -> std::borrow::Cow<'_, str> {
+    let expression = ["^", "~", ":", "@{", ".."].iter().any(|m| rev.contains(m));
+    let commit_id = rev.len() >= 4 && rev.bytes().all(|b| b.is_ascii_hexdigit());
+    let own = matches!(
+        rev,
+        "HEAD"
+            | "MERGE_HEAD"
+            | "ORIG_HEAD"
+            | "FETCH_HEAD"
+            | "CHERRY_PICK_HEAD"
+            | "REBASE_HEAD"
+            | "REVERT_HEAD"
+            | "BISECT_HEAD"
+            | "AUTO_MERGE"
+    );
+    if rev.is_empty() || expression || commit_id || own || rev.starts_with("refs/") {
+        std::borrow::Cow::Borrowed(rev)
+    } else {
+        std::borrow::Cow::Owned(format!("refs/heads/{rev}"))
+    }
+}
+
+/// The branch a full ref names (`refs/heads/main` → `main`), never git's short form:
+/// `symbolic-ref --short` says `heads/main` as soon as a tag `main` exists (an agent's
+/// `git tag main`), and that name compared with the target's made qw wait 600 s for a
+/// main worktree that never left `main` (rev8b F14). `None` for anything but a branch.
+pub(crate) fn branch_name(full_ref: &str) -> Option<String> {
+    full_ref
+        .strip_prefix("refs/heads/")
+        .filter(|b| !b.is_empty())
+        .map(str::to_owned)
 }
 
 /// `qw/<spec>/<task>` → `(spec, task)`.
@@ -1150,7 +1195,9 @@ impl Worktrees {
     /// integration branch at, so a move of the branch that qw refuses (see
     /// [`Worktrees::check_target`]) never makes a task's unmerged work look merged.
     fn target(&self) -> String {
-        self.tip().unwrap_or_else(|| self.integration.clone())
+        // The full name: a tag of the same name would win over the branch (rev8b F14).
+        self.tip()
+            .unwrap_or_else(|| format!("refs/heads/{}", self.integration))
     }
 
     /// Worktrees qw did not make that appeared while the task ran (its agent's `git
@@ -1269,6 +1316,23 @@ impl Worktrees {
             capture.commit.as_deref(),
             &self.target(),
         )
+    }
+
+    /// Named pipes, sockets and devices named `.gitignore`, `.gitattributes` or
+    /// `.gitmodules` the agent left in its worktree, removed before any git of qw's
+    /// reads it (see [`tree::defuse_special`]): the line saying so, if any.
+    /// Its git dir put back whole first, when its agent deleted or damaged it (see
+    /// [`tree::repair_admin`]); both told in the lines returned.
+    pub fn defuse(&self, h: &WorktreeHandle) -> Vec<String> {
+        let t = tree::Tree::new(&h.path, &h.admin, &h.branch);
+        let repaired = tree::repair_admin(&t);
+        [
+            tree::repaired_line(&t, &repaired),
+            tree::defused_line(&h.path, &tree::defuse_special(&h.path)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     /// The line of a task whose worktree holds a merge or rebase its agent left half
@@ -1730,6 +1794,19 @@ impl Worktrees {
         }
         if let Some(result) = &capture.commit {
             self.refuse_undone(h, &t, result).map_err(commit)?;
+            // A file the main worktree ignores, forced into the result: the merge would
+            // replace the user's ignored file of that name silently (rev8b F3).
+            let forced =
+                ignored::added_ignored(&self.repo, result, &self.target()).map_err(commit)?;
+            if !forced.is_empty() {
+                return Err(commit(WorktreeError::Crossed(ignored::refused_line(
+                    &h.task_id,
+                    &h.branch,
+                    &self.integration,
+                    &self.spec,
+                    &forced,
+                ))));
+            }
         }
         if let Some(result) = &capture.commit
             && let Some(line) = self.brings_other_tasks(h, result).map_err(commit)?
@@ -1862,10 +1939,14 @@ impl Worktrees {
         let Some(tip) = self.repo.commit_of(&format!("refs/heads/{}", h.branch))? else {
             return Ok(MergeOutcome::UpToDate);
         };
+        // `--no-overwrite-ignore`: git's default replaces an ignored file of the main
+        // worktree (the user's `.env`, qw's backups) without a word; refused instead, as
+        // an untracked file in the way is (rev8b F3).
         let args = [
             "merge",
             "--no-ff",
             "--no-verify",
+            "--no-overwrite-ignore",
             "-m",
             message,
             tip.as_str(),
@@ -2360,6 +2441,39 @@ fn free_path(preferred: &Path) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_branch_names_are_read_as_branches_and_nothing_else_is_touched() {
+        assert_eq!(qualified("main"), "refs/heads/main");
+        assert_eq!(qualified("qw/demo/2"), "refs/heads/qw/demo/2");
+        assert_eq!(
+            qualified("qw/demo/2@abc1234"),
+            "refs/heads/qw/demo/2@abc1234"
+        );
+        for same in [
+            "refs/heads/main",
+            "refs/tags/v1",
+            "HEAD",
+            "MERGE_HEAD",
+            "0123456789abcdef0123456789abcdef01234567",
+            "abc1234",
+            "abc1234^1",
+            "main~2",
+            "HEAD@{1}",
+            "a..b",
+            "main:src/x.rs",
+            "",
+        ] {
+            assert_eq!(qualified(same), same);
+        }
+        assert_eq!(branch_name("refs/heads/main").as_deref(), Some("main"));
+        assert_eq!(
+            branch_name("refs/heads/heads/main").as_deref(),
+            Some("heads/main")
+        );
+        assert_eq!(branch_name("refs/tags/main"), None);
+        assert_eq!(branch_name("refs/heads/"), None);
+    }
 
     #[test]
     fn parses_worktree_list_porcelain() {

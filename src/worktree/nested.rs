@@ -409,7 +409,7 @@ fn probe(repo: &Repo, t: &Tree<'_>, rel: &str) -> Probe {
     Probe {
         rel: rel.to_owned(),
         head: run_in(&dir, &["rev-parse", "-q", "--verify", "HEAD^{commit}"]),
-        branch: run_in(&dir, &["symbolic-ref", "-q", "--short", "HEAD"]),
+        branch: run_in(&dir, &["symbolic-ref", "-q", "HEAD"]).and_then(|r| super::branch_name(&r)),
         dir,
         ours,
         module,

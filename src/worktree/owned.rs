@@ -525,7 +525,7 @@ impl Repo {
         let theirs = |b: &str| !b.is_empty() && b != "qw" && !b.starts_with("qw/");
         let tips: Vec<(String, String)> = run(&[
             "for-each-ref",
-            "--format=%(objectname) %(refname:short)",
+            "--format=%(objectname) %(refname:lstrip=2)",
             "refs/heads/",
         ])?
         .lines()

@@ -463,7 +463,7 @@ impl Repo {
             &self.top,
             &[
                 "for-each-ref",
-                "--format=%(refname:short)",
+                "--format=%(refname:lstrip=2)",
                 "refs/heads/qw-kept/",
             ],
         )?;
@@ -805,7 +805,7 @@ impl Worktrees {
             &self.repo.top,
             &[
                 "for-each-ref",
-                "--format=%(refname:short)",
+                "--format=%(refname:lstrip=2)",
                 "--contains",
                 was,
                 "refs/heads/",

@@ -505,7 +505,7 @@ fn strays(
                 "for-each-ref",
                 "--contains",
                 &c,
-                "--format=%(refname:short)",
+                "--format=%(refname:lstrip=2)",
                 "refs/heads/",
             ],
         )?
@@ -744,6 +744,11 @@ fn sequencer_verb(git_dir: &Path) -> Option<&'static str> {
 /// The line names it, the worktree and the commands that finish or abort it, then `qw
 /// workflow-continue <spec>` (`spec`); `None` when there is nothing of the kind.
 pub(crate) fn unfinished(t: &Tree<'_>, spec: &str) -> Result<Option<String>> {
+    // Every save and every look at a left worktree starts here: nothing git would block
+    // on is left in it, and its git dir is whole (the lines are told by
+    // `Worktrees::defuse` after the agent).
+    defuse_special(t.path);
+    repair_admin(t);
     let dir = super::shell::quote(&t.path.to_string_lossy()).into_owned();
     let then = format!(
         "then run `{}`; nothing of it is saved, merged or removed until then",
@@ -899,6 +904,7 @@ pub(crate) fn sound(path: &Path, admin: &Path) -> bool {
 /// its files all there, is not wiped (its work is saved as usual). The spec folder (a
 /// link qw put there) does not count.
 pub(crate) fn wiped(t: &Tree<'_>, spec_rel: &str) -> bool {
+    repair_admin(t);
     if !t.path.is_dir() || sound(t.path, t.admin) {
         return false;
     }
@@ -1026,12 +1032,194 @@ pub(crate) fn holds_files(dir: &Path) -> Result<bool> {
     Ok(false)
 }
 
+/// Put back what git needs of a task worktree's git dir (`<common>/worktrees/<id>`) when
+/// its agent deleted or damaged it: the directory, `commondir`, `gitdir`, `HEAD` (the
+/// task's branch), an index git can read (the branch's tree: the files are then compared
+/// with it and saved as usual) and qw's marker. Returns what was put back, empty when
+/// nothing was missing.
+///
+/// Without it a deleted git dir made every git of qw's fail there, so the worktree
+/// counted as wiped and was removed with the agent's files in it ("they are not there",
+/// rev8a F1), and a deleted `HEAD` or a garbled `commondir` or `index` failed every
+/// `workflow-continue` until the user repaired git by hand (rev8a F9). Only for a worktree
+/// of qw's own (a `qw/<spec>/<id>` branch that exists) whose directory is there.
+pub(crate) fn repair_admin(t: &Tree<'_>) -> Vec<String> {
+    let mut done = Vec::new();
+    let Some((spec, task)) = super::parse_branch(t.branch) else {
+        return done;
+    };
+    let Some(common) = t
+        .admin
+        .parent()
+        .filter(|p| p.file_name().is_some_and(|n| n == "worktrees"))
+        .and_then(Path::parent)
+    else {
+        return done;
+    };
+    let branch_ref = format!("refs/heads/{}", t.branch);
+    let branch_there = super::git_output(
+        common,
+        [
+            "rev-parse",
+            "-q",
+            "--verify",
+            &format!("{branch_ref}^{{commit}}"),
+        ],
+        &[],
+    )
+    .is_ok_and(|o| o.status.success());
+    if !t.path.is_dir() || !branch_there {
+        return done;
+    }
+    let meta = t.admin.symlink_metadata();
+    if meta.as_ref().is_ok_and(|m| !m.is_dir()) {
+        // Something else in its place (a file, a link): left alone, git says why.
+        return done;
+    }
+    if meta.is_err() {
+        if crate::fs::create_dir_all(t.admin).is_err() {
+            return done;
+        }
+        done.push("its git dir".to_owned());
+    }
+    let mut put = |name: &str, text: String, why: &str| {
+        if crate::fs::write(t.admin.join(name), text).is_ok() {
+            done.push(why.to_owned());
+        }
+    };
+    let common_ok = crate::fs::read_to_string(t.admin.join("commondir"))
+        .ok()
+        .map(|c| {
+            let c = Path::new(c.trim());
+            if c.is_absolute() {
+                c.to_path_buf()
+            } else {
+                t.admin.join(c)
+            }
+        })
+        .and_then(|c| c.canonicalize().ok())
+        .zip(common.canonicalize().ok())
+        .is_some_and(|(a, b)| a == b);
+    if !common_ok {
+        put("commondir", "../..\n".to_owned(), "`commondir`");
+    }
+    if t.admin.join("gitdir").symlink_metadata().is_err() {
+        put(
+            "gitdir",
+            format!("{}\n", t.path.join(".git").display()),
+            "`gitdir`",
+        );
+    }
+    let head_ok = crate::fs::read_to_string(t.admin.join("HEAD")).is_ok_and(|h| {
+        let h = h.trim();
+        h.starts_with("ref: refs/") || (h.len() >= 40 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    if !head_ok {
+        put(
+            "HEAD",
+            format!("ref: {branch_ref}\n"),
+            "`HEAD` (its branch)",
+        );
+    }
+    if read_marker(t.admin).is_none() && write_marker(t.admin, spec, task).is_ok() {
+        done.push("qw's marker".to_owned());
+    }
+    // An index git cannot read (deleted, garbled): the branch's tree, so the files are
+    // compared with it and what differs is saved.
+    let index_ok = t.admin.join("index").is_file()
+        && t.output(&["ls-files", "-z", "--", ":(literal).git-never"])
+            .is_ok_and(|o| o.status.success());
+    if !index_ok {
+        let _ = crate::fs::remove_file(t.admin.join("index"));
+        if t.output(&["read-tree", &branch_ref])
+            .is_ok_and(|o| o.status.success())
+        {
+            done.push("its index (from its branch)".to_owned());
+        }
+    }
+    done
+}
+
+/// The line telling what [`repair_admin`] put back, `None` when nothing.
+pub(crate) fn repaired_line(t: &Tree<'_>, done: &[String]) -> Option<String> {
+    (!done.is_empty()).then(|| {
+        format!(
+            "the git dir `{}` of its worktree `{}` was deleted or damaged while it ran (by its agent?): qw put back {}, so its files are saved as usual",
+            t.admin.display(),
+            t.path.display(),
+            done.join(", ")
+        )
+    })
+}
+
+/// The names git opens with a plain blocking `open()` wherever it meets them in a work
+/// tree (per directory while walking it, or for `git add`/`status`/`check-attr`).
+const GIT_READS: [&str; 3] = [".gitignore", ".gitattributes", ".gitmodules"];
+
+/// Remove FIFOs, sockets and devices named like the files git reads in every directory
+/// ([`GIT_READS`]) from the work tree at `path`, and return their paths (relative).
+///
+/// git opens each `.gitignore` it meets with a blocking `open()`: a FIFO there (a build
+/// tool's named pipe, or an agent's `mkfifo`) made qw's save — `git ls-files --others`,
+/// `git add -A` — wait forever holding the repository lock, past Ctrl-C, and every
+/// `workflow-continue` after it (rev8b F11). Such a file holds no work (git cannot commit
+/// it, and a FIFO keeps no bytes), so taking it away loses nothing; the caller says so.
+/// Called when the agent's processes are gone (nothing else writes the work tree), and
+/// before qw's own git reads a worktree that was left behind. Links are not followed
+/// (git opens these names with `O_NOFOLLOW`); `.git` directories are not entered.
+pub(crate) fn defuse_special(path: &Path) -> Vec<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut removed = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let Ok(entries) = crate::fs::read_dir(path.join(&rel)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(ty) = entry.file_type() else { continue };
+            let name = entry.file_name();
+            if ty.is_dir() {
+                if name != ".git" {
+                    stack.push(rel.join(&name));
+                }
+                continue;
+            }
+            let special =
+                ty.is_fifo() || ty.is_socket() || ty.is_block_device() || ty.is_char_device();
+            if special
+                && GIT_READS.iter().any(|n| name == *n)
+                && crate::fs::remove_file(entry.path()).is_ok()
+            {
+                removed.push(rel.join(&name).to_string_lossy().into_owned());
+            }
+        }
+    }
+    removed.sort();
+    removed
+}
+
+/// The line telling what [`defuse_special`] took away, `None` when nothing.
+pub(crate) fn defused_line(path: &Path, removed: &[String]) -> Option<String> {
+    (!removed.is_empty()).then(|| {
+        format!(
+            "removed {} from the worktree `{}`: a named pipe, socket or device git would block reading (it holds no work and git cannot commit it)",
+            removed
+                .iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            path.display()
+        )
+    })
+}
+
 /// Uncommitted changes in a worktree, leaving out the spec link qw put there and the
 /// copies of the user's Claude Code files.
 pub(crate) fn dirty(repo: &Repo, path: &Path, admin: &Path, spec: &str) -> Result<bool> {
     if !path.is_dir() {
         return Ok(false);
     }
+    defuse_special(path);
     let t = Tree::new(path, admin, "");
     let out = t.output(&["status", "--porcelain=v1", "-z"])?;
     if !out.status.success() {

@@ -30,6 +30,7 @@ mod gitcfg;
 mod init;
 mod locks;
 mod logs;
+mod mergeign;
 mod output;
 mod reconcile;
 mod scenario;

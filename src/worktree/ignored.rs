@@ -1,0 +1,81 @@
+//! A task's result that adds files the main worktree ignores (rev8b F3).
+//!
+//! Owns: telling, before a merge, which paths a task's result adds that the main
+//! worktree's ignore rules (`.gitignore`, `info/exclude` — where qw lists its own
+//! runtime files —, `core.excludesFile`) hide. qw saves a task with `git add -A`, which
+//! never adds an ignored file, so such a path is an agent's `git add -f`; and `git merge`
+//! replaces an ignored file silently (`--overwrite-ignore` is its default): the user's
+//! `.env`, `.claude/settings.local.json` in a repository that ignores `.claude/`, or qw's
+//! own state backups would be overwritten or deleted by the merge without a word.
+//! Must not: refuse a path the target already tracks (a file force-added long ago is the
+//! user's to change), or change anything: the caller refuses the merge and keeps the
+//! branch.
+
+use super::{Repo, Result, lost, quote, shell};
+
+/// Paths `result` adds (against its merge base with `target`) that the main worktree
+/// ignores, sorted; empty when none.
+pub(crate) fn added_ignored(repo: &Repo, result: &str, target: &str) -> Result<Vec<String>> {
+    let range = format!("{target}...{result}");
+    let added = super::git(
+        &repo.top,
+        &[
+            "diff",
+            "--no-renames",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--name-only",
+            "--diff-filter=A",
+            "-z",
+            &range,
+            "--",
+        ],
+    )?;
+    let input: String = added
+        .split('\0')
+        .filter(|p| !p.is_empty())
+        .flat_map(|p| [p, "\0"])
+        .collect();
+    if input.is_empty() {
+        return Ok(Vec::new());
+    }
+    // `--no-index`: the rules alone (the paths are not in the main index anyway).
+    let out = lost::git_stdin(
+        repo,
+        &["check-ignore", "--no-index", "-z", "--stdin"],
+        &input,
+    )?;
+    let mut paths: Vec<String> = out
+        .split('\0')
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect();
+    paths.sort();
+    paths.dedup();
+    Ok(paths)
+}
+
+/// The line for a result refused because it adds ignored paths.
+pub(crate) fn refused_line(
+    task_id: &str,
+    branch: &str,
+    integration: &str,
+    spec: &str,
+    paths: &[String],
+) -> String {
+    const SHOWN: usize = 8;
+    let mut shown = paths
+        .iter()
+        .take(SHOWN)
+        .map(|p| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if paths.len() > SHOWN {
+        shown.push_str(&format!(" and {} more", paths.len() - SHOWN));
+    }
+    format!(
+        "task {task_id}'s result adds {shown}, which the main worktree ignores (its `.gitignore`, `.git/info/exclude` or `core.excludesFile`): qw never commits an ignored file, so the agent forced it in (`git add -f`), and merging would overwrite or delete the ignored file of that name in the main worktree without a word; not merged into `{integration}`, the branch `{branch}` is kept — look at it (`git show --stat {b}`), and to take it anyway merge it by hand (`git merge {b}`) and run `{c}`; or delete it (`git branch -D {b}`) and run `{c}` to run the task again",
+        b = quote(branch),
+        c = shell::continue_cmd(spec),
+    )
+}
