@@ -17,6 +17,7 @@ mod cli;
 mod consume;
 mod dashboard;
 mod devmode;
+mod edges;
 mod exec;
 mod exec_stress;
 mod fix5a;

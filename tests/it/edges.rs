@@ -1,0 +1,288 @@
+//! Issue 14's smaller leftovers found by the ninth session's reviews: `workflow-reset`
+//! and `qw exec` wait out a state restore as a workflow start does; a hard reset leaves
+//! no merge-pending record of the spec behind; `qw: error:` lines quote outside text
+//! escaped; a NUL in a `_Verify:_` command is refused where it is written; stash hints
+//! for entries with untracked files; prune messages for squash-merged branches.
+//!
+//! Every command runs under [`bounded`] or a process group killed when the test ends.
+
+use std::io::BufRead as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use quantumwala::fs::LockedFile;
+
+use crate::support::flow::{code, diag};
+use crate::support::guarded::*;
+use crate::support::*;
+
+/// Generous bound on every wait of these tests.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A foreign process holding `path` locked (`flock -F`: the lock stays with the pid that
+/// took it), as a `qw state-backup --restore` waiting for a workflow would. Killed by pid
+/// on drop or [`release`](Holder::release).
+struct Holder {
+    child: Child,
+}
+
+impl Holder {
+    fn new(path: &Path) -> Holder {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let child = Command::new("flock")
+            .args(["-F", "-x"])
+            .arg(path)
+            .args(["sleep", "600"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("flock(1) from util-linux");
+        let holder = Holder { child };
+        let pid = i32::try_from(holder.child.id()).unwrap();
+        assert!(
+            wait_until(PATIENCE, || LockedFile::probe(path)
+                .unwrap()
+                .and_then(|h| h.pid)
+                == Some(pid)),
+            "flock never took `{}`",
+            path.display()
+        );
+        holder
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn release(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `qw` in a process group of its own with piped stderr, read line by line; the group
+/// is killed when dropped.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(mut cmd: Command) -> Running {
+        let mut child = cmd
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).unwrap()
+    }
+
+    /// Wait for a stderr line containing `needle`.
+    fn expect_line(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with {needle:?}; stderr so far: {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Wait for the exit (bounded): its code (-1 for a signal) and the whole stderr.
+    fn finish(mut self) -> (i32, String) {
+        let ended = wait_until(PATIENCE, || self.child.try_wait().unwrap().is_some());
+        assert!(ended, "qw did not end; stderr: {:#?}", self.seen);
+        let status = self.child.wait().unwrap();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        (status.code().unwrap_or(-1), self.seen.join("\n"))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        kill_group(self.pid(), 9);
+        let _ = self.child.wait();
+    }
+}
+
+fn restore_lock(p: &TestProject) -> PathBuf {
+    p.claude().join("runs/.state-restore.lock")
+}
+
+/// A project whose spec `demo` ran to the end with the offline agent.
+fn finished_demo() -> TestProject {
+    let p = spec_project(
+        "demo",
+        Some("- [ ] 1. One\n  - _Verify: `true`_\n- [ ] 2. Two\n  - _Verify: `true`_\n"),
+    );
+    let out = offline_run(&p, "demo");
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    p
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. `workflow-reset` and `qw exec` wait out a state restore.
+
+#[test]
+fn edges_reset_waits_for_a_restore_then_resets() {
+    let p = finished_demo();
+    let tasks = p.claude().join("specs/demo/tasks.md");
+    let state = p.claude().join("unified_state.json");
+    for args in [
+        &["workflow-reset", "demo", "--hard", "--yes"][..],
+        // A spec with no folder and no workflow lock: only its record in the state.
+        &["workflow-reset", "ghost"],
+    ] {
+        let holder = Holder::new(&restore_lock(&p));
+        let before = read(&state);
+        let mut qw = Running::start(p.qw(args));
+        let line = qw.expect_line("waiting for");
+        assert!(
+            line.contains("a state restore (`qw state-backup --restore`) to end")
+                && line.contains(".state-restore.lock")
+                && line.contains(&format!("held by pid {}", holder.pid())),
+            "{args:?}: {line}"
+        );
+        assert_eq!(
+            read(&state),
+            before,
+            "{args:?}: the state changed during the wait"
+        );
+        assert!(
+            tasks.exists() || args[1] == "ghost",
+            "{args:?}: files removed"
+        );
+        holder.release();
+        let (rc, err) = qw.finish();
+        if args[1] == "demo" {
+            assert_eq!(rc, 0, "{args:?}: {err}");
+            assert!(!tasks.exists(), "the hard reset did not run: {err}");
+        } else {
+            // Reset after the wait, and refused as before: a spec the state lacks.
+            assert_eq!(rc, 2, "{args:?}: {err}");
+            assert!(err.contains("ghost"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn edges_reset_interrupted_waiting_for_a_restore_exits_128_plus_n_and_changes_nothing() {
+    let p = finished_demo();
+    let tasks = p.claude().join("specs/demo/tasks.md");
+    let state = p.claude().join("unified_state.json");
+    let holder = Holder::new(&restore_lock(&p));
+    for (args, sig) in [
+        (&["workflow-reset", "demo", "--hard", "--yes"][..], 2),
+        (&["workflow-reset", "demo", "--hard", "--yes"], 15),
+        (&["workflow-reset", "demo", "--wait"], 2),
+        (&["workflow-reset", "demo", "--hard", "--yes"], 1),
+    ] {
+        let before = read(&state);
+        let backups = std::fs::read_dir(p.claude().join("backups/state"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let mut qw = Running::start(p.qw(args));
+        qw.expect_line("waiting for a state restore");
+        unsafe_kill(qw.pid(), sig);
+        let (rc, err) = qw.finish();
+        assert_eq!(rc, 128 + sig, "{args:?} signal {sig}: {err}");
+        assert!(
+            err.contains(&format!(
+                "interrupted by signal {sig} while waiting for a state restore"
+            )),
+            "{err}"
+        );
+        assert_eq!(read(&state), before, "{args:?}: state changed");
+        assert!(tasks.exists(), "{args:?}: tasks.md removed");
+        assert_eq!(
+            std::fs::read_dir(p.claude().join("backups/state"))
+                .map(|d| d.count())
+                .unwrap_or(0),
+            backups,
+            "{args:?}: a backup was written"
+        );
+    }
+    holder.release();
+}
+
+#[test]
+fn edges_exec_records_after_a_restore_ends_and_a_workflow_step_does_not_wait() {
+    let p = TestProject::new();
+    let total = |p: &TestProject| -> u64 {
+        let v: serde_json::Value =
+            serde_json::from_str(&read(&p.claude().join("unified_state.json"))).unwrap();
+        v["commands"]["total_executed"].as_u64().unwrap()
+    };
+    assert_eq!(code(&bounded(p.qw(&["exec", "--", "true"]))), 0);
+    assert_eq!(total(&p), 1);
+
+    let holder = Holder::new(&restore_lock(&p));
+    // A step of a workflow (its agent or `_Verify:_` command) records at once: a restore
+    // waiting for that workflow must not wait for it crosswise.
+    let mut step = p.qw(&["exec", "--", "true"]);
+    step.env("QW_SPEC", "demo");
+    let out = bounded(step);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert_eq!(total(&p), 2);
+
+    let mut qw = Running::start(p.qw(&["exec", "--", "true"]));
+    let line = qw.expect_line("waiting for");
+    assert!(line.contains("a state restore"), "{line}");
+    assert_eq!(total(&p), 2, "recorded during the restore");
+    holder.release();
+    let (rc, err) = qw.finish();
+    assert_eq!(rc, 0, "{err}");
+    assert_eq!(total(&p), 3, "not recorded after the restore: {err}");
+
+    // Interrupted during that wait: 128+N, the run not recorded.
+    let holder = Holder::new(&restore_lock(&p));
+    let mut qw = Running::start(p.qw(&["exec", "--", "true"]));
+    qw.expect_line("waiting for a state restore");
+    unsafe_kill(qw.pid(), 15);
+    let (rc, err) = qw.finish();
+    assert_eq!(rc, 143, "{err}");
+    assert!(err.contains("was not recorded"), "{err}");
+    assert_eq!(total(&p), 3);
+    holder.release();
+}
