@@ -286,3 +286,41 @@ fn edges_exec_records_after_a_restore_ends_and_a_workflow_step_does_not_wait() {
     assert_eq!(total(&p), 3);
     holder.release();
 }
+
+// ---------------------------------------------------------------------------------------
+// 2. A workflow interrupted while waiting for the restore lock exits 128+N.
+
+#[test]
+fn edges_workflow_interrupted_waiting_for_a_restore_exits_128_plus_n() {
+    // A run whose task failed, for `workflow-continue` to resume.
+    let p = spec_project("demo", Some("- [ ] 1. One\n  - _Verify: `false`_\n"));
+    assert_eq!(code(&offline_run(&p, "demo")), 1);
+    let holder = Holder::new(&restore_lock(&p));
+    let auto = [
+        "workflow-auto",
+        "demo",
+        "d",
+        "--agent",
+        "offline",
+        "--isolate",
+        "none",
+    ];
+    for (args, sig) in [
+        (&auto[..], 2),
+        (&auto[..], 15),
+        (&["workflow-continue", "demo"][..], 2),
+        (&["workflow-continue", "demo"][..], 15),
+    ] {
+        let mut qw = Running::start(p.qw(args));
+        qw.expect_line("waiting for a state restore");
+        unsafe_kill(qw.pid(), sig);
+        let (rc, err) = qw.finish();
+        assert_eq!(rc, 128 + sig, "{args:?} signal {sig}: {err}");
+        assert!(err.contains("interrupted by signal"), "{err}");
+        assert!(
+            !read(&p.claude().join("specs/demo/tasks.md")).contains("[x]"),
+            "{args:?}: a task ran"
+        );
+    }
+    holder.release();
+}
