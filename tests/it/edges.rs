@@ -324,3 +324,75 @@ fn edges_workflow_interrupted_waiting_for_a_restore_exits_128_plus_n() {
     }
     holder.release();
 }
+
+// ---------------------------------------------------------------------------------------
+// 3. A hard reset leaves no merge-pending record of the spec for a later run to take.
+
+#[test]
+fn edges_hard_reset_drops_the_specs_merge_pending_records() {
+    use crate::worktree::Repo;
+    let r = Repo::new("# Tasks\n\n- [ ] 1. One\n");
+    r.action("1", "echo one > f1.txt\n");
+    let out = r.auto(&[]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    let common = r.root().join(".git");
+    // An old task 1's saved work whose merge was pending, its branch checked out in a
+    // worktree of the user's (so the hard reset leaves the branch as it is); and a record
+    // of another spec, which the reset of `demo` must keep.
+    let hold = r.aux.path().join("hold");
+    r.git(&["branch", "qw/demo/1", "main"]);
+    r.git(&[
+        "worktree",
+        "add",
+        "-q",
+        &hold.display().to_string(),
+        "qw/demo/1",
+    ]);
+    std::fs::write(hold.join("stale.txt"), "old work\n").unwrap();
+    r.git_cmd(&hold, &["add", "stale.txt"]);
+    r.git_cmd(&hold, &["commit", "-q", "-m", "old task 1"]);
+    let tip = r.git(&["rev-parse", "qw/demo/1"]).trim().to_owned();
+    let record = |spec: &str| {
+        format!("tip {tip}\nbranch qw/{spec}/1\nsubject qw({spec}): merge task 1 One (succeeded)\n")
+    };
+    std::fs::create_dir_all(common.join("qw-pending/demo")).unwrap();
+    std::fs::write(common.join("qw-pending/demo/1"), record("demo")).unwrap();
+    std::fs::create_dir_all(common.join("qw-pending/other")).unwrap();
+    std::fs::write(common.join("qw-pending/other/1"), record("other")).unwrap();
+
+    let out = r.run(&["workflow-reset", "demo", "--hard", "--yes"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(
+        !common.join("qw-pending/demo").exists(),
+        "the reset spec's record is left: {}",
+        diag(&out)
+    );
+    assert_eq!(read(&common.join("qw-pending/other/1")), record("other"));
+
+    // The spec's new task 1 — new documents, same id — is not the old task: its old work
+    // is never merged as the new task's.
+    r.f.p.write(".claude/specs/demo/design.md", "# Design\n");
+    r.f.p.write(
+        ".claude/specs/demo/tasks.md",
+        "# Tasks\n\n- [ ] 1. Another\n",
+    );
+    let runs = r.runs_of("1");
+    let first = r.auto(&[]);
+    // The run refuses to take the branch from the user's worktree and says how to free
+    // it; done so, the next run must not take the old record for the new task's.
+    r.git_cmd(&hold, &["switch", "-q", "--detach"]);
+    let out = r.run(&["workflow-continue", "demo"]);
+    assert!(
+        !r.git_ok(&["cat-file", "-e", "main:stale.txt"]),
+        "the old task's work was merged as the new task's: {}\n{}",
+        diag(&first),
+        diag(&out)
+    );
+    assert!(
+        !diag(&out).contains("does not run again") && r.runs_of("1") > runs,
+        "the new task 1's agent did not run: {}\n{}",
+        diag(&first),
+        diag(&out)
+    );
+    r.git(&["worktree", "remove", "--force", &hold.display().to_string()]);
+}
