@@ -396,3 +396,58 @@ fn edges_hard_reset_drops_the_specs_merge_pending_records() {
     );
     r.git(&["worktree", "remove", "--force", &hold.display().to_string()]);
 }
+
+// ---------------------------------------------------------------------------------------
+// 4. `qw: error:` lines quote outside text escaped.
+
+/// Every stderr line is a `qw: error:` or `  hint:` line without a control character.
+fn error_lines_are_clean(out: &std::process::Output, what: &str) {
+    let err = stderr(out);
+    assert!(err.starts_with("qw: error: "), "{what}: {err:?}");
+    for line in err.lines() {
+        assert!(
+            line.starts_with("qw: error: ") || line.starts_with("  hint: "),
+            "{what}: a line of its own: {err:?}"
+        );
+        assert!(
+            !line.chars().any(char::is_control),
+            "{what}: a raw control character: {err:?}"
+        );
+    }
+    assert!(
+        err.contains("\\n") && err.contains("\\u{1b}[2J"),
+        "{what}: {err:?}"
+    );
+}
+
+#[test]
+fn edges_error_lines_escape_newlines_and_terminal_sequences() {
+    const NASTY: &str = "a\nqw: error: forged\x1b[2J";
+    // A project folder that does not exist.
+    let base = tempfile::tempdir().unwrap();
+    let missing = base.path().join(NASTY);
+    let out = bounded({
+        let mut c = Command::new(qw_bin());
+        c.arg("-C").arg(&missing).arg("status");
+        c
+    });
+    assert_eq!(code(&out), 2, "{}", diag(&out));
+    error_lines_are_clean(&out, "missing -C folder");
+    // A project whose path has them: the error names a file in it.
+    let dir = base.path().join(NASTY);
+    std::fs::create_dir_all(dir.join(".claude")).unwrap();
+    let out = bounded({
+        let mut c = Command::new(qw_bin());
+        c.arg("-C")
+            .arg(&dir)
+            .args(["state-backup", "--restore", "nope"]);
+        c
+    });
+    assert_ne!(code(&out), 0, "{}", diag(&out));
+    error_lines_are_clean(&out, "backup folder");
+    // A spec name with them (refused by its name check, quoted escaped).
+    let p = TestProject::new();
+    let out = bounded(p.qw(&["workflow-reset", NASTY]));
+    assert_eq!(code(&out), 2, "{}", diag(&out));
+    error_lines_are_clean(&out, "spec name");
+}
