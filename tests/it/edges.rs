@@ -451,3 +451,55 @@ fn edges_error_lines_escape_newlines_and_terminal_sequences() {
     assert_eq!(code(&out), 2, "{}", diag(&out));
     error_lines_are_clean(&out, "spec name");
 }
+
+// ---------------------------------------------------------------------------------------
+// 5. A NUL in a `_Verify:_` command is refused where it is written.
+
+#[test]
+fn edges_a_nul_in_a_verify_command_is_refused_naming_its_line() {
+    for (tasks, line) in [
+        ("# T\n\n- [ ] 1. One\n  - _Verify: `echo a\0b`_\n", 4),
+        ("- [ ] 1. One\n- [ ] 2. Two\n  - *Verify: true\0x*\n", 3),
+        (
+            "- [ ] 1. One\n  - _Verify: ``sh -c 'echo `x\0`'``_\n- [ ] 2. Two\n",
+            2,
+        ),
+    ] {
+        let p = spec_project("demo", Some(tasks));
+        for args in [
+            &[
+                "workflow-auto",
+                "demo",
+                "d",
+                "--agent",
+                "offline",
+                "--isolate",
+                "none",
+            ][..],
+            &[
+                "workflow-auto",
+                "demo",
+                "d",
+                "--agent",
+                "offline",
+                "--dry-run",
+            ],
+        ] {
+            let out = bounded(p.qw(args));
+            assert_eq!(code(&out), 2, "{tasks:?} {args:?}: {}", diag(&out));
+            let err = stderr(&out);
+            assert!(
+                err.contains("tasks.md`: ")
+                    && err.contains(&format!("line {line}: task `"))
+                    && err.contains("NUL byte"),
+                "{tasks:?}: {err}"
+            );
+            assert_eq!(
+                err.lines().filter(|l| l.contains("error:")).count(),
+                1,
+                "{err}"
+            );
+            assert!(!p.claude().join("specs/demo/report.md").exists());
+        }
+    }
+}
