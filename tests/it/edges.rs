@@ -503,3 +503,71 @@ fn edges_a_nul_in_a_verify_command_is_refused_naming_its_line() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// 7. The way back a stash entry's line gives works for an entry with untracked files.
+
+#[test]
+fn edges_a_stash_entry_with_untracked_files_comes_back_as_told() {
+    use crate::support::moves::once;
+    use crate::worktree::Repo;
+    // The agent stashes its work with `-u`: untracked files (one in a new folder), with
+    // and without a change to a tracked file; in its worktree `-u` takes qw's spec link
+    // along, which the main worktree has as a folder.
+    for tracked in [true, false] {
+        let r = Repo::new("- [ ] 1. One\n- [ ] 2. Two\n");
+        let change = if tracked {
+            "echo changed >> shared.txt\n"
+        } else {
+            ""
+        };
+        r.action(
+            "1",
+            &format!(
+                "echo 1 > f1.txt\nmkdir -p d && echo n > d/n1.txt\n{change}{}",
+                once(&r, "s1", "git stash -q -u\n")
+            ),
+        );
+        r.action("2", "echo 2 > f2.txt\n");
+        let out = r.auto(&["--parallel", "2"]);
+        assert_eq!(code(&out), 1, "{}", diag(&out));
+        let err = r.f.task("1")["error"].as_str().unwrap_or("").to_owned();
+        let commit = r.git(&["rev-parse", "stash@{0}"]).trim().to_owned();
+        assert!(err.contains(&commit[..12]), "{err}");
+        // The way back the line names, run where the user is: the main worktree.
+        let at = err
+            .find("— `")
+            .unwrap_or_else(|| panic!("no command: {err}"))
+            + "— `".len();
+        let command = &err[at..at + err[at..].find('`').unwrap()];
+        let apply = Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .current_dir(r.root())
+            .output()
+            .unwrap();
+        assert!(
+            apply.status.success(),
+            "{command}: {}\n{err}",
+            String::from_utf8_lossy(&apply.stderr)
+        );
+        assert_eq!(read(&r.root().join("f1.txt")), "1\n", "{command}");
+        assert_eq!(read(&r.root().join("d/n1.txt")), "n\n", "{command}");
+        assert_eq!(
+            read(&r.root().join("shared.txt")).ends_with("changed\n"),
+            tracked,
+            "{command}"
+        );
+        assert!(
+            !std::fs::symlink_metadata(r.root().join(".claude/specs/demo"))
+                .unwrap()
+                .is_symlink(),
+            "the spec folder was replaced by the link"
+        );
+        assert_eq!(
+            r.git(&["stash", "list"]).lines().count(),
+            1,
+            "the entry stays"
+        );
+    }
+}
