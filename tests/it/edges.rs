@@ -571,3 +571,64 @@ fn edges_a_stash_entry_with_untracked_files_comes_back_as_told() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// 7. A kept task branch whose changes the target holds by a squash merge or a
+//    cherry-pick is not to be merged again.
+
+#[test]
+fn edges_prune_does_not_advise_merging_a_branch_the_target_holds_by_squash() {
+    use crate::worktree::Repo;
+    for (how, by) in [
+        ("squash", &["worktrees", "--prune"][..]),
+        ("cherry-pick", &["worktrees", "--prune"][..]),
+        ("squash", &["workflow-reset", "demo"][..]),
+    ] {
+        let r = Repo::new("- [ ] 1. One\n  - _Verify: `false`_\n");
+        r.action("1", "echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm one\n");
+        let out = r.auto(&[]);
+        assert_eq!(code(&out), 1, "{}", diag(&out));
+        assert!(
+            r.branches().contains(&"qw/demo/1".to_owned()),
+            "{:?}",
+            r.branches()
+        );
+        let out = r.run(&["worktrees", "--prune"]);
+        assert_eq!(code(&out), 0, "{}", diag(&out));
+        assert!(
+            stderr(&out).contains("merge it (`git merge qw/demo/1`)"),
+            "before the squash: {}",
+            diag(&out)
+        );
+        match how {
+            "squash" => {
+                r.git(&["merge", "-q", "--squash", "qw/demo/1"]);
+                r.git(&["commit", "-q", "-m", "task 1, squashed"]);
+            }
+            _ => {
+                // `main` moved on first, so the pick is a commit of its own.
+                r.f.p.write("mine.txt", "the user's\n");
+                r.git(&["add", "mine.txt"]);
+                r.git(&["commit", "-q", "-m", "mine"]);
+                r.git(&["cherry-pick", "qw/demo/1"]);
+            }
+        }
+        let out = r.run(by);
+        assert_eq!(code(&out), 0, "{how} {by:?}: {}", diag(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("kept branch `qw/demo/1`")
+                && err.contains("already holds all their changes"),
+            "{how} {by:?}: {}",
+            diag(&out)
+        );
+        assert!(
+            !err.contains("git merge"),
+            "{how} {by:?}: tells to merge: {err}"
+        );
+        assert!(
+            r.branches().contains(&"qw/demo/1".to_owned()),
+            "the branch stays"
+        );
+    }
+}
