@@ -39,9 +39,8 @@ fn main() -> ExitCode {
             to_exit_code(exit::SUCCESS)
         }
         Err(e) => {
-            quantumwala::diag!("qw: error: {}", e.message);
-            for hint in &e.hints {
-                quantumwala::diag!("  hint: {hint}");
+            for line in e.lines() {
+                quantumwala::diag!("{line}");
             }
             // Usage errors of `qw exec` are 125, as GNU timeout's. A command that failed
             // after SIGINT, SIGTERM or SIGHUP reached it (a wait for a lock, a slot or a

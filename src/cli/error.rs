@@ -56,6 +56,23 @@ impl CliError {
         self.hints.push(hint.into());
         self
     }
+
+    /// The `qw: error:` line and its `  hint:` lines as `main` prints them: each one line,
+    /// control characters escaped (`\n`, `\u{1b}`), since a message quotes outside text —
+    /// a path, a spec or task name, a command — that must neither break the line nor
+    /// drive the terminal.
+    pub fn lines(&self) -> Vec<String> {
+        std::iter::once(format!(
+            "qw: error: {}",
+            crate::fmt::escaped_line(&self.message)
+        ))
+        .chain(
+            self.hints
+                .iter()
+                .map(|h| format!("  hint: {}", crate::fmt::escaped_line(h))),
+        )
+        .collect()
+    }
 }
 
 impl std::fmt::Display for CliError {
@@ -86,6 +103,21 @@ impl<E: UserError> From<E> for CliError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printed_lines_escape_control_characters_of_quoted_text() {
+        let e = CliError::failed("cannot read `/p/a\nb\u{1b}[2J/tasks.md`: \0")
+            .hint("edit `x\ry`\tthen run it");
+        let lines = e.lines();
+        assert_eq!(
+            lines,
+            vec![
+                "qw: error: cannot read `/p/a\\nb\\u{1b}[2J/tasks.md`: \\u{0}".to_owned(),
+                "  hint: edit `x\\ry`\\tthen run it".to_owned(),
+            ]
+        );
+        assert!(lines.iter().all(|l| !l.chars().any(char::is_control)));
+    }
     use crate::state::StateError;
 
     #[test]

@@ -324,7 +324,7 @@ pub(crate) fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
     let mut interrupted = None;
     if in_project
         && !args.no_record
-        && let Err(e) = crate::state::record_exec(&ctx.project, &args.argv, report.exit_code == 0)
+        && let Err(e) = record(&ctx.project, &args.argv, report.exit_code == 0, &cancel)
     {
         match e.interrupted() {
             Some(sig) => interrupted = Some((sig, e)),
@@ -372,6 +372,28 @@ pub(crate) fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
         ));
     }
     Ok(report.exit_code)
+}
+
+/// Record the run in the state, once no `qw state-backup --restore` runs: a record written
+/// between a restore's look for running work and its write would be dropped by it. A run
+/// that is a step of a qw workflow (`QW_SPEC` set: a task's agent or `_Verify:_` command)
+/// does not wait — a `--restore --wait` holds the gate while it waits for that very
+/// workflow, which waits for this step.
+fn record(
+    project: &crate::project::Project,
+    argv: &[std::ffi::OsString],
+    success: bool,
+    cancel: &Cancel,
+) -> Result<(), crate::state::StateError> {
+    let _gate = if std::env::var_os("QW_SPEC").is_some() {
+        None
+    } else {
+        Some(
+            crate::state::lock::wait_out_restore(project, cancel)
+                .map_err(crate::state::StateError::Lock)?,
+        )
+    };
+    crate::state::record_exec(project, argv, success)
 }
 
 /// The trace of a run in `.claude/logs/`: the program and how it ended, then one line

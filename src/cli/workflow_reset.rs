@@ -31,7 +31,9 @@ development_mode.confirmation_prompts is false. A pending suggestion
 consumer does not run it against the reset spec.
 While a workflow of the spec runs, the reset is refused (exit 2, naming the workflow's
 pid); with --wait it waits for that workflow to end (up to QW_LOCK_TIMEOUT; Ctrl-C stops
-the wait) and holds the spec's workflow lock while it resets, so none starts meanwhile.
+the wait) and holds the spec's workflow lock while it resets, so none starts meanwhile. A state restore
+(`state-backup --restore`) running is waited for first, the same way; a signal during
+either wait exits 128+N with nothing changed.
 
 Example:
   qw workflow-reset user-auth
@@ -62,9 +64,18 @@ pub(crate) fn run(ctx: &Ctx, args: WorkflowResetArgs) -> CmdResult {
     if args.hard && !args.yes && prompts {
         confirm(ctx, &args.spec)?;
     }
+    // From here SIGINT, SIGTERM and SIGHUP end the waits below with 128+N and a line
+    // naming what was awaited; once the reset has begun it is finished, never left half
+    // done. (Not before the question above: Ctrl-C must end a pending answer at once.)
+    Cancel::on_signals().map_err(|e| CliError::failed(format!("cannot handle signals: {e}")))?;
+    // A restore running now ends first (it would write its state over this reset's, or
+    // drop it); one starting later finds the spec's workflow lock held and waits or
+    // refuses, as for a running workflow. Taken before the workflow lock, as a workflow
+    // start does, so the two never wait for each other crosswise.
+    let gate = wait_out_restore(ctx)?;
     // Held until the reset is done: a running workflow would die on a missing tasks.md
     // and leave the state claiming it finished.
-    let workflow = hold_workflow(ctx, &args.spec, args.wait)?;
+    let (workflow, _gate) = hold_workflow(ctx, &args.spec, args.wait, gate)?;
     // Task worktrees and branches are the repository's: a workflow of the spec running in
     // another checkout of it (or started from a task worktree) holds them (rev6b G13).
     if let Ok(Some(repo)) = crate::worktree::Repo::discover(&ctx.project)
@@ -79,6 +90,15 @@ pub(crate) fn run(ctx: &Ctx, args: WorkflowResetArgs) -> CmdResult {
             args.spec
         ))
         .hint("wait for it or stop it, then run the reset again; nothing was changed"));
+    }
+    if let Some(sig) = Cancel::process().pending() {
+        return Err(CliError::with_code(
+            crate::exit::EXEC_SIGNAL_BASE + sig,
+            format!(
+                "interrupted by signal {sig} before the reset of `{}` began; nothing was changed",
+                args.spec
+            ),
+        ));
     }
     let report = reset(&StateStore::new(&ctx.project), &args.spec, mode)?;
     let cleared = if args.hard {
@@ -144,19 +164,44 @@ pub(crate) fn run(ctx: &Ctx, args: WorkflowResetArgs) -> CmdResult {
     Ok(0)
 }
 
+/// Wait until no `qw state-backup --restore` runs ([`Project::restore_lock_file`]; bounded
+/// by `QW_LOCK_TIMEOUT`, ended by a signal with 128+N). `None` in a folder without
+/// `.claude/`: no restore can run there, and nothing is created.
+fn wait_out_restore(ctx: &Ctx) -> Result<Option<LockedFile>, CliError> {
+    if !ctx.project.claude_dir().is_dir() {
+        return Ok(None);
+    }
+    crate::state::lock::wait_out_restore(&ctx.project, &Cancel::process())
+        .map(Some)
+        .map_err(lock_failed)
+}
+
 /// Take the spec's workflow lock (the one every running workflow of it holds): at once,
 /// or refuse naming the workflow's pid; with `wait`, wait for it like any lock (bounded by
 /// `QW_LOCK_TIMEOUT`, ended by a signal). `None` when no workflow ever ran and the spec
 /// has no folder (nothing can be pulled from under anyone, and nothing is created).
-fn hold_workflow(ctx: &Ctx, spec: &str, wait: bool) -> Result<Option<LockedFile>, CliError> {
+///
+/// `gate` (the restore lock) is given back to be held through the reset only when there
+/// is no workflow lock for a restore to find; otherwise it is released once the workflow
+/// lock is ours, or before a `--wait` for it — the lock file exists by then, so a restore
+/// starting meanwhile sees it, and no workflow start of another spec waits on the gate
+/// while this reset waits for its spec.
+fn hold_workflow(
+    ctx: &Ctx,
+    spec: &str,
+    wait: bool,
+    gate: Option<LockedFile>,
+) -> Result<(Option<LockedFile>, Option<LockedFile>), CliError> {
     let path = ctx.project.workflow_lock_file(spec);
     if !path.exists() && !ctx.project.spec_dir(spec).is_dir() {
-        return Ok(None);
+        return Ok((None, gate));
     }
     crate::fs::create_dir_all(crate::fs::parent_dir(&path))
         .map_err(|e| CliError::failed(e.to_string()))?;
-    if let Some(lock) = LockedFile::try_acquire(&path).map_err(lock_failed)? {
-        return Ok(Some(lock));
+    let held = LockedFile::try_acquire(&path).map_err(lock_failed)?;
+    drop(gate);
+    if let Some(lock) = held {
+        return Ok((Some(lock), None));
     }
     if !wait {
         let holder = LockedFile::probe(&path)
@@ -177,7 +222,7 @@ fn hold_workflow(ctx: &Ctx, spec: &str, wait: bool) -> Result<Option<LockedFile>
         &LockTimeout::from_env(),
         &Cancel::process(),
     )
-    .map(Some)
+    .map(|lock| (Some(lock), None))
     .map_err(lock_failed)
 }
 

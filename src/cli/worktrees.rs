@@ -149,6 +149,13 @@ pub(crate) fn print_prune(r: &PruneReport) {
             );
             continue;
         }
+        if k.changes_merged {
+            let t = k.target.as_deref().unwrap_or("HEAD");
+            crate::diag!(
+                "kept branch `{b}`: `{t}` lacks its {n} commit(s) but already holds all their changes (merged by squash or cherry-pick): nothing is left to merge; delete it (`git branch -D {b}`) if you do not need it"
+            );
+            continue;
+        }
         let merge = if k.unrelated {
             "git merge --allow-unrelated-histories"
         } else {

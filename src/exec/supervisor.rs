@@ -40,6 +40,14 @@ pub(crate) fn supervise(spec: &ExecSpec, cancel: &Cancel) -> Result<ExecReport, 
     let mut report = ExecReport::new(run_id.clone());
 
     let mut command = build_command(spec, &run_id)?;
+    // A stop asked before the program starts (a workflow's signal forwarded as this job
+    // was being spawned): it is not started at all.
+    if let Some(sig) = cancel.pending() {
+        report.interrupted_by = Some(sig);
+        report.exit_code = exit::EXEC_SIGNAL_BASE + sig;
+        report.duration_ms = millis(started.elapsed());
+        return Ok(report);
+    }
     let child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {

@@ -79,6 +79,19 @@ pub enum TasksError {
         /// "itself", "its own parent" or "its own subtask".
         what: &'static str,
     },
+    /// A `_Verify:_` command holds a NUL byte: no argument of a program can (the C
+    /// strings of `execve`), so it could only run cut short or changed.
+    #[error(
+        "line {line}: task `{id}` has a _Verify:_ command with a NUL byte at character {position}; a program's arguments cannot hold one: remove it"
+    )]
+    NulInVerify {
+        /// The task.
+        id: String,
+        /// The line of the `_Verify:_`.
+        line: usize,
+        /// 1-based character position in the command.
+        position: usize,
+    },
     /// The dependencies form a cycle.
     #[error("line {line}: dependency cycle {}; break it in one of the `_Depends:` lines", .cycle.join(" → "))]
     Cycle {
@@ -485,7 +498,17 @@ impl TaskList {
                             .map(str::to_owned),
                     ),
                     "leverage" => task.leverage = Some(value.to_owned()),
-                    "verify" => task.verify = Some(verify_command(value)),
+                    "verify" => {
+                        let command = verify_command(value);
+                        if let Some(at) = command.chars().position(|c| c == '\0') {
+                            return Err(TasksError::NulInVerify {
+                                id: task.id.clone(),
+                                line: line_no,
+                                position: at + 1,
+                            });
+                        }
+                        task.verify = Some(command);
+                    }
                     _ => task.depends.extend(id_list(value)),
                 },
                 None => task.details.push(content.to_owned()),
@@ -1246,6 +1269,31 @@ mod tests {
         assert_eq!(l.parent("3").unwrap().id, "1");
         let out = tick("\t- [ ] 1. A\n", "1").unwrap();
         assert_eq!(out, "\t- [x] 1. A\n");
+    }
+
+    #[test]
+    fn a_nul_in_a_verify_command_is_refused_naming_its_line() {
+        for (text, line, position) in [
+            ("- [ ] 1. A\n  - _Verify: `echo a\0b`_\n", 2, 7),
+            (
+                "# T\n\n- [ ] 1. A\n- [ ] 2. B\n  - *Verify: \0true*\n",
+                5,
+                1,
+            ),
+            ("- [ ] 1. A\n_Verify: ``grep `x\0` f``_\n", 2, 8),
+        ] {
+            let err = TaskList::parse(text).unwrap_err();
+            assert!(
+                matches!(err, TasksError::NulInVerify { line: l, position: p, .. } if l == line && p == position),
+                "{text:?}: {err:?}"
+            );
+            assert!(
+                err.to_string().starts_with(&format!("line {line}: task `")),
+                "{err}"
+            );
+        }
+        // A NUL elsewhere (a title, a detail) is text the agent is shown escaped.
+        assert!(TaskList::parse("- [ ] 1. A\0\n  - de\0tail\n").is_ok());
     }
 
     #[test]

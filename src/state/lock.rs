@@ -9,7 +9,30 @@ use std::path::Path;
 
 use super::StateError;
 use crate::cancel::Cancel;
-use crate::fs::{LockTimeout, LockedFile};
+use crate::fs::{LockError, LockTimeout, LockedFile};
+use crate::project::Project;
+
+/// What a wait for [`Project::restore_lock_file`] names in its lines.
+pub(crate) const RESTORE_TO_END: &str = "a state restore (`qw state-backup --restore`) to end";
+
+/// Wait until no `qw state-backup --restore` runs in `project`, and keep it so while the
+/// returned guard lives: every command that writes a workflow's or a run's record into the
+/// state takes it (a workflow start, `workflow-reset`, `qw exec`), so its write never lands
+/// between a restore's look for running workflows and its write of the restored state.
+/// Waits like every lock of qw: at most `QW_LOCK_TIMEOUT`, ended by a signal (`cancel`),
+/// saying after a second who holds it. Creates `.claude/runs/` (never through a link).
+pub(crate) fn wait_out_restore(
+    project: &Project,
+    cancel: &Cancel,
+) -> Result<LockedFile, LockError> {
+    crate::fs::NoFollowDir::create(&project.claude_dir(), Path::new("runs"))?;
+    LockedFile::acquire(
+        project.restore_lock_file(),
+        RESTORE_TO_END,
+        &LockTimeout::from_env(),
+        cancel,
+    )
+}
 
 /// An exclusive lock on `.claude/unified_state.json.lock`, released on drop.
 #[derive(Debug)]

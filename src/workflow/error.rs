@@ -131,6 +131,11 @@ impl UserError for WorkflowError {
             // Interrupted while waiting for the state lock: the documented 128+N.
             WorkflowError::State(e) => state_exit_code(e),
             WorkflowError::Record(e) => state_exit_code(e),
+            // Interrupted while waiting for a lock of its own (the restore lock, taken at
+            // every start): 128+N like every interrupted wait, whoever maps the error.
+            WorkflowError::Lock(e) => e
+                .interrupted()
+                .map_or(exit::FAILED, |sig| exit::EXEC_SIGNAL_BASE + sig),
             WorkflowError::Git(e) => e.exit_code(),
             // A tasks.md (or other input file) that is not a regular file, too big or not
             // UTF-8.
@@ -139,7 +144,6 @@ impl UserError for WorkflowError {
             | WorkflowError::WriterGone(_)
             | WorkflowError::Io(_)
             | WorkflowError::Options(_)
-            | WorkflowError::Lock(_)
             | WorkflowError::Executor(_)
             | WorkflowError::Busy { .. } => exit::FAILED,
         }
@@ -176,6 +180,25 @@ fn state_exit_code(e: &crate::state::StateError) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lock_wait_ended_by_a_signal_exits_128_plus_n() {
+        for sig in [1, 2, 15] {
+            let err = crate::fs::locked_file::stopped_wait(sig, |path, cancel| {
+                crate::fs::LockedFile::acquire(
+                    path,
+                    "a state restore (`qw state-backup --restore`) to end",
+                    &crate::fs::LockTimeout::new(None, ""),
+                    cancel,
+                )
+                .map_err(WorkflowError::from)
+            })
+            .err;
+            assert_eq!(err.exit_code(), exit::EXEC_SIGNAL_BASE + sig, "{err}");
+        }
+        let other = WorkflowError::from(crate::fs::LockError::from(std::io::Error::other("x")));
+        assert_eq!(other.exit_code(), exit::FAILED);
+    }
 
     #[test]
     fn input_errors_exit_2_and_failures_exit_1_with_the_hints_of_their_source() {

@@ -260,6 +260,31 @@ pub(crate) fn unmerged_in(repo: &Repo, branch: &str, target: Option<&str>) -> Re
     }
 }
 
+/// Does `target` hold every change of `branch` (a merge of it would leave `target`'s
+/// tree as it is)? Asked of git's own merge (`git merge-tree --write-tree`, git 2.38+,
+/// which touches no worktree); no answer counts as no.
+fn holds_changes(repo: &Repo, target: &str, branch: &str) -> bool {
+    let tree_of = |rev: &str| {
+        super::git(&repo.top, &["rev-parse", &format!("{rev}^{{tree}}")])
+            .ok()
+            .map(|t| t.trim().to_owned())
+    };
+    let merged = super::git_output(
+        &repo.top,
+        ["merge-tree", "--write-tree", target, branch],
+        &[],
+    )
+    .ok()
+    .filter(|o| o.status.success())
+    .and_then(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .map(|l| l.trim().to_owned())
+    });
+    merged.is_some() && merged == tree_of(target)
+}
+
 /// qw's own last tip of `branch` when the branch was moved off it and that tip holds
 /// commits `target` lacks (an agent's `git branch -f <it> main`): no merged branch, and
 /// `workflow-continue` puts it back (rev6b G4).
@@ -424,6 +449,10 @@ pub struct KeptBranch {
     /// sibling's branch): the line saying so and how to keep only its own commits,
     /// instead of a merge advice (rev5b F9).
     pub other_tasks: Option<String>,
+    /// Its target holds all of its changes though not its commits (a squash merge, a
+    /// cherry-pick, the same edit made there): merging it would add nothing, so no line
+    /// tells to merge it.
+    pub changes_merged: bool,
     /// The target branch it was measured against (`None`: the main worktree is detached
     /// and no run recorded one).
     pub target: Option<String>,
@@ -622,7 +651,9 @@ pub fn prune(
                             !super::git_output(&repo.top, ["merge-base", target, b.as_str()], &[])
                                 .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
                         let other_tasks = super::cross::others_in_kept(repo, &b, target);
+                        let changes_merged = n > 0 && !unrelated && holds_changes(repo, target, &b);
                         report.kept_branches.push(KeptBranch {
+                            changes_merged,
                             note: kept_note(&e, &b, n),
                             branch: b,
                             unmerged_commits: n,

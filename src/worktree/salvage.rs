@@ -258,8 +258,8 @@ pub struct SetAside {
 /// `qw/<spec>/<id>` branch left (unmerged work: merged ones were pruned) is renamed to
 /// `qw/<spec>/<id>@<sha7>` (recorded as qw's, never merged or deleted by qw), and every
 /// `qw-left/<spec>/` record goes. A branch a worktree still has checked out is left as it
-/// is and said. Run after the spec's worktrees were pruned, the spec's workflow not
-/// running.
+/// is and said; the spec's merge-pending records (`qw-pending/<spec>/`) go too. Run after
+/// the spec's worktrees were pruned, the spec's workflow not running.
 pub fn set_aside_spec_branches(repo: &Repo, spec: &str) -> Result<Vec<SetAside>> {
     let held: std::collections::BTreeSet<String> = repo
         .registered()?
@@ -376,9 +376,19 @@ pub fn set_aside_spec_branches(repo: &Repo, spec: &str) -> Result<Vec<SetAside>>
         return Ok(out);
     }
     super::tied::forget_spec(repo, spec);
-    let records = repo.common_dir.join("qw-left").join(spec);
-    if records.is_dir() {
-        let _ = std::fs::remove_dir_all(&records);
+    // The spec's own records of its thrown-away tasks: `qw-left/` (their branches' tips)
+    // and `qw-pending/` (a merge qw was stopped before or in). A pending record whose
+    // branch was kept as it is (checked out in a worktree) would have the next run merge
+    // that old work as a new task's, its agent never run. Not touched: the lock of the
+    // spec's workflow (`qw-workflows/<spec>.lock`, a lock file is never deleted), the
+    // notes of merges in the target's history (`qw-merges/`, still true), the user's
+    // files put aside (`qw-planted/`, never deleted), the records of the branches just set
+    // aside (`qw-kept/`).
+    for kind in ["qw-left", "qw-pending"] {
+        let records = repo.common_dir.join(kind).join(spec);
+        if records.is_dir() {
+            let _ = std::fs::remove_dir_all(&records);
+        }
     }
     Ok(out)
 }

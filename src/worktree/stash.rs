@@ -15,6 +15,44 @@ use super::tree::{LogLine, head_log};
 use super::{Repo, WorktreeHandle, Worktrees, git_command, git_output};
 
 impl Repo {
+    /// How the entry `commit` comes back into the main worktree, as one backquoted
+    /// command: `git stash apply <commit>` — unless its untracked files (`^3`, taken by a
+    /// `git stash -u` in a task's worktree) hold qw's spec link, which the main worktree
+    /// has as a folder (of `spec`): git refuses the whole apply then ("already exists, no
+    /// checkout"), so the entry's changes to tracked files are applied as a patch and its
+    /// untracked files but the link restored from `^3`, never overwriting or removing a
+    /// file the entry does not hold (`--overlay`).
+    pub(crate) fn way_back(&self, spec: &str, commit: &str) -> String {
+        let link = self.spec_rel(spec);
+        let holds_link = git_output(
+            &self.top,
+            ["cat-file", "-e", &format!("{commit}^3:{link}")],
+            &[],
+        )
+        .is_ok_and(|o| o.status.success());
+        if !holds_link {
+            return format!("`git stash apply {commit}`");
+        }
+        let tracked = git_output(
+            &self.top,
+            ["diff", "--quiet", &format!("{commit}^1"), commit],
+            &[],
+        )
+        .is_ok_and(|o| o.status.code() == Some(1));
+        let restore = format!(
+            "git restore --overlay --source={commit}^3 -- ':/' ':(top,exclude){}'",
+            link.replace('\'', "'\\''")
+        );
+        let command = if tracked {
+            format!("git stash show -p --binary {commit} | git apply && {restore}")
+        } else {
+            restore
+        };
+        format!(
+            "`{command}` (not `git stash apply {commit}`, which git refuses: its untracked files hold qw's spec link `{link}`, a folder in the main worktree)"
+        )
+    }
+
     /// The stash (shared by every worktree of the repository), newest first:
     /// `stash@{index}`, its commit, when it was made and the message git gave it.
     pub fn stash_entries(&self) -> Vec<StashEntry> {
@@ -30,7 +68,13 @@ impl Repo {
             .stash_entries()
             .into_iter()
             .filter(|e| e.branch() == Some(branch))
-            .map(|e| format!("{} — `git stash apply {}`", e.describe(), e.commit))
+            .map(|e| {
+                format!(
+                    "{} — {}",
+                    e.describe(),
+                    self.way_back(spec_of(branch), &e.commit)
+                )
+            })
             .collect();
         (!made.is_empty()).then(|| {
             format!(
@@ -471,6 +515,15 @@ fn other_task_branch(e: &StashEntry, h: &WorktreeHandle) -> bool {
 }
 
 /// An entry that may be this task's or others': said so, never claimed.
+/// The spec of task branch `qw/<spec>/<id>` (the branch itself otherwise: no spec link
+/// of qw's is named so).
+fn spec_of(branch: &str) -> &str {
+    branch
+        .strip_prefix("qw/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or(branch)
+}
+
 fn ambiguous(e: &StashEntry, who: &[String]) -> String {
     format!(
         "{} (this task's or {}'s: each of their worktrees went there from its base commit and was written after it was made; qw cannot tell which agent stashed it)",
@@ -948,11 +1001,21 @@ impl Worktrees {
             .filter(|e| self.stash_holds_work(&e.commit))
         {
             match self.maker(h, e) {
-                Maker::Mine => mine.push(e.describe()),
+                Maker::Mine => {
+                    mine.push(format!(
+                        "{} — {}",
+                        e.describe(),
+                        self.repo.way_back(&self.spec, &e.commit)
+                    ));
+                }
                 Maker::NotMine => {}
                 // Made on another task's branch: that task's own check speaks of it.
                 Maker::Ambiguous(_) if other_task_branch(e, h) => {}
-                Maker::Ambiguous(who) => maybe.push(ambiguous(e, &who)),
+                Maker::Ambiguous(who) => maybe.push(format!(
+                    "{} — {}",
+                    ambiguous(e, &who),
+                    self.repo.way_back(&self.spec, &e.commit)
+                )),
             }
         }
         // Gone: known to have been there, or written as a stash commit since.
@@ -1118,7 +1181,7 @@ impl Worktrees {
         let mut parts = Vec::new();
         if !mine.is_empty() {
             parts.push(format!(
-                "task {}'s agent left its work in the stash, which qw does not merge: {}; it is kept there, not applied — bring it back with `git stash apply <commit>` (its number changes as stashes come and go)",
+                "task {}'s agent left its work in the stash, which qw does not merge: {}; it is kept there, not applied — bring it back, in the main worktree, with the command named with it (by its commit: its number changes as stashes come and go)",
                 h.task_id,
                 mine.join(", ")
             ));
@@ -1142,7 +1205,7 @@ impl Worktrees {
         }
         if !maybe.is_empty() {
             parts.push(format!(
-                "a stash entry made while task {} ran may hold its work (ambiguous): {}; it is not applied — `git stash apply <commit>` brings it back",
+                "a stash entry made while task {} ran may hold its work (ambiguous): {}; it is not applied — the command named with it brings it back",
                 h.task_id,
                 maybe.join(", ")
             ));

@@ -19,6 +19,7 @@ mod consume;
 mod coord10;
 mod dashboard;
 mod devmode;
+mod edges;
 mod exec;
 mod exec_stress;
 mod fix5a;

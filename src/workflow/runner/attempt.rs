@@ -109,6 +109,23 @@ pub(crate) fn attempts(
                 return Err(e);
             }
         };
+        // A signal that came after the slot was granted (admission's own check) and
+        // before anything started: nothing starts, the slot goes back, no attempt counts.
+        if adopt.is_none()
+            && let Some(sig) = run.stop.signal()
+        {
+            drop(slot);
+            run.budget.finish(&budget_key, 0.0);
+            return not_started(
+                run,
+                unit,
+                attempt,
+                Refused::Admission,
+                Outcome::KilledByUser { signal: Some(sig) },
+                "interrupted after admission, before the agent started: the agent was not started"
+                    .to_owned(),
+            );
+        }
         let adopted = adopt.take();
         let run_dir = match &adopted {
             Some((dir, _)) => dir.clone(),
@@ -591,6 +608,19 @@ fn one_attempt(
     // events once the attempt's runs are over.
     let reports: Reports = RefCell::default();
     let run_as = |job: &Job, start: Start<'_>| {
+        // The last look before the job is spawned (the attempt's start was recorded
+        // meanwhile, which may have waited for the state lock): a signal that came since
+        // starts nothing. (One that comes later is forwarded to the job, whose supervisor
+        // looks once more before it spawns the agent.)
+        if let Some(sig) = run.stop.signal() {
+            return Ok((
+                AgentRun::from_outcome(
+                    Outcome::KilledByUser { signal: Some(sig) },
+                    "interrupted before the agent started: the agent was not started",
+                ),
+                None,
+            ));
+        }
         let (r, report) = agent::run_job_as(
             run.agent,
             job,

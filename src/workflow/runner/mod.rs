@@ -251,12 +251,7 @@ fn lock_workflow(
     // Held only until this spec's lock is ours: a restore running now ends first (it would
     // drop what this run records), and one starting later finds this spec's lock held —
     // whether or not the spec ever ran before (its lock file may not exist yet).
-    let _no_restore = LockedFile::acquire(
-        project.restore_lock_file(),
-        "a state restore (`qw state-backup --restore`) to end",
-        &crate::fs::LockTimeout::from_env(),
-        cancel,
-    )?;
+    let _no_restore = crate::state::lock::wait_out_restore(project, cancel)?;
     let path = project.workflow_lock_file(name);
     match LockedFile::try_acquire(&path)? {
         Some(lock) => Ok(lock),

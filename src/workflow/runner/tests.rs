@@ -182,6 +182,9 @@ struct Scenario {
     script: Vec<Step>,
     verify_exit: i32,
     signal_before: Option<i32>,
+    /// A signal sent as the first event whose line starts with the text is told (the
+    /// recorder has seen it: the state was written).
+    signal_at_event: Option<(&'static str, i32)>,
     stop_before: Option<StopReason>,
     /// Task 1's last run in an earlier `qw` invocation: its outcome and session.
     earlier: Option<(&'static str, &'static str)>,
@@ -203,6 +206,7 @@ impl Scenario {
             script,
             verify_exit: 0,
             signal_before: None,
+            signal_at_event: None,
             stop_before: None,
             earlier: None,
             cut_off: None,
@@ -275,7 +279,16 @@ fn scenario<T>(s: Scenario, f: impl FnOnce(&Run<'_>, &TaskList) -> T) -> Seen<T>
             .unwrap();
     }
     let seen = Mutex::new(Vec::new());
-    let collect = |e: &Event<'_>| seen.lock().unwrap().push(describe(e));
+    let collect = |e: &Event<'_>| {
+        let line = describe(e);
+        if let Some((prefix, sig)) = s.signal_at_event
+            && line.starts_with(prefix)
+            && cancel.pending().is_none()
+        {
+            cancel.request(sig);
+        }
+        seen.lock().unwrap().push(line);
+    };
     let (result, stop) = {
         let recorder = Recorder::start(store.clone(), SPEC, "fake", spec.tasks_path());
         let events = Events::new(vec![&recorder, &collect as &dyn EventSink]);
@@ -572,6 +585,34 @@ fn a_signal_before_the_attempt_starts_nothing() {
     assert!(seen.events.is_empty(), "{:?}", seen.events);
     assert_eq!(seen.stop, Some(StopReason::Signal { signal: 2 }));
     assert_eq!(seen.script_left, 1);
+}
+
+#[test]
+fn a_signal_after_the_attempt_is_recorded_started_spawns_nothing() {
+    // The window between the admission's last look and the job's spawn: the attempt's
+    // start is recorded (the state written, perhaps after a wait for its lock), then the
+    // signal comes. The agent is never spawned.
+    for sig in [2, 15] {
+        let mut s = Scenario::new(ONE, vec![ends(Outcome::Succeeded)]);
+        s.signal_at_event = Some(("started task 1", sig));
+        let seen = attempt_task(s);
+        assert_eq!(
+            seen.result.outcome,
+            Outcome::KilledByUser { signal: Some(sig) }
+        );
+        assert!(
+            seen.result.evidence.contains("not started"),
+            "{}",
+            seen.result.evidence
+        );
+        assert!(seen.calls.is_empty(), "spawned: {:?}", seen.calls);
+        assert_eq!(seen.script_left, 1);
+        assert_eq!(
+            seen.events,
+            ["started task 1 a1", "finished task 1 a1 killed_by_user"]
+        );
+        assert_eq!(task_status(&seen.state, "1"), TaskStatus::Pending);
+    }
 }
 
 #[test]
