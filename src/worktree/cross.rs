@@ -38,6 +38,14 @@
 use std::collections::BTreeSet;
 
 use super::origin::made_in;
+
+/// At most this many branches of the user's are looked at by
+/// [`Worktrees::brings_user_branches`].
+const USER_BRANCHES: usize = 500;
+/// Reflog entries read per branch there.
+const USER_TIPS: usize = 50;
+/// Commits of a result compared there.
+const BROUGHT: usize = 5000;
 use super::shell::quote as shell_quote;
 use super::tree::{self, Tree};
 use super::{Repo, Result, WorktreeHandle, Worktrees, git, git_output, parse_branch, short};
@@ -490,6 +498,112 @@ impl Worktrees {
         Ok(Some(format!(
             "task {task}'s result brings in commits of another task that qw has not merged: {} (its agent's rebase onto or merge of another task's branch?), so it was not merged: another task's work reaches `{}` only through that task's own check and merge; task {task}'s result is kept on branch `{}` ({}); {}",
             named.join(", "),
+            self.integration,
+            h.branch,
+            short(result),
+            self.own_only_hint(h, result, &own, &BTreeSet::new())?
+        )))
+    }
+
+    /// A result that brings in commits of a branch of the user's (any branch but the
+    /// target and qw's own) that its worktree did not make: its agent switched to a
+    /// branch that was there before and committed on it, or merged it (rev8a F8). Those
+    /// commits are the user's unmerged work (a WIP branch), not the task's: not merged,
+    /// named with the branch — and, when the agent moved that branch, where it was.
+    /// Looked at: each branch's tip and its last [`USER_TIPS`] reflog entries (the agent's
+    /// own commit on top hides the user's below it), at most [`USER_BRANCHES`] branches,
+    /// against the commits the result brings (at most [`BROUGHT`]).
+    pub(crate) fn brings_user_branches(
+        &self,
+        h: &WorktreeHandle,
+        result: &str,
+    ) -> Result<Option<String>> {
+        let target = self.target();
+        let brought: BTreeSet<String> = git(
+            &self.repo.top,
+            &[
+                "rev-list",
+                &format!("--max-count={BROUGHT}"),
+                result,
+                &format!("^{target}"),
+                "--",
+            ],
+        )?
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+        if brought.is_empty() {
+            return Ok(None);
+        }
+        let own = made_in(&h.admin);
+        let branches = git(
+            &self.repo.top,
+            &[
+                "for-each-ref",
+                "--format=%(refname:lstrip=2)",
+                "refs/heads/",
+            ],
+        )?;
+        let mut found: Vec<String> = Vec::new();
+        for b in branches
+            .lines()
+            .map(str::trim)
+            .filter(|b| {
+                !b.is_empty()
+                    && *b != self.integration
+                    && *b != "qw"
+                    && !b.starts_with("qw/")
+                    && !b.starts_with("qw-kept/")
+            })
+            .take(USER_BRANCHES)
+        {
+            let r = format!("refs/heads/{b}");
+            let now = self.repo.commit_of(&r)?;
+            let mut tips: Vec<String> = now.iter().cloned().collect();
+            if let Ok(o) = git_output(
+                &self.repo.top,
+                [
+                    "reflog",
+                    "show",
+                    &format!("-n{USER_TIPS}"),
+                    "--format=%H",
+                    &r,
+                    "--",
+                ],
+                &[],
+            ) && o.status.success()
+            {
+                tips.extend(
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .map(str::to_owned),
+                );
+            }
+            let Some(theirs) = tips
+                .iter()
+                .find(|c| !own.contains(*c) && brought.contains(*c))
+            else {
+                continue;
+            };
+            let moved = match &now {
+                Some(n) if own.contains(n) => format!(
+                    "; its agent committed on `{b}` itself (now at {}; it was at {} before: `git branch -f {} {}` puts it back)",
+                    short(n),
+                    short(theirs),
+                    shell_quote(b),
+                    short(theirs)
+                ),
+                _ => String::new(),
+            };
+            found.push(format!("`{b}` ({}){moved}", short(theirs)));
+        }
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let task = &h.task_id;
+        Ok(Some(format!(
+            "task {task}'s result brings in commits its worktree did not make, from your branch {} (its agent switched to or merged a branch that was there before), so it was not merged: that work reaches `{}` only when you merge it; task {task}'s result is kept on branch `{}` ({}); {}",
+            found.join(", "),
             self.integration,
             h.branch,
             short(result),

@@ -1813,6 +1813,12 @@ impl Worktrees {
         {
             return Err(commit(WorktreeError::Crossed(line)));
         }
+        // The user's own branch switched to or merged by the agent (rev8a F8).
+        if let Some(result) = &capture.commit
+            && let Some(line) = self.brings_user_branches(h, result).map_err(commit)?
+        {
+            return Err(commit(WorktreeError::Crossed(line)));
+        }
         // The same work copied (a cherry-pick, `git am`, a squash): refused alike (G9).
         if let Some(result) = &capture.commit
             && let Some(line) = self.copies_other_tasks(h, result).map_err(commit)?

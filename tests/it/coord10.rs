@@ -22,3 +22,55 @@ fn coord10_a_huge_task_title_is_cut_in_qws_git_messages() {
     assert!(subject.contains('…'), "{subject}");
     r.assert_no_process();
 }
+
+/// rev8a F8: an agent that switches to a branch of the user's that was there before (a
+/// WIP branch) and commits there, or merges it into its own, brought the user's unmerged
+/// commits into `main` as the task's work. Refused, the branch named (and where it was,
+/// when the agent moved it); `main` does not get the user's WIP; a branch the agent makes
+/// itself (`switch -c`) is still its work and merged.
+#[test]
+fn coord10_a_users_branch_taken_by_an_agent_is_not_merged() {
+    for shape in ["switch", "merge", "own-branch"] {
+        let r = Repo::new("- [ ] 1. Task 1\n- [ ] 2. Task 2\n");
+        r.git(&["switch", "-q", "-c", "userfeat"]);
+        std::fs::write(r.root().join("wip.txt"), "user WIP, not for main\n").unwrap();
+        r.git(&["add", "wip.txt"]);
+        r.git(&["commit", "-qm", "user WIP"]);
+        let wip = r.git(&["rev-parse", "HEAD"]).trim().to_owned();
+        r.git(&["switch", "-q", "main"]);
+        let script = match shape {
+            "switch" => {
+                "git switch -q userfeat\necho one > f1.txt\ngit add f1.txt\ngit commit -qm t1\n"
+            }
+            "merge" => {
+                "echo one > f1.txt\ngit add f1.txt\ngit commit -qm t1\ngit merge -q --no-edit userfeat\n"
+            }
+            _ => {
+                "git switch -q -c feature/x\necho one > f1.txt\ngit add f1.txt\ngit commit -qm t1\n"
+            }
+        };
+        r.action("1", script);
+        r.action("2", &work("2"));
+        let out = r.auto(&["--parallel", "2", "--isolate", "worktree"]);
+        let text = diag(&out);
+        assert!(has(&r, "refs/heads/main", "f2.txt"), "{shape}: {text}");
+        if shape == "own-branch" {
+            assert_eq!(code(&out), 0, "{shape}: {text}");
+            assert!(has(&r, "refs/heads/main", "f1.txt"), "{shape}: {text}");
+        } else {
+            assert!(!has(&r, "refs/heads/main", "wip.txt"), "{shape}: {text}");
+            assert_ne!(r.f.task("1")["status"], "completed", "{shape}: {text}");
+            assert!(
+                text.contains("from your branch `userfeat`"),
+                "{shape}: {text}"
+            );
+            if shape == "switch" {
+                assert!(
+                    text.contains(&format!("it was at {}", &wip[..10])),
+                    "{text}"
+                );
+            }
+        }
+        r.assert_no_process();
+    }
+}
