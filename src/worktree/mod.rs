@@ -66,6 +66,7 @@ mod stash;
 pub(crate) mod target;
 mod tied;
 mod tree;
+pub(crate) mod usable;
 
 pub use leftovers::{Entry, EntryState, KeptBranch, PruneReport, list, prune, spec_is_running};
 
