@@ -507,7 +507,7 @@ impl Worktrees {
         if let Some(m) = self.refused_in_run() {
             return Ok(Some(m));
         }
-        let moved = self.check_target_now()?;
+        let moved = self.read_still(|| self.check_target_now())?;
         if let Some(m) = &moved {
             *self
                 .refused
@@ -1388,7 +1388,7 @@ impl Worktrees {
         // Afresh: a refusal given earlier in the run is told again as it is now (its
         // put-back worked out again), or said to be over.
         let earlier = self.refused_in_run();
-        match self.check_target_now() {
+        match self.read_still(|| self.check_target_now()) {
             Ok(Some(m)) => {
                 self.record_refusal(&m);
                 Some(m.line(
@@ -1433,10 +1433,10 @@ pub(crate) fn refuse_if_moved(w: &Worktrees, not_done: &str) -> Result<()> {
 /// Not while the main worktree is in the middle of a merge (or rebase, …) qw did not
 /// start: its staged paths are that operation's, which the merge step names as such.
 pub(crate) fn refuse_staged_start(w: &Worktrees, task_id: &str) -> Result<()> {
-    if w.repo.main_in_progress().is_some() {
-        return Ok(());
-    }
-    let staged = w.repo.staged_paths()?;
+    let staged = w.read_still(|| match w.repo.main_in_progress() {
+        Some(_) => Ok(Vec::new()),
+        None => w.repo.staged_paths(),
+    })?;
     if staged.is_empty() {
         return Ok(());
     }

@@ -231,6 +231,81 @@ pub(crate) fn wait_at_start(
     }
 }
 
+/// What a reading of the main worktree depends on, as it was: the branch checked out,
+/// the target's commit, and the files git rewrites when it commits, checks out, stashes
+/// or merges (the index, HEAD and its log, packed refs, reftable tables, the files of an
+/// operation in progress) by size, change time and inode (git renames a new file over
+/// the old one). Two equal snapshots with no `index.lock` at either end: no git wrote
+/// there in between.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    branch: Option<String>,
+    target: Option<String>,
+    files: Vec<Option<(u64, i64, i64, u64)>>,
+}
+
+/// Size, change time (seconds, nanoseconds) and inode of `path`, if it is there.
+fn stamp(path: &Path) -> Option<(u64, i64, i64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = path.symlink_metadata().ok()?;
+    Some((m.len(), m.ctime(), m.ctime_nsec(), m.ino()))
+}
+
+/// The main worktree's state as qw's readings depend on it (see [`Snapshot`]); `None`
+/// while another git holds its index (`index.lock`, before or after).
+pub(crate) fn snapshot(repo: &Repo, integration: &str) -> Result<Option<Snapshot>> {
+    let lock = repo.git_dir.join("index.lock");
+    if lock.symlink_metadata().is_ok() {
+        return Ok(None);
+    }
+    let g = &repo.git_dir;
+    let c = &repo.common_dir;
+    let files = [
+        g.join("index"),
+        g.join("HEAD"),
+        g.join("logs/HEAD"),
+        g.join("MERGE_HEAD"),
+        g.join("CHERRY_PICK_HEAD"),
+        g.join("REVERT_HEAD"),
+        g.join("reftable/tables.list"),
+        c.join("packed-refs"),
+        c.join("reftable/tables.list"),
+        c.join("refs/heads").join(integration),
+    ]
+    .iter()
+    .map(|p| stamp(p))
+    .collect();
+    let branch = repo.current_branch()?;
+    let target = repo.commit_of(&format!("refs/heads/{integration}"))?;
+    if lock.symlink_metadata().is_ok() {
+        return Ok(None);
+    }
+    Ok(Some(Snapshot {
+        branch,
+        target,
+        files,
+    }))
+}
+
+/// `read` (of the main worktree's state) when it held still: no `index.lock` before or
+/// after, and the same [`Snapshot`] before and after. `None` when a git wrote there
+/// meanwhile (a commit, a checkout, a stash of the user's): the reading may be half of
+/// one state and half of the next — staged changes that are a commit being made.
+pub(crate) fn still<T>(
+    repo: &Repo,
+    integration: &str,
+    read: impl FnOnce() -> Result<T>,
+) -> Result<Option<T>> {
+    let Some(before) = snapshot(repo, integration)? else {
+        return Ok(None);
+    };
+    let r = read()?;
+    let Some(after) = snapshot(repo, integration)? else {
+        return Ok(None);
+    };
+    Ok((before == after).then_some(r))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -238,3 +238,114 @@ fn mainwait_users_unfinished_merge_at_start_is_waited_for() {
     assert!(r.git_ok(&["merge-base", "--is-ancestor", "side", "main"]));
     assert_eq!(r.git(&["show", "main:shared.txt"]), "both\n");
 }
+
+// ---- R11: the user committing in the main worktree while tasks merge ----
+
+/// The user's git, as the user runs it: tried again while another git (qw's merge) holds
+/// the index, as a person would.
+fn user_git(root: &Path, env: &[(String, String)], args: &[&str]) -> bool {
+    for _ in 0..200 {
+        let mut c = Command::new("git");
+        c.arg("-C").arg(root).args(args).stdin(Stdio::null());
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        if c.status().is_ok_and(|s| s.success()) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Commit a line to `user.txt` in the main worktree until `stop` (at most `max` times),
+/// each turn one of the user's shapes: `git add` then `git commit`, or `git commit -a`.
+/// The subjects of the commits made.
+fn user_commits(
+    root: PathBuf,
+    env: Vec<(String, String)>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    max: usize,
+) -> Vec<String> {
+    use std::io::Write;
+    let mut made = Vec::new();
+    let mut i = 0;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) && i < max {
+        i += 1;
+        let mut f = std::fs::File::options()
+            .append(true)
+            .open(root.join("user.txt"))
+            .unwrap();
+        writeln!(f, "u{i}").unwrap();
+        drop(f);
+        let subject = format!("user {i}");
+        let ok = if i % 2 == 0 {
+            user_git(&root, &env, &["add", "user.txt"])
+                && user_git(&root, &env, &["commit", "-q", "-m", &subject])
+        } else {
+            user_git(&root, &env, &["commit", "-q", "-a", "-m", &subject])
+        };
+        if ok {
+            made.push(subject);
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    made
+}
+
+/// The user commits in the main worktree in a loop (`git add` + `git commit`, `git
+/// commit -a`) while six tasks, two at a time, finish and merge: no task fails, every
+/// agent ran once, every task's work and every one of the user's commits is on `main`.
+#[test]
+fn mainwait_users_commits_while_tasks_merge_fail_no_task_and_are_all_kept() {
+    let r = Repo::new(&tasks(6));
+    r.f.p.write("user.txt", "u0\n");
+    r.git(&["add", "user.txt"]);
+    r.git(&["commit", "-qm", "user 0"]);
+    for i in 1..=6 {
+        let id = i.to_string();
+        r.action(&id, &format!("sleep 0.3\n{}", work(&id)));
+    }
+    let (child, out) = start(&r, "2");
+    let t0 = Instant::now();
+    while r.runs().is_empty() {
+        assert!(t0.elapsed() < HARNESS_TIMEOUT, "the agents never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let user = {
+        let root = r.root().to_path_buf();
+        let env = r.git_env_pairs().to_vec();
+        let stop = stop.clone();
+        std::thread::spawn(move || user_commits(root, env, stop, 400))
+    };
+    let rc = finish(child);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let made = user.join().unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(rc, Some(0), "{text}");
+    assert!(made.len() > 5, "the user made only {} commits", made.len());
+    for i in 1..=6 {
+        let id = i.to_string();
+        assert_eq!(r.f.task(&id)["status"], "completed", "task {id}: {text}");
+        assert_eq!(r.runs_of(&id), 1, "task {id}'s agent ran again");
+    }
+    let log = r.git(&["log", "--format=%s", "main"]);
+    for s in &made {
+        assert!(log.lines().any(|l| l == s), "`{s}` was lost: {log}");
+    }
+    // Every line the user wrote is still in their file, and `main` holds the ones they
+    // committed: a prefix of it, a line (at least) per commit. (A `git add` that git's
+    // own merge read around is only unstaged, its line committed by the next commit.)
+    let on_disk = r.read("user.txt");
+    let written = on_disk.lines().count();
+    for (i, l) in on_disk.lines().enumerate() {
+        assert_eq!(l, format!("u{i}"), "{on_disk}");
+    }
+    let on_main = r.git(&["show", "main:user.txt"]);
+    assert!(on_disk.starts_with(&on_main), "{on_main}");
+    assert!(on_main.lines().count() > made.len(), "{on_main}");
+    assert!(written > made.len(), "{on_disk}");
+    r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt", "f4.txt", "f5.txt", "f6.txt"]);
+}
