@@ -1052,12 +1052,9 @@ impl Worktrees {
             return Ok(None);
         }
         let log = origin::main_log(&self.repo);
-        let times: Vec<i64> = super::tree::head_log(&self.repo.git_dir)
-            .into_iter()
-            .map(|l| l.time)
-            .collect();
-        let times = if times.len() == log.len() {
-            times
+        let lines = super::tree::head_log(&self.repo.git_dir);
+        let times: Vec<i64> = if lines.len() == log.len() {
+            lines.iter().map(|l| l.time).collect()
         } else {
             Vec::new()
         };
@@ -1095,6 +1092,11 @@ impl Worktrees {
             } else {
                 super::owned::left_there_since(&self.repo, &branch, &tip)
             };
+            // Where the HEAD log was when that workflow left it, where known: a merge
+            // made in that very second is told by position.
+            let left_at = (!by_hand.contains_key(&branch) && times.len() == log.len())
+                .then(|| super::owned::left_there_at(&self.repo, &branch, &tip, &lines))
+                .flatten();
             if let Some(mark) = mark
                 && admin.is_none()
                 && let Some(left_since) = left_since
@@ -1102,10 +1104,14 @@ impl Worktrees {
                 let since = log.get(mark..).unwrap_or(&[]);
                 let mut merged = false;
                 for (i, (c, _)) in since.iter().enumerate() {
-                    // Both times are whole seconds, so a merge in the very second the
-                    // record was written is taken as made while the task ran (refused,
-                    // its hint keeps everything): the safe side of the tie.
-                    let after = times.get(mark + i).is_none_or(|t| *t > left_since);
+                    // By position where the record has one; else by time: both times
+                    // are whole seconds, so a merge in the very second the record was
+                    // written is taken as made while the task ran (refused, its hint
+                    // keeps everything): the safe side of the tie.
+                    let after = match left_at {
+                        Some(n) => mark + i >= n,
+                        None => times.get(mark + i).is_none_or(|t| *t > left_since),
+                    };
                     if after && gained.contains(c) && self.repo.is_ancestor(&tip, c)? {
                         merged = true;
                         break;

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::moves::{tasks, work};
+use crate::support::moves::{once, record, tasks, work};
 use crate::support::*;
-use crate::worktree::{HARNESS_TIMEOUT, Repo};
+use crate::worktree::{HARNESS_TIMEOUT, Repo, bounded};
 
 fn args<'a>(verb: &'a str, cmd: &'a str, parallel: &'a str) -> Vec<&'a str> {
     vec![
@@ -348,4 +348,75 @@ fn mainwait_users_commits_while_tasks_merge_fail_no_task_and_are_all_kept() {
     assert!(on_main.lines().count() > made.len(), "{on_main}");
     assert!(written > made.len(), "{on_disk}");
     r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt", "f4.txt", "f5.txt", "f6.txt"]);
+}
+
+// ---- A merge by hand in the very second qw left the branch ----
+
+/// Workflow `other`'s task 1 conflicted (its branch kept for a merge by hand); while
+/// `demo` runs, the user merges it by hand in the main worktree, and qw's record of where
+/// it left that branch bears the very second of the user's merge (its time set to the
+/// merge commit's, as when both land in one second). Told by the position in the HEAD
+/// reflog, it is the user's merge made after qw left the branch: nothing is refused.
+/// (By whole seconds the tie was taken as made while the task ran, and refused.)
+#[test]
+fn mainwait_users_merge_by_hand_in_the_second_qw_left_the_branch_is_no_move() {
+    let r = Repo::new(&tasks(2));
+    r.f.p.write(".claude/specs/other/requirements.md", "# R\n");
+    r.f.p.write(".claude/specs/other/design.md", "# D\n");
+    r.f.p.write(".claude/specs/other/tasks.md", &tasks(1));
+    r.git(&["add", "-A"]);
+    r.git(&["commit", "-q", "-m", "spec other"]);
+    r.action(
+        "other-1",
+        "echo one > shared.txt\ngit commit -qam s1\necho two > \"$MAIN/shared.txt\"\ngit -C \"$MAIN\" commit -qam user-two\n",
+    );
+    let cmd = r.agent_cmd();
+    let out = bounded(
+        r.f.cmd(&[
+            "workflow-auto",
+            "other",
+            "Other",
+            "--agent-cmd",
+            &cmd,
+            "--attempts",
+            "1",
+            "--parallel",
+            "2",
+            "--task-timeout",
+            "60",
+            "--retry-delay",
+            "0.1",
+        ]),
+        HARNESS_TIMEOUT,
+    );
+    assert_eq!(code(&out), 1, "{}", diag(&out));
+    assert_eq!(r.task_in("other", "1")["outcome"], "merge_conflict");
+    let left = r.root().join(".git/qw-left/other/1");
+    assert!(left.is_file());
+    r.action(
+        "demo-1",
+        &format!(
+            "{}{}",
+            work("1"),
+            once(
+                &r,
+                "by-hand",
+                &format!(
+                    "git -C \"$MAIN\" merge -q qw/other/1 || true\necho both > \"$MAIN/shared.txt\"\ngit -C \"$MAIN\" add shared.txt\ngit -C \"$MAIN\" commit -qm resolved --no-edit\ntouch -d \"@$(git -C \"$MAIN\" log -1 --format=%ct)\" {}",
+                    left.display()
+                )
+            )
+        ),
+    );
+    r.action("demo-2", &work("2"));
+    let out = r.auto(&["--parallel", "1", "--isolate", "worktree"]);
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(
+        !diag(&out).contains("target branch `main` was moved"),
+        "{}",
+        diag(&out)
+    );
+    assert!(!record(&r).exists(), "a refusal was recorded");
+    r.assert_all_merged(&["f1.txt", "f2.txt"]);
+    assert_eq!(r.git(&["show", "main:shared.txt"]), "both\n");
 }
