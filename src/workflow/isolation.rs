@@ -187,6 +187,22 @@ pub(crate) enum IsolationError {
         /// The line.
         line: String,
     },
+    /// The main worktree stayed unusable (another git's `index.lock`, an operation the
+    /// user left half done) for as long as qw waits before starting any agent.
+    #[error(
+        "{line}, for longer than qw waits ({secs} s, `{}`): qw did not start workflow `{spec}` (no agent ran)",
+        crate::worktree::MAIN_WAIT_ENV
+    )]
+    MainBusy {
+        /// What is in the way, and where.
+        line: String,
+        /// What ends it.
+        hint: String,
+        /// How long qw waited.
+        secs: u64,
+        /// The spec.
+        spec: String,
+    },
     /// An earlier run refused a move of the target branch, and it is not put back.
     #[error("{line}")]
     TargetMoved {
@@ -246,6 +262,7 @@ impl crate::exit::UserError for IsolationError {
             IsolationError::Dirty { spec, .. } => format!(
                 "commit or stash them, or pass --allow-dirty (qw first saves them on branch `qw/{spec}/snapshot-<time>` and tasks start from the last commit), or use `--isolate none`"
             ),
+            IsolationError::MainBusy { hint, .. } => hint.clone(),
             IsolationError::Staged { .. } | IsolationError::TargetMoved { .. } => String::new(),
         }]
     }
@@ -253,12 +270,15 @@ impl crate::exit::UserError for IsolationError {
 
 /// Decide the isolation of this run. Refusals (exit 2) come before any write: worktrees
 /// asked for outside git, no commit or branch to start from, no git identity, a dirty
-/// tree without `--allow-dirty`, no usable place for the worktrees.
+/// tree without `--allow-dirty`, no usable place for the worktrees, the main worktree
+/// still unusable after the wait (`index.lock`, an operation the user left half done).
+/// `repair` false (a dry run): nothing repaired, nothing waited for.
 pub(crate) fn plan(
     project: &Project,
     spec: &str,
     options: &Options,
     repair: bool,
+    cancel: &Cancel,
 ) -> Result<Option<Plan>, WorkflowError> {
     let wanted = match options.isolate {
         Isolation::None => return Ok(None),
@@ -295,6 +315,24 @@ pub(crate) fn plan(
     if !crate::worktree::root::writable(container) {
         return Err(IsolationError::NotWritable {
             container: container.to_path_buf(),
+        }
+        .into());
+    }
+    // Another git's `index.lock`, or a merge/rebase/… the user left half done: waited
+    // for before any agent starts, not found at the first merge after every agent ran
+    // (rev7 R8). Before the checks below, which would read a rebase's detached HEAD or a
+    // merge's staged paths as the user's. Before the run's events exist: said as a
+    // warning, like every wait here.
+    if let Some(o) = crate::worktree::usable::wait_at_start(&repo, spec, repair, cancel, &|m| {
+        tracing::warn!("{m}");
+    })?
+    .filter(|_| repair)
+    {
+        return Err(IsolationError::MainBusy {
+            line: o.line,
+            hint: o.hint,
+            secs: crate::worktree::main_wait_limit().as_secs(),
+            spec: spec.to_owned(),
         }
         .into());
     }

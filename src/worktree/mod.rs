@@ -70,6 +70,7 @@ mod stash;
 pub(crate) mod target;
 mod tied;
 mod tree;
+pub(crate) mod usable;
 
 pub use leftovers::{Entry, EntryState, KeptBranch, PruneReport, list, prune, spec_is_running};
 
@@ -207,6 +208,14 @@ type Result<T> = std::result::Result<T, WorktreeError>;
 /// The environment variable that sets how long (seconds) a finished task waits for the
 /// main worktree to be usable before its merge is left pending.
 pub(crate) const MAIN_WAIT_ENV: &str = "QW_MAIN_WAIT_S";
+
+/// How long staged changes in the main worktree are waited for before they are refused
+/// (a `git add` whose `git commit` follows; [`main_wait_limit`] when shorter).
+const STAGED_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How long a reading of the main worktree is tried again while a git writes there
+/// ([`Worktrees::read_still`]).
+const STILL_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long a finished task waits for a busy main worktree ([`MAIN_WAIT_ENV`], else
 /// 600 s).
@@ -1402,11 +1411,26 @@ impl Worktrees {
         on_wait: &dyn Fn(&str),
     ) -> Result<(WorktreeHandle, Vec<String>)> {
         let doing = format!("preparing task {task_id}");
-        let g = self.lock(&doing, on_wait)?;
-        // The main worktree only elsewhere for a moment (nothing moved): wait for it.
-        let (_g, _) = self.wait_usable(g, &doing, false, on_wait)?;
-        target::refuse_if_moved(self, &format!("task {task_id} was not started"))?;
-        target::refuse_staged_start(self, task_id)?;
+        let mut g = self.lock(&doing, on_wait)?;
+        let mut tries = 0;
+        let _g = loop {
+            // The main worktree only elsewhere for a moment (nothing moved), a git of the
+            // user's at work there: wait for it.
+            let (held, _) = self.wait_usable(g, &doing, false, on_wait)?;
+            let before = usable::snapshot(&self.repo, &self.integration)?;
+            target::refuse_if_moved(self, &format!("task {task_id} was not started"))?;
+            match target::refuse_staged_start(self, task_id) {
+                // Staged since the wait looked (a `git add` whose commit follows): the
+                // wait again, with its moment for them.
+                Err(WorktreeError::Staged(_))
+                    if tries < 5 && self.main_changed(before.as_ref()) =>
+                {
+                    tries += 1;
+                    g = held;
+                }
+                r => break r.map(|()| held)?,
+            }
+        };
         let target = self.target();
         let branch = task_branch(&self.spec, task_id);
         self.given
@@ -1847,23 +1871,45 @@ impl Worktrees {
             )
             .map_err(merge_err)?;
         }
-        // The main worktree busy for a moment (a merge or rebase qw did not start, HEAD
-        // on another branch, `index.lock`): wait for it, the lock released meanwhile.
-        let (_g, busy) = self
-            .wait_usable(g, &doing, true, on_wait)
-            .map_err(merge_err)?;
-        if let Some(why) = busy {
-            return Err(merge_err(WorktreeError::MergePending(format!(
-                "{why}, for longer than qw waits ({} s, `{MAIN_WAIT_ENV}`), so task branch `{}` was not merged into `{}`; its checked work is saved there: once the main worktree is free, `{}` merges it (its agent does not run again)",
-                main_wait_limit().as_secs(),
-                h.branch,
-                self.integration,
-                shell::continue_cmd(&self.spec)
-            ))));
-        }
-        let merge = self
-            .merge_into_integration(h, merge_message)
-            .map_err(merge_err)?;
+        let started = std::time::Instant::now();
+        let mut g = g;
+        let mut tries = 0;
+        let (merge, _g) = loop {
+            // The main worktree busy for a moment (a merge or rebase qw did not start,
+            // HEAD on another branch, `index.lock`, staged changes a commit follows):
+            // wait for it, the lock released meanwhile.
+            let (held, busy) = self
+                .wait_usable(g, &doing, true, on_wait)
+                .map_err(merge_err)?;
+            if let Some(why) = busy {
+                return Err(merge_err(WorktreeError::MergePending(format!(
+                    "{why}, for longer than qw waits ({} s, `{MAIN_WAIT_ENV}`), so task branch `{}` was not merged into `{}`; its checked work is saved there: once the main worktree is free, `{}` merges it (its agent does not run again)",
+                    main_wait_limit().as_secs(),
+                    h.branch,
+                    self.integration,
+                    shell::continue_cmd(&self.spec)
+                ))));
+            }
+            let before = usable::snapshot(&self.repo, &self.integration).map_err(merge_err)?;
+            match self.merge_into_integration(h, merge_message) {
+                // Refused (git changed nothing) while the user's git changed the main
+                // worktree under it — staged since the wait looked, a commit or checkout
+                // under way: not the task's failure; wait and merge again (rev7 R11).
+                Err(
+                    WorktreeError::Staged(_)
+                    | WorktreeError::MergePending(_)
+                    | WorktreeError::Git { .. },
+                ) if tries < 20
+                    && started.elapsed() < main_wait_limit()
+                    && self.repo.main_in_progress().is_none()
+                    && self.main_changed(before.as_ref()) =>
+                {
+                    tries += 1;
+                    g = held;
+                }
+                r => break (r.map_err(merge_err)?, held),
+            }
+        };
         if matches!(merge, MergeOutcome::Conflict { .. }) {
             // Aborted: the branch waits for the user's merge by hand, as advised.
             pending::remove(&self.repo, &self.spec, &h.task_id);
@@ -1945,6 +1991,7 @@ impl Worktrees {
         let Some(tip) = self.repo.commit_of(&format!("refs/heads/{}", h.branch))? else {
             return Ok(MergeOutcome::UpToDate);
         };
+        let head_before = self.repo.commit_of("HEAD")?;
         // `--no-overwrite-ignore`: git's default replaces an ignored file of the main
         // worktree (the user's `.env`, qw's backups) without a word; refused instead, as
         // an untracked file in the way is (rev8b F3).
@@ -2002,6 +2049,24 @@ impl Worktrees {
                 .filter(|p| !p.is_empty())
                 .map(str::to_owned)
                 .collect();
+            let head_now = self.repo.commit_of("HEAD")?;
+            if paths.is_empty() && head_now.is_some() && head_now != head_before {
+                // No conflict: a commit of the user's moved HEAD under git's merge (git
+                // writes the merged index, then MERGE_HEAD, then moves HEAD, with no
+                // lock held in between: "cannot lock ref 'HEAD'"). Undone without
+                // touching the user's commit or edits; merged again once the main
+                // worktree holds still (see `integrate_steps`), else left pending.
+                if let Some(base) = head_before.as_deref() {
+                    self.undo_stopped_merge(base, &tip)?;
+                }
+                return Err(WorktreeError::MergePending(format!(
+                    "git stopped the merge of task branch `{}` into `{}` without a conflict ({}; undone, the main worktree as it was), so it was not merged; its checked work is saved there: `{}` merges it (its agent does not run again)",
+                    h.branch,
+                    self.integration,
+                    git_reason(&stderr),
+                    shell::continue_cmd(&self.spec)
+                )));
+            }
             git(top, &["merge", "--abort"])?;
             self.merge_by_hand(&h.branch);
             return Ok(MergeOutcome::Conflict {
@@ -2051,7 +2116,7 @@ impl Worktrees {
     /// merge or rebase qw did not start in progress there, another git's `index.lock`
     /// (`for_merge` only), or HEAD on another branch while the target is
     /// where qw left it. `None`: usable (anything else is for the usual checks).
-    fn busy(&self, for_merge: bool) -> Result<Option<String>> {
+    fn busy(&self, for_merge: bool, staged_too: bool) -> Result<Option<String>> {
         let top = &self.repo.top;
         if for_merge && let Some(op) = self.repo.main_in_progress() {
             return Ok(Some(format!(
@@ -2059,12 +2124,27 @@ impl Worktrees {
                 top.display()
             )));
         }
-        let lock = self.repo.git_dir.join("index.lock");
-        if for_merge && lock.symlink_metadata().is_ok() {
-            return Ok(Some(format!(
-                "another git holds the main worktree's index (`{}`; when no git runs there it is stale: delete it)",
-                lock.display()
-            )));
+        // Also before a task starts: a git writing the main index is the user's commit,
+        // checkout or stash under way, and what qw reads of the main worktree meanwhile
+        // is half of one state and half of the next (rev7 R11).
+        if let Some(o) = usable::index_lock(&self.repo) {
+            return Ok(Some(format!("another git is at work there: {}", o.line)));
+        }
+        // Staged changes for a moment: the user's `git add` whose `git commit` follows.
+        if staged_too && self.repo.main_in_progress().is_none() {
+            let staged = self.repo.staged_paths()?;
+            if !staged.is_empty() {
+                return Ok(Some(format!(
+                    "the main worktree `{}` has staged changes ({}) — a commit of yours under way?",
+                    top.display(),
+                    staged
+                        .iter()
+                        .take(5)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
         }
         // On another branch: whatever is committed there stays on it. (A detached HEAD
         // is refused at once: a commit made on it would be left to its reflog when the
@@ -2106,25 +2186,29 @@ impl Worktrees {
         on_wait: &dyn Fn(&str),
     ) -> Result<(lock::RepoLock, Option<String>)> {
         let limit = main_wait_limit();
+        let grace = limit.min(STAGED_GRACE);
         let started = std::time::Instant::now();
         let mut said: Option<String> = None;
         let cancel = self.cancel.clone().unwrap_or_else(Cancel::process);
         loop {
-            let Some(why) = self.busy(for_merge)? else {
+            let Some(why) = self.busy(for_merge, started.elapsed() < grace)? else {
                 return Ok((g, None));
             };
             if started.elapsed() >= limit {
                 return Ok((g, Some(why)));
             }
             drop(g);
+            // Said again when the reason changes, not when only its details do (the
+            // age, the pid of the user's next `git commit`).
+            let kind: String = why.chars().take_while(|c| *c != '(').collect();
             if started.elapsed() >= std::time::Duration::from_secs(1)
-                && said.as_deref() != Some(why.as_str())
+                && said.as_deref() != Some(kind.as_str())
             {
                 on_wait(&format!(
                     "waiting (up to {} s, `{MAIN_WAIT_ENV}`) before {doing}: {why}",
                     limit.as_secs()
                 ));
-                said = Some(why.clone());
+                said = Some(kind);
             }
             if !cancel.sleep(std::time::Duration::from_millis(200)) {
                 return Err(WorktreeError::Interrupted(
@@ -2133,6 +2217,84 @@ impl Worktrees {
                 ));
             }
             g = self.lock(doing, on_wait)?;
+        }
+    }
+
+    /// Undo qw's merge of `tip` that git stopped after writing the merged index and files
+    /// because a commit of the user's moved HEAD from `base` (see
+    /// `merge_into_integration`): forget the merge (`git merge --quit`), set the index
+    /// back to HEAD — the user's commit — (`git reset -q`: files untouched), and put back
+    /// as HEAD has them the paths the task changed whose file is still exactly what the
+    /// merge wrote; a file changed since is the user's and left as it is.
+    fn undo_stopped_merge(&self, base: &str, tip: &str) -> Result<()> {
+        let top = &self.repo.top;
+        let parted = git(top, &["merge-base", base, tip])?;
+        let task_paths = self.repo.changed_paths(parted.trim(), tip)?;
+        // What the merge wrote, before the index is set back: `<mode> <blob> <stage>\t<path>`.
+        let mut written: std::collections::BTreeMap<String, String> =
+            std::collections::BTreeMap::new();
+        let staged = git(top, &["ls-files", "-s", "-z"])?;
+        for entry in staged.split('\0').filter(|e| !e.is_empty()) {
+            if let Some((meta, path)) = entry.split_once('\t')
+                && task_paths.contains(path)
+                && let Some(blob) = meta.split(' ').nth(1)
+            {
+                written.insert(path.to_owned(), blob.to_owned());
+            }
+        }
+        git(top, &["merge", "--quit"])?;
+        git(top, &["reset", "-q"])?;
+        for path in &task_paths {
+            let file = top.join(path);
+            let on_disk = if file.symlink_metadata().is_ok() {
+                git(top, &["hash-object", "--", path])
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+            } else {
+                None
+            };
+            if on_disk.as_deref() != written.get(path).map(String::as_str) {
+                continue;
+            }
+            let spec = format!(":(top,literal){path}");
+            if git(top, &["cat-file", "-e", &format!("HEAD:{path}")]).is_ok() {
+                git(top, &["checkout", "-q", "HEAD", "--", &spec])?;
+            } else if on_disk.is_some() {
+                crate::fs::remove_file(&file)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Did a git write in the main worktree since `before` (`None`: one held its index
+    /// then), or does one hold its index now?
+    fn main_changed(&self, before: Option<&usable::Snapshot>) -> bool {
+        match (before, usable::snapshot(&self.repo, &self.integration)) {
+            (Some(b), Ok(Some(now))) => *b != now,
+            _ => true,
+        }
+    }
+
+    /// `read` of the main worktree's state, taken while it holds still
+    /// ([`usable::still`]: no `index.lock`, nothing rewritten between two snapshots), so
+    /// a commit, checkout or stash of the user's under way is never read half done as
+    /// staged changes or a moved target (rev7 R11). Tried again for up to
+    /// [`STILL_WITHIN`]; then read as it is. Where qw left the target is put back after a
+    /// reading that did not hold.
+    pub(crate) fn read_still<T>(&self, mut read: impl FnMut() -> Result<T>) -> Result<T> {
+        let end = std::time::Instant::now() + STILL_WITHIN;
+        let cancel = self.cancel.clone().unwrap_or_else(Cancel::process);
+        loop {
+            let tip = self.tip();
+            if let Some(r) = usable::still(&self.repo, &self.integration, &mut read)? {
+                return Ok(r);
+            }
+            self.set_tip(tip);
+            if std::time::Instant::now() >= end
+                || !cancel.sleep(std::time::Duration::from_millis(50))
+            {
+                return read();
+            }
         }
     }
 
@@ -2164,7 +2326,7 @@ impl Worktrees {
     /// Staged changes in the main worktree fail the merge of `h` naming them (git would
     /// refuse it, and qw never changes the user's index): [`WorktreeError::Staged`].
     fn refuse_staged(&self, h: &WorktreeHandle) -> Result<()> {
-        let staged = self.repo.staged_paths()?;
+        let staged = self.read_still(|| self.repo.staged_paths())?;
         if staged.is_empty() {
             return Ok(());
         }

@@ -42,13 +42,37 @@ fn record_file(repo: &Repo, branch: &str) -> std::path::PathBuf {
     }
 }
 
-/// Record that qw left `branch` at its current tip (nothing when it does not exist).
-/// The first record also notes since when qw records ([`SINCE`]).
+/// The file beside `branch`'s record saying where the main worktree's HEAD reflog was
+/// when qw left the branch (`<id>.at`; task ids are digits and dots): `tip <commit>`,
+/// `log <git dir>`, `at <entries> <the newest entry's commit>`. Kept apart from the
+/// record, whose one line every qw reads.
+fn at_file(repo: &Repo, branch: &str) -> std::path::PathBuf {
+    let file = record_file(repo, branch);
+    let mut name = file.file_name().unwrap_or_default().to_os_string();
+    name.push(".at");
+    file.with_file_name(name)
+}
+
+/// Record that qw left `branch` at its current tip (nothing when it does not exist),
+/// and where the main worktree's HEAD reflog was then ([`at_file`]: a move made in the
+/// same second is told by position, not by whole seconds). The first record also notes
+/// since when qw records ([`SINCE`]).
 pub(crate) fn record(repo: &Repo, branch: &str) -> Result<()> {
     if let Some(tip) = repo.commit_of(&format!("refs/heads/{branch}"))? {
         let file = record_file(repo, branch);
         crate::fs::create_dir_all(crate::fs::parent_dir(&file))?;
         crate::fs::write_durable(&file, format!("{tip}\n").as_bytes())?;
+        let log = tree::head_log(&repo.git_dir);
+        let newest = log.last().map_or("0", |l| l.to.as_str());
+        let at = format!(
+            "tip {tip}\nlog {}\nat {} {newest}\n",
+            repo.git_dir.display(),
+            log.len()
+        );
+        // Without it the time is read instead, as before.
+        if let Err(e) = crate::fs::write_durable(&at_file(repo, branch), at.as_bytes()) {
+            tracing::debug!("could not record where the HEAD log was when qw left `{branch}`: {e}");
+        }
         let since = repo.common_dir.join("qw-left").join(SINCE);
         if since.symlink_metadata().is_err() {
             crate::fs::write_durable(&since, format!("{}\n", now_secs()).as_bytes())?;
@@ -172,6 +196,7 @@ fn appeared_during_run(admin: &std::path::Path, since: i64) -> bool {
 /// which [`set_aside_foreign`] ignores when the branch is absent).
 pub(crate) fn forget(repo: &Repo, branch: &str) {
     let _ = crate::fs::remove_file(record_file(repo, branch));
+    let _ = crate::fs::remove_file(at_file(repo, branch));
 }
 
 /// The tip qw left on `branch`, if recorded (read as a small regular file only).
@@ -200,6 +225,43 @@ pub(crate) fn left_there_since(repo: &Repo, branch: &str, tip: &str) -> Option<i
         .ok()?;
     let secs = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
     i64::try_from(secs).ok()
+}
+
+/// How many entries the main worktree's HEAD reflog (`log`, this checkout's, as read
+/// now) had when qw last left `branch` at `tip`: the ones from there on were made after
+/// it, to the entry. `None` when that is not known — no position recorded (an older
+/// qw's), recorded for another tip or by another checkout, or the log no longer has the
+/// entry it named there (expired, rewritten): the caller goes by time.
+pub(crate) fn left_there_at(
+    repo: &Repo,
+    branch: &str,
+    tip: &str,
+    log: &[tree::LogLine],
+) -> Option<usize> {
+    let text = crate::fs::read_regular_text(&at_file(repo, branch), 8192).ok()?;
+    let mut recorded_tip = None;
+    let mut git_dir = None;
+    let mut at = None;
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("tip ") {
+            recorded_tip = Some(v.trim());
+        } else if let Some(v) = line.strip_prefix("log ") {
+            git_dir = Some(std::path::PathBuf::from(v));
+        } else if let Some(v) = line.strip_prefix("at ") {
+            let (n, newest) = v.trim().split_once(' ')?;
+            at = Some((n.parse::<usize>().ok()?, newest.to_owned()));
+        }
+    }
+    let (n, newest) = at?;
+    if recorded_tip? != tip || !super::same_path(&git_dir?, &repo.git_dir) {
+        return None;
+    }
+    let holds = match n {
+        0 => newest == "0",
+        _ => log.get(n - 1).is_some_and(|l| l.to == newest),
+    };
+    // The tip record itself names `tip` too (the position is of that record's write).
+    (holds && left(repo, branch).ok()??.as_str() == tip).then_some(n)
 }
 
 /// The tip qw left on `branch`, if recorded and still a commit.

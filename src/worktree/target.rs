@@ -507,7 +507,7 @@ impl Worktrees {
         if let Some(m) = self.refused_in_run() {
             return Ok(Some(m));
         }
-        let moved = self.check_target_now()?;
+        let moved = self.read_still(|| self.check_target_now())?;
         if let Some(m) = &moved {
             *self
                 .refused
@@ -1052,12 +1052,9 @@ impl Worktrees {
             return Ok(None);
         }
         let log = origin::main_log(&self.repo);
-        let times: Vec<i64> = super::tree::head_log(&self.repo.git_dir)
-            .into_iter()
-            .map(|l| l.time)
-            .collect();
-        let times = if times.len() == log.len() {
-            times
+        let lines = super::tree::head_log(&self.repo.git_dir);
+        let times: Vec<i64> = if lines.len() == log.len() {
+            lines.iter().map(|l| l.time).collect()
         } else {
             Vec::new()
         };
@@ -1095,6 +1092,11 @@ impl Worktrees {
             } else {
                 super::owned::left_there_since(&self.repo, &branch, &tip)
             };
+            // Where the HEAD log was when that workflow left it, where known: a merge
+            // made in that very second is told by position.
+            let left_at = (!by_hand.contains_key(&branch) && times.len() == log.len())
+                .then(|| super::owned::left_there_at(&self.repo, &branch, &tip, &lines))
+                .flatten();
             if let Some(mark) = mark
                 && admin.is_none()
                 && let Some(left_since) = left_since
@@ -1102,10 +1104,14 @@ impl Worktrees {
                 let since = log.get(mark..).unwrap_or(&[]);
                 let mut merged = false;
                 for (i, (c, _)) in since.iter().enumerate() {
-                    // Both times are whole seconds, so a merge in the very second the
-                    // record was written is taken as made while the task ran (refused,
-                    // its hint keeps everything): the safe side of the tie.
-                    let after = times.get(mark + i).is_none_or(|t| *t > left_since);
+                    // By position where the record has one; else by time: both times
+                    // are whole seconds, so a merge in the very second the record was
+                    // written is taken as made while the task ran (refused, its hint
+                    // keeps everything): the safe side of the tie.
+                    let after = match left_at {
+                        Some(n) => mark + i >= n,
+                        None => times.get(mark + i).is_none_or(|t| *t > left_since),
+                    };
                     if after && gained.contains(c) && self.repo.is_ancestor(&tip, c)? {
                         merged = true;
                         break;
@@ -1388,7 +1394,7 @@ impl Worktrees {
         // Afresh: a refusal given earlier in the run is told again as it is now (its
         // put-back worked out again), or said to be over.
         let earlier = self.refused_in_run();
-        match self.check_target_now() {
+        match self.read_still(|| self.check_target_now()) {
             Ok(Some(m)) => {
                 self.record_refusal(&m);
                 Some(m.line(
@@ -1433,10 +1439,10 @@ pub(crate) fn refuse_if_moved(w: &Worktrees, not_done: &str) -> Result<()> {
 /// Not while the main worktree is in the middle of a merge (or rebase, …) qw did not
 /// start: its staged paths are that operation's, which the merge step names as such.
 pub(crate) fn refuse_staged_start(w: &Worktrees, task_id: &str) -> Result<()> {
-    if w.repo.main_in_progress().is_some() {
-        return Ok(());
-    }
-    let staged = w.repo.staged_paths()?;
+    let staged = w.read_still(|| match w.repo.main_in_progress() {
+        Some(_) => Ok(Vec::new()),
+        None => w.repo.staged_paths(),
+    })?;
     if staged.is_empty() {
         return Ok(());
     }

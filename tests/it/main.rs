@@ -59,6 +59,7 @@ mod worktree_fix7b;
 mod worktree_fix7d;
 mod worktree_fix7e;
 mod worktree_foreign;
+mod worktree_mainwait;
 mod worktree_moves;
 mod worktree_nest4;
 mod worktree_nested;

@@ -225,7 +225,9 @@ fn worktree_fix6m_killed_in_its_own_conflicting_merge_undoes_it() {
 /// naming the staged changes, and MERGE_HEAD is still there.
 #[test]
 fn worktree_fix6m_never_aborts_the_users_merge_of_the_same_branch() {
-    let r = Repo::new(&tasks(2));
+    let mut r = Repo::new(&tasks(2));
+    // The continue waits for the user's merge before any agent (rev7 R8), then refuses.
+    r.f.set("QW_MAIN_WAIT_S", "1");
     r.action("1", "echo one > shared.txt\ngit commit -qam s1\n");
     r.action(
         "2",

@@ -69,7 +69,9 @@ fn worktree_rev7_forged_record_of_a_branch_moved_onto_main_repairs_nothing() {
 
 #[test]
 fn worktree_rev7_record_with_gits_own_subject_never_aborts_the_users_merge() {
-    let r = Repo::new(&tasks(2));
+    let mut r = Repo::new(&tasks(2));
+    // The continue waits for the user's merge before any agent (rev7 R8), then refuses.
+    r.f.set("QW_MAIN_WAIT_S", "1");
     r.action(
         "1",
         "echo one > shared.txt\ngit add shared.txt\ngit commit -qm s1\n",

@@ -107,7 +107,13 @@ impl Workflow {
         let store = StateStore::new(&self.project).with_cancel(cancel);
 
         // Refusals (no git, dirty tree) come before anything is written.
-        let plan = isolation::plan(&self.project, &self.name, &self.options, !self.dry_run)?;
+        let plan = isolation::plan(
+            &self.project,
+            &self.name,
+            &self.options,
+            !self.dry_run,
+            cancel,
+        )?;
         let progress = Progress::new(self.json, self.quiet);
         if self.dry_run {
             return dry_run(&self, &spec, &progress);
