@@ -1156,9 +1156,7 @@ impl Worktrees {
         // Merged or squashed, only at the tip qw left the branch at: a branch moved since
         // (onto a commit the target holds, `git branch -f <it> main`, or its tree) is not
         // the task's work, and is put back when its task starts (rev8b F6).
-        if super::owned::left_there_since(&self.repo, &branch, &tip).is_none() {
-            return None;
-        }
+        super::owned::left_there_since(&self.repo, &branch, &tip)?;
         (self.repo.is_ancestor(&tip, &target).unwrap_or(false) || self.squashed(&tip, &target))
             .then_some(branch)
     }
