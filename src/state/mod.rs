@@ -23,8 +23,8 @@ pub use lock::StateLock;
 pub use number::Count;
 pub use schema::{
     AdmissionWait, AgentPerformance, Agents, CommandRecord, Commands, CompletedPhase, CostLedger,
-    ErrorRecord, Phase, Resources, Session, Spec, SpecFiles, Task, TaskStatus, UnifiedState,
-    Workflow, WorkflowOptions,
+    ErrorRecord, MergePending, Phase, Resources, Session, Spec, SpecFiles, Task, TaskStatus,
+    UnifiedState, Workflow, WorkflowOptions,
 };
 pub(crate) use store::read_state_file;
 pub use store::{MAX_STATE_BYTES, StateStore};

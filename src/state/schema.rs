@@ -367,11 +367,37 @@ pub struct Task {
     /// when it starts, is not admitted, or the run ends).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for_admission: Option<AdmissionWait>,
-    /// The task branch holding its checked work when qw's last attempt of it left only
-    /// the merge missing (`worktree/pending.rs`); what vouches for a merge-pending record
-    /// in the git directory, which any agent can write.
+    /// Written by qw before it writes a merge-pending record in the git directory (which
+    /// any agent can write; `worktree/pending.rs`): the branch and tip holding the task's
+    /// checked work and the check it passed. The only voucher for such a record; cleared
+    /// when the task's next attempt starts or ends otherwise. A value of another shape
+    /// reads as none (the task then runs again: the safe side).
+    #[serde(
+        default,
+        deserialize_with = "lenient_merge_pending",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub merge_pending: Option<MergePending>,
+}
+
+/// What qw left merge-pending of a task ([`Task::merge_pending`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MergePending {
+    /// The task branch (`qw/<spec>/<id>`).
+    pub branch: String,
+    /// The saved tip qw merges.
+    pub tip: String,
+    /// The task's `_Verify:_` command the work passed (none: it had none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merge_pending: Option<String>,
+    pub check: Option<String>,
+}
+
+/// [`Task::merge_pending`] of any other shape (an earlier qw's bare branch name, `null`)
+/// is none: such a record is not vouched for, and the task runs again.
+fn lenient_merge_pending<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<MergePending>, D::Error> {
+    Ok(serde_json::from_value(Value::deserialize(d)?).ok())
 }
 
 /// A task's wait for admission ([`Task::waiting_for_admission`]).

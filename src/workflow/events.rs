@@ -179,6 +179,20 @@ pub(crate) enum EventKind<'a> {
         /// Processes still alive after SIGKILL was repeated (blocked in the kernel).
         unkillable: &'a [crate::exec::Leftover],
     },
+    /// qw saved a task's checked work on its branch and is about to write the
+    /// merge-pending record of it (`worktree/pending.rs`): recorded in the task's state
+    /// entry first, which is what vouches for the record (the git directory is any
+    /// agent's to write).
+    MergePending {
+        /// The task.
+        task: &'a str,
+        /// Its branch.
+        branch: &'a str,
+        /// The saved tip.
+        tip: &'a str,
+        /// The `_Verify:_` command the work passed.
+        check: Option<&'a str>,
+    },
     /// Anything else worth a line.
     Note {
         /// The message.

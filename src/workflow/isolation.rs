@@ -31,7 +31,7 @@ use crate::exec::Cancel;
 use crate::project::Project;
 use crate::worktree::root::Why;
 use crate::worktree::{
-    MergeOutcome, Repo, Step, StepError, WorktreeError, WorktreeHandle, Worktrees,
+    MergeOutcome, PendingMerge, Repo, Step, StepError, WorktreeError, WorktreeHandle, Worktrees,
 };
 
 /// What [`plan`] found, before anything is written.
@@ -203,6 +203,13 @@ pub(crate) enum IsolationError {
         /// The spec.
         spec: String,
     },
+    /// The main worktree holds the merge a killed qw left, changed since git left it
+    /// (the user's resolution): qw does not abort it.
+    #[error("{line}")]
+    HalfMerge {
+        /// The line.
+        line: String,
+    },
     /// An earlier run refused a move of the target branch, and it is not put back.
     #[error("{line}")]
     TargetMoved {
@@ -230,7 +237,9 @@ impl crate::exit::UserError for IsolationError {
     fn hints(&self) -> Vec<String> {
         if matches!(
             self,
-            IsolationError::Staged { .. } | IsolationError::TargetMoved { .. }
+            IsolationError::Staged { .. }
+                | IsolationError::TargetMoved { .. }
+                | IsolationError::HalfMerge { .. }
         ) {
             // One line: what to do is in it.
             return Vec::new();
@@ -263,7 +272,9 @@ impl crate::exit::UserError for IsolationError {
                 "commit or stash them, or pass --allow-dirty (qw first saves them on branch `qw/{spec}/snapshot-<time>` and tasks start from the last commit), or use `--isolate none`"
             ),
             IsolationError::MainBusy { hint, .. } => hint.clone(),
-            IsolationError::Staged { .. } | IsolationError::TargetMoved { .. } => String::new(),
+            IsolationError::Staged { .. }
+            | IsolationError::TargetMoved { .. }
+            | IsolationError::HalfMerge { .. } => String::new(),
         }]
     }
 }
@@ -385,9 +396,26 @@ pub(crate) fn plan(
     // A killed qw's own merge left half done (its conflict staged): undone here, under
     // the lock every qw merges under, before it could look like the user's changes; the
     // task's saved branch is merged again (`worktree/pending.rs`). Not on a dry run.
+    // Only a merge whose record the state vouches for (rev8b F5: the record alone is any
+    // agent's to write), and only while it is exactly as git left it.
     let mut notes = Vec::new();
     if repair && settled.is_some() {
-        notes.extend(crate::worktree::pending::abort_own_half_merge(&repo)?);
+        use crate::worktree::pending::HalfMerge;
+        let state = crate::state::StateStore::new(project).load().ok();
+        let vouched = |p: &crate::worktree::pending::Pending| {
+            let own = crate::worktree::task_branch(&p.spec, &p.task_id);
+            state
+                .as_ref()
+                .and_then(|s| s.specifications.get(&p.spec))
+                .and_then(|s| s.tasks.get(&p.task_id))
+                .and_then(|t| t.merge_pending.as_ref())
+                .is_some_and(|m| m.branch == own && p.branch == own && m.tip == p.tip)
+        };
+        match crate::worktree::pending::abort_own_half_merge(&repo, &vouched)? {
+            Some(HalfMerge::Aborted(line)) => notes.push(line),
+            Some(HalfMerge::Kept(line)) => return Err(IsolationError::HalfMerge { line }.into()),
+            None => {}
+        }
     }
     let staged = repo.staged_paths()?;
     let dirty = repo.dirty_paths()?;
@@ -469,9 +497,10 @@ pub(crate) struct TaskSpace {
     /// The tasks whose branch the target held all of when the run started (before the
     /// merged leftovers were cleared).
     merged_at_start: HashSet<String>,
-    /// The tasks whose checked work an earlier run saved with only the merge missing:
-    /// their branch, and whether the target held it at the start (`worktree/pending.rs`).
-    pending_at_start: HashMap<String, (String, bool)>,
+    /// The tasks whose checked work an earlier run saved with only the merge missing
+    /// (`worktree/pending.rs`): the record, and (once [`TaskSpace::keep_vouched`] kept
+    /// it) the check the state says the work passed.
+    pending_at_start: HashMap<String, (PendingMerge, Option<String>)>,
 }
 
 impl TaskSpace {
@@ -535,7 +564,7 @@ impl TaskSpace {
         space.pending_at_start = wts
             .pending_merges()
             .into_iter()
-            .map(|(id, branch, merged)| (id, (branch, merged)))
+            .map(|p| (p.task_id.clone(), (p, None)))
             .collect();
         // Worktrees and branches of tasks merged before qw was killed.
         for m in wts.clear_merged_leftovers(&note) {
@@ -575,43 +604,59 @@ impl TaskSpace {
     pub(crate) fn merged_not_recorded(&self, task_id: &str) -> Option<String> {
         self.worktrees.as_ref()?;
         match self.pending_at_start.get(task_id) {
-            Some((branch, true)) => Some(branch.clone()),
+            Some((p, _)) if p.merged => Some(p.branch.clone()),
             _ => None,
         }
     }
 
     /// The branch of `task_id` when an earlier run saved its checked work there and only
-    /// its merge is missing: the task is merged, its agent not run again.
-    pub(crate) fn merge_pending(&self, task_id: &str) -> Option<String> {
+    /// its merge is missing, with the `_Verify:_` command that work passed: the task is
+    /// merged, its agent not run again (unless its check changed since: the caller).
+    pub(crate) fn merge_pending(&self, task_id: &str) -> Option<(String, Option<String>)> {
         self.worktrees.as_ref()?;
         match self.pending_at_start.get(task_id) {
-            Some((branch, false)) => Some(branch.clone()),
+            Some((p, check)) if !p.merged => Some((p.branch.clone(), check.clone())),
             _ => None,
         }
     }
 
     /// A merge-pending record is in the shared git dir, which every agent can write: it
-    /// counts only while the state agrees (rev7 R1, [`qw_left_pending`]). A record qw did
-    /// not leave is dropped (its file too) and said, and the task runs as any failed task
-    /// does, its check included.
+    /// counts only when the state vouches for it ([`qw_left_pending`]: the task's entry
+    /// holds the marker qw wrote before the record, naming the same branch — the task's
+    /// own — and tip). Any other record is dropped (its file too) and said, and the task
+    /// runs as any task does, its agent and check included (rev7 R1, rev8b F1, F4).
     pub(crate) fn keep_vouched(&mut self, in_state: Option<&crate::state::Spec>) -> Vec<String> {
         let mut told = Vec::new();
-        let ids: Vec<String> = self.pending_at_start.keys().cloned().collect();
+        let mut ids: Vec<String> = self.pending_at_start.keys().cloned().collect();
+        ids.sort();
         for id in ids {
-            let Some(t) = in_state.and_then(|s| s.tasks.get(&id)) else {
+            let Some((p, check)) = self.pending_at_start.get_mut(&id) else {
                 continue;
             };
-            let Some((branch, _)) = self.pending_at_start.get(&id) else {
-                continue;
-            };
-            if qw_left_pending(t, branch) {
+            let t = in_state.and_then(|s| s.tasks.get(&id));
+            let own = crate::worktree::task_branch(&self.spec, &id);
+            if let Some(m) = t.and_then(|t| qw_left_pending(t, &own, p)) {
+                *check = m.check.clone();
                 continue;
             }
+            let why = match t {
+                None => "the state has no entry for it".to_owned(),
+                Some(t) if t.merge_pending.is_some() => format!(
+                    "it names branch `{}` at {}, not what the state says qw left merge-pending",
+                    p.branch,
+                    short(&p.tip)
+                ),
+                Some(t) => match t.outcome.as_deref() {
+                    Some(o) => format!(
+                        "the state says its last attempt ended `{o}`, not waiting to merge"
+                    ),
+                    None => "the state records no attempt of it that left its merge pending (it never ran, was blocked, or its qw was stopped before it saved the work)".to_owned(),
+                },
+            };
             self.pending_at_start.remove(&id);
             self.forget_pending(&id);
             told.push(format!(
-                "task {id}: ignored a merge-pending record for it in the git directory: the state says its last attempt ended `{}`, not waiting to merge, so qw did not write it; the task runs again with its check",
-                t.outcome.as_deref().unwrap_or("failed")
+                "task {id}: ignored a merge-pending record for it in the git directory: {why}, so qw did not write it; the task runs with its agent and check"
             ));
         }
         told
@@ -717,7 +762,19 @@ impl TaskSpace {
             "qw({}): merge task {} {title} (succeeded)",
             self.spec, task.id
         );
-        match w.integrate(&h, &subject, &message, &note) {
+        // Before the merge-pending record: the state vouches for it (a recorder failure
+        // stops the run; no record is written then, and the task runs again).
+        let vouch = |tip: &str| {
+            events
+                .emit(EventKind::MergePending {
+                    task: &task.id,
+                    branch: &h.branch,
+                    tip,
+                    check: task.verify.as_deref(),
+                })
+                .is_ok()
+        };
+        match w.integrate(&h, &subject, &message, &note, &vouch) {
             Ok(done) => {
                 for s in &done.capture.strays {
                     note(s);
@@ -750,7 +807,8 @@ impl TaskSpace {
                     "interrupted before the merge ({why}); the work is kept on branch `{}`",
                     h.branch
                 );
-                // Stopped waiting for the main worktree: the work is saved and checked.
+                // Stopped at the merge (waiting for the main worktree): the work is
+                // saved and checked, its record written.
                 if step == Step::Merge {
                     r.merge_pending = Some(h.branch.clone());
                 }
@@ -760,7 +818,10 @@ impl TaskSpace {
                     step: step_of(e.step),
                 };
                 r.evidence = step_evidence(&e, &h.branch);
-                if matches!(e.source, WorktreeError::MergePending(_)) {
+                // Refused at the merge (the main worktree busy past the wait, staged
+                // changes there, the target moved, git's own refusal): saved and checked,
+                // its record written: the next run only merges it (rev8b F10).
+                if e.step == Step::Merge {
                     r.merge_pending = Some(h.branch.clone());
                 }
             }
@@ -925,18 +986,24 @@ impl TaskSpace {
     }
 }
 
-/// Whether the state vouches for a merge-pending record of `t` on `branch`: its last
-/// attempt is recorded as leaving `branch` merge-pending (the structured
-/// `merge_pending`), or it has no recorded outcome (qw was killed during the attempt, after
-/// writing the record; an attempt qw was killed in with an earlier attempt's failure
-/// recorded runs again: the safe side).
-///
-/// The words of the recorded error are not read, not even for a state written before the
-/// marker: they quote git's messages, which name files and branches an agent chose, so an
-/// agent could word its way in. A task left merge-pending by such an older qw runs its
-/// agent and check once more instead; its saved work stays on its branch.
-fn qw_left_pending(t: &crate::state::Task, branch: &str) -> bool {
-    t.outcome.is_none() || t.merge_pending.as_deref() == Some(branch)
+/// The marker of `t` when the state vouches for the merge-pending record `p`: qw wrote
+/// it (before the record) for the task's own branch `own`, and the record names that
+/// branch and the same tip. Nothing else vouches: not a missing outcome (a task that never
+/// ran, is blocked, or whose qw an agent killed), not the words of the recorded error
+/// (they quote git's messages naming what an agent chose). A task left merge-pending by a
+/// qw killed before it wrote the marker runs its agent and check again: the safe side.
+fn qw_left_pending<'t>(
+    t: &'t crate::state::Task,
+    own: &str,
+    p: &PendingMerge,
+) -> Option<&'t crate::state::MergePending> {
+    t.merge_pending
+        .as_ref()
+        .filter(|m| m.branch == own && p.branch == own && m.tip == p.tip)
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..10).unwrap_or(sha)
 }
 
 fn step_of(s: Step) -> WorkspaceStep {
@@ -1046,33 +1113,58 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::qw_left_pending;
-    use crate::state::Task;
+    use crate::state::{MergePending, Task};
+    use crate::worktree::PendingMerge;
 
-    fn task(outcome: Option<&str>, error: &str, marker: Option<&str>) -> Task {
+    fn task(outcome: Option<&str>, error: &str, marker: Option<(&str, &str)>) -> Task {
         Task {
             outcome: outcome.map(str::to_owned),
             error: Some(error.to_owned()),
-            merge_pending: marker.map(str::to_owned),
+            merge_pending: marker.map(|(branch, tip)| MergePending {
+                branch: branch.to_owned(),
+                tip: tip.to_owned(),
+                check: None,
+            }),
             ..Task::default()
         }
     }
 
+    fn record(branch: &str, tip: &str) -> PendingMerge {
+        PendingMerge {
+            task_id: "1".into(),
+            branch: branch.into(),
+            tip: tip.into(),
+            merged: false,
+        }
+    }
+
     #[test]
-    fn only_the_marker_of_the_same_branch_vouches_for_a_pending_record() {
-        let b = "qw/demo/1";
-        assert!(qw_left_pending(
-            &task(Some("workspace_error"), "", Some(b)),
-            b
-        ));
-        assert!(qw_left_pending(
-            &task(Some("killed_by_user"), "", Some(b)),
-            b
-        ));
-        assert!(qw_left_pending(&task(None, "", None), b));
-        assert!(!qw_left_pending(
-            &task(Some("workspace_error"), "", Some("qw/demo/2")),
-            b
-        ));
+    fn only_the_marker_of_the_own_branch_and_tip_vouches_for_a_pending_record() {
+        let (b, tip, other) = ("qw/demo/1", "a".repeat(40), "b".repeat(40));
+        let p = record(b, &tip);
+        for outcome in [Some("workspace_error"), Some("killed_by_user"), None] {
+            assert!(qw_left_pending(&task(outcome, "", Some((b, &tip))), b, &p).is_some());
+        }
+        // No outcome (never ran, blocked, qw killed by its agent) is no voucher (rev8b F1).
+        assert!(qw_left_pending(&task(None, "", None), b, &p).is_none());
+        // Another tip, another branch in the record or in the marker.
+        assert!(qw_left_pending(&task(None, "", Some((b, &other))), b, &p).is_none());
+        assert!(
+            qw_left_pending(
+                &task(None, "", Some(("parking", &tip))),
+                b,
+                &record("parking", &tip)
+            )
+            .is_none()
+        );
+        assert!(
+            qw_left_pending(
+                &task(None, "", Some((b, &tip))),
+                b,
+                &record("parking", &tip)
+            )
+            .is_none()
+        );
         // The words the text match took: an agent's file named so no longer vouches.
         for (outcome, words) in [
             (
@@ -1086,7 +1178,7 @@ mod tests {
             ("verify_failed", "does not run again"),
         ] {
             assert!(
-                !qw_left_pending(&task(Some(outcome), words, None), b),
+                qw_left_pending(&task(Some(outcome), words, None), b, &p).is_none(),
                 "{outcome}"
             );
         }

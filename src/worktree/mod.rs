@@ -1010,6 +1010,19 @@ pub struct StepError {
     pub source: WorktreeError,
 }
 
+/// A live merge-pending record (see `worktree/pending.rs`), as read at a run's start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingMerge {
+    /// The task id.
+    pub task_id: String,
+    /// The branch the record names (anyone's words until the state vouches for it).
+    pub branch: String,
+    /// The saved tip it names (the branch is at it).
+    pub tip: String,
+    /// The target holds the tip already (qw was stopped after its merge).
+    pub merged: bool,
+}
+
 /// What [`Worktrees::integrate`] did.
 #[derive(Debug, Clone)]
 pub struct Integrated {
@@ -1723,15 +1736,18 @@ impl Worktrees {
     /// (whatever branch or detached HEAD the agent left) plus its files — on its branch,
     /// and merge that into the integration branch in the main worktree, one merge at a
     /// time across every qw. A conflict aborts the merge qw started (the main tree is as
-    /// it was) and keeps the branch; a merge qw did not start is never touched.
+    /// it was) and keeps the branch; a merge qw did not start is never touched. `vouch`
+    /// (given the saved tip) records in the state that the merge is pending, before the
+    /// merge-pending record is written; false: no record.
     pub fn integrate(
         &self,
         h: &WorktreeHandle,
         commit_message: &str,
         merge_message: &str,
         on_wait: &dyn Fn(&str),
+        vouch: &dyn Fn(&str) -> bool,
     ) -> std::result::Result<Integrated, StepError> {
-        self.integrate_steps(h, commit_message, merge_message, on_wait)
+        self.integrate_steps(h, commit_message, merge_message, on_wait, vouch)
             .map_err(|e| StepError {
                 step: e.step,
                 source: self.explain(e.source, Some(&h.admin), &h.branch),
@@ -1744,6 +1760,7 @@ impl Worktrees {
         commit_message: &str,
         merge_message: &str,
         on_wait: &dyn Fn(&str),
+        vouch: &dyn Fn(&str) -> bool,
     ) -> std::result::Result<Integrated, StepError> {
         let commit = |source| StepError {
             step: Step::Commit,
@@ -1853,11 +1870,14 @@ impl Worktrees {
             step: Step::Merge,
             source,
         };
-        // Saved and checked: from here only the merge is missing, whatever stops it.
+        // Saved and checked: from here only the merge is missing, whatever stops it. The
+        // state says so first (`vouch`: the record alone is anyone's to write); a record
+        // the state could not vouch for is not written (the task would run again).
         if let Some(tip) = self
             .repo
             .commit_of(&format!("refs/heads/{}", h.branch))
             .map_err(merge_err)?
+            && vouch(&tip)
         {
             pending::write(
                 &self.repo,
@@ -2302,7 +2322,7 @@ impl Worktrees {
     /// (see `worktree/pending.rs`), each with whether the target holds it already (qw
     /// was stopped after its merge, before recording it). Read before the leftovers are
     /// cleared (a merged branch goes then).
-    pub fn pending_merges(&self) -> Vec<(String, String, bool)> {
+    pub fn pending_merges(&self) -> Vec<PendingMerge> {
         // (Gone or renamed: where qw left it; the target check tells the move.)
         let branch = format!("refs/heads/{}", self.integration);
         let target = match self.repo.commit_of(&branch) {
@@ -2313,7 +2333,12 @@ impl Worktrees {
             .into_iter()
             .map(|p| {
                 let merged = self.repo.is_ancestor(&p.tip, &target).unwrap_or(false);
-                (p.task_id, p.branch, merged)
+                PendingMerge {
+                    task_id: p.task_id,
+                    branch: p.branch,
+                    tip: p.tip,
+                    merged,
+                }
             })
             .collect()
     }

@@ -12,9 +12,11 @@
 //!   it): the task is recorded completed, said in one line;
 //! - the main worktree is in the middle of a merge of the tip whose `MERGE_MSG` starts
 //!   with the recorded subject (qw was killed during its own conflicting merge; a merge
-//!   the user starts by hand, `git merge <branch>`, has git's own message): qw aborts
+//!   the user starts by hand, `git merge <branch>`, has git's own message): when the
+//!   state vouches for the record and the merge is exactly as git left it, qw aborts
 //!   that merge itself, under the repository lock (so no live qw is merging), and merges
-//!   the branch again — never a merge it did not start (issue 14 item 3);
+//!   the branch again — never a merge it did not start (issue 14 item 3), never one the
+//!   user has changed since (a resolution: left, and the start refused saying so);
 //! - otherwise the task is merged without its agent.
 //!
 //! A record counts only while the task branch is still at the recorded tip (a record
@@ -181,20 +183,127 @@ pub(crate) fn own_half_merge(repo: &Repo) -> Option<Pending> {
     })
 }
 
-/// Abort qw's own half-done merge (see [`own_half_merge`]; the repository lock is held):
-/// the line saying so, `None` when there is none.
-pub(crate) fn abort_own_half_merge(repo: &Repo) -> Result<Option<String>> {
+/// What [`abort_own_half_merge`] did with the merge a killed qw left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HalfMerge {
+    /// Aborted (it was exactly as git left it): the line saying so.
+    Aborted(String),
+    /// Left as it is: changed since git left it (the user's resolution, staged or not),
+    /// so aborting it would throw that away. The line saying what to do.
+    Kept(String),
+}
+
+/// Abort qw's own half-done merge (see [`own_half_merge`]; the repository lock is held)
+/// when the state vouches for its record (`vouched`: qw wrote it, rev8b F5) and it is
+/// still exactly as git left it ([`as_git_left`]); a merge changed since is left alone
+/// and said ([`HalfMerge::Kept`]): aborting it would discard the user's resolution.
+/// `None` when there is no such merge, or the state does not vouch for its record (then
+/// it is not qw's to abort).
+pub(crate) fn abort_own_half_merge(
+    repo: &Repo,
+    vouched: &dyn Fn(&Pending) -> bool,
+) -> Result<Option<HalfMerge>> {
     let Some(p) = own_half_merge(repo) else {
         return Ok(None);
     };
+    if !vouched(&p) {
+        return Ok(None);
+    }
+    if !as_git_left(repo) {
+        return Ok(Some(HalfMerge::Kept(format!(
+            "the main worktree `{}` holds the merge of task branch `{}` (task {} of `{}`) that a qw stopped in the middle of it left, changed since git left it (a resolution, staged or not): qw leaves it as it is; commit your resolution (`git commit`), or undo the merge yourself (`git merge --abort`), then run `{}`",
+            repo.top.display(),
+            p.branch,
+            p.task_id,
+            p.spec,
+            super::shell::continue_cmd(&p.spec)
+        ))));
+    }
     git(&repo.top, &["merge", "--abort"])?;
-    Ok(Some(format!(
-        "qw was stopped in the middle of its own merge of task branch `{}` (task {} of `{}`) into the main worktree `{}`; undid that merge (`git merge --abort`): the main worktree is as it was before it, and the task's saved work is kept on its branch and merged again (its agent does not run again)",
+    Ok(Some(HalfMerge::Aborted(format!(
+        "qw was stopped in the middle of its own merge of task branch `{}` (task {} of `{}`) into the main worktree `{}`; undid that merge, untouched since (`git merge --abort`): the main worktree is as it was before it, and the task's saved work is kept on its branch and merged again (its agent does not run again)",
         p.branch,
         p.task_id,
         p.spec,
         repo.top.display()
-    )))
+    ))))
+}
+
+/// Is the merge in progress in the main worktree exactly as git left it — nothing the
+/// user did since would be lost by `git merge --abort`? git writes the merge's result,
+/// conflict markers included, as the tree `AUTO_MERGE`; the merge is untouched when
+/// paths are still unmerged, the files the merge wrote equal that tree, and the index
+/// differs from it only in those unmerged paths (a resolution `git add`ed, another path staged, a file
+/// edited: changed). No `AUTO_MERGE` (an older git) or a git that cannot say: changed —
+/// the safe side, the merge is left to the user.
+fn as_git_left(repo: &Repo) -> bool {
+    let top = &repo.top;
+    let paths = |args: &[&str]| -> Option<std::collections::BTreeSet<String>> {
+        git(top, args).ok().map(|out| {
+            out.split('\0')
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+    };
+    if git(
+        top,
+        &["rev-parse", "--verify", "--quiet", "AUTO_MERGE^{tree}"],
+    )
+    .is_err()
+    {
+        return false;
+    }
+    let Some(unmerged) = paths(&[
+        "diff",
+        "--no-ext-diff",
+        "--name-only",
+        "--diff-filter=U",
+        "-z",
+    ]) else {
+        return false;
+    };
+    // The paths the merge wrote (a file it did not touch may hold your edit, or qw's
+    // tick in tasks.md: `git merge --abort` keeps those).
+    let Some(merged) = paths(&[
+        "diff",
+        "--no-ext-diff",
+        "--name-only",
+        "-z",
+        "HEAD",
+        "AUTO_MERGE",
+        "--",
+    ]) else {
+        return false;
+    };
+    let files = paths(&[
+        "diff",
+        "--no-ext-diff",
+        "--name-only",
+        "-z",
+        "AUTO_MERGE",
+        "--",
+    ])
+    .map(|f| {
+        f.into_iter()
+            .filter(|p| merged.contains(p) || unmerged.contains(p))
+            .collect::<std::collections::BTreeSet<_>>()
+    });
+    let index = paths(&[
+        "diff",
+        "--no-ext-diff",
+        "--cached",
+        "--name-only",
+        "-z",
+        "AUTO_MERGE",
+        "--",
+    ]);
+    match (files, index) {
+        (Some(files), Some(index)) => {
+            !unmerged.is_empty() && files.is_empty() && index.is_subset(&unmerged)
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -778,18 +778,27 @@ impl Worktrees {
                 fix: keep_first(&keep, &[], back),
             });
         };
-        let at = if now == was {
-            format!("`{b}` itself is where qw left it, at {}", short(was))
-        } else {
-            format!("`{b}` is at {}, qw left it at {}", short(now), short(was))
-        };
         let back = format!("check `{b}` out again (`git switch {}`)", quote(b));
         let keep = match &detached {
             Some(h) if !self.left_out(now, h)?.is_empty() => vec![h.clone()],
             _ => Vec::new(),
         };
+        // The branch itself did not move: only the main worktree left it (rev8b F10: not
+        // "was moved … itself is where qw left it").
+        let why = if now == was {
+            format!(
+                "the main worktree `{top}` moved off the target branch `{b}` while the workflow ran, not by qw: it is no longer on it ({on}); `{b}` itself is where qw left it, at {}",
+                short(was)
+            )
+        } else {
+            format!(
+                "{prefix}: the main worktree `{top}` is no longer on it ({on}; `{b}` is at {}, qw left it at {})",
+                short(now),
+                short(was)
+            )
+        };
         Ok(Moved {
-            why: format!("{prefix}: the main worktree `{top}` is no longer on it ({on}; {at})"),
+            why,
             fix: keep_first(&keep, &[], back),
         })
     }
@@ -1141,7 +1150,8 @@ impl Worktrees {
 
     /// The branch of `task_id` (`qw/<spec>/<id>`) when it is there and the target holds
     /// all of it — its commits, or its changes squashed in by hand ([`Self::squashed`]):
-    /// merged by hand. `None` otherwise, or when git cannot say.
+    /// merged by hand. `None` otherwise, when the branch is not at the tip qw left it at
+    /// (`owned::left_there_since`), or when git cannot say.
     pub(crate) fn merged_branch(&self, task_id: &str) -> Option<String> {
         let branch = task_branch(&self.spec, task_id);
         let tip = self
@@ -1149,13 +1159,12 @@ impl Worktrees {
             .commit_of(&format!("refs/heads/{branch}"))
             .ok()??;
         let target = format!("refs/heads/{}", self.integration);
-        // A squash is looked for only at the tip qw left the branch at: a branch moved
-        // since (onto a commit holding the target's tree) is not the task's work.
-        let squashed = || {
-            super::owned::left_there_since(&self.repo, &branch, &tip).is_some()
-                && self.squashed(&tip, &target)
-        };
-        (self.repo.is_ancestor(&tip, &target).unwrap_or(false) || squashed()).then_some(branch)
+        // Merged or squashed, only at the tip qw left the branch at: a branch moved since
+        // (onto a commit the target holds, `git branch -f <it> main`, or its tree) is not
+        // the task's work, and is put back when its task starts (rev8b F6).
+        super::owned::left_there_since(&self.repo, &branch, &tip)?;
+        (self.repo.is_ancestor(&tip, &target).unwrap_or(false) || self.squashed(&tip, &target))
+            .then_some(branch)
     }
 
     /// Did the target take in `tip`'s changes without its commits — `git merge --squash

@@ -64,6 +64,7 @@ mod worktree_moves;
 mod worktree_nest4;
 mod worktree_nested;
 mod worktree_own4;
+mod worktree_pendvouch;
 mod worktree_quirks;
 mod worktree_res5;
 mod worktree_rev7;

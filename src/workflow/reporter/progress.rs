@@ -232,7 +232,9 @@ pub(crate) fn lines<'a>(event: &'a Event<'_>) -> Vec<Line<'a>> {
         } => note(format!(
             "cost ceiling: no new task starts; the running jobs are cancelled ({reason}; the workflow resumes once it is raised)"
         )),
-        EventKind::Stopping { .. } | EventKind::ProcessesEnded { .. } => Vec::new(),
+        EventKind::Stopping { .. }
+        | EventKind::ProcessesEnded { .. }
+        | EventKind::MergePending { .. } => Vec::new(),
         EventKind::Repaired { message, .. } | EventKind::TickedByHand { message, .. } => {
             vec![Line::Note {
                 message: Cow::Borrowed(message),

@@ -310,6 +310,31 @@ fn change(spec: &str, agent: &str, event: &Event<'_>) -> Result<Option<Change>, 
                 true
             })
         }
+        EventKind::MergePending {
+            task,
+            branch,
+            tip,
+            check,
+        } => {
+            let id = (*task).to_owned();
+            let marker = state::MergePending {
+                branch: (*branch).to_owned(),
+                tip: (*tip).to_owned(),
+                check: check.map(str::to_owned),
+            };
+            Box::new(move |s| {
+                let task = spec_entry(s, &name, &at)
+                    .tasks
+                    .entry(id.clone())
+                    .or_default();
+                if task.id.is_empty() {
+                    task.id = id;
+                    task.spec_name = name.clone();
+                }
+                task.merge_pending = Some(marker);
+                true
+            })
+        }
         EventKind::AttemptStarted {
             unit: Unit::Document(_),
             ..
@@ -463,6 +488,9 @@ fn attempt_started(s: &mut UnifiedState, name: &str, agent: &str, a: AttemptStar
     // The outcome is the last run's: none while this one goes (a task a killed qw left
     // without one was cut off mid-run, and is resumed from its run's stream).
     task.outcome = None;
+    // It runs again: what an earlier attempt left merge-pending vouches for nothing now
+    // (a merge of saved work writes it again before its record).
+    task.merge_pending = None;
     task.run_id = a.run_id;
     if let Some(map) = &a.system_stats {
         // Dev mode `resource_monitoring`: the machine as this task started.
@@ -509,7 +537,13 @@ fn attempt_finished(s: &mut UnifiedState, name: &str, agent: &str, a: AttemptEnd
         entry.outcome = Some(r.outcome.as_str().to_owned());
         entry.duration_seconds = Some(r.duration_ms as f64 / 1000.0);
         entry.evidence = Some(r.evidence.clone());
-        entry.merge_pending = r.merge_pending.clone();
+        // Kept only while this attempt left the same branch merge-pending (written by
+        // `EventKind::MergePending` before the record); cleared otherwise.
+        if r.merge_pending.is_none()
+            || entry.merge_pending.as_ref().map(|m| &m.branch) != r.merge_pending.as_ref()
+        {
+            entry.merge_pending = None;
+        }
         if ok {
             entry.status = TaskStatus::Completed;
             entry.completed_at = Some(at.clone());
@@ -710,8 +744,9 @@ mod tests {
     }
 
     #[test]
-    fn a_task_left_merge_pending_is_marked_so_until_its_next_attempt_ends() {
+    fn a_task_left_merge_pending_is_marked_before_its_record_until_it_runs_again() {
         let t1 = Task::new("1", "First");
+        let tip = "a".repeat(40);
         let mut pending = ran(
             Outcome::WorkspaceError {
                 step: crate::agent::outcome::WorkspaceStep::Merge,
@@ -724,23 +759,33 @@ mod tests {
             &mut s,
             vec![
                 started(Unit::Task(&t1), 1),
-                finished(Unit::Task(&t1), 1, &pending, false),
+                EventKind::MergePending {
+                    task: "1",
+                    branch: "qw/demo/1",
+                    tip: &tip,
+                    check: Some("test -f x"),
+                },
             ],
         );
-        assert_eq!(task(&s, "1").merge_pending.as_deref(), Some("qw/demo/1"));
+        // Written before the record, while the attempt goes on (qw may be killed next).
+        let want = state::MergePending {
+            branch: "qw/demo/1".into(),
+            tip: tip.clone(),
+            check: Some("test -f x".into()),
+        };
+        assert_eq!(task(&s, "1").merge_pending.as_ref(), Some(&want));
+        apply_all(&mut s, vec![finished(Unit::Task(&t1), 1, &pending, false)]);
+        assert_eq!(task(&s, "1").merge_pending.as_ref(), Some(&want));
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(
-            json["specifications"][SPEC]["tasks"]["1"]["merge_pending"],
-            "qw/demo/1"
+            json["specifications"][SPEC]["tasks"]["1"]["merge_pending"]["tip"],
+            tip.as_str()
         );
+        // It runs again: cleared at its start, and stays so when it ends otherwise.
+        apply_all(&mut s, vec![started(Unit::Task(&t1), 2)]);
+        assert_eq!(task(&s, "1").merge_pending, None);
         let failed = ran(Outcome::VerifyFailed { exit_code: Some(1) }, 0.0);
-        apply_all(
-            &mut s,
-            vec![
-                started(Unit::Task(&t1), 2),
-                finished(Unit::Task(&t1), 2, &failed, false),
-            ],
-        );
+        apply_all(&mut s, vec![finished(Unit::Task(&t1), 2, &failed, false)]);
         assert_eq!(task(&s, "1").merge_pending, None);
         let json = serde_json::to_value(&s).unwrap();
         assert!(
@@ -748,6 +793,39 @@ mod tests {
                 .get("merge_pending")
                 .is_none()
         );
+        // A marker written, then the merge conflicted (no longer pending): cleared.
+        apply_all(
+            &mut s,
+            vec![
+                started(Unit::Task(&t1), 3),
+                EventKind::MergePending {
+                    task: "1",
+                    branch: "qw/demo/1",
+                    tip: &tip,
+                    check: None,
+                },
+                finished(
+                    Unit::Task(&t1),
+                    3,
+                    &ran(Outcome::MergeConflict { paths: vec![] }, 0.0),
+                    false,
+                ),
+            ],
+        );
+        assert_eq!(task(&s, "1").merge_pending, None);
+    }
+
+    #[test]
+    fn a_merge_pending_marker_of_another_shape_reads_as_none() {
+        for v in [
+            serde_json::json!("qw/demo/1"),
+            serde_json::json!(null),
+            serde_json::json!({"branch": "qw/demo/1"}),
+        ] {
+            let t: state::Task =
+                serde_json::from_value(serde_json::json!({"id": "1", "merge_pending": v})).unwrap();
+            assert_eq!(t.merge_pending, None, "{v}");
+        }
     }
 
     #[test]

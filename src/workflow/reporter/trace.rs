@@ -286,6 +286,18 @@ impl EventSink for Trace {
             EventKind::Note { message } => {
                 tracing::info!(target: TRACE, spec = %spec, "{message}");
             }
+            EventKind::MergePending {
+                task, branch, tip, ..
+            } => {
+                tracing::info!(
+                    target: TRACE,
+                    spec = %spec,
+                    task = %task,
+                    branch = %branch,
+                    tip = %tip,
+                    "saved checked work, merge pending"
+                );
+            }
             EventKind::Finished { summary } => {
                 tracing::info!(
                     target: TRACE,

@@ -281,11 +281,32 @@ fn run_one(run: &Run<'_>, task: &Task) -> Result<AgentRun, WorkflowError> {
     };
     // Its checked work is saved from an earlier run and only the merge is missing.
     let r = match run.space.merge_pending(&task.id) {
-        Some(branch) => merge_saved(run, task, &branch)?,
+        Some((branch, check)) if check == task.verify => merge_saved(run, task, &branch)?,
+        Some((branch, check)) => {
+            // The user changed its check since the saved work passed it (rev8b F13): that
+            // work is not merged on the strength of the old one. The task runs again, its
+            // agent resuming from the saved branch, and the current check decides.
+            run.space.forget_pending(&task.id);
+            run.events.note(format!(
+                "task {}: its checked work is saved on `{branch}`, but its `_Verify:_` changed since that work passed it ({} then, {} now); it is not merged without the current check: the task runs again from that branch, with its agent and the current check",
+                task.id,
+                shown_check(check.as_deref()),
+                shown_check(task.verify.as_deref())
+            ))?;
+            attempts(run, Unit::Task(task), &place)?
+        }
         None => attempts(run, Unit::Task(task), &place)?,
     };
     run.space.leave(&task_job(task), &r, run.events)?;
     Ok(r)
+}
+
+/// A `_Verify:_` command as a line shows it.
+fn shown_check(check: Option<&str>) -> String {
+    match check {
+        Some(c) => format!("`{c}`"),
+        None => "no check".to_owned(),
+    }
 }
 
 /// Leaves that wait (directly or not) on a failed task, each with the dependency that
