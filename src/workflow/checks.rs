@@ -338,3 +338,72 @@ fn remove(path: &Path) {
         Err(e) => tracing::warn!("could not remove `{}`: {e}", path.display()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn diff(was: &str, now: &str) -> Vec<String> {
+        let shape = |t: &str| shape_of(&TaskList::parse(t).unwrap());
+        changes(&shape(was), &shape(now))
+    }
+
+    const LIST: &str =
+        "- [ ] 1. One\n  - _Verify: `a`_\n- [ ] 2. Two\n  - _Depends: 1_\n  - _Verify: `b`_\n";
+
+    #[test]
+    fn only_ticks_may_change() {
+        assert!(diff(LIST, LIST).is_empty());
+        assert!(diff(LIST, &LIST.replace("[ ]", "[x]")).is_empty());
+        assert!(diff(LIST, &LIST.replace("Two", "Two ")).is_empty());
+    }
+
+    #[test]
+    fn every_change_of_the_lists_shape_is_one() {
+        assert_eq!(
+            diff(
+                LIST,
+                &LIST
+                    .replace("2. Two", "4. Two")
+                    .replace("_Depends: 1_\n  - ", "")
+            ),
+            ["task 2 \"Two\" is gone", "task 4 \"Two\" was added"]
+        );
+        assert_eq!(
+            diff(LIST, &format!("{LIST}  - [ ] 2.1. Part\n")),
+            [
+                "task 2 has subtasks now (its own check no longer runs)",
+                "task 2.1 \"Part\" was added"
+            ]
+        );
+        assert_eq!(
+            diff(LIST, &LIST.replace("  - _Depends: 1_\n", "")),
+            ["task 2's _Depends:_ 1 → (none)"]
+        );
+        assert_eq!(
+            diff(LIST, &LIST.replace("`b`", "`true`")),
+            ["task 2's _Verify:_ `b` → `true`"]
+        );
+        assert_eq!(
+            diff(LIST, &LIST.replace("Two", "One again")),
+            ["task 2's title \"Two\" → \"One again\""]
+        );
+        assert_eq!(
+            diff(LIST, "- [ ] 1. One\n  - _Verify: `a`_\n"),
+            ["task 2 \"Two\" is gone"]
+        );
+    }
+
+    #[test]
+    fn a_record_of_an_older_qw_is_still_read() {
+        let r: Record =
+            serde_json::from_str(r#"{"checks":{"1":"a"},"finished":true,"changed_to":{"1":"b"}}"#)
+                .unwrap();
+        assert!(r.tasks.is_empty() && !r.deleted);
+        let now = checks_of(&TaskList::parse("- [ ] 1. One\n  - _Verify: `b`_\n").unwrap());
+        assert_eq!(
+            check_changes(&r.checks, &now),
+            ["task 1's _Verify:_ `a` → `b`"]
+        );
+    }
+}

@@ -105,18 +105,21 @@ pub(crate) struct Ticker(Batcher<(String, String), TasksError>);
 impl Ticker {
     /// Start the writer for the tasks file at `path`.
     pub(crate) fn start(path: PathBuf) -> Ticker {
-        Ticker(Batcher::start("tasks.md", move |tasks: Vec<(String, String)>| {
-            let (_, left) = crate::spec::tasks::tick_file_as_read(&path, &tasks)?;
-            for what in left {
-                // Never a tick on another task's row (rev8a F2): the state records the
-                // task completed; the next start matches it by title.
-                tracing::warn!(
-                    "{what}: `{}` was changed while the run went on, so its tick is not written there (the state records the task completed; the next start's reconcile finds its row by title)",
-                    path.display()
-                );
-            }
-            Ok(())
-        }))
+        Ticker(Batcher::start(
+            "tasks.md",
+            move |tasks: Vec<(String, String)>| {
+                let (_, left) = crate::spec::tasks::tick_file_as_read(&path, &tasks)?;
+                for what in left {
+                    // Never a tick on another task's row (rev8a F2): the state records the
+                    // task completed; the next start matches it by title.
+                    tracing::warn!(
+                        "{what}: `{}` was changed while the run went on, so its tick is not written there (the state records the task completed; the next start's reconcile finds its row by title)",
+                        path.display()
+                    );
+                }
+                Ok(())
+            },
+        ))
     }
 
     /// Tick leaf `id` (and parents now complete), where tasks.md still has it under the
