@@ -100,7 +100,16 @@ pub(crate) fn run(ctx: &Ctx, args: WorkflowResetArgs) -> CmdResult {
             ),
         ));
     }
-    let report = reset(&StateStore::new(&ctx.project), &args.spec, mode)?;
+    let mut report = reset(&StateStore::new(&ctx.project), &args.spec, mode)?;
+    if args.hard {
+        // The task list a run recorded is gone on purpose: the next run generates a new one.
+        report
+            .removed_files
+            .extend(crate::workflow::forget_checks_record(
+                &ctx.project,
+                &args.spec,
+            ));
+    }
     let cleared = if args.hard {
         clear_suggestion(&ctx.project, &args.spec)?
     } else {

@@ -130,6 +130,17 @@ pub enum TasksError {
         /// What is wrong in it.
         source: Box<TasksError>,
     },
+    /// The file was deleted while a run went on: a tick cannot be written.
+    #[error(
+        "`{}` was deleted while the run went on (an agent's edit?); the tick of task {ids} cannot be written (the state records it completed)",
+        path.display()
+    )]
+    Deleted {
+        /// The tasks.md file.
+        path: PathBuf,
+        /// The tasks whose tick was to be written.
+        ids: String,
+    },
     /// Reading or writing failed (the message names the path).
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -139,7 +150,7 @@ impl TasksError {
     /// Attach the file name to a parse or validation error.
     pub fn in_file(self, path: &Path) -> TasksError {
         match self {
-            TasksError::Io(_) | TasksError::InFile { .. } => self,
+            TasksError::Io(_) | TasksError::InFile { .. } | TasksError::Deleted { .. } => self,
             other => TasksError::InFile {
                 path: path.to_path_buf(),
                 source: Box::new(other),
@@ -691,7 +702,6 @@ impl TaskList {
         self.index.get(id).map(|&i| &self.tasks[i])
     }
 
-    #[cfg(test)]
     /// True when `id` exists and has no subtasks (only leaves run).
     pub(crate) fn is_leaf(&self, id: &str) -> bool {
         self.index
@@ -716,7 +726,6 @@ impl TaskList {
             .unwrap_or_default()
     }
 
-    #[cfg(test)]
     /// The task `id` is a subtask of.
     pub(crate) fn parent(&self, id: &str) -> Option<&Task> {
         let &i = self.index.get(id)?;
@@ -841,9 +850,74 @@ pub(crate) fn tick_file_many(path: &Path, ids: &[String]) -> Result<Vec<String>,
     let text = read_text(path)?;
     let list = TaskList::parse(&text).map_err(|e| e.in_file(path))?;
     let leaves = list.leaf_indices(ids, path)?;
+    tick_leaves(path, text, &list, &leaves)
+}
+
+/// [`tick_file_many`] of the leaves `tasks` (id, title as a run read them), each only
+/// where the file still has that task under that id: a row whose id now names another
+/// task (renumbered or retitled meanwhile), a parent, or no row at all, is not ticked
+/// (reconcile matches titles at the next start). Returns the ids newly ticked and one
+/// phrase per task left unticked. A file gone is [`TasksError::Deleted`].
+pub(crate) fn tick_file_as_read(
+    path: &Path,
+    tasks: &[(String, String)],
+) -> Result<(Vec<String>, Vec<String>), TasksError> {
+    let text = match read_text(path) {
+        Err(TasksError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(TasksError::Deleted {
+                path: path.to_path_buf(),
+                ids: tasks
+                    .iter()
+                    .map(|(id, _)| id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        other => other?,
+    };
+    let list = TaskList::parse(&text).map_err(|e| e.in_file(path))?;
+    let mut leaves = Vec::new();
+    let mut left = Vec::new();
+    for (id, title) in tasks {
+        let was = crate::fmt::fold_whitespace(title);
+        let shown = crate::fmt::one_line(title, 60);
+        match list.index.get(id.as_str()) {
+            None => left.push(format!("task {id} \"{shown}\": no task {id} any more")),
+            Some(&i) if !list.children[i].is_empty() => {
+                left.push(format!("task {id} \"{shown}\": task {id} has subtasks now"));
+            }
+            Some(&i) if crate::fmt::fold_whitespace(&list.tasks[i].title) != was => {
+                left.push(format!(
+                    "task {id} \"{shown}\": task {id} is \"{}\" now",
+                    crate::fmt::one_line(&list.tasks[i].title, 60)
+                ));
+            }
+            Some(&i) => {
+                if !leaves.contains(&i) {
+                    leaves.push(i);
+                }
+            }
+        }
+    }
+    let ticked = if leaves.is_empty() {
+        Vec::new()
+    } else {
+        tick_leaves(path, text, &list, &leaves)?
+    };
+    Ok((ticked, left))
+}
+
+/// Tick the leaves at `leaves` of `list` (parsed from `text`, read from `path`) and the
+/// ancestors they complete, in one durable write.
+fn tick_leaves(
+    path: &Path,
+    text: String,
+    list: &TaskList,
+    leaves: &[usize],
+) -> Result<Vec<String>, TasksError> {
     let mut now_checked: HashSet<usize> = leaves.iter().copied().collect();
     let mut order: Vec<usize> = Vec::new();
-    for &i in &leaves {
+    for &i in leaves {
         for p in list.ancestors_of(i) {
             let all = list.children[p]
                 .iter()

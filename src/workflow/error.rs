@@ -45,7 +45,7 @@ pub(crate) enum WorkflowError {
     /// A task's `_Verify:_` in tasks.md is not the one a run recorded: changed while a run
     /// went on (by an agent, through the spec link or the main tree's path).
     #[error(
-        "`{}`: {changes}, changed {when}; qw runs only the checks you wrote: put them back (`git diff -- {}` shows the change if tasks.md is tracked), or, if the change is yours, delete `{}`",
+        "`{}`: {changes}, changed {when}; qw runs only the tasks and checks you wrote: put them back (`git diff -- {}` shows the change if tasks.md is tracked), or, if the change is yours, delete `{}`",
         tasks.display(), tasks.display(), record.display()
     )]
     ChecksChanged {
@@ -56,6 +56,20 @@ pub(crate) enum WorkflowError {
         /// When it was changed.
         when: &'static str,
         /// The record to delete to take the change.
+        record: PathBuf,
+    },
+    /// tasks.md is gone, and a run recorded the list it read from it: deleted while a run
+    /// went on (by an agent, through the spec link or the main tree's path).
+    #[error(
+        "`{}` was deleted {when}; qw does not generate a new task list over the one a run was using: put it back (`git checkout -- {}` if it is tracked, or from `.claude/backups/`), or, if the deletion is yours, delete `{}`",
+        tasks.display(), tasks.display(), record.display()
+    )]
+    TasksDeleted {
+        /// The tasks.md file.
+        tasks: PathBuf,
+        /// When it was deleted.
+        when: &'static str,
+        /// The record to delete to take the deletion.
         record: PathBuf,
     },
     /// The settings file cannot be read or holds a bad value.
@@ -119,6 +133,7 @@ impl UserError for WorkflowError {
             | WorkflowError::NoParallelism
             | WorkflowError::Verify { .. }
             | WorkflowError::ChecksChanged { .. }
+            | WorkflowError::TasksDeleted { .. }
             | WorkflowError::Isolation(_) => exit::USAGE,
             WorkflowError::Tasks(e) => match e {
                 // Not a regular file, too big: bad input, not a broken disk.

@@ -27,6 +27,7 @@ mod reporter;
 mod runner;
 pub(crate) mod status;
 
+pub(crate) use checks::forget as forget_checks_record;
 pub(crate) use error::WorkflowError;
 pub(crate) use events::Ending;
 pub(crate) use isolation::IsolationError;

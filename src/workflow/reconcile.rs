@@ -174,6 +174,58 @@ pub(crate) fn plan(list: &TaskList, tasks: &BTreeMap<String, state::Task>) -> Ve
         return Vec::new();
     }
     let leaves = list.leaves();
+    let (owner, matched) = owners(list, tasks);
+    let matched: HashSet<&str> = matched.iter().map(String::as_str).collect();
+    let mut out = Vec::new();
+    for (sid, e) in tasks {
+        if !matched.contains(sid.as_str()) {
+            out.push(Repair::Orphaned {
+                id: sid.clone(),
+                title: e.description.clone(),
+                status: e.status.to_string(),
+            });
+        }
+    }
+    for t in &leaves {
+        if let Some(sid) = owner.get(&t.id)
+            && sid != &t.id
+        {
+            out.push(Repair::Renumbered {
+                from: sid.clone(),
+                to: t.id.clone(),
+                title: t.title.clone(),
+            });
+        }
+    }
+    for t in &leaves {
+        let entry = owner.get(&t.id).and_then(|sid| tasks.get(sid));
+        let completed = entry.is_some_and(|e| e.status == TaskStatus::Completed);
+        match entry {
+            Some(_) if completed && !t.checked => out.push(Repair::Tick { id: t.id.clone() }),
+            Some(e) if !completed && t.checked && e.attempts > 0 => out.push(Repair::Untick {
+                id: t.id.clone(),
+                status: e.status.to_string(),
+                attempts: e.attempts,
+            }),
+            _ if !completed && t.checked => out.push(Repair::CompletedFromFile {
+                id: t.id.clone(),
+                title: t.title.clone(),
+            }),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Which state record is each leaf's (leaf id → state key), by the renumbering rules of
+/// the module header, and the state keys some leaf owns. Status shows a leaf with its
+/// owner's record, so a task inserted or renumbered since is never shown with another
+/// task's completion (rev8a F2).
+pub(crate) fn owners(
+    list: &TaskList,
+    tasks: &BTreeMap<String, state::Task>,
+) -> (HashMap<String, String>, HashSet<String>) {
+    let leaves = list.leaves();
     let leaf_title: HashMap<&str, String> = leaves
         .iter()
         .map(|t| (t.id.as_str(), norm(&t.title)))
@@ -228,45 +280,8 @@ pub(crate) fn plan(list: &TaskList, tasks: &BTreeMap<String, state::Task>) -> Ve
         }
     }
 
-    let mut out = Vec::new();
-    for (sid, e) in tasks {
-        if !matched.contains(sid.as_str()) {
-            out.push(Repair::Orphaned {
-                id: sid.clone(),
-                title: e.description.clone(),
-                status: e.status.to_string(),
-            });
-        }
-    }
-    for t in &leaves {
-        if let Some(sid) = owner.get(&t.id)
-            && sid != &t.id
-        {
-            out.push(Repair::Renumbered {
-                from: sid.clone(),
-                to: t.id.clone(),
-                title: t.title.clone(),
-            });
-        }
-    }
-    for t in &leaves {
-        let entry = owner.get(&t.id).and_then(|sid| tasks.get(sid));
-        let completed = entry.is_some_and(|e| e.status == TaskStatus::Completed);
-        match entry {
-            Some(_) if completed && !t.checked => out.push(Repair::Tick { id: t.id.clone() }),
-            Some(e) if !completed && t.checked && e.attempts > 0 => out.push(Repair::Untick {
-                id: t.id.clone(),
-                status: e.status.to_string(),
-                attempts: e.attempts,
-            }),
-            _ if !completed && t.checked => out.push(Repair::CompletedFromFile {
-                id: t.id.clone(),
-                title: t.title.clone(),
-            }),
-            _ => {}
-        }
-    }
-    out
+    let matched = matched.into_iter().map(str::to_owned).collect();
+    (owner, matched)
 }
 
 /// Apply the state side of `repairs` to the spec's entry (`name` is the spec's name).

@@ -651,20 +651,24 @@ pub(crate) fn spec_detail(
         Ok(l) => (l, None),
         Err(e) => (None, Some(e)),
     };
-    let by_id = |id: &str| -> Option<&state::Task> {
-        let s = spec?;
-        s.tasks.get(id).or_else(|| {
-            s.tasks
-                .iter()
-                .find(|(k, t)| task_id(k, t) == id)
-                .map(|(_, t)| t)
-        })
-    };
     let mut rows = Vec::new();
+    // State keys shown with a leaf of tasks.md.
     let mut shown: HashSet<String> = HashSet::new();
     if let Some(list) = list {
+        // Each leaf with the record reconcile gives it (renumbered, retitled), never with
+        // another task's record that merely has its id now (rev8a F2).
+        let owner = match spec {
+            Some(s) => {
+                let (owner, owned) = crate::workflow::reconcile::owners(list, &s.tasks);
+                shown = owned;
+                owner
+            }
+            None => HashMap::new(),
+        };
         for leaf in list.leaves() {
-            let st = by_id(&leaf.id);
+            let st = owner
+                .get(&leaf.id)
+                .and_then(|key| spec.and_then(|s| s.tasks.get(key)));
             let status = match st {
                 Some(t) => t.status.to_string(),
                 None if leaf.checked => TaskStatus::Completed.to_string(),
@@ -678,15 +682,14 @@ pub(crate) fn spec_detail(
                 st,
                 leaf.depends.clone(),
             ));
-            shown.insert(leaf.id.clone());
         }
     }
     if let Some(s) = spec {
         let mut extra: Vec<(&str, &state::Task)> = s
             .tasks
             .iter()
+            .filter(|(k, _)| !shown.contains(*k))
             .map(|(k, t)| (task_id(k, t), t))
-            .filter(|(id, _)| !shown.contains(*id))
             .collect();
         extra.sort_by(|a, b| compare_task_ids(a.0, b.0));
         for (id, t) in extra {

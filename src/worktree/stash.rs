@@ -687,6 +687,45 @@ impl Worktrees {
     /// entry's, or it holds every line the entry added to the base's version, each as
     /// many times (lines the entry only removed are not asked for).
     fn holds_change(&self, dir: &Path, e: &StashEntry, files: &[(String, Option<String>)]) -> bool {
+        self.holds_change_by(e, files, |p| {
+            (
+                file_blob(dir, p),
+                crate::fs::read_to_string(dir.join(p)).ok(),
+            )
+        })
+    }
+
+    /// Does the target's tip hold the change a stash entry made, as [`Self::holds_change`]
+    /// asks of a worktree (its owner's merge brought it there)?
+    fn target_holds_change(&self, e: &StashEntry, files: &[(String, Option<String>)]) -> bool {
+        let target = self.target();
+        self.holds_change_by(e, files, |p| {
+            let out = git_output(
+                &self.repo.top,
+                ["rev-parse", "-q", "--verify", &format!("{target}:{p}")],
+                &[],
+            );
+            let blob = out.ok().and_then(|o| {
+                let sha = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+                (o.status.success() && !sha.is_empty()).then_some(sha)
+            });
+            let text = blob.as_ref().and_then(|b| {
+                let o = git_output(&self.repo.top, ["cat-file", "blob", b], &[]).ok()?;
+                o.status
+                    .success()
+                    .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+            });
+            (blob, text)
+        })
+    }
+
+    /// [`Self::holds_change`] of the files `read` gives (path → its blob and its text).
+    fn holds_change_by(
+        &self,
+        e: &StashEntry,
+        files: &[(String, Option<String>)],
+        read: impl Fn(&str) -> (Option<String>, Option<String>),
+    ) -> bool {
         let blob_lines = |rev: &str| -> Option<Vec<String>> {
             let out = git_output(&self.repo.top, ["cat-file", "blob", rev], &[]).ok()?;
             out.status.success().then(|| {
@@ -705,7 +744,7 @@ impl Worktrees {
         };
         !files.is_empty()
             && files.iter().all(|(p, blob)| {
-                let now = file_blob(dir, p);
+                let (now, text) = read(p);
                 if now == *blob {
                     return true;
                 }
@@ -716,7 +755,7 @@ impl Worktrees {
                     return false;
                 };
                 let base = blob_lines(&format!("{}^1:{p}", e.commit)).unwrap_or_default();
-                let Ok(text) = crate::fs::read_to_string(dir.join(p)) else {
+                let Some(text) = text else {
                     return false;
                 };
                 let here: Vec<String> = text.lines().map(str::to_owned).collect();
@@ -1067,7 +1106,15 @@ impl Worktrees {
                 self.maker(h, e)
             };
             // Popped here while the task ran: not what its worktree held at its start.
-            let here = self.holds_stash(&h.path, &files) && held_before != Some(true);
+            // Another task's entry (that task failed for it) is held even when the pop
+            // was edited further, committed or not: every line it added is still here
+            // — unless the target holds them already (its owner's merge brought them).
+            let here = (self.holds_stash(&h.path, &files)
+                || (own != Maker::Mine
+                    && other_task_branch(e, h)
+                    && self.holds_change(&h.path, e, &files)
+                    && !self.target_holds_change(e, &files)))
+                && held_before != Some(true);
             // Made on another task's branch and not popped here: that task's own check
             // speaks of it (rev4 F11).
             if own != Maker::Mine && !here && other_task_branch(e, h) {
@@ -1221,8 +1268,9 @@ impl Worktrees {
     }
 
     /// Another task's entry `e`, popped into `h`'s worktree (every path of `files` is
-    /// the entry's there): each path is set back to the target's version (removed when
-    /// the target lacks it), so the task's saved work no longer holds the other task's
+    /// the entry's there, or holds every line it added): each path is set back to the
+    /// target's version (removed when the target lacks it; edits made after the pop go
+    /// with it — the task runs again), so the task's saved work no longer holds the other task's
     /// changes, and the entry is stored in the stash again (its owner's to apply). The
     /// phrase naming what was done, for the task's failure line.
     fn take_out_sibling(

@@ -12,6 +12,7 @@
 
 mod admission;
 mod agent;
+mod checkshape;
 mod claude_real;
 mod claudeset;
 mod cli;

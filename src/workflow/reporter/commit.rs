@@ -100,19 +100,34 @@ impl Committer {
 }
 
 /// Batches ticks of `tasks.md` into shared rewrites of the file.
-pub(crate) struct Ticker(Batcher<String, TasksError>);
+pub(crate) struct Ticker(Batcher<(String, String), TasksError>);
 
 impl Ticker {
     /// Start the writer for the tasks file at `path`.
     pub(crate) fn start(path: PathBuf) -> Ticker {
-        Ticker(Batcher::start("tasks.md", move |ids: Vec<String>| {
-            crate::spec::tasks::tick_file_many(&path, &ids).map(|_| ())
-        }))
+        Ticker(Batcher::start(
+            "tasks.md",
+            move |tasks: Vec<(String, String)>| {
+                let (_, left) = crate::spec::tasks::tick_file_as_read(&path, &tasks)?;
+                for what in left {
+                    // Never a tick on another task's row (rev8a F2): the state records the
+                    // task completed; the next start matches it by title.
+                    tracing::warn!(
+                        "{what}: `{}` was changed while the run went on, so its tick is not written there (the state records the task completed; the next start's reconcile finds its row by title)",
+                        path.display()
+                    );
+                }
+                Ok(())
+            },
+        ))
     }
 
-    /// Tick leaf `id` (and parents now complete); returns once the file is written.
-    pub(crate) fn tick(&self, id: &str) -> Result<(), WorkflowError> {
-        self.0.submit(id.to_owned())?.map_err(WorkflowError::Tick)
+    /// Tick leaf `id` (and parents now complete), where tasks.md still has it under the
+    /// `title` the run read; returns once the file is written.
+    pub(crate) fn tick(&self, id: &str, title: &str) -> Result<(), WorkflowError> {
+        self.0
+            .submit((id.to_owned(), title.to_owned()))?
+            .map_err(WorkflowError::Tick)
     }
 }
 
@@ -159,7 +174,11 @@ mod tests {
         std::thread::scope(|s| {
             for i in 1..=20 {
                 let ticker = &ticker;
-                s.spawn(move || ticker.tick(&format!("1.{i}")).unwrap());
+                s.spawn(move || {
+                    ticker
+                        .tick(&format!("1.{i}"), &format!("Child {i}"))
+                        .unwrap();
+                });
             }
         });
         drop(ticker);

@@ -56,7 +56,7 @@ impl EventSink for Recorder {
         } = &event.kind
             && run.outcome.is_success()
         {
-            self.ticker.tick(&t.id)?;
+            self.ticker.tick(&t.id, &t.title)?;
         }
         Ok(())
     }
