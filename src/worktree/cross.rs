@@ -526,6 +526,9 @@ impl Worktrees {
                 &format!("--max-count={BROUGHT}"),
                 result,
                 &format!("^{target}"),
+                // What the target holds now is no one's to refuse (the user merged
+                // `feature` into it mid-run, and the agent merged the target).
+                &format!("^refs/heads/{}", self.integration),
                 "--",
             ],
         )?

@@ -1,4 +1,5 @@
-//! A task's result that adds files the main worktree ignores (rev8b F3).
+//! What a task's result may not bring into the target unseen: files the main worktree
+//! ignores (rev8b F3), and changes under the project's `.claude/` (rev8a F5, rev8b F8).
 //!
 //! Owns: telling, before a merge, which paths a task's result adds that the main
 //! worktree's ignore rules (`.gitignore`, `info/exclude` — where qw lists its own
@@ -55,14 +56,65 @@ pub(crate) fn added_ignored(repo: &Repo, result: &str, target: &str) -> Result<V
     Ok(paths)
 }
 
-/// The line for a result refused because it adds ignored paths.
-pub(crate) fn refused_line(
+/// Paths under the project's `.claude/` that `result` adds, changes or deletes (against
+/// its merge base with `target`), its own spec folder (`own_spec`, kept as the target
+/// has it by the save) left out; sorted, empty when none.
+///
+/// `.claude/` is where Claude Code reads its permissions, hooks, commands and subagents
+/// and qw its settings and every spec's task list and checks: a change there merged with
+/// a task's work would take effect in every later session and run without anyone having
+/// looked at it (an agent granting itself `Bash(*)`, weakening another spec's
+/// `_Verify:_`, rev8a F5, rev8b F8).
+pub(crate) fn claude_paths(
+    repo: &Repo,
+    result: &str,
+    target: &str,
+    own_spec: &str,
+) -> Result<Vec<String>> {
+    let range = format!("{target}...{result}");
+    let dir = format!("{}.claude/", repo.prefix);
+    let own = format!("{own_spec}/");
+    let changed = super::git(
+        &repo.top,
+        &[
+            "diff",
+            "--no-renames",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--name-only",
+            "-z",
+            &range,
+            "--",
+            &format!(":(literal){dir}"),
+        ],
+    )?;
+    let mut paths: Vec<String> = changed
+        .split('\0')
+        .filter(|p| !p.is_empty() && p.starts_with(&dir) && !p.starts_with(&own))
+        .map(str::to_owned)
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
+/// The line for a result refused because it changes `.claude/` ([`claude_paths`]).
+pub(crate) fn claude_line(
     task_id: &str,
     branch: &str,
     integration: &str,
     spec: &str,
     paths: &[String],
 ) -> String {
+    format!(
+        "task {task_id}'s result changes {}, under `.claude/`, where Claude Code reads its permissions, hooks and commands and qw every spec's tasks and checks: merged unseen, such a change would take effect in every later session; not merged into `{integration}`, the branch `{branch}` is kept — look at it (`git show --stat {b}`), and to take it merge it by hand (`git merge {b}`) and run `{c}`; or delete it (`git branch -D {b}`) and run `{c}` to run the task again",
+        shown(paths),
+        b = quote(branch),
+        c = shell::continue_cmd(spec),
+    )
+}
+
+/// The first paths, quoted, and how many more.
+fn shown(paths: &[String]) -> String {
     const SHOWN: usize = 8;
     let mut shown = paths
         .iter()
@@ -73,8 +125,20 @@ pub(crate) fn refused_line(
     if paths.len() > SHOWN {
         shown.push_str(&format!(" and {} more", paths.len() - SHOWN));
     }
+    shown
+}
+
+/// The line for a result refused because it adds ignored paths.
+pub(crate) fn refused_line(
+    task_id: &str,
+    branch: &str,
+    integration: &str,
+    spec: &str,
+    paths: &[String],
+) -> String {
     format!(
-        "task {task_id}'s result adds {shown}, which the main worktree ignores (its `.gitignore`, `.git/info/exclude` or `core.excludesFile`): qw never commits an ignored file, so the agent forced it in (`git add -f`), and merging would overwrite or delete the ignored file of that name in the main worktree without a word; not merged into `{integration}`, the branch `{branch}` is kept — look at it (`git show --stat {b}`), and to take it anyway merge it by hand (`git merge {b}`) and run `{c}`; or delete it (`git branch -D {b}`) and run `{c}` to run the task again",
+        "task {task_id}'s result adds {}, which the main worktree ignores (its `.gitignore`, `.git/info/exclude` or `core.excludesFile`): qw never commits an ignored file, so the agent forced it in (`git add -f`), and merging would overwrite or delete the ignored file of that name in the main worktree without a word; not merged into `{integration}`, the branch `{branch}` is kept — look at it (`git show --stat {b}`), and to take it anyway merge it by hand (`git merge {b}`) and run `{c}`; or delete it (`git branch -D {b}`) and run `{c}` to run the task again",
+        shown(paths),
         b = quote(branch),
         c = shell::continue_cmd(spec),
     )

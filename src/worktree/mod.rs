@@ -548,7 +548,8 @@ impl Repo {
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
-        text.push_str("# qw runtime files (added by qw)\n");
+        text.push_str(EXCLUDE_HEADER);
+        text.push('\n');
         for w in wanted {
             text.push_str(&w);
             text.push('\n');
@@ -785,6 +786,21 @@ const RUNTIME_PATTERNS: &[&str] = &[
     ".unified_state.json.tmp*",
     "next_command.lock",
 ];
+
+/// The header qw writes above its lines in `info/exclude`.
+const EXCLUDE_HEADER: &str = "# qw runtime files (added by qw)";
+
+/// Whether `line` of `info/exclude` is one qw writes ([`Repo::ensure_excludes`]): its
+/// header, or a runtime path of some project's `.claude/` (every project of the
+/// repository adds its own).
+pub(crate) fn is_qw_exclude_line(line: &str) -> bool {
+    line == EXCLUDE_HEADER
+        || (line.starts_with('/')
+            && RUNTIME_PATTERNS.iter().any(|p| {
+                line.strip_suffix(p)
+                    .is_some_and(|rest| rest == "/.claude/" || rest.ends_with("/.claude/"))
+            }))
+}
 
 /// Paths in `git status --porcelain=v1 -z` output (a rename's source is skipped).
 pub fn parse_status_z(out: &str) -> Vec<String> {
@@ -1846,6 +1862,22 @@ impl Worktrees {
                     &self.integration,
                     &self.spec,
                     &forced,
+                ))));
+            }
+            let claude = ignored::claude_paths(
+                &self.repo,
+                result,
+                &self.target(),
+                &self.repo.spec_rel(&self.spec),
+            )
+            .map_err(commit)?;
+            if !claude.is_empty() {
+                return Err(commit(WorktreeError::Crossed(ignored::claude_line(
+                    &h.task_id,
+                    &h.branch,
+                    &self.integration,
+                    &self.spec,
+                    &claude,
                 ))));
             }
         }

@@ -197,6 +197,11 @@ impl Watch {
         for rel in snap.changed(&now) {
             let before = snap.files.get(&rel);
             let after = now.files.get(&rel);
+            // Another project's qw in the same repository (a monorepo's subfolders) adds
+            // its runtime lines at its start: qw's, not a planting (rev8b F9).
+            if rel == "info/exclude" && adds_only_qw_excludes(before, after) {
+                continue;
+            }
             let result = match config_change(&rel, before, after) {
                 Some(change) => {
                     let keys: Vec<String> =
@@ -244,6 +249,28 @@ impl Watch {
         }
         self.found.push(line);
     }
+}
+
+/// Whether `after` is `before` plus lines qw itself writes to `info/exclude` (its
+/// header and runtime paths, [`super::is_qw_exclude_line`]), nothing else changed.
+fn adds_only_qw_excludes(before: Option<&Entry>, after: Option<&Entry>) -> bool {
+    let text = |e: Option<&Entry>| match e {
+        None => Some(String::new()),
+        Some(Entry::File { bytes: Some(b), .. }) => Some(String::from_utf8_lossy(b).into_owned()),
+        Some(_) => None,
+    };
+    let (Some(before), Some(after)) = (text(before), text(after)) else {
+        return false;
+    };
+    let mut left: Vec<&str> = before.lines().collect();
+    for line in after.lines() {
+        if let Some(i) = left.iter().position(|l| *l == line) {
+            left.remove(i);
+        } else if !super::is_qw_exclude_line(line) {
+            return false;
+        }
+    }
+    left.is_empty()
 }
 
 /// What changed in a config file: its entries before and after, and the keys whose
@@ -565,6 +592,27 @@ mod tests {
                 .unwrap()
                 .starts_with(mine),
         );
+    }
+
+    #[test]
+    fn another_projects_qw_lines_in_info_exclude_are_no_planting() {
+        let file = |t: &str| Entry::File {
+            bytes: Some(t.as_bytes().to_vec()),
+            len: t.len() as u64,
+            mtime: 0,
+            mode: 0o644,
+        };
+        let before = file("mine\n# qw runtime files (added by qw)\n/a/.claude/runs/\n");
+        let qw = file(
+            "mine\n# qw runtime files (added by qw)\n/a/.claude/runs/\n# qw runtime files (added by qw)\n/b/.claude/runs/\n/b/.claude/unified_state.json\n",
+        );
+        assert!(adds_only_qw_excludes(Some(&before), Some(&qw)));
+        assert!(adds_only_qw_excludes(None, Some(&qw)));
+        let planted = file("mine\n# qw runtime files (added by qw)\n/a/.claude/runs/\n*.py\n");
+        assert!(!adds_only_qw_excludes(Some(&before), Some(&planted)));
+        let removed =
+            file("# qw runtime files (added by qw)\n/a/.claude/runs/\n/b/.claude/runs/\n");
+        assert!(!adds_only_qw_excludes(Some(&before), Some(&removed)));
     }
 
     #[test]

@@ -74,3 +74,49 @@ fn coord10_a_users_branch_taken_by_an_agent_is_not_merged() {
         r.assert_no_process();
     }
 }
+
+/// rev8a F5, rev8b F8: a task's result changing the project's tracked `.claude/` — the
+/// permissions in its settings, a slash command, another spec's task list and checks —
+/// was merged unseen and took effect in every later session. Refused, named; the
+/// sibling merges; the main checkout's files are as they were.
+#[test]
+fn coord10_a_result_changing_claude_dir_is_not_merged() {
+    for (shape, path, script) in [
+        (
+            "settings",
+            ".claude/settings.local.json",
+            "printf '{\"permissions\":{\"allow\":[\"Bash(*)\"]}}' > .claude/settings.local.json\n",
+        ),
+        (
+            "command",
+            ".claude/commands/x.md",
+            "mkdir -p .claude/commands\necho 'run rm -rf' > .claude/commands/x.md\n",
+        ),
+        (
+            "other spec",
+            ".claude/specs/beta/tasks.md",
+            "mkdir -p .claude/specs/beta\nprintf -- '- [ ] 1. B\\n  - _Verify: `true`_\\n' > .claude/specs/beta/tasks.md\n",
+        ),
+    ] {
+        let r = Repo::new("- [ ] 1. Task 1\n- [ ] 2. Task 2\n");
+        let settings = std::fs::read(r.root().join(".claude/settings.local.json")).unwrap();
+        r.action(
+            "1",
+            &format!("{script}echo one > f1.txt\ngit add -A\ngit commit -qm t1\n"),
+        );
+        r.action("2", &work("2"));
+        let out = r.auto(&["--parallel", "2", "--isolate", "worktree"]);
+        let text = diag(&out);
+        assert!(text.contains("under `.claude/`"), "{shape}: {text}");
+        assert!(text.contains(&format!("`{path}`")), "{shape}: {text}");
+        assert_ne!(r.f.task("1")["status"], "completed", "{shape}: {text}");
+        assert!(!has(&r, "refs/heads/main", "f1.txt"), "{shape}: {text}");
+        assert!(has(&r, "refs/heads/main", "f2.txt"), "{shape}: {text}");
+        assert_eq!(
+            std::fs::read(r.root().join(".claude/settings.local.json")).unwrap(),
+            settings
+        );
+        assert!(!r.root().join(".claude/specs/beta").exists(), "{shape}");
+        r.assert_no_process();
+    }
+}

@@ -71,8 +71,18 @@ fn mergeign_an_ignored_claude_dir_keeps_the_users_settings_and_steering() {
     r.action("1", &script);
     r.action("2", &work("2"));
     let out = r.auto(&["--parallel", "2", "--isolate", "worktree"]);
-    assert_refused(&r, &out, ".claude/settings.local.json");
-    assert!(diag(&out).contains("`.claude/steering/product.md`"));
+    // These two paths are the user's read-only copies in the worktree (claudeset): the
+    // save puts them back as the base has them, so the result never holds them and the
+    // task merges; either way nothing of the agent's reaches `main` or the user's files.
+    let text = diag(&out);
+    for p in [".claude/settings.local.json", ".claude/steering/product.md"] {
+        assert!(
+            !r.git_ok(&["cat-file", "-e", &format!("main:{p}")]),
+            "{p}: {text}"
+        );
+    }
+    assert!(has(&r, "main", "f2.txt"), "{text}");
+    r.assert_no_process();
     assert_eq!(std::fs::read(&settings).unwrap(), before);
     assert_eq!(
         std::fs::read_to_string(r.root().join(".claude/steering/product.md")).unwrap(),
