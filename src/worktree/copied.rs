@@ -139,6 +139,11 @@ fn patch_ids(repo: &Repo, lines: &[String]) -> Result<BTreeMap<String, String>> 
     let mut input = lines.join("\n").into_bytes();
     input.push(b'\n');
     // `--binary`: two different changes of one binary file are not the same patch.
+    // The project's `.claude/` left out: qw's own put-back of the spec link an agent's
+    // `git add -A` committed is the same change in every task (rev9 N6: one failed task
+    // made every later sibling "a copy" of it), and a result changing `.claude/` is
+    // refused on its own (`ignored::claude_paths`).
+    let claude = format!(":(top,exclude){}.claude/", repo.prefix);
     let diffs = piped(
         repo,
         &[
@@ -149,6 +154,9 @@ fn patch_ids(repo: &Repo, lines: &[String]) -> Result<BTreeMap<String, String>> 
             "--root",
             "--binary",
             "--no-renames",
+            "--",
+            ":(top)",
+            &claude,
         ],
         input,
     )?;

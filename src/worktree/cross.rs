@@ -39,10 +39,10 @@ use std::collections::BTreeSet;
 
 use super::origin::made_in;
 
-/// At most this many branches of the user's are looked at by
-/// [`Worktrees::brings_user_branches`].
-const USER_BRANCHES: usize = 500;
-/// Reflog entries read per branch there.
+/// Commits the result brings, not made by the task, asked about by
+/// [`Worktrees::brings_user_branches`] (which refs hold them).
+const FOREIGN: usize = 50;
+/// Reflog entries read there to tell where a moved branch of the user's was.
 const USER_TIPS: usize = 50;
 /// Commits of a result compared there.
 const BROUGHT: usize = 5000;
@@ -505,112 +505,125 @@ impl Worktrees {
         )))
     }
 
-    /// A result that brings in commits of a branch of the user's (any branch but the
-    /// target and qw's own) that its worktree did not make: its agent switched to a
-    /// branch that was there before and committed on it, or merged it (rev8a F8). Those
-    /// commits are the user's unmerged work (a WIP branch), not the task's: not merged,
-    /// named with the branch — and, when the agent moved that branch, where it was.
-    /// Looked at: each branch's tip and its last [`USER_TIPS`] reflog entries (the agent's
-    /// own commit on top hides the user's below it), at most [`USER_BRANCHES`] branches,
-    /// against the commits the result brings (at most [`BROUGHT`]).
+    /// A result that brings in commits its worktree did not make and that a ref of the
+    /// user's holds — a local branch (but the target and qw's own), a remote-tracking
+    /// branch, a tag: its agent switched to a branch that was there before and committed
+    /// on it, merged it, or merged `origin/feature` (rev8a F8, rev9 N1). Those commits
+    /// are the user's (or a colleague's) unmerged work, not the task's: not merged, named
+    /// with the ref — and, when the agent moved a branch of the user's, where it was.
+    /// Looked at: the commits the result brings that the target (where qw left it, or
+    /// where it is now) lacks and the task did not make (at most [`BROUGHT`] read, at
+    /// most [`FOREIGN`] asked about), each asked which refs contain it.
     pub(crate) fn brings_user_branches(
         &self,
         h: &WorktreeHandle,
         result: &str,
     ) -> Result<Option<String>> {
         let target = self.target();
-        let brought: BTreeSet<String> = git(
-            &self.repo.top,
-            &[
-                "rev-list",
-                &format!("--max-count={BROUGHT}"),
-                result,
-                &format!("^{target}"),
-                // What the target holds now is no one's to refuse (the user merged
-                // `feature` into it mid-run, and the agent merged the target).
-                &format!("^refs/heads/{}", self.integration),
-                "--",
-            ],
-        )?
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
+        let max = format!("--max-count={BROUGHT}");
+        let not_target = format!("^{target}");
+        let mut args = vec!["rev-list", max.as_str(), result, not_target.as_str()];
+        // What the target holds now is no one's to refuse (the user merged `feature` into
+        // it mid-run, and the agent merged the target); a target deleted or renamed is
+        // told by the target check.
+        let now = self
+            .repo
+            .commit_of(&format!("refs/heads/{}", self.integration))?
+            .map(|c| format!("^{c}"));
+        args.extend(now.as_deref());
+        args.push("--");
+        let brought: Vec<String> = git(&self.repo.top, &args)?
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
         if brought.is_empty() {
             return Ok(None);
         }
-        let own = made_in(&h.admin);
-        let branches = git(
-            &self.repo.top,
-            &[
-                "for-each-ref",
-                "--format=%(refname:lstrip=2)",
-                "refs/heads/",
-            ],
-        )?;
-        let mut found: Vec<String> = Vec::new();
-        for b in branches
-            .lines()
-            .map(str::trim)
-            .filter(|b| {
-                !b.is_empty()
-                    && *b != self.integration
-                    && *b != "qw"
-                    && !b.starts_with("qw/")
-                    && !b.starts_with("qw-kept/")
-            })
-            .take(USER_BRANCHES)
-        {
-            let r = format!("refs/heads/{b}");
-            let now = self.repo.commit_of(&r)?;
-            let mut tips: Vec<String> = now.iter().cloned().collect();
-            if let Ok(o) = git_output(
+        let own = super::origin::made_by_task(&self.repo, &h.branch, Some(&h.admin));
+        let qw_ref = |r: &str| {
+            r == format!("refs/heads/{}", self.integration)
+                || r == "refs/heads/qw"
+                || r.starts_with("refs/heads/qw/")
+                || r.starts_with("refs/heads/qw-kept/")
+        };
+        // ref → the newest foreign commit it holds.
+        let mut found: std::collections::BTreeMap<String, String> = Default::default();
+        for c in brought.iter().filter(|c| !own.contains(*c)).take(FOREIGN) {
+            let out = git(
                 &self.repo.top,
-                [
-                    "reflog",
-                    "show",
-                    &format!("-n{USER_TIPS}"),
-                    "--format=%H",
-                    &r,
-                    "--",
+                &[
+                    "for-each-ref",
+                    "--format=%(refname)",
+                    "--contains",
+                    c,
+                    "refs/heads/",
+                    "refs/remotes/",
+                    "refs/tags/",
                 ],
-                &[],
-            ) && o.status.success()
+            )?;
+            for r in out
+                .lines()
+                .map(str::trim)
+                .filter(|r| !r.is_empty() && !qw_ref(r))
             {
-                tips.extend(
-                    String::from_utf8_lossy(&o.stdout)
-                        .split_whitespace()
-                        .map(str::to_owned),
-                );
+                found.entry(r.to_owned()).or_insert_with(|| c.clone());
             }
-            let Some(theirs) = tips
-                .iter()
-                .find(|c| !own.contains(*c) && brought.contains(*c))
-            else {
-                continue;
-            };
-            let moved = match &now {
-                Some(n) if own.contains(n) => format!(
-                    "; its agent committed on `{b}` itself (now at {}; it was at {} before: `git branch -f {} {}` puts it back)",
-                    short(n),
-                    short(theirs),
-                    shell_quote(b),
-                    short(theirs)
-                ),
-                _ => String::new(),
-            };
-            found.push(format!("`{b}` ({}){moved}", short(theirs)));
         }
         if found.is_empty() {
             return Ok(None);
         }
+        let mut named = Vec::new();
+        for (r, theirs) in &found {
+            let name = r
+                .strip_prefix("refs/heads/")
+                .or_else(|| r.strip_prefix("refs/"))
+                .unwrap_or(r);
+            // A branch of the user's the agent committed on: where it was before.
+            let mut moved = String::new();
+            if let Some(b) = r.strip_prefix("refs/heads/")
+                && let Some(now) = self.repo.commit_of(r)?
+                && own.contains(&now)
+            {
+                let was = git_output(
+                    &self.repo.top,
+                    [
+                        "reflog",
+                        "show",
+                        &format!("-n{USER_TIPS}"),
+                        "--format=%H",
+                        r.as_str(),
+                        "--",
+                    ],
+                    &[],
+                )
+                .ok()
+                .filter(|o| o.status.success())
+                .and_then(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .find(|c| !own.contains(*c))
+                        .map(str::to_owned)
+                });
+                if let Some(was) = was {
+                    moved = format!(
+                        "; its agent committed on `{b}` itself (now at {}; it was at {} before: `git branch -f {} {}` puts it back)",
+                        short(&now),
+                        short(&was),
+                        shell_quote(b),
+                        short(&was)
+                    );
+                }
+            }
+            named.push(format!("`{name}` ({}){moved}", short(theirs)));
+        }
         let task = &h.task_id;
         Ok(Some(format!(
             "task {task}'s result brings in commits its worktree did not make, from your branch {} (its agent switched to or merged a branch that was there before), so it was not merged: that work reaches `{}` only when you merge it; task {task}'s result is kept on branch `{}` ({}); {}",
-            found.join(", "),
+            named.join(", "),
             self.integration,
             h.branch,
             short(result),
-            self.own_only_hint(h, result, &own, &BTreeSet::new())?
+            self.own_only_hint(h, result, &made_in(&h.admin), &BTreeSet::new())?
         )))
     }
 

@@ -15,8 +15,17 @@
 use super::{Repo, Result, lost, quote, shell};
 
 /// Paths `result` adds (against its merge base with `target`) that the main worktree
-/// ignores, sorted; empty when none.
-pub(crate) fn added_ignored(repo: &Repo, result: &str, target: &str) -> Result<Vec<String>> {
+/// ignores and the result's own rules ignore too (the task's `worktree`, whose files are
+/// the result, is asked), sorted; empty when none. A path the result itself stops
+/// ignoring (a task that edits `.gitignore` to track `docs/*.pdf`) was not forced: it is
+/// merged, and git's `--no-overwrite-ignore` refuses it if a file of the user's is there
+/// (rev9 N3).
+pub(crate) fn added_ignored(
+    repo: &Repo,
+    result: &str,
+    target: &str,
+    (worktree, admin): (&std::path::Path, &std::path::Path),
+) -> Result<Vec<String>> {
     let range = format!("{target}...{result}");
     let added = super::git(
         &repo.top,
@@ -46,6 +55,12 @@ pub(crate) fn added_ignored(repo: &Repo, result: &str, target: &str) -> Result<V
         &["check-ignore", "--no-index", "-z", "--stdin"],
         &input,
     )?;
+    let in_main: Vec<&str> = out.split('\0').filter(|p| !p.is_empty()).collect();
+    if in_main.is_empty() {
+        return Ok(Vec::new());
+    }
+    let input: String = in_main.iter().flat_map(|p| [*p, "\0"]).collect();
+    let out = check_ignore_in(worktree, admin, &input)?;
     let mut paths: Vec<String> = out
         .split('\0')
         .filter(|p| !p.is_empty())
@@ -54,6 +69,40 @@ pub(crate) fn added_ignored(repo: &Repo, result: &str, target: &str) -> Result<V
     paths.sort();
     paths.dedup();
     Ok(paths)
+}
+
+/// `git check-ignore --no-index -z --stdin` in `dir` with `input`: the paths ignored.
+fn check_ignore_in(dir: &std::path::Path, admin: &std::path::Path, input: &str) -> Result<String> {
+    use std::io::Write;
+    let args = ["check-ignore", "--no-index", "-z", "--stdin"];
+    // Named explicitly: a worktree whose `.git` was deleted is still read as itself.
+    let pre = [
+        std::ffi::OsStr::new("--git-dir"),
+        admin.as_os_str(),
+        std::ffi::OsStr::new("--work-tree"),
+        dir.as_os_str(),
+    ];
+    let mut cmd = super::git_command(dir, &pre, args, &[]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| crate::fs::with_path(e, "run git in", dir))?;
+    let mut stdin = child.stdin.take();
+    let bytes = input.as_bytes().to_vec();
+    let writer = std::thread::spawn(move || {
+        if let Some(s) = stdin.as_mut() {
+            let _ = s.write_all(&bytes);
+        }
+        drop(stdin);
+    });
+    let out = child
+        .wait_with_output()
+        .map_err(|e| crate::fs::with_path(e, "run git in", dir))?;
+    let _ = writer.join();
+    // Exit 1: none ignored.
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Paths under the project's `.claude/` that `result` adds, changes or deletes (against

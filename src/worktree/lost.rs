@@ -351,6 +351,7 @@ pub(crate) fn since_start(repo: &Repo, admin: &Path, base: &str) -> Vec<Lost> {
     let input: String = commits.iter().map(|c| format!("{c}\n")).collect();
     // Named by a reflog (the main worktree's, a branch's, any worktree's HEAD): whose it
     // is, that reflog tells; it is not this task's to claim.
+    super::tree::defuse_common(&repo.common_dir);
     let Ok(unreached) = git_stdin(
         repo,
         &["rev-list", "--stdin", "--not", "--all", "--reflog"],

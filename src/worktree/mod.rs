@@ -47,6 +47,7 @@ use crate::project::Project;
 
 mod alive;
 mod blame;
+mod bounded;
 mod codecfg;
 mod copied;
 mod copies;
@@ -294,8 +295,8 @@ where
     cmd
 }
 
-fn spawn_output(mut cmd: Command, dir: &Path) -> Result<Output> {
-    cmd.output().map_err(|e| {
+fn spawn_output(cmd: Command, dir: &Path) -> Result<Output> {
+    bounded::output(cmd).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             WorktreeError::NoGit
         } else {
@@ -677,6 +678,7 @@ impl Repo {
     /// Every registered worktree (from `git worktree list --porcelain`), with its git
     /// dir and qw's marker when it has them.
     pub fn registered(&self) -> Result<Vec<ListedWorktree>> {
+        tree::defuse_common(&self.common_dir);
         let mut listed =
             parse_worktree_list(&git(&self.top, &["worktree", "list", "--porcelain"])?);
         let admins = self.admin_dirs();
@@ -1364,9 +1366,14 @@ impl Worktrees {
     pub fn defuse(&self, h: &WorktreeHandle) -> Vec<String> {
         let t = tree::Tree::new(&h.path, &h.admin, &h.branch);
         let repaired = tree::repair_admin(&t);
+        // The spec folder is the main worktree's (qw's link in the worktree leads there):
+        // a FIFO an agent put there through it would hang git in the main worktree
+        // (rev9 N4).
+        let spec_dir = self.repo.top.join(self.repo.spec_rel(&self.spec));
         [
             tree::repaired_line(&t, &repaired),
             tree::defused_line(&h.path, &tree::defuse_special(&h.path)),
+            tree::defused_line(&spec_dir, &tree::defuse_special(&spec_dir)),
         ]
         .into_iter()
         .flatten()
@@ -1854,7 +1861,8 @@ impl Worktrees {
             // A file the main worktree ignores, forced into the result: the merge would
             // replace the user's ignored file of that name silently (rev8b F3).
             let forced =
-                ignored::added_ignored(&self.repo, result, &self.target()).map_err(commit)?;
+                ignored::added_ignored(&self.repo, result, &self.target(), (&h.path, &h.admin))
+                    .map_err(commit)?;
             if !forced.is_empty() {
                 return Err(commit(WorktreeError::Crossed(ignored::refused_line(
                     &h.task_id,

@@ -437,7 +437,25 @@ fn matters(key: &str) -> bool {
     }
     let section = key.split_once('.').map_or(key, |(s, _)| s);
     let name = key.rsplit_once('.').map_or(key, |(_, n)| n);
-    matches!(section, "include" | "includeif" | "extensions" | "protocol")
+    // Also what runs a program in the user's own next git (rev9 N8): an alias (`!cmd`,
+    // or one shadowing theirs), a pager per command, `git add -p`'s filter, the tools
+    // and browsers git starts.
+    matches!(
+        section,
+        "include"
+            | "includeif"
+            | "extensions"
+            | "protocol"
+            | "alias"
+            | "pager"
+            | "difftool"
+            | "mergetool"
+            | "sendemail"
+            | "browser"
+            | "man"
+            | "instaweb"
+            | "web"
+    ) || matches!(key, "interactive.difffilter" | "diff.tool" | "merge.tool")
         || (section == "remote" && name == "vcs")
         || matches!(
             key,
@@ -607,7 +625,9 @@ mod tests {
             "mine\n# qw runtime files (added by qw)\n/a/.claude/runs/\n# qw runtime files (added by qw)\n/b/.claude/runs/\n/b/.claude/unified_state.json\n",
         );
         assert!(adds_only_qw_excludes(Some(&before), Some(&qw)));
-        assert!(adds_only_qw_excludes(None, Some(&qw)));
+        let fresh = file("# qw runtime files (added by qw)\n/b/.claude/runs/\n");
+        assert!(adds_only_qw_excludes(None, Some(&fresh)));
+        assert!(!adds_only_qw_excludes(None, Some(&qw)));
         let planted = file("mine\n# qw runtime files (added by qw)\n/a/.claude/runs/\n*.py\n");
         assert!(!adds_only_qw_excludes(Some(&before), Some(&planted)));
         let removed =

@@ -84,6 +84,7 @@ fn parse(text: &str) -> Vec<LogLine> {
 pub(crate) fn held_only_by_reflogs(repo: &Repo, was: &str) -> Result<Vec<String>> {
     let top = &repo.top;
     // The commits reflogs name, newest first.
+    super::tree::defuse_common(&repo.common_dir);
     let out = git_output(top, ["rev-list", "--no-walk", "--reflog"], &[])?;
     if !out.status.success() {
         return Ok(Vec::new());

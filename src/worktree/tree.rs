@@ -1071,6 +1071,14 @@ pub(crate) fn repair_admin(t: &Tree<'_>) -> Vec<String> {
     if !t.path.is_dir() || !branch_there {
         return done;
     }
+    // A FIFO, socket or device where git (and qw) read a file of the git dir would block
+    // every git reading it, qw's `rev-list --all` in the main repository too (rev9 N2):
+    // taken away, and put back below as git needs it.
+    done.extend(
+        defuse_admin(t.admin)
+            .into_iter()
+            .map(|name| format!("`{name}` (a named pipe or device was there)")),
+    );
     let meta = t.admin.symlink_metadata();
     if meta.as_ref().is_ok_and(|m| !m.is_dir()) {
         // Something else in its place (a file, a link): left alone, git says why.
@@ -1138,6 +1146,59 @@ pub(crate) fn repair_admin(t: &Tree<'_>) -> Vec<String> {
         }
     }
     done
+}
+
+/// The files of a worktree's git dir git reads (every git with `--all` reads each
+/// worktree's `HEAD` and reflog).
+const ADMIN_READS: [&str; 10] = [
+    "HEAD",
+    "commondir",
+    "gitdir",
+    "index",
+    "ORIG_HEAD",
+    "FETCH_HEAD",
+    "MERGE_HEAD",
+    "logs/HEAD",
+    MARKER,
+    "locked",
+];
+
+fn special(p: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    p.symlink_metadata().is_ok_and(|m| {
+        let ty = m.file_type();
+        ty.is_fifo() || ty.is_socket() || ty.is_block_device() || ty.is_char_device()
+    })
+}
+
+/// Remove FIFOs, sockets and devices where git reads a file of the worktree git dir
+/// `admin` ([`ADMIN_READS`]); the names removed. They hold nothing, and git (or qw)
+/// opening one would wait forever (rev9 N2).
+pub(crate) fn defuse_admin(admin: &Path) -> Vec<String> {
+    ADMIN_READS
+        .iter()
+        .filter(|name| {
+            let p = admin.join(name);
+            special(&p) && crate::fs::remove_file(&p).is_ok()
+        })
+        .map(|n| (*n).to_owned())
+        .collect()
+}
+
+/// [`defuse_admin`] for every worktree of the common git dir `common`, and its shared
+/// `packed-refs`: before a git of qw's that reads every worktree's refs (`--all`,
+/// `worktree list`), which an agent's FIFO in any of them (its own or a sibling's) would
+/// hang for good.
+pub(crate) fn defuse_common(common: &Path) {
+    let packed = common.join("packed-refs");
+    if special(&packed) {
+        let _ = crate::fs::remove_file(&packed);
+    }
+    if let Ok(dirs) = crate::fs::read_dir(common.join("worktrees")) {
+        for d in dirs.flatten() {
+            defuse_admin(&d.path());
+        }
+    }
 }
 
 /// The line telling what [`repair_admin`] put back, `None` when nothing.

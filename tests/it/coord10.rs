@@ -2,7 +2,7 @@
 
 use crate::support::moves::{has, work};
 use crate::support::*;
-use crate::worktree::Repo;
+use crate::worktree::{Repo, bounded};
 
 /// rev8a F4: a task title over the kernel's 128 KiB per argument went whole into qw's
 /// commit and merge messages: every save and merge of the task failed "Argument list too
@@ -30,7 +30,7 @@ fn coord10_a_huge_task_title_is_cut_in_qws_git_messages() {
 /// itself (`switch -c`) is still its work and merged.
 #[test]
 fn coord10_a_users_branch_taken_by_an_agent_is_not_merged() {
-    for shape in ["switch", "merge", "own-branch"] {
+    for shape in ["switch", "merge", "remote", "deep", "own-branch"] {
         let r = Repo::new("- [ ] 1. Task 1\n- [ ] 2. Task 2\n");
         r.git(&["switch", "-q", "-c", "userfeat"]);
         std::fs::write(r.root().join("wip.txt"), "user WIP, not for main\n").unwrap();
@@ -38,7 +38,29 @@ fn coord10_a_users_branch_taken_by_an_agent_is_not_merged() {
         r.git(&["commit", "-qm", "user WIP"]);
         let wip = r.git(&["rev-parse", "HEAD"]).trim().to_owned();
         r.git(&["switch", "-q", "main"]);
+        if shape == "remote" {
+            // A colleague's pushed branch, fetched: only a remote-tracking ref holds it.
+            r.git(&["update-ref", "refs/remotes/origin/feature", &wip]);
+            r.git(&["branch", "-D", "userfeat"]);
+        }
+        if shape == "deep" {
+            // Two WIP commits, the branch made at its tip (its reflog has only that).
+            r.git(&["branch", "-D", "userfeat"]);
+            r.git(&["switch", "-q", "--detach", &wip]);
+            std::fs::write(r.root().join("wip2.txt"), "more\n").unwrap();
+            r.git(&["add", "wip2.txt"]);
+            r.git(&["commit", "-qm", "user WIP 2"]);
+            let tip = r.git(&["rev-parse", "HEAD"]).trim().to_owned();
+            r.git(&["switch", "-q", "main"]);
+            r.git(&["branch", "userfeat", &tip]);
+        }
         let script = match shape {
+            "remote" => {
+                "echo one > f1.txt\ngit add f1.txt\ngit commit -qm t1\ngit merge -q --no-edit origin/feature\n"
+            }
+            "deep" => {
+                "echo one > f1.txt\ngit add f1.txt\ngit commit -qm t1\ngit merge -q --no-edit userfeat~1\n"
+            }
             "switch" => {
                 "git switch -q userfeat\necho one > f1.txt\ngit add f1.txt\ngit commit -qm t1\n"
             }
@@ -60,10 +82,12 @@ fn coord10_a_users_branch_taken_by_an_agent_is_not_merged() {
         } else {
             assert!(!has(&r, "refs/heads/main", "wip.txt"), "{shape}: {text}");
             assert_ne!(r.f.task("1")["status"], "completed", "{shape}: {text}");
-            assert!(
-                text.contains("from your branch `userfeat`"),
-                "{shape}: {text}"
-            );
+            let named = if shape == "remote" {
+                "`remotes/origin/feature`"
+            } else {
+                "`userfeat`"
+            };
+            assert!(text.contains(named), "{shape}: {text}");
             if shape == "switch" {
                 assert!(
                     text.contains(&format!("it was at {}", &wip[..10])),
@@ -119,4 +143,96 @@ fn coord10_a_result_changing_claude_dir_is_not_merged() {
         assert!(!r.root().join(".claude/specs/beta").exists(), "{shape}");
         r.assert_no_process();
     }
+}
+
+/// rev9 N2, N4: a FIFO where git reads a file — the task worktree's `<git dir>/HEAD` or
+/// `logs/HEAD`, a `.gitignore` in the spec folder reached through qw's link (it lands in
+/// the main checkout) — hung qw's git forever, holding the repository lock. Taken away
+/// and said; every task merged; nothing left running.
+#[test]
+fn coord10_fifos_where_git_reads_never_hang_the_run() {
+    for (shape, script) in [
+        (
+            "admin HEAD",
+            "G=\"$(git rev-parse --absolute-git-dir)\"\nrm -f \"$G/HEAD\"\nmkfifo \"$G/HEAD\"\n",
+        ),
+        (
+            "admin logs/HEAD",
+            "G=\"$(git rev-parse --absolute-git-dir)\"\nrm -f \"$G/logs/HEAD\"\nmkfifo \"$G/logs/HEAD\"\n",
+        ),
+        ("spec folder", "mkfifo .claude/specs/demo/.gitignore\n"),
+    ] {
+        let r = Repo::new("- [ ] 1. Task 1\n- [ ] 2. Task 2\n");
+        r.action(
+            "1",
+            &format!("echo one > f1.txt\ngit add f1.txt\ngit commit -qm t1\n{script}"),
+        );
+        r.action("2", &format!("sleep 1\n{}", work("2")));
+        let cmd = r.agent_cmd();
+        let out = bounded(
+            r.f.cmd(&[
+                "workflow-auto",
+                "demo",
+                "A demo feature",
+                "--retry-delay",
+                "0.1",
+                "--attempts",
+                "1",
+                "--parallel",
+                "2",
+                "--isolate",
+                "worktree",
+                "--agent-cmd",
+                &cmd,
+            ]),
+            std::time::Duration::from_secs(150),
+        );
+        let text = diag(&out);
+        assert_eq!(code(&out), 0, "{shape}: {text}");
+        assert!(has(&r, "refs/heads/main", "f1.txt"), "{shape}: {text}");
+        assert!(has(&r, "refs/heads/main", "f2.txt"), "{shape}: {text}");
+        assert!(
+            !r.root().join(".claude/specs/demo/.gitignore").exists(),
+            "{shape}"
+        );
+        r.assert_no_process();
+    }
+}
+
+/// rev9 N7: a user who saves a kept task branch before continuing (`git branch backup
+/// qw/demo/1`) must not have the resumed task refused as "bringing in your branch": the
+/// commits the task made in an earlier run are its own.
+#[test]
+fn coord10_a_users_backup_of_a_kept_task_branch_is_no_foreign_branch() {
+    let r = Repo::new("- [ ] 1. Task 1\n- [ ] 2. Task 2\n");
+    r.action(
+        "1",
+        &crate::support::moves::once(
+            &r,
+            "t1",
+            "echo one > f1.txt\ngit add f1.txt\ngit commit -qm t1\nexit 1\n",
+        ),
+    );
+    r.action("2", &work("2"));
+    let out = r.auto(&["--parallel", "2", "--isolate", "worktree"]);
+    assert_eq!(r.f.task("1")["outcome"], "agent_error", "{}", diag(&out));
+    r.git(&["branch", "backup", "qw/demo/1"]);
+    let cmd = r.agent_cmd();
+    let out = r.run(&[
+        "workflow-continue",
+        "demo",
+        "--retry-delay",
+        "0.1",
+        "--attempts",
+        "1",
+        "--isolate",
+        "worktree",
+        "--agent-cmd",
+        &cmd,
+    ]);
+    let text = diag(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    assert!(!text.contains("from your branch"), "{text}");
+    assert!(has(&r, "refs/heads/main", "f1.txt"), "{text}");
+    r.assert_no_process();
 }

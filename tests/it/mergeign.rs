@@ -277,3 +277,25 @@ fn mergeign_a_deleted_or_damaged_worktree_git_dir_is_put_back_and_the_work_saved
         r.assert_no_process();
     }
 }
+
+/// rev9 N3: a task that stops ignoring a path (edits `.gitignore`) and adds a file there
+/// forced nothing: merged. With a file of the user's at that path in the main worktree,
+/// git refuses the merge (`--no-overwrite-ignore`) and the user's file stays.
+#[test]
+fn mergeign_a_result_that_unignores_a_path_is_merged() {
+    let r = Repo::new("- [ ] 1. Task 1\n- [ ] 2. Task 2\n");
+    let mut ignore = std::fs::read_to_string(r.root().join(".gitignore")).unwrap();
+    ignore.push_str("docs/*.pdf\n");
+    std::fs::write(r.root().join(".gitignore"), &ignore).unwrap();
+    r.git(&["commit", "-qam", "ignore pdfs"]);
+    r.action(
+        "1",
+        "grep -v 'docs/\\*.pdf' .gitignore > .gi && mv .gi .gitignore\nmkdir -p docs\necho pdf > docs/spec.pdf\n",
+    );
+    r.action("2", &work("2"));
+    let out = r.auto(&["--parallel", "2", "--isolate", "worktree"]);
+    let text = diag(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    assert!(has(&r, "main", "docs/spec.pdf"), "{text}");
+    r.assert_no_process();
+}
