@@ -16,13 +16,23 @@ impl Project {
         Project { root: dir.into() }
     }
 
-    /// The nearest ancestor of `start` (inclusive) that holds `.claude/`, else `start`.
+    /// The nearest ancestor of `start` (inclusive) that holds `.claude/`, not looking
+    /// above the top of the git repository `start` is in (a directory holding `.git`),
+    /// else `start`. Above the repository is not the project: `$HOME` holds Claude
+    /// Code's own `~/.claude/`, and `qw init` in a new repository under it wrote qw's
+    /// commands and settings there (rev9 N13).
     pub fn discover(start: &Path) -> Self {
         let start = std::path::absolute(start).unwrap_or_else(|_| start.to_path_buf());
-        let found = start
-            .ancestors()
-            .find(|dir| dir.join(".claude").is_dir())
-            .map(Path::to_path_buf);
+        let mut found = None;
+        for dir in start.ancestors() {
+            if dir.join(".claude").is_dir() {
+                found = Some(dir.to_path_buf());
+                break;
+            }
+            if dir.join(".git").symlink_metadata().is_ok() {
+                break;
+            }
+        }
         Project {
             root: found.unwrap_or(start),
         }
@@ -210,5 +220,14 @@ mod tests {
         let other = dir.path().join("elsewhere");
         crate::fs::create_dir_all(&other).unwrap();
         assert_eq!(Project::discover(&other).root(), other);
+        // A repository under a directory holding `.claude/` (like `$HOME`): its own.
+        let repo = dir.path().join("proj").join("a").join("repo");
+        crate::fs::create_dir_all(repo.join(".git")).unwrap();
+        crate::fs::create_dir_all(repo.join("src")).unwrap();
+        assert_eq!(
+            Project::discover(&repo.join("src")).root(),
+            repo.join("src")
+        );
+        assert_eq!(Project::discover(&repo).root(), repo);
     }
 }

@@ -213,7 +213,7 @@ impl Watch {
                     revert_keys(common, &aside, &rel, &change, &keys, after)
                         .map(|()| {
                             format!(
-                                "{what}: your values of these keys are back, its other changes kept"
+                                "{what}: these keys have again the values they had when the run began (if the change was yours, set it again once the run is over), the file's other changes kept"
                             )
                         })
                         .map_err(|e| (what, e))
@@ -437,16 +437,15 @@ fn matters(key: &str) -> bool {
     }
     let section = key.split_once('.').map_or(key, |(s, _)| s);
     let name = key.rsplit_once('.').map_or(key, |(_, n)| n);
-    // Also what runs a program in the user's own next git (rev9 N8): an alias (`!cmd`,
-    // or one shadowing theirs), a pager per command, `git add -p`'s filter, the tools
-    // and browsers git starts.
+    // Also what runs a program in the user's own next git (rev9 N8): a pager per
+    // command, `git add -p`'s filter, the tools and browsers git starts. (Aliases stay
+    // the user's to write mid-run, rev7 R9: an alias runs only when typed.)
     matches!(
         section,
         "include"
             | "includeif"
             | "extensions"
             | "protocol"
-            | "alias"
             | "pager"
             | "difftool"
             | "mergetool"

@@ -236,3 +236,34 @@ fn coord10_a_users_backup_of_a_kept_task_branch_is_no_foreign_branch() {
     assert!(has(&r, "refs/heads/main", "f1.txt"), "{text}");
     r.assert_no_process();
 }
+
+/// rev9 N13: `qw init` in a new repository under a directory holding `.claude/` (like
+/// `$HOME` with Claude Code's `~/.claude/`) initialised the parent: qw's commands and
+/// settings went into the parent's `.claude/`. The repository is the project.
+#[test]
+fn coord10_init_in_a_repository_under_a_claude_dir_stays_in_the_repository() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".claude")).unwrap();
+    let proj = home.path().join("proj");
+    std::fs::create_dir_all(&proj).unwrap();
+    let out = std::process::Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(&proj)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = std::process::Command::new(qw_bin())
+        .arg("init")
+        .current_dir(&proj)
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", diag(&out));
+    assert!(proj.join(".claude").is_dir(), "{}", diag(&out));
+    let parent: Vec<_> = std::fs::read_dir(home.path().join(".claude"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(parent.is_empty(), "the parent's .claude got {parent:?}");
+}
