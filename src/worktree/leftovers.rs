@@ -599,6 +599,21 @@ pub fn prune(
                 .push((e.branch.clone(), e.path.clone().unwrap_or_default())),
             EntryState::Snapshot => {}
             EntryState::Orphaned | EntryState::Merged | EntryState::Unmerged => {
+                // A link put where qw's worktree was: what it leads to is not the task's,
+                // and saving "its" changes would commit the deletion of every project file
+                // and then empty that directory (rev8b F15).
+                if let Some(p) = e.path.as_deref()
+                    && p.symlink_metadata()
+                        .is_ok_and(|m| m.file_type().is_symlink())
+                {
+                    report.warnings.push(format!(
+                        "`{}` (task {}'s worktree) is a symbolic link to `{}`, not the directory qw made: left as it is, nothing saved or removed there; remove the link by hand, then `git worktree prune`",
+                        p.display(),
+                        e.task,
+                        std::fs::read_link(p).unwrap_or_default().display()
+                    ));
+                    continue;
+                }
                 let salvage = format!(
                     "qw: {} task {} — uncommitted work saved by `qw worktrees --prune`",
                     e.spec, e.task

@@ -267,3 +267,43 @@ fn coord10_init_in_a_repository_under_a_claude_dir_stays_in_the_repository() {
         .collect();
     assert!(parent.is_empty(), "the parent's .claude got {parent:?}");
 }
+
+/// rev8b F15: `qw worktrees --prune` saved and removed an orphaned task worktree through a
+/// symbolic link put in its place: the directory it led to was emptied. A link is left as
+/// it is, said; what it leads to is untouched.
+#[test]
+fn coord10_prune_never_goes_through_a_link_put_in_place_of_a_worktree() {
+    let r = Repo::new("- [ ] 1. Task 1\n");
+    // The agent writes its work, then SIGKILLs its own qw: the worktree is left orphaned.
+    r.action(
+        "1",
+        "echo w > f1.txt\np=$$\nwhile [ \"$p\" -gt 1 ]; do p=$(awk '{print $4}' /proc/$p/stat); if grep -q workflow-auto /proc/$p/cmdline 2>/dev/null; then kill -9 $p; break; fi; done\nsleep 1\n",
+    );
+    let _ = r.auto(&["--isolate", "worktree"]);
+    let dirs = r.worktree_dirs();
+    let w = dirs
+        .iter()
+        .find(|d| d.to_string_lossy().ends_with("demo-1"))
+        .unwrap_or_else(|| panic!("no orphaned worktree in {dirs:?}"))
+        .clone();
+    let victim = r.aux.path().join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("precious.txt"), "precious\n").unwrap();
+    std::fs::copy(w.join(".git"), victim.join(".git")).unwrap();
+    std::fs::rename(&w, w.with_extension("real")).unwrap();
+    std::os::unix::fs::symlink(&victim, &w).unwrap();
+    let out = r.run(&["worktrees", "--prune"]);
+    let text = diag(&out);
+    assert!(text.contains("is a symbolic link"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(victim.join("precious.txt")).unwrap(),
+        "precious\n",
+        "{text}"
+    );
+    assert!(
+        w.symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink()),
+        "{text}"
+    );
+    r.assert_no_process();
+}
