@@ -727,6 +727,7 @@ fn remake_hint(
 pub(crate) fn others_in_kept(repo: &Repo, branch: &str, head: &str) -> Option<String> {
     parse_branch(branch)?;
     let same_task = format!("{branch}@");
+    let own_base = branch.split('@').next().unwrap_or(branch);
     let out = git_output(
         &repo.top,
         [
@@ -739,7 +740,15 @@ pub(crate) fn others_in_kept(repo: &Repo, branch: &str, head: &str) -> Option<St
     .ok()?;
     let others: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|b| *b != branch && !b.starts_with(&same_task) && parse_branch(b).is_some())
+        // The task's own branches (`qw/<spec>/<id>` and its `@<sha>` keeps) are not
+        // another task's, whichever of them this is.
+        .filter(|b| {
+            *b != branch
+                && *b != own_base
+                && !b.starts_with(&same_task)
+                && !b.starts_with(&format!("{own_base}@"))
+                && parse_branch(b).is_some()
+        })
         .map(str::to_owned)
         .collect();
     if others.is_empty() {

@@ -1090,8 +1090,10 @@ pub(crate) fn repair_admin(t: &Tree<'_>) -> Vec<String> {
         }
         done.push("its git dir".to_owned());
     }
+    // Written whole (temp file, rename): a git reading it meanwhile (another task's
+    // look at every worktree) never sees it empty.
     let mut put = |name: &str, text: String, why: &str| {
-        if crate::fs::write(t.admin.join(name), text).is_ok() {
+        if crate::fs::write_durable(&t.admin.join(name), text.as_bytes()).is_ok() {
             done.push(why.to_owned());
         }
     };
@@ -1107,7 +1109,14 @@ pub(crate) fn repair_admin(t: &Tree<'_>) -> Vec<String> {
         })
         .and_then(|c| c.canonicalize().ok())
         .zip(common.canonicalize().ok())
-        .is_some_and(|(a, b)| a == b);
+        .is_some_and(|(a, b)| a == b)
+        // Unreadable for a moment is not garbled: only a file that names no git dir.
+        || crate::fs::read_to_string(t.admin.join("commondir"))
+            .is_ok_and(|c| {
+                let c = std::path::Path::new(c.trim());
+                let c = if c.is_absolute() { c.to_path_buf() } else { t.admin.join(c) };
+                c.join("objects").is_dir()
+            });
     if !common_ok {
         put("commondir", "../..\n".to_owned(), "`commondir`");
     }

@@ -251,7 +251,9 @@ fn worktree_fix7e_g7_nothing_is_merged_after_a_refusal_and_the_end_says_it_no_lo
         &once(
             &r,
             "1",
-            "echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1\ngit update-ref refs/heads/main HEAD\ntouch \"$ACTIONS/../moved\"\n",
+            // Only once task 2 runs: a task started after the move is refused at its
+            // start (and never puts `main` back), however late a loaded machine starts it.
+            "n=0; until [ -e \"$ACTIONS/../started2\" ] || [ $n -ge 1800 ]; do sleep 0.05; n=$((n+1)); done\necho 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1\ngit update-ref refs/heads/main HEAD\ntouch \"$ACTIONS/../moved\"\n",
         ),
     );
     r.action(
@@ -260,7 +262,7 @@ fn worktree_fix7e_g7_nothing_is_merged_after_a_refusal_and_the_end_says_it_no_lo
             &r,
             "2",
             &format!(
-                "n=0; until [ -e {rec} ] || [ $n -ge 1800 ]; do sleep 0.05; n=$((n+1)); done\ngit update-ref refs/heads/main {was}\necho 2 > f2.txt\n",
+                "touch \"$ACTIONS/../started2\"\nn=0; until [ -e {rec} ] || [ $n -ge 1800 ]; do sleep 0.05; n=$((n+1)); done\ngit update-ref refs/heads/main {was}\necho 2 > f2.txt\n",
                 rec = record.display()
             ),
         ),
