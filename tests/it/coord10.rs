@@ -148,7 +148,10 @@ fn coord10_a_result_changing_claude_dir_is_not_merged() {
 /// rev9 N2, N4: a FIFO where git reads a file — the task worktree's `<git dir>/HEAD` or
 /// `logs/HEAD`, a `.gitignore` in the spec folder reached through qw's link (it lands in
 /// the main checkout) — hung qw's git forever, holding the repository lock. Taken away
-/// and said; every task merged; nothing left running.
+/// and said; every task merged; nothing left running. One task at a time: while a
+/// sibling's git reads every worktree's `HEAD` (`worktree add`, `branch`), a FIFO the
+/// agent makes at that moment blocks it until qw's bound (`QW_GIT_TIMEOUT_S`) — set
+/// short here, so that race ends a run instead of hanging it.
 #[test]
 fn coord10_fifos_where_git_reads_never_hang_the_run() {
     for (shape, script) in [
@@ -167,26 +170,25 @@ fn coord10_fifos_where_git_reads_never_hang_the_run() {
             "1",
             &format!("echo one > f1.txt\ngit add f1.txt\ngit commit -qm t1\n{script}"),
         );
-        r.action("2", &format!("sleep 1\n{}", work("2")));
+        r.action("2", &work("2"));
         let cmd = r.agent_cmd();
-        let out = bounded(
-            r.f.cmd(&[
-                "workflow-auto",
-                "demo",
-                "A demo feature",
-                "--retry-delay",
-                "0.1",
-                "--attempts",
-                "1",
-                "--parallel",
-                "2",
-                "--isolate",
-                "worktree",
-                "--agent-cmd",
-                &cmd,
-            ]),
-            std::time::Duration::from_secs(150),
-        );
+        let mut c = r.f.cmd(&[
+            "workflow-auto",
+            "demo",
+            "A demo feature",
+            "--retry-delay",
+            "0.1",
+            "--attempts",
+            "1",
+            "--parallel",
+            "1",
+            "--isolate",
+            "worktree",
+            "--agent-cmd",
+            &cmd,
+        ]);
+        c.env("QW_GIT_TIMEOUT_S", "30");
+        let out = bounded(c, std::time::Duration::from_secs(150));
         let text = diag(&out);
         assert_eq!(code(&out), 0, "{shape}: {text}");
         assert!(has(&r, "refs/heads/main", "f1.txt"), "{shape}: {text}");
