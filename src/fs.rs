@@ -21,16 +21,19 @@ pub use confined::check_in_project;
 pub use locked_file::{
     Holder, LockError, LockOptions, LockTimeout, LockedFile, Peek, ProcessState, process_state,
 };
-pub use nofollow::{Entry, NoFollowDir, linked_component, linked_dir_refused};
+pub use nofollow::{
+    Entry, NoFollowDir, linked_component, linked_dir_refused, not_a_dir_component,
+};
 pub use regular::{
-    Bounded, Utf8Position, append_regular, check_regular, copy_regular, is_refused, not_utf8,
+    Bounded, Utf8Position, append_regular, check_regular, copy_regular, is_refused, kind_name,
+    not_utf8,
     open_append, open_regular, read_regular, read_regular_text, read_regular_whole,
     read_tail_regular,
 };
 
 pub use fs_err::{
     File, OpenOptions, copy, create_dir_all, metadata, read, read_dir, read_to_string,
-    remove_dir_all, remove_file, rename, symlink_metadata, write,
+    remove_dir, remove_dir_all, remove_file, rename, symlink_metadata, write,
 };
 
 /// Write `bytes` to `path` so that after a crash the file holds either its old or its new
@@ -46,15 +49,90 @@ pub use fs_err::{
 ///   naming it, and so is anything that is not a regular file (a FIFO, a device): nothing
 ///   is written.
 ///
+/// - a file with more than one name (hard links: `ln state.json ~/keep.json`) is written
+///   in place instead, so every name still shows the same file ([`write_in_place`]).
+///
 /// The temp file is named `.<file>.tmp<random>` and removed if anything fails.
 pub fn write_durable(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
     let target = resolve_symlinks(path)?;
     let existing = match std::fs::metadata(&target) {
         Ok(m) => Some(m),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(with_path(e, "inspect", &target)),
     };
+    if let Some(meta) = existing.as_ref().filter(|m| m.is_file() && m.nlink() > 1) {
+        check_replaceable(&target, meta)?;
+        return write_in_place(&target, meta, bytes);
+    }
     replace_durably(&target, existing.as_ref(), bytes)
+}
+
+/// Rewrite the hard-linked regular file `target` (as `meta` saw it) in place: a rename
+/// would give this name a new file and leave the other names holding the old contents.
+/// The old contents are first copied beside it (`.<file>.before-write<random>`, synced),
+/// then the new ones written over the file from its start, the file cut to their length
+/// and synced, and the copy removed. Not atomic for a reader that looks mid-write (the
+/// price of keeping the link; qw's writers hold their lock): a write that fails puts the
+/// old contents back, and a crash in the middle leaves the copy to recover from.
+fn write_in_place(target: &Path, meta: &std::fs::Metadata, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{FileExt as _, MetadataExt as _, OpenOptionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(target)
+        .map_err(|e| with_path(e, "open", target))?;
+    let now = file.metadata().map_err(|e| with_path(e, "inspect", target))?;
+    if (now.dev(), now.ino()) != (meta.dev(), meta.ino()) || !now.is_file() {
+        return Err(io::Error::other(format!(
+            "`{}` was replaced while qw was writing it; nothing was written, run the command again",
+            target.display()
+        )));
+    }
+    let mut old = Vec::new();
+    (&file)
+        .read_to_end(&mut old)
+        .map_err(|e| with_path(e, "read", target))?;
+    let dir = parent_dir(target);
+    let file_name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".to_owned());
+    let mut copy = tempfile::Builder::new()
+        .prefix(&format!(".{file_name}.before-write"))
+        .tempfile_in(&dir)
+        .map_err(|e| with_path(e, "create a temporary file in", &dir))?;
+    copy.write_all(&old)
+        .and_then(|()| copy.as_file().sync_all())
+        .map_err(|e| with_path(e, "write", copy.path()))?;
+    let put = |contents: &[u8]| {
+        file.write_all_at(contents, 0)
+            .and_then(|()| file.set_len(u64::try_from(contents.len()).unwrap_or(u64::MAX)))
+            .and_then(|()| file.sync_all())
+    };
+    match put(bytes) {
+        Ok(()) => {
+            drop(copy);
+            Ok(())
+        }
+        Err(e) if put(&old).is_ok() => Err(with_path(e, "write (its old contents were put back)", target)),
+        Err(e) => {
+            let kept = copy
+                .into_temp_path()
+                .keep()
+                .map_or_else(|_| PathBuf::from("?"), |p| p);
+            Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "failed to write `{}` in place: {e}; its old contents are in `{}`",
+                    target.display(),
+                    kept.display()
+                ),
+            ))
+        }
+    }
 }
 
 /// [`write_durable`] for a file qw generates (a report, a suggestion, a backup, a run's
@@ -229,6 +307,40 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+    }
+
+    #[test]
+    fn durable_write_keeps_hard_links_longer_and_shorter_and_through_a_symlink() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        let other = dir.path().join("keep.json");
+        write(&path, b"old contents").unwrap();
+        std::fs::hard_link(&path, &other).unwrap();
+        let ino = metadata(&path).unwrap().ino();
+        for text in ["a much longer new text than before", "short", ""] {
+            write_durable(&path, text.as_bytes()).unwrap();
+            assert_eq!(read_to_string(&other).unwrap(), text, "the other name");
+            assert_eq!(metadata(&path).unwrap().ino(), ino, "the same file");
+        }
+        // Through a symlink to one of the names: its target is written in place too.
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&other, &link).unwrap();
+        write_durable(&link, b"via link").unwrap();
+        assert_eq!(read_to_string(&path).unwrap(), "via link");
+        assert!(symlink_metadata(&link).unwrap().file_type().is_symlink());
+        let mut names: Vec<_> = read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["keep.json", "link.json", "settings.json"], "no copy left");
+        // A read-only linked file is refused as any read-only file is.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+        if nix::unistd::access(&path, nix::unistd::AccessFlags::W_OK).is_err() {
+            assert!(write_durable(&path, b"no").is_err());
+            assert_eq!(read_to_string(&other).unwrap(), "via link");
+        }
     }
 
     fn mode(p: &Path) -> u32 {

@@ -25,22 +25,26 @@ pub const BUSY_WINDOW: Duration = Duration::from_secs(3600);
 pub fn create(project: &Project, spec: &str, label: &str) -> io::Result<PathBuf> {
     // Never through a link at `.claude/runs` (refused, naming it), even one made after
     // the command checked.
-    let dir = crate::fs::NoFollowDir::create(&project.claude_dir(), Path::new("runs"))?
-        .shown()
-        .to_path_buf();
+    let dir = crate::fs::NoFollowDir::create(&project.claude_dir(), Path::new("runs"))?;
+    unique_dir(&dir, &format!("{}-{}", clean(spec), clean(label)))
+}
+
+/// A fresh folder `<stamp>-<label>-<hex>` made inside the opened `dir` (never through a
+/// link put in place of `dir` meanwhile); its path as the user knows it.
+pub(crate) fn unique_dir(dir: &crate::fs::NoFollowDir, label: &str) -> io::Result<PathBuf> {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f");
     for _ in 0..16 {
         let hex = crate::random::hex(3)?;
-        let path = dir.join(format!("{stamp}-{}-{}-{hex}", clean(spec), clean(label)));
-        match fs_err::create_dir(&path) {
-            Ok(()) => return Ok(path),
+        let name = format!("{stamp}-{label}-{hex}");
+        match dir.create_dir(std::ffi::OsStr::new(&name)) {
+            Ok(path) => return Ok(path),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
     }
     Err(io::Error::other(format!(
         "could not create a unique run folder in `{}`",
-        dir.display()
+        dir.shown().display()
     )))
 }
 

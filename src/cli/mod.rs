@@ -366,6 +366,17 @@ fn check_own_dirs(project: &Project) -> Result<(), CliError> {
             Ok(None) => {}
             Err(e) => return Err(CliError::failed(e.to_string())),
         }
+        // A FIFO, a file or a socket there (`.claude/backups` made by `mkfifo`): one line
+        // naming it, not the raw "Not a directory" of the first write below it. Not for
+        // `logs`: logging falls back to a temporary file and the command goes on (CONTRACT).
+        if rel == "logs" {
+            continue;
+        }
+        match crate::fs::not_a_dir_component(&claude, std::path::Path::new(rel)) {
+            Ok(Some(e)) => return Err(CliError::usage(e.to_string())),
+            Ok(None) => {}
+            Err(e) => return Err(CliError::failed(e.to_string())),
+        }
     }
     Ok(())
 }

@@ -49,6 +49,43 @@ pub fn linked_component(base: &Path, rel: &Path) -> io::Result<Option<(PathBuf, 
     Ok(None)
 }
 
+/// The first component of `rel` below `base` that is there but is neither a directory nor
+/// a symbolic link (a FIFO, a file, a socket where qw keeps a folder of its own), with the
+/// error that names it and what it is (`InvalidInput`, so callers map it to bad input).
+/// `None` when every component is a directory, a link ([`linked_component`] finds those)
+/// or missing.
+pub fn not_a_dir_component(base: &Path, rel: &Path) -> io::Result<Option<io::Error>> {
+    let mut at = base.to_path_buf();
+    for c in rel.components() {
+        let Component::Normal(name) = c else {
+            return Ok(None);
+        };
+        at.push(name);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => return Ok(None),
+            Ok(m) => return Ok(Some(not_a_dir(&at, m.file_type()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(with_path(e, "inspect", &at)),
+        }
+    }
+    Ok(None)
+}
+
+/// The error for `path`, which is `kind` where qw keeps a directory of its own.
+fn not_a_dir(path: &Path, kind: std::fs::FileType) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "`{}` is {}, not a directory: qw keeps its own files there; move it away (`mv {} {}.aside`) and qw recreates the directory",
+            path.display(),
+            super::kind_name(kind),
+            path.display(),
+            path.display()
+        ),
+    )
+}
+
 /// The error for a symbolic link where qw keeps a directory of its own: names the link and
 /// its target, and says what to do. `InvalidInput`, so callers map it to bad input.
 pub fn linked_dir_refused(link: &Path, target: &Path) -> io::Error {
@@ -223,6 +260,17 @@ impl NoFollowDir {
         std::fs::remove_dir_all(&path).map_err(|e| with_path(e, "remove", &self.shown.join(name)))
     }
 
+    /// Create the directory `name` inside this one (mode 0777 minus the umask), relative
+    /// to the opened directory, so no link in the path above is followed; an
+    /// `AlreadyExists` error when anything is there (a link too, never followed). Returns
+    /// its path as the user knows it.
+    pub fn create_dir(&self, name: &OsStr) -> io::Result<PathBuf> {
+        let shown = self.shown.join(name);
+        nix::sys::stat::mkdirat(&self.fd, name, Mode::from_bits_truncate(0o777))
+            .map_err(|e| with_path(e.into(), "create the directory", &shown))?;
+        Ok(shown)
+    }
+
     /// Remove the file `name` (a link is removed as a link, never followed).
     pub fn remove_file(&self, name: &OsStr) -> io::Result<()> {
         nix::unistd::unlinkat(&self.fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir)
@@ -240,13 +288,16 @@ impl NoFollowDir {
 fn not_a_plain_dir(parent: &OwnedFd, name: &OsStr, shown: &Path) -> io::Error {
     match nix::fcntl::readlinkat(parent, name) {
         Ok(target) => linked_dir_refused(shown, Path::new(&target)),
-        Err(_) => io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "`{}` is not a directory; qw keeps its own files there (move it away and qw recreates the directory)",
-                shown.display()
+        Err(_) => match std::fs::symlink_metadata(shown) {
+            Ok(m) => not_a_dir(shown, m.file_type()),
+            Err(_) => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "`{}` is not a directory; qw keeps its own files there (move it away and qw recreates the directory)",
+                    shown.display()
+                ),
             ),
-        ),
+        },
     }
 }
 
@@ -290,7 +341,7 @@ mod tests {
         // A file where a directory belongs.
         std::fs::write(real.join("a/file"), b"x").unwrap();
         let e = NoFollowDir::open(&base, Path::new("a/file")).unwrap_err();
-        assert!(e.to_string().contains("is not a directory"), "{e}");
+        assert!(e.to_string().contains("is a regular file, not a directory"), "{e}");
     }
 
     #[test]

@@ -307,9 +307,25 @@ fn symlink_refused(path: &Path) -> io::Error {
 
 /// Refuse anything but a regular file, naming what it is.
 fn check_kind(path: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
-    let t = meta.file_type();
-    let what = if t.is_file() {
+    if meta.is_file() {
         return Ok(());
+    }
+    let what = kind_name(meta.file_type());
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "`{}` is {what}, not a regular file; qw reads and writes only regular files there",
+            path.display()
+        ),
+    ))
+}
+
+/// What an entry is, in words (`a FIFO`, `a directory`, …), for messages.
+pub fn kind_name(t: std::fs::FileType) -> &'static str {
+    if t.is_file() {
+        "a regular file"
+    } else if t.is_symlink() {
+        "a symbolic link"
     } else if t.is_dir() {
         "a directory"
     } else if t.is_fifo() {
@@ -321,15 +337,8 @@ fn check_kind(path: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
     } else if t.is_socket() {
         "a socket"
     } else {
-        "not a regular file"
-    };
-    Err(io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!(
-            "`{}` is {what}, not a regular file; qw reads and writes only regular files there",
-            path.display()
-        ),
-    ))
+        "neither a file nor a directory"
+    }
 }
 
 #[cfg(test)]

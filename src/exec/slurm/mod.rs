@@ -589,8 +589,9 @@ impl RunFiles {
         };
         crate::fs::create_dir_all(&dir)?;
         if dir.join(SCRIPT_FILE).exists() {
+            // Only the new folder is made: a link already there is never followed.
             dir = dir.join(format!("slurm-{}", crate::random::hex(3)?));
-            crate::fs::create_dir_all(&dir)?;
+            fs_err::create_dir(&dir)?;
         }
         let file_or = |o: &Output, name: &str| match o {
             Output::File(p) => p.clone(),
@@ -608,22 +609,25 @@ impl RunFiles {
     }
 }
 
-/// A fresh, uniquely named folder `<stamp>-<label>-<hex>` under `runs_dir`.
+/// A fresh, uniquely named folder `<stamp>-<label>-<hex>` under `runs_dir`, made as every
+/// run folder of qw's is (`agent::runs`): `runs_dir`'s own folder is created as `mkdir -p`
+/// would (`.claude` may be a link the user made), `runs_dir` itself and the new folder
+/// without following a link — a symbolic link, a FIFO or a file at `runs_dir` is refused
+/// with one line naming it, and nothing is made where it points.
 fn new_run_dir(runs_dir: &Path, label: &str) -> Result<PathBuf, ExecError> {
-    crate::fs::create_dir_all(runs_dir)?;
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f");
-    for _ in 0..16 {
-        let dir = runs_dir.join(format!("{stamp}-{label}-{}", crate::random::hex(3)?));
-        match fs_err::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(ExecError::Scheduler(format!(
-        "could not create a unique run folder in `{}`",
-        runs_dir.display()
-    )))
+    let (Some(parent), Some(name)) = (runs_dir.parent(), runs_dir.file_name()) else {
+        return Err(ExecError::Scheduler(format!(
+            "`{}` cannot hold run folders: it names no folder",
+            runs_dir.display()
+        )));
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let dir = crate::fs::NoFollowDir::create(parent, Path::new(name))?;
+    Ok(crate::agent::runs::unique_dir(&dir, label)?)
 }
 
 /// Copies a growing file to our stdout or stderr (for runs whose output is inherited).
@@ -1009,5 +1013,43 @@ fn scancel(id: &str, signal: Option<i32>) {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     if let Err(e) = queue::run_tool("scancel", &refs) {
         tracing::warn!("{e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_run_dir;
+
+    /// A link, a FIFO or a file put at the runs folder: refused with one line naming it,
+    /// nothing made where a link points; a real folder (or none yet) gets a fresh run folder.
+    #[test]
+    fn a_run_folder_is_never_made_through_a_link_or_over_a_non_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let claude = dir.path().join(".claude");
+        let runs = claude.join("runs");
+        let victim = dir.path().join("victim");
+        crate::fs::create_dir_all(&victim).unwrap();
+        crate::fs::create_dir_all(&claude).unwrap();
+
+        std::os::unix::fs::symlink(&victim, &runs).unwrap();
+        let e = new_run_dir(&runs, "exec").unwrap_err().to_string();
+        assert!(e.contains("symbolic link") && e.contains(&*runs.to_string_lossy()), "{e}");
+        assert_eq!(crate::fs::read_dir(&victim).unwrap().count(), 0, "made through the link");
+        crate::fs::remove_file(&runs).unwrap();
+
+        nix::unistd::mkfifo(&runs, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let e = new_run_dir(&runs, "exec").unwrap_err().to_string();
+        assert!(e.contains("a FIFO, not a directory") && !e.contains("os error"), "{e}");
+        crate::fs::remove_file(&runs).unwrap();
+
+        crate::fs::write(&runs, b"x").unwrap();
+        let e = new_run_dir(&runs, "exec").unwrap_err().to_string();
+        assert!(e.contains("a regular file, not a directory"), "{e}");
+        crate::fs::remove_file(&runs).unwrap();
+
+        let made = new_run_dir(&runs, "exec").unwrap();
+        assert!(made.is_dir() && made.starts_with(&runs), "{}", made.display());
+        let again = new_run_dir(&runs, "exec").unwrap();
+        assert_ne!(made, again);
     }
 }
