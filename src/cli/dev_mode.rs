@@ -51,6 +51,8 @@ yours: dev mode then tightens none of it and says so (`qw init` removes such a b
 The original's debug_hooks is retired (hooks run inside Claude Code, not qw): a file that
 holds it keeps it, unread.
 A settings file that is not valid JSON is never overwritten (exit 2).
+`on` takes its automatic backup before it writes the settings: a signal while it waits for
+the state lock ends it with 128+N and the settings unchanged.
 
 Examples:
   qw dev-mode on
@@ -71,14 +73,27 @@ pub(crate) fn run(ctx: &Ctx, args: DevModeArgs) -> CmdResult {
         DevModeAction::Status => (ctx.settings()?.development_mode.clone(), None),
         DevModeAction::On => {
             let mode = file.dev_mode_on()?;
+            // The backup first (it may wait for the state lock; a signal then ends the
+            // command with 128+N and the settings unchanged), the settings after it.
+            let note = if mode.auto_backup() && !was_on {
+                crate::cancel::Cancel::on_signals()
+                    .map_err(|e| CliError::failed(format!("cannot handle signals: {e}")))?;
+                auto_backup(&ctx.project)
+            } else {
+                Ok(None)
+            };
+            if let Err(e) = &note
+                && e.code > crate::exit::EXEC_SIGNAL_BASE
+            {
+                let err = CliError::with_code(
+                    e.code,
+                    format!("{}; development mode was not turned on, nothing was changed", e.message),
+                );
+                return Err(e.hints.iter().cloned().fold(err, CliError::hint));
+            }
             file.save()?;
             tracing::info!(settings = %path.display(), "development mode turned on");
-            let note = if mode.auto_backup() && !was_on {
-                auto_backup(&ctx.project)?
-            } else {
-                None
-            };
-            (mode, note)
+            (mode, note?)
         }
         DevModeAction::Off => {
             let mode = file.dev_mode_off()?;
@@ -228,6 +243,7 @@ fn auto_backup(project: &Project) -> Result<Option<String>, CliError> {
     let target = match StateStore::new(project).backup(None) {
         Ok(p) => p,
         Err(StateError::NoState { .. }) => return Ok(None),
+        Err(e) if e.interrupted().is_some() => return Err(CliError::from(e)),
         Err(e) => {
             return Err(CliError::from(e)
                 .hint("dev mode is on; run `qw state-backup` once the problem is fixed"));

@@ -14,7 +14,13 @@ use crate::workflow::status::{self as view, SpecDetail};
 
 /// Arguments of `qw spec-create`.
 #[derive(Debug, Args)]
-#[command(after_long_help = "Example:\n  qw spec-create user-auth \"Email and password login\"")]
+#[command(after_long_help = "\
+While another qw writes the state, it waits (up to QW_LOCK_TIMEOUT, saying after a second
+who holds it); Ctrl-C, SIGTERM or SIGHUP end the wait with 128+N. A spec that could not be
+recorded is not created: its new folder is removed again.
+
+Example:
+  qw spec-create user-auth \"Email and password login\"")]
 pub struct SpecCreateArgs {
     /// Spec name (kebab-case).
     pub name: String,
@@ -65,22 +71,15 @@ impl From<SpecError> for CliError {
 /// Run `qw spec-create`.
 pub(crate) fn run_create(ctx: &Ctx, args: SpecCreateArgs) -> CmdResult {
     let had_project = ctx.project.exists();
+    // From here SIGINT, SIGTERM and SIGHUP end the wait for the state lock with 128+N (a
+    // line names the holder after a second), and the new folder is taken back.
+    crate::cancel::Cancel::on_signals()
+        .map_err(|e| CliError::failed(format!("cannot handle signals: {e}")))?;
     let created = spec::create(&ctx.project, &args.name, &args.description)?;
     let store = StateStore::new(&ctx.project);
-    store
-        .update(|s| record_created(s, created.name(), &args.description))
-        .map_err(|e| {
-            CliError::failed(format!(
-                "created `{}` but could not record spec `{}` in the state: {e}",
-                created.dir().display(),
-                created.name()
-            ))
-            .hint(format!(
-                "`qw workflow-auto {} {}` records it when it starts",
-                created.name(),
-                shell_words::quote(&args.description)
-            ))
-        })?;
+    if let Err(e) = store.update(|s| record_created(s, created.name(), &args.description)) {
+        return Err(not_recorded(&created, e));
+    }
     if ctx.global.json {
         let v = serde_json::json!({
             "name": created.name(),
@@ -111,6 +110,30 @@ pub(crate) fn run_create(ctx: &Ctx, args: SpecCreateArgs) -> CmdResult {
         );
     }
     Ok(0)
+}
+
+/// The error of a `spec-create` whose spec could not be recorded in the state (its wait
+/// for the lock interrupted, or the write failed): the folder it just made is removed
+/// again while it is still empty, so no half-made spec is left.
+fn not_recorded(created: &spec::Spec, e: StateError) -> CliError {
+    let removed = crate::fs::remove_dir(created.dir()).is_ok();
+    let outcome = if removed {
+        format!("spec `{}` was not created", created.name())
+    } else {
+        format!(
+            "`{}` was created but is not recorded in the state",
+            created.dir().display()
+        )
+    };
+    let mut err = CliError::from_user(&e);
+    err.message = format!("{e}; {outcome}");
+    if !removed && e.interrupted().is_none() {
+        err = err.hint(format!(
+            "`qw workflow-auto {} \"DESCRIPTION\"` records it when it starts",
+            created.name()
+        ));
+    }
+    err
 }
 
 /// Run `qw spec-list`.

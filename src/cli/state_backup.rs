@@ -49,7 +49,6 @@ pub struct StateBackupArgs {
 
 /// Run `qw state-backup`.
 pub(crate) fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
-    let store = StateStore::new(&ctx.project);
     let json = ctx.global.json;
     if args.list {
         let list = backup::list(&ctx.project)?;
@@ -77,6 +76,7 @@ pub(crate) fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
     }
     if let Some(name) = &args.restore {
         validate(NameKind::Backup, backup::strip_json(name))?;
+        handle_signals()?;
         // Held until the restore is done: a running workflow would go on recording
         // into the restored state, which has lost what it completed meanwhile.
         let stem = backup::strip_json(name);
@@ -90,7 +90,7 @@ pub(crate) fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
             "restoring the state now would drop what it records (the tasks it completed, their runs and costs)",
             &format!("qw state-backup --restore {stem} --wait"),
         )?;
-        let r = backup::restore(&store, name)?;
+        let r = backup::restore(&StateStore::new(&ctx.project), name)?;
         drop(workflows);
         drop(restoring);
         if json {
@@ -141,7 +141,9 @@ pub(crate) fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
     if let Some(name) = &args.name {
         validate(NameKind::Backup, backup::strip_json(name))?;
     }
-    let path = store.backup(args.name.as_deref())?;
+    handle_signals()?;
+    // Made after the handlers: a store's waits end on the process's signal token.
+    let path = StateStore::new(&ctx.project).backup(args.name.as_deref())?;
     if json {
         outln!("{}", serde_json::json!({ "backup": path }))?;
     } else {
@@ -154,6 +156,16 @@ pub(crate) fn run(ctx: &Ctx, args: StateBackupArgs) -> CmdResult {
         );
     }
     Ok(0)
+}
+
+/// From here SIGINT, SIGTERM and SIGHUP end every wait for a lock (the state's, a
+/// restore's, a workflow's) with 128+N and nothing changed; after a second of waiting a
+/// line names what is awaited and who holds it. Not for `--list` and `--clean`, which wait
+/// for nothing: a signal ends them as usual.
+fn handle_signals() -> Result<(), CliError> {
+    crate::cancel::Cancel::on_signals()
+        .map(drop)
+        .map_err(|e| CliError::failed(format!("cannot handle signals: {e}")))
 }
 
 /// A backup name that reads like one of the actions (`list`, `restore`, …).

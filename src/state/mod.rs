@@ -181,7 +181,11 @@ impl StateError {
 
 impl crate::exit::UserError for StateError {
     fn exit_code(&self) -> i32 {
-        crate::exit::usage_or_failed(self.is_usage())
+        // A wait for the lock ended by SIGINT, SIGTERM or SIGHUP: the documented 128+N.
+        match self.interrupted() {
+            Some(sig) => crate::exit::EXEC_SIGNAL_BASE + sig,
+            None => crate::exit::usage_or_failed(self.is_usage()),
+        }
     }
 
     fn hints(&self) -> Vec<String> {

@@ -20,12 +20,12 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A foreign process holding `path` locked (`flock -F`: the lock stays with the pid
 /// that took it), stopped with SIGSTOP like a suspended `qw`. Killed by pid on drop.
-struct StoppedHolder {
+pub(crate) struct StoppedHolder {
     child: Child,
 }
 
 impl StoppedHolder {
-    fn new(path: &Path) -> StoppedHolder {
+    pub(crate) fn new(path: &Path) -> StoppedHolder {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let child = Command::new("flock")
             .args(["-F", "-x"])
@@ -48,7 +48,7 @@ impl StoppedHolder {
         holder
     }
 
-    fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         i32::try_from(self.child.id()).unwrap()
     }
 }
@@ -158,7 +158,7 @@ const SIGNALS: [(i32, &str); 3] = [(2, "SIGINT"), (15, "SIGTERM"), (1, "SIGHUP")
 
 /// Start `args` in `p` while `lock` is held by a stopped process, wait for the waiting
 /// line, send `sig`: the command ends with 128+sig naming the holder, leaving nothing.
-fn interrupted_while_waiting(p: &TestProject, args: &[&str], lock: &Path, what: &str) {
+pub(crate) fn interrupted_while_waiting(p: &TestProject, args: &[&str], lock: &Path, what: &str) {
     interrupted_while_waiting_with(p, args, lock, what, true);
 }
 
@@ -214,11 +214,11 @@ fn interrupted_while_waiting_with(
     }
 }
 
-fn state_lock(p: &TestProject) -> PathBuf {
+pub(crate) fn state_lock(p: &TestProject) -> PathBuf {
     p.claude().join("unified_state.json.lock")
 }
 
-fn state_of(p: &TestProject) -> String {
+pub(crate) fn state_of(p: &TestProject) -> String {
     format!("the state of project `{}`", p.path().display())
 }
 
