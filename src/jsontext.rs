@@ -50,6 +50,8 @@ struct Markers {
     escaped_num: String,
     /// The raw tag's marker as serde_json escapes it.
     escaped_raw: String,
+    /// The raw tag's marker as decoded (NUL, `qw-raw-<nonce>:`).
+    raw: String,
 }
 
 fn markers() -> &'static Markers {
@@ -66,6 +68,7 @@ fn markers() -> &'static Markers {
             num: format!("\u{0}qw-num-{nonce}:"),
             escaped_num: format!("\\u0000qw-num-{nonce}:"),
             escaped_raw: format!("\\u0000qw-raw-{nonce}:"),
+            raw: format!("\u{0}qw-raw-{nonce}:"),
         }
     });
     &MARKERS
@@ -231,13 +234,9 @@ impl std::fmt::Display for Refusal {
 /// JSON, and that place is named ("not valid JSON: unexpected `2`").
 pub(crate) fn refusal(text: &str, dialect: Dialect, e: &serde_json::Error) -> Refusal {
     let serde = || Refusal {
-        // serde_json appends " at line L column C".
-        message: e
-            .to_string()
-            .split(" at line ")
-            .next()
-            .unwrap_or_default()
-            .to_owned(),
+        // serde_json appends " at line L column C". A value it names is shown as the
+        // file holds it, never as the tag it was read as.
+        message: untag_message(e.to_string().split(" at line ").next().unwrap_or_default()),
         line: e.line(),
         column: e.column(),
     };
@@ -267,6 +266,44 @@ pub(crate) fn refusal(text: &str, dialect: Dialect, e: &serde_json::Error) -> Re
         line: before.iter().filter(|&&b| b == b'\n').count() + 1,
         column: at - line_start + 1,
     }
+}
+
+/// A message (serde_json's, or one quoting a value read through [`tag_numbers`]) with
+/// every tag shown as what the file holds: `invalid type: string "<tag>123…"` becomes
+/// `invalid type: number 123…`, a deep container's tag becomes `a list or object nested
+/// deeper than 64 levels`; a marker left anywhere else is dropped. Tags appear decoded
+/// (NUL), escaped (`\u0000`) or as Rust's debug form (`\0`) of the string.
+pub(crate) fn untag_message(message: &str) -> String {
+    let m = markers();
+    let forms = |decoded: &str| {
+        let bare = decoded.trim_start_matches('\u{0}').to_owned();
+        [
+            format!("\\0{bare}"),
+            format!("\\u{{0}}{bare}"),
+            format!("\\u0000{bare}"),
+            decoded.to_owned(),
+        ]
+    };
+    let mut out = message.to_owned();
+    for (decoded, is_raw) in [(&m.num, false), (&m.raw, true)] {
+        for form in forms(decoded) {
+            let quoted = format!("string \"{form}");
+            while let Some(at) = out.find(&quoted) {
+                let rest = out.get(at + quoted.len()..).unwrap_or_default();
+                let end = rest.find('"').unwrap_or(rest.len());
+                let token = rest.get(..end).unwrap_or_default();
+                let shown = if is_raw {
+                    format!("a list or object nested deeper than {MAX_PARSED_DEPTH} levels")
+                } else {
+                    format!("number {token}")
+                };
+                let stop = (at + quoted.len() + end + 1).min(out.len());
+                out.replace_range(at..stop, &shown);
+            }
+            out = out.replace(&form, "");
+        }
+    }
+    out
 }
 
 /// Turn tags in serde_json output back into their tokens and texts, byte for byte.
@@ -787,5 +824,41 @@ mod tests {
     fn bom_is_stripped_once() {
         assert_eq!(strip_bom("\u{feff}{}"), "{}");
         assert_eq!(strip_bom("{}"), "{}");
+    }
+
+    #[test]
+    fn a_refused_value_is_shown_as_the_file_holds_it_never_as_its_tag() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Small {
+            n: u32,
+        }
+        for (text, shown) in [
+            (
+                r#"{"n": 123456789012345678901234567890}"#,
+                "number 123456789012345678901234567890",
+            ),
+            (r#"{"n": NaN}"#, "number NaN"),
+            (r#"{"n": -Infinity}"#, "number -Infinity"),
+        ] {
+            let tagged = tag_numbers(text, Dialect::Python);
+            let e = serde_json::from_str::<Small>(&tagged).unwrap_err();
+            let message = refusal(text, Dialect::Python, &e).to_string();
+            assert!(message.contains(shown), "{message}");
+            assert!(
+                !message.contains("qw-num") && !message.contains("\\0"),
+                "{message}"
+            );
+        }
+        // A deep container's tag, as serde's messages quote a string (`{:?}`).
+        let m = markers();
+        let quoted = format!("invalid type: string {:?}, expected u8", format!("{}5b5d", m.raw));
+        assert_eq!(
+            untag_message(&quoted),
+            "invalid type: a list or object nested deeper than 64 levels, expected u8"
+        );
+        // Every spelling of a marker, anywhere in a message, is dropped.
+        let loose = format!("a {} b {} c", m.num, m.escaped_num);
+        assert_eq!(untag_message(&loose), "a  b  c");
     }
 }
