@@ -206,7 +206,11 @@ impl StateStore {
     ) -> Result<(), StateError> {
         state.schema_version = SCHEMA_VERSION;
         state.session.last_updated = Some(Timestamp::now());
-        let bytes = render(state)?;
+        let mut bytes = render(state)?;
+        // A file that began with a UTF-8 byte-order mark (written on Windows) keeps it.
+        if self.starts_with_bom() {
+            bytes = [crate::jsontext::BOM.to_string().as_bytes(), &bytes].concat();
+        }
         self.remove_stale_temps();
         crate::fs::write_durable(&self.path(), &bytes)?;
         Ok(())
@@ -221,6 +225,18 @@ impl StateStore {
         self.remove_stale_temps();
         crate::fs::write_durable(&self.path(), bytes)?;
         Ok(())
+    }
+
+    /// Whether the state file on disk starts with a UTF-8 byte-order mark (false when
+    /// there is none, or it cannot be read: a rewrite then writes none).
+    fn starts_with_bom(&self) -> bool {
+        use std::io::Read as _;
+        let Ok(file) = crate::fs::open_regular(&self.path()) else {
+            return false;
+        };
+        let mut head = Vec::with_capacity(3);
+        file.take(3).read_to_end(&mut head).is_ok()
+            && head == crate::jsontext::BOM.to_string().as_bytes()
     }
 
     /// A writer killed between creating its temp file and renaming it leaves the temp
@@ -451,6 +467,22 @@ mod tests {
         std::fs::create_dir_all(dir.path().join(".claude")).unwrap();
         let p = Project::at(dir.path());
         (dir, p)
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_kept_on_rewrite_and_none_is_added() {
+        let (_d, p) = project();
+        let store = StateStore::new(&p);
+        store.update(|s| s.record_command("a", true)).unwrap();
+        let plain = std::fs::read(store.path()).unwrap();
+        assert!(plain.starts_with(b"{"), "no BOM is added");
+        let mut with_bom = "\u{feff}".as_bytes().to_vec();
+        with_bom.extend_from_slice(&plain);
+        std::fs::write(store.path(), &with_bom).unwrap();
+        store.update(|s| s.record_command("b", true)).unwrap();
+        let after = std::fs::read(store.path()).unwrap();
+        assert!(after.starts_with("\u{feff}{".as_bytes()), "BOM dropped");
+        assert_eq!(store.load().unwrap().commands.total_executed, 2);
     }
 
     #[test]

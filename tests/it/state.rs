@@ -825,7 +825,12 @@ fn python_nan_infinity_and_big_integers_survive_every_rewrite() {
             "{name}: {after}"
         );
         assert!(squeezed.contains(r#""command":"true""#), "{name}");
-        assert!(!after.starts_with('\u{feff}'), "{name}: qw writes no BOM");
+        // A BOM is kept as it was (issue 14 item 8), never added.
+        assert_eq!(
+            after.starts_with('\u{feff}'),
+            text.starts_with('\u{feff}'),
+            "{name}: the BOM"
+        );
 
         // `qw status --json` reads it too and prints the count exactly.
         let status = p.run(&["--json", "status"]);
