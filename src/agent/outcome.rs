@@ -895,7 +895,9 @@ fn refused_arguments(stderr_tail: &str) -> Option<String> {
     })
 }
 
-fn is_login_error(text: &str) -> bool {
+/// Does `text` (Claude Code's output) say it is not logged in or its credentials were
+/// refused? Retrying cannot help then.
+pub(crate) fn is_login_error(text: &str) -> bool {
     let t = text.to_lowercase();
     [
         "not logged in",

@@ -309,7 +309,8 @@ impl<'a> Consumer<'a> {
         let mut last = String::new();
         for attempt in 1..=attempts {
             tracing::info!(command = %suggestion, attempt, "consuming suggestion");
-            let code = self.run_attempt(&argv)?;
+            let slash = matches!(suggestion, Suggestion::Slash { .. });
+            let (code, said) = self.run_attempt(&argv, slash)?;
             if self.cancel.pending().is_some() {
                 return Ok(Outcome::Interrupted {
                     command: shown,
@@ -333,6 +334,9 @@ impl<'a> Consumer<'a> {
             logging::record_error(project, "consume", &last, &context);
             let not_retried = if never_starts(code) {
                 Some("the program could not be started")
+            } else if slash && crate::agent::outcome::is_login_error(&said) {
+                // Claude Code's "Not logged in · Please run /login": the same on every try.
+                Some("Claude Code is not logged in; run `claude /login`, then suggest it again")
             } else if code == exit::USAGE && matches!(suggestion, Suggestion::Qw { .. }) {
                 // qw's exit 2 is bad input (a name, a flag, a file to fix): the same again.
                 Some("qw refused its input, which a retry would not change")
@@ -384,22 +388,33 @@ impl<'a> Consumer<'a> {
         missing_spec(self.project, command, spec.as_deref(), in_state)
     }
 
-    /// Run one attempt to completion, forwarding a stop signal to it. Returns its exit code.
-    fn run_attempt(&self, argv: &[OsString]) -> Result<i32, ConsumeError> {
+    /// Run one attempt to completion, forwarding a stop signal to it. Returns its exit code
+    /// and, when `capture` (Claude Code's output), the last [`CAPTURED_TAIL`] bytes of what
+    /// it wrote on stdout and stderr — passed on as it comes, and kept so that a failure no
+    /// retry can mend (not logged in) is told from one that may pass next time.
+    fn run_attempt(&self, argv: &[OsString], capture: bool) -> Result<(i32, String), ConsumeError> {
         use std::os::unix::process::CommandExt as _;
         let Some((program, rest)) = argv.split_first() else {
             return Err(ConsumeError::Run("empty command".into()));
         };
-        let child = Command::new(program)
+        let out_to_stderr = self.options.stdout_to_stderr;
+        let mut child = Command::new(program)
             .args(rest)
             .current_dir(self.project.root())
             .stdin(Stdio::null())
-            .stdout(if self.options.stdout_to_stderr {
+            .stdout(if capture {
+                Stdio::piped()
+            } else if out_to_stderr {
                 use std::os::fd::AsFd as _;
                 std::io::stderr()
                     .as_fd()
                     .try_clone_to_owned()
                     .map_or_else(|_| Stdio::null(), Stdio::from)
+            } else {
+                Stdio::inherit()
+            })
+            .stderr(if capture {
+                Stdio::piped()
             } else {
                 Stdio::inherit()
             })
@@ -410,6 +425,17 @@ impl<'a> Consumer<'a> {
             .map_err(|e| {
                 ConsumeError::Run(format!("cannot start `{}`: {e}", program.to_string_lossy()))
             })?;
+        let tail = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let mut pumps = 0;
+        if let Some(out) = child.stdout.take() {
+            pumps += 1;
+            pass_on(out, out_to_stderr, &tail, done_tx.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            pumps += 1;
+            pass_on(err, true, &tail, done_tx);
+        }
         let cannot_wait = |e: &dyn std::fmt::Display| {
             ConsumeError::Run(format!(
                 "cannot wait for `{}`: {e}",
@@ -419,7 +445,22 @@ impl<'a> Consumer<'a> {
         let status = crate::exec::wait_forwarding(child, &self.cancel)
             .ok_or_else(|| cannot_wait(&"lost track of it"))?
             .map_err(|e| cannot_wait(&e))?;
-        Ok(exit_code(status))
+        // The pipes end with the attempt (`qw exec` ends its whole tree); a descendant that
+        // escaped it and keeps one open is not waited for beyond a moment.
+        let until = Instant::now() + Duration::from_secs(2);
+        for _ in 0..pumps {
+            if done_rx
+                .recv_timeout(until.saturating_duration_since(Instant::now()))
+                .is_err()
+            {
+                break;
+            }
+        }
+        let tail = tail
+            .lock()
+            .map(|t| String::from_utf8_lossy(&t).into_owned())
+            .unwrap_or_default();
+        Ok((exit_code(status), tail))
     }
 
     /// Move the suggestion to the failed file with its reason, and record the error.
@@ -458,6 +499,45 @@ impl<'a> Consumer<'a> {
         logging::record_error(project, "consume", reason, &context);
         Ok(())
     }
+}
+
+/// How much of an attempt's output is kept to classify its failure.
+const CAPTURED_TAIL: usize = 16 * 1024;
+
+/// Copy `from` to stderr (or stdout) as it comes, keeping the last [`CAPTURED_TAIL`]
+/// bytes in `tail`; `done` is told at the end of the stream.
+fn pass_on(
+    mut from: impl std::io::Read + Send + 'static,
+    to_stderr: bool,
+    tail: &std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    done: std::sync::mpsc::Sender<()>,
+) {
+    use std::io::Write as _;
+    let tail = std::sync::Arc::clone(tail);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            let chunk = buf.get(..n).unwrap_or_default();
+            let _ = if to_stderr {
+                std::io::stderr().write_all(chunk)
+            } else {
+                let mut out = std::io::stdout().lock();
+                out.write_all(chunk).and_then(|()| out.flush())
+            };
+            if let Ok(mut t) = tail.lock() {
+                t.extend_from_slice(chunk);
+                let over = t.len().saturating_sub(CAPTURED_TAIL);
+                t.drain(..over);
+            }
+        }
+        let _ = done.send(());
+    });
 }
 
 /// Exit codes that waiting will not change: the program was not found or not executable.
@@ -728,11 +808,11 @@ mod tests {
             std::thread::sleep(Duration::from_millis(100));
             cancel.request(15);
         });
-        let code = consumer.run_attempt(&argv).unwrap();
+        let (code, _) = consumer.run_attempt(&argv, true).unwrap();
         stopper.join().unwrap();
         assert_eq!(code, exit::EXEC_SIGNAL_BASE + 15, "SIGTERM was forwarded");
         let err = consumer
-            .run_attempt(&[OsString::from("/nonexistent/program")])
+            .run_attempt(&[OsString::from("/nonexistent/program")], false)
             .unwrap_err();
         assert!(
             err.to_string()
