@@ -38,6 +38,7 @@ mod reconcile;
 mod scenario;
 mod settings;
 mod slurm;
+mod small;
 mod spec;
 mod special;
 mod state;
