@@ -21,19 +21,16 @@ pub use confined::check_in_project;
 pub use locked_file::{
     Holder, LockError, LockOptions, LockTimeout, LockedFile, Peek, ProcessState, process_state,
 };
-pub use nofollow::{
-    Entry, NoFollowDir, linked_component, linked_dir_refused, not_a_dir_component,
-};
+pub use nofollow::{Entry, NoFollowDir, linked_component, linked_dir_refused, not_a_dir_component};
 pub use regular::{
     Bounded, Utf8Position, append_regular, check_regular, copy_regular, is_refused, kind_name,
-    not_utf8,
-    open_append, open_regular, read_regular, read_regular_text, read_regular_whole,
+    not_utf8, open_append, open_regular, read_regular, read_regular_text, read_regular_whole,
     read_tail_regular,
 };
 
 pub use fs_err::{
-    File, OpenOptions, copy, create_dir_all, metadata, read, read_dir, read_to_string,
-    remove_dir, remove_dir_all, remove_file, rename, symlink_metadata, write,
+    File, OpenOptions, copy, create_dir_all, metadata, read, read_dir, read_to_string, remove_dir,
+    remove_dir_all, remove_file, rename, symlink_metadata, write,
 };
 
 /// Write `bytes` to `path` so that after a crash the file holds either its old or its new
@@ -84,7 +81,9 @@ fn write_in_place(target: &Path, meta: &std::fs::Metadata, bytes: &[u8]) -> io::
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
         .open(target)
         .map_err(|e| with_path(e, "open", target))?;
-    let now = file.metadata().map_err(|e| with_path(e, "inspect", target))?;
+    let now = file
+        .metadata()
+        .map_err(|e| with_path(e, "inspect", target))?;
     if (now.dev(), now.ino()) != (meta.dev(), meta.ino()) || !now.is_file() {
         return Err(io::Error::other(format!(
             "`{}` was replaced while qw was writing it; nothing was written, run the command again",
@@ -117,12 +116,16 @@ fn write_in_place(target: &Path, meta: &std::fs::Metadata, bytes: &[u8]) -> io::
             drop(copy);
             Ok(())
         }
-        Err(e) if put(&old).is_ok() => Err(with_path(e, "write (its old contents were put back)", target)),
+        Err(e) if put(&old).is_ok() => Err(with_path(
+            e,
+            "write (its old contents were put back)",
+            target,
+        )),
         Err(e) => {
             let kept = copy
                 .into_temp_path()
                 .keep()
-                .map_or_else(|_| PathBuf::from("?"), |p| p);
+                .unwrap_or_else(|_| PathBuf::from("?"));
             Err(io::Error::new(
                 e.kind(),
                 format!(
@@ -334,7 +337,11 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
-        assert_eq!(names, ["keep.json", "link.json", "settings.json"], "no copy left");
+        assert_eq!(
+            names,
+            ["keep.json", "link.json", "settings.json"],
+            "no copy left"
+        );
         // A read-only linked file is refused as any read-only file is.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
         if nix::unistd::access(&path, nix::unistd::AccessFlags::W_OK).is_err() {

@@ -852,7 +852,10 @@ mod tests {
         }
         // A deep container's tag, as serde's messages quote a string (`{:?}`).
         let m = markers();
-        let quoted = format!("invalid type: string {:?}, expected u8", format!("{}5b5d", m.raw));
+        let quoted = format!(
+            "invalid type: string {:?}, expected u8",
+            format!("{}5b5d", m.raw)
+        );
         assert_eq!(
             untag_message(&quoted),
             "invalid type: a list or object nested deeper than 64 levels, expected u8"

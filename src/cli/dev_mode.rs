@@ -87,7 +87,10 @@ pub(crate) fn run(ctx: &Ctx, args: DevModeArgs) -> CmdResult {
             {
                 let err = CliError::with_code(
                     e.code,
-                    format!("{}; development mode was not turned on, nothing was changed", e.message),
+                    format!(
+                        "{}; development mode was not turned on, nothing was changed",
+                        e.message
+                    ),
                 );
                 return Err(e.hints.iter().cloned().fold(err, CliError::hint));
             }

@@ -341,7 +341,10 @@ mod tests {
         // A file where a directory belongs.
         std::fs::write(real.join("a/file"), b"x").unwrap();
         let e = NoFollowDir::open(&base, Path::new("a/file")).unwrap_err();
-        assert!(e.to_string().contains("is a regular file, not a directory"), "{e}");
+        assert!(
+            e.to_string().contains("is a regular file, not a directory"),
+            "{e}"
+        );
     }
 
     #[test]

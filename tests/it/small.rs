@@ -111,7 +111,10 @@ fn dev_mode_on_stopped_while_waiting_for_its_backup_leaves_the_settings_alone() 
     // Without the holder it goes through: settings written, state backed up.
     let out = p.run(&["dev-mode", "on"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(p.read(".claude/settings.local.json").contains("\"enabled\": true"));
+    assert!(
+        p.read(".claude/settings.local.json")
+            .contains("\"enabled\": true")
+    );
 }
 
 /// A state a Python writer left: numbers serde_json cannot hold where qw wants a `u32`.
@@ -154,7 +157,10 @@ fn a_byte_order_mark_survives_a_rewrite_of_the_state_and_of_the_settings() {
     let out = p.run(&["spec-create", "second", "Another"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let after = std::fs::read(&state).unwrap();
-    assert!(after.starts_with("\u{feff}{".as_bytes()), "state lost its BOM");
+    assert!(
+        after.starts_with("\u{feff}{".as_bytes()),
+        "state lost its BOM"
+    );
     assert!(String::from_utf8_lossy(&after).contains("\"second\""));
     // The settings: `dev-mode on` rewrites them.
     p.write(".claude/settings.local.json", "\u{feff}{\"mine\": 1}\n");
@@ -173,7 +179,10 @@ fn rewrites_keep_hard_links_of_the_settings_and_of_the_state() {
     std::fs::create_dir_all(&keep).unwrap();
     for (rel, args) in [
         (".claude/settings.local.json", vec!["dev-mode", "on"]),
-        (".claude/unified_state.json", vec!["spec-create", "linked", "Linked"]),
+        (
+            ".claude/unified_state.json",
+            vec!["spec-create", "linked", "Linked"],
+        ),
     ] {
         let path = p.path().join(rel);
         if !path.exists() {
@@ -184,7 +193,11 @@ fn rewrites_keep_hard_links_of_the_settings_and_of_the_state() {
         let ino = std::fs::metadata(&path).unwrap().ino();
         let out = p.run(&args);
         assert_eq!(out.status.code(), Some(0), "{rel}: {}", stderr(&out));
-        assert_eq!(std::fs::metadata(&path).unwrap().ino(), ino, "{rel}: link broken");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().ino(),
+            ino,
+            "{rel}: link broken"
+        );
         assert_eq!(
             std::fs::read(&other).unwrap(),
             std::fs::read(&path).unwrap(),
@@ -192,7 +205,10 @@ fn rewrites_keep_hard_links_of_the_settings_and_of_the_state() {
         );
         assert_eq!(std::fs::metadata(&path).unwrap().nlink(), 2, "{rel}");
     }
-    assert!(p.read(".claude/settings.local.json").contains("\"enabled\": true"));
+    assert!(
+        p.read(".claude/settings.local.json")
+            .contains("\"enabled\": true")
+    );
     assert!(p.read(".claude/unified_state.json").contains("\"linked\""));
     let strays: Vec<_> = std::fs::read_dir(p.claude())
         .unwrap()
@@ -246,22 +262,23 @@ fn consume_does_not_retry_claude_when_it_is_not_logged_in() {
 
 #[test]
 fn a_non_folder_where_qw_keeps_its_folders_is_one_line_exit_2() {
-    let make_fifo = |p: &std::path::Path| {
-        nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    };
-    let make_file = |p: &std::path::Path| std::fs::write(p, "x").unwrap();
-    let shapes: [(&str, &dyn Fn(&std::path::Path), &str); 3] = [
-        ("backups", &make_fifo, "a FIFO"),
-        ("backups/state", &make_file, "a regular file"),
-        ("runs", &make_fifo, "a FIFO"),
+    // Where, and whether a FIFO (else a regular file) is put there.
+    let shapes = [
+        ("backups", true, "a FIFO"),
+        ("backups/state", false, "a regular file"),
+        ("runs", true, "a FIFO"),
     ];
-    for (rel, make, kind) in shapes {
+    for (rel, fifo, kind) in shapes {
         let p = TestProject::new();
         with_state(&p);
         let path = p.claude().join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let _ = std::fs::remove_dir_all(&path);
-        make(&path);
+        if fifo {
+            nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        } else {
+            std::fs::write(&path, "x").unwrap();
+        }
         for args in [
             vec!["state-backup"],
             vec!["state-backup", "--list"],

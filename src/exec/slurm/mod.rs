@@ -1033,13 +1033,23 @@ mod tests {
 
         std::os::unix::fs::symlink(&victim, &runs).unwrap();
         let e = new_run_dir(&runs, "exec").unwrap_err().to_string();
-        assert!(e.contains("symbolic link") && e.contains(&*runs.to_string_lossy()), "{e}");
-        assert_eq!(crate::fs::read_dir(&victim).unwrap().count(), 0, "made through the link");
+        assert!(
+            e.contains("symbolic link") && e.contains(&*runs.to_string_lossy()),
+            "{e}"
+        );
+        assert_eq!(
+            crate::fs::read_dir(&victim).unwrap().count(),
+            0,
+            "made through the link"
+        );
         crate::fs::remove_file(&runs).unwrap();
 
         nix::unistd::mkfifo(&runs, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let e = new_run_dir(&runs, "exec").unwrap_err().to_string();
-        assert!(e.contains("a FIFO, not a directory") && !e.contains("os error"), "{e}");
+        assert!(
+            e.contains("a FIFO, not a directory") && !e.contains("os error"),
+            "{e}"
+        );
         crate::fs::remove_file(&runs).unwrap();
 
         crate::fs::write(&runs, b"x").unwrap();
@@ -1048,7 +1058,11 @@ mod tests {
         crate::fs::remove_file(&runs).unwrap();
 
         let made = new_run_dir(&runs, "exec").unwrap();
-        assert!(made.is_dir() && made.starts_with(&runs), "{}", made.display());
+        assert!(
+            made.is_dir() && made.starts_with(&runs),
+            "{}",
+            made.display()
+        );
         let again = new_run_dir(&runs, "exec").unwrap();
         assert_ne!(made, again);
     }
