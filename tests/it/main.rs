@@ -28,6 +28,7 @@ mod fix5b;
 mod fix6n;
 mod fix7a;
 mod fix7c;
+mod gitdir;
 mod gitcfg;
 mod init;
 mod locks;
