@@ -1909,6 +1909,15 @@ impl Worktrees {
         {
             return Err(commit(WorktreeError::Crossed(line)));
         }
+        // Copies of the user's own unmerged branch (rev8a F8 rest): refused alike.
+        let mut capture = capture;
+        if let Some(result) = &capture.commit {
+            let user = self.copies_user_branches(h, result).map_err(commit)?;
+            if let Some(line) = user.refused {
+                return Err(commit(WorktreeError::Crossed(line)));
+            }
+            capture.strays.extend(user.skipped);
+        }
         let merge_err = |source| StepError {
             step: Step::Merge,
             source,

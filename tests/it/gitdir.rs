@@ -126,3 +126,115 @@ fn gitdir_pointed_at_a_siblings_is_never_followed() {
         r.assert_no_process();
     }
 }
+
+/// The user's unmerged branch `userfeat`: `wip.txt`, then `wip2.txt` (two commits made
+/// before the run, a second apart so a copy is later than both).
+fn with_user_branch() -> (Repo, String) {
+    let r = Repo::new("- [ ] 1. Task 1\n- [ ] 2. Task 2\n");
+    r.git(&["switch", "-q", "-c", "userfeat"]);
+    std::fs::write(r.root().join("wip.txt"), "user WIP, not for main\n").unwrap();
+    r.git(&["add", "wip.txt"]);
+    r.git(&["commit", "-qm", "user WIP"]);
+    let wip = r.git(&["rev-parse", "HEAD"]).trim().to_owned();
+    std::fs::write(r.root().join("wip2.txt"), "more WIP\n").unwrap();
+    r.git(&["add", "wip2.txt"]);
+    r.git(&["commit", "-qm", "user WIP 2"]);
+    r.git(&["switch", "-q", "main"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    (r, wip)
+}
+
+/// rev8a F8 rest: the agent copies the content of the user's own unmerged branch into
+/// its task — `git cherry-pick` (±`-x`, `-n` then its own commit), `git merge --squash`
+/// then a commit, a file checked out of it committed alone. The copies have new ids
+/// (the ancestry check does not see them): refused, naming the branch and the commit;
+/// `main` does not get the user's WIP; the task's branch is kept; task 2 merges. A
+/// change of the agent's own beside the user's branch is merged.
+#[test]
+fn gitdir_a_copy_of_a_users_branch_is_not_merged() {
+    for (shape, copy) in [
+        ("cherry-pick", "git cherry-pick userfeat~1\n"),
+        ("cherry-pick -x", "git cherry-pick -x userfeat~1\n"),
+        (
+            "cherry-pick -n",
+            "git cherry-pick -n userfeat~1\ngit commit -qm 'my own wip'\n",
+        ),
+        (
+            "merge --squash",
+            "git merge -q --squash userfeat\ngit commit -qm 'squashed'\n",
+        ),
+        (
+            "checkout -- file",
+            "git checkout userfeat~1 -- wip.txt\ngit commit -qm 'took a file'\n",
+        ),
+        ("own change", "echo mine > mine.txt\ngit add mine.txt\ngit commit -qm mine\n"),
+    ] {
+        let (r, wip) = with_user_branch();
+        r.action(
+            "1",
+            &format!("echo one > f1.txt\ngit add f1.txt\ngit commit -qm t1\n{copy}"),
+        );
+        r.action("2", &work("2"));
+        let out = r.auto(&["--parallel", "2", "--isolate", "worktree"]);
+        let text = diag(&out);
+        assert!(has(&r, "refs/heads/main", "f2.txt"), "{shape}: {text}");
+        assert!(!has(&r, "refs/heads/main", "wip.txt"), "{shape}: {text}");
+        assert!(!has(&r, "refs/heads/main", "wip2.txt"), "{shape}: {text}");
+        if shape == "own change" {
+            assert_eq!(code(&out), 0, "{shape}: {text}");
+            assert!(has(&r, "refs/heads/main", "mine.txt"), "{shape}: {text}");
+            assert!(!text.contains("your branch"), "{shape}: {text}");
+        } else {
+            assert_ne!(r.f.task("1")["status"], "completed", "{shape}: {text}");
+            assert!(!has(&r, "refs/heads/main", "f1.txt"), "{shape}: {text}");
+            assert!(has(&r, "qw/demo/1", "f1.txt"), "{shape}: {text}");
+            assert!(
+                text.contains("copies commits of your branch `userfeat`"),
+                "{shape}: {text}"
+            );
+            if shape != "merge --squash" {
+                assert!(text.contains(&wip[..10]), "{shape}: {text}");
+            }
+        }
+        r.assert_no_process();
+    }
+}
+
+/// The bound of the user-branch check: a branch of over 300 commits `main` lacks is not
+/// read (its copies are not looked for), and that is said; the task merges.
+#[test]
+fn gitdir_a_users_branch_over_the_bound_is_skipped_and_said() {
+    let r = Repo::new("- [ ] 1. Task 1\n");
+    let base = r.git(&["rev-parse", "main"]).trim().to_owned();
+    // 301 commits on `big`, each adding a file (`git fast-import`: one process).
+    let mut fi = std::process::Command::new("git");
+    fi.arg("-C").arg(r.root()).args(["fast-import", "--quiet"]);
+    for (k, v) in r.git_env_pairs() {
+        fi.env(k, v);
+    }
+    let mut child = fi.stdin(std::process::Stdio::piped()).spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut input = String::new();
+        for i in 0..301 {
+            let content = format!("{i}\n");
+            input.push_str(&format!(
+                "commit refs/heads/big\ncommitter U <u@e> 1700000000 +0000\ndata 2\nc\n{}M 100644 inline big{i}.txt\ndata {}\n{content}\n",
+                if i == 0 { format!("from {base}\n") } else { String::new() },
+                content.len()
+            ));
+        }
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    r.action("1", &work("1"));
+    let out = r.auto(&["--isolate", "worktree"]);
+    let text = diag(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    assert!(has(&r, "refs/heads/main", "f1.txt"), "{text}");
+    assert!(
+        text.contains("was not compared with your branch(es) `big`"),
+        "{text}"
+    );
+    r.assert_no_process();
+}
