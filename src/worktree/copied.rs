@@ -544,10 +544,7 @@ impl Worktrees {
             ],
         )?;
         let qw_branch = |b: &str| {
-            b == self.integration
-                || b == "qw"
-                || b.starts_with("qw/")
-                || b.starts_with("qw-kept/")
+            b == self.integration || b == "qw" || b.starts_with("qw/") || b.starts_with("qw-kept/")
         };
         let mut branches: Vec<(String, String)> = listed
             .lines()
@@ -646,7 +643,11 @@ impl Worktrees {
                     ),
                     [] => String::new(),
                 };
-                format!("{} is {theirs} of your branch `{}`", short(&c.ours), c.branch)
+                format!(
+                    "{} is {theirs} of your branch `{}`",
+                    short(&c.ours),
+                    c.branch
+                )
             })
             .collect();
         let branches: BTreeSet<String> = found.iter().map(|c| format!("`{}`", c.branch)).collect();

@@ -969,8 +969,11 @@ pub(crate) fn repoint_dotgit(t: &Tree<'_>, spec_rel: &str) -> Option<String> {
         return None;
     }
     crate::fs::remove_file(&dotgit).ok()?;
-    crate::fs::write_durable(&dotgit, format!("gitdir: {}\n", t.admin.display()).as_bytes())
-        .ok()?;
+    crate::fs::write_durable(
+        &dotgit,
+        format!("gitdir: {}\n", t.admin.display()).as_bytes(),
+    )
+    .ok()?;
     Some(format!(
         "the `.git` of its worktree `{}` named another git dir of the repository, `{}`, when its agent was done (its agent's doing?): qw never follows it, and made it name the task's own `{}` again",
         t.path.display(),
@@ -1182,7 +1185,8 @@ pub(crate) fn repair_admin(t: &Tree<'_>) -> Vec<String> {
     // A link where the git dir was (to a sibling task's): never followed, not even by
     // the clean-up below; removed (it holds nothing) and the git dir made again.
     if is_link(t.admin) {
-        let to = fs_err::read_link(t.admin).map_or_else(|_| "?".to_owned(), |p| p.display().to_string());
+        let to =
+            fs_err::read_link(t.admin).map_or_else(|_| "?".to_owned(), |p| p.display().to_string());
         if crate::fs::remove_file(t.admin).is_err() {
             return done;
         }

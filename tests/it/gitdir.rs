@@ -60,7 +60,10 @@ fn gitdir_deleted_with_its_branch_is_rebuilt_from_the_recorded_start() {
         assert!(!has(&r, "refs/heads/main", "junk.txt"), "{shape}: {text}");
         // The tracked files are all still there (no deletion committed).
         assert!(has(&r, "refs/heads/main", "second.txt"), "{shape}: {text}");
-        assert!(has(&r, "refs/heads/main", "src/keep.txt"), "{shape}: {text}");
+        assert!(
+            has(&r, "refs/heads/main", "src/keep.txt"),
+            "{shape}: {text}"
+        );
         if shape.contains("unrelated") {
             // The agent's orphan commit is not lost either: named, kept apart.
             let kept = r
@@ -83,7 +86,10 @@ fn gitdir_pointed_at_a_siblings_is_never_followed() {
     for (shape, damage) in [
         ("git dir a link", "rm -rf \"$G\"\nln -s \"$S\" \"$G\"\n"),
         (".git file", "printf 'gitdir: %s\\n' \"$S\" > .git\n"),
-        ("gitdir file", "printf '%s/.git\\n' \"$SW\" > \"$G/gitdir\"\n"),
+        (
+            "gitdir file",
+            "printf '%s/.git\\n' \"$SW\" > \"$G/gitdir\"\n",
+        ),
         (
             "git dir a link, .git file too",
             "rm -rf \"$G\"\nln -s \"$S\" \"$G\"\nprintf 'gitdir: %s\\n' \"$S\" > .git\n",
@@ -167,7 +173,10 @@ fn gitdir_a_copy_of_a_users_branch_is_not_merged() {
             "checkout -- file",
             "git checkout userfeat~1 -- wip.txt\ngit commit -qm 'took a file'\n",
         ),
-        ("own change", "echo mine > mine.txt\ngit add mine.txt\ngit commit -qm mine\n"),
+        (
+            "own change",
+            "echo mine > mine.txt\ngit add mine.txt\ngit commit -qm mine\n",
+        ),
     ] {
         let (r, wip) = with_user_branch();
         r.action(
@@ -224,7 +233,12 @@ fn gitdir_a_users_branch_over_the_bound_is_skipped_and_said() {
                 content.len()
             ));
         }
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     assert!(child.wait().unwrap().success());
     r.action("1", &work("1"));
