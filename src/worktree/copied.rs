@@ -498,6 +498,178 @@ impl Worktrees {
     }
 }
 
+/// At most this many of the user's unmerged local branches (the most recently committed
+/// first) are compared with a result (see [`Worktrees::copies_user_branches`]).
+pub(crate) const MAX_USER_BRANCHES: usize = 50;
+
+/// What [`Worktrees::copies_user_branches`] found.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct UserCopies {
+    /// The line refusing the result, when it copies a user branch's commits.
+    pub(crate) refused: Option<String>,
+    /// Branches left out of the comparison (over the bounds), said as a note.
+    pub(crate) skipped: Option<String>,
+}
+
+impl Worktrees {
+    /// A result holding copies of commits of the user's own unmerged local branches
+    /// (rev8a F8 rest): the agent's `git cherry-pick <commit of userfeat>` or `git merge
+    /// --squash userfeat` then a commit. The commits themselves are refused by
+    /// [`Worktrees::brings_user_branches`] (by ancestry); a copy has a new id, so the
+    /// changes are compared as for another task's ([`copies`]: patch-ids of the result's
+    /// commits against each unmerged commit of the branch, and each run of them squashed
+    /// from its oldest). qw's branches (the target, `qw/…`, `qw-kept/…`) are not the
+    /// user's. Bounded: the [`MAX_USER_BRANCHES`] most recently committed branches the
+    /// target has not merged, each only when it holds at most [`MAX_COMMITS`] commits
+    /// the target and the result lack; the others are named in `skipped`.
+    ///
+    /// A file copied out of the branch (`git checkout userfeat -- file`) is no commit's
+    /// change: it is found only when it makes up a whole commit of the result that is
+    /// the same change as one of the branch's commits (or a run of them).
+    pub(crate) fn copies_user_branches(
+        &self,
+        h: &WorktreeHandle,
+        result: &str,
+    ) -> Result<UserCopies> {
+        let target = self.target();
+        let no_merged = format!("--no-merged={target}");
+        let listed = git(
+            &self.repo.top,
+            &[
+                "for-each-ref",
+                "--sort=-committerdate",
+                "--format=%(objectname) %(refname:lstrip=2)",
+                no_merged.as_str(),
+                "refs/heads/",
+            ],
+        )?;
+        let qw_branch = |b: &str| {
+            b == self.integration || b == "qw" || b.starts_with("qw/") || b.starts_with("qw-kept/")
+        };
+        let mut branches: Vec<(String, String)> = listed
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(_, b)| !qw_branch(b))
+            .map(|(c, b)| (b.to_owned(), c.to_owned()))
+            .collect();
+        let mut skipped: Vec<String> = branches
+            .iter()
+            .skip(MAX_USER_BRANCHES)
+            .map(|(b, _)| format!("`{b}`"))
+            .collect();
+        let too_many = skipped.len();
+        branches.truncate(MAX_USER_BRANCHES);
+        let over = format!("--max-count={}", MAX_COMMITS + 1);
+        let not_target = format!("^{target}");
+        let not_result = format!("^{result}");
+        let mut others = Vec::new();
+        for (b, tip) in branches {
+            let count: usize = git(
+                &self.repo.top,
+                &[
+                    "rev-list",
+                    "--count",
+                    over.as_str(),
+                    tip.as_str(),
+                    not_target.as_str(),
+                    not_result.as_str(),
+                    "--",
+                ],
+            )?
+            .trim()
+            .parse()
+            .unwrap_or(0);
+            if count > MAX_COMMITS {
+                skipped.push(format!("`{b}`"));
+            } else if count > 0 {
+                others.push((b, tip));
+            }
+        }
+        let skipped = (!skipped.is_empty()).then(|| {
+            format!(
+                "task {}'s result was not compared with your branch(es) {} ({}), so a copy of their commits in it would not be found",
+                h.task_id,
+                skipped.join(", "),
+                if too_many > 0 {
+                    format!(
+                        "qw compares at most the {MAX_USER_BRANCHES} most recently committed branches `{}` lacks, and branches with at most {MAX_COMMITS} such commits",
+                        self.integration
+                    )
+                } else {
+                    format!(
+                        "each holds over {MAX_COMMITS} commits `{}` lacks",
+                        self.integration
+                    )
+                }
+            )
+        });
+        if others.is_empty() {
+            return Ok(UserCopies {
+                refused: None,
+                skipped,
+            });
+        }
+        let own = made_in(&h.admin);
+        // The task's own reflogs are its worktree's; the user's branches have only theirs.
+        let by_copy = |branch: &str, commit: &str| {
+            let admin = (branch == h.branch).then_some(&h.admin);
+            made_by_copy(&self.repo, branch, admin, commit)
+        };
+        let found = copies(
+            &self.repo,
+            (result, &h.branch),
+            &target,
+            &others,
+            &own,
+            &by_copy,
+        )?;
+        if found.is_empty() {
+            return Ok(UserCopies {
+                refused: None,
+                skipped,
+            });
+        }
+        let task = &h.task_id;
+        let named: Vec<String> = found
+            .iter()
+            .map(|c| {
+                let theirs = match c.theirs.as_slice() {
+                    [one] => format!("a copy of {}", short(one)),
+                    [first, .., last] => format!(
+                        "the {} commits {}..{} squashed",
+                        c.theirs.len(),
+                        short(first),
+                        short(last)
+                    ),
+                    [] => String::new(),
+                };
+                format!(
+                    "{} is {theirs} of your branch `{}`",
+                    short(&c.ours),
+                    c.branch
+                )
+            })
+            .collect();
+        let branches: BTreeSet<String> = found.iter().map(|c| format!("`{}`", c.branch)).collect();
+        let branches: Vec<String> = branches.into_iter().collect();
+        let copied: BTreeSet<String> = found.iter().map(|c| c.ours.clone()).collect();
+        Ok(UserCopies {
+            refused: Some(format!(
+                "task {task}'s result copies commits of your branch {} that `{}` does not have: {} (its agent's cherry-pick or `merge --squash` of your branch?), so it was not merged: that work reaches `{}` only when you merge your branch; task {task}'s result is kept on branch `{}` ({}); {}; or, should it be task {task}'s own change that only matches, merge the branch by hand (`git merge {}`)",
+                branches.join(", "),
+                self.integration,
+                named.join(", "),
+                self.integration,
+                h.branch,
+                short(result),
+                self.own_only_hint(h, result, &own, &copied)?,
+                super::shell::quote(&h.branch),
+            )),
+            skipped,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

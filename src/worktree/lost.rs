@@ -476,6 +476,11 @@ fn not_an_agents(repo: &Repo, c: &str) -> bool {
 /// directory beside it, or beside one of its three nearest ancestors, whose `.git` file
 /// names the worktree's git dir `admin`.
 pub(crate) fn moved_by_mv(path: &Path, admin: &Path) -> Option<std::path::PathBuf> {
+    // A link in place of the git dir (to a sibling task's) is never followed: the
+    // sibling's worktree would be taken for this one, saved as it and removed (rev9 N9).
+    if super::tree::is_link(admin) {
+        return None;
+    }
     let admin = admin.canonicalize().ok()?;
     for dir in path.ancestors().skip(1).take(3) {
         let Ok(entries) = crate::fs::read_dir(dir) else {

@@ -1366,12 +1366,15 @@ impl Worktrees {
     pub fn defuse(&self, h: &WorktreeHandle) -> Vec<String> {
         let t = tree::Tree::new(&h.path, &h.admin, &h.branch);
         let repaired = tree::repair_admin(&t);
+        // Its `.git` pointing at a sibling's git dir (rev9 N9): its own again.
+        let repointed = tree::repoint_dotgit(&t, &self.repo.spec_rel(&self.spec));
         // The spec folder is the main worktree's (qw's link in the worktree leads there):
         // a FIFO an agent put there through it would hang git in the main worktree
         // (rev9 N4).
         let spec_dir = self.repo.top.join(self.repo.spec_rel(&self.spec));
         [
             tree::repaired_line(&t, &repaired),
+            repointed,
             tree::defused_line(&h.path, &tree::defuse_special(&h.path)),
             tree::defused_line(&spec_dir, &tree::defuse_special(&spec_dir)),
         ]
@@ -1905,6 +1908,15 @@ impl Worktrees {
             && let Some(line) = self.copies_other_tasks(h, result).map_err(commit)?
         {
             return Err(commit(WorktreeError::Crossed(line)));
+        }
+        // Copies of the user's own unmerged branch (rev8a F8 rest): refused alike.
+        let mut capture = capture;
+        if let Some(result) = &capture.commit {
+            let user = self.copies_user_branches(h, result).map_err(commit)?;
+            if let Some(line) = user.refused {
+                return Err(commit(WorktreeError::Crossed(line)));
+            }
+            capture.strays.extend(user.skipped);
         }
         let merge_err = |source| StepError {
             step: Step::Merge,

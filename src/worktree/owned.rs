@@ -264,6 +264,17 @@ pub(crate) fn left_there_at(
     (holds && left(repo, branch).ok()??.as_str() == tip).then_some(n)
 }
 
+/// The tip qw left on `branch` as its record in the common git dir `common` names it
+/// (not checked to be a commit: the caller asks git). For [`tree::repair_admin`], which
+/// has no [`Repo`].
+pub(crate) fn left_in(common: &std::path::Path, branch: &str) -> Option<String> {
+    let (spec, task) = parse_branch(branch)?;
+    let file = common.join("qw-left").join(spec).join(task);
+    let text = crate::fs::read_regular_text(&file, 128).ok()?;
+    let sha = text.trim();
+    (sha.len() >= 40 && sha.bytes().all(|b| b.is_ascii_hexdigit())).then(|| sha.to_owned())
+}
+
 /// The tip qw left on `branch`, if recorded and still a commit.
 pub(crate) fn left_tip(repo: &Repo, branch: &str) -> Option<String> {
     left(repo, branch).ok().flatten()

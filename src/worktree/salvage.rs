@@ -56,6 +56,10 @@ pub(crate) fn retry_missing<T>(f: impl Fn() -> Result<T>) -> Result<T> {
 /// Where a task's worktree is now when its agent moved it (`git worktree move`): the
 /// directory its git dir names, when that is not `path` and is a sound worktree of it.
 pub(crate) fn moved_to(path: &Path, admin: &Path) -> Option<PathBuf> {
+    // Never through a link in place of the git dir (rev9 N9).
+    if tree::is_link(admin) {
+        return None;
+    }
     let text = crate::fs::read_to_string(admin.join("gitdir")).ok()?;
     let dotgit = PathBuf::from(text.trim());
     let dotgit = if dotgit.is_absolute() {

@@ -870,7 +870,12 @@ pub(crate) fn keep_ignored(t: &Tree<'_>, qw_ignores: &[String]) -> Option<String
 }
 
 /// Is the worktree intact: its directory there, its `.git` a file pointing to `admin`?
+/// A git dir that is a link (to a sibling task's, rev9 N9) is no sound one: never
+/// followed.
 pub(crate) fn sound(path: &Path, admin: &Path) -> bool {
+    if is_link(admin) {
+        return false;
+    }
     let dotgit = path.join(".git");
     let Ok(meta) = dotgit.symlink_metadata() else {
         return false;
@@ -896,6 +901,12 @@ pub(crate) fn sound(path: &Path, admin: &Path) -> bool {
     }
 }
 
+/// Is `p` a symbolic link (not followed)?
+pub(crate) fn is_link(p: &Path) -> bool {
+    p.symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+}
+
 /// Was the worktree wiped by its agent: its directory is there, but its `.git` no longer
 /// is the file pointing to its git dir (deleted, or the directory deleted and made
 /// again) and files its index tracks are gone from it? Its files then are not the task's
@@ -919,6 +930,56 @@ pub(crate) fn wiped(t: &Tree<'_>, spec_rel: &str) -> bool {
         .split('\0')
         .filter(|p| !p.is_empty())
         .any(|p| p != spec_rel && !p.starts_with(&spec_dir))
+}
+
+/// The worktree's `.git` naming (a `gitdir:` file), or being a link to, another git
+/// dir of this repository than its own — a sibling task's, or the main worktree's
+/// (rev9 N9): damage, never followed. Written again to name its own git dir, so a git
+/// run there later (the user's, in a worktree kept for them) works on this task and no
+/// other; not when the worktree counts as wiped ([`wiped`]: its files are not the
+/// task's). The line saying so.
+pub(crate) fn repoint_dotgit(t: &Tree<'_>, spec_rel: &str) -> Option<String> {
+    let worktrees = t
+        .admin
+        .parent()
+        .filter(|p| p.file_name().is_some_and(|n| n == "worktrees"))?;
+    let common = worktrees.parent()?;
+    if !t.path.is_dir() || is_link(t.admin) || !t.admin.is_dir() || sound(t.path, t.admin) {
+        return None;
+    }
+    let dotgit = t.path.join(".git");
+    let meta = dotgit.symlink_metadata().ok()?;
+    let named = if meta.file_type().is_symlink() {
+        fs_err::read_link(&dotgit).ok()?
+    } else if meta.is_file() {
+        let text = crate::fs::read_regular_text(&dotgit, 4096).ok()?;
+        PathBuf::from(text.trim().strip_prefix("gitdir:")?.trim())
+    } else {
+        return None;
+    };
+    let named = if named.is_absolute() {
+        named
+    } else {
+        t.path.join(named)
+    };
+    let named_c = named.canonicalize().ok()?;
+    let another = named_c.parent() == worktrees.canonicalize().ok().as_deref()
+        || Some(&named_c) == common.canonicalize().ok().as_ref();
+    if !another || wiped(t, spec_rel) {
+        return None;
+    }
+    crate::fs::remove_file(&dotgit).ok()?;
+    crate::fs::write_durable(
+        &dotgit,
+        format!("gitdir: {}\n", t.admin.display()).as_bytes(),
+    )
+    .ok()?;
+    Some(format!(
+        "the `.git` of its worktree `{}` named another git dir of the repository, `{}`, when its agent was done (its agent's doing?): qw never follows it, and made it name the task's own `{}` again",
+        t.path.display(),
+        named.display(),
+        t.admin.display()
+    ))
 }
 
 /// The git dir of a worktree git just made.
@@ -952,8 +1013,11 @@ pub(crate) fn remove_tree(repo: &Repo, path: &Path, admin: Option<&Path>) -> Vec
     if let Some(a) = admin {
         super::lost::remember_reflog(a);
     }
+    // Not when another git dir's `gitdir` names the same place (an agent's, rev9 N9):
+    // git would remove the one it finds first, perhaps a running sibling's record.
     if let Some(a) = admin
         && sound(path, a)
+        && !claimed_elsewhere(path, a)
     {
         let p = path.to_string_lossy();
         let out = super::git_output(
@@ -987,6 +1051,30 @@ pub(crate) fn remove_tree(repo: &Repo, path: &Path, admin: Option<&Path>) -> Vec
     }
     remove_empty_parent(path);
     warnings
+}
+
+/// Does a git dir beside `admin` (`<common>/worktrees/*`) name the worktree `path` in
+/// its `gitdir` file too?
+fn claimed_elsewhere(path: &Path, admin: &Path) -> bool {
+    let Some(dir) = admin.parent() else {
+        return false;
+    };
+    let Ok(entries) = crate::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let other = e.path();
+        other != admin
+            && crate::fs::read_regular_text(&other.join("gitdir"), 4096).is_ok_and(|text| {
+                let named = Path::new(text.trim());
+                let named = if named.is_absolute() {
+                    named.to_path_buf()
+                } else {
+                    other.join(named)
+                };
+                super::same_path(&crate::fs::parent_dir(&named), path)
+            })
+    })
 }
 
 /// Remove the container when its last worktree is gone (tidy; failures ignored).
@@ -1042,7 +1130,21 @@ pub(crate) fn holds_files(dir: &Path) -> Result<bool> {
 /// counted as wiped and was removed with the agent's files in it ("they are not there",
 /// rev8a F1), and a deleted `HEAD` or a garbled `commondir` or `index` failed every
 /// `workflow-continue` until the user repaired git by hand (rev8a F9). Only for a worktree
-/// of qw's own (a `qw/<spec>/<id>` branch that exists) whose directory is there.
+/// of qw's own (a `qw/<spec>/<id>` branch that exists, or that qw recorded leaving
+/// somewhere: `qw-left`) whose directory is there.
+///
+/// The task's branch deleted too (rev9 N5): made again where the worktree's HEAD
+/// reflog last had it (the git dir still there), else where qw last left it (its
+/// `qw-left` record: the task's start, or its last save). Its git dir gone and the
+/// branch moved meanwhile to a commit that does not hold that start: nothing tells
+/// where the worktree's HEAD was, so HEAD is put back detached at the recorded start
+/// (the save then points the branch at the result, and keeps the commit it was moved
+/// to apart, as for any moved branch).
+///
+/// A link in place of the git dir (to a sibling task's, rev9 N9) is never followed:
+/// it is removed (a link holds nothing) and the git dir made again as if deleted. A
+/// `gitdir` file naming another place than the worktree (a sibling's `.git`), when the
+/// worktree was not moved there by `git worktree move`, is written again.
 pub(crate) fn repair_admin(t: &Tree<'_>) -> Vec<String> {
     let mut done = Vec::new();
     let Some((spec, task)) = super::parse_branch(t.branch) else {
@@ -1056,20 +1158,41 @@ pub(crate) fn repair_admin(t: &Tree<'_>) -> Vec<String> {
     else {
         return done;
     };
-    let branch_ref = format!("refs/heads/{}", t.branch);
-    let branch_there = super::git_output(
-        common,
-        [
-            "rev-parse",
-            "-q",
-            "--verify",
-            &format!("{branch_ref}^{{commit}}"),
-        ],
-        &[],
-    )
-    .is_ok_and(|o| o.status.success());
-    if !t.path.is_dir() || !branch_there {
+    if !t.path.is_dir() {
         return done;
+    }
+    let branch_ref = format!("refs/heads/{}", t.branch);
+    let commit_in = |rev: &str| -> Option<String> {
+        let out = super::git_output(
+            common,
+            ["rev-parse", "-q", "--verify", &format!("{rev}^{{commit}}")],
+            &[],
+        )
+        .ok()
+        .filter(|o| o.status.success())?;
+        let sha = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        (!sha.is_empty()).then_some(sha)
+    };
+    let holds = |a: &str, b: &str| {
+        super::git_output(common, ["merge-base", "--is-ancestor", a, b], &[])
+            .is_ok_and(|o| o.status.success())
+    };
+    let mut tip = commit_in(&branch_ref);
+    let start = super::owned::left_in(common, t.branch).and_then(|s| commit_in(&s));
+    if tip.is_none() && start.is_none() {
+        return done;
+    }
+    // A link where the git dir was (to a sibling task's): never followed, not even by
+    // the clean-up below; removed (it holds nothing) and the git dir made again.
+    if is_link(t.admin) {
+        let to =
+            fs_err::read_link(t.admin).map_or_else(|_| "?".to_owned(), |p| p.display().to_string());
+        if crate::fs::remove_file(t.admin).is_err() {
+            return done;
+        }
+        done.push(format!(
+            "its git dir (a link to `{to}` was in its place: removed, not followed)"
+        ));
     }
     // A FIFO, socket or device where git (and qw) read a file of the git dir would block
     // every git reading it, qw's `rev-list --all` in the main repository too (rev9 N2):
@@ -1081,14 +1204,52 @@ pub(crate) fn repair_admin(t: &Tree<'_>) -> Vec<String> {
     );
     let meta = t.admin.symlink_metadata();
     if meta.as_ref().is_ok_and(|m| !m.is_dir()) {
-        // Something else in its place (a file, a link): left alone, git says why.
+        // Something else in its place (a file): left alone, git says why.
         return done;
     }
-    if meta.is_err() {
+    let fresh = meta.is_err();
+    if fresh {
         if crate::fs::create_dir_all(t.admin).is_err() {
             return done;
         }
-        done.push("its git dir".to_owned());
+        if !done.iter().any(|d| d.starts_with("its git dir")) {
+            done.push("its git dir".to_owned());
+        }
+    }
+    // The branch deleted as well (rev9 N5): made again where HEAD's reflog last had it
+    // (a commit on the recorded start's history), else at the recorded start.
+    if tip.is_none() {
+        let from = reflog(t.admin)
+            .into_iter()
+            .rev()
+            .filter_map(|c| commit_in(&c))
+            .find(|c| start.as_deref().is_none_or(|s| holds(s, c)))
+            .or_else(|| start.clone());
+        let Some(from) = from else {
+            return done;
+        };
+        let made = super::git_output(
+            common,
+            [
+                "update-ref",
+                "-m",
+                "qw: the task's branch, deleted while it ran, made again",
+                &branch_ref,
+                &from,
+                "",
+            ],
+            &[],
+        )
+        .is_ok_and(|o| o.status.success());
+        if !made {
+            return done;
+        }
+        done.push(format!(
+            "its branch `{}` (deleted while it ran: made again at {})",
+            t.branch,
+            super::short(&from)
+        ));
+        tip = Some(from);
     }
     // Written whole (temp file, rename): a git reading it meanwhile (another task's
     // look at every worktree) never sees it empty.
@@ -1120,35 +1281,69 @@ pub(crate) fn repair_admin(t: &Tree<'_>) -> Vec<String> {
     if !common_ok {
         put("commondir", "../..\n".to_owned(), "`commondir`");
     }
-    if t.admin.join("gitdir").symlink_metadata().is_err() {
-        put(
-            "gitdir",
-            format!("{}\n", t.path.join(".git").display()),
-            "`gitdir`",
-        );
+    let dotgit = t.path.join(".git");
+    match crate::fs::read_to_string(t.admin.join("gitdir")) {
+        Err(_) => put("gitdir", format!("{}\n", dotgit.display()), "`gitdir`"),
+        // Naming another place (a sibling task's worktree): git would take that
+        // worktree for this one (`git worktree remove` of it, `list`). Not when the
+        // agent moved its worktree there (`git worktree move`: a sound worktree).
+        Ok(text) => {
+            let named = Path::new(text.trim());
+            let named = if named.is_absolute() {
+                named.to_path_buf()
+            } else {
+                t.admin.join(named)
+            };
+            let named_dir = crate::fs::parent_dir(&named);
+            if !super::same_path(&named_dir, t.path)
+                && super::salvage::moved_to(t.path, t.admin).is_none()
+            {
+                put(
+                    "gitdir",
+                    format!("{}\n", dotgit.display()),
+                    &format!("`gitdir` (it named `{}`)", named.display()),
+                );
+            }
+        }
     }
-    let head_ok = crate::fs::read_to_string(t.admin.join("HEAD")).is_ok_and(|h| {
-        let h = h.trim();
-        h.starts_with("ref: refs/") || (h.len() >= 40 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-    });
+    let head_ok = !fresh
+        && crate::fs::read_to_string(t.admin.join("HEAD")).is_ok_and(|h| {
+            let h = h.trim();
+            h.starts_with("ref: refs/")
+                || (h.len() >= 40 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        });
     if !head_ok {
-        put(
-            "HEAD",
-            format!("ref: {branch_ref}\n"),
-            "`HEAD` (its branch)",
-        );
+        match (&tip, &start) {
+            // The branch moved, while its git dir was gone, to a commit of another
+            // history (neither holding where qw left it nor held by it): HEAD where qw
+            // last left the branch.
+            (Some(tip), Some(start)) if !holds(start, tip) && !holds(tip, start) => put(
+                "HEAD",
+                format!("{start}\n"),
+                &format!(
+                    "`HEAD` (at {}, where qw last left the task's branch: the branch had been moved to {}, a commit of another history)",
+                    super::short(start),
+                    super::short(tip)
+                ),
+            ),
+            _ => put(
+                "HEAD",
+                format!("ref: {branch_ref}\n"),
+                "`HEAD` (its branch)",
+            ),
+        }
     }
     if read_marker(t.admin).is_none() && write_marker(t.admin, spec, task).is_ok() {
         done.push("qw's marker".to_owned());
     }
-    // An index git cannot read (deleted, garbled): the branch's tree, so the files are
-    // compared with it and what differs is saved.
+    // An index git cannot read (deleted, garbled): HEAD's tree (the branch's), so the
+    // files are compared with it and what differs is saved.
     let index_ok = t.admin.join("index").is_file()
         && t.output(&["ls-files", "-z", "--", ":(literal).git-never"])
             .is_ok_and(|o| o.status.success());
     if !index_ok {
         let _ = crate::fs::remove_file(t.admin.join("index"));
-        if t.output(&["read-tree", &branch_ref])
+        if t.output(&["read-tree", "HEAD"])
             .is_ok_and(|o| o.status.success())
         {
             done.push("its index (from its branch)".to_owned());

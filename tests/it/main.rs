@@ -29,6 +29,7 @@ mod fix6n;
 mod fix7a;
 mod fix7c;
 mod gitcfg;
+mod gitdir;
 mod init;
 mod locks;
 mod logs;

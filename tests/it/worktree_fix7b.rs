@@ -463,6 +463,9 @@ fn worktree_fix7b_a_multi_commit_cherry_pick_ended_with_commit_and_an_edit_stop_
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", diag(&out));
+    // Task 2's picks copy the user's unmerged branch `side`, refused as such while it is
+    // there (rev8a F8): the user takes them as the task's work and drops the branch.
+    r.git(&["branch", "-D", "side"]);
     let out = cont(&r, &["--parallel", "3"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
     r.assert_all_merged(&["a.txt", "c.txt", "f1.txt", "f1b.txt", "f3.txt"]);
