@@ -438,11 +438,8 @@ impl Worktrees {
         let target = self.target();
         let own = made_in(&h.admin);
         let mut others: Vec<(String, String)> = Vec::new();
-        for b in self.all_task_branches()? {
-            if b == h.branch {
-                continue;
-            }
-            if let Some(c) = self.repo.commit_of(&format!("refs/heads/{b}"))? {
+        for (b, c) in self.all_task_branch_tips()? {
+            if b != h.branch {
                 others.push((b, c));
             }
         }

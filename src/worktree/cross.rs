@@ -469,11 +469,8 @@ impl Worktrees {
             let b = super::task_branch(spec, task);
             others.extend(made_in(admin).into_iter().map(|c| (b.clone(), c)));
         }
-        for b in self.all_task_branches()? {
-            if b == h.branch {
-                continue;
-            }
-            if let Some(c) = self.repo.commit_of(&format!("refs/heads/{b}"))? {
+        for (b, c) in self.all_task_branch_tips()? {
+            if b != h.branch {
                 others.push((b, c));
             }
         }

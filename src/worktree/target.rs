@@ -1322,6 +1322,12 @@ impl Worktrees {
         self.task_branches_of(None)
     }
 
+    /// `(branch, tip)` of each of [`Self::all_task_branches`] that exists (one git for
+    /// all: the branches this run gave out are as many as its tasks).
+    pub(super) fn all_task_branch_tips(&self) -> Result<Vec<(String, String)>> {
+        self.repo.tips_of(&self.all_task_branches()?)
+    }
+
     /// The given branches and the `qw/<spec>/<id>` task branches of `spec` (of every
     /// spec when `None`).
     fn task_branches_of(&self, spec: Option<&str>) -> Result<BTreeSet<String>> {
@@ -1345,12 +1351,7 @@ impl Worktrees {
     /// no less a move): the branches this run gave out, the `qw/<spec>/<id>` branches
     /// there are, the HEADs of task worktrees.
     fn task_tips(&self) -> Result<Vec<(String, String)>> {
-        let mut tips: Vec<(String, String)> = Vec::new();
-        for branch in self.all_task_branches()? {
-            if let Some(c) = self.repo.commit_of(&format!("refs/heads/{branch}"))? {
-                tips.push((branch, c));
-            }
-        }
+        let mut tips = self.all_task_branch_tips()?;
         for w in self.repo.registered()? {
             let Some((spec, task)) = &w.task else {
                 continue;

@@ -36,6 +36,7 @@ mod logs;
 mod mergeign;
 mod output;
 mod reconcile;
+mod scale;
 mod scenario;
 mod settings;
 mod slurm;

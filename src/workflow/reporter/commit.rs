@@ -79,8 +79,11 @@ pub(crate) type Change = Box<dyn FnOnce(&mut UnifiedState) -> bool + Send>;
 pub(crate) struct Committer(Batcher<Change, StateError>);
 
 impl Committer {
-    /// Start the writer for `store`.
+    /// Start the writer for `store`. It remembers what it wrote (see
+    /// [`StateStore::remembering`]), so a batch parses the file only when someone else
+    /// wrote it since.
     pub(crate) fn start(store: StateStore) -> Committer {
+        let store = store.remembering();
         Committer(Batcher::start("state", move |changes: Vec<Change>| {
             store
                 .try_update(|s| {

@@ -243,14 +243,7 @@ fn finished_cut_off(
     let Unit::Task(task) = unit else {
         return Ok(None);
     };
-    let Ok(state) = run.store.load() else {
-        return Ok(None);
-    };
-    let Some(entry) = state
-        .specifications
-        .get(run.name)
-        .and_then(|s| s.tasks.get(&task.id))
-    else {
+    let Some(entry) = earlier_entry(run, task) else {
         return Ok(None);
     };
     if entry.outcome.is_some() {
@@ -330,6 +323,29 @@ fn session_to_resume(run: &Run<'_>, r: &AgentRun) -> Option<Resume> {
     })
 }
 
+/// The state entry of `task` before its first attempt in this run: from the
+/// implementation phase's one reading ([`Run::earlier`]) when there is one, else read
+/// from the file. None: no entry, or a state that cannot be read.
+fn earlier_entry(run: &Run<'_>, task: &Task) -> Option<crate::state::Task> {
+    let earlier = run
+        .earlier
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    match earlier {
+        Some(tasks) => tasks.get(&task.id).cloned(),
+        None => run
+            .store
+            .load()
+            .ok()?
+            .specifications
+            .get(run.name)?
+            .tasks
+            .get(&task.id)
+            .cloned(),
+    }
+}
+
 /// The session a task's first attempt in this workflow run continues: the one its last
 /// run (of an earlier `qw` invocation) left, when that run was stopped (see
 /// [`resumable`]) — as the state records it, or, for a task left `in_progress` by a
@@ -344,14 +360,7 @@ fn earlier_session(run: &Run<'_>, unit: Unit<'_>) -> Result<Option<Resume>, Work
         return Ok(None);
     }
     // An unreadable state only costs the resume: the run starts fresh.
-    let Ok(state) = run.store.load() else {
-        return Ok(None);
-    };
-    let Some(entry) = state
-        .specifications
-        .get(run.name)
-        .and_then(|s| s.tasks.get(&task.id))
-    else {
+    let Some(entry) = earlier_entry(run, task) else {
         return Ok(None);
     };
     // No outcome: its last run started and never ended on record (`workflow-continue`

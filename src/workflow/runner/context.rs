@@ -1,5 +1,8 @@
 //! What the phases, the scheduler and the attempt loop share while a workflow runs.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use crate::admission::Admission;
 use crate::agent::Agent;
 use crate::exec::{Cancel, Executor};
@@ -53,6 +56,11 @@ pub(crate) struct Run<'a> {
     /// The `_Verify:_` checks its implementation phase read (`checks::open`), which the
     /// run's end compares tasks.md with (`checks::close`).
     pub checks: crate::workflow::checks::Opened,
+    /// The spec's task entries in the state as the implementation phase read them before
+    /// its first task (`scheduler::run_tasks`): what a task's first attempt asks of its
+    /// earlier runs (a cut-off run to adopt, a session to resume), read once for all
+    /// tasks instead of parsing the whole state once per task. None: read the file.
+    pub earlier: std::sync::Mutex<Option<Arc<BTreeMap<String, crate::state::Task>>>>,
 }
 
 impl Run<'_> {

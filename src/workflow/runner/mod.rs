@@ -226,6 +226,7 @@ impl Workflow {
             dev: dev.clone(),
             space,
             checks: super::checks::Opened::default(),
+            earlier: std::sync::Mutex::default(),
         };
         let summary = phases::drive(&run, Instant::now());
         run.space.finish(&events);

@@ -52,6 +52,10 @@ pub(crate) fn run_tasks(run: &Run<'_>, tasks: &TaskList) -> Result<TasksOutcome,
             }
         }
     }
+    // Each task's first attempt reads its earlier runs from this one reading.
+    *run.earlier.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::sync::Arc::new(
+        in_state.map(|s| s.tasks.clone()).unwrap_or_default(),
+    ));
     merged_by_hand(run, &leaves, in_state, &mut completed)?;
     check_hand_ticks(run, &leaves, in_state, &mut completed)?;
     run.events.emit(EventKind::TasksPlanned {

@@ -315,6 +315,7 @@ fn scenario<T>(s: Scenario, f: impl FnOnce(&Run<'_>, &TaskList) -> T) -> Seen<T>
             dev: crate::settings::DevMode::default(),
             space: TaskSpace::shared(&project, SPEC),
             checks: crate::workflow::checks::Opened::default(),
+            earlier: std::sync::Mutex::default(),
         };
         if let Some(reason) = s.stop_before {
             run.stop.request(reason);
