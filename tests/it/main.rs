@@ -32,6 +32,7 @@ mod gitcfg;
 mod init;
 mod locks;
 mod logs;
+mod mainrace;
 mod mergeign;
 mod output;
 mod reconcile;
