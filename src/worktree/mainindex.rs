@@ -20,10 +20,6 @@ use std::path::{Path, PathBuf};
 /// The copy of the index qw's git works on while qw holds the lock.
 const COPY: &str = "qw-merge.index";
 
-/// What qw's lock says while held (git never reads a lock's content): whose it is, so
-/// one a killed qw left is told from another git's ([`recover_killed`]).
-const MARK: &str = "qw holds the main index for a merge, pid ";
-
 /// qw holding the main worktree's `index.lock`, with the copy of the index its git uses
 /// ([`HeldIndex::env`]). Dropped: installed as by [`HeldIndex::install`] (errors
 /// logged), else released.
@@ -45,11 +41,7 @@ impl HeldIndex {
             .create_new(true)
             .open(&lock)
         {
-            Ok(mut f) => {
-                use std::io::Write;
-                // Best effort: without it, a kill leaves a lock only the user removes.
-                let _ = writeln!(f, "{MARK}{}", std::process::id());
-            }
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
             Err(e) => return Err(e),
         }
@@ -119,46 +111,6 @@ impl Drop for HeldIndex {
     }
 }
 
-/// A lock a killed qw left while it merged (its mark, its pid no longer running): its
-/// copy of the index — what its git left, a conflict of the half-done merge included —
-/// put in place as [`HeldIndex::install`] would have, so the next run sees the merge as
-/// git left it (and `pending.rs` undoes it). Returns what was done, one line; `None`
-/// for any other lock (another git's, a running qw's) or none, which are left alone.
-pub(crate) fn recover_killed(git_dir: &Path) -> Option<String> {
-    let lock = git_dir.join("index.lock");
-    let meta = lock.symlink_metadata().ok()?;
-    if !meta.is_file() || meta.len() > 200 {
-        return None;
-    }
-    let text = crate::fs::read_regular_text(&lock, 200).ok()?;
-    let pid: u32 = text.strip_prefix(MARK)?.trim().parse().ok()?;
-    if !Path::new("/proc/self").exists() || Path::new("/proc").join(pid.to_string()).exists() {
-        return None;
-    }
-    let held = HeldIndex {
-        lock: lock.clone(),
-        index: git_dir.join("index"),
-        copy: git_dir.join(COPY),
-        done: true,
-    };
-    let had_copy = held.copy.symlink_metadata().is_ok();
-    match held.install() {
-        Ok(()) => Some(format!(
-            "`{}` was left by a qw (pid {pid}) killed while it merged: {}",
-            lock.display(),
-            if had_copy {
-                "its index (as its git left it) is put in place"
-            } else {
-                "removed (it had not changed the index)"
-            }
-        )),
-        Err(e) => {
-            tracing::warn!("could not put back the index a killed qw left: {e}");
-            None
-        }
-    }
-}
-
 fn copy_lock(copy: &Path) -> PathBuf {
     let mut name = copy.as_os_str().to_os_string();
     name.push(".lock");
@@ -177,7 +129,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn held_then_dropped_or_installed_puts_the_copy_in_place_and_leaves_no_lock() {
+    fn held_then_dropped_leaves_the_index_and_no_lock_installed_puts_the_copy_in_place() {
         let d = tempfile::tempdir().unwrap();
         let g = d.path();
         crate::fs::write(g.join("index"), b"old").unwrap();
@@ -187,11 +139,8 @@ mod tests {
             HeldIndex::take(g).unwrap().is_none(),
             "held: not taken twice"
         );
-        assert!(
-            recover_killed(g).is_none(),
-            "a running qw's lock is left alone"
-        );
         assert_eq!(crate::fs::read(g.join(COPY)).unwrap(), b"old");
+        crate::fs::write(g.join(COPY), b"new").unwrap();
         drop(held);
         assert!(!g.join("index.lock").exists() && !g.join(COPY).exists());
         assert_eq!(crate::fs::read(g.join("index")).unwrap(), b"old");
@@ -204,30 +153,11 @@ mod tests {
     }
 
     #[test]
-    fn a_killed_qws_lock_is_recovered_with_what_its_git_left() {
-        let d = tempfile::tempdir().unwrap();
-        let g = d.path();
-        crate::fs::write(g.join("index"), b"old").unwrap();
-        crate::fs::write(g.join("index.lock"), format!("{MARK}999999999\n")).unwrap();
-        crate::fs::write(g.join(COPY), b"half merged").unwrap();
-        let line = recover_killed(g).unwrap();
-        assert!(line.contains("killed while it merged"), "{line}");
-        assert!(!g.join("index.lock").exists() && !g.join(COPY).exists());
-        assert_eq!(crate::fs::read(g.join("index")).unwrap(), b"half merged");
-        // Killed before it copied: only the lock goes.
-        crate::fs::write(g.join("index.lock"), format!("{MARK}999999999\n")).unwrap();
-        assert!(recover_killed(g).unwrap().contains("removed"));
-        assert!(!g.join("index.lock").exists());
-        assert_eq!(crate::fs::read(g.join("index")).unwrap(), b"half merged");
-    }
-
-    #[test]
     fn another_gits_lock_is_neither_taken_nor_removed() {
         let d = tempfile::tempdir().unwrap();
         let g = d.path();
         crate::fs::write(g.join("index.lock"), b"theirs").unwrap();
         assert!(HeldIndex::take(g).unwrap().is_none());
-        assert!(recover_killed(g).is_none());
         assert_eq!(crate::fs::read(g.join("index.lock")).unwrap(), b"theirs");
     }
 }

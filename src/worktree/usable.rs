@@ -119,10 +119,6 @@ fn git_running_in(repo: &Repo) -> std::result::Result<Option<(i32, String)>, ()>
 /// whether a git process runs in the repository (when none does, it was left by a git
 /// that crashed or was killed, and only the user may remove it).
 pub(crate) fn index_lock(repo: &Repo) -> Option<Obstruction> {
-    // qw's own lock, its qw killed mid-merge: what its git left put in place, no wait.
-    if let Some(line) = super::mainindex::recover_killed(&repo.git_dir) {
-        tracing::warn!("{line}");
-    }
     let path = repo.git_dir.join("index.lock");
     path.symlink_metadata().ok()?;
     let age = age_of(&path);
