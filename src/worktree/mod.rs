@@ -58,7 +58,6 @@ mod ignored;
 mod leftovers;
 pub(crate) mod lock;
 mod lost;
-mod mainindex;
 mod nested;
 mod origin;
 mod owned;
@@ -317,12 +316,7 @@ where
 
 /// Run git; stdout on success, [`WorktreeError::Git`] otherwise.
 fn git<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> Result<String> {
-    git_with(dir, args, &[])
-}
-
-/// [`git`] with `env` added (the copy of the main index qw's merge works on).
-fn git_with<S: AsRef<OsStr>>(dir: &Path, args: &[S], env: &[(&str, &OsStr)]) -> Result<String> {
-    let out = git_output(dir, args, env)?;
+    let out = git_output(dir, args, &[])?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -2057,11 +2051,6 @@ impl Worktrees {
         let Some(tip) = self.repo.commit_of(&format!("refs/heads/{}", h.branch))? else {
             return Ok(MergeOutcome::UpToDate);
         };
-        // The main index held for the whole merge, git working on a copy of it (see
-        // `mainindex.rs`): the user's commit can no longer land between git's reading of
-        // HEAD and the index and its writing of both.
-        let held = self.hold_main_index(h)?;
-        let env = held.env();
         let head_before = self.repo.commit_of("HEAD")?;
         // `--no-overwrite-ignore`: git's default replaces an ignored file of the main
         // worktree (the user's `.env`, qw's backups) without a word; refused instead, as
@@ -2075,9 +2064,26 @@ impl Worktrees {
             message,
             tip.as_str(),
         ];
-        let out = git_output(top, args, &env)?;
+        let mut tries = 0;
+        let out = loop {
+            let out = git_output(top, args, &[])?;
+            tries += 1;
+            // Another git (an editor's, the user's) holds the main index for a moment:
+            // nothing was changed, so try again a few times before giving up.
+            // (`could not write index`: the user's commit took the lock after git's
+            // first look, rev6b G7.)
+            let said = String::from_utf8_lossy(&out.stderr);
+            let busy = !out.status.success()
+                && (said.contains("index.lock")
+                    || said.contains("could not write index")
+                    || said.contains("Unable to write index"))
+                && self.repo.main_in_progress().is_none();
+            if !busy || tries >= 40 || self.cancel.as_ref().is_some_and(|c| c.pending().is_some()) {
+                break out;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        };
         if out.status.success() {
-            self.install_main_index(held)?;
             let merged = self
                 .repo
                 .commit_of(&format!("refs/heads/{}", self.integration))?;
@@ -2097,7 +2103,7 @@ impl Worktrees {
                     h.branch
                 )));
             }
-            let unmerged = git_with(top, &["diff", "--name-only", "--diff-filter=U", "-z"], &env)?;
+            let unmerged = git(top, &["diff", "--name-only", "--diff-filter=U", "-z"])?;
             let paths: Vec<String> = unmerged
                 .split('\0')
                 .filter(|p| !p.is_empty())
@@ -2105,16 +2111,14 @@ impl Worktrees {
                 .collect();
             let head_now = self.repo.commit_of("HEAD")?;
             if paths.is_empty() && head_now.is_some() && head_now != head_before {
-                // No conflict: HEAD moved under git's merge by a git that takes no index
-                // lock (`git update-ref`, a `git reset --soft`): git wrote the merged
-                // index, then MERGE_HEAD, and could not move HEAD ("cannot lock ref
-                // 'HEAD'"). Undone without touching that commit or the user's edits;
-                // merged again once the main worktree holds still (see
-                // `integrate_steps`), else left pending.
+                // No conflict: a commit of the user's moved HEAD under git's merge (git
+                // writes the merged index, then MERGE_HEAD, then moves HEAD, with no
+                // lock held in between: "cannot lock ref 'HEAD'"). Undone without
+                // touching the user's commit or edits; merged again once the main
+                // worktree holds still (see `integrate_steps`), else left pending.
                 if let Some(base) = head_before.as_deref() {
-                    self.undo_stopped_merge(base, &tip, &env)?;
+                    self.undo_stopped_merge(base, &tip)?;
                 }
-                self.install_main_index(held)?;
                 return Err(WorktreeError::MergePending(format!(
                     "git stopped the merge of task branch `{}` into `{}` without a conflict ({}; undone, the main worktree as it was), so it was not merged; its checked work is saved there: `{}` merges it (its agent does not run again)",
                     h.branch,
@@ -2123,8 +2127,7 @@ impl Worktrees {
                     shell::continue_cmd(&self.spec)
                 )));
             }
-            git_with(top, &["merge", "--abort"], &env)?;
-            self.install_main_index(held)?;
+            git(top, &["merge", "--abort"])?;
             self.merge_by_hand(&h.branch);
             return Ok(MergeOutcome::Conflict {
                 why: format!(
@@ -2139,8 +2142,6 @@ impl Worktrees {
                 paths,
             });
         }
-        // git refused and changed nothing: its copy (the index as it was) back in place.
-        self.install_main_index(held)?;
         // Staged between the check and the merge: named as such, not as a conflict.
         self.refuse_staged(h)?;
         let paths = parse_refused_paths(&stderr);
@@ -2169,48 +2170,6 @@ impl Worktrees {
             shell::continue_cmd(&self.spec),
             h.branch
         )))
-    }
-
-    /// Take the main worktree's index for qw's merge of `h` ([`mainindex::HeldIndex`]),
-    /// waiting (up to 10 s, ended by a signal) while another git holds it — the user's
-    /// commit under way. Still held then: [`WorktreeError::MergePending`], which
-    /// `integrate_steps` waits on and tries again.
-    fn hold_main_index(&self, h: &WorktreeHandle) -> Result<mainindex::HeldIndex> {
-        let git_dir = &self.repo.git_dir;
-        let started = std::time::Instant::now();
-        let cancel = self.cancel.clone().unwrap_or_else(Cancel::process);
-        loop {
-            if let Some(held) = mainindex::HeldIndex::take(git_dir).map_err(|e| {
-                WorktreeError::Io(crate::fs::with_path(e, "lock", &git_dir.join("index")))
-            })? {
-                return Ok(held);
-            }
-            if started.elapsed() >= std::time::Duration::from_secs(10)
-                || !cancel.sleep(std::time::Duration::from_millis(50))
-            {
-                let why = usable::index_lock(&self.repo).map_or_else(
-                    || "another git held the main worktree's index".to_owned(),
-                    |o| o.line,
-                );
-                return Err(WorktreeError::MergePending(format!(
-                    "{why}, so task branch `{}` was not merged into `{}`; its checked work is saved there: once the main worktree is free, `{}` merges it (its agent does not run again)",
-                    h.branch,
-                    self.integration,
-                    shell::continue_cmd(&self.spec)
-                )));
-            }
-        }
-    }
-
-    /// Put qw's copy of the main index in place (see [`mainindex::HeldIndex::install`]).
-    fn install_main_index(&self, held: mainindex::HeldIndex) -> Result<()> {
-        held.install().map_err(|e| {
-            WorktreeError::Io(crate::fs::with_path(
-                e,
-                "put in place",
-                &self.repo.git_dir.join("index"),
-            ))
-        })
     }
 
     /// Why the main worktree cannot take a merge for a moment though nothing moved: a
@@ -2327,14 +2286,14 @@ impl Worktrees {
     /// back to HEAD — the user's commit — (`git reset -q`: files untouched), and put back
     /// as HEAD has them the paths the task changed whose file is still exactly what the
     /// merge wrote; a file changed since is the user's and left as it is.
-    fn undo_stopped_merge(&self, base: &str, tip: &str, env: &[(&str, &OsStr)]) -> Result<()> {
+    fn undo_stopped_merge(&self, base: &str, tip: &str) -> Result<()> {
         let top = &self.repo.top;
         let parted = git(top, &["merge-base", base, tip])?;
         let task_paths = self.repo.changed_paths(parted.trim(), tip)?;
         // What the merge wrote, before the index is set back: `<mode> <blob> <stage>\t<path>`.
         let mut written: std::collections::BTreeMap<String, String> =
             std::collections::BTreeMap::new();
-        let staged = git_with(top, &["ls-files", "-s", "-z"], env)?;
+        let staged = git(top, &["ls-files", "-s", "-z"])?;
         for entry in staged.split('\0').filter(|e| !e.is_empty()) {
             if let Some((meta, path)) = entry.split_once('\t')
                 && task_paths.contains(path)
@@ -2343,12 +2302,12 @@ impl Worktrees {
                 written.insert(path.to_owned(), blob.to_owned());
             }
         }
-        git_with(top, &["merge", "--quit"], env)?;
-        git_with(top, &["reset", "-q"], env)?;
+        git(top, &["merge", "--quit"])?;
+        git(top, &["reset", "-q"])?;
         for path in &task_paths {
             let file = top.join(path);
             let on_disk = if file.symlink_metadata().is_ok() {
-                git_with(top, &["hash-object", "--", path], env)
+                git(top, &["hash-object", "--", path])
                     .ok()
                     .map(|h| h.trim().to_owned())
             } else {
@@ -2359,7 +2318,7 @@ impl Worktrees {
             }
             let spec = format!(":(top,literal){path}");
             if git(top, &["cat-file", "-e", &format!("HEAD:{path}")]).is_ok() {
-                git_with(top, &["checkout", "-q", "HEAD", "--", &spec], env)?;
+                git(top, &["checkout", "-q", "HEAD", "--", &spec])?;
             } else if on_disk.is_some() {
                 crate::fs::remove_file(&file)?;
             }
