@@ -338,8 +338,10 @@ fn mainwait_users_commits_while_tasks_merge_fail_no_task_and_are_all_kept() {
     for s in &made {
         assert!(log.lines().any(|l| l == s), "`{s}` was lost: {log}");
     }
-    // (Their file's lines, committed or not, are compared over twenty rounds of a
-    // tighter loop in `mainrace.rs`: qw now holds the main index for its whole merge.)
+    // (Their file's lines are not compared: qw's `git merge` reads HEAD and the index
+    // before it locks, and `git commit` moves HEAD before it renames its index, so a
+    // commit between them can make the merge set back a line not yet committed. Open:
+    // `mainrace.rs` compares them over twenty rounds, ignored until it is fixed.)
     r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt", "f4.txt", "f5.txt", "f6.txt"]);
 }
 
