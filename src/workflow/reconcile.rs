@@ -13,7 +13,18 @@
 //! - **Renumbered**: a state task whose id is gone from `tasks.md`, or now names a task
 //!   with another title, while exactly one unmatched leaf carries its title (and no other
 //!   unmatched state task does) → its record moves to the new id (`renumbered_from`).
-//!   A same-id task with a new title and no such match is the same task, retitled.
+//!   A same-id task with a new title and no such match is the same task, retitled —
+//!   unless its record carries a completion (completed, or its checked work saved with
+//!   only the merge missing): see **Another task**.
+//! - **Another task**: a state record that carries a completion is carried only to a
+//!   leaf that is the same task — the same title, and (completed) the same `_Verify:_`
+//!   as the record says its attempt ran with (`verify`, written when the attempt starts;
+//!   a record without it is compared by title alone; a merge-pending one whose check
+//!   changed is the scheduler's, rev8b F13; a hand-ticked one whose leaf is still ticked
+//!   stays the user's word). A leaf of the same id that differs is
+//!   another task (tasks.md deleted and generated again, a task retitled while no checks
+//!   record was kept, a check changed since the task passed its old one): the record
+//!   moves whole to `orphaned_tasks`, the leaf is unticked if ticked, and it runs.
 //! - **Gone**: a state task with no leaf left in `tasks.md` (deleted, or now a parent) →
 //!   its record moves whole (attempts, costs, sessions, evidence) from `tasks` to the
 //!   spec's `orphaned_tasks`, so progress counts only tasks that exist, and nothing is lost.
@@ -85,6 +96,10 @@ pub(super) fn ticked_by_hand(t: &state::Task) -> bool {
 /// Where a gone task's state record is kept, inside the spec's state entry.
 pub(super) const ORPHANED_KEY: &str = "orphaned_tasks";
 
+/// Where a task's state record keeps the `_Verify:_` its last attempt ran with (`null`:
+/// none), written when the attempt starts: with the title, the task's identity.
+pub(crate) const VERIFY_KEY: &str = "verify";
+
 /// One disagreement between the state and `tasks.md`, and its repair.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Repair {
@@ -110,6 +125,17 @@ pub(crate) enum Repair {
         title: String,
         status: String,
     },
+    /// The leaf of the record's id is another task (another title or check): the
+    /// record, which carries a completion, moves to `orphaned_tasks`; the leaf runs
+    /// (unticked first when `ticked`).
+    Another {
+        id: String,
+        title: String,
+        status: String,
+        /// How the leaf differs, one clause.
+        why: String,
+        ticked: bool,
+    },
 }
 
 impl Repair {
@@ -121,6 +147,7 @@ impl Repair {
             Repair::CompletedFromFile { .. } => "completed_from_file",
             Repair::Renumbered { .. } => "renumbered",
             Repair::Orphaned { .. } => "orphaned",
+            Repair::Another { .. } => "another_task",
         }
     }
 
@@ -130,7 +157,8 @@ impl Repair {
             Repair::Tick { id }
             | Repair::Untick { id, .. }
             | Repair::CompletedFromFile { id, .. }
-            | Repair::Orphaned { id, .. } => id,
+            | Repair::Orphaned { id, .. }
+            | Repair::Another { id, .. } => id,
             Repair::Renumbered { to, .. } => to,
         }
     }
@@ -158,6 +186,17 @@ impl Repair {
             Repair::Orphaned { id, title, status } => format!(
                 "repaired: task {id} \"{title}\" ({status}) is no longer a task of `{file}`; moved its state record to `{ORPHANED_KEY}` of spec `{spec}`"
             ),
+            Repair::Another {
+                id,
+                title,
+                status,
+                why,
+                ticked,
+            } => format!(
+                "repaired: task {id} of `{file}` is not the task the state recorded {status} as task {id} (\"{}\"): {why}; its completion is not carried over — moved that record to `{ORPHANED_KEY}` of spec `{spec}`, {}task {id} runs",
+                crate::fmt::one_line(title, 80),
+                if *ticked { "unticked it, and " } else { "and " }
+            ),
         }
     }
 }
@@ -177,8 +216,25 @@ pub(crate) fn plan(list: &TaskList, tasks: &BTreeMap<String, state::Task>) -> Ve
     let (owner, matched) = owners(list, tasks);
     let matched: HashSet<&str> = matched.iter().map(String::as_str).collect();
     let mut out = Vec::new();
+    let mut another: HashSet<&str> = HashSet::new();
     for (sid, e) in tasks {
-        if !matched.contains(sid.as_str()) {
+        if matched.contains(sid.as_str()) {
+            continue;
+        }
+        // The leaf of its id, owned by no record, differs from it: another task.
+        if let Some(t) = leaves.iter().find(|t| &t.id == sid)
+            && !owner.contains_key(sid)
+            && let Some(why) = other_task(e, t)
+        {
+            another.insert(&t.id);
+            out.push(Repair::Another {
+                id: sid.clone(),
+                title: e.description.clone(),
+                status: e.status.to_string(),
+                why,
+                ticked: t.checked,
+            });
+        } else {
             out.push(Repair::Orphaned {
                 id: sid.clone(),
                 title: e.description.clone(),
@@ -198,6 +254,10 @@ pub(crate) fn plan(list: &TaskList, tasks: &BTreeMap<String, state::Task>) -> Ve
         }
     }
     for t in &leaves {
+        if another.contains(t.id.as_str()) {
+            // Its tick, if any, was the other task's: unticked with the record's move.
+            continue;
+        }
         let entry = owner.get(&t.id).and_then(|sid| tasks.get(sid));
         let completed = entry.is_some_and(|e| e.status == TaskStatus::Completed);
         match entry {
@@ -233,11 +293,22 @@ pub(crate) fn owners(
     // Leaf id → the state id whose record it is.
     let mut owner: HashMap<String, String> = HashMap::new();
     let mut matched: HashSet<&str> = HashSet::new();
+    let leaf_check: HashMap<&str, Option<&str>> = leaves
+        .iter()
+        .map(|t| (t.id.as_str(), t.verify.as_deref()))
+        .collect();
+    // A completion goes only to a leaf with the check it passed (a merge-pending record
+    // with another check is the scheduler's: it runs the task from the saved branch).
+    let check_fits = |e: &state::Task, leaf: &str| {
+        e.status != TaskStatus::Completed
+            || recorded_check(e).is_none_or(|c| Some(c) == leaf_check.get(leaf).copied())
+    };
     // 1. Same id and same title (or no title recorded).
     for (sid, e) in tasks {
         let title = norm(&e.description);
         if let Some(lt) = leaf_title.get(sid.as_str())
             && (title.is_empty() || &title == lt)
+            && check_fits(e, sid)
         {
             owner.insert(sid.clone(), sid.clone());
             matched.insert(sid);
@@ -264,16 +335,20 @@ pub(crate) fn owners(
         if matched.contains(sid.as_str()) || state_titles.get(&title) != Some(&1) {
             continue;
         }
-        if let Some([leaf]) = free_leaves.get(title.as_str()).map(Vec::as_slice) {
+        if let Some([leaf]) = free_leaves.get(title.as_str()).map(Vec::as_slice)
+            && check_fits(e, leaf)
+        {
             owner.insert((*leaf).to_owned(), sid.clone());
             matched.insert(sid);
         }
     }
-    // 3. Same id, retitled.
-    for sid in tasks.keys() {
+    // 3. Same id, retitled — unless the record carries a completion: then the leaf is
+    // another task (see `other_task`).
+    for (sid, e) in tasks {
         if !matched.contains(sid.as_str())
             && leaf_title.contains_key(sid.as_str())
             && !owner.contains_key(sid)
+            && !carries_completion(e)
         {
             owner.insert(sid.clone(), sid.clone());
             matched.insert(sid);
@@ -284,6 +359,52 @@ pub(crate) fn owners(
     (owner, matched)
 }
 
+/// Whether a state record carries a completion a leaf would inherit: completed, or its
+/// checked work saved with only the merge missing (merged, it completes the leaf).
+fn carries_completion(e: &state::Task) -> bool {
+    e.status == TaskStatus::Completed || e.merge_pending.is_some()
+}
+
+/// The `_Verify:_` a record says its last attempt ran with: `Some(None)` for none,
+/// `None` when it does not say (a record of an older qw, a task ticked by hand).
+fn recorded_check(e: &state::Task) -> Option<Option<&str>> {
+    match e.extra.get(VERIFY_KEY)? {
+        serde_json::Value::Null => Some(None),
+        serde_json::Value::String(c) => Some(Some(c.as_str())),
+        _ => None,
+    }
+}
+
+/// Why the leaf `t` of a record's id is another task than the record's, when the record
+/// carries a completion: another title, or (completed) another `_Verify:_` than its
+/// attempt ran with. `None`: nothing says so — nor for a record of a tick by hand whose
+/// leaf is ticked: the tick is the user's word, whatever the title.
+fn other_task(e: &state::Task, t: &crate::spec::tasks::Task) -> Option<String> {
+    if !carries_completion(e) || (ticked_by_hand(e) && t.checked) {
+        return None;
+    }
+    let was = norm(&e.description);
+    if !was.is_empty() && was != norm(&t.title) {
+        return Some(format!(
+            "it is \"{}\" now (tasks.md generated again, or the task retitled)",
+            crate::fmt::one_line(&t.title, 80)
+        ));
+    }
+    match recorded_check(e) {
+        Some(c) if e.status == TaskStatus::Completed && c != t.verify.as_deref() => Some(format!(
+            "its _Verify:_ is {} now, and that record's attempt ran with {}",
+            shown_check(t.verify.as_deref()),
+            shown_check(c)
+        )),
+        _ => None,
+    }
+}
+
+/// A `_Verify:_` command as a line shows it.
+fn shown_check(check: Option<&str>) -> String {
+    check.map_or_else(|| "no check".to_owned(), |c| format!("`{c}`"))
+}
+
 /// Apply the state side of `repairs` to the spec's entry (`name` is the spec's name).
 /// Ticks and unticks change only the file; nothing is dropped: moved records keep every
 /// field.
@@ -291,7 +412,9 @@ pub(crate) fn apply(spec: &mut state::Spec, name: &str, repairs: &[Repair]) {
     let now = Timestamp::now();
     let mut moved: HashMap<String, state::Task> = HashMap::new();
     for r in repairs {
-        if let Repair::Renumbered { from: id, .. } | Repair::Orphaned { id, .. } = r
+        if let Repair::Renumbered { from: id, .. }
+        | Repair::Orphaned { id, .. }
+        | Repair::Another { id, .. } = r
             && let Some(e) = spec.tasks.remove(id)
         {
             moved.insert(id.clone(), e);
@@ -311,7 +434,7 @@ pub(crate) fn apply(spec: &mut state::Spec, name: &str, repairs: &[Repair]) {
                     orphans.push((to.clone(), occupant));
                 }
             }
-            Repair::Orphaned { id, .. } => {
+            Repair::Orphaned { id, .. } | Repair::Another { id, .. } => {
                 if let Some(e) = moved.remove(id) {
                     orphans.push((id.clone(), e));
                 }
@@ -421,7 +544,12 @@ pub(crate) fn at_start(
             .collect()
     };
     let ticks = ids(|r| matches!(r, Repair::Tick { .. }));
-    let unticks = ids(|r| matches!(r, Repair::Untick { .. }));
+    let unticks = ids(|r| {
+        matches!(
+            r,
+            Repair::Untick { .. } | Repair::Another { ticked: true, .. }
+        )
+    });
     if !ticks.is_empty() {
         crate::spec::tasks::tick_file_many(&path, &ticks)?;
     }
@@ -473,10 +601,12 @@ pub(crate) fn ticks_taken(
         return Ok(());
     };
     let repairs = plan(&list, &entry.tasks);
-    if repairs
-        .iter()
-        .any(|r| matches!(r, Repair::Renumbered { .. } | Repair::Orphaned { .. }))
-    {
+    if repairs.iter().any(|r| {
+        matches!(
+            r,
+            Repair::Renumbered { .. } | Repair::Orphaned { .. } | Repair::Another { .. }
+        )
+    }) {
         return Ok(());
     }
     let ticks: Vec<String> = repairs
@@ -646,20 +776,101 @@ mod tests {
     }
 
     #[test]
-    fn a_retitled_task_keeps_its_id_and_an_ambiguous_title_does_not_move() {
-        let list =
-            TaskList::parse("- [ ] 1. A, better said\n- [ ] 2. Same\n- [ ] 3. Same\n").unwrap();
-        let st = tasks(&[("1", "A", Completed, 1), ("9", "Same", Completed, 1)]);
+    fn a_retitled_task_keeps_its_id_unless_it_carries_a_completion_and_an_ambiguous_title_does_not_move()
+     {
+        let list = TaskList::parse(
+            "- [x] 1. A, better said\n- [ ] 2. Same\n- [ ] 3. Same\n- [x] 4. D now\n",
+        )
+        .unwrap();
+        let st = tasks(&[
+            ("1", "A", Completed, 1),
+            ("4", "D", Failed, 2),
+            ("9", "Same", Completed, 1),
+        ]);
         let repairs = plan(&list, &st);
         assert_eq!(
             repairs,
             [
+                Repair::Another {
+                    id: "1".into(),
+                    title: "A".into(),
+                    status: "completed".into(),
+                    why: "it is \"A, better said\" now (tasks.md generated again, or the task retitled)".into(),
+                    ticked: true,
+                },
                 Repair::Orphaned {
                     id: "9".into(),
                     title: "Same".into(),
                     status: "completed".into()
                 },
-                Repair::Tick { id: "1".into() },
+                // A failed task retitled is the same task: its tick loses to its attempts.
+                Repair::Untick {
+                    id: "4".into(),
+                    status: "failed".into(),
+                    attempts: 2
+                },
+            ]
+        );
+        let mut spec = state::Spec {
+            tasks: st,
+            ..Default::default()
+        };
+        apply(&mut spec, "demo", &repairs);
+        assert!(!spec.tasks.contains_key("1"), "task 1 is new: no record");
+        assert_eq!(spec.extra[ORPHANED_KEY]["1"]["session_id"], "s-1");
+        assert_eq!(spec.tasks["4"].session_id.as_deref(), Some("s-4"));
+    }
+
+    #[test]
+    fn a_completion_goes_only_to_a_leaf_with_the_check_it_ran_with() {
+        let list = TaskList::parse(
+            "- [x] 1. A\n  - _Verify: `new`_\n- [ ] 2. B\n  - _Verify: `b`_\n- [ ] 3. C2\n- [ ] 4. D\n- [ ] 5. E\n",
+        )
+        .unwrap();
+        let mut st = tasks(&[
+            ("1", "A", Completed, 1),
+            ("2", "B", Completed, 1),
+            ("3", "C", Pending, 1),
+            ("4", "D", Completed, 1),
+            ("5", "E", Pending, 1),
+        ]);
+        let check = |st: &mut BTreeMap<String, state::Task>, id: &str, c: serde_json::Value| {
+            st.get_mut(id).unwrap().extra.insert(VERIFY_KEY.into(), c);
+        };
+        check(&mut st, "1", json!("old"));
+        check(&mut st, "2", json!("b"));
+        // Merge-pending and retitled: its saved work is another task's. Merge-pending
+        // with another check (5): the scheduler's to run from its branch (rev8b F13).
+        for id in ["3", "5"] {
+            check(&mut st, id, json!("c"));
+            st.get_mut(id).unwrap().merge_pending = Some(state::MergePending {
+                branch: format!("qw/demo/{id}"),
+                tip: "0".repeat(40),
+                check: Some("c".into()),
+            });
+        }
+        // No check recorded (an older qw): compared by title alone.
+        let repairs = plan(&list, &st);
+        assert_eq!(
+            repairs,
+            [
+                Repair::Another {
+                    id: "1".into(),
+                    title: "A".into(),
+                    status: "completed".into(),
+                    why: "its _Verify:_ is `new` now, and that record's attempt ran with `old`"
+                        .into(),
+                    ticked: true,
+                },
+                Repair::Another {
+                    id: "3".into(),
+                    title: "C".into(),
+                    status: "pending".into(),
+                    why: "it is \"C2\" now (tasks.md generated again, or the task retitled)".into(),
+                    ticked: false,
+                },
+                Repair::Tick { id: "2".into() },
+                Repair::Tick { id: "4".into() },
             ]
         );
     }
@@ -730,6 +941,13 @@ mod tests {
                 id: "2".into(),
                 title: "B".into(),
                 status: "failed".into(),
+            },
+            Repair::Another {
+                id: "2".into(),
+                title: "B".into(),
+                status: "completed".into(),
+                why: "it is \"C\" now".into(),
+                ticked: true,
             },
         ] {
             let m = r.describe("demo", file);

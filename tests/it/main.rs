@@ -33,6 +33,7 @@ mod gitdir;
 mod init;
 mod locks;
 mod logs;
+mod mainrace;
 mod mergeign;
 mod output;
 mod reconcile;

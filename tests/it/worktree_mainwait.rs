@@ -338,11 +338,10 @@ fn mainwait_users_commits_while_tasks_merge_fail_no_task_and_are_all_kept() {
     for s in &made {
         assert!(log.lines().any(|l| l == s), "`{s}` was lost: {log}");
     }
-    // (Their file's lines are not compared: git's own merge — qw's `git merge` — can,
-    // when the user's commit lands in the middle of it, set the files back to the HEAD
-    // it started from, dropping an edit not yet committed, which the user's next
-    // `commit -a` then records; their commits stay in the history. Left open: see the
-    // session note.)
+    // (Their file's lines are not compared: qw's `git merge` reads HEAD and the index
+    // before it locks, and `git commit` moves HEAD before it renames its index, so a
+    // commit between them can make the merge set back a line not yet committed. Open:
+    // `mainrace.rs` compares them over twenty rounds, ignored until it is fixed.)
     r.assert_all_merged(&["f1.txt", "f2.txt", "f3.txt", "f4.txt", "f5.txt", "f6.txt"]);
 }
 

@@ -219,6 +219,7 @@ fn change(spec: &str, agent: &str, event: &Event<'_>) -> Result<Option<Change>, 
             let started = AttemptStart {
                 id: t.id.clone(),
                 title: t.title.clone(),
+                verify: t.verify.clone(),
                 attempt: *attempt,
                 run_id: run_dir
                     .file_name()
@@ -467,6 +468,9 @@ fn tasks_planned(
 struct AttemptStart {
     id: String,
     title: String,
+    /// Its `_Verify:_` as the run read it: with the title, what says a later list's task
+    /// of the same id is this one (see `reconcile::other_task`).
+    verify: Option<String>,
     attempt: u32,
     run_id: Option<String>,
     system_stats: Option<Map<String, Value>>,
@@ -479,6 +483,10 @@ fn attempt_started(s: &mut UnifiedState, name: &str, agent: &str, a: AttemptStar
     task.id = a.id.clone();
     task.spec_name = name.to_owned();
     task.description = a.title;
+    task.extra.insert(
+        crate::workflow::reconcile::VERIFY_KEY.into(),
+        serde_json::json!(a.verify),
+    );
     task.status = TaskStatus::InProgress;
     task.waiting_for_admission = None;
     task.agent = Some(agent.to_owned());
