@@ -38,7 +38,8 @@ pub(crate) fn explain(
     // The flag is set by qw's signal handling, which may not have run yet when git's
     // end is seen: git's own death by the signal tells it too.
     let by_signal = match &e {
-        WorktreeError::Git { stderr, .. } => INTERRUPTS
+        // Not when qw's own bound ended it (it says so: `bounded`).
+        WorktreeError::Git { stderr, .. } if !stderr.contains("qw ended this git") => INTERRUPTS
             .iter()
             .find(|s| stderr.ends_with(&format!("(git was ended by {s})")))
             .map(|s| (*s).to_owned()),

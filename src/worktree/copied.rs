@@ -42,7 +42,7 @@ use std::path::PathBuf;
 
 use super::origin::made_in;
 use super::tree;
-use super::{Repo, Result, WorktreeHandle, Worktrees, git, git_command, parse_branch, short};
+use super::{Repo, Result, WorktreeHandle, Worktrees, git, parse_branch, short};
 
 /// At most this many commits are read on each side (see the module's doc).
 pub(crate) const MAX_COMMITS: usize = 300;
@@ -102,26 +102,7 @@ fn log(repo: &Repo, args: &[&str]) -> Result<Vec<Commit>> {
 
 /// Run git with `input` on stdin; its stdout as bytes, or the error naming the command.
 fn piped(repo: &Repo, args: &[&str], input: Vec<u8>) -> Result<Vec<u8>> {
-    use std::io::Write;
-    let mut cmd = git_command(&repo.top, &[], args, &[]);
-    cmd.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| crate::fs::with_path(e, "run git in", &repo.top))?;
-    let mut stdin = child.stdin.take();
-    // Written from another thread: git answers while it reads.
-    let writer = std::thread::spawn(move || {
-        if let Some(s) = stdin.as_mut() {
-            let _ = s.write_all(&input);
-        }
-        drop(stdin);
-    });
-    let out = child
-        .wait_with_output()
-        .map_err(|e| crate::fs::with_path(e, "run git in", &repo.top))?;
-    let _ = writer.join();
+    let out = super::git_stdin_in(&repo.top, &[], args, input)?;
     if out.status.success() {
         Ok(out.stdout)
     } else {
@@ -434,31 +415,23 @@ impl Worktrees {
         &self,
         h: &WorktreeHandle,
         result: &str,
+        others_of: &super::cross::OtherTasks,
     ) -> Result<Option<String>> {
         let target = self.target();
         let own = made_in(&h.admin);
-        let mut others: Vec<(String, String)> = Vec::new();
-        for (b, c) in self.all_task_branch_tips()? {
-            if b != h.branch {
-                others.push((b, c));
-            }
-        }
+        let mut others: Vec<(String, String)> = others_of.tips.clone();
         // A sibling's worktree whose HEAD is not its branch (detached, another branch).
-        for w in self.repo.registered()? {
-            let (Some((spec, task)), Some(head)) = (&w.task, &w.head) else {
-                continue;
-            };
-            if spec == &self.spec && task == &h.task_id {
-                continue;
+        for w in others_of.worktrees.iter().filter(|w| !w.own) {
+            if let Some(head) = &w.head {
+                others.push((w.branch.clone(), head.clone()));
             }
-            others.push((super::task_branch(spec, task), head.clone()));
         }
         let mut admins: BTreeMap<String, PathBuf> = BTreeMap::new();
         admins.insert(h.branch.clone(), h.admin.clone());
-        for w in self.repo.registered()? {
-            if let (Some((spec, task)), Some(admin)) = (&w.task, &w.admin) {
+        for w in &others_of.worktrees {
+            if let Some(admin) = &w.admin {
                 admins
-                    .entry(super::task_branch(spec, task))
+                    .entry(w.branch.clone())
                     .or_insert_with(|| admin.clone());
             }
         }

@@ -36,6 +36,7 @@
 //!   the command that takes the worktree's version of them.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 
 use super::origin::made_in;
 
@@ -445,6 +446,55 @@ fn keep_safe(
     ))
 }
 
+/// The other tasks a result is compared with (every workflow's), read once per merge
+/// ([`Worktrees::other_task_tips`]) for [`Worktrees::brings_other_tasks`] and
+/// [`Worktrees::copies_other_tasks`].
+pub(crate) struct OtherTasks {
+    /// `(branch, tip)` of every task branch but the task's own.
+    pub(crate) tips: Vec<(String, String)>,
+    /// Every registered worktree of a task, the task's own one marked.
+    pub(crate) worktrees: Vec<TaskWorktree>,
+}
+
+/// A registered worktree with qw's marker, as [`OtherTasks`] holds it.
+pub(crate) struct TaskWorktree {
+    /// The branch of the task it was made for (`qw/<spec>/<id>`).
+    pub(crate) branch: String,
+    /// Its git dir, when found.
+    pub(crate) admin: Option<PathBuf>,
+    /// The commit it has checked out.
+    pub(crate) head: Option<String>,
+    /// It is the worktree of the task being merged.
+    pub(crate) own: bool,
+}
+
+impl Worktrees {
+    /// The other tasks' branch tips and every task's registered worktree, for the
+    /// checks of `h`'s result against its siblings (one `git worktree list`).
+    pub(crate) fn other_task_tips(&self, h: &WorktreeHandle) -> Result<OtherTasks> {
+        let tips: Vec<(String, String)> = self
+            .all_task_branch_tips()?
+            .into_iter()
+            .filter(|(b, _)| b != &h.branch)
+            .collect();
+        let worktrees = self
+            .repo
+            .registered()?
+            .into_iter()
+            .filter_map(|w| {
+                let (spec, task) = w.task?;
+                Some(TaskWorktree {
+                    own: spec == self.spec && task == h.task_id,
+                    branch: super::task_branch(&spec, &task),
+                    admin: w.admin,
+                    head: w.head,
+                })
+            })
+            .collect();
+        Ok(OtherTasks { tips, worktrees })
+    }
+}
+
 impl Worktrees {
     /// Commits of another task, of this spec or another workflow's (made in its worktree,
     /// or its branch's tip)
@@ -455,25 +505,17 @@ impl Worktrees {
         &self,
         h: &WorktreeHandle,
         result: &str,
+        others_of: &OtherTasks,
     ) -> Result<Option<String>> {
         let target = self.target();
         let own = made_in(&h.admin);
         let mut others: Vec<(String, String)> = Vec::new();
-        for w in self.repo.registered()? {
-            let (Some((spec, task)), Some(admin)) = (&w.task, &w.admin) else {
-                continue;
-            };
-            if spec == &self.spec && task == &h.task_id {
-                continue;
-            }
-            let b = super::task_branch(spec, task);
-            others.extend(made_in(admin).into_iter().map(|c| (b.clone(), c)));
-        }
-        for (b, c) in self.all_task_branch_tips()? {
-            if b != h.branch {
-                others.push((b, c));
+        for w in others_of.worktrees.iter().filter(|w| !w.own) {
+            if let Some(admin) = &w.admin {
+                others.extend(made_in(admin).into_iter().map(|c| (w.branch.clone(), c)));
             }
         }
+        others.extend(others_of.tips.iter().cloned());
         let mut found: Vec<(String, String)> = Vec::new();
         let mut seen = BTreeSet::new();
         for (b, c) in others {

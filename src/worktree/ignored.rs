@@ -12,7 +12,7 @@
 //! user's to change), or change anything: the caller refuses the merge and keeps the
 //! branch.
 
-use super::{Repo, Result, lost, quote, shell};
+use super::{Repo, Result, WorktreeHandle, lost, quote, shell};
 
 /// Paths `result` adds (against its merge base with `target`) that the main worktree
 /// ignores and the result's own rules ignore too (the task's `worktree`, whose files are
@@ -20,7 +20,7 @@ use super::{Repo, Result, lost, quote, shell};
 /// ignoring (a task that edits `.gitignore` to track `docs/*.pdf`) was not forced: it is
 /// merged, and git's `--no-overwrite-ignore` refuses it if a file of the user's is there
 /// (rev9 N3).
-pub(crate) fn added_ignored(
+fn added_ignored(
     repo: &Repo,
     result: &str,
     target: &str,
@@ -73,8 +73,6 @@ pub(crate) fn added_ignored(
 
 /// `git check-ignore --no-index -z --stdin` in `dir` with `input`: the paths ignored.
 fn check_ignore_in(dir: &std::path::Path, admin: &std::path::Path, input: &str) -> Result<String> {
-    use std::io::Write;
-    let args = ["check-ignore", "--no-index", "-z", "--stdin"];
     // Named explicitly: a worktree whose `.git` was deleted is still read as itself.
     let pre = [
         std::ffi::OsStr::new("--git-dir"),
@@ -82,25 +80,12 @@ fn check_ignore_in(dir: &std::path::Path, admin: &std::path::Path, input: &str) 
         std::ffi::OsStr::new("--work-tree"),
         dir.as_os_str(),
     ];
-    let mut cmd = super::git_command(dir, &pre, args, &[]);
-    cmd.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| crate::fs::with_path(e, "run git in", dir))?;
-    let mut stdin = child.stdin.take();
-    let bytes = input.as_bytes().to_vec();
-    let writer = std::thread::spawn(move || {
-        if let Some(s) = stdin.as_mut() {
-            let _ = s.write_all(&bytes);
-        }
-        drop(stdin);
-    });
-    let out = child
-        .wait_with_output()
-        .map_err(|e| crate::fs::with_path(e, "run git in", dir))?;
-    let _ = writer.join();
+    let out = super::git_stdin_in(
+        dir,
+        &pre,
+        &["check-ignore", "--no-index", "-z", "--stdin"],
+        input.as_bytes().to_vec(),
+    )?;
     // Exit 1: none ignored.
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -114,12 +99,7 @@ fn check_ignore_in(dir: &std::path::Path, admin: &std::path::Path, input: &str) 
 /// a task's work would take effect in every later session and run without anyone having
 /// looked at it (an agent granting itself `Bash(*)`, weakening another spec's
 /// `_Verify:_`, rev8a F5, rev8b F8).
-pub(crate) fn claude_paths(
-    repo: &Repo,
-    result: &str,
-    target: &str,
-    own_spec: &str,
-) -> Result<Vec<String>> {
+fn claude_paths(repo: &Repo, result: &str, target: &str, own_spec: &str) -> Result<Vec<String>> {
     let range = format!("{target}...{result}");
     let dir = format!("{}.claude/", repo.prefix);
     let own = format!("{own_spec}/");
@@ -146,17 +126,43 @@ pub(crate) fn claude_paths(
     Ok(paths)
 }
 
-/// The line for a result refused because it changes `.claude/` ([`claude_paths`]).
-pub(crate) fn claude_line(
-    task_id: &str,
-    branch: &str,
+/// The line refusing `h`'s `result` (not merged into `integration`, its branch kept)
+/// when it forces in paths the main worktree ignores ([`added_ignored`]) or changes the
+/// project's `.claude/` ([`claude_paths`]); `None` when it does neither.
+pub(crate) fn refusal(
+    repo: &Repo,
+    h: &WorktreeHandle,
+    result: &str,
+    target: &str,
     integration: &str,
     spec: &str,
-    paths: &[String],
-) -> String {
+) -> Result<Option<String>> {
+    let task_id = &h.task_id;
+    let tail = |take: &str| kept_tail(&h.branch, integration, spec, take);
+    let forced = added_ignored(repo, result, target, (&h.path, &h.admin))?;
+    if !forced.is_empty() {
+        return Ok(Some(format!(
+            "task {task_id}'s result adds {}, which the main worktree ignores (its `.gitignore`, `.git/info/exclude` or `core.excludesFile`): qw never commits an ignored file, so the agent forced it in (`git add -f`), and merging would overwrite or delete the ignored file of that name in the main worktree without a word; {}",
+            shown(&forced),
+            tail("to take it anyway"),
+        )));
+    }
+    let claude = claude_paths(repo, result, target, &repo.spec_rel(spec))?;
+    if !claude.is_empty() {
+        return Ok(Some(format!(
+            "task {task_id}'s result changes {}, under `.claude/`, where Claude Code reads its permissions, hooks and commands and qw every spec's tasks and checks: merged unseen, such a change would take effect in every later session; {}",
+            shown(&claude),
+            tail("to take it"),
+        )));
+    }
+    Ok(None)
+}
+
+/// The end of a refusal's line: not merged, the branch kept, how to look at it, merge
+/// it by hand (`take`: "to take it") or run the task again.
+fn kept_tail(branch: &str, integration: &str, spec: &str, take: &str) -> String {
     format!(
-        "task {task_id}'s result changes {}, under `.claude/`, where Claude Code reads its permissions, hooks and commands and qw every spec's tasks and checks: merged unseen, such a change would take effect in every later session; not merged into `{integration}`, the branch `{branch}` is kept — look at it (`git show --stat {b}`), and to take it merge it by hand (`git merge {b}`) and run `{c}`; or delete it (`git branch -D {b}`) and run `{c}` to run the task again",
-        shown(paths),
+        "not merged into `{integration}`, the branch `{branch}` is kept — look at it (`git show --stat {b}`), and {take} merge it by hand (`git merge {b}`) and run `{c}`; or delete it (`git branch -D {b}`) and run `{c}` to run the task again",
         b = quote(branch),
         c = shell::continue_cmd(spec),
     )
@@ -175,20 +181,4 @@ fn shown(paths: &[String]) -> String {
         shown.push_str(&format!(" and {} more", paths.len() - SHOWN));
     }
     shown
-}
-
-/// The line for a result refused because it adds ignored paths.
-pub(crate) fn refused_line(
-    task_id: &str,
-    branch: &str,
-    integration: &str,
-    spec: &str,
-    paths: &[String],
-) -> String {
-    format!(
-        "task {task_id}'s result adds {}, which the main worktree ignores (its `.gitignore`, `.git/info/exclude` or `core.excludesFile`): qw never commits an ignored file, so the agent forced it in (`git add -f`), and merging would overwrite or delete the ignored file of that name in the main worktree without a word; not merged into `{integration}`, the branch `{branch}` is kept — look at it (`git show --stat {b}`), and to take it anyway merge it by hand (`git merge {b}`) and run `{c}`; or delete it (`git branch -D {b}`) and run `{c}` to run the task again",
-        shown(paths),
-        b = quote(branch),
-        c = shell::continue_cmd(spec),
-    )
 }

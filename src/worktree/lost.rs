@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::{Repo, Result, git_command};
+use super::{Repo, Result, git_stdin_in};
 
 /// Make the worktree's HEAD reflog and its branch's reflog exist (empty when new), so
 /// every move of them is recorded whatever `core.logAllRefUpdates` says.
@@ -40,26 +40,7 @@ pub(crate) fn git_stdin(repo: &Repo, args: &[&str], input: &str) -> Result<Strin
 
 /// [`git_stdin`] with bytes on stdin.
 fn git_stdin_bytes(repo: &Repo, args: &[&str], input: Vec<u8>) -> Result<String> {
-    use std::io::Write;
-    let mut cmd = git_command(&repo.top, &[], args, &[]);
-    cmd.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| crate::fs::with_path(e, "run git in", &repo.top))?;
-    let mut stdin = child.stdin.take();
-    // Written from another thread: git may answer before it has read everything.
-    let writer = std::thread::spawn(move || {
-        if let Some(s) = stdin.as_mut() {
-            let _ = s.write_all(&input);
-        }
-        drop(stdin);
-    });
-    let out = child
-        .wait_with_output()
-        .map_err(|e| crate::fs::with_path(e, "run git in", &repo.top))?;
-    let _ = writer.join();
+    let out = git_stdin_in(&repo.top, &[], args, input)?;
     Ok(if out.status.success() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     } else {

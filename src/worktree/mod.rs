@@ -71,6 +71,7 @@ mod stash;
 pub(crate) mod target;
 mod tied;
 mod tree;
+mod unblock;
 pub(crate) mod usable;
 
 pub use leftovers::{Entry, EntryState, KeptBranch, PruneReport, list, prune, spec_is_running};
@@ -296,13 +297,99 @@ where
 }
 
 fn spawn_output(cmd: Command, dir: &Path) -> Result<Output> {
-    bounded::output(cmd).map_err(|e| {
+    spawn_output_with(cmd, None, dir)
+}
+
+fn spawn_output_with(cmd: Command, input: Option<Vec<u8>>, dir: &Path) -> Result<Output> {
+    let io = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::NotFound {
             WorktreeError::NoGit
         } else {
             WorktreeError::Io(crate::fs::with_path(e, "run git in", dir))
         }
-    })
+    };
+    let work = work_tree_of(&cmd);
+    let again = read_only(&cmd).then(|| (rebuilt(&cmd), input.clone()));
+    let ran = bounded::output(cmd, input, work.as_deref()).map_err(io)?;
+    // Freed of a FIFO made while it ran (rev9 N10) and failed for it: a git that
+    // changes nothing runs once more, the FIFO gone.
+    match again {
+        Some((cmd, input))
+            if (ran.on_fifo || !ran.released.is_empty()) && !ran.out.status.success() =>
+        {
+            let mut out = bounded::output(cmd, input, work.as_deref())
+                .map_err(io)?
+                .out;
+            if !out.status.success() && !ran.released.is_empty() {
+                out.stderr.extend_from_slice(
+                    format!("\n{}\n", unblock::released_line(&ran.released)).as_bytes(),
+                );
+            }
+            Ok(out)
+        }
+        _ => Ok(ran.out),
+    }
+}
+
+/// The `--work-tree` a git of qw's is given (a task worktree's), if any.
+fn work_tree_of(cmd: &Command) -> Option<PathBuf> {
+    let mut args = cmd.get_args();
+    args.by_ref().find(|a| *a == "--work-tree")?;
+    args.next().map(PathBuf::from)
+}
+
+/// The git subcommands qw runs that change nothing (run again safely).
+const READ_ONLY: [&str; 16] = [
+    "cat-file",
+    "check-ignore",
+    "diff",
+    "diff-tree",
+    "for-each-ref",
+    "log",
+    "ls-files",
+    "ls-tree",
+    "merge-base",
+    "name-rev",
+    "patch-id",
+    "rev-list",
+    "rev-parse",
+    "show",
+    "show-ref",
+    "stripspace",
+];
+
+/// `cmd` (built by [`git_command`]) runs a git that may run again once a named pipe
+/// held it: one of [`READ_ONLY`], `worktree` or `branch`.
+fn read_only(cmd: &Command) -> bool {
+    let mut args = cmd.get_args().map(|a| a.to_string_lossy());
+    while let Some(a) = args.next() {
+        match a.as_ref() {
+            "-C" | "-c" | "--git-dir" | "--work-tree" => {
+                args.next();
+            }
+            // `worktree add` and `branch` (they read every worktree's HEAD first, rev9
+            // N10) are run again too: ended there, they changed nothing yet.
+            "worktree" | "branch" => return true,
+            sub => return READ_ONLY.contains(&sub),
+        }
+    }
+    false
+}
+
+/// The same command again (program, arguments, environment, directory).
+fn rebuilt(cmd: &Command) -> Command {
+    let mut again = Command::new(cmd.get_program());
+    again.args(cmd.get_args()).stdin(Stdio::null());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => again.env(k, v),
+            None => again.env_remove(k),
+        };
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        again.current_dir(d);
+    }
+    again
 }
 
 /// Run `git -C dir ARGS…` and return its output whatever the exit status.
@@ -312,6 +399,13 @@ where
     S: AsRef<OsStr>,
 {
     spawn_output(git_command(dir, &[], args, env), dir)
+}
+
+/// Run `git -C dir [PRE…] ARGS…` with `input` on its stdin (written while git answers,
+/// within the bound every git of qw's has) and return its output whatever the exit
+/// status. `pre` as for [`git_command`] (`--git-dir`/`--work-tree` of a task worktree).
+fn git_stdin_in(dir: &Path, pre: &[&OsStr], args: &[&str], input: Vec<u8>) -> Result<Output> {
+    spawn_output_with(git_command(dir, pre, args, &[]), Some(input), dir)
 }
 
 /// Run git; stdout on success, [`WorktreeError::Git`] otherwise.
@@ -399,6 +493,8 @@ impl Repo {
             root.join(common)
         };
         let common_dir = common_dir.canonicalize().unwrap_or(common_dir);
+        // Where an agent's FIFO can hold a git of qw's (rev9 N10).
+        unblock::watch_git_dir(&common_dir);
         let top = PathBuf::from(top);
         let setting = worktree_root_setting(project)?;
         let placement = root::choose(
@@ -1150,6 +1246,8 @@ impl Worktrees {
     /// Worktrees of `spec`, merged into `integration` (the branch checked out in the
     /// main worktree when the run started).
     pub fn new(repo: Repo, spec: &str, integration: &str) -> Worktrees {
+        // The spec folder agents reach through qw's link (rev9 N10).
+        unblock::watch_work_dir(&repo.top.join(repo.spec_rel(spec)));
         let replacements = blame::replace_refs(&repo);
         let started = owned::RunStart {
             secs: owned::now_secs(),
@@ -1430,7 +1528,8 @@ impl Worktrees {
 
     /// The line of a task whose worktree holds a merge or rebase its agent left half
     /// done, or unresolved conflicts (see [`tree::unfinished`]): the worktree is kept as
-    /// it is and nothing of it is saved. `None` when there is none.
+    /// it is and nothing of it is saved. `None` when there is none. Called after
+    /// [`Self::defuse`], which walked the work tree.
     pub fn unfinished(&self, h: &WorktreeHandle) -> Option<String> {
         let t = tree::Tree::new(&h.path, &h.admin, &h.branch);
         let why = tree::unfinished(&t, &self.spec).ok()??;
@@ -1551,6 +1650,8 @@ impl Worktrees {
                     &w, &branch, task_id, &self.spec,
                 )));
             };
+            // qw's first git in a worktree an earlier run left: nothing it would block on.
+            tree::defuse_special(&w.path);
             let saved = tree::capture(
                 &self.repo,
                 &tree::Tree::new(&w.path, &admin, &branch),
@@ -1838,6 +1939,9 @@ impl Worktrees {
             source,
         };
         let t = tree::Tree::new(&h.path, &h.admin, &h.branch);
+        // qw's first git in the worktree since the `_Verify:_` ran there: nothing git
+        // would block on is left (the save below does not walk the tree again).
+        tree::defuse_special(&h.path);
         // A merge or rebase left half done: nothing saved (its conflict markers are not
         // the task's work), the worktree kept as it is for the user to finish or abort.
         if let Some(why) = tree::unfinished(&t, &self.spec).map_err(commit)? {
@@ -1907,52 +2011,41 @@ impl Worktrees {
         if let Some(result) = &capture.commit {
             self.refuse_undone(h, &t, result).map_err(commit)?;
             // A file the main worktree ignores, forced into the result: the merge would
-            // replace the user's ignored file of that name silently (rev8b F3).
-            let forced =
-                ignored::added_ignored(&self.repo, result, &self.target(), (&h.path, &h.admin))
-                    .map_err(commit)?;
-            if !forced.is_empty() {
-                return Err(commit(WorktreeError::Crossed(ignored::refused_line(
-                    &h.task_id,
-                    &h.branch,
-                    &self.integration,
-                    &self.spec,
-                    &forced,
-                ))));
-            }
-            let claude = ignored::claude_paths(
+            // replace the user's ignored file of that name silently (rev8b F3); a change
+            // to the project's `.claude/` (rev8a F5, rev8b F8).
+            if let Some(line) = ignored::refusal(
                 &self.repo,
+                h,
                 result,
                 &self.target(),
-                &self.repo.spec_rel(&self.spec),
+                &self.integration,
+                &self.spec,
             )
-            .map_err(commit)?;
-            if !claude.is_empty() {
-                return Err(commit(WorktreeError::Crossed(ignored::claude_line(
-                    &h.task_id,
-                    &h.branch,
-                    &self.integration,
-                    &self.spec,
-                    &claude,
-                ))));
+            .map_err(commit)?
+            {
+                return Err(commit(WorktreeError::Crossed(line)));
             }
         }
-        if let Some(result) = &capture.commit
-            && let Some(line) = self.brings_other_tasks(h, result).map_err(commit)?
-        {
-            return Err(commit(WorktreeError::Crossed(line)));
-        }
-        // The user's own branch switched to or merged by the agent (rev8a F8).
-        if let Some(result) = &capture.commit
-            && let Some(line) = self.brings_user_branches(h, result).map_err(commit)?
-        {
-            return Err(commit(WorktreeError::Crossed(line)));
-        }
-        // The same work copied (a cherry-pick, `git am`, a squash): refused alike (G9).
-        if let Some(result) = &capture.commit
-            && let Some(line) = self.copies_other_tasks(h, result).map_err(commit)?
-        {
-            return Err(commit(WorktreeError::Crossed(line)));
+        if let Some(result) = &capture.commit {
+            // The siblings' tips and worktrees, read once for both checks below.
+            let others = self.other_task_tips(h).map_err(commit)?;
+            if let Some(line) = self
+                .brings_other_tasks(h, result, &others)
+                .map_err(commit)?
+            {
+                return Err(commit(WorktreeError::Crossed(line)));
+            }
+            // The user's own branch switched to or merged by the agent (rev8a F8).
+            if let Some(line) = self.brings_user_branches(h, result).map_err(commit)? {
+                return Err(commit(WorktreeError::Crossed(line)));
+            }
+            // The same work copied (a cherry-pick, `git am`, a squash): refused alike (G9).
+            if let Some(line) = self
+                .copies_other_tasks(h, result, &others)
+                .map_err(commit)?
+            {
+                return Err(commit(WorktreeError::Crossed(line)));
+            }
         }
         // Copies of the user's own unmerged branch (rev8a F8 rest): refused alike.
         let mut capture = capture;
@@ -2539,6 +2632,8 @@ fn remove_one(
     // save: what was committed is on the branch, the rest went with it.
     if let Some(admin) = admin.filter(|a| a.symlink_metadata().is_ok()) {
         let t = tree::Tree::new(path, admin, branch);
+        // qw's first git in a worktree left behind: nothing git would block on left.
+        tree::defuse_special(path);
         // A merge or rebase its agent left half done: kept as it is, nothing committed
         // (the conflict markers are not the task's work; a rebase's progress is there).
         if let Ok(Some(why)) = tree::unfinished(&t, spec) {
@@ -2810,6 +2905,24 @@ mod tests {
         assert_eq!(one_by_one.len(), 4, "{one_by_one:?}");
         assert_eq!(repo.tips_of(&asked).unwrap(), one_by_one);
         assert!(repo.tips_of(&Vec::new()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn git_stdin_in_takes_and_gives_more_than_a_pipe_holds() {
+        // `git stripspace` gives back what it read (no blank or trailing space here):
+        // more than a pipe holds, each way.
+        let dir = tempfile::tempdir().unwrap();
+        let input: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| format!("line {i}\n").into_bytes())
+            .collect();
+        let out = git_stdin_in(dir.path(), &[], &["stripspace"], input.clone()).unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout.len(), input.len());
+        assert!(out.stdout == input);
     }
 
     #[test]

@@ -743,11 +743,13 @@ fn sequencer_verb(git_dir: &Path) -> Option<&'static str> {
 /// midpoint) as the task's result, and a rebase's progress would go with the worktree.
 /// The line names it, the worktree and the commands that finish or abort it, then `qw
 /// workflow-continue <spec>` (`spec`); `None` when there is nothing of the kind.
+///
+/// Its git dir is made whole first ([`repair_admin`]); the work tree is not walked: the
+/// caller that is first to run git there after the agent (or the `_Verify:_`) ran
+/// removes what git would block on ([`defuse_special`]) before calling this.
 pub(crate) fn unfinished(t: &Tree<'_>, spec: &str) -> Result<Option<String>> {
-    // Every save and every look at a left worktree starts here: nothing git would block
-    // on is left in it, and its git dir is whole (the lines are told by
-    // `Worktrees::defuse` after the agent).
-    defuse_special(t.path);
+    // Every save and every look at a left worktree starts here: its git dir is whole
+    // (the lines are told by `Worktrees::defuse` after the agent).
     repair_admin(t);
     let dir = super::shell::quote(&t.path.to_string_lossy()).into_owned();
     let then = format!(
@@ -1367,12 +1369,15 @@ const ADMIN_READS: [&str; 10] = [
     "locked",
 ];
 
-fn special(p: &Path) -> bool {
+/// A FIFO, socket or device: a file git (or qw) opening would wait on for good.
+fn special(ty: std::fs::FileType) -> bool {
     use std::os::unix::fs::FileTypeExt;
-    p.symlink_metadata().is_ok_and(|m| {
-        let ty = m.file_type();
-        ty.is_fifo() || ty.is_socket() || ty.is_block_device() || ty.is_char_device()
-    })
+    ty.is_fifo() || ty.is_socket() || ty.is_block_device() || ty.is_char_device()
+}
+
+/// What `p` is (not followed) is [`special`].
+fn special_at(p: &Path) -> bool {
+    p.symlink_metadata().is_ok_and(|m| special(m.file_type()))
 }
 
 /// Remove FIFOs, sockets and devices where git reads a file of the worktree git dir
@@ -1383,7 +1388,7 @@ pub(crate) fn defuse_admin(admin: &Path) -> Vec<String> {
         .iter()
         .filter(|name| {
             let p = admin.join(name);
-            special(&p) && crate::fs::remove_file(&p).is_ok()
+            special_at(&p) && crate::fs::remove_file(&p).is_ok()
         })
         .map(|n| (*n).to_owned())
         .collect()
@@ -1395,7 +1400,7 @@ pub(crate) fn defuse_admin(admin: &Path) -> Vec<String> {
 /// hang for good.
 pub(crate) fn defuse_common(common: &Path) {
     let packed = common.join("packed-refs");
-    if special(&packed) {
+    if special_at(&packed) {
         let _ = crate::fs::remove_file(&packed);
     }
     if let Ok(dirs) = crate::fs::read_dir(common.join("worktrees")) {
@@ -1419,7 +1424,7 @@ pub(crate) fn repaired_line(t: &Tree<'_>, done: &[String]) -> Option<String> {
 
 /// The names git opens with a plain blocking `open()` wherever it meets them in a work
 /// tree (per directory while walking it, or for `git add`/`status`/`check-attr`).
-const GIT_READS: [&str; 3] = [".gitignore", ".gitattributes", ".gitmodules"];
+pub(crate) const GIT_READS: [&str; 3] = [".gitignore", ".gitattributes", ".gitmodules"];
 
 /// Remove FIFOs, sockets and devices named like the files git reads in every directory
 /// ([`GIT_READS`]) from the work tree at `path`, and return their paths (relative).
@@ -1433,7 +1438,6 @@ const GIT_READS: [&str; 3] = [".gitignore", ".gitattributes", ".gitmodules"];
 /// before qw's own git reads a worktree that was left behind. Links are not followed
 /// (git opens these names with `O_NOFOLLOW`); `.git` directories are not entered.
 pub(crate) fn defuse_special(path: &Path) -> Vec<String> {
-    use std::os::unix::fs::FileTypeExt;
     let mut removed = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
@@ -1449,9 +1453,7 @@ pub(crate) fn defuse_special(path: &Path) -> Vec<String> {
                 }
                 continue;
             }
-            let special =
-                ty.is_fifo() || ty.is_socket() || ty.is_block_device() || ty.is_char_device();
-            if special
+            if special(ty)
                 && GIT_READS.iter().any(|n| name == *n)
                 && crate::fs::remove_file(entry.path()).is_ok()
             {

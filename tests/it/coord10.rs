@@ -1,5 +1,6 @@
 //! The tenth session's coordinator fixes of the reviews rev8a/rev8b.
 
+use crate::support::auto::auto_args;
 use crate::support::moves::{has, work};
 use crate::support::*;
 use crate::worktree::{Repo, bounded};
@@ -172,21 +173,12 @@ fn coord10_fifos_where_git_reads_never_hang_the_run() {
         );
         r.action("2", &work("2"));
         let cmd = r.agent_cmd();
-        let mut c = r.f.cmd(&[
+        let mut c = r.f.cmd(&auto_args(
             "workflow-auto",
-            "demo",
-            "A demo feature",
-            "--retry-delay",
-            "0.1",
-            "--attempts",
-            "1",
-            "--parallel",
-            "1",
-            "--isolate",
-            "worktree",
-            "--agent-cmd",
+            &["demo", "A demo feature"],
             &cmd,
-        ]);
+            &["--parallel", "1", "--isolate", "worktree"],
+        ));
         c.env("QW_GIT_TIMEOUT_S", "30");
         let out = bounded(c, std::time::Duration::from_secs(150));
         let text = diag(&out);

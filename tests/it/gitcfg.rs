@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use crate::support::auto::auto_args;
 use crate::support::moves::{gate, has, open_gate, tasks};
 use crate::support::*;
 use crate::worktree::{HARNESS_TIMEOUT, Layout, Repo, Root, bounded};
@@ -45,19 +46,12 @@ fn read(p: &Path) -> String {
 /// reads `$HOME/.gitconfig` and `$XDG_CONFIG_HOME/git/config`, the test's).
 fn auto_with_home(r: &Repo, extra: &[&str]) -> Output {
     let cmd = r.agent_cmd();
-    let mut args = vec![
+    let mut args = auto_args(
         "workflow-auto",
-        "demo",
-        "A demo feature",
-        "--retry-delay",
-        "0.1",
-        "--task-timeout",
-        "60",
-        "--attempts",
-        "1",
-        "--agent-cmd",
-        cmd.as_str(),
-    ];
+        &["demo", "A demo feature"],
+        &cmd,
+        &["--task-timeout", "60"],
+    );
     args.extend_from_slice(extra);
     let mut c = r.f.cmd(&args);
     c.env_remove("GIT_CONFIG_GLOBAL");

@@ -19,6 +19,7 @@ mod cli;
 mod consume;
 mod coord10;
 mod dashboard;
+mod dedup;
 mod devmode;
 mod edges;
 mod exec;

@@ -5,6 +5,7 @@
 //! the branch is kept and named; a result that changes a tracked file matching an ignore
 //! rule, or adds ordinary files, merges as before.
 
+use crate::support::auto::auto_args;
 use crate::support::moves::{has, work};
 use crate::support::*;
 use crate::worktree::{Layout, Repo, Root, bounded};
@@ -155,21 +156,12 @@ fn mergeign_a_tag_named_like_the_target_is_not_the_target() {
         );
         r.action("2", &format!("sleep 1\n{}", work("2")));
         let cmd = r.agent_cmd();
-        let mut c = r.f.cmd(&[
+        let mut c = r.f.cmd(&auto_args(
             "workflow-auto",
-            "demo",
-            "A demo feature",
-            "--retry-delay",
-            "0.1",
-            "--attempts",
-            "1",
-            "--parallel",
-            "2",
-            "--isolate",
-            "worktree",
-            "--agent-cmd",
+            &["demo", "A demo feature"],
             &cmd,
-        ]);
+            &["--parallel", "2", "--isolate", "worktree"],
+        ));
         c.env("QW_MAIN_WAIT_S", "30");
         let out = bounded(c, std::time::Duration::from_secs(120));
         let text = diag(&out);

@@ -257,6 +257,7 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+pub mod auto;
 pub mod claude_cli;
 pub mod flow;
 pub mod guarded;

@@ -17,42 +17,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::auto::{auto_args, auto_demo as auto, continue_demo, demo_args};
 use crate::support::moves::{once, record, tasks, work};
 use crate::support::*;
 use crate::worktree::{HARNESS_TIMEOUT, Repo, bounded};
-
-fn args<'a>(verb: &'a str, cmd: &'a str, parallel: &'a str) -> Vec<&'a str> {
-    vec![
-        verb,
-        "demo",
-        "--retry-delay",
-        "0.1",
-        "--task-timeout",
-        "60",
-        "--attempts",
-        "1",
-        "--parallel",
-        parallel,
-        "--isolate",
-        "worktree",
-        "--agent-cmd",
-        cmd,
-    ]
-}
-
-fn auto(r: &Repo, parallel: &str) -> std::process::Output {
-    let cmd = r.agent_cmd();
-    let mut a = args("workflow-auto", &cmd, parallel);
-    a.insert(2, "A demo feature");
-    r.run(&a)
-}
 
 /// `workflow-auto` in the background (its own process group), its output in a file the
 /// test reads while it runs.
 fn start(r: &Repo, parallel: &str) -> (Child, PathBuf) {
     let cmd = r.agent_cmd();
-    let mut a = args("workflow-auto", &cmd, parallel);
-    a.insert(2, "A demo feature");
+    let a = demo_args("workflow-auto", &cmd, parallel);
     let out = r.aux.path().join("run.out");
     let file = std::fs::File::create(&out).unwrap();
     let mut c: Command = r.f.cmd(&a);
@@ -174,14 +148,13 @@ fn mainwait_stale_index_lock_past_the_wait_exits_2_and_runs_no_agent() {
     assert_eq!(code(&out), 1, "{}", diag(&out));
     assert_eq!(r.runs_of("2"), 1);
     let lock = stale_lock(&r);
-    let cmd = r.agent_cmd();
-    let out = r.run(&args("workflow-continue", &cmd, "2"));
+    let out = continue_demo(&r, "2");
     assert_eq!(code(&out), 2, "{}", diag(&out));
     assert!(stderr(&out).contains("rm -- "), "{}", diag(&out));
     assert_eq!(r.runs_of("2"), 1, "task 2's agent ran again");
     std::fs::remove_file(&lock).unwrap();
     r.action("2", &work("2"));
-    let out = r.run(&args("workflow-continue", &cmd, "2"));
+    let out = continue_demo(&r, "2");
     assert_eq!(code(&out), 0, "{}", diag(&out));
     r.assert_all_merged(&["f1.txt", "f2.txt"]);
 }
@@ -367,21 +340,12 @@ fn mainwait_users_merge_by_hand_in_the_second_qw_left_the_branch_is_no_move() {
     );
     let cmd = r.agent_cmd();
     let out = bounded(
-        r.f.cmd(&[
+        r.f.cmd(&auto_args(
             "workflow-auto",
-            "other",
-            "Other",
-            "--agent-cmd",
+            &["other", "Other"],
             &cmd,
-            "--attempts",
-            "1",
-            "--parallel",
-            "2",
-            "--task-timeout",
-            "60",
-            "--retry-delay",
-            "0.1",
-        ]),
+            &["--parallel", "2", "--task-timeout", "60"],
+        )),
         HARNESS_TIMEOUT,
     );
     assert_eq!(code(&out), 1, "{}", diag(&out));

@@ -9,40 +9,10 @@
 
 use std::path::PathBuf;
 
+use crate::support::auto::{auto_demo as auto, continue_demo as cont, demo_args};
 use crate::support::moves::{gate, has, open_gate, tasks, work};
 use crate::support::*;
 use crate::worktree::Repo;
-
-fn args<'a>(verb: &'a str, cmd: &'a str, parallel: &'a str) -> Vec<&'a str> {
-    vec![
-        verb,
-        "demo",
-        "--retry-delay",
-        "0.1",
-        "--task-timeout",
-        "60",
-        "--attempts",
-        "1",
-        "--parallel",
-        parallel,
-        "--isolate",
-        "worktree",
-        "--agent-cmd",
-        cmd,
-    ]
-}
-
-fn auto(r: &Repo, parallel: &str) -> std::process::Output {
-    let cmd = r.agent_cmd();
-    let mut a = args("workflow-auto", &cmd, parallel);
-    a.insert(2, "A demo feature");
-    r.run(&a)
-}
-
-fn cont(r: &Repo, parallel: &str) -> std::process::Output {
-    let cmd = r.agent_cmd();
-    r.run(&args("workflow-continue", &cmd, parallel))
-}
 
 /// Shell, run by an agent: write the record of task `id` naming `branch` at `tip`
 /// (shell words), as qw writes it.
@@ -115,8 +85,7 @@ fn worktree_pendvouch_record_of_a_task_that_never_ran_is_ignored() {
     );
     r.action("2", &work("2"));
     let cmd = r.agent_cmd();
-    let mut a = args("workflow-auto", &cmd, "1");
-    a.insert(2, "A demo feature");
+    let mut a = demo_args("workflow-auto", &cmd, "1");
     a.push("--fail-fast");
     let out = r.run(&a);
     assert_eq!(r.f.task("1")["outcome"], "agent_error", "{}", diag(&out));
@@ -411,8 +380,7 @@ fn worktree_pendvouch_check_changed_since_the_work_passed_it_is_run() {
     );
     std::fs::write(r.root().join("notes.txt"), "the user's notes\n").unwrap();
     let cmd = r.agent_cmd();
-    let mut a = args("workflow-auto", &cmd, "2");
-    a.insert(2, "A demo feature");
+    let mut a = demo_args("workflow-auto", &cmd, "2");
     a.push("--allow-dirty");
     let out = r.run(&a);
     let text = diag(&out);
