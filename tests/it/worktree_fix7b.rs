@@ -126,9 +126,7 @@ fn worktree_fix7b_fsmonitor_and_a_filter_an_agent_configures_never_run_and_fail_
     // once task 2 runs (so none of qw's git steps for task 2's start races the planting)
     // and works on until task 2 is saved (on its branch, or merged).
     let wait = |cond: &str| {
-        format!(
-            "n=0; until {cond} || [ $n -ge 1800 ]; do sleep 0.05; n=$((n+1)); done\n"
-        )
+        format!("n=0; until {cond} || [ $n -ge 1800 ]; do sleep 0.05; n=$((n+1)); done\n")
     };
     r.action(
         "1",
