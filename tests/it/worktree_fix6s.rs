@@ -330,10 +330,19 @@ fn fix6s_a_repack_during_the_run_is_read_once_not_per_task() {
         r.f.set("QW_LOG", "debug");
         r.git(&["gc", "-q"]);
         let gc_done = r.aux.path().join("gc-done");
+        // The repack runs once tasks 2 and 3 run ("while two tasks run": a task started
+        // after it has no new pack to read, and a `git worktree add` of qw's at the same
+        // moment can make the gc's `reflog expire` fail).
+        let started = |i: &str| r.aux.path().join(format!("started{i}"));
         r.action(
             "1",
             &format!(
-                "echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1\ngit -C \"$MAIN\" gc -q\ntouch {}\n",
+                "{}echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1\ngit -C \"$MAIN\" gc -q\ntouch {}\n",
+                wait_for(&format!(
+                    "[ -e {} ] && [ -e {} ]",
+                    started("2").display(),
+                    started("3").display()
+                )),
                 gc_done.display()
             ),
         );
@@ -346,7 +355,8 @@ fn fix6s_a_repack_during_the_run_is_read_once_not_per_task() {
             r.action(
                 i,
                 &format!(
-                    "{}{}echo {i} > f{i}.txt\n",
+                    "touch {}\n{}{}echo {i} > f{i}.txt\n",
+                    started(i).display(),
                     wait_for(&format!("[ -e {} ]", gc_done.display())),
                     if i == "2" { lose } else { "" }
                 ),
