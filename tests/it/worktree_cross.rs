@@ -220,8 +220,14 @@ fn worktree_cross_branch_moved_through_its_own_worktree_deletes_nothing_it_never
 fn worktree_cross_branch_switched_to_from_another_worktree_is_not_merged() {
     // Task 1 checks task 2's branch out in its own worktree and commits there: task 1's
     // result holds task 2's unmerged commit (refused), task 2's branch moved under it.
-    let r = moved_under(
+    // Task 2 ends only once task 1's agent has (its supervisor's report is there), so
+    // both branches are where the agents left them when qw saves either task. (Task 2
+    // saved while task 1's agent still ran after its move is another case: qw moves
+    // `qw/demo/2` back under task 1's worktree, which then reads as task 1's branch
+    // moved by task 2's worktree, and `x1.txt` is not on `qw/demo/1`.)
+    let r = moved_under_then(
         "git switch -q --ignore-other-worktrees qw/demo/2\necho x > x1.txt\ngit add x1.txt\ngit commit -qm x",
+        "n=0; until ls \"$MAIN\"/.claude/runs/*/exec-report.json >/dev/null 2>&1 || [ $n -ge 1800 ]; do sleep 0.05; n=$((n+1)); done",
     );
     let out = r.auto(&["--parallel", "2"]);
     assert_eq!(

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::moves::{cont, gate, in_worktrees, open_gate, printed, spec_args, tasks, work};
+use crate::support::moves::{
+    cont, gate, in_worktrees, once, open_gate, printed, spec_args, tasks, work,
+};
 use crate::support::*;
 use crate::worktree::{HARNESS_TIMEOUT, Repo};
 
@@ -158,13 +160,19 @@ fn worktree_fix6m_killed_after_its_merge_is_recorded_not_run_again() {
 #[test]
 fn worktree_fix6m_killed_after_merging_one_of_two_running() {
     let r = Repo::new(&tasks(2));
-    r.action("1", &format!("{}{}", gate(&r, "one"), work("1")));
+    // Task 1's first run waits until the continue's sweep ends it (a gate nobody opens:
+    // opening it right before the continue raced the orphaned run's end — its commit,
+    // its report — against the continue's sweep and look at it); its second run works.
+    r.action(
+        "1",
+        &format!("{}{}", once(&r, "1", &gate(&r, "never")), work("1")),
+    );
     r.action("2", &work("2"));
     kill_after_merge(&r, "2", "0");
     let out = r.auto(&in_worktrees("2"));
     assert!(r.aux.path().join("killed").exists(), "{}", diag(&out));
-    std::fs::write(r.aux.path().join("gate-one"), "").unwrap();
     let text = continued_without_rerun(&r, "2", "2");
+    assert_eq!(r.runs_of("1"), 2, "task 1 was cut off: {text}");
     assert!(
         text.contains("qw was stopped after merging task 2"),
         "{text}"

@@ -330,10 +330,19 @@ fn fix6s_a_repack_during_the_run_is_read_once_not_per_task() {
         r.f.set("QW_LOG", "debug");
         r.git(&["gc", "-q"]);
         let gc_done = r.aux.path().join("gc-done");
+        // The repack runs once tasks 2 and 3 run ("while two tasks run": a task started
+        // after it has no new pack to read, and a `git worktree add` of qw's at the same
+        // moment can make the gc's `reflog expire` fail).
+        let started = |i: &str| r.aux.path().join(format!("started{i}"));
         r.action(
             "1",
             &format!(
-                "echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1\ngit -C \"$MAIN\" gc -q\ntouch {}\n",
+                "{}echo 1 > f1.txt\ngit add f1.txt\ngit commit -qm f1\ngit -C \"$MAIN\" gc -q\ntouch {}\n",
+                wait_for(&format!(
+                    "[ -e {} ] && [ -e {} ]",
+                    started("2").display(),
+                    started("3").display()
+                )),
                 gc_done.display()
             ),
         );
@@ -346,7 +355,8 @@ fn fix6s_a_repack_during_the_run_is_read_once_not_per_task() {
             r.action(
                 i,
                 &format!(
-                    "{}{}echo {i} > f{i}.txt\n",
+                    "touch {}\n{}{}echo {i} > f{i}.txt\n",
+                    started(i).display(),
                     wait_for(&format!("[ -e {} ]", gc_done.display())),
                     if i == "2" { lose } else { "" }
                 ),
@@ -390,6 +400,10 @@ fn fix6s_commit_lost_after_reflog_expire_is_never_charged_to_a_sibling() {
     for shape in ["reset", "checkout-B"] {
         let r = Repo::new(&tasks(2));
         let lost_done = r.aux.path().join("lost-done");
+        // Task 1 loses its commit only once task 2's agent runs: a task started after
+        // the commit was written does not count it as written while it ran (its start
+        // marker is younger), however late a loaded machine starts it.
+        let started2 = r.aux.path().join("started2");
         let drop = if shape == "reset" {
             "git reset -q --hard HEAD~1\n"
         } else {
@@ -398,7 +412,8 @@ fn fix6s_commit_lost_after_reflog_expire_is_never_charged_to_a_sibling() {
         r.action(
             "1",
             &format!(
-                "echo L > lost.txt\ngit add lost.txt\ngit commit -qm LOSTWORK\n{drop}git reflog expire --expire=now --all\ngit gc -q\ntouch {}\n{}echo 1 > f1.txt\n",
+                "{}echo L > lost.txt\ngit add lost.txt\ngit commit -qm LOSTWORK\n{drop}git reflog expire --expire=now --all\ngit gc -q\ntouch {}\n{}echo 1 > f1.txt\n",
+                wait_for(&format!("[ -e {} ]", started2.display())),
                 lost_done.display(),
                 wait_for("git -C \"$MAIN\" cat-file -e main:f2.txt 2>/dev/null")
             ),
@@ -406,7 +421,8 @@ fn fix6s_commit_lost_after_reflog_expire_is_never_charged_to_a_sibling() {
         r.action(
             "2",
             &format!(
-                "{}echo 2 > f2.txt\n",
+                "touch {}\n{}echo 2 > f2.txt\n",
+                started2.display(),
                 wait_for(&format!("[ -e {} ]", lost_done.display()))
             ),
         );

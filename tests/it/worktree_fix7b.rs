@@ -121,10 +121,21 @@ fn worktree_fix7b_fsmonitor_and_a_filter_an_agent_configures_never_run_and_fail_
     std::fs::write(&evil, format!("{}cat\n", logger(&log, "evil", false))).unwrap();
     make_executable(&evil);
     let written = r.aux.path().join("written");
+    let started2 = r.aux.path().join("started2");
+    // Each agent waits for the other's step (at most about 90 s): task 1 plants only
+    // once task 2 runs (so none of qw's git steps for task 2's start races the planting)
+    // and works on until task 2 is saved (on its branch, or merged).
+    let wait = |cond: &str| {
+        format!("n=0; until {cond} || [ $n -ge 1800 ]; do sleep 0.05; n=$((n+1)); done\n")
+    };
     r.action(
         "1",
         &format!(
-            "git config core.fsmonitor {e}\ngit config filter.evil.clean {e}\necho '* filter=evil' >> \"$(git rev-parse --git-common-dir)/info/attributes\"\ntouch {w}\nsleep 2\necho 1 > f1.txt\n",
+            "{}git config core.fsmonitor {e}\ngit config filter.evil.clean {e}\necho '* filter=evil' >> \"$(git rev-parse --git-common-dir)/info/attributes\"\ntouch {w}\n{}echo 1 > f1.txt\n",
+            wait(&format!("[ -e {} ]", started2.display())),
+            wait(
+                "git -C \"$MAIN\" cat-file -e qw/demo/2:f2.txt 2>/dev/null || git -C \"$MAIN\" cat-file -e main:f2.txt 2>/dev/null"
+            ),
             e = evil.display(),
             w = written.display()
         ),
@@ -132,8 +143,9 @@ fn worktree_fix7b_fsmonitor_and_a_filter_an_agent_configures_never_run_and_fail_
     r.action(
         "2",
         &format!(
-            "n=0; until [ -e {w} ] || [ $n -ge 600 ]; do sleep 0.05; n=$((n+1)); done\necho 2 > f2.txt\n",
-            w = written.display()
+            "touch {}\n{}echo 2 > f2.txt\n",
+            started2.display(),
+            wait(&format!("[ -e {} ]", written.display()))
         ),
     );
     let out = r.auto(&["--parallel", "2"]);

@@ -508,10 +508,26 @@ fn worktree_stash_entry_popped_or_dropped_by_another_task_before_qw_looked() {
 #[test]
 fn worktree_stash_and_pop_in_its_own_worktree_is_nothing_to_tell() {
     let r = Repo::new(&tasks(2));
-    r.action("1", "echo 1 > f1.txt\ngit stash -q -u\ngit stash pop -q\n");
+    // Both agents run at once, one stash-and-pop after the other: the stash is one
+    // stack for every worktree, so two pushes before either pop would have each agent
+    // pop the other's entry (a sibling's entry taken, which qw rightly refuses), and
+    // two pushes at the same moment fail on `refs/stash.lock`.
+    let (started2, popped1) = (r.aux.path().join("started2"), r.aux.path().join("popped1"));
+    r.action(
+        "1",
+        &format!(
+            "{}echo 1 > f1.txt\ngit stash -q -u\ngit stash pop -q\ntouch {}\n",
+            wait_for(&format!("[ -e {} ]", started2.display())),
+            popped1.display()
+        ),
+    );
     r.action(
         "2",
-        "git switch -q --detach\necho 2 > f2.txt\ngit stash -q -u\ngit stash pop -q\n",
+        &format!(
+            "touch {}\n{}git switch -q --detach\necho 2 > f2.txt\ngit stash -q -u\ngit stash pop -q\n",
+            started2.display(),
+            wait_for(&format!("[ -e {} ]", popped1.display()))
+        ),
     );
     let out = r.auto(&["--parallel", "2"]);
     assert_eq!(code(&out), 0, "{}", diag(&out));
