@@ -158,11 +158,11 @@ fn coord10_fifos_where_git_reads_never_hang_the_run() {
     for (shape, script) in [
         (
             "admin HEAD",
-            "G=\"$(git rev-parse --absolute-git-dir)\"\nrm -f \"$G/HEAD\"\nmkfifo \"$G/HEAD\"\n",
+            "G=\"$(git rev-parse --absolute-git-dir)\" && [ -d \"$G\" ] || exit 3\nrm -f \"$G/HEAD\"\nmkfifo \"$G/HEAD\"\n",
         ),
         (
             "admin logs/HEAD",
-            "G=\"$(git rev-parse --absolute-git-dir)\"\nrm -f \"$G/logs/HEAD\"\nmkfifo \"$G/logs/HEAD\"\n",
+            "G=\"$(git rev-parse --absolute-git-dir)\" && [ -d \"$G\" ] || exit 3\nrm -f \"$G/logs/HEAD\"\nmkfifo \"$G/logs/HEAD\"\n",
         ),
         ("spec folder", "mkfifo .claude/specs/demo/.gitignore\n"),
     ] {

@@ -21,7 +21,7 @@ fn dedup_a_sibling_making_fifos_while_qws_git_runs_never_hangs_it() {
     r.action(
         "2",
         &format!(
-            "{w}G=\"$(git rev-parse --absolute-git-dir)\"\ntouch {s}\nend=$(( $(date +%s) + 40 ))\nwhile [ ! -f \"$MAIN/f3.txt\" ] && [ \"$(date +%s)\" -lt $end ]; do\n  rm -f \"$G/HEAD\" .gitignore\n  mkfifo \"$G/HEAD\" .gitignore\ndone\n",
+            "{w}G=\"$(git rev-parse --absolute-git-dir)\" && [ -d \"$G\" ] || exit 3\ntouch {s}\nend=$(( $(date +%s) + 40 ))\nwhile [ ! -f \"$MAIN/f3.txt\" ] && [ \"$(date +%s)\" -lt $end ]; do\n  rm -f \"$G/HEAD\" .gitignore\n  mkfifo \"$G/HEAD\" .gitignore\ndone\n",
             w = work("2"),
             s = started.display()
         ),

@@ -26,7 +26,7 @@ fn merge_of(r: &Repo, id: &str) -> String {
 #[test]
 fn gitdir_deleted_with_its_branch_is_rebuilt_from_the_recorded_start() {
     // The common git dir, found from the worktree while its own git dir is still there.
-    let common = "C=\"$(git rev-parse --path-format=absolute --git-common-dir)\"\nG=\"$(git rev-parse --absolute-git-dir)\"\nB=\"$(git symbolic-ref --short HEAD)\"\n";
+    let common = "C=\"$(git rev-parse --path-format=absolute --git-common-dir)\"\nG=\"$(git rev-parse --absolute-git-dir)\"\nB=\"$(git symbolic-ref --short HEAD)\"\n[ -d \"$G\" ] && [ -d \"$C\" ] || exit 3\n";
     for (shape, damage) in [
         (
             "git dir and branch",
