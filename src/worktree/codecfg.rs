@@ -245,8 +245,8 @@ const RACY_NANOS: i128 = 100_000_000;
 /// `git -C dir PRE config --list --show-origin --show-scope -z` (not through
 /// `git_command`, whose pins this makes; `git config` runs nothing).
 fn list(dir: &Path, pre: &[&OsStr]) -> Option<Vec<Item>> {
-    let out = std::process::Command::new("git")
-        .arg("-C")
+    let mut cmd = std::process::Command::new("git");
+    cmd.arg("-C")
         .arg(dir)
         .args(pre)
         .args(["config", "--list", "--show-origin", "--show-scope", "-z"])
@@ -254,10 +254,10 @@ fn list(dir: &Path, pre: &[&OsStr]) -> Option<Vec<Item>> {
         .env_remove("GIT_WORK_TREE")
         .env_remove("GIT_INDEX_FILE")
         .env_remove("GIT_COMMON_DIR")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
+        .stdin(std::process::Stdio::null());
+    // Within the bound every git of qw's has: a FIFO where git reads its config (or its
+    // repository search) must not hold the run for good.
+    let out = super::bounded::output(cmd, None, None).ok()?.out;
     out.status.success().then(|| parse(&out.stdout, dir))
 }
 

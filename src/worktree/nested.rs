@@ -57,10 +57,13 @@ fn find_in(t: &Tree<'_>, ls: &[&str]) -> Result<Vec<String>> {
     // A repository made in a directory the project tracks (`git init src`): git walks
     // into it as a plain directory, so it is not among the above. Each directory of
     // HEAD's tree (at most [`MAX_TRACKED_DIRS`]) holding a `.git` of its own.
+    // Never a repository above the worktree: with its `.git` deleted by the agent, git's
+    // search would go on up and list another repository's tree.
+    let ceiling = t.path().parent().unwrap_or(t.path()).as_os_str();
     let dirs = git_output(
         t.path(),
         ["ls-tree", "-r", "-d", "-z", "--name-only", "HEAD"],
-        &[],
+        &[("GIT_CEILING_DIRECTORIES", ceiling)],
     )?;
     if dirs.status.success() {
         let text = String::from_utf8_lossy(&dirs.stdout);
