@@ -109,6 +109,10 @@ pub enum Outcome {
         limit_usd: f64,
         /// What was spent against it.
         spent_usd: f64,
+        /// What the refused run (and the runs in flight) were expected to cost: the
+        /// largest run so far in this workflow.
+        #[serde(default)]
+        expected_usd: f64,
     },
     /// The agent said it succeeded but the task's `_Verify:_` command failed.
     VerifyFailed {
@@ -1534,6 +1538,7 @@ mod tests {
                 limit: "per_run".into(),
                 limit_usd: 1.0,
                 spent_usd: 0.8,
+                expected_usd: 0.0,
             },
             Outcome::PermissionDenied { tools: vec![] },
             Outcome::AgentError {
@@ -1669,6 +1674,7 @@ mod tests {
                 limit: "daily".into(),
                 limit_usd: 1.0,
                 spent_usd: 2.0,
+                expected_usd: 0.0,
             },
             Outcome::VerifyFailed { exit_code: None },
             Outcome::MergeConflict { paths: vec![] },
@@ -1837,6 +1843,7 @@ mod tests {
             limit: "daily".into(),
             limit_usd: 5.0,
             spent_usd: 5.5,
+            expected_usd: 0.0,
         };
         assert!(Outcome::UsageLimited.pauses_workflow() && budget.pauses_workflow());
         for o in [
