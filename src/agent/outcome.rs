@@ -18,7 +18,9 @@
 //! is `no_result`. A refused edit (`permission_denials` naming `Write`, `Edit`, …) fails
 //! an implementation or validation run even when `is_error` is false — the work the agent
 //! claims is not on disk; a refused command (`Bash`, a fetch) is only noted in the
-//! evidence, and the task's `_Verify:_` judges the work. Either way the evidence names each
+//! evidence, and the task's `_Verify:_` judges the work — if that check then fails, the
+//! workflow makes the task `permission_denied` (a retry meets the same refusal) with the
+//! verify's failure and the refusal in one evidence. Either way the evidence names each
 //! refusal and the way out ([`super::permissions`]); for a document phase the document
 //! decides ([`super::document`]).
 
