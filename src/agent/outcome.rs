@@ -18,7 +18,9 @@
 //! is `no_result`. A refused edit (`permission_denials` naming `Write`, `Edit`, …) fails
 //! an implementation or validation run even when `is_error` is false — the work the agent
 //! claims is not on disk; a refused command (`Bash`, a fetch) is only noted in the
-//! evidence, and the task's `_Verify:_` judges the work. Either way the evidence names each
+//! evidence, and the task's `_Verify:_` judges the work — if that check then fails, the
+//! workflow makes the task `permission_denied` (a retry meets the same refusal) with the
+//! verify's failure and the refusal in one evidence. Either way the evidence names each
 //! refusal and the way out ([`super::permissions`]); for a document phase the document
 //! decides ([`super::document`]).
 
@@ -109,6 +111,10 @@ pub enum Outcome {
         limit_usd: f64,
         /// What was spent against it.
         spent_usd: f64,
+        /// What the refused run (and the runs in flight) were expected to cost: the
+        /// largest run so far in this workflow.
+        #[serde(default)]
+        expected_usd: f64,
     },
     /// The agent said it succeeded but the task's `_Verify:_` command failed.
     VerifyFailed {
@@ -1536,6 +1542,7 @@ mod tests {
                 limit: "per_run".into(),
                 limit_usd: 1.0,
                 spent_usd: 0.8,
+                expected_usd: 0.0,
             },
             Outcome::PermissionDenied { tools: vec![] },
             Outcome::AgentError {
@@ -1671,6 +1678,7 @@ mod tests {
                 limit: "daily".into(),
                 limit_usd: 1.0,
                 spent_usd: 2.0,
+                expected_usd: 0.0,
             },
             Outcome::VerifyFailed { exit_code: None },
             Outcome::MergeConflict { paths: vec![] },
@@ -1839,6 +1847,7 @@ mod tests {
             limit: "daily".into(),
             limit_usd: 5.0,
             spent_usd: 5.5,
+            expected_usd: 0.0,
         };
         assert!(Outcome::UsageLimited.pauses_workflow() && budget.pauses_workflow());
         for o in [

@@ -229,12 +229,15 @@ pub(crate) fn run_status(ctx: &Ctx, args: SpecStatusArgs) -> CmdResult {
         .iter()
         .map(|s| {
             let tasks = s.load_tasks().map_err(|e| e.to_string());
-            let d = view::spec_detail(
+            let mut d = view::spec_detail(
                 &state,
                 s.name(),
                 s.documents(),
                 tasks.as_ref().map(Option::as_ref).map_err(Clone::clone),
             );
+            if let Some(step) = view::running_step(&ctx.project, s.name()) {
+                d.next_step = Some(step);
+            }
             if let Some(e) = &d.tasks_error {
                 crate::diag!("qw: warning: spec `{}`: {e}", d.name);
             }

@@ -39,7 +39,7 @@ pub(crate) fn run(ctx: &Ctx, _args: StatusArgs) -> CmdResult {
     let dev = &ctx.settings()?.development_mode;
     let profiling = dev.performance_profiling();
     let activity = activities(&ctx.project, &state);
-    let overview = status::overview(
+    let mut overview = status::overview(
         &state,
         &Inputs {
             now: chrono::Local::now(),
@@ -47,6 +47,11 @@ pub(crate) fn run(ctx: &Ctx, _args: StatusArgs) -> CmdResult {
             activity: &activity,
         },
     );
+    for s in &mut overview.specs {
+        if let Some(step) = status::running_step(&ctx.project, &s.name) {
+            s.next_step = Some(step);
+        }
+    }
     let health = dev
         .state_monitoring()
         .then(|| state_health(&ctx.project, &state));

@@ -66,23 +66,19 @@ impl Budget {
         let pending = estimate * (s.in_flight as f64 + 1.0);
         let task_spent = s.per_task.get(task).copied().unwrap_or(0.0);
         let checks = [
-            ("per_task", self.per_task, task_spent + estimate, task_spent),
-            ("per_run", self.per_run, s.run + pending, s.run),
-            (
-                "daily",
-                self.daily,
-                s.today_before + s.run + pending,
-                s.today_before + s.run,
-            ),
+            ("per_task", self.per_task, estimate, task_spent),
+            ("per_run", self.per_run, pending, s.run),
+            ("daily", self.daily, pending, s.today_before + s.run),
         ];
-        for (limit, ceiling, would_be, spent_usd) in checks {
+        for (limit, ceiling, expected_usd, spent_usd) in checks {
             if let Some(ceiling) = ceiling
-                && (would_be > ceiling + 1e-9 || ceiling <= 0.0)
+                && (spent_usd + expected_usd > ceiling + 1e-9 || ceiling <= 0.0)
             {
                 return Err(Outcome::BudgetExceeded {
                     limit: limit.to_owned(),
                     limit_usd: ceiling,
                     spent_usd,
+                    expected_usd,
                 });
             }
         }
@@ -90,10 +86,14 @@ impl Budget {
         Ok(())
     }
 
-    /// A run that [`Budget::start`] admitted has finished having cost `cost` USD.
-    pub(crate) fn finish(&self, task: &str, cost: f64) {
+    /// A run that [`Budget::start`] admitted has finished having cost `cost` USD. When
+    /// that run took its task, the workflow run or the day over a ceiling (the check
+    /// before a run cannot stop one expensive run), says so: "cost $180.07 crossed the
+    /// per-task ceiling $1.00" (rev11b F1). The next run is then refused by
+    /// [`Budget::start`], and the workflow pauses.
+    pub(crate) fn finish(&self, task: &str, cost: f64) -> Option<String> {
         let Ok(mut s) = self.inner.lock() else {
-            return;
+            return None;
         };
         s.in_flight = s.in_flight.saturating_sub(1);
         let cost = if cost.is_finite() && cost > 0.0 {
@@ -103,7 +103,36 @@ impl Budget {
         };
         s.run += cost;
         s.largest_run = s.largest_run.max(cost);
+        let before_task = s.per_task.get(task).copied().unwrap_or(0.0);
         *s.per_task.entry(task.to_owned()).or_insert(0.0) += cost;
+        let before_run = s.run - cost;
+        let crossed = |ceiling: Option<f64>, before: f64, after: f64| {
+            ceiling.filter(|&c| cost > 0.0 && before <= c + 1e-9 && after > c + 1e-9)
+        };
+        let totals = [
+            ("per-task", self.per_task, before_task, before_task + cost),
+            ("per-run", self.per_run, before_run, s.run),
+            (
+                "daily",
+                self.daily,
+                s.today_before + before_run,
+                s.today_before + s.run,
+            ),
+        ];
+        let said: Vec<String> = totals
+            .into_iter()
+            .filter_map(|(name, ceiling, before, after)| {
+                let c = crossed(ceiling, before, after)?;
+                Some(if (after - cost).abs() < 1e-9 {
+                    format!("cost ${cost:.2} crossed the {name} ceiling ${c:.2}")
+                } else {
+                    format!(
+                        "cost ${cost:.2} (${after:.2} in all) crossed the {name} ceiling ${c:.2}"
+                    )
+                })
+            })
+            .collect();
+        (!said.is_empty()).then(|| said.join("; "))
     }
 
     /// USD spent by this workflow run so far.
@@ -127,7 +156,7 @@ mod tests {
 
     fn run(b: &Budget, task: &str, cost: f64) -> Result<(), Outcome> {
         b.start(task)?;
-        b.finish(task, cost);
+        let _ = b.finish(task, cost);
         Ok(())
     }
 

@@ -159,8 +159,11 @@ impl UserError for WorkflowError {
             | WorkflowError::WriterGone(_)
             | WorkflowError::Io(_)
             | WorkflowError::Options(_)
-            | WorkflowError::Executor(_)
-            | WorkflowError::Busy { .. } => exit::FAILED,
+            | WorkflowError::Executor(_) => exit::FAILED,
+            // Another qw runs this spec's workflow: nothing was started, nothing failed —
+            // exit 2 like `workflow-reset` refusing the same (rev11b F5); 1 would tell a
+            // script the running workflow's tasks failed.
+            WorkflowError::Busy { .. } => exit::USAGE,
         }
     }
 
@@ -232,7 +235,7 @@ mod tests {
             lock: "/p/.claude/runs/.demo.workflow.lock".into(),
             holder: Box::new(crate::fs::Holder::unknown()),
         };
-        assert_eq!(busy.exit_code(), exit::FAILED);
+        assert_eq!(busy.exit_code(), exit::USAGE, "nothing was started");
         assert!(
             !busy.to_string().contains("wait"),
             "the hint is not in the message"

@@ -331,6 +331,8 @@ pub(crate) enum StopReason {
         limit_usd: f64,
         /// What was spent against it.
         spent_usd: f64,
+        /// What the refused run (and the runs in flight) were expected to cost.
+        expected_usd: f64,
     },
     /// The agent hit a usage limit (resumable, after the reset if one is known).
     UsageLimit {
@@ -394,10 +396,12 @@ impl StopReason {
                 limit,
                 limit_usd,
                 spent_usd,
+                expected_usd,
             } => Some(StopReason::CostCeiling {
                 limit: limit.clone(),
                 limit_usd: *limit_usd,
                 spent_usd: *spent_usd,
+                expected_usd: *expected_usd,
             }),
             _ => None,
         }
@@ -422,14 +426,32 @@ impl std::fmt::Display for StopReason {
                 limit,
                 limit_usd,
                 spent_usd,
-            } => write!(
-                f,
-                "the {limit} cost ceiling of ${limit_usd:.2} would be crossed (${spent_usd:.2} spent)"
-            ),
+                expected_usd,
+            } => {
+                let name = ceiling_name(limit);
+                if *limit_usd <= 0.0 {
+                    write!(
+                        f,
+                        "the {name} cost ceiling is ${limit_usd:.2}: no run may start"
+                    )
+                } else {
+                    // Name what the check added up (rev11b F1): "$0.00 spent … would be
+                    // crossed" alone read false when the expected cost did the crossing.
+                    write!(
+                        f,
+                        "expected ${expected_usd:.2} (largest run so far) + ${spent_usd:.2} spent would cross the {name} cost ceiling of ${limit_usd:.2}"
+                    )
+                }
+            }
             StopReason::UsageLimit { evidence, .. } => f.write_str(evidence),
             StopReason::Signal { signal } => write!(f, "signal {signal}"),
         }
     }
+}
+
+/// A ceiling's name as the user's flag spells it (`per_task` → `per-task`).
+pub(crate) fn ceiling_name(limit: &str) -> String {
+    limit.replace('_', "-")
 }
 
 /// How a workflow run ended.
@@ -539,12 +561,13 @@ mod tests {
                 limit: "per_run".into(),
                 limit_usd: 1.0,
                 spent_usd: 0.8,
+                expected_usd: 0.4,
             },
             "",
         );
         assert_eq!(
             StopReason::for_run(&ceiling).unwrap().to_string(),
-            "the per_run cost ceiling of $1.00 would be crossed ($0.80 spent)"
+            "expected $0.40 (largest run so far) + $0.80 spent would cross the per-run cost ceiling of $1.00"
         );
         let failed = AgentRun::from_outcome(Outcome::NoResult { exit_code: 1 }, "");
         assert_eq!(StopReason::for_run(&failed), None);

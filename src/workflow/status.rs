@@ -583,6 +583,21 @@ pub(crate) fn next_step(
     }
 }
 
+/// While another qw holds `name`'s workflow lock, [`next_step`] would suggest a command
+/// that is refused (rev11b L1): say who runs it instead. `None` when nothing holds it (or
+/// the lock cannot be read: the state's own suggestion stands).
+pub(crate) fn running_step(project: &crate::project::Project, name: &str) -> Option<String> {
+    let holder = crate::fs::LockedFile::probe(project.workflow_lock_file(name))
+        .ok()
+        .flatten()?;
+    let who = holder
+        .pid
+        .map_or_else(|| "another qw".to_owned(), |pid| format!("qw pid {pid}"));
+    Some(format!(
+        "nothing while its workflow runs ({who}); `qw logs {name} --follow` follows it"
+    ))
+}
+
 /// Phase timings in completion order and task durations in id order.
 pub(crate) fn timings(spec: &state::Spec) -> Timings {
     let mut tasks: Vec<TaskTiming> = spec

@@ -303,7 +303,11 @@ fn a_second_workflow_of_a_spec_fails_at_once_naming_the_first() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&second.stderr).into_owned();
-    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert_eq!(
+        second.status.code(),
+        Some(2),
+        "nothing was started (rev11b F5): {err}"
+    );
     assert!(
         err.contains("already running the workflow of spec `demo`"),
         "{err}"

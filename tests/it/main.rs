@@ -12,6 +12,7 @@
 
 mod admission;
 mod agent;
+mod ceiling;
 mod checkshape;
 mod claude_real;
 mod claudeset;

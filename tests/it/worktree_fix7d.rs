@@ -357,7 +357,7 @@ fn worktree_fix7d_same_spec_in_a_second_checkout_is_refused_while_the_first_runs
     let (rc2, t2) = finish(&r, second, "feature");
     std::fs::write(r.aux.path().join("gate-go"), "").unwrap();
     let (rc, run) = finish(&r, child, "main");
-    assert_eq!(rc2, 1, "{t2}");
+    assert_eq!(rc2, 2, "nothing was started (rev11b F5): {t2}");
     assert!(
         t2.contains("another qw is already running the workflow of spec `demo`"),
         "{t2}"

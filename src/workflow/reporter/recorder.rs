@@ -982,6 +982,7 @@ mod tests {
                 limit: "per_run".into(),
                 limit_usd: 1.0,
                 spent_usd: 1.0,
+                expected_usd: 0.0,
             },
             "ceiling",
         );
@@ -1183,6 +1184,7 @@ mod tests {
             limit: "daily".into(),
             limit_usd: 1.0,
             spent_usd: 1.0,
+            expected_usd: 0.0,
         }));
         apply_all(&mut s, vec![EventKind::Finished { summary: &paused }]);
         assert_eq!(

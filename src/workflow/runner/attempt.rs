@@ -101,11 +101,11 @@ pub(crate) fn attempts(
         let slot = match admit(run, unit) {
             Ok(slot) => slot,
             Err(Admit::Refused(outcome, why)) => {
-                run.budget.finish(&budget_key, 0.0);
+                let _ = run.budget.finish(&budget_key, 0.0);
                 return not_started(run, unit, attempt, Refused::Admission, outcome, why);
             }
             Err(Admit::Event(e)) => {
-                run.budget.finish(&budget_key, 0.0);
+                let _ = run.budget.finish(&budget_key, 0.0);
                 return Err(e);
             }
         };
@@ -115,7 +115,7 @@ pub(crate) fn attempts(
             && let Some(sig) = run.stop.signal()
         {
             drop(slot);
-            run.budget.finish(&budget_key, 0.0);
+            let _ = run.budget.finish(&budget_key, 0.0);
             return not_started(
                 run,
                 unit,
@@ -188,7 +188,12 @@ pub(crate) fn attempts(
                 ),
             )?;
         }
-        run.budget.finish(&budget_key, r.cost_usd);
+        if let Some(crossed) = run.budget.finish(&budget_key, r.cost_usd) {
+            // Said at once and kept with the run; the work stays (it is done and paid
+            // for), and the next run is refused by the ceiling: the workflow pauses.
+            note(run, unit, format!("warning: {crossed}; no new run starts"))?;
+            r.evidence = format!("{}; {crossed}", r.evidence);
+        }
         // An agent that writes no code cannot change what its task's check sees: its
         // verify failure (or its own report that it cannot do the task) would recur.
         let same_again = !run.agent.writes_code()
@@ -770,8 +775,21 @@ fn one_attempt_runs(
         && let Some(verify) = job.task.as_ref().and_then(|t| t.verify.as_deref())
         && let Err((code, evidence)) = run_verify(run, unit, job, verify, reports)?
     {
-        r.outcome = Outcome::VerifyFailed { exit_code: code };
-        r.evidence = evidence;
+        if r.denials.is_empty() {
+            r.outcome = Outcome::VerifyFailed { exit_code: code };
+            r.evidence = evidence;
+        } else {
+            // The agent was refused a command and its check then failed: the refusal is
+            // the likely cause, and a retry meets the same refusal (rev11b F4). Keep the
+            // refusal and its way out in the evidence, never retried.
+            let how = refusal_note(&r.evidence).unwrap_or_else(|| {
+                agent::permissions::explain(&r.denials, &std::collections::HashMap::new(), None)
+            });
+            r.outcome = Outcome::PermissionDenied {
+                tools: agent::outcome::denied_tools(&r.denials),
+            };
+            r.evidence = format!("{evidence}, after a refused command: {how}");
+        }
     }
     // In a task worktree: commit and merge before the task counts as completed.
     if r.outcome.is_success()
@@ -780,6 +798,13 @@ fn one_attempt_runs(
         run.space.integrate(task, &mut r, run.events)?;
     }
     Ok(r)
+}
+
+/// The refusal note an agent's success evidence carries (`… (note: HOW)`), if any.
+fn refusal_note(evidence: &str) -> Option<String> {
+    let at = evidence.rfind(" (note: ")?;
+    let rest = &evidence[at + " (note: ".len()..];
+    Some(rest.strip_suffix(')').unwrap_or(rest).to_owned())
 }
 
 /// The run id (folder name) of a run folder.

@@ -106,6 +106,7 @@ mod tests {
             limit: "per_run".into(),
             limit_usd: 1.0,
             spent_usd: 1.0,
+            expected_usd: 0.0,
         };
         stop.request(ceiling.clone());
         stop.request(StopReason::UsageLimit {
@@ -126,6 +127,7 @@ mod tests {
             limit: "per_run".into(),
             limit_usd: 1.0,
             spent_usd: 1.0,
+            expected_usd: 0.0,
         };
         let fail = || StopReason::FailFast { task: "1".into() };
         let usage = || StopReason::UsageLimit {
