@@ -74,3 +74,4 @@ mod worktree_stash;
 mod worktree_target;
 mod worktree_task;
 mod worktree_tgt4;
+mod inside;
