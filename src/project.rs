@@ -13,7 +13,8 @@ pub struct Project {
 /// The git dir a linked worktree's `.git` file points to (`gitdir: X`, relative to the
 /// worktree when not absolute).
 fn linked_git_dir(top: &Path) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(top.join(".git")).ok()?;
+    // Never a FIFO or a device an agent put there: a regular file, bounded.
+    let text = crate::fs::read_regular_text(&top.join(".git"), 64 * 1024).ok()?;
     let dir = text.lines().next()?.strip_prefix("gitdir:")?.trim();
     (!dir.is_empty()).then(|| top.join(dir))
 }
@@ -31,7 +32,7 @@ fn in_main_worktree(start: &Path) -> Option<PathBuf> {
         if !admin.join(crate::worktree::TASK_MARKER).is_file() {
             return None;
         }
-        let common = std::fs::read_to_string(admin.join("commondir")).ok()?;
+        let common = crate::fs::read_regular_text(&admin.join("commondir"), 64 * 1024).ok()?;
         let common = admin.join(common.trim());
         let common = std::fs::canonicalize(common).ok()?;
         // A non-bare repository: its common dir is the main worktree's `.git`.

@@ -515,8 +515,13 @@ fn explain(report: &ExecReport, spec: &ExecSpec, quiet: bool) {
             .stall_timeout
             .map(|t| t.as_secs_f64())
             .unwrap_or_default();
+        let what = if spec.stall_on_events {
+            "no new output and no child process at work"
+        } else {
+            "no output and no CPU use"
+        };
         crate::diag!(
-            "qw: no output and no CPU use for {limit}s (stalled); ended the process tree ({ended}) with {how}"
+            "qw: {what} for {limit}s (stalled); ended the process tree ({ended}) with {how}"
         );
     } else if let Some(sig) = report.interrupted_by {
         let then = if report.escalated_to_kill {

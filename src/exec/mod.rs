@@ -123,7 +123,8 @@ pub struct ExecSpec {
     pub timeout: Option<Duration>,
     /// Time between SIGTERM and SIGKILL.
     pub grace: Duration,
-    /// End the run if it writes no output and uses no CPU for this long.
+    /// End the run if it writes no output and uses no CPU for this long (see also
+    /// [`ExecSpec::stall_on_events`]).
     pub stall_timeout: Option<Duration>,
     /// The stdout is an agent's event stream (claude's stream-json): for the stall
     /// watch, life is the stream growing or a *tool* (a process below the program) using
