@@ -38,8 +38,9 @@ pub struct ExecArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub stall_timeout: Option<Duration>,
     /// The stdout is an agent's event stream: for the stall watch only its growth and
-    /// the program's child processes count as life (used by qw's own executor).
-    #[arg(long, hide = true, requires = "stall_timeout")]
+    /// the program's child processes count as life (used by qw's own executor; without
+    /// `--stall-timeout` it does nothing).
+    #[arg(long, hide = true)]
     pub stall_on_events: bool,
     /// Working directory for the program.
     #[arg(long, value_name = "DIR")]
