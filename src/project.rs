@@ -10,6 +10,50 @@ pub struct Project {
     root: PathBuf,
 }
 
+/// The git dir a linked worktree's `.git` file points to (`gitdir: X`, relative to the
+/// worktree when not absolute).
+fn linked_git_dir(top: &Path) -> Option<PathBuf> {
+    // Never a FIFO or a device an agent put there: a regular file, bounded.
+    let text = crate::fs::read_regular_text(&top.join(".git"), 64 * 1024).ok()?;
+    let dir = text.lines().next()?.strip_prefix("gitdir:")?.trim();
+    (!dir.is_empty()).then(|| top.join(dir))
+}
+
+/// When `start` is inside a qw task worktree: the same path under the repository's main
+/// worktree (see [`Project::discover`]). `None` anywhere else.
+fn in_main_worktree(start: &Path) -> Option<PathBuf> {
+    // The worktree's top: the nearest ancestor holding `.git` (a file in a linked one).
+    let top = start
+        .ancestors()
+        .find(|d| d.join(".git").symlink_metadata().is_ok());
+    let from_git = top.and_then(|top| {
+        let admin = linked_git_dir(top)?;
+        // Only qw's task worktrees: their git dir holds qw's marker.
+        if !admin.join(crate::worktree::TASK_MARKER).is_file() {
+            return None;
+        }
+        let common = crate::fs::read_regular_text(&admin.join("commondir"), 64 * 1024).ok()?;
+        let common = admin.join(common.trim());
+        let common = std::fs::canonicalize(common).ok()?;
+        // A non-bare repository: its common dir is the main worktree's `.git`.
+        if common.file_name()? != ".git" {
+            return None;
+        }
+        let main = common.parent()?.to_path_buf();
+        Some((top.to_path_buf(), main))
+    });
+    let (top, main) = from_git.or_else(|| {
+        // The agent replaced or deleted its worktree's `.git`: the environment qw gave it.
+        let wt = PathBuf::from(std::env::var_os("QW_WORKTREE")?);
+        let project = PathBuf::from(std::env::var_os("QW_PROJECT")?);
+        (wt.is_absolute() && project.is_absolute() && start.starts_with(&wt))
+            .then_some((wt, project))
+    })?;
+    let rel = start.strip_prefix(&top).ok()?;
+    let mapped = main.join(rel);
+    (main.is_dir() && main != top).then_some(mapped)
+}
+
 impl Project {
     /// Use `dir` as the project root as it is.
     pub fn at(dir: impl Into<PathBuf>) -> Self {
@@ -21,8 +65,17 @@ impl Project {
     /// else `start`. Above the repository is not the project: `$HOME` holds Claude
     /// Code's own `~/.claude/`, and `qw init` in a new repository under it wrote qw's
     /// commands and settings there (rev9 N13).
+    ///
+    /// Inside a qw task worktree (`<repo>.qw-worktrees/<spec>-<task>/…`, whose git dir
+    /// holds qw's marker) the project is the workflow's: the same place under the
+    /// repository's main worktree. A task's agent running `qw suggest`, `qw exec` or
+    /// `qw status` there — or a user who `cd`s into it — acts on the project, not on the
+    /// worktree's own copy of `.claude/` (which qw would then refuse or drop at the merge).
+    /// Found from the worktree's `.git` file (gitdir → commondir); when the agent broke
+    /// that, from `QW_WORKTREE`/`QW_PROJECT` in the environment qw gave it.
     pub fn discover(start: &Path) -> Self {
         let start = std::path::absolute(start).unwrap_or_else(|_| start.to_path_buf());
+        let start = in_main_worktree(&start).unwrap_or(start);
         let mut found = None;
         for dir in start.ancestors() {
             if dir.join(".claude").is_dir() {

@@ -530,6 +530,8 @@ pub fn run_job_as(
     spec.timeout = limits.timeout;
     spec.grace = limits.grace;
     spec.stall_timeout = limits.stall_timeout;
+    // claude's stream-json: an event is the sign of life, not the CLI's own CPU or I/O.
+    spec.stall_on_events = command.stdout_name == "events.jsonl";
     let before = job
         .expected_document()
         .is_some_and(|d| document::present(&d));

@@ -530,7 +530,7 @@ pub fn classify(input: &ClassifyInput<'_>) -> AgentRun {
             run,
             Outcome::Stalled { escalated },
             format!(
-                "no output and no CPU use for the stall timeout (after {}); process tree ended with {}",
+                "no new output (for claude: no new event and no tool at work) for the stall timeout (after {}); process tree ended with {}",
                 secs(report),
                 ending(escalated)
             ),

@@ -37,6 +37,11 @@ pub struct ExecArgs {
     /// End the run if it writes nothing and uses no CPU for this many seconds.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub stall_timeout: Option<Duration>,
+    /// The stdout is an agent's event stream: for the stall watch only its growth and
+    /// the program's child processes count as life (used by qw's own executor; without
+    /// `--stall-timeout` it does nothing).
+    #[arg(long, hide = true)]
+    pub stall_on_events: bool,
     /// Working directory for the program.
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
@@ -103,6 +108,7 @@ impl ExecArgs {
             timeout: None,
             grace: parse_secs("5").ok()?,
             stall_timeout: None,
+            stall_on_events: false,
             cwd: None,
             admit: None,
             admit_timeout: None,
@@ -167,6 +173,9 @@ impl ExecArgs {
                 }
                 "no-record" if inline.is_none() && !a.no_record => a.no_record = true,
                 "no-sweep" if inline.is_none() && !a.no_sweep => a.no_sweep = true,
+                "stall-on-events" if inline.is_none() && !a.stall_on_events => {
+                    a.stall_on_events = true;
+                }
                 _ => return None,
             }
         }
@@ -289,6 +298,7 @@ pub(crate) fn run(ctx: &Ctx, args: ExecArgs) -> CmdResult {
         timeout: args.timeout.filter(|t| !t.is_zero()),
         grace: args.grace,
         stall_timeout: args.stall_timeout,
+        stall_on_events: args.stall_on_events,
         run_id: args.run_id.clone(),
         project: in_project.then(|| ctx.project.root().to_path_buf()),
         name: None,
@@ -506,8 +516,13 @@ fn explain(report: &ExecReport, spec: &ExecSpec, quiet: bool) {
             .stall_timeout
             .map(|t| t.as_secs_f64())
             .unwrap_or_default();
+        let what = if spec.stall_on_events {
+            "no new output and no child process at work"
+        } else {
+            "no output and no CPU use"
+        };
         crate::diag!(
-            "qw: no output and no CPU use for {limit}s (stalled); ended the process tree ({ended}) with {how}"
+            "qw: {what} for {limit}s (stalled); ended the process tree ({ended}) with {how}"
         );
     } else if let Some(sig) = report.interrupted_by {
         let then = if report.escalated_to_kill {

@@ -63,6 +63,9 @@ impl LocalExecutor {
         }
         if let Some(t) = spec.stall_timeout {
             c.arg("--stall-timeout").arg(secs(t));
+            if spec.stall_on_events {
+                c.arg("--stall-on-events");
+            }
         }
         if let Some(dir) = &spec.cwd {
             c.arg("--cwd").arg(dir);

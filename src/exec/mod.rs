@@ -123,8 +123,14 @@ pub struct ExecSpec {
     pub timeout: Option<Duration>,
     /// Time between SIGTERM and SIGKILL.
     pub grace: Duration,
-    /// End the run if it writes no output and uses no CPU for this long.
+    /// End the run if it writes no output and uses no CPU for this long (see also
+    /// [`ExecSpec::stall_on_events`]).
     pub stall_timeout: Option<Duration>,
+    /// The stdout is an agent's event stream (claude's stream-json): for the stall
+    /// watch, life is the stream growing or a *tool* (a process below the program) using
+    /// CPU or doing I/O; the program's own CPU and I/O are not (the claude CLI keeps
+    /// using both while it waits on an API call that never answers, rev11b F2).
+    pub stall_on_events: bool,
     /// Run id to use (default: a fresh one owned by the supervisor).
     pub run_id: Option<String>,
     /// Project root, exported as `QW_PROJECT` so automatic sweeps stay inside a project.
@@ -153,6 +159,7 @@ impl ExecSpec {
             timeout: None,
             grace: DEFAULT_GRACE,
             stall_timeout: None,
+            stall_on_events: false,
             run_id: None,
             project: None,
             name: None,

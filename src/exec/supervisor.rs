@@ -334,6 +334,8 @@ struct Watchdog {
     last_sample: Option<Sample>,
     last_activity: Instant,
     next_check: Instant,
+    /// [`ExecSpec::stall_on_events`]: the program's own CPU and I/O are not life.
+    on_events: bool,
 }
 
 /// What the watchdog compares between two samples.
@@ -369,6 +371,7 @@ impl Watchdog {
             files,
             last_sample: None,
             last_activity: Instant::now(),
+            on_events: spec.stall_on_events,
             // The first sample waits a little: short runs never pay for a /proc scan.
             next_check: Instant::now() + Self::period(limit),
         }
@@ -404,13 +407,35 @@ impl Watchdog {
                 })
                 .collect(),
         };
-        if writing || self.last_sample.as_ref() != Some(&sample) {
+        let alive = if self.on_events {
+            sample.bytes != self.last_sample.as_ref().map_or(u64::MAX, |s| s.bytes)
+                || tools_busy(self.last_sample.as_ref(), &sample, tree.child)
+        } else {
+            self.last_sample.as_ref() != Some(&sample)
+        };
+        if writing || alive {
             self.last_sample = Some(sample);
             self.last_activity = now;
             return false;
         }
         now.duration_since(self.last_activity) >= self.limit
     }
+}
+
+/// Whether a process below the program (`leader`) — a tool it runs — used CPU or did
+/// I/O since `before`: one seen before whose counters moved, or a new one that used CPU
+/// (a new process's I/O counters hold its start-up reads, which are no sign of work).
+fn tools_busy(before: Option<&Sample>, now: &Sample, leader: i32) -> bool {
+    now.members.iter().filter(|m| m.pid != leader).any(|m| {
+        match before.and_then(|b| {
+            b.members
+                .iter()
+                .find(|o| o.pid == m.pid && o.start_time == m.start_time)
+        }) {
+            Some(old) => old.cpu_ticks != m.cpu_ticks || old.io != m.io,
+            None => m.cpu_ticks > 0,
+        }
+    })
 }
 
 #[cfg(target_os = "linux")]

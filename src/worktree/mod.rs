@@ -103,6 +103,7 @@ pub use shell::quote;
 pub(crate) use shell::{continue_cmd, continue_of};
 pub use stash::{StashBefore, StashCheck, StashEntry};
 pub use target::{RefusedMove, refused_move};
+pub(crate) use tree::MARKER as TASK_MARKER;
 pub use tree::{Capture, in_progress};
 
 /// Errors from git or from the files around it. Each names the command or path.

@@ -33,6 +33,7 @@ mod fix7c;
 mod gitcfg;
 mod gitdir;
 mod init;
+mod inside;
 mod locks;
 mod logs;
 mod mainrace;

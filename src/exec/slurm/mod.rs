@@ -436,6 +436,9 @@ impl SlurmExecutor {
         if let Some(t) = spec.stall_timeout {
             exec_args.push("--stall-timeout".into());
             exec_args.push(secs(t).into());
+            if spec.stall_on_events {
+                exec_args.push("--stall-on-events".into());
+            }
         }
         // Locally a run without a cwd inherits qw's; the job would start in its run
         // folder instead, so qw's own directory is passed explicitly.
