@@ -1024,6 +1024,7 @@ fn step_evidence(e: &StepError, branch: &str) -> String {
     | WorktreeError::Staged(why)
     | WorktreeError::OwnHistory(why)
     | WorktreeError::Crossed(why)
+    | WorktreeError::Dropped(why)
     | WorktreeError::Obstructed(why) = &e.source
     {
         return why.clone();

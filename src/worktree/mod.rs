@@ -151,6 +151,11 @@ pub enum WorktreeError {
     /// says where everything is (see `worktree/cross.rs`).
     #[error("{0}")]
     Crossed(String),
+    /// The task's agent made commits and then dropped them from its result (a `reset
+    /// --hard`, a rebase leaving them out): the result lacks their work, so it is not
+    /// reported done; the line says on which branch they are kept and how to merge them.
+    #[error("{0}")]
+    Dropped(String),
     /// The main worktree's index holds staged changes: git would not merge, and qw
     /// never changes the user's index. The line names them and how to settle them.
     #[error("{0}")]
@@ -196,6 +201,7 @@ impl crate::exit::UserError for WorktreeError {
             | WorktreeError::TargetMoved(_)
             | WorktreeError::OwnHistory(_)
             | WorktreeError::Crossed(_)
+            | WorktreeError::Dropped(_)
             | WorktreeError::Staged(_)
             | WorktreeError::Obstructed(_)
             | WorktreeError::MergePending(_)
@@ -1818,6 +1824,9 @@ impl Worktrees {
         }
         if let Some(line) = &capture.crossed {
             return Err(commit(WorktreeError::Crossed(line.clone())));
+        }
+        if let Some(line) = &capture.dropped {
+            return Err(commit(WorktreeError::Dropped(line.clone())));
         }
         if let Some(result) = &capture.commit {
             let target = self.target();
