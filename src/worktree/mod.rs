@@ -66,6 +66,7 @@ mod planted;
 mod reflog;
 pub(crate) mod root;
 mod salvage;
+pub(crate) mod shared;
 mod shell;
 mod stash;
 pub(crate) mod target;
@@ -156,6 +157,11 @@ pub enum WorktreeError {
     /// reported done; the line says on which branch they are kept and how to merge them.
     #[error("{0}")]
     Dropped(String),
+    /// An agent in the shared tree (no task worktrees) switched the user's branch or
+    /// reset it under completed work: the line names the branch and the commit to
+    /// recover (see `worktree/shared.rs`); no new task starts on that tree.
+    #[error("{0}")]
+    SharedTree(String),
     /// The main worktree's index holds staged changes: git would not merge, and qw
     /// never changes the user's index. The line names them and how to settle them.
     #[error("{0}")]
@@ -202,6 +208,7 @@ impl crate::exit::UserError for WorktreeError {
             | WorktreeError::OwnHistory(_)
             | WorktreeError::Crossed(_)
             | WorktreeError::Dropped(_)
+            | WorktreeError::SharedTree(_)
             | WorktreeError::Staged(_)
             | WorktreeError::Obstructed(_)
             | WorktreeError::MergePending(_)
