@@ -30,6 +30,7 @@ mod fix7a;
 mod fix7c;
 mod gitcfg;
 mod init;
+mod keepwork;
 mod locks;
 mod logs;
 mod mergeign;
