@@ -1832,9 +1832,6 @@ impl Worktrees {
         if let Some(line) = &capture.crossed {
             return Err(commit(WorktreeError::Crossed(line.clone())));
         }
-        if let Some(line) = &capture.dropped {
-            return Err(commit(WorktreeError::Dropped(line.clone())));
-        }
         if let Some(result) = &capture.commit {
             let target = self.target();
             let unheld = cross::unheld_deletions(
@@ -1921,6 +1918,11 @@ impl Worktrees {
             && let Some(line) = self.copies_other_tasks(h, result).map_err(commit)?
         {
             return Err(commit(WorktreeError::Crossed(line)));
+        }
+        // Last of the refusals (a crossing above says more): the agent's own commits
+        // dropped from its result (rev11a F1).
+        if let Some(line) = &capture.dropped {
+            return Err(commit(WorktreeError::Dropped(line.clone())));
         }
         let merge_err = |source| StepError {
             step: Step::Merge,
