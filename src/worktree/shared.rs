@@ -86,7 +86,7 @@ pub(crate) fn check(root: &Path, spec: &str, task: &str, before: &Mark) -> Optio
         ],
     );
     let on_branch = now.as_ref().and_then(|n| n.branch.as_deref()) == Some(branch.as_str());
-    let branch_holds = tip_now.as_deref().is_some_and(|t| holds(t));
+    let branch_holds = tip_now.as_deref().is_some_and(holds);
     if on_branch && branch_holds {
         return None;
     }
