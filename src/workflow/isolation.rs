@@ -501,6 +501,12 @@ pub(crate) struct TaskSpace {
     /// (`worktree/pending.rs`): the record, and (once [`TaskSpace::keep_vouched`] kept
     /// it) the check the state says the work passed.
     pending_at_start: HashMap<String, (PendingMerge, Option<String>)>,
+    /// Shared tree only: where the user's checkout was before each running task's agent
+    /// (`worktree/shared.rs`).
+    marks: Mutex<HashMap<String, crate::worktree::shared::Mark>>,
+    /// Shared tree only: the line of the first agent that switched or reset the user's
+    /// branch; no task starts after it.
+    broken: Mutex<Option<String>>,
 }
 
 impl TaskSpace {
@@ -514,6 +520,8 @@ impl TaskSpace {
             active: Mutex::new(HashMap::new()),
             merged_at_start: HashSet::new(),
             pending_at_start: HashMap::new(),
+            marks: Mutex::new(HashMap::new()),
+            broken: Mutex::new(None),
         }
     }
 
@@ -702,7 +710,19 @@ impl TaskSpace {
                 lock(&self.active).insert(task_id.to_owned(), h);
                 dir
             }
-            None => self.root.clone(),
+            None => {
+                // The user's own checkout: refused once an agent moved its branch (the
+                // next agent would build on, or commit over, the wrong history).
+                if let Some(line) = lock(&self.broken).clone() {
+                    return Err(WorkflowError::Git(WorktreeError::SharedTree(format!(
+                        "not started: {line}"
+                    ))));
+                }
+                if let Some(m) = crate::worktree::shared::mark(&self.root) {
+                    lock(&self.marks).insert(task_id.to_owned(), m);
+                }
+                self.root.clone()
+            }
         };
         let mut env: Vec<(OsString, OsString)> =
             vec![("QW_WORKTREE".into(), workdir.clone().into_os_string())];
@@ -725,6 +745,36 @@ impl TaskSpace {
             }
         }
         None
+    }
+
+    /// Shared tree: the task fails (`workspace_error`, not retried) when its agent left
+    /// the user's checkout off the branch it was on, or that branch no longer holds the
+    /// tip it had before the agent (`worktree/shared.rs`); no task starts after that.
+    fn shared_check(&self, task: &TaskJob, r: &mut AgentRun, events: &Events<'_>) {
+        let Some(before) = lock(&self.marks).get(&task.id).cloned() else {
+            return;
+        };
+        let Some(line) = crate::worktree::shared::check(&self.root, &self.spec, &task.id, &before)
+        else {
+            // The next attempt is checked from where this one left the tree.
+            if let Some(m) = crate::worktree::shared::mark(&self.root) {
+                lock(&self.marks).insert(task.id.clone(), m);
+            }
+            return;
+        };
+        lock(&self.broken).get_or_insert_with(|| line.clone());
+        if matches!(
+            r.outcome,
+            Outcome::KilledByUser { .. } | Outcome::UsageLimited | Outcome::BudgetExceeded { .. }
+        ) {
+            say(events, format!("warning: {line}"));
+            r.evidence.push_str(&format!("; warning: {line}"));
+        } else {
+            r.outcome = Outcome::WorkspaceError {
+                step: WorkspaceStep::Commit,
+            };
+            r.evidence = line;
+        }
     }
 
     /// After an attempt whose agent and verify passed: save what the task's worktree
@@ -840,6 +890,7 @@ impl TaskSpace {
     /// before the `_Verify:_`.
     pub(crate) fn after_agent(&self, task: &TaskJob, r: &mut AgentRun, events: &Events<'_>) {
         let Some(w) = &self.worktrees else {
+            self.shared_check(task, r, events);
             return;
         };
         let Some(h) = lock(&self.active).get(&task.id).cloned() else {
@@ -1024,6 +1075,8 @@ fn step_evidence(e: &StepError, branch: &str) -> String {
     | WorktreeError::Staged(why)
     | WorktreeError::OwnHistory(why)
     | WorktreeError::Crossed(why)
+    | WorktreeError::Dropped(why)
+    | WorktreeError::SharedTree(why)
     | WorktreeError::Obstructed(why) = &e.source
     {
         return why.clone();

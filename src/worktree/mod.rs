@@ -66,6 +66,7 @@ mod planted;
 mod reflog;
 pub(crate) mod root;
 mod salvage;
+pub(crate) mod shared;
 mod shell;
 mod stash;
 pub(crate) mod target;
@@ -153,6 +154,16 @@ pub enum WorktreeError {
     /// says where everything is (see `worktree/cross.rs`).
     #[error("{0}")]
     Crossed(String),
+    /// The task's agent made commits and then dropped them from its result (a `reset
+    /// --hard`, a rebase leaving them out): the result lacks their work, so it is not
+    /// reported done; the line says on which branch they are kept and how to merge them.
+    #[error("{0}")]
+    Dropped(String),
+    /// An agent in the shared tree (no task worktrees) switched the user's branch or
+    /// reset it under completed work: the line names the branch and the commit to
+    /// recover (see `worktree/shared.rs`); no new task starts on that tree.
+    #[error("{0}")]
+    SharedTree(String),
     /// The main worktree's index holds staged changes: git would not merge, and qw
     /// never changes the user's index. The line names them and how to settle them.
     #[error("{0}")]
@@ -198,6 +209,8 @@ impl crate::exit::UserError for WorktreeError {
             | WorktreeError::TargetMoved(_)
             | WorktreeError::OwnHistory(_)
             | WorktreeError::Crossed(_)
+            | WorktreeError::Dropped(_)
+            | WorktreeError::SharedTree(_)
             | WorktreeError::Staged(_)
             | WorktreeError::Obstructed(_)
             | WorktreeError::MergePending(_)
@@ -2056,6 +2069,11 @@ impl Worktrees {
                 return Err(commit(WorktreeError::Crossed(line)));
             }
             capture.strays.extend(user.skipped);
+        }
+        // Last of the refusals (a crossing above says more): the agent's own commits
+        // dropped from its result (rev11a F1).
+        if let Some(line) = &capture.dropped {
+            return Err(commit(WorktreeError::Dropped(line.clone())));
         }
         let merge_err = |source| StepError {
             step: Step::Merge,

@@ -155,6 +155,11 @@ pub struct Capture {
     /// was saved on it instead, and this line says who moved it and where each piece is
     /// (see `worktree/cross.rs`); not to be merged.
     pub crossed: Option<String>,
+    /// Commits the agent made and then dropped from its result (a `reset --hard`, a
+    /// rebase that left them out) whose changes the result lacks: where they are kept
+    /// and how to merge them. The task fails instead of being reported completed with
+    /// its work left aside (rev11a F1).
+    pub dropped: Option<String>,
     /// Paths of repositories nested in the worktree (and gitlinks it staged or committed)
     /// that were left out of the result: what the merge does not bring (see
     /// `Worktrees::not_merged`).
@@ -391,7 +396,7 @@ pub(crate) fn point_branch(
         None => None,
     };
     let old_tip = if crossed.is_some() { None } else { old_tip };
-    let mut strays = strays(repo, t, staged.commit.as_deref(), old_tip, base)?;
+    let (mut strays, dropped) = strays(repo, t, staged.commit.as_deref(), old_tip, base)?;
     strays.extend(own_history.clone());
     strays.extend(super::cross::below_start(
         repo,
@@ -407,6 +412,7 @@ pub(crate) fn point_branch(
         strays,
         own_history,
         crossed,
+        dropped,
         left_out: staged.left_out,
     })
 }
@@ -417,14 +423,15 @@ const UNKNOWN_TASK: &str = "unknown";
 
 /// Commits the worktree's HEAD visited (and the branch's previous tip) that are in
 /// neither the result nor `base`: named where a branch holds them, else kept on a new
-/// branch `<task branch>@<sha>`.
+/// branch `<task branch>@<sha>`. The second value: the line for the commits the agent
+/// itself left outside its result (their changes missing from it), which fail the task.
 fn strays(
     repo: &Repo,
     t: &Tree<'_>,
     result: Option<&str>,
     old_tip: Option<String>,
     base: &str,
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, Option<String>)> {
     let log = head_log(t.admin);
     let mut candidates: Vec<String> = log.iter().rev().map(|l| l.to.clone()).collect();
     candidates.extend(old_tip);
@@ -447,6 +454,7 @@ fn strays(
     let mut seen = std::collections::BTreeSet::new();
     let mut kept: Vec<String> = Vec::new();
     let mut out = Vec::new();
+    let mut dropped: Vec<String> = Vec::new();
     let rescue_prefix = format!("{}@", t.branch);
     for c in candidates {
         if !seen.insert(c.clone()) || !is_commit(repo, &c) {
@@ -546,8 +554,8 @@ fn strays(
                     "{missing} commit(s) of unknown origin (up to {short}: written while the task ran, named by no branch and no reflog — this task's agent's after a reflog expire, or another git's) are kept on branch `{name}`; {see}"
                 ));
             } else {
-                out.push(format!(
-                    "{missing} commit(s) the agent left outside its result (up to {short}, by a reset, a rebase or a branch switch) are kept on branch `{name}`; {see}"
+                dropped.push(format!(
+                    "{missing} commit(s) the agent made and then left outside its result (up to {short}, by a reset, a rebase or a branch switch) hold work the result lacks: kept on branch `{name}`, not merged; {see}, and merge it with `git merge {name}`"
                 ));
             }
         } else {
@@ -568,7 +576,7 @@ fn strays(
             ));
         }
     }
-    Ok(out)
+    Ok((out, (!dropped.is_empty()).then(|| dropped.join("; "))))
 }
 
 /// Did the worktree's own git rewrite `c` after it was there: a `commit --amend`, a
@@ -591,26 +599,41 @@ fn rewritten_later(log: &[LogLine], c: &str) -> bool {
     })
 }
 
-/// Did `result` change every path `c` changed (from their merge base)? Then `c` was
-/// rewritten into it (amended, squashed, redone): nothing of it is lacking there.
+/// Did `result`'s history (from its merge base with `c`) change every path `c` changed?
+/// Then `c` was rewritten into it (amended, squashed, redone): nothing of it is lacking
+/// there. Each commit's paths count, not only the net diff: an agent's `git add -A`
+/// of the spec link qw takes back out in its own commit on top is still the agent's.
 fn superseded(repo: &Repo, c: &str, result: &str) -> Result<bool> {
     let out = super::git_output(&repo.top, ["merge-base", c, result], &[])?;
     let mb = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     if !out.status.success() || mb.is_empty() {
         return Ok(false);
     }
-    let paths = |to: &str| -> Result<std::collections::BTreeSet<String>> {
-        Ok(git(
-            &repo.top,
-            &["diff", "--name-only", "--no-renames", "-z", &mb, to, "--"],
-        )?
-        .split('\0')
-        .filter(|p| !p.is_empty())
-        .map(str::to_owned)
-        .collect())
+    let split = |text: String| -> BTreeSet<String> {
+        text.split('\0')
+            .map(|p| p.trim_matches('\n'))
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect()
     };
-    let mine = paths(c)?;
-    Ok(!mine.is_empty() && mine.is_subset(&paths(result)?))
+    let mine = split(git(
+        &repo.top,
+        &["diff", "--name-only", "--no-renames", "-z", &mb, c, "--"],
+    )?);
+    let range = format!("{mb}..{result}");
+    let theirs = split(git(
+        &repo.top,
+        &[
+            "log",
+            "-z",
+            "--format=",
+            "--name-only",
+            "--no-renames",
+            &range,
+            "--",
+        ],
+    )?);
+    Ok(!mine.is_empty() && mine.is_subset(&theirs))
 }
 
 pub(crate) fn is_commit(repo: &Repo, sha: &str) -> bool {

@@ -34,6 +34,7 @@ mod gitcfg;
 mod gitdir;
 mod init;
 mod inside;
+mod keepwork;
 mod locks;
 mod logs;
 mod mainrace;
