@@ -388,16 +388,7 @@ fn named(found: &[Copied], spec: Option<&str>) -> Vec<String> {
                 Some((s, t)) => format!("task {t} of spec `{s}`"),
                 None => format!("branch `{}`", c.branch),
             };
-            let theirs = match c.theirs.as_slice() {
-                [one] => format!("a copy of {}", short(one)),
-                [first, .., last] => format!(
-                    "the {} commits {}..{} squashed",
-                    c.theirs.len(),
-                    short(first),
-                    short(last)
-                ),
-                [] => String::new(),
-            };
+            let theirs = copies_of(&c.theirs);
             format!(
                 "{} is {theirs} of {whose} (task branch `{}`)",
                 short(&c.ours),
@@ -603,16 +594,7 @@ impl Worktrees {
         let named: Vec<String> = found
             .iter()
             .map(|c| {
-                let theirs = match c.theirs.as_slice() {
-                    [one] => format!("a copy of {}", short(one)),
-                    [first, .., last] => format!(
-                        "the {} commits {}..{} squashed",
-                        c.theirs.len(),
-                        short(first),
-                        short(last)
-                    ),
-                    [] => String::new(),
-                };
+                let theirs = copies_of(&c.theirs);
                 format!(
                     "{} is {theirs} of your branch `{}`",
                     short(&c.ours),
@@ -637,6 +619,20 @@ impl Worktrees {
             )),
             skipped,
         })
+    }
+}
+
+/// "a copy of X" or "the N commits A..B squashed": what a copy in a result copies.
+fn copies_of(theirs: &[String]) -> String {
+    match theirs {
+        [one] => format!("a copy of {}", short(one)),
+        [first, .., last] => format!(
+            "the {} commits {}..{} squashed",
+            theirs.len(),
+            short(first),
+            short(last)
+        ),
+        [] => String::new(),
     }
 }
 

@@ -553,9 +553,15 @@ fn strays(
                 out.push(format!(
                     "{missing} commit(s) of unknown origin (up to {short}: written while the task ran, named by no branch and no reflog — this task's agent's after a reflog expire, or another git's) are kept on branch `{name}`; {see}"
                 ));
-            } else {
+            } else if shares_history(repo, &c, base)? {
                 dropped.push(format!(
                     "{missing} commit(s) the agent made and then left outside its result (up to {short}, by a reset, a rebase or a branch switch) hold work the result lacks: kept on branch `{name}`, not merged; {see}, and merge it with `git merge {name}`"
+                ));
+            } else {
+                // Another history (the branch moved to an unrelated commit): nothing a
+                // merge could bring back; kept and said, the task's files saved as usual.
+                out.push(format!(
+                    "{missing} commit(s) of another history the task's branch was moved to (up to {short}) are kept on branch `{name}`, not merged; {see}"
                 ));
             }
         } else {
@@ -577,6 +583,12 @@ fn strays(
         }
     }
     Ok((out, (!dropped.is_empty()).then(|| dropped.join("; "))))
+}
+
+/// Do `c` and `base` have a common ancestor (is `c` of the project's history)?
+fn shares_history(repo: &Repo, c: &str, base: &str) -> Result<bool> {
+    let out = super::git_output(&repo.top, ["merge-base", c, base], &[])?;
+    Ok(out.status.success() && !out.stdout.trim_ascii().is_empty())
 }
 
 /// Did the worktree's own git rewrite `c` after it was there: a `commit --amend`, a
