@@ -582,7 +582,35 @@ fn strays(
             ));
         }
     }
+    // The agent that dropped commits and then did the work again (its result changes
+    // files): merged, the dropped commits kept and said. Only a result that brings
+    // nothing of its own (outside `.claude/`) fails the task (rev11a F1).
+    if !dropped.is_empty()
+        && let Some(r) = result
+        && brings_changes(repo, base, r)?
+    {
+        out.append(&mut dropped);
+    }
     Ok((out, (!dropped.is_empty()).then(|| dropped.join("; "))))
+}
+
+/// Does `result` change any file outside `.claude/` since its merge base with `base`?
+fn brings_changes(repo: &Repo, base: &str, result: &str) -> Result<bool> {
+    let range = format!("{base}...{result}");
+    let out = super::git_output(
+        &repo.top,
+        [
+            "diff",
+            "--quiet",
+            "--no-ext-diff",
+            &range,
+            "--",
+            ".",
+            ":(exclude).claude",
+        ],
+        &[],
+    )?;
+    Ok(out.status.code() == Some(1))
 }
 
 /// Do `c` and `base` have a common ancestor (is `c` of the project's history)?
