@@ -455,6 +455,8 @@ fn strays(
     let mut kept: Vec<String> = Vec::new();
     let mut out = Vec::new();
     let mut dropped: Vec<String> = Vec::new();
+    // The same commits said as a warning, for a result that did the work again.
+    let mut redone: Vec<String> = Vec::new();
     let rescue_prefix = format!("{}@", t.branch);
     for c in candidates {
         if !seen.insert(c.clone()) || !is_commit(repo, &c) {
@@ -554,6 +556,9 @@ fn strays(
                     "{missing} commit(s) of unknown origin (up to {short}: written while the task ran, named by no branch and no reflog — this task's agent's after a reflog expire, or another git's) are kept on branch `{name}`; {see}"
                 ));
             } else if shares_history(repo, &c, base)? {
+                redone.push(format!(
+                    "{missing} commit(s) the agent left outside its result (up to {short}, by a reset, a rebase or a branch switch) are kept on branch `{name}`; {see}"
+                ));
                 dropped.push(format!(
                     "{missing} commit(s) the agent made and then left outside its result (up to {short}, by a reset, a rebase or a branch switch) hold work the result lacks: kept on branch `{name}`, not merged; {see}, and merge it with `git merge {name}`"
                 ));
@@ -589,7 +594,8 @@ fn strays(
         && let Some(r) = result
         && brings_changes(repo, base, r)?
     {
-        out.append(&mut dropped);
+        dropped.clear();
+        out.append(&mut redone);
     }
     Ok((out, (!dropped.is_empty()).then(|| dropped.join("; "))))
 }
